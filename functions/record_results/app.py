@@ -1,0 +1,31 @@
+"""SageMaker processing job state change -> evaluation.json into DynamoDB, a message to SNS."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import idempotent
+from aws_lambda_powertools.utilities.parser import parse
+
+from reviewtune.core.context import FunctionContext, idempotency_config
+from reviewtune.core.events import ProcessingJobStateChange
+from reviewtune.core.results import record_results
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+ctx = FunctionContext.from_env()
+IDEMPOTENCY = idempotency_config("[detail.ProcessingJobName, detail.ProcessingJobStatus]")
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
+def handler(event: dict, context) -> dict:
+    detail = parse(event=event, model=ProcessingJobStateChange).detail
+    result = record_results(
+        detail.ProcessingJobName, detail.ProcessingJobStatus, detail.model_dump(), ctx.settings, ctx.clients
+    )
+    if "test_accuracy" in result:
+        metrics.add_metric(name="TestAccuracy", unit=MetricUnit.Percent, value=result["test_accuracy"] * 100)
+    metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,29 @@
+"""SageMaker tuning job state change -> record the trials, evaluate the best model on the test split."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import idempotent
+from aws_lambda_powertools.utilities.parser import parse
+
+from reviewtune.core.context import FunctionContext, idempotency_config
+from reviewtune.core.evaluation import start_evaluation
+from reviewtune.core.events import TuningJobStateChange
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+ctx = FunctionContext.from_env()
+IDEMPOTENCY = idempotency_config("[detail.HyperParameterTuningJobName, detail.HyperParameterTuningJobStatus]")
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
+def handler(event: dict, context) -> dict:
+    detail = parse(event=event, model=TuningJobStateChange).detail
+    result = start_evaluation(
+        detail.HyperParameterTuningJobName, detail.HyperParameterTuningJobStatus, ctx.settings, ctx.clients
+    )
+    metrics.add_metric(name=f"Tuning{detail.HyperParameterTuningJobStatus}", unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,37 @@
+"""S3 "Object Created" (EventBridge) -> validate and split the file, start a SageMaker tuning job."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import idempotent
+from aws_lambda_powertools.utilities.parser import parse
+
+from reviewtune.core.context import FunctionContext, idempotency_config
+from reviewtune.core.events import ObjectCreatedEvent
+from reviewtune.core.names import decode_key
+from reviewtune.core.tuning import DroppedObject, start_tuning
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+ctx = FunctionContext.from_env()
+IDEMPOTENCY = idempotency_config(
+    '[detail.bucket.name, detail.object.key, detail.object."version-id", detail.object.etag || detail.object.eTag]'
+)
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
+def handler(event: dict, context) -> dict:
+    detail = parse(event=event, model=ObjectCreatedEvent).detail
+    obj = DroppedObject(
+        detail.bucket.name,
+        decode_key(detail.object.key),
+        detail.object.version_id,
+        detail.object.etag,
+        detail.object.size,
+    )
+    result = start_tuning(obj, ctx.settings, ctx.clients)
+    metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
+    return result

@@ -1,0 +1,34 @@
+"""Load a CloudFormation / SAM template written in YAML, short-form tags (!Ref, !Sub, !GetAtt ...) included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    pass
+
+
+def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    key = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {key: value}
+
+
+_TemplateLoader.add_multi_constructor("!", _short_form)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """The template as plain data, short forms turned into their long forms ({"Fn::Sub": ...})."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass

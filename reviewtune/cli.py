@@ -1,0 +1,281 @@
+"""The reviewtune command: run the pipeline locally, or start / stop the local runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from reviewtune.budget import SAMPLE_BUDGET, Budget
+from reviewtune.core import names
+from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
+
+console = Console(highlight=False)
+SUBSCRIBER_QUEUE = "reviewtune-cli-subscriber"
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param needs KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from reviewtune.local.runtime import LocalRuntime
+
+    runtime = LocalRuntime(workdir=Path(args.workdir), parameters={**Budget().parameters(), **_parse_params(args.param)})
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start()
+    try:
+        for line in runtime.export_lines():
+            print(line)
+        for key, value in runtime.stack.outputs.items():
+            print(f"# {key} = {value}")
+        print(f"# endpoints and outputs written to {Path(args.workdir) / 'local.json'}; Ctrl-C or `reviewtune local down` stops", flush=True)
+        stop.wait()
+    finally:
+        runtime.stop()
+        print("# local runtime stopped", flush=True)
+    return 0
+
+
+def cmd_local_down(args: argparse.Namespace) -> int:
+    from reviewtune.local.runtime import stop_running
+
+    return 0 if stop_running(Path(args.workdir)) else 1
+
+
+class Progress:
+    """Prints a line whenever a trial changes: status, epoch, objective."""
+
+    def __init__(self, runtime: Any, run_id: str):
+        self.runtime = runtime
+        self.run_id = run_id
+        self.sagemaker = runtime.client("sagemaker")
+        self.seen: dict[str, tuple] = {}
+        self.tuning_status: str | None = None
+
+    def _epochs(self, job: str) -> int:
+        log = Path(self.runtime.workdir) / "sagemaker" / "training" / job / "log.txt"
+        try:
+            return log.read_text(errors="replace").count("val_acc:")
+        except OSError:
+            return 0
+
+    def poll(self) -> None:
+        try:
+            tuning = self.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=self.run_id)
+        except Exception:  # the job does not exist yet
+            return
+        if tuning["HyperParameterTuningJobStatus"] != self.tuning_status:
+            self.tuning_status = tuning["HyperParameterTuningJobStatus"]
+            console.print(f"[bold]tuning job[/] {self.run_id}: {self.tuning_status}")
+        summaries = self.sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=self.run_id, MaxResults=100
+        )["TrainingJobSummaries"]
+        for summary in sorted(summaries, key=lambda s: s["TrainingJobName"]):
+            name = summary["TrainingJobName"]
+            objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+            state = (summary["TrainingJobStatus"], self._epochs(name), objective)
+            if state != self.seen.get(name):
+                self.seen[name] = state
+                hps = " ".join(f"{k}={v}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
+                shown = f"{objective:.2f} %" if objective is not None else "-"
+                console.print(f"  trial {name[-12:]}  {state[0]:<10} epoch {state[1]}  val_acc {shown:<8}  {hps}")
+
+
+def _wait_for_run(runtime: Any, run_id: str, timeout: float) -> dict[str, Any]:
+    runs = RunsRepository(runtime.client("dynamodb_table", runtime.stack.outputs["RunsTableName"]))
+    progress = Progress(runtime, run_id)
+    deadline = time.monotonic() + timeout
+    last_status = None
+    while time.monotonic() < deadline:
+        item = runs.get(run_id)
+        status = item["status"] if item else "WAITING"
+        if status != last_status:
+            console.print(f"[bold]run[/] {run_id}: {status}")
+            last_status = status
+        if status == "TUNING":
+            progress.poll()
+        if item and status in FINAL_STATUSES:
+            progress.poll()
+            return item
+        time.sleep(2)
+    raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
+
+
+def _subscribe(runtime: Any) -> str:
+    sqs, sns = runtime.client("sqs"), runtime.client("sns")
+    url = sqs.create_queue(QueueName=SUBSCRIBER_QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=runtime.stack.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def _received(runtime: Any, url: str, wait: float = 10) -> list[dict[str, Any]]:
+    sqs = runtime.client("sqs")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            return [json.loads(m["Body"]) for m in messages]
+    return []
+
+
+def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str, Path]:
+    s3 = runtime.client("s3")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, uri in (("evaluation.json", item["results"]["evaluation_uri"]), ("confusion_matrix.png", item["results"]["confusion_matrix_uri"])):
+        bucket, key = names.parse_s3_uri(uri)
+        target = out / name
+        s3.download_file(bucket, key, str(target))
+        files[name] = target
+    (out / "run.json").write_text(json.dumps(item, indent=2, default=str))
+    files["run.json"] = out / "run.json"
+    return files
+
+
+def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, Any] | None, seconds: float, sample: bool) -> None:
+    best = item["tuning"]["best_training_job"]
+    metrics = item["metrics"]
+    console.rule("[bold]reviewtune run summary")
+    if sample:
+        console.print("Data: the embedded sample dataset (synthetic reviews that reviewtune makes itself; use DATA=... for real data)")
+    rows = item["data"]["summary"]["rows"]
+    console.print(f"Run {item['run_id']}  dataset {item['dataset']}  rows train {rows['train']:,} / validation {rows['validation']:,} / test {rows['test']:,}")
+    trials = Table(title="Trials", show_lines=False)
+    for column in ("training job", "status", "val acc %", "hyperparameters", "seconds"):
+        trials.add_column(column)
+    for trial in item["tuning"]["trials"]:
+        mark = " *" if trial["name"] == best["name"] else ""
+        hps = ", ".join(f"{k}={v}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
+        objective = f"{trial['objective']:.2f}" if trial.get("objective") is not None else "-"
+        trials.add_row(trial["name"] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
+    console.print(trials)
+    console.print("Best hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["tuned_hyperparameters"].items())))
+    console.print(f"Validation accuracy (best trial): [bold]{best['objective']:.2f} %[/]")
+    console.print(f"Test accuracy (evaluation job):   [bold]{metrics['accuracy']['value'] * 100:.2f} %[/]   macro F1 {metrics.get('macro_f1', {}).get('value', float('nan')):.4f}")
+    per_class = Table(title="Per class (test split)")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="right")
+    for label, values in sorted(metrics.get("per_class", {}).items(), key=lambda kv: int(kv[0])):
+        per_class.add_row(f"{LABEL_NAMES[int(label)]} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
+    console.print(per_class)
+    for name, path in files.items():
+        console.print(f"{name:<22} {path}")
+    if message:
+        console.rule("SNS message as received by a subscriber")
+        console.print(f"Subject: {message.get('Subject')}")
+        console.print(message.get("Message", ""), markup=False)
+    console.rule()
+    console.print(f"Finished in {seconds / 60:.1f} min ({seconds:.0f} s)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reviewtune.local.runtime import LocalRuntime
+    from reviewtune.sample_data import sample_tsv
+
+    started = time.monotonic()
+    sample = not args.data
+    budget = Budget() if not sample else Budget(**{**SAMPLE_BUDGET.__dict__})
+    for attr in ("max_jobs", "max_parallel_jobs", "epochs", "strategy", "early_stopping"):
+        value = getattr(args, attr)
+        if value is not None:
+            setattr(budget, attr, value)
+    if sample:
+        body, key = sample_tsv(), "incoming/sample-reviews.tsv"
+    else:
+        path = Path(args.data)
+        if not path.is_file():
+            raise SystemExit(f"DATA={args.data}: no such file")
+        if path.suffix.lower() not in names.ACCEPTED_SUFFIXES:
+            raise SystemExit(f"DATA={args.data}: only .tsv and .csv files are accepted")
+        body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
+    console.print(f"[bold]reviewtune[/] local run: {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search, model {budget.model}")
+    runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
+    interrupted = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    runtime.start()
+    try:
+        subscriber = _subscribe(runtime)
+        bucket = runtime.stack.outputs["DataBucketName"]
+        put = runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        prefix = runtime.stack.parameters.get("JobNamePrefix", "reviewtune") if hasattr(runtime.stack, "parameters") else "reviewtune"
+        run_id = names.tuning_job_name(prefix, names.object_identity(bucket, key, put.get("VersionId"), put.get("ETag")))
+        console.print(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}")
+        item = _wait_for_run(runtime, run_id, args.timeout)
+        message = next(iter(_received(runtime, subscriber)), None)
+        if item["status"] != "SUCCEEDED":
+            console.print(f"[red]run {run_id} ended {item['status']}[/]: {item.get('failure_reason', '')}")
+            if message:
+                console.print(message.get("Message", ""), markup=False)
+            return 1
+        files = _download_results(runtime, item, Path(args.out))
+        _summary(item, files, message, time.monotonic() - started, sample)
+        return 0
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopping the local runtime[/]")
+        return 130
+    finally:
+        runtime.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reviewtune", description=__doc__)
+    parser.add_argument("--workdir", default=os.environ.get("REVIEWTUNE_WORKDIR", ".reviewtune"), help="local runtime state folder")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the whole pipeline locally on a file (default: the embedded sample dataset)")
+    run.add_argument("--data", help="a .tsv/.csv review file (text + sentiment -1/0/1 or rating 1-5)")
+    run.add_argument("--max-jobs", type=int)
+    run.add_argument("--parallel-jobs", dest="max_parallel_jobs", type=int)
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--strategy", choices=("Random", "Bayesian", "Hyperband", "Grid"))
+    run.add_argument("--early-stopping", choices=("Off", "Auto"))
+    run.add_argument("--out", default="out", help="where evaluation.json and confusion_matrix.png are copied")
+    run.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the run")
+    run.set_defaults(func=cmd_run)
+
+    local = sub.add_parser("local", help="the local runtime (moto + local SageMaker)")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    up = local_sub.add_parser("up", help="start it and keep it running until Ctrl-C")
+    up.add_argument("--param", action="append", default=[], help="template parameter override KEY=VALUE")
+    up.set_defaults(func=cmd_local_up)
+    down = local_sub.add_parser("down", help="stop a running one")
+    down.set_defaults(func=cmd_local_down)
+
+    sample = sub.add_parser("sample-data", help="write the embedded sample dataset")
+    sample.add_argument("path")
+    sample.set_defaults(func=lambda a: Path(a.path).write_bytes(__import__("reviewtune.sample_data").sample_data.sample_tsv()) and 0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

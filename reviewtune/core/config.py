@@ -1,0 +1,161 @@
+"""The functions' configuration, read from the environment in one place."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reviewtune.core.errors import ConfigError
+
+STRATEGIES = ("Random", "Bayesian", "Hyperband", "Grid")
+EARLY_STOPPING_TYPES = ("Off", "Auto")
+CLASS_BALANCE_MODES = ("downsample", "none")
+
+DEFAULT_RANGES = {
+    "learning_rate": {"min": 1e-5, "max": 5e-5, "scaling": "Logarithmic"},
+    "train_batch_size": [128, 256],
+}
+DEFAULT_TRAINING_IMAGE = (
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+    "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121-ubuntu20.04"
+)
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is required but not set")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or default
+    for option in allowed:
+        if raw.lower() == option.lower():
+            return option
+    raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+
+
+def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the three functions need to know about their stack."""
+
+    bucket: str
+    runs_table: str
+    topic_arn: str
+    sagemaker_role_arn: str
+    idempotency_table: str = ""
+    job_name_prefix: str = "reviewtune"
+    training_image_uri: str = DEFAULT_TRAINING_IMAGE
+    training_instance_type: str = "ml.g5.xlarge"
+    training_instance_count: int = 1
+    max_jobs: int = 4
+    max_parallel_jobs: int = 2
+    strategy: str = "Bayesian"
+    early_stopping: str = "Off"
+    hyperparameter_ranges: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RANGES))
+    static_hyperparameters: dict[str, Any] = field(default_factory=dict)
+    model_name: str = "roberta-base"
+    max_seq_length: int = 128
+    epochs: int = 3
+    processing_image_uri: str = DEFAULT_TRAINING_IMAGE
+    processing_instance_type: str = "ml.m5.xlarge"
+    use_spot_training: bool = False
+    max_runtime_seconds: int = 86400
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.05
+    min_rows_per_class: int = 10
+    class_balance: str = "downsample"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        ranges = _json(env, "HYPERPARAMETER_RANGES", DEFAULT_RANGES)
+        static = _json(env, "STATIC_HYPERPARAMETERS", {})
+        if not isinstance(ranges, dict) or not ranges:
+            raise ConfigError("HYPERPARAMETER_RANGES must be a non-empty JSON object")
+        if not isinstance(static, dict):
+            raise ConfigError("STATIC_HYPERPARAMETERS must be a JSON object")
+        settings = cls(
+            bucket=_required(env, "BUCKET_NAME"),
+            runs_table=_required(env, "RUNS_TABLE_NAME"),
+            topic_arn=_required(env, "TOPIC_ARN"),
+            sagemaker_role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE_NAME", ""),
+            job_name_prefix=env.get("JOB_NAME_PREFIX", "").strip() or "reviewtune",
+            training_image_uri=env.get("TRAINING_IMAGE_URI", "").strip() or DEFAULT_TRAINING_IMAGE,
+            training_instance_type=env.get("TRAINING_INSTANCE_TYPE", "").strip() or "ml.g5.xlarge",
+            training_instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, minimum=1),
+            max_jobs=_int(env, "MAX_JOBS", 4, minimum=1),
+            max_parallel_jobs=_int(env, "MAX_PARALLEL_JOBS", 2, minimum=1),
+            strategy=_choice(env, "STRATEGY", "Bayesian", STRATEGIES),
+            early_stopping=_choice(env, "EARLY_STOPPING", "Off", EARLY_STOPPING_TYPES),
+            hyperparameter_ranges=ranges,
+            static_hyperparameters=static,
+            model_name=env.get("MODEL_NAME", "").strip() or "roberta-base",
+            max_seq_length=_int(env, "MAX_SEQ_LENGTH", 128, minimum=8),
+            epochs=_int(env, "EPOCHS", 3, minimum=1),
+            processing_image_uri=env.get("PROCESSING_IMAGE_URI", "").strip() or DEFAULT_TRAINING_IMAGE,
+            processing_instance_type=env.get("PROCESSING_INSTANCE_TYPE", "").strip() or "ml.m5.xlarge",
+            use_spot_training=env.get("USE_SPOT_TRAINING", "false").strip().lower() in ("1", "true", "yes"),
+            max_runtime_seconds=_int(env, "MAX_RUNTIME_SECONDS", 86400, minimum=60),
+            validation_fraction=_float(env, "VALIDATION_FRACTION", 0.05),
+            test_fraction=_float(env, "TEST_FRACTION", 0.05),
+            min_rows_per_class=_int(env, "MIN_ROWS_PER_CLASS", 10, minimum=3),
+            class_balance=_choice(env, "CLASS_BALANCE", "downsample", CLASS_BALANCE_MODES),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        from reviewtune.core.names import validate_prefix
+
+        validate_prefix(self.job_name_prefix)
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ConfigError(
+                f"MAX_PARALLEL_JOBS ({self.max_parallel_jobs}) cannot exceed MAX_JOBS ({self.max_jobs})"
+            )
+        for name, value in (
+            ("VALIDATION_FRACTION", self.validation_fraction),
+            ("TEST_FRACTION", self.test_fraction),
+        ):
+            if not 0 < value < 0.5:
+                raise ConfigError(f"{name} must be between 0 and 0.5, got {value}")
+        if self.strategy == "Hyperband" and self.early_stopping == "Auto":
+            raise ConfigError("the Hyperband strategy needs EARLY_STOPPING Off (it stops trials itself)")

@@ -1,0 +1,27 @@
+"""Exceptions of reviewtune's core. One base class, one narrow class per failure."""
+
+from __future__ import annotations
+
+
+class ReviewtuneError(Exception):
+    """Base class of every error reviewtune raises on purpose."""
+
+
+class ConfigError(ReviewtuneError):
+    """The function's configuration (environment) is missing or invalid."""
+
+
+class DatasetError(ReviewtuneError):
+    """A dropped review file cannot be used; the message says what to fix."""
+
+
+class RangesError(ConfigError):
+    """The hyperparameter ranges JSON is invalid."""
+
+
+class RunNotFoundError(ReviewtuneError):
+    """No run item exists for a job that belongs to this stack."""
+
+
+class EvaluationOutputError(ReviewtuneError):
+    """The evaluation job completed but its evaluation.json is missing or malformed."""

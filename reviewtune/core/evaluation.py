@@ -1,0 +1,228 @@
+"""start_evaluation: after a tuning job ends, record its trials and evaluate the best model on the test split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from reviewtune.core import messages, names
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.config import Settings
+from reviewtune.core.notify import publish
+from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.tuning import RUN_ID_TAG
+
+logger = Logger(child=True)
+
+PROCESSING_ROOT = "/opt/ml/processing"
+MODEL_DIR = f"{PROCESSING_ROOT}/input/model"
+DATA_DIR = f"{PROCESSING_ROOT}/input/data"
+CODE_DIR = f"{PROCESSING_ROOT}/input/code"
+OUTPUT_DIR = f"{PROCESSING_ROOT}/output/evaluation"
+EVALUATION_SCRIPT = "evaluate_model_metrics.py"
+EVALUATION_OUTPUT = "evaluation"
+EVALUATION_MAX_RUNTIME = 3600
+
+
+def _epoch(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def list_trials(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
+    """Every training job of a tuning job, with what it tried, what it reached and what it cost."""
+    trials = []
+    paginator = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
+    for page in paginator.paginate(HyperParameterTuningJobName=tuning_job_name):
+        for summary in page["TrainingJobSummaries"]:
+            detail = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+            objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+            trials.append(
+                {
+                    "name": summary["TrainingJobName"],
+                    "status": summary["TrainingJobStatus"],
+                    "objective_status": summary.get("ObjectiveStatus"),
+                    "objective": objective.get("Value"),
+                    "tuned_hyperparameters": summary.get("TunedHyperParameters", {}),
+                    "created_at": _epoch(summary.get("CreationTime")),
+                    "started_at": _epoch(summary.get("TrainingStartTime")),
+                    "ended_at": _epoch(summary.get("TrainingEndTime")),
+                    "training_seconds": detail.get("TrainingTimeInSeconds"),
+                    "billable_seconds": detail.get("BillableTimeInSeconds"),
+                    "failure_reason": summary.get("FailureReason") or detail.get("FailureReason"),
+                }
+            )
+    return sorted(trials, key=lambda t: t["name"])
+
+
+def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: str) -> dict[str, Any]:
+    """The CreateProcessingJob request that evaluates a model on the run's test split."""
+    run_id = run["run_id"]
+    max_seq_length = run.get("config", {}).get("max_seq_length", settings.max_seq_length)
+
+    def s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": uri,
+                "LocalPath": local_path,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        }
+
+    return {
+        "ProcessingJobName": names.evaluation_job_name(run_id),
+        "ProcessingInputs": [
+            s3_input("model", model_uri, MODEL_DIR),
+            s3_input("data", names.s3_uri(settings.bucket, names.split_prefix(run_id, "test")), DATA_DIR),
+            s3_input("code", run["code"]["source_uri"], CODE_DIR),
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": EVALUATION_OUTPUT,
+                    "S3Output": {
+                        "S3Uri": names.s3_uri(settings.bucket, names.evaluation_prefix(run_id).rstrip("/")),
+                        "LocalPath": OUTPUT_DIR,
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": settings.processing_instance_type,
+                "VolumeSizeInGB": 30,
+            }
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": EVALUATION_MAX_RUNTIME},
+        "AppSpecification": {
+            "ImageUri": settings.processing_image_uri,
+            "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{EVALUATION_SCRIPT}"],
+            "ContainerArguments": [
+                "--input-model",
+                MODEL_DIR,
+                "--input-data",
+                DATA_DIR,
+                "--output-data",
+                OUTPUT_DIR,
+                "--max-seq-length",
+                str(max_seq_length),
+            ],
+        },
+        "Environment": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+        "RoleArn": settings.sagemaker_role_arn,
+        "Tags": [{"Key": RUN_ID_TAG, "Value": run_id}],
+    }
+
+
+def _best(description: dict[str, Any], sagemaker: Any) -> dict[str, Any] | None:
+    best = description.get("BestTrainingJob")
+    if not best or best.get("TrainingJobStatus") != "Completed":
+        return None
+    training = sagemaker.describe_training_job(TrainingJobName=best["TrainingJobName"])
+    return {
+        "name": best["TrainingJobName"],
+        "objective_metric": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("MetricName"),
+        "objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
+        "tuned_hyperparameters": best.get("TunedHyperParameters", {}),
+        "hyperparameters": {
+            k: v for k, v in training.get("HyperParameters", {}).items() if not k.startswith("sagemaker_")
+        },
+        "model_uri": training["ModelArtifacts"]["S3ModelArtifacts"],
+        "final_metrics": {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])},
+    }
+
+
+def _fail(
+    runs: RunsRepository,
+    settings: Settings,
+    clients: AwsClients,
+    run_id: str,
+    status: RunStatus,
+    reason: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    item = runs.update(run_id, status=status.value, failure_reason=reason, **fields)
+    subject, body = messages.run_failed(item, "tuning", status.value, reason, settings.runs_table)
+    publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=status.value)
+    logger.warning(
+        "run ended without evaluation", extra={"run_id": run_id, "status": status.value, "reason": reason}
+    )
+    return {"run_id": run_id, "status": status.value, "reason": reason}
+
+
+def start_evaluation(
+    tuning_job_name: str, event_status: str, settings: Settings, clients: AwsClients
+) -> dict[str, Any]:
+    runs = RunsRepository(clients.runs_table)
+    run = runs.get(tuning_job_name)
+    if run is None:
+        logger.warning(
+            "no run recorded for this tuning job; ignoring", extra={"tuning_job_name": tuning_job_name}
+        )
+        return {"status": "IGNORED", "tuning_job_name": tuning_job_name}
+    if run["status"] != RunStatus.TUNING:
+        logger.info(
+            "duplicate event: run moved on", extra={"run_id": tuning_job_name, "status": run["status"]}
+        )
+        return {"run_id": tuning_job_name, "status": run["status"], "duplicate": True}
+
+    description = clients.sagemaker.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=tuning_job_name
+    )
+    status = description["HyperParameterTuningJobStatus"]
+    trials = list_trials(clients.sagemaker, tuning_job_name)
+    tuning = {
+        "status": status,
+        "status_counters": description.get("TrainingJobStatusCounters", {}),
+        "objective_counters": description.get("ObjectiveStatusCounters", {}),
+        "started_at": _epoch(description.get("CreationTime")),
+        "ended_at": _epoch(description.get("HyperParameterTuningEndTime")),
+        "trials": trials,
+        "total_billable_seconds": sum(t["billable_seconds"] or 0 for t in trials),
+    }
+    if status in ("Failed", "Stopped"):
+        reason = description.get("FailureReason") or f"the tuning job ended {status}"
+        final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED
+        return _fail(runs, settings, clients, tuning_job_name, final, reason, tuning=tuning)
+    if status != "Completed":
+        # The event said the job ended but the API does not agree yet: let EventBridge retry.
+        raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
+    best = _best(description, clients.sagemaker)
+    if best is None:
+        return _fail(
+            runs,
+            settings,
+            clients,
+            tuning_job_name,
+            RunStatus.FAILED,
+            "no training job of the tuning job succeeded",
+            tuning=tuning,
+        )
+    tuning["best_training_job"] = best
+    request = processing_job_request(settings, run, best["model_uri"])
+    try:
+        clients.sagemaker.create_processing_job(**request)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUse":
+            raise
+    runs.update(
+        tuning_job_name,
+        status=RunStatus.EVALUATING.value,
+        tuning=tuning,
+        evaluation_job_name=request["ProcessingJobName"],
+    )
+    logger.info(
+        "evaluation started",
+        extra={"run_id": tuning_job_name, "best": best["name"], "objective": best["objective"]},
+    )
+    return {
+        "run_id": tuning_job_name,
+        "status": RunStatus.EVALUATING.value,
+        "best_training_job": best["name"],
+    }

@@ -1,0 +1,17 @@
+"""The metric line format of train.py and the SageMaker MetricDefinitions made from it (one place)."""
+
+from __future__ import annotations
+
+OBJECTIVE_METRIC = "validation:accuracy"
+OBJECTIVE_TYPE = "Maximize"
+
+# train.py prints, after every epoch: "val_loss: 0.6123 - val_acc: 73.05" (accuracy in percent).
+METRIC_DEFINITIONS = (
+    {"Name": "validation:loss", "Regex": r"val_loss: ([0-9.]+)"},
+    {"Name": "validation:accuracy", "Regex": r"val_acc: ([0-9.]+)"},
+    {"Name": "train:loss", "Regex": r"train_loss: ([0-9.]+)"},
+)
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    return [dict(definition) for definition in METRIC_DEFINITIONS]

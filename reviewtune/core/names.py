@@ -1,0 +1,108 @@
+"""Every name reviewtune derives: job names, run ids and S3 keys. One place, so nothing drifts."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import unquote_plus
+
+from reviewtune.core.errors import ConfigError
+
+INCOMING_PREFIX = "incoming/"
+RUNS_PREFIX = "runs/"
+REJECTED_PREFIX = "rejected/"
+CODE_PREFIX = "code/"
+ACCEPTED_SUFFIXES = (".tsv", ".csv")
+SPLITS = ("train", "validation", "test")
+
+TUNING_JOB_NAME_MAX = 32
+TUNING_JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+PREFIX_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+PREFIX_MAX = 12
+HASH_MAX = 16
+EVALUATION_SUFFIX = "-eval"
+
+
+def validate_prefix(prefix: str) -> str:
+    """Check a job-name prefix: lower-case words joined by single dashes, at most 12 characters."""
+    if len(prefix) > PREFIX_MAX or not PREFIX_PATTERN.match(prefix):
+        raise ConfigError(
+            f"JOB_NAME_PREFIX {prefix!r} must be 1-{PREFIX_MAX} characters of a-z and 0-9, words joined by single dashes"
+        )
+    return prefix
+
+
+def decode_key(key: str) -> str:
+    """S3 keys arrive URL-encoded in events (spaces as '+'); return the real key."""
+    return unquote_plus(key)
+
+
+def object_identity(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
+    """A stable identity of one version of one object; duplicate events of that version share it."""
+    marker = version_id or (etag or "").strip('"')
+    return f"{bucket}/{key}#{marker}"
+
+
+def tuning_job_name(prefix: str, identity: str) -> str:
+    """Deterministic, valid SageMaker tuning job name (<= 32 chars) for one dropped object version."""
+    validate_prefix(prefix)
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()
+    room = min(HASH_MAX, TUNING_JOB_NAME_MAX - len(prefix) - 1)
+    name = f"{prefix}-{digest[:room]}"
+    assert TUNING_JOB_NAME_PATTERN.match(name), name
+    return name
+
+
+def evaluation_job_name(run_id: str) -> str:
+    return f"{run_id}{EVALUATION_SUFFIX}"
+
+
+def run_id_of_evaluation_job(job_name: str) -> str:
+    if not job_name.endswith(EVALUATION_SUFFIX):
+        raise ValueError(f"{job_name!r} is not a reviewtune evaluation job name")
+    return job_name[: -len(EVALUATION_SUFFIX)]
+
+
+def is_accepted_key(key: str) -> bool:
+    return key.startswith(INCOMING_PREFIX) and key.lower().endswith(ACCEPTED_SUFFIXES)
+
+
+def dataset_name(key: str) -> str:
+    """The dataset a key belongs to: its path below incoming/ (runs of one dataset are listed together)."""
+    return key[len(INCOMING_PREFIX) :] if key.startswith(INCOMING_PREFIX) else key
+
+
+def split_prefix(run_id: str, split: str) -> str:
+    return f"{RUNS_PREFIX}{run_id}/data/{split}/"
+
+
+def split_key(run_id: str, split: str) -> str:
+    return f"{split_prefix(run_id, split)}{split}.tsv"
+
+
+def models_prefix(run_id: str) -> str:
+    return f"{RUNS_PREFIX}{run_id}/models/"
+
+
+def evaluation_prefix(run_id: str) -> str:
+    return f"{RUNS_PREFIX}{run_id}/evaluation/"
+
+
+def rejected_key(key: str) -> str:
+    return f"{REJECTED_PREFIX}{dataset_name(key)}"
+
+
+def code_prefix(digest: str) -> str:
+    return f"{CODE_PREFIX}{digest}/"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key

@@ -1,0 +1,282 @@
+"""start_tuning: validate and split a dropped file, then start a SageMaker tuning job for it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from reviewtune.core import messages, names
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
+from reviewtune.core.config import Settings
+from reviewtune.core.dataset import split_reviews, to_tsv
+from reviewtune.core.errors import DatasetError
+from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
+from reviewtune.core.notify import publish
+from reviewtune.core.ranges import format_value, parameter_ranges, range_names
+from reviewtune.core.runs import RunsRepository, RunStatus
+
+logger = Logger(child=True)
+
+TRAINING_PROGRAM = "train.py"
+RUN_ID_TAG = "reviewtune:run-id"
+TRAINING_VOLUME_GB = 30
+
+
+@dataclass(frozen=True)
+class DroppedObject:
+    bucket: str
+    key: str  # decoded
+    version_id: str | None
+    etag: str | None
+    size: int | None
+
+    @property
+    def identity(self) -> str:
+        return names.object_identity(self.bucket, self.key, self.version_id, self.etag)
+
+
+def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]) -> dict[str, str]:
+    """Hyperparameters every trial gets; anything in the ranges is left to the tuner."""
+    static: dict[str, Any] = {
+        "model_name_or_path": settings.model_name,
+        "freeze_bert_layer": False,
+        "max_seq_length": settings.max_seq_length,
+        "epochs": settings.epochs,
+        "train_steps_per_epoch": 0,
+        "validation_batch_size": 64,
+        "validation_steps_per_epoch": 0,
+        "seed": 42,
+        "run_validation": True,
+    }
+    static.update(settings.static_hyperparameters)
+    static = {
+        k: (json.dumps(v) if isinstance(v, dict | list) else format_value(v))
+        for k, v in static.items()
+        if k not in tuned
+    }
+    static["sagemaker_program"] = TRAINING_PROGRAM
+    static["sagemaker_submit_directory"] = code.archive_uri
+    return static
+
+
+def tuning_job_request(settings: Settings, run_id: str, dataset: str, code: CodeBundle) -> dict[str, Any]:
+    """The CreateHyperParameterTuningJob request of one run."""
+    ranges = parameter_ranges(settings.hyperparameter_ranges)
+    config: dict[str, Any] = {
+        "Strategy": settings.strategy,
+        "HyperParameterTuningJobObjective": {"Type": OBJECTIVE_TYPE, "MetricName": OBJECTIVE_METRIC},
+        "ResourceLimits": {
+            "MaxNumberOfTrainingJobs": settings.max_jobs,
+            "MaxParallelTrainingJobs": settings.max_parallel_jobs,
+        },
+        "ParameterRanges": ranges,
+        "TrainingJobEarlyStoppingType": settings.early_stopping,
+        "RandomSeed": 42,
+    }
+    if settings.strategy == "Hyperband":
+        config["StrategyConfig"] = {
+            "HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": settings.epochs}
+        }
+    bucket = settings.bucket
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
+    if settings.use_spot_training:
+        stopping["MaxWaitTimeInSeconds"] = settings.max_runtime_seconds * 2
+    definition: dict[str, Any] = {
+        "StaticHyperParameters": static_hyperparameters(settings, code, range_names(ranges)),
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.training_image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": metric_definitions(),
+        },
+        "RoleArn": settings.sagemaker_role_arn,
+        "InputDataConfig": [
+            {
+                "ChannelName": split,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": names.s3_uri(bucket, names.split_prefix(run_id, split)),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "text/tab-separated-values",
+                "CompressionType": "None",
+            }
+            for split in ("train", "validation")
+        ],
+        "OutputDataConfig": {"S3OutputPath": names.s3_uri(bucket, names.models_prefix(run_id))},
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": settings.training_instance_count,
+            "VolumeSizeInGB": TRAINING_VOLUME_GB,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": settings.use_spot_training,
+    }
+    return {
+        "HyperParameterTuningJobName": run_id,
+        "HyperParameterTuningJobConfig": config,
+        "TrainingJobDefinition": definition,
+        "Tags": [
+            {"Key": RUN_ID_TAG, "Value": run_id},
+            {"Key": "reviewtune:dataset", "Value": dataset[:256]},
+        ],
+    }
+
+
+def _config_summary(settings: Settings) -> dict[str, Any]:
+    return {
+        "strategy": settings.strategy,
+        "max_jobs": settings.max_jobs,
+        "max_parallel_jobs": settings.max_parallel_jobs,
+        "early_stopping": settings.early_stopping,
+        "hyperparameter_ranges": settings.hyperparameter_ranges,
+        "static_hyperparameters": settings.static_hyperparameters,
+        "model_name": settings.model_name,
+        "max_seq_length": settings.max_seq_length,
+        "epochs": settings.epochs,
+        "training_image_uri": settings.training_image_uri,
+        "training_instance_type": settings.training_instance_type,
+        "training_instance_count": settings.training_instance_count,
+        "use_spot_training": settings.use_spot_training,
+    }
+
+
+def _reject(
+    obj: DroppedObject, run_id: str, reason: str, settings: Settings, clients: AwsClients
+) -> dict[str, Any]:
+    """Keep a copy of the file and the reason under rejected/, record the run, tell people. Nothing is lost."""
+    target = names.rejected_key(obj.key)
+    source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
+    if obj.version_id:
+        source["VersionId"] = obj.version_id
+    clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source)
+    report = {
+        "run_id": run_id,
+        "source": names.s3_uri(obj.bucket, obj.key),
+        "version_id": obj.version_id,
+        "reason": reason,
+    }
+    clients.s3.put_object(
+        Bucket=settings.bucket,
+        Key=target + ".error.json",
+        Body=json.dumps(report, indent=2).encode(),
+        ContentType="application/json",
+    )
+    runs = RunsRepository(clients.runs_table)
+    item = {
+        "run_id": run_id,
+        "dataset": names.dataset_name(obj.key),
+        "status": RunStatus.REJECTED.value,
+        "source": _source(obj),
+        "failure_reason": reason,
+        "rejected_uri": names.s3_uri(settings.bucket, target),
+    }
+    runs.create(item)
+    subject, body = messages.rejected(item, reason, item["rejected_uri"], settings.runs_table)
+    publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=RunStatus.REJECTED.value)
+    logger.warning("file rejected", extra={"run_id": run_id, "reason": reason})
+    return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
+
+
+def _source(obj: DroppedObject) -> dict[str, Any]:
+    return {
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "version_id": obj.version_id,
+        "etag": obj.etag,
+        "size": obj.size,
+    }
+
+
+def start_tuning(
+    obj: DroppedObject, settings: Settings, clients: AwsClients, code_dir: Path | None = None
+) -> dict[str, Any]:
+    """Validate, split and upload one dropped file, record the run and start its tuning job (once)."""
+    if not names.is_accepted_key(obj.key):
+        logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
+        return {"status": "IGNORED", "key": obj.key}
+    run_id = names.tuning_job_name(settings.job_name_prefix, obj.identity)
+    runs = RunsRepository(clients.runs_table)
+    existing = runs.get(run_id)
+    if existing and (existing.get("tuning_job_arn") or existing["status"] == RunStatus.REJECTED):
+        logger.info("duplicate event: run exists", extra={"run_id": run_id, "status": existing["status"]})
+        return {"run_id": run_id, "status": existing["status"], "duplicate": True}
+
+    get_args: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
+    if obj.version_id:
+        get_args["VersionId"] = obj.version_id
+    body = clients.s3.get_object(**get_args)["Body"].read()
+    try:
+        dataset = split_reviews(
+            body,
+            obj.key,
+            validation_fraction=settings.validation_fraction,
+            test_fraction=settings.test_fraction,
+            min_rows_per_class=settings.min_rows_per_class,
+            class_balance=settings.class_balance,
+        )
+    except DatasetError as exc:
+        return _reject(obj, run_id, str(exc), settings, clients)
+
+    for split, rows in dataset.splits.items():
+        clients.s3.put_object(
+            Bucket=settings.bucket,
+            Key=names.split_key(run_id, split),
+            Body=to_tsv(rows),
+            ContentType="text/tab-separated-values",
+        )
+    code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
+    request = tuning_job_request(settings, run_id, names.dataset_name(obj.key), code)
+    runs.create(
+        {
+            "run_id": run_id,
+            "dataset": names.dataset_name(obj.key),
+            "status": RunStatus.TUNING.value,
+            "source": _source(obj),
+            "tuning_job_name": run_id,
+            "config": _config_summary(settings),
+            "data": {
+                "summary": dataset.summary(),
+                **{
+                    split: names.s3_uri(settings.bucket, names.split_prefix(run_id, split))
+                    for split in dataset.splits
+                },
+            },
+            "code": {"digest": code.digest, "archive_uri": code.archive_uri, "source_uri": code.source_uri},
+        }
+    )
+    try:
+        arn = clients.sagemaker.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
+    except ClientError as exc:
+        code_name = exc.response["Error"]["Code"]
+        if code_name == "ResourceInUse":
+            arn = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)[
+                "HyperParameterTuningJobArn"
+            ]
+        elif code_name == "ValidationException":
+            reason = f"SageMaker refused the tuning job: {exc.response['Error'].get('Message', '')}"
+            item = runs.update(run_id, status=RunStatus.FAILED.value, failure_reason=reason)
+            subject, text = messages.run_failed(
+                item, "tuning", RunStatus.FAILED.value, reason, settings.runs_table
+            )
+            publish(
+                clients.sns, settings.topic_arn, subject, text, run_id=run_id, status=RunStatus.FAILED.value
+            )
+            return {"run_id": run_id, "status": RunStatus.FAILED.value, "reason": reason}
+        else:
+            raise
+    runs.update(run_id, tuning_job_arn=arn)
+    logger.info("tuning job started", extra={"run_id": run_id, "rows": dataset.summary()["rows"]})
+    return {
+        "run_id": run_id,
+        "status": RunStatus.TUNING.value,
+        "tuning_job_arn": arn,
+        "rows": dataset.summary()["rows"],
+    }

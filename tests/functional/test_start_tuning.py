@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from reviewtune.core import names
+from reviewtune.core.metrics import OBJECTIVE_METRIC
+from tests.support.aws import REGION, load_event, load_handler
+from tests.unit.test_dataset import balanced_rows, make_file
+
+TUNING_ARN = "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/x"
+
+
+def drop(stack, key: str, body: bytes) -> dict:
+    s3 = boto3.client("s3", region_name=REGION)
+    response = s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+    event = load_event("s3_object_created.json")
+    event["detail"]["bucket"]["name"] = stack.bucket
+    event["detail"]["object"].update(
+        {"key": key.replace(" ", "+").replace("(", "%28").replace(")", "%29"), "etag": response["ETag"].strip('"'),
+         "version-id": response["VersionId"], "size": len(body)}
+    )
+    return event
+
+
+class SageMakerRecorder:
+    """Stubs the function's SageMaker client and keeps the requests it was given (validated against the API model)."""
+
+    def __init__(self, module):
+        self.client = module.ctx.clients.sagemaker
+        self.stubber = Stubber(self.client)
+        self.requests: list[tuple[str, dict]] = []
+        self.client.meta.events.register("provide-client-params.sagemaker.*", self._record)
+
+    def _record(self, params, model, **_):
+        self.requests.append((model.name, params))
+
+    def __enter__(self):
+        self.stubber.activate()
+        return self
+
+    def __exit__(self, *exc):
+        self.stubber.deactivate()
+
+
+@pytest.fixture
+def start_tuning(stack):
+    return load_handler("start_tuning")
+
+
+def test_valid_file_is_split_and_starts_one_tuning_job(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/team a/summer reviews (1).tsv", make_file(balanced_rows(40)))
+    with SageMakerRecorder(start_tuning) as sm:
+        sm.stubber.add_response("create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": TUNING_ARN})
+        result = start_tuning.handler(event, lambda_context)
+        sm.stubber.assert_no_pending_responses()
+
+    run_id = result["run_id"]
+    assert result["status"] == "TUNING" and names.TUNING_JOB_NAME_PATTERN.match(run_id) and len(run_id) <= 32
+    operation, request = sm.requests[0]
+    assert operation == "CreateHyperParameterTuningJob"
+    assert request["HyperParameterTuningJobName"] == run_id
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": OBJECTIVE_METRIC}
+    assert config["ParameterRanges"]["ContinuousParameterRanges"][0]["Name"] == "learning_rate"
+    assert config["ParameterRanges"]["CategoricalParameterRanges"][0] == {"Name": "train_batch_size", "Values": ["128", "256"]}
+    definition = request["TrainingJobDefinition"]
+    regexes = {m["Name"]: m["Regex"] for m in definition["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert regexes["validation:accuracy"] == r"val_acc: ([0-9.]+)" and regexes["validation:loss"] == r"val_loss: ([0-9.]+)"
+    static = definition["StaticHyperParameters"]
+    assert static["model_name_or_path"] == "roberta-base" and static["sagemaker_program"] == "train.py"
+    assert "learning_rate" not in static and "train_batch_size" not in static
+    for key in ("freeze_bert_layer", "max_seq_length", "epochs", "train_steps_per_epoch", "validation_batch_size",
+                "validation_steps_per_epoch", "seed", "run_validation"):
+        assert key in static
+
+    s3 = boto3.client("s3", region_name=REGION)
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in definition["InputDataConfig"]}
+    assert channels == {s: f"s3://{stack.bucket}/runs/{run_id}/data/{s}/" for s in ("train", "validation")}
+    sizes = {}
+    for split in ("train", "validation", "test"):
+        body = s3.get_object(Bucket=stack.bucket, Key=names.split_key(run_id, split))["Body"].read().decode()
+        assert body.startswith("sentiment\treview_body\n")
+        sizes[split] = body.count("\n") - 1
+    assert sizes == {"train": 108, "validation": 6, "test": 6}
+
+    code_key = static["sagemaker_submit_directory"].split(stack.bucket + "/", 1)[1]
+    assert s3.head_object(Bucket=stack.bucket, Key=code_key)["ContentLength"] > 0
+
+    item = stack.run(run_id)
+    assert item["status"] == "TUNING" and item["tuning_job_arn"] == TUNING_ARN
+    assert item["dataset"] == "team a/summer reviews (1).tsv"
+    assert item["source"]["key"] == "incoming/team a/summer reviews (1).tsv"
+    assert item["data"]["summary"]["rows"] == sizes
+    assert stack.messages() == []
+
+
+def test_duplicate_events_start_nothing_new(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/a.tsv", make_file(balanced_rows(20)))
+    with SageMakerRecorder(start_tuning) as sm:
+        sm.stubber.add_response("create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": TUNING_ARN})
+        first = start_tuning.handler(event, lambda_context)
+        redelivered = dict(event, id="another-event-id")
+        second = start_tuning.handler(redelivered, lambda_context)
+        # After the idempotency record is gone, the run item still prevents a second job.
+        from reviewtune.core.tuning import DroppedObject, start_tuning as core_start
+
+        detail = event["detail"]
+        obj = DroppedObject(stack.bucket, "incoming/a.tsv", detail["object"]["version-id"], detail["object"]["etag"], None)
+        third = core_start(obj, start_tuning.ctx.settings, start_tuning.ctx.clients)
+    assert [name for name, _ in sm.requests] == ["CreateHyperParameterTuningJob"]
+    assert second["run_id"] == first["run_id"] == third["run_id"]
+    assert third["duplicate"] is True
+
+
+def test_new_version_of_the_same_key_is_a_new_run(stack, start_tuning, lambda_context):
+    with SageMakerRecorder(start_tuning) as sm:
+        sm.stubber.add_response("create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": TUNING_ARN})
+        sm.stubber.add_response("create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": TUNING_ARN + "2"})
+        one = start_tuning.handler(drop(stack, "incoming/a.tsv", make_file(balanced_rows(20))), lambda_context)
+        two = start_tuning.handler(drop(stack, "incoming/a.tsv", make_file(balanced_rows(21))), lambda_context)
+    assert one["run_id"] != two["run_id"]
+
+
+def test_bad_file_is_rejected_kept_recorded_and_notified(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/bad.csv", b"text,score\nhello,5\n")
+    with SageMakerRecorder(start_tuning) as sm:
+        result = start_tuning.handler(event, lambda_context)
+    assert sm.requests == []
+    assert result["status"] == "REJECTED" and "no label column" in result["reason"]
+    s3 = boto3.client("s3", region_name=REGION)
+    assert s3.get_object(Bucket=stack.bucket, Key="rejected/bad.csv")["Body"].read() == b"text,score\nhello,5\n"
+    assert s3.get_object(Bucket=stack.bucket, Key="incoming/bad.csv")["Body"].read() == b"text,score\nhello,5\n"
+    error = json.loads(s3.get_object(Bucket=stack.bucket, Key="rejected/bad.csv.error.json")["Body"].read())
+    assert "no label column" in error["reason"]
+    item = stack.run(result["run_id"])
+    assert item["status"] == "REJECTED" and "no label column" in item["failure_reason"]
+    [message] = stack.messages()
+    assert "rejected" in message["Subject"] and "no label column" in message["Message"]
+    assert message["MessageAttributes"]["status"]["Value"] == "REJECTED"
+
+
+def test_sagemaker_validation_error_fails_the_run_with_its_message(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/a.tsv", make_file(balanced_rows(20)))
+    with SageMakerRecorder(start_tuning) as sm:
+        sm.stubber.add_client_error("create_hyper_parameter_tuning_job", "ValidationException", "Instance type not supported")
+        result = start_tuning.handler(event, lambda_context)
+    assert result["status"] == "FAILED"
+    assert "Instance type not supported" in stack.run(result["run_id"])["failure_reason"]
+    [message] = stack.messages()
+    assert "Instance type not supported" in message["Message"]
+
+
+def test_retry_after_the_job_was_created_completes_the_record(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/a.tsv", make_file(balanced_rows(20)))
+    with SageMakerRecorder(start_tuning) as sm:
+        sm.stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", "Resource Already Exists")
+        sm.stubber.add_response("describe_hyper_parameter_tuning_job", _describe(TUNING_ARN))
+        result = start_tuning.handler(event, lambda_context)
+    assert stack.run(result["run_id"])["tuning_job_arn"] == TUNING_ARN
+
+
+def _describe(arn: str) -> dict:
+    from datetime import datetime
+
+    return {
+        "HyperParameterTuningJobName": "x",
+        "HyperParameterTuningJobArn": arn,
+        "HyperParameterTuningJobConfig": {"Strategy": "Bayesian", "ResourceLimits": {"MaxParallelTrainingJobs": 1}},
+        "HyperParameterTuningJobStatus": "InProgress",
+        "CreationTime": datetime(2026, 1, 1),
+        "TrainingJobStatusCounters": {},
+        "ObjectiveStatusCounters": {},
+    }
+
+
+def test_objects_outside_incoming_are_ignored(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/notes.txt", b"x")
+    with SageMakerRecorder(start_tuning) as sm:
+        result = start_tuning.handler(event, lambda_context)
+    assert result["status"] == "IGNORED" and sm.requests == []

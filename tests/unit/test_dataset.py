@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from reviewtune.core.dataset import rating_to_sentiment, split_reviews, to_tsv
+from reviewtune.core.errors import DatasetError
+
+
+def make_file(rows, header=("sentiment", "review_body"), delimiter="\t") -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def balanced_rows(per_class=40):
+    return [(label, f"review number {i} of class {label}") for label in (-1, 0, 1) for i in range(per_class)]
+
+
+def test_split_is_stratified_reproducible_and_disjoint():
+    data = make_file(balanced_rows(100))
+    first = split_reviews(data, "a.tsv")
+    second = split_reviews(data, "a.tsv")
+    assert first.splits == second.splits
+    texts = {name: {r.text for r in rows} for name, rows in first.splits.items()}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["validation"] and not texts["validation"] & texts["test"]
+    assert sum(len(t) for t in texts.values()) == 300
+    assert first.class_counts["test"] == {"-1": 5, "0": 5, "1": 5}
+    assert first.class_counts["validation"] == {"-1": 5, "0": 5, "1": 5}
+
+
+def test_ratings_map_to_sentiment_and_classes_are_downsampled():
+    rows = [(r, f"text {r} {i}") for r in (1, 2, 3, 4, 5) for i in range(30)]
+    result = split_reviews(make_file(rows, header=("Rating", "Review Text"), delimiter=","), "raw.csv")
+    total = {label: sum(result.class_counts[s][label] for s in result.class_counts) for label in ("-1", "0", "1")}
+    assert total == {"-1": 30, "0": 30, "1": 30}  # 60 negative, 30 neutral, 60 positive -> 30 each
+    assert result.dropped_by_balancing == 60
+    assert result.label_kind == "rating"
+    assert [rating_to_sentiment(r) for r in (1, 2, 3, 4, 5)] == [-1, -1, 0, 1, 1]
+
+
+def test_no_balancing_keeps_every_row():
+    rows = balanced_rows(20) + [(1, f"extra {i}") for i in range(50)]
+    result = split_reviews(make_file(rows), "a.tsv", class_balance="none")
+    assert sum(len(r) for r in result.splits.values()) == 110
+
+
+def test_split_column_is_used_as_given():
+    rows = [(label, f"t{label}{i}", "test" if i < 2 else ("val" if i < 4 else "train")) for label in (-1, 0, 1) for i in range(12)]
+    result = split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
+    assert result.split_source == "file"
+    assert {r.text for r in result.splits["test"]} == {f"t{label}{i}" for label in (-1, 0, 1) for i in range(2)}
+    assert len(result.splits["validation"]) == 6
+
+
+def test_raw_kaggle_shape_with_quotes_commas_newlines_and_missing_text():
+    header = ("", "Clothing ID", "Age", "Title", "Review Text", "Rating")
+    rows = [(i, 1, 30, "t", f'Love it, "really"\nsecond line {i}', 1 + i % 5) for i in range(75)]
+    rows.append((99, 1, 30, "t", "", 5))
+    result = split_reviews(make_file(rows, header=header, delimiter=","), "Womens.csv")
+    assert result.dropped_empty_text == 1
+    assert result.text_column == "Review Text"
+    assert all("\n" not in r.text for rows_ in result.splits.values() for r in rows_)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        ("sentiment\treview_body\n1\tcaf\xe9\n".encode("latin-1"), "not UTF-8"),
+        (b"label_x\ttext\n1\thello\n", "no label column"),
+        (b"sentiment\tstars_text\n1\thello\n", "no review text column"),
+        (b"sentiment\treview_body\n2\thello\n", "line 2: 'sentiment' is '2', expected one of"),
+        (b"rating\treview_body\n7\thello\n", "line 2"),
+    ],
+)
+def test_bad_files_say_what_is_wrong(data, message):
+    with pytest.raises(DatasetError, match=message):
+        split_reviews(data, "a.tsv")
+
+
+def test_too_few_rows_per_class_names_the_class():
+    rows = balanced_rows(40)[:-35]  # positive keeps 5 rows
+    with pytest.raises(DatasetError, match=r"positive \(1\) has 5.*at least 10"):
+        split_reviews(make_file(rows), "a.tsv")
+
+
+def test_tsv_output_round_trips_tabs_and_quotes():
+    result = split_reviews(make_file([(label, f'a\tb "q" {i}') for label in (-1, 0, 1) for i in range(12)]), "a.tsv")
+    text = to_tsv(result.splits["train"]).decode()
+    parsed = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+    assert {row["review_body"] for row in parsed} == {r.text for r in result.splits["train"]}
+    assert all("\t" not in row["review_body"] for row in parsed)

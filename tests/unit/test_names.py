@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from reviewtune.core import names
+from reviewtune.core.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/a.tsv",
+        "incoming/" + "very-long-folder-name/" * 40 + "reviews.tsv",
+        "incoming/with spaces/Ümlaut review ✓.csv",
+        "incoming/" + "x" * 900 + ".tsv",
+    ],
+)
+def test_tuning_job_name_is_valid_for_sagemaker_whatever_the_key(key):
+    name = names.tuning_job_name("reviewtune", names.object_identity("bucket", key, "v1", None))
+    assert len(name) <= 32
+    assert names.TUNING_JOB_NAME_PATTERN.match(name)
+    assert name.startswith("reviewtune-")
+
+
+def test_same_object_version_gives_same_name_and_another_version_another():
+    one = names.tuning_job_name("rt", names.object_identity("b", "incoming/a.tsv", "v1", "e"))
+    again = names.tuning_job_name("rt", names.object_identity("b", "incoming/a.tsv", "v1", "e"))
+    other = names.tuning_job_name("rt", names.object_identity("b", "incoming/a.tsv", "v2", "e"))
+    assert one == again != other
+
+
+def test_etag_identifies_the_object_when_the_bucket_has_no_versions():
+    quoted = names.object_identity("b", "incoming/a.tsv", None, '"abc"')
+    plain = names.object_identity("b", "incoming/a.tsv", None, "abc")
+    assert quoted == plain
+
+
+@pytest.mark.parametrize("prefix", ["", "UPPER", "has_underscore", "a--b", "-a", "thirteenchars"])
+def test_invalid_prefixes_are_refused(prefix):
+    with pytest.raises(ConfigError):
+        names.tuning_job_name(prefix, "x")
+
+
+def test_keys_are_url_decoded():
+    assert names.decode_key("incoming/summer+reviews%C3%A9+%282%29.tsv") == "incoming/summer reviewsé (2).tsv"
+
+
+def test_evaluation_job_name_round_trips_to_the_run():
+    run_id = names.tuning_job_name("reviewtune", "x")
+    job = names.evaluation_job_name(run_id)
+    assert len(job) <= 63 and names.JOB_NAME_PATTERN.match(job)
+    assert names.run_id_of_evaluation_job(job) == run_id
+    with pytest.raises(ValueError):
+        names.run_id_of_evaluation_job(run_id)
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [("incoming/a.tsv", True), ("incoming/a.CSV", True), ("incoming/a.txt", False), ("runs/a.tsv", False)],
+)
+def test_accepted_keys(key, accepted):
+    assert names.is_accepted_key(key) is accepted
+
+
+def test_layout():
+    assert names.split_key("r", "train") == "runs/r/data/train/train.tsv"
+    assert names.rejected_key("incoming/team/a.tsv") == "rejected/team/a.tsv"
+    assert names.parse_s3_uri("s3://b/k/x.json") == ("b", "k/x.json")
