@@ -1,0 +1,82 @@
+"""The AWS tools accept the template: cfn-lint, ``sam validate --lint`` and ``sam build`` (from the SAM venv)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.template.helpers import FUNCTIONS, ROOT, TEMPLATE_PATH, template
+
+SAM_VENV = Path(os.environ.get("SAM_VENV", ROOT / ".venv-sam"))
+SAM_BIN = SAM_VENV / "bin"
+
+pytestmark = pytest.mark.skipif(
+    not (SAM_BIN / "sam").exists(),
+    reason=f"no SAM CLI venv at {SAM_VENV} (make creates it; set SAM_VENV to use another one)",
+)
+
+
+def _run(*args: str | Path, cwd: Path = ROOT, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        # sam build needs python3.11 on PATH; the SAM venv's own interpreter is one.
+        "PATH": f"{SAM_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    return subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_cfn_lint_reports_nothing():
+    result = _run(SAM_BIN / "cfn-lint", "--include-checks", "I", "--", TEMPLATE_PATH)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_sam_validate_lint_accepts_the_template():
+    result = _run(SAM_BIN / "sam", "validate", "--lint", "--region", "us-east-1", "--template", TEMPLATE_PATH)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_sam_build_puts_the_project_package_in_the_layer_and_the_handlers_in_the_functions(tmp_path):
+    build_dir = tmp_path / "build"
+    result = _run(
+        SAM_BIN / "sam",
+        "build",
+        "--template",
+        TEMPLATE_PATH,
+        "--build-dir",
+        build_dir,
+        "--no-cached",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    layer = build_dir / "CoreLayer" / "python"
+    assert (layer / "reviewtune" / "core" / "__init__.py").is_file()
+    assert not (layer / "reviewtune").is_symlink(), "the layer must hold the package itself, not a link to it"
+    assert sorted(p.name for p in (layer / "reviewtune" / "core").glob("*.py")) == sorted(
+        p.name for p in (ROOT / "reviewtune" / "core").glob("*.py")
+    )
+    assert sorted(p.name for p in (layer / "training_code").iterdir()) == sorted(
+        p.name for p in (ROOT / "training_code").iterdir() if p.name != "__pycache__"
+    )
+    assert (layer / "aws_lambda_powertools").is_dir()
+    assert (layer / "pydantic").is_dir()
+    machine = {"arm64": "aarch64", "x86_64": "x86_64"}[template()["Globals"]["Function"]["Architectures"][0]]
+    assert list((layer / "pydantic_core").glob(f"*{machine}*.so")), (
+        "pydantic-core must be built for the function CPU"
+    )
+    assert not list(build_dir.rglob("__pycache__"))
+
+    for function_id, (folder, _, _) in FUNCTIONS.items():
+        built = build_dir / function_id
+        assert (built / "app.py").read_bytes() == (ROOT / "functions" / folder / "app.py").read_bytes()
+        assert not (built / "reviewtune").exists(), "the package comes from the layer only"
+    assert (build_dir / "template.yaml").is_file()

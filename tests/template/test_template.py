@@ -1,0 +1,622 @@
+"""template.yaml: the resources, their security settings, the rules and the IAM policies the functions rely on."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from reviewtune.core import config, names, runs
+from tests.template.helpers import (
+    FUNCTIONS,
+    ROOT,
+    as_list,
+    function_environment,
+    iam_statements,
+    parameter_defaults,
+    properties,
+    resources,
+    rule_event,
+    template,
+)
+
+EXPECTED_TYPES = {
+    "DataBucket": "AWS::S3::Bucket",
+    "DataBucketPolicy": "AWS::S3::BucketPolicy",
+    "RunsTable": "AWS::DynamoDB::Table",
+    "IdempotencyTable": "AWS::DynamoDB::Table",
+    "NotificationTopic": "AWS::SNS::Topic",
+    "NotificationSubscription": "AWS::SNS::Subscription",
+    "SageMakerExecutionRole": "AWS::IAM::Role",
+    "CoreLayer": "AWS::Serverless::LayerVersion",
+    "StartTuningFunction": "AWS::Serverless::Function",
+    "StartEvaluationFunction": "AWS::Serverless::Function",
+    "RecordResultsFunction": "AWS::Serverless::Function",
+    "StartTuningDeadLetterQueue": "AWS::SQS::Queue",
+    "StartEvaluationDeadLetterQueue": "AWS::SQS::Queue",
+    "RecordResultsDeadLetterQueue": "AWS::SQS::Queue",
+}
+
+SAGEMAKER_ROLE = {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+BUCKET_ARN = {"Fn::GetAtt": ["DataBucket", "Arn"]}
+RUNS_TABLE_ARN = {"Fn::GetAtt": ["RunsTable", "Arn"]}
+IDEMPOTENCY_TABLE_ARN = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+TOPIC = {"Ref": "NotificationTopic"}
+IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+def _objects(prefix: str) -> dict[str, str]:
+    return {"Fn::Sub": f"${{DataBucket.Arn}}/{prefix}*"}
+
+
+def _job_arn(kind: str) -> dict[str, str]:
+    return {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:{kind}/${{JobNamePrefix}}-*"
+    }
+
+
+def _grants(function_id: str) -> dict[str, list]:
+    """action -> resources it is allowed on, for one function's policy."""
+    granted: dict[str, list] = {}
+    for statement in iam_statements():
+        if statement.owner == function_id and statement.effect == "Allow":
+            for action in statement.actions:
+                granted.setdefault(action, []).extend(statement.resources)
+    return granted
+
+
+# ------------------------------------------------------------------------------------------------ shape
+
+
+def test_the_template_is_a_sam_template_for_python_3_11():
+    assert template()["Transform"] == "AWS::Serverless-2016-10-31"
+    globals_ = template()["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.11"
+    assert set(globals_["Architectures"]) <= {"arm64", "x86_64"}
+    assert globals_["Handler"] == "app.handler"
+    assert globals_["Tracing"] == "Active"
+    assert globals_["Layers"] == [{"Ref": "CoreLayer"}]
+
+
+def test_the_logical_ids_the_local_runtime_relies_on_exist_with_their_types():
+    actual = {
+        logical_id: resources()[logical_id]["Type"]
+        for logical_id in EXPECTED_TYPES
+        if logical_id in resources()
+    }
+    assert actual == EXPECTED_TYPES
+
+
+def test_outputs_name_every_resource_the_tools_look_up():
+    outputs = template()["Outputs"]
+    expected = {
+        "DataBucketName": {"Ref": "DataBucket"},
+        "RunsTableName": {"Ref": "RunsTable"},
+        "IdempotencyTableName": {"Ref": "IdempotencyTable"},
+        "NotificationTopicArn": {"Ref": "NotificationTopic"},
+        "SageMakerRoleArn": SAGEMAKER_ROLE,
+        "StartTuningFunctionName": {"Ref": "StartTuningFunction"},
+        "StartEvaluationFunctionName": {"Ref": "StartEvaluationFunction"},
+        "RecordResultsFunctionName": {"Ref": "RecordResultsFunction"},
+    }
+    assert {name: outputs[name]["Value"] for name in expected if name in outputs} == expected
+
+
+# ------------------------------------------------------------------------------------------------ storage
+
+
+def test_bucket_is_versioned_encrypted_private_and_sends_events_to_eventbridge():
+    bucket = properties("DataBucket")
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
+    assert resources()["DataBucket"]["DeletionPolicy"] == "Retain"
+
+
+def test_bucket_policy_denies_requests_without_tls():
+    policy = properties("DataBucketPolicy")
+    assert policy["Bucket"] == {"Ref": "DataBucket"}
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Action"] == "s3:*"
+    assert statement["Resource"] == [BUCKET_ARN, _objects("")]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_runs_table_has_the_key_and_indexes_of_the_runs_module():
+    table = properties("RunsTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "run_id", "KeyType": "HASH"}]
+    attribute_types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert attribute_types == {"run_id": "S", "dataset": "S", "status": "S", "created_at": "S"}
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {runs.DATASET_INDEX, runs.STATUS_INDEX}
+    for index_name, hash_key in ((runs.DATASET_INDEX, "dataset"), (runs.STATUS_INDEX, "status")):
+        assert indexes[index_name]["KeySchema"] == [
+            {"AttributeName": hash_key, "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ]
+        assert indexes[index_name]["Projection"] == {"ProjectionType": "ALL"}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert resources()["RunsTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_idempotency_table_has_the_powertools_key_and_ttl():
+    table = properties("IdempotencyTable")
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_topic_is_encrypted_and_the_email_subscription_exists_only_with_an_address():
+    assert properties("NotificationTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    subscription = resources()["NotificationSubscription"]
+    assert subscription["Condition"] == "HasNotificationEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": TOPIC,
+        "Protocol": "email",
+        "Endpoint": {"Ref": "NotificationEmail"},
+    }
+    assert template()["Conditions"]["HasNotificationEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "NotificationEmail"}, ""]}]
+    }
+    assert parameter_defaults()["NotificationEmail"] == ""
+
+
+def test_dead_letter_queues_keep_messages_fourteen_days_encrypted():
+    for _, _, queue_id in FUNCTIONS.values():
+        queue = properties(queue_id)
+        assert queue["MessageRetentionPeriod"] == 1209600
+        assert queue["SqsManagedSseEnabled"] is True
+
+
+# ------------------------------------------------------------------------------------------------ functions and layer
+
+
+@pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
+def test_function_code_lives_in_its_folder_and_the_layer_carries_dependencies(function_id):
+    folder, _, _ = FUNCTIONS[function_id]
+    function = properties(function_id)
+    assert function["CodeUri"] == f"functions/{folder}/"
+    requirements = ROOT / "functions" / folder / "requirements.txt"
+    assert requirements.is_file()
+    assert [
+        line for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ] == []
+
+
+def test_core_layer_ships_the_project_package_and_training_code_from_one_copy():
+    layer = resources()["CoreLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/core/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.11"]
+    assert (
+        layer["Properties"]["CompatibleArchitectures"] == template()["Globals"]["Function"]["Architectures"]
+    )
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    layer_dir = ROOT / "layers" / "core"
+    for name in ("reviewtune", "training_code"):
+        link = layer_dir / name
+        assert link.is_symlink(), f"layers/core/{name} must be a symlink, so the code exists once"
+        assert str(link.readlink()) == f"../../{name}"
+        assert link.resolve() == (ROOT / name).resolve()
+    requirements = (layer_dir / "requirements.txt").read_text().splitlines()
+    assert "aws-lambda-powertools[parser]>=3,<4" in requirements
+
+
+def test_start_tuning_has_memory_for_large_files_and_five_minutes():
+    function = properties("StartTuningFunction")
+    assert function["MemorySize"] >= 1024
+    assert function["Timeout"] == 300
+
+
+@pytest.mark.parametrize(
+    ("function_id", "parameter", "default"),
+    [
+        ("StartTuningFunction", "StartTuningConcurrency", "2"),
+        ("StartEvaluationFunction", "JobEventConcurrency", "2"),
+        ("RecordResultsFunction", "JobEventConcurrency", "2"),
+    ],
+)
+def test_functions_have_small_reserved_concurrency(function_id, parameter, default):
+    condition, reserved, unreserved = properties(function_id)["ReservedConcurrentExecutions"]["Fn::If"]
+    assert reserved == {"Ref": parameter}
+    assert unreserved == {"Ref": "AWS::NoValue"}
+    assert template()["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "0"]}]}
+    assert parameter_defaults()[parameter] == default
+
+
+def _documented_variables() -> set[str]:
+    """The variables of the environment table in docs/architecture.md."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Environment of the Lambda functions", 1)[1].split("\n## ", 1)[0]
+    found: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            found.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
+    return found
+
+
+def test_functions_get_every_documented_variable_and_every_variable_config_reads():
+    environment = set(function_environment())
+    documented = _documented_variables()
+    read_by_config = set(
+        re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', Path(config.__file__).read_text())
+    )
+    assert len(documented) >= 26
+    assert documented - environment == set()
+    assert read_by_config - environment == set()
+    assert environment - documented == {
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+
+
+def test_environment_values_come_from_the_stack():
+    env = function_environment()
+    assert env["BUCKET_NAME"] == {"Ref": "DataBucket"}
+    assert env["RUNS_TABLE_NAME"] == {"Ref": "RunsTable"}
+    assert env["IDEMPOTENCY_TABLE_NAME"] == {"Ref": "IdempotencyTable"}
+    assert env["TOPIC_ARN"] == TOPIC
+    assert env["SAGEMAKER_ROLE_ARN"] == SAGEMAKER_ROLE
+    assert env["POWERTOOLS_SERVICE_NAME"] == "reviewtune"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "reviewtune"
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    from_parameters = {
+        "JOB_NAME_PREFIX": "JobNamePrefix",
+        "TRAINING_INSTANCE_TYPE": "TrainingInstanceType",
+        "TRAINING_INSTANCE_COUNT": "TrainingInstanceCount",
+        "MAX_JOBS": "MaxJobs",
+        "MAX_PARALLEL_JOBS": "MaxParallelJobs",
+        "STRATEGY": "Strategy",
+        "EARLY_STOPPING": "EarlyStopping",
+        "HYPERPARAMETER_RANGES": "HyperparameterRanges",
+        "STATIC_HYPERPARAMETERS": "StaticHyperparameters",
+        "MODEL_NAME": "ModelName",
+        "MAX_SEQ_LENGTH": "MaxSeqLength",
+        "EPOCHS": "Epochs",
+        "PROCESSING_INSTANCE_TYPE": "ProcessingInstanceType",
+        "USE_SPOT_TRAINING": "UseSpotTraining",
+        "MAX_RUNTIME_SECONDS": "MaxRuntimeSeconds",
+        "VALIDATION_FRACTION": "ValidationFraction",
+        "TEST_FRACTION": "TestFraction",
+        "MIN_ROWS_PER_CLASS": "MinRowsPerClass",
+        "CLASS_BALANCE": "ClassBalance",
+    }
+    assert {variable: env[variable] for variable in from_parameters} == {
+        variable: {"Ref": parameter} for variable, parameter in from_parameters.items()
+    }
+    for variable, parameter, condition in (
+        ("TRAINING_IMAGE_URI", "TrainingImageUri", "UseDefaultTrainingImage"),
+        ("PROCESSING_IMAGE_URI", "ProcessingImageUri", "UseDefaultProcessingImage"),
+    ):
+        chosen, _, given = env[variable]["Fn::If"]
+        assert (chosen, given) == (condition, {"Ref": parameter})
+
+
+# ------------------------------------------------------------------------------------------------ parameters
+
+
+def test_parameter_defaults_are_the_settings_defaults():
+    defaults = parameter_defaults()
+    settings = config.Settings(bucket="b", runs_table="t", topic_arn="a", sagemaker_role_arn="r")
+    assert defaults["JobNamePrefix"] == settings.job_name_prefix == "reviewtune"
+    assert defaults["TrainingInstanceType"] == settings.training_instance_type
+    assert int(defaults["TrainingInstanceCount"]) == settings.training_instance_count
+    assert int(defaults["MaxJobs"]) == settings.max_jobs == 4
+    assert int(defaults["MaxParallelJobs"]) == settings.max_parallel_jobs == 2
+    assert defaults["Strategy"] == settings.strategy == "Bayesian"
+    assert defaults["EarlyStopping"] == settings.early_stopping == "Off"
+    assert json.loads(defaults["HyperparameterRanges"]) == config.DEFAULT_RANGES
+    assert json.loads(defaults["StaticHyperparameters"]) == {}
+    assert defaults["ModelName"] == settings.model_name == "roberta-base"
+    assert int(defaults["MaxSeqLength"]) == settings.max_seq_length
+    assert int(defaults["Epochs"]) == settings.epochs
+    assert defaults["ProcessingInstanceType"] == settings.processing_instance_type
+    assert defaults["UseSpotTraining"] == "false"
+    assert int(defaults["MaxRuntimeSeconds"]) == settings.max_runtime_seconds
+    assert float(defaults["ValidationFraction"]) == settings.validation_fraction
+    assert float(defaults["TestFraction"]) == settings.test_fraction
+    assert int(defaults["MinRowsPerClass"]) == settings.min_rows_per_class
+    assert defaults["ClassBalance"] == settings.class_balance
+
+
+def test_parameter_choices_are_the_ones_config_accepts():
+    parameters = template()["Parameters"]
+    assert tuple(parameters["Strategy"]["AllowedValues"]) == config.STRATEGIES
+    assert tuple(parameters["EarlyStopping"]["AllowedValues"]) == config.EARLY_STOPPING_TYPES
+    assert tuple(parameters["ClassBalance"]["AllowedValues"]) == config.CLASS_BALANCE_MODES
+    assert parameters["UseSpotTraining"]["AllowedValues"] == ["false", "true"]
+    prefix = parameters["JobNamePrefix"]
+    assert prefix["MaxLength"] == names.PREFIX_MAX
+    assert f"^{prefix['AllowedPattern']}$" == names.PREFIX_PATTERN.pattern
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:2.8.0-gpu-py312", True),
+        ("111122223333.dkr.ecr.us-east-1.amazonaws.com/team/review-eval", True),
+        ("111122223333.dkr.ecr.us-east-1.amazonaws.com/eval@sha256:" + "a" * 64, True),
+        ("huggingface-pytorch-training:latest", False),
+        ("docker.io/library/python:3.11", False),
+    ],
+)
+def test_image_parameters_accept_only_ecr_uris_whose_account_is_the_first_field(value, accepted):
+    for parameter in ("TrainingImageUri", "ProcessingImageUri"):
+        pattern = template()["Parameters"][parameter]["AllowedPattern"]
+        assert (re.fullmatch(pattern, value) is not None) is accepted
+
+
+def test_default_images_are_the_region_s_hugging_face_containers():
+    mapping = template()["Mappings"]["DeepLearningContainers"]
+    assert mapping["Registry"]["Account"] == "763104351884"
+    assert mapping["Repositories"]["Training"].startswith("huggingface-pytorch-training:")
+    assert "-gpu-" in mapping["Repositories"]["Training"]
+    assert mapping["Repositories"]["Processing"].startswith("huggingface-pytorch-")
+    assert "-cpu-" in mapping["Repositories"]["Processing"]
+    assert parameter_defaults()["TrainingImageUri"] == parameter_defaults()["ProcessingImageUri"] == ""
+
+
+def test_hyperband_is_refused_with_early_stopping():
+    (rule,) = template()["Rules"].values()
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Strategy"}, "Hyperband"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "EarlyStopping"}, "Off"]}
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+
+def test_object_created_rule_takes_tsv_and_csv_files_under_incoming_of_the_data_bucket():
+    pattern = rule_event("StartTuningFunction")["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"] == {"name": [{"Ref": "DataBucket"}]}
+    wildcards = {item["wildcard"] for item in pattern["detail"]["object"]["key"]}
+    # Wildcards are case-sensitive; names.is_accepted_key accepts either case of the suffixes.
+    expected = {f"{names.INCOMING_PREFIX}*{suffix}" for suffix in names.ACCEPTED_SUFFIXES}
+    assert wildcards == expected | {w.upper().replace("INCOMING/", names.INCOMING_PREFIX) for w in expected}
+
+
+@pytest.mark.parametrize(
+    ("function_id", "detail_type", "status_field", "name_field"),
+    [
+        (
+            "StartEvaluationFunction",
+            "SageMaker HyperParameter Tuning Job State Change",
+            "HyperParameterTuningJobStatus",
+            "HyperParameterTuningJobName",
+        ),
+        (
+            "RecordResultsFunction",
+            "SageMaker Processing Job State Change",
+            "ProcessingJobStatus",
+            "ProcessingJobName",
+        ),
+    ],
+)
+def test_job_rules_take_final_states_of_this_stack_s_jobs(function_id, detail_type, status_field, name_field):
+    pattern = rule_event(function_id)["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.sagemaker"]
+    assert pattern["detail-type"] == [detail_type]
+    assert pattern["detail"][status_field] == ["Completed", "Failed", "Stopped"]
+    assert pattern["detail"][name_field] == [{"prefix": {"Fn::Sub": "${JobNamePrefix}-"}}]
+
+
+@pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
+def test_every_rule_target_and_async_invocation_ends_in_the_function_s_dead_letter_queue(function_id):
+    _, event_name, queue_id = FUNCTIONS[function_id]
+    queue_arn = {"Fn::GetAtt": [queue_id, "Arn"]}
+    event = rule_event(function_id)
+    assert event["Type"] == "EventBridgeRule"
+    assert event["Properties"]["DeadLetterConfig"] == {"Arn": queue_arn}
+    retry = event["Properties"]["RetryPolicy"]
+    assert 0 < retry["MaximumRetryAttempts"] <= 185
+    assert 60 <= retry["MaximumEventAgeInSeconds"] <= 86400
+    function = properties(function_id)
+    assert function["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": queue_arn}
+    assert function["EventInvokeConfig"]["MaximumRetryAttempts"] <= 2
+    # EventBridge may write to the queue only for this function's rule (SAM names it <function><event>).
+    rule_arn = {"Fn::GetAtt": [f"{function_id}{event_name}", "Arn"]}
+    allowed = [
+        statement
+        for statement in iam_statements()
+        if statement.owner == "DeadLetterQueuesPolicy" and queue_arn in statement.resources
+    ]
+    assert len(allowed) == 1
+    assert allowed[0].actions == ("sqs:SendMessage",)
+    assert allowed[0].condition == {"ArnEquals": {"aws:SourceArn": rule_arn}}
+    assert {"Ref": queue_id} in properties("DeadLetterQueuesPolicy")["Queues"]
+
+
+# ------------------------------------------------------------------------------------------------ IAM
+
+
+def test_no_allow_statement_grants_a_wildcard_action():
+    statements = iam_statements()
+    assert len(statements) > 30
+    wildcard = [(s.owner, s.sid, a) for s in statements for a in s.actions if "*" in a]
+    # The one exception is the TLS-only deny of the bucket policy, which must cover every S3 action.
+    assert wildcard == [("DataBucketPolicy", "DenyInsecureTransport", "s3:*")]
+    assert next(s for s in statements if s.sid == "DenyInsecureTransport").effect == "Deny"
+
+
+def test_only_unscopable_actions_are_allowed_on_every_resource():
+    star = [s for s in iam_statements() if s.effect == "Allow" and "*" in s.resources]
+    assert {(s.owner, s.actions) for s in star} == {
+        ("SageMakerExecutionRole", ("ecr:GetAuthorizationToken",)),
+        ("SageMakerExecutionRole", ("cloudwatch:PutMetricData",)),
+    }
+    metrics = next(s for s in star if s.actions == ("cloudwatch:PutMetricData",))
+    assert metrics.condition == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+
+
+def test_pass_role_is_granted_only_for_the_sagemaker_role_to_sagemaker():
+    passing = [s for s in iam_statements() if any(a.lower() == "iam:passrole" for a in s.actions)]
+    assert {s.owner for s in passing} == {"StartTuningFunction", "StartEvaluationFunction"}
+    for statement in passing:
+        assert statement.actions == ("iam:PassRole",)
+        assert statement.resources == (SAGEMAKER_ROLE,)
+        assert statement.condition == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_sagemaker_permissions_are_limited_to_this_stack_s_job_names():
+    for statement in iam_statements():
+        if any(action.startswith("sagemaker:") for action in statement.actions):
+            assert all(r["Fn::Sub"].endswith("/${JobNamePrefix}-*") for r in statement.resources), statement
+
+
+def test_start_tuning_permissions():
+    grants = _grants("StartTuningFunction")
+    assert set(grants) == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        *IDEMPOTENCY_ACTIONS,
+        "sagemaker:CreateHyperParameterTuningJob",
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:AddTags",
+        "iam:PassRole",
+        "sns:Publish",
+    }
+    assert grants["s3:ListBucket"] == [BUCKET_ARN]
+    assert grants["s3:GetObjectVersion"] == [_objects("incoming/")]
+    assert sorted(grants["s3:GetObject"], key=str) == sorted(
+        [_objects("incoming/"), _objects("code/")], key=str
+    )
+    assert sorted(grants["s3:PutObject"], key=str) == sorted(
+        [_objects("runs/"), _objects("rejected/"), _objects("code/")], key=str
+    )
+    assert sorted(grants["dynamodb:PutItem"], key=str) == sorted(
+        [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN], key=str
+    )
+    assert grants["dynamodb:DeleteItem"] == [IDEMPOTENCY_TABLE_ARN]
+    assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
+    assert grants["sagemaker:AddTags"] == [_job_arn("hyper-parameter-tuning-job")]
+    assert grants["sns:Publish"] == [TOPIC]
+
+
+def test_start_evaluation_permissions():
+    grants = _grants("StartEvaluationFunction")
+    assert set(grants) == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        *IDEMPOTENCY_ACTIONS,
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:DescribeProcessingJob",
+        "sagemaker:AddTags",
+        "iam:PassRole",
+        "sns:Publish",
+    }
+    assert grants["sagemaker:ListTrainingJobsForHyperParameterTuningJob"] == [
+        _job_arn("hyper-parameter-tuning-job")
+    ]
+    assert grants["sagemaker:DescribeTrainingJob"] == [_job_arn("training-job")]
+    assert grants["sagemaker:CreateProcessingJob"] == [_job_arn("processing-job")]
+    assert grants["sagemaker:AddTags"] == [_job_arn("processing-job")]
+    assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
+    assert sorted(grants["dynamodb:UpdateItem"], key=str) == sorted(
+        [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN], key=str
+    )
+
+
+def test_record_results_permissions():
+    grants = _grants("RecordResultsFunction")
+    assert set(grants) == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        *IDEMPOTENCY_ACTIONS,
+        "sagemaker:DescribeProcessingJob",
+        "sns:Publish",
+    }
+    assert grants["s3:GetObject"] == [_objects("runs/")]
+    assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
+    assert grants["sagemaker:DescribeProcessingJob"] == [_job_arn("processing-job")]
+
+
+def test_sagemaker_role_is_for_sagemaker_and_reaches_only_this_bucket_logs_and_images():
+    role = properties("SageMakerExecutionRole")
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == {
+        "Effect": "Allow",
+        "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+    assert "ManagedPolicyArns" not in role
+    grants = _grants("SageMakerExecutionRole")
+    assert grants["s3:ListBucket"] == [BUCKET_ARN]
+    assert sorted(grants["s3:GetObject"], key=str) == sorted([_objects("code/"), _objects("runs/")], key=str)
+    assert grants["s3:PutObject"] == [_objects("runs/")]
+    log_group = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/*"
+    assert grants["logs:PutLogEvents"] == [{"Fn::Sub": log_group}]
+    images = grants["ecr:BatchGetImage"]
+    assert len(images) == 2
+    for image, parameter in zip(images, ("TrainingImageUri", "ProcessingImageUri"), strict=True):
+        arn, variables = image["Fn::Sub"]
+        assert arn == "arn:${AWS::Partition}:ecr:${AWS::Region}:${Account}:repository/*"
+        assert parameter in json.dumps(variables["Account"])
+    assert {a.split(":")[0] for a in grants} == {"s3", "logs", "ecr", "cloudwatch"}
+
+
+# ------------------------------------------------------------------------------------------------ samconfig
+
+
+def test_samconfig_deploys_the_reviewtune_stack_with_iam_capability():
+    samconfig = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert samconfig["version"] == 0.1
+    assert samconfig["default"]["global"]["parameters"]["stack_name"] == "reviewtune"
+    build = samconfig["default"]["build"]["parameters"]
+    assert build["cached"] is True and build["parallel"] is True
+    deploy = samconfig["default"]["deploy"]["parameters"]
+    assert as_list(deploy["capabilities"]) == ["CAPABILITY_IAM"]
+    assert deploy["confirm_changeset"] is True
+    assert deploy["resolve_s3"] is True
+    assert re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", deploy["region"])
+
+
+def test_sam_generates_the_rules_the_queue_policy_refers_to_with_their_dead_letter_queues():
+    from reviewtune.local.stack import to_cloudformation
+
+    sam = copy.deepcopy(template())
+    for resource in sam["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://artifacts/code.zip"
+    cfn = to_cloudformation(sam, parameter_defaults(), "us-east-1")
+    for function_id, (_, event_name, queue_id) in FUNCTIONS.items():
+        rule = cfn["Resources"][f"{function_id}{event_name}"]
+        assert rule["Type"] == "AWS::Events::Rule"
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+        assert set(target["RetryPolicy"]) == {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"}
+        invoke_config = cfn["Resources"][f"{function_id}EventInvokeConfig"]["Properties"]
+        assert invoke_config["MaximumRetryAttempts"] <= 2
+    assert "Rules" in cfn
