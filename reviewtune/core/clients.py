@@ -1,8 +1,8 @@
-"""The AWS clients the functions use, built once from the standard environment (AWS_ENDPOINT_URL_<SERVICE>)."""
+"""The AWS clients the functions use, built on first use from the standard environment (AWS_ENDPOINT_URL_<SERVICE>)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import boto3
@@ -11,19 +11,33 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
-@dataclass(frozen=True)
 class AwsClients:
-    s3: Any
-    sagemaker: Any
-    sns: Any
-    runs_table: Any
+    """Lazily built clients, so that importing a handler costs no client construction."""
+
+    def __init__(self, runs_table_name: str, session: boto3.session.Session | None = None):
+        self.runs_table_name = runs_table_name
+        self._session = session
 
     @classmethod
     def from_env(cls, runs_table_name: str) -> AwsClients:
-        session = boto3.session.Session()
-        return cls(
-            s3=session.client("s3", config=_CONFIG),
-            sagemaker=session.client("sagemaker", config=_CONFIG),
-            sns=session.client("sns", config=_CONFIG),
-            runs_table=session.resource("dynamodb", config=_CONFIG).Table(runs_table_name),
-        )
+        return cls(runs_table_name)
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        return self._session or boto3.session.Session()
+
+    @cached_property
+    def s3(self) -> Any:
+        return self.session.client("s3", config=_CONFIG)
+
+    @cached_property
+    def sagemaker(self) -> Any:
+        return self.session.client("sagemaker", config=_CONFIG)
+
+    @cached_property
+    def sns(self) -> Any:
+        return self.session.client("sns", config=_CONFIG)
+
+    @cached_property
+    def runs_table(self) -> Any:
+        return self.session.resource("dynamodb", config=_CONFIG).Table(self.runs_table_name)
