@@ -219,7 +219,7 @@ def test_core_layer_ships_the_project_package_and_training_code_from_one_copy():
         assert str(link.readlink()) == f"../../{name}"
         assert link.resolve() == (ROOT / name).resolve()
     requirements = (layer_dir / "requirements.txt").read_text().splitlines()
-    assert "aws-lambda-powertools[parser]>=3,<4" in requirements
+    assert "aws-lambda-powertools[parser,tracer]>=3,<4" in requirements
 
 
 def test_start_tuning_has_memory_for_large_files_and_five_minutes():
