@@ -1,0 +1,134 @@
+"""How a job's container command runs: a JobRunner turns one RunSpec into output lines and an exit code.
+
+``SubprocessRunner`` really runs the command (its own process group, stdout and stderr merged);
+``ScriptedRunner`` replays scripted output lines without any process, for tests of the tuning logic.
+Both return soon after the ``stop`` event is set, with the exit code of a terminated process.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STOPPED_EXIT_CODE = -signal.SIGTERM
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One container run: the command with its environment and working directory."""
+
+    job_name: str
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+
+
+LineSink = Callable[[str], None]
+
+
+class JobRunner(abc.ABC):
+    """Runs a RunSpec to its end."""
+
+    @abc.abstractmethod
+    def run(self, spec: RunSpec, on_line: LineSink, stop: threading.Event) -> int:
+        """Run ``spec``, call ``on_line`` for every output line (no newline), return the exit code.
+
+        Must return soon after ``stop`` is set; a run ended that way returns a non-zero code.
+        """
+
+
+class SubprocessRunner(JobRunner):
+    """Runs the command as a subprocess; on stop sends SIGTERM to its process group, then SIGKILL."""
+
+    def __init__(self, stop_grace_seconds: float = 10.0) -> None:
+        self.stop_grace_seconds = stop_grace_seconds
+
+    def run(self, spec: RunSpec, on_line: LineSink, stop: threading.Event) -> int:
+        env = {**spec.env, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            spec.command,
+            cwd=spec.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
+        watcher = threading.Thread(
+            target=self._watch, args=(process, stop), name=f"watch-{spec.job_name}", daemon=True
+        )
+        watcher.start()
+        assert process.stdout is not None
+        try:
+            with process.stdout:
+                for line in process.stdout:
+                    on_line(line.rstrip("\r\n"))
+        except BaseException:
+            _signal_group(process.pid, signal.SIGKILL)  # nothing may outlive a run that could not be followed
+            process.wait()
+            raise
+        code = process.wait()
+        watcher.join()
+        return code
+
+    def _watch(self, process: subprocess.Popen, stop: threading.Event) -> None:
+        while not stop.wait(0.1):
+            if process.poll() is not None:
+                # The main process ended: like a container, nothing it started outlives it.
+                _signal_group(process.pid, signal.SIGKILL)
+                return
+        _signal_group(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=self.stop_grace_seconds)
+        _signal_group(process.pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+@dataclass(frozen=True)
+class ScriptedRun:
+    """What a scripted job prints and how it exits."""
+
+    lines: Iterable[str]
+    exit_code: int = 0
+
+
+Script = Callable[[RunSpec], ScriptedRun]
+
+
+class ScriptedRunner(JobRunner):
+    """Replays the lines a ``script(spec)`` returns, in order, with no process.
+
+    ``line_delay`` seconds pass between lines (0 by default); a stop ends the run with STOPPED_EXIT_CODE.
+    ``runs`` records every spec, for assertions.
+    """
+
+    def __init__(self, script: Script, line_delay: float = 0.0) -> None:
+        self.script = script
+        self.line_delay = line_delay
+        self.runs: list[RunSpec] = []
+        self._lock = threading.Lock()
+
+    def run(self, spec: RunSpec, on_line: LineSink, stop: threading.Event) -> int:
+        with self._lock:
+            self.runs.append(spec)
+        scripted = self.script(spec)
+        for line in scripted.lines:
+            if stop.is_set() or (self.line_delay and stop.wait(self.line_delay)):
+                return STOPPED_EXIT_CODE
+            on_line(line)
+        return STOPPED_EXIT_CODE if stop.is_set() else scripted.exit_code

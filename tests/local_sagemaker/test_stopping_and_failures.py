@@ -1,0 +1,187 @@
+"""Trials stopped early, by request or by their runtime limit, and trials that fail."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from botocore.exceptions import ClientError
+
+from reviewtune.local.sagemaker import ScriptedRun, ScriptedRunner
+
+from .conftest import IMAGE, ROLE_ARN, wait_for
+
+
+def pid_of(world, training_job: str) -> int:
+    log = (world.workdir / "training" / training_job / "log.txt").read_text()
+    return int(re.search(r"pid=(\d+)", log).group(1))
+
+
+def all_started(world, trials: list[dict], count: int) -> bool:
+    logs = [world.workdir / "training" / t["TrainingJobName"] / "log.txt" for t in trials]
+    return len(trials) == count and all(log.exists() and "pid=" in log.read_text() for log in logs)
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_early_stopping_auto_stops_a_trial_below_the_median(world):
+    # Trials run one after the other; the third reports 10 % accuracy, far below the median of the
+    # running averages of the first two, so the median rule stops it after its first epoch.
+    request = world.tuning_request(
+        "early",
+        max_jobs=3,
+        max_parallel=1,
+        early_stopping="Auto",
+        static={"bad_trial": "3", "epochs": "4", "sleep": "0.15"},
+    )
+    world.sm.create_hyper_parameter_tuning_job(**request)
+
+    described = world.wait_tuning("early", timeout=60)
+    trials = sorted(world.trials("early"), key=lambda t: t["TrainingJobName"])
+
+    assert [t["TrainingJobStatus"] for t in trials] == ["Completed", "Completed", "Stopped"]
+    stopped = trials[2]
+    assert stopped["ObjectiveStatus"] == "Succeeded"  # stopped early, but it emitted its objective
+    assert stopped["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == 10.0
+    job = world.sm.describe_training_job(TrainingJobName=stopped["TrainingJobName"])
+    assert job["SecondaryStatus"] == "Stopped"
+    assert [m["Value"] for m in job["FinalMetricDataList"] if m["MetricName"] == "validation:accuracy"] == [
+        10.0
+    ]
+    log = (world.workdir / "training" / stopped["TrainingJobName"] / "log.txt").read_text()
+    assert log.count("val_acc") < 4
+    assert described["HyperParameterTuningJobStatus"] == "Completed"
+    assert described["TrainingJobStatusCounters"]["Stopped"] == 1
+    assert described["TrainingJobStatusCounters"]["Completed"] == 2
+    assert described["BestTrainingJob"]["TrainingJobName"] != stopped["TrainingJobName"]
+
+
+def test_stop_tuning_job_stops_running_trials_and_their_processes(world):
+    request = world.tuning_request(
+        "stopme", max_jobs=4, max_parallel=2, static={"epochs": "300", "sleep": "0.1"}
+    )
+    world.sm.create_hyper_parameter_tuning_job(**request)
+    running = wait_for(
+        lambda: world.trials("stopme"), lambda trials: all_started(world, trials, 2), timeout=20
+    )
+    pids = [pid_of(world, t["TrainingJobName"]) for t in running]
+
+    world.sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopme")
+    stopping = world.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopme")
+    described = world.wait_tuning("stopme", timeout=20)
+
+    assert stopping["HyperParameterTuningJobStatus"] in ("Stopping", "Stopped")
+    assert described["HyperParameterTuningJobStatus"] == "Stopped"
+    trials = world.trials("stopme")
+    assert len(trials) == 2  # nothing new was launched
+    assert {t["TrainingJobStatus"] for t in trials} == {"Stopped"}
+    assert described["TrainingJobStatusCounters"]["Stopped"] == 2
+    assert all(process_gone(pid) for pid in pids)
+
+
+def test_a_failing_script_fails_its_trials_and_then_the_tuning_job(world):
+    request = world.tuning_request("failing", max_jobs=2, max_parallel=2, static={"fail": "yes"})
+    world.sm.create_hyper_parameter_tuning_job(**request)
+
+    described = world.wait_tuning("failing")
+    trials = world.trials("failing")
+
+    assert described["HyperParameterTuningJobStatus"] == "Failed"
+    assert described["FailureReason"] == (
+        "No training job succeeded after 2 attempts. Please take a look at the training job failures to get "
+        "more details."
+    )
+    assert "BestTrainingJob" not in described
+    assert described["TrainingJobStatusCounters"]["NonRetryableError"] == 2
+    assert described["ObjectiveStatusCounters"] == {"Succeeded": 0, "Pending": 0, "Failed": 2}
+    job = world.sm.describe_training_job(TrainingJobName=trials[0]["TrainingJobName"])
+    assert job["TrainingJobStatus"] == "Failed" and job["SecondaryStatus"] == "Failed"
+    assert job["FailureReason"].startswith("AlgorithmError: ")
+    assert "synthetic failure after training" in job["FailureReason"]
+    assert job["FailureReason"].endswith(", exit code: 1")
+    assert "ModelArtifacts" not in job
+
+
+def test_training_job_past_its_max_runtime_is_stopped(world):
+    world.sm.create_training_job(
+        TrainingJobName="too-slow",
+        HyperParameters={
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": world.code_uri,
+            "epochs": "500",
+            "sleep": "0.1",
+        },
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        InputDataConfig=[
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{world.data_uri}/train"}
+                },
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": f"s3://{world.bucket}/models"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 1},
+    )
+
+    job = wait_for(
+        lambda: world.sm.describe_training_job(TrainingJobName="too-slow"),
+        lambda d: d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"),
+        timeout=20,
+    )
+
+    assert job["TrainingJobStatus"] == "Stopped"
+    assert job["SecondaryStatus"] == "MaxRuntimeExceeded"
+    assert "MaxRuntimeInSeconds (1 s)" in job["FailureReason"]
+    assert process_gone(pid_of(world, "too-slow"))
+    assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
+        "Starting",
+        "Downloading",
+        "Training",
+        "MaxRuntimeExceeded",
+    ]
+
+
+def test_stopping_a_stopped_tuning_job_is_a_validation_error(make_world):
+    world = make_world(
+        runner=ScriptedRunner(lambda spec: ScriptedRun(["val_acc: 1.0"] * 100), line_delay=0.05)
+    )
+    world.sm.create_hyper_parameter_tuning_job(**world.tuning_request("twice", max_jobs=2))
+    world.sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="twice")
+    world.wait_tuning("twice")
+
+    with pytest.raises(ClientError) as caught:
+        world.sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="twice")
+
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert "is Stopped; only an InProgress job can be stopped" in caught.value.response["Error"]["Message"]
+
+
+def test_service_stop_terminates_running_training_processes(make_world):
+    world = make_world()
+    world.sm.create_hyper_parameter_tuning_job(
+        **world.tuning_request("shutdown", max_jobs=1, static={"epochs": "300", "sleep": "0.1"})
+    )
+    [trial] = wait_for(
+        lambda: world.trials("shutdown"), lambda trials: all_started(world, trials, 1), timeout=20
+    )
+    pid = pid_of(world, trial["TrainingJobName"])
+
+    world.service.stop()
+
+    assert process_gone(pid)
+    job = world.service.call("DescribeTrainingJob", {"TrainingJobName": trial["TrainingJobName"]})
+    assert job["TrainingJobStatus"] == "Stopped"
+    tuning = world.service.call(
+        "DescribeHyperParameterTuningJob", {"HyperParameterTuningJobName": "shutdown"}
+    )
+    assert tuning["HyperParameterTuningJobStatus"] == "Stopped"
