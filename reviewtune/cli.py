@@ -20,8 +20,17 @@ from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 SUBSCRIBER_QUEUE = "reviewtune-cli-subscriber"
+
+
+def _show(value: str) -> str:
+    """A hyperparameter value as people read it: 8.403604888695193e-05 -> 8.4e-05."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() and "e" not in value.lower() else f"{number:.3g}"
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -95,13 +104,13 @@ class Progress:
             state = (summary["TrainingJobStatus"], self._epochs(name), objective)
             if state != self.seen.get(name):
                 self.seen[name] = state
-                hps = " ".join(f"{k}={v}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
+                hps = " ".join(f"{k}={_show(v)}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
                 shown = f"{objective:.2f} %" if objective is not None else "-"
                 console.print(f"  trial {name[-12:]}  {state[0]:<10} epoch {state[1]}  val_acc {shown:<8}  {hps}")
 
 
 def _wait_for_run(runtime: Any, run_id: str, timeout: float) -> dict[str, Any]:
-    runs = RunsRepository(runtime.client("dynamodb_table", runtime.stack.outputs["RunsTableName"]))
+    runs = RunsRepository(runtime.table(runtime.stack.outputs["RunsTableName"]))
     progress = Progress(runtime, run_id)
     deadline = time.monotonic() + timeout
     last_status = None
@@ -165,7 +174,7 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         trials.add_column(column)
     for trial in item["tuning"]["trials"]:
         mark = " *" if trial["name"] == best["name"] else ""
-        hps = ", ".join(f"{k}={v}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
+        hps = ", ".join(f"{k}={_show(v)}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
         objective = f"{trial['objective']:.2f}" if trial.get("objective") is not None else "-"
         trials.add_row(trial["name"] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
     console.print(trials)
@@ -222,7 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         subscriber = _subscribe(runtime)
         bucket = runtime.stack.outputs["DataBucketName"]
         put = runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-        prefix = runtime.stack.parameters.get("JobNamePrefix", "reviewtune") if hasattr(runtime.stack, "parameters") else "reviewtune"
+        prefix = runtime.stack.parameters["JobNamePrefix"]
         run_id = names.tuning_job_name(prefix, names.object_identity(bucket, key, put.get("VersionId"), put.get("ETag")))
         console.print(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}")
         item = _wait_for_run(runtime, run_id, args.timeout)
@@ -240,6 +249,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     finally:
         runtime.stop()
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from reviewtune.sample_data import sample_tsv
+
+    Path(args.path).write_bytes(sample_tsv())
+    console.print(f"wrote the embedded sample dataset to {args.path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample-data", help="write the embedded sample dataset")
     sample.add_argument("path")
-    sample.set_defaults(func=lambda a: Path(a.path).write_bytes(__import__("reviewtune.sample_data").sample_data.sample_tsv()) and 0)
+    sample.set_defaults(func=cmd_sample_data)
     return parser
 
 

@@ -1,0 +1,88 @@
+"""A moto server (S3, DynamoDB, SNS, SQS, EventBridge, CloudFormation, IAM, ...) on 127.0.0.1 in this process."""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+import warnings
+
+from moto.server import ThreadedMotoServer
+
+logger = logging.getLogger(__name__)
+
+
+class _UnsupportedResourceFilter(logging.Filter):
+    """Drops moto's per-request "No Moto CloudFormation support" lines; the stack module reports them once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No Moto CloudFormation support")
+
+
+def _quiet_moto_logs() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    moto_logger = logging.getLogger("moto")
+    if not any(isinstance(item, _UnsupportedResourceFilter) for item in moto_logger.filters):
+        moto_logger.addFilter(_UnsupportedResourceFilter())
+    warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto", category=UserWarning)
+
+
+class MotoServer:
+    """Starts moto's threaded server on a free port; its state is reset on start and on stop."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
+        self._port = port
+        self._server: ThreadedMotoServer | None = None
+        self.url: str | None = None
+
+    def start(self) -> str:
+        """Start the server and return its URL (``http://127.0.0.1:<port>``)."""
+        if self._server is not None:
+            raise RuntimeError(f"moto server already running at {self.url}")
+        _quiet_moto_logs()
+        server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        self._server = server
+        self.url = f"http://{host}:{port}"
+        # moto keeps its backends in module globals: start from a clean account.
+        self.reset()
+        logger.info("moto server listening on %s", self.url)
+        return self.url
+
+    def reset(self) -> None:
+        """Forget every resource the server holds."""
+        if self.url is None:
+            return
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+    def stop(self) -> None:
+        """Reset and stop the server; a second call does nothing."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            self.reset()
+        except OSError as error:
+            logger.warning("could not reset moto before stopping: %s", error)
+        server.stop()
+        # ThreadedMotoServer.stop() shuts the loop down but leaves the listening socket open.
+        if server._server is not None:
+            server._server.server_close()
+        self.url = None
+
+    def __enter__(self) -> MotoServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_moto_server(host: str = "127.0.0.1", port: int = 0) -> MotoServer:
+    """Start a moto server; ``.url`` is its URL, ``.stop()`` stops it."""
+    server = MotoServer(host, port)
+    server.start()
+    return server

@@ -1,0 +1,387 @@
+"""The whole stack on one machine: moto, the local SageMaker service, the stack from template.yaml and the router.
+
+``LocalRuntime`` starts them in that order and stops them in reverse; ``<workdir>/local.json`` tells other
+processes (``reviewtune run``, ``reviewtune local down``) where the endpoints are and which process holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reviewtune.local.moto_server import MotoServer
+from reviewtune.local.router import Invocation, Router
+from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "local.json"
+HOST = "127.0.0.1"
+# The AWS services the moto server answers for, by the suffix of boto3's AWS_ENDPOINT_URL_<SERVICE> variable.
+MOTO_SERVICES = (
+    "s3",
+    "dynamodb",
+    "sns",
+    "sqs",
+    "eventbridge",
+    "sts",
+    "iam",
+    "cloudformation",
+    "cloudwatch_logs",
+)
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+# boto3 service names whose endpoint variable has another name.
+_ENDPOINT_KEYS = {"events": "eventbridge", "logs": "cloudwatch_logs"}
+
+
+class LocalRuntimeError(RuntimeError):
+    """The local runtime cannot be started or stopped."""
+
+
+class NotRunningError(LocalRuntimeError):
+    """No local runtime is running for this working directory."""
+
+
+def endpoint_variable(service: str) -> str:
+    """boto3's endpoint variable of ``service`` (``AWS_ENDPOINT_URL_S3``...)."""
+    return f"AWS_ENDPOINT_URL_{_ENDPOINT_KEYS.get(service, service).upper()}"
+
+
+def read_state(workdir: Path = Path(".reviewtune")) -> dict[str, Any]:
+    """The content of ``<workdir>/local.json`` written by a running ``LocalRuntime``."""
+    path = Path(workdir) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotRunningError(
+            f"no local runtime is running: {path} does not exist (start one with `reviewtune local up`)"
+        ) from None
+    except ValueError as error:
+        raise LocalRuntimeError(
+            f"{path} is not valid JSON ({error}); remove it if no local runtime is running"
+        ) from error
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reaps it when it is a child of ours
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalRuntime:
+    """moto + local SageMaker + the stack of ``template`` + the event router, on 127.0.0.1.
+
+    Use as a context manager or call ``start()`` / ``stop()``. ``parameters`` override the template's parameter
+    defaults (the local budget: ModelName, MaxJobs, Epochs...). ``start()`` points this process's boto3 clients at
+    the local endpoints (``AWS_ENDPOINT_URL_<SERVICE>``, fake credentials, region); ``stop()`` restores them.
+    """
+
+    def __init__(
+        self,
+        *,
+        workdir: Path = Path(".reviewtune"),
+        template: Path = Path("template.yaml"),
+        parameters: Mapping[str, object] | None = None,
+        region: str = "us-east-1",
+        total_cpus: int | None = None,
+        stack_name: str = DEFAULT_STACK_NAME,
+        on_invocation: Callable[[Invocation], None] | None = None,
+        retry_delay_s: float = 1.0,
+        sagemaker_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.template = Path(template)
+        self.parameters = dict(parameters or {})
+        self.region = region
+        self.total_cpus = total_cpus
+        self.stack_name = stack_name
+        self.on_invocation = on_invocation
+        self.retry_delay_s = retry_delay_s
+        self._sagemaker_factory = sagemaker_factory
+        self.stack: LocalStack | None = None
+        self.router: Router | None = None
+        self._moto: MotoServer | None = None
+        self._sagemaker: Any = None
+        self._endpoints: dict[str, str] = {}
+        self._saved_environment: dict[str, str | None] = {}
+        self._state_lock = threading.Lock()
+        self._started = False
+        self._stopping = False
+
+    # -- properties -----------------------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.workdir / STATE_FILE
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Endpoint URL by service (``s3``, ``dynamodb``, ``sns``, ``sqs``, ``eventbridge``, ``sagemaker``...)."""
+        return dict(self._endpoints)
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """The stack outputs (DataBucketName, RunsTableName, ...)."""
+        if self.stack is None:
+            raise LocalRuntimeError("the local runtime is not started")
+        return dict(self.stack.outputs)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point boto3 at this runtime: endpoints, fake credentials and region."""
+        variables = {endpoint_variable(service): url for service, url in self._endpoints.items()}
+        variables.update(FAKE_CREDENTIALS)
+        variables["AWS_DEFAULT_REGION"] = self.region
+        variables["AWS_REGION"] = self.region
+        return variables
+
+    def export_lines(self) -> list[str]:
+        """``export NAME=value`` lines for a shell (``eval "$(...)"``) to use this runtime with the AWS CLI / SDKs."""
+        return [f"export {name}={value}" for name, value in self.environment().items()]
+
+    def _session(self) -> Any:
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=self.region,
+        )
+
+    def _endpoint(self, service: str) -> str:
+        endpoint = self._endpoints.get(_ENDPOINT_KEYS.get(service, service)) or self._endpoints.get("s3")
+        if endpoint is None:
+            raise LocalRuntimeError("the local runtime is not started")
+        return endpoint
+
+    def client(self, service: str, table_name: str | None = None, **kwargs: Any) -> Any:
+        """A boto3 client of ``service`` on this runtime's endpoint; ``client("dynamodb_table", name)`` is the
+        same as ``table(name)``."""
+        if service == "dynamodb_table":
+            if table_name is None:
+                raise TypeError('client("dynamodb_table", ...) needs the table name')
+            return self.table(table_name)
+        return self._session().client(service, endpoint_url=self._endpoint(service), **kwargs)
+
+    def resource(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 resource of ``service`` on this runtime's endpoint."""
+        return self._session().resource(service, endpoint_url=self._endpoint(service), **kwargs)
+
+    def table(self, name: str) -> Any:
+        """The boto3 DynamoDB ``Table`` resource ``name``."""
+        return self.resource("dynamodb").Table(name)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> LocalRuntime:
+        if self._started:
+            raise LocalRuntimeError("this local runtime was already started")
+        self._check_not_running()
+        if not self.template.is_file():
+            raise LocalRuntimeError(f"template {self.template} does not exist")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _check_not_running(self) -> None:
+        try:
+            state = read_state(self.workdir)
+        except NotRunningError:
+            return
+        except LocalRuntimeError:
+            logger.warning("replacing unreadable %s", self.state_file)
+            return
+        pid = state.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _process_alive(pid):
+            raise LocalRuntimeError(
+                f"a local runtime is already running for {self.workdir} (pid {pid}); stop it with `reviewtune local down`"
+            )
+        logger.info("removing stale %s (pid %s is gone)", self.state_file, pid)
+
+    def _start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._moto = MotoServer(HOST, 0)
+        moto_url = self._moto.start()
+        self._endpoints = dict.fromkeys(MOTO_SERVICES, moto_url)
+        self._apply_environment()
+        account_id = self.client("sts").get_caller_identity()["Account"]
+
+        factory = self._sagemaker_factory
+        if factory is None:
+            from reviewtune.local.sagemaker import LocalSageMaker
+
+            factory = LocalSageMaker
+        self._sagemaker = factory(
+            workdir=self.workdir / "sagemaker",
+            region=self.region,
+            account_id=account_id,
+            s3_client=self.client("s3"),
+            events_client=self.client("events"),
+            total_cpus=self.total_cpus,
+        )
+        self._endpoints["sagemaker"] = self._sagemaker.start(HOST, 0)
+        self._apply_environment()
+
+        self.stack = deploy_stack(
+            self.template,
+            clients=self.client,
+            parameters=self.parameters,
+            region=self.region,
+            stack_name=self.stack_name,
+        )
+        self.router = Router(
+            self.stack.functions,
+            sqs_client=self.client("sqs"),
+            environment=self.environment(),
+            log_dir=self.workdir / "logs",
+            on_invocation=self.on_invocation,
+            retry_delay_s=self.retry_delay_s,
+        )
+        self.router.start()
+        self._write_state()
+        logger.info("local runtime up: %s", ", ".join(f"{k}={v}" for k, v in sorted(self._endpoints.items())))
+
+    def _apply_environment(self) -> None:
+        for name, value in self.environment().items():
+            if name not in self._saved_environment:
+                self._saved_environment[name] = os.environ.get(name)
+            os.environ[name] = value
+
+    def _restore_environment(self) -> None:
+        saved, self._saved_environment = self._saved_environment, {}
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def _write_state(self) -> None:
+        assert self.stack is not None
+        state = {
+            "endpoints": self.endpoints,
+            "outputs": self.stack.outputs,
+            "environment": self.environment(),
+            "functions": [spec.logical_id for spec in self.stack.functions],
+            "region": self.region,
+            "stack_name": self.stack.stack_name,
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        temporary = self.state_file.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(self.state_file)
+
+    def stop(self) -> None:
+        """Stop the router, the SageMaker service (its running jobs end), moto; restore the environment and remove
+        local.json. Safe to call twice, from a signal handler, or after a failed start."""
+        if not self._state_lock.acquire(blocking=False):
+            return  # another call is stopping it (a signal handler must never wait here)
+        try:
+            if self._stopping or not self._started:
+                return
+            self._stopping = True
+        finally:
+            self._state_lock.release()
+        router, self.router = self.router, None
+        sagemaker, self._sagemaker = self._sagemaker, None
+        moto, self._moto = self._moto, None
+        steps: list[tuple[str, Callable[[], object] | None]] = [
+            ("router", router.stop if router else None),
+            ("SageMaker service", sagemaker.stop if sagemaker else None),
+            ("moto server", moto.stop if moto else None),
+            ("state file", self._remove_state),
+            ("environment", self._restore_environment),
+        ]
+        for name, step in steps:
+            if step is None:
+                continue
+            started = time.monotonic()
+            try:
+                step()
+                logger.debug("stopped the %s in %.2f s", name, time.monotonic() - started)
+            except Exception:  # noqa: BLE001 - stop everything else even if one part fails
+                logger.exception("stopping the %s failed", name)
+        self._endpoints = {}
+
+    def _remove_state(self) -> None:
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if state.get("pid") == os.getpid():
+            self.state_file.unlink(missing_ok=True)
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _print_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def stop_running(
+    workdir: Path = Path(".reviewtune"),
+    *,
+    timeout: float = 60.0,
+    report: Callable[[str], None] = _print_to_stderr,
+) -> int | None:
+    """Stop the local runtime recorded in ``<workdir>/local.json`` (SIGTERM) and wait until its process ended.
+
+    Returns the pid of the stopped process, or None (after ``report``-ing why) when nothing is running; a stale
+    local.json is removed. Raises ``LocalRuntimeError`` when the process outlives ``timeout``."""
+    state_file = Path(workdir) / STATE_FILE
+    try:
+        state = read_state(workdir)
+    except NotRunningError as error:
+        report(str(error))
+        return None
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not _process_alive(pid):
+        state_file.unlink(missing_ok=True)
+        report(f"no local runtime is running: process {pid} of {state_file} is gone (removed the stale file)")
+        return None
+    if pid == os.getpid():
+        raise LocalRuntimeError(
+            f"{state_file} names this very process ({pid}); call LocalRuntime.stop() instead"
+        )
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            raise LocalRuntimeError(
+                f"the local runtime (pid {pid}) did not stop within {timeout:.0f} s; `kill -9 {pid}`"
+            )
+        time.sleep(0.1)
+    state_file.unlink(missing_ok=True)
+    report(f"stopped the local runtime (pid {pid})")
+    return pid
