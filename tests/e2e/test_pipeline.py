@@ -1,0 +1,152 @@
+"""The whole pipeline on the local runtime: real handlers, moto, the local SageMaker service, real training."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from reviewtune.budget import Budget
+from reviewtune.core import names
+from reviewtune.local.runtime import LocalRuntime
+from reviewtune.sample_data import sample_tsv
+from tests.support.aws import ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY = {"train_steps_per_epoch": 3, "validation_steps_per_epoch": 2, "train_batch_size": 8, "pooling": "mean"}
+
+
+def tiny_budget(**overrides) -> dict[str, str]:
+    budget = Budget(max_jobs=2, max_parallel_jobs=2, epochs=1, max_seq_length=32, strategy="Random",
+                    ranges={"learning_rate": {"min": 5e-5, "max": 2e-4, "scaling": "Logarithmic"}}, static=dict(TINY))
+    params = budget.parameters()
+    params.update(overrides)
+    return params
+
+
+class Pipeline:
+    def __init__(self, runtime: LocalRuntime):
+        self.runtime = runtime
+        self.outputs = runtime.stack.outputs
+        self.bucket = self.outputs["DataBucketName"]
+        sqs, sns = runtime.client("sqs"), runtime.client("sns")
+        self.queue = sqs.create_queue(QueueName="e2e-subscriber")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.outputs["NotificationTopicArn"], Protocol="sqs", Endpoint=arn)
+
+    def drop(self, key: str, body: bytes) -> str:
+        put = self.runtime.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
+        return names.tuning_job_name("reviewtune", names.object_identity(self.bucket, key, put.get("VersionId"), put.get("ETag")))
+
+    def item(self, run_id: str) -> dict | None:
+        from reviewtune.core.runs import from_item
+
+        raw = self.runtime.table(self.outputs["RunsTableName"]).get_item(Key={"run_id": run_id}).get("Item")
+        return from_item(raw) if raw else None
+
+    def wait(self, run_id: str, statuses: set[str], timeout: float = 420) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = self.item(run_id)
+            if item and item["status"] in statuses:
+                return item
+            time.sleep(1)
+        raise AssertionError(f"run {run_id} did not reach {statuses}; last item: {self.item(run_id)}")
+
+    def messages(self, count: int = 1, timeout: float = 20) -> list[dict]:
+        sqs = self.runtime.client("sqs")
+        got: list[dict] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            for m in sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                got.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=m["ReceiptHandle"])
+        return got
+
+
+@pytest.fixture
+def pipeline(tmp_path, request):
+    params = getattr(request, "param", None) or tiny_budget()
+    with LocalRuntime(workdir=tmp_path / "runtime", template=ROOT / "template.yaml", parameters=params, total_cpus=2) as runtime:
+        yield Pipeline(runtime)
+
+
+def test_dropped_file_is_tuned_evaluated_recorded_and_announced(pipeline):
+    run_id = pipeline.drop("incoming/e2e/reviews.tsv", sample_tsv(per_class=40))
+    item = pipeline.wait(run_id, {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"})
+    assert item["status"] == "SUCCEEDED", item.get("failure_reason")
+
+    trials = item["tuning"]["trials"]
+    assert len(trials) == 2 and all(t["status"] == "Completed" for t in trials)
+    best = max(trials, key=lambda t: t["objective"])
+    assert item["tuning"]["best_training_job"]["objective"] == best["objective"]
+    assert item["tuning"]["best_training_job"]["name"] in {t["name"] for t in trials if t["objective"] == best["objective"]}
+
+    s3 = pipeline.runtime.client("s3")
+    evaluation = json.loads(s3.get_object(Bucket=pipeline.bucket, Key=f"runs/{run_id}/evaluation/evaluation.json")["Body"].read())
+    matrix = evaluation["metrics"]["confusion_matrix"]["matrix"]
+    assert sum(map(sum, matrix)) == item["data"]["summary"]["rows"]["test"]
+    assert evaluation["metrics"]["accuracy"]["value"] == pytest.approx(sum(matrix[i][i] for i in range(3)) / sum(map(sum, matrix)))
+    assert item["metrics"]["accuracy"]["value"] == evaluation["metrics"]["accuracy"]["value"]
+    assert s3.head_object(Bucket=pipeline.bucket, Key=f"runs/{run_id}/evaluation/confusion_matrix.png")["ContentLength"] > 1000
+
+    [message] = pipeline.messages()
+    assert message["MessageAttributes"]["status"]["Value"] == "SUCCEEDED"
+    assert f"{evaluation['metrics']['accuracy']['value'] * 100:.2f} %" in message["Subject"]
+    assert run_id in message["Message"] and "learning_rate" in message["Message"]
+
+    handled = [(i.function, i.outcome.value) for i in pipeline.runtime.router.invocations]
+    assert ("StartTuningFunction", "succeeded") in handled
+    assert ("StartEvaluationFunction", "succeeded") in handled
+    assert ("RecordResultsFunction", "succeeded") in handled
+
+
+@pytest.mark.parametrize("pipeline", [tiny_budget(MaxJobs="1", MaxParallelJobs="1", StaticHyperparameters=json.dumps({**TINY, "model_name_or_path": "/no/such/model"}))], indirect=True)
+def test_failing_training_fails_the_run_and_tells_why(pipeline):
+    run_id = pipeline.drop("incoming/broken-model.tsv", sample_tsv(per_class=20))
+    item = pipeline.wait(run_id, {"SUCCEEDED", "FAILED", "STOPPED"})
+    assert item["status"] == "FAILED"
+    assert item["tuning"]["trials"][0]["status"] == "Failed"
+    assert item["tuning"]["trials"][0]["failure_reason"]
+    [message] = pipeline.messages()
+    assert "failed during tuning" in message["Subject"] and run_id in message["Message"]
+    assert not pipeline.item(run_id).get("evaluation_job_name")
+
+
+def test_failing_evaluation_job_fails_the_run(pipeline):
+    run_id = pipeline.drop("incoming/eval-breaks.tsv", sample_tsv(per_class=20))
+    item = pipeline.wait(run_id, {"TUNING", "FAILED"})
+    # The processing job gets its code from code/<digest>/src/; the training jobs use the archive. Remove the script.
+    bucket, prefix = names.parse_s3_uri(item["code"]["source_uri"])
+    pipeline.runtime.client("s3").delete_object(Bucket=bucket, Key=prefix + "evaluate_model_metrics.py")
+    item = pipeline.wait(run_id, {"SUCCEEDED", "FAILED", "STOPPED"})
+    assert item["status"] == "FAILED"
+    assert item["evaluation_job_name"] == f"{run_id}-eval"
+    described = pipeline.runtime.client("sagemaker").describe_processing_job(ProcessingJobName=f"{run_id}-eval")
+    assert described["ProcessingJobStatus"] == "Failed"
+    assert item["failure_reason"] == described["FailureReason"]
+    [message] = pipeline.messages()
+    assert "during evaluation" in message["Subject"]
+
+
+@pytest.mark.parametrize("pipeline", [tiny_budget(MaxJobs="1", MaxParallelJobs="1", Epochs="30", StaticHyperparameters=json.dumps({**TINY, "train_steps_per_epoch": 50}))], indirect=True)
+def test_stopping_the_tuning_job_stops_the_run(pipeline):
+    run_id = pipeline.drop("incoming/to-stop.tsv", sample_tsv(per_class=20))
+    pipeline.wait(run_id, {"TUNING"})
+    sagemaker = pipeline.runtime.client("sagemaker")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)["TrainingJobSummaries"]
+        if jobs and jobs[0]["TrainingJobStatus"] == "InProgress":
+            break
+        time.sleep(0.5)
+    sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+    item = pipeline.wait(run_id, {"SUCCEEDED", "FAILED", "STOPPED"}, timeout=120)
+    assert item["status"] == "STOPPED"
+    assert sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)["HyperParameterTuningJobStatus"] == "Stopped"
+    assert item["tuning"]["trials"][0]["status"] == "Stopped"
+    [message] = pipeline.messages()
+    assert "stopped" in message["Subject"]
