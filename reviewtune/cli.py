@@ -47,20 +47,21 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     from reviewtune.local.runtime import LocalRuntime
 
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters={**Budget().parameters(), **_parse_params(args.param)})
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    runtime.start()
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Block the stop signals before any thread starts, then wait for one in this thread: nothing runs in a handler.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
+        runtime.start()
         for line in runtime.export_lines():
             print(line)
         for key, value in runtime.stack.outputs.items():
             print(f"# {key} = {value}")
-        print(f"# endpoints and outputs written to {Path(args.workdir) / 'local.json'}; Ctrl-C or `reviewtune local down` stops", flush=True)
-        stop.wait()
+        print(f"# endpoints and outputs written to {runtime.state_file}; Ctrl-C or `reviewtune local down` stops", flush=True)
+        signal.sigwait(stop_signals)
     finally:
         runtime.stop()
-        print("# local runtime stopped", flush=True)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    print("# local runtime stopped", flush=True)
     return 0
 
 

@@ -106,7 +106,8 @@ def test_duplicate_events_start_nothing_new(stack, start_tuning, lambda_context)
         redelivered = dict(event, id="another-event-id")
         second = start_tuning.handler(redelivered, lambda_context)
         # After the idempotency record is gone, the run item still prevents a second job.
-        from reviewtune.core.tuning import DroppedObject, start_tuning as core_start
+        from reviewtune.core.tuning import DroppedObject
+        from reviewtune.core.tuning import start_tuning as core_start
 
         detail = event["detail"]
         obj = DroppedObject(stack.bucket, "incoming/a.tsv", detail["object"]["version-id"], detail["object"]["etag"], None)

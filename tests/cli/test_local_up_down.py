@@ -1,0 +1,60 @@
+"""`reviewtune local up` serves the stack on 127.0.0.1 until `reviewtune local down` stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+
+from tests.support.aws import ROOT
+
+
+def test_local_up_prints_endpoints_and_outputs_and_local_down_stops_it(tmp_path):
+    workdir = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "reviewtune.cli", "--workdir", str(workdir), "local", "up"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and "written to" not in log.read_text():
+            assert up.poll() is None, "local up ended early:\n" + log.read_text()
+            time.sleep(0.5)
+        lines = log.read_text().splitlines(keepends=True)
+        exports = dict(line[len("export "):].strip().split("=", 1) for line in lines if line.startswith("export "))
+        for service in ("S3", "DYNAMODB", "SNS", "SQS", "EVENTBRIDGE", "SAGEMAKER"):
+            assert exports[f"AWS_ENDPOINT_URL_{service}"].startswith("http://127.0.0.1:")
+        state = json.loads((workdir / "local.json").read_text())
+        bucket = state["outputs"]["DataBucketName"]
+        assert f"# DataBucketName = {bucket}\n" in lines
+        s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        sagemaker = boto3.client("sagemaker", endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER"], region_name="us-east-1",
+                                 aws_access_key_id="testing", aws_secret_access_key="testing")
+        assert sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+
+        down = subprocess.run([sys.executable, "-m", "reviewtune.cli", "--workdir", str(workdir), "local", "down"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=60) == 0
+        assert "# local runtime stopped" in log.read_text()
+        assert not (workdir / "local.json").exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def test_local_down_says_when_nothing_runs(tmp_path):
+    down = subprocess.run([sys.executable, "-m", "reviewtune.cli", "--workdir", str(tmp_path), "local", "down"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1
+    assert "no local runtime is running" in down.stderr
