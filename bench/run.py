@@ -76,11 +76,14 @@ def table(throughput: dict | None, pipeline: dict | None) -> str:
         "|---|---|---|---|",
     ]
     if throughput:
-        ours, base = throughput["train_py"], throughput["trainer_fp32"]
+        config, results = throughput["config"], throughput["results"]
+        ours, base = results["train"], results["baseline"]
         lines += [
-            f"| training throughput, examples/s ({throughput['model']}, len {throughput['max_seq_length']}, batch {throughput['batch_size']}) "
-            f"| {ours['examples_per_second']:.1f} | {base['examples_per_second']:.1f} (HF Trainer fp32) | {ours['examples_per_second'] / base['examples_per_second']:.2f}x |",
-            f"| peak memory of a training process, MB | {ours['peak_rss_mb']:.0f} | {base['peak_rss_mb']:.0f} (HF Trainer fp32) | {ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}x |",
+            f"| training throughput, examples/s ({config['model']}, length {config['max_seq_length']}, batch {config['batch_size']}, "
+            f"{config['threads']} threads) | {ours['examples_per_second']:.1f} (train.py) | {base['examples_per_second']:.1f} (HF Trainer fp32) "
+            f"| {throughput['speedup']:.2f}x |",
+            f"| peak memory of a training process, MB | {ours['peak_rss_mb']:.0f} | {base['peak_rss_mb']:.0f} (HF Trainer fp32) "
+            f"| {throughput.get('memory_ratio', 0):.2f}x |",
         ]
     if pipeline:
         ref = REFERENCE
