@@ -236,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id = names.tuning_job_name(prefix, names.object_identity(bucket, key, put.get("VersionId"), put.get("ETag")))
         console.print(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}")
         item = _wait_for_run(runtime, run_id, args.timeout)
+        runtime.router.wait_idle(60)  # let the last handler return before the runtime stops
         message = next(iter(_received(runtime, subscriber)), None)
         if item["status"] != "SUCCEEDED":
             console.print(f"[red]run {run_id} ended {item['status']}[/]: {item.get('failure_reason', '')}")

@@ -115,7 +115,7 @@ class LocalRuntime:
         retry_delay_s: float = 1.0,
         sagemaker_factory: Callable[..., Any] | None = None,
     ) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()
         self.template = Path(template)
         self.parameters = dict(parameters or {})
         self.region = region

@@ -58,3 +58,10 @@ def test_local_down_says_when_nothing_runs(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert down.returncode == 1
     assert "no local runtime is running" in down.stderr
+
+
+def test_a_relative_workdir_becomes_absolute_for_the_jobs(tmp_path, monkeypatch):
+    from reviewtune.local.runtime import LocalRuntime
+
+    monkeypatch.chdir(tmp_path)
+    assert LocalRuntime(workdir="state").workdir == tmp_path / "state"

@@ -181,7 +181,7 @@ class LocalSageMaker:
 
             s3_client = s3_client or boto3.client("s3", region_name=region)
             events_client = events_client or boto3.client("events", region_name=region)
-        workdir = Path(workdir)
+        workdir = Path(workdir).resolve()  # jobs run with their code folder as cwd: paths must be absolute
         workdir.mkdir(parents=True, exist_ok=True)
         self.context = ServiceContext(
             workdir=workdir,
