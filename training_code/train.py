@@ -295,6 +295,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         loss_sum = torch.zeros((), device=device)
         examples = 0
         epoch_start = window_start = time.perf_counter()
+        window_cpu_start = time.process_time()
         window_examples = 0
         for step, batch in enumerate(islice(batches.epoch(), steps_per_epoch), start=1):
             input_ids = batch.input_ids.to(device, non_blocking=True)
@@ -321,14 +322,15 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             examples += batch.size
             window_examples += batch.size
             if args.log_steps > 0 and step % args.log_steps == 0:
-                now = time.perf_counter()
+                now, cpu_now = time.perf_counter(), time.process_time()
                 print(
                     f"step: {step}/{steps_per_epoch} - loss: {loss_sum.item() / examples:.4f} - "
                     f"window_examples: {window_examples} - window_seconds: {now - window_start:.3f} - "
+                    f"window_cpu_seconds: {cpu_now - window_cpu_start:.3f} - "
                     f"examples_per_second: {window_examples / (now - window_start):.2f}",
                     flush=True,
                 )
-                window_start, window_examples = now, 0
+                window_start, window_cpu_start, window_examples = now, cpu_now, 0
         train_seconds = time.perf_counter() - epoch_start
         result = EpochResult(
             epoch=epoch,
