@@ -14,19 +14,22 @@ LOCAL_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3
 class Budget:
     """What `make run` may change: how many trials, how many at once, how long each trains, how to search."""
 
-    max_jobs: int = 4
+    max_jobs: int = 3
     max_parallel_jobs: int = 1
-    epochs: int = 3
+    epochs: int = 2
     strategy: str = "Bayesian"
     early_stopping: str = "Off"
     ranges: dict = field(
-        default_factory=lambda: {
-            "learning_rate": {"min": 5e-5, "max": 2e-4, "scaling": "Logarithmic"},
-            "train_batch_size": [16, 32],
-        }
+        default_factory=lambda: {"learning_rate": {"min": 4e-5, "max": 1.5e-4, "scaling": "Logarithmic"}}
     )
     static: dict = field(
-        default_factory=lambda: {"pooling": "mean", "warmup_ratio": 0.1, "lr_scheduler": "linear", "weight_decay": 0.01}
+        default_factory=lambda: {
+            "pooling": "mean",
+            "train_batch_size": 32,
+            "warmup_ratio": 0.1,
+            "lr_scheduler": "linear",
+            "weight_decay": 0.01,
+        }
     )
     max_seq_length: int = 128
     model: str = LOCAL_MODEL
@@ -50,4 +53,10 @@ class Budget:
         }
 
 
-SAMPLE_BUDGET = Budget(max_jobs=4, max_parallel_jobs=2, epochs=2, max_seq_length=64)
+SAMPLE_BUDGET = Budget(
+    max_jobs=4,
+    max_parallel_jobs=2,
+    epochs=2,
+    max_seq_length=64,
+    ranges={"learning_rate": {"min": 4e-5, "max": 1.5e-4, "scaling": "Logarithmic"}, "train_batch_size": [16, 32]},
+)

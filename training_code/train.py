@@ -24,8 +24,12 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
-import torch
+# oneDNN caches a compiled kernel per input shape; dynamic padding makes many shapes, and an unbounded cache grows
+# memory by ~0.5 GB per job. A small cache keeps the speed (measured: 31 vs 29 ex/s, 2.5 vs 3.1 GB peak).
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import torch.nn.functional as F
 from modeling import (
     POOLINGS,
