@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import s3_transfer
+from .background import BackgroundJob
 from .context import ServiceContext, drop_none, now, resolve_python
 from .events import PROCESSING_JOB_STATE_CHANGE, times_to_epoch_ms
 from .runners import RunSpec
@@ -28,8 +29,10 @@ logger = logging.getLogger(__name__)
 CONTAINER_ROOT = "/opt/ml/"
 
 
-class ProcessingJob:
+class ProcessingJob(BackgroundJob):
     """One processing job; ``start()`` returns at once and the job runs in its own thread."""
+
+    kind = "processing"
 
     def __init__(self, context: ServiceContext, request: dict[str, Any]) -> None:
         self.context = context
@@ -49,15 +52,6 @@ class ProcessingJob:
         self._stop = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._publish()
-        self._thread = threading.Thread(target=self._run, name=f"processing-{self.name}", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def done(self) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import s3_transfer
+from .background import BackgroundJob
 from .context import ServiceContext, drop_none, now, resolve_python
 from .events import TRAINING_JOB_STATE_CHANGE, times_to_epoch_ms
 from .metrics import MetricParser, MetricPoint
@@ -87,8 +88,10 @@ EpochListener = Callable[["TrainingJob", int, float], None]
 FinishListener = Callable[["TrainingJob"], None]
 
 
-class TrainingJob:
+class TrainingJob(BackgroundJob):
     """One training job; ``start()`` returns at once and the job runs in its own thread."""
+
+    kind = "training"
 
     def __init__(
         self,
@@ -134,15 +137,6 @@ class TrainingJob:
         self._add_transition(SecondaryStatus.STARTING, "Preparing the instances for training")
 
     # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> None:
-        self._publish()
-        self._thread = threading.Thread(target=self._run, name=f"training-{self.name}", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def done(self) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from .background import BackgroundJob
 from .context import ServiceContext, drop_none, now
 from .errors import ResourceInUse, ValidationError
 from .events import TUNING_JOB_STATE_CHANGE, times_to_epoch_ms
@@ -80,8 +81,10 @@ class Trial:
         return ObjectiveStatus.SUCCEEDED if self.objective is not None else ObjectiveStatus.FAILED
 
 
-class TuningJob:
+class TuningJob(BackgroundJob):
     """One tuning job; ``start()`` returns at once and the search runs in its own thread."""
+
+    kind = "tuning"
 
     def __init__(
         self,
@@ -124,15 +127,6 @@ class TuningJob:
         )
 
     # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> None:
-        self._publish()
-        self._thread = threading.Thread(target=self._run, name=f"tuning-{self.name}", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def done(self) -> bool:
