@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -204,7 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     sample = not args.data
-    budget = Budget() if not sample else Budget(**{**SAMPLE_BUDGET.__dict__})
+    budget = dataclasses.replace(SAMPLE_BUDGET if sample else Budget())
     for attr in ("max_jobs", "max_parallel_jobs", "epochs", "strategy", "early_stopping"):
         value = getattr(args, attr)
         if value is not None:
@@ -220,10 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
     console.print(f"[bold]reviewtune[/] local run: {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search, model {budget.model}")
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
-    interrupted = threading.Event()
-
     def on_signal(*_: Any) -> None:
-        interrupted.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -186,7 +186,9 @@ def parse_reviews(data: bytes, filename: str) -> tuple[list[tuple[Review, str | 
         ) from exc
     if error_count:
         more = f" (and {error_count - len(errors)} more)" if error_count > len(errors) else ""
-        raise DatasetError(f"{error_count} invalid row{'' if error_count == 1 else 's'}: " + "; ".join(errors) + more)
+        raise DatasetError(
+            f"{error_count} invalid row{'' if error_count == 1 else 's'}: " + "; ".join(errors) + more
+        )
     info = {
         "text_column": header[text_idx],
         "label_column": header[label_idx],

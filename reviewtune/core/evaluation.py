@@ -7,10 +7,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import messages, names
+from reviewtune.core import names
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
-from reviewtune.core.notify import publish
+from reviewtune.core.failures import end_run
 from reviewtune.core.runs import RunsRepository, RunStatus
 from reviewtune.core.tuning import RUN_ID_TAG
 
@@ -138,24 +138,6 @@ def _best(description: dict[str, Any], sagemaker: Any) -> dict[str, Any] | None:
     }
 
 
-def _fail(
-    runs: RunsRepository,
-    settings: Settings,
-    clients: AwsClients,
-    run_id: str,
-    status: RunStatus,
-    reason: str,
-    **fields: Any,
-) -> dict[str, Any]:
-    item = runs.update(run_id, status=status.value, failure_reason=reason, **fields)
-    subject, body = messages.run_failed(item, "tuning", status.value, reason, settings.runs_table)
-    publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=status.value)
-    logger.warning(
-        "run ended without evaluation", extra={"run_id": run_id, "status": status.value, "reason": reason}
-    )
-    return {"run_id": run_id, "status": status.value, "reason": reason}
-
-
 def start_evaluation(
     tuning_job_name: str, event_status: str, settings: Settings, clients: AwsClients
 ) -> dict[str, Any]:
@@ -189,19 +171,29 @@ def start_evaluation(
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
         final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED
-        return _fail(runs, settings, clients, tuning_job_name, final, reason, tuning=tuning)
+        return end_run(
+            runs,
+            settings,
+            clients,
+            tuning_job_name,
+            stage="tuning",
+            status=final,
+            reason=reason,
+            tuning=tuning,
+        )
     if status != "Completed":
         # The event said the job ended but the API does not agree yet: let EventBridge retry.
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
     best = _best(description, clients.sagemaker)
     if best is None:
-        return _fail(
+        return end_run(
             runs,
             settings,
             clients,
             tuning_job_name,
-            RunStatus.FAILED,
-            "no training job of the tuning job succeeded",
+            stage="tuning",
+            status=RunStatus.FAILED,
+            reason="no training job of the tuning job succeeded",
             tuning=tuning,
         )
     tuning["best_training_job"] = best

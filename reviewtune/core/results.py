@@ -13,6 +13,7 @@ from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
+from reviewtune.core.failures import end_run
 from reviewtune.core.notify import publish
 from reviewtune.core.runs import RunsRepository, RunStatus
 
@@ -68,22 +69,15 @@ def record_results(
         reason = (
             detail.get("FailureReason") or detail.get("ExitMessage") or f"the evaluation job ended {status}"
         )
-        item = runs.update(run_id, status=final.value, failure_reason=reason)
-        subject, body = messages.run_failed(item, "evaluation", final.value, reason, settings.runs_table)
-        publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=final.value)
-        return {"run_id": run_id, "status": final.value, "reason": reason}
+        return end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason)
 
     output_uri = _output_uri(detail, settings, run_id)
     try:
         evaluation = read_evaluation(clients.s3, output_uri)
     except EvaluationOutputError as exc:
-        reason = str(exc)
-        item = runs.update(run_id, status=RunStatus.FAILED.value, failure_reason=reason)
-        subject, body = messages.run_failed(
-            item, "evaluation", RunStatus.FAILED.value, reason, settings.runs_table
+        return end_run(
+            runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED, reason=str(exc)
         )
-        publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=RunStatus.FAILED.value)
-        return {"run_id": run_id, "status": RunStatus.FAILED.value, "reason": reason}
     results = {
         "evaluation_uri": f"{output_uri}/{EVALUATION_FILE}",
         "confusion_matrix_uri": f"{output_uri}/{CONFUSION_MATRIX_FILE}",

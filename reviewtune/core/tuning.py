@@ -16,6 +16,7 @@ from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
 from reviewtune.core.dataset import split_reviews, to_tsv
 from reviewtune.core.errors import DatasetError
+from reviewtune.core.failures import end_run
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
 from reviewtune.core.notify import publish
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
@@ -262,14 +263,9 @@ def start_tuning(
             ]
         elif code_name == "ValidationException":
             reason = f"SageMaker refused the tuning job: {exc.response['Error'].get('Message', '')}"
-            item = runs.update(run_id, status=RunStatus.FAILED.value, failure_reason=reason)
-            subject, text = messages.run_failed(
-                item, "tuning", RunStatus.FAILED.value, reason, settings.runs_table
+            return end_run(
+                runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason
             )
-            publish(
-                clients.sns, settings.topic_arn, subject, text, run_id=run_id, status=RunStatus.FAILED.value
-            )
-            return {"run_id": run_id, "status": RunStatus.FAILED.value, "reason": reason}
         else:
             raise
     runs.update(run_id, tuning_job_arn=arn)
