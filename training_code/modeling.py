@@ -86,22 +86,62 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
     return Precision("fp32", None)
 
 
+# Config keys of the attention-probability dropout, by architecture family (BERT/RoBERTa/MiniLM, DistilBERT).
+ATTENTION_DROPOUT_KEYS: tuple[str, ...] = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def training_attention(device: torch.device) -> str | None:
+    """The attention kernel to train with: ``eager`` on CPUs, the model's default (SDPA) elsewhere.
+
+    On CPU, PyTorch's fused (flash) attention has a slow backward pass, and SDPA with dropout falls back to the same
+    matmuls as eager attention anyway (measured on MiniLM, 2 cores, bf16: eager 39 vs SDPA 29 examples/s without
+    attention dropout; 34 vs 34 with it).
+    """
+    return "eager" if device.type == "cpu" else None
+
+
 def load_for_training(
-    name_or_path: str, pooling: str, id2label: dict[int, str], label2id: dict[str, int]
+    name_or_path: str,
+    pooling: str,
+    id2label: dict[int, str],
+    label2id: dict[str, int],
+    *,
+    attention_dropout: float | None = None,
+    attn_implementation: str | None = None,
 ) -> tuple[nn.Module, object]:
-    """A fresh classifier (new head) and its tokenizer."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """A fresh classifier (new head) and its tokenizer.
+
+    ``attention_dropout`` (``None``: the model's own) replaces the dropout on attention probabilities;
+    ``attn_implementation`` (``None``: the library's default) picks the attention kernel.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     source = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    config = AutoConfig.from_pretrained(
         source, num_labels=len(id2label), id2label=id2label, label2id=label2id
     )
+    if attention_dropout is not None:
+        set_attention_dropout(config, attention_dropout)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForSequenceClassification.from_pretrained(source, config=config, **extra)
     check_pooling(model, pooling)
     setattr(model.config, POOLING_CONFIG_KEY, pooling)
     return model, tokenizer
+
+
+def set_attention_dropout(config: object, probability: float) -> None:
+    """Set the attention-probability dropout of a model config; an error for architectures without one."""
+    if not 0 <= probability < 1:
+        raise ValueError(f"attention_dropout must be in [0, 1), got {probability}")
+    keys = [key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)]
+    if not keys:
+        raise ValueError(
+            f"{type(config).__name__} has no attention dropout setting; leave attention_dropout unset"
+        )
+    setattr(config, keys[0], probability)
 
 
 def load_for_inference(model_dir: str | Path) -> tuple[nn.Module, object, str]:
@@ -186,6 +226,30 @@ def freeze_encoder(model: nn.Module, freeze: bool | int) -> None:
     for module in modules:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
+
+
+def release_free_memory() -> bool:
+    """Hand the free pages of the C heap back to the OS (glibc ``malloc_trim``); False where there is no glibc.
+
+    Dynamic padding makes tensors of many sizes; glibc keeps the freed ones resident, fragmented, and the heap grows
+    by ~0.3 GB per epoch. Trimming every few steps keeps the peak ~0.25 GB lower at ~2 % of the speed (README).
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if not _MALLOC_TRIM:
+        return False
+    _MALLOC_TRIM(0)
+    return True
+
+
+_MALLOC_TRIM = None
 
 
 def peak_rss_mb() -> float:

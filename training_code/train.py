@@ -41,6 +41,8 @@ from modeling import (
     load_for_training,
     parse_freeze,
     peak_rss_mb,
+    release_free_memory,
+    training_attention,
 )
 from review_data import (
     ID2LABEL,
@@ -53,6 +55,8 @@ from review_data import (
 )
 
 SCHEDULERS: dict[str, str] = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+# How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
+RELEASE_MEMORY_EVERY_STEPS = 10
 
 
 # --- hyperparameters -------------------------------------------------------------------------------------------
@@ -78,6 +82,11 @@ def _int(value: str) -> int:
 
 def _float(value: str) -> float:
     return float(_unquote(value))
+
+
+def _optional_float(value: str) -> float | None:
+    text = _unquote(value)
+    return None if text.lower() in ("", "none", "default") else float(text)
 
 
 def _bool(value: str) -> bool:
@@ -132,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--precision", type=_choice(PRECISIONS), default="auto")
     add("--max_grad_norm", type=_float, default=1.0, help="0 = no gradient clipping")
     add(
+        "--attention_dropout",
+        type=_optional_float,
+        default=None,
+        help="dropout on attention probabilities; default: the model's own (0.1 for BERT/RoBERTa)",
+    )
+    add(
         "--log_steps", type=_int, default=50, help="print the running loss and speed every N steps; 0 = never"
     )
     return parser
@@ -144,6 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("train_batch_size", "validation_batch_size", "epochs", "max_seq_length"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name} must be at least 1, got {getattr(args, name)}")
+    if args.attention_dropout is not None and not 0 <= args.attention_dropout < 1:
+        raise SystemExit(f"error: --attention_dropout must be in [0, 1), got {args.attention_dropout}")
     if not 0 <= args.warmup_ratio < 1:
         raise SystemExit(f"error: --warmup_ratio must be in [0, 1), got {args.warmup_ratio}")
     return args
@@ -256,7 +273,14 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     train_reviews = read_reviews(env.train_dir)
     validation_reviews = read_reviews(env.validation_dir) if args.run_validation else None
 
-    model, tokenizer = load_for_training(args.model_name_or_path, args.pooling, ID2LABEL, LABEL2ID)
+    model, tokenizer = load_for_training(
+        args.model_name_or_path,
+        args.pooling,
+        ID2LABEL,
+        LABEL2ID,
+        attention_dropout=args.attention_dropout,
+        attn_implementation=training_attention(device),
+    )
     freeze_encoder(model, args.freeze_bert_layer)
     model.to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -324,6 +348,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach() * batch.size
             examples += batch.size
+            if step % RELEASE_MEMORY_EVERY_STEPS == 0:
+                release_free_memory()
             window_examples += batch.size
             if args.log_steps > 0 and step % args.log_steps == 0:
                 now, cpu_now = time.perf_counter(), time.process_time()
@@ -350,6 +376,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                 model, validation_ids, validation_reviews.label_ids, args, pad_id, precision, device
             )
             print(f"val_loss: {result.val_loss:.4f} - val_acc: {result.val_acc:.2f}", flush=True)
+            release_free_memory()
             if result.val_acc > best_acc:
                 best_acc = result.val_acc
                 if epoch < args.epochs:

@@ -15,6 +15,8 @@ from modeling import (
     load_for_training,
     parse_freeze,
     resolve_model_path,
+    set_attention_dropout,
+    training_attention,
 )
 from review_data import ID2LABEL, LABEL2ID
 
@@ -86,6 +88,44 @@ def test_hyperparameters_may_arrive_json_quoted(capsys: pytest.CaptureFixture[st
     assert args.freeze_bert_layer is True
     assert args.pooling == "mean"
     assert "warning: ignoring unknown arguments: --sagemaker_program train.py" in capsys.readouterr().out
+
+
+def test_attention_dropout_hyperparameter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert train.parse_args([]).attention_dropout is None
+    assert train.parse_args(["--attention_dropout", '"0"']).attention_dropout == 0.0
+    assert train.parse_args(["--attention_dropout", "None"]).attention_dropout is None
+    with pytest.raises(SystemExit, match=r"--attention_dropout must be in \[0, 1\), got 1.5"):
+        train.parse_args(["--attention_dropout", "1.5"])
+
+
+def test_attention_dropout_is_set_on_the_architecture_key() -> None:
+    from transformers import BertConfig, DistilBertConfig, GPT2Config
+
+    bert = BertConfig()
+    set_attention_dropout(bert, 0.0)
+    assert bert.attention_probs_dropout_prob == 0.0
+    distil = DistilBertConfig()
+    set_attention_dropout(distil, 0.05)
+    assert distil.attention_dropout == 0.05
+    with pytest.raises(ValueError, match="GPT2Config has no attention dropout setting"):
+        set_attention_dropout(GPT2Config(), 0.0)
+    with pytest.raises(ValueError, match=r"attention_dropout must be in \[0, 1\)"):
+        set_attention_dropout(BertConfig(), -0.1)
+
+
+def test_cpu_training_uses_eager_attention() -> None:
+    assert training_attention(torch.device("cpu")) == "eager"
+    assert training_attention(torch.device("cuda")) is None
+
+
+def test_loaded_model_has_the_requested_attention(fresh_model) -> None:
+    model, _ = load_for_training(
+        MODEL, "mean", ID2LABEL, LABEL2ID, attention_dropout=0.0, attn_implementation="eager"
+    )
+    assert model.config.attention_probs_dropout_prob == 0.0
+    assert model.config._attn_implementation == "eager"
+    default, _ = fresh_model
+    assert default.config.attention_probs_dropout_prob == 0.1
 
 
 def test_invalid_hyperparameter_values_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:

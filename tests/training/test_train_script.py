@@ -80,7 +80,9 @@ def test_whole_model_is_trained_by_default(trained_cls_model: TrainedModel) -> N
 def test_mean_pooling_with_bottom_layers_frozen(trained_mean_model: TrainedModel) -> None:
     model_dir = trained_mean_model.model_dir
     assert len(re.findall(ACC_LINE, trained_mean_model.result.stdout)) == 1
-    assert json.loads((model_dir / "config.json").read_text())["classifier_pooling"] == "mean"
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["classifier_pooling"] == "mean"
+    assert config["attention_probs_dropout_prob"] == 0.0
     assert load_for_inference(model_dir)[2] == "mean"
     for name in ("embeddings.word_embeddings.weight", "encoder.layer.1.output.dense.weight"):
         assert torch.equal(_tensor(model_dir, f"bert.{name}"), _base_tensor(name)), name

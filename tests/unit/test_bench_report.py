@@ -1,0 +1,119 @@
+"""The benchmark's arithmetic and table (the measurements themselves run in `make bench`, not in tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.run import REFERENCE, accuracy_interval, table
+from bench.train_throughput import LOCAL_BUDGET, _steady_rate
+
+
+def test_steady_rate_skips_the_warm_up_steps() -> None:
+    steps = [(32, 10.0, 20.0)] + [(32, 1.0, 2.0)] * 4
+    rate = _steady_rate(steps, warmup=1)
+    assert rate["examples"] == 128
+    assert rate["examples_per_second"] == 32.0
+    assert rate["examples_per_cpu_second"] == 16.0
+    with pytest.raises(RuntimeError, match="no step after the 5 warm-up steps"):
+        _steady_rate(steps, warmup=5)
+
+
+def test_accuracy_interval_is_about_five_points_on_a_reference_sized_test_set() -> None:
+    low, high = accuracy_interval(0.7379, 309)
+    assert low < 73.79 < high
+    assert 4 < 73.79 - low < 6 and 4 < high - 73.79 < 6
+    narrow_low, narrow_high = accuracy_interval(0.7379, 30_900)
+    assert narrow_high - narrow_low < (high - low) / 5
+
+
+def _throughput() -> dict:
+    return {
+        "config": {
+            "model": "m",
+            "max_seq_length": 128,
+            "batch_size": 32,
+            "threads": 2,
+            "train_static_hyperparameters": {"attention_dropout": 0.0},
+        },
+        "results": {
+            "train": {"examples_per_second": 36.0, "peak_rss_mb": 2500.0},
+            "baseline": {"examples_per_second": 12.0, "peak_rss_mb": 2400.0},
+        },
+        "speedup": 3.0,
+        "memory_ratio": 1.04,
+    }
+
+
+def _pipeline() -> dict:
+    return {
+        "wall_minutes": 24.5,
+        "trials": 4,
+        "vcpu_minutes": 45.0,
+        "validation_accuracy": 70.0,
+        "test_accuracy": 68.0,
+        "test_rows": 354,
+        "test_accuracy_ci95": [63.0, 72.6],
+        "trial_peak_rss_mb": 2712.4,
+        "rows": {"train": 6402, "validation": 354, "test": 354},
+        "best_hyperparameters": {"learning_rate": "1e-4"},
+        "model": "m",
+        "budget": {"strategy": "Bayesian", "max_jobs": 4, "max_parallel_jobs": 1, "epochs": 2},
+    }
+
+
+def test_table_puts_each_measure_beside_its_reference() -> None:
+    text = table(_throughput(), _pipeline())
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("|")}
+    throughput = next(line for name, line in rows.items() if name.startswith("training throughput"))
+    assert "36.0 (train.py, attention dropout 0.0)" in throughput and "3.00x" in throughput
+    compute = next(line for name, line in rows.items() if name.startswith("compute"))
+    assert f"1/{REFERENCE['vcpu_minutes'] / 45.0:.0f}" in compute
+    test = next(line for name, line in rows.items() if name.startswith("test accuracy"))
+    assert "354 rows; 95 % interval 63.0-72.6" in test and "-5.79 pt" in test
+    memory = next(line for name, line in rows.items() if name.startswith("peak memory of a training job"))
+    assert "| 2,712 | 3,000 (target)" in memory
+
+
+def test_trial_peak_memory_is_read_from_the_trials_logs(tmp_path) -> None:
+    from bench.run import trial_peak_rss_mb
+
+    for name, peaks in {"t1": (2100, 2500), "t2": (2712.4,), "other": (9999,)}.items():
+        log = tmp_path / "sagemaker" / "training" / name / "log.txt"
+        log.parent.mkdir(parents=True)
+        log.write_text("".join(f"train_examples_per_second: 30 - peak_rss_mb: {peak}\n" for peak in peaks))
+    assert trial_peak_rss_mb(tmp_path, ["t1", "t2", "missing"]) == 2712.4
+    assert trial_peak_rss_mb(tmp_path, ["missing"]) is None
+
+
+def test_table_with_one_part_only() -> None:
+    assert "throughput" in table(_throughput(), None) and "test accuracy" not in table(_throughput(), None)
+    assert "throughput" not in table(None, _pipeline()) and "test accuracy" in table(None, _pipeline())
+
+
+def test_throughput_runs_train_py_at_the_local_defaults(monkeypatch, tmp_path) -> None:
+    import subprocess
+
+    import bench.train_throughput as throughput
+
+    seen = {}
+
+    def fake_run(command, **kwargs):
+        seen["command"], seen["env"] = command, kwargs["env"]
+        lines = [
+            f"step: {i}/3 - loss: 1.0 - window_examples: 32 - window_seconds: 1.0 - window_cpu_seconds: 2.0"
+            for i in (1, 2, 3)
+        ]
+        lines.append("train_examples_per_second: 32.0 - epoch_seconds: 3.0 - peak_rss_mb: 2500")
+        return subprocess.CompletedProcess(command, 0, stdout="\n".join(lines), stderr="")
+
+    monkeypatch.setattr(throughput.subprocess, "run", fake_run)
+    args = throughput.parse_args(["--steps", "2", "--warmup-steps", "1"])
+    folders = {"train": tmp_path / "train", "validation": tmp_path / "validation"}
+    result = throughput.run_train_py(args, folders, tmp_path)
+
+    pairs = dict(zip(seen["command"][2::2], seen["command"][3::2], strict=True))
+    for name, value in LOCAL_BUDGET.static.items():
+        assert pairs[f"--{name}"] == f'"{value}"'
+    assert pairs["--train_steps_per_epoch"] == '"3"'
+    assert seen["env"]["SM_CHANNEL_TRAIN"] == str(tmp_path / "train")
+    assert (result["examples"], result["peak_rss_mb"]) == (64, 2500.0)
