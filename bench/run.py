@@ -95,28 +95,49 @@ def run_pipeline() -> dict:
         cwd=REPO,
     )
     wall = time.monotonic() - started
-    run = json.loads((out / "run.json").read_text())
+    return summarize_pipeline(json.loads((out / "run.json").read_text()), wall / 60, WORKDIR)
+
+
+def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
+    """The table's numbers from a run record (``run.json``) and the trials' logs under ``workdir``."""
     trials = run["tuning"]["trials"]
-    test_rows = sum(int(c["support"]) for c in run["metrics"]["per_class"].values())
+    per_class = run["metrics"]["per_class"]
+    test_rows = sum(int(c["support"]) for c in per_class.values())
     parallel = int(run["config"]["max_parallel_jobs"])
     cores = os.cpu_count() or 1
     threads_per_trial = max(1, cores // parallel)
     trial_seconds = sum(float(t.get("training_seconds") or 0) for t in trials)
+    accuracy = float(run["metrics"]["accuracy"]["value"])
     return {
-        "wall_minutes": wall / 60,
+        "wall_minutes": wall_minutes,
         "trials": len(trials),
         "trial_seconds": trial_seconds,
         "vcpu_minutes": trial_seconds * threads_per_trial / 60,
         "validation_accuracy": float(run["tuning"]["best_training_job"]["objective"]),
-        "test_accuracy": float(run["metrics"]["accuracy"]["value"]) * 100,
+        "trial_validation_accuracies": [t.get("objective") for t in trials],
+        "test_accuracy": accuracy * 100,
         "test_rows": test_rows,
-        "trial_peak_rss_mb": trial_peak_rss_mb(WORKDIR, [t["name"] for t in trials]),
-        "test_accuracy_ci95": accuracy_interval(float(run["metrics"]["accuracy"]["value"]), test_rows),
+        "test_accuracy_ci95": accuracy_interval(accuracy, test_rows),
+        "test_recall": {label: round(float(c["recall"]), 3) for label, c in per_class.items()},
+        "trial_peak_rss_mb": trial_peak_rss_mb(workdir, [t["name"] for t in trials]),
         "rows": run["data"]["summary"]["rows"],
         "best_hyperparameters": run["tuning"]["best_training_job"]["tuned_hyperparameters"],
         "model": run["config"]["model_name"],
         "budget": {k: run["config"][k] for k in ("strategy", "max_jobs", "max_parallel_jobs", "epochs")},
     }
+
+
+def last_results() -> tuple[dict | None, dict | None]:
+    """The last measurement, re-read from bench/results (the pipeline part rebuilt from its run.json)."""
+    latest = RESULTS / "latest.json"
+    if not latest.is_file():
+        raise SystemExit(f"no earlier results in {RESULTS}; run make bench first")
+    saved = json.loads(latest.read_text())
+    pipeline = saved.get("pipeline")
+    run_file = RESULTS / "pipeline" / "run.json"
+    if pipeline and run_file.is_file():
+        pipeline = summarize_pipeline(json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR)
+    return saved.get("throughput"), pipeline
 
 
 def _mb(value: float | None) -> str:
@@ -162,6 +183,8 @@ def table(throughput: dict | None, pipeline: dict | None) -> str:
             f"{ref['test_accuracy']:.2f} | {pipeline['test_accuracy'] - ref['test_accuracy']:+.2f} pt |",
             "",
             f"rows: {pipeline['rows']}; best hyperparameters: {pipeline['best_hyperparameters']}",
+            f"validation accuracy of each trial, %: {pipeline.get('trial_validation_accuracies')}; "
+            f"test recall per class: {pipeline.get('test_recall')}",
         ]
     return "\n".join(lines)
 
@@ -173,10 +196,18 @@ def main() -> int:
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: print the table again from bench/results (the last run's files)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    throughput = None if args.skip_throughput else run_throughput(args.steps)
-    pipeline = None if args.skip_pipeline else run_pipeline()
+    if args.report_only:
+        throughput, pipeline = last_results()
+    else:
+        throughput = None if args.skip_throughput else run_throughput(args.steps)
+        pipeline = None if args.skip_pipeline else run_pipeline()
     text = table(throughput, pipeline)
     (RESULTS / "latest.md").write_text(text + "\n")
     (RESULTS / "latest.json").write_text(

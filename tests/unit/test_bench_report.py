@@ -117,3 +117,44 @@ def test_throughput_runs_train_py_at_the_local_defaults(monkeypatch, tmp_path) -
     assert pairs["--train_steps_per_epoch"] == '"3"'
     assert seen["env"]["SM_CHANNEL_TRAIN"] == str(tmp_path / "train")
     assert (result["examples"], result["peak_rss_mb"]) == (64, 2500.0)
+
+
+def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
+    from bench.run import summarize_pipeline
+
+    trials = [
+        {"name": "job-001", "objective": 66.1, "training_seconds": 400},
+        {"name": "job-002", "objective": 69.2, "training_seconds": 380},
+    ]
+    log = tmp_path / "sagemaker" / "training" / "job-002" / "log.txt"
+    log.parent.mkdir(parents=True)
+    log.write_text("peak_rss_mb: 2400\npeak_rss_mb: 2632\n")
+    run = {
+        "tuning": {
+            "trials": trials,
+            "best_training_job": {"objective": 69.2, "tuned_hyperparameters": {"learning_rate": "1e-4"}},
+        },
+        "metrics": {
+            "accuracy": {"value": 0.7},
+            "per_class": {
+                "-1": {"recall": 0.64, "support": 50},
+                "0": {"recall": 0.56, "support": 50},
+                "1": {"recall": 0.9, "support": 50},
+            },
+        },
+        "config": {
+            "max_parallel_jobs": "1",
+            "model_name": "m",
+            "strategy": "Bayesian",
+            "max_jobs": "2",
+            "epochs": "2",
+        },
+        "data": {"summary": {"rows": {"train": 1350, "validation": 150, "test": 150}}},
+    }
+    summary = summarize_pipeline(run, 12.5, tmp_path)
+    assert summary["trials"] == 2 and summary["trial_seconds"] == 780
+    assert summary["test_rows"] == 150 and summary["test_accuracy"] == pytest.approx(70.0)
+    assert summary["test_recall"] == {"-1": 0.64, "0": 0.56, "1": 0.9}
+    assert summary["trial_validation_accuracies"] == [66.1, 69.2]
+    assert summary["trial_peak_rss_mb"] == 2632
+    assert summary["test_accuracy_ci95"][0] < 70 < summary["test_accuracy_ci95"][1]
