@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -20,8 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import BALANCED_FILE, data_dir  # noqa: E402
+from bench.train_throughput import RSS_LINE  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
+WORKDIR = REPO / ".reviewtune-bench"
 MEMORY_TARGET_MB = 3000
 REFERENCE = {
     "model": "roberta-base",
@@ -59,17 +60,13 @@ def run_throughput(steps: int) -> dict:
     return json.loads(out.read_text())
 
 
-WORKDIR = REPO / ".reviewtune-bench"
-PEAK_RSS_LINE = re.compile(r"peak_rss_mb: ([0-9.]+)")
-
-
 def trial_peak_rss_mb(workdir: Path, trial_names: list[str]) -> float | None:
     """The largest ``peak_rss_mb`` a trial's train.py printed (its log under the local SageMaker service's folder)."""
     peaks = [
         float(match[1])
         for name in trial_names
         if (log := workdir / "sagemaker" / "training" / name / "log.txt").is_file()
-        for match in PEAK_RSS_LINE.finditer(log.read_text(errors="replace"))
+        for match in RSS_LINE.finditer(log.read_text(errors="replace"))
     ]
     return max(peaks) if peaks else None
 

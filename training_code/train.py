@@ -348,8 +348,6 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach() * batch.size
             examples += batch.size
-            if step % RELEASE_MEMORY_EVERY_STEPS == 0:
-                release_free_memory()
             window_examples += batch.size
             if args.log_steps > 0 and step % args.log_steps == 0:
                 now, cpu_now = time.perf_counter(), time.process_time()
@@ -361,6 +359,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                     flush=True,
                 )
                 window_start, window_cpu_start, window_examples = now, cpu_now, 0
+            if step % RELEASE_MEMORY_EVERY_STEPS == 0:
+                release_free_memory()
         train_seconds = time.perf_counter() - epoch_start
         result = EpochResult(
             epoch=epoch,

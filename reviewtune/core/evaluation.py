@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -168,34 +169,19 @@ def start_evaluation(
         "trials": trials,
         "total_billable_seconds": sum(t["billable_seconds"] or 0 for t in trials),
     }
+    end_tuning = functools.partial(
+        end_run, runs, settings, clients, tuning_job_name, stage="tuning", tuning=tuning
+    )
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
         final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED
-        return end_run(
-            runs,
-            settings,
-            clients,
-            tuning_job_name,
-            stage="tuning",
-            status=final,
-            reason=reason,
-            tuning=tuning,
-        )
+        return end_tuning(status=final, reason=reason)
     if status != "Completed":
         # The event said the job ended but the API does not agree yet: let EventBridge retry.
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
     best = _best(description, clients.sagemaker)
     if best is None:
-        return end_run(
-            runs,
-            settings,
-            clients,
-            tuning_job_name,
-            stage="tuning",
-            status=RunStatus.FAILED,
-            reason="no training job of the tuning job succeeded",
-            tuning=tuning,
-        )
+        return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
     tuning["best_training_job"] = best
     request = processing_job_request(settings, run, best["model_uri"])
     try:

@@ -51,7 +51,6 @@ class ProcessingJob(BackgroundJob):
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
-        self._thread: threading.Thread | None = None
 
     @property
     def done(self) -> bool:

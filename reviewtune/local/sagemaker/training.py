@@ -133,7 +133,6 @@ class TrainingJob(BackgroundJob):
         self._stop = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._log: TextIOWrapper | None = None
-        self._thread: threading.Thread | None = None
         self._add_transition(SecondaryStatus.STARTING, "Preparing the instances for training")
 
     # ----------------------------------------------------------------- lifecycle

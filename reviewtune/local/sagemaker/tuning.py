@@ -113,7 +113,6 @@ class TuningJob(BackgroundJob):
         self._lock = threading.RLock()
         self._finished: queue.Queue[str] = queue.Queue()
         self._by_job: dict[str, Trial] = {}
-        self._thread: threading.Thread | None = None
         self.study = optuna.create_study(
             study_name=self.name,
             direction="maximize" if settings.maximize else "minimize",
