@@ -3,8 +3,10 @@
 Operations: CreateHyperParameterTuningJob, DescribeHyperParameterTuningJob, StopHyperParameterTuningJob,
 ListHyperParameterTuningJobs, ListTrainingJobsForHyperParameterTuningJob, CreateTrainingJob,
 DescribeTrainingJob, StopTrainingJob, ListTrainingJobs, CreateProcessingJob, DescribeProcessingJob,
-StopProcessingJob, AddTags, ListTags. Requests are checked against botocore's service model, errors use
-SageMaker's codes, and every status change is published to EventBridge.
+StopProcessingJob, CreateModelPackageGroup, DescribeModelPackageGroup, ListModelPackageGroups,
+CreateModelPackage, DescribeModelPackage, ListModelPackages, UpdateModelPackage, AddTags, ListTags.
+Requests are checked against botocore's service model, errors use SageMaker's codes, and every status change
+is published to EventBridge.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +29,8 @@ from .errors import (
     ValidationError,
 )
 from .events import EventPublisher
+from .listing import filter_name_and_status, filter_times, paginate, sort
+from .model_registry import ModelRegistry
 from .processing import ProcessingJob
 from .request_validation import validate_request
 from .runners import JobRunner, SubprocessRunner
@@ -40,7 +43,6 @@ from .tuning_config import check_metric_definitions, check_spot, parse_tuning_re
 logger = logging.getLogger(__name__)
 
 TARGET_PREFIX = "SageMaker."
-DEFAULT_MAX_RESULTS = 10
 SHUTDOWN_JOIN_SECONDS = 30.0
 
 J = TypeVar("J")
@@ -81,84 +83,6 @@ def _default_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-def _epoch(value: Any, field: str) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ValidationError(f"{field} must be a timestamp, got {value!r}.")
-
-
-def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str) -> dict[str, Any]:
-    size = params.get("MaxResults") or DEFAULT_MAX_RESULTS
-    token = params.get("NextToken")
-    start = 0
-    if token:
-        try:
-            start = int(token)
-        except ValueError:
-            raise ValidationError(
-                f"Invalid NextToken {token!r}: pass the NextToken of the previous response."
-            ) from None
-        if not 0 <= start <= len(items):
-            raise ValidationError(
-                f"Invalid NextToken {token!r}: pass the NextToken of the previous response."
-            )
-    page = items[start : start + size]
-    response: dict[str, Any] = {key: page}
-    if start + size < len(items):
-        response["NextToken"] = str(start + size)
-    return response
-
-
-def _sort(
-    items: list[dict[str, Any]], params: dict[str, Any], keys: dict[str, str], default: str
-) -> list[dict[str, Any]]:
-    sort_by = params.get("SortBy") or default
-    field = keys[sort_by]
-    reverse = (params.get("SortOrder") or "Ascending") == "Descending"
-    present = [item for item in items if item.get(field) is not None]
-    return sorted(present, key=lambda item: (item[field], item.get("CreationTime", 0)), reverse=reverse)
-
-
-def _filter_times(items: Iterable[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
-    bounds = [
-        ("CreationTimeAfter", "CreationTime", 1),
-        ("CreationTimeBefore", "CreationTime", -1),
-        ("LastModifiedTimeAfter", "LastModifiedTime", 1),
-        ("LastModifiedTimeBefore", "LastModifiedTime", -1),
-    ]
-    out = []
-    for item in items:
-        keep = True
-        for param, field, direction in bounds:
-            if params.get(param) is None:
-                continue
-            limit = _epoch(params[param], param)
-            value = item.get(field, 0)
-            keep &= value > limit if direction > 0 else value < limit
-        if keep:
-            out.append(item)
-    return out
-
-
-def _filter_name_and_status(items: Iterable[dict[str, Any]], params: dict[str, Any], name: str, status: str):
-    contains = (params.get("NameContains") or "").lower()
-    wanted = params.get("StatusEquals")
-    return [
-        item
-        for item in items
-        if contains in item[name].lower() and (wanted is None or item[status] == wanted)
-    ]
 
 
 class LocalSageMaker:
@@ -216,6 +140,7 @@ class LocalSageMaker:
                 f"exists ({job.arn})"
             ),
         )
+        self.registry = ModelRegistry(self.context)
         self._server: JsonRpcServer | None = None
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "CreateHyperParameterTuningJob": self._create_tuning_job,
@@ -230,6 +155,13 @@ class LocalSageMaker:
             "CreateProcessingJob": self._create_processing_job,
             "DescribeProcessingJob": self._describe_processing_job,
             "StopProcessingJob": self._stop_processing_job,
+            "CreateModelPackageGroup": self.registry.create_group,
+            "DescribeModelPackageGroup": self.registry.describe_group,
+            "ListModelPackageGroups": self.registry.list_groups,
+            "CreateModelPackage": self.registry.create_package,
+            "DescribeModelPackage": self.registry.describe_package,
+            "ListModelPackages": self.registry.list_packages,
+            "UpdateModelPackage": self.registry.update_package,
             "AddTags": self._add_tags,
             "ListTags": self._list_tags,
         }
@@ -313,16 +245,16 @@ class LocalSageMaker:
 
     def _list_tuning_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         items = [job.summary() for job in self._tuning_jobs.all()]
-        items = _filter_name_and_status(
+        items = filter_name_and_status(
             items, params, "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"
         )
-        items = _filter_times(items, params)
+        items = filter_times(items, params)
         keys = {
             "Name": "HyperParameterTuningJobName",
             "Status": "HyperParameterTuningJobStatus",
             "CreationTime": "CreationTime",
         }
-        return _paginate(_sort(items, params, keys, "Name"), params, "HyperParameterTuningJobSummaries")
+        return paginate(sort(items, params, keys, "Name"), params, "HyperParameterTuningJobSummaries")
 
     def _list_training_jobs_for_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         items = self._tuning_jobs.get(params["HyperParameterTuningJobName"]).trial_summaries()
@@ -337,10 +269,10 @@ class LocalSageMaker:
             "Status": "TrainingJobStatus",
             "FinalObjectiveMetricValue": "_objective",
         }
-        ordered = _sort(items, params, keys, "Name")
+        ordered = sort(items, params, keys, "Name")
         for item in items:
             item.pop("_objective")
-        return _paginate(ordered, params, "TrainingJobSummaries")
+        return paginate(ordered, params, "TrainingJobSummaries")
 
     # ----------------------------------------------------------------- training jobs
 
@@ -369,11 +301,11 @@ class LocalSageMaker:
 
     def _list_training_jobs(self, params: dict[str, Any]) -> dict[str, Any]:
         items = [job.summary() for job in self._training_jobs.all()]
-        items = _filter_times(
-            _filter_name_and_status(items, params, "TrainingJobName", "TrainingJobStatus"), params
+        items = filter_times(
+            filter_name_and_status(items, params, "TrainingJobName", "TrainingJobStatus"), params
         )
         keys = {"Name": "TrainingJobName", "CreationTime": "CreationTime", "Status": "TrainingJobStatus"}
-        return _paginate(_sort(items, params, keys, "CreationTime"), params, "TrainingJobSummaries")
+        return paginate(sort(items, params, keys, "CreationTime"), params, "TrainingJobSummaries")
 
     # ----------------------------------------------------------------- processing jobs
 
@@ -409,7 +341,7 @@ class LocalSageMaker:
         arn = params["ResourceArn"]
         if not self.context.tags.known(arn):
             raise ResourceNotFound(f"Resource {arn} not found.")
-        return _paginate(self.context.tags.as_list(arn), params, "Tags")
+        return paginate(self.context.tags.as_list(arn), params, "Tags")
 
 
 PROCESSING_ROOT = "/opt/ml/processing/"
