@@ -215,7 +215,9 @@ def test_update_of_a_missing_package_or_conflicting_keys_is_rejected(world):
     arn = world.sm.create_model_package(**package_request("g", "r1"))["ModelPackageArn"]
     missing = arn.replace("/g/1", "/g/9")
 
-    not_found = error_of(world.sm.update_model_package, ModelPackageArn=missing, ModelApprovalStatus="Approved")
+    not_found = error_of(
+        world.sm.update_model_package, ModelPackageArn=missing, ModelApprovalStatus="Approved"
+    )
     conflict = error_of(
         world.sm.update_model_package,
         ModelPackageArn=arn,
@@ -226,14 +228,17 @@ def test_update_of_a_missing_package_or_conflicting_keys_is_rejected(world):
     assert not_found["Code"] == conflict["Code"] == "ValidationException"
     assert not_found["Message"] == f"ModelPackage {missing} does not exist."
     assert "['k']" in conflict["Message"]
-    assert world.sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"] == "PendingManualApproval"
+    assert (
+        world.sm.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"]
+        == "PendingManualApproval"
+    )
 
 
 def test_creation_and_approval_publish_state_change_events(world, aws):
     queue_url = aws["sqs"].create_queue(QueueName=f"mp-{world.bucket}")["QueueUrl"]
-    queue_arn = aws["sqs"].get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    queue_arn = aws["sqs"].get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
     rule = f"mp-{world.bucket}"
     aws["events"].put_rule(
         Name=rule,

@@ -39,6 +39,7 @@ from .statuses import JobStatus
 from .training import STOP_SHUTDOWN, TrainingJob
 from .tuning import TuningJob
 from .tuning_config import check_metric_definitions, check_spot, parse_tuning_request
+from .warm_start import resolve_warm_start
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,8 @@ class LocalSageMaker:
 
     def _create_tuning_job(self, params: dict[str, Any]) -> dict[str, Any]:
         settings = parse_tuning_request(params)
-        job = TuningJob(self.context, params, settings, self._register_tuning_child)
+        warm_start = resolve_warm_start(params, settings, self._tuning_jobs.get)
+        job = TuningJob(self.context, params, settings, self._register_tuning_child, warm_start)
         self._tuning_jobs.add(job.name, job)
         self.context.tags.register(job.arn, params.get("Tags"))
         job.start()

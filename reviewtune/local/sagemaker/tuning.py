@@ -12,6 +12,9 @@ improve the best objective; ``ConvergenceDetected`` (``CompleteOnConvergence: En
 best objective by less than ``CONVERGENCE_TOLERANCE`` (relative). Running trials are stopped then.
 It fails, like SageMaker, when its first min(5, MaxNumberOfTrainingJobs) trials all failed, or when it
 ends with no trial that produced the objective metric.
+
+With a WarmStartConfig (checked in ``warm_start.py``) the study starts with the parents' finished trials; for
+``IdenticalDataAndAlgorithm`` Describe also reports ``OverallBestTrainingJob`` over this job and its parents.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from .statuses import JobStatus, ObjectiveStatus, TuningJobStatus
 from .strategies import make_pruner, make_sampler
 from .training import STOP_EARLY, STOP_REQUESTED, STOP_SHUTDOWN, TrainingJob
 from .tuning_config import TuningSettings
+from .warm_start import IDENTICAL_DATA_AND_ALGORITHM, WarmStart, seed_study
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -92,6 +96,7 @@ class TuningJob(BackgroundJob):
         request: dict[str, Any],
         settings: TuningSettings,
         register_training_job: Callable[[TrainingJob], None],
+        warm_start: WarmStart | None = None,
     ) -> None:
         self.context = context
         self.request = copy.deepcopy(request)
@@ -124,6 +129,8 @@ class TuningJob(BackgroundJob):
                 max_resource=settings.hyperband_max_resource,
             ),
         )
+        self.warm_start = warm_start
+        self.seeded_trials = seed_study(self.study, settings.space, warm_start.trials) if warm_start else 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -382,6 +389,32 @@ class TuningJob(BackgroundJob):
                 best = trial
         return best
 
+    def overall_best(self, best: Trial | None) -> dict[str, Any] | None:
+        """IdenticalDataAndAlgorithm: the best training job of this job and of its parents."""
+        if self.warm_start is None or self.warm_start.warm_start_type != IDENTICAL_DATA_AND_ALGORITHM:
+            return None
+        candidates = list(self.warm_start.best_summaries)
+        if best is not None:
+            candidates.append(self.trial_summary(best))
+        overall = None
+        for summary in candidates:
+            value = summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            if overall is None or self.settings.is_better(
+                value, overall["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            ):
+                overall = summary
+        return overall
+
+    def results(self) -> tuple[int, list[tuple[str, dict[str, str], float]], dict[str, Any] | None]:
+        """What a warm start takes from this job: its number of training jobs, each (training job, tuned
+        hyperparameters, objective) that produced the objective, and the summary of its best one."""
+        with self._lock:
+            finished = [
+                (t.job.name, dict(t.tuned), t.objective) for t in self.trials if t.objective is not None
+            ]
+            best = self.best_trial()
+            return len(self.trials), finished, self.trial_summary(best) if best else None
+
     def trial_summaries(self) -> list[dict[str, Any]]:
         with self._lock:
             return [self.trial_summary(trial) for trial in self.trials]
@@ -403,6 +436,8 @@ class TuningJob(BackgroundJob):
                 "TrainingJobStatusCounters": jobs,
                 "ObjectiveStatusCounters": objectives,
                 "BestTrainingJob": self.trial_summary(best) if best else None,
+                "OverallBestTrainingJob": self.overall_best(best),
+                "WarmStartConfig": self.request.get("WarmStartConfig"),
                 "FailureReason": self.failure_reason,
                 "TuningJobCompletionDetails": {
                     "NumberOfTrainingJobsObjectiveNotImproving": self.jobs_not_improving,

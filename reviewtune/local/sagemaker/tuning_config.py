@@ -84,8 +84,6 @@ def parse_tuning_request(request: dict[str, Any]) -> TuningSettings:
     definition = request.get("TrainingJobDefinition")
     if not definition:
         raise ValidationError("TrainingJobDefinition is required: the tuning job has nothing to train.")
-    if request.get("WarmStartConfig"):
-        raise ValidationError("WarmStartConfig is not supported by the local SageMaker service.")
     if (request.get("Autotune") or {}).get("Mode") == "Enabled":
         raise ValidationError("Autotune is not supported by the local SageMaker service.")
 
