@@ -2,7 +2,8 @@
 
 A versioned model package is created with ``ModelPackageGroupName``: it gets the next ``ModelPackageVersion``
 of its group (1, 2, ...) and the ARN ``arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>``;
-its approval status is ``PendingManualApproval`` unless the request says otherwise. An unversioned package is
+its approval status is ``PendingManualApproval`` unless the request says otherwise. A request repeated
+with the same ``ClientToken`` returns the package the first one created. An unversioned package is
 created with ``ModelPackageName`` and has no approval status. Packages are ``Completed`` at once (nothing is
 validated or scanned locally). Every creation and every update publishes "SageMaker Model Package State
 Change", whose detail mirrors DescribeModelPackage, as SageMaker does.
@@ -134,6 +135,7 @@ class ModelRegistry:
         self.context = context
         self._groups: dict[str, ModelPackageGroup] = {}
         self._packages: dict[str, ModelPackage] = {}
+        self._client_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- groups
@@ -195,7 +197,10 @@ class ModelRegistry:
                 f"{name}."
             )
         fields = {key: copy.deepcopy(params[key]) for key in _STORED_AS_GIVEN if params.get(key) is not None}
+        token = params.get("ClientToken")
         with self._lock:
+            if token and token in self._client_tokens:  # a retried request: the package it created
+                return {"ModelPackageArn": self._client_tokens[token]}
             if group_name:
                 group = self._group(group_name)
                 group.last_version += 1
@@ -222,6 +227,8 @@ class ModelRegistry:
                 if package.key in self._packages:
                     raise ValidationError(f"Model Package already exists: {package.arn}")
             self._packages[package.key] = package
+            if token:
+                self._client_tokens[token] = package.arn
             described = package.describe()
         self.context.tags.register(package.arn, params.get("Tags"))
         self._publish(described)

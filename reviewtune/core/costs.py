@@ -1,0 +1,198 @@
+"""What a run cost, estimated from billable seconds and the dated on-demand price table (``prices.py``).
+
+Training: each trial bills ``BillableTimeInSeconds`` x InstanceCount at the instance type's hourly price
+(per-second billing). With managed spot training SageMaker bills less time than the job trained; the
+difference, ``TrainingTimeInSeconds - BillableTimeInSeconds``, priced the same way, is the spot saving.
+Processing: the evaluation job's run time (end - start) x InstanceCount at its hourly price.
+An instance type missing from the table gives no amount; it is named in ``unpriced`` instead of guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reviewtune.core import prices
+
+SECONDS_PER_HOUR = 3600
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    name: str
+    billable_seconds: int
+    training_seconds: int | None
+    cost: float | None
+    spot_savings: float | None
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """A run's estimated cost: trials, their total, the evaluation job, and where the prices came from."""
+
+    trials: tuple[TrialCost, ...]
+    training_instance_type: str
+    instance_count: int
+    spot: bool
+    billable_seconds: int
+    training_cost: float | None
+    spot_savings: float | None
+    processing_instance_type: str | None
+    processing_seconds: int | None
+    processing_cost: float | None
+    unpriced: tuple[str, ...]
+    prices_as_of: str = prices.AS_OF
+    currency: str = prices.CURRENCY
+    region: str = prices.REGION
+    note: str = prices.NOTE
+
+    @property
+    def total(self) -> float | None:
+        parts = [self.training_cost, self.processing_cost if self.processing_seconds is not None else 0.0]
+        return None if any(part is None for part in parts) else round(sum(parts), 4)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "currency": self.currency,
+            "total": self.total,
+            "training": self.training_cost,
+            "processing": self.processing_cost,
+            "spot_savings": self.spot_savings,
+            "billable_seconds": self.billable_seconds,
+            "training_instance_type": self.training_instance_type,
+            "instance_count": self.instance_count,
+            "spot": self.spot,
+            "processing_instance_type": self.processing_instance_type,
+            "processing_seconds": self.processing_seconds,
+            "unpriced": list(self.unpriced),
+            "prices_as_of": self.prices_as_of,
+            "region": self.region,
+            "note": self.note,
+            "trials": [
+                {
+                    "name": t.name,
+                    "billable_seconds": t.billable_seconds,
+                    "training_seconds": t.training_seconds,
+                    "cost": t.cost,
+                    "spot_savings": t.spot_savings,
+                }
+                for t in self.trials
+            ],
+        }
+
+
+def hourly_price(instance_type: str, table: Mapping[str, float]) -> float | None:
+    return table.get(instance_type)
+
+
+def _amount(seconds: float, count: int, per_hour: float | None) -> float | None:
+    if per_hour is None:
+        return None
+    return round(seconds * count * per_hour / SECONDS_PER_HOUR, 4)
+
+
+def _seconds(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    seconds = int(value)
+    if seconds < 0:
+        raise ValueError(f"{what} must not be negative, got {value}")
+    return seconds
+
+
+def run_cost(
+    trials: Iterable[Mapping[str, Any]],
+    *,
+    training_instance_type: str,
+    instance_count: int = 1,
+    spot: bool = False,
+    processing_instance_type: str | None = None,
+    processing_seconds: float | None = None,
+    processing_instance_count: int = 1,
+    training_prices: Mapping[str, float] = prices.TRAINING_PER_HOUR,
+    processing_prices: Mapping[str, float] = prices.PROCESSING_PER_HOUR,
+) -> RunCost:
+    """Estimate a run's cost from its trials (``name``, ``billable_seconds``, ``training_seconds``, as the
+    run item's ``tuning.trials`` hold them) and, optionally, its evaluation job's run time."""
+    if instance_count < 1 or processing_instance_count < 1:
+        raise ValueError("instance counts must be at least 1")
+    per_hour = hourly_price(training_instance_type, training_prices)
+    unpriced = [] if per_hour is not None else [training_instance_type]
+    costs = []
+    for trial in trials:
+        billable = _seconds(trial.get("billable_seconds"), f"billable_seconds of {trial.get('name')}") or 0
+        trained = _seconds(trial.get("training_seconds"), f"training_seconds of {trial.get('name')}")
+        saved = None
+        if spot and trained is not None:
+            saved = _amount(max(trained - billable, 0), instance_count, per_hour)
+        costs.append(
+            TrialCost(
+                name=str(trial.get("name")),
+                billable_seconds=billable,
+                training_seconds=trained,
+                cost=_amount(billable, instance_count, per_hour),
+                spot_savings=saved,
+            )
+        )
+    billable_total = sum(c.billable_seconds for c in costs)
+    savings = [c.spot_savings for c in costs if c.spot_savings is not None]
+    processing_cost = None
+    seconds = _seconds(processing_seconds, "processing_seconds")
+    if seconds is not None:
+        if not processing_instance_type:
+            raise ValueError("processing_seconds needs processing_instance_type")
+        processing_per_hour = hourly_price(processing_instance_type, processing_prices)
+        if processing_per_hour is None:
+            unpriced.append(processing_instance_type)
+        processing_cost = _amount(seconds, processing_instance_count, processing_per_hour)
+    return RunCost(
+        trials=tuple(costs),
+        training_instance_type=training_instance_type,
+        instance_count=instance_count,
+        spot=spot,
+        billable_seconds=billable_total,
+        training_cost=_amount(billable_total, instance_count, per_hour),
+        spot_savings=round(sum(savings), 4) if spot and savings and per_hour is not None else None,
+        processing_instance_type=processing_instance_type,
+        processing_seconds=seconds,
+        processing_cost=processing_cost,
+        unpriced=tuple(unpriced),
+    )
+
+
+def _money(amount: float, currency: str) -> str:
+    symbol = "US$ " if currency == "USD" else f"{currency} "
+    return f"{symbol}{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{symbol}{amount:.4f}"
+
+
+def cost_text(cost: RunCost) -> str:
+    """One line for the message, e.g. "estimated cost US$ 1.23 (training US$ 1.10: 4 trials, 2,812 billable
+    seconds on 1 x ml.g5.xlarge; evaluation US$ 0.13); spot saved US$ 2.40; on-demand prices us-east-1 of
+    2026-11-30, an estimate"."""
+    trials = f"{len(cost.trials)} trial{'s' if len(cost.trials) != 1 else ''}"
+    training = (
+        f"training {_money(cost.training_cost, cost.currency)}"
+        if cost.training_cost is not None
+        else "training"
+    )
+    parts = [
+        f"{training}: {trials}, {cost.billable_seconds:,} billable seconds on {cost.instance_count} x "
+        f"{cost.training_instance_type}"
+    ]
+    if cost.processing_seconds is not None:
+        amount = (
+            _money(cost.processing_cost, cost.currency) if cost.processing_cost is not None else "unpriced"
+        )
+        parts.append(f"evaluation {amount}")
+    head = (
+        f"estimated cost {_money(cost.total, cost.currency)}"
+        if cost.total is not None
+        else "estimated cost unknown"
+    )
+    text = f"{head} ({'; '.join(parts)})"
+    if cost.spot_savings is not None:
+        text += f"; spot saved {_money(cost.spot_savings, cost.currency)}"
+    if cost.unpriced:
+        text += f"; no price for {', '.join(cost.unpriced)} in the table"
+    return text + f"; on-demand prices {cost.region} of {cost.prices_as_of}, an estimate"

@@ -1,0 +1,69 @@
+"""The champion decision: margin, first champion, different test splits, and the sentence people read."""
+
+from __future__ import annotations
+
+import pytest
+
+from reviewtune.core.champion import champion_key, decide, percent
+
+
+def test_challenger_better_by_the_margin_wins_with_the_comparison_in_words():
+    decision = decide(0.752, 0.731, 0.5, test_rows=309)
+
+    assert decision.promote
+    assert (
+        decision.reason
+        == "challenger 75.2 % vs 73.1 % on the same 309 test reviews (+2.1 points, margin 0.5)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "margin", "promote"),
+    [
+        (0.7350, 0.7300, 0.5, True),  # exactly the margin counts
+        (0.7349, 0.7300, 0.5, False),
+        (0.7300, 0.7300, 0.0, False),  # a tie never replaces the champion
+        (0.7301, 0.7300, 0.0, True),
+        (0.7000, 0.7300, 0.5, False),
+    ],
+)
+def test_margin_in_percentage_points(challenger, champion, margin, promote):
+    assert decide(challenger, champion, margin).promote is promote
+
+
+def test_kept_champion_says_by_how_much_the_challenger_fell_short():
+    decision = decide(0.7330, 0.7310, 0.5, test_rows=354)
+
+    assert not decision.promote
+    assert decision.reason == (
+        "champion kept: challenger 73.3 % vs 73.1 % on the same 354 test reviews (+0.2 points, margin 0.5)"
+    )
+
+
+def test_first_model_of_a_dataset_becomes_champion():
+    decision = decide(0.69, None, test_rows=354)
+
+    assert decision.promote
+    assert decision.reason == "first champion: challenger 69.0 % on 354 test reviews"
+
+
+def test_models_measured_on_different_test_splits_are_not_compared():
+    decision = decide(0.90, 0.70, same_test_split=False)
+
+    assert not decision.promote
+    assert "different test splits" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "margin"), [(75.2, 0.7, 0.5), (0.7, -0.1, 0.5), (0.7, 0.6, -1)]
+)
+def test_bad_inputs_are_refused(challenger, champion, margin):
+    with pytest.raises(ValueError):
+        decide(challenger, champion, margin)
+
+
+def test_helpers():
+    assert percent(0.7523) == "75.2 %"
+    assert champion_key("team-a/reviews.tsv") == "champion#team-a/reviews.tsv"
+    with pytest.raises(ValueError):
+        champion_key("")

@@ -1,0 +1,85 @@
+"""Cost estimates from billable seconds and the dated price table."""
+
+from __future__ import annotations
+
+import pytest
+
+from reviewtune.core import prices
+from reviewtune.core.costs import cost_text, run_cost
+
+TRIALS = [
+    {"name": "t-001", "billable_seconds": 1800, "training_seconds": 1800},
+    {"name": "t-002", "billable_seconds": 1800, "training_seconds": 1800},
+]
+
+
+def test_training_cost_is_billable_hours_times_the_hourly_price():
+    cost = run_cost(TRIALS, training_instance_type="ml.g5.xlarge")
+
+    assert cost.billable_seconds == 3600
+    assert cost.training_cost == pytest.approx(prices.TRAINING_PER_HOUR["ml.g5.xlarge"])
+    assert [t.cost for t in cost.trials] == pytest.approx([prices.TRAINING_PER_HOUR["ml.g5.xlarge"] / 2] * 2)
+    assert cost.total == cost.training_cost
+    assert cost.spot_savings is None
+    assert cost.prices_as_of == prices.AS_OF
+
+
+def test_instance_count_multiplies_and_evaluation_is_added():
+    cost = run_cost(
+        TRIALS,
+        training_instance_type="ml.m5.xlarge",
+        instance_count=2,
+        processing_instance_type="ml.m5.xlarge",
+        processing_seconds=360,
+    )
+
+    hourly = prices.TRAINING_PER_HOUR["ml.m5.xlarge"]
+    assert cost.training_cost == pytest.approx(2 * hourly)
+    assert cost.processing_cost == pytest.approx(0.1 * prices.PROCESSING_PER_HOUR["ml.m5.xlarge"])
+    assert cost.total == pytest.approx(cost.training_cost + cost.processing_cost)
+
+
+def test_spot_saving_is_the_unbilled_training_time():
+    trials = [{"name": "t-001", "billable_seconds": 900, "training_seconds": 3600}]
+
+    cost = run_cost(trials, training_instance_type="ml.g5.xlarge", spot=True)
+
+    hourly = prices.TRAINING_PER_HOUR["ml.g5.xlarge"]
+    assert cost.training_cost == pytest.approx(hourly / 4)
+    assert cost.spot_savings == pytest.approx(hourly * 3 / 4)
+    assert "spot saved US$ 1.06" in cost_text(cost)
+
+
+def test_unknown_instance_type_is_named_not_guessed():
+    cost = run_cost(TRIALS, training_instance_type="ml.x99.huge")
+
+    assert cost.training_cost is None and cost.total is None
+    assert cost.unpriced == ("ml.x99.huge",)
+    assert "estimated cost unknown" in cost_text(cost)
+    assert "no price for ml.x99.huge" in cost_text(cost)
+
+
+def test_trial_without_billable_seconds_counts_zero_and_negative_is_refused():
+    cost = run_cost([{"name": "failed", "billable_seconds": None}], training_instance_type="ml.g5.xlarge")
+    assert cost.training_cost == 0
+
+    with pytest.raises(ValueError, match="must not be negative"):
+        run_cost([{"name": "x", "billable_seconds": -1}], training_instance_type="ml.g5.xlarge")
+
+
+def test_text_names_the_date_and_says_it_is_an_estimate():
+    text = cost_text(run_cost(TRIALS, training_instance_type="ml.g5.xlarge"))
+
+    assert text.startswith(
+        "estimated cost US$ 1.41 (training US$ 1.41: 2 trials, 3,600 billable seconds on 1 x ml.g5.xlarge)"
+    )
+    assert text.endswith(f"on-demand prices us-east-1 of {prices.AS_OF}, an estimate")
+
+
+def test_template_defaults_are_priced():
+    from reviewtune.cfn_yaml import load_template
+    from tests.support.aws import TEMPLATE
+
+    parameters = load_template(TEMPLATE)["Parameters"]
+    assert parameters["TrainingInstanceType"]["Default"] in prices.TRAINING_PER_HOUR
+    assert parameters["ProcessingInstanceType"]["Default"] in prices.PROCESSING_PER_HOUR
