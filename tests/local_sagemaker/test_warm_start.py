@@ -282,3 +282,49 @@ def test_parents_are_one_to_five_distinct_jobs(world):
     assert six["Code"] == twice["Code"] == "ValidationException"
     assert "Member must have length less than or equal to 5" in six["Message"]
     assert "more than once" in twice["Message"]
+
+
+@pytest.mark.parametrize("strategy", ["Random", "Hyperband"])
+def test_random_and_hyperband_children_run_on_a_seeded_study(world, strategy):
+    parent_trials = finished_parent(world, strategy="Random", max_jobs=3)
+    request = world.tuning_request("child", strategy=strategy, ranges=WIDE_RANGE, max_jobs=3, max_parallel=1)
+
+    world.sm.create_hyper_parameter_tuning_job(**request, WarmStartConfig=warm(["parent"]))
+    described = world.wait_tuning("child")
+
+    assert described["HyperParameterTuningJobStatus"] == "Completed"
+    assert len(world.trials("child")) == 3
+    study = world.service._tuning_jobs.get("child").study
+    assert sum(1 for t in study.trials if t.user_attrs.get("parent")) == len(parent_trials)
+
+
+def test_core_choice_of_parents_is_accepted_by_the_service(world):
+    from reviewtune.core.warm_start import PreviousRun, choose_parents, warm_start_config
+
+    finished_parent(world, "older", max_jobs=2)
+    finished_parent(world, "newer", max_jobs=2)
+    request = world.tuning_request("child", ranges=WIDE_RANGE, max_jobs=2, max_parallel=1)
+    request["TrainingJobDefinition"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] += (
+        "-next-run"
+    )
+    names = set(request["TrainingJobDefinition"]["StaticHyperParameters"]) | {"learning_rate"}
+    previous = [PreviousRun(name, frozenset(names), "validation:accuracy", 2) for name in ("newer", "older")]
+
+    parents = choose_parents(
+        previous, hyperparameter_names=names, objective_metric="validation:accuracy", max_jobs=2
+    )
+    world.sm.create_hyper_parameter_tuning_job(**request, WarmStartConfig=warm_start_config(parents))
+
+    described = world.wait_tuning("child")
+    assert [
+        p["HyperParameterTuningJobName"]
+        for p in described["WarmStartConfig"]["ParentHyperParameterTuningJobs"]
+    ] == [
+        "newer",
+        "older",
+    ]
+    study = world.service._tuning_jobs.get("child").study
+    assert {t.user_attrs.get("parent") for t in study.trials if t.user_attrs.get("parent")} == {
+        "newer",
+        "older",
+    }
