@@ -266,3 +266,38 @@ def test_creation_and_approval_publish_state_change_events(world, aws):
         (arn, "Approved"),
     ]
     assert details[0]["ModelPackageVersion"] == 1
+
+
+def test_group_by_arn_client_token_and_tags(world):
+    group_arn = world.sm.create_model_package_group(
+        ModelPackageGroupName="tagged", Tags=[{"Key": "dataset", "Value": "team-a/reviews.tsv"}]
+    )["ModelPackageGroupArn"]
+
+    first = world.sm.create_model_package(**package_request(group_arn, "r1", ClientToken="run-r1"))
+    retried = world.sm.create_model_package(**package_request(group_arn, "r1", ClientToken="run-r1"))
+    other = world.sm.create_model_package(**package_request("tagged", "r2", ClientToken="run-r2"))
+    tags = world.sm.list_tags(ResourceArn=group_arn)["Tags"]
+
+    assert first["ModelPackageArn"] == retried["ModelPackageArn"] == group_arn.replace("-group/", "/") + "/1"
+    assert other["ModelPackageArn"].endswith("/tagged/2")
+    assert tags == [{"Key": "dataset", "Value": "team-a/reviews.tsv"}]
+
+
+def test_groups_list_sorted_and_paged(world):
+    for name in ("b-group", "a-group", "c-group"):
+        world.sm.create_model_package_group(ModelPackageGroupName=name)
+
+    by_name = world.sm.list_model_package_groups(SortBy="Name", MaxResults=2)
+    rest = world.sm.list_model_package_groups(SortBy="Name", MaxResults=2, NextToken=by_name["NextToken"])
+    newest = world.sm.list_model_package_groups(SortBy="CreationTime", SortOrder="Descending")
+
+    assert [g["ModelPackageGroupName"] for g in by_name["ModelPackageGroupSummaryList"]] == [
+        "a-group",
+        "b-group",
+    ]
+    assert [g["ModelPackageGroupName"] for g in rest["ModelPackageGroupSummaryList"]] == ["c-group"]
+    assert [g["ModelPackageGroupName"] for g in newest["ModelPackageGroupSummaryList"]] == [
+        "c-group",
+        "a-group",
+        "b-group",
+    ]

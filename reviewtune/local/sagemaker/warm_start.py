@@ -98,7 +98,13 @@ def _channels(request: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-def _changes(parent_space: dict[str, Dimension], parent_static: dict[str, str], space, static) -> int:
+def _changes(
+    parent_space: dict[str, Dimension],
+    parent_static: dict[str, str],
+    space: dict[str, Dimension],
+    static: dict[str, str],
+) -> int:
+    """Tunable hyperparameters made static (a categorical counts its values) plus changed static values (2 each)."""
     count = 0
     for name, dimension in parent_space.items():
         if name in static:  # tunable in the parent, static now
