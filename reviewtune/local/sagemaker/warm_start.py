@@ -99,10 +99,7 @@ def _channels(request: dict[str, Any]) -> dict[str, str | None]:
 
 
 def _changes(
-    parent_space: dict[str, Dimension],
-    parent_static: dict[str, str],
-    space: dict[str, Dimension],
-    static: dict[str, str],
+    parent_space: dict[str, Dimension], parent_static: dict[str, str], static: dict[str, str]
 ) -> int:
     """Tunable hyperparameters made static (a categorical counts its values) plus changed static values (2 each)."""
     count = 0
@@ -146,7 +143,7 @@ def _check_parent(
                 f"The type of hyperparameter {hp!r} must not change between the parent {parent.name} "
                 f"({before.kind}) and the warm start tuning job ({dimension.kind})."
             )
-    changes = _changes(parent.settings.space, parent_static, settings.space, static)
+    changes = _changes(parent.settings.space, parent_static, static)
     if changes > MAX_CHANGES:
         raise ValidationError(
             f"The warm start tuning job makes {changes} changes to the hyperparameters of its parent {parent.name} "
