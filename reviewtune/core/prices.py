@@ -3,7 +3,7 @@
 US East (N. Virginia), USD per instance-hour, from the "On-Demand Pricing" tables of
 https://aws.amazon.com/sagemaker/pricing/ (Training and Processing tabs). Prices change and differ by region:
 the figures reviewtune reports from them are estimates, and the message says so with this table's date.
-Update ``AS_OF`` together with the figures.
+``AS_OF`` is the date the figures were recorded; compare them with the page and update both together.
 """
 
 from __future__ import annotations
