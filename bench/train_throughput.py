@@ -9,7 +9,9 @@ size, for ``--warmup-steps`` + ``--steps`` optimizer steps; throughput counts on
 - baseline: ``Trainer`` with its defaults (fp32, AdamW, linear schedule), the tokenizer padding every review to
   ``max_length`` as the original course did.
 
-Usage: ``python bench/train_throughput.py [--steps 60] [--warmup-steps 5] [--json results.json]``
+Usage: ``python bench/train_throughput.py [--steps 60] [--warmup-steps 5] [--model NAME] [--batch-size N]
+[--json results.json]``; the model and batch default to the local budget's (all-mpnet-base-v2, batch 16);
+``bench/run.py`` measures all-MiniLM-L6-v2 at batch 32 too.
 Data: the balanced review file under ``REVIEWTUNE_DATA_DIR`` (default ``../shared/data``), split 90/5/5 with the
 fixed seed of ``bench/common.py``.
 """

