@@ -229,8 +229,6 @@ def start_evaluation(
     best_name = best_trial_name(description, trials)
     if best_name is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
-    if not aws_errors.is_due(run.get("evaluation_start")):
-        return {"run_id": tuning_job_name, "status": RunStatus.TUNING.value, "retry_at": run["evaluation_start"]["next_attempt_at"]}
     best = _best(best_name, description, trials, clients.sagemaker)
     tuning["best_training_job"] = best
     request = processing_job_request(settings, run, best["model_uri"])

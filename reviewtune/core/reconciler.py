@@ -90,7 +90,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     try:
         result.freed_slots = free_slots_of_ended_runs(runs, clients)
         result.started = sum(
-            1 for r in start_queued_runs(settings, clients) if r.get("status") == RunStatus.TUNING
+            1 for r in start_queued_runs(settings, clients, now) if r.get("status") == RunStatus.TUNING
         )
     except Exception as exc:  # noqa: BLE001
         logger.exception("starting queued runs failed")

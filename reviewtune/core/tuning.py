@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -335,13 +336,13 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     return {"run_id": run_id, "status": RunStatus.TUNING.value, "tuning_job_arn": arn, "rows": rows}
 
 
-def start_queued_runs(settings: Settings, clients: AwsClients) -> list[dict[str, Any]]:
+def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None) -> list[dict[str, Any]]:
     """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did."""
     runs = repository(settings, clients)
     started = []
     for queued in runs.all_in_status(RunStatus.QUEUED):
         run = runs.get(queued["run_id"])
-        if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start")):
+        if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
             continue
         if not slots.acquire(clients.runs_table, run["run_id"], settings.max_concurrent_runs):
             break
