@@ -278,20 +278,33 @@ class RunsRepository:
             update.set("notice_pending", value=PENDING)
         placeholders = ", ".join(update.value(s.value) for s in sources)
         condition = f"{update.name('status')} IN ({placeholders})"
-        try:
-            response = self.table.update_item(
-                Key={"run_id": run_id},
-                UpdateExpression=update.expression(),
-                ExpressionAttributeNames=update.names,
-                ExpressionAttributeValues=update.values,
-                ConditionExpression=condition,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        request = {
+            "Key": {"run_id": run_id},
+            "UpdateExpression": update.expression(),
+            "ExpressionAttributeNames": update.names,
+            "ExpressionAttributeValues": update.values,
+            "ConditionExpression": condition,
+            "ReturnValues": "ALL_NEW",
+        }
+        for attempt in range(2):
+            try:
+                return from_item(self.table.update_item(**request)["Attributes"])
+            except ClientError as exc:
+                if _conditional_failed(exc):
+                    return None
+                if exc.response["Error"]["Code"] != "ValidationException" or attempt:
+                    raise
+                self._add_maps(run_id)  # an item written before these maps existed
+        return None
+
+    def _add_maps(self, run_id: str) -> None:
+        self.table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression="SET outbox = if_not_exists(outbox, :empty), "
+            "status_history = if_not_exists(status_history, :empty)",
+            ExpressionAttributeValues={":empty": {}},
+            ConditionExpression="attribute_exists(run_id)",
+        )
 
     # -- the outbox -----------------------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ def test_a_missing_topic_delays_the_message_until_a_reconciler_pass_finds_it_bac
     event = pipeline.drop_event()
     with pytest.raises(Exception, match="NotFound"):
         pipeline.start_tuning(event)
-    run_id = pipeline.run(next(iter(pipeline.sagemaker.calls)) if False else _run_id(pipeline))["run_id"]
+    run_id = _run_id(pipeline)
     assert pipeline.run(run_id)["status"] == "FAILED"
     first = pipeline.reconcile()
     assert first["errors"] and pipeline.messages(run_id) == []
@@ -351,6 +351,14 @@ def test_slots_are_taken_once_per_run_and_never_beyond_the_limit(stack):
     slots.release(table, "r1")
     slots.release(table, "r1")
     assert slots.acquire(table, "r3", 2) and slots.holders(table) == {"r2", "r3"}
+
+
+def test_an_item_written_before_the_outbox_existed_still_moves(stack):
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.runs_table)
+    table.put_item(Item={"run_id": "old", "status": "EVALUATING", "created_at": "2026-01-01T00:00:00.000Z"})
+    runs = RunsRepository(table)
+    moved = runs.transition("old", RunStatus.EVALUATING, RunStatus.FAILED, notice=("s", "b"), failure_reason="x")
+    assert moved["status"] == "FAILED" and moved["outbox"]["FAILED"]["subject"] == "s"
 
 
 def test_transitions_are_compare_and_set_and_final_states_are_final(stack):
