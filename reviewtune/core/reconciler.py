@@ -135,8 +135,9 @@ def reconcile_run(
         try:
             job = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
         except ClientError as exc:
-            if aws_errors.is_retryable(exc):
-                raise
+            entered = (run.get("status_history") or {}).get(RunStatus.EVALUATING.value) or run["updated_at"]
+            if aws_errors.is_retryable(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
+                raise  # throttled, or a job created moments ago that the API does not show yet
             reason = f"the evaluation job {job_name} cannot be read: {aws_errors.text(exc)}"
             end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED, reason=reason)
             return "evaluation job missing"

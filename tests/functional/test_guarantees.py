@@ -373,3 +373,14 @@ def test_transitions_are_compare_and_set_and_final_states_are_final(stack):
     final = runs.get("r")
     assert final["status"] == "DUPLICATE" and "deadline_at" not in final
     assert final["notice_pending"] == "PENDING" and list(runs.with_pending_notice()) == ["r"]
+
+
+def test_an_evaluation_job_sagemaker_does_not_know_ends_the_run_after_a_grace_period(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    del pipeline.sagemaker.processing[f"{run_id}-eval"]
+    assert run_id in pipeline.reconcile()["errors"]  # maybe not visible yet: wait
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    pipeline.reconcile(later(0.5))
+    assert_ended(pipeline, run_id, "FAILED", "cannot be read", "Could not find job")
