@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewtune.core.errors import ConfigError
+from reviewtune.core.states import DEFAULT_DEADLINES, RunStatus
 
 STRATEGIES = ("Random", "Bayesian", "Hyperband", "Grid")
 EARLY_STOPPING_TYPES = ("Off", "Auto")
@@ -72,6 +73,26 @@ def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
         raise ConfigError(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
 
 
+def _deadlines(env: Mapping[str, str]) -> dict[RunStatus, int]:
+    """RUN_STATE_DEADLINES: JSON object of seconds by non-final run state, merged over the defaults."""
+    raw = _json(env, "RUN_STATE_DEADLINES", {})
+    if not isinstance(raw, dict):
+        raise ConfigError("RUN_STATE_DEADLINES must be a JSON object of seconds by run state")
+    deadlines = dict(DEFAULT_DEADLINES)
+    for name, seconds in raw.items():
+        try:
+            status = RunStatus(str(name).upper())
+        except ValueError:
+            status = None
+        if status not in DEFAULT_DEADLINES:
+            known = ", ".join(DEFAULT_DEADLINES)
+            raise ConfigError(f"RUN_STATE_DEADLINES: {name!r} is not a non-final run state ({known})")
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 60:
+            raise ConfigError(f"RUN_STATE_DEADLINES: {name} must be a whole number of seconds >= 60, got {seconds!r}")
+        deadlines[status] = seconds
+    return deadlines
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the three functions need to know about their stack."""
@@ -102,6 +123,9 @@ class Settings:
     test_fraction: float = 0.05
     min_rows_per_class: int = 10
     class_balance: str = "downsample"
+    max_concurrent_runs: int = 2
+    start_max_attempts: int = 8
+    run_deadlines: dict[RunStatus, int] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +163,9 @@ class Settings:
             test_fraction=_float(env, "TEST_FRACTION", 0.05),
             min_rows_per_class=_int(env, "MIN_ROWS_PER_CLASS", 10, minimum=3),
             class_balance=_choice(env, "CLASS_BALANCE", "downsample", CLASS_BALANCE_MODES),
+            max_concurrent_runs=_int(env, "MAX_CONCURRENT_RUNS", 2, minimum=1),
+            start_max_attempts=_int(env, "START_MAX_ATTEMPTS", 8, minimum=1),
+            run_deadlines=_deadlines(env),
         )
         settings.check()
         return settings

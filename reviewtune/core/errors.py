@@ -25,3 +25,7 @@ class RunNotFoundError(ReviewtuneError):
 
 class EvaluationOutputError(ReviewtuneError):
     """The evaluation job completed but its evaluation.json is missing or malformed."""
+
+
+class RunNotReadyError(ReviewtuneError):
+    """An event arrived before the run reached the state it belongs to; delivering it again later will work."""

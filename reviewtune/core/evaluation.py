@@ -8,11 +8,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import names
+from reviewtune.core import aws_errors, names, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
-from reviewtune.core.failures import end_run
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.failures import already_final, end_run, repository
+from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
+from reviewtune.core.metrics import OBJECTIVE_TYPE
+from reviewtune.core.outbox import send_pending
+from reviewtune.core.runs import RunStatus
 from reviewtune.core.tuning import RUN_ID_TAG
 
 logger = Logger(child=True)
@@ -121,38 +124,82 @@ def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: s
     }
 
 
-def _best(description: dict[str, Any], sagemaker: Any) -> dict[str, Any] | None:
-    best = description.get("BestTrainingJob")
-    if not best or best.get("TrainingJobStatus") != "Completed":
+def eligible(training_job_status: str | None, objective_status: str | None, objective: Any) -> bool:
+    """Whether a trial can be the best, as SageMaker decides: it reported the objective (ObjectiveStatus
+    Succeeded) and either Completed or was Stopped by early stopping."""
+    if objective is None:
+        return False
+    if training_job_status == "Completed":
+        return objective_status in (None, "Succeeded")
+    return training_job_status == "Stopped" and objective_status == "Succeeded"
+
+
+def best_trial_name(description: dict[str, Any], trials: list[dict[str, Any]]) -> str | None:
+    """The best training job: SageMaker's BestTrainingJob when eligible, else the best eligible trial."""
+    best = description.get("BestTrainingJob") or {}
+    if best and eligible(
+        best.get("TrainingJobStatus"),
+        best.get("ObjectiveStatus", "Succeeded" if best.get("TrainingJobStatus") == "Completed" else None),
+        best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
+    ):
+        return best["TrainingJobName"]
+    objective_type = (
+        description.get("HyperParameterTuningJobConfig", {})
+        .get("HyperParameterTuningJobObjective", {})
+        .get("Type", OBJECTIVE_TYPE)
+    )
+    candidates = [t for t in trials if eligible(t["status"], t.get("objective_status"), t.get("objective"))]
+    if not candidates:
         return None
-    training = sagemaker.describe_training_job(TrainingJobName=best["TrainingJobName"])
+    pick = min if objective_type == "Minimize" else max
+    return pick(candidates, key=lambda t: t["objective"])["name"]
+
+
+def _best(name: str, description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any) -> dict[str, Any]:
+    trial = next((t for t in trials if t["name"] == name), {})
+    reported = description.get("BestTrainingJob") or {}
+    if reported.get("TrainingJobName") == name:
+        trial = {
+            "objective": reported.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
+            "tuned_hyperparameters": reported.get("TunedHyperParameters", {}),
+            **{k: v for k, v in trial.items() if v is not None},
+        }
+    training = sagemaker.describe_training_job(TrainingJobName=name)
+    final = {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])}
+    objective = trial.get("objective")
     return {
-        "name": best["TrainingJobName"],
-        "objective_metric": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("MetricName"),
-        "objective": best.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value"),
-        "tuned_hyperparameters": best.get("TunedHyperParameters", {}),
+        "name": name,
+        "status": training.get("TrainingJobStatus"),
+        "objective_metric": OBJECTIVE_METRIC_NAME,
+        "objective": objective,
+        "tuned_hyperparameters": trial.get("tuned_hyperparameters") or {},
         "hyperparameters": {
             k: v for k, v in training.get("HyperParameters", {}).items() if not k.startswith("sagemaker_")
         },
         "model_uri": training["ModelArtifacts"]["S3ModelArtifacts"],
-        "final_metrics": {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])},
+        "final_metrics": final,
     }
 
 
 def start_evaluation(
     tuning_job_name: str, event_status: str, settings: Settings, clients: AwsClients
 ) -> dict[str, Any]:
-    runs = RunsRepository(clients.runs_table)
+    """After the tuning job of a TUNING run ended: record its trials, then evaluate the best model (EVALUATING)
+    or end the run. Any other state means the step was taken already (a duplicate event, the reconciler)."""
+    runs = repository(settings, clients)
     run = runs.get(tuning_job_name)
     if run is None:
         logger.warning(
             "no run recorded for this tuning job; ignoring", extra={"tuning_job_name": tuning_job_name}
         )
         return {"status": "IGNORED", "tuning_job_name": tuning_job_name}
+    if states.is_final(run["status"]):
+        return already_final(runs, settings, clients, run)
     if run["status"] != RunStatus.TUNING:
         logger.info(
             "duplicate event: run moved on", extra={"run_id": tuning_job_name, "status": run["status"]}
         )
+        send_pending(runs, clients.sns, settings.topic_arn, tuning_job_name)
         return {"run_id": tuning_job_name, "status": run["status"], "duplicate": True}
 
     description = clients.sagemaker.describe_hyper_parameter_tuning_job(
@@ -179,22 +226,44 @@ def start_evaluation(
     if status != "Completed":
         # The event said the job ended but the API does not agree yet: let EventBridge retry.
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
-    best = _best(description, clients.sagemaker)
-    if best is None:
+    best_name = best_trial_name(description, trials)
+    if best_name is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
+    best = _best(best_name, description, trials, clients.sagemaker)
     tuning["best_training_job"] = best
     request = processing_job_request(settings, run, best["model_uri"])
     try:
         clients.sagemaker.create_processing_job(**request)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceInUse":
-            raise
-    runs.update(
+        if aws_errors.code(exc) == "ResourceInUse":
+            pass  # an earlier attempt created it
+        elif aws_errors.is_retryable(exc):
+            attempt = aws_errors.next_attempt(run.get("evaluation_start"), exc)
+            if attempt["attempts"] >= settings.start_max_attempts:
+                reason = (
+                    f"SageMaker did not start the evaluation job after {attempt['attempts']} attempts: "
+                    f"{attempt['last_error']}"
+                )
+                return end_tuning(status=RunStatus.FAILED, reason=reason)
+            runs.update_if(tuning_job_name, RunStatus.TUNING, evaluation_start=attempt, tuning=tuning)
+            logger.warning("evaluation job not started yet; will retry", extra={"run_id": tuning_job_name, **attempt})
+            return {"run_id": tuning_job_name, "status": RunStatus.TUNING.value, "retry_at": attempt["next_attempt_at"]}
+        else:
+            return end_tuning(
+                status=RunStatus.FAILED, reason=f"SageMaker refused the evaluation job: {aws_errors.text(exc)}"
+            )
+    moved = runs.transition(
         tuning_job_name,
-        status=RunStatus.EVALUATING.value,
+        RunStatus.TUNING,
+        RunStatus.EVALUATING,
         tuning=tuning,
         evaluation_job_name=request["ProcessingJobName"],
     )
+    if moved is None:
+        item = runs.get(tuning_job_name)
+        if item and states.is_final(item["status"]):
+            return already_final(runs, settings, clients, item)
+        return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
     logger.info(
         "evaluation started",
         extra={"run_id": tuning_job_name, "best": best["name"], "objective": best["objective"]},

@@ -1,4 +1,4 @@
-"""Ending a run that failed or was stopped: record why, tell people, answer the handler."""
+"""Ending a run: the final transition (with its message in the outbox), then the steps every end takes."""
 
 from __future__ import annotations
 
@@ -6,13 +6,34 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from reviewtune.core import messages
+from reviewtune.core import messages, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
-from reviewtune.core.notify import publish
+from reviewtune.core.outbox import send_pending
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
+
+_CONFLICT_RETRIES = 5
+
+
+def conclude(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> None:
+    """What follows a run's final transition, each step idempotent: free its slot, send its messages, start
+    queued runs in the freed slot. A retry or the reconciler repeats whatever did not happen."""
+    slots.release(clients.runs_table, run_id)
+    send_pending(runs, clients.sns, settings.topic_arn, run_id)
+    from reviewtune.core.tuning import start_queued_runs  # tuning ends runs through this module
+
+    start_queued_runs(settings, clients)
+
+
+def already_final(
+    runs: RunsRepository, settings: Settings, clients: AwsClients, item: dict[str, Any]
+) -> dict[str, Any]:
+    """A run that ended before this event or retry: finish what its end left undone, report it as a duplicate."""
+    conclude(runs, settings, clients, item["run_id"])
+    logger.info("run already ended", extra={"run_id": item["run_id"], "status": item["status"]})
+    return {"run_id": item["run_id"], "status": item["status"], "duplicate": True}
 
 
 def end_run(
@@ -26,11 +47,30 @@ def end_run(
     reason: str,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Set the run's final status and failure reason (plus ``fields``), publish the failure message."""
-    item = runs.update(run_id, status=status.value, failure_reason=reason, **fields)
-    subject, body = messages.run_failed(item, stage, status.value, reason, settings.runs_table)
-    publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=status.value)
-    logger.warning(
-        "run ended", extra={"run_id": run_id, "stage": stage, "status": status.value, "reason": reason}
-    )
+    """Move the run from whatever non-final state it is in to FAILED or STOPPED (compare-and-set), with the failure
+    message in its outbox; then conclude it. A run that is final already is left as it is."""
+    for _ in range(_CONFLICT_RETRIES):
+        item = runs.get(run_id)
+        if item is None:
+            raise LookupError(f"no run {run_id} to end")
+        current = RunStatus(item["status"])
+        if states.is_final(current):
+            return already_final(runs, settings, clients, item)
+        if not states.allowed(current, status):
+            status = RunStatus.FAILED
+        view = {**item, **fields, "failure_reason": reason}
+        notice = messages.run_failed(view, stage, status.value, reason, settings.runs_table)
+        moved = runs.transition(
+            run_id, current, status, notice=notice, failure_reason=reason, failed_stage=stage, **fields
+        )
+        if moved is not None:
+            break
+    else:
+        raise RuntimeError(f"run {run_id} kept changing while it was being ended")
+    logger.warning("run ended", extra={"run_id": run_id, "stage": stage, "status": status.value, "reason": reason})
+    conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": status.value, "reason": reason}
+
+
+def repository(settings: Settings, clients: AwsClients) -> RunsRepository:
+    return RunsRepository(clients.runs_table, settings.run_deadlines)

@@ -113,3 +113,19 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: str) -> t
         lines.append(f"Evaluation report:   {results['evaluation_uri']}")
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
+
+
+def queued(item: dict[str, Any], running: int, limit: int, table: str) -> tuple[str, str]:
+    subject = f"reviewtune: run {item['run_id']} queued: {item.get('dataset', '')}"
+    body = "\n".join(
+        [
+            f"The review file {_source(item)} is valid; its run {item['run_id']} is queued.",
+            "",
+            f"Rows: {_rows(item)}",
+            f"{running} of at most {limit} runs are tuning or evaluating now (MaxConcurrentRuns); this run starts",
+            "when one of them ends. You will get one more message with its result.",
+            "",
+            _lookup_hint(item, table),
+        ]
+    )
+    return subject, body

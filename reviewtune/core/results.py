@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import messages, names
+from reviewtune.core import messages, names, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
-from reviewtune.core.errors import EvaluationOutputError
+from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
-from reviewtune.core.failures import end_run
-from reviewtune.core.notify import publish
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.failures import already_final, conclude, end_run, repository
+from reviewtune.core.runs import RunStatus
 
 logger = Logger(child=True)
 
@@ -30,6 +30,53 @@ def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
     return names.s3_uri(settings.bucket, names.evaluation_prefix(run_id).rstrip("/"))
 
 
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The path of the first NaN or Infinity in ``value`` (DynamoDB stores neither), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(top)"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
+    """The parts of evaluation.json the run record and the message use, checked; a clear error otherwise."""
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+        raise EvaluationOutputError(f"{where} has no metrics object")
+    metrics = evaluation["metrics"]
+    bad = _non_finite(evaluation)
+    if bad:
+        raise EvaluationOutputError(f"{where}: {bad} is not a finite number (NaN or Infinity)")
+    accuracy = (metrics.get("accuracy") or {}).get("value") if isinstance(metrics.get("accuracy"), dict) else None
+    if not _number(accuracy):
+        raise EvaluationOutputError(f"{where} has no metrics.accuracy.value number")
+    if not 0.0 <= accuracy <= 1.0:
+        raise EvaluationOutputError(f"{where}: accuracy {accuracy} is not between 0 and 1")
+    for name in ("macro_f1", "weighted_f1"):
+        if name in metrics and not (isinstance(metrics[name], dict) and _number(metrics[name].get("value"))):
+            raise EvaluationOutputError(f"{where}: metrics.{name} has no value number")
+    per_class = metrics.get("per_class", {})
+    if not isinstance(per_class, dict):
+        raise EvaluationOutputError(f"{where}: metrics.per_class is not an object")
+    for label, scores in per_class.items():
+        for key in ("precision", "recall", "f1", "support"):
+            if not isinstance(scores, dict) or not _number(scores.get(key)):
+                raise EvaluationOutputError(f"{where}: metrics.per_class.{label}.{key} is missing or not a number")
+    return evaluation
+
+
 def read_evaluation(s3: Any, output_uri: str) -> dict[str, Any]:
     bucket, prefix = names.parse_s3_uri(output_uri)
     key = f"{prefix}/{EVALUATION_FILE}"
@@ -41,28 +88,32 @@ def read_evaluation(s3: Any, output_uri: str) -> dict[str, Any]:
         ) from exc
     try:
         evaluation = json.loads(raw)
-        accuracy = float(evaluation["metrics"]["accuracy"]["value"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EvaluationOutputError(f"s3://{bucket}/{key} has no metrics.accuracy.value: {exc!r}") from exc
-    if not 0.0 <= accuracy <= 1.0:
-        raise EvaluationOutputError(f"s3://{bucket}/{key}: accuracy {accuracy} is not between 0 and 1")
-    return evaluation
+    except ValueError as exc:
+        raise EvaluationOutputError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from exc
+    return check_evaluation(evaluation, f"s3://{bucket}/{key}")
 
 
 def record_results(
     job_name: str, status: str, detail: dict[str, Any], settings: Settings, clients: AwsClients
 ) -> dict[str, Any]:
+    """After the evaluation job of an EVALUATING run ended: record the metrics and end the run (SUCCEEDED, or
+    FAILED / STOPPED with the reason). A completion that arrives before the run is EVALUATING raises
+    RunNotReadyError, so that the event is delivered again (and the reconciler finds the job ended anyway)."""
     run_id = names.run_id_of_evaluation_job(job_name)
-    runs = RunsRepository(clients.runs_table)
+    runs = repository(settings, clients)
     run = runs.get(run_id)
     if run is None:
         logger.warning(
             "no run recorded for this processing job; ignoring", extra={"processing_job_name": job_name}
         )
         return {"status": "IGNORED", "processing_job_name": job_name}
+    if states.is_final(run["status"]):
+        return already_final(runs, settings, clients, run)
     if run["status"] != RunStatus.EVALUATING:
-        logger.info("duplicate event: run moved on", extra={"run_id": run_id, "status": run["status"]})
-        return {"run_id": run_id, "status": run["status"], "duplicate": True}
+        raise RunNotReadyError(
+            f"evaluation job {job_name} ended {status} while run {run_id} is still {run['status']}; "
+            "the event is delivered again and the reconciler reads the job's status"
+        )
 
     if status != "Completed":
         final = RunStatus.STOPPED if status == "Stopped" else RunStatus.FAILED
@@ -83,13 +134,12 @@ def record_results(
         "confusion_matrix_uri": f"{output_uri}/{CONFUSION_MATRIX_FILE}",
         "test_accuracy": evaluation["metrics"]["accuracy"]["value"],
     }
-    item = runs.update(
-        run_id, status=RunStatus.SUCCEEDED.value, metrics=evaluation["metrics"], results=results
-    )
-    subject, body = messages.succeeded(item, evaluation, settings.runs_table)
-    message_id = publish(
-        clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=RunStatus.SUCCEEDED.value
-    )
-    runs.update(run_id, notification_message_id=message_id)
+    fields = {"metrics": evaluation["metrics"], "results": results}
+    notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)
+    moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **fields)
+    if moved is None:
+        item = runs.get(run_id)
+        return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})
+    conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": RunStatus.SUCCEEDED.value, "test_accuracy": results["test_accuracy"]}

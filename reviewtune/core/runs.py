@@ -1,39 +1,47 @@
-"""The runs table: one item per run, keyed by run_id (= tuning job name). Item conversion lives here only."""
+"""The runs table: one item per run, keyed by run_id (= tuning job name). Item conversion lives here only.
+
+Every change of a run's status is a transition of the state machine in ``states.py``, written as one conditional
+update on the current status (compare-and-set). When the target state is one people are told about, the same
+update records the message in the run's outbox (``outbox.<STATUS>``) and marks the run in the sparse
+``by_pending_notice`` index; ``outbox.py`` sends it and records the SNS message id.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
+
+from reviewtune.core import states
+from reviewtune.core.states import FINAL_STATUSES, RunStatus
+
+__all__ = ["FINAL_STATUSES", "RunStatus", "RunsRepository", "from_item", "now_iso", "to_item"]
 
 DATASET_INDEX = "by_dataset"
 STATUS_INDEX = "by_status"
+PENDING_NOTICE_INDEX = "by_pending_notice"
+PENDING = "PENDING"  # value of notice_pending while a message of the run is unsent
 
 
-class RunStatus(StrEnum):
-    TUNING = "TUNING"
-    EVALUATING = "EVALUATING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    STOPPED = "STOPPED"
-    REJECTED = "REJECTED"
+def now_iso(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-FINAL_STATUSES = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.REJECTED}
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def to_item(value: Any) -> Any:
-    """Plain JSON-able data to what DynamoDB accepts (floats as Decimal, datetimes as ISO strings)."""
-    return json.loads(json.dumps(value, default=_default), parse_float=Decimal)
+    """Plain JSON-able data to what DynamoDB accepts (floats as Decimal, datetimes as ISO strings).
+
+    NaN and Infinity, which DynamoDB refuses, are stored as null."""
+    return json.loads(json.dumps(value, default=_default), parse_float=Decimal, parse_constant=lambda _: None)
 
 
 def from_item(value: Any) -> Any:
@@ -42,6 +50,8 @@ def from_item(value: Any) -> Any:
         return {k: from_item(v) for k, v in value.items()}
     if isinstance(value, list):
         return [from_item(v) for v in value]
+    if isinstance(value, set):
+        return sorted(from_item(v) for v in value)
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
@@ -55,43 +65,91 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a run item")
 
 
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
+class _Update:
+    """Builds one UpdateExpression with placeholders for every name and value."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, *path: str) -> str:
+        parts = []
+        for part in path:
+            placeholder = f"#n{len(self.names)}"
+            self.names[placeholder] = part
+            parts.append(placeholder)
+        return ".".join(parts)
+
+    def value(self, value: Any, *, raw: bool = False) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value if raw else to_item(value)
+        return placeholder
+
+    def set(self, *path: str, value: Any) -> None:
+        self.sets.append(f"{self.name(*path)} = {self.value(value)}")
+
+    def remove(self, *path: str) -> None:
+        self.removes.append(self.name(*path))
+
+    def expression(self) -> str:
+        parts = []
+        if self.sets:
+            parts.append("SET " + ", ".join(self.sets))
+        if self.removes:
+            parts.append("REMOVE " + ", ".join(self.removes))
+        return " ".join(parts)
+
+
 class RunsRepository:
     """Reads and writes run items. Takes a boto3 DynamoDB Table resource."""
 
-    def __init__(self, table: Any):
+    def __init__(self, table: Any, deadlines: Mapping[RunStatus, int] | None = None):
         self.table = table
+        self.deadlines = dict(states.DEFAULT_DEADLINES if deadlines is None else deadlines)
+
+    def deadline_at(self, status: RunStatus, now: datetime | None = None) -> str | None:
+        seconds = self.deadlines.get(RunStatus(status))
+        if seconds is None:
+            return None
+        return now_iso((now or datetime.now(UTC)) + timedelta(seconds=seconds))
+
+    # -- creating -------------------------------------------------------------------------------------------
 
     def create(self, item: dict[str, Any]) -> bool:
         """Write a new run; False when a run with that id exists already."""
         stamp = now_iso()
-        item = {"created_at": stamp, "updated_at": stamp, **item}
+        item = {"created_at": stamp, "updated_at": stamp, "outbox": {}, **item}
+        status = item.get("status")
+        item.setdefault("status_history", {status: stamp} if status else {})
+        if status and not states.is_final(status) and "deadline_at" not in item:
+            item["deadline_at"] = self.deadline_at(status)
         try:
             self.table.put_item(Item=to_item(item), ConditionExpression="attribute_not_exists(run_id)")
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if _conditional_failed(exc):
                 return False
             raise
+
+    def claim(self, item: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Write the run in its initial state before any side effect. Returns (created, the item as stored):
+        created is False when the run exists already (a redelivered or replayed event)."""
+        created = self.create({**item, "status": states.INITIAL.value})
+        stored = self.get(item["run_id"])
+        assert stored is not None
+        return created, stored
+
+    # -- reading --------------------------------------------------------------------------------------------
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"run_id": run_id}, ConsistentRead=True).get("Item")
         return from_item(item) if item else None
-
-    def update(self, run_id: str, **fields: Any) -> dict[str, Any]:
-        """Set the given top-level attributes of an existing run (and updated_at)."""
-        fields["updated_at"] = now_iso()
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values = {f":v{i}": to_item(value) for i, value in enumerate(fields.values())}
-        expression = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
-        response = self.table.update_item(
-            Key={"run_id": run_id},
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ConditionExpression="attribute_exists(run_id)",
-            ReturnValues="ALL_NEW",
-        )
-        return from_item(response["Attributes"])
 
     def by_dataset(self, dataset: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs of one dataset, newest first."""
@@ -112,3 +170,228 @@ class RunsRepository:
             Limit=limit,
         )
         return [from_item(i) for i in response["Items"]]
+
+    def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            response = self.table.query(**query)
+            yield from (from_item(i) for i in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def all_in_status(self, status: str) -> Iterator[dict[str, Any]]:
+        """Every run in one status, oldest first (the index is eventually consistent: re-read before acting)."""
+        return self._query_all(
+            IndexName=STATUS_INDEX, KeyConditionExpression=Key("status").eq(status), ScanIndexForward=True
+        )
+
+    def with_pending_notice(self) -> Iterator[str]:
+        """Ids of runs with an unsent message, oldest first."""
+        for item in self._query_all(
+            IndexName=PENDING_NOTICE_INDEX,
+            KeyConditionExpression=Key("notice_pending").eq(PENDING),
+            ScanIndexForward=True,
+        ):
+            yield item["run_id"]
+
+    # -- writing --------------------------------------------------------------------------------------------
+
+    def update(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Set the given top-level attributes of an existing run (and updated_at). Never the status."""
+        if "status" in fields:
+            raise states.TransitionError("the status changes only through transition()")
+        update = _Update()
+        for name, value in {**fields, "updated_at": now_iso()}.items():
+            update.set(name, value=value)
+        response = self.table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression=update.expression(),
+            ExpressionAttributeNames=update.names,
+            ExpressionAttributeValues=update.values,
+            ConditionExpression="attribute_exists(run_id)",
+            ReturnValues="ALL_NEW",
+        )
+        return from_item(response["Attributes"])
+
+    def update_if(self, run_id: str, status: RunStatus | str, **fields: Any) -> dict[str, Any] | None:
+        """Set attributes only while the run is still in ``status``; None when it moved on."""
+        update = _Update()
+        for name, value in {**fields, "updated_at": now_iso()}.items():
+            update.set(name, value=value)
+        condition = f"{update.name('status')} = {update.value(str(status))}"
+        try:
+            response = self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression=update.expression(),
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ConditionExpression=condition,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    def transition(
+        self,
+        run_id: str,
+        sources: RunStatus | tuple[RunStatus, ...],
+        target: RunStatus,
+        *,
+        notice: tuple[str, str] | None = None,
+        remove: tuple[str, ...] = (),
+        **fields: Any,
+    ) -> dict[str, Any] | None:
+        """Move the run from one of ``sources`` to ``target`` (compare-and-set on the status), setting ``fields``
+        and, for a told state, recording ``notice`` (subject, body) as its unsent message in the same write.
+
+        Returns the new item, or None when the run was not in any of ``sources`` (someone else moved it: re-read
+        and decide)."""
+        sources = (sources,) if isinstance(sources, RunStatus) else tuple(sources)
+        target = RunStatus(target)
+        states.check(sources, target)
+        if (target in states.TOLD_STATUSES) != (notice is not None):
+            raise states.TransitionError(f"entering {target} {'needs' if notice is None else 'takes no'} notice")
+        stamp = now_iso()
+        update = _Update()
+        update.set("status", value=target.value)
+        update.set("updated_at", value=stamp)
+        update.set("status_history", target.value, value=stamp)
+        deadline = self.deadline_at(target)
+        if deadline is None:
+            update.remove("deadline_at")
+        else:
+            update.set("deadline_at", value=deadline)
+        for name, value in fields.items():
+            update.set(name, value=value)
+        for name in remove:
+            update.remove(name)
+        if notice is not None:
+            subject, body = notice
+            update.set(
+                "outbox",
+                target.value,
+                value={"status": target.value, "subject": subject, "body": body, "created_at": stamp},
+            )
+            update.set("notice_pending", value=PENDING)
+        placeholders = ", ".join(update.value(s.value) for s in sources)
+        condition = f"{update.name('status')} IN ({placeholders})"
+        request = {
+            "Key": {"run_id": run_id},
+            "UpdateExpression": update.expression(),
+            "ExpressionAttributeNames": update.names,
+            "ExpressionAttributeValues": update.values,
+            "ConditionExpression": condition,
+            "ReturnValues": "ALL_NEW",
+        }
+        for attempt in range(2):
+            try:
+                return from_item(self.table.update_item(**request)["Attributes"])
+            except ClientError as exc:
+                if _conditional_failed(exc):
+                    return None
+                if exc.response["Error"]["Code"] != "ValidationException" or attempt:
+                    raise
+                self._add_maps(run_id)  # an item written before these maps existed
+        return None
+
+    def _add_maps(self, run_id: str) -> None:
+        self.table.update_item(
+            Key={"run_id": run_id},
+            UpdateExpression="SET outbox = if_not_exists(outbox, :empty), "
+            "status_history = if_not_exists(status_history, :empty)",
+            ExpressionAttributeValues={":empty": {}},
+            ConditionExpression="attribute_exists(run_id)",
+        )
+
+    # -- the outbox -----------------------------------------------------------------------------------------
+
+    def lease_notice(self, run_id: str, status: str, lease_seconds: int, now: datetime | None = None) -> bool:
+        """Take the right to send the message of ``status`` for ``lease_seconds``: only while it is unsent and no
+        other sender holds an unexpired lease. False when it was sent or another sender holds it."""
+        now = now or datetime.now(UTC)
+        update = _Update()
+        entry = ("outbox", status)
+        update.set(*entry, "lease_until", value=now_iso(now + timedelta(seconds=lease_seconds)))
+        sent, lease = update.name(*entry, "sent_at"), update.name(*entry, "lease_until")
+        condition = (
+            f"attribute_exists({update.name(*entry)}) AND attribute_not_exists({sent}) AND "
+            f"(attribute_not_exists({lease}) OR {lease} < {update.value(now_iso(now))})"
+        )
+        try:
+            self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression=update.expression(),
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ConditionExpression=condition,
+            )
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def release_notice(self, run_id: str, status: str) -> None:
+        """Give a lease back after a failed send, so the next attempt need not wait for it to expire."""
+        update = _Update()
+        update.remove("outbox", status, "lease_until")
+        sent = update.name("outbox", status, "sent_at")
+        try:
+            self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression=update.expression(),
+                ExpressionAttributeNames=update.names,
+                ConditionExpression=f"attribute_not_exists({sent})",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    def mark_sent(self, run_id: str, status: str, message_id: str) -> dict[str, Any] | None:
+        """Record that the message of ``status`` went out (only if still unsent). None when it was already sent."""
+        stamp = now_iso()
+        update = _Update()
+        update.set("outbox", status, "message_id", value=message_id)
+        update.set("outbox", status, "sent_at", value=stamp)
+        update.remove("outbox", status, "lease_until")
+        if RunStatus(status) in FINAL_STATUSES:
+            update.set("notification_message_id", value=message_id)
+        condition = f"attribute_not_exists({update.name('outbox', status, 'sent_at')})"
+        try:
+            response = self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression=update.expression(),
+                ExpressionAttributeNames=update.names,
+                ExpressionAttributeValues=update.values,
+                ConditionExpression=condition,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return from_item(response["Attributes"])
+
+    def clear_pending_notice(self, run_id: str, status: str) -> bool:
+        """Take the run out of the pending-notice index, provided its status is still ``status`` (so no
+        transition added a message since the caller saw every message sent). False when it moved on."""
+        try:
+            self.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="REMOVE notice_pending",
+                ConditionExpression=Attr("status").eq(status),
+            )
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+
+def unsent(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's messages not sent yet, oldest first."""
+    entries = [e for e in (item.get("outbox") or {}).values() if isinstance(e, dict) and not e.get("sent_at")]
+    return sorted(entries, key=lambda e: e.get("created_at", ""))

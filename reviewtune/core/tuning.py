@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import messages, names
+from reviewtune.core import aws_errors, messages, names, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
 from reviewtune.core.dataset import split_reviews, to_tsv
 from reviewtune.core.errors import DatasetError
-from reviewtune.core.failures import end_run
+from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
-from reviewtune.core.notify import publish
+from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.runs import RunsRepository, RunStatus
 
@@ -170,18 +171,13 @@ def _reject(
         Body=json.dumps(report, indent=2).encode(),
         ContentType="application/json",
     )
-    runs = RunsRepository(clients.runs_table)
-    item = {
-        "run_id": run_id,
-        "dataset": names.dataset_name(obj.key),
-        "status": RunStatus.REJECTED.value,
-        "source": _source(obj),
-        "failure_reason": reason,
-        "rejected_uri": names.s3_uri(settings.bucket, target),
-    }
-    runs.create(item)
-    subject, body = messages.rejected(item, reason, item["rejected_uri"], settings.runs_table)
-    publish(clients.sns, settings.topic_arn, subject, body, run_id=run_id, status=RunStatus.REJECTED.value)
+    runs = repository(settings, clients)
+    fields = {"failure_reason": reason, "rejected_uri": names.s3_uri(settings.bucket, target)}
+    view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
+    notice = messages.rejected(view, reason, fields["rejected_uri"], settings.runs_table)
+    if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.REJECTED, notice=notice, **fields) is None:
+        return _moved_on(runs, settings, clients, run_id)
+    send_pending(runs, clients.sns, settings.topic_arn, run_id)
     logger.warning("file rejected", extra={"run_id": run_id, "reason": reason})
     return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
 
@@ -196,20 +192,42 @@ def _source(obj: DroppedObject) -> dict[str, Any]:
     }
 
 
+def dropped_object(run: dict[str, Any]) -> DroppedObject:
+    """The dropped object a run was claimed for (the reconciler starts a stale claim over from it)."""
+    source = run["source"]
+    return DroppedObject(
+        source["bucket"], source["key"], source.get("version_id"), source.get("etag"), source.get("size")
+    )
+
+
+def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
+    """Someone else moved the run (a concurrent delivery, the reconciler): report what it is now."""
+    item = runs.get(run_id) or {"run_id": run_id, "status": "UNKNOWN"}
+    if states.is_final(item["status"]):
+        return already_final(runs, settings, clients, item)
+    send_pending(runs, clients.sns, settings.topic_arn, run_id)
+    logger.info("run moved on meanwhile", extra={"run_id": run_id, "status": item["status"]})
+    return {"run_id": run_id, "status": item["status"], "duplicate": True}
+
+
 def start_tuning(
     obj: DroppedObject, settings: Settings, clients: AwsClients, code_dir: Path | None = None
 ) -> dict[str, Any]:
-    """Validate, split and upload one dropped file, record the run and start its tuning job (once)."""
+    """Claim the run of one dropped file version, validate, split and upload it, then start its tuning job or
+    queue it (spend guard). A redelivered or replayed event finds the claim and starts nothing."""
     if not names.is_accepted_key(obj.key):
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
     run_id = names.tuning_job_name(settings.job_name_prefix, obj.identity)
-    runs = RunsRepository(clients.runs_table)
-    existing = runs.get(run_id)
-    if existing and (existing.get("tuning_job_arn") or existing["status"] == RunStatus.REJECTED):
-        logger.info("duplicate event: run exists", extra={"run_id": run_id, "status": existing["status"]})
-        return {"run_id": run_id, "status": existing["status"], "duplicate": True}
+    runs = repository(settings, clients)
+    claimed, run = runs.claim({"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj)})
+    if not claimed and run["status"] != RunStatus.CLAIMED:
+        logger.info("duplicate event: run exists", extra={"run_id": run_id, "status": run["status"]})
+        return _moved_on(runs, settings, clients, run_id)
+    if not claimed and run.get("data"):
+        return launch_or_queue(run, settings, clients)  # an earlier attempt prepared everything
 
+    # -- reading and validating the file --------------------------------------------------------------------
     get_args: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.version_id:
         get_args["VersionId"] = obj.version_id
@@ -233,46 +251,100 @@ def start_tuning(
             Body=to_tsv(rows),
             ContentType="text/tab-separated-values",
         )
+    # -- end of reading and validating ----------------------------------------------------------------------
+
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
-    request = tuning_job_request(settings, run_id, names.dataset_name(obj.key), code)
-    runs.create(
-        {
-            "run_id": run_id,
-            "dataset": names.dataset_name(obj.key),
-            "status": RunStatus.TUNING.value,
-            "source": _source(obj),
-            "tuning_job_name": run_id,
-            "config": _config_summary(settings),
-            "data": {
-                "summary": dataset.summary(),
-                **{
-                    split: names.s3_uri(settings.bucket, names.split_prefix(run_id, split))
-                    for split in dataset.splits
-                },
+    prepared = runs.update_if(
+        run_id,
+        RunStatus.CLAIMED,
+        tuning_job_name=run_id,
+        config=_config_summary(settings),
+        data={
+            "summary": dataset.summary(),
+            **{
+                split: names.s3_uri(settings.bucket, names.split_prefix(run_id, split))
+                for split in dataset.splits
             },
-            "code": {"digest": code.digest, "archive_uri": code.archive_uri, "source_uri": code.source_uri},
-        }
+        },
+        code={"digest": code.digest, "archive_uri": code.archive_uri, "source_uri": code.source_uri},
     )
+    if prepared is None:
+        return _moved_on(runs, settings, clients, run_id)
+    return launch_or_queue(prepared, settings, clients)
+
+
+def _active_runs(runs: RunsRepository) -> int:
+    return sum(len(runs.by_status(s, limit=100)) for s in (RunStatus.TUNING, RunStatus.EVALUATING))
+
+
+def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
+    """Start the tuning job of a prepared run when a slot is free, else queue it (and say so)."""
+    runs = repository(settings, clients)
+    run_id = run["run_id"]
+    if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
+        return launch(run, settings, clients)
+    if run["status"] == RunStatus.QUEUED:
+        return {"run_id": run_id, "status": RunStatus.QUEUED.value}
+    notice = messages.queued(run, _active_runs(runs), settings.max_concurrent_runs, settings.runs_table)
+    if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.QUEUED, notice=notice) is None:
+        return _moved_on(runs, settings, clients, run_id)
+    logger.info("run queued: every slot is taken", extra={"run_id": run_id, "limit": settings.max_concurrent_runs})
+    send_pending(runs, clients.sns, settings.topic_arn, run_id)
+    return {"run_id": run_id, "status": RunStatus.QUEUED.value, "rows": run["data"]["summary"]["rows"]}
+
+
+def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
+    """Create the tuning job of a prepared run that holds a slot, and move the run to TUNING.
+
+    Throttling and quota errors leave the run where it is with its attempt count and the time of the next try
+    (the reconciler retries; after START_MAX_ATTEMPTS, or past the state's deadline, the run ends FAILED);
+    every other refusal (validation, access) ends the run FAILED at once, with AWS's text."""
+    runs = repository(settings, clients)
+    run_id = run["run_id"]
+    source_status = RunStatus(run["status"])
+    code = CodeBundle(**run["code"])
+    request = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
     try:
         arn = clients.sagemaker.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
     except ClientError as exc:
-        code_name = exc.response["Error"]["Code"]
-        if code_name == "ResourceInUse":
+        if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it
             arn = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)[
                 "HyperParameterTuningJobArn"
             ]
-        elif code_name == "ValidationException":
-            reason = f"SageMaker refused the tuning job: {exc.response['Error'].get('Message', '')}"
-            return end_run(
-                runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason
-            )
+        elif aws_errors.is_retryable(exc):
+            attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
+            if attempt["attempts"] >= settings.start_max_attempts:
+                reason = (
+                    f"SageMaker did not start the tuning job after {attempt['attempts']} attempts: "
+                    f"{attempt['last_error']}"
+                )
+                return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason)
+            if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
+                return _moved_on(runs, settings, clients, run_id)
+            logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})
+            return {"run_id": run_id, "status": source_status.value, "retry_at": attempt["next_attempt_at"]}
         else:
-            raise
-    runs.update(run_id, tuning_job_arn=arn)
-    logger.info("tuning job started", extra={"run_id": run_id, "rows": dataset.summary()["rows"]})
-    return {
-        "run_id": run_id,
-        "status": RunStatus.TUNING.value,
-        "tuning_job_arn": arn,
-        "rows": dataset.summary()["rows"],
-    }
+            reason = f"SageMaker refused the tuning job: {aws_errors.text(exc)}"
+            return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason)
+    moved = runs.transition(
+        run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn
+    )
+    if moved is None:
+        return _moved_on(runs, settings, clients, run_id)
+    rows = run.get("data", {}).get("summary", {}).get("rows")
+    logger.info("tuning job started", extra={"run_id": run_id, "rows": rows})
+    return {"run_id": run_id, "status": RunStatus.TUNING.value, "tuning_job_arn": arn, "rows": rows}
+
+
+def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did."""
+    runs = repository(settings, clients)
+    started = []
+    for queued in runs.all_in_status(RunStatus.QUEUED):
+        run = runs.get(queued["run_id"])
+        if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
+            continue
+        if not slots.acquire(clients.runs_table, run["run_id"], settings.max_concurrent_runs):
+            break
+        started.append(launch(run, settings, clients))
+    return started

@@ -20,11 +20,14 @@ from typing import Any
 
 from reviewtune.local.moto_server import MotoServer
 from reviewtune.local.router import Invocation, Router
+from reviewtune.local.scheduler import LocalScheduler
 from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "local.json"
+# How often the local runtime fires the template's schedules (the reconciler); the cloud uses the template's rate.
+LOCAL_SCHEDULE_PERIOD_S = 30.0
 HOST = "127.0.0.1"
 # The AWS services the moto server answers for, by the suffix of boto3's AWS_ENDPOINT_URL_<SERVICE> variable.
 MOTO_SERVICES = (
@@ -114,6 +117,7 @@ class LocalRuntime:
         on_invocation: Callable[[Invocation], None] | None = None,
         retry_delay_s: float = 1.0,
         sagemaker_factory: Callable[..., Any] | None = None,
+        schedule_period_s: float | None = LOCAL_SCHEDULE_PERIOD_S,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.template = Path(template)
@@ -124,8 +128,10 @@ class LocalRuntime:
         self.on_invocation = on_invocation
         self.retry_delay_s = retry_delay_s
         self._sagemaker_factory = sagemaker_factory
+        self.schedule_period_s = schedule_period_s
         self.stack: LocalStack | None = None
         self.router: Router | None = None
+        self.scheduler: LocalScheduler | None = None
         self._moto: MotoServer | None = None
         self._sagemaker: Any = None
         self._endpoints: dict[str, str] = {}
@@ -268,6 +274,9 @@ class LocalRuntime:
             retry_delay_s=self.retry_delay_s,
         )
         self.router.start()
+        self.scheduler = LocalScheduler(
+            self.stack.functions, sqs_client=self.client("sqs"), period_s=self.schedule_period_s
+        ).start()
         self._write_state()
         logger.info("local runtime up: %s", ", ".join(f"{k}={v}" for k, v in sorted(self._endpoints.items())))
 
@@ -312,10 +321,12 @@ class LocalRuntime:
             self._stopping = True
         finally:
             self._state_lock.release()
+        scheduler, self.scheduler = self.scheduler, None
         router, self.router = self.router, None
         sagemaker, self._sagemaker = self._sagemaker, None
         moto, self._moto = self._moto, None
         steps: list[tuple[str, Callable[[], object] | None]] = [
+            ("scheduler", scheduler.stop if scheduler else None),
             ("router", router.stop if router else None),
             ("SageMaker service", sagemaker.stop if sagemaker else None),
             ("moto server", moto.stop if moto else None),

@@ -100,6 +100,8 @@ class FunctionSpec:
     # The function's own async failure destinations (DeadLetterQueue, EventInvokeConfig OnFailure) when SQS.
     failure_queue_urls: tuple[str, ...] = ()
     maximum_retry_attempts: int = LAMBDA_DEFAULT_RETRIES
+    # ScheduleExpressions of the EventBridge Scheduler schedules that invoke it (the local scheduler runs them).
+    schedules: tuple[str, ...] = ()
 
     def dead_letter_queue_urls(self, event: Mapping[str, Any]) -> tuple[str, ...]:
         """Where an event goes once every attempt failed: the function's own failure destinations, else the
@@ -436,6 +438,17 @@ def localize(cfn: Mapping[str, Any], stack_name: str = DEFAULT_STACK_NAME) -> Lo
             rule_targets[function_id].append(rule_id)
             target_dlqs[function_id].append((rule_id, (target.get("DeadLetterConfig") or {}).get("Arn")))
 
+    # 1b. Scheduler schedules that invoke a function are run by the local scheduler instead (moto has none).
+    schedules: dict[str, list[tuple[str, Any]]] = {lid: [] for lid in functions}
+    for schedule_id, resource in resources.items():
+        if resource.get("Type") != "AWS::Scheduler::Schedule":
+            continue
+        properties = resource.get("Properties", {})
+        function_id = _function_target((properties.get("Target") or {}).get("Arn"), resources)
+        if function_id is not None:
+            schedules[function_id].append((schedule_id, properties.get("ScheduleExpression")))
+            dropped.add(schedule_id)
+
     # 2. Every function gets an inbox queue.
     for function_id, resource in functions.items():
         inbox: dict[str, Any] = {"Type": "AWS::SQS::Queue", "Properties": {}}
@@ -491,6 +504,8 @@ def localize(cfn: Mapping[str, Any], stack_name: str = DEFAULT_STACK_NAME) -> Lo
         if "MaximumRetryAttempts" in invoke_config:
             retries = {"Fn::Join": ["", [invoke_config["MaximumRetryAttempts"]]]}
             probes.add((function_id, "retries"), retries, condition)
+        for schedule_id, expression in schedules[function_id]:
+            probes.add((function_id, "schedule", schedule_id), expression, resources[schedule_id].get("Condition"))
         for rule_id, dlq in target_dlqs[function_id]:
             rule_condition = resources[rule_id].get("Condition")
             probes.add((function_id, "rule", rule_id), {"Fn::GetAtt": [rule_id, "Arn"]}, rule_condition)
@@ -726,6 +741,11 @@ def _function_specs(
             rule_name, pattern = _rule_pattern(events, probed[(function_id, "rule", rule_id)])
             dlq = probed.get((function_id, "rule-dlq", rule_id))
             rules.append(RuleTarget(rule_id, rule_name, pattern, _queue_url(sqs, dlq) if dlq else None))
+        schedules = tuple(
+            str(value)
+            for key, value in probed.items()
+            if key[:2] == (function_id, "schedule") and value is not None
+        )
         failure_arns = [probed.get((function_id, "failure", kind)) for kind in ("dead-letter", "on-failure")]
         failure_urls = tuple(dict.fromkeys(_queue_url(sqs, arn) for arn in failure_arns if arn))
         specs.append(
@@ -744,6 +764,7 @@ def _function_specs(
                 rules=tuple(rules),
                 failure_queue_urls=failure_urls,
                 maximum_retry_attempts=int(probed.get((function_id, "retries")) or LAMBDA_DEFAULT_RETRIES),
+                schedules=schedules,
             )
         )
     return specs

@@ -26,7 +26,7 @@ ENV = {
 }
 
 
-@pytest.mark.parametrize("function", ["start_tuning", "start_evaluation", "record_results"])
+@pytest.mark.parametrize("function", ["start_tuning", "start_evaluation", "record_results", "reconcile"])
 def test_handler_imports_no_heavy_package(function):
     result = subprocess.run(
         [sys.executable, "-c", PROBE, str(ROOT / "functions" / function / "app.py")],

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.test_start_tuning import SageMakerRecorder
 from tests.support.aws import load_event, load_handler
 
@@ -159,7 +159,7 @@ def test_completed_without_a_successful_trial_fails_the_run(stack, tuning_run, l
 
 
 def test_event_for_a_run_that_moved_on_does_nothing(stack, tuning_run, lambda_context):
-    RunsRepository(tuning_run.ctx.clients.runs_table).update(RUN_ID, status="EVALUATING")
+    RunsRepository(tuning_run.ctx.clients.runs_table).transition(RUN_ID, RunStatus.TUNING, RunStatus.EVALUATING)
     with SageMakerRecorder(tuning_run) as sm:
         result = tuning_run.handler(tuning_event("Completed"), lambda_context)
     assert result["duplicate"] is True and sm.requests == []

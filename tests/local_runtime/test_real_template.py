@@ -11,7 +11,8 @@ from reviewtune.local.stack import INBOX_SUFFIX, deploy_stack
 from tests.local_runtime.conftest import REGION, make_clients
 
 TEMPLATE = package_root() / "template.yaml"
-FUNCTIONS = ("StartTuningFunction", "StartEvaluationFunction", "RecordResultsFunction")
+FUNCTIONS = ("StartTuningFunction", "StartEvaluationFunction", "RecordResultsFunction", "ReconcileFunction")
+EVENT_FUNCTIONS = FUNCTIONS[:3]
 # The variables reviewtune/core/config.py requires (docs/architecture.md).
 REQUIRED_VARIABLES = {
     "BUCKET_NAME",
@@ -55,12 +56,15 @@ def test_real_template_deploys_with_the_local_budget(moto_url: str) -> None:
     ttl = clients("dynamodb").describe_time_to_live(TableName=outputs["IdempotencyTableName"])
     assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
 
-    # AND three functions, each with an inbox queue that its rule targets, and settings from the budget
+    # AND four functions, each with an inbox queue that its rule (or schedule) targets, and settings from the budget
     assert [spec.logical_id for spec in stack.functions] == list(FUNCTIONS)
     queues = clients("sqs").list_queues()["QueueUrls"]
-    assert len([url for url in queues if INBOX_SUFFIX in url]) == 3
+    assert len([url for url in queues if INBOX_SUFFIX in url]) == 4
     events = clients("events")
-    for spec in stack.functions:
+    reconcile = stack.function("ReconcileFunction")
+    assert reconcile.rules == () and reconcile.schedules == (stack.parameters["ReconcileSchedule"],)
+    assert reconcile.failure_queue_urls and reconcile.environment["MAX_CONCURRENT_RUNS"] == "2"
+    for spec in (stack.function(logical_id) for logical_id in EVENT_FUNCTIONS):
         assert spec.handler_file == TEMPLATE.parent / "functions" / spec.handler_file.parent.name / "app.py"
         assert spec.handler_file.is_file()
         assert set(spec.environment) >= REQUIRED_VARIABLES
@@ -95,7 +99,7 @@ def test_real_template_deploys_with_the_local_budget(moto_url: str) -> None:
         "StartEvaluationFunction": "SageMaker HyperParameter Tuning Job State Change",
         "RecordResultsFunction": "SageMaker Processing Job State Change",
     }
-    for spec in stack.functions:
+    for spec in (stack.function(logical_id) for logical_id in EVENT_FUNCTIONS):
         messages = clients("sqs").receive_message(QueueUrl=spec.inbox_queue_url, MaxNumberOfMessages=10)
         delivered = [json.loads(message["Body"]) for message in messages["Messages"]]
         assert [event["detail-type"] for event in delivered] == [expected[spec.logical_id]]

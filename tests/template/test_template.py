@@ -39,6 +39,8 @@ EXPECTED_TYPES = {
     "StartTuningDeadLetterQueue": "AWS::SQS::Queue",
     "StartEvaluationDeadLetterQueue": "AWS::SQS::Queue",
     "RecordResultsDeadLetterQueue": "AWS::SQS::Queue",
+    "ReconcileFunction": "AWS::Serverless::Function",
+    "ReconcileDeadLetterQueue": "AWS::SQS::Queue",
 }
 
 SAGEMAKER_ROLE = {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
@@ -46,6 +48,7 @@ BUCKET_ARN = {"Fn::GetAtt": ["DataBucket", "Arn"]}
 RUNS_TABLE_ARN = {"Fn::GetAtt": ["RunsTable", "Arn"]}
 IDEMPOTENCY_TABLE_ARN = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
 TOPIC = {"Ref": "NotificationTopic"}
+RUNS_INDEXES = {"Fn::Sub": "${RunsTable.Arn}/index/*"}
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
@@ -143,9 +146,13 @@ def test_runs_table_has_the_key_and_indexes_of_the_runs_module():
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["KeySchema"] == [{"AttributeName": "run_id", "KeyType": "HASH"}]
     attribute_types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert attribute_types == {"run_id": "S", "dataset": "S", "status": "S", "created_at": "S"}
+    assert attribute_types == {"run_id": "S", "dataset": "S", "status": "S", "created_at": "S", "notice_pending": "S"}
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {runs.DATASET_INDEX, runs.STATUS_INDEX}
+    assert set(indexes) == {runs.DATASET_INDEX, runs.STATUS_INDEX, runs.PENDING_NOTICE_INDEX}
+    assert indexes[runs.PENDING_NOTICE_INDEX]["KeySchema"] == [
+        {"AttributeName": "notice_pending", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
     for index_name, hash_key in ((runs.DATASET_INDEX, "dataset"), (runs.STATUS_INDEX, "status")):
         assert indexes[index_name]["KeySchema"] == [
             {"AttributeName": hash_key, "KeyType": "HASH"},
@@ -301,6 +308,9 @@ def test_environment_values_come_from_the_stack():
         "TEST_FRACTION": "TestFraction",
         "MIN_ROWS_PER_CLASS": "MinRowsPerClass",
         "CLASS_BALANCE": "ClassBalance",
+        "MAX_CONCURRENT_RUNS": "MaxConcurrentRuns",
+        "RUN_STATE_DEADLINES": "RunStateDeadlines",
+        "START_MAX_ATTEMPTS": "StartMaxAttempts",
     }
     assert {variable: env[variable] for variable in from_parameters} == {
         variable: {"Ref": parameter} for variable, parameter in from_parameters.items()
@@ -338,6 +348,12 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert float(defaults["TestFraction"]) == settings.test_fraction
     assert int(defaults["MinRowsPerClass"]) == settings.min_rows_per_class
     assert defaults["ClassBalance"] == settings.class_balance
+    assert int(defaults["MaxConcurrentRuns"]) == settings.max_concurrent_runs == 2
+    assert int(defaults["StartMaxAttempts"]) == settings.start_max_attempts
+    assert config.Settings.from_env(
+        {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r",
+         "RUN_STATE_DEADLINES": defaults["RunStateDeadlines"]}
+    ).run_deadlines == settings.run_deadlines
 
 
 def test_parameter_choices_are_the_ones_config_accepts():
@@ -473,7 +489,12 @@ def test_only_unscopable_actions_are_allowed_on_every_resource():
 
 def test_pass_role_is_granted_only_for_the_sagemaker_role_to_sagemaker():
     passing = [s for s in iam_statements() if any(a.lower() == "iam:passrole" for a in s.actions)]
-    assert {s.owner for s in passing} == {"StartTuningFunction", "StartEvaluationFunction"}
+    assert {s.owner for s in passing} == {
+        "StartTuningFunction",
+        "StartEvaluationFunction",
+        "RecordResultsFunction",  # a run's end starts the oldest queued run
+        "ReconcileFunction",
+    }
     for statement in passing:
         assert statement.actions == ("iam:PassRole",)
         assert statement.resources == (SAGEMAKER_ROLE,)
@@ -497,12 +518,14 @@ def test_start_tuning_permissions():
         "s3:PutObject",
         "s3:PutObjectTagging",
         *IDEMPOTENCY_ACTIONS,
+        "dynamodb:Query",
         "sagemaker:CreateHyperParameterTuningJob",
         "sagemaker:DescribeHyperParameterTuningJob",
         "sagemaker:AddTags",
         "iam:PassRole",
         "sns:Publish",
     }
+    assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["s3:ListBucket"] == [BUCKET_ARN]
     assert grants["s3:GetObjectVersion"] == [_objects("incoming/")]
     assert sorted(grants["s3:GetObject"], key=str) == sorted(
@@ -526,8 +549,10 @@ def test_start_evaluation_permissions():
         "s3:ListBucket",
         "s3:GetObject",
         *IDEMPOTENCY_ACTIONS,
+        "dynamodb:Query",
         "sagemaker:DescribeHyperParameterTuningJob",
         "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+        "sagemaker:CreateHyperParameterTuningJob",
         "sagemaker:DescribeTrainingJob",
         "sagemaker:CreateProcessingJob",
         "sagemaker:DescribeProcessingJob",
@@ -535,6 +560,7 @@ def test_start_evaluation_permissions():
         "iam:PassRole",
         "sns:Publish",
     }
+    assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     assert grants["sagemaker:ListTrainingJobsForHyperParameterTuningJob"] == [
         _job_arn("hyper-parameter-tuning-job")
     ]
@@ -553,12 +579,63 @@ def test_record_results_permissions():
         "s3:ListBucket",
         "s3:GetObject",
         *IDEMPOTENCY_ACTIONS,
+        "dynamodb:Query",
         "sagemaker:DescribeProcessingJob",
+        "sagemaker:CreateHyperParameterTuningJob",
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:AddTags",
+        "iam:PassRole",
         "sns:Publish",
     }
     assert grants["s3:GetObject"] == [_objects("runs/")]
+    assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
     assert grants["sagemaker:DescribeProcessingJob"] == [_job_arn("processing-job")]
+
+
+def test_reconcile_permissions():
+    grants = _grants("ReconcileFunction")
+    assert set(grants) == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        "s3:PutObject",
+        "s3:PutObjectTagging",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "sagemaker:CreateHyperParameterTuningJob",
+        "sagemaker:DescribeHyperParameterTuningJob",
+        "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+        "sagemaker:StopHyperParameterTuningJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:DescribeProcessingJob",
+        "sagemaker:StopProcessingJob",
+        "sagemaker:AddTags",
+        "iam:PassRole",
+        "sns:Publish",
+    }
+    assert grants["dynamodb:GetItem"] == [RUNS_TABLE_ARN]  # no idempotency table: the state machine suffices
+    assert grants["dynamodb:Query"] == [RUNS_INDEXES]
+    assert grants["sns:Publish"] == [TOPIC]
+
+
+def test_reconciler_runs_on_a_scheduler_schedule_with_its_dead_letter_queue_and_log_group():
+    function = properties("ReconcileFunction")
+    event = function["Events"]["Schedule"]
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "ReconcileSchedule"}
+    queue_arn = {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}
+    assert event["Properties"]["DeadLetterConfig"] == {"Arn": queue_arn}
+    assert function["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": queue_arn}
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert parameter_defaults()["ReconcileSchedule"].startswith("rate(")
+    assert properties("ReconcileLogGroup")["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${ReconcileFunction}"}
+    assert properties("ReconcileDeadLetterQueue")["MessageRetentionPeriod"] == 1209600
 
 
 def test_sagemaker_role_is_for_sagemaker_and_reaches_only_this_bucket_logs_and_images():

@@ -1,0 +1,24 @@
+"""EventBridge Scheduler, every few minutes -> one reconciler pass over the runs that have not ended."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from reviewtune.core.context import FunctionContext
+from reviewtune.core.reconciler import reconcile
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+ctx = FunctionContext.from_env()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    result = reconcile(ctx.settings, ctx.clients)
+    metrics.add_metric(name="StuckRuns", unit=MetricUnit.Count, value=result["stuck"])
+    metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=result["sent"])
+    metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=result["started"])
+    metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=len(result["errors"]))
+    return result

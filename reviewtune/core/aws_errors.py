@@ -1,0 +1,69 @@
+"""What an AWS error means for a run: try again later (throttling, quotas, outages) or give up now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+# Errors that go away when tried again later. Anything else (ValidationException, AccessDeniedException,
+# ResourceNotFound...) will not, and ends the run at once with AWS's own text.
+RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ResourceLimitExceeded",
+        "LimitExceededException",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalError",
+    }
+)
+BACKOFF_BASE_SECONDS = 60
+BACKOFF_MAX_SECONDS = 1800
+
+
+def code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+
+
+def text(exc: ClientError) -> str:
+    """``Code: message`` as AWS sent them."""
+    message = exc.response.get("Error", {}).get("Message", "")
+    return f"{code(exc)}: {message}" if message else code(exc)
+
+
+def is_retryable(exc: ClientError) -> bool:
+    return code(exc) in RETRYABLE_CODES
+
+
+def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetime | None = None) -> dict[str, Any]:
+    """The bookkeeping of one more failed attempt: count, AWS's text, and when to try next (exponential)."""
+    now = now or datetime.now(UTC)
+    attempts = int((previous or {}).get("attempts", 0)) + 1
+    delay = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
+    from reviewtune.core.runs import now_iso
+
+    return {
+        "attempts": attempts,
+        "last_error": text(exc),
+        "last_attempt_at": now_iso(now),
+        "next_attempt_at": now_iso(now + timedelta(seconds=delay)),
+    }
+
+
+def is_due(attempt: dict[str, Any] | None, now: datetime | None = None) -> bool:
+    """Whether a step that failed with a retryable error may be tried again."""
+    if not attempt or not attempt.get("next_attempt_at"):
+        return True
+    from reviewtune.core.runs import now_iso
+
+    return attempt["next_attempt_at"] <= now_iso(now)

@@ -1,0 +1,51 @@
+"""Sending the run's messages: the outbox half of the transactional-outbox pattern.
+
+A transition into a told state records the message on the run item in the same conditional write
+(``runs.RunsRepository.transition``). Sending is its own step, called by the handlers right after the transition,
+again by any later event or retry for the run (whatever its status), and by the reconciler for every run in the
+``by_pending_notice`` index: it takes a short lease on the message, publishes it, and records the SNS message id
+and time (only if still unsent). So a message is never skipped because the run is already final, and two senders
+do not publish it twice. The one window left is a sender that dies after SNS accepted the message and before the
+"sent" write: once its lease expires, the message is sent again (at-least-once in that window only). The topic is
+a standard topic, where SNS has no deduplication id; a FIFO topic would close the window but cannot deliver to
+e-mail subscriptions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from reviewtune.core.notify import publish
+from reviewtune.core.runs import RunsRepository, unsent
+
+logger = Logger(child=True)
+
+LEASE_SECONDS = 120  # longer than a Publish call with the client's retries
+
+
+def send_pending(runs: RunsRepository, sns: Any, topic_arn: str, run_id: str) -> list[str]:
+    """Send every unsent message of the run, oldest first. Returns the SNS message ids this call sent.
+
+    Raises when SNS refuses (the message stays unsent for the next try)."""
+    item = runs.get(run_id)
+    if item is None:
+        return []
+    sent: list[str] = []
+    for entry in unsent(item):
+        status = entry["status"]
+        if not runs.lease_notice(run_id, status, LEASE_SECONDS):
+            continue  # sent meanwhile, or another sender is sending it
+        try:
+            message_id = publish(sns, topic_arn, entry["subject"], entry["body"], run_id=run_id, status=status)
+        except Exception:
+            runs.release_notice(run_id, status)
+            raise
+        if runs.mark_sent(run_id, status, message_id) is not None:
+            sent.append(message_id)
+            logger.info("message sent", extra={"run_id": run_id, "status": status, "message_id": message_id})
+    item = runs.get(run_id)
+    if item and item.get("notice_pending") and not unsent(item):
+        runs.clear_pending_notice(run_id, item["status"])
+    return sent

@@ -1,0 +1,183 @@
+"""The reconciler: level-triggered, in the manner of a Kubernetes controller.
+
+Every few minutes (an EventBridge Scheduler schedule) it reads every non-final run from the ``by_status`` index,
+reads what is (the run item, DescribeHyperParameterTuningJob, DescribeProcessingJob), and takes at most one
+idempotent step per run through the same core functions the event handlers call: ``start_tuning`` /
+``launch`` for a claim, ``start_evaluation`` when the tuning job ended, ``record_results`` when the evaluation
+job ended, ``end_run`` for a run past its state's deadline. Then it sends every unsent message
+(``by_pending_notice``), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
+an event arrived, and a lost, late, repeated or out-of-order event only delays a run until the next pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from reviewtune.core import aws_errors, names, slots, states
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.config import Settings
+from reviewtune.core.evaluation import start_evaluation
+from reviewtune.core.failures import end_run, repository
+from reviewtune.core.outbox import send_pending
+from reviewtune.core.results import record_results
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
+from reviewtune.core.tuning import dropped_object, launch_or_queue, start_queued_runs, start_tuning
+
+logger = Logger(child=True)
+
+# A claim this old without its data prepared is one whose start_tuning died (start_tuning's Timeout is 300 s).
+STALE_CLAIM_SECONDS = 900
+SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
+
+
+@dataclass
+class Pass:
+    """What one reconciler pass found and did."""
+
+    checked: int = 0
+    stuck: int = 0  # runs found past their state's deadline (ended FAILED)
+    steps: dict[str, str] = field(default_factory=dict)  # run id -> the step taken
+    sent: int = 0
+    started: int = 0
+    freed_slots: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "stuck": self.stuck,
+            "steps": self.steps,
+            "sent": self.sent,
+            "started": self.started,
+            "freed_slots": self.freed_slots,
+            "errors": self.errors,
+        }
+
+
+def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = None) -> dict[str, Any]:
+    """One pass over every non-final run, then the outbox, the slots and the queue. One run's error is logged
+    and counted, never stops the pass."""
+    now = now or datetime.now(UTC)
+    runs = repository(settings, clients)
+    result = Pass()
+    for status in states.NON_FINAL_STATUSES:
+        for listed in list(runs.all_in_status(status)):
+            run_id = listed["run_id"]
+            result.checked += 1
+            try:
+                run = runs.get(run_id)
+                if run is None or states.is_final(run["status"]):
+                    continue
+                step = reconcile_run(run, runs, settings, clients, now)
+                if step == "past deadline":
+                    result.stuck += 1
+                if step:
+                    result.steps[run_id] = step
+            except Exception as exc:  # noqa: BLE001 - one run must not stop the pass
+                logger.exception("reconciling a run failed", extra={"run_id": run_id})
+                result.errors[run_id] = f"{type(exc).__name__}: {exc}"
+    for run_id in list(runs.with_pending_notice()):
+        try:
+            result.sent += len(send_pending(runs, clients.sns, settings.topic_arn, run_id))
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("sending a message failed", extra={"run_id": run_id})
+            result.errors[run_id] = f"{type(exc).__name__}: {exc}"
+    try:
+        result.freed_slots = free_slots_of_ended_runs(runs, clients)
+        result.started = sum(
+            1 for r in start_queued_runs(settings, clients, now) if r.get("status") == RunStatus.TUNING
+        )
+    except Exception as exc:  # noqa: BLE001
+        logger.exception("starting queued runs failed")
+        result.errors["queue"] = f"{type(exc).__name__}: {exc}"
+    logger.info("reconciler pass", extra=result.summary())
+    return result.summary()
+
+
+def reconcile_run(
+    run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients, now: datetime
+) -> str | None:
+    """Take at most one step for one non-final run; returns what it did (None: nothing to do)."""
+    status = RunStatus(run["status"])
+    run_id = run["run_id"]
+    deadline = run.get("deadline_at")
+    if deadline and parse_iso(deadline) < now:
+        seconds = settings.run_deadlines.get(status)
+        reason = (
+            f"the run stayed {status} longer than its deadline ({_duration(seconds)}, RUN_STATE_DEADLINES); "
+            "reviewtune ended it"
+        )
+        _stop_jobs(run, clients)
+        end_run(runs, settings, clients, run_id, stage=status.lower(), status=RunStatus.FAILED, reason=reason)
+        return "past deadline"
+    if status is RunStatus.CLAIMED:
+        if run.get("data"):
+            if aws_errors.is_due(run.get("tuning_start"), now):
+                return f"start: {launch_or_queue(run, settings, clients)['status']}"
+            return None
+        updated = parse_iso(run.get("updated_at") or run["created_at"])
+        if now - updated > timedelta(seconds=STALE_CLAIM_SECONDS):
+            return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
+        return None
+    if status is RunStatus.TUNING:
+        job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+        job_status = job["HyperParameterTuningJobStatus"]
+        if job_status in SAGEMAKER_ENDED and aws_errors.is_due(run.get("evaluation_start"), now):
+            return f"tuning {job_status}: {start_evaluation(run_id, job_status, settings, clients)['status']}"
+        return None
+    if status is RunStatus.EVALUATING:
+        job_name = run.get("evaluation_job_name") or names.evaluation_job_name(run_id)
+        try:
+            job = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
+        except ClientError as exc:
+            entered = (run.get("status_history") or {}).get(RunStatus.EVALUATING.value) or run["updated_at"]
+            if aws_errors.is_retryable(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
+                raise  # throttled, or a job created moments ago that the API does not show yet
+            reason = f"the evaluation job {job_name} cannot be read: {aws_errors.text(exc)}"
+            end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED, reason=reason)
+            return "evaluation job missing"
+        job_status = job["ProcessingJobStatus"]
+        if job_status in SAGEMAKER_ENDED:
+            return f"evaluation {job_status}: {record_results(job_name, job_status, job, settings, clients)['status']}"
+        return None
+    return None  # QUEUED: started below when a slot is free
+
+
+def free_slots_of_ended_runs(runs: RunsRepository, clients: AwsClients) -> int:
+    """Give back the slots of runs that are final or gone (a crash between the final write and the release)."""
+    freed = 0
+    for run_id in slots.holders(clients.runs_table):
+        run = runs.get(run_id)
+        if run is None or states.is_final(run["status"]):
+            slots.release(clients.runs_table, run_id)
+            freed += 1
+    return freed
+
+
+def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:
+    """Best effort: stop the SageMaker job of a run that is being ended, so that it stops costing."""
+    try:
+        if run["status"] == RunStatus.TUNING:
+            clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
+        elif run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
+            clients.sagemaker.stop_processing_job(ProcessingJobName=run["evaluation_job_name"])
+    except ClientError as exc:
+        logger.warning("could not stop the run's job", extra={"run_id": run["run_id"], "error": aws_errors.text(exc)})
+
+
+def _duration(seconds: int | None) -> str:
+    if not seconds:
+        return "n/a"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
+__all__ = ["Pass", "now_iso", "reconcile", "reconcile_run"]

@@ -1,0 +1,111 @@
+"""The four handlers on moto with one in-memory SageMaker, driven step by step by a test."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reviewtune.core.reconciler import reconcile
+from tests.functional.test_record_results import EVALUATION
+from tests.functional.test_start_tuning import drop
+from tests.support.aws import LambdaContext, load_event, load_handler
+from tests.support.faults import FakeSageMaker
+from tests.unit.test_dataset import balanced_rows, make_file
+
+HANDLERS = ("start_tuning", "start_evaluation", "record_results", "reconcile")
+LATER = timedelta(hours=1)
+
+
+def good_file(seed: int = 0) -> bytes:
+    return make_file(balanced_rows(20 + seed))
+
+
+class Pipeline:
+    def __init__(self, stack: Any):
+        self.stack = stack
+        self.handlers = {name: load_handler(name) for name in HANDLERS}
+        self.sagemaker = FakeSageMaker(stack.bucket)
+        self.use("sagemaker", self.sagemaker)
+        self.received: list[dict[str, Any]] = []
+        self.context = LambdaContext()
+
+    @property
+    def settings(self) -> Any:
+        return self.handlers["reconcile"].ctx.settings
+
+    @property
+    def clients(self) -> Any:
+        return self.handlers["reconcile"].ctx.clients
+
+    def use(self, client: str, value: Any) -> None:
+        """Give every handler this client (a fault-injecting wrapper, the fake SageMaker)."""
+        for module in self.handlers.values():
+            setattr(module.ctx.clients, client, value)
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def drop_event(self, key: str = "incoming/a.tsv", body: bytes | None = None) -> dict[str, Any]:
+        return drop(self.stack, key, good_file() if body is None else body)
+
+    def start_tuning(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.handlers["start_tuning"].handler(event, self.context)
+
+    def tuning_ended(self, run_id: str, status: str = "Completed") -> dict[str, Any]:
+        event = load_event("tuning_job_completed.json")
+        event["detail"]["HyperParameterTuningJobName"] = run_id
+        event["detail"]["HyperParameterTuningJobStatus"] = status
+        return self.handlers["start_evaluation"].handler(event, self.context)
+
+    def evaluation_ended(self, run_id: str, status: str = "Completed") -> dict[str, Any]:
+        event = load_event("processing_job_completed.json")
+        detail = event["detail"]
+        detail["ProcessingJobName"] = f"{run_id}-eval"
+        detail["ProcessingJobStatus"] = status
+        for output in detail.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            output["S3Output"]["S3Uri"] = f"s3://{self.stack.bucket}/runs/{run_id}/evaluation"
+        return self.handlers["record_results"].handler(event, self.context)
+
+    def reconcile(self, now: datetime | None = None) -> dict[str, Any]:
+        if now is None:
+            return self.handlers["reconcile"].handler({"source": "aws.scheduler"}, self.context)
+        return reconcile(self.settings, self.clients, now)
+
+    # -- SageMaker ------------------------------------------------------------------------------------------
+
+    def finish_tuning_well(self, run_id: str, best_status: str = "Completed") -> None:
+        self.sagemaker.finish_tuning(
+            run_id,
+            "Completed",
+            trials=[
+                {"status": best_status, "objective": 74.0, "objective_status": "Succeeded"},
+                {"status": "Completed", "objective": 70.0, "objective_status": "Succeeded"},
+            ],
+            best=f"{run_id}-001-abcdef01",
+        )
+
+    def succeed(self, run_id: str) -> dict[str, Any]:
+        self.finish_tuning_well(run_id)
+        self.tuning_ended(run_id)
+        self.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+        return self.evaluation_ended(run_id)
+
+    # -- observing ------------------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        item = self.stack.run(run_id)
+        assert item is not None, run_id
+        return item
+
+    def messages(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every message received so far (of one run)."""
+        self.received += self.stack.messages()
+        return [
+            m for m in self.received if run_id is None or m["MessageAttributes"]["run_id"]["Value"] == run_id
+        ]
+
+    def statuses_told(self, run_id: str) -> list[str]:
+        return [m["MessageAttributes"]["status"]["Value"] for m in self.messages(run_id)]
+
+
+def later(hours: float = 1) -> datetime:
+    return datetime.now(UTC) + timedelta(hours=hours)

@@ -1,0 +1,386 @@
+"""Every run ends, and people are told exactly once: fault injection against the handlers on moto.
+
+Each test drives the handlers (and reconciler passes where a step was missed) through a fault, then checks the
+run's final status, its reason, and that exactly one message tells its outcome."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import boto3
+import pytest
+
+from reviewtune.core import slots, states
+from reviewtune.core.errors import RunNotReadyError
+from reviewtune.core.runs import RunsRepository, RunStatus
+from tests.functional.pipeline import Pipeline, good_file, later
+from tests.functional.test_record_results import EVALUATION
+from tests.support.aws import REGION
+from tests.support.faults import Failing
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def assert_ended(pipeline: Pipeline, run_id: str, status: str, *reason_parts: str) -> dict:
+    item = pipeline.run(run_id)
+    assert item["status"] == status
+    for part in reason_parts:
+        assert part in item.get("failure_reason", ""), (part, item.get("failure_reason"))
+    told = [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES]
+    assert told == [status], told
+    assert not item.get("notice_pending") and all(e.get("sent_at") for e in item["outbox"].values())
+    return item
+
+
+# ------------------------------------------------------------------------------------------- notifications
+
+
+def test_publish_failing_twice_is_retried_by_the_handler_and_sent_once(pipeline):
+    pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "KMSThrottlingException", failures=2))
+    event = pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n")
+    for _ in range(2):  # Lambda's retries of the event
+        with pytest.raises(Exception, match="KMSThrottling"):
+            pipeline.start_tuning(event)
+    result = pipeline.start_tuning(event)
+    assert result["status"] == "REJECTED" and result["duplicate"] is True
+    item = assert_ended(pipeline, result["run_id"], "REJECTED", "no label column")
+    assert item["notification_message_id"] == pipeline.messages(result["run_id"])[0]["MessageId"]
+    pipeline.start_tuning(event)  # one more delivery tells nobody again
+    assert len(pipeline.messages(result["run_id"])) == 1
+
+
+def test_a_missing_topic_delays_the_message_until_a_reconciler_pass_finds_it_back(pipeline):
+    missing = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
+    pipeline.use("sns", missing)
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    event = pipeline.drop_event()
+    with pytest.raises(Exception, match="NotFound"):
+        pipeline.start_tuning(event)
+    run_id = _run_id(pipeline)
+    assert pipeline.run(run_id)["status"] == "FAILED"
+    first = pipeline.reconcile()
+    assert first["errors"] and pipeline.messages(run_id) == []
+    missing.heal()
+    second = pipeline.reconcile()
+    assert second["sent"] == 1 and not second["errors"]
+    assert pipeline.reconcile()["sent"] == 0
+    assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
+
+
+def _run_id(pipeline: Pipeline) -> str:
+    runs = RunsRepository(pipeline.clients.runs_table)
+    (item,) = [i for s in states.RunStatus for i in runs.by_status(s.value)]
+    return item["run_id"]
+
+
+def test_dynamodb_throttling_on_the_final_write_is_retried_and_tells_once(pipeline):
+    result = pipeline.start_tuning(pipeline.drop_event())
+    run_id = result["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=1))
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        pipeline.evaluation_ended(run_id)
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+# ------------------------------------------------------------------------------------------- start errors
+
+
+def test_resource_limit_exceeded_is_retried_with_back_off_then_the_run_starts(pipeline):
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ResourceLimitExceeded", "ThrottlingException"]
+    result = pipeline.start_tuning(pipeline.drop_event())
+    run_id = result["run_id"]
+    assert result["status"] == "CLAIMED" and "retry_at" in result
+    item = pipeline.run(run_id)
+    assert item["tuning_start"]["attempts"] == 1 and "ResourceLimitExceeded" in item["tuning_start"]["last_error"]
+    assert pipeline.reconcile()["steps"] == {}  # not due yet
+    pipeline.reconcile(later(0.1))  # second try: throttled
+    assert pipeline.run(run_id)["tuning_start"]["attempts"] == 2
+    pipeline.reconcile(later(0.5))
+    assert pipeline.run(run_id)["status"] == "TUNING"
+    assert pipeline.sagemaker.calls.count("create_hyper_parameter_tuning_job") == 3
+    assert pipeline.messages(run_id) == []
+    pipeline.succeed(run_id)
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+def test_a_quota_error_that_lasts_ends_the_run_failed_after_the_last_attempt(stack, monkeypatch):
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "3")
+    pipeline = Pipeline(stack)
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ResourceLimitExceeded"] * 5
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.reconcile(later(0.5))
+    assert pipeline.run(run_id)["status"] == "CLAIMED"
+    pipeline.reconcile(later(0.9))
+    assert_ended(pipeline, run_id, "FAILED", "after 3 attempts", "ResourceLimitExceeded")
+    assert slots.holders(pipeline.clients.runs_table) == set()
+
+
+def test_access_denied_on_the_tuning_job_fails_the_run_at_once_with_aws_text(pipeline):
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    result = pipeline.start_tuning(pipeline.drop_event())
+    assert result["status"] == "FAILED"
+    item = assert_ended(pipeline, result["run_id"], "FAILED", "SageMaker refused the tuning job", "AccessDeniedException")
+    assert "AccessDeniedException" in pipeline.messages(item["run_id"])[0]["Message"]
+    assert pipeline.sagemaker.calls.count("create_hyper_parameter_tuning_job") == 1
+
+
+def test_validation_error_on_the_evaluation_job_fails_the_run(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.sagemaker.fail["create_processing_job"] = ["ValidationException"]
+    result = pipeline.tuning_ended(run_id)
+    assert result["status"] == "FAILED"
+    assert_ended(pipeline, run_id, "FAILED", "SageMaker refused the evaluation job", "ValidationException")
+
+
+def test_throttled_evaluation_job_is_started_by_a_later_reconciler_pass(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.sagemaker.fail["create_processing_job"] = ["ThrottlingException"]
+    assert pipeline.tuning_ended(run_id)["status"] == "TUNING"
+    pipeline.reconcile(later(0.5))
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    pipeline.reconcile()  # the completion event was lost: the reconciler reads the job
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+# ------------------------------------------------------------------------------------------- evaluation output
+
+
+def _with(path: list[str], value) -> dict:
+    evaluation = json.loads(json.dumps(EVALUATION))
+    node = evaluation
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return evaluation
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "reason"),
+    [
+        (_with(["metrics", "accuracy", "value"], math.nan), "metrics.accuracy.value is not a finite number"),
+        (_with(["metrics", "macro_f1", "value"], math.inf), "metrics.macro_f1.value is not a finite number"),
+        (_with(["metrics", "per_class", "0", "precision"], -math.inf), "per_class.0.precision is not a finite"),
+        (_with(["metrics", "accuracy"], KeyError), "no metrics.accuracy.value"),
+        (_with(["metrics", "per_class", "1", "recall"], KeyError), "per_class.1.recall is missing"),
+    ],
+    ids=["nan-accuracy", "infinite-f1", "negative-infinity", "no-accuracy", "no-recall"],
+)
+def test_bad_numbers_or_missing_keys_in_evaluation_json_fail_the_run_clearly(pipeline, evaluation, reason):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", raw=json.dumps(evaluation).encode())  # NaN, Infinity
+    assert pipeline.evaluation_ended(run_id)["status"] == "FAILED"
+    assert_ended(pipeline, run_id, "FAILED", "evaluation.json", reason)
+
+
+# ------------------------------------------------------------------------------------------- order and replays
+
+
+def test_a_completion_before_the_run_is_evaluating_is_not_dropped(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    # The evaluation job ran and ended before start_evaluation recorded EVALUATING (as if it had stalled).
+    from reviewtune.core.evaluation import processing_job_request
+
+    request = processing_job_request(pipeline.settings, pipeline.run(run_id), "s3://b/model.tar.gz")
+    pipeline.sagemaker.create_processing_job(**request)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    with pytest.raises(RunNotReadyError):
+        pipeline.evaluation_ended(run_id)
+    assert pipeline.tuning_ended(run_id)["status"] == "EVALUATING"  # ResourceInUse: the job exists
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    pipeline.reconcile()
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+    # the redelivered completion event finds the run ended and tells nobody again
+    assert pipeline.evaluation_ended(run_id)["duplicate"] is True
+    assert len(pipeline.messages(run_id)) == 1
+
+
+def test_an_early_stopped_best_job_that_reported_the_objective_is_evaluated(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id, best_status="Stopped")
+    result = pipeline.tuning_ended(run_id)
+    assert result == {"run_id": run_id, "status": "EVALUATING", "best_training_job": f"{run_id}-001-abcdef01"}
+    best = pipeline.run(run_id)["tuning"]["best_training_job"]
+    assert best["status"] == "Stopped" and best["objective"] == 74.0
+
+
+def test_without_best_job_from_sagemaker_the_best_eligible_trial_is_chosen(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.sagemaker.finish_tuning(
+        run_id,
+        trials=[
+            {"status": "Stopped", "objective": 90.0, "objective_status": "Failed"},  # no objective: not eligible
+            {"status": "Stopped", "objective": 71.0, "objective_status": "Succeeded"},
+            {"status": "Completed", "objective": 65.0, "objective_status": "Succeeded"},
+        ],
+    )
+    assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
+
+
+def _expire_idempotency_records(stack) -> None:
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.idempotency_table)
+    for item in table.scan()["Items"]:
+        table.delete_item(Key={"id": item["id"]})
+
+
+@pytest.mark.parametrize("outcome", ["REJECTED", "FAILED"])
+def test_a_replay_after_the_idempotency_record_expired_does_nothing(pipeline, stack, outcome):
+    if outcome == "FAILED":
+        pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ValidationException"]
+        event = pipeline.drop_event()
+    else:
+        event = pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n")
+    run_id = pipeline.start_tuning(event)["run_id"]
+    assert_ended(pipeline, run_id, outcome)
+    calls = list(pipeline.sagemaker.calls)
+    _expire_idempotency_records(stack)
+    replay = pipeline.start_tuning(dict(event, id="replayed-much-later"))
+    assert replay == {"run_id": run_id, "status": outcome, "duplicate": True}
+    assert pipeline.sagemaker.calls == calls
+    assert_ended(pipeline, run_id, outcome)
+
+
+# ------------------------------------------------------------------------------------------- deadlines
+
+
+@pytest.mark.parametrize("stage", ["TUNING", "EVALUATING"])
+def test_a_run_past_its_deadline_ends_failed_and_counts_as_stuck(pipeline, stage, capsys):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    if stage == "EVALUATING":
+        pipeline.finish_tuning_well(run_id)
+        pipeline.tuning_ended(run_id)
+    seconds = pipeline.settings.run_deadlines[RunStatus(stage)]
+    assert pipeline.reconcile(later(seconds / 3600 - 0.1))["stuck"] == 0
+    result = pipeline.reconcile(later(seconds / 3600 + 0.1))
+    assert result["stuck"] == 1
+    assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
+    stop = "stop_hyper_parameter_tuning_job" if stage == "TUNING" else "stop_processing_job"
+    assert stop in pipeline.sagemaker.calls
+    assert pipeline.reconcile(later(100))["stuck"] == 0
+
+
+def test_the_reconcile_handler_publishes_the_stuck_runs_metric(pipeline, capsys):
+    capsys.readouterr()
+    result = pipeline.reconcile()
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = [m for m in metrics if "StuckRuns" in m]
+    assert emf["StuckRuns"] == [0.0] or emf["StuckRuns"] == 0.0
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "reviewtune"
+    assert result["stuck"] == 0
+
+
+def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
+    event = pipeline.drop_event()
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(event)
+    run_id = _run_id(pipeline)
+    assert pipeline.run(run_id)["status"] == "CLAIMED"
+    pipeline.use("s3", pipeline.clients.s3._wrapped)
+    assert pipeline.reconcile()["steps"] == {}  # a fresh claim may still be in progress
+    pipeline.reconcile(later(0.5))
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+
+# ------------------------------------------------------------------------------------------- spend guard
+
+
+def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(pipeline):
+    results = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i))) for i in range(4)]
+    assert [r["status"] for r in results] == ["TUNING", "TUNING", "QUEUED", "QUEUED"]
+    ids = [r["run_id"] for r in results]
+    for run_id in ids[2:]:
+        (queued,) = pipeline.messages(run_id)
+        assert "queued" in queued["Subject"] and "2 of at most 2" in queued["Message"]
+    assert pipeline.reconcile()["started"] == 0
+
+    def active() -> int:
+        runs = RunsRepository(pipeline.clients.runs_table)
+        return sum(len(runs.by_status(s)) for s in ("TUNING", "EVALUATING"))
+
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")  # the end of run 0 starts the oldest queued run
+    assert [pipeline.run(i)["status"] for i in ids] == ["FAILED", "TUNING", "TUNING", "QUEUED"]
+    assert active() == 2
+    pipeline.succeed(ids[1])
+    assert pipeline.run(ids[3])["status"] == "TUNING" and active() == 2
+    for run_id in ids[2:]:
+        pipeline.succeed(run_id)
+    assert_ended(pipeline, ids[0], "FAILED", "AlgorithmError")
+    for run_id in ids[1:]:
+        assert_ended(pipeline, run_id, "SUCCEEDED")
+    assert [pipeline.statuses_told(i) for i in ids[2:]] == [["QUEUED", "SUCCEEDED"]] * 2
+    assert slots.holders(pipeline.clients.runs_table) == set()
+
+
+def test_a_queued_run_missed_by_the_end_of_a_run_is_started_by_the_reconciler(pipeline):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    slots.release(pipeline.clients.runs_table, ids[0])  # as if run 0 ended and its promotion step was lost
+    RunsRepository(pipeline.clients.runs_table).transition(
+        ids[0], RunStatus.TUNING, RunStatus.STOPPED, notice=("s", "b")
+    )
+    assert pipeline.run(ids[2])["status"] == "QUEUED"
+    assert pipeline.reconcile()["started"] == 1
+    assert pipeline.run(ids[2])["status"] == "TUNING"
+
+
+def test_slots_are_taken_once_per_run_and_never_beyond_the_limit(stack):
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.runs_table)
+    assert slots.acquire(table, "r1", 2) and slots.acquire(table, "r1", 2)  # idempotent
+    assert slots.acquire(table, "r2", 2)
+    assert not slots.acquire(table, "r3", 2)
+    assert slots.acquire(table, "r2", 2)  # a holder keeps its slot
+    slots.release(table, "r1")
+    slots.release(table, "r1")
+    assert slots.acquire(table, "r3", 2) and slots.holders(table) == {"r2", "r3"}
+
+
+def test_an_item_written_before_the_outbox_existed_still_moves(stack):
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.runs_table)
+    table.put_item(Item={"run_id": "old", "status": "EVALUATING", "created_at": "2026-01-01T00:00:00.000Z"})
+    runs = RunsRepository(table)
+    moved = runs.transition("old", RunStatus.EVALUATING, RunStatus.FAILED, notice=("s", "b"), failure_reason="x")
+    assert moved["status"] == "FAILED" and moved["outbox"]["FAILED"]["subject"] == "s"
+
+
+def test_transitions_are_compare_and_set_and_final_states_are_final(stack):
+    runs = RunsRepository(boto3.resource("dynamodb", region_name=REGION).Table(stack.runs_table))
+    created, item = runs.claim({"run_id": "r", "dataset": "d", "source": {}})
+    assert created and item["status"] == "CLAIMED" and item["deadline_at"]
+    assert runs.claim({"run_id": "r", "dataset": "d", "source": {}})[0] is False
+    assert runs.transition("r", RunStatus.CLAIMED, RunStatus.DUPLICATE, notice=("s", "b"))["status"] == "DUPLICATE"
+    assert runs.transition("r", RunStatus.CLAIMED, RunStatus.REJECTED, notice=("s", "b")) is None
+    with pytest.raises(states.TransitionError):
+        runs.transition("r", RunStatus.DUPLICATE, RunStatus.TUNING)
+    final = runs.get("r")
+    assert final["status"] == "DUPLICATE" and "deadline_at" not in final
+    assert final["notice_pending"] == "PENDING" and list(runs.with_pending_notice()) == ["r"]
+
+
+def test_an_evaluation_job_sagemaker_does_not_know_ends_the_run_after_a_grace_period(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    del pipeline.sagemaker.processing[f"{run_id}-eval"]
+    assert run_id in pipeline.reconcile()["errors"]  # maybe not visible yet: wait
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    pipeline.reconcile(later(0.5))
+    assert_ended(pipeline, run_id, "FAILED", "cannot be read", "Could not find job")

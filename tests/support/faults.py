@@ -1,0 +1,213 @@
+"""Fault injection for functional tests: AWS clients that fail on purpose, and an in-memory SageMaker.
+
+``FakeSageMaker`` answers the SageMaker calls reviewtune makes with the API's shapes; a test decides when each job
+ends and how (``finish_tuning``, ``finish_processing``) and which calls fail (``fail``)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from tests.support.aws import ACCOUNT, REGION
+
+
+def client_error(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+class Failing:
+    """Wraps a boto3 client or Table: ``method`` raises ``code`` while ``failures`` lasts (an int counts calls;
+    ``None`` fails until ``heal()``)."""
+
+    def __init__(self, wrapped: Any, method: str, code: str, message: str = "", failures: int | None = 1):
+        self._wrapped = wrapped
+        self._method = method
+        self._code = code
+        self._message = message or f"{code} (injected)"
+        self.failures = failures
+        self.calls = 0
+        self.failed = 0
+
+    def heal(self) -> None:
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._wrapped, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.failures is None or self.failures > 0:
+                if self.failures is not None:
+                    self.failures -= 1
+                self.failed += 1
+                raise client_error(self._code, self._message, name)
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+class _Paginator:
+    def __init__(self, fake: FakeSageMaker):
+        self.fake = fake
+
+    def paginate(self, HyperParameterTuningJobName: str, **_: Any) -> list[dict[str, Any]]:  # noqa: N803
+        job = self.fake.tuning[HyperParameterTuningJobName]
+        summaries = [self.fake.summary(HyperParameterTuningJobName, t) for t in job["trials"]]
+        return [{"TrainingJobSummaries": summaries}]
+
+
+class FakeSageMaker:
+    """The SageMaker calls of reviewtune, in memory. ``fail[operation]`` lists error codes to raise, in order."""
+
+    def __init__(self, bucket: str):
+        self.bucket = bucket
+        self.tuning: dict[str, dict[str, Any]] = {}
+        self.processing: dict[str, dict[str, Any]] = {}
+        self.fail: dict[str, list[str]] = defaultdict(list)
+        self.calls: list[str] = []
+
+    def _call(self, operation: str) -> None:
+        self.calls.append(operation)
+        if self.fail[operation]:
+            code = self.fail[operation].pop(0)
+            raise client_error(code, f"{code} for {operation} (injected)", operation)
+
+    # -- tuning ---------------------------------------------------------------------------------------------
+
+    def create_hyper_parameter_tuning_job(self, **request: Any) -> dict[str, Any]:
+        self._call("create_hyper_parameter_tuning_job")
+        name = request["HyperParameterTuningJobName"]
+        if name in self.tuning:
+            raise client_error("ResourceInUse", f"job {name} exists", "CreateHyperParameterTuningJob")
+        self.tuning[name] = {"request": request, "status": "InProgress", "trials": [], "best": None}
+        return {"HyperParameterTuningJobArn": self.arn("hyper-parameter-tuning-job", name)}
+
+    def finish_tuning(self, name: str, status: str = "Completed", trials: list[dict[str, Any]] | None = None,
+                      best: str | None = None, failure: str | None = None) -> None:
+        """End a tuning job. trials: [{"status", "objective", "objective_status"}], named <job>-00N-abcdef0N."""
+        job = self.tuning[name]
+        job["status"] = status
+        job["failure"] = failure
+        job["trials"] = [
+            {"name": f"{name}-{i:03d}-abcdef{i:02d}", **trial} for i, trial in enumerate(trials or [], start=1)
+        ]
+        job["best"] = best
+
+    def arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name}"
+
+    def summary(self, job_name: str, trial: dict[str, Any]) -> dict[str, Any]:
+        now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+        summary = {
+            "TrainingJobName": trial["name"],
+            "TrainingJobArn": self.arn("training-job", trial["name"]),
+            "CreationTime": now,
+            "TrainingJobStatus": trial["status"],
+            "TunedHyperParameters": {"learning_rate": "3e-05"},
+            "ObjectiveStatus": trial.get("objective_status", "Succeeded"),
+        }
+        if trial.get("objective") is not None:
+            summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
+                "MetricName": "validation:accuracy",
+                "Value": trial["objective"],
+            }
+        return summary
+
+    def describe_hyper_parameter_tuning_job(self, HyperParameterTuningJobName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("describe_hyper_parameter_tuning_job")
+        name = HyperParameterTuningJobName
+        if name not in self.tuning:
+            raise client_error("ResourceNotFound", f"no tuning job {name}", "DescribeHyperParameterTuningJob")
+        job = self.tuning[name]
+        description = {
+            "HyperParameterTuningJobName": name,
+            "HyperParameterTuningJobArn": self.arn("hyper-parameter-tuning-job", name),
+            "HyperParameterTuningJobConfig": job["request"]["HyperParameterTuningJobConfig"],
+            "HyperParameterTuningJobStatus": job["status"],
+            "CreationTime": datetime(2026, 11, 27, 12, tzinfo=UTC),
+            "TrainingJobStatusCounters": {},
+            "ObjectiveStatusCounters": {},
+        }
+        if job.get("failure"):
+            description["FailureReason"] = job["failure"]
+        best = next((t for t in job["trials"] if t["name"] == job["best"]), None)
+        if best:
+            summary = self.summary(name, best)
+            description["BestTrainingJob"] = summary
+        return description
+
+    def get_paginator(self, operation: str) -> _Paginator:
+        assert operation == "list_training_jobs_for_hyper_parameter_tuning_job", operation
+        self.calls.append(operation)
+        return _Paginator(self)
+
+    def describe_training_job(self, TrainingJobName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("describe_training_job")
+        job_name = TrainingJobName.rsplit("-", 2)[0]
+        trial = next(t for t in self.tuning[job_name]["trials"] if t["name"] == TrainingJobName)
+        return {
+            "TrainingJobName": TrainingJobName,
+            "TrainingJobStatus": trial["status"],
+            "HyperParameters": {"learning_rate": "3e-05", "epochs": "3", "sagemaker_program": "train.py"},
+            "ModelArtifacts": {
+                "S3ModelArtifacts": f"s3://{self.bucket}/runs/{job_name}/models/{TrainingJobName}/output/model.tar.gz"
+            },
+            "TrainingTimeInSeconds": 600,
+            "BillableTimeInSeconds": 600,
+            "FinalMetricDataList": [],
+        }
+
+    def stop_hyper_parameter_tuning_job(self, HyperParameterTuningJobName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("stop_hyper_parameter_tuning_job")
+        self.tuning[HyperParameterTuningJobName]["status"] = "Stopping"
+        return {}
+
+    # -- processing -----------------------------------------------------------------------------------------
+
+    def create_processing_job(self, **request: Any) -> dict[str, Any]:
+        self._call("create_processing_job")
+        name = request["ProcessingJobName"]
+        if name in self.processing:
+            raise client_error("ResourceInUse", f"job {name} exists", "CreateProcessingJob")
+        self.processing[name] = {"request": request, "status": "InProgress"}
+        return {"ProcessingJobArn": self.arn("processing-job", name)}
+
+    def finish_processing(self, name: str, status: str = "Completed", evaluation: Any = None,
+                          raw: bytes | None = None, failure: str | None = None) -> None:
+        job = self.processing[name]
+        job["status"] = status
+        job["failure"] = failure
+        if raw is None and evaluation is not None:
+            raw = json.dumps(evaluation).encode()
+        if raw is not None:
+            output = job["request"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+            bucket, prefix = output[5:].split("/", 1)
+            boto3.client("s3", region_name=REGION).put_object(
+                Bucket=bucket, Key=f"{prefix}/evaluation.json", Body=raw
+            )
+
+    def describe_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("describe_processing_job")
+        if ProcessingJobName not in self.processing:
+            raise client_error("ValidationException", f"Could not find job {ProcessingJobName}", "DescribeProcessingJob")
+        job = self.processing[ProcessingJobName]
+        description = {
+            "ProcessingJobName": ProcessingJobName,
+            "ProcessingJobStatus": job["status"],
+            "ProcessingOutputConfig": job["request"]["ProcessingOutputConfig"],
+        }
+        if job.get("failure"):
+            description["FailureReason"] = job["failure"]
+        return description
+
+    def stop_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("stop_processing_job")
+        self.processing[ProcessingJobName]["status"] = "Stopping"
+        return {}

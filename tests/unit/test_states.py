@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reviewtune.core import states
+from reviewtune.core.config import Settings
+from reviewtune.core.errors import ConfigError
+from reviewtune.core.states import RunStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_final_states_have_no_way_out_and_every_other_state_has_a_deadline():
+    for status in states.FINAL_STATUSES:
+        assert status not in states.TRANSITIONS
+    assert set(states.NON_FINAL_STATUSES) == set(states.TRANSITIONS) == set(states.DEFAULT_DEADLINES)
+    assert set(RunStatus) == set(states.FINAL_STATUSES) | set(states.NON_FINAL_STATUSES)
+
+
+def test_every_state_is_reachable_from_the_initial_one():
+    seen, frontier = {states.INITIAL}, [states.INITIAL]
+    while frontier:
+        for target in states.TRANSITIONS.get(frontier.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                frontier.append(target)
+    assert seen == set(RunStatus)
+
+
+def test_duplicate_is_entered_only_from_the_initial_state():
+    assert [s for s, targets in states.TRANSITIONS.items() if RunStatus.DUPLICATE in targets] == [states.INITIAL]
+
+
+def test_disallowed_transitions_are_refused():
+    assert states.allowed("TUNING", "EVALUATING") and not states.allowed("EVALUATING", "TUNING")
+    with pytest.raises(states.TransitionError, match="SUCCEEDED to TUNING"):
+        states.check((RunStatus.SUCCEEDED,), RunStatus.TUNING)
+
+
+def test_the_architecture_page_shows_the_state_machine_of_the_code():
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert f"```mermaid\n{states.mermaid()}\n```" in page
+
+
+BASE = {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r"}
+
+
+def test_state_deadlines_merge_over_the_defaults():
+    settings = Settings.from_env({**BASE, "RUN_STATE_DEADLINES": '{"tuning": 7200}', "MAX_CONCURRENT_RUNS": "3"})
+    assert settings.run_deadlines[RunStatus.TUNING] == 7200
+    assert settings.run_deadlines[RunStatus.QUEUED] == states.DEFAULT_DEADLINES[RunStatus.QUEUED]
+    assert settings.max_concurrent_runs == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [('{"SUCCEEDED": 60}', "not a non-final run state"), ('{"TUNING": 5}', ">= 60"), ("[1]", "JSON object")],
+)
+def test_bad_state_deadlines_are_refused_clearly(value, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({**BASE, "RUN_STATE_DEADLINES": value})
