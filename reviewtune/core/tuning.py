@@ -14,12 +14,13 @@ from reviewtune.core import messages, names
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
-from reviewtune.core.dataset import split_reviews, to_tsv
+from reviewtune.core.dataset import read_dropped_file, write_splits
 from reviewtune.core.errors import DatasetError
 from reviewtune.core.failures import end_run
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
 from reviewtune.core.notify import publish
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
+from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
@@ -210,29 +211,21 @@ def start_tuning(
         logger.info("duplicate event: run exists", extra={"run_id": run_id, "status": existing["status"]})
         return {"run_id": run_id, "status": existing["status"], "duplicate": True}
 
-    get_args: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
-    if obj.version_id:
-        get_args["VersionId"] = obj.version_id
-    body = clients.s3.get_object(**get_args)["Body"].read()
-    try:
-        dataset = split_reviews(
-            body,
+    try:  # type and size first (nothing read), then one streaming pass; any DatasetError rejects the file
+        dataset = read_dropped_file(
+            clients.s3,
+            obj.bucket,
             obj.key,
+            obj.version_id,
+            obj.size,
             validation_fraction=settings.validation_fraction,
             test_fraction=settings.test_fraction,
             min_rows_per_class=settings.min_rows_per_class,
             class_balance=settings.class_balance,
         )
     except DatasetError as exc:
-        return _reject(obj, run_id, str(exc), settings, clients)
-
-    for split, rows in dataset.splits.items():
-        clients.s3.put_object(
-            Bucket=settings.bucket,
-            Key=names.split_key(run_id, split),
-            Body=to_tsv(rows),
-            ContentType="text/tab-separated-values",
-        )
+        return _reject(obj, run_id, bounded(str(exc)), settings, clients)
+    write_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     request = tuning_job_request(settings, run_id, names.dataset_name(obj.key), code)
     runs.create(
