@@ -39,6 +39,7 @@ def locate_dropped_object(
     for candidate in names.key_candidates(key):
         head = _head(s3, bucket, candidate, version_id)
         if head is not None:
-            return DroppedObject(bucket, candidate, version_id, etag, head.get("ContentLength", size))
+            # The event's size first (what the brief limit is checked on), HeadObject's where the event has none.
+            return DroppedObject(bucket, candidate, version_id, etag, size if size is not None else head.get("ContentLength"))
     logger.warning("the dropped object does not exist (deleted since?)", extra={"key": key})
     return DroppedObject(bucket, key, version_id, etag, size)

@@ -160,8 +160,9 @@ class ReviewReader:
             try:
                 line = self._text.readline(MAX_LINE_CHARS + 1)
             except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                where = f"after line {self._lines_read:,}: " if self._lines_read else ""
                 raise DatasetError(
-                    f"after line {self._lines_read}: the file is not valid gzip data ({exc}); "
+                    f"{where}the file is not valid gzip data ({excerpt(str(exc), 80)}); "
                     "compress it again with gzip, or drop it uncompressed"
                 ) from exc
             if not line:
@@ -233,16 +234,18 @@ class ReviewReader:
             more = f" and {len(header) - _HEADER_NAMES_SHOWN:,} more" if len(header) > _HEADER_NAMES_SHOWN else ""
             return f"the header has {len(header):,} column{'' if len(header) == 1 else 's'}: {names}{more}"
 
+        def ambiguous(role: str, indexes: list[int]) -> str:
+            if len({normalised[i] for i in indexes}) == 1:
+                return f"duplicate {role} column, {len(indexes)} times"
+            return f"ambiguous {role} columns, {len(indexes)} of them"
+
         text = matches(TEXT_COLUMNS)
         if not text:
             raise DatasetError(
                 f"no review text column: {shown_header()}; name the text column one of {', '.join(TEXT_COLUMNS)}"
             )
         if len(text) > 1:
-            raise DatasetError(
-                f"{'the same' if len({normalised[i] for i in text}) == 1 else 'several'} review text columns: "
-                f"{listed(text)}; keep exactly one"
-            )
+            raise DatasetError(f"{ambiguous('review text', text)}: {listed(text)}; keep exactly one")
         labels = matches(SENTIMENT_COLUMNS + RATING_COLUMNS)
         if not labels:
             raise DatasetError(
@@ -250,12 +253,11 @@ class ReviewReader:
             )
         if len(labels) > 1:
             raise DatasetError(
-                f"{'the same' if len({normalised[i] for i in labels}) == 1 else 'several'} label columns: "
-                f"{listed(labels)}; keep exactly one (sentiment -1/0/1 or rating 1-5)"
+                f"{ambiguous('label', labels)}: {listed(labels)}; keep exactly one (sentiment -1/0/1 or rating 1-5)"
             )
         splits = matches((SPLIT_COLUMN,))
         if len(splits) > 1:
-            raise DatasetError(f"the split column appears {len(splits)} times: {listed(splits)}; keep exactly one")
+            raise DatasetError(f"{ambiguous('split', splits)}: {listed(splits)}; keep exactly one")
         kind = "sentiment" if normalised[labels[0]] in SENTIMENT_COLUMNS else "rating"
         return text[0], labels[0], kind, (splits[0] if splits else None)
 
