@@ -83,8 +83,11 @@ class SplitDataset:
 
 
 def review_key(text: str) -> bytes:
-    """Two reviews are the same review when they match casefolded, whitespace collapsed (a 16-byte digest)."""
-    return hashlib.blake2b(" ".join(text.split()).casefold().encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    """Two reviews are the same review when they match casefolded, whitespace collapsed (a 16-byte digest).
+
+    ``text`` is a cleaned review (reader.clean_text: whitespace already collapsed).
+    """
+    return hashlib.blake2b(text.casefold().encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _counts(rows: list[Review]) -> dict[str, int]:

@@ -54,6 +54,7 @@ _WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Bytes that are not UTF-8 arrive as lone surrogates (errors="surrogateescape"), so each is found on its own line.
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
+_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
 csv.field_size_limit(MAX_FIELD_CHARS)
 
@@ -173,6 +174,9 @@ class ReviewReader:
                 raise DatasetError(f"line {number} is longer than {MAX_LINE_CHARS:,} characters")
             if number == 1:
                 self._check_start(line)
+            if _SUSPECT.search(line) is None:
+                yield line
+                continue
             bad = _NOT_UTF8.search(line)
             if bad:
                 byte = ord(bad.group()) - 0xDC00
