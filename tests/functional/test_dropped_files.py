@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
-import csv
 from urllib.parse import quote_plus
 
 import boto3
