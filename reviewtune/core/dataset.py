@@ -156,7 +156,8 @@ def split_stream(
     del seen
     info = reader.info
     reviews = [review for review, _ in kept]
-    _check_enough(reviews, min_rows_per_class, "in the file")
+    repeated = f" ({duplicates:,} repeated reviews counted once)" if duplicates else ""
+    _check_enough(reviews, min_rows_per_class, f"in the file{repeated}")
     rng = random.Random(seed)
     dropped_by_balancing = 0
     if info.has_split_column:
