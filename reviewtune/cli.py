@@ -18,6 +18,7 @@ from rich.table import Table
 from reviewtune.budget import SAMPLE_BUDGET, Budget
 from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
 
 console = Console(highlight=False, soft_wrap=True)
@@ -215,8 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = Path(args.data)
         if not path.is_file():
             raise SystemExit(f"DATA={args.data}: no such file")
-        if path.suffix.lower() not in names.ACCEPTED_SUFFIXES:
-            raise SystemExit(f"DATA={args.data}: only .tsv and .csv files are accepted")
+        if file_format(path.name) is None:
+            raise SystemExit(f"DATA={args.data}: only {accepted_formats_text()} files are accepted")
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
     console.print(f"[bold]reviewtune[/] local run: {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search, model {budget.model}")
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
