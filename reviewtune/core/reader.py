@@ -205,7 +205,7 @@ class ReviewReader:
 
     # ---------------------------------------------------------------------------------------------- header
 
-    def _header(self, lines: Iterator[str]) -> tuple[list[str], csv.Dialect | Any, Iterator[str]]:
+    def _header(self, lines: Iterator[str]) -> tuple[list[str], Iterator[list[str]]]:
         for first in lines:
             if first.strip():
                 break
@@ -222,7 +222,7 @@ class ReviewReader:
             header = next(reader)
         except csv.Error as exc:
             raise DatasetError(self._csv_error(start, exc)) from exc
-        return header, reader, lines
+        return header, reader
 
     def _columns(self, header: list[str]) -> tuple[int, int, str, int | None]:
         normalised = [normalise_column(c) for c in header]
@@ -288,7 +288,7 @@ class ReviewReader:
     def rows(self) -> Iterator[Row]:
         """Yield every valid row; raise DatasetError at the end if anything was wrong."""
         lines = self._lines()
-        header, reader, _ = self._header(lines)
+        header, reader = self._header(lines)
         text_idx, label_idx, kind, split_idx = self._columns(header)
         info = self.info
         info.text_column, info.label_column = header[text_idx], header[label_idx]
