@@ -18,6 +18,7 @@ from rich.table import Table
 from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, plan_run
 from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
 
 console = Console(highlight=False, soft_wrap=True)
@@ -235,8 +236,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = Path(args.data)
         if not path.is_file():
             raise SystemExit(f"DATA={args.data}: no such file")
-        if path.suffix.lower() not in names.ACCEPTED_SUFFIXES:
-            raise SystemExit(f"DATA={args.data}: only .tsv and .csv files are accepted")
+        if file_format(path.name) is None:
+            raise SystemExit(f"DATA={args.data}: only {accepted_formats_text()} files are accepted")
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
     budget, plan = plan_for(args, body, key.rsplit("/", 1)[-1])
     if plan is None:

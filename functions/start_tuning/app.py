@@ -7,8 +7,8 @@ from aws_lambda_powertools.utilities.parser import parse
 
 from reviewtune.core.context import FunctionContext, idempotency_config
 from reviewtune.core.events import ObjectCreatedEvent
-from reviewtune.core.names import decode_key
-from reviewtune.core.tuning import DroppedObject, start_tuning
+from reviewtune.core.objects import locate_dropped_object
+from reviewtune.core.tuning import start_tuning
 
 logger = Logger()
 tracer = Tracer()
@@ -25,9 +25,10 @@ IDEMPOTENCY = idempotency_config(
 @idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
 def handler(event: dict, context) -> dict:
     detail = parse(event=event, model=ObjectCreatedEvent).detail
-    obj = DroppedObject(
+    obj = locate_dropped_object(
+        ctx.clients.s3,
         detail.bucket.name,
-        decode_key(detail.object.key),
+        detail.object.key,
         detail.object.version_id,
         detail.object.etag,
         detail.object.size,

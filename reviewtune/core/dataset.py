@@ -1,45 +1,41 @@
-"""Read, validate, balance and split a dropped review file. Pure Python: it runs inside the Lambda."""
+"""Validate, deduplicate, balance and split a dropped review file, streaming. Pure Python: it runs inside the Lambda.
+
+Reading is ``reader.ReviewReader``'s (strict, streaming); this module keeps only what the split needs (the label and the
+cleaned text of each distinct valid row), balances and splits it with a fixed seed, removes from validation and test
+every review also present in train, and writes the splits.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import random
-import re
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
+from reviewtune.core import names
 from reviewtune.core.errors import DatasetError
-from reviewtune.core.names import SPLITS
+from reviewtune.core.formats import MAX_FILE_BYTES, FileFormat, accepted_formats_text, file_format
+from reviewtune.core.reader import (  # noqa: F401  (re-exported: the column rules live with the reader)
+    RATING_COLUMNS,
+    SENTIMENT_COLUMNS,
+    SPLIT_ALIASES,
+    SPLIT_COLUMN,
+    TEXT_COLUMNS,
+    ReviewReader,
+    clean_text,
+    rating_to_sentiment,
+)
+from reviewtune.core.reasons import excerpt
 
 LABELS = (-1, 0, 1)
 LABEL_NAMES = {-1: "negative", 0: "neutral", 1: "positive"}
-TEXT_COLUMNS = ("review_body", "review_text", "text", "review", "body", "content")
-SENTIMENT_COLUMNS = ("sentiment", "label")
-RATING_COLUMNS = ("rating", "stars", "star_rating")
-SPLIT_COLUMN = "split"
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "validation": "validation",
-    "val": "validation",
-    "valid": "validation",
-    "dev": "validation",
-    "test": "test",
-    "testing": "test",
-}
-MAX_FILE_BYTES = 256 * 1024 * 1024
 SPLIT_SEED = 42
 TSV_HEADER = ("sentiment", "review_body")
-_MAX_LISTED_ERRORS = 5
-_WHITESPACE = re.compile(r"\s+")
-
-csv.field_size_limit(16 * 1024 * 1024)
-
-
-def rating_to_sentiment(rating: int) -> int:
-    """Ratings 1-2 are negative, 3 neutral, 4-5 positive."""
-    return -1 if rating <= 2 else (0 if rating == 3 else 1)
+_SPOOL_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,11 @@ class SplitDataset:
     dropped_empty_text: int
     dropped_by_balancing: int
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    duplicates_removed: int = 0
+    leakage_removed: int = 0
+    content_sha256: str = ""
+    file_format: str = ""
+    content_bytes: int = 0
 
     def summary(self) -> dict:
         return {
@@ -68,136 +69,25 @@ class SplitDataset:
             "label_column": self.label_column,
             "label_kind": self.label_kind,
             "split_source": self.split_source,
+            "file_format": self.file_format,
+            "content_sha256": self.content_sha256,
+            "content_bytes": self.content_bytes,
             "rows_read": self.rows_read,
             "dropped_empty_text": self.dropped_empty_text,
+            "duplicates_removed": self.duplicates_removed,
             "dropped_by_balancing": self.dropped_by_balancing,
+            "leakage_removed": self.leakage_removed,
             "rows": {name: len(rows) for name, rows in self.splits.items()},
             "class_counts": self.class_counts,
         }
 
 
-def _normalise(column: str) -> str:
-    return _WHITESPACE.sub("_", column.strip().lower()).replace("-", "_")
+def review_key(text: str) -> bytes:
+    """Two reviews are the same review when they match casefolded, whitespace collapsed (a 16-byte digest).
 
-
-def _find(header: list[str], candidates: tuple[str, ...]) -> int | None:
-    normalised = [_normalise(c) for c in header]
-    for candidate in candidates:
-        if candidate in normalised:
-            return normalised.index(candidate)
-    return None
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DatasetError(
-            f"the file is not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}) is invalid; "
-            "save it as UTF-8 and drop it again"
-        ) from exc
-
-
-def _delimiter(text: str, filename: str) -> str:
-    first_line = text.split("\n", 1)[0]
-    if filename.lower().endswith(".tsv") or ("\t" in first_line and "," not in first_line):
-        return "\t"
-    return ","
-
-
-def clean_text(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip()
-
-
-def parse_reviews(data: bytes, filename: str) -> tuple[list[tuple[Review, str | None]], dict]:
-    """Parse a CSV/TSV file into (review, given split) pairs, or raise DatasetError saying what is wrong."""
-    if len(data) > MAX_FILE_BYTES:
-        raise DatasetError(f"the file is {len(data)} bytes; at most {MAX_FILE_BYTES} bytes are accepted")
-    text = _decode(data)
-    if not text.strip():
-        raise DatasetError("the file is empty")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text, filename))
-    try:
-        header = next(reader)
-    except csv.Error as exc:
-        raise DatasetError(f"the header line cannot be read: {exc}") from exc
-    text_idx = _find(header, TEXT_COLUMNS)
-    if text_idx is None:
-        raise DatasetError(
-            f"no review text column: the header has {header!r}; name the text column one of {', '.join(TEXT_COLUMNS)}"
-        )
-    label_idx, kind = _find(header, SENTIMENT_COLUMNS), "sentiment"
-    if label_idx is None:
-        label_idx, kind = _find(header, RATING_COLUMNS), "rating"
-    if label_idx is None:
-        raise DatasetError(
-            f"no label column: the header has {header!r}; add a 'sentiment' column (-1, 0, 1) or a 'rating' column (1-5)"
-        )
-    split_idx = _find(header, (SPLIT_COLUMN,))
-    allowed = {"-1", "0", "1"} if kind == "sentiment" else {"1", "2", "3", "4", "5"}
-    reviews: list[tuple[Review, str | None]] = []
-    errors: list[str] = []
-    error_count = 0
-    dropped_empty = 0
-    rows_read = 0
-    try:
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            rows_read += 1
-            line = reader.line_num
-            if len(row) <= max(text_idx, label_idx):
-                error_count += 1
-                if len(errors) < _MAX_LISTED_ERRORS:
-                    errors.append(f"line {line}: {len(row)} fields, expected {len(header)}")
-                continue
-            body = clean_text(row[text_idx])
-            raw_label = row[label_idx].strip()
-            if raw_label.endswith(".0"):
-                raw_label = raw_label[:-2]
-            if raw_label not in allowed:
-                error_count += 1
-                if len(errors) < _MAX_LISTED_ERRORS:
-                    errors.append(
-                        f"line {line}: {header[label_idx]!r} is {row[label_idx]!r}, expected one of {sorted(allowed, key=int)}"
-                    )
-                continue
-            if not body:
-                dropped_empty += 1
-                continue
-            given_split = None
-            if split_idx is not None:
-                raw_split = row[split_idx].strip().lower() if len(row) > split_idx else ""
-                given_split = SPLIT_ALIASES.get(raw_split)
-                if given_split is None:
-                    error_count += 1
-                    if len(errors) < _MAX_LISTED_ERRORS:
-                        errors.append(
-                            f"line {line}: split is {raw_split!r}, expected train, validation or test"
-                        )
-                    continue
-            label = int(raw_label)
-            sentiment = label if kind == "sentiment" else rating_to_sentiment(label)
-            reviews.append((Review(body, sentiment), given_split))
-    except csv.Error as exc:
-        raise DatasetError(
-            f"line {reader.line_num}: the file cannot be parsed as {'TSV' if reader.dialect.delimiter == chr(9) else 'CSV'}: {exc}"
-        ) from exc
-    if error_count:
-        more = f" (and {error_count - len(errors)} more)" if error_count > len(errors) else ""
-        raise DatasetError(
-            f"{error_count} invalid row{'' if error_count == 1 else 's'}: " + "; ".join(errors) + more
-        )
-    info = {
-        "text_column": header[text_idx],
-        "label_column": header[label_idx],
-        "label_kind": kind,
-        "has_split_column": split_idx is not None,
-        "rows_read": rows_read,
-        "dropped_empty_text": dropped_empty,
-    }
-    return reviews, info
+    ``text`` is a cleaned review (reader.clean_text: whitespace already collapsed).
+    """
+    return hashlib.blake2b(text.casefold().encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _counts(rows: list[Review]) -> dict[str, int]:
@@ -220,8 +110,28 @@ def _check_enough(rows: list[Review], minimum: int, where: str) -> None:
         )
 
 
-def split_reviews(
-    data: bytes,
+def format_of(filename: str) -> FileFormat:
+    """The file's format from its name, or a DatasetError naming the accepted ones."""
+    fmt = file_format(filename)
+    if fmt is None:
+        raise DatasetError(
+            f"{excerpt(filename.rsplit('/', 1)[-1], 80)} is not a file reviewtune reads: "
+            f"drop {accepted_formats_text()} files"
+        )
+    return fmt
+
+
+def check_size(size: int | None) -> None:
+    """Refuse a file over the limit from its size alone, before anything is read."""
+    if size is not None and size > MAX_FILE_BYTES:
+        raise DatasetError(
+            f"the file is {size:,} bytes; at most {MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // (1024 * 1024)} MiB) "
+            "are accepted: split it into smaller files"
+        )
+
+
+def split_stream(
+    body: BinaryIO,
     filename: str,
     *,
     validation_fraction: float = 0.05,
@@ -230,16 +140,28 @@ def split_reviews(
     class_balance: str = "downsample",
     seed: int = SPLIT_SEED,
 ) -> SplitDataset:
-    """Validate a review file and split it into train / validation / test, reproducibly."""
-    pairs, info = parse_reviews(data, filename)
-    reviews = [review for review, _ in pairs]
-    _check_enough(reviews, min_rows_per_class, "in the file")
+    """Validate a review file read from ``body`` and split it into train / validation / test, reproducibly."""
+    fmt = format_of(filename)
+    reader = ReviewReader(body, fmt)
+    kept: list[tuple[Review, str | None]] = []
+    seen: set[bytes] = set()
+    duplicates = 0
+    for row in reader.rows():
+        marker = review_key(row.text) + f"{row.sentiment}:{row.split or ''}".encode()
+        if marker in seen:
+            duplicates += 1
+            continue
+        seen.add(marker)
+        kept.append((Review(row.text, row.sentiment), row.split))
+    del seen
+    info = reader.info
+    reviews = [review for review, _ in kept]
+    repeated = f" ({duplicates:,} repeated reviews counted once)" if duplicates else ""
+    _check_enough(reviews, min_rows_per_class, f"in the file{repeated}")
     rng = random.Random(seed)
     dropped_by_balancing = 0
-    if info["has_split_column"]:
-        splits = {name: [r for r, s in pairs if s == name] for name in SPLITS}
-        for name in SPLITS:
-            _check_enough(splits[name], 1, f"in the {name} split")
+    if info.has_split_column:
+        splits = {name: [r for r, s in kept if s == name] for name in names.SPLITS}
         source = "file"
     else:
         by_class = {label: [r for r in reviews if r.sentiment == label] for label in LABELS}
@@ -248,7 +170,7 @@ def split_reviews(
             for label, rows in by_class.items():
                 dropped_by_balancing += len(rows) - size
                 by_class[label] = rng.sample(rows, size)
-        splits = {name: [] for name in SPLITS}
+        splits = {name: [] for name in names.SPLITS}
         for label in LABELS:
             rows = list(by_class[label])
             rng.shuffle(rows)
@@ -260,24 +182,96 @@ def split_reviews(
         for rows in splits.values():
             rng.shuffle(rows)
         source = "stratified"
+    del kept, reviews
+    leakage = remove_leakage(splits)
+    if info.has_split_column:
+        for name in names.SPLITS:
+            _check_enough(splits[name], 1, f"in the {name} split")
+    else:
+        for name in ("validation", "test"):
+            _check_enough(splits[name], 1, f"in the {name} split once reviews also in train are removed")
     return SplitDataset(
         splits=splits,
-        text_column=info["text_column"],
-        label_column=info["label_column"],
-        label_kind=info["label_kind"],
+        text_column=info.text_column,
+        label_column=info.label_column,
+        label_kind=info.label_kind,
         split_source=source,
-        rows_read=info["rows_read"],
-        dropped_empty_text=info["dropped_empty_text"],
+        rows_read=info.rows_read,
+        dropped_empty_text=info.dropped_empty_text,
         dropped_by_balancing=dropped_by_balancing,
         class_counts={name: _counts(rows) for name, rows in splits.items()},
+        duplicates_removed=duplicates,
+        leakage_removed=leakage,
+        content_sha256=info.content_sha256,
+        file_format=fmt.suffix,
+        content_bytes=info.content_bytes,
     )
 
 
-def to_tsv(rows: list[Review]) -> bytes:
+def remove_leakage(splits: dict[str, list[Review]]) -> int:
+    """Remove from validation and test every review also in train (same text, casefolded, whitespace collapsed)."""
+    in_train = {review_key(r.text) for r in splits["train"]}
+    removed = 0
+    for name in ("validation", "test"):
+        rows = splits[name]
+        kept = [r for r in rows if review_key(r.text) not in in_train]
+        removed += len(rows) - len(kept)
+        splits[name] = kept
+    return removed
+
+
+def split_reviews(data: bytes, filename: str, **options: Any) -> SplitDataset:
+    """``split_stream`` on bytes already in memory (tests, tools)."""
+    return split_stream(io.BytesIO(data), filename, **options)
+
+
+def read_dropped_file(
+    s3: Any, bucket: str, key: str, version_id: str | None, size: int | None, **options: Any
+) -> SplitDataset:
+    """The type and the size are checked from the name and the event (nothing read); then the object is streamed."""
+    format_of(key)
+    if size is None:
+        head: dict[str, str] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            head["VersionId"] = version_id
+        size = s3.head_object(**head)["ContentLength"]
+    check_size(size)
+    get_args: dict[str, str] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        get_args["VersionId"] = version_id
+    body = s3.get_object(**get_args)["Body"]
+    try:
+        return split_stream(body, key, **options)
+    finally:
+        body.close()
+
+
+def write_tsv(rows: list[Review], out: BinaryIO) -> None:
     """The split format train.py and the evaluation script read: header sentiment, review_body."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    writer = csv.writer(text, delimiter="\t", lineterminator="\n")
     writer.writerow(TSV_HEADER)
     for row in rows:
         writer.writerow((row.sentiment, row.text))
-    return out.getvalue().encode("utf-8")
+    text.flush()
+    text.detach()
+
+
+def to_tsv(rows: list[Review]) -> bytes:
+    out = io.BytesIO()
+    write_tsv(rows, out)
+    return out.getvalue()
+
+
+def write_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> None:
+    """Upload each split as TSV, written through a spooled temporary file (on disk past a few MiB)."""
+    for split, rows in dataset.splits.items():
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+            write_tsv(rows, spool)
+            spool.seek(0)
+            s3.put_object(
+                Bucket=bucket,
+                Key=names.split_key(run_id, split),
+                Body=spool,
+                ContentType="text/tab-separated-values",
+            )

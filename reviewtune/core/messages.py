@@ -1,53 +1,126 @@
-"""The text of the SNS messages people receive. Plain text, readable in an e-mail client."""
+"""The text of the SNS messages people receive. Plain text, readable in an e-mail client.
+
+Every value comes from a run record or an evaluation that may be incomplete or odd (None, strings where numbers were
+expected, NaN, huge or non-ASCII strings): nothing here raises, and long values are cut (notify.publish then fits the
+whole message to SNS's limits).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
+
+VALUE_MAX_CHARS = 300
+MAX_TRIALS_LISTED = 50
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.2f} %"
+def _get(value: Any, *path: str) -> Any:
+    """value[path[0]][path[1]]..., or None where anything is missing or not a mapping."""
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
 
 
-def _source(item: dict[str, Any]) -> str:
-    source = item.get("source", {})
-    uri = f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}"
-    version = source.get("version_id")
-    return f"{uri} (version {version})" if version else uri
+def _text(value: Any, limit: int = VALUE_MAX_CHARS, default: str = "?") -> str:
+    if value is None:
+        return default
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # noqa: BLE001  (a value whose str() fails is still reported)
+        text = f"<{type(value).__name__}>"
+    return bounded(text, limit)
 
 
-def _rows(item: dict[str, Any]) -> str:
-    rows = item.get("data", {}).get("summary", {}).get("rows", {})
-    return (
-        " / ".join(f"{name} {rows[name]:,}" for name in ("train", "validation", "test") if name in rows)
-        or "n/a"
-    )
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
-def _lookup_hint(item: dict[str, Any], table: str) -> str:
+def _pct(value: Any) -> str:
+    number = _number(value)
+    return "n/a" if number is None else f"{number * 100:.2f} %"
+
+
+def _fixed(value: Any, width: int, digits: int) -> str:
+    number = _number(value)
+    return f"{'n/a':>{width}}" if number is None else f"{number:>{width}.{digits}f}"
+
+
+def _count(value: Any) -> str:
+    number = _number(value)
+    return "n/a" if number is None else f"{int(number):,}"
+
+
+def _source(item: Any) -> str:
+    uri = f"s3://{_text(_get(item, 'source', 'bucket'))}/{_text(_get(item, 'source', 'key'))}"
+    version = _get(item, "source", "version_id")
+    return f"{uri} (version {_text(version)})" if version else uri
+
+
+def _rows(item: Any) -> str:
+    rows = _get(item, "data", "summary", "rows")
+    if not isinstance(rows, Mapping):
+        return "n/a"
+    return " / ".join(f"{name} {_count(rows[name])}" for name in ("train", "validation", "test") if name in rows) or "n/a"
+
+
+def _cleaning(item: Any) -> list[str]:
+    summary = _get(item, "data", "summary")
+    if not isinstance(summary, Mapping):
+        return []
+    parts = [
+        f"{label} {_count(summary[key])}"
+        for key, label in (
+            ("dropped_empty_text", "empty texts dropped"),
+            ("duplicates_removed", "duplicates removed"),
+            ("dropped_by_balancing", "dropped by balancing"),
+            ("leakage_removed", "removed from validation/test as also in train"),
+        )
+        if key in summary
+    ]
+    return [f"Data cleaning:       {', '.join(parts)}"] if parts else []
+
+
+def _run_id(item: Any) -> str:
+    return _text(_get(item, "run_id"), 100)
+
+
+def _lookup_hint(item: Any, table: Any) -> str:
     return (
         "Full record: aws dynamodb get-item --table-name "
-        f'{table} --key \'{{"run_id": {{"S": "{item["run_id"]}"}}}}\''
+        f'{_text(table, 255)} --key \'{{"run_id": {{"S": "{_run_id(item)}"}}}}\''
     )
 
 
-def _hyperparameters(best: dict[str, Any]) -> list[str]:
-    tuned = best.get("tuned_hyperparameters", {})
-    width = max((len(k) for k in tuned), default=0)
-    return [f"  {name:<{width}}  {value}" for name, value in sorted(tuned.items())]
+def _hyperparameters(best: Any) -> list[str]:
+    tuned = _get(best, "tuned_hyperparameters")
+    if not isinstance(tuned, Mapping):
+        return []
+    names = sorted((_text(k, 60), _text(v)) for k, v in tuned.items())
+    width = max((len(k) for k, _ in names), default=0)
+    return [f"  {name:<{width}}  {value}" for name, value in names]
 
 
-def rejected(item: dict[str, Any], reason: str, rejected_uri: str, table: str) -> tuple[str, str]:
-    subject = f"reviewtune: file rejected: {item.get('dataset', '')}"
+def rejected(item: dict[str, Any], reason: Any, rejected_uri: Any, table: Any) -> tuple[str, str]:
+    subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
     body = "\n".join(
         [
             f"The review file {_source(item)} was not used.",
             "",
-            f"Why: {reason}",
+            f"Why: {_text(reason, REASON_MAX_CHARS)}",
             "",
-            f"A copy of the file and the reason are kept at {rejected_uri}.",
+            f"A copy of the file and the reason are kept at {_text(rejected_uri, 2000)}.",
             "Fix the file and drop it into incoming/ again.",
             "",
             _lookup_hint(item, table),
@@ -56,61 +129,74 @@ def rejected(item: dict[str, Any], reason: str, rejected_uri: str, table: str) -
     return subject, body
 
 
-def run_failed(item: dict[str, Any], stage: str, status: str, reason: str, table: str) -> tuple[str, str]:
-    subject = f"reviewtune: run {item['run_id']} {status.lower()} during {stage}"
-    trials = item.get("tuning", {}).get("trials", [])
+def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table: Any) -> tuple[str, str]:
+    status_text = _text(status, 40).lower()
+    subject = f"reviewtune: run {_run_id(item)} {status_text} during {_text(stage, 40)}"
+    trials = _get(item, "tuning", "trials")
     lines = [
-        f"Run {item['run_id']} on {_source(item)} ended {status} during {stage}.",
+        f"Run {_run_id(item)} on {_source(item)} ended {_text(status, 40)} during {_text(stage, 40)}.",
         "",
-        f"Reason: {reason}",
+        f"Reason: {_text(reason, REASON_MAX_CHARS)}",
     ]
-    if trials:
+    if isinstance(trials, list) and trials:
         lines += ["", "Trials:"]
-        lines += [
-            f"  {t['name']}: {t['status']}" + (f" - {t['failure_reason']}" if t.get("failure_reason") else "")
-            for t in trials
-        ]
+        for trial in trials[:MAX_TRIALS_LISTED]:
+            failure = _get(trial, "failure_reason")
+            lines.append(
+                f"  {_text(_get(trial, 'name'), 100)}: {_text(_get(trial, 'status'), 40)}"
+                + (f" - {_text(failure)}" if failure else "")
+            )
+        if len(trials) > MAX_TRIALS_LISTED:
+            lines.append(f"  ... and {len(trials) - MAX_TRIALS_LISTED:,} more")
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
 
 
-def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: str) -> tuple[str, str]:
-    metrics = evaluation["metrics"]
-    accuracy = metrics["accuracy"]["value"]
-    best = item.get("tuning", {}).get("best_training_job", {})
-    tuning = item.get("tuning", {})
-    counters = tuning.get("status_counters", {})
-    subject = f"reviewtune: {item.get('dataset', item['run_id'])}: test accuracy {_pct(accuracy)}"
+def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> tuple[str, str]:
+    metrics = _get(evaluation, "metrics")
+    accuracy = _get(metrics, "accuracy", "value")
+    best = _get(item, "tuning", "best_training_job")
+    trials = _get(item, "tuning", "trials")
+    dataset = _get(item, "dataset")
+    subject = f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: test accuracy {_pct(accuracy)}"
+    objective = _number(_get(best, "objective"))
     lines = [
-        f"Run {item['run_id']} succeeded.",
+        f"Run {_run_id(item)} succeeded.",
         "",
         f"Dataset:             {_source(item)}",
         f"Rows:                {_rows(item)}",
-        f"Tuning:              {item.get('config', {}).get('strategy', '?')} search, "
-        f"{counters.get('Completed', 0)} of {len(tuning.get('trials', []))} trials completed",
-        f"Best training job:   {best.get('name', '?')}",
-        f"Validation accuracy: {best.get('objective', 'n/a')} % (best trial)",
+        *_cleaning(item),
+        f"Tuning:              {_text(_get(item, 'config', 'strategy'), 40)} search, "
+        f"{_count(_get(item, 'tuning', 'status_counters', 'Completed') or 0)} of "
+        f"{len(trials) if isinstance(trials, list) else 0} trials completed",
+        f"Best training job:   {_text(_get(best, 'name'), 100)}",
+        f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
         f"Test accuracy:       {_pct(accuracy)}",
     ]
-    if "macro_f1" in metrics:
-        lines.append(f"Macro F1:            {metrics['macro_f1']['value']:.4f}")
+    macro_f1 = _get(metrics, "macro_f1", "value")
+    if macro_f1 is not None:
+        lines.append(f"Macro F1:            {_fixed(macro_f1, 0, 4).strip()}")
     lines += ["", "Best hyperparameters:", *_hyperparameters(best), ""]
-    per_class = metrics.get("per_class", {})
-    if per_class:
+    per_class = _get(metrics, "per_class")
+    if isinstance(per_class, Mapping) and per_class:
         lines.append(f"  {'class':<14}{'precision':>10}{'recall':>9}{'f1':>8}{'support':>9}")
         for label in ("-1", "0", "1"):
-            if label in per_class:
-                c = per_class[label]
-                name = f"{LABEL_NAMES[int(label)]} ({label})"
-                lines.append(
-                    f"  {name:<14}{c['precision']:>10.3f}{c['recall']:>9.3f}{c['f1']:>8.3f}{int(c['support']):>9}"
-                )
+            c = per_class.get(label)
+            if c is None:
+                continue
+            name = f"{LABEL_NAMES[int(label)]} ({label})"
+            support = _number(_get(c, "support"))
+            lines.append(
+                f"  {name:<14}{_fixed(_get(c, 'precision'), 10, 3)}{_fixed(_get(c, 'recall'), 9, 3)}"
+                f"{_fixed(_get(c, 'f1'), 8, 3)}{'n/a' if support is None else int(support):>9}"
+            )
         lines.append("")
-    results = item.get("results", {})
-    if results.get("confusion_matrix_uri"):
-        lines.append(f"Confusion matrix:    {results['confusion_matrix_uri']}")
-    if results.get("evaluation_uri"):
-        lines.append(f"Evaluation report:   {results['evaluation_uri']}")
+    matrix = _get(item, "results", "confusion_matrix_uri")
+    if matrix:
+        lines.append(f"Confusion matrix:    {_text(matrix, 2000)}")
+    report = _get(item, "results", "evaluation_uri")
+    if report:
+        lines.append(f"Evaluation report:   {_text(report, 2000)}")
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
 

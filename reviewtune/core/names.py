@@ -7,12 +7,12 @@ import re
 from urllib.parse import unquote_plus
 
 from reviewtune.core.errors import ConfigError
+from reviewtune.core.formats import ACCEPTED_SUFFIXES  # noqa: F401  (re-exported; the formats live in formats.py)
 
 INCOMING_PREFIX = "incoming/"
 RUNS_PREFIX = "runs/"
 REJECTED_PREFIX = "rejected/"
 CODE_PREFIX = "code/"
-ACCEPTED_SUFFIXES = (".tsv", ".csv")
 SPLITS = ("train", "validation", "test")
 
 TUNING_JOB_NAME_MAX = 32
@@ -33,9 +33,15 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-def decode_key(key: str) -> str:
-    """S3 keys arrive URL-encoded in events (spaces as '+'); return the real key."""
-    return unquote_plus(key)
+def key_candidates(key: str) -> list[str]:
+    """The keys an event's key may stand for, in the order to try them.
+
+    EventBridge "Object Created" events carry the key as stored (a '+' is a plus sign, a '%' a percent sign); S3's
+    classic notifications carry it URL-encoded (spaces as '+'). The key as given comes first; its URL-decoded form is
+    tried only when the key as given does not exist.
+    """
+    decoded = unquote_plus(key)
+    return [key] if decoded == key else [key, decoded]
 
 
 def object_identity(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
@@ -65,7 +71,11 @@ def run_id_of_evaluation_job(job_name: str) -> str:
 
 
 def is_accepted_key(key: str) -> bool:
-    return key.startswith(INCOMING_PREFIX) and key.lower().endswith(ACCEPTED_SUFFIXES)
+    """Whether start_tuning gives this object an outcome: every object under incoming/ but folder markers.
+
+    The file's type is checked later (formats.file_format): any other type is rejected with a message, not ignored.
+    """
+    return key.startswith(INCOMING_PREFIX) and not key.endswith("/")
 
 
 def dataset_name(key: str) -> str:

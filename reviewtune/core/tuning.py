@@ -15,12 +15,13 @@ from reviewtune.core import aws_errors, messages, names, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
-from reviewtune.core.dataset import split_reviews, to_tsv
+from reviewtune.core.dataset import read_dropped_file, write_splits
 from reviewtune.core.errors import DatasetError
 from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
+from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
@@ -227,32 +228,21 @@ def start_tuning(
     if not claimed and run.get("data"):
         return launch_or_queue(run, settings, clients)  # an earlier attempt prepared everything
 
-    # -- reading and validating the file --------------------------------------------------------------------
-    get_args: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
-    if obj.version_id:
-        get_args["VersionId"] = obj.version_id
-    body = clients.s3.get_object(**get_args)["Body"].read()
-    try:
-        dataset = split_reviews(
-            body,
+    try:  # type and size first (nothing read), then one streaming pass; any DatasetError rejects the file
+        dataset = read_dropped_file(
+            clients.s3,
+            obj.bucket,
             obj.key,
+            obj.version_id,
+            obj.size,
             validation_fraction=settings.validation_fraction,
             test_fraction=settings.test_fraction,
             min_rows_per_class=settings.min_rows_per_class,
             class_balance=settings.class_balance,
         )
     except DatasetError as exc:
-        return _reject(obj, run_id, str(exc), settings, clients)
-
-    for split, rows in dataset.splits.items():
-        clients.s3.put_object(
-            Bucket=settings.bucket,
-            Key=names.split_key(run_id, split),
-            Body=to_tsv(rows),
-            ContentType="text/tab-separated-values",
-        )
-    # -- end of reading and validating ----------------------------------------------------------------------
-
+        return _reject(obj, run_id, bounded(str(exc)), settings, clients)
+    write_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     prepared = runs.update_if(
         run_id,

@@ -178,8 +178,10 @@ def _describe(arn: str) -> dict:
     }
 
 
-def test_objects_outside_incoming_are_ignored(stack, start_tuning, lambda_context):
-    event = drop(stack, "incoming/notes.txt", b"x")
+@pytest.mark.parametrize("key", ["runs/notes.tsv", "rejected/a.tsv", "incoming/team a/"])
+def test_objects_outside_incoming_and_folder_markers_are_ignored(stack, start_tuning, lambda_context, key):
+    event = drop(stack, key, b"")
     with SageMakerRecorder(start_tuning) as sm:
         result = start_tuning.handler(event, lambda_context)
     assert result["status"] == "IGNORED" and sm.requests == []
+    assert stack.messages() == []

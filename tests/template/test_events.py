@@ -29,7 +29,7 @@ def _run_id() -> str:
     detail = load_event("s3_object_created.json")["detail"]
     identity = names.object_identity(
         detail["bucket"]["name"],
-        names.decode_key(detail["object"]["key"]),
+        detail["object"]["key"],  # EventBridge sends the key as stored
         detail["object"]["version-id"],
         None,
     )
@@ -56,24 +56,30 @@ def test_sample_event_parses_with_the_handler_s_model(name):
 
 
 @pytest.mark.parametrize(
-    ("key", "started"),
+    ("key", "routed", "handled", "readable"),
     [
-        ("incoming/reviews.tsv", True),
-        ("incoming/2024/q3/reviews.csv", True),
-        ("incoming/REVIEWS.TSV", True),
-        ("incoming/reviews.json", False),
-        ("incoming/reviews.tsv.gz", False),
-        ("rejected/reviews.tsv", False),
-        ("rejected/reviews.csv", False),
-        ("runs/reviewtune-0123456789abcdef/data/train/train.tsv", False),
-        ("code/0123/src/train.py", False),
+        ("incoming/reviews.tsv", True, True, True),
+        ("incoming/2024/q3/reviews.csv", True, True, True),
+        ("incoming/REVIEWS.TSV", True, True, True),
+        ("incoming/Reviews.Csv", True, True, True),
+        ("incoming/reviews.tsv.gz", True, True, True),
+        ("incoming/reviews.json", True, True, False),  # rejected with a message, not ignored
+        ("incoming/reviews.xlsx", True, True, False),
+        ("incoming/a folder/", True, False, False),  # folder marker: ignored
+        ("rejected/reviews.tsv", False, False, True),
+        ("rejected/reviews.csv", False, False, True),
+        ("runs/reviewtune-0123456789abcdef/data/train/train.tsv", False, False, True),
+        ("code/0123/src/train.py", False, False, False),
     ],
 )
-def test_only_tsv_and_csv_files_under_incoming_start_a_run(key, started):
+def test_every_object_under_incoming_reaches_start_tuning_which_decides(key, routed, handled, readable):
+    from reviewtune.core.formats import file_format
+
     event = load_event("s3_object_created.json")
     event["detail"]["object"]["key"] = key
-    assert matches(rule_pattern("StartTuningFunction", BUCKET), event) is started
-    assert names.is_accepted_key(key) is started
+    assert matches(rule_pattern("StartTuningFunction", BUCKET), event) is routed
+    assert names.is_accepted_key(key) is handled
+    assert (file_format(key) is not None) is readable
 
 
 def test_objects_of_another_bucket_or_other_s3_events_start_nothing():
@@ -122,8 +128,8 @@ def test_jobs_of_other_stacks_do_not_trigger(name, name_field, job_name):
 
 def test_encoded_key_sample_carries_a_url_encoded_key():
     key = load_event("s3_object_created_encoded_key.json")["detail"]["object"]["key"]
-    decoded = names.decode_key(key)
-    assert decoded != key
+    as_given, decoded = names.key_candidates(key)  # the key as given is tried first, then its decoded form
+    assert as_given == key and decoded != key
     assert " " in decoded and "é" in decoded
     assert names.is_accepted_key(decoded)
 

@@ -403,15 +403,13 @@ def test_hyperband_is_refused_with_early_stopping():
 # ------------------------------------------------------------------------------------------------ rules
 
 
-def test_object_created_rule_takes_tsv_and_csv_files_under_incoming_of_the_data_bucket():
+def test_object_created_rule_sends_every_object_under_incoming_of_the_data_bucket():
     pattern = rule_event("StartTuningFunction")["Properties"]["Pattern"]
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"] == {"name": [{"Ref": "DataBucket"}]}
-    wildcards = {item["wildcard"] for item in pattern["detail"]["object"]["key"]}
-    # Wildcards are case-sensitive; names.is_accepted_key accepts either case of the suffixes.
-    expected = {f"{names.INCOMING_PREFIX}*{suffix}" for suffix in names.ACCEPTED_SUFFIXES}
-    assert wildcards == expected | {w.upper().replace("INCOMING/", names.INCOMING_PREFIX) for w in expected}
+    # No suffix filter: the function decides on the type (formats.file_format), so no file goes without an outcome.
+    assert pattern["detail"]["object"]["key"] == [{"prefix": names.INCOMING_PREFIX}]
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ def test_too_few_rows_per_class_names_the_class():
 
 
 def test_tsv_output_round_trips_tabs_and_quotes():
-    result = split_reviews(make_file([(label, f'a\tb "q" {i}') for label in (-1, 0, 1) for i in range(12)]), "a.tsv")
+    result = split_reviews(make_file([(label, f'a\tb "q" {label} {i}') for label in (-1, 0, 1) for i in range(12)]), "a.tsv")
     text = to_tsv(result.splits["train"]).decode()
     parsed = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
     assert {row["review_body"] for row in parsed} == {r.text for r in result.splits["train"]}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from reviewtune.core import names
+from reviewtune.core import formats, names
 from reviewtune.core.errors import ConfigError
 
 
@@ -41,8 +41,13 @@ def test_invalid_prefixes_are_refused(prefix):
         names.tuning_job_name(prefix, "x")
 
 
-def test_keys_are_url_decoded():
-    assert names.decode_key("incoming/summer+reviews%C3%A9+%282%29.tsv") == "incoming/summer reviewsé (2).tsv"
+def test_the_key_as_given_comes_before_its_url_decoded_form():
+    assert names.key_candidates("incoming/summer+reviews%C3%A9+%282%29.tsv") == [
+        "incoming/summer+reviews%C3%A9+%282%29.tsv",
+        "incoming/summer reviewsé (2).tsv",
+    ]
+    assert names.key_candidates("incoming/plain-name.tsv") == ["incoming/plain-name.tsv"]
+    assert names.key_candidates("incoming/a b (1) é.tsv") == ["incoming/a b (1) é.tsv"]
 
 
 def test_evaluation_job_name_round_trips_to_the_run():
@@ -56,10 +61,33 @@ def test_evaluation_job_name_round_trips_to_the_run():
 
 @pytest.mark.parametrize(
     ("key", "accepted"),
-    [("incoming/a.tsv", True), ("incoming/a.CSV", True), ("incoming/a.txt", False), ("runs/a.tsv", False)],
+    [
+        ("incoming/a.tsv", True),
+        ("incoming/a.CSV", True),
+        ("incoming/a.txt", True),  # given an outcome: rejected for its type, not ignored
+        ("incoming/team/", False),  # folder marker
+        ("runs/a.tsv", False),
+    ],
 )
-def test_accepted_keys(key, accepted):
+def test_objects_given_an_outcome(key, accepted):
     assert names.is_accepted_key(key) is accepted
+
+
+@pytest.mark.parametrize(
+    ("key", "suffix"),
+    [
+        ("incoming/a.tsv", ".tsv"),
+        ("incoming/a.Csv", ".csv"),
+        ("incoming/a.TSV.GZ", ".tsv.gz"),
+        ("incoming/a.csv.Gz", ".csv.gz"),
+        ("incoming/a.gz", None),
+        ("incoming/a.xlsx", None),
+        ("incoming/a.tsv.zip", None),
+    ],
+)
+def test_file_formats_in_any_letter_case(key, suffix):
+    fmt = formats.file_format(key)
+    assert (fmt.suffix if fmt else None) == suffix
 
 
 def test_layout():

@@ -1,0 +1,48 @@
+"""The files reviewtune takes under incoming/: which names, how large, how each is read. One place for these facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+# The largest object accepted (as stored, compressed or not), checked from the event's size before reading it; and the
+# largest content a .gz file may expand to (a gzip bomb is refused while it is being read).
+MAX_FILE_BYTES = 256 * MiB
+MAX_DECOMPRESSED_BYTES = 256 * MiB
+# Longest field and longest physical line; a longer one is refused with its line number, so memory stays bounded.
+MAX_FIELD_CHARS = 1 * MiB
+MAX_LINE_CHARS = 4 * MiB
+
+
+@dataclass(frozen=True)
+class FileFormat:
+    suffix: str  # lower case, as listed to people
+    delimiter: str
+    compressed: bool
+
+    @property
+    def kind(self) -> str:
+        return "TSV" if self.delimiter == "\t" else "CSV"
+
+
+FORMATS = (
+    FileFormat(".tsv", "\t", False),
+    FileFormat(".csv", ",", False),
+    FileFormat(".tsv.gz", "\t", True),
+    FileFormat(".csv.gz", ",", True),
+)
+ACCEPTED_SUFFIXES = tuple(f.suffix for f in FORMATS)
+
+
+def accepted_formats_text() -> str:
+    """How the accepted formats are named to people, e.g. in a rejection."""
+    return ", ".join(ACCEPTED_SUFFIXES) + " (UTF-8, any letter case)"
+
+
+def file_format(key: str) -> FileFormat | None:
+    """The format of a key from its name, in any letter case; None for any other file."""
+    lower = key.lower()
+    for candidate in sorted(FORMATS, key=lambda f: -len(f.suffix)):
+        if lower.endswith(candidate.suffix):
+            return candidate
+    return None

@@ -1,0 +1,362 @@
+"""Read a dropped review file as a stream, strictly: every row checked, nothing guessed, memory independent of size.
+
+The object's body (a botocore StreamingBody or any binary file object) is read through a counting, hashing wrapper,
+``gzip.GzipFile`` for ``.gz`` files (the expanded size bounded too), ``io.TextIOWrapper`` (UTF-8, BOM or not) and
+Python's ``csv`` with ``strict=True``. Valid rows are yielded one at a time; once a problem is found nothing more is
+yielded, but the file is read to the end to count every problem. Any problem raises a DatasetError with line numbers
+and short excerpts (see ``reasons``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import itertools
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from reviewtune.core.errors import DatasetError
+from reviewtune.core.formats import (
+    MAX_DECOMPRESSED_BYTES,
+    MAX_FIELD_CHARS,
+    MAX_FILE_BYTES,
+    MAX_LINE_CHARS,
+    FileFormat,
+)
+from reviewtune.core.reasons import Problems, bounded, excerpt
+
+TEXT_COLUMNS = ("review_body", "review_text", "text", "review", "body", "content")
+SENTIMENT_COLUMNS = ("sentiment", "label")
+RATING_COLUMNS = ("rating", "stars", "star_rating")
+SPLIT_COLUMN = "split"
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
+SENTIMENT_VALUES = ("-1", "0", "1")
+RATING_VALUES = ("1", "2", "3", "4", "5")
+_HEADER_NAMES_SHOWN = 10
+_CHUNK = 1024 * 1024
+
+_WHITESPACE = re.compile(r"\s+")
+# C0 controls except tab, line feed and carriage return; DEL. (NUL bytes and other binary content.)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Bytes that are not UTF-8 arrive as lone surrogates (errors="surrogateescape"), so each is found on its own line.
+_NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
+_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
+
+csv.field_size_limit(MAX_FIELD_CHARS)
+
+
+def rating_to_sentiment(rating: int) -> int:
+    """Ratings 1-2 are negative, 3 neutral, 4-5 positive."""
+    return -1 if rating <= 2 else (0 if rating == 3 else 1)
+
+
+def clean_text(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def normalise_column(column: str) -> str:
+    return _WHITESPACE.sub("_", column.strip().lower()).replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Row:
+    sentiment: int
+    text: str  # whitespace collapsed
+    split: str | None  # from the file's split column, else None
+    line: int
+
+
+@dataclass
+class ReadInfo:
+    """What reading found; complete once ``rows()`` is exhausted."""
+
+    text_column: str = ""
+    label_column: str = ""
+    label_kind: str = ""
+    has_split_column: bool = False
+    rows_read: int = 0
+    dropped_empty_text: int = 0
+    bytes_read: int = 0
+    content_bytes: int = 0
+    content_sha256: str = ""
+    lines: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Counted(io.RawIOBase):
+    """A raw stream that counts (and optionally hashes) what passes through and refuses more than ``limit`` bytes."""
+
+    def __init__(self, source: Any, limit: int, too_large: str, hasher: Any = None):
+        self._source = source
+        self._limit = limit
+        self._too_large = too_large
+        self._hasher = hasher
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(min(len(buffer), _CHUNK))
+        n = len(data)
+        buffer[:n] = data
+        self.count += n
+        if self._hasher is not None:
+            self._hasher.update(data)
+        if self.count > self._limit:
+            raise DatasetError(self._too_large.format(limit=self._limit))
+        return n
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):,.0f} MiB"
+
+
+class ReviewReader:
+    """One pass over one file: ``rows()`` yields valid rows; ``info`` is complete afterwards."""
+
+    def __init__(self, body: BinaryIO, fmt: FileFormat):
+        self.fmt = fmt
+        self.info = ReadInfo()
+        self.problems = Problems()
+        self._hasher = hashlib.sha256()
+        self._raw = _Counted(
+            body,
+            MAX_FILE_BYTES,
+            f"the file is larger than {_mib(MAX_FILE_BYTES)}; split it into smaller files",
+            self._hasher,
+        )
+        stream: Any = self._raw
+        self._content = self._raw
+        if fmt.compressed:
+            self._content = _Counted(
+                gzip.GzipFile(fileobj=self._raw, mode="rb"),
+                MAX_DECOMPRESSED_BYTES,
+                f"the compressed file expands to more than {_mib(MAX_DECOMPRESSED_BYTES)}; "
+                "split it into smaller files",
+            )
+            stream = self._content
+        buffered = io.BufferedReader(stream, buffer_size=64 * 1024)
+        self._text = io.TextIOWrapper(buffered, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        self._lines_read = 0
+
+    # --------------------------------------------------------------------------------------------------- lines
+
+    def _lines(self) -> Iterator[str]:
+        while True:
+            try:
+                line = self._text.readline(MAX_LINE_CHARS + 1)
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                where = f"after line {self._lines_read:,}: " if self._lines_read else ""
+                raise DatasetError(
+                    f"{where}the file is not valid gzip data ({excerpt(str(exc), 80)}); "
+                    "compress it again with gzip, or drop it uncompressed"
+                ) from exc
+            if not line:
+                return
+            self._lines_read += 1
+            number = self._lines_read
+            if len(line) > MAX_LINE_CHARS:
+                raise DatasetError(f"line {number} is longer than {MAX_LINE_CHARS:,} characters")
+            if number == 1:
+                self._check_start(line)
+            if _SUSPECT.search(line) is None:
+                yield line
+                continue
+            bad = _NOT_UTF8.search(line)
+            if bad:
+                byte = ord(bad.group()) - 0xDC00
+                self.problems.add(
+                    number,
+                    f"not UTF-8: byte 0x{byte:02x} at character {bad.start() + 1}; save the file as UTF-8",
+                )
+            control = _CONTROL.search(line)
+            if control:
+                self.problems.add(
+                    number,
+                    f"control character {control.group()!r} (binary content) at character {control.start() + 1}",
+                )
+            yield line
+
+    def _check_start(self, line: str) -> None:
+        start = line[:4]
+        if start.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+            raise DatasetError("the file is UTF-16, not UTF-8; save it as UTF-8 (CSV UTF-8) and drop it again")
+        if start.startswith("PK\x03\x04"):
+            raise DatasetError(
+                "the file is a ZIP archive or an Excel workbook, not text; export the sheet as CSV UTF-8"
+            )
+        if start.startswith("\x1f\udc8b"):
+            raise DatasetError("the file is gzip-compressed but its name does not end in .gz; rename it")
+
+    # ---------------------------------------------------------------------------------------------- header
+
+    def _header(self, lines: Iterator[str]) -> tuple[list[str], Iterator[list[str]]]:
+        for first in lines:
+            if first.strip():
+                break
+        else:
+            raise DatasetError("the file is empty")
+        delimiter = self.fmt.delimiter
+        head = first.rstrip("\r\n")
+        if delimiter == "," and "\t" in head and "," not in head:
+            delimiter = "\t"  # a tab-separated file named .csv
+        self._delimiter = delimiter
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
+        start = self._lines_read
+        try:
+            header = next(reader)
+        except csv.Error as exc:
+            raise DatasetError(self._csv_error(start, exc)) from exc
+        return header, reader
+
+    def _columns(self, header: list[str]) -> tuple[int, int, str, int | None]:
+        normalised = [normalise_column(c) for c in header]
+
+        def matches(candidates: tuple[str, ...]) -> list[int]:
+            return [i for i, name in enumerate(normalised) if name in candidates]
+
+        def listed(indexes: list[int]) -> str:
+            return ", ".join(f"{excerpt(header[i])} (column {i + 1})" for i in indexes)
+
+        def shown_header() -> str:
+            names = ", ".join(excerpt(c) for c in header[:_HEADER_NAMES_SHOWN])
+            more = f" and {len(header) - _HEADER_NAMES_SHOWN:,} more" if len(header) > _HEADER_NAMES_SHOWN else ""
+            return f"the header has {len(header):,} column{'' if len(header) == 1 else 's'}: {names}{more}"
+
+        def ambiguous(role: str, indexes: list[int]) -> str:
+            if len({normalised[i] for i in indexes}) == 1:
+                return f"duplicate {role} column, {len(indexes)} times"
+            return f"ambiguous {role} columns, {len(indexes)} of them"
+
+        text = matches(TEXT_COLUMNS)
+        if not text:
+            raise DatasetError(
+                f"no review text column: {shown_header()}; name the text column one of {', '.join(TEXT_COLUMNS)}"
+            )
+        if len(text) > 1:
+            raise DatasetError(f"{ambiguous('review text', text)}: {listed(text)}; keep exactly one")
+        labels = matches(SENTIMENT_COLUMNS + RATING_COLUMNS)
+        if not labels:
+            raise DatasetError(
+                f"no label column: {shown_header()}; add a 'sentiment' column (-1, 0, 1) or a 'rating' column (1-5)"
+            )
+        if len(labels) > 1:
+            raise DatasetError(
+                f"{ambiguous('label', labels)}: {listed(labels)}; keep exactly one (sentiment -1/0/1 or rating 1-5)"
+            )
+        splits = matches((SPLIT_COLUMN,))
+        if len(splits) > 1:
+            raise DatasetError(f"{ambiguous('split', splits)}: {listed(splits)}; keep exactly one")
+        kind = "sentiment" if normalised[labels[0]] in SENTIMENT_COLUMNS else "rating"
+        return text[0], labels[0], kind, (splits[0] if splits else None)
+
+    # ------------------------------------------------------------------------------------------------ rows
+
+    def _csv_error(self, start: int, exc: csv.Error) -> str:
+        message = str(exc)
+        where = f"line {start}" if self._lines_read <= start else f"the record starting on line {start}"
+        if "unexpected end of data" in message:
+            rest = self._lines_read - start + 1
+            return (
+                f"{where}: a quoted value is never closed (its opening quote would swallow the rest of the file, "
+                f"{rest:,} line{'' if rest == 1 else 's'}); close the quote or write it as two quotes \"\""
+            )
+        if "expected after" in message:
+            return (
+                f"{where}: text follows a closing quote (line {self._lines_read}); inside a quoted value write a "
+                'quote as two quotes "", or do not start an unquoted value with a quote'
+            )
+        if "field larger than field limit" in message:
+            return f"{where}: a value is longer than {MAX_FIELD_CHARS:,} characters"
+        return f"{where}: cannot be read as {self.fmt.kind}: {excerpt(message, 120)}"
+
+    def rows(self) -> Iterator[Row]:
+        """Yield every valid row; raise DatasetError at the end if anything was wrong."""
+        lines = self._lines()
+        header, reader = self._header(lines)
+        text_idx, label_idx, kind, split_idx = self._columns(header)
+        info = self.info
+        info.text_column, info.label_column = header[text_idx], header[label_idx]
+        info.label_kind, info.has_split_column = kind, split_idx is not None
+        allowed = SENTIMENT_VALUES if kind == "sentiment" else RATING_VALUES
+        width = len(header)
+        separator = "tab" if self._delimiter == "\t" else "comma"
+        problems = self.problems
+        while True:
+            start = self._lines_read + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                problems.add(start, self._csv_error(start, exc).split(": ", 1)[1])
+                break  # the rest of the file cannot be trusted
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            info.rows_read += 1
+            if len(row) != width:
+                hint = (
+                    f"an unquoted {separator} inside a value? put that value in double quotes"
+                    if len(row) > width
+                    else "a missing value, or a line break inside an unquoted value?"
+                )
+                problems.add(start, f"{len(row)} fields, expected {width} ({hint})")
+                continue
+            raw_label = row[label_idx].strip()
+            if raw_label.endswith(".0"):
+                raw_label = raw_label[:-2]
+            if raw_label not in allowed:
+                problems.add(
+                    start,
+                    f"{excerpt(header[label_idx])} is {excerpt(row[label_idx])}, expected one of {', '.join(allowed)}",
+                )
+                continue
+            given = None
+            if split_idx is not None:
+                raw_split = row[split_idx].strip().lower()
+                given = SPLIT_ALIASES.get(raw_split)
+                if given is None:
+                    problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
+                    continue
+            text = clean_text(row[text_idx])
+            if not text:
+                info.dropped_empty_text += 1
+                continue
+            if problems:
+                continue  # the file will be refused: keep counting, keep nothing
+            label = int(raw_label)
+            yield Row(label if kind == "sentiment" else rating_to_sentiment(label), text, given, start)
+        if problems:
+            stopped = "" if self._finished() else f" (reading stopped at line {self._lines_read:,})"
+            raise DatasetError(bounded(problems.reason("problem") + stopped))
+        self._drain()
+        info.lines = self._lines_read
+        info.bytes_read = self._raw.count
+        info.content_bytes = self._content.count
+        info.content_sha256 = self._hasher.hexdigest()
+
+    def _finished(self) -> bool:
+        try:
+            return not self._text.read(1)
+        except (DatasetError, OSError, EOFError, zlib.error):
+            return False
+
+    def _drain(self) -> None:
+        """Read what is left of the object (e.g. past the end of a gzip stream) so the hash covers all of it."""
+        while self._raw.read(_CHUNK):
+            pass

@@ -1,0 +1,109 @@
+"""Messages never fail on odd values and always fit SNS (body <= 256 KiB with attributes, subject <= 100 ASCII)."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import pytest
+
+from reviewtune.core import messages
+from reviewtune.core.notify import MESSAGE_MAX_BYTES, SUBJECT_MAX, publish, subject_line
+
+HUGE = "é✓" * 300_000 + "\x00\x07\ud800"
+HOSTILE_ITEMS = [
+    {},
+    {"run_id": None, "dataset": None, "source": None, "data": None, "tuning": None, "config": None},
+    {"run_id": "r", "source": "not a mapping", "data": {"summary": {"rows": {"train": "many", "test": None}}}},
+    {"run_id": HUGE, "dataset": HUGE, "source": {"bucket": HUGE, "key": HUGE, "version_id": HUGE}},
+    {
+        "run_id": 12,
+        "dataset": "équipe/avis ✓.tsv",
+        "data": {"summary": {"rows": {"train": Decimal("10"), "validation": float("nan")}, "leakage_removed": "x"}},
+        "tuning": {
+            "trials": [{"name": None}, "not a trial", {"name": "t", "status": "Failed", "failure_reason": HUGE}] * 40,
+            "best_training_job": {"name": HUGE, "objective": "NaN", "tuned_hyperparameters": {HUGE: HUGE, "lr": None}},
+            "status_counters": {"Completed": "three"},
+        },
+        "results": {"confusion_matrix_uri": HUGE, "evaluation_uri": 7},
+    },
+]
+HOSTILE_EVALUATIONS = [
+    {},
+    {"metrics": None},
+    {"metrics": {"accuracy": {"value": "n/a"}, "macro_f1": {"value": math.inf}}},
+    {"metrics": {"accuracy": {"value": float("nan")}, "per_class": {"-1": {"precision": None}, "0": "x", "1": {}}}},
+    {"metrics": {"accuracy": {"value": Decimal("0.7412")}, "per_class": {"1": {"precision": "0.5", "recall": 1,
+                                                                               "f1": True, "support": "12"}}}},
+]
+
+
+class RecordingSns:
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def publish(self, **kwargs):
+        self.calls.append(kwargs)
+        return {"MessageId": "m"}
+
+
+def fits_sns(call: dict) -> None:
+    subject = call["Subject"]
+    assert 0 < len(subject) <= SUBJECT_MAX and all(0x20 <= ord(c) <= 0x7E for c in subject)
+    size = len(call["Message"].encode("utf-8")) + sum(
+        len(k.encode()) + len(v["DataType"]) + len(v["StringValue"].encode()) for k, v in call["MessageAttributes"].items()
+    )
+    assert size <= MESSAGE_MAX_BYTES
+    assert all(v["StringValue"] for v in call["MessageAttributes"].values())
+
+
+@pytest.mark.parametrize("item", HOSTILE_ITEMS)
+@pytest.mark.parametrize("evaluation", HOSTILE_EVALUATIONS)
+def test_success_message_survives_odd_values_and_fits_sns(item, evaluation):
+    subject, body = messages.succeeded(item, evaluation, "runs")
+    sns = RecordingSns()
+    publish(sns, "arn", subject, body, run_id=item.get("run_id"), status="SUCCEEDED")
+    fits_sns(sns.calls[0])
+
+
+@pytest.mark.parametrize("item", HOSTILE_ITEMS)
+@pytest.mark.parametrize("reason", [None, "", HUGE, 42, {"not": "text"}])
+def test_failure_and_rejection_messages_survive_odd_values_and_fit_sns(item, reason):
+    sns = RecordingSns()
+    for subject, body in (
+        messages.run_failed(item, "tuning", "FAILED", reason, "runs"),
+        messages.run_failed(item, None, None, reason, None),
+        messages.rejected(item, reason, None, "runs"),
+    ):
+        publish(sns, "arn", subject, body, run_id=HUGE, status=None)
+    for call in sns.calls:
+        fits_sns(call)
+
+
+def test_success_message_shows_the_numbers_and_the_cleaning():
+    item = {
+        "run_id": "reviewtune-1",
+        "dataset": "team/a.tsv",
+        "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
+        "config": {"strategy": "Bayesian"},
+        "data": {"summary": {"rows": {"train": 270, "validation": 14, "test": 13}, "duplicates_removed": 4,
+                             "leakage_removed": 3, "dropped_empty_text": 1, "dropped_by_balancing": 0}},
+        "tuning": {"trials": [{}, {}], "status_counters": {"Completed": 2},
+                   "best_training_job": {"name": "j", "objective": 71.5, "tuned_hyperparameters": {"lr": "1e-4"}}},
+    }
+    evaluation = {"metrics": {"accuracy": {"value": 0.7412}, "macro_f1": {"value": 0.73},
+                              "per_class": {"1": {"precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 5}}}}
+    subject, body = messages.succeeded(item, evaluation, "runs")
+    assert subject == "reviewtune: team/a.tsv: test accuracy 74.12 %"
+    assert "train 270 / validation 14 / test 13" in body
+    assert "duplicates removed 4" in body and "removed from validation/test as also in train 3" in body
+    assert "Macro F1:            0.7300" in body and "positive (1)" in body and "Validation accuracy: 71.5 %" in body
+
+
+def test_long_body_is_cut_on_a_character_boundary_and_says_so():
+    sns = RecordingSns()
+    publish(sns, "arn", "s" * 500 + "\n✓", "✓" * 200_000, run_id="r", status="FAILED")
+    call = sns.calls[0]
+    fits_sns(call)
+    assert call["Message"].endswith("the full record is in DynamoDB]")
+    assert subject_line("a\nb ✓") == "a b ?"
