@@ -4,7 +4,8 @@ Each handler module is imported N times, every time in a new subprocess with the
 functions (Globals, parameter defaults, placeholder names for the stack's resources) plus the variables the Lambda
 runtime sets (``LAMBDA_TASK_ROOT`` among them, so Powertools' Tracer is active and patches botocore as deployed).
 The time is measured inside the subprocess around the module import only (interpreter start-up excluded), with
-bytecode caches warm (the first, discarded run writes them). Prints the median and range per handler.
+bytecode caches warm (the first, discarded run writes them): wall-clock seconds, and the CPU seconds of the process,
+which stay meaningful on a machine busy with other work. Prints the medians and the range per handler.
 
     python bench/cold_start.py [--runs 9] [--json out.json] [--importtime start_tuning]
 """
@@ -28,12 +29,11 @@ from reviewtune.cfn_yaml import load_template  # noqa: E402
 FUNCTIONS_DIR = REPO / "functions"
 PROBE = """
 import importlib.util, json, sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 spec = importlib.util.spec_from_file_location("app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-elapsed = time.perf_counter() - start
-print(json.dumps({"seconds": elapsed, "modules": len(sys.modules)}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}))
 """
 # Values of the stack's own resources (Ref / GetAtt) as they would look once deployed.
 RESOURCE_VALUES = {
@@ -151,13 +151,18 @@ def import_once(folder: str, env: dict[str, str], extra_args: tuple[str, ...] = 
 def measure(folder: str, function_id: str, runs: int) -> dict[str, Any]:
     env = {**template_environment(function_id), **lambda_environment(folder)}
     import_once(folder, env)  # writes the bytecode caches; not counted
-    seconds = [json.loads(import_once(folder, env).stdout.strip().splitlines()[-1])["seconds"] for _ in range(runs)]
+    samples = [json.loads(import_once(folder, env).stdout.strip().splitlines()[-1]) for _ in range(runs)]
+    wall = [sample["seconds"] for sample in samples]
+    cpu = [sample["cpu_seconds"] for sample in samples]
     return {
         "function": folder,
         "runs": runs,
-        "median_s": round(statistics.median(seconds), 4),
-        "min_s": round(min(seconds), 4),
-        "max_s": round(max(seconds), 4),
+        "median_s": round(statistics.median(wall), 4),
+        "min_s": round(min(wall), 4),
+        "max_s": round(max(wall), 4),
+        "median_cpu_s": round(statistics.median(cpu), 4),
+        "wall_s": [round(x, 4) for x in wall],
+        "cpu_s": [round(x, 4) for x in cpu],
     }
 
 
@@ -187,9 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         print(import_profile(args.importtime))
         return 0
     results = [measure(folder, function_id, args.runs) for folder, function_id in sorted(handler_folders().items())]
-    print(f"{'handler':<20} {'median':>8} {'min':>8} {'max':>8}   (import of app.py, {args.runs} fresh processes)")
+    print(f"import of functions/<handler>/app.py, {args.runs} fresh processes each")
+    print(f"{'handler':<20} {'median':>8} {'min':>8} {'max':>8} {'median CPU':>11}")
     for r in results:
-        print(f"{r['function']:<20} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s")
+        print(
+            f"{r['function']:<20} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s"
+            f" {r['median_cpu_s']:>10.3f}s"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
