@@ -7,7 +7,12 @@ The time is measured inside the subprocess around the module import only (interp
 bytecode caches warm (the first, discarded run writes them): wall-clock seconds, and the CPU seconds of the process,
 which stay meaningful on a machine busy with other work. Prints the medians and the range per handler.
 
-    python bench/cold_start.py [--runs 9] [--json out.json] [--importtime start_tuning]
+    python bench/cold_start.py [--runs 9] [--json out.json] [--importtime start_tuning] [--site DIR]
+
+``--site DIR`` runs the imports as in Lambda's sys.path: no site-packages (``python -S``), only the standard library,
+DIR and the repository; fill DIR with the layer's packages plus boto3, e.g.
+``python3.11 -m pip install --target .bench-layer/python -r layers/core/requirements.txt boto3``. Without it the
+project's virtualenv is used, whose extra packages (e.g. ones the X-Ray SDK would patch) make the figures larger.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ def template_environment(function_id: str | None = None) -> dict[str, str]:
     return {name: str(_resolve(value, values, template)) for name, value in variables.items()}
 
 
-def lambda_environment(folder: str, memory_mb: int = 256) -> dict[str, str]:
+def lambda_environment(folder: str, memory_mb: int = 256, site: Path | None = None) -> dict[str, str]:
     """What the Lambda python3.11 runtime adds (no credentials: the import makes no AWS call)."""
     return {
         "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR / folder),
@@ -120,7 +125,7 @@ def lambda_environment(folder: str, memory_mb: int = 256) -> dict[str, str]:
         "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
         "_HANDLER": "app.handler",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)] if site else [str(REPO)]),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
     }
 
@@ -138,8 +143,9 @@ def handler_folders() -> dict[str, str]:
 
 def import_once(folder: str, env: dict[str, str], extra_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     app = FUNCTIONS_DIR / folder / "app.py"
+    isolated = ("-S",) if env.get("REVIEWTUNE_BENCH_SITE") else ()
     return subprocess.run(
-        [sys.executable, *extra_args, "-c", PROBE, str(app)],
+        [sys.executable, *isolated, *extra_args, "-c", PROBE, str(app)],
         cwd=FUNCTIONS_DIR / folder,
         env=env,
         capture_output=True,
@@ -148,8 +154,15 @@ def import_once(folder: str, env: dict[str, str], extra_args: tuple[str, ...] = 
     )
 
 
-def measure(folder: str, function_id: str, runs: int) -> dict[str, Any]:
-    env = {**template_environment(function_id), **lambda_environment(folder)}
+def _environment(folder: str, function_id: str, site: Path | None) -> dict[str, str]:
+    env = {**template_environment(function_id), **lambda_environment(folder, site=site)}
+    if site:
+        env["REVIEWTUNE_BENCH_SITE"] = str(site)
+    return env
+
+
+def measure(folder: str, function_id: str, runs: int, site: Path | None = None) -> dict[str, Any]:
+    env = _environment(folder, function_id, site)
     import_once(folder, env)  # writes the bytecode caches; not counted
     samples = [json.loads(import_once(folder, env).stdout.strip().splitlines()[-1]) for _ in range(runs)]
     wall = [sample["seconds"] for sample in samples]
@@ -166,10 +179,9 @@ def measure(folder: str, function_id: str, runs: int) -> dict[str, Any]:
     }
 
 
-def import_profile(folder: str, top: int = 25) -> str:
+def import_profile(folder: str, top: int = 25, site: Path | None = None) -> str:
     """The modules with the largest cumulative import time in one run (``python -X importtime``)."""
-    function_id = handler_folders()[folder]
-    env = {**template_environment(function_id), **lambda_environment(folder)}
+    env = _environment(folder, handler_folders()[folder], site)
     stderr = import_once(folder, env, ("-X", "importtime")).stderr
     rows = []
     for line in stderr.splitlines():
@@ -187,11 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=9, help="imports per handler (median reported)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--importtime", metavar="FOLDER", help="print one import profile of this handler and stop")
+    parser.add_argument("--site", type=Path, help="import from this folder (and the stdlib) only, as in Lambda")
     args = parser.parse_args(argv)
+    site = args.site.resolve() if args.site else None
     if args.importtime:
-        print(import_profile(args.importtime))
+        print(import_profile(args.importtime, site=site))
         return 0
-    results = [measure(folder, function_id, args.runs) for folder, function_id in sorted(handler_folders().items())]
+    handlers = sorted(handler_folders().items())
+    results = [measure(folder, function_id, args.runs, site) for folder, function_id in handlers]
     print(f"import of functions/<handler>/app.py, {args.runs} fresh processes each")
     print(f"{'handler':<20} {'median':>8} {'min':>8} {'max':>8} {'median CPU':>11}")
     for r in results:
