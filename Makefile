@@ -4,9 +4,11 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # pip on this kind of machine warns about configured local indexes that are absent; keep the output readable.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 export SAM_CLI_TELEMETRY := 0
@@ -20,7 +22,7 @@ RUN_ARGS := $(if $(DATA),--data "$(DATA)") $(if $(MAX_JOBS),--max-jobs $(MAX_JOB
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(EARLY_STOPPING),--early-stopping $(EARLY_STOPPING)) \
 	$(if $(MODEL),--model "$(MODEL)") $(if $(MINUTES),--minutes $(MINUTES))
 
-.PHONY: setup models run test lint bench build validate clean up down
+.PHONY: setup models run test lint checkov bench build validate clean up down
 
 setup: $(STAMP) $(SAM_STAMP) models
 
@@ -43,6 +45,13 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install -q "aws-sam-cli==1.170.0" "cfn-lint==1.58.0" 2>&1 | $(QUIET_PIP)
 	touch $@
 
+$(CHECKOV_STAMP):
+	@echo "setting up $(CHECKOV_VENV) (checkov, kept apart: it pins its own boto3)..."
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q "checkov==3.3.30" 2>&1 | $(QUIET_PIP)
+	$(CHECKOV_VENV)/bin/checkov --version
+	touch $@
+
 run: $(STAMP) models
 	$(PY) -m reviewtune.cli run $(RUN_ARGS)
 
@@ -55,18 +64,23 @@ down: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-validate: $(SAM_STAMP)
+# The IaC gate: no failed check; every skip is declared, with its reason, in the resource's Metadata.
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation -f template.yaml
+
+validate: $(SAM_STAMP) checkov
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
 build: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam build --template template.yaml
 
-test: setup lint
+test: setup lint checkov
 	$(PY) -m pytest
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/cold_start.py --json bench/results/cold_start.json
 
 clean:
 	rm -rf .reviewtune out .aws-sam .pytest_cache

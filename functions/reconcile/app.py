@@ -3,11 +3,11 @@
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from reviewtune.core.context import FunctionContext
+from reviewtune.core.context import TRACED_MODULES, FunctionContext
 from reviewtune.core.reconciler import reconcile
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 ctx = FunctionContext.from_env()
 

@@ -5,12 +5,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent
 from aws_lambda_powertools.utilities.parser import parse
 
-from reviewtune.core.context import FunctionContext, idempotency_config
+from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
 from reviewtune.core.events import ProcessingJobStateChange
 from reviewtune.core.results import record_results
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 ctx = FunctionContext.from_env()
 IDEMPOTENCY = idempotency_config("[detail.ProcessingJobName, detail.ProcessingJobStatus]")

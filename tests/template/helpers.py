@@ -91,9 +91,61 @@ def iam_statements() -> list[Statement]:
                     f"{logical_id}: only inline statements are used, so every permission is visible here"
                 )
                 found.extend(_statements_of(logical_id, policy))
-        elif kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy"):
+        elif kind in ("AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::SNS::TopicPolicy"):
             found.extend(_statements_of(logical_id, props["PolicyDocument"]))
+        elif kind == "AWS::KMS::Key":
+            found.extend(_statements_of(logical_id, props["KeyPolicy"]))
     return found
+
+
+def principals(logical_id: str, sid: str) -> Any:
+    """The Principal of the statement ``sid`` of a resource policy (bucket, queue, topic or key policy)."""
+    props = properties(logical_id)
+    document = props.get("PolicyDocument") or props["KeyPolicy"]
+    return next(raw["Principal"] for raw in as_list(document["Statement"]) if raw.get("Sid") == sid)
+
+
+def condition_holds(name: str, values: Mapping[str, str]) -> bool:
+    """Evaluate the template condition ``name`` (Equals / Not / And / Or / Condition over Ref) with ``values``."""
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Fn::Equals":
+                return str(evaluate(arg[0])) == str(evaluate(arg[1]))
+            if key == "Fn::Not":
+                return not evaluate(arg[0])
+            if key == "Fn::And":
+                return all(evaluate(a) for a in arg)
+            if key == "Fn::Or":
+                return any(evaluate(a) for a in arg)
+            if key == "Condition":
+                return condition_holds(arg, values)
+            if key == "Ref":
+                return values[arg]
+        return node
+
+    return bool(evaluate(template()["Conditions"][name]))
+
+
+def resolve_conditions(node: Any, values: Mapping[str, str]) -> Any:
+    """``node`` with every Fn::If decided by ``values`` and AWS::NoValue removed (list items and keys)."""
+    no_value = object()
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, dict):
+            if set(item) == {"Fn::If"}:
+                name, when_true, when_false = item["Fn::If"]
+                return walk(when_true if condition_holds(name, values) else when_false)
+            if item == {"Ref": "AWS::NoValue"}:
+                return no_value
+            walked = {key: walk(value) for key, value in item.items()}
+            return {key: value for key, value in walked.items() if value is not no_value}
+        if isinstance(item, list):
+            return [value for value in (walk(v) for v in item) if value is not no_value]
+        return item
+
+    return walk(node)
 
 
 def resolve(node: Any, values: Mapping[str, str]) -> Any:

@@ -18,7 +18,9 @@ from tests.template.helpers import (
     function_environment,
     iam_statements,
     parameter_defaults,
+    principals,
     properties,
+    resolve_conditions,
     resources,
     rule_event,
     template,
@@ -49,6 +51,8 @@ RUNS_TABLE_ARN = {"Fn::GetAtt": ["RunsTable", "Arn"]}
 IDEMPOTENCY_TABLE_ARN = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
 TOPIC = {"Ref": "NotificationTopic"}
 RUNS_INDEXES = {"Fn::Sub": "${RunsTable.Arn}/index/*"}
+TOPIC_KEY_ARN = {"Fn::GetAtt": ["NotificationKey", "Arn"]}
+TOPIC_KEY_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
@@ -124,7 +128,8 @@ def test_bucket_is_versioned_encrypted_private_and_sends_events_to_eventbridge()
         "RestrictPublicBuckets": True,
     }
     assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
-    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    lifecycle = resolve_conditions(bucket["LifecycleConfiguration"], parameter_defaults())
+    rules = {rule["Id"]: rule for rule in lifecycle["Rules"]}
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
     assert all(rule["Status"] == "Enabled" for rule in rules.values())
     assert resources()["DataBucket"]["DeletionPolicy"] == "Retain"
@@ -175,7 +180,7 @@ def test_idempotency_table_has_the_powertools_key_and_ttl():
 
 
 def test_topic_is_encrypted_and_the_email_subscription_exists_only_with_an_address():
-    assert properties("NotificationTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    assert properties("NotificationTopic")["KmsMasterKeyId"] == {"Ref": "NotificationKey"}
     subscription = resources()["NotificationSubscription"]
     assert subscription["Condition"] == "HasNotificationEmail"
     assert subscription["Properties"] == {
@@ -470,13 +475,26 @@ def test_no_allow_statement_grants_a_wildcard_action():
     statements = iam_statements()
     assert len(statements) > 30
     wildcard = [(s.owner, s.sid, a) for s in statements for a in s.actions if "*" in a]
-    # The one exception is the TLS-only deny of the bucket policy, which must cover every S3 action.
-    assert wildcard == [("DataBucketPolicy", "DenyInsecureTransport", "s3:*")]
-    assert next(s for s in statements if s.sid == "DenyInsecureTransport").effect == "Deny"
+    # The exceptions: the TLS-only denies of the bucket policies, which must cover every S3 action, and the
+    # account's administration of its own key (what lets IAM policies grant the key's use).
+    assert sorted(wildcard) == [
+        ("AccessLogsBucketPolicy", "DenyInsecureTransport", "s3:*"),
+        ("DataBucketPolicy", "DenyInsecureTransport", "s3:*"),
+        ("NotificationKey", "AccountAdministersKey", "kms:*"),
+    ]
+    assert all(s.effect == "Deny" for s in statements if s.sid == "DenyInsecureTransport")
+    assert principals("NotificationKey", "AccountAdministersKey") == {
+        "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    }
 
 
 def test_only_unscopable_actions_are_allowed_on_every_resource():
-    star = [s for s in iam_statements() if s.effect == "Allow" and "*" in s.resources]
+    # In a key policy "*" is the key itself.
+    star = [
+        s
+        for s in iam_statements()
+        if s.effect == "Allow" and "*" in s.resources and resources()[s.owner]["Type"] != "AWS::KMS::Key"
+    ]
     assert {(s.owner, s.actions) for s in star} == {
         ("SageMakerExecutionRole", ("ecr:GetAuthorizationToken",)),
         ("SageMakerExecutionRole", ("cloudwatch:PutMetricData",)),
@@ -522,6 +540,7 @@ def test_start_tuning_permissions():
         "sagemaker:AddTags",
         "iam:PassRole",
         "sns:Publish",
+        *TOPIC_KEY_ACTIONS,
     }
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["s3:ListBucket"] == [BUCKET_ARN]
@@ -543,9 +562,8 @@ def test_start_tuning_permissions():
 
 def test_start_evaluation_permissions():
     grants = _grants("StartEvaluationFunction")
+    # It reads the tuning job from SageMaker (no S3) and only creates the processing job (no Describe).
     assert set(grants) == {
-        "s3:ListBucket",
-        "s3:GetObject",
         *IDEMPOTENCY_ACTIONS,
         "dynamodb:Query",
         "sagemaker:DescribeHyperParameterTuningJob",
@@ -553,10 +571,10 @@ def test_start_evaluation_permissions():
         "sagemaker:CreateHyperParameterTuningJob",
         "sagemaker:DescribeTrainingJob",
         "sagemaker:CreateProcessingJob",
-        "sagemaker:DescribeProcessingJob",
         "sagemaker:AddTags",
         "iam:PassRole",
         "sns:Publish",
+        *TOPIC_KEY_ACTIONS,
     }
     assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     assert grants["sagemaker:ListTrainingJobsForHyperParameterTuningJob"] == [
@@ -573,6 +591,7 @@ def test_start_evaluation_permissions():
 
 def test_record_results_permissions():
     grants = _grants("RecordResultsFunction")
+    # The processing job's state-change event carries everything it needs: no SageMaker call at all.
     assert set(grants) == {
         "s3:ListBucket",
         "s3:GetObject",
@@ -584,11 +603,21 @@ def test_record_results_permissions():
         "sagemaker:AddTags",
         "iam:PassRole",
         "sns:Publish",
+        *TOPIC_KEY_ACTIONS,
     }
     assert grants["s3:GetObject"] == [_objects("runs/")]
     assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
-    assert grants["sagemaker:DescribeProcessingJob"] == [_job_arn("processing-job")]
+
+
+def test_every_function_that_publishes_may_use_the_topic_key_and_nothing_else_of_kms():
+    functions = {lid for lid, r in resources().items() if r["Type"] == "AWS::Serverless::Function"}
+    publishers = {s.owner for s in iam_statements() if "sns:Publish" in s.actions and s.owner in functions}
+    assert publishers >= set(FUNCTIONS)
+    for function_id in sorted(publishers):
+        grants = _grants(function_id)
+        assert {a for a in grants if a.startswith("kms:")} == TOPIC_KEY_ACTIONS, function_id
+        assert all(grants[action] == [TOPIC_KEY_ARN] for action in TOPIC_KEY_ACTIONS), function_id
 
 
 def test_reconcile_permissions():

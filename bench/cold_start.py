@@ -1,0 +1,224 @@
+"""Cold-start import time of each Lambda handler: ``functions/<name>/app.py`` imported in a fresh interpreter.
+
+Each handler module is imported N times, every time in a new subprocess with the environment the template gives the
+functions (Globals, parameter defaults, placeholder names for the stack's resources) plus the variables the Lambda
+runtime sets (``LAMBDA_TASK_ROOT`` among them, so Powertools' Tracer is active and patches botocore as deployed).
+The time is measured inside the subprocess around the module import only (interpreter start-up excluded), with
+bytecode caches warm (the first, discarded run writes them): wall-clock seconds, and the CPU seconds of the process,
+which stay meaningful on a machine busy with other work. Prints the medians and the range per handler.
+
+    python bench/cold_start.py [--runs 9] [--json out.json] [--importtime start_tuning] [--site DIR]
+
+``--site DIR`` runs the imports as in Lambda's sys.path: no site-packages (``python -S``), only the standard library,
+DIR and the repository; fill DIR with the layer's packages plus boto3, e.g.
+``python3.11 -m pip install --target .bench-layer/python -r layers/core/requirements.txt boto3``. Without it the
+project's virtualenv is used, whose extra packages (e.g. ones the X-Ray SDK would patch) make the figures larger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from reviewtune.cfn_yaml import load_template  # noqa: E402
+
+FUNCTIONS_DIR = REPO / "functions"
+PROBE = """
+import importlib.util, json, sys, time
+start, cpu = time.perf_counter(), time.process_time()
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}))
+"""
+# Values of the stack's own resources (Ref / GetAtt) as they would look once deployed.
+RESOURCE_VALUES = {
+    "DataBucket": "reviewtune-databucket-1a2b3c4d5e6f",
+    "RunsTable": "reviewtune-RunsTable-1A2B3C4D5E6F",
+    "IdempotencyTable": "reviewtune-IdempotencyTable-1A2B3C4D5E6F",
+    "NotificationTopic": "arn:aws:sns:us-east-1:123456789012:reviewtune-NotificationTopic-1A2B3C4D5E6F",
+    "SageMakerExecutionRole": "arn:aws:iam::123456789012:role/reviewtune-SageMakerExecutionRole-1A2B3C4D5E6F",
+}
+PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "123456789012"}
+
+
+def _resolve(node: Any, values: dict[str, str], template: dict[str, Any]) -> Any:
+    """Enough of Ref / GetAtt / Sub / If / FindInMap / Join to evaluate the functions' environment."""
+    if not isinstance(node, dict):
+        return str(node)
+    ((key, arg),) = node.items()
+    if key == "Ref":
+        return values[arg]
+    if key == "Fn::GetAtt":
+        return values[arg[0]]
+    if key == "Fn::FindInMap":
+        name, first, second = (_resolve(a, values, template) for a in arg)
+        return template["Mappings"][name][first][second]
+    if key == "Fn::If":
+        condition, when_true, when_false = arg
+        return _resolve(when_true if _condition(condition, values, template) else when_false, values, template)
+    if key == "Fn::Join":
+        return arg[0].join(_resolve(a, values, template) for a in arg[1])
+    if key == "Fn::Sub":
+        text, local = (arg, {}) if isinstance(arg, str) else arg
+        scope = {**values, **{k: _resolve(v, values, template) for k, v in local.items()}}
+        for name, value in sorted(scope.items(), key=lambda item: -len(item[0])):
+            text = text.replace(f"${{{name}}}", str(value)).replace(f"${{{name}.Arn}}", str(value))
+        return text
+    raise ValueError(f"cannot evaluate {key} in the functions' environment")
+
+
+def _condition(name: str, values: dict[str, str], template: dict[str, Any]) -> bool:
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Fn::Equals":
+                return evaluate(arg[0]) == evaluate(arg[1])
+            if key == "Fn::Not":
+                return not evaluate(arg[0])
+            if key == "Fn::And":
+                return all(evaluate(a) for a in arg)
+            if key == "Fn::Or":
+                return any(evaluate(a) for a in arg)
+            if key == "Condition":
+                return _condition(arg, values, template)
+        return _resolve(node, values, template)
+
+    return bool(evaluate(template["Conditions"][name]))
+
+
+def template_environment(function_id: str | None = None) -> dict[str, str]:
+    """The variables template.yaml gives a function (Globals merged with the function's own), parameters at their
+    defaults."""
+    template = load_template(REPO / "template.yaml")
+    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    values.update(RESOURCE_VALUES, **PSEUDO, **{"AWS::Partition": "aws"})
+    variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    if function_id:
+        own = template["Resources"][function_id]["Properties"].get("Environment", {}).get("Variables", {})
+        variables.update(own)
+    return {name: str(_resolve(value, values, template)) for name, value in variables.items()}
+
+
+def lambda_environment(folder: str, memory_mb: int = 256, site: Path | None = None) -> dict[str, str]:
+    """What the Lambda python3.11 runtime adds (no credentials: the import makes no AWS call)."""
+    return {
+        "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR / folder),
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "AWS_LAMBDA_FUNCTION_NAME": f"reviewtune-{folder}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_REGION": PSEUDO["AWS::Region"],
+        "AWS_DEFAULT_REGION": PSEUDO["AWS::Region"],
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "_HANDLER": "app.handler",
+        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)] if site else [str(REPO)]),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+
+
+def handler_folders() -> dict[str, str]:
+    """folder under functions/ -> the template's logical id of its function."""
+    template = load_template(REPO / "template.yaml")
+    found = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            folder = resource["Properties"]["CodeUri"].rstrip("/").split("/")[-1]
+            found[folder] = logical_id
+    return found
+
+
+def import_once(folder: str, env: dict[str, str], extra_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    app = FUNCTIONS_DIR / folder / "app.py"
+    isolated = ("-S",) if env.get("REVIEWTUNE_BENCH_SITE") else ()
+    return subprocess.run(
+        [sys.executable, *isolated, *extra_args, "-c", PROBE, str(app)],
+        cwd=FUNCTIONS_DIR / folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def _environment(folder: str, function_id: str, site: Path | None) -> dict[str, str]:
+    env = {**template_environment(function_id), **lambda_environment(folder, site=site)}
+    if site:
+        env["REVIEWTUNE_BENCH_SITE"] = str(site)
+    return env
+
+
+def measure(folder: str, function_id: str, runs: int, site: Path | None = None) -> dict[str, Any]:
+    env = _environment(folder, function_id, site)
+    import_once(folder, env)  # writes the bytecode caches; not counted
+    samples = [json.loads(import_once(folder, env).stdout.strip().splitlines()[-1]) for _ in range(runs)]
+    wall = [sample["seconds"] for sample in samples]
+    cpu = [sample["cpu_seconds"] for sample in samples]
+    return {
+        "function": folder,
+        "runs": runs,
+        "median_s": round(statistics.median(wall), 4),
+        "min_s": round(min(wall), 4),
+        "max_s": round(max(wall), 4),
+        "median_cpu_s": round(statistics.median(cpu), 4),
+        "wall_s": [round(x, 4) for x in wall],
+        "cpu_s": [round(x, 4) for x in cpu],
+    }
+
+
+def import_profile(folder: str, top: int = 25, site: Path | None = None) -> str:
+    """The modules with the largest cumulative import time in one run (``python -X importtime``)."""
+    env = _environment(folder, handler_folders()[folder], site)
+    stderr = import_once(folder, env, ("-X", "importtime")).stderr
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line[len("import time:") :].split("|")
+        depth = (len(name) - len(name.lstrip())) // 2
+        rows.append((int(cumulative), depth, name.strip()))
+    rows.sort(reverse=True)
+    return "\n".join(f"{us / 1000:8.1f} ms  {'  ' * depth}{name}" for us, depth, name in rows[:top])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=9, help="imports per handler (median reported)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--importtime", metavar="FOLDER", help="print one import profile of this handler and stop")
+    parser.add_argument("--site", type=Path, help="import from this folder (and the stdlib) only, as in Lambda")
+    args = parser.parse_args(argv)
+    site = args.site.resolve() if args.site else None
+    if args.importtime:
+        print(import_profile(args.importtime, site=site))
+        return 0
+    handlers = sorted(handler_folders().items())
+    results = [measure(folder, function_id, args.runs, site) for folder, function_id in handlers]
+    print(f"import of functions/<handler>/app.py, {args.runs} fresh processes each")
+    print(f"{'handler':<20} {'median':>8} {'min':>8} {'max':>8} {'median CPU':>11}")
+    for r in results:
+        print(
+            f"{r['function']:<20} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s"
+            f" {r['median_cpu_s']:>10.3f}s"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

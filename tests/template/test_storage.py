@@ -1,0 +1,117 @@
+"""template.yaml storage lifecycle: what the data bucket expires and when, and where its access logs go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.template.helpers import (
+    iam_statements,
+    parameter_defaults,
+    principals,
+    properties,
+    resolve_conditions,
+    resources,
+    template,
+)
+
+BUCKET_ARN = {"Fn::GetAtt": ["DataBucket", "Arn"]}
+
+
+def lifecycle_rules(bucket_id: str, **parameters: str) -> dict[str, dict[str, Any]]:
+    """The bucket's lifecycle rules as deployed with ``parameters`` over the defaults, by rule id."""
+    values = {**parameter_defaults(), **parameters}
+    configuration = resolve_conditions(properties(bucket_id)["LifecycleConfiguration"], values)
+    rules = {rule["Id"]: rule for rule in configuration["Rules"]}
+    assert len(rules) == len(configuration["Rules"]), "rule ids are unique"
+    return rules
+
+
+def expiring_prefixes(rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """prefix -> days, for the rules that expire current objects."""
+    return {rule.get("Prefix", ""): rule["ExpirationInDays"] for rule in rules.values() if "ExpirationInDays" in rule}
+
+
+def test_expiry_parameters_are_days_where_zero_keeps_objects():
+    parameters = template()["Parameters"]
+    for name in ("RunsExpirationDays", "RejectedExpirationDays"):
+        assert parameters[name]["Type"] == "Number"
+        assert parameters[name]["MinValue"] == 0
+        assert "0 keeps" in parameters[name]["Description"]
+    assert parameter_defaults()["RunsExpirationDays"] == "0"
+    assert parameter_defaults()["RejectedExpirationDays"] == "90"
+
+
+def test_by_default_run_outputs_stay_and_rejected_files_go_after_ninety_days():
+    rules = lifecycle_rules("DataBucket")
+    assert expiring_prefixes(rules) == {"rejected/": {"Ref": "RejectedExpirationDays"}}
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
+
+
+@pytest.mark.parametrize(
+    ("runs", "rejected", "expected"),
+    [
+        ("30", "0", {"runs/"}),
+        ("365", "7", {"runs/", "rejected/"}),
+        ("0", "0", set()),
+    ],
+)
+def test_each_prefix_expires_only_when_its_days_are_not_zero(runs, rejected, expected):
+    rules = lifecycle_rules("DataBucket", RunsExpirationDays=runs, RejectedExpirationDays=rejected)
+    prefixes = expiring_prefixes(rules)
+    assert set(prefixes) == expected
+    parameter = {"runs/": "RunsExpirationDays", "rejected/": "RejectedExpirationDays"}
+    assert prefixes == {prefix: {"Ref": parameter[prefix]} for prefix in expected}
+
+
+def test_nothing_expires_dropped_files_or_the_code_runs_refer_to():
+    for runs, rejected in (("0", "0"), ("1", "1")):
+        prefixes = expiring_prefixes(lifecycle_rules("DataBucket", RunsExpirationDays=runs, RejectedExpirationDays=rejected))
+        assert set(prefixes) <= {"runs/", "rejected/"}
+
+
+def test_expired_and_overwritten_objects_go_ninety_days_later_with_their_delete_markers():
+    assert properties("DataBucket")["VersioningConfiguration"] == {"Status": "Enabled"}
+    rule = lifecycle_rules("DataBucket")["ExpireNoncurrentVersions"]
+    assert "Prefix" not in rule
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 90}
+    assert rule["ExpiredObjectDeleteMarker"] is True
+    assert lifecycle_rules("DataBucket")["AbortIncompleteMultipartUploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 7
+    }
+
+
+def test_data_bucket_access_is_logged_to_a_private_bucket_only_s3_logging_writes_to():
+    assert properties("DataBucket")["LoggingConfiguration"] == {
+        "DestinationBucketName": {"Ref": "AccessLogsBucket"},
+        "LogFilePrefix": "data-bucket/",
+    }
+    logs = properties("AccessLogsBucket")
+    # Server access logs can be delivered only to a bucket encrypted with SSE-S3.
+    (encryption,) = logs["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert logs["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert logs["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    assert resources()["AccessLogsBucket"]["DeletionPolicy"] == "Retain"
+
+    allowed = [s for s in iam_statements() if s.owner == "AccessLogsBucketPolicy" and s.effect == "Allow"]
+    (delivery,) = allowed
+    assert principals("AccessLogsBucketPolicy", delivery.sid) == {"Service": "logging.s3.amazonaws.com"}
+    assert delivery.actions == ("s3:PutObject",)
+    assert delivery.resources == ({"Fn::Sub": "${AccessLogsBucket.Arn}/data-bucket/*"},)
+    assert delivery.condition == {
+        "ArnLike": {"aws:SourceArn": BUCKET_ARN},
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
+    (deny,) = (s for s in iam_statements() if s.owner == "AccessLogsBucketPolicy" and s.effect == "Deny")
+    assert deny.condition == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_access_logs_are_kept_as_long_as_the_function_logs():
+    rules = lifecycle_rules("AccessLogsBucket")
+    assert expiring_prefixes(rules) == {"": {"Ref": "LogRetentionDays"}}
+    assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 30
+    assert rules["ExpireNoncurrentVersions"]["ExpiredObjectDeleteMarker"] is True
