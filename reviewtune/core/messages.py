@@ -111,5 +111,6 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: str) -> t
         lines.append(f"Confusion matrix:    {results['confusion_matrix_uri']}")
     if results.get("evaluation_uri"):
         lines.append(f"Evaluation report:   {results['evaluation_uri']}")
+    lines += [f"HTML report:         {results['report_uri']}"] if results.get("report_uri") else []
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
