@@ -119,6 +119,7 @@ def _numeric(values: list[str]) -> list[float] | None:
 def objective_by_parameter(trials: list[dict[str, Any]], ranges: dict[str, Any], best: str | None) -> bytes | None:
     """One panel per tuned hyperparameter: each trial's objective against its value (log axis for log ranges)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     scored = [t for t in trials if t.get("objective") is not None]
     params = sorted({k for t in scored for k in t.get("tuned_hyperparameters", {})})
@@ -139,17 +140,29 @@ def objective_by_parameter(trials: list[dict[str, Any]], ranges: dict[str, Any],
         else:
             xs = values
             if isinstance(rule, dict) and rule.get("scaling") in LOG_SCALINGS:
+                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
                 axes.set_xscale("log")
+                axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0e}"))
+                axes.xaxis.set_minor_formatter(NullFormatter())
+            if isinstance(rule, dict) and "min" in rule and "max" in rule:  # the whole searched range
+                low, high = float(rule["min"]), float(rule["max"])
+                pad = (high / low) ** 0.05 if axes.get_xscale() == "log" and low > 0 else None
+                axes.set_xlim(*((low / pad, high * pad) if pad else (low - 0.05 * (high - low), high + 0.05 * (high - low))))
         objectives = [t["objective"] for t in rows]
-        colours = [t.get("_order", i) for i, t in enumerate(rows)]
-        points = axes.scatter(xs, objectives, c=colours, cmap="Blues", edgecolors="grey", s=45, zorder=3)
+        colours = [t.get("_order", i) + 1 for i, t in enumerate(rows)]
+        points = axes.scatter(xs, objectives, c=colours, cmap="viridis", vmin=1, vmax=max(len(scored), 2),
+                              edgecolors="grey", s=45, zorder=3)
         for x, t in zip(xs, rows, strict=True):
             if t["name"] == best:
                 axes.scatter([x], [t["objective"]], marker="*", s=260, color="tab:red", zorder=4, label="best")
         axes.set_xlabel(name + (" (log)" if axes.get_xscale() == "log" else ""))
         axes.set_ylabel("validation accuracy %")
         axes.grid(alpha=0.3)
-    figure.colorbar(points, ax=axes_list[0][-1], label="trial #")
+    bar = figure.colorbar(points, ax=axes_list[0][-1], label="trial # (order started)")
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
     figure.suptitle("Objective by hyperparameter")
     return _png(figure)
 

@@ -22,25 +22,31 @@ CSS = """
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;background:#f5f6f8;margin:0}
 main{max-width:1120px;margin:0 auto;padding:16px}
-h1{font-size:1.5em;margin:.2em 0;word-break:break-all}
+h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}
 h2{font-size:1.2em;margin:0 0 .6em;border-bottom:2px solid #d8dee8;padding-bottom:.2em}
 section{background:#fff;border-radius:8px;padding:14px 18px;margin:14px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 .sub{color:#5a6475}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{flex:1 1 150px;background:#eef3fb;border-radius:6px;padding:8px 12px}
 .card b{display:block;font-size:1.45em}
-.card span{color:#5a6475;font-size:.85em}
+.card>span{color:#5a6475;font-size:.85em}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;margin:.4em 0;font-size:.92em}
 th,td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
-td.text{white-space:normal;text-align:left;min-width:16em}
+.text{white-space:normal;text-align:left;min-width:16em}
+th.left,td.left{text-align:left}
 tr.best td{background:#fff4e0}
 img{max-width:100%;height:auto;display:block;margin:8px 0}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
-dt{color:#5a6475}dd{margin:0;word-break:break-all}
+dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
+@media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}}
 """
+
+
+# Nothing outside the file may load: images are data: URIs, the style is inline, there is no script.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'"
 
 
 def _pct(value: float | None, digits: int = 2) -> str:
@@ -240,8 +246,8 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
         for e in sorted(examples, key=lambda e: (e["true"], e["predicted"]))
     ]
     example_html = (
-        '<div class="scroll"><table><thead><tr><th>true</th><th>predicted</th><th>review</th></tr></thead><tbody>'
-        + "".join(f"<tr><td>{a}</td><td>{b}</td><td class='text'>{c}</td></tr>" for a, b, c in example_rows)
+        '<div class="scroll"><table><thead><tr><th>true</th><th class="left">predicted</th><th class="text">review</th></tr></thead><tbody>'
+        + "".join(f"<tr><td>{a}</td><td class='left'>{b}</td><td class='text'>{c}</td></tr>" for a, b, c in example_rows)
         + "</tbody></table></div>"
         if example_rows
         else "<p>No test review was misclassified.</p>"
@@ -318,5 +324,6 @@ def render(
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>reviewtune {escape(str(run_id))}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
     )

@@ -19,7 +19,7 @@ from reviewtune.core import names
 from reviewtune.core.runs import RunStatus
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
 
 
 def _target(args: argparse.Namespace) -> Target:
