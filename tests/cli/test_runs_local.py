@@ -37,7 +37,7 @@ def cli(workdir, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
 def two_runs(tmp_path_factory):
     """Two runs of one dataset (two versions of one object), each dropped and followed through the CLI."""
     tmp = tmp_path_factory.mktemp("cli-local")
-    params = tiny_budget(MaxJobs="3", MaxParallelJobs="1", Epochs="2",
+    params = tiny_budget(MaxJobs="2", MaxParallelJobs="1", Epochs="2",
                          StaticHyperparameters=json.dumps({**TINY, "train_steps_per_epoch": 2}))
     with LocalRuntime(workdir=tmp / "runtime", template=ROOT / "template.yaml", parameters=params, total_cpus=2) as runtime:
         outputs = []
@@ -91,7 +91,7 @@ def test_trials_equal_the_sagemaker_sdk_dataframe(two_runs):
     session = Session(boto_session=runtime._session(), sagemaker_client=runtime.client("sagemaker"))
     frame = HyperparameterTuningJobAnalytics(run_id, sagemaker_session=session).dataframe()
 
-    assert len(rows) == len(frame) == 3
+    assert len(rows) == len(frame) == 2
     by_name = {row["TrainingJobName"]: row for row in rows}
     for record in frame.to_dict("records"):
         row = by_name[record["TrainingJobName"]]
