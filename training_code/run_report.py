@@ -59,7 +59,9 @@ def _num(value: Any) -> str:
     except (TypeError, ValueError):
         return escape(str(value))
     text = str(value).strip('"')
-    return text if number.is_integer() and "e" not in text.lower() else f"{number:.3g}"
+    if number.is_integer() and "e" not in text.lower():
+        return text
+    return f"{number:.2e}" if 0 < abs(number) < 1e-3 else f"{number:.3g}"
 
 
 def _time(value: Any) -> datetime | None:
@@ -126,7 +128,8 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
             _card("95 % interval (Wilson)", f'<span data-key="ci-low">{_pct(low)}</span>–'
                   f'<span data-key="ci-high">{_pct(high)}</span>'),
             _card("macro F1", f'{metrics.get("macro_f1", {}).get("value", float("nan")):.4f}', "macro-f1"),
-            _card("best validation accuracy %", _num(best.get("objective", "n/a")), "best-objective"),
+            _card("best validation accuracy %", "n/a" if best.get("objective") is None else f"{best['objective']:.2f}",
+                  "best-objective"),
             _card("test reviews", f"{test_rows:,}", "test-rows"),
         ]
     )
