@@ -98,7 +98,7 @@ def run_view(item: dict[str, Any]) -> Group:
     if per_class:
         table = Table(title="Per class (test split)")
         for column in ("class", "precision", "recall", "f1", "support"):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="left" if column == "class" else "right")
         for label, values in sorted(per_class.items(), key=lambda kv: int(kv[0])):
             table.add_row(f"{LABEL_NAMES.get(int(label), label)} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
         parts.append(table)
