@@ -20,6 +20,7 @@ from reviewtune.core.runs import RunStatus
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+progress_console = Console(highlight=False, stderr=True)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -99,13 +100,14 @@ def cmd_drop(args: argparse.Namespace) -> int:
     if not args.follow:
         _emit(args, dropped, f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}")
         return 0
-    console.print(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run")
+    live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
+    live.print(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run")
     runs = target.runs()
     item = queries.find_run(runs.table, dataset, dropped, timeout=args.timeout)
     if item is None:
         raise SystemExit(f"error: no run of s3://{dropped['bucket']}/{key} appeared within {args.timeout:.0f} s")
-    progress = Progress(console, target.client("sagemaker"), item["run_id"])
-    item = wait_for_run(console, runs, progress, item["run_id"], args.timeout)
+    progress = Progress(live, target.client("sagemaker"), item["run_id"])
+    item = wait_for_run(live, runs, progress, item["run_id"], args.timeout)
     if args.json:
         print(json.dumps(queries.jsonable(item), indent=2, default=str))
     else:

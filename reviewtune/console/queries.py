@@ -22,8 +22,9 @@ CONTENT_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv"}
 def _query(table: Any, limit: int, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Items of one index query, newest first, page by page, at most ``limit`` of them."""
     seen = 0
+    filtered = "FilterExpression" in kwargs  # DynamoDB applies Limit before the filter: ask for full pages then
     while seen < limit:
-        response = table.query(ScanIndexForward=False, Limit=limit - seen if "FilterExpression" not in kwargs else limit, **kwargs)
+        response = table.query(ScanIndexForward=False, Limit=limit if filtered else limit - seen, **kwargs)
         for item in response["Items"]:
             yield from_item(item)
             seen += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 
 from reviewtune.core.dataset import LABEL_NAMES
@@ -138,11 +138,3 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
             "yes" if row.get("EarlyStopped") else "no",
         )
     return table
-
-
-def print_json(console: Console, data: Any) -> None:
-    import json
-
-    from reviewtune.console.queries import jsonable
-
-    console.print_json(json.dumps(jsonable(data), default=str)) if console.is_terminal else print(json.dumps(jsonable(data), indent=2, default=str))

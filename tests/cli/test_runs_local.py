@@ -51,9 +51,10 @@ def two_runs(tmp_path_factory):
 def test_drop_follow_shows_the_run_live_and_ends_with_its_record(two_runs):
     runtime, _, outputs = two_runs
     first, second = outputs
-    for result in outputs:
-        assert "tuning job reviewtune-" in result.stdout and "  trial " in result.stdout and "val_acc" in result.stdout
-    item = json.loads(second.stdout[second.stdout.index("\n{") + 1:])
+    for result in outputs:  # live progress on stderr, the final run item as JSON on stdout
+        assert "tuning job reviewtune-" in result.stderr and "  trial " in result.stderr and "val_acc" in result.stderr
+    assert json.loads(first.stdout)["status"] == "SUCCEEDED"
+    item = json.loads(second.stdout)
     assert item["status"] == "SUCCEEDED" and item["dataset"] == DATASET
     assert item["source"]["key"] == f"incoming/{DATASET}"
     head = runtime.client("s3").head_object(Bucket=item["source"]["bucket"], Key=item["source"]["key"])
