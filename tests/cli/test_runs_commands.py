@@ -194,3 +194,23 @@ def test_trial_rows_have_the_sdk_columns_epochs_and_early_stop():
          "FinalObjectiveValue": 60.0, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=30),
          "TrainingElapsedTimeSeconds": 30.0, "Epochs": 1, "EarlyStopped": True},
     ]
+
+
+def test_make_run_copies_the_report_into_out(deployed, tmp_path):
+    from reviewtune.cli import _download_results
+
+    s3 = boto3.client("s3")
+    item = put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    prefix = names.evaluation_prefix("reviewtune-a1")
+    for name, body in (("evaluation.json", b"{}"), ("confusion_matrix.png", b"png"), ("report/index.html", b"<html>")):
+        s3.put_object(Bucket=deployed.bucket, Key=prefix + name, Body=body)
+    item["results"].update(evaluation_uri=names.s3_uri(deployed.bucket, prefix + "evaluation.json"),
+                           confusion_matrix_uri=names.s3_uri(deployed.bucket, prefix + "confusion_matrix.png"))
+
+    class Runtime:
+        def client(self, service):
+            return boto3.client(service)
+
+    files = _download_results(Runtime(), item, tmp_path / "out")
+    assert files["report.html"].read_bytes() == b"<html>" and files["report.html"] == tmp_path / "out" / "report.html"
+    assert json.loads(files["run.json"].read_text())["run_id"] == "reviewtune-a1"
