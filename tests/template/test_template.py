@@ -525,6 +525,8 @@ def test_start_evaluation_permissions():
     assert set(grants) == {
         "s3:ListBucket",
         "s3:GetObject",
+        "s3:PutObject",
+        "dynamodb:Query",
         *IDEMPOTENCY_ACTIONS,
         "sagemaker:DescribeHyperParameterTuningJob",
         "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
@@ -541,6 +543,8 @@ def test_start_evaluation_permissions():
     assert grants["sagemaker:DescribeTrainingJob"] == [_job_arn("training-job")]
     assert grants["sagemaker:CreateProcessingJob"] == [_job_arn("processing-job")]
     assert grants["sagemaker:AddTags"] == [_job_arn("processing-job")]
+    assert grants["s3:PutObject"] == [_objects("runs/*/evaluation/input/")]
+    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${RunsTable.Arn}/index/by_dataset"}]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
     assert sorted(grants["dynamodb:UpdateItem"], key=str) == sorted(
         [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN], key=str
