@@ -1,4 +1,5 @@
-"""The reviewtune command: run the pipeline locally, or start / stop the local runtime."""
+"""The reviewtune command: run the pipeline locally, start / stop the local runtime, drop files and inspect runs
+(on AWS or the local runtime)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +18,16 @@ from rich.console import Console
 from rich.table import Table
 
 from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, plan_run
+from reviewtune.console import commands
+from reviewtune.console.follow import Progress, wait_for_run
+from reviewtune.console.views import show_value
 from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.formats import accepted_formats_text, file_format
-from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
+from reviewtune.core.runs import RunsRepository
 
 console = Console(highlight=False, soft_wrap=True)
 SUBSCRIBER_QUEUE = "reviewtune-cli-subscriber"
-
-
-def _show(value: str) -> str:
-    """A hyperparameter value as people read it: 8.403604888695193e-05 -> 8.4e-05."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return value if number.is_integer() and "e" not in value.lower() else f"{number:.3g}"
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -72,63 +68,21 @@ def cmd_local_down(args: argparse.Namespace) -> int:
     return 0 if stop_running(Path(args.workdir)) else 1
 
 
-class Progress:
-    """Prints a line whenever a trial changes: status, epoch, objective."""
-
-    def __init__(self, runtime: Any, run_id: str):
-        self.runtime = runtime
-        self.run_id = run_id
-        self.sagemaker = runtime.client("sagemaker")
-        self.seen: dict[str, tuple] = {}
-        self.tuning_status: str | None = None
-
-    def _epochs(self, job: str) -> int:
-        log = Path(self.runtime.workdir) / "sagemaker" / "training" / job / "log.txt"
+def _log_epochs(runtime: Any) -> Callable[[str], int]:
+    def epochs(job: str) -> int:
+        log = Path(runtime.workdir) / "sagemaker" / "training" / job / "log.txt"
         try:
             return log.read_text(errors="replace").count("val_acc:")
         except OSError:
             return 0
 
-    def poll(self) -> None:
-        try:
-            tuning = self.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=self.run_id)
-        except Exception:  # the job does not exist yet
-            return
-        if tuning["HyperParameterTuningJobStatus"] != self.tuning_status:
-            self.tuning_status = tuning["HyperParameterTuningJobStatus"]
-            console.print(f"[bold]tuning job[/] {self.run_id}: {self.tuning_status}")
-        summaries = self.sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=self.run_id, MaxResults=100
-        )["TrainingJobSummaries"]
-        for summary in sorted(summaries, key=lambda s: s["TrainingJobName"]):
-            name = summary["TrainingJobName"]
-            objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
-            state = (summary["TrainingJobStatus"], self._epochs(name), objective)
-            if state != self.seen.get(name):
-                self.seen[name] = state
-                hps = " ".join(f"{k}={_show(v)}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
-                shown = f"{objective:.2f} %" if objective is not None else "-"
-                console.print(f"  trial {name[-12:]}  {state[0]:<10} epoch {state[1]}  val_acc {shown:<8}  {hps}")
+    return epochs
 
 
 def _wait_for_run(runtime: Any, run_id: str, timeout: float) -> dict[str, Any]:
     runs = RunsRepository(runtime.table(runtime.stack.outputs["RunsTableName"]))
-    progress = Progress(runtime, run_id)
-    deadline = time.monotonic() + timeout
-    last_status = None
-    while time.monotonic() < deadline:
-        item = runs.get(run_id)
-        status = item["status"] if item else "WAITING"
-        if status != last_status:
-            console.print(f"[bold]run[/] {run_id}: {status}")
-            last_status = status
-        if status == "TUNING":
-            progress.poll()
-        if item and status in FINAL_STATUSES:
-            progress.poll()
-            return item
-        time.sleep(2)
-    raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
+    progress = Progress(console, runtime.client("sagemaker"), run_id, epochs=_log_epochs(runtime))
+    return wait_for_run(console, runs, progress, run_id, timeout)
 
 
 def _subscribe(runtime: Any) -> str:
@@ -153,7 +107,10 @@ def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str
     s3 = runtime.client("s3")
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name, uri in (("evaluation.json", item["results"]["evaluation_uri"]), ("confusion_matrix.png", item["results"]["confusion_matrix_uri"])):
+    results = item["results"]
+    wanted = [("evaluation.json", results["evaluation_uri"]), ("confusion_matrix.png", results["confusion_matrix_uri"])]
+    wanted += [("report.html", results["report_uri"])] if results.get("report_uri") else []
+    for name, uri in wanted:
         bucket, key = names.parse_s3_uri(uri)
         target = out / name
         s3.download_file(bucket, key, str(target))
@@ -176,7 +133,7 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         trials.add_column(column)
     for trial in item["tuning"]["trials"]:
         mark = " *" if trial["name"] == best["name"] else ""
-        hps = ", ".join(f"{k}={_show(v)}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
+        hps = ", ".join(f"{k}={show_value(v)}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
         objective = f"{trial['objective']:.2f}" if trial.get("objective") is not None else "-"
         trials.add_row(trial["name"][len(item["run_id"]) + 1 :] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
     console.print(trials)
@@ -191,6 +148,8 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
     console.print(per_class)
     for name, path in files.items():
         console.print(f"{name:<22} {path}")
+    if "report.html" in files:
+        console.print(f"[bold]HTML report:[/] {files['report.html']}")
     if message:
         console.rule("SNS message as received by a subscriber")
         console.print(f"Subject: {message.get('Subject')}")
@@ -300,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--early-stopping", choices=("Off", "Auto"))
     run.add_argument("--model", help="model_name_or_path (default: all-mpnet-base-v2 for a file, all-MiniLM-L6-v2 for the sample)")
     run.add_argument("--minutes", type=float, default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
-    run.add_argument("--out", default="out", help="where evaluation.json and confusion_matrix.png are copied")
+    run.add_argument("--out", default="out", help="where evaluation.json, confusion_matrix.png and report.html are copied")
     run.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the run")
     run.set_defaults(func=cmd_run)
 
@@ -311,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_local_up)
     down = local_sub.add_parser("down", help="stop a running one")
     down.set_defaults(func=cmd_local_down)
+
+    commands.register(sub)
 
     sample = sub.add_parser("sample-data", help="write the embedded sample dataset")
     sample.add_argument("path")

@@ -7,15 +7,21 @@
   such an archive, or a folder already holding the saved model (``config.json``).
 - ``--input-data``: a folder of ``*.tsv`` files with the header ``sentiment<TAB>review_body``.
 - ``--output-data``: gets ``evaluation.json`` and ``confusion_matrix.png``.
+- ``--input-run`` (optional): a folder holding ``run.json`` (the run's config, data summary, trials and this
+  dataset's earlier runs, written by start_evaluation) for the report.
+- ``--output-report`` (optional): gets ``index.html``, the run's self-contained HTML report.
 
-The classifier is rebuilt with the pooling it was trained with (``classifier_pooling`` in its config). Needs torch,
-transformers, scikit-learn and matplotlib in the processing image.
+The classifier is rebuilt with the pooling it was trained with (``classifier_pooling`` in its config). The metrics
+need only torch, transformers and numpy (what the Hugging Face inference image has). The plots need matplotlib:
+when it is missing, it is installed from ``requirements-evaluation.txt``; when that fails too, the report comes out
+without images (and says so) and evaluation.json is written all the same.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tarfile
 import tempfile
@@ -23,11 +29,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import report_plots
+import run_report
 import torch
 from modeling import choose_precision, classification_logits, load_for_inference, peak_rss_mb
 from review_data import LABELS, ReviewDataError, read_reviews, sorted_batches, tokenize
 
-DISPLAY_NAMES: dict[int, str] = {-1: "negative", 0: "neutral", 1: "positive"}
+DISPLAY_NAMES = report_plots.CLASS_NAMES
 DEFAULT_MAX_SEQ_LENGTH = 128
 
 
@@ -86,22 +94,37 @@ def predict(model_dir: Path, texts: list[str], max_seq_length: int, batch_size: 
     return [id2label[int(index)] for index in predicted]
 
 
-def compute_metrics(y_true: list[int], y_pred: list[int]) -> dict:
-    """The ``metrics`` object of evaluation.json."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) -> list[float]:
+    """The Wilson score interval of a proportion (95 % by default): ``[low, high]``."""
+    if total <= 0:
+        return [0.0, 1.0]
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
+
+def compute_metrics(y_true: list[int], y_pred: list[int]) -> dict:
+    """The ``metrics`` object of evaluation.json (numpy only: the processing image need not have scikit-learn)."""
     labels = list(LABELS)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for true, pred in zip(y_true, y_pred, strict=True):
+        matrix[index[true], index[pred]] += 1
+    correct = np.diag(matrix)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, correct / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    total = int(matrix.sum())
+    hits = int(correct.sum())
     return {
-        "accuracy": {"value": float(accuracy_score(y_true, y_pred))},
-        "macro_f1": {
-            "value": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
-        },
-        "weighted_f1": {
-            "value": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))
-        },
+        "accuracy": {"value": hits / total if total else 0.0, "ci95": wilson_interval(hits, total)},
+        "macro_f1": {"value": float(f1.mean())},
+        "weighted_f1": {"value": float((f1 * support).sum() / total) if total else 0.0},
         "per_class": {
             str(label): {
                 "precision": float(precision[i]),
@@ -111,34 +134,41 @@ def compute_metrics(y_true: list[int], y_pred: list[int]) -> dict:
             }
             for i, label in enumerate(labels)
         },
-        "confusion_matrix": {
-            "labels": labels,
-            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        },
+        "confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
     }
 
 
-def plot_confusion_matrix(matrix: list[list[int]], path: Path) -> Path:
-    import matplotlib
+def misclassified_examples(
+    texts: list[str], y_true: list[int], y_pred: list[int], per_pair: int = 3, max_chars: int = 400
+) -> list[dict]:
+    """A few wrongly classified test reviews for every (true, predicted) pair, in test-file order."""
+    examples: list[dict] = []
+    taken: dict[tuple[int, int], int] = {}
+    for text, true, pred in zip(texts, y_true, y_pred, strict=True):
+        if true == pred or taken.get((true, pred), 0) >= per_pair:
+            continue
+        taken[(true, pred)] = taken.get((true, pred), 0) + 1
+        shown = text if len(text) <= max_chars else text[: max_chars - 1] + "\u2026"
+        examples.append({"true": true, "predicted": pred, "text": shown})
+    return examples
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
 
-    display = ConfusionMatrixDisplay(
-        np.asarray(matrix), display_labels=[DISPLAY_NAMES[label] for label in LABELS]
-    )
-    figure, axes = plt.subplots(figsize=(5, 4.5), dpi=120)
-    display.plot(ax=axes, cmap="Blues", colorbar=False, values_format="d")
-    axes.set_title("Test set confusion matrix")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+def read_json(folder: Path | None, name: str) -> dict | None:
+    """``name`` found under ``folder`` (searched recursively), parsed; None when absent."""
+    if folder is None or not folder.exists():
+        return None
+    found = [folder] if folder.is_file() else sorted(folder.rglob(name), key=lambda path: len(path.parts))
+    return json.loads(found[0].read_text()) if found else None
 
 
 def evaluate(
-    input_model: Path, input_data: Path, output_data: Path, max_seq_length: int | None, batch_size: int
+    input_model: Path,
+    input_data: Path,
+    output_data: Path,
+    max_seq_length: int | None,
+    batch_size: int,
+    input_run: Path | None = None,
+    output_report: Path | None = None,
 ) -> dict:
     started = time.perf_counter()
     reviews = read_reviews(input_data)
@@ -147,18 +177,28 @@ def evaluate(
         model_dir = locate_model(input_model, Path(scratch))
         length = max_seq_length or model_max_length(model_dir)
         y_pred = predict(model_dir, reviews.texts, length, batch_size)
+        training_summary = read_json(model_dir, "training_summary.json")
     report = {"metrics": compute_metrics(y_true, y_pred), "test_rows": len(y_true)}
     output_data.mkdir(parents=True, exist_ok=True)
     (output_data / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_confusion_matrix(
-        report["metrics"]["confusion_matrix"]["matrix"], output_data / "confusion_matrix.png"
-    )
     print(
         f"test_rows: {len(y_true)} - test_accuracy: {100 * report['metrics']['accuracy']['value']:.2f} - "
         f"macro_f1: {report['metrics']['macro_f1']['value']:.4f} - seconds: {time.perf_counter() - started:.1f} - "
         f"peak_rss_mb: {peak_rss_mb():.0f}",
         flush=True,
     )
+    # Everything below is for people; evaluation.json above is the contract and never waits on it.
+    plotting = report_plots.available()
+    if plotting:
+        report_plots.confusion_matrix_png(report["metrics"]["confusion_matrix"], output_data / "confusion_matrix.png")
+    if output_report is not None:
+        examples = misclassified_examples(reviews.texts, y_true, y_pred)
+        page = run_report.render(
+            report, read_json(input_run, "run.json") or {}, training_summary or {}, examples, plotting=plotting
+        )
+        output_report.mkdir(parents=True, exist_ok=True)
+        (output_report / "index.html").write_text(page, encoding="utf-8")
+        print(f"report: {output_report / 'index.html'} - images: {'yes' if plotting else 'no'}", flush=True)
     return report
 
 
@@ -171,13 +211,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-seq-length", type=int, default=None, help="default: the training max_seq_length"
     )
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--input-run", type=Path, default=None, help="a folder holding run.json (trials, history) for the report"
+    )
+    parser.add_argument("--output-report", type=Path, default=None, help="gets the HTML report index.html")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        evaluate(args.input_model, args.input_data, args.output_data, args.max_seq_length, args.batch_size)
+        evaluate(
+            args.input_model,
+            args.input_data,
+            args.output_data,
+            args.max_seq_length,
+            args.batch_size,
+            args.input_run,
+            args.output_report,
+        )
     except (ReviewDataError, ModelNotFoundError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,7 +16,8 @@ from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
 from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
-from reviewtune.core.runs import RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.trial_facts import early_stopped, trial_extras
 from reviewtune.core.tuning import RUN_ID_TAG
 
 logger = Logger(child=True)
@@ -25,6 +27,9 @@ MODEL_DIR = f"{PROCESSING_ROOT}/input/model"
 DATA_DIR = f"{PROCESSING_ROOT}/input/data"
 CODE_DIR = f"{PROCESSING_ROOT}/input/code"
 OUTPUT_DIR = f"{PROCESSING_ROOT}/output/evaluation"
+RUN_DIR = f"{PROCESSING_ROOT}/input/run"
+REPORT_DIR = f"{OUTPUT_DIR}/report"  # uploaded with the evaluation output: names.report_key
+REPORT_HISTORY_LIMIT = 50
 EVALUATION_SCRIPT = "evaluate_model_metrics.py"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_MAX_RUNTIME = 3600
@@ -55,9 +60,46 @@ def list_trials(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
                     "training_seconds": detail.get("TrainingTimeInSeconds"),
                     "billable_seconds": detail.get("BillableTimeInSeconds"),
                     "failure_reason": summary.get("FailureReason") or detail.get("FailureReason"),
+                    **trial_extras(detail),
                 }
             )
     return sorted(trials, key=lambda t: t["name"])
+
+
+def report_input_key(run_id: str) -> str:
+    return f"{names.evaluation_prefix(run_id)}input/run.json"
+
+
+def write_report_input(
+    s3: Any, runs: RunsRepository, bucket: str, run: dict[str, Any], tuning: dict[str, Any]
+) -> str:
+    """Write what the report needs and the processing job cannot ask AWS for (the run, its trials, this
+    dataset's earlier runs) to S3; return its URI."""
+    trials = [
+        {**trial, "early_stopped": early_stopped(trial["status"], tuning["status"])}
+        for trial in tuning.get("trials", [])
+    ]
+    history = [
+        {
+            "run_id": earlier["run_id"],
+            "created_at": earlier.get("created_at"),
+            "status": earlier.get("status"),
+            "test_accuracy": earlier.get("metrics", {}).get("accuracy", {}).get("value"),
+            "ci95": earlier.get("metrics", {}).get("accuracy", {}).get("ci95"),
+        }
+        for earlier in runs.by_dataset(run.get("dataset", ""), limit=REPORT_HISTORY_LIMIT)
+        if earlier["run_id"] != run["run_id"]
+    ]
+    document = {
+        **{k: run.get(k) for k in ("run_id", "dataset", "source", "created_at", "config", "data")},
+        "tuning": {**tuning, "trials": trials},
+        "history": history,
+    }
+    key = report_input_key(run["run_id"])
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(document, default=str).encode(), ContentType="application/json"
+    )
+    return names.s3_uri(bucket, key)
 
 
 def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: str) -> dict[str, Any]:
@@ -83,6 +125,7 @@ def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: s
             s3_input("model", model_uri, MODEL_DIR),
             s3_input("data", names.s3_uri(settings.bucket, names.split_prefix(run_id, "test")), DATA_DIR),
             s3_input("code", run["code"]["source_uri"], CODE_DIR),
+            s3_input("run", names.s3_uri(settings.bucket, report_input_key(run_id)), RUN_DIR),
         ],
         "ProcessingOutputConfig": {
             "Outputs": [
@@ -114,6 +157,10 @@ def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: s
                 DATA_DIR,
                 "--output-data",
                 OUTPUT_DIR,
+                "--input-run",
+                RUN_DIR,
+                "--output-report",
+                REPORT_DIR,
                 "--max-seq-length",
                 str(max_seq_length),
             ],
@@ -231,6 +278,7 @@ def start_evaluation(
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
     best = _best(best_name, description, trials, clients.sagemaker)
     tuning["best_training_job"] = best
+    write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     request = processing_job_request(settings, run, best["model_uri"])
     try:
         clients.sagemaker.create_processing_job(**request)

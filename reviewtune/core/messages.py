@@ -197,6 +197,9 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     report = _get(item, "results", "evaluation_uri")
     if report:
         lines.append(f"Evaluation report:   {_text(report, 2000)}")
+    html_report = _get(item, "results", "report_uri")
+    if html_report:
+        lines.append(f"HTML report:         {_text(html_report, 2000)}")
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
 

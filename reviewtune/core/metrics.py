@@ -10,7 +10,9 @@ METRIC_DEFINITIONS = (
     {"Name": "validation:loss", "Regex": r"val_loss: ([0-9.]+)"},
     {"Name": "validation:accuracy", "Regex": r"val_acc: ([0-9.]+)"},
     {"Name": "train:loss", "Regex": r"train_loss: ([0-9.]+)"},
+    {"Name": "train:epoch", "Regex": r"\bepoch: ([0-9]+)"},  # "epoch: 2": its final value is the epochs run
 )
+EPOCH_METRIC = "train:epoch"
 
 
 def metric_definitions() -> list[dict[str, str]]:

@@ -99,6 +99,11 @@ def evaluation_prefix(run_id: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/evaluation/"
 
 
+def report_key(run_id: str) -> str:
+    """The run's self-contained HTML report, written by the evaluation job into its output's report/ folder."""
+    return f"{evaluation_prefix(run_id)}report/index.html"
+
+
 def rejected_key(key: str) -> str:
     return f"{REJECTED_PREFIX}{dataset_name(key)}"
 

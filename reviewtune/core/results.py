@@ -133,6 +133,7 @@ def record_results(
         "evaluation_uri": f"{output_uri}/{EVALUATION_FILE}",
         "confusion_matrix_uri": f"{output_uri}/{CONFUSION_MATRIX_FILE}",
         "test_accuracy": evaluation["metrics"]["accuracy"]["value"],
+        "report_uri": names.s3_uri(names.parse_s3_uri(output_uri)[0], names.report_key(run_id)),
     }
     fields = {"metrics": evaluation["metrics"], "results": results}
     notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)

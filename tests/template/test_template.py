@@ -564,6 +564,7 @@ def test_start_evaluation_permissions():
     grants = _grants("StartEvaluationFunction")
     # It reads the tuning job from SageMaker (no S3) and only creates the processing job (no Describe).
     assert set(grants) == {
+        "s3:PutObject",
         *IDEMPOTENCY_ACTIONS,
         "dynamodb:Query",
         "sagemaker:DescribeHyperParameterTuningJob",
@@ -583,6 +584,8 @@ def test_start_evaluation_permissions():
     assert grants["sagemaker:DescribeTrainingJob"] == [_job_arn("training-job")]
     assert grants["sagemaker:CreateProcessingJob"] == [_job_arn("processing-job")]
     assert grants["sagemaker:AddTags"] == [_job_arn("processing-job")]
+    assert grants["s3:PutObject"] == [_objects("runs/*/evaluation/input/")]
+    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${RunsTable.Arn}/index/by_dataset"}]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
     assert sorted(grants["dynamodb:UpdateItem"], key=str) == sorted(
         [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN], key=str

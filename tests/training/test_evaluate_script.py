@@ -10,24 +10,41 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from evaluate_model_metrics import ModelNotFoundError, compute_metrics, locate_model
+from evaluate_model_metrics import (
+    ModelNotFoundError,
+    compute_metrics,
+    locate_model,
+    misclassified_examples,
+    wilson_interval,
+)
 
 from .conftest import TRAINING_CODE, Channels, TrainedModel, make_model_tarball, script_env
 from .conftest import make_rows as make_review_rows
 
+# Runs a script with only what the Hugging Face inference image has: matplotlib and scikit-learn cannot be imported.
+IMAGE_ONLY = """
+import os, runpy, sys
+# None in sys.modules: `import` raises ImportError and importlib.util.find_spec says absent, as without the package
+sys.modules.update(matplotlib=None, sklearn=None)
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python3 script.py` does
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
 
 def run_evaluation(
-    input_model: Path, input_data: Path, output: Path, *extra: str
+    input_model: Path, input_data: Path, output: Path, *extra: str, image_only: bool = False, **env: str
 ) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
+        *(["-c", IMAGE_ONLY] if image_only else []),
         str(TRAINING_CODE / "evaluate_model_metrics.py"),
         "--input-model", str(input_model),
         "--input-data", str(input_data),
         "--output-data", str(output),
         *extra,
     ]  # fmt: skip
-    return subprocess.run(command, env=script_env(), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(command, env=script_env(**env), capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.slow
@@ -52,6 +69,35 @@ def test_evaluates_a_packed_model(
     assert 0 <= metrics["macro_f1"]["value"] <= 1
     assert f"test_accuracy: {100 * metrics['accuracy']['value']:.2f}" in result.stdout
     assert (output / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    low, high = metrics["accuracy"]["ci95"]
+    assert low <= metrics["accuracy"]["value"] <= high
+
+
+@pytest.mark.slow
+def test_without_matplotlib_and_sklearn_the_metrics_and_a_report_without_images_come_out(
+    trained_mean_model: TrainedModel, channels: Channels, tmp_path: Path
+) -> None:
+    output, report = tmp_path / "evaluation", tmp_path / "evaluation" / "report"
+    run = {"run_id": "reviewtune-0123", "dataset": "team-a/r.tsv", "tuning": {"trials": []}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps(run))
+
+    result = run_evaluation(
+        trained_mean_model.model_dir, channels.test, output, "--input-run", str(tmp_path / "run"),
+        "--output-report", str(report), image_only=True,
+        REVIEWTUNE_EVAL_PIP="1", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path),  # pip is tried and cannot install
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "matplotlib is missing: pip install -r requirements-evaluation.txt" in result.stdout
+    assert "warning: matplotlib is not available: the report has no images" in result.stdout
+    metrics = json.loads((output / "evaluation.json").read_text())["metrics"]
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 15
+    assert len(metrics["accuracy"]["ci95"]) == 2
+    assert not (output / "confusion_matrix.png").exists()
+    page = (report / "index.html").read_text()
+    assert 'data-key="no-images"' in page and "<img" not in page
+    assert f'data-key="test-accuracy">{100 * metrics["accuracy"]["value"]:.2f}<' in page
 
 
 @pytest.mark.slow
@@ -101,3 +147,47 @@ def test_metrics_of_a_known_prediction() -> None:
         "support": 2,
     }
     assert metrics["macro_f1"]["value"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_metrics_equal_scikit_learn_on_random_predictions() -> None:
+    import random
+
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = random.Random(3)
+    y_true = [rng.choice((-1, 0, 1)) for _ in range(300)]
+    y_pred = [rng.choice((-1, 0, 0, 1)) for _ in range(299)] + [-1]
+    metrics = compute_metrics(y_true, y_pred)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=[-1, 0, 1], zero_division=0)
+    for i, label in enumerate(("-1", "0", "1")):
+        assert metrics["per_class"][label] == {
+            "precision": pytest.approx(precision[i]), "recall": pytest.approx(recall[i]),
+            "f1": pytest.approx(f1[i]), "support": int(support[i]),
+        }
+    assert metrics["macro_f1"]["value"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert metrics["weighted_f1"]["value"] == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+    assert metrics["confusion_matrix"]["matrix"] == confusion_matrix(y_true, y_pred, labels=[-1, 0, 1]).tolist()
+
+
+def test_a_class_never_predicted_has_zero_precision_not_an_error() -> None:
+    metrics = compute_metrics([-1, 0, 1, 1], [1, 1, 1, 1])
+    assert metrics["per_class"]["-1"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert metrics["per_class"]["1"]["precision"] == 0.5
+
+
+@pytest.mark.parametrize(("hits", "total"), [(8, 10), (0, 20), (20, 20), (693, 1000)])
+def test_wilson_interval_equals_scipy(hits: int, total: int) -> None:
+    from scipy.stats import binomtest
+
+    expected = binomtest(hits, total).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(hits, total) == [pytest.approx(expected.low), pytest.approx(expected.high)]
+
+
+def test_misclassified_examples_take_a_few_per_class_pair() -> None:
+    texts = [f"review {i}" for i in range(10)]
+    y_true = [-1, -1, -1, -1, 0, 0, 1, 1, 1, 1]
+    y_pred = [0, 0, 0, 0, 0, 1, 1, -1, -1, 1]
+    examples = misclassified_examples(texts, y_true, y_pred, per_pair=2)
+    assert [(e["true"], e["predicted"], e["text"]) for e in examples] == [
+        (-1, 0, "review 0"), (-1, 0, "review 1"), (0, 1, "review 5"), (1, -1, "review 7"), (1, -1, "review 8"),
+    ]

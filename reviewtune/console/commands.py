@@ -1,0 +1,158 @@
+"""``reviewtune runs list|show|trials|report`` and ``reviewtune drop``: AWS or the local runtime, alike."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from rich.console import Console
+
+from reviewtune.console import queries, views
+from reviewtune.console.follow import Progress, wait_for_run
+from reviewtune.console.target import Target, TargetError, resolve
+from reviewtune.core import names
+from reviewtune.core.runs import RunStatus
+
+# Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
+progress_console = Console(highlight=False, stderr=True)
+
+
+def _target(args: argparse.Namespace) -> Target:
+    try:
+        return resolve(args.target, Path(args.workdir), args.stack)
+    except TargetError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def _emit(args: argparse.Namespace, data: Any, renderable: Any) -> None:
+    if args.json:
+        print(json.dumps(queries.jsonable(data), indent=2, default=str))
+    else:
+        console.print(renderable)
+
+
+def _get(target: Target, run_id: str) -> dict[str, Any]:
+    item = target.runs().get(run_id)
+    if item is None:
+        raise SystemExit(f"error: no run {run_id!r} in {target.description}")
+    return item
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    target = _target(args)
+    items = queries.list_runs(target.runs().table, args.dataset, args.status, args.limit)
+    _emit(args, items, views.runs_table(items, f"Runs, newest first ({target.description})"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    item = _get(_target(args), args.run_id)
+    _emit(args, item, views.run_view(item))
+    return 0
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    target = _target(args)
+    try:
+        rows = queries.trial_rows(target.client("sagemaker"), args.run_id)
+    except ClientError as error:
+        raise SystemExit(f"error: tuning job {args.run_id}: {error.response['Error'].get('Message', error)}") from None
+    _emit(args, rows, views.trials_table(rows, f"Trials of {args.run_id}"))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    target = _target(args)
+    item = _get(target, args.run_id)
+    try:
+        path = queries.fetch_report(target.client("s3"), item, target.output("DataBucketName"), Path(args.out))
+    except ClientError as error:
+        bucket, key = queries.report_location(item, target.output("DataBucketName"))
+        raise SystemExit(
+            f"error: no report at s3://{bucket}/{key} ({error.response['Error']['Code']}); run status {item['status']}"
+        ) from None
+    if args.json:
+        print(json.dumps({"run_id": item["run_id"], "path": str(path)}))
+    else:
+        console.print(f"report of {item['run_id']}: {path}")
+    if args.open:
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"error: {path}: no such file")
+    try:
+        key = queries.drop_key(path, args.dataset)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    target = _target(args)
+    dropped = queries.upload(target.client("s3"), target.output("DataBucketName"), path, key)
+    dataset = names.dataset_name(key)
+    if not args.follow:
+        _emit(args, dropped, f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}")
+        return 0
+    live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
+    live.print(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run")
+    runs = target.runs()
+    item = queries.find_run(runs.table, dataset, dropped, timeout=args.timeout)
+    if item is None:
+        raise SystemExit(f"error: no run of s3://{dropped['bucket']}/{key} appeared within {args.timeout:.0f} s")
+    progress = Progress(live, target.client("sagemaker"), item["run_id"])
+    item = wait_for_run(live, runs, progress, item["run_id"], args.timeout)
+    if args.json:
+        print(json.dumps(queries.jsonable(item), indent=2, default=str))
+    else:
+        console.print(views.run_view(item))
+    return 0 if item["status"] == RunStatus.SUCCEEDED else 1
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=("auto", "local", "aws"), default="auto",
+                        help="auto (default): the local runtime when <workdir>/local.json exists and no --stack is given, else AWS")
+    parser.add_argument("--stack", help="the CloudFormation stack on AWS (default: samconfig.toml's stack_name)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def register(sub: Any) -> None:
+    """Add the ``runs`` and ``drop`` commands to the top-level subparsers."""
+    runs = sub.add_parser("runs", help="list and inspect runs (AWS or the local runtime)")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True)
+
+    listing = runs_sub.add_parser("list", help="runs, newest first")
+    listing.add_argument("--dataset", help="only this dataset (its path below incoming/)")
+    listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs in this status")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(func=cmd_list)
+
+    show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")
+    show.add_argument("run_id")
+    show.set_defaults(func=cmd_show)
+
+    trials = runs_sub.add_parser("trials", help="one row per trial (as the SageMaker SDK's tuning analytics)")
+    trials.add_argument("run_id")
+    trials.set_defaults(func=cmd_trials)
+
+    report = runs_sub.add_parser("report", help="download the run's HTML report")
+    report.add_argument("run_id")
+    report.add_argument("--out", default="out", help="folder to write <run_id>.html into (default: out)")
+    report.add_argument("--open", action="store_true", help="open it in the web browser")
+    report.set_defaults(func=cmd_report)
+    for parser in (listing, show, trials, report):
+        _common(parser)
+
+    drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")
+    drop.add_argument("file")
+    drop.add_argument("--dataset", help="dataset name: a path below incoming/ (default: the file name)")
+    drop.add_argument("--follow", action="store_true", help="show the run live until it ends")
+    drop.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow the run")
+    _common(drop)
+    drop.set_defaults(func=cmd_drop)

@@ -1,0 +1,157 @@
+"""The questions the commands ask, with boto3 only (no sagemaker SDK, no pandas)."""
+
+from __future__ import annotations
+
+import heapq
+import mimetypes
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+
+from reviewtune.core import names
+from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX, RunStatus, from_item
+from reviewtune.core.trial_facts import early_stopped, epochs_run
+
+CONTENT_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv"}
+
+
+def _query(table: Any, limit: int, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Items of one index query, newest first, page by page, at most ``limit`` of them."""
+    seen = 0
+    filtered = "FilterExpression" in kwargs  # DynamoDB applies Limit before the filter: ask for full pages then
+    while seen < limit:
+        response = table.query(ScanIndexForward=False, Limit=limit if filtered else limit - seen, **kwargs)
+        for item in response["Items"]:
+            yield from_item(item)
+            seen += 1
+            if seen >= limit:
+                return
+        if "LastEvaluatedKey" not in response:
+            return
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def list_runs(table: Any, dataset: str | None = None, status: str | None = None, limit: int = 20) -> list[dict]:
+    """Runs newest first, always through an index (never a table scan).
+
+    With a dataset: the by_dataset index (a status filter on top). With a status only: by_status. With neither:
+    one by_status query per status, each for at most ``limit`` items, merged by created_at: six small queries whose
+    cost is bounded by 6 x limit items whatever the table's size, where a scan would read the whole table to sort it.
+    """
+    if dataset is not None:
+        extra = {"FilterExpression": Attr("status").eq(status)} if status else {}
+        return list(_query(table, limit, IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset), **extra))
+    statuses = [status] if status else [s.value for s in RunStatus]
+    streams = [list(_query(table, limit, IndexName=STATUS_INDEX, KeyConditionExpression=Key("status").eq(s))) for s in statuses]
+    merged = heapq.merge(*streams, key=lambda item: item.get("created_at", ""), reverse=True)
+    return [item for _, item in zip(range(limit), merged, strict=False)]
+
+
+def _float(value: str) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -> list[dict[str, Any]]:
+    """One row per training job, with the columns and values of the sagemaker SDK's
+    ``HyperparameterTuningJobAnalytics(name).dataframe()`` (tuned hyperparameters as floats where they parse,
+    TrainingJobName, TrainingJobStatus, FinalObjectiveValue, TrainingStartTime, TrainingEndTime,
+    TrainingElapsedTimeSeconds), plus Epochs (epochs run, from DescribeTrainingJob) and EarlyStopped."""
+    tuning_status = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)[
+        "HyperParameterTuningJobStatus"
+    ]
+    summaries: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"HyperParameterTuningJobName": tuning_job_name, "MaxResults": 100}
+    while True:  # the SDK's own loop: MaxResults=100, NextToken while a page had jobs
+        page = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(**request)
+        summaries.extend(page["TrainingJobSummaries"])
+        if "NextToken" not in page or not page["TrainingJobSummaries"]:
+            break
+        request["NextToken"] = page["NextToken"]
+    rows = []
+    for summary in summaries:
+        row: dict[str, Any] = {k: _float(v) for k, v in summary["TunedHyperParameters"].items()}
+        row["TrainingJobName"] = summary["TrainingJobName"]
+        row["TrainingJobStatus"] = summary["TrainingJobStatus"]
+        row["FinalObjectiveValue"] = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
+        start, end = summary.get("TrainingStartTime"), summary.get("TrainingEndTime")
+        row["TrainingStartTime"] = start
+        row["TrainingEndTime"] = end
+        if start and end:
+            row["TrainingElapsedTimeSeconds"] = (end - start).total_seconds()
+        if "TrainingJobDefinitionName" in summary:
+            row["TrainingJobDefinitionName"] = summary["TrainingJobDefinitionName"]
+        if describe:
+            row["Epochs"] = epochs_run(sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"]))
+        row["EarlyStopped"] = early_stopped(summary["TrainingJobStatus"], tuning_status)
+        rows.append(row)
+    return rows
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def report_location(item: dict[str, Any], bucket: str) -> tuple[str, str]:
+    uri = item.get("results", {}).get("report_uri") or names.s3_uri(bucket, names.report_key(item["run_id"]))
+    return names.parse_s3_uri(uri)
+
+
+def fetch_report(s3: Any, item: dict[str, Any], bucket: str, out: Path) -> Path:
+    """Download the run's HTML report to ``out/<run_id>.html``."""
+    source_bucket, key = report_location(item, bucket)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{item['run_id']}.html"
+    s3.download_file(source_bucket, key, str(target))
+    return target
+
+
+def drop_key(path: Path, dataset: str | None) -> str:
+    """incoming/<dataset>: the file's name, or the dataset given (a folder when it has no .tsv/.csv suffix)."""
+    if dataset is None:
+        dataset = path.name
+    dataset = dataset.strip("/")
+    if not dataset.lower().endswith(names.ACCEPTED_SUFFIXES):
+        dataset = f"{dataset}/{path.name}"
+    key = names.INCOMING_PREFIX + dataset
+    if not names.is_accepted_key(key):
+        raise ValueError(f"{path}: only {' and '.join(names.ACCEPTED_SUFFIXES)} files are accepted")
+    return key
+
+
+def upload(s3: Any, bucket: str, path: Path, key: str) -> dict[str, Any]:
+    suffix = Path(key).suffix.lower()
+    content_type = CONTENT_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+    with path.open("rb") as body:
+        response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    return {"bucket": bucket, "key": key, "version_id": response.get("VersionId"), "etag": response.get("ETag"), "content_type": content_type}
+
+
+def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, poll: Callable[[], None] | None = None) -> dict[str, Any] | None:
+    """The run started by one dropped object version, found through by_dataset (no prefix guessing)."""
+    deadline = time.monotonic() + timeout
+    etag = (dropped.get("etag") or "").strip('"')
+    while True:
+        for item in _query(table, 20, IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset)):
+            source = item.get("source", {})
+            same_version = dropped.get("version_id") and source.get("version_id") == dropped["version_id"]
+            same_etag = not dropped.get("version_id") and (source.get("etag") or "").strip('"') == etag
+            if source.get("key") == dropped["key"] and (same_version or same_etag):
+                return item
+        if time.monotonic() >= deadline:
+            return None
+        if poll:
+            poll()
+        time.sleep(1)

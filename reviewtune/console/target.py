@@ -1,0 +1,120 @@
+"""Where the commands look: a deployed stack on AWS or the local runtime, behind one small interface.
+
+- AWS: boto3's default credentials and region; the stack's outputs (RunsTableName, DataBucketName...) come from
+  CloudFormation ``DescribeStacks`` of ``--stack`` (default: samconfig.toml's ``stack_name``).
+- local: ``<workdir>/local.json``, written by ``reviewtune local up`` / ``reviewtune run``: its endpoints, fake
+  credentials, region and the stack outputs.
+
+``auto`` (the default) means local when ``<workdir>/local.json`` exists and no ``--stack`` was given, else AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from reviewtune.core.runs import RunsRepository
+
+STATE_FILE = "local.json"
+SAMCONFIG = Path("samconfig.toml")
+DEFAULT_STACK = "reviewtune"
+
+
+class TargetError(RuntimeError):
+    """The stack or the local runtime cannot be found."""
+
+
+@dataclass
+class Target:
+    """A place to read runs from: a boto3 session, per-service endpoints (local only) and the stack outputs."""
+
+    description: str
+    session: Any
+    outputs: dict[str, str]
+    endpoints: dict[str, str] = field(default_factory=dict)
+    local_workdir: Path | None = None
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoints.get(service))
+
+    def output(self, name: str) -> str:
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise TargetError(f"{self.description}: the stack has no output {name!r}") from None
+
+    def runs(self) -> RunsRepository:
+        resource = self.session.resource("dynamodb", endpoint_url=self.endpoints.get("dynamodb"))
+        return RunsRepository(resource.Table(self.output("RunsTableName")))
+
+
+def default_stack_name(samconfig: Path = SAMCONFIG) -> str:
+    """samconfig.toml's stack_name (deploy, then global parameters), else ``reviewtune``."""
+    try:
+        config = tomllib.loads(samconfig.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return DEFAULT_STACK
+    default = config.get("default", {})
+    for section in ("deploy", "global"):
+        name = default.get(section, {}).get("parameters", {}).get("stack_name")
+        if name:
+            return str(name)
+    return DEFAULT_STACK
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def local_target(workdir: Path) -> Target:
+    path = Path(workdir) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TargetError(f"no local runtime: {path} does not exist (start one with `reviewtune local up`)") from None
+    except ValueError as error:
+        raise TargetError(f"{path} is not valid JSON ({error})") from error
+    if not _alive(int(state.get("pid", 0))):
+        raise TargetError(f"the local runtime recorded in {path} (pid {state.get('pid')}) is not running")
+    environment = state.get("environment", {})
+    session = boto3.session.Session(
+        aws_access_key_id=environment.get("AWS_ACCESS_KEY_ID", "testing"),
+        aws_secret_access_key=environment.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        aws_session_token=environment.get("AWS_SESSION_TOKEN"),
+        region_name=state.get("region", "us-east-1"),
+    )
+    endpoints = dict(state.get("endpoints", {}))
+    moto = endpoints.get("s3")
+    endpoints = {**{s: moto for s in ("s3", "dynamodb", "cloudformation", "sns", "sqs") if moto}, **endpoints}
+    return Target(f"local runtime ({path})", session, dict(state.get("outputs", {})), endpoints, Path(workdir))
+
+
+def aws_target(stack: str, session: Any = None) -> Target:
+    session = session or boto3.session.Session()
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    except (ClientError, NoCredentialsError, NoRegionError) as error:
+        raise TargetError(f"cannot read the outputs of stack {stack!r}: {error}") from error
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return Target(f"stack {stack} ({session.region_name})", session, outputs)
+
+
+def resolve(kind: str, workdir: Path, stack: str | None) -> Target:
+    """``kind``: ``auto``, ``local`` or ``aws``."""
+    if kind == "local" or (kind == "auto" and stack is None and (Path(workdir) / STATE_FILE).exists()):
+        return local_target(workdir)
+    return aws_target(stack or default_stack_name())

@@ -1,0 +1,33 @@
+"""What a training job's description says about one trial beyond its objective: epochs run, last loss, early stop.
+
+SageMaker keeps only each metric's final value per training job (FinalMetricDataList); train.py prints
+``epoch: N`` after every epoch, so the final ``train:epoch`` value is the number of epochs the trial ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reviewtune.core.metrics import EPOCH_METRIC
+
+VALIDATION_LOSS_METRIC = "validation:loss"
+
+
+def final_metrics(description: dict[str, Any]) -> dict[str, float]:
+    """``{metric name: final value}`` of a DescribeTrainingJob response."""
+    return {m["MetricName"]: m["Value"] for m in description.get("FinalMetricDataList") or []}
+
+
+def epochs_run(description: dict[str, Any]) -> int | None:
+    value = final_metrics(description).get(EPOCH_METRIC)
+    return None if value is None else int(value)
+
+
+def early_stopped(training_status: str, tuning_status: str) -> bool:
+    """A trial stopped while its tuning job was not stopped was stopped early by the tuner."""
+    return training_status == "Stopped" and tuning_status not in ("Stopping", "Stopped")
+
+
+def trial_extras(description: dict[str, Any]) -> dict[str, Any]:
+    """The fields a recorded trial adds from its DescribeTrainingJob response."""
+    return {"epochs": epochs_run(description), "val_loss": final_metrics(description).get(VALIDATION_LOSS_METRIC)}

@@ -1,0 +1,216 @@
+"""`reviewtune runs ...` and `reviewtune drop` against moto: run items written directly, the stack found through
+CloudFormation outputs as on AWS, tables by default and --json parsed back."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from reviewtune.cli import main
+from reviewtune.console import queries
+from reviewtune.console.target import default_stack_name
+from reviewtune.core import names
+from reviewtune.core.runs import RunsRepository
+from tests.support.aws import REGION, create_stack
+
+STACK = "reviewtune-test"
+
+
+@pytest.fixture
+def deployed(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name == "AWS_PROFILE":
+            monkeypatch.delenv(name)
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # no .reviewtune/local.json here: the commands go to "AWS"
+    with mock_aws():
+        stack = create_stack()
+        template = {
+            "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
+        }
+        boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+        yield stack
+
+
+def put_run(stack, run_id: str, dataset: str, status: str, minutes: int, accuracy: float | None = None) -> dict:
+    item = {
+        "run_id": run_id,
+        "dataset": dataset,
+        "status": status,
+        "created_at": (datetime(2026, 11, 1, 12, 0) + timedelta(minutes=minutes)).isoformat() + "Z",
+        "source": {"bucket": stack.bucket, "key": f"incoming/{dataset}", "version_id": "v1"},
+        "config": {"strategy": "Bayesian", "max_jobs": 4, "max_parallel_jobs": 1, "epochs": 2, "model_name": "m"},
+        "data": {"summary": {"rows": {"train": 90, "validation": 5, "test": 5}}},
+    }
+    if accuracy is not None:
+        item["tuning"] = {"best_training_job": {"name": f"{run_id}-001-aaaaaaaa", "objective": 71.5,
+                                                "tuned_hyperparameters": {"learning_rate": "8.4e-05"}}}
+        item["metrics"] = {"accuracy": {"value": accuracy, "ci95": [accuracy - 0.05, accuracy + 0.04]},
+                           "macro_f1": {"value": 0.7},
+                           "per_class": {"-1": {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 2}}}
+        item["results"] = {"report_uri": names.s3_uri(stack.bucket, names.report_key(run_id))}
+    if status == "FAILED":
+        item["failure_reason"] = "AlgorithmError: out of memory"
+    RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).create(item)
+    return item
+
+
+def run_json(capsys, *argv: str):
+    capsys.readouterr()
+    assert main([*argv, "--stack", STACK, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_list_is_newest_first_across_statuses_and_filters_by_dataset_and_status(deployed, capsys):
+    put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    put_run(deployed, "reviewtune-b1", "team-b/r.tsv", "FAILED", 2)
+    put_run(deployed, "reviewtune-a2", "team-a/r.tsv", "TUNING", 3)
+    put_run(deployed, "reviewtune-a3", "team-a/r.tsv", "SUCCEEDED", 4, 0.74)
+
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list")] == [
+        "reviewtune-a3", "reviewtune-a2", "reviewtune-b1", "reviewtune-a1"]
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--limit", "2")] == ["reviewtune-a3", "reviewtune-a2"]
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--dataset", "team-a/r.tsv")] == [
+        "reviewtune-a3", "reviewtune-a2", "reviewtune-a1"]
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--status", "SUCCEEDED")] == [
+        "reviewtune-a3", "reviewtune-a1"]
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--dataset", "team-a/r.tsv", "--status", "TUNING")] == [
+        "reviewtune-a2"]
+
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    table = capsys.readouterr().out
+    assert "reviewtune-a3" in table and "74.00" in table and f"stack {STACK}" in table
+
+
+def test_show_prints_the_run_and_json_round_trips(deployed, capsys):
+    put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    put_run(deployed, "reviewtune-b1", "team-b/r.tsv", "FAILED", 2)
+
+    shown = run_json(capsys, "runs", "show", "reviewtune-a1")
+    assert shown["metrics"]["accuracy"]["value"] == 0.70 and shown["data"]["summary"]["rows"]["train"] == 90
+
+    assert main(["runs", "show", "reviewtune-a1", "--stack", STACK]) == 0
+    text = capsys.readouterr().out
+    for expected in ("70.00 %", "(95 % CI 65.00-74.00)", "learning_rate=8.4e-05", "71.50 %", "negative (-1)",
+                     names.report_key("reviewtune-a1"), "Timeline"):
+        assert expected in text
+    assert main(["runs", "show", "reviewtune-b1", "--stack", STACK]) == 0
+    assert "AlgorithmError: out of memory" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match="no run 'reviewtune-zz'"):
+        main(["runs", "show", "reviewtune-zz", "--stack", STACK])
+
+
+def test_report_downloads_the_html_and_says_when_there_is_none(deployed, capsys, tmp_path):
+    put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    put_run(deployed, "reviewtune-a2", "team-a/r.tsv", "TUNING", 2)
+    boto3.client("s3").put_object(Bucket=deployed.bucket, Key=names.report_key("reviewtune-a1"),
+                                  Body=b"<html>report</html>", ContentType="text/html")
+
+    got = run_json(capsys, "runs", "report", "reviewtune-a1", "--out", str(tmp_path / "reports"))
+    assert (tmp_path / "reports" / "reviewtune-a1.html").read_bytes() == b"<html>report</html>"
+    assert got == {"run_id": "reviewtune-a1", "path": str(tmp_path / "reports" / "reviewtune-a1.html")}
+    with pytest.raises(SystemExit, match=r"no report at s3://.*reviewtune-a2/evaluation/report/index.html .*status TUNING"):
+        main(["runs", "report", "reviewtune-a2", "--stack", STACK, "--out", str(tmp_path)])
+
+
+def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_path):
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentiment\treview_body\n1\tgood\n")
+    s3 = boto3.client("s3")
+
+    got = run_json(capsys, "drop", str(data), "--dataset", "team-a")
+    assert got["key"] == "incoming/team-a/reviews.tsv" and got["content_type"] == "text/tab-separated-values"
+    head = s3.head_object(Bucket=deployed.bucket, Key="incoming/team-a/reviews.tsv")
+    assert head["ContentType"] == "text/tab-separated-values" and head["VersionId"] == got["version_id"]
+    assert run_json(capsys, "drop", str(data))["key"] == "incoming/reviews.tsv"
+    assert run_json(capsys, "drop", str(data), "--dataset", "team-b/all.tsv")["key"] == "incoming/team-b/all.tsv"
+
+    bad = tmp_path / "reviews.txt"
+    bad.write_text("x")
+    with pytest.raises(SystemExit, match="only .tsv and .csv files are accepted"):
+        main(["drop", str(bad), "--stack", STACK])
+
+
+def test_missing_stack_is_a_clear_error(deployed):
+    with pytest.raises(SystemExit, match="cannot read the outputs of stack 'nope'"):
+        main(["runs", "list", "--stack", "nope"])
+
+
+def test_default_stack_name_comes_from_samconfig(tmp_path):
+    config = tmp_path / "samconfig.toml"
+    config.write_text('version = 0.1\n[default.global.parameters]\nstack_name = "reviews-prod"\n')
+    assert default_stack_name(config) == "reviews-prod"
+    assert default_stack_name(tmp_path / "absent.toml") == "reviewtune"
+
+
+def test_trial_rows_have_the_sdk_columns_epochs_and_early_stop():
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    start = datetime(2026, 11, 1, 12, 0)
+    summaries = [
+        {"TrainingJobName": "t-001-aaaaaaaa", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/a",
+         "CreationTime": start, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=90),
+         "TrainingJobStatus": "Completed", "TunedHyperParameters": {"learning_rate": "5e-05", "pooling": "mean"},
+         "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation:accuracy", "Value": 70.5}},
+        {"TrainingJobName": "t-002-bbbbbbbb", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/b",
+         "CreationTime": start, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=30),
+         "TrainingJobStatus": "Stopped", "TunedHyperParameters": {"learning_rate": "1e-04", "pooling": "cls"},
+         "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation:accuracy", "Value": 60.0}},
+    ]
+    with Stubber(client) as stub:
+        stub.add_response("describe_hyper_parameter_tuning_job", {
+            "HyperParameterTuningJobName": "t", "HyperParameterTuningJobArn": "arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t",
+            "HyperParameterTuningJobConfig": {"Strategy": "Bayesian", "ResourceLimits": {"MaxParallelTrainingJobs": 1}},
+            "HyperParameterTuningJobStatus": "Completed", "CreationTime": start,
+            "TrainingJobStatusCounters": {}, "ObjectiveStatusCounters": {}})
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job",
+                          {"TrainingJobSummaries": summaries[:1], "NextToken": "page-2"},
+                          {"HyperParameterTuningJobName": "t", "MaxResults": 100})
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": summaries[1:]},
+                          {"HyperParameterTuningJobName": "t", "MaxResults": 100, "NextToken": "page-2"})
+        for epochs in (2, 1):
+            stub.add_response("describe_training_job", {
+                "TrainingJobName": "x", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x",
+                "ModelArtifacts": {"S3ModelArtifacts": "s3://b/k"}, "TrainingJobStatus": "Completed",
+                "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File"},
+                "ResourceConfig": {"VolumeSizeInGB": 1}, "StoppingCondition": {}, "CreationTime": start,
+                "FinalMetricDataList": [{"MetricName": "train:epoch", "Value": float(epochs), "Timestamp": start}]})
+        rows = queries.trial_rows(client, "t")
+
+    assert rows == [
+        {"learning_rate": 5e-05, "pooling": "mean", "TrainingJobName": "t-001-aaaaaaaa", "TrainingJobStatus": "Completed",
+         "FinalObjectiveValue": 70.5, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=90),
+         "TrainingElapsedTimeSeconds": 90.0, "Epochs": 2, "EarlyStopped": False},
+        {"learning_rate": 1e-04, "pooling": "cls", "TrainingJobName": "t-002-bbbbbbbb", "TrainingJobStatus": "Stopped",
+         "FinalObjectiveValue": 60.0, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=30),
+         "TrainingElapsedTimeSeconds": 30.0, "Epochs": 1, "EarlyStopped": True},
+    ]
+
+
+def test_make_run_copies_the_report_into_out(deployed, tmp_path):
+    from reviewtune.cli import _download_results
+
+    s3 = boto3.client("s3")
+    item = put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    prefix = names.evaluation_prefix("reviewtune-a1")
+    for name, body in (("evaluation.json", b"{}"), ("confusion_matrix.png", b"png"), ("report/index.html", b"<html>")):
+        s3.put_object(Bucket=deployed.bucket, Key=prefix + name, Body=body)
+    item["results"].update(evaluation_uri=names.s3_uri(deployed.bucket, prefix + "evaluation.json"),
+                           confusion_matrix_uri=names.s3_uri(deployed.bucket, prefix + "confusion_matrix.png"))
+
+    class Runtime:
+        def client(self, service):
+            return boto3.client(service)
+
+    files = _download_results(Runtime(), item, tmp_path / "out")
+    assert files["report.html"].read_bytes() == b"<html>" and files["report.html"] == tmp_path / "out" / "report.html"
+    assert json.loads(files["run.json"].read_text())["run_id"] == "reviewtune-a1"

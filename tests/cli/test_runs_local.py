@@ -1,0 +1,144 @@
+"""The CLI against the local runtime, on two real (tiny) runs of one dataset: `drop --follow`, `runs list / show /
+trials / report` with --json parsed back, trials equal to the sagemaker SDK's analytics dataframe, and the run's
+HTML report opened in headless Chromium (images loaded, no errors, the numbers of evaluation.json)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from reviewtune.core import names
+from reviewtune.local.runtime import LocalRuntime
+from reviewtune.sample_data import sample_tsv
+from tests.e2e.test_pipeline import TINY, tiny_budget
+from tests.support import chromium
+from tests.support.aws import ROOT
+
+pytestmark = pytest.mark.slow
+
+DATASET = "cli-e2e/reviews.tsv"
+
+
+def cli(workdir, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "reviewtune.cli", "--workdir", str(workdir), *argv],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two runs of one dataset (two versions of one object), each dropped and followed through the CLI."""
+    tmp = tmp_path_factory.mktemp("cli-local")
+    params = tiny_budget(MaxJobs="2", MaxParallelJobs="1", Epochs="2",
+                         StaticHyperparameters=json.dumps({**TINY, "train_steps_per_epoch": 2}))
+    with LocalRuntime(workdir=tmp / "runtime", template=ROOT / "template.yaml", parameters=params, total_cpus=2) as runtime:
+        outputs = []
+        for version, per_class in enumerate((30, 33)):
+            data = tmp / f"reviews-{version}.tsv"
+            data.write_bytes(sample_tsv(per_class=per_class))
+            outputs.append(cli(runtime.workdir, "drop", str(data), "--dataset", DATASET, "--follow", "--json"))
+        yield runtime, tmp, outputs
+
+
+def test_drop_follow_shows_the_run_live_and_ends_with_its_record(two_runs):
+    runtime, _, outputs = two_runs
+    first, second = outputs
+    for result in outputs:  # live progress on stderr, the final run item as JSON on stdout
+        assert "tuning job reviewtune-" in result.stderr and "  trial " in result.stderr and "val_acc" in result.stderr
+    assert json.loads(first.stdout)["status"] == "SUCCEEDED"
+    item = json.loads(second.stdout)
+    assert item["status"] == "SUCCEEDED" and item["dataset"] == DATASET
+    assert item["source"]["key"] == f"incoming/{DATASET}"
+    head = runtime.client("s3").head_object(Bucket=item["source"]["bucket"], Key=item["source"]["key"])
+    assert head["ContentType"] == "text/tab-separated-values"
+
+
+def _runs(two_runs):
+    runtime, _, _ = two_runs
+    listed = json.loads(cli(runtime.workdir, "runs", "list", "--json").stdout)
+    return runtime, listed
+
+
+def test_list_and_show_read_the_local_runtime(two_runs):
+    runtime, listed = _runs(two_runs)
+    assert [r["dataset"] for r in listed] == [DATASET, DATASET]
+    assert listed[0]["created_at"] > listed[1]["created_at"]
+    assert json.loads(cli(runtime.workdir, "runs", "list", "--dataset", DATASET, "--status", "SUCCEEDED", "--json").stdout) == listed
+    shown = json.loads(cli(runtime.workdir, "runs", "show", listed[0]["run_id"], "--json").stdout)
+    bucket, key = names.parse_s3_uri(shown["results"]["evaluation_uri"])
+    evaluation = json.loads(runtime.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert shown["metrics"] == evaluation["metrics"]
+    low, high = evaluation["metrics"]["accuracy"]["ci95"]
+    assert low <= evaluation["metrics"]["accuracy"]["value"] <= high
+    table = cli(runtime.workdir, "runs", "show", listed[0]["run_id"]).stdout
+    assert f"{100 * evaluation['metrics']['accuracy']['value']:.2f} %" in table and "Timeline" in table
+
+
+def test_trials_equal_the_sagemaker_sdk_dataframe(two_runs):
+    from sagemaker.analytics import HyperparameterTuningJobAnalytics
+    from sagemaker.session import Session
+
+    runtime, listed = _runs(two_runs)
+    run_id = listed[0]["run_id"]
+    rows = json.loads(cli(runtime.workdir, "runs", "trials", run_id, "--json").stdout)
+    session = Session(boto_session=runtime._session(), sagemaker_client=runtime.client("sagemaker"))
+    frame = HyperparameterTuningJobAnalytics(run_id, sagemaker_session=session).dataframe()
+
+    assert len(rows) == len(frame) == 2
+    by_name = {row["TrainingJobName"]: row for row in rows}
+    for record in frame.to_dict("records"):
+        row = by_name[record["TrainingJobName"]]
+        assert set(row) - set(record) == {"Epochs", "EarlyStopped"}
+        for column, expected in record.items():
+            if hasattr(expected, "isoformat"):
+                assert row[column] == expected.isoformat(), column
+            elif isinstance(expected, float) and math.isnan(expected):
+                assert row[column] is None, column
+            else:
+                assert row[column] == expected, column
+        assert row["Epochs"] == 2 or row["EarlyStopped"]
+    assert "TrainingElapsedTimeSeconds" in cli(runtime.workdir, "runs", "trials", run_id).stdout
+
+
+def test_report_opens_in_chromium_with_its_images_and_the_numbers_of_evaluation_json(two_runs):
+    runtime, listed = _runs(two_runs)
+    _, tmp, _ = two_runs
+    run_id = listed[0]["run_id"]
+    got = json.loads(cli(runtime.workdir, "runs", "report", run_id, "--out", str(tmp / "reports"), "--json").stdout)
+    page = tmp / "reports" / f"{run_id}.html"
+    assert got == {"run_id": run_id, "path": str(page)}
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    item = json.loads(cli(runtime.workdir, "runs", "show", run_id, "--json").stdout)
+    metrics = item["metrics"]
+
+    for width in (1366, 400):
+        check = chromium.inspect(page, tmp, width=width)
+        assert check["errors"] == [] and check["console_errors"] == []
+        assert len(check["images"]) == 4, check["images"]  # objective, learning curves, confusion, history
+        assert all(image["complete"] and image["naturalWidth"] > 0 for image in check["images"]), check["images"]
+        assert all(image["shownWidth"] <= check["innerWidth"] for image in check["images"])  # Chromium: >= 500
+        assert check["scrollWidth"] <= check["innerWidth"], "the page scrolls sideways"
+        keys = check["keys"]
+        assert keys["test-accuracy"] == f"{100 * metrics['accuracy']['value']:.2f}"
+        assert keys["ci-low"] == f"{100 * metrics['accuracy']['ci95'][0]:.2f}"
+        assert keys["ci-high"] == f"{100 * metrics['accuracy']['ci95'][1]:.2f}"
+        assert keys["macro-f1"] == f"{metrics['macro_f1']['value']:.4f}"
+        assert keys["test-rows"] == str(sum(map(sum, metrics["confusion_matrix"]["matrix"])))
+        for label, values in metrics["per_class"].items():
+            for name in ("precision", "recall", "f1"):
+                assert keys[f"{name}-{label}"] == f"{values[name]:.3f}"
+        for split, count in item["data"]["summary"]["rows"].items():
+            assert keys[f"rows-{split}"] == f"{count:,}"
+        assert "no-images" not in keys
+    for width, height in ((1366, 900), (400, 900)):
+        png = chromium.screenshot(page, tmp / f"report-{width}.png", width, height)
+        assert png.stat().st_size > 10_000

@@ -1,0 +1,75 @@
+"""Open an HTML file in headless Chromium: take a screenshot, and read back what an inline check script saw
+(images loaded, resource / CSP / script errors, the values of every ``data-key`` element)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CHECK_SCRIPT = """
+<script>
+window.__errors = [];
+window.addEventListener('error', function (e) {
+  window.__errors.push('error: ' + (e.message || (e.target && (e.target.src || e.target.href)) || 'unknown'));
+}, true);
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__errors.push('blocked: ' + e.blockedURI + ' (' + e.violatedDirective + ')');
+});
+window.addEventListener('load', function () {
+  var images = Array.prototype.map.call(document.images, function (img) {
+    return {alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth, shownWidth: img.getBoundingClientRect().width};
+  });
+  var keys = {};
+  Array.prototype.forEach.call(document.querySelectorAll('[data-key]'), function (el) { keys[el.dataset.key] = el.textContent.trim(); });
+  var pre = document.createElement('pre');
+  pre.id = '__check';
+  pre.textContent = JSON.stringify({images: images, errors: window.__errors, keys: keys,
+                                    scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth});
+  document.body.appendChild(pre);
+});
+</script>
+"""
+CHECK_OUTPUT = re.compile(r'<pre id="__check">(.*?)</pre>', re.S)
+
+
+def chromium() -> str:
+    """The Chromium binary; a test that needs it skips outside CI when it is absent and fails in CI."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is required in CI (.ci/run installs it: apt-get install -y chromium)")
+    pytest.skip("chromium is not installed (apt-get install -y chromium); CI runs this test")
+
+
+def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+            "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0"]
+    return subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def screenshot(html: Path, png: Path, width: int, height: int) -> Path:
+    result = _run([f"--screenshot={png}", f"--window-size={width},{height}", "--virtual-time-budget=5000", html.resolve().as_uri()])
+    assert png.is_file(), result.stderr[-3000:]
+    return png
+
+
+def inspect(html: Path, scratch: Path, width: int = 1366, height: int = 900) -> dict:
+    """Load a copy of ``html`` with the check script (its CSP widened to run that one inline script)."""
+    page = html.read_text(encoding="utf-8")
+    page = page.replace("script-src 'none'", "script-src 'unsafe-inline'")
+    page = page.replace("<head>", "<head>" + CHECK_SCRIPT, 1)
+    copy = scratch / f"check-{html.stem}-{width}.html"
+    copy.write_text(page, encoding="utf-8")
+    result = _run([f"--window-size={width},{height}", "--virtual-time-budget=5000", "--dump-dom", copy.resolve().as_uri()])
+    found = CHECK_OUTPUT.search(result.stdout)
+    assert found, f"the check script did not run: {result.stderr[-3000:]}"
+    check = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"'))
+    check["console_errors"] = [line for line in result.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line.upper()]
+    return check

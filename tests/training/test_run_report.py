@@ -1,0 +1,91 @@
+"""run_report.render and report_plots on a made-up run: every section, escaping, plots, the no-matplotlib form."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+import report_plots
+import run_report
+from evaluate_model_metrics import compute_metrics
+
+Y_TRUE = [-1, -1, -1, 0, 0, 0, 1, 1, 1, 1]
+Y_PRED = [-1, -1, 0, 0, 0, 1, 1, 1, 1, -1]
+BEST = "reviewtune-0123-002-bbbbbbbb"
+
+
+def evaluation() -> dict:
+    return {"metrics": compute_metrics(Y_TRUE, Y_PRED), "test_rows": len(Y_TRUE)}
+
+
+def run(history: bool = True) -> dict:
+    def trial(n: int, lr: str, batch: str, objective: float | None, status: str = "Completed", early: bool = False):
+        return {"name": f"reviewtune-0123-00{n}-{'abc'[n - 1] * 8}", "status": status, "objective": objective,
+                "tuned_hyperparameters": {"learning_rate": lr, "train_batch_size": batch},
+                "created_at": f"2026-11-01T12:0{n}:00", "epochs": 1 if early else 2, "val_loss": 0.9,
+                "early_stopped": early, "training_seconds": 60}
+
+    return {
+        "run_id": "reviewtune-0123",
+        "dataset": "team-a/<b>reviews</b>.tsv",
+        "created_at": "2026-11-01T12:00:00.000Z",
+        "source": {"bucket": "data", "key": "incoming/team-a/<b>reviews</b>.tsv", "version_id": "v1"},
+        "config": {"strategy": "Bayesian", "max_jobs": 3, "max_parallel_jobs": 1, "epochs": 2, "early_stopping": "Auto",
+                   "model_name": "m", "max_seq_length": 64,
+                   "hyperparameter_ranges": {"learning_rate": {"min": 1e-5, "max": 1e-4, "scaling": "Logarithmic"},
+                                             "train_batch_size": [16, 32]}},
+        "data": {"summary": {"rows": {"train": 1800, "validation": 100, "test": 10},
+                             "class_counts": {"train": {"-1": 600, "0": 600, "1": 600}, "test": {"-1": 3, "0": 3, "1": 4}}}},
+        "tuning": {
+            "status": "Completed", "started_at": "2026-11-01T12:00:10", "ended_at": "2026-11-01T12:07:40",
+            "total_billable_seconds": 420,
+            "trials": [trial(1, "2e-05", '"16"', 61.0), trial(2, "8e-05", '"32"', 70.5), trial(3, "1e-05", '"32"', 50.0, "Stopped", True)],
+            "best_training_job": {"name": BEST, "objective": 70.5,
+                                  "tuned_hyperparameters": {"learning_rate": "8e-05", "train_batch_size": '"32"'},
+                                  "hyperparameters": {"learning_rate": "8e-05", "train_batch_size": '"32"', "epochs": "2"}},
+        },
+        "history": [{"run_id": "reviewtune-0099", "created_at": "2026-10-20T09:00:00Z", "status": "SUCCEEDED",
+                     "test_accuracy": 0.62, "ci95": [0.55, 0.69]}] if history else [],
+    }
+
+
+SUMMARY = {"epochs": [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.95, "val_acc": 60.0},
+                      {"epoch": 2, "train_loss": 0.8, "val_loss": 0.85, "val_acc": 70.5}], "saved_epoch": 2}
+EXAMPLES = [{"true": -1, "predicted": 0, "text": "<script>alert('x')</script> & \"too small\""}]
+
+
+def keys(page: str) -> dict[str, str]:
+    return dict(re.findall(r'data-key="([^"]+)">([^<]*)<', page))
+
+
+@pytest.mark.skipif(not report_plots.available(), reason="matplotlib is part of the dev environment")
+def test_full_report_has_every_section_its_numbers_and_inline_pngs() -> None:
+    page = run_report.render(evaluation(), run(), SUMMARY, EXAMPLES, plotting=True)
+    metrics = evaluation()["metrics"]
+    found = keys(page)
+    assert found["test-accuracy"] == "70.00"
+    assert found["ci-low"] == f"{100 * metrics['accuracy']['ci95'][0]:.2f}"
+    assert found["macro-f1"] == f"{metrics['macro_f1']['value']:.4f}"
+    assert found["recall-1"] == f"{metrics['per_class']['1']['recall']:.3f}" and found["rows-train"] == "1,800"
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
+    assert [alt for alt, _ in images] == ["objective by hyperparameter", "learning curves", "confusion matrix",
+                                           "test accuracy over time"]
+    assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
+    for text in ("Summary", "Search", "Model on the test split", "History of this dataset", "420", "(early stop)",
+                 "7 min 30 s", BEST + " ★"):
+        assert text in page
+    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;too small&quot;" in page
+    assert "<b>reviews</b>" not in page and "&lt;b&gt;reviews&lt;/b&gt;" in page
+    assert "http://" not in page and "https://" not in page
+
+
+def test_without_plots_the_report_says_so_and_keeps_every_number() -> None:
+    page = run_report.render(evaluation(), run(history=False), {}, [], plotting=False)
+    assert "<img" not in page and 'data-key="no-images"' in page
+    assert keys(page)["test-accuracy"] == "70.00" and "This is the first run of this dataset." in page
+
+
+def test_a_run_without_trial_data_still_renders() -> None:
+    page = run_report.render(evaluation(), {}, {}, [], plotting=False)
+    assert "No trial data was handed to the evaluation." in page and keys(page)["test-rows"] == "10"

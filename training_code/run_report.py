@@ -1,0 +1,332 @@
+"""One run's report: a self-contained HTML page (inline CSS, images as base64 PNG, no script, no external request).
+
+``render(evaluation, run, training_summary, examples, plotting)`` takes evaluation.json's content, ``run.json``
+(the run item's source, config, data summary, trials and this dataset's earlier runs, as start_evaluation writes
+it), the best model's ``training_summary.json`` and a few misclassified test reviews. Every number that a test or a
+person may check carries a ``data-key`` attribute. Plots come from ``report_plots`` when ``plotting`` is true.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+import report_plots
+
+CLASS_NAMES = report_plots.CLASS_NAMES
+
+CSS = """
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;background:#f5f6f8;margin:0}
+main{max-width:1120px;margin:0 auto;padding:16px}
+h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}
+h2{font-size:1.2em;margin:0 0 .6em;border-bottom:2px solid #d8dee8;padding-bottom:.2em}
+section{background:#fff;border-radius:8px;padding:14px 18px;margin:14px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.sub{color:#5a6475}
+.cards{display:flex;flex-wrap:wrap;gap:10px}
+.card{flex:1 1 150px;background:#eef3fb;border-radius:6px;padding:8px 12px}
+.card b{display:block;font-size:1.45em}
+.card>span{color:#5a6475;font-size:.85em}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;margin:.4em 0;font-size:.92em}
+th,td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+.text{white-space:normal;text-align:left;min-width:16em}
+th.left,td.left{text-align:left}
+tr.best td{background:#fff4e0}
+img{max-width:100%;height:auto;display:block;margin:8px 0}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
+dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
+@media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}}
+"""
+
+
+# Nothing outside the file may load: images are data: URIs, the style is inline, there is no script.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'"
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _num(value: Any) -> str:
+    try:
+        number = float(str(value).strip('"'))
+    except (TypeError, ValueError):
+        return escape(str(value))
+    text = str(value).strip('"')
+    if number.is_integer() and "e" not in text.lower():
+        return text
+    return f"{number:.2e}" if 0 < abs(number) < 1e-3 else f"{number:.3g}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _duration(start: Any, end: Any) -> str:
+    begun, ended = _time(start), _time(end)
+    if not begun or not ended:
+        return "n/a"
+    seconds = max(0, round((ended - begun).total_seconds()))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _table(header: list[str], rows: list[list[str]], row_class: Callable[[int], str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        css = row_class(i) if row_class else ""
+        body.append(f'<tr class="{css}">' + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _image(png: bytes | None, alt: str) -> str:
+    if not png:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _plot(plotting: bool, alt: str, draw: Callable[[], bytes | None]) -> str:
+    if not plotting:
+        return ""
+    try:
+        return _image(draw(), alt)
+    except Exception as error:  # a plot must never cost the report
+        print(f"warning: plot {alt!r} failed: {error!r}", flush=True)
+        return f'<p class="note">The plot “{escape(alt)}” could not be drawn ({escape(type(error).__name__)}).</p>'
+
+
+def _card(label: str, value: str, key: str | None = None) -> str:
+    attribute = f' data-key="{key}"' if key else ""
+    return f'<div class="card"><b{attribute}>{value}</b><span>{escape(label)}</span></div>'
+
+
+def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> str:
+    source = run.get("source", {})
+    config = run.get("config", {})
+    tuning = run.get("tuning", {})
+    data = run.get("data", {}).get("summary", {})
+    rows = data.get("rows", {})
+    accuracy = metrics["accuracy"]
+    low, high = accuracy.get("ci95", [None, None])
+    best = tuning.get("best_training_job", {})
+    cards = "".join(
+        [
+            _card("test accuracy %", _pct(accuracy["value"]), "test-accuracy"),
+            _card("95 % interval (Wilson)", f'<span data-key="ci-low">{_pct(low)}</span>–'
+                  f'<span data-key="ci-high">{_pct(high)}</span>'),
+            _card("macro F1", f'{metrics.get("macro_f1", {}).get("value", float("nan")):.4f}', "macro-f1"),
+            _card("best validation accuracy %", "n/a" if best.get("objective") is None else f"{best['objective']:.2f}",
+                  "best-objective"),
+            _card("test reviews", f"{test_rows:,}", "test-rows"),
+        ]
+    )
+    version = source.get("version_id")
+    facts = {
+        "dataset": escape(str(run.get("dataset", "n/a"))),
+        "source object": escape(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}")
+        + (f" (version {escape(str(version))})" if version else ""),
+        "rows per split": " / ".join(
+            f'{escape(name)} <span data-key="rows-{escape(name)}">{rows[name]:,}</span>'
+            for name in ("train", "validation", "test")
+            if name in rows
+        )
+        or "n/a",
+        "strategy": escape(f"{config.get('strategy', 'n/a')} search, early stopping {config.get('early_stopping', 'n/a')}"),
+        "budget": escape(
+            f"{config.get('max_jobs', '?')} trials, {config.get('max_parallel_jobs', '?')} at a time, "
+            f"{config.get('epochs', '?')} epochs, model {config.get('model_name', '?')}, "
+            f"length {config.get('max_seq_length', '?')}"
+        ),
+        "tuning wall time": _duration(tuning.get("started_at"), tuning.get("ended_at")),
+        "billable seconds": f'<span data-key="billable-seconds">{tuning.get("total_billable_seconds", "n/a")}</span>',
+        "run started": escape(str(run.get("created_at", "n/a"))),
+    }
+    class_counts = data.get("class_counts") or {}
+    table = ""
+    if class_counts:
+        splits = [s for s in ("train", "validation", "test") if s in class_counts]
+        labels = sorted({label for s in splits for label in class_counts[s]}, key=lambda v: int(v))
+        table = "<h3>Rows per split and class</h3>" + _table(
+            ["class", *splits],
+            [[escape(f"{CLASS_NAMES.get(int(label), label)} ({label})")]
+             + [f"{class_counts[s].get(label, 0):,}" for s in splits] for label in labels],
+        )
+    listing = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts.items())
+    return f'<section><h2>Summary</h2><div class="cards">{cards}</div><p></p><dl>{listing}</dl>{table}</section>'
+
+
+def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: bool) -> str:
+    tuning = run.get("tuning", {})
+    trials = tuning.get("trials", [])
+    if not trials:
+        return '<section><h2>Search</h2><p class="note">No trial data was handed to the evaluation.</p></section>'
+    best = tuning.get("best_training_job", {})
+    best_name = best.get("name")
+    ranges = run.get("config", {}).get("hyperparameter_ranges") or {}
+    params = sorted({k for t in trials for k in t.get("tuned_hyperparameters", {})})
+    ordered = sorted(trials, key=lambda t: (t.get("created_at") or "", t["name"]))
+    for number, trial in enumerate(ordered):
+        trial["_order"] = number
+    rows = []
+    for trial in ordered:
+        rows.append(
+            [
+                escape(trial["name"]) + (" ★" if trial["name"] == best_name else ""),
+                escape(str(trial.get("status", ""))) + (" (early stop)" if trial.get("early_stopped") else ""),
+                *(_num(trial.get("tuned_hyperparameters", {}).get(p, "")) for p in params),
+                "-" if trial.get("objective") is None else f"{trial['objective']:.2f}",
+                "-" if trial.get("epochs") is None else str(trial["epochs"]),
+                str(trial.get("training_seconds") or "-"),
+            ]
+        )
+    table = _table(
+        ["trial", "status", *params, "val acc %", "epochs", "seconds"],
+        rows,
+        lambda i: "best" if ordered[i]["name"] == best_name else "",
+    )
+    tuned = best.get("tuned_hyperparameters", {})
+    static = {k: v for k, v in best.get("hyperparameters", {}).items() if k not in tuned}
+    best_rows = [[f"<b>{escape(k)}</b>", _num(v)] for k, v in sorted(tuned.items())]
+    best_rows += [[escape(k), escape(str(v).strip('"'))] for k, v in sorted(static.items())]
+    epochs = training_summary.get("epochs", [])
+    saved = training_summary.get("saved_epoch")
+    curve_note = (
+        "<p class='sub'>The best trial's curve comes from its training_summary.json (epoch saved: "
+        f"{escape(str(saved))}); the other trials show their last epoch, as SageMaker keeps only final metrics "
+        "per training job; × marks a trial stopped early.</p>"
+    )
+    return (
+        "<section><h2>Search</h2>"
+        f"<p class='sub'>{len(trials)} trials; objective: validation accuracy (%). ★ = best trial.</p>{table}"
+        + _plot(plotting, "objective by hyperparameter", lambda: report_plots.objective_by_parameter(ordered, ranges, best_name))
+        + "<h3>Learning curves</h3>"
+        + _plot(plotting, "learning curves", lambda: report_plots.learning_curves(ordered, epochs, best_name))
+        + curve_note
+        + f"<h3>Best trial: {escape(str(best_name))}</h3>"
+        + _table(["hyperparameter (tuned in bold)", "value"], best_rows)
+        + "</section>"
+    )
+
+
+def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bool) -> str:
+    per_class = metrics.get("per_class", {})
+    rows = []
+    for label in sorted(per_class, key=int):
+        values = per_class[label]
+        rows.append(
+            [
+                escape(f"{CLASS_NAMES.get(int(label), label)} ({label})"),
+                *(f'<span data-key="{key}-{label}">{values[key]:.3f}</span>' for key in ("precision", "recall", "f1")),
+                f"{int(values['support']):,}",
+            ]
+        )
+    confusion = metrics.get("confusion_matrix", {})
+    labels = confusion.get("labels", [])
+    matrix_rows = [
+        [escape(f"true {CLASS_NAMES.get(int(label), label)}"), *(f"{count:,}" for count in row)]
+        for label, row in zip(labels, confusion.get("matrix", []), strict=False)
+    ]
+    matrix_table = _table(["", *(f"predicted {CLASS_NAMES.get(int(label), label)}" for label in labels)], matrix_rows)
+    example_rows = [
+        [
+            escape(CLASS_NAMES.get(int(e["true"]), str(e["true"]))),
+            escape(CLASS_NAMES.get(int(e["predicted"]), str(e["predicted"]))),
+            escape(e["text"]),
+        ]
+        for e in sorted(examples, key=lambda e: (e["true"], e["predicted"]))
+    ]
+    example_html = (
+        '<div class="scroll"><table><thead><tr><th>true</th><th class="left">predicted</th><th class="text">review</th></tr></thead><tbody>'
+        + "".join(f"<tr><td>{a}</td><td class='left'>{b}</td><td class='text'>{c}</td></tr>" for a, b, c in example_rows)
+        + "</tbody></table></div>"
+        if example_rows
+        else "<p>No test review was misclassified.</p>"
+    )
+    return (
+        "<section><h2>Model on the test split</h2>"
+        + _table(["class", "precision", "recall", "F1", "support"], rows)
+        + "<h3>Confusion matrix</h3>"
+        + matrix_table
+        + _plot(plotting, "confusion matrix", lambda: report_plots.confusion_matrix_png(confusion))
+        + "<h3>Misclassified test reviews (a few per class pair)</h3>"
+        + example_html
+        + "</section>"
+    )
+
+
+def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> str:
+    earlier = [r for r in run.get("history", []) if r.get("run_id") != run.get("run_id")]
+    if not earlier:
+        return "<section><h2>History</h2><p>This is the first run of this dataset.</p></section>"
+    current = {
+        "run_id": run.get("run_id"),
+        "created_at": run.get("created_at"),
+        "status": "this run",
+        "test_accuracy": metrics["accuracy"]["value"],
+        "ci95": metrics["accuracy"].get("ci95"),
+        "current": True,
+    }
+    runs = sorted([*earlier, current], key=lambda r: r.get("created_at") or "")
+    rows = [
+        [
+            escape(str(r.get("run_id"))) + (" ★" if r.get("current") else ""),
+            escape(str(r.get("created_at", ""))),
+            escape(str(r.get("status", ""))),
+            _pct(r.get("test_accuracy")),
+        ]
+        for r in reversed(runs)
+    ]
+    return (
+        "<section><h2>History of this dataset</h2>"
+        + _plot(plotting, "test accuracy over time", lambda: report_plots.history(runs))
+        + _table(["run", "started", "status", "test accuracy %"], rows)
+        + "</section>"
+    )
+
+
+def render(
+    evaluation: dict[str, Any],
+    run: dict[str, Any],
+    training_summary: dict[str, Any],
+    examples: list[dict[str, Any]],
+    *,
+    plotting: bool,
+) -> str:
+    """The whole page as one string."""
+    metrics = evaluation["metrics"]
+    run_id = run.get("run_id", "unknown run")
+    note = (
+        ""
+        if plotting
+        else '<p class="note" data-key="no-images">matplotlib could not be imported or installed in the '
+        "processing container, so this report has no images; every number is still here.</p>"
+    )
+    made = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    body = (
+        f"<main><h1>reviewtune run {escape(str(run_id))}</h1>"
+        f"<p class='sub'>dataset {escape(str(run.get('dataset', 'n/a')))} · report made {made}</p>{note}"
+        + _summary(run, metrics, int(evaluation.get("test_rows", 0)))
+        + _search(run, training_summary, plotting)
+        + _model(metrics, examples, plotting)
+        + _history(run, metrics, plotting)
+        + "</main>"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>reviewtune {escape(str(run_id))}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+    )
