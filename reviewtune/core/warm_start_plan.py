@@ -129,7 +129,7 @@ def plan_warm_start(
     )
     extra = {"own_channels": mine}
     if not parents:
-        reason = "no earlier compatible run of the dataset" if candidates else "first run of the dataset"
+        reason = "no earlier compatible run of the dataset" if candidates else "no earlier succeeded run of the dataset"
         return WarmStartPlan((), None, mine, reason, extra=extra)
     chosen = [candidates[name] for name in parents]
     digests = (run.get("data") or {}).get("sha256") or {}

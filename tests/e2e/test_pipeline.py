@@ -190,7 +190,7 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
     assert champion.run_id == (second if promoted else first)
     assert champion.test_split == f"sha256:{one['data']['sha256']['test']}" == two["champion"]["test_split"]
 
-    assert "Warm start:          none (first run of the dataset)" in first_message["Message"]
+    assert "Warm start:          none (no earlier succeeded run of the dataset)" in first_message["Message"]
     assert "Champion:            first champion" in first_message["Message"]
     assert f"Warm start:          IdenticalDataAndAlgorithm from {first}" in second_message["Message"]
     assert ("Champion:            challenger" if promoted else "Champion:            champion kept") in second_message["Message"]

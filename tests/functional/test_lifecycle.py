@@ -61,7 +61,7 @@ def test_first_run_starts_cold_and_records_what_later_runs_need(pipeline):
     request = tuning_request(pipeline, run_id)
     assert "WarmStartConfig" not in request
     item = pipeline.run(run_id)
-    assert item["config"]["warm_start"]["parents"] == [] and item["config"]["warm_start"]["reason"] == "first run of the dataset"
+    assert item["config"]["warm_start"]["parents"] == [] and item["config"]["warm_start"]["reason"] == "no earlier succeeded run of the dataset"
     assert item["config"]["objective_metric"] == "validation:accuracy"
     static = request["TrainingJobDefinition"]["StaticHyperParameters"]
     assert set(item["config"]["hyperparameter_names"]) == set(static) | {"learning_rate", "train_batch_size"}
@@ -147,7 +147,7 @@ def test_failed_runs_are_not_parents(pipeline):
     second = start(pipeline)
 
     assert "WarmStartConfig" not in tuning_request(pipeline, second)
-    assert pipeline.run(second)["config"]["warm_start"]["reason"] == "no earlier compatible run of the dataset"
+    assert pipeline.run(second)["config"]["warm_start"]["reason"] == "no earlier succeeded run of the dataset"
 
 
 # ------------------------------------------------------------------------------------------------ completion criteria
@@ -276,4 +276,4 @@ def test_costs_are_in_the_failure_message(pipeline):
     assert pipeline.run(run_id)["tuning"]["cost"]["billable_seconds"] == 600
     text = message(pipeline, run_id)
     assert "Estimated cost:      US$ 0.23 for 600 billable seconds" in text
-    assert "Warm start:          none (first run of the dataset)" in text
+    assert "Warm start:          none (no earlier succeeded run of the dataset)" in text
