@@ -14,6 +14,8 @@ from reviewtune.core.states import DEFAULT_DEADLINES, RunStatus
 STRATEGIES = ("Random", "Bayesian", "Hyperband", "Grid")
 EARLY_STOPPING_TYPES = ("Off", "Auto")
 CLASS_BALANCE_MODES = ("downsample", "none")
+CONVERGENCE_CHOICES = ("Enabled", "Disabled")
+MIN_JOBS_NOT_IMPROVING = 3  # SageMaker's minimum of MaxNumberOfTrainingJobsNotImproving
 
 DEFAULT_RANGES = {
     "learning_rate": {"min": 1e-5, "max": 5e-5, "scaling": "Logarithmic"},
@@ -73,6 +75,29 @@ def _json(env: Mapping[str, str], name: str, default: Any) -> Any:
         raise ConfigError(f"{name} is not valid JSON: {exc.msg} at character {exc.pos}") from exc
 
 
+def _optional_float(env: Mapping[str, str], name: str) -> float | None:
+    return _float(env, name, 0.0) if env.get(name, "").strip() else None
+
+
+def _optional_int(env: Mapping[str, str], name: str, minimum: int) -> int | None:
+    return _int(env, name, 0, minimum=minimum) if env.get(name, "").strip() else None
+
+
+def _optional_choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    return _choice(env, name, "", allowed) if env.get(name, "").strip() else None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _deadlines(env: Mapping[str, str]) -> dict[RunStatus, int]:
     """RUN_STATE_DEADLINES: JSON object of seconds by non-final run state, merged over the defaults."""
     raw = _json(env, "RUN_STATE_DEADLINES", {})
@@ -117,6 +142,11 @@ class Settings:
     epochs: int = 3
     processing_image_uri: str = DEFAULT_TRAINING_IMAGE
     processing_instance_type: str = "ml.m5.xlarge"
+    inference_image_uri: str = DEFAULT_TRAINING_IMAGE
+    warm_start: bool = True
+    target_objective_metric_value: float | None = None  # TuningJobCompletionCriteria (None: not set)
+    max_jobs_not_improving: int | None = None
+    complete_on_convergence: str | None = None
     use_spot_training: bool = False
     max_runtime_seconds: int = 86400
     validation_fraction: float = 0.05
@@ -157,6 +187,13 @@ class Settings:
             epochs=_int(env, "EPOCHS", 3, minimum=1),
             processing_image_uri=env.get("PROCESSING_IMAGE_URI", "").strip() or DEFAULT_TRAINING_IMAGE,
             processing_instance_type=env.get("PROCESSING_INSTANCE_TYPE", "").strip() or "ml.m5.xlarge",
+            inference_image_uri=env.get("INFERENCE_IMAGE_URI", "").strip()
+            or env.get("PROCESSING_IMAGE_URI", "").strip()
+            or DEFAULT_TRAINING_IMAGE,
+            warm_start=_bool(env, "WARM_START", True),
+            target_objective_metric_value=_optional_float(env, "TARGET_OBJECTIVE_METRIC_VALUE"),
+            max_jobs_not_improving=_optional_int(env, "MAX_JOBS_NOT_IMPROVING", MIN_JOBS_NOT_IMPROVING),
+            complete_on_convergence=_optional_choice(env, "COMPLETE_ON_CONVERGENCE", CONVERGENCE_CHOICES),
             use_spot_training=env.get("USE_SPOT_TRAINING", "false").strip().lower() in ("1", "true", "yes"),
             max_runtime_seconds=_int(env, "MAX_RUNTIME_SECONDS", 86400, minimum=60),
             validation_fraction=_float(env, "VALIDATION_FRACTION", 0.05),

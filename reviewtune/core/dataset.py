@@ -263,11 +263,20 @@ def to_tsv(rows: list[Review]) -> bytes:
     return out.getvalue()
 
 
-def write_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> None:
-    """Upload each split as TSV, written through a spooled temporary file (on disk past a few MiB)."""
+def write_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> dict[str, str]:
+    """Upload each split as TSV, written through a spooled temporary file (on disk past a few MiB).
+
+    Returns the SHA-256 (hex) of each split's TSV as uploaded: two runs whose train and validation hashes match
+    trained on the very same data (warm start), two whose test hashes match were measured on the same test split."""
+    digests: dict[str, str] = {}
     for split, rows in dataset.splits.items():
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
             write_tsv(rows, spool)
+            spool.seek(0)
+            digest = hashlib.sha256()
+            while chunk := spool.read(1024 * 1024):
+                digest.update(chunk)
+            digests[split] = digest.hexdigest()
             spool.seek(0)
             s3.put_object(
                 Bucket=bucket,
@@ -275,3 +284,4 @@ def write_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> No
                 Body=spool,
                 ContentType="text/tab-separated-values",
             )
+    return digests

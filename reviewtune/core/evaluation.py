@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, names, states
+from reviewtune.core import aws_errors, costs, names, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import already_final, end_run, repository
@@ -100,6 +100,15 @@ def write_report_input(
         Bucket=bucket, Key=key, Body=json.dumps(document, default=str).encode(), ContentType="application/json"
     )
     return names.s3_uri(bucket, key)
+def training_cost(run: dict[str, Any], settings: Settings, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The estimated cost of the trials (costs.py): billable seconds per trial and in total, priced."""
+    config = run.get("config") or {}
+    return costs.run_cost(
+        trials,
+        training_instance_type=config.get("training_instance_type") or settings.training_instance_type,
+        instance_count=int(config.get("training_instance_count") or settings.training_instance_count),
+        spot=bool(config.get("use_spot_training", settings.use_spot_training)),
+    ).as_dict()
 
 
 def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: str) -> dict[str, Any]:
@@ -262,6 +271,7 @@ def start_evaluation(
         "ended_at": _epoch(description.get("HyperParameterTuningEndTime")),
         "trials": trials,
         "total_billable_seconds": sum(t["billable_seconds"] or 0 for t in trials),
+        "cost": training_cost(run, settings, trials),
     }
     end_tuning = functools.partial(
         end_run, runs, settings, clients, tuning_job_name, stage="tuning", tuning=tuning

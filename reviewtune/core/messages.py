@@ -112,6 +112,78 @@ def _hyperparameters(best: Any) -> list[str]:
     return [f"  {name:<{width}}  {value}" for name, value in names]
 
 
+def _warm_start(item: Any) -> list[str]:
+    plan = _get(item, "config", "warm_start")
+    if not isinstance(plan, Mapping):
+        return []
+    parents = plan.get("parents")
+    if isinstance(parents, list) and parents:
+        names = ", ".join(_text(p, 100) for p in parents[:5])
+        return [f"Warm start:          {_text(plan.get('type'), 40)} from {names}"]
+    refused = plan.get("refused")
+    if refused:
+        return [f"Warm start:          refused by SageMaker, tuned from scratch: {_text(refused)}"]
+    return [f"Warm start:          none ({_text(plan.get('reason'), 100, 'no parent')})"]
+
+
+def _money(value: Any, currency: Any) -> str:
+    amount = _number(value)
+    if amount is None:
+        return "unknown"
+    symbol = "US$ " if currency == "USD" else f"{_text(currency, 8)} "
+    return f"{symbol}{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{symbol}{amount:.4f}"
+
+
+def _cost(item: Any) -> list[str]:
+    """The estimated cost of the trials and each trial's billable seconds (``tuning.cost``)."""
+    cost = _get(item, "tuning", "cost")
+    if not isinstance(cost, Mapping):
+        return []
+    currency = cost.get("currency")
+    trials = cost.get("trials") if isinstance(cost.get("trials"), list) else []
+    unpriced = cost.get("unpriced")
+    lines = [
+        f"Estimated cost:      {_money(cost.get('total'), currency)} for {_count(cost.get('billable_seconds'))} "
+        f"billable seconds on {_count(cost.get('instance_count'))} x {_text(cost.get('training_instance_type'), 40)}"
+        + (f" (no price for {_text(', '.join(map(str, unpriced)), 100)})" if isinstance(unpriced, list) and unpriced else ""),
+        f"                     on-demand prices {_text(cost.get('region'), 20)} of {_text(cost.get('prices_as_of'), 20)}, "
+        "an estimate",
+    ]
+    for trial in trials[:MAX_TRIALS_LISTED]:
+        lines.append(
+            f"  {_text(_get(trial, 'name'), 100)}: {_count(_get(trial, 'billable_seconds'))} billable s, "
+            f"{_money(_get(trial, 'cost'), currency)}"
+        )
+    if len(trials) > MAX_TRIALS_LISTED:
+        lines.append(f"  ... and {len(trials) - MAX_TRIALS_LISTED:,} more")
+    return lines
+
+
+def _lifecycle(item: Any) -> list[str]:
+    """The Model Registry and champion lines of a succeeded run."""
+    lines = []
+    registry = _get(item, "registry")
+    if isinstance(registry, Mapping):
+        arn, error = registry.get("model_package_arn"), registry.get("error")
+        if arn:
+            lines.append(f"Model registry:      {_text(arn, 300)} ({_text(registry.get('approval'), 40)})")
+        if error:
+            lines.append(f"Model registry:      {'registration failed: ' if not arn else ''}{_text(error)}")
+    champion = _get(item, "champion")
+    if isinstance(champion, Mapping):
+        decision, reason = champion.get("decision"), champion.get("reason")
+        if champion.get("error"):
+            lines.append(f"Champion:            {_text(decision, 60)}: {_text(champion.get('error'))}")
+        elif decision == "not compared: different test split":
+            lines.append(
+                f"Champion:            {_text(champion.get('champion_run_id'), 100)} kept, not compared: different "
+                "test split (promote by hand if wanted)"
+            )
+        elif reason:
+            lines.append(f"Champion:            {_text(reason)}")
+    return lines
+
+
 def rejected(item: dict[str, Any], reason: Any, rejected_uri: Any, table: Any) -> tuple[str, str]:
     subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
     body = "\n".join(
@@ -148,6 +220,9 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
             )
         if len(trials) > MAX_TRIALS_LISTED:
             lines.append(f"  ... and {len(trials) - MAX_TRIALS_LISTED:,} more")
+    extra = [*_warm_start(item), *_cost(item)]
+    if extra:
+        lines += ["", *extra]
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
 
@@ -172,6 +247,8 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         f"Best training job:   {_text(_get(best, 'name'), 100)}",
         f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
         f"Test accuracy:       {_pct(accuracy)}",
+        *_warm_start(item),
+        *_lifecycle(item),
     ]
     macro_f1 = _get(metrics, "macro_f1", "value")
     if macro_f1 is not None:
@@ -200,6 +277,9 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     html_report = _get(item, "results", "report_uri")
     if html_report:
         lines.append(f"HTML report:         {_text(html_report, 2000)}")
+    cost = _cost(item)
+    if cost:
+        lines += ["", *cost]
     lines += ["", _lookup_hint(item, table)]
     return subject, "\n".join(lines)
 

@@ -15,6 +15,7 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
+from reviewtune.core.registration import register_and_decide
 from reviewtune.core.runs import RunStatus
 
 logger = Logger(child=True)
@@ -136,6 +137,7 @@ def record_results(
         "report_uri": names.s3_uri(names.parse_s3_uri(output_uri)[0], names.report_key(run_id)),
     }
     fields = {"metrics": evaluation["metrics"], "results": results}
+    fields.update(register_and_decide({**run, **fields}, results, settings, clients))
     notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)
     moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **fields)
     if moved is None:

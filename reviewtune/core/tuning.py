@@ -23,6 +23,8 @@ from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.warm_start_plan import apply as apply_warm_start
+from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
 
 logger = Logger(child=True)
 
@@ -68,6 +70,20 @@ def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]
     return static
 
 
+def completion_criteria(settings: Settings) -> dict[str, Any]:
+    """TuningJobCompletionCriteria from the settings; empty when none is set (the job runs its whole budget)."""
+    criteria: dict[str, Any] = {}
+    if settings.target_objective_metric_value is not None:
+        criteria["TargetObjectiveMetricValue"] = settings.target_objective_metric_value
+    if settings.max_jobs_not_improving is not None:
+        criteria["BestObjectiveNotImproving"] = {
+            "MaxNumberOfTrainingJobsNotImproving": settings.max_jobs_not_improving
+        }
+    if settings.complete_on_convergence is not None:
+        criteria["ConvergenceDetected"] = {"CompleteOnConvergence": settings.complete_on_convergence}
+    return criteria
+
+
 def tuning_job_request(settings: Settings, run_id: str, dataset: str, code: CodeBundle) -> dict[str, Any]:
     """The CreateHyperParameterTuningJob request of one run."""
     ranges = parameter_ranges(settings.hyperparameter_ranges)
@@ -82,6 +98,9 @@ def tuning_job_request(settings: Settings, run_id: str, dataset: str, code: Code
         "TrainingJobEarlyStoppingType": settings.early_stopping,
         "RandomSeed": 42,
     }
+    criteria = completion_criteria(settings)
+    if criteria:
+        config["TuningJobCompletionCriteria"] = criteria
     if settings.strategy == "Hyperband":
         config["StrategyConfig"] = {
             "HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": settings.epochs}
@@ -148,6 +167,7 @@ def _config_summary(settings: Settings) -> dict[str, Any]:
         "training_instance_type": settings.training_instance_type,
         "training_instance_count": settings.training_instance_count,
         "use_spot_training": settings.use_spot_training,
+        "completion_criteria": completion_criteria(settings),
     }
 
 
@@ -242,7 +262,7 @@ def start_tuning(
         )
     except DatasetError as exc:
         return _reject(obj, run_id, bounded(str(exc)), settings, clients)
-    write_splits(clients.s3, settings.bucket, run_id, dataset)
+    digests = write_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     prepared = runs.update_if(
         run_id,
@@ -251,6 +271,7 @@ def start_tuning(
         config=_config_summary(settings),
         data={
             "summary": dataset.summary(),
+            "sha256": digests,
             **{
                 split: names.s3_uri(settings.bucket, names.split_prefix(run_id, split))
                 for split in dataset.splits
@@ -293,9 +314,21 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     run_id = run["run_id"]
     source_status = RunStatus(run["status"])
     code = CodeBundle(**run["code"])
-    request = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
+    base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
+    plan = plan_warm_start(
+        runs, run, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket, request=base
+    )
     try:
-        arn = clients.sagemaker.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
+        try:
+            arn = _create(clients, apply_warm_start(base, plan))
+        except ClientError as exc:
+            if not plan.config or aws_errors.code(exc) != "ValidationException":
+                raise
+            # SageMaker judges parents by more than reviewtune records (e.g. hyperparameter types, changes):
+            # a refused warm start must not cost the run, so tune from scratch and say why.
+            logger.warning("warm start refused; starting cold", extra={"run_id": run_id, "error": aws_errors.text(exc)})
+            plan = plan.cold(bounded(aws_errors.text(exc)))
+            arn = _create(clients, apply_warm_start(base, plan))
     except ClientError as exc:
         if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it
             arn = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)[
@@ -316,14 +349,30 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         else:
             reason = f"SageMaker refused the tuning job: {aws_errors.text(exc)}"
             return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason)
+    config = {
+        **(run.get("config") or {}),
+        "hyperparameter_names": hyperparameter_names(base),
+        "objective_metric": OBJECTIVE_METRIC,
+        "warm_start": plan.summary(),
+    }
     moved = runs.transition(
-        run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn
+        run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn, config=config
     )
     if moved is None:
         return _moved_on(runs, settings, clients, run_id)
     rows = run.get("data", {}).get("summary", {}).get("rows")
-    logger.info("tuning job started", extra={"run_id": run_id, "rows": rows})
-    return {"run_id": run_id, "status": RunStatus.TUNING.value, "tuning_job_arn": arn, "rows": rows}
+    logger.info("tuning job started", extra={"run_id": run_id, "rows": rows, "warm_start": plan.summary()})
+    return {
+        "run_id": run_id,
+        "status": RunStatus.TUNING.value,
+        "tuning_job_arn": arn,
+        "rows": rows,
+        "warm_start_parents": list(plan.parents),
+    }
+
+
+def _create(clients: AwsClients, request: dict[str, Any]) -> str:
+    return clients.sagemaker.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
 
 
 def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None) -> list[dict[str, Any]]:

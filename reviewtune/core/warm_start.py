@@ -2,9 +2,9 @@
 
 SageMaker accepts 1-5 parents that have ended, with the same objective metric and the same set of static plus
 tunable hyperparameter names as the new job, whose training jobs plus the new job's budget stay within 500.
-Each reviewtune run reads its own split (``runs/<run_id>/data/``), so the type is ``TransferLearning``
-(``IdenticalDataAndAlgorithm`` requires the very same input data). ``choose_parents`` keeps the newest
-previous runs that satisfy all of that, so CreateHyperParameterTuningJob does not reject the request.
+``choose_parents`` keeps the newest previous runs that satisfy all of that, so CreateHyperParameterTuningJob
+does not reject the request. ``warm_start_plan.py`` picks the type (``IdenticalDataAndAlgorithm`` only for the
+very same input data, read from the same S3 URIs; else ``TransferLearning``).
 """
 
 from __future__ import annotations

@@ -152,3 +152,46 @@ def test_stopping_the_tuning_job_stops_the_run(pipeline):
     assert item["tuning"]["trials"][0]["status"] == "Stopped"
     [message] = pipeline.messages()
     assert "stopped" in message["Subject"]
+
+
+def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion(pipeline):
+    from reviewtune.core.champion import get_champion
+    from reviewtune.core.registry import package_group_name
+
+    body = sample_tsv(per_class=40)
+    first = pipeline.drop("incoming/e2e/lifecycle.tsv", body)
+    one = pipeline.wait(first, {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"})
+    assert one["status"] == "SUCCEEDED", one.get("failure_reason")
+    [first_message] = pipeline.messages()
+    second = pipeline.drop("incoming/e2e/lifecycle.tsv", body)  # the same file again: the same splits
+    two = pipeline.wait(second, {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"})
+    assert two["status"] == "SUCCEEDED", two.get("failure_reason")
+    [second_message] = pipeline.messages()
+
+    sagemaker = pipeline.runtime.client("sagemaker")
+    described = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=second)
+    assert described["WarmStartConfig"] == {
+        "ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": first}],
+        "WarmStartType": "IdenticalDataAndAlgorithm",
+    }
+    assert "WarmStartConfig" not in sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=first)
+    assert two["config"]["warm_start"]["channels"]["train"] == f"s3://{pipeline.bucket}/runs/{first}/data/train/"
+
+    group = package_group_name("e2e/lifecycle.tsv")
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending")[
+        "ModelPackageSummaryList"
+    ]
+    assert [p["ModelPackageArn"] for p in packages] == [one["model_package_arn"], two["model_package_arn"]]
+    gain = (two["results"]["test_accuracy"] - one["results"]["test_accuracy"]) * 100
+    promoted = round(gain, 9) >= 0.5
+    assert two["champion"]["decision"] == ("promoted" if promoted else "kept")
+    assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "Approved" if promoted else "PendingManualApproval"]
+    champion = get_champion(pipeline.runtime.table(pipeline.outputs["RunsTableName"]), "e2e/lifecycle.tsv")
+    assert champion.run_id == (second if promoted else first)
+    assert champion.test_split == f"sha256:{one['data']['sha256']['test']}" == two["champion"]["test_split"]
+
+    assert "Warm start:          none (no earlier succeeded run of the dataset)" in first_message["Message"]
+    assert "Champion:            first champion" in first_message["Message"]
+    assert f"Warm start:          IdenticalDataAndAlgorithm from {first}" in second_message["Message"]
+    assert ("Champion:            challenger" if promoted else "Champion:            champion kept") in second_message["Message"]
+    assert "billable seconds" in second_message["Message"] and two["tuning"]["cost"]["billable_seconds"] > 0

@@ -72,6 +72,7 @@ class FakeSageMaker:
         self.processing: dict[str, dict[str, Any]] = {}
         self.fail: dict[str, list[str]] = defaultdict(list)
         self.calls: list[str] = []
+        self.groups: dict[str, list[dict[str, Any]]] = {}
 
     def _call(self, operation: str) -> None:
         self.calls.append(operation)
@@ -211,3 +212,37 @@ class FakeSageMaker:
         self._call("stop_processing_job")
         self.processing[ProcessingJobName]["status"] = "Stopping"
         return {}
+
+    # -- model registry -------------------------------------------------------------------------------------
+
+    def create_model_package_group(self, ModelPackageGroupName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        self._call("create_model_package_group")
+        arn = self.arn("model-package-group", ModelPackageGroupName.lower())
+        if ModelPackageGroupName in self.groups:
+            raise client_error("ValidationException", f"Model Package Group already exists: {arn}", "CreateModelPackageGroup")
+        self.groups[ModelPackageGroupName] = []
+        return {"ModelPackageGroupArn": arn}
+
+    def describe_model_package_group(self, ModelPackageGroupName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("describe_model_package_group")
+        return {"ModelPackageGroupName": ModelPackageGroupName,
+                "ModelPackageGroupArn": self.arn("model-package-group", ModelPackageGroupName.lower())}
+
+    def create_model_package(self, **request: Any) -> dict[str, Any]:
+        self._call("create_model_package")
+        versions = self.groups[request["ModelPackageGroupName"]]
+        for package in versions:
+            if package["ClientToken"] == request["ClientToken"]:
+                return {"ModelPackageArn": package["ModelPackageArn"]}
+        arn = self.arn("model-package", f"{request['ModelPackageGroupName'].lower()}/{len(versions) + 1}")
+        versions.append({**request, "ModelPackageArn": arn})
+        return {"ModelPackageArn": arn}
+
+    def update_model_package(self, ModelPackageArn: str, ModelApprovalStatus: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+        self._call("update_model_package")
+        package = next(p for versions in self.groups.values() for p in versions if p["ModelPackageArn"] == ModelPackageArn)
+        package["ModelApprovalStatus"] = ModelApprovalStatus
+        return {"ModelPackageArn": ModelPackageArn}
+
+    def packages(self) -> list[dict[str, Any]]:
+        return [p for versions in self.groups.values() for p in versions]

@@ -53,6 +53,12 @@ TOPIC = {"Ref": "NotificationTopic"}
 RUNS_INDEXES = {"Fn::Sub": "${RunsTable.Arn}/index/*"}
 TOPIC_KEY_ARN = {"Fn::GetAtt": ["NotificationKey", "Arn"]}
 TOPIC_KEY_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
+MODEL_REGISTRY_ACTIONS = {
+    "sagemaker:CreateModelPackageGroup",
+    "sagemaker:DescribeModelPackageGroup",
+    "sagemaker:CreateModelPackage",
+    "sagemaker:UpdateModelPackage",
+}
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
 
@@ -316,6 +322,10 @@ def test_environment_values_come_from_the_stack():
         "MAX_CONCURRENT_RUNS": "MaxConcurrentRuns",
         "RUN_STATE_DEADLINES": "RunStateDeadlines",
         "START_MAX_ATTEMPTS": "StartMaxAttempts",
+        "WARM_START": "WarmStart",
+        "TARGET_OBJECTIVE_METRIC_VALUE": "TargetObjectiveMetricValue",
+        "MAX_JOBS_NOT_IMPROVING": "MaxNumberOfTrainingJobsNotImproving",
+        "COMPLETE_ON_CONVERGENCE": "CompleteOnConvergence",
     }
     assert {variable: env[variable] for variable in from_parameters} == {
         variable: {"Ref": parameter} for variable, parameter in from_parameters.items()
@@ -323,6 +333,7 @@ def test_environment_values_come_from_the_stack():
     for variable, parameter, condition in (
         ("TRAINING_IMAGE_URI", "TrainingImageUri", "UseDefaultTrainingImage"),
         ("PROCESSING_IMAGE_URI", "ProcessingImageUri", "UseDefaultProcessingImage"),
+        ("INFERENCE_IMAGE_URI", "InferenceImageUri", "UseDefaultInferenceImage"),
     ):
         chosen, _, given = env[variable]["Fn::If"]
         assert (chosen, given) == (condition, {"Ref": parameter})
@@ -355,6 +366,10 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert defaults["ClassBalance"] == settings.class_balance
     assert int(defaults["MaxConcurrentRuns"]) == settings.max_concurrent_runs == 2
     assert int(defaults["StartMaxAttempts"]) == settings.start_max_attempts
+    assert defaults["WarmStart"] == "true" and settings.warm_start is True
+    assert defaults["TargetObjectiveMetricValue"] == "" and settings.target_objective_metric_value is None
+    assert defaults["MaxNumberOfTrainingJobsNotImproving"] == "" and settings.max_jobs_not_improving is None
+    assert defaults["CompleteOnConvergence"] == "" and settings.complete_on_convergence is None
     assert config.Settings.from_env(
         {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r",
          "RUN_STATE_DEADLINES": defaults["RunStateDeadlines"]}
@@ -366,6 +381,12 @@ def test_parameter_choices_are_the_ones_config_accepts():
     assert tuple(parameters["Strategy"]["AllowedValues"]) == config.STRATEGIES
     assert tuple(parameters["EarlyStopping"]["AllowedValues"]) == config.EARLY_STOPPING_TYPES
     assert tuple(parameters["ClassBalance"]["AllowedValues"]) == config.CLASS_BALANCE_MODES
+    assert parameters["WarmStart"]["AllowedValues"] == ["true", "false"]
+    assert tuple(parameters["CompleteOnConvergence"]["AllowedValues"]) == ("", *config.CONVERGENCE_CHOICES)
+    not_improving = parameters["MaxNumberOfTrainingJobsNotImproving"]["AllowedPattern"]
+    assert [v for v in ("", "2", "3", "9", "10", "03") if re.fullmatch(not_improving, v)] == ["", "3", "9", "10"]
+    target = parameters["TargetObjectiveMetricValue"]["AllowedPattern"]
+    assert [v for v in ("", "80", "81.5", "-1", "x") if re.fullmatch(target, v)] == ["", "80", "81.5"]
     assert parameters["UseSpotTraining"]["AllowedValues"] == ["false", "true"]
     prefix = parameters["JobNamePrefix"]
     assert prefix["MaxLength"] == names.PREFIX_MAX
@@ -384,7 +405,7 @@ def test_parameter_choices_are_the_ones_config_accepts():
     ],
 )
 def test_image_parameters_accept_only_ecr_uris_whose_account_is_the_first_field(value, accepted):
-    for parameter in ("TrainingImageUri", "ProcessingImageUri"):
+    for parameter in ("TrainingImageUri", "ProcessingImageUri", "InferenceImageUri"):
         pattern = template()["Parameters"][parameter]["AllowedPattern"]
         assert (re.fullmatch(pattern, value) is not None) is accepted
 
@@ -604,13 +625,16 @@ def test_record_results_permissions():
         "sagemaker:CreateHyperParameterTuningJob",
         "sagemaker:DescribeHyperParameterTuningJob",
         "sagemaker:AddTags",
+        *MODEL_REGISTRY_ACTIONS,
         "iam:PassRole",
         "sns:Publish",
         *TOPIC_KEY_ACTIONS,
     }
     assert grants["s3:GetObject"] == [_objects("runs/")]
     assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
-    assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
+    # The champion item of a dataset is written into the runs table.
+    assert grants["dynamodb:PutItem"] == [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN]
+    assert grants["sagemaker:DescribeProcessingJob"] == [_job_arn("processing-job")]
 
 
 def test_every_function_that_publishes_may_use_the_topic_key_and_nothing_else_of_kms():
@@ -646,12 +670,23 @@ def test_reconcile_permissions():
         "sagemaker:DescribeProcessingJob",
         "sagemaker:StopProcessingJob",
         "sagemaker:AddTags",
+        *MODEL_REGISTRY_ACTIONS,
         "iam:PassRole",
         "sns:Publish",
     }
     assert grants["dynamodb:GetItem"] == [RUNS_TABLE_ARN]  # no idempotency table: the state machine suffices
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["sns:Publish"] == [TOPIC]
+
+
+@pytest.mark.parametrize("function_id", ["RecordResultsFunction", "ReconcileFunction"])
+def test_model_registry_grants_reach_only_this_stack_s_groups_and_packages(function_id):
+    """record_results registers a succeeded run's model (the reconciler calls record_results too)."""
+    grants = _grants(function_id)
+    for action in MODEL_REGISTRY_ACTIONS:
+        assert grants[action] == [_job_arn("model-package-group"), _job_arn("model-package")], action
+    for other in ("StartTuningFunction", "StartEvaluationFunction"):
+        assert not MODEL_REGISTRY_ACTIONS & set(_grants(other)), other
 
 
 def test_reconciler_runs_on_a_scheduler_schedule_with_its_dead_letter_queue_and_log_group():

@@ -1,0 +1,164 @@
+"""Which earlier runs of a dataset a new tuning job warm-starts from, read from the runs table.
+
+A run's item holds what the choice needs: ``config.hyperparameter_names`` (static plus tunable),
+``config.objective_metric``, ``config.training_image_uri``, ``tuning.trials`` (how many training jobs it ran),
+``data.sha256`` (the hash of each split as written) and ``config.warm_start.channels`` (the S3 URIs its tuning
+job actually read). Parents are the dataset's most recent SUCCEEDED runs that ``warm_start.choose_parents``
+accepts.
+
+The type: ``IdenticalDataAndAlgorithm`` when every parent trained on the very same train and validation data
+(same hashes), with the same training image, read from the same S3 URIs; the new job then reads those URIs
+too, because SageMaker compares the channels' URIs, not their content. Otherwise ``TransferLearning`` on the
+run's own data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reviewtune.core import names
+from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.warm_start import (
+    IDENTICAL_DATA_AND_ALGORITHM,
+    TRANSFER_LEARNING,
+    PreviousRun,
+    choose_parents,
+    warm_start_config,
+)
+
+CHANNELS = ("train", "validation")
+CANDIDATES = 25  # the dataset's newest runs looked at (five parents at most are kept)
+
+
+@dataclass(frozen=True)
+class WarmStartPlan:
+    """The parents of a new tuning job, its WarmStartConfig (None: cold start), the channels it reads, and why."""
+
+    parents: tuple[str, ...]
+    warm_start_type: str | None
+    channels: dict[str, str]
+    reason: str
+    refused: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        if not self.parents or self.warm_start_type is None:
+            return None
+        return warm_start_config(self.parents, self.warm_start_type)
+
+    def summary(self) -> dict[str, Any]:
+        """What the run item keeps (``config.warm_start``) and the messages show."""
+        out: dict[str, Any] = {
+            "parents": list(self.parents),
+            "type": self.warm_start_type,
+            "channels": self.channels,
+            "reason": self.reason,
+        }
+        if self.refused:
+            out["refused"] = self.refused
+        return out
+
+    def cold(self, refused: str) -> WarmStartPlan:
+        """The same job without warm start, on the run's own data, after SageMaker refused the warm start."""
+        return WarmStartPlan((), None, self.extra.get("own_channels", self.channels), "warm start refused", refused)
+
+
+def own_channels(bucket: str, run_id: str) -> dict[str, str]:
+    return {split: names.s3_uri(bucket, names.split_prefix(run_id, split)) for split in CHANNELS}
+
+
+def hyperparameter_names(request: dict[str, Any]) -> list[str]:
+    """Static plus tunable hyperparameter names of a CreateHyperParameterTuningJob request."""
+    found = set(request["TrainingJobDefinition"].get("StaticHyperParameters") or {})
+    for ranges in request["HyperParameterTuningJobConfig"].get("ParameterRanges", {}).values():
+        found.update(r["Name"] for r in ranges)
+    return sorted(found)
+
+
+def channels_of(run: dict[str, Any], bucket: str) -> dict[str, str]:
+    """The S3 URIs a run's tuning job read (its own split folders unless it reused a parent's)."""
+    used = ((run.get("config") or {}).get("warm_start") or {}).get("channels")
+    return dict(used) if used else own_channels(bucket, run["run_id"])
+
+
+def _previous(run: dict[str, Any]) -> PreviousRun | None:
+    config = run.get("config") or {}
+    trials = (run.get("tuning") or {}).get("trials")
+    if not config.get("hyperparameter_names") or not config.get("objective_metric") or not isinstance(trials, list):
+        return None  # a run recorded before these were kept
+    return PreviousRun(run["run_id"], frozenset(config["hyperparameter_names"]), config["objective_metric"], len(trials))
+
+
+def _same_data(parent: dict[str, Any], digests: dict[str, str], image: str) -> bool:
+    theirs = (parent.get("data") or {}).get("sha256") or {}
+    return (
+        all(digests.get(split) and theirs.get(split) == digests[split] for split in CHANNELS)
+        and (parent.get("config") or {}).get("training_image_uri") == image
+    )
+
+
+def plan_warm_start(
+    runs: RunsRepository,
+    run: dict[str, Any],
+    *,
+    enabled: bool,
+    strategy: str,
+    bucket: str,
+    request: dict[str, Any],
+) -> WarmStartPlan:
+    """The warm start of ``run``'s tuning job, whose request (without warm start) is ``request``."""
+    mine = own_channels(bucket, run["run_id"])
+    if not enabled:
+        return WarmStartPlan((), None, mine, "off (WarmStart=false)")
+    if strategy == "Grid":
+        return WarmStartPlan((), None, mine, "not used with the Grid strategy")
+    config = request["HyperParameterTuningJobConfig"]
+    candidates = {
+        item["run_id"]: item
+        for item in runs.by_dataset(run.get("dataset") or "", limit=CANDIDATES)
+        if item["run_id"] != run["run_id"] and item.get("status") == RunStatus.SUCCEEDED
+    }
+    previous = [p for p in map(_previous, candidates.values()) if p is not None]
+    parents = choose_parents(
+        previous,
+        hyperparameter_names=hyperparameter_names(request),
+        objective_metric=config["HyperParameterTuningJobObjective"]["MetricName"],
+        max_jobs=config["ResourceLimits"]["MaxNumberOfTrainingJobs"],
+    )
+    extra = {"own_channels": mine}
+    if not parents:
+        reason = "no earlier compatible run of the dataset" if candidates else "no earlier succeeded run of the dataset"
+        return WarmStartPlan((), None, mine, reason, extra=extra)
+    chosen = [candidates[name] for name in parents]
+    digests = (run.get("data") or {}).get("sha256") or {}
+    image = request["TrainingJobDefinition"]["AlgorithmSpecification"].get("TrainingImage", "")
+    parent_channels = [channels_of(parent, bucket) for parent in chosen]
+    if all(_same_data(parent, digests, image) for parent in chosen) and all(
+        c == parent_channels[0] for c in parent_channels
+    ):
+        return WarmStartPlan(
+            tuple(parents), IDENTICAL_DATA_AND_ALGORITHM, parent_channels[0], "same train and validation data",
+            extra=extra,
+        )
+    return WarmStartPlan(tuple(parents), TRANSFER_LEARNING, mine, "other data than the parents", extra=extra)
+
+
+def apply(request: dict[str, Any], plan: WarmStartPlan) -> dict[str, Any]:
+    """The request with the plan's WarmStartConfig (if any) and channels."""
+    definition = dict(request["TrainingJobDefinition"])
+    definition["InputDataConfig"] = [
+        {
+            **channel,
+            "DataSource": {
+                "S3DataSource": {**channel["DataSource"]["S3DataSource"], "S3Uri": plan.channels[channel["ChannelName"]]}
+            },
+        }
+        for channel in definition["InputDataConfig"]
+    ]
+    out = {**request, "TrainingJobDefinition": definition}
+    out.pop("WarmStartConfig", None)
+    if plan.config:
+        out["WarmStartConfig"] = plan.config
+    return out
