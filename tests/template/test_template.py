@@ -311,6 +311,7 @@ def test_environment_values_come_from_the_stack():
         "MAX_CONCURRENT_RUNS": "MaxConcurrentRuns",
         "RUN_STATE_DEADLINES": "RunStateDeadlines",
         "START_MAX_ATTEMPTS": "StartMaxAttempts",
+        "SKIP_DUPLICATE_CONTENT": "SkipDuplicateContent",
     }
     assert {variable: env[variable] for variable in from_parameters} == {
         variable: {"Ref": parameter} for variable, parameter in from_parameters.items()
@@ -350,6 +351,7 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert defaults["ClassBalance"] == settings.class_balance
     assert int(defaults["MaxConcurrentRuns"]) == settings.max_concurrent_runs == 2
     assert int(defaults["StartMaxAttempts"]) == settings.start_max_attempts
+    assert defaults["SkipDuplicateContent"] == "true" and settings.skip_duplicate_content is True
     assert config.Settings.from_env(
         {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r",
          "RUN_STATE_DEADLINES": defaults["RunStateDeadlines"]}
@@ -362,6 +364,11 @@ def test_parameter_choices_are_the_ones_config_accepts():
     assert tuple(parameters["EarlyStopping"]["AllowedValues"]) == config.EARLY_STOPPING_TYPES
     assert tuple(parameters["ClassBalance"]["AllowedValues"]) == config.CLASS_BALANCE_MODES
     assert parameters["UseSpotTraining"]["AllowedValues"] == ["false", "true"]
+    for value in parameters["SkipDuplicateContent"]["AllowedValues"]:
+        env = {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r"}
+        assert config.Settings.from_env({**env, "SKIP_DUPLICATE_CONTENT": value}).skip_duplicate_content is (
+            value == "true"
+        )
     prefix = parameters["JobNamePrefix"]
     assert prefix["MaxLength"] == names.PREFIX_MAX
     assert f"^{prefix['AllowedPattern']}$" == names.PREFIX_PATTERN.pattern
