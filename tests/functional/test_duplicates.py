@@ -52,14 +52,15 @@ def test_a_new_version_with_the_content_of_a_tuning_run_starts_nothing(pipeline)
     first = pipeline.start_tuning(pipeline.drop_event(KEY, good_file()))
     assert first["status"] == "TUNING"
 
-    second = pipeline.start_tuning(pipeline.drop_event(KEY, good_file()))
+    event = pipeline.drop_event(KEY, good_file())
+    second = pipeline.start_tuning(event)
 
     assert second == {"run_id": second["run_id"], "status": "DUPLICATE", "duplicate_of": first["run_id"]}
     assert tuning_jobs(pipeline) == [first["run_id"]]
     message = assert_duplicate_of(pipeline, second["run_id"], first["run_id"], "TUNING")
     assert "Its result comes in its own message" in message["Message"]
     # the redelivered event changes nothing and tells nobody again
-    again = pipeline.start_tuning(pipeline.drop_event(KEY, good_file()))
+    again = pipeline.start_tuning(dict(event, id="redelivered"))
     assert again["status"] == "DUPLICATE" and len(pipeline.messages(second["run_id"])) == 1
     # the first run goes on to its own result
     assert pipeline.succeed(first["run_id"])["status"] == "SUCCEEDED"
@@ -146,16 +147,18 @@ def test_two_drops_that_both_found_nothing_in_the_index_make_one_run(pipeline, m
     """Both runs looked in the index before either took the marker: the conditional write on the marker decides."""
     hold = duplicates._hold_marker
     other: dict = {}
+    raced: list[str] = []
 
     def the_other_drop_wins_the_race(runs, run_id, dataset, content_sha256):
-        if not other:
+        if not raced:  # the first run to get here lets the other drop run whole first
+            raced.append(run_id)
             other.update(pipeline.start_tuning(pipeline.drop_event(KEY, good_file())))
         return hold(runs, run_id, dataset, content_sha256)
 
     monkeypatch.setattr(duplicates, "_hold_marker", the_other_drop_wins_the_race)
     late = pipeline.start_tuning(pipeline.drop_event(KEY, good_file()))
 
-    assert other["status"] == "TUNING"
+    assert other["status"] == "TUNING" and raced == [late["run_id"]]
     assert late["status"] == "DUPLICATE" and late["duplicate_of"] == other["run_id"]
     assert tuning_jobs(pipeline) == [other["run_id"]]
     assert_duplicate_of(pipeline, late["run_id"], other["run_id"], "TUNING")
