@@ -43,12 +43,16 @@ TEMPLATES = {1: POSITIVE, -1: NEGATIVE, 0: NEUTRAL}
 
 
 def sample_reviews(per_class: int = 300, seed: int = 7, noise: float = 0.04) -> list[tuple[int, str]]:
-    """Balanced (sentiment, text) pairs; a small share of labels is swapped to a neighbouring class."""
+    """Balanced (sentiment, text) pairs, every text distinct; a small share of labels is swapped to a neighbouring
+    class. Each class draws its texts without replacement from every (template, item, ending) combination
+    (588 per class), so no review is repeated; another ``seed`` gives another selection (another file)."""
     rng = random.Random(seed)
     rows = []
     for label, templates in TEMPLATES.items():
-        for _ in range(per_class):
-            text = rng.choice(templates).format(item=rng.choice(ITEMS)) + rng.choice(ENDINGS)
+        texts = [t.format(item=item) + ending for t in templates for item in ITEMS for ending in ENDINGS]
+        if per_class > len(texts):
+            raise ValueError(f"per_class is at most {len(texts)} (the distinct reviews of a class), got {per_class}")
+        for text in rng.sample(texts, per_class):
             shown = label
             if rng.random() < noise:
                 shown = 0 if label != 0 else rng.choice((-1, 1))
@@ -57,9 +61,9 @@ def sample_reviews(per_class: int = 300, seed: int = 7, noise: float = 0.04) -> 
     return rows
 
 
-def sample_tsv(per_class: int = 300) -> bytes:
+def sample_tsv(per_class: int = 300, seed: int = 7) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow(("sentiment", "review_body"))
-    writer.writerows(sample_reviews(per_class))
+    writer.writerows(sample_reviews(per_class, seed))
     return out.getvalue().encode("utf-8")

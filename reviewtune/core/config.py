@@ -57,6 +57,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     raw = env.get(name, "").strip() or default
     for option in allowed:
@@ -155,6 +166,7 @@ class Settings:
     class_balance: str = "downsample"
     max_concurrent_runs: int = 2
     start_max_attempts: int = 8
+    skip_duplicate_content: bool = True
     run_deadlines: dict[RunStatus, int] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
 
     @classmethod
@@ -202,6 +214,7 @@ class Settings:
             class_balance=_choice(env, "CLASS_BALANCE", "downsample", CLASS_BALANCE_MODES),
             max_concurrent_runs=_int(env, "MAX_CONCURRENT_RUNS", 2, minimum=1),
             start_max_attempts=_int(env, "START_MAX_ATTEMPTS", 8, minimum=1),
+            skip_duplicate_content=_bool(env, "SKIP_DUPLICATE_CONTENT", True),
             run_deadlines=_deadlines(env),
         )
         settings.check()

@@ -298,3 +298,40 @@ def queued(item: dict[str, Any], running: int, limit: int, table: str) -> tuple[
         ]
     )
     return subject, body
+
+
+def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str]:
+    """The file's content is that of ``original``, a run of the same dataset in progress or succeeded."""
+    dataset = _get(item, "dataset")
+    status = _text(_get(original, "status"), 40)
+    subject = (
+        f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: "
+        f"same content as run {_run_id(original)}"
+    )
+    lines = [
+        f"The review file {_source(item)} starts no run: its content is the same as that of run "
+        f"{_run_id(original)} of this dataset, which is {status}.",
+        "",
+        f"Content sha256:      {_text(_get(item, 'data', 'summary', 'content_sha256'), 64)}",
+        f"Earlier run:         {_run_id(original)} ({status})",
+        f"Its file:            {_source(original)}",
+    ]
+    if status == "SUCCEEDED":
+        accuracy = _get(original, "results", "test_accuracy")
+        if accuracy is None:
+            accuracy = _get(original, "metrics", "accuracy", "value")
+        lines.append(f"Its test accuracy:   {_pct(accuracy)}")
+        report = _get(original, "results", "evaluation_uri")
+        if report:
+            lines.append(f"Its report:          {_text(report, 2000)}")
+    else:
+        lines += [
+            "Its result comes in its own message when it ends; should it fail or be stopped, drop the file again.",
+        ]
+    lines += [
+        "",
+        "The stack's SkipDuplicateContent parameter set to false tunes every version, repeated content included.",
+        "",
+        _lookup_hint(original, table),
+    ]
+    return subject, "\n".join(lines)

@@ -161,6 +161,28 @@ class RunsRepository:
         )
         return [from_item(i) for i in response["Items"]]
 
+    def with_content(
+        self, dataset: str, content_sha256: str, statuses: tuple[str, ...], max_read: int
+    ) -> Iterator[dict[str, Any]]:
+        """Runs of one dataset whose data has this content hash and whose status is one of ``statuses``, newest
+        first (by_dataset index, eventually consistent: re-read before acting). Reads at most ``max_read`` runs of
+        the dataset, matching or not: older ones are not looked at."""
+        query: dict[str, Any] = {
+            "IndexName": DATASET_INDEX,
+            "KeyConditionExpression": Key("dataset").eq(dataset),
+            "FilterExpression": Attr("data.summary.content_sha256").eq(content_sha256)
+            & Attr("status").is_in([str(s) for s in statuses]),
+            "ScanIndexForward": False,
+        }
+        read = 0
+        while read < max_read:
+            response = self.table.query(**query, Limit=min(100, max_read - read))
+            read += max(1, response.get("ScannedCount", len(response["Items"])))
+            yield from (from_item(i) for i in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def by_status(self, status: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs in one status, newest first."""
         response = self.table.query(

@@ -11,11 +11,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, messages, names, slots, states
+from reviewtune.core import aws_errors, duplicates, messages, names, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
-from reviewtune.core.dataset import read_dropped_file, write_splits
+from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
 from reviewtune.core.errors import DatasetError
 from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
@@ -203,6 +203,27 @@ def _reject(
     return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
 
 
+def _duplicate(
+    obj: DroppedObject,
+    run_id: str,
+    dataset: SplitDataset,
+    original: dict[str, Any],
+    settings: Settings,
+    clients: AwsClients,
+) -> dict[str, Any]:
+    """The file's content is that of an earlier run in progress or succeeded: record the run DUPLICATE of it and
+    tell people. Nothing is split, uploaded or started."""
+    runs = repository(settings, clients)
+    fields = {"duplicate_of": original["run_id"], "data": {"summary": dataset.summary()}}
+    view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
+    notice = messages.duplicate(view, original, settings.runs_table)
+    if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.DUPLICATE, notice=notice, **fields) is None:
+        return _moved_on(runs, settings, clients, run_id)
+    send_pending(runs, clients.sns, settings.topic_arn, run_id)
+    logger.info("same content as an earlier run", extra={"run_id": run_id, "duplicate_of": original["run_id"]})
+    return {"run_id": run_id, "status": RunStatus.DUPLICATE.value, "duplicate_of": original["run_id"]}
+
+
 def _source(obj: DroppedObject) -> dict[str, Any]:
     return {
         "bucket": obj.bucket,
@@ -262,6 +283,10 @@ def start_tuning(
         )
     except DatasetError as exc:
         return _reject(obj, run_id, bounded(str(exc)), settings, clients)
+    if settings.skip_duplicate_content and dataset.content_sha256:  # before anything is written for the run
+        original = duplicates.earlier_run(runs, run_id, run["dataset"], dataset.content_sha256)
+        if original is not None:
+            return _duplicate(obj, run_id, dataset, original, settings, clients)
     digests = write_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     prepared = runs.update_if(

@@ -326,6 +326,7 @@ def test_environment_values_come_from_the_stack():
         "TARGET_OBJECTIVE_METRIC_VALUE": "TargetObjectiveMetricValue",
         "MAX_JOBS_NOT_IMPROVING": "MaxNumberOfTrainingJobsNotImproving",
         "COMPLETE_ON_CONVERGENCE": "CompleteOnConvergence",
+        "SKIP_DUPLICATE_CONTENT": "SkipDuplicateContent",
     }
     assert {variable: env[variable] for variable in from_parameters} == {
         variable: {"Ref": parameter} for variable, parameter in from_parameters.items()
@@ -370,6 +371,7 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert defaults["TargetObjectiveMetricValue"] == "" and settings.target_objective_metric_value is None
     assert defaults["MaxNumberOfTrainingJobsNotImproving"] == "" and settings.max_jobs_not_improving is None
     assert defaults["CompleteOnConvergence"] == "" and settings.complete_on_convergence is None
+    assert defaults["SkipDuplicateContent"] == "true" and settings.skip_duplicate_content is True
     assert config.Settings.from_env(
         {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r",
          "RUN_STATE_DEADLINES": defaults["RunStateDeadlines"]}
@@ -388,6 +390,11 @@ def test_parameter_choices_are_the_ones_config_accepts():
     target = parameters["TargetObjectiveMetricValue"]["AllowedPattern"]
     assert [v for v in ("", "80", "81.5", "-1", "x") if re.fullmatch(target, v)] == ["", "80", "81.5"]
     assert parameters["UseSpotTraining"]["AllowedValues"] == ["false", "true"]
+    for value in parameters["SkipDuplicateContent"]["AllowedValues"]:
+        env = {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r"}
+        assert config.Settings.from_env({**env, "SKIP_DUPLICATE_CONTENT": value}).skip_duplicate_content is (
+            value == "true"
+        )
     prefix = parameters["JobNamePrefix"]
     assert prefix["MaxLength"] == names.PREFIX_MAX
     assert f"^{prefix['AllowedPattern']}$" == names.PREFIX_PATTERN.pattern

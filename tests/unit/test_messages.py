@@ -107,3 +107,32 @@ def test_long_body_is_cut_on_a_character_boundary_and_says_so():
     fits_sns(call)
     assert call["Message"].endswith("the full record is in DynamoDB]")
     assert subject_line("a\nb ✓") == "a b ?"
+
+
+@pytest.mark.parametrize("item", HOSTILE_ITEMS)
+@pytest.mark.parametrize(
+    "original",
+    [None, {}, "not a run", *HOSTILE_ITEMS[1:], {"run_id": HUGE, "status": "SUCCEEDED", "results": {"test_accuracy": HUGE}},
+     {"status": "SUCCEEDED", "metrics": {"accuracy": {"value": float("nan")}}, "results": {"evaluation_uri": HUGE}}],
+)
+def test_duplicate_message_survives_odd_values_and_fits_sns(item, original):
+    sns = RecordingSns()
+    subject, body = messages.duplicate(item, original, HUGE)
+    publish(sns, "arn", subject, body, run_id=item.get("run_id"), status="DUPLICATE")
+    fits_sns(sns.calls[0])
+
+
+def test_duplicate_message_points_to_the_earlier_run_and_its_result():
+    item = {"run_id": "reviewtune-2", "dataset": "team/a.tsv", "data": {"summary": {"content_sha256": "ab" * 32}},
+            "source": {"bucket": "b", "key": "incoming/team/a.tsv", "version_id": "v2"}}
+    succeeded = {"run_id": "reviewtune-1", "status": "SUCCEEDED", "results": {"test_accuracy": 0.7412,
+                 "evaluation_uri": "s3://b/runs/reviewtune-1/evaluation/evaluation.json"},
+                 "source": {"bucket": "b", "key": "incoming/team/a.tsv", "version_id": "v1"}}
+    subject, body = messages.duplicate(item, succeeded, "runs")
+    assert subject == "reviewtune: team/a.tsv: same content as run reviewtune-1"
+    assert "s3://b/incoming/team/a.tsv (version v2) starts no run" in body
+    assert "reviewtune-1 (SUCCEEDED)" in body and "Its test accuracy:   74.12 %" in body and "ab" * 32 in body
+    assert "s3://b/runs/reviewtune-1/evaluation/evaluation.json" in body and "(version v1)" in body
+    assert '"reviewtune-1"' in body  # the record to read is the earlier run's
+    _, body = messages.duplicate(item, {"run_id": "reviewtune-1", "status": "TUNING"}, "runs")
+    assert "reviewtune-1 (TUNING)" in body and "accuracy" not in body and "drop the file again" in body
