@@ -195,6 +195,15 @@ class LocalRuntime:
             return self.table(table_name)
         return self._session().client(service, endpoint_url=self._endpoint(service), **kwargs)
 
+    def _stack_client(self, service: str) -> Any:
+        """Clients for creating the stack: moto makes it within one CreateStack request, which may take minutes on
+        a busy machine, so CloudFormation gets a long read timeout and no retry (a retry would find it made)."""
+        if service != "cloudformation":
+            return self.client(service)
+        from botocore.config import Config
+
+        return self.client(service, config=Config(read_timeout=900, retries={"total_max_attempts": 1}))
+
     def resource(self, service: str, **kwargs: Any) -> Any:
         """A boto3 resource of ``service`` on this runtime's endpoint."""
         return self._session().resource(service, endpoint_url=self._endpoint(service), **kwargs)
@@ -260,7 +269,7 @@ class LocalRuntime:
 
         self.stack = deploy_stack(
             self.template,
-            clients=self.client,
+            clients=self._stack_client,
             parameters=self.parameters,
             region=self.region,
             stack_name=self.stack_name,

@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -642,6 +643,21 @@ def _failure_reason(cloudformation: Any, stack_name: str) -> str:
     return "; ".join(reasons) or "no failed resource reported"
 
 
+def _stack_made_by_an_earlier_try(cloudformation: Any, stack_name: str, wait_s: float = 600.0) -> str | None:
+    """The id of stack ``stack_name`` once it leaves CREATE_IN_PROGRESS, or None when there is no such stack."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+        except Exception:  # no such stack: the error was not a retried request
+            return None
+        if not stacks:
+            return None
+        if stacks[0]["StackStatus"] != "CREATE_IN_PROGRESS" or time.monotonic() > deadline:
+            return stacks[0]["StackId"]
+        time.sleep(1.0)
+
+
 def deploy_stack(
     template_path: Path,
     *,
@@ -668,9 +684,15 @@ def deploy_stack(
             Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
+        stack_id = created["StackId"]
     except Exception as error:
-        raise StackError(f"moto could not create stack {stack_name} from {template_path}: {error}") from error
-    stack = cloudformation.describe_stacks(StackName=created["StackId"])["Stacks"][0]
+        # moto creates the stack within the CreateStack request; on a busy machine that request can outlast the
+        # client's read timeout, and botocore's retry then finds the stack (or one of its resources) already
+        # there. The first request still completes: wait for the stack it makes.
+        stack_id = _stack_made_by_an_earlier_try(cloudformation, stack_name)
+        if stack_id is None:
+            raise StackError(f"moto could not create stack {stack_name} from {template_path}: {error}") from error
+    stack = cloudformation.describe_stacks(StackName=stack_id)["Stacks"][0]
     if stack["StackStatus"] != "CREATE_COMPLETE":
         reason = _failure_reason(cloudformation, stack_name)
         raise StackError(f"stack {stack_name} ended {stack['StackStatus']}: {reason}")
