@@ -13,6 +13,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 
 from reviewtune.core import names
+from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX, RunStatus, from_item
 from reviewtune.core.trial_facts import early_stopped, epochs_run
 
@@ -123,11 +124,11 @@ def drop_key(path: Path, dataset: str | None) -> str:
     if dataset is None:
         dataset = path.name
     dataset = dataset.strip("/")
-    if not dataset.lower().endswith(names.ACCEPTED_SUFFIXES):
+    if file_format(dataset) is None:
         dataset = f"{dataset}/{path.name}"
     key = names.INCOMING_PREFIX + dataset
-    if not names.is_accepted_key(key):
-        raise ValueError(f"{path}: only {' and '.join(names.ACCEPTED_SUFFIXES)} files are accepted")
+    if file_format(key) is None:
+        raise ValueError(f"{path}: only {accepted_formats_text()} files are accepted")
     return key
 
 

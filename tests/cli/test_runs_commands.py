@@ -137,7 +137,7 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
 
     bad = tmp_path / "reviews.txt"
     bad.write_text("x")
-    with pytest.raises(SystemExit, match="only .tsv and .csv files are accepted"):
+    with pytest.raises(SystemExit, match=r"only \.tsv, \.csv, \.tsv\.gz, \.csv\.gz .* files are accepted"):
         main(["drop", str(bad), "--stack", STACK])
 
 
