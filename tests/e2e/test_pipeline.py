@@ -12,6 +12,7 @@ from reviewtune.core import names
 from reviewtune.local.runtime import LocalRuntime
 from reviewtune.sample_data import sample_tsv
 from tests.support.aws import ROOT
+from tests.support.files import with_extra_column
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +164,8 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
     one = pipeline.wait(first, {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"})
     assert one["status"] == "SUCCEEDED", one.get("failure_reason")
     [first_message] = pipeline.messages()
-    second = pipeline.drop("incoming/e2e/lifecycle.tsv", body)  # the same file again: the same splits
+    # A re-export with one more column: other content (so not DUPLICATE), the same splits.
+    second = pipeline.drop("incoming/e2e/lifecycle.tsv", with_extra_column(body))
     two = pipeline.wait(second, {"SUCCEEDED", "FAILED", "STOPPED", "REJECTED"})
     assert two["status"] == "SUCCEEDED", two.get("failure_reason")
     [second_message] = pipeline.messages()

@@ -15,6 +15,7 @@ from reviewtune.core.champion import get_champion
 from reviewtune.core.registration import register_and_decide
 from tests.functional.pipeline import Pipeline, good_file
 from tests.support.aws import REGION
+from tests.support.files import with_extra_column
 
 SAGEMAKER_MODEL = boto3.client("sagemaker", region_name=REGION).meta.service_model
 
@@ -72,7 +73,8 @@ def test_same_data_warm_starts_identically_reading_the_parent_s_data(pipeline, s
     first = start(pipeline)
     pipeline.succeed(first)
 
-    second = start(pipeline)  # the same file again: the same splits, byte for byte
+    # A re-export with one more column: other content (so not DUPLICATE), the same splits byte for byte.
+    second = start(pipeline, body=with_extra_column(good_file()))
 
     request = tuning_request(pipeline, second)
     assert request["WarmStartConfig"] == {
@@ -111,7 +113,7 @@ def test_warm_start_parameter_false_starts_every_run_cold(stack, monkeypatch):
     first = start(pipeline)
     pipeline.succeed(first)
 
-    second = start(pipeline)
+    second = start(pipeline, body=with_extra_column(good_file()))  # not DUPLICATE: other bytes
 
     assert "WarmStartConfig" not in tuning_request(pipeline, second)
     assert pipeline.run(second)["config"]["warm_start"] == {
@@ -130,7 +132,7 @@ def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratc
     pipeline.succeed(first)
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ValidationException"]
 
-    second = start(pipeline)
+    second = start(pipeline, body=with_extra_column(good_file()))
 
     request = tuning_request(pipeline, second)
     assert "WarmStartConfig" not in request
@@ -179,7 +181,7 @@ def test_no_completion_criteria_by_default(pipeline):
 def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, stack):
     first = start(pipeline)
     pipeline.succeed(first)
-    second = start(pipeline)
+    second = start(pipeline, body=with_extra_column(good_file()))
     pipeline.succeed(second)
 
     packages = pipeline.sagemaker.packages()
