@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 
-from reviewtune.budget import MPNET_LEARNING_RATE, MPNET_MODEL, MPNET_POOLING
+from reviewtune.budget import MPNET_MODEL, MPNET_POOLING
+
+# Full fine-tuning on a GPU with batch 32 | 64 (the local budget freezes the embeddings and searches 4e-5..1e-4).
+CLOUD_MPNET_LEARNING_RATE = {"min": 2e-5, "max": 8e-5, "scaling": "Logarithmic"}
 
 MPNET_GPU_BATCH_SIZES = [32, 64]
 
 MPNET_PARAMETERS: dict[str, str] = {
     "ModelName": MPNET_MODEL,
     "HyperparameterRanges": json.dumps(
-        {"learning_rate": dict(MPNET_LEARNING_RATE), "train_batch_size": MPNET_GPU_BATCH_SIZES}
+        {"learning_rate": dict(CLOUD_MPNET_LEARNING_RATE), "train_batch_size": MPNET_GPU_BATCH_SIZES}
     ),
     "StaticHyperparameters": json.dumps({"pooling": MPNET_POOLING}),
 }

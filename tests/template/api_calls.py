@@ -16,7 +16,7 @@ import botocore.client
 
 import tests.support.aws as support
 
-RESOURCE_PARAMETERS = ("Bucket", "Key", "TableName", "TopicArn")
+RESOURCE_PARAMETERS = ("Bucket", "Key", "TableName", "IndexName", "TopicArn")
 _current = contextvars.ContextVar("handler", default=None)
 _calls: list[dict] = []
 

@@ -37,6 +37,8 @@ def recorded_calls() -> dict[str, list[dict[str, Any]]]:
     out = ROOT / ".pytest_cache" / "api_calls.json"
     out.parent.mkdir(exist_ok=True)
     tests = [str(ROOT / "tests" / "functional" / f"test_{folder}.py") for folder, _, _ in FUNCTIONS.values()]
+    # The paths the handlers take on faults, queues, duplicates and the model lifecycle.
+    tests += [str(ROOT / "tests" / "functional" / f"test_{name}.py") for name in ("guarantees", "duplicates", "lifecycle")]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "tests.template.api_calls", "-p", "no:cacheprovider", *tests],
         cwd=ROOT,
@@ -93,6 +95,10 @@ def _covers(resource: Any, call: dict[str, Any]) -> bool:
         prefix = pattern.removeprefix("${DataBucket.Arn}/").removesuffix("*")
         return pattern.startswith("${DataBucket.Arn}/") and call["Key"].startswith(prefix)
     if call["service"] == "dynamodb":
+        if "IndexName" in call:
+            pattern = resource.get("Fn::Sub", "") if isinstance(resource, dict) else ""
+            table = TABLES[call["TableName"]]
+            return pattern in (f"${{{table}.Arn}}/index/*", f"${{{table}.Arn}}/index/{call['IndexName']}")
         return resource == {"Fn::GetAtt": [TABLES[call["TableName"]], "Arn"]}
     if call["service"] == "sns":
         return resource == {"Ref": "NotificationTopic"}

@@ -613,7 +613,7 @@ def test_start_evaluation_permissions():
     assert grants["sagemaker:CreateProcessingJob"] == [_job_arn("processing-job")]
     assert grants["sagemaker:AddTags"] == [_job_arn("processing-job")]
     assert grants["s3:PutObject"] == [_objects("runs/*/evaluation/input/")]
-    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${RunsTable.Arn}/index/by_dataset"}]
+    assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
     assert sorted(grants["dynamodb:UpdateItem"], key=str) == sorted(
         [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN], key=str
@@ -680,6 +680,7 @@ def test_reconcile_permissions():
         *MODEL_REGISTRY_ACTIONS,
         "iam:PassRole",
         "sns:Publish",
+        *TOPIC_KEY_ACTIONS,
     }
     assert grants["dynamodb:GetItem"] == [RUNS_TABLE_ARN]  # no idempotency table: the state machine suffices
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]

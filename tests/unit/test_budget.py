@@ -18,13 +18,13 @@ LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # the raw fi
 def test_real_data_trains_mpnet_with_the_documented_defaults() -> None:
     params = b.Budget().parameters()
     assert params["ModelName"] == "sentence-transformers/all-mpnet-base-v2"
-    assert (params["MaxJobs"], params["MaxParallelJobs"], params["Epochs"]) == ("2", "1", "1")
+    assert (params["MaxJobs"], params["MaxParallelJobs"], params["Epochs"]) == ("2", "2", "2")
     assert params["Strategy"] == "Bayesian" and params["MaxSeqLength"] == "128"
     assert json.loads(params["HyperparameterRanges"]) == {
-        "learning_rate": {"min": 2e-5, "max": 8e-5, "scaling": "Logarithmic"}
+        "learning_rate": {"min": 4e-5, "max": 1e-4, "scaling": "Logarithmic"}
     }
     static = json.loads(params["StaticHyperparameters"])
-    assert static["pooling"] == "mean" and static["train_batch_size"] == 16
+    assert static["pooling"] == "mean" and static["train_batch_size"] == 16 and static["freeze_bert_layer"] == 0
     assert static["attention_dropout"] == 0.0 and static["warmup_ratio"] == 0.1 and static["lr_scheduler"] == "linear"
 
 
@@ -53,7 +53,7 @@ def test_real_data_is_capped_to_fit_the_budget_exactly() -> None:
     assert b.estimate_seconds(plan.budget, REAL_ROWS, steps + 1, rate, startup) > planned
     assert plan.estimated_minutes == pytest.approx(planned / 60, abs=0.2)
     lines = plan.lines()
-    assert lines[0].startswith("model sentence-transformers/all-mpnet-base-v2; 2 trials, 1 at a time, 1 epoch each")
+    assert lines[0].startswith("model sentence-transformers/all-mpnet-base-v2; 2 trials, 2 at a time, 2 epochs each")
     assert f"{steps} of 401 steps per epoch (batch 16); estimated {plan.estimated_minutes:.1f} of 30 minutes" in lines[1]
     assert lines[2].endswith("fit 27 minutes (90 % of the 30-minute budget)")
     assert lines[2].startswith("why: whole epochs would take")
@@ -68,11 +68,12 @@ def test_a_larger_file_still_ends_within_the_budget() -> None:
 
 def test_more_trials_or_epochs_get_fewer_steps_and_parallel_trials_share_the_cores() -> None:
     base = b.plan_run(b.Budget(), REAL_ROWS).steps_per_epoch
+    # four trials two at a time: two rounds, so about half the steps of each
     assert b.plan_run(b.Budget(max_jobs=4), REAL_ROWS).steps_per_epoch < base / 2 + 1
-    assert b.plan_run(b.Budget(epochs=2), REAL_ROWS).steps_per_epoch < base
-    # two at a time, each at half the speed: the same work in the same time, one start-up fewer
-    parallel = b.plan_run(b.Budget(max_parallel_jobs=2), REAL_ROWS).steps_per_epoch
-    assert base <= parallel < base * 1.1
+    assert b.plan_run(b.Budget(epochs=3), REAL_ROWS).steps_per_epoch < base
+    # one at a time, each at the whole machine's speed: the same work in the same time, one start-up more
+    sequential = b.plan_run(b.Budget(max_parallel_jobs=1), REAL_ROWS).steps_per_epoch
+    assert base * 0.9 < sequential <= base
     assert b.plan_run(b.Budget(), REAL_ROWS, minutes=60).steps_per_epoch > base
 
 
