@@ -52,6 +52,8 @@ def recorded_calls() -> dict[str, list[dict[str, Any]]]:
     by_function: dict[str, list[dict[str, Any]]] = defaultdict(list)
     folders = {folder: function_id for function_id, (folder, _, _) in FUNCTIONS.items()}
     for call in json.loads(out.read_text())["calls"]:
+        if call["function"] not in folders:  # the reconciler: its grants are checked in test_template.py
+            continue
         by_function[folders[call["function"]]].append(call)
     return by_function
 
