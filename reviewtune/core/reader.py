@@ -56,6 +56,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
 _SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
+csv.field_size_limit(MAX_FIELD_CHARS)
+
 
 def rating_to_sentiment(rating: int) -> int:
     """Ratings 1-2 are negative, 3 neutral, 4-5 positive."""
@@ -214,8 +216,7 @@ class ReviewReader:
         if delimiter == "," and "\t" in head and "," not in head:
             delimiter = "\t"  # a tab-separated file named .csv
         self._delimiter = delimiter
-        # The limit is process-wide: set it for every file, whatever other code in the process set before.
-        csv.field_size_limit(MAX_FIELD_CHARS)
+        csv.field_size_limit(MAX_FIELD_CHARS)  # process-wide: other code in the process may have raised it
         reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
         start = self._lines_read
         try:
