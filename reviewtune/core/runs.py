@@ -235,12 +235,8 @@ class RunsRepository:
         )
         return from_item(response["Attributes"])
 
-    def update_if(self, run_id: str, status: RunStatus | str, **fields: Any) -> dict[str, Any] | None:
-        """Set attributes only while the run is still in ``status``; None when it moved on."""
-        update = _Update()
-        for name, value in {**fields, "updated_at": now_iso()}.items():
-            update.set(name, value=value)
-        condition = f"{update.name('status')} = {update.value(str(status))}"
+    def _update_where(self, run_id: str, update: _Update, condition: str) -> dict[str, Any] | None:
+        """Apply ``update`` only if ``condition`` holds: the item after it, or None when the condition failed."""
         try:
             response = self.table.update_item(
                 Key={"run_id": run_id},
@@ -255,6 +251,14 @@ class RunsRepository:
                 return None
             raise
         return from_item(response["Attributes"])
+
+    def update_if(self, run_id: str, status: RunStatus | str, **fields: Any) -> dict[str, Any] | None:
+        """Set attributes only while the run is still in ``status``; None when it moved on."""
+        update = _Update()
+        for name, value in {**fields, "updated_at": now_iso()}.items():
+            update.set(name, value=value)
+        condition = f"{update.name('status')} = {update.value(str(status))}"
+        return self._update_where(run_id, update, condition)
 
     def transition(
         self,
@@ -342,19 +346,7 @@ class RunsRepository:
             f"attribute_exists({update.name(*entry)}) AND attribute_not_exists({sent}) AND "
             f"(attribute_not_exists({lease}) OR {lease} < {update.value(now_iso(now))})"
         )
-        try:
-            self.table.update_item(
-                Key={"run_id": run_id},
-                UpdateExpression=update.expression(),
-                ExpressionAttributeNames=update.names,
-                ExpressionAttributeValues=update.values,
-                ConditionExpression=condition,
-            )
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return self._update_where(run_id, update, condition) is not None
 
     def release_notice(self, run_id: str, status: str) -> None:
         """Give a lease back after a failed send, so the next attempt need not wait for it to expire."""
@@ -382,20 +374,7 @@ class RunsRepository:
         if RunStatus(status) in FINAL_STATUSES:
             update.set("notification_message_id", value=message_id)
         condition = f"attribute_not_exists({update.name('outbox', status, 'sent_at')})"
-        try:
-            response = self.table.update_item(
-                Key={"run_id": run_id},
-                UpdateExpression=update.expression(),
-                ExpressionAttributeNames=update.names,
-                ExpressionAttributeValues=update.values,
-                ConditionExpression=condition,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return from_item(response["Attributes"])
+        return self._update_where(run_id, update, condition)
 
     def clear_pending_notice(self, run_id: str, status: str) -> bool:
         """Take the run out of the pending-notice index, provided its status is still ``status`` (so no
