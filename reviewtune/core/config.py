@@ -98,17 +98,6 @@ def _optional_choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]
     return _choice(env, name, "", allowed) if env.get(name, "").strip() else None
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes"):
-        return True
-    if raw in ("0", "false", "no"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
 def _deadlines(env: Mapping[str, str]) -> dict[RunStatus, int]:
     """RUN_STATE_DEADLINES: JSON object of seconds by non-final run state, merged over the defaults."""
     raw = _json(env, "RUN_STATE_DEADLINES", {})
