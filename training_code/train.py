@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -138,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--warmup_ratio", type=_float, default=0.1)
     add("--lr_scheduler", type=_choice(tuple(SCHEDULERS)), default="linear")
     add("--weight_decay", type=_float, default=0.01)
+    add("--head_lr_multiplier", type=_float, default=1.0, help="the new head's learning rate / learning_rate")
+    add("--layer_lr_decay", type=_float, default=1.0, help="each encoder layer's rate / the rate of the one above")
     add("--precision", type=_choice(PRECISIONS), default="auto")
     add("--max_grad_norm", type=_float, default=1.0, help="0 = no gradient clipping")
     add(
@@ -161,6 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise SystemExit(f"error: --{name} must be at least 1, got {getattr(args, name)}")
     if args.attention_dropout is not None and not 0 <= args.attention_dropout < 1:
         raise SystemExit(f"error: --attention_dropout must be in [0, 1), got {args.attention_dropout}")
+    for name in ("head_lr_multiplier", "layer_lr_decay"):
+        if not getattr(args, name) > 0:
+            raise SystemExit(f"error: --{name} must be positive, got {getattr(args, name)}")
     if not 0 <= args.warmup_ratio < 1:
         raise SystemExit(f"error: --warmup_ratio must be in [0, 1), got {args.warmup_ratio}")
     return args
@@ -206,19 +212,54 @@ def pick_device(num_gpus: int) -> torch.device:
 # --- training --------------------------------------------------------------------------------------------------
 
 
+_LAYER_NAME = re.compile(r"\.layer\.(\d+)\.")
+
+
+def _depth(name: str, layers: int, base_prefix: str) -> int:
+    """Where a parameter sits, bottom to top: 0 the embeddings, 1..layers the encoder layers (other encoder
+    parameters, such as a pooler or a shared attention bias, count as the top layer), layers + 1 the classification
+    head (every parameter outside the pretrained base model)."""
+    if base_prefix and not name.startswith(f"{base_prefix}."):
+        return layers + 1
+    match = _LAYER_NAME.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    return 0 if ".embeddings." in f".{name}" else layers
+
+
 def build_optimizer(
-    model: torch.nn.Module, learning_rate: float, weight_decay: float
+    model: torch.nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    head_lr_multiplier: float = 1.0,
+    layer_lr_decay: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """AdamW without weight decay on biases and LayerNorm weights; fused kernels where the build has them."""
-    decay, no_decay = [], []
+    """AdamW without weight decay on biases and LayerNorm weights; fused kernels where the build has them.
+
+    ``learning_rate`` is the top encoder layer's rate; each layer below gets ``layer_lr_decay`` times the rate of the
+    one above (the embeddings the lowest), and the new classification head ``head_lr_multiplier`` times it.
+    """
+    layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", ()) or ())
+    base_prefix = getattr(model, "base_model_prefix", "")
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 or "norm" in name.lower() else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if not parameter.requires_grad:
+            continue
+        depth = _depth(name, layers, base_prefix)
+        if depth > layers:
+            rate = learning_rate * head_lr_multiplier
+        else:
+            rate = learning_rate * layer_lr_decay ** (layers - depth)
+        decays = not (parameter.ndim < 2 or "norm" in name.lower())
+        groups.setdefault((rate, decays), []).append(parameter)
+    param_groups = [
+        {"params": params, "lr": rate, "weight_decay": weight_decay if decays else 0.0}
+        for (rate, decays), params in groups.items()
+    ]
     try:
-        return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
+        return torch.optim.AdamW(param_groups, lr=learning_rate, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.AdamW(groups, lr=learning_rate, foreach=True)
+        return torch.optim.AdamW(param_groups, lr=learning_rate, foreach=True)
 
 
 @dataclass
@@ -305,7 +346,9 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     if args.train_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
     total_steps = steps_per_epoch * args.epochs
-    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
+    optimizer = build_optimizer(
+        model, args.learning_rate, args.weight_decay, args.head_lr_multiplier, args.layer_lr_decay
+    )
     scheduler = get_scheduler(
         SCHEDULERS[args.lr_scheduler],
         optimizer,
