@@ -25,6 +25,7 @@ from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.runs import RunsRepository
+from reviewtune.real_sample import PER_CLASS, SOURCE
 
 console = Console(highlight=False, soft_wrap=True)
 SUBSCRIBER_QUEUE = "reviewtune-cli-subscriber"
@@ -125,7 +126,7 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
     metrics = item["metrics"]
     console.rule("[bold]reviewtune run summary")
     if sample:
-        console.print("Data: the embedded sample dataset (synthetic reviews that reviewtune makes itself; use DATA=... for real data)")
+        console.print(f"Data: the embedded sample, {3 * PER_CLASS:,} real reviews from {SOURCE} (DATA=... for your own file)")
     rows = item["data"]["summary"]["rows"]
     console.print(f"Run {item['run_id']}  dataset {item['dataset']}  rows train {rows['train']:,} / validation {rows['validation']:,} / test {rows['test']:,}")
     trials = Table(title=f"Trials ({item['run_id']}-...)", show_lines=False)
@@ -185,12 +186,12 @@ def plan_for(args: argparse.Namespace, body: bytes, filename: str) -> tuple[Budg
 
 def cmd_run(args: argparse.Namespace) -> int:
     from reviewtune.local.runtime import LocalRuntime
-    from reviewtune.sample_data import sample_tsv
+    from reviewtune.real_sample import SAMPLE_KEY, sample_bytes
 
     started = time.monotonic()
     sample = not args.data
     if sample:
-        body, key = sample_tsv(), "incoming/sample-reviews.tsv"
+        body, key = sample_bytes(), names.INCOMING_PREFIX + SAMPLE_KEY
     else:
         path = Path(args.data)
         if not path.is_file():
@@ -238,9 +239,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from reviewtune.sample_data import sample_tsv
+    from reviewtune.real_sample import sample_bytes
 
-    Path(args.path).write_bytes(sample_tsv())
+    Path(args.path).write_bytes(sample_bytes())
     console.print(f"wrote the embedded sample dataset to {args.path}")
     return 0
 

@@ -1,7 +1,8 @@
-"""The embedded sample dataset: synthetic clothing reviews that reviewtune makes itself, deterministically.
+"""Synthetic clothing reviews that reviewtune makes itself, deterministically, in any number: what the tests train on.
 
 Made from phrase templates (no real customer text), with a little label noise and mixed-feeling neutral reviews,
-so that a tuning run on it is short but not trivial.
+so that a tuning run on it is short but not trivial. `make run` trains on real reviews instead
+(:mod:`reviewtune.real_sample`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The embedded sample: deterministic, small, and without a repeated review (the reader would count it as one)."""
+"""The synthetic test sample: deterministic, small, and without a repeated review (the reader would count it as one)."""
 
 from __future__ import annotations
 
