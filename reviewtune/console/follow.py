@@ -47,6 +47,9 @@ class Progress:
             previous = self.seen.get(name)
             if previous and previous[0] == summary["TrainingJobStatus"] and previous[0] != "InProgress" and previous[2] == objective:
                 continue  # an ended trial does not change: no need to ask for its epochs again
+            ended_without_objective = summary["TrainingJobStatus"] in ("Completed", "Stopped") and objective is None
+            if ended_without_objective and self.tuning_status == "InProgress":
+                continue  # the tuner reads the objective a moment after the job ends: print the trial once it has it
             state = (summary["TrainingJobStatus"], self.epochs(name), objective)
             if state != previous:
                 self.seen[name] = state

@@ -1,0 +1,66 @@
+"""`drop --follow` / `make run` progress lines: one line per change of a trial, an ended trial once it has its
+objective."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from reviewtune.console.follow import Progress
+
+
+class FakeSageMaker:
+    """DescribeHyperParameterTuningJob / ListTrainingJobsForHyperParameterTuningJob answers, changed by the test."""
+
+    def __init__(self) -> None:
+        self.tuning_status = "InProgress"
+        self.trials: dict[str, dict] = {}
+
+    def describe_hyper_parameter_tuning_job(self, HyperParameterTuningJobName: str) -> dict:
+        return {"HyperParameterTuningJobStatus": self.tuning_status}
+
+    def list_training_jobs_for_hyper_parameter_tuning_job(self, **_) -> dict:
+        return {"TrainingJobSummaries": list(self.trials.values())}
+
+    def set(self, name: str, status: str, objective: float | None = None) -> None:
+        summary = {"TrainingJobName": name, "TrainingJobStatus": status, "TunedHyperParameters": {"learning_rate": "5e-05"}}
+        if objective is not None:
+            summary["FinalHyperParameterTuningJobObjectiveMetric"] = {"MetricName": "validation:accuracy", "Value": objective}
+        self.trials[name] = summary
+
+
+def _progress(sagemaker: FakeSageMaker) -> tuple[Progress, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, width=200, highlight=False, color_system=None)
+    return Progress(console, sagemaker, "run-1", epochs=lambda job: 2), out
+
+
+def test_an_ended_trial_is_printed_once_with_its_objective() -> None:
+    sagemaker = FakeSageMaker()
+    progress, out = _progress(sagemaker)
+    sagemaker.set("run-1-001-aaaaaaaa", "InProgress")
+    progress.poll()
+    sagemaker.set("run-1-001-aaaaaaaa", "Completed")  # ended, objective not read yet
+    progress.poll()
+    sagemaker.set("run-1-001-aaaaaaaa", "Completed", 74.5)
+    progress.poll()
+    progress.poll()
+    lines = [line for line in out.getvalue().splitlines() if "trial" in line]
+    assert len(lines) == 2
+    assert "InProgress" in lines[0] and "val_acc -" in lines[0]
+    assert "Completed" in lines[1] and "val_acc 74.50 %" in lines[1] and "learning_rate=5e-05" in lines[1]
+
+
+def test_a_failed_trial_or_an_ended_tuning_job_prints_without_an_objective() -> None:
+    sagemaker = FakeSageMaker()
+    progress, out = _progress(sagemaker)
+    sagemaker.set("run-1-001-aaaaaaaa", "Failed")
+    sagemaker.set("run-1-002-bbbbbbbb", "Stopped")
+    progress.poll()
+    text = out.getvalue()
+    assert "001-aaaaaaaa  Failed" in text and "002-bbbbbbbb" not in text
+    sagemaker.tuning_status = "Completed"
+    progress.poll()
+    assert "002-bbbbbbbb  Stopped" in out.getvalue()
+    assert "tuning job run-1: Completed" in out.getvalue()
