@@ -3,7 +3,8 @@
 | SageMaker                      | Optuna                                                             |
 |--------------------------------|--------------------------------------------------------------------|
 | Strategy ``Random``            | ``RandomSampler(seed=RandomSeed)``                                 |
-| Strategy ``Bayesian``          | ``TPESampler(seed=RandomSeed)`` (constant liar for parallel trials) |
+| Strategy ``Bayesian``          | ``TPESampler(seed=RandomSeed)``, constant liar for parallel trials, |
+|                                | random only until 2 trials have ended (warm-start parents count)   |
 | Strategy ``Grid``              | ``GridSampler`` over the categorical values                        |
 | Strategy ``Hyperband``         | ``RandomSampler`` + ``HyperbandPruner`` (epochs are the resource)  |
 | EarlyStoppingType ``Auto``     | ``MedianRunningAveragePruner`` (SageMaker's median rule)           |
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial, TrialState
 
 HYPERBAND_REDUCTION_FACTOR = 3
+# Bayesian search draws at random until this many trials have ended, then models them. Optuna's default (10) would
+# make every tuning job of a few trials a random search and ignore the finished trials a warm start adds.
+BAYESIAN_RANDOM_TRIALS = 2
 
 
 class _AskTellGridSampler(GridSampler):
@@ -41,7 +45,9 @@ SamplerFactory = Callable[[int | None, dict[str, Dimension]], BaseSampler]
 
 SAMPLERS: dict[str, SamplerFactory] = {
     "Random": lambda seed, space: RandomSampler(seed=seed),
-    "Bayesian": lambda seed, space: TPESampler(seed=seed),
+    "Bayesian": lambda seed, space: TPESampler(
+        seed=seed, n_startup_trials=BAYESIAN_RANDOM_TRIALS, constant_liar=True
+    ),
     "Grid": lambda seed, space: _AskTellGridSampler(grid(space), seed=seed),
     "Hyperband": lambda seed, space: RandomSampler(seed=seed),
 }
