@@ -175,7 +175,7 @@ def _lifecycle(item: Any) -> list[str]:
         if champion.get("error"):
             lines.append(f"Champion:            {_text(decision, 60)}: {_text(champion.get('error'))}")
         elif reason:
-            lines.append(f"Champion:            {_text(reason)}")
+            lines.append(f"Champion:            {_text(reason, REASON_MAX_CHARS)}")
         comparison = champion.get("comparison")
         if isinstance(comparison, Mapping) and _number(comparison.get("rows_compared")) is not None:
             left_out = _number(comparison.get("rows_left_out")) or 0

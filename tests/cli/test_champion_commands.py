@@ -168,10 +168,11 @@ def test_promote_while_someone_else_changes_the_champion_changes_nothing(lifecyc
                                ExpressionAttributeValues={":r": "reviewtune-a9", ":one": 1})
         return seen
 
-    monkeypatch.setattr(champion_module, "get_champion", read_then_b_is_promoted_elsewhere)
-    with pytest.raises(SystemExit, match="changed while reviewtune-a2 was being promoted.*nothing was changed"):
+    with monkeypatch.context() as patched, pytest.raises(
+        SystemExit, match="changed while reviewtune-a2 was being promoted.*nothing was changed"
+    ):
+        patched.setattr(champion_module, "get_champion", read_then_b_is_promoted_elsewhere)
         main(["promote", "reviewtune-a2", "--reason", "mine", "--stack", STACK])
-    monkeypatch.undo()
 
     assert get_champion(table(stack), A).run_id == "reviewtune-a9"
     assert approval(arns["reviewtune-a2"])["ModelApprovalStatus"] == "PendingManualApproval"

@@ -144,9 +144,9 @@ def test_a_pointer_change_between_reading_and_writing_is_read_again_and_decided_
                              reason="by hand", expected_run_id="r1")
         return seen
 
-    monkeypatch.setattr(champion_module, "get_champion", read_then_someone_promotes_r9)
-    outcome = promote(table, "r2", 0.90, measured("r1", 0.90, 0.70))
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(champion_module, "get_champion", read_then_someone_promotes_r9)
+        outcome = promote(table, "r2", 0.90, measured("r1", 0.90, 0.70))
 
     # The write naming r1 failed; read again, r9 is champion and was never measured against r2: r9 stays.
     assert outcome.label == NOT_COMPARED and outcome.champion_run_id == "r9"
@@ -233,8 +233,8 @@ def test_conditional_write_rejects_a_change_between_read_and_write(table, monkey
         )
         return seen
 
-    monkeypatch.setattr(champion_module, "get_champion", read_then_someone_else_writes)
-    with pytest.raises(ChampionChanged, match="changed while r2 was being promoted"):
+    with monkeypatch.context() as patched, pytest.raises(ChampionChanged, match="changed while r2 was being promoted"):
+        patched.setattr(champion_module, "get_champion", read_then_someone_else_writes)
         set_champion(
             table,
             DATASET,
@@ -245,7 +245,6 @@ def test_conditional_write_rejects_a_change_between_read_and_write(table, monkey
             why="w",
             expected_run_id="r1",
         )
-    monkeypatch.undo()
     assert get_champion(table, DATASET).run_id == "other"
 
 
