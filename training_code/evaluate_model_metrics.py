@@ -10,6 +10,11 @@
 - ``--input-run`` (optional): a folder holding ``run.json`` (the run's config, data summary, trials and this
   dataset's earlier runs, written by start_evaluation) for the report.
 - ``--output-report`` (optional): gets ``index.html``, the run's self-contained HTML report.
+- ``--champion-model`` (optional): the dataset's champion model (as ``--input-model``), measured on the same test
+  reviews; ``--champion-run-id`` names it and ``--champion-train-hashes`` (a ``train_hashes.txt`` or its folder)
+  lists the hashes of the reviews it was trained on: those test reviews are left out of the comparison, so an
+  overlap between exports cannot favour the champion. evaluation.json then has a ``comparison`` object: both
+  accuracies on the same rows, how many rows were compared and how many left out.
 
 The classifier is rebuilt with the pooling it was trained with (``classifier_pooling`` in its config). The metrics
 need only torch, transformers and numpy (what the Hugging Face inference image has). The plots need matplotlib:
@@ -26,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +40,7 @@ import run_report
 import torch
 from modeling import choose_precision, classification_logits, load_for_inference, peak_rss_mb
 from review_data import LABELS, ReviewDataError, read_reviews, sorted_batches, tokenize
+from review_hashes import HashesError, read_hashes, text_hash
 
 DISPLAY_NAMES = report_plots.CLASS_NAMES
 DEFAULT_MAX_SEQ_LENGTH = 128
@@ -153,6 +160,40 @@ def misclassified_examples(
     return examples
 
 
+def compare_with_champion(
+    champion_run_id: str,
+    texts: list[str],
+    y_true: list[int],
+    y_pred: list[int],
+    trained_on: set[str] | None,
+    champion_predict: Callable[[list[str]], list[int]],
+) -> dict:
+    """The ``comparison`` object of evaluation.json: the challenger's predictions ``y_pred`` and the champion's
+    (``champion_predict``, called once on the compared texts) scored on the same rows, the test reviews whose
+    text hash is not in ``trained_on`` (all of them when ``trained_on`` is None: the hashes are unknown)."""
+    compared = [i for i, text in enumerate(texts) if trained_on is None or text_hash(text) not in trained_on]
+    section = {
+        "champion_run_id": champion_run_id,
+        "rows_compared": len(compared),
+        "rows_left_out": len(texts) - len(compared),
+        "overlap_checked": trained_on is not None,
+        "challenger_accuracy": None,
+        "champion_accuracy": None,
+    }
+    if not compared:
+        return section
+    champion_pred = champion_predict([texts[i] for i in compared])
+    challenger_hits = sum(y_pred[i] == y_true[i] for i in compared)
+    champion_hits = sum(pred == y_true[i] for i, pred in zip(compared, champion_pred, strict=True))
+    section.update(
+        challenger_correct=challenger_hits,
+        champion_correct=champion_hits,
+        challenger_accuracy=challenger_hits / len(compared),
+        champion_accuracy=champion_hits / len(compared),
+    )
+    return section
+
+
 def read_json(folder: Path | None, name: str) -> dict | None:
     """``name`` found under ``folder`` (searched recursively), parsed; None when absent."""
     if folder is None or not folder.exists():
@@ -169,16 +210,34 @@ def evaluate(
     batch_size: int,
     input_run: Path | None = None,
     output_report: Path | None = None,
+    champion_model: Path | None = None,
+    champion_run_id: str | None = None,
+    champion_train_hashes: Path | None = None,
 ) -> dict:
     started = time.perf_counter()
     reviews = read_reviews(input_data)
     y_true = [LABELS[index] for index in reviews.label_ids]
+    trained_on = read_hashes(champion_train_hashes) if champion_model and champion_train_hashes else None
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
-        model_dir = locate_model(input_model, Path(scratch))
+        model_dir = locate_model(input_model, Path(scratch) / "challenger")
         length = max_seq_length or model_max_length(model_dir)
         y_pred = predict(model_dir, reviews.texts, length, batch_size)
         training_summary = read_json(model_dir, "training_summary.json")
+        comparison = None
+        if champion_model is not None:
+            champion_dir = locate_model(champion_model, Path(scratch) / "champion")
+            comparison = compare_with_champion(
+                champion_run_id or "champion",
+                reviews.texts,
+                y_true,
+                y_pred,
+                trained_on,
+                # The champion as it was trained: its own max_seq_length.
+                lambda texts: predict(champion_dir, texts, model_max_length(champion_dir), batch_size),
+            )
     report = {"metrics": compute_metrics(y_true, y_pred), "test_rows": len(y_true)}
+    if comparison is not None:
+        report["comparison"] = comparison
     output_data.mkdir(parents=True, exist_ok=True)
     (output_data / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
@@ -187,6 +246,19 @@ def evaluate(
         f"peak_rss_mb: {peak_rss_mb():.0f}",
         flush=True,
     )
+    if comparison is not None:
+        scores = (
+            f"challenger_accuracy: {100 * comparison['challenger_accuracy']:.2f} - "
+            f"champion_accuracy: {100 * comparison['champion_accuracy']:.2f}"
+            if comparison["rows_compared"]
+            else "nothing left to compare on"
+        )
+        print(
+            f"champion {comparison['champion_run_id']}: rows_compared: {comparison['rows_compared']} - "
+            f"rows_left_out: {comparison['rows_left_out']} (in its training data"
+            f"{'' if comparison['overlap_checked'] else ': unknown, no hashes given'}) - {scores}",
+            flush=True,
+        )
     # Everything below is for people; evaluation.json above is the contract and never waits on it.
     plotting = report_plots.available()
     if plotting:
@@ -215,6 +287,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--input-run", type=Path, default=None, help="a folder holding run.json (trials, history) for the report"
     )
     parser.add_argument("--output-report", type=Path, default=None, help="gets the HTML report index.html")
+    parser.add_argument(
+        "--champion-model", type=Path, default=None, help="the champion's model, measured on the same test reviews"
+    )
+    parser.add_argument("--champion-run-id", default=None, help="the champion's run id (echoed in evaluation.json)")
+    parser.add_argument(
+        "--champion-train-hashes",
+        type=Path,
+        default=None,
+        help="train_hashes.txt (or its folder): test reviews the champion was trained on are left out",
+    )
     return parser.parse_args(argv)
 
 
@@ -229,8 +311,11 @@ def main(argv: list[str] | None = None) -> int:
             args.batch_size,
             args.input_run,
             args.output_report,
+            args.champion_model,
+            args.champion_run_id,
+            args.champion_train_hashes,
         )
-    except (ReviewDataError, ModelNotFoundError) as error:
+    except (ReviewDataError, ModelNotFoundError, HashesError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         return 1
     return 0

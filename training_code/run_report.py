@@ -297,6 +297,27 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     )
 
 
+def _comparison(evaluation: dict[str, Any]) -> str:
+    """The challenger and the champion on the same test reviews (evaluation.json's ``comparison``), if measured."""
+    comparison = evaluation.get("comparison")
+    if not isinstance(comparison, dict):
+        return ""
+    champion = escape(str(comparison.get("champion_run_id")))
+    left_out = int(comparison.get("rows_left_out") or 0)
+    why = "reviews the champion was trained on" if comparison.get("overlap_checked") else "none: its training reviews are unknown"
+    rows = [
+        ["this run (challenger)", f'<span data-key="challenger-accuracy">{_pct(comparison.get("challenger_accuracy"))}</span>'],
+        [f"champion {champion}", f'<span data-key="champion-accuracy">{_pct(comparison.get("champion_accuracy"))}</span>'],
+    ]
+    return (
+        "<section><h2>Against the champion</h2>"
+        f'<p>Both models on the same <b data-key="rows-compared">{int(comparison.get("rows_compared") or 0):,}</b> '
+        f'test reviews; <span data-key="rows-left-out">{left_out:,}</span> left out ({why}).</p>'
+        + _table(["model", "accuracy %"], rows)
+        + "</section>"
+    )
+
+
 def render(
     evaluation: dict[str, Any],
     run: dict[str, Any],
@@ -319,6 +340,7 @@ def render(
         f"<main><h1>reviewtune run {escape(str(run_id))}</h1>"
         f"<p class='sub'>dataset {escape(str(run.get('dataset', 'n/a')))} · report made {made}</p>{note}"
         + _summary(run, metrics, int(evaluation.get("test_rows", 0)))
+        + _comparison(evaluation)
         + _search(run, training_summary, plotting)
         + _model(metrics, examples, plotting)
         + _history(run, metrics, plotting)

@@ -1,4 +1,5 @@
-"""``reviewtune runs list|show|trials|report`` and ``reviewtune drop``: AWS or the local runtime, alike."""
+"""``reviewtune runs list|show|trials|report``, ``reviewtune drop``, ``reviewtune champion`` and ``reviewtune
+promote``: AWS or the local runtime, alike."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from reviewtune.console import queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.core import names
+from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunStatus
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
@@ -115,6 +117,40 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return 0 if item["status"] == RunStatus.SUCCEEDED else 1
 
 
+def cmd_champion(args: argparse.Namespace) -> int:
+    target = _target(args)
+    runs = target.runs()
+    if args.dataset is None:
+        champions = queries.champions(runs.table)
+        _emit(args, champions, views.champions_table(champions, f"Champions by dataset ({target.description})"))
+        return 0
+    champion = queries.champion_of(runs, args.dataset)
+    if champion is None:
+        raise SystemExit(f"error: dataset {args.dataset!r} has no champion in {target.description} (no run of it has "
+                         "succeeded yet, or the name differs: it is the path below incoming/)")
+    _emit(args, champion, views.champion_view(champion))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    target = _target(args)
+    by = queries.caller(target.client("sts"))
+    try:
+        done = promote(
+            target.runs(), target.client("sagemaker"), target.output("DataBucketName"), args.run_id,
+            reason=args.reason, by=by,
+        )
+    except PromotionError as error:
+        raise SystemExit(f"error: {error}") from None
+    if done.already_champion:
+        text = f"{done.run_id} is champion of {done.dataset} already; its model package {done.model_package_arn} is Approved"
+    else:
+        text = (f"{done.run_id} is now champion of {done.dataset} (was {done.previous_run_id or 'nobody'}); "
+                f"model package {done.model_package_arn} Approved; recorded: {args.reason.strip()!r} by {by}")
+    _emit(args, done.as_dict(), text)
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=("auto", "local", "aws"), default="auto",
                         help="auto (default): the local runtime when <workdir>/local.json exists and no --stack is given, else AWS")
@@ -123,7 +159,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    """Add the ``runs`` and ``drop`` commands to the top-level subparsers."""
+    """Add the ``runs``, ``drop``, ``champion`` and ``promote`` commands to the top-level subparsers."""
     runs = sub.add_parser("runs", help="list and inspect runs (AWS or the local runtime)")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
@@ -156,3 +192,16 @@ def register(sub: Any) -> None:
     drop.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow the run")
     _common(drop)
     drop.set_defaults(func=cmd_drop)
+
+    champion = sub.add_parser("champion", help="each dataset's champion model, or one dataset's with its history")
+    champion.add_argument("--dataset", help="one dataset (its path below incoming/): champion, history, decisions")
+    _common(champion)
+    champion.set_defaults(func=cmd_champion)
+
+    promote_parser = sub.add_parser(
+        "promote", help="make a succeeded run its dataset's champion: approve its model package, move the pointer"
+    )
+    promote_parser.add_argument("run_id")
+    promote_parser.add_argument("--reason", required=True, help="why (recorded in the champion's history)")
+    _common(promote_parser)
+    promote_parser.set_defaults(func=cmd_promote)

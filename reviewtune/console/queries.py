@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import heapq
 import mimetypes
 import time
@@ -11,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import names
+from reviewtune.core.champion import get_champion, list_champions
 from reviewtune.core.formats import accepted_formats_text, file_format
-from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX, RunStatus, from_item
+from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX, RunsRepository, RunStatus, from_item
 from reviewtune.core.trial_facts import early_stopped, epochs_run
 
 CONTENT_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv"}
@@ -156,3 +159,36 @@ def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, 
         if poll:
             poll()
         time.sleep(1)
+
+
+def champions(table: Any) -> list[dict[str, Any]]:
+    """Every dataset's champion, by dataset name (the sparse by_champion index, never a table scan)."""
+    return [champion.as_dict() for champion in list_champions(table)]
+
+
+def champion_of(runs: RunsRepository, dataset: str, limit: int = 20) -> dict[str, Any] | None:
+    """One dataset's champion with its history (every change of champion, newest last) and the champion decisions
+    of the dataset's ``limit`` newest runs (newest first); None when the dataset has no champion."""
+    champion = get_champion(runs.table, dataset)
+    if champion is None:
+        return None
+    decisions = [
+        {
+            "run_id": item["run_id"],
+            "created_at": item.get("created_at"),
+            "status": item.get("status"),
+            "test_accuracy": (item.get("results") or {}).get("test_accuracy"),
+            **{k: v for k, v in item["champion"].items() if k != "test_split"},
+        }
+        for item in runs.by_dataset(dataset, limit=limit)
+        if isinstance(item.get("champion"), dict)
+    ]
+    return {**champion.as_dict(), "decisions": decisions}
+
+
+def caller(sts: Any) -> str:
+    """Who is running the command, for the record: the caller's ARN, else the local user name."""
+    try:
+        return sts.get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError):
+        return f"user {getpass.getuser()}"

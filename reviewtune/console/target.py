@@ -97,7 +97,7 @@ def local_target(workdir: Path) -> Target:
     )
     endpoints = dict(state.get("endpoints", {}))
     moto = endpoints.get("s3")
-    endpoints = {**{s: moto for s in ("s3", "dynamodb", "cloudformation", "sns", "sqs") if moto}, **endpoints}
+    endpoints = {**{s: moto for s in ("s3", "dynamodb", "cloudformation", "sns", "sqs", "sts") if moto}, **endpoints}
     return Target(f"local runtime ({path})", session, dict(state.get("outputs", {})), endpoints, Path(workdir))
 
 

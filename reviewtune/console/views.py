@@ -77,6 +77,7 @@ def run_view(item: dict[str, Any]) -> Group:
         ("test accuracy", f"{_pct(accuracy.get('value'))} %" + (f"  (95 % CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else "") if accuracy else "-"),
         ("macro F1", f"{metrics['macro_f1']['value']:.4f}" if "macro_f1" in metrics else "-"),
         ("billable seconds", str(tuning.get("total_billable_seconds", "-"))),
+        ("champion", (item.get("champion") or {}).get("reason") or (item.get("champion") or {}).get("error") or "-"),
     ):
         facts.add_row(label, str(value))
     if item.get("failure_reason"):
@@ -138,3 +139,53 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
             "yes" if row.get("EarlyStopped") else "no",
         )
     return table
+
+
+def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("dataset", "champion run", "test acc %", "test reviews", "since", "changes", "model package"):
+        table.add_column(column, justify="right" if column in ("test acc %", "test reviews", "changes") else "left")
+    for champion in champions:
+        table.add_row(
+            champion["dataset"],
+            champion["run_id"],
+            _pct(champion.get("accuracy")),
+            f"{champion.get('test_rows', 0):,}",
+            _time(champion.get("changed_at")),
+            str(champion.get("version", "-")),
+            champion.get("model_package_arn") or "-",
+        )
+    return table
+
+
+def champion_view(champion: dict[str, Any]) -> Group:
+    """One dataset's champion, every change of champion and the recent runs' decisions."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    for label, value in (
+        ("dataset", champion["dataset"]),
+        ("champion", champion["run_id"]),
+        ("test accuracy", f"{_pct(champion.get('accuracy'))} % on {champion.get('test_rows', 0):,} test reviews"),
+        ("since", _time(champion.get("changed_at"))),
+        ("model package", champion.get("model_package_arn") or "-"),
+    ):
+        facts.add_row(label, str(value))
+    history = Table(title="Champions, oldest first")
+    for column in ("since", "run", "test acc %", "why", "by"):
+        history.add_column(column, justify="right" if "%" in column else "left")
+    for change in champion.get("history", []):
+        history.add_row(
+            _time(change.get("at")), change.get("run_id", "?"), _pct(change.get("accuracy")),
+            change.get("why", ""), change.get("by") or "reviewtune",
+        )
+    decisions = Table(title="Decisions of the newest runs")
+    for column in ("run", "created", "status", "test acc %", "decision", "why"):
+        decisions.add_column(column, justify="right" if "%" in column else "left")
+    for decision in champion.get("decisions", []):
+        decisions.add_row(
+            decision["run_id"], _time(decision.get("created_at")), decision.get("status", "?"),
+            _pct(decision.get("test_accuracy")), decision.get("decision", "-"),
+            decision.get("reason") or decision.get("error") or "",
+        )
+    return Group(facts, history, decisions)

@@ -3,15 +3,16 @@
 Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
 
     run_id            "champion#team-a/reviews.tsv"
+    kind              "champion" (the sparse ``by_champion`` index lists every dataset's champion by it)
     champion_of       the dataset
     champion_run_id   the run whose model is champion
     accuracy          its test accuracy (0..1)
     test_rows         how many test reviews it was measured on
-    test_split        what identifies that test split (e.g. the S3 URI + ETag of test.tsv)
+    test_split        what identifies that test split (the SHA-256 of its test TSV)
     model_package_arn its version in the Model Registry (optional)
     changed_at        when it became champion (ISO 8601, UTC)
     version           1, 2, ... one more at every change
-    history           [{run_id, at, why, accuracy}], newest last, the last HISTORY_MAX changes
+    history           [{run_id, at, why, accuracy, by?}], newest last, the last HISTORY_MAX changes
 
 The item deliberately has no ``dataset``, ``status`` or ``created_at`` attribute: the table's ``by_dataset``
 and ``by_status`` indexes are keyed on them, so the champion pointer stays out of every run listing.
@@ -20,25 +21,38 @@ The pointer changes only by a conditional write that names the champion the writ
 (``expected_run_id``; None for "there is no champion yet"); if someone changed it meanwhile the write fails
 with ``ChampionChanged`` and nothing is lost: read again, decide again.
 
-``decide`` compares a challenger with the champion: it wins only if it is better by ``margin_points``
-percentage points on the same test split, and the decision carries the sentence people read, e.g.
-"challenger 75.2 % vs 73.1 % on the same 309 test reviews".
+A challenger is compared with the champion only through a ``Comparison``: ONE evaluation job measured both
+models on the same test reviews of the challenger's split, leaving out the reviews the champion was trained on.
+``decide`` then promotes the challenger only if it is better by ``margin_points`` percentage points, and the
+decision carries the sentence people read, e.g. "new champion: 75.2 % vs 73.1 % on the same 309 test reviews".
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.runs import from_item, to_item
 
 CHAMPION_KEY_PREFIX = "champion#"
+CHAMPIONS_INDEX = "by_champion"
+CHAMPION_KIND = "champion"
 DEFAULT_MARGIN_POINTS = 0.5
 HISTORY_MAX = 100
+TRIES = 3
+
+# What became of a challenger (the run item's ``champion.decision``).
+FIRST = "first champion"
+PROMOTED = "promoted"
+KEPT = "kept"
+NOT_COMPARED = "not compared"
+ALREADY = "already champion"
 
 
 class ChampionChanged(ReviewtuneError):
@@ -92,6 +106,82 @@ class Champion:
             history=tuple(item.get("history") or ()),
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "run_id": self.run_id,
+            "accuracy": self.accuracy,
+            "test_rows": self.test_rows,
+            "test_split": self.test_split,
+            "changed_at": self.changed_at,
+            "version": self.version,
+            "model_package_arn": self.model_package_arn,
+            "history": list(self.history),
+        }
+
+
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"comparison.{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _accuracy(value: Any, name: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"comparison.{name} must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The challenger and the champion measured by ONE evaluation job on the same test reviews.
+
+    ``rows_left_out`` test reviews were left out because the champion was trained on them (``overlap_checked``
+    is False when the champion's training hashes were not available, so nothing could be left out).
+    The accuracies are None when no row was left to compare on.
+    """
+
+    champion_run_id: str
+    rows_compared: int
+    rows_left_out: int
+    overlap_checked: bool
+    challenger_accuracy: float | None
+    champion_accuracy: float | None
+
+    @classmethod
+    def from_evaluation(cls, section: Any) -> Comparison:
+        """The ``comparison`` object of evaluation.json, checked (ValueError with the field at fault)."""
+        if not isinstance(section, Mapping):
+            raise ValueError("comparison must be an object")
+        run_id = section.get("champion_run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError("comparison.champion_run_id must be the champion's run id")
+        rows = _count(section.get("rows_compared"), "rows_compared")
+        left_out = _count(section.get("rows_left_out"), "rows_left_out")
+        checked = section.get("overlap_checked")
+        if not isinstance(checked, bool):
+            raise ValueError("comparison.overlap_checked must be true or false")
+        if rows == 0:
+            return cls(run_id, 0, left_out, checked, None, None)
+        return cls(
+            run_id,
+            rows,
+            left_out,
+            checked,
+            _accuracy(section.get("challenger_accuracy"), "challenger_accuracy"),
+            _accuracy(section.get("champion_accuracy"), "champion_accuracy"),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "champion_run_id": self.champion_run_id,
+            "rows_compared": self.rows_compared,
+            "rows_left_out": self.rows_left_out,
+            "overlap_checked": self.overlap_checked,
+            "challenger_accuracy": self.challenger_accuracy,
+            "champion_accuracy": self.champion_accuracy,
+        }
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -107,33 +197,23 @@ def decide(
     margin_points: float = DEFAULT_MARGIN_POINTS,
     *,
     test_rows: int | None = None,
-    same_test_split: bool = True,
 ) -> Decision:
-    """Challenger against champion (accuracies 0..1): promote only if better by ``margin_points`` points.
-
-    No champion yet: the challenger becomes the first. A champion measured on another test split cannot be
-    compared: it stays (a person can promote the challenger by hand).
-    """
+    """Challenger against champion (accuracies 0..1, on the same test reviews): promote only if better by
+    ``margin_points`` percentage points. No champion yet: the challenger becomes the first."""
     for name, value in (("challenger", challenger_accuracy), ("champion", champion_accuracy)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"the {name} accuracy must be between 0 and 1, got {value}")
     if margin_points < 0:
         raise ValueError(f"the margin must not be negative, got {margin_points}")
-    on_rows = f" on {test_rows} test reviews" if test_rows else ""
     if champion_accuracy is None:
+        on_rows = f" on {test_rows} test reviews" if test_rows else ""
         return Decision(True, f"first champion: challenger {percent(challenger_accuracy)}{on_rows}")
-    if not same_test_split:
-        return Decision(
-            False,
-            f"champion kept: challenger {percent(challenger_accuracy)} vs {percent(champion_accuracy)} were "
-            "measured on different test splits and cannot be compared; promote the challenger by hand if wanted",
-        )
     gain = (challenger_accuracy - champion_accuracy) * 100
-    same_rows = f" on the same {test_rows} test reviews" if test_rows else " on the same test split"
-    comparison = f"challenger {percent(challenger_accuracy)} vs {percent(champion_accuracy)}{same_rows}"
+    same_rows = f" on the same {test_rows} test reviews" if test_rows else " on the same test reviews"
+    comparison = f"{percent(challenger_accuracy)} vs {percent(champion_accuracy)}{same_rows}"
     # Rounded to 1e-9 so that 75.5 % vs 75.0 % with a 0.5 margin counts as reaching it despite float error.
     if round(gain, 9) >= margin_points and gain > 0:
-        return Decision(True, f"{comparison} (+{gain:.1f} points, margin {margin_points:g})")
+        return Decision(True, f"new champion: {comparison} (+{gain:.1f} points, margin {margin_points:g})")
     return Decision(False, f"champion kept: {comparison} ({gain:+.1f} points, margin {margin_points:g})")
 
 
@@ -141,6 +221,27 @@ def get_champion(table: Any, dataset: str) -> Champion | None:
     """The dataset's champion, or None when it has none yet (strongly consistent read)."""
     item = table.get_item(Key={"run_id": champion_key(dataset)}, ConsistentRead=True).get("Item")
     return Champion.from_item(item) if item else None
+
+
+def champion_datasets(table: Any) -> Iterator[str]:
+    """Every dataset that has a champion, in name order (the sparse by_champion index; never a table scan)."""
+    query: dict[str, Any] = {
+        "IndexName": CHAMPIONS_INDEX,
+        "KeyConditionExpression": Key("kind").eq(CHAMPION_KIND),
+    }
+    while True:
+        response = table.query(**query)
+        for item in response["Items"]:
+            yield item["champion_of"]
+        if "LastEvaluatedKey" not in response:
+            return
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def list_champions(table: Any) -> list[Champion]:
+    """Every dataset's champion, by dataset name (each read again, strongly consistent)."""
+    found = (get_champion(table, dataset) for dataset in champion_datasets(table))
+    return [champion for champion in found if champion is not None]
 
 
 def set_champion(
@@ -155,10 +256,11 @@ def set_champion(
     expected_run_id: str | None,
     model_package_arn: str | None = None,
     at: str | None = None,
+    by: str | None = None,
 ) -> Champion:
     """Make ``run_id`` the champion if the champion is still ``expected_run_id`` (None: no champion yet).
 
-    Appends {run_id, at, why, accuracy} to the history. Raises ChampionChanged when the condition fails.
+    Appends {run_id, at, why, accuracy[, by]} to the history. Raises ChampionChanged when the condition fails.
     """
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy must be between 0 and 1, got {accuracy}")
@@ -169,10 +271,10 @@ def set_champion(
             f"the champion of {dataset!r} is {current.run_id if current else 'nobody'}, not "
             f"{expected_run_id or 'nobody'} as expected"
         )
-    history = [
-        *(current.history if current else ()),
-        {"run_id": run_id, "at": at, "why": why, "accuracy": accuracy},
-    ]
+    entry: dict[str, Any] = {"run_id": run_id, "at": at, "why": why, "accuracy": accuracy}
+    if by:
+        entry["by"] = by
+    history = [*(current.history if current else ()), entry]
     champion = Champion(
         dataset=dataset,
         run_id=run_id,
@@ -186,6 +288,7 @@ def set_champion(
     )
     item = {
         "run_id": champion_key(dataset),
+        "kind": CHAMPION_KIND,
         "champion_of": dataset,
         "champion_run_id": run_id,
         "accuracy": accuracy,
@@ -215,7 +318,36 @@ def set_champion(
     return champion
 
 
-def promote_if_better(
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a challenger: ``label`` (FIRST, PROMOTED, KEPT, NOT_COMPARED, ALREADY), the sentence
+    people read, and the champion afterwards."""
+
+    label: str
+    reason: str
+    champion_run_id: str | None
+
+
+def _not_comparable(current: Champion, comparison: Comparison | None, not_measured: str | None) -> str | None:
+    """Why the challenger cannot be judged against ``current`` (None: it can)."""
+    by_hand = "; promote the challenger by hand if wanted"
+    if comparison is None:
+        because = f": {not_measured}" if not_measured else ""
+        return f"champion kept: {current.run_id} was not measured on this run's test reviews{because}{by_hand}"
+    if comparison.champion_run_id != current.run_id:
+        return (
+            f"champion kept: {current.run_id} became champion after the evaluation measured "
+            f"{comparison.champion_run_id}{by_hand}"
+        )
+    if comparison.rows_compared == 0:
+        return (
+            f"champion kept: all {comparison.rows_left_out} test reviews were in {current.run_id}'s training data, "
+            f"none is left to compare on{by_hand}"
+        )
+    return None
+
+
+def challenge(
     table: Any,
     dataset: str,
     *,
@@ -223,35 +355,55 @@ def promote_if_better(
     accuracy: float,
     test_rows: int,
     test_split: str,
+    comparison: Comparison | None,
     margin_points: float = DEFAULT_MARGIN_POINTS,
     model_package_arn: str | None = None,
-) -> tuple[Decision, Champion | None]:
-    """Compare a succeeded run with the dataset's champion and promote it if it wins.
+    not_measured: str | None = None,
+) -> Outcome:
+    """A succeeded run challenges its dataset's champion and takes its place if it wins.
 
-    Returns the decision and the champion afterwards (None only if there is none).
+    The first run of a dataset becomes champion on its own ``accuracy``. Any later one is judged only on
+    ``comparison`` (both models, the same test reviews) and only against the champion that comparison measured:
+    without one, or when the champion changed since, the champion stays and the reason says so
+    (``not_measured``: why the evaluation could not measure it). A concurrent change of the pointer is read
+    again and decided again; after TRIES changes, ChampionChanged.
     """
-    current = get_champion(table, dataset)
-    decision = decide(
-        accuracy,
-        current.accuracy if current else None,
-        margin_points,
-        test_rows=test_rows,
-        same_test_split=current is None or current.test_split == test_split,
-    )
-    if not decision.promote:
-        return decision, current
-    champion = set_champion(
-        table,
-        dataset,
-        run_id=run_id,
-        accuracy=accuracy,
-        test_rows=test_rows,
-        test_split=test_split,
-        why=decision.reason,
-        expected_run_id=current.run_id if current else None,
-        model_package_arn=model_package_arn,
-    )
-    return decision, champion
+    for _ in range(TRIES):
+        current = get_champion(table, dataset)
+        if current is not None and current.run_id == run_id:
+            return Outcome(ALREADY, ALREADY, run_id)
+        if current is None:
+            decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
+        else:
+            why_not = _not_comparable(current, comparison, not_measured)
+            if why_not:
+                return Outcome(NOT_COMPARED, why_not, current.run_id)
+            assert comparison is not None and comparison.challenger_accuracy is not None
+            decision = decide(
+                comparison.challenger_accuracy,
+                comparison.champion_accuracy,
+                margin_points,
+                test_rows=comparison.rows_compared,
+            )
+            if not decision.promote:
+                return Outcome(KEPT, decision.reason, current.run_id)
+            label = PROMOTED
+        try:
+            set_champion(
+                table,
+                dataset,
+                run_id=run_id,
+                accuracy=accuracy,
+                test_rows=test_rows,
+                test_split=test_split,
+                why=decision.reason,
+                expected_run_id=current.run_id if current else None,
+                model_package_arn=model_package_arn,
+            )
+        except ChampionChanged:
+            continue  # someone changed the pointer meanwhile: read again, decide again
+        return Outcome(label, decision.reason, run_id)
+    raise ChampionChanged(f"the champion of {dataset!r} kept changing; decide by hand")
 
 
 def promote_manually(
@@ -265,8 +417,9 @@ def promote_manually(
     reason: str,
     expected_run_id: str | None,
     model_package_arn: str | None = None,
+    by: str | None = None,
 ) -> Champion:
-    """A person makes ``run_id`` the champion; the history says "promoted manually: <reason>"."""
+    """A person makes ``run_id`` the champion; the history says "promoted manually: <reason>" and who did."""
     if not reason.strip():
         raise ValueError("a manual promotion needs a reason")
     return set_champion(
@@ -279,4 +432,5 @@ def promote_manually(
         why=f"promoted manually: {reason.strip()}",
         expected_run_id=expected_run_id,
         model_package_arn=model_package_arn,
+        by=by,
     )

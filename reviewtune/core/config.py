@@ -144,6 +144,7 @@ class Settings:
     processing_instance_type: str = "ml.m5.xlarge"
     inference_image_uri: str = DEFAULT_TRAINING_IMAGE
     warm_start: bool = True
+    champion_margin_points: float = 0.5  # a challenger replaces the champion only if better by this many points
     target_objective_metric_value: float | None = None  # TuningJobCompletionCriteria (None: not set)
     max_jobs_not_improving: int | None = None
     complete_on_convergence: str | None = None
@@ -192,6 +193,7 @@ class Settings:
             or env.get("PROCESSING_IMAGE_URI", "").strip()
             or DEFAULT_TRAINING_IMAGE,
             warm_start=_bool(env, "WARM_START", True),
+            champion_margin_points=_float(env, "CHAMPION_MARGIN_POINTS", 0.5),
             target_objective_metric_value=_optional_float(env, "TARGET_OBJECTIVE_METRIC_VALUE"),
             max_jobs_not_improving=_optional_int(env, "MAX_JOBS_NOT_IMPROVING", MIN_JOBS_NOT_IMPROVING),
             complete_on_convergence=_optional_choice(env, "COMPLETE_ON_CONVERGENCE", CONVERGENCE_CHOICES),
@@ -223,5 +225,9 @@ class Settings:
         ):
             if not 0 < value < 0.5:
                 raise ConfigError(f"{name} must be between 0 and 0.5, got {value}")
+        if not 0 <= self.champion_margin_points <= 100:
+            raise ConfigError(
+                f"CHAMPION_MARGIN_POINTS must be between 0 and 100 percentage points, got {self.champion_margin_points}"
+            )
         if self.strategy == "Hyperband" and self.early_stopping == "Auto":
             raise ConfigError("the Hyperband strategy needs EARLY_STOPPING Off (it stops trials itself)")

@@ -1,15 +1,21 @@
-"""start_evaluation: after a tuning job ends, record its trials and evaluate the best model on the test split."""
+"""start_evaluation: after a tuning job ends, record its trials and evaluate the best model on the test split.
+
+When the dataset has a champion, the same processing job also measures the champion's model on the same test
+reviews, leaving out those the champion was trained on (``ChampionInput``); record_results decides on those numbers.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, costs, names, states
+from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import already_final, end_run, repository
@@ -28,6 +34,8 @@ DATA_DIR = f"{PROCESSING_ROOT}/input/data"
 CODE_DIR = f"{PROCESSING_ROOT}/input/code"
 OUTPUT_DIR = f"{PROCESSING_ROOT}/output/evaluation"
 RUN_DIR = f"{PROCESSING_ROOT}/input/run"
+CHAMPION_MODEL_DIR = f"{PROCESSING_ROOT}/input/champion/model"
+CHAMPION_HASHES_DIR = f"{PROCESSING_ROOT}/input/champion/train_hashes"
 REPORT_DIR = f"{OUTPUT_DIR}/report"  # uploaded with the evaluation output: names.report_key
 REPORT_HISTORY_LIMIT = 50
 EVALUATION_SCRIPT = "evaluate_model_metrics.py"
@@ -111,8 +119,65 @@ def training_cost(run: dict[str, Any], settings: Settings, trials: list[dict[str
     ).as_dict()
 
 
-def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: str) -> dict[str, Any]:
-    """The CreateProcessingJob request that evaluates a model on the run's test split."""
+@dataclass(frozen=True)
+class ChampionInput:
+    """The dataset's champion, measured by the evaluation job beside the run's best model: its model artifact and
+    the hashes of the reviews it was trained on (None for a champion recorded without them). Both locations are
+    read from the champion's own run item, where start_tuning and start_evaluation recorded them."""
+
+    run_id: str
+    model_uri: str
+    train_hashes_uri: str | None
+
+
+_MISSING_CODES = ("404", "NoSuchKey", "NotFound")
+
+
+def _unreadable(s3: Any, uri: str) -> str | None:
+    """Why the object at ``uri`` cannot be read by the job (None: it is there). Throttling raises (retry)."""
+    bucket, key = names.parse_s3_uri(uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if aws_errors.is_retryable(exc):
+            raise
+        if aws_errors.code(exc) in _MISSING_CODES:
+            return f"{uri} no longer exists"
+        return f"{uri}: {aws_errors.text(exc)}"
+    return None
+
+
+def champion_input(
+    run: dict[str, Any], runs: RunsRepository, clients: AwsClients
+) -> tuple[ChampionInput | None, dict[str, Any] | None]:
+    """The champion the evaluation job measures too (None: none, or it cannot be measured), and the run item's
+    ``challenge`` record: which champion, whether it is measured, and why not."""
+    dataset = run.get("dataset")
+    champion = get_champion(clients.runs_table, dataset) if dataset else None
+    if champion is None or champion.run_id == run["run_id"]:
+        return None, None
+    challenge: dict[str, Any] = {"champion_run_id": champion.run_id, "evaluated": False}
+    champion_run = runs.get(champion.run_id) or {}
+    model_uri = ((champion_run.get("tuning") or {}).get("best_training_job") or {}).get("model_uri")
+    if not model_uri:
+        return None, {**challenge, "reason": f"the run item of {champion.run_id} names no model artifact"}
+    gone = _unreadable(clients.s3, model_uri)
+    if gone:
+        return None, {**challenge, "reason": f"its model artifact cannot be read: {gone}"}
+    hashes_uri = (champion_run.get("data") or {}).get("train_hashes")
+    hashes_gone = _unreadable(clients.s3, hashes_uri) if hashes_uri else "the run recorded none"
+    challenge.update(evaluated=True, overlap_checked=hashes_gone is None)
+    if hashes_gone:
+        challenge["reason"] = f"no hashes of its training reviews ({hashes_gone}): no test review is left out"
+        hashes_uri = None
+    return ChampionInput(champion.run_id, model_uri, hashes_uri), challenge
+
+
+def processing_job_request(
+    settings: Settings, run: dict[str, Any], model_uri: str, champion: ChampionInput | None = None
+) -> dict[str, Any]:
+    """The CreateProcessingJob request that evaluates a model on the run's test split (and the champion's model on
+    the same reviews, when given)."""
     run_id = run["run_id"]
     max_seq_length = run.get("config", {}).get("max_seq_length", settings.max_seq_length)
 
@@ -128,14 +193,22 @@ def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: s
             },
         }
 
+    inputs = [
+        s3_input("model", model_uri, MODEL_DIR),
+        s3_input("data", names.s3_uri(settings.bucket, names.split_prefix(run_id, "test")), DATA_DIR),
+        s3_input("code", run["code"]["source_uri"], CODE_DIR),
+        s3_input("run", names.s3_uri(settings.bucket, report_input_key(run_id)), RUN_DIR),
+    ]
+    champion_arguments: list[str] = []
+    if champion is not None:
+        inputs.append(s3_input("champion-model", champion.model_uri, CHAMPION_MODEL_DIR))
+        champion_arguments = ["--champion-model", CHAMPION_MODEL_DIR, "--champion-run-id", champion.run_id]
+        if champion.train_hashes_uri:
+            inputs.append(s3_input("champion-train-hashes", champion.train_hashes_uri, CHAMPION_HASHES_DIR))
+            champion_arguments += ["--champion-train-hashes", CHAMPION_HASHES_DIR]
     return {
         "ProcessingJobName": names.evaluation_job_name(run_id),
-        "ProcessingInputs": [
-            s3_input("model", model_uri, MODEL_DIR),
-            s3_input("data", names.s3_uri(settings.bucket, names.split_prefix(run_id, "test")), DATA_DIR),
-            s3_input("code", run["code"]["source_uri"], CODE_DIR),
-            s3_input("run", names.s3_uri(settings.bucket, report_input_key(run_id)), RUN_DIR),
-        ],
+        "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {
             "Outputs": [
                 {
@@ -172,6 +245,7 @@ def processing_job_request(settings: Settings, run: dict[str, Any], model_uri: s
                 REPORT_DIR,
                 "--max-seq-length",
                 str(max_seq_length),
+                *champion_arguments,
             ],
         },
         "Environment": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
@@ -289,7 +363,8 @@ def start_evaluation(
     best = _best(best_name, description, trials, clients.sagemaker)
     tuning["best_training_job"] = best
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
-    request = processing_job_request(settings, run, best["model_uri"])
+    champion, challenge = champion_input(run, runs, clients)
+    request = processing_job_request(settings, run, best["model_uri"], champion)
     try:
         clients.sagemaker.create_processing_job(**request)
     except ClientError as exc:
@@ -316,6 +391,7 @@ def start_evaluation(
         RunStatus.EVALUATING,
         tuning=tuning,
         evaluation_job_name=request["ProcessingJobName"],
+        **({"challenge": challenge} if challenge else {}),
     )
     if moved is None:
         item = runs.get(tuning_job_name)
@@ -324,7 +400,12 @@ def start_evaluation(
         return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
     logger.info(
         "evaluation started",
-        extra={"run_id": tuning_job_name, "best": best["name"], "objective": best["objective"]},
+        extra={
+            "run_id": tuning_job_name,
+            "best": best["name"],
+            "objective": best["objective"],
+            "challenge": challenge,
+        },
     )
     return {
         "run_id": tuning_job_name,

@@ -174,13 +174,20 @@ def _lifecycle(item: Any) -> list[str]:
         decision, reason = champion.get("decision"), champion.get("reason")
         if champion.get("error"):
             lines.append(f"Champion:            {_text(decision, 60)}: {_text(champion.get('error'))}")
-        elif decision == "not compared: different test split":
-            lines.append(
-                f"Champion:            {_text(champion.get('champion_run_id'), 100)} kept, not compared: different "
-                "test split (promote by hand if wanted)"
-            )
         elif reason:
-            lines.append(f"Champion:            {_text(reason)}")
+            lines.append(f"Champion:            {_text(reason, REASON_MAX_CHARS)}")
+        comparison = champion.get("comparison")
+        if isinstance(comparison, Mapping) and _number(comparison.get("rows_compared")) is not None:
+            left_out = _number(comparison.get("rows_left_out")) or 0
+            overlap = (
+                f"{_count(left_out)} left out: the champion was trained on them"
+                if comparison.get("overlap_checked")
+                else "none left out: the champion's training reviews are unknown"
+            )
+            lines.append(
+                f"Compared with:       {_text(comparison.get('champion_run_id'), 100)} on "
+                f"{_count(comparison.get('rows_compared'))} test reviews of this run ({overlap})"
+            )
     return lines
 
 

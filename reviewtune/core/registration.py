@@ -16,20 +16,14 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, names, registry
-from reviewtune.core.champion import ChampionChanged, get_champion, promote_if_better
+from reviewtune.core.champion import ALREADY, ChampionChanged, Comparison, challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
 
 logger = Logger(child=True)
 
-FIRST = "first champion"
-PROMOTED = "promoted"
-KEPT = "kept"
-NOT_COMPARED = "not compared: different test split"
-ALREADY = "already champion"
 NOT_DECIDED = "not decided"
-_CHAMPION_TRIES = 3
 
 
 def _error_text(exc: Exception) -> str:
@@ -69,56 +63,57 @@ def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, c
 
 
 def decide_champion(
-    run: dict[str, Any], results: dict[str, Any], model_package_arn: str | None, settings: Settings, clients: AwsClients
+    run: dict[str, Any],
+    results: dict[str, Any],
+    model_package_arn: str | None,
+    settings: Settings,
+    clients: AwsClients,
+    comparison: Any = None,
 ) -> dict[str, Any]:
-    """Make the run champion of its dataset if it is the first or better on the same test split."""
+    """Make the run champion of its dataset if it is the first, or if ``comparison`` (evaluation.json's: both
+    models on the same test reviews) shows it better than the champion by the margin. The run item's ``champion``."""
     dataset = run.get("dataset") or run["run_id"]
     split = split_identity(run, settings.bucket)
     rows = ((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0
+    out: dict[str, Any] = {"test_split": split}
     try:
-        for _ in range(_CHAMPION_TRIES):
-            current = get_champion(clients.runs_table, dataset)
-            if current is not None and current.run_id == run["run_id"]:
-                return {"decision": ALREADY, "reason": ALREADY, "champion_run_id": run["run_id"], "test_split": split}
-            try:
-                decision, champion = promote_if_better(
-                    clients.runs_table,
-                    dataset,
-                    run_id=run["run_id"],
-                    accuracy=results["test_accuracy"],
-                    test_rows=int(rows),
-                    test_split=split,
-                    model_package_arn=model_package_arn,
-                )
-            except ChampionChanged:
-                continue  # someone promoted meanwhile: read again, decide again
-            if current is None:
-                label = FIRST
-            elif current.test_split != split:
-                label = NOT_COMPARED
-            else:
-                label = PROMOTED if decision.promote else KEPT
-            return {
-                "decision": label,
-                "reason": decision.reason,
-                "champion_run_id": champion.run_id if champion else None,
-                "test_split": split,
-            }
-        raise ChampionChanged(f"the champion of {dataset!r} kept changing; decide by hand")
+        compared = Comparison.from_evaluation(comparison) if comparison is not None else None
+        if compared is not None:
+            out["comparison"] = compared.as_dict()
+        outcome = challenge(
+            clients.runs_table,
+            dataset,
+            run_id=run["run_id"],
+            accuracy=results["test_accuracy"],
+            test_rows=int(rows),
+            test_split=split,
+            comparison=compared,
+            margin_points=settings.champion_margin_points,
+            model_package_arn=model_package_arn,
+            not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
+        )
     except (ClientError, BotoCoreError, ChampionChanged, ValueError) as exc:
         error = _error_text(exc)
         logger.warning("champion decision failed", extra={"run_id": run["run_id"], "error": error})
-        return {"decision": NOT_DECIDED, "error": error, "test_split": split}
+        return {**out, "decision": NOT_DECIDED, "error": error}
+    if outcome.label != ALREADY:
+        out["margin_points"] = settings.champion_margin_points
+    return {**out, "decision": outcome.label, "reason": outcome.reason, "champion_run_id": outcome.champion_run_id}
 
 
 def register_and_decide(
-    run: dict[str, Any], results: dict[str, Any], settings: Settings, clients: AwsClients
+    run: dict[str, Any],
+    results: dict[str, Any],
+    settings: Settings,
+    clients: AwsClients,
+    comparison: Any = None,
 ) -> dict[str, Any]:
     """Registry and champion for one evaluated run: the run item's ``registry``, ``champion`` and
-    ``model_package_arn`` fields. Never raises for an AWS refusal (see the module's docstring)."""
+    ``model_package_arn`` fields. ``comparison``: evaluation.json's comparison with the champion, if any.
+    Never raises for an AWS refusal (see the module's docstring)."""
     entry = register(run, results, settings, clients)
     arn = entry.get("model_package_arn")
-    champion = decide_champion(run, results, arn, settings, clients)
+    champion = decide_champion(run, results, arn, settings, clients, comparison)
     if arn and champion.get("champion_run_id") == run["run_id"]:
         try:
             registry.set_approval(clients.sagemaker, arn, registry.APPROVED, f"champion: {champion['reason']}")

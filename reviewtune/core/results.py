@@ -137,7 +137,7 @@ def record_results(
         "report_uri": names.s3_uri(names.parse_s3_uri(output_uri)[0], names.report_key(run_id)),
     }
     fields = {"metrics": evaluation["metrics"], "results": results}
-    fields.update(register_and_decide({**run, **fields}, results, settings, clients))
+    fields.update(register_and_decide({**run, **fields}, results, settings, clients, evaluation.get("comparison")))
     notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)
     moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **fields)
     if moved is None:

@@ -23,6 +23,7 @@ from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.train_hashes import write_train_hashes
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
 
@@ -288,6 +289,7 @@ def start_tuning(
         if original is not None:
             return _duplicate(obj, run_id, dataset, original, settings, clients)
     digests = write_splits(clients.s3, settings.bucket, run_id, dataset)
+    hashes_key = write_train_hashes(clients.s3, settings.bucket, run_id, (r.text for r in dataset.splits["train"]))
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     prepared = runs.update_if(
         run_id,
@@ -301,6 +303,7 @@ def start_tuning(
                 split: names.s3_uri(settings.bucket, names.split_prefix(run_id, split))
                 for split in dataset.splits
             },
+            "train_hashes": names.s3_uri(settings.bucket, hashes_key),
         },
         code={"digest": code.digest, "archive_uri": code.archive_uri, "source_uri": code.source_uri},
     )

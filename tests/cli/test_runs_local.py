@@ -139,6 +139,41 @@ def test_report_opens_in_chromium_with_its_images_and_the_numbers_of_evaluation_
         for split, count in item["data"]["summary"]["rows"].items():
             assert keys[f"rows-{split}"] == f"{count:,}"
         assert "no-images" not in keys
+        comparison = item["champion"]["comparison"]  # the newest run was measured against the first one
+        assert keys["challenger-accuracy"] == f"{100 * comparison['challenger_accuracy']:.2f}"
+        assert keys["champion-accuracy"] == f"{100 * comparison['champion_accuracy']:.2f}"
+        assert keys["rows-compared"] == f"{comparison['rows_compared']:,}"
     for width, height in ((1366, 900), (400, 900)):
         png = chromium.screenshot(page, tmp / f"report-{width}.png", width, height)
         assert png.stat().st_size > 10_000
+
+
+def test_champion_and_promote_on_the_local_runtime(two_runs):
+    from reviewtune.core.dataset import split_reviews
+    from reviewtune.core.train_hashes import text_hash, text_hashes
+
+    runtime, _, outputs = two_runs
+    first, second = (json.loads(result.stdout) for result in outputs)
+    shown = json.loads(cli(runtime.workdir, "champion", "--dataset", DATASET, "--json").stdout)
+    assert [d["run_id"] for d in shown["decisions"]] == [second["run_id"], first["run_id"]]
+    assert shown["decisions"][1]["decision"] == "first champion"
+    comparison = shown["decisions"][0]["comparison"]
+    # The second export's test reviews the first model was trained on are left out, and only those.
+    trained_on = text_hashes(r.text for r in split_reviews(sample_tsv(per_class=30), "r.tsv").splits["train"])
+    test = split_reviews(sample_tsv(per_class=33), "r.tsv").splits["test"]
+    left_out = sum(text_hash(r.text) in trained_on for r in test)
+    assert (comparison["champion_run_id"], comparison["rows_left_out"], comparison["rows_compared"]) == (
+        first["run_id"], left_out, len(test) - left_out)
+    listed = json.loads(cli(runtime.workdir, "champion", "--json").stdout)
+    assert [(c["dataset"], c["run_id"]) for c in listed] == [(DATASET, shown["run_id"])]
+
+    loser = first["run_id"] if shown["run_id"] == second["run_id"] else second["run_id"]
+    refused = cli(runtime.workdir, "promote", "reviewtune-nope", "--reason", "x", check=False)
+    assert refused.returncode != 0 and "no run 'reviewtune-nope'" in refused.stderr
+    done = json.loads(cli(runtime.workdir, "promote", loser, "--reason", "local override", "--json").stdout)
+    assert done["run_id"] == loser and done["previous_champion"] == shown["run_id"]
+    package = runtime.client("sagemaker").describe_model_package(ModelPackageName=done["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "Approved" and package["ApprovalDescription"].endswith(": local override")
+    after = json.loads(cli(runtime.workdir, "champion", "--dataset", DATASET, "--json").stdout)
+    assert after["run_id"] == loser and after["history"][-1]["why"] == "promoted manually: local override"
+    assert "Champions, oldest first" in cli(runtime.workdir, "champion", "--dataset", DATASET).stdout

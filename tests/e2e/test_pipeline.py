@@ -155,7 +155,8 @@ def test_stopping_the_tuning_job_stops_the_run(pipeline):
     assert "stopped" in message["Subject"]
 
 
-def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion(pipeline):
+def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion(pipeline, capsys):
+    from reviewtune.cli import main
     from reviewtune.core.champion import get_champion
     from reviewtune.core.registry import package_group_name
 
@@ -179,21 +180,56 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
     assert "WarmStartConfig" not in sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=first)
     assert two["config"]["warm_start"]["channels"]["train"] == f"s3://{pipeline.bucket}/runs/{first}/data/train/"
 
+    # Both models evaluated by the second run's evaluation job, on the second test split.
+    job = sagemaker.describe_processing_job(ProcessingJobName=f"{second}-eval")
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in job["ProcessingInputs"]}
+    assert inputs["champion-model"] == one["tuning"]["best_training_job"]["model_uri"]
+    assert inputs["champion-train-hashes"] == one["data"]["train_hashes"]
+    assert inputs["data"] == f"s3://{pipeline.bucket}/runs/{second}/data/test/"
+    key = f"runs/{second}/evaluation/evaluation.json"
+    evaluation = json.loads(pipeline.runtime.client("s3").get_object(Bucket=pipeline.bucket, Key=key)["Body"].read())
+    comparison = evaluation["comparison"]
+    test_rows = two["data"]["summary"]["rows"]["test"]
+    # The same split as the first run's, whose leakage removal left no training review in it: nothing left out,
+    # and the champion scores on it exactly what its own evaluation measured.
+    assert (comparison["champion_run_id"], comparison["rows_compared"], comparison["rows_left_out"]) == (first, test_rows, 0)
+    assert comparison["overlap_checked"] is True
+    assert comparison["champion_accuracy"] == pytest.approx(one["results"]["test_accuracy"])
+    assert comparison["challenger_accuracy"] == pytest.approx(two["results"]["test_accuracy"])
+
     group = package_group_name("e2e/lifecycle.tsv")
     packages = sagemaker.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending")[
         "ModelPackageSummaryList"
     ]
     assert [p["ModelPackageArn"] for p in packages] == [one["model_package_arn"], two["model_package_arn"]]
-    gain = (two["results"]["test_accuracy"] - one["results"]["test_accuracy"]) * 100
+    gain = (comparison["challenger_accuracy"] - comparison["champion_accuracy"]) * 100
     promoted = round(gain, 9) >= 0.5
     assert two["champion"]["decision"] == ("promoted" if promoted else "kept")
     assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "Approved" if promoted else "PendingManualApproval"]
-    champion = get_champion(pipeline.runtime.table(pipeline.outputs["RunsTableName"]), "e2e/lifecycle.tsv")
+    table = pipeline.runtime.table(pipeline.outputs["RunsTableName"])
+    champion = get_champion(table, "e2e/lifecycle.tsv")
     assert champion.run_id == (second if promoted else first)
     assert champion.test_split == f"sha256:{one['data']['sha256']['test']}" == two["champion"]["test_split"]
 
     assert "Warm start:          none (no earlier succeeded run of the dataset)" in first_message["Message"]
     assert "Champion:            first champion" in first_message["Message"]
     assert f"Warm start:          IdenticalDataAndAlgorithm from {first}" in second_message["Message"]
-    assert ("Champion:            challenger" if promoted else "Champion:            champion kept") in second_message["Message"]
+    assert ("Champion:            new champion" if promoted else "Champion:            champion kept") in second_message["Message"]
+    assert f"on the same {test_rows} test reviews" in second_message["Message"]
+    assert f"Compared with:       {first} on {test_rows} test reviews of this run (0 left out" in second_message["Message"]
     assert "billable seconds" in second_message["Message"] and two["tuning"]["cost"]["billable_seconds"] > 0
+
+    # promote overrides: the run that is not champion becomes champion, through the CLI on the local runtime.
+    loser = first if promoted else second
+    capsys.readouterr()
+    workdir = str(pipeline.runtime.workdir)
+    assert main(["--workdir", workdir, "promote", loser, "--reason", "e2e override", "--target", "local", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["run_id"] == loser and done["previous_champion"] == champion.run_id
+    assert get_champion(table, "e2e/lifecycle.tsv").run_id == loser
+    statuses = [sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"])["ModelApprovalStatus"] for p in packages]
+    assert statuses == ["Approved", "Approved"]
+    assert main(["--workdir", workdir, "champion", "--dataset", "e2e/lifecycle.tsv", "--target", "local", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["run_id"] == loser and shown["history"][-1]["why"] == "promoted manually: e2e override"
+    assert [d["run_id"] for d in shown["decisions"]] == [second, first]

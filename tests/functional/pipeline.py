@@ -83,11 +83,26 @@ class Pipeline:
             best=f"{run_id}-001-abcdef01",
         )
 
-    def succeed(self, run_id: str) -> dict[str, Any]:
+    def succeed(self, run_id: str, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Tune, evaluate and record a run. ``comparison``: the numbers the evaluation job reports for the
+        champion it was told to measure (``measured``); its champion_run_id is the one the request named."""
         self.finish_tuning_well(run_id)
         self.tuning_ended(run_id)
-        self.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+        evaluation = dict(EVALUATION)
+        champion = self.processing_argument(run_id, "--champion-run-id")
+        if comparison is not None:
+            assert champion is not None, "the evaluation job was not asked to measure a champion"
+            evaluation["comparison"] = {"champion_run_id": champion, **comparison}
+        self.sagemaker.finish_processing(f"{run_id}-eval", evaluation=evaluation)
         return self.evaluation_ended(run_id)
+
+    def processing_request(self, run_id: str) -> dict[str, Any]:
+        return self.sagemaker.processing[f"{run_id}-eval"]["request"]
+
+    def processing_argument(self, run_id: str, name: str) -> str | None:
+        """The value after ``name`` in the evaluation job's ContainerArguments, None when absent."""
+        arguments = self.processing_request(run_id)["AppSpecification"]["ContainerArguments"]
+        return arguments[arguments.index(name) + 1] if name in arguments else None
 
     # -- observing ------------------------------------------------------------------------------------------
 
@@ -105,6 +120,18 @@ class Pipeline:
 
     def statuses_told(self, run_id: str) -> list[str]:
         return [m["MessageAttributes"]["status"]["Value"] for m in self.messages(run_id)]
+
+
+def measured(challenger: float, champion: float, rows: int = 309, left_out: int = 0, overlap_checked: bool = True
+             ) -> dict[str, Any]:
+    """The comparison section of evaluation.json: both accuracies on the same ``rows`` test reviews."""
+    return {
+        "rows_compared": rows,
+        "rows_left_out": left_out,
+        "overlap_checked": overlap_checked,
+        "challenger_accuracy": challenger,
+        "champion_accuracy": champion,
+    }
 
 
 def later(hours: float = 1) -> datetime:

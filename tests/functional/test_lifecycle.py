@@ -11,9 +11,12 @@ import pytest
 from botocore.validate import validate_parameters
 
 from reviewtune.core import registry
-from reviewtune.core.champion import get_champion
+from reviewtune.core.champion import get_champion, promote_manually
+from reviewtune.core.dataset import split_reviews
 from reviewtune.core.registration import register_and_decide
-from tests.functional.pipeline import Pipeline, good_file
+from reviewtune.core.train_hashes import text_hash
+from tests.functional.pipeline import Pipeline, good_file, measured
+from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
 from tests.support.files import with_extra_column
 
@@ -67,6 +70,19 @@ def test_first_run_starts_cold_and_records_what_later_runs_need(pipeline):
     static = request["TrainingJobDefinition"]["StaticHyperParameters"]
     assert set(item["config"]["hyperparameter_names"]) == set(static) | {"learning_rate", "train_batch_size"}
     assert set(item["data"]["sha256"]) == {"train", "validation", "test"}
+
+
+def test_the_hashes_of_the_training_reviews_are_kept_with_the_run(pipeline, stack):
+    run_id = start(pipeline)
+
+    uri = pipeline.run(run_id)["data"]["train_hashes"]
+    assert uri == f"s3://{stack.bucket}/runs/{run_id}/data/train_hashes.txt"
+    body = boto3.client("s3", region_name=REGION).get_object(Bucket=stack.bucket, Key=uri.split("/", 3)[3])["Body"]
+    stored = body.read().decode("ascii").split()
+    train = split_reviews(good_file(), "a.tsv").splits["train"]
+    assert stored == sorted({text_hash(review.text) for review in train}) and len(stored) == len(train)
+    test = split_reviews(good_file(), "a.tsv").splits["test"]
+    assert not {text_hash(review.text) for review in test} & set(stored)
 
 
 def test_same_data_warm_starts_identically_reading_the_parent_s_data(pipeline, stack):
@@ -182,7 +198,7 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
     first = start(pipeline)
     pipeline.succeed(first)
     second = start(pipeline, body=with_extra_column(good_file()))
-    pipeline.succeed(second)
+    pipeline.succeed(second, measured(0.7330, 0.7310))
 
     packages = pipeline.sagemaker.packages()
     for package in packages:
@@ -199,7 +215,7 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
 
     one, two = pipeline.run(first), pipeline.run(second)
     assert one["model_package_arn"] == packages[0]["ModelPackageArn"]
-    assert one["champion"]["decision"] == "first champion"
+    assert one["champion"]["decision"] == "first champion" and "challenge" not in one
     assert two["champion"]["decision"] == "kept" and two["champion"]["champion_run_id"] == first
     assert two["registry"]["approval"] == "PendingManualApproval"
     champion = get_champion(pipeline.clients.runs_table, "team/a.tsv")
@@ -208,22 +224,137 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
     assert "Champion:            first champion: challenger 74.1 %" in message(pipeline, first)
     text = message(pipeline, second)
     assert f"Model registry:      {packages[1]['ModelPackageArn']} (PendingManualApproval)" in text
-    assert "Champion:            champion kept: challenger 74.1 % vs 74.1 % on the same" in text
+    assert "Champion:            champion kept: 73.3 % vs 73.1 % on the same 309 test reviews (+0.2 points" in text
 
 
-def test_a_run_on_another_test_split_is_not_compared(pipeline):
+# ------------------------------------------------------------------------------------------------ fair comparison
+
+
+def test_the_evaluation_job_of_a_later_run_measures_the_champion_too(pipeline, stack):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))  # another export: its own test split
+    pipeline.finish_tuning_well(second)
+
+    pipeline.tuning_ended(second)
+
+    request = valid("CreateProcessingJob", pipeline.processing_request(second))
+    inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
+    one = pipeline.run(first)
+    # Both locations come from the champion's own run item.
+    assert inputs["champion-model"]["S3Uri"] == one["tuning"]["best_training_job"]["model_uri"]
+    assert inputs["champion-train-hashes"]["S3Uri"] == one["data"]["train_hashes"]
+    assert inputs["data"]["S3Uri"] == f"s3://{stack.bucket}/runs/{second}/data/test/"  # the NEW test split
+    assert len({i["LocalPath"] for i in inputs.values()}) == len(inputs) == 6
+    assert pipeline.processing_argument(second, "--champion-run-id") == first
+    assert pipeline.processing_argument(second, "--champion-model") == inputs["champion-model"]["LocalPath"]
+    assert pipeline.processing_argument(second, "--champion-train-hashes") == inputs["champion-train-hashes"]["LocalPath"]
+    assert pipeline.run(second)["challenge"] == {"champion_run_id": first, "evaluated": True, "overlap_checked": True}
+    # The first run had no champion to measure.
+    assert pipeline.processing_argument(first, "--champion-model") is None
+    assert {i["InputName"] for i in pipeline.processing_request(first)["ProcessingInputs"]} == {"model", "data", "code", "run"}
+
+
+def test_a_challenger_better_by_the_margin_on_the_same_reviews_becomes_champion(pipeline):
     first = start(pipeline)
     pipeline.succeed(first)
     second = start(pipeline, body=good_file(seed=3))
-    pipeline.succeed(second)
 
-    item = pipeline.run(second)
-    assert item["status"] == "SUCCEEDED"
-    assert item["champion"]["decision"] == "not compared: different test split"
-    assert item["registry"]["approval"] == "PendingManualApproval"
-    assert pipeline.sagemaker.packages()[1]["ModelApprovalStatus"] == "PendingManualApproval"
+    pipeline.succeed(second, measured(0.752, 0.731, rows=297, left_out=12))
+
+    two = pipeline.run(second)
+    assert two["champion"]["decision"] == "promoted" and two["champion"]["champion_run_id"] == second
+    assert two["champion"]["comparison"]["rows_left_out"] == 12 and two["champion"]["margin_points"] == 0.5
+    assert two["registry"]["approval"] == "Approved"
+    assert [p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()] == ["Approved", "Approved"]
+    champion = get_champion(pipeline.clients.runs_table, "team/a.tsv")
+    assert champion.run_id == second and champion.version == 2
+    assert champion.model_package_arn == two["model_package_arn"]
+    text = message(pipeline, second)
+    assert "Champion:            new champion: 75.2 % vs 73.1 % on the same 297 test reviews (+2.1 points, margin 0.5)" in text
+    assert f"Compared with:       {first} on 297 test reviews of this run (12 left out: the champion was trained on them)" in text
+
+
+@pytest.mark.parametrize(("margin", "promoted"), [("2", False), ("1", True)])
+def test_the_margin_parameter_sets_how_much_better_a_challenger_must_be(stack, monkeypatch, margin, promoted):
+    monkeypatch.setenv("CHAMPION_MARGIN_POINTS", margin)
+    pipeline = Pipeline(stack)
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+
+    pipeline.succeed(second, measured(0.745, 0.730))  # +1.5 points
+
+    two = pipeline.run(second)
+    assert two["champion"]["decision"] == ("promoted" if promoted else "kept")
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == (second if promoted else first)
+    assert pipeline.sagemaker.packages()[1]["ModelApprovalStatus"] == ("Approved" if promoted else "PendingManualApproval")
+    assert f"(+1.5 points, margin {margin})" in message(pipeline, second)
+
+
+def test_a_champion_whose_model_is_gone_is_not_measured_and_stays(pipeline, stack):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    model = pipeline.run(first)["tuning"]["best_training_job"]["model_uri"]
+    boto3.client("s3", region_name=REGION).delete_object(Bucket=stack.bucket, Key=model.split("/", 3)[3])
+    second = start(pipeline, body=good_file(seed=3))
+
+    pipeline.succeed(second)  # the evaluation job measures the challenger alone
+
+    assert pipeline.processing_argument(second, "--champion-model") is None
+    two = pipeline.run(second)
+    assert two["status"] == "SUCCEEDED"
+    assert two["challenge"] == {
+        "champion_run_id": first,
+        "evaluated": False,
+        "reason": f"its model artifact cannot be read: {model} no longer exists",
+    }
+    assert two["champion"]["decision"] == "not compared" and two["registry"]["approval"] == "PendingManualApproval"
     assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
-    assert f"Champion:            {first} kept, not compared: different test split" in message(pipeline, second)
+    assert (
+        f"Champion:            champion kept: {first} was not measured on this run's test reviews: its model "
+        f"artifact cannot be read: {model} no longer exists; promote the challenger by hand if wanted"
+    ) in message(pipeline, second)
+
+
+def test_a_champion_without_training_hashes_is_measured_on_every_test_review(pipeline, stack):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    hashes = pipeline.run(first)["data"]["train_hashes"]
+    boto3.client("s3", region_name=REGION).delete_object(Bucket=stack.bucket, Key=hashes.split("/", 3)[3])
+    second = start(pipeline, body=good_file(seed=3))
+
+    pipeline.succeed(second, measured(0.70, 0.71, overlap_checked=False))
+
+    assert pipeline.processing_argument(second, "--champion-run-id") == first
+    assert pipeline.processing_argument(second, "--champion-train-hashes") is None
+    two = pipeline.run(second)
+    assert two["challenge"]["evaluated"] is True and two["challenge"]["overlap_checked"] is False
+    assert two["champion"]["decision"] == "kept"
+    assert "none left out: the champion's training reviews are unknown" in message(pipeline, second)
+
+
+def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    third = start(pipeline, body=good_file(seed=5))
+    pipeline.succeed(third, measured(0.70, 0.73))  # kept
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)  # its evaluation job measures `first`
+    promote_manually(pipeline.clients.runs_table, "team/a.tsv", run_id=third, accuracy=0.70, test_rows=309,
+                     test_split="sha256:x", reason="by hand", expected_run_id=first)
+
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
+        **EVALUATION, "comparison": {"champion_run_id": first, **measured(0.90, 0.73)}})
+    pipeline.evaluation_ended(second)
+
+    two = pipeline.run(second)
+    assert two["status"] == "SUCCEEDED" and two["champion"]["decision"] == "not compared"
+    assert two["champion"]["champion_run_id"] == third
+    assert f"{third} became champion after the evaluation measured {first}" in two["champion"]["reason"]
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == third
+    assert pipeline.sagemaker.packages()[2]["ModelApprovalStatus"] == "PendingManualApproval"
 
 
 def test_a_refused_registration_does_not_cost_the_run_its_outcome(pipeline):

@@ -125,3 +125,31 @@ def test_stop_processing_job(world):
     described = wait_processing(world, "long-eval")
 
     assert described["ProcessingJobStatus"] == "Stopped"
+
+
+def test_processing_job_downloads_each_of_several_inputs_to_its_own_path(world):
+    """As start_evaluation asks when a dataset has a champion: two more inputs, each one S3 object by its key."""
+    world.s3.put_object(Bucket=world.bucket, Key="code/src/evaluate_model_metrics.py", Body=EVALUATE_SCRIPT)
+    world.s3.put_object(Bucket=world.bucket, Key="runs/c/models/c-001/output/model.tar.gz", Body=b"champion model")
+    world.s3.put_object(Bucket=world.bucket, Key="runs/c/data/train_hashes.txt", Body=b"0" * 64 + b"\n")
+    request = processing_request(world, "two-models")
+    for name, key, path in (
+        ("champion-model", "runs/c/models/c-001/output/model.tar.gz", "champion/model"),
+        ("champion-train-hashes", "runs/c/data/train_hashes.txt", "champion/train_hashes"),
+    ):
+        request["ProcessingInputs"].append({
+            "InputName": name,
+            "S3Input": {"S3Uri": f"s3://{world.bucket}/{key}", "LocalPath": f"/opt/ml/processing/input/{path}",
+                        "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"},
+        })
+
+    world.sm.create_processing_job(**request)
+    described = wait_processing(world, "two-models")
+
+    assert described["ProcessingJobStatus"] == "Completed", described.get("FailureReason")
+    assert [i["InputName"] for i in described["ProcessingInputs"]] == [
+        "code", "data", "champion-model", "champion-train-hashes"]
+    root = world.workdir / "processing" / "two-models" / "opt" / "ml" / "processing" / "input"
+    assert (root / "champion" / "model" / "model.tar.gz").read_bytes() == b"champion model"
+    assert (root / "champion" / "train_hashes" / "train_hashes.txt").read_bytes() == b"0" * 64 + b"\n"
+    assert (root / "data" / "test.tsv").is_file()

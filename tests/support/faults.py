@@ -100,6 +100,14 @@ class FakeSageMaker:
             {"name": f"{name}-{i:03d}-abcdef{i:02d}", **trial} for i, trial in enumerate(trials or [], start=1)
         ]
         job["best"] = best
+        s3 = boto3.client("s3", region_name=REGION)
+        for trial in job["trials"]:  # what a training job leaves behind (an evaluation may read it later)
+            if trial["status"] in ("Completed", "Stopped"):
+                bucket, key = self.model_uri(name, trial["name"])[5:].split("/", 1)
+                s3.put_object(Bucket=bucket, Key=key, Body=b"model of " + trial["name"].encode())
+
+    def model_uri(self, job_name: str, training_job_name: str) -> str:
+        return f"s3://{self.bucket}/runs/{job_name}/models/{training_job_name}/output/model.tar.gz"
 
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name}"
@@ -157,9 +165,7 @@ class FakeSageMaker:
             "TrainingJobName": TrainingJobName,
             "TrainingJobStatus": trial["status"],
             "HyperParameters": {"learning_rate": "3e-05", "epochs": "3", "sagemaker_program": "train.py"},
-            "ModelArtifacts": {
-                "S3ModelArtifacts": f"s3://{self.bucket}/runs/{job_name}/models/{TrainingJobName}/output/model.tar.gz"
-            },
+            "ModelArtifacts": {"S3ModelArtifacts": self.model_uri(job_name, TrainingJobName)},
             "TrainingTimeInSeconds": 600,
             "BillableTimeInSeconds": 600,
             "FinalMetricDataList": [],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewtune.core import config, names, runs
+from reviewtune.core import champion, config, names, runs
 from tests.template.helpers import (
     FUNCTIONS,
     ROOT,
@@ -157,9 +157,14 @@ def test_runs_table_has_the_key_and_indexes_of_the_runs_module():
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["KeySchema"] == [{"AttributeName": "run_id", "KeyType": "HASH"}]
     attribute_types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert attribute_types == {"run_id": "S", "dataset": "S", "status": "S", "created_at": "S", "notice_pending": "S"}
+    assert attribute_types == {"run_id": "S", "dataset": "S", "status": "S", "created_at": "S", "notice_pending": "S",
+                               "kind": "S", "champion_of": "S"}
     indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {runs.DATASET_INDEX, runs.STATUS_INDEX, runs.PENDING_NOTICE_INDEX}
+    assert set(indexes) == {runs.DATASET_INDEX, runs.STATUS_INDEX, runs.PENDING_NOTICE_INDEX, champion.CHAMPIONS_INDEX}
+    assert indexes[champion.CHAMPIONS_INDEX]["KeySchema"] == [
+        {"AttributeName": "kind", "KeyType": "HASH"},
+        {"AttributeName": "champion_of", "KeyType": "RANGE"},
+    ]
     assert indexes[runs.PENDING_NOTICE_INDEX]["KeySchema"] == [
         {"AttributeName": "notice_pending", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
@@ -323,6 +328,7 @@ def test_environment_values_come_from_the_stack():
         "RUN_STATE_DEADLINES": "RunStateDeadlines",
         "START_MAX_ATTEMPTS": "StartMaxAttempts",
         "WARM_START": "WarmStart",
+        "CHAMPION_MARGIN_POINTS": "ChampionMarginPoints",
         "TARGET_OBJECTIVE_METRIC_VALUE": "TargetObjectiveMetricValue",
         "MAX_JOBS_NOT_IMPROVING": "MaxNumberOfTrainingJobsNotImproving",
         "COMPLETE_ON_CONVERGENCE": "CompleteOnConvergence",
@@ -368,6 +374,7 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert int(defaults["MaxConcurrentRuns"]) == settings.max_concurrent_runs == 2
     assert int(defaults["StartMaxAttempts"]) == settings.start_max_attempts
     assert defaults["WarmStart"] == "true" and settings.warm_start is True
+    assert float(defaults["ChampionMarginPoints"]) == settings.champion_margin_points == champion.DEFAULT_MARGIN_POINTS
     assert defaults["TargetObjectiveMetricValue"] == "" and settings.target_objective_metric_value is None
     assert defaults["MaxNumberOfTrainingJobsNotImproving"] == "" and settings.max_jobs_not_improving is None
     assert defaults["CompleteOnConvergence"] == "" and settings.complete_on_convergence is None
@@ -387,6 +394,9 @@ def test_parameter_choices_are_the_ones_config_accepts():
     assert tuple(parameters["CompleteOnConvergence"]["AllowedValues"]) == ("", *config.CONVERGENCE_CHOICES)
     not_improving = parameters["MaxNumberOfTrainingJobsNotImproving"]["AllowedPattern"]
     assert [v for v in ("", "2", "3", "9", "10", "03") if re.fullmatch(not_improving, v)] == ["", "3", "9", "10"]
+    margin = parameters["ChampionMarginPoints"]["AllowedPattern"]
+    assert [v for v in ("0", "0.5", "2", "12.25", "100", "101", "-1", "x", "") if re.fullmatch(margin, v)] == [
+        "0", "0.5", "2", "12.25", "100"]
     target = parameters["TargetObjectiveMetricValue"]["AllowedPattern"]
     assert [v for v in ("", "80", "81.5", "-1", "x") if re.fullmatch(target, v)] == ["", "80", "81.5"]
     assert parameters["UseSpotTraining"]["AllowedValues"] == ["false", "true"]
@@ -590,8 +600,11 @@ def test_start_tuning_permissions():
 
 def test_start_evaluation_permissions():
     grants = _grants("StartEvaluationFunction")
-    # It reads the tuning job from SageMaker (no S3) and only creates the processing job (no Describe).
+    # It reads the tuning job from SageMaker and only creates the processing job (no Describe); from S3 it reads
+    # nothing but whether the champion's model and training hashes are still there.
     assert set(grants) == {
+        "s3:ListBucket",
+        "s3:GetObject",
         "s3:PutObject",
         *IDEMPOTENCY_ACTIONS,
         "dynamodb:Query",
@@ -613,6 +626,10 @@ def test_start_evaluation_permissions():
     assert grants["sagemaker:CreateProcessingJob"] == [_job_arn("processing-job")]
     assert grants["sagemaker:AddTags"] == [_job_arn("processing-job")]
     assert grants["s3:PutObject"] == [_objects("runs/*/evaluation/input/")]
+    assert grants["s3:ListBucket"] == [BUCKET_ARN]
+    assert sorted(grants["s3:GetObject"], key=str) == sorted(
+        [_objects("runs/*/models/"), {"Fn::Sub": "${DataBucket.Arn}/runs/*/data/train_hashes.txt"}], key=str
+    )
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
     assert sorted(grants["dynamodb:UpdateItem"], key=str) == sorted(

@@ -12,13 +12,17 @@ from pathlib import Path
 import pytest
 from evaluate_model_metrics import (
     ModelNotFoundError,
+    compare_with_champion,
     compute_metrics,
     locate_model,
     misclassified_examples,
     wilson_interval,
 )
+from review_hashes import HashesError, read_hashes, text_hash
 
-from .conftest import TRAINING_CODE, Channels, TrainedModel, make_model_tarball, script_env
+from reviewtune.core import train_hashes
+
+from .conftest import TRAINING_CODE, Channels, TrainedModel, make_model_tarball, script_env, write_tsv
 from .conftest import make_rows as make_review_rows
 
 # Runs a script with only what the Hugging Face inference image has: matplotlib and scikit-learn cannot be imported.
@@ -191,3 +195,104 @@ def test_misclassified_examples_take_a_few_per_class_pair() -> None:
     assert [(e["true"], e["predicted"], e["text"]) for e in examples] == [
         (-1, 0, "review 0"), (-1, 0, "review 1"), (0, 1, "review 5"), (1, -1, "review 7"), (1, -1, "review 8"),
     ]
+
+
+# ------------------------------------------------------------------------------------------------ champion comparison
+
+TRICKY_TEXTS = [
+    "Great  dress!", "great dress! ", "\tGREAT DRESS!\n", "ＬＯＶＥ it", "Straße", "STRASSE", "ﬁt is ﬁne",
+    "café", "cafe\u0301", "", "   ", "a\u00a0b", "emoji 👗 ok", "line\r\nbreak",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_the_container_hashes_reviews_as_the_run_recorded_them(text: str) -> None:
+    assert text_hash(text) == train_hashes.text_hash(text)
+
+
+def test_hashes_are_read_from_the_file_the_run_wrote_or_its_folder(tmp_path: Path) -> None:
+    texts = ["Great  dress!", "too small", "love it"]
+    folder = tmp_path / "input" / "champion" / "train_hashes"
+    folder.mkdir(parents=True)
+    body = "".join(f"{digest}\n" for digest in sorted(train_hashes.text_hashes(texts)))
+    (folder / "train_hashes.txt").write_text(body, encoding="ascii")
+
+    assert read_hashes(folder) == read_hashes(folder / "train_hashes.txt") == {text_hash(t) for t in texts}
+    (folder / "train_hashes.txt").write_text("not-a-hash\n")
+    with pytest.raises(HashesError, match="line 1"):
+        read_hashes(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HashesError, match="no train_hashes.txt in this folder"):
+        read_hashes(tmp_path / "empty")
+    with pytest.raises(HashesError, match="no such file"):
+        read_hashes(tmp_path / "nothing-here.txt")
+
+
+def test_the_champion_is_scored_on_the_challenger_s_rows_less_the_ones_it_trained_on() -> None:
+    texts = ["good one", "Bad One", "meh", "great", "awful", "fine"]
+    y_true = [1, -1, 0, 1, -1, 0]
+    y_pred = [1, -1, 1, 1, 0, 0]  # right on rows 0, 1, 3, 5
+    asked: list[list[str]] = []
+
+    def champion(batch: list[str]) -> list[int]:
+        asked.append(batch)
+        return [{"meh": 0, "great": -1, "awful": -1, "fine": 0}[t] for t in batch]  # right on meh, awful, fine
+
+    section = compare_with_champion("r1", texts, y_true, y_pred, {text_hash("bad  one"), text_hash("GOOD ONE")}, champion)
+
+    assert asked == [["meh", "great", "awful", "fine"]]  # the same rows, in one call
+    assert section == {
+        "champion_run_id": "r1",
+        "rows_compared": 4,
+        "rows_left_out": 2,
+        "overlap_checked": True,
+        "challenger_correct": 2,
+        "champion_correct": 3,
+        "challenger_accuracy": 0.5,
+        "champion_accuracy": 0.75,
+    }
+
+
+def test_without_hashes_every_row_is_compared_and_with_all_rows_seen_none_is() -> None:
+    texts, y_true, y_pred = ["a", "b"], [1, 0], [1, 1]
+
+    unknown = compare_with_champion("r1", texts, y_true, y_pred, None, lambda batch: [0] * len(batch))
+    seen = compare_with_champion("r1", texts, y_true, y_pred, {text_hash("a"), text_hash("b")}, pytest.fail)
+
+    assert (unknown["rows_compared"], unknown["rows_left_out"], unknown["overlap_checked"]) == (2, 0, False)
+    assert (unknown["challenger_accuracy"], unknown["champion_accuracy"]) == (0.5, 0.5)
+    assert (seen["rows_compared"], seen["rows_left_out"], seen["challenger_accuracy"]) == (0, 2, None)
+
+
+@pytest.mark.slow
+def test_evaluates_the_challenger_and_the_champion_on_the_same_rows(
+    trained_mean_model: TrainedModel, trained_cls_model: TrainedModel, channels: Channels, tmp_path: Path
+) -> None:
+    make_model_tarball(trained_cls_model.model_dir, tmp_path / "champion" / "model")
+    rows = make_review_rows(15, seed=4)
+    seen = [text for _, text in rows[:5]]  # the champion "trained on" the first five test reviews
+    hashes = tmp_path / "champion" / "train_hashes"
+    hashes.mkdir(parents=True)
+    (hashes / "train_hashes.txt").write_text("".join(f"{h}\n" for h in sorted(train_hashes.text_hashes(seen))))
+    output = tmp_path / "evaluation"
+
+    result = run_evaluation(
+        trained_mean_model.model_dir, channels.test, output, "--batch-size", "4",
+        "--champion-model", str(tmp_path / "champion" / "model"), "--champion-run-id", "reviewtune-r1",
+        "--champion-train-hashes", str(hashes),
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((output / "evaluation.json").read_text())
+    comparison = report["comparison"]
+    assert report["test_rows"] == 15  # the challenger's own metrics cover the whole split
+    assert (comparison["champion_run_id"], comparison["rows_compared"], comparison["rows_left_out"]) == (
+        "reviewtune-r1", 10, 5)
+    # Each model alone on exactly the 10 compared rows gives the same accuracies.
+    compared = tmp_path / "compared"
+    write_tsv(compared / "test.tsv", rows[5:])
+    for model, key in ((trained_mean_model.model_dir, "challenger_accuracy"), (trained_cls_model.model_dir, "champion_accuracy")):
+        alone = tmp_path / f"alone-{key}"
+        assert run_evaluation(model, compared, alone, "--batch-size", "4").returncode == 0
+        assert comparison[key] == pytest.approx(json.loads((alone / "evaluation.json").read_text())["metrics"]["accuracy"]["value"])
+    assert "champion reviewtune-r1: rows_compared: 10 - rows_left_out: 5" in result.stdout

@@ -1,0 +1,113 @@
+"""A person makes a run the champion of its dataset (``reviewtune promote RUN_ID --reason TEXT``).
+
+The manual path past the margin: the run's model package is approved in the Model Registry and the dataset's
+champion pointer moves to the run through the same conditional write record_results uses, with the reason, who
+and when in the pointer's history. The previous champion's package stays as it is (it is simply no longer
+champion). The pointer moves first: if someone changed it meanwhile nothing at all has changed; if the approval
+fails afterwards, running the command again approves the package of the run that is champion already.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from reviewtune.core import aws_errors, registry
+from reviewtune.core.champion import (
+    Champion,
+    ChampionChanged,
+    get_champion,
+    is_champion_key,
+    promote_manually,
+)
+from reviewtune.core.errors import ReviewtuneError
+from reviewtune.core.registration import split_identity
+from reviewtune.core.runs import RunsRepository, RunStatus
+
+
+class PromotionError(ReviewtuneError):
+    """The run cannot be made champion; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    run_id: str
+    dataset: str
+    previous_run_id: str | None
+    champion: Champion
+    model_package_arn: str
+    already_champion: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "dataset": self.dataset,
+            "previous_champion": self.previous_run_id,
+            "already_champion": self.already_champion,
+            "model_package_arn": self.model_package_arn,
+            "approval": registry.APPROVED,
+            "champion": self.champion.as_dict(),
+        }
+
+
+def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
+    """The run item, if the run can become champion; else a PromotionError that says why."""
+    run = None if is_champion_key(run_id) else runs.get(run_id)
+    if run is None:
+        raise PromotionError(f"no run {run_id!r}")
+    if run.get("status") != RunStatus.SUCCEEDED:
+        raise PromotionError(
+            f"run {run_id} is {run.get('status')}: only a SUCCEEDED run has an evaluated model that can be champion"
+        )
+    if not run.get("model_package_arn"):
+        why = (run.get("registry") or {}).get("error") or "none was recorded"
+        raise PromotionError(
+            f"run {run_id} has no model package in the Model Registry ({why}); register its model first"
+        )
+    if not isinstance((run.get("results") or {}).get("test_accuracy"), int | float):
+        raise PromotionError(f"run {run_id} has no test accuracy recorded")
+    return run
+
+
+def promote(
+    runs: RunsRepository, sagemaker: Any, bucket: str, run_id: str, *, reason: str, by: str
+) -> Promotion:
+    """Approve ``run_id``'s model package and make the run its dataset's champion, recording ``reason`` and
+    ``by`` (who). A run that is champion already only gets its package approved again."""
+    if not reason.strip():
+        raise PromotionError("a promotion needs a reason (--reason TEXT)")
+    run = _promotable(runs, run_id)
+    dataset = run.get("dataset") or run_id
+    arn = run["model_package_arn"]
+    current = get_champion(runs.table, dataset)
+    already = current is not None and current.run_id == run_id
+    if already:
+        champion = current
+    else:
+        rows = ((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0
+        try:
+            champion = promote_manually(
+                runs.table,
+                dataset,
+                run_id=run_id,
+                accuracy=float(run["results"]["test_accuracy"]),
+                test_rows=int(rows),
+                test_split=split_identity(run, bucket),
+                reason=reason,
+                expected_run_id=current.run_id if current else None,
+                model_package_arn=arn,
+                by=by,
+            )
+        except ChampionChanged as error:
+            raise PromotionError(f"{error}; nothing was changed: run the command again") from error
+    try:
+        registry.set_approval(sagemaker, arn, registry.APPROVED, f"promoted manually by {by}: {reason.strip()}")
+    except (ClientError, BotoCoreError) as error:
+        text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
+        raise PromotionError(
+            f"run {run_id} is champion of {dataset!r}, but approving its model package {arn} failed ({text}); "
+            "run the command again to approve it"
+        ) from error
+    return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already)
