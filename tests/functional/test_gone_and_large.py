@@ -43,6 +43,7 @@ def assert_one_outcome(pipeline: Pipeline, run_id: str, status: str) -> dict:
 
 def test_a_deleted_version_is_rejected_once_however_often_its_event_comes(pipeline, stack):
     event = pipeline.drop_event("incoming/team a/gone + soon.tsv")
+    event["detail"]["object"]["key"] = "incoming/team a/gone + soon.tsv"  # raw, as EventBridge sends it
     version = event["detail"]["object"]["version-id"]
     s3().delete_object(Bucket=stack.bucket, Key="incoming/team a/gone + soon.tsv", VersionId=version)
 
