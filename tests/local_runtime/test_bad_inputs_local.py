@@ -13,7 +13,7 @@ import time
 import pytest
 
 from reviewtune.budget import Budget
-from reviewtune.core import names
+from reviewtune.core import names, states
 from reviewtune.local.runtime import LocalRuntime
 from tests.local_runtime.conftest import FakeSageMaker
 from tests.support.aws import ROOT, load_event
@@ -32,7 +32,7 @@ LOCAL = {
 # Sent on the bus after the object was put (and went away): sizes over CopyObject's 5 GB, objects gone.
 VIA_BUS = {
     "over CopyObject's 5 GB": "incoming/big dumps/all + more (6 GB).CSV.GZ",
-    "other type over 5 GB": "incoming/exports/dump+1.parquet",
+    "other type over 5 GB": "incoming/exports + more/dump.parquet",
     "version deleted before it was read": "incoming/équipe/supprimé 100%.tsv",
     "replaced before it was read": "incoming/weekly (overwritten).tsv",
 }
@@ -60,16 +60,17 @@ def subscribe(runtime, name: str) -> str:
 
 
 def wait_for_runs(runtime, run_ids, timeout_s: float = 120) -> dict[str, dict]:
+    """The run items once each is final (a claimed run is still being decided)."""
     table = runtime.table(runtime.stack.outputs["RunsTableName"])
     deadline = time.monotonic() + timeout_s
     items: dict[str, dict] = {}
     while len(items) < len(run_ids) and time.monotonic() < deadline:
         for run_id in set(run_ids) - items.keys():
             item = table.get_item(Key={"run_id": run_id}).get("Item")
-            if item:
+            if item and states.is_final(item["status"]):
                 items[run_id] = item
         time.sleep(0.5)
-    assert items.keys() == set(run_ids), "some dropped files got no run record"
+    assert items.keys() == set(run_ids), "some dropped files got no final run record"
     return items
 
 
