@@ -38,7 +38,6 @@ LABEL_NAMES = {-1: "negative", 0: "neutral", 1: "positive"}
 SPLIT_SEED = 42
 TSV_HEADER = ("sentiment", "review_body")
 _SPOOL_BYTES = 8 * 1024 * 1024
-_QUOTE = '"'  # around an ETag as S3 headers give it
 
 
 @dataclass(frozen=True)
@@ -232,7 +231,7 @@ def object_gone(kind: str, key: str, version_id: str | None, etag: str | None) -
     """The rejection of an object version that no longer exists, naming the key and the version (or ETag)."""
     named = excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
     if kind == "replaced":
-        tag = f" (ETag {excerpt(etag.strip(_QUOTE), 80)})" if etag else ""
+        tag = f" (ETag {excerpt(names.if_match(etag)[1:-1], 80)})" if etag else ""
         return ObjectGoneError(
             f"the object was replaced by a newer upload before it could be read: {named}{tag}; "
             "the newer upload is a run of its own"
@@ -249,7 +248,7 @@ def _version_args(bucket: str, key: str, version_id: str | None, etag: str | Non
     if version_id:
         args["VersionId"] = version_id
     if etag:
-        args["IfMatch"] = _QUOTE + etag.strip(_QUOTE) + _QUOTE
+        args["IfMatch"] = names.if_match(etag)
     return args
 
 

@@ -21,7 +21,7 @@ def _head(s3: Any, bucket: str, key: str, version_id: str | None, etag: str | No
     if version_id:
         args["VersionId"] = version_id
     if etag:
-        args["IfMatch"] = '"' + etag.strip('"') + '"'
+        args["IfMatch"] = names.if_match(etag)
     try:
         return s3.head_object(**args)
     except ClientError as exc:

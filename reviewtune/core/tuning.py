@@ -217,9 +217,10 @@ def _keep_copy(
     obj: DroppedObject, target: str, error: DatasetError, settings: Settings, clients: AwsClients
 ) -> tuple[bool, str | None]:
     """Copy the rejected version under rejected/ when that is possible and useful: (copied, why not)."""
-    if isinstance(error, ObjectGoneError):
-        return False, "there is nothing to copy: the object is not there any more"
-    if not error.keeps_copy or obj.size is None or obj.size > MAX_FILE_BYTES:
+    gone = "there is nothing to copy: the object is not there any more"
+    if isinstance(error, ObjectGoneError) or obj.size is None:  # no size: HeadObject did not find it either
+        return False, gone
+    if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
         return False, (
             f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; the original stays at "
             f"{names.s3_uri(obj.bucket, obj.key)}"
@@ -227,14 +228,14 @@ def _keep_copy(
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.version_id:
         source["VersionId"] = obj.version_id
-    condition = {"CopySourceIfMatch": '"' + obj.etag.strip('"') + '"'} if obj.etag else {}
+    condition = {"CopySourceIfMatch": names.if_match(obj.etag)} if obj.etag else {}
     try:
         clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source, **condition)
     except ClientError as exc:
         if aws_errors.object_gone(exc) is None:
             raise  # throttling, outages: the event is delivered again
         logger.warning("the rejected object went away before it was copied", extra={"key": obj.key})
-        return False, "there is nothing to copy: the object was deleted or replaced after it was read"
+        return False, gone
     return True, None
 
 

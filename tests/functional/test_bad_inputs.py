@@ -90,6 +90,7 @@ def test_bad_input_is_rejected_kept_recorded_and_notified_once(stack, start_tuni
         assert "CopyObject" not in calls.operations and "GetObject" not in calls.operations
         assert f"the original stays at s3://{stack.bucket}/{key}" in message["Message"]
     if bad.mishap is not None:
+        assert "No copy was kept: there is nothing to copy: the object is not there any more." in message["Message"]
         assert key in reason or bad.expect.startswith("'")  # the key named (a type reason names the file itself)
         if bad.mishap == VERSION_DELETED:
             assert event["detail"]["object"]["version-id"] in reason
