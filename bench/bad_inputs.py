@@ -28,10 +28,8 @@ def main() -> int:
     )
     from moto import mock_aws
 
-    from reviewtune.core import reader
-    from tests.functional.test_bad_inputs import raw_event
-    from tests.support.aws import LambdaContext, create_stack, load_handler
-    from tests.support.bad_inputs import CATALOGUE
+    from tests.support.aws import LambdaContext, create_stack, load_event, load_handler
+    from tests.support.bad_inputs import CATALOGUE, drop_event, lowered_limits
 
     rows = []
     with mock_aws():
@@ -39,16 +37,10 @@ def main() -> int:
         os.environ.update(stack.env())
         handler = load_handler("start_tuning")
         for bad in CATALOGUE:
-            saved = {name: getattr(reader, name) for name in bad.limits}
-            for name, value in bad.limits.items():
-                setattr(reader, name, value)
-            try:
-                data = bad.data()
-                result = handler.handler(raw_event(stack, f"incoming/catalogue/{bad.key}", data, bad.event_size),
-                                         LambdaContext())
-            finally:
-                for name, value in saved.items():
-                    setattr(reader, name, value)
+            data = bad.data()
+            event = drop_event(bad, data, stack.bucket, f"incoming/catalogue/{bad.key}", load_event("s3_object_created.json"))
+            with lowered_limits(bad):
+                result = handler.handler(event, LambdaContext())
             messages = stack.messages()
             reason = result.get("reason", "")
             ok = result["status"] == "REJECTED" and bad.expect in reason and len(messages) == 1

@@ -111,6 +111,7 @@ def run_view(item: dict[str, Any]) -> Group:
         ("best model", best.get("model_uri")),
         *((k.replace("_uri", ""), v) for k, v in item.get("results", {}).items() if k.endswith("_uri")),
         ("rejected copy", item.get("rejected_uri")),
+        ("rejection reason", item.get("reason_uri")),
     ):
         if value:
             artifacts.add_row(label, str(value))

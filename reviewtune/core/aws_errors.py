@@ -27,6 +27,13 @@ RETRYABLE_CODES = frozenset(
         "InternalError",
     }
 )
+# What S3 answers when the object (or the version) an event named is no longer there. GetObject says NoSuchKey (no
+# version asked; also when a delete marker is now the current version) or NoSuchVersion (that version was deleted);
+# HeadObject has no body, so its code is the HTTP status: 404, or 405 when the version asked is a delete marker.
+# A read with If-Match (the event's ETag) of a key overwritten since fails 412 PreconditionFailed.
+# Throttling (503 SlowDown) and server errors (500) are none of these: they are retried.
+OBJECT_DELETED_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "405", "MethodNotAllowed"})
+OBJECT_REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX_SECONDS = 1800
 
@@ -43,6 +50,15 @@ def text(exc: ClientError) -> str:
 
 def is_retryable(exc: ClientError) -> bool:
     return code(exc) in RETRYABLE_CODES
+
+
+def object_gone(exc: ClientError) -> str | None:
+    """Why an S3 read failed when the object version asked for is gone ("deleted" or "replaced"); None otherwise."""
+    if code(exc) in OBJECT_DELETED_CODES:
+        return "deleted"
+    if code(exc) in OBJECT_REPLACED_CODES:
+        return "replaced"
+    return None
 
 
 def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetime | None = None) -> dict[str, Any]:

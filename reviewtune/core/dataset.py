@@ -16,8 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from reviewtune.core import names
-from reviewtune.core.errors import DatasetError
+from botocore.exceptions import ClientError
+
+from reviewtune.core import aws_errors, names
+from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError
 from reviewtune.core.formats import MAX_FILE_BYTES, FileFormat, accepted_formats_text, file_format
 from reviewtune.core.reader import (  # noqa: F401  (re-exported: the column rules live with the reader)
     RATING_COLUMNS,
@@ -122,9 +124,9 @@ def format_of(filename: str) -> FileFormat:
 
 
 def check_size(size: int | None) -> None:
-    """Refuse a file over the limit from its size alone, before anything is read."""
+    """Refuse a file over the limit from its size alone, before anything is read (or copied)."""
     if size is not None and size > MAX_FILE_BYTES:
-        raise DatasetError(
+        raise FileTooLargeError(
             f"the file is {size:,} bytes; at most {MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // (1024 * 1024)} MiB) "
             "are accepted: split it into smaller files"
         )
@@ -225,21 +227,57 @@ def split_reviews(data: bytes, filename: str, **options: Any) -> SplitDataset:
     return split_stream(io.BytesIO(data), filename, **options)
 
 
-def read_dropped_file(
-    s3: Any, bucket: str, key: str, version_id: str | None, size: int | None, **options: Any
-) -> SplitDataset:
-    """The type and the size are checked from the name and the event (nothing read); then the object is streamed."""
-    format_of(key)
-    if size is None:
-        head: dict[str, str] = {"Bucket": bucket, "Key": key}
-        if version_id:
-            head["VersionId"] = version_id
-        size = s3.head_object(**head)["ContentLength"]
-    check_size(size)
-    get_args: dict[str, str] = {"Bucket": bucket, "Key": key}
+def object_gone(kind: str, key: str, version_id: str | None, etag: str | None) -> ObjectGoneError:
+    """The rejection of an object version that no longer exists, naming the key and the version (or ETag)."""
+    named = excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
+    if kind == "replaced":
+        tag = f" (ETag {excerpt(names.if_match(etag)[1:-1], 80)})" if etag else ""
+        return ObjectGoneError(
+            f"the object was replaced by a newer upload before it could be read: {named}{tag}; "
+            "the newer upload is a run of its own"
+        )
+    return ObjectGoneError(
+        f"the object was deleted before it could be read: {named}; drop the file again to have it tuned"
+    )
+
+
+def _version_args(bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, str]:
+    """The arguments that read exactly the version the event named: its version id, and its ETag (If-Match), so a
+    key overwritten since (in a bucket without versioning) is not read in its place."""
+    args: dict[str, str] = {"Bucket": bucket, "Key": key}
     if version_id:
-        get_args["VersionId"] = version_id
-    body = s3.get_object(**get_args)["Body"]
+        args["VersionId"] = version_id
+    if etag:
+        args["IfMatch"] = names.if_match(etag)
+    return args
+
+
+def read_dropped_file(
+    s3: Any,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    size: int | None,
+    etag: str | None = None,
+    **options: Any,
+) -> SplitDataset:
+    """The type and the size are checked from the name and the event (nothing read); then the object is streamed.
+
+    Without a size in the event, HeadObject's is checked before anything is read. A version that no longer exists
+    (deleted, or replaced by a newer upload) raises ObjectGoneError; other S3 errors (throttling, outages) raise as
+    they are, so the event is delivered again."""
+    format_of(key)
+    args = _version_args(bucket, key, version_id, etag)
+    try:
+        if size is None:
+            size = s3.head_object(**args)["ContentLength"]
+        check_size(size)
+        body = s3.get_object(**args)["Body"]
+    except ClientError as exc:
+        kind = aws_errors.object_gone(exc)
+        if kind is None:
+            raise
+        raise object_gone(kind, key, version_id, etag) from exc
     try:
         return split_stream(body, key, **options)
     finally:

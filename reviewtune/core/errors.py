@@ -14,6 +14,20 @@ class ConfigError(ReviewtuneError):
 class DatasetError(ReviewtuneError):
     """A dropped review file cannot be used; the message says what to fix."""
 
+    keeps_copy = True  # a copy of the file is kept under rejected/ beside the reason
+
+
+class FileTooLargeError(DatasetError):
+    """The file is over the size limit: refused from its size alone, neither read nor copied."""
+
+    keeps_copy = False
+
+
+class ObjectGoneError(DatasetError):
+    """The dropped version of the object no longer exists (deleted, or replaced by a newer upload) and cannot be read."""
+
+    keeps_copy = False
+
 
 class RangesError(ConfigError):
     """The hyperparameter ranges JSON is invalid."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 
 class _Detail(BaseModel):
@@ -21,9 +21,24 @@ class S3Bucket(_Detail):
 
 class S3Object(_Detail):
     key: str
-    size: int | None = None
+    size: int | None = None  # None when the event has none or an invalid one: HeadObject's size is used then
     etag: str | None = Field(default=None, validation_alias=AliasChoices("etag", "eTag"))
     version_id: str | None = Field(default=None, validation_alias=AliasChoices("version-id", "versionId"))
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _valid_size(cls, value: Any) -> int | None:
+        """A whole number of bytes, 0 or more (a digit string too); anything else counts as no size, never as an
+        invalid event: the object still gets its outcome."""
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return value if value >= 0 else None
+        if isinstance(value, float) and value.is_integer() and value >= 0:
+            return int(value)
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            return int(value.strip())
+        return None
 
 
 class ObjectCreatedDetail(_Detail):

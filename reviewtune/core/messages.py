@@ -191,16 +191,33 @@ def _lifecycle(item: Any) -> list[str]:
     return lines
 
 
-def rejected(item: dict[str, Any], reason: Any, rejected_uri: Any, table: Any) -> tuple[str, str]:
+def rejected(
+    item: dict[str, Any],
+    reason: Any,
+    rejected_uri: Any,
+    table: Any,
+    *,
+    reason_uri: Any = None,
+    not_copied: Any = None,
+) -> tuple[str, str]:
+    """The rejection: why, and where the copy and the reason are kept (or why no copy was made)."""
     subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
+    if rejected_uri:
+        kept = [
+            f"A copy of the file and the reason are kept at {_text(rejected_uri, 2000)}.",
+            "Fix the file and drop it into incoming/ again.",
+        ]
+    else:
+        kept = [f"No copy was kept: {_text(not_copied, 2000, 'the file was not copied')}."]
+        if reason_uri:
+            kept.append(f"The reason is kept at {_text(reason_uri, 2000)}.")
     body = "\n".join(
         [
             f"The review file {_source(item)} was not used.",
             "",
             f"Why: {_text(reason, REASON_MAX_CHARS)}",
             "",
-            f"A copy of the file and the reason are kept at {_text(rejected_uri, 2000)}.",
-            "Fix the file and drop it into incoming/ again.",
+            *kept,
             "",
             _lookup_hint(item, table),
         ]

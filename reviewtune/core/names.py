@@ -44,6 +44,13 @@ def key_candidates(key: str) -> list[str]:
     return [key] if decoded == key else [key, decoded]
 
 
+def if_match(etag: str) -> str:
+    """An ETag as S3's conditional headers take it (If-Match, x-amz-copy-source-if-match): in double quotes.
+
+    Events carry it without quotes, S3's responses with them; either is accepted."""
+    return '"' + etag.strip('"') + '"'
+
+
 def object_identity(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
     """A stable identity of one version of one object; duplicate events of that version share it."""
     marker = version_id or (etag or "").strip('"')

@@ -7,21 +7,25 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import names
+from reviewtune.core import aws_errors, names
 from reviewtune.core.tuning import DroppedObject
 
 logger = Logger(child=True)
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}
 
 
-def _head(s3: Any, bucket: str, key: str, version_id: str | None) -> dict[str, Any] | None:
+def _head(s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any] | None:
+    """HeadObject of the version the event named (its version id, its ETag); None when that version is not there.
+
+    Throttling, server errors and access errors raise: the event is delivered again."""
     args: dict[str, str] = {"Bucket": bucket, "Key": key}
     if version_id:
         args["VersionId"] = version_id
+    if etag:
+        args["IfMatch"] = names.if_match(etag)
     try:
         return s3.head_object(**args)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in _MISSING:
+        if aws_errors.object_gone(exc) is not None:
             return None
         raise
 
@@ -32,14 +36,16 @@ def locate_dropped_object(
     """The dropped object with its key as stored in S3 (its identity) and its size.
 
     The key as the event gives it is tried first (HeadObject); only if it does not exist, its URL-decoded form.
+    The size is the event's; HeadObject's where the event has none (or no valid one).
+    When neither key holds the version any more (deleted or replaced since the event), the key as given is kept:
+    start_tuning then rejects the object as gone, and a redelivered event finds that same run.
     Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
     """
     if not names.is_accepted_key(key):
         return DroppedObject(bucket, key, version_id, etag, size)
     for candidate in names.key_candidates(key):
-        head = _head(s3, bucket, candidate, version_id)
+        head = _head(s3, bucket, candidate, version_id, etag)
         if head is not None:
-            # The event's size first (what the brief limit is checked on), HeadObject's where the event has none.
             return DroppedObject(bucket, candidate, version_id, etag, size if size is not None else head.get("ContentLength"))
-    logger.warning("the dropped object does not exist (deleted since?)", extra={"key": key})
+    logger.warning("the dropped object is not there any more", extra={"key": key, "version_id": version_id})
     return DroppedObject(bucket, key, version_id, etag, size)

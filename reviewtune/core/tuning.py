@@ -16,8 +16,9 @@ from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
 from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
-from reviewtune.core.errors import DatasetError
+from reviewtune.core.errors import DatasetError, ObjectGoneError
 from reviewtune.core.failures import already_final, end_run, repository
+from reviewtune.core.formats import MAX_FILE_BYTES, MiB
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
@@ -37,7 +38,7 @@ TRAINING_VOLUME_GB = 30
 @dataclass(frozen=True)
 class DroppedObject:
     bucket: str
-    key: str  # decoded
+    key: str  # as stored in S3
     version_id: str | None
     etag: str | None
     size: int | None
@@ -173,19 +174,21 @@ def _config_summary(settings: Settings) -> dict[str, Any]:
 
 
 def _reject(
-    obj: DroppedObject, run_id: str, reason: str, settings: Settings, clients: AwsClients
+    obj: DroppedObject, run_id: str, error: DatasetError, settings: Settings, clients: AwsClients
 ) -> dict[str, Any]:
-    """Keep a copy of the file and the reason under rejected/, record the run, tell people. Nothing is lost."""
+    """Keep the reason (and a copy of the file) under rejected/, record the run, tell people. Nothing is lost.
+
+    No copy is made of a file refused for its size (over the limit, possibly over CopyObject's 5 GB) or of a version
+    that no longer exists; the original of a large file stays where it was dropped."""
+    reason = bounded(str(error))
     target = names.rejected_key(obj.key)
-    source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
-    if obj.version_id:
-        source["VersionId"] = obj.version_id
-    clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source)
+    copied, not_copied = _keep_copy(obj, target, error, settings, clients)
     report = {
         "run_id": run_id,
         "source": names.s3_uri(obj.bucket, obj.key),
         "version_id": obj.version_id,
         "reason": reason,
+        "copied": copied,
     }
     clients.s3.put_object(
         Bucket=settings.bucket,
@@ -194,14 +197,47 @@ def _reject(
         ContentType="application/json",
     )
     runs = repository(settings, clients)
-    fields = {"failure_reason": reason, "rejected_uri": names.s3_uri(settings.bucket, target)}
+    fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, target + ".error.json")}
+    if copied:
+        fields["rejected_uri"] = names.s3_uri(settings.bucket, target)
+    else:
+        fields["not_copied"] = not_copied
     view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
-    notice = messages.rejected(view, reason, fields["rejected_uri"], settings.runs_table)
+    notice = messages.rejected(
+        view, reason, fields.get("rejected_uri"), settings.runs_table, reason_uri=fields["reason_uri"],
+        not_copied=not_copied,
+    )
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.REJECTED, notice=notice, **fields) is None:
         return _moved_on(runs, settings, clients, run_id)
     send_pending(runs, clients.sns, settings.topic_arn, run_id)
-    logger.warning("file rejected", extra={"run_id": run_id, "reason": reason})
+    logger.warning("file rejected", extra={"run_id": run_id, "reason": reason, "copied": copied})
     return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
+
+
+def _keep_copy(
+    obj: DroppedObject, target: str, error: DatasetError, settings: Settings, clients: AwsClients
+) -> tuple[bool, str | None]:
+    """Copy the rejected version under rejected/ when that is possible and useful: (copied, why not)."""
+    gone = "there is nothing to copy: the object is not there any more"
+    if isinstance(error, ObjectGoneError) or obj.size is None:  # no size: HeadObject did not find it either
+        return False, gone
+    if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
+        return False, (
+            f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; the original stays at "
+            f"{names.s3_uri(obj.bucket, obj.key)}"
+        )
+    source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
+    if obj.version_id:
+        source["VersionId"] = obj.version_id
+    condition = {"CopySourceIfMatch": names.if_match(obj.etag)} if obj.etag else {}
+    try:
+        clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source, **condition)
+    except ClientError as exc:
+        if aws_errors.object_gone(exc) is None:
+            raise  # throttling, outages: the event is delivered again
+        logger.warning("the rejected object went away before it was copied", extra={"key": obj.key})
+        return False, gone
+    return True, None
 
 
 def _duplicate(
@@ -277,13 +313,14 @@ def start_tuning(
             obj.key,
             obj.version_id,
             obj.size,
+            obj.etag,
             validation_fraction=settings.validation_fraction,
             test_fraction=settings.test_fraction,
             min_rows_per_class=settings.min_rows_per_class,
             class_balance=settings.class_balance,
         )
-    except DatasetError as exc:
-        return _reject(obj, run_id, bounded(str(exc)), settings, clients)
+    except DatasetError as exc:  # the version gone (deleted, replaced) too; throttling and outages raise
+        return _reject(obj, run_id, exc, settings, clients)
     if settings.skip_duplicate_content and dataset.content_sha256:  # before anything is written for the run
         original = duplicates.earlier_run(runs, run_id, run["dataset"], dataset.content_sha256)
         if original is not None:

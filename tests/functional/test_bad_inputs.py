@@ -1,5 +1,6 @@
 """Every entry of the bad-input catalogue through the start_tuning handler on moto: REJECTED with its reason, one
-SNS message, the original kept in incoming/, a copy and the reason under rejected/, no tuning job."""
+SNS message, the reason under rejected/, no tuning job; the original kept in incoming/ and a copy under rejected/,
+except for a file refused for its size (neither read nor copied) and an object gone before it was read."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import json
 import boto3
 import pytest
 
-from reviewtune.core import reader
 from reviewtune.core.notify import SUBJECT_MAX
 from reviewtune.core.reasons import REASON_MAX_CHARS
 from tests.functional.test_start_tuning import SageMakerRecorder
 from tests.support.aws import REGION, load_event
-from tests.support.bad_inputs import CATALOGUE, BadInput
+from tests.support.bad_inputs import CATALOGUE, VERSION_DELETED, BadInput, drop_event, lowered_limits
 
 
 def raw_event(stack, key: str, body: bytes, size: int | None = None) -> dict:
@@ -47,14 +47,12 @@ def start_tuning(stack):
 
 
 @pytest.mark.parametrize("bad", CATALOGUE, ids=[b.name for b in CATALOGUE])
-def test_bad_input_is_rejected_kept_recorded_and_notified_once(stack, start_tuning, lambda_context, monkeypatch, bad: BadInput):
-    for name, value in bad.limits.items():
-        monkeypatch.setattr(reader, name, value)
+def test_bad_input_is_rejected_kept_recorded_and_notified_once(stack, start_tuning, lambda_context, bad: BadInput):
     key = f"incoming/catalogue/{bad.key}"
     data = bad.data()
-    event = raw_event(stack, key, data, bad.event_size)
+    event = drop_event(bad, data, stack.bucket, key, load_event("s3_object_created.json"))
     calls = S3Calls(start_tuning)
-    with SageMakerRecorder(start_tuning) as sm:
+    with lowered_limits(bad), SageMakerRecorder(start_tuning) as sm:
         result = start_tuning.handler(event, lambda_context)
 
     assert sm.requests == []  # no tuning job
@@ -62,17 +60,37 @@ def test_bad_input_is_rejected_kept_recorded_and_notified_once(stack, start_tuni
     reason = result["reason"]
     assert bad.expect in reason
     assert len(reason) <= REASON_MAX_CHARS
-    if bad.event_size is not None:
-        assert "GetObject" not in calls.operations  # refused from the event's size, nothing read
+    if not bad.read():
+        assert "GetObject" not in calls.operations  # refused from its name or size, nothing read
     s3 = boto3.client("s3", region_name=REGION)
-    assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == data
     rejected = f"rejected/catalogue/{bad.key}"
-    assert s3.get_object(Bucket=stack.bucket, Key=rejected)["Body"].read() == data
     error = json.loads(s3.get_object(Bucket=stack.bucket, Key=rejected + ".error.json")["Body"].read())
     assert error["reason"] == reason and error["source"] == f"s3://{stack.bucket}/{key}"
+    assert error["copied"] is bad.kept()
     item = stack.run(result["run_id"])
     assert item["status"] == "REJECTED" and item["failure_reason"] == reason
+    assert item["reason_uri"] == f"s3://{stack.bucket}/{rejected}.error.json"
     [message] = stack.messages()
     assert message["MessageAttributes"]["status"]["Value"] == "REJECTED"
     assert bad.expect in message["Message"]
     assert len(message["Subject"]) <= SUBJECT_MAX and message["Subject"].isascii()
+    if bad.kept():
+        assert s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == data
+        assert s3.get_object(Bucket=stack.bucket, Key=rejected)["Body"].read() == data
+        assert item["rejected_uri"] == f"s3://{stack.bucket}/{rejected}"
+        assert f"A copy of the file and the reason are kept at s3://{stack.bucket}/{rejected}." in message["Message"]
+    else:
+        assert "CopyObject" not in calls.operations or bad.mishap is not None  # a gone object's copy fails
+        assert "rejected_uri" not in item and item["not_copied"]
+        assert f"No copy was kept: {item['not_copied']}." in message["Message"]
+        assert f"The reason is kept at {item['reason_uri']}." in message["Message"]
+        listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=rejected).get("Contents", [])
+        assert [o["Key"] for o in listed] == [rejected + ".error.json"]  # the reason only, no copy
+    if bad.too_large():
+        assert "CopyObject" not in calls.operations and "GetObject" not in calls.operations
+        assert f"the original stays at s3://{stack.bucket}/{key}" in message["Message"]
+    if bad.mishap is not None:
+        assert "No copy was kept: there is nothing to copy: the object is not there any more." in message["Message"]
+        assert key in reason or bad.expect.startswith("'")  # the key named (a type reason names the file itself)
+        if bad.mishap == VERSION_DELETED:
+            assert event["detail"]["object"]["version-id"] in reason

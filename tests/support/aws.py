@@ -93,6 +93,9 @@ def create_stack() -> Stack:
     return Stack(bucket, "runs", "idempotency", topic, queue_url, f"arn:aws:iam::{ACCOUNT}:role/reviewtune-sagemaker")
 
 
+_loaded: list[str] = []  # names of the handler modules load_handler put in sys.modules
+
+
 def load_handler(name: str):
     """Import functions/<name>/app.py as Lambda would: a fresh module, built from the current environment."""
     path = ROOT / "functions" / name / "app.py"
@@ -100,8 +103,19 @@ def load_handler(name: str):
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    _loaded.append(module_name)
     spec.loader.exec_module(module)
     return module
+
+
+def forget_handlers() -> None:
+    """Take the handler modules loaded so far out of sys.modules, so that they and their clients can be freed.
+
+    Each keeps its AWS clients and idempotency store (tens of MB); kept for a whole run they grew the test process to
+    gigabytes and made the interpreter's final garbage collection last minutes. Whoever still holds a module keeps
+    it working."""
+    while _loaded:
+        sys.modules.pop(_loaded.pop(), None)
 
 
 def load_event(name: str, **replace: Any) -> dict[str, Any]:

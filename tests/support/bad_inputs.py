@@ -1,16 +1,26 @@
 """A catalogue of files ops teams might drop that must be refused, each with the distinctive part of its reason.
 
+Besides the files themselves: events whose size is over the limits (refused from the size, neither read nor copied),
+events with no or an invalid size, and objects deleted or replaced between their event and the read.
+
 Used by tests/functional/test_bad_inputs.py (every entry through the start_tuning handler on moto),
 tests/local_runtime/test_bad_inputs_local.py (a few through the local runtime) and bench/bad_inputs.py (a table).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import importlib
 import io
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from reviewtune.core.formats import MAX_FILE_BYTES, file_format
 
 HEADER = b"sentiment\treview_body\n"
 
@@ -60,17 +70,85 @@ def _huge_header() -> bytes:
     return (",".join(f"column_{i}_" + "x" * 200 for i in range(10_000)) + "\nrow\n").encode()
 
 
+ABSENT = "(absent)"  # an event_size: the event has no size field at all
+GiB = 1024**3
+COPY_MAX_BYTES = 5 * GiB  # CopyObject's limit for one request
+# What happens to the object between its event and the read (the event names the version that was put):
+DELETED = "deleted"  # a bucket without versioning (no version-id in the event); the key is deleted
+VERSION_DELETED = "version deleted"  # a versioned bucket; that very version is deleted
+REPLACED = "replaced"  # a bucket without versioning; the key is overwritten with other content
+
+
 @dataclass(frozen=True)
 class BadInput:
     name: str
     key: str  # below incoming/
     body: bytes | Callable[[], bytes]
     expect: str  # the distinctive part of the reason
-    event_size: int | None = None  # the size the event says (None: the real size)
-    limits: dict[str, int] = field(default_factory=dict)  # reviewtune.core.reader module constants to lower
+    event_size: Any = None  # the size the event says: None the real size, ABSENT no field, else the value as sent
+    limits: dict[str, int] = field(default_factory=dict)  # "<module>.<CONSTANT>" of reviewtune.core to lower
+    mishap: str | None = None  # DELETED, VERSION_DELETED or REPLACED before the handler reads the object
 
     def data(self) -> bytes:
         return self.body() if callable(self.body) else self.body
+
+    def size_checked(self) -> int:
+        """The size the handler goes by: the event's when it is a valid one, else the object's own."""
+        valid = isinstance(self.event_size, int) and not isinstance(self.event_size, bool) and self.event_size >= 0
+        return self.event_size if valid else len(self.data())
+
+    def too_large(self) -> bool:
+        return self.size_checked() > self.limits.get("dataset.MAX_FILE_BYTES", MAX_FILE_BYTES)
+
+    def read(self) -> bool:
+        """Whether the handler may read the object's content: not for a type it does not take, nor a file too large."""
+        return file_format(self.key) is not None and not self.too_large()
+
+    def kept(self) -> bool:
+        """The original stays in incoming/ and a copy goes under rejected/: not for a file too large to be copied
+        (refused from its size), nor for an object gone before it was read."""
+        return self.mishap is None and not self.too_large()
+
+
+@contextlib.contextmanager
+def lowered_limits(bad: BadInput) -> Iterator[None]:
+    """The entry's limits set on their reviewtune.core modules for the duration, then restored."""
+    saved = []
+    try:
+        for qualified, value in bad.limits.items():
+            module_name, _, name = qualified.rpartition(".")
+            module = importlib.import_module(f"reviewtune.core.{module_name}")
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
+
+
+def drop_event(
+    bad: BadInput, data: bytes, bucket: str, key: str, template: dict[str, Any], s3: Any = None
+) -> dict[str, Any]:
+    """Put ``data`` (the entry's, made once) at ``key``, build the EventBridge "Object Created" event AWS sends for
+    it (the key as stored, not URL-encoded) from ``template``, then let the entry's mishap happen. Returns the event."""
+    s3 = s3 or boto3.client("s3")
+    response = s3.put_object(Bucket=bucket, Key=key, Body=data)
+    detail = template["detail"]
+    detail["bucket"]["name"] = bucket
+    detail["object"].update({"key": key, "etag": response["ETag"].strip('"'), "version-id": response["VersionId"]})
+    if bad.event_size is ABSENT:
+        detail["object"].pop("size", None)
+    else:
+        detail["object"]["size"] = len(data) if bad.event_size is None else bad.event_size
+    if bad.mishap in (DELETED, REPLACED):
+        detail["object"].pop("version-id")  # the event of a bucket without versioning
+    if bad.mishap == DELETED:
+        s3.delete_object(Bucket=bucket, Key=key)
+    elif bad.mishap == VERSION_DELETED:
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=response["VersionId"])
+    elif bad.mishap == REPLACED:
+        s3.put_object(Bucket=bucket, Key=key, Body=data + b"1\ta review added later\n")
+    return template
 
 
 CATALOGUE: tuple[BadInput, ...] = (
@@ -82,6 +160,40 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("json", "reviews.json", b"[]", "is not a file reviewtune reads"),
     BadInput("no extension", "team/reviews", good_file, "'reviews' is not a file reviewtune reads"),
     BadInput("over the size limit", "big.tsv", good_file, "at most 268,435,456 bytes (256 MiB)", event_size=300 * 2**20),
+    BadInput(
+        "over CopyObject's 5 GB", "huge.csv.gz", good_file, "the file is 6,442,450,944 bytes; at most 268,435,456",
+        event_size=6 * GiB,
+    ),
+    BadInput(
+        "other type over 5 GB", "dump.parquet", b"PAR1", "'dump.parquet' is not a file reviewtune reads",
+        event_size=COPY_MAX_BYTES + 1,
+    ),
+    BadInput(
+        "no size in the event, too large", "nosize.tsv", lambda: b"x" * (2**20 + 1),
+        "the file is 1,048,577 bytes; at most 1,048,576", event_size=ABSENT, limits={"dataset.MAX_FILE_BYTES": 2**20},
+    ),
+    BadInput(
+        "invalid size in the event, too large", "badsize.tsv", lambda: b"x" * (2**20 + 1),
+        "the file is 1,048,577 bytes; at most 1,048,576", event_size="6 GB", limits={"dataset.MAX_FILE_BYTES": 2**20},
+    ),
+    BadInput(
+        "negative size in the event, too large", "negative.tsv", lambda: b"x" * (2**20 + 1),
+        "the file is 1,048,577 bytes; at most 1,048,576", event_size=-1, limits={"dataset.MAX_FILE_BYTES": 2**20},
+    ),
+    # --- gone between the event and the read
+    BadInput("deleted before it was read", "gone.tsv", good_file, "the object was deleted before it could be read", mishap=DELETED),
+    BadInput(
+        "version deleted before it was read", "gone version.tsv", good_file,
+        "the object was deleted before it could be read", mishap=VERSION_DELETED,
+    ),
+    BadInput(
+        "replaced before it was read", "replaced.tsv", good_file,
+        "the object was replaced by a newer upload before it could be read", mishap=REPLACED,
+    ),
+    BadInput(
+        "other type deleted before it was read", "gone.xlsx", _xlsx, "'gone.xlsx' is not a file reviewtune reads",
+        mishap=DELETED,
+    ),
     # --- encoding and binary content
     BadInput("empty file", "empty.tsv", b"", "the file is empty"),
     BadInput("blank lines only", "blank.csv", b"\n \n\r\n", "the file is empty"),
@@ -93,7 +205,7 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("gzip named .csv", "packed.csv", lambda: gzip.compress(good_file()), "gzip-compressed but its name does not end in .gz"),
     BadInput("not gzip, named .gz", "plain.tsv.gz", good_file, "not valid gzip data"),
     BadInput("truncated gzip", "cut.csv.gz", lambda: gzip.compress(good_file())[:-40], "not valid gzip data"),
-    BadInput("gzip bomb", "bomb.tsv.gz", _gzip_bomb, "expands to more than 1 MiB", limits={"MAX_DECOMPRESSED_BYTES": 2**20}),
+    BadInput("gzip bomb", "bomb.tsv.gz", _gzip_bomb, "expands to more than 1 MiB", limits={"reader.MAX_DECOMPRESSED_BYTES": 2**20}),
     BadInput("invalid UTF-8 inside gzip", "latin.tsv.gz", lambda: gzip.compress(HEADER + b"1\tna\xefve\n"), "not UTF-8: byte 0xef"),
     # --- structure
     BadInput("unterminated quote", "unterminated.tsv", _unterminated_quote, "line 252: a quoted value is never closed"),

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.support.aws import forget_handlers
+
+
+@pytest.fixture(autouse=True)
+def _forget_loaded_handlers():
+    """Each test's handler modules are dropped after it (see tests.support.aws.forget_handlers)."""
+    yield
+    forget_handlers()

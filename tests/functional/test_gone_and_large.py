@@ -1,0 +1,169 @@
+"""Objects that go away between their event and the read, events with no or a false size, and S3 errors that pass:
+each dropped object ends in one recorded outcome and one message, whatever happens and however often its event
+comes; throttling and server errors are retried, not mistaken for a missing object."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from reviewtune.core import states
+from tests.functional.pipeline import Pipeline, good_file, later
+from tests.functional.test_guarantees import _expire_idempotency_records
+from tests.support.aws import REGION
+from tests.support.faults import Failing
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def s3():
+    return boto3.client("s3", region_name=REGION)
+
+
+def run_items(pipeline: Pipeline) -> list[dict]:
+    """Every run item of the table (slot and content-marker items left out)."""
+    return [i for i in pipeline.clients.runs_table.scan()["Items"] if "source" in i and "status" in i]
+
+
+def unversioned(event: dict) -> dict:
+    """The event as a bucket without versioning sends it: no version-id."""
+    event["detail"]["object"].pop("version-id")
+    return event
+
+
+def assert_one_outcome(pipeline: Pipeline, run_id: str, status: str) -> dict:
+    [item] = [i for i in run_items(pipeline) if i["run_id"] == run_id]
+    assert item["status"] == status
+    assert pipeline.statuses_told(run_id) == [status]
+    return item
+
+
+def test_a_deleted_version_is_rejected_once_however_often_its_event_comes(pipeline, stack):
+    event = pipeline.drop_event("incoming/team a/gone + soon.tsv")
+    event["detail"]["object"]["key"] = "incoming/team a/gone + soon.tsv"  # raw, as EventBridge sends it
+    version = event["detail"]["object"]["version-id"]
+    s3().delete_object(Bucket=stack.bucket, Key="incoming/team a/gone + soon.tsv", VersionId=version)
+
+    first = pipeline.start_tuning(event)
+    assert first["status"] == "REJECTED"
+    assert first["reason"] == (
+        f"the object was deleted before it could be read: 'incoming/team a/gone + soon.tsv' version '{version}'; "
+        "drop the file again to have it tuned"
+    )
+    assert pipeline.start_tuning(event) == first  # Lambda's retry: the idempotency record answers
+    _expire_idempotency_records(stack)
+    replay = pipeline.start_tuning(dict(event, id="delivered-again"))  # the run item answers
+    assert replay == {"run_id": first["run_id"], "status": "REJECTED", "duplicate": True}
+    pipeline.reconcile(later(2))  # nothing left to do for the reconciler either
+
+    item = assert_one_outcome(pipeline, first["run_id"], "REJECTED")
+    assert item["source"]["version_id"] == version and "rejected_uri" not in item
+    assert len(run_items(pipeline)) == 1 and pipeline.sagemaker.calls == []
+    [message] = pipeline.messages()
+    assert "the object was deleted before it could be read" in message["Message"]
+    assert "No copy was kept: there is nothing to copy" in message["Message"]
+
+
+def test_an_overwritten_object_is_rejected_and_the_newer_upload_is_its_own_run(pipeline, stack):
+    old = unversioned(pipeline.drop_event("incoming/weekly.tsv", good_file(0)))
+    new = unversioned(pipeline.drop_event("incoming/weekly.tsv", good_file(5)))  # overwritten before the first read
+
+    rejected = pipeline.start_tuning(old)
+    started = pipeline.start_tuning(new)
+
+    assert rejected["status"] == "REJECTED"
+    assert "the object was replaced by a newer upload before it could be read: 'incoming/weekly.tsv'" in rejected["reason"]
+    assert old["detail"]["object"]["etag"] in rejected["reason"]
+    assert started["status"] == "TUNING" and started["run_id"] != rejected["run_id"]
+    assert_one_outcome(pipeline, rejected["run_id"], "REJECTED")
+    assert pipeline.statuses_told(started["run_id"]) == []
+    assert len(run_items(pipeline)) == 2
+
+
+def test_a_delete_marker_does_not_hide_the_version_the_event_named(pipeline, stack):
+    event = pipeline.drop_event("incoming/kept.tsv")
+    s3().delete_object(Bucket=stack.bucket, Key="incoming/kept.tsv")  # versioned bucket: only a delete marker
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "TUNING"  # that version still exists, and it is what the event is about
+    assert pipeline.run(result["run_id"])["source"]["version_id"] == event["detail"]["object"]["version-id"]
+
+
+@pytest.mark.parametrize("operation", ["get_object", "head_object"])
+@pytest.mark.parametrize("code", ["SlowDown", "InternalError", "ServiceUnavailable", "503"])
+def test_throttling_and_server_errors_reading_the_object_are_retried_not_rejected(pipeline, operation, code):
+    event = pipeline.drop_event()
+    if operation == "head_object":  # no size in the event: the size comes from HeadObject
+        del event["detail"]["object"]["size"]
+    failing = Failing(pipeline.clients.s3, operation, code, failures=None)
+    pipeline.use("s3", failing)
+
+    for _ in range(2):  # Lambda's retries, then EventBridge's
+        with pytest.raises(Exception, match=code):
+            pipeline.start_tuning(event)
+
+    assert failing.failed >= 2
+    assert all(i["status"] == "CLAIMED" for i in run_items(pipeline))
+    assert pipeline.messages() == []
+    pipeline.use("s3", failing._wrapped)
+    result = pipeline.start_tuning(event)
+    assert result["status"] == "TUNING"
+    assert len(run_items(pipeline)) == 1 and pipeline.messages() == []
+
+
+def test_a_transient_error_copying_a_rejected_file_is_retried_and_tells_once(pipeline, stack):
+    event = pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n")
+    failing = Failing(pipeline.clients.s3, "copy_object", "SlowDown", failures=1)
+    pipeline.use("s3", failing)
+
+    with pytest.raises(Exception, match="SlowDown"):
+        pipeline.start_tuning(event)
+    [claimed] = run_items(pipeline)
+    assert claimed["status"] == "CLAIMED" and pipeline.messages() == []
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "REJECTED" and "no label column" in result["reason"]
+    item = assert_one_outcome(pipeline, result["run_id"], "REJECTED")
+    assert item["rejected_uri"] == f"s3://{stack.bucket}/rejected/bad.csv"
+    assert s3().get_object(Bucket=stack.bucket, Key="rejected/bad.csv")["Body"].read() == b"text,score\nhello,5\n"
+
+
+def test_a_claim_whose_object_went_away_is_rejected_by_the_reconciler(pipeline, stack):
+    event = pipeline.drop_event()
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(event)  # the claim is made, then every retry failed: the event is dead-lettered
+    pipeline.use("s3", pipeline.clients.s3._wrapped)
+    s3().delete_object(Bucket=stack.bucket, Key="incoming/a.tsv", VersionId=event["detail"]["object"]["version-id"])
+
+    pipeline.reconcile(later(0.5))  # the stale claim is started over from the run item
+
+    [item] = run_items(pipeline)
+    assert item["status"] == "REJECTED" and "deleted before it could be read" in item["failure_reason"]
+    assert pipeline.statuses_told(item["run_id"]) == ["REJECTED"]
+
+
+@pytest.mark.parametrize("size", [None, "twelve", -5, True, 1.5, "", {"bytes": 10}])
+def test_a_valid_file_whose_event_has_no_or_an_invalid_size_is_tuned_with_the_size_s3_gives(pipeline, size):
+    data = good_file()
+    event = pipeline.drop_event("incoming/sizeless.tsv", data)
+    event["detail"]["object"]["size"] = size
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "TUNING"
+    assert pipeline.run(result["run_id"])["source"]["size"] == len(data)
+
+
+def test_a_digit_string_size_counts_as_the_size(pipeline):
+    event = pipeline.drop_event("incoming/said.tsv")
+    event["detail"]["object"]["size"] = str(6 * 1024**3)
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "REJECTED" and "the file is 6,442,450,944 bytes" in result["reason"]
+    assert states.RunStatus(pipeline.run(result["run_id"])["status"]) == states.RunStatus.REJECTED
