@@ -229,7 +229,9 @@ def test_core_layer_ships_the_project_package_and_training_code_from_one_copy():
     assert (
         layer["Properties"]["CompatibleArchitectures"] == template()["Globals"]["Function"]["Architectures"]
     )
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    # Built by layers/core/Makefile (tests/template/test_layer_build.py), for the functions' CPU.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == template()["Globals"]["Function"]["Architectures"][0]
     layer_dir = ROOT / "layers" / "core"
     for name in ("reviewtune", "training_code"):
         link = layer_dir / name
@@ -237,7 +239,7 @@ def test_core_layer_ships_the_project_package_and_training_code_from_one_copy():
         assert str(link.readlink()) == f"../../{name}"
         assert link.resolve() == (ROOT / name).resolve()
     requirements = (layer_dir / "requirements.txt").read_text().splitlines()
-    assert "aws-lambda-powertools[parser,tracer]>=3,<4" in requirements
+    assert "aws-lambda-powertools[tracer]>=3,<4" in requirements
 
 
 def test_start_tuning_has_memory_for_large_files_and_five_minutes():
