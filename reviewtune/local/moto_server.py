@@ -29,7 +29,7 @@ def _quiet_moto_logs() -> None:
     warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto", category=UserWarning)
 
 
-_DYNAMODB_REQUESTS = threading.Lock()
+_DYNAMODB_REQUESTS = threading.RLock()
 
 
 def _serialize_dynamodb_requests() -> None:
