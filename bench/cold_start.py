@@ -3,16 +3,20 @@
 Each handler module is imported N times, every time in a new subprocess with the environment the template gives the
 functions (Globals, parameter defaults, placeholder names for the stack's resources) plus the variables the Lambda
 runtime sets (``LAMBDA_TASK_ROOT`` among them, so Powertools' Tracer is active and patches botocore as deployed).
-The time is measured inside the subprocess around the module import only (interpreter start-up excluded), with
-bytecode caches warm (the first, discarded run writes them): wall-clock seconds, and the CPU seconds of the process,
-which stay meaningful on a machine busy with other work. Prints the medians and the range per handler.
+The time is measured inside the subprocess around the module import only (interpreter start-up excluded):
+wall-clock seconds, and the CPU seconds of the process, which stay meaningful on a machine busy with other work.
+Prints the medians and the range per handler.
 
-    python bench/cold_start.py [--runs 9] [--json out.json] [--importtime start_tuning] [--site DIR]
+    python bench/cold_start.py [--form shipped|source|venv] [--runs 9] [--json out.json] [--importtime start_tuning]
 
-``--site DIR`` runs the imports as in Lambda's sys.path: no site-packages (``python -S``), only the standard library,
-DIR and the repository; fill DIR with the layer's packages plus boto3, e.g.
-``python3.11 -m pip install --target .bench-layer/python -r layers/core/requirements.txt boto3``. Without it the
-project's virtualenv is used, whose extra packages (e.g. ones the X-Ray SDK would patch) make the figures larger.
+``--form shipped`` (the default) imports what Lambda runs: CoreLayer built by ``layers/core/Makefile`` (the target
+``sam build`` runs, with wheels for this machine instead of arm64) into ``.bench-layer/``, the function's folder as
+``/var/task``, and boto3 as the runtime provides it (compiled); ``python -S`` (no site-packages) and
+``PYTHONDONTWRITEBYTECODE=1``, because ``/opt`` and ``/var/task`` are read-only: every import is a cold start that
+can only use the bytecode shipped. ``--form source`` is the same layer without its .pyc files (what the ``python3.11``
+build method shipped: each cold start compiles the layer's modules). ``--form venv`` imports from the project's
+virtualenv with warm bytecode caches, whose extra packages make the figures differ. The layer is built once
+(``--rebuild`` builds it again); the reviewtune package in it is refreshed on every run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +37,10 @@ sys.path.insert(0, str(REPO))
 from reviewtune.cfn_yaml import load_template  # noqa: E402
 
 FUNCTIONS_DIR = REPO / "functions"
+LAYER_SOURCE = REPO / "layers" / "core"
+BENCH_DIR = REPO / ".bench-layer"
+FORMS = ("shipped", "source", "venv")
+LAMBDA_PATH = "REVIEWTUNE_BENCH_AS_IN_LAMBDA"  # set in the environment of imports with Lambda's sys.path
 PROBE = """
 import importlib.util, json, sys, time
 start, cpu = time.perf_counter(), time.process_time()
@@ -109,8 +118,10 @@ def template_environment(function_id: str | None = None) -> dict[str, str]:
     return {name: str(_resolve(value, values, template)) for name, value in variables.items()}
 
 
-def lambda_environment(folder: str, memory_mb: int = 256, site: Path | None = None) -> dict[str, str]:
-    """What the Lambda python3.11 runtime adds (no credentials: the import makes no AWS call)."""
+def lambda_environment(folder: str, memory_mb: int = 256, path: list[Path] | None = None) -> dict[str, str]:
+    """What the Lambda python3.11 runtime adds (no credentials: the import makes no AWS call). ``path``: the
+    folders after the function's own on sys.path (the layer and the runtime's packages), or None for the
+    repository (in the project's virtualenv)."""
     return {
         "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR / folder),
         "LAMBDA_RUNTIME_DIR": "/var/runtime",
@@ -125,9 +136,39 @@ def lambda_environment(folder: str, memory_mb: int = 256, site: Path | None = No
         "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
         "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
         "_HANDLER": "app.handler",
-        "PYTHONPATH": os.pathsep.join([str(site), str(REPO)] if site else [str(REPO)]),
+        "PYTHONPATH": os.pathsep.join(str(p) for p in ([FUNCTIONS_DIR / folder, *path] if path else [REPO])),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
     }
+
+
+def _run(*command: str | Path, **env: str) -> None:
+    subprocess.run([str(c) for c in command], check=True, env={**os.environ, **env})
+
+
+def prepare(form: str, rebuild: bool = False) -> list[Path] | None:
+    """sys.path after the function's folder for ``form``: the built layer and the runtime's boto3 (None: venv)."""
+    if form == "venv":
+        return None
+    layer, runtime = BENCH_DIR / "layer", BENCH_DIR / "runtime"
+    built = layer / "python" / "aws_lambda_powertools"
+    make = ["make", "--no-print-directory", "-C", LAYER_SOURCE]
+    variables = [f"ARTIFACTS_DIR={layer}", "LAMBDA_PLATFORM=", f"PYTHON={sys.executable}"]
+    # The whole build (wheels from the index) once; the reviewtune package and its bytecode on every run.
+    if rebuild or not built.is_dir():
+        shutil.rmtree(layer, ignore_errors=True)
+        _run(*make, "build-CoreLayer", *variables)
+    else:
+        _run(*make, "layer-code", *variables)
+    if rebuild or not (runtime / "boto3").is_dir():
+        shutil.rmtree(runtime, ignore_errors=True)
+        _run(sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", runtime, "boto3")
+        _run(sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", runtime)
+    if form == "shipped":
+        return [layer / "python", runtime]
+    source = BENCH_DIR / "layer-source"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(layer, source, ignore=shutil.ignore_patterns("__pycache__"))
+    return [source / "python", runtime]
 
 
 def handler_folders() -> dict[str, str]:
@@ -142,10 +183,11 @@ def handler_folders() -> dict[str, str]:
 
 
 def import_once(folder: str, env: dict[str, str], extra_args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """One import in a new interpreter; as in Lambda (``python -S``) unless it imports from the virtualenv."""
     app = FUNCTIONS_DIR / folder / "app.py"
-    isolated = ("-S",) if env.get("REVIEWTUNE_BENCH_SITE") else ()
+    as_in_lambda = ("-S",) if env.get(LAMBDA_PATH) else ()
     return subprocess.run(
-        [sys.executable, *isolated, *extra_args, "-c", PROBE, str(app)],
+        [sys.executable, *as_in_lambda, *extra_args, "-c", PROBE, str(app)],
         cwd=FUNCTIONS_DIR / folder,
         env=env,
         capture_output=True,
@@ -154,16 +196,17 @@ def import_once(folder: str, env: dict[str, str], extra_args: tuple[str, ...] = 
     )
 
 
-def _environment(folder: str, function_id: str, site: Path | None) -> dict[str, str]:
-    env = {**template_environment(function_id), **lambda_environment(folder, site=site)}
-    if site:
-        env["REVIEWTUNE_BENCH_SITE"] = str(site)
+def _environment(folder: str, function_id: str, path: list[Path] | None) -> dict[str, str]:
+    env = {**template_environment(function_id), **lambda_environment(folder, path=path)}
+    if path:
+        env[LAMBDA_PATH] = "1"
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # read-only /opt and /var/task: nothing is cached between imports
     return env
 
 
-def measure(folder: str, function_id: str, runs: int, site: Path | None = None) -> dict[str, Any]:
-    env = _environment(folder, function_id, site)
-    import_once(folder, env)  # writes the bytecode caches; not counted
+def measure(folder: str, function_id: str, runs: int, path: list[Path] | None = None) -> dict[str, Any]:
+    env = _environment(folder, function_id, path)
+    import_once(folder, env)  # venv: writes the bytecode caches; shipped: reads the files once. Not counted.
     samples = [json.loads(import_once(folder, env).stdout.strip().splitlines()[-1]) for _ in range(runs)]
     wall = [sample["seconds"] for sample in samples]
     cpu = [sample["cpu_seconds"] for sample in samples]
@@ -179,9 +222,9 @@ def measure(folder: str, function_id: str, runs: int, site: Path | None = None) 
     }
 
 
-def import_profile(folder: str, top: int = 25, site: Path | None = None) -> str:
+def import_profile(folder: str, top: int = 25, path: list[Path] | None = None) -> str:
     """The modules with the largest cumulative import time in one run (``python -X importtime``)."""
-    env = _environment(folder, handler_folders()[folder], site)
+    env = _environment(folder, handler_folders()[folder], path)
     stderr = import_once(folder, env, ("-X", "importtime")).stderr
     rows = []
     for line in stderr.splitlines():
@@ -199,15 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=9, help="imports per handler (median reported)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--importtime", metavar="FOLDER", help="print one import profile of this handler and stop")
-    parser.add_argument("--site", type=Path, help="import from this folder (and the stdlib) only, as in Lambda")
+    parser.add_argument("--form", choices=FORMS, default="shipped", help="what is imported (see above)")
+    parser.add_argument("--rebuild", action="store_true", help="build the layer in .bench-layer/ again")
     args = parser.parse_args(argv)
-    site = args.site.resolve() if args.site else None
+    path = prepare(args.form, args.rebuild)
     if args.importtime:
-        print(import_profile(args.importtime, site=site))
+        print(import_profile(args.importtime, path=path))
         return 0
     handlers = sorted(handler_folders().items())
-    results = [measure(folder, function_id, args.runs, site) for folder, function_id in handlers]
-    print(f"import of functions/<handler>/app.py, {args.runs} fresh processes each")
+    results = [{"form": args.form, **measure(folder, function_id, args.runs, path)} for folder, function_id in handlers]
+    print(f"import of functions/<handler>/app.py ({args.form}), {args.runs} fresh processes each")
     print(f"{'handler':<20} {'median':>8} {'min':>8} {'max':>8} {'median CPU':>11}")
     for r in results:
         print(

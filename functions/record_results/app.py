@@ -3,10 +3,9 @@
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent
-from aws_lambda_powertools.utilities.parser import parse
 
 from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
-from reviewtune.core.events import ProcessingJobStateChange
+from reviewtune.core.events import processing_job_state_change
 from reviewtune.core.results import record_results
 
 logger = Logger()
@@ -21,10 +20,8 @@ IDEMPOTENCY = idempotency_config("[detail.ProcessingJobName, detail.ProcessingJo
 @metrics.log_metrics
 @idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
 def handler(event: dict, context) -> dict:
-    detail = parse(event=event, model=ProcessingJobStateChange).detail
-    result = record_results(
-        detail.ProcessingJobName, detail.ProcessingJobStatus, detail.model_dump(), ctx.settings, ctx.clients
-    )
+    change = processing_job_state_change(event)
+    result = record_results(change.name, change.status, dict(change.detail), ctx.settings, ctx.clients)
     if "test_accuracy" in result:
         metrics.add_metric(name="TestAccuracy", unit=MetricUnit.Percent, value=result["test_accuracy"] * 100)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)

@@ -3,11 +3,10 @@
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent
-from aws_lambda_powertools.utilities.parser import parse
 
 from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
 from reviewtune.core.evaluation import start_evaluation
-from reviewtune.core.events import TuningJobStateChange
+from reviewtune.core.events import tuning_job_state_change
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_MODULES)
@@ -21,9 +20,7 @@ IDEMPOTENCY = idempotency_config("[detail.HyperParameterTuningJobName, detail.Hy
 @metrics.log_metrics
 @idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
 def handler(event: dict, context) -> dict:
-    detail = parse(event=event, model=TuningJobStateChange).detail
-    result = start_evaluation(
-        detail.HyperParameterTuningJobName, detail.HyperParameterTuningJobStatus, ctx.settings, ctx.clients
-    )
-    metrics.add_metric(name=f"Tuning{detail.HyperParameterTuningJobStatus}", unit=MetricUnit.Count, value=1)
+    change = tuning_job_state_change(event)
+    result = start_evaluation(change.name, change.status, ctx.settings, ctx.clients)
+    metrics.add_metric(name=f"Tuning{change.status}", unit=MetricUnit.Count, value=1)
     return result

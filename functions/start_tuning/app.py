@@ -3,10 +3,9 @@
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent
-from aws_lambda_powertools.utilities.parser import parse
 
 from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
-from reviewtune.core.events import ObjectCreatedEvent
+from reviewtune.core.events import object_created
 from reviewtune.core.objects import locate_dropped_object
 from reviewtune.core.tuning import start_tuning
 
@@ -24,10 +23,10 @@ IDEMPOTENCY = idempotency_config(
 @metrics.log_metrics
 @idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
 def handler(event: dict, context) -> dict:
-    detail = parse(event=event, model=ObjectCreatedEvent).detail
+    detail = object_created(event)
     obj = locate_dropped_object(
         ctx.clients.s3,
-        detail.bucket.name,
+        detail.bucket,
         detail.object.key,
         detail.object.version_id,
         detail.object.etag,

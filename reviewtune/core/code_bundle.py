@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import io
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +57,8 @@ def digest_of(code_dir: Path) -> str:
 
 def archive(code_dir: Path) -> bytes:
     """A reproducible tar.gz of the folder (sorted entries, zero times), so equal content gives equal bytes."""
+    import tarfile  # once per new training code, not on every cold start
+
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in _files(code_dir):

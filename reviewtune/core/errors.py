@@ -43,3 +43,7 @@ class EvaluationOutputError(ReviewtuneError):
 
 class RunNotReadyError(ReviewtuneError):
     """An event arrived before the run reached the state it belongs to; delivering it again later will work."""
+
+
+class InvalidEventError(ReviewtuneError):
+    """An event a function received lacks a field it needs, or is not the kind of event the function handles."""

@@ -1,72 +1,129 @@
-"""Event models for the Powertools parser: the S3 and SageMaker EventBridge events the functions receive.
+"""The S3 and SageMaker EventBridge events the functions receive, read into small frozen dataclasses.
 
-The S3 model accepts both ``etag`` (AWS) and ``eTag``; the SageMaker details keep every other field as sent.
+Each reader checks the envelope (``source``, ``detail-type``, a ``detail`` object) and the fields the functions use,
+and raises :class:`InvalidEventError` naming the first one that is missing or of the wrong type: the invocation
+fails and the event ends in the function's dead-letter queue. The rest of a detail is kept as sent.
+
+Plain code rather than pydantic models: the functions read a handful of fields, and importing pydantic was about
+a fifth of a handler's cold start. The S3 object accepts both ``etag`` (AWS) and ``eTag`` (moto), and both
+``version-id`` and ``versionId``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from reviewtune.core.errors import InvalidEventError
+
+OBJECT_CREATED = ("aws.s3", "Object Created")
+TUNING_JOB_STATE_CHANGE = ("aws.sagemaker", "SageMaker HyperParameter Tuning Job State Change")
+PROCESSING_JOB_STATE_CHANGE = ("aws.sagemaker", "SageMaker Processing Job State Change")
 
 
-class _Detail(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class S3Bucket(_Detail):
-    name: str
-
-
-class S3Object(_Detail):
+@dataclass(frozen=True)
+class S3Object:
     key: str
     size: int | None = None  # None when the event has none or an invalid one: HeadObject's size is used then
-    etag: str | None = Field(default=None, validation_alias=AliasChoices("etag", "eTag"))
-    version_id: str | None = Field(default=None, validation_alias=AliasChoices("version-id", "versionId"))
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _valid_size(cls, value: Any) -> int | None:
-        """A whole number of bytes, 0 or more (a digit string too); anything else counts as no size, never as an
-        invalid event: the object still gets its outcome."""
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int):
-            return value if value >= 0 else None
-        if isinstance(value, float) and value.is_integer() and value >= 0:
-            return int(value)
-        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-            return int(value.strip())
-        return None
+    etag: str | None = None
+    version_id: str | None = None
 
 
-class ObjectCreatedDetail(_Detail):
-    bucket: S3Bucket
+@dataclass(frozen=True)
+class ObjectCreated:
+    """The detail of an S3 "Object Created" event."""
+
+    bucket: str
     object: S3Object
 
 
-class ObjectCreatedEvent(EventBridgeModel):
-    detail: ObjectCreatedDetail
+@dataclass(frozen=True)
+class JobStateChange:
+    """The detail of a SageMaker tuning or processing job's state-change event: its name, status and every field."""
+
+    name: str
+    status: str
+    detail: Mapping[str, Any] = field(repr=False)
 
 
-class TuningJobDetail(_Detail):
-    HyperParameterTuningJobName: str
-    HyperParameterTuningJobStatus: str
-    FailureReason: str | None = None
+def _detail(event: Any, expected: tuple[str, str]) -> Mapping[str, Any]:
+    if not isinstance(event, Mapping):
+        raise InvalidEventError(f"the event must be a JSON object, got {type(event).__name__}")
+    source, detail_type = expected
+    if (event.get("source"), event.get("detail-type")) != expected:
+        raise InvalidEventError(
+            f"expected a {detail_type!r} event from {source}, got detail-type {event.get('detail-type')!r} "
+            f"from {event.get('source')!r}"
+        )
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise InvalidEventError(f"the {detail_type!r} event has no detail object")
+    return detail
 
 
-class TuningJobStateChange(EventBridgeModel):
-    detail: TuningJobDetail
+def _text(mapping: Mapping[str, Any], where: str, *names: str, required: bool = True) -> str | None:
+    """The first of ``names`` present in ``mapping``: a non-empty string (or None when absent and not required)."""
+    for name in names:
+        value = mapping.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or (required and not value):
+            raise InvalidEventError(f"{where}.{name} must be a non-empty string, got {value!r}")
+        return value
+    if required:
+        raise InvalidEventError(f"{where}.{names[0]} is missing")
+    return None
 
 
-class ProcessingJobDetail(_Detail):
-    ProcessingJobName: str
-    ProcessingJobStatus: str
-    FailureReason: str | None = None
-    ExitMessage: str | None = None
-    ProcessingOutputConfig: dict[str, Any] | None = None
+def _size(value: Any) -> int | None:
+    """A whole number of bytes, 0 or more (a digit string too); anything else counts as no size, never as an invalid
+    event: the object still gets its outcome (start_tuning then uses HeadObject's size)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
 
 
-class ProcessingJobStateChange(EventBridgeModel):
-    detail: ProcessingJobDetail
+def object_created(event: Any) -> ObjectCreated:
+    """The bucket and object of an S3 "Object Created" EventBridge event."""
+    detail = _detail(event, OBJECT_CREATED)
+    bucket, obj = detail.get("bucket"), detail.get("object")
+    if not isinstance(bucket, Mapping):
+        raise InvalidEventError("detail.bucket is missing")
+    if not isinstance(obj, Mapping):
+        raise InvalidEventError("detail.object is missing")
+    return ObjectCreated(
+        bucket=_text(bucket, "detail.bucket", "name"),
+        object=S3Object(
+            key=_text(obj, "detail.object", "key"),
+            size=_size(obj.get("size")),
+            etag=_text(obj, "detail.object", "etag", "eTag", required=False),
+            version_id=_text(obj, "detail.object", "version-id", "versionId", required=False),
+        ),
+    )
+
+
+def tuning_job_state_change(event: Any) -> JobStateChange:
+    """The name, status and detail of a "SageMaker HyperParameter Tuning Job State Change" event."""
+    detail = _detail(event, TUNING_JOB_STATE_CHANGE)
+    return JobStateChange(
+        name=_text(detail, "detail", "HyperParameterTuningJobName"),
+        status=_text(detail, "detail", "HyperParameterTuningJobStatus"),
+        detail=detail,
+    )
+
+
+def processing_job_state_change(event: Any) -> JobStateChange:
+    """The name, status and detail of a "SageMaker Processing Job State Change" event."""
+    detail = _detail(event, PROCESSING_JOB_STATE_CHANGE)
+    return JobStateChange(
+        name=_text(detail, "detail", "ProcessingJobName"),
+        status=_text(detail, "detail", "ProcessingJobStatus"),
+        detail=detail,
+    )

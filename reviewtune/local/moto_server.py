@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 import urllib.request
 import warnings
+from typing import Any
 
 from moto.server import ThreadedMotoServer
 
@@ -26,6 +29,32 @@ def _quiet_moto_logs() -> None:
     warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto", category=UserWarning)
 
 
+_DYNAMODB_REQUESTS = threading.RLock()
+
+
+def _serialize_dynamodb_requests() -> None:
+    """Answer one DynamoDB request at a time, as DynamoDB applies the writes to an item one after the other.
+
+    The server answers each request on its own thread, and moto checks a ConditionExpression and then writes in two
+    steps: two conditional updates of one item at once could both pass their check (two runs taking the last
+    slot), and two updates creating the same item could each start from nothing (one run's slot lost). The
+    handlers' guarantees rely on DynamoDB's order, so the local runtime serializes its DynamoDB requests.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "serialized", False):
+        return
+
+    @functools.wraps(original)
+    def call_action(self: DynamoHandler) -> Any:
+        with _DYNAMODB_REQUESTS:
+            return original(self)
+
+    call_action.serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action
+
+
 class MotoServer:
     """Starts moto's threaded server on a free port; its state is reset on start and on stop."""
 
@@ -40,6 +69,7 @@ class MotoServer:
         if self._server is not None:
             raise RuntimeError(f"moto server already running at {self.url}")
         _quiet_moto_logs()
+        _serialize_dynamodb_requests()
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

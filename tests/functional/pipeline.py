@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reviewtune.core.reconciler import reconcile
+from reviewtune.core import reconciler
 from tests.functional.test_record_results import EVALUATION
 from tests.functional.test_start_tuning import drop
 from tests.support.aws import LambdaContext, load_event, load_handler
@@ -66,9 +66,10 @@ class Pipeline:
         return self.handlers["record_results"].handler(event, self.context)
 
     def reconcile(self, now: datetime | None = None) -> dict[str, Any]:
+        """A pass of the reconcile function: its handler, or its core at a later clock (the same code and clients)."""
         if now is None:
             return self.handlers["reconcile"].handler({"source": "aws.scheduler"}, self.context)
-        return reconcile(self.settings, self.clients, now)
+        return reconciler.reconcile(self.settings, self.clients, now)
 
     # -- SageMaker ------------------------------------------------------------------------------------------
 

@@ -1,8 +1,15 @@
-"""pytest plugin: record every AWS API call a Lambda handler makes while it runs (``-p tests.template.api_calls``).
+"""pytest plugin: record every AWS API call a Lambda function's code makes while it runs (``-p tests.template.api_calls``).
 
-Handlers loaded with ``tests.support.aws.load_handler`` are wrapped so that the calls made inside ``handler(...)``
-(and only those: not the tests' own set-up or checks) are written, with the parameters that name a resource, to the
-JSON file named by ``REVIEWTUNE_API_CALLS`` when the session ends.
+A call is attributed to a function when it is made while that function runs (inside ``handler(...)`` of a module
+loaded with ``tests.support.aws.load_handler``, or inside ``reviewtune.core.reconciler.reconcile``, the reconcile
+function's pass that tests also run with their own clock) and comes from the function: walking out from the call,
+past libraries (the Powertools decorators among them) and the fault-injecting wrappers of ``tests.support.faults``,
+the first frame is code of ``reviewtune/`` or ``functions/``, or the function's entry itself. So a test's own calls
+are never recorded, even those a test hook makes in the middle of a handler (dropping a second file while the first
+is being read); a handler that such a hook runs is recorded as itself.
+Both botocore calls and the calls the functions make to the in-memory SageMaker of ``tests.support.faults`` are
+recorded, with the parameters that name what the call touches, and written to the JSON file named by
+``REVIEWTUNE_API_CALLS`` when the session ends.
 """
 
 from __future__ import annotations
@@ -11,39 +18,111 @@ import contextvars
 import functools
 import json
 import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import botocore.client
+import botocore.session
+from botocore import xform_name
 
 import tests.support.aws as support
 
-RESOURCE_PARAMETERS = ("Bucket", "Key", "TableName", "IndexName", "TopicArn")
-_current = contextvars.ContextVar("handler", default=None)
-_calls: list[dict] = []
+# Parameters that name what a call touches (strings), recorded as they are.
+RESOURCE_PARAMETERS = (
+    "Bucket",
+    "Key",
+    "TableName",
+    "IndexName",
+    "TopicArn",
+    "HyperParameterTuningJobName",
+    "TrainingJobName",
+    "ProcessingJobName",
+    "ModelPackageGroupName",
+    "ModelPackageArn",
+    "ResourceArn",
+)
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_CODE = (str(ROOT / "reviewtune") + os.sep, str(ROOT / "functions") + os.sep)
+TEST_CODE = str(ROOT / "tests") + os.sep
+# Test code that stands in for AWS or wraps the function's clients: calls through it are the function's.
+TRANSPARENT = (str(ROOT / "tests" / "support" / "faults.py"), os.path.realpath(__file__))
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("function", default=None)
+_calls: list[dict[str, Any]] = []
 
 
-def _recording_loader(load_handler):
+def _as_function(name: str, code: Callable[..., Any]) -> Callable[..., Any]:
+    """``code`` with the calls it makes attributed to the function ``name`` (the innermost one, when a test hook
+    runs another handler inside a handler)."""
+
+    @functools.wraps(code)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        token = _current.set(name)
+        try:
+            return code(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    return run
+
+
+# The code of every function entry made by _as_function (one code object, many closures).
+_ENTRY = _as_function("", print).__code__
+
+
+@functools.cache
+def _origin(path: str) -> str | None:
+    """"function", "test" or None (a library, the standard library, a transparent test helper) for a code file."""
+    path = os.path.realpath(path)
+    if path.startswith(FUNCTION_CODE):
+        return "function"
+    if path.startswith(TEST_CODE) and path not in TRANSPARENT:
+        return "test"
+    return None
+
+
+def _made_by_function_code() -> bool:
+    """Whether the call comes from the function: walking out from it, the function's code or the function's entry
+    (``_as_function``; between the two only libraries, e.g. the Powertools decorators) comes before any test code."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code is _ENTRY:
+            return True
+        origin = _origin(code.co_filename)
+        if origin is not None:
+            return origin == "function"
+        frame = frame.f_back
+    return False
+
+
+def _recording_loader(load_handler: Callable[[str], Any]) -> Callable[[str], Any]:
     @functools.wraps(load_handler)
-    def load(name: str):
+    def load(name: str) -> Any:
         module = load_handler(name)
-        handler = module.handler
-
-        @functools.wraps(handler)
-        def recorded(event, context):
-            token = _current.set(name)
-            try:
-                return handler(event, context)
-            finally:
-                _current.reset(token)
-
-        module.handler = recorded
+        module.handler = _as_function(name, module.handler)
         return module
 
     return load
 
 
-def _copy_source(api_params: dict) -> dict:
+def _role_arns(value: Any) -> Iterator[str]:
+    """Every ``RoleArn`` in a request, nested ones included (a tuning job's training job definitions)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key == "RoleArn" and isinstance(item, str):
+                yield item
+            else:
+                yield from _role_arns(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _role_arns(item)
+
+
+def _copy_source(params: Mapping[str, Any]) -> dict[str, Any]:
     """CopyObject's source: its key, whether a version is named, and whether the tags are copied along."""
-    source = api_params.get("CopySource")
+    source = params.get("CopySource")
     if source is None:
         return {}
     if isinstance(source, str):
@@ -54,34 +133,79 @@ def _copy_source(api_params: dict) -> dict:
     return {
         "SourceKey": key,
         "source_version": version,
-        "copies_tags": api_params.get("TaggingDirective", "COPY") == "COPY",
+        "copies_tags": params.get("TaggingDirective", "COPY") == "COPY",
     }
 
 
-def pytest_configure(config):
-    support.load_handler = _recording_loader(support.load_handler)
+def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    function = _current.get()
+    if function is None or not _made_by_function_code():
+        return None
+    call = {
+        "function": function,
+        "service": service,
+        "operation": operation,
+        "tags": bool(params.get("Tags") or params.get("Tagging")),
+        "version": bool(params.get("VersionId")),
+        "roles": sorted(set(_role_arns(params))),
+        **{k: params[k] for k in RESOURCE_PARAMETERS if isinstance(params.get(k), str)},
+        **_copy_source(params),
+    }
+    _calls.append(call)
+    return call
+
+
+def _created(call: dict[str, Any] | None, response: Any) -> None:
+    """A created model package's ARN (its version number is known only from the answer)."""
+    if call is not None and call["operation"] == "CreateModelPackage" and isinstance(response, Mapping):
+        call["created"] = response.get("ModelPackageArn")
+
+
+def _record_botocore() -> None:
     make_api_call = botocore.client.BaseClient._make_api_call
 
-    def _make_api_call(self, operation_name, api_params):
-        folder = _current.get()
-        if folder is not None:
-            _calls.append(
-                {
-                    "function": folder,
-                    "service": self.meta.service_model.signing_name,
-                    "operation": operation_name,
-                    "tags": bool(api_params.get("Tags") or api_params.get("Tagging")),
-                    "version": bool(api_params.get("VersionId")),
-                    **{k: api_params[k] for k in RESOURCE_PARAMETERS if isinstance(api_params.get(k), str)},
-                    **_copy_source(api_params),
-                }
-            )
-        return make_api_call(self, operation_name, api_params)
+    def _make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        call = _record(self.meta.service_model.signing_name, operation_name, api_params)
+        response = make_api_call(self, operation_name, api_params)
+        _created(call, response)
+        return response
 
     botocore.client.BaseClient._make_api_call = _make_api_call
 
 
-def pytest_sessionfinish(session, exitstatus):
+def _record_fake_sagemaker() -> None:
+    """The fake SageMaker's methods are named as boto3 names the API's operations: record each as that operation."""
+    from tests.support import faults
+
+    def recording(operation: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: Any, **params: Any) -> Any:
+            recorded = _record("sagemaker", operation, params)
+            response = method(self, **params)
+            _created(recorded, response)
+            return response
+
+        return call
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    for operation in model.operation_names:
+        method = getattr(faults.FakeSageMaker, xform_name(operation), None)
+        if method is not None:
+            setattr(faults.FakeSageMaker, xform_name(operation), recording(operation, method))
+    paginate = faults._Paginator.paginate
+    faults._Paginator.paginate = recording("ListTrainingJobsForHyperParameterTuningJob", paginate)
+
+
+def pytest_configure(config: Any) -> None:
+    import reviewtune.core.reconciler as reconciler
+
+    support.load_handler = _recording_loader(support.load_handler)
+    reconciler.reconcile = _as_function("reconcile", reconciler.reconcile)
+    _record_botocore()
+    _record_fake_sagemaker()
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     path = os.environ.get("REVIEWTUNE_API_CALLS")
     if path:
         with open(path, "w", encoding="utf-8") as handle:

@@ -9,17 +9,18 @@ import pytest
 
 from reviewtune.core import events as models
 from reviewtune.core import names
+from reviewtune.core.errors import InvalidEventError
 from tests.template.helpers import EVENTS_DIR, load_event, matches, parameter_defaults, rule_pattern
 
 EVENT_RULES = {
-    # sample event -> (function whose rule must match it, parser model of the handler)
-    "s3_object_created.json": ("StartTuningFunction", models.ObjectCreatedEvent),
-    "s3_object_created_encoded_key.json": ("StartTuningFunction", models.ObjectCreatedEvent),
-    "tuning_job_completed.json": ("StartEvaluationFunction", models.TuningJobStateChange),
-    "tuning_job_failed.json": ("StartEvaluationFunction", models.TuningJobStateChange),
-    "tuning_job_stopped.json": ("StartEvaluationFunction", models.TuningJobStateChange),
-    "processing_job_completed.json": ("RecordResultsFunction", models.ProcessingJobStateChange),
-    "processing_job_failed.json": ("RecordResultsFunction", models.ProcessingJobStateChange),
+    # sample event -> (function whose rule must match it, the handler's event reader)
+    "s3_object_created.json": ("StartTuningFunction", models.object_created),
+    "s3_object_created_encoded_key.json": ("StartTuningFunction", models.object_created),
+    "tuning_job_completed.json": ("StartEvaluationFunction", models.tuning_job_state_change),
+    "tuning_job_failed.json": ("StartEvaluationFunction", models.tuning_job_state_change),
+    "tuning_job_stopped.json": ("StartEvaluationFunction", models.tuning_job_state_change),
+    "processing_job_completed.json": ("RecordResultsFunction", models.processing_job_state_change),
+    "processing_job_failed.json": ("RecordResultsFunction", models.processing_job_state_change),
 }
 PREFIX = parameter_defaults()["JobNamePrefix"]
 BUCKET = load_event("s3_object_created.json")["detail"]["bucket"]["name"]
@@ -49,10 +50,20 @@ def test_sample_event_matches_only_its_function_s_rule(name):
 
 
 @pytest.mark.parametrize("name", sorted(EVENT_RULES))
-def test_sample_event_parses_with_the_handler_s_model(name):
-    _, model = EVENT_RULES[name]
-    parsed = model.model_validate(load_event(name))
-    assert parsed.source in ("aws.s3", "aws.sagemaker")
+def test_sample_event_is_read_by_the_handler_s_reader_and_by_no_other(name):
+    _, reader = EVENT_RULES[name]
+    event = load_event(name)
+    read = reader(event)
+    detail = event["detail"]
+    if reader is models.object_created:
+        assert (read.bucket, read.object.key) == (detail["bucket"]["name"], detail["object"]["key"])
+    else:
+        job = "HyperParameterTuningJob" if reader is models.tuning_job_state_change else "ProcessingJob"
+        assert (read.name, read.status) == (detail[f"{job}Name"], detail[f"{job}Status"])
+        assert read.detail == detail
+    for other in {r for _, r in EVENT_RULES.values()} - {reader}:
+        with pytest.raises(InvalidEventError):
+            other(event)
 
 
 @pytest.mark.parametrize(

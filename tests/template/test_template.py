@@ -234,7 +234,9 @@ def test_core_layer_ships_the_project_package_and_training_code_from_one_copy():
     assert (
         layer["Properties"]["CompatibleArchitectures"] == template()["Globals"]["Function"]["Architectures"]
     )
-    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    # Built by layers/core/Makefile (tests/template/test_layer_build.py), for the functions' CPU.
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert layer["Metadata"]["BuildArchitecture"] == template()["Globals"]["Function"]["Architectures"][0]
     layer_dir = ROOT / "layers" / "core"
     for name in ("reviewtune", "training_code"):
         link = layer_dir / name
@@ -242,7 +244,7 @@ def test_core_layer_ships_the_project_package_and_training_code_from_one_copy():
         assert str(link.readlink()) == f"../../{name}"
         assert link.resolve() == (ROOT / name).resolve()
     requirements = (layer_dir / "requirements.txt").read_text().splitlines()
-    assert "aws-lambda-powertools[parser,tracer]>=3,<4" in requirements
+    assert "aws-lambda-powertools[tracer]>=3,<4" in requirements
 
 
 def test_start_tuning_has_memory_for_large_files_and_five_minutes():
@@ -624,7 +626,10 @@ def test_start_evaluation_permissions():
     ]
     assert grants["sagemaker:DescribeTrainingJob"] == [_job_arn("training-job")]
     assert grants["sagemaker:CreateProcessingJob"] == [_job_arn("processing-job")]
-    assert grants["sagemaker:AddTags"] == [_job_arn("processing-job")]
+    # Both jobs it creates carry tags: the evaluation job, and the tuning job of a queued run it starts.
+    assert sorted(grants["sagemaker:AddTags"], key=str) == sorted(
+        [_job_arn("processing-job"), _job_arn("hyper-parameter-tuning-job")], key=str
+    )
     assert grants["s3:PutObject"] == [_objects("runs/*/evaluation/input/")]
     assert grants["s3:ListBucket"] == [BUCKET_ARN]
     assert sorted(grants["s3:GetObject"], key=str) == sorted(
@@ -639,13 +644,12 @@ def test_start_evaluation_permissions():
 
 def test_record_results_permissions():
     grants = _grants("RecordResultsFunction")
-    # The processing job's state-change event carries everything it needs: no SageMaker call at all.
+    # The processing job's state-change event carries everything it needs about the job: no DescribeProcessingJob.
     assert set(grants) == {
         "s3:ListBucket",
         "s3:GetObject",
         *IDEMPOTENCY_ACTIONS,
         "dynamodb:Query",
-        "sagemaker:DescribeProcessingJob",
         "sagemaker:CreateHyperParameterTuningJob",
         "sagemaker:DescribeHyperParameterTuningJob",
         "sagemaker:AddTags",
@@ -658,7 +662,6 @@ def test_record_results_permissions():
     assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     # The champion item of a dataset is written into the runs table.
     assert grants["dynamodb:PutItem"] == [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN]
-    assert grants["sagemaker:DescribeProcessingJob"] == [_job_arn("processing-job")]
 
 
 def test_every_function_that_publishes_may_use_the_topic_key_and_nothing_else_of_kms():
