@@ -19,7 +19,6 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import pytest
@@ -205,7 +204,7 @@ def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -
     return True
 
 
-@cache
+@functools.cache
 def deployed_template() -> dict[str, Any]:
     """template.yaml as SAM deploys it (code locations replaced: SAM translates only code in S3)."""
     from reviewtune.local.stack import to_cloudformation
@@ -255,7 +254,7 @@ def grants(function_id: str) -> list[Grant]:
 # ------------------------------------------------------------------------------------------------ the calls
 
 
-@cache
+@functools.cache
 def recorded_calls() -> dict[str, list[dict[str, Any]]]:
     out = ROOT / ".pytest_cache" / "api_calls.json"
     out.parent.mkdir(exist_ok=True)
