@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 from reviewtune.core import aws_errors, messages
 from reviewtune.core.dataset import read_dropped_file
 from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError
-from reviewtune.core.events import S3Object
+from reviewtune.core.events import object_created
 from tests.support.faults import client_error
 
 KEY = "incoming/team a/reviews + notes (1).tsv"
@@ -41,8 +41,11 @@ def read(client, size, version_id=VERSION, etag=ETAG):
      (1.5, None), ("12 GB", None), ("", None), ("²", None), ({"bytes": 1}, None), ([1], None), (float("inf"), None)],
 )
 def test_an_event_size_is_a_whole_number_of_bytes_or_none_never_an_invalid_event(given, size):
-    assert S3Object.model_validate({"key": KEY, "size": given}).size == size
-    assert S3Object.model_validate({"key": KEY}).size is None
+    def event(**obj):
+        return {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "b"}, "object": {"key": KEY, **obj}}}
+
+    assert object_created(event(size=given)).object.size == size
+    assert object_created(event()).object.size is None
 
 
 @pytest.mark.parametrize(
