@@ -87,6 +87,9 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
         (function_id, "s3:ListBucket"): _NO_SUCH_KEY
         for function_id in ("StartTuningFunction", "RecordResultsFunction", "ReconcileFunction")
     },
+    # start_evaluation checks with HeadObject that the champion's model and training hashes still exist: ListBucket
+    # makes a missing one answer 404 (the champion is then not measured) instead of 403
+    ("StartEvaluationFunction", "s3:ListBucket"): _NO_SUCH_KEY,
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
     ("StartEvaluationFunction", "dynamodb:DeleteItem"): _IDEMPOTENCY_DELETE,
     ("RecordResultsFunction", "sagemaker:DescribeHyperParameterTuningJob"): _QUEUED_RUN_EXISTS,
