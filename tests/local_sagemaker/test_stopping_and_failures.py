@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -23,12 +25,24 @@ def all_started(world, trials: list[dict], count: int) -> bool:
     return len(trials) == count and all(log.exists() and "pid=" in log.read_text() for log in logs)
 
 
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+def process_gone(pid: int, within: float = 5.0) -> bool:
+    """Whether the process has ended within ``within`` seconds: gone, or a zombie (killed, not yet reaped by its
+    new parent, which on a busy machine can take a moment)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = ""
+        if state == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_early_stopping_auto_stops_a_trial_below_the_median(world):
