@@ -34,7 +34,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from reviewtune.cfn_yaml import load_template  # noqa: E402
+from reviewtune.cfn_yaml import condition_holds, load_template  # noqa: E402
 
 FUNCTIONS_DIR = REPO / "functions"
 LAYER_SOURCE = REPO / "layers" / "core"
@@ -87,22 +87,7 @@ def _resolve(node: Any, values: dict[str, str], template: dict[str, Any]) -> Any
 
 
 def _condition(name: str, values: dict[str, str], template: dict[str, Any]) -> bool:
-    def evaluate(node: Any) -> Any:
-        if isinstance(node, dict) and len(node) == 1:
-            ((key, arg),) = node.items()
-            if key == "Fn::Equals":
-                return evaluate(arg[0]) == evaluate(arg[1])
-            if key == "Fn::Not":
-                return not evaluate(arg[0])
-            if key == "Fn::And":
-                return all(evaluate(a) for a in arg)
-            if key == "Fn::Or":
-                return any(evaluate(a) for a in arg)
-            if key == "Condition":
-                return _condition(arg, values, template)
-        return _resolve(node, values, template)
-
-    return bool(evaluate(template["Conditions"][name]))
+    return condition_holds(template, name, lambda node: _resolve(node, values, template))
 
 
 def template_environment(function_id: str | None = None) -> dict[str, str]:

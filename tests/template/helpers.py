@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from reviewtune.cfn_yaml import condition_holds as cfn_condition_holds
 from reviewtune.cfn_yaml import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,25 +108,7 @@ def principals(logical_id: str, sid: str) -> Any:
 
 def condition_holds(name: str, values: Mapping[str, str]) -> bool:
     """Evaluate the template condition ``name`` (Equals / Not / And / Or / Condition over Ref) with ``values``."""
-
-    def evaluate(node: Any) -> Any:
-        if isinstance(node, dict) and len(node) == 1:
-            ((key, arg),) = node.items()
-            if key == "Fn::Equals":
-                return str(evaluate(arg[0])) == str(evaluate(arg[1]))
-            if key == "Fn::Not":
-                return not evaluate(arg[0])
-            if key == "Fn::And":
-                return all(evaluate(a) for a in arg)
-            if key == "Fn::Or":
-                return any(evaluate(a) for a in arg)
-            if key == "Condition":
-                return condition_holds(arg, values)
-            if key == "Ref":
-                return values[arg]
-        return node
-
-    return bool(evaluate(template()["Conditions"][name]))
+    return cfn_condition_holds(template(), name, lambda node: values[node["Ref"]] if isinstance(node, dict) and "Ref" in node else node)
 
 
 def resolve_conditions(node: Any, values: Mapping[str, str]) -> Any:
