@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import boto3
 
 from reviewtune.core.runs import RunsRepository
+from reviewtune.local.processes import process_alive
 
 STATE_FILE = "local.json"
 SAMCONFIG = Path("samconfig.toml")
@@ -68,16 +68,6 @@ def default_stack_name(samconfig: Path = SAMCONFIG) -> str:
     return DEFAULT_STACK
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def local_target(workdir: Path) -> Target:
     path = Path(workdir) / STATE_FILE
     try:
@@ -86,7 +76,7 @@ def local_target(workdir: Path) -> Target:
         raise TargetError(f"no local runtime: {path} does not exist (start one with `reviewtune local up`)") from None
     except ValueError as error:
         raise TargetError(f"{path} is not valid JSON ({error})") from error
-    if not _alive(int(state.get("pid", 0))):
+    if not process_alive(int(state.get("pid", 0))):
         raise TargetError(f"the local runtime recorded in {path} (pid {state.get('pid')}) is not running")
     environment = state.get("environment", {})
     session = boto3.session.Session(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reviewtune.local.moto_server import MotoServer
+from reviewtune.local.processes import process_alive
 from reviewtune.local.router import Invocation, Router
 from reviewtune.local.scheduler import LocalScheduler
 from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
@@ -76,25 +77,6 @@ def read_state(workdir: Path = Path(".reviewtune")) -> dict[str, Any]:
         raise LocalRuntimeError(
             f"{path} is not valid JSON ({error}); remove it if no local runtime is running"
         ) from error
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)  # reaps it when it is a child of ours
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited process that its parent has not reaped yet (a zombie) is not running
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 class LocalRuntime:
@@ -237,7 +219,7 @@ class LocalRuntime:
             logger.warning("replacing unreadable %s", self.state_file)
             return
         pid = state.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _process_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             raise LocalRuntimeError(
                 f"a local runtime is already running for {self.workdir} (pid {pid}); stop it with `reviewtune local down`"
             )
@@ -389,7 +371,7 @@ def stop_running(
         report(str(error))
         return None
     pid = state.get("pid")
-    if not isinstance(pid, int) or not _process_alive(pid):
+    if not isinstance(pid, int) or not process_alive(pid):
         state_file.unlink(missing_ok=True)
         report(f"no local runtime is running: process {pid} of {state_file} is gone (removed the stale file)")
         return None
@@ -399,7 +381,7 @@ def stop_running(
         )
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _process_alive(pid):
+    while process_alive(pid):
         if time.monotonic() > deadline:
             raise LocalRuntimeError(
                 f"the local runtime (pid {pid}) did not stop within {timeout:.0f} s; `kill -9 {pid}`"
