@@ -62,7 +62,7 @@ down: $(STAMP)
 	$(PY) -m reviewtune.cli local down
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check --no-cache .
 
 # The IaC gate: no failed check; every skip is declared, with its reason, in the resource's Metadata.
 checkov: $(CHECKOV_STAMP)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from reviewtune.local.processes import process_alive
 
+from reviewtune.local.processes import process_alive
 from reviewtune.local.sagemaker import ScriptedRun, ScriptedRunner
 
 from .conftest import IMAGE, ROLE_ARN, wait_for
