@@ -66,12 +66,13 @@ def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run
         item = runs.get(run_id)
         status = item["status"] if item else "WAITING"
         if status != last_status:
+            if last_status == "TUNING" or status in FINAL_STATUSES:
+                progress.poll()  # the trials' last lines (and the tuning job's end) before the run's next status
             console.print(f"[bold]run[/] {run_id}: {status}")
             last_status = status
         if status == "TUNING":
             progress.poll()
         if item and status in FINAL_STATUSES:
-            progress.poll()
             return item
         time.sleep(poll_s)
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")

@@ -64,3 +64,41 @@ def test_a_failed_trial_or_an_ended_tuning_job_prints_without_an_objective() -> 
     progress.poll()
     assert "002-bbbbbbbb  Stopped" in out.getvalue()
     assert "tuning job run-1: Completed" in out.getvalue()
+
+
+class FakeRuns:
+    """RunsRepository.get answers: one status per call, the last one repeated."""
+
+    def __init__(self, statuses: list[str], on_get=None) -> None:
+        self.statuses = statuses
+        self.on_get = on_get
+        self.calls = 0
+
+    def get(self, run_id: str) -> dict | None:
+        status = self.statuses[min(self.calls, len(self.statuses) - 1)]
+        if self.on_get:
+            self.on_get(self.calls)
+        self.calls += 1
+        return {"status": status}
+
+
+def test_the_last_trial_line_comes_before_the_run_s_next_status() -> None:
+    from reviewtune.console.follow import wait_for_run
+
+    sagemaker = FakeSageMaker()
+    progress, out = _progress(sagemaker)
+    sagemaker.set("run-1-001-aaaaaaaa", "InProgress")
+
+    def between_polls(call: int) -> None:
+        if call == 1:  # the trial ends and the run moves on between two polls
+            sagemaker.set("run-1-001-aaaaaaaa", "Completed", 74.5)
+            sagemaker.tuning_status = "Completed"
+
+    runs = FakeRuns(["TUNING", "EVALUATING", "SUCCEEDED"], on_get=between_polls)
+    item = wait_for_run(progress.console, runs, progress, "run-1", timeout=10, poll_s=0)
+    assert item["status"] == "SUCCEEDED"
+    lines = out.getvalue().splitlines()
+    completed = next(i for i, line in enumerate(lines) if "Completed" in line and "val_acc 74.50 %" in line)
+    assert completed < next(i for i, line in enumerate(lines) if "run-1: EVALUATING" in line)
+    assert completed < next(i for i, line in enumerate(lines) if "run-1: SUCCEEDED" in line)
+    assert sum("val_acc 74.50 %" in line for line in lines) == 1
