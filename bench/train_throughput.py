@@ -19,6 +19,7 @@ fixed seed of ``bench/common.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -32,10 +33,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO_ROOT, default_split_folders  # noqa: E402
-from reviewtune.budget import Budget  # noqa: E402
+from reviewtune.budget import Budget, fitted_to_model  # noqa: E402
 
 # train.py runs with the static hyperparameters of the local default budget (what `make run` trains with).
 LOCAL_BUDGET = Budget()
+
+
+def static_hyperparameters(model: str) -> dict:
+    """The local budget's static hyperparameters as `make run MODEL=...` trains ``model`` with them (the frozen
+    layers are all-mpnet-base-v2's: another model trains all of its layers)."""
+    return fitted_to_model(dataclasses.replace(LOCAL_BUDGET, model=model)).static
 
 TRAIN_SCRIPT = REPO_ROOT / "training_code" / "train.py"
 STEP_LINE = re.compile(
@@ -77,7 +84,7 @@ def run_train_py(args: argparse.Namespace, folders: dict[str, Path], work: Path)
         "SM_NUM_GPUS": "0",
     }
     hyperparameters = {
-        **LOCAL_BUDGET.static,
+        **static_hyperparameters(args.model),
         "model_name_or_path": args.model,
         "epochs": 1,
         "train_batch_size": args.batch_size,
@@ -278,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         | {
             "threads": args.threads,
             "repeats": args.repeats,
-            "train_static_hyperparameters": LOCAL_BUDGET.static,
+            "train_static_hyperparameters": static_hyperparameters(args.model),
         },
         "results": summary,
     }

