@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from bench.common import BALANCED_FILE, data_dir  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
 from reviewtune.budget import MINILM_MODEL, TRAIN_EXAMPLES_PER_SECOND, model_key  # noqa: E402
+from reviewtune.console.views import show_value  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
@@ -259,7 +260,7 @@ def _pipeline_rows(pipelines: dict[str, dict]) -> list[str]:
             "test recall per class (-1 / 0 / 1)",
             [" / ".join(f"{v:.3f}" for v in (p.get("test_recall") or {}).values()) for p in runs],
         ),
-        row("best hyperparameters", [", ".join(f"{k} {v}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
+        row("best hyperparameters", [", ".join(f"{k} {show_value(v)}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
         "",
         f"rows: {first['rows']}",
     ]

@@ -54,7 +54,9 @@ TRAIN_EXAMPLES_PER_SECOND: dict[str, float] = {
     # two jobs side by side, one thread each, the bottom 6 layers frozen: 8.1 examples/s each with other work running
     # at lower priority (6.8 with the embeddings only frozen), 5,537 training rows, batch 16
     "all-mpnet-base-v2": 16.0,
-    "all-minilm-l6-v2": 38.0,  # measured: 38-41 examples/s at batch 32 (README)
+    # `make bench`, 2026-11-30: 75.8 examples/s for one job at batch 32 on both cores; its 4-trial tuning run (two jobs
+    # side by side, batch 16) trained about 71 examples/s in all, start-up and validation included
+    "all-minilm-l6-v2": 70.0,
 }
 # Validation and evaluation run the forward pass only: about a third of the work of a training step.
 INFERENCE_SPEEDUP = 3.0
