@@ -30,7 +30,7 @@ decision carries the sentence people read, e.g. "new champion: 75.2 % vs 73.1 % 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,17 +107,7 @@ class Champion:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "run_id": self.run_id,
-            "accuracy": self.accuracy,
-            "test_rows": self.test_rows,
-            "test_split": self.test_split,
-            "changed_at": self.changed_at,
-            "version": self.version,
-            "model_package_arn": self.model_package_arn,
-            "history": list(self.history),
-        }
+        return {**asdict(self), "history": list(self.history)}
 
 
 def _count(value: Any, name: str) -> int:
@@ -173,14 +163,7 @@ class Comparison:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "champion_run_id": self.champion_run_id,
-            "rows_compared": self.rows_compared,
-            "rows_left_out": self.rows_left_out,
-            "overlap_checked": self.overlap_checked,
-            "challenger_accuracy": self.challenger_accuracy,
-            "champion_accuracy": self.champion_accuracy,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

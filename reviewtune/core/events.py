@@ -109,21 +109,19 @@ def object_created(event: Any) -> ObjectCreated:
     )
 
 
+def _job_state_change(event: Any, detail_type: str, job: str) -> JobStateChange:
+    """The ``{job}Name`` and ``{job}Status`` fields of a SageMaker job's state change event of ``detail_type``."""
+    detail = _detail(event, detail_type)
+    return JobStateChange(
+        name=_text(detail, "detail", f"{job}Name"), status=_text(detail, "detail", f"{job}Status"), detail=detail
+    )
+
+
 def tuning_job_state_change(event: Any) -> JobStateChange:
     """The name, status and detail of a "SageMaker HyperParameter Tuning Job State Change" event."""
-    detail = _detail(event, TUNING_JOB_STATE_CHANGE)
-    return JobStateChange(
-        name=_text(detail, "detail", "HyperParameterTuningJobName"),
-        status=_text(detail, "detail", "HyperParameterTuningJobStatus"),
-        detail=detail,
-    )
+    return _job_state_change(event, TUNING_JOB_STATE_CHANGE, "HyperParameterTuningJob")
 
 
 def processing_job_state_change(event: Any) -> JobStateChange:
     """The name, status and detail of a "SageMaker Processing Job State Change" event."""
-    detail = _detail(event, PROCESSING_JOB_STATE_CHANGE)
-    return JobStateChange(
-        name=_text(detail, "detail", "ProcessingJobName"),
-        status=_text(detail, "detail", "ProcessingJobStatus"),
-        detail=detail,
-    )
+    return _job_state_change(event, PROCESSING_JOB_STATE_CHANGE, "ProcessingJob")
