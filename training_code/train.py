@@ -54,6 +54,7 @@ from review_data import (
     sorted_batches,
     tokenize,
 )
+from weight_average import ExponentialMovingAverage
 
 SCHEDULERS: dict[str, str] = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
@@ -140,7 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr_scheduler", type=_choice(tuple(SCHEDULERS)), default="linear")
     add("--weight_decay", type=_float, default=0.01)
     add("--head_lr_multiplier", type=_float, default=1.0, help="the new head's learning rate / learning_rate")
-    add("--layer_lr_decay", type=_float, default=1.0, help="each encoder layer's rate / the rate of the one above")
+    add(
+        "--layer_lr_decay",
+        type=_float,
+        default=1.0,
+        help="each encoder layer's rate / the rate of the one above",
+    )
+    add(
+        "--label_smoothing",
+        type=_float,
+        default=0.0,
+        help="share of each label spread over all classes in the loss",
+    )
+    add(
+        "--ema_decay",
+        type=_float,
+        default=0.0,
+        help="validate and save an exponential moving average of the trained weights with this decay; 0 = off",
+    )
     add("--precision", type=_choice(PRECISIONS), default="auto")
     add("--max_grad_norm", type=_float, default=1.0, help="0 = no gradient clipping")
     add(
@@ -167,8 +185,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("head_lr_multiplier", "layer_lr_decay"):
         if not getattr(args, name) > 0:
             raise SystemExit(f"error: --{name} must be positive, got {getattr(args, name)}")
-    if not 0 <= args.warmup_ratio < 1:
-        raise SystemExit(f"error: --warmup_ratio must be in [0, 1), got {args.warmup_ratio}")
+    for name in ("warmup_ratio", "label_smoothing", "ema_decay"):
+        if not 0 <= getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name} must be in [0, 1), got {getattr(args, name)}")
     return args
 
 
@@ -357,6 +376,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     )
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     trainable_parameters = [p for p in model.parameters() if p.requires_grad]
+    average = ExponentialMovingAverage(trainable_parameters, args.ema_decay) if args.ema_decay > 0 else None
+    averaged = average.swapped_in if average is not None else contextlib.nullcontext
 
     results: list[EpochResult] = []
     best_state: dict[str, torch.Tensor] | None = None
@@ -374,7 +395,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             labels = batch.labels.to(device, non_blocking=True)
             with precision.autocast(device):
                 logits = classification_logits(model, input_ids, attention_mask, args.pooling)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=args.label_smoothing)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -389,6 +410,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                 optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if average is not None:
+                average.update()
             loss_sum += loss.detach() * batch.size
             examples += batch.size
             window_examples += batch.size
@@ -415,17 +438,20 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         print(f"epoch: {epoch}", flush=True)
         print(f"train_loss: {result.train_loss:.4f}", flush=True)
         if validation_reviews is not None:
-            result.val_loss, result.val_acc = validate(
-                model, validation_ids, validation_reviews.label_ids, args, pad_id, precision, device
-            )
+            with averaged():
+                result.val_loss, result.val_acc = validate(
+                    model, validation_ids, validation_reviews.label_ids, args, pad_id, precision, device
+                )
+                if result.val_acc > best_acc:
+                    best_acc = result.val_acc
+                    if epoch < args.epochs:
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                        }
+                    else:
+                        best_state = None  # the last epoch's (averaged) weights are the best
             print(f"val_loss: {result.val_loss:.4f} - val_acc: {result.val_acc:.2f}", flush=True)
             release_free_memory()
-            if result.val_acc > best_acc:
-                best_acc = result.val_acc
-                if epoch < args.epochs:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                else:
-                    best_state = None  # the model in memory is the best one
         print(
             f"train_examples_per_second: {result.examples_per_second:.2f} - epoch_seconds: {train_seconds:.1f} - "
             f"peak_rss_mb: {peak_rss_mb():.0f}",
@@ -435,6 +461,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:
+        average.copy_to_model()
     save(model, tokenizer, args, env, results, precision)
     return results
 
