@@ -99,6 +99,8 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
 
 # Config keys of the attention-probability dropout, by architecture family (BERT/RoBERTa/MiniLM, DistilBERT).
 ATTENTION_DROPOUT_KEYS: tuple[str, ...] = ("attention_probs_dropout_prob", "attention_dropout")
+# Config keys of the dropout on hidden states (embeddings, layer outputs and the classification head's input).
+HIDDEN_DROPOUT_KEYS: tuple[str, ...] = ("hidden_dropout_prob", "dropout")
 
 
 def training_attention(device: torch.device) -> str | None:
@@ -118,11 +120,13 @@ def load_for_training(
     label2id: dict[str, int],
     *,
     attention_dropout: float | None = None,
+    hidden_dropout: float | None = None,
     attn_implementation: str | None = None,
 ) -> tuple[nn.Module, object]:
     """A fresh classifier (new head) and its tokenizer.
 
-    ``attention_dropout`` (``None``: the model's own) replaces the dropout on attention probabilities;
+    ``attention_dropout`` and ``hidden_dropout`` (``None``: the model's own) replace the dropout on attention
+    probabilities and on hidden states;
     ``attn_implementation`` (``None``: the library's default) picks the attention kernel.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -135,7 +139,9 @@ def load_for_training(
         source, num_labels=len(id2label), id2label=id2label, label2id=label2id
     )
     if attention_dropout is not None:
-        set_attention_dropout(config, attention_dropout)
+        set_dropout(config, ATTENTION_DROPOUT_KEYS, attention_dropout, "attention_dropout")
+    if hidden_dropout is not None:
+        set_dropout(config, HIDDEN_DROPOUT_KEYS, hidden_dropout, "hidden_dropout")
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForSequenceClassification.from_pretrained(source, config=config, **extra)
     check_pooling(model, pooling)
@@ -143,14 +149,15 @@ def load_for_training(
     return model, tokenizer
 
 
-def set_attention_dropout(config: object, probability: float) -> None:
-    """Set the attention-probability dropout of a model config; an error for architectures without one."""
+def set_dropout(config: object, keys: tuple[str, ...], probability: float, name: str) -> None:
+    """Set the dropout of a model config under the first of ``keys`` it has; an error for architectures without
+    one (``name`` is the hyperparameter the message names)."""
     if not 0 <= probability < 1:
-        raise ValueError(f"attention_dropout must be in [0, 1), got {probability}")
-    key = next((key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)), None)
+        raise ValueError(f"{name} must be in [0, 1), got {probability}")
+    key = next((key for key in keys if hasattr(config, key)), None)
     if key is None:
         raise ValueError(
-            f"{type(config).__name__} has no attention dropout setting; leave attention_dropout unset"
+            f"{type(config).__name__} has no {name.replace('_', ' ')} setting; leave {name} unset"
         )
     setattr(config, key, probability)
 

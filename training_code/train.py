@@ -168,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="dropout on attention probabilities; default: the model's own (0.1 for BERT/RoBERTa)",
     )
     add(
+        "--hidden_dropout",
+        type=_optional_float,
+        default=None,
+        help="dropout on hidden states and the head's input; default: the model's own (0.1 for BERT/MPNet)",
+    )
+    add(
         "--log_steps", type=_int, default=50, help="print the running loss and speed every N steps; 0 = never"
     )
     return parser
@@ -180,8 +186,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("train_batch_size", "validation_batch_size", "epochs", "max_seq_length"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name} must be at least 1, got {getattr(args, name)}")
-    if args.attention_dropout is not None and not 0 <= args.attention_dropout < 1:
-        raise SystemExit(f"error: --attention_dropout must be in [0, 1), got {args.attention_dropout}")
+    for name in ("attention_dropout", "hidden_dropout"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            raise SystemExit(f"error: --{name} must be in [0, 1), got {value}")
     for name in ("head_lr_multiplier", "layer_lr_decay"):
         if not getattr(args, name) > 0:
             raise SystemExit(f"error: --{name} must be positive, got {getattr(args, name)}")
@@ -339,6 +347,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         ID2LABEL,
         LABEL2ID,
         attention_dropout=args.attention_dropout,
+        hidden_dropout=args.hidden_dropout,
         attn_implementation=training_attention(device),
     )
     freeze_encoder(model, args.freeze_bert_layer)

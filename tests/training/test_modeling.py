@@ -10,6 +10,8 @@ import pytest
 import torch
 import train
 from modeling import (
+    ATTENTION_DROPOUT_KEYS,
+    HIDDEN_DROPOUT_KEYS,
     Precision,
     choose_precision,
     classification_logits,
@@ -17,7 +19,7 @@ from modeling import (
     load_for_training,
     parse_freeze,
     resolve_model_path,
-    set_attention_dropout,
+    set_dropout,
     training_attention,
 )
 from review_data import ID2LABEL, LABEL2ID
@@ -65,7 +67,9 @@ def test_offline_model_names_resolve_to_the_model_cache(tmp_path: Path, monkeypa
     assert resolve_model_path("sentence-transformers/all-mpnet-base-v2") == str(folder)
 
 
-def test_an_uncached_offline_model_is_a_clear_error_offline_and_a_hub_id_online(tmp_path: Path, monkeypatch) -> None:
+def test_an_uncached_offline_model_is_a_clear_error_offline_and_a_hub_id_online(
+    tmp_path: Path, monkeypatch
+) -> None:
     from reviewtune.offline_models import CACHE_ENV, OfflineModelError
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty"))
@@ -140,27 +144,33 @@ def test_hyperparameters_may_arrive_json_quoted(capsys: pytest.CaptureFixture[st
     assert "warning: ignoring unknown arguments: --sagemaker_program train.py" in capsys.readouterr().out
 
 
-def test_attention_dropout_hyperparameter(capsys: pytest.CaptureFixture[str]) -> None:
-    assert train.parse_args([]).attention_dropout is None
-    assert train.parse_args(["--attention_dropout", '"0"']).attention_dropout == 0.0
-    assert train.parse_args(["--attention_dropout", "None"]).attention_dropout is None
-    with pytest.raises(SystemExit, match=r"--attention_dropout must be in \[0, 1\), got 1.5"):
-        train.parse_args(["--attention_dropout", "1.5"])
+@pytest.mark.parametrize("name", ["attention_dropout", "hidden_dropout"])
+def test_dropout_hyperparameters(name: str) -> None:
+    assert getattr(train.parse_args([]), name) is None
+    assert getattr(train.parse_args([f"--{name}", '"0"']), name) == 0.0
+    assert getattr(train.parse_args([f"--{name}", "None"]), name) is None
+    with pytest.raises(SystemExit, match=rf"--{name} must be in \[0, 1\), got 1.5"):
+        train.parse_args([f"--{name}", "1.5"])
 
 
-def test_attention_dropout_is_set_on_the_architecture_key() -> None:
-    from transformers import BertConfig, DistilBertConfig, GPT2Config
+def test_dropout_is_set_on_the_architecture_key() -> None:
+    from transformers import BertConfig, DistilBertConfig, GPT2Config, MPNetConfig
 
     bert = BertConfig()
-    set_attention_dropout(bert, 0.0)
-    assert bert.attention_probs_dropout_prob == 0.0
+    set_dropout(bert, ATTENTION_DROPOUT_KEYS, 0.0, "attention_dropout")
+    set_dropout(bert, HIDDEN_DROPOUT_KEYS, 0.05, "hidden_dropout")
+    assert (bert.attention_probs_dropout_prob, bert.hidden_dropout_prob) == (0.0, 0.05)
     distil = DistilBertConfig()
-    set_attention_dropout(distil, 0.05)
-    assert distil.attention_dropout == 0.05
+    set_dropout(distil, ATTENTION_DROPOUT_KEYS, 0.05, "attention_dropout")
+    set_dropout(distil, HIDDEN_DROPOUT_KEYS, 0.0, "hidden_dropout")
+    assert (distil.attention_dropout, distil.dropout) == (0.05, 0.0)
+    mpnet = MPNetConfig()
+    set_dropout(mpnet, HIDDEN_DROPOUT_KEYS, 0.0, "hidden_dropout")
+    assert mpnet.hidden_dropout_prob == 0.0
     with pytest.raises(ValueError, match="GPT2Config has no attention dropout setting"):
-        set_attention_dropout(GPT2Config(), 0.0)
-    with pytest.raises(ValueError, match=r"attention_dropout must be in \[0, 1\)"):
-        set_attention_dropout(BertConfig(), -0.1)
+        set_dropout(GPT2Config(), ATTENTION_DROPOUT_KEYS, 0.0, "attention_dropout")
+    with pytest.raises(ValueError, match=r"hidden_dropout must be in \[0, 1\)"):
+        set_dropout(BertConfig(), HIDDEN_DROPOUT_KEYS, -0.1, "hidden_dropout")
 
 
 def test_cpu_training_uses_eager_attention() -> None:
@@ -170,12 +180,21 @@ def test_cpu_training_uses_eager_attention() -> None:
 
 def test_loaded_model_has_the_requested_attention(fresh_model) -> None:
     model, _ = load_for_training(
-        MODEL, "mean", ID2LABEL, LABEL2ID, attention_dropout=0.0, attn_implementation="eager"
+        MODEL,
+        "mean",
+        ID2LABEL,
+        LABEL2ID,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        attn_implementation="eager",
     )
     assert model.config.attention_probs_dropout_prob == 0.0
     assert model.config._attn_implementation == "eager"
+    dropouts = [module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)]
+    assert dropouts and set(dropouts) == {0.0}, "no dropout left in the embeddings, the layers or the head"
     default, _ = fresh_model
     assert default.config.attention_probs_dropout_prob == 0.1
+    assert 0.1 in {module.p for module in default.modules() if isinstance(module, torch.nn.Dropout)}
 
 
 def test_invalid_hyperparameter_values_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,9 +89,6 @@ def test_train_saves_the_averaged_weights(
             super().copy_to_model()
 
     monkeypatch.setattr(train, "ExponentialMovingAverage", Recording)
-    for name in list(__import__("os").environ):
-        if name.startswith("SM_"):
-            monkeypatch.delenv(name)
     env = train.TrainingEnvironment(
         train_dir=channels.train,
         validation_dir=channels.validation,
@@ -101,13 +98,15 @@ def test_train_saves_the_averaged_weights(
         failure_file=tmp_path / "failure",
     )
     args = train.parse_args(
-        [
-            *("--model_name_or_path", MODEL, "--epochs", "1", "--train_steps_per_epoch", "3"),
-            *("--train_batch_size", "8", "--max_seq_length", "32", "--learning_rate", "1e-3"),
-            *("--freeze_bert_layer", "5", "--ema_decay", "0.9", "--label_smoothing", "0.1", "--log_steps", "0"),
-        ]
+        f"--model_name_or_path {MODEL} --epochs 1 --train_steps_per_epoch 3 --train_batch_size 8 "
+        "--max_seq_length 32 --learning_rate 1e-3 --freeze_bert_layer 5 --ema_decay 0.9 --label_smoothing 0.1 "
+        "--log_steps 0".split()
     )
-    train.train(args, env)
+    threads = torch.get_num_threads()
+    try:
+        train.train(args, env)
+    finally:
+        torch.set_num_threads(threads)  # train() sets the job's thread count for this whole process
 
     assert recorded, "the last epoch was the best: the average is copied into the model before saving"
     saved = load_file(str(env.model_dir / "model.safetensors"))
