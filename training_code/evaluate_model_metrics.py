@@ -125,9 +125,7 @@ def compute_metrics(y_true: list[int], y_pred: list[int]) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, correct / np.maximum(predicted, 1), 0.0)
         recall = np.where(support > 0, correct / np.maximum(support, 1), 0.0)
-        f1 = np.where(
-            precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0
-        )
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
     total = int(matrix.sum())
     hits = int(correct.sum())
     return {
@@ -264,17 +262,11 @@ def evaluate(
     # Everything below is for people; evaluation.json above is the contract and never waits on it.
     plotting = report_plots.available()
     if plotting:
-        report_plots.confusion_matrix_png(
-            report["metrics"]["confusion_matrix"], output_data / "confusion_matrix.png"
-        )
+        report_plots.confusion_matrix_png(report["metrics"]["confusion_matrix"], output_data / "confusion_matrix.png")
     if output_report is not None:
         examples = misclassified_examples(reviews.texts, y_true, y_pred)
         page = run_report.render(
-            report,
-            read_json(input_run, "run.json") or {},
-            training_summary or {},
-            examples,
-            plotting=plotting,
+            report, read_json(input_run, "run.json") or {}, training_summary or {}, examples, plotting=plotting
         )
         output_report.mkdir(parents=True, exist_ok=True)
         (output_report / "index.html").write_text(page, encoding="utf-8")
@@ -292,21 +284,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
-        "--input-run",
-        type=Path,
-        default=None,
-        help="a folder holding run.json (trials, history) for the report",
+        "--input-run", type=Path, default=None, help="a folder holding run.json (trials, history) for the report"
     )
     parser.add_argument("--output-report", type=Path, default=None, help="gets the HTML report index.html")
     parser.add_argument(
-        "--champion-model",
-        type=Path,
-        default=None,
-        help="the champion's model, measured on the same test reviews",
+        "--champion-model", type=Path, default=None, help="the champion's model, measured on the same test reviews"
     )
-    parser.add_argument(
-        "--champion-run-id", default=None, help="the champion's run id (echoed in evaluation.json)"
-    )
+    parser.add_argument("--champion-run-id", default=None, help="the champion's run id (echoed in evaluation.json)")
     parser.add_argument(
         "--champion-train-hashes",
         type=Path,

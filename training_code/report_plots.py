@@ -45,16 +45,7 @@ def available() -> bool:
         print(f"matplotlib is missing: pip install -r {REQUIREMENTS.name}", flush=True)
         try:
             result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                    str(REQUIREMENTS),
-                ],
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
                 capture_output=True,
                 text=True,
                 timeout=PIP_TIMEOUT_S,
@@ -125,9 +116,7 @@ def _numeric(values: list[str]) -> list[float] | None:
         return None
 
 
-def objective_by_parameter(
-    trials: list[dict[str, Any]], ranges: dict[str, Any], best: str | None
-) -> bytes | None:
+def objective_by_parameter(trials: list[dict[str, Any]], ranges: dict[str, Any], best: str | None) -> bytes | None:
     """One panel per tuned hyperparameter: each trial's objective against its value (log axis for log ranges)."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -160,31 +149,14 @@ def objective_by_parameter(
             if isinstance(rule, dict) and "min" in rule and "max" in rule:  # the whole searched range
                 low, high = float(rule["min"]), float(rule["max"])
                 pad = (high / low) ** 0.05 if axes.get_xscale() == "log" and low > 0 else None
-                axes.set_xlim(
-                    *(
-                        (low / pad, high * pad)
-                        if pad
-                        else (low - 0.05 * (high - low), high + 0.05 * (high - low))
-                    )
-                )
+                axes.set_xlim(*((low / pad, high * pad) if pad else (low - 0.05 * (high - low), high + 0.05 * (high - low))))
         objectives = [t["objective"] for t in rows]
         colours = [t.get("_order", i) + 1 for i, t in enumerate(rows)]
-        points = axes.scatter(
-            xs,
-            objectives,
-            c=colours,
-            cmap="viridis",
-            vmin=1,
-            vmax=max(len(scored), 2),
-            edgecolors="grey",
-            s=45,
-            zorder=3,
-        )
+        points = axes.scatter(xs, objectives, c=colours, cmap="viridis", vmin=1, vmax=max(len(scored), 2),
+                              edgecolors="grey", s=45, zorder=3)
         for x, t in zip(xs, rows, strict=True):
             if t["name"] == best:
-                axes.scatter(
-                    [x], [t["objective"]], marker="*", s=260, color="tab:red", zorder=4, label="best"
-                )
+                axes.scatter([x], [t["objective"]], marker="*", s=260, color="tab:red", zorder=4, label="best")
         axes.set_xlabel(name + (" (log)" if axes.get_xscale() == "log" else ""))
         axes.set_ylabel("validation accuracy %")
         axes.grid(alpha=0.3)
@@ -195,9 +167,7 @@ def objective_by_parameter(
     return _png(figure)
 
 
-def learning_curves(
-    trials: list[dict[str, Any]], best_epochs: list[dict[str, Any]], best: str | None
-) -> bytes | None:
+def learning_curves(trials: list[dict[str, Any]], best_epochs: list[dict[str, Any]], best: str | None) -> bytes | None:
     """Validation accuracy and loss per epoch: the best trial's full curve, the others at their last epoch."""
     import matplotlib.pyplot as plt
 
@@ -206,27 +176,12 @@ def learning_curves(
     figure, (acc_axes, loss_axes) = plt.subplots(1, 2, figsize=(9, 3.6))
     if best_epochs:
         epochs = [e["epoch"] for e in best_epochs if e.get("val_acc") is not None]
-        acc_axes.plot(
-            epochs,
-            [e["val_acc"] for e in best_epochs if e.get("val_acc") is not None],
-            "o-",
-            color="tab:red",
-            label="best trial: validation",
-        )
-        loss_axes.plot(
-            epochs,
-            [e["val_loss"] for e in best_epochs if e.get("val_loss") is not None],
-            "o-",
-            color="tab:red",
-            label="best trial: validation",
-        )
-        loss_axes.plot(
-            [e["epoch"] for e in best_epochs],
-            [e["train_loss"] for e in best_epochs],
-            "s--",
-            color="tab:orange",
-            label="best trial: training",
-        )
+        acc_axes.plot(epochs, [e["val_acc"] for e in best_epochs if e.get("val_acc") is not None],
+                      "o-", color="tab:red", label="best trial: validation")
+        loss_axes.plot(epochs, [e["val_loss"] for e in best_epochs if e.get("val_loss") is not None],
+                       "o-", color="tab:red", label="best trial: validation")
+        loss_axes.plot([e["epoch"] for e in best_epochs], [e["train_loss"] for e in best_epochs],
+                       "s--", color="tab:orange", label="best trial: training")
     labelled: set[str] = set()
     for trial in trials:
         if trial["name"] == best or trial.get("epochs") is None:
@@ -236,13 +191,9 @@ def learning_curves(
         show = None if label in labelled else label
         labelled.add(label)
         if trial.get("objective") is not None:
-            acc_axes.scatter(
-                [trial["epochs"]], [trial["objective"]], marker=marker, color="tab:blue", label=show
-            )
+            acc_axes.scatter([trial["epochs"]], [trial["objective"]], marker=marker, color="tab:blue", label=show)
         if trial.get("val_loss") is not None:
-            loss_axes.scatter(
-                [trial["epochs"]], [trial["val_loss"]], marker=marker, color="tab:blue", label=show
-            )
+            loss_axes.scatter([trial["epochs"]], [trial["val_loss"]], marker=marker, color="tab:blue", label=show)
     for axes, title, ylabel in ((acc_axes, "Validation accuracy", "%"), (loss_axes, "Loss", "cross-entropy")):
         axes.set_title(title)
         axes.set_xlabel("epoch")
@@ -260,8 +211,7 @@ def history(runs: list[dict[str, Any]]) -> bytes | None:
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
     points = sorted(
-        (r for r in runs if r.get("test_accuracy") is not None and r.get("created_at")),
-        key=lambda r: r["created_at"],
+        (r for r in runs if r.get("test_accuracy") is not None and r.get("created_at")), key=lambda r: r["created_at"]
     )
     if len(points) < 2:
         return None
@@ -270,14 +220,10 @@ def history(runs: list[dict[str, Any]]) -> bytes | None:
     below = [a - 100 * r["ci95"][0] if r.get("ci95") else 0 for r, a in zip(points, accuracy, strict=True)]
     above = [100 * r["ci95"][1] - a if r.get("ci95") else 0 for r, a in zip(points, accuracy, strict=True)]
     figure, axes = plt.subplots(figsize=(8, 3.2))
-    axes.errorbar(
-        times, accuracy, yerr=[below, above], fmt="o-", capsize=3, color="tab:blue", label="test accuracy"
-    )
+    axes.errorbar(times, accuracy, yerr=[below, above], fmt="o-", capsize=3, color="tab:blue", label="test accuracy")
     current = [(t, a) for t, a, r in zip(times, accuracy, points, strict=True) if r.get("current")]
     if current:
-        axes.scatter(
-            *zip(*current, strict=True), marker="*", s=220, color="tab:red", zorder=3, label="this run"
-        )
+        axes.scatter(*zip(*current, strict=True), marker="*", s=220, color="tab:red", zorder=3, label="this run")
     locator = AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))

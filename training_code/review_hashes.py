@@ -40,9 +40,7 @@ def read_hashes(location: Path) -> set[str]:
     if not location.is_file():
         raise HashesError(f"{location}: no such file")
     hashes = set()
-    for number, line in enumerate(
-        location.read_text(encoding="ascii", errors="replace").splitlines(), start=1
-    ):
+    for number, line in enumerate(location.read_text(encoding="ascii", errors="replace").splitlines(), start=1):
         line = line.strip()
         if not line:
             continue

@@ -125,16 +125,11 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     cards = "".join(
         [
             _card("test accuracy %", _pct(accuracy["value"]), "test-accuracy"),
-            _card(
-                "95 % interval (Wilson)",
-                f'<span data-key="ci-low">{_pct(low)}</span>–<span data-key="ci-high">{_pct(high)}</span>',
-            ),
-            _card("macro F1", f"{metrics.get('macro_f1', {}).get('value', float('nan')):.4f}", "macro-f1"),
-            _card(
-                "best validation accuracy %",
-                "n/a" if best.get("objective") is None else f"{best['objective']:.2f}",
-                "best-objective",
-            ),
+            _card("95 % interval (Wilson)", f'<span data-key="ci-low">{_pct(low)}</span>–'
+                  f'<span data-key="ci-high">{_pct(high)}</span>'),
+            _card("macro F1", f'{metrics.get("macro_f1", {}).get("value", float("nan")):.4f}', "macro-f1"),
+            _card("best validation accuracy %", "n/a" if best.get("objective") is None else f"{best['objective']:.2f}",
+                  "best-objective"),
             _card("test reviews", f"{test_rows:,}", "test-rows"),
         ]
     )
@@ -149,9 +144,7 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
             if name in rows
         )
         or "n/a",
-        "strategy": escape(
-            f"{config.get('strategy', 'n/a')} search, early stopping {config.get('early_stopping', 'n/a')}"
-        ),
+        "strategy": escape(f"{config.get('strategy', 'n/a')} search, early stopping {config.get('early_stopping', 'n/a')}"),
         "budget": escape(
             f"{config.get('max_jobs', '?')} trials, {config.get('max_parallel_jobs', '?')} at a time, "
             f"{config.get('epochs', '?')} epochs, model {config.get('model_name', '?')}, "
@@ -168,16 +161,11 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
         labels = sorted({label for s in splits for label in class_counts[s]}, key=lambda v: int(v))
         table = "<h3>Rows per split and class</h3>" + _table(
             ["class", *splits],
-            [
-                [escape(f"{CLASS_NAMES.get(int(label), label)} ({label})")]
-                + [f"{class_counts[s].get(label, 0):,}" for s in splits]
-                for label in labels
-            ],
+            [[escape(f"{CLASS_NAMES.get(int(label), label)} ({label})")]
+             + [f"{class_counts[s].get(label, 0):,}" for s in splits] for label in labels],
         )
     listing = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts.items())
-    return (
-        f'<section><h2>Summary</h2><div class="cards">{cards}</div><p></p><dl>{listing}</dl>{table}</section>'
-    )
+    return f'<section><h2>Summary</h2><div class="cards">{cards}</div><p></p><dl>{listing}</dl>{table}</section>'
 
 
 def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: bool) -> str:
@@ -197,8 +185,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
         rows.append(
             [
                 escape(trial["name"]) + (" ★" if trial["name"] == best_name else ""),
-                escape(str(trial.get("status", "")))
-                + (" (early stop)" if trial.get("early_stopped") else ""),
+                escape(str(trial.get("status", ""))) + (" (early stop)" if trial.get("early_stopped") else ""),
                 *(_num(trial.get("tuned_hyperparameters", {}).get(p, "")) for p in params),
                 "-" if trial.get("objective") is None else f"{trial['objective']:.2f}",
                 "-" if trial.get("epochs") is None else str(trial["epochs"]),
@@ -224,11 +211,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
     return (
         "<section><h2>Search</h2>"
         f"<p class='sub'>{len(trials)} trials; objective: validation accuracy (%). ★ = best trial.</p>{table}"
-        + _plot(
-            plotting,
-            "objective by hyperparameter",
-            lambda: report_plots.objective_by_parameter(ordered, ranges, best_name),
-        )
+        + _plot(plotting, "objective by hyperparameter", lambda: report_plots.objective_by_parameter(ordered, ranges, best_name))
         + "<h3>Learning curves</h3>"
         + _plot(plotting, "learning curves", lambda: report_plots.learning_curves(ordered, epochs, best_name))
         + curve_note
@@ -246,10 +229,7 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
         rows.append(
             [
                 escape(f"{CLASS_NAMES.get(int(label), label)} ({label})"),
-                *(
-                    f'<span data-key="{key}-{label}">{values[key]:.3f}</span>'
-                    for key in ("precision", "recall", "f1")
-                ),
+                *(f'<span data-key="{key}-{label}">{values[key]:.3f}</span>' for key in ("precision", "recall", "f1")),
                 f"{int(values['support']):,}",
             ]
         )
@@ -259,9 +239,7 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
         [escape(f"true {CLASS_NAMES.get(int(label), label)}"), *(f"{count:,}" for count in row)]
         for label, row in zip(labels, confusion.get("matrix", []), strict=False)
     ]
-    matrix_table = _table(
-        ["", *(f"predicted {CLASS_NAMES.get(int(label), label)}" for label in labels)], matrix_rows
-    )
+    matrix_table = _table(["", *(f"predicted {CLASS_NAMES.get(int(label), label)}" for label in labels)], matrix_rows)
     example_rows = [
         [
             escape(CLASS_NAMES.get(int(e["true"]), str(e["true"]))),
@@ -272,10 +250,7 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
     ]
     example_html = (
         '<div class="scroll"><table><thead><tr><th>true</th><th class="left">predicted</th><th class="text">review</th></tr></thead><tbody>'
-        + "".join(
-            f"<tr><td>{a}</td><td class='left'>{b}</td><td class='text'>{c}</td></tr>"
-            for a, b, c in example_rows
-        )
+        + "".join(f"<tr><td>{a}</td><td class='left'>{b}</td><td class='text'>{c}</td></tr>" for a, b, c in example_rows)
         + "</tbody></table></div>"
         if example_rows
         else "<p>No test review was misclassified.</p>"
@@ -329,20 +304,10 @@ def _comparison(evaluation: dict[str, Any]) -> str:
         return ""
     champion = escape(str(comparison.get("champion_run_id")))
     left_out = int(comparison.get("rows_left_out") or 0)
-    why = (
-        "reviews the champion was trained on"
-        if comparison.get("overlap_checked")
-        else "none: its training reviews are unknown"
-    )
+    why = "reviews the champion was trained on" if comparison.get("overlap_checked") else "none: its training reviews are unknown"
     rows = [
-        [
-            "this run (challenger)",
-            f'<span data-key="challenger-accuracy">{_pct(comparison.get("challenger_accuracy"))}</span>',
-        ],
-        [
-            f"champion {champion}",
-            f'<span data-key="champion-accuracy">{_pct(comparison.get("champion_accuracy"))}</span>',
-        ],
+        ["this run (challenger)", f'<span data-key="challenger-accuracy">{_pct(comparison.get("challenger_accuracy"))}</span>'],
+        [f"champion {champion}", f'<span data-key="champion-accuracy">{_pct(comparison.get("champion_accuracy"))}</span>'],
     ]
     return (
         "<section><h2>Against the champion</h2>"

@@ -141,18 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr_scheduler", type=_choice(tuple(SCHEDULERS)), default="linear")
     add("--weight_decay", type=_float, default=0.01)
     add("--head_lr_multiplier", type=_float, default=1.0, help="the new head's learning rate / learning_rate")
-    add(
-        "--layer_lr_decay",
-        type=_float,
-        default=1.0,
-        help="each encoder layer's rate / the rate of the one above",
-    )
-    add(
-        "--label_smoothing",
-        type=_float,
-        default=0.0,
-        help="share of each label spread over all classes in the loss",
-    )
+    add("--layer_lr_decay", type=_float, default=1.0, help="each encoder layer's rate / the rate of the one above")
+    add("--label_smoothing", type=_float, default=0.0, help="share of each label spread over all classes in the loss")
     add(
         "--ema_decay",
         type=_float,
@@ -454,9 +444,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                 if result.val_acc > best_acc:
                     best_acc = result.val_acc
                     if epoch < args.epochs:
-                        best_state = {
-                            k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                        }
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                     else:
                         best_state = None  # the last epoch's (averaged) weights are the best
             print(f"val_loss: {result.val_loss:.4f} - val_acc: {result.val_acc:.2f}", flush=True)

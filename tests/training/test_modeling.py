@@ -67,9 +67,7 @@ def test_offline_model_names_resolve_to_the_model_cache(tmp_path: Path, monkeypa
     assert resolve_model_path("sentence-transformers/all-mpnet-base-v2") == str(folder)
 
 
-def test_an_uncached_offline_model_is_a_clear_error_offline_and_a_hub_id_online(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_an_uncached_offline_model_is_a_clear_error_offline_and_a_hub_id_online(tmp_path: Path, monkeypatch) -> None:
     from reviewtune.offline_models import CACHE_ENV, OfflineModelError
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty"))
@@ -180,13 +178,7 @@ def test_cpu_training_uses_eager_attention() -> None:
 
 def test_loaded_model_has_the_requested_attention(fresh_model) -> None:
     model, _ = load_for_training(
-        MODEL,
-        "mean",
-        ID2LABEL,
-        LABEL2ID,
-        attention_dropout=0.0,
-        hidden_dropout=0.0,
-        attn_implementation="eager",
+        MODEL, "mean", ID2LABEL, LABEL2ID, attention_dropout=0.0, hidden_dropout=0.0, attn_implementation="eager"
     )
     assert model.config.attention_probs_dropout_prob == 0.0
     assert model.config._attn_implementation == "eager"
