@@ -24,6 +24,7 @@ from reviewtune.console.views import show_value
 from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.formats import accepted_formats_text, file_format
+from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
 from reviewtune.core.runs import RunsRepository
 from reviewtune.real_sample import PER_CLASS, SOURCE
 
@@ -69,20 +70,23 @@ def cmd_local_down(args: argparse.Namespace) -> int:
     return 0 if stop_running(Path(args.workdir)) else 1
 
 
-def _log_epochs(runtime: Any) -> Callable[[str], int]:
-    def epochs(job: str) -> int:
+def _log_latest(runtime: Any) -> Callable[[str], tuple[int, float | None]]:
+    """A trial's epochs and last validation accuracy from its log (the local SageMaker service's job folder)."""
+
+    def latest(job: str) -> tuple[int, float | None]:
         log = Path(runtime.workdir) / "sagemaker" / "training" / job / "log.txt"
         try:
-            return log.read_text(errors="replace").count("val_acc:")
+            values = printed_values(log.read_text(errors="replace"), OBJECTIVE_METRIC)
         except OSError:
-            return 0
+            return 0, None
+        return len(values), float(values[-1]) if values else None
 
-    return epochs
+    return latest
 
 
 def _wait_for_run(runtime: Any, run_id: str, timeout: float) -> dict[str, Any]:
     runs = RunsRepository(runtime.table(runtime.stack.outputs["RunsTableName"]))
-    progress = Progress(console, runtime.client("sagemaker"), run_id, epochs=_log_epochs(runtime))
+    progress = Progress(console, runtime.client("sagemaker"), run_id, latest=_log_latest(runtime))
     return wait_for_run(console, runs, progress, run_id, timeout)
 
 

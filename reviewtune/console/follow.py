@@ -10,25 +10,30 @@ from rich.console import Console
 
 from reviewtune.console.views import show_value
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
-from reviewtune.core.trial_facts import epochs_run
+from reviewtune.core.trial_facts import latest_epoch
+
+# (epochs run, the last epoch's validation accuracy in percent or None) of a training job, by its name
+LatestEpoch = Callable[[str], tuple[int, float | None]]
 
 
 class Progress:
-    """Prints a line whenever a trial changes: status, epoch, objective.
+    """Prints a line whenever a trial changes: status, epoch, validation accuracy.
 
-    ``epochs(job_name)`` counts the epochs a trial has run; by default from DescribeTrainingJob's ``train:epoch``
-    final metric (works on AWS and locally); the local ``run`` command reads the trial's log instead."""
+    A running trial shows its last epoch's validation accuracy; an ended one the objective the tuner read.
+    ``latest(job_name)`` gives the epochs a trial has run and the last one's validation accuracy; by default from
+    DescribeTrainingJob's final metrics (``train:epoch``, ``validation:accuracy``: SageMaker updates them as the job
+    prints them; works on AWS and locally); the local ``run`` command reads the trial's log instead."""
 
-    def __init__(self, console: Console, sagemaker: Any, run_id: str, epochs: Callable[[str], int] | None = None):
+    def __init__(self, console: Console, sagemaker: Any, run_id: str, latest: LatestEpoch | None = None):
         self.console = console
         self.sagemaker = sagemaker
         self.run_id = run_id
-        self.epochs = epochs or self._described_epochs
+        self.latest = latest or self._described_latest
         self.seen: dict[str, tuple] = {}
         self.tuning_status: str | None = None
 
-    def _described_epochs(self, job: str) -> int:
-        return epochs_run(self.sagemaker.describe_training_job(TrainingJobName=job)) or 0
+    def _described_latest(self, job: str) -> tuple[int, float | None]:
+        return latest_epoch(self.sagemaker.describe_training_job(TrainingJobName=job))
 
     def poll(self) -> None:
         try:
@@ -50,12 +55,15 @@ class Progress:
             ended_without_objective = summary["TrainingJobStatus"] in ("Completed", "Stopped") and objective is None
             if ended_without_objective and self.tuning_status == "InProgress":
                 continue  # the tuner reads the objective a moment after the job ends: print the trial once it has it
-            state = (summary["TrainingJobStatus"], self.epochs(name), objective)
+            epochs, last_accuracy = self.latest(name)
+            running = summary["TrainingJobStatus"] == "InProgress"
+            accuracy = last_accuracy if running else objective
+            state = (summary["TrainingJobStatus"], epochs, objective, accuracy)
             if state != previous:
                 self.seen[name] = state
                 hps = " ".join(f"{k}={show_value(v)}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
-                shown = f"{objective:.2f} %" if objective is not None else "-"
-                self.console.print(f"  trial {name[-12:]}  {state[0]:<10} epoch {state[1]}  val_acc {shown:<8}  {hps}")
+                shown = f"{accuracy:.2f} %" if accuracy is not None else "-"
+                self.console.print(f"  trial {name[-12:]}  {state[0]:<10} epoch {epochs}  val_acc {shown:<8}  {hps}")
 
 
 def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run_id: str, timeout: float, poll_s: float = 2) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 OBJECTIVE_METRIC = "validation:accuracy"
 OBJECTIVE_TYPE = "Maximize"
 
@@ -17,3 +19,9 @@ EPOCH_METRIC = "train:epoch"
 
 def metric_definitions() -> list[dict[str, str]]:
     return [dict(definition) for definition in METRIC_DEFINITIONS]
+
+
+def printed_values(log: str, metric: str) -> list[float]:
+    """Every value of ``metric`` a training log printed, in order (what SageMaker's regex would read)."""
+    regex = next(d["Regex"] for d in METRIC_DEFINITIONS if d["Name"] == metric)
+    return [float(value) for value in re.findall(regex, log)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reviewtune.core.metrics import EPOCH_METRIC
+from reviewtune.core.metrics import EPOCH_METRIC, OBJECTIVE_METRIC
 
 VALIDATION_LOSS_METRIC = "validation:loss"
 
@@ -21,6 +21,11 @@ def final_metrics(description: dict[str, Any]) -> dict[str, float]:
 def epochs_run(description: dict[str, Any]) -> int | None:
     value = final_metrics(description).get(EPOCH_METRIC)
     return None if value is None else int(value)
+
+
+def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
+    """The epochs a trial has run so far and the last one's validation accuracy (``None`` before the first)."""
+    return epochs_run(description) or 0, final_metrics(description).get(OBJECTIVE_METRIC)
 
 
 def early_stopped(training_status: str, tuning_status: str) -> bool:

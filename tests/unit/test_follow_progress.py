@@ -30,10 +30,10 @@ class FakeSageMaker:
         self.trials[name] = summary
 
 
-def _progress(sagemaker: FakeSageMaker) -> tuple[Progress, io.StringIO]:
+def _progress(sagemaker: FakeSageMaker, latest=lambda job: (2, None)) -> tuple[Progress, io.StringIO]:
     out = io.StringIO()
     console = Console(file=out, width=200, highlight=False, color_system=None)
-    return Progress(console, sagemaker, "run-1", epochs=lambda job: 2), out
+    return Progress(console, sagemaker, "run-1", latest=latest), out
 
 
 def test_an_ended_trial_is_printed_once_with_its_objective() -> None:
@@ -50,6 +50,52 @@ def test_an_ended_trial_is_printed_once_with_its_objective() -> None:
     assert len(lines) == 2
     assert "InProgress" in lines[0] and "val_acc -" in lines[0]
     assert "Completed" in lines[1] and "val_acc 74.50 %" in lines[1] and "learning_rate=5e-05" in lines[1]
+
+
+def test_a_running_trial_shows_its_last_epoch_s_validation_accuracy() -> None:
+    sagemaker = FakeSageMaker()
+    latest = {"run-1-001-aaaaaaaa": (0, None)}
+    progress, out = _progress(sagemaker, latest=latest.__getitem__)
+    sagemaker.set("run-1-001-aaaaaaaa", "InProgress")
+    progress.poll()
+    latest["run-1-001-aaaaaaaa"] = (1, 70.45)
+    progress.poll()
+    progress.poll()  # nothing changed: no line
+    latest["run-1-001-aaaaaaaa"] = (2, 73.05)
+    progress.poll()
+    sagemaker.set("run-1-001-aaaaaaaa", "Completed", 73.05)
+    progress.poll()
+    lines = [line for line in out.getvalue().splitlines() if "trial" in line]
+    assert len(lines) == 4, lines
+    assert "epoch 0  val_acc -" in lines[0]
+    assert "InProgress epoch 1  val_acc 70.45 %" in lines[1]
+    assert "InProgress epoch 2  val_acc 73.05 %" in lines[2]
+    assert "Completed  epoch 2  val_acc 73.05 %" in lines[3]
+
+
+def test_an_ended_trial_shows_the_tuner_s_objective_not_its_last_epoch() -> None:
+    """train.py saves the better epoch: the objective the tuner read can differ from the last epoch's accuracy."""
+    sagemaker = FakeSageMaker()
+    progress, out = _progress(sagemaker, latest=lambda job: (2, 71.0))
+    sagemaker.set("run-1-001-aaaaaaaa", "Completed", 74.0)
+    progress.poll()
+    assert "Completed  epoch 2  val_acc 74.00 %" in out.getvalue()
+
+
+def test_the_default_reads_epochs_and_accuracy_from_the_training_job_s_metrics() -> None:
+    sagemaker = FakeSageMaker()
+    sagemaker.describe_training_job = lambda TrainingJobName: {
+        "FinalMetricDataList": [
+            {"MetricName": "train:epoch", "Value": 1.0},
+            {"MetricName": "validation:accuracy", "Value": 69.8},
+            {"MetricName": "validation:loss", "Value": 0.71},
+        ]
+    }
+    out = io.StringIO()
+    progress = Progress(Console(file=out, width=200, color_system=None), sagemaker, "run-1")
+    sagemaker.set("run-1-001-aaaaaaaa", "InProgress")
+    progress.poll()
+    assert "InProgress epoch 1  val_acc 69.80 %" in out.getvalue()
 
 
 def test_a_failed_trial_or_an_ended_tuning_job_prints_without_an_objective() -> None:
@@ -102,3 +148,18 @@ def test_the_last_trial_line_comes_before_the_run_s_next_status() -> None:
     assert completed < next(i for i, line in enumerate(lines) if "run-1: EVALUATING" in line)
     assert completed < next(i for i, line in enumerate(lines) if "run-1: SUCCEEDED" in line)
     assert sum("val_acc 74.50 %" in line for line in lines) == 1
+
+
+def test_the_local_run_reads_a_trial_s_log(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from reviewtune.cli import _log_latest
+
+    latest = _log_latest(SimpleNamespace(workdir=tmp_path))
+    assert latest("run-1-001-aaaaaaaa") == (0, None)  # no log yet
+    log = tmp_path / "sagemaker" / "training" / "run-1-001-aaaaaaaa" / "log.txt"
+    log.parent.mkdir(parents=True)
+    log.write_text("train_rows: 5537 - validation_rows: 308\nstep: 20/346 - loss: 1.0945\nepoch: 1\ntrain_loss: 0.7216\n")
+    assert latest("run-1-001-aaaaaaaa") == (0, None)  # an epoch trained, not yet validated
+    log.write_text(log.read_text() + "val_loss: 0.6836 - val_acc: 70.45\nepoch: 2\nval_loss: 0.5890 - val_acc: 73.05\n")
+    assert latest("run-1-001-aaaaaaaa") == (2, 73.05)
