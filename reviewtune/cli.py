@@ -79,7 +79,7 @@ def _log_latest(runtime: Any) -> Callable[[str], tuple[int, float | None]]:
             values = printed_values(log.read_text(errors="replace"), OBJECTIVE_METRIC)
         except OSError:
             return 0, None
-        return len(values), float(values[-1]) if values else None
+        return len(values), values[-1] if values else None
 
     return latest
 

@@ -2,7 +2,8 @@
 step's (train.py's ``--ema_decay``).
 
 Only the parameters that train are averaged (with the bottom layers frozen, about a third of all-mpnet-base-v2), in
-fp32, on the parameters' device. The decay starts low and rises to ``decay`` (``(1 + t) / (10 + t)``, as timm's and
+fp32, on the parameters' device: ``torch.optim.swa_utils.AveragedModel`` would copy the whole model, frozen layers
+included (438 MB more for all-mpnet-base-v2, whose jobs must stay under 5 GB). The decay starts low and rises to ``decay`` (``(1 + t) / (10 + t)``, as timm's and
 TensorFlow's EMA do), so that the first steps, far from the pretrained weights' optimum, do not dominate the average.
 """
 

@@ -25,7 +25,8 @@ def epochs_run(description: dict[str, Any]) -> int | None:
 
 def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
     """The epochs a trial has run so far and the last one's validation accuracy (``None`` before the first)."""
-    return epochs_run(description) or 0, final_metrics(description).get(OBJECTIVE_METRIC)
+    metrics = final_metrics(description)
+    return int(metrics.get(EPOCH_METRIC, 0)), metrics.get(OBJECTIVE_METRIC)
 
 
 def early_stopped(training_status: str, tuning_status: str) -> bool:
