@@ -29,7 +29,7 @@ LOCAL_IMAGE = (
 TIME_BUDGET_MINUTES = 30.0  # the whole `make run DATA=...`: start-up, every trial, the evaluation
 MPNET_TRIALS = 2
 MPNET_PARALLEL_TRIALS = 2  # side by side, one thread each: ~2x the examples/s of one job on both cores (README)
-MPNET_EPOCHS = 2  # each capped by the plan to fit the budget; the better epoch is kept
+MPNET_EPOCHS = 2  # each capped by the plan to fit the budget; the last epoch's weights are kept
 MPNET_STRATEGY = "Bayesian"
 MPNET_LEARNING_RATE = {"min": 6e-5, "max": 1.5e-4, "scaling": "Logarithmic"}  # the bottom half frozen: higher
 MPNET_BATCH_SIZE = 16

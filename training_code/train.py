@@ -7,7 +7,8 @@ Runs unchanged in SageMaker's PyTorch / Hugging Face training containers and loc
 - hyperparameters: ``--name value``; values may arrive JSON-quoted (``"128"``); unknown ones are ignored;
 - metrics: after every epoch one line ``val_loss: <float> - val_acc: <percent>`` (and ``train_loss: <float>``).
 
-The model saved is the one of the epoch with the best validation accuracy (the last epoch when validation is off).
+The model saved is the last epoch's (``--keep_epoch best``: the epoch with the best validation accuracy; see
+kept_epoch.py for why the last ``val_acc`` line is always the saved model's).
 On a failure the reason is also written to SageMaker's failure file (``/opt/ml/output/failure``) when that folder exists.
 """
 
@@ -32,6 +33,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F
+from kept_epoch import KEEP_RULES, KeptEpoch
 from modeling import (
     POOLINGS,
     PRECISIONS,
@@ -148,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float,
         default=0.0,
         help="validate and save an exponential moving average of the trained weights with this decay; 0 = off",
+    )
+    add(
+        "--keep_epoch",
+        type=_choice(KEEP_RULES),
+        default="last",
+        help="save the last epoch's weights, or the best epoch's by validation accuracy",
     )
     add("--precision", type=_choice(PRECISIONS), default="auto")
     add("--max_grad_norm", type=_float, default=1.0, help="0 = no gradient clipping")
@@ -379,8 +387,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     averaged = average.swapped_in if average is not None else contextlib.nullcontext
 
     results: list[EpochResult] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_acc = -1.0
+    kept = KeptEpoch(args.keep_epoch, args.epochs)
     for epoch in range(1, args.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
@@ -441,14 +448,16 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                 result.val_loss, result.val_acc = validate(
                     model, validation_ids, validation_reviews.label_ids, args, pad_id, precision, device
                 )
-                if result.val_acc > best_acc:
-                    best_acc = result.val_acc
-                    if epoch < args.epochs:
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                    else:
-                        best_state = None  # the last epoch's (averaged) weights are the best
+                kept.after_epoch(
+                    epoch,
+                    result.val_acc,
+                    result.val_loss,
+                    lambda: {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+                )
             print(f"val_loss: {result.val_loss:.4f} - val_acc: {result.val_acc:.2f}", flush=True)
             release_free_memory()
+        else:
+            kept.after_epoch(epoch, None, None, dict)
         print(
             f"train_examples_per_second: {result.examples_per_second:.2f} - epoch_seconds: {train_seconds:.1f} - "
             f"peak_rss_mb: {peak_rss_mb():.0f}",
@@ -456,11 +465,13 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         )
         results.append(result)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    saved = results[kept.epoch - 1]
+    if kept.restore(model.load_state_dict):
+        # the tuner's objective is the latest value printed: make it the saved model's
+        print(f"val_loss: {saved.val_loss:.4f} - val_acc: {saved.val_acc:.2f}", flush=True)
     elif average is not None:
         average.copy_to_model()
-    save(model, tokenizer, args, env, results, precision)
+    save(model, tokenizer, args, env, results, saved, precision)
     return results
 
 
@@ -470,6 +481,7 @@ def save(
     args: argparse.Namespace,
     env: TrainingEnvironment,
     results: list[EpochResult],
+    saved: EpochResult,
     precision: Precision,
 ) -> None:
     env.model_dir.mkdir(parents=True, exist_ok=True)
@@ -482,19 +494,17 @@ def save(
         "max_seq_length": args.max_seq_length,
     }
     (env.model_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n")
-    scored = [r for r in results if r.val_acc is not None]
-    best = max(scored, key=lambda r: r.val_acc) if scored else results[-1]
     summary = {
         "hyperparameters": {k: v for k, v in vars(args).items()},
-        "saved_epoch": best.epoch,
-        "best_val_acc": best.val_acc,
+        "saved_epoch": saved.epoch,
+        "saved_val_acc": saved.val_acc,
         "precision": precision.name,
         "threads": torch.get_num_threads(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "epochs": [asdict(r) for r in results],
     }
     (env.model_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"saved_epoch: {best.epoch} - model_dir: {env.model_dir}", flush=True)
+    print(f"saved_epoch: {saved.epoch} - model_dir: {env.model_dir}", flush=True)
 
 
 def _write_failure(env: TrainingEnvironment, message: str) -> None:

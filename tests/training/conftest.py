@@ -101,6 +101,30 @@ def run_train(channels: Channels, model_dir: Path, **hyperparameters: object) ->
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
+def train_in_process(channels: Channels, tmp_path: Path, arguments: str) -> Path:
+    """train.train() in this process (so a test can patch train's names), MiniLM and ``arguments``; the model dir."""
+    import torch
+    import train
+
+    env = train.TrainingEnvironment(
+        train_dir=channels.train,
+        validation_dir=channels.validation,
+        model_dir=tmp_path / "model",
+        num_cpus=1,
+        num_gpus=0,
+        failure_file=tmp_path / "failure",
+    )
+    args = train.parse_args(
+        f"--model_name_or_path {MODEL} --train_batch_size 8 --max_seq_length 32 --log_steps 0 {arguments}".split()
+    )
+    threads = torch.get_num_threads()
+    try:
+        train.train(args, env)
+    finally:
+        torch.set_num_threads(threads)  # train() sets the job's thread count for this whole process
+    return env.model_dir
+
+
 def make_model_tarball(model_dir: Path, destination: Path) -> Path:
     """``model.tar.gz`` with the model files at the archive root, as SageMaker packs SM_MODEL_DIR."""
     destination.mkdir(parents=True, exist_ok=True)

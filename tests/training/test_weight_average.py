@@ -10,7 +10,7 @@ import train
 from safetensors.torch import load_file
 from weight_average import ExponentialMovingAverage
 
-from .conftest import MODEL, Channels
+from .conftest import Channels, train_in_process
 
 
 def _parameters(*values: list[float]) -> list[torch.nn.Parameter]:
@@ -89,28 +89,16 @@ def test_train_saves_the_averaged_weights(
             super().copy_to_model()
 
     monkeypatch.setattr(train, "ExponentialMovingAverage", Recording)
-    env = train.TrainingEnvironment(
-        train_dir=channels.train,
-        validation_dir=channels.validation,
-        model_dir=tmp_path / "model",
-        num_cpus=1,
-        num_gpus=0,
-        failure_file=tmp_path / "failure",
+    model_dir = train_in_process(
+        channels,
+        tmp_path,
+        "--epochs 1 --train_steps_per_epoch 3 --learning_rate 1e-3 --freeze_bert_layer 5 --ema_decay 0.9 "
+        "--label_smoothing 0.1",
     )
-    args = train.parse_args(
-        f"--model_name_or_path {MODEL} --epochs 1 --train_steps_per_epoch 3 --train_batch_size 8 "
-        "--max_seq_length 32 --learning_rate 1e-3 --freeze_bert_layer 5 --ema_decay 0.9 --label_smoothing 0.1 "
-        "--log_steps 0".split()
-    )
-    threads = torch.get_num_threads()
-    try:
-        train.train(args, env)
-    finally:
-        torch.set_num_threads(threads)  # train() sets the job's thread count for this whole process
 
     assert recorded, "the last epoch was the best: the average is copied into the model before saving"
-    saved = load_file(str(env.model_dir / "model.safetensors"))
-    summary = json.loads((env.model_dir / "training_summary.json").read_text())
+    saved = load_file(str(model_dir / "model.safetensors"))
+    summary = json.loads((model_dir / "training_summary.json").read_text())
     assert summary["hyperparameters"]["ema_decay"] == 0.9
     assert summary["hyperparameters"]["label_smoothing"] == 0.1
     # the head trains, so its last weights and their average differ; the file holds the average

@@ -74,7 +74,7 @@ def test_a_running_trial_shows_its_last_epoch_s_validation_accuracy() -> None:
 
 
 def test_an_ended_trial_shows_the_tuner_s_objective_not_its_last_epoch() -> None:
-    """train.py saves the better epoch: the objective the tuner read can differ from the last epoch's accuracy."""
+    """An ended trial's figure is the objective the tuner read, whatever the last metrics reading said."""
     sagemaker = FakeSageMaker()
     progress, out = _progress(sagemaker, latest=lambda job: (2, 71.0))
     sagemaker.set("run-1-001-aaaaaaaa", "Completed", 74.0)
