@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.template.helpers import FUNCTIONS, ROOT, TEMPLATE_PATH, template
 
@@ -29,6 +31,12 @@ def _run(*args: str | Path, cwd: Path = ROOT, timeout: int = 120) -> subprocess.
     return subprocess.run(
         [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def _dist(site: Path, name: str) -> importlib.metadata.Distribution | None:
+    """The distribution ``name`` installed in ``site`` (a --target folder), if any."""
+    found = [d for d in importlib.metadata.distributions(path=[str(site)]) if d.metadata["Name"].lower() == name]
+    return found[0] if found else None
 
 
 def test_cfn_lint_reports_nothing():
@@ -68,6 +76,11 @@ def test_sam_build_puts_the_project_package_in_the_layer_and_the_handlers_in_the
         p.name for p in (ROOT / "training_code").iterdir() if p.name != "__pycache__"
     )
     assert (layer / "aws_lambda_powertools").is_dir()
+    # The X-Ray SDK brings botocore, which shadows the runtime's: boto3 must come with it, from the same resolve.
+    versions = {name: _dist(layer, name) for name in ("boto3", "botocore")}
+    assert all(versions.values()), versions
+    wanted = [r for r in versions["boto3"].requires or [] if Requirement(r).name == "botocore"]
+    assert wanted and Requirement(wanted[0]).specifier.contains(versions["botocore"].version), (wanted, versions)
     assert not (layer / "pydantic").exists(), "the event readers need no pydantic (reviewtune/core/events.py)"
     machine = {"arm64": "aarch64", "x86_64": "x86_64"}[template()["Globals"]["Function"]["Architectures"][0]]
     assert list((layer / "wrapt").glob(f"*{machine}*.so")), "wrapt (X-Ray SDK) must be built for the function CPU"
