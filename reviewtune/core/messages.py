@@ -57,6 +57,17 @@ def _fixed(value: Any, width: int, digits: int) -> str:
     return f"{'n/a':>{width}}" if number is None else f"{number:>{width}.{digits}f}"
 
 
+def _interval(accuracy: Any) -> str:
+    """`` (95 % interval low-high %)`` from evaluation.json's ``accuracy.ci95``; nothing when it is absent or odd."""
+    bounds = _get(accuracy, "ci95")
+    if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+        return ""
+    low, high = (_number(bound) for bound in bounds)
+    if low is None or high is None or not 0 <= low <= high <= 1:
+        return ""
+    return f" (95 % interval {low * 100:.1f}-{high * 100:.1f} %)"
+
+
 def _count(value: Any) -> str:
     number = _number(value)
     return "n/a" if number is None else f"{int(number):,}"
@@ -270,7 +281,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         f"{len(trials) if isinstance(trials, list) else 0} trials completed",
         f"Best training job:   {_text(_get(best, 'name'), 100)}",
         f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
-        f"Test accuracy:       {_pct(accuracy)}",
+        f"Test accuracy:       {_pct(accuracy)}{_interval(_get(metrics, 'accuracy'))}",
         *_warm_start(item),
         *_lifecycle(item),
     ]

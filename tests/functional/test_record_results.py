@@ -11,7 +11,7 @@ from tests.support.aws import REGION, load_event, load_handler
 RUN_ID = "reviewtune-3f2a9c1d7e5b"
 EVALUATION = {
     "metrics": {
-        "accuracy": {"value": 0.7412},
+        "accuracy": {"value": 0.7412, "ci95": [0.6896, 0.7872]},
         "macro_f1": {"value": 0.7398},
         "per_class": {
             "-1": {"precision": 0.78, "recall": 0.8, "f1": 0.79, "support": 103},
@@ -54,11 +54,13 @@ def test_completed_evaluation_is_stored_and_announced(stack, evaluating_run, lam
     item = stack.run(RUN_ID)
     assert item["status"] == "SUCCEEDED"
     assert item["metrics"]["accuracy"]["value"] == 0.7412
+    assert item["metrics"]["accuracy"]["ci95"] == [0.6896, 0.7872]
     assert item["metrics"]["confusion_matrix"]["matrix"][0] == [82, 18, 3]
     assert item["results"]["confusion_matrix_uri"] == f"s3://{stack.bucket}/runs/{RUN_ID}/evaluation/confusion_matrix.png"
     [message] = stack.messages()
     assert message["Subject"] == "reviewtune: team/a.tsv: test accuracy 74.12 %"
     body = message["Message"]
+    assert "Test accuracy:       74.12 % (95 % interval 69.0-78.7 %)" in body
     for expected in ("74.12 %", "learning_rate", "4.1e-05", "negative (-1)", "0.780", "confusion_matrix.png", "train 5,537", "73.6"):
         assert expected in body, expected
     assert item["notification_message_id"] == message["MessageId"]

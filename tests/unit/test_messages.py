@@ -33,6 +33,8 @@ HOSTILE_EVALUATIONS = [
     {"metrics": None},
     {"metrics": {"accuracy": {"value": "n/a"}, "macro_f1": {"value": math.inf}}},
     {"metrics": {"accuracy": {"value": float("nan")}, "per_class": {"-1": {"precision": None}, "0": "x", "1": {}}}},
+    {"metrics": {"accuracy": {"value": 0.5, "ci95": [HUGE, None]}}},
+    {"metrics": {"accuracy": {"value": 0.5, "ci95": [0.9, 0.1, 0.5]}}},
     {"metrics": {"accuracy": {"value": Decimal("0.7412")}, "per_class": {"1": {"precision": "0.5", "recall": 1,
                                                                                "f1": True, "support": "12"}}}},
 ]
@@ -91,13 +93,27 @@ def test_success_message_shows_the_numbers_and_the_cleaning():
         "tuning": {"trials": [{}, {}], "status_counters": {"Completed": 2},
                    "best_training_job": {"name": "j", "objective": 71.5, "tuned_hyperparameters": {"lr": "1e-4"}}},
     }
-    evaluation = {"metrics": {"accuracy": {"value": 0.7412}, "macro_f1": {"value": 0.73},
+    evaluation = {"metrics": {"accuracy": {"value": 0.7412, "ci95": [0.6903, 0.7863]}, "macro_f1": {"value": 0.73},
                               "per_class": {"1": {"precision": 0.8, "recall": 0.9, "f1": 0.85, "support": 5}}}}
     subject, body = messages.succeeded(item, evaluation, "runs")
     assert subject == "reviewtune: team/a.tsv: test accuracy 74.12 %"
     assert "train 270 / validation 14 / test 13" in body
     assert "duplicates removed 4" in body and "removed from validation/test as also in train 3" in body
+    assert "Test accuracy:       74.12 % (95 % interval 69.0-78.6 %)" in body
     assert "Macro F1:            0.7300" in body and "positive (1)" in body and "Validation accuracy: 71.5 %" in body
+
+
+@pytest.mark.parametrize("ci95", [None, "0.6-0.7", [0.7], [0.8, 0.6], [Decimal("-0.1"), 1], [0.6, math.nan]])
+def test_success_message_leaves_out_an_absent_or_odd_interval(ci95):
+    evaluation = {"metrics": {"accuracy": {"value": 0.7, "ci95": ci95}}}
+    _, body = messages.succeeded({"run_id": "r"}, evaluation, "runs")
+    assert "Test accuracy:       70.00 %\n" in body and "interval" not in body
+
+
+def test_success_message_reads_an_interval_stored_as_decimals():
+    evaluation = {"metrics": {"accuracy": {"value": Decimal("0.5"), "ci95": [Decimal("0.3768"), Decimal("0.6232")]}}}
+    _, body = messages.succeeded({"run_id": "r"}, evaluation, "runs")
+    assert "Test accuracy:       50.00 % (95 % interval 37.7-62.3 %)" in body
 
 
 def test_long_body_is_cut_on_a_character_boundary_and_says_so():
