@@ -2,7 +2,7 @@
 
 roberta-base stays the default ``ModelName``. ``MPNET_PARAMETERS`` trains sentence-transformers/all-mpnet-base-v2
 instead (12 x 768 like roberta-base, pretrained as a sentence encoder): mean pooling, the model's learning-rate range
-(the same as the local budget's) and larger batches on a GPU. The README quotes :func:`parameter_overrides` of it.
+for full fine-tuning and larger batches on a GPU. The README quotes :func:`parameter_overrides` of it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 
 from reviewtune.budget import MPNET_MODEL, MPNET_POOLING
 
-# Full fine-tuning on a GPU with batch 32 | 64 (the local budget freezes the embeddings and searches 4e-5..1e-4).
+# Full fine-tuning on a GPU with batch 32 | 64 (the local budget freezes the embeddings and the bottom 6 layers,
+# which wants a higher rate: reviewtune.budget.MPNET_LEARNING_RATE).
 CLOUD_MPNET_LEARNING_RATE = {"min": 2e-5, "max": 8e-5, "scaling": "Logarithmic"}
 
 MPNET_GPU_BATCH_SIZES = [32, 64]
