@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from urllib.parse import unquote_plus
 
 from reviewtune.core.errors import ConfigError
@@ -22,6 +23,9 @@ PREFIX_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 PREFIX_MAX = 12
 HASH_MAX = 16
 EVALUATION_SUFFIX = "-eval"
+# SageMaker's tag values and model-package metadata values: letters, digits, spaces and these, at most 256 characters
+SAGEMAKER_TEXT_PUNCTUATION = "_.:/=+-@"
+SAGEMAKER_TEXT_MAX = 256
 
 
 def validate_prefix(prefix: str) -> str:
@@ -31,6 +35,17 @@ def validate_prefix(prefix: str) -> str:
             f"JOB_NAME_PREFIX {prefix!r} must be 1-{PREFIX_MAX} characters of a-z and 0-9, words joined by single dashes"
         )
     return prefix
+
+
+def sagemaker_text(value: str, limit: int = SAGEMAKER_TEXT_MAX) -> str:
+    """``value`` as SageMaker accepts it in a tag value or a model package's metadata (the API's pattern
+    ``[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*``): every other character ('(', ',', '#', '&', emoji...) becomes '_', then
+    the first ``limit`` characters. A dataset named ``reviews (1).tsv`` is tagged ``reviews _1_.tsv``; the run
+    record keeps the exact name."""
+    cleaned = "".join(
+        c if c in SAGEMAKER_TEXT_PUNCTUATION or unicodedata.category(c)[0] in "LNZ" else "_" for c in value
+    )
+    return cleaned[:limit]
 
 
 def key_candidates(key: str) -> list[str]:

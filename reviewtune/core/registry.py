@@ -17,6 +17,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from reviewtune.core import names
+
 GROUP_NAME_MAX = 63
 GROUP_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 GROUP_HASH_LENGTH = 10
@@ -90,7 +92,7 @@ def client_token(run_id: str) -> str:
 def _metadata(run_id: str, dataset: str | None, extra: Mapping[str, Any] | None) -> dict[str, str]:
     properties = {RUN_ID_PROPERTY: run_id}
     if dataset:
-        properties[DATASET_PROPERTY] = dataset[:CUSTOMER_METADATA_VALUE_MAX]
+        properties[DATASET_PROPERTY] = names.sagemaker_text(dataset, CUSTOMER_METADATA_VALUE_MAX)
     for key, value in (extra or {}).items():
         if value is None:
             continue

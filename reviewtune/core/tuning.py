@@ -149,7 +149,7 @@ def tuning_job_request(settings: Settings, run_id: str, dataset: str, code: Code
         "TrainingJobDefinition": definition,
         "Tags": [
             {"Key": RUN_ID_TAG, "Value": run_id},
-            {"Key": "reviewtune:dataset", "Value": dataset[:256]},
+            {"Key": "reviewtune:dataset", "Value": names.sagemaker_text(dataset)},
         ],
     }
 

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.validate import validate_parameters
 
-from reviewtune.core import registry
+from reviewtune.core import names, registry
 from reviewtune.core.champion import get_champion, promote_manually
 from reviewtune.core.dataset import split_reviews
 from reviewtune.core.registration import register_and_decide
@@ -410,3 +410,29 @@ def test_costs_are_in_the_failure_message(pipeline):
     text = message(pipeline, run_id)
     assert "Estimated cost:      US$ 0.23 for 600 billable seconds" in text
     assert "Warm start:          none (no earlier succeeded run of the dataset)" in text
+
+
+# ------------------------------------------------------------------------------------------------ odd names
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["incoming/team a/summer reviews (1).tsv", "incoming/équipe/avis, été #2 [final] ✓ & 50%!.csv",
+     "incoming/" + "(x)" * 300 + ".tsv"],
+)
+def test_a_file_named_with_characters_sagemaker_refuses_in_tags_still_tunes_and_registers(pipeline, key):
+    """SageMaker's tag values and model-package metadata allow only letters, digits, spaces and ``_.:/=+-@``: the
+    dataset's name goes into both, so it must be made acceptable there, not refused with the run."""
+    run_id = start(pipeline, key=key)
+    dataset = pipeline.run(run_id)["dataset"]
+    assert dataset == names.dataset_name(key)
+    [tag] = [t["Value"] for t in tuning_request(pipeline, run_id)["Tags"] if t["Key"] == "reviewtune:dataset"]
+    assert tag == names.sagemaker_text(dataset) and tag != dataset
+
+    pipeline.succeed(run_id)
+    assert pipeline.run(run_id)["status"] == "SUCCEEDED"
+    [package] = pipeline.sagemaker.packages()
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["run_id"] == run_id and metadata["dataset"] == tag
+    assert pipeline.run(run_id)["model_package_arn"] == package["ModelPackageArn"]
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]

@@ -8,6 +8,7 @@ from botocore.stub import Stubber
 
 from reviewtune.core import names
 from reviewtune.core.metrics import OBJECTIVE_METRIC
+from reviewtune.local.sagemaker.request_validation import validate_request
 from tests.support.aws import REGION, load_event, load_handler
 from tests.unit.test_dataset import balanced_rows, make_file
 
@@ -36,6 +37,7 @@ class SageMakerRecorder:
         self.client.meta.events.register("provide-client-params.sagemaker.*", self._record)
 
     def _record(self, params, model, **_):
+        validate_request(model.name, params)  # patterns and lengths too, which botocore's own check leaves out
         self.requests.append((model.name, params))
 
     def __enter__(self):

@@ -11,8 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.exceptions import ClientError
 
+from reviewtune.local.sagemaker.errors import ValidationError
+from reviewtune.local.sagemaker.request_validation import validate_request
 from tests.support.aws import ACCOUNT, REGION
 
 
@@ -63,6 +66,11 @@ class _Paginator:
         return [{"TrainingJobSummaries": summaries}]
 
 
+_API_NAMES = {
+    xform_name(name): name for name in boto3.client("sagemaker", region_name=REGION).meta.service_model.operation_names
+}
+
+
 class FakeSageMaker:
     """The SageMaker calls of reviewtune, in memory. ``fail[operation]`` lists error codes to raise, in order."""
 
@@ -74,16 +82,24 @@ class FakeSageMaker:
         self.calls: list[str] = []
         self.groups: dict[str, list[dict[str, Any]]] = {}
 
-    def _call(self, operation: str) -> None:
+    def _call(self, operation: str, request: dict[str, Any] | None = None) -> None:
+        """Record the call; raise the next injected error, else refuse a request SageMaker would refuse (every
+        constraint of its API model, patterns and lengths included, as the local service checks them)."""
         self.calls.append(operation)
         if self.fail[operation]:
             code = self.fail[operation].pop(0)
             raise client_error(code, f"{code} for {operation} (injected)", operation)
+        if request is not None:
+            name = _API_NAMES[operation]
+            try:
+                validate_request(name, request)
+            except ValidationError as exc:
+                raise client_error("ValidationException", str(exc), name) from exc
 
     # -- tuning ---------------------------------------------------------------------------------------------
 
     def create_hyper_parameter_tuning_job(self, **request: Any) -> dict[str, Any]:
-        self._call("create_hyper_parameter_tuning_job")
+        self._call("create_hyper_parameter_tuning_job", request)
         name = request["HyperParameterTuningJobName"]
         if name in self.tuning:
             raise client_error("ResourceInUse", f"job {name} exists", "CreateHyperParameterTuningJob")
@@ -179,7 +195,7 @@ class FakeSageMaker:
     # -- processing -----------------------------------------------------------------------------------------
 
     def create_processing_job(self, **request: Any) -> dict[str, Any]:
-        self._call("create_processing_job")
+        self._call("create_processing_job", request)
         name = request["ProcessingJobName"]
         if name in self.processing:
             raise client_error("ResourceInUse", f"job {name} exists", "CreateProcessingJob")
@@ -235,7 +251,7 @@ class FakeSageMaker:
                 "ModelPackageGroupArn": self.arn("model-package-group", ModelPackageGroupName.lower())}
 
     def create_model_package(self, **request: Any) -> dict[str, Any]:
-        self._call("create_model_package")
+        self._call("create_model_package", request)
         versions = self.groups[request["ModelPackageGroupName"]]
         for package in versions:
             if package["ClientToken"] == request["ClientToken"]:

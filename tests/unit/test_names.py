@@ -94,3 +94,33 @@ def test_layout():
     assert names.split_key("r", "train") == "runs/r/data/train/train.tsv"
     assert names.rejected_key("incoming/team/a.tsv") == "rejected/team/a.tsv"
     assert names.parse_s3_uri("s3://b/k/x.json") == ("b", "k/x.json")
+
+
+SAGEMAKER_TEXT_NAMES = [
+    "team a/summer reviews (1).tsv",
+    "équipe/avis, été #2 [final] ✓ & 50%!.csv",
+    "tabs\tand\nnewlines\x00\ud800.tsv",
+    "日本語 レビュー/１２３.tsv",
+    "(x)" * 300,
+    "",
+]
+
+
+@pytest.mark.parametrize("dataset", SAGEMAKER_TEXT_NAMES)
+def test_sagemaker_text_matches_the_api_patterns_of_tag_values_and_model_metadata(dataset):
+    import boto3
+    import regex  # the API's \p{...} classes; `re` cannot read them
+
+    model = boto3.client("sagemaker", region_name="us-east-1").meta.service_model
+    tag_value = model.shape_for("TagValue").metadata
+    metadata_value = model.shape_for("CustomerMetadataMap").value.metadata
+    text = names.sagemaker_text(dataset)
+    assert len(text) == min(len(dataset), tag_value["max"], metadata_value["max"])
+    assert regex.fullmatch(tag_value["pattern"], text)
+    assert regex.fullmatch(metadata_value["pattern"].removesuffix("${1,256}"), text)
+
+
+def test_sagemaker_text_keeps_what_is_allowed_and_marks_each_refused_character():
+    assert names.sagemaker_text("team a/summer reviews (1).tsv") == "team a/summer reviews _1_.tsv"
+    assert names.sagemaker_text("Ümlaut_ü-1.2:3/4=5+6@7 ８") == "Ümlaut_ü-1.2:3/4=5+6@7 ８"
+    assert names.sagemaker_text("a✓b,c", limit=3) == "a_b"
