@@ -9,6 +9,17 @@ import boto3
 from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+# SNS Publish is tried once per call, with short timeouts: a retry inside botocore after a lost answer would publish
+# the message twice (a standard topic does not deduplicate), and a call must end well within the outbox's lease
+# (outbox.LEASE_SECONDS), or another sender could take the lease while it still runs. The outbox retries instead.
+SNS_CONNECT_TIMEOUT_SECONDS = 5
+SNS_READ_TIMEOUT_SECONDS = 10
+SNS_CALL_MAX_SECONDS = SNS_CONNECT_TIMEOUT_SECONDS + SNS_READ_TIMEOUT_SECONDS
+_SNS_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=SNS_CONNECT_TIMEOUT_SECONDS,
+    read_timeout=SNS_READ_TIMEOUT_SECONDS,
+)
 
 
 class AwsClients:
@@ -36,7 +47,7 @@ class AwsClients:
 
     @cached_property
     def sns(self) -> Any:
-        return self.session.client("sns", config=_CONFIG)
+        return self.session.client("sns", config=_SNS_CONFIG)
 
     @cached_property
     def runs_table(self) -> Any:

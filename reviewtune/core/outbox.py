@@ -22,7 +22,7 @@ from reviewtune.core.runs import RunsRepository, unsent
 
 logger = Logger(child=True)
 
-LEASE_SECONDS = 120  # longer than a Publish call with the client's retries
+LEASE_SECONDS = 120  # far longer than one Publish call (clients.SNS_CALL_MAX_SECONDS: one try, short timeouts)
 
 
 def send_pending(runs: RunsRepository, sns: Any, topic_arn: str, run_id: str) -> list[str]:
