@@ -34,6 +34,13 @@ RETRYABLE_CODES = frozenset(
 # Throttling (503 SlowDown) and server errors (500) are none of these: they are retried.
 OBJECT_DELETED_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "405", "MethodNotAllowed"})
 OBJECT_REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
+# What S3 answers when it will not give the object to the function however often it is asked: a customer-provided
+# encryption key (SSE-C: HeadObject / GetObject without the key fail 400), an object archived to a Glacier class
+# (403 InvalidObjectState), a KMS key or a bucket policy that denies the function (403 AccessDenied, KMS.*).
+# HeadObject has no body, so its code is the HTTP status alone.
+OBJECT_UNREADABLE_CODES = frozenset(
+    {"400", "403", "BadRequest", "Forbidden", "InvalidRequest", "InvalidArgument", "AccessDenied", "InvalidObjectState"}
+)
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX_SECONDS = 1800
 
@@ -59,6 +66,11 @@ def object_gone(exc: ClientError) -> str | None:
     if code(exc) in OBJECT_REPLACED_CODES:
         return "replaced"
     return None
+
+
+def object_unreadable(exc: ClientError) -> bool:
+    """Whether S3 refused to read an object for a reason that trying again will not change."""
+    return code(exc) in OBJECT_UNREADABLE_CODES or code(exc).startswith("KMS.")
 
 
 def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetime | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, names
-from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError
+from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.formats import MAX_FILE_BYTES, FileFormat, accepted_formats_text, file_format
 from reviewtune.core.reader import (  # noqa: F401  (re-exported: the column rules live with the reader)
     RATING_COLUMNS,
@@ -241,6 +241,16 @@ def object_gone(kind: str, key: str, version_id: str | None, etag: str | None) -
     )
 
 
+def object_unreadable(exc: ClientError, key: str, version_id: str | None) -> ObjectUnreadableError:
+    """The rejection of an object version S3 will not give the function, with S3's own words."""
+    named = excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
+    return ObjectUnreadableError(
+        f"S3 refused to read the file: {named}: {excerpt(aws_errors.text(exc), 300)}. A file encrypted with a "
+        "customer-provided key (SSE-C), archived to a Glacier storage class, or under a KMS key or bucket policy the "
+        "functions may not use cannot be tuned; upload it again as a plain object"
+    )
+
+
 def _version_args(bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, str]:
     """The arguments that read exactly the version the event named: its version id, and its ETag (If-Match), so a
     key overwritten since (in a bucket without versioning) is not read in its place."""
@@ -274,6 +284,8 @@ def read_dropped_file(
         check_size(size)
         body = s3.get_object(**args)["Body"]
     except ClientError as exc:
+        if aws_errors.object_unreadable(exc):
+            raise object_unreadable(exc, key, version_id) from exc
         kind = aws_errors.object_gone(exc)
         if kind is None:
             raise

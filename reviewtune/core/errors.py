@@ -29,6 +29,13 @@ class ObjectGoneError(DatasetError):
     keeps_copy = False
 
 
+class ObjectUnreadableError(DatasetError):
+    """S3 refuses to give the dropped version to the function, and will refuse again (encrypted with a customer key,
+    archived to Glacier, a KMS key or a policy that denies it): it can be neither read nor copied."""
+
+    keeps_copy = False
+
+
 class RangesError(ConfigError):
     """The hyperparameter ranges JSON is invalid."""
 

@@ -16,7 +16,10 @@ logger = Logger(child=True)
 def _head(s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any] | None:
     """HeadObject of the version the event named (its version id, its ETag); None when that version is not there.
 
-    Throttling, server errors and access errors raise: the event is delivered again."""
+    When S3 refuses for good (a customer-provided key, a denying policy: ``aws_errors.object_unreadable``) the answer
+    is {} (there, but no facts): the read then fails the same way and rejects the file with S3's reason, so even an
+    object the function may not see ends in an outcome. Throttling and server errors raise: the event
+    is delivered again."""
     args: dict[str, str] = {"Bucket": bucket, "Key": key}
     if version_id:
         args["VersionId"] = version_id
@@ -27,6 +30,9 @@ def _head(s3: Any, bucket: str, key: str, version_id: str | None, etag: str | No
     except ClientError as exc:
         if aws_errors.object_gone(exc) is not None:
             return None
+        if aws_errors.object_unreadable(exc):
+            logger.warning("S3 refuses to read the dropped object", extra={"key": key, "error": aws_errors.text(exc)})
+            return {}
         raise
 
 
@@ -43,9 +49,14 @@ def locate_dropped_object(
     """
     if not names.is_accepted_key(key):
         return DroppedObject(bucket, key, version_id, etag, size)
+    refused: str | None = None  # the first key S3 refused to show: it exists (a missing key is 404)
     for candidate in names.key_candidates(key):
         head = _head(s3, bucket, candidate, version_id, etag)
-        if head is not None:
+        if head == {}:
+            refused = refused or candidate
+        elif head is not None:
             return DroppedObject(bucket, candidate, version_id, etag, size if size is not None else head.get("ContentLength"))
+    if refused is not None:
+        return DroppedObject(bucket, refused, version_id, etag, size)
     logger.warning("the dropped object is not there any more", extra={"key": key, "version_id": version_id})
     return DroppedObject(bucket, key, version_id, etag, size)

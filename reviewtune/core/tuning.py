@@ -16,7 +16,7 @@ from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
 from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
-from reviewtune.core.errors import DatasetError, ObjectGoneError
+from reviewtune.core.errors import DatasetError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.formats import MAX_FILE_BYTES, MiB
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
@@ -219,6 +219,8 @@ def _keep_copy(
 ) -> tuple[bool, str | None]:
     """Copy the rejected version under rejected/ when that is possible and useful: (copied, why not)."""
     gone = "there is nothing to copy: the object is not there any more"
+    if isinstance(error, ObjectUnreadableError):
+        return False, f"S3 refuses to read it, so it cannot be copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}"
     if isinstance(error, ObjectGoneError) or obj.size is None:  # no size: HeadObject did not find it either
         return False, gone
     if not error.keeps_copy or obj.size > MAX_FILE_BYTES:

@@ -107,12 +107,52 @@ def test_throttling_and_server_errors_reading_the_object_are_retried_not_rejecte
             pipeline.start_tuning(event)
 
     assert failing.failed >= 2
-    assert all(i["status"] == "CLAIMED" for i in run_items(pipeline))
+    # HeadObject comes before the claim (it finds the key as stored): no run yet; GetObject after it: claimed
+    assert [i["status"] for i in run_items(pipeline)] == ([] if operation == "head_object" else ["CLAIMED"])
     assert pipeline.messages() == []
     pipeline.use("s3", failing._wrapped)
     result = pipeline.start_tuning(event)
     assert result["status"] == "TUNING"
     assert len(run_items(pipeline)) == 1 and pipeline.messages() == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "message"),
+    [
+        ("head_object", "400", "Bad Request"),  # SSE-C: HeadObject without the customer's key (no body, no code)
+        ("get_object", "InvalidRequest", "The object was stored using a form of Server Side Encryption."),
+        ("get_object", "InvalidObjectState", "The operation is not valid for the object's storage class"),
+        ("get_object", "AccessDenied", "User is not authorized to perform: kms:Decrypt"),
+        ("get_object", "KMS.DisabledException", "arn:aws:kms:us-east-1:123456789012:key/k is disabled."),
+    ],
+)
+def test_an_object_s3_will_not_give_the_function_is_rejected_once_with_s3_s_reason(pipeline, stack, operation, code,
+                                                                                    message):
+    event = pipeline.drop_event("incoming/team/locked (1).tsv")
+    if operation == "head_object":  # no size in the event: HeadObject is asked twice (key, then the size)
+        del event["detail"]["object"]["size"]
+    key = "incoming/team/locked (1).tsv"  # S3 refuses this key; the event's encoded form names no object (404)
+    failing = Failing(pipeline.clients.s3, operation, code, message, failures=None, when=lambda call: call["Key"] == key)
+    pipeline.use("s3", failing)
+
+    result = pipeline.start_tuning(event)
+    assert pipeline.start_tuning(event) == result  # a retry
+    pipeline.reconcile(later(2))
+
+    assert result["status"] == "REJECTED"
+    assert result["reason"].startswith(
+        f"S3 refused to read the file: 'incoming/team/locked (1).tsv' version '{event['detail']['object']['version-id']}'"
+    )
+    assert f"{code}: {message}" in result["reason"]
+    assert "upload it again as a plain object" in result["reason"]
+    item = assert_one_outcome(pipeline, result["run_id"], "REJECTED")
+    assert "rejected_uri" not in item and item["not_copied"].startswith("S3 refuses to read it, so it cannot be copied")
+    pipeline.use("s3", failing._wrapped)
+    report = s3().get_object(Bucket=stack.bucket, Key="rejected/team/locked (1).tsv.error.json")["Body"].read()
+    assert code in report.decode()
+    assert s3().head_object(Bucket=stack.bucket, Key="incoming/team/locked (1).tsv")  # the original is left alone
+    [told] = pipeline.messages()
+    assert "S3 refused to read the file" in told["Message"] and pipeline.sagemaker.calls == []
 
 
 def test_a_transient_error_copying_a_rejected_file_is_retried_and_tells_once(pipeline, stack):

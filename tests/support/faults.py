@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +26,15 @@ def client_error(code: str, message: str, operation: str) -> ClientError:
 
 class Failing:
     """Wraps a boto3 client or Table: ``method`` raises ``code`` while ``failures`` lasts (an int counts calls;
-    ``None`` fails until ``heal()``)."""
+    ``None`` fails until ``heal()``), on the calls whose keyword arguments ``when`` accepts (all by default)."""
 
-    def __init__(self, wrapped: Any, method: str, code: str, message: str = "", failures: int | None = 1):
+    def __init__(self, wrapped: Any, method: str, code: str, message: str = "", failures: int | None = 1,
+                 when: Callable[[dict[str, Any]], bool] | None = None):
         self._wrapped = wrapped
         self._method = method
         self._code = code
         self._message = message or f"{code} (injected)"
+        self._when = when
         self.failures = failures
         self.calls = 0
         self.failed = 0
@@ -46,6 +49,8 @@ class Failing:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
+            if self._when is not None and not self._when(kwargs):
+                return attribute(*args, **kwargs)
             if self.failures is None or self.failures > 0:
                 if self.failures is not None:
                     self.failures -= 1

@@ -5,6 +5,8 @@ S3 is a botocore Stubber with the API's own shapes: any call not expected fails 
 
 from __future__ import annotations
 
+import re
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -12,7 +14,7 @@ from botocore.stub import Stubber
 
 from reviewtune.core import aws_errors, messages
 from reviewtune.core.dataset import read_dropped_file
-from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError
+from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.events import object_created
 from tests.support.faults import client_error
 
@@ -104,13 +106,37 @@ def test_a_key_overwritten_since_its_event_is_not_read_in_its_place(s3):
     )
 
 
-@pytest.mark.parametrize(("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("AccessDenied", 403)])
-def test_throttling_outages_and_access_errors_raise_as_they_are(s3, code, status):
+@pytest.mark.parametrize(("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("ServiceUnavailable", 503)])
+def test_throttling_and_outages_raise_as_they_are(s3, code, status):
     client, stubber = s3
     stubber.add_client_error("get_object", code, http_status_code=status)
     with pytest.raises(ClientError, match=code) as caught:
         read(client, 100)
     assert not isinstance(caught.value, DatasetError)
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "status"),
+    [("get_object", "AccessDenied", 403), ("get_object", "InvalidObjectState", 403), ("head_object", "400", 400),
+     ("head_object", "403", 403), ("get_object", "KMS.DisabledException", 400)],
+)
+def test_what_s3_will_never_give_the_function_rejects_the_file_without_a_copy(s3, operation, code, status):
+    client, stubber = s3
+    stubber.add_client_error(operation, code, "refused", http_status_code=status)
+    with pytest.raises(ObjectUnreadableError, match=re.escape(f"S3 refused to read the file: {KEY!r} version {VERSION!r}")) as caught:
+        read(client, 100 if operation == "get_object" else None)
+    assert f"{code}: refused" in str(caught.value) and caught.value.keeps_copy is False
+
+
+@pytest.mark.parametrize("code", ["AccessDenied", "403", "400", "InvalidObjectState", "KMS.NotFoundException"])
+def test_refusals_that_stay_are_unreadable_not_gone(code):
+    error = client_error(code, "", "GetObject")
+    assert aws_errors.object_unreadable(error) and aws_errors.object_gone(error) is None
+
+
+@pytest.mark.parametrize("code", ["SlowDown", "503", "500", "InternalError", "NoSuchKey", "404", "412", "ThrottlingException"])
+def test_passing_errors_and_missing_objects_are_not_unreadable(code):
+    assert not aws_errors.object_unreadable(client_error(code, "", "GetObject"))
 
 
 def test_the_type_is_refused_before_the_size_and_before_any_call(s3):
