@@ -50,5 +50,9 @@ class AwsClients:
         return self.session.client("sns", config=_SNS_CONFIG)
 
     @cached_property
+    def sqs(self) -> Any:
+        return self.session.client("sqs", config=_CONFIG)
+
+    @cached_property
     def runs_table(self) -> Any:
         return self.session.resource("dynamodb", config=_CONFIG).Table(self.runs_table_name)

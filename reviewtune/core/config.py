@@ -158,6 +158,7 @@ class Settings:
     start_max_attempts: int = 8
     skip_duplicate_content: bool = True
     run_deadlines: dict[RunStatus, int] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
+    start_dead_letter_queue_url: str = ""  # the reconciler takes back StartTuning's dead-lettered events from it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -207,6 +208,7 @@ class Settings:
             start_max_attempts=_int(env, "START_MAX_ATTEMPTS", 8, minimum=1),
             skip_duplicate_content=_bool(env, "SKIP_DUPLICATE_CONTENT", True),
             run_deadlines=_deadlines(env),
+            start_dead_letter_queue_url=env.get("START_TUNING_DEAD_LETTER_QUEUE_URL", "").strip(),
         )
         settings.check()
         return settings

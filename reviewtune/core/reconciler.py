@@ -1,7 +1,9 @@
 """The reconciler: level-triggered, in the manner of a Kubernetes controller.
 
-Every few minutes (an EventBridge Scheduler schedule) it reads every non-final run from the ``by_status`` index,
-reads what is (the run item, DescribeHyperParameterTuningJob, DescribeProcessingJob), and takes at most one
+Every few minutes (an EventBridge Scheduler schedule) it first takes back the start events StartTuning's
+dead-letter queue holds (``dead_letters``: an object whose event failed before its run was claimed gets its run),
+then reads every non-final run from the ``by_status`` index, reads what is (the run item,
+DescribeHyperParameterTuningJob, DescribeProcessingJob), and takes at most one
 idempotent step per run through the same core functions the event handlers call: ``start_tuning`` /
 ``launch`` for a claim, ``start_evaluation`` when the tuning job ended, ``record_results`` when the evaluation
 job ended, ``end_run`` for a run past its state's deadline. Then it sends every unsent message
@@ -21,6 +23,7 @@ from botocore.exceptions import ClientError
 from reviewtune.core import aws_errors, names, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
+from reviewtune.core.dead_letters import TakenBack, take_back_start_events
 from reviewtune.core.evaluation import start_evaluation
 from reviewtune.core.failures import end_run, repository
 from reviewtune.core.outbox import send_pending
@@ -46,9 +49,11 @@ class Pass:
     started: int = 0
     freed_slots: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    dead_letters: TakenBack = field(default_factory=TakenBack)
 
     def summary(self) -> dict[str, Any]:
         return {
+            "dead_letters": self.dead_letters.summary(),
             "checked": self.checked,
             "stuck": self.stuck,
             "steps": self.steps,
@@ -65,6 +70,11 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
     result = Pass()
+    try:  # first, so that an object known only to the dead-letter queue gets its run in this pass
+        result.dead_letters = take_back_start_events(settings, clients)
+    except Exception as exc:  # noqa: BLE001 - the queue unreachable: the runs still get their pass
+        logger.exception("taking back dead-lettered start events failed")
+        result.errors["dead_letters"] = f"{type(exc).__name__}: {exc}"
     for status in states.NON_FINAL_STATUSES:
         for listed in list(runs.all_in_status(status)):
             run_id = listed["run_id"]

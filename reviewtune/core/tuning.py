@@ -291,6 +291,16 @@ def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run
     return {"run_id": run_id, "status": item["status"], "duplicate": True}
 
 
+def run_id_of(obj: DroppedObject, settings: Settings) -> str:
+    """The run of one dropped object version (its tuning job's name)."""
+    return names.tuning_job_name(settings.job_name_prefix, obj.identity)
+
+
+def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings) -> tuple[bool, dict[str, Any]]:
+    """Write the run of a dropped object version in its initial state, unless it exists: (created, the run)."""
+    return runs.claim({"run_id": run_id_of(obj, settings), "dataset": names.dataset_name(obj.key), "source": _source(obj)})
+
+
 def start_tuning(
     obj: DroppedObject, settings: Settings, clients: AwsClients, code_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -299,9 +309,9 @@ def start_tuning(
     if not names.is_accepted_key(obj.key):
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
-    run_id = names.tuning_job_name(settings.job_name_prefix, obj.identity)
     runs = repository(settings, clients)
-    claimed, run = runs.claim({"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj)})
+    claimed, run = claim_run(obj, runs, settings)
+    run_id = run["run_id"]
     if not claimed and run["status"] != RunStatus.CLAIMED:
         logger.info("duplicate event: run exists", extra={"run_id": run_id, "status": run["status"]})
         return _moved_on(runs, settings, clients, run_id)

@@ -384,3 +384,121 @@ def test_an_evaluation_job_sagemaker_does_not_know_ends_the_run_after_a_grace_pe
     assert pipeline.run(run_id)["status"] == "EVALUATING"
     pipeline.reconcile(later(0.5))
     assert_ended(pipeline, run_id, "FAILED", "cannot be read", "Could not find job")
+
+
+# ------------------------------------------------------------------------------------------- dead letters
+
+
+def _runs(pipeline: Pipeline) -> list[dict]:
+    """Every run item (slot and content-marker items left out)."""
+    return [i for i in pipeline.clients.runs_table.scan()["Items"] if "source" in i and "status" in i]
+
+
+def _dead_lettered_before_its_claim(pipeline: Pipeline, stack, event: dict, code: str = "SlowDown") -> Failing:
+    """HeadObject fails on every delivery, before the run is claimed; the event ends in the dead-letter queue."""
+    failing = Failing(pipeline.clients.s3, "head_object", code, failures=None)
+    pipeline.use("s3", failing)
+    for _ in range(3):  # the invocation and Lambda's two retries
+        with pytest.raises(Exception, match=code):
+            pipeline.start_tuning(event)
+    stack.dead_letter(event, f"ClientError: An error occurred ({code}) when calling the HeadObject operation")
+    assert _runs(pipeline) == [] and pipeline.messages() == [] and stack.dead_letters() == 1
+    return failing
+
+
+def test_an_event_dead_lettered_before_its_claim_gets_its_run_from_the_next_reconciler_pass(pipeline, stack, capsys):
+    event = pipeline.drop_event("incoming/team/late (1).tsv")  # URL-encoded in the event: the lookup decodes it
+    failing = _dead_lettered_before_its_claim(pipeline, stack, event)
+    pipeline.use("s3", failing._wrapped)  # S3 answers again
+    capsys.readouterr()
+
+    taken = pipeline.reconcile()["dead_letters"]  # the reconcile function's handler
+
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = [m for m in metrics if "DeadLettersTakenBack" in m]
+    assert emf["DeadLettersTakenBack"] in ([1.0], 1.0)
+
+    [run] = _runs(pipeline)
+    assert taken["received"] == 1 and taken["claimed"] == 1 and taken["started"] == {run["run_id"]: "TUNING"}
+    assert run["status"] == "TUNING" and run["source"]["key"] == "incoming/team/late (1).tsv"
+    assert stack.dead_letters() == 0 and pipeline.reconcile()["dead_letters"]["received"] == 0
+    pipeline.succeed(run["run_id"])
+    assert_ended(pipeline, run["run_id"], "SUCCEEDED")
+    again = pipeline.start_tuning(event)  # the same event delivered once more finds the run
+    assert again == {"run_id": run["run_id"], "status": "SUCCEEDED", "duplicate": True}
+    assert len(_runs(pipeline)) == 1 and len(pipeline.messages(run["run_id"])) == 1
+
+
+@pytest.mark.parametrize("s3_comes_back", [True, False])
+def test_a_dead_lettered_event_while_s3_still_fails_is_claimed_then_started_or_ended_at_its_deadline(
+    pipeline, stack, s3_comes_back
+):
+    event = pipeline.drop_event("incoming/team/late.tsv")
+    event["detail"]["object"]["key"] = "incoming/team/late.tsv"  # raw, as EventBridge sends it
+    failing = _dead_lettered_before_its_claim(pipeline, stack, event, code="ServiceUnavailable")
+
+    taken = pipeline.reconcile()["dead_letters"]
+
+    [run] = _runs(pipeline)
+    assert taken["claimed"] == 1 and taken["started"] == {run["run_id"]: "not yet: ClientError"}
+    assert run["status"] == "CLAIMED" and stack.dead_letters() == 0 and pipeline.messages() == []
+    if s3_comes_back:
+        pipeline.use("s3", failing._wrapped)
+        pipeline.reconcile(later(0.5))  # the stale-claim restart
+        assert pipeline.run(run["run_id"])["status"] == "TUNING"
+        pipeline.succeed(run["run_id"])
+        assert_ended(pipeline, run["run_id"], "SUCCEEDED")
+    else:
+        pipeline.reconcile(later(0.5))
+        pipeline.reconcile(later(2))  # past the CLAIMED deadline (1 h)
+        assert_ended(pipeline, run["run_id"], "FAILED", "stayed CLAIMED longer than its deadline")
+    assert len(_runs(pipeline)) == 1
+
+
+def test_a_dead_lettered_event_whose_run_was_claimed_before_the_failure_makes_no_second_run(pipeline, stack):
+    event = pipeline.drop_event("incoming/team/claimed (2).tsv")
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    for _ in range(3):
+        with pytest.raises(Exception, match="InternalError"):
+            pipeline.start_tuning(event)  # claimed, then the read fails
+    [claimed] = _runs(pipeline)
+    stack.dead_letter(event)
+    # S3 fails entirely now: the lookup falls back to the event's key, whose decoded form has the run
+    pipeline.use("s3", Failing(pipeline.clients.s3._wrapped, "head_object", "InternalError", failures=None))
+
+    taken = pipeline.reconcile()["dead_letters"]
+
+    assert taken["existing"] == 1 and taken["claimed"] == 0 and stack.dead_letters() == 0
+    assert [r["run_id"] for r in _runs(pipeline)] == [claimed["run_id"]]
+
+
+def test_a_dead_letter_whose_claim_cannot_be_written_stays_for_a_later_pass(pipeline, stack, monkeypatch):
+    from reviewtune.core import dead_letters
+
+    monkeypatch.setattr(dead_letters, "VISIBILITY_TIMEOUT_SECONDS", 0)  # the next pass sees it at once
+    event = pipeline.drop_event()
+    failing_s3 = _dead_lettered_before_its_claim(pipeline, stack, event)
+    pipeline.use("s3", failing_s3._wrapped)
+    table = Failing(pipeline.clients.runs_table, "put_item", "ProvisionedThroughputExceededException", failures=None)
+    pipeline.use("runs_table", table)
+
+    taken = pipeline.reconcile()["dead_letters"]
+    assert taken["received"] == 1 and taken["left"] == 1 and stack.dead_letters() == 1 and _runs(pipeline) == []
+
+    pipeline.use("runs_table", table._wrapped)
+    taken = pipeline.reconcile()["dead_letters"]
+    [run] = _runs(pipeline)
+    assert taken["claimed"] == 1 and run["status"] == "TUNING" and stack.dead_letters() == 0
+
+
+def test_dead_letters_that_are_no_object_event_stay_and_keys_outside_incoming_are_dropped(pipeline, stack):
+    sqs = boto3.client("sqs", region_name=REGION)
+    sqs.send_message(QueueUrl=stack.start_dead_letter_queue_url, MessageBody="not json {")
+    sqs.send_message(QueueUrl=stack.start_dead_letter_queue_url, MessageBody=json.dumps({"detail-type": "Other"}))
+    elsewhere = pipeline.drop_event("runs/x/notes.tsv")
+    stack.dead_letter(elsewhere)
+
+    taken = pipeline.reconcile()["dead_letters"]
+
+    assert taken["received"] == 3 and taken["left"] == 2 and taken["ignored"] == 1
+    assert _runs(pipeline) == [] and pipeline.messages() == [] and stack.dead_letters() == 2

@@ -157,3 +157,32 @@ def test_objects_gone_or_over_5_gb_get_one_rejection_and_one_message_on_the_loca
         assert bad.expect in by_run[run_id]["Message"] and "No copy was kept" in by_run[run_id]["Message"]
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=names.rejected_key(key)).get("Contents", [])
         assert [o["Key"] for o in listed] == [names.rejected_key(key) + ".error.json"]
+
+
+def test_a_dead_lettered_start_event_gets_its_run_and_one_message_from_the_local_reconciler(runtime):
+    """An "Object Created" event that failed every retry before its run was claimed is known only to StartTuning's
+    dead-letter queue: the reconcile function (the template's schedule, the local period) takes it back."""
+    bucket = runtime.stack.outputs["DataBucketName"]
+    s3, sqs = runtime.client("s3"), runtime.client("sqs")
+    queue = subscribe(runtime, "dead-letter-subscriber")
+    key = "incoming/late/dead lettered (1).csv"
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    try:  # no event of its own: as if every delivery had failed
+        put = s3.put_object(Bucket=bucket, Key=key, Body=b"text,score\nhello,5\n")
+    finally:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    event = load_event("s3_object_created.json")
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update({"key": key, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"], "size": 19})
+    dead_letters = runtime.stack.outputs["StartTuningDeadLetterQueueUrl"]
+    sqs.send_message(QueueUrl=dead_letters, MessageBody=json.dumps(event), MessageAttributes={
+        "ErrorMessage": {"DataType": "String", "StringValue": "ClientError: SlowDown"}})
+    run_id = names.tuning_job_name("reviewtune", names.object_identity(bucket, key, put["VersionId"], put["ETag"]))
+
+    [item] = wait_for_runs(runtime, [run_id], timeout_s=90).values()  # the reconciler runs every 30 s locally
+    [message] = wait_for_messages(runtime, queue, 1)
+
+    assert item["status"] == "REJECTED" and "no label column" in item["failure_reason"]
+    assert message["MessageAttributes"]["run_id"]["Value"] == run_id
+    attributes = sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"

@@ -42,6 +42,7 @@ class Stack:
     topic_arn: str
     subscriber_queue_url: str
     role_arn: str
+    start_dead_letter_queue_url: str
 
     def env(self) -> dict[str, str]:
         return {
@@ -50,6 +51,7 @@ class Stack:
             "IDEMPOTENCY_TABLE_NAME": self.idempotency_table,
             "TOPIC_ARN": self.topic_arn,
             "SAGEMAKER_ROLE_ARN": self.role_arn,
+            "START_TUNING_DEAD_LETTER_QUEUE_URL": self.start_dead_letter_queue_url,
             "JOB_NAME_PREFIX": "reviewtune",
             "MIN_ROWS_PER_CLASS": "10",
             "POWERTOOLS_SERVICE_NAME": "reviewtune",
@@ -68,6 +70,27 @@ class Stack:
             for message in batch:
                 out.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.subscriber_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def dead_letter(self, event: dict[str, Any], error: str = "RuntimeError: injected") -> None:
+        """Put ``event`` into StartTuning's dead-letter queue as Lambda does after the last retry of an
+        asynchronous invocation (the event as the body, ``ErrorMessage`` among the attributes)."""
+        boto3.client("sqs", region_name=REGION).send_message(
+            QueueUrl=self.start_dead_letter_queue_url,
+            MessageBody=json.dumps(event),
+            MessageAttributes={
+                "RequestID": {"DataType": "String", "StringValue": "00000000-0000-0000-0000-000000000000"},
+                "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+                "ErrorMessage": {"DataType": "String", "StringValue": error},
+            },
+        )
+
+    def dead_letters(self) -> int:
+        """How many messages StartTuning's dead-letter queue holds (visible or being handled)."""
+        attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+            QueueUrl=self.start_dead_letter_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         from reviewtune.core.runs import from_item
@@ -90,7 +113,9 @@ def create_stack() -> Stack:
     queue_url = sqs.create_queue(QueueName="subscriber")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    return Stack(bucket, "runs", "idempotency", topic, queue_url, f"arn:aws:iam::{ACCOUNT}:role/reviewtune-sagemaker")
+    dead_letters = sqs.create_queue(QueueName="StartTuningDeadLetterQueue")["QueueUrl"]  # its ARN as IAM tests see it
+    return Stack(bucket, "runs", "idempotency", topic, queue_url, f"arn:aws:iam::{ACCOUNT}:role/reviewtune-sagemaker",
+                 dead_letters)
 
 
 _loaded: list[str] = []  # names of the handler modules load_handler put in sys.modules

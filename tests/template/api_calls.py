@@ -42,6 +42,7 @@ RESOURCE_PARAMETERS = (
     "ModelPackageGroupName",
     "ModelPackageArn",
     "ResourceArn",
+    "QueueUrl",
 )
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_CODE = (str(ROOT / "reviewtune") + os.sep, str(ROOT / "functions") + os.sep)

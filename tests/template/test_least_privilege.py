@@ -44,6 +44,7 @@ STACK = Stack(
     topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:reviewtune-notifications",
     subscriber_queue_url="",
     role_arn=f"arn:aws:iam::{ACCOUNT}:role/reviewtune-sagemaker",
+    start_dead_letter_queue_url=f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/StartTuningDeadLetterQueue",
 )
 PREFIX = STACK.env()["JOB_NAME_PREFIX"]
 SAGEMAKER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
@@ -324,6 +325,8 @@ def needs(call: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]]]:
         if call["TopicArn"] == STACK.topic_arn:  # encrypted with the stack's key (KmsMasterKeyId)
             yield "kms:GenerateDataKey", TOPIC_KEY, {}
             yield "kms:Decrypt", TOPIC_KEY, {}
+    elif service == "sqs":  # a queue URL ends with the queue's name
+        yield f"sqs:{operation}", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{call['QueueUrl'].rsplit('/', 1)[-1]}", {}
     elif service == "sagemaker":
         arn = _sagemaker_arn(call)
         yield f"sagemaker:{operation}", arn, {}

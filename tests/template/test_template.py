@@ -280,8 +280,24 @@ def _documented_variables() -> set[str]:
     return found
 
 
+def _own_variables() -> dict[str, set[str]]:
+    """The variables a function sets beyond the Globals (its logical id -> names), POWERTOOLS_SERVICE_NAME left out."""
+    return {
+        function_id: set(resource["Properties"].get("Environment", {}).get("Variables", {})) - {"POWERTOOLS_SERVICE_NAME"}
+        for function_id, resource in resources().items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
 def test_functions_get_every_documented_variable_and_every_variable_config_reads():
-    environment = set(function_environment())
+    own = _own_variables()
+    assert own == {
+        "StartTuningFunction": set(),
+        "StartEvaluationFunction": set(),
+        "RecordResultsFunction": set(),
+        "ReconcileFunction": {"START_TUNING_DEAD_LETTER_QUEUE_URL"},
+    }
+    environment = set(function_environment()).union(*own.values())
     documented = _documented_variables()
     read_by_config = set(
         re.findall(r'env(?:\.get\(|, )"([A-Z][A-Z0-9_]+)"', Path(config.__file__).read_text())
@@ -293,6 +309,14 @@ def test_functions_get_every_documented_variable_and_every_variable_config_reads
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
         "POWERTOOLS_LOG_LEVEL",
+    }
+
+
+def test_the_reconciler_reads_start_tuning_s_dead_letter_queue():
+    variables = resources()["ReconcileFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["START_TUNING_DEAD_LETTER_QUEUE_URL"] == {"Ref": "StartTuningDeadLetterQueue"}
+    assert resources()["StartTuningFunction"]["Properties"]["DeadLetterQueue"]["TargetArn"] == {
+        "Fn::GetAtt": ["StartTuningDeadLetterQueue", "Arn"]
     }
 
 
@@ -701,10 +725,14 @@ def test_reconcile_permissions():
         "iam:PassRole",
         "sns:Publish",
         *TOPIC_KEY_ACTIONS,
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
     }
     assert grants["dynamodb:GetItem"] == [RUNS_TABLE_ARN]  # no idempotency table: the state machine suffices
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["sns:Publish"] == [TOPIC]
+    start_dead_letters = [{"Fn::GetAtt": ["StartTuningDeadLetterQueue", "Arn"]}]  # no other function's queue
+    assert grants["sqs:ReceiveMessage"] == grants["sqs:DeleteMessage"] == start_dead_letters
 
 
 @pytest.mark.parametrize("function_id", ["RecordResultsFunction", "ReconcileFunction"])

@@ -1,0 +1,135 @@
+"""S3 "Object Created" events that failed every retry, taken back from StartTuning's dead-letter queue.
+
+An event whose handling failed before its run was claimed (HeadObject, the idempotency store or the claim itself kept
+failing through Lambda's and EventBridge's retries) exists nowhere but in that queue: the runs table has no trace
+of its object, so the rest of the reconciler cannot see it. Each reconciler pass therefore receives those messages
+and, for each, makes sure the object's run exists:
+
+- the object is looked up as the event handler does (``locate_dropped_object``: the key as stored, its size); if S3
+  still fails, the key as the event gives it is used, unless a run of one of the keys it may stand for exists;
+- the run is claimed (a conditional write: a run that exists is left as it is), then the message is deleted. From
+  then on the run is the reconciler's like any other: it is started here at once (at most
+  ``MAX_STARTS_PER_PASS``), else by the stale-claim restart, and a claim that never gets going ends ``FAILED`` at
+  its deadline with its message. So every dead-lettered start event still ends in one outcome and one message;
+- when even the claim cannot be written, the message stays (hidden until the next pass) for a later pass; a body
+  that is not an "Object Created" event is left in the queue, for people (the queue's alarm).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from reviewtune.core import names
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.config import Settings
+from reviewtune.core.errors import InvalidEventError
+from reviewtune.core.events import object_created
+from reviewtune.core.failures import repository
+from reviewtune.core.objects import locate_dropped_object
+from reviewtune.core.runs import RunStatus
+from reviewtune.core.tuning import DroppedObject, claim_run, run_id_of, start_tuning
+
+logger = Logger(child=True)
+
+MAX_MESSAGES_PER_PASS = 100  # claiming is two small writes; a backlog drains over a few passes
+MAX_STARTS_PER_PASS = 5  # a start reads and splits a file: the rest wait for the stale-claim restart
+RECEIVE_BATCH = 10  # SQS's maximum per ReceiveMessage
+# A message left in the queue is hidden until shortly before the next pass (ReconcileSchedule: every 5 minutes).
+VISIBILITY_TIMEOUT_SECONDS = 240
+
+
+@dataclass
+class TakenBack:
+    """What one pass did with the dead-lettered start events."""
+
+    received: int = 0
+    claimed: int = 0  # runs written now
+    existing: int = 0  # the object's run was there already (the failure came after its claim)
+    ignored: int = 0  # outside incoming/, or a folder marker: no run, as for the event handler
+    started: dict[str, str] = field(default_factory=dict)  # run id -> status after start_tuning
+    left: int = 0  # left in the queue (not an event, or the claim failed)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "claimed": self.claimed,
+            "existing": self.existing,
+            "ignored": self.ignored,
+            "started": self.started,
+            "left": self.left,
+        }
+
+
+def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack:
+    """One pass over StartTuning's dead-letter queue (nothing when ``START_TUNING_DEAD_LETTER_QUEUE_URL`` is unset)."""
+    result = TakenBack()
+    url = settings.start_dead_letter_queue_url
+    if not url:
+        return result
+    seen: set[str] = set()  # a message left may come back within the pass (a pass longer than the hiding)
+    while result.received < MAX_MESSAGES_PER_PASS:
+        batch = clients.sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=min(RECEIVE_BATCH, MAX_MESSAGES_PER_PASS - result.received),
+            VisibilityTimeout=VISIBILITY_TIMEOUT_SECONDS,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        batch = [m for m in batch if m["MessageId"] not in seen]
+        if not batch:
+            break
+        for message in batch:
+            seen.add(message["MessageId"])
+            result.received += 1
+            if _take_back(message, settings, clients, result):
+                clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                result.left += 1
+    if result.received:
+        logger.info("dead-lettered start events taken back", extra=result.summary())
+    return result
+
+
+def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients, result: TakenBack) -> bool:
+    """Make sure the run of the message's object exists (and start it when the pass may); True: delete it."""
+    try:
+        detail = object_created(json.loads(message.get("Body") or ""))
+    except (ValueError, InvalidEventError) as exc:
+        logger.warning("a dead letter that is not an Object Created event is left in the queue", extra={
+            "message_id": message.get("MessageId"), "error": str(exc)})
+        return False
+    bucket, obj = detail.bucket, detail.object
+    if not names.is_accepted_key(obj.key):
+        result.ignored += 1
+        return True
+    runs = repository(settings, clients)
+    try:
+        dropped = locate_dropped_object(clients.s3, bucket, obj.key, obj.version_id, obj.etag, obj.size)
+    except Exception as exc:  # noqa: BLE001 - S3 still failing: the key as given, unless a run of it exists
+        logger.warning("the dead-lettered object cannot be looked up", extra={"key": obj.key, "error": str(exc)})
+        for candidate in names.key_candidates(obj.key):
+            existing = DroppedObject(bucket, candidate, obj.version_id, obj.etag, obj.size)
+            if runs.get(run_id_of(existing, settings)) is not None:
+                result.existing += 1
+                return True
+        dropped = DroppedObject(bucket, obj.key, obj.version_id, obj.etag, obj.size)
+    try:
+        claimed, run = claim_run(dropped, runs, settings)
+    except Exception:  # noqa: BLE001 - the message stays for a later pass
+        logger.exception("claiming the run of a dead-lettered event failed", extra={"key": obj.key})
+        return False
+    if claimed:
+        result.claimed += 1
+    else:
+        result.existing += 1
+    if run["status"] == RunStatus.CLAIMED and not run.get("data") and len(result.started) < MAX_STARTS_PER_PASS:
+        try:
+            result.started[run["run_id"]] = start_tuning(dropped, settings, clients)["status"]
+        except Exception as exc:  # noqa: BLE001 - the run exists: the reconciler's restart and deadline own it
+            logger.warning("starting a dead-lettered run failed", extra={"run_id": run["run_id"], "error": str(exc)})
+            result.started[run["run_id"]] = f"not yet: {type(exc).__name__}"
+    return True
