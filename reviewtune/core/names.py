@@ -23,6 +23,8 @@ PREFIX_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 PREFIX_MAX = 12
 HASH_MAX = 16
 EVALUATION_SUFFIX = "-eval"
+REASON_SUFFIX = ".error.json"
+S3_KEY_MAX_BYTES = 1024
 # SageMaker's tag values and model-package metadata values: letters, digits, spaces and these, at most 256 characters
 SAGEMAKER_TEXT_PUNCTUATION = "_.:/=+-@"
 SAGEMAKER_TEXT_MAX = 256
@@ -127,7 +129,19 @@ def report_key(run_id: str) -> str:
 
 
 def rejected_key(key: str) -> str:
+    """Where the copy of a rejected file goes: as long as its key (``rejected/`` for ``incoming/``)."""
     return f"{REJECTED_PREFIX}{dataset_name(key)}"
+
+
+def rejected_reason_key(key: str) -> str:
+    """Where the reason of a rejected file goes: ``rejected/<dataset>.error.json``, or, when that would pass S3's
+    1,024 bytes (a key of more than 1,013), the copy's key cut on a character boundary + ``~<hash of the key>``."""
+    name = rejected_key(key) + REASON_SUFFIX
+    if len(name.encode("utf-8")) <= S3_KEY_MAX_BYTES:
+        return name
+    tail = f"~{hashlib.sha256(key.encode('utf-8')).hexdigest()[:HASH_MAX]}{REASON_SUFFIX}"
+    room = S3_KEY_MAX_BYTES - len(tail)
+    return rejected_key(key).encode("utf-8")[:room].decode("utf-8", errors="ignore") + tail
 
 
 def code_prefix(digest: str) -> str:

@@ -192,12 +192,14 @@ def _reject(
     }
     clients.s3.put_object(
         Bucket=settings.bucket,
-        Key=target + ".error.json",
+        Key=names.rejected_reason_key(obj.key),
         Body=json.dumps(report, indent=2).encode(),
         ContentType="application/json",
     )
     runs = repository(settings, clients)
-    fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, target + ".error.json")}
+    fields: dict[str, Any] = {
+        "failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, names.rejected_reason_key(obj.key))
+    }
     if copied:
         fields["rejected_uri"] = names.s3_uri(settings.bucket, target)
     else:

@@ -4,6 +4,8 @@ comes; throttling and server errors are retried, not mistaken for a missing obje
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
@@ -207,3 +209,19 @@ def test_a_digit_string_size_counts_as_the_size(pipeline):
 
     assert result["status"] == "REJECTED" and "the file is 6,442,450,944 bytes" in result["reason"]
     assert states.RunStatus(pipeline.run(result["run_id"])["status"]) == states.RunStatus.REJECTED
+
+
+def test_a_rejected_file_whose_key_is_near_s3_s_limit_gets_its_reason_under_a_key_s3_accepts(pipeline, stack):
+    key = "incoming/" + "r" * 1002 + ".csv"  # 1,015 bytes: "<copy>.error.json" would be 1,026
+    event = pipeline.drop_event(key, b"text,score\nhello,5\n")
+    too_long = lambda call: len(call["Key"].encode()) > 1024  # noqa: E731 - what real S3 refuses, moto does not
+    pipeline.use("s3", Failing(pipeline.clients.s3, "put_object", "KeyTooLongError", failures=None, when=too_long))
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "REJECTED" and "no label column" in result["reason"]
+    item = assert_one_outcome(pipeline, result["run_id"], "REJECTED")
+    reason_key = item["reason_uri"].removeprefix(f"s3://{stack.bucket}/")
+    assert len(reason_key.encode()) <= 1024 and reason_key.endswith(".error.json")
+    assert item["rejected_uri"] == f"s3://{stack.bucket}/rejected/" + "r" * 1002 + ".csv"
+    assert json.loads(s3().get_object(Bucket=stack.bucket, Key=reason_key)["Body"].read())["run_id"] == result["run_id"]

@@ -124,3 +124,23 @@ def test_sagemaker_text_keeps_what_is_allowed_and_marks_each_refused_character()
     assert names.sagemaker_text("team a/summer reviews (1).tsv") == "team a/summer reviews _1_.tsv"
     assert names.sagemaker_text("Ümlaut_ü-1.2:3/4=5+6@7 ８") == "Ümlaut_ü-1.2:3/4=5+6@7 ８"
     assert names.sagemaker_text("a✓b,c", limit=3) == "a_b"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["incoming/a.tsv", "incoming/" + "x" * 1003 + ".tsv", "incoming/" + "x" * 1004 + ".tsv",
+     "incoming/" + "é" * 505 + ".tsv", "incoming/" + "✓" * 336 + "é.csv"],
+)
+def test_the_reason_of_a_rejected_file_has_a_key_s3_accepts_whatever_the_file_s_key(key):
+    assert len(key.encode()) <= 1024
+    reason = names.rejected_reason_key(key)
+    assert len(reason.encode()) <= names.S3_KEY_MAX_BYTES and reason.endswith(".error.json")
+    if len(key.encode()) + len(".error.json") <= 1024:
+        assert reason == names.rejected_key(key) + ".error.json"
+    else:  # cut, and told apart from another long key with the same beginning by a hash of the whole key
+        assert names.rejected_key(key).startswith(reason.split("~")[0]) and len(reason.split("~")[0].encode()) > 990
+        assert reason != names.rejected_reason_key(key[:-5] + "y.tsv")
+
+
+def test_a_short_key_s_reason_sits_beside_its_copy():
+    assert names.rejected_reason_key("incoming/team/a b.tsv") == "rejected/team/a b.tsv.error.json"
