@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent
 from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
 from reviewtune.core.events import object_created
 from reviewtune.core.objects import locate_dropped_object
-from reviewtune.core.tuning import start_tuning
+from reviewtune.core.tuning import run_exists, start_tuning
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_MODULES)
@@ -31,6 +31,7 @@ def handler(event: dict, context) -> dict:
         detail.object.version_id,
         detail.object.etag,
         detail.object.size,
+        run_exists(ctx.settings, ctx.clients),
     )
     result = start_tuning(obj, ctx.settings, ctx.clients)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)

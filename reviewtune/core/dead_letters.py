@@ -29,9 +29,9 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
-from reviewtune.core.objects import locate_dropped_object
+from reviewtune.core.objects import known_object, locate_dropped_object
 from reviewtune.core.runs import RunStatus
-from reviewtune.core.tuning import DroppedObject, claim_run, run_id_of, start_tuning
+from reviewtune.core.tuning import DroppedObject, claim_run, run_exists, start_tuning
 
 logger = Logger(child=True)
 
@@ -106,17 +106,16 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
     if not names.is_accepted_key(obj.key):
         result.ignored += 1
         return True
-    runs = repository(settings, clients)
+    has_run = run_exists(settings, clients)
     try:
-        dropped = locate_dropped_object(clients.s3, bucket, obj.key, obj.version_id, obj.etag, obj.size)
+        dropped = locate_dropped_object(clients.s3, bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
     except Exception as exc:  # noqa: BLE001 - S3 still failing: the key as given, unless a run of it exists
         logger.warning("the dead-lettered object cannot be looked up", extra={"key": obj.key, "error": str(exc)})
-        for candidate in names.key_candidates(obj.key):
-            existing = DroppedObject(bucket, candidate, obj.version_id, obj.etag, obj.size)
-            if runs.get(run_id_of(existing, settings)) is not None:
-                result.existing += 1
-                return True
+        if known_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run) is not None:
+            result.existing += 1
+            return True
         dropped = DroppedObject(bucket, obj.key, obj.version_id, obj.etag, obj.size)
+    runs = repository(settings, clients)
     try:
         claimed, run = claim_run(dropped, runs, settings)
     except Exception:  # noqa: BLE001 - the message stays for a later pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -36,14 +37,28 @@ def _head(s3: Any, bucket: str, key: str, version_id: str | None, etag: str | No
         raise
 
 
+def known_object(
+    bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
+    has_run: Callable[[DroppedObject], bool],
+) -> DroppedObject | None:
+    """The object of one of the keys ``key`` may stand for whose run exists already (``has_run``), or None."""
+    for candidate in names.key_candidates(key):
+        obj = DroppedObject(bucket, candidate, version_id, etag, size)
+        if has_run(obj):
+            return obj
+    return None
+
+
 def locate_dropped_object(
-    s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None
+    s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
+    has_run: Callable[[DroppedObject], bool] | None = None,
 ) -> DroppedObject:
     """The dropped object with its key as stored in S3 (its identity) and its size.
 
     The key as the event gives it is tried first (HeadObject); only if it does not exist, its URL-decoded form.
     The size is the event's; HeadObject's where the event has none (or no valid one).
-    When neither key holds the version any more (deleted or replaced since the event), the key as given is kept:
+    When neither key holds the version any more (deleted or replaced since the event), the key whose run exists
+    (``has_run``: an earlier delivery claimed it before the version went away) is kept, else the key as given:
     start_tuning then rejects the object as gone, and a redelivered event finds that same run.
     Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
     """
@@ -59,4 +74,5 @@ def locate_dropped_object(
     if refused is not None:
         return DroppedObject(bucket, refused, version_id, etag, size)
     logger.warning("the dropped object is not there any more", extra={"key": key, "version_id": version_id})
-    return DroppedObject(bucket, key, version_id, etag, size)
+    known = known_object(bucket, key, version_id, etag, size, has_run) if has_run else None
+    return known or DroppedObject(bucket, key, version_id, etag, size)

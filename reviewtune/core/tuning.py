@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -296,6 +297,12 @@ def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run
 def run_id_of(obj: DroppedObject, settings: Settings) -> str:
     """The run of one dropped object version (its tuning job's name)."""
     return names.tuning_job_name(settings.job_name_prefix, obj.identity)
+
+
+def run_exists(settings: Settings, clients: AwsClients) -> Callable[[DroppedObject], bool]:
+    """Whether a dropped object version has its run already (a consistent read of the runs table)."""
+    runs = repository(settings, clients)
+    return lambda obj: runs.get(run_id_of(obj, settings)) is not None
 
 
 def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings) -> tuple[bool, dict[str, Any]]:

@@ -225,3 +225,23 @@ def test_a_rejected_file_whose_key_is_near_s3_s_limit_gets_its_reason_under_a_ke
     assert len(reason_key.encode()) <= 1024 and reason_key.endswith(".error.json")
     assert item["rejected_uri"] == f"s3://{stack.bucket}/rejected/" + "r" * 1002 + ".csv"
     assert json.loads(s3().get_object(Bucket=stack.bucket, Key=reason_key)["Body"].read())["run_id"] == result["run_id"]
+
+
+def test_a_version_deleted_between_two_deliveries_of_an_encoded_event_keeps_its_one_run(pipeline, stack):
+    """The first delivery found the object under the decoded key and claimed its run, then failed; by the retry the
+    version is gone, so neither key finds it: the retry must land on that run, not claim one for the encoded key."""
+    key = "incoming/team a/gone (1).tsv"
+    event = pipeline.drop_event(key)  # URL-encoded in the event
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=1))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(event)
+    [claimed] = run_items(pipeline)
+    assert claimed["status"] == "CLAIMED" and claimed["source"]["key"] == key
+    s3().delete_object(Bucket=stack.bucket, Key=key, VersionId=event["detail"]["object"]["version-id"])
+
+    result = pipeline.start_tuning(event)  # Lambda's retry
+    pipeline.reconcile(later(2))
+
+    assert result["run_id"] == claimed["run_id"] and result["status"] == "REJECTED"
+    assert [i["run_id"] for i in run_items(pipeline)] == [claimed["run_id"]]
+    assert_one_outcome(pipeline, claimed["run_id"], "REJECTED")

@@ -303,7 +303,8 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
 # ------------------------------------------------------------------------------------------- spend guard
 
 
-def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(pipeline):
+def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(pipeline, stack):
+    outcomes_only = _subscriber(stack, "outcomes-only", {"status": [{"anything-but": ["QUEUED"]}]})  # README's policy
     results = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i))) for i in range(4)]
     assert [r["status"] for r in results] == ["TUNING", "TUNING", "QUEUED", "QUEUED"]
     ids = [r["run_id"] for r in results]
@@ -329,6 +330,31 @@ def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(
         assert_ended(pipeline, run_id, "SUCCEEDED")
     assert [pipeline.statuses_told(i) for i in ids[2:]] == [["QUEUED", "SUCCEEDED"]] * 2
     assert slots.holders(pipeline.clients.runs_table) == set()
+    received = _received(outcomes_only)  # one message per run: its outcome
+    assert sorted((m["MessageAttributes"]["run_id"]["Value"], m["MessageAttributes"]["status"]["Value"]) for m in received) == sorted(
+        [(ids[0], "FAILED")] + [(i, "SUCCEEDED") for i in ids[1:]]
+    )
+
+
+def _subscriber(stack, name: str, filter_policy: dict) -> str:
+    """An SQS queue subscribed to the topic with ``filter_policy`` on the message attributes; returns its URL."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns", region_name=REGION).subscribe(
+        TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": json.dumps(filter_policy)}
+    )
+    return url
+
+
+def _received(url: str) -> list[dict]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    out: list[dict] = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return out
 
 
 def test_a_queued_run_missed_by_the_end_of_a_run_is_started_by_the_reconciler(pipeline):
