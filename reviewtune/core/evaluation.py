@@ -6,7 +6,6 @@ reviews, leaving out those the champion was trained on (``ChampionInput``); reco
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, costs, names, states
+from reviewtune.core import aws_errors, costs, names, states, trial_records
 from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -347,9 +346,12 @@ def start_evaluation(
         "total_billable_seconds": sum(t["billable_seconds"] or 0 for t in trials),
         "cost": training_cost(run, settings, trials),
     }
-    end_tuning = functools.partial(
-        end_run, runs, settings, clients, tuning_job_name, stage="tuning", tuning=tuning
-    )
+    def stored() -> dict[str, Any]:  # what the item keeps of ``tuning`` (the best trials when all do not fit)
+        return trial_records.for_item(tuning, clients.s3, settings.bucket, tuning_job_name)
+
+    def end_tuning(**outcome: Any) -> dict[str, Any]:
+        return end_run(runs, settings, clients, tuning_job_name, stage="tuning", tuning=stored(), **outcome)
+
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
         final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED
@@ -378,7 +380,7 @@ def start_evaluation(
                     f"{attempt['last_error']}"
                 )
                 return end_tuning(status=RunStatus.FAILED, reason=reason)
-            runs.update_if(tuning_job_name, RunStatus.TUNING, evaluation_start=attempt, tuning=tuning)
+            runs.update_if(tuning_job_name, RunStatus.TUNING, evaluation_start=attempt, tuning=stored())
             logger.warning("evaluation job not started yet; will retry", extra={"run_id": tuning_job_name, **attempt})
             return {"run_id": tuning_job_name, "status": RunStatus.TUNING.value, "retry_at": attempt["next_attempt_at"]}
         else:
@@ -389,7 +391,7 @@ def start_evaluation(
         tuning_job_name,
         RunStatus.TUNING,
         RunStatus.EVALUATING,
-        tuning=tuning,
+        tuning=stored(),
         evaluation_job_name=request["ProcessingJobName"],
         **({"challenge": challenge} if challenge else {}),
     )

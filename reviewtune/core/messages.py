@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from reviewtune.core import trial_records
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
 
@@ -160,14 +161,23 @@ def _cost(item: Any) -> list[str]:
         f"                     on-demand prices {_text(cost.get('region'), 20)} of {_text(cost.get('prices_as_of'), 20)}, "
         "an estimate",
     ]
-    for trial in trials[:MAX_TRIALS_LISTED]:
+    listed = trials[:MAX_TRIALS_LISTED]
+    for trial in listed:
         lines.append(
             f"  {_text(_get(trial, 'name'), 100)}: {_count(_get(trial, 'billable_seconds'))} billable s, "
             f"{_money(_get(trial, 'cost'), currency)}"
         )
-    if len(trials) > MAX_TRIALS_LISTED:
-        lines.append(f"  ... and {len(trials) - MAX_TRIALS_LISTED:,} more")
-    return lines
+    return lines + _more(item, len(listed), len(trials))
+
+
+def _more(item: Any, listed: int, kept: int) -> list[str]:
+    """``... and N more`` after a list of ``listed`` trials of the ``kept`` the item holds, counting those only S3
+    holds (``trial_records``), and where they are."""
+    more = max(trial_records.total(_get(item, "tuning")), kept) - listed
+    if more <= 0:
+        return []
+    uri = _get(item, "tuning", "trials_uri")
+    return [f"  ... and {more:,} more" + (f" (every trial: {_text(uri, 2000)})" if uri else "")]
 
 
 def _lifecycle(item: Any) -> list[str]:
@@ -247,14 +257,14 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
     ]
     if isinstance(trials, list) and trials:
         lines += ["", "Trials:"]
-        for trial in trials[:MAX_TRIALS_LISTED]:
+        listed = trials[:MAX_TRIALS_LISTED]
+        for trial in listed:
             failure = _get(trial, "failure_reason")
             lines.append(
                 f"  {_text(_get(trial, 'name'), 100)}: {_text(_get(trial, 'status'), 40)}"
                 + (f" - {_text(failure)}" if failure else "")
             )
-        if len(trials) > MAX_TRIALS_LISTED:
-            lines.append(f"  ... and {len(trials) - MAX_TRIALS_LISTED:,} more")
+        lines += _more(item, len(listed), len(trials))
     extra = [*_warm_start(item), *_cost(item)]
     if extra:
         lines += ["", *extra]
@@ -278,7 +288,8 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         *_cleaning(item),
         f"Tuning:              {_text(_get(item, 'config', 'strategy'), 40)} search, "
         f"{_count(_get(item, 'tuning', 'status_counters', 'Completed') or 0)} of "
-        f"{len(trials) if isinstance(trials, list) else 0} trials completed",
+        f"{max(trial_records.total(_get(item, 'tuning')), len(trials) if isinstance(trials, list) else 0):,} trials "
+        "completed",
         f"Best training job:   {_text(_get(best, 'name'), 100)}",
         f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
         f"Test accuracy:       {_pct(accuracy)}{_interval(_get(metrics, 'accuracy'))}",

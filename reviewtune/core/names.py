@@ -123,6 +123,11 @@ def evaluation_prefix(run_id: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/evaluation/"
 
 
+def trials_key(run_id: str) -> str:
+    """Every trial of a run whose item keeps only the best (``trial_records``), beside the report's input."""
+    return f"{evaluation_prefix(run_id)}input/trials.json"
+
+
 def report_key(run_id: str) -> str:
     """The run's self-contained HTML report, written by the evaluation job into its output's report/ folder."""
     return f"{evaluation_prefix(run_id)}report/index.html"

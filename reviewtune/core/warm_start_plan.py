@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reviewtune.core import names
+from reviewtune.core import names, trial_records
 from reviewtune.core.runs import RunsRepository, RunStatus
 from reviewtune.core.warm_start import (
     IDENTICAL_DATA_AND_ALGORITHM,
@@ -88,7 +88,9 @@ def _previous(run: dict[str, Any]) -> PreviousRun | None:
     trials = (run.get("tuning") or {}).get("trials")
     if not config.get("hyperparameter_names") or not config.get("objective_metric") or not isinstance(trials, list):
         return None  # a run recorded before these were kept
-    return PreviousRun(run["run_id"], frozenset(config["hyperparameter_names"]), config["objective_metric"], len(trials))
+    return PreviousRun(
+        run["run_id"], frozenset(config["hyperparameter_names"]), config["objective_metric"], trial_records.total(run["tuning"])
+    )
 
 
 def _same_data(parent: dict[str, Any], digests: dict[str, str], image: str) -> bool:

@@ -528,3 +528,58 @@ def test_dead_letters_that_are_no_object_event_stay_and_keys_outside_incoming_ar
 
     assert taken["received"] == 3 and taken["left"] == 2 and taken["ignored"] == 1
     assert _runs(pipeline) == [] and pipeline.messages() == [] and stack.dead_letters() == 2
+
+
+# ------------------------------------------------------------------------------------------- item size
+
+
+def _many_trials(count: int, failed: int) -> list[dict]:
+    """``failed`` trials with SageMaker-sized failure reasons (~1 KB), the rest completed with an objective."""
+    reason = "AlgorithmError: " + "Traceback (most recent call last): CUDA out of memory. " * 18
+    return [
+        {"status": "Failed", "objective_status": "Failed", "failure": f"{reason} (trial {i})"} if i < failed
+        else {"status": "Completed", "objective": 60 + (i % 37) / 2, "objective_status": "Succeeded"}
+        for i in range(count)
+    ]
+
+
+def test_a_tuning_job_of_500_trials_with_long_failures_still_fits_the_run_item_and_tells_every_count(pipeline, stack):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    trials = _many_trials(500, failed=400)
+    trials[450]["objective"] = 99.0
+    best = f"{run_id}-451-abcdef451"
+    pipeline.sagemaker.finish_tuning(run_id, "Completed", trials=trials, best=best)
+
+    assert pipeline.tuning_ended(run_id)["status"] == "EVALUATING"  # the item could be written
+
+    tuning = pipeline.run(run_id)["tuning"]
+    assert tuning["trials_total"] == 500 and len(tuning["trials"]) == 50
+    assert tuning["best_training_job"]["name"] == best and best in {t["name"] for t in tuning["trials"]}
+    assert all(len(t.get("failure_reason") or "") <= 300 for t in tuning["trials"])
+    others = sorted((t["objective"] for i, t in enumerate(trials) if i >= 400 and i != 450), reverse=True)
+    kept = sorted((t["objective"] for t in tuning["trials"] if t["name"] != best), reverse=True)
+    assert kept == others[:49]  # the best 49 of the rest
+    uri = tuning["trials_uri"]
+    stored = json.loads(boto3.client("s3", region_name=REGION).get_object(
+        Bucket=stack.bucket, Key=uri.removeprefix(f"s3://{stack.bucket}/"))["Body"].read())
+    assert len(stored["trials"]) == 500 and stored["trials"][0]["failure_reason"].endswith("(trial 0)")
+
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    pipeline.evaluation_ended(run_id)
+    item = assert_ended(pipeline, run_id, "SUCCEEDED")
+    [message] = pipeline.messages(run_id)
+    assert " of 500 trials completed" in message["Message"]  # not of the 50 the item keeps
+    assert f"  ... and 450 more (every trial: {uri})" in message["Message"]  # the cost lines: 50 listed
+    assert item["tuning"]["cost"]["billable_seconds"] == 500 * 600
+
+
+def test_a_failed_tuning_job_of_500_long_failures_ends_failed_at_once_with_every_trial_in_s3(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.sagemaker.finish_tuning(run_id, "Failed", trials=_many_trials(500, failed=500), failure="every trial failed")
+
+    pipeline.tuning_ended(run_id, "Failed")
+
+    item = assert_ended(pipeline, run_id, "FAILED", "every trial failed")
+    assert item["tuning"]["trials_total"] == 500
+    [message] = pipeline.messages(run_id)
+    assert f"  ... and 450 more (every trial: {item['tuning']['trials_uri']})" in message["Message"]

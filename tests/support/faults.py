@@ -113,7 +113,8 @@ class FakeSageMaker:
 
     def finish_tuning(self, name: str, status: str = "Completed", trials: list[dict[str, Any]] | None = None,
                       best: str | None = None, failure: str | None = None) -> None:
-        """End a tuning job. trials: [{"status", "objective", "objective_status"}], named <job>-00N-abcdef0N."""
+        """End a tuning job. trials: [{"status", "objective", "objective_status", "failure"}], named
+        <job>-00N-abcdef0N."""
         job = self.tuning[name]
         job["status"] = status
         job["failure"] = failure
@@ -143,6 +144,8 @@ class FakeSageMaker:
             "TunedHyperParameters": {"learning_rate": "3e-05"},
             "ObjectiveStatus": trial.get("objective_status", "Succeeded"),
         }
+        if trial.get("failure"):
+            summary["FailureReason"] = trial["failure"]
         if trial.get("objective") is not None:
             summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
                 "MetricName": "validation:accuracy",
