@@ -1,5 +1,5 @@
-"""``reviewtune runs list|show|trials|report``, ``reviewtune drop``, ``reviewtune champion`` and ``reviewtune
-promote``: AWS or the local runtime, alike."""
+"""``reviewtune runs list|show|trials|report``, ``reviewtune drop``, ``reviewtune champion``, ``reviewtune
+promote`` and ``reviewtune dead-letters``: AWS or the local runtime, alike."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from rich.console import Console
 
-from reviewtune.console import queries, views
+from reviewtune.console import dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.core import names
@@ -151,6 +151,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    target = _target(args)
+    states = dead_letters.read_all(target, args.limit)
+    title = (f"Dead-letter queues ({target.description}); StartTuning's start events are taken back by the "
+             "reconciler every pass")
+    _emit(args, dead_letters.as_data(states), dead_letters.table(states, title))
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=("auto", "local", "aws"), default="auto",
                         help="auto (default): the local runtime when <workdir>/local.json exists and no --stack is given, else AWS")
@@ -159,7 +168,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    """Add the ``runs``, ``drop``, ``champion`` and ``promote`` commands to the top-level subparsers."""
+    """Add the ``runs``, ``drop``, ``champion``, ``promote`` and ``dead-letters`` commands to the top-level
+    subparsers."""
     runs = sub.add_parser("runs", help="list and inspect runs (AWS or the local runtime)")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
@@ -205,3 +215,10 @@ def register(sub: Any) -> None:
     promote_parser.add_argument("--reason", required=True, help="why (recorded in the champion's history)")
     _common(promote_parser)
     promote_parser.set_defaults(func=cmd_promote)
+
+    letters = sub.add_parser(
+        "dead-letters", help="the events each function's dead-letter queue holds, with their errors (left in place)"
+    )
+    letters.add_argument("--limit", type=int, default=20, help="messages shown per queue (default 20)")
+    _common(letters)
+    letters.set_defaults(func=cmd_dead_letters)

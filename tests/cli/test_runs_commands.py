@@ -4,13 +4,11 @@ CloudFormation outputs as on AWS, tables by default and --json parsed back."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from reviewtune.cli import main
 from reviewtune.console import queries
@@ -23,22 +21,14 @@ STACK = "reviewtune-test"
 
 
 @pytest.fixture
-def deployed(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL") or name == "AWS_PROFILE":
-            monkeypatch.delenv(name)
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(tmp_path)  # no .reviewtune/local.json here: the commands go to "AWS"
-    with mock_aws():
-        stack = create_stack()
-        template = {
-            "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
-            "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
-        }
-        boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
-        yield stack
+def deployed(moto_account):
+    stack = create_stack()
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
+    }
+    boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    yield stack
 
 
 def put_run(stack, run_id: str, dataset: str, status: str, minutes: int, accuracy: float | None = None) -> dict:

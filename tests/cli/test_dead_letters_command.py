@@ -1,0 +1,89 @@
+"""`reviewtune dead-letters` against moto: each function's queue found through the stack outputs, what each
+message was about and why it failed, and nothing taken out of a queue."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from reviewtune.cli import main
+from reviewtune.console.dead_letters import QUEUES
+from tests.support.aws import create_stack, load_event
+
+STACK = "reviewtune-dlq"
+
+
+@pytest.fixture
+def deployed(moto_account):
+    stack = create_stack()
+    sqs = boto3.client("sqs")
+    urls = {function: sqs.create_queue(QueueName=f"{function}-dlq")["QueueUrl"] for function in QUEUES}
+    template = {
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "RunsTableName": {"Value": stack.runs_table},
+            **{output: {"Value": urls[function]} for function, output in QUEUES.items()},
+        },
+    }
+    boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    yield urls
+
+
+def send(url: str, body: str, **attributes: str) -> None:
+    boto3.client("sqs").send_message(QueueUrl=url, MessageBody=body, MessageAttributes={
+        name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()})
+
+
+def test_each_queue_shows_what_its_events_were_about_and_why_they_failed_and_keeps_them(deployed, capsys):
+    created = load_event("s3_object_created.json")
+    created["detail"]["object"]["key"] = "incoming/team a/late (1).tsv"
+    send(deployed["StartTuning"], json.dumps(created), ErrorMessage="ClientError: SlowDown when calling HeadObject")
+    tuning = load_event("tuning_job_completed.json")
+    send(deployed["StartEvaluation"], json.dumps(tuning), ERROR_CODE="SDK_CLIENT_ERROR",
+         ERROR_MESSAGE="Unable to invoke Lambda function")
+    send(deployed["RecordResults"], "not json {")
+
+    capsys.readouterr()
+    assert main(["dead-letters", "--stack", STACK, "--json"]) == 0
+    states = {s["function"]: s for s in json.loads(capsys.readouterr().out)}
+
+    assert {f: s["waiting"] for f, s in states.items()} == {
+        "StartTuning": 1, "StartEvaluation": 1, "RecordResults": 1, "Reconcile": 0}
+    [start] = states["StartTuning"]["messages"]
+    version = created["detail"]["object"]["version-id"]
+    assert start["about"] == f"s3://{created['detail']['bucket']['name']}/incoming/team a/late (1).tsv (version {version})"
+    assert start["error"] == "ClientError: SlowDown when calling HeadObject" and start["sent_at"].endswith("Z")
+    [evaluation] = states["StartEvaluation"]["messages"]
+    name = tuning["detail"]["HyperParameterTuningJobName"]
+    assert evaluation["about"] == f"{name} Completed"
+    assert evaluation["error"] == "SDK_CLIENT_ERROR: Unable to invoke Lambda function"
+    assert states["RecordResults"]["messages"][0]["about"] == "not JSON: 'not json {'" and states["Reconcile"]["messages"] == []
+
+    assert main(["dead-letters", "--stack", STACK]) == 0  # the table, and the messages are still there
+    text = capsys.readouterr().out
+    for expected in ("late (1).tsv", "SlowDown", f"{name} Completed", "(empty)", "taken back by the reconciler"):
+        assert expected in text
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=deployed["StartTuning"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+
+
+def test_limit_caps_the_messages_shown_but_not_the_count(deployed, capsys):
+    for i in range(25):
+        send(deployed["Reconcile"], json.dumps({"source": "aws.scheduler", "n": i}), ErrorMessage=f"Task timed out {i}")
+
+    capsys.readouterr()
+    assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "12"]) == 0
+    reconcile = next(s for s in json.loads(capsys.readouterr().out) if s["function"] == "Reconcile")
+
+    assert reconcile["waiting"] == 25 and len(reconcile["messages"]) == 12
+    assert {m["about"] for m in reconcile["messages"]} == {"a reconciler pass"}
+    assert len({m["message_id"] for m in reconcile["messages"]}) == 12
+    sqs = boto3.client("sqs")  # every message read is visible again at once
+    visible = sqs.get_queue_attributes(QueueUrl=deployed["Reconcile"], AttributeNames=["All"])["Attributes"]
+    assert visible["ApproximateNumberOfMessages"] == "25" and visible["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "100"]) == 0
+    again = next(s for s in json.loads(capsys.readouterr().out) if s["function"] == "Reconcile")
+    assert len({m["message_id"] for m in again["messages"]}) == 25
