@@ -4,8 +4,8 @@ Each function has one queue (the stack outputs ``<Function>DeadLetterQueueUrl``)
 every retry: Lambda puts an asynchronous invocation's event there with ``ErrorCode`` / ``ErrorMessage`` attributes,
 EventBridge an event it could not deliver with ``ERROR_CODE`` / ``ERROR_MESSAGE``. Reading a message hides it: each
 one read is hidden for at most ``PEEK_SECONDS`` (so the next receive brings others) and made visible again as soon as
-the queue is read, for everyone else (the reconciler takes StartTuning's back every pass). SQS answers from a sample
-of its servers: the count comes from the queue's attributes, and the rows may be fewer when many messages wait.
+the queue is read, for everyone else (the reconciler takes StartTuning's back every pass). The count comes from the
+queue's attributes (approximate); the rows are read with 1 s long polls until two bring nothing new.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ QUEUES = {
     "Reconcile": "ReconcileDeadLetterQueueUrl",
 }
 RECEIVE_BATCH = 10
-MAX_EMPTY_RECEIVES = 3  # receives that bring nothing new before a queue counts as read
+MAX_EMPTY_RECEIVES = 2  # receives that bring nothing new before a queue counts as read
+WAIT_SECONDS = 1  # a long poll asks every SQS server, not a sample
 PEEK_SECONDS = 30  # the longest a message read here stays hidden (if giving it back fails)
 
 
@@ -121,7 +122,7 @@ def peek(sqs: Any, url: str, function: str, limit: int) -> QueueState:
                 QueueUrl=url,
                 MaxNumberOfMessages=min(RECEIVE_BATCH, limit - len(seen)),
                 VisibilityTimeout=PEEK_SECONDS,
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=WAIT_SECONDS,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])

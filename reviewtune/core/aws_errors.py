@@ -36,11 +36,11 @@ OBJECT_DELETED_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound
 OBJECT_REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
 # What S3 answers when it will not give the object to the function however often it is asked: a customer-provided
 # encryption key (SSE-C: HeadObject / GetObject without the key fail 400), an object archived to a Glacier class
-# (403 InvalidObjectState), a KMS key or a bucket policy that denies the function (403 AccessDenied, KMS.*).
-# HeadObject has no body, so its code is the HTTP status alone.
-OBJECT_UNREADABLE_CODES = frozenset(
-    {"400", "403", "BadRequest", "Forbidden", "InvalidRequest", "InvalidArgument", "AccessDenied", "InvalidObjectState"}
-)
+# (403 InvalidObjectState), a KMS key that is disabled or gone (KMS.DisabledException, KMS.NotFoundException...).
+# HeadObject has no body, so its code is the HTTP status alone. AccessDenied (403) is not among them: during a stack
+# update IAM may deny for a moment; it is retried, and a denial that lasts ends the run at the claim's deadline with
+# S3's words (the reconciler keeps the last start error).
+OBJECT_UNREADABLE_CODES = frozenset({"400", "BadRequest", "InvalidRequest", "InvalidArgument", "InvalidObjectState"})
 BACKOFF_BASE_SECONDS = 60
 BACKOFF_MAX_SECONDS = 1800
 
@@ -70,7 +70,10 @@ def object_gone(exc: ClientError) -> str | None:
 
 def object_unreadable(exc: ClientError) -> bool:
     """Whether S3 refused to read an object for a reason that trying again will not change."""
-    return code(exc) in OBJECT_UNREADABLE_CODES or code(exc).startswith("KMS.")
+    name = code(exc)
+    if name.startswith("KMS."):
+        return "Throttl" not in name and "LimitExceeded" not in name
+    return name in OBJECT_UNREADABLE_CODES
 
 
 def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetime | None = None) -> dict[str, Any]:

@@ -246,8 +246,8 @@ def object_unreadable(exc: ClientError, key: str, version_id: str | None) -> Obj
     named = excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
     return ObjectUnreadableError(
         f"S3 refused to read the file: {named}: {excerpt(aws_errors.text(exc), 300)}. A file encrypted with a "
-        "customer-provided key (SSE-C), archived to a Glacier storage class, or under a KMS key or bucket policy the "
-        "functions may not use cannot be tuned; upload it again as a plain object"
+        "customer-provided key (SSE-C), archived to a Glacier storage class, or under a KMS key that is disabled or "
+        "gone cannot be tuned; upload it again as a plain object"
     )
 
 

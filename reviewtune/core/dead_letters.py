@@ -8,17 +8,23 @@ and, for each, makes sure the object's run exists:
 - the object is looked up as the event handler does (``locate_dropped_object``: the key as stored, its size); if S3
   still fails, the key as the event gives it is used, unless a run of one of the keys it may stand for exists;
 - the run is claimed (a conditional write: a run that exists is left as it is), then the message is deleted. From
-  then on the run is the reconciler's like any other: it is started here at once (at most
-  ``MAX_STARTS_PER_PASS``), else by the stale-claim restart, and a claim that never gets going ends ``FAILED`` at
-  its deadline with its message. So every dead-lettered start event still ends in one outcome and one message;
+  then on the run is the reconciler's like any other: the stale-claim restart starts it (after
+  ``STALE_CLAIM_SECONDS``, its deadline checked first), and a claim that never gets going ends ``FAILED`` at its
+  deadline with its message. So every dead-lettered start event still ends in one outcome and one message. Nothing
+  is started here: a file that made StartTuning run out of time or memory must not take the reconcile function
+  (and so every other run's pass) down with it;
 - when even the claim cannot be written, the message stays (hidden until the next pass) for a later pass; a body
-  that is not an "Object Created" event is left in the queue, for people (the queue's alarm).
+  that is not an "Object Created" event is left in the queue, for people (the queue's alarm, ``reviewtune
+  dead-letters``).
+
+The queue's approximate count is read first, so an empty queue costs one call; then messages are received with a
+short long-poll (``WAIT_SECONDS``), which asks every SQS server rather than a sample.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -30,14 +36,13 @@ from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
 from reviewtune.core.objects import known_object, locate_dropped_object
-from reviewtune.core.runs import RunStatus
-from reviewtune.core.tuning import DroppedObject, claim_run, run_exists, start_tuning
+from reviewtune.core.tuning import DroppedObject, claim_run, run_exists
 
 logger = Logger(child=True)
 
 MAX_MESSAGES_PER_PASS = 100  # claiming is two small writes; a backlog drains over a few passes
-MAX_STARTS_PER_PASS = 5  # a start reads and splits a file: the rest wait for the stale-claim restart
 RECEIVE_BATCH = 10  # SQS's maximum per ReceiveMessage
+WAIT_SECONDS = 1
 # A message left in the queue is hidden until shortly before the next pass (ReconcileSchedule: every 5 minutes).
 VISIBILITY_TIMEOUT_SECONDS = 240
 
@@ -50,7 +55,6 @@ class TakenBack:
     claimed: int = 0  # runs written now
     existing: int = 0  # the object's run was there already (the failure came after its claim)
     ignored: int = 0  # outside incoming/, or a folder marker: no run, as for the event handler
-    started: dict[str, str] = field(default_factory=dict)  # run id -> status after start_tuning
     left: int = 0  # left in the queue (not an event, or the claim failed)
 
     def summary(self) -> dict[str, Any]:
@@ -59,7 +63,6 @@ class TakenBack:
             "claimed": self.claimed,
             "existing": self.existing,
             "ignored": self.ignored,
-            "started": self.started,
             "left": self.left,
         }
 
@@ -68,7 +71,7 @@ def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack
     """One pass over StartTuning's dead-letter queue (nothing when ``START_TUNING_DEAD_LETTER_QUEUE_URL`` is unset)."""
     result = TakenBack()
     url = settings.start_dead_letter_queue_url
-    if not url:
+    if not url or not _waiting(clients.sqs, url):
         return result
     seen: set[str] = set()  # a message left may come back within the pass (a pass longer than the hiding)
     while result.received < MAX_MESSAGES_PER_PASS:
@@ -76,7 +79,7 @@ def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack
             QueueUrl=url,
             MaxNumberOfMessages=min(RECEIVE_BATCH, MAX_MESSAGES_PER_PASS - result.received),
             VisibilityTimeout=VISIBILITY_TIMEOUT_SECONDS,
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=WAIT_SECONDS,
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         batch = [m for m in batch if m["MessageId"] not in seen]
@@ -94,8 +97,16 @@ def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack
     return result
 
 
+def _waiting(sqs: Any, url: str) -> int:
+    """Messages in the queue, visible or not (approximate: one that is missed now is seen by a later pass)."""
+    counts = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return sum(int(value) for value in counts.values())
+
+
 def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients, result: TakenBack) -> bool:
-    """Make sure the run of the message's object exists (and start it when the pass may); True: delete it."""
+    """Make sure the run of the message's object exists; True: the message may be deleted."""
     try:
         detail = object_created(json.loads(message.get("Body") or ""))
     except (ValueError, InvalidEventError) as exc:
@@ -123,12 +134,7 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
         return False
     if claimed:
         result.claimed += 1
+        logger.info("run claimed for a dead-lettered start event", extra={"run_id": run["run_id"], "key": obj.key})
     else:
         result.existing += 1
-    if run["status"] == RunStatus.CLAIMED and not run.get("data") and len(result.started) < MAX_STARTS_PER_PASS:
-        try:
-            result.started[run["run_id"]] = start_tuning(dropped, settings, clients)["status"]
-        except Exception as exc:  # noqa: BLE001 - the run exists: the reconciler's restart and deadline own it
-            logger.warning("starting a dead-lettered run failed", extra={"run_id": run["run_id"], "error": str(exc)})
-            result.started[run["run_id"]] = f"not yet: {type(exc).__name__}"
     return True

@@ -31,7 +31,7 @@ class ObjectGoneError(DatasetError):
 
 class ObjectUnreadableError(DatasetError):
     """S3 refuses to give the dropped version to the function, and will refuse again (encrypted with a customer key,
-    archived to Glacier, a KMS key or a policy that denies it): it can be neither read nor copied."""
+    archived to Glacier, under a disabled or deleted KMS key): it can be neither read nor copied."""
 
     keeps_copy = False
 

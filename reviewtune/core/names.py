@@ -28,6 +28,7 @@ S3_KEY_MAX_BYTES = 1024
 # SageMaker's tag values and model-package metadata values: letters, digits, spaces and these, at most 256 characters
 SAGEMAKER_TEXT_PUNCTUATION = "_.:/=+-@"
 SAGEMAKER_TEXT_MAX = 256
+SAGEMAKER_DESCRIPTION_MAX = 1024
 
 
 def validate_prefix(prefix: str) -> str:
@@ -48,6 +49,12 @@ def sagemaker_text(value: str, limit: int = SAGEMAKER_TEXT_MAX) -> str:
         c if c in SAGEMAKER_TEXT_PUNCTUATION or unicodedata.category(c)[0] in "LNZ" else "_" for c in value
     )
     return cleaned[:limit]
+
+
+def sagemaker_description(value: str, limit: int = SAGEMAKER_DESCRIPTION_MAX) -> str:
+    """``value`` as SageMaker accepts it in a description (``[\\p{L}\\p{M}\\p{Z}\\p{S}\\p{N}\\p{P}]*``: no control or
+    format characters, which S3 keys may hold, e.g. a tab or a newline): each such character becomes a space."""
+    return "".join(" " if unicodedata.category(c)[0] == "C" else c for c in value)[:limit]
 
 
 def key_candidates(key: str) -> list[str]:

@@ -17,7 +17,7 @@ logger = Logger(child=True)
 def _head(s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any] | None:
     """HeadObject of the version the event named (its version id, its ETag); None when that version is not there.
 
-    When S3 refuses for good (a customer-provided key, a denying policy: ``aws_errors.object_unreadable``) the answer
+    When S3 refuses for good (a customer-provided key, Glacier: ``aws_errors.object_unreadable``) the answer
     is {} (there, but no facts): the read then fails the same way and rejects the file with S3's reason, so even an
     object the function may not see ends in an outcome. Throttling and server errors raise: the event
     is delivered again."""

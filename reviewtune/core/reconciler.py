@@ -27,6 +27,7 @@ from reviewtune.core.dead_letters import TakenBack, take_back_start_events
 from reviewtune.core.evaluation import start_evaluation
 from reviewtune.core.failures import end_run, repository
 from reviewtune.core.outbox import send_pending
+from reviewtune.core.reasons import bounded
 from reviewtune.core.results import record_results
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 from reviewtune.core.tuning import dropped_object, launch_or_queue, start_queued_runs, start_tuning
@@ -35,6 +36,7 @@ logger = Logger(child=True)
 
 # A claim this old without its data prepared is one whose start_tuning died (start_tuning's Timeout is 300 s).
 STALE_CLAIM_SECONDS = 900
+START_ERROR_MAX_CHARS = 500
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -109,6 +111,10 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     return result.summary()
 
 
+def _error_text(exc: Exception) -> str:
+    return aws_errors.text(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"
+
+
 def reconcile_run(
     run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients, now: datetime
 ) -> str | None:
@@ -122,6 +128,8 @@ def reconcile_run(
             f"the run stayed {status} longer than its deadline ({_duration(seconds)}, RUN_STATE_DEADLINES); "
             "reviewtune ended it"
         )
+        if status is RunStatus.CLAIMED and run.get("start_error"):
+            reason += f"; its last start failed with {run['start_error']}"
         _stop_jobs(run, clients)
         end_run(runs, settings, clients, run_id, stage=status.lower(), status=RunStatus.FAILED, reason=reason)
         return "past deadline"
@@ -132,7 +140,12 @@ def reconcile_run(
             return None
         updated = parse_iso(run.get("updated_at") or run["created_at"])
         if now - updated > timedelta(seconds=STALE_CLAIM_SECONDS):
-            return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
+            try:
+                return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
+            except Exception as exc:
+                # kept for the deadline's reason; the write also puts the next restart STALE_CLAIM_SECONDS later
+                runs.update_if(run_id, RunStatus.CLAIMED, start_error=bounded(_error_text(exc), START_ERROR_MAX_CHARS))
+                raise
         return None
     if status is RunStatus.TUNING:
         job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)

@@ -72,7 +72,7 @@ def ensure_group(sagemaker: Any, name: str, description: str | None = None) -> s
     """Create the model package group unless it exists; returns its ARN. Safe to call on every run."""
     request: dict[str, Any] = {"ModelPackageGroupName": name}
     if description:
-        request["ModelPackageGroupDescription"] = description[:1024]
+        request["ModelPackageGroupDescription"] = names.sagemaker_description(description)
     try:
         return sagemaker.create_model_package_group(**request)["ModelPackageGroupArn"]
     except ClientError as error:
@@ -131,7 +131,7 @@ def model_package_request(
             raise ValueError(f"the {what} must be an s3:// URI, got {uri!r}")
     return {
         "ModelPackageGroupName": group_name,
-        "ModelPackageDescription": (description or f"reviewtune run {run_id}")[:1024],
+        "ModelPackageDescription": names.sagemaker_description(description or f"reviewtune run {run_id}"),
         "InferenceSpecification": {
             "Containers": [{"Image": image_uri, "ModelDataUrl": model_data_url}],
             "SupportedContentTypes": [JSON],

@@ -124,7 +124,6 @@ def test_throttling_and_server_errors_reading_the_object_are_retried_not_rejecte
         ("head_object", "400", "Bad Request"),  # SSE-C: HeadObject without the customer's key (no body, no code)
         ("get_object", "InvalidRequest", "The object was stored using a form of Server Side Encryption."),
         ("get_object", "InvalidObjectState", "The operation is not valid for the object's storage class"),
-        ("get_object", "AccessDenied", "User is not authorized to perform: kms:Decrypt"),
         ("get_object", "KMS.DisabledException", "arn:aws:kms:us-east-1:123456789012:key/k is disabled."),
     ],
 )

@@ -418,7 +418,7 @@ def test_costs_are_in_the_failure_message(pipeline):
 @pytest.mark.parametrize(
     "key",
     ["incoming/team a/summer reviews (1).tsv", "incoming/équipe/avis, été #2 [final] ✓ & 50%!.csv",
-     "incoming/" + "(x)" * 300 + ".tsv"],
+     "incoming/" + "(x)" * 300 + ".tsv", "incoming/tab\there/new\nline\u200b.tsv"],
 )
 def test_a_file_named_with_characters_sagemaker_refuses_in_tags_still_tunes_and_registers(pipeline, key):
     """SageMaker's tag values and model-package metadata allow only letters, digits, spaces and ``_.:/=+-@``: the
@@ -436,3 +436,4 @@ def test_a_file_named_with_characters_sagemaker_refuses_in_tags_still_tunes_and_
     assert metadata["run_id"] == run_id and metadata["dataset"] == tag
     assert pipeline.run(run_id)["model_package_arn"] == package["ModelPackageArn"]
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+    assert "registry" not in pipeline.run(run_id) or not pipeline.run(run_id)["registry"].get("error")

@@ -245,8 +245,8 @@ class FakeSageMaker:
 
     # -- model registry -------------------------------------------------------------------------------------
 
-    def create_model_package_group(self, ModelPackageGroupName: str, **_: Any) -> dict[str, Any]:  # noqa: N803
-        self._call("create_model_package_group")
+    def create_model_package_group(self, ModelPackageGroupName: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
+        self._call("create_model_package_group", {"ModelPackageGroupName": ModelPackageGroupName, **rest})
         arn = self.arn("model-package-group", ModelPackageGroupName.lower())
         if ModelPackageGroupName in self.groups:
             raise client_error("ValidationException", f"Model Package Group already exists: {arn}", "CreateModelPackageGroup")
@@ -268,8 +268,9 @@ class FakeSageMaker:
         versions.append({**request, "ModelPackageArn": arn})
         return {"ModelPackageArn": arn}
 
-    def update_model_package(self, ModelPackageArn: str, ModelApprovalStatus: str, **_: Any) -> dict[str, Any]:  # noqa: N803
-        self._call("update_model_package")
+    def update_model_package(self, ModelPackageArn: str, ModelApprovalStatus: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
+        self._call("update_model_package", {"ModelPackageArn": ModelPackageArn, "ModelApprovalStatus": ModelApprovalStatus,
+                                            **rest})
         package = next(p for versions in self.groups.values() for p in versions if p["ModelPackageArn"] == ModelPackageArn)
         package["ModelApprovalStatus"] = ModelApprovalStatus
         return {"ModelPackageArn": ModelPackageArn}

@@ -725,6 +725,7 @@ def test_reconcile_permissions():
         "iam:PassRole",
         "sns:Publish",
         *TOPIC_KEY_ACTIONS,
+        "sqs:GetQueueAttributes",
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
     }
@@ -732,7 +733,8 @@ def test_reconcile_permissions():
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["sns:Publish"] == [TOPIC]
     start_dead_letters = [{"Fn::GetAtt": ["StartTuningDeadLetterQueue", "Arn"]}]  # no other function's queue
-    assert grants["sqs:ReceiveMessage"] == grants["sqs:DeleteMessage"] == start_dead_letters
+    for action in ("sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage"):
+        assert grants[action] == start_dead_letters, action
 
 
 @pytest.mark.parametrize("function_id", ["RecordResultsFunction", "ReconcileFunction"])

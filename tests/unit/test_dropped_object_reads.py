@@ -106,8 +106,13 @@ def test_a_key_overwritten_since_its_event_is_not_read_in_its_place(s3):
     )
 
 
-@pytest.mark.parametrize(("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("ServiceUnavailable", 503)])
-def test_throttling_and_outages_raise_as_they_are(s3, code, status):
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("SlowDown", 503), ("InternalError", 500), ("ServiceUnavailable", 503), ("AccessDenied", 403), ("403", 403)],
+)
+def test_throttling_outages_and_access_errors_raise_as_they_are(s3, code, status):
+    """Retried (IAM may deny for a moment during a stack update); a denial that lasts ends the run at its claim's
+    deadline, with S3's words in the reason."""
     client, stubber = s3
     stubber.add_client_error("get_object", code, http_status_code=status)
     with pytest.raises(ClientError, match=code) as caught:
@@ -117,8 +122,8 @@ def test_throttling_and_outages_raise_as_they_are(s3, code, status):
 
 @pytest.mark.parametrize(
     ("operation", "code", "status"),
-    [("get_object", "AccessDenied", 403), ("get_object", "InvalidObjectState", 403), ("head_object", "400", 400),
-     ("head_object", "403", 403), ("get_object", "KMS.DisabledException", 400)],
+    [("get_object", "InvalidRequest", 400), ("get_object", "InvalidObjectState", 403), ("head_object", "400", 400),
+     ("get_object", "KMS.DisabledException", 400), ("get_object", "KMS.NotFoundException", 400)],
 )
 def test_what_s3_will_never_give_the_function_rejects_the_file_without_a_copy(s3, operation, code, status):
     client, stubber = s3
@@ -128,13 +133,17 @@ def test_what_s3_will_never_give_the_function_rejects_the_file_without_a_copy(s3
     assert f"{code}: refused" in str(caught.value) and caught.value.keeps_copy is False
 
 
-@pytest.mark.parametrize("code", ["AccessDenied", "403", "400", "InvalidObjectState", "KMS.NotFoundException"])
+@pytest.mark.parametrize("code", ["400", "InvalidRequest", "InvalidObjectState", "KMS.NotFoundException", "KMS.DisabledException"])
 def test_refusals_that_stay_are_unreadable_not_gone(code):
     error = client_error(code, "", "GetObject")
     assert aws_errors.object_unreadable(error) and aws_errors.object_gone(error) is None
 
 
-@pytest.mark.parametrize("code", ["SlowDown", "503", "500", "InternalError", "NoSuchKey", "404", "412", "ThrottlingException"])
+@pytest.mark.parametrize(
+    "code",
+    ["SlowDown", "503", "500", "InternalError", "NoSuchKey", "404", "412", "ThrottlingException", "AccessDenied", "403",
+     "KMS.ThrottlingException", "KMS.LimitExceededException"],
+)
 def test_passing_errors_and_missing_objects_are_not_unreadable(code):
     assert not aws_errors.object_unreadable(client_error(code, "", "GetObject"))
 
