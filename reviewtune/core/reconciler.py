@@ -37,6 +37,8 @@ logger = Logger(child=True)
 # A claim this old without its data prepared is one whose start_tuning died (start_tuning's Timeout is 300 s).
 STALE_CLAIM_SECONDS = 900
 START_ERROR_MAX_CHARS = 500
+STALE_CLAIM = "stale claim"
+MAX_RESTARTS_PER_PASS = 3  # each reads and splits a file within the pass's 300 s
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -72,6 +74,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
     result = Pass()
+    stale: list[dict[str, Any]] = []
     try:  # first, so that an object known only to the dead-letter queue gets its run in this pass
         result.dead_letters = take_back_start_events(settings, clients)
     except Exception as exc:  # noqa: BLE001 - the queue unreachable: the runs still get their pass
@@ -86,6 +89,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
                 if run is None or states.is_final(run["status"]):
                     continue
                 step = reconcile_run(run, runs, settings, clients, now)
+                if step == STALE_CLAIM:
+                    stale.append(run)
+                    continue
                 if step == "past deadline":
                     result.stuck += 1
                 if step:
@@ -107,8 +113,26 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     except Exception as exc:  # noqa: BLE001
         logger.exception("starting queued runs failed")
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
+    # Last: a restart reads and splits a file, and one that runs out of time or memory ends the invocation, which no
+    # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it.
+    for run in stale[:MAX_RESTARTS_PER_PASS]:
+        try:
+            result.steps[run["run_id"]] = restart_claim(run, runs, settings, clients)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("restarting a claim failed", extra={"run_id": run["run_id"]})
+            result.errors[run["run_id"]] = f"{type(exc).__name__}: {exc}"
     logger.info("reconciler pass", extra=result.summary())
     return result.summary()
+
+
+def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients) -> str:
+    """Start a stale claim over from its recorded source (start_tuning's own code: it reads and splits the file)."""
+    try:
+        return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
+    except Exception as exc:
+        # kept for the deadline's reason; the write also puts the next restart STALE_CLAIM_SECONDS later
+        runs.update_if(run["run_id"], RunStatus.CLAIMED, start_error=bounded(_error_text(exc), START_ERROR_MAX_CHARS))
+        raise
 
 
 def _error_text(exc: Exception) -> str:
@@ -140,12 +164,7 @@ def reconcile_run(
             return None
         updated = parse_iso(run.get("updated_at") or run["created_at"])
         if now - updated > timedelta(seconds=STALE_CLAIM_SECONDS):
-            try:
-                return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
-            except Exception as exc:
-                # kept for the deadline's reason; the write also puts the next restart STALE_CLAIM_SECONDS later
-                runs.update_if(run_id, RunStatus.CLAIMED, start_error=bounded(_error_text(exc), START_ERROR_MAX_CHARS))
-                raise
+            return STALE_CLAIM  # restarted at the end of the pass (restart_claim)
         return None
     if status is RunStatus.TUNING:
         job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
@@ -203,4 +222,4 @@ def _duration(seconds: int | None) -> str:
     return f"{seconds} s"
 
 
-__all__ = ["Pass", "now_iso", "reconcile", "reconcile_run"]
+__all__ = ["Pass", "now_iso", "reconcile", "reconcile_run", "restart_claim"]

@@ -300,6 +300,42 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
     assert pipeline.run(run_id)["status"] == "TUNING"
 
 
+class _Killed(BaseException):
+    """What no ``except Exception`` sees: Lambda ending an invocation out of time or memory."""
+
+
+def test_a_restart_that_kills_the_pass_comes_after_every_other_step_and_the_deadline_still_ends_it(
+    pipeline, stack, monkeypatch
+):
+    from reviewtune.core import reconciler
+
+    pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "InternalError", failures=1))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n"))
+    [told_late] = RunsRepository(pipeline.clients.runs_table).by_status("REJECTED")
+    assert pipeline.messages() == []  # its message waits in the outbox
+    stale = pipeline.drop_event("incoming/huge.tsv")
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=1))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(stale)  # claimed; its start died
+    [claim] = [i for i in RunsRepository(pipeline.clients.runs_table).by_status("CLAIMED")]
+
+    def killed(*_args, **_kwargs):
+        raise _Killed("Runtime exited with error: signal: killed")
+
+    monkeypatch.setattr(reconciler, "start_tuning", killed)
+    with pytest.raises(_Killed):
+        pipeline.reconcile(later(0.5))
+
+    assert pipeline.statuses_told(told_late["run_id"]) == ["REJECTED"]  # sent before the restart
+    assert pipeline.run(claim["run_id"])["status"] == "CLAIMED"
+    for _ in range(2):  # every later pass dies the same way until the claim's deadline, checked first, ends it
+        with pytest.raises(_Killed):
+            pipeline.reconcile(later(0.75))
+    pipeline.reconcile(later(1.1))
+    assert_ended(pipeline, claim["run_id"], "FAILED", "stayed CLAIMED longer than its deadline")
+
+
 # ------------------------------------------------------------------------------------------- spend guard
 
 

@@ -253,6 +253,12 @@ def test_start_tuning_has_memory_for_large_files_and_five_minutes():
     assert function["Timeout"] == 300
 
 
+def test_the_reconciler_restarting_a_claim_has_what_start_tuning_has():
+    """A stale claim is started over with start_tuning's code inside the reconciler's pass."""
+    start, reconcile = properties("StartTuningFunction"), properties("ReconcileFunction")
+    assert reconcile["MemorySize"] == start["MemorySize"] and reconcile["Timeout"] == start["Timeout"]
+
+
 @pytest.mark.parametrize(
     ("function_id", "parameter", "default"),
     [
