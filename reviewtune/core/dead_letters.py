@@ -11,8 +11,8 @@ and, for each, makes sure the object's run exists:
   then on the run is the reconciler's like any other: the stale-claim restart starts it (after
   ``STALE_CLAIM_SECONDS``, its deadline checked first), and a claim that never gets going ends ``FAILED`` at its
   deadline with its message. So every dead-lettered start event still ends in one outcome and one message. Nothing
-  is started here: a file that made StartTuning run out of time or memory must not take the reconcile function
-  (and so every other run's pass) down with it;
+  is started here: a file that made StartTuning run out of time or memory would end the reconcile function's
+  invocation, so its restart comes last in the pass (``reconciler.restart_claim``);
 - when even the claim cannot be written, the message stays (hidden until the next pass) for a later pass; a body
   that is not an "Object Created" event is left in the queue, for people (the queue's alarm, ``reviewtune
   dead-letters``).
