@@ -17,6 +17,8 @@ from typing import Any
 
 from rich.table import Table
 
+from reviewtune.core.dead_letters import waiting
+
 # The function of each queue, and the stack output naming it.
 QUEUES = {
     "StartTuning": "StartTuningDeadLetterQueueUrl",
@@ -109,15 +111,12 @@ def describe(function: str, message: dict[str, Any]) -> DeadLetter:
 
 def peek(sqs: Any, url: str, function: str, limit: int) -> QueueState:
     """The queue's count and up to ``limit`` of its messages, left in the queue."""
-    counts = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    waiting = sum(int(value) for value in counts.values())
+    count = waiting(sqs, url)
     seen: dict[str, DeadLetter] = {}
     handles: list[str] = []
     empty = 0
     try:
-        while waiting and len(seen) < limit and empty < MAX_EMPTY_RECEIVES:
+        while count and len(seen) < limit and empty < MAX_EMPTY_RECEIVES:
             batch = sqs.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=min(RECEIVE_BATCH, limit - len(seen)),
@@ -134,7 +133,7 @@ def peek(sqs: Any, url: str, function: str, limit: int) -> QueueState:
     finally:
         _give_back(sqs, url, handles)
     messages = sorted(seen.values(), key=lambda m: m.sent_at)
-    return QueueState(function, url, waiting, messages)
+    return QueueState(function, url, count, messages)
 
 
 def _give_back(sqs: Any, url: str, handles: list[str]) -> None:

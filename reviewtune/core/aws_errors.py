@@ -55,6 +55,11 @@ def text(exc: ClientError) -> str:
     return f"{code(exc)}: {message}" if message else code(exc)
 
 
+def describe(exc: BaseException) -> str:
+    """AWS's ``Code: message`` for an AWS error, ``Type: message`` for anything else."""
+    return text(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"
+
+
 def is_retryable(exc: ClientError) -> bool:
     return code(exc) in RETRYABLE_CODES
 

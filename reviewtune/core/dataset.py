@@ -227,9 +227,14 @@ def split_reviews(data: bytes, filename: str, **options: Any) -> SplitDataset:
     return split_stream(io.BytesIO(data), filename, **options)
 
 
+def _named(key: str, version_id: str | None) -> str:
+    """An object version as a reason names it: its key and version, each cut."""
+    return excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
+
+
 def object_gone(kind: str, key: str, version_id: str | None, etag: str | None) -> ObjectGoneError:
     """The rejection of an object version that no longer exists, naming the key and the version (or ETag)."""
-    named = excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
+    named = _named(key, version_id)
     if kind == "replaced":
         tag = f" (ETag {excerpt(names.if_match(etag)[1:-1], 80)})" if etag else ""
         return ObjectGoneError(
@@ -243,7 +248,7 @@ def object_gone(kind: str, key: str, version_id: str | None, etag: str | None) -
 
 def object_unreadable(exc: ClientError, key: str, version_id: str | None) -> ObjectUnreadableError:
     """The rejection of an object version S3 will not give the function, with S3's own words."""
-    named = excerpt(key, 200) + (f" version {excerpt(version_id, 80)}" if version_id else "")
+    named = _named(key, version_id)
     return ObjectUnreadableError(
         f"S3 refused to read the file: {named}: {excerpt(aws_errors.text(exc), 300)}. A file encrypted with a "
         "customer-provided key (SSE-C), archived to a Glacier storage class, or under a KMS key that is disabled or "

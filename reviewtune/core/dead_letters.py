@@ -24,7 +24,7 @@ short long-poll (``WAIT_SECONDS``), which asks every SQS server rather than a sa
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -58,20 +58,14 @@ class TakenBack:
     left: int = 0  # left in the queue (not an event, or the claim failed)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "claimed": self.claimed,
-            "existing": self.existing,
-            "ignored": self.ignored,
-            "left": self.left,
-        }
+        return asdict(self)
 
 
 def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack:
     """One pass over StartTuning's dead-letter queue (nothing when ``START_TUNING_DEAD_LETTER_QUEUE_URL`` is unset)."""
     result = TakenBack()
     url = settings.start_dead_letter_queue_url
-    if not url or not _waiting(clients.sqs, url):
+    if not url or not waiting(clients.sqs, url):
         return result
     seen: set[str] = set()  # a message left may come back within the pass (a pass longer than the hiding)
     while result.received < MAX_MESSAGES_PER_PASS:
@@ -97,7 +91,7 @@ def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack
     return result
 
 
-def _waiting(sqs: Any, url: str) -> int:
+def waiting(sqs: Any, url: str) -> int:
     """Messages in the queue, visible or not (approximate: one that is missed now is seen by a later pass)."""
     counts = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -122,10 +116,9 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
         dropped = locate_dropped_object(clients.s3, bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
     except Exception as exc:  # noqa: BLE001 - S3 still failing: the key as given, unless a run of it exists
         logger.warning("the dead-lettered object cannot be looked up", extra={"key": obj.key, "error": str(exc)})
-        if known_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run) is not None:
-            result.existing += 1
-            return True
-        dropped = DroppedObject(bucket, obj.key, obj.version_id, obj.etag, obj.size)
+        dropped = known_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run) or DroppedObject(
+            bucket, obj.key, obj.version_id, obj.etag, obj.size
+        )
     runs = repository(settings, clients)
     try:
         claimed, run = claim_run(dropped, runs, settings)

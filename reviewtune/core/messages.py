@@ -276,7 +276,6 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     metrics = _get(evaluation, "metrics")
     accuracy = _get(metrics, "accuracy", "value")
     best = _get(item, "tuning", "best_training_job")
-    trials = _get(item, "tuning", "trials")
     dataset = _get(item, "dataset")
     subject = f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: test accuracy {_pct(accuracy)}"
     objective = _number(_get(best, "objective"))
@@ -288,8 +287,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         *_cleaning(item),
         f"Tuning:              {_text(_get(item, 'config', 'strategy'), 40)} search, "
         f"{_count(_get(item, 'tuning', 'status_counters', 'Completed') or 0)} of "
-        f"{max(trial_records.total(_get(item, 'tuning')), len(trials) if isinstance(trials, list) else 0):,} trials "
-        "completed",
+        f"{trial_records.total(_get(item, 'tuning')):,} trials completed",
         f"Best training job:   {_text(_get(best, 'name'), 100)}",
         f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
         f"Test accuracy:       {_pct(accuracy)}{_interval(_get(metrics, 'accuracy'))}",

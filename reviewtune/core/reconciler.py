@@ -131,12 +131,8 @@ def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings,
         return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
     except Exception as exc:
         # kept for the deadline's reason; the write also puts the next restart STALE_CLAIM_SECONDS later
-        runs.update_if(run["run_id"], RunStatus.CLAIMED, start_error=bounded(_error_text(exc), START_ERROR_MAX_CHARS))
+        runs.update_if(run["run_id"], RunStatus.CLAIMED, start_error=bounded(aws_errors.describe(exc), START_ERROR_MAX_CHARS))
         raise
-
-
-def _error_text(exc: Exception) -> str:
-    return aws_errors.text(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"
 
 
 def reconcile_run(

@@ -27,7 +27,7 @@ NOT_DECIDED = "not decided"
 
 
 def _error_text(exc: Exception) -> str:
-    return bounded(aws_errors.text(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}")
+    return bounded(aws_errors.describe(exc))
 
 
 def split_identity(run: dict[str, Any], bucket: str) -> str:

@@ -191,16 +191,15 @@ def _reject(
         "reason": reason,
         "copied": copied,
     }
+    reason_key = names.rejected_reason_key(obj.key)
     clients.s3.put_object(
         Bucket=settings.bucket,
-        Key=names.rejected_reason_key(obj.key),
+        Key=reason_key,
         Body=json.dumps(report, indent=2).encode(),
         ContentType="application/json",
     )
     runs = repository(settings, clients)
-    fields: dict[str, Any] = {
-        "failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, names.rejected_reason_key(obj.key))
-    }
+    fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, reason_key)}
     if copied:
         fields["rejected_uri"] = names.s3_uri(settings.bucket, target)
     else:

@@ -86,11 +86,9 @@ class Stack:
 
     def dead_letters(self) -> int:
         """How many messages StartTuning's dead-letter queue holds (visible or being handled)."""
-        attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
-            QueueUrl=self.start_dead_letter_queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return sum(int(value) for value in attributes.values())
+        from reviewtune.core.dead_letters import waiting
+
+        return waiting(boto3.client("sqs", region_name=REGION), self.start_dead_letter_queue_url)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         from reviewtune.core.runs import from_item
