@@ -16,10 +16,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, fitted_to_model, plan_run
 from reviewtune.console import commands
 from reviewtune.console.follow import Progress, wait_for_run
+from reviewtune.console.text import plain, safe
 from reviewtune.console.views import show_value
 from reviewtune.core import names
 from reviewtune.core.dataset import LABEL_NAMES
@@ -113,9 +115,8 @@ def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     results = item["results"]
-    wanted = [("evaluation.json", results["evaluation_uri"]), ("confusion_matrix.png", results["confusion_matrix_uri"])]
-    wanted += [("report.html", results["report_uri"])] if results.get("report_uri") else []
-    for name, uri in wanted:
+    wanted = [("evaluation.json", "evaluation_uri"), ("confusion_matrix.png", "confusion_matrix_uri"), ("report.html", "report_uri")]
+    for name, uri in ((name, results[field]) for name, field in wanted if results.get(field)):
         bucket, key = names.parse_s3_uri(uri)
         target = out / name
         s3.download_file(bucket, key, str(target))
@@ -132,7 +133,7 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
     if sample:
         console.print(f"Data: the embedded sample, {3 * PER_CLASS:,} real reviews from {SOURCE} (DATA=... for your own file)")
     rows = item["data"]["summary"]["rows"]
-    console.print(f"Run {item['run_id']}  dataset {item['dataset']}  rows train {rows['train']:,} / validation {rows['validation']:,} / test {rows['test']:,}")
+    console.print(plain(f"Run {item['run_id']}  dataset {item['dataset']}  rows train {rows['train']:,} / validation {rows['validation']:,} / test {rows['test']:,}"))
     trials = Table(title=f"Trials ({item['run_id']}-...)", show_lines=False)
     for column in ("trial", "status", "val acc %", "hyperparameters", "seconds"):
         trials.add_column(column)
@@ -152,13 +153,13 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         per_class.add_row(f"{LABEL_NAMES[int(label)]} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
     console.print(per_class)
     for name, path in files.items():
-        console.print(f"{name:<22} {path}")
+        console.print(plain(f"{name:<22} {path}"))
     if "report.html" in files:
-        console.print(f"[bold]HTML report:[/] {files['report.html']}")
+        console.print(Text.assemble(("HTML report:", "bold"), f" {safe(files['report.html'])}"))
     if message:
         console.rule("SNS message as received by a subscriber")
-        console.print(f"Subject: {message.get('Subject')}")
-        console.print(message.get("Message", ""), markup=False)
+        console.print(plain(f"Subject: {message.get('Subject')}"))
+        console.print(plain(message.get("Message", "")))
     console.rule()
     console.print(f"Finished in {seconds / 60:.1f} min ({seconds:.0f} s)")
 
@@ -207,12 +208,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
     budget, plan = plan_for(args, body, key.rsplit("/", 1)[-1])
     if plan is None:
-        console.print(f"[bold]reviewtune[/] local run: model {budget.model}, {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search (the file will be rejected: see the run's message)")
+        console.print(Text.assemble(("reviewtune", "bold"), safe(f" local run: model {budget.model}, {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search (the file will be rejected: see the run's message)")))
     else:
         lines = plan.lines()
-        console.print(f"[bold]reviewtune[/] local run: {lines[0]}")
+        console.print(Text.assemble(("reviewtune", "bold"), f" local run: {safe(lines[0])}"))
         for line in lines[1:]:
-            console.print(f"  {line}", markup=False)
+            console.print(plain(f"  {line}"))
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
     def on_signal(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -225,14 +226,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         put = runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
         prefix = runtime.stack.parameters["JobNamePrefix"]
         run_id = names.tuning_job_name(prefix, names.object_identity(bucket, key, put.get("VersionId"), put.get("ETag")))
-        console.print(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}")
+        console.print(plain(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}"))
         item = _wait_for_run(runtime, run_id, args.timeout)
         runtime.router.wait_idle(60)  # let the last handler return before the runtime stops
         message = next(iter(_received(runtime, subscriber)), None)
         if item["status"] != "SUCCEEDED":
-            console.print(f"[red]run {run_id} ended {item['status']}[/]: {item.get('failure_reason', '')}")
+            console.print(Text.assemble((f"run {run_id} ended {item['status']}", "red"), f": {safe(item.get('failure_reason', ''))}"))
             if message:
-                console.print(message.get("Message", ""), markup=False)
+                console.print(plain(message.get("Message", "")))
             return 1
         files = _download_results(runtime, item, Path(args.out))
         _summary(item, files, message, time.monotonic() - started, sample)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import webbrowser
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from reviewtune.console import dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
+from reviewtune.console.text import plain, safe
 from reviewtune.core import names
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunStatus
@@ -59,11 +61,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# Statuses of a run that never had a tuning job (a FAILED run may or may not have had one).
+NO_TUNING_JOB = {RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.REJECTED, RunStatus.DUPLICATE}
+
+
 def cmd_trials(args: argparse.Namespace) -> int:
     target = _target(args)
     try:
         rows = queries.trial_rows(target.client("sagemaker"), args.run_id)
     except ClientError as error:
+        item = target.runs().get(args.run_id)
+        if item is not None and item.get("status") in NO_TUNING_JOB:
+            raise SystemExit(f"error: run {args.run_id} is {item['status']}: it has no tuning job, so no trials "
+                             f"(`reviewtune runs show {args.run_id}` says why)") from None
         raise SystemExit(f"error: tuning job {args.run_id}: {error.response['Error'].get('Message', error)}") from None
     _emit(args, rows, views.trials_table(rows, f"Trials of {args.run_id}"))
     return 0
@@ -82,7 +92,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"run_id": item["run_id"], "path": str(path)}))
     else:
-        console.print(f"report of {item['run_id']}: {path}")
+        console.print(plain(f"report of {item['run_id']}: {path}"))
     if args.open:
         webbrowser.open(path.resolve().as_uri())
     return 0
@@ -100,21 +110,37 @@ def cmd_drop(args: argparse.Namespace) -> int:
     dropped = queries.upload(target.client("s3"), target.output("DataBucketName"), path, key)
     dataset = names.dataset_name(key)
     if not args.follow:
-        _emit(args, dropped, f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}")
+        _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}"))
         return 0
     live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
-    live.print(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run")
-    runs = target.runs()
-    item = queries.find_run(runs.table, dataset, dropped, timeout=args.timeout)
-    if item is None:
-        raise SystemExit(f"error: no run of s3://{dropped['bucket']}/{key} appeared within {args.timeout:.0f} s")
-    progress = Progress(live, target.client("sagemaker"), item["run_id"])
-    item = wait_for_run(live, runs, progress, item["run_id"], args.timeout)
+    live.print(plain(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run"))
+    item = _follow(target, live, dataset, dropped, args.timeout)
     if args.json:
         print(json.dumps(queries.jsonable(item), indent=2, default=str))
     else:
         console.print(views.run_view(item))
     return 0 if item["status"] == RunStatus.SUCCEEDED else 1
+
+
+def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The dropped object's run once it ends; ``timeout`` covers finding the run and following it. The file is in
+    S3 whatever happens here: an error says so, and how to go on following (``runs show``)."""
+    where = safe(f"s3://{dropped['bucket']}/{dropped['key']}")
+    ends = time.monotonic() + timeout
+    runs = target.runs()
+    run_id = None
+    try:
+        item = queries.find_run(runs.table, dataset, dropped, timeout=timeout)
+        if item is None:
+            raise SystemExit(f"error: no run of {where} appeared within {timeout:.0f} s (the file is uploaded; "
+                             "`reviewtune runs list` shows its run once it has one)")
+        run_id = item["run_id"]
+        progress = Progress(live, target.client("sagemaker"), run_id)
+        return wait_for_run(live, runs, progress, run_id, max(0.0, ends - time.monotonic()))
+    except (TimeoutError, ClientError, BotoCoreError) as error:
+        goes_on = f"`reviewtune runs show {run_id}`" if run_id else "`reviewtune runs list`"
+        raise SystemExit(f"error: following the run of {where}: {safe(error)} (the file is uploaded and its run goes "
+                         f"on; {goes_on} shows it)") from None
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
@@ -147,7 +173,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     else:
         text = (f"{done.run_id} is now champion of {done.dataset} (was {done.previous_run_id or 'nobody'}); "
                 f"model package {done.model_package_arn} Approved; recorded: {args.reason.strip()!r} by {by}")
-    _emit(args, done.as_dict(), text)
+    _emit(args, done.as_dict(), plain(text))
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
+from reviewtune.console.text import FOLD, WHOLE, add_row, utc_time
 from reviewtune.core.dead_letters import waiting
 
 # The function of each queue, and the stack output naming it.
@@ -164,17 +165,18 @@ def as_data(states: list[QueueState]) -> list[dict[str, Any]]:
 
 def table(states: list[QueueState], title: str) -> Table:
     view = Table(title=title)
-    for column in ("function", "waiting", "sent", "receives", "about", "error"):
+    for column in ("function", "waiting", "sent (UTC)", "receives", "about", "error"):
         view.add_column(column, justify="right" if column in ("waiting", "receives") else "left",
-                        no_wrap=column in ("function", "sent"))
+                        **(FOLD if column in ("about", "error") else WHOLE))
     for state in states:
         if not state.messages:
-            view.add_row(state.function, str(state.waiting), "-", "-", "(empty)" if not state.waiting else "-", "-")
+            add_row(view, state.function, str(state.waiting), "-", "-", "(empty)" if not state.waiting else "-", "-")
         for index, message in enumerate(state.messages):
-            view.add_row(
+            add_row(
+                view,
                 state.function if index == 0 else "",
                 str(state.waiting) if index == 0 else "",
-                message.sent_at.replace("T", " ").removesuffix("Z"),
+                utc_time(message.sent_at),
                 str(message.receives),
                 message.about,
                 message.error,

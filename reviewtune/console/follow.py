@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from reviewtune.console.queries import training_job_summaries
+from reviewtune.console.text import plain
 from reviewtune.console.views import show_value
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
 from reviewtune.core.trial_facts import latest_epoch
@@ -43,10 +45,7 @@ class Progress:
         if tuning["HyperParameterTuningJobStatus"] != self.tuning_status:
             self.tuning_status = tuning["HyperParameterTuningJobStatus"]
             self.console.print(f"[bold]tuning job[/] {self.run_id}: {self.tuning_status}")
-        summaries = self.sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=self.run_id, MaxResults=100
-        )["TrainingJobSummaries"]
-        for summary in sorted(summaries, key=lambda s: s["TrainingJobName"]):
+        for summary in sorted(training_job_summaries(self.sagemaker, self.run_id), key=lambda s: s["TrainingJobName"]):
             name = summary["TrainingJobName"]
             objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
             previous = self.seen.get(name)
@@ -63,7 +62,7 @@ class Progress:
                 self.seen[name] = state
                 hps = " ".join(f"{k}={show_value(v)}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
                 shown = f"{accuracy:.2f} %" if accuracy is not None else "-"
-                self.console.print(f"  trial {name[-12:]}  {state[0]:<10} epoch {epochs}  val_acc {shown:<8}  {hps}")
+                self.console.print(plain(f"  trial {name[-12:]}  {state[0]:<10} epoch {epochs}  val_acc {shown:<8}  {hps}"))
 
 
 def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run_id: str, timeout: float, poll_s: float = 2) -> dict[str, Any]:

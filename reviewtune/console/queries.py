@@ -43,8 +43,8 @@ def list_runs(table: Any, dataset: str | None = None, status: str | None = None,
     """Runs newest first, always through an index (never a table scan).
 
     With a dataset: the by_dataset index (a status filter on top). With a status only: by_status. With neither:
-    one by_status query per status, each for at most ``limit`` items, merged by created_at: six small queries whose
-    cost is bounded by 6 x limit items whatever the table's size, where a scan would read the whole table to sort it.
+    one by_status query per status, each for at most ``limit`` items, merged by created_at: nine small queries whose
+    cost is bounded by 9 x limit items whatever the table's size, where a scan would read the whole table to sort it.
     """
     if dataset is not None:
         extra = {"FilterExpression": Attr("status").eq(status)} if status else {}
@@ -62,6 +62,18 @@ def _float(value: str) -> Any:
         return value
 
 
+def training_job_summaries(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
+    """Every trial's summary (a tuning job may have up to 500; a page holds 100)."""
+    summaries: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"HyperParameterTuningJobName": tuning_job_name, "MaxResults": 100}
+    while True:  # the SDK's own loop: MaxResults=100, NextToken while a page had jobs
+        page = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(**request)
+        summaries.extend(page["TrainingJobSummaries"])
+        if "NextToken" not in page or not page["TrainingJobSummaries"]:
+            return summaries
+        request["NextToken"] = page["NextToken"]
+
+
 def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -> list[dict[str, Any]]:
     """One row per training job, with the columns and values of the sagemaker SDK's
     ``HyperparameterTuningJobAnalytics(name).dataframe()`` (tuned hyperparameters as floats where they parse,
@@ -70,16 +82,8 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
     tuning_status = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)[
         "HyperParameterTuningJobStatus"
     ]
-    summaries: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"HyperParameterTuningJobName": tuning_job_name, "MaxResults": 100}
-    while True:  # the SDK's own loop: MaxResults=100, NextToken while a page had jobs
-        page = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(**request)
-        summaries.extend(page["TrainingJobSummaries"])
-        if "NextToken" not in page or not page["TrainingJobSummaries"]:
-            break
-        request["NextToken"] = page["NextToken"]
     rows = []
-    for summary in summaries:
+    for summary in training_job_summaries(sagemaker, tuning_job_name):
         row: dict[str, Any] = {k: _float(v) for k, v in summary["TunedHyperParameters"].items()}
         row["TrainingJobName"] = summary["TrainingJobName"]
         row["TrainingJobStatus"] = summary["TrainingJobStatus"]

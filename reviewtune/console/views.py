@@ -7,7 +7,9 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.trial_records import total as trials_total
 
 
 def show_value(value: Any) -> str:
@@ -27,19 +29,20 @@ def _pct(value: float | None) -> str:
 
 
 def _time(value: Any) -> str:
-    text = str(value or "-")
-    return text.replace("T", " ")[:19]
+    return utc_time(value)
 
 
 def runs_table(items: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("run", "created", "status", "dataset", "rows train/val/test", "best val %", "test acc %"):
-        table.add_column(column, justify="right" if "%" in column else "left", no_wrap=column in ("run", "created"))
+    for column in ("run", "created (UTC)", "status", "dataset", "rows train/val/test", "val %", "test %"):
+        table.add_column(column, justify="right" if "%" in column else "left",
+                         **(WHOLE if column in ("run", "status", "val %", "test %") else FOLD))
     for item in items:
         rows = item.get("data", {}).get("summary", {}).get("rows", {})
         best = item.get("tuning", {}).get("best_training_job", {})
         accuracy = item.get("metrics", {}).get("accuracy", {}).get("value")
-        table.add_row(
+        add_row(
+            table,
             item["run_id"],
             _time(item.get("created_at")),
             item.get("status", "?"),
@@ -51,71 +54,113 @@ def runs_table(items: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def run_view(item: dict[str, Any]) -> Group:
-    parts: list[Any] = []
+def _search(item: dict[str, Any]) -> str:
+    config = item.get("config", {})
+    if not config:
+        return "-"
+    return (f"{config.get('strategy', '?')}, {config.get('max_jobs', '?')} trials, "
+            f"{config.get('max_parallel_jobs', '?')} at a time, {config.get('epochs', '?')} epochs, "
+            f"model {config.get('model_name', '?')}")
+
+
+def _trials(tuning: dict[str, Any]) -> str | None:
+    """How many trials ran, and where the whole list is when the record keeps only the best."""
+    if not tuning.get("trials") and not tuning.get("trials_total"):
+        return None
+    kept = len(tuning.get("trials") or [])
+    counted = trials_total(tuning)
+    if tuning.get("trials_uri") and counted > kept:
+        return f"{counted:,} (the best {kept:,} kept here; all in {tuning['trials_uri']})"
+    return f"{counted:,}"
+
+
+def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The run's facts that have a value: what it is, then why it is in its status."""
     source = item.get("source", {})
     tuning = item.get("tuning", {})
     best = tuning.get("best_training_job", {})
     metrics = item.get("metrics", {})
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
     rows = item.get("data", {}).get("summary", {}).get("rows", {})
     accuracy = metrics.get("accuracy", {})
     ci = accuracy.get("ci95")
-    config = item.get("config", {})
-    for label, value in (
+    champion = item.get("champion") or {}
+    status = item.get("status", "?")
+    facts: list[tuple[str, Any]] = [
         ("run", item["run_id"]),
-        ("status", item.get("status", "?")),
+        ("status", status),
         ("dataset", item.get("dataset", "")),
         ("source", f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}" + (f" (version {source['version_id']})" if source.get("version_id") else "")),
         ("rows", " / ".join(f"{s} {rows[s]:,}" for s in ("train", "validation", "test") if s in rows) or "-"),
-        ("search", f"{config.get('strategy', '?')}, {config.get('max_jobs', '?')} trials, {config.get('max_parallel_jobs', '?')} at a time, {config.get('epochs', '?')} epochs, model {config.get('model_name', '?')}"),
+        ("search", _search(item)),
+        ("trials", _trials(tuning)),
         ("best trial", best.get("name", "-")),
         ("best hyperparameters", ", ".join(f"{k}={show_value(v)}" for k, v in sorted(best.get("tuned_hyperparameters", {}).items())) or "-"),
         ("validation accuracy", f"{best['objective']:.2f} %" if best.get("objective") is not None else "-"),
         ("test accuracy", f"{_pct(accuracy.get('value'))} %" + (f"  (95 % CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else "") if accuracy else "-"),
         ("macro F1", f"{metrics['macro_f1']['value']:.4f}" if "macro_f1" in metrics else "-"),
         ("billable seconds", str(tuning.get("total_billable_seconds", "-"))),
-        ("champion", (item.get("champion") or {}).get("reason") or (item.get("champion") or {}).get("error") or "-"),
-    ):
-        facts.add_row(label, str(value))
+        ("champion", champion.get("reason") or champion.get("error") or "-"),
+        ("duplicate of", item.get("duplicate_of")),
+        ("ends by (UTC)", f"{_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
+         if item.get("deadline_at") else None),
+        ("last start error", item.get("start_error")),
+        ("failed at", item.get("failed_stage")),
+        ("no copy kept", item.get("not_copied")),
+    ]
+    return [(label, value) for label, value in facts if value is not None]
+
+
+def run_view(item: dict[str, Any]) -> Group:
+    parts: list[Any] = []
+    tuning = item.get("tuning", {})
+    best = tuning.get("best_training_job", {})
+    metrics = item.get("metrics", {})
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
+    for label, value in _facts(item):
+        add_row(facts, label, value)
     if item.get("failure_reason"):
-        facts.add_row("[red]failure reason[/]", str(item["failure_reason"]))
+        add_row(facts, plain("failure reason", style="red"), item["failure_reason"])
     parts.append(facts)
-    timeline = Table(title="Timeline")
-    timeline.add_column("when")
-    timeline.add_column("what")
+    timeline = Table(title="Timeline (UTC)")
+    timeline.add_column("when", **WHOLE)
+    timeline.add_column("what", **FOLD)
+    entered = item.get("status_history") or {}
     events = [
         (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),
+        *((when, f"became {status}") for status, when in entered.items()),
         (tuning.get("started_at"), "tuning job created"),
         (tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"),
         (item.get("updated_at"), f"last update: {item.get('status')}"),
     ]
-    for when, what in sorted((e for e in events if e[0]), key=lambda e: str(e[0])):
-        timeline.add_row(_time(when), what)
+    for when, what in sorted((e for e in events if e[0]), key=lambda e: utc_time(e[0])):
+        add_row(timeline, _time(when), what)
     parts.append(timeline)
     per_class = metrics.get("per_class", {})
     if per_class:
         table = Table(title="Per class (test split)")
         for column in ("class", "precision", "recall", "f1", "support"):
-            table.add_column(column, justify="left" if column == "class" else "right")
-        for label, values in sorted(per_class.items(), key=lambda kv: int(kv[0])):
-            table.add_row(f"{LABEL_NAMES.get(int(label), label)} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
+            table.add_column(column, justify="left" if column == "class" else "right", **FOLD)
+        for label, values in sorted(per_class.items(), key=lambda kv: str(kv[0])):
+            name = LABEL_NAMES.get(int(label), label) if str(label).lstrip("-").isdigit() else label
+            add_row(table, f"{name} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
         parts.append(table)
     artifacts = Table(title="Artifacts")
-    artifacts.add_column("what")
-    artifacts.add_column("where")
+    artifacts.add_column("what", **FOLD)
+    artifacts.add_column("where", **FOLD)
     for label, value in (
         *(("data " + s, item.get("data", {}).get(s)) for s in ("train", "validation", "test")),
         ("best model", best.get("model_uri")),
         *((k.replace("_uri", ""), v) for k, v in item.get("results", {}).items() if k.endswith("_uri")),
+        ("all trials", tuning.get("trials_uri")),
         ("rejected copy", item.get("rejected_uri")),
         ("rejection reason", item.get("reason_uri")),
     ):
         if value:
-            artifacts.add_row(label, str(value))
-    parts.append(artifacts)
+            add_row(artifacts, label, str(value))
+    if artifacts.row_count:
+        parts.append(artifacts)
     return Group(*parts)
 
 
@@ -124,17 +169,20 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
              "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "EarlyStopped"}
     params = sorted({k for row in rows for k in row if k not in fixed})
     table = Table(title=title)
-    for column in (*params, "TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue", "TrainingStartTime", "TrainingEndTime", "TrainingElapsedTimeSeconds", "Epochs", "EarlyStopped"):
-        table.add_column(column, justify="right" if column in params or column in ("FinalObjectiveValue", "TrainingElapsedTimeSeconds", "Epochs") else "left")
+    # The table's own short headers (--json keeps the SDK's column names): the SDK's are wider than their values.
+    for column in (*params, "trial", "status", "val acc %", "started (UTC)", "ended (UTC)", "seconds", "epochs", "early stop"):
+        table.add_column(column, justify="right" if column in params or column in ("val acc %", "seconds", "epochs") else "left",
+                         **(WHOLE if column in ("trial", "status") else FOLD))
     for row in sorted(rows, key=lambda r: r["TrainingJobName"]):
         objective = row.get("FinalObjectiveValue")
-        table.add_row(
+        add_row(
+            table,
             *(show_value(row.get(p, "")) for p in params),
             row["TrainingJobName"],
             row["TrainingJobStatus"],
             "-" if objective is None else f"{objective:.2f}",
-            _time(row.get("TrainingStartTime") and row["TrainingStartTime"].isoformat()),
-            _time(row.get("TrainingEndTime") and row["TrainingEndTime"].isoformat()),
+            _time(row.get("TrainingStartTime")),
+            _time(row.get("TrainingEndTime")),
             "-" if row.get("TrainingElapsedTimeSeconds") is None else f"{row['TrainingElapsedTimeSeconds']:.0f}",
             "-" if row.get("Epochs") is None else str(row["Epochs"]),
             "yes" if row.get("EarlyStopped") else "no",
@@ -144,10 +192,12 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("dataset", "champion run", "test acc %", "test reviews", "since", "changes", "model package"):
-        table.add_column(column, justify="right" if column in ("test acc %", "test reviews", "changes") else "left")
+    for column in ("dataset", "champion run", "test acc %", "test reviews", "since (UTC)", "changes", "model package"):
+        table.add_column(column, justify="right" if column in ("test acc %", "test reviews", "changes") else "left",
+                         **(WHOLE if column == "champion run" else FOLD))
     for champion in champions:
-        table.add_row(
+        add_row(
+            table,
             champion["dataset"],
             champion["run_id"],
             _pct(champion.get("accuracy")),
@@ -162,8 +212,8 @@ def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
 def champion_view(champion: dict[str, Any]) -> Group:
     """One dataset's champion, every change of champion and the recent runs' decisions."""
     facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column()
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column(overflow="fold")
     for label, value in (
         ("dataset", champion["dataset"]),
         ("champion", champion["run_id"]),
@@ -171,21 +221,21 @@ def champion_view(champion: dict[str, Any]) -> Group:
         ("since", _time(champion.get("changed_at"))),
         ("model package", champion.get("model_package_arn") or "-"),
     ):
-        facts.add_row(label, str(value))
-    history = Table(title="Champions, oldest first")
+        add_row(facts, label, str(value))
+    history = Table(title="Champions, oldest first (UTC)")
     for column in ("since", "run", "test acc %", "why", "by"):
-        history.add_column(column, justify="right" if "%" in column else "left")
+        history.add_column(column, justify="right" if "%" in column else "left", **(WHOLE if column == "run" else FOLD))
     for change in champion.get("history", []):
-        history.add_row(
-            _time(change.get("at")), change.get("run_id", "?"), _pct(change.get("accuracy")),
+        add_row(
+            history, _time(change.get("at")), change.get("run_id", "?"), _pct(change.get("accuracy")),
             change.get("why", ""), change.get("by") or "reviewtune",
         )
-    decisions = Table(title="Decisions of the newest runs")
+    decisions = Table(title="Decisions of the newest runs (UTC)")
     for column in ("run", "created", "status", "test acc %", "decision", "why"):
-        decisions.add_column(column, justify="right" if "%" in column else "left")
+        decisions.add_column(column, justify="right" if "%" in column else "left", **(WHOLE if column == "run" else FOLD))
     for decision in champion.get("decisions", []):
-        decisions.add_row(
-            decision["run_id"], _time(decision.get("created_at")), decision.get("status", "?"),
+        add_row(
+            decisions, decision["run_id"], _time(decision.get("created_at")), decision.get("status", "?"),
             _pct(decision.get("test_accuracy")), decision.get("decision", "-"),
             decision.get("reason") or decision.get("error") or "",
         )

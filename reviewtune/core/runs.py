@@ -152,14 +152,21 @@ class RunsRepository:
         return from_item(item) if item else None
 
     def by_dataset(self, dataset: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Runs of one dataset, newest first."""
-        response = self.table.query(
-            IndexName=DATASET_INDEX,
-            KeyConditionExpression=Key("dataset").eq(dataset),
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [from_item(i) for i in response["Items"]]
+        """The ``limit`` newest runs of one dataset, newest first (a page of a query holds at most 1 MB, and a
+        run's item may be up to ~100 KB: every page is read until ``limit``)."""
+        query: dict[str, Any] = {
+            "IndexName": DATASET_INDEX,
+            "KeyConditionExpression": Key("dataset").eq(dataset),
+            "ScanIndexForward": False,
+        }
+        items: list[dict[str, Any]] = []
+        while len(items) < limit:
+            response = self.table.query(**query, Limit=limit - len(items))
+            items.extend(from_item(i) for i in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                break
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return items
 
     def with_content(
         self, dataset: str, content_sha256: str, statuses: tuple[str, ...], max_read: int

@@ -204,3 +204,54 @@ def test_make_run_copies_the_report_into_out(deployed, tmp_path):
     files = _download_results(Runtime(), item, tmp_path / "out")
     assert files["report.html"].read_bytes() == b"<html>" and files["report.html"] == tmp_path / "out" / "report.html"
     assert json.loads(files["run.json"].read_text())["run_id"] == "reviewtune-a1"
+
+
+def test_text_from_runs_is_shown_as_written_never_as_markup_or_terminal_controls(deployed, capsys):
+    """A key may hold rich markup ('[/quote]' crashed the command, '[red]' vanished) or terminal controls."""
+    dataset = "team-[bold]x[/bold]/[red]draft\x1b[2J.tsv"
+    item = put_run(deployed, "reviewtune-r1", dataset, "REJECTED", 1)
+    RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table)).update(
+        "reviewtune-r1", failure_reason="row 3: label '[/quote]' is not -1, 0 or 1")
+
+    for argv in (["runs", "show", "reviewtune-r1"], ["runs", "list"]):
+        assert main([*argv, "--stack", STACK]) == 0
+        out = capsys.readouterr().out
+        assert "team-[bold]x[/bold]/[red]draft\\x1b[2J.tsv" in out and "\x1b" not in out
+    assert main(["runs", "show", "reviewtune-r1", "--stack", STACK]) == 0
+    assert "label '[/quote]' is not -1, 0 or 1" in capsys.readouterr().out
+    assert run_json(capsys, "runs", "show", "reviewtune-r1")["dataset"] == item["dataset"]  # JSON keeps it exact
+
+
+def test_drop_follow_that_runs_out_of_time_says_the_file_is_uploaded(deployed, tmp_path):
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentiment\treview_body\n1\tgood\n")
+    with pytest.raises(SystemExit, match=r"no run of s3://.*/incoming/reviews.tsv appeared within 0 s \(the file is uploaded"):
+        main(["drop", str(data), "--follow", "--timeout", "0", "--stack", STACK])
+
+
+def test_drop_follow_ends_with_a_clear_error_when_the_run_does_not_end_in_time(deployed, tmp_path, monkeypatch):
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentiment\treview_body\n1\tgood\n")
+    monkeypatch.setattr(queries, "find_run", lambda *a, **k: {"run_id": "reviewtune-a9", "status": "TUNING"})
+    put_run(deployed, "reviewtune-a9", "reviews.tsv", "TUNING", 1)
+    with pytest.raises(SystemExit, match=r"run reviewtune-a9 did not finish within 0 s .*`reviewtune runs show reviewtune-a9`"):
+        main(["drop", str(data), "--follow", "--timeout", "0.5", "--stack", STACK])
+
+
+def test_runs_of_a_dataset_are_read_past_a_page_of_large_items(deployed):
+    """A query page holds 1 MB; run items may be ~100 KB each (the trial records' budget)."""
+    runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
+    for index in range(30):
+        item = put_run(deployed, f"reviewtune-{index:03d}", "team-a/r.tsv", "SUCCEEDED", index)
+        runs.update(item["run_id"], tuning={"trials": [{"name": "t", "failure_reason": "x" * 90_000}]})
+    newest = runs.by_dataset("team-a/r.tsv", limit=20)
+    assert [r["run_id"] for r in newest] == [f"reviewtune-{index:03d}" for index in range(29, 9, -1)]
+    assert len(runs.by_dataset("team-a/r.tsv", limit=50)) == 30
+
+
+def test_trials_of_a_run_without_a_tuning_job_says_so(deployed, monkeypatch):
+    put_run(deployed, "reviewtune-q1", "team-a/r.tsv", "QUEUED", 1)
+    with pytest.raises(SystemExit, match="run reviewtune-q1 is QUEUED: it has no tuning job, so no trials"):
+        main(["runs", "trials", "reviewtune-q1", "--stack", STACK])
+    with pytest.raises(SystemExit, match="error: tuning job reviewtune-zz: "):
+        main(["runs", "trials", "reviewtune-zz", "--stack", STACK])

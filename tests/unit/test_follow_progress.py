@@ -20,8 +20,13 @@ class FakeSageMaker:
     def describe_hyper_parameter_tuning_job(self, HyperParameterTuningJobName: str) -> dict:
         return {"HyperParameterTuningJobStatus": self.tuning_status}
 
-    def list_training_jobs_for_hyper_parameter_tuning_job(self, **_) -> dict:
-        return {"TrainingJobSummaries": list(self.trials.values())}
+    def list_training_jobs_for_hyper_parameter_tuning_job(self, MaxResults: int, NextToken: str = "0", **_) -> dict:
+        """Pages of ``MaxResults`` as SageMaker gives them (at most 100)."""
+        start = int(NextToken)
+        page = {"TrainingJobSummaries": list(self.trials.values())[start : start + min(MaxResults, 100)]}
+        if start + 100 < len(self.trials):
+            page["NextToken"] = str(start + 100)
+        return page
 
     def set(self, name: str, status: str, objective: float | None = None) -> None:
         summary = {"TrainingJobName": name, "TrainingJobStatus": status, "TunedHyperParameters": {"learning_rate": "5e-05"}}
@@ -163,3 +168,22 @@ def test_the_local_run_reads_a_trial_s_log(tmp_path) -> None:
     assert latest("run-1-001-aaaaaaaa") == (0, None)  # an epoch trained, not yet validated
     log.write_text(log.read_text() + "val_loss: 0.6836 - val_acc: 70.45\nepoch: 2\nval_loss: 0.5890 - val_acc: 73.05\n")
     assert latest("run-1-001-aaaaaaaa") == (2, 73.05)
+
+
+def test_every_trial_is_followed_past_the_first_page_of_100() -> None:
+    sagemaker = FakeSageMaker()
+    progress, out = _progress(sagemaker)
+    for index in range(1, 131):
+        sagemaker.set(f"run-1-{index:03d}-aaaaaaaa", "InProgress")
+    progress.poll()
+    assert len(progress.seen) == 130
+    assert "trial 130-aaaaaaaa  InProgress" in out.getvalue()
+
+
+def test_markup_in_a_hyperparameter_is_printed_as_written() -> None:
+    sagemaker = FakeSageMaker()
+    progress, out = _progress(sagemaker)
+    sagemaker.set("run-1-001-aaaaaaaa", "InProgress")
+    sagemaker.trials["run-1-001-aaaaaaaa"]["TunedHyperParameters"] = {"pooling": "[/mean]"}
+    progress.poll()
+    assert "pooling=[/mean]" in out.getvalue()

@@ -1,0 +1,69 @@
+"""Text that comes from runs (S3 keys, dataset names, reasons) or from AWS, made safe to show in a terminal.
+
+Anyone who may write under ``incoming/`` chooses a key, and a key may hold ``[bold]`` or ``[/quote]`` (rich
+markup: text lost or a crash) or terminal control sequences (ESC, bidi overrides: a cleared screen, a reordered
+line). ``plain`` gives rich a ``Text``, never parsed as markup, with every control character shown as an escape
+(``\\x1b``, ``\\u202e``); line breaks stay."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+# Table columns. Ids, job names, statuses and numbers are copied or compared: WHOLE keeps them on one line and rich
+# narrows the other columns first (only a terminal too narrow for them all cuts them, with a visible "…"). Free
+# text (datasets, reasons, dates) wraps and folds a long word onto the next line instead of cutting it.
+WHOLE = {"no_wrap": True}
+FOLD = {"overflow": "fold"}
+
+# Format characters that reorder or hide text (Unicode's bidi controls and the like); joiners used by emoji stay.
+_REORDERING = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char == "\n":
+        return char
+    if char == "\t":
+        return " "
+    if unicodedata.category(char) == "Cc" or code in _REORDERING:
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return char
+
+
+def safe(value: Any) -> str:
+    """``value`` as a string whose control characters are written as escapes."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(_escaped(char) for char in text)
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """``value`` for rich: not markup, control characters escaped."""
+    return Text(safe(value), style=style)
+
+
+def add_row(table: Table, *cells: Any) -> None:
+    """A table row of values from runs or AWS (a ``Text`` cell is the caller's own, kept as it is)."""
+    table.add_row(*(cell if isinstance(cell, Text) else plain(cell) for cell in cells))
+
+
+def utc_time(value: Any) -> str:
+    """A time as ``YYYY-MM-DD HH:MM:SS`` in UTC: a datetime (boto3 gives them in the machine's zone) or the ISO
+    8601 text the run records hold (UTC already); ``-`` for none."""
+    if not value:
+        return "-"
+    if isinstance(value, datetime):
+        moment = value.astimezone(UTC) if value.tzinfo else value
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    text = str(value)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return safe(text.replace("T", " ")[:19])
+    return utc_time(parsed)
