@@ -64,6 +64,15 @@ def is_retryable(exc: ClientError) -> bool:
     return code(exc) in RETRYABLE_CODES
 
 
+def not_found(exc: ClientError) -> bool:
+    """Whether SageMaker says the job asked for does not exist: ``ResourceNotFound``, or a ``ValidationException``
+    saying it cannot be found (DescribeTrainingJob's and DescribeProcessingJob's answer)."""
+    if code(exc) == "ResourceNotFound":
+        return True
+    message = str(exc.response.get("Error", {}).get("Message", "")).lower()
+    return code(exc) == "ValidationException" and ("not find" in message or "not found" in message)
+
+
 def object_gone(exc: ClientError) -> str | None:
     """Why an S3 read failed when the object version asked for is gone ("deleted" or "replaced"); None otherwise."""
     if code(exc) in OBJECT_DELETED_CODES:

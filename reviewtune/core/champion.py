@@ -330,6 +330,15 @@ def _not_comparable(current: Champion, comparison: Comparison | None, not_measur
     return None
 
 
+def _already(current: Champion, run_id: str) -> Outcome:
+    """The run is champion already. When its own decision put it there (a retry after the pointer was written:
+    the answer was lost, or the run's own write failed afterwards), that decision is told again, not "already"."""
+    last = current.history[-1] if current.history else {}
+    if last.get("run_id") == run_id and last.get("why") and not last.get("by"):
+        return Outcome(FIRST if current.version == 1 else PROMOTED, str(last["why"]), run_id)
+    return Outcome(ALREADY, ALREADY, run_id)
+
+
 def challenge(
     table: Any,
     dataset: str,
@@ -354,7 +363,7 @@ def challenge(
     for _ in range(TRIES):
         current = get_champion(table, dataset)
         if current is not None and current.run_id == run_id:
-            return Outcome(ALREADY, ALREADY, run_id)
+            return _already(current, run_id)
         if current is None:
             decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
         else:

@@ -26,6 +26,7 @@ from reviewtune.core.formats import (
     MAX_FIELD_CHARS,
     MAX_FILE_BYTES,
     MAX_LINE_CHARS,
+    MAX_ROWS,
     FileFormat,
 )
 from reviewtune.core.reasons import Problems, bounded, excerpt
@@ -292,7 +293,9 @@ class ReviewReader:
         header, reader = self._header(lines)
         text_idx, label_idx, kind, split_idx = self._columns(header)
         info = self.info
-        info.text_column, info.label_column = header[text_idx], header[label_idx]
+        # As named in the file, whitespace collapsed: a header cell matches with any padding around or inside its
+        # words (up to a field's 1 MiB), and the run record keeps this name.
+        info.text_column, info.label_column = clean_text(header[text_idx]), clean_text(header[label_idx])
         info.label_kind, info.has_split_column = kind, split_idx is not None
         allowed = SENTIMENT_VALUES if kind == "sentiment" else RATING_VALUES
         width = len(header)
@@ -310,6 +313,11 @@ class ReviewReader:
             if not row or all(not cell.strip() for cell in row):
                 continue
             info.rows_read += 1
+            if info.rows_read > MAX_ROWS:
+                raise DatasetError(
+                    f"the file has more than {MAX_ROWS:,} reviews (line {start:,} is review {info.rows_read:,}); "
+                    "split it into files of fewer reviews and drop each"
+                )
             if len(row) != width:
                 hint = (
                     f"an unquoted {separator} inside a value? put that value in double quotes"

@@ -30,7 +30,13 @@ from reviewtune.core.outbox import send_pending
 from reviewtune.core.reasons import bounded
 from reviewtune.core.results import record_results
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
-from reviewtune.core.tuning import dropped_object, launch_or_queue, start_queued_runs, start_tuning
+from reviewtune.core.tuning import (
+    dropped_object,
+    launch_or_queue,
+    start_queued_runs,
+    start_tuning,
+    stop_tuning_job,
+)
 
 logger = Logger(child=True)
 
@@ -115,6 +121,8 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
     # Last: a restart reads and splits a file, and one that runs out of time or memory ends the invocation, which no
     # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it.
+    # Claims restarted least often first: one whose restarts keep dying goes behind the others.
+    stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
     for run in stale[:MAX_RESTARTS_PER_PASS]:
         try:
             result.steps[run["run_id"]] = restart_claim(run, runs, settings, clients)
@@ -126,7 +134,14 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
 
 
 def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients) -> str:
-    """Start a stale claim over from its recorded source (start_tuning's own code: it reads and splits the file)."""
+    """Start a stale claim over from its recorded source (start_tuning's own code: it reads and splits the file).
+
+    Counted first (``restarts``, which also makes the claim fresh for STALE_CLAIM_SECONDS): a restart that runs out
+    of time or memory leaves no other trace, and the count puts that claim behind the others in later passes and
+    names what happened in its deadline's reason."""
+    restarts = int(run.get("restarts") or 0) + 1
+    if runs.update_if(run["run_id"], RunStatus.CLAIMED, restarts=restarts) is None:
+        return "claim moved on"
     try:
         return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
     except Exception as exc:
@@ -150,6 +165,13 @@ def reconcile_run(
         )
         if status is RunStatus.CLAIMED and run.get("start_error"):
             reason += f"; its last start failed with {run['start_error']}"
+        elif status is RunStatus.CLAIMED and run.get("restarts"):
+            reason += (f"; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
+                       "function's time or memory (a file too large to split in one invocation?)")
+        elif (run.get("tuning_start") or {}).get("last_error"):
+            attempt = run["tuning_start"]
+            reason += (f"; SageMaker had not started its tuning job after {attempt.get('attempts', '?')} attempts: "
+                       f"{attempt['last_error']}")
         _stop_jobs(run, clients)
         end_run(runs, settings, clients, run_id, stage=status.lower(), status=RunStatus.FAILED, reason=reason)
         return "past deadline"
@@ -174,8 +196,8 @@ def reconcile_run(
             job = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
         except ClientError as exc:
             entered = (run.get("status_history") or {}).get(RunStatus.EVALUATING.value) or run["updated_at"]
-            if aws_errors.is_retryable(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
-                raise  # throttled, or a job created moments ago that the API does not show yet
+            if not aws_errors.not_found(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
+                raise  # throttled, denied for a moment, or a job created moments ago that the API does not show yet
             reason = f"the evaluation job {job_name} cannot be read: {aws_errors.text(exc)}"
             end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED, reason=reason)
             return "evaluation job missing"
@@ -199,10 +221,12 @@ def free_slots_of_ended_runs(runs: RunsRepository, clients: AwsClients) -> int:
 
 def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:
     """Best effort: stop the SageMaker job of a run that is being ended, so that it stops costing."""
+    if run["status"] in (RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.TUNING):
+        # a CLAIMED or QUEUED run's job may exist too: created by a start whose answer or next write was lost
+        stop_tuning_job(clients, run["run_id"])
+        return
     try:
-        if run["status"] == RunStatus.TUNING:
-            clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
-        elif run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
+        if run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
             clients.sagemaker.stop_processing_job(ProcessingJobName=run["evaluation_job_name"])
     except ClientError as exc:
         logger.warning("could not stop the run's job", extra={"run_id": run["run_id"], "error": aws_errors.text(exc)})

@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import messages, names, states
+from reviewtune.core import aws_errors, messages, names, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
@@ -22,6 +22,28 @@ logger = Logger(child=True)
 
 EVALUATION_FILE = "evaluation.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+# S3's answers when an object is not there (404, or 403 AccessDenied to a role that may not list the bucket is not
+# among them: it is retried, and a lasting denial ends the run at EVALUATING's deadline).
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# What an evaluation.json may hold. The script writes ~2 KB of metrics; the run item (400 KB in all) keeps them,
+# and a file the item could not hold would leave the run EVALUATING until its deadline after the champion moved.
+MAX_EVALUATION_BYTES = 1024 * 1024
+MAX_METRICS_BYTES = 64 * 1024
+MAX_EVALUATION_DEPTH = 16
+DYNAMODB_MIN_MAGNITUDE = 1e-130
+DYNAMODB_MAX_MAGNITUDE = 1e126
+
+
+def _written(s3: Any, uri: str) -> bool:
+    """Whether the evaluation job wrote this file (the confusion matrix is left out when matplotlib is missing)."""
+    bucket, key = names.parse_s3_uri(uri)
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if aws_errors.code(exc) in MISSING_CODES:
+            return False
+        raise
+    return True
 
 
 def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
@@ -48,6 +70,23 @@ def _non_finite(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Why the run item could not hold ``value`` (DynamoDB: numbers of magnitude 1e-130..1e126, at most 32 levels
+    of nesting), or None."""
+    if depth > MAX_EVALUATION_DEPTH:
+        return f"{path or '(top)'} is nested more than {MAX_EVALUATION_DEPTH} levels deep"
+    if isinstance(value, float) and value and not DYNAMODB_MIN_MAGNITUDE <= abs(value) < DYNAMODB_MAX_MAGNITUDE:
+        return f"{path or '(top)'} = {value!r} is outside the range a run record can hold"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= DYNAMODB_MAX_MAGNITUDE:
+        return f"{path or '(top)'} is outside the range a run record can hold"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
+        if found:
+            return found
+    return None
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -60,6 +99,14 @@ def check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
     bad = _non_finite(evaluation)
     if bad:
         raise EvaluationOutputError(f"{where}: {bad} is not a finite number (NaN or Infinity)")
+    bad = _unstorable(evaluation)
+    if bad:
+        raise EvaluationOutputError(f"{where}: {bad}")
+    size = len(json.dumps(metrics))
+    if size > MAX_METRICS_BYTES:
+        raise EvaluationOutputError(
+            f"{where}: its metrics take {size:,} bytes, more than the {MAX_METRICS_BYTES:,} a run record keeps"
+        )
     accuracy = (metrics.get("accuracy") or {}).get("value") if isinstance(metrics.get("accuracy"), dict) else None
     if not _number(accuracy):
         raise EvaluationOutputError(f"{where} has no metrics.accuracy.value number")
@@ -82,15 +129,24 @@ def read_evaluation(s3: Any, output_uri: str) -> dict[str, Any]:
     bucket, prefix = names.parse_s3_uri(output_uri)
     key = f"{prefix}/{EVALUATION_FILE}"
     try:
-        raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
+        if aws_errors.code(exc) not in MISSING_CODES:
+            raise  # throttled, an outage, a denial during a stack update: the event (or the reconciler) tries again
+        raise EvaluationOutputError(f"s3://{bucket}/{key} cannot be read: {aws_errors.text(exc)}") from exc
+    size = response.get("ContentLength")
+    if isinstance(size, int) and size > MAX_EVALUATION_BYTES:
+        response["Body"].close()
         raise EvaluationOutputError(
-            f"s3://{bucket}/{key} cannot be read: {exc.response['Error']['Code']}"
-        ) from exc
+            f"s3://{bucket}/{key} is {size:,} bytes, more than the {MAX_EVALUATION_BYTES:,} an evaluation.json may be"
+        )
+    raw = response["Body"].read(MAX_EVALUATION_BYTES + 1)
+    if len(raw) > MAX_EVALUATION_BYTES:
+        raise EvaluationOutputError(f"s3://{bucket}/{key} is more than the {MAX_EVALUATION_BYTES:,} bytes an evaluation.json may be")
     try:
         evaluation = json.loads(raw)
-    except ValueError as exc:
-        raise EvaluationOutputError(f"s3://{bucket}/{key} is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise EvaluationOutputError(f"s3://{bucket}/{key} is not valid JSON: {type(exc).__name__}: {exc}") from exc
     return check_evaluation(evaluation, f"s3://{bucket}/{key}")
 
 
@@ -132,10 +188,11 @@ def record_results(
         )
     results = {
         "evaluation_uri": f"{output_uri}/{EVALUATION_FILE}",
-        "confusion_matrix_uri": f"{output_uri}/{CONFUSION_MATRIX_FILE}",
         "test_accuracy": evaluation["metrics"]["accuracy"]["value"],
         "report_uri": names.s3_uri(names.parse_s3_uri(output_uri)[0], names.report_key(run_id)),
     }
+    if _written(clients.s3, f"{output_uri}/{CONFUSION_MATRIX_FILE}"):
+        results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"
     fields = {"metrics": evaluation["metrics"], "results": results}
     fields.update(register_and_decide({**run, **fields}, results, settings, clients, evaluation.get("comparison")))
     notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)

@@ -444,6 +444,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn, config=config
     )
     if moved is None:
+        current = runs.get(run_id)
+        if current is not None and states.is_final(current["status"]):
+            stop_tuning_job(clients, run_id)  # ended meanwhile (its deadline): the job just made has no run
         return _moved_on(runs, settings, clients, run_id)
     rows = run.get("data", {}).get("summary", {}).get("rows")
     logger.info("tuning job started", extra={"run_id": run_id, "rows": rows, "warm_start": plan.summary()})
@@ -454,6 +457,16 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "rows": rows,
         "warm_start_parents": list(plan.parents),
     }
+
+
+def stop_tuning_job(clients: AwsClients, run_id: str) -> None:
+    """Best effort: stop a run's tuning job (if there is one and it runs) so that it stops costing."""
+    try:
+        clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+    except ClientError as exc:
+        if aws_errors.not_found(exc):
+            return  # never created
+        logger.warning("could not stop the run's tuning job", extra={"run_id": run_id, "error": aws_errors.text(exc)})
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:

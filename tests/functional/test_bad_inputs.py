@@ -94,3 +94,17 @@ def test_bad_input_is_rejected_kept_recorded_and_notified_once(stack, start_tuni
         assert key in reason or bad.expect.startswith("'")  # the key named (a type reason names the file itself)
         if bad.mishap == VERSION_DELETED:
             assert event["detail"]["object"]["version-id"] in reason
+
+
+def test_a_header_padded_with_a_huge_run_of_whitespace_is_tuned_and_its_name_stored_short(stack):
+    """The header cell matches 'review_body' whatever its padding; stored as written it made the run's item pass
+    DynamoDB's 400 KB, so no write of the run could succeed and the valid file ended FAILED at the deadline."""
+    from tests.functional.pipeline import Pipeline
+    from tests.unit.test_dataset import balanced_rows, make_file
+
+    pipeline = Pipeline(stack)
+    header = ("sentiment", "review" + "\t " * 100 + "body" + " " * 450_000)  # fields < 1 MiB, a valid file
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/padded.tsv", make_file(balanced_rows(20), header=header)))
+    item = pipeline.run(result["run_id"])
+    assert item["status"] == "TUNING"
+    assert (item["data"]["summary"]["text_column"], item["data"]["summary"]["label_column"]) == ("review body", "sentiment")

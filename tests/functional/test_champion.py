@@ -125,10 +125,18 @@ def test_when_every_test_review_was_in_the_champion_s_training_data_nothing_is_c
     assert get_champion(table, DATASET).run_id == "r1"
 
 
-def test_a_run_that_is_champion_already_stays_so(table):
-    promote(table, "r1", 0.70)
-    assert promote(table, "r1", 0.70).label == ALREADY
-    assert get_champion(table, DATASET).version == 1
+def test_a_run_that_is_champion_already_stays_so_and_a_retry_tells_its_own_decision_again(table):
+    first = promote(table, "r1", 0.70)
+    again = promote(table, "r1", 0.70)  # record_results retried after the pointer was written
+    assert (again.label, again.reason) == (first.label, first.reason) == (FIRST, first.reason)
+    better = promote(table, "r2", 0.70, measured("r1", 0.76, 0.70))
+    assert promote(table, "r2", 0.70, measured("r1", 0.76, 0.70)) == better and better.label == PROMOTED
+    assert get_champion(table, DATASET).version == 2
+
+    promote_manually(table, DATASET, run_id="r1", accuracy=0.70, test_rows=320, test_split=SPLIT,
+                     reason="rolled back", expected_run_id="r2", by="ops")
+    assert promote(table, "r1", 0.70).label == ALREADY  # a person put it there: not this run's decision
+    assert get_champion(table, DATASET).version == 3
 
 
 def test_a_pointer_change_between_reading_and_writing_is_read_again_and_decided_again(table, monkeypatch):

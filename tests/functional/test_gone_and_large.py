@@ -244,3 +244,17 @@ def test_a_version_deleted_between_two_deliveries_of_an_encoded_event_keeps_its_
     assert result["run_id"] == claimed["run_id"] and result["status"] == "REJECTED"
     assert [i["run_id"] for i in run_items(pipeline)] == [claimed["run_id"]]
     assert_one_outcome(pipeline, claimed["run_id"], "REJECTED")
+
+
+def test_a_file_of_more_than_a_million_reviews_is_rejected_with_how_to_split_it(pipeline, stack):
+    """Four million one-line reviews fit 256 MiB but not the function's memory once split and hashed: the count
+    is checked while reading, before anything grows."""
+    body = b"sentiment\treview_body\n" + b"1\tok\n" * 1_000_001  # 5 MB
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/many.tsv", body))
+    item = pipeline.run(result["run_id"])
+    assert item["status"] == "REJECTED"
+    assert item["failure_reason"] == (
+        "the file has more than 1,000,000 reviews (line 1,000,002 is review 1,000,001); split it into files of "
+        "fewer reviews and drop each"
+    )
+    assert pipeline.statuses_told(result["run_id"]) == ["REJECTED"]

@@ -333,7 +333,33 @@ def test_a_restart_that_kills_the_pass_comes_after_every_other_step_and_the_dead
         with pytest.raises(_Killed):
             pipeline.reconcile(later(0.75))
     pipeline.reconcile(later(1.1))
-    assert_ended(pipeline, claim["run_id"], "FAILED", "stayed CLAIMED longer than its deadline")
+    assert_ended(pipeline, claim["run_id"], "FAILED", "stayed CLAIMED longer than its deadline",
+                 "started over 3 time(s) and no start finished")
+
+
+def test_a_claim_whose_restarts_keep_dying_goes_behind_the_other_stale_claims(pipeline, monkeypatch):
+    from reviewtune.core import reconciler
+
+    for key, seed in (("incoming/huge.tsv", 0), ("incoming/good.tsv", 3)):  # both claimed, both starts died
+        pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=1))
+        with pytest.raises(Exception, match="InternalError"):
+            pipeline.start_tuning(pipeline.drop_event(key, good_file(seed)))
+        pipeline.use("s3", pipeline.clients.s3._wrapped)
+    claims = {c["dataset"]: c["run_id"] for c in RunsRepository(pipeline.clients.runs_table).by_status("CLAIMED")}
+    real = reconciler.start_tuning
+
+    def start(obj, settings, clients):
+        if obj.key == "incoming/huge.tsv":
+            raise _Killed("Runtime exited with error: signal: killed")  # out of memory, every time
+        return real(obj, settings, clients)
+
+    monkeypatch.setattr(reconciler, "start_tuning", start)
+    with pytest.raises(_Killed):
+        pipeline.reconcile(later(0.3))  # the older claim first: its restart dies
+    assert pipeline.run(claims["huge.tsv"])["restarts"] == 1
+    with pytest.raises(_Killed):
+        pipeline.reconcile(later(0.45))  # the claim never restarted goes first now
+    assert pipeline.run(claims["good.tsv"])["status"] == "TUNING"
 
 
 # ------------------------------------------------------------------------------------------- spend guard
@@ -622,3 +648,46 @@ def test_a_failed_tuning_job_of_500_long_failures_ends_failed_at_once_with_every
     assert item["tuning"]["trials_total"] == 500
     [message] = pipeline.messages(run_id)
     assert f"  ... and 450 more (every trial: {item['tuning']['trials_uri']})" in message["Message"]
+
+
+def test_a_job_created_for_a_run_that_ended_meanwhile_is_stopped(pipeline, monkeypatch):
+    """A queued run's start takes a slot while a reconciler pass ends the run at its deadline: the job created
+    then has no run to follow it, so it is stopped (and the run still tells its one outcome)."""
+    from reviewtune.core.failures import end_run, repository
+
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
+    queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
+    late = next(r for r in queued if r["status"] == "QUEUED")
+    runs = repository(pipeline.settings, pipeline.clients)
+    create = pipeline.sagemaker.create_hyper_parameter_tuning_job
+
+    def ended_meanwhile(**request):
+        if request["HyperParameterTuningJobName"] == late["run_id"]:
+            end_run(runs, pipeline.settings, pipeline.clients, late["run_id"], stage="queued",
+                    status=RunStatus.FAILED, reason="the run stayed QUEUED longer than its deadline")
+        return create(**request)
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_hyper_parameter_tuning_job", ended_meanwhile)
+    pipeline.sagemaker.finish_tuning(first["run_id"], "Failed", failure="x")
+    pipeline.tuning_ended(first["run_id"], "Failed")  # a slot frees: the queued run starts
+    assert_ended(pipeline, late["run_id"], "FAILED", "stayed QUEUED longer than its deadline")
+    assert pipeline.sagemaker.tuning[late["run_id"]]["status"] == "Stopping"
+    assert late["run_id"] not in slots.holders(pipeline.clients.runs_table)
+
+
+def test_a_claim_ended_at_its_deadline_stops_a_job_its_lost_start_created(pipeline, monkeypatch):
+    from tests.support.faults import client_error
+
+    create = pipeline.sagemaker.create_hyper_parameter_tuning_job
+
+    def created_but_answer_lost(**request):
+        create(**request)
+        raise client_error("ThrottlingException", "Rate exceeded", "CreateHyperParameterTuningJob")
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_hyper_parameter_tuning_job", created_but_answer_lost)
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    assert pipeline.run(run_id)["status"] == "CLAIMED" and pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
+    pipeline.reconcile(later(1.1))  # past the claim's deadline before its next try
+    assert_ended(pipeline, run_id, "FAILED", "stayed CLAIMED longer than its deadline",
+                 "SageMaker had not started its tuning job after 1 attempts: ThrottlingException")
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"

@@ -382,7 +382,9 @@ def test_a_retried_record_results_registers_once(pipeline):
 
     assert len(pipeline.sagemaker.packages()) == 1
     assert again["model_package_arn"] == item["model_package_arn"]
-    assert again["champion"]["decision"] == "already champion"
+    # the retry tells the decision that made it champion, not "already champion"
+    assert again["champion"]["decision"] == item["champion"]["decision"] == "first champion"
+    assert again["champion"]["reason"] == item["champion"]["reason"]
 
 
 # ------------------------------------------------------------------------------------------------ costs

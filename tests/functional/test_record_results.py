@@ -46,9 +46,9 @@ def evaluating_run(stack):
 
 
 def test_completed_evaluation_is_stored_and_announced(stack, evaluating_run, lambda_context):
-    boto3.client("s3", region_name=REGION).put_object(
-        Bucket=stack.bucket, Key=f"runs/{RUN_ID}/evaluation/evaluation.json", Body=json.dumps(EVALUATION).encode()
-    )
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=stack.bucket, Key=f"runs/{RUN_ID}/evaluation/evaluation.json", Body=json.dumps(EVALUATION).encode())
+    s3.put_object(Bucket=stack.bucket, Key=f"runs/{RUN_ID}/evaluation/confusion_matrix.png", Body=b"\x89PNG")
     result = evaluating_run.handler(processing_event(stack, "Completed"), lambda_context)
     assert result == {"run_id": RUN_ID, "status": "SUCCEEDED", "test_accuracy": 0.7412}
     item = stack.run(RUN_ID)
@@ -91,3 +91,15 @@ def test_second_event_for_the_same_change_publishes_once(stack, evaluating_run, 
     again = dict(event, id="a-different-event-id")
     evaluating_run.handler(again, lambda_context)
     assert len(stack.messages()) == 1
+
+
+def test_a_confusion_matrix_the_job_did_not_draw_is_not_pointed_to(stack, evaluating_run, lambda_context):
+    """Without matplotlib the evaluation job writes evaluation.json and no image: no link to a missing object."""
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=stack.bucket, Key=f"runs/{RUN_ID}/evaluation/evaluation.json", Body=json.dumps(EVALUATION).encode()
+    )
+    assert evaluating_run.handler(processing_event(stack, "Completed"), lambda_context)["status"] == "SUCCEEDED"
+    item = stack.run(RUN_ID)
+    assert "confusion_matrix_uri" not in item["results"] and item["results"]["evaluation_uri"].endswith("evaluation.json")
+    [message] = stack.messages()
+    assert "Confusion matrix" not in message["Message"] and "Evaluation report:" in message["Message"]

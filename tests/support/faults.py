@@ -197,6 +197,8 @@ class FakeSageMaker:
 
     def stop_hyper_parameter_tuning_job(self, HyperParameterTuningJobName: str) -> dict[str, Any]:  # noqa: N803
         self._call("stop_hyper_parameter_tuning_job")
+        if HyperParameterTuningJobName not in self.tuning:
+            raise client_error("ResourceNotFound", f"no tuning job {HyperParameterTuningJobName}", "StopHyperParameterTuningJob")
         self.tuning[HyperParameterTuningJobName]["status"] = "Stopping"
         return {}
 
@@ -212,6 +214,8 @@ class FakeSageMaker:
 
     def finish_processing(self, name: str, status: str = "Completed", evaluation: Any = None,
                           raw: bytes | None = None, failure: str | None = None) -> None:
+        """End the job; with ``evaluation`` (or ``raw``), write what the script writes: evaluation.json and the
+        confusion matrix's image."""
         job = self.processing[name]
         job["status"] = status
         job["failure"] = failure
@@ -220,9 +224,9 @@ class FakeSageMaker:
         if raw is not None:
             output = job["request"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
             bucket, prefix = output[5:].split("/", 1)
-            boto3.client("s3", region_name=REGION).put_object(
-                Bucket=bucket, Key=f"{prefix}/evaluation.json", Body=raw
-            )
+            s3 = boto3.client("s3", region_name=REGION)
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/evaluation.json", Body=raw)
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/confusion_matrix.png", Body=b"\x89PNG")
 
     def describe_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:  # noqa: N803
         self._call("describe_processing_job")
