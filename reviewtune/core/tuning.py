@@ -223,8 +223,10 @@ def _keep_copy(
     gone = "there is nothing to copy: the object is not there any more"
     if isinstance(error, ObjectUnreadableError):
         return False, f"S3 refuses to read it, so it cannot be copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}"
-    if isinstance(error, ObjectGoneError) or obj.size is None:  # no size: HeadObject did not find it either
+    if isinstance(error, ObjectGoneError):
         return False, gone
+    if obj.size is None:  # neither the event nor S3 said how large it is: it might pass CopyObject's 5 GB
+        return False, f"its size is unknown, so it was not copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}"
     if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
         return False, (
             f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; the original stays at "

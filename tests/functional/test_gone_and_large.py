@@ -258,3 +258,15 @@ def test_a_file_of_more_than_a_million_reviews_is_rejected_with_how_to_split_it(
         "fewer reviews and drop each"
     )
     assert pipeline.statuses_told(result["run_id"]) == ["REJECTED"]
+
+
+def test_a_rejected_file_of_unknown_size_is_not_copied_and_the_reason_says_why(pipeline, stack):
+    """No size from the event nor from S3 (a restart from a dead-lettered event's record): a copy might pass
+    CopyObject's 5 GB and fail on every try, so none is made, and the message does not call the file gone."""
+    from reviewtune.core.errors import DatasetError
+    from reviewtune.core.objects import DroppedObject
+    from reviewtune.core.tuning import _keep_copy
+
+    obj = DroppedObject(stack.bucket, "incoming/a.csv", None, None, None)
+    copied, why = _keep_copy(obj, "rejected/a.csv", DatasetError("bad"), pipeline.settings, pipeline.clients)
+    assert (copied, why) == (False, f"its size is unknown, so it was not copied; the original stays at s3://{stack.bucket}/incoming/a.csv")
