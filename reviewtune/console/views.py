@@ -110,6 +110,10 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(label, value) for label, value in facts if value is not None]
 
 
+def _versioned(uri: Any, version: Any) -> Any:
+    return f"{uri} (version {version})" if uri and version else uri
+
+
 def run_view(item: dict[str, Any]) -> Group:
     parts: list[Any] = []
     tuning = item.get("tuning", {})
@@ -154,8 +158,8 @@ def run_view(item: dict[str, Any]) -> Group:
         ("best model", best.get("model_uri")),
         *((k.replace("_uri", ""), v) for k, v in item.get("results", {}).items() if k.endswith("_uri")),
         ("all trials", tuning.get("trials_uri")),
-        ("rejected copy", item.get("rejected_uri")),
-        ("rejection reason", item.get("reason_uri")),
+        ("rejected copy", _versioned(item.get("rejected_uri"), item.get("rejected_version_id"))),
+        ("rejection reason", _versioned(item.get("reason_uri"), item.get("reason_version_id"))),
     ):
         if value:
             add_row(artifacts, label, str(value))

@@ -220,12 +220,14 @@ def rejected(
     *,
     reason_uri: Any = None,
     not_copied: Any = None,
+    rejected_version: Any = None,
 ) -> tuple[str, str]:
     """The rejection: why, and where the copy and the reason are kept (or why no copy was made)."""
     subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
     if rejected_uri:
+        version = f" (version {_text(rejected_version, 1024)})" if rejected_version else ""
         kept = [
-            f"A copy of the file and the reason are kept at {_text(rejected_uri, 2000)}.",
+            f"A copy of the file and the reason are kept at {_text(rejected_uri, 2000)}{version}.",
             "Fix the file and drop it into incoming/ again.",
         ]
     else:

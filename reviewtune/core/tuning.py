@@ -183,7 +183,7 @@ def _reject(
     that no longer exists; the original of a large file stays where it was dropped."""
     reason = bounded(str(error))
     target = names.rejected_key(obj.key)
-    copied, not_copied = _keep_copy(obj, target, error, settings, clients)
+    copied, not_copied, copy_version = _keep_copy(obj, target, error, settings, clients)
     report = {
         "run_id": run_id,
         "source": names.s3_uri(obj.bucket, obj.key),
@@ -192,22 +192,28 @@ def _reject(
         "copied": copied,
     }
     reason_key = names.rejected_reason_key(obj.key)
-    clients.s3.put_object(
+    written = clients.s3.put_object(
         Bucket=settings.bucket,
         Key=reason_key,
         Body=json.dumps(report, indent=2).encode(),
         ContentType="application/json",
     )
     runs = repository(settings, clients)
+    # The keys under rejected/ are the dropped key's: a later rejected version of the same key takes them over, so
+    # the run keeps the S3 versions of its own copy and reason (the bucket is versioned).
     fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, reason_key)}
+    if written.get("VersionId"):
+        fields["reason_version_id"] = written["VersionId"]
     if copied:
         fields["rejected_uri"] = names.s3_uri(settings.bucket, target)
+        if copy_version:
+            fields["rejected_version_id"] = copy_version
     else:
         fields["not_copied"] = not_copied
     view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
     notice = messages.rejected(
         view, reason, fields.get("rejected_uri"), settings.runs_table, reason_uri=fields["reason_uri"],
-        not_copied=not_copied,
+        not_copied=not_copied, rejected_version=copy_version,
     )
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.REJECTED, notice=notice, **fields) is None:
         return _moved_on(runs, settings, clients, run_id)
@@ -218,32 +224,33 @@ def _reject(
 
 def _keep_copy(
     obj: DroppedObject, target: str, error: DatasetError, settings: Settings, clients: AwsClients
-) -> tuple[bool, str | None]:
-    """Copy the rejected version under rejected/ when that is possible and useful: (copied, why not)."""
+) -> tuple[bool, str | None, str | None]:
+    """Copy the rejected version under rejected/ when that is possible and useful: (copied, why not, the copy's
+    S3 version)."""
     gone = "there is nothing to copy: the object is not there any more"
     if isinstance(error, ObjectUnreadableError):
-        return False, f"S3 refuses to read it, so it cannot be copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}"
+        return False, f"S3 refuses to read it, so it cannot be copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}", None
     if isinstance(error, ObjectGoneError):
-        return False, gone
+        return False, gone, None
     if obj.size is None:  # neither the event nor S3 said how large it is: it might pass CopyObject's 5 GB
-        return False, f"its size is unknown, so it was not copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}"
+        return False, f"its size is unknown, so it was not copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}", None
     if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
         return False, (
             f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; the original stays at "
             f"{names.s3_uri(obj.bucket, obj.key)}"
-        )
+        ), None
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.version_id:
         source["VersionId"] = obj.version_id
     condition = {"CopySourceIfMatch": names.if_match(obj.etag)} if obj.etag else {}
     try:
-        clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source, **condition)
+        copied = clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source, **condition)
     except ClientError as exc:
         if aws_errors.object_gone(exc) is None:
             raise  # throttling, outages: the event is delivered again
         logger.warning("the rejected object went away before it was copied", extra={"key": obj.key})
-        return False, gone
-    return True, None
+        return False, gone, None
+    return True, None, copied.get("VersionId")
 
 
 def _duplicate(

@@ -268,5 +268,19 @@ def test_a_rejected_file_of_unknown_size_is_not_copied_and_the_reason_says_why(p
     from reviewtune.core.tuning import _keep_copy
 
     obj = DroppedObject(stack.bucket, "incoming/a.csv", None, None, None)
-    copied, why = _keep_copy(obj, "rejected/a.csv", DatasetError("bad"), pipeline.settings, pipeline.clients)
-    assert (copied, why) == (False, f"its size is unknown, so it was not copied; the original stays at s3://{stack.bucket}/incoming/a.csv")
+    kept = _keep_copy(obj, "rejected/a.csv", DatasetError("bad"), pipeline.settings, pipeline.clients)
+    assert kept == (False, f"its size is unknown, so it was not copied; the original stays at s3://{stack.bucket}/incoming/a.csv", None)
+
+
+def test_a_second_rejection_of_the_same_key_leaves_the_first_run_its_own_copy_and_reason(pipeline, stack):
+    s3 = boto3.client("s3", region_name=REGION)
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n"))
+    second = pipeline.start_tuning(pipeline.drop_event("incoming/bad.csv", b"words,stars\nbye,1\n"))
+    assert first["run_id"] != second["run_id"]
+    for result, body in ((first, b"text,score\nhello,5\n"), (second, b"words,stars\nbye,1\n")):
+        item = pipeline.run(result["run_id"])
+        assert item["rejected_uri"] == f"s3://{stack.bucket}/rejected/bad.csv"  # one key, taken over by the second
+        copy = s3.get_object(Bucket=stack.bucket, Key="rejected/bad.csv", VersionId=item["rejected_version_id"])
+        assert copy["Body"].read() == body
+        reason = s3.get_object(Bucket=stack.bucket, Key="rejected/bad.csv.error.json", VersionId=item["reason_version_id"])
+        assert json.loads(reason["Body"].read())["run_id"] == result["run_id"]
