@@ -110,6 +110,17 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(label, value) for label, value in facts if value is not None]
 
 
+# The timeline's words for a run entering each status.
+ENTERED = {
+    "CLAIMED": "file accepted ({status})",
+    "QUEUED": "waiting for a free slot ({status})",
+    "TUNING": "tuning job started ({status})",
+    "EVALUATING": "evaluation job started ({status})",
+    "REJECTED": "file rejected ({status})",
+    "DUPLICATE": "same content as an earlier run ({status})",
+}
+
+
 def _versioned(uri: Any, version: Any) -> Any:
     return f"{uri} (version {version})" if uri and version else uri
 
@@ -131,13 +142,16 @@ def run_view(item: dict[str, Any]) -> Group:
     timeline.add_column("when", **WHOLE)
     timeline.add_column("what", **FOLD)
     entered = item.get("status_history") or {}
-    events = [
-        (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),
-        *((when, f"became {status}") for status, when in entered.items()),
-        (tuning.get("started_at"), "tuning job created"),
-        (tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"),
-        (item.get("updated_at"), f"last update: {item.get('status')}"),
-    ]
+    if entered:  # when the run entered each status (runs.py), and when its tuning job ended
+        events = [(when, ENTERED.get(status, "ended {status}").format(status=status)) for status, when in entered.items()]
+        events.append((tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"))
+    else:  # an item written before status_history was
+        events = [
+            (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),
+            (tuning.get("started_at"), "tuning job created"),
+            (tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"),
+            (item.get("updated_at"), f"last update: {item.get('status')}"),
+        ]
     for when, what in sorted((e for e in events if e[0]), key=lambda e: utc_time(e[0])):
         add_row(timeline, _time(when), what)
     parts.append(timeline)

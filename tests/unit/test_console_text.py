@@ -76,7 +76,8 @@ def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3(
               "status_history": {"CLAIMED": "2026-11-01T10:00:00Z", "QUEUED": "2026-11-01T10:00:01Z"}}
     text = rendered(views.run_view(queued))
     assert "2026-11-03 10:00:00 at the latest: the reconciler ends a run still QUEUED then" in text
-    assert "became QUEUED" in text and "Artifacts" not in text  # nothing to list yet
+    assert "file accepted (CLAIMED)" in text and "waiting for a free slot (QUEUED)" in text
+    assert "Artifacts" not in text  # nothing to list yet
 
     duplicate = {"run_id": RUN_ID, "status": "DUPLICATE", "dataset": "a.tsv", "duplicate_of": "reviewtune-aaaa"}
     assert "duplicate of" in (shown := rendered(views.run_view(duplicate))) and "reviewtune-aaaa" in shown
