@@ -19,6 +19,7 @@ from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
 from reviewtune.core import names
+from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunStatus
 
@@ -42,6 +43,10 @@ def _emit(args: argparse.Namespace, data: Any, renderable: Any) -> None:
 
 
 def _get(target: Target, run_id: str) -> dict[str, Any]:
+    if is_champion_key(run_id):  # the champion pointer shares the runs table but is no run
+        dataset = run_id.removeprefix(CHAMPION_KEY_PREFIX)
+        raise SystemExit(f"error: {run_id!r} is the champion pointer of dataset {dataset!r}, not a run: "
+                         f"`reviewtune champion --dataset {safe(dataset)}` shows it")
     item = target.runs().get(run_id)
     if item is None:
         raise SystemExit(f"error: no run {run_id!r} in {target.description}")

@@ -77,7 +77,11 @@ def local_target(workdir: Path) -> Target:
     except ValueError as error:
         raise TargetError(f"{path} is not valid JSON ({error})") from error
     if not process_alive(int(state.get("pid", 0))):
-        raise TargetError(f"the local runtime recorded in {path} (pid {state.get('pid')}) is not running")
+        raise TargetError(
+            f"the local runtime recorded in {path} (pid {state.get('pid')}) is not running: start it with "
+            "`reviewtune local up`, or remove the stale file with `reviewtune local down` (then --target auto reads "
+            "the AWS stack), or pass --target aws / --stack NAME"
+        )
     environment = state.get("environment", {})
     session = boto3.session.Session(
         aws_access_key_id=environment.get("AWS_ACCESS_KEY_ID", "testing"),

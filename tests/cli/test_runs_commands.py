@@ -255,3 +255,19 @@ def test_trials_of_a_run_without_a_tuning_job_says_so(deployed, monkeypatch):
         main(["runs", "trials", "reviewtune-q1", "--stack", STACK])
     with pytest.raises(SystemExit, match="error: tuning job reviewtune-zz: "):
         main(["runs", "trials", "reviewtune-zz", "--stack", STACK])
+
+
+def test_a_stale_local_runtime_file_says_how_to_go_on(tmp_path):
+    """A crashed `local up` leaves .reviewtune/local.json: --target auto would use it; the error says what to do."""
+    workdir = tmp_path / ".reviewtune"
+    workdir.mkdir()
+    (workdir / "local.json").write_text(json.dumps({"pid": 2**22 + 12345, "endpoints": {}, "outputs": {}}))
+    with pytest.raises(SystemExit, match=r"is not running: start it with `reviewtune local up`, or remove the stale "
+                                         r"file with `reviewtune local down`.*--target aws"):
+        main(["--workdir", str(workdir), "runs", "list"])
+
+
+def test_show_of_the_champion_pointer_points_to_the_champion_command(deployed):
+    with pytest.raises(SystemExit, match=r"'champion#team-a/r.tsv' is the champion pointer of dataset 'team-a/r.tsv', "
+                                         r"not a run: `reviewtune champion --dataset team-a/r.tsv` shows it"):
+        main(["runs", "show", "champion#team-a/r.tsv", "--stack", STACK])
