@@ -70,6 +70,10 @@ _QUEUED_RUN_EXISTS = (
     "starting a queued run whose tuning job an earlier attempt already created (CreateHyperParameterTuningJob "
     "answers ResourceInUse) reads the job's ARN (tuning.py); the scenarios start queued runs in one attempt"
 )
+_ENDED_MEANWHILE = (
+    "a start whose TUNING transition finds the run ended meanwhile (the reconciler's deadline, during the start) "
+    "stops the job it just created (tuning.py); the scenarios have this race where StartEvaluation starts a queued run"
+)
 _RESTARTED_REJECTION = (
     "a claim whose start_tuning died is started over from the dropped file by start_tuning's code, which copies "
     "a rejected file with its tags to rejected/; the scenario restarts a valid file"
@@ -94,6 +98,10 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
     ("StartEvaluationFunction", "dynamodb:DeleteItem"): _IDEMPOTENCY_DELETE,
     ("RecordResultsFunction", "sagemaker:DescribeHyperParameterTuningJob"): _QUEUED_RUN_EXISTS,
+    **{
+        (function_id, "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE
+        for function_id in ("StartTuningFunction", "RecordResultsFunction")
+    },
     ("ReconcileFunction", "s3:GetObjectTagging"): _RESTARTED_REJECTION,
     ("ReconcileFunction", "s3:GetObjectVersionTagging"): _RESTARTED_REJECTION,
     ("ReconcileFunction", "s3:PutObjectTagging"): _RESTARTED_REJECTION,
