@@ -176,9 +176,9 @@ def processing_job_request(
     settings: Settings, run: dict[str, Any], model_uri: str, champion: ChampionInput | None = None
 ) -> dict[str, Any]:
     """The CreateProcessingJob request that evaluates a model on the run's test split (and the champion's model on
-    the same reviews, when given)."""
+    the same reviews, when given). Each model is scored at the max_seq_length it was trained with (its
+    label_map.json): a static hyperparameter or a tuned range may have set another than MaxSeqLength."""
     run_id = run["run_id"]
-    max_seq_length = run.get("config", {}).get("max_seq_length", settings.max_seq_length)
 
     def s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
         return {
@@ -242,8 +242,6 @@ def processing_job_request(
                 RUN_DIR,
                 "--output-report",
                 REPORT_DIR,
-                "--max-seq-length",
-                str(max_seq_length),
                 *champion_arguments,
             ],
         },
@@ -284,7 +282,27 @@ def best_trial_name(description: dict[str, Any], trials: list[dict[str, Any]]) -
     return pick(candidates, key=lambda t: t["objective"])["name"]
 
 
-def _best(name: str, description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any) -> dict[str, Any]:
+def choose_best(description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any) -> dict[str, Any] | None:
+    """The best trial that left a model (a trial stopped before it saved one has none, even with an objective:
+    the next best is taken); None when no eligible trial has one."""
+    left_out: set[str] = set()
+    while True:
+        name = best_trial_name(
+            description if not left_out else {**description, "BestTrainingJob": None},
+            [t for t in trials if t["name"] not in left_out],
+        )
+        if name is None:
+            return None
+        best = _best(name, description, trials, sagemaker)
+        if best is not None:
+            return best
+        logger.warning("the best trial left no model; taking the next", extra={"training_job_name": name})
+        left_out.add(name)
+
+
+def _best(
+    name: str, description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any
+) -> dict[str, Any] | None:
     trial = next((t for t in trials if t["name"] == name), {})
     reported = description.get("BestTrainingJob") or {}
     if reported.get("TrainingJobName") == name:
@@ -294,6 +312,9 @@ def _best(name: str, description: dict[str, Any], trials: list[dict[str, Any]], 
             **{k: v for k, v in trial.items() if v is not None},
         }
     training = sagemaker.describe_training_job(TrainingJobName=name)
+    model_uri = (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if not model_uri:
+        return None  # stopped before it saved anything: no model to evaluate
     final = {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])}
     objective = trial.get("objective")
     return {
@@ -305,7 +326,7 @@ def _best(name: str, description: dict[str, Any], trials: list[dict[str, Any]], 
         "hyperparameters": {
             k: v for k, v in training.get("HyperParameters", {}).items() if not k.startswith("sagemaker_")
         },
-        "model_uri": training["ModelArtifacts"]["S3ModelArtifacts"],
+        "model_uri": model_uri,
         "final_metrics": final,
     }
 
@@ -359,10 +380,12 @@ def start_evaluation(
     if status != "Completed":
         # The event said the job ended but the API does not agree yet: let EventBridge retry.
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
-    best_name = best_trial_name(description, trials)
-    if best_name is None:
+    if best_trial_name(description, trials) is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
-    best = _best(best_name, description, trials, clients.sagemaker)
+    best = choose_best(description, trials, clients.sagemaker)
+    if best is None:
+        return end_tuning(status=RunStatus.FAILED, reason="no training job that reported its objective left a model "
+                          "(each was stopped before it saved one)")
     tuning["best_training_job"] = best
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     champion, challenge = champion_input(run, runs, clients)

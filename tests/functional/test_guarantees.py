@@ -235,6 +235,30 @@ def test_without_best_job_from_sagemaker_the_best_eligible_trial_is_chosen(pipel
     assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
 
 
+def test_a_best_trial_stopped_before_it_saved_a_model_gives_way_to_the_next_best(pipeline):
+    """SageMaker may name as best a trial stopped (the tuning job halted at its target) before it saved: it has
+    an objective but no artifacts. The next best trial with a model is evaluated; with none, the run fails once."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.sagemaker.finish_tuning(
+        run_id,
+        trials=[
+            {"status": "Stopped", "objective": 85.0, "objective_status": "Succeeded", "no_model": True},
+            {"status": "Completed", "objective": 80.0, "objective_status": "Succeeded"},
+        ],
+        best=f"{run_id}-001-abcdef01",
+    )
+    assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
+    assert pipeline.run(run_id)["tuning"]["best_training_job"]["objective"] == 80.0
+
+    other = pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv", good_file(1)))["run_id"]
+    pipeline.sagemaker.finish_tuning(
+        other, trials=[{"status": "Stopped", "objective": 85.0, "objective_status": "Succeeded", "no_model": True}],
+        best=f"{other}-001-abcdef01",
+    )
+    pipeline.tuning_ended(other)
+    assert_ended(pipeline, other, "FAILED", "no training job that reported its objective left a model")
+
+
 def _expire_idempotency_records(stack) -> None:
     table = boto3.resource("dynamodb", region_name=REGION).Table(stack.idempotency_table)
     for item in table.scan()["Items"]:

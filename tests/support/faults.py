@@ -189,7 +189,8 @@ class FakeSageMaker:
             "TrainingJobName": TrainingJobName,
             "TrainingJobStatus": trial["status"],
             "HyperParameters": {"learning_rate": "3e-05", "epochs": "3", "sagemaker_program": "train.py"},
-            "ModelArtifacts": {"S3ModelArtifacts": self.model_uri(job_name, TrainingJobName)},
+            # a trial marked "no_model" stopped before it saved one: SageMaker then names no artifacts
+            **({} if trial.get("no_model") else {"ModelArtifacts": {"S3ModelArtifacts": self.model_uri(job_name, TrainingJobName)}}),
             "TrainingTimeInSeconds": 600,
             "BillableTimeInSeconds": 600,
             "FinalMetricDataList": [],

@@ -77,6 +77,12 @@ def script_env(**extra: str) -> dict[str, str]:
 
 def run_train(channels: Channels, model_dir: Path, **hyperparameters: object) -> subprocess.CompletedProcess:
     """train.py with the SageMaker environment contract and JSON-quoted hyperparameters (as SDK v2 sends them)."""
+    command, env = train_command(channels, model_dir, **hyperparameters)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def train_command(channels: Channels, model_dir: Path, **hyperparameters: object) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of ``run_train``."""
     values = {
         "model_name_or_path": MODEL,
         "epochs": 2,
@@ -98,7 +104,7 @@ def run_train(channels: Channels, model_dir: Path, **hyperparameters: object) ->
         SM_NUM_CPUS="1",
         SM_NUM_GPUS="0",
     )
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return command, env
 
 
 def train_in_process(channels: Channels, tmp_path: Path, arguments: str) -> Path:

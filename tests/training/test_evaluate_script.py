@@ -296,3 +296,13 @@ def test_evaluates_the_challenger_and_the_champion_on_the_same_rows(
         assert run_evaluation(model, compared, alone, "--batch-size", "4").returncode == 0
         assert comparison[key] == pytest.approx(json.loads((alone / "evaluation.json").read_text())["metrics"]["accuracy"]["value"])
     assert "champion reviewtune-r1: rows_compared: 10 - rows_left_out: 5" in result.stdout
+
+
+def test_a_model_is_scored_at_the_length_it_was_trained_with(tmp_path: Path) -> None:
+    """start_evaluation passes no --max-seq-length: a run's static hyperparameters or tuned ranges may have trained
+    at 256 while MaxSeqLength says 128, and each model (challenger and champion alike) is scored at its own."""
+    from evaluate_model_metrics import model_max_length
+
+    (tmp_path / "label_map.json").write_text(json.dumps({"max_seq_length": 256}))
+    assert model_max_length(tmp_path) == 256
+    assert model_max_length(tmp_path / "absent") == 128

@@ -190,9 +190,9 @@ def test_loaded_model_has_the_requested_attention(fresh_model) -> None:
 
 
 def test_invalid_hyperparameter_values_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="error: argument --lr_scheduler: expected one of linear, cosine, constant"):
         train.parse_args(["--lr_scheduler", "step"])
-    assert "expected one of linear, cosine, constant" in capsys.readouterr().err
+    assert "usage:" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--train_batch_size must be at least 1"):
         train.parse_args(["--train_batch_size", "0"])
 

@@ -115,3 +115,49 @@ def test_missing_column_fails_with_a_clear_message(tmp_path: Path, channels: Cha
     assert "Traceback" not in result.stderr
     assert "missing column(s) sentiment" in (tmp_path / "output" / "failure").read_text()
     assert not model_dir.exists()
+
+
+def test_a_stopped_job_saves_the_model_of_its_validated_epochs(channels: Channels, tmp_path: Path) -> None:
+    """SIGTERM (StopTrainingJob, early stopping, MaxRuntime) after an epoch reported its objective: the job stops
+    after the current step and saves, so the trial the tuner may pick as best has a model to evaluate."""
+    import os
+    import signal
+    import subprocess
+
+    from .conftest import train_command
+
+    model_dir = tmp_path / "model"
+    command, env = train_command(channels, model_dir, epochs=50, train_steps_per_epoch=0)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if re.match(ACC_LINE, line.split(" - ")[-1]):
+            os.killpg(process.pid, signal.SIGTERM)  # as the local service and SageMaker stop a job
+            break
+    lines += process.stdout.read().splitlines(keepends=True)
+    assert process.wait(timeout=120) == 0, "".join(lines)
+    output = "".join(lines)
+    assert "stop_requested:" in output
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert 1 <= summary["saved_epoch"] < 50 and len(summary["epochs"]) == summary["saved_epoch"]
+    assert (model_dir / "config.json").is_file() and (model_dir / "label_map.json").is_file()
+
+
+def test_a_hyperparameter_this_script_does_not_know_is_never_taken_for_another() -> None:
+    import train
+
+    args = train.parse_args(["--epoch", "7", "--lr", "3e-5", "--model", "x", "--warmup", "0.5"])
+    assert (args.epochs, args.learning_rate, args.model_name_or_path, args.warmup_ratio) == (
+        train.build_parser().get_default("epochs"), 5e-5, "roberta-base", train.build_parser().get_default("warmup_ratio"))
+
+
+def test_a_bad_hyperparameter_value_is_written_to_the_failure_file(channels: Channels, tmp_path: Path) -> None:
+    (tmp_path / "output" / "data").mkdir(parents=True)
+    result = run_train(channels, tmp_path / "model", pooling="max")
+    assert result.returncode != 0
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure == "error: argument --pooling: expected one of cls, mean, got '\"max\"'", failure
+    result = run_train(channels, tmp_path / "model", epochs=0)
+    assert (tmp_path / "output" / "failure").read_text() == "error: --epochs must be at least 1, got 0"
