@@ -410,7 +410,8 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     code = CodeBundle(**run["code"])
     base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
     plan = plan_warm_start(
-        runs, run, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket, request=base
+        runs, run, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket, request=base,
+        readable=lambda uri: _holds_objects(clients.s3, uri),
     )
     try:
         try:
@@ -466,6 +467,12 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "rows": rows,
         "warm_start_parents": list(plan.parents),
     }
+
+
+def _holds_objects(s3: Any, uri: str) -> bool:
+    """Whether an S3 folder (``s3://bucket/prefix/``) holds at least one object."""
+    bucket, prefix = names.parse_s3_uri(uri)
+    return bool(s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"))
 
 
 def stop_tuning_job(clients: AwsClients, run_id: str) -> None:

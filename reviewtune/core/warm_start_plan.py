@@ -14,6 +14,7 @@ run's own data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,19 +110,27 @@ def plan_warm_start(
     strategy: str,
     bucket: str,
     request: dict[str, Any],
+    readable: Callable[[str], bool] = lambda uri: True,
 ) -> WarmStartPlan:
-    """The warm start of ``run``'s tuning job, whose request (without warm start) is ``request``."""
+    """The warm start of ``run``'s tuning job, whose request (without warm start) is ``request``.
+
+    Parents are earlier succeeded runs of the dataset with the same model, hyperparameter names and objective.
+    ``readable(uri)``: whether an S3 folder still holds objects; identical data reuses the parents' folders, which
+    expire with ``RunsExpirationDays``: once gone, the run tunes on its own copy (TransferLearning)."""
     mine = own_channels(bucket, run["run_id"])
     if not enabled:
         return WarmStartPlan((), None, mine, "off (WarmStart=false)")
     if strategy == "Grid":
         return WarmStartPlan((), None, mine, "not used with the Grid strategy")
     config = request["HyperParameterTuningJobConfig"]
-    candidates = {
-        item["run_id"]: item
+    succeeded = [
+        item
         for item in runs.by_dataset(run.get("dataset") or "", limit=CANDIDATES)
         if item["run_id"] != run["run_id"] and item.get("status") == RunStatus.SUCCEEDED
-    }
+    ]
+    model = (run.get("config") or {}).get("model_name")
+    # another model's search says little about this one's learning rates (SageMaker would accept it as a parent)
+    candidates = {item["run_id"]: item for item in succeeded if (item.get("config") or {}).get("model_name") == model}
     previous = [p for p in map(_previous, candidates.values()) if p is not None]
     parents = choose_parents(
         previous,
@@ -131,7 +140,7 @@ def plan_warm_start(
     )
     extra = {"own_channels": mine}
     if not parents:
-        reason = "no earlier compatible run of the dataset" if candidates else "no earlier succeeded run of the dataset"
+        reason = "no earlier compatible run of the dataset" if succeeded else "no earlier succeeded run of the dataset"
         return WarmStartPlan((), None, mine, reason, extra=extra)
     chosen = [candidates[name] for name in parents]
     digests = (run.get("data") or {}).get("sha256") or {}
@@ -140,8 +149,14 @@ def plan_warm_start(
     if all(_same_data(parent, digests, image) for parent in chosen) and all(
         c == parent_channels[0] for c in parent_channels
     ):
+        if all(readable(uri) for uri in parent_channels[0].values()):
+            return WarmStartPlan(
+                tuple(parents), IDENTICAL_DATA_AND_ALGORITHM, parent_channels[0], "same train and validation data",
+                extra=extra,
+            )
         return WarmStartPlan(
-            tuple(parents), IDENTICAL_DATA_AND_ALGORITHM, parent_channels[0], "same train and validation data",
+            tuple(parents), TRANSFER_LEARNING, mine,
+            "same data as the parents, but their copy of it is gone (RunsExpirationDays): tuned on its own copy",
             extra=extra,
         )
     return WarmStartPlan(tuple(parents), TRANSFER_LEARNING, mine, "other data than the parents", extra=extra)

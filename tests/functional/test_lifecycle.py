@@ -14,6 +14,7 @@ from reviewtune.core import names, registry
 from reviewtune.core.champion import get_champion, promote_manually
 from reviewtune.core.dataset import split_reviews
 from reviewtune.core.registration import register_and_decide
+from reviewtune.core.runs import RunsRepository
 from reviewtune.core.train_hashes import text_hash
 from tests.functional.pipeline import Pipeline, good_file, measured
 from tests.functional.test_record_results import EVALUATION
@@ -105,6 +106,35 @@ def test_same_data_warm_starts_identically_reading_the_parent_s_data(pipeline, s
     assert item["data"]["sha256"] == pipeline.run(first)["data"]["sha256"]
     assert item["config"]["warm_start"]["parents"] == [first]
     assert item["config"]["warm_start"]["channels"] == channels(request)
+
+
+def test_same_data_whose_parent_copy_expired_tunes_on_its_own_copy(pipeline, stack):
+    """runs/ expires after RunsExpirationDays: the parent's split folders may be gone. Reading them, every training
+    job would fail; the run transfers from its parent on its own copy of the same data instead."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    s3 = boto3.client("s3", region_name=REGION)
+    for listed in s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"runs/{first}/data/")["Contents"]:
+        s3.delete_object(Bucket=stack.bucket, Key=listed["Key"])  # what the lifecycle rule does
+
+    second = start(pipeline, body=with_extra_column(good_file()))
+
+    request = tuning_request(pipeline, second)
+    assert request["WarmStartConfig"]["WarmStartType"] == "TransferLearning"
+    assert channels(request)["train"] == f"s3://{stack.bucket}/runs/{second}/data/train/"
+    assert "their copy of it is gone" in pipeline.run(second)["config"]["warm_start"]["reason"]
+
+
+def test_a_run_of_another_model_is_no_parent(pipeline, stack, monkeypatch):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    item = pipeline.run(first)
+    RunsRepository(pipeline.clients.runs_table).update(first, config={**item["config"], "model_name": "roberta-base-old"})
+
+    second = start(pipeline, body=good_file(seed=3))
+
+    assert "WarmStartConfig" not in tuning_request(pipeline, second)
+    assert pipeline.run(second)["config"]["warm_start"]["reason"] == "no earlier compatible run of the dataset"
 
 
 def test_other_data_warm_starts_by_transfer_learning_on_its_own_data_and_the_message_names_the_parents(pipeline, stack):

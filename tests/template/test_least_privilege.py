@@ -88,10 +88,8 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
         (function_id, "sqs:SendMessage"): _DEAD_LETTERS
         for function_id in ("StartTuningFunction", "StartEvaluationFunction", "RecordResultsFunction", "ReconcileFunction")
     },
-    **{
-        (function_id, "s3:ListBucket"): _NO_SUCH_KEY
-        for function_id in ("StartTuningFunction", "RecordResultsFunction", "ReconcileFunction")
-    },
+    # (StartTuning lists the parents' split folders before it reuses them for an identical-data warm start)
+    **{(function_id, "s3:ListBucket"): _NO_SUCH_KEY for function_id in ("RecordResultsFunction", "ReconcileFunction")},
     # start_evaluation checks with HeadObject that the champion's model and training hashes still exist: ListBucket
     # makes a missing one answer 404 (the champion is then not measured) instead of 403
     ("StartEvaluationFunction", "s3:ListBucket"): _NO_SUCH_KEY,
