@@ -190,6 +190,10 @@ def _lifecycle(item: Any) -> list[str]:
             lines.append(f"Model registry:      {_text(arn, 300)} ({_text(registry.get('approval'), 40)})")
         if error:
             lines.append(f"Model registry:      {'registration failed: ' if not arn else ''}{_text(error)}")
+        decided = _get(item, "champion")
+        champion_now = isinstance(decided, Mapping) and decided.get("champion_run_id") == _get(item, "run_id")
+        if arn and error and champion_now:  # champion, but its package is not Approved: nothing retries it
+            lines.append(f"                     approve it: reviewtune promote {_run_id(item)} --reason \"approval failed\"")
     champion = _get(item, "champion")
     if isinstance(champion, Mapping):
         decision, reason = champion.get("decision"), champion.get("reason")

@@ -387,6 +387,16 @@ def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(
     assert pipeline.sagemaker.packages()[2]["ModelApprovalStatus"] == "PendingManualApproval"
 
 
+def test_a_champion_whose_approval_failed_is_told_how_to_approve_it(pipeline):
+    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+    run_id = start(pipeline)
+    pipeline.succeed(run_id)
+
+    item = pipeline.run(run_id)
+    assert item["champion"]["champion_run_id"] == run_id and "approval failed" in item["registry"]["error"]
+    assert f'approve it: reviewtune promote {run_id} --reason "approval failed"' in message(pipeline, run_id)
+
+
 def test_a_refused_registration_does_not_cost_the_run_its_outcome(pipeline):
     pipeline.sagemaker.fail["create_model_package"] = ["AccessDeniedException"]
     run_id = start(pipeline)
