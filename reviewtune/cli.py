@@ -115,9 +115,11 @@ def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     results = item["results"]
-    wanted = [("evaluation.json", "evaluation_uri"), ("confusion_matrix.png", "confusion_matrix_uri"), ("report.html", "report_uri")]
-    for name, uri in ((name, results[field]) for name, field in wanted if results.get(field)):
-        bucket, key = names.parse_s3_uri(uri)
+    for name, field in (("evaluation.json", "evaluation_uri"), ("confusion_matrix.png", "confusion_matrix_uri"),
+                        ("report.html", "report_uri")):
+        if not results.get(field):  # no confusion matrix when the evaluation job could not draw it
+            continue
+        bucket, key = names.parse_s3_uri(results[field])
         target = out / name
         s3.download_file(bucket, key, str(target))
         files[name] = target

@@ -18,7 +18,7 @@ from reviewtune.console import dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import names
+from reviewtune.core import names, states
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunStatus
@@ -66,17 +66,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-# Statuses of a run that never had a tuning job (a FAILED run may or may not have had one).
-NO_TUNING_JOB = {RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.REJECTED, RunStatus.DUPLICATE}
-
-
 def cmd_trials(args: argparse.Namespace) -> int:
     target = _target(args)
     try:
         rows = queries.trial_rows(target.client("sagemaker"), args.run_id)
     except ClientError as error:
         item = target.runs().get(args.run_id)
-        if item is not None and item.get("status") in NO_TUNING_JOB:
+        if item is not None and item.get("status") in states.WITHOUT_TUNING_JOB:
             raise SystemExit(f"error: run {args.run_id} is {item['status']}: it has no tuning job, so no trials "
                              f"(`reviewtune runs show {args.run_id}` says why)") from None
         raise SystemExit(f"error: tuning job {args.run_id}: {error.response['Error'].get('Message', error)}") from None

@@ -28,10 +28,6 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def _time(value: Any) -> str:
-    return utc_time(value)
-
-
 def runs_table(items: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for column in ("run", "created (UTC)", "status", "dataset", "rows train/val/test", "val %", "test %"):
@@ -44,7 +40,7 @@ def runs_table(items: list[dict[str, Any]], title: str) -> Table:
         add_row(
             table,
             item["run_id"],
-            _time(item.get("created_at")),
+            utc_time(item.get("created_at")),
             item.get("status", "?"),
             item.get("dataset", ""),
             "/".join(f"{rows[s]:,}" for s in ("train", "validation", "test") if s in rows) or "-",
@@ -101,7 +97,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("billable seconds", str(tuning.get("total_billable_seconds", "-"))),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
         ("duplicate of", item.get("duplicate_of")),
-        ("ends by (UTC)", f"{_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
+        ("ends by (UTC)", f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
          if item.get("deadline_at") else None),
         ("last start error", item.get("start_error")),
         ("failed at", item.get("failed_stage")),
@@ -153,7 +149,7 @@ def run_view(item: dict[str, Any]) -> Group:
             (item.get("updated_at"), f"last update: {item.get('status')}"),
         ]
     for when, what in sorted((e for e in events if e[0]), key=lambda e: utc_time(e[0])):
-        add_row(timeline, _time(when), what)
+        add_row(timeline, utc_time(when), what)
     parts.append(timeline)
     per_class = metrics.get("per_class", {})
     if per_class:
@@ -199,8 +195,8 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
             row["TrainingJobName"],
             row["TrainingJobStatus"],
             "-" if objective is None else f"{objective:.2f}",
-            _time(row.get("TrainingStartTime")),
-            _time(row.get("TrainingEndTime")),
+            utc_time(row.get("TrainingStartTime")),
+            utc_time(row.get("TrainingEndTime")),
             "-" if row.get("TrainingElapsedTimeSeconds") is None else f"{row['TrainingElapsedTimeSeconds']:.0f}",
             "-" if row.get("Epochs") is None else str(row["Epochs"]),
             "yes" if row.get("EarlyStopped") else "no",
@@ -220,7 +216,7 @@ def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
             champion["run_id"],
             _pct(champion.get("accuracy")),
             f"{champion.get('test_rows', 0):,}",
-            _time(champion.get("changed_at")),
+            utc_time(champion.get("changed_at")),
             str(champion.get("version", "-")),
             champion.get("model_package_arn") or "-",
         )
@@ -236,7 +232,7 @@ def champion_view(champion: dict[str, Any]) -> Group:
         ("dataset", champion["dataset"]),
         ("champion", champion["run_id"]),
         ("test accuracy", f"{_pct(champion.get('accuracy'))} % on {champion.get('test_rows', 0):,} test reviews"),
-        ("since", _time(champion.get("changed_at"))),
+        ("since", utc_time(champion.get("changed_at"))),
         ("model package", champion.get("model_package_arn") or "-"),
     ):
         add_row(facts, label, str(value))
@@ -245,7 +241,7 @@ def champion_view(champion: dict[str, Any]) -> Group:
         history.add_column(column, justify="right" if "%" in column else "left", **(WHOLE if column == "run" else FOLD))
     for change in champion.get("history", []):
         add_row(
-            history, _time(change.get("at")), change.get("run_id", "?"), _pct(change.get("accuracy")),
+            history, utc_time(change.get("at")), change.get("run_id", "?"), _pct(change.get("accuracy")),
             change.get("why", ""), change.get("by") or "reviewtune",
         )
     decisions = Table(title="Decisions of the newest runs (UTC)")
@@ -253,7 +249,7 @@ def champion_view(champion: dict[str, Any]) -> Group:
         decisions.add_column(column, justify="right" if "%" in column else "left", **(WHOLE if column == "run" else FOLD))
     for decision in champion.get("decisions", []):
         add_row(
-            decisions, decision["run_id"], _time(decision.get("created_at")), decision.get("status", "?"),
+            decisions, decision["run_id"], utc_time(decision.get("created_at")), decision.get("status", "?"),
             _pct(decision.get("test_accuracy")), decision.get("decision", "-"),
             decision.get("reason") or decision.get("error") or "",
         )

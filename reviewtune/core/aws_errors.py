@@ -34,6 +34,9 @@ RETRYABLE_CODES = frozenset(
 # Throttling (503 SlowDown) and server errors (500) are none of these: they are retried.
 OBJECT_DELETED_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "405", "MethodNotAllowed"})
 OBJECT_REPLACED_CODES = frozenset({"PreconditionFailed", "412"})
+# S3's answer for an object that is not there when no version is asked (HeadObject: its HTTP status alone). A role
+# that may not list the bucket gets 403 AccessDenied instead: the functions may list it, so that this is what they see.
+OBJECT_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # What S3 answers when it will not give the object to the function however often it is asked: a customer-provided
 # encryption key (SSE-C: HeadObject / GetObject without the key fail 400), an object archived to a Glacier class
 # (403 InvalidObjectState), a KMS key that is disabled or gone (KMS.DisabledException, KMS.NotFoundException...).
@@ -71,6 +74,11 @@ def not_found(exc: ClientError) -> bool:
         return True
     message = str(exc.response.get("Error", {}).get("Message", "")).lower()
     return code(exc) == "ValidationException" and ("not find" in message or "not found" in message)
+
+
+def missing(exc: ClientError) -> bool:
+    """Whether S3 says the object asked for is not there."""
+    return code(exc) in OBJECT_MISSING_CODES
 
 
 def object_gone(exc: ClientError) -> str | None:

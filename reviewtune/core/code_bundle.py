@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
 from reviewtune.core.names import code_prefix, s3_uri
+from reviewtune.core.s3_presence import exists
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -69,23 +68,13 @@ def archive(code_dir: Path) -> bytes:
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
-def _exists(s3: S3Client, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-
-
 def ensure_uploaded(s3: S3Client, bucket: str, code_dir: Path | None = None) -> CodeBundle:
     """Upload the code unless this exact content is already there; the archive is written last, as the marker."""
     code_dir = code_dir or default_code_dir()
     digest = digest_of(code_dir)
     prefix = code_prefix(digest)
     archive_key = prefix + ARCHIVE_NAME
-    if not _exists(s3, bucket, archive_key):
+    if not exists(s3, bucket, archive_key):
         for path in _files(code_dir):
             s3.put_object(
                 Bucket=bucket,

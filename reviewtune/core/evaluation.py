@@ -129,9 +129,6 @@ class ChampionInput:
     train_hashes_uri: str | None
 
 
-_MISSING_CODES = ("404", "NoSuchKey", "NotFound")
-
-
 def _unreadable(s3: Any, uri: str) -> str | None:
     """Why the object at ``uri`` cannot be read by the job (None: it is there). Throttling raises (retry)."""
     bucket, key = names.parse_s3_uri(uri)
@@ -140,7 +137,7 @@ def _unreadable(s3: Any, uri: str) -> str | None:
     except ClientError as exc:
         if aws_errors.is_retryable(exc):
             raise
-        if aws_errors.code(exc) in _MISSING_CODES:
+        if aws_errors.missing(exc):
             return f"{uri} no longer exists"
         return f"{uri}: {aws_errors.text(exc)}"
     return None

@@ -184,17 +184,16 @@ def _lifecycle(item: Any) -> list[str]:
     """The Model Registry and champion lines of a succeeded run."""
     lines = []
     registry = _get(item, "registry")
+    champion = _get(item, "champion")
     if isinstance(registry, Mapping):
         arn, error = registry.get("model_package_arn"), registry.get("error")
         if arn:
             lines.append(f"Model registry:      {_text(arn, 300)} ({_text(registry.get('approval'), 40)})")
         if error:
             lines.append(f"Model registry:      {'registration failed: ' if not arn else ''}{_text(error)}")
-        decided = _get(item, "champion")
-        champion_now = isinstance(decided, Mapping) and decided.get("champion_run_id") == _get(item, "run_id")
-        if arn and error and champion_now:  # champion, but its package is not Approved: nothing retries it
+        is_champion = isinstance(champion, Mapping) and champion.get("champion_run_id") == _get(item, "run_id")
+        if arn and error and is_champion:  # champion, but its package is not Approved: nothing retries it
             lines.append(f"                     approve it: reviewtune promote {_run_id(item)} --reason \"approval failed\"")
-    champion = _get(item, "champion")
     if isinstance(champion, Mapping):
         decision, reason = champion.get("decision"), champion.get("reason")
         if champion.get("error"):

@@ -158,20 +158,7 @@ def reconcile_run(
     run_id = run["run_id"]
     deadline = run.get("deadline_at")
     if deadline and parse_iso(deadline) < now:
-        seconds = settings.run_deadlines.get(status)
-        reason = (
-            f"the run stayed {status} longer than its deadline ({_duration(seconds)}, RUN_STATE_DEADLINES); "
-            "reviewtune ended it"
-        )
-        if status is RunStatus.CLAIMED and run.get("start_error"):
-            reason += f"; its last start failed with {run['start_error']}"
-        elif status is RunStatus.CLAIMED and run.get("restarts"):
-            reason += (f"; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
-                       "function's time or memory (a file too large to split in one invocation?)")
-        elif (run.get("tuning_start") or {}).get("last_error"):
-            attempt = run["tuning_start"]
-            reason += (f"; SageMaker had not started its tuning job after {attempt.get('attempts', '?')} attempts: "
-                       f"{attempt['last_error']}")
+        reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
         _stop_jobs(run, clients)
         end_run(runs, settings, clients, run_id, stage=status.lower(), status=RunStatus.FAILED, reason=reason)
         return "past deadline"
@@ -217,6 +204,24 @@ def free_slots_of_ended_runs(runs: RunsRepository, clients: AwsClients) -> int:
             slots.release(clients.runs_table, run_id)
             freed += 1
     return freed
+
+
+def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None) -> str:
+    """Why a run past its deadline ends: the deadline, and the last thing known to have held it up."""
+    reason = (
+        f"the run stayed {status} longer than its deadline ({_duration(seconds)}, RUN_STATE_DEADLINES); "
+        "reviewtune ended it"
+    )
+    attempt = run.get("tuning_start") or {}
+    if status is RunStatus.CLAIMED and run.get("start_error"):
+        return f"{reason}; its last start failed with {run['start_error']}"
+    if status is RunStatus.CLAIMED and run.get("restarts"):
+        return (f"{reason}; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
+                "function's time or memory (a file too large to split in one invocation?)")
+    if attempt.get("last_error"):
+        return (f"{reason}; SageMaker had not started its tuning job after {attempt.get('attempts', '?')} attempts: "
+                f"{attempt['last_error']}")
+    return reason
 
 
 def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, messages, names, states
+from reviewtune.core import aws_errors, messages, names, s3_presence, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
@@ -22,9 +22,6 @@ logger = Logger(child=True)
 
 EVALUATION_FILE = "evaluation.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-# S3's answers when an object is not there (404, or 403 AccessDenied to a role that may not list the bucket is not
-# among them: it is retried, and a lasting denial ends the run at EVALUATING's deadline).
-MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # What an evaluation.json may hold. The script writes ~2 KB of metrics; the run item (400 KB in all) keeps them,
 # and a file the item could not hold would leave the run EVALUATING until its deadline after the champion moved.
 MAX_EVALUATION_BYTES = 1024 * 1024
@@ -34,18 +31,6 @@ DYNAMODB_MIN_MAGNITUDE = 1e-130
 DYNAMODB_MAX_MAGNITUDE = 1e126
 
 
-def _written(s3: Any, uri: str) -> bool:
-    """Whether the evaluation job wrote this file (the confusion matrix is left out when matplotlib is missing)."""
-    bucket, key = names.parse_s3_uri(uri)
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if aws_errors.code(exc) in MISSING_CODES:
-            return False
-        raise
-    return True
-
-
 def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
     for output in (detail.get("ProcessingOutputConfig") or {}).get("Outputs", []):
         if output.get("OutputName") == EVALUATION_OUTPUT:
@@ -53,32 +38,18 @@ def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
     return names.s3_uri(settings.bucket, names.evaluation_prefix(run_id).rstrip("/"))
 
 
-def _non_finite(value: Any, path: str = "") -> str | None:
-    """The path of the first NaN or Infinity in ``value`` (DynamoDB stores neither), or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path or "(top)"
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = ((str(i), v) for i, v in enumerate(value))
-    else:
-        return None
-    for key, item in items:
-        found = _non_finite(item, f"{path}.{key}" if path else str(key))
-        if found:
-            return found
-    return None
-
-
 def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
-    """Why the run item could not hold ``value`` (DynamoDB: numbers of magnitude 1e-130..1e126, at most 32 levels
-    of nesting), or None."""
+    """Why the run item could not hold ``value``, at its first such place, or None. DynamoDB stores no NaN or
+    Infinity, numbers of magnitude 1e-130..1e126 only, and at most 32 levels of nesting."""
+    where = path or "(top)"
     if depth > MAX_EVALUATION_DEPTH:
-        return f"{path or '(top)'} is nested more than {MAX_EVALUATION_DEPTH} levels deep"
+        return f"{where} is nested more than {MAX_EVALUATION_DEPTH} levels deep"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is not a finite number (NaN or Infinity)"
     if isinstance(value, float) and value and not DYNAMODB_MIN_MAGNITUDE <= abs(value) < DYNAMODB_MAX_MAGNITUDE:
-        return f"{path or '(top)'} = {value!r} is outside the range a run record can hold"
+        return f"{where} = {value!r} is outside the range a run record can hold"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= DYNAMODB_MAX_MAGNITUDE:
-        return f"{path or '(top)'} is outside the range a run record can hold"
+        return f"{where} is outside the range a run record can hold"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         found = _unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
@@ -96,9 +67,6 @@ def check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
     if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
         raise EvaluationOutputError(f"{where} has no metrics object")
     metrics = evaluation["metrics"]
-    bad = _non_finite(evaluation)
-    if bad:
-        raise EvaluationOutputError(f"{where}: {bad} is not a finite number (NaN or Infinity)")
     bad = _unstorable(evaluation)
     if bad:
         raise EvaluationOutputError(f"{where}: {bad}")
@@ -131,7 +99,7 @@ def read_evaluation(s3: Any, output_uri: str) -> dict[str, Any]:
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if aws_errors.code(exc) not in MISSING_CODES:
+        if not aws_errors.missing(exc):
             raise  # throttled, an outage, a denial during a stack update: the event (or the reconciler) tries again
         raise EvaluationOutputError(f"s3://{bucket}/{key} cannot be read: {aws_errors.text(exc)}") from exc
     size = response.get("ContentLength")
@@ -191,7 +159,8 @@ def record_results(
         "test_accuracy": evaluation["metrics"]["accuracy"]["value"],
         "report_uri": names.s3_uri(names.parse_s3_uri(output_uri)[0], names.report_key(run_id)),
     }
-    if _written(clients.s3, f"{output_uri}/{CONFUSION_MATRIX_FILE}"):
+    # the evaluation job draws no confusion matrix when matplotlib is missing
+    if s3_presence.exists(clients.s3, *names.parse_s3_uri(f"{output_uri}/{CONFUSION_MATRIX_FILE}")):
         results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"
     fields = {"metrics": evaluation["metrics"], "results": results}
     fields.update(register_and_decide({**run, **fields}, results, settings, clients, evaluation.get("comparison")))

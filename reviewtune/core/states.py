@@ -44,6 +44,8 @@ FINAL_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED, RunStatus.REJECTED, RunStatus.DUPLICATE}
 )
 NON_FINAL_STATUSES = (RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.TUNING, RunStatus.EVALUATING)
+# States of a run that never had a tuning job (a FAILED run may or may not have had one).
+WITHOUT_TUNING_JOB = frozenset({RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.REJECTED, RunStatus.DUPLICATE})
 # States people are told about: entering one records its message in the run's outbox in the same write.
 TOLD_STATUSES = frozenset(
     {

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, duplicates, messages, names, slots, states
+from reviewtune.core import aws_errors, duplicates, messages, names, s3_presence, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
@@ -228,17 +228,15 @@ def _keep_copy(
     """Copy the rejected version under rejected/ when that is possible and useful: (copied, why not, the copy's
     S3 version)."""
     gone = "there is nothing to copy: the object is not there any more"
+    stays = f"the original stays at {names.s3_uri(obj.bucket, obj.key)}"
     if isinstance(error, ObjectUnreadableError):
-        return False, f"S3 refuses to read it, so it cannot be copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}", None
+        return False, f"S3 refuses to read it, so it cannot be copied; {stays}", None
     if isinstance(error, ObjectGoneError):
         return False, gone, None
     if obj.size is None:  # neither the event nor S3 said how large it is: it might pass CopyObject's 5 GB
-        return False, f"its size is unknown, so it was not copied; the original stays at {names.s3_uri(obj.bucket, obj.key)}", None
+        return False, f"its size is unknown, so it was not copied; {stays}", None
     if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
-        return False, (
-            f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; the original stays at "
-            f"{names.s3_uri(obj.bucket, obj.key)}"
-        ), None
+        return False, f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; {stays}", None
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.version_id:
         source["VersionId"] = obj.version_id
@@ -411,7 +409,7 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
     plan = plan_warm_start(
         runs, run, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket, request=base,
-        readable=lambda uri: _holds_objects(clients.s3, uri),
+        readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
     )
     try:
         try:
@@ -467,12 +465,6 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "rows": rows,
         "warm_start_parents": list(plan.parents),
     }
-
-
-def _holds_objects(s3: Any, uri: str) -> bool:
-    """Whether an S3 folder (``s3://bucket/prefix/``) holds at least one object."""
-    bucket, prefix = names.parse_s3_uri(uri)
-    return bool(s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"))
 
 
 def stop_tuning_job(clients: AwsClients, run_id: str) -> None:
