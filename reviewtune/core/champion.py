@@ -21,6 +21,12 @@ The pointer changes only by a conditional write that names the champion the writ
 (``expected_run_id``; None for "there is no champion yet"); if someone changed it meanwhile the write fails
 with ``ChampionChanged`` and nothing is lost: read again, decide again.
 
+A run that challenges while it is being recorded (``while_status``: EVALUATING) moves the pointer in ONE transaction
+with a mark on its own item (``CHAMPION_MARK``, the time) that holds only while the run is still in that status: a run
+ended meanwhile (the reconciler at its deadline) never becomes champion (``RunMovedOn``), and a run that became
+champion is never ended FAILED afterwards (``RunsRepository.transition`` refuses to fail or stop a marked run; its
+results are recorded again instead).
+
 A challenger is compared with the champion only through a ``Comparison``: ONE evaluation job measured both
 models on the same test reviews of the challenger's split, leaving out the reviews the champion was trained on.
 ``decide`` then promotes the challenger only if it is better by ``margin_points`` percentage points, and the
@@ -38,7 +44,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from reviewtune.core.errors import ReviewtuneError
-from reviewtune.core.runs import from_item, to_item
+from reviewtune.core.runs import CHAMPION_MARK, from_item, to_item
 
 CHAMPION_KEY_PREFIX = "champion#"
 CHAMPIONS_INDEX = "by_champion"
@@ -57,6 +63,10 @@ ALREADY = "already champion"
 
 class ChampionChanged(ReviewtuneError):
     """The champion is no longer the one the caller expected; read it again and decide again."""
+
+
+class RunMovedOn(ReviewtuneError):
+    """The challenging run left the status it had to be in (``while_status``): the pointer was not moved."""
 
 
 def champion_key(dataset: str) -> str:
@@ -240,10 +250,13 @@ def set_champion(
     model_package_arn: str | None = None,
     at: str | None = None,
     by: str | None = None,
+    while_status: str | None = None,
 ) -> Champion:
     """Make ``run_id`` the champion if the champion is still ``expected_run_id`` (None: no champion yet).
 
     Appends {run_id, at, why, accuracy[, by]} to the history. Raises ChampionChanged when the condition fails.
+    ``while_status``: only while the run's own item is in this status, marking it (CHAMPION_MARK) in the same
+    transaction; RunMovedOn when it is not.
     """
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy must be between 0 and 1, got {accuracy}")
@@ -290,15 +303,44 @@ def set_champion(
             "ConditionExpression": "champion_run_id = :expected AND version = :version",
             "ExpressionAttributeValues": to_item({":expected": expected_run_id, ":version": current.version}),
         }
+    changed = f"the champion of {dataset!r} changed while {run_id} was being promoted; read it again"
+    if while_status is not None:
+        _put_marking_run(table, to_item(item), condition, run_id=run_id, status=while_status, at=at, changed=changed)
+        return champion
     try:
         table.put_item(Item=to_item(item), **condition)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            raise ChampionChanged(
-                f"the champion of {dataset!r} changed while {run_id} was being promoted; read it again"
-            ) from error
+            raise ChampionChanged(changed) from error
         raise
     return champion
+
+
+def _put_marking_run(
+    table: Any, item: dict[str, Any], condition: dict[str, Any], *, run_id: str, status: str, at: str, changed: str
+) -> None:
+    """The champion item's conditional put and the run's mark (only while it is in ``status``), as one transaction.
+    The Table's client takes Python values, as the Table does (boto3 serializes them)."""
+    put = {"TableName": table.name, "Item": item, **condition}
+    mark = {
+        "TableName": table.name,
+        "Key": {"run_id": run_id},
+        "UpdateExpression": "SET #mark = :at",
+        "ConditionExpression": "#status = :status",
+        "ExpressionAttributeNames": {"#mark": CHAMPION_MARK, "#status": "status"},
+        "ExpressionAttributeValues": {":at": at, ":status": status},
+    }
+    try:
+        table.meta.client.transact_write_items(TransactItems=[{"Put": put}, {"Update": mark}])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or ()]
+        if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+            raise RunMovedOn(f"{run_id} is no longer {status}; the champion of this dataset was not changed") from error
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            raise ChampionChanged(changed) from error
+        raise  # a conflict with another transaction, or throttling: the caller's retry (event, reconciler) decides
 
 
 @dataclass(frozen=True)
@@ -351,6 +393,7 @@ def challenge(
     margin_points: float = DEFAULT_MARGIN_POINTS,
     model_package_arn: str | None = None,
     not_measured: str | None = None,
+    while_status: str | None = None,
 ) -> Outcome:
     """A succeeded run challenges its dataset's champion and takes its place if it wins.
 
@@ -358,7 +401,7 @@ def challenge(
     ``comparison`` (both models, the same test reviews) and only against the champion that comparison measured:
     without one, or when the champion changed since, the champion stays and the reason says so
     (``not_measured``: why the evaluation could not measure it). A concurrent change of the pointer is read
-    again and decided again; after TRIES changes, ChampionChanged.
+    again and decided again; after TRIES changes, ChampionChanged. ``while_status``: see ``set_champion``.
     """
     for _ in range(TRIES):
         current = get_champion(table, dataset)
@@ -391,6 +434,7 @@ def challenge(
                 why=decision.reason,
                 expected_run_id=current.run_id if current else None,
                 model_package_arn=model_package_arn,
+                while_status=while_status,
             )
         except ChampionChanged:
             continue  # someone changed the pointer meanwhile: read again, decide again

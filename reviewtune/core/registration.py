@@ -20,6 +20,7 @@ from reviewtune.core.champion import ALREADY, ChampionChanged, Comparison, chall
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
+from reviewtune.core.runs import RunStatus
 
 logger = Logger(child=True)
 
@@ -91,6 +92,7 @@ def decide_champion(
             margin_points=settings.champion_margin_points,
             model_package_arn=model_package_arn,
             not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
+            while_status=RunStatus.EVALUATING.value,  # a run ended meanwhile never becomes champion (RunMovedOn)
         )
     except (ClientError, BotoCoreError, ChampionChanged, ValueError) as exc:
         error = _error_text(exc)

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, messages, names, s3_presence, states
+from reviewtune.core.champion import RunMovedOn
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
@@ -163,7 +164,11 @@ def record_results(
     if s3_presence.exists(clients.s3, *names.parse_s3_uri(f"{output_uri}/{CONFUSION_MATRIX_FILE}")):
         results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"
     fields = {"metrics": evaluation["metrics"], "results": results}
-    fields.update(register_and_decide({**run, **fields}, results, settings, clients, evaluation.get("comparison")))
+    try:
+        fields.update(register_and_decide({**run, **fields}, results, settings, clients, evaluation.get("comparison")))
+    except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion and stays as it ended
+        item = runs.get(run_id)
+        return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}
     notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)
     moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **fields)
     if moved is None:

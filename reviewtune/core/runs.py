@@ -26,6 +26,9 @@ DATASET_INDEX = "by_dataset"
 STATUS_INDEX = "by_status"
 PENDING_NOTICE_INDEX = "by_pending_notice"
 PENDING = "PENDING"  # value of notice_pending while a message of the run is unsent
+# Set on a run's item in the same transaction that makes it its dataset's champion (champion.set_champion): from then
+# on the run is never failed or stopped, only recorded SUCCEEDED (its results are recorded again if need be).
+CHAMPION_MARK = "champion_since"
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -281,7 +284,7 @@ class RunsRepository:
         and, for a told state, recording ``notice`` (subject, body) as its unsent message in the same write.
 
         Returns the new item, or None when the run was not in any of ``sources`` (someone else moved it: re-read
-        and decide)."""
+        and decide), or when a run marked champion (CHAMPION_MARK) was to be failed or stopped."""
         sources = (sources,) if isinstance(sources, RunStatus) else tuple(sources)
         target = RunStatus(target)
         states.check(sources, target)
@@ -311,6 +314,8 @@ class RunsRepository:
             update.set("notice_pending", value=PENDING)
         placeholders = ", ".join(update.value(s.value) for s in sources)
         condition = f"{update.name('status')} IN ({placeholders})"
+        if target in (RunStatus.FAILED, RunStatus.STOPPED):
+            condition += f" AND attribute_not_exists({update.name(CHAMPION_MARK)})"
         request = {
             "Key": {"run_id": run_id},
             "UpdateExpression": update.expression(),

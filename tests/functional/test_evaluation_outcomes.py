@@ -2,7 +2,8 @@
 
 A good run is never failed by a moment's trouble (S3 slowing down, IAM denying during a stack update); a file the
 run record cannot hold fails the run at once, naming the file, before any champion moves; a retry after the
-champion was written tells the decision made, not "already champion"."""
+champion was written tells the decision made, not "already champion"; a run ended at its deadline never becomes
+champion, and one that became champion is finished, never failed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import json
 
 import pytest
 
+from reviewtune.core import champion as champion_module
 from reviewtune.core.champion import get_champion
+from reviewtune.core.failures import CHAMPION_NOT_ENDED, end_run
+from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.faults import Failing
@@ -122,3 +126,50 @@ def test_a_retry_after_the_champion_was_written_tells_the_decision_made(pipeline
     assert item["champion"]["decision"] == "first champion"
     [message] = pipeline.messages(run_id)
     assert "Champion:            first champion" in message["Message"]
+
+
+# The reconciler ends an EVALUATING run at its deadline (3 h) while record_results, seconds from the end, decides the
+# champion: the pointer write and the run's end exclude each other, whichever comes first.
+PAST_THE_EVALUATION_DEADLINE = 4
+
+
+def test_a_run_ended_at_its_deadline_just_before_the_champion_write_does_not_become_champion(pipeline, monkeypatch):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    put = champion_module._put_marking_run
+
+    def reconciler_first(*args, **kwargs):
+        pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
+        return put(*args, **kwargs)
+
+    monkeypatch.setattr(champion_module, "_put_marking_run", reconciler_first)
+    result = pipeline.evaluation_ended(run_id)
+    item = pipeline.run(run_id)
+    assert (result["status"], item["status"]) == ("FAILED", "FAILED")
+    assert "longer than its deadline" in item["failure_reason"]
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    assert "champion_since" not in item
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_a_run_made_champion_just_before_its_deadline_is_finished_not_failed(pipeline):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    table = pipeline.clients.runs_table
+    # the pointer moves; then every write of the SUCCEEDED record fails until the deadline has passed
+    failing = Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=None,
+                      when=lambda kw: "outbox" in kw.get("ExpressionAttributeNames", {}).values())
+    pipeline.use("runs_table", failing)
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        pipeline.evaluation_ended(run_id)
+    dataset = pipeline.run(run_id)["dataset"]
+    assert get_champion(table, dataset).run_id == run_id and pipeline.run(run_id)["champion_since"]
+    failing.heal()
+    assert end_run(RunsRepository(table), pipeline.settings, pipeline.clients, run_id, stage="evaluation",
+                   status=RunStatus.STOPPED, reason="stopped by hand")["reason"] == CHAMPION_NOT_ENDED
+    summary = pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
+    assert summary["stuck"] == 0 and summary["steps"][run_id] == "evaluation Completed: SUCCEEDED"
+    item = pipeline.run(run_id)
+    assert item["status"] == "SUCCEEDED" and item["champion"]["decision"] == "first champion"
+    assert get_champion(table, dataset).run_id == run_id
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]

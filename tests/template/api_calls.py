@@ -138,6 +138,14 @@ def _copy_source(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _transaction(params: Mapping[str, Any]) -> dict[str, Any]:
+    """TransactWriteItems' parts: each one's kind (Put, Update, Delete, ConditionCheck) and table."""
+    items = params.get("TransactItems")
+    if not isinstance(items, list):
+        return {}
+    return {"parts": [(kind, part["TableName"]) for item in items for kind, part in item.items()]}
+
+
 def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     function = _current.get()
     if function is None or not _made_by_function_code():
@@ -151,6 +159,7 @@ def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str
         "roles": sorted(set(_role_arns(params))),
         **{k: params[k] for k in RESOURCE_PARAMETERS if isinstance(params.get(k), str)},
         **_copy_source(params),
+        **_transaction(params),
     }
     _calls.append(call)
     return call

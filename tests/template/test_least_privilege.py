@@ -323,6 +323,10 @@ def needs(call: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]]]:
             yield f"s3:{operation}", obj, {}
             if call["tags"]:
                 yield "s3:PutObjectTagging", obj, {}
+    elif service == "dynamodb" and operation == "TransactWriteItems":  # each part needs its own action
+        for kind, table_name in call["parts"]:
+            action = "ConditionCheckItem" if kind == "ConditionCheck" else f"{kind}Item"
+            yield f"dynamodb:{action}", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}", {}
     elif service == "dynamodb":
         table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{call['TableName']}"
         yield f"dynamodb:{operation}", table + (f"/index/{call['IndexName']}" if "IndexName" in call else ""), {}
