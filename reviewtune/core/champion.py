@@ -21,11 +21,9 @@ The pointer changes only by a conditional write that names the champion the writ
 (``expected_run_id``; None for "there is no champion yet"); if someone changed it meanwhile the write fails
 with ``ChampionChanged`` and nothing is lost: read again, decide again.
 
-A run that challenges while it is being recorded (``while_status``: EVALUATING) moves the pointer in ONE transaction
-with a mark on its own item (``CHAMPION_MARK``, the time) that holds only while the run is still in that status: a run
-ended meanwhile (the reconciler at its deadline) never becomes champion (``RunMovedOn``), and a run that became
-champion is never ended FAILED afterwards (``RunsRepository.transition`` refuses to fail or stop a marked run; its
-results are recorded again instead).
+A run being recorded moves the pointer in ONE transaction with its own final write (``run_update``: the run's
+EVALUATING -> SUCCEEDED, with its results and message): a run ended meanwhile (the reconciler at its deadline) never
+becomes champion (``RunMovedOn``), and no run is champion without having SUCCEEDED.
 
 A challenger is compared with the champion only through a ``Comparison``: ONE evaluation job measured both
 models on the same test reviews of the challenger's split, leaving out the reviews the champion was trained on.
@@ -44,7 +42,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from reviewtune.core.errors import ReviewtuneError
-from reviewtune.core.runs import CHAMPION_MARK, from_item, to_item
+from reviewtune.core.runs import from_item, to_item
 
 CHAMPION_KEY_PREFIX = "champion#"
 CHAMPIONS_INDEX = "by_champion"
@@ -66,7 +64,7 @@ class ChampionChanged(ReviewtuneError):
 
 
 class RunMovedOn(ReviewtuneError):
-    """The challenging run left the status it had to be in (``while_status``): the pointer was not moved."""
+    """The challenging run's own write found it no longer in the status it had to be in: nothing was written."""
 
 
 def champion_key(dataset: str) -> str:
@@ -250,13 +248,13 @@ def set_champion(
     model_package_arn: str | None = None,
     at: str | None = None,
     by: str | None = None,
-    while_status: str | None = None,
+    run_update: dict[str, Any] | None = None,
 ) -> Champion:
     """Make ``run_id`` the champion if the champion is still ``expected_run_id`` (None: no champion yet).
 
     Appends {run_id, at, why, accuracy[, by]} to the history. Raises ChampionChanged when the condition fails.
-    ``while_status``: only while the run's own item is in this status, marking it (CHAMPION_MARK) in the same
-    transaction; RunMovedOn when it is not.
+    ``run_update``: the run's own conditional UpdateItem (``RunsRepository.transition_request``), written in the
+    same transaction; RunMovedOn when its condition fails, and nothing is written.
     """
     if not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy must be between 0 and 1, got {accuracy}")
@@ -304,43 +302,37 @@ def set_champion(
             "ExpressionAttributeValues": to_item({":expected": expected_run_id, ":version": current.version}),
         }
     changed = f"the champion of {dataset!r} changed while {run_id} was being promoted; read it again"
-    if while_status is not None:
-        _put_marking_run(table, to_item(item), condition, run_id=run_id, status=while_status, at=at, changed=changed)
+    if run_update is not None:
+        _put_with_run_update(table, to_item(item), condition, run_update, run_id=run_id, changed=changed)
         return champion
     try:
         table.put_item(Item=to_item(item), **condition)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        # TransactionConflict: a record_results transaction was writing the pointer at that moment
+        if error.response.get("Error", {}).get("Code") in ("ConditionalCheckFailedException", "TransactionConflictException"):
             raise ChampionChanged(changed) from error
         raise
     return champion
 
 
-def _put_marking_run(
-    table: Any, item: dict[str, Any], condition: dict[str, Any], *, run_id: str, status: str, at: str, changed: str
+def _put_with_run_update(
+    table: Any, item: dict[str, Any], condition: dict[str, Any], run_update: dict[str, Any], *, run_id: str, changed: str
 ) -> None:
-    """The champion item's conditional put and the run's mark (only while it is in ``status``), as one transaction.
-    The Table's client takes Python values, as the Table does (boto3 serializes them)."""
+    """The champion item's conditional put and the run's conditional update as one transaction. The Table's client
+    takes Python values, as the Table does (boto3 serializes them)."""
     put = {"TableName": table.name, "Item": item, **condition}
-    mark = {
-        "TableName": table.name,
-        "Key": {"run_id": run_id},
-        "UpdateExpression": "SET #mark = :at",
-        "ConditionExpression": "#status = :status",
-        "ExpressionAttributeNames": {"#mark": CHAMPION_MARK, "#status": "status"},
-        "ExpressionAttributeValues": {":at": at, ":status": status},
-    }
+    update = {"TableName": table.name, **run_update}
     try:
-        table.meta.client.transact_write_items(TransactItems=[{"Put": put}, {"Update": mark}])
+        table.meta.client.transact_write_items(TransactItems=[{"Put": put}, {"Update": update}])
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
             raise
         reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or ()]
         if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-            raise RunMovedOn(f"{run_id} is no longer {status}; the champion of this dataset was not changed") from error
-        if reasons and reasons[0] == "ConditionalCheckFailed":
-            raise ChampionChanged(changed) from error
-        raise  # a conflict with another transaction, or throttling: the caller's retry (event, reconciler) decides
+            raise RunMovedOn(f"{run_id} was ended meanwhile; the champion was not changed") from error
+        if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
+            raise ChampionChanged(changed) from error  # another writer on either item: read again, decide again
+        raise  # throttled, or the item could not be written: nothing was; the event or the reconciler tries again
 
 
 @dataclass(frozen=True)
@@ -381,6 +373,61 @@ def _already(current: Champion, run_id: str) -> Outcome:
     return Outcome(ALREADY, ALREADY, run_id)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a challenger's decision is, before anything is written: the outcome and, when the pointer moves to
+    the challenger, what ``write`` needs (the champion it was decided against)."""
+
+    outcome: Outcome
+    moves: bool
+    expected_run_id: str | None = None
+    reason: str = ""
+
+
+def plan_challenge(
+    table: Any,
+    dataset: str,
+    *,
+    run_id: str,
+    accuracy: float,
+    test_rows: int,
+    comparison: Comparison | None,
+    margin_points: float = DEFAULT_MARGIN_POINTS,
+    not_measured: str | None = None,
+) -> Plan:
+    """A succeeded run challenges its dataset's champion: the decision, from the champion read now.
+
+    The first run of a dataset becomes champion on its own ``accuracy``. Any later one is judged only on
+    ``comparison`` (both models, the same test reviews) and only against the champion that comparison measured:
+    without one, or when the champion changed since, the champion stays and the reason says so
+    (``not_measured``: why the evaluation could not measure it)."""
+    current = get_champion(table, dataset)
+    if current is not None and current.run_id == run_id:
+        return Plan(_already(current, run_id), moves=False)
+    if current is None:
+        decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
+    else:
+        why_not = _not_comparable(current, comparison, not_measured)
+        if why_not:
+            return Plan(Outcome(NOT_COMPARED, why_not, current.run_id), moves=False)
+        assert comparison is not None and comparison.challenger_accuracy is not None
+        decision = decide(
+            comparison.challenger_accuracy,
+            comparison.champion_accuracy,
+            margin_points,
+            test_rows=comparison.rows_compared,
+        )
+        if not decision.promote:
+            return Plan(Outcome(KEPT, decision.reason, current.run_id), moves=False)
+        label = PROMOTED
+    return Plan(
+        Outcome(label, decision.reason, run_id),
+        moves=True,
+        expected_run_id=current.run_id if current else None,
+        reason=decision.reason,
+    )
+
+
 def challenge(
     table: Any,
     dataset: str,
@@ -393,36 +440,16 @@ def challenge(
     margin_points: float = DEFAULT_MARGIN_POINTS,
     model_package_arn: str | None = None,
     not_measured: str | None = None,
-    while_status: str | None = None,
 ) -> Outcome:
-    """A succeeded run challenges its dataset's champion and takes its place if it wins.
-
-    The first run of a dataset becomes champion on its own ``accuracy``. Any later one is judged only on
-    ``comparison`` (both models, the same test reviews) and only against the champion that comparison measured:
-    without one, or when the champion changed since, the champion stays and the reason says so
-    (``not_measured``: why the evaluation could not measure it). A concurrent change of the pointer is read
-    again and decided again; after TRIES changes, ChampionChanged. ``while_status``: see ``set_champion``.
-    """
+    """``plan_challenge``, then the pointer's move when the challenger wins. A concurrent change of the pointer is
+    read again and decided again; after TRIES changes, ChampionChanged."""
     for _ in range(TRIES):
-        current = get_champion(table, dataset)
-        if current is not None and current.run_id == run_id:
-            return _already(current, run_id)
-        if current is None:
-            decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
-        else:
-            why_not = _not_comparable(current, comparison, not_measured)
-            if why_not:
-                return Outcome(NOT_COMPARED, why_not, current.run_id)
-            assert comparison is not None and comparison.challenger_accuracy is not None
-            decision = decide(
-                comparison.challenger_accuracy,
-                comparison.champion_accuracy,
-                margin_points,
-                test_rows=comparison.rows_compared,
-            )
-            if not decision.promote:
-                return Outcome(KEPT, decision.reason, current.run_id)
-            label = PROMOTED
+        plan = plan_challenge(
+            table, dataset, run_id=run_id, accuracy=accuracy, test_rows=test_rows, comparison=comparison,
+            margin_points=margin_points, not_measured=not_measured,
+        )
+        if not plan.moves:
+            return plan.outcome
         try:
             set_champion(
                 table,
@@ -431,14 +458,13 @@ def challenge(
                 accuracy=accuracy,
                 test_rows=test_rows,
                 test_split=test_split,
-                why=decision.reason,
-                expected_run_id=current.run_id if current else None,
+                why=plan.reason,
+                expected_run_id=plan.expected_run_id,
                 model_package_arn=model_package_arn,
-                while_status=while_status,
             )
         except ChampionChanged:
             continue  # someone changed the pointer meanwhile: read again, decide again
-        return Outcome(label, decision.reason, run_id)
+        return plan.outcome
     raise ChampionChanged(f"the champion of {dataset!r} kept changing; decide by hand")
 
 

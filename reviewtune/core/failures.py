@@ -10,12 +10,11 @@ from reviewtune.core import messages, slots, states
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.outbox import send_pending
-from reviewtune.core.runs import CHAMPION_MARK, RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
 
 _CONFLICT_RETRIES = 5
-CHAMPION_NOT_ENDED = "not ended: the run became its dataset's champion while its results were being recorded"
 
 
 def conclude(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> None:
@@ -49,8 +48,7 @@ def end_run(
     **fields: Any,
 ) -> dict[str, Any]:
     """Move the run from whatever non-final state it is in to FAILED or STOPPED (compare-and-set), with the failure
-    message in its outbox; then conclude it. A run that is final already is left as it is, and so is one that became
-    its dataset's champion while its results were being recorded (CHAMPION_MARK: only SUCCEEDED may follow)."""
+    message in its outbox; then conclude it. A run that is final already is left as it is."""
     for _ in range(_CONFLICT_RETRIES):
         item = runs.get(run_id)
         if item is None:
@@ -58,9 +56,6 @@ def end_run(
         current = RunStatus(item["status"])
         if states.is_final(current):
             return already_final(runs, settings, clients, item)
-        if item.get(CHAMPION_MARK):
-            logger.warning("not ending a run that is champion; its results are recorded again", extra={"run_id": run_id})
-            return {"run_id": run_id, "status": current.value, "reason": CHAMPION_NOT_ENDED}
         if not states.allowed(current, status):
             status = RunStatus.FAILED
         view = {**item, **fields, "failure_reason": reason}

@@ -29,7 +29,7 @@ from reviewtune.core.failures import end_run, repository
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.reasons import bounded
 from reviewtune.core.results import record_results
-from reviewtune.core.runs import CHAMPION_MARK, RunsRepository, RunStatus, now_iso, parse_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 from reviewtune.core.tuning import (
     dropped_object,
     launch_or_queue,
@@ -157,8 +157,7 @@ def reconcile_run(
     status = RunStatus(run["status"])
     run_id = run["run_id"]
     deadline = run.get("deadline_at")
-    # a run that became champion while its results were recorded is finished (below), never failed
-    if deadline and parse_iso(deadline) < now and not run.get(CHAMPION_MARK):
+    if deadline and parse_iso(deadline) < now:
         reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
         _stop_jobs(run, clients)
         end_run(runs, settings, clients, run_id, stage=status.lower(), status=RunStatus.FAILED, reason=reason)

@@ -1,6 +1,7 @@
 """After a run's evaluation: register its best model in the Model Registry and decide whether it is champion.
 
-Called by record_results before the run's final transition, so the success message can say what happened.
+Called by record_results before the run's final transition, so the success message can say what happened; nothing
+here writes the champion pointer (record_results moves it in the same transaction as the run's SUCCEEDED).
 Each step is idempotent (a retried record_results gets the same model package through the ClientToken, and a
 run that is champion already stays so), and no failure here costs the run its outcome: a refused registration
 (AccessDenied, a bad artifact URI, ...) or an unreachable champion item is recorded in the run item
@@ -16,11 +17,10 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, names, registry
-from reviewtune.core.champion import ALREADY, ChampionChanged, Comparison, challenge
+from reviewtune.core.champion import ALREADY, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunStatus
 
 logger = Logger(child=True)
 
@@ -63,66 +63,67 @@ def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, c
     return out
 
 
-def decide_champion(
+def plan_champion(
     run: dict[str, Any],
     results: dict[str, Any],
-    model_package_arn: str | None,
     settings: Settings,
     clients: AwsClients,
     comparison: Any = None,
-) -> dict[str, Any]:
-    """Make the run champion of its dataset if it is the first, or if ``comparison`` (evaluation.json's: both
-    models on the same test reviews) shows it better than the champion by the margin. The run item's ``champion``."""
+) -> tuple[dict[str, Any], Plan | None]:
+    """The run item's ``champion`` field and the plan behind it (None when no decision could be made: the reason is
+    in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
+    on the same test reviews) shows it better than the champion by the margin; nothing is written here."""
     dataset = run.get("dataset") or run["run_id"]
-    split = split_identity(run, settings.bucket)
     rows = ((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0
-    out: dict[str, Any] = {"test_split": split}
+    out: dict[str, Any] = {"test_split": split_identity(run, settings.bucket)}
     try:
         compared = Comparison.from_evaluation(comparison) if comparison is not None else None
         if compared is not None:
             out["comparison"] = compared.as_dict()
-        outcome = challenge(
+        plan = plan_challenge(
             clients.runs_table,
             dataset,
             run_id=run["run_id"],
             accuracy=results["test_accuracy"],
             test_rows=int(rows),
-            test_split=split,
             comparison=compared,
             margin_points=settings.champion_margin_points,
-            model_package_arn=model_package_arn,
             not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
-            while_status=RunStatus.EVALUATING.value,  # a run ended meanwhile never becomes champion (RunMovedOn)
         )
-    except (ClientError, BotoCoreError, ChampionChanged, ValueError) as exc:
-        error = _error_text(exc)
-        logger.warning("champion decision failed", extra={"run_id": run["run_id"], "error": error})
-        return {**out, "decision": NOT_DECIDED, "error": error}
+    except (ClientError, BotoCoreError, ValueError) as exc:
+        return not_decided(out, exc), None
+    outcome = plan.outcome
     if outcome.label != ALREADY:
         out["margin_points"] = settings.champion_margin_points
-    return {**out, "decision": outcome.label, "reason": outcome.reason, "champion_run_id": outcome.champion_run_id}
+    return {**out, "decision": outcome.label, "reason": outcome.reason, "champion_run_id": outcome.champion_run_id}, plan
 
 
-def register_and_decide(
-    run: dict[str, Any],
-    results: dict[str, Any],
-    settings: Settings,
-    clients: AwsClients,
-    comparison: Any = None,
-) -> dict[str, Any]:
-    """Registry and champion for one evaluated run: the run item's ``registry``, ``champion`` and
-    ``model_package_arn`` fields. ``comparison``: evaluation.json's comparison with the champion, if any.
-    Never raises for an AWS refusal (see the module's docstring)."""
-    entry = register(run, results, settings, clients)
+def not_decided(champion: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """The ``champion`` field of a run whose decision failed (it still succeeds; the message names the error)."""
+    error = _error_text(exc)
+    logger.warning("champion decision failed", extra={"error": error})
+    return {
+        **{k: v for k, v in champion.items() if k in ("test_split", "comparison")},
+        "decision": NOT_DECIDED,
+        "error": error,
+    }
+
+
+def set_approval(entry: dict[str, Any], champion: dict[str, Any], run_id: str, clients: AwsClients) -> dict[str, Any]:
+    """The ``registry`` field once the package's approval matches the decision: Approved when the run is (or is
+    about to be) champion; a package approved by an earlier decision that changed goes back to pending. Failures
+    are recorded (``error``), never raised."""
     arn = entry.get("model_package_arn")
-    champion = decide_champion(run, results, arn, settings, clients, comparison)
-    if arn and champion.get("champion_run_id") == run["run_id"]:
-        try:
-            registry.set_approval(clients.sagemaker, arn, registry.APPROVED, f"champion: {champion['reason']}")
-            entry["approval"] = registry.APPROVED
-        except (ClientError, BotoCoreError) as exc:
-            entry["error"] = f"approval failed: {_error_text(exc)}"
-    fields: dict[str, Any] = {"registry": entry, "champion": champion}
-    if arn:
-        fields["model_package_arn"] = arn
-    return fields
+    out = {k: v for k, v in entry.items() if k != "error" or not str(v).startswith("approval failed")}
+    if not arn:
+        return out
+    wanted = registry.APPROVED if champion.get("champion_run_id") == run_id else registry.PENDING
+    if out.get("approval") == wanted:
+        return out
+    try:
+        registry.set_approval(clients.sagemaker, arn, wanted, f"champion: {champion['reason']}" if wanted ==
+                              registry.APPROVED else "the champion decision changed")
+        out["approval"] = wanted
+    except (ClientError, BotoCoreError) as exc:
+        out["error"] = f"approval failed: {_error_text(exc)}"
+    return out

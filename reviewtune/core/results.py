@@ -10,26 +10,27 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, messages, names, s3_presence, states
-from reviewtune.core.champion import RunMovedOn
+from reviewtune.core.champion import TRIES, ChampionChanged, Plan, RunMovedOn, set_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
-from reviewtune.core.registration import register_and_decide
-from reviewtune.core.runs import RunStatus
+from reviewtune.core.registration import not_decided, plan_champion, register, set_approval
+from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
 
 EVALUATION_FILE = "evaluation.json"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 # What an evaluation.json may hold. The script writes ~2 KB of metrics; the run item (400 KB in all) keeps them,
-# and a file the item could not hold would leave the run EVALUATING until its deadline after the champion moved.
+# and a file the item could not hold would fail every SUCCEEDED write and leave the run EVALUATING until its deadline.
 MAX_EVALUATION_BYTES = 1024 * 1024
 MAX_METRICS_BYTES = 64 * 1024
 MAX_EVALUATION_DEPTH = 16
 DYNAMODB_MIN_MAGNITUDE = 1e-130
 DYNAMODB_MAX_MAGNITUDE = 1e126
+DYNAMODB_MAX_DIGITS = 38
 
 
 def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
@@ -41,7 +42,7 @@ def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
 
 def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Why the run item could not hold ``value``, at its first such place, or None. DynamoDB stores no NaN or
-    Infinity, numbers of magnitude 1e-130..1e126 only, and at most 32 levels of nesting."""
+    Infinity, numbers of magnitude 1e-130..1e126 and at most 38 digits, and 32 levels of nesting."""
     where = path or "(top)"
     if depth > MAX_EVALUATION_DEPTH:
         return f"{where} is nested more than {MAX_EVALUATION_DEPTH} levels deep"
@@ -51,6 +52,8 @@ def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
         return f"{where} = {value!r} is outside the range a run record can hold"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= DYNAMODB_MAX_MAGNITUDE:
         return f"{where} is outside the range a run record can hold"
+    if isinstance(value, int) and len(str(abs(value))) > DYNAMODB_MAX_DIGITS:  # boto3 refuses to round it
+        return f"{where} has more than the {DYNAMODB_MAX_DIGITS} digits a run record can hold"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         found = _unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
@@ -164,16 +167,85 @@ def record_results(
     if s3_presence.exists(clients.s3, *names.parse_s3_uri(f"{output_uri}/{CONFUSION_MATRIX_FILE}")):
         results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"
     fields = {"metrics": evaluation["metrics"], "results": results}
-    try:
-        fields.update(register_and_decide({**run, **fields}, results, settings, clients, evaluation.get("comparison")))
-    except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion and stays as it ended
-        item = runs.get(run_id)
-        return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}
-    notice = messages.succeeded({**run, **fields}, evaluation, settings.runs_table)
-    moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **fields)
-    if moved is None:
-        item = runs.get(run_id)
-        return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}
+    succeeded = _record_with_champion(runs, run, fields, evaluation, settings, clients)
+    if succeeded is not True:
+        return succeeded
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})
     conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": RunStatus.SUCCEEDED.value, "test_accuracy": results["test_accuracy"]}
+
+
+def _record_with_champion(
+    runs: RunsRepository,
+    run: dict[str, Any],
+    fields: dict[str, Any],
+    evaluation: dict[str, Any],
+    settings: Settings,
+    clients: AwsClients,
+) -> dict[str, Any] | bool:
+    """Register the model, decide the champion and write the run's SUCCEEDED (True). When the run becomes champion
+    the pointer moves in the same transaction as that write, so a run ended meanwhile never becomes champion and
+    no run is champion without having succeeded; a pointer changed meanwhile is read again and decided again.
+    A run ended meanwhile: what ``already_final`` says of it."""
+    run_id = run["run_id"]
+    dataset = run.get("dataset") or run_id
+    view = {**run, **fields}
+    entry = register(view, fields["results"], settings, clients)
+    arn = entry.get("model_package_arn")
+    if "outbox" not in run or "status_history" not in run:
+        runs.add_maps(run_id)  # an item written before these maps existed (a transaction cannot add them on retry)
+
+    def succeed(champion: dict[str, Any], plan: Plan | None) -> dict[str, Any] | bool:
+        nonlocal entry
+        entry = set_approval(entry, champion, run_id, clients)
+        final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
+        notice = messages.succeeded({**run, **final}, evaluation, settings.runs_table)
+        if plan is None or not plan.moves:
+            moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **final)
+            return True if moved is not None else _ended_meanwhile(runs, settings, clients, run_id)
+        set_champion(
+            clients.runs_table,
+            dataset,
+            run_id=run_id,
+            accuracy=fields["results"]["test_accuracy"],
+            test_rows=int(((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0),
+            test_split=champion["test_split"],
+            why=plan.reason,
+            expected_run_id=plan.expected_run_id,
+            model_package_arn=arn,
+            run_update=runs.transition_request(
+                run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **final
+            ),
+        )
+        return True
+
+    champion: dict[str, Any] = {}
+    for _ in range(TRIES):
+        champion, plan = plan_champion(view, fields["results"], settings, clients, evaluation.get("comparison"))
+        try:
+            return succeed(champion, plan)
+        except ChampionChanged:
+            continue  # read again, decide again
+        except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion
+            set_approval(entry, {"champion_run_id": None}, run_id, clients)
+            return _ended_meanwhile(runs, settings, clients, run_id)
+        except ClientError as exc:
+            if _transient(exc):
+                raise  # nothing was written: the event or the reconciler records the results again
+            return succeed(not_decided(champion, exc), None)  # refused (AccessDenied...): the run still succeeds
+    return succeed(not_decided(champion, ChampionChanged(f"the champion of {dataset!r} kept changing")), None)
+
+
+def _transient(exc: ClientError) -> bool:
+    """An error that goes away when tried again: throttling, a server error, a transaction that met another one."""
+    if aws_errors.is_retryable(exc) or aws_errors.code(exc) == "TransactionInProgressException":
+        return True
+    if aws_errors.code(exc) != "TransactionCanceledException":
+        return False
+    reasons = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or ()}
+    return reasons <= {None, "None", "ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"}
+
+
+def _ended_meanwhile(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
+    item = runs.get(run_id)
+    return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}

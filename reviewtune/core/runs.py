@@ -26,9 +26,6 @@ DATASET_INDEX = "by_dataset"
 STATUS_INDEX = "by_status"
 PENDING_NOTICE_INDEX = "by_pending_notice"
 PENDING = "PENDING"  # value of notice_pending while a message of the run is unsent
-# Set on a run's item in the same transaction that makes it its dataset's champion (champion.set_champion): from then
-# on the run is never failed or stopped, only recorded SUCCEEDED (its results are recorded again if need be).
-CHAMPION_MARK = "champion_since"
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -284,7 +281,32 @@ class RunsRepository:
         and, for a told state, recording ``notice`` (subject, body) as its unsent message in the same write.
 
         Returns the new item, or None when the run was not in any of ``sources`` (someone else moved it: re-read
-        and decide), or when a run marked champion (CHAMPION_MARK) was to be failed or stopped."""
+        and decide)."""
+        request = self.transition_request(run_id, sources, target, notice=notice, remove=remove, **fields)
+        request["ReturnValues"] = "ALL_NEW"
+        for attempt in range(2):
+            try:
+                return from_item(self.table.update_item(**request)["Attributes"])
+            except ClientError as exc:
+                if _conditional_failed(exc):
+                    return None
+                if exc.response["Error"]["Code"] != "ValidationException" or attempt:
+                    raise
+                self.add_maps(run_id)  # an item written before these maps existed
+        return None
+
+    def transition_request(
+        self,
+        run_id: str,
+        sources: RunStatus | tuple[RunStatus, ...],
+        target: RunStatus,
+        *,
+        notice: tuple[str, str] | None = None,
+        remove: tuple[str, ...] = (),
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """The conditional UpdateItem arguments of ``transition`` (Key, expressions, condition), unsent: to send
+        alone, or as one part of a transaction (the champion pointer and a run's SUCCEEDED, champion.py)."""
         sources = (sources,) if isinstance(sources, RunStatus) else tuple(sources)
         target = RunStatus(target)
         states.check(sources, target)
@@ -314,28 +336,16 @@ class RunsRepository:
             update.set("notice_pending", value=PENDING)
         placeholders = ", ".join(update.value(s.value) for s in sources)
         condition = f"{update.name('status')} IN ({placeholders})"
-        if target in (RunStatus.FAILED, RunStatus.STOPPED):
-            condition += f" AND attribute_not_exists({update.name(CHAMPION_MARK)})"
-        request = {
+        return {
             "Key": {"run_id": run_id},
             "UpdateExpression": update.expression(),
             "ExpressionAttributeNames": update.names,
             "ExpressionAttributeValues": update.values,
             "ConditionExpression": condition,
-            "ReturnValues": "ALL_NEW",
         }
-        for attempt in range(2):
-            try:
-                return from_item(self.table.update_item(**request)["Attributes"])
-            except ClientError as exc:
-                if _conditional_failed(exc):
-                    return None
-                if exc.response["Error"]["Code"] != "ValidationException" or attempt:
-                    raise
-                self._add_maps(run_id)  # an item written before these maps existed
-        return None
 
-    def _add_maps(self, run_id: str) -> None:
+    def add_maps(self, run_id: str) -> None:
+        """Give an item written before the outbox and status_history maps existed both maps (empty)."""
         self.table.update_item(
             Key={"run_id": run_id},
             UpdateExpression="SET outbox = if_not_exists(outbox, :empty), "

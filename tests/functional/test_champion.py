@@ -29,6 +29,7 @@ from reviewtune.core.champion import (
 from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX
 from reviewtune.core.train_hashes import read_train_hashes, text_hash, train_hashes_key, write_train_hashes
 from tests.support.aws import REGION
+from tests.support.faults import Failing
 
 DATASET = "team-a/reviews.tsv"
 SPLIT = "sha256:test-split-1"
@@ -226,6 +227,16 @@ def test_stale_writer_loses_and_nothing_is_overwritten(table):
             expected_run_id=None,
         )
     assert get_champion(table, DATASET).run_id == "r2"
+
+
+def test_a_promotion_meeting_a_champion_transaction_in_flight_changes_nothing_and_says_so(table):
+    promote_manually(table, DATASET, run_id="r1", accuracy=0.70, test_rows=320, test_split=SPLIT,
+                     reason="first", expected_run_id=None)
+    busy = Failing(table, "put_item", "TransactionConflictException", "a transaction is writing this item")
+    with pytest.raises(ChampionChanged, match="changed while r2 was being promoted; read it again"):
+        promote_manually(busy, DATASET, run_id="r2", accuracy=0.72, test_rows=309, test_split=SPLIT,
+                         reason="mine", expected_run_id="r1")
+    assert get_champion(table, DATASET).run_id == "r1"
 
 
 def test_conditional_write_rejects_a_change_between_read_and_write(table, monkeypatch):

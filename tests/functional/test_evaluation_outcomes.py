@@ -2,22 +2,22 @@
 
 A good run is never failed by a moment's trouble (S3 slowing down, IAM denying during a stack update); a file the
 run record cannot hold fails the run at once, naming the file, before any champion moves; a retry after the
-champion was written tells the decision made, not "already champion"; a run ended at its deadline never becomes
-champion, and one that became champion is finished, never failed."""
+champion was written finds the run succeeded and tells it once; the champion pointer moves only with the run's
+SUCCEEDED, so a run ended at its deadline never becomes champion."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
+from botocore.exceptions import ClientError
 
 from reviewtune.core import champion as champion_module
 from reviewtune.core.champion import get_champion
-from reviewtune.core.failures import CHAMPION_NOT_ENDED, end_run
-from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, later
 from tests.functional.test_record_results import EVALUATION
-from tests.support.faults import Failing
+from tests.support.faults import Failing, client_error
 
 
 @pytest.fixture
@@ -70,6 +70,12 @@ def _tiny_number(evaluation: dict) -> dict:
     return odd
 
 
+def _many_digits(evaluation: dict) -> dict:
+    odd = json.loads(json.dumps(evaluation))
+    odd["metrics"]["per_class"]["-1"]["support"] = 10**40 + 1  # within range, but more digits than DynamoDB keeps
+    return odd
+
+
 def _deep(evaluation: dict) -> dict:
     odd = json.loads(json.dumps(evaluation))
     nested: dict = {}
@@ -84,7 +90,8 @@ def _deep(evaluation: dict) -> dict:
     (_many_classes, "its metrics take"),
     (_tiny_number, "metrics.accuracy.ci95.0 = 1e-300 is outside the range a run record can hold"),
     (_deep, "is nested more than 16 levels deep"),
-], ids=["too-large", "tiny-number", "too-deep"])
+    (_many_digits, "metrics.per_class.-1.support has more than the 38 digits a run record can hold"),
+], ids=["too-large", "tiny-number", "too-deep", "too-many-digits"])
 def test_an_evaluation_json_the_run_record_cannot_hold_fails_the_run_at_once_and_crowns_nobody(pipeline, mangle, said):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=mangle(EVALUATION))
@@ -110,66 +117,129 @@ def test_an_evaluation_json_nested_past_python_s_recursion_limit_fails_the_run_a
     assert "is not valid JSON: RecursionError" in pipeline.run(run_id)["failure_reason"]
 
 
-def test_a_retry_after_the_champion_was_written_tells_the_decision_made(pipeline):
+def test_a_lost_answer_of_the_champion_write_is_retried_and_told_once(pipeline, monkeypatch):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
-    table = pipeline.clients.runs_table
-    # the final transition (the write that carries the outbox) is throttled once, after the champion's put
-    pipeline.use("runs_table", Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=1,
-                                       when=lambda kw: "outbox" in kw.get("ExpressionAttributeNames", {}).values()))
-    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
-        pipeline.evaluation_ended(run_id)
-    assert get_champion(table, pipeline.run(run_id)["dataset"]).run_id == run_id
-    pipeline.use("runs_table", table)
-    pipeline.evaluation_ended(run_id)
+    write = champion_module._put_with_run_update
+
+    def committed_but_unanswered(*args, **kwargs):
+        write(*args, **kwargs)
+        raise client_error("InternalServerError", "the answer was lost", "TransactWriteItems")
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", committed_but_unanswered)
+    with pytest.raises(Exception, match="the answer was lost"):
+        pipeline.evaluation_ended(run_id)  # Lambda delivers the event again
+    monkeypatch.setattr(champion_module, "_put_with_run_update", write)
     item = pipeline.run(run_id)
-    assert item["champion"]["decision"] == "first champion"
+    assert item["status"] == "SUCCEEDED" and item["champion"]["decision"] == "first champion"
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]).run_id == run_id
+    assert pipeline.evaluation_ended(run_id)["duplicate"] is True
     [message] = pipeline.messages(run_id)
     assert "Champion:            first champion" in message["Message"]
 
 
 # The reconciler ends an EVALUATING run at its deadline (3 h) while record_results, seconds from the end, decides the
-# champion: the pointer write and the run's end exclude each other, whichever comes first.
+# champion: the champion pointer moves only in the same transaction as the run's SUCCEEDED.
 PAST_THE_EVALUATION_DEADLINE = 4
 
 
 def test_a_run_ended_at_its_deadline_just_before_the_champion_write_does_not_become_champion(pipeline, monkeypatch):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
-    put = champion_module._put_marking_run
+    write = champion_module._put_with_run_update
 
     def reconciler_first(*args, **kwargs):
         pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
-        return put(*args, **kwargs)
+        return write(*args, **kwargs)
 
-    monkeypatch.setattr(champion_module, "_put_marking_run", reconciler_first)
+    monkeypatch.setattr(champion_module, "_put_with_run_update", reconciler_first)
     result = pipeline.evaluation_ended(run_id)
     item = pipeline.run(run_id)
     assert (result["status"], item["status"]) == ("FAILED", "FAILED")
     assert "longer than its deadline" in item["failure_reason"]
     assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
-    assert "champion_since" not in item
+    [package] = pipeline.sagemaker.packages()
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"  # approved for the move, then withdrawn
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 
-def test_a_run_made_champion_just_before_its_deadline_is_finished_not_failed(pipeline):
+def cancelled(*codes: str) -> ClientError:
+    error = client_error("TransactionCanceledException", "Transaction cancelled", "TransactWriteItems")
+    error.response["CancellationReasons"] = [{"Code": code} for code in codes]
+    return error
+
+
+class _FailingOnce:
+    """A stand-in for an object whose ``method`` raises ``error`` on its first call; everything else passes."""
+
+    def __init__(self, wrapped, method: str, error: ClientError, calls: list[int]):
+        self._wrapped, self._method, self._error, self.calls = wrapped, method, error, calls
+
+    def __getattr__(self, name):
+        attribute = getattr(self._wrapped, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args, **kwargs):
+            self.calls.append(1)
+            if len(self.calls) == 1:
+                raise self._error
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+class _TableWithFailingTransaction:
+    """The runs table, whose client's first TransactWriteItems fails with ``error`` (nothing written)."""
+
+    def __init__(self, table, error: ClientError, calls: list[int]):
+        self._table = table
+        self.meta = SimpleNamespace(client=_FailingOnce(table.meta.client, "transact_write_items", error, calls))
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+
+def failing_once(pipeline: Pipeline, error: ClientError) -> list[int]:
+    """The champion transaction fails once with ``error``, then works; its calls are counted."""
+    calls: list[int] = []
+    pipeline.use("runs_table", _TableWithFailingTransaction(pipeline.clients.runs_table, error, calls))
+    return calls
+
+
+def test_a_champion_write_that_met_another_transaction_is_decided_again_at_once(pipeline):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
-    table = pipeline.clients.runs_table
-    # the pointer moves; then every write of the SUCCEEDED record fails until the deadline has passed
-    failing = Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=None,
-                      when=lambda kw: "outbox" in kw.get("ExpressionAttributeNames", {}).values())
-    pipeline.use("runs_table", failing)
-    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
-        pipeline.evaluation_ended(run_id)
-    dataset = pipeline.run(run_id)["dataset"]
-    assert get_champion(table, dataset).run_id == run_id and pipeline.run(run_id)["champion_since"]
-    failing.heal()
-    assert end_run(RunsRepository(table), pipeline.settings, pipeline.clients, run_id, stage="evaluation",
-                   status=RunStatus.STOPPED, reason="stopped by hand")["reason"] == CHAMPION_NOT_ENDED
-    summary = pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
-    assert summary["stuck"] == 0 and summary["steps"][run_id] == "evaluation Completed: SUCCEEDED"
+    calls = failing_once(pipeline, cancelled("TransactionConflict", "None"))
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED" and len(calls) == 2
     item = pipeline.run(run_id)
-    assert item["status"] == "SUCCEEDED" and item["champion"]["decision"] == "first champion"
-    assert get_champion(table, dataset).run_id == run_id
+    assert item["champion"]["decision"] == "first champion"
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]).run_id == run_id
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
+def test_a_throttled_champion_write_writes_nothing_and_the_retry_succeeds(pipeline):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    failing_once(pipeline, cancelled("ThrottlingError", "None"))
+    with pytest.raises(Exception, match="TransactionCanceled"):
+        pipeline.evaluation_ended(run_id)
+    item = pipeline.run(run_id)
+    assert item["status"] == "EVALUATING" and get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]).run_id == run_id
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
+def test_a_refused_champion_write_still_succeeds_the_run_with_the_decision_not_made(pipeline):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    failing_once(pipeline, client_error("AccessDeniedException", "not allowed", "TransactWriteItems"))
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    item = pipeline.run(run_id)
+    assert item["champion"]["decision"] == "not decided" and "AccessDenied" in item["champion"]["error"]
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    assert item["registry"]["approval"] == "PendingManualApproval"
+    [package] = pipeline.sagemaker.packages()
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]

@@ -13,7 +13,7 @@ from botocore.validate import validate_parameters
 from reviewtune.core import names, registry
 from reviewtune.core.champion import get_champion, promote_manually
 from reviewtune.core.dataset import split_reviews
-from reviewtune.core.registration import register_and_decide
+from reviewtune.core.registration import plan_champion, register
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.train_hashes import text_hash
 from tests.functional.pipeline import Pipeline, good_file, measured
@@ -418,13 +418,14 @@ def test_a_retried_record_results_registers_once(pipeline):
     pipeline.succeed(run_id)
     item = pipeline.run(run_id)
 
-    again = register_and_decide(item, item["results"], pipeline.settings, pipeline.clients)
+    again = register(item, item["results"], pipeline.settings, pipeline.clients)
+    champion, _ = plan_champion(item, item["results"], pipeline.settings, pipeline.clients)
 
     assert len(pipeline.sagemaker.packages()) == 1
     assert again["model_package_arn"] == item["model_package_arn"]
     # the retry tells the decision that made it champion, not "already champion"
-    assert again["champion"]["decision"] == item["champion"]["decision"] == "first champion"
-    assert again["champion"]["reason"] == item["champion"]["reason"]
+    assert champion["decision"] == item["champion"]["decision"] == "first champion"
+    assert champion["reason"] == item["champion"]["reason"]
 
 
 # ------------------------------------------------------------------------------------------------ costs
