@@ -376,7 +376,7 @@ def _already(current: Champion, run_id: str) -> Outcome:
 @dataclass(frozen=True)
 class Plan:
     """What a challenger's decision is, before anything is written: the outcome and, when the pointer moves to
-    the challenger, what ``write`` needs (the champion it was decided against)."""
+    the challenger, what ``set_champion`` needs (the champion it was decided against and the reason)."""
 
     outcome: Outcome
     moves: bool

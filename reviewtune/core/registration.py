@@ -5,12 +5,14 @@ here writes the champion pointer (record_results moves it in the same transactio
 Each step is idempotent (a retried record_results gets the same model package through the ClientToken, and a
 run that is champion already stays so), and no failure here costs the run its outcome: a refused registration
 (AccessDenied, a bad artifact URI, ...) or an unreachable champion item is recorded in the run item
-(``registry.error`` / ``champion.error``) and named in the message, and the run still SUCCEEDS. Nothing retries
-it on its own: the model artifact and evaluation.json stay in S3 and a person can register the model by hand.
+(``registry.error`` / ``champion.error``) and named in the message, and the run still SUCCEEDS. A registration
+that failed for a moment is tried again for REGISTRATION_RETRY_SECONDS (record_results raises, nothing written);
+then the error is recorded too: the model artifact and evaluation.json stay in S3 and a person can register it by hand.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -21,10 +23,15 @@ from reviewtune.core.champion import ALREADY, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
+from reviewtune.core.runs import parse_iso
 
 logger = Logger(child=True)
 
 NOT_DECIDED = "not decided"
+# A registration that failed for a moment (throttling, a server error, no answer) makes record_results fail, to be
+# tried again by the event's redelivery and the reconciler, for this long after the run entered EVALUATING (its
+# deadline is 3 h); after that the run succeeds with the error recorded, and the model can be registered by hand.
+REGISTRATION_RETRY_SECONDS = 3600
 
 
 def _error_text(exc: Exception) -> str:
@@ -58,9 +65,24 @@ def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, c
         )
         out["approval"] = registry.PENDING
     except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
+        if _transient(exc) and _evaluating_for(run) < REGISTRATION_RETRY_SECONDS:
+            raise  # nothing of the run is written yet: the event is delivered again, the reconciler retries too
         out["error"] = _error_text(exc)
         logger.warning("model registration failed", extra={"run_id": run["run_id"], "error": out["error"]})
     return out
+
+
+def _transient(exc: Exception) -> bool:
+    """Throttling, a server error, or no answer at all (a timeout, a lost connection): worth another try."""
+    if isinstance(exc, ClientError):
+        return aws_errors.is_retryable(exc)
+    return isinstance(exc, BotoCoreError)
+
+
+def _evaluating_for(run: dict[str, Any]) -> float:
+    """Seconds since the run entered EVALUATING (0 when unknown)."""
+    entered = (run.get("status_history") or {}).get("EVALUATING")
+    return (datetime.now(UTC) - parse_iso(entered)).total_seconds() if entered else 0.0
 
 
 def plan_champion(

@@ -6,6 +6,8 @@ the requests, the run items, the registry and the messages say what happened.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import boto3
 import pytest
 from botocore.validate import validate_parameters
@@ -13,7 +15,7 @@ from botocore.validate import validate_parameters
 from reviewtune.core import names, registry
 from reviewtune.core.champion import get_champion, promote_manually
 from reviewtune.core.dataset import split_reviews
-from reviewtune.core.registration import plan_champion, register
+from reviewtune.core.registration import REGISTRATION_RETRY_SECONDS, plan_champion, register
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.train_hashes import text_hash
 from tests.functional.pipeline import Pipeline, good_file, measured
@@ -411,6 +413,41 @@ def test_a_refused_registration_does_not_cost_the_run_its_outcome(pipeline):
     text = message(pipeline, run_id)
     assert "Model registry:      registration failed: AccessDeniedException" in text
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
+def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_succeeds(pipeline):
+    run_id = start(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    pipeline.sagemaker.fail["create_model_package"] = ["ThrottlingException"]
+
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.evaluation_ended(run_id)  # Lambda delivers the event again; the reconciler would too
+    item = pipeline.run(run_id)
+    assert item["status"] == "EVALUATING" and get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+
+    item = pipeline.run(run_id)
+    assert item["model_package_arn"] and "error" not in item["registry"]
+    assert item["champion"]["decision"] == "first champion" and item["registry"]["approval"] == "Approved"
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
+def test_a_registration_still_throttled_an_hour_into_the_evaluation_is_recorded_and_the_run_succeeds(pipeline):
+    run_id = start(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    entered = (datetime.now(UTC) - timedelta(seconds=REGISTRATION_RETRY_SECONDS + 60)).isoformat()
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET status_history.EVALUATING = :t",
+                                            ExpressionAttributeValues={":t": entered})
+    pipeline.sagemaker.fail["create_model_package"] = ["ThrottlingException"]
+
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    item = pipeline.run(run_id)
+    assert "model_package_arn" not in item and "ThrottlingException" in item["registry"]["error"]
+    assert "Model registry:      registration failed: ThrottlingException" in message(pipeline, run_id)
 
 
 def test_a_retried_record_results_registers_once(pipeline):
