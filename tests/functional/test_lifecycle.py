@@ -415,11 +415,17 @@ def test_a_refused_registration_does_not_cost_the_run_its_outcome(pipeline):
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
 
 
-def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_succeeds(pipeline):
+def evaluated(pipeline: Pipeline) -> str:
+    """A run whose evaluation job has ended well; its event not yet handled."""
     run_id = start(pipeline)
     pipeline.finish_tuning_well(run_id)
     pipeline.tuning_ended(run_id)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    return run_id
+
+
+def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_succeeds(pipeline):
+    run_id = evaluated(pipeline)
     pipeline.sagemaker.fail["create_model_package"] = ["ThrottlingException"]
 
     with pytest.raises(Exception, match="ThrottlingException"):
@@ -435,10 +441,7 @@ def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_suc
 
 
 def test_a_registration_still_throttled_an_hour_into_the_evaluation_is_recorded_and_the_run_succeeds(pipeline):
-    run_id = start(pipeline)
-    pipeline.finish_tuning_well(run_id)
-    pipeline.tuning_ended(run_id)
-    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    run_id = evaluated(pipeline)
     entered = (datetime.now(UTC) - timedelta(seconds=REGISTRATION_RETRY_SECONDS + 60)).isoformat()
     pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET status_history.EVALUATING = :t",
                                             ExpressionAttributeValues={":t": entered})
