@@ -8,16 +8,14 @@ SUCCEEDED, so a run ended at its deadline never becomes champion."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
-from botocore.exceptions import ClientError
 
 from reviewtune.core import champion as champion_module
 from reviewtune.core.champion import get_champion
 from tests.functional.pipeline import Pipeline, later
 from tests.functional.test_record_results import EVALUATION
-from tests.support.faults import Failing, client_error
+from tests.support.faults import Failing, cancelled, client_error, failing_once
 
 
 @pytest.fixture
@@ -161,50 +159,6 @@ def test_a_run_ended_at_its_deadline_just_before_the_champion_write_does_not_bec
     [package] = pipeline.sagemaker.packages()
     assert package["ModelApprovalStatus"] == "PendingManualApproval"  # approved for the move, then withdrawn
     assert pipeline.statuses_told(run_id) == ["FAILED"]
-
-
-def cancelled(*codes: str) -> ClientError:
-    error = client_error("TransactionCanceledException", "Transaction cancelled", "TransactWriteItems")
-    error.response["CancellationReasons"] = [{"Code": code} for code in codes]
-    return error
-
-
-class _FailingOnce:
-    """A stand-in for an object whose ``method`` raises ``error`` on its first call; everything else passes."""
-
-    def __init__(self, wrapped, method: str, error: ClientError, calls: list[int]):
-        self._wrapped, self._method, self._error, self.calls = wrapped, method, error, calls
-
-    def __getattr__(self, name):
-        attribute = getattr(self._wrapped, name)
-        if name != self._method:
-            return attribute
-
-        def call(*args, **kwargs):
-            self.calls.append(1)
-            if len(self.calls) == 1:
-                raise self._error
-            return attribute(*args, **kwargs)
-
-        return call
-
-
-class _TableWithFailingTransaction:
-    """The runs table, whose client's first TransactWriteItems fails with ``error`` (nothing written)."""
-
-    def __init__(self, table, error: ClientError, calls: list[int]):
-        self._table = table
-        self.meta = SimpleNamespace(client=_FailingOnce(table.meta.client, "transact_write_items", error, calls))
-
-    def __getattr__(self, name):
-        return getattr(self._table, name)
-
-
-def failing_once(pipeline: Pipeline, error: ClientError) -> list[int]:
-    """The champion transaction fails once with ``error``, then works; its calls are counted."""
-    calls: list[int] = []
-    pipeline.use("runs_table", _TableWithFailingTransaction(pipeline.clients.runs_table, error, calls))
-    return calls
 
 
 def test_a_champion_write_that_met_another_transaction_is_decided_again_at_once(pipeline):

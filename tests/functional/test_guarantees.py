@@ -17,7 +17,7 @@ from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
-from tests.support.faults import Failing
+from tests.support.faults import Failing, cancelled, failing_once
 
 
 @pytest.fixture
@@ -77,18 +77,32 @@ def _run_id(pipeline: Pipeline) -> str:
     return item["run_id"]
 
 
-def test_dynamodb_throttling_on_the_final_write_is_retried_and_tells_once(pipeline):
-    result = pipeline.start_tuning(pipeline.drop_event())
-    run_id = result["run_id"]
+def _evaluated(pipeline: Pipeline) -> str:
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)
     pipeline.tuning_ended(run_id)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
-    table = pipeline.clients.runs_table
-    pipeline.use("runs_table", Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=1))
-    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+    return run_id
+
+
+def test_dynamodb_throttling_on_the_final_write_is_retried_and_tells_once(pipeline):
+    run_id = _evaluated(pipeline)  # the dataset's first run: its final write moves the champion pointer too
+    failing_once(pipeline, cancelled("ThrottlingError", "None"))
+    with pytest.raises(Exception, match="TransactionCanceled"):
         pipeline.evaluation_ended(run_id)
     assert pipeline.run(run_id)["status"] == "EVALUATING"
     assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+def test_dynamodb_throttling_right_after_the_final_write_is_retried_and_tells_once(pipeline):
+    run_id = _evaluated(pipeline)
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=1))
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        pipeline.evaluation_ended(run_id)  # the outbox's lease, after the run's SUCCEEDED
+    assert pipeline.run(run_id)["status"] == "SUCCEEDED" and pipeline.statuses_told(run_id) == []
+    assert pipeline.evaluation_ended(run_id)["duplicate"] is True
     assert_ended(pipeline, run_id, "SUCCEEDED")
 
 

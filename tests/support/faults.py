@@ -9,6 +9,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -22,6 +23,52 @@ from tests.support.aws import ACCOUNT, REGION
 
 def client_error(code: str, message: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def cancelled(*codes: str) -> ClientError:
+    """A TransactWriteItems refused with one cancellation reason per part."""
+    error = client_error("TransactionCanceledException", "Transaction cancelled", "TransactWriteItems")
+    error.response["CancellationReasons"] = [{"Code": code} for code in codes]
+    return error
+
+
+class _FailingOnce:
+    """A stand-in for an object whose ``method`` raises ``error`` on its first call; everything else passes."""
+
+    def __init__(self, wrapped: Any, method: str, error: ClientError, calls: list[int]):
+        self._wrapped, self._method, self._error, self.calls = wrapped, method, error, calls
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._wrapped, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(1)
+            if len(self.calls) == 1:
+                raise self._error
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+class _TableWithFailingTransaction:
+    """A Table whose client's first TransactWriteItems fails with ``error`` (nothing written)."""
+
+    def __init__(self, table: Any, error: ClientError, calls: list[int]):
+        self._table = table
+        self.meta = SimpleNamespace(client=_FailingOnce(table.meta.client, "transact_write_items", error, calls))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def failing_once(pipeline: Any, error: ClientError) -> list[int]:
+    """The runs table's next TransactWriteItems (the champion pointer with a run's SUCCEEDED) fails once with
+    ``error``, then they work; its calls are counted."""
+    calls: list[int] = []
+    pipeline.use("runs_table", _TableWithFailingTransaction(pipeline.clients.runs_table, error, calls))
+    return calls
 
 
 class Failing:
