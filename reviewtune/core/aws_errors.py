@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 # Errors that go away when tried again later. Anything else (ValidationException, AccessDeniedException,
 # ResourceNotFound...) will not, and ends the run at once with AWS's own text.
@@ -65,6 +65,25 @@ def describe(exc: BaseException) -> str:
 
 def is_retryable(exc: ClientError) -> bool:
     return code(exc) in RETRYABLE_CODES
+
+
+# A transaction's cancellation reasons that go away when it is sent again ("None": that part was not the cause).
+TRANSIENT_CANCELLATION_REASONS = frozenset(
+    {None, "None", "ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"}
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth another try: throttling or a server error (RETRYABLE_CODES), a DynamoDB transaction that met another one
+    or was throttled, or no answer at all (a timeout, a lost connection: botocore's own errors)."""
+    if isinstance(exc, BotoCoreError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    if is_retryable(exc) or code(exc) == "TransactionInProgressException":
+        return True
+    reasons = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or ()}
+    return code(exc) == "TransactionCanceledException" and reasons <= TRANSIENT_CANCELLATION_REASONS
 
 
 def not_found(exc: ClientError) -> bool:

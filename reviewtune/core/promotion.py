@@ -23,7 +23,7 @@ from reviewtune.core.champion import (
     promote_manually,
 )
 from reviewtune.core.errors import ReviewtuneError
-from reviewtune.core.registration import split_identity
+from reviewtune.core.registration import split_identity, test_rows
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 
@@ -86,14 +86,13 @@ def promote(
     if already:
         champion = current
     else:
-        rows = ((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0
         try:
             champion = promote_manually(
                 runs.table,
                 dataset,
                 run_id=run_id,
                 accuracy=float(run["results"]["test_accuracy"]),
-                test_rows=int(rows),
+                test_rows=test_rows(run),
                 test_split=split_identity(run, bucket),
                 reason=reason,
                 expected_run_id=current.run_id if current else None,

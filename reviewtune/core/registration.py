@@ -38,6 +38,11 @@ def _error_text(exc: Exception) -> str:
     return bounded(aws_errors.describe(exc))
 
 
+def test_rows(run: dict[str, Any]) -> int:
+    """How many test reviews the run's split holds (0 when not recorded)."""
+    return int(((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0)
+
+
 def split_identity(run: dict[str, Any], bucket: str) -> str:
     """What identifies the test split a run was measured on: the SHA-256 of its test TSV (two runs of the same
     file get the same split), or, for a run recorded without it, its own test object (comparable to nothing)."""
@@ -65,18 +70,11 @@ def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, c
         )
         out["approval"] = registry.PENDING
     except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
-        if _transient(exc) and _evaluating_for(run) < REGISTRATION_RETRY_SECONDS:
+        if aws_errors.transient(exc) and _evaluating_for(run) < REGISTRATION_RETRY_SECONDS:
             raise  # nothing of the run is written yet: the event is delivered again, the reconciler retries too
         out["error"] = _error_text(exc)
         logger.warning("model registration failed", extra={"run_id": run["run_id"], "error": out["error"]})
     return out
-
-
-def _transient(exc: Exception) -> bool:
-    """Throttling, a server error, or no answer at all (a timeout, a lost connection): worth another try."""
-    if isinstance(exc, ClientError):
-        return aws_errors.is_retryable(exc)
-    return isinstance(exc, BotoCoreError)
 
 
 def _evaluating_for(run: dict[str, Any]) -> float:
@@ -96,7 +94,6 @@ def plan_champion(
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
     on the same test reviews) shows it better than the champion by the margin; nothing is written here."""
     dataset = run.get("dataset") or run["run_id"]
-    rows = ((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0
     out: dict[str, Any] = {"test_split": split_identity(run, settings.bucket)}
     try:
         compared = Comparison.from_evaluation(comparison) if comparison is not None else None
@@ -107,7 +104,7 @@ def plan_champion(
             dataset,
             run_id=run["run_id"],
             accuracy=results["test_accuracy"],
-            test_rows=int(rows),
+            test_rows=test_rows(run),
             comparison=compared,
             margin_points=settings.champion_margin_points,
             not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
@@ -139,12 +136,14 @@ def set_approval(entry: dict[str, Any], champion: dict[str, Any], run_id: str, c
     out = {k: v for k, v in entry.items() if k != "error" or not str(v).startswith("approval failed")}
     if not arn:
         return out
-    wanted = registry.APPROVED if champion.get("champion_run_id") == run_id else registry.PENDING
+    if champion.get("champion_run_id") == run_id:
+        wanted, why = registry.APPROVED, f"champion: {champion['reason']}"
+    else:
+        wanted, why = registry.PENDING, "the champion decision changed"
     if out.get("approval") == wanted:
         return out
     try:
-        registry.set_approval(clients.sagemaker, arn, wanted, f"champion: {champion['reason']}" if wanted ==
-                              registry.APPROVED else "the champion decision changed")
+        registry.set_approval(clients.sagemaker, arn, wanted, why)
         out["approval"] = wanted
     except (ClientError, BotoCoreError) as exc:
         out["error"] = f"approval failed: {_error_text(exc)}"

@@ -16,7 +16,7 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
-from reviewtune.core.registration import not_decided, plan_champion, register, set_approval
+from reviewtune.core.registration import not_decided, plan_champion, register, set_approval, test_rows
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
@@ -167,9 +167,9 @@ def record_results(
     if s3_presence.exists(clients.s3, *names.parse_s3_uri(f"{output_uri}/{CONFUSION_MATRIX_FILE}")):
         results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"
     fields = {"metrics": evaluation["metrics"], "results": results}
-    succeeded = _record_with_champion(runs, run, fields, evaluation, settings, clients)
-    if succeeded is not True:
-        return succeeded
+    ended_meanwhile = _record_with_champion(runs, run, fields, evaluation, settings, clients)
+    if ended_meanwhile is not None:
+        return ended_meanwhile
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})
     conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": RunStatus.SUCCEEDED.value, "test_accuracy": results["test_accuracy"]}
@@ -182,8 +182,8 @@ def _record_with_champion(
     evaluation: dict[str, Any],
     settings: Settings,
     clients: AwsClients,
-) -> dict[str, Any] | bool:
-    """Register the model, decide the champion and write the run's SUCCEEDED (True). When the run becomes champion
+) -> dict[str, Any] | None:
+    """Register the model, decide the champion and write the run's SUCCEEDED (None). When the run becomes champion
     the pointer moves in the same transaction as that write, so a run ended meanwhile never becomes champion and
     no run is champion without having succeeded; a pointer changed meanwhile is read again and decided again.
     A run ended meanwhile: what ``already_final`` says of it."""
@@ -195,20 +195,20 @@ def _record_with_champion(
     if "outbox" not in run or "status_history" not in run:
         runs.add_maps(run_id)  # an item written before these maps existed (a transaction cannot add them on retry)
 
-    def succeed(champion: dict[str, Any], plan: Plan | None) -> dict[str, Any] | bool:
+    def succeed(champion: dict[str, Any], plan: Plan | None) -> dict[str, Any] | None:
         nonlocal entry
         entry = set_approval(entry, champion, run_id, clients)
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
         notice = messages.succeeded({**run, **final}, evaluation, settings.runs_table)
         if plan is None or not plan.moves:
             moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **final)
-            return True if moved is not None else _ended_meanwhile(runs, settings, clients, run_id)
+            return None if moved is not None else _ended_meanwhile(runs, settings, clients, run_id)
         set_champion(
             clients.runs_table,
             dataset,
             run_id=run_id,
             accuracy=fields["results"]["test_accuracy"],
-            test_rows=int(((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0),
+            test_rows=test_rows(run),
             test_split=champion["test_split"],
             why=plan.reason,
             expected_run_id=plan.expected_run_id,
@@ -217,7 +217,7 @@ def _record_with_champion(
                 run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **final
             ),
         )
-        return True
+        return None
 
     champion: dict[str, Any] = {}
     for _ in range(TRIES):
@@ -230,20 +230,10 @@ def _record_with_champion(
             set_approval(entry, {"champion_run_id": None}, run_id, clients)
             return _ended_meanwhile(runs, settings, clients, run_id)
         except ClientError as exc:
-            if _transient(exc):
+            if aws_errors.transient(exc):
                 raise  # nothing was written: the event or the reconciler records the results again
             return succeed(not_decided(champion, exc), None)  # refused (AccessDenied...): the run still succeeds
     return succeed(not_decided(champion, ChampionChanged(f"the champion of {dataset!r} kept changing")), None)
-
-
-def _transient(exc: ClientError) -> bool:
-    """An error that goes away when tried again: throttling, a server error, a transaction that met another one."""
-    if aws_errors.is_retryable(exc) or aws_errors.code(exc) == "TransactionInProgressException":
-        return True
-    if aws_errors.code(exc) != "TransactionCanceledException":
-        return False
-    reasons = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or ()}
-    return reasons <= {None, "None", "ThrottlingError", "ProvisionedThroughputExceeded", "TransactionConflict"}
 
 
 def _ended_meanwhile(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
