@@ -63,6 +63,8 @@ from weight_average import ExponentialMovingAverage
 SCHEDULERS: dict[str, str] = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
 RELEASE_MEMORY_EVERY_STEPS = 10
+# Starts the metric line printed again, after the last epoch, for the epoch whose weights were restored.
+KEPT_EPOCH_PREFIX = "kept_epoch:"
 
 
 # --- hyperparameters -------------------------------------------------------------------------------------------
@@ -130,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--validation_batch_size", type=_int, default=64)
     add("--epochs", type=_int, default=3)
     add("--train_steps_per_epoch", type=_int, default=0, help="0 = the whole training set each epoch")
-    add("--validation_steps_per_epoch", type=_int, default=0, help="0 = the whole validation set")
+    add("--validation_steps_per_epoch", type=_int, default=0,
+        help="0 = the whole validation set; N = N batches of rows drawn at random (seed), the same every epoch")
     add(
         "--freeze_bert_layer",
         type=_freeze,
@@ -309,6 +312,15 @@ class EpochResult:
     val_acc: float | None = None
 
 
+def validation_sample(rows: int, steps: int, batch_size: int, seed: int) -> list[int]:
+    """The validation rows an epoch is scored on: all of them, or with ``steps`` > 0 a random ``steps`` batches'
+    worth drawn with ``seed``, the same rows every epoch (so epochs compare), of every length and class in their
+    proportions (the first batches of the length-sorted set would be its shortest reviews)."""
+    if steps <= 0 or steps * batch_size >= rows:
+        return list(range(rows))
+    return sorted(random.Random(seed).sample(range(rows), steps * batch_size))
+
+
 def validate(
     model: torch.nn.Module,
     token_ids: list[list[int]],
@@ -318,14 +330,14 @@ def validate(
     precision: Precision,
     device: torch.device,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (percent) on the validation set (or its first ``validation_steps_per_epoch`` batches)."""
+    """Mean loss and accuracy (percent) on the validation set (or ``validation_sample``'s rows of it)."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     rows = 0
+    chosen = validation_sample(len(token_ids), args.validation_steps_per_epoch, args.validation_batch_size, args.seed)
+    token_ids, label_ids = [token_ids[i] for i in chosen], [label_ids[i] for i in chosen]
     batches = sorted_batches(token_ids, label_ids, args.validation_batch_size, pad_id)
-    if args.validation_steps_per_epoch > 0:
-        batches = islice(batches, args.validation_steps_per_epoch)
     with torch.inference_mode():
         for _, batch in batches:
             input_ids, attention_mask = batch.input_ids.to(device), batch.attention_mask.to(device)
@@ -507,8 +519,10 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         return results
     saved = results[kept.epoch - 1]
     if kept.restore(model.load_state_dict):
-        # the tuner's objective is the latest value printed: make it the saved model's
-        print(f"val_loss: {saved.val_loss:.4f} - val_acc: {saved.val_acc:.2f}", flush=True)
+        # the tuner's objective is the latest value printed: make it the saved model's (the prefix tells a reader
+        # that counts epochs by these lines, such as the local SageMaker service, that no epoch ran)
+        print(f"{KEPT_EPOCH_PREFIX} {saved.epoch} - val_loss: {saved.val_loss:.4f} - val_acc: {saved.val_acc:.2f}",
+              flush=True)
     elif average is not None:
         average.copy_to_model()
     save(model, tokenizer, args, env, results, saved, precision)

@@ -197,6 +197,10 @@ def _record_with_champion(
 
     def succeed(champion: dict[str, Any], plan: Plan | None) -> dict[str, Any] | None:
         nonlocal entry
+        if arn and champion.get("champion_run_id") == run_id and not runs.update_if(
+            run_id, RunStatus.EVALUATING, model_package_arn=arn
+        ):  # kept before the approval, so that whatever ends the run instead withdraws it (failures.end_run)
+            return _ended_meanwhile(runs, settings, clients, run_id)
         entry = set_approval(entry, champion, run_id, clients)
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
         notice = messages.succeeded({**run, **final}, evaluation, settings.runs_table)

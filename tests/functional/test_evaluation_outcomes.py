@@ -161,6 +161,44 @@ def test_a_run_ended_at_its_deadline_just_before_the_champion_write_does_not_bec
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 
+def _dies_at_the_champion_write(pipeline: Pipeline, monkeypatch) -> str:
+    """A run whose record_results approved its package as the new champion, then died before its final write."""
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("Task timed out")  # the function's time ran out: no except clause of its own sees it
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", killed)
+    with pytest.raises(RuntimeError, match="Task timed out"):
+        pipeline.evaluation_ended(run_id)
+    [package] = pipeline.sagemaker.packages()
+    assert package["ModelApprovalStatus"] == "Approved" and pipeline.run(run_id)["status"] == "EVALUATING"
+    return run_id
+
+
+def test_a_run_ended_at_its_deadline_after_its_package_was_approved_gets_the_approval_withdrawn(pipeline, monkeypatch):
+    run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
+    pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and "longer than its deadline" in item["failure_reason"]
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    [package] = pipeline.sagemaker.packages()
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert f"run {run_id} ended FAILED" in pipeline.sagemaker.approval_descriptions[package["ModelPackageArn"]]
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_a_withdrawal_that_fails_still_ends_the_run_and_tells_it_once(pipeline, monkeypatch):
+    run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    result = pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
+    assert result["errors"] == {} and result["steps"] == {run_id: "past deadline"}
+    assert pipeline.run(run_id)["status"] == "FAILED"
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Approved"  # logged; a person withdraws it
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
 def test_a_champion_write_that_met_another_transaction_is_decided_again_at_once(pipeline):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)

@@ -299,3 +299,23 @@ def test_image_entrypoints_run_images_without_a_script(make_world):
         "plain",
     ]
     assert spec.cwd == root
+
+
+def test_the_kept_epoch_s_line_is_the_objective_but_no_epoch(make_world):
+    # train.py --keep_epoch best prints the restored epoch's metric line again after the last epoch: the trial's
+    # final objective is that value, and the pruner saw two epochs, not three.
+    def script(spec: RunSpec) -> ScriptedRun:
+        return ScriptedRun([
+            "val_loss: 0.5000 - val_acc: 80.0000",
+            "val_loss: 0.6000 - val_acc: 70.0000",
+            "kept_epoch: 1 - val_loss: 0.5000 - val_acc: 80.0000",
+        ])
+
+    world = make_world(runner=ScriptedRunner(script))
+    request = world.tuning_request("kept", ranges=LINEAR_RANGE, max_jobs=1, max_parallel=1, static={"epochs": "2"})
+    world.sm.create_hyper_parameter_tuning_job(**request)
+    world.wait_tuning("kept")
+    [trial] = world.trials("kept")
+    assert trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == 80.0
+    [study_trial] = world.service._tuning_jobs.get("kept").study.trials
+    assert study_trial.intermediate_values == {1: 80.0, 2: 70.0}

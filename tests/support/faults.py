@@ -131,6 +131,7 @@ class FakeSageMaker:
         self.tuning: dict[str, dict[str, Any]] = {}
         self.processing: dict[str, dict[str, Any]] = {}
         self.fail: dict[str, list[str]] = defaultdict(list)
+        self.approval_descriptions: dict[str, str] = {}  # model package ARN -> the latest approval's reason
         self.calls: list[str] = []
         self.groups: dict[str, list[dict[str, Any]]] = {}
 
@@ -325,6 +326,8 @@ class FakeSageMaker:
                                             **rest})
         package = next(p for versions in self.groups.values() for p in versions if p["ModelPackageArn"] == ModelPackageArn)
         package["ModelApprovalStatus"] = ModelApprovalStatus
+        if "ApprovalDescription" in rest:
+            self.approval_descriptions[ModelPackageArn] = rest["ApprovalDescription"]
         return {"ModelPackageArn": ModelPackageArn}
 
     def packages(self) -> list[dict[str, Any]]:

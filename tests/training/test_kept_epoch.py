@@ -129,9 +129,19 @@ def test_best_restores_an_earlier_epoch_and_prints_its_accuracy_last(
     stdout = capsys.readouterr().out
     assert [float(v) for v in re.findall(ACC_LINE, stdout)] == [80.0, 70.0, 75.0, 80.0]
     assert [float(v) for v in re.findall(VAL_LINE, stdout)] == [0.5, 0.6, 0.55, 0.5]
+    *_, last = (line for line in stdout.splitlines() if "val_acc" in line)
+    assert last.startswith(f"{train.KEPT_EPOCH_PREFIX} 1 - ")  # the local service counts no epoch for it
     summary = json.loads((model_dir / "training_summary.json").read_text())
     assert (summary["saved_epoch"], summary["saved_val_acc"]) == (1, 80.0)
     saved = load_file(str(model_dir / "model.safetensors"))
     head = next(name for name in saved if name.startswith("classifier") and name.endswith("weight"))
     assert not torch.equal(weights_at[0][head], weights_at[2][head])  # the head trained on after epoch 1
     torch.testing.assert_close(saved[head].float(), weights_at[0][head])
+
+
+def test_the_local_service_knows_the_kept_epoch_line_by_train_py_s_prefix() -> None:
+    import train
+
+    from reviewtune.local.sagemaker import training
+
+    assert training.KEPT_EPOCH_PREFIX == train.KEPT_EPOCH_PREFIX

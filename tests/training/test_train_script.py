@@ -161,3 +161,17 @@ def test_a_bad_hyperparameter_value_is_written_to_the_failure_file(channels: Cha
     assert failure == "error: argument --pooling: expected one of cls, mean, got '\"max\"'", failure
     result = run_train(channels, tmp_path / "model", epochs=0)
     assert (tmp_path / "output" / "failure").read_text() == "error: --epochs must be at least 1, got 0"
+
+
+def test_a_validation_cut_to_some_batches_draws_rows_of_every_length_the_same_every_epoch() -> None:
+    import train
+
+    lengths = list(range(10, 1010))  # row i has length lengths[i]: the length-sorted set starts with rows 0, 1, ...
+    chosen = train.validation_sample(len(lengths), steps=4, batch_size=25, seed=42)
+    assert len(chosen) == len(set(chosen)) == 100
+    picked = sorted(lengths[i] for i in chosen)
+    assert picked[0] < 200 and picked[-1] > 800  # not the 100 shortest (10..109)
+    assert chosen == train.validation_sample(len(lengths), steps=4, batch_size=25, seed=42)
+    assert chosen != train.validation_sample(len(lengths), steps=4, batch_size=25, seed=7)
+    assert train.validation_sample(50, steps=0, batch_size=25, seed=42) == list(range(50))
+    assert train.validation_sample(50, steps=4, batch_size=25, seed=42) == list(range(50))  # fewer rows than asked

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 HOST = "algo-1"
 FAILURE_REASON_LIMIT = 1024
 LOG_TAIL_LINES = 5
+# train.py prints the objective again after its last epoch, with this prefix, when it restored an earlier epoch's
+# weights (--keep_epoch best): the tuner's objective becomes that value, but no epoch ran.
+KEPT_EPOCH_PREFIX = "kept_epoch:"
 
 STOP_REQUESTED = "StopRequested"
 STOP_EARLY = "EarlyStopping"
@@ -354,7 +357,7 @@ class TrainingJob(BackgroundJob):
         with self._lock:
             for name, value in self.metric_parser.parse(line):
                 self.metrics.append(MetricPoint(name, value, timestamp))
-                if name == self.objective_metric:
+                if name == self.objective_metric and not line.startswith(KEPT_EPOCH_PREFIX):
                     self.epochs += 1
                     objective_value, epoch = value, self.epochs
         if objective_value is not None and self.on_epoch is not None:
