@@ -56,6 +56,7 @@ RESOURCE_VALUES = {
     "IdempotencyTable": "reviewtune-IdempotencyTable-1A2B3C4D5E6F",
     "NotificationTopic": "arn:aws:sns:us-east-1:123456789012:reviewtune-NotificationTopic-1A2B3C4D5E6F",
     "SageMakerExecutionRole": "arn:aws:iam::123456789012:role/reviewtune-SageMakerExecutionRole-1A2B3C4D5E6F",
+    "StartTuningDeadLetterQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/reviewtune-StartTuningDLQ-1A2B3C4D",
 }
 PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "123456789012"}
 
@@ -65,10 +66,11 @@ def _resolve(node: Any, values: dict[str, str], template: dict[str, Any]) -> Any
     if not isinstance(node, dict):
         return str(node)
     ((key, arg),) = node.items()
-    if key == "Ref":
-        return values[arg]
-    if key == "Fn::GetAtt":
-        return values[arg[0]]
+    if key in ("Ref", "Fn::GetAtt"):
+        name = arg if key == "Ref" else arg[0]
+        if name not in values:
+            raise ValueError(f"{key} {name}: add a deployed-looking value for it to RESOURCE_VALUES")
+        return values[name]
     if key == "Fn::FindInMap":
         name, first, second = (_resolve(a, values, template) for a in arg)
         return template["Mappings"][name][first][second]
