@@ -330,13 +330,11 @@ def validate(
     precision: Precision,
     device: torch.device,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy (percent) on the validation set (or ``validation_sample``'s rows of it)."""
+    """Mean loss and accuracy (percent) on the validation rows given (``validation_sample``'s)."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     rows = 0
-    chosen = validation_sample(len(token_ids), args.validation_steps_per_epoch, args.validation_batch_size, args.seed)
-    token_ids, label_ids = [token_ids[i] for i in chosen], [label_ids[i] for i in chosen]
     batches = sorted_batches(token_ids, label_ids, args.validation_batch_size, pad_id)
     with torch.inference_mode():
         for _, batch in batches:
@@ -398,6 +396,10 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     validation_ids = (
         tokenize(tokenizer, validation_reviews.texts, args.max_seq_length) if validation_reviews else []
     )
+    # the rows every epoch is scored on, drawn once
+    chosen = validation_sample(len(validation_ids), args.validation_steps_per_epoch, args.validation_batch_size, args.seed)
+    validation_ids = [validation_ids[i] for i in chosen]
+    validation_labels = [validation_reviews.label_ids[i] for i in chosen] if validation_reviews else []
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(
         f"train_rows: {len(train_reviews)} - validation_rows: {len(validation_reviews or [])} - "
@@ -492,7 +494,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         if validation_reviews is not None:
             with averaged():
                 result.val_loss, result.val_acc = validate(
-                    model, validation_ids, validation_reviews.label_ids, args, pad_id, precision, device
+                    model, validation_ids, validation_labels, args, pad_id, precision, device
                 )
                 kept.after_epoch(
                     epoch,

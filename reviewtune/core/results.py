@@ -197,9 +197,10 @@ def _record_with_champion(
 
     def succeed(champion: dict[str, Any], plan: Plan | None) -> dict[str, Any] | None:
         nonlocal entry
-        if arn and champion.get("champion_run_id") == run_id and not runs.update_if(
-            run_id, RunStatus.EVALUATING, model_package_arn=arn
-        ):  # kept before the approval, so that whatever ends the run instead withdraws it (failures.end_run)
+        approving = bool(arn) and champion.get("champion_run_id") == run_id
+        # the package is kept on the run before its approval, so that whatever ends the run instead withdraws it
+        # (failures.end_run)
+        if approving and runs.update_if(run_id, RunStatus.EVALUATING, model_package_arn=arn) is None:
             return _ended_meanwhile(runs, settings, clients, run_id)
         entry = set_approval(entry, champion, run_id, clients)
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
@@ -231,6 +232,7 @@ def _record_with_champion(
         except ChampionChanged:
             continue  # read again, decide again
         except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion
+            # end_run withdrew the approval too, but maybe before it was given here
             set_approval(entry, {"champion_run_id": None}, run_id, clients)
             return _ended_meanwhile(runs, settings, clients, run_id)
         except ClientError as exc:

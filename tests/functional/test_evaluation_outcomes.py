@@ -202,8 +202,8 @@ def test_a_withdrawal_that_fails_still_ends_the_run_and_tells_it_once(pipeline, 
 def test_a_champion_write_that_met_another_transaction_is_decided_again_at_once(pipeline):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
-    calls = failing_once(pipeline, cancelled("TransactionConflict", "None"))
-    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED" and len(calls) == 2
+    transaction = failing_once(pipeline, cancelled("TransactionConflict", "None"))
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED" and transaction.calls == 2
     item = pipeline.run(run_id)
     assert item["champion"]["decision"] == "first champion"
     assert get_champion(pipeline.clients.runs_table, item["dataset"]).run_id == run_id

@@ -98,7 +98,10 @@ def test_dynamodb_throttling_on_the_final_write_is_retried_and_tells_once(pipeli
 def test_dynamodb_throttling_right_after_the_final_write_is_retried_and_tells_once(pipeline):
     run_id = _evaluated(pipeline)
     table = pipeline.clients.runs_table
-    not_the_package_mark = lambda request: "model_package_arn" not in str(request.get("ExpressionAttributeNames"))  # noqa: E731
+
+    def not_the_package_mark(request: dict) -> bool:  # the write before the approval, not the one after the end
+        return "model_package_arn" not in str(request.get("ExpressionAttributeNames"))
+
     pipeline.use("runs_table", Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=1,
                                        when=not_the_package_mark))
     with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):

@@ -32,56 +32,39 @@ def cancelled(*codes: str) -> ClientError:
     return error
 
 
-class _FailingOnce:
-    """A stand-in for an object whose ``method`` raises ``error`` on its first call; everything else passes."""
-
-    def __init__(self, wrapped: Any, method: str, error: ClientError, calls: list[int]):
-        self._wrapped, self._method, self._error, self.calls = wrapped, method, error, calls
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._wrapped, name)
-        if name != self._method:
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append(1)
-            if len(self.calls) == 1:
-                raise self._error
-            return attribute(*args, **kwargs)
-
-        return call
-
-
 class _TableWithFailingTransaction:
-    """A Table whose client's first TransactWriteItems fails with ``error`` (nothing written)."""
+    """A Table whose client is ``failing`` (the champion transaction goes through ``table.meta.client``)."""
 
-    def __init__(self, table: Any, error: ClientError, calls: list[int]):
+    def __init__(self, table: Any, failing: Failing):
         self._table = table
-        self.meta = SimpleNamespace(client=_FailingOnce(table.meta.client, "transact_write_items", error, calls))
+        self.meta = SimpleNamespace(client=failing)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._table, name)
 
 
-def failing_once(pipeline: Any, error: ClientError) -> list[int]:
+def failing_once(pipeline: Any, error: ClientError) -> Failing:
     """The runs table's next TransactWriteItems (the champion pointer with a run's SUCCEEDED) fails once with
-    ``error``, then they work; its calls are counted."""
-    calls: list[int] = []
-    pipeline.use("runs_table", _TableWithFailingTransaction(pipeline.clients.runs_table, error, calls))
-    return calls
+    ``error``, then they work; ``.calls`` counts them."""
+    table = pipeline.clients.runs_table
+    failing = Failing(table.meta.client, "transact_write_items", error=error)
+    pipeline.use("runs_table", _TableWithFailingTransaction(table, failing))
+    return failing
 
 
 class Failing:
-    """Wraps a boto3 client or Table: ``method`` raises ``code`` while ``failures`` lasts (an int counts calls;
-    ``None`` fails until ``heal()``), on the calls whose keyword arguments ``when`` accepts (all by default)."""
+    """Wraps a boto3 client or Table: ``method`` raises ``code`` (or the ready-made ``error``) while ``failures``
+    lasts (an int counts calls; ``None`` fails until ``heal()``), on the calls whose keyword arguments ``when``
+    accepts (all by default)."""
 
-    def __init__(self, wrapped: Any, method: str, code: str, message: str = "", failures: int | None = 1,
-                 when: Callable[[dict[str, Any]], bool] | None = None):
+    def __init__(self, wrapped: Any, method: str, code: str = "", message: str = "", failures: int | None = 1,
+                 when: Callable[[dict[str, Any]], bool] | None = None, error: ClientError | None = None):
         self._wrapped = wrapped
         self._method = method
         self._code = code
         self._message = message or f"{code} (injected)"
         self._when = when
+        self._error = error
         self.failures = failures
         self.calls = 0
         self.failed = 0
@@ -102,7 +85,7 @@ class Failing:
                 if self.failures is not None:
                     self.failures -= 1
                 self.failed += 1
-                raise client_error(self._code, self._message, name)
+                raise self._error or client_error(self._code, self._message, name)
             return attribute(*args, **kwargs)
 
         return call
