@@ -4,6 +4,9 @@ import pytest
 
 from tests.support.aws import forget_handlers
 
+# Records the AWS calls the functions' code makes, for the least-privilege tests (tests/template/api_calls.py).
+pytest_plugins = ("tests.template.api_calls",)
+
 
 @pytest.fixture(autouse=True)
 def _forget_loaded_handlers():

@@ -1,4 +1,4 @@
-"""pytest plugin: record every AWS API call a Lambda function's code makes while it runs (``-p tests.template.api_calls``).
+"""pytest plugin: record every AWS API call a Lambda function's code makes while it runs (loaded by tests/conftest.py).
 
 A call is attributed to a function when it is made while that function runs (inside ``handler(...)`` of a module
 loaded with ``tests.support.aws.load_handler``, or inside ``reviewtune.core.reconciler.reconcile``, the reconcile
@@ -8,8 +8,12 @@ the first frame is code of ``reviewtune/`` or ``functions/``, or the function's 
 are never recorded, even those a test hook makes in the middle of a handler (dropping a second file while the first
 is being read); a handler that such a hook runs is recorded as itself.
 Both botocore calls and the calls the functions make to the in-memory SageMaker of ``tests.support.faults`` are
-recorded, with the parameters that name what the call touches, and written to the JSON file named by
-``REVIEWTUNE_API_CALLS`` when the session ends.
+recorded, with the parameters that name what the call touches and the test file that made the function run.
+
+tests/template/test_least_privilege.py checks the calls of the scenarios in ``RECORDED_TESTS``. When the session ran
+every test of those files, and they passed, before it (``make test``: tests/functional comes before tests/template),
+it reads this session's calls (``scenario_calls``); otherwise it runs those files again in a subprocess, which
+writes its calls to the JSON file named by ``REVIEWTUNE_API_CALLS`` when it ends.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import botocore.client
 import botocore.session
+import pytest
 from botocore import xform_name
 
 import tests.support.aws as support
@@ -49,8 +54,18 @@ FUNCTION_CODE = (str(ROOT / "reviewtune") + os.sep, str(ROOT / "functions") + os
 TEST_CODE = str(ROOT / "tests") + os.sep
 # Test code that stands in for AWS or wraps the function's clients: calls through it are the function's.
 TRANSPARENT = (str(ROOT / "tests" / "support" / "faults.py"), os.path.realpath(__file__))
+# The functional tests whose scenarios the least-privilege tests check: each handler's own, and the fault, queue,
+# duplicate and model lifecycle paths (the reconciler's passes among them).
+RECORDED_TESTS = tuple(
+    f"tests/functional/test_{name}.py"
+    for name in ("start_tuning", "start_evaluation", "record_results", "guarantees", "duplicates", "lifecycle")
+)
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("function", default=None)
 _calls: list[dict[str, Any]] = []
+_test_file: str | None = None  # the file of the test running now, relative to ROOT
+# This session's tests of RECORDED_TESTS: collected, and passed (every phase); None once the session is known not
+# to run all of them (a -k, a node id, --lf).
+_scenarios: dict[str, set[str]] | None = {"collected": set(), "passed": set(), "failed": set()}
 
 
 def _as_function(name: str, code: Callable[..., Any]) -> Callable[..., Any]:
@@ -152,6 +167,7 @@ def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str
         return None
     call = {
         "function": function,
+        "test": _test_file,
         "service": service,
         "operation": operation,
         "tags": bool(params.get("Tags") or params.get("Tagging")),
@@ -213,6 +229,68 @@ def pytest_configure(config: Any) -> None:
     reconciler.reconcile = _as_function("reconcile", reconciler.reconcile)
     _record_botocore()
     _record_fake_sagemaker()
+
+
+def _recorded_file(nodeid: str) -> str | None:
+    path = nodeid.split("::", 1)[0]
+    return path if path in RECORDED_TESTS else None
+
+
+def _names_tests_of_a_recorded_file(arg: str, invoked_in: Path) -> bool:
+    """Whether a command-line argument picks tests of a file of RECORDED_TESTS by node id (``file.py::test``)."""
+    path, node, _ = arg.partition("::")
+    if not node:
+        return False
+    try:
+        return (invoked_in / path).resolve().relative_to(ROOT).as_posix() in RECORDED_TESTS
+    except ValueError:
+        return False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
+    global _scenarios
+    if _scenarios is None:
+        return
+    named = [arg for arg in config.args if _names_tests_of_a_recorded_file(arg, config.invocation_params.dir)]
+    collected = {item.nodeid for item in items if _recorded_file(item.nodeid)}
+    if named or {_recorded_file(nodeid) for nodeid in collected} != set(RECORDED_TESTS):
+        _scenarios = None
+    else:
+        _scenarios["collected"] = collected
+
+
+def pytest_deselected(items: list[Any]) -> None:
+    global _scenarios
+    if any(_recorded_file(item.nodeid) for item in items):
+        _scenarios = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
+    global _test_file
+    _test_file = item.nodeid.split("::", 1)[0]
+    try:
+        return (yield)
+    finally:
+        _test_file = None
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    if _scenarios is not None and _recorded_file(report.nodeid):
+        if report.failed:
+            _scenarios["failed"].add(report.nodeid)
+        elif report.when == "call" and report.passed:
+            _scenarios["passed"].add(report.nodeid)
+
+
+def scenario_calls() -> list[dict[str, Any]] | None:
+    """The calls this session's tests of RECORDED_TESTS made, when every one of them ran and passed; else None."""
+    if _scenarios is None or not _scenarios["collected"]:
+        return None
+    if _scenarios["failed"] or _scenarios["passed"] != _scenarios["collected"]:
+        return None
+    return [call for call in _calls if call["test"] in RECORDED_TESTS]
 
 
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:

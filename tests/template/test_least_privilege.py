@@ -1,8 +1,9 @@
 """The functions' IAM roles against what their code really calls.
 
-The functional tests run once more with every AWS call made by a function's code recorded (tests/template/api_calls.py:
+The functional tests' scenarios are recorded with every AWS call made by a function's code (tests/template/api_calls.py:
 inside a handler, or inside the reconciler's pass; a test's own set-up is not recorded), the in-memory SageMaker's
-calls included. Each call must be allowed by its function's role as deployed (template.yaml translated by SAM: the
+calls included: as they ran in this session when it ran them all before these tests (``make test``), else run once
+more in a subprocess. Each call must be allowed by its function's role as deployed (template.yaml translated by SAM: the
 inline statements plus what SAM adds) on the ARN it touched, matched with IAM's wildcards; and each granted action
 must be one some scenario calls, or be listed in KEPT_WITHOUT_A_RECORDED_CALL with the reason it stays.
 """
@@ -24,18 +25,9 @@ from typing import Any
 import pytest
 
 from tests.support.aws import ACCOUNT, REGION, Stack
+from tests.template import api_calls
 from tests.template.helpers import ROOT, as_list, parameter_defaults, resources, template
 
-# The functional tests whose scenarios are recorded: each handler's own, and the fault, queue, duplicate and model
-# lifecycle paths (the reconciler's passes among them).
-RECORDED_TESTS = (
-    "start_tuning",
-    "start_evaluation",
-    "record_results",
-    "guarantees",
-    "duplicates",
-    "lifecycle",
-)
 # The names tests/support/aws.py gives the stack's resources.
 STACK = Stack(
     bucket=f"reviewtune-data-{ACCOUNT}",
@@ -266,11 +258,21 @@ def grants(function_id: str) -> list[Grant]:
 
 @functools.cache
 def recorded_calls() -> dict[str, list[dict[str, Any]]]:
+    calls = api_calls.scenario_calls()
+    if calls is None:  # this session did not run (and pass) every recorded scenario before these tests
+        calls = _calls_from_a_subprocess()
+    by_function: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    ids = {folder: function_id for function_id, folder in functions().items()}
+    for call in calls:
+        by_function[ids[call["function"]]].append(call)
+    return by_function
+
+
+def _calls_from_a_subprocess() -> list[dict[str, Any]]:
     out = ROOT / ".pytest_cache" / "api_calls.json"
     out.parent.mkdir(exist_ok=True)
-    tests = [str(ROOT / "tests" / "functional" / f"test_{name}.py") for name in RECORDED_TESTS]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "tests.template.api_calls", "-p", "no:cacheprovider", *tests],
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *api_calls.RECORDED_TESTS],
         cwd=ROOT,
         env={**os.environ, "REVIEWTUNE_API_CALLS": str(out), "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -279,11 +281,7 @@ def recorded_calls() -> dict[str, list[dict[str, Any]]]:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    by_function: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    ids = {folder: function_id for function_id, folder in functions().items()}
-    for call in json.loads(out.read_text())["calls"]:
-        by_function[ids[call["function"]]].append(call)
-    return by_function
+    return json.loads(out.read_text())["calls"]
 
 
 def _sagemaker_arn(call: dict[str, Any]) -> str:
@@ -365,7 +363,6 @@ def test_iam_wildcards_match_anywhere_in_a_resource_and_nothing_else_is_special(
 
 def test_only_calls_made_by_a_function_s_code_while_it_runs_are_recorded():
     from tests.support.faults import Failing
-    from tests.template import api_calls
 
     def from_function_code(call):  # code compiled from a file of reviewtune/, as the function's code is
         return eval(compile("call()", str(ROOT / "reviewtune" / "core" / "any.py"), "eval"), {"call": call})
