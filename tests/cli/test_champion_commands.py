@@ -13,9 +13,10 @@ import pytest
 from reviewtune.cli import main
 from reviewtune.core import champion as champion_module
 from reviewtune.core import registry
-from reviewtune.core.champion import Comparison, challenge, get_champion
+from reviewtune.core.champion import Comparison, get_champion
 from reviewtune.core.runs import RunsRepository
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
+from tests.support.champion import challenge
 
 A, B = "team-a/r.tsv", "team-b/r.tsv"
 

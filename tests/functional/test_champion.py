@@ -20,7 +20,6 @@ from reviewtune.core.champion import (
     PROMOTED,
     ChampionChanged,
     Comparison,
-    challenge,
     get_champion,
     list_champions,
     promote_manually,
@@ -28,7 +27,9 @@ from reviewtune.core.champion import (
 )
 from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX
 from reviewtune.core.train_hashes import read_train_hashes, text_hash, train_hashes_key, write_train_hashes
+from tests.support import champion as support_champion
 from tests.support.aws import REGION
+from tests.support.champion import challenge
 from tests.support.faults import Failing
 
 DATASET = "team-a/reviews.tsv"
@@ -167,7 +168,7 @@ def test_a_pointer_that_keeps_changing_gives_up_with_champion_changed(table, mon
     def always_fails(*args, **kwargs):
         raise ChampionChanged("changed meanwhile")
 
-    monkeypatch.setattr(champion_module, "set_champion", always_fails)
+    monkeypatch.setattr(support_champion, "set_champion", always_fails)
     with pytest.raises(ChampionChanged, match="kept changing"):
         promote(table, "r1", 0.70)
     assert get_champion(table, DATASET) is None
