@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, messages, registry, slots, states
+from reviewtune.core import messages, slots, states, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.outbox import send_pending
@@ -69,24 +68,10 @@ def end_run(
     else:
         raise RuntimeError(f"run {run_id} kept changing while it was being ended")
     logger.warning("run ended", extra={"run_id": run_id, "stage": stage, "status": status.value, "reason": reason})
-    if moved.get("model_package_arn"):
-        _withdraw_approval(clients, run_id, moved["model_package_arn"], f"run {run_id} ended {status.value}: {reason}")
+    if withdrawal.owed(moved):  # record_results had marked the package for approval: the run never became champion
+        withdrawal.withdraw(clients, moved)
     conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": status.value, "reason": reason}
-
-
-def _withdraw_approval(clients: AwsClients, run_id: str, arn: str, why: str) -> None:
-    """Best effort: put back to pending the package of a run that ended otherwise than SUCCEEDED after
-    record_results had marked it for approval as the new champion (record_results died before its final write, and
-    the reconciler ended the run at its deadline). The run never became champion; its package must not stay
-    Approved."""
-    try:
-        registry.set_approval(clients.sagemaker, arn, registry.PENDING, why)
-    except (ClientError, BotoCoreError) as exc:
-        logger.warning(
-            "could not withdraw the approval of the ended run's model package",
-            extra={"run_id": run_id, "model_package_arn": arn, "error": aws_errors.describe(exc)},
-        )
 
 
 def repository(settings: Settings, clients: AwsClients) -> RunsRepository:

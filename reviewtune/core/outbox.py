@@ -9,6 +9,9 @@ do not publish it twice. The one window left is a sender that dies after SNS acc
 "sent" write: once its lease expires, the message is sent again (at-least-once in that window only). The topic is
 a standard topic, where SNS has no deduplication id; a FIFO topic would close the window but cannot deliver to
 e-mail subscriptions.
+
+A run also stays in that index, after its messages went out, while it owes the withdrawal of a package approval
+(withdrawal.py): the reconciler's pass over the index settles it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from reviewtune.core import withdrawal
 from reviewtune.core.notify import publish
 from reviewtune.core.runs import RunsRepository, unsent
 
@@ -46,6 +50,6 @@ def send_pending(runs: RunsRepository, sns: Any, topic_arn: str, run_id: str) ->
             sent.append(message_id)
             logger.info("message sent", extra={"run_id": run_id, "status": status, "message_id": message_id})
     item = runs.get(run_id)
-    if item and item.get("notice_pending") and not unsent(item):
+    if item and item.get("notice_pending") and not unsent(item) and not withdrawal.owed(item):
         runs.clear_pending_notice(run_id, item["status"])
     return sent

@@ -7,7 +7,8 @@ DescribeHyperParameterTuningJob, DescribeProcessingJob), and takes at most one
 idempotent step per run through the same core functions the event handlers call: ``start_tuning`` /
 ``launch`` for a claim, ``start_evaluation`` when the tuning job ended, ``record_results`` when the evaluation
 job ended, ``end_run`` for a run past its state's deadline. Then it sends every unsent message
-(``by_pending_notice``), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
+(``by_pending_notice``, where an ended run that owes the withdrawal of a package approval also stays until it is
+settled: withdrawal.py), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
 an event arrived, and a lost, late, repeated or out-of-order event only delays a run until the next pass.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, names, slots, states
+from reviewtune.core import aws_errors, names, slots, states, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
@@ -56,6 +57,7 @@ class Pass:
     stuck: int = 0  # runs found past their state's deadline (ended FAILED)
     steps: dict[str, str] = field(default_factory=dict)  # run id -> the step taken
     sent: int = 0
+    withdrawn: int = 0  # ended runs whose package approval was withdrawn again (withdrawal.py)
     started: int = 0
     freed_slots: int = 0
     errors: dict[str, str] = field(default_factory=dict)
@@ -68,6 +70,7 @@ class Pass:
             "stuck": self.stuck,
             "steps": self.steps,
             "sent": self.sent,
+            "withdrawn": self.withdrawn,
             "started": self.started,
             "freed_slots": self.freed_slots,
             "errors": self.errors,
@@ -106,6 +109,14 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
                 logger.exception("reconciling a run failed", extra={"run_id": run_id})
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
     for run_id in list(runs.with_pending_notice()):
+        try:
+            item = runs.get(run_id)
+            if item is not None and withdrawal.owed(item):
+                withdrawal.settle(runs, clients, item, now)
+                result.withdrawn += 1
+        except Exception as exc:  # noqa: BLE001 - the message is still sent; the next pass settles it
+            logger.exception("withdrawing an ended run's package approval failed", extra={"run_id": run_id})
+            result.errors[run_id] = f"{type(exc).__name__}: {exc}"
         try:
             result.sent += len(send_pending(runs, clients.sns, settings.topic_arn, run_id))
         except Exception as exc:  # noqa: BLE001

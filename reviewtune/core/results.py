@@ -17,7 +17,7 @@ from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
 from reviewtune.core.registration import not_decided, plan_champion, register, set_approval, test_rows
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 
 logger = Logger(child=True)
 
@@ -199,8 +199,9 @@ def _record_with_champion(
         nonlocal entry
         approving = bool(arn) and champion.get("champion_run_id") == run_id
         # the package is kept on the run before its approval, so that whatever ends the run instead withdraws it
-        # (failures.end_run)
-        if approving and runs.update_if(run_id, RunStatus.EVALUATING, model_package_arn=arn) is None:
+        # (withdrawal.py)
+        marked = {"model_package_arn": arn, "package_marked_at": now_iso()}
+        if approving and runs.update_if(run_id, RunStatus.EVALUATING, **marked) is None:
             return _ended_meanwhile(runs, settings, clients, run_id)
         entry = set_approval(entry, champion, run_id, clients)
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
@@ -232,7 +233,8 @@ def _record_with_champion(
         except ChampionChanged:
             continue  # read again, decide again
         except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion
-            # end_run withdrew the approval too, but maybe before it was given here
+            # end_run withdrew the approval too, but maybe before it was given here (and the reconciler settles it
+            # again while the run is in the pending index, withdrawal.py)
             set_approval(entry, {"champion_run_id": None}, run_id, clients)
             return _ended_meanwhile(runs, settings, clients, run_id)
         except ClientError as exc:

@@ -8,11 +8,15 @@ SUCCEEDED, so a run ended at its deadline never becomes champion."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
 from reviewtune.core import champion as champion_module
+from reviewtune.core import results as results_module
+from reviewtune.core import withdrawal
 from reviewtune.core.champion import get_champion
+from reviewtune.core.runs import now_iso
 from tests.functional.pipeline import Pipeline, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.faults import Failing, cancelled, client_error, failing_once
@@ -189,14 +193,77 @@ def test_a_run_ended_at_its_deadline_after_its_package_was_approved_gets_the_app
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 
-def test_a_withdrawal_that_fails_still_ends_the_run_and_tells_it_once(pipeline, monkeypatch):
+def test_a_withdrawal_that_fails_still_ends_the_run_tells_it_once_and_is_tried_again_until_it_holds(pipeline, monkeypatch):
     run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
-    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    # end_run's withdrawal and the same pass's second try are both refused
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException", "ThrottlingException"]
     result = pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
-    assert result["errors"] == {} and result["steps"] == {run_id: "past deadline"}
-    assert pipeline.run(run_id)["status"] == "FAILED"
-    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Approved"  # logged; a person withdraws it
+    assert result["steps"] == {run_id: "past deadline"} and "ThrottlingException" in result["errors"][run_id]
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and pipeline.statuses_told(run_id) == ["FAILED"]  # the message did not wait
+    [package] = pipeline.sagemaker.packages()
+    assert package["ModelApprovalStatus"] == "Approved" and item["notice_pending"]  # still owed: in the index
+    result = pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE + 0.1))
+    assert (result["withdrawn"], result["errors"]) == (1, {})
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "PendingManualApproval"
+    item = pipeline.run(run_id)
+    assert item["approval_settled_at"] and "notice_pending" not in item  # settled: out of the index
+    assert pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE + 0.2))["withdrawn"] == 0
     assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_an_approval_given_after_the_run_ended_is_withdrawn_by_the_passes_until_no_record_results_can_approve(
+    pipeline, monkeypatch
+):
+    """The reconciler ends the run at its deadline between record_results' mark and its approval; record_results
+    then approves, finds the run ended, and its own withdrawal is refused."""
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    deadline = later(PAST_THE_EVALUATION_DEADLINE)
+    # the mark is written at the reconciler's clock: moments before the deadline, as in the cloud
+    monkeypatch.setattr(results_module, "now_iso", lambda: now_iso(deadline - timedelta(seconds=5)))
+    approve = results_module.set_approval
+
+    def reconciler_first(entry, champion, run_id_, clients):
+        if champion.get("champion_run_id") == run_id_:
+            pipeline.reconcile(deadline)  # ends the run; its withdrawal finds nothing approved yet
+        return approve(entry, champion, run_id_, clients)
+
+    monkeypatch.setattr(results_module, "set_approval", reconciler_first)
+    updates = []
+    real_update = pipeline.sagemaker.update_model_package
+
+    def update(**request):
+        updates.append(request["ModelApprovalStatus"])
+        if updates[-2:] == ["Approved", "PendingManualApproval"]:  # record_results' own withdrawal
+            raise client_error("ThrottlingException", "Rate exceeded", "UpdateModelPackage")
+        return real_update(**request)
+
+    monkeypatch.setattr(pipeline.sagemaker, "update_model_package", update)
+    assert pipeline.evaluation_ended(run_id)["status"] == "FAILED"
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Approved"
+    assert pipeline.run(run_id)["notice_pending"]
+    # a pass 6 minutes after the mark: withdrawn, but record_results could still be approving: not settled
+    assert pipeline.reconcile(deadline + timedelta(minutes=6))["withdrawn"] == 1
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "PendingManualApproval"
+    assert "approval_settled_at" not in pipeline.run(run_id)
+    # past SETTLE_AFTER_SECONDS: withdrawn once more and settled
+    assert pipeline.reconcile(deadline + timedelta(seconds=withdrawal.SETTLE_AFTER_SECONDS))["withdrawn"] == 1
+    item = pipeline.run(run_id)
+    assert item["approval_settled_at"] and "notice_pending" not in item
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+    assert updates[-2:] == ["PendingManualApproval", "PendingManualApproval"] and "Approved" in updates
+
+
+def test_a_succeeded_run_with_its_package_owes_no_withdrawal(pipeline):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    pipeline.evaluation_ended(run_id)
+    item = pipeline.run(run_id)
+    assert item["status"] == "SUCCEEDED" and item["model_package_arn"] and "notice_pending" not in item
+    assert pipeline.reconcile(later(0.5))["withdrawn"] == 0
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Approved"
 
 
 def test_a_champion_write_that_met_another_transaction_is_decided_again_at_once(pipeline):

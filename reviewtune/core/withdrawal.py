@@ -1,0 +1,77 @@
+"""The approval of a package whose run did not succeed: withdrawn, and checked again until it can no longer change.
+
+record_results approves a run's package just before the transaction that makes the run SUCCEEDED and champion, and
+first keeps the package on the run (``model_package_arn`` and ``package_marked_at``, written only while the run is
+EVALUATING). When the run ends otherwise instead (its deadline, a person's stop, a missing job), the package must
+not stay Approved. Whatever ends the run withdraws the approval at once (``withdraw``, best effort), and record_results
+withdraws its own approval when its transaction finds the run ended; either can fail (SageMaker throttling), and
+record_results may approve after the end already withdrew. So the ended run stays in the outbox's pending index
+(``outbox.send_pending`` does not clear it) while the withdrawal is ``owed``, and every reconciler pass ``settle``s
+it: the package is put back to pending again, and once ``SETTLE_AFTER_SECONDS`` have passed since the mark (no
+record_results invocation that wrote the mark can still be approving), ``approval_settled_at`` is written and the
+run leaves the index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from reviewtune.core import aws_errors, registry, states
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
+
+logger = Logger(child=True)
+
+# Longer than any function's timeout (300 s): record_results approves within the invocation that wrote the mark.
+SETTLE_AFTER_SECONDS = 900
+
+
+def owed(item: dict[str, Any]) -> bool:
+    """Whether the run ended otherwise than SUCCEEDED after its package was marked for approval, and its
+    withdrawal is not settled yet."""
+    return (
+        states.is_final(item.get("status"))
+        and item.get("status") != RunStatus.SUCCEEDED
+        and bool(item.get("model_package_arn"))
+        and not item.get("approval_settled_at")
+    )
+
+
+def reason(item: dict[str, Any]) -> str:
+    return f"run {item['run_id']} ended {item['status']}: {item.get('failure_reason') or 'no reason recorded'}"
+
+
+def withdraw(clients: AwsClients, item: dict[str, Any]) -> bool:
+    """Best effort: put the run's package back to PendingManualApproval. False (logged) when SageMaker refused."""
+    arn = item["model_package_arn"]
+    try:
+        registry.set_approval(clients.sagemaker, arn, registry.PENDING, reason(item))
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning(
+            "could not withdraw the approval of the ended run's model package (the reconciler tries again)",
+            extra={"run_id": item["run_id"], "model_package_arn": arn, "error": aws_errors.describe(exc)},
+        )
+        return False
+    return True
+
+
+def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> bool:
+    """Withdraw the approval again; once the mark is SETTLE_AFTER_SECONDS old, record that it is settled.
+
+    True when settled. Raises when SageMaker refuses (the next pass tries again)."""
+    now = now or datetime.now(UTC)
+    registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
+    marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
+    if now - marked < timedelta(seconds=SETTLE_AFTER_SECONDS):
+        return False
+    settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now))
+    if settled is not None:
+        logger.info(
+            "approval of the ended run's package settled",
+            extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"]},
+        )
+    return settled is not None
