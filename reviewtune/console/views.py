@@ -96,6 +96,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("macro F1", f"{metrics['macro_f1']['value']:.4f}" if "macro_f1" in metrics else "-"),
         ("billable seconds", str(tuning.get("total_billable_seconds", "-"))),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
+        ("model package", _package(item)),
         ("duplicate of", item.get("duplicate_of")),
         ("ends by (UTC)", f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
          if item.get("deadline_at") else None),
@@ -104,6 +105,22 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("no copy kept", item.get("not_copied")),
     ]
     return [(label, value) for label, value in facts if value is not None]
+
+
+def _package(item: dict[str, Any]) -> str | None:
+    """The run's version in the Model Registry and its approval; for a run that ended otherwise after its package
+    was marked for approval, that the approval is withdrawn (withdrawal.py)."""
+    registry = item.get("registry") or {}
+    arn = item.get("model_package_arn") or registry.get("model_package_arn")
+    if not arn:
+        return f"not registered: {registry['error']}" if registry.get("error") else None
+    if item.get("status") == "SUCCEEDED":
+        return f"{arn} ({registry.get('approval') or 'PendingManualApproval'})" + (
+            f"; {registry['error']}" if registry.get("error") else ""
+        )
+    if item.get("approval_settled_at"):
+        return f"{arn} (approved for the champion move, then withdrawn: the run did not succeed)"
+    return f"{arn} (approved for the champion move; the reconciler is putting it back to PendingManualApproval)"
 
 
 # The timeline's words for a run entering each status.
@@ -141,6 +158,7 @@ def run_view(item: dict[str, Any]) -> Group:
     if entered:  # when the run entered each status (runs.py), and when its tuning job ended
         events = [(when, ENTERED.get(status, "ended {status}").format(status=status)) for status, when in entered.items()]
         events.append((tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"))
+        events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
     else:  # an item written before status_history was
         events = [
             (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),

@@ -97,3 +97,21 @@ def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3(
                      "the file is 6 GB", "failed at", "validation"):
         assert expected in text, expected
     assert "\x1b" not in text
+
+
+def test_show_names_the_model_package_and_an_approval_withdrawn_after_the_run_ended():
+    arn = "arn:aws:sagemaker:us-east-1:1:model-package/a/3"
+    succeeded = {"run_id": RUN_ID, "status": "SUCCEEDED", "dataset": "a.tsv", "model_package_arn": arn,
+                 "registry": {"model_package_arn": arn, "approval": "Approved"}}
+    assert f"{arn} (Approved)" in rendered(views.run_view(succeeded))
+    ended = {"run_id": RUN_ID, "status": "FAILED", "dataset": "a.tsv", "model_package_arn": arn,
+             "failure_reason": "the run stayed EVALUATING longer than its deadline",
+             "status_history": {"EVALUATING": "2026-11-01T10:00:00Z", "FAILED": "2026-11-01T13:00:00Z"}}
+    assert "the reconciler is putting it back to PendingManualApproval" in rendered(views.run_view(ended))
+    settled = rendered(views.run_view({**ended, "approval_settled_at": "2026-11-01T13:15:00Z"}))
+    assert "then withdrawn: the run did not succeed" in settled
+    assert "2026-11-01 13:15:00" in settled and "package approval withdrawn for good" in settled
+    refused = {"run_id": RUN_ID, "status": "SUCCEEDED", "dataset": "a.tsv",
+               "registry": {"error": "AccessDeniedException: not authorized to CreateModelPackage"}}
+    assert "not registered: AccessDeniedException: not authorized" in rendered(views.run_view(refused))
+    assert "model package" not in rendered(views.run_view({"run_id": RUN_ID, "status": "QUEUED", "dataset": "a.tsv"}))
