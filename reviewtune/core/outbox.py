@@ -16,6 +16,7 @@ A run also stays in that index, after its messages went out, while it owes the w
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -29,8 +30,11 @@ logger = Logger(child=True)
 LEASE_SECONDS = 120  # far longer than one Publish call (clients.SNS_CALL_MAX_SECONDS: one try, short timeouts)
 
 
-def send_pending(runs: RunsRepository, sns: Any, topic_arn: str, run_id: str) -> list[str]:
-    """Send every unsent message of the run, oldest first. Returns the SNS message ids this call sent.
+def send_pending(
+    runs: RunsRepository, sns: Any, topic_arn: str, run_id: str, now: datetime | None = None
+) -> list[str]:
+    """Send every unsent message of the run, oldest first. Returns the SNS message ids this call sent. ``now``: the
+    clock leases are taken and judged by (the reconciler's pass passes its own).
 
     Raises when SNS refuses (the message stays unsent for the next try)."""
     item = runs.get(run_id)
@@ -39,7 +43,7 @@ def send_pending(runs: RunsRepository, sns: Any, topic_arn: str, run_id: str) ->
     sent: list[str] = []
     for entry in unsent(item):
         status = entry["status"]
-        if not runs.lease_notice(run_id, status, LEASE_SECONDS):
+        if not runs.lease_notice(run_id, status, LEASE_SECONDS, now):
             continue  # sent meanwhile, or another sender is sending it
         try:
             message_id = publish(sns, topic_arn, entry["subject"], entry["body"], run_id=run_id, status=status)

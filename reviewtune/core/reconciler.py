@@ -118,7 +118,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             logger.exception("withdrawing an ended run's package approval failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
         try:
-            result.sent += len(send_pending(runs, clients.sns, settings.topic_arn, run_id))
+            result.sent += len(send_pending(runs, clients.sns, settings.topic_arn, run_id, now))
         except Exception as exc:  # noqa: BLE001
             logger.exception("sending a message failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import json
 import sys
@@ -21,9 +23,15 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
 
+@functools.cache
+def _resources() -> dict[str, Any]:
+    """template.yaml's Resources, read once per session (every functional test creates its stack from them)."""
+    return load_template(TEMPLATE)["Resources"]
+
+
 def table_properties(logical_id: str) -> dict[str, Any]:
     """CreateTable arguments from a table's Properties in template.yaml (the parts moto needs)."""
-    props = load_template(TEMPLATE)["Resources"][logical_id]["Properties"]
+    props = copy.deepcopy(_resources()[logical_id]["Properties"])
     args: dict[str, Any] = {
         "KeySchema": props["KeySchema"],
         "AttributeDefinitions": props["AttributeDefinitions"],

@@ -1,0 +1,170 @@
+"""The outcome guarantee, call by call: a function that dies right after any one of its AWS calls took effect.
+
+A good file goes through the whole pipeline once with every AWS call made by the functions' code counted (the
+in-memory SageMaker's included; tests/template/api_calls.py tells the functions' calls from the test's). Then, for
+each of those calls in turn, the same file goes through again, and the function making that call dies just after
+it took effect: its answer is lost and no except or finally clause of the function's own runs after it (``Died``
+is not an ``Exception``, as a timeout or an out-of-memory kill is not). Lambda delivers the event again, up to three
+times in all (the idempotency record the dead invocation left in progress may refuse those), then StartTuning's
+event goes to its dead-letter queue and the others are lost; the jobs end in SageMaker meanwhile; the reconciler's
+passes, each later than the last, go on until the run is final. Whatever call it was, the object ends in exactly one
+run, that run SUCCEEDED (a death is a moment's trouble, never a reason to fail a good file), and one message tells
+it; the one exception is the window the outbox documents (outbox.py): a death right after SNS accepted the message
+and before it was marked sent, which sends the same message twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from moto.core.base_backend import BackendDict
+
+from reviewtune.core import dead_letters, states
+from reviewtune.core.runs import RunsRepository
+from tests.functional.pipeline import Pipeline
+from tests.functional.test_record_results import EVALUATION
+from tests.support.aws import create_stack
+from tests.template import api_calls
+
+DELIVERIES = 3  # an asynchronous invocation and Lambda's two retries
+PASSES = 12  # reconciler passes after the events, each RECONCILER_STEP later than the last
+RECONCILER_STEP = timedelta(minutes=20)
+
+
+class Died(BaseException):
+    """The function's process ended right after a call took effect (a timeout, an out-of-memory kill)."""
+
+
+class CrashAfter:
+    """Counts the calls the functions' code makes; the ``at``-th one takes effect and then its caller dies."""
+
+    def __init__(self, at: int | None = None):
+        self.at = at
+        self.calls: list[str] = []
+        self.died_after: str | None = None
+
+    def __call__(self, call: dict[str, Any] | None, response: Any) -> None:
+        if call is None:  # not a call of the functions' code
+            return
+        self.calls.append(f"{call['function']}: {call['service']}.{call['operation']}")
+        if len(self.calls) == self.at:
+            self.died_after = self.calls[-1]
+            raise Died(self.died_after)
+
+
+def deliver(handler: Callable[[], Any]) -> bool:
+    """One event as Lambda delivers it asynchronously: tried again after a death or an error, up to DELIVERIES."""
+    for _ in range(DELIVERIES):
+        try:
+            handler()
+            return True
+        except (Exception, Died):  # noqa: BLE001 - Lambda retries whatever ended the invocation
+            continue
+    return False
+
+
+def run_ids(pipeline: Pipeline) -> list[str]:
+    items = RunsRepository(pipeline.clients.runs_table).by_dataset("a.tsv", limit=50)
+    return sorted(item["run_id"] for item in items)
+
+
+def finish_jobs(pipeline: Pipeline) -> None:
+    """SageMaker ends what the runs started: every tuning job well, every evaluation job with its evaluation.json."""
+    for name, job in pipeline.sagemaker.tuning.items():
+        if job["status"] == "InProgress":
+            pipeline.finish_tuning_well(name)
+    for name, job in pipeline.sagemaker.processing.items():
+        if job["status"] == "InProgress":
+            pipeline.sagemaker.finish_processing(name, evaluation=EVALUATION)
+
+
+def drive(pipeline: Pipeline, crash: CrashAfter, monkeypatch, *, events: bool) -> None:
+    """One dropped file through its start event, then (``events``) SageMaker's two events, with ``crash`` watching
+    every call; then the reconciler's passes."""
+    monkeypatch.setattr(api_calls, "_created", crash)
+    event = pipeline.drop_event()
+    if not deliver(lambda: pipeline.start_tuning(event)):
+        pipeline.stack.dead_letter(event, "Died")
+    for run_id in run_ids(pipeline) if events else []:
+        finish_jobs(pipeline)
+        deliver(lambda run_id=run_id: pipeline.tuning_ended(run_id))
+        finish_jobs(pipeline)
+        deliver(lambda run_id=run_id: pipeline.evaluation_ended(run_id))
+    now = datetime.now(UTC)
+    for _ in range(PASSES):
+        if settled(pipeline):
+            return
+        now += RECONCILER_STEP
+        finish_jobs(pipeline)
+        with contextlib.suppress(Died):  # a pass that died is followed by the next
+            pipeline.reconcile(now)
+
+
+def settled(pipeline: Pipeline) -> bool:
+    """Nothing is left for a pass to do: every run final with its messages sent, no dead-lettered event waiting."""
+    runs = RunsRepository(pipeline.clients.runs_table)
+    ids = run_ids(pipeline)
+    return (
+        bool(ids)
+        and all(states.is_final(runs.get(run_id)["status"]) for run_id in ids)
+        and not list(runs.with_pending_notice())
+        and pipeline.stack.dead_letters() == 0
+    )
+
+
+READS = ("Get", "Query", "Describe", "List", "Head")
+
+
+def crash_points(calls: list[str], *, events: bool) -> list[int]:
+    """The calls to die after (1-based). With the events: the calls of the event handlers (the passes after them
+    only read). Without: the calls of the reconciler's passes, which then do the work (the start event's calls are
+    the same in both). A death after a read leaves what a death after the call before it leaves, so a read counts
+    only as a function's first call; of a run of identical calls in a row (the split's files written one by one),
+    only the first and the last."""
+    points = []
+    for index, call in enumerate(calls):
+        function, operation = call.split(": ")[0], call.split(".")[-1]
+        previous = calls[index - 1] if index else ""
+        if (function == "reconcile") == events:
+            continue
+        if operation.startswith(READS) and previous.startswith(f"{function}:"):
+            continue
+        if previous == call and index + 1 < len(calls) and calls[index + 1] == call:
+            continue
+        points.append(index + 1)
+    return points
+
+
+def outcome(pipeline: Pipeline) -> tuple[list[str], list[str], list[str]]:
+    """The runs of the dropped file, their statuses and the statuses their messages told."""
+    ids = run_ids(pipeline)
+    return ids, [pipeline.run(i)["status"] for i in ids], [s for i in ids for s in pipeline.statuses_told(i)]
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["SageMaker's events delivered", "SageMaker's events lost"])
+def test_a_death_right_after_any_call_still_ends_the_file_in_one_succeeded_run_told_once(stack, monkeypatch, events):
+    monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)  # one moto server holds every message: no need to wait
+    happy = CrashAfter()
+    pipeline = Pipeline(stack)
+    drive(pipeline, happy, monkeypatch, events=events)
+    assert outcome(pipeline)[1:] == (["SUCCEEDED"], ["SUCCEEDED"])
+    points = crash_points(happy.calls, events=events)
+    assert len(points) > 10
+    wrong = {}
+    for at in points:
+        BackendDict.reset()  # a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues)
+        create_stack()
+        crash = CrashAfter(at)
+        pipeline = Pipeline(stack)
+        drive(pipeline, crash, monkeypatch, events=events)
+        runs, statuses, told = outcome(pipeline)
+        assert crash.died_after == happy.calls[at - 1], (at, crash.died_after)  # the same path up to the death
+        # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
+        expected_told = ["SUCCEEDED", "SUCCEEDED"] if crash.died_after.endswith("sns.Publish") else ["SUCCEEDED"]
+        if len(runs) != 1 or statuses != ["SUCCEEDED"] or told != expected_told:
+            wrong[f"#{at} {crash.died_after}"] = (statuses, told)
+    assert wrong == {}
