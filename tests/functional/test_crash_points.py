@@ -8,8 +8,8 @@ is not an ``Exception``, as a timeout or an out-of-memory kill is not). Lambda d
 times in all (the idempotency record the dead invocation left in progress may refuse those), then StartTuning's
 event goes to its dead-letter queue and the others are lost; the jobs end in SageMaker meanwhile; the reconciler's
 passes, each later than the last, go on until the run is final. Whatever call it was, the object ends in exactly one
-run, that run SUCCEEDED (a death is a moment's trouble, never a reason to fail a good file), and one message tells
-it; the one exception is the window the outbox documents (outbox.py): a death right after SNS accepted the message
+run, that run SUCCEEDED (a death is a moment's trouble, never a reason to fail a good file) or, for a malformed file,
+REJECTED, and one message tells it; the one exception is the window the outbox documents (outbox.py): a death right after SNS accepted the message
 and before it was marked sent, which sends the same message twice.
 """
 
@@ -28,6 +28,7 @@ from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import create_stack
+from tests.support.bad_inputs import good_file
 from tests.template import api_calls
 
 DELIVERIES = 3  # an asynchronous invocation and Lambda's two retries
@@ -82,11 +83,11 @@ def finish_jobs(pipeline: Pipeline) -> None:
             pipeline.sagemaker.finish_processing(name, evaluation=EVALUATION)
 
 
-def drive(pipeline: Pipeline, crash: CrashAfter, monkeypatch, *, events: bool) -> None:
-    """One dropped file through its start event, then (``events``) SageMaker's two events, with ``crash`` watching
-    every call; then the reconciler's passes."""
+def drive(pipeline: Pipeline, crash: CrashAfter, monkeypatch, *, events: bool, body: bytes | None = None) -> None:
+    """One dropped file (``body``: a good one by default) through its start event, then (``events``) SageMaker's
+    two events, with ``crash`` watching every call; then the reconciler's passes."""
     monkeypatch.setattr(api_calls, "_created", crash)
-    event = pipeline.drop_event()
+    event = pipeline.drop_event(body=body)
     if not deliver(lambda: pipeline.start_tuning(event)):
         pipeline.stack.dead_letter(event, "Died")
     for run_id in run_ids(pipeline) if events else []:
@@ -145,26 +146,37 @@ def outcome(pipeline: Pipeline) -> tuple[list[str], list[str], list[str]]:
     return ids, [pipeline.run(i)["status"] for i in ids], [s for i in ids for s in pipeline.statuses_told(i)]
 
 
-@pytest.mark.parametrize("events", [True, False], ids=["SageMaker's events delivered", "SageMaker's events lost"])
-def test_a_death_right_after_any_call_still_ends_the_file_in_one_succeeded_run_told_once(stack, monkeypatch, events):
+# A file whose row 11 has a label that is not -1, 0 or 1: rejected, with a copy and the reason kept.
+MALFORMED = b"".join([*good_file().splitlines(keepends=True)[:11], b"7\tseven is no label\n",
+                      *good_file().splitlines(keepends=True)[11:]])
+
+
+@pytest.mark.parametrize(
+    ("body", "events", "expected"),
+    [(None, True, "SUCCEEDED"), (None, False, "SUCCEEDED"), (MALFORMED, True, "REJECTED")],
+    ids=["good file, SageMaker's events delivered", "good file, SageMaker's events lost", "malformed file"],
+)
+def test_a_death_right_after_any_call_still_ends_the_file_in_one_outcome_told_once(
+    stack, monkeypatch, body, events, expected
+):
     monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)  # one moto server holds every message: no need to wait
     happy = CrashAfter()
     pipeline = Pipeline(stack)
-    drive(pipeline, happy, monkeypatch, events=events)
-    assert outcome(pipeline)[1:] == (["SUCCEEDED"], ["SUCCEEDED"])
+    drive(pipeline, happy, monkeypatch, events=events, body=body)
+    assert outcome(pipeline)[1:] == ([expected], [expected])
     points = crash_points(happy.calls, events=events)
-    assert len(points) > 10
+    assert len(points) > 5
     wrong = {}
     for at in points:
         BackendDict.reset()  # a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues)
         create_stack()
         crash = CrashAfter(at)
         pipeline = Pipeline(stack)
-        drive(pipeline, crash, monkeypatch, events=events)
+        drive(pipeline, crash, monkeypatch, events=events, body=body)
         runs, statuses, told = outcome(pipeline)
         assert crash.died_after == happy.calls[at - 1], (at, crash.died_after)  # the same path up to the death
         # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
-        expected_told = ["SUCCEEDED", "SUCCEEDED"] if crash.died_after.endswith("sns.Publish") else ["SUCCEEDED"]
-        if len(runs) != 1 or statuses != ["SUCCEEDED"] or told != expected_told:
+        expected_told = [expected] * (2 if crash.died_after.endswith("sns.Publish") else 1)
+        if len(runs) != 1 or statuses != [expected] or told != expected_told:
             wrong[f"#{at} {crash.died_after}"] = (statuses, told)
     assert wrong == {}

@@ -66,14 +66,6 @@ _ENDED_MEANWHILE = (
     "a start whose TUNING transition finds the run ended meanwhile (the reconciler's deadline, during the start) "
     "stops the job it just created (tuning.py); the scenarios have this race where StartEvaluation starts a queued run"
 )
-_RESTARTED_REJECTION = (
-    "a claim whose start_tuning died is started over from the dropped file by start_tuning's code, which copies "
-    "a rejected file with its tags to rejected/; the scenario restarts a valid file"
-)
-_GROUP_EXISTS = (
-    "registering a model in a group that exists already (CreateModelPackageGroup refused) reads the group's ARN "
-    "(registry.py); the reconciler's scenarios register into a new group"
-)
 # Granted, called by no recorded scenario, and why each stays: (function, action) -> reason.
 KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     **{
@@ -92,10 +84,7 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
         (function_id, "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE
         for function_id in ("StartTuningFunction", "RecordResultsFunction")
     },
-    ("ReconcileFunction", "s3:GetObjectTagging"): _RESTARTED_REJECTION,
-    ("ReconcileFunction", "s3:GetObjectVersionTagging"): _RESTARTED_REJECTION,
-    ("ReconcileFunction", "s3:PutObjectTagging"): _RESTARTED_REJECTION,
-    ("ReconcileFunction", "sagemaker:DescribeModelPackageGroup"): _GROUP_EXISTS,
+    ("ReconcileFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
 }
 # The AWS managed policies SAM attaches, and why.
 MANAGED_POLICIES = {
