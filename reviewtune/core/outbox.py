@@ -16,18 +16,24 @@ A run also stays in that index, after its messages went out, while it owes the w
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
-from reviewtune.core import withdrawal
+from reviewtune.core import aws_errors, withdrawal
 from reviewtune.core.notify import publish
 from reviewtune.core.runs import RunsRepository, unsent
 
 logger = Logger(child=True)
 
 LEASE_SECONDS = 120  # far longer than one Publish call (clients.SNS_CALL_MAX_SECONDS: one try, short timeouts)
+# SNS has the message: recording that is tried this often (0.2, 0.4, 0.8 s apart) before the sender gives up and
+# the message is sent again once its lease is over.
+MARK_TRIES = 4
+MARK_FIRST_WAIT_SECONDS = 0.2
 
 
 def send_pending(
@@ -50,10 +56,25 @@ def send_pending(
         except Exception:
             runs.release_notice(run_id, status)
             raise
-        if runs.mark_sent(run_id, status, message_id) is not None:
+        if _mark_sent(runs, run_id, status, message_id) is not None:
             sent.append(message_id)
             logger.info("message sent", extra={"run_id": run_id, "status": status, "message_id": message_id})
     item = runs.get(run_id)
     if item and item.get("notice_pending") and not unsent(item) and not withdrawal.owed(item):
         runs.clear_pending_notice(run_id, item["status"])
     return sent
+
+
+def _mark_sent(runs: RunsRepository, run_id: str, status: str, message_id: str) -> dict[str, Any] | None:
+    """``mark_sent``, tried again when DynamoDB refuses for a moment: the message is out, and failing to record it
+    would send it twice."""
+    for attempt in range(MARK_TRIES):
+        try:
+            return runs.mark_sent(run_id, status, message_id)
+        except ClientError as exc:
+            if not aws_errors.transient(exc) or attempt + 1 == MARK_TRIES:
+                raise
+            logger.warning("recording a sent message was refused; trying again",
+                           extra={"run_id": run_id, "status": status, "error": aws_errors.text(exc)})
+            time.sleep(MARK_FIRST_WAIT_SECONDS * 2**attempt)
+    return None

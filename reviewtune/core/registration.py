@@ -6,8 +6,9 @@ Each step is idempotent (a retried record_results gets the same model package th
 run that is champion already stays so), and no failure here costs the run its outcome: a refused registration
 (AccessDenied, a bad artifact URI, ...) or an unreachable champion item is recorded in the run item
 (``registry.error`` / ``champion.error``) and named in the message, and the run still SUCCEEDS. A registration
-that failed for a moment is tried again for REGISTRATION_RETRY_SECONDS (record_results raises, nothing written);
-then the error is recorded too: the model artifact and evaluation.json stay in S3 and a person can register it by hand.
+that failed for a moment, or the approval of a new champion's package, is tried again for REGISTRATION_RETRY_SECONDS
+(record_results raises, nothing final written); then the error is recorded too: the model artifact and evaluation.json
+stay in S3 and a person can register or approve it by hand.
 """
 
 from __future__ import annotations
@@ -70,17 +71,19 @@ def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, c
         )
         out["approval"] = registry.PENDING
     except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
-        if aws_errors.transient(exc) and _evaluating_for(run) < REGISTRATION_RETRY_SECONDS:
+        if aws_errors.transient(exc) and retrying(run):
             raise  # nothing of the run is written yet: the event is delivered again, the reconciler retries too
         out["error"] = _error_text(exc)
         logger.warning("model registration failed", extra={"run_id": run["run_id"], "error": out["error"]})
     return out
 
 
-def _evaluating_for(run: dict[str, Any]) -> float:
-    """Seconds since the run entered EVALUATING (0 when unknown)."""
+def retrying(run: dict[str, Any]) -> bool:
+    """Whether a moment's refusal of the Model Registry still makes record_results fail and be tried again (for
+    REGISTRATION_RETRY_SECONDS after the run entered EVALUATING) rather than record the error and succeed."""
     entered = (run.get("status_history") or {}).get("EVALUATING")
-    return (datetime.now(UTC) - parse_iso(entered)).total_seconds() if entered else 0.0
+    evaluating_for = (datetime.now(UTC) - parse_iso(entered)).total_seconds() if entered else 0.0
+    return evaluating_for < REGISTRATION_RETRY_SECONDS
 
 
 def plan_champion(
@@ -128,10 +131,12 @@ def not_decided(champion: dict[str, Any], exc: Exception) -> dict[str, Any]:
     }
 
 
-def set_approval(entry: dict[str, Any], champion: dict[str, Any], run_id: str, clients: AwsClients) -> dict[str, Any]:
+def set_approval(
+    entry: dict[str, Any], champion: dict[str, Any], run_id: str, clients: AwsClients, *, raise_transient: bool = False
+) -> dict[str, Any]:
     """The ``registry`` field once the package's approval matches the decision: Approved when the run is (or is
     about to be) champion; a package approved by an earlier decision that changed goes back to pending. Failures
-    are recorded (``error``), never raised."""
+    are recorded (``error``), not raised, but a moment's refusal (throttling) with ``raise_transient``."""
     arn = entry.get("model_package_arn")
     out = {k: v for k, v in entry.items() if k != "error" or not str(v).startswith("approval failed")}
     if not arn:
@@ -146,5 +151,7 @@ def set_approval(entry: dict[str, Any], champion: dict[str, Any], run_id: str, c
         registry.set_approval(clients.sagemaker, arn, wanted, why)
         out["approval"] = wanted
     except (ClientError, BotoCoreError) as exc:
+        if raise_transient and aws_errors.transient(exc):
+            raise
         out["error"] = f"approval failed: {_error_text(exc)}"
     return out

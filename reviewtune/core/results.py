@@ -16,7 +16,14 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
-from reviewtune.core.registration import not_decided, plan_champion, register, set_approval, test_rows
+from reviewtune.core.registration import (
+    not_decided,
+    plan_champion,
+    register,
+    retrying,
+    set_approval,
+    test_rows,
+)
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 
 logger = Logger(child=True)
@@ -203,7 +210,9 @@ def _record_with_champion(
         marked = {"model_package_arn": arn, "package_marked_at": now_iso()}
         if approving and runs.update_if(run_id, RunStatus.EVALUATING, **marked) is None:
             return _ended_meanwhile(runs, settings, clients, run_id)
-        entry = set_approval(entry, champion, run_id, clients)
+        # a champion's package approval refused for a moment fails this attempt, which is tried again (the event,
+        # the reconciler), as registering it does; past that window the run succeeds with the error recorded
+        entry = set_approval(entry, champion, run_id, clients, raise_transient=approving and retrying(run))
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
         notice = messages.succeeded({**run, **final}, evaluation, settings.runs_table)
         if plan is None or not plan.moves:

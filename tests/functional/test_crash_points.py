@@ -1,16 +1,22 @@
-"""The outcome guarantee, call by call: a function that dies right after any one of its AWS calls took effect.
+"""The outcome guarantee, call by call: a function that dies right after any one of its AWS calls took effect, or
+is refused (throttled) at it.
 
-A good file goes through the whole pipeline once with every AWS call made by the functions' code counted (the
-in-memory SageMaker's included; tests/template/api_calls.py tells the functions' calls from the test's). Then, for
-each of those calls in turn, the same file goes through again, and the function making that call dies just after
-it took effect: its answer is lost and no except or finally clause of the function's own runs after it (``Died``
-is not an ``Exception``, as a timeout or an out-of-memory kill is not). Lambda delivers the event again, up to three
-times in all (the idempotency record the dead invocation left in progress may refuse those), then StartTuning's
-event goes to its dead-letter queue and the others are lost; the jobs end in SageMaker meanwhile; the reconciler's
-passes, each later than the last, go on until the run is final. Whatever call it was, the object ends in exactly one
-run, that run SUCCEEDED (a death is a moment's trouble, never a reason to fail a good file) or, for a malformed file,
-REJECTED, and one message tells it; the one exception is the window the outbox documents (outbox.py): a death right after SNS accepted the message
-and before it was marked sent, which sends the same message twice.
+A file goes through the whole pipeline once with every AWS call made by the functions' code counted (the in-memory
+SageMaker's included; tests/template/api_calls.py tells the functions' calls from the test's). Then, for each of those
+calls in turn, the same file goes through again with a fault at that call:
+
+- a death: the call takes effect, then the function making it dies; its answer is lost and no except or finally
+  clause of the function's own runs after it (``Died`` is not an ``Exception``, as a timeout or an out-of-memory kill
+  is not);
+- a refusal: the call does not happen and raises ThrottlingException, which the function's own code handles.
+
+Lambda delivers the event again, up to three times in all (the idempotency record a dead invocation left in progress
+may refuse those), then StartTuning's event goes to its dead-letter queue and the others are lost; the jobs end in
+SageMaker meanwhile; the reconciler's passes, each later than the last, go on until nothing is left to do. Whatever
+call it was, the object ends in exactly one run, SUCCEEDED (a moment's trouble is never a reason to fail a good
+file; after a refusal the run is registered and made champion as well) or, for a malformed file, REJECTED, no tuning
+slot stays taken, and one message tells it; the one exception is the window the outbox documents (outbox.py): a
+death right after SNS accepted the message and before it was marked sent, which sends the same message twice.
 """
 
 from __future__ import annotations
@@ -23,38 +29,51 @@ from typing import Any
 import pytest
 from moto.core.base_backend import BackendDict
 
-from reviewtune.core import dead_letters, states
+from reviewtune.core import dead_letters, slots, states
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import create_stack
 from tests.support.bad_inputs import good_file
+from tests.support.faults import client_error
 from tests.template import api_calls
 
 DELIVERIES = 3  # an asynchronous invocation and Lambda's two retries
 PASSES = 12  # reconciler passes after the events, each RECONCILER_STEP later than the last
 RECONCILER_STEP = timedelta(minutes=20)
+READS = ("Get", "Query", "Describe", "List", "Head")
 
 
 class Died(BaseException):
     """The function's process ended right after a call took effect (a timeout, an out-of-memory kill)."""
 
 
-class CrashAfter:
-    """Counts the calls the functions' code makes; the ``at``-th one takes effect and then its caller dies."""
+DEATH, REFUSAL = "death", "refusal"
 
-    def __init__(self, at: int | None = None):
-        self.at = at
+
+class Fault:
+    """Counts the calls the functions' code makes (``calls``); at the ``at``-th one, the fault of its ``kind``."""
+
+    def __init__(self, kind: str = DEATH, at: int | None = None):
+        self.kind, self.at = kind, at
         self.calls: list[str] = []
-        self.died_after: str | None = None
+        self.hit: str | None = None  # the call the fault hit
+        self._target: dict[str, Any] | None = None
 
-    def __call__(self, call: dict[str, Any] | None, response: Any) -> None:
-        if call is None:  # not a call of the functions' code
-            return
+    def install(self, monkeypatch) -> None:
+        monkeypatch.setattr(api_calls, "watchers", [self])
+
+    def before(self, call: dict[str, Any]) -> None:
         self.calls.append(f"{call['function']}: {call['service']}.{call['operation']}")
         if len(self.calls) == self.at:
-            self.died_after = self.calls[-1]
-            raise Died(self.died_after)
+            self.hit = self.calls[-1]
+            if self.kind == REFUSAL:
+                raise client_error("ThrottlingException", "Rate exceeded (injected)", call["operation"])
+            self._target = call
+
+    def after(self, call: dict[str, Any], response: Any) -> None:
+        if call is self._target:
+            raise Died(self.hit)
 
 
 def deliver(handler: Callable[[], Any]) -> bool:
@@ -83,10 +102,10 @@ def finish_jobs(pipeline: Pipeline) -> None:
             pipeline.sagemaker.finish_processing(name, evaluation=EVALUATION)
 
 
-def drive(pipeline: Pipeline, crash: CrashAfter, monkeypatch, *, events: bool, body: bytes | None = None) -> None:
+def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None) -> None:
     """One dropped file (``body``: a good one by default) through its start event, then (``events``) SageMaker's
-    two events, with ``crash`` watching every call; then the reconciler's passes."""
-    monkeypatch.setattr(api_calls, "_created", crash)
+    two events, with ``fault`` watching every call; then the reconciler's passes."""
+    fault.install(monkeypatch)
     event = pipeline.drop_event(body=body)
     if not deliver(lambda: pipeline.start_tuning(event)):
         pipeline.stack.dead_letter(event, "Died")
@@ -115,9 +134,6 @@ def settled(pipeline: Pipeline) -> bool:
         and not list(runs.with_pending_notice())
         and pipeline.stack.dead_letters() == 0
     )
-
-
-READS = ("Get", "Query", "Describe", "List", "Head")
 
 
 def crash_points(calls: list[str], *, events: bool) -> list[int]:
@@ -152,15 +168,25 @@ MALFORMED = b"".join([*good_file().splitlines(keepends=True)[:11], b"7\tseven is
 
 
 @pytest.mark.parametrize(
-    ("body", "events", "expected"),
-    [(None, True, "SUCCEEDED"), (None, False, "SUCCEEDED"), (MALFORMED, True, "REJECTED")],
-    ids=["good file, SageMaker's events delivered", "good file, SageMaker's events lost", "malformed file"],
+    ("kind", "body", "events", "expected"),
+    [
+        (DEATH, None, True, "SUCCEEDED"),
+        (DEATH, None, False, "SUCCEEDED"),
+        (DEATH, MALFORMED, True, "REJECTED"),
+        (REFUSAL, None, True, "SUCCEEDED"),
+    ],
+    ids=[
+        "death, good file, SageMaker's events delivered",
+        "death, good file, SageMaker's events lost",
+        "death, malformed file",
+        "refusal, good file, SageMaker's events delivered",
+    ],
 )
-def test_a_death_right_after_any_call_still_ends_the_file_in_one_outcome_told_once(
-    stack, monkeypatch, body, events, expected
+def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
+    stack, monkeypatch, kind, body, events, expected
 ):
     monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)  # one moto server holds every message: no need to wait
-    happy = CrashAfter()
+    happy = Fault(kind)
     pipeline = Pipeline(stack)
     drive(pipeline, happy, monkeypatch, events=events, body=body)
     assert outcome(pipeline)[1:] == ([expected], [expected])
@@ -170,13 +196,18 @@ def test_a_death_right_after_any_call_still_ends_the_file_in_one_outcome_told_on
     for at in points:
         BackendDict.reset()  # a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues)
         create_stack()
-        crash = CrashAfter(at)
+        fault = Fault(kind, at)
         pipeline = Pipeline(stack)
-        drive(pipeline, crash, monkeypatch, events=events, body=body)
+        drive(pipeline, fault, monkeypatch, events=events, body=body)
         runs, statuses, told = outcome(pipeline)
-        assert crash.died_after == happy.calls[at - 1], (at, crash.died_after)  # the same path up to the death
+        assert fault.hit == happy.calls[at - 1], (at, fault.hit)  # the same path up to the fault
         # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
-        expected_told = [expected] * (2 if crash.died_after.endswith("sns.Publish") else 1)
-        if len(runs) != 1 or statuses != [expected] or told != expected_told:
-            wrong[f"#{at} {crash.died_after}"] = (statuses, told)
-    assert wrong == {}
+        expected_told = [expected] * (2 if kind == DEATH and fault.hit.endswith("sns.Publish") else 1)
+        held = slots.holders(pipeline.clients.runs_table)
+        if len(runs) != 1 or statuses != [expected] or told != expected_told or held:
+            wrong[f"#{at} {fault.hit}"] = (statuses, told, held)
+        elif kind == REFUSAL and expected == "SUCCEEDED":  # a refusal is retried: nothing of the run is lost
+            item = pipeline.run(runs[0])
+            if item["registry"].get("error") or item["champion"].get("decision") != "first champion":
+                wrong[f"#{at} {fault.hit}"] = (item["registry"], item["champion"])
+    assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())

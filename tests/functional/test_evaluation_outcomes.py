@@ -224,10 +224,10 @@ def test_an_approval_given_after_the_run_ended_is_withdrawn_by_the_passes_until_
     monkeypatch.setattr(results_module, "now_iso", lambda: now_iso(deadline - timedelta(seconds=5)))
     approve = results_module.set_approval
 
-    def reconciler_first(entry, champion, run_id_, clients):
+    def reconciler_first(entry, champion, run_id_, clients, **options):
         if champion.get("champion_run_id") == run_id_:
             pipeline.reconcile(deadline)  # ends the run; its withdrawal finds nothing approved yet
-        return approve(entry, champion, run_id_, clients)
+        return approve(entry, champion, run_id_, clients, **options)
 
     monkeypatch.setattr(results_module, "set_approval", reconciler_first)
     updates = []

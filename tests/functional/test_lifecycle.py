@@ -389,8 +389,9 @@ def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(
     assert pipeline.sagemaker.packages()[2]["ModelApprovalStatus"] == "PendingManualApproval"
 
 
-def test_a_champion_whose_approval_failed_is_told_how_to_approve_it(pipeline):
-    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+def test_a_champion_whose_approval_was_refused_is_told_how_to_approve_it(pipeline):
+    # refused, not throttled: a moment's throttling is tried again (the test below)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
     run_id = start(pipeline)
     pipeline.succeed(run_id)
 
@@ -415,9 +416,9 @@ def test_a_refused_registration_does_not_cost_the_run_its_outcome(pipeline):
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
 
 
-def evaluated(pipeline: Pipeline) -> str:
+def evaluated(pipeline: Pipeline, key: str = "incoming/team/a.tsv", body: bytes | None = None) -> str:
     """A run whose evaluation job has ended well; its event not yet handled."""
-    run_id = start(pipeline)
+    run_id = start(pipeline, key, body)
     pipeline.finish_tuning_well(run_id)
     pipeline.tuning_ended(run_id)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
@@ -440,17 +441,45 @@ def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_suc
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
 
 
-def test_a_registration_still_throttled_an_hour_into_the_evaluation_is_recorded_and_the_run_succeeds(pipeline):
-    run_id = evaluated(pipeline)
+def evaluating_for_an_hour(pipeline: Pipeline, run_id: str) -> None:
+    """The run entered EVALUATING longer ago than a moment's refusal is tried again for."""
     entered = (datetime.now(UTC) - timedelta(seconds=REGISTRATION_RETRY_SECONDS + 60)).isoformat()
     pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET status_history.EVALUATING = :t",
                                             ExpressionAttributeValues={":t": entered})
+
+
+def test_a_registration_still_throttled_an_hour_into_the_evaluation_is_recorded_and_the_run_succeeds(pipeline):
+    run_id = evaluated(pipeline)
+    evaluating_for_an_hour(pipeline, run_id)
     pipeline.sagemaker.fail["create_model_package"] = ["ThrottlingException"]
 
     assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
     item = pipeline.run(run_id)
     assert "model_package_arn" not in item and "ThrottlingException" in item["registry"]["error"]
     assert "Model registry:      registration failed: ThrottlingException" in message(pipeline, run_id)
+
+
+def test_a_champion_approval_throttled_is_tried_again_and_an_hour_in_is_recorded_while_the_run_succeeds(pipeline):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.evaluation_ended(run_id)  # nothing final written: Lambda delivers the event again
+    item = pipeline.run(run_id)
+    assert item["status"] == "EVALUATING" and get_champion(pipeline.clients.runs_table, item["dataset"]) is None
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    item = pipeline.run(run_id)
+    assert item["registry"]["approval"] == "Approved" and "error" not in item["registry"]
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Approved"
+
+    # another dataset's run, whose approval is still refused an hour into its evaluation
+    second = evaluated(pipeline, "incoming/team/b.tsv", good_file(1))
+    evaluating_for_an_hour(pipeline, second)
+    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    second_item = pipeline.run(second)
+    assert "ThrottlingException" in second_item["registry"]["error"]
+    assert second_item["champion"]["decision"] == "first champion"
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"] and pipeline.statuses_told(second) == ["SUCCEEDED"]
 
 
 def test_a_retried_record_results_registers_once(pipeline):

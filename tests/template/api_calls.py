@@ -65,6 +65,9 @@ RECORDED_TESTS = tuple(
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("function", default=None)
 _calls: list[dict[str, Any]] = []
 _test_file: str | None = None  # the file of the test running now, relative to ROOT
+# Told of every recorded call before it is made (``before(call)``) and after its answer (``after(call, response)``):
+# a test injects faults at the functions' calls this way (tests/functional/test_crash_points.py).
+watchers: list[Any] = []
 # This session's tests of RECORDED_TESTS: collected, and passed (every phase); None once the session is known not
 # to run all of them (a -k, a node id, --lf).
 _scenarios: dict[str, set[str]] | None = {"collected": set(), "passed": set(), "failed": set()}
@@ -180,13 +183,19 @@ def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str
         **_transaction(params),
     }
     _calls.append(call)
+    for watcher in watchers:
+        watcher.before(call)
     return call
 
 
-def _created(call: dict[str, Any] | None, response: Any) -> None:
-    """A created model package's ARN (its version number is known only from the answer)."""
-    if call is not None and call["operation"] == "CreateModelPackage" and isinstance(response, Mapping):
+def _answered(call: dict[str, Any] | None, response: Any) -> None:
+    """A recorded call's answer: a created model package's ARN (its version number is known only from the answer)."""
+    if call is None:
+        return
+    if call["operation"] == "CreateModelPackage" and isinstance(response, Mapping):
         call["created"] = response.get("ModelPackageArn")
+    for watcher in watchers:
+        watcher.after(call, response)
 
 
 def _record_botocore() -> None:
@@ -195,7 +204,7 @@ def _record_botocore() -> None:
     def _make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
         call = _record(self.meta.service_model.signing_name, operation_name, api_params)
         response = make_api_call(self, operation_name, api_params)
-        _created(call, response)
+        _answered(call, response)
         return response
 
     botocore.client.BaseClient._make_api_call = _make_api_call
@@ -210,7 +219,7 @@ def _record_fake_sagemaker() -> None:
         def call(self: Any, **params: Any) -> Any:
             recorded = _record("sagemaker", operation, params)
             response = method(self, **params)
-            _created(recorded, response)
+            _answered(recorded, response)
             return response
 
         return call
