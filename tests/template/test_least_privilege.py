@@ -54,10 +54,6 @@ _UNVERSIONED_TAGS = (
     "rejecting a file its event names without a version (a bucket without versioning) copies the current "
     "version's tags; the stack's bucket is versioned, so the scenarios copy a named version"
 )
-_IDEMPOTENCY_DELETE = (
-    "Powertools idempotency deletes the record of an invocation that raised, so that Lambda's retry runs again; "
-    "no scenario makes this handler raise after its idempotency record is written"
-)
 _QUEUED_RUN_EXISTS = (
     "starting a queued run whose tuning job an earlier attempt already created (CreateHyperParameterTuningJob "
     "answers ResourceInUse) reads the job's ARN (tuning.py); the scenarios start queued runs in one attempt"
@@ -78,7 +74,6 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     # makes a missing one answer 404 (the champion is then not measured) instead of 403
     ("StartEvaluationFunction", "s3:ListBucket"): _NO_SUCH_KEY,
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
-    ("StartEvaluationFunction", "dynamodb:DeleteItem"): _IDEMPOTENCY_DELETE,
     ("RecordResultsFunction", "sagemaker:DescribeHyperParameterTuningJob"): _QUEUED_RUN_EXISTS,
     **{
         (function_id, "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE
