@@ -259,6 +259,16 @@ def test_the_reconciler_restarting_a_claim_has_what_start_tuning_has():
     assert reconcile["MemorySize"] == start["MemorySize"] and reconcile["Timeout"] == start["Timeout"]
 
 
+def test_no_function_runs_long_enough_to_approve_a_package_after_its_withdrawal_is_settled():
+    """withdrawal.SETTLE_AFTER_SECONDS assumes record_results (in its own function or in the reconciler's pass)
+    approves within the invocation that wrote its mark."""
+    from reviewtune.core.withdrawal import SETTLE_AFTER_SECONDS
+
+    default = template()["Globals"]["Function"].get("Timeout", 3)
+    for logical_id in ("RecordResultsFunction", "ReconcileFunction"):
+        assert properties(logical_id).get("Timeout", default) * 2 < SETTLE_AFTER_SECONDS, logical_id
+
+
 @pytest.mark.parametrize(
     ("function_id", "parameter", "default"),
     [
