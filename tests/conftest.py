@@ -3,6 +3,11 @@ from __future__ import annotations
 import pytest
 
 from tests.support.aws import forget_handlers
+from tests.support.botocore_models import share_across_sessions
+from tests.support.dynamodb_values import write_directly
+
+share_across_sessions()  # every boto3 session of the test process reads botocore's models once
+write_directly()  # moto writes DynamoDB's attribute values without walking their shapes
 
 # Records the AWS calls the functions' code makes, for the least-privilege tests (tests/template/api_calls.py).
 pytest_plugins = ("tests.template.api_calls",)
