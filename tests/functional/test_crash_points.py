@@ -14,14 +14,15 @@ Lambda delivers the event again, up to three times in all (the idempotency recor
 may refuse those), then StartTuning's event goes to its dead-letter queue and the others are lost; the jobs end in
 SageMaker meanwhile; the reconciler's passes, each later than the last, go on until nothing is left to do. Whatever
 call it was, the object ends in exactly one run, SUCCEEDED (a moment's trouble is never a reason to fail a good
-file; after a refusal the run is registered and made champion as well) or, for a malformed file, REJECTED, no tuning
-slot stays taken, and one message tells it; the one exception is the window the outbox documents (outbox.py): a
+file; after a refusal the run is registered and made champion as well), REJECTED for a malformed file, or FAILED when
+its tuning or evaluation job fails; no tuning slot stays taken, and one message tells it; the one exception is the window the outbox documents (outbox.py): a
 death right after SNS accepted the message and before it was marked sent, which sends the same message twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -87,41 +88,75 @@ def deliver(handler: Callable[[], Any]) -> bool:
     return False
 
 
+DATASETS = ("a.tsv", "b.tsv")  # the files a case drops are named from these
+
+
 def run_ids(pipeline: Pipeline) -> list[str]:
-    items = RunsRepository(pipeline.clients.runs_table).by_dataset("a.tsv", limit=50)
-    return sorted(item["run_id"] for item in items)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    return sorted(item["run_id"] for dataset in DATASETS for item in runs.by_dataset(dataset, limit=50))
 
 
-def finish_jobs(pipeline: Pipeline) -> None:
-    """SageMaker ends what the runs started: every tuning job well, every evaluation job with its evaluation.json."""
+WELL, TUNING_FAILED, EVALUATION_FAILED = "well", "tuning failed", "evaluation failed"
+
+
+def finish_jobs(pipeline: Pipeline, ending: str = WELL) -> None:
+    """SageMaker ends what the runs started: every tuning job well (or Failed), every evaluation job with its
+    evaluation.json (or Failed, with nothing written)."""
     for name, job in pipeline.sagemaker.tuning.items():
         if job["status"] == "InProgress":
-            pipeline.finish_tuning_well(name)
+            if ending == TUNING_FAILED:
+                pipeline.sagemaker.finish_tuning(name, "Failed", failure="every training job failed")
+            else:
+                pipeline.finish_tuning_well(name)
     for name, job in pipeline.sagemaker.processing.items():
         if job["status"] == "InProgress":
-            pipeline.sagemaker.finish_processing(name, evaluation=EVALUATION)
+            if ending == EVALUATION_FAILED:
+                pipeline.sagemaker.finish_processing(name, "Failed", failure="AlgorithmError: out of memory")
+            else:
+                pipeline.sagemaker.finish_processing(name, evaluation=EVALUATION)
 
 
-def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None) -> None:
-    """One dropped file (``body``: a good one by default) through its start event, then (``events``) SageMaker's
-    two events, with ``fault`` watching every call; then the reconciler's passes."""
+def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None,
+          ending: str = WELL, files: int = 1) -> None:
+    """``files`` dropped files (``body``: a good one by default) through their start events, then (``events``)
+    SageMaker's event for each job as it ends (as ``ending`` says), with ``fault`` watching every call; then the
+    reconciler's passes."""
     fault.install(monkeypatch)
-    event = pipeline.drop_event(body=body)
-    if not deliver(lambda: pipeline.start_tuning(event)):
-        pipeline.stack.dead_letter(event, "Died")
-    for run_id in run_ids(pipeline) if events else []:
-        finish_jobs(pipeline)
-        deliver(lambda run_id=run_id: pipeline.tuning_ended(run_id))
-        finish_jobs(pipeline)
-        deliver(lambda run_id=run_id: pipeline.evaluation_ended(run_id))
+    for dataset in DATASETS[:files]:
+        event = pipeline.drop_event(f"incoming/{dataset}", body=body)
+        if not deliver(lambda event=event: pipeline.start_tuning(event)):
+            pipeline.stack.dead_letter(event, "Died")
+    if events:
+        tell_job_ends(pipeline, ending)
     now = datetime.now(UTC)
     for _ in range(PASSES):
         if settled(pipeline):
             return
         now += RECONCILER_STEP
-        finish_jobs(pipeline)
+        finish_jobs(pipeline, ending)
         with contextlib.suppress(Died):  # a pass that died is followed by the next
             pipeline.reconcile(now)
+
+
+def tell_job_ends(pipeline: Pipeline, ending: str) -> None:
+    """Each job the runs start ends, and SageMaker's event for it is delivered, in the order they were started,
+    until no new job is started (an ended run may start a queued one)."""
+    tuning = "Failed" if ending == TUNING_FAILED else "Completed"
+    evaluation = "Failed" if ending == EVALUATION_FAILED else "Completed"
+    told: set[str] = set()
+    while True:
+        started = [(name, "tuning") for name in pipeline.sagemaker.tuning] + [
+            (name, "evaluation") for name in pipeline.sagemaker.processing]
+        waiting = [(name, kind) for name, kind in started if name not in told]
+        if not waiting:
+            return
+        name, kind = waiting[0]
+        told.add(name)
+        finish_jobs(pipeline, ending)
+        if kind == "tuning":
+            deliver(lambda name=name: pipeline.tuning_ended(name, tuning))
+        else:
+            deliver(lambda name=name: pipeline.evaluation_ended(name.removesuffix("-eval"), evaluation))
 
 
 def settled(pipeline: Pipeline) -> bool:
@@ -136,17 +171,18 @@ def settled(pipeline: Pipeline) -> bool:
     )
 
 
-def crash_points(calls: list[str], *, events: bool) -> list[int]:
+def crash_points(calls: list[str], *, events: bool, skip: tuple[str, ...] = ()) -> list[int]:
     """The calls to die after (1-based). With the events: the calls of the event handlers (the passes after them
     only read). Without: the calls of the reconciler's passes, which then do the work (the start event's calls are
     the same in both). A death after a read leaves what a death after the call before it leaves, so a read counts
     only as a function's first call; of a run of identical calls in a row (the split's files written one by one),
-    only the first and the last."""
+    only the first and the last. ``skip``: functions whose calls another case already covers (the start of a good
+    file is the same whatever its jobs do later)."""
     points = []
     for index, call in enumerate(calls):
         function, operation = call.split(": ")[0], call.split(".")[-1]
         previous = calls[index - 1] if index else ""
-        if (function == "reconcile") == events:
+        if (function == "reconcile") == events or function in skip:
             continue
         if operation.startswith(READS) and previous.startswith(f"{function}:"):
             continue
@@ -168,37 +204,55 @@ MALFORMED = b"".join([*good_file().splitlines(keepends=True)[:11], b"7\tseven is
 
 
 @pytest.mark.parametrize(
-    ("kind", "body", "events", "expected"),
+    ("kind", "body", "events", "ending", "expected"),
     [
-        (DEATH, None, True, "SUCCEEDED"),
-        (DEATH, None, False, "SUCCEEDED"),
-        (DEATH, MALFORMED, True, "REJECTED"),
-        (REFUSAL, None, True, "SUCCEEDED"),
+        (DEATH, None, True, WELL, "SUCCEEDED"),
+        (DEATH, None, False, WELL, "SUCCEEDED"),
+        (DEATH, MALFORMED, True, WELL, "REJECTED"),
+        (REFUSAL, None, True, WELL, "SUCCEEDED"),
+        (REFUSAL, None, False, WELL, "SUCCEEDED"),
+        (REFUSAL, MALFORMED, True, WELL, "REJECTED"),
+        (DEATH, None, True, TUNING_FAILED, "FAILED"),
+        (DEATH, None, False, TUNING_FAILED, "FAILED"),
+        (REFUSAL, None, True, TUNING_FAILED, "FAILED"),
+        (DEATH, None, True, EVALUATION_FAILED, "FAILED"),
+        (DEATH, None, False, EVALUATION_FAILED, "FAILED"),
+        (REFUSAL, None, True, EVALUATION_FAILED, "FAILED"),
     ],
     ids=[
         "death, good file, SageMaker's events delivered",
         "death, good file, SageMaker's events lost",
         "death, malformed file",
         "refusal, good file, SageMaker's events delivered",
+        "refusal, good file, SageMaker's events lost",
+        "refusal, malformed file",
+        "death, tuning job failed",
+        "death, tuning job failed, SageMaker's events lost",
+        "refusal, tuning job failed",
+        "death, evaluation job failed",
+        "death, evaluation job failed, SageMaker's events lost",
+        "refusal, evaluation job failed",
     ],
 )
 def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
-    stack, monkeypatch, kind, body, events, expected
+    stack, monkeypatch, kind, body, events, ending, expected
 ):
     monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)  # one moto server holds every message: no need to wait
     happy = Fault(kind)
     pipeline = Pipeline(stack)
-    drive(pipeline, happy, monkeypatch, events=events, body=body)
+    drive(pipeline, happy, monkeypatch, events=events, body=body, ending=ending)
     assert outcome(pipeline)[1:] == ([expected], [expected])
-    points = crash_points(happy.calls, events=events)
-    assert len(points) > 5
+    # a failed job's path starts as a good file's does: that part is covered by the cases that end well
+    covered = {WELL: (), TUNING_FAILED: ("start_tuning",), EVALUATION_FAILED: ("start_tuning", "start_evaluation")}
+    points = crash_points(happy.calls, events=events, skip=covered[ending])
+    assert len(points) > 3
     wrong = {}
     for at in points:
         BackendDict.reset()  # a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues)
         create_stack()
         fault = Fault(kind, at)
         pipeline = Pipeline(stack)
-        drive(pipeline, fault, monkeypatch, events=events, body=body)
+        drive(pipeline, fault, monkeypatch, events=events, body=body, ending=ending)
         runs, statuses, told = outcome(pipeline)
         assert fault.hit == happy.calls[at - 1], (at, fault.hit)  # the same path up to the fault
         # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
@@ -211,3 +265,47 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
             if item["registry"].get("error") or item["champion"].get("decision") != "first champion":
                 wrong[f"#{at} {fault.hit}"] = (item["registry"], item["champion"])
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+@pytest.mark.parametrize("kind", [DEATH, REFUSAL])
+def test_a_fault_at_any_call_while_two_files_wait_for_one_slot_still_ends_each_in_one_outcome(stack, monkeypatch, kind):
+    """Two good files and one tuning slot: the second waits (QUEUED, told so) until the first run ends and starts it.
+    A fault anywhere on that path, the hand-over of the slot included, leaves each file one run, SUCCEEDED, told
+    once of each status it went through, and no slot taken."""
+    monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)
+    monkeypatch.setenv("MAX_CONCURRENT_RUNS", "1")
+    happy = Fault(kind)
+    pipeline = Pipeline(stack)
+    assert pipeline.settings.max_concurrent_runs == 1
+    drive(pipeline, happy, monkeypatch, events=True, files=2)
+    assert sorted(told_per_run(pipeline)) == [(["QUEUED", "SUCCEEDED"], ["QUEUED", "SUCCEEDED"]),
+                                              (["SUCCEEDED"], ["SUCCEEDED"])]
+    points = crash_points(happy.calls, events=True)
+    assert len(points) > 40
+    wrong = {}
+    for at in points:
+        BackendDict.reset()
+        create_stack()
+        fault = Fault(kind, at)
+        pipeline = Pipeline(stack)
+        drive(pipeline, fault, monkeypatch, events=True, files=2)
+        assert fault.hit == happy.calls[at - 1], (at, fault.hit)
+        runs = told_per_run(pipeline)
+        missing = sum(((Counter(expected) - Counter(received)).total() for expected, received in runs))
+        extra = sum(((Counter(received) - Counter(expected)).total() for expected, received in runs))
+        duplicate = kind == DEATH and fault.hit.endswith("sns.Publish")  # the outbox's window, as above
+        held = slots.holders(pipeline.clients.runs_table)
+        if [expected[-1] for expected, _ in runs] != ["SUCCEEDED"] * 2 or missing or extra > duplicate or held:
+            wrong[f"#{at} {fault.hit}"] = (runs, held)
+    assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+def told_per_run(pipeline: Pipeline) -> list[tuple[list[str], list[str]]]:
+    """For each run of the dropped files: the statuses it is to tell (QUEUED if it waited, then its status) and
+    those its messages told."""
+    runs = RunsRepository(pipeline.clients.runs_table)
+    return [
+        ((["QUEUED"] if "QUEUED" in item.get("status_history", {}) else []) + [item["status"]],
+         pipeline.statuses_told(item["run_id"]))
+        for dataset in DATASETS for item in runs.by_dataset(dataset, limit=50)
+    ]

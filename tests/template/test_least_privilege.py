@@ -54,10 +54,6 @@ _UNVERSIONED_TAGS = (
     "rejecting a file its event names without a version (a bucket without versioning) copies the current "
     "version's tags; the stack's bucket is versioned, so the scenarios copy a named version"
 )
-_QUEUED_RUN_EXISTS = (
-    "starting a queued run whose tuning job an earlier attempt already created (CreateHyperParameterTuningJob "
-    "answers ResourceInUse) reads the job's ARN (tuning.py); the scenarios start queued runs in one attempt"
-)
 _ENDED_MEANWHILE = (
     "a start whose TUNING transition finds the run ended meanwhile (the reconciler's deadline, during the start) "
     "stops the job it just created (tuning.py); the scenarios have this race where StartEvaluation starts a queued run"
@@ -74,7 +70,6 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     # makes a missing one answer 404 (the champion is then not measured) instead of 403
     ("StartEvaluationFunction", "s3:ListBucket"): _NO_SUCH_KEY,
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
-    ("RecordResultsFunction", "sagemaker:DescribeHyperParameterTuningJob"): _QUEUED_RUN_EXISTS,
     **{
         (function_id, "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE
         for function_id in ("StartTuningFunction", "RecordResultsFunction")
