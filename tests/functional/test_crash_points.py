@@ -31,8 +31,9 @@ import pytest
 from moto.core.base_backend import BackendDict
 
 from reviewtune.core import dead_letters, slots, states
+from reviewtune.core.champion import champion_key
 from reviewtune.core.runs import RunsRepository
-from tests.functional.pipeline import Pipeline
+from tests.functional.pipeline import Pipeline, measured
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import create_stack
 from tests.support.bad_inputs import good_file
@@ -88,12 +89,11 @@ def deliver(handler: Callable[[], Any]) -> bool:
     return False
 
 
-DATASETS = ("a.tsv", "b.tsv")  # the files a case drops are named from these
+DATASET = "a.tsv"  # the object every case drops (one version or two)
 
 
 def run_ids(pipeline: Pipeline) -> list[str]:
-    runs = RunsRepository(pipeline.clients.runs_table)
-    return sorted(item["run_id"] for dataset in DATASETS for item in runs.by_dataset(dataset, limit=50))
+    return sorted(item["run_id"] for item in RunsRepository(pipeline.clients.runs_table).by_dataset(DATASET, limit=50))
 
 
 WELL, TUNING_FAILED, EVALUATION_FAILED = "well", "tuning failed", "evaluation failed"
@@ -113,17 +113,27 @@ def finish_jobs(pipeline: Pipeline, ending: str = WELL) -> None:
             if ending == EVALUATION_FAILED:
                 pipeline.sagemaker.finish_processing(name, "Failed", failure="AlgorithmError: out of memory")
             else:
-                pipeline.sagemaker.finish_processing(name, evaluation=EVALUATION)
+                pipeline.sagemaker.finish_processing(name, evaluation=evaluation_of(pipeline, name))
+
+
+def evaluation_of(pipeline: Pipeline, job_name: str) -> dict[str, Any]:
+    """What the evaluation job writes: with a champion to measure, the challenger beats it by 3 points on the same
+    test reviews (it is promoted)."""
+    champion = pipeline.processing_argument(job_name.removesuffix("-eval"), "--champion-run-id")
+    if champion is None:
+        return EVALUATION
+    return {**EVALUATION, "comparison": {"champion_run_id": champion, **measured(0.7412, 0.7112)}}
 
 
 def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None,
-          ending: str = WELL, files: int = 1) -> None:
-    """``files`` dropped files (``body``: a good one by default) through their start events, then (``events``)
+          ending: str = WELL, versions: tuple[bytes | None, ...] = (None,)) -> None:
+    """The object dropped (``body``, a good file by default; or one version after the other of ``versions``),
+    through the start events, then (``events``)
     SageMaker's event for each job as it ends (as ``ending`` says), with ``fault`` watching every call; then the
     reconciler's passes."""
     fault.install(monkeypatch)
-    for dataset in DATASETS[:files]:
-        event = pipeline.drop_event(f"incoming/{dataset}", body=body)
+    for version in versions:
+        event = pipeline.drop_event(f"incoming/{DATASET}", body=version if version is not None else body)
         if not deliver(lambda event=event: pipeline.start_tuning(event)):
             pipeline.stack.dead_letter(event, "Died")
     if events:
@@ -206,10 +216,8 @@ MALFORMED = b"".join([*good_file().splitlines(keepends=True)[:11], b"7\tseven is
 @pytest.mark.parametrize(
     ("kind", "body", "events", "ending", "expected"),
     [
-        (DEATH, None, True, WELL, "SUCCEEDED"),
         (DEATH, None, False, WELL, "SUCCEEDED"),
         (DEATH, MALFORMED, True, WELL, "REJECTED"),
-        (REFUSAL, None, True, WELL, "SUCCEEDED"),
         (REFUSAL, None, False, WELL, "SUCCEEDED"),
         (REFUSAL, MALFORMED, True, WELL, "REJECTED"),
         (DEATH, None, True, TUNING_FAILED, "FAILED"),
@@ -220,10 +228,8 @@ MALFORMED = b"".join([*good_file().splitlines(keepends=True)[:11], b"7\tseven is
         (REFUSAL, None, True, EVALUATION_FAILED, "FAILED"),
     ],
     ids=[
-        "death, good file, SageMaker's events delivered",
         "death, good file, SageMaker's events lost",
         "death, malformed file",
-        "refusal, good file, SageMaker's events delivered",
         "refusal, good file, SageMaker's events lost",
         "refusal, malformed file",
         "death, tuning job failed",
@@ -242,7 +248,8 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
     pipeline = Pipeline(stack)
     drive(pipeline, happy, monkeypatch, events=events, body=body, ending=ending)
     assert outcome(pipeline)[1:] == ([expected], [expected])
-    # a failed job's path starts as a good file's does: that part is covered by the cases that end well
+    lifecycle_before = lifecycle(pipeline)
+    # a failed job's path starts as a good file's does: that part is covered by the cases that end well (below)
     covered = {WELL: (), TUNING_FAILED: ("start_tuning",), EVALUATION_FAILED: ("start_tuning", "start_evaluation")}
     points = crash_points(happy.calls, events=events, skip=covered[ending])
     assert len(points) > 3
@@ -260,44 +267,78 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
         held = slots.holders(pipeline.clients.runs_table)
         if len(runs) != 1 or statuses != [expected] or told != expected_told or held:
             wrong[f"#{at} {fault.hit}"] = (statuses, told, held)
-        elif kind == REFUSAL and expected == "SUCCEEDED":  # a refusal is retried: nothing of the run is lost
-            item = pipeline.run(runs[0])
-            if item["registry"].get("error") or item["champion"].get("decision") != "first champion":
-                wrong[f"#{at} {fault.hit}"] = (item["registry"], item["champion"])
+        elif lifecycle(pipeline) != lifecycle_before:  # nothing of the model lifecycle is lost
+            wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
 
-@pytest.mark.parametrize("kind", [DEATH, REFUSAL])
-def test_a_fault_at_any_call_while_two_files_wait_for_one_slot_still_ends_each_in_one_outcome(stack, monkeypatch, kind):
-    """Two good files and one tuning slot: the second waits (QUEUED, told so) until the first run ends and starts it.
-    A fault anywhere on that path, the hand-over of the slot included, leaves each file one run, SUCCEEDED, told
-    once of each status it went through, and no slot taken."""
+SHARED_SLOT = {"versions": (good_file(20), good_file(21)), "told": [["QUEUED", "SUCCEEDED"], ["SUCCEEDED"]]}
+SAME_CONTENT = {"versions": (good_file(20), good_file(20)), "told": [["DUPLICATE"], ["SUCCEEDED"]]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "case"),
+    [(DEATH, SHARED_SLOT), (REFUSAL, SHARED_SLOT), (DEATH, SAME_CONTENT), (REFUSAL, SAME_CONTENT)],
+    ids=[
+        "death, two files, one slot",
+        "refusal, two files, one slot",
+        "death, the same content dropped twice",
+        "refusal, the same content dropped twice",
+    ],
+)
+def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome(stack, monkeypatch, kind, case):
+    """Two versions of one object with other reviews and one tuning slot: the second waits (QUEUED, told so) until the
+    first run ends and starts it, warm-started from it, and is measured against it as champion. Or the same bytes
+    twice: one version is tuned, the other is a DUPLICATE of it (which of the two depends on which start got through
+    first). A fault anywhere on that path, the hand-over of the slot included, leaves each version one run, told once
+    of each status it went through, and no slot taken; after a refusal, the same registry and champion outcome."""
     monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)
     monkeypatch.setenv("MAX_CONCURRENT_RUNS", "1")
     happy = Fault(kind)
     pipeline = Pipeline(stack)
     assert pipeline.settings.max_concurrent_runs == 1
-    drive(pipeline, happy, monkeypatch, events=True, files=2)
-    assert sorted(told_per_run(pipeline)) == [(["QUEUED", "SUCCEEDED"], ["QUEUED", "SUCCEEDED"]),
-                                              (["SUCCEEDED"], ["SUCCEEDED"])]
+    drive(pipeline, happy, monkeypatch, events=True, versions=case["versions"])
+    assert sorted(told_per_run(pipeline)) == [(told, told) for told in case["told"]]
+    lifecycle_before = lifecycle(pipeline)
+    runs, champion, packages = lifecycle_before
+    decisions = [decision for status, _, decision in runs if status == "SUCCEEDED"]
+    assert decisions.count("first champion") == 1 and all(decisions), lifecycle_before
+    # a champion's package is Approved and stays so once another is promoted (README "Champion")
+    assert packages == ["Approved"] * len(decisions) and champion == decisions[-1]
+    finals = sorted(told[-1] for told in case["told"])
     points = crash_points(happy.calls, events=True)
-    assert len(points) > 40
+    assert len(points) > 20
     wrong = {}
     for at in points:
         BackendDict.reset()
         create_stack()
         fault = Fault(kind, at)
         pipeline = Pipeline(stack)
-        drive(pipeline, fault, monkeypatch, events=True, files=2)
+        drive(pipeline, fault, monkeypatch, events=True, versions=case["versions"])
         assert fault.hit == happy.calls[at - 1], (at, fault.hit)
         runs = told_per_run(pipeline)
         missing = sum(((Counter(expected) - Counter(received)).total() for expected, received in runs))
         extra = sum(((Counter(received) - Counter(expected)).total() for expected, received in runs))
         duplicate = kind == DEATH and fault.hit.endswith("sns.Publish")  # the outbox's window, as above
         held = slots.holders(pipeline.clients.runs_table)
-        if [expected[-1] for expected, _ in runs] != ["SUCCEEDED"] * 2 or missing or extra > duplicate or held:
+        if sorted(expected[-1] for expected, _ in runs) != finals or missing or extra > duplicate or held:
             wrong[f"#{at} {fault.hit}"] = (runs, held)
+        elif lifecycle(pipeline) != lifecycle_before:
+            wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+def lifecycle(pipeline: Pipeline) -> tuple[list[tuple[Any, ...]], str | None, list[str]]:
+    """Each run's status, model registry error and champion decision; the decision of the run the dataset's champion
+    pointer names; the approval status of every model package registered (one per succeeded run)."""
+    items = {run_id: pipeline.run(run_id) for run_id in run_ids(pipeline)}
+    runs = sorted(
+        (item["status"], item.get("registry", {}).get("error"), item.get("champion", {}).get("decision"))
+        for item in items.values()
+    )
+    pointer = pipeline.clients.runs_table.get_item(Key={"run_id": champion_key(DATASET)}).get("Item", {})
+    champion = items.get(pointer.get("champion_run_id"), {}).get("champion", {}).get("decision")
+    return runs, champion, sorted(package.get("ModelApprovalStatus", "") for package in pipeline.sagemaker.packages())
 
 
 def told_per_run(pipeline: Pipeline) -> list[tuple[list[str], list[str]]]:
@@ -307,5 +348,5 @@ def told_per_run(pipeline: Pipeline) -> list[tuple[list[str], list[str]]]:
     return [
         ((["QUEUED"] if "QUEUED" in item.get("status_history", {}) else []) + [item["status"]],
          pipeline.statuses_told(item["run_id"]))
-        for dataset in DATASETS for item in runs.by_dataset(dataset, limit=50)
+        for item in runs.by_dataset(DATASET, limit=50)
     ]
