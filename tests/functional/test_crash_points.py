@@ -14,9 +14,12 @@ Lambda delivers the event again, up to three times in all (the idempotency recor
 may refuse those), then StartTuning's event goes to its dead-letter queue and the others are lost; the jobs end in
 SageMaker meanwhile; the reconciler's passes, each later than the last, go on until nothing is left to do. Whatever
 call it was, the object ends in exactly one run, SUCCEEDED (a moment's trouble is never a reason to fail a good
-file; after a refusal the run is registered and made champion as well), REJECTED for a malformed file, or FAILED when
-its tuning or evaluation job fails; no tuning slot stays taken, and one message tells it; the one exception is the window the outbox documents (outbox.py): a
-death right after SNS accepted the message and before it was marked sent, which sends the same message twice.
+file), REJECTED for a malformed file, or FAILED when its tuning or evaluation job fails; no tuning slot stays taken,
+the model lifecycle is what it is without the fault (registered once, the same champion decisions, the champion
+pointer and package approvals), and one message tells each status; the one exception is the window the outbox
+documents (outbox.py): a death right after SNS accepted the message and before it was marked sent, which sends the
+same message twice. The same holds for two versions of one object meeting: one tuning slot between them (the second
+queued, then promoted over the first), or the same bytes twice (one DUPLICATE).
 """
 
 from __future__ import annotations
@@ -128,9 +131,8 @@ def evaluation_of(pipeline: Pipeline, job_name: str) -> dict[str, Any]:
 def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None,
           ending: str = WELL, versions: tuple[bytes | None, ...] = (None,)) -> None:
     """The object dropped (``body``, a good file by default; or one version after the other of ``versions``),
-    through the start events, then (``events``)
-    SageMaker's event for each job as it ends (as ``ending`` says), with ``fault`` watching every call; then the
-    reconciler's passes."""
+    through the start events, then (``events``) SageMaker's event for each job as it ends (as ``ending`` says),
+    with ``fault`` watching every call; then the reconciler's passes."""
     fault.install(monkeypatch)
     for version in versions:
         event = pipeline.drop_event(f"incoming/{DATASET}", body=version if version is not None else body)
