@@ -274,8 +274,10 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
 
-SHARED_SLOT = {"versions": (good_file(20), good_file(21)), "told": [["QUEUED", "SUCCEEDED"], ["SUCCEEDED"]]}
-SAME_CONTENT = {"versions": (good_file(20), good_file(20)), "told": [["DUPLICATE"], ["SUCCEEDED"]]}
+SHARED_SLOT = {"versions": (good_file(20), good_file(21)), "told": [["QUEUED", "SUCCEEDED"], ["SUCCEEDED"]], "skip": ()}
+# After the two starts, the tuned version's path is the slot case's first version's: only the starts are swept.
+SAME_CONTENT = {"versions": (good_file(20), good_file(20)), "told": [["DUPLICATE"], ["SUCCEEDED"]],
+                "skip": ("start_evaluation", "record_results")}
 
 
 @pytest.mark.parametrize(
@@ -308,8 +310,8 @@ def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome
     # a champion's package is Approved and stays so once another is promoted (README "Champion")
     assert packages == ["Approved"] * len(decisions) and champion == decisions[-1]
     finals = sorted(told[-1] for told in case["told"])
-    points = crash_points(happy.calls, events=True)
-    assert len(points) > 20
+    points = crash_points(happy.calls, events=True, skip=case["skip"])
+    assert len(points) >= 20
     wrong = {}
     for at in points:
         BackendDict.reset()
