@@ -171,6 +171,16 @@ def tell_job_ends(pipeline: Pipeline, ending: str) -> None:
             deliver(lambda name=name: pipeline.evaluation_ended(name.removesuffix("-eval"), evaluation))
 
 
+def again(stack: Any, monkeypatch, fault: Fault, **how: Any) -> tuple[Pipeline, Fault]:
+    """The same path on a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues), with
+    ``fault``."""
+    BackendDict.reset()
+    create_stack()
+    pipeline = Pipeline(stack)
+    drive(pipeline, fault, monkeypatch, **how)
+    return pipeline, fault
+
+
 def settled(pipeline: Pipeline) -> bool:
     """Nothing is left for a pass to do: every run final with its messages sent, no dead-lettered event waiting."""
     runs = RunsRepository(pipeline.clients.runs_table)
@@ -257,11 +267,7 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
     assert len(points) > 3
     wrong = {}
     for at in points:
-        BackendDict.reset()  # a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues)
-        create_stack()
-        fault = Fault(kind, at)
-        pipeline = Pipeline(stack)
-        drive(pipeline, fault, monkeypatch, events=events, body=body, ending=ending)
+        pipeline, fault = again(stack, monkeypatch, Fault(kind, at), events=events, body=body, ending=ending)
         runs, statuses, told = outcome(pipeline)
         assert fault.hit == happy.calls[at - 1], (at, fault.hit)  # the same path up to the fault
         # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
@@ -292,10 +298,10 @@ SAME_CONTENT = {"versions": (good_file(20), good_file(20)), "told": [["DUPLICATE
 )
 def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome(stack, monkeypatch, kind, case):
     """Two versions of one object with other reviews and one tuning slot: the second waits (QUEUED, told so) until the
-    first run ends and starts it, warm-started from it, and is measured against it as champion. Or the same bytes
+    first run ends and starts it, and is measured against it as champion and promoted. Or the same bytes
     twice: one version is tuned, the other is a DUPLICATE of it (which of the two depends on which start got through
     first). A fault anywhere on that path, the hand-over of the slot included, leaves each version one run, told once
-    of each status it went through, and no slot taken; after a refusal, the same registry and champion outcome."""
+    of each status it went through, no slot taken, and the same registry and champion outcome as without it."""
     monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)
     monkeypatch.setenv("MAX_CONCURRENT_RUNS", "1")
     happy = Fault(kind)
@@ -314,11 +320,7 @@ def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome
     assert len(points) >= 20
     wrong = {}
     for at in points:
-        BackendDict.reset()
-        create_stack()
-        fault = Fault(kind, at)
-        pipeline = Pipeline(stack)
-        drive(pipeline, fault, monkeypatch, events=True, versions=case["versions"])
+        pipeline, fault = again(stack, monkeypatch, Fault(kind, at), events=True, versions=case["versions"])
         assert fault.hit == happy.calls[at - 1], (at, fault.hit)
         runs = told_per_run(pipeline)
         missing = sum(((Counter(expected) - Counter(received)).total() for expected, received in runs))
