@@ -75,8 +75,11 @@ validate: $(SAM_STAMP) checkov
 build: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam build --template template.yaml
 
+# Two pytest-xdist workers (one per core here); the least-privilege tests and the scenarios whose AWS calls they read
+# run on one of them (tests/template/api_calls.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: setup lint checkov
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 bench: setup
 	$(PY) bench/run.py

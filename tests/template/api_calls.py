@@ -11,9 +11,11 @@ Both botocore calls and the calls the functions make to the in-memory SageMaker 
 recorded, with the parameters that name what the call touches and the test file that made the function run.
 
 tests/template/test_least_privilege.py checks the calls of the scenarios in ``RECORDED_TESTS``. When the session ran
-every test of those files, and they passed, before it (``make test``: tests/functional comes before tests/template),
-it reads this session's calls (``scenario_calls``); otherwise it runs those files again in a subprocess, which
-writes its calls to the JSON file named by ``REVIEWTUNE_API_CALLS`` when it ends.
+every test of those files, and they passed, before it in the same process (``make test``: tests/functional comes
+before tests/template, and its two pytest-xdist workers take those files and the least-privilege tests as one unit
+of work, ``pytest_xdist_make_scheduler``), it reads this session's calls (``scenario_calls``); otherwise it runs
+those files again in a subprocess, which writes its calls to the JSON file named by ``REVIEWTUNE_API_CALLS`` when it
+ends.
 """
 
 from __future__ import annotations
@@ -240,6 +242,34 @@ def pytest_configure(config: Any) -> None:
     reconciler.reconcile = _as_function("reconcile", reconciler.reconcile)
     _record_botocore()
     _record_fake_sagemaker()
+
+
+# The least-privilege tests read the calls of their own process's scenarios: under pytest-xdist (``make test``) the
+# scenarios and those tests are one unit of work, run by one worker in the order collected.
+LEAST_PRIVILEGE_TESTS = "tests/template/test_least_privilege.py"
+TOGETHER = "recorded API calls"
+
+
+def unit_of_work(nodeid: str) -> str | None:
+    """The xdist scope of a test that must run in the same worker as others; None for any other test."""
+    path = nodeid.split("::", 1)[0]
+    return TOGETHER if path in RECORDED_TESTS or path == LEAST_PRIVILEGE_TESTS else None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
+    """``-n N`` (``--dist load``) and ``--dist loadgroup``: xdist's group scheduler, with the recorded scenarios and
+    the least-privilege tests as one unit. (xdist's own ``xdist_group`` mark names the group in the node id, which
+    pytest 9.2's node ids no longer take: pytest-xdist issue 1386.) The largest unit goes first."""
+    if config.getoption("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class RecordedCallsTogether(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid) or super()._split_scope(nodeid)
+
+    return RecordedCallsTogether(config, log)
 
 
 def _recorded_file(nodeid: str) -> str | None:

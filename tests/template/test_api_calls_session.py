@@ -88,3 +88,58 @@ def test_a_deselected_test_of_another_file_changes_nothing(session):
     for nodeid in NODES:
         session.report(nodeid)
     assert api_calls.scenario_calls() is not None
+
+
+class _Worker:
+    """A pytest-xdist worker as its scheduler sees it: the indexes of the tests sent to it, in order."""
+
+    def __init__(self, name):
+        self.gateway = SimpleNamespace(id=name)
+        self.sent: list[int] = []
+        self.done = 0
+        self.shutting_down = False
+
+    def send_runtest_some(self, indexes):
+        self.sent.extend(indexes)
+
+    def shutdown(self):
+        self.shutting_down = True
+
+
+def _run_under_xdist(collection, workers=2):
+    """Which worker runs which test, when the scheduler of ``make test`` (``-n 2``) distributes ``collection``."""
+    option = SimpleNamespace(dist="load", tx=[f"{workers}*popen"], loadscopereorder=True)
+    config = SimpleNamespace(option=option, getvalue=lambda name: getattr(option, name))
+    config.getoption = config.getvalue
+    scheduler = api_calls.pytest_xdist_make_scheduler(config, None)
+    nodes = [_Worker(f"gw{n}") for n in range(workers)]
+    for node in nodes:
+        scheduler.add_node(node)
+        scheduler.add_node_collection(node, collection)
+    scheduler.schedule()
+    ran: dict[str, str] = {}
+    while any(node.done < len(node.sent) for node in nodes):  # the scheduler sends more as tests complete
+        node = next(node for node in nodes if node.done < len(node.sent))  # each worker in turn
+        index = node.sent[node.done]
+        node.done += 1
+        ran[collection[index]] = node.gateway.id
+        scheduler.mark_test_complete(node, index)
+        nodes.append(nodes.pop(nodes.index(node)))
+    return ran
+
+
+def test_under_xdist_the_scenarios_and_the_least_privilege_tests_run_in_one_worker_in_their_order():
+    together = NODES + [f"{api_calls.LEAST_PRIVILEGE_TESTS}::test_{n}[Fn]" for n in (1, 2)]
+    others = [f"tests/unit/test_other_{n}.py::test_x" for n in range(30)]
+    collection = others[:10] + together[:5] + others[10:20] + together[5:] + others[20:]
+    ran = _run_under_xdist(collection)
+    assert sorted(ran) == sorted(collection)
+    assert len({ran[nodeid] for nodeid in together}) == 1
+    assert [nodeid for nodeid in ran if nodeid in together] == together  # the scenarios first, as collected
+    assert {ran[nodeid] for nodeid in others} == {"gw0", "gw1"}  # the rest is shared
+    assert all(api_calls.unit_of_work(nodeid) is None for nodeid in others)
+
+
+def test_other_ways_of_distributing_are_left_to_xdist():
+    option = SimpleNamespace(dist="each")
+    assert api_calls.pytest_xdist_make_scheduler(SimpleNamespace(getoption=lambda name: option.dist), None) is None
