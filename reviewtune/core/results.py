@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, messages, names, s3_presence, states
+from reviewtune.core import aws_errors, messages, names, s3_presence, states, withdrawal
 from reviewtune.core.champion import TRIES, ChampionChanged, Plan, RunMovedOn, set_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -243,9 +243,8 @@ def _record_with_champion(
             continue  # read again, decide again
         except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion
             # end_run withdrew the approval too, but maybe before it was given here (and the reconciler settles it
-            # again while the run is in the pending index, withdrawal.py)
-            set_approval(entry, {"champion_run_id": None}, run_id, clients)
-            return _ended_meanwhile(runs, settings, clients, run_id)
+            # again while the run is in the pending index): withdrawn again, with the reason the run ended
+            return _ended_meanwhile(runs, settings, clients, run_id, withdraw=True)
         except ClientError as exc:
             if aws_errors.transient(exc):
                 raise  # nothing was written: the event or the reconciler records the results again
@@ -253,6 +252,10 @@ def _record_with_champion(
     return succeed(not_decided(champion, ChampionChanged(f"the champion of {dataset!r} kept changing")), None)
 
 
-def _ended_meanwhile(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
+def _ended_meanwhile(
+    runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, *, withdraw: bool = False
+) -> dict[str, Any]:
     item = runs.get(run_id)
+    if withdraw and item and item.get("model_package_arn"):
+        withdrawal.withdraw(clients, item)
     return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}

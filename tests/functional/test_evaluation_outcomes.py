@@ -162,6 +162,8 @@ def test_a_run_ended_at_its_deadline_just_before_the_champion_write_does_not_bec
     assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
     [package] = pipeline.sagemaker.packages()
     assert package["ModelApprovalStatus"] == "PendingManualApproval"  # approved for the move, then withdrawn
+    # what people read in the registry is why the run ended, whichever side withdrew last
+    assert f"run {run_id} ended FAILED" in pipeline.sagemaker.approval_descriptions[package["ModelPackageArn"]]
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 
