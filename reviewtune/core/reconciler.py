@@ -223,15 +223,22 @@ def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None
         f"the run stayed {status} longer than its deadline ({_duration(seconds)}, RUN_STATE_DEADLINES); "
         "reviewtune ended it"
     )
-    attempt = run.get("tuning_start") or {}
+    # the start SageMaker was still refusing in this state: the tuning job's before TUNING, the evaluation job's in it
+    waiting_for, attempt = {
+        RunStatus.CLAIMED: ("tuning job", run.get("tuning_start")),
+        RunStatus.QUEUED: ("tuning job", run.get("tuning_start")),
+        RunStatus.TUNING: ("evaluation job", run.get("evaluation_start")),
+    }.get(status, ("", None))
+    attempt = attempt or {}
     if status is RunStatus.CLAIMED and run.get("start_error"):
         return f"{reason}; its last start failed with {run['start_error']}"
     if status is RunStatus.CLAIMED and run.get("restarts"):
         return (f"{reason}; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
                 "function's time or memory (a file too large to split in one invocation?)")
     if attempt.get("last_error"):
-        return (f"{reason}; SageMaker had not started its tuning job after {attempt.get('attempts', '?')} attempts: "
-                f"{attempt['last_error']}")
+        tries = attempt.get("attempts", "?")
+        return (f"{reason}; SageMaker had not started its {waiting_for} after {tries} "
+                f"attempt{'' if tries == 1 else 's'}: {attempt['last_error']}")
     return reason
 
 

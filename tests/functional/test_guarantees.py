@@ -320,6 +320,30 @@ def test_a_run_past_its_deadline_ends_failed_and_counts_as_stuck(pipeline, stage
     assert pipeline.reconcile(later(100))["stuck"] == 0
 
 
+def test_a_run_throttled_once_at_its_start_then_overrunning_tuning_is_not_said_to_be_unstarted(pipeline):
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.reconcile(later(0.1))
+    item = pipeline.run(run_id)
+    assert item["status"] == "TUNING" and item["tuning_start"]["last_error"].startswith("ThrottlingException")
+    seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
+    pipeline.reconcile(later(seconds / 3600 + 0.2))
+    item = assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+    assert "had not started" not in item["failure_reason"]  # its tuning job ran: the job ran long
+
+
+def test_a_tuned_run_whose_evaluation_job_sagemaker_kept_throttling_names_it_at_its_deadline(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.sagemaker.fail["create_processing_job"] = ["ThrottlingException"] * 20
+    assert pipeline.tuning_ended(run_id)["status"] == "TUNING"
+    pipeline.reconcile(later(0.1))  # the second try, throttled too
+    seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
+    pipeline.reconcile(later(seconds / 3600 + 0.2))
+    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline",
+                 "SageMaker had not started its evaluation job after 2 attempts: ThrottlingException")
+
+
 def test_the_reconcile_handler_publishes_the_stuck_runs_metric(pipeline, capsys):
     capsys.readouterr()
     result = pipeline.reconcile()
@@ -732,5 +756,5 @@ def test_a_claim_ended_at_its_deadline_stops_a_job_its_lost_start_created(pipeli
     assert pipeline.run(run_id)["status"] == "CLAIMED" and pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
     pipeline.reconcile(later(1.1))  # past the claim's deadline before its next try
     assert_ended(pipeline, run_id, "FAILED", "stayed CLAIMED longer than its deadline",
-                 "SageMaker had not started its tuning job after 1 attempts: ThrottlingException")
+                 "SageMaker had not started its tuning job after 1 attempt: ThrottlingException")
     assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"
