@@ -367,8 +367,8 @@ def start_evaluation(
     def stored() -> dict[str, Any]:  # what the item keeps of ``tuning`` (the best trials when all do not fit)
         return trial_records.for_item(tuning, clients.s3, settings.bucket, tuning_job_name)
 
-    def end_tuning(**outcome: Any) -> dict[str, Any]:
-        return end_run(runs, settings, clients, tuning_job_name, stage="tuning", tuning=stored(), **outcome)
+    def end_tuning(stage: str = "tuning", **outcome: Any) -> dict[str, Any]:
+        return end_run(runs, settings, clients, tuning_job_name, stage=stage, tuning=stored(), **outcome)
 
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
@@ -399,13 +399,15 @@ def start_evaluation(
                     f"SageMaker did not start the evaluation job after {attempt['attempts']} attempts: "
                     f"{attempt['last_error']}"
                 )
-                return end_tuning(status=RunStatus.FAILED, reason=reason)
+                return end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason)
             runs.update_if(tuning_job_name, RunStatus.TUNING, evaluation_start=attempt, tuning=stored())
             logger.warning("evaluation job not started yet; will retry", extra={"run_id": tuning_job_name, **attempt})
             return {"run_id": tuning_job_name, "status": RunStatus.TUNING.value, "retry_at": attempt["next_attempt_at"]}
         else:
             return end_tuning(
-                status=RunStatus.FAILED, reason=f"SageMaker refused the evaluation job: {aws_errors.text(exc)}"
+                stage="evaluation",
+                status=RunStatus.FAILED,
+                reason=f"SageMaker refused the evaluation job: {aws_errors.text(exc)}",
             )
     moved = runs.transition(
         tuning_job_name,

@@ -159,7 +159,9 @@ def test_validation_error_on_the_evaluation_job_fails_the_run(pipeline):
     pipeline.sagemaker.fail["create_processing_job"] = ["ValidationException"]
     result = pipeline.tuning_ended(run_id)
     assert result["status"] == "FAILED"
-    assert_ended(pipeline, run_id, "FAILED", "SageMaker refused the evaluation job", "ValidationException")
+    item = assert_ended(pipeline, run_id, "FAILED", "SageMaker refused the evaluation job", "ValidationException")
+    assert item["failed_stage"] == "evaluation"
+    assert "failed during evaluation" in pipeline.messages(run_id)[0]["Subject"]
 
 
 def test_throttled_evaluation_job_is_started_by_a_later_reconciler_pass(pipeline):
@@ -172,6 +174,37 @@ def test_throttled_evaluation_job_is_started_by_a_later_reconciler_pass(pipeline
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
     pipeline.reconcile()  # the completion event was lost: the reconciler reads the job
     assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+def test_an_evaluation_job_sagemaker_keeps_throttling_ends_the_run_failed_after_the_last_attempt(stack, monkeypatch):
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "3")
+    pipeline = Pipeline(stack)
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.sagemaker.fail["create_processing_job"] = ["ResourceLimitExceeded"] * 5
+    assert pipeline.tuning_ended(run_id)["status"] == "TUNING"
+    pipeline.reconcile(later(0.5))
+    assert pipeline.run(run_id)["evaluation_start"]["attempts"] == 2
+    pipeline.reconcile(later(0.9))
+    assert_ended(pipeline, run_id, "FAILED", "SageMaker did not start the evaluation job after 3 attempts",
+                 "ResourceLimitExceeded")
+    assert pipeline.sagemaker.calls.count("create_processing_job") == 3
+    [message] = pipeline.messages(run_id)
+    assert "ResourceLimitExceeded" in message["Message"], message
+    assert "failed during evaluation" in message["Subject"], message["Subject"]
+    assert slots.holders(pipeline.clients.runs_table) == set()
+
+
+def test_a_stopped_evaluation_job_ends_the_run_stopped_and_registers_nothing(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", status="Stopped")
+    assert pipeline.evaluation_ended(run_id, "Stopped")["status"] == "STOPPED"
+    assert_ended(pipeline, run_id, "STOPPED")
+    [message] = pipeline.messages(run_id)
+    assert "stopped during evaluation" in message["Subject"]
+    assert pipeline.sagemaker.packages() == []
 
 
 # ------------------------------------------------------------------------------------------- evaluation output
@@ -299,6 +332,26 @@ def test_a_replay_after_the_idempotency_record_expired_does_nothing(pipeline, st
     assert replay == {"run_id": run_id, "status": outcome, "duplicate": True}
     assert pipeline.sagemaker.calls == calls
     assert_ended(pipeline, run_id, outcome)
+
+
+def test_every_event_of_a_succeeded_run_replayed_after_the_idempotency_records_expired_changes_nothing(
+    pipeline, stack
+):
+    """The idempotency records are a first line only: past their expiry each handler meets the run's state."""
+    event = pipeline.drop_event()
+    run_id = pipeline.start_tuning(event)["run_id"]
+    pipeline.succeed(run_id)
+    item = assert_ended(pipeline, run_id, "SUCCEEDED")
+    calls, packages = list(pipeline.sagemaker.calls), pipeline.sagemaker.packages()
+    _expire_idempotency_records(stack)
+    replayed = {"run_id": run_id, "status": "SUCCEEDED", "duplicate": True}  # each handler read the run's state
+    assert pipeline.start_tuning(dict(event, id="replayed-much-later")) == replayed
+    assert pipeline.tuning_ended(run_id) == replayed
+    assert pipeline.evaluation_ended(run_id) == replayed
+    made = [call for call in pipeline.sagemaker.calls[len(calls):] if not call.startswith(("describe", "list"))]
+    assert made == []  # no job, package or approval
+    assert pipeline.run(run_id) == item and pipeline.sagemaker.packages() == packages
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
 
 
 # ------------------------------------------------------------------------------------------- deadlines
