@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 
 import boto3
 import pytest
 
-from reviewtune.core import slots, states
+from reviewtune.core import outbox, slots, states
 from reviewtune.core.errors import RunNotReadyError
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later
@@ -54,6 +55,19 @@ def test_publish_failing_twice_is_retried_by_the_handler_and_sent_once(pipeline)
 
 
 def test_a_missing_topic_delays_the_message_until_a_reconciler_pass_finds_it_back(pipeline):
+    run_id, _, missing = _failed_with_its_message_unsent(pipeline)
+    first = pipeline.reconcile()
+    assert first["errors"] and pipeline.messages(run_id) == []
+    missing.heal()
+    second = pipeline.reconcile()
+    assert second["sent"] == 1 and not second["errors"]
+    assert pipeline.reconcile()["sent"] == 0
+    assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
+
+
+def _failed_with_its_message_unsent(pipeline: Pipeline) -> tuple[str, dict, Failing]:
+    """A run that ended FAILED while SNS said the topic was missing: its message waits in the outbox. The run's
+    id, its drop event, and the failing SNS client."""
     missing = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
     pipeline.use("sns", missing)
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
@@ -61,13 +75,41 @@ def test_a_missing_topic_delays_the_message_until_a_reconciler_pass_finds_it_bac
     with pytest.raises(Exception, match="NotFound"):
         pipeline.start_tuning(event)
     run_id = _run_id(pipeline)
-    assert pipeline.run(run_id)["status"] == "FAILED"
-    first = pipeline.reconcile()
-    assert first["errors"] and pipeline.messages(run_id) == []
+    assert pipeline.run(run_id)["status"] == "FAILED" and pipeline.messages(run_id) == []
+    return run_id, event, missing
+
+
+def test_a_second_sender_while_the_first_is_publishing_sends_nothing(pipeline):
+    run_id, event, missing = _failed_with_its_message_unsent(pipeline)
     missing.heal()
-    second = pipeline.reconcile()
-    assert second["sent"] == 1 and not second["errors"]
+    sns, during = pipeline.clients.sns, []
+
+    class SlowPublish:  # the reconciler's pass comes while the handler's Publish call is still out
+        def __getattr__(self, name):
+            return getattr(sns, name)
+
+        def publish(self, **request):
+            if not during:  # once: the pass's own Publish, if it made one, goes straight to SNS
+                during.append(None)
+                during[0] = pipeline.reconcile()
+            return sns.publish(**request)
+
+    pipeline.use("sns", SlowPublish())
+    pipeline.start_tuning(event)  # Lambda's retry of the event: the handler sends what the run owes
+    assert during[0]["sent"] == 0 and not during[0]["errors"]  # the lease was taken: the pass left it
+    assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
+    assert len(pipeline.messages(run_id)) == 1
+
+
+def test_a_sender_that_died_holding_the_lease_delays_the_message_until_the_lease_is_over(pipeline):
+    run_id, _, missing = _failed_with_its_message_unsent(pipeline)
+    missing.heal()
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.lease_notice(run_id, "FAILED", outbox.LEASE_SECONDS)  # then died before its Publish
     assert pipeline.reconcile()["sent"] == 0
+    over = later(0) + timedelta(seconds=outbox.LEASE_SECONDS + 1)
+    assert pipeline.reconcile(over)["sent"] == 1
+    assert pipeline.reconcile(over)["sent"] == 0
     assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
 
 
