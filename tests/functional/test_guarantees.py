@@ -439,14 +439,22 @@ def test_a_tuned_run_whose_evaluation_job_sagemaker_kept_throttling_names_it_at_
                  "SageMaker had not started its evaluation job after 2 attempts: ThrottlingException")
 
 
-def test_the_reconcile_handler_publishes_the_stuck_runs_metric(pipeline, capsys):
+@pytest.mark.parametrize("stuck", [0, 1])
+def test_the_reconcile_handler_publishes_the_stuck_runs_metric(pipeline, capsys, stuck):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    if stuck:  # the run's TUNING deadline has passed (the handler's own clock)
+        pipeline.clients.runs_table.update_item(
+            Key={"run_id": run_id}, UpdateExpression="SET deadline_at = :past",
+            ExpressionAttributeValues={":past": "2020-01-01T00:00:00+00:00"},
+        )
     capsys.readouterr()
     result = pipeline.reconcile()
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     (emf,) = [m for m in metrics if "StuckRuns" in m]
-    assert emf["StuckRuns"] == [0.0] or emf["StuckRuns"] == 0.0
+    assert emf["StuckRuns"] in ([float(stuck)], float(stuck))
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "reviewtune"
-    assert result["stuck"] == 0
+    assert result["stuck"] == stuck
+    assert pipeline.run(run_id)["status"] == ("FAILED" if stuck else "TUNING")
 
 
 def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
