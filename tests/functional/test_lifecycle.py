@@ -479,6 +479,7 @@ def test_a_champion_approval_throttled_is_tried_again_and_an_hour_in_is_recorded
     second_item = pipeline.run(second)
     assert "ThrottlingException" in second_item["registry"]["error"]
     assert second_item["champion"]["decision"] == "first champion"
+    assert "approval failed: ThrottlingException" in message(pipeline, second)  # the message names it
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"] and pipeline.statuses_told(second) == ["SUCCEEDED"]
 
 
