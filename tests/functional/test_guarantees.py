@@ -12,7 +12,7 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from reviewtune.core import outbox, slots, states
+from reviewtune.core import outbox, reconciler, slots, states
 from reviewtune.core.errors import RunNotReadyError
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later
@@ -468,6 +468,25 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
     assert pipeline.reconcile()["steps"] == {}  # a fresh claim may still be in progress
     pipeline.reconcile(later(0.5))
     assert pipeline.run(run_id)["status"] == "TUNING"
+
+
+def test_a_pass_restarts_at_most_its_share_of_stale_claims_and_the_next_pass_the_rest(pipeline):
+    events = [pipeline.drop_event(f"incoming/{name}.tsv", good_file(n)) for n, name in enumerate("abcd")]
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    for event in events:
+        with pytest.raises(Exception, match="InternalError"):
+            pipeline.start_tuning(event)
+    pipeline.use("s3", pipeline.clients.s3._wrapped)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert len(runs.by_status("CLAIMED")) == len(events)
+    first = pipeline.reconcile(later(0.5))
+    restarted = [run_id for run_id, step in first["steps"].items() if step.startswith("claim restarted")]
+    assert len(restarted) == reconciler.MAX_RESTARTS_PER_PASS
+    [waiting] = runs.by_status("CLAIMED")
+    assert waiting["run_id"] not in restarted
+    second = pipeline.reconcile(later(0.6))
+    assert second["steps"][waiting["run_id"]].startswith("claim restarted")
+    assert runs.by_status("CLAIMED") == []
 
 
 class _Killed(BaseException):
