@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reviewtune.console import dead_letters as dead_letters_command
 from reviewtune.core import champion, config, names, runs
 from tests.template.helpers import (
     FUNCTIONS,
@@ -117,6 +118,14 @@ def test_outputs_name_every_resource_the_tools_look_up():
         "RecordResultsFunctionName": {"Ref": "RecordResultsFunction"},
     }
     assert {name: outputs[name]["Value"] for name in expected if name in outputs} == expected
+
+
+@pytest.mark.parametrize(("function", "output"), sorted(dead_letters_command.QUEUES.items()))
+def test_each_output_the_dead_letters_command_reads_is_its_function_s_dead_letter_queue(function, output):
+    queue = template()["Outputs"][output]["Value"]["Ref"]
+    assert resources()[queue]["Type"] == "AWS::SQS::Queue"
+    target = {"Type": "SQS", "TargetArn": {"Fn::GetAtt": [queue, "Arn"]}}
+    assert properties(f"{function}Function")["DeadLetterQueue"] == target
 
 
 # ------------------------------------------------------------------------------------------------ storage
