@@ -116,10 +116,9 @@ def format_of(filename: str) -> FileFormat:
     """The file's format from its name, or a DatasetError naming the accepted ones."""
     fmt = file_format(filename)
     if fmt is None:
-        raise DatasetError(
-            f"{excerpt(filename.rsplit('/', 1)[-1], 80)} is not a file reviewtune reads: "
-            f"drop {accepted_formats_text()} files"
-        )
+        # the file's own name; a key ending in "/" has none: its last folder, slash kept
+        name = filename.rsplit("/", 1)[-1] or filename.rstrip("/").rsplit("/", 1)[-1] + "/"
+        raise DatasetError(f"{excerpt(name, 80)} is not a file reviewtune reads: drop {accepted_formats_text()} files")
     return fmt
 
 

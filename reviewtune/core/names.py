@@ -101,12 +101,14 @@ def run_id_of_evaluation_job(job_name: str) -> str:
     return job_name[: -len(EVALUATION_SUFFIX)]
 
 
-def is_accepted_key(key: str) -> bool:
-    """Whether start_tuning gives this object an outcome: every object under incoming/ but folder markers.
+def is_accepted_key(key: str, size: int | None = None) -> bool:
+    """Whether start_tuning gives this object an outcome: every object under incoming/ but folder markers (an empty
+    object, or one of unknown size, whose key ends in ``/``: what "Create folder" makes). A key ending in ``/`` that
+    holds bytes is an object like any other.
 
     The file's type is checked later (formats.file_format): any other type is rejected with a message, not ignored.
     """
-    return key.startswith(INCOMING_PREFIX) and not key.endswith("/")
+    return key.startswith(INCOMING_PREFIX) and not (key.endswith("/") and not size)
 
 
 def dataset_name(key: str) -> str:

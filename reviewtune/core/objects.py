@@ -62,7 +62,7 @@ def locate_dropped_object(
     start_tuning then rejects the object as gone, and a redelivered event finds that same run.
     Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
     """
-    if not names.is_accepted_key(key):
+    if not names.is_accepted_key(key, size):
         return DroppedObject(bucket, key, version_id, etag, size)
     refused: str | None = None  # the first key S3 refused to show: it exists (a missing key is 404)
     for candidate in names.key_candidates(key):

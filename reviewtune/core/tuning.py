@@ -321,7 +321,7 @@ def start_tuning(
 ) -> dict[str, Any]:
     """Claim the run of one dropped file version, validate, split and upload it, then start its tuning job or
     queue it (spend guard). A redelivered or replayed event finds the claim and starts nothing."""
-    if not names.is_accepted_key(obj.key):
+    if not names.is_accepted_key(obj.key, obj.size):
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
     runs = repository(settings, clients)

@@ -180,6 +180,22 @@ def _describe(arn: str) -> dict:
     }
 
 
+def test_an_object_with_bytes_whose_key_ends_in_a_slash_is_rejected_not_ignored(stack, start_tuning, lambda_context):
+    event = drop(stack, "incoming/team a/", b"sentiment\treview_body\n1\tgreat\n")
+    with SageMakerRecorder(start_tuning) as sm:
+        result = start_tuning.handler(event, lambda_context)
+    assert result["status"] == "REJECTED" and sm.requests == []
+    item = stack.run(result["run_id"])
+    assert item["status"] == "REJECTED" and item["failure_reason"].startswith("'team a/' is not a file reviewtune reads")
+    [message] = stack.messages()
+    assert "rejected" in message["Subject"]
+    assert item["rejected_uri"] == f"s3://{stack.bucket}/rejected/team a/"
+    s3 = boto3.client("s3", region_name=REGION)
+    kept = s3.get_object(Bucket=stack.bucket, Key="rejected/team a/", VersionId=item["rejected_version_id"])
+    assert kept["Body"].read() == b"sentiment\treview_body\n1\tgreat\n"  # the file is not lost
+    assert json.loads(s3.get_object(Bucket=stack.bucket, Key="rejected/team a/.error.json")["Body"].read())
+
+
 @pytest.mark.parametrize("key", ["runs/notes.tsv", "rejected/a.tsv", "incoming/team a/"])
 def test_objects_outside_incoming_and_folder_markers_are_ignored(stack, start_tuning, lambda_context, key):
     event = drop(stack, key, b"")

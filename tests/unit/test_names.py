@@ -60,17 +60,20 @@ def test_evaluation_job_name_round_trips_to_the_run():
 
 
 @pytest.mark.parametrize(
-    ("key", "accepted"),
+    ("key", "size", "accepted"),
     [
-        ("incoming/a.tsv", True),
-        ("incoming/a.CSV", True),
-        ("incoming/a.txt", True),  # given an outcome: rejected for its type, not ignored
-        ("incoming/team/", False),  # folder marker
-        ("runs/a.tsv", False),
+        ("incoming/a.tsv", 10, True),
+        ("incoming/a.CSV", 10, True),
+        ("incoming/a.txt", 10, True),  # given an outcome: rejected for its type, not ignored
+        ("incoming/empty.tsv", 0, True),  # rejected as empty
+        ("incoming/team/", 0, False),  # folder marker
+        ("incoming/team/", None, False),
+        ("incoming/team/", 12, True),  # bytes under a folder-like key: rejected for its type, not ignored
+        ("runs/a.tsv", 10, False),
     ],
 )
-def test_objects_given_an_outcome(key, accepted):
-    assert names.is_accepted_key(key) is accepted
+def test_objects_given_an_outcome(key, size, accepted):
+    assert names.is_accepted_key(key, size) is accepted
 
 
 @pytest.mark.parametrize(
