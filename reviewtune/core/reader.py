@@ -48,6 +48,7 @@ SPLIT_ALIASES = {
 SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
+_SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
 _CHUNK = 1024 * 1024
 
 _WHITESPACE = re.compile(r"\s+")
@@ -240,6 +241,16 @@ class ReviewReader:
             more = f" and {len(header) - _HEADER_NAMES_SHOWN:,} more" if len(header) > _HEADER_NAMES_SHOWN else ""
             return f"the header has {len(header):,} column{'' if len(header) == 1 else 's'}: {names}{more}"
 
+        def separated_otherwise() -> str:
+            """A header read as one column that holds another separator: the file's name says the wrong format."""
+            if len(header) != 1:
+                return ""
+            other = [name for mark, name in _SEPARATORS if mark != self._delimiter and mark in header[0]]
+            if not other:
+                return ""
+            return (f" (the header is one column holding {other[0]}: a .tsv file is read as tab-separated, a .csv "
+                    "file as comma-separated; save or name it accordingly)")
+
         def ambiguous(role: str, indexes: list[int]) -> str:
             if len({normalised[i] for i in indexes}) == 1:
                 return f"duplicate {role} column, {len(indexes)} times"
@@ -249,6 +260,7 @@ class ReviewReader:
         if not text:
             raise DatasetError(
                 f"no review text column: {shown_header()}; name the text column one of {', '.join(TEXT_COLUMNS)}"
+                + separated_otherwise()
             )
         if len(text) > 1:
             raise DatasetError(f"{ambiguous('review text', text)}: {listed(text)}; keep exactly one")
@@ -256,6 +268,7 @@ class ReviewReader:
         if not labels:
             raise DatasetError(
                 f"no label column: {shown_header()}; add a 'sentiment' column (-1, 0, 1) or a 'rating' column (1-5)"
+                + separated_otherwise()
             )
         if len(labels) > 1:
             raise DatasetError(

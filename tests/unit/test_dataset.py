@@ -83,6 +83,25 @@ def test_bad_files_say_what_is_wrong(data, message):
         split_reviews(data, "a.tsv")
 
 
+@pytest.mark.parametrize(
+    ("data", "name", "said"),
+    [
+        (b"sentiment,review_body\n1,hello\n", "a.tsv", "holding commas"),
+        (b"sentiment;review_body\n1;hello\n", "a.csv", "holding semicolons"),
+        (b"review_body|stars\nhello|5\n", "a.tsv", "holding pipes"),
+    ],
+)
+def test_a_file_separated_otherwise_than_its_name_says_is_told_so(data, name, said):
+    with pytest.raises(DatasetError, match=f"{said}: a .tsv file is read as tab-separated"):
+        split_reviews(data, name)
+
+
+def test_a_one_column_header_without_another_separator_gets_no_such_hint():
+    with pytest.raises(DatasetError, match="no review text column") as raised:
+        split_reviews(b"comments\nhello\n", "a.tsv")
+    assert "separated" not in str(raised.value)
+
+
 def test_too_few_rows_per_class_names_the_class():
     rows = balanced_rows(40)[:-35]  # positive keeps 5 rows
     with pytest.raises(DatasetError, match=r"positive \(1\) has 5.*at least 10"):
