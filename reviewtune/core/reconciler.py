@@ -171,7 +171,7 @@ def reconcile_run(
     if deadline and parse_iso(deadline) < now:
         reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
         _stop_jobs(run, clients)
-        end_run(runs, settings, clients, run_id, stage=status.lower(), status=RunStatus.FAILED, reason=reason)
+        end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.FAILED, reason=reason)
         return "past deadline"
     if status is RunStatus.CLAIMED:
         if run.get("data"):
@@ -215,6 +215,14 @@ def free_slots_of_ended_runs(runs: RunsRepository, clients: AwsClients) -> int:
             slots.release(clients.runs_table, run_id)
             freed += 1
     return freed
+
+
+def _stage(run: dict[str, Any], status: RunStatus) -> str:
+    """The stage a run past its deadline failed at, in the words the other failures use: tuning (from its claim to its
+    tuning job's end), evaluation (from the start of the evaluation job: tuned, its evaluation job not started yet)."""
+    if status is RunStatus.EVALUATING or (status is RunStatus.TUNING and run.get("evaluation_start")):
+        return "evaluation"
+    return "tuning"
 
 
 def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None) -> str:

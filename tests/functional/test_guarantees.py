@@ -409,7 +409,9 @@ def test_a_run_past_its_deadline_ends_failed_and_counts_as_stuck(pipeline, stage
     assert pipeline.reconcile(later(seconds / 3600 - 0.1))["stuck"] == 0
     result = pipeline.reconcile(later(seconds / 3600 + 0.1))
     assert result["stuck"] == 1
-    assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
+    item = assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
+    said = "tuning" if stage == "TUNING" else "evaluation"
+    assert item["failed_stage"] == said and f"failed during {said}" in pipeline.messages(run_id)[0]["Subject"]
     stop = "stop_hyper_parameter_tuning_job" if stage == "TUNING" else "stop_processing_job"
     assert stop in pipeline.sagemaker.calls
     assert pipeline.reconcile(later(100))["stuck"] == 0
@@ -435,8 +437,9 @@ def test_a_tuned_run_whose_evaluation_job_sagemaker_kept_throttling_names_it_at_
     pipeline.reconcile(later(0.1))  # the second try, throttled too
     seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
     pipeline.reconcile(later(seconds / 3600 + 0.2))
-    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline",
-                 "SageMaker had not started its evaluation job after 2 attempts: ThrottlingException")
+    item = assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline",
+                        "SageMaker had not started its evaluation job after 2 attempts: ThrottlingException")
+    assert item["failed_stage"] == "evaluation" and "failed during evaluation" in pipeline.messages(run_id)[0]["Subject"]
 
 
 @pytest.mark.parametrize("stuck", [0, 1])
@@ -471,7 +474,7 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
 
 
 def test_a_pass_restarts_at_most_its_share_of_stale_claims_and_the_next_pass_the_rest(pipeline):
-    events = [pipeline.drop_event(f"incoming/{name}.tsv", good_file(n)) for n, name in enumerate("abcd")]
+    events = [pipeline.drop_event(f"incoming/{n}.tsv", good_file(n)) for n in range(reconciler.MAX_RESTARTS_PER_PASS + 1)]
     pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
     for event in events:
         with pytest.raises(Exception, match="InternalError"):
