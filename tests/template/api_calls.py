@@ -258,16 +258,17 @@ def unit_of_work(nodeid: str) -> str | None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
-    """``-n N`` (``--dist load``) and ``--dist loadgroup``: xdist's group scheduler, with the recorded scenarios and
-    the least-privilege tests as one unit. (xdist's own ``xdist_group`` mark names the group in the node id, which
-    pytest 9.2's node ids no longer take: pytest-xdist issue 1386.) The largest unit goes first."""
+    """``-n N`` (``--dist load``) and ``--dist loadgroup``: xdist's scheduling by units of work, with the recorded
+    scenarios and the least-privilege tests as one unit and every other test file as one (so a module's fixtures,
+    a local runtime or a trained model, are built once). (xdist's own ``xdist_group`` mark names the group in the
+    node id, which pytest 9.2's node ids no longer take: pytest-xdist issue 1386.) The largest unit goes first."""
     if config.getoption("dist") not in ("load", "loadgroup"):
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadScopeScheduling
 
-    class RecordedCallsTogether(LoadGroupScheduling):
+    class RecordedCallsTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return unit_of_work(nodeid) or super()._split_scope(nodeid)
+            return unit_of_work(nodeid) or nodeid.split("::", 1)[0]
 
     return RecordedCallsTogether(config, log)
 

@@ -130,13 +130,17 @@ def _run_under_xdist(collection, workers=2):
 
 def test_under_xdist_the_scenarios_and_the_least_privilege_tests_run_in_one_worker_in_their_order():
     together = NODES + [f"{api_calls.LEAST_PRIVILEGE_TESTS}::test_{n}[Fn]" for n in (1, 2)]
-    others = [f"tests/unit/test_other_{n}.py::test_x" for n in range(30)]
+    others = [f"tests/unit/test_other_{n % 15}.py::test_{n}" for n in range(30)]  # two tests in each of 15 files
     collection = others[:10] + together[:5] + others[10:20] + together[5:] + others[20:]
     ran = _run_under_xdist(collection)
     assert sorted(ran) == sorted(collection)
     assert len({ran[nodeid] for nodeid in together}) == 1
     assert [nodeid for nodeid in ran if nodeid in together] == together  # the scenarios first, as collected
-    assert {ran[nodeid] for nodeid in others} == {"gw0", "gw1"}  # the rest is shared
+    assert {ran[nodeid] for nodeid in others} == {"gw0", "gw1"}  # the rest is shared, a file to one worker
+    by_file: dict[str, set[str]] = {}
+    for nodeid in others:
+        by_file.setdefault(nodeid.split("::")[0], set()).add(ran[nodeid])
+    assert all(len(workers) == 1 for workers in by_file.values()), by_file
     assert all(api_calls.unit_of_work(nodeid) is None for nodeid in others)
 
 

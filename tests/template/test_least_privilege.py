@@ -17,9 +17,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,8 +250,11 @@ def recorded_calls() -> dict[str, list[dict[str, Any]]]:
 
 
 def _calls_from_a_subprocess() -> list[dict[str, Any]]:
-    out = ROOT / ".pytest_cache" / "api_calls.json"
-    out.parent.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="api_calls-") as folder:  # one per process: xdist workers, two checkouts
+        return _run_the_scenarios(Path(folder) / "api_calls.json")
+
+
+def _run_the_scenarios(out: Path) -> list[dict[str, Any]]:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *api_calls.RECORDED_TESTS],
         cwd=ROOT,
