@@ -399,7 +399,9 @@ def start_evaluation(
                     f"SageMaker did not start the evaluation job after {attempt['attempts']} attempts: "
                     f"{attempt['last_error']}"
                 )
-                return end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason)
+                # unless another invocation (the event, the reconciler) started the job meanwhile
+                return end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason,
+                                  only_from=(RunStatus.TUNING,))
             runs.update_if(tuning_job_name, RunStatus.TUNING, evaluation_start=attempt, tuning=stored())
             logger.warning("evaluation job not started yet; will retry", extra={"run_id": tuning_job_name, **attempt})
             return {"run_id": tuning_job_name, "status": RunStatus.TUNING.value, "retry_at": attempt["next_attempt_at"]}

@@ -45,10 +45,12 @@ def end_run(
     stage: str,
     status: RunStatus,
     reason: str,
+    only_from: tuple[RunStatus, ...] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """Move the run from whatever non-final state it is in to FAILED or STOPPED (compare-and-set), with the failure
-    message in its outbox; then conclude it. A run that is final already is left as it is."""
+    message in its outbox; then conclude it. A run that is final already is left as it is. ``only_from``: the states
+    the failure is about; a run that moved on from them meanwhile (another invocation did the step) is left too."""
     for _ in range(_CONFLICT_RETRIES):
         item = runs.get(run_id)
         if item is None:
@@ -56,6 +58,9 @@ def end_run(
         current = RunStatus(item["status"])
         if states.is_final(current):
             return already_final(runs, settings, clients, item)
+        if only_from is not None and current not in only_from:
+            logger.info("run moved on meanwhile; not ended", extra={"run_id": run_id, "status": current.value})
+            return {"run_id": run_id, "status": current.value, "moved_on": True}
         if not states.allowed(current, status):
             status = RunStatus.FAILED
         view = {**item, **fields, "failure_reason": reason}

@@ -434,7 +434,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
                     f"SageMaker did not start the tuning job after {attempt['attempts']} attempts: "
                     f"{attempt['last_error']}"
                 )
-                return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason)
+                # unless another invocation started the job meanwhile
+                return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
+                               only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
             if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
                 return _moved_on(runs, settings, clients, run_id)
             logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})

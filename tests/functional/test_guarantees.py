@@ -18,7 +18,7 @@ from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
-from tests.support.faults import Failing, cancelled, failing_once
+from tests.support.faults import Failing, cancelled, client_error, failing_once
 
 
 @pytest.fixture
@@ -235,6 +235,56 @@ def test_an_evaluation_job_sagemaker_keeps_throttling_ends_the_run_failed_after_
     assert "ResourceLimitExceeded" in message["Message"], message
     assert "failed during evaluation" in message["Subject"], message["Subject"]
     assert slots.holders(pipeline.clients.runs_table) == set()
+
+
+def test_a_last_throttled_attempt_does_not_end_a_run_whose_tuning_job_another_invocation_started(stack, monkeypatch):
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "1")
+    pipeline = Pipeline(stack)
+    create = pipeline.sagemaker.create_hyper_parameter_tuning_job
+    passes = []
+
+    def the_pass_first(**request):
+        if passes:  # the pass's own call
+            return create(**request)
+        passes.append("running")
+        passes[0] = pipeline.reconcile(later(0.1))  # starts the job: TUNING
+        raise client_error("ThrottlingException", "Rate exceeded", "CreateHyperParameterTuningJob")
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_hyper_parameter_tuning_job", the_pass_first)
+    result = pipeline.start_tuning(pipeline.drop_event())
+    run_id = result["run_id"]
+    assert pipeline.run(run_id)["status"] == "TUNING" and pipeline.messages(run_id) == [], (result, passes)
+    pipeline.succeed(run_id)
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+    assert slots.holders(pipeline.clients.runs_table) == set()
+
+
+def test_a_last_throttled_attempt_does_not_end_a_run_whose_evaluation_job_another_invocation_started(
+    stack, monkeypatch
+):
+    """The event's start_evaluation is refused its last attempt while a reconciler pass starts the job: the run goes
+    on EVALUATING with that job, and succeeds."""
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "1")
+    pipeline = Pipeline(stack)
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    create = pipeline.sagemaker.create_processing_job
+    passes = []
+
+    def the_pass_first(**request):
+        if passes:  # the pass's own call
+            return create(**request)
+        passes.append("running")
+        passes[0] = pipeline.reconcile(later(0.1))  # starts the job: EVALUATING
+        raise client_error("ThrottlingException", "Rate exceeded", "CreateProcessingJob")
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_processing_job", the_pass_first)
+    result = pipeline.tuning_ended(run_id)
+    assert result == {"run_id": run_id, "status": "EVALUATING", "moved_on": True}
+    assert pipeline.run(run_id)["status"] == "EVALUATING" and pipeline.messages(run_id) == []
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    assert_ended(pipeline, run_id, "SUCCEEDED")
 
 
 def test_a_stopped_evaluation_job_ends_the_run_stopped_and_registers_nothing(pipeline):
