@@ -237,23 +237,29 @@ def test_an_evaluation_job_sagemaker_keeps_throttling_ends_the_run_failed_after_
     assert slots.holders(pipeline.clients.runs_table) == set()
 
 
+def _a_pass_starts_the_job_first(pipeline: Pipeline, monkeypatch, method: str) -> None:
+    """The function's call ``method`` is refused (throttled), but only after a reconciler pass, in the meantime,
+    made the same call for the run, and it succeeded."""
+    create = getattr(pipeline.sagemaker, method)
+    passing = []
+
+    def the_pass_first(**request):
+        if passing:  # the pass's own call
+            return create(**request)
+        passing.append(True)
+        pipeline.reconcile(later(0.1))
+        raise client_error("ThrottlingException", "Rate exceeded", method)
+
+    monkeypatch.setattr(pipeline.sagemaker, method, the_pass_first)
+
+
 def test_a_last_throttled_attempt_does_not_end_a_run_whose_tuning_job_another_invocation_started(stack, monkeypatch):
     monkeypatch.setenv("START_MAX_ATTEMPTS", "1")
     pipeline = Pipeline(stack)
-    create = pipeline.sagemaker.create_hyper_parameter_tuning_job
-    passes = []
-
-    def the_pass_first(**request):
-        if passes:  # the pass's own call
-            return create(**request)
-        passes.append("running")
-        passes[0] = pipeline.reconcile(later(0.1))  # starts the job: TUNING
-        raise client_error("ThrottlingException", "Rate exceeded", "CreateHyperParameterTuningJob")
-
-    monkeypatch.setattr(pipeline.sagemaker, "create_hyper_parameter_tuning_job", the_pass_first)
+    _a_pass_starts_the_job_first(pipeline, monkeypatch, "create_hyper_parameter_tuning_job")
     result = pipeline.start_tuning(pipeline.drop_event())
     run_id = result["run_id"]
-    assert pipeline.run(run_id)["status"] == "TUNING" and pipeline.messages(run_id) == [], (result, passes)
+    assert pipeline.run(run_id)["status"] == "TUNING" and pipeline.messages(run_id) == [], result
     pipeline.succeed(run_id)
     assert_ended(pipeline, run_id, "SUCCEEDED")
     assert slots.holders(pipeline.clients.runs_table) == set()
@@ -268,17 +274,7 @@ def test_a_last_throttled_attempt_does_not_end_a_run_whose_evaluation_job_anothe
     pipeline = Pipeline(stack)
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)
-    create = pipeline.sagemaker.create_processing_job
-    passes = []
-
-    def the_pass_first(**request):
-        if passes:  # the pass's own call
-            return create(**request)
-        passes.append("running")
-        passes[0] = pipeline.reconcile(later(0.1))  # starts the job: EVALUATING
-        raise client_error("ThrottlingException", "Rate exceeded", "CreateProcessingJob")
-
-    monkeypatch.setattr(pipeline.sagemaker, "create_processing_job", the_pass_first)
+    _a_pass_starts_the_job_first(pipeline, monkeypatch, "create_processing_job")
     result = pipeline.tuning_ended(run_id)
     assert result == {"run_id": run_id, "status": "EVALUATING", "moved_on": True}
     assert pipeline.run(run_id)["status"] == "EVALUATING" and pipeline.messages(run_id) == []
