@@ -117,6 +117,12 @@ def object_unreadable(exc: ClientError) -> bool:
     return name in OBJECT_UNREADABLE_CODES
 
 
+def attempts_made(attempt: dict[str, Any]) -> str:
+    """"1 attempt", "3 attempts": how often a start was tried, for the reasons people read."""
+    count = attempt.get("attempts", "?")
+    return f"{count} attempt{'' if count == 1 else 's'}"
+
+
 def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetime | None = None) -> dict[str, Any]:
     """The bookkeeping of one more failed attempt: count, AWS's text, and when to try next (exponential)."""
     now = now or datetime.now(UTC)

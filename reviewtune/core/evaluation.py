@@ -396,7 +396,7 @@ def start_evaluation(
             attempt = aws_errors.next_attempt(run.get("evaluation_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:
                 reason = (
-                    f"SageMaker did not start the evaluation job after {attempt['attempts']} attempts: "
+                    f"SageMaker did not start the evaluation job after {aws_errors.attempts_made(attempt)}: "
                     f"{attempt['last_error']}"
                 )
                 # unless another invocation (the event, the reconciler) started the job meanwhile

@@ -244,9 +244,8 @@ def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None
         return (f"{reason}; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
                 "function's time or memory (a file too large to split in one invocation?)")
     if attempt.get("last_error"):
-        tries = attempt.get("attempts", "?")
-        return (f"{reason}; SageMaker had not started its {waiting_for} after {tries} "
-                f"attempt{'' if tries == 1 else 's'}: {attempt['last_error']}")
+        return (f"{reason}; SageMaker had not started its {waiting_for} after {aws_errors.attempts_made(attempt)}: "
+                f"{attempt['last_error']}")
     return reason
 
 

@@ -431,7 +431,7 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:
                 reason = (
-                    f"SageMaker did not start the tuning job after {attempt['attempts']} attempts: "
+                    f"SageMaker did not start the tuning job after {aws_errors.attempts_made(attempt)}: "
                     f"{attempt['last_error']}"
                 )
                 # unless another invocation started the job meanwhile

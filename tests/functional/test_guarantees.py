@@ -186,6 +186,14 @@ def test_a_quota_error_that_lasts_ends_the_run_failed_after_the_last_attempt(sta
     assert slots.holders(pipeline.clients.runs_table) == set()
 
 
+def test_a_single_allowed_attempt_is_named_as_one(stack, monkeypatch):
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "1")
+    pipeline = Pipeline(stack)
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ResourceLimitExceeded"]
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    assert_ended(pipeline, run_id, "FAILED", "did not start the tuning job after 1 attempt: ResourceLimitExceeded")
+
+
 def test_access_denied_on_the_tuning_job_fails_the_run_at_once_with_aws_text(pipeline):
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
     result = pipeline.start_tuning(pipeline.drop_event())
