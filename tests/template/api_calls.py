@@ -252,8 +252,7 @@ TOGETHER = "recorded API calls"
 
 def unit_of_work(nodeid: str) -> str | None:
     """The xdist scope of a test that must run in the same worker as others; None for any other test."""
-    path = nodeid.split("::", 1)[0]
-    return TOGETHER if path in RECORDED_TESTS or path == LEAST_PRIVILEGE_TESTS else None
+    return TOGETHER if _recorded_file(nodeid) or nodeid.split("::", 1)[0] == LEAST_PRIVILEGE_TESTS else None
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -251,21 +251,18 @@ def recorded_calls() -> dict[str, list[dict[str, Any]]]:
 
 def _calls_from_a_subprocess() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="api_calls-") as folder:  # one per process: xdist workers, two checkouts
-        return _run_the_scenarios(Path(folder) / "api_calls.json")
-
-
-def _run_the_scenarios(out: Path) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *api_calls.RECORDED_TESTS],
-        cwd=ROOT,
-        env={**os.environ, "REVIEWTUNE_API_CALLS": str(out), "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return json.loads(out.read_text())["calls"]
+        out = Path(folder) / "api_calls.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *api_calls.RECORDED_TESTS],
+            cwd=ROOT,
+            env={**os.environ, "REVIEWTUNE_API_CALLS": str(out), "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return json.loads(out.read_text())["calls"]
 
 
 def _sagemaker_arn(call: dict[str, Any]) -> str:
