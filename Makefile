@@ -84,6 +84,7 @@ test: setup lint checkov
 bench: setup
 	$(PY) bench/run.py
 	$(PY) bench/cold_start.py --json bench/results/cold_start.json
+	$(PY) bench/start_memory.py --json bench/results/start_memory.json
 
 clean:
 	rm -rf .reviewtune out .aws-sam .pytest_cache
