@@ -62,10 +62,16 @@ def key_candidates(key: str) -> list[str]:
 
     EventBridge "Object Created" events carry the key as stored (a '+' is a plus sign, a '%' a percent sign); S3's
     classic notifications carry it URL-encoded (spaces as '+'). The key as given comes first; its URL-decoded form is
-    tried only when the key as given does not exist.
+    tried only when the key as given does not exist. A key as given longer than S3 allows (S3_KEY_MAX_BYTES) cannot
+    be stored, so only its decoded form is tried: S3 would answer the long one with 400, which reads as a refusal
+    of an object that is there.
     """
     decoded = unquote_plus(key)
-    return [key] if decoded == key else [key, decoded]
+    if decoded == key:
+        return [key]
+    if len(key.encode("utf-8", "surrogatepass")) > S3_KEY_MAX_BYTES >= len(decoded.encode("utf-8", "surrogatepass")):
+        return [decoded]
+    return [key, decoded]
 
 
 def if_match(etag: str) -> str:

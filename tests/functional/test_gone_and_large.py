@@ -5,6 +5,7 @@ comes; throttling and server errors are retried, not mistaken for a missing obje
 from __future__ import annotations
 
 import json
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -226,12 +227,25 @@ def test_a_rejected_file_whose_key_is_near_s3_s_limit_gets_its_reason_under_a_ke
     assert json.loads(s3().get_object(Bucket=stack.bucket, Key=reason_key)["Body"].read())["run_id"] == result["run_id"]
 
 
-def test_a_version_deleted_between_two_deliveries_of_an_encoded_event_keeps_its_one_run(pipeline, stack):
+@pytest.mark.parametrize(
+    "key",
+    [
+        "incoming/team a/gone (1).tsv",
+        # 613 bytes as stored; URL-encoded, 1,813: longer than any S3 key, and S3 answers HeadObject of such a key
+        # with 400 and no body, as it does an object it refuses to show
+        "incoming/" + "\u00e9" * 300 + ".tsv",
+    ],
+    ids=["short", "encoded-longer-than-s3-allows"],
+)
+def test_a_version_deleted_between_two_deliveries_of_an_encoded_event_keeps_its_one_run(pipeline, stack, key):
     """The first delivery found the object under the decoded key and claimed its run, then failed; by the retry the
-    version is gone, so neither key finds it: the retry must land on that run, not claim one for the encoded key."""
-    key = "incoming/team a/gone (1).tsv"
-    event = pipeline.drop_event(key)  # URL-encoded in the event
-    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=1))
+    version is gone, so neither key finds it: the retry must land on that run, not claim one for the encoded key
+    (nor take an encoded key too long for S3, which S3 refuses, for an object that is there)."""
+    event = pipeline.drop_event(key)
+    event["detail"]["object"]["key"] = quote_plus(key, safe="/")  # URL-encoded in the event
+    too_long = Failing(pipeline.clients.s3, "head_object", "400", "Bad Request", failures=None,
+                       when=lambda call: len(call["Key"].encode()) > 1024)
+    pipeline.use("s3", Failing(too_long, "get_object", "InternalError", failures=1))
     with pytest.raises(Exception, match="InternalError"):
         pipeline.start_tuning(event)
     [claimed] = run_items(pipeline)
@@ -244,6 +258,7 @@ def test_a_version_deleted_between_two_deliveries_of_an_encoded_event_keeps_its_
     assert result["run_id"] == claimed["run_id"] and result["status"] == "REJECTED"
     assert [i["run_id"] for i in run_items(pipeline)] == [claimed["run_id"]]
     assert_one_outcome(pipeline, claimed["run_id"], "REJECTED")
+    assert too_long.failed == 0  # an encoded key longer than S3 allows is never looked up
 
 
 def test_a_file_of_more_than_a_million_reviews_is_rejected_with_how_to_split_it(pipeline, stack):

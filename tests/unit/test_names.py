@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
 import pytest
 
 from reviewtune.core import formats, names
@@ -48,6 +50,16 @@ def test_the_key_as_given_comes_before_its_url_decoded_form():
     ]
     assert names.key_candidates("incoming/plain-name.tsv") == ["incoming/plain-name.tsv"]
     assert names.key_candidates("incoming/a b (1) é.tsv") == ["incoming/a b (1) é.tsv"]
+
+
+def test_an_encoded_key_longer_than_s3_allows_stands_only_for_its_decoded_form():
+    stored = "incoming/" + "é" * 300 + ".tsv"  # 613 bytes; encoded, each é is %C3%A9: 1,813 bytes
+    encoded = quote_plus(stored, safe="/")
+    assert len(encoded.encode()) > names.S3_KEY_MAX_BYTES >= len(stored.encode())
+    assert names.key_candidates(encoded) == [stored]
+    at_limit = "incoming/" + "%25" * 337 + ".tsv"  # 1,024 bytes as given: it may exist, so it is tried first
+    assert len(at_limit.encode()) == names.S3_KEY_MAX_BYTES
+    assert names.key_candidates(at_limit) == [at_limit, "incoming/" + "%" * 337 + ".tsv"]
 
 
 def test_evaluation_job_name_round_trips_to_the_run():
