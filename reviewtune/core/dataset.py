@@ -32,6 +32,7 @@ from reviewtune.core.reader import (  # noqa: F401  (re-exported: the column rul
     rating_to_sentiment,
 )
 from reviewtune.core.reasons import excerpt
+from reviewtune.core.train_hashes import normalize_text
 
 LABELS = (-1, 0, 1)
 LABEL_NAMES = {-1: "negative", 0: "neutral", 1: "positive"}
@@ -85,11 +86,11 @@ class SplitDataset:
 
 
 def review_key(text: str) -> bytes:
-    """Two reviews are the same review when they match casefolded, whitespace collapsed (a 16-byte digest).
-
-    ``text`` is a cleaned review (reader.clean_text: whitespace already collapsed).
+    """Two reviews are the same review when their normalized texts match (a 16-byte digest of
+    ``train_hashes.normalize_text``: Unicode NFKC, casefolded, whitespace collapsed, as the champion comparison's
+    hashes), so a review typed with a combining accent is the one typed with the accented letter.
     """
-    return hashlib.blake2b(text.casefold().encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(normalize_text(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _counts(rows: list[Review]) -> dict[str, int]:
@@ -210,7 +211,7 @@ def split_stream(
 
 
 def remove_leakage(splits: dict[str, list[Review]]) -> int:
-    """Remove from validation and test every review also in train (same text, casefolded, whitespace collapsed)."""
+    """Remove from validation and test every review also in train (the same review: review_key)."""
     in_train = {review_key(r.text) for r in splits["train"]}
     removed = 0
     for name in ("validation", "test"):

@@ -114,3 +114,23 @@ def test_tsv_output_round_trips_tabs_and_quotes():
     parsed = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
     assert {row["review_body"] for row in parsed} == {r.text for r in result.splits["train"]}
     assert all("\t" not in row["review_body"] for row in parsed)
+
+
+def test_a_review_in_another_unicode_form_is_the_same_review():
+    import unicodedata
+
+    composed = "Caf\u00e9 dress, \ufb01ts well"  # é as one letter; the "fi" ligature
+    decomposed = unicodedata.normalize("NFD", "Caf\u00e9 dress, fits well")  # e + combining accent; f, i
+    assert composed != decomposed
+    rows = balanced_rows(40) + [(1, composed), (1, decomposed.upper())]
+    result = split_reviews(make_file(rows), "a.tsv")
+    assert result.duplicates_removed == 1
+
+    # the same review in train and, in its other form, in test: removed from test as leakage
+    rows = [(label, text, "train") for label, text in balanced_rows(12)] + [(1, composed, "train")]
+    rows += [(label, f"held out {split} {label}", split) for split in ("validation", "test") for label in (-1, 0, 1)]
+    rows.append((1, decomposed, "test"))
+    result = split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
+    assert result.leakage_removed == 1
+    assert composed in {r.text for r in result.splits["train"]}
+    assert {r.text for r in result.splits["test"]} == {f"held out test {label}" for label in (-1, 0, 1)}
