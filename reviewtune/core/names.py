@@ -62,16 +62,13 @@ def key_candidates(key: str) -> list[str]:
 
     EventBridge "Object Created" events carry the key as stored (a '+' is a plus sign, a '%' a percent sign); S3's
     classic notifications carry it URL-encoded (spaces as '+'). The key as given comes first; its URL-decoded form is
-    tried only when the key as given does not exist. A key as given longer than S3 allows (S3_KEY_MAX_BYTES) cannot
-    be stored, so only its decoded form is tried: S3 would answer the long one with 400, which reads as a refusal
-    of an object that is there.
+    tried only when the key as given does not exist. A candidate longer than S3 allows a key (S3_KEY_MAX_BYTES) cannot
+    be stored, so it is not tried (S3 would answer it with 400, which reads as a refusal of an object that is there),
+    unless no candidate fits.
     """
-    decoded = unquote_plus(key)
-    if decoded == key:
-        return [key]
-    if len(key.encode("utf-8", "surrogatepass")) > S3_KEY_MAX_BYTES >= len(decoded.encode("utf-8", "surrogatepass")):
-        return [decoded]
-    return [key, decoded]
+    candidates = [key] if unquote_plus(key) == key else [key, unquote_plus(key)]
+    fits = [c for c in candidates if len(c.encode("utf-8", "surrogatepass")) <= S3_KEY_MAX_BYTES]
+    return fits or [key]
 
 
 def if_match(etag: str) -> str:

@@ -58,7 +58,8 @@ def locate_dropped_object(
     The key as the event gives it is tried first (HeadObject); only if it does not exist, its URL-decoded form.
     The size is the event's; HeadObject's where the event has none (or no valid one).
     When neither key holds the version any more (deleted or replaced since the event), the key whose run exists
-    (``has_run``: an earlier delivery claimed it before the version went away) is kept, else the key as given:
+    (``has_run``: an earlier delivery claimed it before the version went away) is kept, else the first key tried
+    (the key as given, or its decoded form when the key as given is longer than S3 allows):
     start_tuning then rejects the object as gone, and a redelivered event finds that same run.
     Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
     """
@@ -75,4 +76,4 @@ def locate_dropped_object(
         return DroppedObject(bucket, refused, version_id, etag, size)
     logger.warning("the dropped object is not there any more", extra={"key": key, "version_id": version_id})
     known = known_object(bucket, key, version_id, etag, size, has_run) if has_run else None
-    return known or DroppedObject(bucket, key, version_id, etag, size)
+    return known or DroppedObject(bucket, names.key_candidates(key)[0], version_id, etag, size)

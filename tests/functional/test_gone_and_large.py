@@ -261,6 +261,19 @@ def test_a_version_deleted_between_two_deliveries_of_an_encoded_event_keeps_its_
     assert too_long.failed == 0  # an encoded key longer than S3 allows is never looked up
 
 
+def test_an_encoded_key_too_long_for_s3_whose_version_went_before_any_delivery_names_the_stored_key(pipeline, stack):
+    key = "incoming/" + "\u00e9" * 300 + ".tsv"
+    event = pipeline.drop_event(key)
+    event["detail"]["object"]["key"] = quote_plus(key, safe="/")  # 1,813 bytes: never a key
+    s3().delete_object(Bucket=stack.bucket, Key=key, VersionId=event["detail"]["object"]["version-id"])
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "REJECTED"
+    item = assert_one_outcome(pipeline, result["run_id"], "REJECTED")
+    assert item["source"]["key"] == key and item["dataset"] == "\u00e9" * 300 + ".tsv"
+
+
 def test_a_file_of_more_than_a_million_reviews_is_rejected_with_how_to_split_it(pipeline, stack):
     """Four million one-line reviews fit 256 MiB but not the function's memory once split and hashed: the count
     is checked while reading, before anything grows."""

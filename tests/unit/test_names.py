@@ -60,6 +60,8 @@ def test_an_encoded_key_longer_than_s3_allows_stands_only_for_its_decoded_form()
     at_limit = "incoming/" + "%25" * 337 + ".tsv"  # 1,024 bytes as given: it may exist, so it is tried first
     assert len(at_limit.encode()) == names.S3_KEY_MAX_BYTES
     assert names.key_candidates(at_limit) == [at_limit, "incoming/" + "%" * 337 + ".tsv"]
+    both_too_long = quote_plus("incoming/" + "\u00e9" * 600 + ".tsv", safe="/")  # 1,213 bytes decoded
+    assert names.key_candidates(both_too_long) == [both_too_long]  # none fits: the key as given, for an outcome
 
 
 def test_evaluation_job_name_round_trips_to_the_run():
