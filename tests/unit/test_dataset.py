@@ -119,8 +119,9 @@ def test_tsv_output_round_trips_tabs_and_quotes():
 def test_a_review_in_another_unicode_form_is_the_same_review():
     import unicodedata
 
-    composed = "Caf\u00e9 dress, \ufb01ts well"  # é as one letter; the "fi" ligature
-    decomposed = unicodedata.normalize("NFD", "Caf\u00e9 dress, fits well")  # e + combining accent; f, i
+    composed = "\uff23\uff41\uff46\u00e9 dress, fits well"  # full-width C, a, f; é as one letter
+    decomposed = unicodedata.normalize("NFD", "Caf\u00e9 dress, fits well")  # e + combining accent
+    assert unicodedata.normalize("NFC", composed).casefold() != unicodedata.normalize("NFC", decomposed).casefold()
     assert composed != decomposed
     rows = balanced_rows(40) + [(1, composed), (1, decomposed.upper())]
     result = split_reviews(make_file(rows), "a.tsv")
