@@ -10,10 +10,13 @@ string at 1, 2 or 4 bytes a character after the widest one in it:
 - ``astral``: the same with one emoji in each, 4 bytes a character in memory for 1 in the file (the worst case:
   reviews of accented letters take 1 byte a character, of other scripts 2, both for 2-3 bytes in the file).
 
-Each case runs in a fresh process with the environment template.yaml gives StartTuningFunction, after importing
-``functions/start_tuning/app.py`` (boto3, Powertools, reviewtune) as Lambda does; the S3 client is a stand-in that
-reads what it is given. Reports the process's peak resident memory (VmHWM) against the functions' MemorySize, and
-the largest split written to the temporary folder against their ephemeral storage.
+Each case runs in a fresh process (from the project's virtualenv) with the environment template.yaml gives
+StartTuningFunction, which first imports ``functions/start_tuning/app.py`` (boto3, Powertools, reviewtune: its
+clients, Logger, Tracer, Metrics and idempotency store stay alive, as in a warm function); the S3 client is a
+stand-in that reads what it is given. Reports the process's peak resident memory (VmHWM, the import included)
+against the functions' MemorySize, the seconds the work took against their Timeout, and the largest split written
+to the temporary folder against their ephemeral storage. The Lambda runtime's own process and the page cache of
+that folder count against the function's memory too: the headroom is for them.
 
     python bench/start_memory.py [--cases ascii astral] [--json bench/results/start_memory.json]
 """
@@ -25,6 +28,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +105,24 @@ def child(case: str, rows: int, size: int) -> dict[str, Any]:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("app", FUNCTIONS_DIR / "start_tuning" / "app.py")
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    app = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = app  # kept alive to the end, as Lambda keeps the handler's module
+    spec.loader.exec_module(app)
     from reviewtune.core.dataset import split_stream, write_splits
     from reviewtune.core.train_hashes import write_train_hashes
 
     imported = _kib("VmRSS")
+    started = time.perf_counter()
     body, s3 = LargestFile(CASES[case], rows, size), DrainingS3()
-    dataset = split_stream(body, "largest.tsv")
+    settings = app.ctx.settings
+    dataset = split_stream(
+        body,
+        "largest.tsv",
+        validation_fraction=settings.validation_fraction,
+        test_fraction=settings.test_fraction,
+        min_rows_per_class=settings.min_rows_per_class,
+        class_balance=settings.class_balance,
+    )
     write_splits(s3, "bucket", "run", dataset)
     write_train_hashes(s3, "bucket", "run", (review.text for review in dataset.splits["train"]))
     return {
@@ -118,24 +133,27 @@ def child(case: str, rows: int, size: int) -> dict[str, Any]:
         "after_import_mib": round(imported / 1024),
         "peak_mib": round(_kib("VmHWM") / 1024),
         "largest_object_mib": round(s3.largest / MiB, 1),
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def limits() -> dict[str, int]:
-    """The smallest MemorySize and EphemeralStorage (MB) of the functions that run the start."""
+    """The smallest MemorySize (MB, which Lambda means as MiB), Timeout (s) and EphemeralStorage (MB) of the functions
+    that run the start."""
     template = load_template(REPO / "template.yaml")
     globals_ = template.get("Globals", {}).get("Function", {})
-    memory, storage = [], []
+    found: dict[str, list[int]] = {"memory_mb": [], "timeout_s": [], "ephemeral_mb": []}
     for function_id in START_FUNCTIONS:
-        properties = template["Resources"][function_id]["Properties"]
-        memory.append(int(properties.get("MemorySize", globals_.get("MemorySize", 128))))
-        ephemeral = properties.get("EphemeralStorage", globals_.get("EphemeralStorage", {}))
-        storage.append(int(ephemeral.get("Size", DEFAULT_EPHEMERAL_MB)))
-    return {"memory_mb": min(memory), "ephemeral_mb": min(storage)}
+        properties = {**globals_, **template["Resources"][function_id]["Properties"]}
+        found["memory_mb"].append(int(properties.get("MemorySize", 128)))
+        found["timeout_s"].append(int(properties.get("Timeout", 3)))
+        found["ephemeral_mb"].append(int(properties.get("EphemeralStorage", {}).get("Size", DEFAULT_EPHEMERAL_MB)))
+    return {name: min(values) for name, values in found.items()}
 
 
 def measure(case: str, rows: int = MAX_ROWS, size: int = MAX_FILE_BYTES) -> dict[str, Any]:
     env = _environment("start_tuning", "StartTuningFunction", None)
+    env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(limits()["memory_mb"])
     command = [sys.executable, __file__, "--child", case, "--rows", str(rows), "--size", str(size)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -155,13 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     bounds = limits()
     results = [measure(case, args.rows, args.size) for case in args.cases]
     print(f"the start's peak memory on the largest file it takes ({args.rows:,} distinct reviews, "
-          f"{args.size / MiB:,.0f} MiB); functions' MemorySize {bounds['memory_mb']:,} MB, "
-          f"ephemeral storage {bounds['ephemeral_mb']:,} MB")
-    print(f"{'case':<8} {'file MiB':>9} {'after import':>13} {'peak MiB':>9} {'of memory':>10} {'largest split MiB':>18}")
+          f"{args.size / MiB:,.0f} MiB); the functions' MemorySize {bounds['memory_mb']:,} MiB, Timeout "
+          f"{bounds['timeout_s']} s, ephemeral storage {bounds['ephemeral_mb']:,} MiB")
+    print(f"{'case':<8} {'file MiB':>9} {'after import':>13} {'peak MiB':>9} {'of memory':>10} {'seconds':>8} "
+          f"{'largest split MiB':>18}")
     for r in results:
-        share = r["peak_mib"] / bounds["memory_mb"]  # Lambda's MB are MiB
+        share = r["peak_mib"] / bounds["memory_mb"]
         print(f"{r['case']:<8} {r['file_bytes'] / MiB:>9,.0f} {r['after_import_mib']:>13,} {r['peak_mib']:>9,} "
-              f"{share:>10.0%} {r['largest_object_mib']:>18,.1f}")
+              f"{share:>10.0%} {r['seconds']:>8,.0f} {r['largest_object_mib']:>18,.1f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"limits": bounds, "results": results}, indent=2) + "\n")

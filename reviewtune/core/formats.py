@@ -16,7 +16,7 @@ MAX_LINE_CHARS = 4 * MiB
 # split, its hash for the champion comparison) is about 600 bytes beside the text: 985,552 distinct 60-character
 # reviews (66 MiB) took +600 MiB at peak, within the function's 2,048 MB; 256 MiB of such reviews (3.8 million)
 # took +2,253 MiB, past it. Split such a file. At this limit and MAX_FILE_BYTES, the worst case (a million distinct
-# reviews, each with one emoji, so that Python keeps it at 4 bytes a character) peaks at 1,641 MiB with the handler's
+# reviews, each with one emoji, so that Python keeps it at 4 bytes a character) peaks at 1,650 MiB with the handler's
 # imports (bench/start_memory.py, run by `make bench`).
 MAX_ROWS = 1_000_000
 

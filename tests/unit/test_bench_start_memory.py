@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -23,16 +24,18 @@ def test_the_file_holds_the_rows_distinct_and_fills_the_size(marker: str) -> Non
     assert dataset.rows_read == 2_000 and dataset.duplicates_removed == 0
 
 
-def test_the_limits_are_the_smallest_of_the_functions_that_start_runs() -> None:
+def test_the_limits_are_those_of_the_functions_that_start_runs() -> None:
     resources = load_template(REPO / "template.yaml")["Resources"]
-    memory = [resources[name]["Properties"]["MemorySize"] for name in ("StartTuningFunction", "ReconcileFunction")]
-    assert limits()["memory_mb"] == min(memory) and limits()["ephemeral_mb"] >= 512
+    for name in ("StartTuningFunction", "ReconcileFunction"):
+        assert (resources[name]["Properties"]["MemorySize"], resources[name]["Properties"]["Timeout"]) == (2048, 300)
+    assert limits() == {"memory_mb": 2048, "timeout_s": 300, "ephemeral_mb": 512}
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak memory from Linux /proc")
 def test_a_review_with_an_emoji_takes_more_memory_than_one_of_plain_ascii() -> None:
     plain, astral = (measure(case, rows=30_000, size=8_000_000) for case in ("ascii", "astral"))
     assert plain["rows_read"] == astral["rows_read"] == 30_000
     assert sum(plain["rows"].values()) == 30_000 and plain["largest_object_mib"] < 8
-    assert plain["peak_mib"] > plain["after_import_mib"]
+    assert plain["peak_mib"] > plain["after_import_mib"] > 20  # the handler's imports are counted
     # 30,000 reviews of ~265 characters at 4 bytes a character instead of 1: about 23 MiB more
     assert astral["peak_mib"] - plain["peak_mib"] > 12
