@@ -8,9 +8,9 @@ deterministic, so anyone with the original file can check it::
     python -m reviewtune.real_sample check Womens_Clothing_E-Commerce_Reviews.csv          # compares with it
 
 How: rows with a review text; sentiment from the rating (1-2: -1, 3: 0, 4-5: 1); line breaks and tabs in a review
-become spaces; a text that occurs more than once (case and spacing aside) is kept once; then ``PER_CLASS`` reviews
-per class are drawn with a fixed seed and the rows shuffled. Columns: ``sentiment``, ``review_body``,
-``product_category`` (the dataset's Class Name).
+become spaces; a text that occurs more than once (as the pipeline compares reviews: Unicode NFKC, case and spacing
+aside) is kept once; then ``PER_CLASS`` reviews per class are drawn with a fixed seed and the rows shuffled. Columns:
+``sentiment``, ``review_body``, ``product_category`` (the dataset's Class Name).
 
 The tests use :mod:`reviewtune.sample_data` (synthetic, made on the fly, any size) instead.
 """
@@ -23,6 +23,8 @@ import io
 import random
 import sys
 from pathlib import Path
+
+from reviewtune.core.train_hashes import normalize_text
 
 SAMPLE_FILE = Path(__file__).resolve().parent / "data" / "sample-reviews.tsv"
 SAMPLE_KEY = "sample-reviews.tsv"  # its name under incoming/
@@ -55,9 +57,10 @@ def build(raw_csv: Path, per_class: int = PER_CLASS, seed: int = SEED) -> bytes:
         for row in csv.DictReader(handle):
             text = _clean(row.get("Review Text") or "")
             label = sentiment((row.get("Rating") or "").strip())
-            if not text or label is None or text.casefold() in seen:
+            same = normalize_text(text)  # as the pipeline compares reviews (dataset.review_key)
+            if not text or label is None or same in seen:
                 continue
-            seen.add(text.casefold())
+            seen.add(same)
             by_class[label].append((text, _clean(row.get("Class Name") or "")))
     rng = random.Random(seed)
     rows = []
