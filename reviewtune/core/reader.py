@@ -49,6 +49,8 @@ SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
+# Excel's first line naming the separator ("sep=;"), before the header
+_SEP_DIRECTIVE = re.compile(r"sep=(.)", re.IGNORECASE)
 _CHUNK = 1024 * 1024
 
 _WHITESPACE = re.compile(r"\s+")
@@ -207,13 +209,29 @@ class ReviewReader:
 
     # ---------------------------------------------------------------------------------------------- header
 
+    def _first_line(self, lines: Iterator[str], empty: str = "the file is empty") -> str:
+        for line in lines:
+            if line.strip():
+                return line
+        raise DatasetError(empty)
+
     def _header(self, lines: Iterator[str]) -> tuple[list[str], Iterator[list[str]]]:
-        for first in lines:
-            if first.strip():
-                break
-        else:
-            raise DatasetError("the file is empty")
+        first = self._first_line(lines)
         delimiter = self.fmt.delimiter
+        line = first.rstrip("\r\n")
+        directive = _SEP_DIRECTIVE.fullmatch(line)
+        if directive:  # Excel's "sep=," line: the header comes next
+            said = directive.group(1)
+            if said != delimiter and not (said == "\t" and delimiter == ","):
+                named = dict(_SEPARATORS).get(said, repr(said))
+                raise DatasetError(
+                    f"line {self._lines_read}: {excerpt(line)} says the values are separated by {named}; "
+                    "a .csv file is read as comma-separated, a .tsv file as tab-separated: save it as CSV UTF-8 "
+                    "(comma-separated) or as tab-separated text"
+                )
+            first = self._first_line(lines, f"the file has no header after its {excerpt(line)} line")
+            if said == "\t":
+                delimiter = "\t"
         head = first.rstrip("\r\n")
         if delimiter == "," and "\t" in head and "," not in head:
             delimiter = "\t"  # a tab-separated file named .csv

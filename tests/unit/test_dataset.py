@@ -76,6 +76,9 @@ def test_raw_kaggle_shape_with_quotes_commas_newlines_and_missing_text():
         (b"sentiment\tstars_text\n1\thello\n", "no review text column"),
         (b"sentiment\treview_body\n2\thello\n", "line 2: 'sentiment' is '2', expected one of"),
         (b"rating\treview_body\n7\thello\n", "line 2"),
+        (b"sep=;\nsentiment;review_body\n1;good\n", "line 1: 'sep=;' says the values are separated by semicolons; a .csv"),
+        (b"\n\nsep=|\nsentiment|review_body\n", "line 3: 'sep=|' says the values are separated by pipes"),
+        (b"sep=\t\n\n", r"the file has no header after its 'sep=\\t' line"),
     ],
 )
 def test_bad_files_say_what_is_wrong(data, message):
@@ -135,3 +138,17 @@ def test_a_review_in_another_unicode_form_is_the_same_review():
     assert result.leakage_removed == 1
     assert composed in {r.text for r in result.splits["train"]}
     assert {r.text for r in result.splits["test"]} == {f"held out test {label}" for label in (-1, 0, 1)}
+
+
+@pytest.mark.parametrize(("directive", "delimiter", "name"), [("sep=,", ",", "a.csv"), ("\ufeffSEP=\t", "\t", "a.tsv"),
+                                                              ("sep=\t", "\t", "a.csv")])
+def test_excel_s_separator_line_before_the_header_is_read_past(directive, delimiter, name):
+    data = directive.encode() + b"\r\n" + make_file(balanced_rows(20), delimiter=delimiter)
+    result = split_reviews(data, name)
+    assert result.rows_read == 60 and sum(result.class_counts["train"].values()) == 54
+
+
+def test_a_bad_row_after_a_separator_line_is_named_by_its_line_in_the_file():
+    data = b"sep=,\nsentiment,review_body\n" + b"".join(f"{(i % 3) - 1},review {i}\n".encode() for i in range(60))
+    with pytest.raises(DatasetError, match="line 4: 'sentiment' is '7'"):
+        split_reviews(data.replace(b"\n0,review 1\n", b"\n7,review 1\n"), "a.csv")
