@@ -221,6 +221,11 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("sentiment and rating", "labels.csv", b"sentiment,rating,text\n1,5,a\n", "ambiguous label columns"),
     BadInput("split column twice", "splits.tsv", b"sentiment\ttext\tsplit\tSplit\n1\ta\ttrain\ttest\n", "duplicate split column, 2 times"),
     BadInput("no text column", "notext.csv", b"text_x,score\nhello,5\n", "no review text column"),
+    BadInput("semicolons in a .csv", "semi.csv", b"sentiment;review_body\n1;good\n", "the header is one column holding semicolons"),
+    BadInput(
+        "Excel separator line for semicolons", "excel.csv", b"sep=;\nsentiment;review_body\n1;good\n",
+        "line 1: 'sep=;' says the values are separated by semicolons; a .csv file is read as comma-separated",
+    ),
     BadInput("no label column", "nolabel.csv", b"text,score\nhello,5\n", "no label column"),
     BadInput("huge header without a text column", "wide.csv", _huge_header, "no review text column: the header has 10,000 columns"),
     # --- values
