@@ -6,7 +6,8 @@ of its object, so the rest of the reconciler cannot see it. Each reconciler pass
 and, for each, makes sure the object's run exists:
 
 - the object is looked up as the event handler does (``locate_dropped_object``: the key as stored, its size); if S3
-  still fails, the key as the event gives it is used, unless a run of one of the keys it may stand for exists;
+  still fails, the first key a lookup tries is used (``unlocated_object``: the key as the event gives it, unless it is
+  longer than S3 allows), unless a run of one of the keys it may stand for exists;
 - the run is claimed (a conditional write: a run that exists is left as it is), then the message is deleted. From
   then on the run is the reconciler's like any other: the stale-claim restart starts it (after
   ``STALE_CLAIM_SECONDS``, its deadline checked first), and a claim that never gets going ends ``FAILED`` at its
@@ -35,8 +36,8 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
-from reviewtune.core.objects import known_object, locate_dropped_object
-from reviewtune.core.tuning import DroppedObject, claim_run, run_exists
+from reviewtune.core.objects import locate_dropped_object, unlocated_object
+from reviewtune.core.tuning import claim_run, run_exists
 
 logger = Logger(child=True)
 
@@ -114,11 +115,9 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
     has_run = run_exists(settings, clients)
     try:
         dropped = locate_dropped_object(clients.s3, bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
-    except Exception as exc:  # noqa: BLE001 - S3 still failing: the key as given, unless a run of it exists
+    except Exception as exc:  # noqa: BLE001 - S3 still failing: the first key a lookup tries, unless a run exists
         logger.warning("the dead-lettered object cannot be looked up", extra={"key": obj.key, "error": str(exc)})
-        dropped = known_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run) or DroppedObject(
-            bucket, obj.key, obj.version_id, obj.etag, obj.size
-        )
+        dropped = unlocated_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
     runs = repository(settings, clients)
     try:
         claimed, run = claim_run(dropped, runs, settings)

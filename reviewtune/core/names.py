@@ -57,18 +57,23 @@ def sagemaker_description(value: str, limit: int = SAGEMAKER_DESCRIPTION_MAX) ->
     return "".join(" " if unicodedata.category(c)[0] == "C" else c for c in value)[:limit]
 
 
-def key_candidates(key: str) -> list[str]:
-    """The keys an event's key may stand for, in the order to try them.
+def key_forms(key: str) -> list[str]:
+    """The keys an event's key may stand for: the key as given, then its URL-decoded form when that differs.
 
     EventBridge "Object Created" events carry the key as stored (a '+' is a plus sign, a '%' a percent sign); S3's
-    classic notifications carry it URL-encoded (spaces as '+'). The key as given comes first; its URL-decoded form is
-    tried only when the key as given does not exist. A candidate longer than S3 allows a key (S3_KEY_MAX_BYTES) cannot
-    be stored, so it is not tried (S3 would answer it with 400, which reads as a refusal of an object that is there),
-    unless no candidate fits.
+    classic notifications carry it URL-encoded (spaces as '+').
     """
-    candidates = [key] if unquote_plus(key) == key else [key, unquote_plus(key)]
-    fits = [c for c in candidates if len(c.encode("utf-8", "surrogatepass")) <= S3_KEY_MAX_BYTES]
-    return fits or [key]
+    decoded = unquote_plus(key)
+    return [key] if decoded == key else [key, decoded]
+
+
+def key_candidates(key: str) -> list[str]:
+    """The forms of an event's key to look up in S3, in the order to try them (the decoded form only when the key as
+    given does not exist). A form longer than S3 allows a key (S3_KEY_MAX_BYTES) cannot be stored, so it is not
+    tried (S3 would answer it with 400, which reads as a refusal of an object that is there), unless no form fits.
+    """
+    forms = key_forms(key)
+    return [form for form in forms if len(form.encode("utf-8", "surrogatepass")) <= S3_KEY_MAX_BYTES] or forms[:1]
 
 
 def if_match(etag: str) -> str:

@@ -41,12 +41,25 @@ def known_object(
     bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
     has_run: Callable[[DroppedObject], bool],
 ) -> DroppedObject | None:
-    """The object of one of the keys ``key`` may stand for whose run exists already (``has_run``), or None."""
-    for candidate in names.key_candidates(key):
+    """The object of one of the keys ``key`` may stand for whose run exists already (``has_run``), or None.
+
+    Every form counts here, even one longer than S3 allows a key: a run named by it may exist from before such forms
+    were left out of the lookups."""
+    for candidate in names.key_forms(key):
         obj = DroppedObject(bucket, candidate, version_id, etag, size)
         if has_run(obj):
             return obj
     return None
+
+
+def unlocated_object(
+    bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
+    has_run: Callable[[DroppedObject], bool] | None,
+) -> DroppedObject:
+    """The object of an event whose lookups found nothing to go on: the key whose run exists, else the first key a
+    lookup tries (the key as given, or its decoded form when the key as given is longer than S3 allows)."""
+    known = known_object(bucket, key, version_id, etag, size, has_run) if has_run else None
+    return known or DroppedObject(bucket, names.key_candidates(key)[0], version_id, etag, size)
 
 
 def locate_dropped_object(
@@ -55,11 +68,12 @@ def locate_dropped_object(
 ) -> DroppedObject:
     """The dropped object with its key as stored in S3 (its identity) and its size.
 
-    The key as the event gives it is tried first (HeadObject); only if it does not exist, its URL-decoded form.
+    The key as the event gives it is tried first (HeadObject); only if it does not exist, its URL-decoded form
+    (``names.key_candidates``: a form longer than S3 allows a key is not tried).
     The size is the event's; HeadObject's where the event has none (or no valid one).
     When neither key holds the version any more (deleted or replaced since the event), the key whose run exists
     (``has_run``: an earlier delivery claimed it before the version went away) is kept, else the first key tried
-    (the key as given, or its decoded form when the key as given is longer than S3 allows):
+    (``unlocated_object``):
     start_tuning then rejects the object as gone, and a redelivered event finds that same run.
     Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
     """
@@ -75,5 +89,4 @@ def locate_dropped_object(
     if refused is not None:
         return DroppedObject(bucket, refused, version_id, etag, size)
     logger.warning("the dropped object is not there any more", extra={"key": key, "version_id": version_id})
-    known = known_object(bucket, key, version_id, etag, size, has_run) if has_run else None
-    return known or DroppedObject(bucket, names.key_candidates(key)[0], version_id, etag, size)
+    return unlocated_object(bucket, key, version_id, etag, size, has_run)

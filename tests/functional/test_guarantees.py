@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import timedelta
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -790,6 +791,21 @@ def test_a_dead_lettered_event_while_s3_still_fails_is_claimed_then_started_or_e
         assert_ended(pipeline, run["run_id"], "FAILED", "stayed CLAIMED longer than its deadline",
                      "its last start failed with ServiceUnavailable")
     assert len(_runs(pipeline)) == 1
+
+
+def test_a_dead_lettered_event_whose_encoded_key_is_too_long_for_s3_is_claimed_under_the_stored_key(pipeline, stack):
+    key = "incoming/" + "\u00e9" * 300 + ".tsv"  # 613 bytes as stored
+    event = pipeline.drop_event(key)
+    event["detail"]["object"]["key"] = quote_plus(key, safe="/")  # 1,813 bytes: never a key
+    failing = _dead_lettered_before_its_claim(pipeline, stack, event, code="ServiceUnavailable")
+
+    taken = pipeline.reconcile()["dead_letters"]  # S3 still failing: the run is named without a lookup
+
+    [run] = _runs(pipeline)
+    assert taken["claimed"] == 1 and run["source"]["key"] == key
+    pipeline.use("s3", failing._wrapped)
+    pipeline.reconcile(later(0.5))  # the stale-claim restart reads the stored key
+    assert pipeline.run(run["run_id"])["status"] == "TUNING" and len(_runs(pipeline)) == 1
 
 
 def test_a_dead_lettered_event_whose_run_was_claimed_before_the_failure_makes_no_second_run(pipeline, stack):

@@ -166,3 +166,22 @@ def test_a_rejection_without_a_copy_says_why_and_where_the_reason_is():
     assert "A copy of the file" not in body
     _, copied = messages.rejected(item, "bad", "s3://b/rejected/big.tsv", "runs")
     assert "A copy of the file and the reason are kept at s3://b/rejected/big.tsv." in copied
+
+
+def test_a_gone_object_whose_run_is_named_by_an_encoded_key_too_long_for_s3_still_finds_that_run(s3):
+    """A run claimed under the encoded form (before such forms were left out of the lookups): a redelivered event
+    for the gone object lands on it; only the decoded form is looked up in S3."""
+    from urllib.parse import quote_plus
+
+    from reviewtune.core.objects import locate_dropped_object
+
+    client, stubber = s3
+    stored = "incoming/" + "\u00e9" * 300 + ".tsv"
+    encoded = quote_plus(stored, safe="/")
+    stubber.add_client_error("head_object", "404", "Not Found", 404,
+                             expected_params={"Bucket": "bucket-a", "Key": stored, "VersionId": VERSION,
+                                              "IfMatch": f'"{ETAG}"'})
+    found = locate_dropped_object(client, "bucket-a", encoded, VERSION, ETAG, 100, lambda obj: obj.key == encoded)
+    assert found.key == encoded
+    stubber.add_client_error("head_object", "404", "Not Found", 404)
+    assert locate_dropped_object(client, "bucket-a", encoded, VERSION, ETAG, 100, lambda obj: False).key == stored
