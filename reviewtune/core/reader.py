@@ -49,8 +49,9 @@ SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
-# Excel's first line naming the separator ("sep=;"), before the header
-_SEP_DIRECTIVE = re.compile(r"sep=(.)", re.IGNORECASE)
+# Excel's first line naming the separator ("sep=;"), before the header; as saved again by a spreadsheet it may be
+# quoted or followed by more separators ('"sep=,"', "sep=,,,"). The separator is printable or a tab.
+_SEP_DIRECTIVE = re.compile(r'"?sep=([^\x00-\x08\x0a-\x1f\x7f"\udc80-\udcff])"?\1*', re.IGNORECASE | re.ASCII)
 _CHUNK = 1024 * 1024
 
 _WHITESPACE = re.compile(r"\s+")
@@ -218,7 +219,7 @@ class ReviewReader:
     def _header(self, lines: Iterator[str]) -> tuple[list[str], Iterator[list[str]]]:
         first = self._first_line(lines)
         delimiter = self.fmt.delimiter
-        line = first.rstrip("\r\n")
+        line = first.rstrip("\r\n").rstrip(" ")
         directive = _SEP_DIRECTIVE.fullmatch(line)
         if directive:  # Excel's "sep=," line: the header comes next
             said = directive.group(1)
@@ -227,11 +228,11 @@ class ReviewReader:
                 raise DatasetError(
                     f"line {self._lines_read}: {excerpt(line)} says the values are separated by {named}; "
                     "a .csv file is read as comma-separated, a .tsv file as tab-separated: save it as CSV UTF-8 "
-                    "(comma-separated) or as tab-separated text"
+                    "(comma-separated) or as tab-separated text, named .csv or .tsv accordingly"
                 )
             first = self._first_line(lines, f"the file has no header after its {excerpt(line)} line")
-            if said == "\t":
-                delimiter = "\t"
+            if said == "\t" and "\t" in first:
+                delimiter = "\t"  # a tab-separated .csv that says so
         head = first.rstrip("\r\n")
         if delimiter == "," and "\t" in head and "," not in head:
             delimiter = "\t"  # a tab-separated file named .csv

@@ -58,6 +58,7 @@ def test_build_draws_per_class_from_a_raw_file_and_refuses_too_few(tmp_path: Pat
         rating = (1, 3, 5)[index % 3]
         lines.append(f'{index},1,30,t,"review\tnumber {index}\nwith a break",{rating},1,0,D,D,Dresses')
     lines.append('99,1,30,t,"Review   number 0 WITH a break",1,1,0,D,D,Dresses')  # a repeat, case and spaces aside
+    lines.append('98,1,30,t,"\uff52eview number 0 with a break",1,1,0,D,D,Dresses')  # a repeat, in full-width letters
     lines.append("100,1,30,t,,5,1,0,D,D,Dresses")  # no text
     raw.write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows = _rows(real_sample.build(raw, per_class=4, seed=1))
