@@ -323,6 +323,8 @@ class ReviewReader:
         """Yield every valid row; raise DatasetError at the end if anything was wrong."""
         lines = self._lines()
         header, reader = self._header(lines)
+        if self.problems:  # the header's own (not UTF-8, binary): named before its columns are judged
+            raise self._refusal()
         text_idx, label_idx, kind, split_idx = self._columns(header)
         info = self.info
         # As named in the file, whitespace collapsed: a header cell matches with any padding around or inside its
@@ -383,13 +385,17 @@ class ReviewReader:
             label = int(raw_label)
             yield Row(label if kind == "sentiment" else rating_to_sentiment(label), text, given, start)
         if problems:
-            stopped = "" if self._finished() else f" (reading stopped at line {self._lines_read:,})"
-            raise DatasetError(bounded(problems.reason("problem") + stopped))
+            raise self._refusal()
         self._drain()
         info.lines = self._lines_read
         info.bytes_read = self._raw.count
         info.content_bytes = self._content.count
         info.content_sha256 = self._hasher.hexdigest()
+
+    def _refusal(self) -> DatasetError:
+        """The file's problems as one reason, saying where reading stopped when it did not reach the end."""
+        stopped = "" if self._finished() else f" (reading stopped at line {self._lines_read:,})"
+        return DatasetError(bounded(self.problems.reason("problem") + stopped))
 
     def _finished(self) -> bool:
         try:

@@ -198,6 +198,10 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("empty file", "empty.tsv", b"", "the file is empty"),
     BadInput("blank lines only", "blank.csv", b"\n \n\r\n", "the file is empty"),
     BadInput("latin-1, not UTF-8", "latin.tsv", HEADER + "1\tcaf\xe9 cr\xe8me\n".encode("latin-1"), "line 2: not UTF-8: byte 0xe9"),
+    BadInput(
+        "latin-1 header", "latin-header.csv", "Rating,Review Text,Cat\xe9gorie\n5,good\n".encode("latin-1"),
+        "line 1: not UTF-8: byte 0xe9 at character 23; save the file as UTF-8 (reading stopped at line 1)",
+    ),
     BadInput("UTF-16", "utf16.csv", lambda: "sentiment,review_body\n1,good\n".encode("utf-16"), "the file is UTF-16"),
     BadInput("NUL byte in a review", "nul.tsv", lambda: _with_row(b"1\tgood\x00product\n"), "line 12: control character '\\x00'"),
     BadInput("bell character", "bell.tsv", lambda: _with_row(b"0\tmeh\x07\n", 3), "line 5: control character '\\x07'"),

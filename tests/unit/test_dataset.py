@@ -72,6 +72,8 @@ def test_raw_kaggle_shape_with_quotes_commas_newlines_and_missing_text():
     [
         (b"", "empty"),
         ("sentiment\treview_body\n1\tcaf\xe9\n".encode("latin-1"), "not UTF-8"),
+        ("sentiment\treview_b\xf6dy\n1\tgood\n".encode("latin-1"),
+         r"^1 problem: line 1: not UTF-8: byte 0xf6 at character 19; save the file as UTF-8 \(reading stopped at line 1\)$"),
         (b"label_x\ttext\n1\thello\n", "no label column"),
         (b"sentiment\tstars_text\n1\thello\n", "no review text column"),
         (b"sentiment\treview_body\n2\thello\n", "line 2: 'sentiment' is '2', expected one of"),
