@@ -1,10 +1,10 @@
 """Peak memory of the start (StartTuning, and the reconciler when it starts a claim again) on the largest file it takes.
 
-The start keeps every distinct review of a file in memory to split it (``dataset.split_stream``), writes each split
-through a spooled temporary file (``dataset.write_splits``) and the train reviews' hashes
-(``train_hashes.write_train_hashes``). The most a file can make it keep is ``formats.MAX_ROWS`` distinct reviews
-filling ``formats.MAX_FILE_BYTES``; how much memory a review takes depends on its characters, since Python keeps a
-string at 1, 2 or 4 bytes a character after the widest one in it:
+The start keeps every distinct review of a file in memory to split it (``dataset.split_stream``), then writes each
+split through a spooled temporary file and the train reviews' hashes (``tuning.store_splits``). The most a file can
+make it keep is ``formats.MAX_ROWS`` distinct reviews filling ``formats.MAX_FILE_BYTES``; how much memory a review
+takes depends on its characters, since Python keeps a string at 1, 2 or 4 bytes a character after the widest one in
+it:
 
 - ``ascii``: 1,000,000 distinct reviews of plain ASCII, 1 byte a character in the file and in memory;
 - ``astral``: the same with one emoji in each, 4 bytes a character in memory for 1 in the file (the worst case:
@@ -108,23 +108,14 @@ def child(case: str, rows: int, size: int) -> dict[str, Any]:
     app = importlib.util.module_from_spec(spec)
     sys.modules["app"] = app  # kept alive to the end, as Lambda keeps the handler's module
     spec.loader.exec_module(app)
-    from reviewtune.core.dataset import split_stream, write_splits
-    from reviewtune.core.train_hashes import write_train_hashes
+    from reviewtune.core.dataset import split_stream
+    from reviewtune.core.tuning import store_splits
 
     imported = _kib("VmRSS")
     started = time.perf_counter()
     body, s3 = LargestFile(CASES[case], rows, size), DrainingS3()
-    settings = app.ctx.settings
-    dataset = split_stream(
-        body,
-        "largest.tsv",
-        validation_fraction=settings.validation_fraction,
-        test_fraction=settings.test_fraction,
-        min_rows_per_class=settings.min_rows_per_class,
-        class_balance=settings.class_balance,
-    )
-    write_splits(s3, "bucket", "run", dataset)
-    write_train_hashes(s3, "bucket", "run", (review.text for review in dataset.splits["train"]))
+    dataset = split_stream(body, "largest.tsv", **app.ctx.settings.split_options())
+    store_splits(s3, "bucket", "run", dataset)
     return {
         "case": case,
         "file_bytes": body.total,

@@ -213,6 +213,15 @@ class Settings:
         settings.check()
         return settings
 
+    def split_options(self) -> dict[str, Any]:
+        """How a dropped file is split (dataset.split_stream's keyword arguments)."""
+        return {
+            "validation_fraction": self.validation_fraction,
+            "test_fraction": self.test_fraction,
+            "min_rows_per_class": self.min_rows_per_class,
+            "class_balance": self.class_balance,
+        }
+
     def check(self) -> None:
         from reviewtune.core.names import validate_prefix
 

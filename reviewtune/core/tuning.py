@@ -316,6 +316,12 @@ def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings) -> t
     return runs.claim({"run_id": run_id_of(obj, settings), "dataset": names.dataset_name(obj.key), "source": _source(obj)})
 
 
+def store_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> tuple[dict[str, str], str]:
+    """Write the run's splits and its train reviews' hashes: each split's SHA-256, the hashes' key."""
+    digests = write_splits(s3, bucket, run_id, dataset)
+    return digests, write_train_hashes(s3, bucket, run_id, (review.text for review in dataset.splits["train"]))
+
+
 def start_tuning(
     obj: DroppedObject, settings: Settings, clients: AwsClients, code_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -341,10 +347,7 @@ def start_tuning(
             obj.version_id,
             obj.size,
             obj.etag,
-            validation_fraction=settings.validation_fraction,
-            test_fraction=settings.test_fraction,
-            min_rows_per_class=settings.min_rows_per_class,
-            class_balance=settings.class_balance,
+            **settings.split_options(),
         )
     except DatasetError as exc:  # the version gone (deleted, replaced) too; throttling and outages raise
         return _reject(obj, run_id, exc, settings, clients)
@@ -352,8 +355,7 @@ def start_tuning(
         original = duplicates.earlier_run(runs, run_id, run["dataset"], dataset.content_sha256)
         if original is not None:
             return _duplicate(obj, run_id, dataset, original, settings, clients)
-    digests = write_splits(clients.s3, settings.bucket, run_id, dataset)
-    hashes_key = write_train_hashes(clients.s3, settings.bucket, run_id, (r.text for r in dataset.splits["train"]))
+    digests, hashes_key = store_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     prepared = runs.update_if(
         run_id,
