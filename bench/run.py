@@ -151,6 +151,8 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
         "model": run["config"]["model_name"],
         "budget": {k: run["config"][k] for k in ("strategy", "max_jobs", "max_parallel_jobs", "epochs")},
         "train_steps_per_epoch": int((run["config"].get("static_hyperparameters") or {}).get("train_steps_per_epoch") or 0),
+        # the share of its planned steps each trial trained: under 100 where its time limit (max_train_seconds) cut them
+        "trial_planned_steps_pct": [t.get("planned_steps_pct") for t in trials],
     }
 
 
@@ -199,7 +201,9 @@ def _epochs_text(pipeline: dict) -> str:
     epochs = int(pipeline["budget"]["epochs"])
     text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
     steps = pipeline.get("train_steps_per_epoch")
-    return f"{text} x {steps} steps" if steps else text
+    text = f"{text} x {steps} steps" if steps else text
+    cut = [float(share) for share in pipeline.get("trial_planned_steps_pct") or [] if share is not None and float(share) < 100]
+    return f"{text}, time limit: {', '.join(f'{share:.0f}' for share in cut)} % of the steps" if cut else text
 
 
 def _memory_target(pipeline: dict) -> str:

@@ -72,6 +72,11 @@ EVALUATION_STARTUP_SECONDS = 30.0
 RUN_OVERHEAD_SECONDS = 60.0
 # The plan fills this share of the time budget; the rest absorbs the estimate's error (noise, a slower machine).
 PLANNED_SHARE = 0.9
+# Each trial's training steps may take the time that fills this share of the budget (train.py's max_train_seconds):
+# on a machine slower than TRAIN_EXAMPLES_PER_SECOND assumes, a trial's learning rate decays by the clock and its
+# last epoch ends at that limit, so the run still ends within the budget. The rest (~1 minute of 30) is for the
+# start-up, validation and evaluation being as much slower. On a machine as fast as measured the limit is not reached.
+TIME_LIMIT_SHARE = 0.97
 # Fewer steps than this per epoch would not train a model: the plan then keeps this many and says it overruns.
 MIN_TRAIN_STEPS_PER_EPOCH = 20
 
@@ -174,6 +179,8 @@ class Plan:
     estimated_minutes: float | None
     minutes: float
     reason: str
+    max_train_seconds: float | None = None  # each trial's limit on seconds of training steps (None: no limit)
+    planned_train_seconds: float | None = None  # what each trial's training steps take at the measured rate
 
     @property
     def capped(self) -> bool:
@@ -195,7 +202,21 @@ class Plan:
             f"{rows.get('test', 0):,}; {self.steps_per_epoch} of {self.full_steps_per_epoch} steps per epoch "
             f"(batch {self.batch_size}); {estimate}",
             f"why: {self.reason}",
+            *([self._time_limit_line()] if self.time_limit_matters else []),
         ]
+
+    @property
+    def time_limit_matters(self) -> bool:
+        """The limit is near what the steps are planned to take: a machine somewhat slower than measured reaches it
+        (a small file's limit, many times its plan, goes unsaid)."""
+        return bool(self.max_train_seconds and self.max_train_seconds < 2 * self.planned_train_seconds)
+
+    def _time_limit_line(self) -> str:
+        return (
+            f"time limit: each trial's training steps stop after {self.max_train_seconds:,.0f} s (planned "
+            f"{self.planned_train_seconds:,.0f} s): on a slower machine the learning rate decays by the clock, so the "
+            f"run still ends within {self.minutes:g} minutes"
+        )
 
 
 def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
@@ -227,7 +248,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     whole = estimate_seconds(budget, rows, full, rate, startup) / 60
     if whole <= planned:
         reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {rate:g} examples/s"
-        return Plan(budget, rows, batch, full, full, whole, minutes, reason)
+        return _with_time_limit(Plan(budget, rows, batch, full, full, whole, minutes, reason), rate, startup)
     # estimate_seconds is linear in the steps: solve for the steps that use the budget exactly.
     base = estimate_seconds(budget, rows, 0, rate, startup)
     per_step = estimate_seconds(budget, rows, 1, rate, startup) - base
@@ -247,4 +268,21 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
     estimate = estimate_seconds(capped, rows, steps, rate, startup) / 60
-    return Plan(capped, rows, batch, full, steps, estimate, minutes, reason)
+    return _with_time_limit(Plan(capped, rows, batch, full, steps, estimate, minutes, reason), rate, startup)
+
+
+def _with_time_limit(plan: Plan, rate: float, startup: float) -> Plan:
+    """``plan`` with train.py's ``max_train_seconds``: the seconds of training steps per trial at which the estimated
+    run fills ``TIME_LIMIT_SHARE`` of the budget. None (no limit) where that is no more than the planned steps take
+    (a plan that already overruns)."""
+    budget = plan.budget
+    parallel = max(1, min(budget.max_parallel_jobs, budget.max_jobs))
+    rounds = math.ceil(budget.max_jobs / parallel)
+    steps_seconds = budget.epochs * plan.steps_per_epoch * plan.batch_size / (rate / parallel)
+    others = estimate_seconds(budget, plan.rows, 0, rate, startup)  # everything but the training steps
+    limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - others) / rounds)
+    if limit <= steps_seconds:
+        return plan
+    static = {**budget.static, "max_train_seconds": limit}
+    return dataclasses.replace(plan, budget=dataclasses.replace(budget, static=static), max_train_seconds=limit,
+                               planned_train_seconds=steps_seconds)

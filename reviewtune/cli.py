@@ -128,6 +128,17 @@ def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str
     return files
 
 
+def time_limit_notes(item: dict[str, Any]) -> list[str]:
+    """A line for each trial whose time limit (train.py's max_train_seconds) ended its training before its plan."""
+    notes = []
+    for trial in item.get("tuning", {}).get("trials", []):
+        share = trial.get("planned_steps_pct")
+        if share is not None and float(share) < 100:
+            notes.append(f"  {trial['name'][len(item['run_id']) + 1 :]}: its time limit (max_train_seconds) ended training "
+                         f"at {float(share):.0f} % of the planned steps: this machine trained slower than planned")
+    return notes
+
+
 def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, Any] | None, seconds: float, sample: bool) -> None:
     best = item["tuning"]["best_training_job"]
     metrics = item["metrics"]
@@ -145,6 +156,8 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         objective = f"{trial['objective']:.2f}" if trial.get("objective") is not None else "-"
         trials.add_row(trial["name"][len(item["run_id"]) + 1 :] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
     console.print(trials)
+    for note in time_limit_notes(item):
+        console.print(plain(note))
     console.print("Best hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["tuned_hyperparameters"].items())))
     console.print(f"Validation accuracy (best trial): [bold]{best['objective']:.2f} %[/]")
     console.print(f"Test accuracy (evaluation job):   [bold]{metrics['accuracy']['value'] * 100:.2f} %[/]   macro F1 {metrics.get('macro_f1', {}).get('value', float('nan')):.4f}")

@@ -168,6 +168,16 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     return f'<section><h2>Summary</h2><div class="cards">{cards}</div><p></p><dl>{listing}</dl>{table}</section>'
 
 
+def _epochs_cell(trial: dict[str, Any]) -> str:
+    """Epochs run, and the share of the planned steps where a time limit (max_train_seconds) cut them."""
+    if trial.get("epochs") is None:
+        return "-"
+    share = trial.get("planned_steps_pct")
+    if share is None or float(share) >= 100:
+        return str(trial["epochs"])
+    return f"{trial['epochs']} (time limit: {float(share):.0f} % of the planned steps)"
+
+
 def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: bool) -> str:
     tuning = run.get("tuning", {})
     trials = tuning.get("trials", [])
@@ -188,7 +198,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
                 escape(str(trial.get("status", ""))) + (" (early stop)" if trial.get("early_stopped") else ""),
                 *(_num(trial.get("tuned_hyperparameters", {}).get(p, "")) for p in params),
                 "-" if trial.get("objective") is None else f"{trial['objective']:.2f}",
-                "-" if trial.get("epochs") is None else str(trial["epochs"]),
+                _epochs_cell(trial),
                 str(trial.get("training_seconds") or "-"),
             ]
         )

@@ -5,7 +5,9 @@ Runs unchanged in SageMaker's PyTorch / Hugging Face training containers and loc
 - data: every ``*.tsv`` of ``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` (header ``sentiment<TAB>review_body``);
 - output: ``SM_MODEL_DIR`` gets the model (safetensors), tokenizer, ``label_map.json`` and ``training_summary.json``;
 - hyperparameters: ``--name value``; values may arrive JSON-quoted (``"128"``); unknown ones are ignored;
-- metrics: after every epoch one line ``val_loss: <float> - val_acc: <percent>`` (and ``train_loss: <float>``).
+- metrics: after every epoch one line ``val_loss: <float> - val_acc: <percent>`` (and ``train_loss: <float>``, and
+  ``planned_steps_pct: <percent>``: the share of the planned steps trained so far, under 100 at the end when
+  ``--max_train_seconds`` cut them, see progress_schedule.py).
 
 The model saved is the last epoch's (``--keep_epoch best``: the epoch with the best validation accuracy; see
 kept_epoch.py for why the last ``val_acc`` line is always the saved model's).
@@ -49,6 +51,7 @@ from modeling import (
     release_free_memory,
     training_attention,
 )
+from progress_schedule import SCHEDULES, TrainingProgress, build_scheduler
 from review_data import (
     ID2LABEL,
     LABEL2ID,
@@ -60,7 +63,6 @@ from review_data import (
 )
 from weight_average import ExponentialMovingAverage
 
-SCHEDULERS: dict[str, str] = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
 RELEASE_MEMORY_EVERY_STEPS = 10
 # Starts the metric line printed again, after the last epoch, for the epoch whose weights were restored.
@@ -132,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--validation_batch_size", type=_int, default=64)
     add("--epochs", type=_int, default=3)
     add("--train_steps_per_epoch", type=_int, default=0, help="0 = the whole training set each epoch")
+    add(
+        "--max_train_seconds",
+        type=_float,
+        default=0.0,
+        help="seconds of training steps (validation not counted) the job may spend in all; the learning rate follows "
+        "the further of steps and seconds, each epoch ends at its share of the time; 0 = no limit",
+    )
     add("--validation_steps_per_epoch", type=_int, default=0,
         help="0 = the whole validation set; N = N batches of rows drawn at random (seed), the same every epoch")
     add(
@@ -145,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--run_validation", type=_bool, default=True)
     add("--pooling", type=_choice(POOLINGS), default="mean")
     add("--warmup_ratio", type=_float, default=0.1)
-    add("--lr_scheduler", type=_choice(tuple(SCHEDULERS)), default="linear")
+    add("--lr_scheduler", type=_choice(SCHEDULES), default="linear")
     add("--weight_decay", type=_float, default=0.01)
     add("--head_lr_multiplier", type=_float, default=1.0, help="the new head's learning rate / learning_rate")
     add("--layer_lr_decay", type=_float, default=1.0, help="each encoder layer's rate / the rate of the one above")
@@ -202,6 +211,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
             raise SystemExit(f"error: --{name} must be in [0, 1), got {value}")
+    if not args.max_train_seconds >= 0:
+        raise SystemExit(f"error: --max_train_seconds must be 0 (no limit) or positive, got {args.max_train_seconds}")
     for name in ("head_lr_multiplier", "layer_lr_decay"):
         if not getattr(args, name) > 0:
             raise SystemExit(f"error: --{name} must be positive, got {getattr(args, name)}")
@@ -310,6 +321,7 @@ class EpochResult:
     examples_per_second: float
     val_loss: float | None = None
     val_acc: float | None = None
+    time_limited: bool = False  # ended by --max_train_seconds before its steps were done
 
 
 def validation_sample(rows: int, steps: int, batch_size: int, seed: int) -> list[int]:
@@ -368,8 +380,6 @@ STOP = StopRequest()
 
 
 def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResult]:
-    from transformers import get_scheduler
-
     torch.set_num_threads(max(1, env.num_cpus))
     seed_everything(args.seed)
     device = pick_device(env.num_gpus)
@@ -418,12 +428,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     optimizer = build_optimizer(
         model, args.learning_rate, args.weight_decay, args.head_lr_multiplier, args.layer_lr_decay
     )
-    scheduler = get_scheduler(
-        SCHEDULERS[args.lr_scheduler],
-        optimizer,
-        num_warmup_steps=int(round(args.warmup_ratio * total_steps)),
-        num_training_steps=total_steps,
-    )
+    progress = TrainingProgress(total_steps, args.epochs, args.max_train_seconds)
+    scheduler = build_scheduler(optimizer, args.lr_scheduler, args.warmup_ratio, progress)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     trainable_parameters = [p for p in model.parameters() if p.requires_grad]
     average = ExponentialMovingAverage(trainable_parameters, args.ema_decay) if args.ema_decay > 0 else None
@@ -438,6 +444,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         epoch_start = window_start = time.perf_counter()
         window_cpu_start = time.process_time()
         window_examples = 0
+        time_limited = False
+        progress.start()
         for step, batch in enumerate(islice(batches.epoch(), steps_per_epoch), start=1):
             input_ids = batch.input_ids.to(device, non_blocking=True)
             attention_mask = batch.attention_mask.to(device, non_blocking=True)
@@ -457,6 +465,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                 scaler.update()
             else:
                 optimizer.step()
+            progress.step_done()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             if average is not None:
@@ -478,6 +487,15 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
                 release_free_memory()
             if STOP.requested:
                 break
+            if step < steps_per_epoch and progress.epoch_over(epoch):
+                time_limited = True
+                print(
+                    f"time_limit: epoch {epoch} ends after step {step} of {steps_per_epoch} - "
+                    f"train_seconds: {progress.seconds:.1f} of {args.max_train_seconds:g}",
+                    flush=True,
+                )
+                break
+        progress.pause()
         if STOP.requested:
             print(f"stop_requested: epoch {epoch} step {step} of {steps_per_epoch}", flush=True)
             break
@@ -488,6 +506,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             train_examples=examples,
             train_seconds=round(train_seconds, 3),
             examples_per_second=round(examples / train_seconds, 2),
+            time_limited=time_limited,
         )
         print(f"epoch: {epoch}", flush=True)
         print(f"train_loss: {result.train_loss:.4f}", flush=True)
@@ -508,7 +527,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             kept.after_epoch(epoch, None, None, dict)
         print(
             f"train_examples_per_second: {result.examples_per_second:.2f} - epoch_seconds: {train_seconds:.1f} - "
-            f"peak_rss_mb: {peak_rss_mb():.0f}",
+            f"peak_rss_mb: {peak_rss_mb():.0f} - planned_steps_pct: {100 * progress.steps / total_steps:.1f}",
             flush=True,
         )
         results.append(result)
@@ -527,7 +546,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
               flush=True)
     elif average is not None:
         average.copy_to_model()
-    save(model, tokenizer, args, env, results, saved, precision)
+    save(model, tokenizer, args, env, results, saved, precision, progress.seconds)
     return results
 
 
@@ -539,6 +558,7 @@ def save(
     results: list[EpochResult],
     saved: EpochResult,
     precision: Precision,
+    train_step_seconds: float,
 ) -> None:
     env.model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(env.model_dir))
@@ -557,6 +577,7 @@ def save(
         "precision": precision.name,
         "threads": torch.get_num_threads(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "train_step_seconds": round(train_step_seconds, 1),
         "epochs": [asdict(r) for r in results],
     }
     (env.model_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

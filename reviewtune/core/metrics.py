@@ -13,8 +13,11 @@ METRIC_DEFINITIONS = (
     {"Name": "validation:accuracy", "Regex": r"val_acc: ([0-9.]+)"},
     {"Name": "train:loss", "Regex": r"train_loss: ([0-9.]+)"},
     {"Name": "train:epoch", "Regex": r"\bepoch: ([0-9]+)"},  # "epoch: 2": its final value is the epochs run
+    # the share of the job's planned steps trained so far: its final value is under 100 when a time limit cut them
+    {"Name": "train:planned_steps_pct", "Regex": r"planned_steps_pct: ([0-9.]+)"},
 )
 EPOCH_METRIC = "train:epoch"
+PLANNED_STEPS_METRIC = "train:planned_steps_pct"
 
 
 def metric_definitions() -> list[dict[str, str]]:

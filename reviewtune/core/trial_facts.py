@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reviewtune.core.metrics import EPOCH_METRIC, OBJECTIVE_METRIC
+from reviewtune.core.metrics import EPOCH_METRIC, OBJECTIVE_METRIC, PLANNED_STEPS_METRIC
 
 VALIDATION_LOSS_METRIC = "validation:loss"
 
@@ -36,4 +36,9 @@ def early_stopped(training_status: str, tuning_status: str) -> bool:
 
 def trial_extras(description: dict[str, Any]) -> dict[str, Any]:
     """The fields a recorded trial adds from its DescribeTrainingJob response."""
-    return {"epochs": epochs_run(description), "val_loss": final_metrics(description).get(VALIDATION_LOSS_METRIC)}
+    metrics = final_metrics(description)
+    return {
+        "epochs": epochs_run(description),
+        "val_loss": metrics.get(VALIDATION_LOSS_METRIC),
+        "planned_steps_pct": metrics.get(PLANNED_STEPS_METRIC),
+    }

@@ -76,6 +76,8 @@ def test_list_and_show_read_the_local_runtime(two_runs):
     bucket, key = names.parse_s3_uri(shown["results"]["evaluation_uri"])
     evaluation = json.loads(runtime.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert shown["metrics"] == evaluation["metrics"]
+    # each trial trained its whole plan (no time limit reached): train.py's metric line, read by the tuner, recorded
+    assert [trial["planned_steps_pct"] for trial in shown["tuning"]["trials"]] == [100.0, 100.0]
     low, high = evaluation["metrics"]["accuracy"]["ci95"]
     assert low <= evaluation["metrics"]["accuracy"]["value"] <= high
     table = cli(runtime.workdir, "runs", "show", listed[0]["run_id"]).stdout

@@ -89,3 +89,14 @@ def test_without_plots_the_report_says_so_and_keeps_every_number() -> None:
 def test_a_run_without_trial_data_still_renders() -> None:
     page = run_report.render(evaluation(), {}, {}, [], plotting=False)
     assert "No trial data was handed to the evaluation." in page and keys(page)["test-rows"] == "10"
+
+
+def test_a_trial_cut_by_its_time_limit_says_how_much_of_its_plan_it_trained() -> None:
+    cut = run(history=False)
+    trials = cut["tuning"]["trials"]
+    trials[0]["planned_steps_pct"] = 93.4  # max_train_seconds ended its last epoch early
+    trials[1]["planned_steps_pct"] = 100.0
+    page = run_report.render(evaluation(), cut, {}, [], plotting=False)
+    cells = re.findall(r"<td>([^<]*)</td>", page)
+    assert "2 (time limit: 93 % of the planned steps)" in cells
+    assert page.count("time limit:") == 1  # the whole plan trained, or no figure recorded: the epochs alone

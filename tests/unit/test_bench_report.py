@@ -90,6 +90,12 @@ def test_table_puts_each_measure_beside_its_reference() -> None:
     assert "| 0.640 / 0.560 / 0.900 |" in recall
 
 
+def test_trials_cut_by_their_time_limit_show_in_the_trials_row() -> None:
+    pipeline = {**_pipeline(), "trial_planned_steps_pct": [96.2, 100.0]}
+    trials = _rows(table(None, {"mpnet budget": pipeline}))["trials"]
+    assert "| 2 (Bayesian, 1 epoch x 235 steps, time limit: 96 % of the steps, sentence-transformers/all-mpnet-base-v2) |" in trials
+
+
 def test_table_puts_the_minilm_run_beside_the_budget_s() -> None:
     minilm = {
         **_pipeline(),
@@ -241,6 +247,7 @@ def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
     assert summary["trial_peak_rss_mb"] == 2632
     assert summary["trial_peak_rss_mb_each"] == [None, 2632]
     assert summary["train_steps_per_epoch"] == 235
+    assert summary["trial_planned_steps_pct"] == [None, None]  # runs recorded before the metric existed
     assert summary["test_accuracy_ci95"][0] < 70 < summary["test_accuracy_ci95"][1]
 
 

@@ -9,10 +9,13 @@ import json
 import pytest
 
 from reviewtune import budget as b
-from reviewtune.cli import build_parser, plan_for
+from reviewtune.cli import build_parser, plan_for, time_limit_notes
 
 REAL_ROWS = {"train": 6402, "validation": 354, "test": 354}  # the balanced file, split 90/5/5
 LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # the raw file without balancing
+COURSE_ROWS = {"train": 5_536, "validation": 308, "test": 308}  # a course-like split: whole epochs fit
+MPNET_RATE = b.TRAIN_EXAMPLES_PER_SECOND["all-mpnet-base-v2"]
+MPNET_STARTUP = b.JOB_STARTUP_SECONDS["all-mpnet-base-v2"]
 
 
 def test_real_data_trains_mpnet_with_the_documented_defaults() -> None:
@@ -135,3 +138,57 @@ def test_the_run_command_fits_the_budget_to_the_file() -> None:
 def test_a_file_the_pipeline_will_reject_gets_no_plan() -> None:
     budget, plan = plan_for(build_parser().parse_args(["run", "--data", "bad.tsv"]), b"no header here\n", "bad.tsv")
     assert plan is None and budget.model == b.LOCAL_MODEL and "train_steps_per_epoch" not in budget.static
+
+
+@pytest.mark.parametrize("rows", [COURSE_ROWS, REAL_ROWS], ids=["whole epochs", "capped epochs"])
+def test_each_trial_gets_a_time_limit_that_keeps_a_slower_machine_within_the_budget(rows: dict[str, int]) -> None:
+    plan = b.plan_run(b.Budget(), rows)
+    limit = plan.budget.static["max_train_seconds"]
+    assert limit == plan.max_train_seconds
+    steps = 2 * plan.steps_per_epoch * 16 / (MPNET_RATE / 2)  # two epochs, two trials sharing the cores
+    assert plan.planned_train_seconds == pytest.approx(steps)
+    # the trials side by side (one round) training until their limit: the run fills TIME_LIMIT_SHARE of 30 minutes
+    others = b.estimate_seconds(plan.budget, rows, 0, MPNET_RATE, MPNET_STARTUP)
+    assert others + limit == pytest.approx(30 * 60 * b.TIME_LIMIT_SHARE, abs=1)
+    # a machine a fifth slower than measured reaches the limit; one as fast as measured does not
+    assert steps < limit < 1.2 * steps
+    assert f"time limit: each trial's training steps stop after {limit:,} s (planned {steps:,.0f} s)" in plan.lines()[3]
+    assert json.loads(plan.budget.parameters()["StaticHyperparameters"])["max_train_seconds"] == limit
+
+
+def test_trials_in_rounds_share_the_time_limit() -> None:
+    plan = b.plan_run(b.Budget(max_jobs=4), REAL_ROWS)  # two rounds of two
+    others = b.estimate_seconds(plan.budget, REAL_ROWS, 0, MPNET_RATE, MPNET_STARTUP)
+    assert others + 2 * plan.max_train_seconds == pytest.approx(30 * 60 * b.TIME_LIMIT_SHARE, abs=2)
+
+
+def test_a_small_file_gets_a_distant_limit_it_does_not_print() -> None:
+    plan = b.plan_run(b.Budget(), {"train": 300, "validation": 30, "test": 30})
+    assert plan.max_train_seconds > 10 * plan.planned_train_seconds
+    assert plan.budget.static["max_train_seconds"] == plan.max_train_seconds
+    assert len(plan.lines()) == 3 and not plan.time_limit_matters
+
+
+def test_no_time_limit_where_the_plan_already_overruns_or_has_no_rate() -> None:
+    for plan in (b.plan_run(b.Budget(max_jobs=8), REAL_ROWS, minutes=10), b.plan_run(b.Budget(model="roberta-base"), REAL_ROWS)):
+        assert plan.max_train_seconds is None and "max_train_seconds" not in plan.budget.static
+        assert not any(line.startswith("time limit") for line in plan.lines())
+
+
+def test_the_run_summary_names_each_trial_its_time_limit_cut() -> None:
+    def trial(n: int, share: float | None) -> dict:
+        return {"name": f"reviewtune-0abc-00{n}-xyz", **({} if share is None else {"planned_steps_pct": share})}
+
+    item = {"run_id": "reviewtune-0abc", "tuning": {"trials": [trial(1, 93.4), trial(2, 100.0), trial(3, None)]}}
+    notes = time_limit_notes(item)
+    assert len(notes) == 1 and notes[0].startswith("  001-xyz: its time limit (max_train_seconds) ended training at 93 %")
+    assert time_limit_notes({"run_id": "r"}) == []
+
+
+@pytest.mark.parametrize("rows", [COURSE_ROWS, REAL_ROWS], ids=["course-like split", "balanced file"])
+def test_the_readme_shows_the_plan_as_the_run_prints_it(rows: dict[str, int]) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for line in b.plan_run(b.Budget(), rows).lines()[1:]:
+        assert f"\n  {line}\n" in readme, line

@@ -1,0 +1,121 @@
+"""The learning-rate schedule that follows steps or seconds, whichever is further (train.py's max_train_seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from progress_schedule import TrainingProgress, build_scheduler, lr_multiplier
+
+from .conftest import Channels, train_in_process
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _optimizer(rate: float = 1e-3) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=rate)
+
+
+@pytest.mark.parametrize(("schedule", "hf_name"), [("linear", "linear"), ("cosine", "cosine"),
+                                                    ("constant", "constant_with_warmup")])
+def test_without_a_time_limit_it_is_the_usual_per_step_schedule(schedule: str, hf_name: str) -> None:
+    from transformers import get_scheduler
+
+    total = 40
+    ours, theirs = _optimizer(), _optimizer()
+    progress = TrainingProgress(total, epochs=2)
+    scheduler = build_scheduler(ours, schedule, 0.1, progress)
+    reference = get_scheduler(hf_name, theirs, num_warmup_steps=4, num_training_steps=total)
+    rates = []
+    for _ in range(total):
+        assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], abs=1e-12)
+        rates.append(ours.param_groups[0]["lr"])
+        ours.step(), theirs.step()
+        progress.step_done()
+        scheduler.step()
+        reference.step()
+    assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], abs=1e-12)
+    assert rates[0] == 0 and max(rates) == pytest.approx(1e-3)
+    assert not any(progress.epoch_over(epoch) for epoch in (1, 2))  # no time limit: epochs end by their steps
+
+
+def test_a_slower_machine_decays_the_rate_by_the_clock_and_ends_each_epoch_at_its_share_of_the_time() -> None:
+    clock = ManualClock()
+    optimizer = _optimizer()
+    progress = TrainingProgress(100, epochs=2, max_seconds=10.0, clock=clock)
+    scheduler = build_scheduler(optimizer, "linear", 0.1, progress)
+    progress.start()
+    ended = []
+    for step in range(1, 101):
+        clock.now += 1.0  # one second a step: 10 steps use the time 100 steps were planned to take
+        optimizer.step()
+        progress.step_done()
+        scheduler.step()
+        if progress.epoch_over(1) and not ended:
+            ended.append(step)
+        if progress.epoch_over(2):
+            break
+    assert ended == [5] and step == 10
+    assert progress.by_time and progress.fraction() == 1.0
+    assert optimizer.param_groups[0]["lr"] == 0.0  # decayed to zero when the time is up, as the plan meant
+    assert lr_multiplier("linear", 0.05, 0.1) == pytest.approx(0.5)  # warm-up follows the same progress
+
+
+def test_time_outside_the_steps_is_not_counted() -> None:
+    clock = ManualClock()
+    progress = TrainingProgress(10, epochs=1, max_seconds=100.0, clock=clock)
+    progress.start()
+    clock.now = 2.0
+    progress.step_done()
+    progress.pause()
+    clock.now = 50.0  # validation, saving
+    progress.start()
+    clock.now = 53.0
+    progress.step_done()
+    progress.pause()
+    assert progress.seconds == 5.0 and progress.steps == 2
+    assert progress.fraction() == pytest.approx(0.2)  # the steps are further than the 5 % of the time
+    assert not progress.by_time
+
+
+def test_bad_settings_fail_before_training() -> None:
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        build_scheduler(_optimizer(), "step", 0.1, TrainingProgress(10, 1))
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainingProgress(10, 1, max_seconds=-1)
+    with pytest.raises(ValueError, match="total_steps"):
+        TrainingProgress(0, 1)
+
+
+def test_train_py_ends_epochs_by_the_time_limit_and_saves(channels: Channels, tmp_path, monkeypatch, capsys) -> None:
+    """train.py with a clock that makes every step one second: 60 rows are 8 steps of 8 an epoch, 16 planned; six
+    seconds allowed end each of the two epochs after three steps, and the saved summary says so."""
+    import train
+
+    class OneSecondSteps(TrainingProgress):
+        def __init__(self, *args, **kwargs) -> None:
+            self.clock = ManualClock()
+            super().__init__(*args, clock=self.clock, **kwargs)
+
+        def step_done(self) -> None:
+            self.clock.now += 1.0
+            super().step_done()
+
+    monkeypatch.setattr(train, "TrainingProgress", OneSecondSteps)
+    model_dir = train_in_process(channels, tmp_path, "--epochs 2 --max_train_seconds 6 --validation_batch_size 8")
+    out = capsys.readouterr().out
+    assert "time_limit: epoch 1 ends after step 3 of 8 - train_seconds: 3.0 of 6" in out
+    assert "time_limit: epoch 2 ends after step 3 of 8 - train_seconds: 6.0 of 6" in out
+    assert out.count("val_acc:") == 2 and "planned_steps_pct: 37.5" in out  # 6 of 16 steps
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert [e["time_limited"] for e in summary["epochs"]] == [True, True]
+    assert all(16 < e["train_examples"] <= 24 for e in summary["epochs"])  # three batches of at most 8
+    assert summary["train_step_seconds"] == 6.0 and summary["hyperparameters"]["max_train_seconds"] == 6.0
+    assert (model_dir / "model.safetensors").is_file()
