@@ -18,7 +18,7 @@ from reviewtune.core import names
 from reviewtune.core.champion import get_champion, list_champions
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX, RunsRepository, RunStatus, from_item
-from reviewtune.core.trial_facts import early_stopped, epochs_run
+from reviewtune.core.trial_facts import early_stopped, epochs_run, planned_steps_pct
 
 CONTENT_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv"}
 
@@ -78,7 +78,9 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
     """One row per training job, with the columns and values of the sagemaker SDK's
     ``HyperparameterTuningJobAnalytics(name).dataframe()`` (tuned hyperparameters as floats where they parse,
     TrainingJobName, TrainingJobStatus, FinalObjectiveValue, TrainingStartTime, TrainingEndTime,
-    TrainingElapsedTimeSeconds), plus Epochs (epochs run, from DescribeTrainingJob) and EarlyStopped."""
+    TrainingElapsedTimeSeconds), plus Epochs (epochs run, from DescribeTrainingJob), PlannedStepsPct (the share of its
+    planned steps it trained: under 100 when its time limit cut them; None before train.py printed it) and
+    EarlyStopped."""
     tuning_status = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)[
         "HyperParameterTuningJobStatus"
     ]
@@ -96,7 +98,9 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
         if "TrainingJobDefinitionName" in summary:
             row["TrainingJobDefinitionName"] = summary["TrainingJobDefinitionName"]
         if describe:
-            row["Epochs"] = epochs_run(sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"]))
+            description = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+            row["Epochs"] = epochs_run(description)
+            row["PlannedStepsPct"] = planned_steps_pct(description)
         row["EarlyStopped"] = early_stopped(summary["TrainingJobStatus"], tuning_status)
         rows.append(row)
     return rows

@@ -196,9 +196,17 @@ def run_view(item: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def _epochs(row: dict[str, Any]) -> str:
+    """Epochs run, with the share of the planned steps where a time limit cut them."""
+    if row.get("Epochs") is None:
+        return "-"
+    share = row.get("PlannedStepsPct")
+    return f"{row['Epochs']} ({share:.0f} % of steps)" if share is not None and share < 100 else str(row["Epochs"])
+
+
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     fixed = {"TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue", "TrainingStartTime", "TrainingEndTime",
-             "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "EarlyStopped"}
+             "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "PlannedStepsPct", "EarlyStopped"}
     params = sorted({k for row in rows for k in row if k not in fixed})
     table = Table(title=title)
     # The table's own short headers (--json keeps the SDK's column names): the SDK's are wider than their values.
@@ -216,7 +224,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
             utc_time(row.get("TrainingStartTime")),
             utc_time(row.get("TrainingEndTime")),
             "-" if row.get("TrainingElapsedTimeSeconds") is None else f"{row['TrainingElapsedTimeSeconds']:.0f}",
-            "-" if row.get("Epochs") is None else str(row["Epochs"]),
+            _epochs(row),
             "yes" if row.get("EarlyStopped") else "no",
         )
     return table

@@ -23,6 +23,12 @@ def epochs_run(description: dict[str, Any]) -> int | None:
     return None if value is None else int(value)
 
 
+def planned_steps_pct(description: dict[str, Any]) -> float | None:
+    """The share of its planned steps a trial trained, in percent: under 100 when its time limit
+    (train.py's max_train_seconds) ended its training early."""
+    return final_metrics(description).get(PLANNED_STEPS_METRIC)
+
+
 def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
     """The epochs a trial has run so far and the last one's validation accuracy (``None`` before the first)."""
     metrics = final_metrics(description)
@@ -40,5 +46,5 @@ def trial_extras(description: dict[str, Any]) -> dict[str, Any]:
     return {
         "epochs": epochs_run(description),
         "val_loss": metrics.get(VALIDATION_LOSS_METRIC),
-        "planned_steps_pct": metrics.get(PLANNED_STEPS_METRIC),
+        "planned_steps_pct": planned_steps_pct(description),
     }

@@ -167,22 +167,24 @@ def test_trial_rows_have_the_sdk_columns_epochs_and_early_stop():
                           {"HyperParameterTuningJobName": "t", "MaxResults": 100})
         stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": summaries[1:]},
                           {"HyperParameterTuningJobName": "t", "MaxResults": 100, "NextToken": "page-2"})
-        for epochs in (2, 1):
+        for epochs, planned in ((2, [81.3]), (1, [])):  # the second trial's train.py printed no planned_steps_pct
             stub.add_response("describe_training_job", {
                 "TrainingJobName": "x", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x",
                 "ModelArtifacts": {"S3ModelArtifacts": "s3://b/k"}, "TrainingJobStatus": "Completed",
                 "SecondaryStatus": "Completed", "AlgorithmSpecification": {"TrainingInputMode": "File"},
                 "ResourceConfig": {"VolumeSizeInGB": 1}, "StoppingCondition": {}, "CreationTime": start,
-                "FinalMetricDataList": [{"MetricName": "train:epoch", "Value": float(epochs), "Timestamp": start}]})
+                "FinalMetricDataList": [{"MetricName": "train:epoch", "Value": float(epochs), "Timestamp": start},
+                                        *({"MetricName": "train:planned_steps_pct", "Value": v, "Timestamp": start}
+                                          for v in planned)]})
         rows = queries.trial_rows(client, "t")
 
     assert rows == [
         {"learning_rate": 5e-05, "pooling": "mean", "TrainingJobName": "t-001-aaaaaaaa", "TrainingJobStatus": "Completed",
          "FinalObjectiveValue": 70.5, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=90),
-         "TrainingElapsedTimeSeconds": 90.0, "Epochs": 2, "EarlyStopped": False},
+         "TrainingElapsedTimeSeconds": 90.0, "Epochs": 2, "PlannedStepsPct": 81.3, "EarlyStopped": False},
         {"learning_rate": 1e-04, "pooling": "cls", "TrainingJobName": "t-002-bbbbbbbb", "TrainingJobStatus": "Stopped",
          "FinalObjectiveValue": 60.0, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=30),
-         "TrainingElapsedTimeSeconds": 30.0, "Epochs": 1, "EarlyStopped": True},
+         "TrainingElapsedTimeSeconds": 30.0, "Epochs": 1, "PlannedStepsPct": None, "EarlyStopped": True},
     ]
 
 

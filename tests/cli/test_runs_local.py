@@ -98,7 +98,7 @@ def test_trials_equal_the_sagemaker_sdk_dataframe(two_runs):
     by_name = {row["TrainingJobName"]: row for row in rows}
     for record in frame.to_dict("records"):
         row = by_name[record["TrainingJobName"]]
-        assert set(row) - set(record) == {"Epochs", "EarlyStopped"}
+        assert set(row) - set(record) == {"Epochs", "PlannedStepsPct", "EarlyStopped"}
         for column, expected in record.items():
             if hasattr(expected, "isoformat"):
                 assert row[column] == expected.isoformat(), column
@@ -107,6 +107,7 @@ def test_trials_equal_the_sagemaker_sdk_dataframe(two_runs):
             else:
                 assert row[column] == expected, column
         assert row["Epochs"] == 2 or row["EarlyStopped"]
+        assert row["PlannedStepsPct"] == 100.0 or row["EarlyStopped"]
     table = cli(runtime.workdir, "runs", "trials", run_id).stdout
     assert "val acc %" in table and all(name in table for name in by_name)
 

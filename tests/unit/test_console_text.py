@@ -70,6 +70,16 @@ def test_trials_table_keeps_the_training_job_name_whole_and_times_in_utc():
     assert "2026-11-01 10:00:00" in text and "2026-11-01 10:01:12" in text and "05:00:00" not in text
 
 
+def test_trials_table_says_when_a_time_limit_cut_a_trial_s_steps():
+    row = {"TrainingJobName": f"{RUN_ID}-001-aaaaaaaa", "TrainingJobStatus": "Completed", "FinalObjectiveValue": 71.66,
+           "Epochs": 2, "EarlyStopped": False}
+    cut = rendered(views.trials_table([{**row, "PlannedStepsPct": 81.3}], "Trials"), width=200)
+    assert "2 (81 % of steps)" in cut
+    for share in (100.0, None):  # the whole plan trained, or no figure printed: the epochs alone
+        whole = rendered(views.trials_table([{**row, "PlannedStepsPct": share}], "Trials"), width=200)
+        assert "% of steps" not in whole and "PlannedStepsPct" not in whole
+
+
 def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3():
     queued = {"run_id": RUN_ID, "status": "QUEUED", "dataset": "a.tsv", "created_at": "2026-11-01T10:00:00Z",
               "deadline_at": "2026-11-03T10:00:00Z",
