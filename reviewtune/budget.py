@@ -214,8 +214,8 @@ class Plan:
     def _time_limit_line(self) -> str:
         return (
             f"time limit: each trial's training steps stop after {self.max_train_seconds:,.0f} s (planned "
-            f"{self.planned_train_seconds:,.0f} s): on a slower machine the learning rate decays by the clock, so the "
-            f"run still ends within {self.minutes:g} minutes"
+            f"{self.planned_train_seconds:,.0f} s): on a slower machine the learning rate decays by the clock to keep the "
+            f"run within {self.minutes:g} minutes"
         )
 
 

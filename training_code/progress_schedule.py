@@ -35,19 +35,25 @@ def lr_multiplier(schedule: str, progress: float, warmup_ratio: float) -> float:
 
 
 class TrainingProgress:
-    """Steps done and seconds of training steps spent, against the plan (``total_steps``) and the time limit
-    (``max_seconds``; 0 = none). Validation is not counted: only the steps' own time."""
+    """Steps done and seconds of training steps spent, against the plan (``steps_per_epoch`` x ``epochs``) and the
+    time limit (``max_seconds``; 0 = none). Validation is not counted: only the steps' own time.
 
-    def __init__(self, total_steps: int, epochs: int, max_seconds: float = 0.0,
+    An epoch the time limit ended counts as done for the schedule (:meth:`end_epoch`), so a later epoch that runs
+    faster than the clock still ends with the rate decayed to zero; :attr:`trained` counts the steps really trained.
+    """
+
+    def __init__(self, steps_per_epoch: int, epochs: int, max_seconds: float = 0.0,
                  clock: Callable[[], float] = time.perf_counter) -> None:
-        if total_steps < 1 or epochs < 1:
-            raise ValueError("total_steps and epochs must be at least 1")
+        if steps_per_epoch < 1 or epochs < 1:
+            raise ValueError("steps_per_epoch and epochs must be at least 1")
         if max_seconds < 0:
             raise ValueError(f"max_seconds must be 0 (no limit) or positive, got {max_seconds}")
-        self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
         self.epochs = epochs
+        self.total_steps = steps_per_epoch * epochs
         self.max_seconds = max_seconds
-        self.steps = 0
+        self.steps = 0  # where the schedule is, in steps
+        self.trained = 0  # steps really trained
         self.seconds = 0.0
         self._clock = clock
         self._since: float | None = None
@@ -62,12 +68,22 @@ class TrainingProgress:
             self.seconds += now - self._since
         self._since = now
         self.steps += 1
+        self.trained += 1
 
     def pause(self) -> None:
         """Stop counting time until the next :meth:`start` (validation, saving)."""
         if self._since is not None:
             self.seconds += self._clock() - self._since
         self._since = None
+
+    def end_epoch(self, epoch: int) -> None:
+        """Epoch ``epoch`` (from 1) is over: the schedule counts its planned steps as done, trained or not."""
+        self.steps = max(self.steps, epoch * self.steps_per_epoch)
+
+    def trained_share(self, epochs_run: int) -> float:
+        """The share of the planned steps of the epochs run that were trained, in percent (100 unless the time limit
+        ended an epoch early; a trial stopped after an epoch trained all of that epoch's steps)."""
+        return 100.0 * self.trained / (self.steps_per_epoch * max(1, epochs_run))
 
     @property
     def by_time(self) -> bool:
@@ -89,6 +105,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_rati
                     progress: TrainingProgress) -> torch.optim.lr_scheduler.LambdaLR:
     """A scheduler whose ``step()`` sets each group's rate from ``progress`` (call it after ``progress.step_done``)."""
     lr_multiplier(schedule, 0.0, warmup_ratio)  # an unknown schedule fails here, not at the first step
+    warmup = round(warmup_ratio * progress.total_steps) / progress.total_steps  # whole steps, as per-step schedules
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda _step: lr_multiplier(schedule, progress.fraction(), warmup_ratio)
+        optimizer, lambda _step: lr_multiplier(schedule, progress.fraction(), warmup)
     )

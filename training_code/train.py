@@ -424,11 +424,10 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     steps_per_epoch = len(batches)
     if args.train_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
-    total_steps = steps_per_epoch * args.epochs
     optimizer = build_optimizer(
         model, args.learning_rate, args.weight_decay, args.head_lr_multiplier, args.layer_lr_decay
     )
-    progress = TrainingProgress(total_steps, args.epochs, args.max_train_seconds)
+    progress = TrainingProgress(steps_per_epoch, args.epochs, args.max_train_seconds)
     scheduler = build_scheduler(optimizer, args.lr_scheduler, args.warmup_ratio, progress)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     trainable_parameters = [p for p in model.parameters() if p.requires_grad]
@@ -499,6 +498,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         if STOP.requested:
             print(f"stop_requested: epoch {epoch} step {step} of {steps_per_epoch}", flush=True)
             break
+        progress.end_epoch(epoch)
         train_seconds = time.perf_counter() - epoch_start
         result = EpochResult(
             epoch=epoch,
@@ -527,7 +527,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
             kept.after_epoch(epoch, None, None, dict)
         print(
             f"train_examples_per_second: {result.examples_per_second:.2f} - epoch_seconds: {train_seconds:.1f} - "
-            f"peak_rss_mb: {peak_rss_mb():.0f} - planned_steps_pct: {100 * progress.steps / total_steps:.1f}",
+            f"peak_rss_mb: {peak_rss_mb():.0f} - planned_steps_pct: {progress.trained_share(epoch):.1f}",
             flush=True,
         )
         results.append(result)

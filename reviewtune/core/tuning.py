@@ -57,6 +57,9 @@ def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]
         "max_seq_length": settings.max_seq_length,
         "epochs": settings.epochs,
         "train_steps_per_epoch": 0,
+        # always named, 0 = no limit: warm start wants the same hyperparameter names in parent and child, and a
+        # local plan sets a limit only where it has a measured throughput and fits the budget
+        "max_train_seconds": 0,
         "validation_batch_size": 64,
         "validation_steps_per_epoch": 0,
         "seed": 42,

@@ -78,6 +78,8 @@ def test_valid_file_is_split_and_starts_one_tuning_job(stack, start_tuning, lamb
     for key in ("freeze_bert_layer", "max_seq_length", "epochs", "train_steps_per_epoch", "validation_batch_size",
                 "validation_steps_per_epoch", "seed", "run_validation"):
         assert key in static
+    assert static["max_train_seconds"] == "0"  # no time limit in the cloud, but always named (warm start compares names)
+    assert "train:planned_steps_pct" in regexes
 
     s3 = boto3.client("s3", region_name=REGION)
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in definition["InputDataConfig"]}

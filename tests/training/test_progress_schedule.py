@@ -25,14 +25,15 @@ def _optimizer(rate: float = 1e-3) -> torch.optim.Optimizer:
 
 @pytest.mark.parametrize(("schedule", "hf_name"), [("linear", "linear"), ("cosine", "cosine"),
                                                     ("constant", "constant_with_warmup")])
-def test_without_a_time_limit_it_is_the_usual_per_step_schedule(schedule: str, hf_name: str) -> None:
+@pytest.mark.parametrize("steps_per_epoch", [20, 8, 17, 2])  # warm-up 4, 1.6 -> 2, 3.4 -> 3, 0.4 -> 0 steps
+def test_without_a_time_limit_it_is_the_usual_per_step_schedule(schedule: str, hf_name: str, steps_per_epoch: int) -> None:
     from transformers import get_scheduler
 
-    total = 40
+    total = 2 * steps_per_epoch
     ours, theirs = _optimizer(), _optimizer()
-    progress = TrainingProgress(total, epochs=2)
+    progress = TrainingProgress(steps_per_epoch, epochs=2)
     scheduler = build_scheduler(ours, schedule, 0.1, progress)
-    reference = get_scheduler(hf_name, theirs, num_warmup_steps=4, num_training_steps=total)
+    reference = get_scheduler(hf_name, theirs, num_warmup_steps=int(round(0.1 * total)), num_training_steps=total)
     rates = []
     for _ in range(total):
         assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], abs=1e-12)
@@ -42,14 +43,14 @@ def test_without_a_time_limit_it_is_the_usual_per_step_schedule(schedule: str, h
         scheduler.step()
         reference.step()
     assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], abs=1e-12)
-    assert rates[0] == 0 and max(rates) == pytest.approx(1e-3)
+    assert max(rates) == pytest.approx(1e-3)
     assert not any(progress.epoch_over(epoch) for epoch in (1, 2))  # no time limit: epochs end by their steps
 
 
 def test_a_slower_machine_decays_the_rate_by_the_clock_and_ends_each_epoch_at_its_share_of_the_time() -> None:
     clock = ManualClock()
     optimizer = _optimizer()
-    progress = TrainingProgress(100, epochs=2, max_seconds=10.0, clock=clock)
+    progress = TrainingProgress(50, epochs=2, max_seconds=10.0, clock=clock)
     scheduler = build_scheduler(optimizer, "linear", 0.1, progress)
     progress.start()
     ended = []
@@ -66,6 +67,38 @@ def test_a_slower_machine_decays_the_rate_by_the_clock_and_ends_each_epoch_at_it
     assert progress.by_time and progress.fraction() == 1.0
     assert optimizer.param_groups[0]["lr"] == 0.0  # decayed to zero when the time is up, as the plan meant
     assert lr_multiplier("linear", 0.05, 0.1) == pytest.approx(0.5)  # warm-up follows the same progress
+
+
+def test_an_epoch_ended_by_the_clock_counts_as_done_so_a_faster_one_after_it_still_ends_at_zero() -> None:
+    """Epoch 1 at one second a step is ended by the clock after 50 of 100 steps; epoch 2 runs five times faster and
+    trains all its steps before the time is up: its last step still brings the rate to zero."""
+    clock = ManualClock()
+    optimizer = _optimizer()
+    progress = TrainingProgress(100, epochs=2, max_seconds=100.0, clock=clock)
+    scheduler = build_scheduler(optimizer, "linear", 0.1, progress)
+    for epoch, seconds_a_step in ((1, 1.0), (2, 0.2)):
+        progress.start()
+        for _ in range(100):
+            clock.now += seconds_a_step
+            optimizer.step()
+            progress.step_done()
+            scheduler.step()
+            if progress.epoch_over(epoch):
+                break
+        progress.pause()
+        progress.end_epoch(epoch)
+    assert progress.trained == 150 and progress.seconds == pytest.approx(70.0)
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    assert progress.trained_share(2) == 75.0  # 150 of the 200 planned steps
+
+
+def test_a_trial_stopped_after_whole_epochs_trained_all_of_their_steps() -> None:
+    progress = TrainingProgress(10, epochs=3)
+    for epoch in (1, 2):  # then the tuner stops it (early stopping): epoch 3 never runs
+        for _ in range(10):
+            progress.step_done()
+        progress.end_epoch(epoch)
+    assert progress.trained_share(2) == 100.0
 
 
 def test_time_outside_the_steps_is_not_counted() -> None:
@@ -90,7 +123,7 @@ def test_bad_settings_fail_before_training() -> None:
         build_scheduler(_optimizer(), "step", 0.1, TrainingProgress(10, 1))
     with pytest.raises(ValueError, match="max_seconds"):
         TrainingProgress(10, 1, max_seconds=-1)
-    with pytest.raises(ValueError, match="total_steps"):
+    with pytest.raises(ValueError, match="steps_per_epoch"):
         TrainingProgress(0, 1)
 
 
