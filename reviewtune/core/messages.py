@@ -124,6 +124,20 @@ def _hyperparameters(best: Any) -> list[str]:
     return [f"  {name:<{width}}  {value}" for name, value in names]
 
 
+def _time_limit(item: Any) -> list[str]:
+    """A line when the best trial's time limit (train.py's max_train_seconds) ended its training before its plan."""
+    best = _get(item, "tuning", "best_training_job", "name")
+    trials = _get(item, "tuning", "trials")
+    if best is None or not isinstance(trials, list):
+        return []
+    for trial in trials:
+        share = _number(_get(trial, "planned_steps_pct"))
+        if _get(trial, "name") == best and share is not None and share < 100:
+            return [f"Time limit:          the best trial trained {share:.0f} % of its planned steps (a slower machine "
+                    "than the plan assumed)"]
+    return []
+
+
 def _warm_start(item: Any) -> list[str]:
     plan = _get(item, "config", "warm_start")
     if not isinstance(plan, Mapping):
@@ -294,6 +308,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         f"{_count(_get(item, 'tuning', 'status_counters', 'Completed') or 0)} of "
         f"{trial_records.total(_get(item, 'tuning')):,} trials completed",
         f"Best training job:   {_text(_get(best, 'name'), 100)}",
+        *_time_limit(item),
         f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
         f"Test accuracy:       {_pct(accuracy)}{_interval(_get(metrics, 'accuracy'))}",
         *_warm_start(item),

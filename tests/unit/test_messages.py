@@ -103,6 +103,23 @@ def test_success_message_shows_the_numbers_and_the_cleaning():
     assert "Macro F1:            0.7300" in body and "positive (1)" in body and "Validation accuracy: 71.5 %" in body
 
 
+@pytest.mark.parametrize(("shares", "said"), [
+    ((Decimal("81.3"), 100.0), "Time limit:          the best trial trained 81 % of its planned steps"),
+    ((100.0, 64.0), None),  # another trial was cut, not the best one
+    ((None, None), None),  # trials recorded before the figure existed
+    (("odd", math.nan), None),
+])
+def test_success_message_says_when_the_best_trial_was_cut_by_its_time_limit(shares, said):
+    trials = [{"name": name, **({} if share is None else {"planned_steps_pct": share})}
+              for name, share in zip(("best", "other"), shares, strict=True)]
+    item = {"run_id": "r", "tuning": {"trials": trials, "best_training_job": {"name": "best"}}}
+    _, body = messages.succeeded(item, {"metrics": {"accuracy": {"value": 0.7}}}, "runs")
+    if said:
+        assert said in body
+    else:
+        assert "Time limit" not in body
+
+
 @pytest.mark.parametrize("ci95", [None, "0.6-0.7", [0.7], [0.8, 0.6], [Decimal("-0.1"), 1], [0.6, math.nan]])
 def test_success_message_leaves_out_an_absent_or_odd_interval(ci95):
     evaluation = {"metrics": {"accuracy": {"value": 0.7, "ci95": ci95}}}
