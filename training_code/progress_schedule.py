@@ -85,11 +85,6 @@ class TrainingProgress:
         ended an epoch early; a trial stopped after an epoch trained all of that epoch's steps)."""
         return 100.0 * self.trained / (self.steps_per_epoch * max(1, epochs_run))
 
-    @property
-    def by_time(self) -> bool:
-        """The time limit, not the steps, sets the progress."""
-        return self.max_seconds > 0 and self.seconds / self.max_seconds > self.steps / self.total_steps
-
     def fraction(self) -> float:
         done = self.steps / self.total_steps
         if self.max_seconds > 0:
