@@ -48,7 +48,8 @@ def list_runs(table: Any, dataset: str | None = None, status: str | None = None,
     """
     if dataset is not None:
         extra = {"FilterExpression": Attr("status").eq(status)} if status else {}
-        return list(_query(table, limit, IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset), **extra))
+        key = Key("dataset").eq(names.normalize_dataset(dataset))
+        return list(_query(table, limit, IndexName=DATASET_INDEX, KeyConditionExpression=key, **extra))
     statuses = [status] if status else [s.value for s in RunStatus]
     streams = [list(_query(table, limit, IndexName=STATUS_INDEX, KeyConditionExpression=Key("status").eq(s))) for s in statuses]
     merged = heapq.merge(*streams, key=lambda item: item.get("created_at", ""), reverse=True)
@@ -177,6 +178,7 @@ def champions(table: Any) -> list[dict[str, Any]]:
 def champion_of(runs: RunsRepository, dataset: str, limit: int = 20) -> dict[str, Any] | None:
     """One dataset's champion with its history (every change of champion, newest last) and the champion decisions
     of the dataset's ``limit`` newest runs (newest first); None when the dataset has no champion."""
+    dataset = names.normalize_dataset(dataset)
     champion = get_champion(runs.table, dataset)
     if champion is None:
         return None

@@ -119,9 +119,20 @@ def is_accepted_key(key: str, size: int | None = None) -> bool:
     return key.startswith(INCOMING_PREFIX) and not (key.endswith("/") and not size)
 
 
-def dataset_name(key: str) -> str:
-    """The dataset a key belongs to: its path below incoming/ (runs of one dataset are listed together)."""
+def _incoming_path(key: str) -> str:
     return key[len(INCOMING_PREFIX) :] if key.startswith(INCOMING_PREFIX) else key
+
+
+def dataset_name(key: str) -> str:
+    """The dataset a key belongs to: its path below incoming/ (runs of one dataset are listed together), in Unicode
+    NFC, so that one name typed with composed or decomposed accents (macOS writes file names decomposed) is one
+    dataset: one history, one champion, warm start and duplicates across both spellings."""
+    return normalize_dataset(_incoming_path(key))
+
+
+def normalize_dataset(name: str) -> str:
+    """A dataset name as the runs record it (NFC): for names typed by a person, such as ``--dataset``."""
+    return unicodedata.normalize("NFC", name)
 
 
 def split_prefix(run_id: str, split: str) -> str:
@@ -152,7 +163,7 @@ def report_key(run_id: str) -> str:
 
 def rejected_key(key: str) -> str:
     """Where the copy of a rejected file goes: as long as its key (``rejected/`` for ``incoming/``)."""
-    return f"{REJECTED_PREFIX}{dataset_name(key)}"
+    return f"{REJECTED_PREFIX}{_incoming_path(key)}"  # spelled as the key was: the same length
 
 
 def rejected_reason_key(key: str) -> str:

@@ -4,6 +4,7 @@ CloudFormation outputs as on AWS, tables by default and --json parsed back."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import datetime, timedelta
 
 import boto3
@@ -79,6 +80,12 @@ def test_list_is_newest_first_across_statuses_and_filters_by_dataset_and_status(
     assert main(["runs", "list", "--stack", STACK]) == 0
     table = capsys.readouterr().out
     assert "reviewtune-a3" in table and "74.00" in table and f"stack {STACK}" in table
+
+
+def test_a_dataset_typed_with_decomposed_accents_lists_its_runs(deployed, capsys):
+    put_run(deployed, "reviewtune-e1", "équipe/avis.tsv", "SUCCEEDED", 1, 0.70)  # recorded composed (NFC)
+    typed = unicodedata.normalize("NFD", "équipe/avis.tsv")
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--dataset", typed)] == ["reviewtune-e1"]
 
 
 def test_show_prints_the_run_and_json_round_trips(deployed, capsys):

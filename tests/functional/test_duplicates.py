@@ -6,6 +6,8 @@ the key, or at the same moment as the first), THEN exactly one run tunes it and 
 
 from __future__ import annotations
 
+import unicodedata
+
 import boto3
 import pytest
 
@@ -105,6 +107,23 @@ def test_other_content_or_another_dataset_is_no_duplicate(pipeline):
     elsewhere = pipeline.start_tuning(pipeline.drop_event("incoming/other/reviews.tsv", good_file()))
     assert [first["status"], changed["status"]] == ["TUNING", "TUNING"]
     assert elsewhere["status"] == "QUEUED"  # two slots taken: valid and waiting, not a duplicate
+
+
+def test_one_name_spelled_with_decomposed_accents_is_the_same_dataset_so_the_same_content_is_a_duplicate(pipeline):
+    """macOS writes file names decomposed (NFD), most other systems composed (NFC): the same file dropped from both
+    is two S3 keys but one dataset, so its content is tuned once."""
+    composed = "incoming/équipe/avis été.tsv"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    first = pipeline.start_tuning(pipeline.drop_event(composed, good_file()))
+    pipeline.succeed(first["run_id"])
+
+    second = pipeline.start_tuning(pipeline.drop_event(decomposed, good_file()))
+
+    assert_duplicate_of(pipeline, second["run_id"], first["run_id"], "SUCCEEDED")
+    assert pipeline.run(second["run_id"])["dataset"] == pipeline.run(first["run_id"])["dataset"] == "équipe/avis été.tsv"
+    assert pipeline.run(second["run_id"])["source"]["key"] == decomposed  # the object as S3 holds it
+    assert tuning_jobs(pipeline) == [first["run_id"]]
 
 
 def test_skip_duplicate_content_false_tunes_every_version(stack, monkeypatch):

@@ -6,6 +6,7 @@ the requests, the run items, the registry and the messages say what happened.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -526,6 +527,19 @@ def test_costs_are_in_the_failure_message(pipeline):
 
 
 # ------------------------------------------------------------------------------------------------ odd names
+
+
+def test_a_name_spelled_with_decomposed_accents_warm_starts_from_the_composed_spelling_s_runs(pipeline):
+    composed = "incoming/équipe/avis été.tsv"
+    first = start(pipeline, key=composed)
+    pipeline.succeed(first)
+    second = start(pipeline, key=unicodedata.normalize("NFD", composed), body=good_file(seed=3))
+    assert tuning_request(pipeline, second)["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": first}
+    ]
+    pipeline.succeed(second)
+    packages = pipeline.sagemaker.packages()
+    assert len(packages) == 2 and len({p["ModelPackageGroupName"] for p in packages}) == 1  # one registry group
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import quote_plus
 
 import pytest
@@ -105,6 +106,18 @@ def test_objects_given_an_outcome(key, size, accepted):
 def test_file_formats_in_any_letter_case(key, suffix):
     fmt = formats.file_format(key)
     assert (fmt.suffix if fmt else None) == suffix
+
+
+def test_a_dataset_is_named_in_composed_unicode_and_a_rejected_copy_keeps_the_key_s_spelling():
+    composed = "incoming/équipe/avis été.tsv"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert names.dataset_name(decomposed) == names.dataset_name(composed) == "équipe/avis été.tsv"
+    assert names.normalize_dataset(unicodedata.normalize("NFD", "équipe/avis été.tsv")) == "équipe/avis été.tsv"
+    assert names.rejected_key(decomposed) == "rejected/" + decomposed.removeprefix("incoming/")
+    # NFC is not always shorter: a character excluded from composition decomposes, so the copy keeps the key's bytes
+    kept = "incoming/\u0958.tsv"
+    assert names.rejected_key(kept).encode() == b"rejected/" + kept.removeprefix("incoming/").encode()
+    assert len(names.dataset_name(kept)) > len(kept.removeprefix("incoming/"))
 
 
 def test_layout():
