@@ -7,6 +7,8 @@ a run, THEN the pointer, its history and the package's approval say what happene
 
 from __future__ import annotations
 
+import unicodedata
+
 import boto3
 import pytest
 
@@ -106,6 +108,14 @@ def test_champion_of_one_dataset_shows_its_history_and_the_decisions(lifecycle, 
         assert expected in text
     with pytest.raises(SystemExit, match="dataset 'team-c/r.tsv' has no champion"):
         main(["champion", "--dataset", "team-c/r.tsv", "--stack", STACK])
+
+
+def test_a_dataset_typed_with_decomposed_accents_shows_its_champion(deployed, capsys):  # noqa: F811
+    dataset = "équipe/r.tsv"  # as the runs record it: composed (NFC)
+    registered(deployed, "reviewtune-e1", dataset, 1, 0.70)
+    decided(deployed, "reviewtune-e1", dataset)
+    shown = run_json(capsys, "champion", "--dataset", unicodedata.normalize("NFD", dataset))
+    assert shown["run_id"] == "reviewtune-e1" and shown["dataset"] == dataset
 
 
 def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_who(lifecycle, capsys):
