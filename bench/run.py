@@ -24,6 +24,7 @@ from bench.common import BALANCED_FILE, data_dir  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
 from reviewtune.budget import MINILM_MODEL, TRAIN_EXAMPLES_PER_SECOND, model_key  # noqa: E402
 from reviewtune.console.views import show_value  # noqa: E402
+from reviewtune.core.trial_facts import time_limited_share  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
@@ -202,7 +203,7 @@ def _epochs_text(pipeline: dict) -> str:
     text = f"{epochs} epoch{'s' if epochs != 1 else ''}"
     steps = pipeline.get("train_steps_per_epoch")
     text = f"{text} x {steps} steps" if steps else text
-    cut = [float(share) for share in pipeline.get("trial_planned_steps_pct") or [] if share is not None and float(share) < 100]
+    cut = [share for share in map(time_limited_share, pipeline.get("trial_planned_steps_pct") or []) if share is not None]
     return f"{text}, time limit: {', '.join(f'{share:.0f}' for share in cut)} % of the steps" if cut else text
 
 

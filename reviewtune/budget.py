@@ -219,10 +219,15 @@ class Plan:
         )
 
 
+def _rounds(budget: Budget) -> tuple[int, int]:
+    """Trials at a time (sharing the cores) and rounds of them."""
+    parallel = max(1, min(budget.max_parallel_jobs, budget.max_jobs))
+    return parallel, math.ceil(budget.max_jobs / parallel)
+
+
 def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
     """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
-    parallel = max(1, min(budget.max_parallel_jobs, budget.max_jobs))
-    rounds = math.ceil(budget.max_jobs / parallel)
+    parallel, rounds = _rounds(budget)
     job_rate = rate / parallel
     epoch = (steps_per_epoch * budget.largest_batch() + rows.get("validation", 0) / INFERENCE_SPEEDUP) / job_rate
     trial = startup + budget.epochs * epoch
@@ -276,8 +281,7 @@ def _with_time_limit(plan: Plan, rate: float, startup: float) -> Plan:
     run fills ``TIME_LIMIT_SHARE`` of the budget. None (no limit) where that is no more than the planned steps take
     (a plan that already overruns)."""
     budget = plan.budget
-    parallel = max(1, min(budget.max_parallel_jobs, budget.max_jobs))
-    rounds = math.ceil(budget.max_jobs / parallel)
+    parallel, rounds = _rounds(budget)
     steps_seconds = budget.epochs * plan.steps_per_epoch * plan.batch_size / (rate / parallel)
     others = estimate_seconds(budget, plan.rows, 0, rate, startup)  # everything but the training steps
     limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - others) / rounds)

@@ -28,6 +28,7 @@ from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
 from reviewtune.core.runs import RunsRepository
+from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.real_sample import PER_CLASS, SOURCE
 
 console = Console(highlight=False, soft_wrap=True)
@@ -132,10 +133,10 @@ def time_limit_notes(item: dict[str, Any]) -> list[str]:
     """A line for each trial whose time limit (train.py's max_train_seconds) ended its training before its plan."""
     notes = []
     for trial in item.get("tuning", {}).get("trials", []):
-        share = trial.get("planned_steps_pct")
-        if share is not None and float(share) < 100:
+        share = time_limited_share(trial.get("planned_steps_pct"))
+        if share is not None:
             notes.append(f"  {trial['name'][len(item['run_id']) + 1 :]}: its time limit (max_train_seconds) ended training "
-                         f"at {float(share):.0f} % of the planned steps: this machine trained slower than planned")
+                         f"at {share:.0f} % of the planned steps: this machine trained slower than planned")
     return notes
 
 

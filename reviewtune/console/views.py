@@ -9,6 +9,7 @@ from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
 
 
@@ -200,8 +201,8 @@ def _epochs(row: dict[str, Any]) -> str:
     """Epochs run, with the share of the planned steps where a time limit cut them."""
     if row.get("Epochs") is None:
         return "-"
-    share = row.get("PlannedStepsPct")
-    return f"{row['Epochs']} ({share:.0f} % of steps)" if share is not None and share < 100 else str(row["Epochs"])
+    share = time_limited_share(row.get("PlannedStepsPct"))
+    return f"{row['Epochs']} ({share:.0f} % of steps)" if share is not None else str(row["Epochs"])
 
 
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:

@@ -14,6 +14,7 @@ from typing import Any
 from reviewtune.core import trial_records
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
+from reviewtune.core.trial_facts import time_limited_share
 
 VALUE_MAX_CHARS = 300
 MAX_TRIALS_LISTED = 50
@@ -131,8 +132,8 @@ def _time_limit(item: Any) -> list[str]:
     if best is None or not isinstance(trials, list):
         return []
     for trial in trials:
-        share = _number(_get(trial, "planned_steps_pct"))
-        if _get(trial, "name") == best and share is not None and share < 100:
+        share = time_limited_share(_get(trial, "planned_steps_pct"))
+        if _get(trial, "name") == best and share is not None:
             return [f"Time limit:          the best trial trained {share:.0f} % of its planned steps (a slower machine "
                     "than the plan assumed)"]
     return []

@@ -6,6 +6,7 @@ SageMaker keeps only each metric's final value per training job (FinalMetricData
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from reviewtune.core.metrics import EPOCH_METRIC, OBJECTIVE_METRIC, PLANNED_STEPS_METRIC
@@ -29,6 +30,18 @@ def planned_steps_pct(description: dict[str, Any]) -> float | None:
     return final_metrics(description).get(PLANNED_STEPS_METRIC)
 
 
+def time_limited_share(value: Any) -> float | None:
+    """A recorded ``planned_steps_pct`` when the trial's time limit cut its steps (under 100), else None (the whole
+    plan trained, no figure, or a value that is not a number)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        share = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return share if math.isfinite(share) and share < 100 else None
+
+
 def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
     """The epochs a trial has run so far and the last one's validation accuracy (``None`` before the first)."""
     metrics = final_metrics(description)
@@ -42,9 +55,8 @@ def early_stopped(training_status: str, tuning_status: str) -> bool:
 
 def trial_extras(description: dict[str, Any]) -> dict[str, Any]:
     """The fields a recorded trial adds from its DescribeTrainingJob response."""
-    metrics = final_metrics(description)
     return {
         "epochs": epochs_run(description),
-        "val_loss": metrics.get(VALIDATION_LOSS_METRIC),
+        "val_loss": final_metrics(description).get(VALIDATION_LOSS_METRIC),
         "planned_steps_pct": planned_steps_pct(description),
     }
