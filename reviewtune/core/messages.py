@@ -132,7 +132,7 @@ def _time_limit(item: Any) -> list[str]:
     if best is None or not isinstance(trials, list):
         return []
     for trial in trials:
-        share = time_limited_share(_get(trial, "planned_steps_pct"))
+        share = time_limited_share(_number(_get(trial, "planned_steps_pct")))
         if _get(trial, "name") == best and share is not None:
             return [f"Time limit:          the best trial trained {share:.0f} % of its planned steps (a slower machine "
                     "than the plan assumed)"]

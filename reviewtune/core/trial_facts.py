@@ -6,7 +6,6 @@ SageMaker keeps only each metric's final value per training job (FinalMetricData
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from reviewtune.core.metrics import EPOCH_METRIC, OBJECTIVE_METRIC, PLANNED_STEPS_METRIC
@@ -30,16 +29,10 @@ def planned_steps_pct(description: dict[str, Any]) -> float | None:
     return final_metrics(description).get(PLANNED_STEPS_METRIC)
 
 
-def time_limited_share(value: Any) -> float | None:
+def time_limited_share(value: float | None) -> float | None:
     """A recorded ``planned_steps_pct`` when the trial's time limit cut its steps (under 100), else None (the whole
-    plan trained, no figure, or a value that is not a number)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        share = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return share if math.isfinite(share) and share < 100 else None
+    plan trained, or no figure)."""
+    return float(value) if value is not None and float(value) < 100 else None
 
 
 def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
