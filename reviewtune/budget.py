@@ -64,6 +64,10 @@ INFERENCE_SPEEDUP = 3.0
 # model and packing model.tar.gz (438 MB of weights for all-mpnet-base-v2).
 JOB_STARTUP_SECONDS: dict[str, float] = {"all-mpnet-base-v2": 90.0, "all-minilm-l6-v2": 20.0}
 DEFAULT_JOB_STARTUP_SECONDS = 60.0
+# Of those, what follows train.py's exit: packing model.tar.gz and uploading it (measured: packing all-mpnet-base-v2's
+# folder took 15-18 s). The time limit (below) covers the rest of the job, so it leaves these seconds out.
+MODEL_PACK_SECONDS: dict[str, float] = {"all-mpnet-base-v2": 30.0, "all-minilm-l6-v2": 5.0}
+DEFAULT_MODEL_PACK_SECONDS = 20.0
 # Seconds the evaluation job spends besides its forward passes: load the model, write the report (measured: the
 # whole all-mpnet-base-v2 evaluation of 308 rows took 24 s).
 EVALUATION_STARTUP_SECONDS = 30.0
@@ -72,10 +76,11 @@ EVALUATION_STARTUP_SECONDS = 30.0
 RUN_OVERHEAD_SECONDS = 60.0
 # The plan fills this share of the time budget; the rest absorbs the estimate's error (noise, a slower machine).
 PLANNED_SHARE = 0.9
-# Each trial's training steps may take the time that fills this share of the budget (train.py's max_train_seconds):
-# on a machine slower than TRAIN_EXAMPLES_PER_SECOND assumes, a trial's learning rate decays by the clock and its
-# last epoch ends at that limit, so the run still ends within the budget. The rest (~1 minute of 30) is for the
-# start-up, validation and evaluation being as much slower. On a machine as fast as measured the limit is not reached.
+# Each trial's training job may take the time that fills this share of the budget (train.py's max_train_seconds,
+# from the job's start to its saved model): on a machine slower than measured, a trial's steps get what its start-up
+# and validation leave them, its learning rate decays by the clock and its last epoch ends at that limit, so the run
+# still ends within the budget. The rest (~1 minute of 30) is for the run's own start, packing the models and the
+# evaluation being slower than estimated. On a machine as fast as measured the limit is not reached.
 TIME_LIMIT_SHARE = 0.97
 # Fewer steps than this per epoch would not train a model: the plan then keeps this many and says it overruns.
 MIN_TRAIN_STEPS_PER_EPOCH = 20
@@ -179,8 +184,8 @@ class Plan:
     estimated_minutes: float | None
     minutes: float
     reason: str
-    max_train_seconds: float | None = None  # each trial's limit on seconds of training steps (None: no limit)
-    planned_train_seconds: float | None = None  # what each trial's training steps take at the measured rate
+    max_train_seconds: float | None = None  # each trial's limit on its training job's seconds (None: no limit)
+    planned_job_seconds: float | None = None  # what each trial's training job takes at the measured rate
 
     @property
     def capped(self) -> bool:
@@ -209,13 +214,13 @@ class Plan:
     def time_limit_matters(self) -> bool:
         """The limit is near what the steps are planned to take: a machine somewhat slower than measured reaches it
         (a small file's limit, many times its plan, goes unsaid)."""
-        return bool(self.max_train_seconds and self.max_train_seconds < 2 * self.planned_train_seconds)
+        return bool(self.max_train_seconds and self.max_train_seconds < 2 * self.planned_job_seconds)
 
     def _time_limit_line(self) -> str:
         return (
-            f"time limit: each trial's training steps stop after {self.max_train_seconds:,.0f} s (planned "
-            f"{self.planned_train_seconds:,.0f} s): on a slower machine the learning rate decays by the clock to keep the "
-            f"run within {self.minutes:g} minutes"
+            f"time limit: each trial's training job ends within {self.max_train_seconds:,.0f} s (planned "
+            f"{self.planned_job_seconds:,.0f} s): on a slower machine its learning rate decays by the clock to keep the run "
+            f"within {self.minutes:g} minutes"
         )
 
 
@@ -227,12 +232,23 @@ def _rounds(budget: Budget) -> tuple[int, int]:
 
 def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
     """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
-    parallel, rounds = _rounds(budget)
+    _, rounds = _rounds(budget)
+    return rounds * trial_seconds(budget, rows, steps_per_epoch, rate, startup) + outside_trials_seconds(rows, rate)
+
+
+def trial_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
+    """One training job's wall seconds, its trials at a time sharing the cores: start-up, then each epoch's steps and
+    validation."""
+    parallel, _ = _rounds(budget)
     job_rate = rate / parallel
     epoch = (steps_per_epoch * budget.largest_batch() + rows.get("validation", 0) / INFERENCE_SPEEDUP) / job_rate
-    trial = startup + budget.epochs * epoch
+    return startup + budget.epochs * epoch
+
+
+def outside_trials_seconds(rows: dict[str, int], rate: float) -> float:
+    """The run's seconds besides its training jobs: the runtime's own and the evaluation job."""
     evaluation = EVALUATION_STARTUP_SECONDS + rows.get("test", 0) / (rate * INFERENCE_SPEEDUP)
-    return RUN_OVERHEAD_SECONDS + rounds * trial + evaluation
+    return RUN_OVERHEAD_SECONDS + evaluation
 
 
 def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_MINUTES) -> Plan:
@@ -277,16 +293,17 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
 
 
 def _with_time_limit(plan: Plan, rate: float, startup: float) -> Plan:
-    """``plan`` with train.py's ``max_train_seconds``: the seconds of training steps per trial at which the estimated
-    run fills ``TIME_LIMIT_SHARE`` of the budget. None (no limit) where that is no more than the planned steps take
-    (a plan that already overruns)."""
+    """``plan`` with train.py's ``max_train_seconds``: the seconds of each trial's training job (to its saved model,
+    so without packing it) at which the estimated run fills ``TIME_LIMIT_SHARE`` of the budget. None (no limit) where
+    that is no more than the planned job takes (a plan that already overruns)."""
     budget = plan.budget
-    parallel, rounds = _rounds(budget)
-    steps_seconds = budget.epochs * plan.steps_per_epoch * plan.batch_size / (rate / parallel)
-    others = estimate_seconds(budget, plan.rows, 0, rate, startup)  # everything but the training steps
-    limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - others) / rounds)
-    if limit <= steps_seconds:
+    _, rounds = _rounds(budget)
+    packing = MODEL_PACK_SECONDS.get(model_key(budget.model), DEFAULT_MODEL_PACK_SECONDS)
+    planned = trial_seconds(budget, plan.rows, plan.steps_per_epoch, rate, startup) - packing
+    outside = outside_trials_seconds(plan.rows, rate)
+    limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - outside) / rounds - packing)
+    if limit <= planned:
         return plan
     static = {**budget.static, "max_train_seconds": limit}
     return dataclasses.replace(plan, budget=dataclasses.replace(budget, static=static), max_train_seconds=limit,
-                               planned_train_seconds=steps_seconds)
+                               planned_job_seconds=planned)

@@ -1,4 +1,5 @@
-"""The learning-rate schedule that follows steps or seconds, whichever is further (train.py's max_train_seconds)."""
+"""The learning-rate schedule that follows steps or seconds, whichever is further, the seconds being what the job's
+time limit (train.py's max_train_seconds) leaves its steps."""
 
 from __future__ import annotations
 
@@ -101,20 +102,62 @@ def test_a_trial_stopped_after_whole_epochs_trained_all_of_their_steps() -> None
     assert progress.trained_share(2) == 100.0
 
 
-def test_time_outside_the_steps_is_not_counted() -> None:
+def test_the_rest_of_the_job_shrinks_the_time_its_steps_have() -> None:
+    """A 100-second job that spent 40 s starting before its first step, with two validation passes and 5 s of saving
+    ahead: its steps get what is left, and a measured pass replaces the estimate of the passes left."""
     clock = ManualClock()
-    progress = TrainingProgress(10, epochs=1, max_seconds=100.0, clock=clock)
+    clock.now = 40.0
+    progress = TrainingProgress(100, epochs=1, max_seconds=100.0, clock=clock, job_started=0.0, validations=2,
+                                validation_steps=5.0, save_seconds=5.0)
     progress.start()
-    clock.now = 2.0
+    clock.now += 1.0
     progress.step_done()
+    # before a pass ran, each is estimated as 5 steps at the 1 s a step so far
+    assert progress.seconds_ahead() == 15.0
+    assert progress.step_seconds_allowed == pytest.approx(100 - 40 - 15)
     progress.pause()
-    clock.now = 50.0  # validation, saving
+    progress.validation_started()
+    clock.now += 20.0  # a pass four times slower than estimated
+    progress.validation_ended()
     progress.start()
-    clock.now = 53.0
+    clock.now += 1.0
     progress.step_done()
-    progress.pause()
-    assert progress.seconds == 5.0 and progress.steps == 2
-    assert progress.fraction() == pytest.approx(0.2)  # the steps are further than the 5 % of the time
+    assert progress.validations_left == 1 and progress.seconds_ahead() == 25.0  # 20 s + saving
+    assert progress.step_seconds_allowed == pytest.approx(100 - 60 - 25)
+    assert progress.fraction() == pytest.approx(2 / 15)  # the clock is further than the 2 of 100 steps
+    assert progress.job_seconds() == 62.0
+
+
+def test_an_epoch_ends_when_its_steps_have_had_their_share_of_what_the_job_leaves_them() -> None:
+    """A 60-second job with 20 s of start-up and 10 s of saving ahead: 30 s for the steps of two epochs, one second a
+    step, so each epoch ends after 15 steps; without start-up and saving counted it would have run 30."""
+    clock = ManualClock()
+    clock.now = 20.0
+    progress = TrainingProgress(50, epochs=2, max_seconds=60.0, clock=clock, job_started=0.0, save_seconds=10.0)
+    ended = []
+    for epoch in (1, 2):
+        progress.start()
+        for step in range(1, 51):
+            clock.now += 1.0
+            progress.step_done()
+            if progress.epoch_over(epoch):
+                ended.append(step)
+                break
+        progress.pause()
+        progress.end_epoch(epoch)
+    assert ended == [15, 15]
+    assert progress.job_seconds() + 10.0 == 60.0  # saving ends the job at its limit
+
+
+def test_a_job_whose_start_up_used_its_whole_time_ends_its_epochs_after_one_step() -> None:
+    clock = ManualClock()
+    clock.now = 100.0
+    progress = TrainingProgress(10, epochs=2, max_seconds=50.0, clock=clock, job_started=0.0)
+    progress.start()
+    clock.now += 1.0
+    progress.step_done()
+    assert progress.step_seconds_allowed == 0.0 and progress.fraction() == 1.0
+    assert progress.epoch_over(1) and progress.epoch_over(2)
 
 
 def test_bad_settings_fail_before_training() -> None:
@@ -127,27 +170,36 @@ def test_bad_settings_fail_before_training() -> None:
 
 
 def test_train_py_ends_epochs_by_the_time_limit_and_saves(channels: Channels, tmp_path, monkeypatch, capsys) -> None:
-    """train.py with a clock that makes every step one second: 60 rows are 8 steps of 8 an epoch, 16 planned; six
-    seconds allowed end each of the two epochs after three steps, and the saved summary says so."""
+    """train.py with a clock that makes every step one second, the job's start-up one second before it and each
+    validation pass half a second; saving is allowed 2 s. 60 rows are 8 steps of 8 an epoch, 16 planned. A 10-second
+    job leaves its steps 5.75 s in epoch 1 (two passes of 15 rows estimated at 0.625 steps each), so epoch 1 ends after
+    3 steps; once a pass measured 0.5 s they have 6 s, and epoch 2 ends after 3 more. The saved summary says so."""
     import train
 
     class OneSecondSteps(TrainingProgress):
         def __init__(self, *args, **kwargs) -> None:
             self.clock = ManualClock()
-            super().__init__(*args, clock=self.clock, **kwargs)
+            super().__init__(*args, **{**kwargs, "clock": self.clock, "job_started": -1.0})
 
         def step_done(self) -> None:
             self.clock.now += 1.0
             super().step_done()
 
+        def validation_started(self) -> None:
+            super().validation_started()
+            self.clock.now += 0.5
+
     monkeypatch.setattr(train, "TrainingProgress", OneSecondSteps)
-    model_dir = train_in_process(channels, tmp_path, "--epochs 2 --max_train_seconds 6 --validation_batch_size 8")
+    monkeypatch.setattr(train, "SAVE_SECONDS_BASE", 2.0)
+    monkeypatch.setattr(train, "SAVE_BYTES_PER_SECOND", float("inf"))
+    model_dir = train_in_process(channels, tmp_path, "--epochs 2 --max_train_seconds 10 --validation_batch_size 8")
     out = capsys.readouterr().out
-    assert "time_limit: epoch 1 ends after step 3 of 8 - train_seconds: 3.0 of 6" in out
-    assert "time_limit: epoch 2 ends after step 3 of 8 - train_seconds: 6.0 of 6" in out
+    assert "time_limit: epoch 1 ends after step 3 of 8 - step_seconds: 3.0 of 5.8 - job_seconds: 4.0 of 10" in out
+    assert "time_limit: epoch 2 ends after step 3 of 8 - step_seconds: 6.0 of 6.0 - job_seconds: 7.5 of 10" in out
     assert out.count("val_acc:") == 2 and "planned_steps_pct: 37.5" in out  # 6 of 16 steps
     summary = json.loads((model_dir / "training_summary.json").read_text())
     assert [e["time_limited"] for e in summary["epochs"]] == [True, True]
     assert all(16 < e["train_examples"] <= 24 for e in summary["epochs"])  # three batches of at most 8
-    assert summary["train_step_seconds"] == 6.0 and summary["hyperparameters"]["max_train_seconds"] == 6.0
+    assert summary["train_step_seconds"] == 6.0 and summary["hyperparameters"]["max_train_seconds"] == 10.0
+    assert summary["job_seconds"] == 8.0  # and 2 s of saving allowed: the job ends within its 10
     assert (model_dir / "model.safetensors").is_file()
