@@ -212,7 +212,7 @@ class Plan:
 
     @property
     def time_limit_matters(self) -> bool:
-        """The limit is near what the steps are planned to take: a machine somewhat slower than measured reaches it
+        """The limit is near what the job is planned to take: a machine somewhat slower than measured reaches it
         (a small file's limit, many times its plan, goes unsaid)."""
         return bool(self.max_train_seconds and self.max_train_seconds < 2 * self.planned_job_seconds)
 

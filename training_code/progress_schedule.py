@@ -74,6 +74,7 @@ class TrainingProgress:
         self._validation_since: float | None = None
         self._save_seconds = save_seconds
         self.step_seconds_allowed = max_seconds  # recomputed after each step
+        self._time_done = 0.0  # the furthest share of their seconds the steps have reached: never goes back
 
     def start(self) -> None:
         """Steps are being trained from now (call again after a pause, such as validation)."""
@@ -87,7 +88,7 @@ class TrainingProgress:
         self.steps += 1
         self.trained += 1
         if self.max_seconds > 0:
-            self.step_seconds_allowed = self._step_seconds_allowed(now)
+            self._measure(now)
 
     def pause(self) -> None:
         """Stop counting time until the next :meth:`start` (validation, saving)."""
@@ -116,9 +117,21 @@ class TrainingProgress:
             per_pass = self._validation_steps * self.seconds / self.trained if self.trained else 0.0
         return self.validations_left * per_pass + self._save_seconds
 
-    def _step_seconds_allowed(self, now: float) -> float:
+    def _measure(self, now: float) -> None:
+        """The seconds the steps have as of ``now``, and how far they are into them. The seconds may grow (a pass
+        shorter than estimated, one fewer left) or shrink; the share reached is kept, so the rate never rises again
+        and an epoch ended by the clock stays ended."""
         besides_steps = (now - self.job_started) - self.seconds
-        return max(0.0, self.max_seconds - besides_steps - self.seconds_ahead())
+        self.step_seconds_allowed = max(0.0, self.max_seconds - besides_steps - self.seconds_ahead())
+        share = self.seconds / self.step_seconds_allowed if self.step_seconds_allowed > 0 else 1.0
+        self._time_done = max(self._time_done, share)
+
+    def time_up(self) -> bool:
+        """No seconds are left for more steps (asked before an epoch starts: start-up or validation took them)."""
+        if self.max_seconds <= 0:
+            return False
+        self._measure(self._clock())
+        return self._time_done >= 1.0
 
     def end_epoch(self, epoch: int) -> None:
         """Epoch ``epoch`` (from 1) is over: the schedule counts its planned steps as done, trained or not."""
@@ -126,22 +139,16 @@ class TrainingProgress:
 
     def trained_share(self, epochs_run: int) -> float:
         """The share of the planned steps of the epochs run that were trained, in percent (100 unless the time limit
-        ended an epoch early; a trial stopped after an epoch trained all of that epoch's steps)."""
+        ended an epoch early; a trial stopped after an epoch trained all of that epoch's steps). For a job the time
+        limit ended before its last epochs, pass every planned epoch."""
         return 100.0 * self.trained / (self.steps_per_epoch * max(1, epochs_run))
 
-    def _time_share(self) -> float:
-        if self.max_seconds <= 0:
-            return 0.0
-        if self.step_seconds_allowed <= 0:
-            return 1.0
-        return self.seconds / self.step_seconds_allowed
-
     def fraction(self) -> float:
-        return min(max(self.steps / self.total_steps, self._time_share()), 1.0)
+        return min(max(self.steps / self.total_steps, self._time_done), 1.0)
 
     def epoch_over(self, epoch: int) -> bool:
         """Epoch ``epoch`` (from 1) has had its share of the time: it ends now even if steps are left."""
-        return self.max_seconds > 0 and self._time_share() >= epoch / self.epochs
+        return self.max_seconds > 0 and self._time_done >= epoch / self.epochs
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_ratio: float,

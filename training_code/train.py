@@ -388,7 +388,10 @@ class StopRequest:
 STOP = StopRequest()
 
 
-def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResult]:
+def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float | None = None) -> list[EpochResult]:
+    """Train and save; ``job_started`` (a ``time.perf_counter()`` value; default now) is where ``--max_train_seconds``
+    counts from."""
+    job_started = time.perf_counter() if job_started is None else job_started
     torch.set_num_threads(max(1, env.num_cpus))
     seed_everything(args.seed)
     device = pick_device(env.num_gpus)
@@ -440,7 +443,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
         steps_per_epoch,
         args.epochs,
         args.max_train_seconds,
-        job_started=JOB_STARTED,
+        job_started=job_started,
         validations=args.epochs if validation_reviews is not None else 0,
         # a pass over the validation rows: forward only, about a third of a training step's work per row
         validation_steps=len(validation_ids) / args.train_batch_size / INFERENCE_SPEEDUP,
@@ -455,6 +458,15 @@ def train(args: argparse.Namespace, env: TrainingEnvironment) -> list[EpochResul
     results: list[EpochResult] = []
     kept = KeptEpoch(args.keep_epoch, args.epochs)
     for epoch in range(1, args.epochs + 1):
+        if epoch > 1 and progress.time_up():
+            print(
+                f"time_limit: no time left for epoch {epoch} - job_seconds: {progress.job_seconds():.1f} of "
+                f"{args.max_train_seconds:g}",
+                flush=True,
+            )
+            # the share of every planned epoch's steps, so that the trial shows it was cut
+            print(f"planned_steps_pct: {progress.trained_share(args.epochs):.1f}", flush=True)
+            break
         model.train()
         loss_sum = torch.zeros((), device=device)
         examples = 0
@@ -622,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     STOP.install()
     try:
-        train(args, env)
+        train(args, env, JOB_STARTED)
     except (ReviewDataError, ValueError) as error:
         message = f"{type(error).__name__}: {error}"
         print(f"error: {message}", file=sys.stderr, flush=True)

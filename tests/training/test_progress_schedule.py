@@ -149,6 +149,61 @@ def test_an_epoch_ends_when_its_steps_have_had_their_share_of_what_the_job_leave
     assert progress.job_seconds() + 10.0 == 60.0  # saving ends the job at its limit
 
 
+def test_the_rate_never_rises_when_faster_steps_shrink_the_estimate_of_the_passes_ahead() -> None:
+    """A slow first step (10 s) makes the two passes ahead look like 200 s, so the steps have 100 of the 300 s and are
+    10 % into them; a fast second step halves that estimate and the steps have 199 s, of which 10.1 s are 5 %. The
+    schedule stays at the 10 % it reached instead of raising the rate again."""
+    clock = ManualClock()
+    optimizer = _optimizer()
+    progress = TrainingProgress(100, epochs=2, max_seconds=300.0, clock=clock, validations=2, validation_steps=10.0)
+    scheduler = build_scheduler(optimizer, "linear", 0.0, progress)
+    progress.start()
+    rates = []
+    for seconds in (10.0, 0.1):
+        clock.now += seconds
+        optimizer.step()
+        progress.step_done()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert progress.step_seconds_allowed == pytest.approx(199.0)
+    assert rates == pytest.approx([0.9e-3, 0.9e-3])  # 10 % of the way: not 94.9 % of the peak at 5 %
+
+
+def test_the_rate_never_rises_again_when_a_measured_pass_frees_time() -> None:
+    """Before a validation pass ran, each is estimated at 20 steps' worth (20 s): epoch 1's steps get 50 of the 100 s and
+    it ends after 25 steps. The pass takes 1 s, so epoch 2's steps have 88 s: the share of them the 25 steps done
+    are (28 %) is lower than the 50 % reached, and the rate goes on from where epoch 1 left it."""
+    clock = ManualClock()
+    clock.now = 10.0
+    optimizer = _optimizer()
+    progress = TrainingProgress(100, epochs=2, max_seconds=100.0, clock=clock, job_started=0.0, validations=2,
+                                validation_steps=20.0)
+    scheduler = build_scheduler(optimizer, "linear", 0.1, progress)
+    ended, rates = [], []
+    for epoch in (1, 2):
+        progress.start()
+        for step in range(1, 101):
+            clock.now += 1.0
+            optimizer.step()
+            progress.step_done()
+            scheduler.step()
+            rates.append(optimizer.param_groups[0]["lr"])
+            if progress.epoch_over(epoch):
+                ended.append(step)
+                break
+        progress.pause()
+        progress.end_epoch(epoch)
+        progress.validation_started()
+        clock.now += 1.0
+        progress.validation_ended()
+    assert ended == [25, 63]  # (25 + 63) / 88 s: the second epoch's steps use what the short pass left them
+    after_warmup = rates[rates.index(max(rates)):]
+    assert all(later <= earlier for earlier, later in zip(after_warmup, after_warmup[1:], strict=False))
+    # epoch 2 starts where epoch 1 ended (its planned steps count as done: 101 of 200), not at the 28 % of the time
+    assert rates[25] == pytest.approx(1e-3 * lr_multiplier("linear", 101 / 200, 0.1))
+    assert rates[-1] == 0.0
+
+
 def test_a_job_whose_start_up_used_its_whole_time_ends_its_epochs_after_one_step() -> None:
     clock = ManualClock()
     clock.now = 100.0
@@ -203,3 +258,45 @@ def test_train_py_ends_epochs_by_the_time_limit_and_saves(channels: Channels, tm
     assert summary["train_step_seconds"] == 6.0 and summary["hyperparameters"]["max_train_seconds"] == 10.0
     assert summary["job_seconds"] == 8.0  # and 2 s of saving allowed: the job ends within its 10
     assert (model_dir / "model.safetensors").is_file()
+
+
+def test_train_py_trains_no_epoch_its_time_has_gone_to_validation(channels: Channels, tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    """The steps as above, but the first validation pass takes 10 s: the 10-second job has no time left for epoch 2, so
+    it saves epoch 1's model and reports the share of all planned steps it trained (3 of 16)."""
+    import train
+
+    class SlowValidation(TrainingProgress):
+        def __init__(self, *args, **kwargs) -> None:
+            self.clock = ManualClock()
+            super().__init__(*args, **{**kwargs, "clock": self.clock, "job_started": -1.0})
+
+        def step_done(self) -> None:
+            self.clock.now += 1.0
+            super().step_done()
+
+        def validation_started(self) -> None:
+            super().validation_started()
+            self.clock.now += 10.0
+
+    monkeypatch.setattr(train, "TrainingProgress", SlowValidation)
+    monkeypatch.setattr(train, "SAVE_SECONDS_BASE", 2.0)
+    monkeypatch.setattr(train, "SAVE_BYTES_PER_SECOND", float("inf"))
+    model_dir = train_in_process(channels, tmp_path, "--epochs 2 --max_train_seconds 10 --validation_batch_size 8")
+    out = capsys.readouterr().out
+    assert "time_limit: no time left for epoch 2 - job_seconds: 14.0 of 10" in out
+    assert out.count("val_acc:") == 1 and out.rstrip().count("planned_steps_pct: 18.8") == 1
+    assert out.index("planned_steps_pct: 18.8") > out.index("planned_steps_pct: 37.5")  # epoch 1's 3 of 8, then 3 of 16
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [1] and summary["saved_epoch"] == 1
+
+
+def test_the_job_clock_starts_before_torch_loads(monkeypatch) -> None:
+    """main() hands train() the time train.py started, so start-up counts against --max_train_seconds."""
+    import train
+
+    seen = {}
+    monkeypatch.setattr(train, "train", lambda args, env, job_started=None: seen.update(job_started=job_started))
+    monkeypatch.setattr(train.STOP, "install", lambda: None)
+    assert train.main(["--max_train_seconds", "60"]) == 0
+    assert seen["job_started"] == train.JOB_STARTED
