@@ -224,14 +224,12 @@ def test_bad_settings_fail_before_training() -> None:
         TrainingProgress(0, 1)
 
 
-def test_train_py_ends_epochs_by_the_time_limit_and_saves(channels: Channels, tmp_path, monkeypatch, capsys) -> None:
-    """train.py with a clock that makes every step one second, the job's start-up one second before it and each
-    validation pass half a second; saving is allowed 2 s. 60 rows are 8 steps of 8 an epoch, 16 planned. A 10-second
-    job leaves its steps 5.75 s in epoch 1 (two passes of 15 rows estimated at 0.625 steps each), so epoch 1 ends after
-    3 steps; once a pass measured 0.5 s they have 6 s, and epoch 2 ends after 3 more. The saved summary says so."""
+def _steps_of_one_second(monkeypatch, validation_seconds: float) -> None:
+    """train.py's clock, patched: the job started one second before its progress was set up, each step takes one
+    second and each validation pass ``validation_seconds``; saving is allowed 2 s."""
     import train
 
-    class OneSecondSteps(TrainingProgress):
+    class Clocked(TrainingProgress):
         def __init__(self, *args, **kwargs) -> None:
             self.clock = ManualClock()
             super().__init__(*args, **{**kwargs, "clock": self.clock, "job_started": -1.0})
@@ -242,11 +240,19 @@ def test_train_py_ends_epochs_by_the_time_limit_and_saves(channels: Channels, tm
 
         def validation_started(self) -> None:
             super().validation_started()
-            self.clock.now += 0.5
+            self.clock.now += validation_seconds
 
-    monkeypatch.setattr(train, "TrainingProgress", OneSecondSteps)
+    monkeypatch.setattr(train, "TrainingProgress", Clocked)
     monkeypatch.setattr(train, "SAVE_SECONDS_BASE", 2.0)
     monkeypatch.setattr(train, "SAVE_BYTES_PER_SECOND", float("inf"))
+
+
+def test_train_py_ends_epochs_by_the_time_limit_and_saves(channels: Channels, tmp_path, monkeypatch, capsys) -> None:
+    """train.py with a clock that makes every step one second, the job's start-up one second before it and each
+    validation pass half a second; saving is allowed 2 s. 60 rows are 8 steps of 8 an epoch, 16 planned. A 10-second
+    job leaves its steps 5.75 s in epoch 1 (two passes of 15 rows estimated at 0.625 steps each), so epoch 1 ends after
+    3 steps; once a pass measured 0.5 s they have 6 s, and epoch 2 ends after 3 more. The saved summary says so."""
+    _steps_of_one_second(monkeypatch, validation_seconds=0.5)
     model_dir = train_in_process(channels, tmp_path, "--epochs 2 --max_train_seconds 10 --validation_batch_size 8")
     out = capsys.readouterr().out
     assert "time_limit: epoch 1 ends after step 3 of 8 - step_seconds: 3.0 of 5.8 - job_seconds: 4.0 of 10" in out
@@ -264,24 +270,7 @@ def test_train_py_trains_no_epoch_its_time_has_gone_to_validation(channels: Chan
                                                                  capsys) -> None:
     """The steps as above, but the first validation pass takes 10 s: the 10-second job has no time left for epoch 2, so
     it saves epoch 1's model and reports the share of all planned steps it trained (3 of 16)."""
-    import train
-
-    class SlowValidation(TrainingProgress):
-        def __init__(self, *args, **kwargs) -> None:
-            self.clock = ManualClock()
-            super().__init__(*args, **{**kwargs, "clock": self.clock, "job_started": -1.0})
-
-        def step_done(self) -> None:
-            self.clock.now += 1.0
-            super().step_done()
-
-        def validation_started(self) -> None:
-            super().validation_started()
-            self.clock.now += 10.0
-
-    monkeypatch.setattr(train, "TrainingProgress", SlowValidation)
-    monkeypatch.setattr(train, "SAVE_SECONDS_BASE", 2.0)
-    monkeypatch.setattr(train, "SAVE_BYTES_PER_SECOND", float("inf"))
+    _steps_of_one_second(monkeypatch, validation_seconds=10.0)
     model_dir = train_in_process(channels, tmp_path, "--epochs 2 --max_train_seconds 10 --validation_batch_size 8")
     out = capsys.readouterr().out
     assert "time_limit: no time left for epoch 2 - job_seconds: 14.0 of 10" in out
