@@ -45,7 +45,8 @@ class TrainingProgress:
     The seconds the steps may take are what the limit leaves once the rest of the job is counted: the time spent so
     far besides the steps, then ``validations`` passes (one after each epoch) as long as the last one measured
     (:meth:`validation_started` / :meth:`validation_ended`) or, before one ran, ``validation_steps`` training steps'
-    worth each (a pass over the validation rows costs about that many steps), and ``save_seconds``. They are computed after each step (:meth:`step_done`).
+    worth each (a pass over the validation rows costs about that many steps), and ``save_seconds``. They are
+    computed after each step (:meth:`step_done`).
 
     An epoch the time limit ended counts as done for the schedule (:meth:`end_epoch`), so a later epoch that runs
     faster than the clock still ends with the rate decayed to zero; :attr:`trained` counts the steps really trained.

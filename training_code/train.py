@@ -68,7 +68,8 @@ from weight_average import ExponentialMovingAverage
 # How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
 RELEASE_MEMORY_EVERY_STEPS = 10
 # For --max_train_seconds, what the job still has to do after its steps: a validation pass runs the forward pass
-# only, about a third of a training step's work per row (measured); saving writes the weights (all-mpnet-base-v2's
+# only, about a third of a training step's work per row (measured; the local plan's reviewtune.budget.INFERENCE_SPEEDUP,
+# which this folder cannot import: a test keeps the two equal); saving writes the weights (all-mpnet-base-v2's
 # 438 MB took 1.5 s here; this allows 6.4 s).
 INFERENCE_SPEEDUP = 3.0
 SAVE_SECONDS_BASE = 2.0
@@ -439,15 +440,15 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
     optimizer = build_optimizer(
         model, args.learning_rate, args.weight_decay, args.head_lr_multiplier, args.layer_lr_decay
     )
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     progress = TrainingProgress(
         steps_per_epoch,
         args.epochs,
         args.max_train_seconds,
         job_started=job_started,
         validations=args.epochs if validation_reviews is not None else 0,
-        # a pass over the validation rows: forward only, about a third of a training step's work per row
         validation_steps=len(validation_ids) / args.train_batch_size / INFERENCE_SPEEDUP,
-        save_seconds=SAVE_SECONDS_BASE + sum(p.numel() * p.element_size() for p in model.parameters()) / SAVE_BYTES_PER_SECOND,
+        save_seconds=SAVE_SECONDS_BASE + weight_bytes / SAVE_BYTES_PER_SECOND,
     )
     scheduler = build_scheduler(optimizer, args.lr_scheduler, args.warmup_ratio, progress)
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None

@@ -289,3 +289,12 @@ def test_the_job_clock_starts_before_torch_loads(monkeypatch) -> None:
     monkeypatch.setattr(train.STOP, "install", lambda: None)
     assert train.main(["--max_train_seconds", "60"]) == 0
     assert seen["job_started"] == train.JOB_STARTED
+
+
+def test_train_py_estimates_a_validation_pass_as_the_local_plan_does() -> None:
+    """training_code cannot import reviewtune: the two copies of the forward-pass speed-up are kept equal here."""
+    import train
+
+    from reviewtune import budget
+
+    assert train.INFERENCE_SPEEDUP == budget.INFERENCE_SPEEDUP
