@@ -41,8 +41,10 @@ LOCAL_BUDGET = Budget()
 
 def static_hyperparameters(model: str) -> dict:
     """The local budget's static hyperparameters as `make run MODEL=...` trains ``model`` with them (the frozen
-    layers are all-mpnet-base-v2's: another model trains all of its layers)."""
-    return fitted_to_model(dataclasses.replace(LOCAL_BUDGET, model=model)).static
+    layers are all-mpnet-base-v2's: another model trains all of its layers), but the whole model: the budget's
+    ``keep_layers`` drops layers, and the baseline trains the same model, all of its layers."""
+    static = fitted_to_model(dataclasses.replace(LOCAL_BUDGET, model=model)).static
+    return {key: value for key, value in static.items() if key != "keep_layers"}
 
 TRAIN_SCRIPT = REPO_ROOT / "training_code" / "train.py"
 STEP_LINE = re.compile(

@@ -122,12 +122,14 @@ def load_for_training(
     attention_dropout: float | None = None,
     hidden_dropout: float | None = None,
     attn_implementation: str | None = None,
+    keep_layers: int = 0,
 ) -> tuple[nn.Module, object]:
     """A fresh classifier (new head) and its tokenizer.
 
     ``attention_dropout`` and ``hidden_dropout`` (``None``: the model's own) replace the dropout on attention
     probabilities and on hidden states;
-    ``attn_implementation`` (``None``: the library's default) picks the attention kernel.
+    ``attn_implementation`` (``None``: the library's default) picks the attention kernel;
+    ``keep_layers`` (0: all) keeps the bottom N encoder layers and drops those above (the saved model has N).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -142,6 +144,8 @@ def load_for_training(
         set_dropout(config, ATTENTION_DROPOUT_KEYS, attention_dropout, "attention_dropout")
     if hidden_dropout is not None:
         set_dropout(config, HIDDEN_DROPOUT_KEYS, hidden_dropout, "hidden_dropout")
+    if keep_layers:
+        set_depth(config, keep_layers)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForSequenceClassification.from_pretrained(source, config=config, **extra)
     check_pooling(model, pooling)
@@ -160,6 +164,16 @@ def set_dropout(config: object, keys: tuple[str, ...], probability: float, name:
             f"{type(config).__name__} has no {name.replace('_', ' ')} setting; leave {name} unset"
         )
     setattr(config, key, probability)
+
+
+def set_depth(config: object, keep_layers: int) -> None:
+    """Keep the bottom ``keep_layers`` encoder layers of a model config (an error for more than it has)."""
+    layers = getattr(config, "num_hidden_layers", None)
+    if layers is None:
+        raise ValueError(f"{type(config).__name__} has no numbered encoder layers; leave keep_layers at 0")
+    if not 1 <= keep_layers <= layers:
+        raise ValueError(f"keep_layers must be between 1 and the model's {layers} layers, got {keep_layers}")
+    config.num_hidden_layers = keep_layers
 
 
 def load_for_inference(model_dir: str | Path) -> tuple[nn.Module, object, str]:

@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="True, False or N bottom layers (+ embeddings)",
     )
+    add("--keep_layers", type=_int, default=0,
+        help="train only the bottom N encoder layers of the model, dropping those above; 0 = all")
     add("--max_seq_length", type=_int, default=128)
     add("--seed", type=_int, default=42)
     add("--run_validation", type=_bool, default=True)
@@ -221,6 +223,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
             raise SystemExit(f"error: --{name} must be in [0, 1), got {value}")
+    if args.keep_layers < 0:
+        raise SystemExit(f"error: --keep_layers must be 0 (all) or a number of layers, got {args.keep_layers}")
     if not args.max_train_seconds >= 0:
         raise SystemExit(f"error: --max_train_seconds must be 0 (no limit) or positive, got {args.max_train_seconds}")
     for name in ("head_lr_multiplier", "layer_lr_decay"):
@@ -409,6 +413,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         attention_dropout=args.attention_dropout,
         hidden_dropout=args.hidden_dropout,
         attn_implementation=training_attention(device),
+        keep_layers=args.keep_layers,
     )
     freeze_encoder(model, args.freeze_bert_layer)
     model.to(device)

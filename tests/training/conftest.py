@@ -158,13 +158,15 @@ def trained_cls_model(channels: Channels, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def trained_mean_model(channels: Channels, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """Mean pooling with the embeddings and the bottom 2 encoder layers frozen, no attention dropout."""
+    """The local budget's shape on MiniLM's 6 layers: mean pooling, the bottom 4 layers kept and of them the embeddings
+    and the bottom 2 frozen, no attention dropout."""
     model_dir = tmp_path_factory.mktemp("mean") / "model"
     result = run_train(
         channels,
         model_dir,
         pooling="mean",
         freeze_bert_layer=2,
+        keep_layers=4,
         epochs=1,
         train_steps_per_epoch=3,
         attention_dropout=0.0,

@@ -16,9 +16,11 @@ from modeling import (
     choose_precision,
     classification_logits,
     freeze_encoder,
+    load_for_inference,
     load_for_training,
     parse_freeze,
     resolve_model_path,
+    set_depth,
     set_dropout,
     training_attention,
 )
@@ -240,6 +242,50 @@ def test_freeze_variants(fresh_model) -> None:
     freeze_encoder(copy.deepcopy(model), False)
     with pytest.raises(ValueError, match="encoder has only 6 layers"):
         freeze_encoder(copy.deepcopy(model), 7)
+
+
+def test_keep_layers_hyperparameter() -> None:
+    assert train.parse_args([]).keep_layers == 0
+    assert train.parse_args(["--keep_layers", '"4"']).keep_layers == 4
+    with pytest.raises(SystemExit, match="--keep_layers must be 0 \\(all\\) or a number of layers, got -1"):
+        train.parse_args(["--keep_layers", "-1"])
+
+
+def test_set_depth_keeps_the_bottom_layers_of_the_config() -> None:
+    from types import SimpleNamespace
+
+    from transformers import BertConfig
+
+    config = BertConfig()  # 12 layers
+    set_depth(config, 9)
+    assert config.num_hidden_layers == 9
+    with pytest.raises(ValueError, match="keep_layers must be between 1 and the model's 9 layers, got 10"):
+        set_depth(config, 10)
+    with pytest.raises(ValueError, match="SimpleNamespace has no numbered encoder layers"):
+        set_depth(SimpleNamespace(hidden_size=8), 3)
+
+
+def test_a_cut_model_has_the_bottom_layers_of_the_pretrained_one(fresh_model, tmp_path: Path) -> None:
+    full, _ = fresh_model
+    cut, tokenizer = load_for_training(MODEL, "mean", ID2LABEL, LABEL2ID, keep_layers=4)
+    layers = cut.base_model.encoder.layer
+    assert len(layers) == 4 and cut.config.num_hidden_layers == 4
+    for kept, pretrained in zip(layers, full.base_model.encoder.layer[:4], strict=True):
+        assert torch.equal(kept.output.dense.weight, pretrained.output.dense.weight)
+    assert torch.equal(cut.base_model.embeddings.word_embeddings.weight, full.base_model.embeddings.word_embeddings.weight)
+    # the saved model is the cut one: evaluation loads 4 layers, with the same outputs
+    cut.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, loaded_tokenizer, pooling = load_for_inference(tmp_path)
+    assert len(loaded.base_model.encoder.layer) == 4 and pooling == "mean"
+    batch = loaded_tokenizer(["fits well, lovely colour"], return_tensors="pt")
+    cut.eval()
+    with torch.no_grad():
+        assert torch.allclose(
+            classification_logits(cut, batch["input_ids"], batch["attention_mask"], "mean"),
+            classification_logits(loaded, batch["input_ids"], batch["attention_mask"], "mean"),
+            atol=1e-5,
+        )
 
 
 def test_mean_pooling_ignores_padding(fresh_model) -> None:

@@ -82,11 +82,17 @@ def test_mean_pooling_with_bottom_layers_frozen(trained_mean_model: TrainedModel
     config = json.loads((model_dir / "config.json").read_text())
     assert config["classifier_pooling"] == "mean"
     assert config["attention_probs_dropout_prob"] == 0.0
-    assert load_for_inference(model_dir)[2] == "mean"
+    assert config["num_hidden_layers"] == 4  # the top 2 of 6 dropped
+    model, _, pooling = load_for_inference(model_dir)
+    assert pooling == "mean" and len(model.base_model.encoder.layer) == 4
     for name in ("embeddings.word_embeddings.weight", "encoder.layer.1.output.dense.weight"):
         assert torch.equal(_tensor(model_dir, f"bert.{name}"), _base_tensor(name)), name
-    name = "encoder.layer.5.output.dense.weight"
+    name = "encoder.layer.3.output.dense.weight"
     assert not torch.equal(_tensor(model_dir, f"bert.{name}"), _base_tensor(name))
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
+        names = handle.keys()  # a safetensors file is not iterable
+    layers = {name.split(".")[3] for name in names if name.startswith("bert.encoder.layer.")}
+    assert layers == {"0", "1", "2", "3"}
 
 
 def test_frozen_encoder_without_validation(channels: Channels, tmp_path: Path) -> None:

