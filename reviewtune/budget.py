@@ -214,7 +214,7 @@ class Plan:
             else f"no time estimate (budget {self.minutes:g} minutes)"
         )
         return [
-            f"model {budget.model}; {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, "
+            f"model {budget.model}{_depth_text(budget.static)}; {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, "
             f"{budget.epochs} epoch{'s' if budget.epochs != 1 else ''} each, {budget.strategy} search",
             f"rows train {rows.get('train', 0):,} / validation {rows.get('validation', 0):,} / test "
             f"{rows.get('test', 0):,}; {self.steps_per_epoch} of {self.full_steps_per_epoch} steps per epoch "
@@ -235,6 +235,19 @@ class Plan:
             f"{self.planned_job_seconds:,.0f} s): on a slower machine its learning rate decays by the clock to keep the run "
             f"within {self.minutes:g} minutes"
         )
+
+
+def _depth_text(static: dict) -> str:
+    """The layers a budget keeps and freezes, as the plan's first line says them ("" for the whole model trained)."""
+    keep, freeze = int(static.get("keep_layers") or 0), static.get("freeze_bert_layer", False)
+    parts = [f"its bottom {keep} layers"] if keep else []
+    if freeze is True:
+        parts.append("the encoder frozen")
+    elif freeze is not False and int(freeze) > 0:
+        parts.append(f"the embeddings and bottom {int(freeze)} layers frozen")
+    elif freeze is not False:
+        parts.append("the embeddings frozen")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _rounds(budget: Budget) -> tuple[int, int]:

