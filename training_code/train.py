@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="True, False or N bottom layers (+ embeddings)",
     )
     add("--keep_layers", type=_int, default=0,
-        help="train only the bottom N encoder layers of the model, dropping those above; 0 = all")
+        help="keep only the bottom N encoder layers of the model, dropping those above (the saved model has N); 0 = all")
     add("--max_seq_length", type=_int, default=128)
     add("--seed", type=_int, default=42)
     add("--run_validation", type=_bool, default=True)
