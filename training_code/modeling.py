@@ -206,12 +206,19 @@ def _is_sequence_head(model: nn.Module) -> bool:
 
 
 def classification_logits(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooling: str
+    model: nn.Module,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    pooling: str,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Class logits of a batch, shape ``(batch, num_labels)``."""
+    """Class logits of a batch, shape ``(batch, num_labels)``, from its token ids or (``input_ids`` None) from
+    ``inputs_embeds``, the input of the encoder's layers (frozen_features.py)."""
+    inputs = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
     if pooling == "cls":
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return model(**inputs, attention_mask=attention_mask).logits
+    hidden = model.base_model(**inputs, attention_mask=attention_mask).last_hidden_state
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
     if _is_linear_head(model):

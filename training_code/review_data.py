@@ -100,21 +100,26 @@ class Batch:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
+    rows: tuple[int, ...] = ()  # the training rows of the batch, in order (BucketedBatches)
 
     @property
     def size(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-def collate(token_ids: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int) -> Batch:
-    """Pad ``token_ids`` to the longest sequence of the batch."""
+def collate(
+    token_ids: Sequence[Sequence[int]], labels: Sequence[int], pad_id: int, rows: Sequence[int] = ()
+) -> Batch:
+    """Pad ``token_ids`` to the longest sequence of the batch (``rows``: where they come from)."""
     width = max(len(ids) for ids in token_ids)
     input_ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(token_ids), width), dtype=torch.long)
     for row, ids in enumerate(token_ids):
         input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         attention_mask[row, : len(ids)] = 1
-    return Batch(input_ids, attention_mask, torch.as_tensor(list(labels), dtype=torch.long))
+    return Batch(
+        input_ids, attention_mask, torch.as_tensor(list(labels), dtype=torch.long), tuple(int(r) for r in rows)
+    )
 
 
 class BucketedBatches:
@@ -144,18 +149,27 @@ class BucketedBatches:
     def __len__(self) -> int:
         return -(-len(self._token_ids) // self._batch_size)
 
-    def epoch(self) -> Iterator[Batch]:
+    def order(self) -> list[np.ndarray]:
+        """The next epoch's batches, as arrays of row indices."""
         order = self._rng.permutation(len(self._token_ids))
         batches: list[np.ndarray] = []
         for start in range(0, len(order), self._chunk):
             chunk = order[start : start + self._chunk]
             chunk = chunk[np.argsort(self._lengths[chunk], kind="stable")]
             batches.extend(chunk[i : i + self._batch_size] for i in range(0, len(chunk), self._batch_size))
-        for index in self._rng.permutation(len(batches)):
-            rows = batches[index]
-            yield collate(
-                [self._token_ids[i] for i in rows], [self._label_ids[i] for i in rows], self._pad_id
-            )
+        return [batches[index] for index in self._rng.permutation(len(batches))]
+
+    def plan(self, epochs: int, steps_per_epoch: int) -> list[list[np.ndarray]]:
+        """The batches of ``epochs`` epochs drawn in advance (the same as :meth:`epoch` would give), each epoch's
+        first ``steps_per_epoch``."""
+        return [self.order()[:steps_per_epoch] for _ in range(epochs)]
+
+    def batch(self, rows: Sequence[int]) -> Batch:
+        return collate([self._token_ids[i] for i in rows], [self._label_ids[i] for i in rows], self._pad_id, rows)
+
+    def epoch(self) -> Iterator[Batch]:
+        for rows in self.order():
+            yield self.batch(rows)
 
 
 def sorted_batches(

@@ -26,7 +26,6 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from itertools import islice
 from pathlib import Path
 from typing import NoReturn
 
@@ -39,6 +38,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
 import numpy as np
 import torch
 import torch.nn.functional as F
+from frozen_features import FrozenFeatures
 from kept_epoch import KEEP_RULES, KeptEpoch
 from modeling import (
     POOLINGS,
@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--keep_layers", type=_int, default=0,
         help="keep only the bottom N encoder layers of the model, dropping those above (the saved model has N); 0 = all")
+    add("--frozen_cache_mb", type=_float, default=0.0,
+        help="with freeze_bert_layer, run the frozen embeddings and layers once per training row before the first "
+        "epoch and keep their output, up to this many MB, so that the steps run only the layers that train; 0 = off")
     add("--max_seq_length", type=_int, default=128)
     add("--seed", type=_int, default=42)
     add("--run_validation", type=_bool, default=True)
@@ -225,6 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise SystemExit(f"error: --{name} must be in [0, 1), got {value}")
     if args.keep_layers < 0:
         raise SystemExit(f"error: --keep_layers must be 0 (all) or a number of layers, got {args.keep_layers}")
+    if not args.frozen_cache_mb >= 0:
+        raise SystemExit(f"error: --frozen_cache_mb must be 0 (off) or positive, got {args.frozen_cache_mb}")
     if not args.max_train_seconds >= 0:
         raise SystemExit(f"error: --max_train_seconds must be 0 (no limit) or positive, got {args.max_train_seconds}")
     for name in ("head_lr_multiplier", "layer_lr_decay"):
@@ -375,6 +380,38 @@ def validate(
     return loss_sum.item() / rows, 100.0 * correct.item() / rows
 
 
+def keep_frozen_features(
+    model: torch.nn.Module,
+    args: argparse.Namespace,
+    planned_batches: list[list[np.ndarray]],
+    token_ids: list[list[int]],
+    pad_id: int,
+    precision: Precision,
+    device: torch.device,
+) -> FrozenFeatures | None:
+    """With ``--frozen_cache_mb`` and frozen layers, the frozen part's output for every row the planned batches
+    draw, computed now (see frozen_features.py); None without."""
+    if args.frozen_cache_mb <= 0:
+        return None
+    freeze = args.freeze_bert_layer
+    if freeze is False:
+        print("frozen_cache: nothing frozen (freeze_bert_layer False), nothing kept", flush=True)
+        return None
+    encoder_layers = getattr(getattr(model.base_model, "encoder", None), "layer", None) or ()
+    layers = len(encoder_layers) if freeze is True else freeze
+    features = FrozenFeatures(model, layers, int(args.frozen_cache_mb * 2**20), precision.dtype)
+    started = time.perf_counter()
+    rows = [int(row) for epoch in planned_batches for batch in epoch for row in batch]
+    with precision.autocast(device):
+        kept = features.precompute(rows, token_ids, pad_id, args.validation_batch_size, lambda: STOP.requested)
+    print(
+        f"frozen_cache: kept_rows: {kept} of {len(set(rows))} - kept_mb: {features.kept_bytes / 2**20:.0f} - "
+        f"seconds: {time.perf_counter() - started:.1f}",
+        flush=True,
+    )
+    return features
+
+
 class StopRequest:
     """SIGTERM: SageMaker's StopTrainingJob, early stopping, MaxRuntimeInSeconds (it then waits 120 s and uploads
     what SM_MODEL_DIR holds). Training stops after the current step and the model is saved when at least one epoch
@@ -442,6 +479,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
     steps_per_epoch = len(batches)
     if args.train_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
+    planned_batches = batches.plan(args.epochs, steps_per_epoch)
+    features = keep_frozen_features(model, args, planned_batches, train_ids, pad_id, precision, device)
     optimizer = build_optimizer(
         model, args.learning_rate, args.weight_decay, args.head_lr_multiplier, args.layer_lr_decay
     )
@@ -481,12 +520,17 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         window_examples = 0
         time_limited = False
         progress.start()
-        for step, batch in enumerate(islice(batches.epoch(), steps_per_epoch), start=1):
+        for step, rows in enumerate(planned_batches[epoch - 1], start=1):
+            batch = batches.batch(rows)
             input_ids = batch.input_ids.to(device, non_blocking=True)
             attention_mask = batch.attention_mask.to(device, non_blocking=True)
             labels = batch.labels.to(device, non_blocking=True)
             with precision.autocast(device):
-                logits = classification_logits(model, input_ids, attention_mask, args.pooling)
+                if features is not None:
+                    hidden = features.hidden_states(batch.rows, input_ids, attention_mask)
+                    logits = features.logits(hidden, attention_mask, args.pooling)
+                else:
+                    logits = classification_logits(model, input_ids, attention_mask, args.pooling)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=args.label_smoothing)
             if scaler is not None:
                 scaler.scale(loss).backward()

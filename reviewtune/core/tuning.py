@@ -55,6 +55,7 @@ def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]
         "model_name_or_path": settings.model_name,
         "freeze_bert_layer": False,
         "keep_layers": 0,  # all; always named, as max_train_seconds below
+        "frozen_cache_mb": 0,  # off; always named, as max_train_seconds below
         "max_seq_length": settings.max_seq_length,
         "epochs": settings.epochs,
         "train_steps_per_epoch": 0,

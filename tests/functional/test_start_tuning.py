@@ -80,6 +80,7 @@ def test_valid_file_is_split_and_starts_one_tuning_job(stack, start_tuning, lamb
         assert key in static
     assert static["max_train_seconds"] == "0"  # no time limit in the cloud, but always named (warm start compares names)
     assert static["keep_layers"] == "0"  # every layer of the model, and always named for the same reason
+    assert static["frozen_cache_mb"] == "0"  # nothing kept, and always named for the same reason
     assert "train:planned_steps_pct" in regexes
 
     s3 = boto3.client("s3", region_name=REGION)

@@ -158,8 +158,8 @@ def trained_cls_model(channels: Channels, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="session")
 def trained_mean_model(channels: Channels, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """The local budget's shape on MiniLM's 6 layers: mean pooling, the bottom 4 layers kept and of them the embeddings
-    and the bottom 2 frozen, no attention dropout."""
+    """A small model of the local budget's kind on MiniLM's 6 layers: mean pooling, the bottom 4 layers kept and of them
+    the embeddings and the bottom 2 frozen (their output kept per row), no attention dropout."""
     model_dir = tmp_path_factory.mktemp("mean") / "model"
     result = run_train(
         channels,
@@ -167,6 +167,7 @@ def trained_mean_model(channels: Channels, tmp_path_factory: pytest.TempPathFact
         pooling="mean",
         freeze_bert_layer=2,
         keep_layers=4,
+        frozen_cache_mb=64,
         epochs=1,
         train_steps_per_epoch=3,
         attention_dropout=0.0,

@@ -102,6 +102,18 @@ def test_bucketed_batches_are_reproducible_and_hold_similar_lengths() -> None:
         assert torch.equal(batch.labels, torch.tensor([labels[i] for i in _rows_of(batch)]))
 
 
+def test_batches_drawn_in_advance_are_those_the_epochs_would_give_with_their_rows() -> None:
+    rows = _token_rows(203)
+    labels = [i % 3 for i in range(203)]
+    ahead = BucketedBatches(rows, labels, batch_size=8, pad_id=0, seed=5, chunk_batches=4).plan(3, steps_per_epoch=10)
+    by_epoch = BucketedBatches(rows, labels, batch_size=8, pad_id=0, seed=5, chunk_batches=4)
+    assert [len(epoch) for epoch in ahead] == [10, 10, 10]
+    for planned in ahead:
+        batches = list(by_epoch.epoch())[:10]
+        assert [list(rows) for rows in planned] == [_rows_of(batch) for batch in batches]
+        assert all(batch.rows == tuple(_rows_of(batch)) for batch in batches)
+
+
 def test_sorted_batches_return_row_indices_with_each_batch() -> None:
     rows = [[1, 1, 1], [2], [3, 3]]
     seen = {}

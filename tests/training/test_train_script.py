@@ -79,6 +79,7 @@ def test_whole_model_is_trained_by_default(trained_cls_model: TrainedModel) -> N
 def test_mean_pooling_with_bottom_layers_frozen(trained_mean_model: TrainedModel) -> None:
     model_dir = trained_mean_model.model_dir
     assert len(re.findall(ACC_LINE, trained_mean_model.result.stdout)) == 1
+    assert "frozen_cache: kept_rows: 24 of 24 - " in trained_mean_model.result.stdout  # 3 steps of 8 rows
     config = json.loads((model_dir / "config.json").read_text())
     assert config["classifier_pooling"] == "mean"
     assert config["attention_probs_dropout_prob"] == 0.0
