@@ -22,7 +22,12 @@ sys.path.insert(0, str(REPO))
 
 from bench.common import BALANCED_FILE, data_dir  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
-from reviewtune.budget import MINILM_MODEL, TRAIN_EXAMPLES_PER_SECOND, model_key  # noqa: E402
+from reviewtune.budget import (  # noqa: E402
+    FROZEN_ROWS_PER_SECOND,
+    MINILM_MODEL,
+    TRAIN_EXAMPLES_PER_SECOND,
+    model_key,
+)
 from reviewtune.console.views import show_value  # noqa: E402
 from reviewtune.core.trial_facts import time_limited_share  # noqa: E402
 
@@ -299,7 +304,14 @@ def _budget_notes(reports: list[dict]) -> list[str]:
     for report in reports:
         model = report["config"]["model"]
         assumed = TRAIN_EXAMPLES_PER_SECOND.get(model_key(model))
-        if assumed is not None:
+        frozen = FROZEN_ROWS_PER_SECOND.get(model_key(model))
+        if assumed is not None and frozen is not None:
+            notes.append(
+                f"budget.py plans {model_key(model)} at {assumed:g} examples/s for steps from the kept output of its frozen "
+                f"layers and {frozen:g} rows/s for their one pass: the tuning run's trials measure those (their "
+                f"examples_per_second and frozen_cache lines), not this comparison, where every step runs every layer"
+            )
+        elif assumed is not None:
             measured = report["results"]["train"]["examples_per_second"]
             notes.append(
                 f"budget.py TRAIN_EXAMPLES_PER_SECOND for {model_key(model)}: {assumed:g} (measured here: {measured:.1f}, "

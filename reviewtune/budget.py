@@ -31,19 +31,25 @@ MPNET_TRIALS = 2
 MPNET_PARALLEL_TRIALS = 2  # side by side, one thread each: ~2x the examples/s of one job on both cores (README)
 MPNET_EPOCHS = 2  # each capped by the plan to fit the budget; the last epoch's weights are kept
 MPNET_STRATEGY = "Bayesian"
-MPNET_LEARNING_RATE = {"min": 6e-5, "max": 1.5e-4, "scaling": "Logarithmic"}  # the bottom half frozen: higher
+MPNET_LEARNING_RATE = {"min": 6e-5, "max": 1.5e-4, "scaling": "Logarithmic"}  # the bottom layers frozen: higher
 MPNET_BATCH_SIZE = 16
 MPNET_MAX_SEQ_LENGTH = 128
 MPNET_POOLING = "mean"  # what all-mpnet-base-v2 was trained with as a sentence encoder
-# train.py's freeze_bert_layer: False, True or the bottom N layers (+ embeddings). 6 = the embeddings and the bottom
-# 6 of the 12 layers: no backward pass, gradient or AdamW state for them, ~1.2x the examples/s of freezing the
-# embeddings only, so that two whole epochs per trial fit the time budget (README, "Local defaults").
-MPNET_FREEZE_LAYERS = 6
-# train.py's keep_layers: the bottom 9 of the 12 layers, the top 3 dropped (the saved model has 9). With the bottom 6
-# frozen, 3 layers train instead of 6 and every pass runs 9: 1.4x the examples/s, so more of the two epochs fit the
-# budget; on a machine without AMX that trained more (validation, test and the wider held-out set) than all 12
-# layers in the same time (README, "Local defaults").
-MPNET_KEEP_LAYERS = 9
+# train.py's freeze_bert_layer: False, True or the bottom N layers (+ embeddings). 9 = the embeddings and the bottom
+# 9 of the 12 layers: the top 3 train. Their output is kept (MPNET_FROZEN_CACHE_MB), so each step runs 3 layers;
+# with every step running the frozen layers too, the budget trained the top 6 of 12 and later the top 3 of the
+# bottom 9 (keep_layers 9), which fitted more steps. With the output kept, all 12 layers with the top 3 trained
+# scored higher than the bottom 9 with their top 3 trained, on validation, test and the held-out set, in about the
+# same time (README, "Local defaults").
+MPNET_FREEZE_LAYERS = 9
+# train.py's keep_layers: 0 = every layer of the model (the saved model has 12).
+MPNET_KEEP_LAYERS = 0
+# train.py's frozen_cache_mb: the frozen embeddings and bottom 9 layers run once per training row before the first
+# epoch and their output is kept (655 MB in bf16 for 5,537 course-like rows, 81 tokens on average; rows past the
+# limit run them at each step), so each step runs only the 3 layers that train (README, "Local defaults"). 1,536 MB
+# holds the ~11,000 rows a plan for the raw CSV draws; two jobs side by side keep twice that at most, each job still
+# under 5 GB.
+MPNET_FROZEN_CACHE_MB = 1536
 MPNET_PRECISION = "auto"  # bf16 autocast on CPUs with AMX / AVX512-BF16, fp32 elsewhere
 MPNET_ATTENTION_DROPOUT = 0.0  # no dropout mask over every attention matrix: faster on CPU (README)
 MPNET_WARMUP_RATIO = 0.1
@@ -56,16 +62,20 @@ MINILM_LEARNING_RATE = {"min": 4e-5, "max": 1.5e-4, "scaling": "Logarithmic"}  #
 # --- throughput, for the time estimate (examples/s of train.py on the whole machine: 2 cores, bf16 autocast,
 # length 128, dynamic padding; `python bench/train_throughput.py --only train --model NAME`) ---------------------
 TRAIN_EXAMPLES_PER_SECOND: dict[str, float] = {
-    # two jobs side by side, one thread each, the bottom 6 layers frozen: 8.1 examples/s each with other work running
-    # at lower priority (6.8 with the embeddings only frozen), 5,537 training rows, batch 16, all 12 layers, on a CPU
-    # with AMX. The 9 kept layers (MPNET_KEEP_LAYERS) train 1.4x that (5.6-5.9 against 4.0-4.2 examples/s per job,
-    # measured side by side on a CPU without AMX): the plan stays on the 12 layers' measurement, so it does not
-    # promise more than measured; where the machine is slower, the time limit below keeps the run within the budget.
-    "all-mpnet-base-v2": 16.0,
+    # the budget's steps: two jobs side by side, one thread each, each step from the kept output of the frozen bottom
+    # 9 layers (MPNET_FROZEN_CACHE_MB) through the 3 layers that train, batch 16: 13.7-13.9 examples/s per job in a
+    # tuning run on a CPU without AMX (2026-12-03, 5,537 course-like rows; every step through the frozen layers too,
+    # with the bottom 9 kept and 6 of them frozen: 5.7). A CPU with AMX is faster: the run then ends before its
+    # estimate.
+    "all-mpnet-base-v2": 27.0,
     # `make bench`, 2026-11-30: 75.8 examples/s for one job at batch 32 on both cores; its 4-trial tuning run (two jobs
     # side by side, batch 16) trained about 71 examples/s in all, start-up and validation included
     "all-minilm-l6-v2": 70.0,
 }
+# With frozen_cache_mb, the frozen part's one pass over the rows the epochs draw, before the first step (rows per
+# second, the trials side by side together): the embeddings and 9 layers, 5,537 rows in 456-459 s per job in a tuning
+# run (2026-12-03, the CPU without AMX; 391 s in a pair of single jobs).
+FROZEN_ROWS_PER_SECOND: dict[str, float] = {"all-mpnet-base-v2": 24.0}
 # Validation and evaluation run the forward pass only: about a third of the work of a training step.
 INFERENCE_SPEEDUP = 3.0
 # Seconds a training job spends besides its steps: interpreter, torch, model load, tokenization, then saving the
@@ -110,6 +120,7 @@ class Budget:
             "train_batch_size": MPNET_BATCH_SIZE,
             "freeze_bert_layer": MPNET_FREEZE_LAYERS,
             "keep_layers": MPNET_KEEP_LAYERS,
+            "frozen_cache_mb": MPNET_FROZEN_CACHE_MB,
             "precision": MPNET_PRECISION,
             "warmup_ratio": MPNET_WARMUP_RATIO,
             "lr_scheduler": MPNET_LR_SCHEDULER,
@@ -166,8 +177,9 @@ SAMPLE_BUDGET = Budget(
 )
 
 
-# The settings chosen for all-mpnet-base-v2's 12 layers: another model keeps and trains all of its own.
-DEPTH_SETTINGS = ("freeze_bert_layer", "keep_layers")
+# The settings chosen for all-mpnet-base-v2's 12 layers: another model keeps and trains all of its own (and so has
+# no frozen layers whose output to keep).
+DEPTH_SETTINGS = ("freeze_bert_layer", "keep_layers", "frozen_cache_mb")
 
 
 def fitted_to_model(budget: Budget) -> Budget:
@@ -217,7 +229,7 @@ class Plan:
             f"model {budget.model}{_depth_text(budget.static)}; {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, "
             f"{budget.epochs} epoch{'s' if budget.epochs != 1 else ''} each, {budget.strategy} search",
             f"rows train {rows.get('train', 0):,} / validation {rows.get('validation', 0):,} / test "
-            f"{rows.get('test', 0):,}; {self.steps_per_epoch} of {self.full_steps_per_epoch} steps per epoch "
+            f"{rows.get('test', 0):,}; {self.steps_per_epoch:,} of {self.full_steps_per_epoch:,} steps per epoch "
             f"(batch {self.batch_size}); {estimate}",
             f"why: {self.reason}",
             *([self._time_limit_line()] if self.time_limit_matters else []),
@@ -256,19 +268,27 @@ def _rounds(budget: Budget) -> tuple[int, int]:
     return parallel, math.ceil(budget.max_jobs / parallel)
 
 
-def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
+def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float,
+                     frozen_rate: float | None = None) -> float:
     """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
     _, rounds = _rounds(budget)
-    return rounds * trial_seconds(budget, rows, steps_per_epoch, rate, startup) + outside_trials_seconds(rows, rate)
+    trial = trial_seconds(budget, rows, steps_per_epoch, rate, startup, frozen_rate)
+    return rounds * trial + outside_trials_seconds(rows, rate)
 
 
-def trial_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float) -> float:
-    """One training job's wall seconds, its trials at a time sharing the cores: start-up, then each epoch's steps and
-    validation."""
+def trial_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float,
+                  frozen_rate: float | None = None) -> float:
+    """One training job's wall seconds, its trials at a time sharing the cores: start-up, the frozen part's pass over
+    the rows the epochs draw (``frozen_rate``: rows per second with frozen_cache_mb, None without), then each
+    epoch's steps and validation."""
     parallel, _ = _rounds(budget)
     job_rate = rate / parallel
     epoch = (steps_per_epoch * budget.largest_batch() + rows.get("validation", 0) / INFERENCE_SPEEDUP) / job_rate
-    return startup + budget.epochs * epoch
+    frozen_pass = 0.0
+    if frozen_rate:
+        drawn = min(rows.get("train", 0), steps_per_epoch * budget.largest_batch() * budget.epochs)
+        frozen_pass = drawn / (frozen_rate / parallel)
+    return startup + frozen_pass + budget.epochs * epoch
 
 
 def outside_trials_seconds(rows: dict[str, int], rate: float) -> float:
@@ -291,18 +311,25 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         reason = f"no throughput measured for {budget.model} (budget.TRAIN_EXAMPLES_PER_SECOND): whole epochs"
         return Plan(budget, rows, batch, full, full, None, minutes, reason)
     startup = JOB_STARTUP_SECONDS.get(key, DEFAULT_JOB_STARTUP_SECONDS)
+    frozen_rate = FROZEN_ROWS_PER_SECOND.get(key) if budget.static.get("frozen_cache_mb") else None
     planned = minutes * PLANNED_SHARE
-    whole = estimate_seconds(budget, rows, full, rate, startup) / 60
+
+    def estimate(steps: int) -> float:
+        return estimate_seconds(budget, rows, steps, rate, startup, frozen_rate) / 60
+
+    whole = estimate(full)
     if whole <= planned:
-        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {rate:g} examples/s"
-        return _with_time_limit(Plan(budget, rows, batch, full, full, whole, minutes, reason), rate, startup)
-    # estimate_seconds is linear in the steps: solve for the steps that use the budget exactly.
-    base = estimate_seconds(budget, rows, 0, rate, startup)
-    per_step = estimate_seconds(budget, rows, 1, rate, startup) - base
-    steps = math.floor((planned * 60 - base) / per_step + 1e-9)  # 1e-9: an exact fit is not lost to rounding
+        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate)}"
+        return _with_time_limit(Plan(budget, rows, batch, full, full, whole, minutes, reason), rate, startup, frozen_rate)
+    # the estimate grows with the steps: the most steps that fit the budget
+    low, high = 0, full
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if estimate(middle) <= planned else (low, middle)
+    steps = low
     if steps >= MIN_TRAIN_STEPS_PER_EPOCH:
         reason = (
-            f"whole epochs would take ~{whole:.0f} min at {rate:g} examples/s; {steps} steps per epoch "
+            f"whole epochs would take ~{whole:.0f} min at {_speed(rate, frozen_rate)}; {steps} steps per epoch "
             f"({100 * steps / full:.0f} % of the training rows, a new random part each epoch) fit "
             f"{planned:g} minutes ({100 * PLANNED_SHARE:.0f} % of the {minutes:g}-minute budget)"
         )
@@ -310,22 +337,29 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         steps = min(full, MIN_TRAIN_STEPS_PER_EPOCH)
         reason = (
             f"even {steps} steps per epoch (the least that trains) overrun the {minutes:g}-minute budget "
-            f"at {rate:g} examples/s: fewer trials or epochs would fit"
+            f"at {_speed(rate, frozen_rate)}: fewer trials or epochs would fit"
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
-    estimate = estimate_seconds(capped, rows, steps, rate, startup) / 60
-    return _with_time_limit(Plan(capped, rows, batch, full, steps, estimate, minutes, reason), rate, startup)
+    estimated = estimate_seconds(capped, rows, steps, rate, startup, frozen_rate) / 60
+    plan = Plan(capped, rows, batch, full, steps, estimated, minutes, reason)
+    return _with_time_limit(plan, rate, startup, frozen_rate)
 
 
-def _with_time_limit(plan: Plan, rate: float, startup: float) -> Plan:
+def _speed(rate: float, frozen_rate: float | None) -> str:
+    """The measured speeds a plan assumes, as its reason says them."""
+    frozen = f" after one pass of the frozen layers at {frozen_rate:g} rows/s" if frozen_rate else ""
+    return f"{rate:g} examples/s{frozen}"
+
+
+def _with_time_limit(plan: Plan, rate: float, startup: float, frozen_rate: float | None = None) -> Plan:
     """``plan`` with train.py's ``max_train_seconds``: the seconds of each trial's training job (to its saved model,
     so without packing it) at which the estimated run fills ``TIME_LIMIT_SHARE`` of the budget. None (no limit) where
     that is no more than the planned job takes (a plan that already overruns)."""
     budget = plan.budget
     _, rounds = _rounds(budget)
     packing = MODEL_PACK_SECONDS.get(model_key(budget.model), DEFAULT_MODEL_PACK_SECONDS)
-    planned = trial_seconds(budget, plan.rows, plan.steps_per_epoch, rate, startup) - packing
+    planned = trial_seconds(budget, plan.rows, plan.steps_per_epoch, rate, startup, frozen_rate) - packing
     outside = outside_trials_seconds(plan.rows, rate)
     limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - outside) / rounds - packing)
     if limit <= planned:
