@@ -38,6 +38,9 @@ from reviewtune.budget import Budget, fitted_to_model  # noqa: E402
 # train.py runs with the static hyperparameters of the local default budget (what `make run` trains with).
 LOCAL_BUDGET = Budget()
 
+# Budget settings the throughput comparison leaves out (see static_hyperparameters).
+BENCH_LEAVES_OUT = ("keep_layers", "frozen_cache_mb")
+
 
 def static_hyperparameters(model: str) -> dict:
     """The local budget's static hyperparameters as `make run MODEL=...` trains ``model`` with them (the frozen
@@ -48,9 +51,6 @@ def static_hyperparameters(model: str) -> dict:
     static = fitted_to_model(dataclasses.replace(LOCAL_BUDGET, model=model)).static
     return {key: value for key, value in static.items() if key not in BENCH_LEAVES_OUT}
 
-
-# Budget settings the throughput comparison leaves out (see static_hyperparameters).
-BENCH_LEAVES_OUT = ("keep_layers", "frozen_cache_mb")
 
 TRAIN_SCRIPT = REPO_ROOT / "training_code" / "train.py"
 STEP_LINE = re.compile(

@@ -36,7 +36,9 @@ class PassThroughEmbeddings(nn.Module):
 class FrozenFeatures:
     """The output of ``model``'s embeddings and bottom ``frozen_layers`` layers, kept per training row."""
 
-    def __init__(self, model: nn.Module, frozen_layers: int, max_bytes: int, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model: nn.Module, frozen_layers: bool | int, max_bytes: int,
+                 dtype: torch.dtype | None = None) -> None:
+        """``frozen_layers``: freeze_bert_layer's value, N or True (the whole encoder)."""
         base = model.base_model
         encoder = getattr(base, "encoder", None)
         layers = getattr(encoder, "layer", None)
@@ -44,6 +46,8 @@ class FrozenFeatures:
             raise ValueError(
                 f"frozen_cache_mb needs an encoder with embeddings and numbered layers; {type(base).__name__} has none"
             )
+        if frozen_layers is True:
+            frozen_layers = len(layers)
         if not 0 <= frozen_layers <= len(layers):
             raise ValueError(
                 f"frozen_cache_mb needs freeze_bert_layer between 0 (the embeddings) and the encoder's {len(layers)} "
@@ -127,15 +131,20 @@ class FrozenFeatures:
                 break
             part = chosen[start : start + batch_size]
             batch = collate([token_ids[row] for row in part], [0] * len(part), pad_id)
-            computed = self._bottom(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
-            self.computed_rows += len(part)
-            for position, row in enumerate(part):
-                kept += self._keep(row, computed[position, : len(token_ids[row])].clone())
+            outputs = self._outputs(batch.input_ids.to(self.device), batch.attention_mask.to(self.device))
+            kept += sum(self._keep(row, output) for row, output in zip(part, outputs, strict=True))
         return kept
 
     def _row_bytes_per_token(self) -> int:
-        width = self.model.config.hidden_size
-        return width * (torch.finfo(self.dtype).bits // 8 if self.dtype is not None else 4)
+        return self.model.config.hidden_size * (self.dtype or torch.float32).itemsize
+
+    def _outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The bottom's output for each row of a batch, without its padding."""
+        lengths = attention_mask.sum(dim=1).tolist()
+        width = max(lengths)
+        computed = self._bottom(input_ids[:, :width], attention_mask[:, :width])
+        self.computed_rows += len(lengths)
+        return [computed[position, :length].clone() for position, length in enumerate(lengths)]
 
     def hidden_states(
         self, rows: Sequence[int], input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -143,16 +152,13 @@ class FrozenFeatures:
         """The bottom's output for the batch whose row ``i`` is training row ``rows[i]``, padded with zeros as
         ``attention_mask`` pads: kept rows are read, the others computed (and kept while there is room)."""
         rows = [int(row) for row in rows]
-        lengths = attention_mask.sum(dim=1).tolist()
         missing = [i for i, row in enumerate(rows) if row not in self.kept]
         fresh: dict[int, torch.Tensor] = {}
         if missing:
-            width = max(lengths[i] for i in missing)
-            computed = self._bottom(input_ids[missing, :width], attention_mask[missing, :width])
-            self.computed_rows += len(missing)
-            for position, i in enumerate(missing):
-                fresh[i] = computed[position, : lengths[i]].clone()
-                self._keep(rows[i], fresh[i])
+            outputs = self._outputs(input_ids[missing], attention_mask[missing])
+            for i, output in zip(missing, outputs, strict=True):
+                fresh[i] = output
+                self._keep(rows[i], output)
         self.reused_rows += len(rows) - len(missing)
         outputs = [fresh[i] if i in fresh else self.kept[row] for i, row in enumerate(rows)]
         hidden = outputs[0].new_zeros((len(rows), input_ids.shape[1], outputs[0].shape[-1]))

@@ -397,9 +397,7 @@ def keep_frozen_features(
     if freeze is False:
         print("frozen_cache: nothing frozen (freeze_bert_layer False), nothing kept", flush=True)
         return None
-    encoder_layers = getattr(getattr(model.base_model, "encoder", None), "layer", None) or ()
-    layers = len(encoder_layers) if freeze is True else freeze
-    features = FrozenFeatures(model, layers, int(args.frozen_cache_mb * 2**20), precision.dtype)
+    features = FrozenFeatures(model, freeze, int(args.frozen_cache_mb * 2**20), precision.dtype)
     started = time.perf_counter()
     rows = [int(row) for epoch in planned_batches for batch in epoch for row in batch]
     with precision.autocast(device):
