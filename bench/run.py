@@ -35,6 +35,7 @@ from reviewtune.core.trial_facts import time_limited_share  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
+HELD_OUT_RESULT = "held_out.json"  # beside a pipeline's run.json: its best model's score on the held-out reviews
 # The bound on a training job's peak memory, per model (keyed as reviewtune.budget.model_key).
 MEMORY_TARGETS_MB = {"all-mpnet-base-v2": 5000, "all-minilm-l6-v2": 3000}
 # The full tuning runs on the same file: the real-data budget (the default for a file), then all-MiniLM-L6-v2 beside
@@ -122,14 +123,19 @@ def run_pipeline(arguments: tuple[str, ...], key: str, data: BenchData) -> dict:
     subprocess.run([*command, "--out", str(out)], check=True, cwd=REPO)
     wall = time.monotonic() - started
     run = json.loads((out / "run.json").read_text())
+    held_out = None
     if data.held_out is not None:
         held_out = score_held_out(best_model_dir(WORKDIR, run), data.held_out, out / "held-out")
-        (out / "held_out.json").write_text(json.dumps(held_out, indent=2))
-    return summarize_pipeline(run, wall / 60, WORKDIR, _held_out_of(out))
+    saved = out / HELD_OUT_RESULT
+    if held_out:
+        saved.write_text(json.dumps(held_out, indent=2))
+    else:
+        saved.unlink(missing_ok=True)  # an earlier run's score is not this run's
+    return summarize_pipeline(run, wall / 60, WORKDIR, held_out)
 
 
 def _held_out_of(out: Path) -> dict | None:
-    path = out / "held_out.json"
+    path = out / HELD_OUT_RESULT
     return json.loads(path.read_text()) if path.is_file() else None
 
 

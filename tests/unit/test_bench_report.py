@@ -311,3 +311,44 @@ def test_pipeline_summary_carries_the_held_out_score_with_its_interval(tmp_path)
     assert held["accuracy"] == pytest.approx(74.0) and held["rows"] == 957
     assert 71 < held["ci95"][0] < 74 < held["ci95"][1] < 77  # about +-2.8 points on 957 rows
     assert summarize_pipeline(run, 1.0, tmp_path)["held_out"] is None
+
+
+def test_a_run_keeps_its_own_held_out_score_and_never_an_earlier_one(monkeypatch, tmp_path) -> None:
+    import json
+
+    from bench import run as bench_run
+    from bench.bench_data import BenchData
+
+    record = {
+        "tuning": {
+            "trials": [{"name": "job-001", "objective": 70.0, "training_seconds": 100}],
+            "best_training_job": {"name": "job-001", "objective": 70.0, "tuned_hyperparameters": {}},
+        },
+        "metrics": {"accuracy": {"value": 0.7}, "per_class": {"0": {"recall": 0.7, "support": 10}}},
+        "config": {"max_parallel_jobs": "1", "model_name": "m", "strategy": "Random", "max_jobs": "1", "epochs": "1"},
+        "data": {"summary": {"rows": {"train": 80, "validation": 10, "test": 10}}},
+    }
+
+    def fake_run(command, **kwargs):
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").write_text(json.dumps(record))
+
+    scored = []
+    monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_run.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench_run, "best_model_dir", lambda workdir, run: tmp_path / run["tuning"]["best_training_job"]["name"])
+    monkeypatch.setattr(
+        bench_run,
+        "score_held_out",
+        lambda model, held, out: scored.append((model.name, held)) or {"accuracy": 0.75, "rows": 957, "recall": {}},
+    )
+    course = BenchData(tmp_path / "split.tsv", tmp_path / "held-out", "course")
+    summary = bench_run.run_pipeline((), "mpnet", course)
+    assert scored == [("job-001", tmp_path / "held-out")]
+    assert summary["held_out"]["accuracy"] == pytest.approx(75.0)
+    assert json.loads((tmp_path / "pipeline-mpnet" / "held_out.json").read_text())["rows"] == 957
+
+    balanced = bench_run.run_pipeline((), "mpnet", BenchData(tmp_path / "b.csv", None, "balanced"))
+    assert balanced["held_out"] is None and len(scored) == 1
+    assert not (tmp_path / "pipeline-mpnet" / "held_out.json").exists()
