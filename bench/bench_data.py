@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import BALANCED_FILE, data_dir
-from bench.course_split import RAW_FILE, course_split, never_drawn, read_raw
+from bench.course_split import RAW_FILE, write_files
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_CHOICES = ("course", "balanced")
@@ -44,14 +44,9 @@ def prepare(kind: str, folder: Path) -> BenchData:
     raw_path = data_dir() / RAW_FILE
     if not raw_path.is_file():
         raise SystemExit(f"{raw_path} not found; set REVIEWTUNE_DATA_DIR to the folder holding {RAW_FILE}")
-    raw = read_raw(raw_path)
-    split = course_split(raw, COURSE_SEED)
-    held = never_drawn(raw)
     path = folder / f"course_split_seed{COURSE_SEED}.tsv"
     held_folder = folder / "held-out"
-    held_folder.mkdir(parents=True, exist_ok=True)
-    split.to_csv(path, sep="\t", index=False)
-    held.to_csv(held_folder / HELD_OUT_NAME, sep="\t", index=False)
+    split, held = write_files(raw_path, COURSE_SEED, path, held_folder / HELD_OUT_NAME)
     counts = split["split"].value_counts()
     return BenchData(
         path,

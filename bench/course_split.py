@@ -65,6 +65,23 @@ def never_drawn(raw: pd.DataFrame, seed: int = HELD_OUT_SEED) -> pd.DataFrame:
     return _reviews(balanced.sample(frac=1, random_state=seed))
 
 
+def write_files(
+    raw_path: Path, seed: int, out: Path, held_out_path: Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Write the split of ``seed`` to ``out`` (TSV with a split column) and, given ``held_out_path``, the never-drawn
+    reviews there; returns both frames (None: no held-out file asked for)."""
+    raw = read_raw(raw_path)
+    split = course_split(raw, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    split.to_csv(out, sep="\t", index=False)
+    held_out = None
+    if held_out_path is not None:
+        held_out = never_drawn(raw)
+        held_out_path.parent.mkdir(parents=True, exist_ok=True)
+        held_out.to_csv(held_out_path, sep="\t", index=False)
+    return split, held_out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, required=True)
@@ -75,15 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     path = args.raw or data_dir() / RAW_FILE
     if not path.is_file():
         parser.error(f"{path} not found; set REVIEWTUNE_DATA_DIR or --raw to the raw Kaggle CSV")
-    raw = read_raw(path)
-    split = course_split(raw, args.seed)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    split.to_csv(args.out, sep="\t", index=False)
+    split, held_out = write_files(path, args.seed, args.out, args.held_out)
     print(f"{args.out}: {split['split'].value_counts().reindex(['train', 'validation', 'test']).to_dict()}")
-    if args.held_out:
-        held_out = never_drawn(raw)
-        args.held_out.parent.mkdir(parents=True, exist_ok=True)
-        held_out.to_csv(args.held_out, sep="\t", index=False)
+    if held_out is not None:
         print(f"{args.held_out}: {len(held_out)} reviews, {held_out['sentiment'].value_counts().sort_index().to_dict()}")
     return 0
 

@@ -298,7 +298,7 @@ def _pipeline_rows(pipelines: dict[str, dict]) -> list[str]:
         ),
         row(
             "test recall per class (-1 / 0 / 1)",
-            [" / ".join(f"{v:.3f}" for v in (p.get("test_recall") or {}).values()) for p in runs],
+            [_recall_text(p.get("test_recall") or {}) for p in runs],
         ),
         *_held_out_rows(runs, row),
         row("best hyperparameters", [", ".join(f"{k} {show_value(v)}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
@@ -317,13 +317,18 @@ def _held_out_rows(runs: list[dict], row) -> list[str]:
             return "-"
         return f"**{held['accuracy']:.2f}** ({held['rows']} rows; {held['ci95'][0]:.1f}-{held['ci95'][1]:.1f})"
 
-    def recall(held: dict | None) -> str:
-        return " / ".join(f"{v:.3f}" for v in held["recall"].values()) if held else "-"
-
     return [
         row("held-out accuracy (best model), % (rows; 95 % interval)", [accuracy(p.get("held_out")) for p in runs]),
-        row("held-out recall per class (-1 / 0 / 1)", [recall(p.get("held_out")) for p in runs]),
+        row(
+            "held-out recall per class (-1 / 0 / 1)",
+            [_recall_text(p["held_out"]["recall"]) if p.get("held_out") else "-" for p in runs],
+        ),
     ]
+
+
+def _recall_text(recall: dict) -> str:
+    """Per-class recall as the table shows it: -1 / 0 / 1, three decimals."""
+    return " / ".join(f"{value:.3f}" for value in recall.values())
 
 
 def _pct(value: object) -> str:

@@ -341,8 +341,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
-    estimated = estimate_seconds(capped, rows, steps, rate, startup, frozen_rate) / 60
-    plan = Plan(capped, rows, batch, full, steps, estimated, minutes, reason)
+    plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason)
     return _with_time_limit(plan, rate, startup, frozen_rate)
 
 
