@@ -20,7 +20,8 @@ export TOKENIZERS_PARALLELISM := false
 RUN_ARGS := $(if $(DATA),--data "$(DATA)") $(if $(MAX_JOBS),--max-jobs $(MAX_JOBS)) \
 	$(if $(PARALLEL_JOBS),--parallel-jobs $(PARALLEL_JOBS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(EARLY_STOPPING),--early-stopping $(EARLY_STOPPING)) \
-	$(if $(MODEL),--model "$(MODEL)") $(if $(MINUTES),--minutes $(MINUTES))
+	$(if $(MODEL),--model "$(MODEL)") $(if $(MINUTES),--minutes $(MINUTES)) \
+	$(if $(BALANCE),--class-balance $(BALANCE))
 
 .PHONY: setup models run test lint checkov bench build validate clean up down
 

@@ -27,6 +27,7 @@ from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
 from reviewtune.budget import (  # noqa: E402
     FROZEN_ROWS_PER_SECOND,
     MINILM_MODEL,
+    PLAN_FILE,
     TRAIN_EXAMPLES_PER_SECOND,
     model_key,
 )
@@ -131,11 +132,17 @@ def run_pipeline(arguments: tuple[str, ...], key: str, data: BenchData) -> dict:
         saved.write_text(json.dumps(held_out, indent=2))
     else:
         saved.unlink(missing_ok=True)  # an earlier run's score is not this run's
-    return summarize_pipeline(run, wall / 60, WORKDIR, held_out)
+    return summarize_pipeline(run, wall / 60, WORKDIR, held_out, _plan_of(out))
 
 
 def _held_out_of(out: Path) -> dict | None:
     path = out / HELD_OUT_RESULT
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _plan_of(out: Path) -> dict | None:
+    """The plan `reviewtune run` kept beside a run's results (None: none kept)."""
+    path = out / PLAN_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -148,9 +155,11 @@ def run_pipelines(data: BenchData, keys: set[str] | None = None) -> dict[str, di
     }
 
 
-def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path, held_out: dict | None = None) -> dict:
-    """The table's numbers from a run record (``run.json``), the trials' logs under ``workdir`` and the best model's
-    score on the held-out reviews (``bench_data.score_held_out``; None: not scored)."""
+def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path, held_out: dict | None = None,
+                       plan: dict | None = None) -> dict:
+    """The table's numbers from a run record (``run.json``), the trials' logs under ``workdir``, the best model's
+    score on the held-out reviews (``bench_data.score_held_out``; None: not scored) and the run's plan
+    (``plan.json``; None: not kept)."""
     trials = run["tuning"]["trials"]
     per_class = run["metrics"]["per_class"]
     test_rows = sum(int(c["support"]) for c in per_class.values())
@@ -161,6 +170,7 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path, held_out: 
     accuracy = float(run["metrics"]["accuracy"]["value"])
     return {
         "wall_minutes": wall_minutes,
+        "estimated_minutes": (plan or {}).get("estimated_minutes"),
         "trials": len(trials),
         "trial_seconds": trial_seconds,
         "vcpu_minutes": trial_seconds * threads_per_trial / 60,
@@ -202,7 +212,8 @@ def last_results() -> tuple[dict | None, dict[str, dict], str]:
         run_file = RESULTS / f"pipeline-{keys.get(label, '-')}" / "run.json"
         if run_file.is_file():
             pipeline = summarize_pipeline(
-                json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR, _held_out_of(run_file.parent)
+                json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR, _held_out_of(run_file.parent),
+                _plan_of(run_file.parent),
             )
         pipelines[label] = pipeline
     return saved.get("throughput"), pipelines, saved.get("data") or ""
@@ -242,6 +253,12 @@ def _epochs_text(pipeline: dict) -> str:
     return f"{text}, time limit: {', '.join(f'{share:.0f}' for share in cut)} % of the steps" if cut else text
 
 
+def _wall_text(pipeline: dict) -> str:
+    """A run's wall minutes, with the estimate its plan started from when it kept one."""
+    estimate = pipeline.get("estimated_minutes")
+    return f"{pipeline['wall_minutes']:.1f}" + (f" (estimated {estimate:.1f})" if estimate is not None else "")
+
+
 def _memory_target(pipeline: dict) -> str:
     target = MEMORY_TARGETS_MB.get(model_key(pipeline["model"]))
     return f"<= {target:,}" if target else ""
@@ -261,7 +278,11 @@ def _pipeline_rows(pipelines: dict[str, dict]) -> list[str]:
         "",
         f"| full tuning run (same file) | {' | '.join(pipelines)} | reference | {next(iter(pipelines))} vs reference |",
         "|---|" + "---|" * (len(runs) + 2),
-        row("wall minutes (`make run DATA=...`)", [f"{p['wall_minutes']:.1f}" for p in runs], f"{ref['wall_minutes']} (2 trials x ~23 min, 36 vCPU)"),
+        row(
+            "wall minutes (`make run DATA=...`; the plan's estimate)",
+            [_wall_text(p) for p in runs],
+            f"{ref['wall_minutes']} (2 trials x ~23 min, 36 vCPU)",
+        ),
         row(
             "trials",
             [f"{p['trials']} ({p['budget']['strategy']}, {_epochs_text(p)}, {p['model']})" for p in runs],

