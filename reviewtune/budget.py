@@ -89,6 +89,9 @@ SPECIAL_TOKENS = 2
 # second, the trials side by side together): the embeddings and 9 layers, 5,537 rows in 456-459 s per job in a tuning
 # run (2026-12-03, the CPU without AMX; 391 s in a pair of single jobs).
 FROZEN_ROWS_PER_SECOND: dict[str, float] = {"all-mpnet-base-v2": 24.0}
+# What frozen_cache_mb holds per token of a kept row: the model's width in bf16 (768 x 2 bytes; 655 MB for 5,537
+# course-like rows). Rows past the limit run the frozen layers at each of their steps, which the plan counts.
+FROZEN_BYTES_PER_TOKEN: dict[str, int] = {"all-mpnet-base-v2": 768 * 2}
 # Validation and evaluation run the forward pass only: about a third of the work of a training step.
 INFERENCE_SPEEDUP = 3.0
 # Seconds a training job spends besides its steps: interpreter, torch, model load, tokenization, then saving the
@@ -321,26 +324,45 @@ def tokens_per_row(texts: Iterable[str], max_seq_length: int) -> float | None:
 
 
 def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float,
-                     frozen_rate: float | None = None) -> float:
+                     frozen_rate: float | None = None, tokens: float | None = None) -> float:
     """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
     _, rounds = _rounds(budget)
-    trial = trial_seconds(budget, rows, steps_per_epoch, rate, startup, frozen_rate)
+    trial = trial_seconds(budget, rows, steps_per_epoch, rate, startup, frozen_rate, tokens)
     return rounds * trial + outside_trials_seconds(rows, rate)
 
 
 def trial_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float,
-                  frozen_rate: float | None = None) -> float:
+                  frozen_rate: float | None = None, tokens: float | None = None) -> float:
     """One training job's wall seconds, its trials at a time sharing the cores: start-up, the frozen part's pass over
-    the rows the epochs draw (``frozen_rate``: rows per second with frozen_cache_mb, None without), then each
-    epoch's steps and validation."""
+    the rows the epochs draw (``frozen_rate``: rows per second with frozen_cache_mb, None without; see
+    ``frozen_seconds``), then each epoch's steps and validation."""
     parallel, _ = _rounds(budget)
     job_rate = rate / parallel
     epoch = (steps_per_epoch * budget.largest_batch() + rows.get("validation", 0) / INFERENCE_SPEEDUP) / job_rate
-    frozen_pass = 0.0
-    if frozen_rate:
-        drawn = min(rows.get("train", 0), steps_per_epoch * budget.largest_batch() * budget.epochs)
-        frozen_pass = drawn / (frozen_rate / parallel)
-    return startup + frozen_pass + budget.epochs * epoch
+    frozen = frozen_seconds(budget, rows, steps_per_epoch, frozen_rate / parallel, tokens) if frozen_rate else 0.0
+    return startup + frozen + budget.epochs * epoch
+
+
+def kept_rows_limit(budget: Budget, tokens: float | None = None) -> float | None:
+    """How many training rows' frozen output fit frozen_cache_mb (rows of ``tokens`` tokens; None: no limit known)."""
+    width = FROZEN_BYTES_PER_TOKEN.get(model_key(budget.model))
+    cache_mb = budget.static.get("frozen_cache_mb")
+    if not width or not cache_mb:
+        return None
+    return float(cache_mb) * 2**20 / ((tokens or MEASURED_TOKENS_PER_ROW) * width)
+
+
+def frozen_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, job_frozen_rate: float,
+                   tokens: float | None = None) -> float:
+    """A job's seconds in its frozen layers: one pass over the distinct rows the epochs draw, as many as
+    frozen_cache_mb keeps; a row past that runs them again at each of its draws (train.py's frozen_features)."""
+    draws = steps_per_epoch * budget.largest_batch() * budget.epochs
+    distinct = min(rows.get("train", 0), draws)
+    if not distinct:
+        return 0.0
+    limit = kept_rows_limit(budget, tokens)
+    kept = distinct if limit is None else min(distinct, limit)
+    return (kept + draws * (1 - kept / distinct)) / job_frozen_rate
 
 
 def outside_trials_seconds(rows: dict[str, int], rate: float) -> float:
@@ -372,11 +394,12 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     planned = minutes * PLANNED_SHARE
 
     def estimate(steps: int) -> float:
-        return estimate_seconds(budget, rows, steps, rate, startup, frozen_rate) / 60
+        return estimate_seconds(budget, rows, steps, rate, startup, frozen_rate, tokens) / 60
 
     whole = estimate(full)
     if whole <= planned:
         reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate, tokens)}"
+        reason += _kept_rows_note(budget, rows, full, tokens) if frozen_rate else ""
         plan = Plan(budget, rows, batch, full, full, whole, minutes, reason, tokens_per_row=tokens)
         return _with_time_limit(plan, rate, startup, frozen_rate)
     # the estimate grows with the steps: the most steps that fit the budget
@@ -399,8 +422,21 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
+    reason += _kept_rows_note(budget, rows, steps, tokens) if frozen_rate else ""
     plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason, tokens_per_row=tokens)
     return _with_time_limit(plan, rate, startup, frozen_rate)
+
+
+def _kept_rows_note(budget: Budget, rows: dict[str, int], steps_per_epoch: int, tokens: float | None) -> str:
+    """What the reason adds when frozen_cache_mb cannot keep every row the epochs draw ("" when it can)."""
+    distinct = min(rows.get("train", 0), steps_per_epoch * budget.largest_batch() * budget.epochs)
+    limit = kept_rows_limit(budget, tokens)
+    if limit is None or limit >= distinct:
+        return ""
+    return (
+        f"; frozen_cache_mb {budget.static['frozen_cache_mb']} keeps the frozen layers' output of ~{limit:,.0f} of the "
+        f"{distinct:,} rows drawn, the rest run them at each step"
+    )
 
 
 def _speed(rate: float, frozen_rate: float | None, tokens: float | None = None) -> str:
@@ -417,7 +453,8 @@ def _with_time_limit(plan: Plan, rate: float, startup: float, frozen_rate: float
     budget = plan.budget
     _, rounds = _rounds(budget)
     packing = MODEL_PACK_SECONDS.get(model_key(budget.model), DEFAULT_MODEL_PACK_SECONDS)
-    planned = trial_seconds(budget, plan.rows, plan.steps_per_epoch, rate, startup, frozen_rate) - packing
+    tokens = plan.tokens_per_row
+    planned = trial_seconds(budget, plan.rows, plan.steps_per_epoch, rate, startup, frozen_rate, tokens) - packing
     outside = outside_trials_seconds(plan.rows, rate)
     limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - outside) / rounds - packing)
     if limit <= planned:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -286,3 +287,24 @@ def test_the_plan_scales_the_measured_speeds_to_the_file_s_reviews() -> None:
     assert "(reviews of 40 tokens on average)" in half.reason and half.record()["tokens_per_row"] == 40
     longer = b.plan_run(b.Budget(), COURSE_ROWS, tokens=2 * b.MEASURED_TOKENS_PER_ROW)
     assert longer.capped and not b.plan_run(b.Budget(), COURSE_ROWS).capped
+
+
+def test_rows_past_the_frozen_cache_run_the_frozen_layers_at_each_draw() -> None:
+    budget = b.Budget()
+    limit = b.kept_rows_limit(budget)
+    assert limit == pytest.approx(1536 * 2**20 / (80 * 768 * 2))  # ~13,100 rows of 80 tokens in bf16
+    assert b.kept_rows_limit(budget, tokens=160) == pytest.approx(limit / 2)
+    rows = {"train": 8_000}
+    # 400 steps x 16 x 2 epochs = 12,800 draws of the 8,000 rows: all kept, one pass over them
+    assert b.frozen_seconds(budget, rows, 400, job_frozen_rate=10.0) == pytest.approx(800)
+    # a quarter of the room: ~3,277 rows kept, each draw of the others runs the frozen layers
+    small = dataclasses.replace(budget, static={**budget.static, "frozen_cache_mb": 384})
+    kept = b.kept_rows_limit(small)
+    assert b.frozen_seconds(small, rows, 400, job_frozen_rate=10.0) == pytest.approx((kept + 12_800 * (1 - kept / 8_000)) / 10)
+    # rows drawn once (a new part of a large file each epoch) cost one pass whether kept or not
+    assert b.frozen_seconds(small, {"train": 20_000}, 400, 10.0) == b.frozen_seconds(budget, {"train": 20_000}, 400, 10.0)
+    # so the plan fits fewer steps and says why
+    roomy, tight = b.plan_run(budget, REAL_ROWS), b.plan_run(small, REAL_ROWS)
+    assert tight.steps_per_epoch < roomy.steps_per_epoch
+    assert "frozen_cache_mb 384 keeps the frozen layers' output of ~3,277 of the" in tight.reason
+    assert "frozen_cache_mb" not in roomy.reason
