@@ -356,13 +356,18 @@ def frozen_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, j
                    tokens: float | None = None) -> float:
     """A job's seconds in its frozen layers: one pass over the distinct rows the epochs draw, as many as
     frozen_cache_mb keeps; a row past that runs them again at each of its draws (train.py's frozen_features)."""
-    draws = steps_per_epoch * budget.largest_batch() * budget.epochs
-    distinct = min(rows.get("train", 0), draws)
+    draws, distinct = _draws(budget, rows, steps_per_epoch)
     if not distinct:
         return 0.0
     limit = kept_rows_limit(budget, tokens)
     kept = distinct if limit is None else min(distinct, limit)
     return (kept + draws * (1 - kept / distinct)) / job_frozen_rate
+
+
+def _draws(budget: Budget, rows: dict[str, int], steps_per_epoch: int) -> tuple[int, int]:
+    """The training rows a job's epochs draw, and how many distinct ones (each epoch a new part where they fit)."""
+    draws = steps_per_epoch * budget.largest_batch() * budget.epochs
+    return draws, min(rows.get("train", 0), draws)
 
 
 def outside_trials_seconds(rows: dict[str, int], rate: float) -> float:
@@ -429,7 +434,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
 
 def _kept_rows_note(budget: Budget, rows: dict[str, int], steps_per_epoch: int, tokens: float | None) -> str:
     """What the reason adds when frozen_cache_mb cannot keep every row the epochs draw ("" when it can)."""
-    distinct = min(rows.get("train", 0), steps_per_epoch * budget.largest_batch() * budget.epochs)
+    _, distinct = _draws(budget, rows, steps_per_epoch)
     limit = kept_rows_limit(budget, tokens)
     if limit is None or limit >= distinct:
         return ""
