@@ -132,17 +132,13 @@ def run_pipeline(arguments: tuple[str, ...], key: str, data: BenchData) -> dict:
         saved.write_text(json.dumps(held_out, indent=2))
     else:
         saved.unlink(missing_ok=True)  # an earlier run's score is not this run's
-    return summarize_pipeline(run, wall / 60, WORKDIR, held_out, _plan_of(out))
+    return summarize_pipeline(run, wall / 60, WORKDIR, held_out, _kept_beside(out, PLAN_FILE))
 
 
-def _held_out_of(out: Path) -> dict | None:
-    path = out / HELD_OUT_RESULT
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _plan_of(out: Path) -> dict | None:
-    """The plan `reviewtune run` kept beside a run's results (None: none kept)."""
-    path = out / PLAN_FILE
+def _kept_beside(out: Path, name: str) -> dict | None:
+    """A record kept in a run's folder: its held-out score (HELD_OUT_RESULT) or the plan `reviewtune run` started from
+    (PLAN_FILE); None where the run kept none."""
+    path = out / name
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -212,8 +208,8 @@ def last_results() -> tuple[dict | None, dict[str, dict], str]:
         run_file = RESULTS / f"pipeline-{keys.get(label, '-')}" / "run.json"
         if run_file.is_file():
             pipeline = summarize_pipeline(
-                json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR, _held_out_of(run_file.parent),
-                _plan_of(run_file.parent),
+                json.loads(run_file.read_text()), pipeline["wall_minutes"], WORKDIR,
+                _kept_beside(run_file.parent, HELD_OUT_RESULT), _kept_beside(run_file.parent, PLAN_FILE),
             )
         pipelines[label] = pipeline
     return saved.get("throughput"), pipelines, saved.get("data") or ""

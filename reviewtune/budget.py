@@ -404,7 +404,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     whole = estimate(full)
     if whole <= planned:
         reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate, tokens)}"
-        reason += _kept_rows_note(budget, rows, full, tokens) if frozen_rate else ""
+        reason += _kept_rows_note(budget, rows, full, tokens)
         plan = Plan(budget, rows, batch, full, full, whole, minutes, reason, tokens_per_row=tokens)
         return _with_time_limit(plan, rate, startup, frozen_rate)
     # the estimate grows with the steps: the most steps that fit the budget
@@ -427,13 +427,14 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
-    reason += _kept_rows_note(budget, rows, steps, tokens) if frozen_rate else ""
+    reason += _kept_rows_note(budget, rows, steps, tokens)
     plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason, tokens_per_row=tokens)
     return _with_time_limit(plan, rate, startup, frozen_rate)
 
 
 def _kept_rows_note(budget: Budget, rows: dict[str, int], steps_per_epoch: int, tokens: float | None) -> str:
-    """What the reason adds when frozen_cache_mb cannot keep every row the epochs draw ("" when it can)."""
+    """What the reason adds when frozen_cache_mb cannot keep every row the epochs draw ("" when it can, or when the
+    budget keeps no frozen output)."""
     _, distinct = _draws(budget, rows, steps_per_epoch)
     limit = kept_rows_limit(budget, tokens)
     if limit is None or limit >= distinct:

@@ -15,7 +15,7 @@ from reviewtune import budget as b
 from reviewtune.cli import build_parser, plan_for, time_limit_notes
 
 REAL_ROWS = {"train": 6402, "validation": 354, "test": 354}  # the balanced file, split 90/5/5
-LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # the raw file without balancing
+LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # about the raw file's size without balancing
 COURSE_ROWS = {"train": 5_536, "validation": 308, "test": 308}  # a course-like split: whole epochs fit
 MPNET_RATE = b.TRAIN_EXAMPLES_PER_SECOND["all-mpnet-base-v2"]
 MPNET_STARTUP = b.JOB_STARTUP_SECONDS["all-mpnet-base-v2"]
@@ -134,7 +134,7 @@ def test_model_names_share_their_throughput_entry() -> None:
 
 
 def _tsv(rows_per_class: int, words: int = 6) -> bytes:
-    """Reviews of about ``words`` + 2 words (the budget's speeds are those of reviews of ~80 tokens)."""
+    """Reviews of ``words`` + 3 words and numbers (the budget's speeds are those of reviews of ~80 tokens)."""
     out = io.StringIO()
     writer = csv.writer(out, delimiter="\t", lineterminator="\n")
     writer.writerow(["sentiment", "review_body"])
