@@ -359,7 +359,11 @@ class RunsRepository:
     def lease_notice(self, run_id: str, status: str, lease_seconds: int, now: datetime | None = None) -> bool:
         """Take the right to send the message of ``status`` for ``lease_seconds``: only while it is unsent and no
         other sender holds an unexpired lease. False when it was sent or another sender holds it."""
-        now = now or datetime.now(UTC)
+        # Judged and taken on the later of the caller's clock and the wall clock: a reconciler pass hands in the time it
+        # began, and a lease counted from there could already be over when its outbox loop comes (a handler sending
+        # the same message on the wall clock would then take it and publish too).
+        wall = datetime.now(UTC)
+        now = max(now or wall, wall)
         update = _Update()
         entry = ("outbox", status)
         update.set(*entry, "lease_until", value=now_iso(now + timedelta(seconds=lease_seconds)))

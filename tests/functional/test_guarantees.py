@@ -102,6 +102,31 @@ def test_a_second_sender_while_the_first_is_publishing_sends_nothing(pipeline):
     assert len(pipeline.messages(run_id)) == 1
 
 
+@pytest.mark.parametrize("pass_seconds", [0, outbox.LEASE_SECONDS + 10])
+def test_a_pass_that_reaches_its_outbox_late_still_holds_a_whole_lease(pipeline, pass_seconds):
+    """A pass judges deadlines by the time it began; one that comes to its outbox loop after more than a lease's
+    seconds (many dead letters or trials before it) still holds its lease while it publishes: Lambda's retry of the
+    handler whose Publish had failed, coming meanwhile, sends nothing."""
+    run_id, event, missing = _failed_with_its_message_unsent(pipeline)
+    missing.heal()
+    sns, during = pipeline.clients.sns, []
+
+    class SlowPublish:  # the handler's retry comes while the pass's Publish call is out
+        def __getattr__(self, name):
+            return getattr(sns, name)
+
+        def publish(self, **request):
+            if not during:
+                during.append(pipeline.start_tuning(event))
+            return sns.publish(**request)
+
+    pipeline.use("sns", SlowPublish())
+    passed = pipeline.reconcile(later(0) - timedelta(seconds=pass_seconds))  # began pass_seconds ago
+    assert passed["sent"] == 1 and during  # the pass published, and the retry came during its Publish
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+    assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
+
+
 def test_a_sender_that_died_holding_the_lease_delays_the_message_until_the_lease_is_over(pipeline):
     run_id, _, missing = _failed_with_its_message_unsent(pipeline)
     missing.heal()
