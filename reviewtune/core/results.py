@@ -256,6 +256,7 @@ def _ended_meanwhile(
     runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, *, withdraw: bool = False
 ) -> dict[str, Any]:
     item = runs.get(run_id)
-    if withdraw and item and item.get("model_package_arn"):
+    # not when the run moved on to SUCCEEDED: another record_results (the event's, or a pass's) made it champion
+    if withdraw and item and item.get("status") != RunStatus.SUCCEEDED and item.get("model_package_arn"):
         withdrawal.withdraw(clients, item)
     return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}

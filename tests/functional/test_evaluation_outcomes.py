@@ -167,6 +167,31 @@ def test_a_run_ended_at_its_deadline_just_before_the_champion_write_does_not_bec
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 
+def test_two_record_results_at_once_leave_the_winner_champion_with_its_package_approved(pipeline, monkeypatch):
+    """The processing job's event and a reconciler pass record the same run at once; the pass's champion write
+    lands first. The event's transaction then finds the run moved on: to SUCCEEDED, not ended otherwise, so its
+    package stays approved (no withdrawal), and the run is told once."""
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    write, passes = champion_module._put_with_run_update, []
+
+    def reconciler_first(*args, **kwargs):
+        if not passes:  # once: the pass's own record_results comes through this same function
+            passes.append(None)
+            passes[0] = pipeline.reconcile(later(0))
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", reconciler_first)
+    pipeline.evaluation_ended(run_id)
+    item = pipeline.run(run_id)
+    assert passes[0]["steps"][run_id].startswith("evaluation Completed: SUCCEEDED")
+    assert item["status"] == "SUCCEEDED" and item["champion"]["decision"] == "first champion"
+    assert get_champion(pipeline.clients.runs_table, item["dataset"]).run_id == run_id
+    [package] = pipeline.sagemaker.packages()
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
 def _dies_at_the_champion_write(pipeline: Pipeline, monkeypatch) -> str:
     """A run whose record_results approved its package as the new champion, then died before its final write."""
     run_id = evaluated(pipeline)
