@@ -422,6 +422,9 @@ def start_evaluation(
     if moved is None:
         item = runs.get(tuning_job_name)
         if item and states.is_final(item["status"]):
+            if item["status"] != RunStatus.SUCCEEDED:
+                # ended meanwhile (its deadline): the job just made has no run to record it
+                stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"])
             return already_final(runs, settings, clients, item)
         return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
     logger.info(
@@ -438,3 +441,13 @@ def start_evaluation(
         "status": RunStatus.EVALUATING.value,
         "best_training_job": best["name"],
     }
+
+
+def stop_evaluation_job(clients: AwsClients, run_id: str, job_name: str) -> None:
+    """Best effort: stop a run's evaluation job (if there is one and it runs) so that it stops costing."""
+    try:
+        clients.sagemaker.stop_processing_job(ProcessingJobName=job_name)
+    except ClientError as exc:
+        if aws_errors.not_found(exc):
+            return  # never created
+        logger.warning("could not stop the run's evaluation job", extra={"run_id": run_id, "error": aws_errors.text(exc)})

@@ -25,7 +25,7 @@ from reviewtune.core import aws_errors, names, slots, states, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
-from reviewtune.core.evaluation import start_evaluation
+from reviewtune.core.evaluation import start_evaluation, stop_evaluation_job
 from reviewtune.core.failures import end_run, repository
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.reasons import bounded
@@ -255,11 +255,8 @@ def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:
         # a CLAIMED or QUEUED run's job may exist too: created by a start whose answer or next write was lost
         stop_tuning_job(clients, run["run_id"])
         return
-    try:
-        if run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
-            clients.sagemaker.stop_processing_job(ProcessingJobName=run["evaluation_job_name"])
-    except ClientError as exc:
-        logger.warning("could not stop the run's job", extra={"run_id": run["run_id"], "error": aws_errors.text(exc)})
+    if run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
+        stop_evaluation_job(clients, run["run_id"], run["evaluation_job_name"])
 
 
 def _duration(seconds: int | None) -> str:

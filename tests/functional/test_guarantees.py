@@ -497,6 +497,26 @@ def test_a_run_past_its_deadline_ends_failed_and_counts_as_stuck(pipeline, stage
     assert pipeline.reconcile(later(100))["stuck"] == 0
 
 
+def test_an_evaluation_job_made_as_its_run_reached_its_deadline_is_stopped(pipeline):
+    """The reconciler ends a TUNING run at its deadline while start_evaluation, moments from the end, has just created
+    the evaluation job: that job has no run to record it, so it is stopped, and the run is told once, FAILED."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    sagemaker, create = pipeline.sagemaker, pipeline.sagemaker.create_processing_job
+    seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
+
+    def then_the_deadline(**request):
+        made = create(**request)
+        pipeline.reconcile(later(seconds / 3600 + 0.1))  # ends the run before start_evaluation's transition
+        return made
+
+    sagemaker.create_processing_job = then_the_deadline
+    pipeline.tuning_ended(run_id)
+    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+    assert sagemaker.processing[f"{run_id}-eval"]["status"] == "Stopping"
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
 def test_a_run_throttled_once_at_its_start_then_overrunning_tuning_is_not_said_to_be_unstarted(pipeline):
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]

@@ -652,8 +652,8 @@ def test_start_tuning_permissions():
 
 def test_start_evaluation_permissions():
     grants = _grants("StartEvaluationFunction")
-    # It reads the tuning job from SageMaker and only creates the processing job (no Describe); from S3 it reads
-    # nothing but whether the champion's model and training hashes are still there.
+    # It reads the tuning job from SageMaker and creates the processing job (no Describe; stopped when its run ended
+    # meanwhile); from S3 it reads nothing but whether the champion's model and training hashes are still there.
     assert set(grants) == {
         "s3:ListBucket",
         "s3:GetObject",
@@ -666,11 +666,13 @@ def test_start_evaluation_permissions():
         "sagemaker:CreateHyperParameterTuningJob",
         "sagemaker:DescribeTrainingJob",
         "sagemaker:CreateProcessingJob",
+        "sagemaker:StopProcessingJob",
         "sagemaker:AddTags",
         "iam:PassRole",
         "sns:Publish",
         *TOPIC_KEY_ACTIONS,
     }
+    assert grants["sagemaker:StopProcessingJob"] == [_job_arn("processing-job")]
     assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     assert grants["sagemaker:ListTrainingJobsForHyperParameterTuningJob"] == [
         _job_arn("hyper-parameter-tuning-job")
