@@ -23,7 +23,7 @@ from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.runs import RunsRepository, RunStatus
 from reviewtune.core.trial_facts import early_stopped, trial_extras
-from reviewtune.core.tuning import RUN_ID_TAG
+from reviewtune.core.tuning import RUN_ID_TAG, stop_job
 
 logger = Logger(child=True)
 
@@ -445,9 +445,4 @@ def start_evaluation(
 
 def stop_evaluation_job(clients: AwsClients, run_id: str, job_name: str) -> None:
     """Best effort: stop a run's evaluation job (if there is one and it runs) so that it stops costing."""
-    try:
-        clients.sagemaker.stop_processing_job(ProcessingJobName=job_name)
-    except ClientError as exc:
-        if aws_errors.not_found(exc):
-            return  # never created
-        logger.warning("could not stop the run's evaluation job", extra={"run_id": run_id, "error": aws_errors.text(exc)})
+    stop_job(lambda: clients.sagemaker.stop_processing_job(ProcessingJobName=job_name), run_id, "evaluation job")

@@ -478,12 +478,19 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
 
 def stop_tuning_job(clients: AwsClients, run_id: str) -> None:
     """Best effort: stop a run's tuning job (if there is one and it runs) so that it stops costing."""
+    stop_job(lambda: clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id),
+             run_id, "tuning job")
+
+
+def stop_job(stop: Callable[[], object], run_id: str, what: str) -> None:
+    """Best effort: ``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop,
+    and a refusal is logged, not raised: the run ends either way."""
     try:
-        clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+        stop()
     except ClientError as exc:
         if aws_errors.not_found(exc):
-            return  # never created
-        logger.warning("could not stop the run's tuning job", extra={"run_id": run_id, "error": aws_errors.text(exc)})
+            return
+        logger.warning(f"could not stop the run's {what}", extra={"run_id": run_id, "error": aws_errors.text(exc)})
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:
