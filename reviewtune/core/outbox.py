@@ -40,7 +40,8 @@ def send_pending(
     runs: RunsRepository, sns: Any, topic_arn: str, run_id: str, now: datetime | None = None
 ) -> list[str]:
     """Send every unsent message of the run, oldest first. Returns the SNS message ids this call sent. ``now``: the
-    clock leases are taken and judged by (the reconciler's pass passes its own).
+    caller's clock (a reconciler pass passes its own); leases are taken and judged by it or the wall clock, whichever
+    is later.
 
     Raises when SNS refuses (the message stays unsent for the next try)."""
     item = runs.get(run_id)

@@ -241,9 +241,9 @@ def _record_with_champion(
             return succeed(champion, plan)
         except ChampionChanged:
             continue  # read again, decide again
-        except RunMovedOn:  # ended meanwhile (its deadline): it did not become champion
-            # end_run withdrew the approval too, but maybe before it was given here (and the reconciler settles it
-            # again while the run is in the pending index): withdrawn again, with the reason the run ended
+        except RunMovedOn:  # ended meanwhile (its deadline), or recorded meanwhile by another record_results
+            # ended: end_run withdrew the approval too, but maybe before it was given here (and the reconciler settles
+            # it again while the run is in the pending index): withdrawn again, with the reason the run ended
             return _ended_meanwhile(runs, settings, clients, run_id, withdraw=True)
         except ClientError as exc:
             if aws_errors.transient(exc):
