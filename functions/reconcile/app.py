@@ -16,7 +16,7 @@ ctx = FunctionContext.from_env()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    result = reconcile(ctx.settings, ctx.clients)
+    result = reconcile(ctx.settings, ctx.clients, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
     metrics.add_metric(name="StuckRuns", unit=MetricUnit.Count, value=result["stuck"])
     metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=result["sent"])
     metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=result["started"])

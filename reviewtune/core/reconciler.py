@@ -14,6 +14,7 @@ an event arrived, and a lost, late, repeated or out-of-order event only delays a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,10 @@ STALE_CLAIM_SECONDS = 900
 START_ERROR_MAX_CHARS = 500
 STALE_CLAIM = "stale claim"
 MAX_RESTARTS_PER_PASS = 3  # each reads and splits a file within the pass's 300 s
+# Past those, a pass restarts more stale claims while its invocation has at least this long left: the start of the
+# largest file the start takes took 68-77 s (bench/start_memory.py), so a burst of claims (an S3 outage dead-letters
+# many drops at once) is restarted within the claims' deadline instead of a few a pass.
+RESTART_SECONDS_RESERVED = 120
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -77,9 +82,11 @@ class Pass:
         }
 
 
-def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = None) -> dict[str, Any]:
-    """One pass over every non-final run, then the outbox, the slots and the queue. One run's error is logged
-    and counted, never stops the pass."""
+def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = None,
+              seconds_left: Callable[[], float] | None = None) -> dict[str, Any]:
+    """One pass over every non-final run, then the outbox, the slots and the queue, then stale claims. One run's
+    error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining time (None: only
+    MAX_RESTARTS_PER_PASS restarts)."""
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
     result = Pass()
@@ -134,7 +141,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it.
     # Claims restarted least often first: one whose restarts keep dying goes behind the others.
     stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
-    for run in stale[:MAX_RESTARTS_PER_PASS]:
+    for count, run in enumerate(stale):
+        if count >= MAX_RESTARTS_PER_PASS and (seconds_left is None or seconds_left() < RESTART_SECONDS_RESERVED):
+            break
         try:
             result.steps[run["run_id"]] = restart_claim(run, runs, settings, clients)
         except Exception as exc:  # noqa: BLE001

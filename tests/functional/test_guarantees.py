@@ -574,12 +574,7 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
 
 
 def test_a_pass_restarts_at_most_its_share_of_stale_claims_and_the_next_pass_the_rest(pipeline):
-    events = [pipeline.drop_event(f"incoming/{n}.tsv", good_file(n)) for n in range(reconciler.MAX_RESTARTS_PER_PASS + 1)]
-    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
-    for event in events:
-        with pytest.raises(Exception, match="InternalError"):
-            pipeline.start_tuning(event)
-    pipeline.use("s3", pipeline.clients.s3._wrapped)
+    events = _stale_claims(pipeline, reconciler.MAX_RESTARTS_PER_PASS + 1)
     runs = RunsRepository(pipeline.clients.runs_table)
     assert len(runs.by_status("CLAIMED")) == len(events)
     first = pipeline.reconcile(later(0.5))
@@ -590,6 +585,44 @@ def test_a_pass_restarts_at_most_its_share_of_stale_claims_and_the_next_pass_the
     second = pipeline.reconcile(later(0.6))
     assert second["steps"][waiting["run_id"]].startswith("claim restarted")
     assert runs.by_status("CLAIMED") == []
+
+
+def _stale_claims(pipeline: Pipeline, count: int) -> list[dict]:
+    """``count`` dropped files whose start died after the claim (S3 failing), as an S3 outage leaves them."""
+    events = [pipeline.drop_event(f"incoming/{n}.tsv", good_file(n)) for n in range(count)]
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    for event in events:
+        with pytest.raises(Exception, match="InternalError"):
+            pipeline.start_tuning(event)
+    pipeline.use("s3", pipeline.clients.s3._wrapped)
+    return events
+
+
+def test_a_pass_with_time_left_restarts_stale_claims_past_its_share_while_the_time_lasts(pipeline):
+    count = reconciler.MAX_RESTARTS_PER_PASS + 3
+    _stale_claims(pipeline, count)
+    left = iter([reconciler.RESTART_SECONDS_RESERVED + 60, reconciler.RESTART_SECONDS_RESERVED - 1])
+    first = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.5), seconds_left=lambda: next(left))
+    restarted = [run_id for run_id, step in first["steps"].items() if step.startswith("claim restarted")]
+    # its share, then one more while the invocation had the time for it, then none
+    assert len(restarted) == reconciler.MAX_RESTARTS_PER_PASS + 1
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert len(runs.by_status("CLAIMED")) == 2
+    second = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.6), seconds_left=lambda: 300.0)
+    assert sum(step.startswith("claim restarted") for step in second["steps"].values()) == 2
+    assert runs.by_status("CLAIMED") == [] and len(runs.by_status("TUNING")) + len(runs.by_status("QUEUED")) == count
+
+
+def test_the_reconcile_function_gives_the_pass_its_invocation_s_remaining_time(pipeline, monkeypatch):
+    module, given = pipeline.handlers["reconcile"], []
+
+    def recording(settings, clients, now=None, seconds_left=None):
+        given.append(seconds_left())
+        return reconciler.reconcile(settings, clients, now, seconds_left)
+
+    monkeypatch.setattr(module, "reconcile", recording)
+    pipeline.reconcile()
+    assert given == [pipeline.context.get_remaining_time_in_millis() / 1000]
 
 
 class _Killed(BaseException):

@@ -49,8 +49,13 @@ def test_the_deadlines_of_each_state():
 def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
     minutes = _said(r"every reconciler pass \((\d+) min\)").group(1)
     assert parameter_default("ReconcileSchedule") == f"rate({minutes} minutes)"
-    stale, per_pass = _said(r"starts the claim over after (\d+) min, last in its pass \(at most (\d+) a pass\)").groups()
-    assert (int(stale) * 60, int(per_pass)) == (reconciler.STALE_CLAIM_SECONDS, reconciler.MAX_RESTARTS_PER_PASS)
+    stale, per_pass, reserved = _said(
+        r"starts the claim over after (\d+) min, last in its pass \((\d+) a pass, and more while the invocation has "
+        r"(\d+) s left\)"
+    ).groups()
+    assert (int(stale) * 60, int(per_pass), int(reserved)) == (
+        reconciler.STALE_CLAIM_SECONDS, reconciler.MAX_RESTARTS_PER_PASS, reconciler.RESTART_SECONDS_RESERVED
+    )
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
