@@ -498,14 +498,16 @@ def _create(clients: AwsClients, request: dict[str, Any]) -> str:
 
 
 def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did."""
+    """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did.
+
+    Every queued run is tried, not only those before the first without a slot: a run further back may already hold
+    one (its start was throttled, or died after taking it), and taking a slot again is granted to its holder."""
     runs = repository(settings, clients)
     started = []
     for queued in runs.all_in_status(RunStatus.QUEUED):
         run = runs.get(queued["run_id"])
         if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
             continue
-        if not slots.acquire(clients.runs_table, run["run_id"], settings.max_concurrent_runs):
-            break
-        started.append(launch(run, settings, clients))
+        if slots.acquire(clients.runs_table, run["run_id"], settings.max_concurrent_runs):
+            started.append(launch(run, settings, clients))
     return started

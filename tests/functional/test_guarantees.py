@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from reviewtune.core import outbox, reconciler, slots, states
+from reviewtune.core import outbox, reconciler, slots, states, tuning
 from reviewtune.core.errors import RunNotReadyError
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later
@@ -753,6 +753,38 @@ def test_a_queued_run_missed_by_the_end_of_a_run_is_started_by_the_reconciler(pi
     assert pipeline.run(ids[2])["status"] == "QUEUED"
     assert pipeline.reconcile()["started"] == 1
     assert pipeline.run(ids[2])["status"] == "TUNING"
+
+
+def test_a_queued_run_holding_a_slot_starts_though_an_older_queued_run_waits_for_one(pipeline, monkeypatch):
+    """Q took the slot a run freed, but its tuning job was throttled, so it waits QUEUED for its next try; O, claimed
+    before Q and queued after it (its first start died), sorts ahead of Q and finds no free slot. Q must still get its
+    try: each waits on the other otherwise, until both end FAILED at the QUEUED deadline."""
+    running = [pipeline.start_tuning(pipeline.drop_event(f"incoming/r{i}.tsv", good_file(i)))["run_id"] for i in range(2)]
+    event_o = pipeline.drop_event("incoming/o.tsv", good_file(10))
+    read, reads = tuning.read_dropped_file, []
+
+    def dies_the_first_time(*args, **kwargs):
+        reads.append(None)
+        if len(reads) == 1:
+            raise RuntimeError("Task timed out")
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "read_dropped_file", dies_the_first_time)
+    with pytest.raises(RuntimeError, match="Task timed out"):
+        pipeline.start_tuning(event_o)
+    q = pipeline.start_tuning(pipeline.drop_event("incoming/q.tsv", good_file(11)))["run_id"]
+    assert pipeline.run(q)["status"] == "QUEUED"
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    pipeline.sagemaker.finish_tuning(running[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(running[0], "Failed")  # the freed slot goes to Q, whose start is throttled
+    assert pipeline.run(q)["status"] == "QUEUED" and q in slots.holders(pipeline.clients.runs_table)
+    o = pipeline.start_tuning(event_o)["run_id"]  # Lambda's retry: no slot free
+    assert pipeline.run(o)["status"] == "QUEUED" and pipeline.run(o)["created_at"] < pipeline.run(q)["created_at"]
+    pipeline.reconcile(later(1))  # Q's next try is due
+    assert pipeline.run(q)["status"] == "TUNING" and pipeline.run(o)["status"] == "QUEUED"
+    pipeline.succeed(q)
+    assert pipeline.run(o)["status"] == "TUNING"  # the slot Q frees goes to O
+    assert pipeline.statuses_told(q) == ["QUEUED", "SUCCEEDED"] and pipeline.statuses_told(o) == ["QUEUED"]
 
 
 def test_slots_are_taken_once_per_run_and_never_beyond_the_limit(stack):
