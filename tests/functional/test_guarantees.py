@@ -80,22 +80,29 @@ def _failed_with_its_message_unsent(pipeline: Pipeline) -> tuple[str, dict, Fail
     return run_id, event, missing
 
 
-def test_a_second_sender_while_the_first_is_publishing_sends_nothing(pipeline):
-    run_id, event, missing = _failed_with_its_message_unsent(pipeline)
-    missing.heal()
+def _during_the_first_publish(pipeline: Pipeline, action) -> list:
+    """Run ``action`` once, while the first Publish call is still out (a second sender coming meanwhile); the list
+    gets what it returned. Later Publish calls, the action's own included, go straight to SNS."""
     sns, during = pipeline.clients.sns, []
 
-    class SlowPublish:  # the reconciler's pass comes while the handler's Publish call is still out
+    class SlowPublish:
         def __getattr__(self, name):
             return getattr(sns, name)
 
         def publish(self, **request):
-            if not during:  # once: the pass's own Publish, if it made one, goes straight to SNS
+            if not during:
                 during.append(None)
-                during[0] = pipeline.reconcile()
+                during[0] = action()
             return sns.publish(**request)
 
     pipeline.use("sns", SlowPublish())
+    return during
+
+
+def test_a_second_sender_while_the_first_is_publishing_sends_nothing(pipeline):
+    run_id, event, missing = _failed_with_its_message_unsent(pipeline)
+    missing.heal()
+    during = _during_the_first_publish(pipeline, pipeline.reconcile)  # the pass comes while the handler publishes
     pipeline.start_tuning(event)  # Lambda's retry of the event: the handler sends what the run owes
     assert during[0]["sent"] == 0 and not during[0]["errors"]  # the lease was taken: the pass left it
     assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
@@ -109,18 +116,7 @@ def test_a_pass_that_reaches_its_outbox_late_still_holds_a_whole_lease(pipeline,
     handler whose Publish had failed, coming meanwhile, sends nothing."""
     run_id, event, missing = _failed_with_its_message_unsent(pipeline)
     missing.heal()
-    sns, during = pipeline.clients.sns, []
-
-    class SlowPublish:  # the handler's retry comes while the pass's Publish call is out
-        def __getattr__(self, name):
-            return getattr(sns, name)
-
-        def publish(self, **request):
-            if not during:
-                during.append(pipeline.start_tuning(event))
-            return sns.publish(**request)
-
-    pipeline.use("sns", SlowPublish())
+    during = _during_the_first_publish(pipeline, lambda: pipeline.start_tuning(event))  # the handler's retry
     passed = pipeline.reconcile(later(0) - timedelta(seconds=pass_seconds))  # began pass_seconds ago
     assert passed["sent"] == 1 and during  # the pass published, and the retry came during its Publish
     assert pipeline.statuses_told(run_id) == ["FAILED"]
