@@ -1,4 +1,4 @@
-"""``reviewtune runs list|show|trials|report``, ``reviewtune drop``, ``reviewtune champion``, ``reviewtune
+"""``reviewtune runs list|show|trials|report|stop``, ``reviewtune drop``, ``reviewtune champion``, ``reviewtune
 promote`` and ``reviewtune dead-letters``: AWS or the local runtime, alike."""
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from reviewtune.console import dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import names, states
+from reviewtune.core import names, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunStatus
+from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
@@ -96,6 +97,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         console.print(plain(f"report of {item['run_id']}: {path}"))
     if args.open:
         webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Record the request, stop the run's running job now; the reconciler (or the job's end) ends the run STOPPED."""
+    target = _target(args)
+    by = queries.caller(target.client("sts"))
+    try:
+        item = request_stop(target.runs(), args.run_id, why=args.reason, by=by)
+    except StopError as error:
+        raise SystemExit(f"error: {error}") from None
+    outcome, answer = stop_job_now(target.client("sagemaker"), item)
+    job = "evaluation job" if item["status"] == RunStatus.EVALUATING else "tuning job"
+    then = {
+        stop_requests.NO_JOB: "no tuning job started: the reconciler's next pass ends it STOPPED",
+        stop_requests.STOPPING: f"its {job} is stopping; the run ends STOPPED when SageMaker says it has stopped",
+        stop_requests.NOT_RUNNING: f"its {job} is not running ({answer}); the run ends STOPPED at its next step",
+        stop_requests.FAILED: f"stopping its {job} failed ({answer}); the reconciler's next pass stops it",
+    }[outcome]
+    request = item["stop_request"]
+    text = (f"stop of {item['run_id']} ({item['status']}) recorded: {request['reason']!r} by {request['by']} at "
+            f"{request['at']}; {then}")
+    data = {"run_id": item["run_id"], "status": item["status"], "stop_request": request, "job": outcome,
+            "job_answer": answer}
+    _emit(args, data, plain(text))
     return 0
 
 
@@ -219,7 +245,13 @@ def register(sub: Any) -> None:
     report.add_argument("--out", default="out", help="folder to write <run_id>.html into (default: out)")
     report.add_argument("--open", action="store_true", help="open it in the web browser")
     report.set_defaults(func=cmd_report)
-    for parser in (listing, show, trials, report):
+    stop = runs_sub.add_parser(
+        "stop", help="stop a run that has not ended: its job is stopped, it ends STOPPED with your reason"
+    )
+    stop.add_argument("run_id")
+    stop.add_argument("--reason", required=True, help="why (in the run's record and its STOPPED message)")
+    stop.set_defaults(func=cmd_stop)
+    for parser in (listing, show, trials, report, stop):
         _common(parser)
 
     drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")

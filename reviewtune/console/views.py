@@ -102,10 +102,18 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("ends by (UTC)", f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
          if item.get("deadline_at") else None),
         ("last start error", item.get("start_error")),
+        ("stop requested", _stop_request(item)),
         ("failed at", item.get("failed_stage")),
         ("no copy kept", item.get("not_copied")),
     ]
     return [(label, value) for label, value in facts if value is not None]
+
+
+def _stop_request(item: dict[str, Any]) -> str | None:
+    request = item.get("stop_request")
+    if not isinstance(request, dict):
+        return None
+    return f"{utc_time(request.get('at'))} by {request.get('by')}: {request.get('reason')}"
 
 
 def _package(item: dict[str, Any]) -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, costs, names, states, trial_records
+from reviewtune.core import aws_errors, costs, names, states, stop_requests, trial_records
 from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -370,6 +370,8 @@ def start_evaluation(
     def end_tuning(stage: str = "tuning", **outcome: Any) -> dict[str, Any]:
         return end_run(runs, settings, clients, tuning_job_name, stage=stage, tuning=stored(), **outcome)
 
+    if status in ("Completed", "Stopped") and stop_requests.requested(run):  # a person stopped it: nothing evaluated
+        return end_tuning(status=RunStatus.STOPPED, reason=stop_requests.reason(run))
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
         final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED

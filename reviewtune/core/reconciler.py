@@ -6,7 +6,8 @@ then reads every non-final run from the ``by_status`` index, reads what is (the 
 DescribeHyperParameterTuningJob, DescribeProcessingJob), and takes at most one
 idempotent step per run through the same core functions the event handlers call: ``start_tuning`` /
 ``launch`` for a claim, ``start_evaluation`` when the tuning job ended, ``record_results`` when the evaluation
-job ended, ``end_run`` for a run past its state's deadline. Then it sends every unsent message
+job ended, ``end_run`` for a run past its state's deadline; for a run a person asked to stop (stop_requests.py) it
+ends it if no tuning job started, else stops its running job. Then it sends every unsent message
 (``by_pending_notice``, where an ended run that owes the withdrawal of a package approval also stays until it is
 settled: withdrawal.py), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
 an event arrived, and a lost, late, repeated or out-of-order event only delays a run until the next pass.
@@ -22,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, names, slots, states, withdrawal
+from reviewtune.core import aws_errors, names, slots, states, stop_requests, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
@@ -38,6 +39,7 @@ from reviewtune.core.tuning import (
     start_queued_runs,
     start_tuning,
     stop_tuning_job,
+    stop_unstarted,
 )
 
 logger = Logger(child=True)
@@ -176,6 +178,9 @@ def reconcile_run(
     """Take at most one step for one non-final run; returns what it did (None: nothing to do)."""
     status = RunStatus(run["status"])
     run_id = run["run_id"]
+    stopping = stop_requests.requested(run)
+    if stopping and status in (RunStatus.CLAIMED, RunStatus.QUEUED):
+        return f"stopped on request: {stop_unstarted(run, settings, clients)['status']}"
     deadline = run.get("deadline_at")
     if deadline and parse_iso(deadline) < now:
         reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
@@ -196,6 +201,9 @@ def reconcile_run(
         job_status = job["HyperParameterTuningJobStatus"]
         if job_status in SAGEMAKER_ENDED and aws_errors.is_due(run.get("evaluation_start"), now):
             return f"tuning {job_status}: {start_evaluation(run_id, job_status, settings, clients)['status']}"
+        if stopping and job_status == "InProgress":  # the command's own stop refused, lost, or not allowed
+            stop_tuning_job(clients, run_id)
+            return "tuning job stopped on request"
         return None
     if status is RunStatus.EVALUATING:
         job_name = run.get("evaluation_job_name") or names.evaluation_job_name(run_id)
@@ -211,6 +219,9 @@ def reconcile_run(
         job_status = job["ProcessingJobStatus"]
         if job_status in SAGEMAKER_ENDED:
             return f"evaluation {job_status}: {record_results(job_name, job_status, job, settings, clients)['status']}"
+        if stopping and job_status == "InProgress":
+            stop_evaluation_job(clients, run_id, job_name)
+            return "evaluation job stopped on request"
         return None
     return None  # QUEUED: started below when a slot is free
 

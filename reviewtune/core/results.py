@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, messages, names, s3_presence, states, withdrawal
+from reviewtune.core import aws_errors, messages, names, s3_presence, states, stop_requests, withdrawal
 from reviewtune.core.champion import TRIES, ChampionChanged, Plan, RunMovedOn, set_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -151,6 +151,9 @@ def record_results(
             "the event is delivered again and the reconciler reads the job's status"
         )
 
+    if status in ("Completed", "Stopped") and stop_requests.requested(run):  # a person stopped it: nothing recorded
+        return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.STOPPED,
+                       reason=stop_requests.reason(run))
     if status != "Completed":
         final = RunStatus.STOPPED if status == "Stopped" else RunStatus.FAILED
         reason = (
@@ -216,7 +219,8 @@ def _record_with_champion(
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
         notice = messages.succeeded({**run, **final}, evaluation, settings.runs_table)
         if plan is None or not plan.moves:
-            moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **final)
+            moved = runs.transition(run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice,
+                                    unless_stop_requested=True, **final)
             return None if moved is not None else _ended_meanwhile(runs, settings, clients, run_id)
         set_champion(
             clients.runs_table,
@@ -229,7 +233,7 @@ def _record_with_champion(
             expected_run_id=plan.expected_run_id,
             model_package_arn=arn,
             run_update=runs.transition_request(
-                run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, **final
+                run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, unless_stop_requested=True, **final
             ),
         )
         return None
@@ -256,6 +260,11 @@ def _ended_meanwhile(
     runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, *, withdraw: bool = False
 ) -> dict[str, Any]:
     item = runs.get(run_id)
+    if item and item.get("status") == RunStatus.EVALUATING and stop_requests.requested(item):
+        # a person stopped the run while its results were being recorded: it ends STOPPED, never champion (end_run
+        # withdraws an approval given here)
+        return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.STOPPED,
+                       reason=stop_requests.reason(item), only_from=(RunStatus.EVALUATING,))
     # not when the run moved on to SUCCEEDED: another record_results (the event's, or a pass's) made it champion
     if withdraw and item and item.get("status") != RunStatus.SUCCEEDED and item.get("model_package_arn"):
         withdrawal.withdraw(clients, item)

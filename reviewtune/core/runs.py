@@ -275,14 +275,20 @@ class RunsRepository:
         *,
         notice: tuple[str, str] | None = None,
         remove: tuple[str, ...] = (),
+        unless_stop_requested: bool = False,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """Move the run from one of ``sources`` to ``target`` (compare-and-set on the status), setting ``fields``
         and, for a told state, recording ``notice`` (subject, body) as its unsent message in the same write.
 
+        ``unless_stop_requested``: not if a person asked for the run to be stopped (``stop_request``,
+        stop_requests.py), which then holds even against a step that read the run before the request.
+
         Returns the new item, or None when the run was not in any of ``sources`` (someone else moved it: re-read
         and decide)."""
-        request = self.transition_request(run_id, sources, target, notice=notice, remove=remove, **fields)
+        request = self.transition_request(
+            run_id, sources, target, notice=notice, remove=remove, unless_stop_requested=unless_stop_requested, **fields
+        )
         request["ReturnValues"] = "ALL_NEW"
         for attempt in range(2):
             try:
@@ -303,6 +309,7 @@ class RunsRepository:
         *,
         notice: tuple[str, str] | None = None,
         remove: tuple[str, ...] = (),
+        unless_stop_requested: bool = False,
         **fields: Any,
     ) -> dict[str, Any]:
         """The conditional UpdateItem arguments of ``transition`` (Key, expressions, condition), unsent: to send
@@ -336,6 +343,8 @@ class RunsRepository:
             update.set("notice_pending", value=PENDING)
         placeholders = ", ".join(update.value(s.value) for s in sources)
         condition = f"{update.name('status')} IN ({placeholders})"
+        if unless_stop_requested:
+            condition += f" AND attribute_not_exists({update.name('stop_request')})"
         return {
             "Key": {"run_id": run_id},
             "UpdateExpression": update.expression(),

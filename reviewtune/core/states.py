@@ -4,8 +4,8 @@ One place for these facts. ``reviewtune/core/runs.py`` writes each transition as
 update on the current status; docs/architecture.md draws the same diagram.
 
     (new) -> CLAIMED                      written before any side effect: a replay finds it and does nothing
-    CLAIMED -> QUEUED | TUNING | REJECTED | DUPLICATE | FAILED
-    QUEUED -> TUNING | FAILED              waits for a concurrency slot (MaxConcurrentRuns)
+    CLAIMED -> QUEUED | TUNING | REJECTED | DUPLICATE | FAILED | STOPPED
+    QUEUED -> TUNING | FAILED | STOPPED    waits for a concurrency slot (MaxConcurrentRuns)
     TUNING -> EVALUATING | FAILED | STOPPED
     EVALUATING -> SUCCEEDED | FAILED | STOPPED
 
@@ -33,9 +33,16 @@ class RunStatus(StrEnum):
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.CLAIMED: frozenset(
-        {RunStatus.QUEUED, RunStatus.TUNING, RunStatus.REJECTED, RunStatus.DUPLICATE, RunStatus.FAILED}
+        {
+            RunStatus.QUEUED,
+            RunStatus.TUNING,
+            RunStatus.REJECTED,
+            RunStatus.DUPLICATE,
+            RunStatus.FAILED,
+            RunStatus.STOPPED,  # a person stopped it before its tuning job started (stop_requests.py)
+        }
     ),
-    RunStatus.QUEUED: frozenset({RunStatus.TUNING, RunStatus.FAILED}),
+    RunStatus.QUEUED: frozenset({RunStatus.TUNING, RunStatus.FAILED, RunStatus.STOPPED}),
     RunStatus.TUNING: frozenset({RunStatus.EVALUATING, RunStatus.FAILED, RunStatus.STOPPED}),
     RunStatus.EVALUATING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED}),
 }

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, duplicates, messages, names, s3_presence, slots, states
+from reviewtune.core import aws_errors, duplicates, messages, names, s3_presence, slots, states, stop_requests
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
@@ -341,6 +341,8 @@ def start_tuning(
     if not claimed and run["status"] != RunStatus.CLAIMED:
         logger.info("duplicate event: run exists", extra={"run_id": run_id, "status": run["status"]})
         return _moved_on(runs, settings, clients, run_id)
+    if stop_requests.requested(run):
+        return stop_unstarted(run, settings, clients)
     if not claimed and run.get("data"):
         return launch_or_queue(run, settings, clients)  # an earlier attempt prepared everything
 
@@ -391,6 +393,8 @@ def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients
     """Start the tuning job of a prepared run when a slot is free, else queue it (and say so)."""
     runs = repository(settings, clients)
     run_id = run["run_id"]
+    if stop_requests.requested(run):
+        return stop_unstarted(run, settings, clients)
     if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
         return launch(run, settings, clients)
     if run["status"] == RunStatus.QUEUED:
@@ -476,6 +480,15 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     }
 
 
+def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
+    """End a CLAIMED or QUEUED run that a person asked to stop (stop_requests.py): STOPPED, its slot freed and its
+    message sent. A tuning job made for it by a start whose answer was lost is stopped first."""
+    stop_tuning_job(clients, run["run_id"])
+    return end_run(repository(settings, clients), settings, clients, run["run_id"], stage="tuning",
+                   status=RunStatus.STOPPED, reason=stop_requests.reason(run),
+                   only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
+
+
 def stop_tuning_job(clients: AwsClients, run_id: str) -> None:
     """Best effort: stop a run's tuning job (if there is one and it runs) so that it stops costing."""
     stop_job(lambda: clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id),
@@ -508,6 +521,8 @@ def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | N
         run = runs.get(queued["run_id"])
         if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
             continue
+        if stop_requests.requested(run):
+            continue  # the reconciler ends it STOPPED; it takes no slot
         if slots.acquire(clients.runs_table, run["run_id"], settings.max_concurrent_runs):
             started.append(launch(run, settings, clients))
     return started

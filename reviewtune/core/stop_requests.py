@@ -1,0 +1,97 @@
+"""A person stops a run: ``reviewtune runs stop RUN_ID --reason TEXT``.
+
+The request is recorded on the run first (``stop_request``: who, why, when), by one conditional write while the run
+is in the state it was read in and not final. From then on every step that would move the run on honours it, so the
+stop holds whatever fails, repeats or comes late:
+
+- a run whose tuning job has not started (CLAIMED, QUEUED) starts none: ``launch_or_queue`` ends it STOPPED instead,
+  the queue passes it by, and the reconciler's next pass ends it STOPPED (its slot freed, its message sent);
+- a TUNING or EVALUATING run: the command stops its SageMaker job at once (best effort), and every reconciler pass
+  stops it again while it still runs (the command's call refused, lost, or made without the permission). Once the
+  job has ended, start_evaluation and record_results end the run STOPPED instead of evaluating, registering or
+  deciding a champion: a stopped run never becomes champion, even when its job completed before the stop reached
+  it. A job that failed on its own still ends the run FAILED, with SageMaker's reason.
+
+The run's one outcome message is then the STOPPED one, naming who stopped it, when and why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from reviewtune.core import aws_errors, names, states
+from reviewtune.core.champion import is_champion_key
+from reviewtune.core.errors import ReviewtuneError
+from reviewtune.core.reasons import bounded
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+
+REASON_MAX_CHARS = 500
+_CONFLICT_RETRIES = 5
+
+
+class StopError(ReviewtuneError):
+    """The run cannot be stopped; the message says why."""
+
+
+def requested(run: dict[str, Any]) -> bool:
+    """Whether someone asked for the run to be stopped."""
+    return isinstance(run.get("stop_request"), dict)
+
+
+def reason(run: dict[str, Any]) -> str:
+    """The reason a run stopped on request ends with: who, when, why."""
+    request = run["stop_request"]
+    return f"stopped by {request.get('by')} at {request.get('at')}: {request.get('reason')}"
+
+
+def request_stop(
+    runs: RunsRepository, run_id: str, *, why: str, by: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Record the request to stop ``run_id`` and return the run as it is then. A run asked to stop already keeps its
+    first request (the call is then only a retry of the job's stop); a final run cannot be stopped."""
+    if not why.strip():
+        raise StopError("a stop needs a reason (--reason TEXT)")
+    request = {"by": by, "reason": bounded(why.strip(), REASON_MAX_CHARS), "at": now_iso(now)}
+    for _ in range(_CONFLICT_RETRIES):
+        run = None if is_champion_key(run_id) else runs.get(run_id)
+        if run is None:
+            raise StopError(f"no run {run_id!r}")
+        if states.is_final(run["status"]):
+            raise StopError(f"run {run_id} is {run['status']} already: there is nothing to stop")
+        if requested(run):
+            return run
+        recorded = runs.update_if(run_id, run["status"], stop_request=request)
+        if recorded is not None:
+            return recorded
+    raise StopError(f"run {run_id} kept changing while the stop was being recorded; run the command again")
+
+
+# What stopping a run's job now came to (``stop_job_now``).
+STOPPING = "stopping"  # SageMaker took the stop
+NOT_RUNNING = "not running"  # it refused: the job ended or is stopping already, or is not there
+NO_JOB = "no job"  # a CLAIMED or QUEUED run: no tuning job started
+FAILED = "failed"  # any other refusal: the reconciler stops the job on its next pass
+
+
+def stop_job_now(sagemaker: Any, run: dict[str, Any]) -> tuple[str, str | None]:
+    """Stop the SageMaker job a TUNING or EVALUATING run has running: one of the outcomes above, and AWS's answer
+    when it failed."""
+    run_id = run["run_id"]
+    try:
+        if run["status"] == RunStatus.TUNING:
+            sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+        elif run["status"] == RunStatus.EVALUATING:
+            job = run.get("evaluation_job_name") or names.evaluation_job_name(run_id)
+            sagemaker.stop_processing_job(ProcessingJobName=job)
+        else:
+            return NO_JOB, None
+    except ClientError as exc:
+        if aws_errors.code(exc) in ("ValidationException", "ResourceNotFound"):
+            return NOT_RUNNING, aws_errors.text(exc)  # SageMaker refuses to stop a job that is not in progress
+        return FAILED, aws_errors.text(exc)
+    except BotoCoreError as exc:
+        return FAILED, str(exc)
+    return STOPPING, None

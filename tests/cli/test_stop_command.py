@@ -1,0 +1,67 @@
+"""`reviewtune runs stop` against moto (the stack found through CloudFormation outputs as on AWS): the request is
+recorded with the reason and who, the run's running job is stopped, the output says what happens next, and what
+cannot be stopped gets a clear error with nothing written.
+"""
+
+from __future__ import annotations
+
+import re
+
+import boto3
+import pytest
+
+from reviewtune.cli import main
+from reviewtune.core.runs import RunsRepository
+from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
+
+
+@pytest.fixture
+def stack(deployed):  # noqa: F811
+    return deployed
+
+
+def item(stack, run_id: str) -> dict:
+    return RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get(run_id)
+
+
+def test_stop_records_who_and_why_and_says_the_reconciler_ends_a_queued_run(stack, capsys):
+    put_run(stack, "reviewtune-q1", "team-a/r.tsv", "QUEUED", 1)
+
+    done = run_json(capsys, "runs", "stop", "reviewtune-q1", "--reason", "wrong export")
+
+    who = boto3.client("sts").get_caller_identity()["Arn"]
+    assert done["status"] == "QUEUED" and done["job"] == "no job" and done["job_answer"] is None
+    assert done["stop_request"]["by"] == who and done["stop_request"]["reason"] == "wrong export"
+    assert item(stack, "reviewtune-q1")["stop_request"] == done["stop_request"]
+    assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
+    shown = capsys.readouterr().out
+    assert "stop requested" in shown and f"by {who}: wrong export" in shown
+
+
+def test_stop_of_an_evaluating_run_whose_job_is_gone_says_the_job_is_not_running(stack, capsys):
+    put_run(stack, "reviewtune-e1", "team-a/r.tsv", "EVALUATING", 1)
+    RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).update(
+        "reviewtune-e1", evaluation_job_name="reviewtune-e1-eval")
+
+    assert main(["runs", "stop", "reviewtune-e1", "--reason", "not needed", "--stack", STACK]) == 0
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert "stop of reviewtune-e1 (EVALUATING) recorded: 'not needed'" in out
+    assert "its evaluation job is not running (ValidationException: Could not find processing job" in out
+    assert "the run ends STOPPED at its next step" in out
+    assert item(stack, "reviewtune-e1")["stop_request"]["reason"] == "not needed"
+
+
+@pytest.mark.parametrize(("run_id", "reason", "error"), [
+    ("reviewtune-s1", "late", "run reviewtune-s1 is SUCCEEDED already: there is nothing to stop"),
+    ("reviewtune-zz", "typo", "no run 'reviewtune-zz'"),
+    ("reviewtune-t1", " ", "a stop needs a reason (--reason TEXT)"),
+])
+def test_stop_refuses_what_cannot_be_stopped_and_writes_nothing(stack, capsys, run_id, reason, error):
+    put_run(stack, "reviewtune-s1", "team-a/r.tsv", "SUCCEEDED", 1, 0.7)
+    put_run(stack, "reviewtune-t1", "team-a/r.tsv", "TUNING", 2)
+
+    with pytest.raises(SystemExit, match=f"^error: {re.escape(error)}$"):
+        main(["runs", "stop", run_id, "--reason", reason, "--stack", STACK])
+
+    assert all("stop_request" not in item(stack, r) for r in ("reviewtune-s1", "reviewtune-t1"))

@@ -1,0 +1,211 @@
+"""A person stops a run (``reviewtune runs stop``): in every state it can be in, the run ends STOPPED once, told
+once with who, when and why; it starts, evaluates, registers and promotes nothing after the request, and its slot
+goes to the next run. The handlers and the reconciler on moto with the in-memory SageMaker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reviewtune.core import results, slots
+from reviewtune.core.champion import get_champion
+from reviewtune.core.failures import repository
+from reviewtune.core.runs import RunsRepository
+from reviewtune.core.stop_requests import (
+    FAILED,
+    NO_JOB,
+    NOT_RUNNING,
+    STOPPING,
+    StopError,
+    request_stop,
+    stop_job_now,
+)
+from tests.functional.pipeline import Pipeline, good_file, later, measured
+from tests.functional.test_guarantees import assert_ended
+from tests.functional.test_record_results import EVALUATION
+from tests.support.faults import client_error
+
+BY = "arn:aws:iam::123456789012:user/ops"
+WHY = "wrong export: March twice"
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def tuning(pipeline: Pipeline, seed: int = 0, key: str = "incoming/team/a.tsv") -> str:
+    result = pipeline.start_tuning(pipeline.drop_event(key, good_file(seed)))
+    assert result["status"] == "TUNING", result
+    return result["run_id"]
+
+
+def runs(pipeline: Pipeline) -> RunsRepository:
+    return repository(pipeline.settings, pipeline.clients)
+
+
+def stop(pipeline: Pipeline, run_id: str) -> dict:
+    """What the command does: record the request, then stop the run's running job."""
+    item = request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+    assert stop_job_now(pipeline.sagemaker, item)[0] in (STOPPING, NO_JOB)
+    return item
+
+
+def assert_stopped_on_request(pipeline: Pipeline, run_id: str) -> dict:
+    item = assert_ended(pipeline, run_id, "STOPPED", f"stopped by {BY} at ", WHY)
+    assert run_id not in slots.holders(pipeline.clients.runs_table)
+    [message] = [m for m in pipeline.messages(run_id) if m["MessageAttributes"]["status"]["Value"] == "STOPPED"]
+    assert WHY in message["Message"] and BY in message["Message"]
+    return item
+
+
+def test_a_tuning_run_a_person_stops_has_its_job_stopped_and_ends_stopped_told_once(pipeline):
+    run_id = tuning(pipeline)
+    stop(pipeline, run_id)
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"
+    pipeline.sagemaker.finish_tuning(run_id, "Stopped")
+    pipeline.tuning_ended(run_id, "Stopped")
+    pipeline.tuning_ended(run_id, "Stopped")  # a repeated event changes nothing
+    pipeline.reconcile(later(1))
+    item = assert_stopped_on_request(pipeline, run_id)
+    assert item["failed_stage"] == "tuning" and item["stop_request"]["by"] == BY
+    assert f"{run_id}-eval" not in pipeline.sagemaker.processing
+
+
+def test_a_run_whose_tuning_completed_before_the_stop_reached_it_evaluates_nothing(pipeline):
+    run_id = tuning(pipeline)
+    request_stop(runs(pipeline), run_id, why=WHY, by=BY)  # the job completed before anyone could stop it
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    assert_stopped_on_request(pipeline, run_id)
+    assert f"{run_id}-eval" not in pipeline.sagemaker.processing and pipeline.sagemaker.packages() == []
+
+
+def test_a_run_stopped_while_its_evaluation_runs_is_neither_registered_nor_champion(pipeline):
+    first = tuning(pipeline)
+    pipeline.succeed(first)
+    second = tuning(pipeline, seed=3)
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    assert pipeline.run(second)["status"] == "EVALUATING"
+    stop(pipeline, second)
+    assert pipeline.sagemaker.processing[f"{second}-eval"]["status"] == "Stopping"
+    # the job had written its results as it was stopped: far better than the champion, still not recorded
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={**_evaluation(pipeline, second)})
+    pipeline.evaluation_ended(second)
+    item = assert_stopped_on_request(pipeline, second)
+    assert item["failed_stage"] == "evaluation" and "results" not in item
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
+    assert len(pipeline.sagemaker.packages()) == 1  # the first run's only
+
+
+def test_a_stop_recorded_while_record_results_decides_keeps_the_run_from_champion(pipeline, monkeypatch):
+    """record_results read the run before the request, registered the model and, the challenger being better,
+    approved its package: its SUCCEEDED write (with the champion pointer) must fail on the request, the run end
+    STOPPED, and the approval be withdrawn."""
+    first = tuning(pipeline)
+    pipeline.succeed(first)
+    second = tuning(pipeline, seed=3)
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation=_evaluation(pipeline, second))
+    approve = results.set_approval
+
+    def stop_arrives(*args, **kwargs):
+        entry = approve(*args, **kwargs)
+        request_stop(runs(pipeline), second, why=WHY, by=BY)
+        return entry
+
+    monkeypatch.setattr(results, "set_approval", stop_arrives)
+    pipeline.evaluation_ended(second)
+    assert pipeline.run(second)["status"] == "STOPPED"
+    pipeline.reconcile(later(1))  # withdraws the approval again past the window any approval could still come in
+    assert_stopped_on_request(pipeline, second)
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
+    packages = {p["ModelPackageArn"]: p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()}
+    assert packages[pipeline.run(second)["model_package_arn"]] == "PendingManualApproval"
+    assert packages[pipeline.run(first)["model_package_arn"]] == "Approved"
+
+
+def test_a_queued_run_a_person_stops_takes_no_slot_and_ends_at_the_next_pass(pipeline):
+    running = [tuning(pipeline, seed=i, key=f"incoming/r{i}.tsv") for i in range(2)]  # both slots
+    queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(10 + i)))["run_id"]
+              for i in range(2)]
+    assert [pipeline.run(q)["status"] for q in queued] == ["QUEUED", "QUEUED"]
+    stop(pipeline, queued[0])  # the older one: first in line
+    pipeline.succeed(running[0])  # its freed slot goes past the stopped run to the next
+    assert pipeline.run(queued[1])["status"] == "TUNING"
+    assert pipeline.run(queued[0])["status"] == "QUEUED"
+    assert pipeline.reconcile(later(0))["steps"][queued[0]] == "stopped on request: STOPPED"
+    assert_stopped_on_request(pipeline, queued[0])
+    assert pipeline.statuses_told(queued[0]) == ["QUEUED", "STOPPED"]
+    assert queued[0] not in pipeline.sagemaker.tuning
+
+
+def test_a_claim_whose_start_waits_on_throttling_is_stopped_before_any_tuning_job(pipeline):
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    result = pipeline.start_tuning(pipeline.drop_event())
+    run_id = result["run_id"]
+    assert result["status"] == "CLAIMED" and pipeline.run(run_id)["tuning_start"]["attempts"] == 1
+    stop(pipeline, run_id)
+    pipeline.reconcile(later(1))  # its next try is due: the stop comes first
+    assert_stopped_on_request(pipeline, run_id)
+    assert run_id not in pipeline.sagemaker.tuning
+    pipeline.start_tuning(pipeline.drop_event())  # a late delivery of its event starts nothing either
+    assert run_id not in pipeline.sagemaker.tuning and pipeline.statuses_told(run_id) == ["STOPPED"]
+
+
+def test_a_job_the_command_could_not_stop_is_stopped_by_the_reconciler(pipeline):
+    run_id = tuning(pipeline)
+    pipeline.sagemaker.fail["stop_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    item = request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+    assert stop_job_now(pipeline.sagemaker, item) == (FAILED, "AccessDeniedException: AccessDeniedException for stop_hyper_parameter_tuning_job (injected)")
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
+    assert pipeline.reconcile(later(0))["steps"][run_id] == "tuning job stopped on request"
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"
+    pipeline.sagemaker.finish_tuning(run_id, "Stopped")  # its event lost: the next pass ends the run
+    pipeline.reconcile(later(0))
+    assert_stopped_on_request(pipeline, run_id)
+
+
+def test_a_job_that_failed_on_its_own_before_the_stop_ends_the_run_failed_with_its_reason(pipeline):
+    run_id = tuning(pipeline)
+    request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+    pipeline.sagemaker.finish_tuning(run_id, "Failed", failure="AlgorithmError: out of memory")
+    pipeline.tuning_ended(run_id, "Failed")
+    assert_ended(pipeline, run_id, "FAILED", "AlgorithmError: out of memory")
+
+
+def test_what_cannot_be_stopped_is_refused_and_a_second_request_keeps_the_first(pipeline):
+    table = runs(pipeline)
+    with pytest.raises(StopError, match="no run 'nope'"):
+        request_stop(table, "nope", why=WHY, by=BY)
+    run_id = tuning(pipeline)
+    with pytest.raises(StopError, match="needs a reason"):
+        request_stop(table, run_id, why="  ", by=BY)
+    assert "stop_request" not in pipeline.run(run_id)
+    first = request_stop(table, run_id, why=WHY, by=BY)["stop_request"]
+    assert request_stop(table, run_id, why="another reason", by="someone else")["stop_request"] == first
+    pipeline.sagemaker.finish_tuning(run_id, "Stopped")
+    pipeline.tuning_ended(run_id, "Stopped")
+    with pytest.raises(StopError, match=f"run {run_id} is STOPPED already: there is nothing to stop"):
+        request_stop(table, run_id, why=WHY, by=BY)
+
+
+def test_stopping_a_job_that_ended_or_is_stopping_already_is_no_error(pipeline):
+    run_id = tuning(pipeline)
+    item = pipeline.run(run_id)
+    pipeline.sagemaker.fail["stop_hyper_parameter_tuning_job"] = ["ValidationException"]
+    assert stop_job_now(pipeline.sagemaker, item) == (NOT_RUNNING, "ValidationException: ValidationException for stop_hyper_parameter_tuning_job (injected)")
+
+    class Refusing:
+        def stop_hyper_parameter_tuning_job(self, **_):
+            raise client_error("ThrottlingException", "Rate exceeded", "StopHyperParameterTuningJob")
+
+    assert stop_job_now(Refusing(), item) == (FAILED, "ThrottlingException: Rate exceeded")
+
+
+def _evaluation(pipeline: Pipeline, run_id: str) -> dict:
+    """evaluation.json of a challenger far better than the champion it was asked to measure."""
+    champion = pipeline.processing_argument(run_id, "--champion-run-id")
+    return {**EVALUATION, "comparison": {"champion_run_id": champion, **measured(0.80, 0.70)}}
