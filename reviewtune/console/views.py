@@ -103,7 +103,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
          if item.get("deadline_at") else None),
         ("last start error", item.get("start_error")),
         ("stop requested", _stop_request(item)),
-        ("failed at", item.get("failed_stage")),
+        ("stopped at" if status == "STOPPED" else "failed at", item.get("failed_stage")),
         ("no copy kept", item.get("not_copied")),
     ]
     return [(label, value) for label, value in facts if value is not None]
@@ -168,6 +168,9 @@ def run_view(item: dict[str, Any]) -> Group:
         events = [(when, ENTERED.get(status, "ended {status}").format(status=status)) for status, when in entered.items()]
         events.append((tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"))
         events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
+        request = item.get("stop_request")
+        if isinstance(request, dict):
+            events.append((request.get("at"), f"stop requested by {request.get('by')}"))
     else:  # an item written before status_history was
         events = [
             (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from reviewtune.cli import main
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
 
 
@@ -36,6 +36,12 @@ def test_stop_records_who_and_why_and_says_the_reconciler_ends_a_queued_run(stac
     assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
     shown = capsys.readouterr().out
     assert "stop requested" in shown and f"by {who}: wrong export" in shown
+    assert f"stop requested by {who}" in shown  # the timeline's row
+    RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).transition(  # as the reconciler's pass does
+        "reviewtune-q1", RunStatus.QUEUED, RunStatus.STOPPED, notice=("stopped", "stopped"), failed_stage="tuning")
+    assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
+    shown = capsys.readouterr().out
+    assert "stopped at" in shown and "failed at" not in shown
 
 
 def test_stop_of_an_evaluating_run_whose_job_is_gone_says_the_job_is_not_running(stack, capsys):
