@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
+from reviewtune.core import states
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -42,13 +43,21 @@ def runs_table(items: list[dict[str, Any]], title: str) -> Table:
             table,
             item["run_id"],
             utc_time(item.get("created_at")),
-            item.get("status", "?"),
+            _status(item),
             item.get("dataset", ""),
             "/".join(f"{rows[s]:,}" for s in ("train", "validation", "test") if s in rows) or "-",
             f"{best['objective']:.2f}" if best.get("objective") is not None else "-",
             _pct(accuracy),
         )
     return table
+
+
+def _status(item: dict[str, Any]) -> str:
+    """The run's status; one not ended yet that a person asked to stop says so (stop_requests.py)."""
+    status = str(item.get("status", "?"))
+    if isinstance(item.get("stop_request"), dict) and not states.is_final(status):
+        return f"{status}, stopping"
+    return status
 
 
 def _search(item: dict[str, Any]) -> str:

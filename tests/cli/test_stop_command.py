@@ -37,11 +37,16 @@ def test_stop_records_who_and_why_and_says_the_reconciler_ends_a_queued_run(stac
     shown = capsys.readouterr().out
     assert "stop requested" in shown and f"by {who}: wrong export" in shown
     assert f"stop requested by {who}" in shown  # the timeline's row
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "QUEUED, stopping" in capsys.readouterr().out
     RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).transition(  # as the reconciler's pass does
         "reviewtune-q1", RunStatus.QUEUED, RunStatus.STOPPED, notice=("stopped", "stopped"), failed_stage="tuning")
     assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
     shown = capsys.readouterr().out
     assert "stopped at" in shown and "failed at" not in shown
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    listed = capsys.readouterr().out
+    assert "STOPPED" in listed and "stopping" not in listed
 
 
 def test_stop_of_an_evaluating_run_whose_job_is_gone_says_the_job_is_not_running(stack, capsys):
