@@ -419,10 +419,15 @@ def start_evaluation(
         RunStatus.EVALUATING,
         tuning=stored(),
         evaluation_job_name=request["ProcessingJobName"],
+        unless_stop_requested=True,
         **({"challenge": challenge} if challenge else {}),
     )
     if moved is None:
         item = runs.get(tuning_job_name)
+        if item and item["status"] == RunStatus.TUNING and stop_requests.requested(item):
+            # a person stopped the run meanwhile: the evaluation job just made evaluates nothing
+            stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"])
+            return end_tuning(status=RunStatus.STOPPED, reason=stop_requests.reason(item))
         if item and states.is_final(item["status"]):
             if item["status"] != RunStatus.SUCCEEDED:
                 # ended meanwhile (its deadline): the job just made has no run to record it

@@ -183,8 +183,12 @@ def reconcile_run(
         return f"stopped on request: {stop_unstarted(run, settings, clients)['status']}"
     deadline = run.get("deadline_at")
     if deadline and parse_iso(deadline) < now:
-        reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
         _stop_jobs(run, clients)
+        if stopping:  # its job did not say it stopped in time: the run still ends as the person asked
+            end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.STOPPED,
+                    reason=stop_requests.reason(run))
+            return "past deadline, stopped on request"
+        reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
         end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.FAILED, reason=reason)
         return "past deadline"
     if status is RunStatus.CLAIMED:
@@ -199,7 +203,8 @@ def reconcile_run(
     if status is RunStatus.TUNING:
         job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
         job_status = job["HyperParameterTuningJobStatus"]
-        if job_status in SAGEMAKER_ENDED and aws_errors.is_due(run.get("evaluation_start"), now):
+        # a run asked to stop does not wait for the next try of a throttled evaluation job: it starts none
+        if job_status in SAGEMAKER_ENDED and (stopping or aws_errors.is_due(run.get("evaluation_start"), now)):
             return f"tuning {job_status}: {start_evaluation(run_id, job_status, settings, clients)['status']}"
         if stopping and job_status == "InProgress":  # the command's own stop refused, lost, or not allowed
             stop_tuning_job(clients, run_id)

@@ -211,7 +211,7 @@ def _record_with_champion(
         # the package is kept on the run before its approval, so that whatever ends the run instead withdraws it
         # (withdrawal.py)
         marked = {"model_package_arn": arn, "package_marked_at": now_iso()}
-        if approving and runs.update_if(run_id, RunStatus.EVALUATING, **marked) is None:
+        if approving and runs.update_if(run_id, RunStatus.EVALUATING, unless_stop_requested=True, **marked) is None:
             return _ended_meanwhile(runs, settings, clients, run_id)
         # a champion's package approval refused for a moment fails this attempt, which is tried again (the event,
         # the reconciler), as registering it does; past that window the run succeeds with the error recorded

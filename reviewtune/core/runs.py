@@ -259,12 +259,17 @@ class RunsRepository:
             raise
         return from_item(response["Attributes"])
 
-    def update_if(self, run_id: str, status: RunStatus | str, **fields: Any) -> dict[str, Any] | None:
-        """Set attributes only while the run is still in ``status``; None when it moved on."""
+    def update_if(
+        self, run_id: str, status: RunStatus | str, *, unless_stop_requested: bool = False, **fields: Any
+    ) -> dict[str, Any] | None:
+        """Set attributes only while the run is still in ``status`` (and, with ``unless_stop_requested``, nobody
+        asked for it to be stopped: ``transition``); None when it moved on."""
         update = _Update()
         for name, value in {**fields, "updated_at": now_iso()}.items():
             update.set(name, value=value)
         condition = f"{update.name('status')} = {update.value(str(status))}"
+        if unless_stop_requested:
+            condition += f" AND attribute_not_exists({update.name('stop_request')})"
         return self._update_where(run_id, update, condition)
 
     def transition(

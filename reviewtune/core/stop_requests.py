@@ -12,6 +12,10 @@ stop holds whatever fails, repeats or comes late:
   deciding a champion: a stopped run never becomes champion, even when its job completed before the stop reached
   it. A job that failed on its own still ends the run FAILED, with SageMaker's reason.
 
+The writes that move a run on (to TUNING, to EVALUATING, the mark before a package's approval, to SUCCEEDED) are
+conditional on there being no request (``unless_stop_requested``), so a step that read the run just before the
+request finds its write refused and ends the run STOPPED itself, stopping the job it just made.
+
 The run's one outcome message is then the STOPPED one, naming who stopped it, when and why.
 """
 
@@ -57,13 +61,14 @@ def request_stop(
     request = {"by": by, "reason": bounded(why.strip(), REASON_MAX_CHARS), "at": now_iso(now)}
     for _ in range(_CONFLICT_RETRIES):
         run = None if is_champion_key(run_id) else runs.get(run_id)
-        if run is None:
+        if run is None or "status" not in run:  # the slots item, a content marker: no run
             raise StopError(f"no run {run_id!r}")
         if states.is_final(run["status"]):
             raise StopError(f"run {run_id} is {run['status']} already: there is nothing to stop")
         if requested(run):
             return run
-        recorded = runs.update_if(run_id, run["status"], stop_request=request)
+        # conditional on no request too: of two at once, the first stays (read again, it is returned)
+        recorded = runs.update_if(run_id, run["status"], unless_stop_requested=True, stop_request=request)
         if recorded is not None:
             return recorded
     raise StopError(f"run {run_id} kept changing while the stop was being recorded; run the command again")

@@ -462,12 +462,15 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "warm_start": plan.summary(),
     }
     moved = runs.transition(
-        run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn, config=config
+        run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn, config=config,
+        unless_stop_requested=True,
     )
     if moved is None:
         current = runs.get(run_id)
         if current is not None and states.is_final(current["status"]):
             stop_tuning_job(clients, run_id)  # ended meanwhile (its deadline): the job just made has no run
+        elif current is not None and stop_requests.requested(current):
+            return stop_unstarted(current, settings, clients)  # asked to stop meanwhile: the job just made too
         return _moved_on(runs, settings, clients, run_id)
     rows = run.get("data", {}).get("summary", {}).get("rows")
     logger.info("tuning job started", extra={"run_id": run_id, "rows": rows, "warm_start": plan.summary()})

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from reviewtune.core import evaluation as evaluation_module
 from reviewtune.core import results, slots
+from reviewtune.core import tuning as tuning_module
 from reviewtune.core.champion import get_champion
 from reviewtune.core.failures import repository
 from reviewtune.core.runs import RunsRepository
@@ -103,12 +105,7 @@ def test_a_stop_recorded_while_record_results_decides_keeps_the_run_from_champio
     """record_results read the run before the request, registered the model and, the challenger being better,
     approved its package: its SUCCEEDED write (with the champion pointer) must fail on the request, the run end
     STOPPED, and the approval be withdrawn."""
-    first = tuning(pipeline)
-    pipeline.succeed(first)
-    second = tuning(pipeline, seed=3)
-    pipeline.finish_tuning_well(second)
-    pipeline.tuning_ended(second)
-    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation=_evaluation(pipeline, second))
+    first, second = _challenger_evaluated(pipeline)
     approve = results.set_approval
 
     def stop_arrives(*args, **kwargs):
@@ -209,3 +206,122 @@ def _evaluation(pipeline: Pipeline, run_id: str) -> dict:
     """evaluation.json of a challenger far better than the champion it was asked to measure."""
     champion = pipeline.processing_argument(run_id, "--champion-run-id")
     return {**EVALUATION, "comparison": {"champion_run_id": champion, **measured(0.80, 0.70)}}
+
+
+# ------------------------------------------------------------------- a request landing in the middle of a step
+
+
+def test_a_stop_landing_while_the_tuning_job_is_created_stops_that_job_and_ends_the_run(pipeline, monkeypatch):
+    """launch read the run without a request and took a slot; the request lands before its TUNING write."""
+    create, said = tuning_module._create, []
+
+    def stop_arrives(clients, request):
+        item = request_stop(runs(pipeline), request["HyperParameterTuningJobName"], why=WHY, by=BY)
+        said.append(stop_job_now(pipeline.sagemaker, item)[0])  # the run is CLAIMED: the command sees no job
+        return create(clients, request)
+
+    monkeypatch.setattr(tuning_module, "_create", stop_arrives)
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    assert said == [NO_JOB]
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"  # the job just made: stopped at once
+    assert_stopped_on_request(pipeline, run_id)
+
+
+def test_a_stop_landing_while_the_evaluation_job_is_created_stops_that_job_and_ends_the_run(pipeline, monkeypatch):
+    """start_evaluation read the run without a request; the request lands before its EVALUATING write (the
+    command finds the tuning job ended: nothing to stop)."""
+    run_id = tuning(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    write, said = evaluation_module.write_report_input, []
+
+    def stop_arrives(*args, **kwargs):
+        item = request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+        said.append(stop_job_now(pipeline.sagemaker, item)[0])
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "write_report_input", stop_arrives)
+    pipeline.tuning_ended(run_id)
+    assert said == [NOT_RUNNING]
+    assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "Stopping"
+    item = assert_stopped_on_request(pipeline, run_id)
+    assert item["failed_stage"] == "tuning" and item["tuning"]["status"] == "Completed"
+
+
+def test_a_stop_landing_before_the_champion_s_package_is_approved_never_approves_it(pipeline, monkeypatch):
+    """record_results read the run without a request and registered the model; the request lands before the
+    package is marked for approval: it is never Approved, not even for a moment."""
+    first, second = _challenger_evaluated(pipeline)
+    register, approvals = results.register, []
+
+    def stop_arrives(*args, **kwargs):
+        entry = register(*args, **kwargs)
+        request_stop(runs(pipeline), second, why=WHY, by=BY)
+        return entry
+
+    update = pipeline.sagemaker.update_model_package
+
+    def watched(ModelPackageArn, ModelApprovalStatus, **rest):  # noqa: N803
+        approvals.append((ModelPackageArn, ModelApprovalStatus))
+        return update(ModelPackageArn=ModelPackageArn, ModelApprovalStatus=ModelApprovalStatus, **rest)
+
+    monkeypatch.setattr(results, "register", stop_arrives)
+    monkeypatch.setattr(pipeline.sagemaker, "update_model_package", watched)
+    pipeline.evaluation_ended(second)
+    pipeline.reconcile(later(1))
+    assert_stopped_on_request(pipeline, second)
+    assert "Approved" not in [status for _, status in approvals], approvals
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
+
+
+def test_a_run_whose_job_is_still_stopping_at_its_deadline_ends_stopped_as_asked(pipeline):
+    run_id = tuning(pipeline)
+    stop(pipeline, run_id)  # SageMaker never says the job stopped
+    assert pipeline.reconcile(later(24 * 3 + 1))["steps"][run_id] == "past deadline, stopped on request"
+    assert_stopped_on_request(pipeline, run_id)
+
+
+def test_a_stopped_run_waiting_for_a_throttled_evaluation_start_ends_at_the_next_pass(pipeline):
+    run_id = tuning(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    pipeline.sagemaker.fail["create_processing_job"] = ["ThrottlingException"]
+    pipeline.tuning_ended(run_id)
+    assert pipeline.run(run_id)["evaluation_start"]["attempts"] == 1
+    request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+    pipeline.reconcile(later(0))  # before the evaluation job's next try is due
+    assert_stopped_on_request(pipeline, run_id)
+    assert f"{run_id}-eval" not in pipeline.sagemaker.processing
+
+
+def test_of_two_requests_at_once_the_first_stays(pipeline):
+    """Both read the run without a request; the second's write must not replace the first's."""
+    table = runs(pipeline)
+    run_id = tuning(pipeline)
+    unrequested = table.get(run_id)
+
+    class ReadBefore(RunsRepository):
+        def get(self, _run_id):
+            return unrequested
+
+    first = request_stop(table, run_id, why=WHY, by=BY)["stop_request"]
+    late = ReadBefore(table.table)
+    with pytest.raises(StopError, match="kept changing"):
+        request_stop(late, run_id, why="another reason", by="arn:aws:iam::123456789012:user/other")
+    assert pipeline.run(run_id)["stop_request"] == first
+
+
+def test_items_of_the_runs_table_that_are_not_runs_cannot_be_stopped(pipeline):
+    tuning(pipeline)  # takes a slot: the slots item exists
+    for key in ("#slots", "champion#team/a.tsv"):
+        with pytest.raises(StopError, match="no run"):
+            request_stop(runs(pipeline), key, why=WHY, by=BY)
+
+
+def _challenger_evaluated(pipeline: Pipeline) -> tuple[str, str]:
+    """The dataset's champion, and a second run whose evaluation job ended, far better than it."""
+    first = tuning(pipeline)
+    pipeline.succeed(first)
+    second = tuning(pipeline, seed=3)
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation=_evaluation(pipeline, second))
+    return first, second

@@ -231,7 +231,10 @@ class FakeSageMaker:
         self._call("stop_hyper_parameter_tuning_job")
         if HyperParameterTuningJobName not in self.tuning:
             raise client_error("ResourceNotFound", f"no tuning job {HyperParameterTuningJobName}", "StopHyperParameterTuningJob")
-        self.tuning[HyperParameterTuningJobName]["status"] = "Stopping"
+        job = self.tuning[HyperParameterTuningJobName]
+        if job["status"] != "InProgress":  # as SageMaker, which stops only a job in progress
+            raise client_error("ValidationException", f"The job is {job['status']}, not InProgress", "StopHyperParameterTuningJob")
+        job["status"] = "Stopping"
         return {}
 
     # -- processing -----------------------------------------------------------------------------------------
@@ -276,7 +279,10 @@ class FakeSageMaker:
 
     def stop_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:  # noqa: N803
         self._call("stop_processing_job")
-        self.processing[ProcessingJobName]["status"] = "Stopping"
+        job = self.processing.get(ProcessingJobName)
+        if job is None or job["status"] != "InProgress":
+            raise client_error("ValidationException", f"Job {ProcessingJobName} is not in progress", "StopProcessingJob")
+        job["status"] = "Stopping"
         return {}
 
     # -- model registry -------------------------------------------------------------------------------------
