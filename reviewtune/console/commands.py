@@ -223,7 +223,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add the ``runs``, ``drop``, ``champion``, ``promote`` and ``dead-letters`` commands to the top-level
     subparsers."""
-    runs = sub.add_parser("runs", help="list and inspect runs (AWS or the local runtime)")
+    runs = sub.add_parser("runs", help="list, inspect and stop runs (AWS or the local runtime)")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
     listing = runs_sub.add_parser("list", help="runs, newest first")
