@@ -101,14 +101,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Record the request, stop the run's running job now; the reconciler (or the job's end) ends the run STOPPED."""
+    """For each run: record the request, stop its running job now; the reconciler (or the job's end) ends the run
+    STOPPED. A run that cannot be stopped is reported and the others are still stopped (exit status 1)."""
     target = _target(args)
     by = queries.caller(target.client("sts"))
-    try:
-        item = request_stop(target.runs(), args.run_id, why=args.reason, by=by)
-    except StopError as error:
-        raise SystemExit(f"error: {error}") from None
-    outcome, answer = stop_job_now(target.client("sagemaker"), item)
+    runs, sagemaker = target.runs(), target.client("sagemaker")
+    done: list[dict[str, Any]] = []
+    for run_id in dict.fromkeys(args.run_ids):  # each once, in the order given
+        try:
+            item = request_stop(runs, run_id, why=args.reason, by=by)
+        except StopError as error:
+            done.append({"run_id": run_id, "error": str(error)})
+            progress_console.print(plain(f"error: {error}"))
+            continue
+        outcome, answer = stop_job_now(sagemaker, item)
+        done.append({"run_id": item["run_id"], "status": item["status"], "stop_request": item["stop_request"],
+                     "job": outcome, "job_answer": answer})
+        if not args.json:
+            console.print(plain(_stopping_text(item, outcome, answer)))
+    if args.json:
+        print(json.dumps(queries.jsonable(done), indent=2, default=str))
+    return 1 if any("error" in entry for entry in done) else 0
+
+
+def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None) -> str:
     job = "evaluation job" if item["status"] == RunStatus.EVALUATING else "tuning job"
     then = {
         stop_requests.NO_JOB: "no tuning job started: the reconciler's next pass ends it STOPPED",
@@ -117,12 +133,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
         stop_requests.FAILED: f"stopping its {job} failed ({answer}); the reconciler's next pass stops it",
     }[outcome]
     request = item["stop_request"]
-    text = (f"stop of {item['run_id']} ({item['status']}) recorded: {request['reason']!r} by {request['by']} at "
+    return (f"stop of {item['run_id']} ({item['status']}) recorded: {request['reason']!r} by {request['by']} at "
             f"{request['at']}; {then}")
-    data = {"run_id": item["run_id"], "status": item["status"], "stop_request": request, "job": outcome,
-            "job_answer": answer}
-    _emit(args, data, plain(text))
-    return 0
 
 
 def cmd_drop(args: argparse.Namespace) -> int:
@@ -246,9 +258,9 @@ def register(sub: Any) -> None:
     report.add_argument("--open", action="store_true", help="open it in the web browser")
     report.set_defaults(func=cmd_report)
     stop = runs_sub.add_parser(
-        "stop", help="stop a run that has not ended: its job is stopped, it ends STOPPED with your reason"
+        "stop", help="stop runs that have not ended: their jobs are stopped, they end STOPPED with your reason"
     )
-    stop.add_argument("run_id")
+    stop.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     stop.add_argument("--reason", required=True, help="why (in the run's record and its STOPPED message)")
     stop.set_defaults(func=cmd_stop)
     for parser in (listing, show, trials, report, stop):

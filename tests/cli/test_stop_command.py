@@ -5,7 +5,7 @@ cannot be stopped gets a clear error with nothing written.
 
 from __future__ import annotations
 
-import re
+import json
 
 import boto3
 import pytest
@@ -27,7 +27,7 @@ def item(stack, run_id: str) -> dict:
 def test_stop_records_who_and_why_and_says_the_reconciler_ends_a_queued_run(stack, capsys):
     put_run(stack, "reviewtune-q1", "team-a/r.tsv", "QUEUED", 1)
 
-    done = run_json(capsys, "runs", "stop", "reviewtune-q1", "--reason", "wrong export")
+    [done] = run_json(capsys, "runs", "stop", "reviewtune-q1", "--reason", "wrong export")
 
     who = boto3.client("sts").get_caller_identity()["Arn"]
     assert done["status"] == "QUEUED" and done["job"] == "no job" and done["job_answer"] is None
@@ -72,7 +72,26 @@ def test_stop_refuses_what_cannot_be_stopped_and_writes_nothing(stack, capsys, r
     put_run(stack, "reviewtune-s1", "team-a/r.tsv", "SUCCEEDED", 1, 0.7)
     put_run(stack, "reviewtune-t1", "team-a/r.tsv", "TUNING", 2)
 
-    with pytest.raises(SystemExit, match=f"^error: {re.escape(error)}$"):
-        main(["runs", "stop", run_id, "--reason", reason, "--stack", STACK])
+    assert main(["runs", "stop", run_id, "--reason", reason, "--stack", STACK]) == 1
 
+    assert capsys.readouterr().err.strip() == f"error: {error}"
     assert all("stop_request" not in item(stack, r) for r in ("reviewtune-s1", "reviewtune-t1"))
+
+
+def test_stop_of_several_runs_stops_each_it_can_and_reports_the_others(stack, capsys):
+    for minutes, (run_id, status) in enumerate(
+            [("reviewtune-q1", "QUEUED"), ("reviewtune-s1", "SUCCEEDED"), ("reviewtune-q2", "QUEUED")]):
+        put_run(stack, run_id, "team-a/r.tsv", status, minutes)
+    capsys.readouterr()
+
+    code = main(["runs", "stop", "reviewtune-q1", "reviewtune-s1", "reviewtune-q2", "reviewtune-q1",
+                 "--reason", "bulk drop by mistake", "--stack", STACK, "--json"])
+
+    assert code == 1
+    done = json.loads(capsys.readouterr().out)
+    assert [entry["run_id"] for entry in done] == ["reviewtune-q1", "reviewtune-s1", "reviewtune-q2"]
+    assert done[1] == {"run_id": "reviewtune-s1",
+                       "error": "run reviewtune-s1 is SUCCEEDED already: there is nothing to stop"}
+    for run_id in ("reviewtune-q1", "reviewtune-q2"):
+        assert item(stack, run_id)["stop_request"]["reason"] == "bulk drop by mistake"
+    assert "stop_request" not in item(stack, "reviewtune-s1")
