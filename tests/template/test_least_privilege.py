@@ -72,10 +72,7 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     # makes a missing one answer 404 (the champion is then not measured) instead of 403
     ("StartEvaluationFunction", "s3:ListBucket"): _NO_SUCH_KEY,
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
-    **{
-        (function_id, "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE
-        for function_id in ("StartTuningFunction", "RecordResultsFunction")
-    },
+    ("RecordResultsFunction", "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE,
     ("ReconcileFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
 }
 # The AWS managed policies SAM attaches, and why.
