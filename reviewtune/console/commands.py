@@ -127,9 +127,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None) -> str:
     job = "evaluation job" if item["status"] == RunStatus.EVALUATING else "tuning job"
     then = {
-        stop_requests.NO_JOB: "no tuning job started: the reconciler's next pass ends it STOPPED",
+        stop_requests.NO_JOB: "no tuning job started: the reconciler's next pass ends it STOPPED"
+        + (" (REJECTED or DUPLICATE instead if its start, under way, finds the file so first)"
+           if item["status"] == RunStatus.CLAIMED else ""),
         stop_requests.STOPPING: f"its {job} is stopping; the run ends STOPPED when SageMaker says it has stopped",
-        stop_requests.NOT_RUNNING: f"its {job} is not running ({answer}); the run ends STOPPED at its next step",
+        stop_requests.NOT_RUNNING: f"its {job} is not running ({answer}); the run ends at its next step: STOPPED, "
+        "or FAILED if the job failed on its own",
         stop_requests.FAILED: f"stopping its {job} failed ({answer}); the reconciler's next pass stops it",
     }[outcome]
     request = item["stop_request"]

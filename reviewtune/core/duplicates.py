@@ -14,7 +14,8 @@ places find the earlier run, both in the runs table:
 - The ``by_dataset`` index, newest first, for runs that began before their dataset had a marker (at most
   ``MAX_RUNS_CHECKED`` runs of the dataset are read).
 
-A holder still ``CLAIMED`` counts as in progress: it took the marker after reading the file without fault and is
+A run a person asked to stop (stop_requests.py) keeps no content: it ends STOPPED, so the same file dropped again
+meanwhile is tuned. A holder still ``CLAIMED`` counts as in progress: it took the marker after reading the file without fault and is
 splitting it and starting its job. Should that start fail, the earlier duplicate stays DUPLICATE (its message
 named the run, whose own outcome message follows); dropping the file again then tunes it.
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from reviewtune.core import stop_requests
 from reviewtune.core.runs import RunsRepository, now_iso
 from reviewtune.core.states import RunStatus
 
@@ -56,9 +58,15 @@ def earlier_run(
         if candidate["run_id"] == run_id:
             continue
         current = runs.get(candidate["run_id"])  # the index may be behind
-        if current is not None and current["status"] in KEEPS_CONTENT:
+        if _keeps_content(current, KEEPS_CONTENT):
             return current
     return _hold_marker(runs, run_id, dataset, content_sha256)
+
+
+def _keeps_content(run: dict[str, Any] | None, statuses: tuple[RunStatus, ...]) -> bool:
+    """Whether ``run`` keeps its content from being tuned again: in one of ``statuses``, and not asked to stop (it
+    ends STOPPED: stop_requests.py)."""
+    return run is not None and run["status"] in statuses and not stop_requests.requested(run)
 
 
 def _hold_marker(
@@ -72,7 +80,7 @@ def _hold_marker(
             return None
         if holder:
             held = runs.get(holder)
-            if held is not None and held["status"] in HOLDS_MARKER:
+            if _keeps_content(held, HOLDS_MARKER):
                 return held
         condition = "attribute_not_exists(holder)" if holder is None else "holder = :seen"
         values: dict[str, Any] = {

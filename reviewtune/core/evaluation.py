@@ -371,6 +371,8 @@ def start_evaluation(
         return end_run(runs, settings, clients, tuning_job_name, stage=stage, tuning=stored(), **outcome)
 
     if status in ("Completed", "Stopped") and stop_requests.requested(run):  # a person stopped it: nothing evaluated
+        # an earlier attempt may have made the evaluation job as the request landed, then died before stopping it
+        stop_evaluation_job(clients, tuning_job_name, names.evaluation_job_name(tuning_job_name), before_end=True)
         return end_tuning(status=RunStatus.STOPPED, reason=stop_requests.reason(run))
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
@@ -426,7 +428,7 @@ def start_evaluation(
         item = runs.get(tuning_job_name)
         if item and item["status"] == RunStatus.TUNING and stop_requests.requested(item):
             # a person stopped the run meanwhile: the evaluation job just made evaluates nothing
-            stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"])
+            stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"], before_end=True)
             return end_tuning(status=RunStatus.STOPPED, reason=stop_requests.reason(item))
         if item and states.is_final(item["status"]):
             if item["status"] != RunStatus.SUCCEEDED:
@@ -450,6 +452,7 @@ def start_evaluation(
     }
 
 
-def stop_evaluation_job(clients: AwsClients, run_id: str, job_name: str) -> None:
-    """Best effort: stop a run's evaluation job (if there is one and it runs) so that it stops costing."""
-    stop_job(lambda: clients.sagemaker.stop_processing_job(ProcessingJobName=job_name), run_id, "evaluation job")
+def stop_evaluation_job(clients: AwsClients, run_id: str, job_name: str, *, before_end: bool = False) -> None:
+    """Stop a run's evaluation job (if there is one and it runs) so that it stops costing (``tuning.stop_job``)."""
+    stop_job(lambda: clients.sagemaker.stop_processing_job(ProcessingJobName=job_name), run_id, "evaluation job",
+             before_end=before_end)

@@ -179,10 +179,8 @@ def reconcile_run(
     status = RunStatus(run["status"])
     run_id = run["run_id"]
     stopping = stop_requests.requested(run)
-    if stopping and status in (RunStatus.CLAIMED, RunStatus.QUEUED):
-        return f"stopped on request: {stop_unstarted(run, settings, clients)['status']}"
     deadline = run.get("deadline_at")
-    if deadline and parse_iso(deadline) < now:
+    if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
         _stop_jobs(run, clients)
         if stopping:  # its job did not say it stopped in time: the run still ends as the person asked
             end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.STOPPED,
@@ -191,6 +189,8 @@ def reconcile_run(
         reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
         end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.FAILED, reason=reason)
         return "past deadline"
+    if stopping and status in (RunStatus.CLAIMED, RunStatus.QUEUED):
+        return f"stopped on request: {stop_unstarted(run, settings, clients)['status']}"
     if status is RunStatus.CLAIMED:
         if run.get("data"):
             if aws_errors.is_due(run.get("tuning_start"), now):

@@ -485,27 +485,33 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
 
 def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
     """End a CLAIMED or QUEUED run that a person asked to stop (stop_requests.py): STOPPED, its slot freed and its
-    message sent. A tuning job made for it by a start whose answer was lost is stopped first."""
-    stop_tuning_job(clients, run["run_id"])
+    message sent. A tuning job made for it (by a start whose answer was lost, or as the request landed) is stopped
+    first, and the run ends only once SageMaker took that stop or said there is no such job running: a throttled stop
+    raises, and the retry or the reconciler's next pass stops it again."""
+    stop_tuning_job(clients, run["run_id"], before_end=True)
     return end_run(repository(settings, clients), settings, clients, run["run_id"], stage="tuning",
                    status=RunStatus.STOPPED, reason=stop_requests.reason(run),
                    only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
 
 
-def stop_tuning_job(clients: AwsClients, run_id: str) -> None:
-    """Best effort: stop a run's tuning job (if there is one and it runs) so that it stops costing."""
+def stop_tuning_job(clients: AwsClients, run_id: str, *, before_end: bool = False) -> None:
+    """Stop a run's tuning job (if there is one and it runs) so that it stops costing (``stop_job``)."""
     stop_job(lambda: clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id),
-             run_id, "tuning job")
+             run_id, "tuning job", before_end=before_end)
 
 
-def stop_job(stop: Callable[[], object], run_id: str, what: str) -> None:
-    """Best effort: ``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop,
-    and a refusal is logged, not raised: the run ends either way."""
+def stop_job(stop: Callable[[], object], run_id: str, what: str, *, before_end: bool = False) -> None:
+    """``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop. Best effort by
+    default: a refusal is logged, not raised, and the run ends either way. ``before_end``: the run ends after this
+    call, and then nothing would look at its job again, so only a job that is not there or not running (SageMaker's
+    ValidationException) counts as stopped; any other refusal (throttling) raises, for the step to be tried again."""
     try:
         stop()
     except ClientError as exc:
-        if aws_errors.not_found(exc):
+        if aws_errors.not_found(exc) or (before_end and aws_errors.code(exc) == "ValidationException"):
             return
+        if before_end:
+            raise
         logger.warning(f"could not stop the run's {what}", extra={"run_id": run_id, "error": aws_errors.text(exc)})
 
 

@@ -59,7 +59,7 @@ def test_stop_of_an_evaluating_run_whose_job_is_gone_says_the_job_is_not_running
     out = " ".join(capsys.readouterr().out.split())
     assert "stop of reviewtune-e1 (EVALUATING) recorded: 'not needed'" in out
     assert "its evaluation job is not running (ValidationException: Could not find processing job" in out
-    assert "the run ends STOPPED at its next step" in out
+    assert "the run ends at its next step: STOPPED, or FAILED if the job failed on its own" in out
     assert item(stack, "reviewtune-e1")["stop_request"]["reason"] == "not needed"
 
 

@@ -325,3 +325,75 @@ def _challenger_evaluated(pipeline: Pipeline) -> tuple[str, str]:
     pipeline.tuning_ended(second)
     pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation=_evaluation(pipeline, second))
     return first, second
+
+
+# ----------------------------------------------------- a job stopped just before its run ends must have stopped
+
+
+def test_an_evaluation_job_made_as_the_stop_landed_is_stopped_though_its_maker_died_first(pipeline, monkeypatch):
+    """start_evaluation made the evaluation job, found its EVALUATING write refused by the request, and died before
+    it stopped the job; the retry ends the run: it must stop that job first, since nothing looks at it afterwards."""
+    run_id = tuning(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    write, stop_job = evaluation_module.write_report_input, evaluation_module.stop_evaluation_job
+    dying = []
+
+    def stop_arrives(*args, **kwargs):
+        request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+        return write(*args, **kwargs)
+
+    def dies_first(*args, **kwargs):
+        if not dying:
+            dying.append(None)
+            raise RuntimeError("Task timed out")
+        return stop_job(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "write_report_input", stop_arrives)
+    monkeypatch.setattr(evaluation_module, "stop_evaluation_job", dies_first)
+    with pytest.raises(RuntimeError, match="Task timed out"):
+        pipeline.tuning_ended(run_id)
+    assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "InProgress"
+    pipeline.tuning_ended(run_id)  # Lambda's retry
+    assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "Stopping"
+    assert_stopped_on_request(pipeline, run_id)
+
+
+def test_a_tuning_job_made_as_the_stop_landed_whose_stop_is_throttled_is_stopped_before_the_run_ends(
+        pipeline, monkeypatch):
+    create = tuning_module._create
+
+    def stop_arrives(clients, request):
+        request_stop(runs(pipeline), request["HyperParameterTuningJobName"], why=WHY, by=BY)
+        pipeline.sagemaker.fail["stop_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+        return create(clients, request)
+
+    monkeypatch.setattr(tuning_module, "_create", stop_arrives)
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.start_tuning(pipeline.drop_event())
+    [run_id] = pipeline.sagemaker.tuning
+    assert pipeline.run(run_id)["status"] == "CLAIMED"  # not ended while its job runs
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
+    assert pipeline.reconcile(later(0))["steps"][run_id] == "stopped on request: STOPPED"
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"
+    assert_stopped_on_request(pipeline, run_id)
+
+
+def test_the_same_file_dropped_again_while_a_stopped_run_ends_is_tuned_not_a_duplicate(pipeline):
+    run_id = tuning(pipeline, key="incoming/a.tsv")
+    stop(pipeline, run_id)  # its job is stopping: the run is still TUNING
+    again = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
+    assert again["status"] == "TUNING" and again["run_id"] != run_id
+    pipeline.sagemaker.finish_tuning(run_id, "Stopped")
+    pipeline.tuning_ended(run_id, "Stopped")
+    assert_stopped_on_request(pipeline, run_id)
+
+
+def test_a_claim_whose_job_stop_keeps_being_refused_still_ends_stopped_at_its_deadline(pipeline):
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+    pipeline.sagemaker.fail["stop_hyper_parameter_tuning_job"] = ["AccessDeniedException"] * 3
+    assert "AccessDeniedException" in pipeline.reconcile(later(0))["errors"][run_id]
+    assert pipeline.run(run_id)["status"] == "CLAIMED"
+    assert pipeline.reconcile(later(2))["steps"][run_id] == "past deadline, stopped on request"
+    assert_stopped_on_request(pipeline, run_id)
