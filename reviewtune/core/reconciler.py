@@ -275,13 +275,14 @@ def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None
 
 
 def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:
-    """Best effort: stop the SageMaker job of a run that is being ended, so that it stops costing."""
+    """Stop the SageMaker job of a run that is being ended, so that it stops costing: a throttled stop raises, and a
+    later pass ends the run once the stop went through (nothing looks at an ended run's job)."""
     if run["status"] in (RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.TUNING):
         # a CLAIMED or QUEUED run's job may exist too: created by a start whose answer or next write was lost
-        stop_tuning_job(clients, run["run_id"])
+        stop_tuning_job(clients, run["run_id"], before_end=True)
         return
     if run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
-        stop_evaluation_job(clients, run["run_id"], run["evaluation_job_name"])
+        stop_evaluation_job(clients, run["run_id"], run["evaluation_job_name"], before_end=True)
 
 
 def _duration(seconds: int | None) -> str:

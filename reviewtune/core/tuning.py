@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, duplicates, messages, names, s3_presence, slots, states, stop_requests
 from reviewtune.core.clients import AwsClients
@@ -502,17 +502,22 @@ def stop_tuning_job(clients: AwsClients, run_id: str, *, before_end: bool = Fals
 
 def stop_job(stop: Callable[[], object], run_id: str, what: str, *, before_end: bool = False) -> None:
     """``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop. Best effort by
-    default: a refusal is logged, not raised, and the run ends either way. ``before_end``: the run ends after this
-    call, and then nothing would look at its job again, so only a job that is not there or not running (SageMaker's
-    ValidationException) counts as stopped; any other refusal (throttling) raises, for the step to be tried again."""
+    default: a refusal is logged, not raised. ``before_end``: the run ends after this call, and then nothing looks at
+    its job again, so a job that is not there or not running (SageMaker's ValidationException) counts as stopped, and
+    a refusal worth another try (throttling, no answer) raises, for the step to be tried again (the event, the
+    reconciler's next pass) while the run has not ended; one that is not (access denied) is logged and the run ends."""
     try:
         stop()
     except ClientError as exc:
         if aws_errors.not_found(exc) or (before_end and aws_errors.code(exc) == "ValidationException"):
             return
-        if before_end:
+        if before_end and aws_errors.transient(exc):
             raise
         logger.warning(f"could not stop the run's {what}", extra={"run_id": run_id, "error": aws_errors.text(exc)})
+    except BotoCoreError:
+        if before_end:
+            raise
+        logger.warning(f"could not stop the run's {what}: no answer", extra={"run_id": run_id})
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:

@@ -493,6 +493,26 @@ def test_a_run_past_its_deadline_ends_failed_and_counts_as_stuck(pipeline, stage
     assert pipeline.reconcile(later(100))["stuck"] == 0
 
 
+@pytest.mark.parametrize("stage", ["TUNING", "EVALUATING"])
+def test_a_run_past_its_deadline_whose_job_stop_is_throttled_ends_once_its_job_is_stopped(pipeline, stage):
+    """Nothing looks at an ended run's job again: ending the run while its stop was throttled left the job running
+    (and costing) for as long as it would have run."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    job, stop = run_id, "stop_hyper_parameter_tuning_job"
+    if stage == "EVALUATING":
+        pipeline.finish_tuning_well(run_id)
+        pipeline.tuning_ended(run_id)
+        job, stop = f"{run_id}-eval", "stop_processing_job"
+    jobs = pipeline.sagemaker.tuning if stage == "TUNING" else pipeline.sagemaker.processing
+    past = pipeline.settings.run_deadlines[RunStatus(stage)] / 3600 + 0.1
+    pipeline.sagemaker.fail[stop] = ["ThrottlingException"]
+    assert "ThrottlingException" in pipeline.reconcile(later(past))["errors"][run_id]
+    assert pipeline.run(run_id)["status"] == stage and jobs[job]["status"] == "InProgress"
+    assert pipeline.reconcile(later(past))["stuck"] == 1  # the next pass
+    assert jobs[job]["status"] == "Stopping"
+    assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
+
+
 def test_an_evaluation_job_made_as_its_run_reached_its_deadline_is_stopped(pipeline):
     """The reconciler ends a TUNING run at its deadline while start_evaluation, moments from the end, has just created
     the evaluation job: that job has no run to record it, so it is stopped, and the run is told once, FAILED."""
