@@ -263,7 +263,8 @@ def register(sub: Any) -> None:
     stop = runs_sub.add_parser(
         "stop", help="stop runs that have not ended: their jobs are stopped, they end STOPPED with your reason"
     )
-    stop.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="a run not ended yet (`runs list` shows them); several at once")
+    stop.add_argument("run_ids", nargs="+", metavar="RUN_ID",
+                      help="a run not ended yet (`runs list` shows them); several at once")
     stop.add_argument("--reason", required=True, help="why (in the run's record and its STOPPED message)")
     stop.set_defaults(func=cmd_stop)
     for parser in (listing, show, trials, report, stop):

@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
-from reviewtune.core import states
+from reviewtune.core import states, stop_requests
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -55,7 +55,7 @@ def runs_table(items: list[dict[str, Any]], title: str) -> Table:
 def _status(item: dict[str, Any]) -> str:
     """The run's status; one not ended yet that a person asked to stop says so (stop_requests.py)."""
     status = str(item.get("status", "?"))
-    if isinstance(item.get("stop_request"), dict) and not states.is_final(status):
+    if stop_requests.requested(item) and not states.is_final(status):
         return f"{status}, stopping"
     return status
 
@@ -119,9 +119,9 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _stop_request(item: dict[str, Any]) -> str | None:
-    request = item.get("stop_request")
-    if not isinstance(request, dict):
+    if not stop_requests.requested(item):
         return None
+    request = item["stop_request"]
     return f"{utc_time(request.get('at'))} by {request.get('by')}: {request.get('reason')}"
 
 
@@ -177,9 +177,8 @@ def run_view(item: dict[str, Any]) -> Group:
         events = [(when, ENTERED.get(status, "ended {status}").format(status=status)) for status, when in entered.items()]
         events.append((tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"))
         events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
-        request = item.get("stop_request")
-        if isinstance(request, dict):
-            events.append((request.get("at"), f"stop requested by {request.get('by')}"))
+        if stop_requests.requested(item):
+            events.append((item["stop_request"].get("at"), f"stop requested by {item['stop_request'].get('by')}"))
     else:  # an item written before status_history was
         events = [
             (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),
