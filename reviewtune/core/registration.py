@@ -113,6 +113,8 @@ def plan_champion(
             not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
         )
     except (ClientError, BotoCoreError, ValueError) as exc:
+        if aws_errors.transient(exc) and retrying(run):
+            raise  # the champion item unreadable for a moment: nothing is written yet, the retry decides
         return not_decided(out, exc), None
     outcome = plan.outcome
     if outcome.label != ALREADY:

@@ -9,7 +9,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, messages, names, s3_presence, states, stop_requests, withdrawal
+from reviewtune.core import (
+    aws_errors,
+    messages,
+    names,
+    registry,
+    s3_presence,
+    states,
+    stop_requests,
+    withdrawal,
+)
 from reviewtune.core.champion import TRIES, ChampionChanged, Plan, RunMovedOn, set_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -213,9 +222,16 @@ def _record_with_champion(
         marked = {"model_package_arn": arn, "package_marked_at": now_iso()}
         if approving and runs.update_if(run_id, RunStatus.EVALUATING, unless_stop_requested=True, **marked) is None:
             return _ended_meanwhile(runs, settings, clients, run_id)
+        # the package may be Approved already, whatever the registry entry says: by an attempt that died before its
+        # transaction (the mark on the run says so), or by this one before the champion changed; a run that is not
+        # champion then puts it back to pending, with the same retries as an approval
+        approved_before = bool(run.get("package_marked_at")) or entry.get("approval") == registry.APPROVED
+        if approved_before and not approving:
+            entry = {**entry, "approval": None}
         # a champion's package approval refused for a moment fails this attempt, which is tried again (the event,
         # the reconciler), as registering it does; past that window the run succeeds with the error recorded
-        entry = set_approval(entry, champion, run_id, clients, raise_transient=approving and retrying(run))
+        entry = set_approval(entry, champion, run_id, clients,
+                             raise_transient=(approving or approved_before) and retrying(run))
         final = {**fields, "registry": entry, "champion": champion, **({"model_package_arn": arn} if arn else {})}
         notice = messages.succeeded({**run, **final}, evaluation, settings.runs_table)
         if plan is None or not plan.moves:

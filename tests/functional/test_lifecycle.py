@@ -367,7 +367,9 @@ def test_a_champion_without_training_hashes_is_measured_on_every_test_review(pip
     assert "none left out: the champion's training reviews are unknown" in message(pipeline, second)
 
 
-def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(pipeline):
+def _challenger_better_than(pipeline: Pipeline) -> tuple[str, str, str]:
+    """``first`` champion, ``third`` kept, and ``second``'s evaluation measured better than ``first`` by far, its
+    event not yet handled."""
     first = start(pipeline)
     pipeline.succeed(first)
     third = start(pipeline, body=good_file(seed=5))
@@ -375,11 +377,16 @@ def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(
     second = start(pipeline, body=good_file(seed=3))
     pipeline.finish_tuning_well(second)
     pipeline.tuning_ended(second)  # its evaluation job measures `first`
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
+        **EVALUATION, "comparison": {"champion_run_id": first, **measured(0.90, 0.73)}})
+    return first, second, third
+
+
+def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(pipeline):
+    first, second, third = _challenger_better_than(pipeline)
     promote_manually(pipeline.clients.runs_table, "team/a.tsv", run_id=third, accuracy=0.70, test_rows=309,
                      test_split="sha256:x", reason="by hand", expected_run_id=first)
 
-    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
-        **EVALUATION, "comparison": {"champion_run_id": first, **measured(0.90, 0.73)}})
     pipeline.evaluation_ended(second)
 
     two = pipeline.run(second)
@@ -388,6 +395,87 @@ def test_a_champion_promoted_while_the_challenger_was_evaluated_is_not_replaced(
     assert f"{third} became champion after the evaluation measured {first}" in two["champion"]["reason"]
     assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == third
     assert pipeline.sagemaker.packages()[2]["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def approval(pipeline: Pipeline, arn: str) -> str:
+    return next(p for p in pipeline.sagemaker.packages() if p["ModelPackageArn"] == arn)["ModelApprovalStatus"]
+
+
+def test_a_package_approved_by_an_attempt_that_died_goes_back_to_pending_when_the_retry_decides_otherwise(
+    pipeline, monkeypatch
+):
+    """The attempt approved the challenger's package and died before its champion transaction; a person promoted
+    another run meanwhile. The retry's decision (not compared) must not leave that package Approved, nor record it
+    as pending while SageMaker says Approved."""
+    from reviewtune.core import champion as champion_module
+
+    first, second, third = _challenger_better_than(pipeline)
+    write = champion_module._put_with_run_update
+
+    def timed_out(*args, **kwargs):
+        raise RuntimeError("Task timed out")  # after UpdateModelPackage(Approved), before the transaction
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", timed_out)
+    with pytest.raises(RuntimeError, match="timed out"):
+        pipeline.evaluation_ended(second)
+    monkeypatch.setattr(champion_module, "_put_with_run_update", write)
+    arn = pipeline.run(second)["model_package_arn"]
+    assert approval(pipeline, arn) == "Approved"
+    promote_manually(pipeline.clients.runs_table, "team/a.tsv", run_id=third, accuracy=0.70, test_rows=309,
+                     test_split="sha256:x", reason="by hand", expected_run_id=first)
+
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"  # the retry
+    two = pipeline.run(second)
+    assert two["champion"]["decision"] == "not compared"
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == third
+    assert approval(pipeline, arn) == two["registry"]["approval"] == "PendingManualApproval"
+    assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+
+
+def test_an_unapproval_throttled_after_the_champion_changed_is_tried_again(pipeline, monkeypatch):
+    """The champion changes between this run's approval and its transaction; putting the package back to pending
+    is throttled: the attempt fails and is tried again, as an approval would be, instead of succeeding with a
+    package Approved that is not the champion's."""
+    from reviewtune.core import champion as champion_module
+
+    first, second, third = _challenger_better_than(pipeline)
+    write = champion_module._put_with_run_update
+
+    def promoted_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(champion_module, "_put_with_run_update", write)
+        promote_manually(pipeline.clients.runs_table, "team/a.tsv", run_id=third, accuracy=0.70, test_rows=309,
+                         test_split="sha256:x", reason="by hand", expected_run_id=first)
+        pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]  # the un-approval
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", promoted_meanwhile)
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.evaluation_ended(second)
+    assert pipeline.run(second)["status"] == "EVALUATING"
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    two = pipeline.run(second)
+    assert two["champion"]["champion_run_id"] == third and "error" not in two["registry"]
+    assert approval(pipeline, two["model_package_arn"]) == two["registry"]["approval"] == "PendingManualApproval"
+
+
+def test_a_champion_item_unreadable_for_a_moment_is_read_again_before_the_run_succeeds(pipeline):
+    """A throttled read of the champion pointer is not a decision: the first run of the dataset still becomes
+    champion, as it would have without the throttling."""
+    from tests.support.faults import Failing
+
+    run_id = evaluated(pipeline)
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", Failing(table, "get_item", "ProvisionedThroughputExceededException",
+                                       when=lambda kwargs: kwargs["Key"]["run_id"].startswith("champion#")))
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        pipeline.evaluation_ended(run_id)
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    item = pipeline.run(run_id)
+    assert item["champion"]["decision"] == "first champion" and "error" not in item["champion"]
+    assert get_champion(table, "team/a.tsv").run_id == run_id
+    assert approval(pipeline, item["model_package_arn"]) == "Approved"
 
 
 def test_a_champion_whose_approval_was_refused_is_told_how_to_approve_it(pipeline):
