@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
-from reviewtune.core import states, stop_requests
+from reviewtune.core import job_stops, states, stop_requests
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -114,8 +114,18 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("stop requested", _stop_request(item)),
         ("stopped at" if status == "STOPPED" else "failed at", item.get("failed_stage")),
         ("no copy kept", item.get("not_copied")),
+        ("job to stop", _jobs_to_stop(item)),
     ]
     return [(label, value) for label, value in facts if value is not None]
+
+
+def _jobs_to_stop(item: dict[str, Any]) -> str | None:
+    """A job made for the run after it ended that SageMaker has not yet taken the stop of (job_stops.py)."""
+    owed = job_stops.owed(item)
+    if not owed:
+        return None
+    jobs = ", ".join(f"{job_stops.KINDS[kind][1]} {name}" for kind, name in owed.items())
+    return f"{jobs}: made as the run ended; its stop was refused, and the reconciler stops it"
 
 
 def _stop_request(item: dict[str, Any]) -> str | None:

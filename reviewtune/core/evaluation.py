@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, costs, names, states, stop_requests, trial_records
+from reviewtune.core import aws_errors, costs, job_stops, names, states, stop_requests, trial_records
 from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -23,7 +23,7 @@ from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.runs import RunsRepository, RunStatus
 from reviewtune.core.trial_facts import early_stopped, trial_extras
-from reviewtune.core.tuning import RUN_ID_TAG, stop_job
+from reviewtune.core.tuning import RUN_ID_TAG
 
 logger = Logger(child=True)
 
@@ -433,7 +433,7 @@ def start_evaluation(
         if item and states.is_final(item["status"]):
             if item["status"] != RunStatus.SUCCEEDED:
                 # ended meanwhile (its deadline): the job just made has no run to record it
-                stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"])
+                job_stops.stop_made_for_ended_run(runs, clients, item, "evaluation", request["ProcessingJobName"])
             return already_final(runs, settings, clients, item)
         return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
     logger.info(
@@ -453,6 +453,6 @@ def start_evaluation(
 
 
 def stop_evaluation_job(clients: AwsClients, run_id: str, job_name: str, *, before_end: bool = False) -> None:
-    """Stop a run's evaluation job (if there is one and it runs) so that it stops costing (``tuning.stop_job``)."""
-    stop_job(lambda: clients.sagemaker.stop_processing_job(ProcessingJobName=job_name), run_id, "evaluation job",
+    """Stop a run's evaluation job (if there is one and it runs) so that it stops costing (``job_stops.stop_job``)."""
+    job_stops.stop_job(lambda: clients.sagemaker.stop_processing_job(ProcessingJobName=job_name), run_id, "evaluation job",
              before_end=before_end)

@@ -11,7 +11,8 @@ a standard topic, where SNS has no deduplication id; a FIFO topic would close th
 e-mail subscriptions.
 
 A run also stays in that index, after its messages went out, while it owes the withdrawal of a package approval
-(withdrawal.py): the reconciler's pass over the index settles it.
+(withdrawal.py) or the stop of a job made after it ended (job_stops.py): the reconciler's pass over the index settles
+them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, withdrawal
+from reviewtune.core import aws_errors, job_stops, withdrawal
 from reviewtune.core.notify import publish
 from reviewtune.core.runs import RunsRepository, unsent
 
@@ -61,8 +62,9 @@ def send_pending(
             sent.append(message_id)
             logger.info("message sent", extra={"run_id": run_id, "status": status, "message_id": message_id})
     item = runs.get(run_id)
-    if item and item.get("notice_pending") and not unsent(item) and not withdrawal.owed(item):
-        runs.clear_pending_notice(run_id, item["status"])
+    if item and item.get("notice_pending") and not unsent(item) and not withdrawal.owed(item) and not job_stops.owed(item):
+        # a stop owed after the run ended can be written after this read: the clear must not drop it
+        runs.clear_pending_notice(run_id, item["status"], unless_set=job_stops.ATTRIBUTES)
     return sent
 
 

@@ -8,8 +8,8 @@ idempotent step per run through the same core functions the event handlers call:
 ``launch`` for a claim, ``start_evaluation`` when the tuning job ended, ``record_results`` when the evaluation
 job ended, ``end_run`` for a run past its state's deadline; for a run a person asked to stop (stop_requests.py) it
 ends it if no tuning job started, else stops its running job. Then it sends every unsent message
-(``by_pending_notice``, where an ended run that owes the withdrawal of a package approval also stays until it is
-settled: withdrawal.py), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
+(``by_pending_notice``, where an ended run that owes the withdrawal of a package approval, or the stop of a job
+made after it ended, also stays until it is settled: withdrawal.py, job_stops.py), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
 an event arrived, and a lost, late, repeated or out-of-order event only delays a run until the next pass.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, names, slots, states, stop_requests, withdrawal
+from reviewtune.core import aws_errors, job_stops, names, slots, states, stop_requests, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
@@ -65,6 +65,7 @@ class Pass:
     steps: dict[str, str] = field(default_factory=dict)  # run id -> the step taken
     sent: int = 0
     withdrawn: int = 0  # ended runs whose package approval was withdrawn again (withdrawal.py)
+    jobs_stopped: int = 0  # jobs made for runs that had already ended, stopped (job_stops.py)
     started: int = 0
     freed_slots: int = 0
     errors: dict[str, str] = field(default_factory=dict)
@@ -78,6 +79,7 @@ class Pass:
             "steps": self.steps,
             "sent": self.sent,
             "withdrawn": self.withdrawn,
+            "jobs_stopped": self.jobs_stopped,
             "started": self.started,
             "freed_slots": self.freed_slots,
             "errors": self.errors,
@@ -118,6 +120,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
                 logger.exception("reconciling a run failed", extra={"run_id": run_id})
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
     for run_id in list(runs.with_pending_notice()):
+        item = None
         try:
             item = runs.get(run_id)
             if item is not None and withdrawal.owed(item):
@@ -125,6 +128,12 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
                 result.withdrawn += 1
         except Exception as exc:  # noqa: BLE001 - the message is still sent; the next pass settles it
             logger.exception("withdrawing an ended run's package approval failed", extra={"run_id": run_id})
+            result.errors[run_id] = f"{type(exc).__name__}: {exc}"
+        try:
+            if item is not None and job_stops.owed(item):
+                result.jobs_stopped += job_stops.settle(runs, clients, item)
+        except Exception as exc:  # noqa: BLE001 - the next pass stops it again
+            logger.exception("stopping a job made for an ended run failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
         try:
             result.sent += len(send_pending(runs, clients.sns, settings.topic_arn, run_id, now))
@@ -182,13 +191,16 @@ def reconcile_run(
     deadline = run.get("deadline_at")
     if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
         _stop_jobs(run, clients)
+        # only from the state read: a run that moved on meanwhile (its job just made, a new deadline) is not stuck,
+        # and its new job was not stopped above
         if stopping:  # its job did not say it stopped in time: the run still ends as the person asked
-            end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.STOPPED,
-                    reason=stop_requests.reason(run))
-            return "past deadline, stopped on request"
+            ended = end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.STOPPED,
+                            reason=stop_requests.reason(run), only_from=(status,))
+            return "moved on" if ended.get("moved_on") else "past deadline, stopped on request"
         reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
-        end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.FAILED, reason=reason)
-        return "past deadline"
+        ended = end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.FAILED,
+                        reason=reason, only_from=(status,))
+        return "moved on" if ended.get("moved_on") else "past deadline"
     if stopping and status in (RunStatus.CLAIMED, RunStatus.QUEUED):
         return f"stopped on request: {stop_unstarted(run, settings, clients)['status']}"
     if status is RunStatus.CLAIMED:

@@ -272,6 +272,15 @@ class RunsRepository:
             condition += f" AND attribute_not_exists({update.name('stop_request')})"
         return self._update_where(run_id, update, condition)
 
+    def forget_if(self, run_id: str, name: str, value: Any) -> bool:
+        """Remove the attribute ``name`` while it still holds ``value``. False when it holds something else or
+        nothing."""
+        update = _Update()
+        update.remove(name)
+        update.set("updated_at", value=now_iso())
+        condition = f"{update.name(name)} = {update.value(value)}"
+        return self._update_where(run_id, update, condition) is not None
+
     def transition(
         self,
         run_id: str,
@@ -416,14 +425,18 @@ class RunsRepository:
         condition = f"attribute_not_exists({update.name('outbox', status, 'sent_at')})"
         return self._update_where(run_id, update, condition)
 
-    def clear_pending_notice(self, run_id: str, status: str) -> bool:
+    def clear_pending_notice(self, run_id: str, status: str, *, unless_set: tuple[str, ...] = ()) -> bool:
         """Take the run out of the pending-notice index, provided its status is still ``status`` (so no
-        transition added a message since the caller saw every message sent). False when it moved on."""
+        transition added a message since the caller saw every message sent) and none of ``unless_set`` was written
+        since (a debt an ended run keeps in the index, written after its end). False when it moved on."""
+        condition = Attr("status").eq(status)
+        for name in unless_set:
+            condition &= Attr(name).not_exists()
         try:
             self.table.update_item(
                 Key={"run_id": run_id},
                 UpdateExpression="REMOVE notice_pending",
-                ConditionExpression=Attr("status").eq(status),
+                ConditionExpression=condition,
             )
             return True
         except ClientError as exc:

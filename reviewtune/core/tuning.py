@@ -10,9 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, duplicates, messages, names, s3_presence, slots, states, stop_requests
+from reviewtune.core import (
+    aws_errors,
+    duplicates,
+    job_stops,
+    messages,
+    names,
+    s3_presence,
+    slots,
+    states,
+    stop_requests,
+)
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import Settings
@@ -468,7 +478,8 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     if moved is None:
         current = runs.get(run_id)
         if current is not None and states.is_final(current["status"]):
-            stop_tuning_job(clients, run_id)  # ended meanwhile (its deadline): the job just made has no run
+            # ended meanwhile (its deadline): the job just made has no run to follow it
+            job_stops.stop_made_for_ended_run(runs, clients, current, "tuning", run_id)
         elif current is not None and stop_requests.requested(current):
             return stop_unstarted(current, settings, clients)  # asked to stop meanwhile: the job just made too
         return _moved_on(runs, settings, clients, run_id)
@@ -495,29 +506,9 @@ def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients)
 
 
 def stop_tuning_job(clients: AwsClients, run_id: str, *, before_end: bool = False) -> None:
-    """Stop a run's tuning job (if there is one and it runs) so that it stops costing (``stop_job``)."""
-    stop_job(lambda: clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id),
+    """Stop a run's tuning job (if there is one and it runs) so that it stops costing (``job_stops.stop_job``)."""
+    job_stops.stop_job(lambda: clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id),
              run_id, "tuning job", before_end=before_end)
-
-
-def stop_job(stop: Callable[[], object], run_id: str, what: str, *, before_end: bool = False) -> None:
-    """``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop. Best effort by
-    default: a refusal is logged, not raised. ``before_end``: the run ends after this call, and then nothing looks at
-    its job again, so a job that is not there or not running (SageMaker's ValidationException) counts as stopped, and
-    a refusal worth another try (throttling, no answer) raises, for the step to be tried again (the event, the
-    reconciler's next pass) while the run has not ended; one that is not (access denied) is logged and the run ends."""
-    try:
-        stop()
-    except ClientError as exc:
-        if aws_errors.not_found(exc) or (before_end and aws_errors.code(exc) == "ValidationException"):
-            return
-        if before_end and aws_errors.transient(exc):
-            raise
-        logger.warning(f"could not stop the run's {what}", extra={"run_id": run_id, "error": aws_errors.text(exc)})
-    except BotoCoreError:
-        if before_end:
-            raise
-        logger.warning(f"could not stop the run's {what}: no answer", extra={"run_id": run_id})
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:

@@ -107,6 +107,19 @@ def test_show_prints_the_run_and_json_round_trips(deployed, capsys):
         main(["runs", "show", "reviewtune-zz", "--stack", STACK])
 
 
+def test_show_says_which_job_made_after_the_run_ended_is_still_to_stop(deployed, capsys):
+    put_run(deployed, "reviewtune-b1", "team-b/r.tsv", "FAILED", 2)
+    put_run(deployed, "reviewtune-b2", "team-b/r.tsv", "FAILED", 3)
+    runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
+    runs.update("reviewtune-b1", evaluation_job_to_stop="reviewtune-b1-eval")
+
+    assert main(["runs", "show", "reviewtune-b1", "--stack", STACK]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "job to stop" in text and "evaluation job reviewtune-b1-eval: made as the run ended" in text
+    assert main(["runs", "show", "reviewtune-b2", "--stack", STACK]) == 0
+    assert "job to stop" not in capsys.readouterr().out
+
+
 def test_report_downloads_the_html_and_says_when_there_is_none(deployed, capsys, tmp_path):
     put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
     put_run(deployed, "reviewtune-a2", "team-a/r.tsv", "TUNING", 2)

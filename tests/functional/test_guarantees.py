@@ -15,7 +15,7 @@ import pytest
 
 from reviewtune.core import outbox, reconciler, slots, states, tuning
 from reviewtune.core.errors import RunNotReadyError
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
@@ -511,6 +511,54 @@ def test_a_run_past_its_deadline_whose_job_stop_is_throttled_ends_once_its_job_i
     assert pipeline.reconcile(later(past))["stuck"] == 1  # the next pass
     assert jobs[job]["status"] == "Stopping"
     assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
+
+
+def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline_goes_on_tuning(pipeline, monkeypatch):
+    """The pass stops the jobs of the state it read (a QUEUED run has none), then another invocation starts the run:
+    ending it now would leave the tuning job just made running with no run to follow it."""
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
+    queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
+    late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
+    others = [r["run_id"] for r in [first, *queued] if r["run_id"] != late]
+    runs = RunsRepository(pipeline.clients.runs_table, pipeline.settings.run_deadlines)
+    stop_jobs = reconciler._stop_jobs
+
+    def then_started(run, clients):
+        stop_jobs(run, clients)
+        if run["run_id"] == late:  # a slot frees elsewhere and start_queued_runs starts the run right now
+            for other in others:
+                slots.release(pipeline.clients.runs_table, other)
+            assert slots.acquire(pipeline.clients.runs_table, late, pipeline.settings.max_concurrent_runs)
+            assert tuning.launch(runs.get(late), pipeline.settings, pipeline.clients)["status"] == "TUNING"
+
+    monkeypatch.setattr(reconciler, "_stop_jobs", then_started)
+    queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
+    result = pipeline.reconcile(later(queued_hours + 1))  # past the QUEUED deadline, not TUNING's
+    assert result["steps"][late] == "moved on" and result["stuck"] == 0
+    assert pipeline.run(late)["status"] == "TUNING" and pipeline.statuses_told(late) == ["QUEUED"]
+    assert pipeline.sagemaker.tuning[late]["status"] == "InProgress"  # followed by its run, as any tuning job
+
+
+def test_a_run_whose_evaluation_starts_while_a_pass_ends_it_at_its_deadline_goes_on_evaluating(pipeline, monkeypatch):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)  # its completion event is on its way
+    stop_jobs = reconciler._stop_jobs
+
+    def then_evaluated(run, clients):
+        stop_jobs(run, clients)  # the tuning job ended: nothing to stop
+        if run["run_id"] == run_id:
+            assert pipeline.tuning_ended(run_id)["status"] == "EVALUATING"  # the event, in another invocation
+
+    monkeypatch.setattr(reconciler, "_stop_jobs", then_evaluated)
+    # its TUNING deadline passed a minute ago (the pass's own clock: the deadline of EVALUATING is hours away)
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET deadline_at = :t",
+                                            ExpressionAttributeValues={":t": now_iso(later(-1 / 60))})
+    result = pipeline.reconcile(later(0))
+    assert result["steps"][run_id] == "moved on" and result["stuck"] == 0
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"  # its evaluation recorded, as any run's
+    assert_ended(pipeline, run_id, "SUCCEEDED")
 
 
 def test_an_evaluation_job_made_as_its_run_reached_its_deadline_is_stopped(pipeline):

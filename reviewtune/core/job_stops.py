@@ -1,0 +1,114 @@
+"""Stopping a run's SageMaker jobs, and a job made for a run that had already ended: stopped until SageMaker took it.
+
+Two steps make a job and then write the run's new state: ``tuning.launch`` (CreateHyperParameterTuningJob, then
+CLAIMED or QUEUED -> TUNING) and ``evaluation.start_evaluation`` (CreateProcessingJob, then TUNING -> EVALUATING).
+When that write finds the run already ended (the reconciler ended it at its deadline between the two), the job just
+made has no run to follow it, and nothing would look at it again: it would train or evaluate, costing, until its own
+time limit. So the step stops it at once (``stop_made_for_ended_run``), and when SageMaker does not take that stop
+(throttling, no answer) the job is owed a stop: its name is kept on the ended run (``tuning_job_to_stop`` /
+``evaluation_job_to_stop``) and the run stays in the outbox's pending index (``outbox.send_pending`` does not clear it)
+until a reconciler pass has stopped it (``settle``: SageMaker took the stop, or says the job is not running).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from reviewtune.core import aws_errors
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.runs import PENDING, RunsRepository
+
+logger = Logger(child=True)
+
+# kind -> (the run attribute that keeps its owed stop, the words for it, SageMaker's Stop call for a job name)
+KINDS: dict[str, tuple[str, str, Callable[[Any, str], object]]] = {
+    "tuning": (
+        "tuning_job_to_stop",
+        "tuning job",
+        lambda sagemaker, name: sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+    ),
+    "evaluation": (
+        "evaluation_job_to_stop",
+        "evaluation job",
+        lambda sagemaker, name: sagemaker.stop_processing_job(ProcessingJobName=name),
+    ),
+}
+
+ATTRIBUTES = tuple(attribute for attribute, _, _ in KINDS.values())
+
+
+def stop_job(stop: Callable[[], object], run_id: str, what: str, *, before_end: bool = False) -> None:
+    """``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop. Best effort by
+    default: a refusal is logged, not raised. ``before_end``: the run ends after this call, and then nothing looks at
+    its job again, so a job that is not there or not running (SageMaker's ValidationException) counts as stopped, and
+    a refusal worth another try (throttling, no answer) raises, for the step to be tried again (the event, the
+    reconciler's next pass) while the run has not ended; one that is not (access denied) is logged and the run ends."""
+    try:
+        stop()
+    except ClientError as exc:
+        if aws_errors.not_found(exc) or (before_end and aws_errors.code(exc) == "ValidationException"):
+            return
+        if before_end and aws_errors.transient(exc):
+            raise
+        logger.warning(f"could not stop the run's {what}", extra={"run_id": run_id, "error": aws_errors.text(exc)})
+    except BotoCoreError:
+        if before_end:
+            raise
+        logger.warning(f"could not stop the run's {what}: no answer", extra={"run_id": run_id})
+
+
+def _stop(clients: AwsClients, run_id: str, kind: str, job_name: str) -> None:
+    """Stop the job, raising while SageMaker has not taken the stop and might still (``stop_job``'s ``before_end``)."""
+    _, what, call = KINDS[kind]
+    stop_job(lambda: call(clients.sagemaker, job_name), run_id, what, before_end=True)
+
+
+def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict[str, Any], kind: str,
+                            job_name: str) -> bool:
+    """Stop the job of ``kind`` just made for ``run``, which had already ended. True when SageMaker took the stop (or
+    the job is not running); False when it did not, and the stop is owed on the run for the reconciler.
+
+    Raises, after logging the job's name, only when neither the stop nor the record of the debt went through."""
+    run_id = run["run_id"]
+    try:
+        _stop(clients, run_id, kind, job_name)
+        return True
+    except (ClientError, BotoCoreError) as exc:
+        error = aws_errors.describe(exc)
+    attribute, what, _ = KINDS[kind]
+    try:
+        runs.update_if(run_id, run["status"], **{attribute: job_name, "notice_pending": PENDING})
+    except (ClientError, BotoCoreError):
+        logger.exception(
+            f"a {what} made for an ended run could neither be stopped nor recorded to be stopped: stop it by hand",
+            extra={"run_id": run_id, "job_name": job_name, "stop_error": error},
+        )
+        raise
+    logger.warning(
+        f"could not stop the {what} made for an ended run; the reconciler stops it",
+        extra={"run_id": run_id, "job_name": job_name, "error": error},
+    )
+    return False
+
+
+def owed(item: dict[str, Any]) -> dict[str, str]:
+    """The stops the run owes: kind -> job name."""
+    return {kind: item[attribute] for kind, (attribute, _, _) in KINDS.items() if item.get(attribute)}
+
+
+def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any]) -> int:
+    """Stop every job the run owes a stop, and forget each one SageMaker took. Returns how many were settled.
+
+    Raises when SageMaker refuses for now (the next pass tries again)."""
+    settled = 0
+    for kind, job_name in owed(item).items():
+        _stop(clients, item["run_id"], kind, job_name)
+        runs.forget_if(item["run_id"], KINDS[kind][0], job_name)
+        logger.info(f"the {KINDS[kind][1]} made for an ended run is stopped",
+                    extra={"run_id": item["run_id"], "job_name": job_name})
+        settled += 1
+    return settled
