@@ -370,6 +370,13 @@ def start_evaluation(
     def end_tuning(stage: str = "tuning", **outcome: Any) -> dict[str, Any]:
         return end_run(runs, settings, clients, tuning_job_name, stage=stage, tuning=stored(), **outcome)
 
+    def give_up(reason: str) -> dict[str, Any]:
+        # unless another invocation (the event, the reconciler) started the job meanwhile; then stop a job an earlier
+        # attempt whose answer was lost may have made
+        ended = end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason, only_from=(RunStatus.TUNING,))
+        job_stops.stop_if_ended(runs, clients, tuning_job_name, "evaluation", names.evaluation_job_name(tuning_job_name))
+        return ended
+
     if status in ("Completed", "Stopped") and stop_requests.requested(run):  # a person stopped it: nothing evaluated
         # an earlier attempt may have made the evaluation job as the request landed, then died before stopping it
         stop_evaluation_job(clients, tuning_job_name, names.evaluation_job_name(tuning_job_name), before_end=True)
@@ -403,18 +410,12 @@ def start_evaluation(
                     f"SageMaker did not start the evaluation job after {aws_errors.attempts_made(attempt)}: "
                     f"{attempt['last_error']}"
                 )
-                # unless another invocation (the event, the reconciler) started the job meanwhile
-                return end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason,
-                                  only_from=(RunStatus.TUNING,))
+                return give_up(reason)
             runs.update_if(tuning_job_name, RunStatus.TUNING, evaluation_start=attempt, tuning=stored())
             logger.warning("evaluation job not started yet; will retry", extra={"run_id": tuning_job_name, **attempt})
             return {"run_id": tuning_job_name, "status": RunStatus.TUNING.value, "retry_at": attempt["next_attempt_at"]}
         else:
-            return end_tuning(
-                stage="evaluation",
-                status=RunStatus.FAILED,
-                reason=f"SageMaker refused the evaluation job: {aws_errors.text(exc)}",
-            )
+            return give_up(f"SageMaker refused the evaluation job: {aws_errors.text(exc)}")
     moved = runs.transition(
         tuning_job_name,
         RunStatus.TUNING,

@@ -8,6 +8,8 @@ time limit. So the step stops it at once (``stop_made_for_ended_run``), and when
 (throttling, no answer) the job is owed a stop: its name is kept on the ended run (``tuning_job_to_stop`` /
 ``evaluation_job_to_stop``) and the run stays in the outbox's pending index (``outbox.send_pending`` does not clear it)
 until a reconciler pass has stopped it (``settle``: SageMaker took the stop, or says the job is not running).
+The same holds for a job that a start which gave up (too many throttled tries, a refusal) may have made in an
+earlier attempt whose answer was lost (``stop_if_ended``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors
+from reviewtune.core import aws_errors, states
 from reviewtune.core.clients import AwsClients
-from reviewtune.core.runs import PENDING, RunsRepository
+from reviewtune.core.runs import PENDING, RunsRepository, RunStatus
 
 logger = Logger(child=True)
 
@@ -93,6 +95,16 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
         extra={"run_id": run_id, "job_name": job_name, "error": error},
     )
     return False
+
+
+def stop_if_ended(runs: RunsRepository, clients: AwsClients, run_id: str, kind: str, job_name: str) -> None:
+    """After a step gave up starting the job of ``kind`` and ended the run: an earlier attempt whose answer was lost
+    (the create took effect, then throttling or a timeout came back, or the function died) may have made the job,
+    which now has no run to follow it. Stopped like a job made for an ended run (a job never made is nothing to
+    stop); nothing for a run that did not end (it moved on: its job is followed) or SUCCEEDED."""
+    item = runs.get(run_id)
+    if item is not None and states.is_final(item["status"]) and item["status"] != RunStatus.SUCCEEDED:
+        stop_made_for_ended_run(runs, clients, item, kind, job_name)
 
 
 def owed(item: dict[str, Any]) -> dict[str, str]:

@@ -292,6 +292,8 @@ def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:
     if run["status"] in (RunStatus.CLAIMED, RunStatus.QUEUED, RunStatus.TUNING):
         # a CLAIMED or QUEUED run's job may exist too: created by a start whose answer or next write was lost
         stop_tuning_job(clients, run["run_id"], before_end=True)
+        if run["status"] == RunStatus.TUNING:  # and so may a TUNING run's evaluation job, the same way
+            stop_evaluation_job(clients, run["run_id"], names.evaluation_job_name(run["run_id"]), before_end=True)
         return
     if run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
         stop_evaluation_job(clients, run["run_id"], run["evaluation_job_name"], before_end=True)

@@ -455,16 +455,13 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
                     f"SageMaker did not start the tuning job after {aws_errors.attempts_made(attempt)}: "
                     f"{attempt['last_error']}"
                 )
-                # unless another invocation started the job meanwhile
-                return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
-                               only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
+                return _give_up(runs, settings, clients, run_id, reason)
             if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
                 return _moved_on(runs, settings, clients, run_id)
             logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})
             return {"run_id": run_id, "status": source_status.value, "retry_at": attempt["next_attempt_at"]}
         else:
-            reason = f"SageMaker refused the tuning job: {aws_errors.text(exc)}"
-            return end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason)
+            return _give_up(runs, settings, clients, run_id, f"SageMaker refused the tuning job: {aws_errors.text(exc)}")
     config = {
         **(run.get("config") or {}),
         "hyperparameter_names": hyperparameter_names(base),
@@ -492,6 +489,15 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "rows": rows,
         "warm_start_parents": list(plan.parents),
     }
+
+
+def _give_up(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, reason: str) -> dict[str, Any]:
+    """End a run whose tuning job SageMaker would not start FAILED, unless another invocation started the job meanwhile
+    (the run moved on: its job is followed); then stop a job an earlier attempt whose answer was lost may have made."""
+    ended = end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
+                    only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
+    job_stops.stop_if_ended(runs, clients, run_id, "tuning", run_id)
+    return ended
 
 
 def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:

@@ -267,9 +267,9 @@ def test_an_evaluation_job_sagemaker_keeps_throttling_ends_the_run_failed_after_
     assert slots.holders(pipeline.clients.runs_table) == set()
 
 
-def _a_pass_starts_the_job_first(pipeline: Pipeline, monkeypatch, method: str) -> None:
-    """The function's call ``method`` is refused (throttled), but only after a reconciler pass, in the meantime,
-    made the same call for the run, and it succeeded."""
+def _a_pass_starts_the_job_first(pipeline: Pipeline, monkeypatch, method: str, code: str = "ThrottlingException") -> None:
+    """The function's call ``method`` is refused (``code``: throttled, or for good, as IAM denying the function for a
+    moment), but only after a reconciler pass, in the meantime, made the same call for the run, and it succeeded."""
     create = getattr(pipeline.sagemaker, method)
     passing = []
 
@@ -278,7 +278,7 @@ def _a_pass_starts_the_job_first(pipeline: Pipeline, monkeypatch, method: str) -
             return create(**request)
         passing.append(True)
         pipeline.reconcile(later(0.1))
-        raise client_error("ThrottlingException", "Rate exceeded", method)
+        raise client_error(code, f"{code} (injected)", method)
 
     monkeypatch.setattr(pipeline.sagemaker, method, the_pass_first)
 
@@ -558,6 +558,27 @@ def test_a_run_whose_evaluation_starts_while_a_pass_ends_it_at_its_deadline_goes
     assert pipeline.run(run_id)["status"] == "EVALUATING"
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
     assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"  # its evaluation recorded, as any run's
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+def test_a_start_refused_after_another_invocation_started_the_job_leaves_the_run_tuning(pipeline, monkeypatch):
+    _a_pass_starts_the_job_first(pipeline, monkeypatch, "create_hyper_parameter_tuning_job", "AccessDeniedException")
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    assert pipeline.run(run_id)["status"] == "TUNING" and pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
+    assert pipeline.statuses_told(run_id) == []
+
+
+def test_an_evaluation_start_refused_after_another_invocation_started_it_leaves_the_run_evaluating(
+    pipeline, monkeypatch
+):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    _a_pass_starts_the_job_first(pipeline, monkeypatch, "create_processing_job", "AccessDeniedException")
+    pipeline.tuning_ended(run_id)
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "InProgress"
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
     assert_ended(pipeline, run_id, "SUCCEEDED")
 
 

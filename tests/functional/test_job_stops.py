@@ -15,7 +15,7 @@ from reviewtune.core.failures import end_run, repository
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_guarantees import assert_ended
-from tests.support.faults import Failing
+from tests.support.faults import Failing, client_error
 
 
 @pytest.fixture
@@ -91,13 +91,12 @@ def test_an_evaluation_job_whose_stop_was_throttled_is_stopped_by_the_next_pass(
     sagemaker, create = pipeline.sagemaker, pipeline.sagemaker.create_processing_job
     past = pipeline.settings.run_deadlines[RunStatus.TUNING] / 3600 + 0.1
 
-    def then_the_deadline(**request):
-        made = create(**request)
-        pipeline.reconcile(later(past))  # ends the run before start_evaluation's transition
+    def after_the_deadline(**request):
+        pipeline.reconcile(later(past))  # ends the run (no evaluation job yet to stop) before the job is made
         sagemaker.fail["stop_processing_job"] = ["ThrottlingException"]
-        return made
+        return create(**request)
 
-    sagemaker.create_processing_job = then_the_deadline
+    sagemaker.create_processing_job = after_the_deadline
     pipeline.tuning_ended(run_id)
     job = f"{run_id}-eval"
     item = pipeline.run(run_id)
@@ -167,3 +166,83 @@ def test_a_stop_owed_as_the_runs_message_goes_out_keeps_the_run_in_the_pending_i
     assert pipeline.reconcile(later(0.1))["jobs_stopped"] == 1
     assert pipeline.sagemaker.tuning[late]["status"] == "Stopping"
     assert "tuning_job_to_stop" not in assert_ended(pipeline, late, "FAILED")
+
+
+# --------------------------------------------------------------- a start that gave up, after a lost answer
+
+
+def _answer_lost_once(pipeline: Pipeline, monkeypatch, method: str, job_name: str) -> None:
+    """The first create of ``job_name`` takes effect, then its answer is lost (botocore's last try throttled)."""
+    create = getattr(pipeline.sagemaker, method)
+    made: list[str] = []
+
+    def answer_lost(**request):
+        name = request.get("HyperParameterTuningJobName") or request.get("ProcessingJobName")
+        if name == job_name and not made:
+            made.append(name)
+            create(**request)
+            raise client_error("ThrottlingException", "Rate exceeded", method)
+        return create(**request)
+
+    monkeypatch.setattr(pipeline.sagemaker, method, answer_lost)
+
+
+def _passes_until_ended(pipeline: Pipeline, run_id: str, status: str) -> None:
+    hours = 1.0
+    while pipeline.run(run_id)["status"] == status and hours < 20:
+        pipeline.reconcile(later(hours))
+        hours += 1
+
+
+def test_a_queued_run_given_up_after_a_lost_answer_stops_the_tuning_job_that_answer_made(stack, monkeypatch):
+    monkeypatch.setenv("MAX_CONCURRENT_RUNS", "1")
+    pipeline = Pipeline(stack)
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))["run_id"]
+    queued = pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv", good_file(1)))
+    run_id = queued["run_id"]
+    assert queued["status"] == "QUEUED"
+    _answer_lost_once(pipeline, monkeypatch, "create_hyper_parameter_tuning_job", run_id)
+    pipeline.sagemaker.finish_tuning(first, "Failed", failure="x")
+    pipeline.tuning_ended(first, "Failed")  # a slot frees: the start makes the job, its answer is lost
+    assert pipeline.run(run_id)["status"] == "QUEUED" and pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"] * 7
+
+    _passes_until_ended(pipeline, run_id, "QUEUED")
+
+    item = assert_ended(pipeline, run_id, "FAILED", "did not start the tuning job after 8 attempts")
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping" and not job_stops.owed(item)
+
+
+def test_an_evaluation_start_given_up_after_a_lost_answer_stops_the_job_that_answer_made(pipeline, monkeypatch):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    job = f"{run_id}-eval"
+    _answer_lost_once(pipeline, monkeypatch, "create_processing_job", job)
+    assert pipeline.tuning_ended(run_id)["status"] == "TUNING"  # the job is made, the answer lost
+    pipeline.sagemaker.fail["create_processing_job"] = ["ThrottlingException"] * 7
+    # SageMaker still throttling: the stop after giving up, and the same pass's settling of the stop owed
+    pipeline.sagemaker.fail["stop_processing_job"] = ["ThrottlingException"] * 2
+
+    _passes_until_ended(pipeline, run_id, "TUNING")
+
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and "did not start the evaluation job after 8 attempts" in item["failure_reason"]
+    assert item["evaluation_job_to_stop"] == job and item["notice_pending"]  # owed
+    assert pipeline.sagemaker.processing[job]["status"] == "InProgress"
+    assert pipeline.reconcile(later(30))["jobs_stopped"] == 1
+    assert pipeline.sagemaker.processing[job]["status"] == "Stopping"
+    assert not job_stops.owed(assert_ended(pipeline, run_id, "FAILED"))
+
+
+def test_a_tuning_run_ended_at_its_deadline_stops_an_evaluation_job_a_lost_answer_made(pipeline, monkeypatch):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    job = f"{run_id}-eval"
+    _answer_lost_once(pipeline, monkeypatch, "create_processing_job", job)
+    assert pipeline.tuning_ended(run_id)["status"] == "TUNING"
+    pipeline.sagemaker.fail["create_processing_job"] = ["ThrottlingException"] * 3
+
+    pipeline.reconcile(later(pipeline.settings.run_deadlines[RunStatus.TUNING] / 3600 + 0.1))
+
+    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+    assert pipeline.sagemaker.processing[job]["status"] == "Stopping"
