@@ -63,6 +63,8 @@ def end_run(
             return {"run_id": run_id, "status": current.value, "moved_on": True}
         if not states.allowed(current, status):
             status = RunStatus.FAILED
+        if current is RunStatus.QUEUED:  # it never left the queue: its tuning did not begin
+            stage = messages.QUEUE_STAGE
         view = {**item, **fields, "failure_reason": reason}
         notice = messages.run_failed(view, stage, status.value, reason, settings.runs_table)
         moved = runs.transition(

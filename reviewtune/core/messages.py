@@ -266,12 +266,19 @@ def rejected(
     return subject, body
 
 
+QUEUE_STAGE = "queue"  # the stage of a run that ended while it waited for a slot
+
+
+def _during(stage: Any) -> str:
+    return "while queued" if stage == QUEUE_STAGE else f"during {_text(stage, 40)}"
+
+
 def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table: Any) -> tuple[str, str]:
     status_text = _text(status, 40).lower()
-    subject = f"reviewtune: run {_run_id(item)} {status_text} during {_text(stage, 40)}"
+    subject = f"reviewtune: run {_run_id(item)} {status_text} {_during(stage)}"
     trials = _get(item, "tuning", "trials")
     lines = [
-        f"Run {_run_id(item)} on {_source(item)} ended {_text(status, 40)} during {_text(stage, 40)}.",
+        f"Run {_run_id(item)} on {_source(item)} ended {_text(status, 40)} {_during(stage)}.",
         "",
         f"Reason: {_text(reason, REASON_MAX_CHARS)}",
     ]

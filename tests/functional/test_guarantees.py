@@ -513,6 +513,20 @@ def test_a_run_past_its_deadline_whose_job_stop_is_throttled_ends_once_its_job_i
     assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
 
 
+def test_a_run_that_waits_in_the_queue_past_its_deadline_ends_failed_told_it_never_tuned(pipeline):
+    pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
+    queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
+    late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
+    queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
+    assert pipeline.reconcile(later(queued_hours + 1))["stuck"] == 1  # the tuning runs are within their deadline
+    item = assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
+    assert item["failed_stage"] == "queue" and pipeline.statuses_told(late) == ["QUEUED", "FAILED"]
+    message = pipeline.messages(late)[-1]
+    assert message["Subject"].endswith("failed while queued"), message["Subject"]
+    assert "ended FAILED while queued" in message["Message"]
+    assert late not in pipeline.sagemaker.tuning
+
+
 def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline_goes_on_tuning(pipeline, monkeypatch):
     """The pass stops the jobs of the state it read (a QUEUED run has none), then another invocation starts the run:
     ending it now would leave the tuning job just made running with no run to follow it."""

@@ -134,8 +134,11 @@ def test_a_queued_run_a_person_stops_takes_no_slot_and_ends_at_the_next_pass(pip
     assert pipeline.run(queued[1])["status"] == "TUNING"
     assert pipeline.run(queued[0])["status"] == "QUEUED"
     assert pipeline.reconcile(later(0))["steps"][queued[0]] == "stopped on request: STOPPED"
-    assert_stopped_on_request(pipeline, queued[0])
+    item = assert_stopped_on_request(pipeline, queued[0])
     assert pipeline.statuses_told(queued[0]) == ["QUEUED", "STOPPED"]
+    assert item["failed_stage"] == "queue"  # it never tuned
+    [message] = [m for m in pipeline.messages(queued[0]) if m["MessageAttributes"]["status"]["Value"] == "STOPPED"]
+    assert message["Subject"].endswith("stopped while queued") and "during" not in message["Message"]
     assert queued[0] not in pipeline.sagemaker.tuning
 
 
