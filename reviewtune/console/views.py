@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
-from reviewtune.core import job_stops, states, stop_requests
+from reviewtune.core import job_stops, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -145,7 +145,8 @@ def _package(item: dict[str, Any]) -> str | None:
     if item.get("status") == "SUCCEEDED":
         return f"{arn} ({registry.get('approval') or 'PendingManualApproval'})" + (
             f"; {registry['error']}" if registry.get("error") else ""
-        )
+        ) + ("; not champion: the reconciler is putting it back to PendingManualApproval"
+             if withdrawal.owed(item) else "")
     if item.get("approval_settled_at"):
         return f"{arn} (approved for the champion move, then withdrawn: the run did not succeed)"
     return f"{arn} (approved for the champion move; the reconciler is putting it back to PendingManualApproval)"

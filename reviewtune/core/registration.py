@@ -140,7 +140,7 @@ def set_approval(
     about to be) champion; a package approved by an earlier decision that changed goes back to pending. Failures
     are recorded (``error``), not raised, but a moment's refusal (throttling) with ``raise_transient``."""
     arn = entry.get("model_package_arn")
-    out = {k: v for k, v in entry.items() if k != "error" or not str(v).startswith("approval failed")}
+    out = {k: v for k, v in entry.items() if k != "error" or not str(v).startswith(registry.APPROVAL_FAILED)}
     if not arn:
         return out
     if champion.get("champion_run_id") == run_id:
@@ -155,5 +155,5 @@ def set_approval(
     except (ClientError, BotoCoreError) as exc:
         if raise_transient and aws_errors.transient(exc):
             raise
-        out["error"] = f"approval failed: {_error_text(exc)}"
+        out["error"] = f"{registry.APPROVAL_FAILED}: {_error_text(exc)}"
     return out

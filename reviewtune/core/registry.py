@@ -28,6 +28,8 @@ CLIENT_TOKEN_MAX = 36
 APPROVED = "Approved"
 REJECTED = "Rejected"
 PENDING = "PendingManualApproval"
+# the start of the run's registry.error when SageMaker refused a change of approval (registration.set_approval)
+APPROVAL_FAILED = "approval failed"
 APPROVAL_STATUSES = (APPROVED, REJECTED, PENDING)
 
 RUN_ID_PROPERTY = "run_id"

@@ -10,6 +10,11 @@ record_results may approve after the end already withdrew. So the ended run stay
 it: the package is put back to pending again, and once ``SETTLE_AFTER_SECONDS`` have passed since the mark (no
 record_results invocation that wrote the mark can still be approving), ``approval_settled_at`` is written and the
 run leaves the index.
+
+The same holds for a run that SUCCEEDED without becoming champion while its package may be Approved (an attempt
+approved it for a champion move, then the champion changed) and putting it back to pending was still refused when
+record_results stopped retrying (``registry.error`` "approval failed"): it is settled the same way, unless the run
+has become champion since (a person promoted it), whose package stays as the promotion left it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, registry, states
+from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 
@@ -31,17 +37,29 @@ SETTLE_AFTER_SECONDS = 900
 
 
 def owed(item: dict[str, Any]) -> bool:
-    """Whether the run ended otherwise than SUCCEEDED after its package was marked for approval, and its
-    withdrawal is not settled yet."""
+    """Whether the run ended otherwise than SUCCEEDED after its package was marked for approval, or SUCCEEDED not
+    champion with its package's return to pending refused, and its withdrawal is not settled yet."""
+    if not item.get("model_package_arn") or item.get("approval_settled_at"):
+        return False
+    if item.get("status") == RunStatus.SUCCEEDED:
+        return _unapproval_refused(item)
+    return states.is_final(item.get("status"))
+
+
+def _unapproval_refused(item: dict[str, Any]) -> bool:
+    """A SUCCEEDED run that is not champion and whose package record_results could not put back to pending."""
+    registry_entry = item.get("registry") or {}
+    champion_run_id = (item.get("champion") or {}).get("champion_run_id")
     return (
-        states.is_final(item.get("status"))
-        and item.get("status") != RunStatus.SUCCEEDED
-        and bool(item.get("model_package_arn"))
-        and not item.get("approval_settled_at")
+        champion_run_id != item["run_id"]
+        and registry_entry.get("approval") != registry.PENDING
+        and str(registry_entry.get("error", "")).startswith(registry.APPROVAL_FAILED)
     )
 
 
 def reason(item: dict[str, Any]) -> str:
+    if item.get("status") == RunStatus.SUCCEEDED:
+        return f"run {item['run_id']} succeeded without becoming champion"
     return f"run {item['run_id']} ended {item['status']}: {item.get('failure_reason') or 'no reason recorded'}"
 
 
@@ -64,14 +82,26 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
 
     True when settled. Raises when SageMaker refuses (the next pass tries again)."""
     now = now or datetime.now(UTC)
+    fields: dict[str, Any] = {}
+    if item.get("status") == RunStatus.SUCCEEDED:
+        if _champion_now(clients, item):  # promoted since: its package is the champion's
+            settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now))
+            return settled is not None
+        registry_entry = {k: v for k, v in (item.get("registry") or {}).items() if k != "error"}
+        fields["registry"] = {**registry_entry, "approval": registry.PENDING}
     registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
     marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
     if now - marked < timedelta(seconds=SETTLE_AFTER_SECONDS):
         return False
-    settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now))
+    settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), **fields)
     if settled is not None:
         logger.info(
             "approval of the ended run's package settled",
             extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"]},
         )
     return settled is not None
+
+
+def _champion_now(clients: AwsClients, item: dict[str, Any]) -> bool:
+    current = get_champion(clients.runs_table, item.get("dataset") or item["run_id"])
+    return current is not None and current.run_id == item["run_id"]

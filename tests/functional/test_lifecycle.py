@@ -19,7 +19,7 @@ from reviewtune.core.dataset import split_reviews
 from reviewtune.core.registration import REGISTRATION_RETRY_SECONDS, plan_champion, register
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.train_hashes import text_hash
-from tests.functional.pipeline import Pipeline, good_file, measured
+from tests.functional.pipeline import Pipeline, good_file, later, measured
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
 from tests.support.files import with_extra_column
@@ -432,13 +432,11 @@ def test_a_package_approved_by_an_attempt_that_died_goes_back_to_pending_when_th
     assert pipeline.statuses_told(second) == ["SUCCEEDED"]
 
 
-def test_an_unapproval_throttled_after_the_champion_changed_is_tried_again(pipeline, monkeypatch):
-    """The champion changes between this run's approval and its transaction; putting the package back to pending
-    is throttled: the attempt fails and is tried again, as an approval would be, instead of succeeding with a
-    package Approved that is not the champion's."""
+def _promoted_before_the_transaction(pipeline: Pipeline, monkeypatch, first: str, third: str) -> None:
+    """The challenger's package approved, a person promotes ``third`` before its champion transaction, and putting
+    the package back to pending is then throttled once."""
     from reviewtune.core import champion as champion_module
 
-    first, second, third = _challenger_better_than(pipeline)
     write = champion_module._put_with_run_update
 
     def promoted_meanwhile(*args, **kwargs):
@@ -449,6 +447,14 @@ def test_an_unapproval_throttled_after_the_champion_changed_is_tried_again(pipel
         return write(*args, **kwargs)
 
     monkeypatch.setattr(champion_module, "_put_with_run_update", promoted_meanwhile)
+
+
+def test_an_unapproval_throttled_after_the_champion_changed_is_tried_again(pipeline, monkeypatch):
+    """The champion changes between this run's approval and its transaction; putting the package back to pending
+    is throttled: the attempt fails and is tried again, as an approval would be, instead of succeeding with a
+    package Approved that is not the champion's."""
+    first, second, third = _challenger_better_than(pipeline)
+    _promoted_before_the_transaction(pipeline, monkeypatch, first, third)
     with pytest.raises(Exception, match="ThrottlingException"):
         pipeline.evaluation_ended(second)
     assert pipeline.run(second)["status"] == "EVALUATING"
@@ -456,6 +462,60 @@ def test_an_unapproval_throttled_after_the_champion_changed_is_tried_again(pipel
     two = pipeline.run(second)
     assert two["champion"]["champion_run_id"] == third and "error" not in two["registry"]
     assert approval(pipeline, two["model_package_arn"]) == two["registry"]["approval"] == "PendingManualApproval"
+
+
+def _unapproval_refused_an_hour_in(pipeline: Pipeline, monkeypatch) -> tuple[str, str, str]:
+    """``second`` approved for a champion move, the champion changed (``third`` promoted by hand) before its
+    transaction, and putting its package back to pending still refused an hour into its evaluation: it SUCCEEDED,
+    not champion, with its package Approved."""
+    first, second, third = _challenger_better_than(pipeline)
+    evaluating_for_an_hour(pipeline, second)
+    _promoted_before_the_transaction(pipeline, monkeypatch, first, third)
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    two = pipeline.run(second)
+    assert two["champion"]["champion_run_id"] == third
+    assert two["registry"]["error"].startswith("approval failed: ThrottlingException")
+    assert approval(pipeline, two["model_package_arn"]) == "Approved"  # not the champion's, yet Approved
+    return first, second, third
+
+
+def test_a_non_champion_package_still_approved_when_the_retries_ran_out_is_put_back_by_the_reconciler(
+    pipeline, monkeypatch
+):
+    from reviewtune.console import views
+
+    _, second, third = _unapproval_refused_an_hour_in(pipeline, monkeypatch)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert second in list(runs.with_pending_notice())  # its message went out, but it owes the withdrawal
+    arn = pipeline.run(second)["model_package_arn"]
+    assert "not champion: the reconciler is putting it back" in views._package(pipeline.run(second))
+
+    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+    assert "ThrottlingException" in pipeline.reconcile(later(0.05))["errors"][second]  # still refused: next pass
+    assert approval(pipeline, arn) == "Approved"
+    assert pipeline.reconcile(later(0.1))["withdrawn"] == 1
+    assert approval(pipeline, arn) == "PendingManualApproval"
+    assert second in list(runs.with_pending_notice())  # kept until no attempt can still be approving it
+
+    pipeline.reconcile(later(0.5))
+    item = pipeline.run(second)
+    assert item["approval_settled_at"] and second not in list(runs.with_pending_notice())
+    assert item["registry"]["approval"] == "PendingManualApproval" and "error" not in item["registry"]
+    assert approval(pipeline, arn) == "PendingManualApproval"
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == third
+    assert pipeline.statuses_told(second) == ["SUCCEEDED"]  # one message, sent once
+    assert pipeline.reconcile(later(0.6))["withdrawn"] == 0
+
+
+def test_a_non_champion_package_promoted_by_hand_before_the_pass_stays_approved(pipeline, monkeypatch):
+    _, second, third = _unapproval_refused_an_hour_in(pipeline, monkeypatch)
+    arn = pipeline.run(second)["model_package_arn"]
+    promote_manually(pipeline.clients.runs_table, "team/a.tsv", run_id=second, accuracy=0.90, test_rows=309,
+                     test_split="sha256:x", reason="by hand", expected_run_id=third)
+    assert pipeline.reconcile(later(0.1))["withdrawn"] == 1
+    assert approval(pipeline, arn) == "Approved"  # the champion's
+    assert pipeline.run(second)["approval_settled_at"]
+    assert second not in list(RunsRepository(pipeline.clients.runs_table).with_pending_notice())
 
 
 def test_a_champion_item_unreadable_for_a_moment_is_read_again_before_the_run_succeeds(pipeline):
