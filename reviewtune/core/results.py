@@ -281,7 +281,10 @@ def _ended_meanwhile(
         # withdraws an approval given here)
         return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.STOPPED,
                        reason=stop_requests.reason(item), only_from=(RunStatus.EVALUATING,))
-    # not when the run moved on to SUCCEEDED: another record_results (the event's, or a pass's) made it champion
-    if withdraw and item and item.get("status") != RunStatus.SUCCEEDED and item.get("model_package_arn"):
+    # a run that moved on to SUCCEEDED (another record_results, the event's or a pass's, recorded it) keeps an
+    # approval only if that made it champion; else the approval given here came after that one put it back to pending
+    if withdraw and item and item.get("model_package_arn") and (
+        item.get("status") != RunStatus.SUCCEEDED or not withdrawal.champion_now(clients, item)
+    ):
         withdrawal.withdraw(clients, item)
     return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}

@@ -84,7 +84,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     now = now or datetime.now(UTC)
     fields: dict[str, Any] = {}
     if item.get("status") == RunStatus.SUCCEEDED:
-        if _champion_now(clients, item):  # promoted since: its package is the champion's
+        if champion_now(clients, item):  # promoted since: its package is the champion's
             settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now))
             return settled is not None
         registry_entry = {k: v for k, v in (item.get("registry") or {}).items() if k != "error"}
@@ -102,6 +102,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     return settled is not None
 
 
-def _champion_now(clients: AwsClients, item: dict[str, Any]) -> bool:
+def champion_now(clients: AwsClients, item: dict[str, Any]) -> bool:
+    """Whether the run is its dataset's champion now (the pointer, read strongly consistent)."""
     current = get_champion(clients.runs_table, item.get("dataset") or item["run_id"])
     return current is not None and current.run_id == item["run_id"]

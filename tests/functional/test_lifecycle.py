@@ -518,6 +518,33 @@ def test_a_non_champion_package_promoted_by_hand_before_the_pass_stays_approved(
     assert second not in list(RunsRepository(pipeline.clients.runs_table).with_pending_notice())
 
 
+def test_an_approval_given_after_another_attempt_recorded_the_run_not_champion_is_withdrawn(pipeline, monkeypatch):
+    """The event's record_results marks the package for a champion move; before it approves it, a reconciler pass
+    records the run without deciding (its read of the champion refused: the package stays pending). The approval
+    given next must not stay: the event's transaction finds the run recorded, and puts the package back."""
+    from reviewtune.core import results
+    from tests.support.faults import Failing
+
+    first, second, _ = _challenger_better_than(pipeline)
+    approve, table = results.set_approval, pipeline.clients.runs_table
+
+    def a_pass_first(entry, champion, run_id, clients, **kwargs):
+        monkeypatch.setattr(results, "set_approval", approve)
+        pipeline.use("runs_table", Failing(table, "get_item", "AccessDeniedException",
+                                           when=lambda kwargs: kwargs["Key"]["run_id"].startswith("champion#")))
+        pipeline.reconcile(later(0))  # reads the evaluation job's completion and records the run
+        pipeline.use("runs_table", table)
+        recorded = pipeline.run(second)
+        assert recorded["status"] == "SUCCEEDED" and recorded["champion"]["decision"] == "not decided"
+        return approve(entry, champion, run_id, clients, **kwargs)
+
+    monkeypatch.setattr(results, "set_approval", a_pass_first)
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    assert get_champion(table, "team/a.tsv").run_id == first
+    assert approval(pipeline, pipeline.run(second)["model_package_arn"]) == "PendingManualApproval"
+    assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+
+
 def test_a_champion_item_unreadable_for_a_moment_is_read_again_before_the_run_succeeds(pipeline):
     """A throttled read of the champion pointer is not a decision: the first run of the dataset still becomes
     champion, as it would have without the throttling."""
