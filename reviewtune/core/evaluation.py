@@ -455,5 +455,4 @@ def start_evaluation(
 
 def stop_evaluation_job(clients: AwsClients, run_id: str, job_name: str, *, before_end: bool = False) -> None:
     """Stop a run's evaluation job (if there is one and it runs) so that it stops costing (``job_stops.stop_job``)."""
-    job_stops.stop_job(lambda: clients.sagemaker.stop_processing_job(ProcessingJobName=job_name), run_id, "evaluation job",
-             before_end=before_end)
+    job_stops.stop_job(clients, run_id, "evaluation", job_name, before_end=before_end)

@@ -43,14 +43,15 @@ KINDS: dict[str, tuple[str, str, Callable[[Any, str], object]]] = {
 ATTRIBUTES = tuple(attribute for attribute, _, _ in KINDS.values())
 
 
-def stop_job(stop: Callable[[], object], run_id: str, what: str, *, before_end: bool = False) -> None:
-    """``stop`` (a SageMaker Stop call for the run's ``what``); a job never created is nothing to stop. Best effort by
-    default: a refusal is logged, not raised. ``before_end``: the run ends after this call, and then nothing looks at
-    its job again, so a job that is not there or not running (SageMaker's ValidationException) counts as stopped, and
-    a refusal worth another try (throttling, no answer) raises, for the step to be tried again (the event, the
-    reconciler's next pass) while the run has not ended; one that is not (access denied) is logged and the run ends."""
+def stop_job(clients: AwsClients, run_id: str, kind: str, job_name: str, *, before_end: bool = False) -> None:
+    """Stop the run's job of ``kind``; a job never created is nothing to stop. Best effort by default: a refusal is
+    logged, not raised. ``before_end``: the run ends after this call, and then nothing looks at its job again, so a
+    job that is not there or not running (SageMaker's ValidationException) counts as stopped, and a refusal worth
+    another try (throttling, no answer) raises, for the step to be tried again (the event, the reconciler's next
+    pass) while the run has not ended; one that is not (access denied) is logged and the run ends."""
+    _, what, call = KINDS[kind]
     try:
-        stop()
+        call(clients.sagemaker, job_name)
     except ClientError as exc:
         if aws_errors.not_found(exc) or (before_end and aws_errors.code(exc) == "ValidationException"):
             return
@@ -63,12 +64,6 @@ def stop_job(stop: Callable[[], object], run_id: str, what: str, *, before_end: 
         logger.warning(f"could not stop the run's {what}: no answer", extra={"run_id": run_id})
 
 
-def _stop(clients: AwsClients, run_id: str, kind: str, job_name: str) -> None:
-    """Stop the job, raising while SageMaker has not taken the stop and might still (``stop_job``'s ``before_end``)."""
-    _, what, call = KINDS[kind]
-    stop_job(lambda: call(clients.sagemaker, job_name), run_id, what, before_end=True)
-
-
 def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict[str, Any], kind: str,
                             job_name: str) -> bool:
     """Stop the job of ``kind`` just made for ``run``, which had already ended. True when SageMaker took the stop (or
@@ -77,7 +72,7 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
     Raises, after logging the job's name, only when neither the stop nor the record of the debt went through."""
     run_id = run["run_id"]
     try:
-        _stop(clients, run_id, kind, job_name)
+        stop_job(clients, run_id, kind, job_name, before_end=True)
         return True
     except (ClientError, BotoCoreError) as exc:
         error = aws_errors.describe(exc)
@@ -118,7 +113,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any]) -> i
     Raises when SageMaker refuses for now (the next pass tries again)."""
     settled = 0
     for kind, job_name in owed(item).items():
-        _stop(clients, item["run_id"], kind, job_name)
+        stop_job(clients, item["run_id"], kind, job_name, before_end=True)
         runs.forget_if(item["run_id"], KINDS[kind][0], job_name)
         logger.info(f"the {KINDS[kind][1]} made for an ended run is stopped",
                     extra={"run_id": item["run_id"], "job_name": job_name})

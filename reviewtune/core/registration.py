@@ -140,7 +140,7 @@ def set_approval(
     about to be) champion; a package approved by an earlier decision that changed goes back to pending. Failures
     are recorded (``error``), not raised, but a moment's refusal (throttling) with ``raise_transient``."""
     arn = entry.get("model_package_arn")
-    out = {k: v for k, v in entry.items() if k != "error" or not str(v).startswith(registry.APPROVAL_FAILED)}
+    out = registry.without_approval_error(entry)
     if not arn:
         return out
     if champion.get("champion_run_id") == run_id:

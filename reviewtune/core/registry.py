@@ -181,3 +181,8 @@ def versions(sagemaker: Any, group_name: str, status: str | None = None) -> list
         if not page.get("NextToken"):
             return out
         request["NextToken"] = page["NextToken"]
+
+
+def without_approval_error(entry: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``registry`` field less an ``error`` that was a refused change of approval (``APPROVAL_FAILED``)."""
+    return {k: v for k, v in entry.items() if k != "error" or not str(v).startswith(APPROVAL_FAILED)}

@@ -513,8 +513,7 @@ def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients)
 
 def stop_tuning_job(clients: AwsClients, run_id: str, *, before_end: bool = False) -> None:
     """Stop a run's tuning job (if there is one and it runs) so that it stops costing (``job_stops.stop_job``)."""
-    job_stops.stop_job(lambda: clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id),
-             run_id, "tuning job", before_end=before_end)
+    job_stops.stop_job(clients, run_id, "tuning", run_id, before_end=before_end)
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:

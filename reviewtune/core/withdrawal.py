@@ -87,8 +87,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
         if champion_now(clients, item):  # promoted since: its package is the champion's
             settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now))
             return settled is not None
-        registry_entry = {k: v for k, v in (item.get("registry") or {}).items() if k != "error"}
-        fields["registry"] = {**registry_entry, "approval": registry.PENDING}
+        fields["registry"] = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.PENDING}
     registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
     marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
     if now - marked < timedelta(seconds=SETTLE_AFTER_SECONDS):
