@@ -103,11 +103,14 @@ DEFAULT_JOB_STARTUP_SECONDS = 60.0
 MODEL_PACK_SECONDS: dict[str, float] = {"all-mpnet-base-v2": 30.0, "all-minilm-l6-v2": 5.0}
 DEFAULT_MODEL_PACK_SECONDS = 20.0
 # Seconds the evaluation job spends besides its forward passes: load the model, write the report (measured: the
-# whole all-mpnet-base-v2 evaluation of 308 rows took 24 s).
-EVALUATION_STARTUP_SECONDS = 30.0
+# whole all-mpnet-base-v2 evaluation of 308 rows took 24 s; all-minilm-l6-v2's of the sample's 60 rows, 11 s).
+EVALUATION_STARTUP_SECONDS: dict[str, float] = {"all-mpnet-base-v2": 30.0, "all-minilm-l6-v2": 10.0}
+DEFAULT_EVALUATION_STARTUP_SECONDS = 30.0
 # The rest of a run: local runtime and stack, the split, the tuner's bookkeeping, records and messages (measured:
-# under a minute besides the trials and the evaluation).
-RUN_OVERHEAD_SECONDS = 60.0
+# under a minute besides the trials and the evaluation for all-mpnet-base-v2, whose models the tuner and the
+# evaluation copy at 438 MB each; 17 s in all for `make run` on the embedded sample, 2026-12-04, the CPU without AMX).
+RUN_OVERHEAD_SECONDS: dict[str, float] = {"all-mpnet-base-v2": 60.0, "all-minilm-l6-v2": 20.0}
+DEFAULT_RUN_OVERHEAD_SECONDS = 60.0
 # The plan fills this share of the time budget; the rest absorbs the estimate's error (noise, a slower machine).
 PLANNED_SHARE = 0.9
 # Each trial's training job may take the time that fills this share of the budget (train.py's max_train_seconds,
@@ -328,7 +331,7 @@ def estimate_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int,
     """The run's wall seconds: overhead, rounds of parallel trials (sharing the cores), then the evaluation job."""
     _, rounds = _rounds(budget)
     trial = trial_seconds(budget, rows, steps_per_epoch, rate, startup, frozen_rate, tokens)
-    return rounds * trial + outside_trials_seconds(rows, rate)
+    return rounds * trial + outside_trials_seconds(budget.model, rows, rate)
 
 
 def trial_seconds(budget: Budget, rows: dict[str, int], steps_per_epoch: int, rate: float, startup: float,
@@ -370,10 +373,12 @@ def _draws(budget: Budget, rows: dict[str, int], steps_per_epoch: int) -> tuple[
     return draws, min(rows.get("train", 0), draws)
 
 
-def outside_trials_seconds(rows: dict[str, int], rate: float) -> float:
-    """The run's seconds besides its training jobs: the runtime's own and the evaluation job."""
-    evaluation = EVALUATION_STARTUP_SECONDS + rows.get("test", 0) / (rate * INFERENCE_SPEEDUP)
-    return RUN_OVERHEAD_SECONDS + evaluation
+def outside_trials_seconds(model: str, rows: dict[str, int], rate: float) -> float:
+    """The run's seconds besides its training jobs (``model``'s): the runtime's own and the evaluation job."""
+    key = model_key(model)
+    startup = EVALUATION_STARTUP_SECONDS.get(key, DEFAULT_EVALUATION_STARTUP_SECONDS)
+    evaluation = startup + rows.get("test", 0) / (rate * INFERENCE_SPEEDUP)
+    return RUN_OVERHEAD_SECONDS.get(key, DEFAULT_RUN_OVERHEAD_SECONDS) + evaluation
 
 
 def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_MINUTES,
@@ -461,7 +466,7 @@ def _with_time_limit(plan: Plan, rate: float, startup: float, frozen_rate: float
     packing = MODEL_PACK_SECONDS.get(model_key(budget.model), DEFAULT_MODEL_PACK_SECONDS)
     tokens = plan.tokens_per_row
     planned = trial_seconds(budget, plan.rows, plan.steps_per_epoch, rate, startup, frozen_rate, tokens) - packing
-    outside = outside_trials_seconds(plan.rows, rate)
+    outside = outside_trials_seconds(budget.model, plan.rows, rate)
     limit = math.floor((plan.minutes * TIME_LIMIT_SHARE * 60 - outside) / rounds - packing)
     if limit <= planned:
         return plan
