@@ -1,4 +1,4 @@
-"""``reviewtune runs list|show|trials|report|stop``, ``reviewtune drop``, ``reviewtune champion``, ``reviewtune
+"""``reviewtune runs list|show|trials|report|stop|retry``, ``reviewtune drop``, ``reviewtune champion``, ``reviewtune
 promote`` and ``reviewtune dead-letters``: AWS or the local runtime, alike."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from reviewtune.console.text import plain, safe
 from reviewtune.core import names, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
+from reviewtune.core.retries import RetryError, retry_run
 from reviewtune.core.runs import RunStatus
 from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
@@ -140,6 +141,46 @@ def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None) -> st
             f"{request['at']}; {then}")
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    """For each run: copy its file's version onto its key, so that a new run tunes it (retries.py). A run that cannot
+    be retried is reported and the others are still retried (exit status 1). With --follow (one run), the new run is
+    shown live until it ends."""
+    run_ids = list(dict.fromkeys(args.run_ids))  # each once, in the order given
+    if args.follow and len(run_ids) > 1:
+        raise SystemExit("error: --follow follows one run; retry one run at a time to follow it")
+    target = _target(args)
+    by = queries.caller(target.client("sts"))
+    runs, s3 = target.runs(), target.client("s3")
+    done: list[dict[str, Any]] = []
+    for run_id in run_ids:
+        try:
+            retry = retry_run(runs, s3, run_id, why=args.reason, by=by)
+        except RetryError as error:
+            done.append({"run_id": run_id, "error": str(error)})
+            progress_console.print(plain(f"error: {error}"))
+            continue
+        done.append(retry.as_dict())
+        if not args.json:
+            version = f" version {retry.version_id}" if retry.version_id else ""
+            console.print(plain(f"retry of {run_id}: its file copied onto s3://{retry.bucket}/{retry.key} as a new "
+                                f"object{version}; its run is {retry.new_run_id} (`reviewtune runs show "
+                                f"{retry.new_run_id}`)"))
+    if args.follow and "error" not in done[0]:
+        retry = done[0]
+        live = progress_console if args.json else console
+        dropped = {"bucket": retry["bucket"], "key": retry["key"], "version_id": retry["version_id"],
+                   "etag": retry["etag"]}
+        item = _follow(target, live, names.dataset_name(retry["key"]), dropped, args.timeout)
+        done[0]["outcome"] = item
+        if not args.json:
+            console.print(views.run_view(item))
+    if args.json:
+        print(json.dumps(queries.jsonable(done), indent=2, default=str))
+    if any("error" in entry for entry in done):
+        return 1
+    return 0 if not args.follow or done[0]["outcome"]["status"] == RunStatus.SUCCEEDED else 1
+
+
 def cmd_drop(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -238,7 +279,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add the ``runs``, ``drop``, ``champion``, ``promote`` and ``dead-letters`` commands to the top-level
     subparsers."""
-    runs = sub.add_parser("runs", help="list, inspect and stop runs (AWS or the local runtime)")
+    runs = sub.add_parser("runs", help="list, inspect, stop and retry runs (AWS or the local runtime)")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
     listing = runs_sub.add_parser("list", help="runs, newest first")
@@ -267,7 +308,15 @@ def register(sub: Any) -> None:
                       help="a run not ended yet (`runs list` shows them); several at once")
     stop.add_argument("--reason", required=True, help="why (in the run's record and its STOPPED message)")
     stop.set_defaults(func=cmd_stop)
-    for parser in (listing, show, trials, report, stop):
+    retry = runs_sub.add_parser(
+        "retry", help="tune the file of runs that ended FAILED, STOPPED or DUPLICATE again: a new run each"
+    )
+    retry.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="a run that ended without a result; several at once")
+    retry.add_argument("--reason", required=True, help="why (recorded on the run retried)")
+    retry.add_argument("--follow", action="store_true", help="show the new run live until it ends (one run)")
+    retry.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow the new run")
+    retry.set_defaults(func=cmd_retry)
+    for parser in (listing, show, trials, report, stop, retry):
         _common(parser)
 
     drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")

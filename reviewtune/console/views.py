@@ -53,10 +53,13 @@ def runs_table(items: list[dict[str, Any]], title: str) -> Table:
 
 
 def _status(item: dict[str, Any]) -> str:
-    """The run's status; one not ended yet that a person asked to stop says so (stop_requests.py)."""
+    """The run's status; one not ended yet that a person asked to stop says so (stop_requests.py), one whose file was
+    tuned again in another run too (retries.py)."""
     status = str(item.get("status", "?"))
     if stop_requests.requested(item) and not states.is_final(status):
         return f"{status}, stopping"
+    if isinstance(item.get("retried"), dict):
+        return f"{status}, retried"
     return status
 
 
@@ -112,6 +115,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
          if item.get("deadline_at") else None),
         ("last start error", item.get("start_error")),
         ("stop requested", _stop_request(item)),
+        ("retried as", _retried(item)),
         ("stopped at" if status == "STOPPED" else "failed at", item.get("failed_stage")),
         ("no copy kept", item.get("not_copied")),
         ("job to stop", _jobs_to_stop(item)),
@@ -133,6 +137,16 @@ def _stop_request(item: dict[str, Any]) -> str | None:
         return None
     request = item["stop_request"]
     return f"{utc_time(request.get('at'))} by {request.get('by')}: {request.get('reason')}"
+
+
+def _retried(item: dict[str, Any]) -> str | None:
+    """The run its file was tuned again in (retries.py)."""
+    retried = item.get("retried")
+    if not isinstance(retried, dict):
+        return None
+    version = f" (version {retried['version_id']})" if retried.get("version_id") else ""
+    return (f"{retried.get('new_run_id')}{version}, {utc_time(retried.get('at'))} by {retried.get('by')}: "
+            f"{retried.get('reason')}")
 
 
 def _package(item: dict[str, Any]) -> str | None:
@@ -190,6 +204,9 @@ def run_view(item: dict[str, Any]) -> Group:
         events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
         if stop_requests.requested(item):
             events.append((item["stop_request"].get("at"), f"stop requested by {item['stop_request'].get('by')}"))
+        if isinstance(item.get("retried"), dict):
+            events.append((item["retried"].get("at"), f"retried as {item['retried'].get('new_run_id')} by "
+                           f"{item['retried'].get('by')}"))
     else:  # an item written before status_history was
         events = [
             (item.get("created_at"), "file accepted, run created" if item.get("status") != "REJECTED" else "file rejected"),

@@ -17,7 +17,8 @@ places find the earlier run, both in the runs table:
 A run a person asked to stop (stop_requests.py) keeps no content: it ends STOPPED, so the same file dropped again
 meanwhile is tuned. A holder still ``CLAIMED`` counts as in progress: it took the marker after reading the file without fault and is
 splitting it and starting its job. Should that start fail, the earlier duplicate stays DUPLICATE (its message
-named the run, whose own outcome message follows); dropping the file again then tunes it.
+named the run, whose own outcome message follows); retrying the duplicate (retries.py) or dropping the file again
+then tunes it. ``content_kept_by`` reads, without writing, whether a run keeps a content (a retry asks it first).
 """
 
 from __future__ import annotations
@@ -61,6 +62,25 @@ def earlier_run(
         if _keeps_content(current, KEEPS_CONTENT):
             return current
     return _hold_marker(runs, run_id, dataset, content_sha256)
+
+
+def content_kept_by(
+    runs: RunsRepository, dataset: str, content_sha256: str, run_id: str
+) -> dict[str, Any] | None:
+    """The run other than ``run_id`` that keeps this content of ``dataset`` from being tuned again (in progress or
+    succeeded; the marker's holder still CLAIMED counts), or None: a read, nothing is written."""
+    marker = runs.table.get_item(Key={"run_id": marker_key(dataset, content_sha256)}, ConsistentRead=True)
+    holder = (marker.get("Item") or {}).get("holder")
+    if holder and holder != run_id:
+        held = runs.get(holder)
+        if _keeps_content(held, HOLDS_MARKER):
+            return held
+    for candidate in runs.with_content(dataset, content_sha256, KEEPS_CONTENT, MAX_RUNS_CHECKED):
+        if candidate["run_id"] != run_id:
+            current = runs.get(candidate["run_id"])
+            if _keeps_content(current, KEEPS_CONTENT):
+                return current
+    return None
 
 
 def _keeps_content(run: dict[str, Any] | None, statuses: tuple[RunStatus, ...]) -> bool:

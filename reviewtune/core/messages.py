@@ -295,7 +295,11 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
     extra = [*_warm_start(item), *_cost(item)]
     if extra:
         lines += ["", *extra]
-    lines += ["", _lookup_hint(item, table)]
+    lines += [
+        "",
+        f"To tune its file again once the cause is fixed: `reviewtune runs retry {_run_id(item)} --reason TEXT`.",
+        _lookup_hint(item, table),
+    ]
     return subject, "\n".join(lines)
 
 
@@ -398,7 +402,8 @@ def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str
             lines.append(f"Its report:          {_text(report, 2000)}")
     else:
         lines += [
-            "Its result comes in its own message when it ends; should it fail or be stopped, drop the file again.",
+            "Its result comes in its own message when it ends; should it fail or be stopped, tune this file again "
+            f"with `reviewtune runs retry {_run_id(item)} --reason TEXT` (or drop it again).",
         ]
     lines += [
         "",

@@ -272,6 +272,16 @@ class RunsRepository:
             condition += f" AND attribute_not_exists({update.name('stop_request')})"
         return self._update_where(run_id, update, condition)
 
+    def record_once(self, run_id: str, name: str, value: Any, *, status: RunStatus | str) -> dict[str, Any] | None:
+        """Set the attribute ``name`` unless it is set already, while the run is in ``status``: the item after it, or
+        None when the attribute was there or the run moved on."""
+        update = _Update()
+        update.set(name, value=value)
+        update.set("updated_at", value=now_iso())
+        condition = (f"attribute_not_exists({update.name(name)}) AND "
+                     f"{update.name('status')} = {update.value(str(status))}")
+        return self._update_where(run_id, update, condition)
+
     def forget_if(self, run_id: str, name: str, value: Any) -> bool:
         """Remove the attribute ``name`` while it still holds ``value``. False when it holds something else or
         nothing."""

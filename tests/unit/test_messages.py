@@ -168,4 +168,5 @@ def test_duplicate_message_points_to_the_earlier_run_and_its_result():
     assert "s3://b/runs/reviewtune-1/evaluation/evaluation.json" in body and "(version v1)" in body
     assert '"reviewtune-1"' in body  # the record to read is the earlier run's
     _, body = messages.duplicate(item, {"run_id": "reviewtune-1", "status": "TUNING"}, "runs")
-    assert "reviewtune-1 (TUNING)" in body and "accuracy" not in body and "drop the file again" in body
+    assert "reviewtune-1 (TUNING)" in body and "accuracy" not in body
+    assert "tune this file again with `reviewtune runs retry reviewtune-2 --reason TEXT`" in " ".join(body.split())

@@ -1,0 +1,144 @@
+"""A person has a run's file tuned again: ``reviewtune runs retry RUN_ID --reason TEXT``.
+
+A run that ended without a result (FAILED, STOPPED, or DUPLICATE of a run that then ended so) can be tried again
+without finding the file: the version of the object the run was made for is copied onto its own key. S3 makes that
+copy a new version, whose "Object Created" event starts a new run through start_tuning like any drop, with every
+guarantee of one (its own outcome and message). Nothing of the first run changes but the record of the retry
+(``retried``: who, why, when, the new version and the run it starts), which ``runs show`` prints.
+
+What is refused, with the reason and what to do instead:
+
+- a run not ended yet (stop it first, or wait for its outcome);
+- a run that SUCCEEDED, or whose content another run keeps (in progress or succeeded): the copy would only end
+  DUPLICATE of that run;
+- a REJECTED run: the same bytes would be rejected again, so the file is fixed and dropped anew;
+- a run retried already (its retry is the run to retry, should it end without a result too): one retry per run;
+- a version that no longer exists, or an object without versions whose bytes changed since the run (its ETag).
+
+The copy keeps the object's content type, encoding and metadata, and adds ``RETRY_METADATA`` (the run retried).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from reviewtune.core import aws_errors, duplicates, names, states
+from reviewtune.core.champion import is_champion_key
+from reviewtune.core.errors import ReviewtuneError
+from reviewtune.core.reasons import bounded
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+
+REASON_MAX_CHARS = 500
+# S3 user metadata of the copy: the run it retries (x-amz-meta-reviewtune-retry-of).
+RETRY_METADATA = "reviewtune-retry-of"
+# Headers of the object a copy with new metadata would otherwise lose.
+_KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentLanguage", "ContentDisposition", "CacheControl")
+RETRYABLE = (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.DUPLICATE)
+
+
+class RetryError(ReviewtuneError):
+    """The run cannot be retried; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A retry made: the run retried and the new object version whose event starts ``new_run_id``."""
+
+    run_id: str
+    new_run_id: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    by: str
+    reason: str
+    at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def retry_run(
+    runs: RunsRepository, s3: Any, run_id: str, *, why: str, by: str, now: datetime | None = None
+) -> Retry:
+    """Copy the object version of ``run_id`` onto its key (a new version, so a new run) and record it on the run."""
+    if not why.strip():
+        raise RetryError("a retry needs a reason (--reason TEXT)")
+    run = None if is_champion_key(run_id) else runs.get(run_id)
+    if run is None or "status" not in run or "source" not in run:  # the slots item, a content marker: no run
+        raise RetryError(f"no run {run_id!r}")
+    _check_retryable(runs, run)
+    source = run["source"]
+    bucket, key = source["bucket"], source["key"]
+    copied = _copy(s3, run_id, bucket, key, source.get("version_id"), source.get("etag"))
+    version_id = copied.get("VersionId")
+    etag = (copied.get("CopyObjectResult") or {}).get("ETag", "").strip('"') or None
+    new_run_id = names.tuning_job_name(_prefix(run_id), names.object_identity(bucket, key, version_id, etag))
+    retry = Retry(run_id, new_run_id, bucket, key, version_id, etag, by, bounded(why.strip(), REASON_MAX_CHARS),
+                  now_iso(now))
+    record = {k: v for k, v in retry.as_dict().items() if k in ("new_run_id", "version_id", "by", "reason", "at")}
+    if runs.record_once(run_id, "retried", record, status=run["status"]) is None:
+        other = (runs.get(run_id) or {}).get("retried") or {}
+        raise RetryError(
+            f"run {run_id} was retried meanwhile as {other.get('new_run_id')} by {other.get('by')}; the copy made "
+            f"here (s3://{bucket}/{key} version {version_id}) starts run {new_run_id}, which ends DUPLICATE of it"
+        )
+    return retry
+
+
+def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
+    run_id, status = run["run_id"], run["status"]
+    if not states.is_final(status):
+        raise RetryError(f"run {run_id} is {status}: it has not ended; wait for its outcome, or stop it first "
+                         f"(`reviewtune runs stop {run_id} --reason ...`)")
+    if status == RunStatus.SUCCEEDED:
+        raise RetryError(f"run {run_id} SUCCEEDED: its file would only end DUPLICATE of it")
+    if status == RunStatus.REJECTED:
+        raise RetryError(f"run {run_id} was REJECTED ({run.get('failure_reason', 'see `runs show`')}): the same "
+                         "bytes would be rejected again; fix the file and drop it (`reviewtune drop FILE`)")
+    retried = run.get("retried")
+    if isinstance(retried, dict):
+        again = runs.get(retried.get("new_run_id", "")) or {}
+        raise RetryError(f"run {run_id} was retried already, as {retried.get('new_run_id')} "
+                         f"({again.get('status', 'not started yet')}) by {retried.get('by')} at {retried.get('at')}; "
+                         "retry that run if it ends without a result")
+    content = (run.get("data") or {}).get("summary", {}).get("content_sha256")
+    keeper = duplicates.content_kept_by(runs, run["dataset"], content, run_id) if content else None
+    if keeper is not None:
+        raise RetryError(f"run {keeper['run_id']} ({keeper['status']}) has the same content: a retry of {run_id} "
+                         f"would end DUPLICATE of it (`reviewtune runs show {keeper['run_id']}`)")
+
+
+def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any]:
+    """CopyObject of the run's version onto its key, the object's headers and metadata kept, the retry marked."""
+    where = f"s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
+    version = {"VersionId": version_id} if version_id else {}
+    # Without a version, only the bytes the run read (its ETag) are copied: the key may hold others by now.
+    condition = {"IfMatch": names.if_match(etag)} if etag and not version_id else {}
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, **version, **condition)
+        kept = {name: head[name] for name in _KEPT_HEADERS if head.get(name)}
+        copy_condition = {"CopySourceIfMatch": names.if_match(etag)} if condition else {}
+        return s3.copy_object(
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key, **version},
+            MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RETRY_METADATA: run_id},
+            **kept, **copy_condition,
+        )
+    except ClientError as exc:
+        gone = aws_errors.object_gone(exc)
+        if gone == "replaced":
+            raise RetryError(f"{where} holds other bytes than run {run_id} read (its ETag changed); drop the file "
+                             "you mean (`reviewtune drop FILE`)") from None
+        if gone is not None:
+            raise RetryError(f"the file of run {run_id} is gone ({where}: {aws_errors.code(exc)}); drop it again "
+                             "(`reviewtune drop FILE`)") from None
+        raise RetryError(f"S3 refused to copy {where}: {aws_errors.text(exc)}") from None
+
+
+def _prefix(run_id: str) -> str:
+    """The job name prefix of a run id (``names.tuning_job_name``: prefix, a dash, a hex digest)."""
+    return run_id.rsplit("-", 1)[0]

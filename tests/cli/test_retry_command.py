@@ -1,0 +1,74 @@
+"""`reviewtune runs retry` against moto (the stack found through CloudFormation outputs as on AWS): the file of a run
+that ended without a result is copied onto its key as a new version, the output names the run that version starts,
+the retry shows on the run; what cannot be retried gets a clear error, the others are still retried.
+"""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from reviewtune.cli import main
+from reviewtune.core import names, retries
+from reviewtune.core.runs import RunsRepository
+from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
+
+BODY = b"sentiment\treview_body\n1\tgood\n"
+
+
+@pytest.fixture
+def stack(deployed):  # noqa: F811
+    return deployed
+
+
+def failed_run_of_a_file(stack, run_id: str, dataset: str) -> str:
+    """A FAILED run whose source is a real object version; its version id."""
+    key = f"incoming/{dataset}"
+    version = boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=BODY, ContentType="text/tab-separated-values")["VersionId"]
+    put_run(stack, run_id, dataset, "FAILED", 1)
+    RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).update(
+        run_id, source={"bucket": stack.bucket, "key": key, "version_id": version})
+    return version
+
+
+def test_retry_copies_the_version_names_the_new_run_and_shows_on_the_run(stack, capsys):
+    first = failed_run_of_a_file(stack, "reviewtune-f1", "team-a/r.tsv")
+
+    [done] = run_json(capsys, "runs", "retry", "reviewtune-f1", "--reason", "capacity is back")
+
+    s3 = boto3.client("s3")
+    latest = s3.head_object(Bucket=stack.bucket, Key="incoming/team-a/r.tsv")
+    assert done["version_id"] == latest["VersionId"] != first
+    assert latest["Metadata"] == {retries.RETRY_METADATA: "reviewtune-f1"}
+    assert latest["ContentType"] == "text/tab-separated-values"
+    identity = names.object_identity(stack.bucket, "incoming/team-a/r.tsv", latest["VersionId"], latest["ETag"])
+    assert done["new_run_id"] == names.tuning_job_name("reviewtune", identity)  # the run start_tuning will make
+    who = boto3.client("sts").get_caller_identity()["Arn"]
+    assert done["by"] == who and done["reason"] == "capacity is back"
+
+    assert main(["runs", "show", "reviewtune-f1", "--stack", STACK]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"retried as {done['new_run_id']} (version {done['version_id']})" in shown
+    assert f"by {who}: capacity is back" in shown
+    assert f"retried as {done['new_run_id']} by {who}" in shown  # the timeline's row
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "FAILED, retried" in capsys.readouterr().out
+
+
+def test_retry_prints_what_it_did_and_reports_each_refusal_while_retrying_the_others(stack, capsys):
+    failed_run_of_a_file(stack, "reviewtune-f2", "team-b/r.tsv")
+    put_run(stack, "reviewtune-s2", "team-c/r.tsv", "SUCCEEDED", 2, 0.7)
+
+    code = main(["runs", "retry", "reviewtune-s2", "reviewtune-f2", "--reason", "again", "--stack", STACK])
+
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert err.strip() == "error: run reviewtune-s2 SUCCEEDED: its file would only end DUPLICATE of it"
+    out = " ".join(out.split())
+    assert "retry of reviewtune-f2: its file copied onto s3://" in out and "its run is reviewtune-" in out
+    assert "retried" in RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f2")
+
+
+def test_follow_takes_one_run(stack, capsys):
+    with pytest.raises(SystemExit, match="--follow follows one run"):
+        main(["runs", "retry", "reviewtune-a", "reviewtune-b", "--reason", "x", "--follow", "--stack", STACK])

@@ -1,0 +1,193 @@
+"""Retrying a run: its file's version copied onto its key starts a new run through start_tuning, like any drop.
+
+GIVEN the handlers on moto with an in-memory SageMaker, WHEN a person retries a run that ended without a result,
+THEN a new object version (same bytes, type and metadata, marked as a retry) starts a new run that tunes it, the first
+run keeps its outcome and gets the record of the retry, and each run is told once; what cannot be retried is refused
+with the reason and nothing is copied.
+"""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from reviewtune.core import retries, states
+from reviewtune.core.retries import RetryError, retry_run
+from reviewtune.core.runs import RunsRepository
+from tests.functional.pipeline import Pipeline, good_file
+from tests.support.aws import REGION, load_event
+
+KEY = "incoming/team/reviews (May).tsv"
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def s3():
+    return boto3.client("s3", region_name=REGION)
+
+
+def runs(pipeline: Pipeline) -> RunsRepository:
+    return RunsRepository(boto3.resource("dynamodb", region_name=REGION).Table(pipeline.stack.runs_table))
+
+
+def versions(pipeline: Pipeline, key: str = KEY) -> list[str]:
+    listed = s3().list_object_versions(Bucket=pipeline.stack.bucket, Prefix=key)
+    return [v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == key]
+
+
+def put(pipeline: Pipeline, body: bytes, key: str = KEY, **extra) -> dict:
+    """Drop ``body`` at ``key`` (as a person would, with a content type) and return the event S3 sends for it."""
+    response = s3().put_object(Bucket=pipeline.stack.bucket, Key=key, Body=body, **extra)
+    return event_for(pipeline, key, response["VersionId"], response["ETag"], len(body))
+
+
+def event_for(pipeline: Pipeline, key: str, version_id: str, etag: str, size: int) -> dict:
+    """The "Object Created" event of one version (the key URL-encoded as S3 sends it)."""
+    event = load_event("s3_object_created.json")
+    event["detail"]["bucket"]["name"] = pipeline.stack.bucket
+    event["detail"]["object"].update({
+        "key": key.replace(" ", "+").replace("(", "%28").replace(")", "%29"), "etag": etag.strip('"'),
+        "version-id": version_id, "size": size,
+    })
+    return event
+
+
+def retried_event(pipeline: Pipeline, retry: retries.Retry) -> dict:
+    head = s3().head_object(Bucket=retry.bucket, Key=retry.key, VersionId=retry.version_id)
+    return event_for(pipeline, retry.key, retry.version_id, head["ETag"], head["ContentLength"])
+
+
+def failed_run(pipeline: Pipeline, body: bytes | None = None) -> str:
+    """A run whose tuning job SageMaker refused (ended FAILED, told once)."""
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    result = pipeline.start_tuning(put(pipeline, body or good_file(), ContentType="text/tab-separated-values",
+                                       Metadata={"team": "ops"}))
+    assert result["status"] == "FAILED", result
+    return result["run_id"]
+
+
+def test_a_failed_run_s_file_is_tuned_again_in_a_new_run_that_succeeds(pipeline):
+    run_id = failed_run(pipeline)
+    first_version = pipeline.run(run_id)["source"]["version_id"]
+    [told] = pipeline.messages(run_id)
+    assert f"To tune its file again once the cause is fixed: `reviewtune runs retry {run_id} --reason TEXT`." in told["Message"]
+
+    retry = retry_run(runs(pipeline), s3(), run_id, why="the role is fixed", by="ops@example.com")
+
+    assert versions(pipeline) == [retry.version_id, first_version]  # newest first: the copy is the key's latest
+    copy = s3().get_object(Bucket=pipeline.stack.bucket, Key=KEY, VersionId=retry.version_id)
+    assert copy["Body"].read() == good_file()
+    assert copy["ContentType"] == "text/tab-separated-values"
+    assert copy["Metadata"] == {"team": "ops", retries.RETRY_METADATA: run_id}
+    recorded = pipeline.run(run_id)
+    assert recorded["status"] == "FAILED" and "AccessDeniedException" in recorded["failure_reason"]
+    assert recorded["retried"] == {"new_run_id": retry.new_run_id, "version_id": retry.version_id,
+                                   "by": "ops@example.com", "reason": "the role is fixed", "at": retry.at}
+
+    started = pipeline.start_tuning(retried_event(pipeline, retry))
+    assert started["run_id"] == retry.new_run_id and started["status"] == "TUNING"
+    assert pipeline.run(retry.new_run_id)["source"]["version_id"] == retry.version_id
+    pipeline.succeed(retry.new_run_id)
+    assert pipeline.run(retry.new_run_id)["status"] == "SUCCEEDED"
+    assert [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES] == ["FAILED"]
+    assert [s for s in pipeline.statuses_told(retry.new_run_id) if s in states.FINAL_STATUSES] == ["SUCCEEDED"]
+
+
+def test_a_run_is_retried_once_and_then_its_retry_is_the_run_to_retry(pipeline):
+    run_id = failed_run(pipeline)
+    retry = retry_run(runs(pipeline), s3(), run_id, why="first", by="ops")
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "FAILED"
+    before = versions(pipeline)
+
+    with pytest.raises(RetryError, match=f"retried already, as {retry.new_run_id} \\(FAILED\\) by ops at "
+                                         f"{retry.at}; retry that run"):
+        retry_run(runs(pipeline), s3(), run_id, why="again", by="ops")
+
+    assert versions(pipeline) == before
+    second = retry_run(runs(pipeline), s3(), retry.new_run_id, why="second", by="ops")
+    assert pipeline.start_tuning(retried_event(pipeline, second))["status"] == "TUNING"
+
+
+def test_a_duplicate_of_a_run_that_failed_is_retried_and_tuned(pipeline):
+    event = put(pipeline, good_file())
+    original = pipeline.start_tuning(event)["run_id"]
+    duplicate = pipeline.start_tuning(put(pipeline, good_file()))
+    assert duplicate["status"] == "DUPLICATE" and duplicate["duplicate_of"] == original
+
+    with pytest.raises(RetryError, match=f"run {original} \\(TUNING\\) has the same content: a retry of "
+                                         f"{duplicate['run_id']} would end DUPLICATE of it"):
+        retry_run(runs(pipeline), s3(), duplicate["run_id"], why="x", by="ops")
+
+    pipeline.sagemaker.finish_tuning(original, "Failed", failure="AlgorithmError: out of memory")
+    pipeline.tuning_ended(original, "Failed")
+    assert pipeline.run(original)["status"] == "FAILED"
+    retry = retry_run(runs(pipeline), s3(), duplicate["run_id"], why="the original failed", by="ops")
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
+
+
+def test_a_stopped_run_is_retried(pipeline):
+    run_id = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    pipeline.sagemaker.finish_tuning(run_id, "Stopped")
+    pipeline.tuning_ended(run_id, "Stopped")
+    assert pipeline.run(run_id)["status"] == "STOPPED"
+
+    retry = retry_run(runs(pipeline), s3(), run_id, why="stopped by mistake", by="ops")
+
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
+
+
+@pytest.mark.parametrize("case", ["in progress", "succeeded", "rejected", "no reason", "no run", "content marker"])
+def test_what_cannot_be_retried_is_refused_with_the_reason_and_nothing_is_copied(pipeline, case):
+    run_id = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]  # TUNING
+    why, expected = "x", f"run {run_id} is TUNING: it has not ended; wait for its outcome, or stop it first"
+    if case == "succeeded":
+        pipeline.succeed(run_id)
+        expected = f"run {run_id} SUCCEEDED: its file would only end DUPLICATE of it"
+    elif case == "rejected":
+        run_id = pipeline.start_tuning(put(pipeline, b"text,score\nhello,5\n", key="incoming/bad.csv"))["run_id"]
+        expected = f"run {run_id} was REJECTED \\(.*no label column.*\\): the same bytes would be rejected again"
+    elif case == "no reason":
+        why, expected = " ", "a retry needs a reason"
+    elif case == "no run":
+        run_id, expected = "reviewtune-0000", "no run 'reviewtune-0000'"
+    elif case == "content marker":
+        marker = next(i["run_id"] for i in runs(pipeline).table.scan()["Items"] if i["run_id"].startswith("#content#"))
+        run_id, expected = marker, "no run"
+    before = {key: versions(pipeline, key) for key in (KEY, "incoming/bad.csv")}
+
+    with pytest.raises(RetryError, match=expected):
+        retry_run(runs(pipeline), s3(), run_id, why=why, by="ops")
+
+    assert {key: versions(pipeline, key) for key in before} == before
+    assert "retried" not in (pipeline.run(run_id) if not run_id.startswith(("#", "reviewtune-0000")) else {})
+
+
+def test_a_version_deleted_since_is_refused_as_gone(pipeline):
+    run_id = failed_run(pipeline)
+    version = pipeline.run(run_id)["source"]["version_id"]
+    s3().delete_object(Bucket=pipeline.stack.bucket, Key=KEY, VersionId=version)
+
+    with pytest.raises(RetryError, match=f"the file of run {run_id} is gone .*version {version}.*drop it again"):
+        retry_run(runs(pipeline), s3(), run_id, why="x", by="ops")
+
+    assert versions(pipeline) == [] and "retried" not in pipeline.run(run_id)
+
+
+def test_two_retries_at_once_record_one_and_the_other_says_its_copy_ends_duplicate(pipeline, monkeypatch):
+    run_id = failed_run(pipeline)
+    first = retry_run(runs(pipeline), s3(), run_id, why="first", by="alice")
+    monkeypatch.setattr(retries, "_check_retryable", lambda *_: None)  # the second read the run before the record
+
+    with pytest.raises(RetryError, match=f"retried meanwhile as {first.new_run_id} by alice; the copy made here .* "
+                                         "which ends DUPLICATE of it"):
+        retry_run(runs(pipeline), s3(), run_id, why="second", by="bob")
+
+    assert pipeline.run(run_id)["retried"]["by"] == "alice"
+    assert pipeline.start_tuning(retried_event(pipeline, first))["status"] == "TUNING"
+    latest = s3().head_object(Bucket=pipeline.stack.bucket, Key=KEY)
+    second = pipeline.start_tuning(event_for(pipeline, KEY, latest["VersionId"], latest["ETag"], latest["ContentLength"]))
+    assert second["status"] == "DUPLICATE" and second["duplicate_of"] == first.new_run_id
