@@ -297,7 +297,8 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
         lines += ["", *extra]
     lines += [
         "",
-        f"To tune its file again once the cause is fixed: `reviewtune runs retry {_run_id(item)} --reason TEXT`.",
+        ("To tune its file again" if status_text == "stopped" else "To tune its file again once the cause is fixed")
+        + f": `reviewtune runs retry {_run_id(item)} --reason TEXT`.",
         _lookup_hint(item, table),
     ]
     return subject, "\n".join(lines)

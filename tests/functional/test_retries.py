@@ -135,6 +135,8 @@ def test_a_stopped_run_is_retried(pipeline):
     pipeline.tuning_ended(run_id, "Stopped")
     assert pipeline.run(run_id)["status"] == "STOPPED"
 
+    [told] = pipeline.messages(run_id)
+    assert f"To tune its file again: `reviewtune runs retry {run_id} --reason TEXT`." in told["Message"]
     retry = retry_run(runs(pipeline), s3(), run_id, why="stopped by mistake", by="ops")
 
     assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
