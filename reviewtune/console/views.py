@@ -115,6 +115,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
          if item.get("deadline_at") else None),
         ("last start error", item.get("start_error")),
         ("stop requested", _stop_request(item)),
+        ("retry of", item.get("retry_of")),
         ("retried as", _retried(item)),
         ("stopped at" if status == "STOPPED" else "failed at", item.get("failed_stage")),
         ("no copy kept", item.get("not_copied")),

@@ -65,6 +65,7 @@ class SplitDataset:
     content_sha256: str = ""
     file_format: str = ""
     content_bytes: int = 0
+    retry_of: str | None = None  # the run this object version tunes again (`reviewtune runs retry`), from its metadata
 
     def summary(self) -> dict:
         return {
@@ -287,7 +288,8 @@ def read_dropped_file(
         if size is None:
             size = s3.head_object(**args)["ContentLength"]
         check_size(size)
-        body = s3.get_object(**args)["Body"]
+        response = s3.get_object(**args)
+        body = response["Body"]
     except ClientError as exc:
         if aws_errors.object_unreadable(exc):
             raise object_unreadable(exc, key, version_id) from exc
@@ -296,9 +298,11 @@ def read_dropped_file(
             raise
         raise object_gone(kind, key, version_id, etag) from exc
     try:
-        return split_stream(body, key, **options)
+        dataset = split_stream(body, key, **options)
     finally:
         body.close()
+    dataset.retry_of = names.retry_of(response.get("Metadata"))
+    return dataset
 
 
 def write_tsv(rows: list[Review], out: BinaryIO) -> None:

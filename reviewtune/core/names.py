@@ -18,6 +18,8 @@ SPLITS = ("train", "validation", "test")
 
 TUNING_JOB_NAME_MAX = 32
 TUNING_JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+# S3 user metadata of an object version made by `reviewtune runs retry`: the run it tunes again (retries.py).
+RETRY_METADATA = "reviewtune-retry-of"
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PREFIX_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 PREFIX_MAX = 12
@@ -190,3 +192,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         raise ValueError(f"not an s3:// URI: {uri!r}")
     bucket, _, key = uri[5:].partition("/")
     return bucket, key
+
+
+def retry_of(metadata: dict[str, str] | None) -> str | None:
+    """The run an object version retries (its ``RETRY_METADATA``), when that names a run id; None otherwise."""
+    value = (metadata or {}).get(RETRY_METADATA)
+    return value if isinstance(value, str) and TUNING_JOB_NAME_PATTERN.match(value) else None

@@ -33,8 +33,7 @@ from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 
 REASON_MAX_CHARS = 500
-# S3 user metadata of the copy: the run it retries (x-amz-meta-reviewtune-retry-of).
-RETRY_METADATA = "reviewtune-retry-of"
+RETRY_METADATA = names.RETRY_METADATA  # the copy's user metadata: the run it retries (x-amz-meta-reviewtune-retry-of)
 # Headers of the object a copy with new metadata would otherwise lose.
 _KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentLanguage", "ContentDisposition", "CacheControl")
 RETRYABLE = (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.DUPLICATE)

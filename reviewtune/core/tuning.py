@@ -277,7 +277,7 @@ def _duplicate(
     """The file's content is that of an earlier run in progress or succeeded: record the run DUPLICATE of it and
     tell people. Nothing is split, uploaded or started."""
     runs = repository(settings, clients)
-    fields = {"duplicate_of": original["run_id"], "data": {"summary": dataset.summary()}}
+    fields = {"duplicate_of": original["run_id"], "data": {"summary": dataset.summary()}, **_retry_of(dataset)}
     view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
     notice = messages.duplicate(view, original, settings.runs_table)
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.DUPLICATE, notice=notice, **fields) is None:
@@ -285,6 +285,11 @@ def _duplicate(
     send_pending(runs, clients.sns, settings.topic_arn, run_id)
     logger.info("same content as an earlier run", extra={"run_id": run_id, "duplicate_of": original["run_id"]})
     return {"run_id": run_id, "status": RunStatus.DUPLICATE.value, "duplicate_of": original["run_id"]}
+
+
+def _retry_of(dataset: SplitDataset) -> dict[str, str]:
+    """The run's ``retry_of``, when its object version was made by `reviewtune runs retry` (retries.py)."""
+    return {"retry_of": dataset.retry_of} if dataset.retry_of else {}
 
 
 def _source(obj: DroppedObject) -> dict[str, Any]:
@@ -389,6 +394,7 @@ def start_tuning(
             "train_hashes": names.s3_uri(settings.bucket, hashes_key),
         },
         code={"digest": code.digest, "archive_uri": code.archive_uri, "source_uri": code.source_uri},
+        **_retry_of(dataset),
     )
     if prepared is None:
         return _moved_on(runs, settings, clients, run_id)

@@ -53,6 +53,10 @@ def test_retry_copies_the_version_names_the_new_run_and_shows_on_the_run(stack, 
     assert f"retried as {done['new_run_id']} by {who}" in shown  # the timeline's row
     assert main(["runs", "list", "--stack", STACK]) == 0
     assert "FAILED, retried" in capsys.readouterr().out
+    put_run(stack, done["new_run_id"], "team-a/r.tsv", "TUNING", 2)  # as start_tuning records the copy's run
+    RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).update(done["new_run_id"], retry_of="reviewtune-f1")
+    assert main(["runs", "show", done["new_run_id"], "--stack", STACK]) == 0
+    assert "retry of reviewtune-f1" in " ".join(capsys.readouterr().out.split())
 
 
 def test_retry_prints_what_it_did_and_reports_each_refusal_while_retrying_the_others(stack, capsys):

@@ -90,6 +90,7 @@ def test_a_failed_run_s_file_is_tuned_again_in_a_new_run_that_succeeds(pipeline)
     started = pipeline.start_tuning(retried_event(pipeline, retry))
     assert started["run_id"] == retry.new_run_id and started["status"] == "TUNING"
     assert pipeline.run(retry.new_run_id)["source"]["version_id"] == retry.version_id
+    assert pipeline.run(retry.new_run_id)["retry_of"] == run_id
     pipeline.succeed(retry.new_run_id)
     assert pipeline.run(retry.new_run_id)["status"] == "SUCCEEDED"
     assert [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES] == ["FAILED"]
@@ -193,3 +194,11 @@ def test_two_retries_at_once_record_one_and_the_other_says_its_copy_ends_duplica
     latest = s3().head_object(Bucket=pipeline.stack.bucket, Key=KEY)
     second = pipeline.start_tuning(event_for(pipeline, KEY, latest["VersionId"], latest["ETag"], latest["ContentLength"]))
     assert second["status"] == "DUPLICATE" and second["duplicate_of"] == first.new_run_id
+    assert pipeline.run(second["run_id"])["retry_of"] == run_id
+
+
+@pytest.mark.parametrize("value", ["", "not a run id!", "x" * 40, "reviewtune_1234"])
+def test_a_drop_whose_retry_metadata_names_no_run_records_none(pipeline, value):
+    result = pipeline.start_tuning(put(pipeline, good_file(), Metadata={retries.RETRY_METADATA: value}))
+
+    assert result["status"] == "TUNING" and "retry_of" not in pipeline.run(result["run_id"])
