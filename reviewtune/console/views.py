@@ -115,6 +115,8 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
          if item.get("deadline_at") else None),
         ("last start error", item.get("start_error")),
         ("stop requested", _stop_request(item)),
+        ("found by sweep", f"{utc_time(item['found_by_sweep'])}: its Object Created event never came; the "
+         "reconciler found the file in incoming/" if item.get("found_by_sweep") else None),
         ("retry of", item.get("retry_of")),
         ("retried as", _retried(item)),
         ("stopped at" if status == "STOPPED" else "failed at", item.get("failed_stage")),

@@ -1,8 +1,8 @@
 """The reconciler: level-triggered, in the manner of a Kubernetes controller.
 
 Every few minutes (an EventBridge Scheduler schedule) it first takes back the start events StartTuning's
-dead-letter queue holds (``dead_letters``: an object whose event failed before its run was claimed gets its run),
-then reads every non-final run from the ``by_status`` index, reads what is (the run item,
+dead-letter queue holds (``dead_letters``: an object whose event failed before its run was claimed gets its run)
+and claims the run of each dropped file whose event never came at all (``missed_drops``: incoming/ listed), then reads every non-final run from the ``by_status`` index, reads what is (the run item,
 DescribeHyperParameterTuningJob, DescribeProcessingJob), and takes at most one
 idempotent step per run through the same core functions the event handlers call: ``start_tuning`` /
 ``launch`` for a claim, ``start_evaluation`` when the tuning job ended, ``record_results`` when the evaluation
@@ -29,6 +29,7 @@ from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
 from reviewtune.core.evaluation import start_evaluation, stop_evaluation_job
 from reviewtune.core.failures import end_run, repository
+from reviewtune.core.missed_drops import Swept, claim_missed_drops
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.reasons import bounded
 from reviewtune.core.results import record_results
@@ -70,10 +71,12 @@ class Pass:
     freed_slots: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     dead_letters: TakenBack = field(default_factory=TakenBack)
+    missed_drops: Swept = field(default_factory=Swept)
 
     def summary(self) -> dict[str, Any]:
         return {
             "dead_letters": self.dead_letters.summary(),
+            "missed_drops": self.missed_drops.summary(),
             "checked": self.checked,
             "stuck": self.stuck,
             "steps": self.steps,
@@ -100,6 +103,11 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     except Exception as exc:  # noqa: BLE001 - the queue unreachable: the runs still get their pass
         logger.exception("taking back dead-lettered start events failed")
         result.errors["dead_letters"] = f"{type(exc).__name__}: {exc}"
+    try:  # then the drops whose event never came: their runs are claimed, and restarted once stale like any claim
+        result.missed_drops = claim_missed_drops(settings, clients, now)
+    except Exception as exc:  # noqa: BLE001 - S3 or DynamoDB failing: the next pass lists again
+        logger.exception("looking for dropped files without a run failed")
+        result.errors["missed_drops"] = f"{type(exc).__name__}: {exc}"
     for status in states.NON_FINAL_STATUSES:
         for listed in list(runs.all_in_status(status)):
             run_id = listed["run_id"]

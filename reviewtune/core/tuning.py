@@ -331,9 +331,12 @@ def run_exists(settings: Settings, clients: AwsClients) -> Callable[[DroppedObje
     return lambda obj: runs.get(run_id_of(obj, settings)) is not None
 
 
-def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings) -> tuple[bool, dict[str, Any]]:
-    """Write the run of a dropped object version in its initial state, unless it exists: (created, the run)."""
-    return runs.claim({"run_id": run_id_of(obj, settings), "dataset": names.dataset_name(obj.key), "source": _source(obj)})
+def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings, **fields: Any) -> tuple[bool, dict[str, Any]]:
+    """Write the run of a dropped object version in its initial state (with ``fields``), unless it exists: (created,
+    the run)."""
+    return runs.claim(
+        {"run_id": run_id_of(obj, settings), "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
+    )
 
 
 def store_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> tuple[dict[str, str], str]:

@@ -50,6 +50,7 @@ RESOURCE_PARAMETERS = (
     "ModelPackageArn",
     "ResourceArn",
     "QueueUrl",
+    "Prefix",
 )
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_CODE = (str(ROOT / "reviewtune") + os.sep, str(ROOT / "functions") + os.sep)
@@ -57,12 +58,13 @@ TEST_CODE = str(ROOT / "tests") + os.sep
 # Test code that stands in for AWS or wraps the function's clients: calls through it are the function's.
 TRANSPARENT = (str(ROOT / "tests" / "support" / "faults.py"), os.path.realpath(__file__))
 # The functional tests whose scenarios the least-privilege tests check: each handler's own, and the fault, queue,
-# duplicate, model lifecycle, crash-point, stop-request and owed-stop paths (the reconciler's passes among them).
+# duplicate, model lifecycle, crash-point, stop-request, owed-stop and missed-drop paths (the reconciler's passes
+# among them).
 RECORDED_TESTS = tuple(
     f"tests/functional/test_{name}.py"
     for name in (
         "start_tuning", "start_evaluation", "record_results", "guarantees", "duplicates", "lifecycle", "crash_points",
-        "stop_requests", "job_stops",
+        "stop_requests", "job_stops", "missed_drops",
     )
 )
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("function", default=None)
@@ -169,6 +171,12 @@ def _transaction(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"parts": [(kind, part["TableName"]) for item in items for kind, part in item.items()]}
 
 
+def _batch_get(params: Mapping[str, Any]) -> dict[str, Any]:
+    """BatchGetItem's tables (RequestItems' keys)."""
+    items = params.get("RequestItems")
+    return {"tables": sorted(items)} if isinstance(items, Mapping) else {}
+
+
 def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     function = _current.get()
     if function is None or not _made_by_function_code():
@@ -184,6 +192,7 @@ def _record(service: str, operation: str, params: Mapping[str, Any]) -> dict[str
         **{k: params[k] for k in RESOURCE_PARAMETERS if isinstance(params.get(k), str)},
         **_copy_source(params),
         **_transaction(params),
+        **_batch_get(params),
     }
     _calls.append(call)
     for watcher in watchers:

@@ -295,10 +295,15 @@ def needs(call: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str]]]:
                 yield "s3:PutObjectTagging", obj, {}
         elif operation == "ListObjectsV2":
             yield "s3:ListBucket", f"arn:aws:s3:::{call['Bucket']}", {}
+        elif operation == "ListObjectVersions":
+            yield "s3:ListBucketVersions", f"arn:aws:s3:::{call['Bucket']}", {"s3:prefix": call.get("Prefix", "")}
         else:
             yield f"s3:{operation}", obj, {}
             if call["tags"]:
                 yield "s3:PutObjectTagging", obj, {}
+    elif service == "dynamodb" and operation == "BatchGetItem":  # each table read needs the action
+        for table_name in call["tables"]:
+            yield "dynamodb:BatchGetItem", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}", {}
     elif service == "dynamodb" and operation == "TransactWriteItems":  # each part needs its own action
         for kind, table_name in call["parts"]:
             action = "ConditionCheckItem" if kind == "ConditionCheck" else f"{kind}Item"

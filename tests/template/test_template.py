@@ -732,6 +732,7 @@ def test_reconcile_permissions():
     grants = _grants("ReconcileFunction")
     assert set(grants) == {
         "s3:ListBucket",
+        "s3:ListBucketVersions",
         "s3:GetObject",
         "s3:GetObjectVersion",
         "s3:GetObjectTagging",
@@ -739,6 +740,7 @@ def test_reconcile_permissions():
         "s3:PutObject",
         "s3:PutObjectTagging",
         "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",

@@ -1,0 +1,149 @@
+"""Dropped files whose "Object Created" event never came: found by listing incoming/, given their run.
+
+Every other way a drop can go wrong leaves a trace the reconciler reads: a claimed run in the runs table, an event in
+StartTuning's dead-letter queue (dead_letters.py). An event that never reached StartTuning at all leaves none: S3
+did not send it, EventBridge did not match it (the rule disabled or replaced during a deployment, the bucket's
+EventBridge setting off for a while), or it was dropped on the way. So each reconciler pass also compares what is
+with what should be: every version under ``incoming/`` that start_tuning would give an outcome (``names.
+is_accepted_key``), written between ``GRACE_SECONDS`` and ``WINDOW_SECONDS`` ago, must have its run (the run id is
+a function of the bucket, the key and the version: ``tuning.run_id_of``). A version without one is claimed here,
+marked ``found_by_sweep`` (when), and from then on is the reconciler's like a dead-lettered one: the stale-claim
+restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one message either way.
+
+- ``GRACE_SECONDS``: an event may still be on its way for an hour (the rule's retries, MaximumEventAgeInSeconds);
+  a claim made meanwhile is harmless (start_tuning takes a claimed run over), but would start the run later.
+- ``WINDOW_SECONDS``: versions written before that are not looked at (a week: a reconciler down longer than that
+  leaves older drops to people).
+- At most ``MAX_VERSIONS_PER_PASS`` versions are listed a pass; a longer listing goes on from where the last pass
+  stopped (the ``#sweep`` item of the runs table keeps its place), so every version is seen within a few passes.
+- Whether runs exist is read with BatchGetItem, 100 run ids a call; a version without a run of that id is looked
+  up in its dataset's runs before it is claimed, since a stack whose ``JobNamePrefix`` changed names runs otherwise
+  (so a change of prefix tunes no file again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from reviewtune.core import names
+from reviewtune.core.clients import AwsClients
+from reviewtune.core.config import Settings
+from reviewtune.core.failures import repository
+from reviewtune.core.runs import RunStatus, now_iso
+from reviewtune.core.tuning import DroppedObject, claim_run, run_id_of
+
+logger = Logger(child=True)
+
+GRACE_SECONDS = 3600
+WINDOW_SECONDS = 7 * 86400
+MAX_VERSIONS_PER_PASS = 10_000
+CURSOR_KEY = "#sweep"  # no run id can take that form; the item has no status, so no index shows it
+_BATCH_GET = 100  # BatchGetItem's limit
+_BATCH_GET_TRIES = 4  # unprocessed keys are asked again; what is still unprocessed waits for the next pass
+
+
+@dataclass
+class Swept:
+    """What one pass found under incoming/."""
+
+    listed: int = 0  # versions listed (delete markers not counted)
+    looked_at: int = 0  # versions in the window that start_tuning gives an outcome
+    claimed: int = 0  # runs written now: their events never came
+    unread: int = 0  # run ids whose existence DynamoDB did not answer in time (the next pass asks again)
+    named_otherwise: int = 0  # versions whose run was made under another job name prefix
+    resumed: bool = False  # the listing went on from where an earlier pass stopped
+    more: bool = False  # the listing stopped at MAX_VERSIONS_PER_PASS; the next pass goes on
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -> Swept:
+    """One pass over the versions under incoming/: claim the run of each that should have one and has none."""
+    result = Swept()
+    cursor = _cursor(clients)
+    result.resumed = bool(cursor)
+    candidates: dict[str, DroppedObject] = {}
+    request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
+    while True:
+        page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
+        for version in page.get("Versions", []):
+            result.listed += 1
+            obj = _in_window(settings.bucket, version, now)
+            if obj is not None:
+                candidates[run_id_of(obj, settings)] = obj
+        if not page.get("IsTruncated"):
+            if cursor:  # a listing that went on from an earlier pass is done: the next starts over
+                _save_cursor(clients, {})
+            break
+        request = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, "KeyMarker": page["NextKeyMarker"],
+                   "VersionIdMarker": page["NextVersionIdMarker"]}
+        if result.listed >= MAX_VERSIONS_PER_PASS:
+            _save_cursor(clients, {k: request[k] for k in ("KeyMarker", "VersionIdMarker")})
+            result.more = True
+            break
+    result.looked_at = len(candidates)
+    existing, unread = _existing(clients, list(candidates))
+    result.unread = len(unread)
+    runs = repository(settings, clients)
+    for run_id, obj in candidates.items():
+        if run_id in existing or run_id in unread:
+            continue
+        if next(runs.of_object_version(names.dataset_name(obj.key), obj.key, obj.version_id, obj.etag), None):
+            result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
+            continue
+        # created and due by the pass's clock, as the rest of the pass reads them
+        stamp = now_iso(now)
+        claimed, _ = claim_run(obj, runs, settings, found_by_sweep=stamp, created_at=stamp, updated_at=stamp,
+                               deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
+        if claimed:
+            result.claimed += 1
+            logger.warning("a dropped file had no run: its event never came; run claimed",
+                           extra={"run_id": run_id, "key": obj.key, "version_id": obj.version_id})
+    if result.claimed or result.more or result.unread:
+        logger.info("incoming/ swept", extra=result.summary())
+    return result
+
+
+def _in_window(bucket: str, version: dict[str, Any], now: datetime) -> DroppedObject | None:
+    """The dropped object of a listed version that start_tuning gives an outcome, written within the window."""
+    age = (now - version["LastModified"]).total_seconds()
+    key, size = version["Key"], version.get("Size")
+    if not GRACE_SECONDS <= age <= WINDOW_SECONDS or not names.is_accepted_key(key, size):
+        return None
+    version_id = version.get("VersionId")
+    # an object written while the bucket had no versioning: "null", as its event gives none
+    version_id = None if version_id in (None, "null") else version_id
+    return DroppedObject(bucket, key, version_id, (version.get("ETag") or "").strip('"') or None, size)
+
+
+def _existing(clients: AwsClients, run_ids: list[str]) -> tuple[set[str], set[str]]:
+    """Of ``run_ids``: those whose run exists, and those DynamoDB left unprocessed (unknown until the next pass)."""
+    table = clients.runs_table
+    existing: set[str] = set()
+    unread: set[str] = set()
+    for start in range(0, len(run_ids), _BATCH_GET):
+        keys = [{"run_id": run_id} for run_id in run_ids[start : start + _BATCH_GET]]
+        for _ in range(_BATCH_GET_TRIES):
+            response = table.meta.client.batch_get_item(RequestItems={
+                table.name: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "run_id"}})
+            existing.update(item["run_id"] for item in response.get("Responses", {}).get(table.name, []))
+            keys = response.get("UnprocessedKeys", {}).get(table.name, {}).get("Keys", [])
+            if not keys:
+                break
+        unread.update(key["run_id"] for key in keys)
+    return existing, unread
+
+
+def _cursor(clients: AwsClients) -> dict[str, str]:
+    item = clients.runs_table.get_item(Key={"run_id": CURSOR_KEY}, ConsistentRead=True).get("Item") or {}
+    return {k: item[k] for k in ("KeyMarker", "VersionIdMarker") if item.get(k)}
+
+
+def _save_cursor(clients: AwsClients, cursor: dict[str, str]) -> None:
+    """Keep where the next pass's listing goes on from (empty: from the start)."""
+    clients.runs_table.put_item(Item={"run_id": CURSOR_KEY, **cursor, "updated_at": now_iso()})

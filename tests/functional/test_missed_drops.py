@@ -1,0 +1,135 @@
+"""A dropped file whose "Object Created" event never came still gets its run: the reconciler lists incoming/.
+
+GIVEN the handlers on moto with an in-memory SageMaker, WHEN a file lands in incoming/ and its event is never
+delivered (nor dead-lettered), THEN a reconciler pass an hour later claims its run (marked as found by the sweep),
+a later pass starts it, and it ends in one outcome told once, as if the event had come; an event that does come late
+finds the claim and goes on with it; what start_tuning gives no outcome is left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import boto3
+import pytest
+
+from reviewtune.core import missed_drops, names, reconciler, states, tuning
+from reviewtune.core.runs import RunsRepository
+from tests.functional.pipeline import Pipeline, good_file, later
+from tests.support.aws import REGION
+from tests.support.faults import Failing
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def put(pipeline: Pipeline, key: str, body: bytes) -> dict:
+    """A file written to S3 whose event is never delivered; its version."""
+    return boto3.client("s3", region_name=REGION).put_object(Bucket=pipeline.stack.bucket, Key=key, Body=body)
+
+
+def run_id_of(pipeline: Pipeline, key: str, written: dict) -> str:
+    obj = tuning.DroppedObject(pipeline.stack.bucket, key, written["VersionId"], written["ETag"].strip('"'), None)
+    return tuning.run_id_of(obj, pipeline.settings)
+
+
+def runs_of(pipeline: Pipeline) -> list[dict]:
+    table = RunsRepository(pipeline.clients.runs_table).table
+    return [item for item in table.scan()["Items"] if "status" in item]
+
+
+def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told_once(pipeline):
+    written = put(pipeline, "incoming/team/lost.tsv", good_file())
+    run_id = run_id_of(pipeline, "incoming/team/lost.tsv", written)
+
+    early = pipeline.reconcile(later(0.5))  # its event may still be on its way
+    assert early["missed_drops"]["looked_at"] == 0 and runs_of(pipeline) == []
+
+    found = pipeline.reconcile(later(1.5))
+
+    assert found["missed_drops"] == {"listed": 1, "looked_at": 1, "claimed": 1, "unread": 0, "named_otherwise": 0,
+                                     "resumed": False, "more": False}
+    run = pipeline.run(run_id)
+    assert run["status"] == "CLAIMED" and run["found_by_sweep"]
+    assert run["source"] == {"bucket": pipeline.stack.bucket, "key": "incoming/team/lost.tsv",
+                             "version_id": written["VersionId"], "etag": written["ETag"].strip('"'), "size": len(good_file())}
+    assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 0  # claimed once
+    pipeline.reconcile(later(1.8))  # the claim is stale (15 min) and within its hour: started over from the file
+    assert pipeline.run(run_id)["status"] == "TUNING"
+    pipeline.succeed(run_id)
+    assert [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES] == ["SUCCEEDED"]
+
+
+def test_an_event_that_comes_after_the_sweep_claimed_the_run_goes_on_with_that_run(pipeline):
+    event = pipeline.drop_event("incoming/late.tsv")
+    assert pipeline.reconcile(later(1.5))["missed_drops"]["claimed"] == 1
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "TUNING" and len(runs_of(pipeline)) == 1
+    assert pipeline.run(result["run_id"])["found_by_sweep"]
+
+
+def test_files_with_runs_folder_markers_and_old_versions_are_left_alone(pipeline):
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/seen.tsv"))  # its event came
+    put(pipeline, "incoming/team/", b"")  # the console's "Create folder"
+    put(pipeline, "rejected/elsewhere.tsv", good_file(1))  # outside incoming/
+
+    swept = pipeline.reconcile(later(1.5))["missed_drops"]
+    assert (swept["listed"], swept["looked_at"], swept["claimed"]) == (2, 1, 0)
+
+    old = put(pipeline, "incoming/old.tsv", good_file(2))
+    swept = pipeline.reconcile(later(24 * 8))["missed_drops"]  # a week and a day later: out of the window
+    assert swept["looked_at"] == 0 and swept["claimed"] == 0
+    assert [r["run_id"] for r in runs_of(pipeline)] == [result["run_id"]]
+    assert run_id_of(pipeline, "incoming/old.tsv", old) != result["run_id"]
+
+
+def test_a_long_listing_goes_on_over_several_passes(pipeline, monkeypatch):
+    monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 2)
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(
+        ("incoming/a.tsv", "incoming/b.tsv", "incoming/c.tsv"))}
+
+    first = pipeline.reconcile(later(1.5))["missed_drops"]
+    second = pipeline.reconcile(later(1.6))["missed_drops"]
+    third = pipeline.reconcile(later(1.7))["missed_drops"]
+
+    assert (first["listed"], first["claimed"], first["resumed"], first["more"]) == (2, 2, False, True)
+    assert (second["listed"], second["claimed"], second["resumed"], second["more"]) == (1, 1, True, False)
+    assert (third["listed"], third["claimed"], third["resumed"], third["more"]) == (2, 0, False, True)
+    assert sorted(r["run_id"] for r in runs_of(pipeline)) == sorted(
+        run_id_of(pipeline, key, version) for key, version in written.items())
+
+
+def test_a_listing_s3_refuses_is_an_error_of_the_pass_and_the_next_pass_finds_the_file(pipeline):
+    written = put(pipeline, "incoming/x.tsv", good_file())
+    pipeline.use("s3", Failing(pipeline.clients.s3, "list_object_versions", "SlowDown", failures=1))
+
+    refused = pipeline.reconcile(later(1.5))
+    assert "SlowDown" in refused["errors"]["missed_drops"] and runs_of(pipeline) == []
+
+    assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 1
+    assert pipeline.run(run_id_of(pipeline, "incoming/x.tsv", written))["status"] == "CLAIMED"
+
+
+def test_keys_with_odd_characters_are_listed_as_stored(pipeline):
+    key = "incoming/équipe/avis (mai) +1 & 100%.tsv"
+    written = put(pipeline, key, good_file())
+
+    assert pipeline.reconcile(later(1.5))["missed_drops"]["claimed"] == 1
+
+    run = pipeline.run(run_id_of(pipeline, key, written))
+    assert run["source"]["key"] == key and run["dataset"] == names.dataset_name(key)
+
+
+def test_a_file_whose_run_was_named_under_another_job_name_prefix_is_not_claimed_again(pipeline):
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/team/seen.tsv"))
+    renamed = dataclasses.replace(pipeline.settings, job_name_prefix="renamed")  # the stack's JobNamePrefix changed
+    assert tuning.run_id_of(tuning.dropped_object(pipeline.run(result["run_id"])), renamed) != result["run_id"]
+
+    swept = reconciler.reconcile(renamed, pipeline.clients, later(1.5))["missed_drops"]
+
+    assert (swept["looked_at"], swept["named_otherwise"], swept["claimed"]) == (1, 1, 0)
+    assert [r["run_id"] for r in runs_of(pipeline)] == [result["run_id"]]
