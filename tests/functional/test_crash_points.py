@@ -19,7 +19,8 @@ the model lifecycle is what it is without the fault (registered once, the same c
 pointer and package approvals), and one message tells each status; the one exception is the window the outbox
 documents (outbox.py): a death right after SNS accepted the message and before it was marked sent, which sends the
 same message twice. The same holds for two versions of one object meeting: one tuning slot between them (the second
-queued, then promoted over the first), or the same bytes twice (one DUPLICATE).
+queued, then promoted over the first), or the same bytes twice (one DUPLICATE); and for a file whose Object Created
+event never came at all, which the reconciler's listing of incoming/ finds and takes to its end.
 """
 
 from __future__ import annotations
@@ -129,14 +130,15 @@ def evaluation_of(pipeline: Pipeline, job_name: str) -> dict[str, Any]:
 
 
 def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None,
-          ending: str = WELL, versions: tuple[bytes | None, ...] = (None,)) -> None:
+          ending: str = WELL, versions: tuple[bytes | None, ...] = (None,), start_event: bool = True) -> None:
     """The object dropped (``body``, a good file by default; or one version after the other of ``versions``),
-    through the start events, then (``events``) SageMaker's event for each job as it ends (as ``ending`` says),
-    with ``fault`` watching every call; then the reconciler's passes."""
+    through the start events (``start_event``; else no event at all, not even dead-lettered), then (``events``)
+    SageMaker's event for each job as it ends (as ``ending`` says), with ``fault`` watching every call; then the
+    reconciler's passes."""
     fault.install(monkeypatch)
     for version in versions:
         event = pipeline.drop_event(f"incoming/{DATASET}", body=version if version is not None else body)
-        if not deliver(lambda event=event: pipeline.start_tuning(event)):
+        if start_event and not deliver(lambda event=event: pipeline.start_tuning(event)):
             pipeline.stack.dead_letter(event, "Died")
     if events:
         tell_job_ends(pipeline, ending)
@@ -276,6 +278,40 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
         if len(runs) != 1 or statuses != [expected] or told != expected_told or held:
             wrong[f"#{at} {fault.hit}"] = (statuses, told, held)
         elif lifecycle(pipeline) != lifecycle_before:  # nothing of the model lifecycle is lost
+            wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
+    assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+@pytest.mark.parametrize("kind", [DEATH, REFUSAL])
+def test_a_fault_at_any_call_of_the_reconciler_taking_a_drop_whose_event_never_came_to_its_end(
+    stack, monkeypatch, kind
+):
+    """No event at all: neither the file's Object Created event (not even dead-lettered) nor SageMaker's. The
+    reconciler's listing of incoming/ finds the file an hour later, claims its run, starts it over and takes it to its
+    end; a fault at any of its calls on the way still ends the file in one run, SUCCEEDED, told once."""
+    monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)
+    happy = Fault(kind)
+    pipeline = Pipeline(stack)
+    drive(pipeline, happy, monkeypatch, events=False, start_event=False)
+    assert outcome(pipeline)[1:] == (["SUCCEEDED"], ["SUCCEEDED"])
+    assert pipeline.run(run_ids(pipeline)[0])["found_by_sweep"]
+    lifecycle_before = lifecycle(pipeline)
+    points = crash_points(happy.calls, events=False)
+    # the pass that lists incoming/ writes the claim: its first write (reads after a function's first call are no
+    # points: a death after one leaves what a death after the call before it leaves)
+    listing = happy.calls.index("reconcile: s3.ListObjectVersions")
+    claim = next(i for i in range(listing, len(happy.calls)) if happy.calls[i] == "reconcile: dynamodb.PutItem")
+    assert claim + 1 in points
+    wrong = {}
+    for at in points:
+        pipeline, fault = again(stack, monkeypatch, Fault(kind, at), events=False, start_event=False)
+        runs, statuses, told = outcome(pipeline)
+        assert fault.hit == happy.calls[at - 1], (at, fault.hit)
+        expected_told = ["SUCCEEDED"] * (2 if kind == DEATH and fault.hit.endswith("sns.Publish") else 1)
+        held = slots.holders(pipeline.clients.runs_table)
+        if len(runs) != 1 or statuses != ["SUCCEEDED"] or told != expected_told or held:
+            wrong[f"#{at} {fault.hit}"] = (statuses, told, held)
+        elif lifecycle(pipeline) != lifecycle_before:
             wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
