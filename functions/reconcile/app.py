@@ -21,6 +21,8 @@ def handler(event: dict, context) -> dict:
     metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=result["sent"])
     metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=result["started"])
     metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=len(result["errors"]))
+    # dropped files whose Object Created event never came: the reconciler's listing of incoming/ claimed their runs
+    metrics.add_metric(name="MissedDrops", unit=MetricUnit.Count, value=result["missed_drops"]["claimed"])
     taken = result["dead_letters"]
     metrics.add_metric(name="DeadLettersTakenBack", unit=MetricUnit.Count, value=taken["claimed"] + taken["existing"])
     return result

@@ -9,6 +9,7 @@ finds the claim and goes on with it; what start_tuning gives no outcome is left 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import boto3
 import pytest
@@ -133,3 +134,18 @@ def test_a_file_whose_run_was_named_under_another_job_name_prefix_is_not_claimed
 
     assert (swept["looked_at"], swept["named_otherwise"], swept["claimed"]) == (1, 1, 0)
     assert [r["run_id"] for r in runs_of(pipeline)] == [result["run_id"]]
+
+
+@pytest.mark.parametrize("missed", [0, 1])
+def test_the_reconcile_handler_publishes_the_missed_drops_metric(pipeline, capsys, monkeypatch, missed):
+    put(pipeline, "incoming/lost.tsv", good_file())
+    if missed:  # the handler's own clock: the file counts as an hour old at once
+        monkeypatch.setattr(missed_drops, "GRACE_SECONDS", 0)
+    capsys.readouterr()
+
+    result = pipeline.reconcile()
+
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = [m for m in metrics if "MissedDrops" in m]
+    assert emf["MissedDrops"] in ([float(missed)], float(missed))
+    assert result["missed_drops"]["claimed"] == missed and len(runs_of(pipeline)) == missed

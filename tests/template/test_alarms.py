@@ -1,4 +1,5 @@
-"""template.yaml alarms: every dead-letter queue and the reconciler's StuckRuns metric tell the notification topic
+"""template.yaml alarms: every dead-letter queue and the reconciler's StuckRuns and MissedDrops metrics tell the
+notification topic
 when they fire and when they clear, and CloudWatch may publish to that (KMS-encrypted) topic."""
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ def test_each_dead_letter_queue_alarms_as_soon_as_one_message_waits(queue):
     assert alarm["TreatMissingData"] == "ignore"
 
 
-def test_the_stuck_runs_alarm_watches_the_reconciler_s_metric_in_the_functions_namespace():
-    (alarm,) = (a for a in alarms().values() if a.get("MetricName") == "StuckRuns")
+RECONCILER_METRICS = ("StuckRuns", "MissedDrops")
+
+
+@pytest.mark.parametrize("metric", RECONCILER_METRICS)
+def test_the_reconciler_s_alarms_watch_its_metric_in_the_functions_namespace(metric):
+    (alarm,) = (a for a in alarms().values() if a.get("MetricName") == metric)
     assert alarm["Namespace"] == function_environment()["POWERTOOLS_METRICS_NAMESPACE"]
     assert alarm["Dimensions"] == [{"Name": "service", "Value": STUCK_RUNS_SERVICE}]
     assert alarm["Statistic"] == "Sum"
@@ -90,24 +95,25 @@ def test_the_stuck_runs_alarm_watches_the_reconciler_s_metric_in_the_functions_n
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
-def test_powertools_emits_stuck_runs_with_exactly_the_alarm_s_namespace_and_dimensions(monkeypatch):
+@pytest.mark.parametrize("metric", RECONCILER_METRICS)
+def test_powertools_emits_the_reconciler_s_metrics_with_exactly_the_alarm_s_namespace_and_dimensions(monkeypatch, metric):
     """CloudWatch matches a metric on its full dimension set: the one Powertools Metrics writes for a function
     whose service name is the alarm's must be the alarm's."""
     from aws_lambda_powertools import Metrics
     from aws_lambda_powertools.metrics import MetricUnit
 
-    (alarm,) = (a for a in alarms().values() if a.get("MetricName") == "StuckRuns")
+    (alarm,) = (a for a in alarms().values() if a.get("MetricName") == metric)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", STUCK_RUNS_SERVICE)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", function_environment()["POWERTOOLS_METRICS_NAMESPACE"])
     metrics = Metrics()
     try:
-        metrics.add_metric(name="StuckRuns", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
         blob = metrics.serialize_metric_set()
     finally:
         metrics.clear_metrics()
     (directive,) = blob["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == alarm["Namespace"]
-    assert [m["Name"] for m in directive["Metrics"]] == ["StuckRuns"]
+    assert [m["Name"] for m in directive["Metrics"]] == [metric]
     assert [[{"Name": name, "Value": blob[name]} for name in dimensions] for dimensions in directive["Dimensions"]] == [
         alarm["Dimensions"]
     ]
@@ -123,16 +129,16 @@ def _service_name(function_id: str, app_source: str) -> str:
     return own.get("POWERTOOLS_SERVICE_NAME", function_environment()["POWERTOOLS_SERVICE_NAME"])
 
 
-def test_the_function_that_reports_stuck_runs_has_the_alarm_s_service_name():
+@pytest.mark.parametrize("metric", RECONCILER_METRICS)
+def test_the_function_that_reports_the_reconciler_s_metrics_has_the_alarm_s_service_name(metric):
     emitters = {}
     for function_id, resource in resources().items():
         if resource["Type"] == "AWS::Serverless::Function":
             app = ROOT / resource["Properties"]["CodeUri"] / "app.py"
             source = app.read_text(encoding="utf-8") if app.exists() else ""
-            if '"StuckRuns"' in source:
+            if f'"{metric}"' in source:
                 emitters[function_id] = _service_name(function_id, source)
-    if not emitters:
-        pytest.skip("no function of the template reports StuckRuns yet")
+    assert emitters, f"no function of the template reports {metric}"
     assert set(emitters.values()) == {STUCK_RUNS_SERVICE}, (
         f"{emitters}: set POWERTOOLS_SERVICE_NAME: {STUCK_RUNS_SERVICE} in the reconciler's Environment"
     )
