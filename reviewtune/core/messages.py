@@ -109,6 +109,19 @@ def _run_id(item: Any) -> str:
     return _text(_get(item, "run_id"), 100)
 
 
+def _provenance(item: Any) -> list[str]:
+    """How the run came to be, when not by its file's own event: a retry, or the reconciler's listing of incoming/."""
+    lines = []
+    retried = _get(item, "retry_of")
+    if retried:
+        lines.append(f"This run tunes the file of run {_text(retried, 100)} again (`reviewtune runs retry`).")
+    found = _get(item, "found_by_sweep")
+    if found:
+        lines.append(f"The file's Object Created event never came: reviewtune found it in incoming/ at "
+                     f"{_text(found, 40)} and started its run (the MissedDrops alarm; see README, Alarms).")
+    return [*lines, ""] if lines else []
+
+
 def _lookup_hint(item: Any, table: Any) -> str:
     return (
         "Full record: aws dynamodb get-item --table-name "
@@ -260,6 +273,7 @@ def rejected(
             "",
             *kept,
             "",
+            *_provenance(item),
             _lookup_hint(item, table),
         ]
     )
@@ -299,6 +313,8 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
         "",
         ("To tune its file again" if status_text == "stopped" else "To tune its file again once the cause is fixed")
         + f": `reviewtune runs retry {_run_id(item)} --reason TEXT`.",
+        "",
+        *_provenance(item),
         _lookup_hint(item, table),
     ]
     return subject, "\n".join(lines)
@@ -357,7 +373,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     cost = _cost(item)
     if cost:
         lines += ["", *cost]
-    lines += ["", _lookup_hint(item, table)]
+    lines += ["", *_provenance(item), _lookup_hint(item, table)]
     return subject, "\n".join(lines)
 
 
@@ -410,6 +426,7 @@ def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str
         "",
         "The stack's SkipDuplicateContent parameter set to false tunes every version, repeated content included.",
         "",
+        *_provenance(item),
         _lookup_hint(original, table),
     ]
     return subject, "\n".join(lines)

@@ -61,6 +61,9 @@ def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told
     assert pipeline.run(run_id)["status"] == "TUNING"
     pipeline.succeed(run_id)
     assert [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES] == ["SUCCEEDED"]
+    [told] = pipeline.messages(run_id)
+    assert f"The file's Object Created event never came: reviewtune found it in incoming/ at {run['found_by_sweep']}" \
+        in told["Message"]
 
 
 def test_an_event_that_comes_after_the_sweep_claimed_the_run_goes_on_with_that_run(pipeline):

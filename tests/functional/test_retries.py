@@ -95,6 +95,9 @@ def test_a_failed_run_s_file_is_tuned_again_in_a_new_run_that_succeeds(pipeline)
     assert pipeline.run(retry.new_run_id)["status"] == "SUCCEEDED"
     assert [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES] == ["FAILED"]
     assert [s for s in pipeline.statuses_told(retry.new_run_id) if s in states.FINAL_STATUSES] == ["SUCCEEDED"]
+    [told] = pipeline.messages(retry.new_run_id)
+    assert f"This run tunes the file of run {run_id} again (`reviewtune runs retry`)." in told["Message"]
+    assert "Object Created event never came" not in told["Message"]
 
 
 def test_a_run_is_retried_once_and_then_its_retry_is_the_run_to_retry(pipeline):
