@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from reviewtune.console import dead_letters, queries, views
+from reviewtune.console import audit, dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
@@ -260,6 +260,19 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every file version under incoming/ with its run; exit status 1 when one written over an hour ago has none."""
+    target = _target(args)
+    rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, args.days)
+    missing = sum(row["status"] == audit.MISSING for row in rows)
+    waiting = sum(row["status"] == audit.NO_RUN_YET for row in rows)
+    title = (f"Files under incoming/ of the last {args.days:g} days ({target.description}): {len(rows)} versions, "
+             f"{len(rows) - missing - waiting} with a run, {waiting} written within the hour without one yet, "
+             f"{missing} without one")
+    _emit(args, rows, audit.table(rows, title))
+    return 1 if missing else 0
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     target = _target(args)
     states = dead_letters.read_all(target, args.limit)
@@ -277,7 +290,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    """Add the ``runs``, ``drop``, ``champion``, ``promote`` and ``dead-letters`` commands to the top-level
+    """Add the ``runs``, ``drop``, ``champion``, ``promote``, ``audit`` and ``dead-letters`` commands to the top-level
     subparsers."""
     runs = sub.add_parser("runs", help="list, inspect, stop and retry runs (AWS or the local runtime)")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
@@ -339,6 +352,14 @@ def register(sub: Any) -> None:
     promote_parser.add_argument("--reason", required=True, help="why (recorded in the champion's history)")
     _common(promote_parser)
     promote_parser.set_defaults(func=cmd_promote)
+
+    audit_parser = sub.add_parser(
+        "audit", help="every file version under incoming/ beside its run; exit 1 when one over an hour old has none"
+    )
+    audit_parser.add_argument("--dataset", help="only this dataset or folder (its path below incoming/)")
+    audit_parser.add_argument("--days", type=float, default=7, help="versions written within this many days (default 7)")
+    _common(audit_parser)
+    audit_parser.set_defaults(func=cmd_audit)
 
     letters = sub.add_parser(
         "dead-letters", help="the events each function's dead-letter queue holds, with their errors (left in place)"

@@ -190,6 +190,10 @@ class RunsRepository:
                 return
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def all_of_dataset(self, dataset: str) -> Iterator[dict[str, Any]]:
+        """Every run of ``dataset`` (by_dataset index, eventually consistent)."""
+        return self._query_all(IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset))
+
     def of_object_version(self, dataset: str, key: str, version_id: str | None, etag: str | None) -> Iterator[dict[str, Any]]:
         """Runs of ``dataset`` made for one object version (the key as stored, and its version, or its ETag without
         one), whatever their run id (by_dataset index, eventually consistent)."""
