@@ -266,7 +266,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, args.days)
     missing = sum(row["status"] == audit.MISSING for row in rows)
     waiting = sum(row["status"] == audit.NO_RUN_YET for row in rows)
-    title = (f"Files under incoming/ of the last {args.days:g} days ({target.description}): {len(rows)} versions, "
+    title = (f"Files under incoming/ of the last {args.days:g} days ({target.description}): {len(rows)} version{'' if len(rows) == 1 else 's'}, "
              f"{len(rows) - missing - waiting} with a run, {waiting} written within the hour without one yet, "
              f"{missing} without one")
     _emit(args, rows, audit.table(rows, title))
