@@ -2,7 +2,7 @@
 checked from outside (one run per version) rather than trusted.
 
 Versions are listed from S3 (ListObjectVersions), runs read per dataset from the ``by_dataset`` index and matched by
-key and version (or ETag without versions), so runs named under any job name prefix count. A version without a run
+key and version (the identity start_tuning names runs by), so runs named under any job name prefix count. A version without a run
 is either on its way (written less than ``missed_drops.GRACE_SECONDS`` ago: its event may still come) or missed: the
 reconciler's next pass claims it (missed_drops.py) when it is within the sweep's window, else it is for people.
 """
@@ -18,6 +18,7 @@ from rich.table import Table
 from reviewtune.console.text import add_row, utc_time
 from reviewtune.core import missed_drops, names
 from reviewtune.core.runs import RunsRepository
+from reviewtune.core.tuning import dropped_object
 
 NO_RUN_YET = "no run yet"  # written within the grace: its event may still come
 MISSING = "no run"
@@ -29,37 +30,23 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
     now = now or datetime.now(UTC)
     since = now - timedelta(days=days)
     prefix = names.INCOMING_PREFIX + (names.normalize_dataset(dataset) if dataset else "")
-    versions = []
+    by_dataset: dict[str, list[tuple[dict[str, Any], Any]]] = defaultdict(list)
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
         for version in page.get("Versions", []):
-            if version["LastModified"] >= since and names.is_accepted_key(version["Key"], version.get("Size")):
-                versions.append(version)
-    by_dataset: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for version in versions:
-        by_dataset[names.dataset_name(version["Key"])].append(version)
+            obj = missed_drops.dropped_version(bucket, version)
+            if obj is not None and version["LastModified"] >= since:
+                by_dataset[names.dataset_name(obj.key)].append((version, obj))
     rows = []
     for name, found in by_dataset.items():
-        known = _runs_by_version(runs, name)
-        for version in found:
-            version_id = None if version.get("VersionId") in (None, "null") else version["VersionId"]
-            etag = (version.get("ETag") or "").strip('"')
-            run = known.get((version["Key"], version_id or etag))
+        known = {dropped_object(run).identity: run for run in runs.all_of_dataset(name)}
+        for version, obj in found:
+            run = known.get(obj.identity)
             age = (now - version["LastModified"]).total_seconds()
             status = run["status"] if run else (NO_RUN_YET if age < missed_drops.GRACE_SECONDS else MISSING)
-            rows.append({"key": version["Key"], "version_id": version_id, "written": version["LastModified"],
-                         "size": version.get("Size"), "dataset": name, "run_id": run["run_id"] if run else None,
+            rows.append({"key": obj.key, "version_id": obj.version_id, "written": version["LastModified"],
+                         "size": obj.size, "dataset": name, "run_id": run["run_id"] if run else None,
                          "status": status})
     return sorted(rows, key=lambda row: row["written"], reverse=True)
-
-
-def _runs_by_version(runs: RunsRepository, dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """The dataset's runs by (key, version id or ETag) of the object version each was made for."""
-    known = {}
-    for run in runs.all_of_dataset(dataset):
-        source = run.get("source") or {}
-        marker = source.get("version_id") or (source.get("etag") or "").strip('"')
-        known[(source.get("key"), marker)] = run
-    return known
 
 
 def table(rows: list[dict[str, Any]], title: str) -> Table:

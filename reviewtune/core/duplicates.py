@@ -55,13 +55,18 @@ def earlier_run(
 ) -> dict[str, Any] | None:
     """The run of ``dataset`` with the same content that is in progress or succeeded, or None: then ``run_id``
     holds the content marker and goes on (a retry of the same run finds the marker its own)."""
+    return _indexed_keeper(runs, run_id, dataset, content_sha256) or _hold_marker(runs, run_id, dataset, content_sha256)
+
+
+def _indexed_keeper(runs: RunsRepository, run_id: str, dataset: str, content_sha256: str) -> dict[str, Any] | None:
+    """A run other than ``run_id`` found through the by_dataset index that keeps this content, re-read (the index may
+    be behind)."""
     for candidate in runs.with_content(dataset, content_sha256, KEEPS_CONTENT, MAX_RUNS_CHECKED):
-        if candidate["run_id"] == run_id:
-            continue
-        current = runs.get(candidate["run_id"])  # the index may be behind
-        if _keeps_content(current, KEEPS_CONTENT):
-            return current
-    return _hold_marker(runs, run_id, dataset, content_sha256)
+        if candidate["run_id"] != run_id:
+            current = runs.get(candidate["run_id"])
+            if _keeps_content(current, KEEPS_CONTENT):
+                return current
+    return None
 
 
 def content_kept_by(
@@ -75,12 +80,7 @@ def content_kept_by(
         held = runs.get(holder)
         if _keeps_content(held, HOLDS_MARKER):
             return held
-    for candidate in runs.with_content(dataset, content_sha256, KEEPS_CONTENT, MAX_RUNS_CHECKED):
-        if candidate["run_id"] != run_id:
-            current = runs.get(candidate["run_id"])
-            if _keeps_content(current, KEEPS_CONTENT):
-                return current
-    return None
+    return _indexed_keeper(runs, run_id, dataset, content_sha256)
 
 
 def _keeps_content(run: dict[str, Any] | None, statuses: tuple[RunStatus, ...]) -> bool:

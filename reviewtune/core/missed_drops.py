@@ -33,8 +33,8 @@ from reviewtune.core import names
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import repository
-from reviewtune.core.runs import RunStatus, now_iso
-from reviewtune.core.tuning import DroppedObject, claim_run, run_id_of
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+from reviewtune.core.tuning import DroppedObject, claim_run, dropped_object, run_id_of
 
 logger = Logger(child=True)
 
@@ -93,7 +93,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     for run_id, obj in candidates.items():
         if run_id in existing or run_id in unread:
             continue
-        if next(runs.of_object_version(names.dataset_name(obj.key), obj.key, obj.version_id, obj.etag), None):
+        if has_run(runs, obj):
             result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
             continue
         # created and due by the pass's clock, as the rest of the pass reads them
@@ -112,13 +112,24 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
 def _in_window(bucket: str, version: dict[str, Any], now: datetime) -> DroppedObject | None:
     """The dropped object of a listed version that start_tuning gives an outcome, written within the window."""
     age = (now - version["LastModified"]).total_seconds()
+    return dropped_version(bucket, version) if GRACE_SECONDS <= age <= WINDOW_SECONDS else None
+
+
+def dropped_version(bucket: str, version: dict[str, Any]) -> DroppedObject | None:
+    """A version ListObjectVersions gave, as the dropped object its event names; None for what start_tuning gives no
+    outcome (a folder marker)."""
     key, size = version["Key"], version.get("Size")
-    if not GRACE_SECONDS <= age <= WINDOW_SECONDS or not names.is_accepted_key(key, size):
+    if not names.is_accepted_key(key, size):
         return None
     version_id = version.get("VersionId")
     # an object written while the bucket had no versioning: "null", as its event gives none
     version_id = None if version_id in (None, "null") else version_id
     return DroppedObject(bucket, key, version_id, (version.get("ETag") or "").strip('"') or None, size)
+
+
+def has_run(runs: RunsRepository, obj: DroppedObject) -> bool:
+    """Whether a run of the dataset was made for this object version, whatever its id (its ``source``)."""
+    return any(dropped_object(run).identity == obj.identity for run in runs.all_of_dataset(names.dataset_name(obj.key)))
 
 
 def _existing(clients: AwsClients, run_ids: list[str]) -> tuple[set[str], set[str]]:

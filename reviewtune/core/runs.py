@@ -194,18 +194,6 @@ class RunsRepository:
         """Every run of ``dataset`` (by_dataset index, eventually consistent)."""
         return self._query_all(IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset))
 
-    def of_object_version(self, dataset: str, key: str, version_id: str | None, etag: str | None) -> Iterator[dict[str, Any]]:
-        """Runs of ``dataset`` made for one object version (the key as stored, and its version, or its ETag without
-        one), whatever their run id (by_dataset index, eventually consistent)."""
-        condition = Attr("source.key").eq(key)
-        if version_id:
-            condition &= Attr("source.version_id").eq(version_id)
-        else:
-            condition &= Attr("source.etag").eq(etag)
-        return self._query_all(
-            IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset), FilterExpression=condition
-        )
-
     def by_status(self, status: str, limit: int = 20) -> list[dict[str, Any]]:
         """Runs in one status, newest first."""
         response = self.table.query(
