@@ -5,6 +5,11 @@ Versions are listed from S3 (ListObjectVersions), runs read per dataset from the
 key and version (the identity start_tuning names runs by), so runs named under any job name prefix count. A version without a run
 is either on its way (written less than ``missed_drops.GRACE_SECONDS`` ago: its event may still come) or missed: the
 reconciler's next pass claims it (missed_drops.py) when it is within the sweep's window, else it is for people.
+
+A run found is checked too, for the other half of the guarantee: an ended run's outcome message (its outbox entry)
+sent, and a run in progress not past the deadline of its state (``deadline_at``, where the reconciler ends it). Each
+debt is let be for ``missed_drops.GRACE_SECONDS`` (the reconciler sends and ends within minutes: a debt an hour old
+means it is not running, or SNS refuses), then named in the row's ``problem``.
 """
 
 from __future__ import annotations
@@ -14,14 +19,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from reviewtune.console.text import add_row, utc_time
 from reviewtune.core import missed_drops, names
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, outcome_message, parse_iso
+from reviewtune.core.states import is_final
 from reviewtune.core.tuning import dropped_object
 
 NO_RUN_YET = "no run yet"  # written within the grace: its event may still come
 MISSING = "no run"
+# A row's problem: what is owed for the version an hour after it fell due.
+NOT_TOLD = "outcome not told"  # an ended run whose outcome message is not sent
+OVERDUE = "past its deadline"  # a run in progress that the reconciler should have ended
 
 
 def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days: float,
@@ -41,19 +51,70 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
         known = {dropped_object(run).identity: run for run in runs.all_of_dataset(name)}
         for version, obj in found:
             run = known.get(obj.identity)
-            age = (now - version["LastModified"]).total_seconds()
-            status = run["status"] if run else (NO_RUN_YET if age < missed_drops.GRACE_SECONDS else MISSING)
-            rows.append({"key": obj.key, "version_id": obj.version_id, "written": version["LastModified"],
-                         "size": obj.size, "dataset": name, "run_id": run["run_id"] if run else None,
-                         "status": status})
+            row = {"key": obj.key, "version_id": obj.version_id, "written": version["LastModified"],
+                   "size": obj.size, "dataset": name, "run_id": None, "status": None, "message_recorded_at": None,
+                   "message_sent_at": None, "message_id": None, "problem": None}
+            if run is None:
+                late = (now - version["LastModified"]).total_seconds() >= missed_drops.GRACE_SECONDS
+                row.update(status=MISSING if late else NO_RUN_YET, problem=MISSING if late else None)
+            else:
+                row.update(run_id=run["run_id"], status=run["status"], **_told(run), problem=_owed(run, now))
+            rows.append(row)
     return sorted(rows, key=lambda row: row["written"], reverse=True)
+
+
+def _told(run: dict[str, Any]) -> dict[str, Any]:
+    """When the ended run's outcome message was recorded and sent, and SNS's id of it."""
+    message = outcome_message(run) or {}
+    return {"message_recorded_at": message.get("created_at"), "message_sent_at": message.get("sent_at"),
+            # an item written before the outbox existed keeps only the id of the message it sent
+            "message_id": message.get("message_id") or (run.get("notification_message_id") if not message else None)}
+
+
+def _owed(run: dict[str, Any], now: datetime) -> str | None:
+    """The run's debt an hour after it fell due: its outcome message, or its end."""
+    grace = timedelta(seconds=missed_drops.GRACE_SECONDS)
+    if is_final(run["status"]):
+        told = _told(run)
+        if told["message_sent_at"] or told["message_id"]:
+            return None
+        recorded = told["message_recorded_at"] or run.get("updated_at")
+        return NOT_TOLD if not recorded or now - parse_iso(recorded) >= grace else None
+    deadline = run.get("deadline_at")
+    return OVERDUE if deadline and now - parse_iso(deadline) >= grace else None
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """The rows counted: what is settled, on its way, and owed."""
+    def count(test: Any) -> int:
+        return sum(1 for row in rows if test(row))
+
+    ended = count(lambda r: r["run_id"] and is_final(r["status"]))
+    told = count(lambda r: r["run_id"] and is_final(r["status"]) and (r["message_sent_at"] or r["message_id"]))
+    going = count(lambda r: r["run_id"] and not is_final(r["status"]))
+    waiting = count(lambda r: r["status"] == NO_RUN_YET)
+    owed = {problem: count(lambda r, p=problem: r["problem"] == p) for problem in (MISSING, NOT_TOLD, OVERDUE)}
+    return (f"{len(rows)} version{'' if len(rows) == 1 else 's'}: {ended} ended ({told} told), {going} in progress, "
+            f"{waiting} written within the hour without a run yet; owed for over an hour: "
+            f"{owed[MISSING]} without a run, {owed[NOT_TOLD]} outcome{'' if owed[NOT_TOLD] == 1 else 's'} not told, "
+            f"{owed[OVERDUE]} past the deadline")
 
 
 def table(rows: list[dict[str, Any]], title: str) -> Table:
     view = Table(title=title)
-    for column in ("written (UTC)", "file", "version", "run", "status"):
+    for column in ("written (UTC)", "file", "version", "run", "status", "told (UTC)", "problem"):
         view.add_column(column, overflow="fold")
     for row in rows:
         add_row(view, utc_time(row["written"]), row["key"], row["version_id"] or "-", row["run_id"] or "-",
-                row["status"])
+                row["status"], _told_cell(row), Text(row["problem"], style="red") if row["problem"] else "-")
     return view
+
+
+def _told_cell(row: dict[str, Any]) -> str:
+    if row["message_sent_at"]:
+        return utc_time(row["message_sent_at"])
+    if row["message_id"]:
+        return "yes"
+    if row["message_recorded_at"]:
+        return f"not sent yet (recorded {utc_time(row['message_recorded_at'])})"
+    return "no message recorded" if row["run_id"] and is_final(row["status"]) else "-"

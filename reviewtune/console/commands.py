@@ -261,16 +261,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Every file version under incoming/ with its run; exit status 1 when one written over an hour ago has none."""
+    """Every file version under incoming/ with its run and whether its outcome was told; exit status 1 when something
+    is owed for over an hour (a run, an outcome message, the end of a run past its deadline)."""
     target = _target(args)
     rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, args.days)
-    missing = sum(row["status"] == audit.MISSING for row in rows)
-    waiting = sum(row["status"] == audit.NO_RUN_YET for row in rows)
-    title = (f"Files under incoming/ of the last {args.days:g} days ({target.description}): {len(rows)} version{'' if len(rows) == 1 else 's'}, "
-             f"{len(rows) - missing - waiting} with a run, {waiting} written within the hour without one yet, "
-             f"{missing} without one")
+    title = f"Files under incoming/ of the last {args.days:g} days ({target.description}): {audit.summary(rows)}"
     _emit(args, rows, audit.table(rows, title))
-    return 1 if missing else 0
+    return 1 if any(row["problem"] for row in rows) else 0
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
@@ -354,7 +351,8 @@ def register(sub: Any) -> None:
     promote_parser.set_defaults(func=cmd_promote)
 
     audit_parser = sub.add_parser(
-        "audit", help="every file version under incoming/ beside its run; exit 1 when one over an hour old has none"
+        "audit", help="every file version under incoming/ beside its run and its outcome message; exit 1 when a "
+        "run, an outcome message or a run's end is owed for over an hour"
     )
     audit_parser.add_argument("--dataset", help="only this dataset or folder (its path below incoming/)")
     audit_parser.add_argument("--days", type=float, default=7, help="versions written within this many days (default 7)")

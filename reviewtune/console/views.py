@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
-from reviewtune.core import job_stops, states, stop_requests, withdrawal
+from reviewtune.core import job_stops, runs, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -122,8 +122,18 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("stopped at" if status == "STOPPED" else "failed at", item.get("failed_stage")),
         ("no copy kept", item.get("not_copied")),
         ("job to stop", _jobs_to_stop(item)),
+        ("message not sent", _unsent(item)),
     ]
     return [(label, value) for label, value in facts if value is not None]
+
+
+def _unsent(item: dict[str, Any]) -> str | None:
+    """The run's messages still in its outbox: the reconciler's next pass sends them (outbox.py)."""
+    waiting = runs.unsent(item)
+    if not waiting:
+        return None
+    return "; ".join(f"{entry.get('status')} (recorded {utc_time(entry.get('created_at'))})" for entry in waiting) + (
+        ": sent by the reconciler's next pass; `reviewtune audit` names one over an hour old")
 
 
 def _jobs_to_stop(item: dict[str, Any]) -> str | None:
@@ -207,6 +217,8 @@ def run_view(item: dict[str, Any]) -> Group:
         events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
         if stop_requests.requested(item):
             events.append((item["stop_request"].get("at"), f"stop requested by {item['stop_request'].get('by')}"))
+        events += [(entry.get("sent_at"), f"told: {entry.get('subject')} (SNS message {entry.get('message_id')})")
+                   for entry in runs.messages(item)]
         if isinstance(item.get("retried"), dict):
             events.append((item["retried"].get("at"), f"retried as {item['retried'].get('new_run_id')} by "
                            f"{item['retried'].get('by')}"))

@@ -459,7 +459,23 @@ class RunsRepository:
             raise
 
 
+def messages(item: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's messages (its outbox entries: status, subject, body, created_at, and sent_at / message_id once
+    sent), oldest first."""
+    entries = [e for e in (item.get("outbox") or {}).values() if isinstance(e, dict)]
+    return sorted(entries, key=lambda e: e.get("created_at", ""))
+
+
 def unsent(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's messages not sent yet, oldest first."""
-    entries = [e for e in (item.get("outbox") or {}).values() if isinstance(e, dict) and not e.get("sent_at")]
-    return sorted(entries, key=lambda e: e.get("created_at", ""))
+    return [e for e in messages(item) if not e.get("sent_at")]
+
+
+def outcome_message(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The message of the run's outcome (the entry of its final status); None while the run has not ended, or when
+    an ended run has none recorded."""
+    status = item.get("status")
+    if not states.is_final(status):
+        return None
+    entry = (item.get("outbox") or {}).get(status)
+    return entry if isinstance(entry, dict) else None

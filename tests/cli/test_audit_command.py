@@ -1,21 +1,24 @@
 """`reviewtune audit` against moto: every file version under incoming/ beside its run, matched by key and version
-(whatever the run's id), a version without one named, and the exit status telling whether one over an hour old
-has none.
+(whatever the run's id), a version without one named, an ended run's outcome message sent or not, a run past its
+deadline, and the exit status telling whether anything is owed for over an hour.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
 from reviewtune.cli import main
+from reviewtune.console import audit
 from reviewtune.core import missed_drops
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
 
 BODY = b"sentiment\treview_body\n1\tgood\n"
+HOUR = timedelta(seconds=missed_drops.GRACE_SECONDS)
 
 
 @pytest.fixture
@@ -27,32 +30,60 @@ def drop(stack, key: str) -> str:
     return boto3.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=BODY)["VersionId"]
 
 
-def with_run(stack, run_id: str, key: str, status: str) -> str:
+def repository(stack) -> RunsRepository:
+    return RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table))
+
+
+def with_run(stack, run_id: str, key: str, status: str = "CLAIMED", sent: bool = False) -> str:
+    """A dropped version and its run, moved to ``status`` through the state machine as the handlers move it (the
+    outcome message recorded in the same write), and that message sent when ``sent``."""
     version = drop(stack, key)
-    put_run(stack, run_id, key.removeprefix("incoming/"), status, 1)
-    RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).update(
-        run_id, source={"bucket": stack.bucket, "key": key, "version_id": version})
+    runs = repository(stack)
+    assert runs.create({"run_id": run_id, "dataset": key.removeprefix("incoming/"), "status": "CLAIMED",
+                        "source": {"bucket": stack.bucket, "key": key, "version_id": version}})
+    if status != "CLAIMED":
+        target = RunStatus(status)
+        notice = (f"{status}: {run_id}", "what happened") if status in ("SUCCEEDED", "FAILED") else None
+        sources = (RunStatus.CLAIMED,) if status != "SUCCEEDED" else (RunStatus.EVALUATING,)
+        if status == "SUCCEEDED":
+            assert runs.transition(run_id, RunStatus.CLAIMED, RunStatus.TUNING)
+            assert runs.transition(run_id, RunStatus.TUNING, RunStatus.EVALUATING)
+        assert runs.transition(run_id, sources, target, notice=notice)
+    if sent:
+        assert runs.mark_sent(run_id, status, f"sns-{run_id}")
     return version
 
 
-def test_audit_shows_each_version_with_its_run_and_one_without(stack, capsys):
-    first = with_run(stack, "reviewtune-a1", "incoming/team/r.tsv", "SUCCEEDED")
+def rows_by_run(rows):
+    return {row["run_id"]: row for row in rows}
+
+
+def test_audit_shows_each_version_with_its_run_and_its_outcome_message(stack, capsys):
+    first = with_run(stack, "reviewtune-a1", "incoming/team/r.tsv", "SUCCEEDED", sent=True)
     second = drop(stack, "incoming/team/r.tsv")  # a second version whose event has not come yet
-    other = with_run(stack, "other-prefix-b1", "incoming/b.csv", "FAILED")  # named under another prefix
+    other = with_run(stack, "other-prefix-b1", "incoming/b.csv", "FAILED")  # another prefix; its message not sent yet
+    going = with_run(stack, "reviewtune-c1", "incoming/c.tsv", "TUNING")
     boto3.client("s3").put_object(Bucket=stack.bucket, Key="incoming/team/", Body=b"")  # a folder marker: no run owed
     boto3.client("s3").put_object(Bucket=stack.bucket, Key="rejected/x.tsv", Body=BODY)  # outside incoming/
 
     rows = run_json(capsys, "audit")
 
-    assert {(r["key"], r["version_id"], r["run_id"], r["status"]) for r in rows} == {
-        ("incoming/team/r.tsv", first, "reviewtune-a1", "SUCCEEDED"),
-        ("incoming/team/r.tsv", second, None, "no run yet"),
-        ("incoming/b.csv", other, "other-prefix-b1", "FAILED"),
+    assert {(r["key"], r["version_id"], r["run_id"], r["status"], r["problem"]) for r in rows} == {
+        ("incoming/team/r.tsv", first, "reviewtune-a1", "SUCCEEDED", None),
+        ("incoming/team/r.tsv", second, None, "no run yet", None),
+        ("incoming/b.csv", other, "other-prefix-b1", "FAILED", None),
+        ("incoming/c.tsv", going, "reviewtune-c1", "TUNING", None),
     }
+    told = rows_by_run(rows)
+    assert told["reviewtune-a1"]["message_id"] == "sns-reviewtune-a1" and told["reviewtune-a1"]["message_sent_at"]
+    assert told["other-prefix-b1"]["message_recorded_at"] and told["other-prefix-b1"]["message_sent_at"] is None
+    assert told["reviewtune-c1"]["message_recorded_at"] is None  # no outcome yet, so none owed
     assert [r["key"] for r in run_json(capsys, "audit", "--dataset", "team")] == ["incoming/team/r.tsv"] * 2
     assert main(["audit", "--stack", STACK]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "3 versions, 2 with a run, 1 written within the hour without one yet, 0 without one" in out
+    assert ("4 versions: 2 ended (1 told), 1 in progress, 1 written within the hour without a run yet; owed for over "
+            "an hour: 0 without a run, 0 outcomes not told, 0 past the deadline") in out
+    assert "not sent yet (recorded" in out
 
 
 def test_audit_exits_1_when_a_version_over_the_grace_has_no_run(stack, capsys, monkeypatch):
@@ -62,4 +93,38 @@ def test_audit_exits_1_when_a_version_over_the_grace_has_no_run(stack, capsys, m
     assert main(["audit", "--stack", STACK, "--json"]) == 1
 
     [row] = json.loads(capsys.readouterr().out)
-    assert (row["key"], row["version_id"], row["run_id"], row["status"]) == ("incoming/lost.tsv", version, None, "no run")
+    assert (row["key"], row["version_id"], row["run_id"], row["status"], row["problem"]) == (
+        "incoming/lost.tsv", version, None, "no run", "no run")
+
+
+def test_an_outcome_message_unsent_for_an_hour_and_a_run_an_hour_past_its_deadline_are_owed(stack, capsys):
+    with_run(stack, "reviewtune-told", "incoming/told.tsv", "SUCCEEDED", sent=True)
+    with_run(stack, "reviewtune-untold", "incoming/untold.tsv", "FAILED")
+    with_run(stack, "reviewtune-stuck", "incoming/stuck.tsv", "CLAIMED")  # its deadline: an hour from now
+    runs, s3 = repository(stack), boto3.client("s3")
+    deadline = datetime.fromisoformat(runs.get("reviewtune-stuck")["deadline_at"].replace("Z", "+00:00"))
+
+    def problems(now):
+        return {r["run_id"]: r["problem"] for r in audit.audit(s3, runs, stack.bucket, None, 7, now=now)}
+
+    soon = datetime.now(UTC) + HOUR - timedelta(minutes=2)  # the FAILED message a little under an hour unsent
+    assert problems(soon) == {"reviewtune-told": None, "reviewtune-untold": None, "reviewtune-stuck": None}
+    later = deadline + HOUR + timedelta(seconds=1)  # over an hour past the CLAIMED run's deadline
+    assert problems(later) == {"reviewtune-told": None, "reviewtune-untold": audit.NOT_TOLD,
+                               "reviewtune-stuck": audit.OVERDUE}
+
+    runs.mark_sent("reviewtune-untold", "FAILED", "sns-late")  # the reconciler sent it after all
+    assert problems(later)["reviewtune-untold"] is None
+
+
+def test_an_ended_run_without_a_recorded_message_is_owed_one_and_the_command_exits_1(stack, capsys, monkeypatch):
+    version = drop(stack, "incoming/old.tsv")
+    put_run(stack, "reviewtune-old", "old.tsv", "FAILED", 1)  # ended without an outbox entry for its outcome
+    repository(stack).update("reviewtune-old", source={"bucket": stack.bucket, "key": "incoming/old.tsv",
+                                                       "version_id": version}, updated_at=now_iso())
+    monkeypatch.setattr(missed_drops, "GRACE_SECONDS", 0)
+
+    assert main(["audit", "--stack", STACK]) == 1
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no message recorded" in out and "1 outcome not told" in out

@@ -15,7 +15,7 @@ from reviewtune.cli import main
 from reviewtune.console import queries
 from reviewtune.console.target import default_stack_name
 from reviewtune.core import names
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.support.aws import REGION, create_stack
 
 STACK = "reviewtune-test"
@@ -319,3 +319,21 @@ def test_show_of_the_champion_pointer_points_to_the_champion_command(deployed):
     with pytest.raises(SystemExit, match=r"'champion#team-a/r.tsv' is the champion pointer of dataset 'team-a/r.tsv', "
                                          r"not a run: `reviewtune champion --dataset team-a/r.tsv` shows it"):
         main(["runs", "show", "champion#team-a/r.tsv", "--stack", STACK])
+
+
+def test_show_says_which_messages_went_out_and_which_are_still_to_send(deployed, capsys):
+    runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
+    put_run(deployed, "reviewtune-q1", "team-q/r.tsv", "CLAIMED", 1)
+    assert runs.transition("reviewtune-q1", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("Queued: r.tsv", "waiting"))
+    runs.mark_sent("reviewtune-q1", "QUEUED", "sns-queued-1")
+    assert runs.transition("reviewtune-q1", RunStatus.QUEUED, RunStatus.FAILED, notice=("Failed: r.tsv", "why"))
+
+    assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "told: Queued: r.tsv (SNS message sns-queued-1)" in text
+    assert "message not sent FAILED (recorded " in text and "sent by the reconciler's next pass" in text
+
+    runs.mark_sent("reviewtune-q1", "FAILED", "sns-failed-1")
+    assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "told: Failed: r.tsv (SNS message sns-failed-1)" in text and "message not sent" not in text
