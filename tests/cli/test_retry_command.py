@@ -5,6 +5,10 @@ the retry shows on the run; what cannot be retried gets a clear error, the other
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
 import boto3
 import pytest
 
@@ -76,3 +80,65 @@ def test_retry_prints_what_it_did_and_reports_each_refusal_while_retrying_the_ot
 def test_follow_takes_one_run(stack, capsys):
     with pytest.raises(SystemExit, match="--follow follows one run"):
         main(["runs", "retry", "reviewtune-a", "reviewtune-b", "--reason", "x", "--follow", "--stack", STACK])
+
+
+def start_tuning_of_the_copy(stack, status: str, done: threading.Event) -> threading.Thread:
+    """What the copy's Object Created event does on AWS, in the background: once the copy is in S3, its run is
+    written under the dataset (as start_tuning names and records it), then ended in ``status``."""
+
+    def run() -> None:
+        s3 = boto3.client("s3")
+        for _ in range(100):
+            versions = s3.list_object_versions(Bucket=stack.bucket, Prefix="incoming/team-f/").get("Versions", [])
+            copies = [v for v in versions if retries.RETRY_METADATA in s3.head_object(
+                Bucket=stack.bucket, Key=v["Key"], VersionId=v["VersionId"])["Metadata"]]
+            if copies:
+                break
+            time.sleep(0.1)
+        [copy] = copies
+        identity = names.object_identity(stack.bucket, copy["Key"], copy["VersionId"], copy["ETag"])
+        new_run_id = names.tuning_job_name("reviewtune", identity)
+        put_run(stack, new_run_id, "team-f/r.tsv", "TUNING", 5)
+        runs = RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table))
+        runs.update(new_run_id, retry_of="reviewtune-f9", source={
+            "bucket": stack.bucket, "key": copy["Key"], "version_id": copy["VersionId"], "etag": copy["ETag"]})
+        time.sleep(3)  # find_run looks every second: the command sees the run in progress first
+        runs.table.update_item(Key={"run_id": new_run_id}, UpdateExpression="SET #s = :s",
+                               ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": status})
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("outcome, code", [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_follow_shows_the_new_run_until_it_ends_and_exits_by_its_outcome(stack, capsys, outcome, code):
+    failed_run_of_a_file(stack, "reviewtune-f9", "team-f/r.tsv")
+    ended = threading.Event()
+    thread = start_tuning_of_the_copy(stack, outcome, ended)
+
+    assert main(["runs", "retry", "reviewtune-f9", "--reason", "quota raised", "--follow", "--timeout", "60",
+                 "--stack", STACK]) == code
+
+    thread.join(5)
+    assert ended.is_set()
+    out = " ".join(capsys.readouterr().out.split())
+    new_run_id = RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f9")[
+        "retried"]["new_run_id"]
+    assert f"its run is {new_run_id}" in out
+    assert f"run {new_run_id}: TUNING" in out and f"run {new_run_id}: {outcome}" in out
+    assert "retry of reviewtune-f9" in out  # the new run's view, printed once it ended
+
+
+def test_follow_with_json_prints_the_retry_and_the_new_runs_record(stack, capsys):
+    failed_run_of_a_file(stack, "reviewtune-f9", "team-f/r.tsv")
+    ended = threading.Event()
+    start_tuning_of_the_copy(stack, "SUCCEEDED", ended).join(0)
+
+    assert main(["runs", "retry", "reviewtune-f9", "--reason", "again", "--follow", "--json", "--timeout", "60",
+                 "--stack", STACK]) == 0
+
+    [done] = json.loads(capsys.readouterr().out)  # stdout holds only the JSON; the live lines go to stderr
+    assert done["outcome"]["run_id"] == done["new_run_id"] and done["outcome"]["status"] == "SUCCEEDED"
+    assert done["outcome"]["retry_of"] == "reviewtune-f9"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from reviewtune.core import missed_drops, names, reconciler, states, tuning
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, good_file, later
-from tests.support.aws import REGION
+from tests.support.aws import REGION, load_event
 from tests.support.faults import Failing
 
 
@@ -152,3 +153,86 @@ def test_the_reconcile_handler_publishes_the_missed_drops_metric(pipeline, capsy
     (emf,) = [m for m in metrics if "MissedDrops" in m]
     assert emf["MissedDrops"] in ([float(missed)], float(missed))
     assert result["missed_drops"]["claimed"] == missed and len(runs_of(pipeline)) == missed
+
+
+class _Unprocessing:
+    """A DynamoDB client whose BatchGetItem hands the last key of each call back unanswered, as UnprocessedKeys (as
+    DynamoDB does when throttled or past 16 MB), for its first ``calls`` calls."""
+
+    def __init__(self, client, calls: int):
+        self._client, self.calls_left, self.calls = client, calls, 0
+
+    def batch_get_item(self, RequestItems):  # noqa: N803  (boto3's argument name)
+        self.calls += 1
+        if self.calls_left <= 0:
+            return self._client.batch_get_item(RequestItems=RequestItems)
+        self.calls_left -= 1
+        [(table, request)] = RequestItems.items()
+        asked, left = request["Keys"][:-1], request["Keys"][-1:]
+        response = (self._client.batch_get_item(RequestItems={table: {**request, "Keys": asked}}) if asked
+                    else {"Responses": {table: []}})
+        response["UnprocessedKeys"] = {table: {**request, "Keys": left}}
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def unprocessing(pipeline: Pipeline, calls: int) -> _Unprocessing:
+    table = pipeline.clients.runs_table
+    client = _Unprocessing(table.meta.client, calls)
+    pipeline.use("runs_table", _TableWithClient(table, client))
+    return client
+
+
+class _TableWithClient:
+    def __init__(self, table, client):
+        self._table, self.meta = table, SimpleNamespace(client=client)
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+
+def test_run_ids_dynamodb_leaves_unprocessed_are_asked_again_within_the_pass(pipeline):
+    seen = pipeline.start_tuning(pipeline.drop_event("incoming/seen.tsv"))["run_id"]  # its event came
+    lost = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(("incoming/a.tsv", "incoming/b.tsv"), 1)}
+    client = unprocessing(pipeline, calls=2)  # one of the three run ids left unanswered by two tries
+
+    swept = pipeline.reconcile(later(1.5))["missed_drops"]
+
+    assert (swept["looked_at"], swept["claimed"], swept["unread"]) == (3, 2, 0) and client.calls == 3
+    assert sorted(r["run_id"] for r in runs_of(pipeline)) == sorted(
+        [seen, *(run_id_of(pipeline, key, version) for key, version in lost.items())])
+    assert pipeline.run(seen).get("found_by_sweep") is None  # its run was there: not claimed over
+
+
+def test_run_ids_still_unprocessed_after_the_tries_wait_for_the_next_pass(pipeline):
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(("incoming/a.tsv", "incoming/b.tsv"))}
+    unprocessing(pipeline, calls=missed_drops._BATCH_GET_TRIES)  # every try of this pass leaves one unanswered
+
+    first = pipeline.reconcile(later(1.5))["missed_drops"]
+
+    assert (first["looked_at"], first["claimed"], first["unread"]) == (2, 1, 1)  # unknown is not taken for missing
+    second = pipeline.reconcile(later(1.6))["missed_drops"]
+    assert (second["claimed"], second["unread"]) == (1, 0)
+    assert sorted(r["run_id"] for r in runs_of(pipeline)) == sorted(
+        run_id_of(pipeline, key, version) for key, version in written.items())
+
+
+def test_a_file_written_while_versioning_was_suspended_is_claimed_as_its_event_would_name_it(pipeline):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_bucket_versioning(Bucket=pipeline.stack.bucket, VersioningConfiguration={"Status": "Suspended"})
+    written = put(pipeline, "incoming/plain.tsv", good_file())
+    assert written.get("VersionId") in (None, "null")  # the listing says "null"; the event has no version-id
+    obj = tuning.DroppedObject(pipeline.stack.bucket, "incoming/plain.tsv", None, written["ETag"].strip('"'), None)
+
+    assert pipeline.reconcile(later(1.5))["missed_drops"]["claimed"] == 1
+
+    [run] = runs_of(pipeline)
+    assert run["run_id"] == tuning.run_id_of(obj, pipeline.settings) and run["source"].get("version_id") is None
+    event = load_event("s3_object_created.json")  # the late event, as S3 sends it for an unversioned object
+    event["detail"]["bucket"]["name"] = pipeline.stack.bucket
+    event["detail"]["object"] = {"key": "incoming/plain.tsv", "size": len(good_file()),
+                                 "etag": written["ETag"].strip('"')}
+    assert pipeline.start_tuning(event)["run_id"] == run["run_id"] and len(runs_of(pipeline)) == 1
+    assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 0
