@@ -1,6 +1,7 @@
 """The CLI against the local runtime, on two real (tiny) runs of one dataset: `drop --follow`, `runs list / show /
-trials / report` with --json parsed back, trials equal to the sagemaker SDK's analytics dataframe, and the run's
-HTML report opened in headless Chromium (images loaded, no errors, the numbers of evaluation.json)."""
+trials / report` with --json parsed back, trials equal to the sagemaker SDK's analytics dataframe, the run's
+HTML report opened in headless Chromium (images loaded, no errors, the numbers of evaluation.json), `audit` finding
+every version told, and a run stopped then retried with `--follow`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -22,6 +24,7 @@ from tests.support.aws import ROOT
 pytestmark = pytest.mark.slow
 
 DATASET = "cli-e2e/reviews.tsv"
+RETRY_DATASET = "cli-e2e-retry/reviews.tsv"
 
 
 def cli(workdir, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -183,3 +186,62 @@ def test_champion_and_promote_on_the_local_runtime(two_runs):
     after = json.loads(cli(runtime.workdir, "champion", "--dataset", DATASET, "--json").stdout)
     assert after["run_id"] == loser and after["history"][-1]["why"] == "promoted manually: local override"
     assert "Champions, oldest first" in cli(runtime.workdir, "champion", "--dataset", DATASET).stdout
+
+
+def _until(check, seconds: float = 180):
+    """``check()``'s first true answer, asked every second."""
+    ends = time.monotonic() + seconds
+    while time.monotonic() < ends:
+        answer = check()
+        if answer:
+            return answer
+        time.sleep(1)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def test_audit_finds_each_dropped_version_with_its_run_and_outcome_message_sent(two_runs):
+    runtime, _, outputs = two_runs
+    ended = [json.loads(result.stdout) for result in outputs]
+
+    def audited():
+        rows = json.loads(cli(runtime.workdir, "audit", "--json").stdout)  # exit status 0: nothing owed
+        by_run = {row["run_id"]: row for row in rows}
+        return by_run if all(by_run.get(run["run_id"], {}).get("message_sent_at") for run in ended) else None
+
+    by_run = _until(audited, 30)  # record_results sends the message right after the run's last write
+    for run in ended:
+        row = by_run[run["run_id"]]
+        assert (row["key"], row["version_id"], row["status"], row["problem"]) == (
+            run["source"]["key"], run["source"]["version_id"], "SUCCEEDED", None)
+        assert row["message_id"]
+    assert "ended (" in cli(runtime.workdir, "audit").stdout
+
+
+def test_a_run_stopped_by_mistake_is_retried_and_followed_to_its_end(two_runs):
+    runtime, tmp, _ = two_runs
+    data = tmp / "retry.tsv"
+    data.write_bytes(sample_tsv(per_class=31))
+    cli(runtime.workdir, "drop", str(data), "--dataset", RETRY_DATASET)
+
+    def listed():
+        return json.loads(cli(runtime.workdir, "runs", "list", "--dataset", RETRY_DATASET, "--json").stdout)
+
+    [run] = _until(listed, 60)
+    cli(runtime.workdir, "runs", "stop", run["run_id"], "--reason", "wrong export")
+
+    def status():
+        return json.loads(cli(runtime.workdir, "runs", "show", run["run_id"], "--json").stdout)["status"]
+
+    assert _until(lambda: status() in ("STOPPED", "SUCCEEDED") and status()) == "STOPPED"
+
+    result = cli(runtime.workdir, "runs", "retry", run["run_id"], "--reason", "it was the right export", "--follow",
+                 "--json")
+
+    [done] = json.loads(result.stdout)
+    assert done["outcome"]["status"] == "SUCCEEDED" and done["outcome"]["run_id"] == done["new_run_id"]
+    assert done["outcome"]["retry_of"] == run["run_id"] and "tuning job " + done["new_run_id"] in result.stderr
+    old = json.loads(cli(runtime.workdir, "runs", "show", run["run_id"], "--json").stdout)
+    assert old["status"] == "STOPPED" and old["retried"]["new_run_id"] == done["new_run_id"]
+    assert [r["run_id"] for r in listed()] == [done["new_run_id"], run["run_id"]]
+    refused = cli(runtime.workdir, "runs", "retry", run["run_id"], "--reason", "again", check=False)
+    assert refused.returncode == 1 and "retried already" in refused.stderr
