@@ -126,7 +126,8 @@ class RunsRepository:
         stamp = now_iso()
         item = {"created_at": stamp, "updated_at": stamp, "outbox": {}, **item}
         status = item.get("status")
-        item.setdefault("status_history", {status: stamp} if status else {})
+        # entered its first status when it was created (a caller's own clock, as the sweep's pass gives, included)
+        item.setdefault("status_history", {status: item["created_at"]} if status else {})
         if status and not states.is_final(status) and "deadline_at" not in item:
             item["deadline_at"] = self.deadline_at(status)
         try:

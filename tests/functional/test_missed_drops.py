@@ -55,6 +55,8 @@ def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told
                                      "resumed": False, "more": False}
     run = pipeline.run(run_id)
     assert run["status"] == "CLAIMED" and run["found_by_sweep"]
+    # claimed at the pass's clock, which its timeline shows too
+    assert run["created_at"] == run["status_history"]["CLAIMED"] == run["found_by_sweep"]
     assert run["source"] == {"bucket": pipeline.stack.bucket, "key": "incoming/team/lost.tsv",
                              "version_id": written["VersionId"], "etag": written["ETag"].strip('"'), "size": len(good_file())}
     assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 0  # claimed once
