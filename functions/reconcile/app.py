@@ -19,6 +19,8 @@ def handler(event: dict, context) -> dict:
     result = reconcile(ctx.settings, ctx.clients, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
     metrics.add_metric(name="StuckRuns", unit=MetricUnit.Count, value=result["stuck"])
     metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=result["sent"])
+    # messages SNS still refuses a quarter of an hour after their run's transition recorded them
+    metrics.add_metric(name="LateMessages", unit=MetricUnit.Count, value=result["late_messages"])
     metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=result["started"])
     metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=len(result["errors"]))
     # dropped files whose Object Created event never came: the reconciler's listing of incoming/ claimed their runs

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, job_stops, withdrawal
 from reviewtune.core.notify import publish
-from reviewtune.core.runs import RunsRepository, unsent
+from reviewtune.core.runs import RunsRepository, parse_iso, unsent
 
 logger = Logger(child=True)
 
@@ -35,6 +35,9 @@ LEASE_SECONDS = 120  # far longer than one Publish call (clients.SNS_CALL_MAX_SE
 # the message is sent again once its lease is over.
 MARK_TRIES = 4
 MARK_FIRST_WAIT_SECONDS = 0.2
+# A message still unsent this long after it was recorded (three reconciler passes at the default schedule) is late:
+# SNS has kept refusing it (the function's permission, the topic or its key), which the LateMessages metric tells.
+LATE_SECONDS = 900
 
 
 def send_pending(
@@ -81,3 +84,9 @@ def _mark_sent(runs: RunsRepository, run_id: str, status: str, message_id: str) 
                            extra={"run_id": run_id, "status": status, "error": aws_errors.text(exc)})
             time.sleep(MARK_FIRST_WAIT_SECONDS * 2**attempt)
     return None
+
+
+def late(item: dict[str, Any], now: datetime) -> int:
+    """How many of the run's messages are still unsent ``LATE_SECONDS`` after they were recorded."""
+    return sum(1 for entry in unsent(item)
+               if entry.get("created_at") and (now - parse_iso(entry["created_at"])).total_seconds() >= LATE_SECONDS)

@@ -23,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, job_stops, names, slots, states, stop_requests, withdrawal
+from reviewtune.core import aws_errors, job_stops, names, outbox, slots, states, stop_requests, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
@@ -65,6 +65,7 @@ class Pass:
     stuck: int = 0  # runs found past their state's deadline (ended FAILED)
     steps: dict[str, str] = field(default_factory=dict)  # run id -> the step taken
     sent: int = 0
+    late_messages: int = 0  # messages SNS still refused this pass, recorded over outbox.LATE_SECONDS ago
     withdrawn: int = 0  # ended runs whose package approval was withdrawn again (withdrawal.py)
     jobs_stopped: int = 0  # jobs made for runs that had already ended, stopped (job_stops.py)
     started: int = 0
@@ -81,6 +82,7 @@ class Pass:
             "stuck": self.stuck,
             "steps": self.steps,
             "sent": self.sent,
+            "late_messages": self.late_messages,
             "withdrawn": self.withdrawn,
             "jobs_stopped": self.jobs_stopped,
             "started": self.started,
@@ -148,6 +150,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         except Exception as exc:  # noqa: BLE001
             logger.exception("sending a message failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
+            result.late_messages += outbox.late(item, now) if item is not None else 0
     try:
         result.freed_slots = free_slots_of_ended_runs(runs, clients)
         result.started = sum(

@@ -80,6 +80,33 @@ def _failed_with_its_message_unsent(pipeline: Pipeline) -> tuple[str, dict, Fail
     return run_id, event, missing
 
 
+def test_a_message_sns_keeps_refusing_is_counted_late_after_a_quarter_of_an_hour_until_it_goes_out(pipeline):
+    run_id, _, missing = _failed_with_its_message_unsent(pipeline)
+
+    soon = pipeline.reconcile(later(0.2))  # 12 minutes: SNS refused again, not late yet
+    assert run_id in soon["errors"] and soon["late_messages"] == 0
+    late = pipeline.reconcile(later(0.3))  # 18 minutes
+    assert run_id in late["errors"] and late["late_messages"] == 1
+
+    missing.heal()
+    told = pipeline.reconcile(later(0.4))
+    assert (told["sent"], told["late_messages"]) == (1, 0) and len(pipeline.messages(run_id)) == 1
+
+
+@pytest.mark.parametrize("late", [0, 1])
+def test_the_reconcile_handler_publishes_the_late_messages_metric(pipeline, capsys, monkeypatch, late):
+    _failed_with_its_message_unsent(pipeline)
+    if late:  # the handler's own clock: the message counts as a quarter of an hour old at once
+        monkeypatch.setattr(outbox, "LATE_SECONDS", 0)
+    capsys.readouterr()
+
+    result = pipeline.reconcile()
+
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = [m for m in metrics if "LateMessages" in m]
+    assert emf["LateMessages"] in ([float(late)], float(late)) and result["late_messages"] == late
+
+
 def _during_the_first_publish(pipeline: Pipeline, action) -> list:
     """Run ``action`` once, while the first Publish call is still out (a second sender coming meanwhile); the list
     gets what it returned. Later Publish calls, the action's own included, go straight to SNS."""

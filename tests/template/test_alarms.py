@@ -80,7 +80,7 @@ def test_each_dead_letter_queue_alarms_as_soon_as_one_message_waits(queue):
     assert alarm["TreatMissingData"] == "ignore"
 
 
-RECONCILER_METRICS = ("StuckRuns", "MissedDrops")
+RECONCILER_METRICS = ("StuckRuns", "MissedDrops", "LateMessages")
 
 
 @pytest.mark.parametrize("metric", RECONCILER_METRICS)
