@@ -54,12 +54,15 @@ def runs_table(items: list[dict[str, Any]], title: str) -> Table:
 
 def _status(item: dict[str, Any]) -> str:
     """The run's status; one not ended yet that a person asked to stop says so (stop_requests.py), one whose file was
-    tuned again in another run too (retries.py)."""
+    tuned again in another run too (retries.py), one whose outcome message is still in its outbox (outbox.py)."""
     status = str(item.get("status", "?"))
     if stop_requests.requested(item) and not states.is_final(status):
         return f"{status}, stopping"
     if isinstance(item.get("retried"), dict):
         return f"{status}, retried"
+    outcome = runs.outcome_message(item)
+    if outcome is not None and not outcome.get("sent_at"):
+        return f"{status}, not told yet"
     return status
 
 

@@ -332,8 +332,12 @@ def test_show_says_which_messages_went_out_and_which_are_still_to_send(deployed,
     text = " ".join(capsys.readouterr().out.split())
     assert "told: Queued: r.tsv (SNS message sns-queued-1)" in text
     assert "message not sent FAILED (recorded " in text and "sent by the reconciler's next pass" in text
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "FAILED, not told yet" in capsys.readouterr().out
 
     runs.mark_sent("reviewtune-q1", "FAILED", "sns-failed-1")
     assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "told: Failed: r.tsv (SNS message sns-failed-1)" in text and "message not sent" not in text
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "not told" not in capsys.readouterr().out
