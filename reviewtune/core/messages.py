@@ -265,6 +265,9 @@ def rejected(
         kept = [f"No copy was kept: {_text(not_copied, 2000, 'the file was not copied')}."]
         if reason_uri:
             kept.append(f"The reason is kept at {_text(reason_uri, 2000)}.")
+    if _get(item, "unreadable"):
+        kept.append("Once S3 can read it (its KMS key enabled again, the object restored from its archive class): "
+                    f"`reviewtune runs retry {_run_id(item)} --reason TEXT`.")
     body = "\n".join(
         [
             f"The review file {_source(item)} was not used.",

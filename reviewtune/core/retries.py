@@ -11,7 +11,9 @@ What is refused, with the reason and what to do instead:
 - a run not ended yet (stop it first, or wait for its outcome);
 - a run that SUCCEEDED, or whose content another run keeps (in progress or succeeded): the copy would only end
   DUPLICATE of that run;
-- a REJECTED run: the same bytes would be rejected again, so the file is fixed and dropped anew;
+- a REJECTED run: the same bytes would be rejected again, so the file is fixed and dropped anew; unless S3 refused
+  to read it (``unreadable``: a KMS key disabled, an archived storage class): once S3 can read it the copy succeeds
+  and its run reads it, while S3 still refusing refuses the copy, with S3's words;
 - a run retried already (its retry is the run to retry, should it end without a result too): one retry per run;
 - a version that no longer exists, or an object without versions whose bytes changed since the run (its ETag).
 
@@ -96,7 +98,7 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
                          f"(`reviewtune runs stop {run_id} --reason ...`)")
     if status == RunStatus.SUCCEEDED:
         raise RetryError(f"run {run_id} SUCCEEDED: its file would only end DUPLICATE of it")
-    if status == RunStatus.REJECTED:
+    if status == RunStatus.REJECTED and not run.get("unreadable"):  # an unreadable one was never read: it may be now
         raise RetryError(f"run {run_id} was REJECTED ({run.get('failure_reason', 'see `runs show`')}): the same "
                          "bytes would be rejected again; fix the file and drop it (`reviewtune drop FILE`)")
     retried = run.get("retried")

@@ -217,6 +217,8 @@ def _reject(
     # The keys under rejected/ are the dropped key's: a later rejected version of the same key takes them over, so
     # the run keeps the S3 versions of its own copy and reason (the bucket is versioned).
     fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, reason_key)}
+    if isinstance(error, ObjectUnreadableError):  # its bytes were never read: `runs retry` may try again (retries.py)
+        fields["unreadable"] = True
     if written.get("VersionId"):
         fields["reason_version_id"] = written["VersionId"]
     if copied:

@@ -16,6 +16,7 @@ from reviewtune.core.retries import RetryError, retry_run
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, good_file
 from tests.support.aws import REGION, load_event
+from tests.support.faults import Failing
 
 KEY = "incoming/team/reviews (May).tsv"
 
@@ -205,3 +206,28 @@ def test_a_drop_whose_retry_metadata_names_no_run_records_none(pipeline, value):
     result = pipeline.start_tuning(put(pipeline, good_file(), Metadata={retries.RETRY_METADATA: value}))
 
     assert result["status"] == "TUNING" and "retry_of" not in pipeline.run(result["run_id"])
+
+
+def test_a_file_s3_refused_to_read_is_retried_once_s3_can_read_it(pipeline):
+    event = put(pipeline, good_file())
+    disabled = Failing(pipeline.clients.s3, "get_object", "KMS.DisabledException", "the key is disabled.",
+                       failures=None, when=lambda call: call["Key"] == KEY)
+    pipeline.use("s3", disabled)
+    rejected = pipeline.start_tuning(event)
+    run_id = rejected["run_id"]
+    assert rejected["status"] == "REJECTED" and pipeline.run(run_id)["unreadable"] is True
+    [told] = pipeline.messages(run_id)
+    assert f"`reviewtune runs retry {run_id} --reason TEXT`" in told["Message"]
+
+    still = Failing(s3(), "copy_object", "KMS.DisabledException", "the key is disabled.", failures=None)
+    with pytest.raises(RetryError, match=f"S3 refused to copy s3://.*: KMS.DisabledException: the key is disabled"):
+        retry_run(runs(pipeline), still, run_id, why="key enabled?", by="ops")
+    assert len(versions(pipeline)) == 1 and "retried" not in pipeline.run(run_id)
+
+    pipeline.use("s3", disabled._wrapped)  # the key is enabled again
+    retry = retry_run(runs(pipeline), s3(), run_id, why="key enabled again", by="ops")
+
+    started = pipeline.start_tuning(retried_event(pipeline, retry))
+    assert started["status"] == "TUNING" and started["run_id"] == retry.new_run_id
+    assert pipeline.run(retry.new_run_id)["retry_of"] == run_id
+    assert pipeline.run(run_id)["status"] == "REJECTED" and pipeline.run(run_id)["retried"]["new_run_id"] == retry.new_run_id
