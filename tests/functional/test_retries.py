@@ -220,7 +220,7 @@ def test_a_file_s3_refused_to_read_is_retried_once_s3_can_read_it(pipeline):
     assert f"`reviewtune runs retry {run_id} --reason TEXT`" in told["Message"]
 
     still = Failing(s3(), "copy_object", "KMS.DisabledException", "the key is disabled.", failures=None)
-    with pytest.raises(RetryError, match=f"S3 refused to copy s3://.*: KMS.DisabledException: the key is disabled"):
+    with pytest.raises(RetryError, match="S3 refused to copy s3://.*: KMS.DisabledException: the key is disabled"):
         retry_run(runs(pipeline), still, run_id, why="key enabled?", by="ops")
     assert len(versions(pipeline)) == 1 and "retried" not in pipeline.run(run_id)
 
