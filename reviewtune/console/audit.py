@@ -76,12 +76,16 @@ def _owed(run: dict[str, Any], now: datetime) -> str | None:
     grace = timedelta(seconds=missed_drops.GRACE_SECONDS)
     if is_final(run["status"]):
         told = _told(run)
-        if told["message_sent_at"] or told["message_id"]:
+        if _was_told(told):
             return None
         recorded = told["message_recorded_at"] or run.get("updated_at")
         return NOT_TOLD if not recorded or now - parse_iso(recorded) >= grace else None
     deadline = run.get("deadline_at")
     return OVERDUE if deadline and now - parse_iso(deadline) >= grace else None
+
+
+def _was_told(row: dict[str, Any]) -> bool:
+    return bool(row["message_sent_at"] or row["message_id"])
 
 
 def summary(rows: list[dict[str, Any]]) -> str:
@@ -90,7 +94,7 @@ def summary(rows: list[dict[str, Any]]) -> str:
         return sum(1 for row in rows if test(row))
 
     ended = count(lambda r: r["run_id"] and is_final(r["status"]))
-    told = count(lambda r: r["run_id"] and is_final(r["status"]) and (r["message_sent_at"] or r["message_id"]))
+    told = count(lambda r: r["run_id"] and is_final(r["status"]) and _was_told(r))
     going = count(lambda r: r["run_id"] and not is_final(r["status"]))
     waiting = count(lambda r: r["status"] == NO_RUN_YET)
     owed = {problem: count(lambda r, p=problem: r["problem"] == p) for problem in (MISSING, NOT_TOLD, OVERDUE)}

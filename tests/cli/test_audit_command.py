@@ -41,14 +41,12 @@ def with_run(stack, run_id: str, key: str, status: str = "CLAIMED", sent: bool =
     runs = repository(stack)
     assert runs.create({"run_id": run_id, "dataset": key.removeprefix("incoming/"), "status": "CLAIMED",
                         "source": {"bucket": stack.bucket, "key": key, "version_id": version}})
-    if status != "CLAIMED":
-        target = RunStatus(status)
-        notice = (f"{status}: {run_id}", "what happened") if status in ("SUCCEEDED", "FAILED") else None
-        sources = (RunStatus.CLAIMED,) if status != "SUCCEEDED" else (RunStatus.EVALUATING,)
-        if status == "SUCCEEDED":
-            assert runs.transition(run_id, RunStatus.CLAIMED, RunStatus.TUNING)
-            assert runs.transition(run_id, RunStatus.TUNING, RunStatus.EVALUATING)
-        assert runs.transition(run_id, sources, target, notice=notice)
+    path = {"CLAIMED": [], "TUNING": ["TUNING"], "FAILED": ["FAILED"], "SUCCEEDED": ["TUNING", "EVALUATING", "SUCCEEDED"]}
+    current = RunStatus.CLAIMED
+    for step in map(RunStatus, path[status]):
+        notice = (f"{step}: {run_id}", "what happened") if step in (RunStatus.SUCCEEDED, RunStatus.FAILED) else None
+        assert runs.transition(run_id, current, step, notice=notice)
+        current = step
     if sent:
         assert runs.mark_sent(run_id, status, f"sns-{run_id}")
     return version

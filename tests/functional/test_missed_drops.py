@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -19,7 +18,7 @@ from reviewtune.core import missed_drops, names, reconciler, states, tuning
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.support.aws import REGION, load_event
-from tests.support.faults import Failing
+from tests.support.faults import Failing, TableWithClient
 
 
 @pytest.fixture
@@ -183,16 +182,8 @@ class _Unprocessing:
 def unprocessing(pipeline: Pipeline, calls: int) -> _Unprocessing:
     table = pipeline.clients.runs_table
     client = _Unprocessing(table.meta.client, calls)
-    pipeline.use("runs_table", _TableWithClient(table, client))
+    pipeline.use("runs_table", TableWithClient(table, client))
     return client
-
-
-class _TableWithClient:
-    def __init__(self, table, client):
-        self._table, self.meta = table, SimpleNamespace(client=client)
-
-    def __getattr__(self, name):
-        return getattr(self._table, name)
 
 
 def test_run_ids_dynamodb_leaves_unprocessed_are_asked_again_within_the_pass(pipeline):

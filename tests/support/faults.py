@@ -32,12 +32,13 @@ def cancelled(*codes: str) -> ClientError:
     return error
 
 
-class _TableWithFailingTransaction:
-    """A Table whose client is ``failing`` (the champion transaction goes through ``table.meta.client``)."""
+class TableWithClient:
+    """A Table whose low-level client is ``client`` (calls made through ``table.meta.client``: the champion
+    transaction, BatchGetItem), its other calls the table's own."""
 
-    def __init__(self, table: Any, failing: Failing):
+    def __init__(self, table: Any, client: Any):
         self._table = table
-        self.meta = SimpleNamespace(client=failing)
+        self.meta = SimpleNamespace(client=client)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._table, name)
@@ -48,7 +49,7 @@ def failing_once(pipeline: Any, error: ClientError) -> Failing:
     ``error``, then they work; ``.calls`` counts them."""
     table = pipeline.clients.runs_table
     failing = Failing(table.meta.client, "transact_write_items", error=error)
-    pipeline.use("runs_table", _TableWithFailingTransaction(table, failing))
+    pipeline.use("runs_table", TableWithClient(table, failing))
     return failing
 
 
