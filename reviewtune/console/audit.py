@@ -9,7 +9,10 @@ reconciler's next pass claims it (missed_drops.py) when it is within the sweep's
 A run found is checked too, for the other half of the guarantee: an ended run's outcome message (its outbox entry)
 sent, and a run in progress not past the deadline of its state (``deadline_at``, where the reconciler ends it). Each
 debt is let be for ``missed_drops.GRACE_SECONDS`` (the reconciler sends and ends within minutes: a debt an hour old
-means it is not running, or SNS refuses), then named in the row's ``problem``.
+means it is not running, or SNS refuses), then named in the row's ``problem``. ``grace_seconds`` changes that wait
+(``reviewtune audit --grace-minutes``): longer for a scheduled check that should name only what is long overdue,
+shorter to see at once what is not settled yet (a version without a run is claimed by the reconciler only after
+``missed_drops.GRACE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -35,9 +38,13 @@ OVERDUE = "past its deadline"  # a run in progress that the reconciler should ha
 
 
 def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days: float,
-          now: datetime | None = None) -> list[dict[str, Any]]:
-    """One row per version under incoming/ (or the dataset's key or folder) written within ``days``, newest first."""
+          now: datetime | None = None, grace_seconds: float = missed_drops.GRACE_SECONDS) -> list[dict[str, Any]]:
+    """One row per version under incoming/ (or the dataset's key or folder) written within ``days``, newest first;
+    what is owed for ``grace_seconds`` or longer is the row's ``problem``."""
+    if grace_seconds < 0:
+        raise ValueError(f"the grace cannot be negative, got {grace_seconds:g} s")
     now = now or datetime.now(UTC)
+    grace = timedelta(seconds=grace_seconds)
     since = now - timedelta(days=days)
     prefix = names.INCOMING_PREFIX + (names.normalize_dataset(dataset) if dataset else "")
     by_dataset: dict[str, list[tuple[dict[str, Any], Any]]] = defaultdict(list)
@@ -55,10 +62,10 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
                    "size": obj.size, "dataset": name, "run_id": None, "status": None, "message_recorded_at": None,
                    "message_sent_at": None, "message_id": None, "problem": None}
             if run is None:
-                late = (now - version["LastModified"]).total_seconds() >= missed_drops.GRACE_SECONDS
+                late = now - version["LastModified"] >= grace
                 row.update(status=MISSING if late else NO_RUN_YET, problem=MISSING if late else None)
             else:
-                row.update(run_id=run["run_id"], status=run["status"], **_told(run), problem=_owed(run, now))
+                row.update(run_id=run["run_id"], status=run["status"], **_told(run), problem=_owed(run, now, grace))
             rows.append(row)
     return sorted(rows, key=lambda row: row["written"], reverse=True)
 
@@ -71,9 +78,8 @@ def _told(run: dict[str, Any]) -> dict[str, Any]:
             "message_id": message.get("message_id") or (run.get("notification_message_id") if not message else None)}
 
 
-def _owed(run: dict[str, Any], now: datetime) -> str | None:
-    """The run's debt an hour after it fell due: its outcome message, or its end."""
-    grace = timedelta(seconds=missed_drops.GRACE_SECONDS)
+def _owed(run: dict[str, Any], now: datetime, grace: timedelta) -> str | None:
+    """The run's debt ``grace`` after it fell due: its outcome message, or its end."""
     if is_final(run["status"]):
         told = _told(run)
         if _was_told(told):
@@ -88,8 +94,8 @@ def _was_told(row: dict[str, Any]) -> bool:
     return bool(row["message_sent_at"] or row["message_id"])
 
 
-def summary(rows: list[dict[str, Any]]) -> str:
-    """The rows counted: what is settled, on its way, and owed."""
+def summary(rows: list[dict[str, Any]], grace_seconds: float = missed_drops.GRACE_SECONDS) -> str:
+    """The rows counted: what is settled, on its way, and owed for ``grace_seconds`` or longer."""
     def count(test: Any) -> int:
         return sum(1 for row in rows if test(row))
 
@@ -98,10 +104,19 @@ def summary(rows: list[dict[str, Any]]) -> str:
     going = count(lambda r: r["run_id"] and not is_final(r["status"]))
     waiting = count(lambda r: r["status"] == NO_RUN_YET)
     owed = {problem: count(lambda r, p=problem: r["problem"] == p) for problem in (MISSING, NOT_TOLD, OVERDUE)}
+    within, over = _grace_words(grace_seconds)
     return (f"{len(rows)} version{'' if len(rows) == 1 else 's'}: {ended} ended ({told} told), {going} in progress, "
-            f"{waiting} written within the hour without a run yet; owed for over an hour: "
+            f"{waiting} written within {within} without a run yet; owed for over {over}: "
             f"{owed[MISSING]} without a run, {owed[NOT_TOLD]} outcome{'' if owed[NOT_TOLD] == 1 else 's'} not told, "
             f"{owed[OVERDUE]} past the deadline")
+
+
+def _grace_words(seconds: float) -> tuple[str, str]:
+    """How the summary names the grace: ("the hour", "an hour") for the default."""
+    if seconds == 3600:
+        return "the hour", "an hour"
+    minutes = f"{seconds / 60:g} minute{'' if seconds == 60 else 's'}"
+    return f"the last {minutes}", minutes
 
 
 def table(rows: list[dict[str, Any]], title: str) -> Table:

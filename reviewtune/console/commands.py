@@ -18,7 +18,7 @@ from reviewtune.console import audit, dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import names, states, stop_requests
+from reviewtune.core import missed_drops, names, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -262,10 +262,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Every file version under incoming/ with its run and whether its outcome was told; exit status 1 when something
-    is owed for over an hour (a run, an outcome message, the end of a run past its deadline)."""
+    is owed for over the grace, an hour by default (a run, an outcome message, the end of a run past its deadline)."""
     target = _target(args)
-    rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, args.days)
-    title = f"Files under incoming/ of the last {args.days:g} days ({target.description}): {audit.summary(rows)}"
+    grace = args.grace_minutes * 60
+    rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, args.days,
+                       grace_seconds=grace)
+    title = (f"Files under incoming/ of the last {args.days:g} days ({target.description}): "
+             f"{audit.summary(rows, grace)}")
     _emit(args, rows, audit.table(rows, title))
     return 1 if any(row["problem"] for row in rows) else 0
 
@@ -277,6 +280,17 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
              "reconciler every pass")
     _emit(args, dead_letters.as_data(states), dead_letters.table(states, title))
     return 0
+
+
+def _minutes(value: str) -> float:
+    """A number of minutes, zero or more (argparse names the option in its error)."""
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {value!r}") from None
+    if not minutes >= 0 or minutes == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected zero or more minutes, got {value!r}")
+    return minutes
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -356,6 +370,11 @@ def register(sub: Any) -> None:
     )
     audit_parser.add_argument("--dataset", help="only this dataset or folder (its path below incoming/)")
     audit_parser.add_argument("--days", type=float, default=7, help="versions written within this many days (default 7)")
+    audit_parser.add_argument(
+        "--grace-minutes", type=_minutes, default=missed_drops.GRACE_SECONDS / 60,
+        help="how long a version may wait for its run, an ended run for its message sent and a run past its deadline "
+        f"for its end before it is a problem (default {missed_drops.GRACE_SECONDS // 60}: the reconciler claims a "
+        "version without a run after as long)")
     _common(audit_parser)
     audit_parser.set_defaults(func=cmd_audit)
 

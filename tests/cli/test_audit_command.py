@@ -126,3 +126,40 @@ def test_an_ended_run_without_a_recorded_message_is_owed_one_and_the_command_exi
 
     out = " ".join(capsys.readouterr().out.split())
     assert "no message recorded" in out and "1 outcome not told" in out
+
+
+def test_the_grace_is_the_caller_s_both_for_versions_without_a_run_and_for_what_runs_owe(stack, capsys):
+    with_run(stack, "reviewtune-untold", "incoming/untold.tsv", "FAILED")  # its message recorded, not sent
+    lost = drop(stack, "incoming/lost.tsv")
+    runs, s3 = repository(stack), boto3.client("s3")
+
+    def problems(grace_hours):
+        rows = audit.audit(s3, runs, stack.bucket, None, 7, now=datetime.now(UTC) + timedelta(hours=2),
+                           grace_seconds=grace_hours * 3600)
+        return {(r["run_id"] or r["version_id"]): (r["status"], r["problem"]) for r in rows}
+
+    assert problems(3) == {"reviewtune-untold": ("FAILED", None), lost: (audit.NO_RUN_YET, None)}
+    assert problems(1) == {"reviewtune-untold": ("FAILED", audit.NOT_TOLD), lost: (audit.MISSING, audit.MISSING)}
+    with pytest.raises(ValueError, match="cannot be negative"):
+        audit.audit(s3, runs, stack.bucket, None, 7, grace_seconds=-1)
+
+
+def test_grace_minutes_zero_names_at_once_what_is_not_settled_and_exits_1(stack, capsys):
+    version = drop(stack, "incoming/fresh.tsv")
+    assert main(["audit", "--stack", STACK]) == 0  # within the default hour: on its way
+    assert "1 written within the hour without a run yet" in " ".join(capsys.readouterr().out.split())
+
+    assert main(["audit", "--stack", STACK, "--grace-minutes", "0"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "0 written within the last 0 minutes without a run yet; owed for over 0 minutes: 1 without a run" in out
+    assert main(["audit", "--stack", STACK, "--grace-minutes", "0", "--json"]) == 1
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["version_id"], row["problem"]) == (version, audit.MISSING)
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan"])
+def test_a_grace_that_is_not_zero_or_more_minutes_is_refused_with_the_option_named(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "--grace-minutes", value])
+    assert exit_info.value.code == 2
+    assert "--grace-minutes" in capsys.readouterr().err
