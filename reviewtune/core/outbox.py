@@ -41,17 +41,19 @@ LATE_SECONDS = 900
 
 
 def send_pending(
-    runs: RunsRepository, sns: Any, topic_arn: str, run_id: str, now: datetime | None = None
+    runs: RunsRepository, sns: Any, topic_arn: str, run_id: str, now: datetime | None = None,
+    sent: list[str] | None = None,
 ) -> list[str]:
-    """Send every unsent message of the run, oldest first. Returns the SNS message ids this call sent. ``now``: the
+    """Send every unsent message of the run, oldest first. Returns the SNS message ids this call sent, which are also
+    appended to ``sent`` as they go out (so a caller counts them when a later message is refused). ``now``: the
     caller's clock (a reconciler pass passes its own); leases are taken and judged by it or the wall clock, whichever
     is later.
 
-    Raises when SNS refuses (the message stays unsent for the next try)."""
+    Raises when SNS refuses (the message stays unsent for the next try, and the run's later messages with it)."""
+    sent = [] if sent is None else sent
     item = runs.get(run_id)
     if item is None:
-        return []
-    sent: list[str] = []
+        return sent
     for entry in unsent(item):
         status = entry["status"]
         if not runs.lease_notice(run_id, status, LEASE_SECONDS, now):

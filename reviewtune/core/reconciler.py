@@ -145,12 +145,14 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         except Exception as exc:  # noqa: BLE001 - the next pass stops it again
             logger.exception("stopping a job made for an ended run failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
+        sent: list[str] = []
         try:
-            result.sent += len(send_pending(runs, clients.sns, settings.topic_arn, run_id, now))
+            send_pending(runs, clients.sns, settings.topic_arn, run_id, now, sent=sent)
         except Exception as exc:  # noqa: BLE001
             logger.exception("sending a message failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
-            result.late_messages += outbox.late(item, now) if item is not None else 0
+            result.late_messages += _late_messages(runs, run_id, item, now)
+        result.sent += len(sent)
     try:
         result.freed_slots = free_slots_of_ended_runs(runs, clients)
         result.started = sum(
@@ -252,6 +254,17 @@ def reconcile_run(
             return "evaluation job stopped on request"
         return None
     return None  # QUEUED: started below when a slot is free
+
+
+def _late_messages(runs: RunsRepository, run_id: str, read_before: dict[str, Any] | None, now: datetime) -> int:
+    """The run's late messages after a send was refused, on a fresh read: those sent before the refusal do not count.
+    The pass's earlier read stands in when DynamoDB does not answer either."""
+    try:
+        item = runs.get(run_id) or read_before
+    except Exception:  # noqa: BLE001 - a count for the metric; the send's own error is the one recorded
+        logger.exception("reading the run again to count its late messages failed", extra={"run_id": run_id})
+        item = read_before
+    return outbox.late(item, now) if item is not None else 0
 
 
 def free_slots_of_ended_runs(runs: RunsRepository, clients: AwsClients) -> int:

@@ -93,6 +93,23 @@ def test_a_message_sns_keeps_refusing_is_counted_late_after_a_quarter_of_an_hour
     assert (told["sent"], told["late_messages"]) == (1, 0) and len(pipeline.messages(run_id)) == 1
 
 
+def test_a_pass_that_sends_one_message_and_is_refused_the_next_counts_one_sent_and_only_the_unsent_one_late(pipeline):
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.create({"run_id": "reviewtune-two", "dataset": "two.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-two", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("QUEUED: two", "waits"))
+    assert runs.transition("reviewtune-two", RunStatus.QUEUED, RunStatus.FAILED, notice=("FAILED: two", "failed"))
+    refused = Failing(pipeline.clients.sns, "publish", "AuthorizationError", failures=None,
+                      when=lambda request: request["Subject"].startswith("FAILED"))
+    pipeline.use("sns", refused)
+
+    result = pipeline.reconcile(later(0.3))  # both recorded 18 minutes before the pass
+
+    assert (result["sent"], result["late_messages"]) == (1, 1) and "reviewtune-two" in result["errors"]
+    assert [m["Subject"] for m in pipeline.messages("reviewtune-two")] == ["QUEUED: two"]
+    refused.heal()
+    assert (pipeline.reconcile(later(0.4))["sent"], len(pipeline.messages("reviewtune-two"))) == (1, 2)
+
+
 @pytest.mark.parametrize("late", [0, 1])
 def test_the_reconcile_handler_publishes_the_late_messages_metric(pipeline, capsys, monkeypatch, late):
     _failed_with_its_message_unsent(pipeline)
