@@ -282,15 +282,19 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _minutes(value: str) -> float:
-    """A number of minutes, zero or more (argparse names the option in its error)."""
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {value!r}") from None
-    if not minutes >= 0 or minutes == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected zero or more minutes, got {value!r}")
-    return minutes
+def _span(unit: str) -> Any:
+    """An argparse type: a finite number of ``unit``, zero or more (argparse names the option in its error)."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {value!r}") from None
+        if not 0 <= number < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected zero or more {unit}, got {value!r}")
+        return number
+
+    return parse
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -369,9 +373,10 @@ def register(sub: Any) -> None:
         "run, an outcome message or a run's end is owed for over an hour"
     )
     audit_parser.add_argument("--dataset", help="only this dataset or folder (its path below incoming/)")
-    audit_parser.add_argument("--days", type=float, default=7, help="versions written within this many days (default 7)")
+    audit_parser.add_argument("--days", type=_span("days"), default=7,
+                              help="versions written within this many days (default 7)")
     audit_parser.add_argument(
-        "--grace-minutes", type=_minutes, default=missed_drops.GRACE_SECONDS / 60,
+        "--grace-minutes", type=_span("minutes"), default=missed_drops.GRACE_SECONDS / 60,
         help="how long a version may wait for its run, an ended run for its message sent and a run past its deadline "
         f"for its end before it is a problem (default {missed_drops.GRACE_SECONDS // 60}: the reconciler claims a "
         "version without a run after as long)")

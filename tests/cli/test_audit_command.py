@@ -157,9 +157,10 @@ def test_grace_minutes_zero_names_at_once_what_is_not_settled_and_exits_1(stack,
     assert (row["version_id"], row["problem"]) == (version, audit.MISSING)
 
 
+@pytest.mark.parametrize("option", ["--grace-minutes", "--days"])
 @pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan"])
-def test_a_grace_that_is_not_zero_or_more_minutes_is_refused_with_the_option_named(value, capsys):
+def test_a_span_that_is_not_zero_or_more_is_refused_with_the_option_named(option, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["audit", "--grace-minutes", value])
+        main(["audit", option, value])
     assert exit_info.value.code == 2
-    assert "--grace-minutes" in capsys.readouterr().err
+    assert option in capsys.readouterr().err
