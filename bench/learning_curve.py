@@ -27,8 +27,11 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.bench_data import score_held_out  # noqa: E402
 from bench.common import data_dir, write_tsv  # noqa: E402
 from bench.course_split import RAW_FILE, course_split, never_drawn, read_raw  # noqa: E402
+from bench.run import accuracy_interval  # noqa: E402
+from bench.train_throughput import TRAIN_SCRIPT  # noqa: E402
 from reviewtune.budget import Budget  # noqa: E402
 from reviewtune.offline_models import resolve  # noqa: E402
 
@@ -64,20 +67,15 @@ def train_and_score(folder: Path, arguments: list[str], scored: dict[str, Path])
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     started = time.monotonic()
     with log.open("w") as out:
-        subprocess.run([sys.executable, str(REPO / "training_code" / "train.py"), *arguments], env=env, stdout=out,
-                       stderr=subprocess.STDOUT, check=True)
+        subprocess.run([sys.executable, str(TRAIN_SCRIPT), *arguments], env=env, stdout=out, stderr=subprocess.STDOUT,
+                       check=True)
     summary = json.loads((model / "training_summary.json").read_text())
     result = {"job_seconds": round(time.monotonic() - started, 1), "validation_accuracy": summary["saved_val_acc"],
               "peak_rss_mb": summary.get("peak_rss_mb")}
     for name, data in scored.items():
-        target = folder / f"evaluation-{name}"
-        subprocess.run([sys.executable, str(REPO / "training_code" / "evaluate_model_metrics.py"), "--input-model",
-                        str(model), "--input-data", str(data), "--output-data", str(target)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
-        metrics = json.loads((target / "evaluation.json").read_text())["metrics"]
-        result[name] = {"accuracy": metrics["accuracy"]["value"] * 100,
-                        "ci95": [bound * 100 for bound in metrics["accuracy"]["ci95"]],
-                        "recall": {label: round(values["recall"], 3) for label, values in metrics["per_class"].items()}}
+        score = score_held_out(model, data, folder / f"evaluation-{name}")
+        result[name] = {**score, "accuracy": score["accuracy"] * 100,
+                        "ci95": accuracy_interval(score["accuracy"], score["rows"])}
     return result
 
 
