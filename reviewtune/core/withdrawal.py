@@ -14,7 +14,10 @@ run leaves the index.
 The same holds for a run that SUCCEEDED without becoming champion while its package may be Approved (an attempt
 approved it for a champion move, then the champion changed) and putting it back to pending was still refused when
 record_results stopped retrying (``registry.error`` "approval failed"): it is settled the same way, unless the run
-has become champion since (a person promoted it), whose package stays as the promotion left it.
+has become champion since (a person promoted it), whose package is approved (again) instead. A promotion can come
+between the pass's read of the champion pointer and its withdrawal; a promotion moves the pointer before it approves,
+so the pass reads the pointer again after withdrawing, and approves the package again when the run is champion by
+then (a refusal of that approval leaves the run owing: the next pass finds it champion and approves it).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ logger = Logger(child=True)
 
 # Longer than any function's timeout (300 s): record_results approves within the invocation that wrote the mark.
 SETTLE_AFTER_SECONDS = 900
+CHAMPION_SINCE = "champion: promoted by hand while the approval of its earlier decision was being withdrawn"
 
 
 def owed(item: dict[str, Any]) -> bool:
@@ -85,10 +89,13 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     fields: dict[str, Any] = {}
     if item.get("status") == RunStatus.SUCCEEDED:
         if champion_now(clients, item):  # promoted since: its package is the champion's
-            settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now))
-            return settled is not None
+            return _settled_as_champion(runs, clients, item, now)
         fields["registry"] = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.PENDING}
     registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
+    if item.get("status") == RunStatus.SUCCEEDED and champion_now(clients, item):
+        # a person promoted the run between the read above and the withdrawal: the promotion moved the pointer
+        # before approving, so this second read sees it whenever the withdrawal may have undone that approval
+        return _settled_as_champion(runs, clients, item, now)
     marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
     if now - marked < timedelta(seconds=SETTLE_AFTER_SECONDS):
         return False
@@ -98,6 +105,15 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
             "approval of the ended run's package settled",
             extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"]},
         )
+    return settled is not None
+
+
+def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime) -> bool:
+    """Approve the champion's package (again: an earlier pass's withdrawal may have undone the promotion's approval,
+    and then been refused approving it back) and record the withdrawal settled."""
+    registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
+    entry = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.APPROVED}
+    settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), registry=entry)
     return settled is not None
 
 

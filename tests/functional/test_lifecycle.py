@@ -518,6 +518,45 @@ def test_a_non_champion_package_promoted_by_hand_before_the_pass_stays_approved(
     assert second not in list(RunsRepository(pipeline.clients.runs_table).with_pending_notice())
 
 
+@pytest.mark.parametrize("approval_refused", [False, True])
+def test_a_package_promoted_by_hand_while_the_pass_withdraws_it_ends_approved(pipeline, monkeypatch, approval_refused):
+    """A person promotes the run after the pass read the champion pointer and before its withdrawal reached
+    SageMaker: the withdrawal undid the promotion's approval, so the pass approves the package again (the next pass,
+    when SageMaker refuses that approval)."""
+    from reviewtune.core import promotion
+
+    _, second, _ = _unapproval_refused_an_hour_in(pipeline, monkeypatch)
+    arn = pipeline.run(second)["model_package_arn"]
+    runs = RunsRepository(pipeline.clients.runs_table)
+    withdraw = registry.set_approval
+
+    def promoted_first(sagemaker, package_arn, status, description):
+        if status == registry.PENDING:
+            monkeypatch.setattr(registry, "set_approval", withdraw)
+            promotion.promote(runs, sagemaker, pipeline.stack.bucket, second, reason="better on the new rows",
+                              by="ops")
+            assert approval(pipeline, arn) == "Approved"
+        withdraw(sagemaker, package_arn, status, description)
+        if approval_refused:
+            pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+
+    monkeypatch.setattr(registry, "set_approval", promoted_first)
+    first_pass = pipeline.reconcile(later(0.1))
+    if approval_refused:
+        assert "ThrottlingException" in first_pass["errors"][second]
+        assert approval(pipeline, arn) == "PendingManualApproval"
+        assert second in list(runs.with_pending_notice())  # still owed: the next pass approves it
+        first_pass = pipeline.reconcile(later(0.2))
+    assert first_pass["withdrawn"] == 1
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == second
+    assert approval(pipeline, arn) == "Approved"  # the champion's package
+    item = pipeline.run(second)
+    assert item["approval_settled_at"] and item["registry"]["approval"] == "Approved" and "error" not in item["registry"]
+    assert second not in list(runs.with_pending_notice())
+    assert pipeline.reconcile(later(0.6))["withdrawn"] == 0
+    assert approval(pipeline, arn) == "Approved"
+
+
 def test_an_approval_given_after_another_attempt_recorded_the_run_not_champion_is_withdrawn(pipeline, monkeypatch):
     """The event's record_results marks the package for a champion move; before it approves it, a reconciler pass
     records the run without deciding (its read of the champion refused: the package stays pending). The approval
