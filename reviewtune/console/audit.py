@@ -3,21 +3,23 @@ checked from outside (one run per version) rather than trusted.
 
 Versions are listed from S3 (ListObjectVersions), runs read per dataset from the ``by_dataset`` index and matched by
 key and version (the identity start_tuning names runs by), so runs named under any job name prefix count. A version without a run
-is either on its way (written less than ``missed_drops.GRACE_SECONDS`` ago: its event may still come) or missed: the
-reconciler's next pass claims it (missed_drops.py) when it is within the sweep's window, else it is for people.
+is either on its way (written less than the grace ago: its event may still come) or missed: the reconciler's next
+pass claims it (missed_drops.py) when it is within the sweep's window, else it is for people.
 
 A run found is checked too, for the other half of the guarantee: an ended run's outcome message (its outbox entry)
 sent, and a run in progress not past the deadline of its state (``deadline_at``, where the reconciler ends it). Each
-debt is let be for ``missed_drops.GRACE_SECONDS`` (the reconciler sends and ends within minutes: a debt an hour old
-means it is not running, or SNS refuses), then named in the row's ``problem``. ``grace_seconds`` changes that wait
-(``reviewtune audit --grace-minutes``): longer for a scheduled check that should name only what is long overdue,
-shorter to see at once what is not settled yet (a version without a run is claimed by the reconciler only after
-``missed_drops.GRACE_SECONDS``).
+debt is let be for the grace (the reconciler sends and ends within minutes: a debt an hour old means it is not
+running, or SNS refuses), then named in the row's ``problem``. The grace and the days looked at are the stack's own
+sweep's (``stack_defaults``: its ``MissedDropGraceMinutes`` and ``MissedDropWindowDays``, an hour and a week unless
+set); ``reviewtune audit --grace-minutes`` / ``--days`` change them: a longer grace for a scheduled check that should
+name only what is long overdue, a shorter one to see at once what is not settled yet (a version without a run is
+claimed by the reconciler only after the stack's grace).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reviewtune.console.text import add_row, utc_time
-from reviewtune.core import missed_drops, names
+from reviewtune.core import config, missed_drops, names
 from reviewtune.core.runs import RunsRepository, outcome_message, parse_iso
 from reviewtune.core.states import is_final
 from reviewtune.core.tuning import dropped_object
@@ -35,10 +37,28 @@ MISSING = "no run"
 # A row's problem: what is owed for the version an hour after it fell due.
 NOT_TOLD = "outcome not told"  # an ended run whose outcome message is not sent
 OVERDUE = "past its deadline"  # a run in progress that the reconciler should have ended
+DEFAULT_GRACE_SECONDS = config.MISSED_DROP_GRACE_MINUTES * 60
+# the template's parameters that set the reconciler's sweep (config.MISSED_DROP_GRACE_MINUTES, _WINDOW_DAYS)
+GRACE_PARAMETER, WINDOW_PARAMETER = "MissedDropGraceMinutes", "MissedDropWindowDays"
+
+
+def stack_defaults(parameters: Mapping[str, str]) -> tuple[float, float]:
+    """The grace (seconds) and the window (days) of the stack's own sweep, from its parameters as deployed; the
+    defaults for a stack that has none (deployed before they existed) or a value that is not a number."""
+
+    def number(name: str, default: float) -> float:
+        try:
+            value = float(parameters.get(name, ""))
+        except ValueError:
+            return default
+        return value if 0 <= value < float("inf") else default
+
+    return (number(GRACE_PARAMETER, config.MISSED_DROP_GRACE_MINUTES) * 60,
+            number(WINDOW_PARAMETER, config.MISSED_DROP_WINDOW_DAYS))
 
 
 def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days: float,
-          now: datetime | None = None, grace_seconds: float = missed_drops.GRACE_SECONDS) -> list[dict[str, Any]]:
+          now: datetime | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> list[dict[str, Any]]:
     """One row per version under incoming/ (or the dataset's key or folder) written within ``days``, newest first;
     what is owed for ``grace_seconds`` or longer is the row's ``problem``."""
     if grace_seconds < 0:
@@ -94,7 +114,7 @@ def _was_told(row: dict[str, Any]) -> bool:
     return bool(row["message_sent_at"] or row["message_id"])
 
 
-def summary(rows: list[dict[str, Any]], grace_seconds: float = missed_drops.GRACE_SECONDS) -> str:
+def summary(rows: list[dict[str, Any]], grace_seconds: float = DEFAULT_GRACE_SECONDS) -> str:
     """The rows counted: what is settled, on its way, and owed for ``grace_seconds`` or longer."""
     def count(test: Any) -> int:
         return sum(1 for row in rows if test(row))

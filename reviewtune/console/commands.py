@@ -18,7 +18,7 @@ from reviewtune.console import audit, dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import missed_drops, names, states, stop_requests
+from reviewtune.core import config, names, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -264,10 +264,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Every file version under incoming/ with its run and whether its outcome was told; exit status 1 when something
     is owed for over the grace, an hour by default (a run, an outcome message, the end of a run past its deadline)."""
     target = _target(args)
-    grace = args.grace_minutes * 60
-    rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, args.days,
+    grace, days = audit.stack_defaults(target.parameters)  # the stack's own sweep's, unless given
+    grace = grace if args.grace_minutes is None else args.grace_minutes * 60
+    days = days if args.days is None else args.days
+    rows = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), args.dataset, days,
                        grace_seconds=grace)
-    title = (f"Files under incoming/ of the last {args.days:g} days ({target.description}): "
+    title = (f"Files under incoming/ of the last {days:g} day{'' if days == 1 else 's'} ({target.description}): "
              f"{audit.summary(rows, grace)}")
     _emit(args, rows, audit.table(rows, title))
     return 1 if any(row["problem"] for row in rows) else 0
@@ -370,16 +372,18 @@ def register(sub: Any) -> None:
 
     audit_parser = sub.add_parser(
         "audit", help="every file version under incoming/ beside its run and its outcome message; exit 1 when a "
-        "run, an outcome message or a run's end is owed for over an hour"
+        "run, an outcome message or a run's end is owed for over the stack's grace (an hour unless set)"
     )
     audit_parser.add_argument("--dataset", help="only this dataset or folder (its path below incoming/)")
-    audit_parser.add_argument("--days", type=_span("days"), default=7,
-                              help="versions written within this many days (default 7)")
     audit_parser.add_argument(
-        "--grace-minutes", type=_span("minutes"), default=missed_drops.GRACE_SECONDS / 60,
+        "--days", type=_span("days"),
+        help=f"versions written within this many days (default: the stack's {audit.WINDOW_PARAMETER}, "
+        f"{config.MISSED_DROP_WINDOW_DAYS} unless set: the days the reconciler looks back for versions without a run)")
+    audit_parser.add_argument(
+        "--grace-minutes", type=_span("minutes"),
         help="how long a version may wait for its run, an ended run for its message sent and a run past its deadline "
-        f"for its end before it is a problem (default {missed_drops.GRACE_SECONDS // 60}: the reconciler claims a "
-        "version without a run after as long)")
+        f"for its end before it is a problem (default: the stack's {audit.GRACE_PARAMETER}, "
+        f"{config.MISSED_DROP_GRACE_MINUTES} unless set: the reconciler claims a version without a run after as long)")
     _common(audit_parser)
     audit_parser.set_defaults(func=cmd_audit)
 

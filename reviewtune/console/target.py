@@ -1,9 +1,9 @@
 """Where the commands look: a deployed stack on AWS or the local runtime, behind one small interface.
 
-- AWS: boto3's default credentials and region; the stack's outputs (RunsTableName, DataBucketName...) come from
-  CloudFormation ``DescribeStacks`` of ``--stack`` (default: samconfig.toml's ``stack_name``).
+- AWS: boto3's default credentials and region; the stack's outputs (RunsTableName, DataBucketName...) and
+  parameters come from CloudFormation ``DescribeStacks`` of ``--stack`` (default: samconfig.toml's ``stack_name``).
 - local: ``<workdir>/local.json``, written by ``reviewtune local up`` / ``reviewtune run``: its endpoints, fake
-  credentials, region and the stack outputs.
+  credentials, region and the stack's outputs and parameters.
 
 ``auto`` (the default) means local when ``<workdir>/local.json`` exists and no ``--stack`` was given, else AWS.
 """
@@ -32,13 +32,15 @@ class TargetError(RuntimeError):
 
 @dataclass
 class Target:
-    """A place to read runs from: a boto3 session, per-service endpoints (local only) and the stack outputs."""
+    """A place to read runs from: a boto3 session, per-service endpoints (local only), the stack's outputs and its
+    parameters (as deployed: the values a command's defaults follow)."""
 
     description: str
     session: Any
     outputs: dict[str, str]
     endpoints: dict[str, str] = field(default_factory=dict)
     local_workdir: Path | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoints.get(service))
@@ -92,7 +94,8 @@ def local_target(workdir: Path) -> Target:
     endpoints = dict(state.get("endpoints", {}))
     moto = endpoints.get("s3")
     endpoints = {**{s: moto for s in ("s3", "dynamodb", "cloudformation", "sns", "sqs", "sts") if moto}, **endpoints}
-    return Target(f"local runtime ({path})", session, dict(state.get("outputs", {})), endpoints, Path(workdir))
+    return Target(f"local runtime ({path})", session, dict(state.get("outputs", {})), endpoints, Path(workdir),
+                  dict(state.get("parameters", {})))
 
 
 def aws_target(stack: str, session: Any = None) -> Target:
@@ -104,7 +107,8 @@ def aws_target(stack: str, session: Any = None) -> Target:
     except (ClientError, NoCredentialsError, NoRegionError) as error:
         raise TargetError(f"cannot read the outputs of stack {stack!r}: {error}") from error
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    return Target(f"stack {stack} ({session.region_name})", session, outputs)
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}
+    return Target(f"stack {stack} ({session.region_name})", session, outputs, parameters=parameters)
 
 
 def resolve(kind: str, workdir: Path, stack: str | None) -> Target:

@@ -16,6 +16,9 @@ EARLY_STOPPING_TYPES = ("Off", "Auto")
 CLASS_BALANCE_MODES = ("downsample", "none")
 CONVERGENCE_CHOICES = ("Enabled", "Disabled")
 MIN_JOBS_NOT_IMPROVING = 3  # SageMaker's minimum of MaxNumberOfTrainingJobsNotImproving
+# the reconciler's listing of incoming/ (missed_drops.py): a version without a run is claimed once it is this old ...
+MISSED_DROP_GRACE_MINUTES = 60  # ... an event may be on its way that long (the rule's MaximumEventAgeInSeconds)
+MISSED_DROP_WINDOW_DAYS = 7  # ... and while it is not older than this
 
 DEFAULT_RANGES = {
     "learning_rate": {"min": 1e-5, "max": 5e-5, "scaling": "Logarithmic"},
@@ -159,6 +162,8 @@ class Settings:
     skip_duplicate_content: bool = True
     run_deadlines: dict[RunStatus, int] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
     start_dead_letter_queue_url: str = ""  # the reconciler takes back StartTuning's dead-lettered events from it
+    missed_drop_grace_minutes: int = MISSED_DROP_GRACE_MINUTES
+    missed_drop_window_days: int = MISSED_DROP_WINDOW_DAYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -209,6 +214,8 @@ class Settings:
             skip_duplicate_content=_bool(env, "SKIP_DUPLICATE_CONTENT", True),
             run_deadlines=_deadlines(env),
             start_dead_letter_queue_url=env.get("START_TUNING_DEAD_LETTER_QUEUE_URL", "").strip(),
+            missed_drop_grace_minutes=_int(env, "MISSED_DROP_GRACE_MINUTES", MISSED_DROP_GRACE_MINUTES),
+            missed_drop_window_days=_int(env, "MISSED_DROP_WINDOW_DAYS", MISSED_DROP_WINDOW_DAYS, minimum=1),
         )
         settings.check()
         return settings
@@ -239,6 +246,11 @@ class Settings:
         if not 0 <= self.champion_margin_points <= 100:
             raise ConfigError(
                 f"CHAMPION_MARGIN_POINTS must be between 0 and 100 percentage points, got {self.champion_margin_points}"
+            )
+        if self.missed_drop_grace_minutes >= self.missed_drop_window_days * 1440:
+            raise ConfigError(
+                f"MISSED_DROP_GRACE_MINUTES ({self.missed_drop_grace_minutes}) must be shorter than "
+                f"MISSED_DROP_WINDOW_DAYS ({self.missed_drop_window_days} days)"
             )
         if self.strategy == "Hyperband" and self.early_stopping == "Auto":
             raise ConfigError("the Hyperband strategy needs EARLY_STOPPING Off (it stops trials itself)")

@@ -6,8 +6,10 @@ of its object, so the rest of the reconciler cannot see it. Each reconciler pass
 and, for each, makes sure the object's run exists:
 
 - the object is looked up as the event handler does (``locate_dropped_object``: the key as stored, its size); if S3
-  still fails, the first key a lookup tries is used (``unlocated_object``: the key as the event gives it, unless it is
-  longer than S3 allows), unless a run of one of the keys it may stand for exists;
+  still fails, a run of one of the keys it may stand for is the one; else, when the key is one of two (as given and
+  URL-decoded), the message waits (for S3, or for the listing of incoming/ to claim the stored key's run, which the
+  next pass finds) until twice the sweep's grace after the event; else (or after that) the first key a lookup tries
+  is used (``unlocated_object``: the key as the event gives it, unless it is longer than S3 allows);
 - the run is claimed (a conditional write: a run that exists is left as it is), then the message is deleted. From
   then on the run is the reconciler's like any other: the stale-claim restart starts it (after
   ``STALE_CLAIM_SECONDS``, its deadline checked first), and a claim that never gets going ends ``FAILED`` at its
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -36,7 +39,8 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
-from reviewtune.core.objects import locate_dropped_object, unlocated_object
+from reviewtune.core.objects import known_object, locate_dropped_object, unlocated_object
+from reviewtune.core.runs import parse_iso
 from reviewtune.core.tuning import claim_run, run_exists
 
 logger = Logger(child=True)
@@ -62,8 +66,9 @@ class TakenBack:
         return asdict(self)
 
 
-def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack:
+def take_back_start_events(settings: Settings, clients: AwsClients, now: datetime | None = None) -> TakenBack:
     """One pass over StartTuning's dead-letter queue (nothing when ``START_TUNING_DEAD_LETTER_QUEUE_URL`` is unset)."""
+    now = now or datetime.now(UTC)
     result = TakenBack()
     url = settings.start_dead_letter_queue_url
     if not url or not waiting(clients.sqs, url):
@@ -83,13 +88,24 @@ def take_back_start_events(settings: Settings, clients: AwsClients) -> TakenBack
         for message in batch:
             seen.add(message["MessageId"])
             result.received += 1
-            if _take_back(message, settings, clients, result):
+            if _take_back(message, settings, clients, result, now):
                 clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
             else:
                 result.left += 1
     if result.received:
         logger.info("dead-lettered start events taken back", extra=result.summary())
     return result
+
+
+def _past_the_sweep(event: dict[str, Any], settings: Settings, now: datetime) -> bool:
+    """Whether the reconciler's listing of incoming/ had time to claim the event's object (twice its grace since the
+    event; an event without a readable time counts as past it): past that, a run named by a guessed key is better
+    than none."""
+    try:
+        happened = parse_iso(str(event["time"]))
+    except (KeyError, TypeError, ValueError):
+        return True
+    return (now - happened).total_seconds() >= 2 * settings.missed_drop_grace_minutes * 60
 
 
 def waiting(sqs: Any, url: str) -> int:
@@ -100,10 +116,12 @@ def waiting(sqs: Any, url: str) -> int:
     return sum(int(value) for value in counts.values())
 
 
-def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients, result: TakenBack) -> bool:
+def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients, result: TakenBack,
+               now: datetime) -> bool:
     """Make sure the run of the message's object exists; True: the message may be deleted."""
     try:
-        detail = object_created(json.loads(message.get("Body") or ""))
+        event = json.loads(message.get("Body") or "")
+        detail = object_created(event)
     except (ValueError, InvalidEventError) as exc:
         logger.warning("a dead letter that is not an Object Created event is left in the queue", extra={
             "message_id": message.get("MessageId"), "error": str(exc)})
@@ -115,8 +133,14 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
     has_run = run_exists(settings, clients)
     try:
         dropped = locate_dropped_object(clients.s3, bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
-    except Exception as exc:  # noqa: BLE001 - S3 still failing: the first key a lookup tries, unless a run exists
+    except Exception as exc:  # noqa: BLE001 - S3 still failing: the key whose run exists, else the only key it can be
         logger.warning("the dead-lettered object cannot be looked up", extra={"key": obj.key, "error": str(exc)})
+        if (known_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run) is None
+                and len(names.key_candidates(obj.key)) > 1 and not _past_the_sweep(event, settings, now)):
+            # the key as given or its URL-decoded form: a guess could name the run after a key that does not exist
+            # (its start rejecting the file as deleted, then the sweep claiming the stored key's run: two outcomes);
+            # the message waits for S3, or for the sweep's claim, which the next pass finds
+            return False
         dropped = unlocated_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
     runs = repository(settings, clients)
     try:

@@ -5,15 +5,17 @@ StartTuning's dead-letter queue (dead_letters.py). An event that never reached S
 did not send it, EventBridge did not match it (the rule disabled or replaced during a deployment, the bucket's
 EventBridge setting off for a while), or it was dropped on the way. So each reconciler pass also compares what is
 with what should be: every version under ``incoming/`` that start_tuning would give an outcome (``names.
-is_accepted_key``), written between ``GRACE_SECONDS`` and ``WINDOW_SECONDS`` ago, must have its run (the run id is
+is_accepted_key``), written between the stack's grace and window ago, must have its run (the run id is
 a function of the bucket, the key and the version: ``tuning.run_id_of``). A version without one is claimed here,
 marked ``found_by_sweep`` (when), and from then on is the reconciler's like a dead-lettered one: the stale-claim
 restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one message either way.
 
-- ``GRACE_SECONDS``: an event may still be on its way for an hour (the rule's retries, MaximumEventAgeInSeconds);
-  a claim made meanwhile is harmless (start_tuning takes a claimed run over), but would start the run later.
-- ``WINDOW_SECONDS``: versions written before that are not looked at (a week: a reconciler down longer than that
-  leaves older drops to people).
+- the grace (``MissedDropGraceMinutes``, an hour unless set): an event may still be on its way that long (the rule's
+  retries, MaximumEventAgeInSeconds); a claim made meanwhile is harmless (start_tuning takes a claimed run over), but
+  counts as a missed drop (MissedDropsAlarm). A stack whose StartTuning is often throttled (events waiting in
+  Lambda's own queue, up to its 6 hours) sets it longer.
+- the window (``MissedDropWindowDays``, a week unless set): versions written before that are not looked at (a
+  reconciler down longer than that leaves older drops to people: ``reviewtune audit --days``).
 - At most ``MAX_VERSIONS_PER_PASS`` versions are listed a pass; a longer listing goes on from where the last pass
   stopped (the ``#sweep`` item of the runs table keeps its place), so every version is seen within a few passes.
 - Whether runs exist is read with BatchGetItem, 100 run ids a call; a version without a run of that id is looked
@@ -28,8 +30,9 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import names
+from reviewtune.core import aws_errors, names
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import repository
@@ -38,8 +41,6 @@ from reviewtune.core.tuning import DroppedObject, claim_run, dropped_object, run
 
 logger = Logger(child=True)
 
-GRACE_SECONDS = 3600
-WINDOW_SECONDS = 7 * 86400
 MAX_VERSIONS_PER_PASS = 10_000
 CURSOR_KEY = "#sweep"  # no run id can take that form; the item has no status, so no index shows it
 _BATCH_GET = 100  # BatchGetItem's limit
@@ -54,6 +55,7 @@ class Swept:
     looked_at: int = 0  # versions in the window that start_tuning gives an outcome
     claimed: int = 0  # runs written now: their events never came
     unread: int = 0  # run ids whose existence DynamoDB did not answer in time (the next pass asks again)
+    failed: int = 0  # versions whose run could not be looked up or claimed (logged; a later listing tries again)
     named_otherwise: int = 0  # versions whose run was made under another job name prefix
     resumed: bool = False  # the listing went on from where an earlier pass stopped
     more: bool = False  # the listing stopped at MAX_VERSIONS_PER_PASS; the next pass goes on
@@ -73,7 +75,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
         page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
         for version in page.get("Versions", []):
             result.listed += 1
-            obj = _in_window(settings.bucket, version, now)
+            obj = _in_window(settings, version, now)
             if obj is not None:
                 candidates[run_id_of(obj, settings)] = obj
         if not page.get("IsTruncated"):
@@ -93,26 +95,38 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     for run_id, obj in candidates.items():
         if run_id in existing or run_id in unread:
             continue
-        if has_run(runs, obj):
-            result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
-            continue
-        # created and due by the pass's clock, as the rest of the pass reads them
-        stamp = now_iso(now)
-        claimed, _ = claim_run(obj, runs, settings, found_by_sweep=stamp, created_at=stamp, updated_at=stamp,
-                               deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
-        if claimed:
-            result.claimed += 1
-            logger.warning("a dropped file had no run: its event never came; run claimed",
-                           extra={"run_id": run_id, "key": obj.key, "version_id": obj.version_id})
-    if result.claimed or result.more or result.unread:
+        try:
+            _claim_if_missed(runs, settings, run_id, obj, now, result)
+        except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
+            result.failed += 1
+            logger.warning("the run of a version without one could not be looked up or claimed",
+                           extra={"run_id": run_id, "key": obj.key, "error": aws_errors.describe(exc)})
+    if result.claimed or result.more or result.unread or result.failed:
         logger.info("incoming/ swept", extra=result.summary())
     return result
 
 
-def _in_window(bucket: str, version: dict[str, Any], now: datetime) -> DroppedObject | None:
-    """The dropped object of a listed version that start_tuning gives an outcome, written within the window."""
+def _claim_if_missed(runs: RunsRepository, settings: Settings, run_id: str, obj: DroppedObject, now: datetime,
+                     result: Swept) -> None:
+    if has_run(runs, obj):
+        result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
+        return
+    # created and due by the pass's clock, as the rest of the pass reads them
+    stamp = now_iso(now)
+    claimed, _ = claim_run(obj, runs, settings, found_by_sweep=stamp, created_at=stamp, updated_at=stamp,
+                           deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
+    if claimed:
+        result.claimed += 1
+        logger.warning("a dropped file had no run: its event never came; run claimed",
+                       extra={"run_id": run_id, "key": obj.key, "version_id": obj.version_id})
+
+
+def _in_window(settings: Settings, version: dict[str, Any], now: datetime) -> DroppedObject | None:
+    """The dropped object of a listed version that start_tuning gives an outcome, written within the window and
+    not within the grace."""
     age = (now - version["LastModified"]).total_seconds()
-    return dropped_version(bucket, version) if GRACE_SECONDS <= age <= WINDOW_SECONDS else None
+    grace, window = settings.missed_drop_grace_minutes * 60, settings.missed_drop_window_days * 86400
+    return dropped_version(settings.bucket, version) if grace <= age <= window else None
 
 
 def dropped_version(bucket: str, version: dict[str, Any]) -> DroppedObject | None:

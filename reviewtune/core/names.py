@@ -13,6 +13,7 @@ from reviewtune.core.formats import ACCEPTED_SUFFIXES  # noqa: F401  (re-exporte
 INCOMING_PREFIX = "incoming/"
 RUNS_PREFIX = "runs/"
 REJECTED_PREFIX = "rejected/"
+NAMELESS_DATASET = "(no name)"  # the dataset of an object keyed incoming/ itself (a DynamoDB key cannot be empty)
 CODE_PREFIX = "code/"
 SPLITS = ("train", "validation", "test")
 
@@ -128,8 +129,16 @@ def _incoming_path(key: str) -> str:
 def dataset_name(key: str) -> str:
     """The dataset a key belongs to: its path below incoming/ (runs of one dataset are listed together), in Unicode
     NFC, so that one name typed with composed or decomposed accents (macOS writes file names decomposed) is one
-    dataset: one history, one champion, warm start and duplicates across both spellings."""
-    return normalize_dataset(_incoming_path(key))
+    dataset: one history, one champion, warm start and duplicates across both spellings.
+
+    The name is a DynamoDB key (the runs' ``by_dataset`` index, the ``champion#`` item), which can be neither empty
+    nor over 2,048 bytes: an object keyed ``incoming/`` itself is dataset ``NAMELESS_DATASET``, and a path whose NFC
+    form would pass S3_KEY_MAX_BYTES (a few characters grow under NFC, up to threefold) keeps the key's spelling."""
+    path = _incoming_path(key)
+    if not path:
+        return NAMELESS_DATASET
+    normal = normalize_dataset(path)
+    return normal if len(normal.encode("utf-8")) <= S3_KEY_MAX_BYTES else path
 
 
 def normalize_dataset(name: str) -> str:

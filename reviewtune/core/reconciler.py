@@ -101,7 +101,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     result = Pass()
     stale: list[dict[str, Any]] = []
     try:  # first, so that an object known only to the dead-letter queue gets its run in this pass
-        result.dead_letters = take_back_start_events(settings, clients)
+        result.dead_letters = take_back_start_events(settings, clients, now)
     except Exception as exc:  # noqa: BLE001 - the queue unreachable: the runs still get their pass
         logger.exception("taking back dead-lettered start events failed")
         result.errors["dead_letters"] = f"{type(exc).__name__}: {exc}"

@@ -290,6 +290,7 @@ class LocalRuntime:
         state = {
             "endpoints": self.endpoints,
             "outputs": self.stack.outputs,
+            "parameters": self.stack.parameters,
             "environment": self.environment(),
             "functions": [spec.logical_id for spec in self.stack.functions],
             "region": self.region,

@@ -13,12 +13,11 @@ import pytest
 
 from reviewtune.cli import main
 from reviewtune.console import audit
-from reviewtune.core import missed_drops
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
 
 BODY = b"sentiment\treview_body\n1\tgood\n"
-HOUR = timedelta(seconds=missed_drops.GRACE_SECONDS)
+HOUR = timedelta(seconds=audit.DEFAULT_GRACE_SECONDS)
 
 
 @pytest.fixture
@@ -84,11 +83,10 @@ def test_audit_shows_each_version_with_its_run_and_its_outcome_message(stack, ca
     assert "not sent yet (recorded" in out
 
 
-def test_audit_exits_1_when_a_version_over_the_grace_has_no_run(stack, capsys, monkeypatch):
+def test_audit_exits_1_when_a_version_over_the_grace_has_no_run(stack, capsys):
     version = drop(stack, "incoming/lost.tsv")
-    monkeypatch.setattr(missed_drops, "GRACE_SECONDS", 0)  # the file counts as over an hour old at once
-
-    assert main(["audit", "--stack", STACK, "--json"]) == 1
+    # a grace of 0: the file counts as past it at once
+    assert main(["audit", "--stack", STACK, "--json", "--grace-minutes", "0"]) == 1
 
     [row] = json.loads(capsys.readouterr().out)
     assert (row["key"], row["version_id"], row["run_id"], row["status"], row["problem"]) == (
@@ -115,14 +113,12 @@ def test_an_outcome_message_unsent_for_an_hour_and_a_run_an_hour_past_its_deadli
     assert problems(later)["reviewtune-untold"] is None
 
 
-def test_an_ended_run_without_a_recorded_message_is_owed_one_and_the_command_exits_1(stack, capsys, monkeypatch):
+def test_an_ended_run_without_a_recorded_message_is_owed_one_and_the_command_exits_1(stack, capsys):
     version = drop(stack, "incoming/old.tsv")
     put_run(stack, "reviewtune-old", "old.tsv", "FAILED", 1)  # ended without an outbox entry for its outcome
     repository(stack).update("reviewtune-old", source={"bucket": stack.bucket, "key": "incoming/old.tsv",
                                                        "version_id": version}, updated_at=now_iso())
-    monkeypatch.setattr(missed_drops, "GRACE_SECONDS", 0)
-
-    assert main(["audit", "--stack", STACK]) == 1
+    assert main(["audit", "--stack", STACK, "--grace-minutes", "0"]) == 1
 
     out = " ".join(capsys.readouterr().out.split())
     assert "no message recorded" in out and "1 outcome not told" in out
@@ -155,6 +151,39 @@ def test_grace_minutes_zero_names_at_once_what_is_not_settled_and_exits_1(stack,
     assert main(["audit", "--stack", STACK, "--grace-minutes", "0", "--json"]) == 1
     [row] = json.loads(capsys.readouterr().out)
     assert (row["version_id"], row["problem"]) == (version, audit.MISSING)
+
+
+def test_the_defaults_are_the_stack_s_own_sweep_s_grace_and_window(stack, capsys):
+    """A stack deployed with MissedDropGraceMinutes / MissedDropWindowDays: the audit waits as long as its reconciler
+    before a version without a run is a problem, and looks back as far, unless told otherwise."""
+    drop(stack, "incoming/fresh.tsv")
+    boto3.client("cloudformation").create_stack(StackName="reviewtune-slow", TemplateBody=json.dumps({
+        "Parameters": {"MissedDropGraceMinutes": {"Type": "Number"}, "MissedDropWindowDays": {"Type": "Number"}},
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
+    }), Parameters=[{"ParameterKey": "MissedDropGraceMinutes", "ParameterValue": "180"},
+                    {"ParameterKey": "MissedDropWindowDays", "ParameterValue": "3"}])
+
+    assert main(["audit", "--stack", "reviewtune-slow"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of the last 3 days" in out and "1 written within the last 180 minutes without a run yet" in out
+    assert main(["audit", "--stack", "reviewtune-slow", "--grace-minutes", "0", "--days", "1"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of the last 1 day (" in out and "owed for over 0 minutes: 1 without a run" in out
+    # the fixture's stack has no such parameters (deployed before them): an hour and a week
+    assert main(["audit", "--stack", STACK]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of the last 7 days" in out and "1 written within the hour without a run yet" in out
+
+
+@pytest.mark.parametrize(("parameters", "expected"), [
+    ({}, (3600, 7)),
+    ({"MissedDropGraceMinutes": "90", "MissedDropWindowDays": "14"}, (5400, 14)),
+    ({"MissedDropGraceMinutes": "", "MissedDropWindowDays": "soon"}, (3600, 7)),
+    ({"MissedDropGraceMinutes": "-5", "MissedDropWindowDays": "inf"}, (3600, 7)),
+])
+def test_stack_defaults_fall_back_to_the_template_s_defaults(parameters, expected):
+    assert audit.stack_defaults(parameters) == expected
 
 
 @pytest.mark.parametrize("option", ["--grace-minutes", "--days"])

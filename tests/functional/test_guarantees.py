@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from reviewtune.core import outbox, reconciler, slots, states, tuning
+from reviewtune.core import dead_letters, outbox, reconciler, slots, states, tuning
 from reviewtune.core.errors import RunNotReadyError
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.functional.pipeline import Pipeline, good_file, later
@@ -1055,6 +1055,52 @@ def test_a_dead_lettered_event_while_s3_still_fails_is_claimed_then_started_or_e
     assert len(_runs(pipeline)) == 1
 
 
+@pytest.mark.parametrize("resolved_by", ["s3", "sweep", "time"])
+def test_a_dead_lettered_encoded_key_is_not_guessed_while_s3_fails_and_its_version_ends_in_one_run(
+    pipeline, stack, monkeypatch, resolved_by
+):
+    """The event's key (URL-encoded) stands for itself or its decoded form, and S3 cannot say which: the message
+    waits rather than name a run after a key that may not exist (whose start would reject the file as deleted, and
+    whose version the listing of incoming/ would then claim a second run for). It is taken back once S3 answers, or
+    finds the run the listing claimed for the stored key, or, twice the sweep's grace after the event with neither,
+    is claimed under the key as given."""
+    key = "incoming/team/late (1).tsv"
+    event = pipeline.drop_event(key)  # its key: incoming/team/late+%281%29.tsv
+    event["time"] = now_iso()
+    failing = _dead_lettered_before_its_claim(pipeline, stack, event, code="ServiceUnavailable")
+    monkeypatch.setattr(dead_letters, "VISIBILITY_TIMEOUT_SECONDS", 0)  # a message left is there for the next pass
+
+    taken = pipeline.reconcile(later(0.1))["dead_letters"]
+
+    assert (taken["received"], taken["left"], taken["claimed"]) == (1, 1, 0) and _runs(pipeline) == []
+    if resolved_by == "s3":
+        pipeline.use("s3", failing._wrapped)
+        assert pipeline.reconcile(later(0.2))["dead_letters"]["claimed"] == 1
+    elif resolved_by == "sweep":  # HeadObject still refused; the listing works
+        swept = pipeline.reconcile(later(1.5))
+        assert swept["dead_letters"]["left"] == 1 and swept["missed_drops"]["claimed"] == 1
+        assert pipeline.reconcile(later(1.6))["dead_letters"]["existing"] == 1
+        pipeline.use("s3", failing._wrapped)
+    else:  # nothing answers for long: a run named by the key as given is better than none
+        pipeline.use("s3", Failing(failing, "list_object_versions", "ServiceUnavailable", failures=None))
+        assert pipeline.reconcile(later(1.9))["dead_letters"]["left"] == 1
+        assert pipeline.reconcile(later(2.1))["dead_letters"]["claimed"] == 1
+    assert stack.dead_letters() == 0
+    [run] = _runs(pipeline)
+    if resolved_by == "time":
+        assert run["source"]["key"] == event["detail"]["object"]["key"]  # the guess; it ends at its deadline
+        pipeline.reconcile(later(3.5))
+        assert_ended(pipeline, run["run_id"], "FAILED")
+    else:
+        assert run["source"]["key"] == key
+        pipeline.reconcile(later(0.5 if resolved_by == "s3" else 1.9))  # the stale-claim restart starts it
+        assert pipeline.run(run["run_id"])["status"] == "TUNING"
+        pipeline.succeed(run["run_id"])
+        assert_ended(pipeline, run["run_id"], "SUCCEEDED")
+        assert pipeline.reconcile(later(2.5))["missed_drops"]["claimed"] == 0
+    assert len(_runs(pipeline)) == 1 and len(pipeline.messages()) == 1
+
+
 def test_a_dead_lettered_event_whose_encoded_key_is_too_long_for_s3_is_claimed_under_the_stored_key(pipeline, stack):
     key = "incoming/" + "\u00e9" * 300 + ".tsv"  # 613 bytes as stored
     event = pipeline.drop_event(key)
@@ -1088,8 +1134,6 @@ def test_a_dead_lettered_event_whose_run_was_claimed_before_the_failure_makes_no
 
 
 def test_a_dead_letter_whose_claim_cannot_be_written_stays_for_a_later_pass(pipeline, stack, monkeypatch):
-    from reviewtune.core import dead_letters
-
     monkeypatch.setattr(dead_letters, "VISIBILITY_TIMEOUT_SECONDS", 0)  # the next pass sees it at once
     event = pipeline.drop_event()
     failing_s3 = _dead_lettered_before_its_claim(pipeline, stack, event)

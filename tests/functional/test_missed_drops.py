@@ -50,8 +50,8 @@ def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told
 
     found = pipeline.reconcile(later(1.5))
 
-    assert found["missed_drops"] == {"listed": 1, "looked_at": 1, "claimed": 1, "unread": 0, "named_otherwise": 0,
-                                     "resumed": False, "more": False}
+    assert found["missed_drops"] == {"listed": 1, "looked_at": 1, "claimed": 1, "unread": 0, "failed": 0,
+                                     "named_otherwise": 0, "resumed": False, "more": False}
     run = pipeline.run(run_id)
     assert run["status"] == "CLAIMED" and run["found_by_sweep"]
     # claimed at the pass's clock, which its timeline shows too
@@ -91,6 +91,53 @@ def test_files_with_runs_folder_markers_and_old_versions_are_left_alone(pipeline
     assert swept["looked_at"] == 0 and swept["claimed"] == 0
     assert [r["run_id"] for r in runs_of(pipeline)] == [result["run_id"]]
     assert run_id_of(pipeline, "incoming/old.tsv", old) != result["run_id"]
+
+
+def test_the_stack_s_grace_and_window_set_which_versions_the_pass_claims(pipeline):
+    """MissedDropGraceMinutes / MissedDropWindowDays (the reconciler's environment): a stack whose StartTuning events
+    may wait longer gives them longer before it claims their runs, and looks further back."""
+    settings = dataclasses.replace(pipeline.settings, missed_drop_grace_minutes=180, missed_drop_window_days=10)
+    written = put(pipeline, "incoming/slow.tsv", good_file())
+
+    assert reconciler.reconcile(settings, pipeline.clients, later(2.5))["missed_drops"]["looked_at"] == 0
+    assert reconciler.reconcile(pipeline.settings, pipeline.clients, later(24 * 9))["missed_drops"]["looked_at"] == 0
+    assert reconciler.reconcile(settings, pipeline.clients, later(24 * 9))["missed_drops"]["claimed"] == 1
+    assert pipeline.run(run_id_of(pipeline, "incoming/slow.tsv", written))["found_by_sweep"]
+
+
+def test_grace_and_window_are_read_from_the_environment_and_checked():
+    from reviewtune.core.config import Settings
+    from reviewtune.core.errors import ConfigError
+
+    env = {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r"}
+    read = Settings.from_env({**env, "MISSED_DROP_GRACE_MINUTES": "240", "MISSED_DROP_WINDOW_DAYS": "30"})
+    assert (read.missed_drop_grace_minutes, read.missed_drop_window_days) == (240, 30)
+    with pytest.raises(ConfigError, match=r"MISSED_DROP_GRACE_MINUTES \(1440\) must be shorter than"):
+        Settings.from_env({**env, "MISSED_DROP_GRACE_MINUTES": "1440", "MISSED_DROP_WINDOW_DAYS": "1"})
+    with pytest.raises(ConfigError, match="MISSED_DROP_WINDOW_DAYS must be >= 1"):
+        Settings.from_env({**env, "MISSED_DROP_WINDOW_DAYS": "0"})
+
+
+def test_a_version_whose_claim_dynamodb_refuses_keeps_no_other_version_unclaimed(pipeline):
+    """One version's run cannot be written (here DynamoDB refuses it every time); the pass still claims the others,
+    counts it, and a later pass claims it once DynamoDB takes it. An object keyed incoming/ itself (a dataset
+    without a name) is claimed like any other."""
+    first = put(pipeline, "incoming/", b"sentiment\treview_body\n1\tgreat\n")
+    refused = put(pipeline, "incoming/team/refused.tsv", good_file(1))
+    lost = put(pipeline, "incoming/team/lost.tsv", good_file(2))
+    table = pipeline.clients.runs_table
+    failing = Failing(table, "put_item", "ValidationException", failures=None,
+                      when=lambda call: call["Item"].get("source", {}).get("key") == "incoming/team/refused.tsv")
+    pipeline.use("runs_table", failing)
+
+    swept = pipeline.reconcile(later(1.5))["missed_drops"]
+
+    assert (swept["looked_at"], swept["claimed"], swept["failed"]) == (3, 2, 1)
+    assert pipeline.run(run_id_of(pipeline, "incoming/", first))["dataset"] == names.NAMELESS_DATASET
+    assert pipeline.run(run_id_of(pipeline, "incoming/team/lost.tsv", lost))["status"] == "CLAIMED"
+    pipeline.use("runs_table", table)
+    assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 1
+    assert pipeline.run(run_id_of(pipeline, "incoming/team/refused.tsv", refused))["found_by_sweep"]
 
 
 def test_a_long_listing_goes_on_over_several_passes(pipeline, monkeypatch):
@@ -144,8 +191,10 @@ def test_a_file_whose_run_was_named_under_another_job_name_prefix_is_not_claimed
 @pytest.mark.parametrize("missed", [0, 1])
 def test_the_reconcile_handler_publishes_the_missed_drops_metric(pipeline, capsys, monkeypatch, missed):
     put(pipeline, "incoming/lost.tsv", good_file())
-    if missed:  # the handler's own clock: the file counts as an hour old at once
-        monkeypatch.setattr(missed_drops, "GRACE_SECONDS", 0)
+    if missed:  # the handler's own clock: the file counts as past the grace at once
+        handler = pipeline.handlers["reconcile"]
+        settings = dataclasses.replace(handler.ctx.settings, missed_drop_grace_minutes=0)
+        monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=settings))
     capsys.readouterr()
 
     result = pipeline.reconcile()

@@ -200,6 +200,27 @@ def test_an_object_with_bytes_whose_key_ends_in_a_slash_is_rejected_not_ignored(
     assert json.loads(s3.get_object(Bucket=stack.bucket, Key="rejected/team a/.error.json")["Body"].read())
 
 
+@pytest.mark.parametrize(("key", "body", "status", "dataset"), [
+    ("incoming/", b"sentiment\treview_body\n1\tgreat\n", "REJECTED", names.NAMELESS_DATASET),
+    # 813 bytes as stored; in NFC 2,404 bytes, past what a DynamoDB key holds: the dataset keeps the key's spelling
+    ("incoming/" + "\U0001D160" * 200 + ".tsv", None, "TUNING", "\U0001D160" * 200 + ".tsv"),
+])
+def test_a_key_whose_dataset_name_would_be_empty_or_too_long_for_dynamodb_still_gets_its_run(
+    stack, start_tuning, lambda_context, key, body, status, dataset
+):
+    event = drop(stack, key, make_file(balanced_rows(40)) if body is None else body)
+    with SageMakerRecorder(start_tuning) as sm:
+        if status == "TUNING":
+            sm.stubber.add_response("create_hyper_parameter_tuning_job", {"HyperParameterTuningJobArn": TUNING_ARN})
+        result = start_tuning.handler(event, lambda_context)
+    assert result["status"] == status
+    item = stack.run(result["run_id"])
+    assert item["dataset"] == dataset and item["source"]["key"] == key
+    if status == "REJECTED":
+        [message] = stack.messages()
+        assert "rejected" in message["Subject"]
+
+
 @pytest.mark.parametrize("key", ["runs/notes.tsv", "rejected/a.tsv", "incoming/team a/"])
 def test_objects_outside_incoming_and_folder_markers_are_ignored(stack, start_tuning, lambda_context, key):
     event = drop(stack, key, b"")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from reviewtune.console.target import local_target
 from reviewtune.local.router import package_root
 from reviewtune.local.runtime import LocalRuntime, LocalRuntimeError, stop_running
 from reviewtune.local.stack import StackError
@@ -59,6 +60,8 @@ def test_start_describes_the_runtime_and_stop_leaves_nothing_behind(
         assert state["pid"] == os.getpid()
         assert state["endpoints"] == endpoints
         assert state["outputs"] == runtime.outputs
+        assert state["parameters"]["Greeting"] == "hey"  # as deployed: the commands' defaults follow them
+        assert local_target(workdir).parameters == state["parameters"]
         assert set(state["functions"]) == {"RecorderFunction", "FailingFunction"}
         assert f"export AWS_ENDPOINT_URL_SAGEMAKER={endpoints['sagemaker']}" in runtime.export_lines()
         # AND the SageMaker service got the runtime's account, region and folder

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reviewtune.console import audit
 from reviewtune.console import dead_letters as dead_letters_command
 from reviewtune.core import champion, config, names, runs
 from tests.template.helpers import (
@@ -384,6 +385,8 @@ def test_environment_values_come_from_the_stack():
         "MAX_JOBS_NOT_IMPROVING": "MaxNumberOfTrainingJobsNotImproving",
         "COMPLETE_ON_CONVERGENCE": "CompleteOnConvergence",
         "SKIP_DUPLICATE_CONTENT": "SkipDuplicateContent",
+        "MISSED_DROP_GRACE_MINUTES": "MissedDropGraceMinutes",
+        "MISSED_DROP_WINDOW_DAYS": "MissedDropWindowDays",
     }
     assert {variable: env[variable] for variable in from_parameters} == {
         variable: {"Ref": parameter} for variable, parameter in from_parameters.items()
@@ -430,6 +433,9 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert defaults["MaxNumberOfTrainingJobsNotImproving"] == "" and settings.max_jobs_not_improving is None
     assert defaults["CompleteOnConvergence"] == "" and settings.complete_on_convergence is None
     assert defaults["SkipDuplicateContent"] == "true" and settings.skip_duplicate_content is True
+    assert int(defaults["MissedDropGraceMinutes"]) == settings.missed_drop_grace_minutes == config.MISSED_DROP_GRACE_MINUTES
+    assert int(defaults["MissedDropWindowDays"]) == settings.missed_drop_window_days == config.MISSED_DROP_WINDOW_DAYS
+    assert audit.stack_defaults(defaults) == (audit.DEFAULT_GRACE_SECONDS, config.MISSED_DROP_WINDOW_DAYS)
     assert config.Settings.from_env(
         {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER_ROLE_ARN": "r",
          "RUN_STATE_DEADLINES": defaults["RunStateDeadlines"]}
@@ -529,6 +535,15 @@ def test_job_rules_take_final_states_of_this_stack_s_jobs(function_id, detail_ty
     assert pattern["detail-type"] == [detail_type]
     assert pattern["detail"][status_field] == ["Completed", "Failed", "Stopped"]
     assert pattern["detail"][name_field] == [{"prefix": {"Fn::Sub": "${JobNamePrefix}-"}}]
+
+
+def test_the_sweep_s_grace_is_never_shorter_than_a_start_event_may_be_retried():
+    """A version is claimed by the reconciler only once its Object Created event can no longer be on its way through
+    the rule's retries (else every drop whose delivery was retried would count as missed)."""
+    grace = template()["Parameters"]["MissedDropGraceMinutes"]
+    event_age = rule_event("StartTuningFunction")["Properties"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
+    assert grace["MinValue"] * 60 >= event_age
+    assert grace["MaxValue"] < template()["Parameters"]["MissedDropWindowDays"]["MinValue"] * 1440  # config.check
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
