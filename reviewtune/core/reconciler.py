@@ -107,6 +107,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         result.errors["dead_letters"] = f"{type(exc).__name__}: {exc}"
     try:  # then the drops whose event never came: their runs are claimed, and restarted once stale like any claim
         result.missed_drops = claim_missed_drops(settings, clients, now)
+        if result.missed_drops.failed:  # counted in ReconcileErrors like any refusal of the pass
+            result.errors["missed_drops"] = (f"{result.missed_drops.failed} version(s) without a run could not be "
+                                             "looked up or claimed (logged); a later pass tries again")
     except Exception as exc:  # noqa: BLE001 - S3 or DynamoDB failing: the next pass lists again
         logger.exception("looking for dropped files without a run failed")
         result.errors["missed_drops"] = f"{type(exc).__name__}: {exc}"

@@ -130,13 +130,16 @@ def test_a_version_whose_claim_dynamodb_refuses_keeps_no_other_version_unclaimed
                       when=lambda call: call["Item"].get("source", {}).get("key") == "incoming/team/refused.tsv")
     pipeline.use("runs_table", failing)
 
-    swept = pipeline.reconcile(later(1.5))["missed_drops"]
+    result = pipeline.reconcile(later(1.5))
+    swept = result["missed_drops"]
 
     assert (swept["looked_at"], swept["claimed"], swept["failed"]) == (3, 2, 1)
+    assert result["errors"]["missed_drops"].startswith("1 version(s) without a run could not be looked up or claimed")
     assert pipeline.run(run_id_of(pipeline, "incoming/", first))["dataset"] == names.NAMELESS_DATASET
     assert pipeline.run(run_id_of(pipeline, "incoming/team/lost.tsv", lost))["status"] == "CLAIMED"
     pipeline.use("runs_table", table)
-    assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 1
+    again = pipeline.reconcile(later(1.6))
+    assert again["missed_drops"]["claimed"] == 1 and "missed_drops" not in again["errors"]
     assert pipeline.run(run_id_of(pipeline, "incoming/team/refused.tsv", refused))["found_by_sweep"]
 
 
