@@ -110,6 +110,11 @@ def _owed(run: dict[str, Any], now: datetime, grace: timedelta) -> str | None:
     return OVERDUE if deadline and now - parse_iso(deadline) >= grace else None
 
 
+def was_told(run: dict[str, Any]) -> bool:
+    """Whether the ended run's outcome message was sent."""
+    return _was_told(_told(run))
+
+
 def _was_told(row: dict[str, Any]) -> bool:
     return bool(row["message_sent_at"] or row["message_id"])
 

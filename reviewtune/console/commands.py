@@ -277,9 +277,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     target = _target(args)
-    states = dead_letters.read_all(target, args.limit)
+    states = dead_letters.read_all(target, args.limit, delete_settled=args.delete_settled)
     title = (f"Dead-letter queues ({target.description}); StartTuning's start events are taken back by the "
-             "reconciler every pass")
+             "reconciler every pass; an event whose run has ended and told its outcome is settled")
+    if args.delete_settled:
+        title += f": {dead_letters.deleted(states)} settled message(s) deleted"
     _emit(args, dead_letters.as_data(states), dead_letters.table(states, title))
     return 0
 
@@ -388,8 +390,13 @@ def register(sub: Any) -> None:
     audit_parser.set_defaults(func=cmd_audit)
 
     letters = sub.add_parser(
-        "dead-letters", help="the events each function's dead-letter queue holds, with their errors (left in place)"
+        "dead-letters", help="the events each function's dead-letter queue holds, with their errors and their runs "
+        "now (left in place, unless --delete-settled)"
     )
     letters.add_argument("--limit", type=int, default=20, help="messages shown per queue (default 20)")
+    letters.add_argument(
+        "--delete-settled", action="store_true",
+        help="delete the messages shown whose run has ended and told its outcome (nothing is left for them to do); "
+        "every other message stays")
     _common(letters)
     letters.set_defaults(func=cmd_dead_letters)

@@ -1,4 +1,4 @@
-"""``reviewtune dead-letters``: what each function's dead-letter queue holds, without taking anything out of it.
+"""``reviewtune dead-letters``: what each function's dead-letter queue holds, and whether it still matters.
 
 Each function has one queue (the stack outputs ``<Function>DeadLetterQueueUrl``) for the events whose handling failed
 every retry: Lambda puts an asynchronous invocation's event there with ``ErrorCode`` / ``ErrorMessage`` attributes,
@@ -6,19 +6,29 @@ EventBridge an event it could not deliver with ``ERROR_CODE`` / ``ERROR_MESSAGE`
 one read is hidden for at most ``PEEK_SECONDS`` (so the next receive brings others) and made visible again as soon as
 the queue is read, for everyone else (the reconciler takes StartTuning's back every pass). The count comes from the
 queue's attributes (approximate); the rows are read with 1 s long polls until two bring nothing new.
+
+Each event about a run (a dropped file's, a tuning or an evaluation job's) is put beside that run as it is now: the
+reconciler reads job states from SageMaker itself, so an event whose run has ended and told its outcome has nothing
+left to do. ``--delete-settled`` deletes exactly those (a queue's alarm then clears); every other message is left
+for people: a run still going, an event about no run, a reconciler pass, a body that is not an event.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
 
+from reviewtune.console import audit
 from reviewtune.console.text import FOLD, WHOLE, add_row, utc_time
+from reviewtune.core import names
 from reviewtune.core.dead_letters import waiting
+from reviewtune.core.runs import RunsRepository
+from reviewtune.core.states import is_final
+from reviewtune.core.tuning import dropped_object
 
 # The function of each queue, and the stack output naming it.
 QUEUES = {
@@ -41,6 +51,10 @@ class DeadLetter:
     receives: int
     error: str
     about: str  # what the event was about: the dropped object, the job and its status, a reconciler pass
+    run_id: str | None = None  # the run the event is about, when one is found
+    run_now: str = "-"  # that run as it is now ("SUCCEEDED, told", "TUNING"), or why none is named
+    settled: bool = False  # the run has ended and its outcome message is sent: the event has nothing left to do
+    deleted: bool = False  # deleted by --delete-settled
 
 
 @dataclass(frozen=True)
@@ -99,19 +113,59 @@ def _sent_at(message: dict[str, Any]) -> str:
     return datetime.fromtimestamp(int(stamp) / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def describe(function: str, message: dict[str, Any]) -> DeadLetter:
+def describe(function: str, message: dict[str, Any], runs: RunsRepository | None = None) -> DeadLetter:
+    body = message.get("Body") or ""
     return DeadLetter(
         function=function,
         message_id=message["MessageId"],
         sent_at=_sent_at(message),
         receives=int((message.get("Attributes") or {}).get("ApproximateReceiveCount", 0)),
         error=_error(message),
-        about=_about(message.get("Body") or ""),
+        about=_about(body),
+        **(_run_state(body, runs) if runs is not None else {}),
     )
 
 
-def peek(sqs: Any, url: str, function: str, limit: int) -> QueueState:
-    """The queue's count and up to ``limit`` of its messages, left in the queue."""
+def _runs_of(body: str, runs: RunsRepository) -> list[dict[str, Any]] | None:
+    """The run the event is about (a list of at most one): its job's run, or the dropped object's (any form of the
+    key, as start_tuning looks it up); None for an event about no run (a reconciler pass, a body not an event)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    detail = event.get("detail") if isinstance(event, dict) and isinstance(event.get("detail"), dict) else {}
+    job = detail.get("HyperParameterTuningJobName") or detail.get("ProcessingJobName")
+    if isinstance(job, str):
+        run = runs.get(job.removesuffix(names.EVALUATION_SUFFIX) if "ProcessingJobName" in detail else job)
+        return [run] if run else []
+    obj = detail.get("object") if event.get("detail-type") == "Object Created" else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+        return None
+    version = obj.get("version-id")
+    for key in names.key_forms(obj["key"]):
+        for run in runs.all_of_dataset(names.dataset_name(key)):
+            source = dropped_object(run)
+            if source.key == key and source.version_id == version:
+                return [run]
+    return []
+
+
+def _run_state(body: str, runs: RunsRepository) -> dict[str, Any]:
+    found = _runs_of(body, runs)
+    if not found:
+        return {"run_now": "-" if found is None else "no run found"}
+    [run] = found
+    status = str(run.get("status"))
+    if not is_final(status):
+        return {"run_id": run["run_id"], "run_now": status}
+    told = audit.was_told(run)
+    return {"run_id": run["run_id"], "run_now": f"{status}, {'told' if told else 'not told yet'}", "settled": told}
+
+
+def peek(sqs: Any, url: str, function: str, limit: int, runs: RunsRepository | None = None,
+         delete_settled: bool = False) -> QueueState:
+    """The queue's count and up to ``limit`` of its messages, each beside its run as it is now (with ``runs``), left
+    in the queue; with ``delete_settled``, those whose run has ended and told its outcome are deleted."""
     count = waiting(sqs, url)
     seen: dict[str, DeadLetter] = {}
     handles: list[str] = []
@@ -126,11 +180,18 @@ def peek(sqs: Any, url: str, function: str, limit: int) -> QueueState:
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
-            handles += [m["ReceiptHandle"] for m in batch]
             new = [m for m in batch if m["MessageId"] not in seen]
             empty = 0 if new else empty + 1
-            for message in new[: limit - len(seen)]:
-                seen[message["MessageId"]] = describe(function, message)
+            kept = new[: limit - len(seen)]
+            handles += [m["ReceiptHandle"] for m in batch if m not in kept]
+            for message in kept:
+                letter = describe(function, message, runs)
+                if delete_settled and letter.settled:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    letter = replace(letter, deleted=True)
+                else:
+                    handles.append(message["ReceiptHandle"])
+                seen[message["MessageId"]] = letter
     finally:
         _give_back(sqs, url, handles)
     messages = sorted(seen.values(), key=lambda m: m.sent_at)
@@ -149,11 +210,12 @@ def _give_back(sqs: Any, url: str, handles: list[str]) -> None:
         )
 
 
-def read_all(target: Any, limit: int) -> list[QueueState]:
-    """Every dead-letter queue of the stack (those it has outputs for)."""
+def read_all(target: Any, limit: int, delete_settled: bool = False) -> list[QueueState]:
+    """Every dead-letter queue of the stack (those it has outputs for), each message beside its run."""
     sqs = target.client("sqs")
+    runs = target.runs() if "RunsTableName" in target.outputs else None
     return [
-        peek(sqs, target.outputs[output], function, limit)
+        peek(sqs, target.outputs[output], function, limit, runs, delete_settled)
         for function, output in QUEUES.items()
         if output in target.outputs
     ]
@@ -165,12 +227,13 @@ def as_data(states: list[QueueState]) -> list[dict[str, Any]]:
 
 def table(states: list[QueueState], title: str) -> Table:
     view = Table(title=title)
-    for column in ("function", "waiting", "sent (UTC)", "receives", "about", "error"):
+    for column in ("function", "waiting", "sent (UTC)", "receives", "about", "error", "run now"):
         view.add_column(column, justify="right" if column in ("waiting", "receives") else "left",
-                        **(FOLD if column in ("about", "error") else WHOLE))
+                        **(FOLD if column in ("about", "error", "run now") else WHOLE))
     for state in states:
         if not state.messages:
-            add_row(view, state.function, str(state.waiting), "-", "-", "(empty)" if not state.waiting else "-", "-")
+            add_row(view, state.function, str(state.waiting), "-", "-", "(empty)" if not state.waiting else "-", "-",
+                    "-")
         for index, message in enumerate(state.messages):
             add_row(
                 view,
@@ -180,5 +243,17 @@ def table(states: list[QueueState], title: str) -> Table:
                 str(message.receives),
                 message.about,
                 message.error,
+                _run_cell(message),
             )
     return view
+
+
+def _run_cell(message: DeadLetter) -> str:
+    text = f"{message.run_id}: {message.run_now}" if message.run_id else message.run_now
+    if message.deleted:
+        return f"{text} (deleted: settled)"
+    return f"{text} (settled)" if message.settled else text
+
+
+def deleted(states: list[QueueState]) -> int:
+    return sum(1 for state in states for message in state.messages if message.deleted)

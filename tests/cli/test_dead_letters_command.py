@@ -1,5 +1,6 @@
 """`reviewtune dead-letters` against moto: each function's queue found through the stack outputs, what each
-message was about and why it failed, and nothing taken out of a queue."""
+message was about, why it failed and its run as it is now, and nothing taken out of a queue but, when asked, the
+messages whose run has ended and told its outcome."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import pytest
 
 from reviewtune.cli import main
 from reviewtune.console.dead_letters import QUEUES
+from tests.cli.test_audit_command import with_run
 from tests.support.aws import create_stack, load_event
 
 STACK = "reviewtune-dlq"
 
 
 @pytest.fixture
-def deployed(moto_account):
-    stack = create_stack()
+def stack(moto_account):
+    return create_stack()
+
+
+@pytest.fixture
+def deployed(stack):
     sqs = boto3.client("sqs")
     urls = {function: sqs.create_queue(QueueName=f"{function}-dlq")["QueueUrl"] for function in QUEUES}
     template = {
@@ -87,3 +93,58 @@ def test_limit_caps_the_messages_shown_but_not_the_count(deployed, capsys):
     assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "100"]) == 0
     again = next(s for s in json.loads(capsys.readouterr().out) if s["function"] == "Reconcile")
     assert len({m["message_id"] for m in again["messages"]}) == 25
+
+
+def _job_event(name: str, run_id: str, status: str = "Completed") -> str:
+    event = load_event("tuning_job_completed.json" if name == "tuning" else "processing_job_completed.json")
+    if name == "tuning":
+        event["detail"]["HyperParameterTuningJobName"] = run_id
+    else:
+        event["detail"]["ProcessingJobName"] = f"{run_id}-eval"
+    return json.dumps(event)
+
+
+def test_each_event_is_put_beside_its_run_now_and_only_settled_ones_are_deleted_when_asked(stack, deployed, capsys):
+    with_run(stack, "reviewtune-done", "incoming/done.tsv", "SUCCEEDED", sent=True)
+    with_run(stack, "reviewtune-going", "incoming/going.tsv", "TUNING")
+    with_run(stack, "reviewtune-untold", "incoming/untold.tsv", "FAILED")  # its message recorded, not sent yet
+    version = with_run(stack, "reviewtune-dropped", "incoming/team a/late (1).tsv", "SUCCEEDED", sent=True)
+    created = load_event("s3_object_created.json")
+    created["detail"]["bucket"]["name"] = stack.bucket
+    created["detail"]["object"].update({"key": "incoming/team+a/late+%281%29.tsv", "version-id": version})  # encoded
+    send(deployed["StartTuning"], json.dumps(created), ErrorMessage="Task timed out")
+    send(deployed["StartEvaluation"], _job_event("tuning", "reviewtune-done"), ErrorMessage="Task timed out")
+    send(deployed["StartEvaluation"], _job_event("tuning", "reviewtune-going"), ErrorMessage="Task timed out")
+    send(deployed["RecordResults"], _job_event("processing", "reviewtune-untold"), ErrorMessage="Task timed out")
+    send(deployed["RecordResults"], _job_event("processing", "reviewtune-gone"), ErrorMessage="Task timed out")
+    send(deployed["Reconcile"], json.dumps({"source": "aws.scheduler"}), ErrorMessage="Task timed out")
+
+    def shown(*options: str) -> dict[str, dict[str, tuple]]:
+        capsys.readouterr()
+        assert main(["dead-letters", "--stack", STACK, "--json", *options]) == 0
+        return {state["function"]: {m["message_id"]: (m["run_id"], m["run_now"], m["settled"], m["deleted"])
+                                    for m in state["messages"]} for state in json.loads(capsys.readouterr().out)}
+
+    def runs_now(states: dict) -> dict[str, list[tuple]]:
+        return {function: sorted(rows.values(), key=str) for function, rows in states.items()}
+
+    before = runs_now(shown())
+    assert before == {
+        "StartTuning": [("reviewtune-dropped", "SUCCEEDED, told", True, False)],
+        "StartEvaluation": [("reviewtune-done", "SUCCEEDED, told", True, False),
+                            ("reviewtune-going", "TUNING", False, False)],
+        "RecordResults": [("reviewtune-untold", "FAILED, not told yet", False, False),
+                          (None, "no run found", False, False)],
+        "Reconcile": [(None, "-", False, False)],  # a reconciler pass: about no run
+    }
+    assert runs_now(shown()) == before  # reading deletes nothing
+
+    deleted = runs_now(shown("--delete-settled"))
+    assert deleted["StartTuning"] == [("reviewtune-dropped", "SUCCEEDED, told", True, True)]
+    assert deleted["StartEvaluation"][0] == ("reviewtune-done", "SUCCEEDED, told", True, True)
+    after = runs_now(shown())
+    assert after == {**before, "StartTuning": [], "StartEvaluation": [("reviewtune-going", "TUNING", False, False)]}
+    capsys.readouterr()
+    assert main(["dead-letters", "--stack", STACK, "--delete-settled"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0 settled message(s) deleted" in text and "reviewtune-going: TUNING" in text
