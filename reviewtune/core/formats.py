@@ -19,6 +19,9 @@ MAX_LINE_CHARS = 4 * MiB
 # reviews, each with one emoji, so that Python keeps it at 4 bytes a character) peaks at 1,650 MiB with the handler's
 # imports (bench/start_memory.py, run by `make bench`).
 MAX_ROWS = 1_000_000
+# Most physical lines a file may hold: lines holding no review (blank, or only separators) are not reviews, yet each
+# costs reading time; without a bound, 256 MiB of them (a 1 MiB .gz) would take most of the function's time.
+MAX_LINES = 4 * MAX_ROWS
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from reviewtune.core.formats import (
     MAX_FIELD_CHARS,
     MAX_FILE_BYTES,
     MAX_LINE_CHARS,
+    MAX_LINES,
     MAX_ROWS,
     FileFormat,
 )
@@ -127,6 +128,12 @@ class _Counted(io.RawIOBase):
         return n
 
 
+def _label_text(value: str) -> str:
+    """A label cell as compared with the allowed values (``1.0`` as a spreadsheet writes it is ``1``)."""
+    label = value.strip()
+    return label[:-2] if label.endswith(".0") else label
+
+
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):,.0f} MiB"
 
@@ -148,8 +155,10 @@ class ReviewReader:
         stream: Any = self._raw
         self._content = self._raw
         if fmt.compressed:
+            # buffered: gzip reads a header's file name and the padding after a stream a byte at a time, which
+            # would be one read of the S3 body per byte
             self._content = _Counted(
-                gzip.GzipFile(fileobj=self._raw, mode="rb"),
+                gzip.GzipFile(fileobj=io.BufferedReader(self._raw, buffer_size=_CHUNK), mode="rb"),
                 MAX_DECOMPRESSED_BYTES,
                 f"the compressed file expands to more than {_mib(MAX_DECOMPRESSED_BYTES)}; "
                 "split it into smaller files",
@@ -175,6 +184,11 @@ class ReviewReader:
                 return
             self._lines_read += 1
             number = self._lines_read
+            if number > MAX_LINES:
+                raise DatasetError(
+                    f"the file has more than {MAX_LINES:,} lines (reviews, blank lines and lines of a value "
+                    "spread over several); split it into smaller files and drop each"
+                )
             if len(line) > MAX_LINE_CHARS:
                 raise DatasetError(f"line {number} is longer than {MAX_LINE_CHARS:,} characters")
             if number == 1:
@@ -206,6 +220,8 @@ class ReviewReader:
                 "the file is a ZIP archive or an Excel workbook, not text; export the sheet as CSV UTF-8"
             )
         if start.startswith("\x1f\udc8b"):
+            if self.fmt.compressed:
+                raise DatasetError("the file is gzip-compressed twice; decompress it once and drop it again")
             raise DatasetError("the file is gzip-compressed but its name does not end in .gz; rename it")
 
     # ---------------------------------------------------------------------------------------------- header
@@ -316,6 +332,11 @@ class ReviewReader:
                 'quote as two quotes "", or do not start an unquoted value with a quote'
             )
         if "field larger than field limit" in message:
+            if self._lines_read > start:  # a quoted value running over many lines: its quote is the likely cause
+                return (
+                    f"{where}: a quoted value is not closed within {MAX_FIELD_CHARS:,} characters (it runs past line "
+                    f"{self._lines_read:,}); close the quote or write it as two quotes \"\""
+                )
             return f"{where}: a value is longer than {MAX_FIELD_CHARS:,} characters"
         return f"{where}: cannot be read as {self.fmt.kind}: {excerpt(message, 120)}"
 
@@ -360,9 +381,14 @@ class ReviewReader:
                 )
                 problems.add(start, f"{len(row)} fields, expected {width} ({hint})")
                 continue
-            raw_label = row[label_idx].strip()
-            if raw_label.endswith(".0"):
-                raw_label = raw_label[:-2]
+            if self._lines_read > start:  # a quoted value over several lines: rows an unclosed quote swallowed?
+                swallowed = self._swallowed(row, width, label_idx, split_idx, allowed)
+                if swallowed:
+                    problems.add(start, f"a quoted value runs to line {self._lines_read:,} and holds what looks like "
+                                        f"a row of its own ({excerpt(swallowed)}): an opening quote never closed? "
+                                        'close it, or write a quote inside a value as two quotes ""')
+                    continue
+            raw_label = _label_text(row[label_idx])
             if raw_label not in allowed:
                 problems.add(
                     start,
@@ -391,6 +417,19 @@ class ReviewReader:
         info.bytes_read = self._raw.count
         info.content_bytes = self._content.count
         info.content_sha256 = self._hasher.hexdigest()
+
+    def _swallowed(self, row: list[str], width: int, label_idx: int, split_idx: int | None,
+                   allowed: tuple[str, ...]) -> str | None:
+        """A line inside one of the record's values that reads as a row itself (as many fields as the header, a valid
+        label, a valid split when the file has that column): the first such line, or None."""
+        for cell in row:
+            for line in cell.splitlines()[1:]:
+                fields = line.split(self._delimiter)
+                if len(fields) != width or _label_text(fields[label_idx]) not in allowed:
+                    continue
+                if split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES:
+                    return line
+        return None
 
     def _refusal(self) -> DatasetError:
         """The file's problems as one reason, saying where reading stopped when it did not reach the end."""

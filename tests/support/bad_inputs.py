@@ -43,6 +43,22 @@ def _unterminated_quote() -> bytes:
     return HEADER + "".join(lines).encode()
 
 
+def _quote_left_open_in_a_large_file() -> bytes:
+    # line 62 starts a review with a quote that no later quote closes, and more than 1 MiB of rows follow
+    return HEADER + good_rows() + b'1\t"Perfect fit, true to size\n' + good_rows(20_000, start=100)
+
+
+def _rows_swallowed_by_a_stray_quote() -> bytes:
+    # line 62 opens a quote as typed; the inch mark ending line 64 closes it: lines 62-64 would be one review
+    return (HEADER + good_rows() + b'1\t"Perfect fit, love it\n0\tRuns small for me\n'
+            + b"-1\tToo short on me, I am 5'9\"\n" + good_rows(start=100))
+
+
+def _unnamed_gzip_header() -> bytes:
+    # a gzip header saying a file name follows (FNAME), and a name that never ends
+    return b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\x03" + b"A" * (2 << 20)
+
+
 def _with_row(row: bytes, position: int = 10) -> bytes:
     lines = good_rows().splitlines(keepends=True)
     lines.insert(position, row)
@@ -210,9 +226,21 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("not gzip, named .gz", "plain.tsv.gz", good_file, "not valid gzip data"),
     BadInput("truncated gzip", "cut.csv.gz", lambda: gzip.compress(good_file())[:-40], "not valid gzip data"),
     BadInput("gzip bomb", "bomb.tsv.gz", _gzip_bomb, "expands to more than 1 MiB", limits={"reader.MAX_DECOMPRESSED_BYTES": 2**20}),
+    BadInput("gzip twice", "twice.tsv.gz", lambda: gzip.compress(gzip.compress(good_file())), "gzip-compressed twice; decompress it once"),
+    BadInput("gzip header whose file name never ends", "unnamed.tsv.gz", _unnamed_gzip_header, "not valid gzip data"),
     BadInput("invalid UTF-8 inside gzip", "latin.tsv.gz", lambda: gzip.compress(HEADER + b"1\tna\xefve\n"), "not UTF-8: byte 0xef"),
     # --- structure
     BadInput("unterminated quote", "unterminated.tsv", _unterminated_quote, "line 252: a quoted value is never closed"),
+    BadInput(
+        "quote left open in a large file", "open.tsv", _quote_left_open_in_a_large_file,
+        "line 62: a quoted value is not closed within 1,048,576 characters (it runs past line",
+    ),
+    BadInput(
+        "rows swallowed by a stray quote", "stray.tsv", _rows_swallowed_by_a_stray_quote,
+        "line 62: a quoted value runs to line 64 and holds what looks like a row of its own ('0\\tRuns small for me')",
+    ),
+    BadInput("blank lines past the line limit", "blank.tsv", lambda: good_file() + b"\n" * 200,
+             "the file has more than 100 lines", limits={"reader.MAX_LINES": 100}),
     BadInput("text after a closing quote", "quote.csv", b'sentiment,review_body\n1,"good" product\n', "text follows a closing quote"),
     BadInput("unquoted tab in a review", "tab.tsv", lambda: _with_row(b"1\tgood\tproduct\n"), "line 12: 3 fields, expected 2 (an unquoted tab"),
     BadInput("unquoted comma in a review", "comma.csv", b"sentiment,review_body\n1,good,cheap\n", "3 fields, expected 2 (an unquoted comma"),

@@ -161,3 +161,40 @@ def test_a_bad_row_after_a_separator_line_is_named_by_its_line_in_the_file():
     data = b"sep=,\nsentiment,review_body\n" + b"".join(f"{(i % 3) - 1},review {i}\n".encode() for i in range(60))
     with pytest.raises(DatasetError, match="line 4: 'sentiment' is '7'"):
         split_reviews(data.replace(b"\n0,review 1\n", b"\n7,review 1\n"), "a.csv")
+
+
+class _CountedReads(io.RawIOBase):
+    """A body that counts the reads asked of it (each a call on the S3 stream in the function)."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        return self._data.read(size)
+
+
+@pytest.mark.parametrize("padding", ["name", "zeros"])
+def test_a_gz_is_read_from_its_body_in_large_pieces_whatever_its_header_or_padding(padding):
+    """gzip reads a header's file name and the zeros after a stream a byte at a time; on the S3 body that was one
+    call per byte (a few MiB of either took the function past its timeout)."""
+    from reviewtune.core.dataset import split_stream
+
+    body = b"sentiment\treview_body\n" + "".join(f"{c}\treview {i} of {c}\n" for c in (-1, 0, 1) for i in range(20)).encode()
+    if padding == "name":  # FNAME set, the name never ends: refused as not gzip, after reading it all
+        data = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\x03" + b"A" * (1 << 20)
+    else:  # a valid stream followed by zero padding: read
+        import gzip
+
+        data = gzip.compress(body) + b"\x00" * (1 << 20)
+    source = _CountedReads(data)
+    if padding == "name":
+        with pytest.raises(DatasetError, match="not valid gzip data"):
+            split_stream(source, "reviews.tsv.gz")
+    else:
+        assert split_stream(source, "reviews.tsv.gz").summary()["rows"]["train"] > 0
+    assert source.reads < 100, f"{source.reads:,} reads for {len(data):,} bytes"
