@@ -60,6 +60,9 @@ _WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Bytes that are not UTF-8 arrive as lone surrogates (errors="surrogateescape"), so each is found on its own line.
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
+# what a spreadsheet or a word processor writes for a line break inside a cell
+_SOFT_BREAKS = {"\x0b": "a line break from a spreadsheet cell or Word: replace it with a space",
+                "\x0c": "a page break: replace it with a space"}
 _SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
 csv.field_size_limit(MAX_FIELD_CHARS)
@@ -205,14 +208,16 @@ class ReviewReader:
                 )
             control = _CONTROL.search(line)
             if control:
+                what = _SOFT_BREAKS.get(control.group(), "binary content")
                 self.problems.add(
-                    number,
-                    f"control character {control.group()!r} (binary content) at character {control.start() + 1}",
+                    number, f"control character {control.group()!r} ({what}) at character {control.start() + 1}"
                 )
             yield line
 
     def _check_start(self, line: str) -> None:
         start = line[:4]
+        if start.startswith(("\udcff\udcfe\x00\x00", "\x00\x00\udcfe\udcff")):
+            raise DatasetError("the file is UTF-32, not UTF-8; save it as UTF-8 (CSV UTF-8) and drop it again")
         if start.startswith(("\udcff\udcfe", "\udcfe\udcff")):
             raise DatasetError("the file is UTF-16, not UTF-8; save it as UTF-8 (CSV UTF-8) and drop it again")
         if start.startswith("PK\x03\x04"):
