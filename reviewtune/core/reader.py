@@ -63,6 +63,7 @@ _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
 # what a spreadsheet or a word processor writes for a line break inside a cell
 _SOFT_BREAKS = {"\x0b": "a line break from a spreadsheet cell or Word: replace it with a space",
                 "\x0c": "a page break: replace it with a space"}
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what ends a line of the file (str.splitlines splits on more)
 _SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
 
 csv.field_size_limit(MAX_FIELD_CHARS)
@@ -428,7 +429,7 @@ class ReviewReader:
         """A line inside one of the record's values that reads as a row itself (as many fields as the header, a valid
         label, a valid split when the file has that column): the first such line, or None."""
         for cell in row:
-            for line in cell.splitlines()[1:]:
+            for line in _LINE_BREAK.split(cell)[1:]:
                 fields = line.split(self._delimiter)
                 if len(fields) != width or _label_text(fields[label_idx]) not in allowed:
                     continue
