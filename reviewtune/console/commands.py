@@ -18,7 +18,7 @@ from reviewtune.console import audit, dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import config, names, states, stop_requests
+from reviewtune.core import aws_errors, config, names, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -110,10 +110,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     done: list[dict[str, Any]] = []
     for run_id in dict.fromkeys(args.run_ids):  # each once, in the order given
         try:
+            if not run_id.strip():
+                raise StopError("an empty run id")
             item = request_stop(runs, run_id, why=args.reason, by=by)
-        except StopError as error:
-            done.append({"run_id": run_id, "error": str(error)})
-            progress_console.print(plain(f"error: {error}"))
+        except (StopError, ClientError, BotoCoreError) as error:  # reported; the other runs are still stopped
+            text = str(error) if isinstance(error, StopError) else f"run {run_id}: {aws_errors.describe(error)}"
+            done.append({"run_id": run_id, "error": text})
+            progress_console.print(plain(f"error: {text}"))
             continue
         outcome, answer = stop_job_now(sagemaker, item)
         done.append({"run_id": item["run_id"], "status": item["status"], "stop_request": item["stop_request"],
@@ -151,13 +154,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
     target = _target(args)
     by = queries.caller(target.client("sts"))
     runs, s3 = target.runs(), target.client("s3")
+    prefix = target.parameters.get("JobNamePrefix") or None  # the stack's: it names the new runs
+    retried_now: dict[tuple[str, str], Any] = {}
     done: list[dict[str, Any]] = []
     for run_id in run_ids:
         try:
-            retry = retry_run(runs, s3, run_id, why=args.reason, by=by)
-        except RetryError as error:
-            done.append({"run_id": run_id, "error": str(error)})
-            progress_console.print(plain(f"error: {error}"))
+            retry = retry_run(runs, s3, run_id, why=args.reason, by=by, prefix=prefix, retried_now=retried_now)
+        except (RetryError, ClientError, BotoCoreError) as error:  # reported; the other runs are still retried
+            text = str(error) if isinstance(error, RetryError) else f"run {run_id}: {aws_errors.describe(error)}"
+            done.append({"run_id": run_id, "error": text})
+            progress_console.print(plain(f"error: {text}"))
             continue
         done.append(retry.as_dict())
         if not args.json:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, duplicates, names, states
 from reviewtune.core.champion import is_champion_key
@@ -64,25 +64,47 @@ class Retry:
 
 
 def retry_run(
-    runs: RunsRepository, s3: Any, run_id: str, *, why: str, by: str, now: datetime | None = None
+    runs: RunsRepository, s3: Any, run_id: str, *, why: str, by: str, now: datetime | None = None,
+    prefix: str | None = None, retried_now: dict[tuple[str, str], Retry] | None = None,
 ) -> Retry:
-    """Copy the object version of ``run_id`` onto its key (a new version, so a new run) and record it on the run."""
+    """Copy the object version of ``run_id`` onto its key (a new version, so a new run) and record it on the run.
+
+    ``prefix``: the stack's JobNamePrefix, which names the new run (default: the retried run's, for a stack whose
+    prefix did not change). ``retried_now``: the retries this command made so far, by dataset and content; a run of
+    the same content as one of them is refused (its copy would only end DUPLICATE of that retry's run)."""
     if not why.strip():
         raise RetryError("a retry needs a reason (--reason TEXT)")
+    if not run_id.strip():
+        raise RetryError("an empty run id")
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None or "status" not in run or "source" not in run:  # the slots item, a content marker: no run
         raise RetryError(f"no run {run_id!r}")
     _check_retryable(runs, run)
+    content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
+    if content[1] and content in (retried_now or {}):
+        earlier = (retried_now or {})[content]
+        raise RetryError(f"run {run_id} has the same content as {earlier.run_id}, retried just now as "
+                         f"{earlier.new_run_id}: a retry of {run_id} would end DUPLICATE of it")
     source = run["source"]
     bucket, key = source["bucket"], source["key"]
     copied = _copy(s3, run_id, bucket, key, source.get("version_id"), source.get("etag"))
     version_id = copied.get("VersionId")
     etag = (copied.get("CopyObjectResult") or {}).get("ETag", "").strip('"') or None
-    new_run_id = names.tuning_job_name(_prefix(run_id), names.object_identity(bucket, key, version_id, etag))
+    new_run_id = names.tuning_job_name(prefix or _prefix(run_id), names.object_identity(bucket, key, version_id, etag))
     retry = Retry(run_id, new_run_id, bucket, key, version_id, etag, by, bounded(why.strip(), REASON_MAX_CHARS),
                   now_iso(now))
+    if content[1] and retried_now is not None:
+        retried_now[content] = retry
     record = {k: v for k, v in retry.as_dict().items() if k in ("new_run_id", "version_id", "by", "reason", "at")}
-    if runs.record_once(run_id, "retried", record, status=run["status"]) is None:
+    try:
+        recorded = runs.record_once(run_id, "retried", record, status=run["status"])
+    except (ClientError, BotoCoreError) as exc:
+        raise RetryError(
+            f"the file of run {run_id} was copied (s3://{bucket}/{key} version {version_id}: it starts run "
+            f"{new_run_id}), but recording the retry on {run_id} failed ({aws_errors.describe(exc)}); "
+            "`reviewtune runs show` of the new run says where it came from"
+        ) from None
+    if recorded is None:
         other = (runs.get(run_id) or {}).get("retried") or {}
         raise RetryError(
             f"run {run_id} was retried meanwhile as {other.get('new_run_id')} by {other.get('by')}; the copy made "

@@ -439,8 +439,12 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     source_status = RunStatus(run["status"])
     code = CodeBundle(**run["code"])
     base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
+    # the settings the request is made with: the stack may have changed since the run was prepared (a run queued or
+    # throttled across a deployment), and its record and its warm-start parents must be those of the job it gets
+    sent = {**(run.get("config") or {}), **_config_summary(settings)}
     plan = plan_warm_start(
-        runs, run, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket, request=base,
+        runs, {**run, "config": sent}, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket,
+        request=base,
         readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
     )
     try:
@@ -474,7 +478,7 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         else:
             return _give_up(runs, settings, clients, run_id, f"SageMaker refused the tuning job: {aws_errors.text(exc)}")
     config = {
-        **(run.get("config") or {}),
+        **sent,
         "hyperparameter_names": hyperparameter_names(base),
         "objective_metric": OBJECTIVE_METRIC,
         "warm_start": plan.summary(),

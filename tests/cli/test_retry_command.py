@@ -142,3 +142,47 @@ def test_follow_with_json_prints_the_retry_and_the_new_runs_record(stack, capsys
     [done] = json.loads(capsys.readouterr().out)  # stdout holds only the JSON; the live lines go to stderr
     assert done["outcome"]["run_id"] == done["new_run_id"] and done["outcome"]["status"] == "SUCCEEDED"
     assert done["outcome"]["retry_of"] == "reviewtune-f9"
+
+
+def test_a_retry_whose_record_is_refused_after_the_copy_says_which_run_the_copy_starts_and_goes_on(
+    stack, capsys, monkeypatch
+):
+    from tests.support.faults import client_error, refused_for_one_run
+
+    failed_run_of_a_file(stack, "reviewtune-f1", "team-a/r.tsv")
+    failed_run_of_a_file(stack, "reviewtune-f2", "team-b/r.tsv")
+    throttled = client_error("ProvisionedThroughputExceededException", "slow down", "UpdateItem")
+    monkeypatch.setattr(RunsRepository, "record_once",
+                        refused_for_one_run(RunsRepository.record_once, "reviewtune-f1", throttled))
+    capsys.readouterr()
+
+    code = main(["runs", "retry", "", "reviewtune-f1", "reviewtune-f2", "--reason", "quota raised", "--stack", STACK])
+
+    assert code == 1
+    out, err = capsys.readouterr()
+    err = " ".join(err.split())
+    assert "error: an empty run id" in err
+    assert ("error: the file of run reviewtune-f1 was copied (s3://" in err and "it starts run reviewtune-" in err
+            and "but recording the retry on reviewtune-f1 failed (ProvisionedThroughputExceededException" in err)
+    assert "retry of reviewtune-f2: its file copied" in " ".join(out.split())
+    assert "retried" in RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f2")
+
+
+def test_the_new_run_is_named_with_the_stack_s_job_name_prefix(stack, capsys):
+    """A stack whose JobNamePrefix changed since the run (``reviewtune-`` then, ``rt`` now): the run id printed and
+    recorded is the one start_tuning gives the copy, under the stack's prefix as deployed."""
+    failed_run_of_a_file(stack, "reviewtune-f1", "team-a/r.tsv")
+    boto3.client("cloudformation").create_stack(StackName="reviewtune-renamed", TemplateBody=json.dumps({
+        "Parameters": {"JobNamePrefix": {"Type": "String"}},
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
+    }), Parameters=[{"ParameterKey": "JobNamePrefix", "ParameterValue": "rt"}])
+    capsys.readouterr()
+
+    assert main(["runs", "retry", "reviewtune-f1", "--reason", "role fixed", "--stack", "reviewtune-renamed",
+                 "--json"]) == 0
+
+    [done] = json.loads(capsys.readouterr().out)
+    assert done["new_run_id"].startswith("rt-") and names.TUNING_JOB_NAME_PATTERN.match(done["new_run_id"])
+    recorded = RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f1")["retried"]
+    assert recorded["new_run_id"] == done["new_run_id"]

@@ -95,3 +95,27 @@ def test_stop_of_several_runs_stops_each_it_can_and_reports_the_others(stack, ca
     for run_id in ("reviewtune-q1", "reviewtune-q2"):
         assert item(stack, run_id)["stop_request"]["reason"] == "bulk drop by mistake"
     assert "stop_request" not in item(stack, "reviewtune-s1")
+
+
+def test_an_empty_id_or_an_aws_refusal_for_one_run_is_reported_and_the_others_are_still_stopped(
+    stack, capsys, monkeypatch
+):
+    from reviewtune.core.runs import RunsRepository
+    from tests.support.faults import client_error, refused_for_one_run
+
+    for minutes, run_id in enumerate(("reviewtune-q1", "reviewtune-q2", "reviewtune-q3")):
+        put_run(stack, run_id, "team-a/r.tsv", "QUEUED", minutes)
+    read = RunsRepository.get
+    conflict = client_error("TransactionConflictException", "in a transaction", "GetItem")  # a transaction on q2
+    monkeypatch.setattr(RunsRepository, "get", refused_for_one_run(read, "reviewtune-q2", conflict))
+    capsys.readouterr()
+    # `reviewtune runs stop "$UNSET" ...`: an empty argument
+    code = main(["runs", "stop", "", "reviewtune-q1", "reviewtune-q2", "reviewtune-q3", "--reason", "bulk",
+                 "--stack", STACK, "--json"])
+
+    assert code == 1
+    done = {entry["run_id"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert done[""]["error"] == "an empty run id"
+    assert done["reviewtune-q2"]["error"] == "run reviewtune-q2: TransactionConflictException: in a transaction"
+    monkeypatch.setattr(RunsRepository, "get", read)
+    assert "stop_request" in item(stack, "reviewtune-q1") and "stop_request" in item(stack, "reviewtune-q3")

@@ -190,6 +190,38 @@ def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratc
     assert warm_start["parents"] == [] and "ValidationException" in warm_start["refused"]
 
 
+def _deployed(pipeline: Pipeline, monkeypatch, **changes) -> None:
+    """A stack update: every function's container gets the changed settings."""
+    import dataclasses
+
+    for module in pipeline.handlers.values():
+        monkeypatch.setattr(module, "ctx", dataclasses.replace(
+            module.ctx, settings=dataclasses.replace(module.ctx.settings, **changes)))
+
+
+def test_a_run_queued_across_a_model_change_records_and_warm_starts_from_the_model_its_job_trains(
+    pipeline, monkeypatch
+):
+    """A run prepared under one ModelName and started after a deployment changed it: its job trains the new model,
+    so its record says so and no run of the old model is its parent."""
+    _deployed(pipeline, monkeypatch, max_concurrent_runs=1, model_name="old-model")
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=1))
+    queued = pipeline.start_tuning(pipeline.drop_event("incoming/team/a.tsv", good_file(seed=2)))
+    assert queued["status"] == "QUEUED"
+
+    _deployed(pipeline, monkeypatch, model_name="new-model")
+    pipeline.sagemaker.finish_tuning(second, "Failed", trials=[{"status": "Failed"}], failure="boom")
+    pipeline.tuning_ended(second, "Failed")  # its slot goes to the queued run, started with the new settings
+
+    request = tuning_request(pipeline, queued["run_id"])
+    assert request["TrainingJobDefinition"]["StaticHyperParameters"]["model_name_or_path"] == "new-model"
+    assert "WarmStartConfig" not in request
+    config = pipeline.run(queued["run_id"])["config"]
+    assert config["model_name"] == "new-model" and config["warm_start"]["parents"] == []
+
+
 def test_failed_runs_are_not_parents(pipeline):
     first = start(pipeline)
     pipeline.sagemaker.finish_tuning(first, "Failed", trials=[{"status": "Failed"}], failure="boom")

@@ -8,6 +8,8 @@ with the reason and nothing is copied.
 
 from __future__ import annotations
 
+import dataclasses
+
 import boto3
 import pytest
 
@@ -182,6 +184,39 @@ def test_a_version_deleted_since_is_refused_as_gone(pipeline):
         retry_run(runs(pipeline), s3(), run_id, why="x", by="ops")
 
     assert versions(pipeline) == [] and "retried" not in pipeline.run(run_id)
+
+
+def test_a_failed_run_and_its_duplicate_retried_together_make_one_run(pipeline):
+    """`runs retry ORIGINAL DUPLICATE`: the duplicate's copy would only end DUPLICATE of the original's retry, which
+    no run records yet: the command's own retries refuse it, nothing copied."""
+    original = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    duplicate = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    pipeline.sagemaker.finish_tuning(original, "Failed", failure="ResourceLimitExceeded: quota")
+    pipeline.tuning_ended(original, "Failed")
+    retried_now: dict = {}
+
+    first = retry_run(runs(pipeline), s3(), original, why="quota raised", by="ops", retried_now=retried_now)
+    before = versions(pipeline)
+    with pytest.raises(RetryError, match=f"run {duplicate} has the same content as {original}, retried just now as "
+                                         f"{first.new_run_id}: a retry of {duplicate} would end DUPLICATE of it"):
+        retry_run(runs(pipeline), s3(), duplicate, why="quota raised", by="ops", retried_now=retried_now)
+
+    assert versions(pipeline) == before and "retried" not in pipeline.run(duplicate)
+    assert pipeline.start_tuning(retried_event(pipeline, first))["status"] == "TUNING"
+
+
+def test_a_retry_names_its_run_with_the_stack_s_job_name_prefix(pipeline, monkeypatch):
+    """A stack whose JobNamePrefix changed since the run: the new run is named with the stack's prefix (the CLI
+    passes it from the stack's parameters), so the id printed and recorded is the run start_tuning makes."""
+    run_id = failed_run(pipeline)
+    renamed = dataclasses.replace(pipeline.settings, job_name_prefix="rt")
+    handler = pipeline.handlers["start_tuning"]
+    monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=renamed))
+
+    retry = retry_run(runs(pipeline), s3(), run_id, why="role fixed", by="ops", prefix="rt")
+
+    assert retry.new_run_id.startswith("rt-") and pipeline.run(run_id)["retried"]["new_run_id"] == retry.new_run_id
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["run_id"] == retry.new_run_id
 
 
 def test_two_retries_at_once_record_one_and_the_other_says_its_copy_ends_duplicate(pipeline, monkeypatch):

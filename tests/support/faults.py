@@ -25,6 +25,17 @@ def client_error(code: str, message: str, operation: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
+def refused_for_one_run(method: Any, run_id: str, error: ClientError) -> Any:
+    """A RunsRepository method (unbound) that raises ``error`` for ``run_id`` and works for every other run."""
+
+    def call(self: Any, called_for: str, *args: Any, **kwargs: Any) -> Any:
+        if called_for == run_id:
+            raise error
+        return method(self, called_for, *args, **kwargs)
+
+    return call
+
+
 def cancelled(*codes: str) -> ClientError:
     """A TransactWriteItems refused with one cancellation reason per part."""
     error = client_error("TransactionCanceledException", "Transaction cancelled", "TransactWriteItems")
