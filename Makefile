@@ -17,7 +17,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-RUN_ARGS := $(if $(DATA),--data "$(DATA)") $(if $(MAX_JOBS),--max-jobs $(MAX_JOBS)) \
+# DATA as given, in single quotes (a quote in it escaped): spaces, $, ` and " in a file name reach the command as typed
+RUN_ARGS := $(if $(DATA),--data '$(subst ','\'',$(value DATA))') $(if $(MAX_JOBS),--max-jobs $(MAX_JOBS)) \
 	$(if $(PARALLEL_JOBS),--parallel-jobs $(PARALLEL_JOBS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(EARLY_STOPPING),--early-stopping $(EARLY_STOPPING)) \
 	$(if $(MODEL),--model "$(MODEL)") $(if $(MINUTES),--minutes $(MINUTES)) \

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,22 +61,44 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     from reviewtune.local.runtime import LocalRuntime
 
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters={**Budget().parameters(), **_parse_params(args.param)})
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    # Block the stop signals before any thread starts, then wait for one in this thread: nothing runs in a handler.
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    try:
-        runtime.start()
-        for line in runtime.export_lines():
-            print(line)
-        for key, value in runtime.stack.outputs.items():
-            print(f"# {key} = {value}")
-        print(f"# endpoints and outputs written to {runtime.state_file}; Ctrl-C or `reviewtune local down` stops", flush=True)
-        signal.sigwait(stop_signals)
-    finally:
-        runtime.stop()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+    # The handlers only set an event: the signals stay unblocked, so the jobs and handlers started from here (which
+    # inherit the signal mask) can still be asked to stop with SIGTERM and save what they have.
+    asked = threading.Event()
+    with _stop_signals(lambda *_: asked.set()):
+        try:
+            runtime.start()
+            for line in runtime.export_lines():
+                print(line)
+            for key, value in runtime.stack.outputs.items():
+                print(f"# {key} = {value}")
+            print(f"# endpoints and outputs written to {runtime.state_file}; Ctrl-C or `reviewtune local down` stops",
+                  flush=True)
+            while not asked.wait(1):
+                pass
+        finally:
+            _stop_uninterrupted(runtime)
     print("# local runtime stopped", flush=True)
     return 0
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, `local down` / kill, the terminal closed
+
+
+@contextlib.contextmanager
+def _stop_signals(handler: Callable[..., None]) -> Iterator[None]:
+    """``handler`` for every stop signal while the block runs; the previous handlers after."""
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
+
+
+def _stop_uninterrupted(runtime: Any) -> None:
+    """Stop the runtime with the stop signals ignored: a second Ctrl-C must not leave jobs or local.json behind."""
+    with _stop_signals(signal.SIG_IGN):
+        runtime.stop()
 
 
 def cmd_local_down(args: argparse.Namespace) -> int:
@@ -242,7 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sample:
         body, key = sample_bytes(), names.INCOMING_PREFIX + SAMPLE_KEY
     else:
-        path = Path(args.data)
+        path = Path(args.data).expanduser()
         if not path.is_file():
             raise SystemExit(f"DATA={args.data}: no such file")
         if file_format(path.name) is None:
@@ -257,12 +281,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in lines[1:]:
             console.print(plain(f"  {line}"))
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
+
     def on_signal(*_: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
-    runtime.start()
+    with _stop_signals(on_signal):
+        return _run_in(runtime, args, started, sample, body, key, plan)
+
+
+def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool, body: bytes, key: str,
+            plan: Plan | None) -> int:
+    """Start the runtime, drop the file, follow its run to its end, stop the runtime (whatever happens)."""
     try:
+        runtime.start()
         subscriber = _subscribe(runtime)
         bucket = runtime.stack.outputs["DataBucketName"]
         put = runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
@@ -284,7 +315,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print("[yellow]interrupted: stopping the local runtime[/]")
         return 130
     finally:
-        runtime.stop()
+        _stop_uninterrupted(runtime)
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
@@ -333,7 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RuntimeError as error:  # the local runtime's refusals (already running, no template...): no traceback
+        from reviewtune.local.runtime import LocalRuntimeError
+
+        if isinstance(error, LocalRuntimeError):
+            raise SystemExit(f"error: {error}") from None
+        raise
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 
 from reviewtune.core.runs import RunsRepository
-from reviewtune.local.processes import process_alive
+from reviewtune.local.processes import lock_held, process_alive
 
 STATE_FILE = "local.json"
 SAMCONFIG = Path("samconfig.toml")
@@ -78,7 +78,7 @@ def local_target(workdir: Path) -> Target:
         raise TargetError(f"no local runtime: {path} does not exist (start one with `reviewtune local up`)") from None
     except ValueError as error:
         raise TargetError(f"{path} is not valid JSON ({error})") from error
-    if not process_alive(int(state.get("pid", 0))):
+    if not process_alive(int(state.get("pid", 0))) or not lock_held(Path(workdir)):
         raise TargetError(
             f"the local runtime recorded in {path} (pid {state.get('pid')}) is not running: start it with "
             "`reviewtune local up`, or remove the stale file with `reviewtune local down` (then --target auto reads "

@@ -1,9 +1,45 @@
-"""Whether a process is still running, by pid: one answer for the local runtime, the CLI and the tests."""
+"""Whether a process is still running, by pid, and whether a local runtime holds its folder: one answer for the
+local runtime, the CLI and the tests.
+
+A runtime holds ``<workdir>/local.lock`` (an exclusive ``flock``) from the start of its start-up to the end of its
+stop; the kernel lets go of it when the process dies, however it dies. So a local.json is a running runtime's only
+while its lock is held: a file left by a killed process, whose pid another process may have taken since, is not.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
+from typing import IO
+
+LOCK_FILE = "local.lock"
+
+
+def hold_lock(workdir: Path) -> IO[bytes] | None:
+    """Take the folder's runtime lock (kept while the returned file stays open); None when another process holds it."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    handle = (Path(workdir) / LOCK_FILE).open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def lock_held(workdir: Path) -> bool:
+    """Whether a process holds the folder's runtime lock (a runtime starting, running or stopping there)."""
+    path = Path(workdir) / LOCK_FILE
+    if not path.exists():
+        return False
+    with path.open("ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def process_alive(pid: int) -> bool:

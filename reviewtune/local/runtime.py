@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reviewtune.local.moto_server import MotoServer
-from reviewtune.local.processes import process_alive
+from reviewtune.local.processes import hold_lock, lock_held, process_alive
 from reviewtune.local.router import Invocation, Router
 from reviewtune.local.scheduler import LocalScheduler
 from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
@@ -62,6 +62,14 @@ class NotRunningError(LocalRuntimeError):
 def endpoint_variable(service: str) -> str:
     """boto3's endpoint variable of ``service`` (``AWS_ENDPOINT_URL_S3``...)."""
     return f"AWS_ENDPOINT_URL_{_ENDPOINT_KEYS.get(service, service).upper()}"
+
+
+def _recorded_pid(workdir: Path) -> int | None:
+    try:
+        pid = read_state(workdir).get("pid")
+    except LocalRuntimeError:
+        return None
+    return pid if isinstance(pid, int) else None
 
 
 def read_state(workdir: Path = Path(".reviewtune")) -> dict[str, Any]:
@@ -119,6 +127,7 @@ class LocalRuntime:
         self._endpoints: dict[str, str] = {}
         self._saved_environment: dict[str, str | None] = {}
         self._state_lock = threading.Lock()
+        self._lock: Any = None  # the folder's runtime lock, held from start to stop (processes.hold_lock)
         self._started = False
         self._stopping = False
 
@@ -199,9 +208,16 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         if self._started:
             raise LocalRuntimeError("this local runtime was already started")
-        self._check_not_running()
         if not self.template.is_file():
             raise LocalRuntimeError(f"template {self.template} does not exist")
+        self._lock = hold_lock(self.workdir)
+        if self._lock is None:
+            pid = _recorded_pid(self.workdir)
+            raise LocalRuntimeError(
+                f"a local runtime is already running for {self.workdir}"
+                + (f" (pid {pid})" if pid else " (starting)") + "; stop it with `reviewtune local down`"
+            )
+        self._check_not_running()
         self._started = True
         try:
             self._start()
@@ -211,6 +227,7 @@ class LocalRuntime:
         return self
 
     def _check_not_running(self) -> None:
+        """With the folder's lock held, a local.json there is a stale one: left by a process that died."""
         try:
             state = read_state(self.workdir)
         except NotRunningError:
@@ -218,12 +235,7 @@ class LocalRuntime:
         except LocalRuntimeError:
             logger.warning("replacing unreadable %s", self.state_file)
             return
-        pid = state.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
-            raise LocalRuntimeError(
-                f"a local runtime is already running for {self.workdir} (pid {pid}); stop it with `reviewtune local down`"
-            )
-        logger.info("removing stale %s (pid %s is gone)", self.state_file, pid)
+        logger.info("replacing stale %s (pid %s holds no runtime)", self.state_file, state.get("pid"))
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -324,6 +336,7 @@ class LocalRuntime:
             ("moto server", moto.stop if moto else None),
             ("state file", self._remove_state),
             ("environment", self._restore_environment),
+            ("folder lock", self._release_lock),
         ]
         for name, step in steps:
             if step is None:
@@ -335,6 +348,11 @@ class LocalRuntime:
             except Exception:  # noqa: BLE001 - stop everything else even if one part fails
                 logger.exception("stopping the %s failed", name)
         self._endpoints = {}
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
 
     def _remove_state(self) -> None:
         try:
@@ -372,9 +390,10 @@ def stop_running(
         report(str(error))
         return None
     pid = state.get("pid")
-    if not isinstance(pid, int) or not process_alive(pid):
+    if not isinstance(pid, int) or not process_alive(pid) or not lock_held(workdir):
         state_file.unlink(missing_ok=True)
-        report(f"no local runtime is running: process {pid} of {state_file} is gone (removed the stale file)")
+        report(f"no local runtime is running: process {pid} of {state_file} is gone or is no runtime (removed the "
+               "stale file)")
         return None
     if pid == os.getpid():
         raise LocalRuntimeError(

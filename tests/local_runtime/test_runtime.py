@@ -98,16 +98,52 @@ def test_failed_start_stops_what_was_started(sam_app: Path, tmp_path: Path) -> N
     assert not (tmp_path / "local.json").exists()
 
 
-def test_a_second_runtime_for_the_same_folder_is_refused(sam_app: Path, tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+HOLDER = """
+import sys, time
+from pathlib import Path
+from reviewtune.local.processes import hold_lock
+
+lock = hold_lock(Path(sys.argv[1]))
+print("held" if lock else "refused", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_runtime_for_the_same_folder_is_refused_even_while_the_first_starts(
+    sam_app: Path, tmp_path: Path
+) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=package_root())
     try:
-        (tmp_path / "local.json").write_text(json.dumps({"pid": holder.pid}))
+        assert holder.stdout.readline().strip() == "held"  # a runtime starting: no local.json yet
         runtime = LocalRuntime(workdir=tmp_path, template=sam_app, sagemaker_factory=FakeSageMaker)
-        with pytest.raises(LocalRuntimeError, match=f"already running for .* \\(pid {holder.pid}\\)"):
+        with pytest.raises(LocalRuntimeError, match="already running for .* \\(starting\\)"):
             runtime.start()
+        (tmp_path / "local.json").write_text(json.dumps({"pid": holder.pid}))  # started
+        with pytest.raises(LocalRuntimeError, match=f"already running for .* \\(pid {holder.pid}\\)"):
+            LocalRuntime(workdir=tmp_path, template=sam_app, sagemaker_factory=FakeSageMaker).start()
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_state_file_naming_a_live_process_that_holds_no_runtime_is_stale(sam_app: Path, tmp_path: Path) -> None:
+    """A local.json left by a killed runtime whose pid another process took since: `local down` must not signal
+    that process, and a new runtime takes the folder."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "local.json").write_text(json.dumps({"pid": other.pid}))
+        reported: list[str] = []
+        assert stop_running(tmp_path, report=reported.append) is None
+        assert "is gone or is no runtime" in reported[0] and other.poll() is None
+        assert not (tmp_path / "local.json").exists()
+        (tmp_path / "local.json").write_text(json.dumps({"pid": other.pid}))
+        with LocalRuntime(workdir=tmp_path, template=sam_app, sagemaker_factory=FakeSageMaker):
+            assert json.loads((tmp_path / "local.json").read_text())["pid"] == os.getpid()
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 RUNNER = """
@@ -161,5 +197,5 @@ def test_stop_running_says_when_nothing_runs(tmp_path: Path) -> None:
 
     (tmp_path / "local.json").write_text(json.dumps({"pid": 2**22 + 1}))
     assert stop_running(tmp_path, report=messages.append) is None
-    assert "is gone (removed the stale file)" in messages[-1]
+    assert "is gone or is no runtime (removed the stale file)" in messages[-1]
     assert not (tmp_path / "local.json").exists()

@@ -188,3 +188,14 @@ def test_service_stop_terminates_running_training_processes(make_world):
         "DescribeHyperParameterTuningJob", {"HyperParameterTuningJobName": "shutdown"}
     )
     assert tuning["HyperParameterTuningJobStatus"] == "Stopped"
+
+
+@pytest.mark.parametrize(("exit_code", "said"), [
+    (1, ", exit code: 1"),
+    (-9, ", exit code: -9 (killed by SIGKILL: out of memory?)"),  # what the kernel's OOM killer sends
+    (-15, ", exit code: -15 (killed by SIGTERM)"),
+])
+def test_a_job_ended_by_a_signal_says_which_in_its_failure_reason(exit_code, said):
+    from reviewtune.local.sagemaker.training import log_tail_reason
+
+    assert log_tail_reason("AlgorithmError", [], exit_code) == f"AlgorithmError: (no output){said}"

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -77,14 +78,25 @@ def _decoded(value: str) -> Any:
 
 
 def log_tail_reason(kind: str, tail: list[str], exit_code: int) -> str:
-    """``AlgorithmError: <last log lines>, exit code: N`` within SageMaker's 1024-character limit."""
+    """``AlgorithmError: <last log lines>, exit code: N`` within SageMaker's 1024-character limit; a process ended by
+    a signal says which (SIGKILL from outside the job: most often the kernel's out-of-memory killer)."""
     suffix = f", exit code: {exit_code}"
+    if exit_code < 0:
+        name = _signal_name(-exit_code)
+        suffix += f" (killed by {name}" + (": out of memory?" if name == "SIGKILL" else "") + ")"
     head = f"{kind}: "
     text = "\n".join(line for line in tail if line.strip()) or "(no output)"
     room = FAILURE_REASON_LIMIT - len(head) - len(suffix)
     if len(text) > room:
         text = "..." + text[-(room - 3) :]
     return head + text + suffix
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 EpochListener = Callable[["TrainingJob", int, float], None]
