@@ -80,8 +80,8 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
     ``HyperparameterTuningJobAnalytics(name).dataframe()`` (tuned hyperparameters as floats where they parse,
     TrainingJobName, TrainingJobStatus, FinalObjectiveValue, TrainingStartTime, TrainingEndTime,
     TrainingElapsedTimeSeconds), plus Epochs (epochs run, from DescribeTrainingJob), PlannedStepsPct (the share of its
-    planned steps it trained: under 100 when its time limit cut them; None before train.py printed it) and
-    EarlyStopped."""
+    planned steps it trained: under 100 when its time limit cut them; None before train.py printed it),
+    EarlyStopped, and FailureReason for a trial that failed (SageMaker's words)."""
     tuning_status = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)[
         "HyperParameterTuningJobStatus"
     ]
@@ -103,6 +103,8 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
             row["Epochs"] = epochs_run(description)
             row["PlannedStepsPct"] = planned_steps_pct(description)
         row["EarlyStopped"] = early_stopped(summary["TrainingJobStatus"], tuning_status)
+        if summary.get("FailureReason"):
+            row["FailureReason"] = summary["FailureReason"]
         rows.append(row)
     return rows
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group
@@ -10,6 +11,7 @@ from rich.table import Table
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
 from reviewtune.core import job_stops, runs, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.messages import money
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
 
@@ -110,7 +112,9 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("validation accuracy", f"{best['objective']:.2f} %" if best.get("objective") is not None else "-"),
         ("test accuracy", f"{_pct(accuracy.get('value'))} %" + (f"  (95 % CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else "") if accuracy else "-"),
         ("macro F1", f"{metrics['macro_f1']['value']:.4f}" if "macro_f1" in metrics else "-"),
+        ("took", _took(item)),
         ("billable seconds", str(tuning.get("total_billable_seconds", "-"))),
+        ("estimated cost", _estimated_cost(tuning)),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
         ("model package", _package(item)),
         ("duplicate of", item.get("duplicate_of")),
@@ -128,6 +132,32 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("message not sent", _unsent(item)),
     ]
     return [(label, value) for label, value in facts if value is not None]
+
+
+def _took(item: dict[str, Any]) -> str | None:
+    """How long the run took, from its creation to its end (or so far, while it has not ended)."""
+    created = item.get("created_at")
+    if not created:
+        return None
+    status = item.get("status")
+    ended = (item.get("status_history") or {}).get(status) if states.is_final(status) else None
+    try:
+        start = runs.parse_iso(created)
+        end = runs.parse_iso(ended) if ended else datetime.now(UTC)
+    except (TypeError, ValueError):
+        return None
+    seconds = max(0, int((end - start).total_seconds()))
+    span = f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else f"{seconds // 60} min {seconds % 60} s"
+    return span if ended else f"{span} so far"
+
+
+def _estimated_cost(tuning: dict[str, Any]) -> str | None:
+    """The trials' and the evaluation's estimated cost (``tuning.cost``: on-demand list prices), when recorded."""
+    cost = tuning.get("cost")
+    if not isinstance(cost, dict) or cost.get("total") is None:
+        return None
+    return (f"{money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
+            f"{cost.get('prices_as_of', '?')}; an estimate)")
 
 
 def _unsent(item: dict[str, Any]) -> str | None:
@@ -271,29 +301,50 @@ def _epochs(row: dict[str, Any]) -> str:
 
 
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """One row per trial, readable in 80 columns: the trial as its number and suffix (the title names the run), each
+    number at least as wide as its widest value (headers wrap at their words instead), the times left to --json
+    (``seconds`` is the duration), and under the table why each failed trial failed."""
     fixed = {"TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue", "TrainingStartTime", "TrainingEndTime",
-             "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "PlannedStepsPct", "EarlyStopped"}
+             "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "PlannedStepsPct", "EarlyStopped",
+             "FailureReason"}
     params = sorted({k for row in rows for k in row if k not in fixed})
-    table = Table(title=title)
-    # The table's own short headers (--json keeps the SDK's column names): the SDK's are wider than their values.
-    for column in (*params, "trial", "status", "val acc %", "started (UTC)", "ended (UTC)", "seconds", "epochs", "early stop"):
-        table.add_column(column, justify="right" if column in params or column in ("val acc %", "seconds", "epochs") else "left",
-                         **(WHOLE if column in ("trial", "status") else FOLD))
-    for row in sorted(rows, key=lambda r: r["TrainingJobName"]):
-        objective = row.get("FinalObjectiveValue")
-        add_row(
-            table,
+    ordered = sorted(rows, key=lambda r: r["TrainingJobName"])
+    cells = [
+        [
             *(show_value(row.get(p, "")) for p in params),
-            row["TrainingJobName"],
+            _trial_suffix(row["TrainingJobName"]),
             row["TrainingJobStatus"],
-            "-" if objective is None else f"{objective:.2f}",
-            utc_time(row.get("TrainingStartTime")),
-            utc_time(row.get("TrainingEndTime")),
+            "-" if row.get("FinalObjectiveValue") is None else f"{row['FinalObjectiveValue']:.2f}",
             "-" if row.get("TrainingElapsedTimeSeconds") is None else f"{row['TrainingElapsedTimeSeconds']:.0f}",
-            _epochs(row),
-            "yes" if row.get("EarlyStopped") else "no",
-        )
+            _epochs(row) + (", stopped early" if row.get("EarlyStopped") else ""),
+        ]
+        for row in ordered
+    ]
+    # The table's own short headers (--json keeps the SDK's column names): the SDK's are wider than their values.
+    headers = [*(p.replace("_", " ") for p in params), "trial", "status", "val acc %", "seconds", "epochs"]
+    right = {*range(len(params)), len(params) + 2, len(params) + 3}
+    failures = [f"{_trial_suffix(row['TrainingJobName'])} failed: {row['FailureReason']}"
+                for row in ordered if row.get("FailureReason")]
+    table = Table(title=title, caption=plain("\n".join(failures)) if failures else None, caption_justify="left")
+    for index, header in enumerate(headers):
+        widest = max((len(line[index]) for line in cells), default=1)
+        if header == "epochs":  # "2 (81 % of steps), stopped early" may wrap at its words
+            table.add_column(header, min_width=min(widest, 10), **FOLD)
+            continue
+        # a number, an id, a status whole; the header wraps at its words to that width (rich would rather squeeze
+        # every column alike, the values too)
+        word = max(len(part) for part in header.split())
+        table.add_column(header, justify="right" if index in right else "left", min_width=widest,
+                         max_width=max(widest, word), **FOLD)
+    for line in cells:
+        add_row(table, *line)
     return table
+
+
+def _trial_suffix(job_name: str) -> str:
+    """``001-1e7ae0c5`` of ``<run id>-001-1e7ae0c5`` (SageMaker's names of a tuning job's training jobs)."""
+    parts = job_name.rsplit("-", 2)
+    return "-".join(parts[1:]) if len(parts) == 3 and parts[1].isdigit() else job_name
 
 
 def champions_table(champions: list[dict[str, Any]], title: str) -> Table:

@@ -166,6 +166,11 @@ def _warm_start(item: Any) -> list[str]:
     return [f"Warm start:          none ({_text(plan.get('reason'), 100, 'no parent')})"]
 
 
+def money(value: Any, currency: Any) -> str:
+    """An estimated amount as the messages and ``runs show`` write it (``US$ 0.03``, ``US$ 0.0027``)."""
+    return _money(value, currency)
+
+
 def _money(value: Any, currency: Any) -> str:
     amount = _number(value)
     if amount is None:

@@ -58,16 +58,15 @@ def test_runs_table_keeps_ids_and_numbers_whole_in_an_80_column_terminal():
         assert whole in text, (whole, text)
 
 
-def test_trials_table_keeps_the_training_job_name_whole_and_times_in_utc():
+def test_trials_table_names_each_trial_by_its_number_and_suffix_whole():
     start = datetime(2026, 11, 1, 5, 0, 0, tzinfo=timezone(timedelta(hours=-5)))
     rows = [{"learning_rate": 4.3e-05, "train_batch_size": 16.0, "TrainingJobName": f"{RUN_ID}-003-2fbb4d4d",
              "TrainingJobStatus": "Completed", "FinalObjectiveValue": 58.33, "TrainingStartTime": start,
              "TrainingEndTime": start + timedelta(seconds=72), "TrainingElapsedTimeSeconds": 72.0, "Epochs": 2,
              "EarlyStopped": False}]
-    text = rendered(views.trials_table(rows, f"Trials of {RUN_ID}"), width=100)
-    assert f"{RUN_ID}-003-2fbb4d4d" in text and "Completed" in text and "…" not in text
-    text = rendered(views.trials_table(rows, f"Trials of {RUN_ID}"), width=200)
-    assert "2026-11-01 10:00:00" in text and "2026-11-01 10:01:12" in text and "05:00:00" not in text
+    text = rendered(views.trials_table(rows, f"Trials of {RUN_ID}"), width=80)
+    assert "003-2fbb4d4d" in text and "Completed" in text and " 72 " in text and "…" not in text
+    assert views.trials_table([{**rows[0], "TrainingJobName": "not-a-trial"}], "t").row_count == 1
 
 
 def test_trials_table_says_when_a_time_limit_cut_a_trial_s_steps():
@@ -125,3 +124,44 @@ def test_show_names_the_model_package_and_an_approval_withdrawn_after_the_run_en
                "registry": {"error": "AccessDeniedException: not authorized to CreateModelPackage"}}
     assert "not registered: AccessDeniedException: not authorized" in rendered(views.run_view(refused))
     assert "model package" not in rendered(views.run_view({"run_id": RUN_ID, "status": "QUEUED", "dataset": "a.tsv"}))
+
+
+def test_the_trials_table_fits_80_columns_with_every_number_whole_and_says_why_a_trial_failed():
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from reviewtune.console.views import trials_table
+
+    started = datetime(2026, 12, 4, 17, 25, 31, tzinfo=UTC)
+    rows = [{"learning_rate": 8.456599215715445e-05, "train_batch_size": 16.0,
+             "TrainingJobName": f"reviewtune-9fa35229a5b483da-00{i}-1e7ae0c{i}",
+             "TrainingJobStatus": "Failed" if i == 3 else "Completed", "FinalObjectiveValue": None if i == 3 else 58.33,
+             "TrainingStartTime": started, "TrainingElapsedTimeSeconds": 1234.0, "Epochs": 2, "PlannedStepsPct": 81.0,
+             "EarlyStopped": i == 2, **({"FailureReason": "AlgorithmError: [bold]CUDA out of memory, exit code: 1"}
+                                        if i == 3 else {})} for i in (1, 2, 3)]
+    console = Console(width=80, record=True)
+    console.print(trials_table(rows, "Trials of reviewtune-9fa35229a5b483da"))
+    lines = console.export_text().splitlines()
+
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    body = "\n".join(lines)
+    for whole in ("8.46e-05", "001-1e7ae0c1", "Completed", "58.33", "1234", "003-1e7ae0c3", "Failed"):
+        assert whole in body, whole
+    wide = rendered(trials_table(rows, "Trials"), width=160)
+    assert "2 (81 % of steps), stopped early" in wide and "2 (81 % of steps) " in wide
+    # under the table, as the trial's own words (markup in them shown, not applied)
+    assert "003-1e7ae0c3 failed: AlgorithmError: [bold]CUDA out of memory" in " ".join(body.split())
+
+
+def test_show_says_how_long_the_run_took_and_its_estimated_cost():
+    ended = {"run_id": RUN_ID, "status": "SUCCEEDED", "dataset": "a.tsv", "created_at": "2026-11-01T10:00:00Z",
+             "status_history": {"CLAIMED": "2026-11-01T10:00:00Z", "SUCCEEDED": "2026-11-01T10:07:48Z"},
+             "tuning": {"total_billable_seconds": 855, "cost": {"total": 0.0273, "currency": "USD",
+                                                                 "region": "us-east-1", "prices_as_of": "2026-11-30"}}}
+    text = " ".join(rendered(views.run_view(ended), width=160).split())
+    assert "took 7 min 48 s" in text
+    assert "estimated cost US$ 0.03 (on-demand prices us-east-1 of 2026-11-30; an estimate)" in text
+    going = {**ended, "status": "TUNING", "created_at": "2020-01-01T00:00:00Z", "tuning": {}}
+    text = " ".join(rendered(views.run_view(going), width=160).split())
+    assert " h " in text and "min so far" in text and "estimated cost" not in text
