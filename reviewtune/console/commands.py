@@ -59,6 +59,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     target = _target(args)
     items = queries.list_runs(target.runs().table, args.dataset, args.status, args.limit)
     _emit(args, items, views.runs_table(items, f"Runs, newest first ({target.description})"))
+    if args.dataset and not items:  # a folder given as the dataset, most often
+        progress_console.print(plain(
+            f"no runs of dataset {args.dataset!r}: a dataset is a file's path below incoming/ (such as "
+            f"'{args.dataset.strip('/')}/reviews.tsv', as `reviewtune runs list` shows it); "
+            f"`reviewtune audit --dataset {args.dataset}` lists every file of a folder with its run"))
     return 0
 
 

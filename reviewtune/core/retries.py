@@ -22,6 +22,7 @@ The copy keeps the object's content type, encoding and metadata, and adds ``RETR
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -122,7 +123,8 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
         raise RetryError(f"run {run_id} SUCCEEDED: its file would only end DUPLICATE of it")
     if status == RunStatus.REJECTED and not run.get("unreadable"):  # an unreadable one was never read: it may be now
         raise RetryError(f"run {run_id} was REJECTED ({run.get('failure_reason', 'see `runs show`')}): the same "
-                         "bytes would be rejected again; fix the file and drop it (`reviewtune drop FILE`)")
+                         "bytes would be rejected again; fix the file and drop it as the same dataset "
+                         f"(`reviewtune drop FILE --dataset {shlex.quote(run.get('dataset', ''))}`)")
     retried = run.get("retried")
     if isinstance(retried, dict):
         again = runs.get(retried.get("new_run_id", "")) or {}

@@ -82,6 +82,21 @@ def test_list_is_newest_first_across_statuses_and_filters_by_dataset_and_status(
     assert "reviewtune-a3" in table and "74.00" in table and f"stack {STACK}" in table
 
 
+def test_a_folder_given_as_the_dataset_lists_nothing_and_says_what_a_dataset_is(deployed, capsys):
+    put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    capsys.readouterr()
+
+    assert main(["runs", "list", "--dataset", "team-a", "--stack", STACK, "--json"]) == 0
+
+    out, err = capsys.readouterr()
+    assert json.loads(out) == []
+    err = " ".join(err.split())
+    assert "no runs of dataset 'team-a': a dataset is a file's path below incoming/ (such as 'team-a/reviews.tsv'" in err
+    assert "`reviewtune audit --dataset team-a` lists every file of a folder" in err
+    assert main(["runs", "list", "--dataset", "team-a/r.tsv", "--stack", STACK]) == 0
+    assert "no runs of dataset" not in capsys.readouterr().err
+
+
 def test_a_dataset_typed_with_decomposed_accents_lists_its_runs(deployed, capsys):
     put_run(deployed, "reviewtune-e1", "équipe/avis.tsv", "SUCCEEDED", 1, 0.70)  # recorded composed (NFC)
     typed = unicodedata.normalize("NFD", "équipe/avis.tsv")

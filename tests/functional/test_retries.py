@@ -158,7 +158,8 @@ def test_what_cannot_be_retried_is_refused_with_the_reason_and_nothing_is_copied
         expected = f"run {run_id} SUCCEEDED: its file would only end DUPLICATE of it"
     elif case == "rejected":
         run_id = pipeline.start_tuning(put(pipeline, b"text,score\nhello,5\n", key="incoming/bad.csv"))["run_id"]
-        expected = f"run {run_id} was REJECTED \\(.*no label column.*\\): the same bytes would be rejected again"
+        expected = (f"run {run_id} was REJECTED \\(.*no label column.*\\): the same bytes would be rejected again; "
+                    "fix the file and drop it as the same dataset \\(`reviewtune drop FILE --dataset bad.csv`\\)")
     elif case == "no reason":
         why, expected = " ", "a retry needs a reason"
     elif case == "no run":
