@@ -68,9 +68,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    item = _get(_target(args), args.run_id)
+    target = _target(args)
+    item = _get(target, args.run_id)
     _emit(args, item, views.run_view(item))
+    if not args.json:
+        console.print(plain("Logs: " + "; ".join(_logs(target, item["run_id"]))))
     return 0
+
+
+def _logs(target: Target, run_id: str) -> list[str]:
+    """Where the run's jobs and the functions wrote their logs: the local runtime's files, or CloudWatch Logs."""
+    if target.local_workdir is not None:
+        jobs = Path(target.local_workdir) / "sagemaker"
+        return [f"trials {jobs / 'training' / (run_id + '-*')}/log.txt",
+                f"evaluation {jobs / 'processing' / (run_id + names.EVALUATION_SUFFIX)}/log.txt",
+                f"functions {Path(target.local_workdir) / 'logs'}/<Function>.log (grep {run_id})"]
+    functions = " ".join(target.outputs[name] for name in FUNCTION_OUTPUTS if name in target.outputs) or "<function>"
+    return [f"trials `aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix {run_id}`",
+            f"evaluation `aws logs tail /aws/sagemaker/ProcessingJobs --log-stream-name-prefix {run_id}"
+            f"{names.EVALUATION_SUFFIX}`",
+            f"functions `aws logs tail /aws/lambda/NAME --filter-pattern '\"{run_id}\"'` for NAME in {functions}"]
+
+
+FUNCTION_OUTPUTS = ("StartTuningFunctionName", "StartEvaluationFunctionName", "RecordResultsFunctionName",
+                    "ReconcileFunctionName")
 
 
 def cmd_trials(args: argparse.Namespace) -> int:

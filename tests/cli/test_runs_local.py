@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,10 @@ def test_list_and_show_read_the_local_runtime(two_runs):
     assert low <= evaluation["metrics"]["accuracy"]["value"] <= high
     table = cli(runtime.workdir, "runs", "show", listed[0]["run_id"]).stdout
     assert f"{100 * evaluation['metrics']['accuracy']['value']:.2f} %" in table and "Timeline" in table
+    # where its jobs' logs are, which exist
+    logs = " ".join(table.split()).split("Logs: ", 1)[1]
+    evaluation_log = Path(logs.split("evaluation ", 1)[1].split(";", 1)[0])
+    assert evaluation_log.is_file() and evaluation_log.stat().st_size > 0
 
 
 def test_trials_equal_the_sagemaker_sdk_dataframe(two_runs):
@@ -115,7 +120,7 @@ def test_trials_equal_the_sagemaker_sdk_dataframe(two_runs):
         assert row["PlannedStepsPct"] == 100.0 or (row["EarlyStopped"] and row["PlannedStepsPct"] is None)
     table = cli(runtime.workdir, "runs", "trials", run_id).stdout
     # each trial by its number and suffix (the title names the run), so that the table fits 80 columns
-    assert "val acc %" in table and all("-".join(name.rsplit("-", 2)[1:]) in table for name in by_name)
+    assert "acc %" in table and all("-".join(name.rsplit("-", 2)[1:]) in table for name in by_name)
 
 
 def test_report_opens_in_chromium_with_its_images_and_the_numbers_of_evaluation_json(two_runs):
