@@ -134,6 +134,10 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(label, value) for label, value in facts if value is not None]
 
 
+# a reason that is not a failure: a person's stop, a file refused or already tuned
+_REASON_LABELS = {"STOPPED": "stop reason", "REJECTED": "rejection reason", "DUPLICATE": "duplicate reason"}
+
+
 def _took(item: dict[str, Any]) -> str | None:
     """How long the run took, from its creation to its end (or so far, while it has not ended)."""
     created = item.get("created_at")
@@ -214,7 +218,7 @@ def _package(item: dict[str, Any]) -> str | None:
 
 # The timeline's words for a run entering each status.
 ENTERED = {
-    "CLAIMED": "file accepted ({status})",
+    "CLAIMED": "file received ({status})",
     "QUEUED": "waiting for a free slot ({status})",
     "TUNING": "tuning job started ({status})",
     "EVALUATING": "evaluation job started ({status})",
@@ -238,7 +242,8 @@ def run_view(item: dict[str, Any]) -> Group:
     for label, value in _facts(item):
         add_row(facts, label, value)
     if item.get("failure_reason"):
-        add_row(facts, plain("failure reason", style="red"), item["failure_reason"])
+        label = _REASON_LABELS.get(str(item.get("status")), "failure reason")
+        add_row(facts, plain(label, style="yellow" if label != "failure reason" else "red"), item["failure_reason"])
     parts.append(facts)
     timeline = Table(title="Timeline (UTC)")
     timeline.add_column("when", **WHOLE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from rich.console import Console
 
 from reviewtune.console import views
@@ -85,7 +86,7 @@ def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3(
               "status_history": {"CLAIMED": "2026-11-01T10:00:00Z", "QUEUED": "2026-11-01T10:00:01Z"}}
     text = rendered(views.run_view(queued))
     assert "2026-11-03 10:00:00 at the latest: the reconciler ends a run still QUEUED then" in text
-    assert "file accepted (CLAIMED)" in text and "waiting for a free slot (QUEUED)" in text
+    assert "file received (CLAIMED)" in text and "waiting for a free slot (QUEUED)" in text
     assert "Artifacts" not in text  # nothing to list yet
 
     duplicate = {"run_id": RUN_ID, "status": "DUPLICATE", "dataset": "a.tsv", "duplicate_of": "reviewtune-aaaa"}
@@ -165,3 +166,12 @@ def test_show_says_how_long_the_run_took_and_its_estimated_cost():
     going = {**ended, "status": "TUNING", "created_at": "2020-01-01T00:00:00Z", "tuning": {}}
     text = " ".join(rendered(views.run_view(going), width=160).split())
     assert " h " in text and "min so far" in text and "estimated cost" not in text
+
+
+@pytest.mark.parametrize(("status", "label"), [("FAILED", "failure reason"), ("STOPPED", "stop reason"),
+                                                ("REJECTED", "rejection reason")])
+def test_show_names_the_reason_by_what_ended_the_run(status, label):
+    item = {"run_id": RUN_ID, "status": status, "dataset": "a.tsv", "created_at": "2026-11-01T10:00:00Z",
+            "failure_reason": "why it ended"}
+    text = " ".join(rendered(views.run_view(item), width=160).split())
+    assert f"{label} why it ended" in text
