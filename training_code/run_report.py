@@ -278,7 +278,10 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
 
 
 def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> str:
-    earlier = [r for r in run.get("history", []) if r.get("run_id") != run.get("run_id")]
+    # the runs before this one (a run created after it, such as a DUPLICATE of it, is not its history)
+    created = run.get("created_at") or ""
+    earlier = [r for r in run.get("history", [])
+               if r.get("run_id") != run.get("run_id") and (not created or (r.get("created_at") or "") < created)]
     if not earlier:
         return "<section><h2>History</h2><p>This is the first run of this dataset.</p></section>"
     current = {
@@ -293,7 +296,7 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     rows = [
         [
             escape(str(r.get("run_id"))) + (" ★" if r.get("current") else ""),
-            escape(str(r.get("created_at", ""))),
+            escape(str(r.get("created_at", "")).replace("T", " ")[:19] + " UTC" if r.get("created_at") else ""),
             escape(str(r.get("status", ""))),
             _pct(r.get("test_accuracy")),
         ]

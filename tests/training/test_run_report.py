@@ -100,3 +100,18 @@ def test_a_trial_cut_by_its_time_limit_says_how_much_of_its_plan_it_trained() ->
     cells = re.findall(r"<td>([^<]*)</td>", page)
     assert "2 (time limit: 93 % of the planned steps)" in cells
     assert page.count("time limit:") == 1  # the whole plan trained, or no figure recorded: the epochs alone
+
+
+def test_the_history_holds_only_the_runs_before_this_one_with_their_times_in_utc() -> None:
+    later = run()
+    later["created_at"] = "2026-11-01T12:00:00Z"
+    later["history"] = [
+        {"run_id": "reviewtune-0099", "created_at": "2026-10-20T09:00:00Z", "status": "SUCCEEDED", "test_accuracy": 0.62},
+        {"run_id": "reviewtune-0200", "created_at": "2026-11-01T12:00:47Z", "status": "DUPLICATE"},  # of this run
+    ]
+    page = run_report.render(evaluation(), later, {}, [], plotting=False)
+    history = page.split("History of this dataset", 1)[1]
+    assert "reviewtune-0099" in history and "2026-10-20 09:00:00 UTC" in history
+    assert "reviewtune-0200" not in history
+    alone = {**later, "history": later["history"][1:]}
+    assert "This is the first run of this dataset." in run_report.render(evaluation(), alone, {}, [], plotting=False)
