@@ -321,8 +321,13 @@ def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from reviewtune.real_sample import sample_bytes
 
-    Path(args.path).write_bytes(sample_bytes())
-    console.print(f"wrote the embedded sample dataset to {args.path}")
+    path = Path(args.path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(sample_bytes())
+    except OSError as error:
+        raise SystemExit(f"error: cannot write {path}: {error.strerror or error}") from None
+    console.print(plain(f"wrote the embedded sample dataset to {path}"))
     return 0
 
 

@@ -69,3 +69,11 @@ def test_build_draws_per_class_from_a_raw_file_and_refuses_too_few(tmp_path: Pat
     assert real_sample.build(raw, per_class=4, seed=1) == real_sample.build(raw, per_class=4, seed=1)
     with pytest.raises(ValueError, match="fewer than 5"):
         real_sample.build(raw, per_class=5)
+
+
+def test_sample_data_makes_the_folders_it_needs_and_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "new" / "sample.tsv"
+    assert main(["sample-data", str(target)]) == 0
+    assert target.read_bytes() == real_sample.sample_bytes()
+    with pytest.raises(SystemExit, match=f"error: cannot write {tmp_path}: Is a directory"):
+        main(["sample-data", str(tmp_path)])
