@@ -115,9 +115,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = queries.fetch_report(target.client("s3"), item, target.output("DataBucketName"), Path(args.out))
     except ClientError as error:
         bucket, key = queries.report_location(item, target.output("DataBucketName"))
-        raise SystemExit(
-            f"error: no report at s3://{bucket}/{key} ({error.response['Error']['Code']}); run status {item['status']}"
-        ) from None
+        why = ("" if item.get("status") == RunStatus.SUCCEEDED else
+               ": its evaluation job writes the report, and this run did not get that far"
+               f" (`reviewtune runs show {item['run_id']}` says what happened)")
+        raise SystemExit(f"error: no report at s3://{bucket}/{key} ({error.response['Error']['Code']}); run status "
+                         f"{item['status']}{why}") from None
     if args.json:
         print(json.dumps({"run_id": item["run_id"], "path": str(path)}))
     else:

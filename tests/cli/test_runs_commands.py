@@ -147,7 +147,8 @@ def test_report_downloads_the_html_and_says_when_there_is_none(deployed, capsys,
     got = run_json(capsys, "runs", "report", "reviewtune-a1", "--out", str(tmp_path / "reports"))
     assert (tmp_path / "reports" / "reviewtune-a1.html").read_bytes() == b"<html>report</html>"
     assert got == {"run_id": "reviewtune-a1", "path": str(tmp_path / "reports" / "reviewtune-a1.html")}
-    with pytest.raises(SystemExit, match=r"no report at s3://.*reviewtune-a2/evaluation/report/index.html .*status TUNING"):
+    with pytest.raises(SystemExit, match=r"no report at s3://.*reviewtune-a2/evaluation/report/index.html .*status "
+                                         r"TUNING: its evaluation job writes the report, and this run did not get"):
         main(["runs", "report", "reviewtune-a2", "--stack", STACK, "--out", str(tmp_path)])
 
 
