@@ -802,7 +802,9 @@ def test_reconciler_runs_on_a_scheduler_schedule_with_its_dead_letter_queue_and_
     queue_arn = {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}
     assert event["Properties"]["DeadLetterConfig"] == {"Arn": queue_arn}
     assert function["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": queue_arn}
-    assert function["ReservedConcurrentExecutions"] == 1
+    # one pass at a time, unless the account's quota reserves nothing (JobEventConcurrency 0)
+    assert function["ReservedConcurrentExecutions"] == {"Fn::If": ["ReserveJobEventConcurrency", 1, {"Ref": "AWS::NoValue"}]}
+    assert event["Properties"]["OmitName"] is True  # SAM would name every stack's schedule alike
     assert parameter_defaults()["ReconcileSchedule"].startswith("rate(")
     assert properties("ReconcileLogGroup")["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${ReconcileFunction}"}
     assert properties("ReconcileDeadLetterQueue")["MessageRetentionPeriod"] == 1209600
