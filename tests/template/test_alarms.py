@@ -104,7 +104,9 @@ def test_powertools_emits_the_reconciler_s_metrics_with_exactly_the_alarm_s_name
 
     (alarm,) = (a for a in alarms().values() if a.get("MetricName") == metric)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", STUCK_RUNS_SERVICE)
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", function_environment()["POWERTOOLS_METRICS_NAMESPACE"])
+    namespace = function_environment()["POWERTOOLS_METRICS_NAMESPACE"]["Fn::Sub"]
+    assert alarm["Namespace"] == {"Fn::Sub": namespace}
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", namespace.replace("${AWS::StackName}", "team-stack"))
     metrics = Metrics()
     try:
         metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
@@ -112,7 +114,7 @@ def test_powertools_emits_the_reconciler_s_metrics_with_exactly_the_alarm_s_name
     finally:
         metrics.clear_metrics()
     (directive,) = blob["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == alarm["Namespace"]
+    assert directive["Namespace"] == "reviewtune/team-stack"  # the alarm's, in a stack of that name
     assert [m["Name"] for m in directive["Metrics"]] == [metric]
     assert [[{"Name": name, "Value": blob[name]} for name in dimensions] for dimensions in directive["Dimensions"]] == [
         alarm["Dimensions"]

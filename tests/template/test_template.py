@@ -354,7 +354,7 @@ def test_environment_values_come_from_the_stack():
     assert env["TOPIC_ARN"] == TOPIC
     assert env["SAGEMAKER_ROLE_ARN"] == SAGEMAKER_ROLE
     assert env["POWERTOOLS_SERVICE_NAME"] == "reviewtune"
-    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "reviewtune"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Fn::Sub": "reviewtune/${AWS::StackName}"}  # one per stack
     assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
     from_parameters = {
         "JOB_NAME_PREFIX": "JobNamePrefix",
