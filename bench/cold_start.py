@@ -58,7 +58,8 @@ RESOURCE_VALUES = {
     "SageMakerExecutionRole": "arn:aws:iam::123456789012:role/reviewtune-SageMakerExecutionRole-1A2B3C4D5E6F",
     "StartTuningDeadLetterQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/reviewtune-StartTuningDLQ-1A2B3C4D",
 }
-PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "123456789012"}
+PSEUDO = {"AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::AccountId": "123456789012",
+          "AWS::StackName": "reviewtune"}
 
 
 def _resolve(node: Any, values: dict[str, str], template: dict[str, Any]) -> Any:
