@@ -136,7 +136,11 @@ def _runs_of(body: str, runs: RunsRepository) -> list[dict[str, Any]] | None:
     detail = event.get("detail") if isinstance(event, dict) and isinstance(event.get("detail"), dict) else {}
     job = detail.get("HyperParameterTuningJobName") or detail.get("ProcessingJobName")
     if isinstance(job, str):
-        run = runs.get(job.removesuffix(names.EVALUATION_SUFFIX) if "ProcessingJobName" in detail else job)
+        try:
+            run_id = job if "ProcessingJobName" not in detail else names.run_id_of_evaluation_job(job)
+        except ValueError:  # a processing job that is no run's evaluation
+            return []
+        run = runs.get(run_id)
         return [run] if run else []
     obj = detail.get("object") if event.get("detail-type") == "Object Created" else None
     if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
