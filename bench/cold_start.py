@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from reviewtune.cfn_yaml import condition_holds, load_template  # noqa: E402
+from reviewtune.core.containers import url_suffix  # noqa: E402
 
 FUNCTIONS_DIR = REPO / "functions"
 LAYER_SOURCE = REPO / "layers" / "core"
@@ -93,12 +94,14 @@ def _condition(name: str, values: dict[str, str], template: dict[str, Any]) -> b
     return condition_holds(template, name, lambda node: _resolve(node, values, template))
 
 
-def template_environment(function_id: str | None = None) -> dict[str, str]:
+def template_environment(function_id: str | None = None, region: str = PSEUDO["AWS::Region"]) -> dict[str, str]:
     """The variables template.yaml gives a function (Globals merged with the function's own), parameters at their
-    defaults."""
+    defaults, in a stack in ``region``."""
     template = load_template(REPO / "template.yaml")
     values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
-    values.update(RESOURCE_VALUES, **PSEUDO, **{"AWS::Partition": "aws"})
+    partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    values.update(RESOURCE_VALUES, **PSEUDO)
+    values.update({"AWS::Region": region, "AWS::URLSuffix": url_suffix(region), "AWS::Partition": partition})
     variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
     if function_id:
         own = template["Resources"][function_id]["Properties"].get("Environment", {}).get("Variables", {})

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reviewtune.core.containers import Kind, default_image_uri
 from reviewtune.core.errors import ConfigError
 from reviewtune.core.states import DEFAULT_DEADLINES, RunStatus
 
@@ -24,10 +25,7 @@ DEFAULT_RANGES = {
     "learning_rate": {"min": 1e-5, "max": 5e-5, "scaling": "Logarithmic"},
     "train_batch_size": [128, 256],
 }
-DEFAULT_TRAINING_IMAGE = (
-    "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
-    "huggingface-pytorch-training:2.1.0-transformers4.36.0-gpu-py310-cu121-ubuntu20.04"
-)
+DEFAULT_REGION = "us-east-1"  # where no AWS_REGION says otherwise
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -35,6 +33,12 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigError(f"environment variable {name} is required but not set")
     return value
+
+
+def _image(env: Mapping[str, str], name: str, kind: Kind) -> str:
+    """The image the stack names, else the Region's Hugging Face container of that kind."""
+    region = env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip() or DEFAULT_REGION
+    return env.get(name, "").strip() or default_image_uri(kind, region)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -131,7 +135,7 @@ class Settings:
     sagemaker_role_arn: str
     idempotency_table: str = ""
     job_name_prefix: str = "reviewtune"
-    training_image_uri: str = DEFAULT_TRAINING_IMAGE
+    training_image_uri: str = default_image_uri("training", DEFAULT_REGION)
     training_instance_type: str = "ml.g5.xlarge"
     training_instance_count: int = 1
     max_jobs: int = 4
@@ -143,9 +147,9 @@ class Settings:
     model_name: str = "roberta-base"
     max_seq_length: int = 128
     epochs: int = 3
-    processing_image_uri: str = DEFAULT_TRAINING_IMAGE
+    processing_image_uri: str = default_image_uri("processing", DEFAULT_REGION)
     processing_instance_type: str = "ml.m5.xlarge"
-    inference_image_uri: str = DEFAULT_TRAINING_IMAGE
+    inference_image_uri: str = default_image_uri("processing", DEFAULT_REGION)
     warm_start: bool = True
     champion_margin_points: float = 0.5  # a challenger replaces the champion only if better by this many points
     target_objective_metric_value: float | None = None  # TuningJobCompletionCriteria (None: not set)
@@ -181,7 +185,7 @@ class Settings:
             sagemaker_role_arn=_required(env, "SAGEMAKER_ROLE_ARN"),
             idempotency_table=env.get("IDEMPOTENCY_TABLE_NAME", ""),
             job_name_prefix=env.get("JOB_NAME_PREFIX", "").strip() or "reviewtune",
-            training_image_uri=env.get("TRAINING_IMAGE_URI", "").strip() or DEFAULT_TRAINING_IMAGE,
+            training_image_uri=_image(env, "TRAINING_IMAGE_URI", "training"),
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE", "").strip() or "ml.g5.xlarge",
             training_instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, minimum=1),
             max_jobs=_int(env, "MAX_JOBS", 4, minimum=1),
@@ -193,11 +197,10 @@ class Settings:
             model_name=env.get("MODEL_NAME", "").strip() or "roberta-base",
             max_seq_length=_int(env, "MAX_SEQ_LENGTH", 128, minimum=8),
             epochs=_int(env, "EPOCHS", 3, minimum=1),
-            processing_image_uri=env.get("PROCESSING_IMAGE_URI", "").strip() or DEFAULT_TRAINING_IMAGE,
+            processing_image_uri=_image(env, "PROCESSING_IMAGE_URI", "processing"),
             processing_instance_type=env.get("PROCESSING_INSTANCE_TYPE", "").strip() or "ml.m5.xlarge",
             inference_image_uri=env.get("INFERENCE_IMAGE_URI", "").strip()
-            or env.get("PROCESSING_IMAGE_URI", "").strip()
-            or DEFAULT_TRAINING_IMAGE,
+            or _image(env, "PROCESSING_IMAGE_URI", "processing"),
             warm_start=_bool(env, "WARM_START", True),
             champion_margin_points=_float(env, "CHAMPION_MARGIN_POINTS", 0.5),
             target_objective_metric_value=_optional_float(env, "TARGET_OBJECTIVE_METRIC_VALUE"),

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.cold_start import template_environment
 from reviewtune.console import audit
 from reviewtune.console import dead_letters as dead_letters_command
-from reviewtune.core import champion, config, names, runs
+from reviewtune.core import champion, config, containers, names, runs
 from tests.template.helpers import (
     FUNCTIONS,
     ROOT,
@@ -330,7 +331,7 @@ def test_functions_get_every_documented_variable_and_every_variable_config_reads
     )
     assert len(documented) >= 26
     assert documented - environment == set()
-    assert read_by_config - environment == set()
+    assert read_by_config - environment == {"AWS_REGION", "AWS_DEFAULT_REGION"}  # Lambda's runtime sets them
     assert environment - documented == {
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
@@ -484,18 +485,54 @@ def test_image_parameters_accept_only_ecr_uris_whose_account_is_the_first_field(
         assert (re.fullmatch(pattern, value) is not None) is accepted
 
 
-def test_default_images_are_the_region_s_hugging_face_containers():
-    mapping = template()["Mappings"]["DeepLearningContainers"]
-    assert mapping["Registry"]["Account"] == "763104351884"
-    assert mapping["Repositories"]["Training"].startswith("huggingface-pytorch-training:")
-    assert "-gpu-" in mapping["Repositories"]["Training"]
-    assert mapping["Repositories"]["Processing"].startswith("huggingface-pytorch-")
-    assert "-cpu-" in mapping["Repositories"]["Processing"]
+def test_default_images_are_the_hugging_face_containers_of_containers_py():
+    repositories = template()["Mappings"]["DeepLearningContainers"]["Repositories"]
+    assert repositories == {"Training": containers.TRAINING_REPOSITORY, "Processing": containers.PROCESSING_REPOSITORY}
+    assert "-gpu-" in repositories["Training"] and "-cpu-" in repositories["Processing"]
     assert parameter_defaults()["TrainingImageUri"] == parameter_defaults()["ProcessingImageUri"] == ""
+    registries = template()["Mappings"]["DeepLearningContainerRegistries"]
+    for kind, key in (("training", "Training"), ("processing", "Processing")):
+        assert {region: entry[key] for region, entry in registries.items() if key in entry} == containers.REGISTRIES[kind]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-south-1", "af-south-1", "cn-northwest-1", "us-gov-west-1"])
+def test_the_functions_default_images_are_pulled_from_their_own_region_s_registry(region):
+    environment = template_environment("StartTuningFunction", region=region)
+    assert environment["TRAINING_IMAGE_URI"] == containers.default_image_uri("training", region)
+    assert environment["PROCESSING_IMAGE_URI"] == containers.default_image_uri("processing", region)
+    assert environment["INFERENCE_IMAGE_URI"] == containers.default_image_uri("processing", region)
+
+
+def test_the_sagemaker_role_pulls_from_the_registries_of_the_images_in_use():
+    (pull,) = [s for s in iam_statements() if s.sid == "PullJobImages"]
+    accounts = [resource["Fn::Sub"][1]["Account"]["Fn::Select"][1]["Fn::Split"][1]["Fn::If"] for resource in pull.resources]
+    assert accounts == [
+        [
+            f"UseDefault{kind}Image",
+            {"Fn::FindInMap": ["DeepLearningContainerRegistries", {"Ref": "AWS::Region"}, kind]},
+            {"Ref": f"{kind}ImageUri"},
+        ]
+        for kind in ("Training", "Processing")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule"), [("training", "DefaultTrainingImageInRegion"), ("processing", "DefaultProcessingImageInRegion")]
+)
+def test_a_stack_where_a_default_image_is_missing_is_refused_unless_it_names_its_own(kind, rule):
+    spec = template()["Rules"][rule]
+    parameters = ["TrainingImageUri"] if kind == "training" else ["ProcessingImageUri", "InferenceImageUri"]
+    empty = [{"Fn::Equals": [{"Ref": name}, ""]} for name in parameters]
+    assert spec["RuleCondition"] == (empty[0] if len(empty) == 1 else {"Fn::Or": empty})
+    (assertion,) = spec["Assertions"]
+    regions, region = assertion["Assert"]["Fn::Contains"]
+    assert region == {"Ref": "AWS::Region"}
+    assert sorted(regions) == sorted(containers.REGISTRIES[kind])
+    assert all(name in assertion["AssertDescription"] for name in parameters)
 
 
 def test_hyperband_is_refused_with_early_stopping():
-    (rule,) = template()["Rules"].values()
+    rule = template()["Rules"]["HyperbandWithoutEarlyStopping"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "Strategy"}, "Hyperband"]}
     assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "EarlyStopping"}, "Off"]}
 
