@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from reviewtune import model_source
 from reviewtune.budget import (
     PLAN_FILE,
     SAMPLE_BUDGET,
@@ -272,6 +273,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if file_format(path.name) is None:
             raise SystemExit(f"DATA={args.data}: only {accepted_formats_text()} files are accepted")
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
+    if args.model is not None:
+        try:
+            model_from = model_source.describe(args.model)
+        except model_source.ModelUnavailable as error:
+            raise SystemExit(f"MODEL={args.model}: {error}") from None
     budget, plan = plan_for(args, body, key.rsplit("/", 1)[-1])
     if plan is None:
         console.print(Text.assemble(("reviewtune", "bold"), safe(f" local run: model {budget.model}, {budget.max_jobs} trials, {budget.max_parallel_jobs} at a time, {budget.epochs} epochs, {budget.strategy} search (the file will be rejected: see the run's message)")))
@@ -280,6 +286,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(Text.assemble(("reviewtune", "bold"), f" local run: {safe(lines[0])}"))
         for line in lines[1:]:
             console.print(plain(f"  {line}"))
+    if args.model is not None:
+        console.print(plain(f"  model {args.model} from {model_from}"))
     runtime = LocalRuntime(workdir=Path(args.workdir), parameters=budget.parameters())
 
     def on_signal(*_: Any) -> None:

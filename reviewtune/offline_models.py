@@ -118,7 +118,9 @@ def is_ready(model: OfflineModel, root: Path | None = None) -> bool:
     )
 
 
-def _hub_offline(environ: Mapping[str, str]) -> bool:
+def hub_offline(environ: Mapping[str, str] | None = None) -> bool:
+    """True when HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE switches the Hugging Face Hub off."""
+    environ = os.environ if environ is None else environ
     return any(environ.get(key, "").strip().lower() in ("1", "true", "yes", "on") for key in HUB_OFFLINE_ENV)
 
 
@@ -135,7 +137,7 @@ def resolve(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     root = cache_root(environ)
     if is_ready(model, root):
         return str(model_folder(model, root))
-    if _hub_offline(environ):
+    if hub_offline(environ):
         raise OfflineModelError(
             f"{name} is not in the offline model cache ({model_folder(model, root)}) and the Hugging Face Hub is "
             f"switched off; fetch it with `make setup` or `python -m reviewtune.offline_models fetch {model.name}`"
