@@ -31,7 +31,7 @@ from reviewtune.budget import (  # noqa: E402
     TRAIN_EXAMPLES_PER_SECOND,
     model_key,
 )
-from reviewtune.console.views import show_value  # noqa: E402
+from reviewtune.core.display import hyperparameter  # noqa: E402
 from reviewtune.core.trial_facts import time_limited_share  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -318,7 +318,7 @@ def _pipeline_rows(pipelines: dict[str, dict]) -> list[str]:
             [_recall_text(p.get("test_recall") or {}) for p in runs],
         ),
         *_held_out_rows(runs, row),
-        row("best hyperparameters", [", ".join(f"{k} {show_value(v)}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
+        row("best hyperparameters", [", ".join(f"{k} {hyperparameter(v)}" for k, v in p["best_hyperparameters"].items()) for p in runs]),
         "",
         f"rows: {first['rows']}",
     ]

@@ -254,10 +254,14 @@ class Plan:
             f"{budget.epochs} epoch{'s' if budget.epochs != 1 else ''} each, {budget.strategy} search",
             f"rows train {rows.get('train', 0):,} / validation {rows.get('validation', 0):,} / test "
             f"{rows.get('test', 0):,}; {self.steps_per_epoch:,} of {self.full_steps_per_epoch:,} steps per epoch "
-            f"(batch {self.batch_size}); {estimate}",
+            f"(batch {self.batch_size}{self._batch_note()}); {estimate}",
             f"why: {self.reason}",
             *([self._time_limit_line()] if self.time_limit_matters else []),
         ]
+
+    def _batch_note(self) -> str:
+        """Where the batch size is searched, the steps are counted at the largest (the slowest trial's epochs)."""
+        return ", the largest searched" if self.budget.ranges.get("train_batch_size") else ""
 
     def record(self) -> dict:
         """The plan as the run's folder keeps it (``plan.json``): what was chosen, the estimate and why, so that what

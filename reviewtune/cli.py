@@ -34,10 +34,9 @@ from reviewtune.budget import (
 from reviewtune.console import commands
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.text import plain, safe
-from reviewtune.console.views import show_value
-from reviewtune.core import names
+from reviewtune.console.views import per_class_table
+from reviewtune.core import display, names
 from reviewtune.core.config import CLASS_BALANCE_MODES
-from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
 from reviewtune.core.runs import RunsRepository
@@ -175,7 +174,7 @@ def time_limit_notes(item: dict[str, Any]) -> list[str]:
     for trial in item.get("tuning", {}).get("trials", []):
         share = time_limited_share(trial.get("planned_steps_pct"))
         if share is not None:
-            notes.append(f"  {trial['name'][len(item['run_id']) + 1 :]}: its time limit (max_train_seconds) ended training "
+            notes.append(f"  {display.trial_suffix(trial['name'])}: its time limit (max_train_seconds) ended training "
                          f"at {share:.0f} % of the planned steps: this machine trained slower than planned")
     return notes
 
@@ -194,21 +193,22 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
         trials.add_column(column)
     for trial in item["tuning"]["trials"]:
         mark = " *" if trial["name"] == best["name"] else ""
-        hps = ", ".join(f"{k}={show_value(v)}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
-        objective = f"{trial['objective']:.2f}" if trial.get("objective") is not None else "-"
-        trials.add_row(trial["name"][len(item["run_id"]) + 1 :] + mark, trial["status"], objective, hps, str(trial.get("training_seconds") or "-"))
+        hps = ", ".join(f"{k}={display.hyperparameter(v)}" for k, v in sorted(trial["tuned_hyperparameters"].items()))
+        objective = display.percent(trial.get("objective"), scale=1, suffix=False, missing="-")
+        seconds_trained = display.count(trial["training_seconds"]) if trial.get("training_seconds") else "-"
+        trials.add_row(display.trial_suffix(trial["name"]) + mark, trial["status"], objective, hps, seconds_trained)
     console.print(trials)
     for note in time_limit_notes(item):
         console.print(plain(note))
-    console.print("Best hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(best["tuned_hyperparameters"].items())))
-    console.print(f"Validation accuracy (best trial): [bold]{best['objective']:.2f} %[/]")
-    console.print(f"Test accuracy (evaluation job):   [bold]{metrics['accuracy']['value'] * 100:.2f} %[/]   macro F1 {metrics.get('macro_f1', {}).get('value', float('nan')):.4f}")
-    per_class = Table(title="Per class (test split)")
-    for column in ("class", "precision", "recall", "f1", "support"):
-        per_class.add_column(column, justify="right")
-    for label, values in sorted(metrics.get("per_class", {}).items(), key=lambda kv: int(kv[0])):
-        per_class.add_row(f"{LABEL_NAMES[int(label)]} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
-    console.print(per_class)
+    console.print(plain("Best hyperparameters: " + ", ".join(
+        f"{k}={display.hyperparameter(v)}" for k, v in sorted(best["tuned_hyperparameters"].items()))))
+    accuracy = metrics["accuracy"]
+    interval = display.interval(accuracy.get("ci95"))
+    console.print(Text.assemble("Validation accuracy (best trial): ", (display.percent(best.get("objective"), scale=1), "bold")))
+    console.print(Text.assemble("Test accuracy (evaluation job):   ", (display.percent(accuracy.get("value")), "bold"),
+                                f"  ({interval})" if interval else "",
+                                f"   macro F1 {display.score(metrics.get('macro_f1', {}).get('value'))}"))
+    console.print(per_class_table(metrics.get("per_class", {})))
     for name, path in files.items():
         console.print(plain(f"{name:<22} {path}"))
     if "report.html" in files:

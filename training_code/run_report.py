@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+import display
 import report_plots
 
 CLASS_NAMES = report_plots.CLASS_NAMES
@@ -41,7 +42,8 @@ img{max-width:100%;height:auto;display:block;margin:8px 0}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
 dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
-@media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}}
+@media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
+th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}}
 """
 
 
@@ -49,37 +51,44 @@ dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'"
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+def _pct(value: Any) -> str:
+    """An accuracy in a cell headed %: 0.675213 -> 67.52."""
+    return display.percent(value, suffix=False)
+
+
+# What 0 means for train.py's settings where it is not a number of things but "none" or "all" (their --help)
+ZERO_MEANS = {
+    "train_steps_per_epoch": "the whole training set",
+    "validation_steps_per_epoch": "the whole validation set",
+    "keep_layers": "all",
+    "frozen_cache_mb": "off",
+    "max_train_seconds": "no limit",
+}
 
 
 def _num(value: Any) -> str:
-    try:
-        number = float(str(value).strip('"'))
-    except (TypeError, ValueError):
-        return escape(str(value))
-    text = str(value).strip('"')
-    if number.is_integer() and "e" not in text.lower():
-        return text
-    return f"{number:.2e}" if 0 < abs(number) < 1e-3 else f"{number:.3g}"
+    return escape(display.hyperparameter(value))
 
 
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+def _setting(name: str, value: Any) -> str:
+    """A hyperparameter's value, with what it means where 0 means "none" or "all"."""
+    text = _num(value)
+    return f"{text} ({escape(ZERO_MEANS[name])})" if name in ZERO_MEANS and display.number(value) == 0 else text
 
 
 def _duration(start: Any, end: Any) -> str:
-    begun, ended = _time(start), _time(end)
+    begun, ended = display.moment(start) if start else None, display.moment(end) if end else None
     if not begun or not ended:
-        return "n/a"
-    seconds = max(0, round((ended - begun).total_seconds()))
-    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+        return display.MISSING
+    return display.duration(max(0.0, (ended - begun).total_seconds()))
+
+
+def _cost(cost: Any) -> str:
+    """The run's estimated cost (``tuning.cost``: on-demand list prices), as the message and ``runs show`` say it."""
+    if not isinstance(cost, dict) or cost.get("total") is None:
+        return display.MISSING
+    return (f"{display.money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
+            f"{cost.get('prices_as_of', '?')}; an estimate)")
 
 
 def _table(header: list[str], rows: list[list[str]], row_class: Callable[[int], str] | None = None) -> str:
@@ -125,10 +134,10 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     cards = "".join(
         [
             _card("test accuracy %", _pct(accuracy["value"]), "test-accuracy"),
-            _card("95 % interval (Wilson)", f'<span data-key="ci-low">{_pct(low)}</span>–'
-                  f'<span data-key="ci-high">{_pct(high)}</span>'),
-            _card("macro F1", f'{metrics.get("macro_f1", {}).get("value", float("nan")):.4f}', "macro-f1"),
-            _card("best validation accuracy %", "n/a" if best.get("objective") is None else f"{best['objective']:.2f}",
+            _card("95 % CI (Wilson) %", f'<span data-key="ci-low">{_pct(low)}</span>-'
+                  f'<span data-key="ci-high">{_pct(high)}</span>' if display.interval([low, high]) else display.MISSING),
+            _card("macro F1", display.score(metrics.get("macro_f1", {}).get("value")), "macro-f1"),
+            _card("best validation accuracy %", display.percent(best.get("objective"), scale=1, suffix=False),
                   "best-objective"),
             _card("test reviews", f"{test_rows:,}", "test-rows"),
         ]
@@ -151,8 +160,9 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
             f"length {config.get('max_seq_length', '?')}"
         ),
         "tuning wall time": _duration(tuning.get("started_at"), tuning.get("ended_at")),
-        "billable seconds": f'<span data-key="billable-seconds">{tuning.get("total_billable_seconds", "n/a")}</span>',
-        "run started": escape(str(run.get("created_at", "n/a"))),
+        "billable seconds": f'<span data-key="billable-seconds">{display.count(tuning.get("total_billable_seconds"))}</span>',
+        "estimated cost": escape(_cost(tuning.get("cost"))),
+        "run started": escape(display.utc_time(run.get("created_at"))),
     }
     class_counts = data.get("class_counts") or {}
     table = ""
@@ -194,12 +204,12 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
     for trial in ordered:
         rows.append(
             [
-                escape(trial["name"]) + (" ★" if trial["name"] == best_name else ""),
+                escape(display.trial_suffix(trial["name"])) + (" ★" if trial["name"] == best_name else ""),
                 escape(str(trial.get("status", ""))) + (" (early stop)" if trial.get("early_stopped") else ""),
                 *(_num(trial.get("tuned_hyperparameters", {}).get(p, "")) for p in params),
-                "-" if trial.get("objective") is None else f"{trial['objective']:.2f}",
+                display.percent(trial.get("objective"), scale=1, suffix=False, missing="-"),
                 _epochs_cell(trial),
-                str(trial.get("training_seconds") or "-"),
+                display.count(trial["training_seconds"]) if trial.get("training_seconds") else "-",
             ]
         )
     table = _table(
@@ -209,8 +219,8 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
     )
     tuned = best.get("tuned_hyperparameters", {})
     static = {k: v for k, v in best.get("hyperparameters", {}).items() if k not in tuned}
-    best_rows = [[f"<b>{escape(k)}</b>", _num(v)] for k, v in sorted(tuned.items())]
-    best_rows += [[escape(k), escape(str(v).strip('"'))] for k, v in sorted(static.items())]
+    best_rows = [[f"<b>{escape(k)}</b>", _setting(k, v)] for k, v in sorted(tuned.items())]
+    best_rows += [[escape(k), _setting(k, v)] for k, v in sorted(static.items())]
     epochs = training_summary.get("epochs", [])
     saved = training_summary.get("saved_epoch")
     curve_note = (
@@ -239,8 +249,8 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
         rows.append(
             [
                 escape(f"{CLASS_NAMES.get(int(label), label)} ({label})"),
-                *(f'<span data-key="{key}-{label}">{values[key]:.3f}</span>' for key in ("precision", "recall", "f1")),
-                f"{int(values['support']):,}",
+                *(f'<span data-key="{key}-{label}">{display.score(values.get(key))}</span>' for key in ("precision", "recall", "f1")),
+                display.count(values.get("support")),
             ]
         )
     confusion = metrics.get("confusion_matrix", {})
@@ -296,7 +306,7 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     rows = [
         [
             escape(str(r.get("run_id"))) + (" ★" if r.get("current") else ""),
-            escape(str(r.get("created_at", "")).replace("T", " ")[:19] + " UTC" if r.get("created_at") else ""),
+            escape(display.utc_time(r.get("created_at"))),
             escape(str(r.get("status", ""))),
             _pct(r.get("test_accuracy")),
         ]
@@ -348,7 +358,7 @@ def render(
         else '<p class="note" data-key="no-images">matplotlib could not be imported or installed in the '
         "processing container, so this report has no images; every number is still here.</p>"
     )
-    made = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    made = display.utc_time(datetime.now(UTC))
     body = (
         f"<main><h1>reviewtune run {escape(str(run_id))}</h1>"
         f"<p class='sub'>dataset {escape(str(run.get('dataset', 'n/a')))} · report made {made}</p>{note}"

@@ -18,7 +18,7 @@ from reviewtune.console import audit, dead_letters, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import aws_errors, config, names, states, stop_requests
+from reviewtune.core import aws_errors, config, display, names, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -169,7 +169,7 @@ def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None) -> st
     }[outcome]
     request = item["stop_request"]
     return (f"stop of {item['run_id']} ({item['status']}) recorded: {request['reason']!r} by {request['by']} at "
-            f"{request['at']}; {then}")
+            f"{display.utc_time(request['at'])}; {then}")
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from reviewtune.console.queries import training_job_summaries
 from reviewtune.console.text import plain
-from reviewtune.console.views import show_value
+from reviewtune.core import display
 from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
 from reviewtune.core.trial_facts import latest_epoch
 
@@ -60,9 +60,9 @@ class Progress:
             state = (summary["TrainingJobStatus"], epochs, objective, accuracy)
             if state != previous:
                 self.seen[name] = state
-                hps = " ".join(f"{k}={show_value(v)}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
-                shown = f"{accuracy:.2f} %" if accuracy is not None else "-"
-                self.console.print(plain(f"  trial {name[-12:]}  {state[0]:<10} epoch {epochs}  val_acc {shown:<8}  {hps}"))
+                hps = " ".join(f"{k}={display.hyperparameter(v)}" for k, v in sorted(summary.get("TunedHyperParameters", {}).items()))
+                shown = display.percent(accuracy, scale=1, missing="-")
+                self.console.print(plain(f"  trial {display.trial_suffix(name)}  {state[0]:<10} epoch {epochs}  val_acc {shown:<8}  {hps}"))
 
 
 def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run_id: str, timeout: float, poll_s: float = 2) -> dict[str, Any]:

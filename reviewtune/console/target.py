@@ -100,11 +100,11 @@ def local_target(workdir: Path) -> Target:
 
 def aws_target(stack: str, session: Any = None) -> Target:
     session = session or boto3.session.Session()
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         stacks = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
-    except (ClientError, NoCredentialsError, NoRegionError) as error:
+    except (ClientError, BotoCoreError) as error:  # BotoCoreError: no credentials or Region, no connection
         raise TargetError(f"cannot read the outputs of stack {stack!r}: {error}") from error
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}
@@ -115,4 +115,11 @@ def resolve(kind: str, workdir: Path, stack: str | None) -> Target:
     """``kind``: ``auto``, ``local`` or ``aws``."""
     if kind == "local" or (kind == "auto" and stack is None and (Path(workdir) / STATE_FILE).exists()):
         return local_target(workdir)
-    return aws_target(stack or default_stack_name())
+    try:
+        return aws_target(stack or default_stack_name())
+    except TargetError as error:
+        if kind != "auto" or stack is not None:
+            raise
+        raise TargetError(f"{error}; and no local runtime is running here ({Path(workdir) / STATE_FILE}): "
+                          "`reviewtune local up` starts one that these commands read (`make run`'s own runtime "
+                          "ends with its run)") from error

@@ -8,11 +8,12 @@ line). ``plain`` gives rich a ``Text``, never parsed as markup, with every contr
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+
+from reviewtune.core import display
 
 # Table columns. Ids, job names, statuses and numbers are copied or compared: WHOLE keeps them on one line and rich
 # narrows the other columns first (only a terminal too narrow for them all cuts them, with a visible "…"). Free
@@ -54,16 +55,6 @@ def add_row(table: Table, *cells: Any) -> None:
 
 
 def utc_time(value: Any) -> str:
-    """A time as ``YYYY-MM-DD HH:MM:SS`` in UTC: a datetime (boto3 gives them in the machine's zone) or the ISO
-    8601 text the run records hold (UTC already); ``-`` for none."""
-    if not value:
-        return "-"
-    if isinstance(value, datetime):
-        moment = value.astimezone(UTC) if value.tzinfo else value
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-    text = str(value)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return safe(text.replace("T", " ")[:19])
-    return utc_time(parsed)
+    """A time as ``YYYY-MM-DD HH:MM:SS`` in UTC (the columns and labels say UTC): a datetime (boto3 gives them in the
+    machine's zone) or the ISO 8601 text the run records hold; ``-`` for none."""
+    return safe(display.utc_time(value, suffix=False, missing="-"))

@@ -9,27 +9,15 @@ from rich.console import Group
 from rich.table import Table
 
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
-from reviewtune.core import job_stops, runs, states, stop_requests, withdrawal
+from reviewtune.core import display, job_stops, runs, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
-from reviewtune.core.messages import money
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
 
 
-def show_value(value: Any) -> str:
-    """A hyperparameter value as people read it: 8.403604888695193e-05 -> 8.4e-05."""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else f"{value:.3g}"
-    try:
-        number = float(str(value).strip('"'))
-    except ValueError:
-        return str(value)
-    text = str(value).strip('"')
-    return text if number.is_integer() and "e" not in text.lower() else f"{number:.3g}"
-
-
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
+    """An accuracy in a column headed %: 0.675213 -> 67.52."""
+    return display.percent(value, suffix=False, missing="-")
 
 
 def runs_table(items: list[dict[str, Any]], title: str) -> Table:
@@ -108,12 +96,13 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("search", _search(item)),
         ("trials", _trials(tuning)),
         ("best trial", best.get("name", "-")),
-        ("best hyperparameters", ", ".join(f"{k}={show_value(v)}" for k, v in sorted(best.get("tuned_hyperparameters", {}).items())) or "-"),
-        ("validation accuracy", f"{best['objective']:.2f} %" if best.get("objective") is not None else "-"),
-        ("test accuracy", f"{_pct(accuracy.get('value'))} %" + (f"  (95 % CI {_pct(ci[0])}-{_pct(ci[1])})" if ci else "") if accuracy else "-"),
-        ("macro F1", f"{metrics['macro_f1']['value']:.4f}" if "macro_f1" in metrics else "-"),
+        ("best hyperparameters", ", ".join(f"{k}={display.hyperparameter(v)}" for k, v in sorted(best.get("tuned_hyperparameters", {}).items())) or "-"),
+        ("validation accuracy", display.percent(best.get("objective"), scale=1, missing="-")),
+        ("test accuracy", display.percent(accuracy.get("value"), missing="-")
+         + (f"  ({display.interval(ci)})" if display.interval(ci) else "") if accuracy else "-"),
+        ("macro F1", display.score(metrics["macro_f1"].get("value")) if "macro_f1" in metrics else "-"),
         ("took", _took(item)),
-        ("billable seconds", str(tuning.get("total_billable_seconds", "-"))),
+        ("billable seconds", display.count(tuning["total_billable_seconds"]) if "total_billable_seconds" in tuning else "-"),
         ("estimated cost", _estimated_cost(tuning)),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
         ("model package", _package(item)),
@@ -151,7 +140,7 @@ def _took(item: dict[str, Any]) -> str | None:
     except (TypeError, ValueError):
         return None
     seconds = max(0, int((end - start).total_seconds()))
-    span = f"{seconds // 3600} h {seconds % 3600 // 60} min" if seconds >= 3600 else f"{seconds // 60} min {seconds % 60} s"
+    span = display.duration(seconds)
     return span if ended else f"{span} so far"
 
 
@@ -160,7 +149,7 @@ def _estimated_cost(tuning: dict[str, Any]) -> str | None:
     cost = tuning.get("cost")
     if not isinstance(cost, dict) or cost.get("total") is None:
         return None
-    return (f"{money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
+    return (f"{display.money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
             f"{cost.get('prices_as_of', '?')}; an estimate)")
 
 
@@ -272,13 +261,7 @@ def run_view(item: dict[str, Any]) -> Group:
     parts.append(timeline)
     per_class = metrics.get("per_class", {})
     if per_class:
-        table = Table(title="Per class (test split)")
-        for column in ("class", "precision", "recall", "f1", "support"):
-            table.add_column(column, justify="left" if column == "class" else "right", **FOLD)
-        for label, values in sorted(per_class.items(), key=lambda kv: str(kv[0])):
-            name = LABEL_NAMES.get(int(label), label) if str(label).lstrip("-").isdigit() else label
-            add_row(table, f"{name} ({label})", f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}", str(values["support"]))
-        parts.append(table)
+        parts.append(per_class_table(per_class))
     artifacts = Table(title="Artifacts")
     artifacts.add_column("what", **FOLD)
     artifacts.add_column("where", **FOLD)
@@ -316,8 +299,8 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     ordered = sorted(rows, key=lambda r: r["TrainingJobName"])
     cells = [
         [
-            *(show_value(row.get(p, "")) for p in params),
-            _trial_suffix(row["TrainingJobName"]),
+            *(display.hyperparameter(row.get(p, "")) for p in params),
+            display.trial_suffix(row["TrainingJobName"]),
             row["TrainingJobStatus"],
             "-" if row.get("FinalObjectiveValue") is None else f"{row['FinalObjectiveValue']:.2f}",
             "-" if row.get("TrainingElapsedTimeSeconds") is None else f"{row['TrainingElapsedTimeSeconds']:.0f}",
@@ -328,7 +311,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     # The table's own short headers (--json keeps the SDK's column names): the SDK's are wider than their values.
     headers = [*(p.replace("_", " ") for p in params), "trial", "status", "val acc %", "seconds", "epochs"]
     right = {*range(len(params)), len(params) + 2, len(params) + 3}
-    failures = [f"{_trial_suffix(row['TrainingJobName'])} failed: {row['FailureReason']}"
+    failures = [f"{display.trial_suffix(row['TrainingJobName'])} failed: {row['FailureReason']}"
                 for row in ordered if row.get("FailureReason")]
     table = Table(title=title, caption=plain("\n".join(failures)) if failures else None, caption_justify="left")
     for index, header in enumerate(headers):
@@ -346,10 +329,16 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _trial_suffix(job_name: str) -> str:
-    """``001-1e7ae0c5`` of ``<run id>-001-1e7ae0c5`` (SageMaker's names of a tuning job's training jobs)."""
-    parts = job_name.rsplit("-", 2)
-    return "-".join(parts[1:]) if len(parts) == 3 and parts[1].isdigit() else job_name
+def per_class_table(per_class: dict[str, Any]) -> Table:
+    """Precision, recall, F1 and support of each class of the test split."""
+    table = Table(title="Per class (test split)")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right", **FOLD)
+    for label, values in sorted(per_class.items(), key=lambda kv: str(kv[0])):
+        name = LABEL_NAMES.get(int(label), label) if str(label).lstrip("-").isdigit() else label
+        add_row(table, f"{name} ({label})", *(display.score(values.get(k)) for k in ("precision", "recall", "f1")),
+                display.count(values.get("support")))
+    return table
 
 
 def champions_table(champions: list[dict[str, Any]], title: str) -> Table:

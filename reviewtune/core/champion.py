@@ -28,7 +28,7 @@ becomes champion (``RunMovedOn``), and no run is champion without having SUCCEED
 A challenger is compared with the champion only through a ``Comparison``: ONE evaluation job measured both
 models on the same test reviews of the challenger's split, leaving out the reviews the champion was trained on.
 ``decide`` then promotes the challenger only if it is better by ``margin_points`` percentage points, and the
-decision carries the sentence people read, e.g. "new champion: 75.2 % vs 73.1 % on the same 309 test reviews".
+decision carries the sentence people read, e.g. "new champion: 75.20 % vs 73.10 % on the same 309 test reviews".
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
+from reviewtune.core import display
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.runs import from_item, to_item
 
@@ -80,11 +81,6 @@ def is_champion_key(run_id: str) -> bool:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def percent(accuracy: float) -> str:
-    """0.7523 -> '75.2 %'."""
-    return f"{accuracy * 100:.1f} %"
 
 
 @dataclass(frozen=True)
@@ -197,15 +193,16 @@ def decide(
     if margin_points < 0:
         raise ValueError(f"the margin must not be negative, got {margin_points}")
     if champion_accuracy is None:
-        on_rows = f" on {test_rows} test reviews" if test_rows else ""
-        return Decision(True, f"first champion: challenger {percent(challenger_accuracy)}{on_rows}")
+        on_rows = f" on {display.count(test_rows)} test reviews" if test_rows else ""
+        return Decision(True, f"first champion: challenger {display.percent(challenger_accuracy)}{on_rows}")
     gain = (challenger_accuracy - champion_accuracy) * 100
-    same_rows = f" on the same {test_rows} test reviews" if test_rows else " on the same test reviews"
-    comparison = f"{percent(challenger_accuracy)} vs {percent(champion_accuracy)}{same_rows}"
+    same_rows = f" on the same {display.count(test_rows)} test reviews" if test_rows else " on the same test reviews"
+    comparison = f"{display.percent(challenger_accuracy)} vs {display.percent(champion_accuracy)}{same_rows}"
+    difference = display.points(challenger_accuracy - champion_accuracy)
     # Rounded to 1e-9 so that 75.5 % vs 75.0 % with a 0.5 margin counts as reaching it despite float error.
     if round(gain, 9) >= margin_points and gain > 0:
-        return Decision(True, f"new champion: {comparison} (+{gain:.1f} points, margin {margin_points:g})")
-    return Decision(False, f"champion kept: {comparison} ({gain:+.1f} points, margin {margin_points:g})")
+        return Decision(True, f"new champion: {comparison} ({difference}, margin {margin_points:g})")
+    return Decision(False, f"champion kept: {comparison} ({difference}, margin {margin_points:g})")
 
 
 def get_champion(table: Any, dataset: str) -> Champion | None:

@@ -7,11 +7,10 @@ whole message to SNS's limits).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from reviewtune.core import trial_records
+from reviewtune.core import display, trial_records
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
 from reviewtune.core.trial_facts import time_limited_share
@@ -39,40 +38,14 @@ def _text(value: Any, limit: int = VALUE_MAX_CHARS, default: str = "?") -> str:
     return bounded(text, limit)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _pct(value: Any) -> str:
-    number = _number(value)
-    return "n/a" if number is None else f"{number * 100:.2f} %"
-
-
-def _fixed(value: Any, width: int, digits: int) -> str:
-    number = _number(value)
-    return f"{'n/a':>{width}}" if number is None else f"{number:>{width}.{digits}f}"
+def _fixed(value: Any, width: int) -> str:
+    return f"{display.score(value):>{width}}"
 
 
 def _interval(accuracy: Any) -> str:
-    """`` (95 % interval low-high %)`` from evaluation.json's ``accuracy.ci95``; nothing when it is absent or odd."""
-    bounds = _get(accuracy, "ci95")
-    if not isinstance(bounds, list | tuple) or len(bounds) != 2:
-        return ""
-    low, high = (_number(bound) for bound in bounds)
-    if low is None or high is None or not 0 <= low <= high <= 1:
-        return ""
-    return f" (95 % interval {low * 100:.1f}-{high * 100:.1f} %)"
-
-
-def _count(value: Any) -> str:
-    number = _number(value)
-    return "n/a" if number is None else f"{int(number):,}"
+    """`` (95 % CI low-high %)`` from evaluation.json's ``accuracy.ci95``; nothing when it is absent or odd."""
+    text = display.interval(_get(accuracy, "ci95"))
+    return f" ({text})" if text else ""
 
 
 def _source(item: Any) -> str:
@@ -85,7 +58,7 @@ def _rows(item: Any) -> str:
     rows = _get(item, "data", "summary", "rows")
     if not isinstance(rows, Mapping):
         return "n/a"
-    return " / ".join(f"{name} {_count(rows[name])}" for name in ("train", "validation", "test") if name in rows) or "n/a"
+    return " / ".join(f"{name} {display.count(rows[name])}" for name in ("train", "validation", "test") if name in rows) or "n/a"
 
 
 def _cleaning(item: Any) -> list[str]:
@@ -93,7 +66,7 @@ def _cleaning(item: Any) -> list[str]:
     if not isinstance(summary, Mapping):
         return []
     parts = [
-        f"{label} {_count(summary[key])}"
+        f"{label} {display.count(summary[key])}"
         for key, label in (
             ("dropped_empty_text", "empty texts dropped"),
             ("duplicates_removed", "duplicates removed"),
@@ -118,7 +91,7 @@ def _provenance(item: Any) -> list[str]:
     found = _get(item, "found_by_sweep")
     if found:
         lines.append(f"The file's Object Created event never came: reviewtune found it in incoming/ at "
-                     f"{_text(found, 40)} and started its run (the MissedDrops alarm; see README, Alarms).")
+                     f"{display.utc_time(found)} and started its run (the MissedDrops alarm; see README, Alarms).")
     return [*lines, ""] if lines else []
 
 
@@ -133,7 +106,7 @@ def _hyperparameters(best: Any) -> list[str]:
     tuned = _get(best, "tuned_hyperparameters")
     if not isinstance(tuned, Mapping):
         return []
-    names = sorted((_text(k, 60), _text(v)) for k, v in tuned.items())
+    names = sorted((_text(k, 60), _text(display.hyperparameter(v))) for k, v in tuned.items())
     width = max((len(k) for k, _ in names), default=0)
     return [f"  {name:<{width}}  {value}" for name, value in names]
 
@@ -145,7 +118,7 @@ def _time_limit(item: Any) -> list[str]:
     if best is None or not isinstance(trials, list):
         return []
     for trial in trials:
-        share = time_limited_share(_number(_get(trial, "planned_steps_pct")))
+        share = time_limited_share(display.number(_get(trial, "planned_steps_pct")))
         if _get(trial, "name") == best and share is not None:
             return [f"Time limit:          the best trial trained {share:.0f} % of its planned steps (a slower machine "
                     "than the plan assumed)"]
@@ -166,19 +139,6 @@ def _warm_start(item: Any) -> list[str]:
     return [f"Warm start:          none ({_text(plan.get('reason'), 100, 'no parent')})"]
 
 
-def money(value: Any, currency: Any) -> str:
-    """An estimated amount as the messages and ``runs show`` write it (``US$ 0.03``, ``US$ 0.0027``)."""
-    return _money(value, currency)
-
-
-def _money(value: Any, currency: Any) -> str:
-    amount = _number(value)
-    if amount is None:
-        return "unknown"
-    symbol = "US$ " if currency == "USD" else f"{_text(currency, 8)} "
-    return f"{symbol}{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{symbol}{amount:.4f}"
-
-
 def _cost(item: Any) -> list[str]:
     """The estimated cost of the trials and each trial's billable seconds (``tuning.cost``)."""
     cost = _get(item, "tuning", "cost")
@@ -188,8 +148,8 @@ def _cost(item: Any) -> list[str]:
     trials = cost.get("trials") if isinstance(cost.get("trials"), list) else []
     unpriced = cost.get("unpriced")
     lines = [
-        f"Estimated cost:      {_money(cost.get('total'), currency)} for {_count(cost.get('billable_seconds'))} "
-        f"billable seconds on {_count(cost.get('instance_count'))} x {_text(cost.get('training_instance_type'), 40)}"
+        f"Estimated cost:      {display.money(cost.get('total'), currency)} for {display.count(cost.get('billable_seconds'))} "
+        f"billable seconds on {display.count(cost.get('instance_count'))} x {_text(cost.get('training_instance_type'), 40)}"
         + (f" (no price for {_text(', '.join(map(str, unpriced)), 100)})" if isinstance(unpriced, list) and unpriced else ""),
         f"                     on-demand prices {_text(cost.get('region'), 20)} of {_text(cost.get('prices_as_of'), 20)}, "
         "an estimate",
@@ -197,8 +157,8 @@ def _cost(item: Any) -> list[str]:
     listed = trials[:MAX_TRIALS_LISTED]
     for trial in listed:
         lines.append(
-            f"  {_text(_get(trial, 'name'), 100)}: {_count(_get(trial, 'billable_seconds'))} billable s, "
-            f"{_money(_get(trial, 'cost'), currency)}"
+            f"  {_text(_get(trial, 'name'), 100)}: {display.count(_get(trial, 'billable_seconds'))} billable seconds, "
+            f"{display.money(_get(trial, 'cost'), currency)}"
         )
     return lines + _more(item, len(listed), len(trials))
 
@@ -234,16 +194,16 @@ def _lifecycle(item: Any) -> list[str]:
         elif reason:
             lines.append(f"Champion:            {_text(reason, REASON_MAX_CHARS)}")
         comparison = champion.get("comparison")
-        if isinstance(comparison, Mapping) and _number(comparison.get("rows_compared")) is not None:
-            left_out = _number(comparison.get("rows_left_out")) or 0
+        if isinstance(comparison, Mapping) and display.number(comparison.get("rows_compared")) is not None:
+            left_out = display.number(comparison.get("rows_left_out")) or 0
             overlap = (
-                f"{_count(left_out)} left out: the champion was trained on them"
+                f"{display.count(left_out)} left out: the champion was trained on them"
                 if comparison.get("overlap_checked")
                 else "none left out: the champion's training reviews are unknown"
             )
             lines.append(
                 f"Compared with:       {_text(comparison.get('champion_run_id'), 100)} on "
-                f"{_count(comparison.get('rows_compared'))} test reviews of this run ({overlap})"
+                f"{display.count(comparison.get('rows_compared'))} test reviews of this run ({overlap})"
             )
     return lines
 
@@ -333,8 +293,8 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     accuracy = _get(metrics, "accuracy", "value")
     best = _get(item, "tuning", "best_training_job")
     dataset = _get(item, "dataset")
-    subject = f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: test accuracy {_pct(accuracy)}"
-    objective = _number(_get(best, "objective"))
+    subject = f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: test accuracy {display.percent(accuracy)}"
+    objective = _get(best, "objective")
     lines = [
         f"Run {_run_id(item)} succeeded.",
         "",
@@ -342,18 +302,18 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         f"Rows:                {_rows(item)}",
         *_cleaning(item),
         f"Tuning:              {_text(_get(item, 'config', 'strategy'), 40)} search, "
-        f"{_count(_get(item, 'tuning', 'status_counters', 'Completed') or 0)} of "
+        f"{display.count(_get(item, 'tuning', 'status_counters', 'Completed') or 0)} of "
         f"{trial_records.total(_get(item, 'tuning')):,} trials completed",
         f"Best training job:   {_text(_get(best, 'name'), 100)}",
         *_time_limit(item),
-        f"Validation accuracy: {'n/a' if objective is None else f'{objective:g} %'} (best trial)",
-        f"Test accuracy:       {_pct(accuracy)}{_interval(_get(metrics, 'accuracy'))}",
+        f"Validation accuracy: {display.percent(objective, scale=1)} (best trial)",
+        f"Test accuracy:       {display.percent(accuracy)}{_interval(_get(metrics, 'accuracy'))}",
         *_warm_start(item),
         *_lifecycle(item),
     ]
     macro_f1 = _get(metrics, "macro_f1", "value")
     if macro_f1 is not None:
-        lines.append(f"Macro F1:            {_fixed(macro_f1, 0, 4).strip()}")
+        lines.append(f"Macro F1:            {display.score(macro_f1)}")
     lines += ["", "Best hyperparameters:", *_hyperparameters(best), ""]
     per_class = _get(metrics, "per_class")
     if isinstance(per_class, Mapping) and per_class:
@@ -363,10 +323,9 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
             if c is None:
                 continue
             name = f"{LABEL_NAMES[int(label)]} ({label})"
-            support = _number(_get(c, "support"))
             lines.append(
-                f"  {name:<14}{_fixed(_get(c, 'precision'), 10, 3)}{_fixed(_get(c, 'recall'), 9, 3)}"
-                f"{_fixed(_get(c, 'f1'), 8, 3)}{'n/a' if support is None else int(support):>9}"
+                f"  {name:<14}{_fixed(_get(c, 'precision'), 10)}{_fixed(_get(c, 'recall'), 9)}"
+                f"{_fixed(_get(c, 'f1'), 8)}{display.count(_get(c, 'support')):>9}"
             )
         lines.append("")
     matrix = _get(item, "results", "confusion_matrix_uri")
@@ -421,7 +380,7 @@ def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str
         accuracy = _get(original, "results", "test_accuracy")
         if accuracy is None:
             accuracy = _get(original, "metrics", "accuracy", "value")
-        lines.append(f"Its test accuracy:   {_pct(accuracy)}")
+        lines.append(f"Its test accuracy:   {display.percent(accuracy)}")
         report = _get(original, "results", "evaluation_uri")
         if report:
             lines.append(f"Its report:          {_text(report, 2000)}")

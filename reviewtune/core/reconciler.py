@@ -23,7 +23,17 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, job_stops, names, outbox, slots, states, stop_requests, withdrawal
+from reviewtune.core import (
+    aws_errors,
+    display,
+    job_stops,
+    names,
+    outbox,
+    slots,
+    states,
+    stop_requests,
+    withdrawal,
+)
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.dead_letters import TakenBack, take_back_start_events
@@ -292,7 +302,7 @@ def _stage(run: dict[str, Any], status: RunStatus) -> str:
 def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None) -> str:
     """Why a run past its deadline ends: the deadline, and the last thing known to have held it up."""
     reason = (
-        f"the run stayed {status} longer than its deadline ({_duration(seconds)}, RUN_STATE_DEADLINES); "
+        f"the run stayed {status} longer than its deadline ({display.duration(seconds) if seconds else display.MISSING}, RUN_STATE_DEADLINES); "
         "reviewtune ended it"
     )
     # the start SageMaker was still refusing in this state: the tuning job's before TUNING, the evaluation job's in it
@@ -324,16 +334,6 @@ def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:
         return
     if run["status"] == RunStatus.EVALUATING and run.get("evaluation_job_name"):
         stop_evaluation_job(clients, run["run_id"], run["evaluation_job_name"], before_end=True)
-
-
-def _duration(seconds: int | None) -> str:
-    if not seconds:
-        return "n/a"
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
 
 
 __all__ = ["Pass", "now_iso", "reconcile", "reconcile_run", "restart_claim"]

@@ -95,16 +95,16 @@ def test_champion_of_one_dataset_shows_its_history_and_the_decisions(lifecycle, 
 
     assert shown["run_id"] == "reviewtune-a1" and shown["dataset"] == A
     assert [h["run_id"] for h in shown["history"]] == ["reviewtune-a1"]
-    assert shown["history"][0]["why"] == "first champion: challenger 70.0 % on 5 test reviews"
+    assert shown["history"][0]["why"] == "first champion: challenger 70.00 % on 5 test reviews"
     assert [(d["run_id"], d["decision"]) for d in shown["decisions"]] == [
         ("reviewtune-a2", "kept"), ("reviewtune-a1", "first champion")]
     assert shown["decisions"][0]["reason"] == (
-        "champion kept: 75.0 % vs 75.0 % on the same 4 test reviews (+0.0 points, margin 0.5)")
+        "champion kept: 75.00 % vs 75.00 % on the same 4 test reviews (+0.00 points, margin 0.5)")
     assert shown["decisions"][0]["comparison"]["rows_left_out"] == 1
 
     assert main(["champion", "--dataset", A, "--stack", STACK]) == 0
     text = capsys.readouterr().out
-    for expected in ("Champions, oldest first", "Decisions of the newest runs", "champion kept: 75.0 % vs 75.0 %"):
+    for expected in ("Champions, oldest first", "Decisions of the newest runs", "champion kept: 75.00 % vs 75.00 %"):
         assert expected in text
     with pytest.raises(SystemExit, match="dataset 'team-c/r.tsv' has no champion"):
         main(["champion", "--dataset", "team-c/r.tsv", "--stack", STACK])

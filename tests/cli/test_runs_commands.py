@@ -112,7 +112,7 @@ def test_show_prints_the_run_and_json_round_trips(deployed, capsys):
 
     assert main(["runs", "show", "reviewtune-a1", "--stack", STACK]) == 0
     text = capsys.readouterr().out
-    for expected in ("70.00 %", "(95 % CI 65.00-74.00)", "learning_rate=8.4e-05", "71.50 %", "negative (-1)",
+    for expected in ("70.00 %", "(95 % CI 65.00-74.00 %)", "learning_rate=8.40e-05", "71.50 %", "negative (-1)",
                      names.report_key("reviewtune-a1"), "Timeline"):
         assert expected in text
     logs = " ".join(text.split())  # on AWS: the CloudWatch Logs commands of its jobs
@@ -173,6 +173,23 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
 def test_missing_stack_is_a_clear_error(deployed):
     with pytest.raises(SystemExit, match="cannot read the outputs of stack 'nope'"):
         main(["runs", "list", "--stack", "nope"])
+
+
+def test_an_unreachable_aws_and_no_local_runtime_is_a_clear_error_naming_both(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there: no connection
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    workdir = tmp_path / ".reviewtune"
+    with pytest.raises(SystemExit) as refused:
+        main(["--workdir", str(workdir), "runs", "list"])
+    text = str(refused.value)
+    assert "cannot read the outputs of stack" in text and "Could not connect to the endpoint URL" in text
+    assert f"no local runtime is running here ({workdir / 'local.json'}): `reviewtune local up` starts one" in text
+    with pytest.raises(SystemExit) as refused:
+        main(["--workdir", str(workdir), "runs", "list", "--target", "aws"])
+    assert "Could not connect" in str(refused.value) and "local up" not in str(refused.value)
 
 
 def test_default_stack_name_comes_from_samconfig(tmp_path):

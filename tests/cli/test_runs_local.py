@@ -146,7 +146,7 @@ def test_report_opens_in_chromium_with_its_images_and_the_numbers_of_evaluation_
         assert keys["test-accuracy"] == f"{100 * metrics['accuracy']['value']:.2f}"
         assert keys["ci-low"] == f"{100 * metrics['accuracy']['ci95'][0]:.2f}"
         assert keys["ci-high"] == f"{100 * metrics['accuracy']['ci95'][1]:.2f}"
-        assert keys["macro-f1"] == f"{metrics['macro_f1']['value']:.4f}"
+        assert keys["macro-f1"] == f"{metrics['macro_f1']['value']:.3f}"
         assert keys["test-rows"] == str(sum(map(sum, metrics["confusion_matrix"]["matrix"])))
         for label, values in metrics["per_class"].items():
             for name in ("precision", "recall", "f1"):

@@ -60,12 +60,12 @@ def test_first_run_becomes_champion_and_a_better_one_on_the_same_reviews_replace
     better = promote(table, "r3", 0.700, measured("r1", 0.752, 0.731, left_out=11))
 
     assert (first.label, first.champion_run_id) == (FIRST, "r1")
-    assert first.reason == "first champion: challenger 73.1 % on 320 test reviews"
+    assert first.reason == "first champion: challenger 73.10 % on 320 test reviews"
     # r2's own test accuracy (76 %) is higher, but on the reviews both were measured on it gains only 0.2 points.
     assert (worse.label, worse.champion_run_id) == (KEPT, "r1")
-    assert worse.reason == "champion kept: 73.3 % vs 73.1 % on the same 309 test reviews (+0.2 points, margin 0.5)"
+    assert worse.reason == "champion kept: 73.30 % vs 73.10 % on the same 309 test reviews (+0.20 points, margin 0.5)"
     assert (better.label, better.champion_run_id) == (PROMOTED, "r3")
-    assert better.reason == "new champion: 75.2 % vs 73.1 % on the same 309 test reviews (+2.1 points, margin 0.5)"
+    assert better.reason == "new champion: 75.20 % vs 73.10 % on the same 309 test reviews (+2.10 points, margin 0.5)"
     stored = get_champion(table, DATASET)
     assert stored.run_id == "r3" and stored.version == 2
     assert stored.accuracy == pytest.approx(0.700) and stored.test_rows == 320  # its own test split, all rows

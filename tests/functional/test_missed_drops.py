@@ -64,8 +64,9 @@ def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told
     pipeline.succeed(run_id)
     assert [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES] == ["SUCCEEDED"]
     [told] = pipeline.messages(run_id)
-    assert f"The file's Object Created event never came: reviewtune found it in incoming/ at {run['found_by_sweep']}" \
-        in told["Message"]
+    assert run["found_by_sweep"].endswith("Z")
+    found_at = run["found_by_sweep"][:19].replace("T", " ") + " UTC"  # 2026-12-04T22:17:49.030Z -> ... 22:17:49 UTC
+    assert f"The file's Object Created event never came: reviewtune found it in incoming/ at {found_at}" in told["Message"]
 
 
 def test_an_event_that_comes_after_the_sweep_claimed_the_run_goes_on_with_that_run(pipeline):

@@ -60,8 +60,8 @@ def test_completed_evaluation_is_stored_and_announced(stack, evaluating_run, lam
     [message] = stack.messages()
     assert message["Subject"] == "reviewtune: team/a.tsv: test accuracy 74.12 %"
     body = message["Message"]
-    assert "Test accuracy:       74.12 % (95 % interval 69.0-78.7 %)" in body
-    for expected in ("74.12 %", "learning_rate", "4.1e-05", "negative (-1)", "0.780", "confusion_matrix.png", "train 5,537", "73.6"):
+    assert "Test accuracy:       74.12 % (95 % CI 68.96-78.72 %)" in body
+    for expected in ("74.12 %", "learning_rate", "4.10e-05", "negative (-1)", "0.780", "confusion_matrix.png", "train 5,537", "Validation accuracy: 73.60 %"):
         assert expected in body, expected
     assert item["notification_message_id"] == message["MessageId"]
 

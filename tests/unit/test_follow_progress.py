@@ -54,7 +54,7 @@ def test_an_ended_trial_is_printed_once_with_its_objective() -> None:
     lines = [line for line in out.getvalue().splitlines() if "trial" in line]
     assert len(lines) == 2
     assert "InProgress" in lines[0] and "val_acc -" in lines[0]
-    assert "Completed" in lines[1] and "val_acc 74.50 %" in lines[1] and "learning_rate=5e-05" in lines[1]
+    assert "Completed" in lines[1] and "val_acc 74.50 %" in lines[1] and "learning_rate=5.00e-05" in lines[1]
 
 
 def test_a_running_trial_shows_its_last_epoch_s_validation_accuracy() -> None:

@@ -99,8 +99,8 @@ def test_success_message_shows_the_numbers_and_the_cleaning():
     assert subject == "reviewtune: team/a.tsv: test accuracy 74.12 %"
     assert "train 270 / validation 14 / test 13" in body
     assert "duplicates removed 4" in body and "removed from validation/test as also in train 3" in body
-    assert "Test accuracy:       74.12 % (95 % interval 69.0-78.6 %)" in body
-    assert "Macro F1:            0.7300" in body and "positive (1)" in body and "Validation accuracy: 71.5 %" in body
+    assert "Test accuracy:       74.12 % (95 % CI 69.03-78.63 %)" in body
+    assert "Macro F1:            0.730" in body and "positive (1)" in body and "Validation accuracy: 71.50 %" in body
 
 
 @pytest.mark.parametrize(("shares", "said"), [
@@ -124,13 +124,13 @@ def test_success_message_says_when_the_best_trial_was_cut_by_its_time_limit(shar
 def test_success_message_leaves_out_an_absent_or_odd_interval(ci95):
     evaluation = {"metrics": {"accuracy": {"value": 0.7, "ci95": ci95}}}
     _, body = messages.succeeded({"run_id": "r"}, evaluation, "runs")
-    assert "Test accuracy:       70.00 %\n" in body and "interval" not in body
+    assert "Test accuracy:       70.00 %\n" in body and "95 % CI" not in body
 
 
 def test_success_message_reads_an_interval_stored_as_decimals():
     evaluation = {"metrics": {"accuracy": {"value": Decimal("0.5"), "ci95": [Decimal("0.3768"), Decimal("0.6232")]}}}
     _, body = messages.succeeded({"run_id": "r"}, evaluation, "runs")
-    assert "Test accuracy:       50.00 % (95 % interval 37.7-62.3 %)" in body
+    assert "Test accuracy:       50.00 % (95 % CI 37.68-62.32 %)" in body
 
 
 def test_long_body_is_cut_on_a_character_boundary_and_says_so():
