@@ -11,7 +11,7 @@ from rich.console import Console
 from reviewtune.console.queries import training_job_summaries
 from reviewtune.console.text import plain
 from reviewtune.core import display
-from reviewtune.core.runs import FINAL_STATUSES, RunsRepository
+from reviewtune.core.runs import FINAL_STATUSES, RunsRepository, unsent
 from reviewtune.core.trial_facts import latest_epoch
 
 # (epochs run, the last epoch's validation accuracy in percent or None) of a training job, by its name
@@ -65,8 +65,14 @@ class Progress:
                 self.console.print(plain(f"  trial {display.trial_suffix(name)}  {state[0]:<10} epoch {epochs}  val_acc {shown:<8}  {hps}"))
 
 
-def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run_id: str, timeout: float, poll_s: float = 2) -> dict[str, Any]:
-    """Poll the run item (and, while it tunes, the trials) until the run reaches a final status."""
+MESSAGE_WAIT_S = 30.0  # how long an ended run's outcome message may take to be sent before the record is shown
+
+
+def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run_id: str, timeout: float, poll_s: float = 2,
+                 message_wait_s: float = MESSAGE_WAIT_S) -> dict[str, Any]:
+    """Poll the run item (and, while it tunes, the trials) until the run reaches a final status, then until its
+    outcome message is sent (the function that ended it sends it a moment later), for ``message_wait_s`` at most:
+    the record shown is then the one with the message told."""
     deadline = time.monotonic() + timeout
     last_status = None
     while time.monotonic() < deadline:
@@ -80,6 +86,14 @@ def wait_for_run(console: Console, runs: RunsRepository, progress: Progress, run
         if status == "TUNING":
             progress.poll()
         if item and status in FINAL_STATUSES:
-            return item
+            return _told(runs, item, run_id, min(deadline, time.monotonic() + message_wait_s), poll_s)
         time.sleep(poll_s)
     raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s")
+
+
+def _told(runs: RunsRepository, item: dict[str, Any], run_id: str, until: float, poll_s: float) -> dict[str, Any]:
+    """``item`` once its messages are sent, or as it is at ``until`` (the reconciler sends what is left)."""
+    while unsent(item) and time.monotonic() < until:
+        time.sleep(poll_s)
+        item = runs.get(run_id) or item
+    return item

@@ -155,6 +155,32 @@ def test_the_last_trial_line_comes_before_the_run_s_next_status() -> None:
     assert sum("val_acc 74.50 %" in line for line in lines) == 1
 
 
+class RunsWithOutbox:
+    """A run that ends SUCCEEDED with its message unsent, then sent ``sent_after`` reads later (never when None)."""
+
+    def __init__(self, sent_after: int | None) -> None:
+        self.sent_after = sent_after
+        self.calls = 0
+
+    def get(self, run_id: str) -> dict:
+        self.calls += 1
+        sent = self.sent_after is not None and self.calls > self.sent_after
+        entry = {"status": "SUCCEEDED", "created_at": "2026-12-04T21:03:05Z", **({"sent_at": "later"} if sent else {})}
+        return {"status": "SUCCEEDED", "outbox": {"SUCCEEDED": entry}}
+
+
+def test_an_ended_run_is_shown_once_its_outcome_message_is_sent_or_after_a_short_wait() -> None:
+    from reviewtune.console.follow import wait_for_run
+
+    progress, _ = _progress(FakeSageMaker())
+    runs = RunsWithOutbox(sent_after=3)
+    item = wait_for_run(progress.console, runs, progress, "run-1", timeout=10, poll_s=0)
+    assert item["outbox"]["SUCCEEDED"]["sent_at"] == "later" and runs.calls == 4
+    never = RunsWithOutbox(sent_after=None)
+    item = wait_for_run(progress.console, never, progress, "run-1", timeout=10, poll_s=0.01, message_wait_s=0.05)
+    assert "sent_at" not in item["outbox"]["SUCCEEDED"] and never.calls > 1  # shown as it is: the reconciler sends it
+
+
 def test_the_local_run_reads_a_trial_s_log(tmp_path) -> None:
     from types import SimpleNamespace
 
