@@ -77,18 +77,10 @@ def _setting(name: str, value: Any) -> str:
 
 
 def _duration(start: Any, end: Any) -> str:
-    begun, ended = display.moment(start) if start else None, display.moment(end) if end else None
+    begun, ended = display.moment(start), display.moment(end)
     if not begun or not ended:
         return display.MISSING
     return display.duration(max(0.0, (ended - begun).total_seconds()))
-
-
-def _cost(cost: Any) -> str:
-    """The run's estimated cost (``tuning.cost``: on-demand list prices), as the message and ``runs show`` say it."""
-    if not isinstance(cost, dict) or cost.get("total") is None:
-        return display.MISSING
-    return (f"{display.money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
-            f"{cost.get('prices_as_of', '?')}; an estimate)")
 
 
 def _table(header: list[str], rows: list[list[str]], row_class: Callable[[int], str] | None = None) -> str:
@@ -161,7 +153,7 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
         ),
         "tuning wall time": _duration(tuning.get("started_at"), tuning.get("ended_at")),
         "billable seconds": f'<span data-key="billable-seconds">{display.count(tuning.get("total_billable_seconds"))}</span>',
-        "estimated cost": escape(_cost(tuning.get("cost"))),
+        "estimated cost": escape(display.estimated_cost(tuning.get("cost")) or display.MISSING),
         "run started": escape(display.utc_time(run.get("created_at"))),
     }
     class_counts = data.get("class_counts") or {}

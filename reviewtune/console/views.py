@@ -84,7 +84,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
     metrics = item.get("metrics", {})
     rows = item.get("data", {}).get("summary", {}).get("rows", {})
     accuracy = metrics.get("accuracy", {})
-    ci = accuracy.get("ci95")
+    interval = display.interval(accuracy.get("ci95"))
     champion = item.get("champion") or {}
     status = item.get("status", "?")
     facts: list[tuple[str, Any]] = [
@@ -99,11 +99,11 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("best hyperparameters", ", ".join(f"{k}={display.hyperparameter(v)}" for k, v in sorted(best.get("tuned_hyperparameters", {}).items())) or "-"),
         ("validation accuracy", display.percent(best.get("objective"), scale=1, missing="-")),
         ("test accuracy", display.percent(accuracy.get("value"), missing="-")
-         + (f"  ({display.interval(ci)})" if display.interval(ci) else "") if accuracy else "-"),
+         + (f"  ({interval})" if interval else "") if accuracy else "-"),
         ("macro F1", display.score(metrics["macro_f1"].get("value")) if "macro_f1" in metrics else "-"),
         ("took", _took(item)),
         ("billable seconds", display.count(tuning["total_billable_seconds"]) if "total_billable_seconds" in tuning else "-"),
-        ("estimated cost", _estimated_cost(tuning)),
+        ("estimated cost", display.estimated_cost(tuning.get("cost"))),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
         ("model package", _package(item)),
         ("duplicate of", item.get("duplicate_of")),
@@ -142,15 +142,6 @@ def _took(item: dict[str, Any]) -> str | None:
     seconds = max(0, int((end - start).total_seconds()))
     span = display.duration(seconds)
     return span if ended else f"{span} so far"
-
-
-def _estimated_cost(tuning: dict[str, Any]) -> str | None:
-    """The trials' and the evaluation's estimated cost (``tuning.cost``: on-demand list prices), when recorded."""
-    cost = tuning.get("cost")
-    if not isinstance(cost, dict) or cost.get("total") is None:
-        return None
-    return (f"{display.money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
-            f"{cost.get('prices_as_of', '?')}; an estimate)")
 
 
 def _unsent(item: dict[str, Any]) -> str | None:

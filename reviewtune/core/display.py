@@ -122,6 +122,15 @@ def money(value: Any, currency: Any) -> str:
     return f"{symbol}{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{symbol}{amount:.4f}"
 
 
+def estimated_cost(cost: Any) -> str | None:
+    """A run's ``tuning.cost`` in one line: ``US$ 0.01 (on-demand prices us-east-1 of 2026-11-30; an estimate)``;
+    None where no total was recorded."""
+    if not isinstance(cost, dict) or cost.get("total") is None:
+        return None
+    return (f"{money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
+            f"{cost.get('prices_as_of', '?')}; an estimate)")
+
+
 def trial_suffix(job_name: Any) -> str:
     """``001-1e7ae0c5`` of ``<run id>-001-1e7ae0c5`` (SageMaker's names of a tuning job's training jobs); any other
     name whole."""
