@@ -55,9 +55,13 @@ def closed_port() -> str:
 
 
 def _hub_switched_on(monkeypatch) -> None:
-    """Neither switch of the Hub is on (make test exports both)."""
+    """Neither switch of the Hub is on (make test exports both; huggingface_hub reads HF_HUB_OFFLINE once, when an
+    earlier test of this process imported it)."""
+    import huggingface_hub.constants
+
     for name in offline_models.HUB_OFFLINE_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 def test_a_model_folder_is_used_as_is_and_a_folder_without_a_config_is_refused(tmp_path):
