@@ -15,6 +15,8 @@ What is refused, with the reason and what to do instead:
   to read it (``unreadable``: a KMS key disabled, an archived storage class): once S3 can read it the copy succeeds
   and its run reads it, while S3 still refusing refuses the copy, with S3's words;
 - a run retried already (its retry is the run to retry, should it end without a result too): one retry per run;
+- a run whose content another run's retry is tuning (its new run has not ended, or not started yet): that retry
+  would keep it, so its copy would only end DUPLICATE;
 - a version that no longer exists, or an object without versions whose bytes changed since the run (its ETag).
 
 The copy keeps the object's content type, encoding and metadata, and adds ``RETRY_METADATA`` (the run retried).
@@ -136,6 +138,32 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
     if keeper is not None:
         raise RetryError(f"run {keeper['run_id']} ({keeper['status']}) has the same content: a retry of {run_id} "
                          f"would end DUPLICATE of it (`reviewtune runs show {keeper['run_id']}`)")
+    pending = _pending_retry(runs, run["dataset"], content, run_id) if content else None
+    if pending is not None:
+        earlier, new_run = pending
+        state = new_run["status"] if new_run else "not started yet"
+        raise RetryError(f"run {earlier['run_id']} has the same content and was retried as "
+                         f"{earlier['retried'].get('new_run_id')} ({state}) by {earlier['retried'].get('by')} at "
+                         f"{earlier['retried'].get('at')}: a retry of {run_id} would end DUPLICATE of it; wait for "
+                         "that run's outcome, and retry it if it ends without a result")
+
+
+def _pending_retry(
+    runs: RunsRepository, dataset: str, content: str, run_id: str
+) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """Another run of this content retried already whose new run has not ended (not even started: its event may be
+    on its way, or the reconciler's missed-drops pass makes it), with that new run (None: not started). Such a new
+    run keeps the content before it has read the file, which ``duplicates.content_kept_by`` cannot see yet: a
+    retry of the same content from another command, seconds later, would otherwise start a second run."""
+    for candidate in runs.with_content(dataset, content, RETRYABLE, duplicates.MAX_RUNS_CHECKED):
+        earlier = runs.get(candidate["run_id"]) if candidate["run_id"] != run_id else None
+        retried = (earlier or {}).get("retried")
+        if not isinstance(retried, dict) or not retried.get("new_run_id"):
+            continue
+        new_run = runs.get(retried["new_run_id"])
+        if new_run is None or not states.is_final(new_run["status"]):
+            return earlier, new_run
+    return None
 
 
 def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any]:

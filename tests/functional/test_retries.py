@@ -18,7 +18,7 @@ from reviewtune.core.retries import RetryError, retry_run
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, good_file
 from tests.support.aws import REGION, load_event
-from tests.support.faults import Failing
+from tests.support.faults import Failing, client_error, refused_for_one_run
 
 KEY = "incoming/team/reviews (May).tsv"
 
@@ -188,8 +188,8 @@ def test_a_version_deleted_since_is_refused_as_gone(pipeline):
 
 
 def test_a_failed_run_and_its_duplicate_retried_together_make_one_run(pipeline):
-    """`runs retry ORIGINAL DUPLICATE`: the duplicate's copy would only end DUPLICATE of the original's retry, which
-    no run records yet: the command's own retries refuse it, nothing copied."""
+    """`runs retry ORIGINAL DUPLICATE`: the duplicate's copy would only end DUPLICATE of the original's retry,
+    which the original's record of it says: refused, nothing copied."""
     original = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
     duplicate = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
     pipeline.sagemaker.finish_tuning(original, "Failed", failure="ResourceLimitExceeded: quota")
@@ -198,12 +198,73 @@ def test_a_failed_run_and_its_duplicate_retried_together_make_one_run(pipeline):
 
     first = retry_run(runs(pipeline), s3(), original, why="quota raised", by="ops", retried_now=retried_now)
     before = versions(pipeline)
-    with pytest.raises(RetryError, match=f"run {duplicate} has the same content as {original}, retried just now as "
-                                         f"{first.new_run_id}: a retry of {duplicate} would end DUPLICATE of it"):
+    with pytest.raises(RetryError, match=f"run {original} has the same content and was retried as "
+                                         f"{first.new_run_id} \\(not started yet\\) by ops"):
         retry_run(runs(pipeline), s3(), duplicate, why="quota raised", by="ops", retried_now=retried_now)
 
     assert versions(pipeline) == before and "retried" not in pipeline.run(duplicate)
     assert pipeline.start_tuning(retried_event(pipeline, first))["status"] == "TUNING"
+
+
+def test_when_recording_a_retry_fails_the_same_command_still_refuses_its_duplicate(pipeline, monkeypatch):
+    """The original's file was copied but its record of the retry failed: no run says so, but the command's own
+    retries do (``retried_now``)."""
+    original = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    duplicate = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    pipeline.sagemaker.finish_tuning(original, "Failed", failure="ResourceLimitExceeded: quota")
+    pipeline.tuning_ended(original, "Failed")
+    monkeypatch.setattr(RunsRepository, "record_once", refused_for_one_run(
+        RunsRepository.record_once, original, client_error("ProvisionedThroughputExceededException", "slow down",
+                                                           "UpdateItem")))
+    retried_now: dict = {}
+
+    with pytest.raises(RetryError, match=f"the file of run {original} was copied .* but recording the retry on "
+                                         f"{original} failed"):
+        retry_run(runs(pipeline), s3(), original, why="quota raised", by="ops", retried_now=retried_now)
+    before = versions(pipeline)
+    with pytest.raises(RetryError, match=f"run {duplicate} has the same content as {original}, retried just now as "
+                                         f"[^:]+: a retry of {duplicate} would end DUPLICATE of it"):
+        retry_run(runs(pipeline), s3(), duplicate, why="quota raised", by="ops", retried_now=retried_now)
+
+    assert versions(pipeline) == before and "retried" not in pipeline.run(duplicate)
+
+
+def test_a_duplicate_retried_by_another_command_while_its_original_s_retry_is_pending_is_refused(pipeline):
+    """`runs retry ORIGINAL`, then `runs retry DUPLICATE` seconds later in another command: the original's new run has
+    not read the file yet (no content marker, nothing in the index), so only the original's record of its retry
+    tells that the duplicate's copy would end DUPLICATE of it. Refused, nothing copied; once that run ends without a
+    result, the duplicate is retried."""
+    original = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    duplicate = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    pipeline.sagemaker.finish_tuning(original, "Failed", failure="ResourceLimitExceeded: quota")
+    pipeline.tuning_ended(original, "Failed")
+    first = retry_run(runs(pipeline), s3(), original, why="quota raised", by="alice")
+    before = versions(pipeline)
+
+    refusal = (f"run {original} has the same content and was retried as {first.new_run_id} \\({{}}\\) by alice at "
+               f"{first.at}: a retry of {duplicate} would end DUPLICATE of it")
+    with pytest.raises(RetryError, match=refusal.format("not started yet")):
+        retry_run(runs(pipeline), s3(), duplicate, why="quota raised", by="bob")
+    assert versions(pipeline) == before and "retried" not in pipeline.run(duplicate)
+
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    assert pipeline.start_tuning(retried_event(pipeline, first))["status"] == "FAILED"
+    retry = retry_run(runs(pipeline), s3(), duplicate, why="the original's retry failed", by="bob")
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
+
+
+def test_a_duplicate_retried_while_its_original_s_retry_is_claimed_is_refused(pipeline):
+    """The original's new run is CLAIMED (its event came, the file is being read): still pending."""
+    original = failed_run(pipeline)
+    duplicate = pipeline.start_tuning(put(pipeline, good_file()))
+    assert duplicate["status"] == "TUNING"  # the original FAILED: this one tunes, nothing to retry ...
+    pipeline.sagemaker.finish_tuning(duplicate["run_id"], "Failed", failure="AlgorithmError")
+    pipeline.tuning_ended(duplicate["run_id"], "Failed")
+    first = retry_run(runs(pipeline), s3(), original, why="x", by="alice")
+    runs(pipeline).table.put_item(Item={"run_id": first.new_run_id, "status": "CLAIMED", "dataset": "team/x"})
+
+    with pytest.raises(RetryError, match=f"retried as {first.new_run_id} \\(CLAIMED\\)"):
+        retry_run(runs(pipeline), s3(), duplicate["run_id"], why="y", by="bob")
 
 
 def test_a_retry_names_its_run_with_the_stack_s_job_name_prefix(pipeline, monkeypatch):
