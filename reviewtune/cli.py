@@ -224,8 +224,8 @@ def _summary(item: dict[str, Any], files: dict[str, Path], message: dict[str, An
 def finished_text(seconds: float, plan: Plan | None) -> str:
     """The run's last line: its wall time, beside the plan's estimate when there was one."""
     estimate = plan.estimated_minutes if plan is not None else None
-    planned = f"; estimated {estimate:.1f} of {plan.minutes:g}" if estimate is not None else ""
-    return f"Finished in {seconds / 60:.1f} min ({seconds:.0f} s{planned})"
+    planned = f"; the plan estimated {estimate:.1f} of {plan.minutes:g} min" if estimate is not None else ""
+    return f"Finished in {display.duration(seconds)} ({display.count(round(seconds))} s{planned})"
 
 
 def split_rows(body: bytes, filename: str, class_balance: str, max_seq_length: int) -> tuple[dict[str, int], float | None] | None:

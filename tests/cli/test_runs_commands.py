@@ -283,11 +283,12 @@ def test_make_run_keeps_its_plan_beside_the_results_and_never_an_earlier_one(dep
     assert kept["steps_per_epoch"] == plan.steps_per_epoch < kept["full_steps_per_epoch"] == 1322
     assert kept["rows"]["train"] == 21_137 and kept["class_balance"] == "downsample"
     assert kept["lines"] == plan.lines() and kept["max_train_seconds"] == plan.max_train_seconds
-    assert finished_text(1470, plan) == f"Finished in 24.5 min (1470 s; estimated {plan.estimated_minutes:.1f} of 30)"
+    assert finished_text(1470.4, plan) == (f"Finished in 24 min 30 s (1,470 s; the plan estimated "
+                                           f"{plan.estimated_minutes:.1f} of 30 min)")
     # a run without a plan (a file the plan could not split) leaves no earlier run's plan behind
     files = _download_results(Runtime(), item, tmp_path / "out")
     assert "plan.json" not in files and not (tmp_path / "out" / "plan.json").exists()
-    assert finished_text(1470, None) == "Finished in 24.5 min (1470 s)"
+    assert finished_text(101.6, None) == "Finished in 1 min 42 s (102 s)"
 
 
 def test_text_from_runs_is_shown_as_written_never_as_markup_or_terminal_controls(deployed, capsys):
