@@ -1,6 +1,8 @@
 """Print the bad-input catalogue as a table: each file through the start_tuning handler on moto, and what came back.
 
-    PYTHONPATH=. .venv/bin/python bench/bad_inputs.py [--width 110]
+    PYTHONPATH=. .venv/bin/python bench/bad_inputs.py [--width 110] [> table.md]
+
+The table goes to standard output; the function's own log lines (Powertools' JSON) go to standard error.
 
 The same catalogue (tests/support/bad_inputs.py) is asserted entry by entry in tests/functional/test_bad_inputs.py.
 """
@@ -8,6 +10,7 @@ The same catalogue (tests/support/bad_inputs.py) is asserted entry by entry in t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -32,7 +35,8 @@ def main() -> int:
     from tests.support.bad_inputs import CATALOGUE, drop_event, lowered_limits
 
     rows = []
-    with mock_aws():
+    # The handler's logger writes to the stdout of its import: stderr here, so the table stays whole.
+    with contextlib.redirect_stdout(sys.stderr), mock_aws():
         stack = create_stack()
         os.environ.update(stack.env())
         handler = load_handler("start_tuning")
