@@ -187,13 +187,17 @@ def learning_curves(trials: list[dict[str, Any]], best_epochs: list[dict[str, An
         if trial["name"] == best or trial.get("epochs") is None:
             continue
         early = bool(trial.get("early_stopped"))
-        marker, label = ("x", "early-stopped trial") if early else ("o", "other trial (last epoch)")
+        label = "early-stopped trial" if early else "other trial (last epoch)"
         show = None if label in labelled else label
         labelled.add(label)
+        # Drawn over the best trial's curve, a circle hollow and larger than its markers: a trial that ends where the
+        # best one does stays visible as a ring around the best trial's last point.
+        style = ({"marker": "x", "color": "tab:blue"} if early else
+                 {"marker": "o", "s": 80, "facecolors": "none", "edgecolors": "tab:blue", "linewidths": 1.5})
         if trial.get("objective") is not None:
-            acc_axes.scatter([trial["epochs"]], [trial["objective"]], marker=marker, color="tab:blue", label=show)
+            acc_axes.scatter([trial["epochs"]], [trial["objective"]], zorder=3, label=show, **style)
         if trial.get("val_loss") is not None:
-            loss_axes.scatter([trial["epochs"]], [trial["val_loss"]], marker=marker, color="tab:blue", label=show)
+            loss_axes.scatter([trial["epochs"]], [trial["val_loss"]], zorder=3, label=show, **style)
     for axes, title, ylabel in ((acc_axes, "Validation accuracy", "%"), (loss_axes, "Loss", "cross-entropy")):
         axes.set_title(title)
         axes.set_xlabel("epoch")

@@ -127,3 +127,25 @@ def test_a_setting_whose_zero_means_none_or_all_says_so_as_train_py_does() -> No
     with_settings["tuning"]["best_training_job"]["hyperparameters"].update(train_steps_per_epoch="0", keep_layers="9")
     page = run_report.render(evaluation(), with_settings, SUMMARY, EXAMPLES, plotting=False)
     assert "<td>0 (the whole training set)</td>" in page and "<td>9</td>" in page
+
+
+def test_a_trial_ending_where_the_best_one_does_is_drawn_over_its_curve_as_a_ring(monkeypatch) -> None:
+    """Its marker was drawn under the best trial's curve, so a trial scoring what the best did was hidden."""
+    figures = []
+    monkeypatch.setattr(report_plots, "_png", lambda figure: figures.append(figure) or b"png")
+    other = {"name": "other", "epochs": 2, "objective": 74.0, "val_loss": 0.6}
+    early = {"name": "early", "epochs": 1, "objective": 70.0, "val_loss": 0.8, "early_stopped": True}
+    best_epochs = [{"epoch": 1, "val_acc": 71.0, "val_loss": 0.7, "train_loss": 0.8},
+                   {"epoch": 2, "val_acc": 74.0, "val_loss": 0.6, "train_loss": 0.5}]
+
+    assert report_plots.learning_curves([other, early, {"name": "best", "epochs": 2, "objective": 74.0}],
+                                        best_epochs, "best") == b"png"
+
+    [figure] = figures
+    for axes in figure.axes:
+        top_line = max(line.get_zorder() for line in axes.get_lines())
+        ring, cross = axes.collections
+        assert ring.get_offsets().tolist() == [[2, 74.0 if axes.get_title() == "Validation accuracy" else 0.6]]
+        assert ring.get_zorder() > top_line and cross.get_zorder() > top_line
+        assert not ring.get_facecolors()[:, 3].any()  # hollow: the best trial's point shows through
+        assert ring.get_sizes()[0] > 6 ** 2  # wider than the curve's markers (matplotlib's default 6 points)
