@@ -51,8 +51,22 @@ def _get(target: Target, run_id: str) -> dict[str, Any]:
                          f"`reviewtune champion --dataset {safe(dataset)}` shows it")
     item = target.runs().get(run_id)
     if item is None:
+        item = target.runs().get(_full_id(target, run_id))
+    if item is None:
         raise SystemExit(f"error: no run {run_id!r} in {target.description}")
     return item
+
+
+def _full_id(target: Target, run_id: str) -> str:
+    """The one recent run whose id starts with ``run_id`` (or whose digest does), for the commands that only read;
+    ``run_id`` itself where none does. Several: an error that lists them."""
+    if len(run_id) < queries.PREFIX_MIN_CHARS:
+        return run_id
+    matches = queries.runs_with_prefix(target.runs().table, run_id)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (f" and {len(matches) - 5} more" if len(matches) > 5 else "")
+        raise SystemExit(f"error: {run_id!r} starts {len(matches)} runs' ids: {shown}; type more of the one you mean")
+    return matches[0] if matches else run_id
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -96,6 +110,8 @@ FUNCTION_OUTPUTS = ("StartTuningFunctionName", "StartEvaluationFunctionName", "R
 
 def cmd_trials(args: argparse.Namespace) -> int:
     target = _target(args)
+    if target.runs().get(args.run_id) is None:
+        args.run_id = _full_id(target, args.run_id)
     try:
         rows = queries.trial_rows(target.client("sagemaker"), args.run_id)
     except ClientError as error:
@@ -342,6 +358,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
+PREFIX_HELP = (f"the run's id, or its first {queries.PREFIX_MIN_CHARS}+ characters (or its digest's) where one recent "
+               "run's id starts so")
+
+
 def register(sub: Any) -> None:
     """Add the ``runs``, ``drop``, ``champion``, ``promote``, ``audit`` and ``dead-letters`` commands to the top-level
     subparsers."""
@@ -355,15 +375,15 @@ def register(sub: Any) -> None:
     listing.set_defaults(func=cmd_list)
 
     show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")
-    show.add_argument("run_id")
+    show.add_argument("run_id", help=PREFIX_HELP)
     show.set_defaults(func=cmd_show)
 
     trials = runs_sub.add_parser("trials", help="one row per trial (as the SageMaker SDK's tuning analytics)")
-    trials.add_argument("run_id")
+    trials.add_argument("run_id", help=PREFIX_HELP)
     trials.set_defaults(func=cmd_trials)
 
     report = runs_sub.add_parser("report", help="download the run's HTML report")
-    report.add_argument("run_id")
+    report.add_argument("run_id", help=PREFIX_HELP)
     report.add_argument("--out", default="out", help="folder to write <run_id>.html into (default: out)")
     report.add_argument("--open", action="store_true", help="open it in the web browser")
     report.set_defaults(func=cmd_report)

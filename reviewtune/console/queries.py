@@ -56,6 +56,24 @@ def list_runs(table: Any, dataset: str | None = None, status: str | None = None,
     return [item for _, item in zip(range(limit), merged, strict=False)]
 
 
+PREFIX_MIN_CHARS = 4
+PREFIX_RUNS_READ = 200  # per status, newest first: a prefix names a recent run
+
+
+def runs_with_prefix(table: Any, prefix: str, limit: int = PREFIX_RUNS_READ) -> list[str]:
+    """Run ids that start with ``prefix``, or whose digest does (``5e71`` for ``reviewtune-5e71...``), among the
+    ``limit`` newest runs of each status (by_status, run ids only), newest first: the id a person typed the start of,
+    as git takes a commit's. Bounded like ``list_runs``: no table scan."""
+    found: list[tuple[str, str]] = []
+    for status in RunStatus:
+        for item in _query(table, limit, IndexName=STATUS_INDEX, KeyConditionExpression=Key("status").eq(status.value),
+                           ProjectionExpression="run_id, created_at"):
+            run_id = str(item["run_id"])
+            if run_id.startswith(prefix) or run_id.rsplit("-", 1)[-1].startswith(prefix):
+                found.append((str(item.get("created_at", "")), run_id))
+    return [run_id for _, run_id in sorted(found, reverse=True)]
+
+
 def _float(value: str) -> Any:
     try:
         return float(value)

@@ -378,3 +378,34 @@ def test_show_says_which_messages_went_out_and_which_are_still_to_send(deployed,
     assert "told: Failed: r.tsv (SNS message sns-failed-1)" in text and "message not sent" not in text
     assert main(["runs", "list", "--stack", STACK]) == 0
     assert "not told" not in capsys.readouterr().out
+
+
+def test_show_report_and_trials_take_the_start_of_a_recent_run_s_id(deployed, capsys, monkeypatch, tmp_path):
+    put_run(deployed, "reviewtune-5e7159cbd505a81a", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    put_run(deployed, "reviewtune-5e71aa00d505a81b", "team-a/r.tsv", "FAILED", 2)
+    put_run(deployed, "reviewtune-9c0ffee1d505a81c", "team-b/r.tsv", "QUEUED", 3)
+
+    assert run_json(capsys, "runs", "show", "5e715")["run_id"] == "reviewtune-5e7159cbd505a81a"  # the digest's start
+    assert run_json(capsys, "runs", "show", "reviewtune-5e71a")["run_id"] == "reviewtune-5e71aa00d505a81b"
+    with pytest.raises(SystemExit, match="'5e71' starts 2 runs' ids: reviewtune-5e71aa00d505a81b, "
+                                         "reviewtune-5e7159cbd505a81a; type more"):
+        main(["runs", "show", "5e71", "--stack", STACK])
+    with pytest.raises(SystemExit, match="no run '5e7'"):  # too short to be taken for the start of an id
+        main(["runs", "show", "5e7", "--stack", STACK])
+    with pytest.raises(SystemExit, match="no run 'reviewtune-5e72'"):
+        main(["runs", "show", "reviewtune-5e72", "--stack", STACK])
+    with pytest.raises(SystemExit, match="run reviewtune-9c0ffee1d505a81c is QUEUED: it has no tuning job"):
+        main(["runs", "trials", "9c0ffee", "--stack", STACK])
+
+    boto3.client("s3").put_object(Bucket=deployed.bucket, Key=names.report_key("reviewtune-5e7159cbd505a81a"),
+                                  Body=b"<html>report</html>")
+    assert run_json(capsys, "runs", "report", "5e7159", "--out", str(tmp_path))["run_id"] == "reviewtune-5e7159cbd505a81a"
+
+
+def test_the_start_of_an_id_is_looked_for_among_the_newest_runs_of_each_status_only(deployed):
+    for n in range(4):
+        put_run(deployed, f"reviewtune-ab{n}0000000000000", "team-a/r.tsv", "FAILED", n)
+    table = boto3.resource("dynamodb").Table(deployed.runs_table)
+
+    assert queries.runs_with_prefix(table, "ab") == [f"reviewtune-ab{n}0000000000000" for n in (3, 2, 1, 0)]
+    assert queries.runs_with_prefix(table, "ab", limit=2) == ["reviewtune-ab30000000000000", "reviewtune-ab20000000000000"]
