@@ -70,15 +70,37 @@ def _full_id(target: Target, run_id: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Runs newest first; ``--dataset`` a dataset, or a folder (as `drop --dataset` takes it): the runs of every
+    dataset under it."""
     target = _target(args)
-    items = queries.list_runs(target.runs().table, args.dataset, args.status, args.limit)
-    _emit(args, items, views.runs_table(items, f"Runs, newest first ({target.description})"))
-    if args.dataset and not items:  # a folder given as the dataset, most often
+    table = target.runs().table
+    items = queries.list_runs(table, args.dataset, args.status, args.limit)
+    title = f"Runs, newest first ({target.description})"
+    folder = _folder_datasets(target, args.dataset) if args.dataset and not items else None
+    if folder:
+        datasets, more = folder
+        items = queries.list_runs_of(table, datasets, args.status, args.limit)
+        some = f"the first {len(datasets)}" if more else f"the {len(datasets)}"
+        title = (f"Runs of {some} dataset{'s' if len(datasets) > 1 else ''} under {args.dataset.strip('/')}/, "
+                 f"newest first ({target.description})")
+    _emit(args, items, views.runs_table(items, title))
+    if args.dataset and not folder and not items:
         progress_console.print(plain(
-            f"no runs of dataset {args.dataset!r}: a dataset is a file's path below incoming/ (such as "
-            f"'{args.dataset.strip('/')}/reviews.tsv', as `reviewtune runs list` shows it); "
-            f"`reviewtune audit --dataset {args.dataset}` lists every file of a folder with its run"))
+            f"no runs of dataset {args.dataset!r}, and no files under incoming/{args.dataset.strip('/')}/: a dataset "
+            f"is a file's path below incoming/ (such as '{args.dataset.strip('/')}/reviews.tsv'), or a folder of "
+            f"them; `reviewtune audit --dataset {args.dataset}` lists every file of a folder with its run"))
     return 0
+
+
+def _folder_datasets(target: Target, folder: str) -> tuple[list[str], bool] | None:
+    """The datasets under ``folder`` when it is a folder of files in the data bucket, else None (S3's refusal said)."""
+    try:
+        datasets, more = queries.datasets_under(target.client("s3"), target.output("DataBucketName"), folder)
+    except (ClientError, BotoCoreError) as error:
+        progress_console.print(plain(f"could not list the files under incoming/{folder.strip('/')}/ to find its "
+                                     f"datasets: {aws_errors.describe(error)}"))
+        return None
+    return (datasets, more) if datasets else None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -369,7 +391,8 @@ def register(sub: Any) -> None:
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
     listing = runs_sub.add_parser("list", help="runs, newest first")
-    listing.add_argument("--dataset", help="only this dataset (its path below incoming/)")
+    listing.add_argument("--dataset", help="only this dataset (its path below incoming/), or the datasets of a folder "
+                         "(as `drop --dataset` takes it)")
     listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs in this status")
     listing.add_argument("--limit", type=int, default=20)
     listing.set_defaults(func=cmd_list)

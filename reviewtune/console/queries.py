@@ -56,6 +56,34 @@ def list_runs(table: Any, dataset: str | None = None, status: str | None = None,
     return [item for _, item in zip(range(limit), merged, strict=False)]
 
 
+MAX_FOLDER_DATASETS = 100  # datasets of one folder whose runs `runs list --dataset FOLDER` reads
+MAX_FOLDER_KEYS = 10_000  # object versions listed under the folder to find them
+
+
+def datasets_under(s3: Any, bucket: str, folder: str) -> tuple[list[str], bool]:
+    """The datasets whose files lie under ``folder`` (below incoming/), from the versions S3 keeps there
+    (ListObjectVersions: a file deleted since still counts while its versions are kept), sorted; at most
+    ``MAX_FOLDER_DATASETS``, after at most ``MAX_FOLDER_KEYS`` versions: True when there may be more."""
+    prefix = names.INCOMING_PREFIX + names.normalize_dataset(folder).strip("/") + "/"
+    found: set[str] = set()
+    read = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            read += 1
+            if not version["Key"].endswith("/"):  # a folder marker is no file
+                found.add(names.dataset_name(version["Key"]))
+        if len(found) > MAX_FOLDER_DATASETS or read >= MAX_FOLDER_KEYS:
+            return sorted(found)[:MAX_FOLDER_DATASETS], True
+    return sorted(found), False
+
+
+def list_runs_of(table: Any, datasets: list[str], status: str | None = None, limit: int = 20) -> list[dict]:
+    """The runs of several datasets, newest first: one by_dataset query each, merged by created_at."""
+    streams = [list_runs(table, dataset, status, limit) for dataset in datasets]
+    merged = heapq.merge(*streams, key=lambda item: item.get("created_at", ""), reverse=True)
+    return [item for _, item in zip(range(limit), merged, strict=False)]
+
+
 PREFIX_MIN_CHARS = 4
 PREFIX_RUNS_READ = 200  # per status, newest first: a prefix names a recent run
 

@@ -82,19 +82,48 @@ def test_list_is_newest_first_across_statuses_and_filters_by_dataset_and_status(
     assert "reviewtune-a3" in table and "74.00" in table and f"stack {STACK}" in table
 
 
-def test_a_folder_given_as_the_dataset_lists_nothing_and_says_what_a_dataset_is(deployed, capsys):
+def test_a_folder_given_as_the_dataset_lists_the_runs_of_every_dataset_under_it(deployed, capsys):
+    """`drop FILE --dataset team-a` uploads to incoming/team-a/FILE: `runs list --dataset team-a` then finds its runs,
+    deleted files' too; a folder nothing was dropped into says what a dataset is."""
     put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
-    capsys.readouterr()
+    put_run(deployed, "reviewtune-a2", "team-a/more/s.csv", "FAILED", 3)
+    put_run(deployed, "reviewtune-a3", "team-a/gone.tsv", "FAILED", 2)
+    put_run(deployed, "reviewtune-b1", "team-ab/r.tsv", "SUCCEEDED", 4, 0.71)
+    s3 = boto3.client("s3")
+    for key in ("incoming/team-a/", "incoming/team-a/r.tsv", "incoming/team-a/more/s.csv", "incoming/team-a/gone.tsv",
+                "incoming/team-ab/r.tsv"):
+        s3.put_object(Bucket=deployed.bucket, Key=key, Body=b"x")
+    s3.delete_object(Bucket=deployed.bucket, Key="incoming/team-a/gone.tsv")  # its versions are kept
 
-    assert main(["runs", "list", "--dataset", "team-a", "--stack", STACK, "--json"]) == 0
+    for typed in ("team-a", "team-a/"):
+        assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--dataset", typed)] == [
+            "reviewtune-a2", "reviewtune-a3", "reviewtune-a1"]
+    assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--dataset", "team-a", "--status", "FAILED",
+                                          "--limit", "1")] == ["reviewtune-a2"]
+    assert main(["runs", "list", "--dataset", "team-a", "--stack", STACK]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Runs of the 3 datasets under team-a/, newest first" in out and "reviewtune-b1" not in out
 
+    assert main(["runs", "list", "--dataset", "team-c", "--stack", STACK, "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out) == []
     err = " ".join(err.split())
-    assert "no runs of dataset 'team-a': a dataset is a file's path below incoming/ (such as 'team-a/reviews.tsv'" in err
-    assert "`reviewtune audit --dataset team-a` lists every file of a folder" in err
+    assert "no runs of dataset 'team-c', and no files under incoming/team-c/: a dataset is a file's path" in err
+    assert "`reviewtune audit --dataset team-c` lists every file of a folder" in err
     assert main(["runs", "list", "--dataset", "team-a/r.tsv", "--stack", STACK]) == 0
     assert "no runs of dataset" not in capsys.readouterr().err
+
+
+def test_a_folder_with_more_datasets_than_are_read_says_it_shows_the_first(deployed, capsys, monkeypatch):
+    monkeypatch.setattr(queries, "MAX_FOLDER_DATASETS", 2)
+    for n in range(3):
+        put_run(deployed, f"reviewtune-c{n}", f"team-c/{n}.tsv", "FAILED", n)
+        boto3.client("s3").put_object(Bucket=deployed.bucket, Key=f"incoming/team-c/{n}.tsv", Body=b"x")
+
+    assert main(["runs", "list", "--dataset", "team-c", "--stack", STACK]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Runs of the first 2 datasets under team-c/" in out
+    assert "reviewtune-c1" in out and "reviewtune-c2" not in out
 
 
 def test_a_dataset_typed_with_decomposed_accents_lists_its_runs(deployed, capsys):
