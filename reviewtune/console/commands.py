@@ -77,30 +77,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     items = queries.list_runs(table, args.dataset, args.status, args.limit)
     title = f"Runs, newest first ({target.description})"
     folder = _folder_datasets(target, args.dataset) if args.dataset and not items else None
-    if folder:
+    if folder and folder[0]:
         datasets, more = folder
         items = queries.list_runs_of(table, datasets, args.status, args.limit)
         some = f"the first {len(datasets)}" if more else f"the {len(datasets)}"
         title = (f"Runs of {some} dataset{'s' if len(datasets) > 1 else ''} under {args.dataset.strip('/')}/, "
                  f"newest first ({target.description})")
     _emit(args, items, views.runs_table(items, title))
-    if args.dataset and not folder and not items:
+    if args.dataset and not (folder and folder[0]) and not items:
+        none_under = f", and no files under incoming/{args.dataset.strip('/')}/" if folder is not None else ""
         progress_console.print(plain(
-            f"no runs of dataset {args.dataset!r}, and no files under incoming/{args.dataset.strip('/')}/: a dataset "
-            f"is a file's path below incoming/ (such as '{args.dataset.strip('/')}/reviews.tsv'), or a folder of "
-            f"them; `reviewtune audit --dataset {args.dataset}` lists every file of a folder with its run"))
+            f"no runs of dataset {args.dataset!r}{none_under}: a dataset is a file's path below incoming/ (such as "
+            f"'{args.dataset.strip('/')}/reviews.tsv'), or a folder of them; `reviewtune audit --dataset "
+            f"{args.dataset}` lists every file of a folder with its run"))
     return 0
 
 
 def _folder_datasets(target: Target, folder: str) -> tuple[list[str], bool] | None:
-    """The datasets under ``folder`` when it is a folder of files in the data bucket, else None (S3's refusal said)."""
+    """The datasets under ``folder`` (none: no files there), or None where S3 refused to list them (said here)."""
     try:
         datasets, more = queries.datasets_under(target.client("s3"), target.output("DataBucketName"), folder)
     except (ClientError, BotoCoreError) as error:
         progress_console.print(plain(f"could not list the files under incoming/{folder.strip('/')}/ to find its "
                                      f"datasets: {aws_errors.describe(error)}"))
         return None
-    return (datasets, more) if datasets else None
+    return datasets, more
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -438,3 +438,18 @@ def test_the_start_of_an_id_is_looked_for_among_the_newest_runs_of_each_status_o
 
     assert queries.runs_with_prefix(table, "ab") == [f"reviewtune-ab{n}0000000000000" for n in (3, 2, 1, 0)]
     assert queries.runs_with_prefix(table, "ab", limit=2) == ["reviewtune-ab30000000000000", "reviewtune-ab20000000000000"]
+
+
+def test_a_folder_s3_refuses_to_list_says_so_and_lists_nothing(deployed, capsys, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    def refused(*_args):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "ListObjectVersions")
+
+    monkeypatch.setattr(queries, "datasets_under", refused)
+    assert main(["runs", "list", "--dataset", "team-a", "--stack", STACK, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == []
+    err = " ".join(err.split())
+    assert "could not list the files under incoming/team-a/ to find its datasets: AccessDenied" in err
+    assert "no runs of dataset 'team-a': a dataset is" in err  # nothing said of files it could not list
