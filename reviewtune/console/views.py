@@ -196,6 +196,8 @@ def _package(item: dict[str, Any]) -> str | None:
     return f"{arn} (approved for the champion move; the reconciler is putting it back to PendingManualApproval)"
 
 
+_UNREADABLE_TIME = datetime.min.replace(tzinfo=UTC)  # a time that does not parse sorts first
+
 # The timeline's words for a run entering each status.
 ENTERED = {
     "CLAIMED": "file received ({status})",
@@ -247,7 +249,8 @@ def run_view(item: dict[str, Any]) -> Group:
             (tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"),
             (item.get("updated_at"), f"last update: {item.get('status')}"),
         ]
-    for when, what in sorted((e for e in events if e[0]), key=lambda e: utc_time(e[0])):
+    # In time order to the fraction of a second: shown to the second, a job's end and the next step share one.
+    for when, what in sorted((e for e in events if e[0]), key=lambda e: display.moment(e[0]) or _UNREADABLE_TIME):
         add_row(timeline, utc_time(when), what)
     parts.append(timeline)
     per_class = metrics.get("per_class", {})

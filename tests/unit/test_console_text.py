@@ -175,3 +175,15 @@ def test_show_names_the_reason_by_what_ended_the_run(status, label):
             "failure_reason": "why it ended"}
     text = " ".join(rendered(views.run_view(item), width=160).split())
     assert f"{label} why it ended" in text
+
+
+def test_the_timeline_is_in_time_order_within_the_second_it_shows():
+    """The tuning job ended at .310 and the evaluation began at .917 of the same second: the end comes first."""
+    item = {"run_id": RUN_ID, "status": "SUCCEEDED", "dataset": "a.tsv",
+            "status_history": {"CLAIMED": "2026-12-04T22:46:48.776Z", "TUNING": "2026-12-04T22:46:49.045Z",
+                               "EVALUATING": "2026-12-04T22:49:34.917Z", "SUCCEEDED": "2026-12-04T22:50:15.583Z"},
+            "tuning": {"status": "Completed", "ended_at": "2026-12-04T22:49:34.310166+00:00"}}
+    lines = [line for line in rendered(views.run_view(item)).splitlines() if "2026-12-04 22:" in line]
+    assert [line.split("│")[2].strip() for line in lines] == [
+        "file received (CLAIMED)", "tuning job started (TUNING)", "tuning job Completed",
+        "evaluation job started (EVALUATING)", "ended SUCCEEDED"]
