@@ -28,7 +28,7 @@ becomes champion (``RunMovedOn``), and no run is champion without having SUCCEED
 A challenger is compared with the champion only through a ``Comparison``: ONE evaluation job measured both
 models on the same test reviews of the challenger's split, leaving out the reviews the champion was trained on.
 ``decide`` then promotes the challenger only if it is better by ``margin_points`` percentage points, and the
-decision carries the sentence people read, e.g. "new champion: 75.20 % vs 73.10 % on the same 309 test reviews".
+decision carries the sentence people read, e.g. "new champion: challenger 75.20 % vs champion 73.10 % on the same 309 test reviews".
 """
 
 from __future__ import annotations
@@ -197,12 +197,13 @@ def decide(
         return Decision(True, f"first champion: challenger {display.percent(challenger_accuracy)}{on_rows}")
     gain = (challenger_accuracy - champion_accuracy) * 100
     same_rows = f" on the same {display.count(test_rows)} test reviews" if test_rows else " on the same test reviews"
-    comparison = f"{display.percent(challenger_accuracy)} vs {display.percent(champion_accuracy)}{same_rows}"
+    comparison = (f"challenger {display.percent(challenger_accuracy)} vs champion {display.percent(champion_accuracy)}"
+                  f"{same_rows}")
     difference = display.points(challenger_accuracy - champion_accuracy)
     # Rounded to 1e-9 so that 75.5 % vs 75.0 % with a 0.5 margin counts as reaching it despite float error.
     if round(gain, 9) >= margin_points and gain > 0:
-        return Decision(True, f"new champion: {comparison} ({difference}, margin {margin_points:g})")
-    return Decision(False, f"champion kept: {comparison} ({difference}, margin {margin_points:g})")
+        return Decision(True, f"new champion: {comparison} ({difference}, margin {margin_points:g} points)")
+    return Decision(False, f"champion kept: {comparison} ({difference}, margin {margin_points:g} points)")
 
 
 def get_champion(table: Any, dataset: str) -> Champion | None:

@@ -99,12 +99,12 @@ def test_champion_of_one_dataset_shows_its_history_and_the_decisions(lifecycle, 
     assert [(d["run_id"], d["decision"]) for d in shown["decisions"]] == [
         ("reviewtune-a2", "kept"), ("reviewtune-a1", "first champion")]
     assert shown["decisions"][0]["reason"] == (
-        "champion kept: 75.00 % vs 75.00 % on the same 4 test reviews (+0.00 points, margin 0.5)")
+        "champion kept: challenger 75.00 % vs champion 75.00 % on the same 4 test reviews (+0.00 points, margin 0.5 points)")
     assert shown["decisions"][0]["comparison"]["rows_left_out"] == 1
 
     assert main(["champion", "--dataset", A, "--stack", STACK]) == 0
     text = capsys.readouterr().out
-    for expected in ("Champions, oldest first", "Decisions of the newest runs", "champion kept: 75.00 % vs 75.00 %"):
+    for expected in ("Champions, oldest first", "Decisions of the newest runs", "champion kept: challenger 75.00 % vs champion 75.00 %"):
         assert expected in text
     with pytest.raises(SystemExit, match="dataset 'team-c/r.tsv' has no champion"):
         main(["champion", "--dataset", "team-c/r.tsv", "--stack", STACK])

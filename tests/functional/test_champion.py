@@ -63,9 +63,9 @@ def test_first_run_becomes_champion_and_a_better_one_on_the_same_reviews_replace
     assert first.reason == "first champion: challenger 73.10 % on 320 test reviews"
     # r2's own test accuracy (76 %) is higher, but on the reviews both were measured on it gains only 0.2 points.
     assert (worse.label, worse.champion_run_id) == (KEPT, "r1")
-    assert worse.reason == "champion kept: 73.30 % vs 73.10 % on the same 309 test reviews (+0.20 points, margin 0.5)"
+    assert worse.reason == "champion kept: challenger 73.30 % vs champion 73.10 % on the same 309 test reviews (+0.20 points, margin 0.5 points)"
     assert (better.label, better.champion_run_id) == (PROMOTED, "r3")
-    assert better.reason == "new champion: 75.20 % vs 73.10 % on the same 309 test reviews (+2.10 points, margin 0.5)"
+    assert better.reason == "new champion: challenger 75.20 % vs champion 73.10 % on the same 309 test reviews (+2.10 points, margin 0.5 points)"
     stored = get_champion(table, DATASET)
     assert stored.run_id == "r3" and stored.version == 2
     assert stored.accuracy == pytest.approx(0.700) and stored.test_rows == 320  # its own test split, all rows
@@ -90,7 +90,7 @@ def test_the_margin_decides_both_ways(table, challenger, champion, margin, label
 
     assert outcome.label == label
     assert get_champion(table, DATASET).run_id == ("r2" if label == PROMOTED else "r1")
-    assert f"margin {margin:g})" in outcome.reason
+    assert f"margin {margin:g} points)" in outcome.reason
 
 
 def test_without_a_comparison_the_champion_stays_and_the_reason_says_why(table):

@@ -289,7 +289,7 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
     assert "Champion:            first champion: challenger 74.12 %" in message(pipeline, first)
     text = message(pipeline, second)
     assert f"Model registry:      {packages[1]['ModelPackageArn']} (PendingManualApproval)" in text
-    assert "Champion:            champion kept: 73.30 % vs 73.10 % on the same 309 test reviews (+0.20 points" in text
+    assert "Champion:            champion kept: challenger 73.30 % vs champion 73.10 % on the same 309 test reviews (+0.20 points" in text
 
 
 # ------------------------------------------------------------------------------------------------ fair comparison
@@ -336,7 +336,7 @@ def test_a_challenger_better_by_the_margin_on_the_same_reviews_becomes_champion(
     assert champion.run_id == second and champion.version == 2
     assert champion.model_package_arn == two["model_package_arn"]
     text = message(pipeline, second)
-    assert "Champion:            new champion: 75.20 % vs 73.10 % on the same 297 test reviews (+2.10 points, margin 0.5)" in text
+    assert "Champion:            new champion: challenger 75.20 % vs champion 73.10 % on the same 297 test reviews (+2.10 points, margin 0.5 points)" in text
     assert f"Compared with:       {first} on 297 test reviews of this run (12 left out: the champion was trained on them)" in text
 
 
@@ -354,7 +354,7 @@ def test_the_margin_parameter_sets_how_much_better_a_challenger_must_be(stack, m
     assert two["champion"]["decision"] == ("promoted" if promoted else "kept")
     assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == (second if promoted else first)
     assert pipeline.sagemaker.packages()[1]["ModelApprovalStatus"] == ("Approved" if promoted else "PendingManualApproval")
-    assert f"(+1.50 points, margin {margin})" in message(pipeline, second)
+    assert f"(+1.50 points, margin {margin} points)" in message(pipeline, second)
 
 
 def test_a_champion_whose_model_is_gone_is_not_measured_and_stays(pipeline, stack):

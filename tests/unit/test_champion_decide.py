@@ -13,7 +13,7 @@ def test_challenger_better_by_the_margin_wins_with_the_comparison_in_words():
     assert decision.promote
     assert (
         decision.reason
-        == "new champion: 75.20 % vs 73.10 % on the same 309 test reviews (+2.10 points, margin 0.5)"
+        == "new champion: challenger 75.20 % vs champion 73.10 % on the same 309 test reviews (+2.10 points, margin 0.5 points)"
     )
 
 
@@ -36,7 +36,7 @@ def test_kept_champion_says_by_how_much_the_challenger_fell_short():
 
     assert not decision.promote
     assert decision.reason == (
-        "champion kept: 73.30 % vs 73.10 % on the same 354 test reviews (+0.20 points, margin 0.5)"
+        "champion kept: challenger 73.30 % vs champion 73.10 % on the same 354 test reviews (+0.20 points, margin 0.5 points)"
     )
 
 
@@ -56,7 +56,7 @@ def test_bad_inputs_are_refused(challenger, champion, margin):
 
 
 def test_helpers():
-    assert decide(0.7523, 0.7, test_rows=12_345).reason.startswith("new champion: 75.23 % vs 70.00 % on the same 12,345 ")
+    assert decide(0.7523, 0.7, test_rows=12_345).reason.startswith("new champion: challenger 75.23 % vs champion 70.00 % on the same 12,345 ")
     assert champion_key("team-a/reviews.tsv") == "champion#team-a/reviews.tsv"
     with pytest.raises(ValueError):
         champion_key("")
