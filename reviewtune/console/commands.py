@@ -8,13 +8,14 @@ import json
 import sys
 import time
 import webbrowser
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from reviewtune.console import audit, dead_letters, queries, views
+from reviewtune.console import audit, dead_letters, job_logs, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
@@ -109,8 +110,41 @@ def cmd_show(args: argparse.Namespace) -> int:
     item = _get(target, args.run_id)
     _emit(args, item, views.run_view(item))
     if not args.json:
-        console.print(plain("Logs: " + "; ".join(_logs(target, item["run_id"]))))
+        console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
+                            + "; ".join(_logs(target, item["run_id"]))))
     return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """The output of the run's jobs from CloudWatch Logs: each trial and the evaluation, or the one ``--job`` names."""
+    target = _target(args)
+    item = _get(target, args.run_id)
+    run_id = item["run_id"]
+    try:
+        found = job_logs.run_logs(target.client("logs"), run_id, max(args.tail, 0), args.job)
+    except (ClientError, BotoCoreError) as error:
+        raise SystemExit(f"error: reading the logs of {run_id}: {aws_errors.describe(error)}") from None
+    if args.json:
+        print(json.dumps([entry.as_dict() for entry in found], indent=2))
+    for entry in [] if args.json else found:
+        name = "evaluation" if entry.kind == "evaluation" else f"trial {display.trial_suffix(entry.job)}"
+        lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
+        shown = f"the last {lines}" if entry.truncated else lines
+        console.rule(plain(f"{name}: {shown} ({entry.group}, {entry.stream})"))
+        for event in entry.events:
+            console.print(plain(f"{display.utc_time(_from_ms(event['timestamp']), suffix=False)[11:]}  "
+                                f"{event['message']}"), soft_wrap=True)
+    if not found:
+        what = f"job {args.job!r} of run {run_id}" if args.job else f"run {run_id}"
+        why = ("" if item.get("status") not in states.WITHOUT_TUNING_JOB else
+               f": it is {item['status']} and made no job (`reviewtune runs show {run_id}` says why)")
+        progress_console.print(plain(f"no log of {what} in CloudWatch Logs{why}"))
+        return 1
+    return 0
+
+
+def _from_ms(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp / 1000, tz=UTC)
 
 
 def _logs(target: Target, run_id: str) -> list[str]:
@@ -121,8 +155,8 @@ def _logs(target: Target, run_id: str) -> list[str]:
                 f"evaluation {jobs / 'processing' / (run_id + names.EVALUATION_SUFFIX)}/log.txt",
                 f"functions {Path(target.local_workdir) / 'logs'}/<Function>.log (grep {run_id})"]
     functions = " ".join(target.outputs[name] for name in FUNCTION_OUTPUTS if name in target.outputs) or "<function>"
-    return [f"trials `aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix {run_id}`",
-            f"evaluation `aws logs tail /aws/sagemaker/ProcessingJobs --log-stream-name-prefix {run_id}"
+    return [f"trials `aws logs tail {names.TRAINING_LOG_GROUP} --log-stream-name-prefix {run_id}`",
+            f"evaluation `aws logs tail {names.PROCESSING_LOG_GROUP} --log-stream-name-prefix {run_id}"
             f"{names.EVALUATION_SUFFIX}`",
             f"functions `aws logs tail /aws/lambda/NAME --filter-pattern '\"{run_id}\"'` for NAME in {functions}"]
 
@@ -406,6 +440,13 @@ def register(sub: Any) -> None:
     trials.add_argument("run_id", help=PREFIX_HELP)
     trials.set_defaults(func=cmd_trials)
 
+    logs = runs_sub.add_parser("logs", help="the output of the run's jobs (each trial, the evaluation), from CloudWatch "
+                               "Logs (the local runtime's too)")
+    logs.add_argument("run_id", help=PREFIX_HELP)
+    logs.add_argument("--job", help="only one job: 'evaluation', or a trial by its number (2) or suffix (002-6221c9f6)")
+    logs.add_argument("--tail", type=int, default=40, help="the last N lines of each job (default 40; 0: all)")
+    logs.set_defaults(func=cmd_logs)
+
     report = runs_sub.add_parser("report", help="download the run's HTML report")
     report.add_argument("run_id", help=PREFIX_HELP)
     report.add_argument("--out", default="out", help="folder to write <run_id>.html into (default: out)")
@@ -426,7 +467,7 @@ def register(sub: Any) -> None:
     retry.add_argument("--follow", action="store_true", help="show the new run live until it ends (one run)")
     retry.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow the new run")
     retry.set_defaults(func=cmd_retry)
-    for parser in (listing, show, trials, report, stop, retry):
+    for parser in (listing, show, trials, logs, report, stop, retry):
         _common(parser)
 
     drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")

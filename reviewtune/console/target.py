@@ -94,6 +94,10 @@ def local_target(workdir: Path) -> Target:
     endpoints = dict(state.get("endpoints", {}))
     moto = endpoints.get("s3")
     endpoints = {**{s: moto for s in ("s3", "dynamodb", "cloudformation", "sns", "sqs", "sts") if moto}, **endpoints}
+    # boto3's service names where local.json keeps the name of their endpoint variable (AWS_ENDPOINT_URL_...)
+    for service, key in (("logs", "cloudwatch_logs"), ("events", "eventbridge")):
+        if key in endpoints or moto:
+            endpoints.setdefault(service, endpoints.get(key, moto))
     return Target(f"local runtime ({path})", session, dict(state.get("outputs", {})), endpoints, Path(workdir),
                   dict(state.get("parameters", {})))
 

@@ -26,6 +26,9 @@ PREFIX_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 PREFIX_MAX = 12
 HASH_MAX = 16
 EVALUATION_SUFFIX = "-eval"
+# Where SageMaker writes a job's output (stream "<job name>/algo-1-<epoch>"); the local SageMaker writes there too.
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 REASON_SUFFIX = ".error.json"
 S3_KEY_MAX_BYTES = 1024
 # SageMaker's tag values and model-package metadata values: letters, digits, spaces and these, at most 256 characters

@@ -145,7 +145,7 @@ def test_show_prints_the_run_and_json_round_trips(deployed, capsys):
                      names.report_key("reviewtune-a1"), "Timeline"):
         assert expected in text
     logs = " ".join(text.split())  # on AWS: the CloudWatch Logs commands of its jobs
-    assert ("Logs: trials `aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix reviewtune-a1`; "
+    assert ("Logs: `reviewtune runs logs reviewtune-a1` (its jobs); trials `aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix reviewtune-a1`; "
             "evaluation `aws logs tail /aws/sagemaker/ProcessingJobs --log-stream-name-prefix reviewtune-a1-eval`") in logs
     assert main(["runs", "show", "reviewtune-b1", "--stack", STACK]) == 0
     assert "AlgorithmError: out of memory" in capsys.readouterr().out

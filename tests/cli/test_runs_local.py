@@ -251,3 +251,21 @@ def test_a_run_stopped_by_mistake_is_retried_and_followed_to_its_end(two_runs):
     assert [r["run_id"] for r in listed()] == [done["new_run_id"], run["run_id"]]
     refused = cli(runtime.workdir, "runs", "retry", run["run_id"], "--reason", "again", check=False)
     assert refused.returncode == 1 and "retried already" in refused.stderr
+
+
+def test_logs_of_a_run_are_its_jobs_log_files_read_back_from_the_local_runtime_s_cloudwatch_logs(two_runs):
+    runtime, listed = _runs(two_runs)
+    run_id = listed[0]["run_id"]
+
+    read = json.loads(cli(runtime.workdir, "runs", "logs", run_id, "--tail", "0", "--json").stdout)
+
+    trials = sorted(t["name"] for t in json.loads(cli(runtime.workdir, "runs", "show", run_id, "--json").stdout)
+                    ["tuning"]["trials"])
+    assert [entry["job"] for entry in read] == [*trials, run_id + names.EVALUATION_SUFFIX]
+    jobs = runtime.workdir / "sagemaker"
+    for entry in read:
+        folder = jobs / ("processing" if entry["kind"] == "evaluation" else "training") / entry["job"]
+        written = (folder / "log.txt").read_text(encoding="utf-8").splitlines()
+        assert [e["message"] for e in entry["events"]] == [line or " " for line in written] and written
+    text = cli(runtime.workdir, "runs", "logs", run_id[:16], "--job", "1", "--tail", "3").stdout
+    assert f"trial {trials[0].removeprefix(run_id + '-')}: the last 3 lines" in " ".join(text.split())

@@ -61,6 +61,7 @@ class ServiceContext:
     total_cpus: int
     image_entrypoints: dict[str, list[str]] = field(default_factory=dict)
     tags: TagStore = field(default_factory=TagStore)
+    logs: Any = None  # a CloudWatch Logs client: jobs' lines go there too (cloudwatch_logs.py)
     shutting_down: threading.Event = field(default_factory=threading.Event)
 
     def arn(self, resource: str, name: str) -> str:

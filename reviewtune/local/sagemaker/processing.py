@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import s3_transfer
+from . import cloudwatch_logs, s3_transfer
 from .background import BackgroundJob
 from .context import ServiceContext, drop_none, now, resolve_python
 from .events import PROCESSING_JOB_STATE_CHANGE, times_to_epoch_ms
@@ -95,11 +95,15 @@ class ProcessingJob(BackgroundJob):
             spec = self._prepare()
             exit_code = None
             if not self._stop.is_set():
-                with open(self.folder / "log.txt", "a", encoding="utf-8") as log:
+                with (open(self.folder / "log.txt", "a", encoding="utf-8") as log,
+                      cloudwatch_logs.job_stream(self.context.logs, cloudwatch_logs.PROCESSING_GROUP,
+                                                 self.name) as cloud):
 
                     def on_line(line: str) -> None:
                         log.write(line + "\n")
                         log.flush()
+                        if cloud is not None:
+                            cloud.write(line)
                         self._tail.append(line)
 
                     exit_code = self.context.runner.run(spec, on_line, self._stop)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from . import cloudwatch_logs
 from .context import ServiceContext, TagStore
 from .errors import (
     ResourceInUse,
@@ -100,6 +101,7 @@ class LocalSageMaker:
         runner: JobRunner | None = None,
         total_cpus: int | None = None,
         image_entrypoints: dict[str, list[str]] | None = None,
+        logs_client: Any = None,
     ) -> None:
         if s3_client is None or events_client is None:
             import boto3  # the clients honour AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_EVENTBRIDGE
@@ -118,6 +120,7 @@ class LocalSageMaker:
             total_cpus=total_cpus or _default_cpus(),
             image_entrypoints=dict(image_entrypoints or {}),
             tags=TagStore(),
+            logs=logs_client if logs_client is not None else cloudwatch_logs.client_from_environment(region),
         )
         self._tuning_jobs: _Registry[TuningJob] = _Registry(
             lambda name: ResourceNotFound(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import s3_transfer
+from . import cloudwatch_logs, s3_transfer
 from .background import BackgroundJob
 from .context import ServiceContext, drop_none, now, resolve_python
 from .events import TRAINING_JOB_STATE_CHANGE, times_to_epoch_ms
@@ -148,6 +148,7 @@ class TrainingJob(BackgroundJob):
         self._stop = threading.Event()
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._log: TextIOWrapper | None = None
+        self._cloud_log: cloudwatch_logs.JobLogStream | None = None
         self._add_transition(SecondaryStatus.STARTING, "Preparing the instances for training")
 
     # ----------------------------------------------------------------- lifecycle
@@ -188,10 +189,11 @@ class TrainingJob(BackgroundJob):
             self._advance(
                 SecondaryStatus.TRAINING, "Training image download completed. Training in progress."
             )
-            with open(self.folder / "log.txt", "a", encoding="utf-8") as log:
-                self._log = log
+            with (open(self.folder / "log.txt", "a", encoding="utf-8") as log,
+                  cloudwatch_logs.job_stream(self.context.logs, cloudwatch_logs.TRAINING_GROUP, self.name) as cloud):
+                self._log, self._cloud_log = log, cloud
                 exit_code = self.context.runner.run(spec, self._on_line, self._stop)
-                self._log = None
+                self._log = self._cloud_log = None
             if timer is not None:
                 timer.cancel()
             if self.stop_reason is not None:
@@ -362,6 +364,8 @@ class TrainingJob(BackgroundJob):
         if self._log is not None:
             self._log.write(line + "\n")
             self._log.flush()
+        if self._cloud_log is not None:
+            self._cloud_log.write(line)
         self._tail.append(line)
         timestamp = now()
         objective_value: float | None = None

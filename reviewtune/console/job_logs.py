@@ -1,0 +1,104 @@
+"""``reviewtune runs logs RUN_ID``: the output of a run's jobs (each trial, the evaluation) from CloudWatch Logs,
+where SageMaker writes it, and where the local runtime's SageMaker writes it too: one way to read both.
+
+A job's stream is ``<job name>/algo-1-<epoch>`` in ``/aws/sagemaker/TrainingJobs`` (trials: ``<run>-NNN-xxxxxxxx``)
+or ``/aws/sagemaker/ProcessingJobs`` (the evaluation: ``<run>-eval``); one DescribeLogStreams per group, by the run's
+id as the prefix, finds them all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from reviewtune.core import names
+
+TRAINING_GROUP = names.TRAINING_LOG_GROUP
+PROCESSING_GROUP = names.PROCESSING_LOG_GROUP
+TRIAL_SUFFIX = re.compile(r"\d{3}-[a-z0-9]{8}")  # SageMaker names a tuning job's trials <tuning job>-001-1a2b3c4d
+MAX_STREAMS = 200
+PAGE_EVENTS = 1_000  # GetLogEvents page (at most 10,000 events or 1 MB)  # per group: a run's trials (a tuning job has at most 500; the local budget 2)
+
+
+@dataclass
+class JobLog:
+    """One job's lines: the last ``tail`` of them (all when tail is 0), oldest first, with their times (ms)."""
+
+    job: str
+    kind: str  # "trial" or "evaluation"
+    group: str
+    stream: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False  # lines before these were left out (``tail``)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "kind": self.kind, "group": self.group, "stream": self.stream,
+                "truncated": self.truncated,
+                "events": [{"timestamp": e["timestamp"], "message": e["message"]} for e in self.events]}
+
+
+def job_kind(run_id: str, job: str) -> str | None:
+    """``trial`` or ``evaluation`` for a job of ``run_id``; None for a job of another run whose id starts alike."""
+    if job == run_id + names.EVALUATION_SUFFIX:
+        return "evaluation"
+    return "trial" if job.startswith(run_id + "-") and TRIAL_SUFFIX.fullmatch(job[len(run_id) + 1:]) else None
+
+
+def streams_of(logs: Any, run_id: str) -> list[tuple[str, str, str, str]]:
+    """(group, stream, job, kind) of each job of the run that has a stream, trials in order, then the evaluation."""
+    found = []
+    for group in (TRAINING_GROUP, PROCESSING_GROUP):
+        request: dict[str, Any] = {"logGroupName": group, "logStreamNamePrefix": run_id}
+        streams: list[dict[str, Any]] = []
+        while len(streams) < MAX_STREAMS:
+            try:
+                page = logs.describe_log_streams(**request)
+            except logs.exceptions.ResourceNotFoundException:  # no job of this kind ever wrote a line here
+                break
+            streams += page.get("logStreams", [])
+            if not page.get("nextToken"):
+                break
+            request["nextToken"] = page["nextToken"]
+        for stream in streams:
+            job = stream["logStreamName"].split("/", 1)[0]
+            kind = job_kind(run_id, job)
+            if kind is not None:
+                found.append((group, stream["logStreamName"], job, kind))
+    return sorted(found, key=lambda s: (s[3] == "evaluation", s[2], s[1]))
+
+
+def read(logs: Any, group: str, stream: str, tail: int) -> tuple[list[dict[str, Any]], bool]:
+    """The stream's last ``tail`` events (every event when 0), oldest first, and whether earlier ones were left out."""
+    request: dict[str, Any] = {"logGroupName": group, "logStreamName": stream}
+    if tail:
+        page = logs.get_log_events(**request, startFromHead=False, limit=tail + 1)
+        events = page["events"]
+        return events[-tail:], len(events) > tail
+    events: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = logs.get_log_events(**request, startFromHead=True, limit=PAGE_EVENTS,
+                                   **({"nextToken": token} if token else {}))
+        events += page["events"]
+        if not page["events"] or page.get("nextForwardToken") in (None, token):
+            return events, False
+        token = page["nextForwardToken"]
+
+
+def run_logs(logs: Any, run_id: str, tail: int, job: str | None = None) -> list[JobLog]:
+    """Each job of the run (or the one ``job`` names: ``evaluation``, a trial's number or suffix, a whole name)."""
+    result = []
+    for group, stream, name, kind in streams_of(logs, run_id):
+        if job is not None and not _named(job, run_id, name, kind):
+            continue
+        events, truncated = read(logs, group, stream, tail)
+        result.append(JobLog(name, kind, group, stream, events, truncated))
+    return result
+
+
+def _named(job: str, run_id: str, name: str, kind: str) -> bool:
+    if job in (name, kind):
+        return True
+    suffix = name.removeprefix(run_id + "-")  # 001-6221c9f6
+    return kind == "trial" and (suffix.startswith(job) or suffix.split("-", 1)[0].lstrip("0") == job.lstrip("0"))

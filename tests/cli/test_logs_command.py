@@ -1,0 +1,114 @@
+"""`reviewtune runs logs RUN_ID`: the output of a run's jobs from CloudWatch Logs, where SageMaker writes it.
+
+GIVEN runs in the runs table and their jobs' streams in /aws/sagemaker/TrainingJobs and /ProcessingJobs (moto),
+WHEN a person asks for a run's logs, THEN each trial's and the evaluation's last lines are printed under a header
+naming the job, the group and the stream; ``--job`` picks one, ``--tail`` how many lines, ``--json`` for scripts;
+a run without logs says so and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+
+from reviewtune.cli import main
+from reviewtune.console import job_logs
+from reviewtune.core import names
+from tests.cli.test_runs_commands import STACK, deployed, put_run  # noqa: F401 - the fixture
+
+RUN = "reviewtune-5e7159cbd505a81a"
+T1, T2 = f"{RUN}-001-6221c9f6", f"{RUN}-002-82aaa94d"
+# An hour ago, to the second: CloudWatch Logs refuses events over 14 days old or 2 hours ahead (moto too)
+START_MS = (int(time.time()) - 3600) * 1000
+STREAM_SUFFIX = f"algo-1-{START_MS // 1000}"
+
+
+def clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%H:%M:%S")
+
+
+def write_stream(group: str, job: str, lines: list[str], start_ms: int = START_MS, step_ms: int = 1000) -> None:
+    logs = boto3.client("logs")
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=group)
+    stream = f"{job}/algo-1-{start_ms // 1000}"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    events = [{"timestamp": start_ms + i * step_ms, "message": line} for i, line in enumerate(lines)]
+    for first in range(0, len(events), 5_000):  # PutLogEvents takes at most 10,000 events
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[first:first + 5_000])
+
+
+@pytest.fixture
+def logged(deployed):  # noqa: F811 - the fixture imported above
+    put_run(deployed, RUN, "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    write_stream(names.TRAINING_LOG_GROUP, T2, ["epoch 1", "val_acc: 0.70", "AlgorithmError? no: done"])
+    write_stream(names.TRAINING_LOG_GROUP, T1, [f"step {n}" for n in range(60)])
+    write_stream(names.PROCESSING_LOG_GROUP, RUN + names.EVALUATION_SUFFIX, ["test accuracy 0.70"])
+    # jobs of other runs whose names start alike: never shown
+    write_stream(names.TRAINING_LOG_GROUP, f"{RUN}0-001-aaaaaaaa", ["another run"])
+    write_stream(names.PROCESSING_LOG_GROUP, f"{RUN}-evaluation-x", ["not this run's"])
+    return deployed
+
+
+def text(capsys) -> str:
+    return capsys.readouterr().out
+
+
+def test_each_trial_s_and_the_evaluation_s_last_lines_under_a_header_naming_the_job(logged, capsys):
+    assert main(["runs", "logs", "5e7159", "--stack", STACK]) == 0
+
+    out = text(capsys)
+    headers = [line for line in out.splitlines() if "─" in line]
+    shown = [h.strip("─ ").split(" (")[0] for h in headers]
+    assert shown == ["trial 001-6221c9f6: the last 40 lines", "trial 002-82aaa94d: 3 lines", "evaluation: 1 line"]
+    assert f"({names.TRAINING_LOG_GROUP}, {T1}/{STREAM_SUFFIX})" in out
+    assert f"{clock(START_MS + 20_000)}  step 20" in out and "step 19\n" not in out
+    assert f"{clock(START_MS + 59_000)}  step 59" in out
+    assert "val_acc: 0.70" in out and "test accuracy 0.70" in out
+    assert "another run" not in out and "not this run's" not in out
+
+
+def test_one_job_by_number_suffix_or_evaluation_and_any_number_of_lines(logged, capsys):
+    assert main(["runs", "logs", RUN, "--job", "2", "--stack", STACK]) == 0
+    out = text(capsys)
+    assert "trial 002-82aaa94d" in out and "trial 001" not in out and "evaluation" not in out
+
+    assert main(["runs", "logs", RUN, "--job", "001-6221", "--tail", "0", "--stack", STACK]) == 0
+    out = text(capsys)
+    assert "trial 001-6221c9f6: 60 lines" in out and "step 0\n" in out
+
+    assert main(["runs", "logs", RUN, "--job", "evaluation", "--stack", STACK, "--json"]) == 0
+    [evaluation] = json.loads(text(capsys))
+    assert evaluation == {"job": RUN + names.EVALUATION_SUFFIX, "kind": "evaluation",
+                          "group": names.PROCESSING_LOG_GROUP, "stream": f"{RUN}-eval/{STREAM_SUFFIX}",
+                          "truncated": False, "events": [{"timestamp": START_MS, "message": "test accuracy 0.70"}]}
+
+    assert main(["runs", "logs", RUN, "--job", "3", "--stack", STACK]) == 1
+    assert f"no log of job '3' of run {RUN} in CloudWatch Logs" in " ".join(capsys.readouterr().err.split())
+
+
+def test_every_line_of_a_long_log_is_read_page_by_page(deployed, capsys):  # noqa: F811
+    put_run(deployed, RUN, "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    write_stream(names.TRAINING_LOG_GROUP, T1, [f"line {n}" for n in range(12_000)], step_ms=100)
+    logs = boto3.client("logs")
+
+    events, truncated = job_logs.read(logs, names.TRAINING_LOG_GROUP, f"{T1}/{STREAM_SUFFIX}", 0)
+    assert [e["message"] for e in events] == [f"line {n}" for n in range(12_000)] and not truncated
+    events, truncated = job_logs.read(logs, names.TRAINING_LOG_GROUP, f"{T1}/{STREAM_SUFFIX}", 5)
+    assert [e["message"] for e in events] == [f"line {n}" for n in range(11_995, 12_000)] and truncated
+
+
+def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
+    put_run(deployed, "reviewtune-0000aaaa0000aaaa", "team-a/r.tsv", "REJECTED", 1)
+    put_run(deployed, "reviewtune-1111bbbb1111bbbb", "team-a/r.tsv", "FAILED", 2)
+
+    assert main(["runs", "logs", "reviewtune-0000aaaa0000aaaa", "--stack", STACK]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no log of run reviewtune-0000aaaa0000aaaa in CloudWatch Logs: it is REJECTED and made no job" in err
+    assert main(["runs", "logs", "reviewtune-1111bbbb1111bbbb", "--stack", STACK]) == 1
+    assert "no log of run reviewtune-1111bbbb1111bbbb in CloudWatch Logs\n" in capsys.readouterr().err
