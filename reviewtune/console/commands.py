@@ -130,7 +130,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         name = "evaluation" if entry.kind == "evaluation" else f"trial {display.trial_suffix(entry.job)}"
         lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
         shown = f"the last {lines}" if entry.truncated else lines
-        console.rule(plain(f"{name}: {shown} ({entry.group}, {entry.stream})"))
+        console.rule(plain(f"{name}: {shown}"))
+        console.print(plain(f"{entry.group}  {entry.stream}", style="dim"), soft_wrap=True)
         for event in entry.events:
             console.print(plain(f"{display.utc_time(_from_ms(event['timestamp']), suffix=False)[11:]}  "
                                 f"{event['message']}"), soft_wrap=True)

@@ -64,9 +64,9 @@ def test_each_trial_s_and_the_evaluation_s_last_lines_under_a_header_naming_the_
 
     out = text(capsys)
     headers = [line for line in out.splitlines() if "─" in line]
-    shown = [h.strip("─ ").split(" (")[0] for h in headers]
+    shown = [h.strip("─ ") for h in headers]
     assert shown == ["trial 001-6221c9f6: the last 40 lines", "trial 002-82aaa94d: 3 lines", "evaluation: 1 line"]
-    assert f"({names.TRAINING_LOG_GROUP}, {T1}/{STREAM_SUFFIX})" in out
+    assert f"\n{names.TRAINING_LOG_GROUP}  {T1}/{STREAM_SUFFIX}\n" in out  # under its header
     assert f"{clock(START_MS + 20_000)}  step 20" in out and "step 19\n" not in out
     assert f"{clock(START_MS + 59_000)}  step 59" in out
     assert "val_acc: 0.70" in out and "test accuracy 0.70" in out
