@@ -249,6 +249,7 @@ def rejected(
 
 
 QUEUE_STAGE = "queue"  # the stage of a run that ended while it waited for a slot
+EVALUATION_STAGE = "evaluation"
 
 
 def _during(stage: Any) -> str:
@@ -277,6 +278,8 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
     extra = [*_warm_start(item), *_cost(item)]
     if extra:
         lines += ["", *extra]
+    if (isinstance(trials, list) and trials) or stage == EVALUATION_STAGE:  # it ran jobs, whose output says more
+        lines += ["", f"Its jobs' output (each trial, the evaluation): `reviewtune runs logs {_run_id(item)}`."]
     lines += [
         "",
         ("To tune its file again" if status_text == "stopped" else "To tune its file again once the cause is fixed")

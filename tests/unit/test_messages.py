@@ -170,3 +170,17 @@ def test_duplicate_message_points_to_the_earlier_run_and_its_result():
     _, body = messages.duplicate(item, {"run_id": "reviewtune-1", "status": "TUNING"}, "runs")
     assert "reviewtune-1 (TUNING)" in body and "accuracy" not in body
     assert "tune this file again with `reviewtune runs retry reviewtune-2 --reason TEXT`" in " ".join(body.split())
+
+
+@pytest.mark.parametrize(("stage", "trials", "named"), [
+    ("tuning", [{"name": "reviewtune-1-001-aaaaaaaa", "status": "Failed", "failure_reason": "AlgorithmError: OOM"}], True),
+    ("evaluation", [], True),
+    ("tuning", [], False),  # SageMaker refused the tuning job: no job ran, no output to read
+    ("queue", None, False),
+])
+def test_a_failed_run_that_ran_jobs_names_the_command_that_prints_their_output(stage, trials, named):
+    item = {"run_id": "reviewtune-1", "dataset": "team/a.tsv", "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
+            "tuning": {"trials": trials}}
+    _, body = messages.run_failed(item, stage, "FAILED", "AlgorithmError: out of memory", "runs")
+    line = "Its jobs' output (each trial, the evaluation): `reviewtune runs logs reviewtune-1`."
+    assert (line in body) is named
