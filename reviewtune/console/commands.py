@@ -120,18 +120,27 @@ def cmd_logs(args: argparse.Namespace) -> int:
     target = _target(args)
     item = _get(target, args.run_id)
     run_id = item["run_id"]
+    logs, tail = target.client("logs"), max(args.tail, 0)
     try:
-        found = job_logs.run_logs(target.client("logs"), run_id, max(args.tail, 0), args.job)
+        found = job_logs.run_logs(logs, run_id, tail, args.job)
+        if args.functions:
+            functions = {name.removesuffix("Name"): target.outputs[name] for name in FUNCTION_OUTPUTS
+                         if name in target.outputs}
+            created = display.moment(item.get("created_at"))
+            found += job_logs.function_logs(logs, run_id, functions, int(created.timestamp() * 1000) if created else 0,
+                                            tail)
     except (ClientError, BotoCoreError) as error:
         raise SystemExit(f"error: reading the logs of {run_id}: {aws_errors.describe(error)}") from None
     if args.json:
         print(json.dumps([entry.as_dict() for entry in found], indent=2))
     for entry in [] if args.json else found:
-        name = "evaluation" if entry.kind == "evaluation" else f"trial {display.trial_suffix(entry.job)}"
+        name = {"evaluation": "evaluation", "function": f"function {entry.job}"}.get(
+            entry.kind, f"trial {display.trial_suffix(entry.job)}")
         lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
         shown = f"the last {lines}" if entry.truncated else lines
         console.rule(plain(f"{name}: {shown}"))
-        console.print(plain(f"{entry.group}  {entry.stream}", style="dim"), soft_wrap=True)
+        where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the lines naming {run_id}"
+        console.print(plain(where, style="dim"), soft_wrap=True)
         for event in entry.events:
             console.print(plain(f"{display.utc_time(_from_ms(event['timestamp']), suffix=False)[11:]}  "
                                 f"{event['message']}"), soft_wrap=True)
@@ -446,6 +455,8 @@ def register(sub: Any) -> None:
     logs.add_argument("run_id", help=PREFIX_HELP)
     logs.add_argument("--job", help="only one job: 'evaluation', or a trial by its number (2) or suffix (002-6221c9f6)")
     logs.add_argument("--tail", type=int, default=40, help="the last N lines of each job (default 40; 0: all)")
+    logs.add_argument("--functions", action="store_true",
+                      help="also each function's lines that name the run (/aws/lambda/<function>)")
     logs.set_defaults(func=cmd_logs)
 
     report = runs_sub.add_parser("report", help="download the run's HTML report")

@@ -1,5 +1,7 @@
 """``reviewtune runs logs RUN_ID``: the output of a run's jobs (each trial, the evaluation) from CloudWatch Logs,
-where SageMaker writes it, and where the local runtime's SageMaker writes it too: one way to read both.
+where SageMaker writes it, and where the local runtime's SageMaker writes it too: one way to read both. With
+``--functions``, also each function's lines that name the run (Powertools adds the run id to them), from
+``/aws/lambda/<function>``, where the local runtime's router writes them too.
 
 A job's stream is ``<job name>/algo-1-<epoch>`` in ``/aws/sagemaker/TrainingJobs`` (trials: ``<run>-NNN-xxxxxxxx``)
 or ``/aws/sagemaker/ProcessingJobs`` (the evaluation: ``<run>-eval``); one DescribeLogStreams per group, by the run's
@@ -102,3 +104,32 @@ def _named(job: str, run_id: str, name: str, kind: str) -> bool:
         return True
     suffix = name.removeprefix(run_id + "-")  # 001-6221c9f6
     return kind == "trial" and (suffix.startswith(job) or suffix.split("-", 1)[0].lstrip("0") == job.lstrip("0"))
+
+
+FUNCTION_LINES_READ = 10_000  # per function: FilterLogEvents pages read, newest lines kept
+FUNCTION_WINDOW_BEFORE_MS = 60_000  # a run's lines start with its claim: a minute before its record's creation
+
+
+def function_logs(logs: Any, run_id: str, functions: dict[str, str], since_ms: int, tail: int) -> list[JobLog]:
+    """For each function (its name by label), its lines that name ``run_id``, written from ``since_ms`` on, oldest
+    first, the last ``tail`` of them (all when 0): FilterLogEvents with the run id as a quoted term."""
+    result = []
+    for label, name in functions.items():
+        group = names.LAMBDA_LOG_GROUP_PREFIX + name
+        request: dict[str, Any] = {"logGroupName": group, "filterPattern": f'"{run_id}"',
+                                   "startTime": max(0, since_ms - FUNCTION_WINDOW_BEFORE_MS)}
+        events: list[dict[str, Any]] = []
+        while len(events) < FUNCTION_LINES_READ:
+            try:
+                page = logs.filter_log_events(**request)
+            except logs.exceptions.ResourceNotFoundException:  # the function never wrote a line
+                break
+            events += page.get("events", [])
+            if not page.get("nextToken"):
+                break
+            request["nextToken"] = page["nextToken"]
+        if events:
+            events.sort(key=lambda e: e["timestamp"])
+            shown = events[-tail:] if tail else events
+            result.append(JobLog(label, "function", group, "", shown, len(shown) < len(events)))
+    return result

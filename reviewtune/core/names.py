@@ -29,6 +29,7 @@ EVALUATION_SUFFIX = "-eval"
 # Where SageMaker writes a job's output (stream "<job name>/algo-1-<epoch>"); the local SageMaker writes there too.
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+LAMBDA_LOG_GROUP_PREFIX = "/aws/lambda/"  # a function's log group: the prefix and the function's name
 REASON_SUFFIX = ".error.json"
 S3_KEY_MAX_BYTES = 1024
 # SageMaker's tag values and model-package metadata values: letters, digits, spaces and these, at most 256 characters

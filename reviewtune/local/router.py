@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import reviewtune
+from reviewtune.local import function_logs
 from reviewtune.local.invoke import EXIT_TIMEOUT
 from reviewtune.local.stack import FunctionSpec
 
@@ -117,6 +118,7 @@ class Router:
         environment: Mapping[str, str],
         log_dir: Path,
         on_invocation: Callable[[Invocation], None] | None = None,
+        logs_client: Any = None,
         retry_delay_s: float = 1.0,
         wait_time_s: int = 1,
         python: str = sys.executable,
@@ -127,6 +129,7 @@ class Router:
         self._sqs = sqs_client
         self._environment = dict(environment)
         self._log_dir = Path(log_dir)
+        self._logs = logs_client  # CloudWatch Logs: each invocation's lines go there too (function_logs.py)
         self._wait_time_s = wait_time_s
         self._python = python
         self._lock = threading.Lock()
@@ -374,6 +377,12 @@ class Router:
                 f"{header}\n{run.stderr}{'' if run.stderr.endswith(chr(10)) or not run.stderr else chr(10)}"
             )
             log.write(f"{result}{footer}\n")
+        if self._logs is not None:
+            try:
+                function_logs.write(self._logs, spec.function_name, invocation.timestamp, invocation.request_id,
+                                    invocation.duration_s, spec.memory_size, run.stderr)
+            except Exception as error:  # noqa: BLE001 - the lines are in the log file; delivery goes on
+                logger.warning("log lines of %s not written to CloudWatch Logs: %s", spec.logical_id, error)
         level = logging.INFO if invocation.outcome is Outcome.SUCCEEDED else logging.WARNING
         logger.log(level, "%s %s: %s", spec.logical_id, invocation.detail_type, footer.removeprefix("=== "))
         if self.on_invocation is not None:

@@ -274,6 +274,7 @@ class LocalRuntime:
             environment=self.environment(),
             log_dir=self.workdir / "logs",
             on_invocation=self.on_invocation,
+            logs_client=self.client("logs"),
             retry_delay_s=self.retry_delay_s,
         )
         self.router.start()

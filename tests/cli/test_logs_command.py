@@ -3,7 +3,7 @@
 GIVEN runs in the runs table and their jobs' streams in /aws/sagemaker/TrainingJobs and /ProcessingJobs (moto),
 WHEN a person asks for a run's logs, THEN each trial's and the evaluation's last lines are printed under a header
 naming the job, the group and the stream; ``--job`` picks one, ``--tail`` how many lines, ``--json`` for scripts;
-a run without logs says so and why.
+a run without logs says so and why; ``--functions`` adds each function's lines that name the run.
 """
 
 from __future__ import annotations
@@ -112,3 +112,32 @@ def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
     assert "no log of run reviewtune-0000aaaa0000aaaa in CloudWatch Logs: it is REJECTED and made no job" in err
     assert main(["runs", "logs", "reviewtune-1111bbbb1111bbbb", "--stack", STACK]) == 1
     assert "no log of run reviewtune-1111bbbb1111bbbb in CloudWatch Logs\n" in capsys.readouterr().err
+
+
+FUNCTIONS = {"StartTuningFunctionName": "rt-StartTuning", "RecordResultsFunctionName": "rt-RecordResults",
+             "ReconcileFunctionName": "rt-Reconcile"}
+
+
+def test_functions_lines_naming_the_run_follow_its_jobs(logged, capsys):
+    template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"RunsTableName": {"Value": logged.runs_table}, "DataBucketName": {"Value": logged.bucket},
+                            **{key: {"Value": value} for key, value in FUNCTIONS.items()}}}
+    boto3.client("cloudformation").update_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    tuning = f'{{"level":"INFO","message":"tuning job started","run_id":"{RUN}"}}'
+    write_stream("/aws/lambda/rt-StartTuning", "2026/12/04/[$LATEST]aaaa",
+                 ["START RequestId: a", tuning, '{"message":"tuning job started","run_id":"reviewtune-other"}'])
+    write_stream("/aws/lambda/rt-RecordResults", "2026/12/04/[$LATEST]bbbb",
+                 [f'{{"message":"message sent","run_id":"{RUN}"}}'] * 3, start_ms=START_MS + 10_000)
+
+    assert main(["runs", "logs", RUN, "--functions", "--job", "evaluation", "--tail", "2", "--stack", STACK,
+                 "--json"]) == 0
+    read = json.loads(text(capsys))
+    assert [(e["kind"], e["job"]) for e in read] == [
+        ("evaluation", RUN + "-eval"), ("function", "StartTuningFunction"), ("function", "RecordResultsFunction")]
+    assert [e["message"] for e in read[1]["events"]] == [tuning]  # another run's line left out
+    assert read[2]["truncated"] and len(read[2]["events"]) == 2 and read[2]["group"] == "/aws/lambda/rt-RecordResults"
+
+    assert main(["runs", "logs", RUN, "--functions", "--stack", STACK]) == 0
+    out = " ".join(text(capsys).split())
+    assert "function StartTuningFunction: 1 line" in out
+    assert f"/aws/lambda/rt-StartTuning, the lines naming {RUN}" in out

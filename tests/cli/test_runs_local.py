@@ -269,3 +269,20 @@ def test_logs_of_a_run_are_its_jobs_log_files_read_back_from_the_local_runtime_s
         assert [e["message"] for e in entry["events"]] == [line or " " for line in written] and written
     text = cli(runtime.workdir, "runs", "logs", run_id[:16], "--job", "1", "--tail", "3").stdout
     assert f"trial {trials[0].removeprefix(run_id + '-')}: the last 3 lines" in " ".join(text.split())
+
+
+def test_functions_lines_naming_a_run_are_read_back_from_the_local_runtime_s_cloudwatch_logs(two_runs):
+    runtime, listed = _runs(two_runs)
+    run_id = listed[0]["run_id"]
+
+    read = json.loads(cli(runtime.workdir, "runs", "logs", run_id, "--functions", "--job", "evaluation", "--tail", "0",
+                          "--json").stdout)
+
+    functions = {entry["job"]: entry for entry in read if entry["kind"] == "function"}
+    assert {"StartTuningFunction", "StartEvaluationFunction", "RecordResultsFunction"} <= set(functions)
+    for label, entry in functions.items():
+        assert entry["group"] == f"/aws/lambda/{runtime.outputs[label + 'Name']}"
+        lines = [e["message"] for e in entry["events"]]
+        written = [line for line in (runtime.workdir / "logs" / f"{label}.log").read_text(encoding="utf-8").splitlines()
+                   if run_id in line and not line.startswith("--- result")]
+        assert lines == written and lines

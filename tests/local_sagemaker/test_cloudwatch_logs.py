@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
+from reviewtune.local import log_events
 from reviewtune.local.sagemaker import cloudwatch_logs
 from reviewtune.local.sagemaker.cloudwatch_logs import JobLogStream
 
@@ -102,10 +103,10 @@ def test_lines_refused_are_sent_later_in_order_and_the_refusal_is_logged_once(ca
 
 def test_batches_keep_to_put_log_events_limits():
     small = [{"timestamp": 1, "message": "x"}] * 10_001
-    assert [len(batch) for batch in cloudwatch_logs._batches(small)] == [10_000, 1]
+    assert [len(batch) for batch in log_events.batches(small)] == [10_000, 1]
     large = [{"timestamp": 1, "message": "y" * 300_000}] * 4  # 300,026 bytes each: three fit under 1 MiB
-    assert [len(batch) for batch in cloudwatch_logs._batches(large)] == [3, 1]
-    assert len(cloudwatch_logs._fit("é" * 200_000).encode()) <= cloudwatch_logs.MAX_EVENT_BYTES
+    assert [len(batch) for batch in log_events.batches(large)] == [3, 1]
+    assert len(log_events.event(1, "é" * 200_000)["message"].encode()) <= log_events.MAX_EVENT_BYTES
 
 
 def test_no_endpoint_configured_writes_nowhere(monkeypatch):

@@ -13,21 +13,17 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from reviewtune.core import names
+from reviewtune.local import log_events
 
 logger = logging.getLogger(__name__)
 
 TRAINING_GROUP = names.TRAINING_LOG_GROUP
 PROCESSING_GROUP = names.PROCESSING_LOG_GROUP
 FLUSH_SECONDS = 2.0
-# PutLogEvents: at most 10,000 events and 1,048,576 bytes a batch, each event's size its UTF-8 bytes plus 26.
-MAX_BATCH_EVENTS = 10_000
-MAX_BATCH_BYTES = 1_048_576
-EVENT_OVERHEAD_BYTES = 26
-MAX_EVENT_BYTES = 256 * 1024 - EVENT_OVERHEAD_BYTES
 MAX_PENDING_EVENTS = 100_000  # held while CloudWatch refuses; the oldest are dropped past this (log.txt keeps all)
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_ENDPOINT_URL")
 
@@ -59,13 +55,6 @@ def job_stream(client: Any | None, group: str, job_name: str) -> Iterator[JobLog
         stream.close()
 
 
-def _fit(line: str) -> str:
-    encoded = line.encode("utf-8", "replace")
-    if len(encoded) <= MAX_EVENT_BYTES:
-        return line
-    return encoded[:MAX_EVENT_BYTES].decode("utf-8", "ignore")
-
-
 class JobLogStream:
     """The lines of one job, written to one stream in batches: every ``FLUSH_SECONDS`` and at ``close``."""
 
@@ -81,9 +70,8 @@ class JobLogStream:
         self._thread.start()
 
     def write(self, line: str) -> None:
-        event = {"timestamp": int(time.time() * 1000), "message": _fit(line) or " "}  # an empty message is refused
         with self._lock:
-            self._pending.append(event)
+            self._pending.append(log_events.event(int(time.time() * 1000), line))
             del self._pending[:-MAX_PENDING_EVENTS]
 
     def close(self) -> None:
@@ -100,7 +88,7 @@ class JobLogStream:
             events, self._pending = self._pending, []
         try:
             self._create()  # at the first flush, lines or not: a job that printed nothing has its stream, as on AWS
-            for batch in _batches(events):
+            for batch in log_events.batches(events):
                 self.client.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=batch)
                 events = events[len(batch):]
         except Exception as error:  # noqa: BLE001 - the job goes on; its lines stay in log.txt
@@ -111,27 +99,6 @@ class JobLogStream:
                 self._pending = (events + self._pending)[-MAX_PENDING_EVENTS:]
 
     def _create(self) -> None:
-        if self._ready:
-            return
-        for call, arguments in ((self.client.create_log_group, {"logGroupName": self.group}),
-                                (self.client.create_log_stream, {"logGroupName": self.group,
-                                                                 "logStreamName": self.stream})):
-            with suppress(self.client.exceptions.ResourceAlreadyExistsException):
-                call(**arguments)
-        self._ready = True
-
-
-def _batches(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    batches: list[list[dict[str, Any]]] = []
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for event in events:
-        event_size = len(event["message"].encode("utf-8", "replace")) + EVENT_OVERHEAD_BYTES
-        if batch and (len(batch) >= MAX_BATCH_EVENTS or size + event_size > MAX_BATCH_BYTES):
-            batches.append(batch)
-            batch, size = [], 0
-        batch.append(event)
-        size += event_size
-    if batch:
-        batches.append(batch)
-    return batches
+        if not self._ready:
+            log_events.ensure_stream(self.client, self.group, self.stream)
+            self._ready = True
