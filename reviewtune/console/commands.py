@@ -142,8 +142,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the lines naming {run_id}"
         console.print(plain(where, style="dim"), soft_wrap=True)
         for event in entry.events:
-            console.print(plain(f"{display.utc_time(_from_ms(event['timestamp']), suffix=False)[11:]}  "
-                                f"{event['message']}"), soft_wrap=True)
+            message = job_logs.short_line(event["message"], run_id) if entry.kind == "function" else event["message"]
+            console.print(plain(f"{display.utc_time(_from_ms(event['timestamp']), suffix=False)[11:]}  {message}"),
+                          soft_wrap=True)
     if not found:
         what = f"job {args.job!r} of run {run_id}" if args.job else f"run {run_id}"
         why = ("" if item.get("status") not in states.WITHOUT_TUNING_JOB else

@@ -10,6 +10,7 @@ id as the prefix, finds them all.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,3 +134,30 @@ def function_logs(logs: Any, run_id: str, functions: dict[str, str], since_ms: i
             shown = events[-tail:] if tail else events
             result.append(JobLog(label, "function", group, "", shown, len(shown) < len(events)))
     return result
+
+
+# What Powertools' Logger puts on every line: left out of the short form of a function's line.
+POWERTOOLS_KEYS = frozenset({"level", "location", "message", "timestamp", "service", "cold_start", "function_name",
+                             "function_memory_size", "function_arn", "function_request_id", "xray_trace_id",
+                             "sampling_rate"})
+SHORT_LINE_CHARS = 400
+
+
+def short_line(message: str, run_id: str | None = None) -> str:
+    """A function's Powertools JSON line as a person reads it: ``INFO tuning job started  rows={...}`` (its own keys,
+    ``run_id`` left out where it is the run's); the event a handler logs on entry as ``event: <detail-type>
+    (<source>)``. Any other line as it is."""
+    try:
+        record = json.loads(message)
+    except ValueError:
+        return message
+    if not isinstance(record, dict) or "level" not in record or "message" not in record:
+        return message
+    said = record["message"]
+    if isinstance(said, dict):
+        said = f"event: {said.get('detail-type', 'an event')} ({said.get('source', 'unknown source')})"
+    extra = "  ".join(f"{key}={json.dumps(value, separators=(',', ':'), default=str)}"
+                      for key, value in record.items()
+                      if key not in POWERTOOLS_KEYS and not (key == "run_id" and value == run_id))
+    text = f"{record['level']} {said}" + (f"  {extra}" if extra else "")
+    return text if len(text) <= SHORT_LINE_CHARS else text[:SHORT_LINE_CHARS - 3] + "..."

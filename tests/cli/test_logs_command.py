@@ -140,4 +140,26 @@ def test_functions_lines_naming_the_run_follow_its_jobs(logged, capsys):
     assert main(["runs", "logs", RUN, "--functions", "--stack", STACK]) == 0
     out = " ".join(text(capsys).split())
     assert "function StartTuningFunction: 1 line" in out
+    assert "INFO tuning job started" in out and '"level"' not in out  # the short form of a Powertools line
     assert f"/aws/lambda/rt-StartTuning, the lines naming {RUN}" in out
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ('{"level":"INFO","location":"launch:499","message":"tuning job started","timestamp":"2026-12-04 23:23:19,137",'
+     '"service":"reviewtune","cold_start":true,"function_name":"f","function_request_id":"r","run_id":"' + RUN + '",'
+     '"rows":{"train":1080,"test":60}}', 'INFO tuning job started  rows={"train":1080,"test":60}'),
+    ('{"level":"INFO","message":{"detail-type":"SageMaker Processing Job State Change","source":"aws.sagemaker",'
+     '"detail":{"x":1}},"function_name":"f"}', "INFO event: SageMaker Processing Job State Change (aws.sagemaker)"),
+    ('{"level":"WARNING","message":"run ended","run_id":"reviewtune-other"}',
+     'WARNING run ended  run_id="reviewtune-other"'),
+    ("START RequestId: a Version: $LATEST", "START RequestId: a Version: $LATEST"),
+    ('{"not": "powertools"}', '{"not": "powertools"}'),
+    ('["a"]', '["a"]'),
+])
+def test_a_function_s_powertools_line_is_shown_short(line, shown):
+    assert job_logs.short_line(line, RUN) == shown
+
+
+def test_a_long_short_line_is_cut_and_says_so():
+    line = json.dumps({"level": "INFO", "message": "m", "big": "x" * 1000})
+    assert len(job_logs.short_line(line)) == job_logs.SHORT_LINE_CHARS and job_logs.short_line(line).endswith("...")
