@@ -8,7 +8,6 @@ import json
 import sys
 import time
 import webbrowser
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,18 +132,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: reading the logs of {run_id}: {aws_errors.describe(error)}") from None
     if args.json:
         print(json.dumps([entry.as_dict() for entry in found], indent=2))
-    for entry in [] if args.json else found:
-        name = {"evaluation": "evaluation", "function": f"function {entry.job}"}.get(
-            entry.kind, f"trial {display.trial_suffix(entry.job)}")
-        lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
-        shown = f"the last {lines}" if entry.truncated else lines
-        console.rule(plain(f"{name}: {shown}"))
-        where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the lines naming {run_id}"
-        console.print(plain(where, style="dim"), soft_wrap=True)
-        for event in entry.events:
-            message = job_logs.short_line(event["message"], run_id) if entry.kind == "function" else event["message"]
-            console.print(plain(f"{display.utc_time(_from_ms(event['timestamp']), suffix=False)[11:]}  {message}"),
-                          soft_wrap=True)
+    elif found:
+        console.print(views.logs_view(found, run_id))
     if not found:
         what = f"job {args.job!r} of run {run_id}" if args.job else f"run {run_id}"
         why = ("" if item.get("status") not in states.WITHOUT_TUNING_JOB else
@@ -152,10 +141,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
         progress_console.print(plain(f"no log of {what} in CloudWatch Logs{why}"))
         return 1
     return 0
-
-
-def _from_ms(timestamp: int) -> datetime:
-    return datetime.fromtimestamp(timestamp / 1000, tz=UTC)
 
 
 def _logs(target: Target, run_id: str) -> list[str]:

@@ -107,7 +107,8 @@ def _named(job: str, run_id: str, name: str, kind: str) -> bool:
     return kind == "trial" and (suffix.startswith(job) or suffix.split("-", 1)[0].lstrip("0") == job.lstrip("0"))
 
 
-FUNCTION_LINES_READ = 10_000  # per function: FilterLogEvents pages read, newest lines kept
+FUNCTION_LINES_READ = 10_000  # per function: lines read at most (the newest ``tail`` of them shown)
+FUNCTION_PAGES_READ = 100  # per function: FilterLogEvents calls at most
 FUNCTION_WINDOW_BEFORE_MS = 60_000  # a run's lines start with its claim: a minute before its record's creation
 
 
@@ -120,13 +121,13 @@ def function_logs(logs: Any, run_id: str, functions: dict[str, str], since_ms: i
         request: dict[str, Any] = {"logGroupName": group, "filterPattern": f'"{run_id}"',
                                    "startTime": max(0, since_ms - FUNCTION_WINDOW_BEFORE_MS)}
         events: list[dict[str, Any]] = []
-        while len(events) < FUNCTION_LINES_READ:
+        for _ in range(FUNCTION_PAGES_READ):  # a page may come back empty while CloudWatch searches on
             try:
                 page = logs.filter_log_events(**request)
             except logs.exceptions.ResourceNotFoundException:  # the function never wrote a line
                 break
             events += page.get("events", [])
-            if not page.get("nextToken"):
+            if not page.get("nextToken") or len(events) >= FUNCTION_LINES_READ:
                 break
             request["nextToken"] = page["nextToken"]
         if events:

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group
+from rich.rule import Rule
 from rich.table import Table
 
+from reviewtune.console import job_logs
 from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
 from reviewtune.core import display, job_stops, runs, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
@@ -385,3 +387,21 @@ def champion_view(champion: dict[str, Any]) -> Group:
             decision.get("reason") or decision.get("error") or "",
         )
     return Group(facts, history, decisions)
+
+
+def logs_view(entries: list[job_logs.JobLog], run_id: str) -> Group:
+    """``runs logs``: each job's (or function's) lines under a rule naming it and how many lines, then where they are
+    kept (a function's lines in short: ``job_logs.short_line``)."""
+    parts: list[Any] = []
+    for entry in entries:
+        name = {"evaluation": "evaluation", "function": f"function {entry.job}"}.get(
+            entry.kind, f"trial {display.trial_suffix(entry.job)}")
+        lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
+        parts.append(Rule(plain(f"{name}: {'the last ' if entry.truncated else ''}{lines}")))
+        where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the lines naming {run_id}"
+        parts.append(plain(where, style="dim"))
+        for event in entry.events:
+            message = job_logs.short_line(event["message"], run_id) if entry.kind == "function" else event["message"]
+            at = datetime.fromtimestamp(event["timestamp"] / 1000, tz=UTC).strftime("%H:%M:%S")
+            parts.append(plain(f"{at}  {message}"))
+    return Group(*parts)
