@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, duplicates, names, states
+from reviewtune.core import aws_errors, config, duplicates, names, states
 from reviewtune.core.champion import is_champion_key
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 
 REASON_MAX_CHARS = 500
 RETRY_METADATA = names.RETRY_METADATA  # the copy's user metadata: the run it retries (x-amz-meta-reviewtune-retry-of)
@@ -82,7 +82,7 @@ def retry_run(
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None or "status" not in run or "source" not in run:  # the slots item, a content marker: no run
         raise RetryError(f"no run {run_id!r}")
-    _check_retryable(runs, run)
+    _check_retryable(runs, run, now)
     content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
     if content[1] and content in (retried_now or {}):
         earlier = (retried_now or {})[content]
@@ -116,7 +116,7 @@ def retry_run(
     return retry
 
 
-def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
+def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | None = None) -> None:
     run_id, status = run["run_id"], run["status"]
     if not states.is_final(status):
         raise RetryError(f"run {run_id} is {status}: it has not ended; wait for its outcome, or stop it first "
@@ -138,7 +138,7 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
     if keeper is not None:
         raise RetryError(f"run {keeper['run_id']} ({keeper['status']}) has the same content: a retry of {run_id} "
                          f"would end DUPLICATE of it (`reviewtune runs show {keeper['run_id']}`)")
-    pending = _pending_retry(runs, run["dataset"], content, run_id) if content else None
+    pending = _pending_retry(runs, run["dataset"], content, run_id, now) if content else None
     if pending is not None:
         earlier, new_run = pending
         state = new_run["status"] if new_run else "not started yet"
@@ -149,7 +149,7 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any]) -> None:
 
 
 def _pending_retry(
-    runs: RunsRepository, dataset: str, content: str, run_id: str
+    runs: RunsRepository, dataset: str, content: str, run_id: str, now: datetime | None = None
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     """Another run of this content retried already whose new run has not ended (not even started: its event may be
     on its way, or the reconciler's missed-drops pass makes it), with that new run (None: not started). Such a new
@@ -161,9 +161,21 @@ def _pending_retry(
         if not isinstance(retried, dict) or not retried.get("new_run_id"):
             continue
         new_run = runs.get(retried["new_run_id"])
+        if new_run is None and _sweep_passed(retried.get("at"), now):
+            continue  # its copy is no longer there to start it (the sweep would have claimed it by now)
         if new_run is None or not states.is_final(new_run["status"]):
             return earlier, new_run
     return None
+
+
+def _sweep_passed(at: Any, now: datetime | None) -> bool:
+    """Whether a retry made ``at`` is older than the reconciler's missed-drops window, within which a copy whose
+    event never came is claimed: its run not started by then never will be."""
+    try:
+        made = parse_iso(str(at))
+    except ValueError:
+        return True
+    return (now or datetime.now(UTC)) - made > timedelta(days=config.MISSED_DROP_WINDOW_DAYS)
 
 
 def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any]:

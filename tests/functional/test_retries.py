@@ -9,6 +9,7 @@ with the reason and nothing is copied.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta
 
 import boto3
 import pytest
@@ -250,6 +251,22 @@ def test_a_duplicate_retried_by_another_command_while_its_original_s_retry_is_pe
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
     assert pipeline.start_tuning(retried_event(pipeline, first))["status"] == "FAILED"
     retry = retry_run(runs(pipeline), s3(), duplicate, why="the original's retry failed", by="bob")
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
+
+
+def test_a_retry_whose_run_never_started_within_the_sweep_s_window_no_longer_holds_its_content(pipeline):
+    """The original's copy started no run in the week the reconciler's sweep looks back (deleted before it was
+    claimed): its record of the retry no longer refuses the duplicate, which would otherwise never be retried."""
+    original = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    duplicate = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]
+    pipeline.sagemaker.finish_tuning(original, "Failed", failure="ResourceLimitExceeded: quota")
+    pipeline.tuning_ended(original, "Failed")
+    first = retry_run(runs(pipeline), s3(), original, why="quota raised", by="alice")
+    made = datetime.fromisoformat(first.at.replace("Z", "+00:00"))
+
+    with pytest.raises(RetryError, match="not started yet"):
+        retry_run(runs(pipeline), s3(), duplicate, why="x", by="bob", now=made + timedelta(days=6))
+    retry = retry_run(runs(pipeline), s3(), duplicate, why="x", by="bob", now=made + timedelta(days=8))
     assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
 
 
