@@ -20,8 +20,9 @@ from reviewtune.core import names
 TRAINING_GROUP = names.TRAINING_LOG_GROUP
 PROCESSING_GROUP = names.PROCESSING_LOG_GROUP
 TRIAL_SUFFIX = re.compile(r"\d{3}-[a-z0-9]{8}")  # SageMaker names a tuning job's trials <tuning job>-001-1a2b3c4d
-MAX_STREAMS = 200
-PAGE_EVENTS = 1_000  # GetLogEvents page (at most 10,000 events or 1 MB)  # per group: a run's trials (a tuning job has at most 500; the local budget 2)
+MAX_STREAMS = 200  # per group: a run's trials (a tuning job has at most 500; the local budget 2)
+PAGE_EVENTS = 1_000  # GetLogEvents page (at most 10,000 events or 1 MB)
+MAX_TAIL = 9_999  # GetLogEvents' limit (10,000) less the one event that tells whether there were more
 
 
 @dataclass
@@ -29,7 +30,7 @@ class JobLog:
     """One job's lines: the last ``tail`` of them (all when tail is 0), oldest first, with their times (ms)."""
 
     job: str
-    kind: str  # "trial" or "evaluation"
+    kind: str  # "trial", "evaluation" or "function"
     group: str
     stream: str
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -74,7 +75,7 @@ def streams_of(logs: Any, run_id: str) -> list[tuple[str, str, str, str]]:
 def read(logs: Any, group: str, stream: str, tail: int) -> tuple[list[dict[str, Any]], bool]:
     """The stream's last ``tail`` events (every event when 0), oldest first, and whether earlier ones were left out."""
     request: dict[str, Any] = {"logGroupName": group, "logStreamName": stream}
-    if tail:
+    if 0 < tail <= MAX_TAIL:
         page = logs.get_log_events(**request, startFromHead=False, limit=tail + 1)
         events = page["events"]
         return events[-tail:], len(events) > tail
@@ -85,7 +86,7 @@ def read(logs: Any, group: str, stream: str, tail: int) -> tuple[list[dict[str, 
                                    **({"nextToken": token} if token else {}))
         events += page["events"]
         if not page["events"] or page.get("nextForwardToken") in (None, token):
-            return events, False
+            return (events[-tail:], len(events) > tail) if tail else (events, False)
         token = page["nextForwardToken"]
 
 

@@ -101,6 +101,8 @@ def test_every_line_of_a_long_log_is_read_page_by_page(deployed, capsys):  # noq
     assert [e["message"] for e in events] == [f"line {n}" for n in range(12_000)] and not truncated
     events, truncated = job_logs.read(logs, names.TRAINING_LOG_GROUP, f"{T1}/{STREAM_SUFFIX}", 5)
     assert [e["message"] for e in events] == [f"line {n}" for n in range(11_995, 12_000)] and truncated
+    events, truncated = job_logs.read(logs, names.TRAINING_LOG_GROUP, f"{T1}/{STREAM_SUFFIX}", 11_000)  # past a call's
+    assert [e["message"] for e in events] == [f"line {n}" for n in range(1_000, 12_000)] and truncated
 
 
 def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
