@@ -105,13 +105,24 @@ def _folder_datasets(target: Target, folder: str) -> tuple[list[str], bool] | No
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """One run; with --follow, a run that has not ended is shown live until it ends (exit status 1 unless it
+    SUCCEEDED, as `drop --follow`)."""
     target = _target(args)
     item = _get(target, args.run_id)
+    if args.follow and not states.is_final(item["status"]):
+        run_id = item["run_id"]
+        live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
+        try:
+            item = wait_for_run(live, target.runs(), Progress(live, target.client("sagemaker"), run_id), run_id,
+                                args.timeout)
+        except (TimeoutError, ClientError, BotoCoreError) as error:
+            raise SystemExit(f"error: following run {run_id}: {safe(error)} (the run goes on; `reviewtune runs show "
+                             f"{run_id} --follow` follows it again)") from None
     _emit(args, item, views.run_view(item))
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
                             + "; ".join(_logs(target, item["run_id"]))))
-    return 0
+    return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -324,9 +335,9 @@ def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any]
         progress = Progress(live, target.client("sagemaker"), run_id)
         return wait_for_run(live, runs, progress, run_id, max(0.0, ends - time.monotonic()))
     except (TimeoutError, ClientError, BotoCoreError) as error:
-        goes_on = f"`reviewtune runs show {run_id}`" if run_id else "`reviewtune runs list`"
+        goes_on = f"`reviewtune runs show {run_id} --follow` follows it" if run_id else "`reviewtune runs list` shows it"
         raise SystemExit(f"error: following the run of {where}: {safe(error)} (the file is uploaded and its run goes "
-                         f"on; {goes_on} shows it)") from None
+                         f"on; {goes_on})") from None
 
 
 def cmd_champion(args: argparse.Namespace) -> int:
@@ -430,6 +441,8 @@ def register(sub: Any) -> None:
 
     show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")
     show.add_argument("run_id", help=PREFIX_HELP)
+    show.add_argument("--follow", action="store_true", help="a run not ended yet: show it live until it ends")
+    show.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow it")
     show.set_defaults(func=cmd_show)
 
     trials = runs_sub.add_parser("trials", help="one row per trial (as the SageMaker SDK's tuning analytics)")

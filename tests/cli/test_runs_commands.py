@@ -3,6 +3,7 @@ CloudFormation outputs as on AWS, tables by default and --json parsed back."""
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from botocore.stub import Stubber
 
 from reviewtune.cli import main
-from reviewtune.console import queries
+from reviewtune.console import commands, follow, queries
 from reviewtune.console.target import default_stack_name
 from reviewtune.core import names
 from reviewtune.core.runs import RunsRepository, RunStatus
@@ -348,8 +349,39 @@ def test_drop_follow_ends_with_a_clear_error_when_the_run_does_not_end_in_time(d
     data.write_text("sentiment\treview_body\n1\tgood\n")
     monkeypatch.setattr(queries, "find_run", lambda *a, **k: {"run_id": "reviewtune-a9", "status": "TUNING"})
     put_run(deployed, "reviewtune-a9", "reviews.tsv", "TUNING", 1)
-    with pytest.raises(SystemExit, match=r"run reviewtune-a9 did not finish within 0 s .*`reviewtune runs show reviewtune-a9`"):
+    with pytest.raises(SystemExit, match=r"run reviewtune-a9 did not finish within 0 s .*`reviewtune runs show "
+                                         r"reviewtune-a9 --follow` follows it\)"):
         main(["drop", str(data), "--follow", "--timeout", "0.5", "--stack", STACK])
+
+
+def test_show_follow_shows_a_run_in_progress_live_until_it_ends(deployed, capsys, monkeypatch):
+    put_run(deployed, "reviewtune-f1", "team-a/r.tsv", "TUNING", 1)
+    put_run(deployed, "reviewtune-f2", "team-a/r.tsv", "FAILED", 2)
+    runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
+    polls = []
+
+    def poll(self):  # the tuning job's trials: here, the run moves on while it is followed
+        polls.append(self.run_id)
+        if len(polls) == 2:
+            runs.table.update_item(Key={"run_id": "reviewtune-f1"}, UpdateExpression="SET #s = :s",
+                                   ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "SUCCEEDED"})
+
+    monkeypatch.setattr(follow.Progress, "poll", poll)
+    monkeypatch.setattr(follow, "wait_for_run", functools.partial(follow.wait_for_run, poll_s=0.01))
+    monkeypatch.setattr(commands, "wait_for_run", follow.wait_for_run)
+
+    assert main(["runs", "show", "reviewtune-f1", "--follow", "--stack", STACK]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "run reviewtune-f1: TUNING" in out and "run reviewtune-f1: SUCCEEDED" in out
+    assert out.index("run reviewtune-f1: SUCCEEDED") < out.index("status SUCCEEDED")  # then the record, as it ended
+
+    followed = len(polls)
+    assert main(["runs", "show", "reviewtune-f2", "--follow", "--stack", STACK]) == 1  # ended: shown, not followed
+    assert "run reviewtune-f2: FAILED" not in capsys.readouterr().out and len(polls) == followed
+    with pytest.raises(SystemExit, match=r"following run reviewtune-f3: .* `reviewtune runs show reviewtune-f3 "
+                                         r"--follow` follows it again"):
+        put_run(deployed, "reviewtune-f3", "team-a/r.tsv", "QUEUED", 3)
+        main(["runs", "show", "reviewtune-f3", "--follow", "--timeout", "0.05", "--stack", STACK])
 
 
 def test_runs_of_a_dataset_are_read_past_a_page_of_large_items(deployed):
