@@ -96,8 +96,9 @@ def _provenance(item: Any) -> list[str]:
 
 
 def _lookup_hint(item: Any, table: Any) -> str:
+    """Where to read the whole run: reviewtune's CLI, or the runs table's item with the AWS CLI alone."""
     return (
-        "Full record: aws dynamodb get-item --table-name "
+        f"The run: `reviewtune runs show {_run_id(item)}`. Its record: aws dynamodb get-item --table-name "
         f'{_text(table, 255)} --key \'{{"run_id": {{"S": "{_run_id(item)}"}}}}\''
     )
 

@@ -184,3 +184,17 @@ def test_a_failed_run_that_ran_jobs_names_the_command_that_prints_their_output(s
     _, body = messages.run_failed(item, stage, "FAILED", "AlgorithmError: out of memory", "runs")
     line = "Its jobs' output (each trial, the evaluation): `reviewtune runs logs reviewtune-1`."
     assert (line in body) is named
+
+
+def test_every_message_says_how_to_read_the_whole_run():
+    item = {"run_id": "reviewtune-1", "dataset": "team/a.tsv", "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
+            "status": "TUNING"}
+    hint = ("The run: `reviewtune runs show reviewtune-1`. Its record: aws dynamodb get-item --table-name runs --key "
+            "'{\"run_id\": {\"S\": \"reviewtune-1\"}}'")
+    for _, body in (messages.succeeded(item, {"metrics": {"accuracy": {"value": 0.7}}}, "runs"),
+                    messages.run_failed(item, "tuning", "FAILED", "AlgorithmError", "runs"),
+                    messages.rejected(item, "bad file", None, "runs"),
+                    messages.queued(item, 2, 2, "runs")):
+        assert body.splitlines()[-1] == hint
+    _, body = messages.duplicate({**item, "run_id": "reviewtune-2"}, item, "runs")
+    assert hint in body  # the earlier run's
