@@ -86,12 +86,43 @@ class SplitDataset:
         }
 
 
+# Under NFKC review text keeps about its length (an accent or a ligature may add a character); a few symbols grow up
+# to 18-fold (U+FDFA), so a file of them would make the comparison of reviews take minutes past the function's
+# timeout. Past this growth over the whole file (and the slack, so that a few odd reviews never count), it is refused.
+MAX_NORMALIZED_GROWTH = 4
+NORMALIZED_GROWTH_SLACK = 1_000_000  # characters
+
+
 def review_key(text: str) -> bytes:
     """Two reviews are the same review when their normalized texts match (a 16-byte digest of
     ``train_hashes.normalize_text``: Unicode NFKC, casefolded, whitespace collapsed, as the champion comparison's
     hashes), so a review typed with a combining accent is the one typed with the accented letter.
     """
-    return hashlib.blake2b(normalize_text(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return _digest(normalize_text(text))
+
+
+def _digest(normalized: str) -> bytes:
+    return hashlib.blake2b(normalized.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class _Growth:
+    """The characters read and what Unicode normalization made of them, over the file: refused past
+    ``MAX_NORMALIZED_GROWTH``-fold (and the slack) at the line where it happens."""
+
+    def __init__(self) -> None:
+        self.read = self.normalized = 0
+
+    def key(self, text: str, line: int) -> bytes:
+        normalized = normalize_text(text)
+        self.read += len(text)
+        self.normalized += len(normalized)
+        if self.normalized > MAX_NORMALIZED_GROWTH * self.read + NORMALIZED_GROWTH_SLACK:
+            raise DatasetError(
+                f"by line {line:,} the reviews' {self.read:,} characters had become {self.normalized:,} once "
+                f"Unicode-normalized (NFKC, as reviews are compared): more than {MAX_NORMALIZED_GROWTH}-fold, which no "
+                "review text grows (symbols such as U+FDFA grow up to 18-fold): keep only the reviews' text"
+            )
+        return _digest(normalized)
 
 
 def _counts(rows: list[Review]) -> dict[str, int]:
@@ -149,8 +180,9 @@ def split_stream(
     kept: list[tuple[Review, str | None]] = []
     seen: set[bytes] = set()
     duplicates = 0
+    growth = _Growth()
     for row in reader.rows():
-        marker = review_key(row.text) + f"{row.sentiment}:{row.split or ''}".encode()
+        marker = growth.key(row.text, row.line) + f"{row.sentiment}:{row.split or ''}".encode()
         if marker in seen:
             duplicates += 1
             continue

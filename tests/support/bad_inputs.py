@@ -229,6 +229,8 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("not gzip, named .gz", "plain.tsv.gz", good_file, "not valid gzip data"),
     BadInput("truncated gzip", "cut.csv.gz", lambda: gzip.compress(good_file())[:-40], "not valid gzip data"),
     BadInput("gzip bomb", "bomb.tsv.gz", _gzip_bomb, "expands to more than 1 MiB", limits={"reader.MAX_DECOMPRESSED_BYTES": 2**20}),
+    BadInput("text that grows 18-fold under NFKC", "ligatures.tsv", lambda: _with_row(b"0\t" + "\ufdfa".encode() * 3000 + b"\n", 12),
+             "by line 14 the reviews' 3,", limits={"dataset.NORMALIZED_GROWTH_SLACK": 10_000}),
     BadInput("gzip twice", "twice.tsv.gz", lambda: gzip.compress(gzip.compress(good_file())), "gzip-compressed twice; decompress it once"),
     BadInput("gzip header whose file name never ends", "unnamed.tsv.gz", _unnamed_gzip_header, "not valid gzip data"),
     BadInput("invalid UTF-8 inside gzip", "latin.tsv.gz", lambda: gzip.compress(HEADER + b"1\tna\xefve\n"), "not UTF-8: byte 0xef"),

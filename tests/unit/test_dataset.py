@@ -198,3 +198,26 @@ def test_a_gz_is_read_from_its_body_in_large_pieces_whatever_its_header_or_paddi
     else:
         assert split_stream(source, "reviews.tsv.gz").summary()["rows"]["train"] > 0
     assert source.reads < 100, f"{source.reads:,} reads for {len(data):,} bytes"
+
+
+def test_real_reviews_never_come_near_the_limit_on_how_text_grows_under_normalization(monkeypatch):
+    """The embedded sample's 1,200 real reviews split with no slack at all: NFKC keeps review text about its length."""
+    from reviewtune.core import dataset
+    from reviewtune.real_sample import sample_bytes
+
+    monkeypatch.setattr(dataset, "NORMALIZED_GROWTH_SLACK", 0)
+    ligatures = make_file([(label, f"Très jolie robe, ﬁne et légère, ½ taille ™ {label} {n}") for n in range(20)
+                           for label in (-1, 0, 1)])  # each grows by a few characters: ﬁ, ½ and ™ become 2 to 3
+    assert sum(len(rows) for rows in split_reviews(sample_bytes(), "sample.tsv").splits.values()) > 1_000
+    assert sum(len(rows) for rows in split_reviews(ligatures, "ligatures.tsv").splits.values()) == 60
+
+
+def test_text_that_grows_many_fold_under_normalization_is_refused_where_it_passes_the_limit():
+    """A file of U+FDFA (18 characters each under NFKC): refused within its first hundred lines, not read to its end
+    (comparing 256 MiB of it took minutes, past the function's timeout)."""
+    rows = [(label, "\ufdfa" * 1_000 + f" {n}") for n in range(2_000) for label in (-1, 0, 1)]
+
+    with pytest.raises(DatasetError, match=r"by line (\d+) the reviews' [\d,]+ characters had become [\d,]+ once "
+                                           r"Unicode-normalized \(NFKC, as reviews are compared\): more than 4-fold") as err:
+        split_reviews(make_file(rows), "symbols.tsv")
+    assert int(err.value.args[0].split()[2].replace(",", "")) < 100
