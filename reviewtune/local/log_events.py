@@ -7,6 +7,12 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
+from botocore.config import Config
+
+# Writing a log line never holds up a job or a delivery for long: a CloudWatch Logs endpoint that is gone (the
+# runtime stopping) fails within seconds, not botocore's default minute per attempt.
+CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+
 # PutLogEvents: at most 10,000 events and 1,048,576 bytes a batch, each event's size its UTF-8 bytes plus 26.
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1_048_576

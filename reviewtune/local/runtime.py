@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reviewtune.local import log_events
 from reviewtune.local.moto_server import MotoServer
 from reviewtune.local.processes import hold_lock, lock_held, process_alive
 from reviewtune.local.router import Invocation, Router
@@ -274,7 +275,7 @@ class LocalRuntime:
             environment=self.environment(),
             log_dir=self.workdir / "logs",
             on_invocation=self.on_invocation,
-            logs_client=self.client("logs"),
+            logs_client=self.client("logs", config=log_events.CLIENT_CONFIG),
             retry_delay_s=self.retry_delay_s,
         )
         self.router.start()

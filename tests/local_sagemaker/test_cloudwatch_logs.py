@@ -115,3 +115,16 @@ def test_no_endpoint_configured_writes_nowhere(monkeypatch):
     assert cloudwatch_logs.client_from_environment(REGION) is None
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://127.0.0.1:1")
     assert cloudwatch_logs.client_from_environment(REGION).meta.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_an_endpoint_that_is_gone_fails_the_last_flush_quietly_with_short_timeouts(monkeypatch, caplog):
+    """The runtime stopping takes moto with it: a job's last flush is logged, not raised, and the client gives up
+    after a 2 s connect timeout and 3 attempts in all (botocore's default: 60 s, and the job would wait for it)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://127.0.0.1:9")  # nothing listens on the discard port
+    client = cloudwatch_logs.client_from_environment(REGION)
+    assert client.meta.config.connect_timeout == 2 and client.meta.config.retries["total_max_attempts"] == 3
+    stream = JobLogStream(client, cloudwatch_logs.TRAINING_GROUP, "gone/algo-1-1", flush_seconds=3600)
+    stream.write("last line")
+    with caplog.at_level(logging.WARNING, logger=cloudwatch_logs.__name__):
+        stream.close()
+    assert "log lines of gone/algo-1-1 not written to CloudWatch Logs" in caplog.text

@@ -35,7 +35,7 @@ def client_from_environment(region: str) -> Any | None:
         return None
     import boto3  # honours AWS_ENDPOINT_URL_CLOUDWATCH_LOGS
 
-    return boto3.client("logs", region_name=region)
+    return boto3.client("logs", region_name=region, config=log_events.CLIENT_CONFIG)
 
 
 def stream_name(job_name: str, started: float) -> str:
