@@ -9,6 +9,7 @@ person may check carries a ``data-key`` attribute. Plots come from ``report_plot
 from __future__ import annotations
 
 import base64
+import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
@@ -333,6 +334,21 @@ def _comparison(evaluation: dict[str, Any]) -> str:
     )
 
 
+# What a person looks at next, from reviewtune's CLI (README: "Use it"); the page itself runs nothing.
+NEXT_COMMANDS = (
+    ("runs show {run}", "status, timeline, messages, cost, where everything is"),
+    ("runs trials {run}", "one row per trial, as the SageMaker SDK's analytics"),
+    ("runs logs {run} --functions", "each trial's and the evaluation's output, and the functions' lines on the run"),
+    ("champion --dataset {dataset}", "the dataset's champion, its history and decisions"),
+)
+
+
+def _commands(run_id: str, dataset: str) -> str:
+    rows = "".join(f"<dt><code>reviewtune {escape(command.format(run=run_id, dataset=shlex.quote(dataset)))}</code></dt>"
+                   f"<dd>{escape(what)}</dd>" for command, what in NEXT_COMMANDS)
+    return f'<section data-key="commands"><h2>From the command line</h2><dl>{rows}</dl></section>'
+
+
 def render(
     evaluation: dict[str, Any],
     run: dict[str, Any],
@@ -359,6 +375,7 @@ def render(
         + _search(run, training_summary, plotting)
         + _model(metrics, examples, plotting)
         + _history(run, metrics, plotting)
+        + _commands(str(run_id), str(run.get("dataset", "")))
         + "</main>"
     )
     return (

@@ -149,3 +149,13 @@ def test_a_trial_ending_where_the_best_one_does_is_drawn_over_its_curve_as_a_rin
         assert ring.get_zorder() > top_line and cross.get_zorder() > top_line
         assert not ring.get_facecolors()[:, 3].any()  # hollow: the best trial's point shows through
         assert ring.get_sizes()[0] > 6 ** 2  # wider than the curve's markers (matplotlib's default 6 points)
+
+
+def test_the_report_ends_with_the_commands_that_show_more_of_the_run() -> None:
+    page = run_report.render(evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)
+    section = page.split('<section data-key="commands">', 1)[1].split("</section>", 1)[0]
+    commands = re.findall(r"<code>(.*?)</code>", section)
+    assert commands == ["reviewtune runs show reviewtune-0123", "reviewtune runs trials reviewtune-0123",
+                        "reviewtune runs logs reviewtune-0123 --functions",
+                        "reviewtune champion --dataset &#x27;team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv&#x27;"]
+    assert page.index('data-key="commands"') > page.index("History of this dataset")
