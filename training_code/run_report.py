@@ -43,8 +43,9 @@ img{max-width:100%;height:auto;display:block;margin:8px 0}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
 dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
+code{overflow-wrap:anywhere}
 @media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
-th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}}
+th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}}
 """
 
 

@@ -159,3 +159,14 @@ def test_the_report_ends_with_the_commands_that_show_more_of_the_run() -> None:
                         "reviewtune runs logs reviewtune-0123 --functions",
                         "reviewtune champion --dataset &#x27;team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv&#x27;"]
     assert page.index('data-key="commands"') > page.index("History of this dataset")
+
+
+def test_a_narrow_screen_shows_the_whole_report_without_scrolling_sideways(tmp_path) -> None:
+    """A run id as long as a real one in the commands' section made the page scroll sideways on a phone."""
+    from tests.support import chromium
+
+    page = tmp_path / "report.html"
+    page.write_text(run_report.render(evaluation(), {**run(), "run_id": "reviewtune-4f3a9c1d7e5b8a90"}, SUMMARY,
+                                      EXAMPLES, plotting=False))
+    check = chromium.inspect(page, tmp_path, width=400)
+    assert check["errors"] == [] and check["scrollWidth"] <= check["innerWidth"]
