@@ -264,10 +264,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
     runs, s3 = target.runs(), target.client("s3")
     prefix = target.parameters.get("JobNamePrefix") or None  # the stack's: it names the new runs
     retried_now: dict[tuple[str, str], Any] = {}
+    sweep_days = audit.stack_defaults(target.parameters)[1]  # the stack's MissedDropWindowDays
     done: list[dict[str, Any]] = []
     for run_id in run_ids:
         try:
-            retry = retry_run(runs, s3, run_id, why=args.reason, by=by, prefix=prefix, retried_now=retried_now)
+            retry = retry_run(runs, s3, run_id, why=args.reason, by=by, prefix=prefix, retried_now=retried_now,
+                              sweep_days=sweep_days)
         except (RetryError, ClientError, BotoCoreError) as error:  # reported; the other runs are still retried
             text = str(error) if isinstance(error, RetryError) else f"run {run_id}: {aws_errors.describe(error)}"
             done.append({"run_id": run_id, "error": text})

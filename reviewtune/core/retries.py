@@ -69,12 +69,15 @@ class Retry:
 def retry_run(
     runs: RunsRepository, s3: Any, run_id: str, *, why: str, by: str, now: datetime | None = None,
     prefix: str | None = None, retried_now: dict[tuple[str, str], Retry] | None = None,
+    sweep_days: float = config.MISSED_DROP_WINDOW_DAYS,
 ) -> Retry:
     """Copy the object version of ``run_id`` onto its key (a new version, so a new run) and record it on the run.
 
     ``prefix``: the stack's JobNamePrefix, which names the new run (default: the retried run's, for a stack whose
     prefix did not change). ``retried_now``: the retries this command made so far, by dataset and content; a run of
-    the same content as one of them is refused (its copy would only end DUPLICATE of that retry's run)."""
+    the same content as one of them is refused (its copy would only end DUPLICATE of that retry's run).
+    ``sweep_days``: the stack's MissedDropWindowDays, the days within which a copy whose event never came still
+    starts its run."""
     if not why.strip():
         raise RetryError("a retry needs a reason (--reason TEXT)")
     if not run_id.strip():
@@ -82,7 +85,7 @@ def retry_run(
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None or "status" not in run or "source" not in run:  # the slots item, a content marker: no run
         raise RetryError(f"no run {run_id!r}")
-    _check_retryable(runs, run, now)
+    _check_retryable(runs, run, now, sweep_days)
     content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
     if content[1] and content in (retried_now or {}):
         earlier = (retried_now or {})[content]
@@ -116,7 +119,8 @@ def retry_run(
     return retry
 
 
-def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | None = None) -> None:
+def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | None = None,
+                     sweep_days: float = config.MISSED_DROP_WINDOW_DAYS) -> None:
     run_id, status = run["run_id"], run["status"]
     if not states.is_final(status):
         raise RetryError(f"run {run_id} is {status}: it has not ended; wait for its outcome, or stop it first "
@@ -138,7 +142,7 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | 
     if keeper is not None:
         raise RetryError(f"run {keeper['run_id']} ({keeper['status']}) has the same content: a retry of {run_id} "
                          f"would end DUPLICATE of it (`reviewtune runs show {keeper['run_id']}`)")
-    pending = _pending_retry(runs, run["dataset"], content, run_id, now) if content else None
+    pending = _pending_retry(runs, run["dataset"], content, run_id, now, sweep_days) if content else None
     if pending is not None:
         earlier, new_run = pending
         state = new_run["status"] if new_run else "not started yet"
@@ -149,7 +153,8 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | 
 
 
 def _pending_retry(
-    runs: RunsRepository, dataset: str, content: str, run_id: str, now: datetime | None = None
+    runs: RunsRepository, dataset: str, content: str, run_id: str, now: datetime | None = None,
+    sweep_days: float = config.MISSED_DROP_WINDOW_DAYS,
 ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     """Another run of this content retried already whose new run has not ended (not even started: its event may be
     on its way, or the reconciler's missed-drops pass makes it), with that new run (None: not started). Such a new
@@ -161,21 +166,21 @@ def _pending_retry(
         if not isinstance(retried, dict) or not retried.get("new_run_id"):
             continue
         new_run = runs.get(retried["new_run_id"])
-        if new_run is None and _sweep_passed(retried.get("at"), now):
+        if new_run is None and _sweep_passed(retried.get("at"), now, sweep_days):
             continue  # its copy is no longer there to start it (the sweep would have claimed it by now)
         if new_run is None or not states.is_final(new_run["status"]):
             return earlier, new_run
     return None
 
 
-def _sweep_passed(at: Any, now: datetime | None) -> bool:
+def _sweep_passed(at: Any, now: datetime | None, days: float) -> bool:
     """Whether a retry made ``at`` is older than the reconciler's missed-drops window, within which a copy whose
     event never came is claimed: its run not started by then never will be."""
     try:
         made = parse_iso(str(at))
     except ValueError:
         return True
-    return (now or datetime.now(UTC)) - made > timedelta(days=config.MISSED_DROP_WINDOW_DAYS)
+    return (now or datetime.now(UTC)) - made > timedelta(days=days)
 
 
 def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from reviewtune.cli import main
+from reviewtune.console import commands
 from reviewtune.core import names, retries
 from reviewtune.core.runs import RunsRepository
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
@@ -186,3 +187,21 @@ def test_the_new_run_is_named_with_the_stack_s_job_name_prefix(stack, capsys):
     assert done["new_run_id"].startswith("rt-") and names.TUNING_JOB_NAME_PATTERN.match(done["new_run_id"])
     recorded = RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f1")["retried"]
     assert recorded["new_run_id"] == done["new_run_id"]
+
+
+def test_the_retry_check_looks_back_as_far_as_the_stack_s_sweep(stack, capsys, monkeypatch):
+    """A retry whose new run never started blocks a retry of the same content for the stack's MissedDropWindowDays
+    (the days within which the reconciler still starts such a copy), not a fixed week."""
+    failed_run_of_a_file(stack, "reviewtune-f1", "team-a/r.tsv")
+    boto3.client("cloudformation").create_stack(StackName="reviewtune-long-sweep", TemplateBody=json.dumps({
+        "Parameters": {"MissedDropWindowDays": {"Type": "Number"}},
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
+    }), Parameters=[{"ParameterKey": "MissedDropWindowDays", "ParameterValue": "30"}])
+    asked = []
+    monkeypatch.setattr(commands, "retry_run", lambda *args, **kwargs: asked.append(kwargs["sweep_days"]) or
+                        retries.retry_run(*args, **kwargs))
+
+    assert main(["runs", "retry", "reviewtune-f1", "--reason", "x", "--stack", "reviewtune-long-sweep", "--json"]) == 0
+    assert main(["runs", "retry", "reviewtune-f1", "--reason", "x", "--stack", STACK, "--json"]) == 1  # retried already
+    assert asked == [30.0, 7.0]

@@ -266,6 +266,8 @@ def test_a_retry_whose_run_never_started_within_the_sweep_s_window_no_longer_hol
 
     with pytest.raises(RetryError, match="not started yet"):
         retry_run(runs(pipeline), s3(), duplicate, why="x", by="bob", now=made + timedelta(days=6))
+    with pytest.raises(RetryError, match="not started yet"):  # a stack whose sweep looks back 10 days
+        retry_run(runs(pipeline), s3(), duplicate, why="x", by="bob", now=made + timedelta(days=8), sweep_days=10)
     retry = retry_run(runs(pipeline), s3(), duplicate, why="x", by="bob", now=made + timedelta(days=8))
     assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
 
