@@ -26,6 +26,15 @@ def stack(deployed):  # noqa: F811
     return deployed
 
 
+def stack_with_parameters(stack, name: str, **parameters: str) -> None:
+    """Another CloudFormation stack on the same table and bucket, deployed with these parameters."""
+    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps({
+        "Parameters": {key: {"Type": "String"} for key in parameters},
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
+    }), Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()])
+
+
 def failed_run_of_a_file(stack, run_id: str, dataset: str) -> str:
     """A FAILED run whose source is a real object version; its version id."""
     key = f"incoming/{dataset}"
@@ -173,11 +182,7 @@ def test_the_new_run_is_named_with_the_stack_s_job_name_prefix(stack, capsys):
     """A stack whose JobNamePrefix changed since the run (``reviewtune-`` then, ``rt`` now): the run id printed and
     recorded is the one start_tuning gives the copy, under the stack's prefix as deployed."""
     failed_run_of_a_file(stack, "reviewtune-f1", "team-a/r.tsv")
-    boto3.client("cloudformation").create_stack(StackName="reviewtune-renamed", TemplateBody=json.dumps({
-        "Parameters": {"JobNamePrefix": {"Type": "String"}},
-        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
-    }), Parameters=[{"ParameterKey": "JobNamePrefix", "ParameterValue": "rt"}])
+    stack_with_parameters(stack, "reviewtune-renamed", JobNamePrefix="rt")
     capsys.readouterr()
 
     assert main(["runs", "retry", "reviewtune-f1", "--reason", "role fixed", "--stack", "reviewtune-renamed",
@@ -193,11 +198,7 @@ def test_the_retry_check_looks_back_as_far_as_the_stack_s_sweep(stack, capsys, m
     """A retry whose new run never started blocks a retry of the same content for the stack's MissedDropWindowDays
     (the days within which the reconciler still starts such a copy), not a fixed week."""
     failed_run_of_a_file(stack, "reviewtune-f1", "team-a/r.tsv")
-    boto3.client("cloudformation").create_stack(StackName="reviewtune-long-sweep", TemplateBody=json.dumps({
-        "Parameters": {"MissedDropWindowDays": {"Type": "Number"}},
-        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {"RunsTableName": {"Value": stack.runs_table}, "DataBucketName": {"Value": stack.bucket}},
-    }), Parameters=[{"ParameterKey": "MissedDropWindowDays", "ParameterValue": "30"}])
+    stack_with_parameters(stack, "reviewtune-long-sweep", MissedDropWindowDays="30")
     asked = []
     monkeypatch.setattr(commands, "retry_run", lambda *args, **kwargs: asked.append(kwargs["sweep_days"]) or
                         retries.retry_run(*args, **kwargs))
