@@ -134,11 +134,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     try:
         found = job_logs.run_logs(logs, run_id, tail, args.job)
         if args.functions:
-            functions = {name.removesuffix("Name"): target.outputs[name] for name in FUNCTION_OUTPUTS
-                         if name in target.outputs}
             created = display.moment(item.get("created_at"))
-            found += job_logs.function_logs(logs, run_id, functions, int(created.timestamp() * 1000) if created else 0,
-                                            tail)
+            found += job_logs.function_logs(logs, run_id, _functions(target),
+                                            int(created.timestamp() * 1000) if created else 0, tail)
     except (ClientError, BotoCoreError) as error:
         raise SystemExit(f"error: reading the logs of {run_id}: {aws_errors.describe(error)}") from None
     if args.json:
@@ -161,7 +159,7 @@ def _logs(target: Target, run_id: str) -> list[str]:
         return [f"trials {jobs / 'training' / (run_id + '-*')}/log.txt",
                 f"evaluation {jobs / 'processing' / (run_id + names.EVALUATION_SUFFIX)}/log.txt",
                 f"functions {Path(target.local_workdir) / 'logs'}/<Function>.log (grep {run_id})"]
-    functions = " ".join(target.outputs[name] for name in FUNCTION_OUTPUTS if name in target.outputs) or "<function>"
+    functions = " ".join(_functions(target).values()) or "<function>"
     return [f"trials `aws logs tail {names.TRAINING_LOG_GROUP} --log-stream-name-prefix {run_id}`",
             f"evaluation `aws logs tail {names.PROCESSING_LOG_GROUP} --log-stream-name-prefix {run_id}"
             f"{names.EVALUATION_SUFFIX}`",
@@ -170,6 +168,11 @@ def _logs(target: Target, run_id: str) -> list[str]:
 
 FUNCTION_OUTPUTS = ("StartTuningFunctionName", "StartEvaluationFunctionName", "RecordResultsFunctionName",
                     "ReconcileFunctionName")
+
+
+def _functions(target: Target) -> dict[str, str]:
+    """The stack's functions' names by their logical id (``StartTuningFunction``), from its outputs."""
+    return {name.removesuffix("Name"): target.outputs[name] for name in FUNCTION_OUTPUTS if name in target.outputs}
 
 
 def cmd_trials(args: argparse.Namespace) -> int:

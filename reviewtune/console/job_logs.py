@@ -17,8 +17,6 @@ from typing import Any
 
 from reviewtune.core import names
 
-TRAINING_GROUP = names.TRAINING_LOG_GROUP
-PROCESSING_GROUP = names.PROCESSING_LOG_GROUP
 TRIAL_SUFFIX = re.compile(r"\d{3}-[a-z0-9]{8}")  # SageMaker names a tuning job's trials <tuning job>-001-1a2b3c4d
 MAX_STREAMS = 200  # per group: a run's trials (a tuning job has at most 500; the local budget 2)
 PAGE_EVENTS = 1_000  # GetLogEvents page (at most 10,000 events or 1 MB)
@@ -52,7 +50,7 @@ def job_kind(run_id: str, job: str) -> str | None:
 def streams_of(logs: Any, run_id: str) -> list[tuple[str, str, str, str]]:
     """(group, stream, job, kind) of each job of the run that has a stream, trials in order, then the evaluation."""
     found = []
-    for group in (TRAINING_GROUP, PROCESSING_GROUP):
+    for group in (names.TRAINING_LOG_GROUP, names.PROCESSING_LOG_GROUP):
         request: dict[str, Any] = {"logGroupName": group, "logStreamNamePrefix": run_id}
         streams: list[dict[str, Any]] = []
         while len(streams) < MAX_STREAMS:
@@ -118,7 +116,7 @@ def function_logs(logs: Any, run_id: str, functions: dict[str, str], since_ms: i
     first, the last ``tail`` of them (all when 0): FilterLogEvents with the run id as a quoted term."""
     result = []
     for label, name in functions.items():
-        group = names.LAMBDA_LOG_GROUP_PREFIX + name
+        group = names.lambda_log_group(name)
         request: dict[str, Any] = {"logGroupName": group, "filterPattern": f'"{run_id}"',
                                    "startTime": max(0, since_ms - FUNCTION_WINDOW_BEFORE_MS)}
         events: list[dict[str, Any]] = []

@@ -51,7 +51,13 @@ def list_runs(table: Any, dataset: str | None = None, status: str | None = None,
         key = Key("dataset").eq(names.normalize_dataset(dataset))
         return list(_query(table, limit, IndexName=DATASET_INDEX, KeyConditionExpression=key, **extra))
     statuses = [status] if status else [s.value for s in RunStatus]
-    streams = [list(_query(table, limit, IndexName=STATUS_INDEX, KeyConditionExpression=Key("status").eq(s))) for s in statuses]
+    return _newest(
+        [list(_query(table, limit, IndexName=STATUS_INDEX, KeyConditionExpression=Key("status").eq(s))) for s in statuses],
+        limit)
+
+
+def _newest(streams: list[list[dict]], limit: int) -> list[dict]:
+    """The ``limit`` newest runs of several lists each newest first, merged by created_at."""
     merged = heapq.merge(*streams, key=lambda item: item.get("created_at", ""), reverse=True)
     return [item for _, item in zip(range(limit), merged, strict=False)]
 
@@ -79,9 +85,7 @@ def datasets_under(s3: Any, bucket: str, folder: str) -> tuple[list[str], bool]:
 
 def list_runs_of(table: Any, datasets: list[str], status: str | None = None, limit: int = 20) -> list[dict]:
     """The runs of several datasets, newest first: one by_dataset query each, merged by created_at."""
-    streams = [list_runs(table, dataset, status, limit) for dataset in datasets]
-    merged = heapq.merge(*streams, key=lambda item: item.get("created_at", ""), reverse=True)
-    return [item for _, item in zip(range(limit), merged, strict=False)]
+    return _newest([list_runs(table, dataset, status, limit) for dataset in datasets], limit)
 
 
 PREFIX_MIN_CHARS = 4

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 
 from reviewtune.core.runs import RunsRepository
+from reviewtune.local import ENDPOINT_KEYS
 from reviewtune.local.processes import lock_held, process_alive
 
 STATE_FILE = "local.json"
@@ -43,7 +44,7 @@ class Target:
     parameters: dict[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoints.get(service))
+        return self.session.client(service, endpoint_url=self.endpoints.get(ENDPOINT_KEYS.get(service, service)))
 
     def output(self, name: str) -> str:
         try:
@@ -94,10 +95,6 @@ def local_target(workdir: Path) -> Target:
     endpoints = dict(state.get("endpoints", {}))
     moto = endpoints.get("s3")
     endpoints = {**{s: moto for s in ("s3", "dynamodb", "cloudformation", "sns", "sqs", "sts") if moto}, **endpoints}
-    # boto3's service names where local.json keeps the name of their endpoint variable (AWS_ENDPOINT_URL_...)
-    for service, key in (("logs", "cloudwatch_logs"), ("events", "eventbridge")):
-        if key in endpoints or moto:
-            endpoints.setdefault(service, endpoints.get(key, moto))
     return Target(f"local runtime ({path})", session, dict(state.get("outputs", {})), endpoints, Path(workdir),
                   dict(state.get("parameters", {})))
 

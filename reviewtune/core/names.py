@@ -150,6 +150,11 @@ def normalize_dataset(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def lambda_log_group(function_name: str) -> str:
+    """Where Lambda (and the local runtime's router) writes a function's lines."""
+    return LAMBDA_LOG_GROUP_PREFIX + function_name
+
+
 def split_prefix(run_id: str, split: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/data/{split}/"
 

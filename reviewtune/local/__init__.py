@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# boto3 service names whose endpoint (AWS_ENDPOINT_URL_<KEY>, and local.json's "endpoints") has another name.
+ENDPOINT_KEYS = {"events": "eventbridge", "logs": "cloudwatch_logs"}
+
 if TYPE_CHECKING:
     from reviewtune.local.moto_server import MotoServer, start_moto_server
     from reviewtune.local.router import Invocation, Outcome, Router

@@ -13,9 +13,7 @@ from typing import Any
 from reviewtune.core import names
 from reviewtune.local import log_events
 
-
-def log_group(function_name: str) -> str:
-    return names.LAMBDA_LOG_GROUP_PREFIX + function_name
+log_group = names.lambda_log_group
 
 
 def stream_name(started: datetime, request_id: str) -> str:

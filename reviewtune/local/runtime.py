@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reviewtune.local import log_events
+from reviewtune.local import ENDPOINT_KEYS, log_events
 from reviewtune.local.moto_server import MotoServer
 from reviewtune.local.processes import hold_lock, lock_held, process_alive
 from reviewtune.local.router import Invocation, Router
@@ -48,8 +48,6 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
-# boto3 service names whose endpoint variable has another name.
-_ENDPOINT_KEYS = {"events": "eventbridge", "logs": "cloudwatch_logs"}
 
 
 class LocalRuntimeError(RuntimeError):
@@ -62,7 +60,7 @@ class NotRunningError(LocalRuntimeError):
 
 def endpoint_variable(service: str) -> str:
     """boto3's endpoint variable of ``service`` (``AWS_ENDPOINT_URL_S3``...)."""
-    return f"AWS_ENDPOINT_URL_{_ENDPOINT_KEYS.get(service, service).upper()}"
+    return f"AWS_ENDPOINT_URL_{ENDPOINT_KEYS.get(service, service).upper()}"
 
 
 def _recorded_pid(workdir: Path) -> int | None:
@@ -173,7 +171,7 @@ class LocalRuntime:
         )
 
     def _endpoint(self, service: str) -> str:
-        endpoint = self._endpoints.get(_ENDPOINT_KEYS.get(service, service)) or self._endpoints.get("s3")
+        endpoint = self._endpoints.get(ENDPOINT_KEYS.get(service, service)) or self._endpoints.get("s3")
         if endpoint is None:
             raise LocalRuntimeError("the local runtime is not started")
         return endpoint
