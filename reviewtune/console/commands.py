@@ -460,7 +460,8 @@ def register(sub: Any) -> None:
     logs.add_argument("--job", help="only one job: 'evaluation', or a trial by its number (2) or suffix (002-6221c9f6)")
     logs.add_argument("--tail", type=int, default=40, help="the last N lines of each job (default 40; 0: all)")
     logs.add_argument("--functions", action="store_true",
-                      help="also each function's lines that name the run (/aws/lambda/<function>)")
+                      help="also each function invocation that names the run, START to REPORT "
+                           "(/aws/lambda/<function>)")
     logs.set_defaults(func=cmd_logs)
 
     report = runs_sub.add_parser("report", help="download the run's HTML report")

@@ -1,7 +1,8 @@
 """``reviewtune runs logs RUN_ID``: the output of a run's jobs (each trial, the evaluation) from CloudWatch Logs,
 where SageMaker writes it, and where the local runtime's SageMaker writes it too: one way to read both. With
-``--functions``, also each function's lines that name the run (Powertools adds the run id to them), from
-``/aws/lambda/<function>``, where the local runtime's router writes them too.
+``--functions``, also each function invocation that names the run (Powertools adds the run id to its lines; the
+invocation's other lines, found by its request id, come with them), from ``/aws/lambda/<function>``, where the local
+runtime's router writes them too.
 
 A job's stream is ``<job name>/algo-1-<epoch>`` in ``/aws/sagemaker/TrainingJobs`` (trials: ``<run>-NNN-xxxxxxxx``)
 or ``/aws/sagemaker/ProcessingJobs`` (the evaluation: ``<run>-eval``); one DescribeLogStreams per group, by the run's
@@ -107,30 +108,113 @@ def _named(job: str, run_id: str, name: str, kind: str) -> bool:
 
 
 FUNCTION_LINES_READ = 10_000  # per function: lines read at most (the newest ``tail`` of them shown)
-FUNCTION_PAGES_READ = 100  # per function: FilterLogEvents calls at most
+FUNCTION_PAGES_READ = 100  # per FilterLogEvents search: calls at most
 FUNCTION_WINDOW_BEFORE_MS = 60_000  # a run's lines start with its claim: a minute before its record's creation
+FUNCTION_INVOCATIONS_READ = 50  # per function: the newest invocations naming the run, read whole
+LAMBDA_MAX_DURATION_MS = 15 * 60_000  # an invocation's lines lie within this of any other of its lines
+# Lambda's lines that carry the invocation's request id: START / END / REPORT, and the Python runtime's own log format
+# ("[INFO]\t<time>\t<request id>\t..."); Powertools' JSON lines carry it as function_request_id, an unhandled
+# error's JSON as requestId.
+REQUEST_ID = re.compile(r"^(?:START|END|REPORT) RequestId: ([\w-]+)|^\[[A-Z]+\]\t[^\t]*\t([\w-]{8,})\t")
+
+
+def _record(message: str) -> dict[str, Any] | None:
+    if not message.startswith("{"):
+        return None
+    try:
+        record = json.loads(message)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def request_id(message: str) -> str | None:
+    """The Lambda request id a function's line belongs to, when the line says it."""
+    record = _record(message)
+    if record is not None:
+        found = record.get("function_request_id") or record.get("requestId")
+        return found if isinstance(found, str) else None
+    match = REQUEST_ID.match(message)
+    return (match.group(1) or match.group(2)) if match else None
+
+
+def about_another_run(message: str, run_id: str) -> bool:
+    """A Powertools line of another run (its ``run_id``), such as a reconciler pass's line on each run it looked at."""
+    record = _record(message)
+    return record is not None and record.get("run_id") not in (None, run_id) and run_id not in message
+
+
+def _search(logs: Any, request: dict[str, Any], room: int) -> list[dict[str, Any]] | None:
+    """FilterLogEvents, page after page, up to ``room`` events; None when the group does not exist."""
+    request, events = dict(request), []
+    for _ in range(FUNCTION_PAGES_READ):  # a page may come back empty while CloudWatch searches on
+        try:
+            page = logs.filter_log_events(**request)
+        except logs.exceptions.ResourceNotFoundException:  # the function never wrote a line
+            return None
+        events += page.get("events", [])
+        if not page.get("nextToken") or len(events) >= room:
+            break
+        request["nextToken"] = page["nextToken"]
+    return events[:room]
+
+
+def _invocation(logs: Any, group: str, stream: str, rid: str, span: list[int], room: int) -> list[dict[str, Any]]:
+    """The lines of one invocation, START to REPORT: Lambda writes a stream's invocations one after another, so the
+    lines between an invocation's START and its REPORT are its own, the ones that carry no request id included (a
+    print, a traceback). Without both marks, the lines that carry its request id."""
+    where = {"logGroupName": group, **({"logStreamNames": [stream]} if stream else {})}
+    marked = _search(logs, {**where, "filterPattern": f'"{rid}"', "startTime": max(0, span[0] - LAMBDA_MAX_DURATION_MS),
+                            "endTime": span[1] + LAMBDA_MAX_DURATION_MS}, room) or []
+    mine = [e for e in marked if request_id(e["message"]) == rid]
+    starts = [e["timestamp"] for e in mine if e["message"].startswith("START ")]
+    reports = [e["timestamp"] for e in mine if e["message"].startswith("REPORT ")]
+    if stream and starts and reports:
+        between = _search(logs, {**where, "startTime": min(starts), "endTime": max(reports)}, room) or []
+        first = next((i for i, e in enumerate(between) if e["message"].startswith(f"START RequestId: {rid}")), None)
+        last = next((i for i in range(len(between) - 1, -1, -1)
+                     if between[i]["message"].startswith(f"REPORT RequestId: {rid}")), None)
+        if first is not None and last is not None and first <= last:
+            return between[first:last + 1]
+    return mine
+
+
+def invocations_naming(logs: Any, group: str, run_id: str, since_ms: int) -> list[dict[str, Any]] | None:
+    """The lines of each invocation that names ``run_id`` (the newest ``FUNCTION_INVOCATIONS_READ`` of them), oldest
+    first: the event the handler logged on entry, before it knew the run, and Lambda's START / END / REPORT with
+    them; an invocation's Powertools lines about another run left out. A line naming the run whose invocation cannot
+    be told is kept alone. None: the function has no log group."""
+    request = {"logGroupName": group, "startTime": max(0, since_ms - FUNCTION_WINDOW_BEFORE_MS)}
+    naming = _search(logs, {**request, "filterPattern": f'"{run_id}"'}, FUNCTION_LINES_READ)
+    if naming is None:
+        return None
+    spans: dict[tuple[str, str], list[int]] = {}  # (stream, request id) -> the first and last line naming the run
+    lines = []
+    for event in naming:
+        rid = request_id(event["message"])
+        if rid is None:
+            lines.append(event)
+            continue
+        span = spans.setdefault((event.get("logStreamName", ""), rid), [event["timestamp"], event["timestamp"]])
+        span[0], span[1] = min(span[0], event["timestamp"]), max(span[1], event["timestamp"])
+    for (stream, rid), span in sorted(spans.items(), key=lambda item: item[1][0])[-FUNCTION_INVOCATIONS_READ:]:
+        if len(lines) >= FUNCTION_LINES_READ:
+            break
+        lines += [e for e in _invocation(logs, group, stream, rid, span, FUNCTION_LINES_READ - len(lines))
+                  if not about_another_run(e["message"], run_id)]
+    unique = {(e.get("logStreamName", ""), e.get("eventId") or (e["timestamp"], e["message"])): e for e in lines}
+    # sorted stably by time: an invocation's lines of one millisecond keep their order
+    return sorted(unique.values(), key=lambda e: e["timestamp"])
 
 
 def function_logs(logs: Any, run_id: str, functions: dict[str, str], since_ms: int, tail: int) -> list[JobLog]:
-    """For each function (its name by label), its lines that name ``run_id``, written from ``since_ms`` on, oldest
-    first, the last ``tail`` of them (all when 0): FilterLogEvents with the run id as a quoted term."""
+    """For each function (its name by label), the lines of its invocations that name ``run_id`` (from ``since_ms`` on),
+    oldest first, the last ``tail`` of them (all when 0)."""
     result = []
     for label, name in functions.items():
         group = names.lambda_log_group(name)
-        request: dict[str, Any] = {"logGroupName": group, "filterPattern": f'"{run_id}"',
-                                   "startTime": max(0, since_ms - FUNCTION_WINDOW_BEFORE_MS)}
-        events: list[dict[str, Any]] = []
-        for _ in range(FUNCTION_PAGES_READ):  # a page may come back empty while CloudWatch searches on
-            try:
-                page = logs.filter_log_events(**request)
-            except logs.exceptions.ResourceNotFoundException:  # the function never wrote a line
-                break
-            events += page.get("events", [])
-            if not page.get("nextToken") or len(events) >= FUNCTION_LINES_READ:
-                break
-            request["nextToken"] = page["nextToken"]
+        events = invocations_naming(logs, group, run_id, since_ms)
         if events:
-            events.sort(key=lambda e: e["timestamp"])
             shown = events[-tail:] if tail else events
             result.append(JobLog(label, "function", group, "", shown, len(shown) < len(events)))
     return result

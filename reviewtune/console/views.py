@@ -398,7 +398,7 @@ def logs_view(entries: list[job_logs.JobLog], run_id: str) -> Group:
             entry.kind, f"trial {display.trial_suffix(entry.job)}")
         lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
         parts.append(Rule(plain(f"{name}: {'the last ' if entry.truncated else ''}{lines}")))
-        where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the lines naming {run_id}"
+        where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the invocations naming {run_id}"
         parts.append(plain(where, style="dim"))
         for event in entry.events:
             message = job_logs.short_line(event["message"], run_id) if entry.kind == "function" else event["message"]

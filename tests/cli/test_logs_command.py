@@ -143,7 +143,60 @@ def test_functions_lines_naming_the_run_follow_its_jobs(logged, capsys):
     out = " ".join(text(capsys).split())
     assert "function StartTuningFunction: 1 line" in out
     assert "INFO tuning job started" in out and '"level"' not in out  # the short form of a Powertools line
-    assert f"/aws/lambda/rt-StartTuning, the lines naming {RUN}" in out
+    assert f"/aws/lambda/rt-StartTuning, the invocations naming {RUN}" in out
+
+
+def _powertools(message, request_id: str, **keys) -> str:
+    return json.dumps({"level": "INFO", "message": message, "function_request_id": request_id, **keys})
+
+
+def test_each_invocation_naming_the_run_is_shown_whole_from_start_to_report(logged, capsys):
+    """On Lambda one stream holds an execution environment's invocations one after another: the run's invocation is
+    read from its START to its REPORT (the event logged on entry, a print, the runtime's own line with it), not its
+    neighbours; a reconciler pass's lines on other runs are left out."""
+    template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"RunsTableName": {"Value": logged.runs_table}, "DataBucketName": {"Value": logged.bucket},
+                            **{key: {"Value": value} for key, value in FUNCTIONS.items()}}}
+    boto3.client("cloudformation").update_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    event = _powertools({"detail-type": "Object Created", "source": "aws.s3"}, "r2")
+    mine = [
+        "START RequestId: r2 Version: $LATEST", event, "a print from the handler",
+        "[WARNING]\t2026-12-04T23:23:19.137Z\tr2\tthe runtime's own format",
+        _powertools("tuning job started", "r2", run_id=RUN),
+        "END RequestId: r2", "REPORT RequestId: r2\tDuration: 812.00 ms\tMemory Size: 2048 MB",
+    ]
+    neighbours = (["START RequestId: r1 Version: $LATEST", _powertools("tuning job started", "r1", run_id="rt-other"),
+                   "END RequestId: r1", "REPORT RequestId: r1\tDuration: 1.00 ms"], mine,
+                  ["START RequestId: r3 Version: $LATEST", "a print of the next invocation", "END RequestId: r3",
+                   "REPORT RequestId: r3\tDuration: 1.00 ms"])
+    write_stream("/aws/lambda/rt-StartTuning", "2026/12/04/[$LATEST]env1", [line for part in neighbours for line in part])
+    sweep = ["START RequestId: r4 Version: $LATEST", _powertools("run looked at", "r4", run_id="rt-other"),
+             _powertools("message sent", "r4", run_id=RUN), "END RequestId: r4", "REPORT RequestId: r4\tDuration: 3 ms"]
+    write_stream("/aws/lambda/rt-Reconcile", "2026/12/04/[$LATEST]env2", sweep, start_ms=START_MS + 20_000)
+
+    assert main(["runs", "logs", RUN, "--functions", "--job", "evaluation", "--tail", "0", "--stack", STACK,
+                 "--json"]) == 0
+    read = {entry["job"]: [e["message"] for e in entry["events"]] for entry in json.loads(text(capsys))}
+    assert read["StartTuningFunction"] == mine
+    assert read["ReconcileFunction"] == [sweep[0], sweep[2], sweep[3], sweep[4]]
+
+    assert main(["runs", "logs", RUN, "--functions", "--job", "evaluation", "--stack", STACK]) == 0
+    out = text(capsys)
+    assert "INFO event: Object Created (aws.s3)" in out and "a print from the handler" in out
+    assert "next invocation" not in out and "rt-other" not in out
+    assert f"/aws/lambda/rt-StartTuning, the invocations naming {RUN}" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(("message", "request_id"), [
+    ("START RequestId: 8f5e-11aa Version: $LATEST", "8f5e-11aa"),
+    ("REPORT RequestId: 8f5e-11aa\tDuration: 3 ms", "8f5e-11aa"),
+    ("[ERROR]\t2026-12-04T23:23:19.137Z\t8f5e-11aa-22bb\tboom", "8f5e-11aa-22bb"),
+    ('{"level":"INFO","message":"x","function_request_id":"8f5e"}', "8f5e"),
+    ('{"errorMessage":"boom","errorType":"KeyError","requestId":"8f5e","stackTrace":[]}', "8f5e"),
+    ("a print", None), ('{"level":"INFO","message":"no context"}', None), ("[1, 2]", None), ("{not json", None),
+])
+def test_the_request_id_a_function_line_belongs_to(message, request_id):
+    assert job_logs.request_id(message) == request_id
 
 
 @pytest.mark.parametrize(("line", "shown"), [

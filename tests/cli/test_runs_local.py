@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reviewtune.console import job_logs
 from reviewtune.core import names
 from reviewtune.local.runtime import LocalRuntime
 from reviewtune.sample_data import sample_tsv
@@ -271,7 +272,18 @@ def test_logs_of_a_run_are_its_jobs_log_files_read_back_from_the_local_runtime_s
     assert f"trial {trials[0].removeprefix(run_id + '-')}: the last 3 lines" in " ".join(text.split())
 
 
-def test_functions_lines_naming_a_run_are_read_back_from_the_local_runtime_s_cloudwatch_logs(two_runs):
+def _invocations(log_file: Path) -> list[tuple[str, list[str]]]:
+    """(request id, the handler's lines) of each invocation in a local function's log file."""
+    found: list[tuple[str, list[str]]] = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        if line.startswith("=== ") and " request " in line:
+            found.append((line.split(" request ", 1)[1].split(" ", 1)[0], []))
+        elif found and not line.startswith(("=== ", "--- result")):
+            found[-1][1].append(line)
+    return found
+
+
+def test_the_function_invocations_naming_a_run_are_read_back_whole_from_the_local_runtime_s_cloudwatch_logs(two_runs):
     runtime, listed = _runs(two_runs)
     run_id = listed[0]["run_id"]
 
@@ -283,6 +295,13 @@ def test_functions_lines_naming_a_run_are_read_back_from_the_local_runtime_s_clo
     for label, entry in functions.items():
         assert entry["group"] == f"/aws/lambda/{runtime.outputs[label + 'Name']}"
         lines = [e["message"] for e in entry["events"]]
-        written = [line for line in (runtime.workdir / "logs" / f"{label}.log").read_text(encoding="utf-8").splitlines()
-                   if run_id in line and not line.startswith("--- result")]
-        assert lines == written and lines
+        expected = []  # each invocation with a line on the run: START, its lines (none about another run), END, REPORT
+        for request_id, written in _invocations(runtime.workdir / "logs" / f"{label}.log"):
+            if any(run_id in line for line in written):
+                expected += [f"START RequestId: {request_id} Version: $LATEST",
+                             *[line for line in written if not job_logs.about_another_run(line, run_id)],
+                             f"END RequestId: {request_id}", f"REPORT RequestId: {request_id}"]
+        assert [line.split("\t", 1)[0] for line in lines] == expected and expected
+    # the S3 event start_tuning logged on entry, before the run's id was known, comes with the run's lines
+    assert any(job_logs.short_line(line) == "INFO event: Object Created (aws.s3)"
+               for line in [e["message"] for e in functions["StartTuningFunction"]["events"]])
