@@ -230,12 +230,15 @@ SHORT_LINE_CHARS = 400
 def short_line(message: str, run_id: str | None = None) -> str:
     """A function's Powertools JSON line as a person reads it: ``INFO tuning job started  rows={...}`` (its own keys,
     ``run_id`` left out where it is the run's); the event a handler logs on entry as ``event: <detail-type>
-    (<source>)``. Any other line as it is."""
-    try:
-        record = json.loads(message)
-    except ValueError:
+    (<source>)``; Powertools' metrics (CloudWatch embedded metric format) as ``METRICS RunsTuning=1``. Any other line
+    as it is."""
+    record = _record(message)
+    if record is None:
         return message
-    if not isinstance(record, dict) or "level" not in record or "message" not in record:
+    metrics = _metric_values(record)
+    if metrics is not None:
+        return "METRICS " + "  ".join(f"{name}={value}" for name, value in metrics.items())
+    if "level" not in record or "message" not in record:
         return message
     said = record["message"]
     if isinstance(said, dict):
@@ -245,3 +248,26 @@ def short_line(message: str, run_id: str | None = None) -> str:
                       if key not in POWERTOOLS_KEYS and not (key == "run_id" and value == run_id))
     text = f"{record['level']} {said}" + (f"  {extra}" if extra else "")
     return text if len(text) <= SHORT_LINE_CHARS else text[:SHORT_LINE_CHARS - 3] + "..."
+
+
+def _metric_values(record: dict[str, Any]) -> dict[str, str] | None:
+    """The metrics an embedded-metric-format line gives (name -> its values, joined by ``,``), or None for any other
+    line."""
+    aws = record.get("_aws")
+    if not isinstance(aws, dict) or not isinstance(aws.get("CloudWatchMetrics"), list):
+        return None
+    found: dict[str, str] = {}
+    for directive in aws["CloudWatchMetrics"]:
+        for metric in directive.get("Metrics", []) if isinstance(directive, dict) else []:
+            name = metric.get("Name") if isinstance(metric, dict) else None
+            if isinstance(name, str) and name in record:
+                values = record[name] if isinstance(record[name], list) else [record[name]]
+                found[name] = ",".join(_number(v) for v in values)
+    return found or None
+
+
+def _number(value: Any) -> str:
+    """``68.33`` (two places at most), ``1`` for 1.0; anything else as it is."""
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".")
+    return str(value)

@@ -208,6 +208,12 @@ def test_the_request_id_a_function_line_belongs_to(message, request_id):
     ('{"level":"WARNING","message":"run ended","run_id":"reviewtune-other"}',
      'WARNING run ended  run_id="reviewtune-other"'),
     ("START RequestId: a Version: $LATEST", "START RequestId: a Version: $LATEST"),
+    ('{"_aws":{"Timestamp":1796433250614,"CloudWatchMetrics":[{"Namespace":"reviewtune/x","Dimensions":[["service"]],'
+     '"Metrics":[{"Name":"TestAccuracy","Unit":"Percent"},{"Name":"RunsSucceeded","Unit":"Count"}]}]},'
+     '"service":"reviewtune","TestAccuracy":[68.33333333333333],"RunsSucceeded":[1.0]}',
+     "METRICS TestAccuracy=68.33  RunsSucceeded=1"),
+    ('{"_aws":{"CloudWatchMetrics":[{"Metrics":[{"Name":"Rows"}]}]},"Rows":[1200, 60.5]}', "METRICS Rows=1200,60.5"),
+    ('{"_aws":{"CloudWatchMetrics":"not a list"},"x":1}', '{"_aws":{"CloudWatchMetrics":"not a list"},"x":1}'),
     ('{"not": "powertools"}', '{"not": "powertools"}'),
     ('["a"]', '["a"]'),
 ])
