@@ -49,7 +49,7 @@ def _status(item: dict[str, Any]) -> str:
     tuned again in another run too (retries.py), one whose outcome message is still in its outbox (outbox.py)."""
     status = str(item.get("status", "?"))
     if stop_requests.requested(item) and not states.is_final(status):
-        return f"{status}, stopping"
+        return f"{status}, {'ending at its deadline' if stop_requests.is_deadline(item) else 'stopping'}"
     if isinstance(item.get("retried"), dict):
         return f"{status}, retried"
     outcome = runs.outcome_message(item)
@@ -165,7 +165,7 @@ def _jobs_to_stop(item: dict[str, Any]) -> str | None:
 
 
 def _stop_request(item: dict[str, Any]) -> str | None:
-    if not stop_requests.requested(item):
+    if not stop_requests.requested(item) or stop_requests.is_deadline(item):  # a deadline's reason is the run's own
         return None
     request = item["stop_request"]
     return f"{utc_time(request.get('at'))} by {request.get('by')}: {request.get('reason')}"
@@ -237,7 +237,9 @@ def run_view(item: dict[str, Any]) -> Group:
         events = [(when, ENTERED.get(status, "ended {status}").format(status=status)) for status, when in entered.items()]
         events.append((tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"))
         events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
-        if stop_requests.requested(item):
+        if stop_requests.is_deadline(item):
+            events.append((item["stop_request"].get("at"), "deadline passed: reviewtune ends it"))
+        elif stop_requests.requested(item):
             events.append((item["stop_request"].get("at"), f"stop requested by {item['stop_request'].get('by')}"))
         events += [(entry.get("sent_at"), f"told: {entry.get('subject')} (SNS message {entry.get('message_id')})")
                    for entry in runs.messages(item)]

@@ -377,10 +377,12 @@ def start_evaluation(
         job_stops.stop_if_ended(runs, clients, tuning_job_name, "evaluation", names.evaluation_job_name(tuning_job_name))
         return ended
 
-    if status in ("Completed", "Stopped") and stop_requests.requested(run):  # a person stopped it: nothing evaluated
-        # an earlier attempt may have made the evaluation job as the request landed, then died before stopping it
+    if status in ("Completed", "Stopped") and stop_requests.requested(run):  # stopped, or past its deadline: nothing
+        # evaluated. An earlier attempt may have made the evaluation job as the request landed, then died before
+        # stopping it
         stop_evaluation_job(clients, tuning_job_name, names.evaluation_job_name(tuning_job_name), before_end=True)
-        return end_tuning(status=RunStatus.STOPPED, reason=stop_requests.reason(run))
+        final, reason = stop_requests.outcome(run)
+        return end_tuning(status=final, reason=reason)
     if status in ("Failed", "Stopped"):
         reason = description.get("FailureReason") or f"the tuning job ended {status}"
         final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED
@@ -428,9 +430,11 @@ def start_evaluation(
     if moved is None:
         item = runs.get(tuning_job_name)
         if item and item["status"] == RunStatus.TUNING and stop_requests.requested(item):
-            # a person stopped the run meanwhile: the evaluation job just made evaluates nothing
+            # a person stopped the run meanwhile, or it passed its deadline: the evaluation job just made evaluates
+            # nothing
             stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"], before_end=True)
-            return end_tuning(status=RunStatus.STOPPED, reason=stop_requests.reason(item))
+            final, reason = stop_requests.outcome(item)
+            return end_tuning(status=final, reason=reason)
         if item and states.is_final(item["status"]):
             if item["status"] != RunStatus.SUCCEEDED:
                 # ended meanwhile (its deadline): the job just made has no run to record it

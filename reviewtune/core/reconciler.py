@@ -216,19 +216,25 @@ def reconcile_run(
     stopping = stop_requests.requested(run)
     deadline = run.get("deadline_at")
     if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
+        by_person = stopping and not stop_requests.is_deadline(run)
+        if not stopping:
+            # recorded before any job is stopped (stop_requests.py): a step that read the run before it cannot move
+            # it on after, with a job stopped here; a run that moved on meanwhile (its job just made, a new
+            # deadline) is not stuck, and its job is left alone
+            run = stop_requests.record_deadline(
+                runs, run, why=_deadline_reason(run, status, settings.run_deadlines.get(status)), now=now)
+            if run is None:
+                return "moved on"
         _stop_jobs(run, clients)
-        # only from the state read: a run that moved on meanwhile (its job just made, a new deadline) is not stuck,
-        # and its new job was not stopped above
-        if stopping:  # its job did not say it stopped in time: the run still ends as the person asked
-            ended = end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.STOPPED,
-                            reason=stop_requests.reason(run), only_from=(status,))
-            return "moved on" if ended.get("moved_on") else "past deadline, stopped on request"
-        reason = _deadline_reason(run, status, settings.run_deadlines.get(status))
-        ended = end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=RunStatus.FAILED,
-                        reason=reason, only_from=(status,))
-        return "moved on" if ended.get("moved_on") else "past deadline"
+        # a person's request whose job did not say it stopped in time still ends the run as the person asked
+        final, reason = stop_requests.outcome(run)
+        ended = end_run(runs, settings, clients, run_id, stage=_stage(run, status), status=final, reason=reason,
+                        only_from=(status,))
+        return "moved on" if ended.get("moved_on") else (
+            "past deadline, stopped on request" if by_person else "past deadline")
     if stopping and status in (RunStatus.CLAIMED, RunStatus.QUEUED):
-        return f"stopped on request: {stop_unstarted(run, settings, clients)['status']}"
+        verb = "ended at its deadline" if stop_requests.is_deadline(run) else "stopped on request"
+        return f"{verb}: {stop_unstarted(run, settings, clients)['status']}"
     if status is RunStatus.CLAIMED:
         if run.get("data"):
             if aws_errors.is_due(run.get("tuning_start"), now):

@@ -160,9 +160,9 @@ def record_results(
             "the event is delivered again and the reconciler reads the job's status"
         )
 
-    if status in ("Completed", "Stopped") and stop_requests.requested(run):  # a person stopped it: nothing recorded
-        return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.STOPPED,
-                       reason=stop_requests.reason(run))
+    if status in ("Completed", "Stopped") and stop_requests.requested(run):  # stopped, or past its deadline: nothing
+        final, reason = stop_requests.outcome(run)  # recorded
+        return end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason)
     if status != "Completed":
         final = RunStatus.STOPPED if status == "Stopped" else RunStatus.FAILED
         reason = (
@@ -277,10 +277,11 @@ def _ended_meanwhile(
 ) -> dict[str, Any]:
     item = runs.get(run_id)
     if item and item.get("status") == RunStatus.EVALUATING and stop_requests.requested(item):
-        # a person stopped the run while its results were being recorded: it ends STOPPED, never champion (end_run
-        # withdraws an approval given here)
-        return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.STOPPED,
-                       reason=stop_requests.reason(item), only_from=(RunStatus.EVALUATING,))
+        # a person stopped the run while its results were being recorded (or it passed its deadline): it ends STOPPED
+        # (FAILED), never champion (end_run withdraws an approval given here)
+        final, reason = stop_requests.outcome(item)
+        return end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason,
+                       only_from=(RunStatus.EVALUATING,))
     # a run that moved on to SUCCEEDED (another record_results, the event's or a pass's, recorded it) keeps an
     # approval only if that made it champion; else the approval given here came after that one put it back to pending
     if withdraw and item and item.get("model_package_arn") and (

@@ -17,6 +17,13 @@ conditional on there being no request (``unless_stop_requested``), so a step tha
 request finds its write refused and ends the run STOPPED itself, stopping the job it just made.
 
 The run's one outcome message is then the STOPPED one, naming who stopped it, when and why.
+
+The reconciler ends a run past its state's deadline the same way: it records its own request first (``record_deadline``:
+``kind`` deadline, by reviewtune, the deadline's reason), then stops the run's jobs, then ends it. The run then ends
+FAILED with that reason (``outcome``) wherever it ends: a step that made a job just before the deadline (an
+evaluation job whose run was still TUNING) finds its move refused and ends the run FAILED itself, never STOPPED
+with a job's "ended Stopped" nobody asked for; one that moved the run on before the request finds the request
+refused, and its run goes on with its new deadline, its job untouched.
 """
 
 from __future__ import annotations
@@ -45,10 +52,35 @@ def requested(run: dict[str, Any]) -> bool:
     return isinstance(run.get("stop_request"), dict)
 
 
+DEADLINE = "deadline"  # a request's ``kind`` when the reconciler ends a run past its deadline
+DEADLINE_BY = "reviewtune"
+
+
+def is_deadline(run: dict[str, Any]) -> bool:
+    """Whether the run is being ended at its deadline (not stopped by a person)."""
+    return requested(run) and run["stop_request"].get("kind") == DEADLINE
+
+
 def reason(run: dict[str, Any]) -> str:
-    """The reason a run stopped on request ends with: who, when, why."""
+    """The reason a run stopped on request ends with: who, when, why (the deadline's own reason for a deadline)."""
     request = run["stop_request"]
+    if request.get("kind") == DEADLINE:
+        return str(request.get("reason"))
     return f"stopped by {request.get('by')} at {request.get('at')}: {request.get('reason')}"
+
+
+def outcome(run: dict[str, Any]) -> tuple[RunStatus, str]:
+    """The status and reason a run with a request ends with: STOPPED as a person asked, FAILED at its deadline."""
+    return (RunStatus.FAILED if is_deadline(run) else RunStatus.STOPPED), reason(run)
+
+
+def record_deadline(runs: RunsRepository, run: dict[str, Any], *, why: str,
+                    now: datetime | None = None) -> dict[str, Any] | None:
+    """Record that ``run``, past its deadline, is being ended FAILED with ``why``: one conditional write, while the
+    run is in the state it was read in and nobody asked for a stop. The run as it is then; None when it moved on
+    (a step moved it on meanwhile, or someone asked for a stop first: that request holds)."""
+    request = {"by": DEADLINE_BY, "kind": DEADLINE, "reason": why, "at": now_iso(now)}
+    return runs.update_if(run["run_id"], run["status"], unless_stop_requested=True, stop_request=request)
 
 
 def request_stop(
@@ -65,6 +97,9 @@ def request_stop(
             raise StopError(f"no run {run_id!r}")
         if states.is_final(run["status"]):
             raise StopError(f"run {run_id} is {run['status']} already: there is nothing to stop")
+        if is_deadline(run):
+            raise StopError(f"run {run_id} is past its deadline and being ended FAILED: {reason(run)}; the "
+                            "reconciler's passes stop its jobs")
         if requested(run):
             return run
         # conditional on no request too: of two at once, the first stays (read again, it is returned)

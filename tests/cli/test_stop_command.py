@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from reviewtune.cli import main
+from reviewtune.core import stop_requests
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
 
@@ -119,3 +120,21 @@ def test_an_empty_id_or_an_aws_refusal_for_one_run_is_reported_and_the_others_ar
     assert done["reviewtune-q2"]["error"] == "run reviewtune-q2: TransactionConflictException: in a transaction"
     monkeypatch.setattr(RunsRepository, "get", read)
     assert "stop_request" in item(stack, "reviewtune-q1") and "stop_request" in item(stack, "reviewtune-q3")
+
+
+def test_a_run_being_ended_at_its_deadline_shows_so_and_is_not_stopped_again(stack, capsys):
+    put_run(stack, "reviewtune-d1", "team-a/r.tsv", "TUNING", 1)
+    runs = RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table))
+    why = "the run stayed TUNING longer than its deadline (3 d, RUN_STATE_DEADLINES); reviewtune ended it"
+    assert stop_requests.record_deadline(runs, runs.get("reviewtune-d1"), why=why) is not None
+
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "TUNING, ending at its deadline" in capsys.readouterr().out
+    assert main(["runs", "show", "reviewtune-d1", "--stack", STACK]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "deadline passed: reviewtune ends it" in shown and "stop requested" not in shown
+
+    assert main(["runs", "stop", "reviewtune-d1", "--reason", "too long", "--stack", STACK]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "run reviewtune-d1 is past its deadline and being ended FAILED: the run stayed TUNING longer" in err
+    assert item(stack, "reviewtune-d1")["stop_request"]["reason"] == why  # the deadline's record stays

@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
-from reviewtune.core import dead_letters, outbox, reconciler, slots, states, tuning
+from reviewtune.core import dead_letters, outbox, reconciler, slots, states, stop_requests, tuning
 from reviewtune.core.errors import RunNotReadyError
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.functional.pipeline import Pipeline, good_file, later
@@ -580,73 +580,120 @@ def test_a_run_that_waits_in_the_queue_past_its_deadline_ends_failed_told_it_nev
     assert late not in pipeline.sagemaker.tuning
 
 
-def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline_goes_on_tuning(pipeline, monkeypatch):
-    """The pass stops the jobs of the state it read (a QUEUED run has none), then another invocation starts the run:
-    ending it now would leave the tuning job just made running with no run to follow it."""
+def _meanwhile(monkeypatch, run_id: str, step, *, before_the_deadline_is_recorded: bool) -> None:
+    """Run ``step`` (another invocation moving the run on) inside the reconciler's deadline pass for ``run_id``: just
+    before the pass records the deadline on the run, or just after it stopped the run's jobs."""
+    if before_the_deadline_is_recorded:
+        record = stop_requests.record_deadline
+
+        def step_first(runs, run, **kwargs):
+            if run["run_id"] == run_id:
+                step()
+            return record(runs, run, **kwargs)
+
+        monkeypatch.setattr(stop_requests, "record_deadline", step_first)
+        return
+    stop_jobs = reconciler._stop_jobs
+
+    def then_step(run, clients):
+        stop_jobs(run, clients)
+        if run["run_id"] == run_id:
+            step()
+
+    monkeypatch.setattr(reconciler, "_stop_jobs", then_step)
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["started before the pass records it", "started after"])
+def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline(pipeline, monkeypatch, before):
+    """Started before the pass records the deadline on the run: the record is refused and the run goes on tuning,
+    its new job followed as any. Started after: the start's move to TUNING is refused, the job it made is stopped,
+    and the run ends FAILED at its deadline, told once."""
     first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
     queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
     late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
     others = [r["run_id"] for r in [first, *queued] if r["run_id"] != late]
     runs = RunsRepository(pipeline.clients.runs_table, pipeline.settings.run_deadlines)
-    stop_jobs = reconciler._stop_jobs
+    started = []
 
-    def then_started(run, clients):
-        stop_jobs(run, clients)
-        if run["run_id"] == late:  # a slot frees elsewhere and start_queued_runs starts the run right now
-            for other in others:
-                slots.release(pipeline.clients.runs_table, other)
-            assert slots.acquire(pipeline.clients.runs_table, late, pipeline.settings.max_concurrent_runs)
-            assert tuning.launch(runs.get(late), pipeline.settings, pipeline.clients)["status"] == "TUNING"
+    def start():  # a slot frees elsewhere and start_queued_runs starts the run right now
+        for other in others:
+            slots.release(pipeline.clients.runs_table, other)
+        assert slots.acquire(pipeline.clients.runs_table, late, pipeline.settings.max_concurrent_runs)
+        started.append(tuning.launch(runs.get(late), pipeline.settings, pipeline.clients)["status"])
 
-    monkeypatch.setattr(reconciler, "_stop_jobs", then_started)
+    _meanwhile(monkeypatch, late, start, before_the_deadline_is_recorded=before)
     queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
     result = pipeline.reconcile(later(queued_hours + 1))  # past the QUEUED deadline, not TUNING's
-    assert result["steps"][late] == "moved on" and result["stuck"] == 0
-    assert pipeline.run(late)["status"] == "TUNING" and pipeline.statuses_told(late) == ["QUEUED"]
-    assert pipeline.sagemaker.tuning[late]["status"] == "InProgress"  # followed by its run, as any tuning job
+    if before:
+        assert result["steps"][late] == "moved on" and result["stuck"] == 0 and started == ["TUNING"]
+        assert pipeline.run(late)["status"] == "TUNING" and pipeline.statuses_told(late) == ["QUEUED"]
+        assert pipeline.sagemaker.tuning[late]["status"] == "InProgress"  # followed by its run, as any tuning job
+        return
+    assert started == ["FAILED"] and result["steps"][late] == "past deadline"  # the start ended it first
+    assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
+    assert pipeline.sagemaker.tuning[late]["status"] == "Stopping"
+    assert not slots.holders(pipeline.clients.runs_table) or late not in slots.holders(pipeline.clients.runs_table)
 
 
-def test_a_run_whose_evaluation_starts_while_a_pass_ends_it_at_its_deadline_goes_on_evaluating(pipeline, monkeypatch):
+@pytest.mark.parametrize("before", [True, False], ids=["started before the pass records it", "started after"])
+def test_a_run_whose_evaluation_starts_while_a_pass_ends_it_at_its_deadline(pipeline, monkeypatch, before):
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.finish_tuning_well(run_id)  # its completion event is on its way
-    stop_jobs = reconciler._stop_jobs
-
-    def then_evaluated(run, clients):
-        stop_jobs(run, clients)  # the tuning job ended: nothing to stop
-        if run["run_id"] == run_id:
-            assert pipeline.tuning_ended(run_id)["status"] == "EVALUATING"  # the event, in another invocation
-
-    monkeypatch.setattr(reconciler, "_stop_jobs", then_evaluated)
+    pipeline.finish_tuning_well(run_id)  # its completion event is on its way, in another invocation
+    _meanwhile(monkeypatch, run_id, lambda: pipeline.tuning_ended(run_id), before_the_deadline_is_recorded=before)
     # its TUNING deadline passed a minute ago (the pass's own clock: the deadline of EVALUATING is hours away)
     pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET deadline_at = :t",
                                             ExpressionAttributeValues={":t": now_iso(later(-1 / 60))})
     result = pipeline.reconcile(later(0))
-    assert result["steps"][run_id] == "moved on" and result["stuck"] == 0
-    assert pipeline.run(run_id)["status"] == "EVALUATING"
-    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
-    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"  # its evaluation recorded, as any run's
-    assert_ended(pipeline, run_id, "SUCCEEDED")
+    assert result["steps"][run_id] == ("moved on" if before else "past deadline")
+    if before:
+        assert result["stuck"] == 0 and pipeline.run(run_id)["status"] == "EVALUATING"
+        pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
+        assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"  # its evaluation recorded, as any run's
+        assert_ended(pipeline, run_id, "SUCCEEDED")
+        return
+    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+    assert f"{run_id}-eval" not in pipeline.sagemaker.processing  # the event found the deadline: no job made
 
 
-def test_a_start_refused_after_another_invocation_started_the_job_leaves_the_run_tuning(pipeline, monkeypatch):
-    _a_pass_starts_the_job_first(pipeline, monkeypatch, "create_hyper_parameter_tuning_job", "AccessDeniedException")
-    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    assert pipeline.run(run_id)["status"] == "TUNING" and pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
-    assert pipeline.statuses_told(run_id) == []
-
-
-def test_an_evaluation_start_refused_after_another_invocation_started_it_leaves_the_run_evaluating(
+def test_an_evaluation_job_made_before_a_deadline_pass_and_moved_on_after_it_ends_failed_not_stopped(
     pipeline, monkeypatch
 ):
+    """start_evaluation made the evaluation job and died before moving the run to EVALUATING; the run passed its
+    TUNING deadline and a pass stopped that job; then Lambda's retry of the event came. The retry's move is refused
+    (the pass recorded the deadline before stopping anything): the run ends FAILED at its deadline, told once. It
+    never reaches EVALUATING with a job that ends Stopped, which would end it STOPPED though nobody stopped it."""
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)
-    _a_pass_starts_the_job_first(pipeline, monkeypatch, "create_processing_job", "AccessDeniedException")
-    pipeline.tuning_ended(run_id)
-    assert pipeline.run(run_id)["status"] == "EVALUATING"
-    assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "InProgress"
-    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
-    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
-    assert_ended(pipeline, run_id, "SUCCEEDED")
+    sagemaker, transition = pipeline.sagemaker, RunsRepository.transition
+    seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
+
+    def died_before(self, run_id_, sources, target, **kwargs):
+        if target is RunStatus.EVALUATING:
+            raise TimeoutError("the invocation died here")
+        return transition(self, run_id_, sources, target, **kwargs)
+
+    monkeypatch.setattr(RunsRepository, "transition", died_before)
+    with pytest.raises(TimeoutError):
+        pipeline.tuning_ended(run_id)
+    monkeypatch.setattr(RunsRepository, "transition", transition)
+    assert sagemaker.processing[f"{run_id}-eval"]["status"] == "InProgress"
+    item = pipeline.run(run_id)
+    assert item["status"] == "TUNING"
+
+    # the pass, past the deadline, up to its jobs' stop; then the retry; then the pass's end of the run
+    end_run = reconciler.end_run
+    retried = []
+
+    def retry_then_end(*args, **kwargs):
+        retried.append(pipeline.tuning_ended(run_id)["status"])
+        return end_run(*args, **kwargs)
+
+    monkeypatch.setattr(reconciler, "end_run", retry_then_end)
+    result = pipeline.reconcile(later(seconds / 3600 + 0.1))
+    assert retried == ["FAILED"] and result["steps"][run_id] == "past deadline"
+    assert sagemaker.processing[f"{run_id}-eval"]["status"] == "Stopping"
+    item = assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+    assert "EVALUATING" not in item["status_history"] and stop_requests.is_deadline(item)
 
 
 def test_an_evaluation_job_made_as_its_run_reached_its_deadline_is_stopped(pipeline):
