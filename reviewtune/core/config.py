@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reviewtune.core.containers import Kind, default_image_uri
@@ -18,6 +19,11 @@ CLASS_BALANCE_MODES = ("downsample", "none")
 CONVERGENCE_CHOICES = ("Enabled", "Disabled")
 MIN_JOBS_NOT_IMPROVING = 3  # SageMaker's minimum of MaxNumberOfTrainingJobsNotImproving
 # the reconciler's listing of incoming/ (missed_drops.py): a version without a run is claimed once it is this old ...
+# With spot training a trial may wait for capacity: its MaxWaitTimeInSeconds is this many times MaxRuntimeInSeconds.
+SPOT_WAIT_FACTOR = 2
+# A TUNING deadline is at least the tuning budget's longest run plus this (SageMaker's start and end of each round):
+# a tuning job working within the budget the stack gave it is never ended as stuck.
+TUNING_DEADLINE_SLACK_SECONDS = 3600
 MISSED_DROP_GRACE_MINUTES = 60  # ... an event may be on its way that long (the rule's MaximumEventAgeInSeconds)
 MISSED_DROP_WINDOW_DAYS = 7  # ... and while it is not older than this
 
@@ -221,7 +227,7 @@ class Settings:
             missed_drop_window_days=_int(env, "MISSED_DROP_WINDOW_DAYS", MISSED_DROP_WINDOW_DAYS, minimum=1),
         )
         settings.check()
-        return settings
+        return replace(settings, run_deadlines=_tuning_deadline_within_budget(settings))
 
     def split_options(self) -> dict[str, Any]:
         """How a dropped file is split (dataset.split_stream's keyword arguments)."""
@@ -257,3 +263,18 @@ class Settings:
             )
         if self.strategy == "Hyperband" and self.early_stopping == "Auto":
             raise ConfigError("the Hyperband strategy needs EARLY_STOPPING Off (it stops trials itself)")
+
+
+def tuning_budget_seconds(settings: Settings) -> int:
+    """The longest a tuning job may run by its own limits: its trials in rounds of MaxParallelTrainingJobs, each
+    trial at most MaxRuntimeInSeconds (MaxWaitTimeInSeconds with spot training)."""
+    per_trial = settings.max_runtime_seconds * (SPOT_WAIT_FACTOR if settings.use_spot_training else 1)
+    return math.ceil(settings.max_jobs / settings.max_parallel_jobs) * per_trial
+
+
+def _tuning_deadline_within_budget(settings: Settings) -> dict[RunStatus, int]:
+    """The run deadlines with TUNING's raised, where needed, to the tuning budget's longest run plus the slack."""
+    deadlines = dict(settings.run_deadlines)
+    deadlines[RunStatus.TUNING] = max(deadlines[RunStatus.TUNING],
+                                      tuning_budget_seconds(settings) + TUNING_DEADLINE_SLACK_SECONDS)
+    return deadlines

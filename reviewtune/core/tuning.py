@@ -25,7 +25,7 @@ from reviewtune.core import (
 )
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
-from reviewtune.core.config import Settings
+from reviewtune.core.config import SPOT_WAIT_FACTOR, Settings
 from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
 from reviewtune.core.errors import DatasetError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.failures import already_final, end_run, repository
@@ -126,7 +126,7 @@ def tuning_job_request(settings: Settings, run_id: str, dataset: str, code: Code
     bucket = settings.bucket
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
     if settings.use_spot_training:
-        stopping["MaxWaitTimeInSeconds"] = settings.max_runtime_seconds * 2
+        stopping["MaxWaitTimeInSeconds"] = settings.max_runtime_seconds * SPOT_WAIT_FACTOR
     definition: dict[str, Any] = {
         "StaticHyperParameters": static_hyperparameters(settings, code, range_names(ranges)),
         "AlgorithmSpecification": {

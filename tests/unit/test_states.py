@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewtune.core import states
+from reviewtune.core import config, states
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import ConfigError
 from reviewtune.core.states import RunStatus
@@ -48,8 +48,9 @@ BASE = {"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a", "SAGEMAKER
 
 
 def test_state_deadlines_merge_over_the_defaults():
-    settings = Settings.from_env({**BASE, "RUN_STATE_DEADLINES": '{"tuning": 7200}', "MAX_CONCURRENT_RUNS": "3"})
-    assert settings.run_deadlines[RunStatus.TUNING] == 7200
+    settings = Settings.from_env({**BASE, "RUN_STATE_DEADLINES": '{"tuning": 7200}', "MAX_CONCURRENT_RUNS": "3",
+                                  "MAX_RUNTIME_SECONDS": "1200"})
+    assert settings.run_deadlines[RunStatus.TUNING] == 7200  # 2 rounds of 20 min fit in it with the hour's slack
     assert settings.run_deadlines[RunStatus.QUEUED] == states.DEFAULT_DEADLINES[RunStatus.QUEUED]
     assert settings.max_concurrent_runs == 3
 
@@ -61,3 +62,21 @@ def test_state_deadlines_merge_over_the_defaults():
 def test_bad_state_deadlines_are_refused_clearly(value, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({**BASE, "RUN_STATE_DEADLINES": value})
+
+
+@pytest.mark.parametrize(("env", "tuning_deadline"), [
+    ({}, states.DEFAULT_DEADLINES[RunStatus.TUNING]),  # 2 rounds of a day at most: 48 h + 1 h, within the 72 h
+    ({"USE_SPOT_TRAINING": "true"}, 2 * 2 * 86400 + 3600),  # each trial may wait for spot capacity: 2 x 48 h + 1 h
+    ({"MAX_JOBS": "5", "MAX_PARALLEL_JOBS": "2", "RUN_STATE_DEADLINES": '{"TUNING": 7200}'}, 3 * 86400 + 3600),
+    ({"MAX_JOBS": "2", "MAX_PARALLEL_JOBS": "2", "MAX_RUNTIME_SECONDS": "600",
+      "RUN_STATE_DEADLINES": '{"TUNING": 4300}'}, 4300),  # 10 min + 1 h fit: a setting above that stays
+    ({"MAX_JOBS": "2", "MAX_PARALLEL_JOBS": "2", "MAX_RUNTIME_SECONDS": "600",
+      "RUN_STATE_DEADLINES": '{"TUNING": 3600}'}, 4200),
+])
+def test_a_tuning_deadline_is_never_shorter_than_the_tuning_budget_s_longest_run(env, tuning_deadline):
+    """A tuning job still working within the limits the stack gave it (its trials in rounds of MaxParallelJobs, each
+    up to MaxRuntimeInSeconds, or MaxWaitTimeInSeconds with spot) is not stuck: its run's deadline covers them."""
+    settings = Settings.from_env({**BASE, **env})
+    assert settings.run_deadlines[RunStatus.TUNING] == tuning_deadline
+    assert settings.run_deadlines[RunStatus.TUNING] >= config.tuning_budget_seconds(settings)
+    assert settings.run_deadlines[RunStatus.QUEUED] == states.DEFAULT_DEADLINES[RunStatus.QUEUED]
