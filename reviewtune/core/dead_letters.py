@@ -33,7 +33,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from reviewtune.core import names
+from reviewtune.core import names, prefixes
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import InvalidEventError
@@ -144,6 +144,9 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
         dropped = unlocated_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
     runs = repository(settings, clients)
     try:
+        if prefixes.run_under_another_prefix(runs, dropped.identity, settings.job_name_prefix) is not None:
+            result.existing += 1  # its run was made before JobNamePrefix changed
+            return True
         claimed, run = claim_run(dropped, runs, settings)
     except Exception:  # noqa: BLE001 - the message stays for a later pass
         logger.exception("claiming the run of a dead-lettered event failed", extra={"key": obj.key})

@@ -18,6 +18,7 @@ from reviewtune.core import (
     job_stops,
     messages,
     names,
+    prefixes,
     s3_presence,
     slots,
     states,
@@ -356,6 +357,11 @@ def start_tuning(
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
     runs = repository(settings, clients)
+    earlier = prefixes.run_under_another_prefix(runs, obj.identity, settings.job_name_prefix)
+    if earlier is not None:  # an event delivered again after JobNamePrefix changed: the version has its run
+        logger.info("duplicate event: run exists under an earlier JobNamePrefix",
+                    extra={"run_id": earlier["run_id"], "status": earlier["status"]})
+        return {"run_id": earlier["run_id"], "status": earlier["status"], "duplicate": True}
     claimed, run = claim_run(obj, runs, settings)
     run_id = run["run_id"]
     if not claimed and run["status"] != RunStatus.CLAIMED:

@@ -1,0 +1,103 @@
+"""A changed JobNamePrefix makes no second run of a file version that has one (reviewtune/core/prefixes.py).
+
+GIVEN a file whose run was made under the stack's prefix, WHEN the stack's JobNamePrefix changes and the file's start
+event comes again (Lambda's retry of it, or the dead letter the reconciler takes back), THEN no run is made under the
+new prefix: the event is a duplicate of the version's run, which keeps its one outcome and one message."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from reviewtune.core import prefixes, reconciler, tuning
+from reviewtune.core.runs import RunsRepository
+from tests.functional.pipeline import Pipeline
+from tests.support.faults import Failing
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def _runs(pipeline: Pipeline) -> list[dict]:
+    return [i for i in pipeline.clients.runs_table.scan()["Items"] if "source" in i and "status" in i]
+
+
+def _renamed(pipeline: Pipeline, monkeypatch, prefix: str = "renamed"):
+    """The stack's JobNamePrefix changes: the start function's settings, and the settings a reconciler pass gets."""
+    renamed = dataclasses.replace(pipeline.settings, job_name_prefix=prefix)
+    handler = pipeline.handlers["start_tuning"]
+    monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=renamed))
+    return renamed
+
+
+def test_each_start_records_the_stack_s_prefix_once(pipeline, monkeypatch):
+    table = pipeline.clients.runs_table
+    pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv"))
+    pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv"))
+    assert prefixes.recorded(table) == {pipeline.settings.job_name_prefix}
+    _renamed(pipeline, monkeypatch)
+    pipeline.start_tuning(pipeline.drop_event("incoming/c.tsv"))
+    assert prefixes.recorded(table) == {pipeline.settings.job_name_prefix, "renamed"}
+    assert sorted(r["run_id"].split("-")[0] for r in _runs(pipeline)) == ["renamed", "reviewtune", "reviewtune"]
+
+
+def _claimed_then_failing(pipeline: Pipeline, event: dict) -> dict:
+    """The event's start claims the run, then reading the file fails: no result is kept for the event (its
+    idempotency record goes with the error), so Lambda's next retry of it runs the start again."""
+    healthy = pipeline.clients.s3
+    pipeline.use("s3", Failing(healthy, "get_object", "InternalError", failures=None))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(event)
+    pipeline.use("s3", healthy)
+    [claimed] = _runs(pipeline)
+    return claimed
+
+
+def test_a_start_event_delivered_again_after_the_prefix_changed_is_a_duplicate_of_the_version_s_run(
+    pipeline, monkeypatch
+):
+    event = pipeline.drop_event("incoming/team/seen.tsv")
+    claimed = _claimed_then_failing(pipeline, event)
+    _renamed(pipeline, monkeypatch)
+
+    again = pipeline.start_tuning(event)  # Lambda's retry of it, under the new prefix
+
+    assert again == {"run_id": claimed["run_id"], "status": "CLAIMED", "duplicate": True}
+    assert [r["run_id"] for r in _runs(pipeline)] == [claimed["run_id"]]
+    # a new file under the new prefix is a run as any
+    other = pipeline.start_tuning(pipeline.drop_event("incoming/team/new.tsv"))
+    assert other["run_id"].startswith("renamed-") and other["status"] == "TUNING"
+
+
+def test_a_dead_letter_taken_back_after_the_prefix_changed_makes_no_second_run(pipeline, stack, monkeypatch):
+    event = pipeline.drop_event("incoming/team/claimed.tsv")
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    for _ in range(3):
+        with pytest.raises(Exception, match="InternalError"):
+            pipeline.start_tuning(event)  # claimed, then the read fails each time
+    [claimed] = _runs(pipeline)
+    stack.dead_letter(event)
+    pipeline.use("s3", pipeline.clients.s3._wrapped)
+    renamed = _renamed(pipeline, monkeypatch)
+
+    taken = reconciler.reconcile(renamed, pipeline.clients)["dead_letters"]
+
+    assert taken["existing"] == 1 and taken["claimed"] == 0 and stack.dead_letters() == 0
+    assert [r["run_id"] for r in _runs(pipeline)] == [claimed["run_id"]]
+
+
+def test_a_version_with_runs_under_both_prefixes_goes_on_with_the_stack_s_own(pipeline, monkeypatch):
+    """Runs made under both prefixes (before the prefixes were recorded): the event follows the run it names."""
+    event = pipeline.drop_event("incoming/team/both.tsv")
+    first = _claimed_then_failing(pipeline, event)
+    renamed = _renamed(pipeline, monkeypatch)
+    runs = RunsRepository(pipeline.clients.runs_table, renamed.run_deadlines)
+    claimed, second = tuning.claim_run(tuning.dropped_object(first), runs, renamed)
+    assert claimed
+
+    again = pipeline.start_tuning(event)
+
+    assert again["run_id"] == second["run_id"] != first["run_id"] and again["status"] == "TUNING"
