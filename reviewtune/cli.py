@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -31,11 +32,11 @@ from reviewtune.budget import (
     plan_run,
     tokens_per_row,
 )
-from reviewtune.console import commands
+from reviewtune.console import arguments, commands
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.text import plain, safe
 from reviewtune.console.views import per_class_table
-from reviewtune.core import display, names
+from reviewtune.core import aws_errors, display, names
 from reviewtune.core.config import CLASS_BALANCE_MODES
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
@@ -269,7 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         path = Path(args.data).expanduser()
         if not path.is_file():
-            raise SystemExit(f"DATA={args.data}: no such file")
+            raise SystemExit(f"DATA={args.data}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
         if file_format(path.name) is None:
             raise SystemExit(f"DATA={args.data}: only {accepted_formats_text()} files are accepted")
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
@@ -346,17 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the whole pipeline locally on a file (default: the embedded sample dataset)")
     run.add_argument("--data", help="a .tsv/.csv review file (text + sentiment -1/0/1 or rating 1-5)")
-    run.add_argument("--max-jobs", type=int)
-    run.add_argument("--parallel-jobs", dest="max_parallel_jobs", type=int)
-    run.add_argument("--epochs", type=int)
+    run.add_argument("--max-jobs", type=arguments.count("trials"))
+    run.add_argument("--parallel-jobs", dest="max_parallel_jobs", type=arguments.count("trials"))
+    run.add_argument("--epochs", type=arguments.count("epochs"))
     run.add_argument("--strategy", choices=("Random", "Bayesian", "Hyperband", "Grid"))
     run.add_argument("--early-stopping", choices=("Off", "Auto"))
     run.add_argument("--model", help="model_name_or_path (default: all-mpnet-base-v2 for a file, all-MiniLM-L6-v2 for the sample)")
     run.add_argument("--class-balance", choices=CLASS_BALANCE_MODES,
                      help="downsample (default): each class cut to the smallest, as in the cloud; none: every row kept")
-    run.add_argument("--minutes", type=float, default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
+    run.add_argument("--minutes", type=arguments.span("minutes", positive=True), default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
     run.add_argument("--out", default="out", help="where evaluation.json, confusion_matrix.png and report.html are copied")
-    run.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the run")
+    run.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to wait for the run")
     run.set_defaults(func=cmd_run)
 
     local = sub.add_parser("local", help="the local runtime (moto + local SageMaker)")
@@ -379,10 +380,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except RuntimeError as error:  # the local runtime's refusals (already running, no template...): no traceback
+    except (ClientError, BotoCoreError) as error:  # AWS (or the local runtime's moto) refused or could not be reached
+        raise SystemExit(f"error: {aws_errors.describe(error)}") from None
+    except OSError as error:  # a path that is not what the command needs (a file for a folder, no permission...)
+        raise SystemExit(f"error: {error}") from None
+    except RuntimeError as error:  # the local runtime's refusals (already running, no template, a bad parameter...)
         from reviewtune.local.runtime import LocalRuntimeError
+        from reviewtune.local.stack import StackError
 
-        if isinstance(error, LocalRuntimeError):
+        if isinstance(error, LocalRuntimeError | StackError):
             raise SystemExit(f"error: {error}") from None
         raise
 

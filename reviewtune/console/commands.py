@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from reviewtune.console import audit, dead_letters, job_logs, queries, views
+from reviewtune.console import arguments, audit, dead_letters, job_logs, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
@@ -44,7 +44,14 @@ def _emit(args: argparse.Namespace, data: Any, renderable: Any) -> None:
         console.print(renderable)
 
 
+def _given(run_id: str) -> str:
+    if not run_id.strip():
+        raise SystemExit("error: an empty run id")
+    return run_id
+
+
 def _get(target: Target, run_id: str) -> dict[str, Any]:
+    _given(run_id)
     if is_champion_key(run_id):  # the champion pointer shares the runs table but is no run
         dataset = run_id.removeprefix(CHAMPION_KEY_PREFIX)
         raise SystemExit(f"error: {run_id!r} is the champion pointer of dataset {dataset!r}, not a run: "
@@ -176,6 +183,7 @@ def _functions(target: Target) -> dict[str, str]:
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
+    _given(args.run_id)
     target = _target(args)
     if target.runs().get(args.run_id) is None:
         args.run_id = _full_id(target, args.run_id)
@@ -303,7 +311,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_drop(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
-        raise SystemExit(f"error: {path}: no such file")
+        raise SystemExit(f"error: {path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
         key = queries.drop_key(path, args.dataset)
     except ValueError as error:
@@ -361,6 +369,7 @@ def cmd_champion(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    _given(args.run_id)
     target = _target(args)
     by = queries.caller(target.client("sts"))
     try:
@@ -405,21 +414,6 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _span(unit: str) -> Any:
-    """An argparse type: a finite number of ``unit``, zero or more (argparse names the option in its error)."""
-
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {value!r}") from None
-        if not 0 <= number < float("inf"):
-            raise argparse.ArgumentTypeError(f"expected zero or more {unit}, got {value!r}")
-        return number
-
-    return parse
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=("auto", "local", "aws"), default="auto",
                         help="auto (default): the local runtime when <workdir>/local.json exists and no --stack is given, else AWS")
@@ -438,16 +432,16 @@ def register(sub: Any) -> None:
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
     listing = runs_sub.add_parser("list", help="runs, newest first")
-    listing.add_argument("--dataset", help="only this dataset (its path below incoming/), or the datasets of a folder "
+    listing.add_argument("--dataset", type=arguments.dataset, help="only this dataset (its path below incoming/), or the datasets of a folder "
                          "(as `drop --dataset` takes it)")
     listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs in this status")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--limit", type=arguments.count("runs"), default=20)
     listing.set_defaults(func=cmd_list)
 
     show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")
     show.add_argument("run_id", help=PREFIX_HELP)
     show.add_argument("--follow", action="store_true", help="a run not ended yet: show it live until it ends")
-    show.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow it")
+    show.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to follow it")
     show.set_defaults(func=cmd_show)
 
     trials = runs_sub.add_parser("trials", help="one row per trial (as the SageMaker SDK's tuning analytics)")
@@ -458,7 +452,7 @@ def register(sub: Any) -> None:
                                "Logs (the local runtime's too)")
     logs.add_argument("run_id", help=PREFIX_HELP)
     logs.add_argument("--job", help="only one job: 'evaluation', or a trial by its number (2) or suffix (002-6221c9f6)")
-    logs.add_argument("--tail", type=int, default=40, help="the last N lines of each job (default 40; 0: all)")
+    logs.add_argument("--tail", type=arguments.count("lines", minimum=0), default=40, help="the last N lines of each job (default 40; 0: all)")
     logs.add_argument("--functions", action="store_true",
                       help="also each function invocation that names the run, START to REPORT "
                            "(/aws/lambda/<function>)")
@@ -482,21 +476,21 @@ def register(sub: Any) -> None:
     retry.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="a run that ended without a result; several at once")
     retry.add_argument("--reason", required=True, help="why (recorded on the run retried)")
     retry.add_argument("--follow", action="store_true", help="show the new run live until it ends (one run)")
-    retry.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow the new run")
+    retry.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to follow the new run")
     retry.set_defaults(func=cmd_retry)
     for parser in (listing, show, trials, logs, report, stop, retry):
         _common(parser)
 
     drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")
     drop.add_argument("file")
-    drop.add_argument("--dataset", help="dataset name: a path below incoming/ (default: the file name)")
+    drop.add_argument("--dataset", type=arguments.dataset, help="dataset name: a path below incoming/ (default: the file name)")
     drop.add_argument("--follow", action="store_true", help="show the run live until it ends")
-    drop.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to follow the run")
+    drop.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to follow the run")
     _common(drop)
     drop.set_defaults(func=cmd_drop)
 
     champion = sub.add_parser("champion", help="each dataset's champion model, or one dataset's with its history")
-    champion.add_argument("--dataset", help="one dataset (its path below incoming/): champion, history, decisions")
+    champion.add_argument("--dataset", type=arguments.dataset, help="one dataset (its path below incoming/): champion, history, decisions")
     _common(champion)
     champion.set_defaults(func=cmd_champion)
 
@@ -512,13 +506,13 @@ def register(sub: Any) -> None:
         "audit", help="every file version under incoming/ beside its run and its outcome message; exit 1 when a "
         "run, an outcome message or a run's end is owed for over the stack's grace (an hour unless set)"
     )
-    audit_parser.add_argument("--dataset", help="only this dataset or folder (its path below incoming/)")
+    audit_parser.add_argument("--dataset", type=arguments.dataset, help="only this dataset or folder (its path below incoming/)")
     audit_parser.add_argument(
-        "--days", type=_span("days"),
+        "--days", type=arguments.span("days"),
         help=f"versions written within this many days (default: the stack's {audit.WINDOW_PARAMETER}, "
         f"{config.MISSED_DROP_WINDOW_DAYS} unless set: the days the reconciler looks back for versions without a run)")
     audit_parser.add_argument(
-        "--grace-minutes", type=_span("minutes"),
+        "--grace-minutes", type=arguments.span("minutes"),
         help="how long a version may wait for its run, an ended run for its message sent and a run past its deadline "
         f"for its end before it is a problem (default: the stack's {audit.GRACE_PARAMETER}, "
         f"{config.MISSED_DROP_GRACE_MINUTES} unless set: the reconciler claims a version without a run after as long)")
@@ -529,7 +523,7 @@ def register(sub: Any) -> None:
         "dead-letters", help="the events each function's dead-letter queue holds, with their errors and their runs "
         "now (left in place, unless --delete-settled)"
     )
-    letters.add_argument("--limit", type=int, default=20, help="messages shown per queue (default 20)")
+    letters.add_argument("--limit", type=arguments.count("messages"), default=20, help="messages shown per queue (default 20)")
     letters.add_argument(
         "--delete-settled", action="store_true",
         help="delete the messages shown whose run has ended and told its outcome (nothing is left for them to do); "

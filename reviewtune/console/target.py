@@ -79,7 +79,15 @@ def local_target(workdir: Path) -> Target:
         raise TargetError(f"no local runtime: {path} does not exist (start one with `reviewtune local up`)") from None
     except ValueError as error:
         raise TargetError(f"{path} is not valid JSON ({error})") from error
-    if not process_alive(int(state.get("pid", 0))) or not lock_held(Path(workdir)):
+    except OSError as error:  # the work folder is a file, the state file a folder...
+        raise TargetError(f"cannot read {path}: {error.strerror or error} (--workdir names the local runtime's "
+                          "folder)") from None
+    try:
+        pid = int(state.get("pid", 0))
+    except (AttributeError, TypeError, ValueError):
+        raise TargetError(f"{path} is not the local runtime's state (no process id in it): `reviewtune local down` "
+                          "removes it") from None
+    if not process_alive(pid) or not lock_held(Path(workdir)):
         raise TargetError(
             f"the local runtime recorded in {path} (pid {state.get('pid')}) is not running: start it with "
             "`reviewtune local up`, or remove the stale file with `reviewtune local down` (then --target auto reads "

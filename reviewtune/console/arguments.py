@@ -1,0 +1,50 @@
+"""argparse types for the CLI's numbers: a bad value is refused by argparse, which names the option, before anything
+runs (never a traceback, a division by zero, or a negative number taken for "all")."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def count(unit: str, minimum: int = 1) -> Callable[[str], int]:
+    """A whole number of ``unit``, at least ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {unit}, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected {minimum} or more {unit}, got {value!r}")
+        return number
+
+    return parse
+
+
+def span(unit: str, *, positive: bool = False) -> Callable[[str], float]:
+    """A finite number of ``unit``: zero or more, or more than zero when ``positive``."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {value!r}") from None
+        if not math.isfinite(number) or number < 0 or (positive and number == 0):
+            more = "more than zero" if positive else "zero or more"
+            raise argparse.ArgumentTypeError(f"expected {more} {unit}, got {value!r}")
+        return number
+
+    return parse
+
+
+def dataset(value: str) -> str:
+    """A dataset, or a folder of them: a path below incoming/ (``team-a/reviews.tsv``, ``team-a``), the slashes at
+    either end left out; never empty, and without empty, ``.`` or ``..`` parts, which S3 would keep as they are and
+    make another dataset of."""
+    name = value.strip("/")
+    if not name.strip() or any(part in ("", ".", "..") for part in name.split("/")):
+        raise argparse.ArgumentTypeError(
+            f"expected a path below incoming/ such as 'team-a/reviews.tsv' or 'team-a', got {value!r}")
+    return name

@@ -1,0 +1,96 @@
+"""Mistakes a person makes at the command line get one line saying what is wrong, and the exit status says it failed:
+numbers out of range (argparse names the option), empty ids and dataset names, paths that are folders or files where
+the other was meant, and AWS refusing a call (a stack whose table is gone), never a Python traceback."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from reviewtune.cli import main
+from reviewtune.console import arguments
+from tests.cli.test_runs_commands import STACK, deployed  # noqa: F401 - the fixture
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["run", "--max-jobs", "0"], "argument --max-jobs: expected 1 or more trials, got '0'"),
+    (["run", "--parallel-jobs", "-2"], "argument --parallel-jobs: expected 1 or more trials, got '-2'"),
+    (["run", "--epochs", "1.5"], "argument --epochs: expected a whole number of epochs, got '1.5'"),
+    (["run", "--minutes", "nan"], "argument --minutes: expected more than zero minutes, got 'nan'"),
+    (["run", "--minutes", "-5"], "argument --minutes: expected more than zero minutes, got '-5'"),
+    (["run", "--minutes", "inf"], "argument --minutes: expected more than zero minutes, got 'inf'"),
+    (["runs", "logs", "r", "--tail", "-5"], "argument --tail: expected 0 or more lines, got '-5'"),
+    (["runs", "list", "--limit", "0"], "argument --limit: expected 1 or more runs, got '0'"),
+    (["runs", "show", "r", "--follow", "--timeout", "0"], "argument --timeout: expected more than zero seconds"),
+    (["dead-letters", "--limit", "-1"], "argument --limit: expected 1 or more messages, got '-1'"),
+    (["audit", "--days", "-1"], "argument --days: expected zero or more days, got '-1'"),
+    (["drop", "r.tsv", "--dataset", ""], "argument --dataset: expected a path below incoming/"),
+    (["drop", "r.tsv", "--dataset", "team/../r.tsv"], "got 'team/../r.tsv'"),
+    (["runs", "list", "--dataset", "/"], "argument --dataset: expected a path below incoming/"),
+    (["champion", "--dataset", "a//b.tsv"], "argument --dataset: expected a path below incoming/"),
+    (["audit", "--dataset", "./team"], "argument --dataset: expected a path below incoming/"),
+])
+def test_a_value_out_of_range_is_refused_by_argparse_naming_the_option(argv, said, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and said in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize(("value", "name"), [
+    ("team-a", "team-a"), ("/team-a/", "team-a"), ("team-a/reviews.tsv", "team-a/reviews.tsv"),
+    ("équipe/avis (mai).tsv", "équipe/avis (mai).tsv"),
+])
+def test_a_dataset_is_its_path_below_incoming_without_the_slashes_at_either_end(value, name):
+    assert arguments.dataset(value) == name
+
+
+@pytest.mark.parametrize("command", [["runs", "show", ""], ["runs", "trials", " "], ["runs", "logs", ""],
+                                     ["runs", "report", ""], ["promote", "", "--reason", "x"]])
+def test_an_empty_run_id_is_said_to_be_empty(deployed, command):  # noqa: F811
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--stack", STACK])
+    assert exited.value.code == "error: an empty run id"
+
+
+def test_aws_refusing_a_call_is_one_line_naming_aws_s_error(deployed, tmp_path):  # noqa: F811
+    boto3.client("dynamodb").delete_table(TableName=deployed.runs_table)  # the stack's table is gone
+    for command in (["runs", "list"], ["runs", "show", "reviewtune-5e7159cbd505a81a"], ["champion"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--stack", STACK])
+        assert str(exited.value.code).startswith("error: ResourceNotFoundException: "), exited.value.code
+    boto3.resource("s3").Bucket(deployed.bucket).objects.all().delete()
+    boto3.client("s3").delete_bucket(Bucket=deployed.bucket)
+    reviews = tmp_path / "r.tsv"
+    reviews.write_text("text\tsentiment\nfine\t1\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["drop", str(reviews), "--dataset", "team-a", "--stack", STACK])
+    assert str(exited.value.code).startswith("error: NoSuchBucket: ")
+
+
+def test_a_folder_where_a_file_is_meant_and_a_file_where_a_folder_is_meant(tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        main(["drop", str(tmp_path), "--dataset", "team-a", "--stack", STACK])
+    assert exited.value.code == f"error: {tmp_path}: a folder, not a file"
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--data", str(tmp_path)])
+    assert exited.value.code == f"DATA={tmp_path}: a folder, not a file"
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main(["--workdir", str(afile), "runs", "list", "--target", "local"])
+    assert "cannot read" in str(exited.value.code) and "(--workdir names the local runtime's folder)" in str(
+        exited.value.code)
+    with pytest.raises(SystemExit) as exited:
+        main(["--workdir", str(afile), "local", "down"])
+    assert str(exited.value.code).startswith("error: [Errno 20] Not a directory")
+
+
+@pytest.mark.parametrize("state", [[], {"pid": "abc"}, "text"])
+def test_a_local_state_file_of_another_shape_is_said_to_be_so(tmp_path, state):
+    (tmp_path / "local.json").write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["--workdir", str(tmp_path), "runs", "list", "--target", "local"])
+    assert "is not the local runtime's state (no process id in it)" in str(exited.value.code)
