@@ -208,7 +208,8 @@ class LocalRuntime:
         if self._started:
             raise LocalRuntimeError("this local runtime was already started")
         if not self.template.is_file():
-            raise LocalRuntimeError(f"template {self.template} does not exist")
+            raise LocalRuntimeError(f"template {self.template} does not exist (run reviewtune from the project's "
+                                    "folder, where template.yaml is)")
         self._lock = hold_lock(self.workdir)
         if self._lock is None:
             pid = _recorded_pid(self.workdir)
