@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="downsample (default): each class cut to the smallest, as in the cloud; none: every row kept")
     run.add_argument("--minutes", type=arguments.span("minutes", positive=True), default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
     run.add_argument("--out", default="out", help="where evaluation.json, confusion_matrix.png and report.html are copied")
-    run.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to wait for the run")
+    run.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to wait for the run")
     run.set_defaults(func=cmd_run)
 
     local = sub.add_parser("local", help="the local runtime (moto + local SageMaker)")

@@ -441,7 +441,7 @@ def register(sub: Any) -> None:
     show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")
     show.add_argument("run_id", help=PREFIX_HELP)
     show.add_argument("--follow", action="store_true", help="a run not ended yet: show it live until it ends")
-    show.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to follow it")
+    show.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow it")
     show.set_defaults(func=cmd_show)
 
     trials = runs_sub.add_parser("trials", help="one row per trial (as the SageMaker SDK's tuning analytics)")
@@ -476,7 +476,7 @@ def register(sub: Any) -> None:
     retry.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="a run that ended without a result; several at once")
     retry.add_argument("--reason", required=True, help="why (recorded on the run retried)")
     retry.add_argument("--follow", action="store_true", help="show the new run live until it ends (one run)")
-    retry.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to follow the new run")
+    retry.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow the new run")
     retry.set_defaults(func=cmd_retry)
     for parser in (listing, show, trials, logs, report, stop, retry):
         _common(parser)
@@ -485,7 +485,7 @@ def register(sub: Any) -> None:
     drop.add_argument("file")
     drop.add_argument("--dataset", type=arguments.dataset, help="dataset name: a path below incoming/ (default: the file name)")
     drop.add_argument("--follow", action="store_true", help="show the run live until it ends")
-    drop.add_argument("--timeout", type=arguments.span("seconds", positive=True), default=3 * 3600, help="seconds to follow the run")
+    drop.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow the run")
     _common(drop)
     drop.set_defaults(func=cmd_drop)
 

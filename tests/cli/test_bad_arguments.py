@@ -23,7 +23,7 @@ from tests.cli.test_runs_commands import STACK, deployed  # noqa: F401 - the fix
     (["run", "--minutes", "inf"], "argument --minutes: expected more than zero minutes, got 'inf'"),
     (["runs", "logs", "r", "--tail", "-5"], "argument --tail: expected 0 or more lines, got '-5'"),
     (["runs", "list", "--limit", "0"], "argument --limit: expected 1 or more runs, got '0'"),
-    (["runs", "show", "r", "--follow", "--timeout", "0"], "argument --timeout: expected more than zero seconds"),
+    (["runs", "show", "r", "--follow", "--timeout", "-1"], "argument --timeout: expected zero or more seconds"),
     (["dead-letters", "--limit", "-1"], "argument --limit: expected 1 or more messages, got '-1'"),
     (["audit", "--days", "-1"], "argument --days: expected zero or more days, got '-1'"),
     (["drop", "r.tsv", "--dataset", ""], "argument --dataset: expected a path below incoming/"),
