@@ -432,8 +432,9 @@ def register(sub: Any) -> None:
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
     listing = runs_sub.add_parser("list", help="runs, newest first")
-    listing.add_argument("--dataset", type=arguments.dataset, help="only this dataset (its path below incoming/), or the datasets of a folder "
-                         "(as `drop --dataset` takes it)")
+    listing.add_argument("--dataset", type=arguments.dataset,
+                         help="only this dataset (its path below incoming/), or the datasets of a folder (as `drop "
+                              "--dataset` takes it)")
     listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs in this status")
     listing.add_argument("--limit", type=arguments.count("runs"), default=20)
     listing.set_defaults(func=cmd_list)
@@ -483,7 +484,8 @@ def register(sub: Any) -> None:
 
     drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")
     drop.add_argument("file")
-    drop.add_argument("--dataset", type=arguments.dataset, help="dataset name: a path below incoming/ (default: the file name)")
+    drop.add_argument("--dataset", type=arguments.dataset,
+                      help="dataset name: a path below incoming/ (default: the file name)")
     drop.add_argument("--follow", action="store_true", help="show the run live until it ends")
     drop.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow the run")
     _common(drop)
