@@ -260,9 +260,10 @@ def plan_for(args: argparse.Namespace, body: bytes, filename: str) -> tuple[Budg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reviewtune.local.runtime import LocalRuntime
+    from reviewtune.local.runtime import LocalRuntime, check_template
     from reviewtune.real_sample import SAMPLE_KEY, sample_bytes
 
+    check_template()  # before the plan is printed
     started = time.monotonic()
     sample = not args.data
     if sample:

@@ -58,6 +58,16 @@ class NotRunningError(LocalRuntimeError):
     """No local runtime is running for this working directory."""
 
 
+DEFAULT_TEMPLATE = Path("template.yaml")  # the stack the local runtime deploys: run from the project's folder
+
+
+def check_template(template: Path = DEFAULT_TEMPLATE) -> None:
+    """Refuse to start without the stack's template (a command run outside the project's folder)."""
+    if not template.is_file():
+        raise LocalRuntimeError(f"template {template} does not exist (run reviewtune from the project's folder, "
+                                "where template.yaml is)")
+
+
 def endpoint_variable(service: str) -> str:
     """boto3's endpoint variable of ``service`` (``AWS_ENDPOINT_URL_S3``...)."""
     return f"AWS_ENDPOINT_URL_{ENDPOINT_KEYS.get(service, service).upper()}"
@@ -98,7 +108,7 @@ class LocalRuntime:
         self,
         *,
         workdir: Path = Path(".reviewtune"),
-        template: Path = Path("template.yaml"),
+        template: Path = DEFAULT_TEMPLATE,
         parameters: Mapping[str, object] | None = None,
         region: str = "us-east-1",
         total_cpus: int | None = None,
@@ -207,9 +217,7 @@ class LocalRuntime:
     def start(self) -> LocalRuntime:
         if self._started:
             raise LocalRuntimeError("this local runtime was already started")
-        if not self.template.is_file():
-            raise LocalRuntimeError(f"template {self.template} does not exist (run reviewtune from the project's "
-                                    "folder, where template.yaml is)")
+        check_template(self.template)
         self._lock = hold_lock(self.workdir)
         if self._lock is None:
             pid = _recorded_pid(self.workdir)

@@ -94,3 +94,15 @@ def test_a_local_state_file_of_another_shape_is_said_to_be_so(tmp_path, state):
     with pytest.raises(SystemExit) as exited:
         main(["--workdir", str(tmp_path), "runs", "list", "--target", "local"])
     assert "is not the local runtime's state (no process id in it)" in str(exited.value.code)
+
+
+@pytest.mark.parametrize("command", [["run"], ["local", "up"]])
+def test_outside_the_project_s_folder_the_missing_template_is_said_before_anything_is_planned(
+    tmp_path, monkeypatch, capsys, command
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["--workdir", str(tmp_path / "state"), *command])
+    assert exited.value.code == ("error: template template.yaml does not exist (run reviewtune from the project's "
+                                 "folder, where template.yaml is)")
+    assert capsys.readouterr().out == ""  # no plan printed first
