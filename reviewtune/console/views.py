@@ -107,6 +107,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("billable seconds", display.count(tuning["total_billable_seconds"]) if "total_billable_seconds" in tuning else "-"),
         ("estimated cost", display.estimated_cost(tuning.get("cost"))),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
+        ("promoted", _promoted(item)),
         ("model package", _package(item)),
         ("duplicate of", item.get("duplicate_of")),
         ("ends by (UTC)", f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
@@ -179,6 +180,14 @@ def _retried(item: dict[str, Any]) -> str | None:
     version = f" (version {retried['version_id']})" if retried.get("version_id") else ""
     return (f"{retried.get('new_run_id')}{version}, {utc_time(retried.get('at'))} by {retried.get('by')}: "
             f"{retried.get('reason')}")
+
+
+def _promoted(item: dict[str, Any]) -> str | None:
+    """Who made the run champion by hand (`reviewtune promote`), when and why."""
+    promoted = item.get("promoted")
+    if not isinstance(promoted, dict):
+        return None
+    return f"{utc_time(promoted.get('at'))} by {promoted.get('by')}: {promoted.get('reason')}"
 
 
 def _package(item: dict[str, Any]) -> str | None:

@@ -4,7 +4,8 @@ The manual path past the margin: the run's model package is approved in the Mode
 champion pointer moves to the run through the same conditional write record_results uses, with the reason, who
 and when in the pointer's history. The previous champion's package stays as it is (it is simply no longer
 champion). The pointer moves first: if someone changed it meanwhile nothing at all has changed; if the approval
-fails afterwards, running the command again approves the package of the run that is champion already.
+fails afterwards, running the command again approves the package of the run that is champion already. Last, the
+run's own record gets its package's approval and ``promoted`` (who, why, when), which ``runs show`` shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, registry
+from reviewtune.core import aws_errors, registry, withdrawal
 from reviewtune.core.champion import (
     Champion,
     ChampionChanged,
@@ -24,7 +25,7 @@ from reviewtune.core.champion import (
 )
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.registration import split_identity, test_rows
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 
 
 class PromotionError(ReviewtuneError):
@@ -109,4 +110,11 @@ def promote(
             f"run {run_id} is champion of {dataset!r}, but approving its model package {arn} failed ({text}); "
             "run the command again to approve it"
         ) from error
+    # the run's own record says so too (`runs show`): its package Approved, and who promoted it, when and why. A run
+    # whose earlier approval is being withdrawn keeps owing it (its "approval failed" entry): the reconciler's next
+    # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile
+    entry = run.get("registry") or {}
+    entry = {**(entry if withdrawal.owed(run) else registry.without_approval_error(entry)), "approval": registry.APPROVED}
+    runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry,
+                   promoted={"by": by, "reason": reason.strip(), "at": now_iso()})
     return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already)

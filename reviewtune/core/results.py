@@ -287,5 +287,12 @@ def _ended_meanwhile(
     if withdraw and item and item.get("model_package_arn") and (
         item.get("status") != RunStatus.SUCCEEDED or not withdrawal.champion_now(clients, item)
     ):
-        withdrawal.withdraw(clients, item)
+        refused = withdrawal.withdraw(clients, item)
+        if item.get("status") == RunStatus.SUCCEEDED:
+            # the run already left the pending index: one left Approved must come back to it. So must one a person
+            # promoted between the read of the pointer and the withdrawal (it is approved again by the next pass)
+            if refused:
+                withdrawal.owe(runs, item, f"putting it back to pending was refused: {refused}")
+            elif withdrawal.champion_now(clients, item):
+                withdrawal.owe(runs, item, "promoted by hand while the approval was being withdrawn")
     return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}

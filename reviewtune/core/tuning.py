@@ -465,10 +465,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             plan = plan.cold(bounded(aws_errors.text(exc)))
             arn = _create(clients, apply_warm_start(base, plan))
     except ClientError as exc:
-        if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it
-            arn = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)[
-                "HyperParameterTuningJobArn"
-            ]
+        if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it, with the warm start it had then
+            made = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+            arn, plan = made["HyperParameterTuningJobArn"], plan.as_made(made)
         elif aws_errors.is_retryable(exc):
             attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:

@@ -61,6 +61,23 @@ class WarmStartPlan:
             out["refused"] = self.refused
         return out
 
+    def as_made(self, job: dict[str, Any]) -> WarmStartPlan:
+        """The warm start a tuning job an earlier attempt made really has (DescribeHyperParameterTuningJob): that
+        attempt may have planned other parents (a run of the dataset succeeded since) or gone cold after a refusal.
+        This plan when the job agrees with it."""
+        warm = job.get("WarmStartConfig") or {}
+        parents = tuple(p["HyperParameterTuningJobName"] for p in warm.get("ParentHyperParameterTuningJobs") or [])
+        kind = warm.get("WarmStartType") if parents else None
+        definition = job.get("TrainingJobDefinition") or {}
+        channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+                    for c in definition.get("InputDataConfig") or [] if "S3DataSource" in c.get("DataSource", {})}
+        channels = channels or self.channels
+        if (parents, kind, channels) == (self.parents, self.warm_start_type, self.channels):
+            return self
+        reason = (f"{kind} from {len(parents)} earlier run(s)" if parents else "cold start") + (
+            ", as an earlier attempt made the job")
+        return WarmStartPlan(parents, kind, channels, reason)
+
     def cold(self, refused: str) -> WarmStartPlan:
         """The same job without warm start, on the run's own data, after SageMaker refused the warm start."""
         return WarmStartPlan((), None, self.extra.get("own_channels", self.channels), "warm start refused", refused)

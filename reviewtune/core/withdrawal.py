@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from reviewtune.core import aws_errors, registry, states
 from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
+from reviewtune.core.runs import PENDING, RunsRepository, RunStatus, now_iso, parse_iso
 
 logger = Logger(child=True)
 
@@ -67,8 +67,8 @@ def reason(item: dict[str, Any]) -> str:
     return f"run {item['run_id']} ended {item['status']}: {item.get('failure_reason') or 'no reason recorded'}"
 
 
-def withdraw(clients: AwsClients, item: dict[str, Any]) -> bool:
-    """Best effort: put the run's package back to PendingManualApproval. False (logged) when SageMaker refused."""
+def withdraw(clients: AwsClients, item: dict[str, Any]) -> str | None:
+    """Best effort: put the run's package back to PendingManualApproval. AWS's refusal (logged), or None when done."""
     arn = item["model_package_arn"]
     try:
         registry.set_approval(clients.sagemaker, arn, registry.PENDING, reason(item))
@@ -77,8 +77,17 @@ def withdraw(clients: AwsClients, item: dict[str, Any]) -> bool:
             "could not withdraw the approval of the ended run's model package (the reconciler tries again)",
             extra={"run_id": item["run_id"], "model_package_arn": arn, "error": aws_errors.describe(exc)},
         )
-        return False
-    return True
+        return aws_errors.describe(exc)
+    return None
+
+
+def owe(runs: RunsRepository, item: dict[str, Any], why: str) -> bool:
+    """Record on a SUCCEEDED run, recorded not champion, whose package an attempt approved, that the package may be
+    Approved and why (``registry.error`` "approval failed: ..."), and put the run back in the pending index: it is
+    then ``owed``, and every reconciler pass ``settle``s it (back to pending; approved again if the run is champion
+    by then). False when the run changed meanwhile."""
+    entry = {**(item.get("registry") or {}), "approval": registry.APPROVED, "error": f"{registry.APPROVAL_FAILED}: {why}"}
+    return runs.update_if(item["run_id"], RunStatus.SUCCEEDED, registry=entry, notice_pending=PENDING) is not None
 
 
 def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> bool:

@@ -138,6 +138,13 @@ def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_
     assert champion.history[-1]["by"] == who and champion.history[-1]["at"] == champion.changed_at
     assert run_json(capsys, "champion", "--dataset", A)["history"][-1]["by"] == who
     assert get_champion(table(stack), B).run_id == "reviewtune-b1"
+    # the run's own record says it too: `runs show` has the package Approved and who promoted it, when and why
+    shown = run_json(capsys, "runs", "show", "reviewtune-a2")
+    assert shown["registry"]["approval"] == "Approved"
+    assert shown["promoted"]["by"] == who and shown["promoted"]["reason"] == "a1 misreads sizing complaints"
+    assert main(["runs", "show", "reviewtune-a2", "--stack", STACK]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{arns['reviewtune-a2']} (Approved)" in text and f"by {who}: a1 misreads sizing complaints" in text
 
     again = run_json(capsys, "promote", "reviewtune-a2", "--reason", "again")
     assert again["already_champion"] is True and get_champion(table(stack), A).version == 2

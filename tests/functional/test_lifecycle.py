@@ -190,6 +190,37 @@ def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratc
     assert warm_start["parents"] == [] and "ValidationException" in warm_start["refused"]
 
 
+def test_a_start_retried_after_its_job_was_made_records_the_warm_start_the_job_has(pipeline, stack, monkeypatch):
+    """The first attempt's warm start is refused, so it makes the job cold, then dies before recording it. Lambda's
+    retry plans the warm start again and finds the job made: the run records the job's cold start (as SageMaker
+    describes it), not the parents it planned this time, so its message and the warm starts after it are not
+    misled."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ValidationException"]
+    transition, died = RunsRepository.transition, []
+
+    def dies_once(self, run_id, sources, target, **kwargs):
+        if target.value == "TUNING" and not died:
+            died.append(run_id)
+            raise TimeoutError("the invocation died here")
+        return transition(self, run_id, sources, target, **kwargs)
+
+    monkeypatch.setattr(RunsRepository, "transition", dies_once)
+    event = pipeline.drop_event("incoming/team/a.tsv", with_extra_column(good_file()))
+    with pytest.raises(TimeoutError):
+        pipeline.start_tuning(event)
+    [second] = died
+    assert "WarmStartConfig" not in tuning_request(pipeline, second)  # made cold
+
+    assert pipeline.start_tuning(event)["status"] == "TUNING"  # the retry: its create finds the job made
+
+    warm_start = pipeline.run(second)["config"]["warm_start"]
+    assert warm_start["parents"] == [] and warm_start["type"] is None
+    assert warm_start["reason"] == "cold start, as an earlier attempt made the job"
+    assert warm_start["channels"] == channels(tuning_request(pipeline, second))
+
+
 def _deployed(pipeline: Pipeline, monkeypatch, **changes) -> None:
     """A stack update: every function's container gets the changed settings."""
     import dataclasses
@@ -613,6 +644,60 @@ def test_an_approval_given_after_another_attempt_recorded_the_run_not_champion_i
     assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
     assert get_champion(table, "team/a.tsv").run_id == first
     assert approval(pipeline, pipeline.run(second)["model_package_arn"]) == "PendingManualApproval"
+    assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize("meanwhile", ["withdrawal refused", "promoted by hand"])
+def test_an_approval_left_by_a_late_attempt_is_settled_by_the_reconciler(pipeline, monkeypatch, meanwhile):
+    """As above, but the event's attempt cannot undo its approval: SageMaker refuses putting the package back to
+    pending, or a person promotes the run between the attempt's read of the pointer and its withdrawal. The run,
+    SUCCEEDED and told already, comes back to the pending index, and a reconciler pass settles it: its package back
+    to pending, or approved again as the champion's. No second message."""
+    from reviewtune.core import promotion, results, withdrawal
+    from tests.support.faults import Failing
+
+    first, second, _ = _challenger_better_than(pipeline)
+    approve, table, sagemaker = results.set_approval, pipeline.clients.runs_table, pipeline.clients.sagemaker
+
+    def a_pass_first(entry, champion, run_id, clients, **kwargs):
+        monkeypatch.setattr(results, "set_approval", approve)
+        pipeline.use("runs_table", Failing(table, "get_item", "AccessDeniedException",
+                                           when=lambda kwargs: kwargs["Key"]["run_id"].startswith("champion#")))
+        pipeline.reconcile(later(0))  # records the run, not deciding: its package stays pending
+        pipeline.use("runs_table", table)
+        approved = approve(entry, champion, run_id, clients, **kwargs)
+        if meanwhile == "withdrawal refused":
+            pipeline.use("sagemaker", Failing(sagemaker, "update_model_package", "ThrottlingException", failures=None))
+        else:
+            read = withdrawal.withdraw
+
+            def promoted_first(clients_, item):  # `reviewtune promote`: the pointer moved, then the package approved
+                promotion.promote(RunsRepository(table), sagemaker, pipeline.stack.bucket, second, reason="wanted it",
+                                  by="ops")
+                return read(clients_, item)
+
+            monkeypatch.setattr(withdrawal, "withdraw", promoted_first)
+        return approved
+
+    monkeypatch.setattr(results, "set_approval", a_pass_first)
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    pipeline.use("sagemaker", sagemaker)
+    item = pipeline.run(second)
+    arn = item["model_package_arn"]
+    assert withdrawal.owed(item) and item.get("notice_pending") and item["registry"]["approval"] == "Approved"
+    assert item["registry"]["error"].startswith("approval failed: ")
+
+    pipeline.reconcile(later(0.5))  # past SETTLE_AFTER_SECONDS since the mark
+
+    item = pipeline.run(second)
+    assert item.get("approval_settled_at") and not withdrawal.owed(item) and not item.get("notice_pending")
+    assert "error" not in item["registry"]
+    if meanwhile == "withdrawal refused":
+        assert approval(pipeline, arn) == item["registry"]["approval"] == "PendingManualApproval"
+        assert get_champion(table, "team/a.tsv").run_id == first
+    else:
+        assert approval(pipeline, arn) == item["registry"]["approval"] == "Approved"
+        assert get_champion(table, "team/a.tsv").run_id == second
     assert pipeline.statuses_told(second) == ["SUCCEEDED"]
 
 

@@ -206,6 +206,8 @@ class FakeSageMaker:
             "HyperParameterTuningJobName": name,
             "HyperParameterTuningJobArn": self.arn("hyper-parameter-tuning-job", name),
             "HyperParameterTuningJobConfig": job["request"]["HyperParameterTuningJobConfig"],
+            "TrainingJobDefinition": job["request"]["TrainingJobDefinition"],
+            **({"WarmStartConfig": job["request"]["WarmStartConfig"]} if "WarmStartConfig" in job["request"] else {}),
             "HyperParameterTuningJobStatus": job["status"],
             "CreationTime": datetime(2026, 11, 27, 12, tzinfo=UTC),
             "TrainingJobStatusCounters": {},
