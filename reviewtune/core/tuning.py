@@ -522,9 +522,9 @@ def _give_up(runs: RunsRepository, settings: Settings, clients: AwsClients, run_
 
 def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
     """End a CLAIMED or QUEUED run that a person asked to stop (stop_requests.py): STOPPED (FAILED when the request is
-    its deadline's), its slot freed and its message sent. A tuning job made for it (by a start whose answer was lost, or as the request landed) is stopped
-    first, and the run ends only once SageMaker took that stop or said there is no such job running: a throttled stop
-    raises, and the retry or the reconciler's next pass stops it again."""
+    its deadline's), its slot freed and its message sent. A tuning job made for it (by a start whose answer was lost,
+    or as the request landed) is stopped first, and the run ends only once SageMaker took that stop or said there is
+    no such job running: a throttled stop raises, and the retry or the reconciler's next pass stops it again."""
     stop_tuning_job(clients, run["run_id"], before_end=True)
     final, reason = stop_requests.outcome(run)
     return end_run(repository(settings, clients), settings, clients, run["run_id"], stage="tuning",
