@@ -271,7 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         path = Path(args.data).expanduser()
         if not path.is_file():
-            raise SystemExit(f"DATA={args.data}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+            raise SystemExit(f"DATA={args.data}: {arguments.not_a_file(path)}")
         if file_format(path.name) is None:
             raise SystemExit(f"DATA={args.data}: only {accepted_formats_text()} files are accepted")
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 
 def count(unit: str, minimum: int = 1) -> Callable[[str], int]:
@@ -48,3 +49,8 @@ def dataset(value: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a path below incoming/ such as 'team-a/reviews.tsv' or 'team-a', got {value!r}")
     return name
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path``, which is not a file, cannot be read as one."""
+    return "a folder, not a file" if path.is_dir() else "no such file"

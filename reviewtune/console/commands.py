@@ -44,10 +44,9 @@ def _emit(args: argparse.Namespace, data: Any, renderable: Any) -> None:
         console.print(renderable)
 
 
-def _given(run_id: str) -> str:
+def _given(run_id: str) -> None:
     if not run_id.strip():
         raise SystemExit("error: an empty run id")
-    return run_id
 
 
 def _get(target: Target, run_id: str) -> dict[str, Any]:
@@ -311,7 +310,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_drop(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
-        raise SystemExit(f"error: {path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+        raise SystemExit(f"error: {path}: {arguments.not_a_file(path)}")
     try:
         key = queries.drop_key(path, args.dataset)
     except ValueError as error:

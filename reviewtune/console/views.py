@@ -168,8 +168,7 @@ def _jobs_to_stop(item: dict[str, Any]) -> str | None:
 def _stop_request(item: dict[str, Any]) -> str | None:
     if not stop_requests.requested(item) or stop_requests.is_deadline(item):  # a deadline's reason is the run's own
         return None
-    request = item["stop_request"]
-    return f"{utc_time(request.get('at'))} by {request.get('by')}: {request.get('reason')}"
+    return _when_by_why(item["stop_request"])
 
 
 def _retried(item: dict[str, Any]) -> str | None:
@@ -178,8 +177,7 @@ def _retried(item: dict[str, Any]) -> str | None:
     if not isinstance(retried, dict):
         return None
     version = f" (version {retried['version_id']})" if retried.get("version_id") else ""
-    return (f"{retried.get('new_run_id')}{version}, {utc_time(retried.get('at'))} by {retried.get('by')}: "
-            f"{retried.get('reason')}")
+    return f"{retried.get('new_run_id')}{version}, {_when_by_why(retried)}"
 
 
 def _promoted(item: dict[str, Any]) -> str | None:
@@ -187,7 +185,12 @@ def _promoted(item: dict[str, Any]) -> str | None:
     promoted = item.get("promoted")
     if not isinstance(promoted, dict):
         return None
-    return f"{utc_time(promoted.get('at'))} by {promoted.get('by')}: {promoted.get('reason')}"
+    return _when_by_why(promoted)
+
+
+def _when_by_why(record: dict[str, Any]) -> str:
+    """A person's act on the run (a stop request, a retry, a promotion): when, by whom, why."""
+    return f"{utc_time(record.get('at'))} by {record.get('by')}: {record.get('reason')}"
 
 
 def _package(item: dict[str, Any]) -> str | None:

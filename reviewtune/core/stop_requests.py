@@ -64,7 +64,7 @@ def is_deadline(run: dict[str, Any]) -> bool:
 def reason(run: dict[str, Any]) -> str:
     """The reason a run stopped on request ends with: who, when, why (the deadline's own reason for a deadline)."""
     request = run["stop_request"]
-    if request.get("kind") == DEADLINE:
+    if is_deadline(run):
         return str(request.get("reason"))
     return f"stopped by {request.get('by')} at {request.get('at')}: {request.get('reason')}"
 
