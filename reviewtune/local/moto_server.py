@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import threading
+import types
 import urllib.request
 import warnings
 from typing import Any
@@ -55,6 +57,44 @@ def _serialize_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action
 
 
+def _list_versions_without_copying_bytes() -> None:
+    """ListObjectVersions without a copy of every object's bytes.
+
+    moto (5.2) answers each ListObjectVersions by deep-copying every version of every key in the bucket, whatever
+    the prefix, to mark the copies latest or not; each copy writes the object's bytes to a new temporary file (a
+    model.tar.gz of all-mpnet-base-v2 is 400 MB), freed only when the garbage collector gets to it. The local
+    reconciler lists ``incoming/`` every pass, and a long ``local up`` with a few trained models filled the disk
+    with such files. Here a listed version is a view of the stored key: its attributes, the same bytes, and no
+    file of its own to close.
+    """
+    from moto.s3 import models
+
+    if getattr(models.copy, "listing_views", False):
+        return
+
+    class _ListedKey(models.FakeKey):
+        """A listed version: shares the stored key's buffer, so it must never close it."""
+
+        def dispose(self, garbage: bool = False) -> None:
+            pass
+
+        def __del__(self) -> None:
+            pass
+
+    def view(version: Any) -> Any:
+        # a delete marker holds the key it hides, bytes and all: it is viewed too, never deep-copied
+        listed = object.__new__(_ListedKey if isinstance(version, models.FakeKey) else type(version))
+        listed.__dict__.update(version.__dict__)
+        return listed
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, list):  # the versions of one key, the only deep copy the module makes
+            return [view(item) for item in value]
+        return copy.deepcopy(value, memo)
+
+    models.copy = types.SimpleNamespace(copy=copy.copy, deepcopy=deepcopy, listing_views=True)
+
+
 class MotoServer:
     """Starts moto's threaded server on a free port; its state is reset on start and on stop."""
 
@@ -70,6 +110,7 @@ class MotoServer:
             raise RuntimeError(f"moto server already running at {self.url}")
         _quiet_moto_logs()
         _serialize_dynamodb_requests()
+        _list_versions_without_copying_bytes()
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

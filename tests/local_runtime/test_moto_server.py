@@ -1,0 +1,52 @@
+"""The local runtime's moto server: what it changes in moto, and why."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import moto.s3.models
+
+from tests.local_runtime.conftest import make_clients
+
+
+def test_listing_versions_writes_no_copy_of_any_object_and_keeps_them_whole(moto_url, monkeypatch):
+    """The local reconciler lists incoming/ every pass: moto alone wrote every object of the bucket (models
+    included) to a new temporary file for each listing, and a long `local up` filled the disk."""
+    buffers = []
+    spooled = moto.s3.models.tempfile.SpooledTemporaryFile
+
+    def counted(*args, **kwargs):
+        buffer = spooled(*args, **kwargs)
+        buffers.append(buffer)
+        return buffer
+
+    s3 = make_clients(moto_url)("s3")
+    s3.create_bucket(Bucket="data-bucket")
+    s3.put_bucket_versioning(Bucket="data-bucket", VersioningConfiguration={"Status": "Enabled"})
+    model = os.urandom(3 * 2**20)
+    s3.put_object(Bucket="data-bucket", Key="runs/r/model.tar.gz", Body=model)
+    first = s3.put_object(Bucket="data-bucket", Key="incoming/a.tsv", Body=b"first")["VersionId"]
+    second = s3.put_object(Bucket="data-bucket", Key="incoming/a.tsv", Body=b"second")["VersionId"]
+    gone = s3.put_object(Bucket="data-bucket", Key="incoming/gone.tsv", Body=b"gone")["VersionId"]
+    s3.delete_object(Bucket="data-bucket", Key="incoming/gone.tsv")
+
+    monkeypatch.setattr(moto.s3.models.tempfile, "SpooledTemporaryFile", counted)
+    for _ in range(3):
+        listed = s3.list_object_versions(Bucket="data-bucket", Prefix="incoming/")
+    everything = s3.list_object_versions(Bucket="data-bucket", MaxKeys=1)
+    assert buffers == []
+
+    assert [(v["Key"], v["VersionId"], v["IsLatest"], v["Size"]) for v in listed["Versions"]] == [
+        ("incoming/a.tsv", second, True, 6),
+        ("incoming/a.tsv", first, False, 5),
+        ("incoming/gone.tsv", gone, False, 4),
+    ]
+    assert [(m["Key"], m["IsLatest"]) for m in listed["DeleteMarkers"]] == [("incoming/gone.tsv", True)]
+    assert everything["IsTruncated"] and len(everything.get("Versions", []) + everything.get("DeleteMarkers", [])) == 1
+
+    del listed, everything
+    gc.collect()  # the listed versions are gone: the stored objects' bytes are still there
+    assert s3.get_object(Bucket="data-bucket", Key="runs/r/model.tar.gz")["Body"].read() == model
+    assert s3.get_object(Bucket="data-bucket", Key="incoming/a.tsv", VersionId=first)["Body"].read() == b"first"
+    assert s3.get_object(Bucket="data-bucket", Key="incoming/a.tsv")["Body"].read() == b"second"
