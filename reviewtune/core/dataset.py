@@ -61,6 +61,7 @@ class SplitDataset:
     dropped_by_balancing: int
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     duplicates_removed: int = 0
+    conflicting_removed: int = 0  # rows of reviews the file labels two ways (each copy left out)
     leakage_removed: int = 0
     content_sha256: str = ""
     file_format: str = ""
@@ -79,6 +80,7 @@ class SplitDataset:
             "rows_read": self.rows_read,
             "dropped_empty_text": self.dropped_empty_text,
             "duplicates_removed": self.duplicates_removed,
+            "conflicting_removed": self.conflicting_removed,
             "dropped_by_balancing": self.dropped_by_balancing,
             "leakage_removed": self.leakage_removed,
             "rows": {name: len(rows) for name, rows in self.splits.items()},
@@ -177,26 +179,42 @@ def split_stream(
     """Validate a review file read from ``body`` and split it into train / validation / test, reproducibly."""
     fmt = format_of(filename)
     reader = ReviewReader(body, fmt)
-    kept: list[tuple[Review, str | None]] = []
+    kept: list[tuple[Review, str | None, bytes]] = []
     seen: set[bytes] = set()
+    label_of: dict[bytes, int] = {}  # each review's first label
+    conflicting: dict[bytes, int] = {}  # a review given another label too -> the line where it first was
     duplicates = 0
     growth = _Growth()
     for row in reader.rows():
-        marker = growth.key(row.text, row.line) + f"{row.sentiment}:{row.split or ''}".encode()
+        key = growth.key(row.text, row.line)
+        first = label_of.setdefault(key, row.sentiment)
+        if first != row.sentiment and key not in conflicting:
+            conflicting[key] = row.line
+        marker = key + f"{row.sentiment}:{row.split or ''}".encode()
         if marker in seen:
             duplicates += 1
             continue
         seen.add(marker)
-        kept.append((Review(row.text, row.sentiment), row.split))
-    del seen
+        kept.append((Review(row.text, row.sentiment), row.split, key))
+    del seen, label_of
+    conflicted = 0
+    if conflicting:  # a review the file labels two ways teaches neither label: every copy of it is left out
+        conflicted = sum(1 for _, _, key in kept if key in conflicting)
+        kept = [entry for entry in kept if entry[2] not in conflicting]
     info = reader.info
-    reviews = [review for review, _ in kept]
-    repeated = f" ({duplicates:,} repeated reviews counted once)" if duplicates else ""
-    _check_enough(reviews, min_rows_per_class, f"in the file{repeated}")
+    reviews = [review for review, _, _ in kept]
+    notes = [f"{duplicates:,} repeated reviews counted once"] if duplicates else []
+    if conflicting:
+        lines = ", ".join(f"{line:,}" for line in sorted(conflicting.values())[:5])
+        more = " ..." if len(conflicting) > 5 else ""
+        notes.append(f"{len(conflicting):,} reviews the file labels two ways left out, {conflicted:,} rows; another "
+                     f"label first at line {lines}{more}")
+    noted = f" ({'; '.join(notes)})" if notes else ""
+    _check_enough(reviews, min_rows_per_class, f"in the file{noted}")
     rng = random.Random(seed)
     dropped_by_balancing = 0
     if info.has_split_column:
-        splits = {name: [r for r, s in kept if s == name] for name in names.SPLITS}
+        splits = {name: [r for r, s, _ in kept if s == name] for name in names.SPLITS}
         source = "file"
     else:
         by_class = {label: [r for r in reviews if r.sentiment == label] for label in LABELS}
@@ -236,6 +254,7 @@ def split_stream(
         dropped_by_balancing=dropped_by_balancing,
         class_counts={name: _counts(rows) for name, rows in splits.items()},
         duplicates_removed=duplicates,
+        conflicting_removed=conflicted,
         leakage_removed=leakage,
         content_sha256=info.content_sha256,
         file_format=fmt.suffix,

@@ -70,6 +70,7 @@ def _cleaning(item: Any) -> list[str]:
         for key, label in (
             ("dropped_empty_text", "empty texts dropped"),
             ("duplicates_removed", "duplicates removed"),
+            ("conflicting_removed", "labelled two ways left out"),
             ("dropped_by_balancing", "dropped by balancing"),
             ("leakage_removed", "removed from validation/test as also in train"),
         )

@@ -260,7 +260,10 @@ class ReviewReader:
             delimiter = "\t"  # a tab-separated file named .csv
         self._delimiter = delimiter
         csv.field_size_limit(MAX_FIELD_CHARS)  # process-wide: other code in the process may have raised it
-        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
+        # a space after a comma is not part of the value (`1, "a, b"`, as some exports write); in a tab-separated
+        # file it is the text's own
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True,
+                            skipinitialspace=delimiter == ",")
         start = self._lines_read
         try:
             header = next(reader)
@@ -426,15 +429,21 @@ class ReviewReader:
 
     def _swallowed(self, row: list[str], width: int, label_idx: int, split_idx: int | None,
                    allowed: tuple[str, ...]) -> str | None:
-        """A line inside one of the record's values that reads as a row itself (as many fields as the header, a valid
-        label, a valid split when the file has that column): the first such line, or None."""
+        """A value of the record whose every line after its first reads as a row itself (as many fields as the
+        header, a valid label, a valid split when the file has that column): rows an unclosed quote swallowed. Its
+        first such line, or None. A review written over several lines, some of which happen to read so (`1, the
+        zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
+
+        def a_row(line: str) -> bool:
+            fields = line.split(self._delimiter)
+            if len(fields) != width or _label_text(fields[label_idx]) not in allowed:
+                return False
+            return split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES
+
         for cell in row:
-            for line in _LINE_BREAK.split(cell)[1:]:
-                fields = line.split(self._delimiter)
-                if len(fields) != width or _label_text(fields[label_idx]) not in allowed:
-                    continue
-                if split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES:
-                    return line
+            lines = _LINE_BREAK.split(cell)[1:]
+            if lines and all(a_row(line) for line in lines):
+                return lines[0]
         return None
 
     def _refusal(self) -> DatasetError:

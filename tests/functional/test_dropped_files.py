@@ -108,11 +108,13 @@ def test_quoted_newlines_delimiters_and_quotes_are_kept_in_the_review(stack, sta
 
 
 def test_reviews_also_in_train_are_removed_from_validation_and_test(stack, start_tuning, lambda_context):
-    # Every review is given twice with opposite labels in other letter case and spacing: whichever copy lands in
-    # validation or test also has a copy in train unless both were drawn there.
-    rows = [f"{label}\treview {i} of class {label}\n" for label in (-1, 0, 1) for i in range(60)]
-    twins = [f"{-label if label else 1}\tREVIEW  {i} of CLASS {label}\n" for label in (-1, 0, 1) for i in range(0, 60, 2)]
-    data = b"sentiment\treview_body\n" + "".join(rows + twins).encode()
+    # The file's own split puts some training reviews in validation and test again, in other letter case and spacing.
+    rows = [f"{label}\treview {i} of class {label}\ttrain\n" for label in (-1, 0, 1) for i in range(40)]
+    held = [f"{label}\theld-out review {i} of class {label}\t{split}\n" for label in (-1, 0, 1) for i in range(5)
+            for split in ("validation", "test")]
+    twins = [f"{label}\tREVIEW  {i} of CLASS {label}\t{split}\n" for label in (-1, 0, 1) for i in range(0, 8, 2)
+             for split in ("validation", "test")]
+    data = b"sentiment\treview_body\tsplit\n" + "".join(rows + held + twins).encode()
     result = run(start_tuning, raw_event(stack, "incoming/leaky.tsv", data), lambda_context)
     assert result["status"] == "TUNING", result
     texts = split_texts(stack, result["run_id"])
@@ -120,5 +122,18 @@ def test_reviews_also_in_train_are_removed_from_validation_and_test(stack, start
     held_out = [t for split in ("validation", "test") for _, t in texts[split]]
     assert held_out and not any(review_key(t) in train for t in held_out)
     summary = stack.run(result["run_id"])["data"]["summary"]
-    assert summary["leakage_removed"] > 0
-    assert sum(summary["rows"].values()) + summary["leakage_removed"] + summary["dropped_by_balancing"] == len(rows) + len(twins)
+    assert summary["leakage_removed"] == len(twins)
+    assert sum(summary["rows"].values()) + summary["leakage_removed"] == len(rows) + len(held) + len(twins)
+
+
+def test_a_review_labelled_two_ways_is_left_out_of_every_split_and_counted(stack, start_tuning, lambda_context):
+    rows = [f"{label}\treview {i} of class {label}\n" for label in (-1, 0, 1) for i in range(60)]
+    twins = [f"{-label if label else 1}\tREVIEW  {i} of CLASS {label}\n" for label in (-1, 0, 1) for i in range(0, 60, 2)]
+    data = b"sentiment\treview_body\n" + "".join(rows + twins).encode()
+    result = run(start_tuning, raw_event(stack, "incoming/two-ways.tsv", data), lambda_context)
+    assert result["status"] == "TUNING", result
+    texts = [t for split in split_texts(stack, result["run_id"]).values() for _, t in split]
+    assert not any(review_key(t) in {review_key(twin.split("\t")[1]) for twin in twins} for t in texts)
+    summary = stack.run(result["run_id"])["data"]["summary"]
+    assert summary["conflicting_removed"] == 2 * len(twins) and summary["leakage_removed"] == 0
+    assert sum(summary["rows"].values()) == len(rows) - len(twins)

@@ -67,6 +67,40 @@ def test_raw_kaggle_shape_with_quotes_commas_newlines_and_missing_text():
     assert all("\n" not in r.text for rows_ in result.splits.values() for r in rows_)
 
 
+def test_a_review_the_file_labels_two_ways_is_left_out_and_counted():
+    rows = balanced_rows(40) + [(0, f"both ways {i}") for i in range(6)] + [(1, f"both ways {i}") for i in range(6)]
+    result = split_reviews(make_file(rows), "a.tsv")
+    texts = [r.text for rows_ in result.splits.values() for r in rows_]
+    assert not any(t.startswith("both ways") for t in texts)
+    assert result.conflicting_removed == 12 and result.summary()["conflicting_removed"] == 12
+
+
+def test_a_file_short_of_reviews_once_those_labelled_two_ways_are_out_says_so():
+    rows = [(0, f"both {i}") for i in range(12)] + [(1, f"both {i}") for i in range(12)]
+    rows += [(1, f"pos {i}") for i in range(12)] + [(-1, f"neg {i}") for i in range(24)]
+    with pytest.raises(DatasetError, match=r"not enough reviews per class in the file \(12 reviews the file labels two "
+                                           r"ways left out, 24 rows; another label first at line 14, 15, 16, 17, 18 "
+                                           r"\.\.\.\): neutral \(0\) has 0"):
+        split_reviews(make_file(rows), "a.tsv")
+
+
+def test_a_quoted_review_over_several_lines_some_of_which_read_as_rows_is_one_review():
+    review = "Three problems:\n1, the zipper broke\n2, the colour faded\n3, it shrank"
+    rows = balanced_rows(40) + [(-1, review)]
+    result = split_reviews(make_file(rows, delimiter=","), "a.csv")
+    texts = [r.text for rows_ in result.splits.values() for r in rows_]
+    assert sum(t.startswith("Three problems:") and t.endswith("it shrank") for t in texts) == 1
+
+
+def test_a_csv_with_a_space_after_each_comma_reads_its_quoted_values_whole():
+    lines = ["sentiment, review_body"] + [f'{label}, "review {i}, of class {label}"' for label in (-1, 0, 1)
+                                          for i in range(12)]
+    result = split_reviews("\n".join(lines).encode(), "a.csv")
+    texts = {r.text for rows_ in result.splits.values() for r in rows_}
+    assert texts == {f"review {i}, of class {label}" for label in (-1, 0, 1) for i in range(12)}
+    assert result.text_column == "review_body"
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
