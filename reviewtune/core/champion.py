@@ -49,6 +49,9 @@ CHAMPION_KEY_PREFIX = "champion#"
 CHAMPIONS_INDEX = "by_champion"
 CHAMPION_KIND = "champion"
 DEFAULT_MARGIN_POINTS = 0.5
+# A comparison on fewer test reviews than this says nothing either way (a few reviews left once those the champion
+# was trained on are out: a file dropped again with most of its rows): the champion stays. ChampionMinComparedReviews.
+DEFAULT_MIN_COMPARED_REVIEWS = 30
 HISTORY_MAX = 100
 TRIES = 3
 
@@ -343,7 +346,10 @@ class Outcome:
     champion_run_id: str | None
 
 
-def _not_comparable(current: Champion, comparison: Comparison | None, not_measured: str | None) -> str | None:
+def _not_comparable(
+    current: Champion, comparison: Comparison | None, not_measured: str | None,
+    min_compared: int = DEFAULT_MIN_COMPARED_REVIEWS,
+) -> str | None:
     """Why the challenger cannot be judged against ``current`` (None: it can)."""
     by_hand = "; promote the challenger by hand if wanted"
     if comparison is None:
@@ -358,6 +364,12 @@ def _not_comparable(current: Champion, comparison: Comparison | None, not_measur
         return (
             f"champion kept: all {comparison.rows_left_out} test reviews were in {current.run_id}'s training data, "
             f"none is left to compare on{by_hand}"
+        )
+    if comparison.rows_compared < min_compared:
+        return (
+            f"champion kept: only {comparison.rows_compared} test reviews were not in {current.run_id}'s training "
+            f"data ({comparison.rows_left_out} were), fewer than the {min_compared} a comparison needs "
+            f"(ChampionMinComparedReviews){by_hand}"
         )
     return None
 
@@ -392,20 +404,21 @@ def plan_challenge(
     comparison: Comparison | None,
     margin_points: float = DEFAULT_MARGIN_POINTS,
     not_measured: str | None = None,
+    min_compared: int = DEFAULT_MIN_COMPARED_REVIEWS,
 ) -> Plan:
     """A succeeded run challenges its dataset's champion: the decision, from the champion read now.
 
     The first run of a dataset becomes champion on its own ``accuracy``. Any later one is judged only on
     ``comparison`` (both models, the same test reviews) and only against the champion that comparison measured:
-    without one, or when the champion changed since, the champion stays and the reason says so
-    (``not_measured``: why the evaluation could not measure it)."""
+    without one, on fewer than ``min_compared`` reviews, or when the champion changed since, the champion stays and
+    the reason says so (``not_measured``: why the evaluation could not measure it)."""
     current = get_champion(table, dataset)
     if current is not None and current.run_id == run_id:
         return Plan(_already(current, run_id), moves=False)
     if current is None:
         decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
     else:
-        why_not = _not_comparable(current, comparison, not_measured)
+        why_not = _not_comparable(current, comparison, not_measured, min_compared)
         if why_not:
             return Plan(Outcome(NOT_COMPARED, why_not, current.run_id), moves=False)
         assert comparison is not None and comparison.challenger_accuracy is not None

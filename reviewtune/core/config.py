@@ -158,6 +158,7 @@ class Settings:
     inference_image_uri: str = default_image_uri("processing", DEFAULT_REGION)
     warm_start: bool = True
     champion_margin_points: float = 0.5  # a challenger replaces the champion only if better by this many points
+    champion_min_compared_reviews: int = 30  # ... on at least this many test reviews the champion was not trained on
     target_objective_metric_value: float | None = None  # TuningJobCompletionCriteria (None: not set)
     max_jobs_not_improving: int | None = None
     complete_on_convergence: str | None = None
@@ -209,6 +210,7 @@ class Settings:
             or _image(env, "PROCESSING_IMAGE_URI", "processing"),
             warm_start=_bool(env, "WARM_START", True),
             champion_margin_points=_float(env, "CHAMPION_MARGIN_POINTS", 0.5),
+            champion_min_compared_reviews=_int(env, "CHAMPION_MIN_COMPARED_REVIEWS", 30, minimum=1),
             target_objective_metric_value=_optional_float(env, "TARGET_OBJECTIVE_METRIC_VALUE"),
             max_jobs_not_improving=_optional_int(env, "MAX_JOBS_NOT_IMPROVING", MIN_JOBS_NOT_IMPROVING),
             complete_on_convergence=_optional_choice(env, "COMPLETE_ON_CONVERGENCE", CONVERGENCE_CHOICES),

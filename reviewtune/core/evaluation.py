@@ -373,8 +373,12 @@ def start_evaluation(
     def give_up(reason: str) -> dict[str, Any]:
         # unless another invocation (the event, the reconciler) started the job meanwhile; then stop a job an earlier
         # attempt whose answer was lost may have made
-        ended = end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason, only_from=(RunStatus.TUNING,))
-        job_stops.stop_if_ended(runs, clients, tuning_job_name, "evaluation", names.evaluation_job_name(tuning_job_name))
+        try:
+            ended = end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason, only_from=(RunStatus.TUNING,))
+        finally:  # also when the end's message could not go out yet: the job is this step's to stop
+            job_stops.stop_if_ended(runs, clients, tuning_job_name, "evaluation",
+                                    names.evaluation_job_name(tuning_job_name))
+        send_pending(runs, clients.sns, settings.topic_arn, tuning_job_name)  # its record of making settled
         return ended
 
     if status in ("Completed", "Stopped") and stop_requests.requested(run):  # stopped, or past its deadline: nothing
@@ -400,6 +404,10 @@ def start_evaluation(
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     champion, challenge = champion_input(run, runs, clients)
     request = processing_job_request(settings, run, best["model_uri"], champion)
+    if not job_stops.record_making(runs, tuning_job_name, "evaluation", RunStatus.TUNING):
+        item = runs.get(tuning_job_name)  # moved on meanwhile (ended, or another attempt made the job)
+        return already_final(runs, settings, clients, item) if item and states.is_final(item["status"]) else {
+            "run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
     try:
         clients.sagemaker.create_processing_job(**request)
     except ClientError as exc:
@@ -434,7 +442,10 @@ def start_evaluation(
             # nothing
             stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"], before_end=True)
             final, reason = stop_requests.outcome(item)
-            return end_tuning(status=final, reason=reason)
+            ended = end_tuning(status=final, reason=reason)
+            job_stops.made_here(runs, tuning_job_name, "evaluation")
+            send_pending(runs, clients.sns, settings.topic_arn, tuning_job_name)  # out of the index: stopped here
+            return ended
         if item and states.is_final(item["status"]):
             if item["status"] != RunStatus.SUCCEEDED:
                 # ended meanwhile (its deadline): the job just made has no run to record it

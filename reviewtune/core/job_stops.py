@@ -10,19 +10,28 @@ time limit. So the step stops it at once (``stop_made_for_ended_run``), and when
 until a reconciler pass has stopped it (``settle``: SageMaker took the stop, or says the job is not running).
 The same holds for a job that a start which gave up (too many throttled tries, a refusal) may have made in an
 earlier attempt whose answer was lost (``stop_if_ended``).
+
+A step can also die (its timeout) between its create and its write, while the reconciler or a person ends the run:
+no step is left to find the job. So each step records on the run that it is making the job (``tuning_job_making`` /
+``evaluation_job_making``: when it began, written while the run is still in the state the job is made from) before
+its create. A run that ended otherwise than SUCCEEDED with such a record and no sign that the job became its own
+(``tuning_job_arn`` / ``evaluation_job_name``, written with the step's move) may have a job nobody follows: it stays
+in the pending index, and each pass stops that job (a job never made is nothing to stop) until ``MAKING_SETTLE_SECONDS``
+have passed since the record, when no attempt that wrote it can still be making the job (``pending``, ``settle``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, states
+from reviewtune.core import aws_errors, names, states
 from reviewtune.core.clients import AwsClients
-from reviewtune.core.runs import PENDING, RunsRepository, RunStatus
+from reviewtune.core.runs import PENDING, RunsRepository, RunStatus, now_iso, parse_iso
 
 logger = Logger(child=True)
 
@@ -41,6 +50,20 @@ KINDS: dict[str, tuple[str, str, Callable[[Any, str], object]]] = {
 }
 
 ATTRIBUTES = tuple(attribute for attribute, _, _ in KINDS.values())
+# kind -> (the record that a step is making the job, the attribute its move writes once the job is the run's own, the
+# job's name for a run id)
+MAKING: dict[str, tuple[str, str, Callable[[str], str]]] = {
+    "tuning": ("tuning_job_making", "tuning_job_arn", lambda run_id: run_id),
+    "evaluation": ("evaluation_job_making", "evaluation_job_name", names.evaluation_job_name),
+}
+# Longer than any function's timeout (300 s): the attempt that recorded it is making a job has ended by then.
+MAKING_SETTLE_SECONDS = 900
+
+
+def record_making(runs: RunsRepository, run_id: str, kind: str, status: RunStatus | str) -> bool:
+    """Before a step creates the run's job of ``kind``: record that it is making it, while the run is still in
+    ``status``. False when the run moved on (the step then makes nothing)."""
+    return runs.update_if(run_id, status, **{MAKING[kind][0]: now_iso()}) is not None
 
 
 def stop_job(clients: AwsClients, run_id: str, kind: str, job_name: str, *, before_end: bool = False) -> None:
@@ -73,6 +96,7 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
     run_id = run["run_id"]
     try:
         stop_job(clients, run_id, kind, job_name, before_end=True)
+        made_here(runs, run["run_id"], kind)
         return True
     except (ClientError, BotoCoreError) as exc:
         error = aws_errors.describe(exc)
@@ -89,7 +113,22 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
         f"could not stop the {what} made for an ended run; the reconciler stops it",
         extra={"run_id": run_id, "job_name": job_name, "error": error},
     )
+    made_here(runs, run["run_id"], kind)
     return False
+
+
+def made_here(runs: RunsRepository, run_id: str, kind: str) -> None:
+    """The step that made the job found the run ended and stopped the job (or recorded its stop owed): its record of
+    making it is settled. Best effort: a record left is settled by the passes."""
+    making = MAKING[kind][0]
+    current = runs.get(run_id) or {}
+    if not current.get(making):
+        return
+    try:
+        runs.forget_if(run_id, making, current[making])
+    except (ClientError, BotoCoreError) as exc:
+        logger.info("the record of making the job stays for the reconciler",
+                    extra={"run_id": run_id, "error": aws_errors.describe(exc)})
 
 
 def stop_if_ended(runs: RunsRepository, clients: AwsClients, run_id: str, kind: str, job_name: str) -> None:
@@ -107,10 +146,25 @@ def owed(item: dict[str, Any]) -> dict[str, str]:
     return {kind: item[attribute] for kind, (attribute, _, _) in KINDS.items() if item.get(attribute)}
 
 
-def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any]) -> int:
-    """Stop every job the run owes a stop, and forget each one SageMaker took. Returns how many were settled.
+def maybe_made(item: dict[str, Any]) -> dict[str, str]:
+    """The jobs a step that died may have made for the run, which ended otherwise: kind -> job name."""
+    if not states.is_final(item.get("status")) or item.get("status") == RunStatus.SUCCEEDED:
+        return {}
+    return {kind: name(item["run_id"]) for kind, (making, own, name) in MAKING.items()
+            if item.get(making) and not item.get(own)}
+
+
+def pending(item: dict[str, Any]) -> bool:
+    """Whether the run stays in the pending index for a job to stop: one owed, or one a step may have made."""
+    return bool(owed(item) or maybe_made(item))
+
+
+def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> int:
+    """Stop every job the run owes a stop, and forget each one SageMaker took; stop every job a step that died may
+    have made, and forget each record ``MAKING_SETTLE_SECONDS`` old. Returns how many were settled.
 
     Raises when SageMaker refuses for now (the next pass tries again)."""
+    now = now or datetime.now(UTC)
     settled = 0
     for kind, job_name in owed(item).items():
         stop_job(clients, item["run_id"], kind, job_name, before_end=True)
@@ -118,4 +172,12 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any]) -> i
         logger.info(f"the {KINDS[kind][1]} made for an ended run is stopped",
                     extra={"run_id": item["run_id"], "job_name": job_name})
         settled += 1
+    for kind, job_name in maybe_made(item).items():
+        stop_job(clients, item["run_id"], kind, job_name, before_end=True)  # none made: nothing to stop
+        making = MAKING[kind][0]
+        if now - parse_iso(item[making]) >= timedelta(seconds=MAKING_SETTLE_SECONDS):
+            runs.forget_if(item["run_id"], making, item[making])
+            logger.info(f"no {KINDS[kind][1]} is left running for the ended run",
+                        extra={"run_id": item["run_id"], "job_name": job_name})
+            settled += 1
     return settled

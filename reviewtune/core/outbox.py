@@ -6,7 +6,8 @@ again by any later event or retry for the run (whatever its status), and by the 
 ``by_pending_notice`` index: it takes a short lease on the message, publishes it, and records the SNS message id
 and time (only if still unsent). So a message is never skipped because the run is already final, and two senders
 do not publish it twice. The one window left is a sender that dies after SNS accepted the message and before the
-"sent" write: once its lease expires, the message is sent again (at-least-once in that window only). The topic is
+"sent" write: once its lease expires, the message is sent again (at-least-once in that window only). Messages go
+out in the order they were recorded: a sender that finds one leased by another sends none after it. The topic is
 a standard topic, where SNS has no deduplication id; a FIFO topic would close the window but cannot deliver to
 e-mail subscriptions.
 
@@ -52,25 +53,39 @@ def send_pending(
     Raises when SNS refuses (the message stays unsent for the next try, and the run's later messages with it)."""
     sent = [] if sent is None else sent
     item = runs.get(run_id)
-    if item is None:
-        return sent
-    for entry in unsent(item):
-        status = entry["status"]
-        if not runs.lease_notice(run_id, status, LEASE_SECONDS, now):
-            continue  # sent meanwhile, or another sender is sending it
-        try:
-            message_id = publish(sns, topic_arn, entry["subject"], entry["body"], run_id=run_id, status=status)
-        except Exception:
-            runs.release_notice(run_id, status)
-            raise
-        if _mark_sent(runs, run_id, status, message_id) is not None:
-            sent.append(message_id)
-            logger.info("message sent", extra={"run_id": run_id, "status": status, "message_id": message_id})
-    item = runs.get(run_id)
-    if item and item.get("notice_pending") and not unsent(item) and not withdrawal.owed(item) and not job_stops.owed(item):
-        # a stop owed after the run ended can be written after this read: the clear must not drop it
-        runs.clear_pending_notice(run_id, item["status"], unless_set=job_stops.ATTRIBUTES)
+    while item is not None:
+        progressed = False
+        for entry in unsent(item):
+            status = entry["status"]
+            if not runs.lease_notice(run_id, status, LEASE_SECONDS, now):
+                if _unsent(runs, run_id, status):
+                    # another sender holds it (or held it and died): the later messages wait, so that people are told
+                    # in order; that sender, or the one after its lease, sends them
+                    break
+                continue  # sent meanwhile
+            try:
+                message_id = publish(sns, topic_arn, entry["subject"], entry["body"], run_id=run_id, status=status)
+            except Exception:
+                runs.release_notice(run_id, status)
+                raise
+            if _mark_sent(runs, run_id, status, message_id) is not None:
+                sent.append(message_id)
+                progressed = True
+                logger.info("message sent", extra={"run_id": run_id, "status": status, "message_id": message_id})
+        item = runs.get(run_id)
+        if not progressed or item is None or not unsent(item):
+            break  # else a message was added meanwhile (another sender left it to this one): send it too
+    if item and item.get("notice_pending") and not unsent(item) and not withdrawal.owed(item) and not job_stops.pending(item):
+        # a debt (a stop, a withdrawal) owed after the run ended can be written after this read: the clear must not
+        # drop it
+        runs.clear_pending_notice(run_id, item["status"], unless_set=job_stops.ATTRIBUTES,
+                                  updated_at=item.get("updated_at"))
     return sent
+
+
+def _unsent(runs: RunsRepository, run_id: str, status: str) -> bool:
+    item = runs.get(run_id)
+    return item is not None and any(entry["status"] == status for entry in unsent(item))
 
 
 def _mark_sent(runs: RunsRepository, run_id: str, status: str, message_id: str) -> dict[str, Any] | None:

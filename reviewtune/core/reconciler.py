@@ -153,8 +153,8 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             logger.exception("withdrawing an ended run's package approval failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
         try:
-            if item is not None and job_stops.owed(item):
-                result.jobs_stopped += job_stops.settle(runs, clients, item)
+            if item is not None and job_stops.pending(item):
+                result.jobs_stopped += job_stops.settle(runs, clients, item, now)
         except Exception as exc:  # noqa: BLE001 - the next pass stops it again
             logger.exception("stopping a job made for an ended run failed", extra={"run_id": run_id})
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"

@@ -110,6 +110,7 @@ def plan_champion(
             test_rows=test_rows(run),
             comparison=compared,
             margin_points=settings.champion_margin_points,
+            min_compared=settings.champion_min_compared_reviews,
             not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
         )
     except (ClientError, BotoCoreError, ValueError) as exc:

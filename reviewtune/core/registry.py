@@ -164,6 +164,11 @@ def set_approval(sagemaker: Any, model_package_arn: str, status: str, descriptio
     sagemaker.update_model_package(**request)
 
 
+def approval_status(sagemaker: Any, model_package_arn: str) -> str:
+    """A version's approval status now (DescribeModelPackage)."""
+    return sagemaker.describe_model_package(ModelPackageName=model_package_arn)["ModelApprovalStatus"]
+
+
 def versions(sagemaker: Any, group_name: str, status: str | None = None) -> list[dict[str, Any]]:
     """Every version of a group, oldest first (ListModelPackages summaries), optionally of one status."""
     request: dict[str, Any] = {

@@ -153,6 +153,8 @@ def record_results(
         )
         return {"status": "IGNORED", "processing_job_name": job_name}
     if states.is_final(run["status"]):
+        if withdrawal.left_approved(clients, run):  # an earlier attempt died between its approval and undoing it
+            withdrawal.undo_late_approval(runs, clients, run)
         return already_final(runs, settings, clients, run)
     if run["status"] != RunStatus.EVALUATING:
         raise RunNotReadyError(
@@ -284,15 +286,6 @@ def _ended_meanwhile(
                        only_from=(RunStatus.EVALUATING,))
     # a run that moved on to SUCCEEDED (another record_results, the event's or a pass's, recorded it) keeps an
     # approval only if that made it champion; else the approval given here came after that one put it back to pending
-    if withdraw and item and item.get("model_package_arn") and (
-        item.get("status") != RunStatus.SUCCEEDED or not withdrawal.champion_now(clients, item)
-    ):
-        refused = withdrawal.withdraw(clients, item)
-        if item.get("status") == RunStatus.SUCCEEDED:
-            # the run already left the pending index: one left Approved must come back to it. So must one a person
-            # promoted between the read of the pointer and the withdrawal (it is approved again by the next pass)
-            if refused:
-                withdrawal.owe(runs, item, f"putting it back to pending was refused: {refused}")
-            elif withdrawal.champion_now(clients, item):
-                withdrawal.owe(runs, item, "promoted by hand while the approval was being withdrawn")
+    if withdraw and item and item.get("model_package_arn"):
+        withdrawal.undo_late_approval(runs, clients, item)
     return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}

@@ -28,6 +28,13 @@ PENDING_NOTICE_INDEX = "by_pending_notice"
 PENDING = "PENDING"  # value of notice_pending while a message of the run is unsent
 
 
+def no_such_run(run_id: str) -> str:
+    """What a command that acts on a run (stop, retry, promote) says of an id that names none: it takes whole ids
+    only, never the start of one, so that it cannot act on a run the person did not mean."""
+    return (f"no run {run_id!r} (stop, retry and promote take a run's whole id, as `reviewtune runs list` or "
+            f"`reviewtune runs show {run_id}` shows it)")
+
+
 def now_iso(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -440,13 +447,19 @@ class RunsRepository:
         condition = f"attribute_not_exists({update.name('outbox', status, 'sent_at')})"
         return self._update_where(run_id, update, condition)
 
-    def clear_pending_notice(self, run_id: str, status: str, *, unless_set: tuple[str, ...] = ()) -> bool:
+    def clear_pending_notice(
+        self, run_id: str, status: str, *, unless_set: tuple[str, ...] = (), updated_at: str | None = None
+    ) -> bool:
         """Take the run out of the pending-notice index, provided its status is still ``status`` (so no
-        transition added a message since the caller saw every message sent) and none of ``unless_set`` was written
-        since (a debt an ended run keeps in the index, written after its end). False when it moved on."""
+        transition added a message since the caller saw every message sent), none of ``unless_set`` was written
+        since (a debt an ended run keeps in the index, written after its end) and, given ``updated_at``, nothing
+        was written since the caller's read (a withdrawal owed meanwhile: every write but the outbox's leases and
+        marks sets ``updated_at``). False when it moved on."""
         condition = Attr("status").eq(status)
         for name in unless_set:
             condition &= Attr(name).not_exists()
+        if updated_at is not None:
+            condition &= Attr("updated_at").eq(updated_at)
         try:
             self.table.update_item(
                 Key={"run_id": run_id},

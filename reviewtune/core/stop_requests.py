@@ -33,11 +33,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, names, states
+from reviewtune.core import aws_errors, display, names, states
 from reviewtune.core.champion import is_champion_key
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run, now_iso
 
 REASON_MAX_CHARS = 500
 _CONFLICT_RETRIES = 5
@@ -66,7 +66,7 @@ def reason(run: dict[str, Any]) -> str:
     request = run["stop_request"]
     if is_deadline(run):
         return str(request.get("reason"))
-    return f"stopped by {request.get('by')} at {request.get('at')}: {request.get('reason')}"
+    return f"stopped by {request.get('by')} at {display.utc_time(request.get('at'))}: {request.get('reason')}"
 
 
 def outcome(run: dict[str, Any]) -> tuple[RunStatus, str]:
@@ -94,7 +94,7 @@ def request_stop(
     for _ in range(_CONFLICT_RETRIES):
         run = None if is_champion_key(run_id) else runs.get(run_id)
         if run is None or "status" not in run:  # the slots item, a content marker: no run
-            raise StopError(f"no run {run_id!r}")
+            raise StopError(no_such_run(run_id))
         if states.is_final(run["status"]):
             raise StopError(f"run {run_id} is {run['status']} already: there is nothing to stop")
         if is_deadline(run):

@@ -453,6 +453,8 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         request=base,
         readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
     )
+    if not job_stops.record_making(runs, run_id, "tuning", source_status):
+        return _moved_on(runs, settings, clients, run_id)
     try:
         try:
             arn = _create(clients, apply_warm_start(base, plan))
@@ -498,7 +500,10 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             # ended meanwhile (its deadline): the job just made has no run to follow it
             job_stops.stop_made_for_ended_run(runs, clients, current, "tuning", run_id)
         elif current is not None and stop_requests.requested(current):
-            return stop_unstarted(current, settings, clients)  # asked to stop meanwhile: the job just made too
+            ended = stop_unstarted(current, settings, clients)  # asked to stop meanwhile: the job just made too
+            job_stops.made_here(runs, run_id, "tuning")
+            send_pending(runs, clients.sns, settings.topic_arn, run_id)  # out of the index, its job stopped here
+            return ended
         return _moved_on(runs, settings, clients, run_id)
     rows = run.get("data", {}).get("summary", {}).get("rows")
     logger.info("tuning job started", extra={"run_id": run_id, "rows": rows, "warm_start": plan.summary()})
@@ -514,9 +519,12 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
 def _give_up(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, reason: str) -> dict[str, Any]:
     """End a run whose tuning job SageMaker would not start FAILED, unless another invocation started the job meanwhile
     (the run moved on: its job is followed); then stop a job an earlier attempt whose answer was lost may have made."""
-    ended = end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
-                    only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
-    job_stops.stop_if_ended(runs, clients, run_id, "tuning", run_id)
+    try:
+        ended = end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
+                        only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
+    finally:  # also when the end's message could not go out yet: the job is this step's to stop
+        job_stops.stop_if_ended(runs, clients, run_id, "tuning", run_id)
+    send_pending(runs, clients.sns, settings.topic_arn, run_id)  # its record of making the job settled: out of the index
     return ended
 
 

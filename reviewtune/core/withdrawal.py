@@ -90,6 +90,40 @@ def owe(runs: RunsRepository, item: dict[str, Any], why: str) -> bool:
     return runs.update_if(item["run_id"], RunStatus.SUCCEEDED, registry=entry, notice_pending=PENDING) is not None
 
 
+def undo_late_approval(runs: RunsRepository, clients: AwsClients, item: dict[str, Any]) -> None:
+    """Put back to pending the package of a run that another attempt recorded, or that ended, while this attempt was
+    approving it for a champion move. A SUCCEEDED run has left the pending index already: when putting it back is
+    refused, or a person promoted the run between the read of the pointer and the withdrawal (the withdrawal may have
+    undone the promotion's approval), the run is ``owe``d, so that a reconciler pass settles it."""
+    if item.get("status") == RunStatus.SUCCEEDED and champion_now(clients, item):
+        return
+    refused = withdraw(clients, item)
+    if item.get("status") != RunStatus.SUCCEEDED:
+        return  # an ended run stays in the pending index while its withdrawal is owed
+    if refused:
+        owe(runs, item, f"putting it back to pending was refused: {refused}")
+    elif champion_now(clients, item):
+        owe(runs, item, "promoted by hand while the approval was being withdrawn")
+
+
+def left_approved(clients: AwsClients, item: dict[str, Any]) -> bool:
+    """Whether a SUCCEEDED run recorded not champion has its package Approved while it is not champion now, though
+    nothing on the run says so: an attempt marked the package for a champion move (``package_marked_at``), approved
+    it after another attempt recorded the run, and died before putting it back or recording that it could not
+    (``owe``). A repeated event for the run asks this (one DescribeModelPackage, only for such a run)."""
+    if (
+        item.get("status") != RunStatus.SUCCEEDED
+        or not item.get("model_package_arn")
+        or not item.get("package_marked_at")
+        or item.get("approval_settled_at")
+        or owed(item)
+        or (item.get("champion") or {}).get("champion_run_id") == item["run_id"]
+    ):
+        return False
+    status = registry.approval_status(clients.sagemaker, item["model_package_arn"])
+    return status == registry.APPROVED and not champion_now(clients, item)
+
+
 def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> bool:
     """Withdraw the approval again; once the mark is SETTLE_AFTER_SECONDS old, record that it is settled.
 

@@ -155,6 +155,8 @@ def test_stopping_the_tuning_job_stops_the_run(pipeline):
     assert "stopped" in message["Subject"]
 
 
+# 120 reviews leave 6 test reviews to compare the two models on: the decision is made on them here
+@pytest.mark.parametrize("pipeline", [tiny_budget(ChampionMinComparedReviews="1")], indirect=True)
 def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion(pipeline, capsys):
     from reviewtune.cli import main
     from reviewtune.core.champion import get_champion

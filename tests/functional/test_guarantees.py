@@ -188,6 +188,67 @@ def test_a_sender_that_died_holding_the_lease_delays_the_message_until_the_lease
     assert_ended(pipeline, run_id, "FAILED", "AccessDeniedException")
 
 
+class _Died(BaseException):
+    """The invocation ends here (its timeout): no handler code runs after it."""
+
+
+def test_a_message_leased_by_a_sender_that_died_keeps_the_later_outcome_behind_it(pipeline, monkeypatch):
+    """The start that queued a run dies right after taking the QUEUED message's lease. A person stops the run and a
+    pass ends it STOPPED within that lease: the STOPPED message waits, and both go out in order once it is over."""
+    for i in range(2):
+        pipeline.start_tuning(pipeline.drop_event(f"incoming/t{i}.tsv", good_file(i)))
+    lease = RunsRepository.lease_notice
+
+    def dies_after_the_lease(self, run_id, status, seconds, now=None):
+        taken = lease(self, run_id, status, seconds, now)
+        if status == "QUEUED":
+            monkeypatch.setattr(RunsRepository, "lease_notice", lease)
+            raise _Died("timed out right after leasing the QUEUED message")
+        return taken
+
+    monkeypatch.setattr(RunsRepository, "lease_notice", dies_after_the_lease)
+    with pytest.raises(_Died):
+        pipeline.start_tuning(pipeline.drop_event("incoming/q.tsv", good_file(7)))
+    runs = RunsRepository(pipeline.clients.runs_table)
+    [queued] = runs.by_status("QUEUED")
+    run_id = queued["run_id"]
+    stop_requests.request_stop(runs, run_id, why="wrong file", by="ops")
+    assert pipeline.reconcile()["sent"] == 0  # ends it STOPPED; QUEUED is leased, so nothing goes out yet
+    assert pipeline.run(run_id)["status"] == "STOPPED" and pipeline.statuses_told(run_id) == []
+    over = later(0) + timedelta(seconds=outbox.LEASE_SECONDS + 1)
+    assert pipeline.reconcile(over)["sent"] == 2
+    assert pipeline.statuses_told(run_id) == ["QUEUED", "STOPPED"]
+    assert not pipeline.run(run_id).get("notice_pending")
+
+
+def test_a_message_added_while_a_sender_publishes_goes_out_after_it_from_that_sender(pipeline, monkeypatch):
+    """Two live senders: the second finds the first's message leased and leaves its own later message to the first,
+    which sends it after its own (in order, without waiting for a pass)."""
+    run_id, _, missing = _failed_with_its_message_unsent(pipeline)
+    missing.heal()
+    runs = RunsRepository(pipeline.clients.runs_table)
+    sns, topic = pipeline.clients.sns, pipeline.stack.topic_arn
+    publish = outbox.publish
+    order = []
+
+    def another_sender_meanwhile(sns_, topic_, subject, body, run_id, status):
+        order.append(status)
+        if len(order) == 1:  # a message recorded meanwhile, whose own sender finds FAILED leased
+            runs.table.update_item(
+                Key={"run_id": run_id},
+                UpdateExpression="SET outbox.#s = :m",
+                ExpressionAttributeNames={"#s": "SUCCEEDED"},
+                ExpressionAttributeValues={":m": {"status": "SUCCEEDED", "subject": "s", "body": "b",
+                                                  "created_at": now_iso()}},
+            )
+            assert outbox.send_pending(runs, sns, topic, run_id) == []  # left to this sender, in order
+        return publish(sns_, topic_, subject, body, run_id=run_id, status=status)
+
+    monkeypatch.setattr(outbox, "publish", another_sender_meanwhile)
+    assert len(outbox.send_pending(runs, sns, topic, run_id)) == 2
+    assert order == ["FAILED", "SUCCEEDED"]
+
+
 def _run_id(pipeline: Pipeline) -> str:
     runs = RunsRepository(pipeline.clients.runs_table)
     (item,) = [i for s in states.RunStatus for i in runs.by_status(s.value)]

@@ -153,6 +153,8 @@ def test_a_stop_owed_as_the_runs_message_goes_out_keeps_the_run_in_the_pending_i
         if run_id == late and not pipeline.sagemaker.tuning.get(late):
             # the concurrent start makes the job, finds the run ended and cannot stop the job: the stop is owed
             pipeline.sagemaker.fail["stop_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+            # (a start recording that it is making the job, as starts do, would keep the run in the index already)
+            monkeypatch.setattr(job_stops, "record_making", lambda *args: True)
             tuning.launch(read_before_the_end, pipeline.settings, pipeline.clients)
             assert runs.get(late)["tuning_job_to_stop"] == late
         return clear(self, run_id, status, **kwargs)
@@ -246,3 +248,88 @@ def test_a_tuning_run_ended_at_its_deadline_stops_an_evaluation_job_a_lost_answe
 
     assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
     assert pipeline.sagemaker.processing[job]["status"] == "Stopping"
+
+
+# --------------------------------------------------------------- a step that died between its create and its move
+
+
+class _Died(BaseException):
+    """The invocation ends here (its timeout): no handler code runs after it."""
+
+
+def test_a_tuning_job_made_by_a_start_that_died_as_its_run_passed_its_deadline_is_stopped(pipeline, monkeypatch):
+    """A queued run's start records that it is making the job; a pass ends the run at its deadline (no job yet: its
+    stop finds nothing); the start creates the job, then dies before its move. The passes stop that job, and keep
+    the run in the pending index until no start can still be making one."""
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
+    queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
+    late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
+    others = [r["run_id"] for r in [first, *queued] if r["run_id"] != late]
+    runs = repository(pipeline.settings, pipeline.clients)
+    create = pipeline.sagemaker.create_hyper_parameter_tuning_job
+
+    def a_pass_then_create_then_die(**request):
+        if request["HyperParameterTuningJobName"] == late:
+            # a pass ends the run at its deadline meanwhile (its stop of the job finds none yet)
+            end_run(runs, pipeline.settings, pipeline.clients, late, stage="queued", status=RunStatus.FAILED,
+                    reason="the run stayed QUEUED longer than its deadline")
+            create(**request)
+            raise _Died("timed out right after CreateHyperParameterTuningJob")
+        return create(**request)
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_hyper_parameter_tuning_job", a_pass_then_create_then_die)
+    for other in others:  # a slot frees; the start read the run while it was still QUEUED
+        slots.release(pipeline.clients.runs_table, other)
+    assert slots.acquire(pipeline.clients.runs_table, late, pipeline.settings.max_concurrent_runs)
+    with pytest.raises(_Died):
+        tuning.launch(runs.get(late), pipeline.settings, pipeline.clients)
+    monkeypatch.setattr(pipeline.sagemaker, "create_hyper_parameter_tuning_job", create)
+    assert pipeline.sagemaker.tuning[late]["status"] == "InProgress"
+    assert pipeline.run(late)["notice_pending"]  # the run's message went out; the job it may have is looked at
+
+    assert pipeline.reconcile(later(0.1))["jobs_stopped"] == 0  # stopped, but a start may still be making one
+    assert pipeline.sagemaker.tuning[late]["status"] == "Stopping"
+    assert pipeline.run(late)["notice_pending"]
+    assert pipeline.reconcile(later(job_stops.MAKING_SETTLE_SECONDS / 3600 + 0.01))["jobs_stopped"] == 1
+    item = assert_ended(pipeline, late, "FAILED", "longer than its deadline")
+    assert not job_stops.pending(item) and "tuning_job_making" not in item
+
+
+def test_an_evaluation_job_made_by_a_start_that_died_as_its_run_passed_its_deadline_is_stopped(pipeline, monkeypatch):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    job = f"{run_id}-eval"
+    create = pipeline.sagemaker.create_processing_job
+
+    def a_pass_then_create_then_die(**request):
+        # a pass ends the run at its deadline meanwhile (its stop of the evaluation job finds none yet)
+        end_run(repository(pipeline.settings, pipeline.clients), pipeline.settings, pipeline.clients, run_id,
+                stage="tuning", status=RunStatus.FAILED, reason="the run stayed TUNING longer than its deadline")
+        create(**request)
+        raise _Died("timed out right after CreateProcessingJob")
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_processing_job", a_pass_then_create_then_die)
+    with pytest.raises(_Died):
+        pipeline.tuning_ended(run_id)
+    monkeypatch.setattr(pipeline.sagemaker, "create_processing_job", create)
+    assert pipeline.sagemaker.processing[job]["status"] == "InProgress"
+
+    assert pipeline.reconcile(later(0.1))["jobs_stopped"] == 0
+    assert pipeline.sagemaker.processing[job]["status"] == "Stopping"
+    assert pipeline.reconcile(later(job_stops.MAKING_SETTLE_SECONDS / 3600 + 0.01))["jobs_stopped"] == 1
+    item = assert_ended(pipeline, run_id, "FAILED", "longer than its deadline")
+    assert not job_stops.pending(item)
+
+
+def test_a_start_that_makes_its_job_leaves_no_record_that_keeps_the_run_pending(pipeline):
+    """The records of making the jobs are settled by the moves that follow them: a run that succeeded, or failed
+    after its jobs were its own, is out of the pending index at once."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    item = pipeline.run(run_id)
+    assert item["tuning_job_making"] and item["tuning_job_arn"] and not job_stops.maybe_made(item)
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", "Failed", failure="out of memory")
+    pipeline.evaluation_ended(run_id)
+    item = assert_ended(pipeline, run_id, "FAILED")
+    assert item["evaluation_job_making"] and not job_stops.pending(item)

@@ -371,6 +371,34 @@ def test_a_challenger_better_by_the_margin_on_the_same_reviews_becomes_champion(
     assert f"Compared with:       {first} on 297 test reviews of this run (12 left out: the champion was trained on them)" in text
 
 
+@pytest.mark.parametrize(("minimum", "promoted"), [(None, False), ("12", True)])
+def test_a_challenger_compared_on_too_few_reviews_the_champion_was_not_trained_on_leaves_it_champion(
+    stack, monkeypatch, minimum, promoted
+):
+    """The same file dropped again with most of its reviews: only 12 test reviews are left once those the champion
+    was trained on are out. 100 % against 66.67 % on them says nothing: the champion stays, and the run says why."""
+    if minimum:
+        monkeypatch.setenv("CHAMPION_MIN_COMPARED_REVIEWS", minimum)
+    pipeline = Pipeline(stack)
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+
+    pipeline.succeed(second, measured(1.0, 0.6667, rows=12, left_out=297))
+
+    two = pipeline.run(second)
+    champion = get_champion(pipeline.clients.runs_table, "team/a.tsv")
+    if promoted:
+        assert two["champion"]["decision"] == "promoted" and champion.run_id == second
+        return
+    assert two["champion"]["decision"] == "not compared" and champion.run_id == first
+    assert two["champion"]["reason"] == (
+        f"champion kept: only 12 test reviews were not in {first}'s training data (297 were), fewer than the 30 a "
+        "comparison needs (ChampionMinComparedReviews); promote the challenger by hand if wanted")
+    assert two["registry"]["approval"] == "PendingManualApproval"
+    assert "fewer than the 30 a comparison needs" in message(pipeline, second)
+
+
 @pytest.mark.parametrize(("margin", "promoted"), [("2", False), ("1", True)])
 def test_the_margin_parameter_sets_how_much_better_a_challenger_must_be(stack, monkeypatch, margin, promoted):
     monkeypatch.setenv("CHAMPION_MARGIN_POINTS", margin)
@@ -620,6 +648,30 @@ def test_a_package_promoted_by_hand_while_the_pass_withdraws_it_ends_approved(pi
     assert approval(pipeline, arn) == "Approved"
 
 
+def _a_pass_records_the_run_before_the_approval(pipeline: Pipeline, monkeypatch, table, *, reconcile=None,
+                                                then=None) -> None:
+    """The event's record_results marks ``second``'s package for a champion move; before it approves it, a reconciler
+    pass (``reconcile``) records the run without deciding (its read of the champion refused: the package stays
+    pending). ``then`` runs right after the approval; ``table``: the runs table the handlers use otherwise."""
+    from reviewtune.core import results
+    from tests.support.faults import Failing
+
+    approve = results.set_approval
+
+    def a_pass_first(entry, champion, run_id, clients, **kwargs):
+        monkeypatch.setattr(results, "set_approval", approve)
+        pipeline.use("runs_table", Failing(table, "get_item", "AccessDeniedException",
+                                           when=lambda kw: kw["Key"]["run_id"].startswith("champion#")))
+        (reconcile or (lambda: pipeline.reconcile(later(0))))()
+        pipeline.use("runs_table", table)
+        approved = approve(entry, champion, run_id, clients, **kwargs)
+        if then is not None:
+            then()
+        return approved
+
+    monkeypatch.setattr(results, "set_approval", a_pass_first)
+
+
 def test_an_approval_given_after_another_attempt_recorded_the_run_not_champion_is_withdrawn(pipeline, monkeypatch):
     """The event's record_results marks the package for a champion move; before it approves it, a reconciler pass
     records the run without deciding (its read of the champion refused: the package stays pending). The approval
@@ -699,6 +751,106 @@ def test_an_approval_left_by_a_late_attempt_is_settled_by_the_reconciler(pipelin
         assert approval(pipeline, arn) == item["registry"]["approval"] == "Approved"
         assert get_champion(table, "team/a.tsv").run_id == second
     assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+
+
+def test_a_withdrawal_owed_while_a_sender_clears_the_pending_index_stays_in_it(pipeline, monkeypatch):
+    """The pass that records the run (not champion) reads it with every message sent and nothing owed, and clears it
+    from the pending index; between that read and that clear the event's late attempt, its withdrawal refused,
+    records the withdrawal owed. The clear must not drop it: a later pass settles it."""
+    from reviewtune.core import withdrawal
+    from tests.support.faults import Failing
+
+    first, second, _ = _challenger_better_than(pipeline)
+    table, sagemaker = pipeline.clients.runs_table, pipeline.clients.sagemaker
+    clear = RunsRepository.clear_pending_notice
+    delayed = []
+
+    def in_flight(self, run_id, status, **kwargs):  # the pass's clear: sent after its read, lands later
+        if run_id == second and not delayed:
+            delayed.append((self, run_id, status, kwargs))
+            return True
+        return clear(self, run_id, status, **kwargs)
+
+    def a_pass_whose_clear_is_in_flight():
+        monkeypatch.setattr(RunsRepository, "clear_pending_notice", in_flight)
+        pipeline.reconcile(later(0))
+        monkeypatch.setattr(RunsRepository, "clear_pending_notice", clear)
+
+    _a_pass_records_the_run_before_the_approval(
+        pipeline, monkeypatch, table, reconcile=a_pass_whose_clear_is_in_flight,
+        then=lambda: pipeline.use("sagemaker", Failing(sagemaker, "update_model_package", "ThrottlingException",
+                                                       failures=None)))
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    pipeline.use("sagemaker", sagemaker)
+    assert withdrawal.owed(pipeline.run(second)) and pipeline.run(second).get("notice_pending")
+    self, run_id, status, kwargs = delayed[0]
+    assert clear(self, run_id, status, **kwargs) is False  # the pass's clear lands now, and is refused
+
+    pipeline.reconcile(later(0.5))  # past SETTLE_AFTER_SECONDS since the mark
+    item = pipeline.run(second)
+    assert item.get("approval_settled_at") and not item.get("notice_pending")
+    assert approval(pipeline, item["model_package_arn"]) == "PendingManualApproval"
+    assert get_champion(table, "team/a.tsv").run_id == first
+    assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize("retry_refused", [False, True])
+def test_an_approval_left_by_an_attempt_that_died_before_recording_it_is_undone_by_the_retry(
+    pipeline, monkeypatch, retry_refused
+):
+    """As above, SageMaker refuses putting the package back, and then DynamoDB refuses recording that it is owed:
+    the invocation fails with the run SUCCEEDED, told, out of the pending index and its package Approved. The retry
+    of the event finds the package Approved while the run is not champion, and puts it back (or, refused again,
+    records it owed, and a reconciler pass settles it). No second message."""
+    from reviewtune.core import withdrawal
+    from tests.support.faults import Failing
+
+    first, second, _ = _challenger_better_than(pipeline)
+    sagemaker = pipeline.clients.sagemaker
+    table = Failing(pipeline.clients.runs_table, "update_item", "ProvisionedThroughputExceededException",
+                    when=lambda kwargs: registry.APPROVAL_FAILED in str(kwargs))  # withdrawal.owe's write
+    pipeline.use("runs_table", table)
+    _a_pass_records_the_run_before_the_approval(
+        pipeline, monkeypatch, table,
+        then=lambda: pipeline.use("sagemaker", Failing(sagemaker, "update_model_package", "ThrottlingException",
+                                                       failures=None)))
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        pipeline.evaluation_ended(second)
+    assert table.failed == 1
+    item = pipeline.run(second)
+    arn = item["model_package_arn"]
+    assert item["status"] == "SUCCEEDED" and not withdrawal.owed(item) and not item.get("notice_pending")
+    assert approval(pipeline, arn) == "Approved"  # not the champion's, and nothing on the run says so
+
+    if not retry_refused:
+        pipeline.use("sagemaker", sagemaker)
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"  # the event's retry
+    pipeline.use("sagemaker", sagemaker)
+    item = pipeline.run(second)
+    if retry_refused:
+        assert withdrawal.owed(item) and item.get("notice_pending") and approval(pipeline, arn) == "Approved"
+        pipeline.reconcile(later(0.5))  # past SETTLE_AFTER_SECONDS since the mark
+        item = pipeline.run(second)
+        assert item.get("approval_settled_at") and not item.get("notice_pending")
+    else:
+        assert not withdrawal.owed(item) and not item.get("notice_pending")
+    assert approval(pipeline, arn) == "PendingManualApproval"
+    assert get_champion(table, "team/a.tsv").run_id == first
+    assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+    calls = len(pipeline.sagemaker.calls)
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"  # settled: nothing asked again
+    assert "update_model_package" not in pipeline.sagemaker.calls[calls:]
+
+
+def test_a_repeated_event_for_a_run_whose_package_was_never_marked_asks_sagemaker_nothing(pipeline):
+    """Only a run an attempt marked for a champion move, and recorded not champion, makes a repeated event ask
+    SageMaker for its package's approval."""
+    first, second, _ = _challenger_better_than(pipeline)
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+    calls = len(pipeline.sagemaker.calls)
+    for run_id in (first, second):
+        assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    assert "describe_model_package" not in pipeline.sagemaker.calls[calls:]
 
 
 def test_a_champion_item_unreadable_for_a_moment_is_read_again_before_the_run_succeeds(pipeline):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from reviewtune.core import display, job_stops, results, slots
 from reviewtune.core import evaluation as evaluation_module
-from reviewtune.core import results, slots
 from reviewtune.core import tuning as tuning_module
 from reviewtune.core.champion import get_champion
 from reviewtune.core.failures import repository
@@ -54,7 +54,8 @@ def stop(pipeline: Pipeline, run_id: str) -> dict:
 
 
 def assert_stopped_on_request(pipeline: Pipeline, run_id: str) -> dict:
-    item = assert_ended(pipeline, run_id, "STOPPED", f"stopped by {BY} at ", WHY)
+    item = assert_ended(pipeline, run_id, "STOPPED", f"stopped by {BY} at ", " UTC: ", WHY)
+    assert f"at {display.utc_time(item['stop_request']['at'])}: " in item["failure_reason"]
     assert run_id not in slots.holders(pipeline.clients.runs_table)
     [message] = [m for m in pipeline.messages(run_id) if m["MessageAttributes"]["status"]["Value"] == "STOPPED"]
     assert WHY in message["Message"] and BY in message["Message"]
@@ -291,6 +292,9 @@ def test_a_stopped_run_waiting_for_a_throttled_evaluation_start_ends_at_the_next
     assert pipeline.run(run_id)["evaluation_start"]["attempts"] == 1
     request_stop(runs(pipeline), run_id, why=WHY, by=BY)
     pipeline.reconcile(later(0))  # before the evaluation job's next try is due
+    assert pipeline.statuses_told(run_id)[-1] == "STOPPED"
+    assert job_stops.maybe_made(pipeline.run(run_id))  # a throttled create may still have made it: looked at
+    pipeline.reconcile(later(job_stops.MAKING_SETTLE_SECONDS / 3600 + 0.01))
     assert_stopped_on_request(pipeline, run_id)
     assert f"{run_id}-eval" not in pipeline.sagemaker.processing
 
@@ -358,6 +362,7 @@ def test_an_evaluation_job_made_as_the_stop_landed_is_stopped_though_its_maker_d
     assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "InProgress"
     pipeline.tuning_ended(run_id)  # Lambda's retry
     assert pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] == "Stopping"
+    pipeline.reconcile(later(job_stops.MAKING_SETTLE_SECONDS / 3600 + 0.01))  # no attempt can still be making one
     assert_stopped_on_request(pipeline, run_id)
 
 
@@ -378,6 +383,7 @@ def test_a_tuning_job_made_as_the_stop_landed_whose_stop_is_throttled_is_stopped
     assert pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
     assert pipeline.reconcile(later(0))["steps"][run_id] == "stopped on request: STOPPED"
     assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"
+    pipeline.reconcile(later(job_stops.MAKING_SETTLE_SECONDS / 3600 + 0.01))  # no attempt can still be making one
     assert_stopped_on_request(pipeline, run_id)
 
 

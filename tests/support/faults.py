@@ -324,6 +324,11 @@ class FakeSageMaker:
         versions.append({**request, "ModelPackageArn": arn})
         return {"ModelPackageArn": arn}
 
+    def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:  # noqa: N803
+        self._call("describe_model_package", {"ModelPackageName": ModelPackageName})
+        package = next(p for versions in self.groups.values() for p in versions if p["ModelPackageArn"] == ModelPackageName)
+        return {**package, "ModelApprovalStatus": package.get("ModelApprovalStatus", "PendingManualApproval")}
+
     def update_model_package(self, ModelPackageArn: str, ModelApprovalStatus: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
         self._call("update_model_package", {"ModelPackageArn": ModelPackageArn, "ModelApprovalStatus": ModelApprovalStatus,
                                             **rest})

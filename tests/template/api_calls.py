@@ -48,6 +48,7 @@ RESOURCE_PARAMETERS = (
     "ProcessingJobName",
     "ModelPackageGroupName",
     "ModelPackageArn",
+    "ModelPackageName",
     "ResourceArn",
     "QueueUrl",
     "Prefix",

@@ -61,6 +61,7 @@ MODEL_REGISTRY_ACTIONS = {
     "sagemaker:DescribeModelPackageGroup",
     "sagemaker:CreateModelPackage",
     "sagemaker:UpdateModelPackage",
+    "sagemaker:DescribeModelPackage",
 }
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 
@@ -382,6 +383,7 @@ def test_environment_values_come_from_the_stack():
         "START_MAX_ATTEMPTS": "StartMaxAttempts",
         "WARM_START": "WarmStart",
         "CHAMPION_MARGIN_POINTS": "ChampionMarginPoints",
+        "CHAMPION_MIN_COMPARED_REVIEWS": "ChampionMinComparedReviews",
         "TARGET_OBJECTIVE_METRIC_VALUE": "TargetObjectiveMetricValue",
         "MAX_JOBS_NOT_IMPROVING": "MaxNumberOfTrainingJobsNotImproving",
         "COMPLETE_ON_CONVERGENCE": "CompleteOnConvergence",
@@ -430,6 +432,8 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert int(defaults["StartMaxAttempts"]) == settings.start_max_attempts
     assert defaults["WarmStart"] == "true" and settings.warm_start is True
     assert float(defaults["ChampionMarginPoints"]) == settings.champion_margin_points == champion.DEFAULT_MARGIN_POINTS
+    assert (int(defaults["ChampionMinComparedReviews"]) == settings.champion_min_compared_reviews
+            == champion.DEFAULT_MIN_COMPARED_REVIEWS)
     assert defaults["TargetObjectiveMetricValue"] == "" and settings.target_objective_metric_value is None
     assert defaults["MaxNumberOfTrainingJobsNotImproving"] == "" and settings.max_jobs_not_improving is None
     assert defaults["CompleteOnConvergence"] == "" and settings.complete_on_convergence is None
