@@ -121,6 +121,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         try:
             item = wait_for_run(live, target.runs(), Progress(live, target.client("sagemaker"), run_id), run_id,
                                 args.timeout)
+        except KeyboardInterrupt:
+            raise SystemExit(_stopped_following(run_id)) from None
         except (TimeoutError, ClientError, BotoCoreError) as error:
             raise SystemExit(f"error: following run {run_id}: {safe(error)} (the run goes on; `reviewtune runs show "
                              f"{run_id} --follow` follows it again)") from None
@@ -346,10 +348,21 @@ def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any]
         run_id = item["run_id"]
         progress = Progress(live, target.client("sagemaker"), run_id)
         return wait_for_run(live, runs, progress, run_id, max(0.0, ends - time.monotonic()))
+    except KeyboardInterrupt:
+        if run_id:
+            raise SystemExit(_stopped_following(run_id)) from None
+        raise SystemExit(f"stopped waiting for the run of {where} (the file is uploaded; `reviewtune runs list` shows "
+                         "its run once it has one)") from None
     except (TimeoutError, ClientError, BotoCoreError) as error:
         goes_on = f"`reviewtune runs show {run_id} --follow` follows it" if run_id else "`reviewtune runs list` shows it"
         raise SystemExit(f"error: following the run of {where}: {safe(error)} (the file is uploaded and its run goes "
                          f"on; {goes_on})") from None
+
+
+def _stopped_following(run_id: str) -> str:
+    """What Ctrl-C on a followed run says: only the following stopped."""
+    return (f"stopped following run {run_id}; the run goes on (`reviewtune runs show {run_id} --follow` follows it "
+            f"again, `reviewtune runs stop {run_id}` stops it)")
 
 
 def cmd_champion(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from reviewtune.core.champion import (
 )
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.registration import split_identity, test_rows
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run, now_iso
 
 
 class PromotionError(ReviewtuneError):
@@ -57,7 +57,7 @@ def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
     """The run item, if the run can become champion; else a PromotionError that says why."""
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None:
-        raise PromotionError(f"no run {run_id!r}")
+        raise PromotionError(no_such_run(run_id))
     if run.get("status") != RunStatus.SUCCEEDED:
         raise PromotionError(
             f"run {run_id} is {run.get('status')}: only a SUCCEEDED run has an evaluated model that can be champion"
@@ -115,6 +115,7 @@ def promote(
     # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile
     entry = run.get("registry") or {}
     entry = {**(entry if withdrawal.owed(run) else registry.without_approval_error(entry)), "approval": registry.APPROVED}
-    runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry,
-                   promoted={"by": by, "reason": reason.strip(), "at": now_iso()})
+    # a run champion already was not promoted now: its record keeps how it became champion
+    promoted = {} if already else {"promoted": {"by": by, "reason": reason.strip(), "at": now_iso()}}
+    runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
     return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already)

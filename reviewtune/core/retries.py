@@ -35,7 +35,7 @@ from reviewtune.core import aws_errors, config, duplicates, names, states
 from reviewtune.core.champion import is_champion_key
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run, now_iso, parse_iso
 
 REASON_MAX_CHARS = 500
 RETRY_METADATA = names.RETRY_METADATA  # the copy's user metadata: the run it retries (x-amz-meta-reviewtune-retry-of)
@@ -84,7 +84,7 @@ def retry_run(
         raise RetryError("an empty run id")
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None or "status" not in run or "source" not in run:  # the slots item, a content marker: no run
-        raise RetryError(f"no run {run_id!r}")
+        raise RetryError(no_such_run(run_id))
     _check_retryable(runs, run, now, sweep_days)
     content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
     if content[1] and content in (retried_now or {}):

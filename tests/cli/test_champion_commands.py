@@ -64,14 +64,14 @@ def approval(arn: str) -> dict:
 
 @pytest.fixture
 def lifecycle(deployed):  # noqa: F811
-    """team-a: a1 champion, a2 kept (measured against a1 on the same 4 reviews); team-b: b1 champion."""
+    """team-a: a1 champion, a2 kept (measured against a1 on the same 40 reviews); team-b: b1 champion."""
     arns = {
         "reviewtune-a1": registered(deployed, "reviewtune-a1", A, 1, 0.70),
         "reviewtune-a2": registered(deployed, "reviewtune-a2", A, 2, 0.72),
         "reviewtune-b1": registered(deployed, "reviewtune-b1", B, 3, 0.66),
     }
     decided(deployed, "reviewtune-a1", A)
-    decided(deployed, "reviewtune-a2", A, Comparison("reviewtune-a1", 4, 1, True, 0.75, 0.75))
+    decided(deployed, "reviewtune-a2", A, Comparison("reviewtune-a1", 40, 1, True, 0.75, 0.75))
     decided(deployed, "reviewtune-b1", B)
     return deployed, arns
 
@@ -99,7 +99,7 @@ def test_champion_of_one_dataset_shows_its_history_and_the_decisions(lifecycle, 
     assert [(d["run_id"], d["decision"]) for d in shown["decisions"]] == [
         ("reviewtune-a2", "kept"), ("reviewtune-a1", "first champion")]
     assert shown["decisions"][0]["reason"] == (
-        "champion kept: challenger 75.00 % vs champion 75.00 % on the same 4 test reviews (+0.00 points, margin 0.5 points)")
+        "champion kept: challenger 75.00 % vs champion 75.00 % on the same 40 test reviews (+0.00 points, margin 0.5 points)")
     assert shown["decisions"][0]["comparison"]["rows_left_out"] == 1
 
     assert main(["champion", "--dataset", A, "--stack", STACK]) == 0
@@ -148,6 +148,7 @@ def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_
 
     again = run_json(capsys, "promote", "reviewtune-a2", "--reason", "again")
     assert again["already_champion"] is True and get_champion(table(stack), A).version == 2
+    assert run_json(capsys, "runs", "show", "reviewtune-a2")["promoted"] == shown["promoted"]  # not promoted again
 
     assert main(["promote", "reviewtune-a1", "--reason", "back", "--stack", STACK]) == 0
     assert "reviewtune-a1 is now champion of team-a/r.tsv (was reviewtune-a2)" in capsys.readouterr().out

@@ -354,6 +354,28 @@ def test_drop_follow_ends_with_a_clear_error_when_the_run_does_not_end_in_time(d
         main(["drop", str(data), "--follow", "--timeout", "0.5", "--stack", STACK])
 
 
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_following_says_the_run_goes_on_and_how_to_follow_or_stop_it(deployed, tmp_path, monkeypatch):
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentiment\treview_body\n1\tgood\n")
+    put_run(deployed, "reviewtune-c1", "reviews.tsv", "TUNING", 1)
+    monkeypatch.setattr(commands, "wait_for_run", _interrupted)
+    goes_on = (r"stopped following run reviewtune-c1; the run goes on \(`reviewtune runs show reviewtune-c1 --follow` "
+               r"follows it again, `reviewtune runs stop reviewtune-c1` stops it\)")
+    with pytest.raises(SystemExit, match=goes_on):
+        main(["runs", "show", "reviewtune-c1", "--follow", "--stack", STACK])
+    monkeypatch.setattr(queries, "find_run", lambda *a, **k: {"run_id": "reviewtune-c1", "status": "TUNING"})
+    with pytest.raises(SystemExit, match=goes_on):
+        main(["drop", str(data), "--follow", "--stack", STACK])
+    monkeypatch.setattr(queries, "find_run", _interrupted)  # before the run appeared
+    with pytest.raises(SystemExit, match=r"stopped waiting for the run of s3://.*/incoming/reviews.tsv \(the file is "
+                                         r"uploaded; `reviewtune runs list` shows its run once it has one\)"):
+        main(["drop", str(data), "--follow", "--stack", STACK])
+
+
 def test_show_follow_shows_a_run_in_progress_live_until_it_ends(deployed, capsys, monkeypatch):
     put_run(deployed, "reviewtune-f1", "team-a/r.tsv", "TUNING", 1)
     put_run(deployed, "reviewtune-f2", "team-a/r.tsv", "FAILED", 2)

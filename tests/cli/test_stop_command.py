@@ -66,7 +66,8 @@ def test_stop_of_an_evaluating_run_whose_job_is_gone_says_the_job_is_not_running
 
 @pytest.mark.parametrize(("run_id", "reason", "error"), [
     ("reviewtune-s1", "late", "run reviewtune-s1 is SUCCEEDED already: there is nothing to stop"),
-    ("reviewtune-zz", "typo", "no run 'reviewtune-zz'"),
+    ("reviewtune-zz", "typo", "no run 'reviewtune-zz' (stop, retry and promote take a run's whole id, as `reviewtune "
+                              "runs list` or `reviewtune runs show reviewtune-zz` shows it)"),
     ("reviewtune-t1", " ", "a stop needs a reason (--reason TEXT)"),
 ])
 def test_stop_refuses_what_cannot_be_stopped_and_writes_nothing(stack, capsys, run_id, reason, error):
@@ -75,7 +76,7 @@ def test_stop_refuses_what_cannot_be_stopped_and_writes_nothing(stack, capsys, r
 
     assert main(["runs", "stop", run_id, "--reason", reason, "--stack", STACK]) == 1
 
-    assert capsys.readouterr().err.strip() == f"error: {error}"
+    assert " ".join(capsys.readouterr().err.split()) == f"error: {error}"
     assert all("stop_request" not in item(stack, r) for r in ("reviewtune-s1", "reviewtune-t1"))
 
 
