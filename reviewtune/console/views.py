@@ -227,6 +227,21 @@ def _versioned(uri: Any, version: Any) -> Any:
     return f"{uri} (version {version})" if uri and version else uri
 
 
+FAILED_TRIALS_SHOWN = 5
+
+
+def _failed_trials(item: dict[str, Any]) -> str:
+    """Why the run's failed trials failed, one per line (the first few), as its message lists them."""
+    trials = (item.get("tuning") or {}).get("trials")
+    if not isinstance(trials, list):
+        return ""
+    failed = [t for t in trials if isinstance(t, dict) and t.get("failure_reason")]
+    lines = [f"{display.trial_suffix(t.get('name'))}: {t['failure_reason']}" for t in failed[:FAILED_TRIALS_SHOWN]]
+    if len(failed) > FAILED_TRIALS_SHOWN:
+        lines.append(f"and {len(failed) - FAILED_TRIALS_SHOWN} more: `reviewtune runs trials {item['run_id']}`")
+    return "\n".join(lines)
+
+
 def run_view(item: dict[str, Any]) -> Group:
     parts: list[Any] = []
     tuning = item.get("tuning", {})
@@ -240,6 +255,9 @@ def run_view(item: dict[str, Any]) -> Group:
     if item.get("failure_reason"):
         label = _REASON_LABELS.get(str(item.get("status")), "failure reason")
         add_row(facts, plain(label, style="yellow" if label != "failure reason" else "red"), item["failure_reason"])
+    failed_trials = _failed_trials(item)
+    if failed_trials:  # SageMaker's reason of a failed tuning job is generic: each trial's says what went wrong
+        add_row(facts, plain("failed trials", style="red"), failed_trials)
     parts.append(facts)
     timeline = Table(title="Timeline (UTC)")
     timeline.add_column("when", **WHOLE)

@@ -168,6 +168,22 @@ def test_show_says_which_job_made_after_the_run_ended_is_still_to_stop(deployed,
     assert "job to stop" not in capsys.readouterr().out
 
 
+def test_show_of_a_failed_run_says_why_its_trials_failed(deployed, capsys):
+    put_run(deployed, "reviewtune-f3", "team-f/r.tsv", "FAILED", 2)
+    trials = [{"name": f"reviewtune-f3-00{i}-abcdef0{i}", "status": "Failed",
+               "failure_reason": f"AlgorithmError: CUDA out of memory in trial {i}"} for i in range(1, 8)]
+    RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table)).update(
+        "reviewtune-f3", failure_reason="No training job succeeded after 5 attempts", tuning={"trials": trials})
+    assert main(["runs", "show", "reviewtune-f3", "--stack", STACK]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "failed trials 001-abcdef01: AlgorithmError: CUDA out of memory in trial 1" in text
+    assert "005-abcdef05: AlgorithmError: CUDA out of memory in trial 5" in text and "trial 6" not in text
+    assert "and 2 more: `reviewtune runs trials reviewtune-f3`" in text
+    put_run(deployed, "reviewtune-f4", "team-f/r.tsv", "FAILED", 3)
+    assert main(["runs", "show", "reviewtune-f4", "--stack", STACK]) == 0
+    assert "failed trials" not in capsys.readouterr().out
+
+
 def test_report_downloads_the_html_and_says_when_there_is_none(deployed, capsys, tmp_path):
     put_run(deployed, "reviewtune-a1", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
     put_run(deployed, "reviewtune-a2", "team-a/r.tsv", "TUNING", 2)
