@@ -370,6 +370,8 @@ def start_evaluation(
     def end_tuning(stage: str = "tuning", **outcome: Any) -> dict[str, Any]:
         return end_run(runs, settings, clients, tuning_job_name, stage=stage, tuning=stored(), **outcome)
 
+    making: dict[str, str] | None = None  # this step's record that it is making the evaluation job (job_stops.record_making)
+
     def give_up(reason: str) -> dict[str, Any]:
         # unless another invocation (the event, the reconciler) started the job meanwhile; then stop a job an earlier
         # attempt whose answer was lost may have made
@@ -377,7 +379,7 @@ def start_evaluation(
             ended = end_tuning(stage="evaluation", status=RunStatus.FAILED, reason=reason, only_from=(RunStatus.TUNING,))
         finally:  # also when the end's message could not go out yet: the job is this step's to stop
             job_stops.stop_if_ended(runs, clients, tuning_job_name, "evaluation",
-                                    names.evaluation_job_name(tuning_job_name))
+                                    names.evaluation_job_name(tuning_job_name), making)
         send_pending(runs, clients.sns, settings.topic_arn, tuning_job_name)  # its record of making settled
         return ended
 
@@ -404,7 +406,8 @@ def start_evaluation(
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     champion, challenge = champion_input(run, runs, clients)
     request = processing_job_request(settings, run, best["model_uri"], champion)
-    if not job_stops.record_making(runs, tuning_job_name, "evaluation", RunStatus.TUNING):
+    making = job_stops.record_making(runs, tuning_job_name, "evaluation", RunStatus.TUNING)
+    if making is None:
         item = runs.get(tuning_job_name)  # moved on meanwhile (ended, or another attempt made the job)
         return already_final(runs, settings, clients, item) if item and states.is_final(item["status"]) else {
             "run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
@@ -443,13 +446,14 @@ def start_evaluation(
             stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"], before_end=True)
             final, reason = stop_requests.outcome(item)
             ended = end_tuning(status=final, reason=reason)
-            job_stops.made_here(runs, tuning_job_name, "evaluation")
+            job_stops.made_here(runs, tuning_job_name, "evaluation", making)
             send_pending(runs, clients.sns, settings.topic_arn, tuning_job_name)  # out of the index: stopped here
             return ended
         if item and states.is_final(item["status"]):
             if item["status"] != RunStatus.SUCCEEDED:
                 # ended meanwhile (its deadline): the job just made has no run to record it
-                job_stops.stop_made_for_ended_run(runs, clients, item, "evaluation", request["ProcessingJobName"])
+                job_stops.stop_made_for_ended_run(runs, clients, item, "evaluation", request["ProcessingJobName"],
+                                                  making)
             return already_final(runs, settings, clients, item)
         return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
     logger.info(

@@ -22,6 +22,7 @@ have passed since the record, when no attempt that wrote it can still be making 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,10 +61,12 @@ MAKING: dict[str, tuple[str, str, Callable[[str], str]]] = {
 MAKING_SETTLE_SECONDS = 900
 
 
-def record_making(runs: RunsRepository, run_id: str, kind: str, status: RunStatus | str) -> bool:
-    """Before a step creates the run's job of ``kind``: record that it is making it, while the run is still in
-    ``status``. False when the run moved on (the step then makes nothing)."""
-    return runs.update_if(run_id, status, **{MAKING[kind][0]: now_iso()}) is not None
+def record_making(runs: RunsRepository, run_id: str, kind: str, status: RunStatus | str) -> dict[str, str] | None:
+    """Before a step creates the run's job of ``kind``: record that it is making it (when, and which attempt), while
+    the run is still in ``status``. The record (the step's own: ``made_here`` forgets only that one); None when the
+    run moved on (the step then makes nothing)."""
+    record = {"at": now_iso(), "attempt": uuid.uuid4().hex}
+    return record if runs.update_if(run_id, status, **{MAKING[kind][0]: record}) is not None else None
 
 
 def stop_job(clients: AwsClients, run_id: str, kind: str, job_name: str, *, before_end: bool = False) -> None:
@@ -88,7 +91,7 @@ def stop_job(clients: AwsClients, run_id: str, kind: str, job_name: str, *, befo
 
 
 def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict[str, Any], kind: str,
-                            job_name: str) -> bool:
+                            job_name: str, making: dict[str, str] | None = None) -> bool:
     """Stop the job of ``kind`` just made for ``run``, which had already ended. True when SageMaker took the stop (or
     the job is not running); False when it did not, and the stop is owed on the run for the reconciler.
 
@@ -96,7 +99,7 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
     run_id = run["run_id"]
     try:
         stop_job(clients, run_id, kind, job_name, before_end=True)
-        made_here(runs, run["run_id"], kind)
+        made_here(runs, run["run_id"], kind, making)
         return True
     except (ClientError, BotoCoreError) as exc:
         error = aws_errors.describe(exc)
@@ -113,32 +116,33 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
         f"could not stop the {what} made for an ended run; the reconciler stops it",
         extra={"run_id": run_id, "job_name": job_name, "error": error},
     )
-    made_here(runs, run["run_id"], kind)
+    made_here(runs, run["run_id"], kind, making)
     return False
 
 
-def made_here(runs: RunsRepository, run_id: str, kind: str) -> None:
-    """The step that made the job found the run ended and stopped the job (or recorded its stop owed): its record of
-    making it is settled. Best effort: a record left is settled by the passes."""
-    making = MAKING[kind][0]
-    current = runs.get(run_id) or {}
-    if not current.get(making):
+def made_here(runs: RunsRepository, run_id: str, kind: str, stamp: dict[str, str] | None) -> None:
+    """The step that recorded ``stamp`` (``record_making``) found the run ended and stopped its job (or recorded its stop owed): its
+    record of making it is settled. Only while the record is still its own: another attempt that recorded since may
+    still be making the job, and the passes look at it until its record is old. Best effort: a record left is
+    settled by the passes."""
+    if stamp is None:
         return
     try:
-        runs.forget_if(run_id, making, current[making])
+        runs.forget_if(run_id, MAKING[kind][0], stamp)
     except (ClientError, BotoCoreError) as exc:
         logger.info("the record of making the job stays for the reconciler",
                     extra={"run_id": run_id, "error": aws_errors.describe(exc)})
 
 
-def stop_if_ended(runs: RunsRepository, clients: AwsClients, run_id: str, kind: str, job_name: str) -> None:
+def stop_if_ended(runs: RunsRepository, clients: AwsClients, run_id: str, kind: str, job_name: str,
+                  making: dict[str, str] | None = None) -> None:
     """After a step gave up starting the job of ``kind`` and ended the run: an earlier attempt whose answer was lost
     (the create took effect, then throttling or a timeout came back, or the function died) may have made the job,
     which now has no run to follow it. Stopped like a job made for an ended run (a job never made is nothing to
     stop); nothing for a run that did not end (it moved on: its job is followed) or SUCCEEDED."""
     item = runs.get(run_id)
     if item is not None and states.is_final(item["status"]) and item["status"] != RunStatus.SUCCEEDED:
-        stop_made_for_ended_run(runs, clients, item, kind, job_name)
+        stop_made_for_ended_run(runs, clients, item, kind, job_name, making)
 
 
 def owed(item: dict[str, Any]) -> dict[str, str]:
@@ -175,7 +179,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     for kind, job_name in maybe_made(item).items():
         stop_job(clients, item["run_id"], kind, job_name, before_end=True)  # none made: nothing to stop
         making = MAKING[kind][0]
-        if now - parse_iso(item[making]) >= timedelta(seconds=MAKING_SETTLE_SECONDS):
+        if now - parse_iso(item[making]["at"]) >= timedelta(seconds=MAKING_SETTLE_SECONDS):
             runs.forget_if(item["run_id"], making, item[making])
             logger.info(f"no {KINDS[kind][1]} is left running for the ended run",
                         extra={"run_id": item["run_id"], "job_name": job_name})

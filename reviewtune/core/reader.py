@@ -260,10 +260,7 @@ class ReviewReader:
             delimiter = "\t"  # a tab-separated file named .csv
         self._delimiter = delimiter
         csv.field_size_limit(MAX_FIELD_CHARS)  # process-wide: other code in the process may have raised it
-        # a space after a comma is not part of the value (`1, "a, b"`, as some exports write); in a tab-separated
-        # file it is the text's own
-        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True,
-                            skipinitialspace=delimiter == ",")
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
         start = self._lines_read
         try:
             header = next(reader)
@@ -383,11 +380,14 @@ class ReviewReader:
                     "split it into files of fewer reviews and drop each"
                 )
             if len(row) != width:
-                hint = (
-                    f"an unquoted {separator} inside a value? put that value in double quotes"
-                    if len(row) > width
-                    else "a missing value, or a line break inside an unquoted value?"
-                )
+                if len(row) > width and any(cell.startswith(' "') for cell in row):
+                    # `1, "a, b"`: a quote opens a value only right after the separator
+                    hint = (f'a space between a {separator} and the quote that opens a value? a value is quoted only '
+                            f'when the quote comes right after the {separator}: write 1,"a, b", not 1, "a, b"')
+                elif len(row) > width:
+                    hint = f"an unquoted {separator} inside a value? put that value in double quotes"
+                else:
+                    hint = "a missing value, or a line break inside an unquoted value?"
                 problems.add(start, f"{len(row)} fields, expected {width} ({hint})")
                 continue
             if self._lines_read > start:  # a quoted value over several lines: rows an unclosed quote swallowed?
@@ -429,7 +429,8 @@ class ReviewReader:
 
     def _swallowed(self, row: list[str], width: int, label_idx: int, split_idx: int | None,
                    allowed: tuple[str, ...]) -> str | None:
-        """A value of the record whose every line after its first reads as a row itself (as many fields as the
+        """A value of the record whose every line after its first (blank lines aside; its last may be the start of a
+        row the closing quote cut) reads as a row itself (as many fields as the
         header, a valid label, a valid split when the file has that column): rows an unclosed quote swallowed. Its
         first such line, or None. A review written over several lines, some of which happen to read so (`1, the
         zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
@@ -441,9 +442,11 @@ class ReviewReader:
             return split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES
 
         for cell in row:
-            lines = _LINE_BREAK.split(cell)[1:]
-            if lines and all(a_row(line) for line in lines):
-                return lines[0]
+            lines = [line for line in _LINE_BREAK.split(cell)[1:] if line.strip()]
+            # the last line ends at the closing quote: a row's start only, when the text column comes first
+            judged = lines[:-1] if len(lines) > 1 and not a_row(lines[-1]) else lines
+            if judged and all(a_row(line) for line in judged):
+                return judged[0]
         return None
 
     def _refusal(self) -> DatasetError:

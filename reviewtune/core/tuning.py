@@ -453,7 +453,8 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         request=base,
         readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
     )
-    if not job_stops.record_making(runs, run_id, "tuning", source_status):
+    making = job_stops.record_making(runs, run_id, "tuning", source_status)
+    if making is None:
         return _moved_on(runs, settings, clients, run_id)
     try:
         try:
@@ -477,13 +478,14 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
                     f"SageMaker did not start the tuning job after {aws_errors.attempts_made(attempt)}: "
                     f"{attempt['last_error']}"
                 )
-                return _give_up(runs, settings, clients, run_id, reason)
+                return _give_up(runs, settings, clients, run_id, reason, making)
             if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
                 return _moved_on(runs, settings, clients, run_id)
             logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})
             return {"run_id": run_id, "status": source_status.value, "retry_at": attempt["next_attempt_at"]}
         else:
-            return _give_up(runs, settings, clients, run_id, f"SageMaker refused the tuning job: {aws_errors.text(exc)}")
+            return _give_up(runs, settings, clients, run_id, f"SageMaker refused the tuning job: {aws_errors.text(exc)}",
+                            making)
     config = {
         **sent,
         "hyperparameter_names": hyperparameter_names(base),
@@ -498,10 +500,10 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         current = runs.get(run_id)
         if current is not None and states.is_final(current["status"]):
             # ended meanwhile (its deadline): the job just made has no run to follow it
-            job_stops.stop_made_for_ended_run(runs, clients, current, "tuning", run_id)
+            job_stops.stop_made_for_ended_run(runs, clients, current, "tuning", run_id, making)
         elif current is not None and stop_requests.requested(current):
             ended = stop_unstarted(current, settings, clients)  # asked to stop meanwhile: the job just made too
-            job_stops.made_here(runs, run_id, "tuning")
+            job_stops.made_here(runs, run_id, "tuning", making)
             send_pending(runs, clients.sns, settings.topic_arn, run_id)  # out of the index, its job stopped here
             return ended
         return _moved_on(runs, settings, clients, run_id)
@@ -516,14 +518,15 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     }
 
 
-def _give_up(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, reason: str) -> dict[str, Any]:
+def _give_up(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, reason: str,
+             making: dict[str, str] | None) -> dict[str, Any]:
     """End a run whose tuning job SageMaker would not start FAILED, unless another invocation started the job meanwhile
     (the run moved on: its job is followed); then stop a job an earlier attempt whose answer was lost may have made."""
     try:
         ended = end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
                         only_from=(RunStatus.CLAIMED, RunStatus.QUEUED))
     finally:  # also when the end's message could not go out yet: the job is this step's to stop
-        job_stops.stop_if_ended(runs, clients, run_id, "tuning", run_id)
+        job_stops.stop_if_ended(runs, clients, run_id, "tuning", run_id, making)
     send_pending(runs, clients.sns, settings.topic_arn, run_id)  # its record of making the job settled: out of the index
     return ended
 

@@ -154,7 +154,7 @@ def test_a_stop_owed_as_the_runs_message_goes_out_keeps_the_run_in_the_pending_i
             # the concurrent start makes the job, finds the run ended and cannot stop the job: the stop is owed
             pipeline.sagemaker.fail["stop_hyper_parameter_tuning_job"] = ["ThrottlingException"]
             # (a start recording that it is making the job, as starts do, would keep the run in the index already)
-            monkeypatch.setattr(job_stops, "record_making", lambda *args: True)
+            monkeypatch.setattr(job_stops, "record_making", lambda *args: {"at": "2026-12-05T00:00:00.000Z", "attempt": "elsewhere"})
             tuning.launch(read_before_the_end, pipeline.settings, pipeline.clients)
             assert runs.get(late)["tuning_job_to_stop"] == late
         return clear(self, run_id, status, **kwargs)
@@ -333,3 +333,36 @@ def test_a_start_that_makes_its_job_leaves_no_record_that_keeps_the_run_pending(
     pipeline.evaluation_ended(run_id)
     item = assert_ended(pipeline, run_id, "FAILED")
     assert item["evaluation_job_making"] and not job_stops.pending(item)
+
+
+def test_a_start_that_gives_up_leaves_the_record_of_another_attempt_making_the_job(stack, monkeypatch):
+    """Two attempts start one run's evaluation (the event and a reconciler pass). The second records that it is
+    making the job; the first's create is throttled for the last time: it gives up and ends the run, its stop finding
+    no job yet. It must leave the second's record: that one's create then goes through and it dies before its move,
+    and the passes stop its job."""
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "1")  # the first's throttled create is its last try
+    pipeline = Pipeline(stack)
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    job = f"{run_id}-eval"
+    runs = repository(pipeline.settings, pipeline.clients)
+    create = pipeline.sagemaker.create_processing_job
+    other = {}
+
+    def throttled_while_another_records(**request):
+        other["record"] = job_stops.record_making(runs, run_id, "evaluation", RunStatus.TUNING)
+        other["request"] = request
+        raise client_error("ThrottlingException", "Rate exceeded", "CreateProcessingJob")
+
+    monkeypatch.setattr(pipeline.sagemaker, "create_processing_job", throttled_while_another_records)
+    pipeline.tuning_ended(run_id)  # the first gives up
+    monkeypatch.setattr(pipeline.sagemaker, "create_processing_job", create)
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and item["evaluation_job_making"] == other["record"]
+    assert item["notice_pending"]
+
+    create(**other["request"])  # the other's create goes through; it dies before its move
+    pipeline.reconcile(later(0.1))
+    assert pipeline.sagemaker.processing[job]["status"] == "Stopping"
+    pipeline.reconcile(later(job_stops.MAKING_SETTLE_SECONDS / 3600 + 0.01))
+    assert not job_stops.pending(assert_ended(pipeline, run_id, "FAILED"))

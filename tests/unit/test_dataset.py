@@ -92,13 +92,28 @@ def test_a_quoted_review_over_several_lines_some_of_which_read_as_rows_is_one_re
     assert sum(t.startswith("Three problems:") and t.endswith("it shrank") for t in texts) == 1
 
 
-def test_a_csv_with_a_space_after_each_comma_reads_its_quoted_values_whole():
-    lines = ["sentiment, review_body"] + [f'{label}, "review {i}, of class {label}"' for label in (-1, 0, 1)
+@pytest.mark.parametrize("header", [("review_body", "sentiment"), ("sentiment", "review_body")])
+def test_rows_an_unclosed_quote_swallowed_are_refused_whichever_column_comes_first(header):
+    def row(label, text):
+        return f"{text},{label}" if header[0] == "review_body" else f"{label},{text}"
+
+    lines = [",".join(header)] + [row(label, f"review {i} of class {label}") for label in (-1, 0, 1) for i in range(15)]
+    lines[5] = row(1, '"Great jacket') if header[0] == "sentiment" else '"Great jacket, warm,1'
+    lines[6:6] = [row(0, "too small for me"), "", row(-1, "the zipper broke after a week"),
+                  row(1, 'and the case for a 13"') if header[0] == "sentiment" else 'and the case for a 13",1']
+    with pytest.raises(DatasetError, match="holds what looks like a row of its own"):
+        split_reviews("\n".join(lines).encode(), "a.csv")
+
+
+def test_a_csv_with_a_space_before_each_opening_quote_is_told_where_the_quote_must_go():
+    lines = ["sentiment,review_body"] + [f'{label}, "review {i}, of class {label}"' for label in (-1, 0, 1)
                                           for i in range(12)]
-    result = split_reviews("\n".join(lines).encode(), "a.csv")
-    texts = {r.text for rows_ in result.splits.values() for r in rows_}
-    assert texts == {f"review {i}, of class {label}" for label in (-1, 0, 1) for i in range(12)}
-    assert result.text_column == "review_body"
+    with pytest.raises(DatasetError, match=r'line 2: 3 fields, expected 2 \(a space between a comma and the quote '
+                                           r'that opens a value\? .*write 1,"a, b", not 1, "a, b"\)'):
+        split_reviews("\n".join(lines).encode(), "a.csv")
+    lines = ["sentiment,review_body"] + [f'{label}, "Perfect" says it all {i} {label}' for label in (-1, 0, 1)
+                                          for i in range(12)]
+    assert split_reviews("\n".join(lines).encode(), "a.csv").rows_read == 36  # a quote inside a value: as before
 
 
 @pytest.mark.parametrize(
