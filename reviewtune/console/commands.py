@@ -19,7 +19,7 @@ from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
 from reviewtune.core import aws_errors, config, display, names, states, stop_requests
-from reviewtune.core.champion import CHAMPION_KEY_PREFIX, is_champion_key
+from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
 from reviewtune.core.runs import RunStatus
@@ -126,11 +126,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         except (TimeoutError, ClientError, BotoCoreError) as error:
             raise SystemExit(f"error: following run {run_id}: {safe(error)} (the run goes on; `reviewtune runs show "
                              f"{run_id} --follow` follows it again)") from None
-    _emit(args, item, views.run_view(item))
+    _emit(args, item, views.run_view(item, champion_now=_replaced_champion(target, item)))
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
                             + "; ".join(_logs(target, item["run_id"]))))
     return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
+
+
+def _replaced_champion(target: Target, item: dict[str, Any]) -> str | None:
+    """``views.replaced_champion`` of a SUCCEEDED run, from its dataset's champion pointer read now; None when the
+    pointer cannot be read (the rest of the run is still shown)."""
+    if item.get("status") != RunStatus.SUCCEEDED:
+        return None
+    try:
+        current = get_champion(target.runs().table, item.get("dataset") or item["run_id"])
+    except (ClientError, BotoCoreError):
+        return None
+    return views.replaced_champion(item, current)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -242,7 +242,16 @@ def _failed_trials(item: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_view(item: dict[str, Any]) -> Group:
+def replaced_champion(item: dict[str, Any], current: Any) -> str | None:
+    """For a run that was its dataset's champion (its own decision, or a promotion by hand) and is not now: which run
+    is, and since when. ``current``: the dataset's champion now (champion.Champion), or None."""
+    was = (item.get("champion") or {}).get("champion_run_id") == item["run_id"] or item.get("promoted")
+    if not was or current is None or current.run_id == item["run_id"]:
+        return None
+    return f"no longer: {current.run_id} since {display.utc_time(current.changed_at)}"
+
+
+def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:
     parts: list[Any] = []
     tuning = item.get("tuning", {})
     best = tuning.get("best_training_job", {})
@@ -252,6 +261,8 @@ def run_view(item: dict[str, Any]) -> Group:
     facts.add_column(overflow="fold")
     for label, value in _facts(item):
         add_row(facts, label, value)
+        if label == "champion" and champion_now:
+            add_row(facts, plain("champion now", style="yellow"), champion_now)
     if item.get("failure_reason"):
         label = _REASON_LABELS.get(str(item.get("status")), "failure reason")
         add_row(facts, plain(label, style="yellow" if label != "failure reason" else "red"), item["failure_reason"])

@@ -14,7 +14,7 @@ import pytest
 
 from reviewtune.cli import main
 from reviewtune.core import champion as champion_module
-from reviewtune.core import registry
+from reviewtune.core import display, registry
 from reviewtune.core.champion import Comparison, get_champion
 from reviewtune.core.runs import RunsRepository
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
@@ -152,6 +152,15 @@ def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_
 
     assert main(["promote", "reviewtune-a1", "--reason", "back", "--stack", STACK]) == 0
     assert "reviewtune-a1 is now champion of team-a/r.tsv (was reviewtune-a2)" in capsys.readouterr().out
+    # the run champion before says it no longer is, and which run is, since when; the champion says nothing of it
+    since = display.utc_time(get_champion(table(stack), A).changed_at)
+    assert main(["runs", "show", "reviewtune-a2", "--stack", STACK]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"champion now no longer: reviewtune-a1 since {since}" in out
+    assert main(["runs", "show", "reviewtune-a1", "--stack", STACK]) == 0
+    assert "champion now" not in capsys.readouterr().out
+    assert main(["runs", "show", "reviewtune-b1", "--stack", STACK]) == 0  # another dataset's champion
+    assert "champion now" not in capsys.readouterr().out
 
 
 def test_promote_refuses_what_cannot_be_champion_with_clear_errors(lifecycle, capsys):
