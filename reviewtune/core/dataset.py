@@ -199,8 +199,9 @@ def split_stream(
     del seen, label_of
     conflicted = 0
     if conflicting:  # a review the file labels two ways teaches neither label: every copy of it is left out
-        conflicted = sum(1 for _, _, key in kept if key in conflicting)
+        before = len(kept)
         kept = [entry for entry in kept if entry[2] not in conflicting]
+        conflicted = before - len(kept)
     info = reader.info
     reviews = [review for review, _, _ in kept]
     notes = [f"{duplicates:,} repeated reviews counted once"] if duplicates else []

@@ -406,11 +406,14 @@ def start_evaluation(
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     champion, challenge = champion_input(run, runs, clients)
     request = processing_job_request(settings, run, best["model_uri"], champion)
+    def moved_on(item: dict[str, Any] | None) -> dict[str, Any]:  # ended, or another attempt made the job
+        if item and states.is_final(item["status"]):
+            return already_final(runs, settings, clients, item)
+        return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
+
     making = job_stops.record_making(runs, tuning_job_name, "evaluation", RunStatus.TUNING)
     if making is None:
-        item = runs.get(tuning_job_name)  # moved on meanwhile (ended, or another attempt made the job)
-        return already_final(runs, settings, clients, item) if item and states.is_final(item["status"]) else {
-            "run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
+        return moved_on(runs.get(tuning_job_name))
     try:
         clients.sagemaker.create_processing_job(**request)
     except ClientError as exc:
@@ -444,18 +447,13 @@ def start_evaluation(
             # a person stopped the run meanwhile, or it passed its deadline: the evaluation job just made evaluates
             # nothing
             stop_evaluation_job(clients, tuning_job_name, request["ProcessingJobName"], before_end=True)
+            job_stops.made_here(runs, tuning_job_name, "evaluation", making)  # stopped by this step, which made it
             final, reason = stop_requests.outcome(item)
-            ended = end_tuning(status=final, reason=reason)
-            job_stops.made_here(runs, tuning_job_name, "evaluation", making)
-            send_pending(runs, clients.sns, settings.topic_arn, tuning_job_name)  # out of the index: stopped here
-            return ended
-        if item and states.is_final(item["status"]):
-            if item["status"] != RunStatus.SUCCEEDED:
-                # ended meanwhile (its deadline): the job just made has no run to record it
-                job_stops.stop_made_for_ended_run(runs, clients, item, "evaluation", request["ProcessingJobName"],
-                                                  making)
-            return already_final(runs, settings, clients, item)
-        return {"run_id": tuning_job_name, "status": item["status"] if item else "UNKNOWN", "duplicate": True}
+            return end_tuning(status=final, reason=reason)
+        if item and states.is_final(item["status"]) and item["status"] != RunStatus.SUCCEEDED:
+            # ended meanwhile (its deadline): the job just made has no run to record it
+            job_stops.stop_made_for_ended_run(runs, clients, item, "evaluation", request["ProcessingJobName"], making)
+        return moved_on(item)
     logger.info(
         "evaluation started",
         extra={

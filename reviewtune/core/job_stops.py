@@ -99,10 +99,18 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
     run_id = run["run_id"]
     try:
         stop_job(clients, run_id, kind, job_name, before_end=True)
-        made_here(runs, run["run_id"], kind, making)
-        return True
+        stopped = True
     except (ClientError, BotoCoreError) as exc:
-        error = aws_errors.describe(exc)
+        _owe_stop(runs, run, kind, job_name, aws_errors.describe(exc))  # raises when not even that: the record stays
+        stopped = False
+    made_here(runs, run_id, kind, making)
+    return stopped
+
+
+def _owe_stop(runs: RunsRepository, run: dict[str, Any], kind: str, job_name: str, error: str) -> None:
+    """Keep the stop SageMaker did not take on the ended run, for the reconciler's passes; raises, after logging the
+    job's name, when that write fails too."""
+    run_id = run["run_id"]
     attribute, what, _ = KINDS[kind]
     try:
         runs.update_if(run_id, run["status"], **{attribute: job_name, "notice_pending": PENDING})
@@ -116,13 +124,11 @@ def stop_made_for_ended_run(runs: RunsRepository, clients: AwsClients, run: dict
         f"could not stop the {what} made for an ended run; the reconciler stops it",
         extra={"run_id": run_id, "job_name": job_name, "error": error},
     )
-    made_here(runs, run["run_id"], kind, making)
-    return False
 
 
 def made_here(runs: RunsRepository, run_id: str, kind: str, stamp: dict[str, str] | None) -> None:
-    """The step that recorded ``stamp`` (``record_making``) found the run ended and stopped its job (or recorded its stop owed): its
-    record of making it is settled. Only while the record is still its own: another attempt that recorded since may
+    """The step that recorded ``stamp`` (``record_making``) found the run ended and stopped its job (or recorded its
+    stop owed): its record of making it is settled. Only while the record is still its own: another attempt that recorded since may
     still be making the job, and the passes look at it until its record is old. Best effort: a record left is
     settled by the passes."""
     if stamp is None:

@@ -502,10 +502,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             # ended meanwhile (its deadline): the job just made has no run to follow it
             job_stops.stop_made_for_ended_run(runs, clients, current, "tuning", run_id, making)
         elif current is not None and stop_requests.requested(current):
-            ended = stop_unstarted(current, settings, clients)  # asked to stop meanwhile: the job just made too
+            # asked to stop meanwhile: the job just made too, by this step, which then needs no record of making it
             job_stops.made_here(runs, run_id, "tuning", making)
-            send_pending(runs, clients.sns, settings.topic_arn, run_id)  # out of the index, its job stopped here
-            return ended
+            return stop_unstarted(current, settings, clients)
         return _moved_on(runs, settings, clients, run_id)
     rows = run.get("data", {}).get("summary", {}).get("rows")
     logger.info("tuning job started", extra={"run_id": run_id, "rows": rows, "warm_start": plan.summary()})

@@ -107,10 +107,11 @@ def undo_late_approval(runs: RunsRepository, clients: AwsClients, item: dict[str
 
 
 def left_approved(clients: AwsClients, item: dict[str, Any]) -> bool:
-    """Whether a SUCCEEDED run recorded not champion has its package Approved while it is not champion now, though
-    nothing on the run says so: an attempt marked the package for a champion move (``package_marked_at``), approved
-    it after another attempt recorded the run, and died before putting it back or recording that it could not
-    (``owe``). A repeated event for the run asks this (one DescribeModelPackage, only for such a run)."""
+    """Whether a SUCCEEDED run recorded not champion has its package Approved, though nothing on the run says so: an
+    attempt marked the package for a champion move (``package_marked_at``), approved it after another attempt
+    recorded the run, and died before putting it back or recording that it could not (``owe``). A repeated event for
+    the run asks this (one DescribeModelPackage, only for such a run); ``undo_late_approval`` leaves the package of a
+    run that is champion now (promoted by hand since) as it is."""
     if (
         item.get("status") != RunStatus.SUCCEEDED
         or not item.get("model_package_arn")
@@ -120,8 +121,7 @@ def left_approved(clients: AwsClients, item: dict[str, Any]) -> bool:
         or (item.get("champion") or {}).get("champion_run_id") == item["run_id"]
     ):
         return False
-    status = registry.approval_status(clients.sagemaker, item["model_package_arn"])
-    return status == registry.APPROVED and not champion_now(clients, item)
+    return registry.approval_status(clients.sagemaker, item["model_package_arn"]) == registry.APPROVED
 
 
 def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> bool:
