@@ -147,6 +147,18 @@ def _check_enough(rows: list[Review], minimum: int, where: str) -> None:
         )
 
 
+def _check_not_binary(rows: list[Review], column: str) -> None:
+    """Refuse sentiments that are only 0 and 1: most likely a two-class file whose 0 means negative, which would train
+    its negative reviews as neutral; reviewtune does not guess which it is."""
+    counts = Counter(r.sentiment for r in rows)
+    if counts.get(-1, 0) == 0 and counts.get(0, 0) and counts.get(1, 0):
+        raise DatasetError(
+            f"{excerpt(column)} holds only 0 ({counts[0]:,} reviews) and 1 ({counts[1]:,}); reviewtune's classes are "
+            "-1 negative, 0 neutral and 1 positive, so this file has no negative reviews: if its 0 means negative, "
+            "write -1 instead; or give ratings 1-5 in a 'rating' column"
+        )
+
+
 def format_of(filename: str) -> FileFormat:
     """The file's format from its name, or a DatasetError naming the accepted ones."""
     fmt = file_format(filename)
@@ -211,6 +223,8 @@ def split_stream(
         notes.append(f"{len(conflicting):,} reviews the file labels two ways left out, {conflicted:,} rows; another "
                      f"label first at line {lines}{more}")
     noted = f" ({'; '.join(notes)})" if notes else ""
+    if info.label_kind == "sentiment":
+        _check_not_binary(reviews, info.label_column)
     _check_enough(reviews, min_rows_per_class, f"in the file{noted}")
     rng = random.Random(seed)
     dropped_by_balancing = 0

@@ -54,6 +54,21 @@ _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipe
 # quoted or followed by more separators ('"sep=,"', "sep=,,,"). The separator is printable or a tab.
 _SEP_DIRECTIVE = re.compile(r'"?sep=([^\x00-\x08\x0a-\x1f\x7f"\udc80-\udcff])"?\1*', re.IGNORECASE | re.ASCII)
 _CHUNK = 1024 * 1024
+# minus signs other than ASCII's hyphen-minus: MINUS SIGN, EN DASH, HYPHEN, NON-BREAKING HYPHEN, SMALL and FULLWIDTH
+# HYPHEN-MINUS; in a label they can mean only a minus
+_MINUS_SIGNS = str.maketrans(dict.fromkeys("\u2212\u2013\u2010\u2011\ufe63\uff0d", "-"))
+# What a file that is not text starts with, and what it is; matched on the first line as read (bytes that are not
+# UTF-8 become lone surrogates, so each magic is decoded the same way).
+_NOT_TEXT = tuple((magic.decode("utf-8", "surrogateescape"), what) for magic, what in (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls) or another Office document, not text; open it "
+                                          "and save the sheet as CSV UTF-8"),
+    (b"%PDF-", "a PDF document, not text; export the reviews as CSV UTF-8"),
+    (b"BZh", "bzip2-compressed; decompress it, or compress it with gzip and name it .gz"),
+    (b"\xfd7zXZ\x00", "xz-compressed; decompress it, or compress it with gzip and name it .gz"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive; drop the review file itself, or compress it with gzip and name it .gz"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed; decompress it, or compress it with gzip and name it .gz"),
+))
+_TAR_MAGIC_AT = 257  # "ustar" in a tar archive's first header
 
 _WHITESPACE = re.compile(r"\s+")
 # C0 controls except tab, line feed and carriage return; DEL. (NUL bytes and other binary content.)
@@ -133,9 +148,30 @@ class _Counted(io.RawIOBase):
 
 
 def _label_text(value: str) -> str:
-    """A label cell as compared with the allowed values (``1.0`` as a spreadsheet writes it is ``1``)."""
-    label = value.strip()
+    """A label cell as compared with the allowed values: ``1.0`` as a spreadsheet writes it is ``1``, and -1 written
+    with the minus sign of a word processor or a spreadsheet's format (U+2212, an en dash) is ``-1``."""
+    label = value.strip().translate(_MINUS_SIGNS)
     return label[:-2] if label.endswith(".0") else label
+
+
+def _label_hint(label: str, kind: str) -> str:
+    """Why a label that is not allowed may be there: the other kind of label under this column's name."""
+    if kind == "sentiment" and label in RATING_VALUES:
+        return " (ratings 1-5? name the column 'rating')"
+    if kind == "rating" and label in SENTIMENT_VALUES:
+        return " (sentiments -1/0/1? name the column 'sentiment')"
+    return ""
+
+
+def _utf16_without_bom(line: str) -> bool:
+    """A first line whose every other character is NUL: ASCII text in UTF-16 (either byte order) with no BOM."""
+    sample = line.rstrip("\r\n")[:512]
+    if len(sample) < 4:
+        return False
+    for zeros, text in ((sample[1::2], sample[0::2]), (sample[0::2], sample[1::2])):
+        if zeros.count("\x00") == len(zeros) and "\x00" not in text:
+            return True
+    return False
 
 
 def _mib(n: int) -> str:
@@ -229,6 +265,15 @@ class ReviewReader:
             if self.fmt.compressed:
                 raise DatasetError("the file is gzip-compressed twice; decompress it once and drop it again")
             raise DatasetError("the file is gzip-compressed but its name does not end in .gz; rename it")
+        for magic, what in _NOT_TEXT:
+            if line.startswith(magic) and (magic != "BZh" or line[4:10] == "1AY&SY"):
+                raise DatasetError(f"the file is {what}")
+        if line[_TAR_MAGIC_AT:_TAR_MAGIC_AT + 5] == "ustar":
+            raise DatasetError("the file is a tar archive; drop the review file itself, or compress it with gzip and "
+                               "name it .gz")
+        if _utf16_without_bom(line):
+            raise DatasetError("the file is UTF-16 without a byte-order mark (every other byte is zero), not UTF-8; "
+                               "save it as UTF-8 (CSV UTF-8) and drop it again")
 
     # ---------------------------------------------------------------------------------------------- header
 
@@ -265,8 +310,24 @@ class ReviewReader:
         try:
             header = next(reader)
         except csv.Error as exc:
+            other = self._quoted_header_separator(head)
+            if other:
+                raise DatasetError(
+                    f"line {start}: the header {excerpt(head)} is separated by {other}; a .csv file is read as "
+                    "comma-separated, a .tsv file as tab-separated: save or name it accordingly"
+                ) from exc
             raise DatasetError(self._csv_error(start, exc)) from exc
         return header, reader
+
+    def _quoted_header_separator(self, head: str) -> str:
+        """The other separator of a header whose quoted names are separated by it (``"a";"b"`` in a .csv), or ''."""
+        unquoted = head.replace('"', "")
+        if self._delimiter in unquoted:
+            return ""
+        for mark, name in _SEPARATORS:
+            if mark != self._delimiter and f'"{mark}"' in head:
+                return name
+        return ""
 
     def _columns(self, header: list[str]) -> tuple[int, int, str, int | None]:
         normalised = [normalise_column(c) for c in header]
@@ -401,7 +462,8 @@ class ReviewReader:
             if raw_label not in allowed:
                 problems.add(
                     start,
-                    f"{excerpt(header[label_idx])} is {excerpt(row[label_idx])}, expected one of {', '.join(allowed)}",
+                    f"{excerpt(header[label_idx])} is {excerpt(row[label_idx])}, expected one of {', '.join(allowed)}"
+                    + _label_hint(raw_label, kind),
                 )
                 continue
             given = None

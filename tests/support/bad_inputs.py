@@ -9,10 +9,13 @@ tests/local_runtime/test_bad_inputs_local.py (a few through the local runtime) a
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import importlib
 import io
+import lzma
+import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,6 +82,19 @@ def _xlsx() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("xl/workbook.xml", "<workbook/>")
+    return out.getvalue()
+
+
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound file an old .xls (or .doc) is
+
+
+def _tar() -> bytes:
+    out = io.BytesIO()
+    data = good_file()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        info = tarfile.TarInfo("reviews.tsv")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
     return out.getvalue()
 
 
@@ -225,6 +241,16 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("NUL byte in a review", "nul.tsv", lambda: _with_row(b"1\tgood\x00product\n"), "line 12: control character '\\x00'"),
     BadInput("bell character", "bell.tsv", lambda: _with_row(b"0\tmeh\x07\n", 3), "line 5: control character '\\x07'"),
     BadInput("excel file renamed .csv", "renamed.csv", _xlsx, "a ZIP archive or an Excel workbook"),
+    BadInput("old excel file renamed .csv", "old.csv", lambda: _OLE2 + b"\x00" * 504, "an old Excel workbook (.xls)"),
+    BadInput("tar archive named .tsv", "reviews.tsv", _tar, "the file is a tar archive; drop the review file itself"),
+    BadInput("PDF named .csv", "reviews.csv", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "the file is a PDF document"),
+    BadInput("bzip2 named .csv", "reviews.csv", lambda: bz2.compress(good_file()), "the file is bzip2-compressed"),
+    BadInput("xz named .gz", "reviews.tsv.gz", lambda: lzma.compress(good_file()), "the file is not valid gzip data"),
+    BadInput("xz named .tsv", "reviews.tsv", lambda: lzma.compress(good_file()), "the file is xz-compressed"),
+    BadInput("UTF-16 without a BOM", "utf16le.csv", lambda: "sentiment,review_body\n1,good\n".encode("utf-16-le"),
+             "UTF-16 without a byte-order mark"),
+    BadInput("UTF-16 big-endian without a BOM", "utf16be.tsv", lambda: HEADER.decode().encode("utf-16-be"),
+             "UTF-16 without a byte-order mark"),
     BadInput("gzip named .csv", "packed.csv", lambda: gzip.compress(good_file()), "gzip-compressed but its name does not end in .gz"),
     BadInput("not gzip, named .gz", "plain.tsv.gz", good_file, "not valid gzip data"),
     BadInput("truncated gzip", "cut.csv.gz", lambda: gzip.compress(good_file())[:-40], "not valid gzip data"),
@@ -259,6 +285,10 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("split column twice", "splits.tsv", b"sentiment\ttext\tsplit\tSplit\n1\ta\ttrain\ttest\n", "duplicate split column, 2 times"),
     BadInput("no text column", "notext.csv", b"text_x,score\nhello,5\n", "no review text column"),
     BadInput("semicolons in a .csv", "semi.csv", b"sentiment;review_body\n1;good\n", "the header is one column holding semicolons"),
+    BadInput("quoted names and semicolons in a .csv", "semi.csv", b'"sentiment";"review_body"\n1;"good"\n',
+             "line 1: the header '\"sentiment\";\"review_body\"' is separated by semicolons; a .csv file is read as comma"),
+    BadInput("quoted names and commas in a .tsv", "comma.tsv", b'"sentiment","review_body"\n1,"good"\n',
+             "is separated by commas; a .csv file is read as comma-separated, a .tsv file as tab-separated"),
     BadInput(
         "Excel separator line for semicolons", "excel.csv", b"sep=;\nsentiment;review_body\n1;good\n",
         "line 1: 'sep=;' says the values are separated by semicolons; a .csv file is read as comma-separated",
@@ -268,6 +298,10 @@ CATALOGUE: tuple[BadInput, ...] = (
     # --- values
     BadInput("sentiment out of range", "label.tsv", lambda: _with_row(b"2\thello\n"), "line 12: 'sentiment' is '2', expected one of -1, 0, 1"),
     BadInput("rating out of range", "rating.csv", b"Rating,Review Text\n7,hello\n", "'Rating' is '7', expected one of 1, 2, 3, 4, 5"),
+    BadInput("ratings in a sentiment column", "stars.tsv", lambda: _with_row(b"5\thello\n"),
+             "line 12: 'sentiment' is '5', expected one of -1, 0, 1 (ratings 1-5? name the column 'rating')"),
+    BadInput("sentiments in a rating column", "signs.csv", b"rating,text\n-1,hello\n",
+             "'rating' is '-1', expected one of 1, 2, 3, 4, 5 (sentiments -1/0/1? name the column 'sentiment')"),
     BadInput("600 KB label cell", "hugecell.tsv", lambda: HEADER + b"y" * 600_000 + b"\thello\n", "(600,000 characters), expected one of"),
     BadInput("many bad rows", "many.tsv", lambda: HEADER + b"".join(b"5\treview %d\n" % i for i in range(212)), "212 problems: line 2:"),
     BadInput("unknown split value", "split.tsv", b"sentiment\ttext\tsplit\n1\ta\tholdout\n", "split is 'holdout', expected train, validation or test"),
@@ -278,6 +312,13 @@ CATALOGUE: tuple[BadInput, ...] = (
         "few.tsv",
         lambda: HEADER + b"".join(f"{label}\tr {label} {i}\n".encode() for label, n in ((-1, 20), (0, 20), (1, 5)) for i in range(n)),
         "positive (1) has 5; at least 10 per class are needed",
+    ),
+    BadInput(
+        "two classes as 0 and 1",
+        "binary.tsv",
+        lambda: HEADER + b"".join(f"{label}\tr {label} {i}\n".encode() for label in (0, 1) for i in range(30)),
+        "'sentiment' holds only 0 (30 reviews) and 1 (30); reviewtune's classes are -1 negative, 0 neutral and 1 "
+        "positive, so this file has no negative reviews: if its 0 means negative, write -1 instead",
     ),
     BadInput("duplicates only", "dups.tsv", lambda: HEADER + good_rows(3) * 20, "negative (-1) has 3"),
     BadInput("empty texts only", "emptytext.tsv", lambda: HEADER + b"1\t \n0\t\n-1\t\n" * 20, "not enough reviews per class in the file"),

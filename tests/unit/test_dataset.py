@@ -270,3 +270,29 @@ def test_text_that_grows_many_fold_under_normalization_is_refused_where_it_passe
                                            r"Unicode-normalized \(NFKC, as reviews are compared\): more than 4-fold") as err:
         split_reviews(make_file(rows), "symbols.tsv")
     assert int(err.value.args[0].split()[2].replace(",", "")) < 100
+
+
+@pytest.mark.parametrize("minus", ["\u2212", "\u2013", "\u2010", "\u2011", "\ufe63", "\uff0d"])
+def test_minus_one_written_with_another_minus_sign_is_negative(minus):
+    rows = [(f"{minus}1" if label == -1 else label, text) for label, text in balanced_rows(20)]
+    result = split_reviews(make_file(rows), "a.tsv")
+    assert sum(result.class_counts[name]["-1"] for name in result.class_counts) == 20
+    assert {r.sentiment for r in result.splits["train"] if r.text.endswith("class -1")} == {-1}
+
+
+def test_a_dash_before_another_digit_is_still_refused():
+    rows = balanced_rows(20) + [("\u22122", "two below")]
+    with pytest.raises(DatasetError, match="'sentiment' is '\u22122', expected one of -1, 0, 1"):
+        split_reviews(make_file(rows), "a.tsv")
+
+
+def test_a_file_of_three_classes_that_also_uses_0_and_1_is_not_taken_for_a_two_class_file():
+    rows = balanced_rows(20) + [(0, f"more neutral {i}") for i in range(40)]
+    assert split_reviews(make_file(rows), "a.tsv", class_balance="none").class_counts["train"]["-1"] > 0
+
+
+def test_ratings_that_map_only_to_neutral_and_positive_are_not_taken_for_a_two_class_file():
+    rows = [(r, f"text {r} {i}") for r in (3, 4, 5) for i in range(20)]
+    with pytest.raises(DatasetError, match=r"negative \(-1\) has 0") as raised:
+        split_reviews(make_file(rows, header=("rating", "text")), "a.tsv")
+    assert "holds only 0" not in str(raised.value)
