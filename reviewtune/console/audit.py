@@ -26,7 +26,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from reviewtune.console.text import add_row, utc_time
+from reviewtune.console.text import FOLD, TIME, ByWidth, add_row, id_column, new_table, stacked, utc_time
 from reviewtune.core import config, missed_drops, names
 from reviewtune.core.runs import RunsRepository, outcome_message, parse_iso
 from reviewtune.core.states import is_final
@@ -144,13 +144,28 @@ def _grace_words(seconds: float) -> tuple[str, str]:
     return f"the last {minutes}", minutes
 
 
-def table(rows: list[dict[str, Any]], title: str) -> Table:
-    view = Table(title=title)
-    for column in ("written (UTC)", "file", "version", "run", "status", "told (UTC)", "problem"):
-        view.add_column(column, overflow="fold")
+def table(rows: list[dict[str, Any]], title: str) -> ByWidth:
+    """Every version beside its run; in a narrow terminal each version is under its file and each status under its
+    run, so that run ids stay whole in 80 columns."""
+    return ByWidth(_table(rows, title, narrow=False), _table(rows, title, narrow=True))
+
+
+def _table(rows: list[dict[str, Any]], title: str, *, narrow: bool) -> Table:
+    view = new_table(title, narrow=narrow)
+    if narrow:
+        for column, options in (("written (UTC)", TIME), ("file / version", FOLD),
+                                ("run / status", id_column(row["run_id"] or "-" for row in rows)),
+                                ("told (UTC)", TIME), ("problem", FOLD)):
+            view.add_column(column, **options)
+    else:
+        for column in ("written (UTC)", "file", "version", "run", "status", "told (UTC)", "problem"):
+            view.add_column(column, overflow="fold")
     for row in rows:
-        add_row(view, utc_time(row["written"]), row["key"], row["version_id"] or "-", row["run_id"] or "-",
-                row["status"], _told_cell(row), Text(row["problem"], style="red") if row["problem"] else "-")
+        cells = [utc_time(row["written"]), row["key"], row["version_id"] or "-", row["run_id"] or "-", row["status"],
+                 _told_cell(row), Text(row["problem"], style="red") if row["problem"] else "-"]
+        if narrow:
+            cells[1:5] = [stacked(cells[1], cells[2]), stacked(cells[3], cells[4])]
+        add_row(view, *cells)
     return view
 
 

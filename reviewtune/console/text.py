@@ -10,6 +10,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -20,6 +22,45 @@ from reviewtune.core import display
 # text (datasets, reasons, dates) wraps and folds a long word onto the next line instead of cutting it.
 WHOLE = {"no_wrap": True}
 FOLD = {"overflow": "fold"}
+# Columns of a narrow table, of fixed width (rich narrows the others first, and never these below their width): a time
+# "2026-12-05 06:20:11" as a date over a time; a status whole ("EVALUATING"), a longer one wrapped at its comma.
+TIME = {"overflow": "fold", "width": 10}
+STATUS = {"overflow": "fold", "width": 10}
+
+
+def id_column(ids: Any) -> dict[str, Any]:
+    """A narrow table's column of run ids, as wide as the longest (what is stacked under an id folds at its width)."""
+    return {"overflow": "fold", "width": max((len(str(value)) for value in ids), default=3)}
+
+# Terminals narrower than this get tables in their narrow form (ByWidth): no borders between columns, and where a
+# table needs it, one column moved under another, so that ids and statuses stay whole in 80 columns.
+NARROW_BELOW = 100
+
+
+class ByWidth:
+    """A renderable that is ``wide`` in a terminal of ``at`` columns or more and ``narrow`` below (the same rows laid
+    out to fit): chosen when printed, from the width rich gives it."""
+
+    def __init__(self, wide: RenderableType, narrow: RenderableType, at: int = NARROW_BELOW) -> None:
+        self.wide, self.narrow, self.at = wide, narrow, at
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.narrow if options.max_width < self.at else self.wide
+
+
+def stacked(first: Any, second: Any) -> Text:
+    """Two values in one cell of a narrow table, the second dim under the first."""
+    under = plain(second)
+    under.stylize("dim")
+    return Text.assemble(plain(first), "\n", under)
+
+
+def new_table(title: str | None = None, *, narrow: bool = False, **options: Any) -> Table:
+    """A table of the console's views; the narrow form has no side or column borders, only the header's rule, and
+    two spaces between columns (three characters each saved against the boxed form)."""
+    if narrow:
+        options = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True, **options}
+    return Table(title=title, **options)
 
 # Format characters that reorder or hide text (Unicode's bidi controls and the like); joiners used by emoji stay.
 _REORDERING = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}

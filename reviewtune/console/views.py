@@ -10,7 +10,19 @@ from rich.rule import Rule
 from rich.table import Table
 
 from reviewtune.console import job_logs
-from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
+from reviewtune.console.text import (
+    FOLD,
+    STATUS,
+    TIME,
+    WHOLE,
+    ByWidth,
+    add_row,
+    id_column,
+    new_table,
+    plain,
+    stacked,
+    utc_time,
+)
 from reviewtune.core import display, job_stops, runs, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
@@ -22,25 +34,42 @@ def _pct(value: float | None) -> str:
     return display.percent(value, suffix=False, missing="-")
 
 
-def runs_table(items: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
+def runs_table(items: list[dict[str, Any]], title: str) -> ByWidth:
+    """Runs, one per row; in a narrow terminal each run's dataset is under its id (the columns then fit 80)."""
+    return ByWidth(_runs_table(items, title, narrow=False), _runs_table(items, title, narrow=True))
+
+
+def _runs_table(items: list[dict[str, Any]], title: str, *, narrow: bool) -> Table:
+    table = new_table(title, narrow=narrow)
     for column in ("run", "created (UTC)", "status", "dataset", "rows train/val/test", "val %", "test %"):
-        table.add_column(column, justify="right" if "%" in column else "left",
-                         **(WHOLE if column in ("run", "status", "val %", "test %") else FOLD))
+        if narrow and column == "dataset":
+            continue
+        if not narrow:
+            options = WHOLE if column in ("run", "status", "val %", "test %") else FOLD
+        elif column == "run":  # the id whole, the dataset under it folded to the id's width
+            options = id_column(item["run_id"] for item in items)
+        else:
+            options = {"created (UTC)": TIME, "status": STATUS,
+                       "rows train/val/test": {**FOLD, "max_width": 9}}.get(column, WHOLE)
+        header = "rows train / val / test" if narrow and column.startswith("rows") else column
+        table.add_column(header, justify="right" if "%" in column else "left", **options)
     for item in items:
         rows = item.get("data", {}).get("summary", {}).get("rows", {})
         best = item.get("tuning", {}).get("best_training_job", {})
         accuracy = item.get("metrics", {}).get("accuracy", {}).get("value")
-        add_row(
-            table,
+        counts = [f"{rows[s]:,}" for s in ("train", "validation", "test") if s in rows]
+        cells = [
             item["run_id"],
             utc_time(item.get("created_at")),
             _status(item),
             item.get("dataset", ""),
-            "/".join(f"{rows[s]:,}" for s in ("train", "validation", "test") if s in rows) or "-",
+            ("/".join(counts) if not narrow else " / ".join(counts)) or "-",
             f"{best['objective']:.2f}" if best.get("objective") is not None else "-",
             _pct(accuracy),
-        )
+        ]
+        if narrow:
+            cells[0] = stacked(cells[0], cells.pop(3))
+        add_row(table, *cells)
     return table
 
 
@@ -412,24 +441,50 @@ def champion_view(champion: dict[str, Any]) -> Group:
         ("model package", champion.get("model_package_arn") or "-"),
     ):
         add_row(facts, label, str(value))
-    history = Table(title="Champions, oldest first (UTC)")
+    history = ByWidth(_champion_history(champion, narrow=False), _champion_history(champion, narrow=True))
+    decisions = ByWidth(_champion_decisions(champion, narrow=False), _champion_decisions(champion, narrow=True))
+    return Group(facts, history, decisions)
+
+
+def _column_options(column: str, narrow: bool, ids: list[str]) -> dict[str, Any]:
+    """A champion table's column: the run id whole; in the narrow form times as a date over a time and statuses
+    wrapped at their comma, not inside a word."""
+    if column == "run":
+        return id_column(ids) if narrow else WHOLE
+    if narrow and column in ("since", "created"):
+        return TIME
+    if narrow and column == "status":
+        return STATUS
+    return FOLD
+
+
+def _champion_history(champion: dict[str, Any], *, narrow: bool) -> Table:
+    changes = champion.get("history", [])
+    history = new_table("Champions, oldest first (UTC)", narrow=narrow)
     for column in ("since", "run", "test acc %", "why", "by"):
-        history.add_column(column, justify="right" if "%" in column else "left", **(WHOLE if column == "run" else FOLD))
-    for change in champion.get("history", []):
+        history.add_column(column, justify="right" if "%" in column else "left",
+                           **_column_options(column, narrow, [change.get("run_id", "?") for change in changes]))
+    for change in changes:
         add_row(
             history, utc_time(change.get("at")), change.get("run_id", "?"), _pct(change.get("accuracy")),
             change.get("why", ""), change.get("by") or "reviewtune",
         )
-    decisions = Table(title="Decisions of the newest runs (UTC)")
+    return history
+
+
+def _champion_decisions(champion: dict[str, Any], *, narrow: bool) -> Table:
+    rows = champion.get("decisions", [])
+    decisions = new_table("Decisions of the newest runs (UTC)", narrow=narrow)
     for column in ("run", "created", "status", "test acc %", "decision", "why"):
-        decisions.add_column(column, justify="right" if "%" in column else "left", **(WHOLE if column == "run" else FOLD))
-    for decision in champion.get("decisions", []):
+        decisions.add_column(column, justify="right" if "%" in column else "left",
+                             **_column_options(column, narrow, [decision["run_id"] for decision in rows]))
+    for decision in rows:
         add_row(
             decisions, decision["run_id"], utc_time(decision.get("created_at")), decision.get("status", "?"),
             _pct(decision.get("test_accuracy")), decision.get("decision", "-"),
             decision.get("reason") or decision.get("error") or "",
         )
-    return Group(facts, history, decisions)
+    return decisions
 
 
 def logs_view(entries: list[job_logs.JobLog], run_id: str) -> Group:

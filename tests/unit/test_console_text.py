@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from rich.console import Console
 
-from reviewtune.console import views
+from reviewtune.console import audit, views
 from reviewtune.console.text import plain, safe, utc_time
 
 
@@ -51,9 +51,13 @@ def test_runs_table_keeps_ids_and_numbers_whole_in_an_80_column_terminal():
             "data": {"summary": {"rows": {"train": 11080, "validation": 600, "test": 600}}},
             "tuning": {"best_training_job": {"objective": 58.33}}, "metrics": {"accuracy": {"value": 0.6167}}}
     text = rendered(views.runs_table([item], "Runs"), width=80)
-    for whole in (RUN_ID, "SUCCEEDED", "58.33", "61.67"):
+    for whole in (RUN_ID, "SUCCEEDED", "58.33", "61.67", "2026-11-01", "10:25:06", "11,080 /", "600 / 600"):
         assert whole in text, (whole, text)
     assert "…" not in text  # the dataset and the date wrap instead
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    run_line = next(line for line in text.splitlines() if RUN_ID in line)
+    under = text.splitlines()[text.splitlines().index(run_line) + 1]
+    assert under.startswith("team-a/reviews-of-the-whole")  # the dataset under its run's id
     text = rendered(views.runs_table([item], "Runs"), width=100)
     for whole in (RUN_ID, "SUCCEEDED", "2026-11-01", "10:25:06", "11,080/600", "58.33", "61.67"):
         assert whole in text, (whole, text)
@@ -187,3 +191,30 @@ def test_the_timeline_is_in_time_order_within_the_second_it_shows():
     assert [line.split("│")[2].strip() for line in lines] == [
         "file received (CLAIMED)", "tuning job started (TUNING)", "tuning job Completed",
         "evaluation job started (EVALUATING)", "ended SUCCEEDED"]
+
+
+def test_audit_keeps_run_ids_and_statuses_whole_in_an_80_column_terminal():
+    row = {"written": "2026-11-01T10:25:06.000Z", "key": "incoming/team-a/reviews-of-the-whole-month.tsv",
+           "version_id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY", "run_id": RUN_ID, "status": "SUCCEEDED",
+           "message_sent_at": "2026-11-01T10:52:40.000Z", "message_id": "m", "message_recorded_at": None,
+           "problem": None}
+    text = rendered(audit.table([row], "Audit"), width=80)
+    for whole in (RUN_ID, "SUCCEEDED", "2026-11-01", "10:25:06", "10:52:40"):
+        assert whole in text, (whole, text)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    wide = rendered(audit.table([row], "Audit"), width=250)
+    assert "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY" in wide and "│ SUCCEEDED │" in wide
+
+
+def test_champion_tables_keep_run_ids_statuses_and_times_whole_in_an_80_column_terminal():
+    champion = {"dataset": "team-a/reviews.tsv", "run_id": RUN_ID, "accuracy": 0.74, "test_rows": 308,
+                "changed_at": "2026-11-01T10:52:40Z",
+                "history": [{"at": "2026-11-01T10:52:40Z", "run_id": RUN_ID, "accuracy": 0.74,
+                             "why": "first champion: challenger 74.00 % on 308 test reviews"}],
+                "decisions": [{"run_id": RUN_ID, "created_at": "2026-11-01T10:25:06Z", "status": "SUCCEEDED",
+                               "test_accuracy": 0.74, "decision": "champion",
+                               "reason": "first champion: challenger 74.00 % on 308 test reviews"}]}
+    text = rendered(views.champion_view(champion), width=80)
+    for whole in (RUN_ID, "SUCCEEDED", "2026-11-01", "10:25:06", "10:52:40", "74.00"):
+        assert whole in text, (whole, text)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
