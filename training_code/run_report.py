@@ -45,7 +45,8 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
 dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
 code{overflow-wrap:anywhere}
 @media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
-th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}}
+th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}
+.plot{overflow-x:auto}.plot img{max-width:none;width:680px}}
 """
 
 
@@ -98,7 +99,7 @@ def _image(png: bytes | None, alt: str) -> str:
     if not png:
         return ""
     data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<div class="plot"><img alt="{escape(alt)}" src="data:image/png;base64,{data}"></div>'
 
 
 def _plot(plotting: bool, alt: str, draw: Callable[[], bytes | None]) -> str:

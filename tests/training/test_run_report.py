@@ -72,6 +72,10 @@ def test_full_report_has_every_section_its_numbers_and_inline_pngs() -> None:
     assert [alt for alt, _ in images] == ["objective by hyperparameter", "learning curves", "confusion matrix",
                                            "test accuracy over time"]
     assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
+    # on a phone the charts keep a readable width and scroll sideways instead of shrinking to the screen
+    assert len(re.findall(r'<div class="plot"><img alt=', page)) == len(images)
+    narrow = page[page.index("@media (max-width:600px)"):]
+    assert ".plot{overflow-x:auto}.plot img{max-width:none;width:680px}" in narrow
     for text in ("Summary", "Search", "Model on the test split", "History of this dataset", "420", "(early stop)",
                  "7 min 30 s", "002-bbbbbbbb ★", "Best trial: " + BEST):
         assert text in page
