@@ -165,11 +165,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
         console.print(views.logs_view(found, run_id))
     if not found:
         what = f"job {args.job!r} of run {run_id}" if args.job else f"run {run_id}"
-        why = ("" if item.get("status") not in states.WITHOUT_TUNING_JOB else
-               f": it is {item['status']} and made no job (`reviewtune runs show {run_id}` says why)")
-        progress_console.print(plain(f"no log of {what} in CloudWatch Logs{why}"))
+        progress_console.print(plain(f"no log of {what} in CloudWatch Logs{_no_logs_hint(item, args)}"))
         return 1
     return 0
+
+
+def _no_logs_hint(item: dict[str, Any], args: argparse.Namespace) -> str:
+    """Why a run may have no log yet, and what to run instead."""
+    run_id, status = item["run_id"], item.get("status")
+    if status in states.WITHOUT_TUNING_JOB:
+        return f": it is {status} and made no job (`reviewtune runs show {run_id}` says why)"
+    if args.job:
+        return f"; `reviewtune runs trials {run_id}` lists its trials (--job takes 'evaluation', a trial's number or its suffix)"
+    functions = "" if args.functions else "; `--functions` adds what the functions logged about it"
+    if not states.is_final(status):
+        return (f": it is {status}, and a job writes its first lines a minute or two after it starts; try again, or "
+                f"follow the run with `reviewtune runs show {run_id} --follow`{functions}")
+    return f": its jobs' log streams are gone (deleted, or past a retention set on their log groups){functions}"
 
 
 def _logs(target: Target, run_id: str) -> list[str]:

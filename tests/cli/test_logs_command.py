@@ -113,7 +113,24 @@ def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
     err = " ".join(capsys.readouterr().err.split())
     assert "no log of run reviewtune-0000aaaa0000aaaa in CloudWatch Logs: it is REJECTED and made no job" in err
     assert main(["runs", "logs", "reviewtune-1111bbbb1111bbbb", "--stack", STACK]) == 1
-    assert "no log of run reviewtune-1111bbbb1111bbbb in CloudWatch Logs\n" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("no log of run reviewtune-1111bbbb1111bbbb in CloudWatch Logs: its jobs' log streams are gone (deleted, "
+            "or past a retention set on their log groups); `--functions` adds what the functions logged about it") in err
+
+
+def test_a_run_without_logs_yet_or_a_job_not_found_gets_what_to_run_next(deployed, capsys):  # noqa: F811
+    put_run(deployed, "reviewtune-2222cccc2222cccc", "team-a/r.tsv", "TUNING", 1)
+
+    assert main(["runs", "logs", "reviewtune-2222cccc2222cccc", "--functions", "--stack", STACK]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("no log of run reviewtune-2222cccc2222cccc in CloudWatch Logs: it is TUNING, and a job writes its first "
+            "lines a minute or two after it starts; try again, or follow the run with `reviewtune runs show "
+            "reviewtune-2222cccc2222cccc --follow`") in err
+    assert "--functions` adds" not in err  # asked for already
+    assert main(["runs", "logs", "reviewtune-2222cccc2222cccc", "--job", "7", "--stack", STACK]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("no log of job '7' of run reviewtune-2222cccc2222cccc in CloudWatch Logs; `reviewtune runs trials "
+            "reviewtune-2222cccc2222cccc` lists its trials") in err
 
 
 FUNCTIONS = {"StartTuningFunctionName": "rt-StartTuning", "RecordResultsFunctionName": "rt-RecordResults",
