@@ -156,6 +156,8 @@ def _label_text(value: str) -> str:
 
 def _label_hint(label: str, kind: str) -> str:
     """Why a label that is not allowed may be there: the other kind of label under this column's name."""
+    if kind == "sentiment" and label == "2":  # a rating, or the third class of a 0/1/2 labelling
+        return " (ratings 1-5? name the column 'rating'; classes numbered 0, 1, 2? write them -1, 0, 1)"
     if kind == "sentiment" and label in RATING_VALUES:
         return " (ratings 1-5? name the column 'rating')"
     if kind == "rating" and label in SENTIMENT_VALUES:

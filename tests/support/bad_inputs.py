@@ -296,10 +296,13 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("no label column", "nolabel.csv", b"text,score\nhello,5\n", "no label column"),
     BadInput("huge header without a text column", "wide.csv", _huge_header, "no review text column: the header has 10,000 columns"),
     # --- values
-    BadInput("sentiment out of range", "label.tsv", lambda: _with_row(b"2\thello\n"), "line 12: 'sentiment' is '2', expected one of -1, 0, 1"),
+    BadInput("sentiment out of range", "label.tsv", lambda: _with_row(b"7\thello\n"), "line 12: 'sentiment' is '7', expected one of -1, 0, 1"),
     BadInput("rating out of range", "rating.csv", b"Rating,Review Text\n7,hello\n", "'Rating' is '7', expected one of 1, 2, 3, 4, 5"),
     BadInput("ratings in a sentiment column", "stars.tsv", lambda: _with_row(b"5\thello\n"),
              "line 12: 'sentiment' is '5', expected one of -1, 0, 1 (ratings 1-5? name the column 'rating')"),
+    BadInput("classes numbered 0, 1, 2", "012.tsv", lambda: _with_row(b"2\thello\n"),
+             "line 12: 'sentiment' is '2', expected one of -1, 0, 1 (ratings 1-5? name the column 'rating'; classes "
+             "numbered 0, 1, 2? write them -1, 0, 1)"),
     BadInput("sentiments in a rating column", "signs.csv", b"rating,text\n-1,hello\n",
              "'rating' is '-1', expected one of 1, 2, 3, 4, 5 (sentiments -1/0/1? name the column 'sentiment')"),
     BadInput("600 KB label cell", "hugecell.tsv", lambda: HEADER + b"y" * 600_000 + b"\thello\n", "(600,000 characters), expected one of"),
