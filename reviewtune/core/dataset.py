@@ -195,7 +195,7 @@ def split_stream(
     seen: set[bytes] = set()
     label_of: dict[bytes, int] = {}  # each review's first label
     conflicting: dict[bytes, int] = {}  # a review given another label too -> the line where it first was
-    duplicates = 0
+    repeats: Counter[bytes] = Counter()  # a review's copies counted once, by review
     growth = _Growth()
     for row in reader.rows():
         key = growth.key(row.text, row.line)
@@ -204,7 +204,7 @@ def split_stream(
             conflicting[key] = row.line
         marker = key + f"{row.sentiment}:{row.split or ''}".encode()
         if marker in seen:
-            duplicates += 1
+            repeats[key] += 1
             continue
         seen.add(marker)
         kept.append((Review(row.text, row.sentiment), row.split, key))
@@ -213,7 +213,9 @@ def split_stream(
     if conflicting:  # a review the file labels two ways teaches neither label: every copy of it is left out
         before = len(kept)
         kept = [entry for entry in kept if entry[2] not in conflicting]
-        conflicted = before - len(kept)
+        conflicted = before - len(kept) + sum(repeats.pop(key, 0) for key in conflicting)
+    duplicates = repeats.total()
+    del repeats
     info = reader.info
     reviews = [review for review, _, _ in kept]
     notes = [f"{duplicates:,} repeated reviews counted once"] if duplicates else []
@@ -252,12 +254,9 @@ def split_stream(
         source = "stratified"
     del kept, reviews
     leakage = remove_leakage(splits)
-    if info.has_split_column:
-        for name in names.SPLITS:
-            _check_enough(splits[name], 1, f"in the {name} split")
-    else:
-        for name in ("validation", "test"):
-            _check_enough(splits[name], 1, f"in the {name} split once reviews also in train are removed")
+    removed = f" once reviews also in train are removed ({leakage:,} were)" if leakage else ""
+    for name in names.SPLITS if info.has_split_column else ("validation", "test"):
+        _check_enough(splits[name], 1, f"in the {name} split" + ("" if name == "train" else removed))
     return SplitDataset(
         splits=splits,
         text_column=info.text_column,

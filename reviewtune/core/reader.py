@@ -15,6 +15,7 @@ import hashlib
 import io
 import itertools
 import re
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 
 from reviewtune.core.errors import DatasetError
 from reviewtune.core.formats import (
+    MAX_COMBINING_MARKS,
     MAX_DECOMPRESSED_BYTES,
     MAX_FIELD_CHARS,
     MAX_FILE_BYTES,
@@ -49,6 +51,7 @@ SPLIT_ALIASES = {
 SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
+_COLUMNS_LISTED = 5  # of a column named twice or more
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
 # Excel's first line naming the separator ("sep=;"), before the header; as saved again by a spreadsheet it may be
 # quoted or followed by more separators ('"sep=,"', "sep=,,,"). The separator is printable or a tab.
@@ -71,15 +74,50 @@ _NOT_TEXT = tuple((magic.decode("utf-8", "surrogateescape"), what) for magic, wh
 _TAR_MAGIC_AT = 257  # "ustar" in a tar archive's first header
 
 _WHITESPACE = re.compile(r"\s+")
-# C0 controls except tab, line feed and carriage return; DEL. (NUL bytes and other binary content.)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# A text of only spaces and invisible characters (zero-width spaces and joiners, a soft hyphen, a byte-order mark, word
+# joiners, bidi marks) is an empty review.
+_INVISIBLE_ONLY = re.compile(r"[\s\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]*")
+# C0 controls except tab, line feed and carriage return; DEL; C1 controls. (NUL bytes and other binary content; C1:
+# Windows-1252 text read as Latin-1 before it was saved as UTF-8.)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Bytes that are not UTF-8 arrive as lone surrogates (errors="surrogateescape"), so each is found on its own line.
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")
 # what a spreadsheet or a word processor writes for a line break inside a cell
 _SOFT_BREAKS = {"\x0b": "a line break from a spreadsheet cell or Word: replace it with a space",
                 "\x0c": "a page break: replace it with a space"}
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what ends a line of the file (str.splitlines splits on more)
-_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\udc80-\udcff]")
+_SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\udc80-\udcff]")
+_C1 = "a character of Windows-1252, such as a dash or a curly quote, read as Latin-1 when the file was made UTF-8"
+
+
+def _mark_class(marks: list[int]) -> str:
+    """A regular-expression class of ``marks`` (sorted code points), as ranges."""
+    ranges, start = [], marks[0]
+    for previous, current in zip(marks, [*marks[1:], None], strict=True):
+        if current != previous + 1:
+            last = re.escape(chr(previous))
+            ranges.append(f"{re.escape(chr(start))}-{last}" if previous > start else last)
+            start = current
+    return "".join(ranges)
+
+
+def _mark_run() -> re.Pattern[str]:
+    """Runs of more than MAX_COMBINING_MARKS combining marks of the Basic Multilingual Plane, as a class of ranges
+    that stays fast only within it: ``_marks_in_a_row`` first writes a line's marks past U+FFFF as U+0300."""
+    marks = [code for code in range(0x10000) if unicodedata.combining(chr(code))]
+    return re.compile(f"[{_mark_class(marks)}]{{{MAX_COMBINING_MARKS + 1},}}")
+
+
+_MARK_RUN = _mark_run()
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _marks_in_a_row(line: str) -> re.Match[str] | None:
+    """The first run of more than MAX_COMBINING_MARKS combining marks in ``line``, if any (positions kept)."""
+    if _ASTRAL.search(line):
+        line = _ASTRAL.sub(lambda char: "\u0300" if unicodedata.combining(char.group()) else "\ufffd", line)
+    return _MARK_RUN.search(line)
+
 
 csv.field_size_limit(MAX_FIELD_CHARS)
 
@@ -235,6 +273,13 @@ class ReviewReader:
                 raise DatasetError(f"line {number} is longer than {MAX_LINE_CHARS:,} characters")
             if number == 1:
                 self._check_start(line)
+            if not line.isascii():
+                marks = _marks_in_a_row(line)
+                if marks:
+                    self.problems.add(number, f"{len(marks.group()):,} combining marks in a row at character "
+                                              f"{marks.start() + 1:,} (accents stacked on one letter; text has at most "
+                                              f"{MAX_COMBINING_MARKS}, and comparing reviews would take minutes): "
+                                              "remove them")
             if _SUSPECT.search(line) is None:
                 yield line
                 continue
@@ -247,7 +292,7 @@ class ReviewReader:
                 )
             control = _CONTROL.search(line)
             if control:
-                what = _SOFT_BREAKS.get(control.group(), "binary content")
+                what = _SOFT_BREAKS.get(control.group(), _C1 if control.group() >= "\x80" else "binary content")
                 self.problems.add(
                     number, f"control character {control.group()!r} ({what}) at character {control.start() + 1}"
                 )
@@ -319,6 +364,8 @@ class ReviewReader:
                     "comma-separated, a .tsv file as tab-separated: save or name it accordingly"
                 ) from exc
             raise DatasetError(self._csv_error(start, exc)) from exc
+        if header:  # a byte-order mark that is not the file's first bytes: after a "sep=" line, or a second one
+            header[0] = header[0].lstrip("\ufeff")
         return header, reader
 
     def _quoted_header_separator(self, head: str) -> str:
@@ -338,7 +385,9 @@ class ReviewReader:
             return [i for i, name in enumerate(normalised) if name in candidates]
 
         def listed(indexes: list[int]) -> str:
-            return ", ".join(f"{excerpt(header[i])} (column {i + 1})" for i in indexes)
+            named = ", ".join(f"{excerpt(header[i])} (column {i + 1})" for i in indexes[:_COLUMNS_LISTED])
+            more = len(indexes) - _COLUMNS_LISTED
+            return named + (f" and {more:,} more" if more > 0 else "")
 
         def shown_header() -> str:
             names = ", ".join(excerpt(c) for c in header[:_HEADER_NAMES_SHOWN])
@@ -445,8 +494,10 @@ class ReviewReader:
             if len(row) != width:
                 if len(row) > width and any(cell.startswith(' "') for cell in row):
                     # `1, "a, b"`: a quote opens a value only right after the separator
+                    example = ('write 1,"a, b", not 1, "a, b"' if separator == "comma" else
+                               "remove the space before the quote")
                     hint = (f'a space between a {separator} and the quote that opens a value? a value is quoted only '
-                            f'when the quote comes right after the {separator}: write 1,"a, b", not 1, "a, b"')
+                            f"when the quote comes right after the {separator}: {example}")
                 elif len(row) > width:
                     hint = f"an unquoted {separator} inside a value? put that value in double quotes"
                 else:
@@ -458,7 +509,8 @@ class ReviewReader:
                 if swallowed:
                     problems.add(start, f"a quoted value runs to line {self._lines_read:,} and holds what looks like "
                                         f"a row of its own ({excerpt(swallowed)}): an opening quote never closed? "
-                                        'close it, or write a quote inside a value as two quotes ""')
+                                        'close it, or write a quote inside a value as two quotes ""; if the value is '
+                                        "one review as written, put it on one line")
                     continue
             raw_label = _label_text(row[label_idx])
             if raw_label not in allowed:
@@ -476,7 +528,7 @@ class ReviewReader:
                     problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
                     continue
             text = clean_text(row[text_idx])
-            if not text:
+            if _INVISIBLE_ONLY.fullmatch(text):
                 info.dropped_empty_text += 1
                 continue
             if problems:
@@ -496,7 +548,8 @@ class ReviewReader:
         """A value of the record whose every line after its first (blank lines aside; its last may be the start of a
         row the closing quote cut) reads as a row itself (as many fields as the
         header, a valid label, a valid split when the file has that column): rows an unclosed quote swallowed. Its
-        first such line, or None. A review written over several lines, some of which happen to read so (`1, the
+        first such line, or None. So is a value before the row's last column whose first line, with the fields before
+        it, reads as a row. A review written over several lines, some of which happen to read so (`1, the
         zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
 
         def a_row(line: str) -> bool:
@@ -505,12 +558,17 @@ class ReviewReader:
                 return False
             return split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES
 
-        for cell in row:
-            lines = [line for line in _LINE_BREAK.split(cell)[1:] if line.strip()]
+        for index, cell in enumerate(row):
+            first, *rest = _LINE_BREAK.split(cell)
+            lines = [line for line in rest if line.strip()]
+            # a value before other columns whose first line holds the rest of a row (`"Best dress ever!,5`): that row
+            # ended there, and its quote swallowed what follows
+            opened = bool(lines) and index < width - 1 and a_row(self._delimiter.join([*row[:index], first]))
             # the last line ends at the closing quote: a row's start only, when the text column comes first
-            judged = lines[:-1] if len(lines) > 1 and not a_row(lines[-1]) else lines
-            if judged and all(a_row(line) for line in judged):
-                return judged[0]
+            cut = bool(lines) and (len(lines) > 1 or opened) and not a_row(lines[-1])
+            judged = lines[:-1] if cut else lines
+            if (judged or opened) and all(a_row(line) for line in judged):
+                return first if opened else judged[0]
         return None
 
     def _refusal(self) -> DatasetError:

@@ -88,6 +88,12 @@ def _xlsx() -> bytes:
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound file an old .xls (or .doc) is
 
 
+def _split_rows() -> bytes:
+    """Rows with a split column: 10 per class in train, 1 in validation (r<label>_8) and 1 in test (r<label>_9)."""
+    names = ["train"] * 8 + ["validation", "test"]
+    return b"".join(f"{label}\tr{label}_{i}\t{name}\n".encode() for label in (-1, 0, 1) for i, name in enumerate(names))
+
+
 def _tar() -> bytes:
     out = io.BytesIO()
     data = good_file()
@@ -239,6 +245,11 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("line break from a sheet cell", "vt.tsv", lambda: _with_row(b"1\tfits\x0bwell\n"),
              "line 12: control character '\\x0b' (a line break from a spreadsheet cell or Word: replace it with a space)"),
     BadInput("NUL byte in a review", "nul.tsv", lambda: _with_row(b"1\tgood\x00product\n"), "line 12: control character '\\x00'"),
+    BadInput("C1 control character (Windows-1252 read as Latin-1)", "c1.tsv", lambda: _with_row("1\tgood \u0096 cheap\n".encode()),
+             "line 12: control character '\\x96' (a character of Windows-1252, such as a dash or a curly quote, read as "
+             "Latin-1 when the file was made UTF-8) at character 8"),
+    BadInput("accents stacked on one letter", "zalgo.tsv", lambda: _with_row(("1\ta" + "\u0301\u0316" * 40_000 + "\n").encode()),
+             "line 12: 80,000 combining marks in a row at character 4 (accents stacked on one letter; text has at most 30"),
     BadInput("bell character", "bell.tsv", lambda: _with_row(b"0\tmeh\x07\n", 3), "line 5: control character '\\x07'"),
     BadInput("excel file renamed .csv", "renamed.csv", _xlsx, "a ZIP archive or an Excel workbook"),
     BadInput("old excel file renamed .csv", "old.csv", lambda: _OLE2 + b"\x00" * 504, "an old Excel workbook (.xls)"),
@@ -270,9 +281,23 @@ CATALOGUE: tuple[BadInput, ...] = (
         "rows swallowed by a stray quote", "stray.tsv", _rows_swallowed_by_a_stray_quote,
         "line 62: a quoted value runs to line 64 and holds what looks like a row of its own ('0\\tRuns small for me')",
     ),
+    BadInput(
+        "stray quote before the label column", "textfirst.csv",
+        lambda: b'review_text,rating\n"Best dress ever!,5\nToo short for a 5\'9",2\n'
+        + b"".join(b"r%d_%d,%d\n" % (r, i, r) for r in (1, 3, 5) for i in range(12)),
+        "line 2: a quoted value runs to line 3 and holds what looks like a row of its own ('Best dress ever!,5')",
+    ),
+    BadInput(
+        "stray quote in a middle column", "middle.tsv",
+        lambda: b'sentiment\treview_body\tsplit\n1\t"Perfect fit\ttrain\n0\tRuns small"\ttrain\n' + _split_rows(),
+        "line 2: a quoted value runs to line 3 and holds what looks like a row of its own ('Perfect fit\\ttrain')",
+    ),
     BadInput("blank lines past the line limit", "blank.tsv", lambda: good_file() + b"\n" * 200,
              "the file has more than 100 lines", limits={"reader.MAX_LINES": 100}),
     BadInput("text after a closing quote", "quote.csv", b'sentiment,review_body\n1,"good" product\n', "text follows a closing quote"),
+    BadInput("space before a quote in a .tsv", "space.tsv", lambda: _with_row(b'1\t "a\tb"\n'),
+             "line 12: 3 fields, expected 2 (a space between a tab and the quote that opens a value? a value is quoted "
+             "only when the quote comes right after the tab: remove the space before the quote)"),
     BadInput("unquoted tab in a review", "tab.tsv", lambda: _with_row(b"1\tgood\tproduct\n"), "line 12: 3 fields, expected 2 (an unquoted tab"),
     BadInput("unquoted comma in a review", "comma.csv", b"sentiment,review_body\n1,good,cheap\n", "3 fields, expected 2 (an unquoted comma"),
     BadInput("missing field", "short.tsv", lambda: _with_row(b"1\n"), "line 12: 1 fields, expected 2"),
@@ -280,6 +305,9 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("line over the line limit", "line.tsv", lambda: HEADER + b"1\t" + b"x," * 2_200_000 + b"\n", "line 2 is longer than 4,194,304 characters"),
     # --- header
     BadInput("duplicate text column", "dup.tsv", b"sentiment\treview_body\treview_body\n1\ta\tb\n", "duplicate review text column, 2 times"),
+    BadInput("text column 50 times", "many.tsv", b"sentiment" + b"\ttext" * 50 + b"\n1" + b"\tx" * 50 + b"\n",
+             "duplicate review text column, 50 times: 'text' (column 2), 'text' (column 3), 'text' (column 4), 'text' "
+             "(column 5), 'text' (column 6) and 45 more; keep exactly one"),
     BadInput("ambiguous text columns", "amb.tsv", b"sentiment\ttext\treview_body\n1\ta\tb\n", "ambiguous review text columns"),
     BadInput("sentiment and rating", "labels.csv", b"sentiment,rating,text\n1,5,a\n", "ambiguous label columns"),
     BadInput("split column twice", "splits.tsv", b"sentiment\ttext\tsplit\tSplit\n1\ta\ttrain\ttest\n", "duplicate split column, 2 times"),
@@ -315,6 +343,12 @@ CATALOGUE: tuple[BadInput, ...] = (
         "few.tsv",
         lambda: HEADER + b"".join(f"{label}\tr {label} {i}\n".encode() for label, n in ((-1, 20), (0, 20), (1, 5)) for i in range(n)),
         "positive (1) has 5; at least 10 per class are needed",
+    ),
+    BadInput(
+        "split column whose validation reviews are all in train", "leak.tsv",
+        lambda: b"sentiment\treview_body\tsplit\n" + _split_rows() + b"1\tr1_8\ttrain\n",  # r1_8: the validation one
+        "not enough reviews per class in the validation split once reviews also in train are removed (1 were): "
+        "positive (1) has 0",
     ),
     BadInput(
         "two classes as 0 and 1",

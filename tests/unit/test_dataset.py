@@ -296,3 +296,39 @@ def test_ratings_that_map_only_to_neutral_and_positive_are_not_taken_for_a_two_c
     with pytest.raises(DatasetError, match=r"negative \(-1\) has 0") as raised:
         split_reviews(make_file(rows, header=("rating", "text")), "a.tsv")
     assert "holds only 0" not in str(raised.value)
+
+
+def test_thirty_combining_marks_in_a_row_are_text_and_thirty_one_are_refused_wherever_the_marks_are_from():
+    stacked = "a" + "\u0301\u0316" * 15  # 30 marks
+    result = split_reviews(make_file(balanced_rows(20) + [(1, stacked)]), "a.tsv")
+    assert any(r.text == stacked for rows in result.splits.values() for r in rows)
+    for extra in ("\u0301", "\U0001d165"):  # one more, from the Basic Multilingual Plane or past it
+        with pytest.raises(DatasetError, match=r"line 62: 31 combining marks in a row at character 4 "):
+            split_reviews(make_file(balanced_rows(20) + [(1, stacked + extra)]), "a.tsv")
+    emoji = "fits 👗 well " * 500  # characters past U+FFFF that are not marks
+    assert split_reviews(make_file(balanced_rows(20) + [(1, emoji)]), "a.tsv").rows_read == 61
+
+
+@pytest.mark.parametrize("start", [b"sep=,\n\xef\xbb\xbf", b"\xef\xbb\xbf\xef\xbb\xbf"])
+def test_a_byte_order_mark_before_the_header_that_is_not_the_file_s_first_bytes_is_not_part_of_a_column_name(start):
+    data = start + make_file(balanced_rows(20), delimiter=",")
+    result = split_reviews(data, "a.csv")
+    assert (result.label_column, result.text_column) == ("sentiment", "review_body")
+
+
+def test_a_review_of_only_invisible_characters_is_an_empty_review():
+    rows = balanced_rows(20) + [(1, "\u200b"), (0, "\ufeff \u200d"), (-1, "\u00ad\u2060")]
+    result = split_reviews(make_file(rows), "a.tsv")
+    assert result.dropped_empty_text == 3 and result.rows_read == 63
+
+
+def test_every_copy_of_a_review_labelled_two_ways_is_counted_as_left_out_not_as_repeated():
+    rows = balanced_rows(20) + [(0, "same"), (0, "same"), (0, "same"), (1, "same"), (1, "again"), (1, "again")]
+    result = split_reviews(make_file(rows), "a.tsv")
+    assert (result.conflicting_removed, result.duplicates_removed) == (4, 1)
+
+
+def test_a_quoted_numbered_list_that_reads_as_rows_says_how_to_keep_it_one_review():
+    rows = [(r, f"r{r}_{i}") for r in (1, 3, 5) for i in range(10)] + [(2, "Cons:\n1, runs small\n2, thin fabric")]
+    with pytest.raises(DatasetError, match="if the value is one review as written, put it on one line"):
+        split_reviews(make_file(rows, header=("rating", "review_text"), delimiter=","), "a.csv")
