@@ -23,7 +23,9 @@ document.addEventListener('securitypolicyviolation', function (e) {
 });
 window.addEventListener('load', function () {
   var images = Array.prototype.map.call(document.images, function (img) {
-    return {alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth, shownWidth: img.getBoundingClientRect().width};
+    var box = img.parentElement;
+    return {alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth, shownWidth: img.getBoundingClientRect().width,
+            boxWidth: box.getBoundingClientRect().width, boxOverflowX: getComputedStyle(box).overflowX};
   });
   var keys = {};
   Array.prototype.forEach.call(document.querySelectorAll('[data-key]'), function (el) { keys[el.dataset.key] = el.textContent.trim(); });

@@ -174,3 +174,19 @@ def test_a_narrow_screen_shows_the_whole_report_without_scrolling_sideways(tmp_p
                                       EXAMPLES, plotting=False))
     check = chromium.inspect(page, tmp_path, width=400)
     assert check["errors"] == [] and check["scrollWidth"] <= check["innerWidth"]
+
+
+@pytest.mark.skipif(not report_plots.available(), reason="matplotlib is part of the dev environment")
+def test_on_a_narrow_screen_each_chart_keeps_a_readable_width_and_scrolls_sideways_in_its_own_box(tmp_path) -> None:
+    from tests.support import chromium
+
+    page = tmp_path / "report.html"
+    page.write_text(run_report.render(evaluation(), run(), SUMMARY, EXAMPLES, plotting=True))
+    check = chromium.inspect(page, tmp_path, width=400)
+    assert check["errors"] == [] and check["scrollWidth"] <= check["innerWidth"]  # the page itself does not scroll
+    assert len(check["images"]) == 4
+    for image in check["images"]:
+        assert image["shownWidth"] == 680 and image["boxWidth"] <= check["innerWidth"], image
+        assert image["boxOverflowX"] == "auto", image
+    wide = chromium.inspect(page, tmp_path, width=1366)
+    assert all(image["shownWidth"] <= wide["innerWidth"] and image["shownWidth"] < 1100 for image in wide["images"])
