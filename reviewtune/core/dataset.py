@@ -147,6 +147,19 @@ def _check_enough(rows: list[Review], minimum: int, where: str) -> None:
         )
 
 
+def _check_every_split_marked(splits: dict[str, list[Review]]) -> None:
+    """A split column that marks no row for one of the splits (only train and test): say so, and the two ways out."""
+    unmarked = [name for name in names.SPLITS if not splits[name]]
+    if unmarked:
+        marked = ", ".join(name for name in names.SPLITS if splits[name]) or "none"
+        aliases = {"train": "train, training", "validation": "validation, val, valid, dev", "test": "test, testing"}
+        raise DatasetError(
+            f"the split column marks no review {' or '.join(unmarked)} (only {marked}): mark some reviews "
+            + " and some ".join(f"{name} ({aliases[name]})" for name in unmarked)
+            + ", or leave the split column out to have the file split 90 / 5 / 5 per class"
+        )
+
+
 def _check_not_binary(rows: list[Review], column: str) -> None:
     """Refuse sentiments that are only 0 and 1: most likely a two-class file whose 0 means negative, which would train
     its negative reviews as neutral; reviewtune does not guess which it is."""
@@ -233,6 +246,7 @@ def split_stream(
     if info.has_split_column:
         splits = {name: [r for r, s, _ in kept if s == name] for name in names.SPLITS}
         source = "file"
+        _check_every_split_marked(splits)
     else:
         by_class = {label: [r for r in reviews if r.sentiment == label] for label in LABELS}
         if class_balance == "downsample":

@@ -52,6 +52,7 @@ SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
 _COLUMNS_LISTED = 5  # of a column named twice or more
+_BLANK_LINE = " \t\r\n,;|"  # what a line without content holds: spaces and separators (a spreadsheet's empty row)
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
 # Excel's first line naming the separator ("sep=;"), before the header; as saved again by a spreadsheet it may be
 # quoted or followed by more separators ('"sep=,"', "sep=,,,"). The separator is printable or a tab.
@@ -60,6 +61,10 @@ _CHUNK = 1024 * 1024
 # minus signs other than ASCII's hyphen-minus: MINUS SIGN, EN DASH, HYPHEN, NON-BREAKING HYPHEN, SMALL and FULLWIDTH
 # HYPHEN-MINUS; in a label they can mean only a minus
 _MINUS_SIGNS = str.maketrans(dict.fromkeys("\u2212\u2013\u2010\u2011\ufe63\uff0d", "-"))
+# a whole number with one or two zero decimals (a decimal point or comma; three would read as thousands in some locales)
+_WHOLE_NUMBER = re.compile(r"([+-]?[0-9]+)(?:[.,]0{1,2})?")
+# a text that is a missing-value marker (R's NA, pandas' NaN, SQL's NULL, a spreadsheet's N/A): an empty review
+MISSING_TEXTS = frozenset({"na", "n/a", "nan", "null", "#n/a"})
 # What a file that is not text starts with, and what it is; matched on the first line as read (bytes that are not
 # UTF-8 become lone surrogates, so each magic is decoded the same way).
 _NOT_TEXT = tuple((magic.decode("utf-8", "surrogateescape"), what) for magic, what in (
@@ -132,7 +137,10 @@ def clean_text(text: str) -> str:
 
 
 def normalise_column(column: str) -> str:
-    return _WHITESPACE.sub("_", column.strip().lower()).replace("-", "_")
+    """A header cell as matched with the known names: NFKC (full-width letters), case and padding ignored, spaces,
+    hyphens and dots (R's ``Review.Text``) as underscores."""
+    name = unicodedata.normalize("NFKC", column).strip().lower()
+    return _WHITESPACE.sub("_", name).replace("-", "_").replace(".", "_")
 
 
 @dataclass(frozen=True)
@@ -186,10 +194,12 @@ class _Counted(io.RawIOBase):
 
 
 def _label_text(value: str) -> str:
-    """A label cell as compared with the allowed values: ``1.0`` as a spreadsheet writes it is ``1``, and -1 written
-    with the minus sign of a word processor or a spreadsheet's format (U+2212, an en dash) is ``-1``."""
-    label = value.strip().translate(_MINUS_SIGNS)
-    return label[:-2] if label.endswith(".0") else label
+    """A label cell as compared with the allowed values: a whole number as spreadsheets write it under other formats
+    (``1.0``, ``1.00``, ``1,0`` with a decimal comma, ``+1``, full-width digits) is that number, and -1 written with the
+    minus sign of a word processor or a spreadsheet's format (U+2212, an en dash) is ``-1``."""
+    label = unicodedata.normalize("NFKC", value).strip().translate(_MINUS_SIGNS)
+    number = _WHOLE_NUMBER.fullmatch(label)
+    return str(int(number.group(1))) if number else label
 
 
 def _label_hint(label: str, kind: str) -> str:
@@ -325,8 +335,10 @@ class ReviewReader:
     # ---------------------------------------------------------------------------------------------- header
 
     def _first_line(self, lines: Iterator[str], empty: str = "the file is empty") -> str:
+        """The first line with content: blank lines, and lines of only separators (a spreadsheet's empty first row),
+        come before it."""
         for line in lines:
-            if line.strip():
+            if line.strip(_BLANK_LINE):
                 return line
         raise DatasetError(empty)
 
@@ -472,6 +484,7 @@ class ReviewReader:
         info.label_kind, info.has_split_column = kind, split_idx is not None
         allowed = SENTIMENT_VALUES if kind == "sentiment" else RATING_VALUES
         width = len(header)
+        needed = max(text_idx, label_idx, -1 if split_idx is None else split_idx)  # the last column read
         separator = "tab" if self._delimiter == "\t" else "comma"
         problems = self.problems
         while True:
@@ -491,6 +504,11 @@ class ReviewReader:
                     f"the file has more than {MAX_ROWS:,} reviews (line {start:,} is review {info.rows_read:,}); "
                     "split it into files of fewer reviews and drop each"
                 )
+            if width > len(row) > needed:  # a spreadsheet leaves out the empty cells that end a row: none is used
+                row = row + [""] * (width - len(row))
+            elif (len(row) > width and not any(cell.strip() for cell in row[width:])
+                  and _label_text(row[label_idx]) in allowed):  # empty cells past the header's, the label in place
+                row = row[:width]
             if len(row) != width:
                 if len(row) > width and any(cell.startswith(' "') for cell in row):
                     # `1, "a, b"`: a quote opens a value only right after the separator
@@ -522,13 +540,13 @@ class ReviewReader:
                 continue
             given = None
             if split_idx is not None:
-                raw_split = row[split_idx].strip().lower()
+                raw_split = unicodedata.normalize("NFKC", row[split_idx]).strip().lower()
                 given = SPLIT_ALIASES.get(raw_split)
                 if given is None:
                     problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
                     continue
             text = clean_text(row[text_idx])
-            if _INVISIBLE_ONLY.fullmatch(text):
+            if _INVISIBLE_ONLY.fullmatch(text) or text.casefold() in MISSING_TEXTS:
                 info.dropped_empty_text += 1
                 continue
             if problems:
@@ -553,8 +571,11 @@ class ReviewReader:
         zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
 
         def a_row(line: str) -> bool:
+            """A line as a program writes a row: no value starts with a space (`1, fits well` is a list in a text)."""
             fields = line.split(self._delimiter)
-            if len(fields) != width or _label_text(fields[label_idx]) not in allowed:
+            if len(fields) != width or any(field[:1].isspace() for field in fields):
+                return False
+            if _label_text(fields[label_idx]) not in allowed:
                 return False
             return split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES
 

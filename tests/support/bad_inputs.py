@@ -351,6 +351,13 @@ CATALOGUE: tuple[BadInput, ...] = (
         "positive (1) has 0",
     ),
     BadInput(
+        "split column with only train and test", "twosplits.csv",
+        lambda: b"sentiment,review_body,split\n" + b"".join(
+            f"{label},r{label}_{i},{'test' if i < 3 else 'train'}\n".encode() for label in (-1, 0, 1) for i in range(12)),
+        "the split column marks no review validation (only train, test): mark some reviews validation (validation, "
+        "val, valid, dev), or leave the split column out to have the file split 90 / 5 / 5 per class",
+    ),
+    BadInput(
         "two classes as 0 and 1",
         "binary.tsv",
         lambda: HEADER + b"".join(f"{label}\tr {label} {i}\n".encode() for label in (0, 1) for i in range(30)),

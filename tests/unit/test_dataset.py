@@ -328,7 +328,80 @@ def test_every_copy_of_a_review_labelled_two_ways_is_counted_as_left_out_not_as_
     assert (result.conflicting_removed, result.duplicates_removed) == (4, 1)
 
 
-def test_a_quoted_numbered_list_that_reads_as_rows_says_how_to_keep_it_one_review():
-    rows = [(r, f"r{r}_{i}") for r in (1, 3, 5) for i in range(10)] + [(2, "Cons:\n1, runs small\n2, thin fabric")]
+@pytest.mark.parametrize(("header", "review"), [
+    (("rating", "review_text"), "Cons:\n1, runs small\n2, thin fabric"),  # every line of the list reads as a rating row
+    (("sentiment", "review_body"), "Sizing notes:\n1, it runs small\n2, sleeves are long"),
+    (("sentiment", "review_body"), "Pros:\n1, fits well"),
+    (("review_text", "rating"), "Ordered sizes 4, 5\nboth too small, returned them"),  # its first line reads as a row
+])
+def test_a_quoted_list_whose_lines_look_like_rows_written_by_a_person_is_one_review(header, review):
+    label = 2 if "rating" in header else -1
+    rows = [(r, f"r{r}_{i}") for r in ((1, 3, 5) if "rating" in header else (-1, 0, 1)) for i in range(10)]
+    rows = [row if header[0] in ("rating", "sentiment") else row[::-1] for row in rows + [(label, review)]]
+    result = split_reviews(make_file(rows, header=header, delimiter=","), "a.csv", class_balance="none")
+    assert " ".join(review.split()) in {r.text for rows_ in result.splits.values() for r in rows_}
+
+
+def test_a_quoted_value_whose_lines_read_as_rows_as_a_program_writes_them_says_how_to_keep_it_one_review():
+    rows = [(r, f"r{r}_{i}") for r in (1, 3, 5) for i in range(10)] + [(2, "Cons:\n1,runs small\n2,thin fabric")]
     with pytest.raises(DatasetError, match="if the value is one review as written, put it on one line"):
         split_reviews(make_file(rows, header=("rating", "review_text"), delimiter=","), "a.csv")
+
+
+@pytest.mark.parametrize(("written", "label"), [("1.00", 1), ("1,0", 1), ("-1,00", -1), ("+1", 1), ("-0.0", 0),
+                                                ("\uff11", 1), ("\uff0d\uff11", -1)])
+def test_a_label_as_spreadsheets_write_whole_numbers_under_other_formats_is_that_number(written, label):
+    rows = balanced_rows(20) + [(written, "the odd one")]
+    result = split_reviews(make_file(rows), "a.tsv", class_balance="none")
+    assert [r.sentiment for rows_ in result.splits.values() for r in rows_ if r.text == "the odd one"] == [label]
+
+
+@pytest.mark.parametrize("written", ["1,000", "1.5", "1e0", "1,", "(1)"])
+def test_a_label_that_is_not_a_whole_number_written_so_is_refused(written):
+    with pytest.raises(DatasetError, match="expected one of -1, 0, 1"):
+        split_reviews(make_file(balanced_rows(20) + [(written, "the odd one")]), "a.tsv")
+
+
+def test_a_missing_value_marker_as_a_text_is_an_empty_review():
+    """R's write.csv writes a missing text as an unquoted NA; pandas NaN; spreadsheets #N/A; databases NULL."""
+    data = (b'"","review_text","sentiment"\n' + b"".join(f'"{i}","review {i} of {label}",{label}\n'.encode()
+                                                         for i, label in enumerate([-1, 0, 1] * 20))
+            + b'"61",NA,1\n"62",NA,-1\n"63",NaN,0\n"64",#N/A,0\n"65",NULL,1\n"66",n/a,1\n')
+    result = split_reviews(data, "r.csv")
+    assert (result.dropped_empty_text, result.conflicting_removed, result.duplicates_removed) == (6, 0, 0)
+
+
+def test_rows_that_leave_out_empty_cells_at_their_end_or_add_empty_ones_are_read():
+    """Excel leaves out the separators of empty cells that end a row (in blocks of rows); other tools add some."""
+    lines = ["review_text,sentiment,notes"] + [f"review {i} of {label},{label}" + ("," if i % 2 else "")
+                                               for i, label in enumerate([-1, 0, 1] * 20)]
+    lines += ["one more,1,,,"]
+    result = split_reviews("\n".join(lines).encode(), "a.csv", class_balance="none")
+    assert result.rows_read == 61 and sum(len(rows) for rows in result.splits.values()) == 61
+
+
+def test_a_row_missing_the_label_itself_is_still_refused():
+    lines = ["review_text,sentiment,notes"] + [f"review {i} of {label},{label}," for i, label in enumerate([-1, 0, 1] * 20)]
+    with pytest.raises(DatasetError, match=r"line 62: 1 fields, expected 3"):
+        split_reviews("\n".join(lines + ["no label here"]).encode(), "a.csv")
+    with pytest.raises(DatasetError, match=r"line 62: 4 fields, expected 3 \(an unquoted comma"):
+        split_reviews("\n".join(lines + ["great, fits,1,"]).encode(), "a.csv")
+
+
+@pytest.mark.parametrize("before", [",\r\n", ",,,\n", ";\n", "\xef\xbb\xbf,\r\n"])
+def test_a_line_of_only_separators_before_the_header_is_blank(before):
+    data = before.encode("latin-1") + make_file(balanced_rows(20), delimiter=",")
+    assert split_reviews(data, "a.csv").label_column == "sentiment"
+
+
+@pytest.mark.parametrize("header", [("\uff53\uff45\uff4e\uff54\uff49\uff4d\uff45\uff4e\uff54", "review_body"),
+                                    ("sentiment", "Review.Text")])
+def test_header_names_in_full_width_letters_or_with_dots_for_spaces_match(header):
+    assert split_reviews(make_file(balanced_rows(20), header=header), "a.tsv").rows_read == 60
+
+
+def test_full_width_split_values_are_split_values():
+    rows = [(label, f"t{label}{i}", "\uff54\uff45\uff53\uff54" if i < 2 else ("dev" if i < 4 else "train"))
+            for label in (-1, 0, 1) for i in range(12)]
+    result = split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
+    assert len(result.splits["test"]) == 6
