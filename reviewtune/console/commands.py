@@ -173,7 +173,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def _no_logs_hint(item: dict[str, Any], args: argparse.Namespace) -> str:
     """Why a run may have no log yet, and what to run instead."""
     run_id, status = item["run_id"], item.get("status")
-    if status in states.WITHOUT_TUNING_JOB:
+    if status in states.WITHOUT_TUNING_JOB or (states.is_final(status) and not item.get("tuning_job_arn")):
         return f": it is {status} and made no job (`reviewtune runs show {run_id}` says why)"
     if args.job:
         return f"; `reviewtune runs trials {run_id}` lists its trials (--job takes 'evaluation', a trial's number or its suffix)"

@@ -11,7 +11,8 @@ import unicodedata
 from typing import Any
 
 from rich import box
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -32,20 +33,21 @@ def id_column(ids: Any) -> dict[str, Any]:
     """A narrow table's column of run ids, as wide as the longest (what is stacked under an id folds at its width)."""
     return {"overflow": "fold", "width": max((len(str(value)) for value in ids), default=3)}
 
-# Terminals narrower than this get tables in their narrow form (ByWidth): no borders between columns, and where a
-# table needs it, one column moved under another, so that ids and statuses stay whole in 80 columns.
-NARROW_BELOW = 100
+_UNBOUNDED = 100_000  # a width no table reaches: what a table measures there is its width with nothing folded
 
 
 class ByWidth:
-    """A renderable that is ``wide`` in a terminal of ``at`` columns or more and ``narrow`` below (the same rows laid
-    out to fit): chosen when printed, from the width rich gives it."""
+    """A table in two forms, chosen when printed: ``wide`` where it fits the width rich gives it whole (no column
+    folded: every value on its line), else ``narrow`` (the same rows laid out for 80 columns: no borders between
+    columns, some moved under others)."""
 
-    def __init__(self, wide: RenderableType, narrow: RenderableType, at: int = NARROW_BELOW) -> None:
-        self.wide, self.narrow, self.at = wide, narrow, at
+    def __init__(self, wide: Table, narrow: Table) -> None:
+        self.wide, self.narrow = wide, narrow
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self.narrow if options.max_width < self.at else self.wide
+        natural = Measurement.get(console, options.update_width(_UNBOUNDED), self.wide).maximum  # nothing folded
+        fits = natural <= options.max_width
+        yield self.wide if fits else self.narrow
 
 
 def stacked(first: Any, second: Any) -> Text:

@@ -106,10 +106,16 @@ def _mark_class(marks: list[int]) -> str:
     return "".join(ranges)
 
 
+def _is_mark(char: str) -> bool:
+    """A character that continues a run of combining marks once reviews are normalized: a mark, or one whose NFKD form
+    is only marks (U+0F73 is two Tibetan vowel signs; half-width U+FF9E is U+3099)."""
+    return all(unicodedata.combining(part) for part in unicodedata.normalize("NFKD", char))
+
+
 def _mark_run() -> re.Pattern[str]:
-    """Runs of more than MAX_COMBINING_MARKS combining marks of the Basic Multilingual Plane, as a class of ranges
+    """Runs of more than MAX_COMBINING_MARKS marks (``_is_mark``) of the Basic Multilingual Plane, as a class of ranges
     that stays fast only within it: ``_marks_in_a_row`` first writes a line's marks past U+FFFF as U+0300."""
-    marks = [code for code in range(0x10000) if unicodedata.combining(chr(code))]
+    marks = [code for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF and _is_mark(chr(code))]
     return re.compile(f"[{_mark_class(marks)}]{{{MAX_COMBINING_MARKS + 1},}}")
 
 
@@ -120,7 +126,7 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 def _marks_in_a_row(line: str) -> re.Match[str] | None:
     """The first run of more than MAX_COMBINING_MARKS combining marks in ``line``, if any (positions kept)."""
     if _ASTRAL.search(line):
-        line = _ASTRAL.sub(lambda char: "\u0300" if unicodedata.combining(char.group()) else "\ufffd", line)
+        line = _ASTRAL.sub(lambda char: "\u0300" if _is_mark(char.group()) else "\ufffd", line)
     return _MARK_RUN.search(line)
 
 
@@ -582,9 +588,12 @@ class ReviewReader:
         for index, cell in enumerate(row):
             first, *rest = _LINE_BREAK.split(cell)
             lines = [line for line in rest if line.strip()]
-            # a value before other columns whose first line holds the rest of a row (`"Best dress ever!,5`): that row
-            # ended there, and its quote swallowed what follows
-            opened = bool(lines) and index < width - 1 and a_row(self._delimiter.join([*row[:index], first]))
+            # a value before the label (or split) column whose first line holds the rest of a row, that label among it
+            # (`"Best dress ever!,5`): that row ended there, and its quote swallowed what follows. Its separators are
+            # counted first: joining every such value's row would be quadratic in a row's columns.
+            opened = (bool(lines) and index < max(label_idx, -1 if split_idx is None else split_idx)
+                      and index + first.count(self._delimiter) + 1 == width
+                      and a_row(self._delimiter.join([*row[:index], first])))
             # the last line ends at the closing quote: a row's start only, when the text column comes first
             cut = bool(lines) and (len(lines) > 1 or opened) and not a_row(lines[-1])
             judged = lines[:-1] if cut else lines

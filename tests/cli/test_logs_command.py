@@ -107,7 +107,10 @@ def test_every_line_of_a_long_log_is_read_page_by_page(deployed, capsys):  # noq
 
 def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
     put_run(deployed, "reviewtune-0000aaaa0000aaaa", "team-a/r.tsv", "REJECTED", 1)
-    put_run(deployed, "reviewtune-1111bbbb1111bbbb", "team-a/r.tsv", "FAILED", 2)
+    failed = put_run(deployed, "reviewtune-1111bbbb1111bbbb", "team-a/r.tsv", "FAILED", 2)
+    boto3.resource("dynamodb").Table(deployed.runs_table).put_item(
+        Item={**failed, "tuning_job_arn": "arn:aws:sagemaker:us-east-1:123456789012:hyper-parameter-tuning-job/x"})
+    put_run(deployed, "reviewtune-3333dddd3333dddd", "team-a/r.tsv", "STOPPED", 3)  # stopped before it made a job
 
     assert main(["runs", "logs", "reviewtune-0000aaaa0000aaaa", "--stack", STACK]) == 1
     err = " ".join(capsys.readouterr().err.split())
@@ -116,6 +119,9 @@ def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
     err = " ".join(capsys.readouterr().err.split())
     assert ("no log of run reviewtune-1111bbbb1111bbbb in CloudWatch Logs: its jobs' log streams are gone (deleted, "
             "or past a retention set on their log groups); `--functions` adds what the functions logged about it") in err
+    assert main(["runs", "logs", "reviewtune-3333dddd3333dddd", "--stack", STACK]) == 1
+    assert ("no log of run reviewtune-3333dddd3333dddd in CloudWatch Logs: it is STOPPED and made no job"
+            in " ".join(capsys.readouterr().err.split()))
 
 
 def test_a_run_without_logs_yet_or_a_job_not_found_gets_what_to_run_next(deployed, capsys):  # noqa: F811

@@ -322,6 +322,9 @@ CATALOGUE: tuple[BadInput, ...] = (
         "line 1: 'sep=;' says the values are separated by semicolons; a .csv file is read as comma-separated",
     ),
     BadInput("no label column", "nolabel.csv", b"text,score\nhello,5\n", "no label column"),
+    BadInput("a row of 20,000 values over two lines each", "wide.csv",
+             lambda: b"rating,review," + b",".join(b"c%d" % i for i in range(20_000)) + b"\n5,wide" + b',"\nx"' * 20_000 + b"\n",
+             "not enough reviews per class in the file"),
     BadInput("huge header without a text column", "wide.csv", _huge_header, "no review text column: the header has 10,000 columns"),
     # --- values
     BadInput("sentiment out of range", "label.tsv", lambda: _with_row(b"7\thello\n"), "line 12: 'sentiment' is '7', expected one of -1, 0, 1"),

@@ -58,9 +58,28 @@ def test_runs_table_keeps_ids_and_numbers_whole_in_an_80_column_terminal():
     run_line = next(line for line in text.splitlines() if RUN_ID in line)
     under = text.splitlines()[text.splitlines().index(run_line) + 1]
     assert under.startswith("team-a/reviews-of-the-whole")  # the dataset under its run's id
-    text = rendered(views.runs_table([item], "Runs"), width=100)
-    for whole in (RUN_ID, "SUCCEEDED", "2026-11-01", "10:25:06", "11,080/600", "58.33", "61.67"):
+    text = rendered(views.runs_table([item], "Runs"), width=250)  # the wide form, where it fits with nothing folded
+    for whole in (RUN_ID, "SUCCEEDED", "2026-11-01 10:25:06", "11,080/600/600", "58.33", "61.67", item["dataset"]):
         assert whole in text, (whole, text)
+    assert "│" in text
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 140])
+def test_tables_keep_ids_times_and_counts_whole_at_every_width(width):
+    """The wide form only where nothing in it folds; else the narrow one (whose times are a date over a time)."""
+    item = {"run_id": RUN_ID, "created_at": "2026-11-01T10:25:06.000Z", "status": "TUNING",
+            "stop_request": {"at": "2026-11-01T11:00:00Z", "deadline": True}, "dataset": "team-a/reviews.tsv",
+            "data": {"summary": {"rows": {"train": 1108000, "validation": 60000, "test": 60000}}}}
+    text = rendered(views.runs_table([item], "Runs"), width=width)
+    for whole in (RUN_ID, "2026-11-01", "10:25:06", "1,108,000", "60,000"):
+        assert whole in text, (width, whole, text)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    row = {"written": "2026-11-01T10:25:06.000Z", "key": "incoming/team-a/reviews.tsv", "version_id": "3HL4kqtJlc",
+           "run_id": RUN_ID, "status": "SUCCEEDED", "message_sent_at": "2026-11-01T10:52:40.000Z", "message_id": "m",
+           "message_recorded_at": None, "problem": None}
+    text = rendered(audit.table([row], "Audit"), width=width)
+    for whole in (RUN_ID, "SUCCEEDED", "2026-11-01", "10:52:40"):
+        assert whole in text, (width, whole, text)
 
 
 def test_trials_table_names_each_trial_by_its_number_and_suffix_whole():

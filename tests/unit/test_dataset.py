@@ -305,6 +305,11 @@ def test_thirty_combining_marks_in_a_row_are_text_and_thirty_one_are_refused_whe
     for extra in ("\u0301", "\U0001d165"):  # one more, from the Basic Multilingual Plane or past it
         with pytest.raises(DatasetError, match=r"line 62: 31 combining marks in a row at character 4 "):
             split_reviews(make_file(balanced_rows(20) + [(1, stacked + extra)]), "a.tsv")
+    for decomposing in ("\u0f73" * 31, "\uff9e\u0301" * 16):  # no class of their own, marks once normalized
+        with pytest.raises(DatasetError, match=r"line 62: (31|32) combining marks in a row at character 4 "):
+            split_reviews(make_file(balanced_rows(20) + [(1, "a" + decomposing)]), "a.tsv")
+    accented = "tr" + "\u00e8" * 40 + "s bien"  # letters that carry a mark each: no run of marks
+    assert split_reviews(make_file(balanced_rows(20) + [(1, accented)]), "a.tsv").rows_read == 61
     emoji = "fits 👗 well " * 500  # characters past U+FFFF that are not marks
     assert split_reviews(make_file(balanced_rows(20) + [(1, emoji)]), "a.tsv").rows_read == 61
 

@@ -19,6 +19,7 @@ LAYOUTS = {  # header, and the columns of a row (title, text, rating)
     "text first": (["Review Text", "Rating"], lambda title, text, rating: [text, rating]),
     "text last": (["Rating", "Review Text"], lambda title, text, rating: [rating, text]),
     "text in the middle": (["Title", "Review Text", "Rating", "Age"], lambda title, text, rating: [title, text, rating, 30]),
+    "label first, text in the middle": (["Rating", "Review Text", "Title"], lambda title, text, rating: [rating, text, title]),
 }
 
 
