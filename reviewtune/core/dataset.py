@@ -147,14 +147,15 @@ def _check_enough(rows: list[Review], minimum: int, where: str) -> None:
         )
 
 
-def _check_every_split_marked(splits: dict[str, list[Review]]) -> None:
-    """A split column that marks no row for one of the splits (only train and test): say so, and the two ways out."""
-    unmarked = [name for name in names.SPLITS if not splits[name]]
+def _check_every_split_marked(marked: Counter[str | None]) -> None:
+    """A split column that marks no review for one of the splits (only train and test): say so, and the two ways out.
+    ``marked`` counts the reviews read (with a text) by their split, before any is left out."""
+    unmarked = [name for name in names.SPLITS if not marked[name]]
     if unmarked:
-        marked = ", ".join(name for name in names.SPLITS if splits[name]) or "none"
+        marked_names = ", ".join(name for name in names.SPLITS if marked[name]) or "none"
         aliases = {"train": "train, training", "validation": "validation, val, valid, dev", "test": "test, testing"}
         raise DatasetError(
-            f"the split column marks no review {' or '.join(unmarked)} (only {marked}): mark some reviews "
+            f"the split column marks no review {' or '.join(unmarked)} (only {marked_names}): mark some reviews "
             + " and some ".join(f"{name} ({aliases[name]})" for name in unmarked)
             + ", or leave the split column out to have the file split 90 / 5 / 5 per class"
         )
@@ -209,8 +210,10 @@ def split_stream(
     label_of: dict[bytes, int] = {}  # each review's first label
     conflicting: dict[bytes, int] = {}  # a review given another label too -> the line where it first was
     repeats: Counter[bytes] = Counter()  # a review's copies counted once, by review
+    marked: Counter[str | None] = Counter()  # reviews by the split the file marks them for
     growth = _Growth()
     for row in reader.rows():
+        marked[row.split] += 1
         key = growth.key(row.text, row.line)
         first = label_of.setdefault(key, row.sentiment)
         if first != row.sentiment and key not in conflicting:
@@ -246,7 +249,7 @@ def split_stream(
     if info.has_split_column:
         splits = {name: [r for r, s, _ in kept if s == name] for name in names.SPLITS}
         source = "file"
-        _check_every_split_marked(splits)
+        _check_every_split_marked(marked)
     else:
         by_class = {label: [r for r in reviews if r.sentiment == label] for label in LABELS}
         if class_balance == "downsample":

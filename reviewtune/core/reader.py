@@ -10,6 +10,7 @@ and short excerpts (see ``reasons``).
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -62,7 +63,9 @@ _CHUNK = 1024 * 1024
 # HYPHEN-MINUS; in a label they can mean only a minus
 _MINUS_SIGNS = str.maketrans(dict.fromkeys("\u2212\u2013\u2010\u2011\ufe63\uff0d", "-"))
 # a whole number with one or two zero decimals (a decimal point or comma; three would read as thousands in some locales)
-_WHOLE_NUMBER = re.compile(r"([+-]?[0-9]+)(?:[.,]0{1,2})?")
+_WHOLE_NUMBER = re.compile(r"([+-]?[0-9]{1,3})(?:[.,]0{1,2})?")
+# full-width digits, signs, point and comma (an East Asian input method's) as their ASCII forms
+_FULL_WIDTH = str.maketrans({chr(0xFF10 + n): str(n) for n in range(10)} | {"\uff0b": "+", "\uff0e": ".", "\uff0c": ","})
 # a text that is a missing-value marker (R's NA, pandas' NaN, SQL's NULL, a spreadsheet's N/A): an empty review
 MISSING_TEXTS = frozenset({"na", "n/a", "nan", "null", "#n/a"})
 # What a file that is not text starts with, and what it is; matched on the first line as read (bytes that are not
@@ -120,13 +123,20 @@ def _mark_run() -> re.Pattern[str]:
 
 
 _MARK_RUN = _mark_run()
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+# Every mark past U+FFFF is below U+1F000 (Unicode 14-16); emoji are past it, so a line of emoji is not rewritten.
+_ASTRAL_MARK_BLOCKS = re.compile("[\U00010000-\U0001efff]")
+
+
+@functools.cache
+def _astral_marks() -> frozenset[str]:
+    return frozenset(chr(code) for code in range(0x10000, 0x1F000) if _is_mark(chr(code)))
 
 
 def _marks_in_a_row(line: str) -> re.Match[str] | None:
     """The first run of more than MAX_COMBINING_MARKS combining marks in ``line``, if any (positions kept)."""
-    if _ASTRAL.search(line):
-        line = _ASTRAL.sub(lambda char: "\u0300" if _is_mark(char.group()) else "\ufffd", line)
+    if _ASTRAL_MARK_BLOCKS.search(line):
+        marks = _astral_marks()
+        line = _ASTRAL_MARK_BLOCKS.sub(lambda char: "\u0300" if char.group() in marks else "\ufffd", line)
     return _MARK_RUN.search(line)
 
 
@@ -203,9 +213,14 @@ def _label_text(value: str) -> str:
     """A label cell as compared with the allowed values: a whole number as spreadsheets write it under other formats
     (``1.0``, ``1.00``, ``1,0`` with a decimal comma, ``+1``, full-width digits) is that number, and -1 written with the
     minus sign of a word processor or a spreadsheet's format (U+2212, an en dash) is ``-1``."""
-    label = unicodedata.normalize("NFKC", value).strip().translate(_MINUS_SIGNS)
+    label = value.strip().translate(_FULL_WIDTH).translate(_MINUS_SIGNS)
     number = _WHOLE_NUMBER.fullmatch(label)
     return str(int(number.group(1))) if number else label
+
+
+def _split_value(cell: str) -> str | None:
+    """The split a cell names (any case and padding, full-width letters), or None."""
+    return SPLIT_ALIASES.get(unicodedata.normalize("NFKC", cell).strip().lower())
 
 
 def _label_hint(label: str, kind: str) -> str:
@@ -491,6 +506,7 @@ class ReviewReader:
         allowed = SENTIMENT_VALUES if kind == "sentiment" else RATING_VALUES
         width = len(header)
         needed = max(text_idx, label_idx, -1 if split_idx is None else split_idx)  # the last column read
+        self._rows_spaced = 0  # rows with a value that starts with a space (`1, great`): how this file writes rows
         separator = "tab" if self._delimiter == "\t" else "comma"
         problems = self.problems
         while True:
@@ -510,11 +526,6 @@ class ReviewReader:
                     f"the file has more than {MAX_ROWS:,} reviews (line {start:,} is review {info.rows_read:,}); "
                     "split it into files of fewer reviews and drop each"
                 )
-            if width > len(row) > needed:  # a spreadsheet leaves out the empty cells that end a row: none is used
-                row = row + [""] * (width - len(row))
-            elif (len(row) > width and not any(cell.strip() for cell in row[width:])
-                  and _label_text(row[label_idx]) in allowed):  # empty cells past the header's, the label in place
-                row = row[:width]
             if len(row) != width:
                 if len(row) > width and any(cell.startswith(' "') for cell in row):
                     # `1, "a, b"`: a quote opens a value only right after the separator
@@ -524,10 +535,16 @@ class ReviewReader:
                             f"when the quote comes right after the {separator}: {example}")
                 elif len(row) > width:
                     hint = f"an unquoted {separator} inside a value? put that value in double quotes"
+                elif len(row) > needed:  # every column read is there: the cells missing are those that end the row
+                    hint = ("empty cells at the row's end left out, as Excel does for some rows? delete the empty "
+                            "columns at the end of the sheet and save it again; or a line break inside an unquoted "
+                            "value?")
                 else:
                     hint = "a missing value, or a line break inside an unquoted value?"
                 problems.add(start, f"{len(row)} fields, expected {width} ({hint})")
                 continue
+            if any(cell[:1].isspace() for cell in row[1:]):
+                self._rows_spaced += 1
             if self._lines_read > start:  # a quoted value over several lines: rows an unclosed quote swallowed?
                 swallowed = self._swallowed(row, width, label_idx, split_idx, allowed)
                 if swallowed:
@@ -546,8 +563,7 @@ class ReviewReader:
                 continue
             given = None
             if split_idx is not None:
-                raw_split = unicodedata.normalize("NFKC", row[split_idx]).strip().lower()
-                given = SPLIT_ALIASES.get(raw_split)
+                given = _split_value(row[split_idx])
                 if given is None:
                     problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
                     continue
@@ -576,20 +592,24 @@ class ReviewReader:
         it, reads as a row. A review written over several lines, some of which happen to read so (`1, the
         zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
 
+        spaced = 2 * self._rows_spaced > self.info.rows_read  # this file writes most rows `1, great`
+
         def a_row(line: str) -> bool:
-            """A line as a program writes a row: no value starts with a space (`1, fits well` is a list in a text)."""
+            """A line as this file writes its rows: in a file whose rows start no value with a space, a line that
+            does (`1, fits well`) is a list a person wrote in a review."""
             fields = line.split(self._delimiter)
-            if len(fields) != width or any(field[:1].isspace() for field in fields):
+            if len(fields) != width or (not spaced and any(field[:1].isspace() for field in fields)):
                 return False
             if _label_text(fields[label_idx]) not in allowed:
                 return False
-            return split_idx is None or fields[split_idx].strip().lower() in SPLIT_ALIASES
+            return split_idx is None or _split_value(fields[split_idx]) is not None
 
         for index, cell in enumerate(row):
             first, *rest = _LINE_BREAK.split(cell)
             lines = [line for line in rest if line.strip()]
             # a value before the label (or split) column whose first line holds the rest of a row, that label among it
-            # (`"Best dress ever!,5`): that row ended there, and its quote swallowed what follows. Its separators are
+            # (`"Best dress ever!,5`): that row ended there, and its quote swallowed what follows. (With the label
+            # before the value, real reviews' first lines read as rows: `Hi ladies,` under `5,`.) Its separators are
             # counted first: joining every such value's row would be quadratic in a row's columns.
             opened = (bool(lines) and index < max(label_idx, -1 if split_idx is None else split_idx)
                       and index + first.count(self._delimiter) + 1 == width

@@ -354,14 +354,14 @@ def test_a_quoted_value_whose_lines_read_as_rows_as_a_program_writes_them_says_h
 
 
 @pytest.mark.parametrize(("written", "label"), [("1.00", 1), ("1,0", 1), ("-1,00", -1), ("+1", 1), ("-0.0", 0),
-                                                ("\uff11", 1), ("\uff0d\uff11", -1)])
+                                                ("01", 1), ("\uff11", 1), ("\uff0d\uff11", -1), ("\uff11\uff0e\uff10", 1)])
 def test_a_label_as_spreadsheets_write_whole_numbers_under_other_formats_is_that_number(written, label):
     rows = balanced_rows(20) + [(written, "the odd one")]
     result = split_reviews(make_file(rows), "a.tsv", class_balance="none")
     assert [r.sentiment for rows_ in result.splits.values() for r in rows_ if r.text == "the odd one"] == [label]
 
 
-@pytest.mark.parametrize("written", ["1,000", "1.5", "1e0", "1,", "(1)"])
+@pytest.mark.parametrize("written", ["1,000", "1.5", "1.05", "10", "1e0", "1,", "(1)", "\u00b9", "\u2460", "1" * 5000])
 def test_a_label_that_is_not_a_whole_number_written_so_is_refused(written):
     with pytest.raises(DatasetError, match="expected one of -1, 0, 1"):
         split_reviews(make_file(balanced_rows(20) + [(written, "the odd one")]), "a.tsv")
@@ -376,21 +376,17 @@ def test_a_missing_value_marker_as_a_text_is_an_empty_review():
     assert (result.dropped_empty_text, result.conflicting_removed, result.duplicates_removed) == (6, 0, 0)
 
 
-def test_rows_that_leave_out_empty_cells_at_their_end_or_add_empty_ones_are_read():
-    """Excel leaves out the separators of empty cells that end a row (in blocks of rows); other tools add some."""
-    lines = ["review_text,sentiment,notes"] + [f"review {i} of {label},{label}" + ("," if i % 2 else "")
-                                               for i, label in enumerate([-1, 0, 1] * 20)]
-    lines += ["one more,1,,,"]
-    result = split_reviews("\n".join(lines).encode(), "a.csv", class_balance="none")
-    assert result.rows_read == 61 and sum(len(rows) for rows in result.splits.values()) == 61
-
-
-def test_a_row_missing_the_label_itself_is_still_refused():
+def test_rows_that_leave_out_empty_cells_at_their_end_are_refused_saying_how_excel_makes_them():
+    """Excel leaves out the separators of empty cells that end some rows: taking such rows would also take rows whose
+    review holds an unquoted line break or separator, with a wrong text or label, so they are refused, saying why."""
     lines = ["review_text,sentiment,notes"] + [f"review {i} of {label},{label}," for i, label in enumerate([-1, 0, 1] * 20)]
-    with pytest.raises(DatasetError, match=r"line 62: 1 fields, expected 3"):
-        split_reviews("\n".join(lines + ["no label here"]).encode(), "a.csv")
+    with pytest.raises(DatasetError, match=r"line 62: 2 fields, expected 3 \(empty cells at the row's end left out, "
+                                           r"as Excel does for some rows\? delete the empty columns"):
+        split_reviews("\n".join(lines + ["one more,1"]).encode(), "a.csv")
     with pytest.raises(DatasetError, match=r"line 62: 4 fields, expected 3 \(an unquoted comma"):
-        split_reviews("\n".join(lines + ["great, fits,1,"]).encode(), "a.csv")
+        split_reviews("\n".join(lines + ["good, fits well,1,"]).encode(), "a.csv")
+    with pytest.raises(DatasetError, match=r"line 62: 1 fields, expected 3 \(a missing value"):
+        split_reviews("\n".join(lines + ["no label here"]).encode(), "a.csv")
 
 
 @pytest.mark.parametrize("before", [",\r\n", ",,,\n", ";\n", "\xef\xbb\xbf,\r\n"])
@@ -410,3 +406,27 @@ def test_full_width_split_values_are_split_values():
             for label in (-1, 0, 1) for i in range(12)]
     result = split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
     assert len(result.splits["test"]) == 6
+
+
+def test_a_stray_quote_is_found_in_a_file_that_writes_a_space_after_each_separator():
+    lines = ["sentiment, review_body"] + [f"{label}, review {i} of {label}" for label in (-1, 0, 1) for i in range(15)]
+    lines[5:5] = ['1,"Perfect fit', "0, Runs small for me", "-1, I am 5'9\""]  # the quote right after the comma
+    with pytest.raises(DatasetError, match=r"line 6: a quoted value runs to line 8 and holds what looks like a row"):
+        split_reviews("\n".join(lines).encode(), "a.csv")
+
+
+def test_a_stray_quote_is_found_where_the_rows_name_their_split_in_full_width_letters():
+    train = "\uff54\uff52\uff41\uff49\uff4e"
+    rows = [f"{label}\tr{label}_{i}\t{train if i < 8 else ('dev' if i < 9 else 'test')}"
+            for label in (-1, 0, 1) for i in range(10)]
+    rows[3:3] = ['1\t"Perfect fit', f"0\tRuns small for me\t{train}", "-1\tI am 5'9\"\ttest"]
+    with pytest.raises(DatasetError, match=r"holds what looks like a row of its own"):
+        split_reviews(("sentiment\treview_body\tsplit\n" + "\n".join(rows)).encode(), "a.tsv")
+
+
+def test_a_split_whose_marked_reviews_were_all_left_out_is_not_called_unmarked():
+    rows = [(label, f"t{label}{i}", "test" if i < 2 else "train") for label in (-1, 0, 1) for i in range(12)]
+    rows += [(1, "same words", "validation"), (0, "same words", "validation")]  # labelled two ways: left out
+    with pytest.raises(DatasetError, match="not enough reviews per class in the validation split") as raised:
+        split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
+    assert "marks no review" not in str(raised.value)
