@@ -53,6 +53,7 @@ SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
 _COLUMNS_LISTED = 5  # of a column named twice or more
+_STYLE_ROWS = 1_000  # the first rows, which say how a file writes its rows (`1,great` or `1, great`)
 _BLANK_LINE = " \t\r\n,;|"  # what a line without content holds: spaces and separators (a spreadsheet's empty row)
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
 # Excel's first line naming the separator ("sep=;"), before the header; as saved again by a spreadsheet it may be
@@ -64,6 +65,7 @@ _CHUNK = 1024 * 1024
 _MINUS_SIGNS = str.maketrans(dict.fromkeys("\u2212\u2013\u2010\u2011\ufe63\uff0d", "-"))
 # a whole number with one or two zero decimals (a decimal point or comma; three would read as thousands in some locales)
 _WHOLE_NUMBER = re.compile(r"([+-]?[0-9]{1,3})(?:[.,]0{1,2})?")
+_PLAIN_LABELS = frozenset({"-1", "0", "1", "2", "3", "4", "5"})
 # full-width digits, signs, point and comma (an East Asian input method's) as their ASCII forms
 _FULL_WIDTH = str.maketrans({chr(0xFF10 + n): str(n) for n in range(10)} | {"\uff0b": "+", "\uff0e": ".", "\uff0c": ","})
 # a text that is a missing-value marker (R's NA, pandas' NaN, SQL's NULL, a spreadsheet's N/A): an empty review
@@ -213,6 +215,8 @@ def _label_text(value: str) -> str:
     """A label cell as compared with the allowed values: a whole number as spreadsheets write it under other formats
     (``1.0``, ``1.00``, ``1,0`` with a decimal comma, ``+1``, full-width digits) is that number, and -1 written with the
     minus sign of a word processor or a spreadsheet's format (U+2212, an en dash) is ``-1``."""
+    if value in _PLAIN_LABELS:  # nearly every cell: nothing to rewrite
+        return value
     label = value.strip().translate(_FULL_WIDTH).translate(_MINUS_SIGNS)
     number = _WHOLE_NUMBER.fullmatch(label)
     return str(int(number.group(1))) if number else label
@@ -543,7 +547,7 @@ class ReviewReader:
                     hint = "a missing value, or a line break inside an unquoted value?"
                 problems.add(start, f"{len(row)} fields, expected {width} ({hint})")
                 continue
-            if any(cell[:1].isspace() for cell in row[1:]):
+            if info.rows_read <= _STYLE_ROWS and any(cell[:1].isspace() for cell in row[1:]):
                 self._rows_spaced += 1
             if self._lines_read > start:  # a quoted value over several lines: rows an unclosed quote swallowed?
                 swallowed = self._swallowed(row, width, label_idx, split_idx, allowed)
@@ -568,7 +572,7 @@ class ReviewReader:
                     problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
                     continue
             text = clean_text(row[text_idx])
-            if _INVISIBLE_ONLY.fullmatch(text) or text.casefold() in MISSING_TEXTS:
+            if _INVISIBLE_ONLY.fullmatch(text) or (len(text) <= 4 and text.casefold() in MISSING_TEXTS):
                 info.dropped_empty_text += 1
                 continue
             if problems:
@@ -592,7 +596,7 @@ class ReviewReader:
         it, reads as a row. A review written over several lines, some of which happen to read so (`1, the
         zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
 
-        spaced = 2 * self._rows_spaced > self.info.rows_read  # this file writes most rows `1, great`
+        spaced = 2 * self._rows_spaced > min(self.info.rows_read, _STYLE_ROWS)  # most rows are written `1, great`
 
         def a_row(line: str) -> bool:
             """A line as this file writes its rows: in a file whose rows start no value with a space, a line that
