@@ -53,7 +53,6 @@ SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
 _COLUMNS_LISTED = 5  # of a column named twice or more
-_STYLE_ROWS = 1_000  # the first rows, which say how a file writes its rows (`1,great` or `1, great`)
 _BLANK_LINE = " \t\r\n,;|"  # what a line without content holds: spaces and separators (a spreadsheet's empty row)
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
 # Excel's first line naming the separator ("sep=;"), before the header; as saved again by a spreadsheet it may be
@@ -510,7 +509,6 @@ class ReviewReader:
         allowed = SENTIMENT_VALUES if kind == "sentiment" else RATING_VALUES
         width = len(header)
         needed = max(text_idx, label_idx, -1 if split_idx is None else split_idx)  # the last column read
-        self._rows_spaced = 0  # rows with a value that starts with a space (`1, great`): how this file writes rows
         separator = "tab" if self._delimiter == "\t" else "comma"
         problems = self.problems
         while True:
@@ -537,6 +535,11 @@ class ReviewReader:
                                "remove the space before the quote")
                     hint = (f'a space between a {separator} and the quote that opens a value? a value is quoted only '
                             f"when the quote comes right after the {separator}: {example}")
+                elif (len(row) > width and not any(cell.strip() for cell in row[width:])
+                      and _label_text(row[label_idx]) in allowed):  # the label in its place: the extra cells are empty
+                    hint = (f"empty cells past the header's columns (a {separator} at the end of the row)? remove them, "
+                            "or name their column in the header; or an unquoted "
+                            f"{separator} inside a value? put that value in double quotes")
                 elif len(row) > width:
                     hint = f"an unquoted {separator} inside a value? put that value in double quotes"
                 elif len(row) > needed:  # every column read is there: the cells missing are those that end the row
@@ -547,8 +550,6 @@ class ReviewReader:
                     hint = "a missing value, or a line break inside an unquoted value?"
                 problems.add(start, f"{len(row)} fields, expected {width} ({hint})")
                 continue
-            if info.rows_read <= _STYLE_ROWS and any(cell[:1].isspace() for cell in row[1:]):
-                self._rows_spaced += 1
             if self._lines_read > start:  # a quoted value over several lines: rows an unclosed quote swallowed?
                 swallowed = self._swallowed(row, width, label_idx, split_idx, allowed)
                 if swallowed:
@@ -596,13 +597,12 @@ class ReviewReader:
         it, reads as a row. A review written over several lines, some of which happen to read so (`1, the
         zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
 
-        spaced = 2 * self._rows_spaced > min(self.info.rows_read, _STYLE_ROWS)  # most rows are written `1, great`
-
         def a_row(line: str) -> bool:
-            """A line as this file writes its rows: in a file whose rows start no value with a space, a line that
-            does (`1, fits well`) is a list a person wrote in a review."""
+            """A line as a program writes a row: no value starts with a space (`1, fits well` is a list a person wrote
+            in a review). In a file written `1, text`, a quote after the space opens no value, so no such row is
+            swallowed; one written `1,"text` there is not found."""
             fields = line.split(self._delimiter)
-            if len(fields) != width or (not spaced and any(field[:1].isspace() for field in fields)):
+            if len(fields) != width or any(field[:1].isspace() for field in fields):
                 return False
             if _label_text(fields[label_idx]) not in allowed:
                 return False

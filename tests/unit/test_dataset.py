@@ -408,11 +408,21 @@ def test_full_width_split_values_are_split_values():
     assert len(result.splits["test"]) == 6
 
 
-def test_a_stray_quote_is_found_in_a_file_that_writes_a_space_after_each_separator():
-    lines = ["sentiment, review_body"] + [f"{label}, review {i} of {label}" for label in (-1, 0, 1) for i in range(15)]
-    lines[5:5] = ['1,"Perfect fit', "0, Runs small for me", "-1, I am 5'9\""]  # the quote right after the comma
-    with pytest.raises(DatasetError, match=r"line 6: a quoted value runs to line 8 and holds what looks like a row"):
-        split_reviews("\n".join(lines).encode(), "a.csv")
+def test_a_list_in_a_quoted_review_is_text_whatever_the_rows_before_it():
+    """Rows before it that start their text with a space say nothing of how the list's lines were written."""
+    lines = ["sentiment,review_body", "1, Love it", "0, It is ok", "-1, Too small",
+             '1,"Three problems:\n1, the zipper broke\n0, runs small\nstill love it"']
+    lines += [f"{label},review {i} of {label}" for label in (-1, 0, 1) for i in range(15)]
+    result = split_reviews("\n".join(lines).encode(), "a.csv", class_balance="none")
+    assert "Three problems: 1, the zipper broke 0, runs small still love it" in {
+        r.text for rows in result.splits.values() for r in rows}
+
+
+def test_empty_cells_past_the_header_s_columns_are_named_as_such():
+    lines = ["review_text,sentiment"] + [f"review {i} of {label},{label}" for i, label in enumerate([-1, 0, 1] * 20)]
+    with pytest.raises(DatasetError, match=r"line 62: 4 fields, expected 2 \(empty cells past the header's columns "
+                                           r"\(a comma at the end of the row\)\? remove them"):
+        split_reviews("\n".join(lines + ["one more,1,,"]).encode(), "a.csv")
 
 
 def test_a_stray_quote_is_found_where_the_rows_name_their_split_in_full_width_letters():
