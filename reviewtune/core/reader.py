@@ -49,6 +49,7 @@ SPLIT_ALIASES = {
     "test": "test",
     "testing": "test",
 }
+_LONGEST_SPLIT_NAME = max(len(name) for name in SPLIT_ALIASES)
 SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
@@ -222,8 +223,12 @@ def _label_text(value: str) -> str:
 
 
 def _split_value(cell: str) -> str | None:
-    """The split a cell names (any case and padding, full-width letters), or None."""
-    return SPLIT_ALIASES.get(unicodedata.normalize("NFKC", cell).strip().lower())
+    """The split a cell names (any case and padding, full-width letters), or None. Only a short cell is normalized: a
+    long one names no split, and normalizing a cell of stacked marks would take minutes."""
+    value = cell.strip()
+    if len(value) > _LONGEST_SPLIT_NAME:
+        return None
+    return SPLIT_ALIASES.get(unicodedata.normalize("NFKC", value).strip().lower())
 
 
 def _label_hint(label: str, kind: str) -> str:
@@ -593,9 +598,10 @@ class ReviewReader:
         """A value of the record whose every line after its first (blank lines aside; its last may be the start of a
         row the closing quote cut) reads as a row itself (as many fields as the
         header, a valid label, a valid split when the file has that column): rows an unclosed quote swallowed. Its
-        first such line, or None. So is a value before the row's last column whose first line, with the fields before
-        it, reads as a row. A review written over several lines, some of which happen to read so (`1, the
-        zipper broke` under `Three problems:`), is a value of its own, quoted as it should be."""
+        first such line, or None. A review written over several lines, some of which happen to read so (`1, the
+        zipper broke` under `Three problems:`), is a value of its own, quoted as it should be. A value's own first
+        line is not judged: with the values before it, a real review's first line can read as a row (`I tried sizes
+        2,4,6` under `Great,`), so a stray quote that swallows a single row, the text before the label, is not found."""
 
         def a_row(line: str) -> bool:
             """A line as a program writes a row: no value starts with a space (`1, fits well` is a list a person wrote
@@ -608,21 +614,12 @@ class ReviewReader:
                 return False
             return split_idx is None or _split_value(fields[split_idx]) is not None
 
-        for index, cell in enumerate(row):
-            first, *rest = _LINE_BREAK.split(cell)
-            lines = [line for line in rest if line.strip()]
-            # a value before the label (or split) column whose first line holds the rest of a row, that label among it
-            # (`"Best dress ever!,5`): that row ended there, and its quote swallowed what follows. (With the label
-            # before the value, real reviews' first lines read as rows: `Hi ladies,` under `5,`.) Its separators are
-            # counted first: joining every such value's row would be quadratic in a row's columns.
-            opened = (bool(lines) and index < max(label_idx, -1 if split_idx is None else split_idx)
-                      and index + first.count(self._delimiter) + 1 == width
-                      and a_row(self._delimiter.join([*row[:index], first])))
+        for cell in row:
+            lines = [line for line in _LINE_BREAK.split(cell)[1:] if line.strip()]
             # the last line ends at the closing quote: a row's start only, when the text column comes first
-            cut = bool(lines) and (len(lines) > 1 or opened) and not a_row(lines[-1])
-            judged = lines[:-1] if cut else lines
-            if (judged or opened) and all(a_row(line) for line in judged):
-                return first if opened else judged[0]
+            judged = lines[:-1] if len(lines) > 1 and not a_row(lines[-1]) else lines
+            if judged and all(a_row(line) for line in judged):
+                return judged[0]
         return None
 
     def _refusal(self) -> DatasetError:

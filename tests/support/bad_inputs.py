@@ -283,14 +283,15 @@ CATALOGUE: tuple[BadInput, ...] = (
     ),
     BadInput(
         "stray quote before the label column", "textfirst.csv",
-        lambda: b'review_text,rating\n"Best dress ever!,5\nToo short for a 5\'9",2\n'
+        lambda: b'review_text,rating\n"Best dress ever!,5\nNice fabric,4\nToo short for a 5\'9",2\n'
         + b"".join(b"r%d_%d,%d\n" % (r, i, r) for r in (1, 3, 5) for i in range(12)),
-        "line 2: a quoted value runs to line 3 and holds what looks like a row of its own ('Best dress ever!,5')",
+        "line 2: a quoted value runs to line 4 and holds what looks like a row of its own ('Nice fabric,4')",
     ),
     BadInput(
         "stray quote in a middle column", "middle.tsv",
-        lambda: b'sentiment\treview_body\tsplit\n1\t"Perfect fit\ttrain\n0\tRuns small"\ttrain\n' + _split_rows(),
-        "line 2: a quoted value runs to line 3 and holds what looks like a row of its own ('Perfect fit\\ttrain')",
+        lambda: b'sentiment\treview_body\tsplit\n1\t"Perfect fit\ttrain\n-1\tToo tight\ttrain\n0\tRuns small"\ttrain\n'
+        + _split_rows(),
+        "line 2: a quoted value runs to line 4 and holds what looks like a row of its own ('-1\\tToo tight\\ttrain')",
     ),
     BadInput("blank lines past the line limit", "blank.tsv", lambda: good_file() + b"\n" * 200,
              "the file has more than 100 lines", limits={"reader.MAX_LINES": 100}),

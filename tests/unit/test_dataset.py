@@ -440,3 +440,17 @@ def test_a_split_whose_marked_reviews_were_all_left_out_is_not_called_unmarked()
     with pytest.raises(DatasetError, match="not enough reviews per class in the validation split") as raised:
         split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
     assert "marks no review" not in str(raised.value)
+
+
+def test_a_quoted_review_whose_first_line_with_the_values_before_it_reads_as_a_row_is_one_review():
+    lines = ["Title,Review Text,Rating,Age", 'Great,"I tried sizes 2,4,6\nThe 4 fit best.",5,30']
+    lines += [f"t{i},review {i} of {r},{r},40" for r in (1, 3, 5) for i in range(12)]
+    result = split_reviews("\n".join(lines).encode(), "a.csv", class_balance="none")
+    assert "I tried sizes 2,4,6 The 4 fit best." in {r.text for rows in result.splits.values() for r in rows}
+
+
+def test_a_split_cell_of_stacked_marks_is_refused_without_normalizing_it():
+    rows = [f"good {i},1,train" + "\u0301\u0316" * 100_000 for i in range(3)]
+    data = ("review_body,sentiment,split\n" + "\n".join(rows)).encode()
+    with pytest.raises(DatasetError, match="line 2: 200,000 combining marks in a row"):
+        split_reviews(data, "a.csv")
