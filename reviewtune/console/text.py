@@ -33,6 +33,7 @@ def id_column(ids: Any) -> dict[str, Any]:
     """A narrow table's column of run ids, as wide as the longest (what is stacked under an id folds at its width)."""
     return {"overflow": "fold", "width": max((len(str(value)) for value in ids), default=3)}
 
+
 _UNBOUNDED = 100_000  # a width no table reaches: what a table measures there is its width with nothing folded
 
 
@@ -63,6 +64,7 @@ def new_table(title: str | None = None, *, narrow: bool = False, **options: Any)
     if narrow:
         options = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True, **options}
     return Table(title=title, **options)
+
 
 # Format characters that reorder or hide text (Unicode's bidi controls and the like); joiners used by emoji stay.
 _REORDERING = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}

@@ -63,7 +63,7 @@ def _runs_table(items: list[dict[str, Any]], title: str, *, narrow: bool) -> Tab
             utc_time(item.get("created_at")),
             _status(item),
             item.get("dataset", ""),
-            ("/".join(counts) if not narrow else " / ".join(counts)) or "-",
+            (" / " if narrow else "/").join(counts) or "-",
             f"{best['objective']:.2f}" if best.get("objective") is not None else "-",
             _pct(accuracy),
         ]

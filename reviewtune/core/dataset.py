@@ -132,8 +132,8 @@ def _counts(rows: list[Review]) -> dict[str, int]:
     return {str(label): counts.get(label, 0) for label in LABELS}
 
 
-def _check_enough(rows: list[Review], minimum: int, where: str) -> None:
-    counts = Counter(r.sentiment for r in rows)
+def _check_enough(counts: Counter[int], minimum: int, where: str) -> None:
+    """``counts``: reviews by sentiment."""
     short = [
         f"{LABEL_NAMES[label]} ({label}) has {counts.get(label, 0)}"
         for label in LABELS
@@ -153,7 +153,7 @@ def _check_every_split_marked(marked: Counter[str | None]) -> None:
     unmarked = [name for name in names.SPLITS if not marked[name]]
     if unmarked:
         marked_names = ", ".join(name for name in names.SPLITS if marked[name]) or "none"
-        aliases = {"train": "train, training", "validation": "validation, val, valid, dev", "test": "test, testing"}
+        aliases = {name: ", ".join(alias for alias, split in SPLIT_ALIASES.items() if split == name) for name in unmarked}
         raise DatasetError(
             f"the split column marks no review {' or '.join(unmarked)} (only {marked_names}): mark some reviews "
             + " and some ".join(f"{name} ({aliases[name]})" for name in unmarked)
@@ -161,10 +161,9 @@ def _check_every_split_marked(marked: Counter[str | None]) -> None:
         )
 
 
-def _check_not_binary(rows: list[Review], column: str) -> None:
-    """Refuse sentiments that are only 0 and 1: most likely a two-class file whose 0 means negative, which would train
-    its negative reviews as neutral; reviewtune does not guess which it is."""
-    counts = Counter(r.sentiment for r in rows)
+def _check_not_binary(counts: Counter[int], column: str) -> None:
+    """Refuse sentiments (``counts``: reviews by sentiment) that are only 0 and 1: most likely a two-class file whose 0
+    means negative, which would train its negative reviews as neutral; reviewtune does not guess which it is."""
     if counts.get(-1, 0) == 0 and counts.get(0, 0) and counts.get(1, 0):
         raise DatasetError(
             f"{excerpt(column)} holds only 0 ({counts[0]:,} reviews) and 1 ({counts[1]:,}); reviewtune's classes are "
@@ -241,9 +240,10 @@ def split_stream(
         notes.append(f"{len(conflicting):,} reviews the file labels two ways left out, {conflicted:,} rows; another "
                      f"label first at line {lines}{more}")
     noted = f" ({'; '.join(notes)})" if notes else ""
+    counts = Counter(r.sentiment for r in reviews)
     if info.label_kind == "sentiment":
-        _check_not_binary(reviews, info.label_column)
-    _check_enough(reviews, min_rows_per_class, f"in the file{noted}")
+        _check_not_binary(counts, info.label_column)
+    _check_enough(counts, min_rows_per_class, f"in the file{noted}")
     rng = random.Random(seed)
     dropped_by_balancing = 0
     if info.has_split_column:
@@ -273,7 +273,8 @@ def split_stream(
     leakage = remove_leakage(splits)
     removed = f" once reviews also in train are removed ({leakage:,} were)" if leakage else ""
     for name in names.SPLITS if info.has_split_column else ("validation", "test"):
-        _check_enough(splits[name], 1, f"in the {name} split" + ("" if name == "train" else removed))
+        _check_enough(Counter(r.sentiment for r in splits[name]), 1,
+                      f"in the {name} split" + ("" if name == "train" else removed))
     return SplitDataset(
         splits=splits,
         text_column=info.text_column,

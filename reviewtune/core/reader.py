@@ -10,7 +10,6 @@ and short excerpts (see ``reasons``).
 from __future__ import annotations
 
 import csv
-import functools
 import gzip
 import hashlib
 import io
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from reviewtune.core.combining_marks import too_long_run
 from reviewtune.core.errors import DatasetError
 from reviewtune.core.formats import (
     MAX_COMBINING_MARKS,
@@ -54,8 +54,9 @@ SENTIMENT_VALUES = ("-1", "0", "1")
 RATING_VALUES = ("1", "2", "3", "4", "5")
 _HEADER_NAMES_SHOWN = 10
 _COLUMNS_LISTED = 5  # of a column named twice or more
-_BLANK_LINE = " \t\r\n,;|"  # what a line without content holds: spaces and separators (a spreadsheet's empty row)
 _SEPARATORS = ((",", "commas"), (";", "semicolons"), ("\t", "tabs"), ("|", "pipes"))
+# what a line without content holds: spaces and separators (a spreadsheet's empty row)
+_BLANK_LINE = " \t\r\n" + "".join(mark for mark, _ in _SEPARATORS)
 # Excel's first line naming the separator ("sep=;"), before the header; as saved again by a spreadsheet it may be
 # quoted or followed by more separators ('"sep=,"', "sep=,,,"). The separator is printable or a tab.
 _SEP_DIRECTIVE = re.compile(r'"?sep=([^\x00-\x08\x0a-\x1f\x7f"\udc80-\udcff])"?\1*', re.IGNORECASE | re.ASCII)
@@ -65,11 +66,12 @@ _CHUNK = 1024 * 1024
 _MINUS_SIGNS = str.maketrans(dict.fromkeys("\u2212\u2013\u2010\u2011\ufe63\uff0d", "-"))
 # a whole number with one or two zero decimals (a decimal point or comma; three would read as thousands in some locales)
 _WHOLE_NUMBER = re.compile(r"([+-]?[0-9]{1,3})(?:[.,]0{1,2})?")
-_PLAIN_LABELS = frozenset({"-1", "0", "1", "2", "3", "4", "5"})
+_PLAIN_LABELS = frozenset(SENTIMENT_VALUES + RATING_VALUES)
 # full-width digits, signs, point and comma (an East Asian input method's) as their ASCII forms
 _FULL_WIDTH = str.maketrans({chr(0xFF10 + n): str(n) for n in range(10)} | {"\uff0b": "+", "\uff0e": ".", "\uff0c": ","})
 # a text that is a missing-value marker (R's NA, pandas' NaN, SQL's NULL, a spreadsheet's N/A): an empty review
-MISSING_TEXTS = frozenset({"na", "n/a", "nan", "null", "#n/a"})
+_MISSING_TEXTS = frozenset({"na", "n/a", "nan", "null", "#n/a"})
+_MISSING_TEXT_LONGEST = max(len(marker) for marker in _MISSING_TEXTS)
 # What a file that is not text starts with, and what it is; matched on the first line as read (bytes that are not
 # UTF-8 become lone surrogates, so each magic is decoded the same way).
 _NOT_TEXT = tuple((magic.decode("utf-8", "surrogateescape"), what) for magic, what in (
@@ -98,48 +100,6 @@ _SOFT_BREAKS = {"\x0b": "a line break from a spreadsheet cell or Word: replace i
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what ends a line of the file (str.splitlines splits on more)
 _SUSPECT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\udc80-\udcff]")
 _C1 = "a character of Windows-1252, such as a dash or a curly quote, read as Latin-1 when the file was made UTF-8"
-
-
-def _mark_class(marks: list[int]) -> str:
-    """A regular-expression class of ``marks`` (sorted code points), as ranges."""
-    ranges, start = [], marks[0]
-    for previous, current in zip(marks, [*marks[1:], None], strict=True):
-        if current != previous + 1:
-            last = re.escape(chr(previous))
-            ranges.append(f"{re.escape(chr(start))}-{last}" if previous > start else last)
-            start = current
-    return "".join(ranges)
-
-
-def _is_mark(char: str) -> bool:
-    """A character that continues a run of combining marks once reviews are normalized: a mark, or one whose NFKD form
-    is only marks (U+0F73 is two Tibetan vowel signs; half-width U+FF9E is U+3099)."""
-    return all(unicodedata.combining(part) for part in unicodedata.normalize("NFKD", char))
-
-
-def _mark_run() -> re.Pattern[str]:
-    """Runs of more than MAX_COMBINING_MARKS marks (``_is_mark``) of the Basic Multilingual Plane, as a class of ranges
-    that stays fast only within it: ``_marks_in_a_row`` first writes a line's marks past U+FFFF as U+0300."""
-    marks = [code for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF and _is_mark(chr(code))]
-    return re.compile(f"[{_mark_class(marks)}]{{{MAX_COMBINING_MARKS + 1},}}")
-
-
-_MARK_RUN = _mark_run()
-# Every mark past U+FFFF is below U+1F000 (Unicode 14-16); emoji are past it, so a line of emoji is not rewritten.
-_ASTRAL_MARK_BLOCKS = re.compile("[\U00010000-\U0001efff]")
-
-
-@functools.cache
-def _astral_marks() -> frozenset[str]:
-    return frozenset(chr(code) for code in range(0x10000, 0x1F000) if _is_mark(chr(code)))
-
-
-def _marks_in_a_row(line: str) -> re.Match[str] | None:
-    """The first run of more than MAX_COMBINING_MARKS combining marks in ``line``, if any (positions kept)."""
-    if _ASTRAL_MARK_BLOCKS.search(line):
-        marks = _astral_marks()
-        line = _ASTRAL_MARK_BLOCKS.sub(lambda char: "\u0300" if char.group() in marks else "\ufffd", line)
-    return _MARK_RUN.search(line)
 
 
 csv.field_size_limit(MAX_FIELD_CHARS)
@@ -313,7 +273,7 @@ class ReviewReader:
             if number == 1:
                 self._check_start(line)
             if not line.isascii():
-                marks = _marks_in_a_row(line)
+                marks = too_long_run(line)
                 if marks:
                     self.problems.add(number, f"{len(marks.group()):,} combining marks in a row at character "
                                               f"{marks.start() + 1:,} (accents stacked on one letter; text has at most "
@@ -578,7 +538,7 @@ class ReviewReader:
                     problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
                     continue
             text = clean_text(row[text_idx])
-            if _INVISIBLE_ONLY.fullmatch(text) or (len(text) <= 4 and text.casefold() in MISSING_TEXTS):
+            if _INVISIBLE_ONLY.fullmatch(text) or (len(text) <= _MISSING_TEXT_LONGEST and text.casefold() in _MISSING_TEXTS):
                 info.dropped_empty_text += 1
                 continue
             if problems:
