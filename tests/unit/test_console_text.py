@@ -186,7 +186,9 @@ def test_show_says_how_long_the_run_took_and_its_estimated_cost():
     text = " ".join(rendered(views.run_view(ended), width=160).split())
     assert "took 7 min 48 s" in text
     assert "estimated cost US$ 0.03 (on-demand prices us-east-1 of 2026-11-30; an estimate)" in text
-    going = {**ended, "status": "TUNING", "created_at": "2020-01-01T00:00:00Z", "tuning": {}}
+    # created 2 h 5 min ago: a whole number of hours ago would show no minutes ("2 h so far")
+    created = (datetime.now(UTC) - timedelta(hours=2, minutes=5)).isoformat()
+    going = {**ended, "status": "TUNING", "created_at": created, "tuning": {}}
     text = " ".join(rendered(views.run_view(going), width=160).split())
     assert " h " in text and "min so far" in text and "estimated cost" not in text
 
