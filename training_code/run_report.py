@@ -16,6 +16,7 @@ from html import escape
 from typing import Any
 
 import display
+import report_decision
 import report_plots
 
 CLASS_NAMES = report_plots.CLASS_NAMES
@@ -315,25 +316,27 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     )
 
 
-def _comparison(evaluation: dict[str, Any]) -> str:
-    """The challenger and the champion on the same test reviews (evaluation.json's ``comparison``), if measured."""
+def _champion(evaluation: dict[str, Any], run_id: str) -> str:
+    """Whether this model becomes the dataset's champion: the marked place record_results fills with its decision
+    (report_decision.py), and the challenger and the champion on the same test reviews (evaluation.json's
+    ``comparison``) when both were measured."""
     comparison = evaluation.get("comparison")
-    if not isinstance(comparison, dict):
-        return ""
-    champion = escape(str(comparison.get("champion_run_id")))
-    left_out = int(comparison.get("rows_left_out") or 0)
-    why = "reviews the champion was trained on" if comparison.get("overlap_checked") else "none: its training reviews are unknown"
-    rows = [
-        ["this run (challenger)", f'<span data-key="challenger-accuracy">{_pct(comparison.get("challenger_accuracy"))}</span>'],
-        [f"champion {champion}", f'<span data-key="champion-accuracy">{_pct(comparison.get("champion_accuracy"))}</span>'],
-    ]
-    return (
-        "<section><h2>Against the champion</h2>"
-        f'<p>Both models on the same <b data-key="rows-compared">{int(comparison.get("rows_compared") or 0):,}</b> '
-        f'test reviews; <span data-key="rows-left-out">{left_out:,}</span> left out ({why}).</p>'
-        + _table(["model", "accuracy %"], rows)
-        + "</section>"
-    )
+    measured = ""
+    if isinstance(comparison, dict):
+        champion = escape(str(comparison.get("champion_run_id")))
+        left_out = int(comparison.get("rows_left_out") or 0)
+        why = ("reviews the champion was trained on" if comparison.get("overlap_checked")
+               else "none: its training reviews are unknown")
+        rows = [
+            ["this run (challenger)", f'<span data-key="challenger-accuracy">{_pct(comparison.get("challenger_accuracy"))}</span>'],
+            [f"champion {champion}", f'<span data-key="champion-accuracy">{_pct(comparison.get("champion_accuracy"))}</span>'],
+        ]
+        measured = (
+            f'<p>Both models on the same <b data-key="rows-compared">{int(comparison.get("rows_compared") or 0):,}</b> '
+            f'test reviews; <span data-key="rows-left-out">{left_out:,}</span> left out ({why}).</p>'
+            + _table(["model", "accuracy %"], rows)
+        )
+    return f"<section><h2>Champion</h2>{report_decision.pending(run_id)}{measured}</section>"
 
 
 # What a person looks at next, from reviewtune's CLI (README: "Use it"); the page itself runs nothing.
@@ -373,7 +376,7 @@ def render(
         f"<main><h1>reviewtune run {escape(str(run_id))}</h1>"
         f"<p class='sub'>dataset {escape(str(run.get('dataset', 'n/a')))} · report made {made}</p>{note}"
         + _summary(run, metrics, int(evaluation.get("test_rows", 0)))
-        + _comparison(evaluation)
+        + _champion(evaluation, str(run_id))
         + _search(run, training_summary, plotting)
         + _model(metrics, examples, plotting)
         + _history(run, metrics, plotting)

@@ -14,6 +14,7 @@ from reviewtune.core import (
     messages,
     names,
     registry,
+    report_annotation,
     s3_presence,
     states,
     stop_requests,
@@ -155,6 +156,8 @@ def record_results(
     if states.is_final(run["status"]):
         if withdrawal.left_approved(clients, run):  # an earlier attempt died between its approval and undoing it
             withdrawal.undo_late_approval(runs, clients, run)
+        if run["status"] == RunStatus.SUCCEEDED:  # an earlier attempt may have died before telling it in the report
+            report_annotation.annotate(clients.s3, run)
         return already_final(runs, settings, clients, run)
     if run["status"] != RunStatus.EVALUATING:
         raise RunNotReadyError(
@@ -192,6 +195,9 @@ def record_results(
     if ended_meanwhile is not None:
         return ended_meanwhile
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})
+    recorded = runs.get(run_id)  # the decision as recorded, told in the report before the message links to it
+    if recorded is not None:
+        report_annotation.annotate(clients.s3, recorded)
     conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": RunStatus.SUCCEEDED.value, "test_accuracy": results["test_accuracy"]}
 

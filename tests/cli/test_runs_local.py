@@ -163,6 +163,8 @@ def test_report_opens_in_chromium_with_its_images_and_the_numbers_of_evaluation_
         assert keys["challenger-accuracy"] == f"{100 * comparison['challenger_accuracy']:.2f}"
         assert keys["champion-accuracy"] == f"{100 * comparison['champion_accuracy']:.2f}"
         assert keys["rows-compared"] == f"{comparison['rows_compared']:,}"
+        # the decision record_results took, told in the page after the evaluation job made it
+        assert keys["champion-decision"] == item["champion"]["reason"] and "champion-decision-pending" not in keys
     for width, height in ((1366, 900), (400, 900)):
         png = chromium.screenshot(page, tmp / f"report-{width}.png", width, height)
         assert png.stat().st_size > 10_000

@@ -16,6 +16,7 @@ import boto3
 from botocore import xform_name
 from botocore.exceptions import ClientError
 
+from reviewtune.core import names, report_decision
 from reviewtune.local.sagemaker.errors import ValidationError
 from reviewtune.local.sagemaker.request_validation import validate_request
 from tests.support.aws import ACCOUNT, REGION
@@ -263,8 +264,8 @@ class FakeSageMaker:
 
     def finish_processing(self, name: str, status: str = "Completed", evaluation: Any = None,
                           raw: bytes | None = None, failure: str | None = None) -> None:
-        """End the job; with ``evaluation`` (or ``raw``), write what the script writes: evaluation.json and the
-        confusion matrix's image."""
+        """End the job; with ``evaluation`` (or ``raw``), write what the script writes: evaluation.json, the
+        confusion matrix's image and the HTML report (its champion decision's place as the job leaves it)."""
         job = self.processing[name]
         job["status"] = status
         job["failure"] = failure
@@ -276,6 +277,9 @@ class FakeSageMaker:
             s3 = boto3.client("s3", region_name=REGION)
             s3.put_object(Bucket=bucket, Key=f"{prefix}/evaluation.json", Body=raw)
             s3.put_object(Bucket=bucket, Key=f"{prefix}/confusion_matrix.png", Body=b"\x89PNG")
+            page = f"<html><body><h1>{name}</h1>{report_decision.pending(names.run_id_of_evaluation_job(name))}</body></html>"
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/report/index.html", Body=page.encode(),
+                          ContentType="binary/octet-stream")
 
     def describe_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:  # noqa: N803
         self._call("describe_processing_job")

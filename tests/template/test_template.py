@@ -757,6 +757,7 @@ def test_record_results_permissions():
     assert set(grants) == {
         "s3:ListBucket",
         "s3:GetObject",
+        "s3:PutObject",
         *IDEMPOTENCY_ACTIONS,
         "dynamodb:Query",
         "sagemaker:CreateHyperParameterTuningJob",
@@ -769,6 +770,8 @@ def test_record_results_permissions():
         *TOPIC_KEY_ACTIONS,
     }
     assert grants["s3:GetObject"] == [_objects("runs/")]
+    # it writes one object: the run's HTML report, to tell the champion decision in it
+    assert grants["s3:PutObject"] == [{"Fn::Sub": "${DataBucket.Arn}/runs/*/evaluation/report/index.html"}]
     assert grants["sagemaker:CreateHyperParameterTuningJob"] == [_job_arn("hyper-parameter-tuning-job")]
     # The champion item of a dataset is written into the runs table.
     assert grants["dynamodb:PutItem"] == [RUNS_TABLE_ARN, IDEMPOTENCY_TABLE_ARN]

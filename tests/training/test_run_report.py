@@ -6,6 +6,7 @@ import base64
 import re
 
 import pytest
+import report_decision
 import report_plots
 import run_report
 from evaluate_model_metrics import compute_metrics
@@ -190,3 +191,33 @@ def test_on_a_narrow_screen_each_chart_keeps_a_readable_width_and_scrolls_sidewa
         assert image["boxOverflowX"] == "auto", image
     wide = chromium.inspect(page, tmp_path, width=1366)
     assert all(image["shownWidth"] <= wide["innerWidth"] and image["shownWidth"] < 1100 for image in wide["images"])
+
+
+def test_the_champion_section_says_where_the_decision_is_until_record_results_tells_it_there() -> None:
+    first = run_report.render(evaluation(), run(), SUMMARY, [], plotting=False)
+    assert "<h2>Champion</h2>" in first and "champion-decision" not in keys(first)
+    assert "reviewtune runs show reviewtune-0123</code> says it." in first and "rows-compared" not in keys(first)
+
+    measured = {**evaluation(), "comparison": {"champion_run_id": "reviewtune-0099", "rows_compared": 9,
+                                               "rows_left_out": 1, "overlap_checked": True,
+                                               "challenger_accuracy": 0.7, "champion_accuracy": 0.6}}
+    page = run_report.render(measured, run(), SUMMARY, [], plotting=False)
+    found = keys(page)
+    assert (found["challenger-accuracy"], found["champion-accuracy"], found["rows-compared"]) == ("70.00", "60.00", "9")
+    # what record_results does to the page (report_annotation.py): the same module, as the code bundle carries it
+    champion = {"decision": "promoted", "reason": "new champion: challenger 70.00 % vs champion 60.00 % <on> 9 reviews"}
+    told = report_decision.fill(page, report_decision.decided(champion, {"model_package_arn": "arn:p/1",
+                                                                         "approval": "Approved"}))
+    assert keys(told)["champion-decision"] == "new champion: challenger 70.00 % vs champion 60.00 % &lt;on&gt; 9 reviews"
+    assert keys(told)["package-approval"] == "Approved" and "champion-decision-pending" not in told
+    assert told.index("champion-decision") < told.index("rows-compared")  # the decision, then how it was measured
+    assert report_decision.fill(told, report_decision.decided(champion)) == told.replace(
+        "<p>Model package <code>arn:p/1</code>: <span data-key=\"package-approval\">Approved</span></p>", "")
+
+
+def test_a_decision_that_failed_is_told_with_its_error_and_a_page_without_the_place_is_not_filled() -> None:
+    undecided = report_decision.decided({"decision": "not decided", "error": "AccessDeniedException: " + "x" * 3000})
+    sentence = keys(undecided)["champion-decision"]
+    assert sentence.startswith("not decided: AccessDeniedException: x") and sentence.endswith("...")
+    assert len(sentence) == report_decision.TEXT_MAX_CHARS
+    assert report_decision.fill("<html><h2>Against the champion</h2></html>", undecided) is None

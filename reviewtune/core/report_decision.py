@@ -1,0 +1,60 @@
+"""The champion decision's place in a run's HTML report.
+
+The evaluation job writes the report before record_results decides whether its model becomes the dataset's champion.
+So the page holds a marked place, between ``START`` and ``END``, whose first content (``pending``) says where the
+decision will be told; record_results puts the decision there once it is recorded (report_annotation.py). A page
+that is never filled (an S3 failure at that moment) still says where to read the decision.
+
+Standard library only, and no import from reviewtune: the evaluation job writes the report with this very file
+(training_code/report_decision.py links to it, and the code bundle carries the file).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+START = "<!-- reviewtune:champion-decision -->"
+END = "<!-- /reviewtune:champion-decision -->"
+_PLACE = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
+TEXT_MAX_CHARS = 2000  # a decision's sentence is ~150 characters; an error text is bounded where it is recorded too
+
+
+def pending(run_id: str) -> str:
+    """The marked place as the evaluation job writes it: the decision is not taken yet."""
+    command = f"reviewtune runs show {shlex.quote(run_id)}"
+    return (f'{START}<p data-key="champion-decision-pending">Whether this model becomes the dataset\'s champion is '
+            f"decided when the run's results are recorded, after this page was made: <code>{escape(command)}</code> "
+            f"says it.</p>{END}")
+
+
+def _text(value: Any) -> str:
+    text = str(value)
+    return escape(text if len(text) <= TEXT_MAX_CHARS else text[: TEXT_MAX_CHARS - 3] + "...")
+
+
+def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = None) -> str:
+    """The marked place once record_results decided: the run item's ``champion`` field (its sentence, or the error
+    that left it undecided) and the model package's approval from its ``registry`` field."""
+    if champion.get("error"):
+        sentence = f"{champion.get('decision') or 'not decided'}: {champion['error']}"
+    else:
+        sentence = champion.get("reason") or champion.get("decision") or "not decided"
+    lines = [f'<p data-key="champion-decision">{_text(sentence)}</p>']
+    arn = (registry or {}).get("model_package_arn")
+    if arn:
+        lines.append(f'<p>Model package <code>{_text(arn)}</code>: '
+                     f'<span data-key="package-approval">{_text((registry or {}).get("approval") or "n/a")}</span></p>')
+    return START + "".join(lines) + END
+
+
+def fill(page: str, place: str) -> str | None:
+    """``page`` with its marked place replaced by ``place`` (``decided``'s), or None when the page has no such place
+    (a report made before it had one)."""
+    found = _PLACE.search(page)
+    if found is None:
+        return None
+    return page[: found.start()] + place + page[found.end():]

@@ -1,0 +1,1 @@
+../reviewtune/core/report_decision.py
