@@ -32,7 +32,7 @@ def annotate(s3: Any, item: dict[str, Any]) -> bool:
     if not uri or not isinstance(champion, dict):
         return False
     try:
-        return _annotate(s3, uri, report_decision.decided(champion, item.get("registry")))
+        return _annotate(s3, uri, report_decision.decided(champion, item.get("registry"), item.get("dataset")))
     except (ClientError, BotoCoreError, UnicodeDecodeError) as exc:
         logger.warning("the report does not tell the champion decision; the run item and its message do",
                        extra={"run_id": item.get("run_id"), "report_uri": uri, "error": aws_errors.describe(exc)})

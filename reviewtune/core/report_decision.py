@@ -36,9 +36,11 @@ def _text(value: Any) -> str:
     return escape(text if len(text) <= TEXT_MAX_CHARS else text[: TEXT_MAX_CHARS - 3] + "...")
 
 
-def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = None) -> str:
+def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = None, dataset: str | None = None) -> str:
     """The marked place once record_results decided: the run item's ``champion`` field (its sentence, or the error
-    that left it undecided) and the model package's approval from its ``registry`` field."""
+    that left it undecided) and the model package's approval from its ``registry`` field, as they were when the
+    results were recorded; a later challenger or a promotion by hand changes the champion, which the command for
+    ``dataset`` shows."""
     if champion.get("error"):
         sentence = f"{champion.get('decision') or 'not decided'}: {champion['error']}"
     else:
@@ -48,6 +50,10 @@ def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = No
     if arn:
         lines.append(f'<p>Model package <code>{_text(arn)}</code>: '
                      f'<span data-key="package-approval">{_text((registry or {}).get("approval") or "n/a")}</span></p>')
+    if dataset:
+        command = f"reviewtune champion --dataset {shlex.quote(dataset)}"
+        lines.append(f'<p class="sub">As decided when the run\'s results were recorded; the dataset\'s champion '
+                     f"now, and every change since: <code>{escape(command)}</code>.</p>")
     return START + "".join(lines) + END
 
 

@@ -73,7 +73,8 @@ def test_the_first_run_s_report_tells_it_became_champion_before_the_message_goes
     assert item["champion"]["reason"].startswith("first champion: challenger")
     assert f'<code>{item["registry"]["model_package_arn"]}</code>' in text and 'data-key="package-approval">Approved<' in text
     assert "champion-decision-pending" not in text
-    assert text.replace(report_decision.decided(item["champion"], item["registry"]),
+    assert "the dataset's champion now, and every change since: <code>reviewtune champion --dataset team/a.tsv</code>" in html.unescape(text)
+    assert text.replace(report_decision.decided(item["champion"], item["registry"], "team/a.tsv"),
                         report_decision.pending(run_id)) == before  # nothing else on the page changed
     assert got["ContentType"] == "text/html; charset=utf-8"  # a browser shows it (the job's upload said binary)
     [message] = pipeline.messages(run_id)

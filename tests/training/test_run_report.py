@@ -221,3 +221,5 @@ def test_a_decision_that_failed_is_told_with_its_error_and_a_page_without_the_pl
     assert sentence.startswith("not decided: AccessDeniedException: x") and sentence.endswith("...")
     assert len(sentence) == report_decision.TEXT_MAX_CHARS
     assert report_decision.fill("<html><h2>Against the champion</h2></html>", undecided) is None
+    named = report_decision.decided({"reason": "champion kept: ..."}, None, "team-a/<b>reviews</b>.tsv")
+    assert "<code>reviewtune champion --dataset &#x27;team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv&#x27;</code>" in named
