@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, names
+from reviewtune.core import aws_errors, display, names
 from reviewtune.core.errors import DatasetError, FileTooLargeError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.formats import MAX_FILE_BYTES, FileFormat, accepted_formats_text, file_format
 from reviewtune.core.reader import (  # noqa: F401  (re-exported: the column rules live with the reader)
@@ -186,8 +186,8 @@ def check_size(size: int | None) -> None:
     """Refuse a file over the limit from its size alone, before anything is read (or copied)."""
     if size is not None and size > MAX_FILE_BYTES:
         raise FileTooLargeError(
-            f"the file is {size:,} bytes; at most {MAX_FILE_BYTES:,} bytes ({MAX_FILE_BYTES // (1024 * 1024)} MiB) "
-            "are accepted: split it into smaller files"
+            f"the file is {display.size(size)} ({size:,} bytes); at most {display.size(MAX_FILE_BYTES)} "
+            f"({MAX_FILE_BYTES:,} bytes) are accepted: split it into smaller files"
         )
 
 

@@ -64,6 +64,27 @@ def count(value: Any) -> str:
     return MISSING if result is None else f"{int(result):,}"
 
 
+_BINARY_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
+
+
+def size(value: Any) -> str:
+    """A size in bytes in the largest binary unit that keeps it at 1 or more: 268435456 -> ``256 MiB``,
+    6442450944 -> ``6.0 GiB``, 1048577 -> ``1.0 MiB``, 512 -> ``512 bytes`` (one decimal under 10 of a unit,
+    none above; a size just over a limit then reads as the limit, so reasons give the exact bytes beside it)."""
+    result = number(value)
+    if result is None or result < 0:
+        return MISSING
+    unit = 0
+    while result >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        result /= 1024
+        unit += 1
+    if unit == 0:
+        return f"{int(result):,} bytes"
+    if result == int(result):
+        return f"{int(result):,} {_BINARY_UNITS[unit]}"
+    return f"{result:.1f} {_BINARY_UNITS[unit]}" if round(result, 1) < 10 else f"{result:,.0f} {_BINARY_UNITS[unit]}"
+
+
 def hyperparameter(value: Any) -> str:
     """Three significant digits, scientific below 0.001: ``8.403604888695193e-05`` -> ``8.40e-05``, ``0.0001`` ->
     ``1.00e-04``, 0.1234 -> ``0.123``, ``"128"`` / 128.0 -> ``128``; text as it is (quotes dropped)."""

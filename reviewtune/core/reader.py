@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from reviewtune.core import display
 from reviewtune.core.combining_marks import too_long_run
 from reviewtune.core.errors import DatasetError
 from reviewtune.core.formats import (
@@ -213,10 +214,6 @@ def _utf16_without_bom(line: str) -> bool:
     return False
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1024 * 1024):,.0f} MiB"
-
-
 class ReviewReader:
     """One pass over one file: ``rows()`` yields valid rows; ``info`` is complete afterwards."""
 
@@ -228,7 +225,7 @@ class ReviewReader:
         self._raw = _Counted(
             body,
             MAX_FILE_BYTES,
-            f"the file is larger than {_mib(MAX_FILE_BYTES)}; split it into smaller files",
+            f"the file is larger than {display.size(MAX_FILE_BYTES)}; split it into smaller files",
             self._hasher,
         )
         stream: Any = self._raw
@@ -239,7 +236,7 @@ class ReviewReader:
             self._content = _Counted(
                 gzip.GzipFile(fileobj=io.BufferedReader(self._raw, buffer_size=_CHUNK), mode="rb"),
                 MAX_DECOMPRESSED_BYTES,
-                f"the compressed file expands to more than {_mib(MAX_DECOMPRESSED_BYTES)}; "
+                f"the compressed file expands to more than {display.size(MAX_DECOMPRESSED_BYTES)}; "
                 "split it into smaller files",
             )
             stream = self._content

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import (
     aws_errors,
+    display,
     duplicates,
     job_stops,
     messages,
@@ -30,7 +31,7 @@ from reviewtune.core.config import SPOT_WAIT_FACTOR, Settings
 from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
 from reviewtune.core.errors import DatasetError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.failures import already_final, end_run, repository
-from reviewtune.core.formats import MAX_FILE_BYTES, MiB
+from reviewtune.core.formats import MAX_FILE_BYTES
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
@@ -254,7 +255,7 @@ def _keep_copy(
     if obj.size is None:  # neither the event nor S3 said how large it is: it might pass CopyObject's 5 GB
         return False, f"its size is unknown, so it was not copied; {stays}", None
     if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
-        return False, f"files over {MAX_FILE_BYTES // MiB} MiB are not copied; {stays}", None
+        return False, f"files over {display.size(MAX_FILE_BYTES)} are not copied; {stays}", None
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.version_id:
         source["VersionId"] = obj.version_id

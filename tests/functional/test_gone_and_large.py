@@ -207,7 +207,7 @@ def test_a_digit_string_size_counts_as_the_size(pipeline):
 
     result = pipeline.start_tuning(event)
 
-    assert result["status"] == "REJECTED" and "the file is 6,442,450,944 bytes" in result["reason"]
+    assert result["status"] == "REJECTED" and "the file is 6 GiB (6,442,450,944 bytes)" in result["reason"]
     assert states.RunStatus(pipeline.run(result["run_id"])["status"]) == states.RunStatus.REJECTED
 
 

@@ -197,9 +197,9 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput("text file", "notes.txt", b"hello", "'notes.txt' is not a file reviewtune reads"),
     BadInput("json", "reviews.json", b"[]", "is not a file reviewtune reads"),
     BadInput("no extension", "team/reviews", good_file, "'reviews' is not a file reviewtune reads"),
-    BadInput("over the size limit", "big.tsv", good_file, "at most 268,435,456 bytes (256 MiB)", event_size=300 * 2**20),
+    BadInput("over the size limit", "big.tsv", good_file, "at most 256 MiB (268,435,456 bytes) are accepted", event_size=300 * 2**20),
     BadInput(
-        "over CopyObject's 5 GB", "huge.csv.gz", good_file, "the file is 6,442,450,944 bytes; at most 268,435,456",
+        "over CopyObject's 5 GB", "huge.csv.gz", good_file, "the file is 6 GiB (6,442,450,944 bytes); at most 256 MiB",
         event_size=6 * GiB,
     ),
     BadInput(
@@ -208,15 +208,15 @@ CATALOGUE: tuple[BadInput, ...] = (
     ),
     BadInput(
         "no size in the event, too large", "nosize.tsv", lambda: b"x" * (2**20 + 1),
-        "the file is 1,048,577 bytes; at most 1,048,576", event_size=ABSENT, limits={"dataset.MAX_FILE_BYTES": 2**20},
+        "the file is 1.0 MiB (1,048,577 bytes); at most 1 MiB (1,048,576 bytes)", event_size=ABSENT, limits={"dataset.MAX_FILE_BYTES": 2**20},
     ),
     BadInput(
         "invalid size in the event, too large", "badsize.tsv", lambda: b"x" * (2**20 + 1),
-        "the file is 1,048,577 bytes; at most 1,048,576", event_size="6 GB", limits={"dataset.MAX_FILE_BYTES": 2**20},
+        "the file is 1.0 MiB (1,048,577 bytes); at most 1 MiB (1,048,576 bytes)", event_size="6 GB", limits={"dataset.MAX_FILE_BYTES": 2**20},
     ),
     BadInput(
         "negative size in the event, too large", "negative.tsv", lambda: b"x" * (2**20 + 1),
-        "the file is 1,048,577 bytes; at most 1,048,576", event_size=-1, limits={"dataset.MAX_FILE_BYTES": 2**20},
+        "the file is 1.0 MiB (1,048,577 bytes); at most 1 MiB (1,048,576 bytes)", event_size=-1, limits={"dataset.MAX_FILE_BYTES": 2**20},
     ),
     # --- gone between the event and the read
     BadInput("deleted before it was read", "gone.tsv", good_file, "the object was deleted before it could be read", mishap=DELETED),

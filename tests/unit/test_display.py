@@ -34,6 +34,29 @@ def test_percent(value, kwargs, text):
 
 
 @pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "0 bytes"),
+        (1023, "1,023 bytes"),
+        (1024, "1 KiB"),
+        (2**20 + 1, "1.0 MiB"),  # just over a limit of 1 MiB: the reasons give the exact bytes beside it
+        (256 * 2**20, "256 MiB"),
+        (300 * 2**20 + 5, "300 MiB"),
+        (6 * 2**30, "6 GiB"),
+        (5 * 2**30 + 1, "5.0 GiB"),
+        (int(9.96 * 2**30), "10 GiB"),
+        (3 * 2**50, "3,072 TiB"),
+        (Decimal(1536), "1.5 KiB"),
+        (-1, "n/a"),
+        (None, "n/a"),
+        (True, "n/a"),
+    ],
+)
+def test_size(value, text):
+    assert display.size(value) == text
+
+
+@pytest.mark.parametrize(
     ("bounds", "text"),
     [
         ([0.557734, 0.786921], "95 % CI 55.77-78.69 %"),

@@ -60,10 +60,12 @@ def test_only_a_missing_or_replaced_version_counts_as_gone(code, kind):
     assert aws_errors.object_gone(client_error(code, "", "GetObject")) == kind
 
 
-@pytest.mark.parametrize("size", [256 * 1024**2 + 1, 5 * 1024**3 + 1, 6 * 1024**4])
-def test_a_size_over_the_limit_is_refused_without_a_single_call(s3, size):
+@pytest.mark.parametrize(("size", "written"), [(256 * 1024**2 + 1, "256 MiB"), (5 * 1024**3 + 1, "5.0 GiB"),
+                                              (6 * 1024**4, "6 TiB")])
+def test_a_size_over_the_limit_is_refused_without_a_single_call(s3, size, written):
     client, _ = s3  # no response stubbed: any S3 call would fail the test
-    with pytest.raises(FileTooLargeError, match=f"the file is {size:,} bytes; at most 268,435,456 bytes") as caught:
+    expected = f"the file is {written} ({size:,} bytes); at most 256 MiB (268,435,456 bytes) are accepted"
+    with pytest.raises(FileTooLargeError, match=re.escape(expected)) as caught:
         read(client, size)
     assert caught.value.keeps_copy is False
 
@@ -72,7 +74,7 @@ def test_without_a_size_head_object_of_that_version_decides_before_anything_is_r
     client, stubber = s3
     expected = {"Bucket": "bucket-a", "Key": KEY, "VersionId": VERSION, "IfMatch": f'"{ETAG}"'}
     stubber.add_response("head_object", {"ContentLength": 300 * 1024**2}, expected)
-    with pytest.raises(FileTooLargeError, match="the file is 314,572,800 bytes"):
+    with pytest.raises(FileTooLargeError, match=re.escape("the file is 300 MiB (314,572,800 bytes)")):
         read(client, None)
 
 
