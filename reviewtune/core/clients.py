@@ -21,6 +21,13 @@ _SNS_CONFIG = Config(
     read_timeout=SNS_READ_TIMEOUT_SECONDS,
 )
 
+# The run's HTML report is read and written after the run is recorded and before its message goes out
+# (report_annotation.py): a stalled S3 must not hold the message back or run the function out of time (120 s), so
+# each call is tried twice at most, with short timeouts.
+REPORT_S3_ATTEMPTS = 2
+REPORT_S3_CONNECT_TIMEOUT_SECONDS = 2
+REPORT_S3_READ_TIMEOUT_SECONDS = 5
+
 
 class AwsClients:
     """Lazily built clients, so that importing a handler costs no client construction."""
@@ -40,6 +47,13 @@ class AwsClients:
     @cached_property
     def s3(self) -> Any:
         return self.session.client("s3", config=_CONFIG)
+
+    @cached_property
+    def report_s3(self) -> Any:
+        """S3 for the report's champion decision only: few attempts, short timeouts (above)."""
+        config = Config(retries={"mode": "standard", "total_max_attempts": REPORT_S3_ATTEMPTS},
+                        connect_timeout=REPORT_S3_CONNECT_TIMEOUT_SECONDS, read_timeout=REPORT_S3_READ_TIMEOUT_SECONDS)
+        return self.session.client("s3", config=config)
 
     @cached_property
     def sagemaker(self) -> Any:

@@ -3,9 +3,10 @@
 record_results does it once the decision is recorded, before the run's message goes out, so that the page the
 message links to tells it; a repeated event for the run does it again if that attempt did not. Writing the same
 decision twice changes nothing: a page that already tells it is not written again. The report is a convenience
-beside the run item, the message and the CLI, which all tell the decision: a failure here (S3 refusing, a page too
-large, an older page without the marked place) is logged and never fails or delays the run's end; the page then
-still says where to read the decision.
+beside the run item, the message and the CLI, which all tell the decision: whatever goes wrong here (S3 refusing,
+stalling or dropping the connection, a page too large, an older page without the marked place) is logged and never
+fails the run's end or holds its message back longer than the report client's few short tries
+(``clients.REPORT_S3_*``); the page then still says where to read the decision.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, names, report_decision
+from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
 
@@ -24,18 +26,25 @@ MAX_REPORT_BYTES = 8 * 1024 * 1024
 TEXT_HTML = "text/html; charset=utf-8"
 
 
-def annotate(s3: Any, item: dict[str, Any]) -> bool:
-    """Tell the decision of the SUCCEEDED run ``item`` (its ``champion`` and ``registry`` fields) in its report.
-    True when the page was written now; False when there was nothing to do or it could not be done (logged)."""
-    uri = (item.get("results") or {}).get("report_uri")
-    champion = item.get("champion")
-    if not uri or not isinstance(champion, dict):
-        return False
+def annotate(runs: RunsRepository, s3: Any, run_id: str) -> bool:
+    """Tell the recorded decision of the run, if it SUCCEEDED, in its report (its ``champion`` and ``registry``
+    fields as the run item holds them now). ``s3``: the clients' ``report_s3``. True when the page was written now;
+    False when there was nothing to do or it could not be done (logged). Never raises."""
+    uri = None
     try:
-        return _annotate(s3, uri, report_decision.decided(champion, item.get("registry"), item.get("dataset")))
-    except (ClientError, BotoCoreError, UnicodeDecodeError) as exc:
+        item = runs.get(run_id)
+        if item is None or item.get("status") != RunStatus.SUCCEEDED:
+            return False
+        uri = (item.get("results") or {}).get("report_uri")
+        champion = item.get("champion")
+        if not uri or not isinstance(champion, dict):
+            return False
+        registry = item.get("registry")
+        place = report_decision.decided(champion, registry if isinstance(registry, dict) else None, item.get("dataset"))
+        return _annotate(s3, uri, place)
+    except Exception as exc:  # noqa: BLE001  (best effort: an SSL error mid-read is no botocore error)
         logger.warning("the report does not tell the champion decision; the run item and its message do",
-                       extra={"run_id": item.get("run_id"), "report_uri": uri, "error": aws_errors.describe(exc)})
+                       extra={"run_id": run_id, "report_uri": uri, "error": aws_errors.describe(exc)})
         return False
 
 
@@ -49,12 +58,14 @@ def _annotate(s3: Any, uri: str, place: str) -> bool:
             return False
         raise
     size = response.get("ContentLength")
-    if isinstance(size, int) and size > MAX_REPORT_BYTES:
+    too_large = isinstance(size, int) and size > MAX_REPORT_BYTES
+    raw = b"" if too_large else response["Body"].read(MAX_REPORT_BYTES + 1)
+    if too_large or len(raw) > MAX_REPORT_BYTES:
         response["Body"].close()
         logger.warning("the report is too large to tell the champion decision in",
                        extra={"report_uri": uri, "bytes": size, "max_bytes": MAX_REPORT_BYTES})
         return False
-    page = response["Body"].read().decode("utf-8")
+    page = raw.decode("utf-8")
     filled = report_decision.fill(page, place)
     if filled is None:
         logger.info("the report has no place for the champion decision (made by an older evaluation job)",

@@ -11,7 +11,6 @@ Standard library only, and no import from reviewtune: the evaluation job writes 
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping
 from html import escape
@@ -19,7 +18,6 @@ from typing import Any
 
 START = "<!-- reviewtune:champion-decision -->"
 END = "<!-- /reviewtune:champion-decision -->"
-_PLACE = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
 TEXT_MAX_CHARS = 2000  # a decision's sentence is ~150 characters; an error text is bounded where it is recorded too
 
 
@@ -46,10 +44,14 @@ def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = No
     else:
         sentence = champion.get("reason") or champion.get("decision") or "not decided"
     lines = [f'<p data-key="champion-decision">{_text(sentence)}</p>']
-    arn = (registry or {}).get("model_package_arn")
+    registry = registry or {}
+    arn, error = registry.get("model_package_arn"), registry.get("error")
     if arn:
         lines.append(f'<p>Model package <code>{_text(arn)}</code>: '
-                     f'<span data-key="package-approval">{_text((registry or {}).get("approval") or "n/a")}</span></p>')
+                     f'<span data-key="package-approval">{_text(registry.get("approval") or "n/a")}</span></p>')
+    if error:  # as the message says it: registering the model failed, or approving (or withdrawing) its package
+        lines.append(f'<p data-key="registry-error">Model registry: {"" if arn else "registration failed: "}'
+                     f"{_text(error)}</p>")
     if dataset:
         command = f"reviewtune champion --dataset {shlex.quote(dataset)}"
         lines.append(f'<p class="sub">As decided when the run\'s results were recorded; the dataset\'s champion '
@@ -60,7 +62,8 @@ def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = No
 def fill(page: str, place: str) -> str | None:
     """``page`` with its marked place replaced by ``place`` (``decided``'s), or None when the page has no such place
     (a report made before it had one)."""
-    found = _PLACE.search(page)
-    if found is None:
+    start = page.find(START)
+    end = page.find(END, start + len(START)) if start >= 0 else -1
+    if end < 0:
         return None
-    return page[: found.start()] + place + page[found.end():]
+    return page[:start] + place + page[end + len(END):]

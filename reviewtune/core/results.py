@@ -156,8 +156,8 @@ def record_results(
     if states.is_final(run["status"]):
         if withdrawal.left_approved(clients, run):  # an earlier attempt died between its approval and undoing it
             withdrawal.undo_late_approval(runs, clients, run)
-        if run["status"] == RunStatus.SUCCEEDED:  # an earlier attempt may have died before telling it in the report
-            report_annotation.annotate(clients.s3, run)
+        # an earlier attempt may have died before telling the decision in the report
+        report_annotation.annotate(runs, clients.report_s3, run_id)
         return already_final(runs, settings, clients, run)
     if run["status"] != RunStatus.EVALUATING:
         raise RunNotReadyError(
@@ -195,9 +195,7 @@ def record_results(
     if ended_meanwhile is not None:
         return ended_meanwhile
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})
-    recorded = runs.get(run_id)  # the decision as recorded, told in the report before the message links to it
-    if recorded is not None:
-        report_annotation.annotate(clients.s3, recorded)
+    report_annotation.annotate(runs, clients.report_s3, run_id)  # told in the report before the message links to it
     conclude(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": RunStatus.SUCCEEDED.value, "test_accuracy": results["test_accuracy"]}
 
@@ -294,4 +292,7 @@ def _ended_meanwhile(
     # approval only if that made it champion; else the approval given here came after that one put it back to pending
     if withdraw and item and item.get("model_package_arn"):
         withdrawal.undo_late_approval(runs, clients, item)
-    return already_final(runs, settings, clients, item) if item else {"status": "IGNORED", "run_id": run_id}
+    if not item:
+        return {"status": "IGNORED", "run_id": run_id}
+    report_annotation.annotate(runs, clients.report_s3, run_id)  # the other recorder may have died before telling it
+    return already_final(runs, settings, clients, item)

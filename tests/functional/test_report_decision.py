@@ -13,12 +13,15 @@ import html
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from urllib3.exceptions import SSLError
 
-from reviewtune.core import names, report_decision
-from tests.functional.pipeline import Pipeline, good_file, measured
+from reviewtune.core import champion as champion_module
+from reviewtune.core import names, report_annotation, report_decision
+from reviewtune.core.runs import RunsRepository
+from tests.functional.pipeline import Pipeline, good_file, later, measured
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
-from tests.support.faults import Failing
+from tests.support.faults import Failing, client_error
 
 
 @pytest.fixture
@@ -81,7 +84,7 @@ def test_the_first_run_s_report_tells_it_became_champion_before_the_message_goes
     assert item["results"]["report_uri"] in message["Message"]
 
 
-def test_a_kept_champion_is_told_with_its_comparison_and_a_repeated_event_writes_nothing(pipeline, stack):
+def test_a_kept_champion_is_told_with_its_comparison_and_telling_it_again_writes_nothing(pipeline, stack):
     first = start(pipeline)
     pipeline.succeed(first)
     second = start(pipeline, body=good_file(seed=3))
@@ -96,18 +99,18 @@ def test_a_kept_champion_is_told_with_its_comparison_and_a_repeated_event_writes
     assert 'data-key="package-approval">PendingManualApproval<' in text
     assert versions(stack, second) == 2  # the job's page, and the one that tells the decision
 
-    pipeline.evaluation_ended(second)  # the same completion again (a new invocation of the event)
-    pipeline.reconcile()
-
+    # told again (a repeated event's attempt, after one that died once the page was written): nothing is written
+    assert report_annotation.annotate(RunsRepository(pipeline.clients.runs_table), pipeline.clients.report_s3,
+                                      second) is False
     assert versions(stack, second) == 2 and page(stack, second)[0] == text
     assert len(pipeline.messages(second)) == 1
 
 
 def test_s3_refusing_the_page_leaves_it_pending_and_the_run_ends_with_its_one_message(pipeline, stack):
     run_id = evaluated(pipeline)
-    refusing = Failing(pipeline.clients.s3, "put_object", "AccessDenied", failures=None,
+    refusing = Failing(pipeline.clients.report_s3, "put_object", "AccessDenied", failures=None,
                        when=lambda kwargs: kwargs.get("Key") == names.report_key(run_id))
-    pipeline.use("s3", refusing)
+    pipeline.use("report_s3", refusing)
 
     assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
 
@@ -126,7 +129,7 @@ def test_an_attempt_that_failed_after_recording_the_run_is_delivered_again_and_t
     """SNS refused the message and S3 the page: the invocation fails after the SUCCEEDED write, EventBridge delivers
     the event again, and that attempt finishes both."""
     run_id = evaluated(pipeline)
-    pipeline.use("s3", Failing(pipeline.clients.s3, "put_object", "ServiceUnavailable", failures=1,
+    pipeline.use("report_s3", Failing(pipeline.clients.report_s3, "put_object", "ServiceUnavailable", failures=1,
                                when=lambda kwargs: kwargs.get("Key") == names.report_key(run_id)))
     pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "Throttling", failures=1))
 
@@ -141,11 +144,16 @@ def test_an_attempt_that_failed_after_recording_the_run_is_delivered_again_and_t
     assert len(pipeline.messages(run_id)) == 1
 
 
-@pytest.mark.parametrize("fault", ["get_object", "put_object"])
-def test_s3_throttling_the_page_does_not_hold_the_run_back(pipeline, stack, fault):
+@pytest.mark.parametrize(("fault", "error"), [
+    ("get_object", client_error("SlowDown", "Please reduce your request rate.", "GetObject")),
+    ("put_object", client_error("SlowDown", "Please reduce your request rate.", "PutObject")),
+    # urllib3 raises it mid-read ("EOF occurred in violation of protocol"), and botocore passes it on as it is
+    ("get_object", SSLError("EOF occurred in violation of protocol")),
+])
+def test_s3_throttling_or_dropping_the_page_does_not_hold_the_run_back(pipeline, stack, fault, error):
     run_id = evaluated(pipeline)
-    pipeline.use("s3", Failing(pipeline.clients.s3, fault, "SlowDown", failures=None,
-                               when=lambda kwargs: kwargs.get("Key") == names.report_key(run_id)))
+    pipeline.use("report_s3", Failing(pipeline.clients.report_s3, fault, error=error, failures=None,
+                                      when=lambda kwargs: kwargs.get("Key") == names.report_key(run_id)))
 
     assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
 
@@ -165,3 +173,51 @@ def test_a_page_without_the_decision_s_place_is_left_as_it_is(pipeline, stack):
 
     assert page(stack, run_id)[0].encode() == older and versions(stack, run_id) == 2
     assert len(pipeline.messages(run_id)) == 1
+
+
+def test_a_page_over_the_size_bound_is_left_as_it_is(pipeline, stack, monkeypatch):
+    run_id = evaluated(pipeline)
+    before, _ = page(stack, run_id)
+    monkeypatch.setattr(report_annotation, "MAX_REPORT_BYTES", len(before.encode()) - 1)
+
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+
+    assert page(stack, run_id)[0] == before and versions(stack, run_id) == 1
+    assert len(pipeline.messages(run_id)) == 1
+
+
+def test_a_run_that_did_not_succeed_is_not_told(pipeline, stack):
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.processing[f"{run_id}-eval"]["status"] = "Failed"
+
+    assert pipeline.evaluation_ended(run_id, "Failed")["status"] == "FAILED"
+
+    assert report_annotation.annotate(RunsRepository(pipeline.clients.runs_table), pipeline.clients.report_s3,
+                                      run_id) is False
+    assert told(page(stack, run_id)[0]) is None and versions(stack, run_id) == 1
+
+
+def test_a_recorder_that_finds_the_run_recorded_by_another_tells_the_page_that_one_could_not(pipeline, stack,
+                                                                                             monkeypatch):
+    """The event's record_results and a reconciler pass record the run at once; the pass lands first but S3 refuses
+    its page. The event's attempt, finding the run moved on to SUCCEEDED, tells the page before its duplicate answer."""
+    run_id = evaluated(pipeline)
+    refusing = Failing(pipeline.clients.report_s3, "put_object", "ServiceUnavailable", failures=None)
+    pipeline.use("report_s3", refusing)
+    write, passes = champion_module._put_with_run_update, []
+
+    def reconciler_first(*args, **kwargs):
+        if not passes:  # once: the pass's own record_results comes through this same function
+            passes.append(None)
+            passes[0] = pipeline.reconcile(later(0))
+            assert refusing.failed >= 1 and told(page(stack, run_id)[0]) is None  # the pass's write was refused
+            refusing.heal()
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", reconciler_first)
+    pipeline.evaluation_ended(run_id)
+
+    assert passes[0]["steps"][run_id].startswith("evaluation Completed: SUCCEEDED")
+    item = pipeline.run(run_id)
+    assert told(page(stack, run_id)[0]) == item["champion"]["reason"]
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]

@@ -221,5 +221,15 @@ def test_a_decision_that_failed_is_told_with_its_error_and_a_page_without_the_pl
     assert sentence.startswith("not decided: AccessDeniedException: x") and sentence.endswith("...")
     assert len(sentence) == report_decision.TEXT_MAX_CHARS
     assert report_decision.fill("<html><h2>Against the champion</h2></html>", undecided) is None
+    # the registry's error, as the message says it: approving the package failed, or registering the model
+    approval = report_decision.decided({"reason": "new champion: ..."}, {"model_package_arn": "arn:p/2",
+                                        "approval": "PendingManualApproval", "error": "approval failed: Throttling"})
+    assert keys(approval)["package-approval"] == "PendingManualApproval"
+    assert keys(approval)["registry-error"] == "Model registry: approval failed: Throttling"
+    unregistered = report_decision.decided({"reason": "first champion: ..."}, {"error": "ValidationException: <x>"})
+    assert keys(unregistered)["registry-error"] == "Model registry: registration failed: ValidationException: &lt;x&gt;"
+    assert "package-approval" not in keys(unregistered)
+    # a page that holds the start of the place and no end (not one the job makes) is not filled
+    assert report_decision.fill(report_decision.START * 20_000, approval) is None
     named = report_decision.decided({"reason": "champion kept: ..."}, None, "team-a/<b>reviews</b>.tsv")
     assert "<code>reviewtune champion --dataset &#x27;team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv&#x27;</code>" in named
