@@ -16,43 +16,15 @@ from html import escape
 from typing import Any
 
 import display
+import page
 import report_decision
 import report_plots
 
 CLASS_NAMES = report_plots.CLASS_NAMES
 
-CSS = """
-*{box-sizing:border-box}
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;background:#f5f6f8;margin:0}
-main{max-width:1120px;margin:0 auto;padding:16px}
-h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}
-h2{font-size:1.2em;margin:0 0 .6em;border-bottom:2px solid #d8dee8;padding-bottom:.2em}
-section{background:#fff;border-radius:8px;padding:14px 18px;margin:14px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.sub{color:#5a6475}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{flex:1 1 150px;background:#eef3fb;border-radius:6px;padding:8px 12px}
-.card b{display:block;font-size:1.45em}
-.card>span{color:#5a6475;font-size:.85em}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;margin:.4em 0;font-size:.92em}
-th,td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}
-.text{white-space:normal;text-align:left;min-width:16em}
-th.left,td.left{text-align:left}
-tr.best td{background:#fff4e0}
-img{max-width:100%;height:auto;display:block;margin:8px 0}
-.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
-dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
-code{overflow-wrap:anywhere}
-@media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
-th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}
-.plot{overflow-x:auto}.plot img{max-width:none;width:680px}}
-"""
 
 
-# Nothing outside the file may load: images are data: URIs, the style is inline, there is no script.
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'"
+
 
 
 def _pct(value: Any) -> str:
@@ -87,15 +59,6 @@ def _duration(start: Any, end: Any) -> str:
     return display.duration(max(0.0, (ended - begun).total_seconds()))
 
 
-def _table(header: list[str], rows: list[list[str]], row_class: Callable[[int], str] | None = None) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        css = row_class(i) if row_class else ""
-        body.append(f'<tr class="{css}">' + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-
-
 def _image(png: bytes | None, alt: str) -> str:
     if not png:
         return ""
@@ -113,11 +76,6 @@ def _plot(plotting: bool, alt: str, draw: Callable[[], bytes | None]) -> str:
         return f'<p class="note">The plot “{escape(alt)}” could not be drawn ({escape(type(error).__name__)}).</p>'
 
 
-def _card(label: str, value: str, key: str | None = None) -> str:
-    attribute = f' data-key="{key}"' if key else ""
-    return f'<div class="card"><b{attribute}>{value}</b><span>{escape(label)}</span></div>'
-
-
 def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> str:
     source = run.get("source", {})
     config = run.get("config", {})
@@ -129,13 +87,13 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     best = tuning.get("best_training_job", {})
     cards = "".join(
         [
-            _card("test accuracy %", _pct(accuracy["value"]), "test-accuracy"),
-            _card("95 % CI (Wilson) %", f'<span data-key="ci-low">{_pct(low)}</span>-'
+            page.card("test accuracy %", _pct(accuracy["value"]), "test-accuracy"),
+            page.card("95 % CI (Wilson) %", f'<span data-key="ci-low">{_pct(low)}</span>-'
                   f'<span data-key="ci-high">{_pct(high)}</span>' if display.interval([low, high]) else display.MISSING),
-            _card("macro F1", display.score(metrics.get("macro_f1", {}).get("value")), "macro-f1"),
-            _card("best validation accuracy %", display.percent(best.get("objective"), scale=1, suffix=False),
+            page.card("macro F1", display.score(metrics.get("macro_f1", {}).get("value")), "macro-f1"),
+            page.card("best validation accuracy %", display.percent(best.get("objective"), scale=1, suffix=False),
                   "best-objective"),
-            _card("test reviews", f"{test_rows:,}", "test-rows"),
+            page.card("test reviews", f"{test_rows:,}", "test-rows"),
         ]
     )
     version = source.get("version_id")
@@ -165,7 +123,7 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     if class_counts:
         splits = [s for s in ("train", "validation", "test") if s in class_counts]
         labels = sorted({label for s in splits for label in class_counts[s]}, key=lambda v: int(v))
-        table = "<h3>Rows per split and class</h3>" + _table(
+        table = "<h3>Rows per split and class</h3>" + page.table(
             ["class", *splits],
             [[escape(f"{CLASS_NAMES.get(int(label), label)} ({label})")]
              + [f"{class_counts[s].get(label, 0):,}" for s in splits] for label in labels],
@@ -208,7 +166,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
                 display.count(trial["training_seconds"]) if trial.get("training_seconds") else "-",
             ]
         )
-    table = _table(
+    table = page.table(
         ["trial", "status", *params, "val acc %", "epochs", "seconds"],
         rows,
         lambda i: "best" if ordered[i]["name"] == best_name else "",
@@ -232,7 +190,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
         + _plot(plotting, "learning curves", lambda: report_plots.learning_curves(ordered, epochs, best_name))
         + curve_note
         + f"<h3>Best trial: {escape(str(best_name))}</h3>"
-        + _table(["hyperparameter (tuned in bold)", "value"], best_rows)
+        + page.table(["hyperparameter (tuned in bold)", "value"], best_rows)
         + "</section>"
     )
 
@@ -255,7 +213,7 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
         [escape(f"true {CLASS_NAMES.get(int(label), label)}"), *(f"{count:,}" for count in row)]
         for label, row in zip(labels, confusion.get("matrix", []), strict=False)
     ]
-    matrix_table = _table(["", *(f"predicted {CLASS_NAMES.get(int(label), label)}" for label in labels)], matrix_rows)
+    matrix_table = page.table(["", *(f"predicted {CLASS_NAMES.get(int(label), label)}" for label in labels)], matrix_rows)
     example_rows = [
         [
             escape(CLASS_NAMES.get(int(e["true"]), str(e["true"]))),
@@ -273,7 +231,7 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
     )
     return (
         "<section><h2>Model on the test split</h2>"
-        + _table(["class", "precision", "recall", "F1", "support"], rows)
+        + page.table(["class", "precision", "recall", "F1", "support"], rows)
         + "<h3>Confusion matrix</h3>"
         + matrix_table
         + _plot(plotting, "confusion matrix", lambda: report_plots.confusion_matrix_png(confusion))
@@ -311,7 +269,7 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     return (
         "<section><h2>History of this dataset</h2>"
         + _plot(plotting, "test accuracy over time", lambda: report_plots.history(runs))
-        + _table(["run", "started", "status", "test accuracy %"], rows)
+        + page.table(["run", "started", "status", "test accuracy %"], rows)
         + "</section>"
     )
 
@@ -334,7 +292,7 @@ def _champion(evaluation: dict[str, Any], run_id: str) -> str:
         measured = (
             f'<p>Both models on the same <b data-key="rows-compared">{int(comparison.get("rows_compared") or 0):,}</b> '
             f'test reviews; <span data-key="rows-left-out">{left_out:,}</span> left out ({why}).</p>'
-            + _table(["model", "accuracy %"], rows)
+            + page.table(["model", "accuracy %"], rows)
         )
     return f"<section><h2>Champion</h2>{report_decision.pending(run_id)}{measured}</section>"
 
@@ -383,9 +341,4 @@ def render(
         + _commands(str(run_id), str(run.get("dataset", "")))
         + "</main>"
     )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>reviewtune {escape(str(run_id))}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
-    )
+    return page.document(f"reviewtune {run_id}", body)

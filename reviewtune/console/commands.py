@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from reviewtune.console import arguments, audit, dead_letters, job_logs, queries, views
+from reviewtune.console import arguments, audit, dead_letters, job_logs, overview, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
@@ -439,6 +439,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1 if any(row["problem"] for row in rows) else 0
 
 
+def cmd_overview(args: argparse.Namespace) -> int:
+    """One HTML page of the datasets and runs of the last days: what needs attention, each dataset's champion and
+    latest run, the runs."""
+    target = _target(args)
+    data = overview.collect(target, args.days)
+    if args.json:
+        print(json.dumps(queries.jsonable(data), indent=2, default=str))
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / OVERVIEW_FILE
+    path.write_text(overview.render(data), encoding="utf-8")
+    console.print(plain(f"overview of {target.description}: {path} ({len(data['runs']):,} runs in the last "
+                        f"{args.days:g} days; {len(data['owed']):,} files owed an outcome)"))
+    if args.open:
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     target = _target(args)
     states = dead_letters.read_all(target, args.limit, delete_settled=args.delete_settled)
@@ -457,13 +476,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
+OVERVIEW_FILE = "overview.html"
+OVERVIEW_DAYS = 7.0
+
 PREFIX_HELP = (f"the run's id, or its first {queries.PREFIX_MIN_CHARS}+ characters (or its digest's) where one recent "
                "run's id starts so")
 
 
 def register(sub: Any) -> None:
-    """Add the ``runs``, ``drop``, ``champion``, ``promote``, ``audit`` and ``dead-letters`` commands to the top-level
-    subparsers."""
+    """Add the ``runs``, ``drop``, ``champion``, ``promote``, ``audit``, ``overview`` and ``dead-letters`` commands to
+    the top-level subparsers."""
     runs = sub.add_parser("runs", help="list, inspect, stop and retry runs (AWS or the local runtime)")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
 
@@ -556,6 +578,16 @@ def register(sub: Any) -> None:
         f"{config.MISSED_DROP_GRACE_MINUTES} unless set: the reconciler claims a version without a run after as long)")
     _common(audit_parser)
     audit_parser.set_defaults(func=cmd_audit)
+
+    overview_parser = sub.add_parser(
+        "overview", help="one HTML page of the last days: what needs attention (files owed an outcome, runs that "
+        "failed or were rejected), each dataset's champion and latest run, the runs")
+    overview_parser.add_argument("--days", type=arguments.span("days", positive=True), default=OVERVIEW_DAYS,
+                                 help=f"runs and files of this many days (default {OVERVIEW_DAYS:g})")
+    overview_parser.add_argument("--out", default="out", help=f"folder to write {OVERVIEW_FILE} into (default: out)")
+    overview_parser.add_argument("--open", action="store_true", help="open the page in the default browser")
+    _common(overview_parser)
+    overview_parser.set_defaults(func=cmd_overview)
 
     letters = sub.add_parser(
         "dead-letters", help="the events each function's dead-letter queue holds, with their errors and their runs "

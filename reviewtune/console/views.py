@@ -132,7 +132,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("test accuracy", display.percent(accuracy.get("value"), missing="-")
          + (f"  ({interval})" if interval else "") if accuracy else "-"),
         ("macro F1", display.score(metrics["macro_f1"].get("value")) if "macro_f1" in metrics else "-"),
-        ("took", _took(item)),
+        ("took", took(item)),
         ("billable seconds", display.count(tuning["total_billable_seconds"]) if "total_billable_seconds" in tuning else "-"),
         ("estimated cost", display.estimated_cost(tuning.get("cost"))),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
@@ -159,7 +159,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
 _REASON_LABELS = {"STOPPED": "stop reason", "REJECTED": "rejection reason", "DUPLICATE": "duplicate reason"}
 
 
-def _took(item: dict[str, Any]) -> str | None:
+def took(item: dict[str, Any]) -> str | None:
     """How long the run took, from its creation to its end (or so far, while it has not ended)."""
     created = item.get("created_at")
     if not created:

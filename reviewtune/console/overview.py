@@ -1,0 +1,172 @@
+"""`reviewtune overview`: one self-contained HTML page of every dataset and run of the last days, for the people who
+look after the pipeline: what needs attention first (files owed an outcome, runs that failed or were rejected, with
+their reasons), then each dataset (its champion, its latest run), then the runs, newest first.
+
+``collect`` reads what the page shows through the same queries as the CLI's tables (`runs list`, `champion`,
+`audit`: indexes and the listing of incoming/, never a table scan); ``render`` writes the page with the run report's
+style (reviewtune/core/page.py). Every value is escaped; the page loads nothing and runs no script.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any
+
+from reviewtune.console import audit, queries, views
+from reviewtune.console.target import Target
+from reviewtune.core import display, page, states
+from reviewtune.core.runs import RunStatus
+
+RUNS_READ = 500  # the newest runs read (every status), of which those of the window are shown
+REASON_CHARS = 300  # a failure's reason in a table cell; `runs show` has it whole
+ATTENTION = (RunStatus.FAILED, RunStatus.REJECTED)
+
+
+def collect(target: Target, days: float, *, now: datetime | None = None, runs_read: int = RUNS_READ) -> dict[str, Any]:
+    """What the page shows, as data (also what ``--json`` prints)."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(days=days)
+    table = target.runs().table
+    newest = queries.list_runs(table, limit=runs_read)
+    recent = [item for item in newest if _created(item) is not None and _created(item) >= since]
+    grace, _ = audit.stack_defaults(target.parameters)
+    files = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), None, days,
+                        now=now, grace_seconds=grace)
+    return {
+        "target": target.description,
+        "generated_at": now.isoformat(),
+        "days": days,
+        # every run of the window was read, unless the newest `runs_read` all fell within it
+        "complete": len(newest) < runs_read or len(recent) < len(newest),
+        "runs": recent,
+        "champions": queries.champions(table),
+        "files": files,
+        "files_summary": audit.summary(files, grace),
+        "owed": [row for row in files if row["problem"]],
+    }
+
+
+def _created(item: dict[str, Any]) -> datetime | None:
+    return display.moment(item.get("created_at"))
+
+
+def _accuracy(item: dict[str, Any]) -> Any:
+    return ((item.get("metrics") or {}).get("accuracy") or {}).get("value")
+
+
+def _code(command: str) -> str:
+    return f"<code>{escape(command)}</code>"
+
+
+def _reason(item: dict[str, Any]) -> str:
+    text = str(item.get("failure_reason") or "")
+    return escape(text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "...")
+
+
+def _cards(data: dict[str, Any]) -> str:
+    counts = Counter(str(item.get("status")) for item in data["runs"])
+    running = sum(n for status, n in counts.items() if not states.is_final(status))
+    cards = [
+        page.card("runs", f"{len(data['runs']):,}", "runs"),
+        page.card("succeeded", f"{counts.get(RunStatus.SUCCEEDED, 0):,}", "succeeded"),
+        page.card("in progress", f"{running:,}", "in-progress"),
+        page.card("failed", f"{counts.get(RunStatus.FAILED, 0):,}", "failed"),
+        page.card("rejected files", f"{counts.get(RunStatus.REJECTED, 0):,}", "rejected"),
+        page.card("files owed an outcome", f"{len(data['owed']):,}", "owed"),
+    ]
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _attention(data: dict[str, Any]) -> str:
+    """Files owed an outcome (audit), then the runs that failed or were rejected, newest first."""
+    parts = []
+    if data["owed"]:
+        rows = [[escape(row["key"]), escape(str(row.get("version_id") or "")),
+                 escape(display.utc_time(row["written"], suffix=False)), escape(str(row["problem"])),
+                 escape(str(row.get("run_id") or "-"))] for row in data["owed"]]
+        parts.append("<h3>Files owed an outcome</h3>"
+                     + page.table(["file", "version", "written (UTC)", "owed", "run"], rows, columns="lllll")
+                     + f"<p class='sub'>{_code('reviewtune audit')} says more; the reconciler's next pass settles what "
+                     "it can.</p>")
+    failed = [item for item in data["runs"] if item.get("status") in ATTENTION]
+    if failed:
+        rows = [[escape(item["run_id"]), escape(str(item.get("dataset", ""))), escape(str(item["status"])),
+                 escape(display.utc_time(item.get("created_at"), suffix=False)), _reason(item)]
+                for item in failed]
+        parts.append("<h3>Runs that failed or were rejected</h3>"
+                     + page.table(["run", "dataset", "status", "created (UTC)", "why"], rows, columns="llllw")
+                     + f"<p class='sub'>{_code('reviewtune runs show RUN')} has the whole reason; "
+                     f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again.</p>")
+    body = "".join(parts) or '<p data-key="nothing-to-do">Nothing: every file has its outcome, and no run failed.</p>'
+    return f'<section data-key="attention"><h2>Needs attention</h2>{body}</section>'
+
+
+def _datasets(data: dict[str, Any]) -> str:
+    """One row per dataset with a run in the window or a champion: its champion, its latest run, its runs."""
+    champions = {c["dataset"]: c for c in data["champions"]}
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for item in data["runs"]:  # newest first
+        by_dataset.setdefault(str(item.get("dataset") or item["run_id"]), []).append(item)
+    rows = []
+    for name in sorted(set(by_dataset) | set(champions)):
+        champion, items = champions.get(name), by_dataset.get(name, [])
+        latest = items[0] if items else None
+        counts = Counter(str(item.get("status")) for item in items)
+        rows.append([
+            escape(name),
+            escape(champion["run_id"]) if champion else "-",
+            _percent(champion.get("accuracy")) if champion else "-",
+            escape(display.utc_time(champion.get("changed_at"), suffix=False)) if champion else "-",
+            (f"{escape(latest['run_id'])} {escape(str(latest.get('status')))}" if latest else "-"),
+            _percent(_accuracy(latest)) if latest else "-",
+            ", ".join(f"{n} {escape(status.lower())}" for status, n in sorted(counts.items())) or "-",
+        ])
+    if not rows:
+        return "<section><h2>Datasets</h2><p>No dataset has a run in this window or a champion.</p></section>"
+    return ("<section><h2>Datasets</h2>"
+            + page.table(["dataset", "champion", "champion test %", "champion since (UTC)", "latest run", "its test %",
+                          f"runs ({data['days']:g} days)"], rows, columns="ll-ll-l")
+            + f"<p class='sub'>{_code('reviewtune champion --dataset DATASET')}: a champion's history and "
+            "decisions.</p></section>")
+
+
+def _runs(data: dict[str, Any]) -> str:
+    rows = []
+    for item in data["runs"]:
+        champion = item.get("champion") if isinstance(item.get("champion"), dict) else {}
+        rows.append([
+            escape(item["run_id"]),
+            escape(str(item.get("dataset", ""))),
+            escape(str(item.get("status"))),
+            escape(display.utc_time(item.get("created_at"), suffix=False)),
+            escape(views.took(item) or "-"),
+            _percent(_accuracy(item)) if item.get("status") == RunStatus.SUCCEEDED else "-",
+            escape(str(champion.get("decision") or "-")),
+        ])
+    more = "" if data["complete"] else (f" (the newest {len(rows):,}: more runs were made in this window; "
+                                         f"{_code('reviewtune runs list --dataset DATASET')} lists a dataset's)")
+    if not rows:
+        return f"<section><h2>Runs, newest first{more}</h2><p>No run in this window.</p></section>"
+    table = page.table(["run", "dataset", "status", "created (UTC)", "took", "test %", "champion"], rows, columns="llll--l")
+    return (f"<section><h2>Runs, newest first{more}</h2>{table}<p class='sub'>"
+            f"{_code('reviewtune runs report RUN --open')}: a succeeded run's report; "
+            f"{_code('reviewtune runs show RUN')}: any run's record, timeline and messages.</p></section>")
+
+
+def _percent(value: Any) -> str:
+    return display.percent(value, suffix=False, missing="-")
+
+
+def render(data: dict[str, Any]) -> str:
+    """The page as one string."""
+    files = escape(data["files_summary"])
+    body = (
+        f"<main><h1>reviewtune overview</h1><p class='sub'>{escape(data['target'])} · the last "
+        f"{data['days']:g} day{'' if data['days'] == 1 else 's'} · made {escape(display.utc_time(data['generated_at']))}"
+        f"</p><section><h2>Summary</h2>{_cards(data)}<p class='sub'>Files under incoming/: {files}</p></section>"
+        + _attention(data) + _datasets(data) + _runs(data) + "</main>"
+    )
+    return page.document("reviewtune overview", body)
+

@@ -1,0 +1,75 @@
+"""The parts of reviewtune's self-contained HTML pages (the run report, the overview): style, tables, cards, the
+document around them. Inline CSS, no script, a Content-Security-Policy that forbids any request.
+
+Standard library only, and no import from reviewtune: the evaluation job writes the run report with this very file
+(training_code/page.py links to it, and the code bundle carries the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from html import escape
+
+CSS = """
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2430;background:#f5f6f8;margin:0}
+main{max-width:1120px;margin:0 auto;padding:16px}
+h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}
+h2{font-size:1.2em;margin:0 0 .6em;border-bottom:2px solid #d8dee8;padding-bottom:.2em}
+section{background:#fff;border-radius:8px;padding:14px 18px;margin:14px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.sub{color:#5a6475}
+.cards{display:flex;flex-wrap:wrap;gap:10px}
+.card{flex:1 1 150px;background:#eef3fb;border-radius:6px;padding:8px 12px}
+.card b{display:block;font-size:1.45em}
+.card>span{color:#5a6475;font-size:.85em}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;margin:.4em 0;font-size:.92em}
+th,td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
+th:first-child,td:first-child{text-align:left}
+.text{white-space:normal;text-align:left;min-width:16em}
+th.left,td.left{text-align:left}
+tr.best td{background:#fff4e0}
+img{max-width:100%;height:auto;display:block;margin:8px 0}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:6px 10px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
+dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
+code{overflow-wrap:anywhere}
+@media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
+th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}
+.plot{overflow-x:auto}.plot img{max-width:none;width:680px}}
+"""
+
+
+# Nothing outside the file may load: images are data: URIs, the style is inline, there is no script.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'"
+
+
+def table(header: list[str], rows: list[list[str]], row_class: Callable[[int], str] | None = None,
+          columns: str = "") -> str:
+    """A table that scrolls inside its section when wider than it. Cells are HTML; the header is text. ``columns``:
+    one letter per column, ``l`` for text aligned left, ``w`` for text that wraps, anything else for the default
+    (the first column left, the others right, as numbers)."""
+    kinds = {"l": ' class="left"', "w": ' class="text"'}
+    css = [kinds.get(letter, "") for letter in columns] + [""] * (len(header) - len(columns))
+    head = "".join(f"<th{css[n]}>{escape(h)}</th>" for n, h in enumerate(header))
+    body = []
+    for i, row in enumerate(rows):
+        row_css = row_class(i) if row_class else ""
+        body.append(f'<tr class="{row_css}">' + "".join(f"<td{css[n] if n < len(css) else ''}>{cell}</td>"
+                                                         for n, cell in enumerate(row)) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def card(label: str, value: str, key: str | None = None) -> str:
+    attribute = f' data-key="{key}"' if key else ""
+    return f'<div class="card"><b{attribute}>{value}</b><span>{escape(label)}</span></div>'
+
+
+def document(title: str, body: str) -> str:
+    """The whole page: ``body`` (HTML) in a document titled ``title`` (text), with the style and the policy."""
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+    )

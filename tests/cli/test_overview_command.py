@@ -1,0 +1,133 @@
+"""`reviewtune overview` against moto: one HTML page of the last days, read through the CLI's own queries: what
+needs attention (files owed an outcome, failed and rejected runs with their reasons), each dataset's champion and
+latest run, the runs newest first; values escaped; the page shown in headless Chromium without errors or sideways
+scrolling.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+
+import boto3
+import pytest
+
+from reviewtune.cli import main
+from reviewtune.console import audit, overview
+from reviewtune.console.target import Target
+from reviewtune.core.runs import RunStatus
+from tests.cli.test_audit_command import drop, repository, with_run
+from tests.cli.test_runs_commands import STACK, deployed, put_run  # noqa: F401  (deployed: a fixture)
+from tests.support import chromium
+from tests.support.champion import challenge
+
+DATASET = "team-a/<b>reviews</b>.tsv"
+WHY = "line 3: sentiment is '<script>alert(1)</script>', expected one of -1, 0, 1"
+
+
+@pytest.fixture
+def stack(deployed):  # noqa: F811
+    return deployed
+
+
+def keys(html: str) -> dict[str, str]:
+    return {key: unescape(value) for key, value in re.findall(r'data-key="([^"]+)">([^<]*)<', html)}
+
+
+def runs_of_a_week(stack) -> None:
+    """Two succeeded runs of one dataset (the first its champion), a failed run, a rejected file, a run in progress,
+    and a run of last month."""
+    with_run(stack, "reviewtune-a1", f"incoming/{DATASET}", "SUCCEEDED", sent=True)
+    with_run(stack, "reviewtune-a2", f"incoming/{DATASET}", "SUCCEEDED", sent=True)
+    runs = repository(stack)
+    runs.update("reviewtune-a1", metrics={"accuracy": {"value": 0.7412}})
+    runs.update("reviewtune-a2", metrics={"accuracy": {"value": 0.7301}},
+                champion={"decision": "kept", "reason": "champion kept: challenger 73.01 % vs champion 74.12 %"})
+    challenge(runs.table, DATASET, run_id="reviewtune-a1", accuracy=0.7412, test_rows=309, test_split="sha256:t",
+              comparison=None)
+    with_run(stack, "reviewtune-b1", "incoming/team-b/r.tsv", "FAILED")
+    runs.update("reviewtune-b1", failure_reason="the tuning job failed: ResourceLimitExceeded")
+    with_run(stack, "reviewtune-c1", "incoming/team-c/bad.csv")
+    assert runs.transition("reviewtune-c1", RunStatus.CLAIMED, RunStatus.REJECTED, notice=("rejected", "why"),
+                           failure_reason=WHY)
+    with_run(stack, "reviewtune-d1", "incoming/team-d/r.tsv", "TUNING")
+    put_run(stack, "reviewtune-z9", "team-z/old.tsv", "SUCCEEDED", 1, 0.70)  # 2026-11-01: out of the window
+
+
+def test_overview_writes_one_page_of_the_week_that_needs_no_network_and_escapes_every_value(stack, tmp_path, capsys):
+    runs_of_a_week(stack)
+
+    assert main(["overview", "--stack", STACK, "--out", str(tmp_path)]) == 0
+
+    page = tmp_path / "overview.html"
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{page} (5 runs in the last 7 days; 0 files owed an outcome)" in out
+    html = page.read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    found = keys(html)
+    assert (found["runs"], found["succeeded"], found["in-progress"], found["failed"], found["rejected"],
+            found["owed"]) == ("5", "2", "1", "1", "1", "0")
+    attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
+    assert "reviewtune-b1" in attention and "ResourceLimitExceeded" in attention
+    assert "reviewtune-c1" in attention and "&lt;script&gt;alert(1)&lt;/script&gt;" in attention
+    assert "reviewtune-a1" not in attention and "reviewtune-d1" not in attention
+    # the dataset's row: its champion (the first run) and its latest run
+    row = re.search(r"<tr[^>]*><td[^>]*>team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv</td>(.*?)</tr>", html).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[:2] == ["reviewtune-a1", "74.12"] and cells[3:5] == ["reviewtune-a2 SUCCEEDED", "73.01"]
+    assert cells[5] == "2 succeeded"
+    runs_section = html.split("<h2>Runs, newest first", 1)[1]
+    listed = re.findall(r"<tr[^>]*><td[^>]*>(reviewtune-[a-z0-9]+)</td>", runs_section)
+    assert listed == ["reviewtune-d1", "reviewtune-c1", "reviewtune-b1", "reviewtune-a2", "reviewtune-a1"]
+    assert "<code>reviewtune runs report RUN --open</code>" in runs_section
+    assert "reviewtune-z9" not in html  # last month's
+
+
+def test_overview_json_holds_what_the_page_shows(stack, capsys):
+    runs_of_a_week(stack)
+    capsys.readouterr()
+    assert main(["overview", "--stack", STACK, "--json", "--days", "60"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [item["run_id"] for item in data["runs"]][-1] == "reviewtune-z9"  # 60 days reach last month's run
+    assert [c["run_id"] for c in data["champions"]] == ["reviewtune-a1"] and data["complete"] is True
+    assert data["days"] == 60 and data["owed"] == []
+
+
+def test_a_file_without_a_run_past_the_grace_is_the_first_thing_the_page_shows(stack):
+    version = drop(stack, "incoming/team-e/lost.tsv")  # its event never came
+    target = Target("moto", boto3.session.Session(),
+                    {"RunsTableName": stack.runs_table, "DataBucketName": stack.bucket})
+    later = datetime.now(UTC) + timedelta(seconds=audit.DEFAULT_GRACE_SECONDS + 60)
+
+    data = overview.collect(target, 7, now=later)
+
+    html = overview.render(data)
+    assert keys(html)["owed"] == "1"
+    attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
+    assert "incoming/team-e/lost.tsv" in attention and version in attention and audit.MISSING in attention
+    assert html.index('data-key="attention"') < html.index("<h2>Datasets</h2>")
+
+
+def test_an_empty_week_says_so(stack, tmp_path):
+    assert main(["overview", "--stack", STACK, "--out", str(tmp_path)]) == 0
+    html = (tmp_path / "overview.html").read_text()
+    assert keys(html)["nothing-to-do"].startswith("Nothing: every file has its outcome")
+    assert "No run in this window." in html and "No dataset has a run in this window or a champion." in html
+
+
+def test_the_page_reads_on_a_wide_screen_and_a_phone(stack, tmp_path):
+    runs_of_a_week(stack)
+    for number in range(30):  # long ids and reasons: the tables scroll inside their sections, not the page
+        with_run(stack, f"reviewtune-{number:02d}{'f' * 28}", f"incoming/team-f/{'long-name-' * 6}{number}.tsv",
+                 "FAILED")
+    assert main(["overview", "--stack", STACK, "--out", str(tmp_path)]) == 0
+    page = tmp_path / "overview.html"
+    for width in (1366, 400):
+        check = chromium.inspect(page, tmp_path, width=width)
+        assert check["errors"] == [] and check["console_errors"] == []
+        assert check["scrollWidth"] <= check["innerWidth"], f"the page scrolls sideways at {width} px"
+        assert check["keys"]["failed"] == "31"
+    png = chromium.screenshot(page, tmp_path / "overview.png", 1366, 1600)
+    assert png.stat().st_size > 10_000

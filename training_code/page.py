@@ -1,0 +1,1 @@
+../reviewtune/core/page.py
