@@ -311,3 +311,24 @@ def test_the_function_invocations_naming_a_run_are_read_back_whole_from_the_loca
     # the S3 event start_tuning logged on entry, before the run's id was known, comes with the run's lines
     assert any(job_logs.short_line(line) == "INFO event: Object Created (aws.s3)"
                for line in [e["message"] for e in functions["StartTuningFunction"]["events"]])
+
+
+def test_overview_reads_the_local_runtime(two_runs):
+    """`overview` on the local runtime (its endpoints from local.json): both runs, the dataset's champion, a page that
+    opens without errors. (Other tests of this module add runs of their own dataset.)"""
+    runtime, tmp, outputs = two_runs
+    run_ids = {json.loads(result.stdout)["run_id"] for result in outputs}
+    data = json.loads(cli(runtime.workdir, "overview", "--json").stdout)
+    assert run_ids <= {item["run_id"] for item in data["runs"]} and data["complete"] is True
+    champion = json.loads(cli(runtime.workdir, "champion", "--dataset", DATASET, "--json").stdout)
+    assert {(c["dataset"], c["run_id"]) for c in data["champions"]} >= {(DATASET, champion["run_id"])}
+    assert all(row["problem"] is None for row in data["files"] if row["dataset"] == DATASET)
+
+    written = cli(runtime.workdir, "overview", "--out", str(tmp / "overview"))
+    page = tmp / "overview" / "overview.html"
+    assert str(page) in " ".join(written.stdout.split())
+    check = chromium.inspect(page, tmp, width=1366)
+    assert check["errors"] == [] and check["console_errors"] == []
+    assert int(check["keys"]["succeeded"]) >= 2 and check["keys"]["owed"] == "0"
+    html = page.read_text()
+    assert all(run_id in html for run_id in run_ids)
