@@ -24,8 +24,16 @@ def count(unit: str, minimum: int = 1) -> Callable[[str], int]:
     return parse
 
 
+# The longest span a command takes, in days: a window reaching back before any run (S3 and DynamoDB keep nothing older
+# than the stack), and far inside what datetime arithmetic can hold (``now - timedelta(days=1e6)`` overflows).
+MAX_SPAN_DAYS = 36_500
+_UNIT_DAYS = {"days": 1.0, "minutes": 1 / (24 * 60), "seconds": 1 / (24 * 3600)}
+
+
 def span(unit: str, *, positive: bool = False) -> Callable[[str], float]:
-    """A finite number of ``unit``: zero or more, or more than zero when ``positive``."""
+    """A finite number of ``unit`` (days, minutes or seconds): zero or more, or more than zero when ``positive``, and
+    at most ``MAX_SPAN_DAYS`` days."""
+    most = MAX_SPAN_DAYS / _UNIT_DAYS[unit]
 
     def parse(value: str) -> float:
         try:
@@ -35,6 +43,9 @@ def span(unit: str, *, positive: bool = False) -> Callable[[str], float]:
         if not math.isfinite(number) or number < 0 or (positive and number == 0):
             more = "more than zero" if positive else "zero or more"
             raise argparse.ArgumentTypeError(f"expected {more} {unit}, got {value!r}")
+        if number > most:
+            days = "" if unit == "days" else f" ({MAX_SPAN_DAYS:,} days)"
+            raise argparse.ArgumentTypeError(f"expected at most {most:,.0f} {unit}{days}, got {value!r}")
         return number
 
     return parse

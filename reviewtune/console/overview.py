@@ -17,9 +17,10 @@ from typing import Any
 from reviewtune.console import audit, queries, views
 from reviewtune.console.target import Target
 from reviewtune.core import display, page, states
-from reviewtune.core.runs import RunStatus
+from reviewtune.core.runs import RunStatus, now_iso
 
-RUNS_READ = 500  # the newest runs read (every status), of which those of the window are shown
+RUNS_READ = 500  # the window's runs read per status, newest first (the page says so when a status has more)
+RUNS_SHOWN = 300  # rows of the runs table; the counts and "Needs attention" take every run read
 REASON_CHARS = 300  # a failure's reason in a table cell; `runs show` has it whole
 ATTENTION = (RunStatus.FAILED, RunStatus.REJECTED)
 
@@ -27,10 +28,8 @@ ATTENTION = (RunStatus.FAILED, RunStatus.REJECTED)
 def collect(target: Target, days: float, *, now: datetime | None = None, runs_read: int = RUNS_READ) -> dict[str, Any]:
     """What the page shows, as data (also what ``--json`` prints)."""
     now = now or datetime.now(UTC)
-    since = now - timedelta(days=days)
     table = target.runs().table
-    newest = queries.list_runs(table, limit=runs_read)
-    recent = [item for item in newest if _created(item) is not None and _created(item) >= since]
+    recent, complete = queries.runs_since(table, now_iso(now - timedelta(days=days)), runs_read)
     grace, _ = audit.stack_defaults(target.parameters)
     files = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), None, days,
                         now=now, grace_seconds=grace)
@@ -38,18 +37,14 @@ def collect(target: Target, days: float, *, now: datetime | None = None, runs_re
         "target": target.description,
         "generated_at": now.isoformat(),
         "days": days,
-        # every run of the window was read, unless the newest `runs_read` all fell within it
-        "complete": len(newest) < runs_read or len(recent) < len(newest),
+        "complete": complete,  # every run of the window was read (no status had more than `runs_read`)
+        "runs_read": runs_read,
         "runs": recent,
         "champions": queries.champions(table),
         "files": files,
         "files_summary": audit.summary(files, grace),
         "owed": [row for row in files if row["problem"]],
     }
-
-
-def _created(item: dict[str, Any]) -> datetime | None:
-    return display.moment(item.get("created_at"))
 
 
 def _accuracy(item: dict[str, Any]) -> Any:
@@ -90,7 +85,8 @@ def _attention(data: dict[str, Any]) -> str:
                      + page.table(["file", "version", "written (UTC)", "owed", "run"], rows, columns="lllll")
                      + f"<p class='sub'>{_code('reviewtune audit')} says more; the reconciler's next pass settles what "
                      "it can.</p>")
-    failed = [item for item in data["runs"] if item.get("status") in ATTENTION]
+    ended = [item for item in data["runs"] if item.get("status") in ATTENTION]
+    failed = [item for item in ended if not isinstance(item.get("retried"), dict)]  # a retry is its own run
     if failed:
         rows = [[escape(item["run_id"]), escape(str(item.get("dataset", ""))), escape(str(item["status"])),
                  escape(display.utc_time(item.get("created_at"), suffix=False)), _reason(item)]
@@ -98,7 +94,9 @@ def _attention(data: dict[str, Any]) -> str:
         parts.append("<h3>Runs that failed or were rejected</h3>"
                      + page.table(["run", "dataset", "status", "created (UTC)", "why"], rows, columns="llllw")
                      + f"<p class='sub'>{_code('reviewtune runs show RUN')} has the whole reason; "
-                     f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again.</p>")
+                     f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again."
+                     + (f" {len(ended) - len(failed):,} retried already are left out." if len(ended) > len(failed) else "")
+                     + "</p>")
     body = "".join(parts) or '<p data-key="nothing-to-do">Nothing: every file has its outcome, and no run failed.</p>'
     return f'<section data-key="attention"><h2>Needs attention</h2>{body}</section>'
 
@@ -134,19 +132,18 @@ def _datasets(data: dict[str, Any]) -> str:
 
 def _runs(data: dict[str, Any]) -> str:
     rows = []
-    for item in data["runs"]:
+    for item in data["runs"][:RUNS_SHOWN]:
         champion = item.get("champion") if isinstance(item.get("champion"), dict) else {}
         rows.append([
             escape(item["run_id"]),
             escape(str(item.get("dataset", ""))),
-            escape(str(item.get("status"))),
+            escape(views.status_text(item)),
             escape(display.utc_time(item.get("created_at"), suffix=False)),
             escape(views.took(item) or "-"),
             _percent(_accuracy(item)) if item.get("status") == RunStatus.SUCCEEDED else "-",
             escape(str(champion.get("decision") or "-")),
         ])
-    more = "" if data["complete"] else (f" (the newest {len(rows):,}: more runs were made in this window; "
-                                         f"{_code('reviewtune runs list --dataset DATASET')} lists a dataset's)")
+    more = f" (the newest {len(rows):,} of {len(data['runs']):,})" if len(data["runs"]) > len(rows) else ""
     if not rows:
         return f"<section><h2>Runs, newest first{more}</h2><p>No run in this window.</p></section>"
     table = page.table(["run", "dataset", "status", "created (UTC)", "took", "test %", "champion"], rows, columns="llll--l")
@@ -162,10 +159,15 @@ def _percent(value: Any) -> str:
 def render(data: dict[str, Any]) -> str:
     """The page as one string."""
     files = escape(data["files_summary"])
+    partial = "" if data["complete"] else (
+        f'<p class="note" data-key="partial">More runs were made in these days than the {data["runs_read"]:,} per status '
+        "read: the counts, the attention list and the tables hold the newest of each status; "
+        f"{_code('reviewtune runs list --status STATUS')} lists more.</p>")
     body = (
         f"<main><h1>reviewtune overview</h1><p class='sub'>{escape(data['target'])} · the last "
         f"{data['days']:g} day{'' if data['days'] == 1 else 's'} · made {escape(display.utc_time(data['generated_at']))}"
-        f"</p><section><h2>Summary</h2>{_cards(data)}<p class='sub'>Files under incoming/: {files}</p></section>"
+        f"</p><section><h2>Summary</h2>{_cards(data)}<p class='sub'>Files under incoming/: {files}</p>{partial}"
+        "</section>"
         + _attention(data) + _datasets(data) + _runs(data) + "</main>"
     )
     return page.document("reviewtune overview", body)

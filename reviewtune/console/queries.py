@@ -56,6 +56,20 @@ def list_runs(table: Any, dataset: str | None = None, status: str | None = None,
         limit)
 
 
+def runs_since(table: Any, since: str, limit: int) -> tuple[list[dict], bool]:
+    """Every run created at ``since`` (ISO 8601, as created_at is written) or later, newest first, and whether that is
+    all of them: one by_status query per status with created_at in its key condition, each for at most ``limit``
+    items (False when a status had more), so the cost is bounded by the window, whatever the table holds before it."""
+    streams = [
+        list(_query(table, limit + 1, IndexName=STATUS_INDEX,
+                    KeyConditionExpression=Key("status").eq(status.value) & Key("created_at").gte(since)))
+        for status in RunStatus
+    ]
+    complete = all(len(stream) <= limit for stream in streams)
+    kept = [stream[:limit] for stream in streams]
+    return _newest(kept, sum(map(len, kept))), complete
+
+
 def _newest(streams: list[list[dict]], limit: int) -> list[dict]:
     """The ``limit`` newest runs of several lists each newest first, merged by created_at."""
     merged = heapq.merge(*streams, key=lambda item: item.get("created_at", ""), reverse=True)

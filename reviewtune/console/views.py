@@ -61,7 +61,7 @@ def _runs_table(items: list[dict[str, Any]], title: str, *, narrow: bool) -> Tab
         cells = [
             item["run_id"],
             utc_time(item.get("created_at")),
-            _status(item),
+            status_text(item),
             item.get("dataset", ""),
             (" / " if narrow else "/").join(counts) or "-",
             f"{best['objective']:.2f}" if best.get("objective") is not None else "-",
@@ -73,7 +73,7 @@ def _runs_table(items: list[dict[str, Any]], title: str, *, narrow: bool) -> Tab
     return table
 
 
-def _status(item: dict[str, Any]) -> str:
+def status_text(item: dict[str, Any]) -> str:
     """The run's status; one not ended yet that a person asked to stop says so (stop_requests.py), one whose file was
     tuned again in another run too (retries.py), one whose outcome message is still in its outbox (outbox.py)."""
     status = str(item.get("status", "?"))

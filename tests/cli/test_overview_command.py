@@ -97,11 +97,9 @@ def test_overview_json_holds_what_the_page_shows(stack, capsys):
 
 def test_a_file_without_a_run_past_the_grace_is_the_first_thing_the_page_shows(stack):
     version = drop(stack, "incoming/team-e/lost.tsv")  # its event never came
-    target = Target("moto", boto3.session.Session(),
-                    {"RunsTableName": stack.runs_table, "DataBucketName": stack.bucket})
     later = datetime.now(UTC) + timedelta(seconds=audit.DEFAULT_GRACE_SECONDS + 60)
 
-    data = overview.collect(target, 7, now=later)
+    data = overview.collect(moto_target(stack), 7, now=later)
 
     html = overview.render(data)
     assert keys(html)["owed"] == "1"
@@ -131,3 +129,37 @@ def test_the_page_reads_on_a_wide_screen_and_a_phone(stack, tmp_path):
         assert check["keys"]["failed"] == "31"
     png = chromium.screenshot(page, tmp_path / "overview.png", 1366, 1600)
     assert png.stat().st_size > 10_000
+
+
+def moto_target(stack) -> Target:
+    return Target("moto", boto3.session.Session(), {"RunsTableName": stack.runs_table, "DataBucketName": stack.bucket})
+
+
+def test_a_window_with_more_runs_of_a_status_than_are_read_says_so_and_shows_the_newest(stack):
+    for number in range(3):
+        with_run(stack, f"reviewtune-f{number}", f"incoming/team-f/{number}.tsv", "FAILED")
+    with_run(stack, "reviewtune-s0", "incoming/team-s/0.tsv", "SUCCEEDED")
+
+    data = overview.collect(moto_target(stack), 7, runs_read=2)
+
+    assert data["complete"] is False
+    assert [item["run_id"] for item in data["runs"]] == ["reviewtune-s0", "reviewtune-f2", "reviewtune-f1"]
+    html = overview.render(data)
+    assert "More runs were made in these days than the 2 per status read" in keys(html)["partial"]
+    attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
+    assert "reviewtune-f2" in attention and "reviewtune-f1" in attention and "reviewtune-f0" not in attention
+    assert overview.collect(moto_target(stack), 7, runs_read=3)["complete"] is True
+
+
+def test_a_failed_run_retried_already_needs_no_attention_and_says_it_was_retried(stack):
+    with_run(stack, "reviewtune-r1", "incoming/team-r/r.tsv", "FAILED")
+    with_run(stack, "reviewtune-r2", "incoming/team-r/q.tsv", "FAILED")
+    repository(stack).update("reviewtune-r1", retried={"by": "ops", "why": "quota raised", "new_run_id": "reviewtune-r3"})
+
+    html = overview.render(overview.collect(moto_target(stack), 7))
+
+    attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
+    assert "reviewtune-r2" in attention and "reviewtune-r1" not in attention
+    assert "1 retried already are left out." in attention
+    runs_section = html.split("<h2>Runs, newest first", 1)[1]
+    assert re.search(r"reviewtune-r1</td>.*?<td[^>]*>FAILED, retried</td>", runs_section)

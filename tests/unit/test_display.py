@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reviewtune.core import code_bundle, display
+from reviewtune.core import code_bundle, display, page, report_decision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,12 +119,14 @@ def test_scores_counts_points_money_and_trial_names():
     assert display.trial_suffix("a-b-c") == "a-b-c" and display.trial_suffix("odd") == "odd"
 
 
-def test_the_evaluation_job_gets_the_same_file_and_it_needs_nothing_but_the_standard_library():
-    linked = ROOT / "training_code" / "display.py"
-    assert linked.is_symlink() and linked.resolve() == Path(display.__file__).resolve()
+@pytest.mark.parametrize("module", [display, page, report_decision], ids=lambda module: module.__name__)
+def test_the_evaluation_job_gets_the_same_file_and_it_needs_nothing_but_the_standard_library(module):
+    name = Path(module.__file__).name
+    linked = ROOT / "training_code" / name
+    assert linked.is_symlink() and linked.resolve() == Path(module.__file__).resolve()
     bundled = {path.name: path.read_bytes() for path in code_bundle._files(ROOT / "training_code")}
-    assert bundled["display.py"] == Path(display.__file__).read_bytes()
-    tree = ast.parse(Path(display.__file__).read_text())
+    assert bundled[name] == Path(module.__file__).read_bytes()
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported and imported <= sys.stdlib_module_names | {"__future__"}
