@@ -114,18 +114,17 @@ def _datasets(data: dict[str, Any]) -> str:
         counts = Counter(str(item.get("status")) for item in items)
         rows.append([
             escape(name),
-            escape(champion["run_id"]) if champion else "-",
-            _percent(champion.get("accuracy")) if champion else "-",
-            escape(display.utc_time(champion.get("changed_at"), suffix=False)) if champion else "-",
-            (f"{escape(latest['run_id'])} {escape(str(latest.get('status')))}" if latest else "-"),
-            _percent(_accuracy(latest)) if latest else "-",
+            (f"{escape(champion['run_id'])}<br><span class='sub'>{_percent(champion.get('accuracy'))} % test, since "
+             f"{escape(display.utc_time(champion.get('changed_at')))}</span>") if champion else "-",
+            (f"{escape(latest['run_id'])}<br><span class='sub'>{escape(views.status_text(latest))}"
+             + (f", {_percent(_accuracy(latest))} % test" if latest.get("status") == RunStatus.SUCCEEDED else "")
+             + "</span>") if latest else "-",
             ", ".join(f"{n} {escape(status.lower())}" for status, n in sorted(counts.items())) or "-",
         ])
     if not rows:
         return "<section><h2>Datasets</h2><p>No dataset has a run in this window or a champion.</p></section>"
     return ("<section><h2>Datasets</h2>"
-            + page.table(["dataset", "champion", "champion test %", "champion since (UTC)", "latest run", "its test %",
-                          f"runs ({data['days']:g} days)"], rows, columns="ll-ll-l")
+            + page.table(["dataset", "champion", "latest run", f"runs ({data['days']:g} days)"], rows, columns="llll")
             + f"<p class='sub'>{_code('reviewtune champion --dataset DATASET')}: a champion's history and "
             "decisions.</p></section>")
 
