@@ -223,9 +223,7 @@ def _model(metrics: dict[str, Any], examples: list[dict[str, Any]], plotting: bo
         for e in sorted(examples, key=lambda e: (e["true"], e["predicted"]))
     ]
     example_html = (
-        '<div class="scroll"><table><thead><tr><th>true</th><th class="left">predicted</th><th class="text">review</th></tr></thead><tbody>'
-        + "".join(f"<tr><td>{a}</td><td class='left'>{b}</td><td class='text'>{c}</td></tr>" for a, b, c in example_rows)
-        + "</tbody></table></div>"
+        page.table(["true", "predicted", "review"], example_rows, columns="-lw")
         if example_rows
         else "<p>No test review was misclassified.</p>"
     )

@@ -17,6 +17,7 @@ from typing import Any
 from reviewtune.console import audit, queries, views
 from reviewtune.console.target import Target
 from reviewtune.core import display, page, states
+from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunStatus, now_iso
 
 RUNS_READ = 500  # the window's runs read per status, newest first (the page says so when a status has more)
@@ -28,11 +29,12 @@ ATTENTION = (RunStatus.FAILED, RunStatus.REJECTED)
 def collect(target: Target, days: float, *, now: datetime | None = None, runs_read: int = RUNS_READ) -> dict[str, Any]:
     """What the page shows, as data (also what ``--json`` prints)."""
     now = now or datetime.now(UTC)
-    table = target.runs().table
+    runs = target.runs()
+    table = runs.table
     recent, complete = queries.runs_since(table, now_iso(now - timedelta(days=days)), runs_read)
     grace, _ = audit.stack_defaults(target.parameters)
-    files = audit.audit(target.client("s3"), target.runs(), target.output("DataBucketName"), None, days,
-                        now=now, grace_seconds=grace)
+    files = audit.audit(target.client("s3"), runs, target.output("DataBucketName"), None, days, now=now,
+                        grace_seconds=grace)
     return {
         "target": target.description,
         "generated_at": now.isoformat(),
@@ -56,8 +58,7 @@ def _code(command: str) -> str:
 
 
 def _reason(item: dict[str, Any]) -> str:
-    text = str(item.get("failure_reason") or "")
-    return escape(text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "...")
+    return escape(bounded(str(item.get("failure_reason") or ""), REASON_CHARS))
 
 
 def _cards(data: dict[str, Any]) -> str:

@@ -69,8 +69,9 @@ _BINARY_UNITS = ("bytes", "KiB", "MiB", "GiB", "TiB")
 
 def size(value: Any) -> str:
     """A size in bytes in the largest binary unit that keeps it at 1 or more: 268435456 -> ``256 MiB``,
-    6442450944 -> ``6.0 GiB``, 1048577 -> ``1.0 MiB``, 512 -> ``512 bytes`` (one decimal under 10 of a unit,
-    none above; a size just over a limit then reads as the limit, so reasons give the exact bytes beside it)."""
+    6442450944 -> ``6 GiB``, 5368709121 -> ``5.0 GiB``, 512 -> ``512 bytes`` (a whole number of the unit as it is,
+    else one decimal under 10 of it and none above; a size just over a limit then reads as the limit, so reasons give
+    the exact bytes beside it)."""
     result = number(value)
     if result is None or result < 0:
         return MISSING

@@ -156,9 +156,7 @@ def record_results(
     if states.is_final(run["status"]):
         if withdrawal.left_approved(clients, run):  # an earlier attempt died between its approval and undoing it
             withdrawal.undo_late_approval(runs, clients, run)
-        # an earlier attempt may have died before telling the decision in the report
-        report_annotation.annotate(runs, clients.report_s3, run_id)
-        return already_final(runs, settings, clients, run)
+        return _recorded_already(runs, settings, clients, run)
     if run["status"] != RunStatus.EVALUATING:
         raise RunNotReadyError(
             f"evaluation job {job_name} ended {status} while run {run_id} is still {run['status']}; "
@@ -294,5 +292,13 @@ def _ended_meanwhile(
         withdrawal.undo_late_approval(runs, clients, item)
     if not item:
         return {"status": "IGNORED", "run_id": run_id}
-    report_annotation.annotate(runs, clients.report_s3, run_id)  # the other recorder may have died before telling it
+    return _recorded_already(runs, settings, clients, item)
+
+
+def _recorded_already(
+    runs: RunsRepository, settings: Settings, clients: AwsClients, item: dict[str, Any]
+) -> dict[str, Any]:
+    """A run that ended before this attempt could record it: ``already_final``, after telling its champion decision
+    in its report, which the attempt that recorded it may have died before doing."""
+    report_annotation.annotate(runs, clients.report_s3, item["run_id"])
     return already_final(runs, settings, clients, item)
