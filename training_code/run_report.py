@@ -170,6 +170,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
         ["trial", "status", *params, "val acc %", "epochs", "seconds"],
         rows,
         lambda i: "best" if ordered[i]["name"] == best_name else "",
+        stack=True,
     )
     tuned = best.get("tuned_hyperparameters", {})
     static = {k: v for k, v in best.get("hyperparameters", {}).items() if k not in tuned}
@@ -267,7 +268,7 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     return (
         "<section><h2>History of this dataset</h2>"
         + _plot(plotting, "test accuracy over time", lambda: report_plots.history(runs))
-        + page.table(["run", "started", "status", "test accuracy %"], rows)
+        + page.table(["run", "started", "status", "test accuracy %"], rows, stack=True)
         + "</section>"
     )
 

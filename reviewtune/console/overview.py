@@ -83,7 +83,7 @@ def _attention(data: dict[str, Any]) -> str:
                  escape(display.utc_time(row["written"], suffix=False)), escape(str(row["problem"])),
                  escape(str(row.get("run_id") or "-"))] for row in data["owed"]]
         parts.append("<h3>Files owed an outcome</h3>"
-                     + page.table(["file", "version", "written (UTC)", "owed", "run"], rows, columns="lllll")
+                     + page.table(["file", "version", "written (UTC)", "owed", "run"], rows, columns="nllll", stack=True)
                      + f"<p class='sub'>{_code('reviewtune audit')} says more; the reconciler's next pass settles what "
                      "it can.</p>")
     ended = [item for item in data["runs"] if item.get("status") in ATTENTION]
@@ -93,7 +93,7 @@ def _attention(data: dict[str, Any]) -> str:
                  escape(display.utc_time(item.get("created_at"), suffix=False)), _reason(item)]
                 for item in failed]
         parts.append("<h3>Runs that failed or were rejected</h3>"
-                     + page.table(["run", "dataset", "status", "created (UTC)", "why"], rows, columns="llllw")
+                     + page.table(["run", "dataset", "status", "created (UTC)", "why"], rows, columns="lnllw", stack=True)
                      + f"<p class='sub'>{_code('reviewtune runs show RUN')} has the whole reason; "
                      f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again."
                      + (f" {len(ended) - len(failed):,} retried already are left out." if len(ended) > len(failed) else "")
@@ -125,7 +125,8 @@ def _datasets(data: dict[str, Any]) -> str:
     if not rows:
         return "<section><h2>Datasets</h2><p>No dataset has a run in this window or a champion.</p></section>"
     return ("<section><h2>Datasets</h2>"
-            + page.table(["dataset", "champion", "latest run", f"runs ({data['days']:g} days)"], rows, columns="llll")
+            + page.table(["dataset", "champion", "latest run", f"runs ({data['days']:g} days)"], rows, columns="nlll",
+                         stack=True)
             + f"<p class='sub'>{_code('reviewtune champion --dataset DATASET')}: a champion's history and "
             "decisions.</p></section>")
 
@@ -146,7 +147,8 @@ def _runs(data: dict[str, Any]) -> str:
     more = f" (the newest {len(rows):,} of {len(data['runs']):,})" if len(data["runs"]) > len(rows) else ""
     if not rows:
         return f"<section><h2>Runs, newest first{more}</h2><p>No run in this window.</p></section>"
-    table = page.table(["run", "dataset", "status", "created (UTC)", "took", "test %", "champion"], rows, columns="llll--l")
+    table = page.table(["run", "dataset", "status", "created (UTC)", "took", "test %", "champion"], rows,
+                       columns="lnll--l", stack=True)
     return (f"<section><h2>Runs, newest first{more}</h2>{table}<p class='sub'>"
             f"{_code('reviewtune runs report RUN --open')}: a succeeded run's report; "
             f"{_code('reviewtune runs show RUN')}: any run's record, timeline and messages.</p></section>")

@@ -27,6 +27,7 @@ table{border-collapse:collapse;margin:.4em 0;font-size:.92em}
 th,td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 .text{white-space:normal;text-align:left;min-width:16em}
+.name{white-space:normal;text-align:left;min-width:10em}
 th.left,td.left{text-align:left}
 tr.best td{background:#fff4e0}
 img{max-width:100%;height:auto;display:block;margin:8px 0}
@@ -36,7 +37,15 @@ dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
 code{overflow-wrap:anywhere}
 @media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
 th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}
-.plot{overflow-x:auto}.plot img{max-width:none;width:680px}}
+.plot{overflow-x:auto}.plot img{max-width:none;width:680px}
+table.stack,table.stack tbody,table.stack tr,table.stack td{display:block}
+table.stack thead{display:none}
+table.stack tr{border-bottom:1px solid #d8dee8;padding:6px 0}
+table.stack td{border:0;padding:1px 0 1px 8em;text-indent:-8em;text-align:left;white-space:normal;
+overflow-wrap:anywhere;min-width:0}
+table.stack td:empty{display:none}
+table.stack td::before{content:attr(data-label);display:inline-block;width:9.4em;text-indent:0;
+color:#5a6475;font-size:.85em;vertical-align:top;overflow-wrap:normal}}
 """
 
 
@@ -45,19 +54,24 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 
 
 def table(header: list[str], rows: list[list[str]], row_class: Callable[[int], str] | None = None,
-          columns: str = "") -> str:
+          columns: str = "", stack: bool = False) -> str:
     """A table that scrolls inside its section when wider than it. Cells are HTML; the header is text. ``columns``:
-    one letter per column, ``l`` for text aligned left, ``w`` for text that wraps, anything else for the default
-    (the first column left, the others right, as numbers)."""
-    kinds = {"l": ' class="left"', "w": ' class="text"'}
+    one letter per column, ``l`` for text aligned left, ``w`` for text that wraps (a review), ``n`` for a name that
+    may wrap (a file's key), anything else for the default (the first column left, the others right, as numbers). ``stack``: on a phone's width each row is a block of
+    lines, each cell after its column's name (empty cells left out), instead of a table wider than the screen."""
+    kinds = {"l": ' class="left"', "w": ' class="text"', "n": ' class="name"'}
     css = [kinds.get(letter, "") for letter in columns] + [""] * (len(header) - len(columns))
     head = "".join(f"<th{css[n]}>{escape(h)}</th>" for n, h in enumerate(header))
+    labels = [f' data-label="{escape(h)}"' if stack and h else "" for h in header]
     body = []
     for i, row in enumerate(rows):
         row_css = row_class(i) if row_class else ""
-        body.append(f'<tr class="{row_css}">' + "".join(f"<td{css[n] if n < len(css) else ''}>{cell}</td>"
-                                                         for n, cell in enumerate(row)) + "</tr>")
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+        body.append(f'<tr class="{row_css}">' + "".join(
+            f"<td{css[n] if n < len(css) else ''}{labels[n] if n < len(labels) else ''}>{cell}</td>"
+            for n, cell in enumerate(row)) + "</tr>")
+    kind = ' class="stack"' if stack else ""
+    return (f'<div class="scroll"><table{kind}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table></div>")
 
 
 def card(label: str, value: str, key: str | None = None) -> str:

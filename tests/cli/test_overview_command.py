@@ -126,6 +126,7 @@ def test_the_page_reads_on_a_wide_screen_and_a_phone(stack, tmp_path):
         check = chromium.inspect(page, tmp_path, width=width)
         assert check["errors"] == [] and check["console_errors"] == []
         assert check["scrollWidth"] <= check["innerWidth"], f"the page scrolls sideways at {width} px"
+        assert check["wideTables"] == [], f"tables scroll sideways at {width} px"  # a phone gets each row as lines
         assert check["keys"]["failed"] == "31"
     png = chromium.screenshot(page, tmp_path / "overview.png", 1366, 1600)
     assert png.stat().st_size > 10_000

@@ -1,5 +1,6 @@
 """Open an HTML file in headless Chromium: take a screenshot, and read back what an inline check script saw
-(images loaded, resource / CSP / script errors, the values of every ``data-key`` element)."""
+(images loaded, resource / CSP / script errors, the values of every ``data-key`` element, the sections whose tables
+are wider than their box and scroll sideways)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ window.addEventListener('load', function () {
     return {alt: img.alt, complete: img.complete, naturalWidth: img.naturalWidth, shownWidth: img.getBoundingClientRect().width,
             boxWidth: box.getBoundingClientRect().width, boxOverflowX: getComputedStyle(box).overflowX};
   });
+  var wide = Array.prototype.filter.call(document.querySelectorAll('.scroll'), function (box) {
+    return box.scrollWidth > box.clientWidth + 1;
+  }).map(function (box) { return box.closest('section') ? box.closest('section').querySelector('h2').textContent : '?'; });
   var keys = {};
   Array.prototype.forEach.call(document.querySelectorAll('[data-key]'), function (el) { keys[el.dataset.key] = el.textContent.trim(); });
   var pre = document.createElement('pre');
   pre.id = '__check';
-  pre.textContent = JSON.stringify({images: images, errors: window.__errors, keys: keys,
+  pre.textContent = JSON.stringify({images: images, errors: window.__errors, keys: keys, wideTables: wide,
                                     scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth});
   document.body.appendChild(pre);
 });

@@ -102,7 +102,7 @@ def test_a_trial_cut_by_its_time_limit_says_how_much_of_its_plan_it_trained() ->
     trials[0]["planned_steps_pct"] = 93.4  # max_train_seconds ended its last epoch early
     trials[1]["planned_steps_pct"] = 100.0
     page = run_report.render(evaluation(), cut, {}, [], plotting=False)
-    cells = re.findall(r"<td>([^<]*)</td>", page)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
     assert "2 (time limit: 93 % of the planned steps)" in cells
     assert page.count("time limit:") == 1  # the whole plan trained, or no figure recorded: the epochs alone
 
@@ -175,6 +175,7 @@ def test_a_narrow_screen_shows_the_whole_report_without_scrolling_sideways(tmp_p
                                       EXAMPLES, plotting=False))
     check = chromium.inspect(page, tmp_path, width=400)
     assert check["errors"] == [] and check["scrollWidth"] <= check["innerWidth"]
+    assert check["wideTables"] == []  # the trials and the history: each row as lines, no table to swipe sideways
 
 
 @pytest.mark.skipif(not report_plots.available(), reason="matplotlib is part of the dev environment")

@@ -1,0 +1,45 @@
+"""The parts of the HTML pages: a table's cells carry their column's name when the table stacks on a phone."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+from reviewtune.core import page
+
+
+class Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict[str, str | None]] = []
+        self.cells: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append(dict(attrs))
+        if tag == "td":
+            self.cells.append(dict(attrs))
+
+
+def parsed(html: str) -> Cells:
+    cells = Cells()
+    cells.feed(html)
+    return cells
+
+
+def test_a_stacked_table_names_each_cell_by_its_column_escaped_and_marks_the_table():
+    html = page.table(["run", 'a "quoted" <name>', ""], [["r1", "x", "y"], ["r2", "", "z"]], columns="lw", stack=True)
+    found = parsed(html)
+    assert found.tables == [{"class": "stack"}]
+    assert [cell.get("data-label") for cell in found.cells] == ["run", 'a "quoted" <name>', None] * 2
+    assert [cell.get("class") for cell in found.cells[:3]] == ["left", "text", None]
+
+
+def test_a_table_that_does_not_stack_keeps_its_cells_plain():
+    found = parsed(page.table(["class", "recall"], [["negative", "0.7"]]))
+    assert found.tables == [{}] and all("data-label" not in cell for cell in found.cells)
+
+
+def test_the_style_stacks_only_marked_tables_and_only_on_a_narrow_screen():
+    narrow = page.CSS.split("@media (max-width:600px){", 1)[1]
+    assert "table.stack thead{display:none}" in narrow and "content:attr(data-label)" in narrow
+    assert "table.stack" not in page.CSS.split("@media", 1)[0]
