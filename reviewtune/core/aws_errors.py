@@ -86,6 +86,20 @@ def transient(exc: BaseException) -> bool:
     return code(exc) == "TransactionCanceledException" and reasons <= TRANSIENT_CANCELLATION_REASONS
 
 
+# DynamoDB's writes: what refuses a value it cannot store (an empty map key, a number it cannot hold...)
+DYNAMODB_WRITES = frozenset({"TransactWriteItems", "UpdateItem", "PutItem"})
+
+
+def refused_value(exc: ClientError) -> bool:
+    """Whether DynamoDB refused a write for what it holds (``ValidationException``, or a transaction cancelled with
+    ``ValidationError``): the same write fails the same way however often it is tried."""
+    if exc.operation_name not in DYNAMODB_WRITES:
+        return False
+    reasons = {reason.get("Code") for reason in exc.response.get("CancellationReasons") or ()}
+    return code(exc) == "ValidationException" or (
+        code(exc) == "TransactionCanceledException" and "ValidationError" in reasons)
+
+
 def not_found(exc: ClientError) -> bool:
     """Whether SageMaker says the job asked for does not exist: ``ResourceNotFound``, or a ``ValidationException``
     saying it cannot be found (DescribeTrainingJob's and DescribeProcessingJob's answer)."""

@@ -24,15 +24,20 @@ from reviewtune.core.champion import ALREADY, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import parse_iso
+from reviewtune.core.runs import now_iso, parse_iso
 
 logger = Logger(child=True)
 
 NOT_DECIDED = "not decided"
 # A registration that failed for a moment (throttling, a server error, no answer) makes record_results fail, to be
-# tried again by the event's redelivery and the reconciler, for this long after the run entered EVALUATING (its
-# deadline is 3 h); after that the run succeeds with the error recorded, and the model can be registered by hand.
+# tried again by the event's redelivery and the reconciler, for this long after the evaluation job ended (after the
+# run entered EVALUATING when the job's end is not known), and never within DEADLINE_MARGIN_SECONDS of the run's
+# deadline (3 h in EVALUATING by default), so that an attempt still records the run before the deadline would end it;
+# after that the run succeeds with the error recorded, and the model can be registered by hand.
 REGISTRATION_RETRY_SECONDS = 3600
+DEADLINE_MARGIN_SECONDS = 1800
+# The key of record_results' view of the run that holds when its evaluation job ended (never written to the item).
+JOB_ENDED_AT = "evaluation_job_ended_at"
 
 
 def _error_text(exc: Exception) -> str:
@@ -78,12 +83,32 @@ def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, c
     return out
 
 
-def retrying(run: dict[str, Any]) -> bool:
+def retrying(run: dict[str, Any], now: datetime | None = None) -> bool:
     """Whether a moment's refusal of the Model Registry still makes record_results fail and be tried again (for
-    REGISTRATION_RETRY_SECONDS after the run entered EVALUATING) rather than record the error and succeed."""
-    entered = (run.get("status_history") or {}).get("EVALUATING")
-    evaluating_for = (datetime.now(UTC) - parse_iso(entered)).total_seconds() if entered else 0.0
-    return evaluating_for < REGISTRATION_RETRY_SECONDS
+    REGISTRATION_RETRY_SECONDS after the evaluation job ended, or after the run entered EVALUATING if that is later
+    or the end is not known; never within DEADLINE_MARGIN_SECONDS of the run's deadline) rather than record the error
+    and succeed."""
+    now = now or datetime.now(UTC)
+    moments = [parse_iso(value) for value in ((run.get("status_history") or {}).get("EVALUATING"), run.get(JOB_ENDED_AT))
+               if value]
+    since = min(max(moments), now) if moments else now
+    deadline = run.get("deadline_at")
+    if deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS:
+        return False
+    return (now - since).total_seconds() < REGISTRATION_RETRY_SECONDS
+
+
+def job_ended_at(detail: dict[str, Any]) -> str | None:
+    """When the evaluation job ended (ISO), from its event (milliseconds since the epoch, a number or a string of
+    digits) or its description (a datetime); None when it does not say."""
+    value = detail.get("ProcessingEndTime")
+    if isinstance(value, str) and value.isdigit():  # some SageMaker events write their times as strings
+        value = int(value)
+    if isinstance(value, datetime):
+        return now_iso(value if value.tzinfo else value.replace(tzinfo=UTC))
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
+        return now_iso(datetime.fromtimestamp(value / 1000, UTC))
+    return None
 
 
 def plan_champion(

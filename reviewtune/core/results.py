@@ -27,6 +27,8 @@ from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
 from reviewtune.core.registration import (
+    JOB_ENDED_AT,
+    job_ended_at,
     not_decided,
     plan_champion,
     register,
@@ -59,7 +61,7 @@ def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
 
 def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Why the run item could not hold ``value``, at its first such place, or None. DynamoDB stores no NaN or
-    Infinity, numbers of magnitude 1e-130..1e126 and at most 38 digits, and 32 levels of nesting."""
+    Infinity, numbers of magnitude 1e-130..1e126 and at most 38 digits, 32 levels of nesting, and no empty map key."""
     where = path or "(top)"
     if depth > MAX_EVALUATION_DEPTH:
         return f"{where} is nested more than {MAX_EVALUATION_DEPTH} levels deep"
@@ -71,6 +73,8 @@ def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
         return f"{where} is outside the range a run record can hold"
     if isinstance(value, int) and len(str(abs(value))) > DYNAMODB_MAX_DIGITS:  # boto3 refuses to round it
         return f"{where} has more than the {DYNAMODB_MAX_DIGITS} digits a run record can hold"
+    if isinstance(value, dict) and "" in value:  # a map key is an attribute name: DynamoDB refuses an empty one
+        return f"{where} has an empty key (\"\"), which a run record cannot hold"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         found = _unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
@@ -145,9 +149,12 @@ def record_results(
     """After the evaluation job of an EVALUATING run ended: record the metrics and end the run (SUCCEEDED, or
     FAILED / STOPPED with the reason). A completion that arrives before the run is EVALUATING raises
     RunNotReadyError, so that the event is delivered again (and the reconciler finds the job ended anyway)."""
-    run_id = names.run_id_of_evaluation_job(job_name)
+    try:
+        run_id = names.run_id_of_evaluation_job(job_name)
+    except ValueError:  # another processing job whose name has the stack's prefix (the rule matches the prefix only)
+        run_id = None
     runs = repository(settings, clients)
-    run = runs.get(run_id)
+    run = runs.get(run_id) if run_id else None
     if run is None:
         logger.warning(
             "no run recorded for this processing job; ignoring", extra={"processing_job_name": job_name}
@@ -189,7 +196,17 @@ def record_results(
     if s3_presence.exists(clients.s3, *names.parse_s3_uri(f"{output_uri}/{CONFUSION_MATRIX_FILE}")):
         results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"
     fields = {"metrics": evaluation["metrics"], "results": results}
-    ended_meanwhile = _record_with_champion(runs, run, fields, evaluation, settings, clients)
+    run = {**run, JOB_ENDED_AT: job_ended_at(detail)}  # a moment's refusal of the registry is retried from then
+    try:
+        ended_meanwhile = _record_with_champion(runs, run, fields, evaluation, settings, clients)
+    except ClientError as exc:
+        if not aws_errors.refused_value(exc):
+            raise
+        # a value the checks above let through that DynamoDB will never store: tried again, it fails again until the
+        # run's deadline, so the run fails now with DynamoDB's words (and any approval given is withdrawn)
+        return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED,
+                       reason=f"{results['evaluation_uri']}: the run record refused its results "
+                              f"({aws_errors.text(exc)})")
     if ended_meanwhile is not None:
         return ended_meanwhile
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})

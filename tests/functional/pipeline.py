@@ -56,11 +56,15 @@ class Pipeline:
         event["detail"]["HyperParameterTuningJobStatus"] = status
         return self.handlers["start_evaluation"].handler(event, self.context)
 
-    def evaluation_ended(self, run_id: str, status: str = "Completed") -> dict[str, Any]:
+    def evaluation_ended(self, run_id: str, status: str = "Completed", ended_at: int | None = None) -> dict[str, Any]:
+        """The evaluation job's state-change event to record_results; ``ended_at``: its ProcessingEndTime (epoch
+        milliseconds; the sample event's, in 2024, by default)."""
         event = load_event("processing_job_completed.json")
         detail = event["detail"]
         detail["ProcessingJobName"] = f"{run_id}-eval"
         detail["ProcessingJobStatus"] = status
+        if ended_at is not None:
+            detail["ProcessingEndTime"] = ended_at
         for output in detail.get("ProcessingOutputConfig", {}).get("Outputs", []):
             output["S3Output"]["S3Uri"] = f"s3://{self.stack.bucket}/runs/{run_id}/evaluation"
         return self.handlers["record_results"].handler(event, self.context)

@@ -19,7 +19,7 @@ from reviewtune.core.champion import get_champion
 from reviewtune.core.runs import now_iso
 from tests.functional.pipeline import Pipeline, later
 from tests.functional.test_record_results import EVALUATION
-from tests.support.faults import Failing, cancelled, client_error, failing_once
+from tests.support.faults import Failing, TableWithClient, cancelled, client_error, failing_once
 
 
 @pytest.fixture
@@ -88,12 +88,19 @@ def _deep(evaluation: dict) -> dict:
     return odd
 
 
+def _empty_key(evaluation: dict) -> dict:
+    odd = json.loads(json.dumps(evaluation))
+    odd["metrics"]["label_counts"] = {"": 1, "1": 308}  # a map key is an attribute name: DynamoDB refuses ""
+    return odd
+
+
 @pytest.mark.parametrize(("mangle", "said"), [
     (_many_classes, "its metrics take"),
+    (_empty_key, 'metrics.label_counts has an empty key (""), which a run record cannot hold'),
     (_tiny_number, "metrics.accuracy.ci95.0 = 1e-300 is outside the range a run record can hold"),
     (_deep, "is nested more than 16 levels deep"),
     (_many_digits, "metrics.per_class.-1.support has more than the 38 digits a run record can hold"),
-], ids=["too-large", "tiny-number", "too-deep", "too-many-digits"])
+], ids=["too-large", "empty-key", "tiny-number", "too-deep", "too-many-digits"])
 def test_an_evaluation_json_the_run_record_cannot_hold_fails_the_run_at_once_and_crowns_nobody(pipeline, mangle, said):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=mangle(EVALUATION))
@@ -102,6 +109,32 @@ def test_an_evaluation_json_the_run_record_cannot_hold_fails_the_run_at_once_and
     assert "evaluation.json" in item["failure_reason"] and said in item["failure_reason"]
     assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
     assert pipeline.sagemaker.packages() == []
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_results_dynamodb_refuses_to_store_fail_the_run_at_once_with_its_words_and_crown_nobody(pipeline):
+    """A value the checks let through that DynamoDB refuses (ValidationException on every write of the results):
+    tried again it fails again, so the run fails now with DynamoDB's words, not at its deadline 3 hours later
+    with a reason that hides them; the approval given to the would-be champion is withdrawn."""
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    said = "One or more parameter values were invalid: Empty attribute name"
+    table = pipeline.clients.runs_table
+    transaction = Failing(table.meta.client, "transact_write_items", failures=None,
+                          error=client_error("ValidationException", said, "TransactWriteItems"))
+    writes = Failing(TableWithClient(table, transaction), "update_item", failures=None,
+                     error=client_error("ValidationException", said, "UpdateItem"),
+                     when=lambda call: "metrics" in json.dumps(call.get("ExpressionAttributeNames", {})))
+    pipeline.use("runs_table", writes)
+
+    assert pipeline.evaluation_ended(run_id)["status"] == "FAILED"
+
+    item = pipeline.run(run_id)
+    assert item["failure_reason"].endswith(f"evaluation.json: the run record refused its results (ValidationException: "
+                                           f"{said})")
+    assert transaction.failed >= 1 and writes.failed >= 1
+    assert get_champion(table, item["dataset"]) is None
+    assert [package["ModelApprovalStatus"] for package in pipeline.sagemaker.packages()] in ([], ["PendingManualApproval"])
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 

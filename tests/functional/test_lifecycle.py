@@ -16,7 +16,14 @@ from botocore.validate import validate_parameters
 from reviewtune.core import names, registry
 from reviewtune.core.champion import get_champion, promote_manually
 from reviewtune.core.dataset import split_reviews
-from reviewtune.core.registration import REGISTRATION_RETRY_SECONDS, plan_champion, register
+from reviewtune.core.registration import (
+    JOB_ENDED_AT,
+    REGISTRATION_RETRY_SECONDS,
+    job_ended_at,
+    plan_champion,
+    register,
+    retrying,
+)
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.train_hashes import text_hash
 from tests.functional.pipeline import Pipeline, good_file, later, measured
@@ -1047,3 +1054,52 @@ def test_a_file_named_with_characters_sagemaker_refuses_in_tags_still_tunes_and_
     assert pipeline.run(run_id)["model_package_arn"] == package["ModelPackageArn"]
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
     assert "registry" not in pipeline.run(run_id) or not pipeline.run(run_id)["registry"].get("error")
+
+
+def test_a_registration_throttled_after_a_long_evaluation_is_tried_again_for_an_hour_from_the_job_s_end(pipeline):
+    """The hour of retries counts from the evaluation job's end, not from the run's EVALUATING: a job that waited
+    for its instance and ran near its hour still gets its retries."""
+    run_id = evaluated(pipeline)
+    evaluating_for_an_hour(pipeline, run_id)
+    pipeline.sagemaker.fail["create_model_package"] = ["ThrottlingException"]
+    ended_now = int(datetime.now(UTC).timestamp() * 1000)
+
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.evaluation_ended(run_id, ended_at=ended_now)
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+    assert pipeline.evaluation_ended(run_id, ended_at=ended_now)["status"] == "SUCCEEDED"
+
+    item = pipeline.run(run_id)
+    assert item["model_package_arn"] and "error" not in item["registry"] and "evaluation_job_ended_at" not in item
+    assert item["registry"]["approval"] == "Approved"
+    assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize(("ended", "entered", "deadline", "retried"), [
+    (None, -10, 170, True),  # the job's end unknown: from EVALUATING
+    (None, -61, 119, False),
+    (-5, -61, 119, True),  # ended 5 minutes ago: its hour runs
+    (-61, -62, 118, False),
+    (-5, -61, 25, False),  # within half an hour of the deadline: recorded now, before the deadline ends the run
+    (30, -10, 170, True),  # an end in the future counts as now
+], ids=["unknown-early", "unknown-late", "ended-lately", "ended-long-ago", "near-the-deadline", "future-end"])
+def test_the_retry_window_of_a_moment_s_refusal(ended, entered, deadline, retried):
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+    def at(minutes):
+        return (now + timedelta(minutes=minutes)).isoformat()
+
+    run = {"status_history": {"EVALUATING": at(entered)}, "deadline_at": at(deadline)}
+    if ended is not None:
+        run[JOB_ENDED_AT] = at(ended)
+    assert retrying(run, now) is retried
+
+
+@pytest.mark.parametrize(("given", "said"), [
+    (1764936000000, "2025-12-05T12:00:00.000Z"),
+    ("1764936000000", "2025-12-05T12:00:00.000Z"),
+    (datetime(2025, 12, 5, 12, 0, tzinfo=UTC), "2025-12-05T12:00:00.000Z"),
+    (None, None), ("soon", None), (True, None),
+])
+def test_the_job_s_end_is_read_from_its_event_or_its_description(given, said):
+    assert job_ended_at({"ProcessingEndTime": given}) == said

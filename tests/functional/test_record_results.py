@@ -103,3 +103,13 @@ def test_a_confusion_matrix_the_job_did_not_draw_is_not_pointed_to(stack, evalua
     assert "confusion_matrix_uri" not in item["results"] and item["results"]["evaluation_uri"].endswith("evaluation.json")
     [message] = stack.messages()
     assert "Confusion matrix" not in message["Message"] and "Evaluation report:" in message["Message"]
+
+
+@pytest.mark.parametrize("name", [f"{RUN_ID[:10]}-adhoc-analysis", "reviewtune-eval-report"])
+def test_another_processing_job_with_the_stack_s_prefix_is_ignored(stack, evaluating_run, lambda_context, name):
+    """The rule matches the name's prefix only: a processing job of the same prefix that is no run's evaluation is
+    ignored, as start_evaluation ignores another tuning job, instead of failing into the dead-letter queue."""
+    event = processing_event(stack, "Completed")
+    event["detail"]["ProcessingJobName"] = name
+    assert evaluating_run.handler(event, lambda_context) == {"status": "IGNORED", "processing_job_name": name}
+    assert stack.run(RUN_ID)["status"] == "EVALUATING" and stack.messages() == []
