@@ -272,9 +272,13 @@ def split_stream(
     del kept, reviews
     leakage = remove_leakage(splits)
     removed = f" once reviews also in train are removed ({leakage:,} were)" if leakage else ""
-    for name in names.SPLITS if info.has_split_column else ("validation", "test"):
+    # split here, the fractions may leave train nothing of a small class (VALIDATION_FRACTION + TEST_FRACTION near 1)
+    fractions = ("" if info.has_split_column else
+                 f" (VALIDATION_FRACTION {validation_fraction:g} and TEST_FRACTION {test_fraction:g} of each class "
+                 "leave it too few: add reviews, or lower them)")
+    for name in names.SPLITS:
         _check_enough(Counter(r.sentiment for r in splits[name]), 1,
-                      f"in the {name} split" + ("" if name == "train" else removed))
+                      f"in the {name} split" + (fractions if name == "train" else removed))
     return SplitDataset(
         splits=splits,
         text_column=info.text_column,

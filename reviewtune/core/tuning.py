@@ -263,6 +263,8 @@ def _keep_copy(
     try:
         copied = clients.s3.copy_object(Bucket=settings.bucket, Key=target, CopySource=source, **condition)
     except ClientError as exc:
+        if aws_errors.object_unreadable(exc):  # a file refused before it was read (its type): S3 will not give it
+            return False, f"S3 refuses to read it ({aws_errors.text(exc)}), so it cannot be copied; {stays}", None
         if aws_errors.object_gone(exc) is None:
             raise  # throttling, outages: the event is delivered again
         logger.warning("the rejected object went away before it was copied", extra={"key": obj.key})

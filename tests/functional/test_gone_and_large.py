@@ -157,6 +157,33 @@ def test_an_object_s3_will_not_give_the_function_is_rejected_once_with_s3_s_reas
     assert "S3 refused to read the file" in told["Message"] and pipeline.sagemaker.calls == []
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("InvalidObjectState", "The operation is not valid for the object's storage class"),
+        ("InvalidRequest", "The object was stored using a form of Server Side Encryption."),
+        ("KMS.DisabledException", "arn:aws:kms:us-east-1:123456789012:key/k is disabled."),
+    ],
+)
+def test_a_file_refused_by_its_type_that_s3_will_not_copy_is_rejected_at_once_for_its_type(pipeline, code, message):
+    """Refused by its name before it is read, then its copy under rejected/ refused by S3 for good (an archived
+    storage class, SSE-C, a disabled KMS key): rejected at once for its type, not failed at the claim's deadline."""
+    key = "incoming/team/reviews.xlsx"
+    event = pipeline.drop_event(key, b"PK\x03\x04 a workbook")
+    copying = Failing(pipeline.clients.s3, "copy_object", code, message, failures=None)
+    pipeline.use("s3", Failing(copying, "get_object", code, message, failures=None, when=lambda call: call["Key"] == key))
+
+    result = pipeline.start_tuning(event)
+    pipeline.reconcile(later(2))
+
+    assert result["status"] == "REJECTED" and "is not a file reviewtune reads" in result["reason"]
+    item = assert_one_outcome(pipeline, result["run_id"], "REJECTED")
+    assert item["not_copied"] == (f"S3 refuses to read it ({code}: {message}), so it cannot be copied; the original "
+                                  f"stays at s3://{pipeline.stack.bucket}/{key}")
+    assert "rejected_uri" not in item and "unreadable" not in item  # its type, not S3, is why: a retry would not help
+    assert copying.failed == 1
+
+
 def test_a_transient_error_copying_a_rejected_file_is_retried_and_tells_once(pipeline, stack):
     event = pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n")
     failing = Failing(pipeline.clients.s3, "copy_object", "SlowDown", failures=1)

@@ -454,3 +454,14 @@ def test_a_split_cell_of_stacked_marks_is_refused_without_normalizing_it():
     data = ("review_body,sentiment,split\n" + "\n".join(rows)).encode()
     with pytest.raises(DatasetError, match="line 2: 200,000 combining marks in a row"):
         split_reviews(data, "a.csv")
+
+
+def test_fractions_that_leave_the_train_split_no_review_of_a_class_are_refused_with_the_way_out():
+    rows = [(label, f"review {i} of class {label}", None) for label in (-1, 0, 1) for i in range(10)]
+    data = make_file([(label, text) for label, text, _ in rows], header=("sentiment", "review_body"))
+    with pytest.raises(DatasetError, match=r"not enough reviews per class in the train split \(VALIDATION_FRACTION "
+                                           r"0\.49 and TEST_FRACTION 0\.49 of each class leave it too few: add "
+                                           r"reviews, or lower them\): negative \(-1\) has 0"):
+        split_reviews(data, "a.tsv", validation_fraction=0.49, test_fraction=0.49, min_rows_per_class=1)
+    split = split_reviews(data, "a.tsv", validation_fraction=0.3, test_fraction=0.3, min_rows_per_class=1)
+    assert split.class_counts["train"] == {"-1": 4, "0": 4, "1": 4}
