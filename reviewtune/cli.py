@@ -385,11 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {aws_errors.describe(error)}") from None
     except OSError as error:  # a path that is not what the command needs (a file for a folder, no permission...)
         raise SystemExit(f"error: {error}") from None
-    except RuntimeError as error:  # the local runtime's refusals (already running, no template, a bad parameter...)
+    except RuntimeError as error:  # the local runtime's refusals (already running, no template, a bad parameter...),
+        # a stack without the outputs a command needs (another application's, one still being made)
+        from reviewtune.console.target import TargetError
         from reviewtune.local.runtime import LocalRuntimeError
         from reviewtune.local.stack import StackError
 
-        if isinstance(error, LocalRuntimeError | StackError):
+        if isinstance(error, LocalRuntimeError | StackError | TargetError):
             raise SystemExit(f"error: {error}") from None
         raise
 

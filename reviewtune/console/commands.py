@@ -59,7 +59,9 @@ def _get(target: Target, run_id: str) -> dict[str, Any]:
     if item is None:
         item = target.runs().get(_full_id(target, run_id))
     if item is None:
-        raise SystemExit(f"error: no run {run_id!r} in {target.description}")
+        short = (f" (a prefix of a run's id needs {queries.PREFIX_MIN_CHARS} or more characters)"
+                 if len(run_id) < queries.PREFIX_MIN_CHARS else "")
+        raise SystemExit(f"error: no run {run_id!r} in {target.description}{short}")
     return item
 
 
@@ -216,8 +218,9 @@ def cmd_trials(args: argparse.Namespace) -> int:
         rows = queries.trial_rows(target.client("sagemaker"), args.run_id)
     except ClientError as error:
         item = target.runs().get(args.run_id)
-        if item is not None and item.get("status") in states.WITHOUT_TUNING_JOB:
-            raise SystemExit(f"error: run {args.run_id} is {item['status']}: it has no tuning job, so no trials "
+        status = item.get("status") if item is not None else None
+        if status in states.WITHOUT_TUNING_JOB or (states.is_final(status) and not item.get("tuning_job_arn")):
+            raise SystemExit(f"error: run {args.run_id} is {status}: it has no tuning job, so no trials "
                              f"(`reviewtune runs show {args.run_id}` says why)") from None
         raise SystemExit(f"error: tuning job {args.run_id}: {error.response['Error'].get('Message', error)}") from None
     _emit(args, rows, views.trials_table(rows, f"Trials of {args.run_id}"))

@@ -23,7 +23,7 @@ from typing import Any
 from rich.table import Table
 
 from reviewtune.console import audit
-from reviewtune.console.text import FOLD, WHOLE, add_row, utc_time
+from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
 from reviewtune.core import names
 from reviewtune.core.dead_letters import waiting
 from reviewtune.core.runs import RunsRepository
@@ -133,7 +133,9 @@ def _runs_of(body: str, runs: RunsRepository) -> list[dict[str, Any]] | None:
         event = json.loads(body)
     except ValueError:
         return None
-    detail = event.get("detail") if isinstance(event, dict) and isinstance(event.get("detail"), dict) else {}
+    if not isinstance(event, dict):  # JSON, but no event: an array, a number, a string
+        return None
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
     job = detail.get("HyperParameterTuningJobName") or detail.get("ProcessingJobName")
     if isinstance(job, str):
         try:
@@ -230,7 +232,7 @@ def as_data(states: list[QueueState]) -> list[dict[str, Any]]:
 
 
 def table(states: list[QueueState], title: str) -> Table:
-    view = Table(title=title)
+    view = Table(title=plain(title))
     for column in ("function", "waiting", "sent (UTC)", "receives", "about", "error", "run now"):
         view.add_column(column, justify="right" if column in ("waiting", "receives") else "left",
                         **(FOLD if column in ("about", "error", "run now") else WHOLE))

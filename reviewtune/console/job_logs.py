@@ -101,10 +101,17 @@ def run_logs(logs: Any, run_id: str, tail: int, job: str | None = None) -> list[
 
 
 def _named(job: str, run_id: str, name: str, kind: str) -> bool:
+    """Whether ``--job`` names this job: its whole name, its kind ('evaluation'), a trial's number (2, 02, 002:
+    that trial alone, never 20 or 200) or the start of its suffix with the number whole (002-62, 002-6221c9f6)."""
     if job in (name, kind):
         return True
+    if kind != "trial":
+        return False
     suffix = name.removeprefix(run_id + "-")  # 001-6221c9f6
-    return kind == "trial" and (suffix.startswith(job) or suffix.split("-", 1)[0].lstrip("0") == job.lstrip("0"))
+    number = suffix.split("-", 1)[0]
+    if job.isdigit():
+        return number.isdigit() and int(number) == int(job)
+    return "-" in job and suffix.startswith(job)
 
 
 FUNCTION_LINES_READ = 10_000  # per function: lines read at most (the newest ``tail`` of them shown)

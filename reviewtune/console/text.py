@@ -59,11 +59,12 @@ def stacked(first: Any, second: Any) -> Text:
 
 
 def new_table(title: str | None = None, *, narrow: bool = False, **options: Any) -> Table:
-    """A table of the console's views; the narrow form has no side or column borders, only the header's rule, and
-    two spaces between columns (three characters each saved against the boxed form)."""
+    """A table of the console's views, its title plain text; the narrow form has no side or column borders, only
+    the header's rule, and two spaces between columns (three characters each saved against the boxed form)."""
     if narrow:
         options = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True, **options}
-    return Table(title=title, **options)
+    # a title names datasets, folders and stacks: text, never markup ('exports[/old]' would raise, '[bold]' style)
+    return Table(title=plain(title) if title is not None else None, **options)
 
 
 # Format characters that reorder or hide text (Unicode's bidi controls and the like); joiners used by emoji stay.

@@ -160,12 +160,17 @@ _REASON_LABELS = {"STOPPED": "stop reason", "REJECTED": "rejection reason", "DUP
 
 
 def took(item: dict[str, Any]) -> str | None:
-    """How long the run took, from its creation to its end (or so far, while it has not ended)."""
+    """How long the run took, from its creation to its end (or so far, while it has not ended). An ended run
+    recorded without the moment it ended (an item older than status_history) counts to its last update; None if
+    it has none either."""
     created = item.get("created_at")
     if not created:
         return None
     status = item.get("status")
-    ended = (item.get("status_history") or {}).get(status) if states.is_final(status) else None
+    final = states.is_final(status)
+    ended = ((item.get("status_history") or {}).get(status) or item.get("updated_at")) if final else None
+    if final and not ended:
+        return None
     try:
         start = runs.parse_iso(created)
         end = runs.parse_iso(ended) if ended else datetime.now(UTC)
@@ -381,7 +386,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     right = {*range(len(params)), len(params) + 2, len(params) + 3}
     failures = [f"{display.trial_suffix(row['TrainingJobName'])} failed: {row['FailureReason']}"
                 for row in ordered if row.get("FailureReason")]
-    table = Table(title=title, caption=plain("\n".join(failures)) if failures else None, caption_justify="left")
+    table = Table(title=plain(title), caption=plain("\n".join(failures)) if failures else None, caption_justify="left")
     for index, header in enumerate(headers):
         widest = max((len(line[index]) for line in cells), default=1)
         if header == "epochs":  # "2 (81 % of steps), stopped early" may wrap at its words
@@ -410,7 +415,7 @@ def per_class_table(per_class: dict[str, Any]) -> Table:
 
 
 def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=plain(title))
     for column in ("dataset", "champion run", "test acc %", "test reviews", "since (UTC)", "changes", "model package"):
         table.add_column(column, justify="right" if column in ("test acc %", "test reviews", "changes") else "left",
                          **(WHOLE if column == "champion run" else FOLD))
@@ -495,7 +500,10 @@ def logs_view(entries: list[job_logs.JobLog], run_id: str) -> Group:
         name = {"evaluation": "evaluation", "function": f"function {entry.job}"}.get(
             entry.kind, f"trial {display.trial_suffix(entry.job)}")
         lines = f"{display.count(len(entry.events))} line{'' if len(entry.events) == 1 else 's'}"
-        parts.append(Rule(plain(f"{name}: {'the last ' if entry.truncated else ''}{lines}")))
+        days = sorted({datetime.fromtimestamp(event["timestamp"] / 1000, tz=UTC).strftime("%Y-%m-%d")
+                       for event in entry.events})
+        when = f", times UTC of {' to '.join(dict.fromkeys([days[0], days[-1]]))}" if days else ""
+        parts.append(Rule(plain(f"{name}: {'the last ' if entry.truncated else ''}{lines}{when}")))
         where = f"{entry.group}  {entry.stream}" if entry.stream else f"{entry.group}, the invocations naming {run_id}"
         parts.append(plain(where, style="dim"))
         for event in entry.events:

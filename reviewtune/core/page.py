@@ -26,8 +26,8 @@ section{background:#fff;border-radius:8px;padding:14px 18px;margin:14px 0;box-sh
 table{border-collapse:collapse;margin:.4em 0;font-size:.92em}
 th,td{padding:4px 10px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
-.text{white-space:normal;text-align:left;min-width:16em}
-.name{white-space:normal;text-align:left;min-width:10em}
+.text{white-space:normal;text-align:left;min-width:16em;overflow-wrap:anywhere}
+.name{white-space:normal;text-align:left;min-width:10em;overflow-wrap:anywhere}
 th.left,td.left{text-align:left}
 tr.best td{background:#fff4e0}
 img{max-width:100%;height:auto;display:block;margin:8px 0}

@@ -83,8 +83,11 @@ def retry_run(
     if not run_id.strip():
         raise RetryError("an empty run id")
     run = None if is_champion_key(run_id) else runs.get(run_id)
-    if run is None or "status" not in run or "source" not in run:  # the slots item, a content marker: no run
+    if run is None or "status" not in run:  # the slots item, a content marker: no run
         raise RetryError(no_such_run(run_id))
+    if "source" not in run:  # a record written without its file's place (an older item)
+        raise RetryError(f"run {run_id} does not record which file it read, so it cannot be retried: drop the file "
+                         "again (reviewtune drop FILE)")
     _check_retryable(runs, run, now, sweep_days)
     content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
     if content[1] and content in (retried_now or {}):

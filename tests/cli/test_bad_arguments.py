@@ -111,3 +111,17 @@ def test_outside_the_project_s_folder_the_missing_template_is_said_before_anythi
     assert exited.value.code == ("error: template template.yaml does not exist (run reviewtune from the project's "
                                  "folder, where template.yaml is)")
     assert capsys.readouterr().out == ""  # no plan printed first
+
+
+@pytest.fixture
+def another_stack(moto_account):
+    """A stack that exists but is not reviewtune's: none of the outputs the commands read."""
+    template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}}}
+    boto3.client("cloudformation").create_stack(StackName="another", TemplateBody=json.dumps(template))
+
+
+@pytest.mark.parametrize("argv", [["runs", "list"], ["runs", "show", "reviewtune-abc"], ["audit"], ["champion"]])
+def test_a_stack_without_reviewtune_s_outputs_is_said_to_lack_them(another_stack, argv):
+    with pytest.raises(SystemExit) as raised:
+        main([*argv, "--stack", "another"])
+    assert str(raised.value.code).startswith("error: stack another (us-east-1): the stack has no output '")

@@ -148,3 +148,15 @@ def test_each_event_is_put_beside_its_run_now_and_only_settled_ones_are_deleted_
     assert main(["dead-letters", "--stack", STACK, "--delete-settled"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "0 settled message(s) deleted" in text and "reviewtune-going: TUNING" in text
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", "42", '"text"', "null"])
+def test_a_body_that_is_json_but_no_event_is_shown_as_such_and_left_in_its_queue(deployed, capsys, body):
+    send(deployed["StartTuning"], body, ErrorMessage="boom")
+    capsys.readouterr()
+    assert main(["dead-letters", "--stack", STACK, "--json"]) == 0
+    [message] = {s["function"]: s for s in json.loads(capsys.readouterr().out)}["StartTuning"]["messages"]
+    assert message["about"].startswith("not an event") and message["run_now"] == "-"
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=deployed["StartTuning"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"  # seen, and visible again for the next reader

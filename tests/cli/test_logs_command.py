@@ -59,13 +59,29 @@ def text(capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("job", "trials"), [("01", [1]), ("1", [1]), ("001", [1]), ("10", [10]), ("0", []),
+                                             ("011-ab", [11]), ("2", [2]), ("12", [12])])
+def test_a_trial_s_number_names_that_trial_alone_never_those_it_starts(deployed, capsys, job, trials):  # noqa: F811
+    put_run(deployed, RUN, "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    for number in range(1, 13):
+        write_stream(names.TRAINING_LOG_GROUP, f"{RUN}-{number:03d}-ab{number:06d}", [f"trial {number}"])
+    capsys.readouterr()
+    assert main(["runs", "logs", RUN, "--job", job, "--stack", STACK, "--json"]) == (0 if trials else 1)
+    out = capsys.readouterr().out
+    shown = [entry["job"] for entry in json.loads(out)] if trials else []
+    assert shown == [f"{RUN}-{number:03d}-ab{number:06d}" for number in trials]
+
+
 def test_each_trial_s_and_the_evaluation_s_last_lines_under_a_header_naming_the_job(logged, capsys):
     assert main(["runs", "logs", "5e7159", "--stack", STACK]) == 0
 
     out = text(capsys)
     headers = [line for line in out.splitlines() if "─" in line]
     shown = [h.strip("─ ") for h in headers]
-    assert shown == ["trial 001-6221c9f6: the last 40 lines", "trial 002-82aaa94d: 3 lines", "evaluation: 1 line"]
+    day = datetime.fromtimestamp(START_MS / 1000 + 20, tz=UTC).strftime("%Y-%m-%d")  # the first line shown's day
+    assert [h.split(", times UTC of ")[0] for h in shown] == [
+        "trial 001-6221c9f6: the last 40 lines", "trial 002-82aaa94d: 3 lines", "evaluation: 1 line"]
+    assert shown[0].split(", times UTC of ")[1].startswith(day)  # the times are UTC's, and the day is said
     assert f"\n{names.TRAINING_LOG_GROUP}  {T1}/{STREAM_SUFFIX}\n" in out  # under its header
     assert f"{clock(START_MS + 20_000)}  step 20" in out and "step 19\n" not in out
     assert f"{clock(START_MS + 59_000)}  step 59" in out

@@ -117,9 +117,12 @@ def test_an_empty_week_says_so(stack, tmp_path):
 
 def test_the_page_reads_on_a_wide_screen_and_a_phone(stack, tmp_path):
     runs_of_a_week(stack)
-    for number in range(30):  # long ids and reasons: the tables scroll inside their sections, not the page
-        with_run(stack, f"reviewtune-{number:02d}{'f' * 28}", f"incoming/team-f/{'long-name-' * 6}{number}.tsv",
-                 "FAILED")
+    for number in range(30):  # long ids, names and reasons, some with nowhere to break but anywhere
+        run_id = f"reviewtune-{number:02d}{'f' * 28}"
+        word = "long-name-" if number % 2 else "long_name_"
+        with_run(stack, run_id, f"incoming/team-f/{word * 6}{number}.tsv", "FAILED")
+        if number % 3 == 0:
+            repository(stack).update(run_id, failure_reason=f"ClientError: s3://bucket/{'x' * 200}/model.tar.gz")
     assert main(["overview", "--stack", STACK, "--out", str(tmp_path)]) == 0
     page = tmp_path / "overview.html"
     for width in (1366, 400):

@@ -87,6 +87,16 @@ def test_retry_prints_what_it_did_and_reports_each_refusal_while_retrying_the_ot
     assert "retried" in RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f2")
 
 
+def test_a_run_recorded_without_its_file_s_place_is_said_to_be_so_not_missing(stack, capsys):
+    boto3.resource("dynamodb").Table(stack.runs_table).put_item(Item={
+        "run_id": "reviewtune-old2", "status": "FAILED", "dataset": "a/r.tsv", "created_at": "2026-11-01T12:00:00Z"})
+    capsys.readouterr()
+    assert main(["runs", "retry", "reviewtune-old2", "--reason", "again", "--stack", STACK]) == 1
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "error: run reviewtune-old2 does not record which file it read, so it cannot be retried: drop the file "
+        "again (reviewtune drop FILE)")
+
+
 def test_follow_takes_one_run(stack, capsys):
     with pytest.raises(SystemExit, match="--follow follows one run"):
         main(["runs", "retry", "reviewtune-a", "reviewtune-b", "--reason", "x", "--follow", "--stack", STACK])

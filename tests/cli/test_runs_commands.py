@@ -115,6 +115,24 @@ def test_a_folder_given_as_the_dataset_lists_the_runs_of_every_dataset_under_it(
     assert "no runs of dataset" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("folder", ["exports[/old]", "exports [old]", "team [bold]a"])
+def test_a_folder_whose_name_looks_like_markup_is_named_as_it_is(deployed, capsys, folder):
+    """The title names the folder: as text ('exports[/old]' raised rich's MarkupError, '[bold]' turned bold)."""
+    put_run(deployed, "reviewtune-m1", f"{folder}/r.tsv", "FAILED", 1)
+    boto3.client("s3").put_object(Bucket=deployed.bucket, Key=f"incoming/{folder}/r.tsv", Body=b"x")
+    capsys.readouterr()
+    assert main(["runs", "list", "--dataset", folder, "--stack", STACK]) == 0
+    assert f"under {folder}/, newest first" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_prefix_too_short_to_look_up_says_how_long_one_must_be(deployed):  # noqa: F811
+    put_run(deployed, "reviewtune-5e7159cbd505a81a", "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    with pytest.raises(SystemExit) as raised:
+        main(["runs", "show", "5e7", "--stack", STACK])
+    assert str(raised.value.code).endswith("(a prefix of a run's id needs 4 or more characters)")
+    assert main(["runs", "show", "5e71", "--stack", STACK]) == 0
+
+
 def test_a_folder_with_more_datasets_than_are_read_says_it_shows_the_first(deployed, capsys, monkeypatch):
     monkeypatch.setattr(queries, "MAX_FOLDER_DATASETS", 2)
     for n in range(3):
@@ -437,6 +455,9 @@ def test_trials_of_a_run_without_a_tuning_job_says_so(deployed, monkeypatch):
     put_run(deployed, "reviewtune-q1", "team-a/r.tsv", "QUEUED", 1)
     with pytest.raises(SystemExit, match="run reviewtune-q1 is QUEUED: it has no tuning job, so no trials"):
         main(["runs", "trials", "reviewtune-q1", "--stack", STACK])
+    put_run(deployed, "reviewtune-f1", "team-a/r.tsv", "FAILED", 2)  # failed before its tuning job was made
+    with pytest.raises(SystemExit, match="run reviewtune-f1 is FAILED: it has no tuning job, so no trials"):
+        main(["runs", "trials", "reviewtune-f1", "--stack", STACK])
     with pytest.raises(SystemExit, match="error: tuning job reviewtune-zz: "):
         main(["runs", "trials", "reviewtune-zz", "--stack", STACK])
 

@@ -193,6 +193,15 @@ def test_show_says_how_long_the_run_took_and_its_estimated_cost():
     assert " h " in text and "min so far" in text and "estimated cost" not in text
 
 
+def test_an_ended_run_recorded_without_when_it_ended_took_until_its_last_update_never_so_far():
+    old = {"run_id": RUN_ID, "status": "SUCCEEDED", "created_at": "2026-11-01T10:00:00Z",
+           "updated_at": "2026-11-01T10:31:00Z"}  # an item older than status_history
+    assert views.took(old) == "31 min"
+    assert views.took({**old, "status_history": {"CLAIMED": "2026-11-01T10:00:00Z"}}) == "31 min"
+    assert views.took({key: value for key, value in old.items() if key != "updated_at"}) is None
+    assert views.took({**old, "status": "TUNING"}).endswith(" so far")
+
+
 @pytest.mark.parametrize(("status", "label"), [("FAILED", "failure reason"), ("STOPPED", "stop reason"),
                                                 ("REJECTED", "rejection reason")])
 def test_show_names_the_reason_by_what_ended_the_run(status, label):
