@@ -109,8 +109,8 @@ def _named(job: str, run_id: str, name: str, kind: str) -> bool:
         return False
     suffix = name.removeprefix(run_id + "-")  # 001-6221c9f6
     number = suffix.split("-", 1)[0]
-    if job.isdigit():
-        return number.isdigit() and int(number) == int(job)
+    if job.isascii() and job.isdigit():  # ASCII: '²' is a digit to isdigit, not to int
+        return number.isascii() and number.isdigit() and int(number) == int(job)
     return "-" in job and suffix.startswith(job)
 
 

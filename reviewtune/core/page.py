@@ -44,8 +44,8 @@ table.stack tr{border-bottom:1px solid #d8dee8;padding:6px 0}
 table.stack td{border:0;padding:1px 0 1px 8em;text-indent:-8em;text-align:left;white-space:normal;
 overflow-wrap:anywhere;min-width:0}
 table.stack td:empty{display:none}
-table.stack td::before{content:attr(data-label);display:inline-block;width:9.4em;text-indent:0;
-color:#5a6475;font-size:.85em;vertical-align:top;overflow-wrap:normal}}
+table.stack td::before{content:attr(data-label);display:inline-block;width:9.4em;padding-right:.5em;text-indent:0;
+color:#5a6475;font-size:.85em;vertical-align:top;overflow-wrap:anywhere}}
 """
 
 

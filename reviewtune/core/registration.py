@@ -91,7 +91,7 @@ def retrying(run: dict[str, Any], now: datetime | None = None) -> bool:
     now = now or datetime.now(UTC)
     moments = [parse_iso(value) for value in ((run.get("status_history") or {}).get("EVALUATING"), run.get(JOB_ENDED_AT))
                if value]
-    since = min(max(moments), now) if moments else now
+    since = max(moments) if moments else now
     deadline = run.get("deadline_at")
     if deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS:
         return False

@@ -203,10 +203,14 @@ def record_results(
         if not aws_errors.refused_value(exc):
             raise
         # a value the checks above let through that DynamoDB will never store: tried again, it fails again until the
-        # run's deadline, so the run fails now with DynamoDB's words (and any approval given is withdrawn)
+        # run's deadline, so the run fails now with DynamoDB's words (and any approval given is withdrawn); a run
+        # stopped or ended meanwhile ends as that says (DynamoDB refused the values before it read the conditions)
+        item = runs.get(run_id)
+        if item is None or item.get("status") != RunStatus.EVALUATING or stop_requests.requested(item):
+            return _ended_meanwhile(runs, settings, clients, run_id, withdraw=True)
         return end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED,
                        reason=f"{results['evaluation_uri']}: the run record refused its results "
-                              f"({aws_errors.text(exc)})")
+                              f"({aws_errors.text(exc)})", only_from=(RunStatus.EVALUATING,))
     if ended_meanwhile is not None:
         return ended_meanwhile
     logger.info("run succeeded", extra={"run_id": run_id, "test_accuracy": results["test_accuracy"]})

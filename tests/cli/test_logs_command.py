@@ -60,7 +60,7 @@ def text(capsys) -> str:
 
 
 @pytest.mark.parametrize(("job", "trials"), [("01", [1]), ("1", [1]), ("001", [1]), ("10", [10]), ("0", []),
-                                             ("011-ab", [11]), ("2", [2]), ("12", [12])])
+                                             ("011-ab", [11]), ("2", [2]), ("12", [12]), ("\u00b2", [])])
 def test_a_trial_s_number_names_that_trial_alone_never_those_it_starts(deployed, capsys, job, trials):  # noqa: F811
     put_run(deployed, RUN, "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
     for number in range(1, 13):

@@ -14,9 +14,9 @@ import pytest
 
 from reviewtune.core import champion as champion_module
 from reviewtune.core import results as results_module
-from reviewtune.core import withdrawal
+from reviewtune.core import stop_requests, withdrawal
 from reviewtune.core.champion import get_champion
-from reviewtune.core.runs import now_iso
+from reviewtune.core.runs import RunsRepository, now_iso
 from tests.functional.pipeline import Pipeline, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.faults import Failing, TableWithClient, cancelled, client_error, failing_once
@@ -136,6 +136,37 @@ def test_results_dynamodb_refuses_to_store_fail_the_run_at_once_with_its_words_a
     assert get_champion(table, item["dataset"]) is None
     assert [package["ModelApprovalStatus"] for package in pipeline.sagemaker.packages()] in ([], ["PendingManualApproval"])
     assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_a_stop_asked_while_dynamodb_refuses_the_results_ends_the_run_stopped_as_asked(pipeline):
+    """DynamoDB refuses the values before it reads the write's conditions, so the stop is not seen there: the run is
+    read again, and ends STOPPED with the person's reason, not FAILED with DynamoDB's."""
+    run_id = evaluated(pipeline)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    said = "One or more parameter values were invalid: Empty attribute name"
+    table = pipeline.clients.runs_table
+    asked = []
+
+    def stop_then_refuse(call):
+        if "metrics" not in json.dumps(call.get("ExpressionAttributeNames", {})) and "TransactItems" not in call:
+            return False
+        if not asked:
+            stop_requests.request_stop(RunsRepository(table), run_id, why="wrong file, stop it", by="alice")
+            asked.append(True)
+        return True
+
+    transaction = Failing(table.meta.client, "transact_write_items", failures=None, when=stop_then_refuse,
+                          error=client_error("ValidationException", said, "TransactWriteItems"))
+    pipeline.use("runs_table", Failing(TableWithClient(table, transaction), "update_item", failures=None,
+                                       when=stop_then_refuse, error=client_error("ValidationException", said,
+                                                                                 "UpdateItem")))
+
+    assert pipeline.evaluation_ended(run_id)["status"] == "STOPPED"
+    item = pipeline.run(run_id)
+    assert asked and "wrong file, stop it" in item["failure_reason"] and said not in item["failure_reason"]
+    assert get_champion(table, item["dataset"]) is None
+    assert [package["ModelApprovalStatus"] for package in pipeline.sagemaker.packages()] in ([], ["PendingManualApproval"])
+    assert pipeline.statuses_told(run_id) == ["STOPPED"]
 
 
 def test_an_evaluation_json_over_a_megabyte_is_not_read(pipeline):

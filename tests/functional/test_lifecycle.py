@@ -1081,8 +1081,8 @@ def test_a_registration_throttled_after_a_long_evaluation_is_tried_again_for_an_
     (-5, -61, 119, True),  # ended 5 minutes ago: its hour runs
     (-61, -62, 118, False),
     (-5, -61, 25, False),  # within half an hour of the deadline: recorded now, before the deadline ends the run
-    (30, -10, 170, True),  # an end in the future counts as now
-], ids=["unknown-early", "unknown-late", "ended-lately", "ended-long-ago", "near-the-deadline", "future-end"])
+    (-70, -5, 175, True),  # an end before EVALUATING (the sample event's): from EVALUATING
+], ids=["unknown-early", "unknown-late", "ended-lately", "ended-long-ago", "near-the-deadline", "end-before-entry"])
 def test_the_retry_window_of_a_moment_s_refusal(ended, entered, deadline, retried):
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

@@ -38,9 +38,12 @@ window.addEventListener('load', function () {
   pre.textContent = JSON.stringify({images: images, errors: window.__errors, keys: keys, wideTables: wide,
                                     scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth});
   document.body.appendChild(pre);
+  if (window.parent !== window) { window.parent.document.body.appendChild(pre.cloneNode(true)); }
 });
 </script>
 """
+# Headless Chromium makes no window narrower than this: a narrower width is checked in an iframe of that width.
+MIN_WINDOW_WIDTH = 500
 CHECK_OUTPUT = re.compile(r'<pre id="__check">(.*?)</pre>', re.S)
 
 
@@ -67,13 +70,20 @@ def screenshot(html: Path, png: Path, width: int, height: int) -> Path:
 
 
 def inspect(html: Path, scratch: Path, width: int = 1366, height: int = 900) -> dict:
-    """Load a copy of ``html`` with the check script (its CSP widened to run that one inline script)."""
+    """Load a copy of ``html`` with the check script (its CSP widened to run that one inline script), in a window
+    ``width`` wide, or in a frame that wide within a wider window where Chromium makes none so narrow."""
     page = html.read_text(encoding="utf-8")
     page = page.replace("script-src 'none'", "script-src 'unsafe-inline'")
     page = page.replace("<head>", "<head>" + CHECK_SCRIPT, 1)
     copy = scratch / f"check-{html.stem}-{width}.html"
     copy.write_text(page, encoding="utf-8")
-    result = _run([f"--window-size={width},{height}", "--virtual-time-budget=5000", "--dump-dom", copy.resolve().as_uri()])
+    shown = copy
+    if width < MIN_WINDOW_WIDTH:  # the page in a frame of that width (its media queries follow the frame's width)
+        shown = scratch / f"check-{html.stem}-{width}-frame.html"
+        shown.write_text(f'<!DOCTYPE html><html><body style="margin:0"><iframe src="{copy.name}" '
+                         f'style="width:{width}px;height:{height}px;border:0"></iframe></body></html>', encoding="utf-8")
+    result = _run([f"--window-size={max(width, MIN_WINDOW_WIDTH)},{height}", "--allow-file-access-from-files",
+                   "--virtual-time-budget=5000", "--dump-dom", shown.resolve().as_uri()])
     found = CHECK_OUTPUT.search(result.stdout)
     assert found, f"the check script did not run: {result.stderr[-3000:]}"
     check = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"'))
