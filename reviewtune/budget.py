@@ -119,6 +119,9 @@ PLANNED_SHARE = 0.9
 # still ends within the budget. The rest (~1 minute of 30) is for the run's own start, packing the models and the
 # evaluation being slower than estimated. On a machine as fast as measured the limit is not reached.
 TIME_LIMIT_SHARE = 0.97
+# A training job that has not ended this long after train.py's own limit plus packing (a hung trial) is stopped by
+# SageMaker's MaxRuntimeInSeconds; the job's limit is at least its round's share of the budget.
+JOB_STOP_MARGIN_SECONDS = 120
 # Where a run's folder (`make run`'s out/) keeps its plan, beside run.json: Plan.record().
 PLAN_FILE = "plan.json"
 # Fewer steps than this per epoch would not train a model: the plan then keeps this many and says it overruns.
@@ -152,10 +155,13 @@ class Budget:
     max_seq_length: int = MPNET_MAX_SEQ_LENGTH
     model: str = LOCAL_MODEL
     class_balance: str = "downsample"  # the template's ClassBalance: "none" keeps every row of an unbalanced file
+    max_runtime_seconds: int | None = None  # the template's MaxRuntimeSeconds (None: the template's default)
 
     def parameters(self) -> dict[str, str]:
         """Template parameter overrides for the local stack."""
+        runtime = {"MaxRuntimeSeconds": str(self.max_runtime_seconds)} if self.max_runtime_seconds else {}
         return {
+            **runtime,
             "ModelName": self.model,
             "TrainingImageUri": LOCAL_IMAGE,
             "ProcessingImageUri": LOCAL_IMAGE,
@@ -281,6 +287,7 @@ class Plan:
             "minutes": self.minutes,
             "estimated_minutes": None if self.estimated_minutes is None else round(self.estimated_minutes, 2),
             "max_train_seconds": self.max_train_seconds,
+            "max_runtime_seconds": budget.max_runtime_seconds,  # SageMaker stops a job still running then (hung)
             "planned_job_seconds": None if self.planned_job_seconds is None else round(self.planned_job_seconds, 1),
             "tokens_per_row": None if self.tokens_per_row is None else round(self.tokens_per_row, 1),
             "reason": self.reason,
@@ -475,5 +482,8 @@ def _with_time_limit(plan: Plan, rate: float, startup: float, frozen_rate: float
     if limit <= planned:
         return plan
     static = {**budget.static, "max_train_seconds": limit}
-    return dataclasses.replace(plan, budget=dataclasses.replace(budget, static=static), max_train_seconds=limit,
-                               planned_job_seconds=planned)
+    # train.py ends itself at that limit; SageMaker stops a job that does not (a hung trial) once its round's share
+    # of the budget is spent, so that the run still ends, with one outcome, near its budget
+    stop = max(math.ceil(plan.minutes * 60 / rounds), math.ceil(limit + packing + JOB_STOP_MARGIN_SECONDS))
+    fitted = dataclasses.replace(budget, static=static, max_runtime_seconds=stop)
+    return dataclasses.replace(plan, budget=fitted, max_train_seconds=limit, planned_job_seconds=planned)

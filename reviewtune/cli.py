@@ -38,6 +38,8 @@ from reviewtune.console.text import plain, safe
 from reviewtune.console.views import per_class_table
 from reviewtune.core import aws_errors, display, names
 from reviewtune.core.config import CLASS_BALANCE_MODES
+from reviewtune.core.dataset import check_size
+from reviewtune.core.errors import FileTooLargeError
 from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
 from reviewtune.core.runs import RunsRepository
@@ -274,7 +276,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise SystemExit(f"DATA={args.data}: {arguments.not_a_file(path)}")
         if file_format(path.name) is None:
             raise SystemExit(f"DATA={args.data}: only {accepted_formats_text()} files are accepted")
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the file system keeps but no S3 key holds
+            shown = os.fsencode(args.data).decode("utf-8", "backslashreplace")  # its bytes: caf\xe9.tsv
+            raise SystemExit(f"DATA={shown}: the file's name is not UTF-8, which S3 keys are: rename it") from None
+        try:
+            check_size(path.stat().st_size)  # what the pipeline would reject, before anything is read or started
+        except FileTooLargeError as error:
+            raise SystemExit(f"DATA={args.data}: {error}") from None
         body, key = path.read_bytes(), names.INCOMING_PREFIX + path.name
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():  # found before the run, not after it, when its results would be lost
+        raise SystemExit(f"--out {args.out}: a file, not a folder (the run's results are written into a folder)")
     if args.model is not None:
         try:
             model_from = model_source.describe(args.model)
@@ -381,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C before a command's own handling (a local run's plan, reading a file)
+        return 130
     except (ClientError, BotoCoreError) as error:  # AWS (or the local runtime's moto) refused or could not be reached
         raise SystemExit(f"error: {aws_errors.describe(error)}") from None
     except OSError as error:  # a path that is not what the command needs (a file for a folder, no permission...)

@@ -274,7 +274,7 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
             failure = _get(trial, "failure_reason")
             lines.append(
                 f"  {_text(_get(trial, 'name'), 100)}: {_text(_get(trial, 'status'), 40)}"
-                + (f" - {_text(failure)}" if failure else "")
+                + (f" - {bounded(str(failure), VALUE_MAX_CHARS, keep_end=True)}" if failure else "")
             )
         lines += _more(item, len(listed), len(trials))
     extra = [*_warm_start(item), *_cost(item)]

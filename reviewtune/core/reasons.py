@@ -20,13 +20,19 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     return shown
 
 
-def bounded(reason: str, limit: int = REASON_MAX_CHARS) -> str:
-    """The reason cut to at most ``limit`` characters, saying so when it was cut."""
+def bounded(reason: str, limit: int = REASON_MAX_CHARS, *, keep_end: bool = False) -> str:
+    """The reason cut to at most ``limit`` characters, saying so when it was cut. ``keep_end``: cut from the middle,
+    keeping its first third and its end, where a job's failure says why it failed (SageMaker's ``AlgorithmError: <the
+    last lines of its log>, exit code: N``: the error's last line, the signal that killed it)."""
     reason = str(reason)
     if len(reason) <= limit:
         return reason
-    marker = " ... (reason shortened)"
-    return reason[: limit - len(marker)] + marker
+    if not keep_end:
+        marker = " ... (reason shortened)"
+        return reason[: limit - len(marker)] + marker
+    marker = " ... (shortened) ... "
+    head = (limit - len(marker)) // 3
+    return reason[:head] + marker + reason[len(reason) - (limit - len(marker) - head):]
 
 
 class Problems:

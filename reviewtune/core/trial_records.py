@@ -64,7 +64,7 @@ def for_item(tuning: dict[str, Any], s3: Any, bucket: str, run_id: str) -> dict[
     kept = sorted(trials, key=_rank(best_name))[:KEPT_TRIALS]
     kept_names = {t.get("name") for t in kept}
     shown = [
-        {**t, "failure_reason": bounded(t["failure_reason"], KEPT_REASON_CHARS)} if t.get("failure_reason") else t
+        {**t, "failure_reason": bounded(t["failure_reason"], KEPT_REASON_CHARS, keep_end=True)} if t.get("failure_reason") else t
         for t in sorted(kept, key=lambda t: str(t.get("name")))
     ]
     cost = tuning.get("cost")

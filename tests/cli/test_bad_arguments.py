@@ -5,6 +5,7 @@ the other was meant, and AWS refusing a call (a stack whose table is gone), neve
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import pytest
@@ -125,3 +126,33 @@ def test_a_stack_without_reviewtune_s_outputs_is_said_to_lack_them(another_stack
     with pytest.raises(SystemExit) as raised:
         main([*argv, "--stack", "another"])
     assert str(raised.value.code).startswith("error: stack another (us-east-1): the stack has no output '")
+
+
+def test_what_the_local_run_cannot_do_is_said_before_anything_starts(tmp_path, monkeypatch):
+    """A results folder that is a file, a file name that is not UTF-8, a file over the limit: refused before the
+    local runtime starts (the first was found only after the run, its results lost; the others after the start)."""
+    started = []
+    monkeypatch.setattr("reviewtune.local.runtime.LocalRuntime.start", lambda self: started.append(self))
+    good = tmp_path / "reviews.tsv"
+    good.write_bytes(b"sentiment\treview_body\n1\tgood\n")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--data", str(good), "--out", str(afile)])
+    assert exited.value.code == f"--out {afile}: a file, not a folder (the run's results are written into a folder)"
+
+    latin = tmp_path.joinpath(os.fsdecode(b"caf\xe9.tsv"))
+    latin.write_bytes(good.read_bytes())
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--data", str(latin)])
+    assert exited.value.code == (f"DATA={tmp_path}/caf\\xe9.tsv: the file's name is not UTF-8, which S3 keys are: "
+                                 "rename it")
+
+    large = tmp_path / "large.tsv"
+    with large.open("wb") as handle:  # sparse: its size is all that is read
+        handle.truncate(300 * 1024 * 1024)
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--data", str(large)])
+    assert exited.value.code == (f"DATA={large}: the file is 300 MiB (314,572,800 bytes); at most 256 MiB "
+                                 "(268,435,456 bytes) are accepted: split it into smaller files")
+    assert started == []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -199,3 +203,27 @@ def test_a_job_ended_by_a_signal_says_which_in_its_failure_reason(exit_code, sai
     from reviewtune.local.sagemaker.training import log_tail_reason
 
     assert log_tail_reason("AlgorithmError", [], exit_code) == f"AlgorithmError: (no output){said}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_job_does_not_outlive_a_runtime_killed_at_once(tmp_path):
+    """kill -9 (or the out-of-memory killer) gives the runtime no chance to stop its jobs: the kernel kills each job
+    with it, and the job does not keep a core busy for the rest of its training."""
+    runtime = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, threading
+        from pathlib import Path
+        from reviewtune.local.sagemaker.runners import RunSpec, SubprocessRunner
+        spec = RunSpec("job", [sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(120)"],
+                       {}, Path("."))
+        SubprocessRunner().run(spec, lambda line: print(line, flush=True), threading.Event())
+    """)], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    job = int(runtime.stdout.readline())
+    assert process_alive(job)
+
+    runtime.kill()
+    runtime.wait()
+
+    deadline = time.monotonic() + 10
+    while process_alive(job) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(job)

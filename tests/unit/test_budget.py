@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 
 import pytest
 
@@ -17,6 +18,7 @@ from reviewtune.cli import build_parser, plan_for, time_limit_notes
 REAL_ROWS = {"train": 6402, "validation": 354, "test": 354}  # the balanced file, split 90/5/5
 LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # about the raw file's size without balancing
 COURSE_ROWS = {"train": 5_536, "validation": 308, "test": 308}  # a course-like split: whole epochs fit
+SAMPLE_ROWS = {"train": 1_080, "validation": 60, "test": 60}  # the embedded sample, split 90/5/5
 MPNET_RATE = b.TRAIN_EXAMPLES_PER_SECOND["all-mpnet-base-v2"]
 MPNET_STARTUP = b.JOB_STARTUP_SECONDS["all-mpnet-base-v2"]
 
@@ -260,6 +262,21 @@ def test_no_time_limit_where_the_plan_already_overruns_or_has_no_rate() -> None:
     for plan in (b.plan_run(b.Budget(max_jobs=8), REAL_ROWS, minutes=10), b.plan_run(b.Budget(model="roberta-base"), REAL_ROWS)):
         assert plan.max_train_seconds is None and "max_train_seconds" not in plan.budget.static
         assert not any(line.startswith("time limit") for line in plan.lines())
+        assert "MaxRuntimeSeconds" not in plan.budget.parameters()  # the template's own: no job is stopped early
+
+
+@pytest.mark.parametrize(("budget", "rows", "minutes", "rounds"), [
+    (b.Budget(), COURSE_ROWS, 30, 1), (b.Budget(max_jobs=4), REAL_ROWS, 30, 2), (b.SAMPLE_BUDGET, SAMPLE_ROWS, 30, 2),
+    (dataclasses.replace(b.SAMPLE_BUDGET, max_jobs=1, max_parallel_jobs=1, epochs=1), SAMPLE_ROWS, 2, 1),
+], ids=["course", "two rounds", "sample", "two minutes"])
+def test_a_job_that_outlives_its_round_s_share_of_the_budget_is_stopped(budget, rows, minutes, rounds) -> None:
+    """train.py ends itself at max_train_seconds; a hung trial does not, and SageMaker stops it (MaxRuntimeSeconds)
+    once its round's share of the budget is spent, so the run still ends with one outcome near its budget."""
+    plan = b.plan_run(budget, rows, minutes=minutes)
+    stop = int(plan.budget.parameters()["MaxRuntimeSeconds"])
+    packing = b.MODEL_PACK_SECONDS[b.model_key(plan.budget.model)]
+    assert stop >= plan.max_train_seconds + packing + b.JOB_STOP_MARGIN_SECONDS  # never before train.py's own end
+    assert stop == max(math.ceil(minutes * 60 / rounds), math.ceil(plan.max_train_seconds + packing + 120))
 
 
 def test_the_run_summary_names_each_trial_its_time_limit_cut() -> None:

@@ -186,6 +186,20 @@ def test_a_failed_run_that_ran_jobs_names_the_command_that_prints_their_output(s
     assert (line in body) is named
 
 
+def test_a_long_trial_failure_keeps_its_end_where_the_job_says_why_it_failed():
+    """SageMaker's reason is the log's last lines then the exit code: cut from the middle, never its end."""
+    why = ("AlgorithmError: classifier.bias | MISSING\n" + "Notes: train_rows: 1,080\n" * 40
+           + "exit code: -9 (killed by SIGKILL: out of memory?)")
+    trial = {"name": "reviewtune-1-001-aaaaaaaa", "status": "Failed", "failure_reason": why}
+    item = {"run_id": "reviewtune-1", "dataset": "team/a.tsv", "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
+            "tuning": {"trials": [trial]}}
+    _, body = messages.run_failed(item, "tuning", "FAILED", "the tuning job failed", "runs")
+    line = body.split("Trials:\n", 1)[1].split("\n\n", 1)[0]  # the trial's entry, over the lines of its log
+    assert line.startswith("  reviewtune-1-001-aaaaaaaa: Failed - AlgorithmError: classifier.bias | MISSING")
+    assert line.endswith("exit code: -9 (killed by SIGKILL: out of memory?)") and " ... (shortened) ... " in line
+    assert len(line.split(" - ", 1)[1]) == messages.VALUE_MAX_CHARS
+
+
 def test_every_message_says_how_to_read_the_whole_run():
     item = {"run_id": "reviewtune-1", "dataset": "team/a.tsv", "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
             "status": "TUNING"}

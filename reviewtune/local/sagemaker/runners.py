@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ class SubprocessRunner(JobRunner):
     def run(self, spec: RunSpec, on_line: LineSink, stop: threading.Event) -> int:
         env = {**spec.env, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            spec.command,
+            tied_to_parent(spec.command),
             cwd=spec.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -94,6 +95,26 @@ class SubprocessRunner(JobRunner):
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=self.stop_grace_seconds)
         _signal_group(process.pid, signal.SIGKILL)
+
+
+# Run before the job's command, in its own process: the kernel kills it when the thread that started it dies
+# (PR_SET_PDEATHSIG), so a job never outlives a runtime killed at once (kill -9, the out-of-memory killer), which no
+# handler of the runtime's own would see; then it becomes the command (exec), which keeps that setting.
+_TIE_TO_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "parent = int(sys.argv[1])\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != parent:\n"
+    "    sys.exit(137)  # the runtime died before the setting took: as if killed with it\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def tied_to_parent(command: list[str]) -> list[str]:
+    """``command`` started so that the kernel kills it when this process dies (Linux; elsewhere as it is)."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-c", _TIE_TO_PARENT, str(os.getpid()), *command]
 
 
 def _signal_group(pid: int, sig: int) -> None:
