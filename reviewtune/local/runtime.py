@@ -382,6 +382,20 @@ def _print_to_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _state_once_started(workdir: Path, deadline: float) -> dict[str, Any] | None:
+    """The state of the runtime starting in ``workdir`` (its lock held, no local.json yet) once it is written; None
+    when the start ended without it (failed, or interrupted)."""
+    while lock_held(workdir):
+        try:
+            return read_state(workdir)
+        except NotRunningError:
+            if time.monotonic() > deadline:
+                raise LocalRuntimeError(f"a local runtime is starting in {workdir} (its lock is held) and did not "
+                                        "serve in time to be stopped; try again") from None
+            time.sleep(0.2)
+    return None
+
+
 def stop_running(
     workdir: Path = Path(".reviewtune"),
     *,
@@ -393,11 +407,17 @@ def stop_running(
     Returns the pid of the stopped process, or None (after ``report``-ing why) when nothing is running; a stale
     local.json is removed. Raises ``LocalRuntimeError`` when the process outlives ``timeout``."""
     state_file = Path(workdir) / STATE_FILE
+    deadline = time.monotonic() + timeout
     try:
         state = read_state(workdir)
     except NotRunningError as error:
-        report(str(error))
-        return None
+        if not lock_held(workdir):
+            report(str(error))
+            return None
+        state = _state_once_started(workdir, deadline)  # a runtime starting: it writes local.json once it serves
+        if state is None:
+            report(f"no local runtime is running: the one starting in {workdir} ended before it served")
+            return None
     pid = state.get("pid")
     if not isinstance(pid, int) or not process_alive(pid) or not lock_held(workdir):
         state_file.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from reviewtune.console.target import local_target
+from reviewtune.local.processes import hold_lock
 from reviewtune.local.router import package_root
 from reviewtune.local.runtime import LocalRuntime, LocalRuntimeError, stop_running
 from reviewtune.local.stack import StackError
@@ -199,3 +200,31 @@ def test_stop_running_says_when_nothing_runs(tmp_path: Path) -> None:
     assert stop_running(tmp_path, report=messages.append) is None
     assert "is gone or is no runtime (removed the stale file)" in messages[-1]
     assert not (tmp_path / "local.json").exists()
+
+
+def test_stop_running_while_a_runtime_starts_waits_until_it_serves_then_stops_it(tmp_path: Path) -> None:
+    """`local down` during `local up`'s start-up (its lock held, no local.json yet) said nothing was running, and the
+    runtime then came up and stayed up."""
+    lock = hold_lock(tmp_path)  # a runtime starting here
+    runtime = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    def serves() -> None:
+        time.sleep(1.0)
+        (tmp_path / "local.json").write_text(json.dumps({"pid": runtime.pid}))
+
+    threading.Thread(target=serves, daemon=True).start()
+    messages: list[str] = []
+    try:
+        assert stop_running(tmp_path, timeout=30, report=messages.append) == runtime.pid
+        assert messages == [f"stopped the local runtime (pid {runtime.pid})"]
+    finally:
+        runtime.kill()
+        lock.close()
+
+
+def test_stop_running_while_a_start_fails_says_nothing_runs(tmp_path: Path) -> None:
+    lock = hold_lock(tmp_path)
+    threading.Timer(1.0, lock.close).start()  # the start ends without serving
+    messages: list[str] = []
+    assert stop_running(tmp_path, timeout=30, report=messages.append) is None
+    assert messages == [f"no local runtime is running: the one starting in {tmp_path} ended before it served"]
