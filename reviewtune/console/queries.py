@@ -162,11 +162,13 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
             row["TrainingElapsedTimeSeconds"] = (end - start).total_seconds()
         if "TrainingJobDefinitionName" in summary:
             row["TrainingJobDefinitionName"] = summary["TrainingJobDefinitionName"]
+        secondary = None
         if describe:
             description = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
             row["Epochs"] = epochs_run(description)
             row["PlannedStepsPct"] = planned_steps_pct(description)
-        row["EarlyStopped"] = early_stopped(summary["TrainingJobStatus"], tuning_status)
+            secondary = description.get("SecondaryStatus")
+        row["EarlyStopped"] = early_stopped(summary["TrainingJobStatus"], tuning_status, secondary)
         if summary.get("FailureReason"):
             row["FailureReason"] = summary["FailureReason"]
         rows.append(row)

@@ -68,6 +68,9 @@ def list_trials(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
                     "billable_seconds": detail.get("BillableTimeInSeconds"),
                     "failure_reason": summary.get("FailureReason") or detail.get("FailureReason"),
                     **trial_extras(detail),
+                    # what stopped a stopped trial: MaxRuntimeExceeded (its time limit) is no early stop of the tuner's
+                    **({"secondary_status": detail.get("SecondaryStatus")}
+                       if summary["TrainingJobStatus"] == "Stopped" else {}),
                 }
             )
     return sorted(trials, key=lambda t: t["name"])
@@ -83,7 +86,7 @@ def write_report_input(
     """Write what the report needs and the processing job cannot ask AWS for (the run, its trials, this
     dataset's earlier runs) to S3; return its URI."""
     trials = [
-        {**trial, "early_stopped": early_stopped(trial["status"], tuning["status"])}
+        {**trial, "early_stopped": early_stopped(trial["status"], tuning["status"], trial.get("secondary_status"))}
         for trial in tuning.get("trials", [])
     ]
     history = [

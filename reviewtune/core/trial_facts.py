@@ -41,9 +41,11 @@ def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
     return int(metrics.get(EPOCH_METRIC, 0)), metrics.get(OBJECTIVE_METRIC)
 
 
-def early_stopped(training_status: str, tuning_status: str) -> bool:
-    """A trial stopped while its tuning job was not stopped was stopped early by the tuner."""
-    return training_status == "Stopped" and tuning_status not in ("Stopping", "Stopped")
+def early_stopped(training_status: str, tuning_status: str, secondary_status: str | None = None) -> bool:
+    """A trial stopped while its tuning job was not stopped was stopped early by the tuner, unless its own time
+    limit stopped it (SecondaryStatus MaxRuntimeExceeded: MaxRuntimeInSeconds, a hung trial)."""
+    return (training_status == "Stopped" and tuning_status not in ("Stopping", "Stopped")
+            and secondary_status != "MaxRuntimeExceeded")
 
 
 def trial_extras(description: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from reviewtune.local.processes import process_alive
 from reviewtune.local.sagemaker import ScriptedRun, ScriptedRunner
 
-from .conftest import IMAGE, ROLE_ARN, wait_for
+from .conftest import IMAGE, ROLE_ARN, tar_gz, wait_for
 
 
 def pid_of(world, training_job: str) -> int:
@@ -227,3 +227,38 @@ def test_a_job_does_not_outlive_a_runtime_killed_at_once(tmp_path):
     while process_alive(job) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not process_alive(job)
+
+
+def _train(world, name: str, image: str = IMAGE, code_uri: str | None = None) -> dict:
+    """A training job of ``image``: with the script at ``code_uri`` (or the world's), or else the image's entry point."""
+    script = {"sagemaker_program": "train.py", "sagemaker_submit_directory": code_uri or world.code_uri}
+    world.sm.create_training_job(
+        TrainingJobName=name,
+        HyperParameters={**(script if image == IMAGE else {}), "epochs": "1"},
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        InputDataConfig=[{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"{world.data_uri}/train"}}}],
+        OutputDataConfig={"S3OutputPath": f"s3://{world.bucket}/models"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    return wait_for(lambda: world.sm.describe_training_job(TrainingJobName=name),
+                    lambda d: d["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"), timeout=30)
+
+
+def test_a_job_s_code_folder_and_environment_are_its_own_not_those_of_what_starts_it(make_world):
+    """A job's module named like one of the standard library's (ctypes.py beside train.py) is the job's alone."""
+    world = make_world()
+    key = "code/own/sourcedir.tar.gz"
+    train = "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('m')\nprint('trained')\n"
+    world.s3.put_object(Bucket=world.bucket, Key=key, Body=tar_gz({"train.py": train, "ctypes.py": "VERSION = 1\n"}))
+    job = _train(world, "own-modules", code_uri=f"s3://{world.bucket}/{key}")
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+
+
+def test_an_entry_point_that_is_not_installed_is_named_in_the_failure(make_world):
+    world = make_world(image_entrypoints={"img:missing": ["train-entry-not-installed", "--x"]})
+    job = _train(world, "missing-entry", image="img:missing")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert "No such file or directory: 'train-entry-not-installed'" in job["FailureReason"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +59,7 @@ class SubprocessRunner(JobRunner):
     def run(self, spec: RunSpec, on_line: LineSink, stop: threading.Event) -> int:
         env = {**spec.env, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            tied_to_parent(spec.command),
+            tied_to_parent(spec.command, env.get("PATH", os.defpath), spec.cwd),
             cwd=spec.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -110,11 +112,21 @@ _TIE_TO_PARENT = (
 )
 
 
-def tied_to_parent(command: list[str]) -> list[str]:
-    """``command`` started so that the kernel kills it when this process dies (Linux; elsewhere as it is)."""
+def tied_to_parent(command: list[str], path: str | None = None, cwd: Path | None = None) -> list[str]:
+    """``command`` started so that the kernel kills it when this process dies (Linux; elsewhere as it is). Its
+    program is looked up first (on ``path``, the job's PATH, or in ``cwd`` for a path): a missing one raises
+    FileNotFoundError naming it, as starting it directly would. The wrapper's Python is isolated (-I -S): the job's PYTHON* variables and the modules
+    of its code folder are the job's, not the wrapper's."""
     if not sys.platform.startswith("linux"):
         return command
-    return [sys.executable, "-c", _TIE_TO_PARENT, str(os.getpid()), *command]
+    program = command[0]
+    if os.sep in program:  # a path: the job's folder is where it is looked for
+        found = os.access(Path(cwd or ".") / program, os.X_OK)
+    else:
+        found = shutil.which(program, path=path) is not None
+    if not found:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return [sys.executable, "-I", "-S", "-c", _TIE_TO_PARENT, str(os.getpid()), *command]
 
 
 def _signal_group(pid: int, sig: int) -> None:
