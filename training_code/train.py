@@ -413,7 +413,8 @@ def keep_frozen_features(
 class StopRequest:
     """SIGTERM: SageMaker's StopTrainingJob, early stopping, MaxRuntimeInSeconds (it then waits 120 s and uploads
     what SM_MODEL_DIR holds). Training stops after the current step and the model is saved when at least one epoch
-    was validated, so a stopped trial that reported an objective has a model to evaluate."""
+    was validated, so a stopped trial that reported an objective has a model to evaluate: the weights of the last
+    epoch that ended, which its objective describes (a stop within a later epoch undoes that epoch's steps)."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -426,6 +427,11 @@ class StopRequest:
 
 
 STOP = StopRequest()
+
+
+def trained_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy, on the CPU, of the parameters that train (by their state_dict names)."""
+    return {name: value.detach().to("cpu", copy=True) for name, value in model.named_parameters() if value.requires_grad}
 
 
 def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float | None = None) -> list[EpochResult]:
@@ -500,6 +506,11 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
 
     results: list[EpochResult] = []
     kept = KeptEpoch(args.keep_epoch, args.epochs)
+    # the trained weights as the last ended epoch left them (as validated: averaged, with an average), until the last
+    # epoch: a stop within a later epoch saves these, the weights the latest metric line describes, not its partial
+    # updates (only what trains: the frozen layers never change)
+    ended_weights: dict[str, torch.Tensor] | None = None
+    stopped_within_epoch = False
     for epoch in range(1, args.epochs + 1):
         if epoch > 1 and progress.time_up():
             print(
@@ -576,6 +587,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         progress.pause()
         if STOP.requested:
             print(f"stop_requested: epoch {epoch} step {step} of {steps_per_epoch}", flush=True)
+            stopped_within_epoch = True
             break
         progress.end_epoch(epoch)
         train_seconds = time.perf_counter() - epoch_start
@@ -606,6 +618,9 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
             progress.validation_ended()
         else:
             kept.after_epoch(epoch, None, None, dict)
+        if epoch < args.epochs:
+            with averaged():
+                ended_weights = trained_weights(model)
         print(
             f"train_examples_per_second: {result.examples_per_second:.2f} - epoch_seconds: {train_seconds:.1f} - "
             f"peak_rss_mb: {peak_rss_mb():.0f} - planned_steps_pct: {progress.trained_share(epoch):.1f}",
@@ -625,6 +640,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         # that counts epochs by these lines, such as the local SageMaker service, that no epoch ran)
         print(f"{KEPT_EPOCH_PREFIX} {saved.epoch} - val_loss: {saved.val_loss:.4f} - val_acc: {saved.val_acc:.2f}",
               flush=True)
+    elif stopped_within_epoch and ended_weights is not None:
+        model.load_state_dict(ended_weights, strict=False)  # the stopped epoch's partial updates undone
     elif average is not None:
         average.copy_to_model()
     save(model, tokenizer, args, env, results, saved, precision, progress)

@@ -152,6 +152,52 @@ def test_a_stopped_job_saves_the_model_of_its_validated_epochs(channels: Channel
     assert (model_dir / "config.json").is_file() and (model_dir / "label_map.json").is_file()
 
 
+@pytest.mark.parametrize("arguments", ["", "--freeze_bert_layer 4"], ids=["every layer", "bottom four frozen"])
+def test_a_stop_within_a_later_epoch_saves_the_weights_its_last_metric_line_describes(
+        channels: Channels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: str) -> None:
+    """SIGTERM at the first step of epoch 2: the saved model is epoch 1's, as validated and as the latest val_acc line
+    (the tuner's objective) says, not epoch 1's weights with a step of epoch 2 on them."""
+    import train
+
+    from .conftest import train_in_process
+
+    validated: list[dict[str, torch.Tensor]] = []
+    saved: list[dict[str, torch.Tensor]] = []
+    original_validate, original_save = train.validate, train.save
+
+    def validate(model, *rest):
+        result = original_validate(model, *rest)
+        validated.append(train.trained_weights(model))
+        return result
+
+    def save(model, *rest):
+        saved.append(train.trained_weights(model))
+        return original_save(model, *rest)
+
+    class StopInEpochTwo:
+        """Asked once per step, and once after each epoch: True at epoch 2's first step."""
+
+        def __init__(self) -> None:
+            self.asked_after_validation = 0
+
+        @property
+        def requested(self) -> bool:
+            if len(validated) == 1:
+                self.asked_after_validation += 1
+            return self.asked_after_validation >= 2
+
+    monkeypatch.setattr(train, "validate", validate)
+    monkeypatch.setattr(train, "save", save)
+    monkeypatch.setattr(train, "STOP", StopInEpochTwo())
+    model_dir = train_in_process(channels, tmp_path, f"--epochs 3 --train_steps_per_epoch 3 --precision fp32 {arguments}")
+
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    assert summary["saved_epoch"] == 1 and len(validated) == 1 and len(saved) == 1
+    [ended], [kept] = validated, saved
+    assert ended.keys() == kept.keys() and ended
+    assert all(torch.equal(ended[name], kept[name]) for name in ended)
+
+
 def test_a_hyperparameter_this_script_does_not_know_is_never_taken_for_another() -> None:
     import train
 
