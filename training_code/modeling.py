@@ -140,6 +140,7 @@ def load_for_training(
     config = AutoConfig.from_pretrained(
         source, num_labels=len(id2label), id2label=id2label, label2id=label2id
     )
+    check_tokenizer(tokenizer, config, source)
     if attention_dropout is not None:
         set_dropout(config, ATTENTION_DROPOUT_KEYS, attention_dropout, "attention_dropout")
     if hidden_dropout is not None:
@@ -182,10 +183,31 @@ def load_for_inference(model_dir: str | Path) -> tuple[nn.Module, object, str]:
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    check_tokenizer(tokenizer, model.config, str(model_dir))
     pooling = getattr(model.config, POOLING_CONFIG_KEY, None) or "cls"
     check_pooling(model, pooling)
     model.eval()
     return model, tokenizer, pooling
+
+
+def check_tokenizer(tokenizer: object, config: object, source: str) -> None:
+    """Fail when the tokenizer cannot be the model's: a folder without its tokenizer files loads one of a few special
+    tokens, which reads every word as unknown (and trains and scores a model that has seen nothing)."""
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and len(tokenizer) < vocab // 2:
+        raise ValueError(
+            f"the tokenizer at {source} has {len(tokenizer):,} tokens for a model of {vocab:,}: its tokenizer files "
+            "(tokenizer.json, vocab.txt, ...) are missing or another model's"
+        )
+
+
+def max_tokens(tokenizer: object, config: object) -> int | None:
+    """The most tokens one review may have for this model (its position embeddings, as its tokenizer says), or
+    None when neither says."""
+    limits = [value for value in (getattr(tokenizer, "model_max_length", None),
+                                  getattr(config, "max_position_embeddings", None))
+              if isinstance(value, int) and 0 < value < 1_000_000]
+    return min(limits) if limits else None
 
 
 def check_pooling(model: nn.Module, pooling: str) -> None:

@@ -40,11 +40,12 @@ class Reviews:
 
 
 def review_files(folder: str | Path) -> list[Path]:
-    """The ``*.tsv`` files of ``folder``, sorted by name; an error when there are none."""
+    """The ``.tsv`` files of ``folder`` and its subfolders (SageMaker copies a channel's nested prefixes as folders;
+    any letter case), sorted by path; an error when there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ReviewDataError(f"data folder {folder} does not exist")
-    files = sorted(path for path in folder.glob("*.tsv") if path.is_file())
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() == ".tsv")
     if not files:
         raise ReviewDataError(
             f"no *.tsv file in {folder} (expected files with the header sentiment<TAB>review_body)"
@@ -53,31 +54,64 @@ def review_files(folder: str | Path) -> list[Path]:
 
 
 def read_reviews(folder: str | Path) -> Reviews:
-    """Read every ``*.tsv`` file of ``folder``."""
+    """Read every ``.tsv`` file of ``folder`` (``review_files``): a clear error for a file that is not UTF-8 text, a
+    row with more or fewer values than the header names, or a label that is not -1, 0 or 1."""
     texts: list[str] = []
     label_ids: list[int] = []
     for path in review_files(folder):
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter="\t")
-            header = reader.fieldnames or []
-            missing = [column for column in REQUIRED_COLUMNS if column not in header]
-            if missing:
-                raise ReviewDataError(
-                    f"{path}: missing column(s) {', '.join(missing)}; the header must be "
-                    f"'sentiment<TAB>review_body', found {header!r}"
-                )
-            for row in reader:
-                raw_label = (row["sentiment"] or "").strip()
-                label_id = LABEL2ID.get(_normalise_label(raw_label))
-                if label_id is None:
-                    raise ReviewDataError(
-                        f"{path}, line {reader.line_num}: sentiment must be one of -1, 0, 1, found {raw_label!r}"
-                    )
-                texts.append(row["review_body"] or "")
-                label_ids.append(label_id)
+        try:
+            _read_file(path, texts, label_ids)
+        except UnicodeDecodeError:
+            raise ReviewDataError(_not_utf8(path)) from None
     if not texts:
         raise ReviewDataError(f"{folder}: the *.tsv files hold a header but no rows")
     return Reviews(texts=texts, label_ids=label_ids)
+
+
+def _not_utf8(path: Path) -> str:
+    """Why ``path``, which did not decode, is no UTF-8 text: a gzip file, or the line and byte where it stops being."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        return f"{path}: a gzip file: the channel's files are plain UTF-8 TSV"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return f"{path}, line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}: {error.reason})"
+    return f"{path}: not UTF-8 text"
+
+
+def _read_file(path: Path, texts: list[str], label_ids: list[int]) -> None:
+    """Append the reviews of one TSV file (UTF-8, a byte-order mark allowed) to ``texts`` and ``label_ids``."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        header = reader.fieldnames or []
+        missing = [column for column in REQUIRED_COLUMNS if column not in header]
+        if missing:
+            raise ReviewDataError(
+                f"{path}: missing column(s) {', '.join(missing)}; the header must be "
+                f"'sentiment<TAB>review_body', found {header!r}"
+            )
+        for row in reader:
+            if None in row:  # more values than the header names
+                raise ReviewDataError(
+                    f"{path}, line {reader.line_num}: {len(header) + len(row[None])} values where the header names "
+                    f"{len(header)}: a tab inside an unquoted review? quote it"
+                )
+            if row["review_body"] is None:  # fewer
+                given = sum(value is not None for value in row.values())
+                raise ReviewDataError(
+                    f"{path}, line {reader.line_num}: {given} value{'' if given == 1 else 's'} where the header "
+                    f"names {len(header)}: a review missing, or a line break inside an unquoted one?"
+                )
+            raw_label = (row["sentiment"] or "").strip()
+            label_id = LABEL2ID.get(_normalise_label(raw_label))
+            if label_id is None:
+                raise ReviewDataError(
+                    f"{path}, line {reader.line_num}: sentiment must be one of -1, 0, 1, found {raw_label!r}"
+                )
+            texts.append(row["review_body"] or "")
+            label_ids.append(label_id)
 
 
 def _normalise_label(raw: str) -> str:

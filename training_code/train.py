@@ -48,6 +48,7 @@ from modeling import (
     classification_logits,
     freeze_encoder,
     load_for_training,
+    max_tokens,
     parse_freeze,
     peak_rss_mb,
     release_free_memory,
@@ -456,6 +457,10 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         attn_implementation=training_attention(device),
         keep_layers=args.keep_layers,
     )
+    limit = max_tokens(tokenizer, model.config)
+    if limit is not None and args.max_seq_length > limit:
+        raise ValueError(f"--max_seq_length {args.max_seq_length} is more than the {limit} tokens "
+                         f"{args.model_name_or_path} reads at most")
     freeze_encoder(model, args.freeze_bert_layer)
     model.to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -171,6 +171,11 @@ def test_metrics_equal_scikit_learn_on_random_predictions() -> None:
     assert metrics["macro_f1"]["value"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
     assert metrics["weighted_f1"]["value"] == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
     assert metrics["confusion_matrix"]["matrix"] == confusion_matrix(y_true, y_pred, labels=[-1, 0, 1]).tolist()
+    # a class neither in the test rows nor predicted has no F1: the macro average leaves it out, as scikit-learn's
+    perfect = compute_metrics([0, 1, 1, 0], [0, 1, 1, 0])
+    assert perfect["macro_f1"]["value"] == f1_score([0, 1, 1, 0], [0, 1, 1, 0], average="macro") == 1.0
+    wrong = ([0, 1, 1, 0], [0, 1, -1, 0])  # -1 predicted once: it counts, with its F1 of 0
+    assert compute_metrics(*wrong)["macro_f1"]["value"] == pytest.approx(f1_score(*wrong, average="macro"))
 
 
 def test_a_class_never_predicted_has_zero_precision_not_an_error() -> None:
@@ -306,3 +311,13 @@ def test_a_model_is_scored_at_the_length_it_was_trained_with(tmp_path: Path) -> 
     (tmp_path / "label_map.json").write_text(json.dumps({"max_seq_length": 256}))
     assert model_max_length(tmp_path) == 256
     assert model_max_length(tmp_path / "absent") == 128
+
+
+def test_a_length_past_the_model_s_positions_is_cut_to_them(trained_cls_model: TrainedModel) -> None:
+    """A model whose label_map asks for more tokens than its positions (made elsewhere): its reviews are cut to what
+    the model reads, not a RuntimeError on the first long review."""
+    import evaluate_model_metrics
+
+    long_review = " ".join(["the dress fits well and the fabric is soft"] * 120)  # ~1,100 tokens
+    predicted = evaluate_model_metrics.predict(trained_cls_model.model_dir, [long_review, "bad"], 1024, 2)
+    assert len(predicted) == 2 and set(predicted) <= {-1, 0, 1}

@@ -299,3 +299,32 @@ def test_mean_pooling_ignores_padding(fresh_model) -> None:
         with_padding = classification_logits(model, padded, mask, "mean")
     assert plain.shape == (1, 3)
     torch.testing.assert_close(plain, with_padding, atol=1e-4, rtol=1e-4)
+
+
+def test_a_model_folder_without_its_tokenizer_files_is_refused_not_read_as_unknown_words(
+        trained_cls_model, tmp_path: Path) -> None:
+    """Without tokenizer.json / vocab.txt the library loads a tokenizer of a few special tokens, which reads every word
+    as unknown: training and evaluation ran on it and scored a third."""
+    import shutil
+
+    from modeling import load_for_inference
+
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(trained_cls_model.model_dir, folder)
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match=r"the tokenizer at .*no-tokenizer has \d+ tokens for a model of 30,522: its "
+                                         r"tokenizer files \(tokenizer.json, vocab.txt, ...\) are missing"):
+        load_for_inference(folder)
+    load_for_inference(trained_cls_model.model_dir)  # its own folder loads
+
+
+def test_a_review_length_past_the_model_s_positions_is_refused_before_training(channels, tmp_path: Path) -> None:
+    from .conftest import run_train
+
+    (tmp_path / "output" / "data").mkdir(parents=True)  # SageMaker's output folder, where the failure file goes
+    result = run_train(channels, tmp_path / "model", max_seq_length=1024)
+    assert result.returncode != 0
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure == f"ValueError: --max_seq_length 1024 is more than the 512 tokens {MODEL} reads at most"
+    assert not (tmp_path / "model").exists()

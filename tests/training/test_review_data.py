@@ -50,6 +50,32 @@ def test_folder_without_tsv_files(tmp_path: Path) -> None:
         read_reviews(tmp_path / "missing")
 
 
+def test_files_in_subfolders_and_in_capitals_are_read_too(tmp_path: Path) -> None:
+    """SageMaker copies a channel's nested prefixes as folders: their files are the channel's."""
+    write_tsv(tmp_path / "a.tsv", [(1, "top")])
+    write_tsv(tmp_path / "part" / "b.TSV", [(0, "nested")])
+    assert read_reviews(tmp_path).texts == ["top", "nested"]
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"sentiment\treview_body\n1\tgood\n1\n", r"a\.tsv, line 3: 1 value where the header names 2: a review "
+                                                  r"missing, or a line break inside an unquoted one\?"),
+    (b"sentiment\treview_body\n1\tgreat\tfit\n", r"a\.tsv, line 2: 3 values where the header names 2: a tab inside "
+                                                  r"an unquoted review\? quote it"),
+    (b"sentiment\treview_body\n1\tcaf\xe9\n", r"a\.tsv, line 2: not UTF-8 text \(byte 0xe9: invalid continuation byte\)"),
+    (b"\x1f\x8b\x08\x00\xff\xfe", r"a\.tsv: a gzip file: the channel's files are plain UTF-8 TSV"),
+], ids=["fewer values", "more values", "latin-1", "gzip"])
+def test_a_row_or_file_read_wrong_is_an_error_naming_it(tmp_path: Path, content: bytes, said: str) -> None:
+    (tmp_path / "a.tsv").write_bytes(content)
+    with pytest.raises(ReviewDataError, match=said):
+        read_reviews(tmp_path)
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_column_s_name(tmp_path: Path) -> None:
+    (tmp_path / "a.tsv").write_bytes("\ufeffsentiment\treview_body\n1\tgood\n".encode())
+    assert read_reviews(tmp_path).texts == ["good"]
+
+
 def test_header_only_file_is_an_error(tmp_path: Path) -> None:
     write_tsv(tmp_path / "a.tsv", [])
     with pytest.raises(ReviewDataError, match="no rows"):
