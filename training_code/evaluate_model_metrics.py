@@ -62,11 +62,14 @@ def locate_model(input_model: Path, scratch: Path) -> Path:
             raise ModelNotFoundError(f"{input_model}: neither a saved model (config.json) nor a model.tar.gz")
         archive = archives[0]
     scratch.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(scratch, filter="data")
-        else:  # Python < 3.11.4: the archive is SageMaker's own output
-            tar.extractall(scratch)  # noqa: S202
+    try:
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(scratch, filter="data")
+            else:  # Python < 3.11.4: the archive is SageMaker's own output
+                tar.extractall(scratch)  # noqa: S202
+    except (tarfile.TarError, EOFError, OSError) as error:  # cut short, corrupt, not an archive (gzip's own errors)
+        raise ModelNotFoundError(f"{archive} cannot be unpacked: {type(error).__name__}: {error}") from None
     configs = sorted(scratch.rglob("config.json"), key=lambda path: len(path.parts))
     if not configs:
         raise ModelNotFoundError(f"{archive} holds no config.json")
