@@ -201,11 +201,19 @@ def check_tokenizer(tokenizer: object, config: object, source: str) -> None:
         )
 
 
+# Models whose positions start after the padding token's (RoBERTa's way): they read max_position_embeddings less
+# pad_token_id + 1 tokens (514 positions, 512 tokens).
+OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "longformer",
+                                    "data2vec-text", "ibert", "luke", "roberta-prelayernorm"})
+
+
 def max_tokens(tokenizer: object, config: object) -> int | None:
     """The most tokens one review may have for this model (its position embeddings, as its tokenizer says), or
     None when neither says."""
-    limits = [value for value in (getattr(tokenizer, "model_max_length", None),
-                                  getattr(config, "max_position_embeddings", None))
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and getattr(config, "model_type", None) in OFFSET_POSITION_MODELS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    limits = [value for value in (getattr(tokenizer, "model_max_length", None), positions)
               if isinstance(value, int) and 0 < value < 1_000_000]
     return min(limits) if limits else None
 

@@ -41,11 +41,12 @@ class Reviews:
 
 def review_files(folder: str | Path) -> list[Path]:
     """The ``.tsv`` files of ``folder`` and its subfolders (SageMaker copies a channel's nested prefixes as folders;
-    any letter case), sorted by path; an error when there are none."""
+    any letter case; not hidden ones, nor macOS's __MACOSX copies), sorted by path; an error when there are none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ReviewDataError(f"data folder {folder} does not exist")
-    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() == ".tsv")
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() == ".tsv"
+                   and not any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(folder).parts))
     if not files:
         raise ReviewDataError(
             f"no *.tsv file in {folder} (expected files with the header sentiment<TAB>review_body)"

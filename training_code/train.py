@@ -623,7 +623,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
             progress.validation_ended()
         else:
             kept.after_epoch(epoch, None, None, dict)
-        if epoch < args.epochs:
+        if epoch < args.epochs and args.keep_epoch != "best":  # best: the kept epoch is restored whatever stops
+            ended_weights = None  # one copy at a time
             with averaged():
                 ended_weights = trained_weights(model)
         print(

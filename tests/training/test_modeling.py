@@ -328,3 +328,19 @@ def test_a_review_length_past_the_model_s_positions_is_refused_before_training(c
     failure = (tmp_path / "output" / "failure").read_text()
     assert failure == f"ValueError: --max_seq_length 1024 is more than the 512 tokens {MODEL} reads at most"
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize(("model_type", "positions", "pad", "tokenizer_max", "tokens"), [
+    ("bert", 512, 0, 512, 512),
+    ("roberta", 514, 1, int(1e30), 512),  # positions start after the padding token's: 514 - (1 + 1)
+    ("mpnet", 514, 1, int(1e30), 512),
+    ("mpnet", 514, 1, 384, 384),  # the tokenizer's own limit when lower
+    ("bert", None, 0, int(1e30), None),
+])
+def test_the_most_tokens_a_model_reads(model_type, positions, pad, tokenizer_max, tokens) -> None:
+    from types import SimpleNamespace
+
+    from modeling import max_tokens
+
+    config = SimpleNamespace(model_type=model_type, max_position_embeddings=positions, pad_token_id=pad)
+    assert max_tokens(SimpleNamespace(model_max_length=tokenizer_max), config) == tokens

@@ -54,6 +54,9 @@ def test_files_in_subfolders_and_in_capitals_are_read_too(tmp_path: Path) -> Non
     """SageMaker copies a channel's nested prefixes as folders: their files are the channel's."""
     write_tsv(tmp_path / "a.tsv", [(1, "top")])
     write_tsv(tmp_path / "part" / "b.TSV", [(0, "nested")])
+    write_tsv(tmp_path / ".ipynb_checkpoints" / "a-checkpoint.tsv", [(1, "top")])  # a hidden folder's copies: not
+    (tmp_path / "__MACOSX").mkdir()
+    (tmp_path / "__MACOSX" / "._a.tsv").write_bytes(b"\x00\x05\x16\x07")  # macOS's resource forks: not
     assert read_reviews(tmp_path).texts == ["top", "nested"]
 
 
