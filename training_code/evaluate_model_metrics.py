@@ -32,6 +32,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def locate_model(input_model: Path, scratch: Path) -> Path:
                 tar.extractall(scratch, filter="data")
             else:  # Python < 3.11.4: the archive is SageMaker's own output
                 tar.extractall(scratch)  # noqa: S202
-    except (tarfile.TarError, EOFError, OSError) as error:  # cut short, corrupt, not an archive (gzip's own errors)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:  # cut short, corrupt, not an archive
         raise ModelNotFoundError(f"{archive} cannot be unpacked: {type(error).__name__}: {error}") from None
     configs = sorted(scratch.rglob("config.json"), key=lambda path: len(path.parts))
     if not configs:

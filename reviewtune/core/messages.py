@@ -219,19 +219,26 @@ def rejected(
     reason_uri: Any = None,
     not_copied: Any = None,
     rejected_version: Any = None,
+    reason_version: Any = None,
 ) -> tuple[str, str]:
-    """The rejection: why, and where the copy and the reason are kept (or why no copy was made)."""
+    """The rejection: why, and where the copy and the reason are kept, with their S3 versions (a later rejected
+    upload of the same key takes both keys over), or why no copy was made."""
     subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
+
+    def versioned(uri: Any, version: Any) -> str:
+        return _text(uri, 2000) + (f" (version {_text(version, 1024)})" if version else "")
+
+    reason_kept = f"the reason at {versioned(reason_uri, reason_version)}" if reason_uri else ""
     if rejected_uri:
-        version = f" (version {_text(rejected_version, 1024)})" if rejected_version else ""
         kept = [
-            f"A copy of the file and the reason are kept at {_text(rejected_uri, 2000)}{version}.",
+            f"A copy of the file is kept at {versioned(rejected_uri, rejected_version)}"
+            + (f", {reason_kept}." if reason_kept else "."),
             "Fix the file and drop it into incoming/ again.",
         ]
     else:
         kept = [f"No copy was kept: {_text(not_copied, 2000, 'the file was not copied')}."]
-        if reason_uri:
-            kept.append(f"The reason is kept at {_text(reason_uri, 2000)}.")
+        if reason_kept:
+            kept.append(f"The reason is kept at {versioned(reason_uri, reason_version)}.")
     if _get(item, "unreadable"):
         kept.append("Once S3 can read it (its KMS key enabled again, the object restored from its archive class): "
                     f"`reviewtune runs retry {_run_id(item)} --reason TEXT`.")

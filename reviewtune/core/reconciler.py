@@ -124,7 +124,13 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         logger.exception("looking for dropped files without a run failed")
         result.errors["missed_drops"] = f"{type(exc).__name__}: {exc}"
     for status in states.NON_FINAL_STATUSES:
-        for listed in list(runs.all_in_status(status)):
+        try:
+            listed_runs = list(runs.all_in_status(status))
+        except Exception as exc:  # noqa: BLE001 - the index unreadable for a moment: the rest of the pass still runs
+            logger.exception("listing runs failed", extra={"status": status})
+            result.errors[f"list:{status}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        for listed in listed_runs:
             run_id = listed["run_id"]
             result.checked += 1
             try:
@@ -142,7 +148,13 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             except Exception as exc:  # noqa: BLE001 - one run must not stop the pass
                 logger.exception("reconciling a run failed", extra={"run_id": run_id})
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
-    for run_id in list(runs.with_pending_notice()):
+    try:
+        pending = list(runs.with_pending_notice())
+    except Exception as exc:  # noqa: BLE001 - the slots, the queue and the claims below still get their turn
+        logger.exception("listing the runs with messages to send failed")
+        result.errors["list:pending"] = f"{type(exc).__name__}: {exc}"
+        pending = []
+    for run_id in pending:
         item = None
         try:
             item = runs.get(run_id)
@@ -168,10 +180,16 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         result.sent += len(sent)
     try:
         result.freed_slots = free_slots_of_ended_runs(runs, clients)
-        result.started = sum(
-            1 for r in start_queued_runs(settings, clients, now) if r.get("status") == RunStatus.TUNING
-        )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - queued runs are still started in the slots free already
+        logger.exception("freeing the slots of ended runs failed")
+        result.errors["slots"] = f"{type(exc).__name__}: {exc}"
+    try:
+        for outcome in start_queued_runs(settings, clients, now, raise_transient=False):
+            if outcome.get("status") == RunStatus.TUNING:
+                result.started += 1
+            elif "error" in outcome:
+                result.errors[outcome["run_id"]] = outcome["error"]
+    except Exception as exc:  # noqa: BLE001 - the queue unreadable: the next pass starts them
         logger.exception("starting queued runs failed")
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
     # Last: a restart reads and splits a file, and one that runs out of time or memory ends the invocation, which no

@@ -232,7 +232,7 @@ def _reject(
     view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
     notice = messages.rejected(
         view, reason, fields.get("rejected_uri"), settings.runs_table, reason_uri=fields["reason_uri"],
-        not_copied=not_copied, rejected_version=copy_version,
+        not_copied=not_copied, rejected_version=copy_version, reason_version=fields.get("reason_version_id"),
     )
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.REJECTED, notice=notice, **fields) is None:
         return _moved_on(runs, settings, clients, run_id)
@@ -553,19 +553,35 @@ def _create(clients: AwsClients, request: dict[str, Any]) -> str:
     return clients.sagemaker.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
 
 
-def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did.
+def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None, *,
+                      raise_transient: bool = True) -> list[dict[str, Any]]:
+    """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did; a run
+    whose start raised gets ``{"run_id", "error"}`` (logged; the reconciler's next pass tries it again).
 
     Every queued run is tried, not only those before the first without a slot: a run further back may already hold
-    one (its start was throttled, or died after taking it), and taking a slot again is granted to its holder."""
+    one (its start was throttled, or died after taking it), and taking a slot again is granted to its holder. So is
+    every run after one whose start raised: one run that cannot start (an item of another shape, a refusal launch does
+    not record) must not hold back the runs queued behind it until its queue deadline. ``raise_transient``: once
+    every run was tried, raise the first error worth another try (throttling, no answer), so that the invocation
+    that ended a run is tried again (the reconciler, which tries every pass, passes False)."""
     runs = repository(settings, clients)
     started = []
+    transient: Exception | None = None
     for queued in runs.all_in_status(RunStatus.QUEUED):
-        run = runs.get(queued["run_id"])
-        if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
-            continue
-        if stop_requests.requested(run):
-            continue  # the reconciler ends it STOPPED; it takes no slot
-        if slots.acquire(clients.runs_table, run["run_id"], settings.max_concurrent_runs):
-            started.append(launch(run, settings, clients))
+        run_id = queued["run_id"]
+        try:
+            run = runs.get(run_id)
+            if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
+                continue
+            if stop_requests.requested(run):
+                continue  # the reconciler ends it STOPPED; it takes no slot
+            if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
+                started.append(launch(run, settings, clients))
+        except Exception as exc:  # noqa: BLE001 - the next runs are still tried
+            logger.exception("starting a queued run failed", extra={"run_id": run_id})
+            started.append({"run_id": run_id, "error": f"{type(exc).__name__}: {exc}"})
+            if transient is None and aws_errors.transient(exc):
+                transient = exc
+    if transient is not None and raise_transient:
+        raise transient
     return started

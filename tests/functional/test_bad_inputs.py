@@ -81,12 +81,13 @@ def test_bad_input_is_rejected_kept_recorded_and_notified_once(stack, start_tuni
         # the run names its own versions of the copy and the reason: a later rejection of the key takes the keys over
         copy = s3.get_object(Bucket=stack.bucket, Key=rejected, VersionId=item["rejected_version_id"])
         assert copy["Body"].read() == data
-        assert f"A copy of the file and the reason are kept at s3://{stack.bucket}/{rejected} (version {item['rejected_version_id']})." in message["Message"]
+        assert (f"A copy of the file is kept at s3://{stack.bucket}/{rejected} (version {item['rejected_version_id']}), "
+                f"the reason at {item['reason_uri']} (version {item['reason_version_id']}).") in message["Message"]
     else:
         assert "CopyObject" not in calls.operations or bad.mishap is not None  # a gone object's copy fails
         assert "rejected_uri" not in item and item["not_copied"]
         assert f"No copy was kept: {item['not_copied']}." in message["Message"]
-        assert f"The reason is kept at {item['reason_uri']}." in message["Message"]
+        assert f"The reason is kept at {item['reason_uri']} (version {item['reason_version_id']})." in message["Message"]
         listed = s3.list_objects_v2(Bucket=stack.bucket, Prefix=rejected).get("Contents", [])
         assert [o["Key"] for o in listed] == [rejected + ".error.json"]  # the reason only, no copy
     reason_file = s3.get_object(Bucket=stack.bucket, Key=f"{rejected}.error.json", VersionId=item["reason_version_id"])

@@ -1367,3 +1367,49 @@ def test_a_claim_ended_at_its_deadline_stops_a_job_its_lost_start_created(pipeli
     assert_ended(pipeline, run_id, "FAILED", "stayed CLAIMED longer than its deadline",
                  "SageMaker had not started its tuning job after 1 attempt: ThrottlingException")
     assert pipeline.sagemaker.tuning[run_id]["status"] == "Stopping"
+
+
+def four_files_two_queued(pipeline: Pipeline) -> list[str]:
+    """Two runs tuning in the stack's two slots, two queued behind them; the first queued one's item of an older
+    shape (its code record without source_uri), so its start raises."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(4)]
+    assert [pipeline.run(i)["status"] for i in ids] == ["TUNING", "TUNING", "QUEUED", "QUEUED"]
+    pipeline.clients.runs_table.update_item(Key={"run_id": ids[2]}, UpdateExpression="REMOVE code.source_uri")
+    return ids
+
+
+def test_a_queued_run_that_cannot_start_holds_back_none_of_the_runs_queued_behind_it(pipeline):
+    ids = four_files_two_queued(pipeline)
+    broken, behind = ids[2], ids[3]
+    for run_id in ids[:2]:  # both tuning runs end: two slots free; their handlers end, tell and conclude
+        pipeline.sagemaker.finish_tuning(run_id, "Failed", failure="AlgorithmError: boom")
+        assert pipeline.tuning_ended(run_id, "Failed")["status"] == "FAILED"
+
+    result = pipeline.reconcile(later(0.2))
+
+    assert pipeline.run(behind)["status"] == "TUNING"
+    assert pipeline.run(broken)["status"] == "QUEUED" and "TypeError" in result["errors"][broken]
+    for run_id in ids[:2]:
+        assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_an_index_that_cannot_be_read_for_a_moment_stops_no_other_part_of_a_pass(pipeline):
+    """The by_status query of one state throttled: that listing's error is counted, and the pass still sends the
+    messages owed, frees slots and starts queued runs."""
+    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
+    pipeline.use("sns", unpublished)
+    with pytest.raises(Exception, match="NotFound"):
+        pipeline.start_tuning(pipeline.drop_event("incoming/bad.csv", b"text,score\nhello,5\n"))
+    pipeline.use("sns", unpublished._wrapped)
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", Failing(
+        table, "query", "ProvisionedThroughputExceededException", failures=None,
+        when=lambda query: query.get("IndexName") == "by_status"
+        and "EVALUATING" in str(query["KeyConditionExpression"].get_expression()["values"])))
+
+    result = pipeline.reconcile(later(0.1))
+
+    [rejected] = RunsRepository(table).by_status("REJECTED")
+    assert pipeline.statuses_told(rejected["run_id"]) == ["REJECTED"]
+    assert result["errors"]["list:EVALUATING"].startswith("ClientError: An error occurred "
+                                                          "(ProvisionedThroughputExceededException)")

@@ -137,10 +137,13 @@ def test_locate_model_finds_a_nested_archive(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="holds no config.json"):
         locate_model(empty, tmp_path / "scratch2")
     whole = (tmp_path / "input" / "job-1" / "output" / "model.tar.gz").read_bytes()
-    flipped = bytearray(whole)
-    flipped[len(whole) // 2] ^= 0xFF  # a byte of the compressed stream changed: only gzip's CRC at its end says so
-    for name, content in (("cut.tar.gz", whole[: len(whole) // 2]), ("junk.tar.gz", b"not an archive at all"),
-                          ("flipped.tar.gz", bytes(flipped)), ("tail-cut.tar.gz", whole[:-4])):
+    corrupt = {"cut.tar.gz": whole[: len(whole) // 2], "junk.tar.gz": b"not an archive at all",
+               "tail-cut.tar.gz": whole[:-4]}
+    for share in range(1, 10):  # a byte of the compressed stream changed: zlib's error, or only gzip's CRC at its end
+        flipped = bytearray(whole)
+        flipped[len(whole) * share // 10] ^= 0xFF
+        corrupt[f"flipped-{share}.tar.gz"] = bytes(flipped)
+    for name, content in corrupt.items():
         (tmp_path / name).write_bytes(content)  # a model upload cut short, a corrupt one
         with pytest.raises(ModelNotFoundError, match=rf"{name} cannot be unpacked: \w+"):
             locate_model(tmp_path / name, tmp_path / f"scratch-{name}")

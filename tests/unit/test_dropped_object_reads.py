@@ -166,8 +166,11 @@ def test_a_rejection_without_a_copy_says_why_and_where_the_reason_is():
     assert "No copy was kept: files over 256 MiB are not copied; the original stays at s3://b/incoming/big.tsv." in body
     assert "The reason is kept at s3://b/rejected/big.tsv.error.json." in body
     assert "A copy of the file" not in body
-    _, copied = messages.rejected(item, "bad", "s3://b/rejected/big.tsv", "runs")
-    assert "A copy of the file and the reason are kept at s3://b/rejected/big.tsv." in copied
+    _, copied = messages.rejected(item, "bad", "s3://b/rejected/big.tsv", "runs",
+                                  reason_uri="s3://b/rejected/big.tsv.error.json", rejected_version="CV7",
+                                  reason_version="RV9")
+    assert ("A copy of the file is kept at s3://b/rejected/big.tsv (version CV7), the reason at "
+            "s3://b/rejected/big.tsv.error.json (version RV9).") in copied
 
 
 def test_a_gone_object_whose_run_is_named_by_an_encoded_key_too_long_for_s3_still_finds_that_run(s3):
