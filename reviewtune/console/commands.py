@@ -172,10 +172,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _made_no_tuning_job(item: dict[str, Any]) -> bool:
+    """A run that never had a tuning job: rejected, a duplicate, queued, or ended before one was made."""
+    status = item.get("status")
+    return status in states.WITHOUT_TUNING_JOB or (states.is_final(status) and not item.get("tuning_job_arn"))
+
+
 def _no_logs_hint(item: dict[str, Any], args: argparse.Namespace) -> str:
     """Why a run may have no log yet, and what to run instead."""
     run_id, status = item["run_id"], item.get("status")
-    if status in states.WITHOUT_TUNING_JOB or (states.is_final(status) and not item.get("tuning_job_arn")):
+    if _made_no_tuning_job(item):
         return f": it is {status} and made no job (`reviewtune runs show {run_id}` says why)"
     if args.job:
         return f"; `reviewtune runs trials {run_id}` lists its trials (--job takes 'evaluation', a trial's number or its suffix)"
@@ -218,9 +224,8 @@ def cmd_trials(args: argparse.Namespace) -> int:
         rows = queries.trial_rows(target.client("sagemaker"), args.run_id)
     except ClientError as error:
         item = target.runs().get(args.run_id)
-        status = item.get("status") if item is not None else None
-        if status in states.WITHOUT_TUNING_JOB or (states.is_final(status) and not item.get("tuning_job_arn")):
-            raise SystemExit(f"error: run {args.run_id} is {status}: it has no tuning job, so no trials "
+        if item is not None and _made_no_tuning_job(item):
+            raise SystemExit(f"error: run {args.run_id} is {item.get('status')}: it has no tuning job, so no trials "
                              f"(`reviewtune runs show {args.run_id}` says why)") from None
         raise SystemExit(f"error: tuning job {args.run_id}: {error.response['Error'].get('Message', error)}") from None
     _emit(args, rows, views.trials_table(rows, f"Trials of {args.run_id}"))

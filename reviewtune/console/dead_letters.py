@@ -23,7 +23,7 @@ from typing import Any
 from rich.table import Table
 
 from reviewtune.console import audit
-from reviewtune.console.text import FOLD, WHOLE, add_row, plain, utc_time
+from reviewtune.console.text import FOLD, WHOLE, add_row, new_table, utc_time
 from reviewtune.core import names
 from reviewtune.core.dead_letters import waiting
 from reviewtune.core.runs import RunsRepository
@@ -232,7 +232,7 @@ def as_data(states: list[QueueState]) -> list[dict[str, Any]]:
 
 
 def table(states: list[QueueState], title: str) -> Table:
-    view = Table(title=plain(title))
+    view = new_table(title)
     for column in ("function", "waiting", "sent (UTC)", "receives", "about", "error", "run now"):
         view.add_column(column, justify="right" if column in ("waiting", "receives") else "left",
                         **(FOLD if column in ("about", "error", "run now") else WHOLE))

@@ -386,7 +386,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
     right = {*range(len(params)), len(params) + 2, len(params) + 3}
     failures = [f"{display.trial_suffix(row['TrainingJobName'])} failed: {row['FailureReason']}"
                 for row in ordered if row.get("FailureReason")]
-    table = Table(title=plain(title), caption=plain("\n".join(failures)) if failures else None, caption_justify="left")
+    table = new_table(title, caption=plain("\n".join(failures)) if failures else None, caption_justify="left")
     for index, header in enumerate(headers):
         widest = max((len(line[index]) for line in cells), default=1)
         if header == "epochs":  # "2 (81 % of steps), stopped early" may wrap at its words
@@ -415,7 +415,7 @@ def per_class_table(per_class: dict[str, Any]) -> Table:
 
 
 def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=plain(title))
+    table = new_table(title)
     for column in ("dataset", "champion run", "test acc %", "test reviews", "since (UTC)", "changes", "model package"):
         table.add_column(column, justify="right" if column in ("test acc %", "test reviews", "changes") else "left",
                          **(WHOLE if column == "champion run" else FOLD))

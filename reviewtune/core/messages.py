@@ -28,14 +28,14 @@ def _get(value: Any, *path: str) -> Any:
     return value
 
 
-def _text(value: Any, limit: int = VALUE_MAX_CHARS, default: str = "?") -> str:
+def _text(value: Any, limit: int = VALUE_MAX_CHARS, default: str = "?", *, keep_end: bool = False) -> str:
     if value is None:
         return default
     try:
         text = value if isinstance(value, str) else str(value)
     except Exception:  # noqa: BLE001  (a value whose str() fails is still reported)
         text = f"<{type(value).__name__}>"
-    return bounded(text, limit)
+    return bounded(text, limit, keep_end=keep_end)
 
 
 def _fixed(value: Any, width: int) -> str:
@@ -281,7 +281,7 @@ def run_failed(item: dict[str, Any], stage: Any, status: Any, reason: Any, table
             failure = _get(trial, "failure_reason")
             lines.append(
                 f"  {_text(_get(trial, 'name'), 100)}: {_text(_get(trial, 'status'), 40)}"
-                + (f" - {bounded(str(failure), VALUE_MAX_CHARS, keep_end=True)}" if failure else "")
+                + (f" - {_text(failure, keep_end=True)}" if failure else "")
             )
         lines += _more(item, len(listed), len(trials))
     extra = [*_warm_start(item), *_cost(item)]
