@@ -105,6 +105,9 @@ def test_trial_gets_the_framework_container_contract(world):
     assert json.loads(env["SM_HPS"])["epochs"] == 3
     assert written["cwd"] == str(folder / "code")
     assert (folder / "log.txt").read_text().count("val_acc") == 3
+    # the packed model lives in S3 (read above); the job folder keeps the model, not a second copy of it
+    assert (folder / "model" / "model.json").is_file()
+    assert not (folder / "model.tar.gz").exists()
 
 
 def test_sdk_analytics_dataframe_has_one_row_per_trial(world):

@@ -384,7 +384,10 @@ class TrainingJob(BackgroundJob):
         uri = f"{output}/{self.name}/output/model.tar.gz"
         archive = s3_transfer.tar_folder(self.folder / "model", self.folder / "model.tar.gz")
         bucket, key = s3_transfer.parse_s3_uri(uri)
-        self.context.s3.upload_file(str(archive), bucket, key)
+        try:
+            self.context.s3.upload_file(str(archive), bucket, key)
+        finally:  # S3 holds the archive now (or the job fails): a copy per trial would fill the disk (438 MB for mpnet)
+            archive.unlink(missing_ok=True)
         with self._lock:
             self.model_artifacts = uri
 
