@@ -313,6 +313,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _run_in(runtime, args, started, sample, body, key, plan)
 
 
+RUN_WAIT_MIN_SECONDS = 3 * 3600
+
+
+def run_wait_seconds(args: argparse.Namespace) -> float:
+    """How long ``run`` waits for its run: ``--timeout``, else twice the time budget and an hour, at least 3 hours
+    (a budget's jobs are stopped by their own limits well before)."""
+    if args.timeout is not None:
+        return args.timeout
+    return max(RUN_WAIT_MIN_SECONDS, 2 * 60 * args.minutes + 3600)
+
+
 def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool, body: bytes, key: str,
             plan: Plan | None) -> int:
     """Start the runtime, drop the file, follow its run to its end, stop the runtime (whatever happens)."""
@@ -324,7 +335,7 @@ def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool
         prefix = runtime.stack.parameters["JobNamePrefix"]
         run_id = names.tuning_job_name(prefix, names.object_identity(bucket, key, put.get("VersionId"), put.get("ETag")))
         console.print(plain(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}"))
-        item = _wait_for_run(runtime, run_id, args.timeout)
+        item = _wait_for_run(runtime, run_id, run_wait_seconds(args))
         runtime.router.wait_idle(60)  # let the last handler return before the runtime stops
         message = next(iter(_received(runtime, subscriber)), None)
         if item["status"] != "SUCCEEDED":
@@ -372,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="downsample (default): each class cut to the smallest, as in the cloud; none: every row kept")
     run.add_argument("--minutes", type=arguments.span("minutes", positive=True), default=TIME_BUDGET_MINUTES, help="time budget of the whole run; epochs are cut to fit it")
     run.add_argument("--out", default="out", help="where evaluation.json, confusion_matrix.png and report.html are copied")
-    run.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to wait for the run")
+    run.add_argument("--timeout", type=arguments.span("seconds"), default=None,
+                     help="seconds to wait for the run (default: twice --minutes and an hour, at least 3 hours)")
     run.set_defaults(func=cmd_run)
 
     local = sub.add_parser("local", help="the local runtime (moto + local SageMaker)")

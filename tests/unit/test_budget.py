@@ -13,7 +13,7 @@ import pytest
 from bench.common import data_dir
 from bench.course_split import RAW_FILE
 from reviewtune import budget as b
-from reviewtune.cli import build_parser, plan_for, time_limit_notes
+from reviewtune.cli import build_parser, plan_for, run_wait_seconds, time_limit_notes
 
 REAL_ROWS = {"train": 6402, "validation": 354, "test": 354}  # the balanced file, split 90/5/5
 LARGE_ROWS = {"train": 21_137, "validation": 1_174, "test": 1_175}  # about the raw file's size without balancing
@@ -342,3 +342,12 @@ def test_rows_past_the_frozen_cache_run_the_frozen_layers_at_each_draw() -> None
     assert tight.steps_per_epoch < roomy.steps_per_epoch
     assert "frozen_cache_mb 384 keeps the frozen layers' output of ~3,277 of the" in tight.reason
     assert "frozen_cache_mb" not in roomy.reason
+
+
+def test_run_waits_longer_than_its_budget_unless_told() -> None:
+    def wait(*argv: str) -> float:
+        return run_wait_seconds(build_parser().parse_args(["run", *argv]))
+
+    assert wait() == 3 * 3600  # the default 30-minute budget: the 3-hour floor
+    assert wait("--minutes", "240") == 2 * 240 * 60 + 3600  # a long budget is not cut off at 3 hours
+    assert wait("--minutes", "240", "--timeout", "90") == 90
