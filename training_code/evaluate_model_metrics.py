@@ -32,6 +32,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -271,19 +272,34 @@ def evaluate(
             f"{'' if comparison['overlap_checked'] else ': unknown, no hashes given'}) - {scores}",
             flush=True,
         )
-    # Everything below is for people; evaluation.json above is the contract and never waits on it.
+    # Everything below is for people; evaluation.json above is the contract and never waits on it, nor fails with it.
+    try:
+        _write_for_people(report, reviews.texts, y_true, y_pred, input_run, training_summary, output_data, output_report)
+    except Exception as error:  # an unforeseen shape of run.json, a plotting fault: the results stand
+        traceback.print_exc()
+        print(f"report: not written ({type(error).__name__}: {error}); the results are in evaluation.json", flush=True)
+        if output_report is not None:
+            output_report.mkdir(parents=True, exist_ok=True)
+            (output_report / "index.html").write_text(run_report.unwritten(report, error), encoding="utf-8")
+    return report
+
+
+def _write_for_people(
+    report: dict, texts: list[str], y_true: list[int], y_pred: list[int], input_run: Path | None,
+    training_summary: dict | None, output_data: Path, output_report: Path | None,
+) -> None:
+    """The confusion matrix's image and the HTML report."""
     plotting = report_plots.available()
     if plotting:
         report_plots.confusion_matrix_png(report["metrics"]["confusion_matrix"], output_data / "confusion_matrix.png")
     if output_report is not None:
-        examples = misclassified_examples(reviews.texts, y_true, y_pred)
-        page = run_report.render(
+        examples = misclassified_examples(texts, y_true, y_pred)
+        html = run_report.render(
             report, read_json(input_run, "run.json") or {}, training_summary or {}, examples, plotting=plotting
         )
         output_report.mkdir(parents=True, exist_ok=True)
-        (output_report / "index.html").write_text(page, encoding="utf-8")
+        (output_report / "index.html").write_text(html, encoding="utf-8")
         print(f"report: {output_report / 'index.html'} - images: {'yes' if plotting else 'no'}", flush=True)
-    return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

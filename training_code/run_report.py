@@ -191,7 +191,7 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
         + _plot(plotting, "learning curves", lambda: report_plots.learning_curves(ordered, epochs, best_name))
         + curve_note
         + f"<h3>Best trial: {escape(str(best_name))}</h3>"
-        + page.table(["hyperparameter (tuned in bold)", "value"], best_rows)
+        + page.table(["hyperparameter (tuned in bold)", "value"], best_rows, columns="ln")
         + "</section>"
     )
 
@@ -341,3 +341,23 @@ def render(
         + "</main>"
     )
     return page.document(f"reviewtune {run_id}", body)
+
+
+def unwritten(evaluation: dict[str, Any], error: BaseException) -> str:
+    """The page when ``render`` failed: the test figures evaluation.json holds, and why there is no more."""
+    metrics = evaluation.get("metrics") or {}
+    accuracy = (metrics.get("accuracy") or {}).get("value")
+    macro_f1 = (metrics.get("macro_f1") or {}).get("value")
+    body = (
+        "<main><h1>reviewtune run report</h1>"
+        f"<p class='note' data-key='unwritten'>The report could not be made ({escape(type(error).__name__)}: "
+        f"{escape(str(error))}). The evaluation itself ended: its results are in evaluation.json, and "
+        "<code>reviewtune runs show</code> shows them.</p>"
+        + page.table(["test", "value"], [
+            ["accuracy", display.percent(accuracy)],
+            ["macro F1", display.score(macro_f1)],
+            ["test reviews", display.count(evaluation.get("test_rows"))],
+        ])
+        + "</main>"
+    )
+    return page.document("reviewtune run report", body)

@@ -58,7 +58,8 @@ def _code(command: str) -> str:
 
 
 def _reason(item: dict[str, Any]) -> str:
-    return escape(bounded(str(item.get("failure_reason") or ""), REASON_CHARS))
+    # the end of a reason holds the error's last line and the exit code ("... exit code: -9 (killed ...)")
+    return escape(bounded(str(item.get("failure_reason") or ""), REASON_CHARS, keep_end=True))
 
 
 def _cards(data: dict[str, Any]) -> str:

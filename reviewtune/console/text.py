@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reviewtune.core import display
+from reviewtune.core.page import REORDERING
 
 # Table columns. Ids, job names, statuses and numbers are copied or compared: WHOLE keeps them on one line and rich
 # narrows the other columns first (only a terminal too narrow for them all cuts them, with a visible "…"). Free
@@ -67,17 +68,13 @@ def new_table(title: str | None = None, *, narrow: bool = False, **options: Any)
     return Table(title=plain(title) if title is not None else None, **options)
 
 
-# Format characters that reorder or hide text (Unicode's bidi controls and the like); joiners used by emoji stay.
-_REORDERING = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
-
-
 def _escaped(char: str) -> str:
     code = ord(char)
     if char == "\n":
         return char
     if char == "\t":
         return " "
-    if unicodedata.category(char) == "Cc" or code in _REORDERING:
+    if unicodedata.category(char) == "Cc" or code in REORDERING:  # bidi controls; joiners used by emoji stay
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return char
 

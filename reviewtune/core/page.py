@@ -7,6 +7,7 @@ Standard library only, and no import from reviewtune: the evaluation job writes 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from html import escape
 
@@ -17,7 +18,7 @@ main{max-width:1120px;margin:0 auto;padding:16px}
 h1{font-size:1.5em;margin:.2em 0;overflow-wrap:anywhere}
 h2{font-size:1.2em;margin:0 0 .6em;border-bottom:2px solid #d8dee8;padding-bottom:.2em}
 section{background:#fff;border-radius:8px;padding:14px 18px;margin:14px 0;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.sub{color:#5a6475}
+.sub{color:#5a6475;overflow-wrap:anywhere}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{flex:1 1 150px;background:#eef3fb;border-radius:6px;padding:8px 12px}
 .card b{display:block;font-size:1.45em}
@@ -79,9 +80,21 @@ def card(label: str, value: str, key: str | None = None) -> str:
     return f'<div class="card"><b{attribute}>{value}</b><span>{escape(label)}</span></div>'
 
 
+# Unicode's bidirectional controls: in a file name or a reason they would reverse or isolate the text after them
+# (a dataset "team-a/\u202enaj-weiver.tsv" read as "vst.review-jan", and the line's date with it).
+REORDERING = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+_REORDERING_CHARS = re.compile("[" + "".join(map(chr, sorted(REORDERING))) + "]")
+
+
+def shown_controls(text: str) -> str:
+    """``text`` with each bidirectional control written as its escape (``\\u202e``), as the console shows it."""
+    return _REORDERING_CHARS.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def document(title: str, body: str) -> str:
-    """The whole page: ``body`` (HTML) in a document titled ``title`` (text), with the style and the policy."""
-    return (
+    """The whole page: ``body`` (HTML) in a document titled ``title`` (text), with the style and the policy. The
+    page's own words have no bidirectional control, so every one in it came from a value and is shown as an escape."""
+    return shown_controls(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

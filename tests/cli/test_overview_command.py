@@ -135,6 +135,16 @@ def test_the_page_reads_on_a_wide_screen_and_a_phone(stack, tmp_path):
     assert png.stat().st_size > 10_000
 
 
+def test_a_long_reason_keeps_its_end_and_a_name_cannot_reorder_the_page(stack, tmp_path):
+    traceback = "AlgorithmError: Traceback (most recent call last):\n" + "  File \"/opt/ml/x.py\", line 3\n" * 30
+    with_run(stack, "reviewtune-e1", "incoming/team-e/\u202enaj-weiver.tsv", "FAILED")
+    repository(stack).update("reviewtune-e1", failure_reason=traceback + "MemoryError, exit code: -9 (killed by SIGKILL)")
+    html = overview.render(overview.collect(moto_target(stack), 7))
+
+    assert "exit code: -9 (killed by SIGKILL)" in html  # the error's last line, not only the top of the traceback
+    assert "\u202e" not in html and "team-e/\\u202enaj-weiver.tsv" in html  # shown as the console shows it
+
+
 def moto_target(stack) -> Target:
     return Target("moto", boto3.session.Session(), {"RunsTableName": stack.runs_table, "DataBucketName": stack.bucket})
 

@@ -105,6 +105,27 @@ def test_without_matplotlib_and_sklearn_the_metrics_and_a_report_without_images_
 
 
 @pytest.mark.slow
+def test_a_report_that_cannot_be_made_leaves_the_results_and_a_page_that_says_why(
+    trained_mean_model: TrainedModel, channels: Channels, tmp_path: Path
+) -> None:
+    output, report = tmp_path / "evaluation", tmp_path / "evaluation" / "report"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("[1, 2]")  # no shape the report knows
+
+    result = run_evaluation(
+        trained_mean_model.model_dir, channels.test, output, "--input-run", str(tmp_path / "run"),
+        "--output-report", str(report),
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]  # the run's results stand: the job succeeds
+    metrics = json.loads((output / "evaluation.json").read_text())["metrics"]
+    assert "report: not written (AttributeError" in result.stdout
+    page = (report / "index.html").read_text()
+    assert "data-key='unwritten'" in page and "AttributeError" in page
+    assert f"{100 * metrics['accuracy']['value']:.2f} %" in page
+
+
+@pytest.mark.slow
 def test_model_folder_without_archive_is_used_directly(
     trained_cls_model: TrainedModel, channels: Channels, tmp_path: Path
 ) -> None:

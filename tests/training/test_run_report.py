@@ -131,7 +131,7 @@ def test_a_setting_whose_zero_means_none_or_all_says_so_as_train_py_does() -> No
     with_settings = run()
     with_settings["tuning"]["best_training_job"]["hyperparameters"].update(train_steps_per_epoch="0", keep_layers="9")
     page = run_report.render(evaluation(), with_settings, SUMMARY, EXAMPLES, plotting=False)
-    assert "<td>0 (the whole training set)</td>" in page and "<td>9</td>" in page
+    assert '<td class="name">0 (the whole training set)</td>' in page and '<td class="name">9</td>' in page
 
 
 def test_a_trial_ending_where_the_best_one_does_is_drawn_over_its_curve_as_a_ring(monkeypatch) -> None:
@@ -171,11 +171,16 @@ def test_a_narrow_screen_shows_the_whole_report_without_scrolling_sideways(tmp_p
     from tests.support import chromium
 
     page = tmp_path / "report.html"
-    page.write_text(run_report.render(evaluation(), {**run(), "run_id": "reviewtune-4f3a9c1d7e5b8a90"}, SUMMARY,
+    wide = run()
+    wide["dataset"] = "support/customer_reviews_export_2025_11_01_full_with_metadata_v2.tsv"  # one line's worth
+    wide["tuning"]["best_training_job"]["hyperparameters"] |= {  # as every real trial has them
+        "sagemaker_submit_directory": '"s3://reviewtune-local-databucket-cnb09p9q0oh5/code/sourcedir-0123456789.tar.gz"',
+        "model_name_or_path": '"sentence-transformers/all-mpnet-base-v2"'}
+    page.write_text(run_report.render(evaluation(), {**wide, "run_id": "reviewtune-4f3a9c1d7e5b8a90"}, SUMMARY,
                                       EXAMPLES, plotting=False))
     check = chromium.inspect(page, tmp_path, width=400)
     assert check["errors"] == [] and check["scrollWidth"] <= check["innerWidth"]
-    assert check["wideTables"] == []  # the trials and the history: each row as lines, no table to swipe sideways
+    assert check["wideTables"] == []  # the trials and the history as lines, the best trial's values wrapped
 
 
 @pytest.mark.skipif(not report_plots.available(), reason="matplotlib is part of the dev environment")

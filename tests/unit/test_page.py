@@ -43,3 +43,12 @@ def test_the_style_stacks_only_marked_tables_and_only_on_a_narrow_screen():
     narrow = page.CSS.split("@media (max-width:600px){", 1)[1]
     assert "table.stack thead{display:none}" in narrow and "content:attr(data-label)" in narrow
     assert "table.stack" not in page.CSS.split("@media", 1)[0]
+
+
+def test_a_bidirectional_control_in_a_value_is_shown_as_its_escape_and_reorders_nothing():
+    name = "team-a/\u202enaj-weiver.tsv \u2066x\u2069 \u200f"
+    html = page.document(name, f"<p>{name}</p>")
+    assert not any(ord(char) in page.REORDERING for char in html)
+    assert html.count("team-a/\\u202enaj-weiver.tsv \\u2066x\\u2069 \\u200f") == 2  # the title and the body
+    assert page.document("ok 👍🏽 a\u200db", "")  # a joiner (emoji, scripts) is not reordering: kept
+    assert "a\u200db" in page.document("a\u200db", "")
