@@ -25,6 +25,9 @@ RETRYABLE_CODES = frozenset(
         "InternalFailure",
         "InternalServerError",
         "InternalError",
+        # SageMaker's answer to a change that met another one (CreateModelPackage, UpdateModelPackage: two runs of a
+        # dataset registering at once); the ClientToken makes a repeated CreateModelPackage safe
+        "ConflictException",
     }
 )
 # What S3 answers when the object (or the version) an event named is no longer there. GetObject says NoSuchKey (no

@@ -188,6 +188,16 @@ def versions(sagemaker: Any, group_name: str, status: str | None = None) -> list
         request["NextToken"] = page["NextToken"]
 
 
+def package_gone(exc: ClientError) -> bool:
+    """Whether SageMaker refused a call on a model package because it no longer exists (deleted): a
+    ValidationException "ModelPackage <arn> does not exist." (or a ResourceNotFound)."""
+    error = exc.response.get("Error") or {}
+    message = str(error.get("Message", "")).lower()
+    return error.get("Code") == "ResourceNotFound" or (
+        error.get("Code") == "ValidationException" and ("does not exist" in message or "not found" in message)
+    )
+
+
 def without_approval_error(entry: dict[str, Any]) -> dict[str, Any]:
     """The run's ``registry`` field less an ``error`` that was a refused change of approval (``APPROVAL_FAILED``)."""
     return {k: v for k, v in entry.items() if k != "error" or not str(v).startswith(APPROVAL_FAILED)}

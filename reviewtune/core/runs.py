@@ -176,6 +176,26 @@ class RunsRepository:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items
 
+    def succeeded_of_dataset(self, dataset: str, limit: int, max_read: int) -> list[dict[str, Any]]:
+        """The ``limit`` newest SUCCEEDED runs of one dataset, newest first, past any number of rejected, failed or
+        duplicate runs after them, reading at most ``max_read`` runs of the dataset."""
+        query: dict[str, Any] = {
+            "IndexName": DATASET_INDEX,
+            "KeyConditionExpression": Key("dataset").eq(dataset),
+            "FilterExpression": Attr("status").eq(RunStatus.SUCCEEDED.value),
+            "ScanIndexForward": False,
+        }
+        items: list[dict[str, Any]] = []
+        read = 0
+        while len(items) < limit and read < max_read:
+            response = self.table.query(**query, Limit=min(100, max_read - read))
+            read += max(1, response.get("ScannedCount", len(response["Items"])))
+            items.extend(from_item(i) for i in response["Items"])
+            if "LastEvaluatedKey" not in response:
+                break
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return items[:limit]
+
     def with_content(
         self, dataset: str, content_sha256: str, statuses: tuple[str, ...], max_read: int
     ) -> Iterator[dict[str, Any]]:

@@ -463,10 +463,11 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         try:
             arn = _create(clients, apply_warm_start(base, plan))
         except ClientError as exc:
-            if not plan.config or aws_errors.code(exc) != "ValidationException":
+            if not plan.config or aws_errors.is_retryable(exc) or aws_errors.code(exc) == "ResourceInUse":
                 raise
-            # SageMaker judges parents by more than reviewtune records (e.g. hyperparameter types, changes):
-            # a refused warm start must not cost the run, so tune from scratch and say why.
+            # SageMaker judges parents by more than reviewtune records (e.g. hyperparameter types, changes), and a
+            # parent may be gone (ResourceNotFound): a refused warm start must not cost the run, nor every later run
+            # of the dataset that would pick the same parents, so tune from scratch and say why.
             logger.warning("warm start refused; starting cold", extra={"run_id": run_id, "error": aws_errors.text(exc)})
             plan = plan.cold(bounded(aws_errors.text(exc)))
             arn = _create(clients, apply_warm_start(base, plan))

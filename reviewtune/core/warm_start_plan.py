@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reviewtune.core import names, trial_records
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository
 from reviewtune.core.warm_start import (
     IDENTICAL_DATA_AND_ALGORITHM,
     TRANSFER_LEARNING,
@@ -29,7 +29,8 @@ from reviewtune.core.warm_start import (
 )
 
 CHANNELS = ("train", "validation")
-CANDIDATES = 25  # the dataset's newest runs looked at (five parents at most are kept)
+CANDIDATES = 25  # the dataset's newest succeeded runs looked at (five parents at most are kept)
+CANDIDATES_READ = 1000  # runs of the dataset read to find them (rejected, failed, duplicate drops in between)
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,9 @@ def plan_warm_start(
     config = request["HyperParameterTuningJobConfig"]
     succeeded = [
         item
-        for item in runs.by_dataset(run.get("dataset") or "", limit=CANDIDATES)
-        if item["run_id"] != run["run_id"] and item.get("status") == RunStatus.SUCCEEDED
-    ]
+        for item in runs.succeeded_of_dataset(run.get("dataset") or "", CANDIDATES + 1, CANDIDATES_READ)
+        if item["run_id"] != run["run_id"]
+    ][:CANDIDATES]
     model = (run.get("config") or {}).get("model_name")
     # another model's search says little about this one's learning rates (SageMaker would accept it as a parent)
     candidates = {item["run_id"]: item for item in succeeded if (item.get("config") or {}).get("model_name") == model}

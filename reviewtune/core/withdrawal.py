@@ -37,6 +37,9 @@ logger = Logger(child=True)
 
 # Longer than any function's timeout (300 s): record_results approves within the invocation that wrote the mark.
 SETTLE_AFTER_SECONDS = 900
+# A withdrawal SageMaker refuses for good (AccessDenied, a validation error) is tried by every pass for this long
+# after the mark, then recorded on the run as not done: the run leaves the pending index.
+GIVE_UP_SECONDS = 7 * 86400
 CHAMPION_SINCE = "champion: promoted by hand while the approval of its earlier decision was being withdrawn"
 
 
@@ -134,7 +137,13 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
         if champion_now(clients, item):  # promoted since: its package is the champion's
             return _settled_as_champion(runs, clients, item, now)
         fields["registry"] = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.PENDING}
-    registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
+    try:
+        registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
+    except ClientError as exc:
+        ended = _ended_refused(runs, item, exc, now, fields)
+        if ended is None:
+            raise
+        return ended
     if item.get("status") == RunStatus.SUCCEEDED and champion_now(clients, item):
         # a person promoted the run between the read above and the withdrawal: the promotion moved the pointer
         # before approving, so this second read sees it whenever the withdrawal may have undone that approval
@@ -149,6 +158,25 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
             extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"]},
         )
     return settled is not None
+
+
+def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError, now: datetime,
+                   fields: dict[str, Any]) -> bool | None:
+    """The withdrawal settled without a change of approval: the package no longer exists (nothing is left Approved),
+    or SageMaker has refused it for good (access, validation) for ``GIVE_UP_SECONDS`` since the mark: the refusal is
+    recorded on the run (``registry.error``) and the run leaves the pending index. None: try again next pass."""
+    marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
+    if registry.package_gone(exc):
+        error = f"the model package no longer exists: {aws_errors.text(exc)}"
+    elif not aws_errors.transient(exc) and now - marked >= timedelta(seconds=GIVE_UP_SECONDS):
+        error = f"{registry.APPROVAL_FAILED}: not put back to pending, refused for {GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}"
+        logger.error("gave up withdrawing the approval of a run's package",
+                     extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"], "error": error})
+    else:
+        return None
+    entry = {**registry.without_approval_error(item.get("registry") or {}), **(fields.get("registry") or {}),
+             "error": error}
+    return runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), registry=entry) is not None
 
 
 def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime) -> bool:

@@ -94,6 +94,7 @@ def test_champion_of_one_dataset_shows_its_history_and_the_decisions(lifecycle, 
     shown = run_json(capsys, "champion", "--dataset", A)
 
     assert shown["run_id"] == "reviewtune-a1" and shown["dataset"] == A
+    assert shown["model_package_arn"].endswith("/1")  # what a deployment takes (README: Registry, by hand)
     assert [h["run_id"] for h in shown["history"]] == ["reviewtune-a1"]
     assert shown["history"][0]["why"] == "first champion: challenger 70.00 % on 5 test reviews"
     assert [(d["run_id"], d["decision"]) for d in shown["decisions"]] == [

@@ -303,6 +303,37 @@ def test_a_withdrawal_that_fails_still_ends_the_run_tells_it_once_and_is_tried_a
     assert pipeline.statuses_told(run_id) == ["FAILED"]
 
 
+def test_a_withdrawal_owed_on_a_package_deleted_since_is_settled_and_the_run_leaves_the_index(pipeline, monkeypatch):
+    run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
+    [package] = pipeline.sagemaker.packages()
+    pipeline.sagemaker.delete_model_package(ModelPackageName=package["ModelPackageArn"])  # a person cleaned up
+
+    result = pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
+
+    assert result["errors"] == {} and pipeline.sagemaker.packages() == []
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and item["approval_settled_at"] and "notice_pending" not in item
+    assert item["registry"]["error"].startswith("the model package no longer exists: ValidationException")
+    assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_a_withdrawal_refused_for_good_is_tried_for_a_week_then_recorded_as_not_done(pipeline, monkeypatch):
+    from reviewtune.core.withdrawal import GIVE_UP_SECONDS
+
+    run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"] * 4
+
+    assert "AccessDeniedException" in pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))["errors"][run_id]
+    assert "AccessDeniedException" in pipeline.reconcile(later(GIVE_UP_SECONDS / 3600 - 1))["errors"][run_id]
+    assert withdrawal.owed(pipeline.run(run_id))  # still tried by every pass
+
+    assert pipeline.reconcile(later(GIVE_UP_SECONDS / 3600 + 1))["errors"] == {}
+    item = pipeline.run(run_id)
+    assert item["approval_settled_at"] and "notice_pending" not in item and not withdrawal.owed(item)
+    assert "not put back to pending, refused for 7 days: AccessDeniedException" in item["registry"]["error"]
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Approved"  # what the run's record now says
+
+
 def test_an_approval_given_after_the_run_ended_is_withdrawn_by_the_passes_until_no_record_results_can_approve(
     pipeline, monkeypatch
 ):

@@ -183,10 +183,11 @@ def test_warm_start_parameter_false_starts_every_run_cold(stack, monkeypatch):
     }
 
 
-def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratch(pipeline, stack):
+@pytest.mark.parametrize("code", ["ValidationException", "ResourceNotFound"])  # a parent SageMaker no longer has
+def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratch(pipeline, stack, code):
     first = start(pipeline)
     pipeline.succeed(first)
-    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ValidationException"]
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = [code]
 
     second = start(pipeline, body=with_extra_column(good_file()))
 
@@ -194,7 +195,7 @@ def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratc
     assert "WarmStartConfig" not in request
     assert channels(request)["train"] == f"s3://{stack.bucket}/runs/{second}/data/train/"
     warm_start = pipeline.run(second)["config"]["warm_start"]
-    assert warm_start["parents"] == [] and "ValidationException" in warm_start["refused"]
+    assert warm_start["parents"] == [] and code in warm_start["refused"]
 
 
 def test_a_start_retried_after_its_job_was_made_records_the_warm_start_the_job_has(pipeline, stack, monkeypatch):
@@ -269,6 +270,21 @@ def test_failed_runs_are_not_parents(pipeline):
 
     assert "WarmStartConfig" not in tuning_request(pipeline, second)
     assert pipeline.run(second)["config"]["warm_start"]["reason"] == "no earlier succeeded run of the dataset"
+
+
+def test_the_parents_are_found_past_many_newer_runs_that_did_not_succeed(pipeline, monkeypatch):
+    from reviewtune.core import warm_start_plan
+
+    monkeypatch.setattr(warm_start_plan, "CANDIDATES", 2)  # the window of succeeded runs looked at, made small
+    first = start(pipeline)
+    pipeline.succeed(first)
+    for n in range(4):  # more refused drops of the dataset since than the window holds
+        assert pipeline.start_tuning(pipeline.drop_event("incoming/team/a.tsv", b"no,reviews\n%d" % n))["status"] == "REJECTED"
+
+    second = start(pipeline, body=good_file(seed=3))
+
+    assert tuning_request(pipeline, second)["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": first}]
 
 
 # ------------------------------------------------------------------------------------------------ completion criteria
@@ -916,11 +932,13 @@ def evaluated(pipeline: Pipeline, key: str = "incoming/team/a.tsv", body: bytes 
     return run_id
 
 
-def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_succeeds(pipeline):
+@pytest.mark.parametrize("call", ["create_model_package", "update_model_package"])
+@pytest.mark.parametrize("code", ["ThrottlingException", "ConflictException"])  # another change of the group meanwhile
+def test_a_registration_throttled_for_a_moment_is_tried_again_before_the_run_succeeds(pipeline, call, code):
     run_id = evaluated(pipeline)
-    pipeline.sagemaker.fail["create_model_package"] = ["ThrottlingException"]
+    pipeline.sagemaker.fail[call] = [code]
 
-    with pytest.raises(Exception, match="ThrottlingException"):
+    with pytest.raises(Exception, match=code):
         pipeline.evaluation_ended(run_id)  # Lambda delivers the event again; the reconciler would too
     item = pipeline.run(run_id)
     assert item["status"] == "EVALUATING" and get_champion(pipeline.clients.runs_table, item["dataset"]) is None

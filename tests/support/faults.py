@@ -336,11 +336,18 @@ class FakeSageMaker:
     def update_model_package(self, ModelPackageArn: str, ModelApprovalStatus: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
         self._call("update_model_package", {"ModelPackageArn": ModelPackageArn, "ModelApprovalStatus": ModelApprovalStatus,
                                             **rest})
-        package = next(p for versions in self.groups.values() for p in versions if p["ModelPackageArn"] == ModelPackageArn)
+        package = next((p for p in self.packages() if p["ModelPackageArn"] == ModelPackageArn), None)
+        if package is None:  # SageMaker's words for a package deleted (or never made)
+            raise client_error("ValidationException", f"ModelPackage {ModelPackageArn} does not exist.", "UpdateModelPackage")
         package["ModelApprovalStatus"] = ModelApprovalStatus
         if "ApprovalDescription" in rest:
             self.approval_descriptions[ModelPackageArn] = rest["ApprovalDescription"]
         return {"ModelPackageArn": ModelPackageArn}
+
+    def delete_model_package(self, ModelPackageName: str) -> None:  # noqa: N803
+        self._call("delete_model_package")
+        for versions in self.groups.values():
+            versions[:] = [p for p in versions if p["ModelPackageArn"] != ModelPackageName]
 
     def packages(self) -> list[dict[str, Any]]:
         return [p for versions in self.groups.values() for p in versions]
