@@ -275,8 +275,12 @@ def tuning_budget_seconds(settings: Settings) -> int:
 
 
 def _tuning_deadline_within_budget(settings: Settings) -> dict[RunStatus, int]:
-    """The run deadlines with TUNING's raised, where needed, to the tuning budget's longest run plus the slack."""
+    """The run deadlines with TUNING's raised, where needed, to the tuning budget's longest run plus the slack, and
+    QUEUED's to at least TUNING's and EVALUATING's together: a queued run waits for a run ahead of it that may tune
+    and evaluate that long, and is not stuck meanwhile."""
     deadlines = dict(settings.run_deadlines)
     deadlines[RunStatus.TUNING] = max(deadlines[RunStatus.TUNING],
                                       tuning_budget_seconds(settings) + TUNING_DEADLINE_SLACK_SECONDS)
+    deadlines[RunStatus.QUEUED] = max(deadlines[RunStatus.QUEUED],
+                                      deadlines[RunStatus.TUNING] + deadlines[RunStatus.EVALUATING])
     return deadlines

@@ -20,10 +20,15 @@ _CONFLICT_RETRIES = 5
 def conclude(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> None:
     """What follows a run's final transition, each step idempotent: free its slot, send its messages, start
     queued runs in the freed slot. A retry or the reconciler repeats whatever did not happen."""
-    slots.release(clients.runs_table, run_id)
-    send_pending(runs, clients.sns, settings.topic_arn, run_id)
     from reviewtune.core.tuning import start_queued_runs  # tuning ends runs through this module
 
+    slots.release(clients.runs_table, run_id)
+    try:
+        send_pending(runs, clients.sns, settings.topic_arn, run_id)
+    except Exception:
+        # the freed slot goes to the oldest queued run now, not to whichever file comes next; the message is retried
+        start_queued_runs(settings, clients, raise_transient=False)
+        raise
     start_queued_runs(settings, clients)
 
 

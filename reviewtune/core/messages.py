@@ -356,15 +356,19 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     return subject, "\n".join(lines)
 
 
-def queued(item: dict[str, Any], running: int, limit: int, table: str) -> tuple[str, str]:
+def queued(item: dict[str, Any], running: int, limit: int, table: str, ahead: int = 0) -> tuple[str, str]:
+    """``running``: the runs holding a slot; ``ahead``: the runs queued before this one."""
     subject = f"reviewtune: run {item['run_id']} queued: {item.get('dataset', '')}"
     body = "\n".join(
         [
             f"The review file {_source(item)} is valid; its run {item['run_id']} is queued.",
             "",
             f"Rows: {_rows(item)}",
-            f"{running} of at most {limit} runs are tuning or evaluating now (MaxConcurrentRuns); this run starts",
-            "when one of them ends. You will get one more message with its result.",
+            f"{running} of at most {limit} runs hold a slot now (starting, tuning or evaluating: MaxConcurrentRuns)"
+            + (f", and {ahead} {'run is' if ahead == 1 else 'runs are'} queued before this one" if ahead else "")
+            + ";",
+            f"this run starts when a slot is free{' after them' if ahead else ''}. You will get one more message with"
+            " its result.",
             "",
             _lookup_hint(item, table),
         ]

@@ -415,26 +415,33 @@ def start_tuning(
     return launch_or_queue(prepared, settings, clients)
 
 
-def _active_runs(runs: RunsRepository) -> int:
-    return sum(len(runs.by_status(s, limit=100)) for s in (RunStatus.TUNING, RunStatus.EVALUATING))
-
-
 def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
-    """Start the tuning job of a prepared run when a slot is free, else queue it (and say so)."""
+    """Start the tuning job of a prepared run when a slot is free and no run is queued before it, else queue it (and
+    say so), then start the oldest queued runs in any slot free by then: a slot freed by a run that ended between
+    this run's look at the slots and its queueing (and found no run queued) is not left empty."""
     runs = repository(settings, clients)
     run_id = run["run_id"]
     if stop_requests.requested(run):
         return stop_unstarted(run, settings, clients)
-    if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
+    holders = slots.holders(clients.runs_table)
+    ahead = [item for item in runs.by_status(RunStatus.QUEUED, limit=100) if item["run_id"] != run_id]
+    # a run that holds a slot already (its start was throttled, or died after taking it) goes on with it
+    first_in_line = run_id in holders or not ahead
+    if first_in_line and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
         return launch(run, settings, clients)
     if run["status"] == RunStatus.QUEUED:
         return {"run_id": run_id, "status": RunStatus.QUEUED.value}
-    notice = messages.queued(run, _active_runs(runs), settings.max_concurrent_runs, settings.runs_table)
-    if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.QUEUED, notice=notice) is None:
+    notice = messages.queued(run, len(holders), settings.max_concurrent_runs, settings.runs_table, len(ahead))
+    if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.QUEUED, notice=notice, unless_stop_requested=True) is None:
+        current = runs.get(run_id)
+        if current is not None and current["status"] == RunStatus.CLAIMED and stop_requests.requested(current):
+            return stop_unstarted(current, settings, clients)  # stopped as it was queued: told "stopped" only
         return _moved_on(runs, settings, clients, run_id)
-    logger.info("run queued: every slot is taken", extra={"run_id": run_id, "limit": settings.max_concurrent_runs})
+    logger.info("run queued", extra={"run_id": run_id, "limit": settings.max_concurrent_runs})
     send_pending(runs, clients.sns, settings.topic_arn, run_id)
-    return {"run_id": run_id, "status": RunStatus.QUEUED.value, "rows": run["data"]["summary"]["rows"]}
+    start_queued_runs(settings, clients, raise_transient=False)  # queued: the reconciler tries again
+    current = runs.get(run_id) or run
+    return {"run_id": run_id, "status": current["status"], "rows": run["data"]["summary"]["rows"]}
 
 
 def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:

@@ -632,7 +632,8 @@ def test_a_run_that_waits_in_the_queue_past_its_deadline_ends_failed_told_it_nev
     queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
     late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
     queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
-    assert pipeline.reconcile(later(queued_hours + 1))["stuck"] == 1  # the tuning runs are within their deadline
+    # never shorter than tuning's and evaluating's together: the runs ahead are past their own deadlines by then
+    assert pipeline.reconcile(later(queued_hours + 1))["stuck"] == 3
     item = assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
     assert item["failed_stage"] == "queue" and pipeline.statuses_told(late) == ["QUEUED", "FAILED"]
     message = pipeline.messages(late)[-1]
@@ -669,6 +670,9 @@ def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline(pipeline, mon
     """Started before the pass records the deadline on the run: the record is refused and the run goes on tuning,
     its new job followed as any. Started after: the start's move to TUNING is refused, the job it made is stopped,
     and the run ends FAILED at its deadline, told once."""
+    # The pass runs on a clock moved past the QUEUED deadline, the start on the real one: the start's TUNING deadline
+    # is made longer than that clock's jump, as the start would enter TUNING at the pass's own time.
+    pipeline.settings.run_deadlines[RunStatus.TUNING] *= 2
     first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
     queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
     late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
@@ -686,7 +690,8 @@ def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline(pipeline, mon
     queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
     result = pipeline.reconcile(later(queued_hours + 1))  # past the QUEUED deadline, not TUNING's
     if before:
-        assert result["steps"][late] == "moved on" and result["stuck"] == 0 and started == ["TUNING"]
+        # the two runs ahead are past their own TUNING deadlines on that clock (a queued run waits for them)
+        assert result["steps"][late] == "moved on" and result["stuck"] == 2 and started == ["TUNING"]
         assert pipeline.run(late)["status"] == "TUNING" and pipeline.statuses_told(late) == ["QUEUED"]
         assert pipeline.sagemaker.tuning[late]["status"] == "InProgress"  # followed by its run, as any tuning job
         return
@@ -1013,6 +1018,33 @@ def test_a_queued_run_missed_by_the_end_of_a_run_is_started_by_the_reconciler(pi
     assert pipeline.run(ids[2])["status"] == "QUEUED"
     assert pipeline.reconcile()["started"] == 1
     assert pipeline.run(ids[2])["status"] == "TUNING"
+
+
+def test_a_new_file_waits_behind_a_queued_run_for_a_slot_the_queue_missed(pipeline):
+    """A slot is free while a run is queued (the end of a run found no queued run, as this one was queued a moment
+    later; or MaxConcurrentRuns was raised): the next file dropped queues behind it, and the older file starts."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    slots.release(pipeline.clients.runs_table, ids[0])  # run 0 ended; the queued run 2 was not started
+    RunsRepository(pipeline.clients.runs_table).transition(ids[0], RunStatus.TUNING, RunStatus.STOPPED, notice=("s", "b"))
+
+    later_file = pipeline.start_tuning(pipeline.drop_event("incoming/f9.tsv", good_file(9)))
+
+    assert later_file["status"] == "QUEUED" and pipeline.run(ids[2])["status"] == "TUNING"
+    assert slots.holders(pipeline.clients.runs_table) == {ids[1], ids[2]}
+    (queued,) = pipeline.messages(later_file["run_id"])
+    assert "1 of at most 2 runs hold a slot now (starting, tuning or evaluating: MaxConcurrentRuns), and 1 run is " \
+           "queued before this one; this run starts when a slot is free after them." in " ".join(queued["Message"].split())
+
+
+def test_a_slot_freed_while_the_end_s_message_is_refused_goes_to_the_oldest_queued_run(pipeline):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "ThrottlingException", failures=1))
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.tuning_ended(ids[0], "Failed")  # ended; its message is refused and retried later
+
+    assert pipeline.run(ids[0])["status"] == "FAILED" and pipeline.run(ids[2])["status"] == "TUNING"
+    assert pipeline.start_tuning(pipeline.drop_event("incoming/f9.tsv", good_file(9)))["status"] == "QUEUED"
 
 
 def test_a_queued_run_holding_a_slot_starts_though_an_older_queued_run_waits_for_one(pipeline, monkeypatch):

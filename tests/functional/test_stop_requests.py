@@ -143,6 +143,23 @@ def test_a_queued_run_a_person_stops_takes_no_slot_and_ends_at_the_next_pass(pip
     assert queued[0] not in pipeline.sagemaker.tuning
 
 
+def test_a_stop_landing_as_the_run_is_queued_ends_it_stopped_and_never_told_queued(pipeline, monkeypatch):
+    for i in range(2):
+        tuning(pipeline, seed=i, key=f"incoming/r{i}.tsv")  # both slots
+    queued = tuning_module.messages.queued
+    stopped = []
+
+    def then_stopped(item, *args):  # the stop lands after launch_or_queue read it unstopped, before its QUEUED write
+        stopped.append(stop(pipeline, item["run_id"]))
+        return queued(item, *args)
+
+    monkeypatch.setattr(tuning_module.messages, "queued", then_stopped)
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/q.tsv", good_file(10)))
+    assert stopped and result["status"] == "STOPPED"
+    assert_stopped_on_request(pipeline, result["run_id"])
+    assert pipeline.statuses_told(result["run_id"]) == ["STOPPED"]  # no "queued" notice after the stop was asked
+
+
 def test_a_claim_whose_start_waits_on_throttling_is_stopped_before_any_tuning_job(pipeline):
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
     result = pipeline.start_tuning(pipeline.drop_event())

@@ -79,4 +79,6 @@ def test_a_tuning_deadline_is_never_shorter_than_the_tuning_budget_s_longest_run
     settings = Settings.from_env({**BASE, **env})
     assert settings.run_deadlines[RunStatus.TUNING] == tuning_deadline
     assert settings.run_deadlines[RunStatus.TUNING] >= config.tuning_budget_seconds(settings)
-    assert settings.run_deadlines[RunStatus.QUEUED] == states.DEFAULT_DEADLINES[RunStatus.QUEUED]
+    # a queued run waits for a run ahead that may tune and evaluate that long: not stuck before that
+    assert settings.run_deadlines[RunStatus.QUEUED] == max(
+        states.DEFAULT_DEADLINES[RunStatus.QUEUED], tuning_deadline + states.DEFAULT_DEADLINES[RunStatus.EVALUATING])
