@@ -424,7 +424,10 @@ def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients
     if stop_requests.requested(run):
         return stop_unstarted(run, settings, clients)
     holders = slots.holders(clients.runs_table)
-    ahead = [item for item in runs.by_status(RunStatus.QUEUED, limit=100) if item["run_id"] != run_id]
+    # the status index lags: each run it lists as queued is read again, so that one started meanwhile keeps no file
+    # from a free slot
+    ahead = [item for item in runs.by_status(RunStatus.QUEUED, limit=100)
+             if item["run_id"] != run_id and (runs.get(item["run_id"]) or {}).get("status") == RunStatus.QUEUED]
     # a run that holds a slot already (its start was throttled, or died after taking it) goes on with it
     first_in_line = run_id in holders or not ahead
     if first_in_line and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):

@@ -1036,6 +1036,21 @@ def test_a_new_file_waits_behind_a_queued_run_for_a_slot_the_queue_missed(pipeli
            "queued before this one; this run starts when a slot is free after them." in " ".join(queued["Message"].split())
 
 
+def test_a_run_the_status_index_still_lists_as_queued_keeps_no_new_file_from_a_free_slot(pipeline, monkeypatch):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    stale = pipeline.run(ids[2])  # as the index listed it, QUEUED
+    pipeline.succeed(ids[0])  # run 2 starts in the freed slot
+    pipeline.succeed(ids[1])  # a slot is free, no run is queued
+    assert pipeline.run(ids[2])["status"] == "TUNING"
+    by_status = RunsRepository.by_status
+    monkeypatch.setattr(RunsRepository, "by_status", lambda self, status, limit=20: (
+        [stale] if status == "QUEUED" else by_status(self, status, limit)))  # the index has not caught up
+
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/f9.tsv", good_file(9)))
+
+    assert result["status"] == "TUNING" and pipeline.statuses_told(result["run_id"]) == []  # no "queued" notice
+
+
 def test_a_slot_freed_while_the_end_s_message_is_refused_goes_to_the_oldest_queued_run(pipeline):
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
     pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "ThrottlingException", failures=1))
