@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from reviewtune.budget import (  # noqa: E402
 )
 from reviewtune.core.display import hyperparameter  # noqa: E402
 from reviewtune.core.trial_facts import time_limited_share  # noqa: E402
+from reviewtune.local.sagemaker.service import default_cpus  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WORKDIR = REPO / ".reviewtune-bench"
@@ -151,7 +151,7 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path, held_out: 
     per_class = run["metrics"]["per_class"]
     test_rows = sum(int(c["support"]) for c in per_class.values())
     parallel = int(run["config"]["max_parallel_jobs"])
-    cores = _cores()
+    cores = default_cpus()
     threads_per_trial = max(1, cores // parallel)
     trial_seconds = sum(float(t.get("training_seconds") or 0) for t in trials)
     accuracy = float(run["metrics"]["accuracy"]["value"])
@@ -204,11 +204,6 @@ def last_results() -> tuple[dict | None, dict[str, dict], str]:
             )
         pipelines[label] = pipeline
     return saved.get("throughput"), pipelines, saved.get("data") or ""
-
-
-def _cores() -> int:
-    """The CPUs this process may run on, as the local service shares them among trials (not os.cpu_count())."""
-    return len(os.sched_getaffinity(0))
 
 
 def _mb(value: float | None) -> str:
@@ -354,7 +349,7 @@ def table(throughput: list[dict] | dict | None, pipelines: dict[str, dict] | Non
     ``pipelines`` maps a label to a full tuning run's summary; ``data`` says what the tuning runs read; ``measured``:
     the day the measurement started (default today); ``unfinished``: what failed, for a bench that did not end."""
     reports = [throughput] if isinstance(throughput, dict) else list(throughput or [])
-    lines = [f"reviewtune benchmark, {measured or date.today().isoformat()}, {platform.machine()} {_cores()} cores"]
+    lines = [f"reviewtune benchmark, {measured or date.today().isoformat()}, {platform.machine()} {default_cpus()} cores"]
     if unfinished:
         lines.insert(0, f"UNFINISHED: {unfinished}; what follows is what was measured before it")
     if pipelines and data:

@@ -27,7 +27,10 @@ def conclude(runs: RunsRepository, settings: Settings, clients: AwsClients, run_
         send_pending(runs, clients.sns, settings.topic_arn, run_id)
     except Exception:
         # the freed slot goes to the oldest queued run now, not to whichever file comes next; the message is retried
-        start_queued_runs(settings, clients, raise_transient=False)
+        try:
+            start_queued_runs(settings, clients, raise_transient=False)
+        except Exception:  # noqa: BLE001 - the message's error is the one raised; the reconciler starts them
+            logger.exception("starting queued runs after a refused message failed", extra={"run_id": run_id})
         raise
     start_queued_runs(settings, clients)
 

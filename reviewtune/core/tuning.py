@@ -424,10 +424,7 @@ def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients
     if stop_requests.requested(run):
         return stop_unstarted(run, settings, clients)
     holders = slots.holders(clients.runs_table)
-    # the status index lags: each run it lists as queued is read again, so that one started meanwhile keeps no file
-    # from a free slot
-    ahead = [item for item in runs.by_status(RunStatus.QUEUED, limit=100)
-             if item["run_id"] != run_id and (runs.get(item["run_id"]) or {}).get("status") == RunStatus.QUEUED]
+    ahead = _waiting_for_a_slot(runs, run_id, holders)
     # a run that holds a slot already (its start was throttled, or died after taking it) goes on with it
     first_in_line = run_id in holders or not ahead
     if first_in_line and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
@@ -441,10 +438,42 @@ def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients
             return stop_unstarted(current, settings, clients)  # stopped as it was queued: told "stopped" only
         return _moved_on(runs, settings, clients, run_id)
     logger.info("run queued", extra={"run_id": run_id, "limit": settings.max_concurrent_runs})
-    send_pending(runs, clients.sns, settings.topic_arn, run_id)
-    start_queued_runs(settings, clients, raise_transient=False)  # queued: the reconciler tries again
-    current = runs.get(run_id) or run
+    try:
+        send_pending(runs, clients.sns, settings.topic_arn, run_id)
+    finally:  # a refused notice is sent again later; the slots are filled now
+        current = _fill_free_slots(runs, settings, clients, run_id)
     return {"run_id": run_id, "status": current["status"], "rows": run["data"]["summary"]["rows"]}
+
+
+def _waiting_for_a_slot(runs: RunsRepository, run_id: str, holders: set[str]) -> list[dict[str, Any]]:
+    """The queued runs (other than ``run_id``) that wait for a slot: not holding one, not asked to stop, due for
+    their try. Each run the status index lists is read again: the index lags, and a run started meanwhile must keep
+    no file from a free slot."""
+    waiting = []
+    for listed in runs.by_status(RunStatus.QUEUED, limit=100):
+        if listed["run_id"] == run_id or listed["run_id"] in holders:
+            continue
+        item = runs.get(listed["run_id"])
+        if (item is not None and item["status"] == RunStatus.QUEUED and not stop_requests.requested(item)
+                and aws_errors.is_due(item.get("tuning_start"))):
+            waiting.append(item)
+    return waiting
+
+
+def _fill_free_slots(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
+    """After ``run_id`` was queued: start the oldest queued runs in any slot free by then, then ``run_id`` itself when
+    a slot is still free (the status index may not list it yet). Errors are logged: the reconciler tries again.
+    Returns the run as it is now."""
+    try:
+        start_queued_runs(settings, clients, raise_transient=False)
+        current = runs.get(run_id)
+        if (current is not None and current["status"] == RunStatus.QUEUED and not stop_requests.requested(current)
+                and aws_errors.is_due(current.get("tuning_start"))
+                and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs)):
+            launch(current, settings, clients)
+    except Exception:  # noqa: BLE001 - the run is queued: every reconciler pass starts queued runs in free slots
+        logger.exception("starting queued runs after queueing one failed", extra={"run_id": run_id})
+    return runs.get(run_id) or {"run_id": run_id, "status": RunStatus.QUEUED.value}
 
 
 def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     try:
         registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
     except ClientError as exc:
-        ended = _ended_refused(runs, item, exc, now, fields)
+        ended = _ended_refused(runs, item, exc, now, "put back to pending")
         if ended is None:
             raise
         return ended
@@ -161,28 +161,37 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
 
 
 def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError, now: datetime,
-                   fields: dict[str, Any]) -> bool | None:
-    """The withdrawal settled without a change of approval: the package no longer exists (nothing is left Approved),
-    or SageMaker has refused it for good (access, validation) for ``GIVE_UP_SECONDS`` since the mark: the refusal is
-    recorded on the run (``registry.error``) and the run leaves the pending index. None: try again next pass."""
+                   change: str) -> bool | None:
+    """The withdrawal settled without the ``change`` of approval it was making: the package no longer exists
+    (nothing is left Approved), or SageMaker has refused it for good (access, validation) for ``GIVE_UP_SECONDS``
+    since the mark, so the package keeps the approval the run's record has. The refusal is recorded on the run
+    (``registry.error``) and the run leaves the pending index. None: try again next pass."""
     marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
+    entry = registry.without_approval_error(item.get("registry") or {})
     if registry.package_gone(exc):
-        error = f"the model package no longer exists: {aws_errors.text(exc)}"
+        entry = {k: v for k, v in entry.items() if k != "approval"}
+        entry["error"] = f"the model package no longer exists: {aws_errors.text(exc)}"
     elif not aws_errors.transient(exc) and now - marked >= timedelta(seconds=GIVE_UP_SECONDS):
-        error = f"{registry.APPROVAL_FAILED}: not put back to pending, refused for {GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}"
-        logger.error("gave up withdrawing the approval of a run's package",
-                     extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"], "error": error})
+        entry["error"] = (f"{registry.APPROVAL_FAILED}: not {change}, refused for {GIVE_UP_SECONDS // 86400} days: "
+                          f"{aws_errors.text(exc)}")
+        logger.error("gave up changing the approval of a run's package",
+                     extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"],
+                            "error": entry["error"]})
     else:
         return None
-    entry = {**registry.without_approval_error(item.get("registry") or {}), **(fields.get("registry") or {}),
-             "error": error}
     return runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), registry=entry) is not None
 
 
 def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime) -> bool:
     """Approve the champion's package (again: an earlier pass's withdrawal may have undone the promotion's approval,
     and then been refused approving it back) and record the withdrawal settled."""
-    registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
+    try:
+        registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
+    except ClientError as exc:
+        ended = _ended_refused(runs, item, exc, now, "approved as the champion's")
+        if ended is None:
+            raise
+        return ended
     entry = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.APPROVED}
     settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), registry=entry)
     return settled is not None

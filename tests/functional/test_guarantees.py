@@ -1051,6 +1051,38 @@ def test_a_run_the_status_index_still_lists_as_queued_keeps_no_new_file_from_a_f
     assert result["status"] == "TUNING" and pipeline.statuses_told(result["run_id"]) == []  # no "queued" notice
 
 
+def test_a_new_file_takes_a_free_slot_a_queued_run_already_holding_one_does_not_need(pipeline):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    pipeline.succeed(ids[0])  # run 2 takes the slot; its start is throttled: QUEUED, holding it, not due yet
+    assert pipeline.run(ids[2])["status"] == "QUEUED" and ids[2] in slots.holders(pipeline.clients.runs_table)
+    pipeline.succeed(ids[1])  # a slot no queued run waits for
+
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/f9.tsv", good_file(9)))
+
+    assert result["status"] == "TUNING" and pipeline.statuses_told(result["run_id"]) == []
+
+
+def test_a_run_the_index_does_not_list_yet_starts_in_a_slot_free_once_it_is_queued(pipeline, monkeypatch):
+    """The slot frees between the new run's look at the slots and its QUEUED write, and the status index does not
+    list the run yet when the queue is read: the run starts itself."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(2)]
+    queued = tuning.messages.queued
+
+    def meanwhile(item, *args):  # the notice is made just before the QUEUED write
+        slots.release(pipeline.clients.runs_table, ids[0])
+        RunsRepository(pipeline.clients.runs_table).transition(ids[0], RunStatus.TUNING, RunStatus.STOPPED,
+                                                               notice=("s", "b"))
+        return queued(item, *args)
+
+    monkeypatch.setattr(tuning.messages, "queued", meanwhile)
+    monkeypatch.setattr(RunsRepository, "all_in_status", lambda self, status: iter(()))  # the index lags
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/f9.tsv", good_file(9)))
+
+    assert result["status"] == "TUNING" and slots.holders(pipeline.clients.runs_table) == {ids[1], result["run_id"]}
+    assert pipeline.statuses_told(result["run_id"]) == ["QUEUED"]  # told before it started
+
+
 def test_a_slot_freed_while_the_end_s_message_is_refused_goes_to_the_oldest_queued_run(pipeline):
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
     pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "ThrottlingException", failures=1))

@@ -80,7 +80,8 @@ class _Registry(Generic[J]):
             return list(self._jobs.values())
 
 
-def _default_cpus() -> int:
+def default_cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's, not os.cpu_count()): the trials share them."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -117,7 +118,7 @@ class LocalSageMaker:
             s3=s3_client,
             events=EventPublisher(events_client),
             runner=runner or SubprocessRunner(),
-            total_cpus=total_cpus or _default_cpus(),
+            total_cpus=total_cpus or default_cpus(),
             image_entrypoints=dict(image_entrypoints or {}),
             tags=TagStore(),
             logs=logs_client if logs_client is not None else cloudwatch_logs.client_from_environment(region),
