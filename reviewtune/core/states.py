@@ -68,7 +68,7 @@ TOLD_STATUSES = frozenset(
 # RUN_STATE_DEADLINES environment variable overrides them, see config.py).
 DEFAULT_DEADLINES: dict[RunStatus, int] = {
     RunStatus.CLAIMED: 3600,
-    RunStatus.QUEUED: 2 * 86400,
+    RunStatus.QUEUED: 75 * 3600,  # a whole run ahead at the defaults: TUNING's and EVALUATING's together
     RunStatus.TUNING: 3 * 86400,
     RunStatus.EVALUATING: 3 * 3600,
 }

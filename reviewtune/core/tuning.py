@@ -465,9 +465,11 @@ def _fill_free_slots(runs: RunsRepository, settings: Settings, clients: AwsClien
     a slot is still free (the status index may not list it yet). Errors are logged: the reconciler tries again.
     Returns the run as it is now."""
     try:
-        start_queued_runs(settings, clients, raise_transient=False)
+        refused: list[str] = []
+        start_queued_runs(settings, clients, raise_transient=False, refused=refused)
         current = runs.get(run_id)
-        if (current is not None and current["status"] == RunStatus.QUEUED and not stop_requests.requested(current)
+        if (not refused and current is not None and current["status"] == RunStatus.QUEUED
+                and not stop_requests.requested(current)
                 and aws_errors.is_due(current.get("tuning_start"))
                 and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs)):
             launch(current, settings, clients)
@@ -594,19 +596,24 @@ def _create(clients: AwsClients, request: dict[str, Any]) -> str:
 
 
 def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | None = None, *,
-                      raise_transient: bool = True) -> list[dict[str, Any]]:
+                      raise_transient: bool = True, refused: list[str] | None = None) -> list[dict[str, Any]]:
     """Start the oldest queued runs while slots are free (each due for its next try). Returns what each did; a run
     whose start raised gets ``{"run_id", "error"}`` (logged; the reconciler's next pass tries it again).
 
     Every queued run is tried, not only those before the first without a slot: a run further back may already hold
     one (its start was throttled, or died after taking it), and taking a slot again is granted to its holder. So is
     every run after one whose start raised: one run that cannot start (an item of another shape, a refusal launch does
-    not record) must not hold back the runs queued behind it until its queue deadline. ``raise_transient``: once
+    not record) must not hold back the runs queued behind it until its queue deadline. Once a run due and waiting
+    was refused a slot, the runs after it are tried only if they hold one already: a slot freed meanwhile (another
+    run ending) goes to the older run, by the ended run's own start of the queue. ``raise_transient``: once
     every run was tried, raise the first error worth another try (throttling, no answer), so that the invocation
-    that ended a run is tried again (the reconciler, which tries every pass, passes False)."""
+    that ended a run is tried again (the reconciler, which tries every pass, passes False). ``refused``: gets the
+    ids of the runs refused a slot."""
     runs = repository(settings, clients)
     started = []
     transient: Exception | None = None
+    refused = [] if refused is None else refused
+    holding: set[str] | None = None  # the slot holders, read at the first refusal
     for queued in runs.all_in_status(RunStatus.QUEUED):
         run_id = queued["run_id"]
         try:
@@ -615,8 +622,13 @@ def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | N
                 continue
             if stop_requests.requested(run):
                 continue  # the reconciler ends it STOPPED; it takes no slot
+            if holding is not None and run_id not in holding:
+                continue  # an older run waits for the next free slot
             if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
                 started.append(launch(run, settings, clients))
+            else:
+                refused.append(run_id)
+                holding = slots.holders(clients.runs_table)
         except Exception as exc:  # noqa: BLE001 - the next runs are still tried
             logger.exception("starting a queued run failed", extra={"run_id": run_id})
             started.append({"run_id": run_id, "error": f"{type(exc).__name__}: {exc}"})

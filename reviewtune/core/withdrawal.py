@@ -147,7 +147,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     if item.get("status") == RunStatus.SUCCEEDED and champion_now(clients, item):
         # a person promoted the run between the read above and the withdrawal: the promotion moved the pointer
         # before approving, so this second read sees it whenever the withdrawal may have undone that approval
-        return _settled_as_champion(runs, clients, item, now)
+        return _settled_as_champion(runs, clients, item, now, approval_now=registry.PENDING)
     marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
     if now - marked < timedelta(seconds=SETTLE_AFTER_SECONDS):
         return False
@@ -161,11 +161,12 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
 
 
 def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError, now: datetime,
-                   change: str) -> bool | None:
+                   change: str, approval_now: str | None = None) -> bool | None:
     """The withdrawal settled without the ``change`` of approval it was making: the package no longer exists
     (nothing is left Approved), or SageMaker has refused it for good (access, validation) for ``GIVE_UP_SECONDS``
-    since the mark, so the package keeps the approval the run's record has. The refusal is recorded on the run
-    (``registry.error``) and the run leaves the pending index. None: try again next pass."""
+    since the mark, so the package keeps the approval it has (``approval_now`` where this pass set it, else the
+    run's record's). The refusal is recorded on the run (``registry.error``) and the run leaves the pending index.
+    None: try again next pass."""
     marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
     entry = registry.without_approval_error(item.get("registry") or {})
     if registry.package_gone(exc):
@@ -174,6 +175,8 @@ def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError,
     elif not aws_errors.transient(exc) and now - marked >= timedelta(seconds=GIVE_UP_SECONDS):
         entry["error"] = (f"{registry.APPROVAL_FAILED}: not {change}, refused for {GIVE_UP_SECONDS // 86400} days: "
                           f"{aws_errors.text(exc)}")
+        if approval_now is not None:
+            entry["approval"] = approval_now
         logger.error("gave up changing the approval of a run's package",
                      extra={"run_id": item["run_id"], "model_package_arn": item["model_package_arn"],
                             "error": entry["error"]})
@@ -182,13 +185,15 @@ def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError,
     return runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), registry=entry) is not None
 
 
-def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime) -> bool:
+def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime,
+                         approval_now: str | None = None) -> bool:
     """Approve the champion's package (again: an earlier pass's withdrawal may have undone the promotion's approval,
-    and then been refused approving it back) and record the withdrawal settled."""
+    and then been refused approving it back) and record the withdrawal settled. ``approval_now``: what this pass
+    left the package at, when it did."""
     try:
         registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
     except ClientError as exc:
-        ended = _ended_refused(runs, item, exc, now, "approved as the champion's")
+        ended = _ended_refused(runs, item, exc, now, "approved as the champion's", approval_now)
         if ended is None:
             raise
         return ended

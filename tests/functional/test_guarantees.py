@@ -1083,6 +1083,35 @@ def test_a_run_the_index_does_not_list_yet_starts_in_a_slot_free_once_it_is_queu
     assert pipeline.statuses_told(result["run_id"]) == ["QUEUED"]  # told before it started
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["the index lists the new run", "the index lags"])
+def test_a_slot_freed_while_a_new_run_fills_the_queue_goes_to_the_older_queued_run(pipeline, monkeypatch, listed):
+    """The older queued run O is refused a slot by the new run's start of the queue; then another run ends and its
+    slot frees before that run's own start of the queue: the new run must not take it past O."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    older, table = ids[2], pipeline.clients.runs_table
+    acquire, freed = slots.acquire, []
+
+    def then_run_0_ends(tbl, run_id, limit):
+        got = acquire(tbl, run_id, limit)
+        if run_id == older and not got and not freed:
+            freed.append(ids[0])  # run 0 ends in another invocation: its release lands now
+            slots.release(table, ids[0])
+            RunsRepository(table).transition(ids[0], RunStatus.TUNING, RunStatus.STOPPED, notice=("s", "b"))
+        return got
+
+    monkeypatch.setattr(slots, "acquire", then_run_0_ends)
+    if not listed:
+        all_in_status = RunsRepository.all_in_status
+        monkeypatch.setattr(RunsRepository, "all_in_status", lambda self, status: iter(
+            [r for r in all_in_status(self, status) if r["run_id"] == older]))
+    new = pipeline.start_tuning(pipeline.drop_event("incoming/f9.tsv", good_file(9)))
+    monkeypatch.setattr(slots, "acquire", acquire)
+    tuning.start_queued_runs(pipeline.settings, pipeline.clients)  # run 0's own end: the queue in its freed slot
+
+    assert freed and new["status"] == "QUEUED" and pipeline.run(older)["status"] == "TUNING"
+    assert slots.holders(table) == {ids[1], older}
+
+
 def test_a_slot_freed_while_the_end_s_message_is_refused_goes_to_the_oldest_queued_run(pipeline):
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
     pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "ThrottlingException", failures=1))

@@ -70,3 +70,26 @@ def test_a_package_deleted_since_settles_at_once_whichever_change_was_owed(monke
     [written] = runs.written
     assert "approval" not in written["registry"]
     assert written["registry"]["error"].startswith("the model package no longer exists: ValidationException")
+
+
+def test_a_re_approval_given_up_after_this_pass_put_the_package_back_records_it_pending(monkeypatch):
+    """The run was promoted between the pass's first read of the champion and its withdrawal (which went through):
+    approving it back is refused for good, so the package stays pending, and the record says so."""
+    reads = iter([False, True])
+    monkeypatch.setattr(withdrawal, "champion_now", lambda clients, item: next(reads))
+    calls = []
+
+    def set_approval(sagemaker, arn, status, description=None):
+        calls.append(status)
+        if status == registry.APPROVED:
+            refusing("AccessDeniedException", "not allowed")()
+
+    monkeypatch.setattr(registry, "set_approval", set_approval)
+    runs = Runs()
+
+    assert withdrawal.settle(runs, CLIENTS, owed_run(8), NOW)
+
+    assert calls == [registry.PENDING, registry.APPROVED]
+    [written] = runs.written
+    assert written["registry"]["approval"] == registry.PENDING
+    assert written["registry"]["error"].startswith("approval failed: not approved as the champion's, refused for 7 days")
