@@ -39,7 +39,7 @@ def test_the_start_attempts_and_their_back_off():
 
 
 def test_the_deadlines_of_each_state():
-    said = _said(r"starting (\d+) (h), queued (\d+) (days), tuning (\d+) (days), evaluating (\d+) (h)").groups()
+    said = _said(r"starting (\d+) (h), queued (\d+) (h), tuning (\d+) (days), evaluating (\d+) (h)").groups()
     deadlines = json.loads(parameter_default("RunStateDeadlines"))
     assert [deadlines[state] for state in ("CLAIMED", "QUEUED", "TUNING", "EVALUATING")] == [
         _seconds(said[i], said[i + 1]) for i in range(0, 8, 2)
