@@ -187,8 +187,9 @@ def summarize_pipeline(run: dict, wall_minutes: float, workdir: Path, held_out: 
     }
 
 
-def last_results() -> tuple[dict | None, dict[str, dict], str]:
-    """The last measurement, re-read from bench/results (each pipeline it finished rebuilt from its run.json)."""
+def last_results() -> dict:
+    """The last measurement's record, re-read from bench/results (each pipeline it finished rebuilt from its
+    run.json)."""
     latest = RESULTS / "latest.json"
     if not latest.is_file():
         raise SystemExit(f"no earlier results in {RESULTS}; run make bench first")
@@ -203,7 +204,7 @@ def last_results() -> tuple[dict | None, dict[str, dict], str]:
                 _kept_beside(run_file.parent, HELD_OUT_RESULT), _kept_beside(run_file.parent, PLAN_FILE),
             )
         pipelines[label] = pipeline
-    return saved.get("throughput"), pipelines, saved.get("data") or ""
+    return {**saved, "pipelines": pipelines, "data": saved.get("data") or ""}
 
 
 def _mb(value: float | None) -> str:
@@ -414,9 +415,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.report_only:
-        throughput, pipelines, data_text = last_results()
-        saved = json.loads((RESULTS / "latest.json").read_text())
-        print(table(throughput, pipelines, data_text, saved.get("measured"), saved.get("unfinished")))
+        print(_table_of(last_results()))
         return 0
     record = {"measured": date.today().isoformat(), "throughput": None, "pipelines": {}, "data": "",
               "unfinished": "the bench is still running"}
@@ -438,16 +437,21 @@ def main() -> int:
         raise
     finally:
         _save(record)
-    print(table(record["throughput"], record["pipelines"], record["data"], record["measured"]))
+    print(_table_of(record))
     return 0
+
+
+def _table_of(record: dict) -> str:
+    """The table of a bench's record (latest.json)."""
+    return table(record.get("throughput"), record.get("pipelines"), record.get("data") or "", record.get("measured"),
+                 record.get("unfinished"))
 
 
 def _save(record: dict) -> None:
     """latest.json and latest.md as the bench stands: written after each part, so a failure keeps what was measured
     and says that the bench did not end."""
     (RESULTS / "latest.json").write_text(json.dumps(record, indent=2))
-    text = table(record["throughput"], record["pipelines"], record["data"], record["measured"], record["unfinished"])
-    (RESULTS / "latest.md").write_text(text + "\n")
+    (RESULTS / "latest.md").write_text(_table_of(record) + "\n")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from reviewtune.core import names
+from reviewtune.core import aws_errors, names
 
 GROUP_NAME_MAX = 63
 GROUP_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -191,10 +191,9 @@ def versions(sagemaker: Any, group_name: str, status: str | None = None) -> list
 def package_gone(exc: ClientError) -> bool:
     """Whether SageMaker refused a call on a model package because it no longer exists (deleted): a
     ValidationException "ModelPackage <arn> does not exist." (or a ResourceNotFound)."""
-    error = exc.response.get("Error") or {}
-    message = str(error.get("Message", "")).lower()
-    return error.get("Code") == "ResourceNotFound" or (
-        error.get("Code") == "ValidationException" and ("does not exist" in message or "not found" in message)
+    code, message = aws_errors.code(exc), aws_errors.text(exc).lower()
+    return code == "ResourceNotFound" or (
+        code == "ValidationException" and ("does not exist" in message or "not found" in message)
     )
 
 

@@ -8,6 +8,7 @@ update records the message in the run's outbox (``outbox.<STATUS>``) and marks t
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -179,22 +180,8 @@ class RunsRepository:
     def succeeded_of_dataset(self, dataset: str, limit: int, max_read: int) -> list[dict[str, Any]]:
         """The ``limit`` newest SUCCEEDED runs of one dataset, newest first, past any number of rejected, failed or
         duplicate runs after them, reading at most ``max_read`` runs of the dataset."""
-        query: dict[str, Any] = {
-            "IndexName": DATASET_INDEX,
-            "KeyConditionExpression": Key("dataset").eq(dataset),
-            "FilterExpression": Attr("status").eq(RunStatus.SUCCEEDED.value),
-            "ScanIndexForward": False,
-        }
-        items: list[dict[str, Any]] = []
-        read = 0
-        while len(items) < limit and read < max_read:
-            response = self.table.query(**query, Limit=min(100, max_read - read))
-            read += max(1, response.get("ScannedCount", len(response["Items"])))
-            items.extend(from_item(i) for i in response["Items"])
-            if "LastEvaluatedKey" not in response:
-                break
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return items[:limit]
+        found = self._of_dataset_where(dataset, Attr("status").eq(RunStatus.SUCCEEDED.value), max_read)
+        return list(itertools.islice(found, limit))
 
     def with_content(
         self, dataset: str, content_sha256: str, statuses: tuple[str, ...], max_read: int
@@ -202,11 +189,19 @@ class RunsRepository:
         """Runs of one dataset whose data has this content hash and whose status is one of ``statuses``, newest
         first (by_dataset index, eventually consistent: re-read before acting). Reads at most ``max_read`` runs of
         the dataset, matching or not: older ones are not looked at."""
+        return self._of_dataset_where(
+            dataset,
+            Attr("data.summary.content_sha256").eq(content_sha256) & Attr("status").is_in([str(s) for s in statuses]),
+            max_read,
+        )
+
+    def _of_dataset_where(self, dataset: str, condition: Any, max_read: int) -> Iterator[dict[str, Any]]:
+        """The runs of one dataset that meet ``condition`` (a filter), newest first, reading at most ``max_read``
+        runs of the dataset, matching or not."""
         query: dict[str, Any] = {
             "IndexName": DATASET_INDEX,
             "KeyConditionExpression": Key("dataset").eq(dataset),
-            "FilterExpression": Attr("data.summary.content_sha256").eq(content_sha256)
-            & Attr("status").is_in([str(s) for s in statuses]),
+            "FilterExpression": condition,
             "ScanIndexForward": False,
         }
         read = 0

@@ -454,10 +454,16 @@ def _waiting_for_a_slot(runs: RunsRepository, run_id: str, holders: set[str]) ->
         if listed["run_id"] == run_id or listed["run_id"] in holders:
             continue
         item = runs.get(listed["run_id"])
-        if (item is not None and item["status"] == RunStatus.QUEUED and not stop_requests.requested(item)
-                and aws_errors.is_due(item.get("tuning_start"))):
+        if _due_in_queue(item):
             waiting.append(item)
     return waiting
+
+
+def _due_in_queue(run: dict[str, Any] | None, now: datetime | None = None) -> bool:
+    """Whether a run (as read) is queued, not asked to stop (the reconciler ends it STOPPED; it takes no slot) and
+    due for its next try."""
+    return (run is not None and run["status"] == RunStatus.QUEUED and not stop_requests.requested(run)
+            and aws_errors.is_due(run.get("tuning_start"), now))
 
 
 def _fill_free_slots(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
@@ -468,10 +474,8 @@ def _fill_free_slots(runs: RunsRepository, settings: Settings, clients: AwsClien
         refused: list[str] = []
         start_queued_runs(settings, clients, raise_transient=False, refused=refused)
         current = runs.get(run_id)
-        if (not refused and current is not None and current["status"] == RunStatus.QUEUED
-                and not stop_requests.requested(current)
-                and aws_errors.is_due(current.get("tuning_start"))
-                and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs)):
+        if not refused and _due_in_queue(current) and slots.acquire(clients.runs_table, run_id,
+                                                                     settings.max_concurrent_runs):
             launch(current, settings, clients)
     except Exception:  # noqa: BLE001 - the run is queued: every reconciler pass starts queued runs in free slots
         logger.exception("starting queued runs after queueing one failed", extra={"run_id": run_id})
@@ -618,10 +622,8 @@ def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | N
         run_id = queued["run_id"]
         try:
             run = runs.get(run_id)
-            if run is None or run["status"] != RunStatus.QUEUED or not aws_errors.is_due(run.get("tuning_start"), now):
+            if not _due_in_queue(run, now):
                 continue
-            if stop_requests.requested(run):
-                continue  # the reconciler ends it STOPPED; it takes no slot
             if holding is not None and run_id not in holding:
                 continue  # an older run waits for the next free slot
             if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):

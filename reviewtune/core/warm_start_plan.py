@@ -141,11 +141,7 @@ def plan_warm_start(
     if strategy == "Grid":
         return WarmStartPlan((), None, mine, "not used with the Grid strategy")
     config = request["HyperParameterTuningJobConfig"]
-    succeeded = [
-        item
-        for item in runs.succeeded_of_dataset(run.get("dataset") or "", CANDIDATES + 1, CANDIDATES_READ)
-        if item["run_id"] != run["run_id"]
-    ][:CANDIDATES]
+    succeeded = runs.succeeded_of_dataset(run.get("dataset") or "", CANDIDATES, CANDIDATES_READ)  # not this run
     model = (run.get("config") or {}).get("model_name")
     # another model's search says little about this one's learning rates (SageMaker would accept it as a parent)
     candidates = {item["run_id"]: item for item in succeeded if (item.get("config") or {}).get("model_name") == model}

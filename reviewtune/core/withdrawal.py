@@ -148,8 +148,7 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
         # a person promoted the run between the read above and the withdrawal: the promotion moved the pointer
         # before approving, so this second read sees it whenever the withdrawal may have undone that approval
         return _settled_as_champion(runs, clients, item, now, approval_now=registry.PENDING)
-    marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
-    if now - marked < timedelta(seconds=SETTLE_AFTER_SECONDS):
+    if now - _marked(item) < timedelta(seconds=SETTLE_AFTER_SECONDS):
         return False
     settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), **fields)
     if settled is not None:
@@ -160,6 +159,11 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     return settled is not None
 
 
+def _marked(item: dict[str, Any]) -> datetime:
+    """When the run's package was marked for approval (its last update, for a run recorded before the mark)."""
+    return parse_iso(item.get("package_marked_at") or item["updated_at"])
+
+
 def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError, now: datetime,
                    change: str, approval_now: str | None = None) -> bool | None:
     """The withdrawal settled without the ``change`` of approval it was making: the package no longer exists
@@ -167,12 +171,11 @@ def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError,
     since the mark, so the package keeps the approval it has (``approval_now`` where this pass set it, else the
     run's record's). The refusal is recorded on the run (``registry.error``) and the run leaves the pending index.
     None: try again next pass."""
-    marked = parse_iso(item.get("package_marked_at") or item["updated_at"])
     entry = registry.without_approval_error(item.get("registry") or {})
     if registry.package_gone(exc):
         entry = {k: v for k, v in entry.items() if k != "approval"}
         entry["error"] = f"the model package no longer exists: {aws_errors.text(exc)}"
-    elif not aws_errors.transient(exc) and now - marked >= timedelta(seconds=GIVE_UP_SECONDS):
+    elif not aws_errors.transient(exc) and now - _marked(item) >= timedelta(seconds=GIVE_UP_SECONDS):
         entry["error"] = (f"{registry.APPROVAL_FAILED}: not {change}, refused for {GIVE_UP_SECONDS // 86400} days: "
                           f"{aws_errors.text(exc)}")
         if approval_now is not None:
