@@ -38,6 +38,7 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fast_dropout import use_fast_dropout
 from frozen_features import FrozenFeatures
 from kept_epoch import KEEP_RULES, KeptEpoch
 from modeling import (
@@ -463,6 +464,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
                          f"{args.model_name_or_path} reads at most")
     freeze_encoder(model, args.freeze_bert_layer)
     model.to(device)
+    fast_dropouts = use_fast_dropout(model) if device.type == "cpu" else 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     started = time.perf_counter()
@@ -478,7 +480,8 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
     print(
         f"train_rows: {len(train_reviews)} - validation_rows: {len(validation_reviews or [])} - "
         f"tokenize_seconds: {time.perf_counter() - started:.2f} - device: {device.type} - "
-        f"precision: {precision.name} - threads: {torch.get_num_threads()} - trainable_parameters: {trainable}",
+        f"precision: {precision.name} - threads: {torch.get_num_threads()} - trainable_parameters: {trainable} - "
+        f"fast_dropouts: {fast_dropouts}",
         flush=True,
     )
 

@@ -11,7 +11,7 @@ import torch
 from modeling import classification_logits, load_for_inference
 from safetensors import safe_open
 
-from .conftest import ACC_LINE, VAL_LINE, Channels, TrainedModel, run_train, write_tsv
+from .conftest import ACC_LINE, MODEL, VAL_LINE, Channels, TrainedModel, run_train, write_tsv
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +74,17 @@ def test_saved_model_reloads_and_predicts(trained_cls_model: TrainedModel) -> No
 def test_whole_model_is_trained_by_default(trained_cls_model: TrainedModel) -> None:
     name = "encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(_tensor(trained_cls_model.model_dir, f"bert.{name}"), _base_tensor(name))
+
+
+def test_every_dropout_of_the_model_draws_the_cheaper_mask_on_a_cpu(trained_cls_model: TrainedModel) -> None:
+    from modeling import load_for_training
+    from review_data import ID2LABEL, LABEL2ID
+
+    model, _ = load_for_training(MODEL, "cls", ID2LABEL, LABEL2ID)
+    dropouts = sum(type(module) is torch.nn.Dropout for module in model.modules())
+    assert dropouts > 0
+    assert re.search(r"^device: cpu\b|- device: cpu -", trained_cls_model.result.stdout, flags=re.MULTILINE)
+    assert re.findall(r"fast_dropouts: (\d+)", trained_cls_model.result.stdout) == [str(dropouts)]
 
 
 def test_mean_pooling_with_bottom_layers_frozen(trained_mean_model: TrainedModel) -> None:
