@@ -5,8 +5,13 @@ a batch of 16 x 80 tokens x 768 on 2 cores of a Xeon (AMX), against 0.1 ms for a
 12.7 % of a whole all-mpnet-base-v2 training step (bf16, attention dropout 0: the 25 dropouts on hidden states).
 Here one 64-bit draw makes the mask of four elements: its four 16-bit lanes, compared with a threshold (the top
 lane has 15 random bits, having the sign bit clear, and a threshold of its own). Each element is dropped with
-probability ``round(p * 2**16) / 2**16`` (``round(p * 2**15) / 2**15`` for every fourth), within 2e-5 of ``p``.
+probability ``round(p * 2**16) / 2**16`` (``round(p * 2**15) / 2**15`` for every fourth), within 2e-5 of ``p``
+(3.1e-5 for ``p`` over 0.99998).
 The draws come from PyTorch's default generator, so ``torch.manual_seed`` makes them repeat.
+
+Only a dropout module that the model calls draws this mask: BERT, RoBERTa and DistilBERT in transformers 5 read the
+probability of their attention dropout module and apply PyTorch's dropout inside the attention function (MPNet calls
+its module). The local budgets set attention dropout to 0, so there it draws nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     draws = -(-count // _LANES)
     bits = torch.empty(draws, dtype=torch.int64).random_()  # uniform over [0, 2**63)
     lanes = bits.view(torch.int16).view(draws, _LANES)
-    thresholds = torch.full((_LANES,), -(2**15) + round(p * 2**16), dtype=torch.int16)
-    thresholds[_TOP_LANE] = round(p * 2**15)  # this lane is uniform over [0, 2**15)
+    # at most every value but the top one dropped: a threshold past int16's range would not convert
+    thresholds = torch.full((_LANES,), -(2**15) + min(round(p * 2**16), 2**16 - 1), dtype=torch.int16)
+    thresholds[_TOP_LANE] = min(round(p * 2**15), 2**15 - 1)  # this lane is uniform over [0, 2**15)
     return (lanes >= thresholds).view(-1)[:count].view(shape)
 
 

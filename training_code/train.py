@@ -481,7 +481,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         f"train_rows: {len(train_reviews)} - validation_rows: {len(validation_reviews or [])} - "
         f"tokenize_seconds: {time.perf_counter() - started:.2f} - device: {device.type} - "
         f"precision: {precision.name} - threads: {torch.get_num_threads()} - trainable_parameters: {trainable} - "
-        f"fast_dropouts: {fast_dropouts}",
+        f"fast_dropout_modules: {fast_dropouts}",
         flush=True,
     )
 

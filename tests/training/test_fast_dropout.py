@@ -21,6 +21,12 @@ def test_every_lane_of_a_draw_drops_at_the_rate_asked(p: float) -> None:
     assert torch.allclose(by_lane, torch.full((4,), 1 - p), atol=3e-3), by_lane
 
 
+@pytest.mark.parametrize("p", [0.99999, 0.9999999])
+def test_a_probability_next_to_1_drops_nearly_everything(p: float) -> None:
+    torch.manual_seed(4)
+    assert keep_mask((1_000_000,), p).sum().item() < 100  # 1e6 x (1 - 65535/65536): about 15 kept
+
+
 def test_a_mask_of_any_size_and_neighbours_independent() -> None:
     torch.manual_seed(1)
     keep = keep_mask((7, 13, 3), 0.5)  # 273 elements: not a whole number of draws
@@ -91,6 +97,29 @@ def test_a_model_gets_one_per_dropout_module_and_still_trains_and_evaluates_alik
     assert not torch.allclose(first, second)  # dropout draws a new mask each pass
     model(**batch, labels=torch.tensor([2, 0])).loss.backward()
     assert all(p.grad is not None for p in model.classifier.parameters())
+
+
+def test_in_a_bert_training_step_every_dropout_but_the_attention_s_draws_the_mask() -> None:
+    """BERT's attention (transformers 5) reads its dropout module's probability and applies PyTorch's dropout in the
+    attention function: the module docstring and README say so; the rest of the model calls its modules."""
+    torch.manual_seed(6)
+    model, tokenizer = load_for_training(
+        MODEL, "mean", {0: "-1", 1: "0", 2: "1"}, {"-1": 0, "0": 1, "1": 2}, attn_implementation="eager"
+    )
+    use_fast_dropout(model)
+    called: set[str] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, FastDropout):
+            module.register_forward_hook(lambda module, args, out, name=name: called.add(name))
+    model.train()
+    batch = tokenizer(["love it, perfect fit", "awful, returned it"], padding=True, return_tensors="pt")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**batch, labels=torch.tensor([2, 0])).loss.backward()
+
+    replaced = {name for name, module in model.named_modules() if isinstance(module, FastDropout)}
+    attention = {name for name in replaced if name.endswith(".attention.self.dropout")}
+    assert len(attention) == model.config.num_hidden_layers
+    assert called == replaced - attention
 
 
 def test_an_in_place_dropout_is_left_as_it_is() -> None:

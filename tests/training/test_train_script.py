@@ -76,7 +76,7 @@ def test_whole_model_is_trained_by_default(trained_cls_model: TrainedModel) -> N
     assert not torch.equal(_tensor(trained_cls_model.model_dir, f"bert.{name}"), _base_tensor(name))
 
 
-def test_every_dropout_of_the_model_draws_the_cheaper_mask_on_a_cpu(trained_cls_model: TrainedModel) -> None:
+def test_every_dropout_module_of_the_model_is_replaced_on_a_cpu(trained_cls_model: TrainedModel) -> None:
     from modeling import load_for_training
     from review_data import ID2LABEL, LABEL2ID
 
@@ -84,7 +84,7 @@ def test_every_dropout_of_the_model_draws_the_cheaper_mask_on_a_cpu(trained_cls_
     dropouts = sum(type(module) is torch.nn.Dropout for module in model.modules())
     assert dropouts > 0
     assert re.search(r"^device: cpu\b|- device: cpu -", trained_cls_model.result.stdout, flags=re.MULTILINE)
-    assert re.findall(r"fast_dropouts: (\d+)", trained_cls_model.result.stdout) == [str(dropouts)]
+    assert re.findall(r"fast_dropout_modules: (\d+)", trained_cls_model.result.stdout) == [str(dropouts)]
 
 
 def test_mean_pooling_with_bottom_layers_frozen(trained_mean_model: TrainedModel) -> None:
