@@ -92,7 +92,7 @@ class LoadReport:
     files: int
     max_concurrent_runs: int
     final: dict[str, str] = field(default_factory=dict)  # run id -> final status
-    queued: set[str] = field(default_factory=set)  # runs that went through QUEUED
+    queued: set[str] = field(default_factory=set)  # runs that went through QUEUED and owe its notice
     max_active_sampled: int = 0
     max_active_history: int = 0
     samples: int = 0
@@ -232,7 +232,9 @@ def watch(runtime: Any, run_ids: list[str], report: LoadReport, subscriber: Subs
 
 def _tally(report: LoadReport, items: dict[str, dict[str, Any]], subscriber: Subscriber) -> None:
     report.final = {r: i["status"] for r, i in items.items() if states.is_final(i["status"])}
-    report.queued = {r for r, i in items.items() if states.RunStatus.QUEUED.value in (i.get("status_history") or {})}
+    # runs told "queued": every run that waited, but one that started before its notice went out (dropped unsent)
+    report.queued = {r for r, i in items.items() if states.RunStatus.QUEUED.value in (i.get("status_history") or {})
+                     and not ((i.get("outbox") or {}).get(states.RunStatus.QUEUED.value) or {}).get("superseded_at")}
     report.told = defaultdict(list)
     report.unknown_messages = 0
     for message in subscriber.received.values():

@@ -417,8 +417,9 @@ class RunsRepository:
     # -- the outbox -----------------------------------------------------------------------------------------
 
     def lease_notice(self, run_id: str, status: str, lease_seconds: int, now: datetime | None = None) -> bool:
-        """Take the right to send the message of ``status`` for ``lease_seconds``: only while it is unsent and no
-        other sender holds an unexpired lease. False when it was sent or another sender holds it."""
+        """Take the right to send the message of ``status`` for ``lease_seconds``: only while it is unsent (and not
+        dropped: ``supersede_notice``) and no other sender holds an unexpired lease. False when it was sent or dropped,
+        or another sender holds it."""
         # Judged and taken on the later of the caller's clock and the wall clock: a reconciler pass hands in the time it
         # began, and a lease counted from there could already be over when its outbox loop comes (a handler sending
         # the same message on the wall clock would then take it and publish too).
@@ -428,8 +429,10 @@ class RunsRepository:
         entry = ("outbox", status)
         update.set(*entry, "lease_until", value=now_iso(now + timedelta(seconds=lease_seconds)))
         sent, lease = update.name(*entry, "sent_at"), update.name(*entry, "lease_until")
+        superseded = update.name(*entry, "superseded_at")
         condition = (
             f"attribute_exists({update.name(*entry)}) AND attribute_not_exists({sent}) AND "
+            f"attribute_not_exists({superseded}) AND "
             f"(attribute_not_exists({lease}) OR {lease} < {update.value(now_iso(now))})"
         )
         return self._update_where(run_id, update, condition) is not None
@@ -449,6 +452,15 @@ class RunsRepository:
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
+
+    def supersede_notice(self, run_id: str, status: str) -> dict[str, Any] | None:
+        """Drop the message of ``status`` unless it went out (or a sender is sending it: it then goes out and is
+        marked sent): ``unsent`` no longer lists it, so it is never sent. For the "queued" notice of a run that has
+        started since; its words would be out of date. None when it was sent or is not there."""
+        update = _Update()
+        update.set("outbox", status, "superseded_at", value=now_iso())
+        entry, sent = update.name("outbox", status), update.name("outbox", status, "sent_at")
+        return self._update_where(run_id, update, f"attribute_exists({entry}) AND attribute_not_exists({sent})")
 
     def mark_sent(self, run_id: str, status: str, message_id: str) -> dict[str, Any] | None:
         """Record that the message of ``status`` went out (only if still unsent). None when it was already sent."""
@@ -490,14 +502,14 @@ class RunsRepository:
 
 def messages(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's messages (its outbox entries: status, subject, body, created_at, and sent_at / message_id once
-    sent), oldest first."""
+    sent, or superseded_at once dropped unsent), oldest first."""
     entries = [e for e in (item.get("outbox") or {}).values() if isinstance(e, dict)]
     return sorted(entries, key=lambda e: e.get("created_at", ""))
 
 
 def unsent(item: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The run's messages not sent yet, oldest first."""
-    return [e for e in messages(item) if not e.get("sent_at")]
+    """The run's messages not sent yet, oldest first (not those dropped unsent: ``supersede_notice``)."""
+    return [e for e in messages(item) if not e.get("sent_at") and not e.get("superseded_at")]
 
 
 def outcome_message(item: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_def
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus, unsent
 from reviewtune.core.train_hashes import write_train_hashes
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
@@ -555,6 +555,7 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             job_stops.made_here(runs, run_id, "tuning", making)
             return stop_unstarted(current, settings, clients)
         return _moved_on(runs, settings, clients, run_id)
+    _drop_queued_notice(runs, moved)
     rows = run.get("data", {}).get("summary", {}).get("rows")
     logger.info("tuning job started", extra={"run_id": run_id, "rows": rows, "warm_start": plan.summary()})
     return {
@@ -564,6 +565,18 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "rows": rows,
         "warm_start_parents": list(plan.parents),
     }
+
+
+def _drop_queued_notice(runs: RunsRepository, started: dict[str, Any]) -> None:
+    """A run started from the queue before SNS took its "queued" notice: that notice, out of date now, is never sent.
+    A refused write leaves it to be sent late, as before."""
+    if not any(entry["status"] == RunStatus.QUEUED.value for entry in unsent(started)):
+        return
+    try:
+        runs.supersede_notice(started["run_id"], RunStatus.QUEUED.value)
+    except ClientError as exc:
+        logger.warning("the out-of-date queued notice could not be dropped; it will be sent",
+                       extra={"run_id": started["run_id"], "error": aws_errors.text(exc)})
 
 
 def _give_up(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str, reason: str,

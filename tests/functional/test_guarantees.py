@@ -13,13 +13,15 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 
+from reviewtune.console import views
 from reviewtune.core import dead_letters, outbox, reconciler, slots, states, stop_requests, tuning
 from reviewtune.core.errors import RunNotReadyError
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, unsent
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
 from tests.support.faults import Failing, cancelled, client_error, failing_once
+from tests.unit.test_console_text import rendered
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def assert_ended(pipeline: Pipeline, run_id: str, status: str, *reason_parts: st
         assert part in item.get("failure_reason", ""), (part, item.get("failure_reason"))
     told = [s for s in pipeline.statuses_told(run_id) if s in states.FINAL_STATUSES]
     assert told == [status], told
-    assert not item.get("notice_pending") and all(e.get("sent_at") for e in item["outbox"].values())
+    assert not item.get("notice_pending") and all(e.get("sent_at") or e.get("superseded_at") for e in item["outbox"].values())
     return item
 
 
@@ -986,6 +988,57 @@ def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(
     assert sorted((m["MessageAttributes"]["run_id"]["Value"], m["MessageAttributes"]["status"]["Value"]) for m in received) == sorted(
         [(ids[0], "FAILED")] + [(i, "SUCCEEDED") for i in ids[1:]]
     )
+
+
+def test_a_queued_notice_sns_refused_until_the_run_started_is_never_sent(pipeline):
+    """SNS refuses a run's "queued" notice; a slot frees and the run starts before the notice went out: the notice,
+    out of date, is dropped (its timeline says so), and the run's one message is its outcome."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(2)]
+    pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "ThrottlingException", failures=1))
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.start_tuning(pipeline.drop_event("incoming/f2.tsv", good_file(2)))
+    [queued] = RunsRepository(pipeline.clients.runs_table).by_status("QUEUED")
+    late = queued["run_id"]
+    assert [entry["status"] for entry in unsent(pipeline.run(late))] == ["QUEUED"]
+
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")  # frees a slot: the queued run starts
+    assert pipeline.run(late)["status"] == "TUNING"
+    assert unsent(pipeline.run(late)) == [] and pipeline.run(late)["outbox"]["QUEUED"]["superseded_at"]
+    assert pipeline.reconcile()["sent"] == 0
+    assert pipeline.messages(late) == []
+    assert "not told, out of date: " in rendered(views.run_view(pipeline.run(late)))
+
+    pipeline.succeed(late)
+    assert_ended(pipeline, late, "SUCCEEDED")
+    assert pipeline.statuses_told(late) == ["SUCCEEDED"]
+
+
+def test_a_sender_that_read_a_queued_notice_before_it_was_dropped_does_not_send_it(pipeline, monkeypatch):
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.create({"run_id": "reviewtune-two", "dataset": "two.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-two", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("QUEUED: two", "waits"))
+    lease = runs.lease_notice
+
+    def started_meanwhile(run_id, status, *args, **kwargs):  # the run starts between the sender's read and its lease
+        assert runs.transition(run_id, RunStatus.QUEUED, RunStatus.TUNING)
+        assert runs.supersede_notice(run_id, status)
+        return lease(run_id, status, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "lease_notice", started_meanwhile)
+    assert outbox.send_pending(runs, pipeline.clients.sns, pipeline.settings.topic_arn, "reviewtune-two") == []
+    assert pipeline.messages("reviewtune-two") == []
+    assert runs.supersede_notice("reviewtune-two", "QUEUED")  # not sent: still droppable
+    assert not runs.get("reviewtune-two").get("notice_pending")  # nothing left to send: out of the index
+
+
+def test_a_queued_notice_sent_before_the_run_started_stays_sent(pipeline):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")
+    assert pipeline.run(ids[2])["status"] == "TUNING"
+    assert "superseded_at" not in pipeline.run(ids[2])["outbox"]["QUEUED"]
+    assert pipeline.statuses_told(ids[2]) == ["QUEUED"]
 
 
 def _subscriber(stack, name: str, filter_policy: dict) -> str:
