@@ -19,7 +19,7 @@ them.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, job_stops, withdrawal
 from reviewtune.core.notify import publish
-from reviewtune.core.runs import RunsRepository, parse_iso, unsent
+from reviewtune.core.runs import RunsRepository, messages, now_iso, parse_iso, unsent
 
 logger = Logger(child=True)
 
@@ -57,6 +57,8 @@ def send_pending(
         progressed = False
         for entry in unsent(item):
             status = entry["status"]
+            if _dropped_in_flight(item, entry, now):
+                break  # a sender may still be publishing an earlier message, dropped meanwhile: it sends this one too
             if not runs.lease_notice(run_id, status, LEASE_SECONDS, now):
                 if _unsent(runs, run_id, status):
                     # another sender holds it (or held it and died): the later messages wait, so that people are told
@@ -81,6 +83,18 @@ def send_pending(
         runs.clear_pending_notice(run_id, item["status"], unless_set=job_stops.ATTRIBUTES,
                                   updated_at=item.get("updated_at"))
     return sent
+
+
+def _dropped_in_flight(item: dict[str, Any], entry: dict[str, Any], now: datetime | None) -> bool:
+    """Whether a message recorded before ``entry`` was dropped unsent (``runs.supersede_notice``) while a sender held
+    its lease: that sender may be publishing it now, and messages after it wait for it as behind any leased one (its
+    lease ends when the sender marks it sent, gives it back, or dies)."""
+    moment = now_iso(max(now or datetime.now(UTC), datetime.now(UTC)))
+    return any(
+        earlier.get("superseded_at") and not earlier.get("sent_at") and earlier.get("lease_until", "") > moment
+        and earlier.get("created_at", "") < entry.get("created_at", "")
+        for earlier in messages(item)
+    )
 
 
 def _unsent(runs: RunsRepository, run_id: str, status: str) -> bool:

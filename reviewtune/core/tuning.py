@@ -569,7 +569,7 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
 
 def _drop_queued_notice(runs: RunsRepository, started: dict[str, Any]) -> None:
     """A run started from the queue before SNS took its "queued" notice: that notice, out of date now, is never sent.
-    A refused write leaves it to be sent late, as before."""
+    A refused write, or a start that dies between its TUNING write and this one, leaves it to be sent late, as before."""
     if not any(entry["status"] == RunStatus.QUEUED.value for entry in unsent(started)):
         return
     try:

@@ -1032,6 +1032,54 @@ def test_a_sender_that_read_a_queued_notice_before_it_was_dropped_does_not_send_
     assert not runs.get("reviewtune-two").get("notice_pending")  # nothing left to send: out of the index
 
 
+def test_an_outcome_waits_for_a_queued_notice_dropped_while_a_sender_publishes_it(pipeline, monkeypatch):
+    """Sender A is inside Publish with the "queued" notice when the run starts (the notice is dropped), ends, and
+    sender B comes: B leaves the outcome to A, which sends it after the notice, in the order they were recorded."""
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.create({"run_id": "reviewtune-two", "dataset": "two.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-two", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("QUEUED: two", "waits"))
+    sns, topic = pipeline.clients.sns, pipeline.settings.topic_arn
+    publish = outbox.publish
+    sent_by_b = []
+
+    def publishing(client, arn, subject, body, *, run_id, status):
+        if status == "QUEUED" and not sent_by_b:
+            assert runs.transition(run_id, RunStatus.QUEUED, RunStatus.TUNING)
+            assert runs.supersede_notice(run_id, status)  # the start drops it while A publishes it
+            assert runs.transition(run_id, RunStatus.TUNING, RunStatus.FAILED, notice=("FAILED: two", "boom"))
+            sent_by_b.append(outbox.send_pending(runs, sns, topic, run_id))
+        return publish(client, arn, subject, body, run_id=run_id, status=status)
+
+    monkeypatch.setattr(outbox, "publish", publishing)
+    assert len(outbox.send_pending(runs, sns, topic, "reviewtune-two")) == 2  # A: the notice, then the outcome
+    assert sent_by_b == [[]]
+    assert pipeline.statuses_told("reviewtune-two") == ["QUEUED", "FAILED"]
+    assert_ended(pipeline, "reviewtune-two", "FAILED")
+
+
+def test_load_drop_expects_a_queued_notice_dropped_only_after_it_went_out(pipeline):
+    from bench.load_drop import LoadReport, _tally
+
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.create({"run_id": "reviewtune-two", "dataset": "two.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-two", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("QUEUED: two", "waits"))
+    assert runs.transition("reviewtune-two", RunStatus.QUEUED, RunStatus.TUNING)
+    assert runs.supersede_notice("reviewtune-two", "QUEUED")
+    assert runs.transition("reviewtune-two", RunStatus.TUNING, RunStatus.FAILED, notice=("FAILED: two", "boom"))
+
+    def problems(*statuses: str) -> list[str]:
+        received = {status: {"MessageAttributes": {"run_id": {"Value": "reviewtune-two"}, "status": {"Value": status}}}
+                    for status in statuses}
+        report = LoadReport(files=1, max_concurrent_runs=1)
+        _tally(report, {"reviewtune-two": runs.get("reviewtune-two")}, type("Subscriber", (), {"received": received}))
+        return report.message_problems()
+
+    assert problems("FAILED") == []  # dropped unsent: not owed
+    assert runs.mark_sent("reviewtune-two", "QUEUED", "m1")  # a sender was publishing it as it was dropped
+    assert problems("QUEUED", "FAILED") == []
+    assert problems("FAILED") == ["reviewtune-two: expected ['FAILED', 'QUEUED'], received ['FAILED']"]
+
+
 def test_a_queued_notice_sent_before_the_run_started_stays_sent(pipeline):
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
     pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
