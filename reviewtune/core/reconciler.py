@@ -29,6 +29,7 @@ from reviewtune.core import (
     job_stops,
     names,
     outbox,
+    queue_wait,
     slots,
     states,
     stop_requests,
@@ -233,6 +234,9 @@ def reconcile_run(
     run_id = run["run_id"]
     stopping = stop_requests.requested(run)
     deadline = run.get("deadline_at")
+    if (deadline and parse_iso(deadline) < now and status is RunStatus.QUEUED and not stopping
+            and queue_wait.wait_on(run, runs, clients.runs_table, now) is not None):
+        return "queued past its deadline behind runs at work: waits on"
     if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:

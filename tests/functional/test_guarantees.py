@@ -14,9 +14,9 @@ import boto3
 import pytest
 
 from reviewtune.console import views
-from reviewtune.core import dead_letters, outbox, reconciler, slots, states, stop_requests, tuning
+from reviewtune.core import dead_letters, outbox, queue_wait, reconciler, slots, states, stop_requests, tuning
 from reviewtune.core.errors import RunNotReadyError
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, unsent
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, unsent
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
@@ -629,19 +629,61 @@ def test_a_run_past_its_deadline_whose_job_stop_is_throttled_ends_once_its_job_i
     assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
 
 
-def test_a_run_that_waits_in_the_queue_past_its_deadline_ends_failed_told_it_never_tuned(pipeline):
-    pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
+def test_a_run_that_waits_in_a_stopped_queue_past_its_deadline_ends_failed_told_it_never_tuned(pipeline):
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))
     queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
     late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
+    for other in {first["run_id"], *(r["run_id"] for r in queued)} - {late}:
+        slots.release(pipeline.clients.runs_table, other)  # the queue stopped: no run at work holds a slot
     queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
     # never shorter than tuning's and evaluating's together: the runs ahead are past their own deadlines by then
-    assert pipeline.reconcile(later(queued_hours + 1))["stuck"] == 3
+    result = pipeline.reconcile(later(queued_hours + 1))
+    assert result["stuck"] == 3 and result["steps"][late] == "past deadline"
     item = assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
     assert item["failed_stage"] == "queue" and pipeline.statuses_told(late) == ["QUEUED", "FAILED"]
     message = pipeline.messages(late)[-1]
     assert message["Subject"].endswith("failed while queued"), message["Subject"]
     assert "ended FAILED while queued" in message["Message"]
     assert late not in pipeline.sagemaker.tuning
+
+
+def test_a_run_queued_past_its_deadline_behind_runs_at_work_waits_on_and_starts_when_one_ends(pipeline):
+    """A queue deeper than the slots: the runs ahead work within their own deadlines, so the queued run is not stuck;
+    its deadline moves on, and the end of a run ahead starts it."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    late = ids[2]
+    assert pipeline.run(late)["status"] == "QUEUED"
+    queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
+    for ahead in ids[:2]:  # long tuning jobs: within their deadlines on the pass's clock
+        pipeline.clients.runs_table.update_item(Key={"run_id": ahead}, UpdateExpression="SET deadline_at = :t",
+                                                ExpressionAttributeValues={":t": now_iso(later(2 * queued_hours))})
+
+    result = pipeline.reconcile(later(queued_hours + 1))
+
+    assert result["stuck"] == 0 and result["steps"][late] == "queued past its deadline behind runs at work: waits on"
+    item = pipeline.run(late)
+    assert item["status"] == "QUEUED" and sorted(item["queue_waited_for"]) == sorted(ids[:2])
+    assert parse_iso(item["deadline_at"]) > later(2 * queued_hours)  # one QUEUED deadline on from the pass's clock
+    assert pipeline.statuses_told(late) == ["QUEUED"]
+    pipeline.succeed(ids[0])
+    assert pipeline.run(late)["status"] == "TUNING"
+    pipeline.succeed(late)
+    assert_ended(pipeline, late, "SUCCEEDED")
+    assert pipeline.statuses_told(late) == ["QUEUED", "SUCCEEDED"]
+
+
+def test_runs_queued_holding_slots_do_not_keep_each_other_waiting_past_the_deadline(pipeline):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    late = ids[2]
+    for other in ids[:2]:  # the slots are held by a run whose start is refused again and again: no run at work
+        slots.release(pipeline.clients.runs_table, other)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert slots.acquire(pipeline.clients.runs_table, "reviewtune-stuckstart", 2)
+    assert runs.create({"run_id": "reviewtune-stuckstart", "dataset": "s.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-stuckstart", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("q", "waits"))
+    assert queue_wait.runs_working_ahead(runs, pipeline.clients.runs_table, late) == []
+    queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
+    assert pipeline.reconcile(later(queued_hours + 1))["steps"][late] == "past deadline"
 
 
 def _meanwhile(monkeypatch, run_id: str, step, *, before_the_deadline_is_recorded: bool) -> None:
@@ -679,6 +721,8 @@ def test_a_queued_run_started_while_a_pass_ends_it_at_its_deadline(pipeline, mon
     queued = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i + 1))) for i in range(2)]
     late = next(r for r in queued if r["status"] == "QUEUED")["run_id"]
     others = [r["run_id"] for r in [first, *queued] if r["run_id"] != late]
+    for other in others:  # the queue stopped (no run at work holds a slot), so the queued run's deadline holds
+        slots.release(pipeline.clients.runs_table, other)
     runs = RunsRepository(pipeline.clients.runs_table, pipeline.settings.run_deadlines)
     started = []
 
