@@ -139,8 +139,8 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("promoted", _promoted(item)),
         ("model package", _package(item)),
         ("duplicate of", item.get("duplicate_of")),
-        ("ends by (UTC)", f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then"
-         if item.get("deadline_at") else None),
+        ("ends by (UTC)", _ends_by(item, status)),
+        ("waited in the queue for", ", ".join(item.get("queue_waited_for") or ()) or None),
         ("last start error", item.get("start_error")),
         ("stop requested", _stop_request(item)),
         ("found by sweep", f"{utc_time(item['found_by_sweep'])}: its Object Created event never came; the "
@@ -179,6 +179,14 @@ def took(item: dict[str, Any]) -> str | None:
     seconds = max(0, int((end - start).total_seconds()))
     span = display.duration(seconds)
     return span if ended else f"{span} so far"
+
+
+def _ends_by(item: dict[str, Any], status: str) -> str | None:
+    if not item.get("deadline_at"):
+        return None
+    moved = (" (moved on while another run holding a slot is tuning or evaluating)"
+             if status == states.RunStatus.QUEUED.value else "")
+    return f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then{moved}"
 
 
 def _unsent(item: dict[str, Any]) -> str | None:

@@ -5,7 +5,8 @@ makes a run wait several whole runs, each working within its own deadline: behin
 ceil((k + 1) / N) runs, longer than any fixed deadline. While another run holding a slot is tuning or evaluating, the
 queue moves (that run ends by its own deadline at the latest, and its end starts the oldest queued run), so the
 reconciler moves the queued run's deadline one QUEUED deadline on instead of ending it. Runs that hold a slot but are
-themselves queued (a throttled start) do not count: two of them would keep each other waiting.
+themselves queued (a throttled start) do not count: two of them would keep each other waiting; nor does a queued run
+that holds a slot itself wait on: its start keeps failing, and its deadline is what ends it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ WORKING = (RunStatus.TUNING, RunStatus.EVALUATING)
 
 
 def runs_working_ahead(runs: RunsRepository, runs_table: Any, run_id: str) -> list[str]:
-    """The runs other than ``run_id`` that hold a slot and are tuning or evaluating."""
+    """The runs that hold a slot and are tuning or evaluating, while ``run_id`` holds none; [] when it holds one (a
+    queued run holding a slot waits for no run: its own start keeps failing, which its deadline ends)."""
+    holders = slots.holders(runs_table)
+    if run_id in holders:
+        return []
     working = []
-    for holder in sorted(slots.holders(runs_table) - {run_id}):
+    for holder in sorted(holders):
         item = runs.get(holder)
         if item is not None and item.get("status") in WORKING:
             working.append(holder)

@@ -672,7 +672,22 @@ def test_a_run_queued_past_its_deadline_behind_runs_at_work_waits_on_and_starts_
     assert pipeline.statuses_told(late) == ["QUEUED", "SUCCEEDED"]
 
 
-def test_runs_queued_holding_slots_do_not_keep_each_other_waiting_past_the_deadline(pipeline):
+def test_a_queued_run_holding_a_slot_ends_at_its_deadline_though_runs_work(pipeline):
+    """Its start took a slot and keeps failing (it waits for no run): its deadline ends it, told once."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    late = ids[2]
+    queued_hours = pipeline.settings.run_deadlines[RunStatus.QUEUED] / 3600
+    for ahead in ids[:2]:  # at work within their deadlines on the pass's clock
+        pipeline.clients.runs_table.update_item(Key={"run_id": ahead}, UpdateExpression="SET deadline_at = :t",
+                                                ExpressionAttributeValues={":t": now_iso(later(2 * queued_hours))})
+    assert slots.acquire(pipeline.clients.runs_table, late, 3)  # as a start that took the slot, then failed
+    result = pipeline.reconcile(later(queued_hours + 1))
+    assert result["steps"][late] == "past deadline"
+    assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
+    assert late not in slots.holders(pipeline.clients.runs_table)
+
+
+def test_queued_runs_holding_slots_are_not_counted_as_runs_at_work(pipeline):
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
     late = ids[2]
     for other in ids[:2]:  # the slots are held by a run whose start is refused again and again: no run at work

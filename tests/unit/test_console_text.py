@@ -108,9 +108,15 @@ def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3(
               "deadline_at": "2026-11-03T10:00:00Z",
               "status_history": {"CLAIMED": "2026-11-01T10:00:00Z", "QUEUED": "2026-11-01T10:00:01Z"}}
     text = rendered(views.run_view(queued))
-    assert "2026-11-03 10:00:00 at the latest: the reconciler ends a run still QUEUED then" in text
+    assert "2026-11-03 10:00:00 at the latest: the reconciler ends a run still QUEUED then (moved on while another " \
+           "run holding a slot is tuning or evaluating)" in " ".join(text.split())
     assert "file received (CLAIMED)" in text and "waiting for a free slot (QUEUED)" in text
     assert "Artifacts" not in text  # nothing to list yet
+    assert "waited in the queue for" not in text
+    waited = rendered(views.run_view({**queued, "queue_waited_for": ["reviewtune-aaaa", "reviewtune-bbbb"]}))
+    assert "waited in the queue for" in waited and "reviewtune-aaaa, reviewtune-bbbb" in waited
+    tuning = rendered(views.run_view({**queued, "status": "TUNING"}))
+    assert "ends a run still TUNING then" in tuning and "moved on while" not in tuning
 
     duplicate = {"run_id": RUN_ID, "status": "DUPLICATE", "dataset": "a.tsv", "duplicate_of": "reviewtune-aaaa"}
     assert "duplicate of" in (shown := rendered(views.run_view(duplicate))) and "reviewtune-aaaa" in shown
