@@ -140,7 +140,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("model package", _package(item)),
         ("duplicate of", item.get("duplicate_of")),
         ("ends by (UTC)", _ends_by(item, status)),
-        ("waited in the queue for", ", ".join(item.get("queue_waited_for") or ()) or None),
+        ("last waited in the queue for", ", ".join(item.get("queue_waited_for") or ()) or None),
         ("last start error", item.get("start_error")),
         ("stop requested", _stop_request(item)),
         ("found by sweep", f"{utc_time(item['found_by_sweep'])}: its Object Created event never came; the "
@@ -184,8 +184,8 @@ def took(item: dict[str, Any]) -> str | None:
 def _ends_by(item: dict[str, Any], status: str) -> str | None:
     if not item.get("deadline_at"):
         return None
-    moved = (" (moved on while another run holding a slot is tuning or evaluating)"
-             if status == states.RunStatus.QUEUED.value else "")
+    moved = (" (moved on while another run holding a slot is tuning or evaluating, unless this run holds one itself)"
+             if status == states.RunStatus.QUEUED.value and not stop_requests.requested(item) else "")
     return f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then{moved}"
 
 

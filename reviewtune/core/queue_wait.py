@@ -6,23 +6,26 @@ ceil((k + 1) / N) runs, longer than any fixed deadline. While another run holdin
 queue moves (that run ends by its own deadline at the latest, and its end starts the oldest queued run), so the
 reconciler moves the queued run's deadline one QUEUED deadline on instead of ending it. Runs that hold a slot but are
 themselves queued (a throttled start) do not count: two of them would keep each other waiting; nor does a queued run
-that holds a slot itself wait on: its start keeps failing, and its deadline is what ends it.
+that holds a slot itself wait for other runs: its own start is failing. Its deadline moves only past the next try of
+a start SageMaker throttled (the start gives up after START_MAX_ATTEMPTS); a start that fails otherwise ends at it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from reviewtune.core import slots
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 
 WORKING = (RunStatus.TUNING, RunStatus.EVALUATING)
+# After a throttled start's next try is due, a reconciler pass (every 5 minutes) makes it within this.
+RETRY_GRACE_SECONDS = 1800
 
 
 def runs_working_ahead(runs: RunsRepository, runs_table: Any, run_id: str) -> list[str]:
     """The runs that hold a slot and are tuning or evaluating, while ``run_id`` holds none; [] when it holds one (a
-    queued run holding a slot waits for no run: its own start keeps failing, which its deadline ends)."""
+    queued run holding a slot waits for no run: its own start is failing, see ``wait_on``)."""
     holders = slots.holders(runs_table)
     if run_id in holders:
         return []
@@ -34,14 +37,31 @@ def runs_working_ahead(runs: RunsRepository, runs_table: Any, run_id: str) -> li
     return working
 
 
-def wait_on(run: dict[str, Any], runs: RunsRepository, runs_table: Any, now: datetime) -> dict[str, Any] | None:
-    """Move a QUEUED run's deadline one QUEUED deadline on from ``now`` while runs ahead of it work (``waited_for``
-    names them); the run as written, or None when the queue has stopped (no run working) or the run moved on or was
-    asked to stop meanwhile."""
+def wait_on(run: dict[str, Any], runs: RunsRepository, runs_table: Any, now: datetime) -> str | None:
+    """Move a QUEUED run's passed deadline on, and say why: one QUEUED deadline from ``now`` while runs ahead of it
+    work (``queue_waited_for`` names those of this move), or, for a run holding a slot whose start SageMaker throttled,
+    to just past its next try (the start's own limit of attempts ends it). None when the deadline holds: the queue
+    has stopped, the start fails in a way it does not retry, or the run moved on or was asked to stop meanwhile."""
+    if run["run_id"] in slots.holders(runs_table):
+        return _until_its_next_try(run, runs)
     ahead = runs_working_ahead(runs, runs_table, run["run_id"])
     if not ahead:
         return None
-    return runs.update_if(
+    moved = runs.update_if(
         run["run_id"], RunStatus.QUEUED, unless_stop_requested=True,
         deadline_at=runs.deadline_at(RunStatus.QUEUED, now), queue_waited_for=ahead[:10],
     )
+    return "behind runs at work" if moved is not None else None
+
+
+def _until_its_next_try(run: dict[str, Any], runs: RunsRepository) -> str | None:
+    """A throttled start's next try comes after the deadline: the deadline moves to just past it, once per try (a
+    try that records nothing leaves the deadline where it is, and the run ends at it)."""
+    retry = (run.get("tuning_start") or {}).get("next_attempt_at")
+    if not retry or not run.get("deadline_at"):
+        return None
+    until = parse_iso(retry) + timedelta(seconds=RETRY_GRACE_SECONDS)
+    if until <= parse_iso(run["deadline_at"]):
+        return None
+    moved = runs.update_if(run["run_id"], RunStatus.QUEUED, unless_stop_requested=True, deadline_at=now_iso(until))
+    return "for its start's next try" if moved is not None else None

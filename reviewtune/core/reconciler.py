@@ -235,8 +235,8 @@ def reconcile_run(
     stopping = stop_requests.requested(run)
     deadline = run.get("deadline_at")
     if (deadline and parse_iso(deadline) < now and status is RunStatus.QUEUED and not stopping
-            and queue_wait.wait_on(run, runs, clients.runs_table, now) is not None):
-        return "queued past its deadline behind runs at work: waits on"
+            and (why := queue_wait.wait_on(run, runs, clients.runs_table, now))):
+        return f"queued past its deadline: waits {why}"
     if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:

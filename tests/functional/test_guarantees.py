@@ -660,7 +660,7 @@ def test_a_run_queued_past_its_deadline_behind_runs_at_work_waits_on_and_starts_
 
     result = pipeline.reconcile(later(queued_hours + 1))
 
-    assert result["stuck"] == 0 and result["steps"][late] == "queued past its deadline behind runs at work: waits on"
+    assert result["stuck"] == 0 and result["steps"][late] == "queued past its deadline: waits behind runs at work"
     item = pipeline.run(late)
     assert item["status"] == "QUEUED" and sorted(item["queue_waited_for"]) == sorted(ids[:2])
     assert parse_iso(item["deadline_at"]) > later(2 * queued_hours)  # one QUEUED deadline on from the pass's clock
@@ -685,6 +685,47 @@ def test_a_queued_run_holding_a_slot_ends_at_its_deadline_though_runs_work(pipel
     assert result["steps"][late] == "past deadline"
     assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
     assert late not in slots.holders(pipeline.clients.runs_table)
+
+
+def test_a_queued_run_whose_throttled_start_is_due_after_its_deadline_gets_that_try(pipeline):
+    """It waited behind runs at work; a slot freed and SageMaker throttled its start; its deadline falls before the
+    next try: the deadline moves just past that try, which starts it."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    late = ids[2]
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")  # frees a slot: the queued run takes it, and its start is throttled
+    item = pipeline.run(late)
+    assert item["status"] == "QUEUED" and late in slots.holders(pipeline.clients.runs_table)
+    retry = parse_iso(item["tuning_start"]["next_attempt_at"])
+    pipeline.clients.runs_table.update_item(Key={"run_id": late}, UpdateExpression="SET deadline_at = :t",
+                                            ExpressionAttributeValues={":t": now_iso(later(-1 / 3600))})
+
+    result = pipeline.reconcile(later(0))  # past the deadline, before the next try
+
+    assert result["steps"][late] == "queued past its deadline: waits for its start's next try"
+    moved = parse_iso(pipeline.run(late)["deadline_at"])
+    assert moved == retry + timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS)
+    assert pipeline.reconcile(retry + timedelta(seconds=1))["stuck"] == 0  # the try is due: it starts the run
+    assert pipeline.run(late)["status"] == "TUNING"
+    pipeline.succeed(late)
+    assert_ended(pipeline, late, "SUCCEEDED")
+
+
+def test_a_queued_run_whose_start_records_no_next_try_ends_at_its_moved_deadline(pipeline):
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    late = ids[2]
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")
+    retry = parse_iso(pipeline.run(late)["tuning_start"]["next_attempt_at"])
+    pipeline.clients.runs_table.update_item(Key={"run_id": late}, UpdateExpression="SET deadline_at = :t",
+                                            ExpressionAttributeValues={":t": now_iso(later(-1 / 3600))})
+    assert pipeline.reconcile(later(0))["steps"][late].endswith("waits for its start's next try")
+    # every try since died before recording anything: past the moved deadline, the run ends
+    grace = timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS + 1)
+    assert pipeline.reconcile(retry + grace)["steps"][late] == "past deadline"
+    assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
 
 
 def test_queued_runs_holding_slots_are_not_counted_as_runs_at_work(pipeline):

@@ -109,12 +109,14 @@ def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3(
               "status_history": {"CLAIMED": "2026-11-01T10:00:00Z", "QUEUED": "2026-11-01T10:00:01Z"}}
     text = rendered(views.run_view(queued))
     assert "2026-11-03 10:00:00 at the latest: the reconciler ends a run still QUEUED then (moved on while another " \
-           "run holding a slot is tuning or evaluating)" in " ".join(text.split())
+           "run holding a slot is tuning or evaluating, unless this run holds one itself)" in " ".join(text.split())
     assert "file received (CLAIMED)" in text and "waiting for a free slot (QUEUED)" in text
     assert "Artifacts" not in text  # nothing to list yet
     assert "waited in the queue for" not in text
     waited = rendered(views.run_view({**queued, "queue_waited_for": ["reviewtune-aaaa", "reviewtune-bbbb"]}))
-    assert "waited in the queue for" in waited and "reviewtune-aaaa, reviewtune-bbbb" in waited
+    assert "last waited in the queue for" in waited and "reviewtune-aaaa, reviewtune-bbbb" in waited
+    stopping = rendered(views.run_view({**queued, "stop_request": {"by": "arn:aws:iam::1:user/ops", "at": "x"}}))
+    assert "ends a run still QUEUED then" in stopping and "moved on while" not in stopping
     tuning = rendered(views.run_view({**queued, "status": "TUNING"}))
     assert "ends a run still TUNING then" in tuning and "moved on while" not in tuning
 
