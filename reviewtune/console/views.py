@@ -142,6 +142,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("ends by (UTC)", _ends_by(item, status)),
         ("last waited in the queue for", ", ".join(item.get("queue_waited_for") or ()) or None),
         ("last start error", item.get("start_error")),
+        ("tuning job start", _start_tries(item)),
         ("stop requested", _stop_request(item)),
         ("found by sweep", f"{utc_time(item['found_by_sweep'])}: its Object Created event never came; the "
          "reconciler found the file in incoming/" if item.get("found_by_sweep") else None),
@@ -184,9 +185,19 @@ def took(item: dict[str, Any]) -> str | None:
 def _ends_by(item: dict[str, Any], status: str) -> str | None:
     if not item.get("deadline_at"):
         return None
-    moved = (" (moved on while another run holding a slot is tuning or evaluating, unless this run holds one itself)"
-             if status == states.RunStatus.QUEUED.value and not stop_requests.requested(item) else "")
+    moved = (" (moved on while another run holding a slot is tuning or evaluating; for a run holding one, only past "
+             "its start's next try)" if status == states.RunStatus.QUEUED.value and not stop_requests.requested(item)
+             else "")
     return f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then{moved}"
+
+
+def _start_tries(item: dict[str, Any]) -> str | None:
+    """The throttled tries of the run's tuning job start (aws_errors.next_attempt), while the run waits to start."""
+    start = item.get("tuning_start")
+    if not isinstance(start, dict) or item.get("status") not in (states.RunStatus.CLAIMED, states.RunStatus.QUEUED):
+        return None
+    return (f"refused {start.get('attempts', '?')} time(s), last: {start.get('last_error', '-')}; next try "
+            f"{utc_time(start['next_attempt_at']) if start.get('next_attempt_at') else '-'}")
 
 
 def _unsent(item: dict[str, Any]) -> str | None:

@@ -19,7 +19,8 @@ from reviewtune.core import slots
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 
 WORKING = (RunStatus.TUNING, RunStatus.EVALUATING)
-# After a throttled start's next try is due, a reconciler pass (every 5 minutes) makes it within this.
+# After a throttled start's next try is due, a reconciler pass (every 5 minutes by default) makes it within this; a
+# slower schedule gets one more move once the try is due (queue_wait._until_its_next_try).
 RETRY_GRACE_SECONDS = 1800
 
 
@@ -43,7 +44,7 @@ def wait_on(run: dict[str, Any], runs: RunsRepository, runs_table: Any, now: dat
     to just past its next try (the start's own limit of attempts ends it). None when the deadline holds: the queue
     has stopped, the start fails in a way it does not retry, or the run moved on or was asked to stop meanwhile."""
     if run["run_id"] in slots.holders(runs_table):
-        return _until_its_next_try(run, runs)
+        return _until_its_next_try(run, runs, now)
     ahead = runs_working_ahead(runs, runs_table, run["run_id"])
     if not ahead:
         return None
@@ -54,14 +55,21 @@ def wait_on(run: dict[str, Any], runs: RunsRepository, runs_table: Any, now: dat
     return "behind runs at work" if moved is not None else None
 
 
-def _until_its_next_try(run: dict[str, Any], runs: RunsRepository) -> str | None:
-    """A throttled start's next try comes after the deadline: the deadline moves to just past it, once per try (a
-    try that records nothing leaves the deadline where it is, and the run ends at it)."""
-    retry = (run.get("tuning_start") or {}).get("next_attempt_at")
+def _until_its_next_try(run: dict[str, Any], runs: RunsRepository, now: datetime) -> str | None:
+    """A throttled start's next try comes after the deadline, or is due and not yet made (no reconciler pass came in
+    time): the deadline moves just past it. Once the try is due, once per recorded try (``deadline_moved_for_try``):
+    a try that dies without recording anything leaves the deadline where it is, and the run ends at it."""
+    start = run.get("tuning_start") or {}
+    retry, tries = start.get("next_attempt_at"), start.get("attempts")
     if not retry or not run.get("deadline_at"):
         return None
-    until = parse_iso(retry) + timedelta(seconds=RETRY_GRACE_SECONDS)
+    due = parse_iso(retry) <= now
+    if due and run.get("deadline_moved_for_try") == tries:
+        return None
+    until = max(parse_iso(retry), now) + timedelta(seconds=RETRY_GRACE_SECONDS)
     if until <= parse_iso(run["deadline_at"]):
         return None
-    moved = runs.update_if(run["run_id"], RunStatus.QUEUED, unless_stop_requested=True, deadline_at=now_iso(until))
+    marks = {"deadline_moved_for_try": tries} if due else {}
+    moved = runs.update_if(run["run_id"], RunStatus.QUEUED, unless_stop_requested=True, deadline_at=now_iso(until),
+                           **marks)
     return "for its start's next try" if moved is not None else None

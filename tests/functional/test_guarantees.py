@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote_plus
 
 import boto3
@@ -687,44 +687,60 @@ def test_a_queued_run_holding_a_slot_ends_at_its_deadline_though_runs_work(pipel
     assert late not in slots.holders(pipeline.clients.runs_table)
 
 
-def test_a_queued_run_whose_throttled_start_is_due_after_its_deadline_gets_that_try(pipeline):
-    """It waited behind runs at work; a slot freed and SageMaker throttled its start; its deadline falls before the
-    next try: the deadline moves just past that try, which starts it."""
-    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
-    late = ids[2]
-    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
-    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
-    pipeline.tuning_ended(ids[0], "Failed")  # frees a slot: the queued run takes it, and its start is throttled
-    item = pipeline.run(late)
-    assert item["status"] == "QUEUED" and late in slots.holders(pipeline.clients.runs_table)
-    retry = parse_iso(item["tuning_start"]["next_attempt_at"])
-    pipeline.clients.runs_table.update_item(Key={"run_id": late}, UpdateExpression="SET deadline_at = :t",
-                                            ExpressionAttributeValues={":t": now_iso(later(-1 / 3600))})
-
-    result = pipeline.reconcile(later(0))  # past the deadline, before the next try
-
-    assert result["steps"][late] == "queued past its deadline: waits for its start's next try"
-    moved = parse_iso(pipeline.run(late)["deadline_at"])
-    assert moved == retry + timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS)
-    assert pipeline.reconcile(retry + timedelta(seconds=1))["stuck"] == 0  # the try is due: it starts the run
-    assert pipeline.run(late)["status"] == "TUNING"
-    pipeline.succeed(late)
-    assert_ended(pipeline, late, "SUCCEEDED")
-
-
-def test_a_queued_run_whose_start_records_no_next_try_ends_at_its_moved_deadline(pipeline):
+def _queued_holding_a_slot_with_a_throttled_start(pipeline) -> tuple[str, datetime]:
+    """Three files, two slots: the third waits; a slot frees, it takes it, and SageMaker throttles its start; its
+    deadline has just passed. Returns its run id and the time of its start's next try."""
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
     late = ids[2]
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
     pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
     pipeline.tuning_ended(ids[0], "Failed")
-    retry = parse_iso(pipeline.run(late)["tuning_start"]["next_attempt_at"])
+    item = pipeline.run(late)
+    assert item["status"] == "QUEUED" and late in slots.holders(pipeline.clients.runs_table)
     pipeline.clients.runs_table.update_item(Key={"run_id": late}, UpdateExpression="SET deadline_at = :t",
                                             ExpressionAttributeValues={":t": now_iso(later(-1 / 3600))})
+    return late, parse_iso(item["tuning_start"]["next_attempt_at"])
+
+
+@pytest.mark.parametrize("schedule", ["a pass soon after the try is due", "hourly passes"])
+def test_a_queued_run_whose_throttled_start_is_due_after_its_deadline_gets_that_try(pipeline, schedule):
+    """Its deadline falls before its start's next try: the deadline moves just past that try, which starts it; with
+    passes further apart than that, the first pass after the try fell due moves it once more and makes the try."""
+    late, retry = _queued_holding_a_slot_with_a_throttled_start(pipeline)
+    grace = timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS)
+
+    result = pipeline.reconcile(later(0))  # past the deadline, before the next try
+
+    assert result["steps"][late] == "queued past its deadline: waits for its start's next try"
+    assert parse_iso(pipeline.run(late)["deadline_at"]) == retry + grace
+    if schedule == "hourly passes":
+        result = pipeline.reconcile(retry + grace + timedelta(minutes=30))
+        assert result["steps"][late] == "queued past its deadline: waits for its start's next try"
+    else:
+        result = pipeline.reconcile(retry + timedelta(seconds=1))
+    assert result["stuck"] == 0 and pipeline.run(late)["status"] == "TUNING"  # the pass's start of the queue made it
+    pipeline.succeed(late)
+    assert_ended(pipeline, late, "SUCCEEDED")
+
+
+def test_a_queued_run_whose_start_tries_record_nothing_ends_at_its_moved_deadline(pipeline, monkeypatch):
+    late, retry = _queued_holding_a_slot_with_a_throttled_start(pipeline)
     assert pipeline.reconcile(later(0))["steps"][late].endswith("waits for its start's next try")
-    # every try since died before recording anything: past the moved deadline, the run ends
-    grace = timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS + 1)
-    assert pipeline.reconcile(retry + grace)["steps"][late] == "past deadline"
+    launch = tuning.launch
+
+    def dies(run, settings, clients):  # every try of its start dies before recording anything
+        if run["run_id"] == late:
+            raise RuntimeError("the invocation died")
+        return launch(run, settings, clients)
+
+    monkeypatch.setattr(tuning, "launch", dies)
+    grace = timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS)
+    pipeline.reconcile(retry + timedelta(seconds=1))  # the try, due: it dies
+    assert pipeline.run(late)["status"] == "QUEUED"
+    first_due = pipeline.reconcile(retry + grace + timedelta(seconds=1))  # past the moved deadline, the try due
+    assert first_due["steps"][late].endswith("waits for its start's next try")  # once for this recorded try
+    assert pipeline.run(late)["status"] == "QUEUED"
+    assert pipeline.reconcile(retry + 3 * grace)["steps"][late] == "past deadline"
     assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
 
 

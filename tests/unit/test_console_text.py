@@ -109,7 +109,12 @@ def test_show_explains_a_run_that_is_waiting_duplicated_or_has_its_trials_in_s3(
               "status_history": {"CLAIMED": "2026-11-01T10:00:00Z", "QUEUED": "2026-11-01T10:00:01Z"}}
     text = rendered(views.run_view(queued))
     assert "2026-11-03 10:00:00 at the latest: the reconciler ends a run still QUEUED then (moved on while another " \
-           "run holding a slot is tuning or evaluating, unless this run holds one itself)" in " ".join(text.split())
+           "run holding a slot is tuning or evaluating; for a run holding one, only past its start's next try)" \
+           in " ".join(text.split())
+    assert "tuning job start" not in text
+    throttled = rendered(views.run_view({**queued, "tuning_start": {
+        "attempts": 2, "last_error": "ThrottlingException: slow down", "next_attempt_at": "2026-11-02T10:02:00Z"}}))
+    assert "refused 2 time(s), last: ThrottlingException: slow down; next try 2026-11-02 10:02:00" in throttled
     assert "file received (CLAIMED)" in text and "waiting for a free slot (QUEUED)" in text
     assert "Artifacts" not in text  # nothing to list yet
     assert "waited in the queue for" not in text
