@@ -384,11 +384,17 @@ def lifecycle(pipeline: Pipeline) -> tuple[list[tuple[Any, ...]], str | None, li
 
 
 def told_per_run(pipeline: Pipeline) -> list[tuple[list[str], list[str]]]:
-    """For each run of the dropped files: the statuses it is to tell (QUEUED if it waited, then its status) and
-    those its messages told."""
+    """For each run of the dropped files: the statuses it is to tell (QUEUED if it waited, unless that notice was
+    still unsent when the run started, which drops it: runs.supersede_notice; then its status) and those its
+    messages told."""
     runs = RunsRepository(pipeline.clients.runs_table)
     return [
-        ((["QUEUED"] if "QUEUED" in item.get("status_history", {}) else []) + [item["status"]],
-         pipeline.statuses_told(item["run_id"]))
+        ((["QUEUED"] if "QUEUED" in item.get("status_history", {}) and not _dropped_unsent(item) else [])
+         + [item["status"]], pipeline.statuses_told(item["run_id"]))
         for item in runs.by_dataset(DATASET, limit=50)
     ]
+
+
+def _dropped_unsent(item: dict[str, Any]) -> bool:
+    queued = (item.get("outbox") or {}).get("QUEUED") or {}
+    return bool(queued.get("superseded_at")) and not queued.get("sent_at")
