@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
 
 from reviewtune.budget import SAMPLE_MODEL, Budget  # noqa: E402
 from reviewtune.core import names, states  # noqa: E402
-from reviewtune.core.runs import RunsRepository, parse_iso  # noqa: E402
+from reviewtune.core.runs import RunsRepository, dropped_unsent, parse_iso  # noqa: E402
 from reviewtune.sample_data import sample_tsv  # noqa: E402
 
 ROWS_PER_CLASS = 40
@@ -230,16 +230,11 @@ def watch(runtime: Any, run_ids: list[str], report: LoadReport, subscriber: Subs
     report.seconds = time.monotonic() - started
 
 
-def _dropped_unsent(entry: dict[str, Any]) -> bool:
-    """An outbox entry dropped before it went out (one being sent as it was dropped goes out all the same)."""
-    return bool(entry.get("superseded_at")) and not entry.get("sent_at")
-
-
 def _tally(report: LoadReport, items: dict[str, dict[str, Any]], subscriber: Subscriber) -> None:
     report.final = {r: i["status"] for r, i in items.items() if states.is_final(i["status"])}
     # runs told "queued": every run that waited, but one that started before its notice went out (dropped unsent)
     report.queued = {r for r, i in items.items() if states.RunStatus.QUEUED.value in (i.get("status_history") or {})
-                     and not _dropped_unsent((i.get("outbox") or {}).get(states.RunStatus.QUEUED.value) or {})}
+                     and not dropped_unsent((i.get("outbox") or {}).get(states.RunStatus.QUEUED.value) or {})}
     report.told = defaultdict(list)
     report.unknown_messages = 0
     for message in subscriber.received.values():

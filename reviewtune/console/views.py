@@ -338,7 +338,7 @@ def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:
         events += [(entry.get("sent_at"), f"told: {entry.get('subject')} (SNS message {entry.get('message_id')})")
                    for entry in runs.messages(item)]
         events += [(entry.get("superseded_at"), f"not told, out of date: {entry.get('subject')}")
-                   for entry in runs.messages(item) if not entry.get("sent_at")]
+                   for entry in runs.messages(item) if runs.dropped_unsent(entry)]
         if isinstance(item.get("retried"), dict):
             events.append((item["retried"].get("at"), f"retried as {item['retried'].get('new_run_id')} by "
                            f"{item['retried'].get('by')}"))

@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, job_stops, withdrawal
 from reviewtune.core.notify import publish
-from reviewtune.core.runs import RunsRepository, messages, now_iso, parse_iso, unsent
+from reviewtune.core.runs import RunsRepository, dropped_unsent, messages, now_iso, parse_iso, unsent
 
 logger = Logger(child=True)
 
@@ -91,7 +91,7 @@ def _dropped_in_flight(item: dict[str, Any], entry: dict[str, Any], now: datetim
     lease ends when the sender marks it sent, gives it back, or dies)."""
     moment = now_iso(max(now or datetime.now(UTC), datetime.now(UTC)))
     return any(
-        earlier.get("superseded_at") and not earlier.get("sent_at") and earlier.get("lease_until", "") > moment
+        dropped_unsent(earlier) and earlier.get("lease_until", "") > moment
         and earlier.get("created_at", "") < entry.get("created_at", "")
         for earlier in messages(item)
     )

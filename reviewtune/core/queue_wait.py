@@ -27,15 +27,13 @@ RETRY_GRACE_SECONDS = 1800
 def runs_working_ahead(runs: RunsRepository, runs_table: Any, run_id: str) -> list[str]:
     """The runs that hold a slot and are tuning or evaluating, while ``run_id`` holds none; [] when it holds one (a
     queued run holding a slot waits for no run: its own start is failing, see ``wait_on``)."""
-    holders = slots.holders(runs_table)
+    return _working(runs, slots.holders(runs_table), run_id)
+
+
+def _working(runs: RunsRepository, holders: set[str], run_id: str) -> list[str]:
     if run_id in holders:
         return []
-    working = []
-    for holder in sorted(holders):
-        item = runs.get(holder)
-        if item is not None and item.get("status") in WORKING:
-            working.append(holder)
-    return working
+    return [holder for holder in sorted(holders) if (runs.get(holder) or {}).get("status") in WORKING]
 
 
 def wait_on(run: dict[str, Any], runs: RunsRepository, runs_table: Any, now: datetime) -> str | None:
@@ -43,9 +41,10 @@ def wait_on(run: dict[str, Any], runs: RunsRepository, runs_table: Any, now: dat
     work (``queue_waited_for`` names those of this move), or, for a run holding a slot whose start SageMaker throttled,
     to just past its next try (the start's own limit of attempts ends it). None when the deadline holds: the queue
     has stopped, the start fails in a way it does not retry, or the run moved on or was asked to stop meanwhile."""
-    if run["run_id"] in slots.holders(runs_table):
+    holders = slots.holders(runs_table)  # one read for both questions
+    if run["run_id"] in holders:
         return _until_its_next_try(run, runs, now)
-    ahead = runs_working_ahead(runs, runs_table, run["run_id"])
+    ahead = _working(runs, holders, run["run_id"])
     if not ahead:
         return None
     moved = runs.update_if(

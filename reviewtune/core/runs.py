@@ -507,9 +507,15 @@ def messages(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: e.get("created_at", ""))
 
 
+def dropped_unsent(entry: Mapping[str, Any]) -> bool:
+    """Whether an outbox entry was dropped before it went out (``supersede_notice``; one a sender was publishing as it
+    was dropped goes out all the same, and is then sent)."""
+    return bool(entry.get("superseded_at")) and not entry.get("sent_at")
+
+
 def unsent(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's messages not sent yet, oldest first (not those dropped unsent: ``supersede_notice``)."""
-    return [e for e in messages(item) if not e.get("sent_at") and not e.get("superseded_at")]
+    return [e for e in messages(item) if not e.get("sent_at") and not dropped_unsent(e)]
 
 
 def outcome_message(item: Mapping[str, Any]) -> dict[str, Any] | None:

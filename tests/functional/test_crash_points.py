@@ -36,7 +36,7 @@ from moto.core.base_backend import BackendDict
 
 from reviewtune.core import dead_letters, slots, states
 from reviewtune.core.champion import champion_key
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, dropped_unsent
 from tests.functional.pipeline import Pipeline, measured
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import create_stack
@@ -389,12 +389,8 @@ def told_per_run(pipeline: Pipeline) -> list[tuple[list[str], list[str]]]:
     messages told."""
     runs = RunsRepository(pipeline.clients.runs_table)
     return [
-        ((["QUEUED"] if "QUEUED" in item.get("status_history", {}) and not _dropped_unsent(item) else [])
+        ((["QUEUED"] if "QUEUED" in item.get("status_history", {})
+          and not dropped_unsent((item.get("outbox") or {}).get("QUEUED") or {}) else [])
          + [item["status"]], pipeline.statuses_told(item["run_id"]))
         for item in runs.by_dataset(DATASET, limit=50)
     ]
-
-
-def _dropped_unsent(item: dict[str, Any]) -> bool:
-    queued = (item.get("outbox") or {}).get("QUEUED") or {}
-    return bool(queued.get("superseded_at")) and not queued.get("sent_at")
