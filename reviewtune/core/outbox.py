@@ -27,7 +27,15 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, job_stops, withdrawal
 from reviewtune.core.notify import publish
-from reviewtune.core.runs import RunsRepository, dropped_unsent, messages, now_iso, parse_iso, unsent
+from reviewtune.core.runs import (
+    RunsRepository,
+    dropped_unsent,
+    messages,
+    now_iso,
+    out_of_date,
+    parse_iso,
+    unsent,
+)
 
 logger = Logger(child=True)
 
@@ -59,6 +67,12 @@ def send_pending(
             status = entry["status"]
             if _dropped_in_flight(item, entry, now):
                 break  # a sender may still be publishing an earlier message, dropped meanwhile: it sends this one too
+            if out_of_date(item, entry):
+                # its run started, and the start died before dropping it: dropped here (unless a sender is publishing
+                # it), then the item read again, so that later messages wait for such a sender
+                runs.supersede_notice(run_id, status)
+                progressed = True
+                break
             if not runs.lease_notice(run_id, status, LEASE_SECONDS, now):
                 if _unsent(runs, run_id, status):
                     # another sender holds it (or held it and died): the later messages wait, so that people are told

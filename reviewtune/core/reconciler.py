@@ -244,7 +244,7 @@ def reconcile_run(
             # it on after, with a job stopped here; a run that moved on meanwhile (its job just made, a new
             # deadline) is not stuck, and its job is left alone
             run = stop_requests.record_deadline(
-                runs, run, why=_deadline_reason(run, status, settings.run_deadlines.get(status)), now=now)
+                runs, run, why=_deadline_reason(run, status, settings.run_deadlines.get(status), now), now=now)
             if run is None:
                 return "moved on"
         _stop_jobs(run, clients)
@@ -327,12 +327,17 @@ def _stage(run: dict[str, Any], status: RunStatus) -> str:
     return "tuning"
 
 
-def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None) -> str:
+def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None, now: datetime) -> str:
     """Why a run past its deadline ends: the deadline, and the last thing known to have held it up."""
     reason = (
-        f"the run stayed {status} longer than its deadline ({display.duration(seconds) if seconds else display.MISSING}, RUN_STATE_DEADLINES); "
-        "reviewtune ended it"
+        f"the run stayed {status} longer than its deadline ({display.duration(seconds) if seconds else display.MISSING}, RUN_STATE_DEADLINES)"
     )
+    entered = (run.get("status_history") or {}).get(status.value)
+    if status is RunStatus.QUEUED and run.get("queue_waited_for") and entered:
+        # its deadline moved on while runs ahead worked (queue_wait.py): it ran from the last such pass
+        reason += (f" after the runs ahead of it last worked ({', '.join(run['queue_waited_for'])}), queued "
+                   f"{display.duration((now - parse_iso(entered)).total_seconds())} in all")
+    reason += "; reviewtune ended it"
     # the start SageMaker was still refusing in this state: the tuning job's before TUNING, the evaluation job's in it
     waiting_for, attempt = {
         RunStatus.CLAIMED: ("tuning job", run.get("tuning_start")),

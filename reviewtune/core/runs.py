@@ -513,6 +513,12 @@ def dropped_unsent(entry: Mapping[str, Any]) -> bool:
     return bool(entry.get("superseded_at")) and not entry.get("sent_at")
 
 
+def out_of_date(item: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """Whether an unsent message no longer says what is true: the "queued" notice of a run that has started since
+    (``supersede_notice`` drops it; a sender drops it too, should the start have died before doing so)."""
+    return entry.get("status") == RunStatus.QUEUED.value and RunStatus.TUNING.value in (item.get("status_history") or {})
+
+
 def unsent(item: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's messages not sent yet, oldest first (not those dropped unsent: ``supersede_notice``)."""
     return [e for e in messages(item) if not e.get("sent_at") and not dropped_unsent(e)]

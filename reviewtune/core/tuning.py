@@ -36,7 +36,7 @@ from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_def
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus, unsent
+from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, unsent
 from reviewtune.core.train_hashes import write_train_hashes
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
@@ -569,8 +569,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
 
 def _drop_queued_notice(runs: RunsRepository, started: dict[str, Any]) -> None:
     """A run started from the queue before SNS took its "queued" notice: that notice, out of date now, is never sent.
-    A refused write, or a start that dies between its TUNING write and this one, leaves it to be sent late, as before."""
-    if not any(entry["status"] == RunStatus.QUEUED.value for entry in unsent(started)):
+    A refused write, or a start that dies between its TUNING write and this one, leaves it to the next sender, which
+    drops it instead of sending it (outbox.send_pending, runs.out_of_date)."""
+    if not any(out_of_date(started, entry) for entry in unsent(started)):
         return
     try:
         runs.supersede_notice(started["run_id"], RunStatus.QUEUED.value)

@@ -672,6 +672,22 @@ def test_a_run_queued_past_its_deadline_behind_runs_at_work_waits_on_and_starts_
     assert pipeline.statuses_told(late) == ["QUEUED", "SUCCEEDED"]
 
 
+def test_a_queued_run_that_waited_behind_runs_at_work_ends_saying_how_long_it_was_queued(pipeline):
+    """Its deadline moved on while runs ahead worked; once none works its deadline ends it, and the reason says so
+    (the deadline ran from the last pass that saw them work) and how long it was queued in all, not only the
+    deadline."""
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.create({"run_id": "reviewtune-late", "dataset": "late.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-late", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("QUEUED: late", "waits"))
+    queued_at = parse_iso(runs.get("reviewtune-late")["status_history"]["QUEUED"])
+    assert runs.update_if("reviewtune-late", RunStatus.QUEUED, queue_waited_for=["reviewtune-ahead"],
+                          deadline_at=now_iso(queued_at + timedelta(days=2)))
+    result = pipeline.reconcile(queued_at + timedelta(days=2, hours=5))  # the run ahead ended; nothing works
+    assert result["steps"]["reviewtune-late"] == "past deadline"
+    assert_ended(pipeline, "reviewtune-late", "FAILED", "stayed QUEUED longer than its deadline",
+                 "after the runs ahead of it last worked (reviewtune-ahead), queued 53 h in all")
+
+
 def test_a_queued_run_holding_a_slot_ends_at_its_deadline_though_runs_work(pipeline):
     """Its start took a slot and keeps failing (it waits for no run): its deadline ends it, told once."""
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
@@ -1106,15 +1122,21 @@ def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(
     )
 
 
-def test_a_queued_notice_sns_refused_until_the_run_started_is_never_sent(pipeline):
-    """SNS refuses a run's "queued" notice; a slot frees and the run starts before the notice went out: the notice,
-    out of date, is dropped (its timeline says so), and the run's one message is its outcome."""
+def _queued_while_sns_refuses(pipeline: Pipeline) -> tuple[list[str], str]:
+    """Two runs tuning in both slots, and a third queued whose "queued" notice SNS refused: (the two, the third)."""
     ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(2)]
     pipeline.use("sns", Failing(pipeline.clients.sns, "publish", "ThrottlingException", failures=1))
     with pytest.raises(Exception, match="ThrottlingException"):
         pipeline.start_tuning(pipeline.drop_event("incoming/f2.tsv", good_file(2)))
     [queued] = RunsRepository(pipeline.clients.runs_table).by_status("QUEUED")
     late = queued["run_id"]
+    return ids, late
+
+
+def test_a_queued_notice_sns_refused_until_the_run_started_is_never_sent(pipeline):
+    """SNS refuses a run's "queued" notice; a slot frees and the run starts before the notice went out: the notice,
+    out of date, is dropped (its timeline says so), and the run's one message is its outcome."""
+    ids, late = _queued_while_sns_refuses(pipeline)
     assert [entry["status"] for entry in unsent(pipeline.run(late))] == ["QUEUED"]
 
     pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
@@ -1125,6 +1147,30 @@ def test_a_queued_notice_sns_refused_until_the_run_started_is_never_sent(pipelin
     assert pipeline.messages(late) == []
     assert "not told, out of date: " in rendered(views.run_view(pipeline.run(late)))
 
+    pipeline.succeed(late)
+    assert_ended(pipeline, late, "SUCCEEDED")
+    assert pipeline.statuses_told(late) == ["SUCCEEDED"]
+
+
+def test_a_queued_notice_left_by_a_start_that_died_after_its_tuning_write_is_dropped_by_the_next_sender(
+    pipeline, monkeypatch
+):
+    """The start that takes a queued run to TUNING dies before it drops the unsent "queued" notice: the next sender
+    (the reconciler's pass here) drops it instead of sending it, and the run's one message is its outcome."""
+    ids, late = _queued_while_sns_refuses(pipeline)
+
+    def died(*args, **kwargs):
+        raise RuntimeError("the function ran out of time")
+
+    monkeypatch.setattr(tuning, "_drop_queued_notice", died)
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")  # the run that ended frees a slot; the queued run's start dies in it
+    assert pipeline.run(late)["status"] == "TUNING"
+    assert [entry["status"] for entry in unsent(pipeline.run(late))] == ["QUEUED"]  # left behind, still owed
+
+    assert pipeline.reconcile()["sent"] == 0
+    assert unsent(pipeline.run(late)) == [] and pipeline.run(late)["outbox"]["QUEUED"]["superseded_at"]
+    assert pipeline.messages(late) == []
     pipeline.succeed(late)
     assert_ended(pipeline, late, "SUCCEEDED")
     assert pipeline.statuses_told(late) == ["SUCCEEDED"]
