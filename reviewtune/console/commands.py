@@ -18,7 +18,7 @@ from reviewtune.console import arguments, audit, dead_letters, job_logs, overvie
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import plain, safe
-from reviewtune.core import aws_errors, config, display, names, states, stop_requests
+from reviewtune.core import aws_errors, config, display, names, registry, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -428,6 +428,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
     else:
         text = (f"{done.run_id} is now champion of {done.dataset} (was {done.previous_run_id or 'nobody'}); "
                 f"model package {done.model_package_arn} Approved; recorded: {args.reason.strip()!r} by {by}")
+        if done.previous_approval == registry.PENDING:
+            text += f"; {done.previous_run_id}'s package back to PendingManualApproval"
+        elif done.previous_approval:
+            text += (f"; {done.previous_run_id}'s package is still Approved: SageMaker refused putting it back, "
+                     "the reconciler's next pass does it")
     _emit(args, done.as_dict(), plain(text))
     return 0
 

@@ -467,6 +467,11 @@ def champion_view(champion: dict[str, Any]) -> Group:
         ("model package", champion.get("model_package_arn") or "-"),
     ):
         add_row(facts, label, str(value))
+    settling = sorted(champion.get("dethroned") or {})
+    if settling:  # former_champions.py: the reconciler's next pass finishes it
+        add_row(facts, plain("approval settling", style="yellow"),
+                f"{', '.join(settling)}: replaced, the package's approval still being set (back to pending, or "
+                "approved again for the champion)")
     history = ByWidth(_champion_history(champion, narrow=False), _champion_history(champion, narrow=True))
     decisions = ByWidth(_champion_decisions(champion, narrow=False), _champion_decisions(champion, narrow=True))
     return Group(facts, history, decisions)

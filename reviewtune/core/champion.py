@@ -13,6 +13,8 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
     changed_at        when it became champion (ISO 8601, UTC)
     version           1, 2, ... one more at every change
     history           [{run_id, at, why, accuracy, by?}], newest last, the last HISTORY_MAX changes
+    dethroned         {run_id: {model_package_arn, since, replaced_by, run_id}}: champions replaced whose package
+                      approval is still to be settled (former_champions.py), noted by the write that moved the pointer
 
 The item deliberately has no ``dataset``, ``status`` or ``created_at`` attribute: the table's ``by_dataset``
 and ``by_status`` indexes are keyed on them, so the champion pointer stays out of every run listing.
@@ -97,6 +99,7 @@ class Champion:
     version: int
     model_package_arn: str | None = None
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    dethroned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Champion:
@@ -111,6 +114,7 @@ class Champion:
             version=int(item["version"]),
             model_package_arn=item.get("model_package_arn"),
             history=tuple(item.get("history") or ()),
+            dethroned=dict(item.get("dethroned") or {}),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -270,6 +274,12 @@ def set_champion(
     if by:
         entry["by"] = by
     history = [*(current.history if current else ()), entry]
+    # the champion replaced: its package goes back to pending (former_champions.py); earlier notes are carried over,
+    # a champion promoted back's too (settling it approves its package again)
+    dethroned = dict(current.dethroned) if current else {}
+    if current is not None and current.run_id != run_id and current.model_package_arn:
+        dethroned[current.run_id] = {"run_id": current.run_id, "model_package_arn": current.model_package_arn,
+                                     "since": at, "replaced_by": run_id}
     champion = Champion(
         dataset=dataset,
         run_id=run_id,
@@ -280,6 +290,7 @@ def set_champion(
         version=(current.version if current else 0) + 1,
         model_package_arn=model_package_arn,
         history=tuple(history[-HISTORY_MAX:]),
+        dethroned=dethroned,
     )
     item = {
         "run_id": champion_key(dataset),
@@ -295,6 +306,8 @@ def set_champion(
     }
     if model_package_arn:
         item["model_package_arn"] = model_package_arn
+    if dethroned:
+        item["dethroned"] = dethroned
     if expected_run_id is None:
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(run_id)"}
     else:

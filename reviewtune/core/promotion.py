@@ -2,11 +2,11 @@
 
 The manual path past the margin: the run's model package is approved in the Model Registry and the dataset's
 champion pointer moves to the run through the same conditional write record_results uses, with the reason, who
-and when in the pointer's history. The previous champion's package stays as it is (it is simply no longer
-champion). The pointer moves first: if someone changed it meanwhile nothing at all has changed; if the approval
-fails afterwards, running the command again approves the package of the run that is champion already. Last, the
-run's own record gets its package's approval and ``promoted`` (who, why, when), which ``runs show`` shows.
-"""
+and when in the pointer's history. The pointer moves first: if someone changed it meanwhile nothing at all has
+changed; if the approval fails afterwards, running the command again approves the package of the run that is champion
+already. Then the run's own record gets its package's approval and ``promoted`` (who, why, when), which ``runs show``
+shows. Last, the previous champion's package goes back to PendingManualApproval (former_champions.py; the pointer's
+move noted it, so the reconciler's next pass does it if this one cannot)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, registry, withdrawal
+from reviewtune.core import aws_errors, former_champions, registry, withdrawal
 from reviewtune.core.champion import (
     Champion,
     ChampionChanged,
@@ -40,12 +40,16 @@ class Promotion:
     champion: Champion
     model_package_arn: str
     already_champion: bool
+    # the previous champion's package: PendingManualApproval, or Approved while the reconciler's next pass puts it
+    # back (former_champions.py); None when there was none
+    previous_approval: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "dataset": self.dataset,
             "previous_champion": self.previous_run_id,
+            "previous_champion_approval": self.previous_approval,
             "already_champion": self.already_champion,
             "model_package_arn": self.model_package_arn,
             "approval": registry.APPROVED,
@@ -118,4 +122,8 @@ def promote(
     # a run champion already was not promoted now: its record keeps how it became champion
     promoted = {} if already else {"promoted": {"by": by, "reason": reason.strip(), "at": now_iso()}}
     runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
-    return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already)
+    previous = None
+    if not already and current is not None and current.model_package_arn:  # the champion replaced: back to pending
+        settled = former_champions.settle_quietly(runs, sagemaker, dataset)
+        previous = registry.PENDING if settled else registry.APPROVED
+    return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already, previous)

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from reviewtune.core import (
     aws_errors,
     display,
+    former_champions,
     job_stops,
     names,
     outbox,
@@ -78,6 +79,7 @@ class Pass:
     sent: int = 0
     late_messages: int = 0  # messages SNS still refused this pass, recorded over outbox.LATE_SECONDS ago
     withdrawn: int = 0  # ended runs whose package approval was withdrawn again (withdrawal.py)
+    former_champions: int = 0  # packages of champions replaced put back to pending (former_champions.py)
     jobs_stopped: int = 0  # jobs made for runs that had already ended, stopped (job_stops.py)
     started: int = 0
     freed_slots: int = 0
@@ -95,6 +97,7 @@ class Pass:
             "sent": self.sent,
             "late_messages": self.late_messages,
             "withdrawn": self.withdrawn,
+            "former_champions": self.former_champions,
             "jobs_stopped": self.jobs_stopped,
             "started": self.started,
             "freed_slots": self.freed_slots,
@@ -179,6 +182,11 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
             result.late_messages += _late_messages(runs, run_id, item, now)
         result.sent += len(sent)
+    try:  # one Approved package per dataset: the champion's
+        result.former_champions = former_champions.settle_all(runs, clients.sagemaker, now)
+    except Exception as exc:  # noqa: BLE001 - the next pass settles them
+        logger.exception("settling the approvals of former champions failed")
+        result.errors["former_champions"] = f"{type(exc).__name__}: {exc}"
     try:
         result.freed_slots = free_slots_of_ended_runs(runs, clients)
     except Exception as exc:  # noqa: BLE001 - queued runs are still started in the slots free already

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import (
     aws_errors,
+    former_champions,
     messages,
     names,
     registry,
@@ -277,6 +278,7 @@ def _record_with_champion(
                 run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, unless_stop_requested=True, **final
             ),
         )
+        former_champions.settle_quietly(runs, clients.sagemaker, dataset)  # the champion replaced: back to pending
         return None
 
     champion: dict[str, Any] = {}

@@ -131,7 +131,10 @@ def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_
     assert package["ModelApprovalStatus"] == "Approved"
     who = boto3.client("sts").get_caller_identity()["Arn"]
     assert package["ApprovalDescription"] == f"promoted manually by {who}: a1 misreads sizing complaints"
-    assert approval(arns["reviewtune-a1"])["ModelApprovalStatus"] == "Approved"  # stays, no longer champion
+    # one Approved package per dataset: the champion replaced goes back to pending
+    assert done["previous_champion_approval"] == "PendingManualApproval"
+    assert approval(arns["reviewtune-a1"])["ModelApprovalStatus"] == "PendingManualApproval"
+    assert run_json(capsys, "runs", "show", "reviewtune-a1")["registry"]["approval"] == "PendingManualApproval"
     champion = get_champion(table(stack), A)
     assert champion.run_id == "reviewtune-a2" and champion.version == 2
     assert champion.model_package_arn == arns["reviewtune-a2"] and champion.accuracy == 0.72
@@ -152,7 +155,11 @@ def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_
     assert run_json(capsys, "runs", "show", "reviewtune-a2")["promoted"] == shown["promoted"]  # not promoted again
 
     assert main(["promote", "reviewtune-a1", "--reason", "back", "--stack", STACK]) == 0
-    assert "reviewtune-a1 is now champion of team-a/r.tsv (was reviewtune-a2)" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "reviewtune-a1 is now champion of team-a/r.tsv (was reviewtune-a2)" in out
+    assert "reviewtune-a2's package back to PendingManualApproval" in out
+    assert approval(arns["reviewtune-a1"])["ModelApprovalStatus"] == "Approved"  # a rollback approves it again
+    assert approval(arns["reviewtune-a2"])["ModelApprovalStatus"] == "PendingManualApproval"
     # the run champion before says it no longer is, and which run is, since when; the champion says nothing of it
     since = display.utc_time(get_champion(table(stack), A).changed_at)
     assert main(["runs", "show", "reviewtune-a2", "--stack", STACK]) == 0

@@ -35,7 +35,7 @@ import pytest
 from moto.core.base_backend import BackendDict
 
 from reviewtune.core import dead_letters, slots, states
-from reviewtune.core.champion import champion_key
+from reviewtune.core.champion import champion_key, list_champions
 from reviewtune.core.runs import RunsRepository, dropped_unsent
 from tests.functional.pipeline import Pipeline, measured
 from tests.functional.test_record_results import EVALUATION
@@ -184,7 +184,8 @@ def again(stack: Any, monkeypatch, fault: Fault, **how: Any) -> tuple[Pipeline, 
 
 
 def settled(pipeline: Pipeline) -> bool:
-    """Nothing is left for a pass to do: every run final with its messages sent, no dead-lettered event waiting."""
+    """Nothing is left for a pass to do: every run final with its messages sent, no dead-lettered event waiting, no
+    former champion's approval to settle."""
     runs = RunsRepository(pipeline.clients.runs_table)
     ids = run_ids(pipeline)
     return (
@@ -192,6 +193,7 @@ def settled(pipeline: Pipeline) -> bool:
         and all(states.is_final(runs.get(run_id)["status"]) for run_id in ids)
         and not list(runs.with_pending_notice())
         and pipeline.stack.dead_letters() == 0
+        and not any(champion.dethroned for champion in list_champions(pipeline.clients.runs_table))
     )
 
 
@@ -349,8 +351,8 @@ def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome
     runs, champion, packages = lifecycle_before
     decisions = [decision for status, _, decision in runs if status == "SUCCEEDED"]
     assert decisions.count("first champion") == 1 and all(decisions), lifecycle_before
-    # a champion's package is Approved and stays so once another is promoted (README "Champion")
-    assert packages == ["Approved"] * len(decisions) and champion == decisions[-1]
+    # one Approved package, the champion's: one replaced goes back to pending (README "Champion")
+    assert packages == ["Approved"] + ["PendingManualApproval"] * (len(decisions) - 1) and champion == decisions[-1]
     finals = sorted(told[-1] for told in case["told"])
     points = crash_points(happy.calls, events=True, skip=case["skip"])
     assert len(points) >= 20

@@ -385,7 +385,8 @@ def test_a_challenger_better_by_the_margin_on_the_same_reviews_becomes_champion(
     assert two["champion"]["decision"] == "promoted" and two["champion"]["champion_run_id"] == second
     assert two["champion"]["comparison"]["rows_left_out"] == 12 and two["champion"]["margin_points"] == 0.5
     assert two["registry"]["approval"] == "Approved"
-    assert [p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()] == ["Approved", "Approved"]
+    # one Approved package per dataset, the champion's: the one replaced goes back to pending (former_champions.py)
+    assert [p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()] == ["PendingManualApproval", "Approved"]
     champion = get_champion(pipeline.clients.runs_table, "team/a.tsv")
     assert champion.run_id == second and champion.version == 2
     assert champion.model_package_arn == two["model_package_arn"]

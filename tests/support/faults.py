@@ -120,13 +120,14 @@ _API_NAMES = {
 
 
 class FakeSageMaker:
-    """The SageMaker calls of reviewtune, in memory. ``fail[operation]`` lists error codes to raise, in order."""
+    """The SageMaker calls of reviewtune, in memory. ``fail[operation]`` lists error codes to raise, in order (None:
+    that call goes through)."""
 
     def __init__(self, bucket: str):
         self.bucket = bucket
         self.tuning: dict[str, dict[str, Any]] = {}
         self.processing: dict[str, dict[str, Any]] = {}
-        self.fail: dict[str, list[str]] = defaultdict(list)
+        self.fail: dict[str, list[str | None]] = defaultdict(list)
         self.approval_descriptions: dict[str, str] = {}  # model package ARN -> the latest approval's reason
         self.calls: list[str] = []
         self.groups: dict[str, list[dict[str, Any]]] = {}
@@ -135,8 +136,8 @@ class FakeSageMaker:
         """Record the call; raise the next injected error, else refuse a request SageMaker would refuse (every
         constraint of its API model, patterns and lengths included, as the local service checks them)."""
         self.calls.append(operation)
-        if self.fail[operation]:
-            code = self.fail[operation].pop(0)
+        code = self.fail[operation].pop(0) if self.fail[operation] else None
+        if code is not None:  # None in the list: that call goes through
             raise client_error(code, f"{code} for {operation} (injected)", operation)
         if request is not None:
             name = _API_NAMES[operation]

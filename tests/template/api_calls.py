@@ -59,13 +59,13 @@ TEST_CODE = str(ROOT / "tests") + os.sep
 # Test code that stands in for AWS or wraps the function's clients: calls through it are the function's.
 TRANSPARENT = (str(ROOT / "tests" / "support" / "faults.py"), os.path.realpath(__file__))
 # The functional tests whose scenarios the least-privilege tests check: each handler's own, and the fault, queue,
-# duplicate, model lifecycle, crash-point, stop-request, owed-stop and missed-drop paths (the reconciler's passes
-# among them).
+# duplicate, model lifecycle, crash-point, stop-request, owed-stop, missed-drop and former-champion paths (the
+# reconciler's passes among them).
 RECORDED_TESTS = tuple(
     f"tests/functional/test_{name}.py"
     for name in (
         "start_tuning", "start_evaluation", "record_results", "guarantees", "duplicates", "lifecycle", "crash_points",
-        "stop_requests", "job_stops", "missed_drops",
+        "stop_requests", "job_stops", "missed_drops", "former_champions",
     )
 )
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("function", default=None)

@@ -261,3 +261,12 @@ def test_champion_tables_keep_run_ids_statuses_and_times_whole_in_an_80_column_t
     for whole in (RUN_ID, "SUCCEEDED", "2026-11-01", "10:25:06", "10:52:40", "74.00"):
         assert whole in text, (whole, text)
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+
+
+def test_a_champion_view_names_former_champions_whose_approval_is_still_settling():
+    champion = {"dataset": "team-a/reviews.tsv", "run_id": RUN_ID, "accuracy": 0.74, "test_rows": 308,
+                "changed_at": "2026-11-01T10:52:40Z", "history": [], "decisions": []}
+    assert "approval settling" not in rendered(views.champion_view(champion))
+    former = "reviewtune-0123456789abcdef"
+    text = rendered(views.champion_view({**champion, "dethroned": {former: {"model_package_arn": "arn:p/1"}}}))
+    assert f"approval settling  {former}: replaced" in text

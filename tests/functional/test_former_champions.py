@@ -1,0 +1,172 @@
+"""One Approved model package per dataset, the champion's: a champion replaced (by a better challenger or by
+``promote``) has its package put back to pending, right after the move or by the reconciler's next pass, and a
+rollback by ``promote`` approves the older package again (former_champions.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from reviewtune.core import former_champions, registry
+from reviewtune.core.champion import get_champion, promote_manually
+from reviewtune.core.promotion import promote
+from reviewtune.core.runs import RunsRepository
+from tests.functional.pipeline import Pipeline, good_file, later, measured
+from tests.functional.test_lifecycle import start
+from tests.functional.test_record_results import EVALUATION
+
+DATASET = "team/a.tsv"
+
+
+@pytest.fixture
+def pipeline(stack):
+    return Pipeline(stack)
+
+
+def approvals(pipeline: Pipeline) -> dict[str, str]:
+    """Run id -> its package's approval status in the registry."""
+    return {p["CustomerMetadataProperties"]["run_id"]: p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()}
+
+
+def recorded(pipeline: Pipeline, run_id: str) -> str | None:
+    return (pipeline.run(run_id).get("registry") or {}).get("approval")
+
+
+def noted(pipeline: Pipeline) -> set[str]:
+    """The runs the pointer still notes as replaced champions whose approval is to settle."""
+    return set(get_champion(pipeline.clients.runs_table, DATASET).dethroned)
+
+
+def champion_then_challenger(pipeline: Pipeline) -> tuple[str, str]:
+    """``first`` champion; ``second`` measured better by far, its evaluation event not yet handled."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
+        **EVALUATION, "comparison": {"champion_run_id": first, **measured(0.90, 0.73)}})
+    return first, second
+
+
+def test_a_champion_replaced_by_a_better_challenger_goes_back_to_pending(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+    assert recorded(pipeline, first) == "PendingManualApproval" and recorded(pipeline, second) == "Approved"
+    assert noted(pipeline) == set()
+    [package] = [p for p in pipeline.sagemaker.packages() if p["ModelApprovalStatus"] == "Approved"]
+    assert package["ModelPackageArn"] == get_champion(pipeline.clients.runs_table, DATASET).model_package_arn
+    reason = pipeline.sagemaker.approval_descriptions[pipeline.run(first)["model_package_arn"]]
+    assert reason.startswith(f"no longer champion of {DATASET}: {second} is")
+
+
+def test_a_rollback_by_promote_approves_the_older_package_and_puts_the_newer_back(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+
+    done = promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="ops")
+
+    assert done.previous_run_id == second
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+    assert recorded(pipeline, first) == "Approved" and recorded(pipeline, second) == "PendingManualApproval"
+    assert noted(pipeline) == set()
+
+
+def test_a_withdrawal_refused_right_after_the_move_is_made_by_the_reconciler_s_next_pass(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    # the challenger's own approval goes through; the withdrawal right after its transaction is throttled
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["status"] == "SUCCEEDED"
+    assert approvals(pipeline) == {first: "Approved", second: "Approved"}
+    assert noted(pipeline) == {first}  # the pointer's move noted it: nothing is forgotten
+
+    result = pipeline.reconcile()
+
+    assert result["former_champions"] == 1 and "former_champions" not in result["errors"]
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+    assert recorded(pipeline, first) == "PendingManualApproval"
+    assert noted(pipeline) == set()
+    assert pipeline.reconcile()["former_champions"] == 0
+
+
+def test_a_promotion_back_while_a_pass_withdraws_the_package_ends_approved(pipeline, monkeypatch):
+    """A person promotes the older run back between the pass's read of the pointer and its withdrawal (the promotion
+    moves the pointer, then approves): the pass reads the pointer again and approves the package again; the newer
+    run, replaced by the promotion, goes back to pending."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
+    pipeline.evaluation_ended(second)
+    assert noted(pipeline) == {first}
+    arns = {run_id: pipeline.run(run_id)["model_package_arn"] for run_id in (first, second)}
+    set_approval = registry.set_approval
+
+    def promoted_meanwhile(sagemaker, arn, status, description=None):
+        if arn == arns[first] and status == registry.PENDING and not promoted_meanwhile.done:
+            promoted_meanwhile.done = True
+            promote_manually(pipeline.clients.runs_table, DATASET, run_id=first, accuracy=0.7412, test_rows=309,
+                             test_split="sha256:x", reason="rollback", expected_run_id=second,
+                             model_package_arn=arns[first])
+            set_approval(sagemaker, arn, registry.APPROVED, "promoted manually")
+        return set_approval(sagemaker, arn, status, description)
+
+    promoted_meanwhile.done = False
+    monkeypatch.setattr(registry, "set_approval", promoted_meanwhile)
+    pipeline.reconcile()
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == first
+    assert approvals(pipeline)[first] == "Approved"
+    assert pipeline.sagemaker.approval_descriptions[arns[first]] == former_champions.CHAMPION_AGAIN
+    assert noted(pipeline) == {second}  # noted by the promotion's move; the next pass puts it back
+    pipeline.reconcile()
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+    assert noted(pipeline) == set()
+
+
+def test_a_former_champion_whose_package_was_deleted_is_forgotten_and_its_record_says_so(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
+    pipeline.evaluation_ended(second)
+    pipeline.sagemaker.delete_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+
+    assert pipeline.reconcile()["former_champions"] == 0
+    assert noted(pipeline) == set()
+    assert pipeline.run(first)["registry"]["error"] == "the model package no longer exists"
+    assert "approval" not in pipeline.run(first)["registry"]
+
+
+def test_a_withdrawal_refused_for_good_is_tried_for_a_week_then_recorded_on_the_run(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "AccessDeniedException"]
+    pipeline.evaluation_ended(second)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    result = pipeline.reconcile(later(24))
+    assert "former_champions" in result["errors"] and noted(pipeline) == {first}
+
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    result = pipeline.reconcile(later(24) + timedelta(days=7))
+
+    assert "former_champions" not in result["errors"] and noted(pipeline) == set()
+    assert approvals(pipeline)[first] == "Approved"
+    assert pipeline.run(first)["registry"]["error"].startswith(
+        "approval failed: not set to PendingManualApproval, refused for 7 days: ")
+
+
+def test_a_promotion_whose_withdrawal_is_refused_says_so_and_leaves_it_to_the_reconciler(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]  # the approval, then the withdrawal
+
+    done = promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, first,
+                   reason="rollback", by="ops")
+
+    assert done.as_dict()["previous_champion_approval"] == "Approved"
+    assert approvals(pipeline) == {first: "Approved", second: "Approved"} and noted(pipeline) == {second}
+    pipeline.reconcile()
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == set()
