@@ -430,9 +430,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
                 f"model package {done.model_package_arn} Approved; recorded: {args.reason.strip()!r} by {by}")
         if done.previous_approval == registry.PENDING:
             text += f"; {done.previous_run_id}'s package back to PendingManualApproval"
-        elif done.previous_approval:
+        elif done.previous_approval == registry.APPROVED:
             text += (f"; {done.previous_run_id}'s package is still Approved: SageMaker refused putting it back, "
                      "the reconciler's next pass does it")
+        elif done.previous_approval:
+            text += f"; {done.previous_run_id}'s package: {done.previous_approval}"
     _emit(args, done.as_dict(), plain(text))
     return 0
 

@@ -337,7 +337,9 @@ def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:
             events.append((item["stop_request"].get("at"), f"stop requested by {item['stop_request'].get('by')}"))
         events += [(entry.get("sent_at"), f"told: {entry.get('subject')} (SNS message {entry.get('message_id')})")
                    for entry in runs.messages(item)]
-        events += [(entry.get("superseded_at"), f"not told, out of date: {entry.get('subject')}")
+        events += [(entry.get("superseded_at"),
+                    ("dropped, out of date, as a sender was publishing it (it may have gone out): "
+                     if runs.dropped_while_leased(entry) else "not told, out of date: ") + str(entry.get("subject")))
                    for entry in runs.messages(item) if runs.dropped_unsent(entry)]
         if isinstance(item.get("retried"), dict):
             events.append((item["retried"].get("at"), f"retried as {item['retried'].get('new_run_id')} by "

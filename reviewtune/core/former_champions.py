@@ -3,16 +3,17 @@
 When the champion pointer moves (record_results' transaction, or ``reviewtune promote``), the write that moves it
 also notes the champion it replaces in the pointer's ``dethroned`` map (run id -> its package and when), so a crash
 after the move cannot forget it (``champion.set_champion``). Settling a dataset (``settle``: right after the move,
-best effort, and in every reconciler pass for every dataset whose pointer still notes one) puts each noted package
-back to PendingManualApproval, or approves it again when its run is champion again (a rollback by ``promote``),
-records the approval on the run (``runs show``), and then takes the entries out of the map, only if the pointer did
-not move meanwhile. A deployment that follows the group's Approved version (or its newest) then follows the
-champion, rollbacks included.
+best effort, and in every reconciler pass) first makes sure the champion's own package is Approved (one
+DescribeModelPackage; approved when it is not), and only then puts each noted package back to PendingManualApproval:
+a champion whose approval SageMaker refuses leaves the one before it Approved, so a deployment that follows the
+group's Approved version keeps a model. Each change is recorded on its run (``runs show``), then the entries are
+taken out of the map, only if the pointer did not move meanwhile.
 
-A promotion can come between a pass's read of the pointer and its withdrawal: a promotion moves the pointer before it
-approves, so the pass reads the pointer again after withdrawing, and approves the package again when its run is
-champion by then. The pointer keeps the entries of a champion promoted back (``set_champion`` carries every entry
-over), so a refused approval is tried again by the next pass.
+The check of the champion's package in every pass also repairs what a race leaves: a pass that read the pointer
+before a promotion back, and puts that run's package to pending after the promotion approved it (the pass reads the
+pointer again after its changes and approves it back at once; should it die first, the next pass does), or a
+champion whose approval record_results had to give up on. A promotion that lost a race with another (its approval
+landing after the other moved the pointer away) puts its package back itself (promotion.py).
 """
 
 from __future__ import annotations
@@ -23,29 +24,28 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, registry
+from reviewtune.core import aws_errors, registry, withdrawal
 from reviewtune.core.champion import Champion, champion_key, get_champion, list_champions
 from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso, to_item
 
 logger = Logger(child=True)
 
-# A change of approval SageMaker refuses for good (AccessDenied, a validation error) is tried by every pass for this
-# long after the champion moved, then recorded on the run as not done, and the entry dropped.
+# Putting a former champion's package back SageMaker refuses for good (AccessDenied, a validation error): tried by
+# every pass for this long after the champion moved, then recorded on the run as not done, and the entry dropped.
 GIVE_UP_SECONDS = 7 * 86400
-CHAMPION_AGAIN = "champion again: promoted back by hand"
+CHAMPION_APPROVED = "champion: approved again (its package was not Approved)"
 
 
 def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None) -> int:
-    """Settle every dataset whose pointer notes former champions (a reconciler pass). Returns how many packages
-    had their approval set; raises the first refusal after trying every dataset."""
+    """Settle every dataset that has a champion (a reconciler pass). Returns how many packages had their approval
+    set; raises the first refusal after trying every dataset."""
     changed, failure = 0, None
     for champion in list_champions(runs.table):
-        if not champion.dethroned:
-            continue
         try:
-            changed += settle(runs, sagemaker, champion.dataset, now)
+            changed += len([approval for approval in settle(runs, sagemaker, champion.dataset, now).values()
+                            if approval is not None])
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("could not settle the approvals of former champions (the next pass tries again)",
+            logger.warning("could not settle the approvals of a dataset's packages (the next pass tries again)",
                            extra={"dataset": champion.dataset, "error": aws_errors.describe(exc)})
             failure = failure or exc
     if failure is not None:
@@ -53,56 +53,95 @@ def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None
     return changed
 
 
-def settle_quietly(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
-    """``settle`` right after the pointer moved; a refusal is logged and left to the reconciler's next pass (False)."""
+def settle_quietly(runs: RunsRepository, sagemaker: Any, dataset: str) -> dict[str, str | None] | None:
+    """``settle`` right after the pointer moved: what it set, or None when SageMaker refused (logged; the
+    reconciler's next pass does it)."""
     try:
-        settle(runs, sagemaker, dataset)
+        return settle(runs, sagemaker, dataset)
     except (ClientError, BotoCoreError) as exc:
         logger.warning("the former champion's package is still approved; the reconciler puts it back to pending",
                        extra={"dataset": dataset, "error": aws_errors.describe(exc)})
-        return False
-    return True
+        return None
 
 
-def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | None = None) -> int:
-    """Put the packages the pointer notes back to pending (approve the champion's again), record each on its run,
-    then take them out of the pointer unless it moved meanwhile. Returns how many approvals were set; raises when
-    SageMaker refuses for a moment (the next pass tries again)."""
+def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | None = None) -> dict[str, str | None]:
+    """Make sure the champion's package is Approved, then put the packages the pointer notes back to pending, read the
+    pointer again (a run promoted back meanwhile is approved again, a champion replaced meanwhile goes back), record
+    each change on its run, and take the noted entries out of the pointer unless it moved meanwhile. Returns run id ->
+    the approval set (None: the package is gone, or the change was given up); raises when SageMaker refuses (the next
+    pass tries again). A champion whose package is not Approved (none, gone, refused) leaves the noted ones as they
+    are: something approved keeps serving."""
     now = now or datetime.now(UTC)
     current = get_champion(runs.table, dataset)
-    if current is None or not current.dethroned:
-        return 0
-    done: dict[str, str | None] = {}  # run id -> the approval its package has now (None: gone or given up)
-    for run_id, noted in current.dethroned.items():
-        wanted = registry.APPROVED if run_id == current.run_id else registry.PENDING
-        done[run_id] = _set(sagemaker, noted, wanted, _why(current, run_id), now)
+    if current is None:
+        return {}
+    done: dict[str, str | None] = {}
+    approved = _approve_champion(runs, sagemaker, current, now)
+    if approved == "now":
+        done[current.run_id] = registry.APPROVED
+    noted = {run_id: entry for run_id, entry in current.dethroned.items() if run_id != current.run_id}
+    if approved:
+        for run_id, entry in noted.items():
+            done[run_id] = _set(sagemaker, entry, registry.PENDING, _why(current), now)
+    if not done:
+        return done
     after = get_champion(runs.table, dataset)
-    for run_id, approval in done.items():
-        # the pointer moved between the read above and the change: a run promoted back is approved again, one
-        # replaced meanwhile goes back to pending (a refusal raises; the pointer still notes the run)
+    arns = {run_id: entry["model_package_arn"] for run_id, entry in noted.items()}
+    arns[current.run_id] = current.model_package_arn
+    for run_id, approval in list(done.items()):
+        # the pointer moved between the read above and these changes: each package as the pointer says now (should
+        # this fail or the pass die, the next pass's check, or the entry the move noted, does it)
         wanted = registry.APPROVED if after is not None and run_id == after.run_id else registry.PENDING
-        if after is not None and approval is not None and approval != wanted:
-            done[run_id] = _set(sagemaker, current.dethroned[run_id], wanted, _why(after, run_id), now)
+        if approval is not None and approval != wanted:
+            registry.set_approval(sagemaker, arns[run_id], wanted,
+                                  CHAMPION_APPROVED if wanted == registry.APPROVED else f"no longer champion of {dataset}")
+            done[run_id] = wanted
     for run_id, approval in done.items():
-        _record(runs, run_id, approval, current.dethroned[run_id], now)
+        _record(runs, run_id, arns[run_id], approval, noted.get(run_id, {}).get("error"))
     if after is not None:
-        _forget(runs.table, after, [run_id for run_id in done if run_id in after.dethroned])
-    return sum(approval is not None for approval in done.values())
+        _forget(runs.table, after, [run_id for run_id in after.dethroned if run_id in noted or run_id == after.run_id])
+    return done
 
 
-def _why(champion: Champion, run_id: str) -> str:
-    if run_id == champion.run_id:
-        return CHAMPION_AGAIN  # a rollback by promote while its approval was being withdrawn
+def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, now: datetime) -> str | None:
+    """Approve the champion's package unless it is Approved already: "now" when approved now, "already", or None when
+    it is not Approved (no package, gone, or SageMaker refusing it for good GIVE_UP_SECONDS after the champion
+    changed: recorded on the run once, and logged). Raises while SageMaker refuses within that."""
+    arn = champion.model_package_arn
+    if not arn:
+        return None
+    try:
+        if registry.approval_status(sagemaker, arn) == registry.APPROVED:
+            return "already"
+        registry.set_approval(sagemaker, arn, registry.APPROVED, CHAMPION_APPROVED)
+    except ClientError as exc:
+        if registry.package_gone(exc):
+            return None
+        if aws_errors.transient(exc) or now - parse_iso(champion.changed_at) < timedelta(seconds=GIVE_UP_SECONDS):
+            raise
+        logger.error("the champion's package cannot be approved; the one before stays Approved", extra={
+            "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn,
+            "error": aws_errors.describe(exc)})
+        _record(runs, champion.run_id, arn, None, f"{registry.APPROVAL_FAILED}: the champion's package could not be "
+                f"approved for {GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}")
+        return None
+    logger.warning("the champion's package was not Approved: approved", extra={
+        "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn})
+    return "now"
+
+
+def _why(champion: Champion) -> str:
     return f"no longer champion of {champion.dataset}: {champion.run_id} is, since {champion.changed_at}"
 
 
 def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: datetime) -> str | None:
     """Set the noted package's approval; None when it no longer exists or SageMaker refused it for good for
-    GIVE_UP_SECONDS (logged). Raises otherwise."""
+    GIVE_UP_SECONDS (logged, and the error kept in ``noted``). Raises otherwise."""
     try:
         registry.set_approval(sagemaker, noted["model_package_arn"], wanted, why)
     except ClientError as exc:
         if registry.package_gone(exc):
+            noted["error"] = "the model package no longer exists"
             return None
         since = parse_iso(noted.get("since") or now.isoformat())
         if aws_errors.transient(exc) or now - since < timedelta(seconds=GIVE_UP_SECONDS):
@@ -110,25 +149,29 @@ def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: date
         logger.error("gave up changing the approval of a former champion's package",
                      extra={"run_id": noted.get("run_id"), "model_package_arn": noted["model_package_arn"],
                             "error": aws_errors.describe(exc)})
-        noted["error"] = f"{registry.APPROVAL_FAILED}: not set to {wanted}, refused for {GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}"
+        noted["error"] = (f"{registry.APPROVAL_FAILED}: not set to {wanted}, refused for "
+                          f"{GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}")
         return None
     return wanted
 
 
-def _record(runs: RunsRepository, run_id: str, approval: str | None, noted: dict[str, Any], now: datetime) -> None:
+def _record(runs: RunsRepository, run_id: str, arn: str | None, approval: str | None, error: str | None) -> None:
     """The run's own record says what its package's approval is now (``runs show``); nothing when it did not change
     or the run is gone."""
     item = runs.get(run_id)
-    if item is None or item.get("model_package_arn") != noted["model_package_arn"]:
+    if item is None or not arn or item.get("model_package_arn") != arn:
         return
     entry_now = dict(item.get("registry") or {})
-    if approval is None and noted.get("error"):
-        entry_now["error"] = noted["error"]
-    elif approval is None:
-        entry_now.pop("approval", None)
-        entry_now["error"] = "the model package no longer exists"
-    else:
-        entry_now["approval"] = approval
+    if approval is not None:
+        # a stale "approval failed" goes, unless it is a withdrawal still owed (withdrawal.py settles and clears it)
+        entry_now = {**(entry_now if withdrawal.owed(item) else registry.without_approval_error(entry_now)),
+                     "approval": approval}
+    elif error:
+        if error.startswith(registry.APPROVAL_FAILED):
+            entry_now["error"] = error
+        else:
+            entry_now.pop("approval", None)
+            entry_now["error"] = error
     if entry_now != (item.get("registry") or {}):
         runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry_now)
 

@@ -40,8 +40,8 @@ class Promotion:
     champion: Champion
     model_package_arn: str
     already_champion: bool
-    # the previous champion's package: PendingManualApproval, or Approved while the reconciler's next pass puts it
-    # back (former_champions.py); None when there was none
+    # the previous champion's package's approval once this promotion settled it: PendingManualApproval, or Approved
+    # while the reconciler's next pass puts it back (former_champions.py), "deleted" or "unknown"; None: no package
     previous_approval: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +74,35 @@ def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
     if not isinstance((run.get("results") or {}).get("test_accuracy"), int | float):
         raise PromotionError(f"run {run_id} has no test accuracy recorded")
     return run
+
+
+def _approval_now(sagemaker: Any, arn: str) -> str:
+    """A package's approval as SageMaker says it now: "deleted" when it no longer exists, "unknown" when it would not
+    say."""
+    try:
+        return registry.approval_status(sagemaker, arn)
+    except ClientError as error:
+        return "deleted" if registry.package_gone(error) else "unknown"
+    except BotoCoreError:
+        return "unknown"
+
+
+def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: str, arn: str) -> None:
+    """After approving: another promotion may have moved the pointer on before this approval landed (and put this
+    package back to pending before it did): the package goes back to pending, and the person is told."""
+    now = get_champion(runs.table, dataset)
+    if now is not None and now.run_id == run_id:
+        return
+    try:
+        registry.set_approval(sagemaker, arn, registry.PENDING, f"no longer champion of {dataset}")
+        left = "its package is back to pending"
+    except (ClientError, BotoCoreError) as error:
+        text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
+        left = f"putting its package {arn} back to pending failed ({text}): set it to PendingManualApproval by hand"
+    raise PromotionError(
+        f"the champion of {dataset!r} changed to {now.run_id if now else 'nobody'} while {run_id} was being "
+        f"promoted; {left}; run `reviewtune champion --dataset` and decide again"
+    )
 
 
 def promote(
@@ -114,6 +143,7 @@ def promote(
             f"run {run_id} is champion of {dataset!r}, but approving its model package {arn} failed ({text}); "
             "run the command again to approve it"
         ) from error
+    _still_champion(runs, sagemaker, dataset, run_id, arn)
     # the run's own record says so too (`runs show`): its package Approved, and who promoted it, when and why. A run
     # whose earlier approval is being withdrawn keeps owing it (its "approval failed" entry): the reconciler's next
     # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile
@@ -124,6 +154,6 @@ def promote(
     runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
     previous = None
     if not already and current is not None and current.model_package_arn:  # the champion replaced: back to pending
-        settled = former_champions.settle_quietly(runs, sagemaker, dataset)
-        previous = registry.PENDING if settled else registry.APPROVED
+        former_champions.settle_quietly(runs, sagemaker, dataset)
+        previous = _approval_now(sagemaker, current.model_package_arn)
     return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already, previous)

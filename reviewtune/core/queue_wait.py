@@ -69,6 +69,7 @@ def _until_its_next_try(run: dict[str, Any], runs: RunsRepository, now: datetime
     if until <= parse_iso(run["deadline_at"]):
         return None
     marks = {"deadline_moved_for_try": tries} if due else {}
+    # it no longer waits for runs ahead: its deadline's reason, should it end at it, is its start's
     moved = runs.update_if(run["run_id"], RunStatus.QUEUED, unless_stop_requested=True, deadline_at=now_iso(until),
-                           **marks)
+                           queue_waited_for=[], **marks)
     return "for its start's next try" if moved is not None else None

@@ -278,7 +278,10 @@ def _record_with_champion(
                 run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, unless_stop_requested=True, **final
             ),
         )
-        former_champions.settle_quietly(runs, clients.sagemaker, dataset)  # the champion replaced: back to pending
+        if plan.expected_run_id is not None and entry.get("approval") == registry.APPROVED:
+            # the champion replaced goes back to pending; when this run's own approval failed (recorded, and told in
+            # its message), the reconciler's passes approve it first, and only then put the one before back
+            former_champions.settle_quietly(runs, clients.sagemaker, dataset)
         return None
 
     champion: dict[str, Any] = {}

@@ -513,6 +513,12 @@ def dropped_unsent(entry: Mapping[str, Any]) -> bool:
     return bool(entry.get("superseded_at")) and not entry.get("sent_at")
 
 
+def dropped_while_leased(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry dropped unsent was leased by a sender as it was dropped, and that sender neither marked it sent
+    nor gave it back: it died after Publish, or before it, or is publishing it still. It may have gone out."""
+    return dropped_unsent(entry) and str(entry.get("lease_until") or "") > str(entry.get("superseded_at"))
+
+
 def out_of_date(item: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
     """Whether an unsent message no longer says what is true: the "queued" notice of a run that has started since
     (``supersede_notice`` drops it; a sender drops it too, should the start have died before doing so)."""

@@ -207,7 +207,9 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
     gain = (comparison["challenger_accuracy"] - comparison["champion_accuracy"]) * 100
     promoted = round(gain, 9) >= 0.5
     assert two["champion"]["decision"] == ("promoted" if promoted else "kept")
-    assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "Approved" if promoted else "PendingManualApproval"]
+    # one Approved package per dataset, the champion's (the one replaced goes back to pending)
+    assert [p["ModelApprovalStatus"] for p in packages] == (
+        ["PendingManualApproval", "Approved"] if promoted else ["Approved", "PendingManualApproval"])
     table = pipeline.runtime.table(pipeline.outputs["RunsTableName"])
     champion = get_champion(table, "e2e/lifecycle.tsv")
     assert champion.run_id == (second if promoted else first)
@@ -230,7 +232,8 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
     assert done["run_id"] == loser and done["previous_champion"] == champion.run_id
     assert get_champion(table, "e2e/lifecycle.tsv").run_id == loser
     statuses = [sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"])["ModelApprovalStatus"] for p in packages]
-    assert statuses == ["Approved", "Approved"]
+    assert statuses == (["Approved", "PendingManualApproval"] if promoted else ["PendingManualApproval", "Approved"])
+    assert done["previous_champion_approval"] == "PendingManualApproval"
     assert main(["--workdir", workdir, "champion", "--dataset", "e2e/lifecycle.tsv", "--target", "local", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["run_id"] == loser and shown["history"][-1]["why"] == "promoted manually: e2e override"

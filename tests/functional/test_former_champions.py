@@ -10,7 +10,7 @@ import pytest
 
 from reviewtune.core import former_champions, registry
 from reviewtune.core.champion import get_champion, promote_manually
-from reviewtune.core.promotion import promote
+from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, good_file, later, measured
 from tests.functional.test_lifecycle import start
@@ -122,7 +122,7 @@ def test_a_promotion_back_while_a_pass_withdraws_the_package_ends_approved(pipel
 
     assert get_champion(pipeline.clients.runs_table, DATASET).run_id == first
     assert approvals(pipeline)[first] == "Approved"
-    assert pipeline.sagemaker.approval_descriptions[arns[first]] == former_champions.CHAMPION_AGAIN
+    assert pipeline.sagemaker.approval_descriptions[arns[first]] == former_champions.CHAMPION_APPROVED
     assert noted(pipeline) == {second}  # noted by the promotion's move; the next pass puts it back
     pipeline.reconcile()
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
@@ -170,3 +170,107 @@ def test_a_promotion_whose_withdrawal_is_refused_says_so_and_leaves_it_to_the_re
     assert approvals(pipeline) == {first: "Approved", second: "Approved"} and noted(pipeline) == {second}
     pipeline.reconcile()
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == set()
+
+
+def test_a_champion_whose_approval_was_refused_keeps_the_one_before_approved_until_a_pass_approves_it(pipeline):
+    """record_results could not approve the new champion's package (recorded on the run): the one before stays
+    Approved, so something approved still serves; a pass approves the champion's package, then puts the other back."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]  # record_results' approval
+    pipeline.evaluation_ended(second)
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert pipeline.run(second)["registry"]["error"].startswith("approval failed: AccessDeniedException")
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == {first}
+
+    result = pipeline.reconcile()
+
+    assert result["former_champions"] == 2 and "former_champions" not in result["errors"]
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()
+    assert recorded(pipeline, second) == "Approved" and recorded(pipeline, first) == "PendingManualApproval"
+
+
+def test_a_champion_s_package_left_pending_by_a_pass_that_died_is_approved_by_the_next(pipeline, monkeypatch):
+    """The pass put the package of a run promoted back meanwhile to pending, and died before approving it again (no
+    entry is left for it in the pointer): the next pass's check of the champion's package approves it."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="ops")
+    assert noted(pipeline) == set()
+    registry.set_approval(pipeline.sagemaker, pipeline.run(first)["model_package_arn"], registry.PENDING, "stale pass")
+
+    pipeline.reconcile()
+
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+    assert pipeline.sagemaker.approval_descriptions[pipeline.run(first)["model_package_arn"]] == (
+        former_champions.CHAMPION_APPROVED)
+    assert pipeline.reconcile()["former_champions"] == 0  # nothing more to do: one Describe per champion
+
+
+def test_a_promotion_whose_approval_lands_after_another_moved_the_champion_puts_it_back_and_says_so(
+    pipeline, monkeypatch
+):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    arn = pipeline.run(first)["model_package_arn"]
+    set_approval = registry.set_approval
+
+    def other_promotion_first(sagemaker, package, status, description=None):
+        if package == arn and status == registry.APPROVED and not other_promotion_first.done:
+            other_promotion_first.done = True  # Bob promotes `second` back, and settles, before this approval lands
+            promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="back", by="bob")
+        return set_approval(sagemaker, package, status, description)
+
+    other_promotion_first.done = False
+    monkeypatch.setattr(registry, "set_approval", other_promotion_first)
+    with pytest.raises(PromotionError, match=f"changed to {second} while {first} was being promoted; its package is"):
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+
+
+def test_a_pass_that_approved_a_champion_replaced_meanwhile_puts_it_back(pipeline, monkeypatch):
+    """The pass approves the champion's package (record_results could not), and before it reads the pointer again a
+    person promotes the run before back: that package goes back to pending and the one promoted stays Approved."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]  # record_results' approval
+    pipeline.evaluation_ended(second)
+    arns = {run_id: pipeline.run(run_id)["model_package_arn"] for run_id in (first, second)}
+    set_approval = registry.set_approval
+
+    def promoted_back_after(sagemaker, arn, status, description=None):
+        set_approval(sagemaker, arn, status, description)
+        if arn == arns[second] and status == registry.APPROVED and not promoted_back_after.done:
+            promoted_back_after.done = True
+            promote_manually(pipeline.clients.runs_table, DATASET, run_id=first, accuracy=0.7412, test_rows=309,
+                             test_split="sha256:x", reason="rollback", expected_run_id=second,
+                             model_package_arn=arns[first])
+            set_approval(sagemaker, arns[first], registry.APPROVED, "promoted manually")
+
+    promoted_back_after.done = False
+    monkeypatch.setattr(registry, "set_approval", promoted_back_after)
+    pipeline.reconcile()
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == first
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+    assert recorded(pipeline, second) == "PendingManualApproval" and recorded(pipeline, first) == "Approved"
+    pipeline.reconcile()
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == set()
+
+
+def test_a_champion_s_package_refused_for_good_is_recorded_after_a_week_and_the_one_before_keeps_serving(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"] * 2  # record_results', the pass's
+    pipeline.evaluation_ended(second)
+    assert "former_champions" in pipeline.reconcile(later(1))["errors"]  # within the week: an error every pass
+
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    result = pipeline.reconcile(later(1) + timedelta(days=7))
+
+    assert "former_champions" not in result["errors"]
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == {first}
+    assert pipeline.run(second)["registry"]["error"].startswith(
+        "approval failed: the champion's package could not be approved for 7 days: ")

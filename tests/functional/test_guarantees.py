@@ -741,7 +741,10 @@ def test_a_queued_run_whose_throttled_start_is_due_after_its_deadline_gets_that_
 
 def test_a_queued_run_whose_start_tries_record_nothing_ends_at_its_moved_deadline(pipeline, monkeypatch):
     late, retry = _queued_holding_a_slot_with_a_throttled_start(pipeline)
+    # it had waited behind runs at work before it took its slot: no longer what holds it up
+    assert RunsRepository(pipeline.clients.runs_table).update_if(late, RunStatus.QUEUED, queue_waited_for=[late])
     assert pipeline.reconcile(later(0))["steps"][late].endswith("waits for its start's next try")
+    assert pipeline.run(late)["queue_waited_for"] == []
     launch = tuning.launch
 
     def dies(run, settings, clients):  # every try of its start dies before recording anything
@@ -757,7 +760,8 @@ def test_a_queued_run_whose_start_tries_record_nothing_ends_at_its_moved_deadlin
     assert first_due["steps"][late].endswith("waits for its start's next try")  # once for this recorded try
     assert pipeline.run(late)["status"] == "QUEUED"
     assert pipeline.reconcile(retry + 3 * grace)["steps"][late] == "past deadline"
-    assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
+    item = assert_ended(pipeline, late, "FAILED", "stayed QUEUED longer than its deadline")
+    assert "runs ahead of it" not in item["failure_reason"]
 
 
 def test_queued_runs_holding_slots_are_not_counted_as_runs_at_work(pipeline):
@@ -1217,6 +1221,24 @@ def test_an_outcome_waits_for_a_queued_notice_dropped_while_a_sender_publishes_i
     assert sent_by_b == [[]]
     assert pipeline.statuses_told("reviewtune-two") == ["QUEUED", "FAILED"]
     assert_ended(pipeline, "reviewtune-two", "FAILED")
+
+
+@pytest.mark.parametrize("leased", [False, True])
+def test_runs_show_says_a_queued_notice_dropped_while_a_sender_held_it_may_have_gone_out(pipeline, leased):
+    """A sender took the notice's lease (and died after SNS took it, or before) when the run started and dropped it:
+    nothing says whether it went out, and the timeline says so; dropped with no sender at it, it was not told."""
+    runs = RunsRepository(pipeline.clients.runs_table)
+    assert runs.create({"run_id": "reviewtune-two", "dataset": "two.tsv", "status": "CLAIMED"})
+    assert runs.transition("reviewtune-two", RunStatus.CLAIMED, RunStatus.QUEUED, notice=("QUEUED: two", "waits"))
+    if leased:
+        assert runs.lease_notice("reviewtune-two", "QUEUED", outbox.LEASE_SECONDS)
+    assert runs.transition("reviewtune-two", RunStatus.QUEUED, RunStatus.TUNING)
+    assert runs.supersede_notice("reviewtune-two", "QUEUED")
+
+    text = rendered(views.run_view(runs.get("reviewtune-two")))
+
+    assert ("dropped, out of date, as a sender was publishing it (it may have gone out): QUEUED: two" in text) is leased
+    assert ("not told, out of date: QUEUED: two" in text) is not leased
 
 
 def test_load_drop_expects_a_queued_notice_dropped_only_after_it_went_out(pipeline):
