@@ -60,12 +60,6 @@ _ENDED_MEANWHILE = (
     "a start whose TUNING transition finds the run ended meanwhile (the reconciler's deadline, during the start) "
     "stops the job it just created (tuning.py); the scenarios have this race where StartEvaluation starts a queued run"
 )
-_LEFT_APPROVED = (
-    "the reconciler records an evaluation's results through record_results; a run recorded SUCCEEDED by the "
-    "event's invocation between the pass's read and that call takes record_results' repeated-event path, which may "
-    "ask whether an attempt that died left the run's package Approved (withdrawal.left_approved); the scenarios "
-    "have that path in RecordResults"
-)
 # Granted, called by no recorded scenario, and why each stays: (function, action) -> reason.
 KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     **{
@@ -80,7 +74,6 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
     ("RecordResultsFunction", "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE,
     ("ReconcileFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
-    ("ReconcileFunction", "sagemaker:DescribeModelPackage"): _LEFT_APPROVED,
 }
 # The AWS managed policies SAM attaches, and why.
 MANAGED_POLICIES = {
