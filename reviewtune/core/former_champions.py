@@ -42,8 +42,7 @@ def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None
     changed, failure = 0, None
     for champion in list_champions(runs.table):
         try:
-            changed += len([approval for approval in settle(runs, sagemaker, champion.dataset, now).values()
-                            if approval is not None])
+            changed += sum(approval is not None for approval in settle(runs, sagemaker, champion.dataset, now).values())
         except (ClientError, BotoCoreError) as exc:
             logger.warning("could not settle the approvals of a dataset's packages (the next pass tries again)",
                            extra={"dataset": champion.dataset, "error": aws_errors.describe(exc)})
@@ -167,11 +166,9 @@ def _record(runs: RunsRepository, run_id: str, arn: str | None, approval: str | 
         entry_now = {**(entry_now if withdrawal.owed(item) else registry.without_approval_error(entry_now)),
                      "approval": approval}
     elif error:
-        if error.startswith(registry.APPROVAL_FAILED):
-            entry_now["error"] = error
-        else:
+        if not error.startswith(registry.APPROVAL_FAILED):  # the package is gone: it has no approval
             entry_now.pop("approval", None)
-            entry_now["error"] = error
+        entry_now["error"] = error
     if entry_now != (item.get("registry") or {}):
         runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry_now)
 
