@@ -38,8 +38,10 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
 import numpy as np
 import torch
 import torch.nn.functional as F
+from clipped_step import clipped_step
 from fast_dropout import use_fast_dropout
 from frozen_features import FrozenFeatures
+from fused_projections import fuse_projections
 from kept_epoch import KEEP_RULES, KeptEpoch
 from modeling import (
     POOLINGS,
@@ -68,7 +70,7 @@ from review_data import (
 from weight_average import ExponentialMovingAverage
 
 # How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
-RELEASE_MEMORY_EVERY_STEPS = 10
+RELEASE_MEMORY_EVERY_STEPS = 50
 # For --max_train_seconds, what the job still has to do after its steps: a validation pass runs the forward pass
 # only, about a third of a training step's work per row (measured; the local plan's reviewtune.budget.INFERENCE_SPEEDUP,
 # which this folder cannot import: a test keeps the two equal); saving writes the weights (all-mpnet-base-v2's
@@ -465,6 +467,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
     freeze_encoder(model, args.freeze_bert_layer)
     model.to(device)
     fast_dropouts = use_fast_dropout(model) if device.type == "cpu" else 0
+    fused_layers = fuse_projections(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     started = time.perf_counter()
@@ -481,7 +484,7 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
         f"train_rows: {len(train_reviews)} - validation_rows: {len(validation_reviews or [])} - "
         f"tokenize_seconds: {time.perf_counter() - started:.2f} - device: {device.type} - "
         f"precision: {precision.name} - threads: {torch.get_num_threads()} - trainable_parameters: {trainable} - "
-        f"fast_dropout_modules: {fast_dropouts}",
+        f"fast_dropout_modules: {fast_dropouts} - fused_projection_layers: {fused_layers}",
         flush=True,
     )
 
@@ -554,13 +557,13 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
                 scaler.unscale_(optimizer)
             else:
                 loss.backward()
-            if args.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(trainable_parameters, args.max_grad_norm, foreach=True)
             if scaler is not None:
+                if args.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable_parameters, args.max_grad_norm, foreach=True)
                 scaler.step(optimizer)
                 scaler.update()
             else:
-                optimizer.step()
+                clipped_step(optimizer, trainable_parameters, args.max_grad_norm)
             progress.step_done()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

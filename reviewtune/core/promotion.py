@@ -10,6 +10,7 @@ move noted it, so the reconciler's next pass does it if this one cannot)."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,7 @@ def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: 
         left = f"putting its package {arn} back to pending failed ({text}): set it to PendingManualApproval by hand"
     raise PromotionError(
         f"the champion of {dataset!r} changed to {now.run_id if now else 'nobody'} while {run_id} was being "
-        f"promoted; {left}; run `reviewtune champion --dataset` and decide again"
+        f"promoted; {left}; run `reviewtune champion --dataset {shlex.quote(dataset)}` and decide again"
     )
 
 

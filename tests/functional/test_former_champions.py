@@ -225,8 +225,9 @@ def test_a_promotion_whose_approval_lands_after_another_moved_the_champion_puts_
 
     other_promotion_first.done = False
     monkeypatch.setattr(registry, "set_approval", other_promotion_first)
-    with pytest.raises(PromotionError, match=f"changed to {second} while {first} was being promoted; its package is"):
+    with pytest.raises(PromotionError, match=f"changed to {second} while {first} was being promoted; its package is") as raised:
         promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
+    assert f"run `reviewtune champion --dataset {DATASET}` and decide again" in str(raised.value)
 
     assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}

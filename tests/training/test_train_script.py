@@ -87,6 +87,11 @@ def test_every_dropout_module_of_the_model_is_replaced_on_a_cpu(trained_cls_mode
     assert re.findall(r"fast_dropout_modules: (\d+)", trained_cls_model.result.stdout) == [str(dropouts)]
 
 
+def test_every_attention_layer_computes_its_query_key_and_value_in_one_product(trained_cls_model: TrainedModel) -> None:
+    layers = json.loads((trained_cls_model.model_dir / "config.json").read_text())["num_hidden_layers"]
+    assert re.findall(r"fused_projection_layers: (\d+)", trained_cls_model.result.stdout) == [str(layers)]
+
+
 def test_mean_pooling_with_bottom_layers_frozen(trained_mean_model: TrainedModel) -> None:
     model_dir = trained_mean_model.model_dir
     assert len(re.findall(ACC_LINE, trained_mean_model.result.stdout)) == 1
