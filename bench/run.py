@@ -24,10 +24,10 @@ sys.path.insert(0, str(REPO))
 from bench.bench_data import DATA_CHOICES, BenchData, best_model_dir, prepare, score_held_out  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
 from reviewtune.budget import (  # noqa: E402
-    FROZEN_ROWS_PER_SECOND,
     MINILM_MODEL,
     PLAN_FILE,
-    TRAIN_EXAMPLES_PER_SECOND,
+    cpu_has_amx,
+    measured_speeds,
     model_key,
 )
 from reviewtune.core.display import hyperparameter  # noqa: E402
@@ -368,20 +368,22 @@ def table(throughput: list[dict] | dict | None, pipelines: dict[str, dict] | Non
 def _budget_notes(reports: list[dict]) -> list[str]:
     """The throughput reviewtune/budget.py plans with, beside what was measured (update the constant from it)."""
     notes = []
+    amx = cpu_has_amx()
+    constant = "TRAIN_EXAMPLES_PER_SECOND_AMX" if amx else "TRAIN_EXAMPLES_PER_SECOND"
+    cpu = "this CPU has AMX" if amx else "this CPU has no AMX"
     for report in reports:
         model = report["config"]["model"]
-        assumed = TRAIN_EXAMPLES_PER_SECOND.get(model_key(model))
-        frozen = FROZEN_ROWS_PER_SECOND.get(model_key(model))
+        assumed, frozen = measured_speeds(model, amx)
         if assumed is not None and frozen is not None:
             notes.append(
                 f"budget.py plans {model_key(model)} at {assumed:g} examples/s for steps from the kept output of its frozen "
-                f"layers and {frozen:g} rows/s for their one pass: the tuning run's trials measure those (their "
+                f"layers and {frozen:g} rows/s for their one pass ({cpu}): the tuning run's trials measure those (their "
                 f"examples_per_second and frozen_cache lines), not this comparison, where every step runs every layer"
             )
         elif assumed is not None:
             measured = report["results"]["train"]["examples_per_second"]
             notes.append(
-                f"budget.py TRAIN_EXAMPLES_PER_SECOND for {model_key(model)}: {assumed:g} (measured here: {measured:.1f}, "
+                f"budget.py {constant} for {model_key(model)}: {assumed:g} (measured here: {measured:.1f}, "
                 f"batch {report['config']['batch_size']})"
             )
     return ([""] + notes) if notes else []

@@ -89,6 +89,15 @@ SPECIAL_TOKENS = 2
 # second, the trials side by side together): the embeddings and 9 layers, 5,537 rows in 456-459 s per job in a tuning
 # run (2026-12-03, the CPU without AMX; 391 s in a pair of single jobs).
 FROZEN_ROWS_PER_SECOND: dict[str, float] = {"all-mpnet-base-v2": 24.0}
+# The same speeds on a CPU with AMX (Intel Xeon from the 4th generation: bf16 matrix products on its tiles), about
+# twice as fast; plan_run takes these where the CPU has AMX (cpu_has_amx), the ones above elsewhere, and a model
+# missing here the one above. Measured in `make bench`'s tuning runs on 5,536 course-like rows (two jobs side by side,
+# one thread each) on 2026-12-05 and 12-06: all-mpnet-base-v2's steps 25.4-27.9 examples/s per job, its frozen
+# layers' pass 178-190 s per job (29-31 rows/s); all-MiniLM-L6-v2's steps (every layer, batch 16) 28.3-30.8 per job.
+TRAIN_EXAMPLES_PER_SECOND_AMX: dict[str, float] = {"all-mpnet-base-v2": 52.0, "all-minilm-l6-v2": 56.0}
+FROZEN_ROWS_PER_SECOND_AMX: dict[str, float] = {"all-mpnet-base-v2": 58.0}
+# Where Linux lists the CPU's features; "amx_bf16" among a processor's flags: the CPU has AMX.
+CPUINFO = "/proc/cpuinfo"
 # What frozen_cache_mb holds per token of a kept row: the model's width in bf16 (768 x 2 bytes; 655 MB for 5,537
 # course-like rows). Rows past the limit run the frozen layers at each of their steps, which the plan counts.
 FROZEN_BYTES_PER_TOKEN: dict[str, int] = {"all-mpnet-base-v2": 768 * 2}
@@ -241,6 +250,7 @@ class Plan:
     max_train_seconds: float | None = None  # each trial's limit on its training job's seconds (None: no limit)
     planned_job_seconds: float | None = None  # what each trial's training job takes at the measured rate
     tokens_per_row: float | None = None  # the training rows' mean tokens the speeds were scaled to (None: not scaled)
+    cpu_amx: bool = False  # the speeds are those measured on a CPU with AMX
 
     @property
     def capped(self) -> bool:
@@ -290,6 +300,7 @@ class Plan:
             "max_runtime_seconds": budget.max_runtime_seconds,  # SageMaker stops a job still running then (hung)
             "planned_job_seconds": None if self.planned_job_seconds is None else round(self.planned_job_seconds, 1),
             "tokens_per_row": None if self.tokens_per_row is None else round(self.tokens_per_row, 1),
+            "cpu_amx": self.cpu_amx,
             "reason": self.reason,
             "lines": self.lines(),
         }
@@ -392,23 +403,49 @@ def outside_trials_seconds(model: str, rows: dict[str, int], rate: float) -> flo
     return RUN_OVERHEAD_SECONDS.get(key, DEFAULT_RUN_OVERHEAD_SECONDS) + evaluation
 
 
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """Whether this machine's CPU has AMX (the ``amx_bf16`` flag Linux lists); False where it cannot tell (no
+    ``/proc/cpuinfo``: macOS, Windows)."""
+    try:
+        with open(cpuinfo or CPUINFO, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        return False
+    return False
+
+
+def measured_speeds(model: str, amx: bool) -> tuple[float | None, float | None]:
+    """The measured examples/s of the model's steps and rows/s of its frozen layers' one pass (None: not measured), on
+    a CPU with AMX or without; a model measured only without AMX keeps those speeds on AMX too (an estimate on the
+    long side)."""
+    key = model_key(model)
+    rate, frozen = TRAIN_EXAMPLES_PER_SECOND.get(key), FROZEN_ROWS_PER_SECOND.get(key)
+    if amx:
+        rate, frozen = TRAIN_EXAMPLES_PER_SECOND_AMX.get(key, rate), FROZEN_ROWS_PER_SECOND_AMX.get(key, frozen)
+    return rate, frozen
+
+
 def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_MINUTES,
-             tokens: float | None = None) -> Plan:
+             tokens: float | None = None, amx: bool | None = None) -> Plan:
     """``budget`` with ``train_steps_per_epoch`` capped so that the estimated run fits ``PLANNED_SHARE`` of ``minutes``.
 
     ``rows`` are the split sizes of the file (``train``, ``validation``, ``test``); ``tokens`` the mean tokens of its
-    training rows (``tokens_per_row``; None: as many as the throughput was measured on). A model without a measured
+    training rows (``tokens_per_row``; None: as many as the throughput was measured on); ``amx`` whether the CPU has
+    AMX (None: this machine's, ``cpu_has_amx``), which picks the measured speeds. A model without a measured
     throughput trains whole epochs and gets no estimate.
     """
     batch = budget.largest_batch()
     full = max(1, math.ceil(rows.get("train", 0) / batch))
     key = model_key(budget.model)
-    rate = TRAIN_EXAMPLES_PER_SECOND.get(key)
+    amx = cpu_has_amx() if amx is None else amx
+    rate, frozen_rate = measured_speeds(budget.model, amx)
     if rate is None:
         reason = f"no throughput measured for {budget.model} (budget.TRAIN_EXAMPLES_PER_SECOND): whole epochs"
-        return Plan(budget, rows, batch, full, full, None, minutes, reason)
+        return Plan(budget, rows, batch, full, full, None, minutes, reason, cpu_amx=amx)
     startup = JOB_STARTUP_SECONDS.get(key, DEFAULT_JOB_STARTUP_SECONDS)
-    frozen_rate = FROZEN_ROWS_PER_SECOND.get(key) if budget.static.get("frozen_cache_mb") else None
+    frozen_rate = frozen_rate if budget.static.get("frozen_cache_mb") else None
     if tokens:  # shorter reviews: more of them per second (every per-row speed measured on MEASURED_TOKENS_PER_ROW)
         scale = MEASURED_TOKENS_PER_ROW / tokens
         rate, frozen_rate = rate * scale, frozen_rate and frozen_rate * scale
@@ -419,9 +456,9 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
 
     whole = estimate(full)
     if whole <= planned:
-        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate, tokens)}"
+        reason = f"the whole training set each epoch fits the {minutes:g}-minute budget at {_speed(rate, frozen_rate, tokens, amx)}"
         reason += _kept_rows_note(budget, rows, full, tokens)
-        plan = Plan(budget, rows, batch, full, full, whole, minutes, reason, tokens_per_row=tokens)
+        plan = Plan(budget, rows, batch, full, full, whole, minutes, reason, tokens_per_row=tokens, cpu_amx=amx)
         return _with_time_limit(plan, rate, startup, frozen_rate)
     # the estimate grows with the steps: the most steps that fit the budget
     low, high = 0, full
@@ -431,7 +468,7 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     steps = low
     if steps >= MIN_TRAIN_STEPS_PER_EPOCH:
         reason = (
-            f"whole epochs would take ~{whole:.0f} min at {_speed(rate, frozen_rate, tokens)}; {steps} steps per epoch "
+            f"whole epochs would take ~{whole:.0f} min at {_speed(rate, frozen_rate, tokens, amx)}; {steps} steps per epoch "
             f"({100 * steps / full:.0f} % of the training rows, a new random part each epoch) fit "
             f"{planned:g} minutes ({100 * PLANNED_SHARE:.0f} % of the {minutes:g}-minute budget)"
         )
@@ -439,12 +476,13 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
         steps = min(full, MIN_TRAIN_STEPS_PER_EPOCH)
         reason = (
             f"even {steps} steps per epoch (the least that trains) overrun the {minutes:g}-minute budget "
-            f"at {_speed(rate, frozen_rate, tokens)}: fewer trials or epochs would fit"
+            f"at {_speed(rate, frozen_rate, tokens, amx)}: fewer trials or epochs would fit"
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)
     reason += _kept_rows_note(budget, rows, steps, tokens)
-    plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason, tokens_per_row=tokens)
+    plan = Plan(capped, rows, batch, full, steps, estimate(steps), minutes, reason, tokens_per_row=tokens,
+                cpu_amx=amx)
     return _with_time_limit(plan, rate, startup, frozen_rate)
 
 
@@ -461,11 +499,15 @@ def _kept_rows_note(budget: Budget, rows: dict[str, int], steps_per_epoch: int, 
     )
 
 
-def _speed(rate: float, frozen_rate: float | None, tokens: float | None = None) -> str:
-    """The speeds a plan assumes (measured, scaled to the file's reviews), as its reason says them."""
+def _speed(rate: float, frozen_rate: float | None, tokens: float | None = None, amx: bool = False) -> str:
+    """The speeds a plan assumes (measured, on a CPU with AMX or without, scaled to the file's reviews), as its reason
+    says them."""
     frozen = f" after one pass of the frozen layers at {frozen_rate:.3g} rows/s" if frozen_rate else ""
-    length = f" (reviews of {tokens:.0f} tokens on average)" if tokens else ""
-    return f"{rate:.3g} examples/s{frozen}{length}"
+    notes = [f"reviews of {tokens:.0f} tokens on average"] if tokens else []
+    if amx:
+        notes.append("as measured on a CPU with AMX, as this one has")
+    note = f" ({'; '.join(notes)})" if notes else ""
+    return f"{rate:.3g} examples/s{frozen}{note}"
 
 
 def _with_time_limit(plan: Plan, rate: float, startup: float, frozen_rate: float | None = None) -> Plan:

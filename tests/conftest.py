@@ -18,3 +18,12 @@ def _forget_loaded_handlers():
     """Each test's handler modules are dropped after it (see tests.support.aws.forget_handlers)."""
     yield
     forget_handlers()
+
+
+@pytest.fixture(autouse=True)
+def _plans_for_a_cpu_without_amx(monkeypatch):
+    """A plan's speeds depend on the CPU (reviewtune.budget.cpu_has_amx): every test plans for one without AMX, whatever
+    CPU runs it, unless it points ``CPUINFO`` elsewhere itself."""
+    from reviewtune import budget
+
+    monkeypatch.setattr(budget, "CPUINFO", "/nonexistent/cpuinfo")

@@ -3,16 +3,20 @@
 Each attention layer of BERT, RoBERTa, MPNet and DistilBERT projects the same hidden states three times, with three
 separate ``nn.Linear`` modules. Under bf16 autocast each of the three calls casts that fp32 input to bf16 again (the
 autocast cache keeps only the weights' casts), its backward pass casts a gradient back and adds the three, and three
-narrow products keep AMX less busy than one wide one. Here the first of the three calls computes all three outputs
-with one product of the input and the three weights stacked, and the other two calls with the same input take their
-share. The weights stay in their own modules, so the model saves, loads and freezes as before; the result is the same
-up to the order of float additions.
+narrow products keep AMX less busy than one wide one. Here the query's call computes all three outputs with one
+product of the input and the three weights stacked, and the key's and the value's calls with the same input take
+their share. The weights stay in their own modules, so the model saves, loads and freezes as before; the result is
+the same up to the order of float additions.
 
-A call with another input (or another grad or autocast mode), or a projection called twice for the same input,
-computes afresh: only a repeat of the same input object is shared.
+Only that order with one input object is shared: a key or value call with another input (cross-attention; another
+grad or autocast mode), or out of that order, is its own module's product. The shared outputs are let go once the
+three are served. The modules are held weakly, so a fused model is freed as soon as it is no longer used.
 """
 
 from __future__ import annotations
+
+import copy
+import weakref
 
 import torch
 from torch import nn
@@ -26,6 +30,11 @@ PROJECTION_NAMES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def supported() -> bool:
+    """Whether this PyTorch tells the autocast state by device type (2.4 and later: older SageMaker images lack it)."""
+    return hasattr(torch, "get_autocast_dtype")
+
+
 def _mode(x: torch.Tensor) -> tuple:
     device = x.device.type
     autocast = torch.is_autocast_enabled(device)
@@ -35,16 +44,33 @@ def _mode(x: torch.Tensor) -> tuple:
 class SharedInputProjections:
     """Serves ``linears[i](x)`` for the same ``x`` from one product; see the module's docstring."""
 
-    def __init__(self, linears: list[nn.Linear]) -> None:
-        self.linears = linears
-        self._sizes = [linear.out_features for linear in linears]
+    def __init__(self, linears: list[nn.Linear], sizes: list[int] | None = None) -> None:
+        # ``sizes`` given: the modules may be copies still being made (deepcopy, pickle), their attributes not set yet
+        self._linears = [weakref.ref(linear) for linear in linears]
+        self._sizes = list(sizes) if sizes is not None else [linear.out_features for linear in linears]
         self._key: tuple | None = None
         self._outputs: tuple[torch.Tensor, ...] = ()
         self._served: set[int] = set()
 
+    @property
+    def linears(self) -> list[nn.Linear]:
+        return [ref() for ref in self._linears]
+
+    def __deepcopy__(self, memo: dict) -> SharedInputProjections:
+        # a model copied whole: the copy's modules (the memo holds those already copied), not this model's; in the
+        # memo first, so that the copies of the three modules share this one copy
+        clone = memo[id(self)] = SharedInputProjections.__new__(SharedInputProjections)
+        clone.__init__([copy.deepcopy(linear, memo) for linear in self.linears], self._sizes)
+        return clone
+
+    def __reduce__(self) -> tuple:
+        # pickled (torch.save of a whole model) with its modules, not the weak references
+        return SharedInputProjections, (self.linears, self._sizes)
+
     def _compute(self, x: torch.Tensor, autocast_dtype: torch.dtype | None) -> tuple[torch.Tensor, ...]:
-        weights = [linear.weight for linear in self.linears]
-        biases = [linear.bias for linear in self.linears]
+        linears = self.linears
+        weights = [linear.weight for linear in linears]
+        biases = [linear.bias for linear in linears]
         if autocast_dtype is not None and x.is_floating_point():
             # each weight cast once, then stacked in the narrower type (not stacked in fp32, then cast)
             weights = [weight.to(autocast_dtype) for weight in weights]
@@ -53,17 +79,24 @@ class SharedInputProjections:
         bias = torch.cat(biases) if biases[0] is not None else None
         return F.linear(x, weight, bias).split(self._sizes, dim=-1)
 
+    def _forget(self) -> None:
+        self._key, self._outputs, self._served = None, (), set()
+
     def project(self, index: int, x: torch.Tensor) -> torch.Tensor:
         mode = _mode(x)
-        key = (x, mode)
-        if self._key is None or self._key[0] is not x or self._key[1] != mode or index in self._served:
+        if index == 0:  # the query: the three outputs for this input
             self._outputs = self._compute(x, mode[2])
-            self._key, self._served = key, set()
+            self._key, self._served = (x, mode), {0}
+            return self._outputs[0]
+        key = self._key
+        if key is None or key[0] is not x or key[1] != mode or index in self._served:
+            self._forget()  # not the query's input: this module's own product
+            linear = self.linears[index]
+            return F.linear(x, linear.weight, linear.bias)
         self._served.add(index)
         output = self._outputs[index]
-        if len(self._served) == len(self.linears):
-            # all three served: hold neither the input nor the outputs past this layer
-            self._key, self._outputs, self._served = None, (), set()
+        if len(self._served) == len(self._sizes):
+            self._forget()  # all three served: hold neither the input nor the outputs past this layer
         return output
 
 
@@ -78,7 +111,9 @@ class _Projection:
         return self.shared.project(self.index, x)
 
 
-def _fusable(linears: list[nn.Module]) -> bool:
+def _fusable(module: nn.Module, linears: list[nn.Module]) -> bool:
+    if getattr(module, "is_cross_attention", False):  # the key and value read another input than the query
+        return False
     if not all(type(linear) is nn.Linear for linear in linears):
         return False
     first = linears[0]
@@ -94,12 +129,15 @@ def _fusable(linears: list[nn.Module]) -> bool:
 
 def fuse_projections(model: nn.Module) -> int:
     """Make each attention layer's query, key and value modules of ``model`` share one product (module docstring);
-    how many layers. Only the modules' ``forward`` changes: parameters, names and state dict stay as they are."""
+    how many layers (none where this PyTorch is too old). Only the modules' ``forward`` changes: parameters, names and
+    state dict stay as they are."""
+    if not supported():
+        return 0
     fused = 0
     for module in model.modules():
         for names in PROJECTION_NAMES:
             linears = [getattr(module, name, None) for name in names]
-            if any(linear is None for linear in linears) or not _fusable(linears):
+            if any(linear is None for linear in linears) or not _fusable(module, linears):
                 continue
             shared = SharedInputProjections(linears)
             for index, linear in enumerate(linears):

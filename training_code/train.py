@@ -70,7 +70,7 @@ from review_data import (
 from weight_average import ExponentialMovingAverage
 
 # How often the training loop hands freed heap pages back to the OS (see modeling.release_free_memory).
-RELEASE_MEMORY_EVERY_STEPS = 50
+RELEASE_MEMORY_EVERY_STEPS = 10
 # For --max_train_seconds, what the job still has to do after its steps: a validation pass runs the forward pass
 # only, about a third of a training step's work per row (measured; the local plan's reviewtune.budget.INFERENCE_SPEEDUP,
 # which this folder cannot import: a test keeps the two equal); saving writes the weights (all-mpnet-base-v2's

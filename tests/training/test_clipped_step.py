@@ -69,3 +69,16 @@ def test_a_failing_step_leaves_no_divisor_behind() -> None:
     norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params]))
     torch.testing.assert_close(seen, [norm + 1e-6])  # the step was handed the divisor
     assert getattr(optimizer, "grad_scale", None) is None
+
+
+def test_parameters_other_than_the_optimizer_s_are_clipped_first() -> None:
+    params, twins, optimizer, reference = _pair(fused=True)
+    for p, t in zip(params, twins, strict=True):
+        p.grad, t.grad = torch.full_like(p, 2.0), torch.full_like(t, 2.0)
+    # the norm over the first parameter only, as clip_grad_norm_ would take it; the step moves both
+    clipped_step(optimizer, params[:1], 1.0)
+    torch.nn.utils.clip_grad_norm_(twins[:1], 1.0)
+    reference.step()
+    for p, t in zip(params, twins, strict=True):
+        torch.testing.assert_close(p, t)
+        torch.testing.assert_close(p.grad, t.grad)

