@@ -28,6 +28,7 @@ from reviewtune.budget import (  # noqa: E402
     PLAN_FILE,
     cpu_has_amx,
     measured_speeds,
+    measured_with_amx,
     model_key,
 )
 from reviewtune.core.display import hyperparameter  # noqa: E402
@@ -369,11 +370,12 @@ def _budget_notes(reports: list[dict]) -> list[str]:
     """The throughput reviewtune/budget.py plans with, beside what was measured (update the constant from it)."""
     notes = []
     amx = cpu_has_amx()
-    constant = "TRAIN_EXAMPLES_PER_SECOND_AMX" if amx else "TRAIN_EXAMPLES_PER_SECOND"
-    cpu = "this CPU has AMX" if amx else "this CPU has no AMX"
     for report in reports:
         model = report["config"]["model"]
         assumed, frozen = measured_speeds(model, amx)
+        with_amx = measured_with_amx(model, amx)
+        constant = "TRAIN_EXAMPLES_PER_SECOND_AMX" if with_amx else "TRAIN_EXAMPLES_PER_SECOND"
+        cpu = "as measured on a CPU with AMX, as this one has" if with_amx else "as measured on a CPU without AMX"
         if assumed is not None and frozen is not None:
             notes.append(
                 f"budget.py plans {model_key(model)} at {assumed:g} examples/s for steps from the kept output of its frozen "

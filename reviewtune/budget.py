@@ -67,13 +67,12 @@ TRAIN_EXAMPLES_PER_SECOND: dict[str, float] = {
     # the budget's steps: two jobs side by side, one thread each, each step from the kept output of the frozen bottom
     # 9 layers (MPNET_FROZEN_CACHE_MB) through the 3 layers that train, batch 16: 13.7-13.9 examples/s per job in a
     # tuning run on a CPU without AMX (2026-12-03, 5,537 course-like rows; every step through the frozen layers too,
-    # with the bottom 9 kept and 6 of them frozen: 5.7). A CPU with AMX is faster: the run then ends before its
-    # estimate.
+    # with the bottom 9 kept and 6 of them frozen: 5.7). A CPU with AMX: TRAIN_EXAMPLES_PER_SECOND_AMX.
     "all-mpnet-base-v2": 27.0,
     # `make bench`, 2026-12-03, the same CPU without AMX: its 4-trial tuning run on 5,536 course-like rows (two jobs
     # side by side, one thread each, batch 16, every layer trained): 2 x 346 steps in 618-623 s per trial, 36 examples/s
-    # in all, start-up and validation included; one job at batch 32 on both cores: 35.0 (on the CPU with AMX,
-    # 2026-11-30: 75.8, and about 71 in all in its tuning run)
+    # in all, start-up and validation included; one job at batch 32 on both cores: 35.0 (a CPU with AMX:
+    # TRAIN_EXAMPLES_PER_SECOND_AMX)
     "all-minilm-l6-v2": 36.0,
 }
 # The reviews those throughputs were measured on: tokens per row, the model's tokenizer, cut at length 128 (course-like
@@ -250,7 +249,7 @@ class Plan:
     max_train_seconds: float | None = None  # each trial's limit on its training job's seconds (None: no limit)
     planned_job_seconds: float | None = None  # what each trial's training job takes at the measured rate
     tokens_per_row: float | None = None  # the training rows' mean tokens the speeds were scaled to (None: not scaled)
-    cpu_amx: bool = False  # the speeds are those measured on a CPU with AMX
+    cpu_amx: bool = False  # the speeds are those measured on a CPU with AMX (this CPU has it, the model was measured)
 
     @property
     def capped(self) -> bool:
@@ -416,14 +415,20 @@ def cpu_has_amx(cpuinfo: str | None = None) -> bool:
     return False
 
 
+def measured_with_amx(model: str, amx: bool) -> bool:
+    """Whether the speeds a plan takes for ``model`` are those measured on a CPU with AMX: the CPU has it and the
+    model was measured on one."""
+    return amx and model_key(model) in TRAIN_EXAMPLES_PER_SECOND_AMX
+
+
 def measured_speeds(model: str, amx: bool) -> tuple[float | None, float | None]:
     """The measured examples/s of the model's steps and rows/s of its frozen layers' one pass (None: not measured), on
     a CPU with AMX or without; a model measured only without AMX keeps those speeds on AMX too (an estimate on the
     long side)."""
     key = model_key(model)
     rate, frozen = TRAIN_EXAMPLES_PER_SECOND.get(key), FROZEN_ROWS_PER_SECOND.get(key)
-    if amx:
-        rate, frozen = TRAIN_EXAMPLES_PER_SECOND_AMX.get(key, rate), FROZEN_ROWS_PER_SECOND_AMX.get(key, frozen)
+    if measured_with_amx(model, amx):
+        rate, frozen = TRAIN_EXAMPLES_PER_SECOND_AMX[key], FROZEN_ROWS_PER_SECOND_AMX.get(key, frozen)
     return rate, frozen
 
 
@@ -439,8 +444,9 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     batch = budget.largest_batch()
     full = max(1, math.ceil(rows.get("train", 0) / batch))
     key = model_key(budget.model)
-    amx = cpu_has_amx() if amx is None else amx
-    rate, frozen_rate = measured_speeds(budget.model, amx)
+    cpu_amx = cpu_has_amx() if amx is None else amx
+    rate, frozen_rate = measured_speeds(budget.model, cpu_amx)
+    amx = measured_with_amx(budget.model, cpu_amx)  # the speeds are those measured with AMX
     if rate is None:
         reason = f"no throughput measured for {budget.model} (budget.TRAIN_EXAMPLES_PER_SECOND): whole epochs"
         return Plan(budget, rows, batch, full, full, None, minutes, reason, cpu_amx=amx)

