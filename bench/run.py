@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 from bench.bench_data import DATA_CHOICES, BenchData, best_model_dir, prepare, score_held_out  # noqa: E402
 from bench.train_throughput import LOCAL_BUDGET, RSS_LINE  # noqa: E402
 from reviewtune.budget import (  # noqa: E402
+    AMX_NOTE,
     MINILM_MODEL,
     PLAN_FILE,
     cpu_has_amx,
@@ -372,10 +373,10 @@ def _budget_notes(reports: list[dict]) -> list[str]:
     amx = cpu_has_amx()
     for report in reports:
         model = report["config"]["model"]
-        assumed, frozen = measured_speeds(model, amx)
         with_amx = measured_with_amx(model, amx)
+        assumed, frozen = measured_speeds(model, with_amx)
         constant = "TRAIN_EXAMPLES_PER_SECOND_AMX" if with_amx else "TRAIN_EXAMPLES_PER_SECOND"
-        cpu = "as measured on a CPU with AMX, as this one has" if with_amx else "as measured on a CPU without AMX"
+        cpu = AMX_NOTE if with_amx else "as measured on a CPU without AMX"
         if assumed is not None and frozen is not None:
             notes.append(
                 f"budget.py plans {model_key(model)} at {assumed:g} examples/s for steps from the kept output of its frozen "

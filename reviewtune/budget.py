@@ -93,10 +93,12 @@ FROZEN_ROWS_PER_SECOND: dict[str, float] = {"all-mpnet-base-v2": 24.0}
 # missing here the one above. Measured in `make bench`'s tuning runs on 5,536 course-like rows (two jobs side by side,
 # one thread each) on 2026-12-05 and 12-06: all-mpnet-base-v2's steps 25.4-27.9 examples/s per job, its frozen
 # layers' pass 178-190 s per job (29-31 rows/s); all-MiniLM-L6-v2's steps (every layer, batch 16) 28.3-30.8 per job.
+# A model with a frozen-layer speed above has one here too (a plan said to be measured with AMX uses both).
 TRAIN_EXAMPLES_PER_SECOND_AMX: dict[str, float] = {"all-mpnet-base-v2": 52.0, "all-minilm-l6-v2": 56.0}
 FROZEN_ROWS_PER_SECOND_AMX: dict[str, float] = {"all-mpnet-base-v2": 58.0}
 # Where Linux lists the CPU's features; "amx_bf16" among a processor's flags: the CPU has AMX.
 CPUINFO = "/proc/cpuinfo"
+AMX_NOTE = "as measured on a CPU with AMX, as this one has"  # what a plan's reason says of such speeds
 # What frozen_cache_mb holds per token of a kept row: the model's width in bf16 (768 x 2 bytes; 655 MB for 5,537
 # course-like rows). Rows past the limit run the frozen layers at each of their steps, which the plan counts.
 FROZEN_BYTES_PER_TOKEN: dict[str, int] = {"all-mpnet-base-v2": 768 * 2}
@@ -249,7 +251,7 @@ class Plan:
     max_train_seconds: float | None = None  # each trial's limit on its training job's seconds (None: no limit)
     planned_job_seconds: float | None = None  # what each trial's training job takes at the measured rate
     tokens_per_row: float | None = None  # the training rows' mean tokens the speeds were scaled to (None: not scaled)
-    cpu_amx: bool = False  # the speeds are those measured on a CPU with AMX (this CPU has it, the model was measured)
+    cpu_amx: bool = False  # the speeds measured on a CPU with AMX were used (this CPU has it, the model was measured)
 
     @property
     def capped(self) -> bool:
@@ -444,9 +446,9 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     batch = budget.largest_batch()
     full = max(1, math.ceil(rows.get("train", 0) / batch))
     key = model_key(budget.model)
-    cpu_amx = cpu_has_amx() if amx is None else amx
-    rate, frozen_rate = measured_speeds(budget.model, cpu_amx)
-    amx = measured_with_amx(budget.model, cpu_amx)  # the speeds are those measured with AMX
+    # from here on: whether the speeds are those measured on a CPU with AMX (this CPU has it, the model was measured)
+    amx = measured_with_amx(budget.model, cpu_has_amx() if amx is None else amx)
+    rate, frozen_rate = measured_speeds(budget.model, amx)
     if rate is None:
         reason = f"no throughput measured for {budget.model} (budget.TRAIN_EXAMPLES_PER_SECOND): whole epochs"
         return Plan(budget, rows, batch, full, full, None, minutes, reason, cpu_amx=amx)
@@ -511,7 +513,7 @@ def _speed(rate: float, frozen_rate: float | None, tokens: float | None = None, 
     frozen = f" after one pass of the frozen layers at {frozen_rate:.3g} rows/s" if frozen_rate else ""
     notes = [f"reviews of {tokens:.0f} tokens on average"] if tokens else []
     if amx:
-        notes.append("as measured on a CPU with AMX, as this one has")
+        notes.append(AMX_NOTE)
     note = f" ({'; '.join(notes)})" if notes else ""
     return f"{rate:.3g} examples/s{frozen}{note}"
 

@@ -5,7 +5,8 @@ pass over all of them (110 M values for all-mpnet-base-v2, about 2 % of a bf16 t
 the optimizer's own. A fused AdamW (``fused=True``) divides each gradient by its ``grad_scale`` inside its single
 pass, the way ``GradScaler`` unscales them; so here the total norm is computed as ``clip_grad_norm_`` computes it and
 handed over as that divisor. The parameters and the gradients end as ``clip_grad_norm_`` then ``step()`` leave them
-(the fused kernel writes the divided gradients back). An optimizer without that support, or one whose parameters are
+(the fused kernel writes the divided gradients back): the same bits under the bound, up to float rounding over it
+(one division where clipping multiplies). An optimizer without that support, or one whose parameters are
 not the ones clipped, clips first.
 """
 
@@ -15,7 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
-# clip_grad_norm_'s guard against dividing by a zero norm
+# clip_grad_norm_'s guard against dividing by a zero norm (a private value of PyTorch's; the tests comparing both ways
+# would see it change)
 _EPS = 1e-6
 
 

@@ -8,9 +8,9 @@ product of the input and the three weights stacked, and the key's and the value'
 their share. The weights stay in their own modules, so the model saves, loads and freezes as before; the result is
 the same up to the order of float additions.
 
-Only that order with one input object is shared: a key or value call with another input (cross-attention; another
-grad or autocast mode), or out of that order, is its own module's product. The shared outputs are let go once the
-three are served. The modules are held weakly, so a fused model is freed as soon as it is no longer used.
+Only the query's input is shared: the key's and the value's calls with that same input object, in the same grad and
+autocast mode, each once after the query's, take their share; any other call (cross-attention; another mode; a second
+call) is its own module's product. The shared outputs are let go once the three are served. The modules are held weakly, so a fused model is freed as soon as it is no longer used.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class _Projection:
 
 def _cross_attention(name: str, module: nn.Module) -> bool:
     """Whether the key and value of ``module`` read another input than its query (BERT's decoder layers: the
-    ``crossattention`` module, whose parent carries ``is_cross_attention``)."""
+    ``crossattention`` module, whose parent carries ``is_cross_attention``). Left unfused so that its query does not
+    compute a key and value no call takes; were one missed, ``project`` still computes each of its own products."""
     return (getattr(module, "is_cross_attention", False) or "CrossAttention" in type(module).__name__
             or "crossattention" in name.lower().split("."))
 

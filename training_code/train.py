@@ -555,14 +555,12 @@ def train(args: argparse.Namespace, env: TrainingEnvironment, job_started: float
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if scaler is not None:
                 if args.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(trainable_parameters, args.max_grad_norm, foreach=True)
                 scaler.step(optimizer)
                 scaler.update()
             else:
+                loss.backward()
                 clipped_step(optimizer, trainable_parameters, args.max_grad_norm)
             progress.step_done()
             scheduler.step()

@@ -18,7 +18,7 @@ landing after the other moved the pointer away) puts its package back itself (pr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -30,9 +30,6 @@ from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso, to_item
 
 logger = Logger(child=True)
 
-# Putting a former champion's package back SageMaker refuses for good (AccessDenied, a validation error): tried by
-# every pass for this long after the champion moved, then recorded on the run as not done, and the entry dropped.
-GIVE_UP_SECONDS = 7 * 86400
 CHAMPION_APPROVED = "champion: approved again (its package was not Approved)"
 
 
@@ -52,15 +49,14 @@ def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None
     return changed
 
 
-def settle_quietly(runs: RunsRepository, sagemaker: Any, dataset: str) -> dict[str, str | None] | None:
-    """``settle`` right after the pointer moved: what it set, or None when SageMaker refused (logged; the
-    reconciler's next pass does it)."""
+def settle_quietly(runs: RunsRepository, sagemaker: Any, dataset: str) -> None:
+    """``settle`` right after the pointer moved; when SageMaker refuses, logged (the reconciler's next pass does
+    it)."""
     try:
-        return settle(runs, sagemaker, dataset)
+        settle(runs, sagemaker, dataset)
     except (ClientError, BotoCoreError) as exc:
         logger.warning("the former champion's package is still approved; the reconciler puts it back to pending",
                        extra={"dataset": dataset, "error": aws_errors.describe(exc)})
-        return None
 
 
 def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | None = None) -> dict[str, str | None]:
@@ -93,7 +89,7 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
         wanted = registry.APPROVED if after is not None and run_id == after.run_id else registry.PENDING
         if approval is not None and approval != wanted:
             registry.set_approval(sagemaker, arns[run_id], wanted,
-                                  CHAMPION_APPROVED if wanted == registry.APPROVED else f"no longer champion of {dataset}")
+                                  CHAMPION_APPROVED if wanted == registry.APPROVED else no_longer_champion(dataset))
             done[run_id] = wanted
     for run_id, approval in done.items():
         _record(runs, run_id, arns[run_id], approval, noted.get(run_id, {}).get("error"))
@@ -104,7 +100,7 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
 
 def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, now: datetime) -> str | None:
     """Approve the champion's package unless it is Approved already: "now" when approved now, "already", or None when
-    it is not Approved (no package, gone, or SageMaker refusing it for good GIVE_UP_SECONDS after the champion
+    it is not Approved (no package, gone, or SageMaker refusing it for good registry.GIVE_UP_SECONDS after the champion
     changed: recorded on the run once, and logged). Raises while SageMaker refuses within that."""
     arn = champion.model_package_arn
     if not arn:
@@ -116,26 +112,31 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
     except ClientError as exc:
         if registry.package_gone(exc):
             return None
-        if aws_errors.transient(exc) or now - parse_iso(champion.changed_at) < timedelta(seconds=GIVE_UP_SECONDS):
+        if not registry.refused_for_good(exc, parse_iso(champion.changed_at), now):
             raise
         logger.error("the champion's package cannot be approved; the one before stays Approved", extra={
             "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn,
             "error": aws_errors.describe(exc)})
         _record(runs, champion.run_id, arn, None, f"{registry.APPROVAL_FAILED}: the champion's package could not be "
-                f"approved for {GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}")
+                f"approved for {registry.GIVE_UP_DAYS} days: {aws_errors.text(exc)}")
         return None
     logger.warning("the champion's package was not Approved: approved", extra={
         "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn})
     return "now"
 
 
+def no_longer_champion(dataset: str) -> str:
+    """Why a package went back to pending, as SageMaker records it (its ApprovalDescription)."""
+    return f"no longer champion of {dataset}"
+
+
 def _why(champion: Champion) -> str:
-    return f"no longer champion of {champion.dataset}: {champion.run_id} is, since {champion.changed_at}"
+    return f"{no_longer_champion(champion.dataset)}: {champion.run_id} is, since {champion.changed_at}"
 
 
 def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: datetime) -> str | None:
     """Set the noted package's approval; None when it no longer exists or SageMaker refused it for good for
-    GIVE_UP_SECONDS (logged, and the error kept in ``noted``). Raises otherwise."""
+    registry.GIVE_UP_SECONDS (logged, and the error kept in ``noted``). Raises otherwise."""
     try:
         registry.set_approval(sagemaker, noted["model_package_arn"], wanted, why)
     except ClientError as exc:
@@ -143,13 +144,13 @@ def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: date
             noted["error"] = "the model package no longer exists"
             return None
         since = parse_iso(noted.get("since") or now.isoformat())
-        if aws_errors.transient(exc) or now - since < timedelta(seconds=GIVE_UP_SECONDS):
+        if not registry.refused_for_good(exc, since, now):
             raise
         logger.error("gave up changing the approval of a former champion's package",
                      extra={"run_id": noted.get("run_id"), "model_package_arn": noted["model_package_arn"],
                             "error": aws_errors.describe(exc)})
         noted["error"] = (f"{registry.APPROVAL_FAILED}: not set to {wanted}, refused for "
-                          f"{GIVE_UP_SECONDS // 86400} days: {aws_errors.text(exc)}")
+                          f"{registry.GIVE_UP_DAYS} days: {aws_errors.text(exc)}")
         return None
     return wanted
 

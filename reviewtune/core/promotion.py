@@ -91,17 +91,17 @@ def _approval_now(sagemaker: Any, arn: str) -> str:
 def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: str, arn: str) -> None:
     """After approving: another promotion may have moved the pointer on before this approval landed (and put this
     package back to pending before it did): the package goes back to pending, and the person is told."""
-    now = get_champion(runs.table, dataset)
-    if now is not None and now.run_id == run_id:
+    current = get_champion(runs.table, dataset)
+    if current is not None and current.run_id == run_id:
         return
     try:
-        registry.set_approval(sagemaker, arn, registry.PENDING, f"no longer champion of {dataset}")
+        registry.set_approval(sagemaker, arn, registry.PENDING, former_champions.no_longer_champion(dataset))
         left = "its package is back to pending"
     except (ClientError, BotoCoreError) as error:
         text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
         left = f"putting its package {arn} back to pending failed ({text}): set it to PendingManualApproval by hand"
     raise PromotionError(
-        f"the champion of {dataset!r} changed to {now.run_id if now else 'nobody'} while {run_id} was being "
+        f"the champion of {dataset!r} changed to {current.run_id if current else 'nobody'} while {run_id} was being "
         f"promoted; {left}; run `reviewtune champion --dataset {shlex.quote(dataset)}` and decide again"
     )
 

@@ -79,7 +79,7 @@ class Pass:
     sent: int = 0
     late_messages: int = 0  # messages SNS still refused this pass, recorded over outbox.LATE_SECONDS ago
     withdrawn: int = 0  # ended runs whose package approval was withdrawn again (withdrawal.py)
-    former_champions: int = 0  # packages of champions replaced put back to pending (former_champions.py)
+    former_champions: int = 0  # packages set by the champions' settling: former ones to pending, the champion's approved
     jobs_stopped: int = 0  # jobs made for runs that had already ended, stopped (job_stops.py)
     started: int = 0
     freed_slots: int = 0

@@ -13,6 +13,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -30,6 +31,10 @@ REJECTED = "Rejected"
 PENDING = "PendingManualApproval"
 # the start of the run's registry.error when SageMaker refused a change of approval (registration.set_approval)
 APPROVAL_FAILED = "approval failed"
+# A change of approval SageMaker refuses for good (access, validation: not a throttle or a server error) is tried again
+# by every reconciler pass for this long, then recorded on its run as not done (``APPROVAL_FAILED``) and left.
+GIVE_UP_SECONDS = 7 * 86400
+GIVE_UP_DAYS = GIVE_UP_SECONDS // 86400
 APPROVAL_STATUSES = (APPROVED, REJECTED, PENDING)
 
 RUN_ID_PROPERTY = "run_id"
@@ -195,6 +200,12 @@ def package_gone(exc: ClientError) -> bool:
     return code == "ResourceNotFound" or (
         code == "ValidationException" and ("does not exist" in message or "not found" in message)
     )
+
+
+def refused_for_good(exc: ClientError, since: datetime, now: datetime) -> bool:
+    """Whether a change of approval SageMaker refused with ``exc`` is given up: a refusal that is not a passing one,
+    tried since ``since`` for ``GIVE_UP_SECONDS``."""
+    return not aws_errors.transient(exc) and now - since >= timedelta(seconds=GIVE_UP_SECONDS)
 
 
 def without_approval_error(entry: dict[str, Any]) -> dict[str, Any]:

@@ -37,9 +37,6 @@ logger = Logger(child=True)
 
 # Longer than any function's timeout (300 s): record_results approves within the invocation that wrote the mark.
 SETTLE_AFTER_SECONDS = 900
-# A withdrawal SageMaker refuses for good (AccessDenied, a validation error) is tried by every pass for this long
-# after the mark, then recorded on the run as not done: the run leaves the pending index.
-GIVE_UP_SECONDS = 7 * 86400
 CHAMPION_SINCE = "champion: promoted by hand while the approval of its earlier decision was being withdrawn"
 
 
@@ -167,16 +164,17 @@ def _marked(item: dict[str, Any]) -> datetime:
 def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError, now: datetime,
                    change: str, approval_now: str | None = None) -> bool | None:
     """The withdrawal settled without the ``change`` of approval it was making: the package no longer exists
-    (nothing is left Approved), or SageMaker has refused it for good (access, validation) for ``GIVE_UP_SECONDS``
-    since the mark, so the package keeps the approval it has (``approval_now`` where this pass set it, else the
-    run's record's). The refusal is recorded on the run (``registry.error``) and the run leaves the pending index.
+    (nothing is left Approved), or SageMaker has refused it for good (access, validation) for
+    ``registry.GIVE_UP_SECONDS`` since the mark, so the package keeps the approval it has (``approval_now`` where this
+    pass set it, else the run's record's). The refusal is recorded on the run (``registry.error``) and the run leaves
+    the pending index.
     None: try again next pass."""
     entry = registry.without_approval_error(item.get("registry") or {})
     if registry.package_gone(exc):
         entry = {k: v for k, v in entry.items() if k != "approval"}
         entry["error"] = f"the model package no longer exists: {aws_errors.text(exc)}"
-    elif not aws_errors.transient(exc) and now - _marked(item) >= timedelta(seconds=GIVE_UP_SECONDS):
-        entry["error"] = (f"{registry.APPROVAL_FAILED}: not {change}, refused for {GIVE_UP_SECONDS // 86400} days: "
+    elif registry.refused_for_good(exc, _marked(item), now):
+        entry["error"] = (f"{registry.APPROVAL_FAILED}: not {change}, refused for {registry.GIVE_UP_DAYS} days: "
                           f"{aws_errors.text(exc)}")
         if approval_now is not None:
             entry["approval"] = approval_now

@@ -318,7 +318,7 @@ def test_a_withdrawal_owed_on_a_package_deleted_since_is_settled_and_the_run_lea
 
 
 def test_a_withdrawal_refused_for_good_is_tried_for_a_week_then_recorded_as_not_done(pipeline, monkeypatch):
-    from reviewtune.core.withdrawal import GIVE_UP_SECONDS
+    from reviewtune.core.registry import GIVE_UP_SECONDS
 
     run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
     pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"] * 4
