@@ -469,11 +469,18 @@ def champion_view(champion: dict[str, Any]) -> Group:
         ("model package", champion.get("model_package_arn") or "-"),
     ):
         add_row(facts, label, str(value))
+    refused = champion.get("approval_refused_since")
+    if refused:  # former_champions.py: every pass tries again, and records it on the run after GIVE_UP_SECONDS
+        add_row(facts, plain("approval refused", style="red"),
+                f"SageMaker has refused to approve the champion's package since {utc_time(refused)}; the packages "
+                "before it keep their approval")
     settling = sorted(champion.get("dethroned") or {})
-    if settling:  # former_champions.py: the reconciler's next pass finishes it
+    if settling:  # former_champions.py: the reconciler's next pass finishes it once the champion's package is Approved
+        waiting = ("" if champion.get("model_package_arn") and not refused else
+                   "; kept as it is until the champion's package is Approved")
         add_row(facts, plain("approval settling", style="yellow"),
                 f"{', '.join(settling)}: replaced, the package's approval still being set (back to pending, or "
-                "approved again for the champion)")
+                f"approved again for the champion){waiting}")
     history = ByWidth(_champion_history(champion, narrow=False), _champion_history(champion, narrow=True))
     decisions = ByWidth(_champion_decisions(champion, narrow=False), _champion_decisions(champion, narrow=True))
     return Group(facts, history, decisions)

@@ -15,6 +15,8 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
     history           [{run_id, at, why, accuracy, by?}], newest last, the last HISTORY_MAX changes
     dethroned         {run_id: {model_package_arn, since, replaced_by, run_id}}: champions replaced whose package
                       approval is still to be settled (former_champions.py), noted by the write that moved the pointer
+    approval_refused_since  when SageMaker first refused to approve this champion's package (former_champions.py;
+                      gone once it is Approved, and with the next champion)
 
 The item deliberately has no ``dataset``, ``status`` or ``created_at`` attribute: the table's ``by_dataset``
 and ``by_status`` indexes are keyed on them, so the champion pointer stays out of every run listing.
@@ -100,6 +102,7 @@ class Champion:
     model_package_arn: str | None = None
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     dethroned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    approval_refused_since: str | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Champion:
@@ -115,6 +118,7 @@ class Champion:
             model_package_arn=item.get("model_package_arn"),
             history=tuple(item.get("history") or ()),
             dethroned=dict(item.get("dethroned") or {}),
+            approval_refused_since=item.get("approval_refused_since"),
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, registry, withdrawal
 from reviewtune.core.champion import Champion, champion_key, get_champion, list_champions
-from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso, to_item
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, to_item
 
 logger = Logger(child=True)
 
@@ -78,8 +78,8 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
     if approved:
         for run_id, entry in noted.items():
             done[run_id] = _set(sagemaker, entry, registry.PENDING, _why(current), now)
-    if not done:
-        return done
+    if not done and not (approved and current.run_id in current.dethroned):
+        return done  # else a champion promoted back still has its own entry: nothing to change, the entry to forget
     after = get_champion(runs.table, dataset)
     arns = {run_id: entry["model_package_arn"] for run_id, entry in noted.items()}
     arns[current.run_id] = current.model_package_arn
@@ -100,19 +100,26 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
 
 def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, now: datetime) -> str | None:
     """Approve the champion's package unless it is Approved already: "now" when approved now, "already", or None when
-    it is not Approved (no package, gone, or SageMaker refusing it for good registry.GIVE_UP_SECONDS after the champion
-    changed: recorded on the run once, and logged). Raises while SageMaker refuses within that."""
+    it is not Approved (no package, gone, or SageMaker refusing it for good for registry.GIVE_UP_SECONDS since its
+    first refusal, which the pointer keeps: recorded on the run once, and logged). Raises while SageMaker refuses
+    within that."""
     arn = champion.model_package_arn
     if not arn:
         return None
     try:
-        if registry.approval_status(sagemaker, arn) == registry.APPROVED:
-            return "already"
-        registry.set_approval(sagemaker, arn, registry.APPROVED, CHAMPION_APPROVED)
+        if registry.approval_status(sagemaker, arn) != registry.APPROVED:
+            registry.set_approval(sagemaker, arn, registry.APPROVED, CHAMPION_APPROVED)
+            approved = "now"
+        else:
+            approved = "already"
     except ClientError as exc:
         if registry.package_gone(exc):
             return None
-        if not registry.refused_for_good(exc, parse_iso(champion.changed_at), now):
+        if aws_errors.transient(exc):
+            raise
+        if champion.approval_refused_since is None:
+            _refusal_since(runs.table, champion, now)
+        if not registry.refused_for_good(exc, parse_iso(champion.approval_refused_since or now.isoformat()), now):
             raise
         logger.error("the champion's package cannot be approved; the one before stays Approved", extra={
             "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn,
@@ -120,9 +127,52 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
         _record(runs, champion.run_id, arn, None, f"{registry.APPROVAL_FAILED}: the champion's package could not be "
                 f"approved for {registry.GIVE_UP_DAYS} days: {aws_errors.text(exc)}")
         return None
-    logger.warning("the champion's package was not Approved: approved", extra={
-        "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn})
-    return "now"
+    if champion.approval_refused_since is not None:
+        _refusal_since(runs.table, champion, None)
+    if approved == "now":
+        logger.warning("the champion's package was not Approved: approved", extra={
+            "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn})
+    return approved
+
+
+def _refusal_since(table: Any, champion: Champion, since: datetime | None) -> None:
+    """Keep on the pointer when SageMaker first refused to approve the champion's package (None: take it off, the
+    package is Approved), unless the pointer moved meanwhile: a new champion starts without one."""
+    names = {"#s": "approval_refused_since"}
+    if since is None:
+        update, values = "REMOVE #s", {":version": champion.version}
+    else:
+        update, values = "SET #s = if_not_exists(#s, :since)", {":version": champion.version, ":since": now_iso(since)}
+    try:
+        table.update_item(Key={"run_id": champion_key(champion.dataset)}, UpdateExpression=update,
+                          ConditionExpression="version = :version", ExpressionAttributeNames=names,
+                          ExpressionAttributeValues=to_item(values))
+    except ClientError as exc:
+        if aws_errors.code(exc) not in ("ConditionalCheckFailedException", "TransactionConflictException"):
+            raise
+
+
+def note(table: Any, dataset: str, run_id: str, arn: str) -> bool:
+    """Note ``run_id``'s package in the pointer as a former champion's, for the reconciler's passes to put back to
+    pending: a package approved after the pointer moved away from its run (and its entry settled). False when the run
+    is champion (again), or the pointer moved meanwhile; raises when DynamoDB refuses."""
+    current = get_champion(table, dataset)
+    if current is None or current.run_id == run_id:
+        return False
+    if run_id in current.dethroned:
+        return True
+    entry = {"run_id": run_id, "model_package_arn": arn, "since": now_iso(), "replaced_by": current.run_id}
+    try:
+        # the whole map, on the version read: an entry a pass forgot meanwhile comes back, and is settled again
+        table.update_item(Key={"run_id": champion_key(dataset)}, UpdateExpression="SET #d = :d",
+                          ConditionExpression="version = :version", ExpressionAttributeNames={"#d": "dethroned"},
+                          ExpressionAttributeValues=to_item({":d": {**current.dethroned, run_id: entry},
+                                                             ":version": current.version}))
+    except ClientError as exc:
+        if aws_errors.code(exc) in ("ConditionalCheckFailedException", "TransactionConflictException"):
+            return False
+        raise
+    return True
 
 
 def no_longer_champion(dataset: str) -> str:

@@ -90,7 +90,8 @@ def _approval_now(sagemaker: Any, arn: str) -> str:
 
 def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: str, arn: str) -> None:
     """After approving: another promotion may have moved the pointer on before this approval landed (and put this
-    package back to pending before it did): the package goes back to pending, and the person is told."""
+    package back to pending before it did): the package goes back to pending (where SageMaker refuses, the pointer
+    notes it for the reconciler), and the person is told."""
     current = get_champion(runs.table, dataset)
     if current is not None and current.run_id == run_id:
         return
@@ -99,7 +100,12 @@ def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: 
         left = "its package is back to pending"
     except (ClientError, BotoCoreError) as error:
         text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
-        left = f"putting its package {arn} back to pending failed ({text}): set it to PendingManualApproval by hand"
+        try:
+            noted = former_champions.note(runs.table, dataset, run_id, arn)
+        except (ClientError, BotoCoreError):
+            noted = False
+        left = (f"putting its package {arn} back to pending failed ({text}): "
+                + ("the reconciler's next pass does it" if noted else "set it to PendingManualApproval by hand"))
     raise PromotionError(
         f"the champion of {dataset!r} changed to {current.run_id if current else 'nobody'} while {run_id} was being "
         f"promoted; {left}; run `reviewtune champion --dataset {shlex.quote(dataset)}` and decide again"

@@ -514,9 +514,10 @@ def dropped_unsent(entry: Mapping[str, Any]) -> bool:
 
 
 def dropped_while_leased(entry: Mapping[str, Any]) -> bool:
-    """Whether an entry dropped unsent was leased by a sender as it was dropped, and that sender neither marked it sent
-    nor gave it back: it died after Publish, or before it, or is publishing it still. It may have gone out."""
-    return dropped_unsent(entry) and str(entry.get("lease_until") or "") > str(entry.get("superseded_at"))
+    """Whether an entry dropped unsent had been leased by a sender that neither marked it sent nor gave it back (both
+    take the lease off; a dropped entry is leased no more): it died after Publish, or before it, or is publishing it
+    still, its lease over or not. It may have gone out."""
+    return dropped_unsent(entry) and bool(entry.get("lease_until"))
 
 
 def out_of_date(item: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:

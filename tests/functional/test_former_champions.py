@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from reviewtune.core import former_champions, registry
 from reviewtune.core.champion import get_champion, promote_manually
@@ -233,6 +234,36 @@ def test_a_promotion_whose_approval_lands_after_another_moved_the_champion_puts_
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
 
 
+def test_a_late_approval_sagemaker_will_not_put_back_is_noted_for_the_reconciler(pipeline, monkeypatch):
+    """As above, but SageMaker refuses putting the package back: the pointer notes it, and the reconciler's next pass
+    puts it back to pending (one Approved package, the champion's)."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    arn = pipeline.run(first)["model_package_arn"]
+    set_approval = registry.set_approval
+    state = {"landed": False, "refused": False}
+
+    def racing(sagemaker, package, status, description=None):
+        if package == arn and status == registry.APPROVED and not state["landed"]:
+            promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="back", by="bob")
+            state["landed"] = True  # Alice's approval lands after Bob's promotion settled
+        elif package == arn and status == registry.PENDING and state["landed"] and not state["refused"]:
+            state["refused"] = True
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateModelPackage")
+        return set_approval(sagemaker, package, status, description)
+
+    monkeypatch.setattr(registry, "set_approval", racing)
+    with pytest.raises(PromotionError, match="back to pending failed \\(AccessDeniedException: no\\): the reconciler's next pass does it"):
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
+    assert approvals(pipeline) == {first: "Approved", second: "Approved"} and noted(pipeline) == {first}
+
+    pipeline.reconcile()
+
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()
+    assert recorded(pipeline, first) == "PendingManualApproval"
+
+
 def test_a_pass_that_approved_a_champion_replaced_meanwhile_puts_it_back(pipeline, monkeypatch):
     """The pass approves the champion's package (record_results could not), and before it reads the pointer again a
     person promotes the run before back: that package goes back to pending and the one promoted stays Approved."""
@@ -275,3 +306,49 @@ def test_a_champion_s_package_refused_for_good_is_recorded_after_a_week_and_the_
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == {first}
     assert pipeline.run(second)["registry"]["error"].startswith(
         "approval failed: the champion's package could not be approved for 7 days: ")
+
+
+def test_a_champion_promoted_back_over_one_without_a_package_has_its_own_entry_forgotten(pipeline):
+    """The pointer moved to a run with no package (its registration failed) notes the champion it replaced, and keeps
+    it Approved; promoted back, that run's own entry is all there is to settle: the next pass forgets it."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    promote_manually(runs.table, DATASET, run_id="reviewtune-unregistered", accuracy=0.75, test_rows=309,
+                     test_split="sha256:x", reason="by hand", expected_run_id=second, model_package_arn=None)
+    pipeline.reconcile()
+    assert noted(pipeline) == {second} and approvals(pipeline)[second] == "Approved"
+
+    promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="back", by="ops")
+    assert noted(pipeline) == {second}
+    pipeline.reconcile()
+
+    assert noted(pipeline) == set()
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+
+
+def test_the_week_before_giving_up_a_champion_s_approval_counts_from_the_first_refusal(pipeline):
+    """A champion of long standing whose package was put back to pending (by hand, or a race) and whose approval
+    SageMaker then refuses is tried for a week from that refusal (kept on the pointer), not given up at once; once
+    approved, the pointer forgets the refusal."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    registry.set_approval(pipeline.sagemaker, pipeline.run(second)["model_package_arn"], registry.PENDING, "by hand")
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    refused = later(24 * 30)
+
+    assert "former_champions" in pipeline.reconcile(refused)["errors"]
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.approval_refused_since is not None and "error" not in pipeline.run(second)["registry"]
+
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    assert "former_champions" in pipeline.reconcile(refused + timedelta(days=6))["errors"]
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    assert "former_champions" not in pipeline.reconcile(refused + timedelta(days=7, minutes=1))["errors"]
+    assert pipeline.run(second)["registry"]["error"].startswith(
+        "approval failed: the champion's package could not be approved for 7 days: ")
+
+    pipeline.reconcile(refused + timedelta(days=8))
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+    assert get_champion(pipeline.clients.runs_table, DATASET).approval_refused_since is None
+    assert "error" not in pipeline.run(second)["registry"]

@@ -268,5 +268,14 @@ def test_a_champion_view_names_former_champions_whose_approval_is_still_settling
                 "changed_at": "2026-11-01T10:52:40Z", "history": [], "decisions": []}
     assert "approval settling" not in rendered(views.champion_view(champion))
     former = "reviewtune-0123456789abcdef"
-    text = rendered(views.champion_view({**champion, "dethroned": {former: {"model_package_arn": "arn:p/1"}}}))
+    replaced = {**champion, "model_package_arn": "arn:p/2", "dethroned": {former: {"model_package_arn": "arn:p/1"}}}
+    text = rendered(views.champion_view(replaced), width=400)
     assert f"approval settling  {former}: replaced" in text
+    assert "kept as it is" not in text and "approval refused" not in text
+    # a champion with no package, or one SageMaker refuses to approve: the one before keeps its approval
+    for waiting in ({**replaced, "model_package_arn": None},
+                    {**replaced, "approval_refused_since": "2026-11-02T08:00:00+00:00"}):
+        text = rendered(views.champion_view(waiting), width=400)
+        assert "; kept as it is until the champion's package is Approved" in text
+        assert ("approval refused   SageMaker has refused to approve the champion's package since 2026-11-02 08:00:00"
+                in text) is bool(waiting.get("approval_refused_since"))
