@@ -10,7 +10,8 @@ the same up to the order of float additions.
 
 Only the query's input is shared: the key's and the value's calls with that same input object, in the same grad and
 autocast mode, each once after the query's, take their share; any other call (cross-attention; another mode; a second
-call) is its own module's product. The shared outputs are let go once the three are served. The modules are held weakly, so a fused model is freed as soon as it is no longer used.
+call) is its own module's product. The shared outputs are let go once the three are served. The modules are held
+weakly, so a fused model is freed as soon as it is no longer used.
 """
 
 from __future__ import annotations

@@ -338,7 +338,7 @@ def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:
         events += [(entry.get("sent_at"), f"told: {entry.get('subject')} (SNS message {entry.get('message_id')})")
                    for entry in runs.messages(item)]
         events += [(entry.get("superseded_at"),
-                    ("dropped, out of date, as a sender was publishing it (it may have gone out): "
+                    ("dropped, out of date, after a sender took it to publish (it may have gone out): "
                      if runs.dropped_while_leased(entry) else "not told, out of date: ") + str(entry.get("subject")))
                    for entry in runs.messages(item) if runs.dropped_unsent(entry)]
         if isinstance(item.get("retried"), dict):
@@ -470,11 +470,12 @@ def champion_view(champion: dict[str, Any]) -> Group:
     ):
         add_row(facts, label, str(value))
     refused = champion.get("approval_refused_since")
+    settling = sorted(champion.get("dethroned") or {})
     if refused:  # former_champions.py: every pass tries again, and records it on the run after GIVE_UP_SECONDS
         add_row(facts, plain("approval refused", style="red"),
-                f"SageMaker has refused to approve the champion's package since {utc_time(refused)}; the packages "
-                "before it keep their approval")
-    settling = sorted(champion.get("dethroned") or {})
+                f"SageMaker has refused to approve the champion's package since {utc_time(refused)}; "
+                + ("the packages before it keep their approval" if settling else "no package of the dataset is "
+                   "Approved"))
     if settling:  # former_champions.py: the reconciler's next pass finishes it once the champion's package is Approved
         waiting = ("" if champion.get("model_package_arn") and not refused else
                    "; kept as it is until the champion's package is Approved")

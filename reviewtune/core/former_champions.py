@@ -114,6 +114,8 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
             approved = "already"
     except ClientError as exc:
         if registry.package_gone(exc):
+            if champion.approval_refused_since is not None:
+                _refusal_since(runs.table, champion, None)  # no package to approve: no refusal to show either
             return None
         if aws_errors.transient(exc):
             raise
@@ -152,27 +154,32 @@ def _refusal_since(table: Any, champion: Champion, since: datetime | None) -> No
             raise
 
 
-def note(table: Any, dataset: str, run_id: str, arn: str) -> bool:
+def note(table: Any, dataset: str, run_id: str, arn: str) -> str:
     """Note ``run_id``'s package in the pointer as a former champion's, for the reconciler's passes to put back to
-    pending: a package approved after the pointer moved away from its run (and its entry settled). False when the run
-    is champion (again), or the pointer moved meanwhile; raises when DynamoDB refuses."""
+    pending: a package approved after the pointer moved away from its run (and its entry settled). "noted";
+    "champion" when the run is champion (again): its package stays Approved; "moved" when the pointer changed
+    between the read and the write. Raises when DynamoDB refuses.
+
+    The write adds one to the pointer's version: a move (``set_champion``) or a pass's ``_forget`` that read the
+    pointer before it fails its condition instead of dropping the entry."""
     current = get_champion(table, dataset)
     if current is None or current.run_id == run_id:
-        return False
-    if run_id in current.dethroned:
-        return True
+        return "champion" if current is not None else "moved"
     entry = {"run_id": run_id, "model_package_arn": arn, "since": now_iso(), "replaced_by": current.run_id}
+    names = {"#d": "dethroned", "#v": "version"}
+    if current.dethroned:
+        update, names["#r"], values = "SET #d.#r = :entry", run_id, {":entry": entry}
+    else:
+        update, values = "SET #d = :entry", {":entry": {run_id: entry}}
     try:
-        # the whole map, on the version read: an entry a pass forgot meanwhile comes back, and is settled again
-        table.update_item(Key={"run_id": champion_key(dataset)}, UpdateExpression="SET #d = :d",
-                          ConditionExpression="version = :version", ExpressionAttributeNames={"#d": "dethroned"},
-                          ExpressionAttributeValues=to_item({":d": {**current.dethroned, run_id: entry},
-                                                             ":version": current.version}))
+        table.update_item(Key={"run_id": champion_key(dataset)}, UpdateExpression=f"{update}, #v = #v + :one",
+                          ConditionExpression="#v = :version", ExpressionAttributeNames=names,
+                          ExpressionAttributeValues=to_item({**values, ":version": current.version, ":one": 1}))
     except ClientError as exc:
         if aws_errors.code(exc) in ("ConditionalCheckFailedException", "TransactionConflictException"):
-            return False
+            return "moved"
         raise
-    return True
+    return "noted"
 
 
 def no_longer_champion(dataset: str) -> str:

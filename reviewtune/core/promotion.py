@@ -103,9 +103,11 @@ def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: 
         try:
             noted = former_champions.note(runs.table, dataset, run_id, arn)
         except (ClientError, BotoCoreError):
-            noted = False
-        left = (f"putting its package {arn} back to pending failed ({text}): "
-                + ("the reconciler's next pass does it" if noted else "set it to PendingManualApproval by hand"))
+            noted = "failed"
+        left = f"putting its package {arn} back to pending failed ({text}): " + {
+            "noted": "the reconciler's next pass does it",
+            "champion": f"{run_id} is champion again since, so its package stays Approved",
+        }.get(noted, "set it to PendingManualApproval by hand")
     raise PromotionError(
         f"the champion of {dataset!r} changed to {current.run_id if current else 'nobody'} while {run_id} was being "
         f"promoted; {left}; run `reviewtune champion --dataset {shlex.quote(dataset)}` and decide again"

@@ -4,6 +4,7 @@ rollback by ``promote`` approves the older package again (former_champions.py)."
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -254,7 +255,8 @@ def test_a_late_approval_sagemaker_will_not_put_back_is_noted_for_the_reconciler
         return set_approval(sagemaker, package, status, description)
 
     monkeypatch.setattr(registry, "set_approval", racing)
-    with pytest.raises(PromotionError, match="back to pending failed \\(AccessDeniedException: no\\): the reconciler's next pass does it"):
+    next_pass = "back to pending failed \\(AccessDeniedException: no\\): the reconciler's next pass does it"
+    with pytest.raises(PromotionError, match=next_pass):
         promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
     assert approvals(pipeline) == {first: "Approved", second: "Approved"} and noted(pipeline) == {first}
 
@@ -352,3 +354,27 @@ def test_the_week_before_giving_up_a_champion_s_approval_counts_from_the_first_r
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
     assert get_champion(pipeline.clients.runs_table, DATASET).approval_refused_since is None
     assert "error" not in pipeline.run(second)["registry"]
+
+
+def test_a_note_of_a_late_approval_survives_a_pass_that_read_the_pointer_before_it(pipeline):
+    """``note`` adds one to the pointer's version: a pass that read the pointer before the note (and settled the same
+    run meanwhile) fails to forget it, so the next pass puts the package back; the champion itself is never noted."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    table = pipeline.clients.runs_table
+    arn = pipeline.run(first)["model_package_arn"]
+    assert noted(pipeline) == set()
+    before = get_champion(table, DATASET)
+
+    assert former_champions.note(table, DATASET, first, arn) == "noted"  # an empty map: the map is written whole
+    stale = dataclasses.replace(before, dethroned={first: {}})
+    assert get_champion(table, DATASET).version == before.version + 1
+    former_champions._forget(table, stale, [first])  # the pass read the pointer before the note: its forget fails
+    assert noted(pipeline) == {first}
+    assert former_champions.note(table, DATASET, first, arn) == "noted"  # noted again: the entry written anew
+    assert former_champions.note(table, DATASET, second, pipeline.run(second)["model_package_arn"]) == "champion"
+    assert noted(pipeline) == {first}
+
+    registry.set_approval(pipeline.sagemaker, arn, registry.APPROVED, "a late approval")
+    pipeline.reconcile()
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()

@@ -279,3 +279,7 @@ def test_a_champion_view_names_former_champions_whose_approval_is_still_settling
         assert "; kept as it is until the champion's package is Approved" in text
         assert ("approval refused   SageMaker has refused to approve the champion's package since 2026-11-02 08:00:00"
                 in text) is bool(waiting.get("approval_refused_since"))
+    alone = {**replaced, "dethroned": {}, "approval_refused_since": "2026-11-02T08:00:00+00:00"}
+    assert "package since 2026-11-02 08:00:00; no package of the dataset is Approved" in rendered(
+        views.champion_view(alone), width=400)
+    assert "; the packages before it keep their approval" in rendered(views.champion_view(waiting), width=400)
