@@ -14,7 +14,8 @@ tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 ctx = FunctionContext.from_env()
 IDEMPOTENCY = idempotency_config(
-    '[detail.bucket.name, detail.object.key, detail.object."version-id", detail.object.etag || detail.object.eTag]'
+    '[detail.bucket.name, detail.object.key, detail.object."version-id", detail.object.etag || detail.object.eTag,'
+    ' detail.object.sequencer]'
 )
 
 
@@ -32,6 +33,8 @@ def handler(event: dict, context) -> dict:
         detail.object.etag,
         detail.object.size,
         run_exists(ctx.settings, ctx.clients),
+        detail.object.sequencer,
+        detail.object.uploaded_at,
     )
     result = start_tuning(obj, ctx.settings, ctx.clients)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)

@@ -18,6 +18,7 @@ claimed by the reconciler only after the stack's grace).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -75,7 +76,11 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
                 by_dataset[names.dataset_name(obj.key)].append((version, obj))
     rows = []
     for name, found in by_dataset.items():
-        known = {dropped_object(run).identity: run for run in runs.all_of_dataset(name)}
+        known: dict[str, dict[str, Any]] = {}
+        for run in sorted(runs.all_of_dataset(name), key=lambda run: str(run.get("created_at"))):
+            # the newest of the runs of the same bytes uploaded again at a key of a bucket without versioning: the
+            # upload the key holds now (tuning.claim_run)
+            known[dataclasses.replace(dropped_object(run), upload=None).identity] = run
         for version, obj in found:
             run = known.get(obj.identity)
             row = {"key": obj.key, "version_id": obj.version_id, "written": version["LastModified"],

@@ -26,9 +26,11 @@ from reviewtune.console import audit
 from reviewtune.console.text import FOLD, WHOLE, add_row, new_table, utc_time
 from reviewtune.core import names
 from reviewtune.core.dead_letters import waiting
+from reviewtune.core.errors import InvalidEventError
+from reviewtune.core.events import object_created
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.states import is_final
-from reviewtune.core.tuning import dropped_object
+from reviewtune.core.tuning import DroppedObject, upload_run
 
 # The function of each queue, and the stack output naming it.
 QUEUES = {
@@ -144,15 +146,18 @@ def _runs_of(body: str, runs: RunsRepository) -> list[dict[str, Any]] | None:
             return []
         run = runs.get(run_id)
         return [run] if run else []
-    obj = detail.get("object") if event.get("detail-type") == "Object Created" else None
-    if not isinstance(obj, dict) or not isinstance(obj.get("key"), str):
+    try:
+        created = object_created(event)
+    except InvalidEventError:
         return None
-    version = obj.get("version-id")
-    for key in names.key_forms(obj["key"]):
-        for run in runs.all_of_dataset(names.dataset_name(key)):
-            source = dropped_object(run)
-            if source.key == key and source.version_id == version:
-                return [run]
+    obj = created.object
+    for key in names.key_forms(obj.key):
+        # as start_tuning claims it: the version (its ETag in a bucket without versioning), that upload's
+        dropped = DroppedObject(created.bucket, key, obj.version_id, obj.etag, obj.size, obj.sequencer,
+                                uploaded_at=obj.uploaded_at)
+        run = upload_run(dropped, runs.all_of_dataset(names.dataset_name(key)))
+        if run is not None:
+            return [run]
     return []
 
 

@@ -7,7 +7,7 @@ import heapq
 import mimetypes
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 from reviewtune.core import names
 from reviewtune.core.champion import get_champion, list_champions
 from reviewtune.core.formats import accepted_formats_text, file_format
-from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX, RunsRepository, RunStatus, from_item
+from reviewtune.core.runs import (
+    DATASET_INDEX,
+    STATUS_INDEX,
+    RunsRepository,
+    RunStatus,
+    from_item,
+    now_iso,
+    parse_iso,
+)
 from reviewtune.core.trial_facts import early_stopped, epochs_run, planned_steps_pct
 
 CONTENT_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv"}
+# How far this machine's clock may be ahead of the functions': a run made this long before the upload was sent is
+# still that upload's (find_run, in a bucket without versioning)
+CLOCK_SLACK = timedelta(minutes=5)
 
 
 def _query(table: Any, limit: int, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -215,20 +226,28 @@ def drop_key(path: Path, dataset: str | None) -> str:
 def upload(s3: Any, bucket: str, path: Path, key: str) -> dict[str, Any]:
     suffix = Path(key).suffix.lower()
     content_type = CONTENT_TYPES.get(suffix) or mimetypes.guess_type(key)[0] or "application/octet-stream"
+    sent_at = now_iso()
     with path.open("rb") as body:
         response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-    return {"bucket": bucket, "key": key, "version_id": response.get("VersionId"), "etag": response.get("ETag"), "content_type": content_type}
+    return {"bucket": bucket, "key": key, "version_id": names.object_version(response.get("VersionId")),
+            "etag": response.get("ETag"), "content_type": content_type, "sent_at": sent_at}
 
 
 def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, poll: Callable[[], None] | None = None) -> dict[str, Any] | None:
-    """The run started by one dropped object version, found through by_dataset (no prefix guessing)."""
+    """The run started by one dropped object version, found through by_dataset (no prefix guessing). In a bucket
+    without versioning, the run of its key and ETag made after the upload was sent (less ``CLOCK_SLACK``): the same
+    bytes dropped again are a run of their own."""
     deadline = time.monotonic() + timeout
     etag = (dropped.get("etag") or "").strip('"')
+    version = names.object_version(dropped.get("version_id"))
+    sent = dropped.get("sent_at")
+    after = now_iso(parse_iso(sent) - CLOCK_SLACK) if sent else ""
     while True:
         for item in _query(table, 20, IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset)):
             source = item.get("source", {})
-            same_version = dropped.get("version_id") and source.get("version_id") == dropped["version_id"]
-            same_etag = not dropped.get("version_id") and (source.get("etag") or "").strip('"') == etag
+            same_version = version and source.get("version_id") == version
+            same_etag = (not version and not source.get("version_id") and str(item.get("created_at", "")) >= after
+                         and (source.get("etag") or "").strip('"') == etag)
             if source.get("key") == dropped["key"] and (same_version or same_etag):
                 return item
         if time.monotonic() >= deadline:

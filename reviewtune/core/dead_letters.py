@@ -27,13 +27,13 @@ short long-poll (``WAIT_SECONDS``), which asks every SQS server rather than a sa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from reviewtune.core import names, prefixes
+from reviewtune.core import names
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.errors import InvalidEventError
@@ -41,7 +41,7 @@ from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
 from reviewtune.core.objects import known_object, locate_dropped_object, unlocated_object
 from reviewtune.core.runs import parse_iso
-from reviewtune.core.tuning import claim_run, run_exists
+from reviewtune.core.tuning import claim_run, earlier_prefix_run, run_exists
 
 logger = Logger(child=True)
 
@@ -142,9 +142,10 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
             # the message waits for S3, or for the sweep's claim, which the next pass finds
             return False
         dropped = unlocated_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
+    dropped = replace(dropped, sequencer=obj.sequencer, uploaded_at=obj.uploaded_at)  # another upload: its own run
     runs = repository(settings, clients)
     try:
-        if prefixes.run_under_another_prefix(runs, dropped.identity, settings.job_name_prefix) is not None:
+        if earlier_prefix_run(runs, dropped, settings.job_name_prefix) is not None:
             result.existing += 1  # its run was made before JobNamePrefix changed
             return True
         claimed, run = claim_run(dropped, runs, settings)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from reviewtune.core import names
 from reviewtune.core.errors import InvalidEventError
 
 OBJECT_CREATED = ("aws.s3", "Object Created")
@@ -27,7 +29,9 @@ class S3Object:
     key: str
     size: int | None = None  # None when the event has none or an invalid one: HeadObject's size is used then
     etag: str | None = None
-    version_id: str | None = None
+    version_id: str | None = None  # None for an object written while the bucket had no versioning ("null" too)
+    sequencer: str | None = None  # S3's order of the key's events: one upload's events share it, a later upload's is higher
+    uploaded_at: str | None = None  # the event's time (ISO 8601): when S3 wrote the object
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,22 @@ def _text(mapping: Mapping[str, Any], where: str, *names: str, required: bool = 
     return None
 
 
+def _time(value: Any) -> str | None:
+    """The event's time as given when it is one (ISO 8601), else none, never an invalid event."""
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value
+
+
+def _sequencer(value: Any) -> str | None:
+    """S3's sequencer (hex digits); anything else counts as none, never as an invalid event."""
+    if isinstance(value, str) and value.strip() and value.strip().isascii() and value.strip().isalnum():
+        return value.strip()
+    return None
+
+
 def _size(value: Any) -> int | None:
     """A whole number of bytes, 0 or more (a digit string too); anything else counts as no size, never as an invalid
     event: the object still gets its outcome (start_tuning then uses HeadObject's size)."""
@@ -104,7 +124,9 @@ def object_created(event: Any) -> ObjectCreated:
             key=_text(obj, "detail.object", "key"),
             size=_size(obj.get("size")),
             etag=_text(obj, "detail.object", "etag", "eTag", required=False),
-            version_id=_text(obj, "detail.object", "version-id", "versionId", required=False),
+            version_id=names.object_version(_text(obj, "detail.object", "version-id", "versionId", required=False)),
+            sequencer=_sequencer(obj.get("sequencer")),
+            uploaded_at=_time(event.get("time")),
         ),
     )
 

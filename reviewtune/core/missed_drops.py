@@ -135,9 +135,7 @@ def dropped_version(bucket: str, version: dict[str, Any]) -> DroppedObject | Non
     key, size = version["Key"], version.get("Size")
     if not names.is_accepted_key(key, size):
         return None
-    version_id = version.get("VersionId")
-    # an object written while the bucket had no versioning: "null", as its event gives none
-    version_id = None if version_id in (None, "null") else version_id
+    version_id = names.object_version(version.get("VersionId"))
     return DroppedObject(bucket, key, version_id, (version.get("ETag") or "").strip('"') or None, size)
 
 

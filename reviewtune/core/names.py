@@ -90,10 +90,18 @@ def if_match(etag: str) -> str:
     return '"' + etag.strip('"') + '"'
 
 
-def object_identity(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
-    """A stable identity of one version of one object; duplicate events of that version share it."""
-    marker = version_id or (etag or "").strip('"')
-    return f"{bucket}/{key}#{marker}"
+def object_version(version_id: str | None) -> str | None:
+    """A version id as the object's identity takes it: None for an object written while the bucket had no versioning
+    (S3 names its version "null" in listings and answers, and may in events)."""
+    return None if version_id in (None, "", "null") else version_id
+
+
+def object_identity(bucket: str, key: str, version_id: str | None, etag: str | None, upload: str | None = None) -> str:
+    """A stable identity of one version of one object; duplicate events of that version share it. Without a version
+    id (a bucket without versioning) the ETag stands for it, and ``upload`` (the S3 event's sequencer) tells apart a
+    later upload of the same bytes at the same key from the first."""
+    marker = object_version(version_id) or (etag or "").strip('"')
+    return f"{bucket}/{key}#{marker}" + (f"@{upload}" if upload else "")
 
 
 def tuning_job_name(prefix: str, identity: str) -> str:

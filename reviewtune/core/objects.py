@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +65,8 @@ def unlocated_object(
 
 def locate_dropped_object(
     s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
-    has_run: Callable[[DroppedObject], bool] | None = None,
+    has_run: Callable[[DroppedObject], bool] | None = None, sequencer: str | None = None,
+    uploaded_at: str | None = None,
 ) -> DroppedObject:
     """The dropped object with its key as stored in S3 (its identity) and its size.
 
@@ -75,8 +77,17 @@ def locate_dropped_object(
     (``has_run``: an earlier delivery claimed it before the version went away) is kept, else the first key tried
     (``unlocated_object``):
     start_tuning then rejects the object as gone, and a redelivered event finds that same run.
-    Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
+    Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them. ``sequencer`` and
+    ``uploaded_at``: the event's, kept on the object (they tell uploads of the same bytes apart: ``tuning.claim_run``).
     """
+    located = _locate(s3, bucket, key, version_id, etag, size, has_run)
+    return dataclasses.replace(located, sequencer=sequencer, uploaded_at=uploaded_at)
+
+
+def _locate(
+    s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
+    has_run: Callable[[DroppedObject], bool] | None,
+) -> DroppedObject:
     if not names.is_accepted_key(key, size):
         return DroppedObject(bucket, key, version_id, etag, size)
     refused: str | None = None  # the first key S3 refused to show: it exists (a missing key is 404)

@@ -89,6 +89,10 @@ def retry_run(
         raise RetryError(f"run {run_id} does not record which file it read, so it cannot be retried: drop the file "
                          "again (reviewtune drop FILE)")
     _check_retryable(runs, run, now, sweep_days)
+    if not names.object_version(run["source"].get("version_id")):
+        raise RetryError(f"run {run_id} read its file from a bucket without versioning, where a copy of it could not be "
+                         "told from the run it retries: drop the file again (reviewtune drop FILE), the same bytes "
+                         "dropped again are a run of their own")
     content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
     if content[1] and content in (retried_now or {}):
         earlier = (retried_now or {})[content]
@@ -96,7 +100,7 @@ def retry_run(
                          f"{earlier.new_run_id}: a retry of {run_id} would end DUPLICATE of it")
     source = run["source"]
     bucket, key = source["bucket"], source["key"]
-    copied = _copy(s3, run_id, bucket, key, source.get("version_id"), source.get("etag"))
+    copied = _copy(s3, run_id, bucket, key, source["version_id"])
     version_id = copied.get("VersionId")
     etag = (copied.get("CopyObjectResult") or {}).get("ETag", "").strip('"') or None
     new_run_id = names.tuning_job_name(prefix or _prefix(run_id), names.object_identity(bucket, key, version_id, etag))
@@ -186,26 +190,19 @@ def _sweep_passed(at: Any, now: datetime | None, days: float) -> bool:
     return (now or datetime.now(UTC)) - made > timedelta(days=days)
 
 
-def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str | None, etag: str | None) -> dict[str, Any]:
+def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str) -> dict[str, Any]:
     """CopyObject of the run's version onto its key, the object's headers and metadata kept, the retry marked."""
-    where = f"s3://{bucket}/{key}" + (f" version {version_id}" if version_id else "")
-    version = {"VersionId": version_id} if version_id else {}
-    # Without a version, only the bytes the run read (its ETag) are copied: the key may hold others by now.
-    condition = {"IfMatch": names.if_match(etag)} if etag and not version_id else {}
+    where = f"s3://{bucket}/{key} version {version_id}"
     try:
-        head = s3.head_object(Bucket=bucket, Key=key, **version, **condition)
+        head = s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
         kept = {name: head[name] for name in _KEPT_HEADERS if head.get(name)}
-        copy_condition = {"CopySourceIfMatch": names.if_match(etag)} if condition else {}
         return s3.copy_object(
-            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key, **version},
+            Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key, "VersionId": version_id},
             MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RETRY_METADATA: run_id},
-            **kept, **copy_condition,
+            **kept,
         )
     except ClientError as exc:
         gone = aws_errors.object_gone(exc)
-        if gone == "replaced":
-            raise RetryError(f"{where} holds other bytes than run {run_id} read (its ETag changed); drop the file "
-                             "you mean (`reviewtune drop FILE`)") from None
         if gone is not None:
             raise RetryError(f"the file of run {run_id} is gone ({where}: {aws_errors.code(exc)}); drop it again "
                              "(`reviewtune drop FILE`)") from None

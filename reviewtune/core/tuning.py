@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_def
 from reviewtune.core.outbox import send_pending
 from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, unsent
+from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_iso, unsent
 from reviewtune.core.train_hashes import write_train_hashes
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
@@ -55,10 +55,13 @@ class DroppedObject:
     version_id: str | None
     etag: str | None
     size: int | None
+    sequencer: str | None = None  # the event's (S3's order of the key's uploads); None: not from an event
+    upload: str | None = None  # a later upload of the same bytes, bucket without versioning: its sequencer
+    uploaded_at: str | None = None  # the event's time (not kept on the run)
 
     @property
     def identity(self) -> str:
-        return names.object_identity(self.bucket, self.key, self.version_id, self.etag)
+        return names.object_identity(self.bucket, self.key, self.version_id, self.etag, self.upload)
 
 
 def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]) -> dict[str, str]:
@@ -305,6 +308,8 @@ def _source(obj: DroppedObject) -> dict[str, Any]:
         "version_id": obj.version_id,
         "etag": obj.etag,
         "size": obj.size,
+        **({"sequencer": obj.sequencer} if obj.sequencer else {}),
+        **({"upload": obj.upload} if obj.upload else {}),
     }
 
 
@@ -312,8 +317,46 @@ def dropped_object(run: dict[str, Any]) -> DroppedObject:
     """The dropped object a run was claimed for (the reconciler starts a stale claim over from it)."""
     source = run["source"]
     return DroppedObject(
-        source["bucket"], source["key"], source.get("version_id"), source.get("etag"), source.get("size")
+        source["bucket"], source["key"], source.get("version_id"), source.get("etag"), source.get("size"),
+        source.get("sequencer"), source.get("upload"),
     )
+
+
+def _uploaded_again(obj: DroppedObject, run: dict[str, Any]) -> bool:
+    """Whether ``obj``'s event is of another upload of the same bytes at the same key than the one ``run`` (the run
+    of that key and ETag) was claimed for, in a bucket without versioning: their events' sequencers differ. A run
+    claimed with no sequencer (by the reconciler's sweep of ``incoming/``, which has none) is this upload's."""
+    if obj.version_id is not None or obj.upload is not None or not obj.sequencer:
+        return False
+    earlier = (run.get("source") or {}).get("sequencer")
+    if earlier:
+        return earlier != obj.sequencer
+    # claimed with no sequencer (the sweep of incoming/, or before runs kept one): this upload's when its event is
+    # older than the claim (the event came late), another's when it was sent after
+    try:
+        return obj.uploaded_at is not None and parse_iso(obj.uploaded_at) > parse_iso(run["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def upload_run(obj: DroppedObject, runs: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of ``runs`` (the object's dataset's), the one ``obj``'s event claims or claimed, by ``claim_run``'s rule: the
+    run of its own upload of the same bytes, else the run of its version unless that run is another upload's."""
+    by_identity = {dropped_object(run).identity: run for run in runs}
+    own = by_identity.get(replace(obj, upload=obj.sequencer).identity) if obj.sequencer else None
+    if own is not None and obj.version_id is None:
+        return own
+    base = by_identity.get(obj.identity)
+    return base if base is not None and not _uploaded_again(obj, base) else None
+
+
+def earlier_prefix_run(runs: RunsRepository, obj: DroppedObject, prefix: str) -> dict[str, Any] | None:
+    """``prefixes.run_under_another_prefix`` for the object's upload: the run an earlier upload of the same bytes
+    made under an earlier JobNamePrefix (``_uploaded_again``) is not this upload's."""
+    earlier = prefixes.run_under_another_prefix(runs, obj.identity, prefix)
+    if earlier is not None and _uploaded_again(obj, earlier):
+        return prefixes.run_under_another_prefix(runs, replace(obj, upload=obj.sequencer).identity, prefix)
+    return earlier
 
 
 def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
@@ -339,10 +382,14 @@ def run_exists(settings: Settings, clients: AwsClients) -> Callable[[DroppedObje
 
 def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings, **fields: Any) -> tuple[bool, dict[str, Any]]:
     """Write the run of a dropped object version in its initial state (with ``fields``), unless it exists: (created,
-    the run)."""
-    return runs.claim(
+    the run). The same bytes uploaded again at the same key of a bucket without versioning (``_uploaded_again``) are
+    a run of their own."""
+    claimed, run = runs.claim(
         {"run_id": run_id_of(obj, settings), "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
     )
+    if not claimed and _uploaded_again(obj, run):
+        return claim_run(replace(obj, upload=obj.sequencer), runs, settings, **fields)
+    return claimed, run
 
 
 def store_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> tuple[dict[str, str], str]:
@@ -360,7 +407,7 @@ def start_tuning(
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
     runs = repository(settings, clients)
-    earlier = prefixes.run_under_another_prefix(runs, obj.identity, settings.job_name_prefix)
+    earlier = earlier_prefix_run(runs, obj, settings.job_name_prefix)
     if earlier is not None:  # an event delivered again after JobNamePrefix changed: the version has its run
         logger.info("duplicate event: run exists under an earlier JobNamePrefix",
                     extra={"run_id": earlier["run_id"], "status": earlier["status"]})

@@ -12,6 +12,7 @@ from tests.support.aws import load_event
 def dropped(**object_fields):
     event = load_event("s3_object_created.json")
     event["detail"]["object"] = object_fields
+    del event["time"]  # read on its own below
     return event
 
 
@@ -28,6 +29,8 @@ def test_an_s3_event_gives_bucket_key_size_etag_and_version():
             size=1843201,
             etag="5d41402abc4b2a76b9719d911017c592",
             version_id="Vx4GZq3d9LJ0bWkM2oT7cY1nR8sAeH5u",
+            sequencer="00674700B6A2F1C3D4",
+            uploaded_at="2024-11-27T10:15:02Z",
         ),
     )
 
@@ -37,6 +40,22 @@ def test_moto_s_spellings_and_an_unversioned_bucket_are_read_too():
     assert read.object == events.S3Object(key="incoming/a.tsv", size=12, etag="abc", version_id="v1")
     unversioned = events.object_created(dropped(key="incoming/a.tsv"))
     assert unversioned.object == events.S3Object(key="incoming/a.tsv")
+    # the version of an object written without versioning, as S3 lists it, is none
+    assert events.object_created(dropped(key="incoming/a.tsv", **{"version-id": "null"})).object.version_id is None
+
+
+@pytest.mark.parametrize("sequencer", [17, "", "  ", "00AB-CD", "00 67"], ids=repr)
+def test_a_sequencer_s3_would_not_send_is_none_not_an_invalid_event(sequencer):
+    read = events.object_created(dropped(key="incoming/a.tsv", etag="abc", sequencer=sequencer))
+    assert read.object == events.S3Object(key="incoming/a.tsv", etag="abc")
+    assert events.object_created(dropped(key="incoming/a.tsv", sequencer=" 0067AB ")).object.sequencer == "0067AB"
+
+
+@pytest.mark.parametrize("time", [None, 17, "", "yesterday", "2026-13-01T00:00:00Z"], ids=repr)
+def test_an_event_time_that_is_none_is_no_upload_time_not_an_invalid_event(time):
+    event = {**dropped(key="incoming/a.tsv"), "time": time}
+    assert events.object_created(event).object.uploaded_at is None
+    assert events.object_created({**event, "time": "2026-12-06T04:40:00Z"}).object.uploaded_at == "2026-12-06T04:40:00Z"
 
 
 @pytest.mark.parametrize(
