@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent
 
 from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
 from reviewtune.core.events import object_created
-from reviewtune.core.objects import locate_dropped_object
+from reviewtune.core.objects import locate_dropped_object, with_event
 from reviewtune.core.tuning import run_exists, start_tuning
 
 logger = Logger()
@@ -33,9 +33,7 @@ def handler(event: dict, context) -> dict:
         detail.object.etag,
         detail.object.size,
         run_exists(ctx.settings, ctx.clients),
-        detail.object.sequencer,
-        detail.object.uploaded_at,
     )
-    result = start_tuning(obj, ctx.settings, ctx.clients)
+    result = start_tuning(with_event(obj, detail.object), ctx.settings, ctx.clients)
     metrics.add_metric(name=f"Runs{result['status'].title()}", unit=MetricUnit.Count, value=1)
     return result

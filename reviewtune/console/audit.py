@@ -2,7 +2,8 @@
 checked from outside (one run per version) rather than trusted.
 
 Versions are listed from S3 (ListObjectVersions), runs read per dataset from the ``by_dataset`` index and matched by
-key and version (the identity start_tuning names runs by), so runs named under any job name prefix count. A version without a run
+key and version (the identity start_tuning names runs by; without versioning key and ETag, the newest run of the
+same bytes uploaded again), so runs named under any job name prefix count. A version without a run
 is either on its way (written less than the grace ago: its event may still come) or missed: the reconciler's next
 pass claims it (missed_drops.py) when it is within the sweep's window, else it is for people.
 
@@ -18,7 +19,6 @@ claimed by the reconciler only after the stack's grace).
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -80,7 +80,7 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
         for run in sorted(runs.all_of_dataset(name), key=lambda run: str(run.get("created_at"))):
             # the newest of the runs of the same bytes uploaded again at a key of a bucket without versioning: the
             # upload the key holds now (tuning.claim_run)
-            known[dataclasses.replace(dropped_object(run), upload=None).identity] = run
+            known[dropped_object(run).version_identity] = run
         for version, obj in found:
             run = known.get(obj.identity)
             row = {"key": obj.key, "version_id": obj.version_id, "written": version["LastModified"],

@@ -350,14 +350,16 @@ def cmd_drop(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     target = _target(args)
-    dropped = queries.upload(target.client("s3"), target.output("DataBucketName"), path, key)
     dataset = names.dataset_name(key)
+    # the runs there before: without versioning, the same bytes dropped before have a run of the same key and ETag
+    before = queries.run_ids(target.runs().table, dataset) if args.follow else frozenset()
+    dropped = queries.upload(target.client("s3"), target.output("DataBucketName"), path, key)
     if not args.follow:
         _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}"))
         return 0
     live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
     live.print(plain(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run"))
-    item = _follow(target, live, dataset, dropped, args.timeout)
+    item = _follow(target, live, dataset, dropped, args.timeout, before)
     if args.json:
         print(json.dumps(queries.jsonable(item), indent=2, default=str))
     else:
@@ -365,7 +367,8 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return 0 if item["status"] == RunStatus.SUCCEEDED else 1
 
 
-def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any], timeout: float,
+            before: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The dropped object's run once it ends; ``timeout`` covers finding the run and following it. The file is in
     S3 whatever happens here: an error says so, and how to go on following (``runs show``)."""
     where = safe(f"s3://{dropped['bucket']}/{dropped['key']}")
@@ -373,7 +376,7 @@ def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any]
     runs = target.runs()
     run_id = None
     try:
-        item = queries.find_run(runs.table, dataset, dropped, timeout=timeout)
+        item = queries.find_run(runs.table, dataset, dropped, timeout=timeout, before=before)
         if item is None:
             raise SystemExit(f"error: no run of {where} appeared within {timeout:.0f} s (the file is uploaded; "
                              "`reviewtune runs list` shows its run once it has one)")

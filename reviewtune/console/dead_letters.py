@@ -28,6 +28,7 @@ from reviewtune.core import names
 from reviewtune.core.dead_letters import waiting
 from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
+from reviewtune.core.objects import with_event
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.states import is_final
 from reviewtune.core.tuning import DroppedObject, upload_run
@@ -153,8 +154,7 @@ def _runs_of(body: str, runs: RunsRepository) -> list[dict[str, Any]] | None:
     obj = created.object
     for key in names.key_forms(obj.key):
         # as start_tuning claims it: the version (its ETag in a bucket without versioning), that upload's
-        dropped = DroppedObject(created.bucket, key, obj.version_id, obj.etag, obj.size, obj.sequencer,
-                                uploaded_at=obj.uploaded_at)
+        dropped = with_event(DroppedObject(created.bucket, key, obj.version_id, obj.etag, obj.size), obj)
         run = upload_run(dropped, runs.all_of_dataset(names.dataset_name(key)))
         if run is not None:
             return [run]

@@ -233,10 +233,17 @@ def upload(s3: Any, bucket: str, path: Path, key: str) -> dict[str, Any]:
             "etag": response.get("ETag"), "content_type": content_type, "sent_at": sent_at}
 
 
-def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, poll: Callable[[], None] | None = None) -> dict[str, Any] | None:
+def run_ids(table: Any, dataset: str, limit: int = 20) -> frozenset[str]:
+    """The ids of the dataset's ``limit`` newest runs (``find_run``'s ``before``)."""
+    return frozenset(item["run_id"] for item in _query(table, limit, IndexName=DATASET_INDEX,
+                                                       KeyConditionExpression=Key("dataset").eq(dataset)))
+
+
+def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, poll: Callable[[], None] | None = None,
+             before: frozenset[str] = frozenset()) -> dict[str, Any] | None:
     """The run started by one dropped object version, found through by_dataset (no prefix guessing). In a bucket
-    without versioning, the run of its key and ETag made after the upload was sent (less ``CLOCK_SLACK``): the same
-    bytes dropped again are a run of their own."""
+    without versioning, the run of its key and ETag made after the upload was sent (less ``CLOCK_SLACK``), and not one
+    of ``before`` (the runs there were before it, ``run_ids``): the same bytes dropped again are a run of their own."""
     deadline = time.monotonic() + timeout
     etag = (dropped.get("etag") or "").strip('"')
     version = names.object_version(dropped.get("version_id"))
@@ -247,7 +254,7 @@ def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, 
             source = item.get("source", {})
             same_version = version and source.get("version_id") == version
             same_etag = (not version and not source.get("version_id") and str(item.get("created_at", "")) >= after
-                         and (source.get("etag") or "").strip('"') == etag)
+                         and item["run_id"] not in before and (source.get("etag") or "").strip('"') == etag)
             if source.get("key") == dropped["key"] and (same_version or same_etag):
                 return item
         if time.monotonic() >= deadline:

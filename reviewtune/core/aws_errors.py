@@ -55,6 +55,12 @@ def code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "Unknown"))
 
 
+def lost_race(exc: ClientError) -> bool:
+    """Whether DynamoDB refused a conditional write because the item changed meanwhile (its condition failed, or a
+    transaction was writing it at that moment)."""
+    return code(exc) in ("ConditionalCheckFailedException", "TransactionConflictException")
+
+
 def text(exc: ClientError) -> str:
     """``Code: message`` as AWS sent them."""
     message = exc.response.get("Error", {}).get("Message", "")

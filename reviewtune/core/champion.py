@@ -45,7 +45,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from reviewtune.core import display
+from reviewtune.core import aws_errors, display
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.runs import from_item, to_item
 
@@ -327,7 +327,7 @@ def set_champion(
         table.put_item(Item=to_item(item), **condition)
     except ClientError as error:
         # TransactionConflict: a record_results transaction was writing the pointer at that moment
-        if error.response.get("Error", {}).get("Code") in ("ConditionalCheckFailedException", "TransactionConflictException"):
+        if aws_errors.lost_race(error):
             raise ChampionChanged(changed) from error
         raise
     return champion

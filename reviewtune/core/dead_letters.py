@@ -27,7 +27,7 @@ short long-poll (``WAIT_SECONDS``), which asks every SQS server rather than a sa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
-from reviewtune.core.objects import known_object, locate_dropped_object, unlocated_object
+from reviewtune.core.objects import known_object, locate_dropped_object, unlocated_object, with_event
 from reviewtune.core.runs import parse_iso
 from reviewtune.core.tuning import claim_run, earlier_prefix_run, run_exists
 
@@ -142,7 +142,7 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
             # the message waits for S3, or for the sweep's claim, which the next pass finds
             return False
         dropped = unlocated_object(bucket, obj.key, obj.version_id, obj.etag, obj.size, has_run)
-    dropped = replace(dropped, sequencer=obj.sequencer, uploaded_at=obj.uploaded_at)  # another upload: its own run
+    dropped = with_event(dropped, obj)  # another upload of the same bytes: a run of its own
     runs = repository(settings, clients)
     try:
         if earlier_prefix_run(runs, dropped, settings.job_name_prefix) is not None:

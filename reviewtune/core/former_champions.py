@@ -12,8 +12,10 @@ taken out of the map, only if the pointer did not move meanwhile.
 The check of the champion's package in every pass also repairs what a race leaves: a pass that read the pointer
 before a promotion back, and puts that run's package to pending after the promotion approved it (the pass reads the
 pointer again after its changes and approves it back at once; should it die first, the next pass does), or a
-champion whose approval record_results had to give up on. A promotion that lost a race with another (its approval
-landing after the other moved the pointer away) puts its package back itself (promotion.py).
+champion whose approval record_results had to give up on. SageMaker's first refusal of that approval is kept on the
+pointer (``approval_refused_since``): a refusal for good is given up on a week after it. A promotion that lost a race
+with another (its approval landing after the other moved the pointer away) puts its package back itself
+(promotion.py), or, where SageMaker refuses, notes it on the pointer for the passes (``note``).
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def _refusal_since(table: Any, champion: Champion, since: datetime | None) -> No
                           ConditionExpression="version = :version", ExpressionAttributeNames=names,
                           ExpressionAttributeValues=to_item(values))
     except ClientError as exc:
-        if aws_errors.code(exc) not in ("ConditionalCheckFailedException", "TransactionConflictException"):
+        if not aws_errors.lost_race(exc):
             raise
 
 
@@ -176,7 +178,7 @@ def note(table: Any, dataset: str, run_id: str, arn: str) -> str:
                           ConditionExpression="#v = :version", ExpressionAttributeNames=names,
                           ExpressionAttributeValues=to_item({**values, ":version": current.version, ":one": 1}))
     except ClientError as exc:
-        if aws_errors.code(exc) in ("ConditionalCheckFailedException", "TransactionConflictException"):
+        if aws_errors.lost_race(exc):
             return "moved"
         raise
     return "noted"
@@ -247,5 +249,5 @@ def _forget(table: Any, champion: Champion, run_ids: list[str]) -> None:
             ExpressionAttributeValues=to_item({":version": champion.version}),
         )
     except ClientError as exc:
-        if aws_errors.code(exc) not in ("ConditionalCheckFailedException", "TransactionConflictException"):
+        if not aws_errors.lost_race(exc):
             raise

@@ -26,7 +26,7 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -37,7 +37,7 @@ from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import repository
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
-from reviewtune.core.tuning import DroppedObject, claim_run, dropped_object, run_id_of
+from reviewtune.core.tuning import DroppedObject, claim_run, run_id_of, upload_run
 
 logger = Logger(child=True)
 
@@ -89,6 +89,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
             result.more = True
             break
     result.looked_at = len(candidates)
+    listed_at = datetime.now(UTC)  # every version listed was complete by then (the pass's clock may differ)
     existing, unread = _existing(clients, list(candidates))
     result.unread = len(unread)
     runs = repository(settings, clients)
@@ -96,7 +97,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
         if run_id in existing or run_id in unread:
             continue
         try:
-            _claim_if_missed(runs, settings, run_id, obj, now, result)
+            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
@@ -107,14 +108,15 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
 
 
 def _claim_if_missed(runs: RunsRepository, settings: Settings, run_id: str, obj: DroppedObject, now: datetime,
-                     result: Swept) -> None:
+                     result: Swept, listed_at: datetime) -> None:
     if has_run(runs, obj):
         result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
         return
     # created and due by the pass's clock, as the rest of the pass reads them
     stamp = now_iso(now)
+    # listed_at: an event sent after it is of a later upload (tuning._uploaded_again), whatever the pass's clock
     claimed, _ = claim_run(obj, runs, settings, found_by_sweep=stamp, created_at=stamp, updated_at=stamp,
-                           deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
+                           listed_at=now_iso(listed_at), deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
     if claimed:
         result.claimed += 1
         logger.warning("a dropped file had no run: its event never came; run claimed",
@@ -141,7 +143,7 @@ def dropped_version(bucket: str, version: dict[str, Any]) -> DroppedObject | Non
 
 def has_run(runs: RunsRepository, obj: DroppedObject) -> bool:
     """Whether a run of the dataset was made for this object version, whatever its id (its ``source``)."""
-    return any(dropped_object(run).identity == obj.identity for run in runs.all_of_dataset(names.dataset_name(obj.key)))
+    return upload_run(obj, runs.all_of_dataset(names.dataset_name(obj.key))) is not None
 
 
 def _existing(clients: AwsClients, run_ids: list[str]) -> tuple[set[str], set[str]]:

@@ -100,7 +100,8 @@ def object_identity(bucket: str, key: str, version_id: str | None, etag: str | N
     """A stable identity of one version of one object; duplicate events of that version share it. Without a version
     id (a bucket without versioning) the ETag stands for it, and ``upload`` (the S3 event's sequencer) tells apart a
     later upload of the same bytes at the same key from the first."""
-    marker = object_version(version_id) or (etag or "").strip('"')
+    # the version id as recorded: the readers of events and listings take "null" for none (object_version)
+    marker = version_id or (etag or "").strip('"')
     return f"{bucket}/{key}#{marker}" + (f"@{upload}" if upload else "")
 
 

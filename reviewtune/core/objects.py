@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, names
+from reviewtune.core.events import S3Object
 from reviewtune.core.tuning import DroppedObject
 
 logger = Logger(child=True)
@@ -63,10 +64,14 @@ def unlocated_object(
     return known or DroppedObject(bucket, names.key_candidates(key)[0], version_id, etag, size)
 
 
+def with_event(obj: DroppedObject, event: S3Object) -> DroppedObject:
+    """``obj`` with its event's sequencer and time, which tell uploads of the same bytes apart (``tuning.claim_run``)."""
+    return dataclasses.replace(obj, sequencer=event.sequencer, uploaded_at=event.uploaded_at)
+
+
 def locate_dropped_object(
     s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
-    has_run: Callable[[DroppedObject], bool] | None = None, sequencer: str | None = None,
-    uploaded_at: str | None = None,
+    has_run: Callable[[DroppedObject], bool] | None = None,
 ) -> DroppedObject:
     """The dropped object with its key as stored in S3 (its identity) and its size.
 
@@ -77,17 +82,8 @@ def locate_dropped_object(
     (``has_run``: an earlier delivery claimed it before the version went away) is kept, else the first key tried
     (``unlocated_object``):
     start_tuning then rejects the object as gone, and a redelivered event finds that same run.
-    Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them. ``sequencer`` and
-    ``uploaded_at``: the event's, kept on the object (they tell uploads of the same bytes apart: ``tuning.claim_run``).
+    Keys outside incoming/ and folder markers are not looked up: start_tuning ignores them.
     """
-    located = _locate(s3, bucket, key, version_id, etag, size, has_run)
-    return dataclasses.replace(located, sequencer=sequencer, uploaded_at=uploaded_at)
-
-
-def _locate(
-    s3: Any, bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None,
-    has_run: Callable[[DroppedObject], bool] | None,
-) -> DroppedObject:
     if not names.is_accepted_key(key, size):
         return DroppedObject(bucket, key, version_id, etag, size)
     refused: str | None = None  # the first key S3 refused to show: it exists (a missing key is 404)

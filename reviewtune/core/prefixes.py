@@ -11,9 +11,9 @@ through a dataset's runs instead (``missed_drops.has_run``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from reviewtune.core import names
 from reviewtune.core.runs import RunsRepository, now_iso
 
 PREFIXES_KEY = "#prefixes"  # no run id can take that form; the item has no status, so no index shows it
@@ -31,14 +31,16 @@ def record(table: Any, prefix: str) -> None:
                       ExpressionAttributeValues={":p": {prefix}, ":t": now_iso()})
 
 
-def run_under_another_prefix(runs: RunsRepository, identity: str, prefix: str) -> dict[str, Any] | None:
-    """The run of the object version ``identity`` under a prefix the stack had before ``prefix``, when there is one
-    and none under ``prefix``; ``prefix`` is recorded on the way."""
+def run_under_another_prefix(
+    runs: RunsRepository, prefix: str, run_of: Callable[[str], dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    """The run of one dropped object under a prefix the stack had before ``prefix``, when there is one and none under
+    ``prefix``; ``run_of(p)``: its run under the prefix ``p``, or None. ``prefix`` is recorded on the way."""
     known = recorded(runs.table)
     if prefix not in known:
         record(runs.table, prefix)
     for other in sorted(known - {prefix}):
-        found = runs.get(names.tuning_job_name(other, identity))
+        found = run_of(other)
         if found is not None:
-            return None if runs.get(names.tuning_job_name(prefix, identity)) is not None else found
+            return None if run_of(prefix) is not None else found
     return None

@@ -63,6 +63,11 @@ class DroppedObject:
     def identity(self) -> str:
         return names.object_identity(self.bucket, self.key, self.version_id, self.etag, self.upload)
 
+    @property
+    def version_identity(self) -> str:
+        """The identity of its version (key and ETag without versioning), whichever upload of those bytes it is."""
+        return names.object_identity(self.bucket, self.key, self.version_id, self.etag)
+
 
 def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]) -> dict[str, str]:
     """Hyperparameters every trial gets; anything in the ranges is left to the tuner."""
@@ -324,39 +329,43 @@ def dropped_object(run: dict[str, Any]) -> DroppedObject:
 
 def _uploaded_again(obj: DroppedObject, run: dict[str, Any]) -> bool:
     """Whether ``obj``'s event is of another upload of the same bytes at the same key than the one ``run`` (the run
-    of that key and ETag) was claimed for, in a bucket without versioning: their events' sequencers differ. A run
-    claimed with no sequencer (by the reconciler's sweep of ``incoming/``, which has none) is this upload's."""
+    of that key and ETag) was claimed for, in a bucket without versioning: their events' sequencers differ, or, for a
+    run claimed with no sequencer, the event was sent after the claim."""
     if obj.version_id is not None or obj.upload is not None or not obj.sequencer:
         return False
     earlier = (run.get("source") or {}).get("sequencer")
     if earlier:
         return earlier != obj.sequencer
     # claimed with no sequencer (the sweep of incoming/, or before runs kept one): this upload's when its event is
-    # older than the claim (the event came late), another's when it was sent after
+    # older than the claim (the event came late), another's when it was sent after (for the sweep's, after the listing
+    # that found the object complete: a multipart upload's LastModified is when it began)
     try:
-        return obj.uploaded_at is not None and parse_iso(obj.uploaded_at) > parse_iso(run["created_at"])
+        claimed = max(parse_iso(moment) for moment in (run["created_at"], run.get("listed_at")) if moment)
+        return obj.uploaded_at is not None and parse_iso(obj.uploaded_at) > claimed
     except (KeyError, TypeError, ValueError):
         return False
 
 
+def _this_upload(obj: DroppedObject, find: Callable[[DroppedObject], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """``find`` (the run of an object's identity, or None) for the object's own upload, by ``claim_run``'s rule: the
+    run of its version (its key and ETag without versioning), or, when that run is another upload's
+    (``_uploaded_again``), the run of this upload of the same bytes."""
+    run = find(obj)
+    return find(replace(obj, upload=obj.sequencer)) if run is not None and _uploaded_again(obj, run) else run
+
+
 def upload_run(obj: DroppedObject, runs: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """Of ``runs`` (the object's dataset's), the one ``obj``'s event claims or claimed, by ``claim_run``'s rule: the
-    run of its own upload of the same bytes, else the run of its version unless that run is another upload's."""
+    """Of ``runs`` (the object's dataset's), the one ``obj``'s event claims or claimed."""
     by_identity = {dropped_object(run).identity: run for run in runs}
-    own = by_identity.get(replace(obj, upload=obj.sequencer).identity) if obj.sequencer else None
-    if own is not None and obj.version_id is None:
-        return own
-    base = by_identity.get(obj.identity)
-    return base if base is not None and not _uploaded_again(obj, base) else None
+    return _this_upload(obj, lambda dropped: by_identity.get(dropped.identity))
 
 
 def earlier_prefix_run(runs: RunsRepository, obj: DroppedObject, prefix: str) -> dict[str, Any] | None:
-    """``prefixes.run_under_another_prefix`` for the object's upload: the run an earlier upload of the same bytes
-    made under an earlier JobNamePrefix (``_uploaded_again``) is not this upload's."""
-    earlier = prefixes.run_under_another_prefix(runs, obj.identity, prefix)
-    if earlier is not None and _uploaded_again(obj, earlier):
-        return prefixes.run_under_another_prefix(runs, replace(obj, upload=obj.sequencer).identity, prefix)
-    return earlier
+    """``prefixes.run_under_another_prefix`` for the object's own upload (under each prefix, by ``_this_upload``)."""
+    def run_of(other: str) -> dict[str, Any] | None:
+        return _this_upload(obj, lambda dropped: runs.get(names.tuning_job_name(other, dropped.identity)))
+
+    return prefixes.run_under_another_prefix(runs, prefix, run_of)
 
 
 def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:

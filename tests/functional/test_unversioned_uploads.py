@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -187,3 +188,69 @@ def test_drop_follow_finds_the_run_of_its_own_upload(pipeline, tmp_path):
     event["time"] = now_iso()
     second = pipeline.start_tuning(event)["run_id"]
     assert queries.find_run(table, "shop.tsv", dropped, timeout=0)["run_id"] == second != first
+
+
+def test_drop_follow_skips_the_run_of_the_same_bytes_dropped_moments_before(pipeline, tmp_path):
+    from reviewtune.console import queries
+
+    path = tmp_path / "shop.tsv"
+    path.write_bytes(good_file())
+    s3 = boto3.client("s3", region_name=REGION)
+    table = pipeline.clients.runs_table
+    first = pipeline.start_tuning(upload(pipeline, "0067470A00000001"))["run_id"]  # made just now
+    fail(pipeline, first)
+
+    before = queries.run_ids(table, "shop.tsv")
+    dropped = queries.upload(s3, pipeline.stack.bucket, path, KEY)
+
+    assert queries.find_run(table, "shop.tsv", dropped, timeout=0) == pipeline.run(first)  # within the clock's slack
+    assert queries.find_run(table, "shop.tsv", dropped, timeout=0, before=before) is None
+    second = pipeline.start_tuning(upload(pipeline, "0067470A00000002"))["run_id"]
+    assert queries.find_run(table, "shop.tsv", dropped, timeout=0, before=before)["run_id"] == second
+
+
+def renamed(pipeline: Pipeline, monkeypatch, prefix: str = "renamed") -> None:
+    """The stack's JobNamePrefix changed: the functions name new runs with ``prefix``."""
+    for name in ("start_tuning", "reconcile"):
+        handler = pipeline.handlers[name]
+        settings = dataclasses.replace(handler.ctx.settings, job_name_prefix=prefix)
+        monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=settings))
+
+
+@pytest.mark.parametrize("uploads", [1, 2], ids=["first upload's", "second upload's"])
+def test_an_event_of_an_upload_made_before_job_name_prefix_changed_finds_its_run_after_a_later_upload(
+    pipeline, stack, monkeypatch, uploads
+):
+    """An upload's event dead-lettered before the prefix changed, taken back after the same bytes were dropped again
+    under the new prefix: under each prefix the upload's own run is looked for, so it finds its run, not a new one."""
+    monkeypatch.setattr(dead_letters, "WAIT_SECONDS", 0)
+    events = [upload(pipeline, f"0067470A0000000{n}") for n in range(1, uploads + 1)]
+    for event in events:
+        fail(pipeline, pipeline.start_tuning(event)["run_id"])
+    renamed(pipeline, monkeypatch)
+    pipeline.start_tuning(upload(pipeline, "0067470A00000009"))
+    assert len(runs(pipeline)) == uploads + 1
+    stack.dead_letter(events[-1], "Died")
+
+    taken = pipeline.reconcile()["dead_letters"]
+
+    assert (taken["claimed"], taken["existing"]) == (0, 1) and len(runs(pipeline)) == uploads + 1
+
+
+def test_an_upload_listed_by_a_pass_that_began_before_it_ended_is_the_upload_of_its_event(pipeline, monkeypatch):
+    """A multipart upload's LastModified is when it began: one that began more than the grace before a pass and ended
+    after the pass's clock was read is still listed and claimed by it; its event, sent when it ended, is of the same
+    upload (it was sent before the listing), not another."""
+    handler = pipeline.handlers["reconcile"]
+    settings = dataclasses.replace(handler.ctx.settings, missed_drop_grace_minutes=0)
+    monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=settings))
+    written = datetime.now(UTC)
+    event = upload(pipeline, "0067470A00000001", at=written + timedelta(seconds=1))  # sent as the upload ended
+    time.sleep(1.5)  # the listing comes after the upload ended
+
+    began = written + timedelta(seconds=0.5)  # the pass's clock, read before the upload ended
+    assert pipeline.reconcile(began)["missed_drops"]["claimed"] == 1
+    [run] = runs(pipeline)
+    assert run["created_at"] < event["time"] <= run["listed_at"]
+
+    assert pipeline.start_tuning(event)["run_id"] == run["run_id"] and len(runs(pipeline)) == 1
