@@ -352,7 +352,7 @@ def cmd_drop(args: argparse.Namespace) -> int:
     target = _target(args)
     dataset = names.dataset_name(key)
     # the runs there before: without versioning, the same bytes dropped before have a run of the same key and ETag
-    before = queries.run_ids(target.runs().table, dataset) if args.follow else frozenset()
+    before = _runs_before(target, dataset) if args.follow else frozenset()
     dropped = queries.upload(target.client("s3"), target.output("DataBucketName"), path, key)
     if not args.follow:
         _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}"))
@@ -365,6 +365,16 @@ def cmd_drop(args: argparse.Namespace) -> int:
     else:
         console.print(views.run_view(item))
     return 0 if item["status"] == RunStatus.SUCCEEDED else 1
+
+
+def _runs_before(target: Target, dataset: str) -> frozenset[str]:
+    """The dataset's newest runs before a drop (``queries.run_ids``); none when DynamoDB will not say (the file is
+    dropped all the same; without versioning, --follow may then take a run of the same bytes dropped moments before)."""
+    try:
+        return queries.run_ids(target.runs().table, dataset)
+    except (ClientError, BotoCoreError) as error:
+        progress_console.print(plain(f"warning: the runs of {dataset} could not be read before the drop ({error})"))
+        return frozenset()
 
 
 def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any], timeout: float,

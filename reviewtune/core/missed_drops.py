@@ -70,14 +70,17 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     cursor = _cursor(clients)
     result.resumed = bool(cursor)
     candidates: dict[str, DroppedObject] = {}
+    listed_at: dict[str, datetime] = {}  # when each version's page was read: it was complete by then
     request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
     while True:
         page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
+        read_at = datetime.now(UTC)  # the pass's clock may differ
         for version in page.get("Versions", []):
             result.listed += 1
             obj = _in_window(settings, version, now)
             if obj is not None:
                 candidates[run_id_of(obj, settings)] = obj
+                listed_at[run_id_of(obj, settings)] = read_at
         if not page.get("IsTruncated"):
             if cursor:  # a listing that went on from an earlier pass is done: the next starts over
                 _save_cursor(clients, {})
@@ -89,7 +92,6 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
             result.more = True
             break
     result.looked_at = len(candidates)
-    listed_at = datetime.now(UTC)  # every version listed was complete by then (the pass's clock may differ)
     existing, unread = _existing(clients, list(candidates))
     result.unread = len(unread)
     runs = repository(settings, clients)
@@ -97,7 +99,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
         if run_id in existing or run_id in unread:
             continue
         try:
-            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at)
+            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at[run_id])
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",

@@ -91,8 +91,8 @@ def if_match(etag: str) -> str:
 
 
 def object_version(version_id: str | None) -> str | None:
-    """A version id as the object's identity takes it: None for an object written while the bucket had no versioning
-    (S3 names its version "null" in listings and answers, and may in events)."""
+    """A version id as events, listings and answers give it, as reviewtune records it: None for an object written while
+    the bucket had no versioning (S3 names its version "null" in listings and answers, and may in events)."""
     return None if version_id in (None, "", "null") else version_id
 
 

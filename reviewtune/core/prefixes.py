@@ -4,8 +4,9 @@ A run's id is ``<JobNamePrefix>-<hash of its object version>``, so once the pref
 anew. A start event delivered again after the change (Lambda's retries of an event, for up to 6 hours; a dead letter
 taken back, for up to 14 days) would then make a second run of a version that has one: two outcomes, two messages.
 So each start records the stack's prefix here (once per prefix), and before it claims a new run looks for the
-version's run under every other prefix recorded: one GetItem, and one more per earlier prefix, only once the prefix
-has changed. Prefixes used before this item existed are not recorded; the reconciler's sweep of ``incoming/`` looks
+version's run under every other prefix recorded: one GetItem, and one more per earlier prefix (two in a bucket
+without versioning, for the same bytes uploaded again: ``tuning.earlier_prefix_run``), only once the prefix has
+changed. Prefixes used before this item existed are not recorded; the reconciler's sweep of ``incoming/`` looks
 through a dataset's runs instead (``missed_drops.has_run``).
 """
 

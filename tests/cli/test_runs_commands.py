@@ -544,3 +544,17 @@ def test_a_folder_s3_refuses_to_list_says_so_and_lists_nothing(deployed, capsys,
     err = " ".join(err.split())
     assert "could not list the files under incoming/team-a/ to find its datasets: AccessDenied" in err
     assert "no runs of dataset 'team-a': a dataset is" in err  # nothing said of files it could not list
+
+
+def test_drop_follow_drops_the_file_when_the_runs_before_it_cannot_be_read(deployed, tmp_path, monkeypatch, capsys):
+    from botocore.exceptions import ClientError
+
+    def refused(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no Query"}}, "Query")
+
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentiment\treview_body\n1\tgood\n")
+    monkeypatch.setattr(queries, "run_ids", refused)
+    with pytest.raises(SystemExit, match=r"no run of s3://.*/incoming/reviews.tsv appeared within 0 s \(the file is uploaded"):
+        main(["drop", str(data), "--follow", "--timeout", "0", "--stack", STACK])
+    assert "warning: the runs of reviews.tsv could not be read before the drop" in capsys.readouterr().err
