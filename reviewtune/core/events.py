@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from reviewtune.core import names
 from reviewtune.core.errors import InvalidEventError
+from reviewtune.core.runs import parse_iso
 
 OBJECT_CREATED = ("aws.s3", "Object Created")
 TUNING_JOB_STATE_CHANGE = ("aws.sagemaker", "SageMaker HyperParameter Tuning Job State Change")
@@ -83,7 +83,7 @@ def _text(mapping: Mapping[str, Any], where: str, *names: str, required: bool = 
 def _time(value: Any) -> str | None:
     """The event's time as given when it is one (ISO 8601), else none, never an invalid event."""
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parse_iso(value)
     except (AttributeError, TypeError, ValueError):
         return None
     return value
@@ -91,9 +91,8 @@ def _time(value: Any) -> str | None:
 
 def _sequencer(value: Any) -> str | None:
     """S3's sequencer (hex digits); anything else counts as none, never as an invalid event."""
-    if isinstance(value, str) and value.strip() and value.strip().isascii() and value.strip().isalnum():
-        return value.strip()
-    return None
+    text = value.strip() if isinstance(value, str) else ""
+    return text if text.isascii() and text.isalnum() else None
 
 
 def _size(value: Any) -> int | None:

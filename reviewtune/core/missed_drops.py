@@ -79,8 +79,8 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
             result.listed += 1
             obj = _in_window(settings, version, now)
             if obj is not None:
-                candidates[run_id_of(obj, settings)] = obj
-                listed_at[run_id_of(obj, settings)] = read_at
+                run_id = run_id_of(obj, settings)
+                candidates[run_id], listed_at[run_id] = obj, read_at
         if not page.get("IsTruncated"):
             if cursor:  # a listing that went on from an earlier pass is done: the next starts over
                 _save_cursor(clients, {})
