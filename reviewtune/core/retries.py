@@ -17,7 +17,9 @@ What is refused, with the reason and what to do instead:
 - a run retried already (its retry is the run to retry, should it end without a result too): one retry per run;
 - a run whose content another run's retry is tuning (its new run has not ended, or not started yet): that retry
   would keep it, so its copy would only end DUPLICATE;
-- a version that no longer exists, or an object without versions whose bytes changed since the run (its ETag).
+- a version that no longer exists, or an object without versions whose bytes changed since the run (its ETag);
+- a run of a bucket without versioning, or a bucket whose versioning was suspended since: the copy would have no
+  version of its own to name its run by (the same bytes dropped again are a run of their own).
 
 The copy keeps the object's content type, encoding and metadata, and adds ``RETRY_METADATA`` (the run retried).
 """
@@ -100,8 +102,13 @@ def retry_run(
                          f"{earlier.new_run_id}: a retry of {run_id} would end DUPLICATE of it")
     source = run["source"]
     bucket, key = source["bucket"], source["key"]
+    _check_versioning(s3, run_id, bucket)
     copied = _copy(s3, run_id, bucket, key, source["version_id"])
-    version_id = copied.get("VersionId")
+    version_id = names.object_version(copied.get("VersionId"))
+    if version_id is None:  # versioning suspended between the check and the copy
+        raise RetryError(f"the file of run {run_id} was copied onto s3://{bucket}/{key}, but S3 gave the copy no "
+                         "version (versioning was suspended meanwhile): it starts a run of its own, named by its "
+                         "event, and nothing is recorded on " + run_id + "; `reviewtune runs list` shows it")
     etag = (copied.get("CopyObjectResult") or {}).get("ETag", "").strip('"') or None
     new_run_id = names.tuning_job_name(prefix or _prefix(run_id), names.object_identity(bucket, key, version_id, etag))
     retry = Retry(run_id, new_run_id, bucket, key, version_id, etag, by, bounded(why.strip(), REASON_MAX_CHARS),
@@ -188,6 +195,24 @@ def _sweep_passed(at: Any, now: datetime | None, days: float) -> bool:
     except ValueError:
         return True
     return (now or datetime.now(UTC)) - made > timedelta(days=days)
+
+
+def _check_versioning(s3: Any, run_id: str, bucket: str) -> None:
+    """Refuses a retry into a bucket whose versioning is off or suspended now: the copy would replace the object's
+    "null" version and have no version of its own, so the run it starts could not be named here, nor the retry
+    recorded. A caller not allowed to read the bucket's versioning goes on (the copy's answer is checked too)."""
+    try:
+        status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+    except BotoCoreError:
+        return
+    except ClientError as exc:
+        if aws_errors.transient(exc) or aws_errors.code(exc) in ("AccessDenied", "AccessDeniedException"):
+            return
+        raise RetryError(f"S3 refused to say whether s3://{bucket} keeps versions: {aws_errors.text(exc)}") from None
+    if status != "Enabled":
+        raise RetryError(f"versioning of s3://{bucket} is {(status or 'off').lower()}: a copy of run {run_id}'s file "
+                         "would have no version of its own to name its run by; enable versioning and retry, or drop "
+                         "the file again (reviewtune drop FILE)")
 
 
 def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str) -> dict[str, Any]:

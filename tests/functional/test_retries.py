@@ -347,3 +347,49 @@ def test_a_file_s3_refused_to_read_is_retried_once_s3_can_read_it(pipeline):
     assert started["status"] == "TUNING" and started["run_id"] == retry.new_run_id
     assert pipeline.run(retry.new_run_id)["retry_of"] == run_id
     assert pipeline.run(run_id)["status"] == "REJECTED" and pipeline.run(run_id)["retried"]["new_run_id"] == retry.new_run_id
+
+
+def test_a_bucket_whose_versioning_was_suspended_since_the_run_is_refused_and_nothing_is_copied(pipeline):
+    run_id = failed_run(pipeline)
+    s3().put_bucket_versioning(Bucket=pipeline.stack.bucket, VersioningConfiguration={"Status": "Suspended"})
+    before = versions(pipeline)
+
+    with pytest.raises(RetryError, match=f"versioning of s3://{pipeline.stack.bucket} is suspended: a copy of run "
+                                         f"{run_id}'s file would have no version of its own"):
+        retry_run(runs(pipeline), s3(), run_id, why="x", by="ops")
+
+    assert versions(pipeline) == before and "retried" not in pipeline.run(run_id)
+
+
+class CopiedWithoutVersion:
+    """An S3 client whose CopyObject answers version "null", as S3 does once versioning is suspended (here: between
+    the retry's check and its copy)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def copy_object(self, **kwargs):
+        return {**self._client.copy_object(**kwargs), "VersionId": "null"}
+
+
+def test_a_copy_s3_gives_no_version_records_no_retry_and_says_so(pipeline):
+    run_id = failed_run(pipeline)
+
+    with pytest.raises(RetryError, match=f"was copied onto s3://{pipeline.stack.bucket}/.*but S3 gave the copy no "
+                                         f"version.*nothing is recorded on {run_id}"):
+        retry_run(runs(pipeline), CopiedWithoutVersion(s3()), run_id, why="x", by="ops")
+
+    assert "retried" not in pipeline.run(run_id)  # no run named "...#null" that no event would ever start
+
+
+def test_a_caller_not_allowed_to_read_the_bucket_s_versioning_still_retries(pipeline):
+    run_id = failed_run(pipeline)
+    client = Failing(s3(), "get_bucket_versioning", "AccessDenied", failures=None)
+
+    retry = retry_run(runs(pipeline), client, run_id, why="flaky", by="ops")
+
+    assert client.failed == 1 and pipeline.run(run_id)["retried"]["new_run_id"] == retry.new_run_id
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["run_id"] == retry.new_run_id
