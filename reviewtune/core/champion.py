@@ -17,6 +17,10 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
                       approval is still to be settled (former_champions.py), noted by the write that moved the pointer
     approval_refused_since  when SageMaker first refused to approve this champion's package (former_champions.py;
                       gone once it is Approved, and with the next champion)
+    package_rejected  {found_at, description?}: the champion's package was found Rejected in the Model Registry (a
+                      person's decision: reviewtune never rejects a package). It is not approved again, and the next
+                      run of the dataset that succeeds takes its place without a comparison (former_champions.py;
+                      gone once the package is Approved again, and with the next champion)
 
 The item deliberately has no ``dataset``, ``status`` or ``created_at`` attribute: the table's ``by_dataset``
 and ``by_status`` indexes are keyed on them, so the champion pointer stays out of every run listing.
@@ -103,6 +107,7 @@ class Champion:
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     dethroned: dict[str, dict[str, Any]] = field(default_factory=dict)
     approval_refused_since: str | None = None
+    package_rejected: dict[str, Any] | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Champion:
@@ -119,6 +124,7 @@ class Champion:
             history=tuple(item.get("history") or ()),
             dethroned=dict(item.get("dethroned") or {}),
             approval_refused_since=item.get("approval_refused_since"),
+            package_rejected=item.get("package_rejected"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -434,6 +440,8 @@ def plan_challenge(
         return Plan(_already(current, run_id), moves=False)
     if current is None:
         decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
+    elif current.package_rejected:
+        decision, label = _replaces_rejected(current, accuracy, test_rows), PROMOTED
     else:
         why_not = _not_comparable(current, comparison, not_measured, min_compared)
         if why_not:
@@ -454,6 +462,13 @@ def plan_challenge(
         expected_run_id=current.run_id if current else None,
         reason=decision.reason,
     )
+
+
+def _replaces_rejected(current: Champion, accuracy: float, test_rows: int) -> Decision:
+    """A champion whose package a person Rejected in the Model Registry does not serve: any run that succeeds takes
+    its place, whatever the comparison says."""
+    return Decision(True, f"new champion: the model package of champion {current.run_id} was Rejected in the Model "
+                          f"Registry; challenger {display.percent(accuracy)} on {display.count(test_rows)} test reviews")
 
 
 def promote_manually(

@@ -16,6 +16,11 @@ champion whose approval record_results had to give up on. SageMaker's first refu
 pointer (``approval_refused_since``): a refusal for good is given up on a week after it. A promotion that lost a race
 with another (its approval landing after the other moved the pointer away) puts its package back itself
 (promotion.py), or, where SageMaker refuses, notes it on the pointer for the passes (``note``).
+
+reviewtune never rejects a package: one found Rejected was rejected by a person, and stays so. The champion's is not
+approved again; the pointer notes it (``package_rejected``), the packages before it keep their approval, and the next
+run of the dataset that succeeds takes its place without a comparison (``champion.plan_challenge``); should the
+person approve it again, the mark goes. A former champion's package found Rejected is not put back to pending.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None
     changed, failure = 0, None
     for champion in list_champions(runs.table):
         try:
-            changed += sum(approval is not None for approval in settle(runs, sagemaker, champion.dataset, now).values())
+            changed += sum(approval in (registry.APPROVED, registry.PENDING)
+                           for approval in settle(runs, sagemaker, champion.dataset, now).values())
         except (ClientError, BotoCoreError) as exc:
             logger.warning("could not settle the approvals of a dataset's packages (the next pass tries again)",
                            extra={"dataset": champion.dataset, "error": aws_errors.describe(exc)})
@@ -89,7 +95,7 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
         # the pointer moved between the read above and these changes: each package as the pointer says now (should
         # this fail or the pass die, the next pass's check, or the entry the move noted, does it)
         wanted = registry.APPROVED if after is not None and run_id == after.run_id else registry.PENDING
-        if approval is not None and approval != wanted:
+        if approval in (registry.APPROVED, registry.PENDING) and approval != wanted:
             registry.set_approval(sagemaker, arns[run_id], wanted,
                                   CHAMPION_APPROVED if wanted == registry.APPROVED else no_longer_champion(dataset))
             done[run_id] = wanted
@@ -109,7 +115,11 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
     if not arn:
         return None
     try:
-        if registry.approval_status(sagemaker, arn) != registry.APPROVED:
+        status, description = registry.approval(sagemaker, arn)
+        if status == registry.REJECTED:
+            _rejected(runs, champion, description, now)
+            return None
+        if status != registry.APPROVED:
             registry.set_approval(sagemaker, arn, registry.APPROVED, CHAMPION_APPROVED)
             approved = "now"
         else:
@@ -117,12 +127,12 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
     except ClientError as exc:
         if registry.package_gone(exc):
             if champion.approval_refused_since is not None:
-                _refusal_since(runs.table, champion, None)  # no package to approve: no refusal to show either
+                _mark(runs.table, champion, "approval_refused_since", None)  # no package to approve: no refusal either
             return None
         if aws_errors.transient(exc):
             raise
         if champion.approval_refused_since is None:
-            _refusal_since(runs.table, champion, now)
+            _mark(runs.table, champion, "approval_refused_since", now_iso(now))
         if not registry.refused_for_good(exc, parse_iso(champion.approval_refused_since or now.isoformat()), now):
             raise
         logger.error("the champion's package cannot be approved; the one before stays Approved", extra={
@@ -132,21 +142,39 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
                 f"approved for {registry.GIVE_UP_DAYS} days: {aws_errors.text(exc)}")
         return None
     if champion.approval_refused_since is not None:
-        _refusal_since(runs.table, champion, None)
+        _mark(runs.table, champion, "approval_refused_since", None)
+    if champion.package_rejected is not None:  # a person approved it again (or put it back to pending: approved now)
+        _mark(runs.table, champion, "package_rejected", None)
+        _record(runs, champion.run_id, arn, registry.APPROVED, None)
     if approved == "now":
         logger.warning("the champion's package was not Approved: approved", extra={
             "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn})
     return approved
 
 
-def _refusal_since(table: Any, champion: Champion, since: datetime | None) -> None:
-    """Keep on the pointer when SageMaker first refused to approve the champion's package (None: take it off, the
-    package is Approved), unless the pointer moved meanwhile: a new champion starts without one."""
-    names = {"#s": "approval_refused_since"}
-    if since is None:
-        update, values = "REMOVE #s", {":version": champion.version}
+def _rejected(runs: RunsRepository, champion: Champion, description: str | None, now: datetime) -> None:
+    """The champion's package is Rejected in the registry: a person's decision (reviewtune never rejects one), kept.
+    Noted on the pointer once (the next run that succeeds takes the champion's place: ``champion.plan_challenge``) and
+    on the run's record, and logged; the packages noted before it keep their approval."""
+    if champion.package_rejected is None:
+        logger.error("the champion's package was Rejected in the Model Registry: not approved again; the next run of "
+                     "the dataset that succeeds takes its place", extra={
+                         "dataset": champion.dataset, "run_id": champion.run_id,
+                         "model_package_arn": champion.model_package_arn, "approval_description": description})
+        found = {"found_at": now_iso(now), **({"description": description[:500]} if description else {})}
+        _mark(runs.table, champion, "package_rejected", found)
+    _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
+
+
+def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> None:
+    """Keep ``value`` on the pointer as ``attribute`` unless it has one already (None: take it off), unless the
+    pointer moved meanwhile: a new champion starts without either mark (``approval_refused_since``: when SageMaker
+    first refused to approve the champion's package; ``package_rejected``: a person rejected it)."""
+    names = {"#a": attribute}
+    if value is None:
+        update, values = "REMOVE #a", {":version": champion.version}
     else:
-        update, values = "SET #s = if_not_exists(#s, :since)", {":version": champion.version, ":since": now_iso(since)}
+        update, values = "SET #a = if_not_exists(#a, :value)", {":version": champion.version, ":value": value}
     try:
         table.update_item(Key={"run_id": champion_key(champion.dataset)}, UpdateExpression=update,
                           ConditionExpression="version = :version", ExpressionAttributeNames=names,
@@ -195,8 +223,11 @@ def _why(champion: Champion) -> str:
 
 def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: datetime) -> str | None:
     """Set the noted package's approval; None when it no longer exists or SageMaker refused it for good for
-    registry.GIVE_UP_SECONDS (logged, and the error kept in ``noted``). Raises otherwise."""
+    registry.GIVE_UP_SECONDS (logged, and the error kept in ``noted``); Rejected, unchanged, when it is to go back to
+    pending and a person rejected it. Raises otherwise."""
     try:
+        if wanted == registry.PENDING and registry.approval_status(sagemaker, noted["model_package_arn"]) == registry.REJECTED:
+            return registry.REJECTED  # a person rejected it: it stays so
         registry.set_approval(sagemaker, noted["model_package_arn"], wanted, why)
     except ClientError as exc:
         if registry.package_gone(exc):

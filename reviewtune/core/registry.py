@@ -171,7 +171,14 @@ def set_approval(sagemaker: Any, model_package_arn: str, status: str, descriptio
 
 def approval_status(sagemaker: Any, model_package_arn: str) -> str:
     """A version's approval status now (DescribeModelPackage)."""
-    return sagemaker.describe_model_package(ModelPackageName=model_package_arn)["ModelApprovalStatus"]
+    return approval(sagemaker, model_package_arn)[0]
+
+
+def approval(sagemaker: Any, model_package_arn: str) -> tuple[str, str | None]:
+    """A version's approval status now and the reason recorded with it (DescribeModelPackage's
+    ApprovalDescription; None when there is none)."""
+    package = sagemaker.describe_model_package(ModelPackageName=model_package_arn)
+    return package["ModelApprovalStatus"], package.get("ApprovalDescription") or None
 
 
 def versions(sagemaker: Any, group_name: str, status: str | None = None) -> list[dict[str, Any]]:

@@ -378,3 +378,67 @@ def test_a_note_of_a_late_approval_survives_a_pass_that_read_the_pointer_before_
     registry.set_approval(pipeline.sagemaker, arn, registry.APPROVED, "a late approval")
     pipeline.reconcile()
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()
+
+
+def reject_by_hand(pipeline: Pipeline, run_id: str, why: str = "bias found in the audit") -> None:
+    """A person rejects the run's package in the registry (Studio, or UpdateModelPackage)."""
+    registry.set_approval(pipeline.sagemaker, pipeline.run(run_id)["model_package_arn"], registry.REJECTED, why)
+
+
+def test_a_champion_s_package_a_person_rejected_stays_rejected_and_the_next_success_takes_its_place(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+
+    pipeline.reconcile()
+    pipeline.reconcile(later(1))
+
+    assert approvals(pipeline) == {first: "Rejected"} and recorded(pipeline, first) == "Rejected"
+    marked = get_champion(pipeline.clients.runs_table, DATASET).package_rejected
+    assert marked["description"] == "bias found in the audit" and marked["found_at"]
+    # a challenger measured worse than the rejected champion still takes its place: the rejected one does not serve
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
+        **EVALUATION, "comparison": {"champion_run_id": first, **measured(0.60, 0.73)}})
+    pipeline.evaluation_ended(second)
+
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == second and champion.package_rejected is None
+    decision = pipeline.run(second)["champion"]
+    assert decision["decision"] == "promoted"
+    assert decision["reason"].startswith(f"new champion: the model package of champion {first} was Rejected in the "
+                                         "Model Registry; challenger ")
+    [told] = [m for m in pipeline.messages(second)]
+    assert "was Rejected in the Model Registry" in told["Message"]
+    pipeline.reconcile(later(2))
+    assert approvals(pipeline) == {first: "Rejected", second: "Approved"}  # not put back to pending either
+    assert recorded(pipeline, first) == "Rejected" and noted(pipeline) == set()
+
+
+def test_a_rejected_champion_a_person_approves_again_keeps_its_place_and_loses_its_mark(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    pipeline.reconcile()
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is not None
+
+    registry.set_approval(pipeline.sagemaker, pipeline.run(first)["model_package_arn"], registry.APPROVED, "audit ok")
+    pipeline.reconcile(later(1))
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is None
+    assert approvals(pipeline) == {first: "Approved"} and recorded(pipeline, first) == "Approved"
+
+
+def test_a_former_champion_a_person_rejected_before_its_package_was_settled_stays_rejected(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]  # the move's settle: left to a pass
+    pipeline.evaluation_ended(second)
+    assert noted(pipeline) == {first}
+    reject_by_hand(pipeline, first)
+
+    pipeline.reconcile(later(1))
+
+    assert approvals(pipeline) == {first: "Rejected", second: "Approved"} and noted(pipeline) == set()
+    assert recorded(pipeline, first) == "Rejected"

@@ -331,8 +331,14 @@ class FakeSageMaker:
 
     def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:  # noqa: N803
         self._call("describe_model_package", {"ModelPackageName": ModelPackageName})
-        package = next(p for versions in self.groups.values() for p in versions if p["ModelPackageArn"] == ModelPackageName)
-        return {**package, "ModelApprovalStatus": package.get("ModelApprovalStatus", "PendingManualApproval")}
+        package = next((p for p in self.packages() if p["ModelPackageArn"] == ModelPackageName), None)
+        if package is None:  # SageMaker's words for a package deleted (or never made)
+            raise client_error("ValidationException", f"ModelPackage {ModelPackageName} does not exist.",
+                               "DescribeModelPackage")
+        described = {**package, "ModelApprovalStatus": package.get("ModelApprovalStatus", "PendingManualApproval")}
+        if ModelPackageName in self.approval_descriptions:
+            described["ApprovalDescription"] = self.approval_descriptions[ModelPackageName]
+        return described
 
     def update_model_package(self, ModelPackageArn: str, ModelApprovalStatus: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
         self._call("update_model_package", {"ModelPackageArn": ModelPackageArn, "ModelApprovalStatus": ModelApprovalStatus,

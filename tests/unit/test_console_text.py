@@ -283,3 +283,20 @@ def test_a_champion_view_names_former_champions_whose_approval_is_still_settling
     assert "package since 2026-11-02 08:00:00; no package of the dataset is Approved" in rendered(
         views.champion_view(alone), width=400)
     assert "; the packages before it keep their approval" in rendered(views.champion_view(waiting), width=400)
+
+
+def test_a_champion_view_says_a_person_rejected_its_package_and_what_happens_next():
+    champion = {"dataset": "team-a/reviews.tsv", "run_id": RUN_ID, "accuracy": 0.74, "test_rows": 308,
+                "changed_at": "2026-11-01T10:52:40Z", "history": [], "decisions": [], "model_package_arn": "arn:p/2"}
+    assert "package rejected" not in rendered(views.champion_view(champion), width=400)
+    rejected = {**champion, "package_rejected": {"found_at": "2026-11-03T09:00:00Z", "description": "bias audit"}}
+
+    text = rendered(views.champion_view(rejected), width=400)
+
+    assert ('package rejected  Rejected in the Model Registry ("bias audit"), found 2026-11-03 09:00:00: not approved '
+            "again; the next run of the dataset that succeeds takes its place (or `reviewtune promote RUN_ID` now); "
+            "no package of the dataset is Approved") in text
+    settling = {**rejected, "dethroned": {"reviewtune-0123456789abcdef": {"model_package_arn": "arn:p/1"}}}
+    text = rendered(views.champion_view(settling), width=400)
+    assert "the packages before it keep their approval" in text
+    assert "; kept as it is until the champion's package is Approved" in text
