@@ -451,7 +451,7 @@ def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
             f"{champion.get('test_rows', 0):,}",
             utc_time(champion.get("changed_at")),
             str(champion.get("version", "-")),
-            champion.get("model_package_arn") or "-",
+            (champion.get("model_package_arn") or "-") + (" (Rejected)" if champion.get("package_rejected") else ""),
         )
     return table
 

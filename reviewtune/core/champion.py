@@ -264,8 +264,11 @@ def set_champion(
     at: str | None = None,
     by: str | None = None,
     run_update: dict[str, Any] | None = None,
+    expect_rejected: bool = False,
 ) -> Champion:
-    """Make ``run_id`` the champion if the champion is still ``expected_run_id`` (None: no champion yet).
+    """Make ``run_id`` the champion if the champion is still ``expected_run_id`` (None: no champion yet), and, with
+    ``expect_rejected``, its package still noted Rejected (a decision that rests on it: approved again meanwhile, the
+    champion is compared instead).
 
     Appends {run_id, at, why, accuracy[, by]} to the history. Raises ChampionChanged when the condition fails.
     ``run_update``: the run's own conditional UpdateItem (``RunsRepository.transition_request``), written in the
@@ -275,6 +278,9 @@ def set_champion(
         raise ValueError(f"accuracy must be between 0 and 1, got {accuracy}")
     at = at or _now()
     current = get_champion(table, dataset)
+    if expect_rejected and current is not None and current.run_id == expected_run_id and not current.package_rejected:
+        raise ChampionChanged(f"the package of {expected_run_id}, champion of {dataset!r}, is no longer noted Rejected; "
+                              "read it again")
     if (current.run_id if current else None) != expected_run_id:
         raise ChampionChanged(
             f"the champion of {dataset!r} is {current.run_id if current else 'nobody'}, not "
@@ -322,7 +328,8 @@ def set_champion(
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(run_id)"}
     else:
         condition = {
-            "ConditionExpression": "champion_run_id = :expected AND version = :version",
+            "ConditionExpression": "champion_run_id = :expected AND version = :version"
+                                   + (" AND attribute_exists(package_rejected)" if expect_rejected else ""),
             "ExpressionAttributeValues": to_item({":expected": expected_run_id, ":version": current.version}),
         }
     changed = f"the champion of {dataset!r} changed while {run_id} was being promoted; read it again"
@@ -409,12 +416,14 @@ def _already(current: Champion, run_id: str) -> Outcome:
 @dataclass(frozen=True)
 class Plan:
     """What a challenger's decision is, before anything is written: the outcome and, when the pointer moves to
-    the challenger, what ``set_champion`` needs (the champion it was decided against and the reason)."""
+    the challenger, what ``set_champion`` needs (the champion it was decided against, the reason, and whether the
+    decision rests on that champion's package being Rejected: ``replaces_rejected``)."""
 
     outcome: Outcome
     moves: bool
     expected_run_id: str | None = None
     reason: str = ""
+    replaces_rejected: bool = False
 
 
 def plan_challenge(
@@ -428,19 +437,22 @@ def plan_challenge(
     margin_points: float = DEFAULT_MARGIN_POINTS,
     not_measured: str | None = None,
     min_compared: int = DEFAULT_MIN_COMPARED_REVIEWS,
+    has_package: bool = True,
 ) -> Plan:
     """A succeeded run challenges its dataset's champion: the decision, from the champion read now.
 
     The first run of a dataset becomes champion on its own ``accuracy``. Any later one is judged only on
     ``comparison`` (both models, the same test reviews) and only against the champion that comparison measured:
     without one, on fewer than ``min_compared`` reviews, or when the champion changed since, the champion stays and
-    the reason says so (``not_measured``: why the evaluation could not measure it)."""
+    the reason says so (``not_measured``: why the evaluation could not measure it). A champion whose package a person
+    rejected (``package_rejected``) is replaced by any challenger that has a package of its own (``has_package``),
+    without a comparison; one without a package is compared as usual."""
     current = get_champion(table, dataset)
     if current is not None and current.run_id == run_id:
         return Plan(_already(current, run_id), moves=False)
     if current is None:
         decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
-    elif current.package_rejected:
+    elif current.package_rejected and has_package:
         decision, label = _replaces_rejected(current, accuracy, test_rows), PROMOTED
     else:
         why_not = _not_comparable(current, comparison, not_measured, min_compared)
@@ -461,14 +473,16 @@ def plan_challenge(
         moves=True,
         expected_run_id=current.run_id if current else None,
         reason=decision.reason,
+        replaces_rejected=bool(current and current.package_rejected and has_package),
     )
 
 
 def _replaces_rejected(current: Champion, accuracy: float, test_rows: int) -> Decision:
     """A champion whose package a person Rejected in the Model Registry does not serve: any run that succeeds takes
     its place, whatever the comparison says."""
+    on_rows = f" on {display.count(test_rows)} test reviews" if test_rows else ""
     return Decision(True, f"new champion: the model package of champion {current.run_id} was Rejected in the Model "
-                          f"Registry; challenger {display.percent(accuracy)} on {display.count(test_rows)} test reviews")
+                          f"Registry; challenger {display.percent(accuracy)}{on_rows}")
 
 
 def promote_manually(

@@ -25,6 +25,7 @@ person approve it again, the mark goes. A former champion's package found Reject
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,9 +72,9 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
     """Make sure the champion's package is Approved, then put the packages the pointer notes back to pending, read the
     pointer again (a run promoted back meanwhile is approved again, a champion replaced meanwhile goes back), record
     each change on its run, and take the noted entries out of the pointer unless it moved meanwhile. Returns run id ->
-    the approval set (None: the package is gone, or the change was given up); raises when SageMaker refuses (the next
-    pass tries again). A champion whose package is not Approved (none, gone, refused) leaves the noted ones as they
-    are: something approved keeps serving."""
+    the approval set (None: the package is gone, or the change was given up; Rejected: a person's, left so); raises
+    when SageMaker refuses (the next pass tries again). A champion whose package is not Approved (none, gone,
+    refused, Rejected) leaves the noted ones as they are: something approved keeps serving."""
     now = now or datetime.now(UTC)
     current = get_champion(runs.table, dataset)
     if current is None:
@@ -108,26 +109,22 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
 
 def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, now: datetime) -> str | None:
     """Approve the champion's package unless it is Approved already: "now" when approved now, "already", or None when
-    it is not Approved (no package, gone, or SageMaker refusing it for good for registry.GIVE_UP_SECONDS since its
-    first refusal, which the pointer keeps: recorded on the run once, and logged). Raises while SageMaker refuses
-    within that."""
+    it is not Approved (no package, gone, Rejected by a person, which stays so and is noted on the pointer, or
+    SageMaker refusing it for good for registry.GIVE_UP_SECONDS since its first refusal, which the pointer keeps:
+    recorded on the run once, and logged). Raises while SageMaker refuses within that."""
     arn = champion.model_package_arn
     if not arn:
         return None
     try:
         status, description = registry.approval(sagemaker, arn)
-        if status == registry.REJECTED:
-            _rejected(runs, champion, description, now)
-            return None
-        if status != registry.APPROVED:
+        approve_now = status not in (registry.APPROVED, registry.REJECTED)  # a person's Rejected stays
+        if approve_now:
             registry.set_approval(sagemaker, arn, registry.APPROVED, CHAMPION_APPROVED)
-            approved = "now"
-        else:
-            approved = "already"
     except ClientError as exc:
         if registry.package_gone(exc):
-            if champion.approval_refused_since is not None:
-                _mark(runs.table, champion, "approval_refused_since", None)  # no package to approve: no refusal either
+            for attribute in ("approval_refused_since", "package_rejected"):  # no package: nothing to show of it
+                if getattr(champion, attribute) is not None:
+                    _mark(runs.table, champion, attribute, None)
             return None
         if aws_errors.transient(exc):
             raise
@@ -141,11 +138,14 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
         _record(runs, champion.run_id, arn, None, f"{registry.APPROVAL_FAILED}: the champion's package could not be "
                 f"approved for {registry.GIVE_UP_DAYS} days: {aws_errors.text(exc)}")
         return None
-    if champion.approval_refused_since is not None:
-        _mark(runs.table, champion, "approval_refused_since", None)
-    if champion.package_rejected is not None:  # a person approved it again (or put it back to pending: approved now)
-        _mark(runs.table, champion, "package_rejected", None)
+    if status == registry.REJECTED:
+        _rejected(runs, champion, description, now)
+        return None
+    if champion.approval_refused_since is not None or champion.package_rejected is not None:
+        # approved (by a person again, or now: a rejection put back to pending is approved)
+        approved_again(runs.table, champion)
         _record(runs, champion.run_id, arn, registry.APPROVED, None)
+    approved = "now" if approve_now else "already"
     if approved == "now":
         logger.warning("the champion's package was not Approved: approved", extra={
             "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn})
@@ -156,7 +156,10 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
     """The champion's package is Rejected in the registry: a person's decision (reviewtune never rejects one), kept.
     Noted on the pointer once (the next run that succeeds takes the champion's place: ``champion.plan_challenge``) and
     on the run's record, and logged; the packages noted before it keep their approval."""
+    if champion.approval_refused_since is not None:  # SageMaker's refusals to approve it no longer matter
+        _mark(runs.table, champion, "approval_refused_since", None)
     if champion.package_rejected is None:
+        description = None if registry.approved_by_reviewtune(description) else description
         logger.error("the champion's package was Rejected in the Model Registry: not approved again; the next run of "
                      "the dataset that succeeds takes its place", extra={
                          "dataset": champion.dataset, "run_id": champion.run_id,
@@ -164,6 +167,16 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
         found = {"found_at": now_iso(now), **({"description": description[:500]} if description else {})}
         _mark(runs.table, champion, "package_rejected", found)
     _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
+
+
+def approved_again(table: Any, champion: Champion) -> Champion:
+    """The champion's package is Approved (``reviewtune promote`` of the champion, or a pass): take the pointer's marks
+    of a rejection and of SageMaker's refusals off (unless the pointer moved meanwhile). Returns the champion without
+    them."""
+    for attribute in ("approval_refused_since", "package_rejected"):
+        if getattr(champion, attribute) is not None:
+            _mark(table, champion, attribute, None)
+    return replace(champion, approval_refused_since=None, package_rejected=None)
 
 
 def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> None:
@@ -226,8 +239,8 @@ def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: date
     registry.GIVE_UP_SECONDS (logged, and the error kept in ``noted``); Rejected, unchanged, when it is to go back to
     pending and a person rejected it. Raises otherwise."""
     try:
-        if wanted == registry.PENDING and registry.approval_status(sagemaker, noted["model_package_arn"]) == registry.REJECTED:
-            return registry.REJECTED  # a person rejected it: it stays so
+        if wanted == registry.PENDING:
+            return registry.back_to_pending(sagemaker, noted["model_package_arn"], why)
         registry.set_approval(sagemaker, noted["model_package_arn"], wanted, why)
     except ClientError as exc:
         if registry.package_gone(exc):

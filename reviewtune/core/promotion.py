@@ -145,7 +145,8 @@ def promote(
         except ChampionChanged as error:
             raise PromotionError(f"{error}; nothing was changed: run the command again") from error
     try:
-        registry.set_approval(sagemaker, arn, registry.APPROVED, f"promoted manually by {by}: {reason.strip()}")
+        registry.set_approval(sagemaker, arn, registry.APPROVED,
+                              f"{registry.PROMOTED_DESCRIPTION_PREFIX}{by}: {reason.strip()}")
     except (ClientError, BotoCoreError) as error:
         text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
         raise PromotionError(
@@ -153,6 +154,8 @@ def promote(
             "run the command again to approve it"
         ) from error
     _still_champion(runs, sagemaker, dataset, run_id, arn)
+    if already:  # approved now: a rejection or a refusal the pointer noted is over
+        champion = former_champions.approved_again(runs.table, champion)
     # the run's own record says so too (`runs show`): its package Approved, and who promoted it, when and why. A run
     # whose earlier approval is being withdrawn keeps owing it (its "approval failed" entry): the reconciler's next
     # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile

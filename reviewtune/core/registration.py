@@ -117,10 +117,12 @@ def plan_champion(
     settings: Settings,
     clients: AwsClients,
     comparison: Any = None,
+    model_package_arn: str | None = None,
 ) -> tuple[dict[str, Any], Plan | None]:
     """The run item's ``champion`` field and the plan behind it (None when no decision could be made: the reason is
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
-    on the same test reviews) shows it better than the champion by the margin; nothing is written here."""
+    on the same test reviews) shows it better than the champion by the margin, or, with its own package
+    (``model_package_arn``), in place of a champion whose package a person rejected; nothing is written here."""
     dataset = run.get("dataset") or run["run_id"]
     out: dict[str, Any] = {"test_split": split_identity(run, settings.bucket)}
     try:
@@ -137,6 +139,7 @@ def plan_champion(
             margin_points=settings.champion_margin_points,
             min_compared=settings.champion_min_compared_reviews,
             not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
+            has_package=bool(model_package_arn),
         )
     except (ClientError, BotoCoreError, ValueError) as exc:
         if aws_errors.transient(exc) and retrying(run):
@@ -170,7 +173,7 @@ def set_approval(
     if not arn:
         return out
     if champion.get("champion_run_id") == run_id:
-        wanted, why = registry.APPROVED, f"champion: {champion['reason']}"
+        wanted, why = registry.APPROVED, f"{registry.CHAMPION_DESCRIPTION_PREFIX}{champion['reason']}"
     else:
         wanted, why = registry.PENDING, "the champion decision changed"
     if out.get("approval") == wanted:

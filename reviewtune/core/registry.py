@@ -36,6 +36,11 @@ APPROVAL_FAILED = "approval failed"
 GIVE_UP_SECONDS = 7 * 86400
 GIVE_UP_DAYS = GIVE_UP_SECONDS // 86400
 APPROVAL_STATUSES = (APPROVED, REJECTED, PENDING)
+# How the descriptions reviewtune gives a champion's approval begin (registration, promotion, former_champions,
+# withdrawal).
+CHAMPION_DESCRIPTION_PREFIX = "champion: "
+PROMOTED_DESCRIPTION_PREFIX = "promoted manually by "
+APPROVAL_DESCRIPTION_PREFIXES = (CHAMPION_DESCRIPTION_PREFIX, PROMOTED_DESCRIPTION_PREFIX)
 
 RUN_ID_PROPERTY = "run_id"
 DATASET_PROPERTY = "dataset"
@@ -169,9 +174,24 @@ def set_approval(sagemaker: Any, model_package_arn: str, status: str, descriptio
     sagemaker.update_model_package(**request)
 
 
+def back_to_pending(sagemaker: Any, model_package_arn: str, description: str) -> str:
+    """Put a version back to PendingManualApproval, unless a person rejected it (reviewtune never does): that stays.
+    Returns the approval it has now."""
+    if approval_status(sagemaker, model_package_arn) == REJECTED:
+        return REJECTED
+    set_approval(sagemaker, model_package_arn, PENDING, description)
+    return PENDING
+
+
 def approval_status(sagemaker: Any, model_package_arn: str) -> str:
     """A version's approval status now (DescribeModelPackage)."""
     return approval(sagemaker, model_package_arn)[0]
+
+
+def approved_by_reviewtune(description: str | None) -> bool:
+    """Whether an ApprovalDescription is one reviewtune writes when it approves a champion's package ("champion: ...",
+    "promoted manually by ..."): a package rejected without a description of its own keeps the one before."""
+    return bool(description) and description.startswith(APPROVAL_DESCRIPTION_PREFIXES)
 
 
 def approval(sagemaker: Any, model_package_arn: str) -> tuple[str, str | None]:

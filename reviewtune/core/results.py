@@ -273,6 +273,7 @@ def _record_with_champion(
             test_split=champion["test_split"],
             why=plan.reason,
             expected_run_id=plan.expected_run_id,
+            expect_rejected=plan.replaces_rejected,
             model_package_arn=arn,
             run_update=runs.transition_request(
                 run_id, RunStatus.EVALUATING, RunStatus.SUCCEEDED, notice=notice, unless_stop_requested=True, **final
@@ -286,7 +287,7 @@ def _record_with_champion(
 
     champion: dict[str, Any] = {}
     for _ in range(TRIES):
-        champion, plan = plan_champion(view, fields["results"], settings, clients, evaluation.get("comparison"))
+        champion, plan = plan_champion(view, fields["results"], settings, clients, evaluation.get("comparison"), arn)
         try:
             return succeed(champion, plan)
         except ChampionChanged:

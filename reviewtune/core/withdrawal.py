@@ -37,7 +37,7 @@ logger = Logger(child=True)
 
 # Longer than any function's timeout (300 s): record_results approves within the invocation that wrote the mark.
 SETTLE_AFTER_SECONDS = 900
-CHAMPION_SINCE = "champion: promoted by hand while the approval of its earlier decision was being withdrawn"
+CHAMPION_SINCE = f"{registry.CHAMPION_DESCRIPTION_PREFIX}promoted by hand while the approval of its earlier decision was being withdrawn"
 
 
 def owed(item: dict[str, Any]) -> bool:
@@ -68,10 +68,11 @@ def reason(item: dict[str, Any]) -> str:
 
 
 def withdraw(clients: AwsClients, item: dict[str, Any]) -> str | None:
-    """Best effort: put the run's package back to PendingManualApproval. AWS's refusal (logged), or None when done."""
+    """Best effort: put the run's package back to PendingManualApproval (a person's Rejected stays). AWS's refusal
+    (logged), or None when done."""
     arn = item["model_package_arn"]
     try:
-        registry.set_approval(clients.sagemaker, arn, registry.PENDING, reason(item))
+        registry.back_to_pending(clients.sagemaker, arn, reason(item))
     except (ClientError, BotoCoreError) as exc:
         logger.warning(
             "could not withdraw the approval of the ended run's model package (the reconciler tries again)",
@@ -130,21 +131,21 @@ def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now:
     True when settled. Raises when SageMaker refuses (the next pass tries again)."""
     now = now or datetime.now(UTC)
     fields: dict[str, Any] = {}
-    if item.get("status") == RunStatus.SUCCEEDED:
-        if champion_now(clients, item):  # promoted since: its package is the champion's
-            return _settled_as_champion(runs, clients, item, now)
-        fields["registry"] = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.PENDING}
+    if item.get("status") == RunStatus.SUCCEEDED and champion_now(clients, item):
+        return _settled_as_champion(runs, clients, item, now)  # promoted since: its package is the champion's
     try:
-        registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.PENDING, reason(item))
+        approval = registry.back_to_pending(clients.sagemaker, item["model_package_arn"], reason(item))
     except ClientError as exc:
         ended = _ended_refused(runs, item, exc, now, "put back to pending")
         if ended is None:
             raise
         return ended
+    if item.get("status") == RunStatus.SUCCEEDED:
+        fields["registry"] = {**registry.without_approval_error(item.get("registry") or {}), "approval": approval}
     if item.get("status") == RunStatus.SUCCEEDED and champion_now(clients, item):
         # a person promoted the run between the read above and the withdrawal: the promotion moved the pointer
         # before approving, so this second read sees it whenever the withdrawal may have undone that approval
-        return _settled_as_champion(runs, clients, item, now, approval_now=registry.PENDING)
+        return _settled_as_champion(runs, clients, item, now, approval_now=approval)
     if now - _marked(item) < timedelta(seconds=SETTLE_AFTER_SECONDS):
         return False
     settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), **fields)

@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 
 from reviewtune.core import champion as champion_module
+from reviewtune.core import registry, stop_requests, withdrawal
 from reviewtune.core import results as results_module
-from reviewtune.core import stop_requests, withdrawal
 from reviewtune.core.champion import get_champion
 from reviewtune.core.runs import RunsRepository, now_iso
 from tests.functional.pipeline import Pipeline, later
@@ -301,6 +301,20 @@ def test_a_withdrawal_that_fails_still_ends_the_run_tells_it_once_and_is_tried_a
     assert item["approval_settled_at"] and "notice_pending" not in item  # settled: out of the index
     assert pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE + 0.2))["withdrawn"] == 0
     assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_a_withdrawal_owed_on_a_package_a_person_rejected_meanwhile_leaves_it_rejected_and_settles(pipeline, monkeypatch):
+    run_id = _dies_at_the_champion_write(pipeline, monkeypatch)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException", "ThrottlingException"]
+    pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE))
+    [package] = pipeline.sagemaker.packages()
+    registry.set_approval(pipeline.sagemaker, package["ModelPackageArn"], registry.REJECTED, "not this one")
+
+    assert pipeline.reconcile(later(PAST_THE_EVALUATION_DEADLINE + 0.1))["errors"] == {}
+
+    assert pipeline.sagemaker.packages()[0]["ModelApprovalStatus"] == "Rejected"  # not put back to pending
+    item = pipeline.run(run_id)
+    assert item["approval_settled_at"] and "notice_pending" not in item
 
 
 def test_a_withdrawal_owed_on_a_package_deleted_since_is_settled_and_the_run_leaves_the_index(pipeline, monkeypatch):

@@ -11,7 +11,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reviewtune.core import former_champions, registry
-from reviewtune.core.champion import get_champion, promote_manually
+from reviewtune.core.champion import (
+    ChampionChanged,
+    get_champion,
+    plan_challenge,
+    promote_manually,
+    set_champion,
+)
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, good_file, later, measured
@@ -442,3 +448,93 @@ def test_a_former_champion_a_person_rejected_before_its_package_was_settled_stay
 
     assert approvals(pipeline) == {first: "Rejected", second: "Approved"} and noted(pipeline) == set()
     assert recorded(pipeline, first) == "Rejected"
+
+
+def rejected_champion(pipeline: Pipeline, why: str | None = "bias found in the audit") -> str:
+    """A champion whose package a person rejected, noted by a pass."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    registry.set_approval(pipeline.sagemaker, pipeline.run(first)["model_package_arn"], registry.REJECTED, why)
+    pipeline.reconcile()
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is not None
+    return first
+
+
+def challenger_measured(pipeline: Pipeline, champion: str, challenger: float, seed: int = 3) -> str:
+    """A run measured ``challenger`` against the champion's 0.73 on the same reviews, its evaluation not yet handled."""
+    run_id = start(pipeline, body=good_file(seed=seed))
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation={
+        **EVALUATION, "comparison": {"champion_run_id": champion, **measured(challenger, 0.73)}})
+    return run_id
+
+
+def test_a_challenger_without_a_package_of_its_own_is_compared_with_a_rejected_champion_as_usual(pipeline):
+    first = rejected_champion(pipeline)
+    unregistered = challenger_measured(pipeline, first, 0.60)
+    pipeline.sagemaker.fail["create_model_package"] = ["AccessDeniedException"]
+
+    pipeline.evaluation_ended(unregistered)
+
+    assert pipeline.run(unregistered)["champion"]["decision"] == "kept"  # it could not serve in the champion's place
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == first and champion.package_rejected is not None
+    registered = challenger_measured(pipeline, first, 0.60, seed=4)
+    pipeline.evaluation_ended(registered)
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == registered
+
+
+def test_promote_of_a_rejected_champion_approves_it_and_takes_the_note_off_at_once(pipeline):
+    first = rejected_champion(pipeline)
+    runs = RunsRepository(pipeline.clients.runs_table)
+
+    done = promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="audit was wrong", by="ops")
+
+    assert done.already_champion and done.champion.package_rejected is None
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is None
+    assert approvals(pipeline) == {first: "Approved"} and recorded(pipeline, first) == "Approved"
+    # no pass between: a run that succeeds now is compared with the champion, and kept
+    second = challenger_measured(pipeline, first, 0.60)
+    pipeline.evaluation_ended(second)
+    assert pipeline.run(second)["champion"]["decision"] == "kept"
+
+
+def test_a_decision_resting_on_a_rejection_taken_back_meanwhile_is_made_again(pipeline):
+    """record_results planned on the note; the package is approved again and the note taken off before its write:
+    the write fails (ChampionChanged) instead of replacing a champion a person has just approved."""
+    first = rejected_champion(pipeline)
+    table = pipeline.clients.runs_table
+    plan = plan_challenge(table, DATASET, run_id="reviewtune-challenger", accuracy=0.6, test_rows=309, comparison=None)
+    assert plan.replaces_rejected and plan.moves
+    former_champions.approved_again(table, get_champion(table, DATASET))
+
+    with pytest.raises(ChampionChanged, match="no longer noted Rejected"):
+        set_champion(table, DATASET, run_id="reviewtune-challenger", accuracy=0.6, test_rows=309, test_split="sha256:x",
+                     why=plan.reason, expected_run_id=first, expect_rejected=plan.replaces_rejected)
+    assert get_champion(table, DATASET).run_id == first
+
+
+def test_a_rejection_without_a_description_of_its_own_does_not_show_reviewtune_s_approval_text(pipeline):
+    first = rejected_champion(pipeline, why=None)
+
+    marked = get_champion(pipeline.clients.runs_table, DATASET).package_rejected
+    assert "description" not in marked and marked["found_at"]
+    described = pipeline.sagemaker.describe_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+    assert described["ApprovalDescription"].startswith("champion: first champion")  # what SageMaker still holds
+
+
+def test_a_rejection_after_refused_approvals_takes_the_refusal_off(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    arn = pipeline.run(first)["model_package_arn"]
+    registry.set_approval(pipeline.sagemaker, arn, registry.PENDING, "by hand")
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]
+    pipeline.reconcile()
+    assert get_champion(pipeline.clients.runs_table, DATASET).approval_refused_since is not None
+
+    registry.set_approval(pipeline.sagemaker, arn, registry.REJECTED, "withdrawn")
+    pipeline.reconcile(later(1))
+
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.approval_refused_since is None and champion.package_rejected["description"] == "withdrawn"

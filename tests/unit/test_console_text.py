@@ -300,3 +300,13 @@ def test_a_champion_view_says_a_person_rejected_its_package_and_what_happens_nex
     text = rendered(views.champion_view(settling), width=400)
     assert "the packages before it keep their approval" in text
     assert "; kept as it is until the champion's package is Approved" in text
+
+
+def test_the_champions_table_marks_a_champion_whose_package_a_person_rejected():
+    champion = {"dataset": "team-a/reviews.tsv", "run_id": RUN_ID, "accuracy": 0.74, "test_rows": 308,
+                "changed_at": "2026-11-01T10:52:40Z", "version": 2, "model_package_arn": "arn:p/2"}
+    rejected = {**champion, "dataset": "team-b/reviews.tsv", "package_rejected": {"found_at": "2026-11-03T09:00:00Z"}}
+
+    lines = rendered(views.champions_table([champion, rejected], "Champions"), width=400).splitlines()
+
+    assert [("(Rejected)" in line) for line in lines if "reviews.tsv" in line] == [False, True]

@@ -15,6 +15,12 @@ NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
 CLIENTS = SimpleNamespace(sagemaker=None)  # registry.set_approval is replaced in each test
 
 
+@pytest.fixture(autouse=True)
+def approved_package(monkeypatch):
+    """The owed run's package is Approved when read (registry.back_to_pending reads it before putting it back)."""
+    monkeypatch.setattr(registry, "approval_status", lambda sagemaker, arn: registry.APPROVED)
+
+
 class Runs:
     def __init__(self):
         self.written: list[dict] = []
