@@ -19,8 +19,10 @@ with another (its approval landing after the other moved the pointer away) puts 
 
 reviewtune never rejects a package: one found Rejected was rejected by a person, and stays so. The champion's is not
 approved again; the pointer notes it (``package_rejected``), the packages before it keep their approval, and the next
-run of the dataset that succeeds takes its place without a comparison (``champion.plan_challenge``); should the
-person approve it again, the mark goes. A former champion's package found Rejected is not put back to pending.
+run of the dataset that succeeds with a package of its own takes its place without a comparison
+(``champion.plan_challenge``, once ``still_rejected`` has read it Rejected again); should the person approve it
+again (or promote the champion), the note goes. A package found Rejected is never put back to pending
+(``registry.back_to_pending``).
 """
 
 from __future__ import annotations
@@ -159,30 +161,56 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
     if champion.approval_refused_since is not None:  # SageMaker's refusals to approve it no longer matter
         _mark(runs.table, champion, "approval_refused_since", None)
     if champion.package_rejected is None:
-        description = None if registry.approved_by_reviewtune(description) else description
+        description = None if registry.written_by_reviewtune(description) else description
         logger.error("the champion's package was Rejected in the Model Registry: not approved again; the next run of "
                      "the dataset that succeeds takes its place", extra={
                          "dataset": champion.dataset, "run_id": champion.run_id,
                          "model_package_arn": champion.model_package_arn, "approval_description": description})
         found = {"found_at": now_iso(now), **({"description": description[:500]} if description else {})}
-        _mark(runs.table, champion, "package_rejected", found)
+        if not _mark(runs.table, champion, "package_rejected", found):
+            return  # the pointer moved: the next pass reads the new one
     _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
 
 
 def approved_again(table: Any, champion: Champion) -> Champion:
-    """The champion's package is Approved (``reviewtune promote`` of the champion, or a pass): take the pointer's marks
-    of a rejection and of SageMaker's refusals off (unless the pointer moved meanwhile). Returns the champion without
-    them."""
-    for attribute in ("approval_refused_since", "package_rejected"):
-        if getattr(champion, attribute) is not None:
-            _mark(table, champion, attribute, None)
+    """The champion's package is Approved (``reviewtune promote`` of the champion, or a pass): take the pointer's notes
+    of a rejection and of SageMaker's refusals off, while ``champion.run_id`` is champion (whatever the version: a
+    note written after the read goes too). Returns the champion without them."""
+    try:
+        table.update_item(Key={"run_id": champion_key(champion.dataset)},
+                          UpdateExpression="REMOVE approval_refused_since, package_rejected",
+                          ConditionExpression="champion_run_id = :run_id",
+                          ExpressionAttributeValues=to_item({":run_id": champion.run_id}))
+    except ClientError as exc:
+        if not aws_errors.lost_race(exc):
+            raise
     return replace(champion, approval_refused_since=None, package_rejected=None)
 
 
-def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> None:
+def still_rejected(table: Any, sagemaker: Any, dataset: str) -> bool:
+    """Whether the package of the champion the pointer notes Rejected is Rejected still (one DescribeModelPackage): a
+    decision to replace the champion rests on it. Not Rejected (approved again by a person since the pass that noted
+    it), the notes are taken off and the champion is compared as usual. Raises when SageMaker refuses for a moment; a
+    package gone is not Rejected."""
+    champion = get_champion(table, dataset)
+    if champion is None or champion.package_rejected is None or not champion.model_package_arn:
+        return False
+    try:
+        rejected = registry.approval_status(sagemaker, champion.model_package_arn) == registry.REJECTED
+    except ClientError as exc:
+        if not registry.package_gone(exc):
+            raise
+        rejected = False
+    if not rejected:
+        approved_again(table, champion)
+    return rejected
+
+
+def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> bool:
     """Keep ``value`` on the pointer as ``attribute`` unless it has one already (None: take it off), unless the
     pointer moved meanwhile: a new champion starts without either mark (``approval_refused_since``: when SageMaker
-    first refused to approve the champion's package; ``package_rejected``: a person rejected it)."""
+    first refused to approve the champion's package; ``package_rejected``: a person rejected it). False when the pointer
+    moved."""
     names = {"#a": attribute}
     if value is None:
         update, values = "REMOVE #a", {":version": champion.version}
@@ -195,6 +223,8 @@ def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> None:
     except ClientError as exc:
         if not aws_errors.lost_race(exc):
             raise
+        return False
+    return True
 
 
 def note(table: Any, dataset: str, run_id: str, arn: str) -> str:

@@ -127,7 +127,9 @@ def promote(
     current = get_champion(runs.table, dataset)
     already = current is not None and current.run_id == run_id
     if already:
-        champion = current
+        # the notes of a rejection or of refused approvals go before the approval: a decision planned on them (to
+        # replace this champion without a comparison) then fails its write and is made again
+        champion = former_champions.approved_again(runs.table, current)
     else:
         try:
             champion = promote_manually(
@@ -154,8 +156,8 @@ def promote(
             "run the command again to approve it"
         ) from error
     _still_champion(runs, sagemaker, dataset, run_id, arn)
-    if already:  # approved now: a rejection or a refusal the pointer noted is over
-        champion = former_champions.approved_again(runs.table, champion)
+    if already and champion.dethroned:  # kept Approved while this champion's package was not: back to pending
+        former_champions.settle_quietly(runs, sagemaker, dataset)
     # the run's own record says so too (`runs show`): its package Approved, and who promoted it, when and why. A run
     # whose earlier approval is being withdrawn keeps owing it (its "approval failed" entry): the reconciler's next
     # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile

@@ -19,7 +19,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, names, registry
+from reviewtune.core import aws_errors, former_champions, names, registry
 from reviewtune.core.champion import ALREADY, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
@@ -129,18 +129,25 @@ def plan_champion(
         compared = Comparison.from_evaluation(comparison) if comparison is not None else None
         if compared is not None:
             out["comparison"] = compared.as_dict()
-        plan = plan_challenge(
-            clients.runs_table,
-            dataset,
-            run_id=run["run_id"],
-            accuracy=results["test_accuracy"],
-            test_rows=test_rows(run),
-            comparison=compared,
-            margin_points=settings.champion_margin_points,
-            min_compared=settings.champion_min_compared_reviews,
-            not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
-            has_package=bool(model_package_arn),
-        )
+
+        def plan_now() -> Plan:
+            return plan_challenge(
+                clients.runs_table,
+                dataset,
+                run_id=run["run_id"],
+                accuracy=results["test_accuracy"],
+                test_rows=test_rows(run),
+                comparison=compared,
+                margin_points=settings.champion_margin_points,
+                min_compared=settings.champion_min_compared_reviews,
+                not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
+                has_package=bool(model_package_arn),
+            )
+
+        plan = plan_now()
+        if plan.replaces_rejected and not former_champions.still_rejected(clients.runs_table, clients.sagemaker,
+                                                                          dataset):
+            plan = plan_now()  # approved again since a pass noted it: the note is off, the champion compared
     except (ClientError, BotoCoreError, ValueError) as exc:
         if aws_errors.transient(exc) and retrying(run):
             raise  # the champion item unreadable for a moment: nothing is written yet, the retry decides
@@ -175,7 +182,7 @@ def set_approval(
     if champion.get("champion_run_id") == run_id:
         wanted, why = registry.APPROVED, f"{registry.CHAMPION_DESCRIPTION_PREFIX}{champion['reason']}"
     else:
-        wanted, why = registry.PENDING, "the champion decision changed"
+        wanted, why = registry.PENDING, registry.DECISION_CHANGED
     if out.get("approval") == wanted:
         return out
     try:

@@ -36,11 +36,16 @@ APPROVAL_FAILED = "approval failed"
 GIVE_UP_SECONDS = 7 * 86400
 GIVE_UP_DAYS = GIVE_UP_SECONDS // 86400
 APPROVAL_STATUSES = (APPROVED, REJECTED, PENDING)
-# How the descriptions reviewtune gives a champion's approval begin (registration, promotion, former_champions,
-# withdrawal).
+# How the descriptions reviewtune gives an approval begin: a champion's (registration, promotion, former_champions,
+# withdrawal), one put back to pending (former_champions.no_longer_champion, registration.set_approval,
+# withdrawal.reason).
 CHAMPION_DESCRIPTION_PREFIX = "champion: "
 PROMOTED_DESCRIPTION_PREFIX = "promoted manually by "
-APPROVAL_DESCRIPTION_PREFIXES = (CHAMPION_DESCRIPTION_PREFIX, PROMOTED_DESCRIPTION_PREFIX)
+DECISION_CHANGED = "the champion decision changed"
+OWN_DESCRIPTIONS = re.compile(
+    "|".join([re.escape(CHAMPION_DESCRIPTION_PREFIX), re.escape(PROMOTED_DESCRIPTION_PREFIX), "no longer champion of ",
+              re.escape(DECISION_CHANGED) + "$", r"run \S+ (succeeded without becoming champion$|ended [A-Z]+: )"])
+)
 
 RUN_ID_PROPERTY = "run_id"
 DATASET_PROPERTY = "dataset"
@@ -188,10 +193,10 @@ def approval_status(sagemaker: Any, model_package_arn: str) -> str:
     return approval(sagemaker, model_package_arn)[0]
 
 
-def approved_by_reviewtune(description: str | None) -> bool:
-    """Whether an ApprovalDescription is one reviewtune writes when it approves a champion's package ("champion: ...",
-    "promoted manually by ..."): a package rejected without a description of its own keeps the one before."""
-    return bool(description) and description.startswith(APPROVAL_DESCRIPTION_PREFIXES)
+def written_by_reviewtune(description: str | None) -> bool:
+    """Whether an ApprovalDescription is one reviewtune writes when it changes an approval (``OWN_DESCRIPTIONS``): a
+    package rejected without a description of its own keeps the one before."""
+    return bool(description) and OWN_DESCRIPTIONS.match(description) is not None
 
 
 def approval(sagemaker: Any, model_package_arn: str) -> tuple[str, str | None]:

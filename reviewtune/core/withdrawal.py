@@ -193,13 +193,16 @@ def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[s
     and then been refused approving it back) and record the withdrawal settled. ``approval_now``: what this pass
     left the package at, when it did."""
     try:
-        registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
+        approval = registry.approval_status(clients.sagemaker, item["model_package_arn"])
+        if approval != registry.REJECTED:  # a person's Rejected stays (former_champions notes it on the pointer)
+            registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
+            approval = registry.APPROVED
     except ClientError as exc:
         ended = _ended_refused(runs, item, exc, now, "approved as the champion's", approval_now)
         if ended is None:
             raise
         return ended
-    entry = {**registry.without_approval_error(item.get("registry") or {}), "approval": registry.APPROVED}
+    entry = {**registry.without_approval_error(item.get("registry") or {}), "approval": approval}
     settled = runs.update_if(item["run_id"], item["status"], approval_settled_at=now_iso(now), registry=entry)
     return settled is not None
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
+from reviewtune.core import champion as champion_module
 from reviewtune.core import former_champions, registry
 from reviewtune.core.champion import (
     ChampionChanged,
@@ -19,7 +20,7 @@ from reviewtune.core.champion import (
     set_champion,
 )
 from reviewtune.core.promotion import PromotionError, promote
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later, measured
 from tests.functional.test_lifecycle import start
 from tests.functional.test_record_results import EVALUATION
@@ -538,3 +539,51 @@ def test_a_rejection_after_refused_approvals_takes_the_refusal_off(pipeline):
 
     champion = get_champion(pipeline.clients.runs_table, DATASET)
     assert champion.approval_refused_since is None and champion.package_rejected["description"] == "withdrawn"
+
+
+def test_a_rejected_champion_a_person_approved_again_before_the_next_pass_is_compared_as_usual(pipeline):
+    first = rejected_champion(pipeline)
+    registry.set_approval(pipeline.sagemaker, pipeline.run(first)["model_package_arn"], registry.APPROVED, "audit ok")
+    second = challenger_measured(pipeline, first, 0.60)
+
+    pipeline.evaluation_ended(second)  # no pass between: the note is still on the pointer
+
+    assert pipeline.run(second)["champion"]["decision"] == "kept"
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == first and champion.package_rejected is None
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+
+
+def test_the_transaction_that_replaces_a_rejected_champion_fails_once_the_note_is_gone(pipeline, monkeypatch):
+    """The note taken off (promote of the champion) between set_champion's read and its transaction: the transaction's
+    own condition fails it as a changed champion, and the run is left as it was, to be decided again."""
+    first = rejected_champion(pipeline)
+    second = challenger_measured(pipeline, first, 0.60)
+    table = pipeline.clients.runs_table
+    stale = get_champion(table, DATASET)
+    former_champions.approved_again(table, stale)
+    monkeypatch.setattr(champion_module, "get_champion", lambda table, dataset: stale)
+    runs = RunsRepository(table)
+
+    with pytest.raises(ChampionChanged):
+        set_champion(table, DATASET, run_id=second, accuracy=0.6, test_rows=309, test_split="sha256:x", why="x",
+                     expected_run_id=first, expect_rejected=True,
+                     run_update=runs.transition_request(second, RunStatus.EVALUATING, RunStatus.SUCCEEDED,
+                                                        notice=("subject", "body")))
+
+    monkeypatch.undo()
+    assert get_champion(table, DATASET).run_id == first and pipeline.run(second)["status"] == "EVALUATING"
+
+
+def test_promote_of_a_rejected_champion_puts_back_what_was_kept_approved_meanwhile(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]  # first stays Approved, noted
+    pipeline.evaluation_ended(second)
+    registry.set_approval(pipeline.sagemaker, pipeline.run(second)["model_package_arn"], registry.REJECTED, "no")
+    pipeline.reconcile()
+    assert approvals(pipeline) == {first: "Approved", second: "Rejected"} and noted(pipeline) == {first}
+
+    promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, second,
+            reason="audit was wrong", by="ops")
+
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()

@@ -99,3 +99,17 @@ def test_a_re_approval_given_up_after_this_pass_put_the_package_back_records_it_
     [written] = runs.written
     assert written["registry"]["approval"] == registry.PENDING
     assert written["registry"]["error"].startswith("approval failed: not approved as the champion's, refused for 7 days")
+
+
+def test_a_run_promoted_since_whose_package_a_person_rejected_is_settled_without_approving_it(monkeypatch):
+    monkeypatch.setattr(withdrawal, "champion_now", lambda clients, item: True)
+    monkeypatch.setattr(registry, "approval_status", lambda sagemaker, arn: registry.REJECTED)
+    calls = []
+    monkeypatch.setattr(registry, "set_approval", lambda *args, **kwargs: calls.append(args))
+    runs = Runs()
+
+    assert withdrawal.settle(runs, CLIENTS, owed_run(0.01), NOW)
+
+    assert calls == []
+    [written] = runs.written
+    assert written["registry"] == {"approval": "Rejected"} and written["approval_settled_at"]
