@@ -175,35 +175,45 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
 def approved_again(table: Any, champion: Champion) -> Champion:
     """The champion's package is Approved (``reviewtune promote`` of the champion, or a pass): take the pointer's notes
     of a rejection and of SageMaker's refusals off, while ``champion.run_id`` is champion (whatever the version: a
-    note written after the read goes too). Returns the champion without them."""
+    note written after the read goes too), adding one to the version: a write that read the pointer before (a pass
+    noting a rejection it read earlier, a decision planned on the note) fails its condition. Nothing is written when
+    ``champion`` has neither (a note written after that read is ``still_rejected``'s to find). Returns the champion
+    without them."""
+    if champion.approval_refused_since is None and champion.package_rejected is None:
+        return champion
     try:
         table.update_item(Key={"run_id": champion_key(champion.dataset)},
-                          UpdateExpression="REMOVE approval_refused_since, package_rejected",
+                          UpdateExpression="REMOVE approval_refused_since, package_rejected SET version = version + :one",
                           ConditionExpression="champion_run_id = :run_id",
-                          ExpressionAttributeValues=to_item({":run_id": champion.run_id}))
+                          ExpressionAttributeValues=to_item({":run_id": champion.run_id, ":one": 1}))
     except ClientError as exc:
         if not aws_errors.lost_race(exc):
             raise
-    return replace(champion, approval_refused_since=None, package_rejected=None)
+    return replace(champion, approval_refused_since=None, package_rejected=None, version=champion.version + 1)
 
 
-def still_rejected(table: Any, sagemaker: Any, dataset: str) -> bool:
+def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     """Whether the package of the champion the pointer notes Rejected is Rejected still (one DescribeModelPackage): a
-    decision to replace the champion rests on it. Not Rejected (approved again by a person since the pass that noted
-    it), the notes are taken off and the champion is compared as usual. Raises when SageMaker refuses for a moment; a
-    package gone is not Rejected."""
-    champion = get_champion(table, dataset)
+    decision to replace the champion rests on it. Approved again by a person since the pass that noted it, the notes
+    are taken off, the run's record says Approved, and the champion is compared as usual. A package gone is not
+    Rejected; raises when SageMaker refuses for a moment; any other refusal leaves the pass's note to decide."""
+    champion = get_champion(runs.table, dataset)
     if champion is None or champion.package_rejected is None or not champion.model_package_arn:
         return False
     try:
-        rejected = registry.approval_status(sagemaker, champion.model_package_arn) == registry.REJECTED
+        status = registry.approval_status(sagemaker, champion.model_package_arn)
     except ClientError as exc:
-        if not registry.package_gone(exc):
+        if aws_errors.transient(exc):
             raise
-        rejected = False
-    if not rejected:
-        approved_again(table, champion)
-    return rejected
+        if not registry.package_gone(exc):
+            return True  # unreadable: the note stands (set_champion's write holds only while it is there)
+        status = None
+    if status == registry.REJECTED:
+        return True
+    approved_again(runs.table, champion)
+    if status == registry.APPROVED:
+        _record(runs, champion.run_id, champion.model_package_arn, registry.APPROVED, None)
+    return False
 
 
 def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> bool:

@@ -1,7 +1,8 @@
 """After a run's evaluation: register its best model in the Model Registry and decide whether it is champion.
 
 Called by record_results before the run's final transition, so the success message can say what happened; nothing
-here writes the champion pointer (record_results moves it in the same transaction as the run's SUCCEEDED).
+here moves the champion pointer (record_results moves it in the same transaction as the run's SUCCEEDED; here at most
+a stale note of a rejected package is taken off it, ``former_champions.still_rejected``).
 Each step is idempotent (a retried record_results gets the same model package through the ClientToken, and a
 run that is champion already stays so), and no failure here costs the run its outcome: a refused registration
 (AccessDenied, a bad artifact URI, ...) or an unreachable champion item is recorded in the run item
@@ -24,7 +25,7 @@ from reviewtune.core.champion import ALREADY, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import now_iso, parse_iso
+from reviewtune.core.runs import RunsRepository, now_iso, parse_iso
 
 logger = Logger(child=True)
 
@@ -122,7 +123,9 @@ def plan_champion(
     """The run item's ``champion`` field and the plan behind it (None when no decision could be made: the reason is
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
     on the same test reviews) shows it better than the champion by the margin, or, with its own package
-    (``model_package_arn``), in place of a champion whose package a person rejected; nothing is written here."""
+    (``model_package_arn``), in place of a champion whose package a person rejected. Nothing is written here but the
+    pointer's note of that rejection taken off when the package reads Approved again
+    (``former_champions.still_rejected``)."""
     dataset = run.get("dataset") or run["run_id"]
     out: dict[str, Any] = {"test_split": split_identity(run, settings.bucket)}
     try:
@@ -145,8 +148,8 @@ def plan_champion(
             )
 
         plan = plan_now()
-        if plan.replaces_rejected and not former_champions.still_rejected(clients.runs_table, clients.sagemaker,
-                                                                          dataset):
+        if plan.replaces_rejected and not former_champions.still_rejected(RunsRepository(clients.runs_table),
+                                                                          clients.sagemaker, dataset):
             plan = plan_now()  # approved again since a pass noted it: the note is off, the champion compared
     except (ClientError, BotoCoreError, ValueError) as exc:
         if aws_errors.transient(exc) and retrying(run):

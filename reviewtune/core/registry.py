@@ -42,10 +42,11 @@ APPROVAL_STATUSES = (APPROVED, REJECTED, PENDING)
 CHAMPION_DESCRIPTION_PREFIX = "champion: "
 PROMOTED_DESCRIPTION_PREFIX = "promoted manually by "
 DECISION_CHANGED = "the champion decision changed"
-OWN_DESCRIPTIONS = re.compile(
-    "|".join([re.escape(CHAMPION_DESCRIPTION_PREFIX), re.escape(PROMOTED_DESCRIPTION_PREFIX), "no longer champion of ",
-              re.escape(DECISION_CHANGED) + "$", r"run \S+ (succeeded without becoming champion$|ended [A-Z]+: )"])
-)
+OWN_DESCRIPTIONS = re.compile("|".join([
+    re.escape(CHAMPION_DESCRIPTION_PREFIX) + "(first champion|new champion|already champion|approved again|promoted by hand)",
+    re.escape(PROMOTED_DESCRIPTION_PREFIX) + r"\S+: ", "no longer champion of ",
+    re.escape(DECISION_CHANGED) + "$", r"run \S+ (succeeded without becoming champion$|ended [A-Z]+: )",
+]))
 
 RUN_ID_PROPERTY = "run_id"
 DATASET_PROPERTY = "dataset"

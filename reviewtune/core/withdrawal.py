@@ -190,8 +190,8 @@ def _ended_refused(runs: RunsRepository, item: dict[str, Any], exc: ClientError,
 def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime,
                          approval_now: str | None = None) -> bool:
     """Approve the champion's package (again: an earlier pass's withdrawal may have undone the promotion's approval,
-    and then been refused approving it back) and record the withdrawal settled. ``approval_now``: what this pass
-    left the package at, when it did."""
+    and then been refused approving it back), unless a person rejected it (it stays so), and record the withdrawal
+    settled. ``approval_now``: what this pass left the package at, when it did."""
     try:
         approval = registry.approval_status(clients.sagemaker, item["model_package_arn"])
         if approval != registry.REJECTED:  # a person's Rejected stays (former_champions notes it on the pointer)

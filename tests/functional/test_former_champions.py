@@ -552,11 +552,24 @@ def test_a_rejected_champion_a_person_approved_again_before_the_next_pass_is_com
     champion = get_champion(pipeline.clients.runs_table, DATASET)
     assert champion.run_id == first and champion.package_rejected is None
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+    assert recorded(pipeline, first) == "Approved"  # the run's record no longer says Rejected
+
+
+def test_a_noted_rejection_sagemaker_will_not_let_record_results_read_again_still_decides(pipeline):
+    first = rejected_champion(pipeline)
+    second = challenger_measured(pipeline, first, 0.60)
+    pipeline.sagemaker.fail["describe_model_package"] = ["AccessDeniedException"]
+
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["decision"] == "promoted"
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
 
 
 def test_the_transaction_that_replaces_a_rejected_champion_fails_once_the_note_is_gone(pipeline, monkeypatch):
-    """The note taken off (promote of the champion) between set_champion's read and its transaction: the transaction's
-    own condition fails it as a changed champion, and the run is left as it was, to be decided again."""
+    """The note taken off (as promote of the champion or a pass does) between set_champion's read and its transaction:
+    the transaction's own condition fails it as a changed champion, and the run is left as it was, to be decided
+    again."""
     first = rejected_champion(pipeline)
     second = challenger_measured(pipeline, first, 0.60)
     table = pipeline.clients.runs_table
@@ -587,3 +600,14 @@ def test_promote_of_a_rejected_champion_puts_back_what_was_kept_approved_meanwhi
             reason="audit was wrong", by="ops")
 
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()
+
+
+def test_a_pass_that_read_a_rejection_before_promote_took_the_note_off_does_not_put_it_back(pipeline):
+    first = rejected_champion(pipeline)
+    table = pipeline.clients.runs_table
+    read_by_the_pass = get_champion(table, DATASET)
+    former_champions.approved_again(table, read_by_the_pass)  # promote of the champion
+
+    assert not former_champions._mark(table, read_by_the_pass, "package_rejected", {"found_at": "2026-12-06T08:00:00Z"})
+
+    assert get_champion(table, DATASET).package_rejected is None and get_champion(table, DATASET).run_id == first

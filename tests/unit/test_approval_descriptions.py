@@ -24,11 +24,14 @@ def champion() -> Champion:
     withdrawal.reason({"run_id": "reviewtune-0123456789abcdef", "status": "SUCCEEDED"}),
     withdrawal.reason({"run_id": "reviewtune-0123456789abcdef", "status": "FAILED", "failure_reason": "deadline"}),
     withdrawal.reason({"run_id": "reviewtune-0123456789abcdef", "status": "STOPPED"}),
+    f"{registry.CHAMPION_DESCRIPTION_PREFIX}already champion",
+    f"{registry.CHAMPION_DESCRIPTION_PREFIX}first champion: challenger 74.00 % on 308 test reviews",
 ])
 def test_every_description_reviewtune_writes_is_known_as_its_own(description):
     assert registry.written_by_reviewtune(description)
 
 
-@pytest.mark.parametrize("description", ["bias found in the audit", "run it again later", "champion data leak", "", None])
+@pytest.mark.parametrize("description", ["bias found in the audit", "run it again later", "champion data leak",
+                                         "champion: bias found in the audit", "promoted manually by mistake", "", None])
 def test_a_person_s_description_is_not_taken_for_reviewtune_s(description):
     assert not registry.written_by_reviewtune(description)
