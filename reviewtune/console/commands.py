@@ -609,7 +609,8 @@ def register(sub: Any) -> None:
 
     overview_parser = sub.add_parser(
         "overview", help="one HTML page of the last days: what needs attention (files owed an outcome, runs that "
-        "failed or were rejected), each dataset's champion and latest run, the runs")
+        "failed or were rejected, champions whose package was rejected), each dataset's champion and latest run, "
+        "the runs")
     overview_parser.add_argument("--days", type=arguments.span("days", positive=True), default=OVERVIEW_DAYS,
                                  help=f"runs and files of this many days (default {OVERVIEW_DAYS:g})")
     overview_parser.add_argument("--out", default="out", help=f"folder to write {OVERVIEW_FILE} into (default: out)")

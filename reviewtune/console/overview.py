@@ -1,6 +1,7 @@
 """`reviewtune overview`: one self-contained HTML page of every dataset and run of the last days, for the people who
 look after the pipeline: what needs attention first (files owed an outcome, runs that failed or were rejected, with
-their reasons), then each dataset (its champion, its latest run), then the runs, newest first.
+their reasons, champions whose model package a person rejected), then each dataset (its champion, its latest run),
+then the runs, newest first.
 
 ``collect`` reads what the page shows through the same queries as the CLI's tables (`runs list`, `champion`,
 `audit`: indexes and the listing of incoming/, never a table scan); ``render`` writes the page with the run report's
@@ -77,7 +78,8 @@ def _cards(data: dict[str, Any]) -> str:
 
 
 def _attention(data: dict[str, Any]) -> str:
-    """Files owed an outcome (audit), then the runs that failed or were rejected, newest first."""
+    """Files owed an outcome (audit), then the runs that failed or were rejected, newest first, then the champions
+    whose model package a person rejected."""
     parts = []
     if data["owed"]:
         rows = [[escape(row["key"]), escape(str(row.get("version_id") or "")),
@@ -99,6 +101,17 @@ def _attention(data: dict[str, Any]) -> str:
                      f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again."
                      + (f" {len(ended) - len(failed):,} retried already are left out." if len(ended) > len(failed) else "")
                      + "</p>")
+    rejected = [champion for champion in data["champions"] if champion.get("package_rejected")]
+    if rejected:  # former_champions.py: a person rejected the champion's package; nothing of the dataset serves
+        rows = [[escape(str(champion["dataset"])), escape(champion["run_id"]),
+                 escape(display.utc_time(champion["package_rejected"].get("found_at"), suffix=False)),
+                 escape(str(champion["package_rejected"].get("description") or "-"))] for champion in rejected]
+        parts.append("<h3>Champions whose model package was rejected</h3>"
+                     + page.table(["dataset", "champion", "found (UTC)", "description"], rows, columns="nllw",
+                                  stack=True)
+                     + "<p class='sub'>Rejected in the Model Registry: not approved again. The next run of the "
+                     f"dataset that succeeds takes its place, or {_code('reviewtune promote RUN_ID')} picks one "
+                     "now.</p>")
     body = "".join(parts) or '<p data-key="nothing-to-do">Nothing: every file has its outcome, and no run failed.</p>'
     return f'<section data-key="attention"><h2>Needs attention</h2>{body}</section>'
 
@@ -117,7 +130,8 @@ def _datasets(data: dict[str, Any]) -> str:
         rows.append([
             escape(name),
             (f"{escape(champion['run_id'])}<br><span class='sub'>{_percent(champion.get('accuracy'))} % test, since "
-             f"{escape(display.utc_time(champion.get('changed_at')))}</span>") if champion else "-",
+             f"{escape(display.utc_time(champion.get('changed_at')))}"
+             + ("; its package Rejected" if champion.get("package_rejected") else "") + "</span>") if champion else "-",
             (f"{escape(latest['run_id'])}<br><span class='sub'>{escape(views.status_text(latest))}"
              + (f", {_percent(_accuracy(latest))} % test" if latest.get("status") == RunStatus.SUCCEEDED else "")
              + "</span>") if latest else "-",

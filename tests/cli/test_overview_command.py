@@ -177,3 +177,24 @@ def test_a_failed_run_retried_already_needs_no_attention_and_says_it_was_retried
     assert "1 retried already are left out." in attention
     runs_section = html.split("<h2>Runs, newest first", 1)[1]
     assert re.search(r"reviewtune-r1</td>.*?<td[^>]*>FAILED, retried</td>", runs_section)
+
+
+def test_a_champion_whose_package_a_person_rejected_needs_attention(stack):
+    runs = repository(stack)
+    with_run(stack, "reviewtune-a1", f"incoming/{DATASET}", "SUCCEEDED", sent=True)
+    challenge(runs.table, DATASET, run_id="reviewtune-a1", accuracy=0.7412, test_rows=309, test_split="sha256:t",
+              comparison=None)
+    html = overview.render(overview.collect(moto_target(stack), 7))
+    assert "whose model package was rejected" not in html and "its package Rejected" not in html
+    runs.table.update_item(Key={"run_id": f"champion#{DATASET}"}, UpdateExpression="SET package_rejected = :r",
+                           ExpressionAttributeValues={":r": {"found_at": "2026-12-06T08:35:00Z",
+                                                             "description": "<i>bias</i> in the audit"}})
+
+    html = overview.render(overview.collect(moto_target(stack), 7))
+
+    attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
+    assert "<h3>Champions whose model package was rejected</h3>" in attention and "nothing-to-do" not in attention
+    assert "reviewtune-a1" in attention and "2026-12-06 08:35:00" in attention
+    assert "&lt;i&gt;bias&lt;/i&gt; in the audit" in attention and "<i>bias" not in html
+    datasets = html.split("<h2>Datasets</h2>", 1)[1].split("</section>", 1)[0]
+    assert "; its package Rejected" in datasets
