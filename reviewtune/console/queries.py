@@ -233,10 +233,14 @@ def upload(s3: Any, bucket: str, path: Path, key: str) -> dict[str, Any]:
             "etag": response.get("ETag"), "content_type": content_type, "sent_at": sent_at}
 
 
+def _dataset_runs(table: Any, dataset: str, limit: int = 20) -> Iterator[dict[str, Any]]:
+    """The dataset's ``limit`` newest runs, by the name as given (not normalized again)."""
+    return _query(table, limit, IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset))
+
+
 def run_ids(table: Any, dataset: str, limit: int = 20) -> frozenset[str]:
     """The ids of the dataset's ``limit`` newest runs (``find_run``'s ``before``)."""
-    return frozenset(item["run_id"] for item in _query(table, limit, IndexName=DATASET_INDEX,
-                                                       KeyConditionExpression=Key("dataset").eq(dataset)))
+    return frozenset(item["run_id"] for item in _dataset_runs(table, dataset, limit))
 
 
 def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, poll: Callable[[], None] | None = None,
@@ -250,7 +254,7 @@ def find_run(table: Any, dataset: str, dropped: dict[str, Any], timeout: float, 
     sent = dropped.get("sent_at")
     after = now_iso(parse_iso(sent) - CLOCK_SLACK) if sent else ""
     while True:
-        for item in _query(table, 20, IndexName=DATASET_INDEX, KeyConditionExpression=Key("dataset").eq(dataset)):
+        for item in _dataset_runs(table, dataset):
             source = item.get("source", {})
             same_version = version and source.get("version_id") == version
             same_etag = (not version and not source.get("version_id") and str(item.get("created_at", "")) >= after

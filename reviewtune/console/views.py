@@ -472,18 +472,16 @@ def champion_view(champion: dict[str, Any]) -> Group:
     refused = champion.get("approval_refused_since")
     settling = sorted(champion.get("dethroned") or {})
     rejected = champion.get("package_rejected")
+    serving = "the packages before it keep their approval" if settling else "no package of the dataset is Approved"
     if rejected:  # former_champions.py: a person rejected it; record_results' next success replaces the champion
         said = f" (\"{rejected['description']}\")" if rejected.get("description") else ""
         add_row(facts, plain("package rejected", style="red"),
                 f"Rejected in the Model Registry{said}, found {utc_time(rejected.get('found_at'))}: not approved "
                 "again; the next run of the dataset that succeeds takes its place (or `reviewtune promote RUN_ID` "
-                "now); " + ("the packages before it keep their approval" if settling else
-                            "no package of the dataset is Approved"))
+                f"now); {serving}")
     if refused:  # former_champions.py: every pass tries again, and records it on the run after GIVE_UP_SECONDS
         add_row(facts, plain("approval refused", style="red"),
-                f"SageMaker has refused to approve the champion's package since {utc_time(refused)}; "
-                + ("the packages before it keep their approval" if settling else "no package of the dataset is "
-                   "Approved"))
+                f"SageMaker has refused to approve the champion's package since {utc_time(refused)}; {serving}")
     if settling:  # former_champions.py: the reconciler's next pass finishes it once the champion's package is Approved
         waiting = ("" if champion.get("model_package_arn") and not refused and not rejected else
                    "; kept as it is until the champion's package is Approved")

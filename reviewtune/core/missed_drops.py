@@ -26,7 +26,7 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -69,18 +69,16 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     result = Swept()
     cursor = _cursor(clients)
     result.resumed = bool(cursor)
-    candidates: dict[str, DroppedObject] = {}
-    listed_at: dict[str, datetime] = {}  # when each version's page was read: it was complete by then
+    candidates: dict[str, tuple[DroppedObject, str]] = {}  # each version, and when its page was read (complete then)
     request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
     while True:
         page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
-        read_at = datetime.now(UTC)  # the pass's clock may differ
+        read_at = now_iso()  # the pass's clock may differ
         for version in page.get("Versions", []):
             result.listed += 1
             obj = _in_window(settings, version, now)
             if obj is not None:
-                run_id = run_id_of(obj, settings)
-                candidates[run_id], listed_at[run_id] = obj, read_at
+                candidates[run_id_of(obj, settings)] = obj, read_at
         if not page.get("IsTruncated"):
             if cursor:  # a listing that went on from an earlier pass is done: the next starts over
                 _save_cursor(clients, {})
@@ -95,11 +93,11 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     existing, unread = _existing(clients, list(candidates))
     result.unread = len(unread)
     runs = repository(settings, clients)
-    for run_id, obj in candidates.items():
+    for run_id, (obj, listed_at) in candidates.items():
         if run_id in existing or run_id in unread:
             continue
         try:
-            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at[run_id])
+            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
@@ -110,7 +108,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
 
 
 def _claim_if_missed(runs: RunsRepository, settings: Settings, run_id: str, obj: DroppedObject, now: datetime,
-                     result: Swept, listed_at: datetime) -> None:
+                     result: Swept, listed_at: str) -> None:
     if has_run(runs, obj):
         result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
         return
@@ -118,7 +116,7 @@ def _claim_if_missed(runs: RunsRepository, settings: Settings, run_id: str, obj:
     stamp = now_iso(now)
     # listed_at: an event sent after it is of a later upload (tuning._uploaded_again), whatever the pass's clock
     claimed, _ = claim_run(obj, runs, settings, found_by_sweep=stamp, created_at=stamp, updated_at=stamp,
-                           listed_at=now_iso(listed_at), deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
+                           listed_at=listed_at, deadline_at=runs.deadline_at(RunStatus.CLAIMED, now))
     if claimed:
         result.claimed += 1
         logger.warning("a dropped file had no run: its event never came; run claimed",

@@ -189,6 +189,15 @@ def back_to_pending(sagemaker: Any, model_package_arn: str, description: str) ->
     return PENDING
 
 
+def approve_unless_rejected(sagemaker: Any, model_package_arn: str, description: str) -> str:
+    """Approve a version, unless a person rejected it (reviewtune never does): that stays. Returns the approval it
+    has now."""
+    if approval_status(sagemaker, model_package_arn) == REJECTED:
+        return REJECTED
+    set_approval(sagemaker, model_package_arn, APPROVED, description)
+    return APPROVED
+
+
 def approval_status(sagemaker: Any, model_package_arn: str) -> str:
     """A version's approval status now (DescribeModelPackage)."""
     return approval(sagemaker, model_package_arn)[0]

@@ -64,6 +64,12 @@ class DroppedObject:
         return names.object_identity(self.bucket, self.key, self.version_id, self.etag, self.upload)
 
     @property
+    def own_upload(self) -> DroppedObject:
+        """This upload as one of its own: a later upload of the same bytes (bucket without versioning) named by its
+        sequencer."""
+        return replace(self, upload=self.sequencer)
+
+    @property
     def version_identity(self) -> str:
         """The identity of its version (key and ETag without versioning), whichever upload of those bytes it is."""
         return names.object_identity(self.bucket, self.key, self.version_id, self.etag)
@@ -351,7 +357,7 @@ def _this_upload(obj: DroppedObject, find: Callable[[DroppedObject], dict[str, A
     run of its version (its key and ETag without versioning), or, when that run is another upload's
     (``_uploaded_again``), the run of this upload of the same bytes."""
     run = find(obj)
-    return find(replace(obj, upload=obj.sequencer)) if run is not None and _uploaded_again(obj, run) else run
+    return find(obj.own_upload) if run is not None and _uploaded_again(obj, run) else run
 
 
 def upload_run(obj: DroppedObject, runs: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
@@ -397,7 +403,7 @@ def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings, **fi
         {"run_id": run_id_of(obj, settings), "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
     )
     if not claimed and _uploaded_again(obj, run):
-        return claim_run(replace(obj, upload=obj.sequencer), runs, settings, **fields)
+        return claim_run(obj.own_upload, runs, settings, **fields)
     return claimed, run
 
 

@@ -193,10 +193,8 @@ def _settled_as_champion(runs: RunsRepository, clients: AwsClients, item: dict[s
     and then been refused approving it back), unless a person rejected it (it stays so), and record the withdrawal
     settled. ``approval_now``: what this pass left the package at, when it did."""
     try:
-        approval = registry.approval_status(clients.sagemaker, item["model_package_arn"])
-        if approval != registry.REJECTED:  # a person's Rejected stays (former_champions notes it on the pointer)
-            registry.set_approval(clients.sagemaker, item["model_package_arn"], registry.APPROVED, CHAMPION_SINCE)
-            approval = registry.APPROVED
+        # a person's Rejected stays (former_champions notes it on the pointer)
+        approval = registry.approve_unless_rejected(clients.sagemaker, item["model_package_arn"], CHAMPION_SINCE)
     except ClientError as exc:
         ended = _ended_refused(runs, item, exc, now, "approved as the champion's", approval_now)
         if ended is None:
