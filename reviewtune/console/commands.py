@@ -153,11 +153,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
     item = _get(target, args.run_id)
     run_id = item["run_id"]
     logs, tail = target.client("logs"), max(args.tail, 0)
+    named = args.job or []
+    functions = _functions(target) if args.functions or named else {}
+    # --job may name functions too: those alone are read then (all with --functions), and the run's jobs only when
+    # --job names one of them as well
+    chosen = {label: name for label, name in functions.items()
+              if args.functions or any(job_logs.names_function(job, label, name) for job in named)}
+    jobs = [job for job in named if not any(job_logs.names_function(job, label, name)
+                                            for label, name in functions.items())]
     try:
-        found = job_logs.run_logs(logs, run_id, tail, args.job)
-        if args.functions:
+        found = job_logs.run_logs(logs, run_id, tail, jobs) if jobs or not named else []
+        if chosen:
             created = display.moment(item.get("created_at"))
-            found += job_logs.function_logs(logs, run_id, _functions(target),
+            found += job_logs.function_logs(logs, run_id, chosen,
                                             int(created.timestamp() * 1000) if created else 0, tail)
     except (ClientError, BotoCoreError) as error:
         raise SystemExit(f"error: reading the logs of {run_id}: {aws_errors.describe(error)}") from None
@@ -166,7 +174,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     elif found:
         console.print(views.logs_view(found, run_id))
     if not found:
-        what = f"job {args.job!r} of run {run_id}" if args.job else f"run {run_id}"
+        what = f"job {', '.join(map(repr, named))} of run {run_id}" if named else f"run {run_id}"
         progress_console.print(plain(f"no log of {what} in CloudWatch Logs{_no_logs_hint(item, args)}"))
         return 1
     return 0
@@ -184,7 +192,8 @@ def _no_logs_hint(item: dict[str, Any], args: argparse.Namespace) -> str:
     if _made_no_tuning_job(item):
         return f": it is {status} and made no job (`reviewtune runs show {run_id}` says why)"
     if args.job:
-        return f"; `reviewtune runs trials {run_id}` lists its trials (--job takes 'evaluation', a trial's number or its suffix)"
+        return (f"; `reviewtune runs trials {run_id}` lists its trials (--job takes 'evaluation', a trial's number or "
+                f"its suffix, or a function: start_tuning, start_evaluation, record_results, reconcile)")
     functions = "" if args.functions else "; `--functions` adds what the functions logged about it"
     if not states.is_final(status):
         return (f": it is {status}, and a job writes its first lines a minute or two after it starts; try again, or "
@@ -538,7 +547,10 @@ def register(sub: Any) -> None:
     logs = runs_sub.add_parser("logs", help="the output of the run's jobs (each trial, the evaluation), from CloudWatch "
                                "Logs (the local runtime's too)")
     logs.add_argument("run_id", help=PREFIX_HELP)
-    logs.add_argument("--job", help="only one job: 'evaluation', or a trial by its number (2) or suffix (002-6221c9f6)")
+    logs.add_argument("--job", action="append",
+                      help="only this job (again for more): 'evaluation', a trial by its number (2) or suffix "
+                           "(002-6221c9f6), or a function (start_tuning, start_evaluation, record_results, "
+                           "reconcile: its invocations that name the run)")
     logs.add_argument("--tail", type=arguments.count("lines", minimum=0), default=40, help="the last N lines of each job (default 40; 0: all)")
     logs.add_argument("--functions", action="store_true",
                       help="also each function invocation that names the run, START to REPORT "

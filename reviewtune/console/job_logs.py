@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,11 +90,11 @@ def read(logs: Any, group: str, stream: str, tail: int) -> tuple[list[dict[str, 
         token = page["nextForwardToken"]
 
 
-def run_logs(logs: Any, run_id: str, tail: int, job: str | None = None) -> list[JobLog]:
-    """Each job of the run (or the one ``job`` names: ``evaluation``, a trial's number or suffix, a whole name)."""
+def run_logs(logs: Any, run_id: str, tail: int, jobs: Sequence[str] = ()) -> list[JobLog]:
+    """Each job of the run (or those ``jobs`` name: ``evaluation``, a trial's number or suffix, a whole name)."""
     result = []
     for group, stream, name, kind in streams_of(logs, run_id):
-        if job is not None and not _named(job, run_id, name, kind):
+        if jobs and not any(_named(job, run_id, name, kind) for job in jobs):
             continue
         events, truncated = read(logs, group, stream, tail)
         result.append(JobLog(name, kind, group, stream, events, truncated))
@@ -112,6 +113,14 @@ def _named(job: str, run_id: str, name: str, kind: str) -> bool:
     if job.isascii() and job.isdigit():  # ASCII: '²' is a digit to isdigit, not to int
         return number.isascii() and number.isdigit() and int(number) == int(job)
     return "-" in job and suffix.startswith(job)
+
+
+def names_function(job: str, label: str, name: str) -> bool:
+    """Whether ``--job`` names this function: its logical id (``RecordResultsFunction``), that without ``Function``,
+    in snake or kebab case (``record_results``, ``record-results``), any case; or its deployed name."""
+    def plain(text: str) -> str:
+        return text.lower().replace("_", "").replace("-", "").removesuffix("function")
+    return job == name or (bool(plain(job)) and plain(job) == plain(label))
 
 
 FUNCTION_LINES_READ = 10_000  # per function: lines read at most (the newest ``tail`` of them shown)

@@ -185,6 +185,32 @@ def test_functions_lines_naming_the_run_follow_its_jobs(logged, capsys):
     assert f"/aws/lambda/rt-StartTuning, the invocations naming {RUN}" in out
 
 
+def test_job_names_a_function_too_and_more_than_one_job_may_be_named(logged, capsys):
+    """``--job record_results`` reads that function's lines alone (no --functions needed, no other function's, no
+    job's); with a trial named beside it, the trial too; a function the stack does not have names nothing."""
+    template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"RunsTableName": {"Value": logged.runs_table}, "DataBucketName": {"Value": logged.bucket},
+                            **{key: {"Value": value} for key, value in FUNCTIONS.items()}}}
+    boto3.client("cloudformation").update_stack(StackName=STACK, TemplateBody=json.dumps(template))
+    write_stream("/aws/lambda/rt-StartTuning", "2026/12/04/[$LATEST]aaaa",
+                 [f'{{"level":"INFO","message":"tuning job started","run_id":"{RUN}"}}'])
+    write_stream("/aws/lambda/rt-RecordResults", "2026/12/04/[$LATEST]bbbb",
+                 [f'{{"level":"INFO","message":"message sent","run_id":"{RUN}"}}'], start_ms=START_MS + 10_000)
+
+    def shown(*jobs: str) -> list[tuple[str, str]]:
+        arguments = [argument for job in jobs for argument in ("--job", job)]
+        assert main(["runs", "logs", RUN, *arguments, "--stack", STACK, "--json"]) == 0
+        return [(entry["kind"], entry["job"]) for entry in json.loads(text(capsys))]
+
+    for spelled in ("record_results", "record-results", "RecordResultsFunction", "recordresults", "rt-RecordResults"):
+        assert shown(spelled) == [("function", "RecordResultsFunction")], spelled
+    assert shown("2", "start_tuning") == [("trial", T2), ("function", "StartTuningFunction")]
+    assert shown("2", "evaluation") == [("trial", T2), ("evaluation", RUN + "-eval")]
+
+    assert main(["runs", "logs", RUN, "--job", "start_evaluation", "--stack", STACK]) == 1  # not in this stack
+    assert "no log of job 'start_evaluation' of run" in " ".join(capsys.readouterr().err.split())
+
+
 def _powertools(message, request_id: str, **keys) -> str:
     return json.dumps({"level": "INFO", "message": message, "function_request_id": request_id, **keys})
 
