@@ -330,9 +330,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
             continue
         done.append(retry.as_dict())
         if not args.json:
-            version = f" version {retry.version_id}" if retry.version_id else ""
             console.print(plain(f"retry of {run_id}: its file copied onto s3://{retry.bucket}/{retry.key} as a new "
-                                f"object{version}; its run is {retry.new_run_id} (`reviewtune runs show "
+                                f"object version {retry.version_id}; its run is {retry.new_run_id} (`reviewtune runs show "
                                 f"{retry.new_run_id}`)"))
     if args.follow and "error" not in done[0]:
         retry = done[0]

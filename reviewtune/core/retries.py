@@ -58,7 +58,7 @@ class Retry:
     new_run_id: str
     bucket: str
     key: str
-    version_id: str | None
+    version_id: str  # a retry is made only on a versioned bucket: the copy always has one
     etag: str | None
     by: str
     reason: str

@@ -83,8 +83,9 @@ def test_retry_prints_what_it_did_and_reports_each_refusal_while_retrying_the_ot
     out, err = capsys.readouterr()
     assert err.strip() == "error: run reviewtune-s2 SUCCEEDED: its file would only end DUPLICATE of it"
     out = " ".join(out.split())
-    assert "retry of reviewtune-f2: its file copied onto s3://" in out and "its run is reviewtune-" in out
-    assert "retried" in RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f2")
+    retried = RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).get("reviewtune-f2")["retried"]
+    assert (f"retry of reviewtune-f2: its file copied onto s3://{stack.bucket}/incoming/team-b/r.tsv as a new object version "
+            f"{retried['version_id']}; its run is {retried['new_run_id']}") in out
 
 
 def test_a_run_recorded_without_its_file_s_place_is_said_to_be_so_not_missing(stack, capsys):
