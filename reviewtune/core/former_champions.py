@@ -216,6 +216,25 @@ def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     return False
 
 
+def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | None = None) -> bool:
+    """Whether the champion's package, not noted Rejected yet, reads Rejected now (one DescribeModelPackage): noted
+    then as a pass would note it (``_rejected``), so that a decision about to keep the champion replaces it instead,
+    without waiting for the next pass. False when the champion has no package or a note already, when the package
+    is not Rejected, gone, or cannot be read, even for a moment: the decision is made as it would have been, and the
+    next pass looks again."""
+    champion = get_champion(runs.table, dataset)
+    if champion is None or champion.package_rejected is not None or not champion.model_package_arn:
+        return False
+    try:
+        status, description = registry.approval(sagemaker, champion.model_package_arn)
+    except (ClientError, BotoCoreError):
+        return False
+    if status != registry.REJECTED:
+        return False
+    _rejected(runs, champion, description, now or datetime.now(UTC))
+    return True
+
+
 def _mark(table: Any, champion: Champion, attribute: str, value: Any) -> bool:
     """Keep ``value`` on the pointer as ``attribute`` unless it has one already (None: take it off), unless the
     pointer moved meanwhile: a new champion starts without either mark (``approval_refused_since``: when SageMaker

@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, former_champions, names, registry
-from reviewtune.core.champion import ALREADY, Comparison, Plan, plan_challenge
+from reviewtune.core.champion import ALREADY, KEPT, NOT_COMPARED, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.reasons import bounded
@@ -124,8 +124,9 @@ def plan_champion(
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
     on the same test reviews) shows it better than the champion by the margin, or, with its own package
     (``model_package_arn``), in place of a champion whose package a person rejected. Nothing is written here but the
-    pointer's note of that rejection taken off when the package reads Approved again
-    (``former_champions.still_rejected``)."""
+    pointer's note of that rejection: taken off when the package reads Approved again
+    (``former_champions.still_rejected``), or put on when a champion about to be kept reads Rejected and no pass has
+    noted it yet (``former_champions.found_rejected``)."""
     dataset = run.get("dataset") or run["run_id"]
     out: dict[str, Any] = {"test_split": split_identity(run, settings.bucket)}
     try:
@@ -148,9 +149,12 @@ def plan_champion(
             )
 
         plan = plan_now()
-        if plan.replaces_rejected and not former_champions.still_rejected(RunsRepository(clients.runs_table),
-                                                                          clients.sagemaker, dataset):
+        runs = RunsRepository(clients.runs_table)
+        if plan.replaces_rejected and not former_champions.still_rejected(runs, clients.sagemaker, dataset):
             plan = plan_now()  # approved again since a pass noted it: the note is off, the champion compared
+        elif (plan.outcome.label in (KEPT, NOT_COMPARED) and model_package_arn
+              and former_champions.found_rejected(runs, clients.sagemaker, dataset)):
+            plan = plan_now()  # rejected since the last pass: noted now, the challenger takes its place
     except (ClientError, BotoCoreError, ValueError) as exc:
         if aws_errors.transient(exc) and retrying(run):
             raise  # the champion item unreadable for a moment: nothing is written yet, the retry decides

@@ -555,6 +555,53 @@ def test_a_rejected_champion_a_person_approved_again_before_the_next_pass_is_com
     assert recorded(pipeline, first) == "Approved"  # the run's record no longer says Rejected
 
 
+def test_a_champion_rejected_since_the_last_pass_is_replaced_by_the_next_success_without_waiting_for_one(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    pipeline.reconcile()
+    reject_by_hand(pipeline, first)  # after the pass: no note on the pointer yet
+    second = challenger_measured(pipeline, first, 0.60)
+
+    pipeline.evaluation_ended(second)
+
+    decision = pipeline.run(second)["champion"]
+    assert decision["decision"] == "promoted"
+    assert decision["reason"].startswith(f"new champion: the model package of champion {first} was Rejected")
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == second and champion.package_rejected is None
+    assert approvals(pipeline) == {first: "Rejected", second: "Approved"} and recorded(pipeline, first) == "Rejected"
+
+
+@pytest.mark.parametrize("status", ["Approved", "PendingManualApproval"])
+def test_a_champion_not_rejected_is_kept_by_a_worse_challenger_and_nothing_is_noted(pipeline, status):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    registry.set_approval(pipeline.sagemaker, pipeline.run(first)["model_package_arn"], status, "by hand")
+    second = challenger_measured(pipeline, first, 0.60)
+
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["decision"] == "kept"
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == first and champion.package_rejected is None
+
+
+@pytest.mark.parametrize("error", ["AccessDeniedException", "ValidationException", "ThrottlingException"])
+def test_a_champion_package_record_results_cannot_read_leaves_the_comparison_to_decide(pipeline, error):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    second = challenger_measured(pipeline, first, 0.60)
+    pipeline.sagemaker.fail["describe_model_package"] = [error]
+
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["decision"] == "kept"  # the next pass notes the rejection
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is None
+    pipeline.reconcile(later(1))
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is not None
+
+
 def test_a_noted_rejection_sagemaker_will_not_let_record_results_read_again_still_decides(pipeline):
     first = rejected_champion(pipeline)
     second = challenger_measured(pipeline, first, 0.60)
