@@ -155,12 +155,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
     logs, tail = target.client("logs"), max(args.tail, 0)
     named = args.job or []
     functions = _functions(target) if args.functions or named else {}
-    # --job may name functions too: those alone are read then (all with --functions), and the run's jobs only when
-    # --job names one of them as well
-    chosen = {label: name for label, name in functions.items()
-              if args.functions or any(job_logs.names_function(job, label, name) for job in named)}
-    jobs = [job for job in named if not any(job_logs.names_function(job, label, name)
-                                            for label, name in functions.items())]
+    # --job may name functions too: those alone are read then (all of them with --functions), and the run's jobs
+    # only when --job names one of them as well
+    asked = {label: [job for job in named if job_logs.names_function(job, label, functions.get(label, ""))]
+             for label in FUNCTION_LABELS}
+    missing = [label for label, jobs in asked.items() if jobs and label not in functions]
+    if missing:
+        raise SystemExit(f"error: {target.description}: the stack has no output naming its {' or '.join(missing)} "
+                         f"({', '.join(label + 'Name' for label in missing)}), so its logs cannot be found")
+    chosen = {label: name for label, name in functions.items() if args.functions or asked[label]}
+    jobs = [job for job in named if not any(job in found for found in asked.values())]
     try:
         found = job_logs.run_logs(logs, run_id, tail, jobs) if jobs or not named else []
         if chosen:
@@ -175,7 +179,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
         console.print(views.logs_view(found, run_id))
     if not found:
         what = f"job {', '.join(map(repr, named))} of run {run_id}" if named else f"run {run_id}"
-        progress_console.print(plain(f"no log of {what} in CloudWatch Logs{_no_logs_hint(item, args)}"))
+        hint = _no_logs_hint(item, args) if jobs or not named else (
+            f": no invocation of {' or '.join(chosen)} named it (in the lines read from a minute before its record "
+            "was made)")
+        progress_console.print(plain(f"no log of {what} in CloudWatch Logs{hint}"))
         return 1
     return 0
 
@@ -219,9 +226,12 @@ FUNCTION_OUTPUTS = ("StartTuningFunctionName", "StartEvaluationFunctionName", "R
                     "ReconcileFunctionName")
 
 
+FUNCTION_LABELS = tuple(name.removesuffix("Name") for name in FUNCTION_OUTPUTS)
+
+
 def _functions(target: Target) -> dict[str, str]:
     """The stack's functions' names by their logical id (``StartTuningFunction``), from its outputs."""
-    return {name.removesuffix("Name"): target.outputs[name] for name in FUNCTION_OUTPUTS if name in target.outputs}
+    return {label: target.outputs[label + "Name"] for label in FUNCTION_LABELS if label + "Name" in target.outputs}
 
 
 def cmd_trials(args: argparse.Namespace) -> int:

@@ -120,7 +120,7 @@ def names_function(job: str, label: str, name: str) -> bool:
     in snake or kebab case (``record_results``, ``record-results``), any case; or its deployed name."""
     def plain(text: str) -> str:
         return text.lower().replace("_", "").replace("-", "").removesuffix("function")
-    return job == name or (bool(plain(job)) and plain(job) == plain(label))
+    return (bool(name) and job == name) or (bool(plain(job)) and plain(job) == plain(label))
 
 
 FUNCTION_LINES_READ = 10_000  # per function: lines read at most (the newest ``tail`` of them shown)

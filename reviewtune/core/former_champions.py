@@ -172,14 +172,16 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
     _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
 
 
-def approved_again(table: Any, champion: Champion) -> Champion:
+def approved_again(table: Any, champion: Champion, *, fence: bool = False) -> Champion:
     """The champion's package is Approved (``reviewtune promote`` of the champion, or a pass): take the pointer's notes
     of a rejection and of SageMaker's refusals off, while ``champion.run_id`` is champion (whatever the version: a
     note written after the read goes too), adding one to the version: a write that read the pointer before (a pass
     noting a rejection it read earlier, a decision planned on the note) fails its condition. Nothing is written when
-    ``champion`` has neither (a note written after that read is ``still_rejected``'s to find). Returns the champion
-    without them."""
-    if champion.approval_refused_since is None and champion.package_rejected is None:
+    ``champion`` has neither (a note written after that read is ``still_rejected``'s to find), unless ``fence``
+    (``promote`` of the champion, before it approves the package): then the version goes up whatever the pointer
+    holds, so a record_results that read the package Rejected before that approval fails to note it, or finds its
+    note gone when it acts on it. Returns the champion without them."""
+    if champion.approval_refused_since is None and champion.package_rejected is None and not fence:
         return champion
     try:
         table.update_item(Key={"run_id": champion_key(champion.dataset)},
@@ -217,21 +219,26 @@ def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
 
 
 def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | None = None) -> bool:
-    """Whether the champion's package, not noted Rejected yet, reads Rejected now (one DescribeModelPackage): noted
+    """Whether the champion's package, not noted Rejected yet, read Rejected now (one DescribeModelPackage): noted
     then as a pass would note it (``_rejected``), so that a decision about to keep the champion replaces it instead,
-    without waiting for the next pass. False when the champion has no package or a note already, when the package
-    is not Rejected, gone, or cannot be read, even for a moment: the decision is made as it would have been, and the
-    next pass looks again."""
+    without waiting for the next pass (the caller reads the package once more before acting on the note:
+    ``still_rejected``). False when the champion has no package or a note already, when the package is not Rejected,
+    is gone or cannot be read, or the note cannot be written: the decision is made as it would have been, and the
+    next pass looks again. Raises when SageMaker or DynamoDB refuse for a moment (a retry of the event decides)."""
     champion = get_champion(runs.table, dataset)
     if champion is None or champion.package_rejected is not None or not champion.model_package_arn:
         return False
     try:
         status, description = registry.approval(sagemaker, champion.model_package_arn)
-    except (ClientError, BotoCoreError):
+        if status != registry.REJECTED:
+            return False
+        _rejected(runs, champion, description, now or datetime.now(UTC))
+    except ClientError as exc:
+        if aws_errors.transient(exc):
+            raise
+        logger.warning("the champion's package could not be read or noted Rejected; the next pass looks again",
+                       extra={"dataset": dataset, "run_id": champion.run_id, "error": aws_errors.describe(exc)})
         return False
-    if status != registry.REJECTED:
-        return False
-    _rejected(runs, champion, description, now or datetime.now(UTC))
     return True
 
 

@@ -127,9 +127,10 @@ def promote(
     current = get_champion(runs.table, dataset)
     already = current is not None and current.run_id == run_id
     if already:
-        # the notes of a rejection or of refused approvals go before the approval: a decision planned on them (to
-        # replace this champion without a comparison) then fails its write and is made again
-        champion = former_champions.approved_again(runs.table, current)
+        # the notes of a rejection or of refused approvals go before the approval, and the pointer's version goes up
+        # even without them: a decision planned on them (to replace this champion without a comparison), or a note
+        # about to be written from a read made before this approval, then fails its write and is made again
+        champion = former_champions.approved_again(runs.table, current, fence=True)
     else:
         try:
             champion = promote_manually(

@@ -150,11 +150,11 @@ def plan_champion(
 
         plan = plan_now()
         runs = RunsRepository(clients.runs_table)
-        if plan.replaces_rejected and not former_champions.still_rejected(runs, clients.sagemaker, dataset):
-            plan = plan_now()  # approved again since a pass noted it: the note is off, the champion compared
-        elif (plan.outcome.label in (KEPT, NOT_COMPARED) and model_package_arn
-              and former_champions.found_rejected(runs, clients.sagemaker, dataset)):
+        if (plan.outcome.label in (KEPT, NOT_COMPARED) and model_package_arn
+                and former_champions.found_rejected(runs, clients.sagemaker, dataset)):
             plan = plan_now()  # rejected since the last pass: noted now, the challenger takes its place
+        if plan.replaces_rejected and not former_champions.still_rejected(runs, clients.sagemaker, dataset):
+            plan = plan_now()  # approved again since it was noted: the note is off, the champion compared
     except (ClientError, BotoCoreError, ValueError) as exc:
         if aws_errors.transient(exc) and retrying(run):
             raise  # the champion item unreadable for a moment: nothing is written yet, the retry decides

@@ -207,8 +207,16 @@ def test_job_names_a_function_too_and_more_than_one_job_may_be_named(logged, cap
     assert shown("2", "start_tuning") == [("trial", T2), ("function", "StartTuningFunction")]
     assert shown("2", "evaluation") == [("trial", T2), ("evaluation", RUN + "-eval")]
 
-    assert main(["runs", "logs", RUN, "--job", "start_evaluation", "--stack", STACK]) == 1  # not in this stack
-    assert "no log of job 'start_evaluation' of run" in " ".join(capsys.readouterr().err.split())
+    assert shown("record_results", "rt-RecordResults") == [("function", "RecordResultsFunction")]
+
+    for jobs in (["start_evaluation"], ["2", "start_evaluation"]):  # a function the stack has no output naming
+        with pytest.raises(SystemExit) as exited:
+            main(["runs", "logs", RUN, *[a for job in jobs for a in ("--job", job)], "--stack", STACK])
+        assert ("the stack has no output naming its StartEvaluationFunction (StartEvaluationFunctionName), so its "
+                "logs cannot be found") in str(exited.value.code)
+    assert main(["runs", "logs", RUN, "--job", "reconcile", "--stack", STACK]) == 1  # it logged nothing on the run
+    assert ("no log of job 'reconcile' of run reviewtune-5e7159cbd505a81a in CloudWatch Logs: no invocation of "
+            "ReconcileFunction named it") in " ".join(capsys.readouterr().err.split())
 
 
 def _powertools(message, request_id: str, **keys) -> str:

@@ -586,20 +586,85 @@ def test_a_champion_not_rejected_is_kept_by_a_worse_challenger_and_nothing_is_no
     assert champion.run_id == first and champion.package_rejected is None
 
 
-@pytest.mark.parametrize("error", ["AccessDeniedException", "ValidationException", "ThrottlingException"])
+def described(pipeline: Pipeline) -> int:
+    return pipeline.sagemaker.calls.count("describe_model_package")
+
+
+@pytest.mark.parametrize("error", ["AccessDeniedException", "ValidationException"])
 def test_a_champion_package_record_results_cannot_read_leaves_the_comparison_to_decide(pipeline, error):
     first = start(pipeline)
     pipeline.succeed(first)
     reject_by_hand(pipeline, first)
     second = challenger_measured(pipeline, first, 0.60)
     pipeline.sagemaker.fail["describe_model_package"] = [error]
+    before = described(pipeline)
 
     pipeline.evaluation_ended(second)
 
+    assert described(pipeline) == before + 1 and not pipeline.sagemaker.fail["describe_model_package"]
     assert pipeline.run(second)["champion"]["decision"] == "kept"  # the next pass notes the rejection
     assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is None
     pipeline.reconcile(later(1))
     assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected is not None
+
+
+def test_a_champion_package_sagemaker_throttles_is_read_again_by_the_event_s_next_delivery(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    second = challenger_measured(pipeline, first, 0.60)
+    pipeline.sagemaker.fail["describe_model_package"] = ["ThrottlingException"]
+
+    with pytest.raises(Exception, match="ThrottlingException"):
+        pipeline.evaluation_ended(second)  # Lambda delivers the event again
+    assert pipeline.run(second)["status"] == "EVALUATING"
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["decision"] == "promoted"
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+
+
+def test_a_rejection_record_results_cannot_note_leaves_the_comparison_to_decide(pipeline, monkeypatch):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    second = challenger_measured(pipeline, first, 0.60)
+
+    def refused(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateItem")
+
+    monkeypatch.setattr(former_champions, "_mark", refused)
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["decision"] == "kept"  # as before; the next pass notes the rejection
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == first
+
+
+def test_promote_of_the_champion_after_record_results_read_its_package_rejected_keeps_it(pipeline, monkeypatch):
+    """A person rejects the champion's package, then promotes it back ("the audit was wrong") while a worse
+    challenger's record_results has just read the package Rejected: the champion stays, its package Approved."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    second = challenger_measured(pipeline, first, 0.60)
+    read = registry.approval
+    promoted = []
+
+    def read_then_promote(sagemaker, arn):
+        answer = read(sagemaker, arn)
+        if not promoted:
+            promoted.append(promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker,
+                                    pipeline.stack.bucket, first, reason="the audit was wrong", by="ops"))
+        return answer
+
+    monkeypatch.setattr(registry, "approval", read_then_promote)
+    pipeline.evaluation_ended(second)
+
+    assert promoted and pipeline.run(second)["champion"]["decision"] == "kept"
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == first and champion.package_rejected is None
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+    assert recorded(pipeline, first) == "Approved"
 
 
 def test_a_noted_rejection_sagemaker_will_not_let_record_results_read_again_still_decides(pipeline):
