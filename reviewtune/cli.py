@@ -44,6 +44,7 @@ from reviewtune.core.formats import accepted_formats_text, file_format
 from reviewtune.core.metrics import OBJECTIVE_METRIC, printed_values
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.trial_facts import time_limited_share
+from reviewtune.project import STATE_FOLDER, project_folder
 from reviewtune.real_sample import PER_CLASS, SOURCE
 
 console = Console(highlight=False, soft_wrap=True)
@@ -368,7 +369,9 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reviewtune", description=__doc__)
-    parser.add_argument("--workdir", default=os.environ.get("REVIEWTUNE_WORKDIR", ".reviewtune"), help="local runtime state folder")
+    parser.add_argument("--workdir", default=os.environ.get("REVIEWTUNE_WORKDIR") or str(project_folder() / STATE_FOLDER),
+                        help="local runtime state folder (default: .reviewtune in the project's folder, found from the "
+                             "working folder up)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the whole pipeline locally on a file (default: the embedded sample dataset)")

@@ -21,9 +21,9 @@ import boto3
 from reviewtune.core.runs import RunsRepository
 from reviewtune.local import ENDPOINT_KEYS
 from reviewtune.local.processes import lock_held, process_alive
+from reviewtune.project import SAMCONFIG, project_folder
 
 STATE_FILE = "local.json"
-SAMCONFIG = Path("samconfig.toml")
 DEFAULT_STACK = "reviewtune"
 
 
@@ -57,8 +57,10 @@ class Target:
         return RunsRepository(resource.Table(self.output("RunsTableName")))
 
 
-def default_stack_name(samconfig: Path = SAMCONFIG) -> str:
-    """samconfig.toml's stack_name (deploy, then global parameters), else ``reviewtune``."""
+def default_stack_name(samconfig: Path | None = None) -> str:
+    """samconfig.toml's stack_name (deploy, then global parameters; the project's samconfig.toml unless given), else
+    ``reviewtune``."""
+    samconfig = samconfig or project_folder() / SAMCONFIG
     try:
         config = tomllib.loads(samconfig.read_text())
     except (OSError, tomllib.TOMLDecodeError):

@@ -24,6 +24,7 @@ from reviewtune.local.processes import hold_lock, lock_held, process_alive
 from reviewtune.local.router import Invocation, Router
 from reviewtune.local.scheduler import LocalScheduler
 from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
+from reviewtune.project import TEMPLATE, project_folder
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,17 @@ class NotRunningError(LocalRuntimeError):
     """No local runtime is running for this working directory."""
 
 
-DEFAULT_TEMPLATE = Path("template.yaml")  # the stack the local runtime deploys: run from the project's folder
+def default_template() -> Path:
+    """The stack the local runtime deploys: the project's template.yaml (``project.project_folder``)."""
+    return project_folder() / TEMPLATE
 
 
-def check_template(template: Path = DEFAULT_TEMPLATE) -> None:
+def check_template(template: Path | None = None) -> None:
     """Refuse to start without the stack's template (a command run outside the project's folder)."""
+    template = template or default_template()
     if not template.is_file():
         raise LocalRuntimeError(f"template {template} does not exist (run reviewtune from the project's folder, "
-                                "where template.yaml is)")
+                                "where template.yaml is, or from a folder inside it)")
 
 
 def endpoint_variable(service: str) -> str:
@@ -108,7 +112,7 @@ class LocalRuntime:
         self,
         *,
         workdir: Path = Path(".reviewtune"),
-        template: Path = DEFAULT_TEMPLATE,
+        template: Path | None = None,
         parameters: Mapping[str, object] | None = None,
         region: str = "us-east-1",
         total_cpus: int | None = None,
@@ -119,7 +123,7 @@ class LocalRuntime:
         schedule_period_s: float | None = LOCAL_SCHEDULE_PERIOD_S,
     ) -> None:
         self.workdir = Path(workdir).resolve()
-        self.template = Path(template)
+        self.template = Path(template) if template is not None else default_template()
         self.parameters = dict(parameters or {})
         self.region = region
         self.total_cpus = total_cpus

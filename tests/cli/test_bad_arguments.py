@@ -109,9 +109,37 @@ def test_outside_the_project_s_folder_the_missing_template_is_said_before_anythi
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(["--workdir", str(tmp_path / "state"), *command])
-    assert exited.value.code == ("error: template template.yaml does not exist (run reviewtune from the project's "
-                                 "folder, where template.yaml is)")
+    assert exited.value.code == (f"error: template {tmp_path / 'template.yaml'} does not exist (run reviewtune from "
+                                 "the project's folder, where template.yaml is, or from a folder inside it)")
     assert capsys.readouterr().out == ""  # no plan printed first
+
+
+def test_from_a_folder_inside_the_project_the_commands_find_its_template_samconfig_and_state(tmp_path, monkeypatch):
+    from reviewtune.console.target import default_stack_name
+    from reviewtune.local.runtime import LocalRuntime, check_template
+    from reviewtune.project import project_folder
+
+    project = tmp_path / "reviewtune"
+    (project / "training_code").mkdir(parents=True)
+    (project / "training_code" / "train.py").write_text("")
+    (project / "template.yaml").write_text("Resources: {}\n")
+    (project / "samconfig.toml").write_text('[default.deploy.parameters]\nstack_name = "reviews-prod"\n')
+    inside = project / "data" / "team-a"
+    inside.mkdir(parents=True)
+    monkeypatch.delenv("REVIEWTUNE_WORKDIR", raising=False)
+    monkeypatch.chdir(inside)
+
+    assert project_folder() == project.resolve()
+    check_template()  # found: no error
+    assert LocalRuntime().template == project.resolve() / "template.yaml"
+    assert default_stack_name() == "reviews-prod"
+    with pytest.raises(SystemExit) as exited:  # the project's state folder is where `local up` would have put it
+        main(["runs", "list", "--target", "local"])
+    assert str(project.resolve() / ".reviewtune" / "local.json") in str(exited.value.code)
+
+    (project / "training_code" / "train.py").unlink()  # any SAM project's template is not reviewtune's
+    assert project_folder() == inside.resolve()
+    assert project_folder(tmp_path) == tmp_path.resolve()
 
 
 @pytest.fixture
