@@ -24,6 +24,10 @@ SPOT_WAIT_FACTOR = 2
 # A TUNING deadline is at least the tuning budget's longest run plus this (SageMaker's start and end of each round):
 # a tuning job working within the budget the stack gave it is never ended as stuck.
 TUNING_DEADLINE_SLACK_SECONDS = 3600
+# The shortest EVALUATING deadline a stack may set (a shorter one is raised, as TUNING's is to its budget): the
+# evaluation job's own limit (evaluation.EVALUATION_MAX_RUNTIME, 1 h), the margin record_results keeps before the
+# deadline (registration.DEADLINE_MARGIN_SECONDS, 30 min) and SageMaker's start of the job; tests/unit tie them.
+MIN_EVALUATING_DEADLINE_SECONDS = 7200
 MISSED_DROP_GRACE_MINUTES = 60  # ... an event may be on its way that long (the rule's MaximumEventAgeInSeconds)
 MISSED_DROP_WINDOW_DAYS = 7  # ... and while it is not older than this
 
@@ -229,7 +233,7 @@ class Settings:
             missed_drop_window_days=_int(env, "MISSED_DROP_WINDOW_DAYS", MISSED_DROP_WINDOW_DAYS, minimum=1),
         )
         settings.check()
-        return replace(settings, run_deadlines=_tuning_deadline_within_budget(settings))
+        return replace(settings, run_deadlines=_deadlines_within_limits(settings))
 
     def split_options(self) -> dict[str, Any]:
         """How a dropped file is split (dataset.split_stream's keyword arguments)."""
@@ -274,11 +278,12 @@ def tuning_budget_seconds(settings: Settings) -> int:
     return math.ceil(settings.max_jobs / settings.max_parallel_jobs) * per_trial
 
 
-def _tuning_deadline_within_budget(settings: Settings) -> dict[RunStatus, int]:
-    """The run deadlines with TUNING's raised, where needed, to the tuning budget's longest run plus the slack, and
-    QUEUED's to at least TUNING's and EVALUATING's together: a queued run waits for a run ahead of it that may tune
-    and evaluate that long, and is not stuck meanwhile."""
+def _deadlines_within_limits(settings: Settings) -> dict[RunStatus, int]:
+    """The run deadlines with TUNING's raised, where needed, to the tuning budget's longest run plus the slack,
+    EVALUATING's to MIN_EVALUATING_DEADLINE_SECONDS, and QUEUED's to at least TUNING's and EVALUATING's together: a
+    queued run waits for a run ahead of it that may tune and evaluate that long, and is not stuck meanwhile."""
     deadlines = dict(settings.run_deadlines)
+    deadlines[RunStatus.EVALUATING] = max(deadlines[RunStatus.EVALUATING], MIN_EVALUATING_DEADLINE_SECONDS)
     deadlines[RunStatus.TUNING] = max(deadlines[RunStatus.TUNING],
                                       tuning_budget_seconds(settings) + TUNING_DEADLINE_SLACK_SECONDS)
     deadlines[RunStatus.QUEUED] = max(deadlines[RunStatus.QUEUED],

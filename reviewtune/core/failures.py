@@ -10,6 +10,7 @@ from reviewtune.core import messages, slots, states, withdrawal
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.outbox import send_pending
+from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
@@ -58,7 +59,9 @@ def end_run(
 ) -> dict[str, Any]:
     """Move the run from whatever non-final state it is in to FAILED or STOPPED (compare-and-set), with the failure
     message in its outbox; then conclude it. A run that is final already is left as it is. ``only_from``: the states
-    the failure is about; a run that moved on from them meanwhile (another invocation did the step) is left too."""
+    the failure is about; a run that moved on from them meanwhile (another invocation did the step) is left too.
+    ``reason`` is cut to ``reasons.REASON_MAX_CHARS`` (whatever made it: a file's or a job's text can be long)."""
+    reason = bounded(reason)
     for _ in range(_CONFLICT_RETRIES):
         item = runs.get(run_id)
         if item is None:

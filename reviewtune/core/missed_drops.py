@@ -11,8 +11,9 @@ marked ``found_by_sweep`` (when), and from then on is the reconciler's like a de
 restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one message either way.
 
 - the grace (``MissedDropGraceMinutes``, an hour unless set): an event may still be on its way that long (the rule's
-  retries, MaximumEventAgeInSeconds); a claim made meanwhile is harmless (start_tuning takes a claimed run over), but
-  counts as a missed drop (MissedDropsAlarm). A stack whose StartTuning is often throttled (events waiting in
+  retries, MaximumEventAgeInSeconds); a claim made meanwhile is harmless (start_tuning takes a claimed run over, and
+  a claim no restart has tried yet is not ended at its deadline: the reconciler restarts it first), but counts as a
+  missed drop (MissedDropsAlarm). A stack whose StartTuning is often throttled (events waiting in
   Lambda's own queue, up to its 6 hours) sets it longer.
 - the window (``MissedDropWindowDays``, a week unless set): versions written before that are not looked at (a
   reconciler down longer than that leaves older drops to people: ``reviewtune audit --days``).

@@ -245,6 +245,10 @@ def reconcile_run(
     if (deadline and parse_iso(deadline) < now and status is RunStatus.QUEUED and not stopping
             and (why := queue_wait.wait_on(run, runs, clients.runs_table, now))):
         return f"queued past its deadline: waits {why}"
+    if deadline and parse_iso(deadline) < now and status is RunStatus.CLAIMED and _never_restarted(run, stopping):
+        # a claim no restart has reached yet (a burst of them, restarts a few a pass; events waiting in StartTuning's
+        # queue) is a file that was never given its turn, not one whose start keeps dying: restarted once first
+        return STALE_CLAIM if _stale(run, now) else None
     if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:
@@ -270,10 +274,7 @@ def reconcile_run(
             if aws_errors.is_due(run.get("tuning_start"), now):
                 return f"start: {launch_or_queue(run, settings, clients)['status']}"
             return None
-        updated = parse_iso(run.get("updated_at") or run["created_at"])
-        if now - updated > timedelta(seconds=STALE_CLAIM_SECONDS):
-            return STALE_CLAIM  # restarted at the end of the pass (restart_claim)
-        return None
+        return STALE_CLAIM if _stale(run, now) else None  # restarted at the end of the pass (restart_claim)
     if status is RunStatus.TUNING:
         job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
         job_status = job["HyperParameterTuningJobStatus"]
@@ -303,6 +304,16 @@ def reconcile_run(
             return "evaluation job stopped on request"
         return None
     return None  # QUEUED: started below when a slot is free
+
+
+def _stale(claim: dict[str, Any], now: datetime) -> bool:
+    """A claim without its data, untouched for STALE_CLAIM_SECONDS: its start died (or never came)."""
+    return now - parse_iso(claim.get("updated_at") or claim["created_at"]) > timedelta(seconds=STALE_CLAIM_SECONDS)
+
+
+def _never_restarted(claim: dict[str, Any], stopping: bool) -> bool:
+    """A claim without its data that no restart has tried (a person's stop ends it all the same)."""
+    return not stopping and not claim.get("data") and not int(claim.get("restarts") or 0)
 
 
 def _late_messages(runs: RunsRepository, run_id: str, read_before: dict[str, Any] | None, now: datetime) -> int:

@@ -60,6 +60,9 @@ def _output_uri(detail: dict[str, Any], settings: Settings, run_id: str) -> str:
     return names.s3_uri(settings.bucket, names.evaluation_prefix(run_id).rstrip("/"))
 
 
+PATH_PIECE_MAX_CHARS = 80  # a key of evaluation.json named in a reason: cut beyond this
+
+
 def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Why the run item could not hold ``value``, at its first such place, or None. DynamoDB stores no NaN or
     Infinity, numbers of magnitude 1e-130..1e126 and at most 38 digits, 32 levels of nesting, and no empty map key."""
@@ -78,7 +81,8 @@ def _unstorable(value: Any, path: str = "", depth: int = 0) -> str | None:
         return f"{where} has an empty key (\"\"), which a run record cannot hold"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        found = _unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
+        piece = str(key) if len(str(key)) <= PATH_PIECE_MAX_CHARS else str(key)[:PATH_PIECE_MAX_CHARS - 3] + "..."
+        found = _unstorable(item, f"{path}.{piece}" if path else piece, depth + 1)
         if found:
             return found
     return None

@@ -8,12 +8,13 @@ SUCCEEDED, so a run ended at its deadline never becomes champion."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import timedelta
 
 import pytest
 
 from reviewtune.core import champion as champion_module
-from reviewtune.core import registry, stop_requests, withdrawal
+from reviewtune.core import reasons, registry, stop_requests, withdrawal
 from reviewtune.core import results as results_module
 from reviewtune.core.champion import get_champion
 from reviewtune.core.runs import RunsRepository, now_iso
@@ -94,19 +95,27 @@ def _empty_key(evaluation: dict) -> dict:
     return odd
 
 
+def _nan_under_a_long_key(evaluation: dict) -> dict:
+    odd = json.loads(json.dumps(evaluation))
+    odd["extra"] = {"k" * 500_000: math.nan}  # the file under 1 MiB; the key alone larger than a run item may be
+    return odd
+
+
 @pytest.mark.parametrize(("mangle", "said"), [
     (_many_classes, "its metrics take"),
+    (_nan_under_a_long_key, f"extra.{'k' * 77}... is not a finite number (NaN or Infinity)"),
     (_empty_key, 'metrics.label_counts has an empty key (""), which a run record cannot hold'),
     (_tiny_number, "metrics.accuracy.ci95.0 = 1e-300 is outside the range a run record can hold"),
     (_deep, "is nested more than 16 levels deep"),
     (_many_digits, "metrics.per_class.-1.support has more than the 38 digits a run record can hold"),
-], ids=["too-large", "empty-key", "tiny-number", "too-deep", "too-many-digits"])
+], ids=["too-large", "nan-under-a-long-key", "empty-key", "tiny-number", "too-deep", "too-many-digits"])
 def test_an_evaluation_json_the_run_record_cannot_hold_fails_the_run_at_once_and_crowns_nobody(pipeline, mangle, said):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=mangle(EVALUATION))
     assert pipeline.evaluation_ended(run_id)["status"] == "FAILED"
     item = pipeline.run(run_id)
     assert "evaluation.json" in item["failure_reason"] and said in item["failure_reason"]
+    assert len(item["failure_reason"]) <= reasons.REASON_MAX_CHARS
     assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
     assert pipeline.sagemaker.packages() == []
     assert pipeline.statuses_told(run_id) == ["FAILED"]

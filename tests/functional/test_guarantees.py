@@ -1566,7 +1566,7 @@ def test_a_dead_lettered_encoded_key_is_not_guessed_while_s3_fails_and_its_versi
     waits rather than name a run after a key that may not exist (whose start would reject the file as deleted, and
     whose version the listing of incoming/ would then claim a second run for). It is taken back once S3 answers, or
     finds the run the listing claimed for the stored key, or, twice the sweep's grace after the event with neither,
-    is claimed under the key as given."""
+    is claimed under the key as given (whose start then finds no object there)."""
     key = "incoming/team/late (1).tsv"
     event = pipeline.drop_event(key)  # its key: incoming/team/late+%281%29.tsv
     event["time"] = now_iso()
@@ -1591,9 +1591,11 @@ def test_a_dead_lettered_encoded_key_is_not_guessed_while_s3_fails_and_its_versi
     assert stack.dead_letters() == 0
     [run] = _runs(pipeline)
     if resolved_by == "time":
-        assert run["source"]["key"] == event["detail"]["object"]["key"]  # the guess; it ends at its deadline
+        assert run["source"]["key"] == event["detail"]["object"]["key"]  # the guess
+        # past its deadline, restarted once first (as a pass 15 minutes after the claim would have): that key holds
+        # no object, and the run says so, its one outcome
         pipeline.reconcile(later(3.5))
-        assert_ended(pipeline, run["run_id"], "FAILED")
+        assert_ended(pipeline, run["run_id"], "REJECTED", "the object was deleted before it could be read")
     else:
         assert run["source"]["key"] == key
         pipeline.reconcile(later(0.5 if resolved_by == "s3" else 1.9))  # the stale-claim restart starts it
@@ -1808,3 +1810,15 @@ def test_an_index_that_cannot_be_read_for_a_moment_stops_no_other_part_of_a_pass
     assert pipeline.statuses_told(rejected["run_id"]) == ["REJECTED"]
     assert result["errors"]["list:EVALUATING"].startswith("ClientError: An error occurred "
                                                           "(ProvisionedThroughputExceededException)")
+
+
+def test_a_reason_of_any_length_ends_the_run_cut_to_what_its_record_holds(pipeline):
+    from reviewtune.core.failures import end_run, repository
+    from reviewtune.core.reasons import REASON_MAX_CHARS
+
+    run_id = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(0)))["run_id"]
+    end_run(repository(pipeline.settings, pipeline.clients), pipeline.settings, pipeline.clients, run_id,
+            stage="tuning", status=RunStatus.FAILED, reason="why " * 100_000)  # 400 KB: over an item's size
+
+    item = assert_ended(pipeline, run_id, "FAILED", "why why", "(reason shortened)")
+    assert len(item["failure_reason"]) <= REASON_MAX_CHARS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 
 import boto3
 import pytest
@@ -282,3 +283,20 @@ def test_a_file_written_while_versioning_was_suspended_is_claimed_as_its_event_w
                                  "etag": written["ETag"].strip('"')}
     assert pipeline.start_tuning(event)["run_id"] == run["run_id"] and len(runs_of(pipeline)) == 1
     assert pipeline.reconcile(later(1.6))["missed_drops"]["claimed"] == 0
+
+
+def test_a_burst_of_drops_whose_events_wait_in_start_tuning_s_queue_ends_no_good_file_failed(pipeline, monkeypatch):
+    """StartTuning throttled (its reserved concurrency): the events of a burst wait in Lambda's queue (up to 6 h),
+    the sweep claims the files after its grace, and restarts reach a few claims a pass (large files; one here). A
+    claim past its deadline that no restart has tried yet is restarted first, not ended FAILED: every file ends
+    tuning or queued, once the late events arrive too."""
+    monkeypatch.setattr(reconciler, "MAX_RESTARTS_PER_PASS", 1)
+    events = [pipeline.drop_event(f"incoming/burst/f{i:02}.tsv", good_file(i)) for i in range(14)]
+    for minutes in range(61, 200, 5):  # a pass every 5 minutes from the grace on
+        reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=minutes),
+                             seconds_left=lambda: 0)
+    results = [pipeline.start_tuning(event) for event in events]  # the waiting events arrive, 3 h after the drop
+
+    statuses = [pipeline.run(result["run_id"])["status"] for result in results]
+    assert set(statuses) <= {"TUNING", "QUEUED"}, statuses
+    assert all(pipeline.run(result["run_id"]).get("found_by_sweep") for result in results)

@@ -13,7 +13,7 @@ import pytest
 from bench.cold_start import template_environment
 from reviewtune.console import audit
 from reviewtune.console import dead_letters as dead_letters_command
-from reviewtune.core import champion, config, containers, names, runs
+from reviewtune.core import champion, config, containers, names, runs, states
 from tests.template.helpers import (
     FUNCTIONS,
     ROOT,
@@ -913,3 +913,12 @@ def test_sam_generates_the_rules_the_queue_policy_refers_to_with_their_dead_lett
         invoke_config = cfn["Resources"][f"{function_id}EventInvokeConfig"]["Properties"]
         assert invoke_config["MaximumRetryAttempts"] <= 2
     assert "Rules" in cfn
+
+
+def test_run_data_expiring_before_a_run_could_end_is_refused():
+    rule = template()["Rules"]["RunDataOutlivesRuns"]
+    (assertion,) = rule["Assertions"]
+    days, parameter = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"]
+    assert parameter == {"Ref": "RunsExpirationDays"} and days == [str(day) for day in range(1, 7)]
+    # 7 days outlive a run at the default deadlines: queued, tuning and evaluating one after the other
+    assert sum(states.DEFAULT_DEADLINES.values()) < 7 * 86400

@@ -82,3 +82,15 @@ def test_a_tuning_deadline_is_never_shorter_than_the_tuning_budget_s_longest_run
     # a queued run waits for a run ahead that may tune and evaluate that long: not stuck before that
     assert settings.run_deadlines[RunStatus.QUEUED] == max(
         states.DEFAULT_DEADLINES[RunStatus.QUEUED], tuning_deadline + states.DEFAULT_DEADLINES[RunStatus.EVALUATING])
+
+
+@pytest.mark.parametrize(("set_to", "deadline"), [(1800, config.MIN_EVALUATING_DEADLINE_SECONDS), (9000, 9000)])
+def test_an_evaluating_deadline_is_never_shorter_than_the_evaluation_job_and_record_results_margin(set_to, deadline):
+    """An evaluation job still within its own limit is not stuck, and record_results keeps its margin before the
+    deadline: a shorter EVALUATING deadline is raised to the floor, a longer one stays."""
+    from reviewtune.core.evaluation import EVALUATION_MAX_RUNTIME
+    from reviewtune.core.registration import DEADLINE_MARGIN_SECONDS
+
+    assert config.MIN_EVALUATING_DEADLINE_SECONDS >= EVALUATION_MAX_RUNTIME + DEADLINE_MARGIN_SECONDS
+    settings = Settings.from_env({**BASE, "RUN_STATE_DEADLINES": f'{{"EVALUATING": {set_to}}}'})
+    assert settings.run_deadlines[RunStatus.EVALUATING] == deadline
