@@ -67,6 +67,10 @@ MAX_RESTARTS_PER_PASS = 3  # each reads and splits a file within the pass's 300 
 # many drops at once) is restarted within the claims' deadline instead of a few a pass.
 RESTART_SECONDS_RESERVED = 120
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
+# A claim past its deadline that no restart has tried yet is restarted first rather than ended (reconcile_run), for
+# this long past its deadline at most: StartTuning's events wait in Lambda's queue 6 hours at most (its async
+# MaximumEventAgeInSeconds), and passes that keep dying before their restarts must not hold a claim for ever.
+UNRESTARTED_CLAIM_GRACE_SECONDS = 6 * 3600
 
 
 @dataclass
@@ -202,14 +206,15 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         logger.exception("starting queued runs failed")
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
     # Last: a restart reads and splits a file, and one that runs out of time or memory ends the invocation, which no
-    # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it.
+    # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it once a
+    # restart has tried it (or UNRESTARTED_CLAIM_GRACE_SECONDS past it, restarted or not).
     # Claims restarted least often first: one whose restarts keep dying goes behind the others.
     stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
     for count, run in enumerate(stale):
         if count >= MAX_RESTARTS_PER_PASS and (seconds_left is None or seconds_left() < RESTART_SECONDS_RESERVED):
             break
         try:
-            result.steps[run["run_id"]] = restart_claim(run, runs, settings, clients)
+            result.steps[run["run_id"]] = restart_claim(run, runs, settings, clients, now)
         except Exception as exc:  # noqa: BLE001
             logger.exception("restarting a claim failed", extra={"run_id": run["run_id"]})
             result.errors[run["run_id"]] = f"{type(exc).__name__}: {exc}"
@@ -217,14 +222,21 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     return result.summary()
 
 
-def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients) -> str:
+def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients,
+                  now: datetime | None = None) -> str:
     """Start a stale claim over from its recorded source (start_tuning's own code: it reads and splits the file).
 
     Counted first (``restarts``, which also makes the claim fresh for STALE_CLAIM_SECONDS): a restart that runs out
     of time or memory leaves no other trace, and the count puts that claim behind the others in later passes and
-    names what happened in its deadline's reason."""
+    names what happened in its deadline's reason. A claim restarted past its deadline (its first restart, late: a
+    burst) gets a new one from ``now``, so that the start it makes has a claim's time (SageMaker's next try of a
+    throttled tuning job among it)."""
+    now = now or datetime.now(UTC)
     restarts = int(run.get("restarts") or 0) + 1
-    if runs.update_if(run["run_id"], RunStatus.CLAIMED, restarts=restarts) is None:
+    fields: dict[str, Any] = {"restarts": restarts}
+    if run.get("deadline_at") and parse_iso(run["deadline_at"]) < now:
+        fields["deadline_at"] = runs.deadline_at(RunStatus.CLAIMED, now)
+    if runs.update_if(run["run_id"], RunStatus.CLAIMED, **fields) is None:
         return "claim moved on"
     try:
         return f"claim restarted: {start_tuning(dropped_object(run), settings, clients)['status']}"
@@ -245,7 +257,8 @@ def reconcile_run(
     if (deadline and parse_iso(deadline) < now and status is RunStatus.QUEUED and not stopping
             and (why := queue_wait.wait_on(run, runs, clients.runs_table, now))):
         return f"queued past its deadline: waits {why}"
-    if deadline and parse_iso(deadline) < now and status is RunStatus.CLAIMED and _never_restarted(run, stopping):
+    if (deadline and parse_iso(deadline) < now < parse_iso(deadline) + timedelta(seconds=UNRESTARTED_CLAIM_GRACE_SECONDS)
+            and awaits_first_restart(run)):
         # a claim no restart has reached yet (a burst of them, restarts a few a pass; events waiting in StartTuning's
         # queue) is a file that was never given its turn, not one whose start keeps dying: restarted once first
         return STALE_CLAIM if _stale(run, now) else None
@@ -311,9 +324,11 @@ def _stale(claim: dict[str, Any], now: datetime) -> bool:
     return now - parse_iso(claim.get("updated_at") or claim["created_at"]) > timedelta(seconds=STALE_CLAIM_SECONDS)
 
 
-def _never_restarted(claim: dict[str, Any], stopping: bool) -> bool:
-    """A claim without its data that no restart has tried (a person's stop ends it all the same)."""
-    return not stopping and not claim.get("data") and not int(claim.get("restarts") or 0)
+def awaits_first_restart(run: dict[str, Any]) -> bool:
+    """A claim without its data that no restart has tried: past its deadline, it is restarted first, for
+    UNRESTARTED_CLAIM_GRACE_SECONDS at most (a person's stop ends it all the same)."""
+    return (run.get("status") == RunStatus.CLAIMED.value and not stop_requests.requested(run) and not run.get("data")
+            and not int(run.get("restarts") or 0))
 
 
 def _late_messages(runs: RunsRepository, run_id: str, read_before: dict[str, Any] | None, now: datetime) -> int:
@@ -366,7 +381,7 @@ def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None
     attempt = attempt or {}
     if status is RunStatus.CLAIMED and run.get("start_error"):
         return f"{reason}; its last start failed with {run['start_error']}"
-    if status is RunStatus.CLAIMED and run.get("restarts"):
+    if status is RunStatus.CLAIMED and run.get("restarts") and not run.get("data"):
         return (f"{reason}; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
                 "function's time or memory (a file too large to split in one invocation?)")
     if attempt.get("last_error"):

@@ -13,6 +13,7 @@ import pytest
 
 from reviewtune.cli import main
 from reviewtune.console import audit
+from reviewtune.core import reconciler
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
 
@@ -97,17 +98,23 @@ def test_an_outcome_message_unsent_for_an_hour_and_a_run_an_hour_past_its_deadli
     with_run(stack, "reviewtune-told", "incoming/told.tsv", "SUCCEEDED", sent=True)
     with_run(stack, "reviewtune-untold", "incoming/untold.tsv", "FAILED")
     with_run(stack, "reviewtune-stuck", "incoming/stuck.tsv", "CLAIMED")  # its deadline: an hour from now
+    with_run(stack, "reviewtune-waiting", "incoming/waiting.tsv", "CLAIMED")
     runs, s3 = repository(stack), boto3.client("s3")
+    assert runs.update_if("reviewtune-stuck", "CLAIMED", restarts=1)  # the reconciler restarted it once
     deadline = datetime.fromisoformat(runs.get("reviewtune-stuck")["deadline_at"].replace("Z", "+00:00"))
 
     def problems(now):
         return {r["run_id"]: r["problem"] for r in audit.audit(s3, runs, stack.bucket, None, 7, now=now)}
 
     soon = datetime.now(UTC) + HOUR - timedelta(minutes=2)  # the FAILED message a little under an hour unsent
-    assert problems(soon) == {"reviewtune-told": None, "reviewtune-untold": None, "reviewtune-stuck": None}
-    later = deadline + HOUR + timedelta(seconds=1)  # over an hour past the CLAIMED run's deadline
+    assert problems(soon) == {"reviewtune-told": None, "reviewtune-untold": None, "reviewtune-stuck": None,
+                              "reviewtune-waiting": None}
+    later = deadline + HOUR + timedelta(seconds=1)  # over an hour past the CLAIMED runs' deadline
     assert problems(later) == {"reviewtune-told": None, "reviewtune-untold": audit.NOT_TOLD,
-                               "reviewtune-stuck": audit.OVERDUE}
+                               "reviewtune-stuck": audit.OVERDUE, "reviewtune-waiting": None}
+    # a claim no restart has tried yet waits for one (reconciler.awaits_first_restart): owed only past that too
+    last = deadline + timedelta(seconds=reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS) + HOUR + timedelta(seconds=1)
+    assert problems(last)["reviewtune-waiting"] == audit.OVERDUE
 
     runs.mark_sent("reviewtune-untold", "FAILED", "sns-late")  # the reconciler sent it after all
     assert problems(later)["reviewtune-untold"] is None

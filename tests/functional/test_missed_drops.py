@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from reviewtune.core import missed_drops, names, reconciler, states, tuning
-from reviewtune.core.runs import RunsRepository
+from reviewtune.core.runs import RunsRepository, parse_iso
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.support.aws import REGION, load_event
 from tests.support.faults import Failing, TableWithClient
@@ -300,3 +300,47 @@ def test_a_burst_of_drops_whose_events_wait_in_start_tuning_s_queue_ends_no_good
     statuses = [pipeline.run(result["run_id"])["status"] for result in results]
     assert set(statuses) <= {"TUNING", "QUEUED"}, statuses
     assert all(pipeline.run(result["run_id"]).get("found_by_sweep") for result in results)
+
+
+def test_a_claim_restarted_past_its_deadline_gets_a_claim_s_time_for_its_start(pipeline):
+    """The late first restart splits the file, SageMaker throttles the tuning job once: the claim's new deadline
+    gives the start its next try (it is not ended by the deadline it had before its restart)."""
+    written = put(pipeline, "incoming/lost.tsv", good_file())
+    run_id = run_id_of(pipeline, "incoming/lost.tsv", written)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=61))  # the sweep claims
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=131))  # past its deadline
+    item = pipeline.run(run_id)
+    assert item["status"] == "CLAIMED" and item["data"] and item["restarts"] == 1
+    assert item["deadline_at"] > (later(0) + timedelta(minutes=131 + 59)).isoformat()
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=136))
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+
+def test_a_claim_no_restart_reaches_still_ends_once_far_past_its_deadline(pipeline, monkeypatch):
+    """Passes that die before their restarts (out of time earlier in the pass): the claim is not held for ever; it
+    ends FAILED once reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS past its deadline, with its one message."""
+    written = put(pipeline, "incoming/lost.tsv", good_file())
+    run_id = run_id_of(pipeline, "incoming/lost.tsv", written)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=61))
+    deadline = parse_iso(pipeline.run(run_id)["deadline_at"])
+
+    class Killed(BaseException):  # a timeout: no except clause of the pass sees it
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed("Task timed out")
+
+    monkeypatch.setattr(reconciler, "start_queued_runs", killed)  # each pass dies before its restarts
+    for after in (timedelta(minutes=5), timedelta(hours=5)):
+        with pytest.raises(Killed):
+            reconciler.reconcile(pipeline.settings, pipeline.clients, deadline + after)
+        assert pipeline.run(run_id)["status"] == "CLAIMED"  # waiting for its restart
+    with pytest.raises(Killed):
+        reconciler.reconcile(pipeline.settings, pipeline.clients,
+                             deadline + timedelta(seconds=reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS + 60))
+
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and "stayed CLAIMED longer than its deadline" in item["failure_reason"]
+    assert pipeline.statuses_told(run_id) == ["FAILED"]

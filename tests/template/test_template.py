@@ -922,3 +922,12 @@ def test_run_data_expiring_before_a_run_could_end_is_refused():
     assert parameter == {"Ref": "RunsExpirationDays"} and days == [str(day) for day in range(1, 7)]
     # 7 days outlive a run at the default deadlines: queued, tuning and evaluating one after the other
     assert sum(states.DEFAULT_DEADLINES.values()) < 7 * 86400
+
+
+def test_a_claim_waiting_for_its_first_restart_outlasts_start_tuning_s_queued_events():
+    """A claim past its deadline that no restart has tried waits for one up to reconciler.UNRESTARTED_CLAIM_GRACE_
+    SECONDS: at least as long as StartTuning's events may wait in Lambda's queue, so its late event can still come."""
+    from reviewtune.core import reconciler
+
+    event_age = template()["Resources"]["StartTuningFunction"]["Properties"]["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
+    assert event_age <= reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS
