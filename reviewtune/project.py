@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MARKERS = ("template.yaml", "training_code/train.py")  # reviewtune's own: any SAM project has a template.yaml
 TEMPLATE = "template.yaml"
+MARKERS = (TEMPLATE, "training_code/train.py")  # reviewtune's own: any SAM project has a template.yaml
 SAMCONFIG = "samconfig.toml"
 STATE_FOLDER = ".reviewtune"
 

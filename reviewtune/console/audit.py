@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reviewtune.console.text import FOLD, TIME, ByWidth, add_row, id_column, new_table, stacked, utc_time
-from reviewtune.core import config, missed_drops, names, reconciler
+from reviewtune.core import claims, config, missed_drops, names
 from reviewtune.core.runs import RunsRepository, outcome_message, parse_iso
 from reviewtune.core.states import is_final
 from reviewtune.core.tuning import dropped_object
@@ -112,8 +112,8 @@ def _owed(run: dict[str, Any], now: datetime, grace: timedelta) -> str | None:
         recorded = told["message_recorded_at"] or run.get("updated_at")
         return NOT_TOLD if not recorded or now - parse_iso(recorded) >= grace else None
     deadline = run.get("deadline_at")
-    if deadline and reconciler.awaits_first_restart(run):  # waits for its first restart that long past its deadline
-        grace += timedelta(seconds=reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS)
+    if deadline and claims.awaits_first_restart(run):  # waits for its first restart that long past its deadline
+        grace += timedelta(seconds=claims.UNRESTARTED_CLAIM_GRACE_SECONDS)
     return OVERDUE if deadline and now - parse_iso(deadline) >= grace else None
 
 

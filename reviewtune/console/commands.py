@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import webbrowser
@@ -148,7 +149,8 @@ def _replaced_champion(target: Target, item: dict[str, Any]) -> str | None:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    """The output of the run's jobs from CloudWatch Logs: each trial and the evaluation, or the one ``--job`` names."""
+    """The output of the run's jobs from CloudWatch Logs: each trial and the evaluation, or those ``--job`` names
+    (jobs or functions), and with ``--functions`` every function's invocations on the run."""
     target = _target(args)
     item = _get(target, args.run_id)
     run_id = item["run_id"]
@@ -159,7 +161,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     # only when --job names one of them as well
     asked = {label: [job for job in named if job_logs.names_function(job, label, functions.get(label, ""))]
              for label in FUNCTION_LABELS}
-    missing = [label for label, jobs in asked.items() if jobs and label not in functions]
+    missing = [label for label, naming in asked.items() if naming and label not in functions]
     if missing:
         raise SystemExit(f"error: {target.description}: the stack has no output naming its {' or '.join(missing)} "
                          f"({', '.join(label + 'Name' for label in missing)}), so its logs cannot be found")
@@ -180,8 +182,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not found:
         what = f"job {', '.join(map(repr, named))} of run {run_id}" if named else f"run {run_id}"
         hint = _no_logs_hint(item, args) if jobs or not named else (
-            f": no invocation of {' or '.join(chosen)} named it (in the lines read from a minute before its record "
-            "was made)")
+            f": no invocation of {' or '.join(chosen)} named it (searched from a minute before the run's record was "
+            "made)")
         progress_console.print(plain(f"no log of {what} in CloudWatch Logs{hint}"))
         return 1
     return 0
@@ -200,7 +202,7 @@ def _no_logs_hint(item: dict[str, Any], args: argparse.Namespace) -> str:
         return f": it is {status} and made no job (`reviewtune runs show {run_id}` says why)"
     if args.job:
         return (f"; `reviewtune runs trials {run_id}` lists its trials (--job takes 'evaluation', a trial's number or "
-                f"its suffix, or a function: start_tuning, start_evaluation, record_results, reconcile)")
+                f"its suffix, or a function: {FUNCTION_WORDS})")
     functions = "" if args.functions else "; `--functions` adds what the functions logged about it"
     if not states.is_final(status):
         return (f": it is {status}, and a job writes its first lines a minute or two after it starts; try again, or "
@@ -222,11 +224,11 @@ def _logs(target: Target, run_id: str) -> list[str]:
             f"functions `aws logs tail /aws/lambda/NAME --filter-pattern '\"{run_id}\"'` for NAME in {functions}"]
 
 
-FUNCTION_OUTPUTS = ("StartTuningFunctionName", "StartEvaluationFunctionName", "RecordResultsFunctionName",
-                    "ReconcileFunctionName")
-
-
-FUNCTION_LABELS = tuple(name.removesuffix("Name") for name in FUNCTION_OUTPUTS)
+# The stack's functions by logical id; the output naming each deployed function is the id and "Name".
+FUNCTION_LABELS = ("StartTuningFunction", "StartEvaluationFunction", "RecordResultsFunction", "ReconcileFunction")
+# As `--job` takes them (job_logs.names_function): start_tuning, start_evaluation, record_results, reconcile
+FUNCTION_WORDS = ", ".join(re.sub(r"(?<!^)(?=[A-Z])", "_", label.removesuffix("Function")).lower()
+                           for label in FUNCTION_LABELS)
 
 
 def _functions(target: Target) -> dict[str, str]:
@@ -558,8 +560,7 @@ def register(sub: Any) -> None:
     logs.add_argument("run_id", help=PREFIX_HELP)
     logs.add_argument("--job", action="append",
                       help="only this job (again for more): 'evaluation', a trial by its number (2) or suffix "
-                           "(002-6221c9f6), or a function (start_tuning, start_evaluation, record_results, "
-                           "reconcile: its invocations that name the run)")
+                           f"(002-6221c9f6), or a function ({FUNCTION_WORDS}: its invocations that name the run)")
     logs.add_argument("--tail", type=arguments.count("lines", minimum=0), default=40, help="the last N lines of each job (default 40; 0: all)")
     logs.add_argument("--functions", action="store_true",
                       help="also each function invocation that names the run, START to REPORT "

@@ -23,7 +23,7 @@ from reviewtune.console.text import (
     stacked,
     utc_time,
 )
-from reviewtune.core import display, job_stops, reconciler, runs, states, stop_requests, withdrawal
+from reviewtune.core import claims, display, job_stops, runs, states, stop_requests, withdrawal
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -188,8 +188,9 @@ def _ends_by(item: dict[str, Any], status: str) -> str | None:
     moved = (" (moved on while another run holding a slot is tuning or evaluating; for a run holding one, only past "
              "its start's next try)" if status == states.RunStatus.QUEUED.value and not stop_requests.requested(item)
              else "")
-    if reconciler.awaits_first_restart(item):
-        moved = " (once the reconciler has started it over: a claim it has not reached yet waits for that first)"
+    if claims.awaits_first_restart(item):
+        moved = (f", or up to {display.duration(claims.UNRESTARTED_CLAIM_GRACE_SECONDS)} later while no restart has "
+                 "reached it (the reconciler starts it over first)")
     return f"{utc_time(item['deadline_at'])} at the latest: the reconciler ends a run still {status} then{moved}"
 
 

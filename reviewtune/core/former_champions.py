@@ -218,13 +218,15 @@ def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     return False
 
 
-def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | None = None) -> bool:
+def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     """Whether the champion's package, not noted Rejected yet, read Rejected now (one DescribeModelPackage): noted
-    then as a pass would note it (``_rejected``), so that a decision about to keep the champion replaces it instead,
-    without waiting for the next pass (the caller reads the package once more before acting on the note:
-    ``still_rejected``). False when the champion has no package or a note already, when the package is not Rejected,
-    is gone or cannot be read, or the note cannot be written: the decision is made as it would have been, and the
-    next pass looks again. Raises when SageMaker or DynamoDB refuse for a moment (a retry of the event decides)."""
+    then as a pass would note it (``_rejected``: on the pointer unless it moved meanwhile, and on the run's record),
+    so that a decision about to keep the champion replaces it instead, without waiting for the next pass (the caller
+    reads the pointer and the package again before acting on the note: ``still_rejected``). False when the champion
+    has no package or a note already, when the package is not Rejected, is gone or cannot be read, or when DynamoDB
+    refuses a write of the note for good: the decision is made as it would have been, and the next pass looks
+    again. Raises when SageMaker or DynamoDB refuse for a moment (the caller decides whether a retry of the event
+    reads again)."""
     champion = get_champion(runs.table, dataset)
     if champion is None or champion.package_rejected is not None or not champion.model_package_arn:
         return False
@@ -232,7 +234,7 @@ def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, now: date
         status, description = registry.approval(sagemaker, champion.model_package_arn)
         if status != registry.REJECTED:
             return False
-        _rejected(runs, champion, description, now or datetime.now(UTC))
+        _rejected(runs, champion, description, datetime.now(UTC))
     except ClientError as exc:
         if aws_errors.transient(exc):
             raise

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import (
     aws_errors,
+    claims,
     display,
     former_champions,
     job_stops,
@@ -67,10 +68,6 @@ MAX_RESTARTS_PER_PASS = 3  # each reads and splits a file within the pass's 300 
 # many drops at once) is restarted within the claims' deadline instead of a few a pass.
 RESTART_SECONDS_RESERVED = 120
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
-# A claim past its deadline that no restart has tried yet is restarted first rather than ended (reconcile_run), for
-# this long past its deadline at most: StartTuning's events wait in Lambda's queue 6 hours at most (its async
-# MaximumEventAgeInSeconds), and passes that keep dying before their restarts must not hold a claim for ever.
-UNRESTARTED_CLAIM_GRACE_SECONDS = 6 * 3600
 
 
 @dataclass
@@ -207,7 +204,7 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
     # Last: a restart reads and splits a file, and one that runs out of time or memory ends the invocation, which no
     # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it once a
-    # restart has tried it (or UNRESTARTED_CLAIM_GRACE_SECONDS past it, restarted or not).
+    # restart has tried it (or claims.UNRESTARTED_CLAIM_GRACE_SECONDS past it, restarted or not).
     # Claims restarted least often first: one whose restarts keep dying goes behind the others.
     stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
     for count, run in enumerate(stale):
@@ -254,15 +251,15 @@ def reconcile_run(
     run_id = run["run_id"]
     stopping = stop_requests.requested(run)
     deadline = run.get("deadline_at")
-    if (deadline and parse_iso(deadline) < now and status is RunStatus.QUEUED and not stopping
+    past = now - parse_iso(deadline) if deadline else None  # how long past its deadline (negative: before it)
+    if (past is not None and past > timedelta(0) and status is RunStatus.QUEUED and not stopping
             and (why := queue_wait.wait_on(run, runs, clients.runs_table, now))):
         return f"queued past its deadline: waits {why}"
-    if (deadline and parse_iso(deadline) < now < parse_iso(deadline) + timedelta(seconds=UNRESTARTED_CLAIM_GRACE_SECONDS)
-            and awaits_first_restart(run)):
-        # a claim no restart has reached yet (a burst of them, restarts a few a pass; events waiting in StartTuning's
-        # queue) is a file that was never given its turn, not one whose start keeps dying: restarted once first
+    if (past is not None and timedelta(0) < past < timedelta(seconds=claims.UNRESTARTED_CLAIM_GRACE_SECONDS)
+            and claims.awaits_first_restart(run)):
+        # a file never given its turn (claims.py): restarted first
         return STALE_CLAIM if _stale(run, now) else None
-    if deadline and parse_iso(deadline) < now:  # first: a step that keeps failing cannot hold a run past it
+    if past is not None and past > timedelta(0):  # first: a step that keeps failing cannot hold a run past it
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:
             # recorded before any job is stopped (stop_requests.py): a step that read the run before it cannot move
@@ -320,15 +317,8 @@ def reconcile_run(
 
 
 def _stale(claim: dict[str, Any], now: datetime) -> bool:
-    """A claim without its data, untouched for STALE_CLAIM_SECONDS: its start died (or never came)."""
+    """A claim untouched for STALE_CLAIM_SECONDS (the caller knows it has no data: its start died, or never came)."""
     return now - parse_iso(claim.get("updated_at") or claim["created_at"]) > timedelta(seconds=STALE_CLAIM_SECONDS)
-
-
-def awaits_first_restart(run: dict[str, Any]) -> bool:
-    """A claim without its data that no restart has tried: past its deadline, it is restarted first, for
-    UNRESTARTED_CLAIM_GRACE_SECONDS at most (a person's stop ends it all the same)."""
-    return (run.get("status") == RunStatus.CLAIMED.value and not stop_requests.requested(run) and not run.get("data")
-            and not int(run.get("restarts") or 0))
 
 
 def _late_messages(runs: RunsRepository, run_id: str, read_before: dict[str, Any] | None, now: datetime) -> int:
@@ -381,6 +371,9 @@ def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None
     attempt = attempt or {}
     if status is RunStatus.CLAIMED and run.get("start_error"):
         return f"{reason}; its last start failed with {run['start_error']}"
+    if claims.awaits_first_restart(run):
+        return (f"{reason}; no restart reached it within {display.duration(claims.UNRESTARTED_CLAIM_GRACE_SECONDS)} "
+                "of its deadline (the reconciler's passes ended before their restarts)")
     if status is RunStatus.CLAIMED and run.get("restarts") and not run.get("data"):
         return (f"{reason}; it was started over {run['restarts']} time(s) and no start finished: each ran out of the "
                 "function's time or memory (a file too large to split in one invocation?)")

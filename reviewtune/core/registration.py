@@ -124,9 +124,9 @@ def plan_champion(
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
     on the same test reviews) shows it better than the champion by the margin, or, with its own package
     (``model_package_arn``), in place of a champion whose package a person rejected. Nothing is written here but the
-    pointer's note of that rejection: taken off when the package reads Approved again
-    (``former_champions.still_rejected``), or put on when a champion about to be kept reads Rejected and no pass has
-    noted it yet (``former_champions.found_rejected``)."""
+    note of that rejection, on the pointer and on the champion's run record: taken off when the package reads
+    Approved again (``former_champions.still_rejected``), or put on when a champion about to be kept reads Rejected
+    and no pass has noted it yet (``former_champions.found_rejected``)."""
     dataset = run.get("dataset") or run["run_id"]
     out: dict[str, Any] = {"test_split": split_identity(run, settings.bucket)}
     try:
@@ -151,7 +151,7 @@ def plan_champion(
         plan = plan_now()
         runs = RunsRepository(clients.runs_table)
         if (plan.outcome.label in (KEPT, NOT_COMPARED) and model_package_arn
-                and former_champions.found_rejected(runs, clients.sagemaker, dataset)):
+                and _found_rejected(runs, clients.sagemaker, dataset, run)):
             plan = plan_now()  # rejected since the last pass: noted now, the challenger takes its place
         if plan.replaces_rejected and not former_champions.still_rejected(runs, clients.sagemaker, dataset):
             plan = plan_now()  # approved again since it was noted: the note is off, the champion compared
@@ -163,6 +163,19 @@ def plan_champion(
     if outcome.label != ALREADY:
         out["margin_points"] = settings.champion_margin_points
     return {**out, "decision": outcome.label, "reason": outcome.reason, "champion_run_id": outcome.champion_run_id}, plan
+
+
+def _found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, run: dict[str, Any]) -> bool:
+    """``former_champions.found_rejected``, a look that only hastens what the next pass would find: a moment's
+    refusal raises while the event is still retried (``retrying``), else the decision is made without it."""
+    try:
+        return former_champions.found_rejected(runs, sagemaker, dataset)
+    except (ClientError, BotoCoreError) as exc:
+        if aws_errors.transient(exc) and retrying(run):
+            raise
+        logger.warning("the champion's package could not be read for a rejection; the next pass looks",
+                       extra={"dataset": dataset, "error": aws_errors.describe(exc)})
+        return False
 
 
 def not_decided(champion: dict[str, Any], exc: Exception) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from reviewtune.local.processes import hold_lock, lock_held, process_alive
 from reviewtune.local.router import Invocation, Router
 from reviewtune.local.scheduler import LocalScheduler
 from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
-from reviewtune.project import TEMPLATE, project_folder
+from reviewtune.project import STATE_FOLDER, TEMPLATE, project_folder
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _recorded_pid(workdir: Path) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def read_state(workdir: Path = Path(".reviewtune")) -> dict[str, Any]:
+def read_state(workdir: Path = Path(STATE_FOLDER)) -> dict[str, Any]:
     """The content of ``<workdir>/local.json`` written by a running ``LocalRuntime``."""
     path = Path(workdir) / STATE_FILE
     try:
@@ -111,7 +111,7 @@ class LocalRuntime:
     def __init__(
         self,
         *,
-        workdir: Path = Path(".reviewtune"),
+        workdir: Path = Path(STATE_FOLDER),
         template: Path | None = None,
         parameters: Mapping[str, object] | None = None,
         region: str = "us-east-1",
@@ -401,7 +401,7 @@ def _state_once_started(workdir: Path, deadline: float) -> dict[str, Any] | None
 
 
 def stop_running(
-    workdir: Path = Path(".reviewtune"),
+    workdir: Path = Path(STATE_FOLDER),
     *,
     timeout: float = 60.0,
     report: Callable[[str], None] = _print_to_stderr,

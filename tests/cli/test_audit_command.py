@@ -13,7 +13,7 @@ import pytest
 
 from reviewtune.cli import main
 from reviewtune.console import audit
-from reviewtune.core import reconciler
+from reviewtune.core import claims
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 from tests.cli.test_runs_commands import STACK, deployed, put_run, run_json  # noqa: F401  (deployed: a fixture)
 
@@ -112,8 +112,8 @@ def test_an_outcome_message_unsent_for_an_hour_and_a_run_an_hour_past_its_deadli
     later = deadline + HOUR + timedelta(seconds=1)  # over an hour past the CLAIMED runs' deadline
     assert problems(later) == {"reviewtune-told": None, "reviewtune-untold": audit.NOT_TOLD,
                                "reviewtune-stuck": audit.OVERDUE, "reviewtune-waiting": None}
-    # a claim no restart has tried yet waits for one (reconciler.awaits_first_restart): owed only past that too
-    last = deadline + timedelta(seconds=reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS) + HOUR + timedelta(seconds=1)
+    # a claim no restart has tried yet waits for one (claims.awaits_first_restart): owed only past that too
+    last = deadline + timedelta(seconds=claims.UNRESTARTED_CLAIM_GRACE_SECONDS) + HOUR + timedelta(seconds=1)
     assert problems(last)["reviewtune-waiting"] == audit.OVERDUE
 
     runs.mark_sent("reviewtune-untold", "FAILED", "sns-late")  # the reconciler sent it after all

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reviewtune.core import champion as champion_module
-from reviewtune.core import former_champions, registry
+from reviewtune.core import former_champions, registration, registry
 from reviewtune.core.champion import (
     ChampionChanged,
     get_champion,
@@ -622,6 +622,21 @@ def test_a_champion_package_sagemaker_throttles_is_read_again_by_the_event_s_nex
 
     assert pipeline.run(second)["champion"]["decision"] == "promoted"
     assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+
+
+def test_a_champion_package_sagemaker_throttles_on_the_event_s_last_try_leaves_the_comparison_to_decide(
+    pipeline, monkeypatch
+):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    second = challenger_measured(pipeline, first, 0.60)
+    pipeline.sagemaker.fail["describe_model_package"] = ["ThrottlingException"]
+    monkeypatch.setattr(registration, "retrying", lambda run, now=None: False)  # no retry of the event is left
+
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["decision"] == "kept"  # as without the look; the next pass notes it
 
 
 def test_a_rejection_record_results_cannot_note_leaves_the_comparison_to_decide(pipeline, monkeypatch):

@@ -15,7 +15,7 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from reviewtune.core import missed_drops, names, reconciler, states, tuning
+from reviewtune.core import claims, missed_drops, names, reconciler, states, tuning
 from reviewtune.core.runs import RunsRepository, parse_iso
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.support.aws import REGION, load_event
@@ -320,7 +320,7 @@ def test_a_claim_restarted_past_its_deadline_gets_a_claim_s_time_for_its_start(p
 
 def test_a_claim_no_restart_reaches_still_ends_once_far_past_its_deadline(pipeline, monkeypatch):
     """Passes that die before their restarts (out of time earlier in the pass): the claim is not held for ever; it
-    ends FAILED once reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS past its deadline, with its one message."""
+    ends FAILED once claims.UNRESTARTED_CLAIM_GRACE_SECONDS past its deadline, with its one message."""
     written = put(pipeline, "incoming/lost.tsv", good_file())
     run_id = run_id_of(pipeline, "incoming/lost.tsv", written)
     reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=61))
@@ -339,8 +339,9 @@ def test_a_claim_no_restart_reaches_still_ends_once_far_past_its_deadline(pipeli
         assert pipeline.run(run_id)["status"] == "CLAIMED"  # waiting for its restart
     with pytest.raises(Killed):
         reconciler.reconcile(pipeline.settings, pipeline.clients,
-                             deadline + timedelta(seconds=reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS + 60))
+                             deadline + timedelta(seconds=claims.UNRESTARTED_CLAIM_GRACE_SECONDS + 60))
 
     item = pipeline.run(run_id)
     assert item["status"] == "FAILED" and "stayed CLAIMED longer than its deadline" in item["failure_reason"]
+    assert "no restart reached it within 6 h of its deadline" in item["failure_reason"]
     assert pipeline.statuses_told(run_id) == ["FAILED"]

@@ -13,7 +13,7 @@ import pytest
 from bench.cold_start import template_environment
 from reviewtune.console import audit
 from reviewtune.console import dead_letters as dead_letters_command
-from reviewtune.core import champion, config, containers, names, runs, states
+from reviewtune.core import champion, config, containers, names, runs
 from tests.template.helpers import (
     FUNCTIONS,
     ROOT,
@@ -920,14 +920,17 @@ def test_run_data_expiring_before_a_run_could_end_is_refused():
     (assertion,) = rule["Assertions"]
     days, parameter = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"]
     assert parameter == {"Ref": "RunsExpirationDays"} and days == [str(day) for day in range(1, 7)]
-    # 7 days outlive a run at the default deadlines: queued, tuning and evaluating one after the other
-    assert sum(states.DEFAULT_DEADLINES.values()) < 7 * 86400
+    # 7 days outlive a run at the default deadlines as a stack raises them: claimed, queued, tuning and evaluating
+    # one after the other
+    settings = config.Settings.from_env({"BUCKET_NAME": "b", "RUNS_TABLE_NAME": "t", "TOPIC_ARN": "a",
+                                         "SAGEMAKER_ROLE_ARN": "r"})
+    assert sum(settings.run_deadlines.values()) < 7 * 86400
 
 
 def test_a_claim_waiting_for_its_first_restart_outlasts_start_tuning_s_queued_events():
-    """A claim past its deadline that no restart has tried waits for one up to reconciler.UNRESTARTED_CLAIM_GRACE_
+    """A claim past its deadline that no restart has tried waits for one up to claims.UNRESTARTED_CLAIM_GRACE_
     SECONDS: at least as long as StartTuning's events may wait in Lambda's queue, so its late event can still come."""
-    from reviewtune.core import reconciler
+    from reviewtune.core import claims
 
     event_age = template()["Resources"]["StartTuningFunction"]["Properties"]["EventInvokeConfig"]["MaximumEventAgeInSeconds"]
-    assert event_age <= reconciler.UNRESTARTED_CLAIM_GRACE_SECONDS
+    assert event_age <= claims.UNRESTARTED_CLAIM_GRACE_SECONDS

@@ -1,0 +1,25 @@
+"""Claims waiting for their first restart: one place for the rule the reconciler follows and the views and audit
+explain.
+
+A claim (``CLAIMED``) without its data is started over by the reconciler once stale (reconciler.restart_claim), a few
+a pass. Past its deadline, a claim that no restart has tried yet is a file that never had its turn (a burst of them,
+their events waiting in StartTuning's queue), not one whose start keeps dying: it is restarted first rather than
+ended, for ``UNRESTARTED_CLAIM_GRACE_SECONDS`` past its deadline at most.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reviewtune.core import stop_requests
+from reviewtune.core.states import RunStatus
+
+# StartTuning's events wait in Lambda's queue 6 hours at most (its async MaximumEventAgeInSeconds), and reconciler
+# passes that keep dying before their restarts must not hold a claim for ever.
+UNRESTARTED_CLAIM_GRACE_SECONDS = 6 * 3600
+
+
+def awaits_first_restart(run: dict[str, Any]) -> bool:
+    """A claim without its data that no restart has tried (a person's stop ends it all the same)."""
+    return (run.get("status") == RunStatus.CLAIMED.value and not stop_requests.requested(run) and not run.get("data")
+            and not int(run.get("restarts") or 0))
