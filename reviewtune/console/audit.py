@@ -111,10 +111,8 @@ def _owed(run: dict[str, Any], now: datetime, grace: timedelta) -> str | None:
             return None
         recorded = told["message_recorded_at"] or run.get("updated_at")
         return NOT_TOLD if not recorded or now - parse_iso(recorded) >= grace else None
-    deadline = run.get("deadline_at")
-    if deadline and claims.awaits_first_restart(run):  # waits for its first restart that long past its deadline
-        grace += timedelta(seconds=claims.UNRESTARTED_CLAIM_GRACE_SECONDS)
-    return OVERDUE if deadline and now - parse_iso(deadline) >= grace else None
+    ended_by = claims.ended_by(run)  # a claim that awaits its first restart: that long past its deadline
+    return OVERDUE if ended_by and now - ended_by >= grace else None
 
 
 def was_told(run: dict[str, Any]) -> bool:

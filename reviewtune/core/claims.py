@@ -9,9 +9,11 @@ ended, for ``UNRESTARTED_CLAIM_GRACE_SECONDS`` past its deadline at most.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from reviewtune.core import stop_requests
+from reviewtune.core.runs import parse_iso
 from reviewtune.core.states import RunStatus
 
 # StartTuning's events wait in Lambda's queue 6 hours at most (its async MaximumEventAgeInSeconds), and reconciler
@@ -23,3 +25,12 @@ def awaits_first_restart(run: dict[str, Any]) -> bool:
     """A claim without its data that no restart has tried (a person's stop ends it all the same)."""
     return (run.get("status") == RunStatus.CLAIMED.value and not stop_requests.requested(run) and not run.get("data")
             and not int(run.get("restarts") or 0))
+
+
+def ended_by(run: dict[str, Any]) -> datetime | None:
+    """When the reconciler ends the run at the latest if it has not moved on: its deadline, or for a claim that
+    awaits its first restart, UNRESTARTED_CLAIM_GRACE_SECONDS after it. None without a deadline."""
+    if not run.get("deadline_at"):
+        return None
+    deadline = parse_iso(run["deadline_at"])
+    return deadline + timedelta(seconds=UNRESTARTED_CLAIM_GRACE_SECONDS) if awaits_first_restart(run) else deadline

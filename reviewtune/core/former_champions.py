@@ -223,24 +223,15 @@ def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     then as a pass would note it (``_rejected``: on the pointer unless it moved meanwhile, and on the run's record),
     so that a decision about to keep the champion replaces it instead, without waiting for the next pass (the caller
     reads the pointer and the package again before acting on the note: ``still_rejected``). False when the champion
-    has no package or a note already, when the package is not Rejected, is gone or cannot be read, or when DynamoDB
-    refuses a write of the note for good: the decision is made as it would have been, and the next pass looks
-    again. Raises when SageMaker or DynamoDB refuse for a moment (the caller decides whether a retry of the event
-    reads again)."""
+    has no package or a note already, or when the package is not Rejected. SageMaker's and DynamoDB's refusals
+    raise: the caller's to weigh (``registration._found_rejected``)."""
     champion = get_champion(runs.table, dataset)
     if champion is None or champion.package_rejected is not None or not champion.model_package_arn:
         return False
-    try:
-        status, description = registry.approval(sagemaker, champion.model_package_arn)
-        if status != registry.REJECTED:
-            return False
-        _rejected(runs, champion, description, datetime.now(UTC))
-    except ClientError as exc:
-        if aws_errors.transient(exc):
-            raise
-        logger.warning("the champion's package could not be read or noted Rejected; the next pass looks again",
-                       extra={"dataset": dataset, "run_id": champion.run_id, "error": aws_errors.describe(exc)})
+    status, description = registry.approval(sagemaker, champion.model_package_arn)
+    if status != registry.REJECTED:
         return False
+    _rejected(runs, champion, description, datetime.now(UTC))
     return True
 
 

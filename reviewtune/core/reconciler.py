@@ -251,15 +251,14 @@ def reconcile_run(
     run_id = run["run_id"]
     stopping = stop_requests.requested(run)
     deadline = run.get("deadline_at")
-    past = now - parse_iso(deadline) if deadline else None  # how long past its deadline (negative: before it)
-    if (past is not None and past > timedelta(0) and status is RunStatus.QUEUED and not stopping
+    past_deadline = bool(deadline) and parse_iso(deadline) < now
+    if (past_deadline and status is RunStatus.QUEUED and not stopping
             and (why := queue_wait.wait_on(run, runs, clients.runs_table, now))):
         return f"queued past its deadline: waits {why}"
-    if (past is not None and timedelta(0) < past < timedelta(seconds=claims.UNRESTARTED_CLAIM_GRACE_SECONDS)
-            and claims.awaits_first_restart(run)):
+    if past_deadline and now < claims.ended_by(run) and claims.awaits_first_restart(run):
         # a file never given its turn (claims.py): restarted first
         return STALE_CLAIM if _stale(run, now) else None
-    if past is not None and past > timedelta(0):  # first: a step that keeps failing cannot hold a run past it
+    if past_deadline:  # first: a step that keeps failing cannot hold a run past it
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:
             # recorded before any job is stopped (stop_requests.py): a step that read the run before it cannot move

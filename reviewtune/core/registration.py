@@ -167,13 +167,14 @@ def plan_champion(
 
 def _found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, run: dict[str, Any]) -> bool:
     """``former_champions.found_rejected``, a look that only hastens what the next pass would find: a moment's
-    refusal raises while the event is still retried (``retrying``), else the decision is made without it."""
+    refusal raises while the event is still retried (``retrying``); any other refusal (the package gone or not
+    readable, the note not writable), or one on the event's last try, leaves the decision as it would have been."""
     try:
         return former_champions.found_rejected(runs, sagemaker, dataset)
     except (ClientError, BotoCoreError) as exc:
         if aws_errors.transient(exc) and retrying(run):
             raise
-        logger.warning("the champion's package could not be read for a rejection; the next pass looks",
+        logger.warning("the champion's package could not be read or noted Rejected; the next pass looks again",
                        extra={"dataset": dataset, "error": aws_errors.describe(exc)})
         return False
 
