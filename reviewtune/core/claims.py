@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reviewtune.core import stop_requests
-from reviewtune.core.runs import parse_iso
+from reviewtune.core.runs import RunsRepository, parse_iso
 from reviewtune.core.states import RunStatus
 
 # StartTuning's events wait in Lambda's queue 6 hours at most (its async MaximumEventAgeInSeconds), and reconciler
@@ -34,3 +34,14 @@ def ended_by(run: dict[str, Any]) -> datetime | None:
         return None
     deadline = parse_iso(run["deadline_at"])
     return deadline + timedelta(seconds=UNRESTARTED_CLAIM_GRACE_SECONDS) if awaits_first_restart(run) else deadline
+
+
+def renewed_deadline(run: dict[str, Any], runs: RunsRepository, now: datetime) -> str | None:
+    """The later of a claim's deadline and a claim's whole time from ``now``: what its first restart and the write of
+    its data (the file read and split) give it, so that its start has a claim's time for SageMaker's next tries of a
+    throttled tuning job. Once each, so a claim cannot be kept for ever."""
+    renewed = runs.deadline_at(RunStatus.CLAIMED, now)
+    current = run.get("deadline_at")
+    if renewed is None or (current and parse_iso(current) >= parse_iso(renewed)):
+        return current or renewed
+    return renewed

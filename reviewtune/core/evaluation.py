@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -21,7 +22,8 @@ from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
 from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.registration import DEADLINE_MARGIN_SECONDS
+from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso
 from reviewtune.core.trial_facts import early_stopped, trial_extras
 from reviewtune.core.tuning import RUN_ID_TAG
 
@@ -38,6 +40,8 @@ CHAMPION_HASHES_DIR = f"{PROCESSING_ROOT}/input/champion/train_hashes"
 REPORT_DIR = f"{OUTPUT_DIR}/report"  # uploaded with the evaluation output: names.report_key
 REPORT_HISTORY_LIMIT = 50
 EVALUATION_SCRIPT = "evaluate_model_metrics.py"
+# How long after the tuning job ended a denied read of the champion's files is tried again (denial_may_pass).
+CHAMPION_READ_RETRY_SECONDS = 3600
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_MAX_RUNTIME = 3600
 
@@ -132,8 +136,28 @@ class ChampionInput:
     train_hashes_uri: str | None
 
 
-def _unreadable(s3: Any, uri: str) -> str | None:
-    """Why the object at ``uri`` cannot be read by the job (None: it is there). Throttling raises (retry)."""
+def denial_may_pass(run: dict[str, Any], tuning_ended_at: str | None, now: datetime | None = None) -> bool:
+    """Whether S3 denying a read of the champion's files (AccessDenied: IAM during a stack update) is still taken for
+    a moment's denial, so that the step fails and is tried again (the event's redelivery, the reconciler) rather than
+    measure the challenger without its champion: for CHAMPION_READ_RETRY_SECONDS after the tuning job ended (or from
+    now when that is not known), never within registration's DEADLINE_MARGIN_SECONDS of the run's deadline."""
+    now = now or datetime.now(UTC)
+    deadline = run.get("deadline_at")
+    if deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS:
+        return False
+    try:
+        since = parse_iso(str(tuning_ended_at)) if tuning_ended_at else now
+    except ValueError:
+        since = now
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return (now - since).total_seconds() < CHAMPION_READ_RETRY_SECONDS
+
+
+def _unreadable(s3: Any, uri: str, patient: bool = False) -> str | None:
+    """Why the object at ``uri`` cannot be read by the job (None: it is there). Throttling raises (retry), and so
+    does a denial while ``patient`` (denial_may_pass); an object gone, or one S3 will never give (archived, its KMS
+    key disabled), is said at once."""
     bucket, key = names.parse_s3_uri(uri)
     try:
         s3.head_object(Bucket=bucket, Key=key)
@@ -142,15 +166,18 @@ def _unreadable(s3: Any, uri: str) -> str | None:
             raise
         if aws_errors.missing(exc):
             return f"{uri} no longer exists"
+        if patient and not aws_errors.object_unreadable(exc):
+            raise
         return f"{uri}: {aws_errors.text(exc)}"
     return None
 
 
 def champion_input(
-    run: dict[str, Any], runs: RunsRepository, clients: AwsClients
+    run: dict[str, Any], runs: RunsRepository, clients: AwsClients, patient: bool = False
 ) -> tuple[ChampionInput | None, dict[str, Any] | None]:
     """The champion the evaluation job measures too (None: none, or it cannot be measured), and the run item's
-    ``challenge`` record: which champion, whether it is measured, and why not."""
+    ``challenge`` record: which champion, whether it is measured, and why not. While ``patient``, a denial of its
+    files raises rather than leave the champion unmeasured (denial_may_pass)."""
     dataset = run.get("dataset")
     champion = get_champion(clients.runs_table, dataset) if dataset else None
     if champion is None or champion.run_id == run["run_id"]:
@@ -160,11 +187,11 @@ def champion_input(
     model_uri = ((champion_run.get("tuning") or {}).get("best_training_job") or {}).get("model_uri")
     if not model_uri:
         return None, {**challenge, "reason": f"the run item of {champion.run_id} names no model artifact"}
-    gone = _unreadable(clients.s3, model_uri)
+    gone = _unreadable(clients.s3, model_uri, patient)
     if gone:
         return None, {**challenge, "reason": f"its model artifact cannot be read: {gone}"}
     hashes_uri = (champion_run.get("data") or {}).get("train_hashes")
-    hashes_gone = _unreadable(clients.s3, hashes_uri) if hashes_uri else "the run recorded none"
+    hashes_gone = _unreadable(clients.s3, hashes_uri, patient) if hashes_uri else "the run recorded none"
     challenge.update(evaluated=True, overlap_checked=hashes_gone is None)
     if hashes_gone:
         challenge["reason"] = f"no hashes of its training reviews ({hashes_gone}): no test review is left out"
@@ -407,7 +434,7 @@ def start_evaluation(
                           "(each was stopped before it saved one)")
     tuning["best_training_job"] = best
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
-    champion, challenge = champion_input(run, runs, clients)
+    champion, challenge = champion_input(run, runs, clients, patient=denial_may_pass(run, tuning["ended_at"]))
     request = processing_job_request(settings, run, best["model_uri"], champion)
     def moved_on(item: dict[str, Any] | None) -> dict[str, Any]:  # ended, or another attempt made the job
         if item and states.is_final(item["status"]):

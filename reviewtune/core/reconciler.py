@@ -225,14 +225,14 @@ def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings,
 
     Counted first (``restarts``, which also makes the claim fresh for STALE_CLAIM_SECONDS): a restart that runs out
     of time or memory leaves no other trace, and the count puts that claim behind the others in later passes and
-    names what happened in its deadline's reason. A claim restarted past its deadline (its first restart, late: a
-    burst) gets a new one from ``now``, so that the start it makes has a claim's time (SageMaker's next try of a
-    throttled tuning job among it)."""
+    names what happened in its deadline's reason. A first restart (late past its deadline in a burst, or just
+    before it) gives the claim a claim's time from ``now`` (claims.renewed_deadline), so that the start it makes has
+    it for SageMaker's next tries of a throttled tuning job; later restarts do not move it."""
     now = now or datetime.now(UTC)
     restarts = int(run.get("restarts") or 0) + 1
     fields: dict[str, Any] = {"restarts": restarts}
-    if run.get("deadline_at") and parse_iso(run["deadline_at"]) < now:
-        fields["deadline_at"] = runs.deadline_at(RunStatus.CLAIMED, now)
+    if restarts == 1 and (deadline := claims.renewed_deadline(run, runs, now)) is not None:
+        fields["deadline_at"] = deadline
     if runs.update_if(run["run_id"], RunStatus.CLAIMED, **fields) is None:
         return "claim moved on"
     try:
@@ -302,8 +302,10 @@ def reconcile_run(
             entered = (run.get("status_history") or {}).get(RunStatus.EVALUATING.value) or run["updated_at"]
             if not aws_errors.not_found(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
                 raise  # throttled, denied for a moment, or a job created moments ago that the API does not show yet
-            reason = f"the evaluation job {job_name} cannot be read: {aws_errors.text(exc)}"
-            end_run(runs, settings, clients, run_id, stage="evaluation", status=RunStatus.FAILED, reason=reason)
+            final, reason = RunStatus.FAILED, f"the evaluation job {job_name} cannot be read: {aws_errors.text(exc)}"
+            if stopping:  # a person asked to stop it: nothing to record, and stopped is what was asked
+                final, reason = stop_requests.outcome(run)
+            end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason)
             return "evaluation job missing"
         job_status = job["ProcessingJobStatus"]
         if job_status in SAGEMAKER_ENDED:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import (
     aws_errors,
+    claims,
     display,
     duplicates,
     job_stops,
@@ -455,10 +456,14 @@ def start_tuning(
             return _duplicate(obj, run_id, dataset, original, settings, clients)
     digests, hashes_key = store_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
+    # the claim's time counts again from its data (claims.renewed_deadline): a late event taking over a claim past
+    # its deadline, or a restart just before it, leaves a throttled start its next tries
+    renewed = claims.renewed_deadline(run, runs, datetime.now(UTC))
     prepared = runs.update_if(
         run_id,
         RunStatus.CLAIMED,
         tuning_job_name=run_id,
+        **({"deadline_at": renewed} if renewed else {}),
         config=_config_summary(settings),
         data={
             "summary": dataset.summary(),

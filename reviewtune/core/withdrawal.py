@@ -122,7 +122,18 @@ def left_approved(clients: AwsClients, item: dict[str, Any]) -> bool:
         or (item.get("champion") or {}).get("champion_run_id") == item["run_id"]
     ):
         return False
-    return registry.approval_status(clients.sagemaker, item["model_package_arn"]) == registry.APPROVED
+    try:
+        return registry.approval_status(clients.sagemaker, item["model_package_arn"]) == registry.APPROVED
+    except ClientError as exc:
+        if aws_errors.transient(exc):
+            raise  # the event is delivered again
+        # deleted since (nothing left approved), or refused: the repeated event still does what it is for (its
+        # message, the report's decision) rather than fail on every delivery
+        if not registry.package_gone(exc):
+            logger.warning("could not read the approval of a run's package", extra={
+                "run_id": item["run_id"], "model_package_arn": item["model_package_arn"],
+                "error": aws_errors.describe(exc)})
+        return False
 
 
 def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> bool:

@@ -1060,7 +1060,10 @@ def test_a_restart_that_kills_the_pass_comes_after_every_other_step_and_the_dead
     for _ in range(2):  # every later pass dies the same way until the claim's deadline, checked first, ends it
         with pytest.raises(_Killed):
             pipeline.reconcile(later(0.75))
-    pipeline.reconcile(later(1.1))
+    # the deadline the first restart gave (a claim's hour from it: claims.renewed_deadline), not moved by the others
+    renewed = parse_iso(pipeline.run(claim["run_id"])["deadline_at"])
+    assert abs(renewed - (later(0.5) + timedelta(hours=1))) < timedelta(minutes=1)
+    pipeline.reconcile(later(1.6))
     assert_ended(pipeline, claim["run_id"], "FAILED", "stayed CLAIMED longer than its deadline",
                  "started over 3 time(s) and no start finished")
 

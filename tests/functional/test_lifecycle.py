@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 
 from reviewtune.core import names, registry
@@ -465,6 +466,66 @@ def test_a_champion_whose_model_is_gone_is_not_measured_and_stays(pipeline, stac
     ) in message(pipeline, second)
 
 
+@pytest.mark.parametrize("denied", ["model_uri", "train_hashes"])
+def test_a_moment_s_denial_of_the_champion_s_files_is_tried_again_not_a_lost_comparison(pipeline, denied):
+    """S3 denies reading the champion's model (or its training reviews' hashes) once, as IAM may during a stack
+    update: the step fails and its next delivery measures the champion, rather than record it unmeasured (or every
+    test review measured) for good."""
+    from tests.support.faults import Failing
+
+    first = start(pipeline)
+    pipeline.succeed(first)
+    one = pipeline.run(first)
+    uri = one["tuning"]["best_training_job"]["model_uri"] if denied == "model_uri" else one["data"]["train_hashes"]
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    s3 = pipeline.clients.s3
+    denial = Failing(s3, "head_object", "403", "Forbidden", failures=1, when=lambda kw: uri.endswith(kw["Key"]))
+    pipeline.use("s3", denial)
+    with pytest.raises(ClientError, match="Forbidden"):
+        pipeline.tuning_ended(second)
+    assert pipeline.run(second)["status"] == "TUNING" and denial.failed == 1
+    pipeline.tuning_ended(second)  # the event delivered again
+
+    assert pipeline.run(second)["challenge"] == {"champion_run_id": first, "evaluated": True, "overlap_checked": True}
+    assert pipeline.processing_argument(second, "--champion-run-id") == first
+
+
+def test_a_denial_of_the_champion_s_model_that_lasts_leaves_it_unmeasured_with_s3_s_words(pipeline, monkeypatch):
+    """An hour after the tuning job ended (evaluation.CHAMPION_READ_RETRY_SECONDS) the denial is no longer waited
+    out: the challenger is measured alone and the challenge says why."""
+    from reviewtune.core import evaluation
+    from tests.support.faults import Failing
+
+    first = start(pipeline)
+    pipeline.succeed(first)
+    model = pipeline.run(first)["tuning"]["best_training_job"]["model_uri"]
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    monkeypatch.setattr(evaluation, "CHAMPION_READ_RETRY_SECONDS", 0)
+    pipeline.use("s3", Failing(pipeline.clients.s3, "head_object", "403", "Forbidden", failures=None,
+                               when=lambda kw: model.endswith(kw["Key"])))
+
+    pipeline.tuning_ended(second)
+
+    assert pipeline.run(second)["challenge"] == {
+        "champion_run_id": first, "evaluated": False, "reason": f"its model artifact cannot be read: {model}: 403: Forbidden"}
+    assert pipeline.processing_argument(second, "--champion-model") is None
+
+
+def test_a_denial_is_waited_out_for_an_hour_after_tuning_never_near_the_run_s_deadline():
+    from reviewtune.core.evaluation import denial_may_pass
+    from reviewtune.core.runs import now_iso
+
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    run = {"deadline_at": now_iso(now + timedelta(hours=3))}
+    assert denial_may_pass(run, now_iso(now - timedelta(minutes=59)), now)
+    assert not denial_may_pass(run, now_iso(now - timedelta(minutes=61)), now)
+    assert denial_may_pass(run, None, now)  # the end not known: from now
+    assert not denial_may_pass(run, "2026-12-06T10:30:00", now)  # a time without its zone is UTC
+    assert not denial_may_pass({"deadline_at": now_iso(now + timedelta(minutes=20))}, now_iso(now), now)
+
+
 def test_a_champion_without_training_hashes_is_measured_on_every_test_review(pipeline, stack):
     first = start(pipeline)
     pipeline.succeed(first)
@@ -545,6 +606,48 @@ def test_a_package_approved_by_an_attempt_that_died_goes_back_to_pending_when_th
     assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == third
     assert approval(pipeline, arn) == two["registry"]["approval"] == "PendingManualApproval"
     assert pipeline.statuses_told(second) == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize("refusal", ["deleted", "AccessDeniedException", "ThrottlingException"])
+def test_a_repeated_event_whose_run_s_package_cannot_be_read_still_does_its_work(pipeline, stack, monkeypatch, refusal):
+    """Two runs of a dataset race to be its first champion; the loser marked and approved its package, then put it
+    back to pending and ended SUCCEEDED. Its processing job's event comes again (a replay, after the idempotency
+    record expired) once a person deleted that package, or while SageMaker refuses to describe it: the look for an
+    approval left behind does not fail every delivery; a passing refusal (throttling) is tried again."""
+    from reviewtune.core import champion as champion_module
+
+    a = start(pipeline, body=good_file(seed=0))
+    b = start(pipeline, body=good_file(seed=1))
+    for run_id in (a, b):
+        pipeline.finish_tuning_well(run_id)
+        pipeline.tuning_ended(run_id)
+        pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    write, done = champion_module._put_with_run_update, []
+
+    def a_lands_first(*args, **kwargs):
+        if not done and kwargs.get("run_id") == b:
+            done.append(pipeline.evaluation_ended(a))
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(champion_module, "_put_with_run_update", a_lands_first)
+    pipeline.evaluation_ended(b)
+    monkeypatch.setattr(champion_module, "_put_with_run_update", write)
+    loser = pipeline.run(b)
+    assert loser["status"] == "SUCCEEDED" and loser["package_marked_at"] and loser["champion"]["champion_run_id"] == a
+    if refusal == "deleted":
+        pipeline.sagemaker.delete_model_package(ModelPackageName=loser["model_package_arn"])
+    else:
+        pipeline.sagemaker.fail["describe_model_package"] = [refusal]
+    idempotency = boto3.resource("dynamodb", region_name=REGION).Table(stack.idempotency_table)
+    for record in idempotency.scan()["Items"]:
+        idempotency.delete_item(Key={"id": record["id"]})
+
+    if refusal == "ThrottlingException":
+        with pytest.raises(ClientError, match="Throttling"):
+            pipeline.evaluation_ended(b)
+    assert pipeline.evaluation_ended(b)["status"] == "SUCCEEDED"
+    assert pipeline.statuses_told(b) == ["SUCCEEDED"]
+    assert pipeline.run(b)["status"] == "SUCCEEDED"
 
 
 def _promoted_before_the_transaction(pipeline: Pipeline, monkeypatch, first: str, third: str) -> None:

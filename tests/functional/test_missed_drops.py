@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
 from reviewtune.core import claims, missed_drops, names, reconciler, states, tuning
-from reviewtune.core.runs import RunsRepository, parse_iso
+from reviewtune.core.runs import RunsRepository, now_iso, parse_iso
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.support.aws import REGION, load_event
 from tests.support.faults import Failing, TableWithClient
@@ -316,6 +316,77 @@ def test_a_claim_restarted_past_its_deadline_gets_a_claim_s_time_for_its_start(p
     assert item["deadline_at"] > (later(0) + timedelta(minutes=131 + 59)).isoformat()
     reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=136))
     assert pipeline.run(run_id)["status"] == "TUNING"
+
+
+def test_a_first_restart_just_before_the_claim_s_deadline_gives_its_start_a_claim_s_time(pipeline):
+    """The first restart comes 2 minutes before the deadline (a burst: a few restarts a pass) and SageMaker throttles
+    the tuning job once: the claim's time counts from that restart, so the next pass gives the start its next try
+    rather than ending a good file FAILED. A second restart does not move the deadline again."""
+    written = put(pipeline, "incoming/lost.tsv", good_file())
+    run_id = run_id_of(pipeline, "incoming/lost.tsv", written)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=61))  # claimed
+    deadline = parse_iso(pipeline.run(run_id)["deadline_at"])
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+
+    reconciler.reconcile(pipeline.settings, pipeline.clients, deadline - timedelta(minutes=2))  # first restart
+    item = pipeline.run(run_id)
+    assert item["status"] == "CLAIMED" and item["data"] and item["restarts"] == 1
+    assert parse_iso(item["deadline_at"]) >= deadline + timedelta(minutes=57)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, deadline + timedelta(minutes=3))
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+
+def test_only_a_claim_s_first_restart_moves_its_deadline(pipeline, monkeypatch):
+    """A claim whose restarts keep dying is not kept for ever: the second restart leaves the deadline the first one
+    gave, and the claim ends FAILED at it with its one message."""
+    written = put(pipeline, "incoming/lost.tsv", good_file())
+    run_id = run_id_of(pipeline, "incoming/lost.tsv", written)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=61))  # claimed
+    claimed_deadline = parse_iso(pipeline.run(run_id)["deadline_at"])
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("the start ran out of memory")
+
+    monkeypatch.setattr(reconciler, "start_tuning", dies)
+    first = claimed_deadline - timedelta(minutes=30)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, first)
+    item = pipeline.run(run_id)
+    assert item["restarts"] == 1 and "out of memory" in item["start_error"]
+    renewed = parse_iso(item["deadline_at"])
+    assert renewed > claimed_deadline
+    reconciler.reconcile(pipeline.settings, pipeline.clients, renewed - timedelta(minutes=5))  # stale again
+    item = pipeline.run(run_id)
+    assert item["restarts"] == 2 and parse_iso(item["deadline_at"]) == renewed
+    reconciler.reconcile(pipeline.settings, pipeline.clients, renewed + timedelta(minutes=1))
+    item = pipeline.run(run_id)
+    assert item["status"] == "FAILED" and "out of memory" in item["failure_reason"]
+    assert len(pipeline.messages(run_id)) == 1
+
+
+def test_a_late_event_taking_over_a_claim_past_its_deadline_gives_its_start_a_claim_s_time(pipeline):
+    """The sweep claimed the file, no restart reached the claim before its deadline (a burst), then the file's own
+    event comes out of StartTuning's queue and takes the claim over; SageMaker throttles its tuning job once. The
+    claim's time counts from its data, so the next pass tries SageMaker again rather than ending a good file."""
+    event = pipeline.drop_event("incoming/burst/late.tsv", good_file())  # its event waits in StartTuning's queue
+    detail = event["detail"]["object"]
+    run_id = tuning.run_id_of(tuning.DroppedObject(pipeline.stack.bucket, detail["key"], detail["version-id"],
+                                                   detail["etag"], None), pipeline.settings)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0) + timedelta(minutes=61))  # the sweep claims
+    claim = pipeline.run(run_id)
+    assert claim["status"] == "CLAIMED" and claim["found_by_sweep"] and not claim.get("restarts")
+    past = datetime.now(UTC) - timedelta(hours=2)  # the claim's deadline passed an hour ago
+    pipeline.clients.runs_table.update_item(
+        Key={"run_id": run_id}, UpdateExpression="SET created_at = :c, updated_at = :c, deadline_at = :d",
+        ExpressionAttributeValues={":c": now_iso(past), ":d": now_iso(past + timedelta(hours=1))})
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+
+    result = pipeline.start_tuning(event)
+    item = pipeline.run(run_id)
+    assert result["status"] == "CLAIMED" and item["tuning_start"] and item["data"]
+    assert parse_iso(item["deadline_at"]) > datetime.now(UTC) + timedelta(minutes=55)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, datetime.now(UTC) + timedelta(minutes=3))
+    item = pipeline.run(run_id)
+    assert item["status"] == "TUNING", item.get("failure_reason")
 
 
 def test_a_claim_no_restart_reaches_still_ends_once_far_past_its_deadline(pipeline, monkeypatch):

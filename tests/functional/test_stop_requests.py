@@ -75,6 +75,17 @@ def test_a_tuning_run_a_person_stops_has_its_job_stopped_and_ends_stopped_told_o
     assert f"{run_id}-eval" not in pipeline.sagemaker.processing
 
 
+def test_a_stopped_run_whose_evaluation_job_sagemaker_no_longer_knows_ends_stopped(pipeline):
+    run_id = tuning(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    request_stop(runs(pipeline), run_id, why=WHY, by=BY)
+    del pipeline.sagemaker.processing[f"{run_id}-eval"]  # gone before the stop could reach it
+    pipeline.reconcile(later(0.5))
+    item = assert_stopped_on_request(pipeline, run_id)
+    assert item["failed_stage"] == "evaluation" and pipeline.statuses_told(run_id) == ["STOPPED"]
+
+
 def test_a_run_whose_tuning_completed_before_the_stop_reached_it_evaluates_nothing(pipeline):
     run_id = tuning(pipeline)
     request_stop(runs(pipeline), run_id, why=WHY, by=BY)  # the job completed before anyone could stop it

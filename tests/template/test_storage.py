@@ -36,11 +36,29 @@ def expiring_prefixes(rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def test_expiry_parameters_are_days_where_zero_keeps_objects():
     parameters = template()["Parameters"]
     for name in ("RunsExpirationDays", "RejectedExpirationDays"):
-        assert parameters[name]["Type"] == "Number"
-        assert parameters[name]["MinValue"] == 0
         assert "0 keeps" in parameters[name]["Description"]
     assert parameter_defaults()["RunsExpirationDays"] == "0"
     assert parameter_defaults()["RejectedExpirationDays"] == "90"
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted", "refused"),
+    [
+        # runs/ must outlive a run: 0 (keep) or at least 7 days, written as CloudFormation compares it, so that
+        # "6.0" or "06" cannot pass for more than 6 and "00" cannot pass for 0
+        ("RunsExpirationDays", ["0", "7", "9", "10", "30", "365", "3653"],
+         ["1", "6", "06", "6.0", "7.5", "00", "-7", "", " 7", "7 ", "1e3", "seven"]),
+        ("RejectedExpirationDays", ["0", "1", "6", "90", "365"], ["00", "01", "1.5", "-1", "", "ninety"]),
+    ],
+)
+def test_expiry_days_are_whole_numbers_checked_as_the_stack_is_made(name, accepted, refused):
+    from reviewtune.local.stack import StackError, effective_parameters
+
+    for value in accepted:
+        assert effective_parameters(template(), {name: value})[name] == value
+    for value in refused:
+        with pytest.raises(StackError, match=rf"parameter {name}=.* must match .*0 \(keep\)"):
+            effective_parameters(template(), {name: value})
 
 
 def test_by_default_run_outputs_stay_and_rejected_files_go_after_ninety_days():
