@@ -12,6 +12,7 @@ from typing import Any
 
 from reviewtune.core import display, trial_records
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.names import S3_KEY_MAX_BYTES
 from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
 from reviewtune.core.trial_facts import time_limited_share
 
@@ -49,7 +50,8 @@ def _interval(accuracy: Any) -> str:
 
 
 def _source(item: Any) -> str:
-    uri = f"s3://{_text(_get(item, 'source', 'bucket'))}/{_text(_get(item, 'source', 'key'))}"
+    # the whole key, whatever its length (S3: 1,024 bytes at most): cut, it would not say which file
+    uri = f"s3://{_text(_get(item, 'source', 'bucket'))}/{_text(_get(item, 'source', 'key'), S3_KEY_MAX_BYTES)}"
     version = _get(item, "source", "version_id")
     return f"{uri} (version {_text(version)})" if version else uri
 

@@ -38,7 +38,7 @@ from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import repository
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
-from reviewtune.core.tuning import DroppedObject, claim_run, run_id_of, upload_run
+from reviewtune.core.tuning import DroppedObject, claim_run, earlier_prefix_run, run_id_of, upload_run
 
 logger = Logger(child=True)
 
@@ -94,11 +94,12 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     existing, unread = _existing(clients, list(candidates))
     result.unread = len(unread)
     runs = repository(settings, clients)
+    read: dict[str, list[dict[str, Any]]] = {}  # the runs of each dataset looked through (has_run)
     for run_id, (obj, listed_at) in candidates.items():
         if run_id in existing or run_id in unread:
             continue
         try:
-            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at)
+            _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at, read)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
@@ -109,8 +110,8 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
 
 
 def _claim_if_missed(runs: RunsRepository, settings: Settings, run_id: str, obj: DroppedObject, now: datetime,
-                     result: Swept, listed_at: str) -> None:
-    if has_run(runs, obj):
+                     result: Swept, listed_at: str, read: dict[str, list[dict[str, Any]]]) -> None:
+    if has_run(runs, obj, settings.job_name_prefix, read):
         result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
         return
     # created and due by the pass's clock, as the rest of the pass reads them
@@ -142,9 +143,16 @@ def dropped_version(bucket: str, version: dict[str, Any]) -> DroppedObject | Non
     return DroppedObject(bucket, key, version_id, (version.get("ETag") or "").strip('"') or None, size)
 
 
-def has_run(runs: RunsRepository, obj: DroppedObject) -> bool:
-    """Whether a run of the dataset was made for this object version, whatever its id (its ``source``)."""
-    return upload_run(obj, runs.all_of_dataset(names.dataset_name(obj.key))) is not None
+def has_run(runs: RunsRepository, obj: DroppedObject, prefix: str, read: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether a run was made for this object version, whatever its id: under a prefix the stack recorded (one
+    GetItem each, ``tuning.earlier_prefix_run``), else among its dataset's runs (their ``source``: prefixes used
+    before they were recorded), read once a sweep for each dataset (``read``), not once for each of its versions."""
+    if earlier_prefix_run(runs, obj, prefix) is not None:
+        return True
+    dataset = names.dataset_name(obj.key)
+    if dataset not in read:
+        read[dataset] = list(runs.all_of_dataset(dataset))
+    return upload_run(obj, read[dataset]) is not None
 
 
 def _existing(clients: AwsClients, run_ids: list[str]) -> tuple[set[str], set[str]]:

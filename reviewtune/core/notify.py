@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-SUBJECT_MAX = 100
+from reviewtune.core import page
+
+SUBJECT_MAX = 99  # SNS: "less than 100 characters long"
 # SNS: a message (body plus attribute names, types and values) is at most 256 KiB in UTF-8. The body is cut to leave
 # room for the attributes and a margin.
 MESSAGE_MAX_BYTES = 256 * 1024
@@ -18,7 +20,7 @@ _UNSENDABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 def subject_line(text: Any) -> str:
-    """SNS subjects: printable ASCII, no line breaks, at most 100 characters, never empty."""
+    """SNS subjects: printable ASCII, no line breaks, fewer than 100 characters, never empty."""
     clean = _NOT_ALLOWED.sub("?", " ".join(str(text).split())) or "reviewtune"
     return clean if len(clean) <= SUBJECT_MAX else clean[: SUBJECT_MAX - 3] + "..."
 
@@ -29,8 +31,10 @@ def _attribute(value: Any) -> str:
 
 
 def message_body(body: Any, room: int) -> str:
-    """The body as valid UTF-8 text of at most ``room`` bytes, cut on a character boundary, saying so when cut."""
-    text = _UNSENDABLE.sub("?", str(body).replace("\r\n", "\n")) or "(no text)"
+    """The body as valid UTF-8 text of at most ``room`` bytes, cut on a character boundary, saying so when cut. A
+    bidirectional control (from a file name, a reason) is written as its escape, as the console and the report show
+    it: in a mail it would reverse the rest of its line, and name another file."""
+    text = page.shown_controls(_UNSENDABLE.sub("?", str(body).replace("\r\n", "\n"))) or "(no text)"
     data = text.encode("utf-8")
     if len(data) <= room:
         return text

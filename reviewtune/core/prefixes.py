@@ -7,7 +7,7 @@ So each start records the stack's prefix here (once per prefix), and before it c
 version's run under every other prefix recorded: one GetItem, and one more per earlier prefix (two in a bucket
 without versioning, for the same bytes uploaded again: ``tuning.earlier_prefix_run``), only once the prefix has
 changed. Prefixes used before this item existed are not recorded; the reconciler's sweep of ``incoming/`` looks
-through a dataset's runs instead (``missed_drops.has_run``).
+under the recorded ones first, then through a dataset's runs (``missed_drops.has_run``).
 """
 
 from __future__ import annotations

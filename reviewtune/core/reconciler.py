@@ -62,10 +62,11 @@ logger = Logger(child=True)
 STALE_CLAIM_SECONDS = 900
 START_ERROR_MAX_CHARS = 500
 STALE_CLAIM = "stale claim"
-MAX_RESTARTS_PER_PASS = 3  # each reads and splits a file within the pass's 300 s
-# Past those, a pass restarts more stale claims while its invocation has at least this long left: the start of the
-# largest file the start takes took 68-77 s (bench/start_memory.py), so a burst of claims (an S3 outage dead-letters
-# many drops at once) is restarted within the claims' deadline instead of a few a pass.
+MAX_RESTARTS_PER_PASS = 3  # a pass that does not know its invocation's time left: each reads and splits a file
+# A pass restarts stale claims while its invocation has at least this long left, each: the start of the largest file
+# the start takes took 68-77 s (bench/start_memory.py), so a burst of claims (an S3 outage dead-letters many drops
+# at once) is restarted within the claims' deadline instead of a few a pass, and a pass nearly spent (a slow outbox)
+# restarts none rather than one that its end would kill.
 RESTART_SECONDS_RESERVED = 120
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
@@ -109,7 +110,7 @@ class Pass:
 def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = None,
               seconds_left: Callable[[], float] | None = None) -> dict[str, Any]:
     """One pass over every non-final run, then the outbox, the slots and the queue, then stale claims. One run's
-    error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining time (None: only
+    error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining time (None:
     MAX_RESTARTS_PER_PASS restarts)."""
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
@@ -208,7 +209,11 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     # Claims restarted least often first: one whose restarts keep dying goes behind the others.
     stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
     for count, run in enumerate(stale):
-        if count >= MAX_RESTARTS_PER_PASS and (seconds_left is None or seconds_left() < RESTART_SECONDS_RESERVED):
+        # each only while the invocation has the time for it (a restart counted, then killed by the invocation's end,
+        # would blame the file for the pass's lack of time); MAX_RESTARTS_PER_PASS when that time is not known
+        out_of_time = (count >= MAX_RESTARTS_PER_PASS if seconds_left is None
+                       else seconds_left() < RESTART_SECONDS_RESERVED)
+        if out_of_time:
             break
         try:
             result.steps[run["run_id"]] = restart_claim(run, runs, settings, clients, now)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from reviewtune.core import (
     aws_errors,
@@ -435,8 +435,11 @@ def start_tuning(
         return _moved_on(runs, settings, clients, run_id)
     if stop_requests.requested(run):
         return stop_unstarted(run, settings, clients)
-    if not claimed and run.get("data"):
-        return launch_or_queue(run, settings, clients)  # an earlier attempt prepared everything
+    if not claimed and run.get("data"):  # an earlier attempt prepared everything
+        if not aws_errors.is_due(run.get("tuning_start")):  # a throttled start: its next try is the reconciler's
+            logger.info("duplicate event: the run's next start is not due", extra={"run_id": run_id})
+            return {"run_id": run_id, "status": run["status"], "retry_at": run["tuning_start"]["next_attempt_at"]}
+        return launch_or_queue(run, settings, clients)
 
     try:  # type and size first (nothing read), then one streaming pass; any DatasetError rejects the file
         dataset = read_dropped_file(
@@ -558,22 +561,33 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     runs = repository(settings, clients)
     run_id = run["run_id"]
     source_status = RunStatus(run["status"])
-    code = CodeBundle(**run["code"])
-    base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
-    # the settings the request is made with: the stack may have changed since the run was prepared (a run queued or
-    # throttled across a deployment), and its record and its warm-start parents must be those of the job it gets
-    sent = {**(run.get("config") or {}), **_config_summary(settings)}
-    plan = plan_warm_start(
-        runs, {**run, "config": sent}, enabled=settings.warm_start, strategy=settings.strategy, bucket=settings.bucket,
-        request=base,
-        readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
-    )
+    try:
+        code = CodeBundle(**run["code"])
+        base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
+        # the settings the request is made with: the stack may have changed since the run was prepared (a run queued
+        # or throttled across a deployment), and its record and its warm-start parents must be those of the job it gets
+        sent = {**(run.get("config") or {}), **_config_summary(settings)}
+        plan = plan_warm_start(
+            runs, {**run, "config": sent}, enabled=settings.warm_start, strategy=settings.strategy,
+            bucket=settings.bucket, request=base,
+            readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
+        )
+    except (ClientError, BotoCoreError):
+        raise  # AWS: tried again (the event, the reconciler)
+    except Exception as exc:  # noqa: BLE001 - no request can be made of this run (an item of another shape): no try
+        # will, and a run that holds a slot must not keep it from the runs queued behind it until its deadline
+        logger.exception("the tuning job of a run could not be prepared", extra={"run_id": run_id})
+        return _give_up(runs, settings, clients, run_id,
+                        bounded(f"its tuning job could not be prepared: {type(exc).__name__}: {exc}"), None)
     making = job_stops.record_making(runs, run_id, "tuning", source_status)
     if making is None:
         return _moved_on(runs, settings, clients, run_id)
     try:
         try:
             arn = _create(clients, apply_warm_start(base, plan))
+        except ParamValidationError as exc:  # refused before it was sent: the same request always is
+            return _give_up(runs, settings, clients, run_id,
+                            bounded(f"the tuning job's request is not valid: {exc}"), making)
         except ClientError as exc:
             if not plan.config or aws_errors.is_retryable(exc) or aws_errors.code(exc) == "ResourceInUse":
                 raise

@@ -647,6 +647,40 @@ def test_a_run_that_waits_in_a_stopped_queue_past_its_deadline_ends_failed_told_
     assert late not in pipeline.sagemaker.tuning
 
 
+@pytest.mark.parametrize("broken_by", ["item of another shape", "request refused before it is sent"])
+def test_a_queued_run_no_start_can_make_a_job_of_ends_at_once_and_leaves_its_slot_to_the_run_behind(
+    pipeline, monkeypatch, broken_by
+):
+    """A queued run whose tuning job no try can make (its item of another shape, written by an earlier version; a
+    request botocore refuses before sending it) is ended FAILED with the error when a slot frees for it, rather than
+    hold that slot from the runs behind it until its queue deadline; the run behind starts in the same step."""
+    from botocore.exceptions import ParamValidationError
+
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/q{i}.tsv", good_file(i)))["run_id"] for i in range(4)]
+    broken, behind = ids[2], ids[3]
+    assert [pipeline.run(i)["status"] for i in ids] == ["TUNING", "TUNING", "QUEUED", "QUEUED"]
+    if broken_by == "item of another shape":
+        RunsRepository(pipeline.clients.runs_table).update_if(broken, RunStatus.QUEUED, code={"old_field": "x"})
+        expected = "its tuning job could not be prepared: TypeError: "
+    else:
+        create = tuning._create
+
+        def refused(clients, request):
+            if request["HyperParameterTuningJobName"] == broken:
+                raise ParamValidationError(report="Invalid length for parameter Tags[0].Value")
+            return create(clients, request)
+
+        monkeypatch.setattr(tuning, "_create", refused)
+        expected = "the tuning job's request is not valid: Parameter validation failed:\nInvalid length"
+
+    pipeline.succeed(ids[0])  # a slot frees
+
+    assert_ended(pipeline, broken, "FAILED", expected)
+    assert pipeline.statuses_told(broken) == ["QUEUED", "FAILED"] and broken not in pipeline.sagemaker.tuning
+    assert pipeline.run(behind)["status"] == "TUNING"
+    assert set(slots.holders(pipeline.clients.runs_table)) == {ids[1], behind}
+
+
 def test_a_run_queued_past_its_deadline_behind_runs_at_work_waits_on_and_starts_when_one_ends(pipeline):
     """A queue deeper than the slots: the runs ahead work within their own deadlines, so the queued run is not stuck;
     its deadline moves on, and the end of a run ahead starts it."""
@@ -932,6 +966,27 @@ def test_a_run_throttled_once_at_its_start_then_overrunning_tuning_is_not_said_t
     assert "had not started" not in item["failure_reason"]  # its tuning job ran: the job ran long
 
 
+def test_a_file_s_event_delivered_again_leaves_a_throttled_start_to_its_next_try(pipeline, stack):
+    """The event comes again (a replay once its idempotency record expired) while SageMaker's throttling has the
+    start waiting for its next try: it makes no early try, which would count towards StartMaxAttempts."""
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ThrottlingException"]
+    event = pipeline.drop_event()
+    run_id = pipeline.start_tuning(event)["run_id"]
+    attempt = pipeline.run(run_id)["tuning_start"]
+    idempotency = boto3.resource("dynamodb", region_name=REGION).Table(stack.idempotency_table)
+    for record in idempotency.scan()["Items"]:
+        idempotency.delete_item(Key={"id": record["id"]})
+    creates = pipeline.sagemaker.calls.count("create_hyper_parameter_tuning_job")
+
+    result = pipeline.start_tuning(event)
+
+    assert result == {"run_id": run_id, "status": "CLAIMED", "retry_at": attempt["next_attempt_at"]}
+    assert pipeline.sagemaker.calls.count("create_hyper_parameter_tuning_job") == creates
+    assert pipeline.run(run_id)["tuning_start"] == attempt
+    pipeline.reconcile(later(0.1))  # the try when due
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+
 def test_a_tuned_run_whose_evaluation_job_sagemaker_kept_throttling_names_it_at_its_deadline(pipeline):
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)
@@ -1004,16 +1059,30 @@ def _stale_claims(pipeline: Pipeline, count: int) -> list[dict]:
 def test_a_pass_with_time_left_restarts_stale_claims_past_its_share_while_the_time_lasts(pipeline):
     count = reconciler.MAX_RESTARTS_PER_PASS + 3
     _stale_claims(pipeline, count)
-    left = iter([reconciler.RESTART_SECONDS_RESERVED + 60, reconciler.RESTART_SECONDS_RESERVED - 1])
+    reserved = reconciler.RESTART_SECONDS_RESERVED
+    left = iter([reserved + 60] * (reconciler.MAX_RESTARTS_PER_PASS + 1) + [reserved - 1])
     first = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.5), seconds_left=lambda: next(left))
     restarted = [run_id for run_id, step in first["steps"].items() if step.startswith("claim restarted")]
-    # its share, then one more while the invocation had the time for it, then none
+    # one more than a pass without a clock, while the invocation had the time for each, then none
     assert len(restarted) == reconciler.MAX_RESTARTS_PER_PASS + 1
     runs = RunsRepository(pipeline.clients.runs_table)
     assert len(runs.by_status("CLAIMED")) == 2
     second = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.6), seconds_left=lambda: 300.0)
     assert sum(step.startswith("claim restarted") for step in second["steps"].values()) == 2
     assert runs.by_status("CLAIMED") == [] and len(runs.by_status("TUNING")) + len(runs.by_status("QUEUED")) == count
+
+
+def test_a_pass_nearly_out_of_time_restarts_no_claim_and_counts_none(pipeline):
+    """The pass's other steps took its time (a slow outbox): a restart now would be killed by the invocation's end,
+    counted, and its claim's deadline would blame the file; the next pass restarts them."""
+    _stale_claims(pipeline, 2)
+    first = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.5),
+                                 seconds_left=lambda: reconciler.RESTART_SECONDS_RESERVED - 1)
+    assert not [step for step in first["steps"].values() if step.startswith("claim restarted")]
+    claims = RunsRepository(pipeline.clients.runs_table).by_status("CLAIMED")
+    assert len(claims) == 2 and not any(claim.get("restarts") for claim in claims)
+    second = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.6), seconds_left=lambda: 300.0)
+    assert sum(step.startswith("claim restarted") for step in second["steps"].values()) == 2
 
 
 def test_the_reconcile_function_gives_the_pass_its_invocation_s_remaining_time(pipeline, monkeypatch):
@@ -1788,7 +1857,9 @@ def test_a_queued_run_that_cannot_start_holds_back_none_of_the_runs_queued_behin
     result = pipeline.reconcile(later(0.2))
 
     assert pipeline.run(behind)["status"] == "TUNING"
-    assert pipeline.run(broken)["status"] == "QUEUED" and "TypeError" in result["errors"][broken]
+    # no try can make its job: ended with the error, its slot not kept (see also the one-slot case above)
+    assert_ended(pipeline, broken, "FAILED", "its tuning job could not be prepared: TypeError")
+    assert broken not in result["errors"] and broken not in slots.holders(pipeline.clients.runs_table)
     for run_id in ids[:2]:
         assert pipeline.statuses_told(run_id) == ["FAILED"]
 

@@ -193,6 +193,43 @@ def test_a_file_whose_run_was_named_under_another_job_name_prefix_is_not_claimed
     assert [r["run_id"] for r in runs_of(pipeline)] == [result["run_id"]]
 
 
+class DatasetQueries:
+    """The runs table, counting the queries of its by_dataset index."""
+
+    def __init__(self, table):
+        self._table, self.count = table, 0
+
+    def query(self, **query):
+        self.count += query.get("IndexName") == "by_dataset"
+        return self._table.query(**query)
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+
+@pytest.mark.parametrize("prefix_recorded", [True, False])
+def test_the_sweep_finds_runs_named_otherwise_without_reading_each_version_s_dataset_history(
+    pipeline, prefix_recorded
+):
+    """After a JobNamePrefix change every version in the window has its run under another name, pass after pass for
+    days: found by one GetItem under each recorded prefix; a prefix used before prefixes were recorded costs one
+    read of each dataset's runs a sweep, not one per version."""
+    for i in range(3):
+        pipeline.start_tuning(pipeline.drop_event("incoming/team/a.tsv", good_file(i)))  # three versions, one dataset
+    pipeline.start_tuning(pipeline.drop_event("incoming/team/b.tsv"))
+    if not prefix_recorded:
+        pipeline.clients.runs_table.delete_item(Key={"run_id": "#prefixes"})
+    renamed = dataclasses.replace(pipeline.settings, job_name_prefix="renamed")
+    queries = DatasetQueries(pipeline.clients.runs_table)
+    pipeline.use("runs_table", queries)
+
+    for hours in (1.5, 1.6):
+        swept = reconciler.reconcile(renamed, pipeline.clients, later(hours))["missed_drops"]
+        assert (swept["looked_at"], swept["named_otherwise"], swept["claimed"]) == (4, 4, 0)
+    assert queries.count == (0 if prefix_recorded else 2 * 2)  # two datasets, two sweeps
+    assert len(runs_of(pipeline)) == 4
+
+
 @pytest.mark.parametrize("missed", [0, 1])
 def test_the_reconcile_handler_publishes_the_missed_drops_metric(pipeline, capsys, monkeypatch, missed):
     put(pipeline, "incoming/lost.tsv", good_file())

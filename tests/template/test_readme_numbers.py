@@ -49,9 +49,9 @@ def test_the_deadlines_of_each_state():
 def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
     minutes = _said(r"every reconciler pass \((\d+) min\)").group(1)
     assert parameter_default("ReconcileSchedule") == f"rate({minutes} minutes)"
-    stale, per_pass, reserved = _said(
-        r"starts the claim over after (\d+) min, last in its pass \((\d+) a pass, and more while the invocation has "
-        r"(\d+) s left\)"
+    stale, reserved, per_pass = _said(
+        r"starts the claim over after (\d+) min, last in its pass \(each while the invocation has (\d+) s left, so a "
+        r"pass nearly spent restarts none; (\d+) a pass when its time is not known\)"
     ).groups()
     assert (int(stale) * 60, int(per_pass), int(reserved)) == (
         reconciler.STALE_CLAIM_SECONDS, reconciler.MAX_RESTARTS_PER_PASS, reconciler.RESTART_SECONDS_RESERVED

@@ -1,4 +1,4 @@
-"""Messages never fail on odd values and always fit SNS (body <= 256 KiB with attributes, subject <= 100 ASCII)."""
+"""Messages never fail on odd values and always fit SNS (body <= 256 KiB with attributes, subject < 100 ASCII)."""
 
 from __future__ import annotations
 
@@ -212,3 +212,31 @@ def test_every_message_says_how_to_read_the_whole_run():
         assert body.splitlines()[-1] == hint
     _, body = messages.duplicate({**item, "run_id": "reviewtune-2"}, item, "runs")
     assert hint in body  # the earlier run's
+
+
+def test_a_message_names_the_whole_key_however_long():
+    key = "incoming/" + "team-a/" * 140 + "reviews-2024-05.tsv"  # 1,008 characters: near S3's 1,024 bytes
+    item = {"run_id": "r", "dataset": key.removeprefix("incoming/"), "source": {"bucket": "b", "key": key}}
+    _, body = messages.rejected(item, "bad file", None, "runs")
+    assert body.splitlines()[0] == f"The review file s3://b/{key} was not used."
+    sns = RecordingSns()
+    publish(sns, "arn", "s", body, run_id="r", status="REJECTED")
+    assert f"s3://b/{key}" in sns.calls[0]["Message"]
+
+
+def test_a_bidirectional_control_in_a_name_is_sent_as_its_escape():
+    """U+202E in a file name would reverse the rest of its line in a mail, naming another file: the message shows
+    it as the console and the report do (page.shown_controls); letters of right-to-left scripts stay as they are."""
+    key = "incoming/team-a/\u202enaj-weiver.tsv"
+    item = {"run_id": "r", "dataset": key.removeprefix("incoming/"), "source": {"bucket": "b", "key": key}}
+    subject, body = messages.rejected(item, "bad file: \u2067x\u2069", None, "runs")
+    sns = RecordingSns()
+    publish(sns, "arn", subject, body + "\nשלום", run_id="r", status="REJECTED")
+    [call] = sns.calls
+    fits_sns(call)
+    assert "\\u202enaj-weiver.tsv" in call["Message"] and "\\u2067x\\u2069" in call["Message"]
+    assert not {"\u202e", "\u2067", "\u2069"} & set(call["Message"]) and "שלום" in call["Message"]
+
+
+def test_a_subject_is_shorter_than_the_100_characters_sns_refuses():
+    assert len(subject_line("x" * 500)) == 99 and subject_line("x" * 99) == "x" * 99
