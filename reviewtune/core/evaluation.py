@@ -139,16 +139,16 @@ class ChampionInput:
 def denial_may_pass(run: dict[str, Any], tuning_ended_at: str | None, now: datetime | None = None) -> bool:
     """Whether S3 denying a read of the champion's files (AccessDenied: IAM during a stack update) is still taken for
     a moment's denial, so that the step fails and is tried again (the event's redelivery, the reconciler) rather than
-    measure the challenger without its champion: for CHAMPION_READ_RETRY_SECONDS after the tuning job ended (or from
-    now when that is not known), never within registration's DEADLINE_MARGIN_SECONDS of the run's deadline."""
+    measure the challenger without its champion: for CHAMPION_READ_RETRY_SECONDS after the tuning job ended (not at
+    all when that is not known), never within registration's DEADLINE_MARGIN_SECONDS of the run's deadline."""
     now = now or datetime.now(UTC)
     deadline = run.get("deadline_at")
-    if deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS:
+    if not tuning_ended_at or (deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS):
         return False
     try:
-        since = parse_iso(str(tuning_ended_at)) if tuning_ended_at else now
+        since = parse_iso(str(tuning_ended_at))
     except ValueError:
-        since = now
+        return False
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     return (now - since).total_seconds() < CHAMPION_READ_RETRY_SECONDS

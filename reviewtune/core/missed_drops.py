@@ -26,14 +26,14 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, names
+from reviewtune.core import aws_errors, names, prefixes
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.failures import repository
@@ -94,7 +94,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
     existing, unread = _existing(clients, list(candidates))
     result.unread = len(unread)
     runs = repository(settings, clients)
-    read: dict[str, list[dict[str, Any]]] = {}  # the runs of each dataset looked through (has_run)
+    read = Lookups()
     for run_id, (obj, listed_at) in candidates.items():
         if run_id in existing or run_id in unread:
             continue
@@ -110,7 +110,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
 
 
 def _claim_if_missed(runs: RunsRepository, settings: Settings, run_id: str, obj: DroppedObject, now: datetime,
-                     result: Swept, listed_at: str, read: dict[str, list[dict[str, Any]]]) -> None:
+                     result: Swept, listed_at: str, read: Lookups) -> None:
     if has_run(runs, obj, settings.job_name_prefix, read):
         result.named_otherwise += 1  # its run has another name (JobNamePrefix changed since): it is not missed
         return
@@ -143,16 +143,28 @@ def dropped_version(bucket: str, version: dict[str, Any]) -> DroppedObject | Non
     return DroppedObject(bucket, key, version_id, (version.get("ETag") or "").strip('"') or None, size)
 
 
-def has_run(runs: RunsRepository, obj: DroppedObject, prefix: str, read: dict[str, list[dict[str, Any]]]) -> bool:
+@dataclass
+class Lookups:
+    """What a sweep reads once for all the versions it looks up (has_run): the prefixes recorded, each dataset's
+    runs."""
+
+    prefixes: set[str] | None = None
+    datasets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def has_run(runs: RunsRepository, obj: DroppedObject, prefix: str, read: Lookups) -> bool:
     """Whether a run was made for this object version, whatever its id: under a prefix the stack recorded (one
     GetItem each, ``tuning.earlier_prefix_run``), else among its dataset's runs (their ``source``: prefixes used
-    before they were recorded), read once a sweep for each dataset (``read``), not once for each of its versions."""
-    if earlier_prefix_run(runs, obj, prefix) is not None:
+    before they were recorded). ``read``: what the sweep read already, so each is read once a sweep, not once for
+    each version."""
+    if read.prefixes is None:
+        read.prefixes = prefixes.recorded(runs.table)
+    if earlier_prefix_run(runs, obj, prefix, read.prefixes) is not None:
         return True
     dataset = names.dataset_name(obj.key)
-    if dataset not in read:
-        read[dataset] = list(runs.all_of_dataset(dataset))
-    return upload_run(obj, read[dataset]) is not None
+    if dataset not in read.datasets:
+        read.datasets[dataset] = list(runs.all_of_dataset(dataset))
+    return upload_run(obj, read.datasets[dataset]) is not None
 
 
 def _existing(clients: AwsClients, run_ids: list[str]) -> tuple[set[str], set[str]]:

@@ -33,13 +33,15 @@ def record(table: Any, prefix: str) -> None:
 
 
 def run_under_another_prefix(
-    runs: RunsRepository, prefix: str, run_of: Callable[[str], dict[str, Any] | None]
+    runs: RunsRepository, prefix: str, run_of: Callable[[str], dict[str, Any] | None], known: set[str] | None = None
 ) -> dict[str, Any] | None:
     """The run of one dropped object under a prefix the stack had before ``prefix``, when there is one and none under
-    ``prefix``; ``run_of(p)``: its run under the prefix ``p``, or None. ``prefix`` is recorded on the way."""
-    known = recorded(runs.table)
+    ``prefix``; ``run_of(p)``: its run under the prefix ``p``, or None. ``prefix`` is recorded on the way. ``known``:
+    the prefixes recorded, as a caller looking up many objects read them once (``prefix`` is added to it)."""
+    known = recorded(runs.table) if known is None else known
     if prefix not in known:
         record(runs.table, prefix)
+        known.add(prefix)
     for other in sorted(known - {prefix}):
         found = run_of(other)
         if found is not None:

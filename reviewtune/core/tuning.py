@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from reviewtune.core import (
     aws_errors,
@@ -41,11 +41,14 @@ from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_i
 from reviewtune.core.train_hashes import write_train_hashes
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
+from reviewtune.core.warm_start_plan import unplanned as unplanned_warm_start
 
 logger = Logger(child=True)
 
 TRAINING_PROGRAM = "train.py"
 RUN_ID_TAG = "reviewtune:run-id"
+# What reading a record of another shape raises (one written by an earlier version): the same on every try.
+_RECORD_ERRORS = (TypeError, KeyError, ValueError, AttributeError)
 TRAINING_VOLUME_GB = 30
 
 
@@ -367,12 +370,13 @@ def upload_run(obj: DroppedObject, runs: Iterable[dict[str, Any]]) -> dict[str, 
     return _this_upload(obj, lambda dropped: by_identity.get(dropped.identity))
 
 
-def earlier_prefix_run(runs: RunsRepository, obj: DroppedObject, prefix: str) -> dict[str, Any] | None:
+def earlier_prefix_run(runs: RunsRepository, obj: DroppedObject, prefix: str,
+                       known: set[str] | None = None) -> dict[str, Any] | None:
     """``prefixes.run_under_another_prefix`` for the object's own upload (under each prefix, by ``_this_upload``)."""
     def run_of(other: str) -> dict[str, Any] | None:
         return _this_upload(obj, lambda dropped: runs.get(names.tuning_job_name(other, dropped.identity)))
 
-    return prefixes.run_under_another_prefix(runs, prefix, run_of)
+    return prefixes.run_under_another_prefix(runs, prefix, run_of, known)
 
 
 def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run_id: str) -> dict[str, Any]:
@@ -564,39 +568,43 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     try:
         code = CodeBundle(**run["code"])
         base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
-        # the settings the request is made with: the stack may have changed since the run was prepared (a run queued
-        # or throttled across a deployment), and its record and its warm-start parents must be those of the job it gets
-        sent = {**(run.get("config") or {}), **_config_summary(settings)}
+    except _RECORD_ERRORS as exc:  # no request can be made of this run (an item of another shape): no try will,
+        # and a run that holds a slot must not keep it from the runs queued behind it until its deadline
+        logger.exception("the tuning job of a run could not be prepared", extra={"run_id": run_id})
+        return _give_up(runs, settings, clients, run_id,
+                        bounded(f"its tuning job could not be prepared: {type(exc).__name__}: {exc}"), None)
+    # the settings the request is made with: the stack may have changed since the run was prepared (a run queued or
+    # throttled across a deployment), and its record and its warm-start parents must be those of the job it gets
+    sent = {**(run.get("config") or {}), **_config_summary(settings)}
+    try:
         plan = plan_warm_start(
             runs, {**run, "config": sent}, enabled=settings.warm_start, strategy=settings.strategy,
             bucket=settings.bucket, request=base,
             readable=lambda uri: s3_presence.holds_objects(clients.s3, uri),
         )
-    except (ClientError, BotoCoreError):
-        raise  # AWS: tried again (the event, the reconciler)
-    except Exception as exc:  # noqa: BLE001 - no request can be made of this run (an item of another shape): no try
-        # will, and a run that holds a slot must not keep it from the runs queued behind it until its deadline
-        logger.exception("the tuning job of a run could not be prepared", extra={"run_id": run_id})
-        return _give_up(runs, settings, clients, run_id,
-                        bounded(f"its tuning job could not be prepared: {type(exc).__name__}: {exc}"), None)
+    except _RECORD_ERRORS as exc:  # a parent's record of another shape: it costs the run its warm start only
+        logger.exception("the warm start of a run could not be planned; starting cold", extra={"run_id": run_id})
+        plan = unplanned_warm_start(settings.bucket, run_id, bounded(f"{type(exc).__name__}: {exc}"))
     making = job_stops.record_making(runs, run_id, "tuning", source_status)
     if making is None:
         return _moved_on(runs, settings, clients, run_id)
     try:
         try:
             arn = _create(clients, apply_warm_start(base, plan))
-        except ParamValidationError as exc:  # refused before it was sent: the same request always is
-            return _give_up(runs, settings, clients, run_id,
-                            bounded(f"the tuning job's request is not valid: {exc}"), making)
-        except ClientError as exc:
-            if not plan.config or aws_errors.is_retryable(exc) or aws_errors.code(exc) == "ResourceInUse":
+        except (ClientError, ParamValidationError) as exc:
+            if not plan.config or (isinstance(exc, ClientError) and (
+                    aws_errors.is_retryable(exc) or aws_errors.code(exc) == "ResourceInUse")):
                 raise
             # SageMaker judges parents by more than reviewtune records (e.g. hyperparameter types, changes), and a
             # parent may be gone (ResourceNotFound): a refused warm start must not cost the run, nor every later run
             # of the dataset that would pick the same parents, so tune from scratch and say why.
-            logger.warning("warm start refused; starting cold", extra={"run_id": run_id, "error": aws_errors.text(exc)})
-            plan = plan.cold(bounded(aws_errors.text(exc)))
+            refusal = aws_errors.text(exc) if isinstance(exc, ClientError) else str(exc)
+            logger.warning("warm start refused; starting cold", extra={"run_id": run_id, "error": refusal})
+            plan = plan.cold(bounded(refusal))
             arn = _create(clients, apply_warm_start(base, plan))
+    except ParamValidationError as exc:  # refused before it was sent: the same request always is
+        return _give_up(runs, settings, clients, run_id, bounded(f"the tuning job's request is not valid: {exc}"),
+                        making)
     except ClientError as exc:
         if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it, with the warm start it had then
             made = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)

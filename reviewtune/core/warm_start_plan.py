@@ -88,6 +88,12 @@ def own_channels(bucket: str, run_id: str) -> dict[str, str]:
     return {split: names.s3_uri(bucket, names.split_prefix(run_id, split)) for split in CHANNELS}
 
 
+def unplanned(bucket: str, run_id: str, why: str) -> WarmStartPlan:
+    """A cold start on the run's own data, when its warm start could not be planned (``why``): a parent's record of
+    another shape costs the run no more than its warm start."""
+    return WarmStartPlan((), None, own_channels(bucket, run_id), f"not planned: {why}")
+
+
 def hyperparameter_names(request: dict[str, Any]) -> list[str]:
     """Static plus tunable hyperparameter names of a CreateHyperParameterTuningJob request."""
     found = set(request["TrainingJobDefinition"].get("StaticHyperParameters") or {})

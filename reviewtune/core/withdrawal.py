@@ -127,13 +127,14 @@ def left_approved(clients: AwsClients, item: dict[str, Any]) -> bool:
     except ClientError as exc:
         if aws_errors.transient(exc):
             raise  # the event is delivered again
-        # deleted since (nothing left approved), or refused: the repeated event still does what it is for (its
-        # message, the report's decision) rather than fail on every delivery
-        if not registry.package_gone(exc):
-            logger.warning("could not read the approval of a run's package", extra={
-                "run_id": item["run_id"], "model_package_arn": item["model_package_arn"],
-                "error": aws_errors.describe(exc)})
-        return False
+        if registry.package_gone(exc):
+            return False  # deleted since: nothing left approved
+        # refused (AccessDenied): taken for approved, so that undo_late_approval puts it back, or, refused too, owes
+        # it to the reconciler's passes; the repeated event still does what it is for rather than fail every time
+        logger.warning("could not read the approval of a run's package; putting it back to pending", extra={
+            "run_id": item["run_id"], "model_package_arn": item["model_package_arn"],
+            "error": aws_errors.describe(exc)})
+        return True
 
 
 def settle(runs: RunsRepository, clients: AwsClients, item: dict[str, Any], now: datetime | None = None) -> bool:

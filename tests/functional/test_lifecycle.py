@@ -199,6 +199,45 @@ def test_a_warm_start_sagemaker_refuses_is_dropped_and_the_run_tunes_from_scratc
     assert warm_start["parents"] == [] and code in warm_start["refused"]
 
 
+def test_a_warm_start_botocore_refuses_before_sending_is_dropped_too(pipeline, stack, monkeypatch):
+    from botocore.exceptions import ParamValidationError
+
+    from reviewtune.core import tuning
+
+    first = start(pipeline)
+    pipeline.succeed(first)
+    create = tuning._create
+
+    def refused_warm(clients, request):
+        if "WarmStartConfig" in request:
+            raise ParamValidationError(report="Invalid length for parameter WarmStartConfig.ParentHyperParameterTuningJobs")
+        return create(clients, request)
+
+    monkeypatch.setattr(tuning, "_create", refused_warm)
+    second = start(pipeline, body=with_extra_column(good_file()))
+
+    assert pipeline.run(second)["status"] == "TUNING"
+    assert "WarmStartConfig" not in tuning_request(pipeline, second)
+    assert "Invalid length" in pipeline.run(second)["config"]["warm_start"]["refused"]
+
+
+def test_a_parent_whose_record_cannot_be_read_costs_the_run_its_warm_start_only(pipeline, stack):
+    """A parent's item of another shape (written by an earlier version): the run tunes cold on its own data and
+    says why, rather than end FAILED, as every later run of the dataset picking that parent would."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    pipeline.clients.runs_table.update_item(Key={"run_id": first}, UpdateExpression="SET config = :c",
+                                            ExpressionAttributeValues={":c": "an older shape"})
+
+    second = start(pipeline, body=with_extra_column(good_file()))
+
+    item = pipeline.run(second)
+    assert item["status"] == "TUNING" and "WarmStartConfig" not in tuning_request(pipeline, second)
+    assert item["config"]["warm_start"]["parents"] == []
+    assert item["config"]["warm_start"]["reason"].startswith("not planned: ")
+    assert channels(tuning_request(pipeline, second))["train"] == f"s3://{stack.bucket}/runs/{second}/data/train/"
+
+
 def test_a_start_retried_after_its_job_was_made_records_the_warm_start_the_job_has(pipeline, stack, monkeypatch):
     """The first attempt's warm start is refused, so it makes the job cold, then dies before recording it. Lambda's
     retry plans the warm start again and finds the job made: the run records the job's cold start (as SageMaker
@@ -521,7 +560,7 @@ def test_a_denial_is_waited_out_for_an_hour_after_tuning_never_near_the_run_s_de
     run = {"deadline_at": now_iso(now + timedelta(hours=3))}
     assert denial_may_pass(run, now_iso(now - timedelta(minutes=59)), now)
     assert not denial_may_pass(run, now_iso(now - timedelta(minutes=61)), now)
-    assert denial_may_pass(run, None, now)  # the end not known: from now
+    assert not denial_may_pass(run, None, now) and not denial_may_pass(run, "soon", now)  # the end not known
     assert not denial_may_pass(run, "2026-12-06T10:30:00", now)  # a time without its zone is UTC
     assert not denial_may_pass({"deadline_at": now_iso(now + timedelta(minutes=20))}, now_iso(now), now)
 
@@ -613,7 +652,8 @@ def test_a_repeated_event_whose_run_s_package_cannot_be_read_still_does_its_work
     """Two runs of a dataset race to be its first champion; the loser marked and approved its package, then put it
     back to pending and ended SUCCEEDED. Its processing job's event comes again (a replay, after the idempotency
     record expired) once a person deleted that package, or while SageMaker refuses to describe it: the look for an
-    approval left behind does not fail every delivery; a passing refusal (throttling) is tried again."""
+    approval left behind does not fail every delivery, and one it cannot read is put back to pending all the same; a
+    passing refusal (throttling) is tried again."""
     from reviewtune.core import champion as champion_module
 
     a = start(pipeline, body=good_file(seed=0))
@@ -634,9 +674,11 @@ def test_a_repeated_event_whose_run_s_package_cannot_be_read_still_does_its_work
     monkeypatch.setattr(champion_module, "_put_with_run_update", write)
     loser = pipeline.run(b)
     assert loser["status"] == "SUCCEEDED" and loser["package_marked_at"] and loser["champion"]["champion_run_id"] == a
+    arn = loser["model_package_arn"]
     if refusal == "deleted":
-        pipeline.sagemaker.delete_model_package(ModelPackageName=loser["model_package_arn"])
-    else:
+        pipeline.sagemaker.delete_model_package(ModelPackageName=arn)
+    else:  # and an approval left behind (an attempt that died before putting it back), which the event must undo
+        pipeline.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
         pipeline.sagemaker.fail["describe_model_package"] = [refusal]
     idempotency = boto3.resource("dynamodb", region_name=REGION).Table(stack.idempotency_table)
     for record in idempotency.scan()["Items"]:
@@ -648,6 +690,8 @@ def test_a_repeated_event_whose_run_s_package_cannot_be_read_still_does_its_work
     assert pipeline.evaluation_ended(b)["status"] == "SUCCEEDED"
     assert pipeline.statuses_told(b) == ["SUCCEEDED"]
     assert pipeline.run(b)["status"] == "SUCCEEDED"
+    if refusal != "deleted":  # the approval was not read, or read after the throttling: put back all the same
+        assert approval(pipeline, arn) == "PendingManualApproval"
 
 
 def _promoted_before_the_transaction(pipeline: Pipeline, monkeypatch, first: str, third: str) -> None:

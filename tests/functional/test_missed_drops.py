@@ -194,14 +194,18 @@ def test_a_file_whose_run_was_named_under_another_job_name_prefix_is_not_claimed
 
 
 class DatasetQueries:
-    """The runs table, counting the queries of its by_dataset index."""
+    """The runs table, counting the queries of its by_dataset index and the reads of the prefixes recorded."""
 
     def __init__(self, table):
-        self._table, self.count = table, 0
+        self._table, self.count, self.prefix_reads = table, 0, 0
 
     def query(self, **query):
         self.count += query.get("IndexName") == "by_dataset"
         return self._table.query(**query)
+
+    def get_item(self, **request):
+        self.prefix_reads += request["Key"] == {"run_id": "#prefixes"}
+        return self._table.get_item(**request)
 
     def __getattr__(self, name):
         return getattr(self._table, name)
@@ -227,6 +231,7 @@ def test_the_sweep_finds_runs_named_otherwise_without_reading_each_version_s_dat
         swept = reconciler.reconcile(renamed, pipeline.clients, later(hours))["missed_drops"]
         assert (swept["looked_at"], swept["named_otherwise"], swept["claimed"]) == (4, 4, 0)
     assert queries.count == (0 if prefix_recorded else 2 * 2)  # two datasets, two sweeps
+    assert queries.prefix_reads == 2  # once a sweep
     assert len(runs_of(pipeline)) == 4
 
 

@@ -163,6 +163,7 @@ class FakeSageMaker:
         job = self.tuning[name]
         job["status"] = status
         job["failure"] = failure
+        job["ended_at"] = datetime.now(UTC)  # SageMaker's HyperParameterTuningEndTime
         job["trials"] = [
             {"name": f"{name}-{i:03d}-abcdef{i:02d}", **trial} for i, trial in enumerate(trials or [], start=1)
         ]
@@ -217,6 +218,8 @@ class FakeSageMaker:
         }
         if job.get("failure"):
             description["FailureReason"] = job["failure"]
+        if job.get("ended_at"):
+            description["HyperParameterTuningEndTime"] = job["ended_at"]
         best = next((t for t in job["trials"] if t["name"] == job["best"]), None)
         if best:
             summary = self.summary(name, best)

@@ -56,10 +56,6 @@ _UNVERSIONED_TAGS = (
     "rejecting a file its event names without a version (a bucket without versioning) copies the current "
     "version's tags; the stack's bucket is versioned, so the scenarios copy a named version"
 )
-_ENDED_MEANWHILE = (
-    "a start whose TUNING transition finds the run ended meanwhile (the reconciler's deadline, during the start) "
-    "stops the job it just created (tuning.py); the scenarios have this race where StartEvaluation starts a queued run"
-)
 # Granted, called by no recorded scenario, and why each stays: (function, action) -> reason.
 KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     **{
@@ -72,7 +68,6 @@ KEPT_WITHOUT_A_RECORDED_CALL: dict[tuple[str, str], str] = {
     # makes a missing one answer 404 (the champion is then not measured) instead of 403
     ("StartEvaluationFunction", "s3:ListBucket"): _NO_SUCH_KEY,
     ("StartTuningFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
-    ("RecordResultsFunction", "sagemaker:StopHyperParameterTuningJob"): _ENDED_MEANWHILE,
     ("ReconcileFunction", "s3:GetObjectTagging"): _UNVERSIONED_TAGS,
 }
 # The AWS managed policies SAM attaches, and why.
