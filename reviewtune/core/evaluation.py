@@ -22,7 +22,7 @@ from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
 from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
-from reviewtune.core.registration import DEADLINE_MARGIN_SECONDS
+from reviewtune.core.registration import within_retry_window
 from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso
 from reviewtune.core.trial_facts import early_stopped, trial_extras
 from reviewtune.core.tuning import RUN_ID_TAG
@@ -140,18 +140,15 @@ def denial_may_pass(run: dict[str, Any], tuning_ended_at: str | None, now: datet
     """Whether S3 denying a read of the champion's files (AccessDenied: IAM during a stack update) is still taken for
     a moment's denial, so that the step fails and is tried again (the event's redelivery, the reconciler) rather than
     measure the challenger without its champion: for CHAMPION_READ_RETRY_SECONDS after the tuning job ended (not at
-    all when that is not known), never within registration's DEADLINE_MARGIN_SECONDS of the run's deadline."""
-    now = now or datetime.now(UTC)
-    deadline = run.get("deadline_at")
-    if not tuning_ended_at or (deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS):
+    all when that is not known), never close to the run's deadline (registration.within_retry_window)."""
+    if not tuning_ended_at:
         return False
     try:
         since = parse_iso(str(tuning_ended_at))
     except ValueError:
         return False
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    return (now - since).total_seconds() < CHAMPION_READ_RETRY_SECONDS
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    return within_retry_window(run, since, CHAMPION_READ_RETRY_SECONDS, now or datetime.now(UTC))
 
 
 def _unreadable(s3: Any, uri: str, patient: bool = False) -> str | None:

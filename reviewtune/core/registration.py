@@ -92,11 +92,16 @@ def retrying(run: dict[str, Any], now: datetime | None = None) -> bool:
     now = now or datetime.now(UTC)
     moments = [parse_iso(value) for value in ((run.get("status_history") or {}).get("EVALUATING"), run.get(JOB_ENDED_AT))
                if value]
-    since = max(moments) if moments else now
+    return within_retry_window(run, max(moments) if moments else now, REGISTRATION_RETRY_SECONDS, now)
+
+
+def within_retry_window(run: dict[str, Any], since: datetime, seconds: float, now: datetime) -> bool:
+    """Whether a refusal met ``since`` is still tried again at ``now``: for ``seconds``, and never within
+    DEADLINE_MARGIN_SECONDS of the run's deadline (the reconciler ends it then, and the step must not be in the way)."""
     deadline = run.get("deadline_at")
     if deadline and (parse_iso(deadline) - now).total_seconds() < DEADLINE_MARGIN_SECONDS:
         return False
-    return (now - since).total_seconds() < REGISTRATION_RETRY_SECONDS
+    return (now - since).total_seconds() < seconds
 
 
 def job_ended_at(detail: dict[str, Any]) -> str | None:
