@@ -15,10 +15,10 @@ an event arrived, and a lost, late, repeated or out-of-order event only delays a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -57,6 +57,7 @@ from reviewtune.core.tuning import (
 )
 
 logger = Logger(child=True)
+T = TypeVar("T")
 
 # A claim this old without its data prepared is one whose start_tuning died (start_tuning's Timeout is 300 s).
 STALE_CLAIM_SECONDS = 900
@@ -130,13 +131,8 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         logger.exception("looking for dropped files without a run failed")
         result.errors["missed_drops"] = f"{type(exc).__name__}: {exc}"
     for status in states.NON_FINAL_STATUSES:
-        try:
-            listed_runs = list(runs.all_in_status(status))
-        except Exception as exc:  # noqa: BLE001 - the index unreadable for a moment: the rest of the pass still runs
-            logger.exception("listing runs failed", extra={"status": status})
-            result.errors[f"list:{status}"] = f"{type(exc).__name__}: {exc}"
-            continue
-        for listed in listed_runs:
+        # the index unreadable for a moment: the runs of the pages read still get their step, the rest of the pass runs
+        for listed in _read_until_failure(runs.all_in_status(status), result, f"list:{status}"):
             run_id = listed["run_id"]
             result.checked += 1
             try:
@@ -154,13 +150,8 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             except Exception as exc:  # noqa: BLE001 - one run must not stop the pass
                 logger.exception("reconciling a run failed", extra={"run_id": run_id})
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
-    try:
-        pending = list(runs.with_pending_notice())
-    except Exception as exc:  # noqa: BLE001 - the slots, the queue and the claims below still get their turn
-        logger.exception("listing the runs with messages to send failed")
-        result.errors["list:pending"] = f"{type(exc).__name__}: {exc}"
-        pending = []
-    for run_id in pending:
+    # the slots, the queue and the claims below still get their turn when this listing fails
+    for run_id in _read_until_failure(runs.with_pending_notice(), result, "list:pending"):
         item = None
         try:
             item = runs.get(run_id)
@@ -222,6 +213,18 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             result.errors[run["run_id"]] = f"{type(exc).__name__}: {exc}"
     logger.info("reconciler pass", extra=result.summary())
     return result.summary()
+
+
+def _read_until_failure(listing: Iterator[T], result: Pass, key: str) -> list[T]:
+    """What a paged listing gives until a page cannot be read; that failure is logged and counted under ``key``."""
+    read: list[T] = []
+    try:
+        for item in listing:
+            read.append(item)
+    except Exception as exc:  # noqa: BLE001 - a later pass lists again
+        logger.exception("listing failed", extra={"listing": key, "read": len(read)})
+        result.errors[key] = f"{type(exc).__name__}: {exc}"
+    return read
 
 
 def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients,

@@ -1896,3 +1896,60 @@ def test_a_reason_of_any_length_ends_the_run_cut_to_what_its_record_holds(pipeli
 
     item = assert_ended(pipeline, run_id, "FAILED", "why why", "(reason shortened)")
     assert len(item["failure_reason"]) <= REASON_MAX_CHARS
+
+
+class _OneRunPerPage:
+    """The runs table, its index queries one item a page, every page after the first refused by ``index``."""
+
+    def __init__(self, table, index: str):
+        self._table = table
+        self._index = index
+
+    def query(self, **query):
+        if query.get("IndexName") == self._index and "ExclusiveStartKey" in query:
+            raise client_error("ProvisionedThroughputExceededException", "Rate exceeded", "Query")
+        return self._table.query(**query, Limit=1) if query.get("IndexName") == self._index else self._table.query(**query)
+
+    def __getattr__(self, name):
+        return getattr(self._table, name)
+
+
+def test_a_listing_whose_later_page_fails_still_steps_the_runs_of_the_pages_read(pipeline):
+    """Two runs whose tuning ended without an event; the by_status listing refuses its second page: the run on the
+    first page is still moved on in that pass, the refusal counted, and the next pass moves the other."""
+    first, second = (pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.tsv", good_file(seed)))["run_id"]
+                     for seed, name in enumerate(("a", "b")))
+    for run_id in (first, second):
+        pipeline.finish_tuning_well(run_id)
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", _OneRunPerPage(table, "by_status"))
+
+    result = pipeline.reconcile(later(0.1))
+
+    moved = [run_id for run_id in (first, second) if pipeline.run(run_id)["status"] == "EVALUATING"]
+    assert len(moved) == 1 and result["steps"][moved[0]].startswith("tuning Completed")
+    assert result["errors"]["list:TUNING"].startswith("ClientError: An error occurred (ProvisionedThroughputExceeded")
+    pipeline.use("runs_table", table)
+    pipeline.reconcile(later(0.2))
+    assert {pipeline.run(run_id)["status"] for run_id in (first, second)} == {"EVALUATING"}
+
+
+def test_a_pending_message_listing_whose_later_page_fails_still_sends_the_messages_read(pipeline):
+    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
+    pipeline.use("sns", unpublished)
+    for name in ("a", "b"):
+        with pytest.raises(Exception, match="NotFound"):
+            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
+    pipeline.use("sns", unpublished._wrapped)
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", _OneRunPerPage(table, "by_pending_notice"))
+
+    result = pipeline.reconcile(later(0.1))
+
+    rejected = RunsRepository(table).by_status("REJECTED")
+    assert sorted(len(pipeline.statuses_told(r["run_id"])) for r in rejected) == [0, 1] and result["sent"] == 1
+    assert result["errors"]["list:pending"].startswith("ClientError: An error occurred (ProvisionedThroughput")
+    pipeline.use("runs_table", table)
+    pipeline.reconcile(later(0.2))
+    for run in rejected:
+        assert_ended(pipeline, run["run_id"], "REJECTED")
