@@ -175,8 +175,8 @@ def set_approval(sagemaker: Any, model_package_arn: str, status: str, descriptio
     if status not in APPROVAL_STATUSES:
         raise ValueError(f"approval status {status!r} is not one of {APPROVAL_STATUSES}")
     request: dict[str, Any] = {"ModelPackageArn": model_package_arn, "ModelApprovalStatus": status}
-    if description:
-        request["ApprovalDescription"] = description[:1024]
+    if description:  # it may quote a dataset's name or a person's reason: line breaks and all (names.py)
+        request["ApprovalDescription"] = names.sagemaker_description(description)
     sagemaker.update_model_package(**request)
 
 

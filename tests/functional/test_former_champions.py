@@ -738,3 +738,34 @@ def test_a_pass_that_read_a_rejection_before_promote_took_the_note_off_does_not_
     assert not former_champions._mark(table, read_by_the_pass, "package_rejected", {"found_at": "2026-12-06T08:00:00Z"})
 
     assert get_champion(table, DATASET).package_rejected is None and get_champion(table, DATASET).run_id == first
+
+
+NEWLINE_KEY = "incoming/team/new\nline.tsv"  # S3 keys may hold line breaks; SageMaker's ApprovalDescription (".*") not
+
+
+def test_a_champion_of_a_dataset_named_with_a_line_break_goes_back_to_pending_when_replaced(pipeline):
+    first = start(pipeline, key=NEWLINE_KEY)
+    pipeline.succeed(first)
+    second = start(pipeline, key=NEWLINE_KEY, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.90, 0.73))
+
+    result = pipeline.reconcile()
+
+    assert "former_champions" not in result["errors"]
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+    [arn] = [p["ModelPackageArn"] for p in pipeline.sagemaker.packages()
+             if p["CustomerMetadataProperties"]["run_id"] == first]
+    assert "team/new line.tsv" in pipeline.sagemaker.approval_descriptions[arn]
+
+
+def test_a_rollback_with_a_reason_on_two_lines_in_a_dataset_named_with_a_line_break_approves_one_package(pipeline):
+    first = start(pipeline, key=NEWLINE_KEY)
+    pipeline.succeed(first)
+    second = start(pipeline, key=NEWLINE_KEY, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.90, 0.73))
+
+    promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, first,
+            reason="rollback:\nthe new one misreads sizes", by="ops")
+    pipeline.reconcile()
+
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
