@@ -61,6 +61,7 @@ DEFAULT_MARGIN_POINTS = 0.5
 # was trained on are out: a file dropped again with most of its rows): the champion stays. ChampionMinComparedReviews.
 DEFAULT_MIN_COMPARED_REVIEWS = 30
 HISTORY_MAX = 100
+MANUAL_PREFIX = "promoted manually: "  # the pointer's history entry of a person's promotion: this, then the reason
 TRIES = 3
 
 # What became of a challenger (the run item's ``champion.decision``).
@@ -508,7 +509,7 @@ def promote_manually(
         accuracy=accuracy,
         test_rows=test_rows,
         test_split=test_split,
-        why=f"promoted manually: {reason.strip()}",
+        why=f"{MANUAL_PREFIX}{reason.strip()}",
         expected_run_id=expected_run_id,
         model_package_arn=model_package_arn,
         by=by,

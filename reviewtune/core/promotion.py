@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, former_champions, registry, withdrawal
 from reviewtune.core.champion import (
+    MANUAL_PREFIX,
     Champion,
     ChampionChanged,
     get_champion,
@@ -77,6 +78,17 @@ def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
     return run
 
 
+def _promoted_record(run: dict[str, Any], current: Champion) -> dict[str, Any] | None:
+    """Who promoted a champion, when and why, for a run record that lacks it: the pointer's last entry when a person
+    made this run champion (an earlier `promote` whose approval failed stopped before writing it)."""
+    last = current.history[-1] if current.history else {}
+    why = str(last.get("why") or "")
+    if (run.get("promoted") or last.get("run_id") != run["run_id"] or not why.startswith(MANUAL_PREFIX)
+            or not last.get("by")):
+        return None
+    return {"by": last.get("by"), "reason": why.removeprefix(MANUAL_PREFIX), "at": last.get("at")}
+
+
 def _approval_now(sagemaker: Any, arn: str) -> str:
     """A package's approval as SageMaker says it now: "deleted" when it no longer exists, "unknown" when it would not
     say."""
@@ -126,6 +138,11 @@ def promote(
     arn = run["model_package_arn"]
     current = get_champion(runs.table, dataset)
     already = current is not None and current.run_id == run_id
+    if not already and _approval_now(sagemaker, arn) == "deleted":  # before the pointer moves: nothing changes
+        raise PromotionError(
+            f"run {run_id}'s model package {arn} no longer exists in the Model Registry (deleted): a champion without "
+            "a package serves nothing; nothing was changed"
+        )
     if already:
         # the notes of a rejection or of refused approvals go before the approval, and the pointer's version goes up
         # even without them: a decision planned on them (to replace this champion without a comparison), or a note
@@ -164,8 +181,10 @@ def promote(
     # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile
     entry = run.get("registry") or {}
     entry = {**(entry if withdrawal.owed(run) else registry.without_approval_error(entry)), "approval": registry.APPROVED}
-    # a run champion already was not promoted now: its record keeps how it became champion
-    promoted = {} if already else {"promoted": {"by": by, "reason": reason.strip(), "at": now_iso()}}
+    # a run champion already was not promoted now: its record keeps how it became champion, unless that was an
+    # earlier try of this command whose approval failed before the record was written (the pointer's last entry)
+    promoted = _promoted_record(run, current) if already else {"by": by, "reason": reason.strip(), "at": now_iso()}
+    promoted = {"promoted": promoted} if promoted else {}
     runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
     previous = None
     if not already and current is not None and current.model_package_arn:  # the champion replaced: back to pending

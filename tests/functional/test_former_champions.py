@@ -769,3 +769,42 @@ def test_a_rollback_with_a_reason_on_two_lines_in_a_dataset_named_with_a_line_br
     pipeline.reconcile()
 
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
+
+
+def test_promote_of_a_run_whose_package_was_deleted_is_refused_and_changes_nothing(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.90, 0.73))
+    pipeline.sagemaker.delete_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+    before = get_champion(pipeline.clients.runs_table, DATASET)
+
+    with pytest.raises(PromotionError, match="no longer exists in the Model Registry.*nothing was changed"):
+        promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, first,
+                reason="rollback", by="ops")
+    pipeline.reconcile()
+
+    assert get_champion(pipeline.clients.runs_table, DATASET) == before
+    assert approvals(pipeline) == {second: "Approved"} and "promoted" not in pipeline.run(first)
+
+
+def test_promote_run_again_after_its_approval_failed_records_who_promoted_the_run(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))  # kept: the first stays champion
+    runs = RunsRepository(pipeline.clients.runs_table)
+    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+    with pytest.raises(PromotionError, match="run the command again"):
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="audit says so", by="arn:ops")
+    assert "promoted" not in pipeline.run(second)
+
+    promotion = promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="audit says so",
+                        by="arn:ops")
+
+    assert promotion.already_champion and approvals(pipeline)[second] == "Approved"
+    promoted = pipeline.run(second)["promoted"]
+    assert (promoted["by"], promoted["reason"]) == ("arn:ops", "audit says so")
+    assert promoted["at"] == get_champion(pipeline.clients.runs_table, DATASET).history[-1]["at"]
+    promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="again", by="someone else")
+    assert pipeline.run(second)["promoted"] == promoted  # who made it champion, not who approved it again
