@@ -244,8 +244,10 @@ def _record_with_champion(
     if "outbox" not in run or "status_history" not in run:
         runs.add_maps(run_id)  # an item written before these maps existed (a transaction cannot add them on retry)
 
+    marked_here = False  # this attempt marked the package for approval (then tried it) in an earlier decision
+
     def succeed(champion: dict[str, Any], plan: Plan | None) -> dict[str, Any] | None:
-        nonlocal entry
+        nonlocal entry, marked_here
         approving = bool(arn) and champion.get("champion_run_id") == run_id
         # the package is kept on the run before its approval, so that whatever ends the run instead withdraws it
         # (withdrawal.py)
@@ -253,9 +255,12 @@ def _record_with_champion(
         if approving and runs.update_if(run_id, RunStatus.EVALUATING, unless_stop_requested=True, **marked) is None:
             return _ended_meanwhile(runs, settings, clients, run_id)
         # the package may be Approved already, whatever the registry entry says: by an attempt that died before its
-        # transaction (the mark on the run says so), or by this one before the champion changed; a run that is not
+        # transaction (the mark on the run says so), or by this one before the champion changed, even where the
+        # approval's answer was lost (its error recorded, the package Approved all the same); a run that is not
         # champion then puts it back to pending, with the same retries as an approval
-        approved_before = bool(run.get("package_marked_at")) or entry.get("approval") == registry.APPROVED
+        approved_before = (marked_here or bool(run.get("package_marked_at"))
+                           or entry.get("approval") == registry.APPROVED)
+        marked_here = marked_here or approving
         if approved_before and not approving:
             entry = {**entry, "approval": None}
         # a champion's package approval refused for a moment fails this attempt, which is tried again (the event,

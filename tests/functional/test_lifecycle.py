@@ -1271,3 +1271,36 @@ def test_the_retry_window_of_a_moment_s_refusal(ended, entered, deadline, retrie
 ])
 def test_the_job_s_end_is_read_from_its_event_or_its_description(given, said):
     assert job_ended_at({"ProcessingEndTime": given}) == said
+
+
+def test_an_approval_whose_answer_was_lost_before_a_person_promoted_another_run_does_not_stay_approved(
+        pipeline, monkeypatch):
+    """An hour into the evaluation (a refusal is recorded, not tried again), the challenger's approval takes effect
+    but its answer is lost; a person promotes another run before the challenger's transaction. Decided again, the
+    challenger is not champion: its package, Approved whatever its record says, goes back to pending."""
+    from botocore.exceptions import ReadTimeoutError
+
+    first, second, third = _challenger_better_than(pipeline)
+    evaluating_for_an_hour(pipeline, second)
+    update = pipeline.sagemaker.update_model_package
+
+    def answer_lost(**request):
+        answer = update(**request)
+        if request["ModelApprovalStatus"] == "Approved" and not lost:
+            lost.append(request["ModelPackageArn"])
+            promote_manually(pipeline.clients.runs_table, "team/a.tsv", run_id=third, accuracy=0.70, test_rows=309,
+                             test_split="sha256:x", reason="by hand", expected_run_id=first,
+                             model_package_arn=pipeline.run(third)["model_package_arn"])
+            raise ReadTimeoutError(endpoint_url="https://api.sagemaker")
+        return answer
+
+    lost: list[str] = []
+    monkeypatch.setattr(pipeline.sagemaker, "update_model_package", answer_lost)
+
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+
+    assert lost == [pipeline.run(second)["model_package_arn"]]
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == third
+    assert pipeline.sagemaker.describe_model_package(ModelPackageName=lost[0])["ModelApprovalStatus"] == (
+        "PendingManualApproval")
+    assert pipeline.run(second)["registry"]["approval"] == "PendingManualApproval"
