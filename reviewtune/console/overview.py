@@ -105,15 +105,23 @@ def _attention(data: dict[str, Any]) -> str:
     if rejected:  # former_champions.py: a person rejected the champion's package; nothing of the dataset serves
         rows = [[escape(str(champion["dataset"])), escape(champion["run_id"]),
                  escape(display.utc_time(champion["package_rejected"].get("found_at"), suffix=False)),
-                 escape(str(champion["package_rejected"].get("description") or "-"))] for champion in rejected]
-        parts.append("<h3>Champions whose model package was rejected</h3>"
+                 escape(str(champion["package_rejected"].get("description")
+                            or ("deleted" if champion["package_rejected"].get("deleted") else "-")))]
+                for champion in rejected]
+        parts.append("<h3>Champions whose model package was rejected or deleted</h3>"
                      + page.table(["dataset", "champion", "found (UTC)", "description"], rows, columns="nllw",
                                   stack=True)
-                     + "<p class='sub'>Rejected in the Model Registry: not approved again. The next run of the "
+                     + "<p class='sub'>Rejected in the Model Registry, or deleted from it: not approved again. The "
+                     "next run of the "
                      f"dataset that succeeds takes its place, or {_code('reviewtune promote RUN_ID')} picks one "
                      "now.</p>")
     body = "".join(parts) or '<p data-key="nothing-to-do">Nothing: every file has its outcome, and no run failed.</p>'
     return f'<section data-key="attention"><h2>Needs attention</h2>{body}</section>'
+
+
+def _package_note(champion: dict[str, Any]) -> str:
+    note = champion.get("package_rejected")
+    return "" if not note else "; its package deleted" if note.get("deleted") else "; its package Rejected"
 
 
 def _datasets(data: dict[str, Any]) -> str:
@@ -131,7 +139,7 @@ def _datasets(data: dict[str, Any]) -> str:
             escape(name),
             (f"{escape(champion['run_id'])}<br><span class='sub'>{_percent(champion.get('accuracy'))} % test, since "
              f"{escape(display.utc_time(champion.get('changed_at')))}"
-             + ("; its package Rejected" if champion.get("package_rejected") else "") + "</span>") if champion else "-",
+             + _package_note(champion) + "</span>") if champion else "-",
             (f"{escape(latest['run_id'])}<br><span class='sub'>{escape(views.status_text(latest))}"
              + (f", {_percent(_accuracy(latest))} % test" if latest.get("status") == RunStatus.SUCCEEDED else "")
              + "</span>") if latest else "-",

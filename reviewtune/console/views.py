@@ -24,6 +24,7 @@ from reviewtune.console.text import (
     utc_time,
 )
 from reviewtune.core import claims, display, job_stops, runs, states, stop_requests, withdrawal
+from reviewtune.core.champion import package_fate
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -454,9 +455,19 @@ def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
             f"{champion.get('test_rows', 0):,}",
             utc_time(champion.get("changed_at")),
             str(champion.get("version", "-")),
-            (champion.get("model_package_arn") or "-") + (" (Rejected)" if champion.get("package_rejected") else ""),
+            (champion.get("model_package_arn") or "-") + _package_note(champion),
         )
     return table
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _package_note(champion: dict[str, Any]) -> str:
+    """A champion's package Rejected or deleted by a person, after its ARN (former_champions.py)."""
+    note = champion.get("package_rejected")
+    return "" if not note else " (deleted)" if note.get("deleted") else " (Rejected)"
 
 
 def champion_view(champion: dict[str, Any]) -> Group:
@@ -476,12 +487,12 @@ def champion_view(champion: dict[str, Any]) -> Group:
     settling = sorted(champion.get("dethroned") or {})
     rejected = champion.get("package_rejected")
     serving = "the packages before it keep their approval" if settling else "no package of the dataset is Approved"
-    if rejected:  # former_champions.py: a person rejected it; record_results' next success replaces the champion
+    if rejected:  # former_champions.py: a person rejected (or deleted) it; the next success replaces the champion
         said = f" (\"{rejected['description']}\")" if rejected.get("description") else ""
-        add_row(facts, plain("package rejected", style="red"),
-                f"Rejected in the Model Registry{said}, found {utc_time(rejected.get('found_at'))}: not approved "
-                "again; the next run of the dataset that succeeds takes its place (or `reviewtune promote RUN_ID` "
-                f"now); {serving}")
+        add_row(facts, plain("package deleted" if rejected.get("deleted") else "package rejected", style="red"),
+                f"{_capital(package_fate(rejected))}{said}, found {utc_time(rejected.get('found_at'))}: not "
+                "approved again; the next run of the dataset that succeeds takes its place (or `reviewtune promote "
+                f"RUN_ID` now); {serving}")
     if refused:  # former_champions.py: every pass tries again, and records it on the run after GIVE_UP_SECONDS
         add_row(facts, plain("approval refused", style="red"),
                 f"SageMaker has refused to approve the champion's package since {utc_time(refused)}; {serving}")

@@ -17,8 +17,9 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
                       approval is still to be settled (former_champions.py), noted by the write that moved the pointer
     approval_refused_since  when SageMaker first refused to approve this champion's package (former_champions.py;
                       gone once it is Approved, and with the next champion)
-    package_rejected  {found_at, description?}: the champion's package was found Rejected in the Model Registry (a
-                      person's decision: reviewtune never rejects a package). It is not approved again, and the next
+    package_rejected  {found_at, description?, deleted?}: the champion's package was found Rejected in the Model
+                      Registry, or ``deleted`` from it (a person's decision: reviewtune does neither). It is not
+                      approved again, and the next
                       run of the dataset that succeeds takes its place without a comparison (former_champions.py;
                       gone once the package is Approved again, and with the next champion)
 
@@ -479,11 +480,16 @@ def plan_challenge(
 
 
 def _replaces_rejected(current: Champion, accuracy: float, test_rows: int) -> Decision:
-    """A champion whose package a person Rejected in the Model Registry does not serve: any run that succeeds takes
-    its place, whatever the comparison says."""
+    """A champion whose package a person Rejected in the Model Registry (or deleted from it) does not serve: any run
+    that succeeds takes its place, whatever the comparison says."""
     on_rows = f" on {display.count(test_rows)} test reviews" if test_rows else ""
-    return Decision(True, f"new champion: the model package of champion {current.run_id} was Rejected in the Model "
-                          f"Registry; challenger {display.percent(accuracy)}{on_rows}")
+    return Decision(True, f"new champion: the model package of champion {current.run_id} was "
+                          f"{package_fate(current.package_rejected)}; challenger {display.percent(accuracy)}{on_rows}")
+
+
+def package_fate(note: dict[str, Any] | None) -> str:
+    """What a person did to a champion's package, from the pointer's note (``package_rejected``)."""
+    return "deleted from the Model Registry" if (note or {}).get("deleted") else "Rejected in the Model Registry"
 
 
 def promote_manually(

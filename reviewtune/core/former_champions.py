@@ -22,7 +22,8 @@ approved again; the pointer notes it (``package_rejected``), the packages before
 run of the dataset that succeeds with a package of its own takes its place without a comparison
 (``champion.plan_challenge``, once ``still_rejected`` has read it Rejected again); should the person approve it
 again (or promote the champion), the note goes. A package found Rejected is never put back to pending
-(``registry.back_to_pending``).
+(``registry.back_to_pending``). A champion's package deleted from the registry by a person is noted the same way
+(``package_rejected`` with ``deleted``) and replaced the same way: it never serves again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, 
 logger = Logger(child=True)
 
 CHAMPION_APPROVED = "champion: approved again (its package was not Approved)"
+PACKAGE_GONE = "the model package no longer exists"
 
 
 def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None) -> int:
@@ -123,10 +125,8 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
         if approve_now:
             registry.set_approval(sagemaker, arn, registry.APPROVED, CHAMPION_APPROVED)
     except ClientError as exc:
-        if registry.package_gone(exc):
-            for attribute in ("approval_refused_since", "package_rejected"):  # no package: nothing to show of it
-                if getattr(champion, attribute) is not None:
-                    _mark(runs.table, champion, attribute, None)
+        if registry.package_gone(exc):  # deleted by a person: like a rejection, it never serves again
+            _rejected(runs, champion, None, now, deleted=True)
             return None
         if aws_errors.transient(exc):
             raise
@@ -154,22 +154,28 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
     return approved
 
 
-def _rejected(runs: RunsRepository, champion: Champion, description: str | None, now: datetime) -> None:
-    """The champion's package is Rejected in the registry: a person's decision (reviewtune never rejects one), kept.
-    Noted on the pointer once (the next run that succeeds takes the champion's place: ``champion.plan_challenge``) and
-    on the run's record, and logged; the packages noted before it keep their approval."""
+def _rejected(runs: RunsRepository, champion: Champion, description: str | None, now: datetime, *,
+              deleted: bool = False) -> None:
+    """The champion's package is Rejected in the registry, or ``deleted`` from it: a person's decision (reviewtune
+    does neither), kept. Noted on the pointer once (``package_rejected``, with ``deleted``; the next run that succeeds
+    takes the champion's place: ``champion.plan_challenge``) and on the run's record, and logged; the packages noted
+    before it keep their approval."""
     if champion.approval_refused_since is not None:  # SageMaker's refusals to approve it no longer matter
         _mark(runs.table, champion, "approval_refused_since", None)
     if champion.package_rejected is None:
         description = None if registry.written_by_reviewtune(description) else description
-        logger.error("the champion's package was Rejected in the Model Registry: not approved again; the next run of "
-                     "the dataset that succeeds takes its place", extra={
+        logger.error(f"the champion's package was {'deleted from' if deleted else 'Rejected in'} the Model Registry: "
+                     "not approved again; the next run of the dataset that succeeds takes its place", extra={
                          "dataset": champion.dataset, "run_id": champion.run_id,
                          "model_package_arn": champion.model_package_arn, "approval_description": description})
-        found = {"found_at": now_iso(now), **({"description": description[:500]} if description else {})}
+        found = {"found_at": now_iso(now), **({"description": description[:500]} if description else {}),
+                 **({"deleted": True} if deleted else {})}
         if not _mark(runs.table, champion, "package_rejected", found):
             return  # the pointer moved: the next pass reads the new one
-    _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
+    if deleted:
+        _record(runs, champion.run_id, champion.model_package_arn, None, PACKAGE_GONE)
+    else:
+        _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
 
 
 def approved_again(table: Any, champion: Champion, *, fence: bool = False) -> Champion:
@@ -195,10 +201,10 @@ def approved_again(table: Any, champion: Champion, *, fence: bool = False) -> Ch
 
 
 def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
-    """Whether the package of the champion the pointer notes Rejected is Rejected still (one DescribeModelPackage): a
-    decision to replace the champion rests on it. Approved again by a person since the pass that noted it, the notes
-    are taken off, the run's record says Approved, and the champion is compared as usual. A package gone is not
-    Rejected; raises when SageMaker refuses for a moment; any other refusal leaves the pass's note to decide."""
+    """Whether the package of the champion the pointer notes Rejected (or deleted) is Rejected or gone still (one
+    DescribeModelPackage): a decision to replace the champion rests on it. Approved again by a person since the pass
+    that noted it, the notes are taken off, the run's record says Approved, and the champion is compared as usual.
+    Raises when SageMaker refuses for a moment; any other refusal leaves the pass's note to decide."""
     champion = get_champion(runs.table, dataset)
     if champion is None or champion.package_rejected is None or not champion.model_package_arn:
         return False
@@ -207,9 +213,7 @@ def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     except ClientError as exc:
         if aws_errors.transient(exc):
             raise
-        if not registry.package_gone(exc):
-            return True  # unreadable: the note stands (set_champion's write holds only while it is there)
-        status = None
+        return True  # gone (never back), or unreadable: the note stands (set_champion's write holds only with it)
     if status == registry.REJECTED:
         return True
     approved_again(runs.table, champion)
@@ -219,8 +223,9 @@ def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
 
 
 def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
-    """Whether the champion's package, not noted Rejected yet, read Rejected now (one DescribeModelPackage): noted
-    then as a pass would note it (``_rejected``: on the pointer unless it moved meanwhile, and on the run's record),
+    """Whether the champion's package, not noted Rejected yet, read Rejected now, or is gone (one
+    DescribeModelPackage): noted then as a pass would note it (``_rejected``: on the pointer unless it moved
+    meanwhile, and on the run's record),
     so that a decision about to keep the champion replaces it instead, without waiting for the next pass (the caller
     reads the pointer and the package again before acting on the note: ``still_rejected``). False when the champion
     has no package or a note already, or when the package is not Rejected. SageMaker's and DynamoDB's refusals
@@ -228,7 +233,13 @@ def found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
     champion = get_champion(runs.table, dataset)
     if champion is None or champion.package_rejected is not None or not champion.model_package_arn:
         return False
-    status, description = registry.approval(sagemaker, champion.model_package_arn)
+    try:
+        status, description = registry.approval(sagemaker, champion.model_package_arn)
+    except ClientError as exc:
+        if not registry.package_gone(exc):
+            raise
+        _rejected(runs, champion, None, datetime.now(UTC), deleted=True)
+        return True
     if status != registry.REJECTED:
         return False
     _rejected(runs, champion, description, datetime.now(UTC))
@@ -303,7 +314,7 @@ def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: date
         registry.set_approval(sagemaker, noted["model_package_arn"], wanted, why)
     except ClientError as exc:
         if registry.package_gone(exc):
-            noted["error"] = "the model package no longer exists"
+            noted["error"] = PACKAGE_GONE
             return None
         since = parse_iso(noted.get("since") or now.isoformat())
         if not registry.refused_for_good(exc, since, now):

@@ -138,7 +138,7 @@ def promote(
     arn = run["model_package_arn"]
     current = get_champion(runs.table, dataset)
     already = current is not None and current.run_id == run_id
-    if not already and _approval_now(sagemaker, arn) == "deleted":  # before the pointer moves: nothing changes
+    if _approval_now(sagemaker, arn) == "deleted":  # before the pointer or its notes change: nothing changes
         raise PromotionError(
             f"run {run_id}'s model package {arn} no longer exists in the Model Registry (deleted): a champion without "
             "a package serves nothing; nothing was changed"

@@ -193,8 +193,17 @@ def test_a_champion_whose_package_a_person_rejected_needs_attention(stack):
     html = overview.render(overview.collect(moto_target(stack), 7))
 
     attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
-    assert "<h3>Champions whose model package was rejected</h3>" in attention and "nothing-to-do" not in attention
+    assert "<h3>Champions whose model package was rejected or deleted</h3>" in attention
+    assert "nothing-to-do" not in attention
     assert "reviewtune-a1" in attention and "2026-12-06 08:35:00" in attention
     assert "&lt;i&gt;bias&lt;/i&gt; in the audit" in attention and "<i>bias" not in html
     datasets = html.split("<h2>Datasets</h2>", 1)[1].split("</section>", 1)[0]
     assert "; its package Rejected" in datasets
+    runs.table.update_item(Key={"run_id": f"champion#{DATASET}"}, UpdateExpression="SET package_rejected = :r",
+                           ExpressionAttributeValues={":r": {"found_at": "2026-12-06T08:35:00Z", "deleted": True}})
+
+    html = overview.render(overview.collect(moto_target(stack), 7))
+
+    attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
+    assert "reviewtune-a1" in attention and ">deleted</td>" in attention
+    assert "; its package deleted" in html and "its package Rejected" not in html

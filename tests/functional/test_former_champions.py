@@ -667,15 +667,16 @@ def test_promote_of_the_champion_after_record_results_read_its_package_rejected_
 
     def read_then_promote(sagemaker, arn):
         answer = read(sagemaker, arn)
-        if not promoted:
-            promoted.append(promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker,
-                                    pipeline.stack.bucket, first, reason="the audit was wrong", by="ops"))
+        if not promoted:  # once (promote reads the package too)
+            promoted.append("under way")
+            promoted[0] = promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker,
+                                  pipeline.stack.bucket, first, reason="the audit was wrong", by="ops")
         return answer
 
     monkeypatch.setattr(registry, "approval", read_then_promote)
     pipeline.evaluation_ended(second)
 
-    assert promoted and pipeline.run(second)["champion"]["decision"] == "kept"
+    assert promoted[0].run_id == first and pipeline.run(second)["champion"]["decision"] == "kept"
     champion = get_champion(pipeline.clients.runs_table, DATASET)
     assert champion.run_id == first and champion.package_rejected is None
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"}
@@ -808,3 +809,51 @@ def test_promote_run_again_after_its_approval_failed_records_who_promoted_the_ru
     assert promoted["at"] == get_champion(pipeline.clients.runs_table, DATASET).history[-1]["at"]
     promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="again", by="someone else")
     assert pipeline.run(second)["promoted"] == promoted  # who made it champion, not who approved it again
+
+
+def test_a_champion_whose_package_was_deleted_is_noted_and_replaced_by_the_next_success(pipeline):
+    """A person deletes the champion's package in the console: like a rejection, the next pass notes it (on the
+    pointer and the run), and the next run that succeeds with a package takes its place without a comparison."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    pipeline.sagemaker.delete_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+
+    pipeline.reconcile()
+
+    note = get_champion(pipeline.clients.runs_table, DATASET).package_rejected
+    assert note["deleted"] is True and note["found_at"]
+    assert pipeline.run(first)["registry"]["error"] == former_champions.PACKAGE_GONE
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))  # worse on the same rows: it replaces it anyway
+    champion = get_champion(pipeline.clients.runs_table, DATASET)
+    assert champion.run_id == second and champion.package_rejected is None
+    assert approvals(pipeline) == {second: "Approved"}
+    assert "was deleted from the Model Registry" in pipeline.run(second)["champion"]["reason"]
+    assert "deleted from the Model Registry" in pipeline.messages(second)[-1]["Message"]
+
+
+def test_a_champion_whose_package_is_deleted_after_the_last_pass_is_replaced_by_the_next_success(pipeline):
+    """No pass has seen the deletion yet: the challenger's record_results, about to keep the champion, reads the
+    package gone, notes it and takes its place."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    pipeline.sagemaker.delete_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+    second = start(pipeline, body=good_file(seed=3))
+
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert approvals(pipeline) == {second: "Approved"}
+
+
+def test_promote_of_a_champion_whose_package_was_deleted_is_refused_and_keeps_the_note(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    pipeline.sagemaker.delete_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+    pipeline.reconcile()
+
+    with pytest.raises(PromotionError, match="no longer exists in the Model Registry"):
+        promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, first,
+                reason="keep it", by="ops")
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected["deleted"] is True

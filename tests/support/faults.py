@@ -131,6 +131,7 @@ class FakeSageMaker:
         self.approval_descriptions: dict[str, str] = {}  # model package ARN -> the latest approval's reason
         self.calls: list[str] = []
         self.groups: dict[str, list[dict[str, Any]]] = {}
+        self.versions_made: dict[str, int] = defaultdict(int)  # a group's versions are never numbered again
 
     def _call(self, operation: str, request: dict[str, Any] | None = None) -> None:
         """Record the call; raise the next injected error, else refuse a request SageMaker would refuse (every
@@ -328,7 +329,9 @@ class FakeSageMaker:
         for package in versions:
             if package["ClientToken"] == request["ClientToken"]:
                 return {"ModelPackageArn": package["ModelPackageArn"]}
-        arn = self.arn("model-package", f"{request['ModelPackageGroupName'].lower()}/{len(versions) + 1}")
+        self.versions_made[request["ModelPackageGroupName"]] += 1
+        version = self.versions_made[request["ModelPackageGroupName"]]
+        arn = self.arn("model-package", f"{request['ModelPackageGroupName'].lower()}/{version}")
         versions.append({**request, "ModelPackageArn": arn})
         return {"ModelPackageArn": arn}
 

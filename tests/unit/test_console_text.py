@@ -306,6 +306,9 @@ def test_a_champion_view_says_a_person_rejected_its_package_and_what_happens_nex
     assert ('package rejected  Rejected in the Model Registry ("bias audit"), found 2026-11-03 09:00:00: not approved '
             "again; the next run of the dataset that succeeds takes its place (or `reviewtune promote RUN_ID` now); "
             "no package of the dataset is Approved") in text
+    deleted = {**champion, "package_rejected": {"found_at": "2026-11-03T09:00:00Z", "deleted": True}}
+    assert ("package deleted  Deleted from the Model Registry, found 2026-11-03 09:00:00: not approved again; the "
+            "next run") in rendered(views.champion_view(deleted), width=400)
     settling = {**rejected, "dethroned": {"reviewtune-0123456789abcdef": {"model_package_arn": "arn:p/1"}}}
     text = rendered(views.champion_view(settling), width=400)
     assert "the packages before it keep their approval" in text
@@ -316,7 +319,10 @@ def test_the_champions_table_marks_a_champion_whose_package_a_person_rejected():
     champion = {"dataset": "team-a/reviews.tsv", "run_id": RUN_ID, "accuracy": 0.74, "test_rows": 308,
                 "changed_at": "2026-11-01T10:52:40Z", "version": 2, "model_package_arn": "arn:p/2"}
     rejected = {**champion, "dataset": "team-b/reviews.tsv", "package_rejected": {"found_at": "2026-11-03T09:00:00Z"}}
+    deleted = {**champion, "dataset": "team-c/reviews.tsv",
+               "package_rejected": {"found_at": "2026-11-03T09:00:00Z", "deleted": True}}
 
-    lines = rendered(views.champions_table([champion, rejected], "Champions"), width=400).splitlines()
+    lines = rendered(views.champions_table([champion, rejected, deleted], "Champions"), width=400).splitlines()
 
-    assert [("(Rejected)" in line) for line in lines if "reviews.tsv" in line] == [False, True]
+    assert [("(Rejected)" in line, "(deleted)" in line) for line in lines if "reviews.tsv" in line] == [
+        (False, False), (True, False), (False, True)]
