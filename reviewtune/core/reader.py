@@ -214,6 +214,11 @@ def _utf16_without_bom(line: str) -> bool:
     return False
 
 
+def _line_break_length(line: str) -> int:
+    """How many characters the line break ending ``line`` has (0, 1 or 2: \r\n)."""
+    return 2 if line.endswith("\r\n") else 1 if line.endswith(("\n", "\r")) else 0
+
+
 class ReviewReader:
     """One pass over one file: ``rows()`` yields valid rows; ``info`` is complete afterwards."""
 
@@ -249,7 +254,7 @@ class ReviewReader:
     def _lines(self) -> Iterator[str]:
         while True:
             try:
-                line = self._text.readline(MAX_LINE_CHARS + 1)
+                line = self._text.readline(MAX_LINE_CHARS + 2)  # room for a line break of two characters
             except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
                 where = f"after line {self._lines_read:,}: " if self._lines_read else ""
                 raise DatasetError(
@@ -265,7 +270,7 @@ class ReviewReader:
                     f"the file has more than {MAX_LINES:,} lines (reviews, blank lines and lines of a value "
                     "spread over several); split it into smaller files and drop each"
                 )
-            if len(line) > MAX_LINE_CHARS:
+            if len(line) - _line_break_length(line) > MAX_LINE_CHARS:
                 raise DatasetError(f"line {number} is longer than {MAX_LINE_CHARS:,} characters")
             if number == 1:
                 self._check_start(line)
@@ -520,6 +525,12 @@ class ReviewReader:
                                         'close it, or write a quote inside a value as two quotes ""; if the value is '
                                         "one review as written, put it on one line")
                     continue
+            # a row without a review is dropped whatever else it holds (`"61",NA,NA` from R, an id alone): its label or
+            # split, missing too more often than not, are nothing to refuse the file for
+            text = clean_text(row[text_idx])
+            if _INVISIBLE_ONLY.fullmatch(text) or (len(text) <= _MISSING_TEXT_LONGEST and text.casefold() in _MISSING_TEXTS):
+                info.dropped_empty_text += 1
+                continue
             raw_label = _label_text(row[label_idx])
             if raw_label not in allowed:
                 problems.add(
@@ -534,10 +545,6 @@ class ReviewReader:
                 if given is None:
                     problems.add(start, f"split is {excerpt(row[split_idx])}, expected train, validation or test")
                     continue
-            text = clean_text(row[text_idx])
-            if _INVISIBLE_ONLY.fullmatch(text) or (len(text) <= _MISSING_TEXT_LONGEST and text.casefold() in _MISSING_TEXTS):
-                info.dropped_empty_text += 1
-                continue
             if problems:
                 continue  # the file will be refused: keep counting, keep nothing
             label = int(raw_label)

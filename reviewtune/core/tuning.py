@@ -274,6 +274,9 @@ def _keep_copy(
         return False, f"its size is unknown, so it was not copied; {stays}", None
     if not error.keeps_copy or obj.size > MAX_FILE_BYTES:
         return False, f"files over {display.size(MAX_FILE_BYTES)} are not copied; {stays}", None
+    if target.endswith(names.REASON_SUFFIX):  # a copy there could take another file's reason's key over
+        return False, (f"a file named *{names.REASON_SUFFIX}, as the reasons kept under {names.REJECTED_PREFIX} are, "
+                       f"is not copied there; {stays}"), None
     source: dict[str, str] = {"Bucket": obj.bucket, "Key": obj.key}
     if obj.version_id:
         source["VersionId"] = obj.version_id

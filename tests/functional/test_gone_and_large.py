@@ -339,3 +339,19 @@ def test_a_second_rejection_of_the_same_key_leaves_the_first_run_its_own_copy_an
         assert copy["Body"].read() == body
         reason = s3.get_object(Bucket=stack.bucket, Key="rejected/bad.csv.error.json", VersionId=item["reason_version_id"])
         assert json.loads(reason["Body"].read())["run_id"] == result["run_id"]
+
+
+def test_a_file_named_like_a_reason_is_not_copied_over_another_file_s_reason(pipeline, stack):
+    """incoming/x.tsv rejected keeps its reason at rejected/x.tsv.error.json; a file dropped as
+    incoming/x.tsv.error.json (the rejected/ folder copied back, say) is rejected too, and not copied there."""
+    s3 = boto3.client("s3", region_name=REGION)
+    first = pipeline.start_tuning(pipeline.drop_event("incoming/x.tsv", b"hello\n"))
+    second = pipeline.start_tuning(pipeline.drop_event("incoming/x.tsv.error.json", b'{"run_id": "not x.tsv"}'))
+
+    assert json.loads(s3.get_object(Bucket=stack.bucket, Key="rejected/x.tsv.error.json")["Body"].read())[
+        "run_id"] == first["run_id"]
+    item = assert_one_outcome(pipeline, second["run_id"], "REJECTED")
+    assert "rejected_uri" not in item and item["not_copied"] == (
+        "a file named *.error.json, as the reasons kept under rejected/ are, is not copied there; the original stays "
+        f"at s3://{stack.bucket}/incoming/x.tsv.error.json")
+    assert item["reason_uri"] == f"s3://{stack.bucket}/rejected/x.tsv.error.json.error.json"

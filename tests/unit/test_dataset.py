@@ -67,6 +67,45 @@ def test_raw_kaggle_shape_with_quotes_commas_newlines_and_missing_text():
     assert all("\n" not in r.text for rows_ in result.splits.values() for r in rows_)
 
 
+def test_a_row_without_a_review_is_dropped_whatever_its_label_or_split_holds():
+    """An export's row with only its id (R writes NA for each value, a Kaggle row has an empty text and rating): no
+    review, so nothing to label or split; dropped and counted, not a reason to refuse the file."""
+    r_export = ('"","review_text","sentiment"\n'
+                + "".join(f'"{i}","review {i} of {label}",{label}\n' for i, (label, _) in enumerate(balanced_rows(20)))
+                + '"61",NA,NA\n"62",,positive\n').encode()
+    assert split_reviews(r_export, "r.csv").dropped_empty_text == 2
+    kaggle = [(i, text, {-1: 1, 0: 3, 1: 5}[label]) for i, (label, text) in enumerate(balanced_rows(20))]
+    kaggle.append((999, "", ""))
+    result = split_reviews(make_file(kaggle, header=("Clothing ID", "Review Text", "Rating"), delimiter=","), "k.csv")
+    assert result.dropped_empty_text == 1
+    names = ["train"] * 8 + ["validation", "test"]
+    given = [(label, f"r{label}_{i}", name) for label in (-1, 0, 1) for i, name in enumerate(names)]
+    given += [(label, f"more {label} {i}", "train") for label in (-1, 0, 1) for i in range(3)] + [(1, "", "")]
+    result = split_reviews(make_file(given, header=("sentiment", "review_body", "split")), "s.tsv")
+    assert result.dropped_empty_text == 1 and result.split_source == "file"
+    with pytest.raises(DatasetError, match="'sentiment' is 'NA', expected one of -1, 0, 1"):  # a review: judged
+        split_reviews(r_export + b'"63","a review",NA\n', "r.csv")
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\r"])
+def test_a_line_of_exactly_the_line_limit_is_read_whatever_its_line_break_and_one_more_character_is_not(line_break):
+    from reviewtune.core.formats import MAX_FIELD_CHARS, MAX_LINE_CHARS
+
+    def with_long_row(length: int) -> bytes:
+        fixed = "1\tthe long one\t"
+        room = length - len(fixed) - 4  # four more separators
+        cells = [room // 5] * 4 + [room - 4 * (room // 5)]
+        assert max(cells) < MAX_FIELD_CHARS
+        row = fixed + "\t".join("n" * n for n in cells)
+        assert len(row) == length
+        rows = "".join(f"{label}\t{text}\t\t\t\t\t{line_break}" for label, text in balanced_rows(20))
+        return (f"sentiment\treview_body\tn1\tn2\tn3\tn4\tn5{line_break}{rows}{row}{line_break}").encode()
+
+    assert split_reviews(with_long_row(MAX_LINE_CHARS), "wide.tsv").rows_read == 61
+    with pytest.raises(DatasetError, match="line 62 is longer than 4,194,304 characters"):
+        split_reviews(with_long_row(MAX_LINE_CHARS + 1), "wide.tsv")
+
+
 def test_a_review_the_file_labels_two_ways_is_left_out_and_counted():
     rows = balanced_rows(40) + [(0, f"both ways {i}") for i in range(6)] + [(1, f"both ways {i}") for i in range(6)]
     result = split_reviews(make_file(rows), "a.tsv")
