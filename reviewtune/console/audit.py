@@ -67,13 +67,17 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
     now = now or datetime.now(UTC)
     grace = timedelta(seconds=grace_seconds)
     since = now - timedelta(days=days)
-    prefix = names.INCOMING_PREFIX + (names.normalize_dataset(dataset) if dataset else "")
+    scope = names.normalize_dataset(dataset) if dataset else ""
     by_dataset: dict[str, list[tuple[dict[str, Any], Any]]] = defaultdict(list)
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        for version in page.get("Versions", []):
-            obj = missed_drops.dropped_version(bucket, version)
-            if obj is not None and version["LastModified"] >= since:
-                by_dataset[names.dataset_name(obj.key)].append((version, obj))
+    for spelling in names.key_spellings(scope):  # a key written with decomposed accents is the same dataset
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                      Prefix=names.INCOMING_PREFIX + spelling):
+            for version in page.get("Versions", []):
+                obj = missed_drops.dropped_version(bucket, version)
+                # the prefix `team-a` also lists team-ab/: only the dataset named, or the folder's
+                if (obj is not None and version["LastModified"] >= since
+                        and names.in_scope(name := names.dataset_name(obj.key), scope)):
+                    by_dataset[name].append((version, obj))
     rows = []
     for name, found in by_dataset.items():
         known: dict[str, dict[str, Any]] = {}

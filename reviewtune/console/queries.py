@@ -95,16 +95,18 @@ def datasets_under(s3: Any, bucket: str, folder: str) -> tuple[list[str], bool]:
     """The datasets whose files lie under ``folder`` (below incoming/), from the versions S3 keeps there
     (ListObjectVersions: a file deleted since still counts while its versions are kept), sorted; at most
     ``MAX_FOLDER_DATASETS``, after at most ``MAX_FOLDER_KEYS`` versions: True when there may be more."""
-    prefix = names.INCOMING_PREFIX + names.normalize_dataset(folder).strip("/") + "/"
     found: set[str] = set()
     read = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-        for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-            read += 1
-            if not version["Key"].endswith("/"):  # a folder marker is no file
-                found.add(names.dataset_name(version["Key"]))
-        if len(found) > MAX_FOLDER_DATASETS or read >= MAX_FOLDER_KEYS:
-            return sorted(found)[:MAX_FOLDER_DATASETS], True
+    # a key written with decomposed accents (macOS) lies under the folder too: both spellings listed
+    for spelling in names.key_spellings(names.normalize_dataset(folder).strip("/") + "/"):
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                      Prefix=names.INCOMING_PREFIX + spelling):
+            for version in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                read += 1
+                if not version["Key"].endswith("/"):  # a folder marker is no file
+                    found.add(names.dataset_name(version["Key"]))
+            if len(found) > MAX_FOLDER_DATASETS or read >= MAX_FOLDER_KEYS:
+                return sorted(found)[:MAX_FOLDER_DATASETS], True
     return sorted(found), False
 
 

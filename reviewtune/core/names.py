@@ -159,6 +159,18 @@ def normalize_dataset(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
+def key_spellings(path: str) -> list[str]:
+    """The spellings keys give a path typed by a person, for S3 listings (whose prefixes match bytes): composed
+    (NFC), then decomposed (NFD, as macOS writes file names) when that differs."""
+    return list(dict.fromkeys(unicodedata.normalize(form, path) for form in ("NFC", "NFD")))
+
+
+def in_scope(dataset: str, scope: str) -> bool:
+    """Whether ``dataset`` is the dataset ``scope`` names, or lies in the folder it names (both NFC)."""
+    folder = scope.strip("/")
+    return dataset == scope or not folder or dataset.startswith(folder + "/")
+
+
 def lambda_log_group(function_name: str) -> str:
     """Where Lambda (and the local runtime's router) writes a function's lines."""
     return LAMBDA_LOG_GROUP_PREFIX + function_name

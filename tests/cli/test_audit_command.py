@@ -200,3 +200,30 @@ def test_a_span_that_is_not_zero_or_more_is_refused_with_the_option_named(option
         main(["audit", option, value])
     assert exit_info.value.code == 2
     assert option in capsys.readouterr().err
+
+
+def test_audit_of_a_folder_leaves_out_the_folders_whose_names_start_alike(stack, capsys):
+    """`audit --dataset team-a` is one team's check: team-ab's file owed a run is not its debt."""
+    with_run(stack, "reviewtune-a1", "incoming/team-a/r.tsv", "SUCCEEDED", sent=True)
+    drop(stack, "incoming/team-ab/r.tsv")  # no run: owed one past the grace
+    drop(stack, "incoming/team-a.tsv")
+
+    for typed in ("team-a", "team-a/"):
+        assert [r["key"] for r in run_json(capsys, "audit", "--dataset", typed, "--grace-minutes", "0")] == [
+            "incoming/team-a/r.tsv"]
+        assert main(["audit", "--dataset", typed, "--grace-minutes", "0", "--stack", STACK]) == 0
+        capsys.readouterr()
+    assert [r["key"] for r in run_json(capsys, "audit", "--dataset", "team-a.tsv")] == ["incoming/team-a.tsv"]
+    assert main(["audit", "--grace-minutes", "0", "--stack", STACK]) == 1  # the whole bucket: both owed
+
+
+def test_audit_of_a_dataset_finds_its_versions_whose_keys_are_written_decomposed(stack, capsys):
+    """macOS writes file names with decomposed accents: such a key is the same dataset (NFC) however it is typed."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "café")
+    drop(stack, f"incoming/{decomposed}/r.tsv")  # its event lost: owed a run
+
+    for typed in ("café", decomposed, "café/r.tsv"):
+        assert main(["audit", "--dataset", typed, "--grace-minutes", "0", "--stack", STACK, "--json"]) == 1  # owed
+        assert [r["dataset"] for r in json.loads(capsys.readouterr().out)] == ["café/r.tsv"]

@@ -115,6 +115,18 @@ def test_a_folder_given_as_the_dataset_lists_the_runs_of_every_dataset_under_it(
     assert "no runs of dataset" not in capsys.readouterr().err
 
 
+def test_a_folder_whose_keys_are_written_decomposed_lists_its_runs_however_it_is_typed(deployed, capsys):
+    """A file dropped from macOS keeps its decomposed accents in its key; its run records the dataset composed."""
+    import unicodedata
+
+    put_run(deployed, "reviewtune-a1", "café/r.tsv", "SUCCEEDED", 1, 0.70)
+    boto3.client("s3").put_object(Bucket=deployed.bucket, Key=f"incoming/{unicodedata.normalize('NFD', 'café')}/r.tsv",
+                                  Body=b"x")
+
+    for typed in ("café", unicodedata.normalize("NFD", "café"), "café/"):
+        assert [r["run_id"] for r in run_json(capsys, "runs", "list", "--dataset", typed)] == ["reviewtune-a1"]
+
+
 @pytest.mark.parametrize("folder", ["exports[/old]", "exports [old]", "team [bold]a"])
 def test_a_folder_whose_name_looks_like_markup_is_named_as_it_is(deployed, capsys, folder):
     """The title names the folder: as text ('exports[/old]' raised rich's MarkupError, '[bold]' turned bold)."""
