@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import time
 import webbrowser
@@ -85,7 +86,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = target.runs().table
     items = queries.list_runs(table, args.dataset, args.status, args.limit)
     title = f"Runs, newest first ({target.description})"
-    folder = _folder_datasets(target, args.dataset) if args.dataset and not items else None
+    # a dataset with runs, none in the status asked for: a dataset, not a folder, and nothing to explain but that
+    other_runs = bool(args.dataset and args.status and not items and queries.list_runs(table, args.dataset, None, 1))
+    folder = _folder_datasets(target, args.dataset) if args.dataset and not items and not other_runs else None
     if folder and folder[0]:
         datasets, more = folder
         items = queries.list_runs_of(table, datasets, args.status, args.limit)
@@ -93,7 +96,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         title = (f"Runs of {some} dataset{'s' if len(datasets) > 1 else ''} under {args.dataset.strip('/')}/, "
                  f"newest first ({target.description})")
     _emit(args, items, views.runs_table(items, title))
-    if args.dataset and not (folder and folder[0]) and not items:
+    if other_runs:
+        progress_console.print(plain(f"no {args.status} runs of dataset {args.dataset!r}; `reviewtune runs list "
+                                     f"--dataset {shlex.quote(args.dataset)}` lists its runs of every status"))
+    elif args.dataset and not (folder and folder[0]) and not items:
         none_under = f", and no files under incoming/{args.dataset.strip('/')}/" if folder is not None else ""
         progress_console.print(plain(
             f"no runs of dataset {args.dataset!r}{none_under}: a dataset is a file's path below incoming/ (such as "

@@ -113,6 +113,11 @@ def test_a_folder_given_as_the_dataset_lists_the_runs_of_every_dataset_under_it(
     assert "`reviewtune audit --dataset team-c` lists every file of a folder" in err
     assert main(["runs", "list", "--dataset", "team-a/r.tsv", "--stack", STACK]) == 0
     assert "no runs of dataset" not in capsys.readouterr().err
+    # a dataset with runs, none in the status asked for: said so, not called a folder without files
+    assert main(["runs", "list", "--dataset", "team-a/r.tsv", "--status", "TUNING", "--stack", STACK]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == ("no TUNING runs of dataset 'team-a/r.tsv'; `reviewtune runs list --dataset team-a/r.tsv` lists its "
+                   "runs of every status")
 
 
 def test_a_folder_whose_keys_are_written_decomposed_lists_its_runs_however_it_is_typed(deployed, capsys):
