@@ -179,7 +179,7 @@ def time_limit_notes(item: dict[str, Any]) -> list[str]:
         share = time_limited_share(trial.get("planned_steps_pct"))
         if share is not None:
             notes.append(f"  {display.trial_suffix(trial['name'])}: its time limit (max_train_seconds) ended training "
-                         f"at {share:.0f} % of the planned steps: this machine trained slower than planned")
+                         f"at {display.share_done(share)} of the planned steps: this machine trained slower than planned")
     return notes
 
 

@@ -139,7 +139,7 @@ def _epochs_cell(trial: dict[str, Any]) -> str:
     share = trial.get("planned_steps_pct")
     if share is None or float(share) >= 100:
         return str(trial["epochs"])
-    return f"{trial['epochs']} (time limit: {float(share):.0f} % of the planned steps)"
+    return f"{trial['epochs']} (time limit: {display.share_done(share)} of the planned steps)"
 
 
 def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: bool) -> str:

@@ -385,7 +385,7 @@ def _epochs(row: dict[str, Any]) -> str:
     if row.get("Epochs") is None:
         return "-"
     share = time_limited_share(row.get("PlannedStepsPct"))
-    return f"{row['Epochs']} ({share:.0f} % of steps)" if share is not None else str(row["Epochs"])
+    return f"{row['Epochs']} ({display.share_done(share)} of steps)" if share is not None else str(row["Epochs"])
 
 
 def trials_table(rows: list[dict[str, Any]], title: str) -> Table:

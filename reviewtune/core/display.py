@@ -36,6 +36,12 @@ def percent(value: Any, *, scale: float = 100, suffix: bool = True, missing: str
     return f"{result * scale:.2f}" + (" %" if suffix else "")
 
 
+def share_done(value: Any) -> str:
+    """The share of a plan done, in whole percent rounded down (``93 %``): 99.6 % of the steps is not "100 %"."""
+    share = number(value)
+    return MISSING if share is None else f"{math.floor(share)} %"
+
+
 def interval(bounds: Any) -> str:
     """evaluation.json's ``ci95`` ([0.557734, 0.786921]) -> ``95 % CI 55.77-78.69 %``; empty when absent or odd."""
     if not isinstance(bounds, list | tuple) or len(bounds) != 2:

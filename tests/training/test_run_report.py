@@ -105,6 +105,9 @@ def test_a_trial_cut_by_its_time_limit_says_how_much_of_its_plan_it_trained() ->
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
     assert "2 (time limit: 93 % of the planned steps)" in cells
     assert page.count("time limit:") == 1  # the whole plan trained, or no figure recorded: the epochs alone
+    trials[0]["planned_steps_pct"] = 99.6  # cut short, however little: never "100 %"
+    page = run_report.render(evaluation(), cut, {}, [], plotting=False)
+    assert "2 (time limit: 99 % of the planned steps)" in re.findall(r"<td[^>]*>([^<]*)</td>", page)
 
 
 def test_the_history_holds_only_the_runs_before_this_one_with_their_times_in_utc() -> None:

@@ -283,9 +283,11 @@ def test_the_run_summary_names_each_trial_its_time_limit_cut() -> None:
     def trial(n: int, share: float | None) -> dict:
         return {"name": f"reviewtune-0abc-00{n}-xyz", **({} if share is None else {"planned_steps_pct": share})}
 
-    item = {"run_id": "reviewtune-0abc", "tuning": {"trials": [trial(1, 93.4), trial(2, 100.0), trial(3, None)]}}
+    item = {"run_id": "reviewtune-0abc", "tuning": {"trials": [trial(1, 93.4), trial(2, 100.0), trial(3, None),
+                                                               trial(4, 99.6)]}}
     notes = time_limit_notes(item)
-    assert len(notes) == 1 and notes[0].startswith("  001-xyz: its time limit (max_train_seconds) ended training at 93 %")
+    assert len(notes) == 2 and notes[0].startswith("  001-xyz: its time limit (max_train_seconds) ended training at 93 %")
+    assert " ended training at 99 % of the planned steps" in notes[1]
     assert time_limit_notes({"run_id": "r"}) == []
 
 

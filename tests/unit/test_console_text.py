@@ -98,6 +98,7 @@ def test_trials_table_says_when_a_time_limit_cut_a_trial_s_steps():
            "Epochs": 2, "EarlyStopped": False}
     cut = rendered(views.trials_table([{**row, "PlannedStepsPct": 81.3}], "Trials"), width=200)
     assert "2 (81 % of steps)" in cut
+    assert "2 (99 % of steps)" in rendered(views.trials_table([{**row, "PlannedStepsPct": 99.6}], "Trials"), width=200)
     for share in (100.0, None):  # the whole plan trained, or no figure printed: the epochs alone
         whole = rendered(views.trials_table([{**row, "PlannedStepsPct": share}], "Trials"), width=200)
         assert "% of steps" not in whole and " 2 " in whole

@@ -72,6 +72,12 @@ def test_interval(bounds, text):
     assert display.interval(bounds) == text
 
 
+@pytest.mark.parametrize(("value", "text"), [(93.4, "93 %"), (99.6, "99 %"), (Decimal("81.96"), "81 %"),
+                                             ("0", "0 %"), (None, "n/a"), (math.nan, "n/a")])
+def test_share_done_rounds_down(value, text):
+    assert display.share_done(value) == text
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
