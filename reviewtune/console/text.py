@@ -39,17 +39,38 @@ _UNBOUNDED = 100_000  # a width no table reaches: what a table measures there is
 
 
 class ByWidth:
-    """A table in two forms, chosen when printed: ``wide`` where it fits the width rich gives it whole (no column
+    """A table in three forms, chosen when printed: ``wide`` where it fits the width rich gives it whole (no column
     folded: every value on its line), else ``narrow`` (the same rows laid out for 80 columns: no borders between
-    columns, some moved under others)."""
+    columns, some moved under others), else, in a terminal too narrow even for that (a split pane of 60 columns,
+    where rich would cut numbers or drop a column), the wide form's rows as records: one line per column."""
 
-    def __init__(self, wide: Table, narrow: Table) -> None:
-        self.wide, self.narrow = wide, narrow
+    def __init__(self, wide: Table, narrow: Table | None = None) -> None:
+        """``narrow`` None: the wide form is laid out to be narrowed (its headers wrap) down to what it needs."""
+        self.wide, self.narrow = wide, narrow or wide
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        natural = Measurement.get(console, options.update_width(_UNBOUNDED), self.wide).maximum  # nothing folded
-        fits = natural <= options.max_width
-        yield self.wide if fits else self.narrow
+        unbounded = options.update_width(_UNBOUNDED)
+        if Measurement.get(console, unbounded, self.wide).maximum <= options.max_width:  # nothing folded
+            yield self.wide
+        elif Measurement.get(console, unbounded, self.narrow).minimum <= options.max_width:  # nothing cut
+            yield self.narrow
+        else:
+            yield from records(self.wide)
+
+
+def records(table: Table) -> list[Any]:
+    """A table's rows as records: under its title, for each row a line per column, its header then its value
+    (folded, never cut); a blank line between rows; its caption last."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    columns = [(column.header, list(column.cells)) for column in table.columns]
+    for row in range(table.row_count):
+        if row:
+            grid.add_row("", "")
+        for header, cells in columns:
+            grid.add_row(header, cells[row])
+    return [part for part in (table.title, grid, table.caption) if part is not None]
 
 
 def stacked(first: Any, second: Any) -> Text:

@@ -388,10 +388,11 @@ def _epochs(row: dict[str, Any]) -> str:
     return f"{row['Epochs']} ({display.share_done(share)} of steps)" if share is not None else str(row["Epochs"])
 
 
-def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
-    """One row per trial, readable in 80 columns: the trial as its number and suffix (the title names the run), each
-    number at least as wide as its widest value (headers wrap at their words instead), the times left to --json
-    (``seconds`` is the duration), and under the table why each failed trial failed."""
+def trials_table(rows: list[dict[str, Any]], title: str) -> ByWidth:
+    """One row per trial, readable in 80 columns (with the two tuned settings of the template's default): the trial
+    as its number and suffix (the title names the run), each number at least as wide as its widest value (headers
+    wrap at their words instead), the times left to --json (``seconds`` is the duration), and under the table why
+    each failed trial failed. Where even that is too wide (more settings tuned, a narrower terminal): records."""
     fixed = {"TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue", "TrainingStartTime", "TrainingEndTime",
              "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "PlannedStepsPct", "EarlyStopped",
              "FailureReason"}
@@ -426,7 +427,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
                          max_width=max(widest, word), **FOLD)
     for line in cells:
         add_row(table, *line)
-    return table
+    return ByWidth(table)
 
 
 def per_class_table(per_class: dict[str, Any]) -> Table:
@@ -441,22 +442,39 @@ def per_class_table(per_class: dict[str, Any]) -> Table:
     return table
 
 
-def champions_table(champions: list[dict[str, Any]], title: str) -> Table:
-    table = new_table(title)
+def champions_table(champions: list[dict[str, Any]], title: str) -> ByWidth:
+    """One row per dataset's champion; in a narrow terminal each dataset is under its champion's id and the package
+    under both (the columns then fit 80), a time a date over a time."""
+    return ByWidth(_champions_table(champions, title, narrow=False), _champions_table(champions, title, narrow=True))
+
+
+def _champions_table(champions: list[dict[str, Any]], title: str, *, narrow: bool) -> Table:
+    table = new_table(title, narrow=narrow)
+    ids = [champion["run_id"] for champion in champions]
     for column in ("dataset", "champion run", "test acc %", "test reviews", "since (UTC)", "changes", "model package"):
-        table.add_column(column, justify="right" if column in ("test acc %", "test reviews", "changes") else "left",
-                         **(WHOLE if column == "champion run" else FOLD))
+        if narrow and column in ("dataset", "model package"):  # under the champion's id
+            continue
+        if not narrow:
+            options = WHOLE if column == "champion run" else FOLD
+        else:
+            options = {"champion run": id_column(ids), "since (UTC)": TIME}.get(column, WHOLE)
+        header = "champion run / dataset" if narrow and column == "champion run" else column
+        table.add_column(header, justify="right" if column in ("test acc %", "test reviews", "changes") else "left",
+                         **options)
     for champion in champions:
-        add_row(
-            table,
+        package = (champion.get("model_package_arn") or "-") + _package_note(champion)
+        cells = [
             champion["dataset"],
             champion["run_id"],
             _pct(champion.get("accuracy")),
             f"{champion.get('test_rows', 0):,}",
             utc_time(champion.get("changed_at")),
             str(champion.get("version", "-")),
-            (champion.get("model_package_arn") or "-") + _package_note(champion),
-        )
+            package,
+        ]
+        if narrow:
+            cells = [stacked(champion["run_id"], f"{champion['dataset']}\n{package}"), *cells[2:6]]
+        add_row(table, *cells)
     return table
 
 

@@ -90,7 +90,7 @@ def test_trials_table_names_each_trial_by_its_number_and_suffix_whole():
              "EarlyStopped": False}]
     text = rendered(views.trials_table(rows, f"Trials of {RUN_ID}"), width=80)
     assert "003-2fbb4d4d" in text and "Completed" in text and " 72 " in text and "…" not in text
-    assert views.trials_table([{**rows[0], "TrainingJobName": "not-a-trial"}], "t").row_count == 1
+    assert views.trials_table([{**rows[0], "TrainingJobName": "not-a-trial"}], "t").wide.row_count == 1
 
 
 def test_trials_table_says_when_a_time_limit_cut_a_trial_s_steps():
@@ -327,3 +327,54 @@ def test_the_champions_table_marks_a_champion_whose_package_a_person_rejected():
 
     assert [("(Rejected)" in line, "(deleted)" in line) for line in lines if "reviews.tsv" in line] == [
         (False, False), (True, False), (False, True)]
+
+
+ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/reviewtune-team-a-reviews-tsv-1f8f92d0e4/1"
+
+
+def test_the_champions_table_in_80_columns_keeps_each_dataset_id_and_time_whole():
+    champion = {"dataset": "team-a/reviews.tsv", "run_id": RUN_ID, "accuracy": 0.74, "test_rows": 308,
+                "changed_at": "2026-11-01T10:52:40Z", "version": 3, "model_package_arn": ARN}
+
+    text = rendered(views.champions_table([champion], "Champions by dataset (stack reviewtune (us-east-1))"), width=80)
+
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines) and "┃" not in text  # the narrow form: no borders
+    for whole in ("team-a/reviews.tsv", RUN_ID, "2026-11-01", "10:52:40", "74.00", "308"):
+        assert any(whole in line for line in lines), whole
+    assert "".join(line.strip() for line in lines).count(ARN) == 1  # folded under the dataset, all of it
+    wide = rendered(views.champions_table([champion], "Champions"), width=250)
+    assert ARN in wide and "┃ dataset" in wide
+
+
+def test_tables_in_a_terminal_too_narrow_for_their_narrow_form_become_records_and_lose_nothing():
+    """A 60-column pane: the narrow form needs about 77; rich would drop a column or cut numbers ("75…")."""
+    item = {"run_id": RUN_ID, "created_at": "2026-11-01T10:25:06.000Z", "status": "SUCCEEDED",
+            "dataset": "team-a/reviews.tsv", "data": {"summary": {"rows": {"train": 1080, "validation": 60, "test": 60}}},
+            "tuning": {"best_training_job": {"objective": 75.0}}, "metrics": {"accuracy": {"value": 0.6667}}}
+
+    text = rendered(views.runs_table([item, {**item, "status": "FAILED"}], "Runs, newest first"), width=60)
+
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert lines[0] == "Runs, newest first" and "…" not in text and all(len(line) <= 60 for line in lines)
+    assert [line for line in lines if line.startswith(("run ", "status ", "rows ", "val %", "test %"))] == [
+        f"run                 {RUN_ID}", "status              SUCCEEDED", "rows train/val/test 1,080/60/60",
+        "val %               75.00", "test %              66.67",
+        f"run                 {RUN_ID}", "status              FAILED", "rows train/val/test 1,080/60/60",
+        "val %               75.00", "test %              66.67"]
+
+
+def test_the_trials_table_of_three_tuned_settings_in_80_columns_loses_no_column():
+    rows = [{"learning_rate": 8.46e-05, "train_batch_size": 128.0, "weight_decay": 0.01,
+             "TrainingJobName": f"{RUN_ID}-00{n}-ae6e8b97", "TrainingJobStatus": "Completed",
+             "FinalObjectiveValue": 75.0, "TrainingElapsedTimeSeconds": 1650.0, "Epochs": 2, "PlannedStepsPct": 81.0,
+             "EarlyStopped": True} for n in (1, 2)]
+    rows[1]["FailureReason"] = "AlgorithmError: out of memory"
+
+    text = rendered(views.trials_table(rows, f"Trials of {RUN_ID}"), width=80)
+
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text
+    assert text.count("epochs           2 (81 % of steps), stopped early") == 2
+    assert text.count("weight decay     0.01") == 2 and "002-ae6e8b97 failed: AlgorithmError: out of memory" in text
+    two = [{key: value for key, value in row.items() if key != "weight_decay"} for row in rows]
+    assert "┃ trial" in rendered(views.trials_table(two, "Trials"), width=80)  # the template's two: the table itself
