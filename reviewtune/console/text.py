@@ -35,6 +35,8 @@ def id_column(ids: Any) -> dict[str, Any]:
     return {"overflow": "fold", "width": max((len(str(value)) for value in ids), default=3)}
 
 
+# The narrow forms are laid out for 80 columns; their fixed columns (ids, times, numbers) need about 75 of them.
+NARROW_FORM_COLUMNS = 76
 _UNBOUNDED = 100_000  # a width no table reaches: what a table measures there is its width with nothing folded
 
 
@@ -52,7 +54,10 @@ class ByWidth:
         unbounded = options.update_width(_UNBOUNDED)
         if Measurement.get(console, unbounded, self.wide).maximum <= options.max_width:  # nothing folded
             yield self.wide
-        elif Measurement.get(console, unbounded, self.narrow).minimum <= options.max_width:  # nothing cut
+        elif self.narrow is self.wide:  # its columns' least widths are set: it fits when they do
+            fits = Measurement.get(console, unbounded, self.wide).minimum <= options.max_width
+            yield from [self.wide] if fits else records(self.wide)
+        elif options.max_width >= NARROW_FORM_COLUMNS:  # what folds there folds a long word, never a number
             yield self.narrow
         else:
             yield from records(self.wide)

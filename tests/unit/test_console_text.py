@@ -378,3 +378,21 @@ def test_the_trials_table_of_three_tuned_settings_in_80_columns_loses_no_column(
     assert text.count("weight decay     0.01") == 2 and "002-ae6e8b97 failed: AlgorithmError: out of memory" in text
     two = [{key: value for key, value in row.items() if key != "weight_decay"} for row in rows]
     assert "┃ trial" in rendered(views.trials_table(two, "Trials"), width=80)  # the template's two: the table itself
+
+
+def test_the_audit_table_keeps_its_narrow_form_in_80_columns_with_a_long_version_id():
+    """A long word (an S3 version id) folds in the narrow form's free-text column; only a terminal narrower than the
+    narrow form's fixed columns (ids, times) gets records."""
+    from datetime import UTC, datetime
+
+    from reviewtune.console import audit
+
+    row = {"key": "incoming/team-a/reviews.tsv", "version_id": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+           "written": datetime(2026, 12, 6, 8, tzinfo=UTC), "size": 10, "dataset": "team-a/reviews.tsv",
+           "run_id": RUN_ID, "status": "SUCCEEDED", "message_recorded_at": None,
+           "message_sent_at": "2026-12-06T08:30:00Z", "message_id": "x", "problem": None}
+
+    narrow = rendered(audit.table([row], "Files"), width=80)
+    assert "run / status" in narrow and f"{RUN_ID}  2026-12-06" in narrow
+    records = rendered(audit.table([row], "Files"), width=60)
+    assert "version       3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY" in records and f"run           {RUN_ID}" in records
