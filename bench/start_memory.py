@@ -8,7 +8,10 @@ it:
 
 - ``ascii``: 1,000,000 distinct reviews of plain ASCII, 1 byte a character in the file and in memory;
 - ``astral``: the same with one emoji in each, 4 bytes a character in memory for 1 in the file (the worst case:
-  reviews of accented letters take 1 byte a character, of other scripts 2, both for 2-3 bytes in the file).
+  reviews of accented letters take 1 byte a character, of other scripts 2, both for 2-3 bytes in the file);
+- ``widening``: the same, written in U+3313 (a squared katakana word, 3 bytes in the file) that Unicode NFKC, as
+  reviews are compared, makes 4 characters: the most a file may grow before it is refused
+  (``dataset.MAX_NORMALIZED_GROWTH``), the longest the comparison of reviews takes.
 
 Each case runs in a fresh process (from the project's virtualenv) with the environment template.yaml gives
 StartTuningFunction, which first imports ``functions/start_tuning/app.py`` (boto3, Powertools, reviewtune: its
@@ -39,7 +42,8 @@ from bench.cold_start import FUNCTIONS_DIR, _environment  # noqa: E402
 from reviewtune.cfn_yaml import load_template  # noqa: E402
 from reviewtune.core.formats import MAX_FILE_BYTES, MAX_ROWS  # noqa: E402
 
-CASES = {"ascii": "", "astral": "\U0001f600 "}
+CASES = {"ascii": "", "astral": "\U0001f600 ", "widening": ""}
+FILLERS = {"widening": "\u3313"}  # the padding of a case's reviews, FILLER unless named
 START_FUNCTIONS = ("StartTuningFunction", "ReconcileFunction")  # both run the start path (reconciler: restarts)
 DEFAULT_EPHEMERAL_MB = 512
 MiB = 2**20
@@ -52,15 +56,16 @@ class LargestFile(io.RawIOBase):
 
     HEADER = b"sentiment\treview_body\n"
 
-    def __init__(self, marker: str, rows: int = MAX_ROWS, size: int = MAX_FILE_BYTES):
-        self._marker, self._rows = marker, rows
+    def __init__(self, marker: str, rows: int = MAX_ROWS, size: int = MAX_FILE_BYTES, filler: str = FILLER):
+        self._marker, self._rows, self._filler = marker, rows, filler
         self._row_bytes = (size - len(self.HEADER)) // rows
         self._next, self._pending, self.total = 0, self.HEADER, 0
 
     def _row(self, index: int) -> bytes:
         start = f"{(index % 3) - 1}\treview {index}: {self._marker}".encode()
         pad = self._row_bytes - len(start) - 1
-        return start + (FILLER * (pad // len(FILLER) + 1)).encode()[:pad] + b"\n"
+        padding = (self._filler * (pad // len(self._filler) + 1)).encode()[:pad]
+        return start + padding.decode("utf-8", "ignore").encode() + b"\n"  # whole characters only
 
     def readable(self) -> bool:
         return True
@@ -113,7 +118,7 @@ def child(case: str, rows: int, size: int) -> dict[str, Any]:
 
     imported = _kib("VmRSS")
     started = time.perf_counter()
-    body, s3 = LargestFile(CASES[case], rows, size), DrainingS3()
+    body, s3 = LargestFile(CASES[case], rows, size, FILLERS.get(case, FILLER)), DrainingS3()
     dataset = split_stream(body, "largest.tsv", **app.ctx.settings.split_options())
     store_splits(s3, "bucket", "run", dataset)
     return {

@@ -32,7 +32,7 @@ from reviewtune.core.reader import (  # noqa: F401  (re-exported: the column rul
     rating_to_sentiment,
 )
 from reviewtune.core.reasons import excerpt
-from reviewtune.core.train_hashes import normalize_text
+from reviewtune.core.train_hashes import digest_of, normalize_text
 
 LABELS = (-1, 0, 1)
 LABEL_NAMES = {-1: "negative", 0: "neutral", 1: "positive"}
@@ -41,10 +41,14 @@ TSV_HEADER = ("sentiment", "review_body")
 _SPOOL_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Review:
+    """A review kept from the file; ``digest``: its normalized text's SHA-256 (``review_key``), computed once while
+    reading, by which reviews are compared (repeats, leakage) and the train reviews' hashes written."""
+
     text: str
     sentiment: int
+    digest: bytes
 
 
 @dataclass
@@ -96,15 +100,11 @@ NORMALIZED_GROWTH_SLACK = 1_000_000  # characters
 
 
 def review_key(text: str) -> bytes:
-    """Two reviews are the same review when their normalized texts match (a 16-byte digest of
-    ``train_hashes.normalize_text``: Unicode NFKC, casefolded, whitespace collapsed, as the champion comparison's
+    """Two reviews are the same review when their normalized texts match (the SHA-256 of
+    ``train_hashes.normalize_text``: Unicode NFKC, casefolded, whitespace collapsed, the champion comparison's
     hashes), so a review typed with a combining accent is the one typed with the accented letter.
     """
-    return _digest(normalize_text(text))
-
-
-def _digest(normalized: str) -> bytes:
-    return hashlib.blake2b(normalized.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return digest_of(normalize_text(text))
 
 
 class _Growth:
@@ -124,7 +124,7 @@ class _Growth:
                 f"Unicode-normalized (NFKC, as reviews are compared): more than {MAX_NORMALIZED_GROWTH}-fold, which no "
                 "review text grows (symbols such as U+FDFA grow up to 18-fold): keep only the reviews' text"
             )
-        return _digest(normalized)
+        return digest_of(normalized)
 
 
 def _counts(rows: list[Review]) -> dict[str, int]:
@@ -204,7 +204,7 @@ def split_stream(
     """Validate a review file read from ``body`` and split it into train / validation / test, reproducibly."""
     fmt = format_of(filename)
     reader = ReviewReader(body, fmt)
-    kept: list[tuple[Review, str | None, bytes]] = []
+    kept: list[tuple[Review, str | None]] = []
     seen: set[bytes] = set()
     label_of: dict[bytes, int] = {}  # each review's first label
     conflicting: dict[bytes, int] = {}  # a review given another label too -> the line where it first was
@@ -222,17 +222,17 @@ def split_stream(
             repeats[key] += 1
             continue
         seen.add(marker)
-        kept.append((Review(row.text, row.sentiment), row.split, key))
+        kept.append((Review(row.text, row.sentiment, key), row.split))
     del seen, label_of
     conflicted = 0
     if conflicting:  # a review the file labels two ways teaches neither label: every copy of it is left out
         before = len(kept)
-        kept = [entry for entry in kept if entry[2] not in conflicting]
+        kept = [entry for entry in kept if entry[0].digest not in conflicting]
         conflicted = before - len(kept) + sum(repeats.pop(key, 0) for key in conflicting)
     duplicates = repeats.total()
     del repeats
     info = reader.info
-    reviews = [review for review, _, _ in kept]
+    reviews = [review for review, _ in kept]
     notes = [f"{duplicates:,} repeated reviews counted once"] if duplicates else []
     if conflicting:
         lines = ", ".join(f"{line:,}" for line in sorted(conflicting.values())[:5])
@@ -247,7 +247,7 @@ def split_stream(
     rng = random.Random(seed)
     dropped_by_balancing = 0
     if info.has_split_column:
-        splits = {name: [r for r, s, _ in kept if s == name] for name in names.SPLITS}
+        splits = {name: [r for r, s in kept if s == name] for name in names.SPLITS}
         source = "file"
         _check_every_split_marked(marked)
     else:
@@ -299,12 +299,12 @@ def split_stream(
 
 
 def remove_leakage(splits: dict[str, list[Review]]) -> int:
-    """Remove from validation and test every review also in train (the same review: review_key)."""
-    in_train = {review_key(r.text) for r in splits["train"]}
+    """Remove from validation and test every review also in train (the same review: the same digest)."""
+    in_train = {r.digest for r in splits["train"]}
     removed = 0
     for name in ("validation", "test"):
         rows = splits[name]
-        kept = [r for r in rows if review_key(r.text) not in in_train]
+        kept = [r for r in rows if r.digest not in in_train]
         removed += len(rows) - len(kept)
         splits[name] = kept
     return removed

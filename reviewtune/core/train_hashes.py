@@ -25,8 +25,13 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
+def digest_of(normalized: str) -> bytes:
+    """The SHA-256 of a text already normalized (``normalize_text``): its hash, as bytes."""
+    return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).digest()
+
+
 def text_hash(text: str) -> str:
-    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
+    return digest_of(normalize_text(text)).hex()
 
 
 def text_hashes(texts: Iterable[str]) -> set[str]:
@@ -37,10 +42,11 @@ def train_hashes_key(run_id: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/data/train_hashes.txt"
 
 
-def write_train_hashes(s3: Any, bucket: str, run_id: str, texts: Iterable[str]) -> str:
-    """Write the hashes of ``texts`` for ``run_id``; returns the object key."""
+def write_train_hashes(s3: Any, bucket: str, run_id: str, digests: Iterable[bytes]) -> str:
+    """Write the hashes of the texts whose ``digests`` (``digest_of``) are given, for ``run_id``; returns the object
+    key. The digests sort as their hex forms do."""
     key = train_hashes_key(run_id)
-    body = "".join(f"{digest}\n" for digest in sorted(text_hashes(texts)))
+    body = "".join(f"{digest.hex()}\n" for digest in sorted(set(digests)))
     s3.put_object(Bucket=bucket, Key=key, Body=body.encode("ascii"), ContentType="text/plain")
     return key
 

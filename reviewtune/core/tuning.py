@@ -418,7 +418,7 @@ def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings, **fi
 def store_splits(s3: Any, bucket: str, run_id: str, dataset: SplitDataset) -> tuple[dict[str, str], str]:
     """Write the run's splits and its train reviews' hashes: each split's SHA-256, the hashes' key."""
     digests = write_splits(s3, bucket, run_id, dataset)
-    return digests, write_train_hashes(s3, bucket, run_id, (review.text for review in dataset.splits["train"]))
+    return digests, write_train_hashes(s3, bucket, run_id, (review.digest for review in dataset.splits["train"]))
 
 
 def start_tuning(

@@ -25,6 +25,7 @@ from reviewtune.core.champion import (
     promote_manually,
     set_champion,
 )
+from reviewtune.core.dataset import review_key
 from reviewtune.core.runs import DATASET_INDEX, STATUS_INDEX
 from reviewtune.core.train_hashes import read_train_hashes, text_hash, train_hashes_key, write_train_hashes
 from tests.support import champion as support_champion
@@ -320,7 +321,7 @@ def test_train_hashes_round_trip_through_s3(stack):
     s3 = boto3.client("s3", region_name=REGION)
     texts = ["Great  dress!", "great dress! ", "Too small", "ＬＯＶＥ it"]
 
-    key = write_train_hashes(s3, stack.bucket, "r1", texts)
+    key = write_train_hashes(s3, stack.bucket, "r1", map(review_key, texts))
     hashes = read_train_hashes(s3, stack.bucket, "r1")
 
     assert key == train_hashes_key("r1") == "runs/r1/data/train_hashes.txt"
