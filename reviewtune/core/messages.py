@@ -7,6 +7,7 @@ whole message to SNS's limits).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,9 +50,15 @@ def _interval(accuracy: Any) -> str:
     return f" ({text})" if text else ""
 
 
+def _one_line(text: str) -> str:
+    """A name on one line: each control character (a line break or a tab an S3 key may hold) as its escape."""
+    return "".join(f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char for char in text)
+
+
 def _source(item: Any) -> str:
     # the whole key, whatever its length (S3: 1,024 bytes at most): cut, it would not say which file
-    uri = f"s3://{_text(_get(item, 'source', 'bucket'))}/{_text(_get(item, 'source', 'key'), S3_KEY_MAX_BYTES)}"
+    key = _one_line(_text(_get(item, "source", "key"), S3_KEY_MAX_BYTES))
+    uri = f"s3://{_text(_get(item, 'source', 'bucket'))}/{key}"
     version = _get(item, "source", "version_id")
     return f"{uri} (version {_text(version)})" if version else uri
 

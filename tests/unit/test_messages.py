@@ -238,5 +238,12 @@ def test_a_bidirectional_control_in_a_name_is_sent_as_its_escape():
     assert not {"\u202e", "\u2067", "\u2069"} & set(call["Message"]) and "שלום" in call["Message"]
 
 
+def test_a_line_break_or_a_tab_in_a_key_is_sent_as_its_escape_so_the_uri_stays_on_its_line():
+    key = "incoming/team-a/new\nline\t.tsv"
+    item = {"run_id": "r", "dataset": key.removeprefix("incoming/"), "source": {"bucket": "b", "key": key}}
+    _, body = messages.rejected(item, "bad file", None, "runs")
+    assert body.splitlines()[0] == "The review file s3://b/incoming/team-a/new\\x0aline\\x09.tsv was not used."
+
+
 def test_a_subject_is_shorter_than_the_100_characters_sns_refuses():
     assert len(subject_line("x" * 500)) == 99 and subject_line("x" * 99) == "x" * 99
