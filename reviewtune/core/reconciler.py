@@ -65,10 +65,14 @@ START_ERROR_MAX_CHARS = 500
 STALE_CLAIM = "stale claim"
 MAX_RESTARTS_PER_PASS = 3  # a pass that does not know its invocation's time left: each reads and splits a file
 # A pass restarts stale claims while its invocation has at least this long left, each: the start of the largest file
-# the start takes took 68-77 s (bench/start_memory.py), so a burst of claims (an S3 outage dead-letters many drops
-# at once) is restarted within the claims' deadline instead of a few a pass, and a pass nearly spent (a slow outbox)
+# the start takes took 42-117 s (bench/start_memory.py, 2026-12-06), so a burst of claims (an S3 outage dead-letters
+# many drops at once) is restarted within the claims' deadline instead of a few a pass, and a pass nearly spent
 # restarts none rather than one that its end would kill.
-RESTART_SECONDS_RESERVED = 120
+RESTART_SECONDS_RESERVED = 150
+# The unsent messages are sent while the invocation has at least this long left: an SNS that stalls (each Publish up
+# to clients.SNS_CALL_MAX_SECONDS) leaves the rest for the next pass instead of spending every pass, so the slots,
+# the queue and a restart still get their turn.
+OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + 30
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -151,7 +155,14 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
                 logger.exception("reconciling a run failed", extra={"run_id": run_id})
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
     # the slots, the queue and the claims below still get their turn when this listing fails
-    for run_id in _read_until_failure(runs.with_pending_notice(), result, "list:pending"):
+    pending = _read_until_failure(runs.with_pending_notice(), result, "list:pending")
+    for index, run_id in enumerate(pending):
+        if seconds_left is not None and seconds_left() < OUTBOX_SECONDS_RESERVED:
+            logger.warning("the pass's time is nearly spent: the other messages wait for the next pass",
+                           extra={"left": len(pending) - index})
+            result.errors["outbox"] = (f"{len(pending) - index} run(s) with messages to send left for the next pass: "
+                                       "this pass's time was nearly spent (a slow SNS?)")
+            break
         item = None
         try:
             item = runs.get(run_id)

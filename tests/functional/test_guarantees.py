@@ -1953,3 +1953,23 @@ def test_a_pending_message_listing_whose_later_page_fails_still_sends_the_messag
     pipeline.reconcile(later(0.2))
     for run in rejected:
         assert_ended(pipeline, run["run_id"], "REJECTED")
+
+
+def test_a_pass_whose_outbox_spends_its_time_leaves_the_other_messages_for_the_next_pass(pipeline):
+    """SNS stalling (each Publish up to its timeouts) must not spend every pass in the outbox: past the reserve the
+    other messages wait, counted, and the slots, the queue and the restarts still get their turn."""
+    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
+    pipeline.use("sns", unpublished)
+    for name in ("a", "b", "c"):
+        with pytest.raises(Exception, match="NotFound"):
+            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
+    pipeline.use("sns", unpublished._wrapped)
+    clock = iter([300.0, reconciler.OUTBOX_SECONDS_RESERVED - 1])
+
+    result = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.1),
+                                  seconds_left=lambda: next(clock, reconciler.OUTBOX_SECONDS_RESERVED - 1))
+
+    assert result["sent"] == 1 and result["errors"]["outbox"].startswith("2 run(s) with messages to send left")
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.2), seconds_left=lambda: 300.0)
+    for run in RunsRepository(pipeline.clients.runs_table).by_status("REJECTED"):
+        assert_ended(pipeline, run["run_id"], "REJECTED")
