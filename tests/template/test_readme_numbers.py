@@ -56,6 +56,8 @@ def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
     assert (int(stale) * 60, int(per_pass), int(reserved)) == (
         reconciler.STALE_CLAIM_SECONDS, reconciler.MAX_RESTARTS_PER_PASS, reconciler.RESTART_SECONDS_RESERVED
     )
+    outbox_reserve = _said(r"a pass sends while its invocation has (\d+) s left").group(1)
+    assert int(outbox_reserve) == reconciler.OUTBOX_SECONDS_RESERVED
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
