@@ -35,8 +35,9 @@ def id_column(ids: Any) -> dict[str, Any]:
     return {"overflow": "fold", "width": max((len(str(value)) for value in ids), default=3)}
 
 
-# The narrow forms are laid out for 80 columns; their fixed columns (ids, times, numbers) need about 75 of them.
-NARROW_FORM_COLUMNS = 76
+# The narrow forms are laid out for 80 columns; their fixed columns (ids, times, numbers) need up to 78 of them with
+# the longest run ids (a JobNamePrefix of 12 characters: 29).
+NARROW_FORM_COLUMNS = 78
 _UNBOUNDED = 100_000  # a width no table reaches: what a table measures there is its width with nothing folded
 
 

@@ -396,3 +396,18 @@ def test_the_audit_table_keeps_its_narrow_form_in_80_columns_with_a_long_version
     assert "run / status" in narrow and f"{RUN_ID}  2026-12-06" in narrow
     records = rendered(audit.table([row], "Files"), width=60)
     assert "version       3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY" in records and f"run           {RUN_ID}" in records
+
+
+@pytest.mark.parametrize("prefix", ["reviewtune", "abcdefghijkl"])  # the default, and JobNamePrefix's longest
+def test_the_narrow_form_from_its_least_width_up_keeps_every_count_whole_for_any_run_id(prefix):
+    from reviewtune.console.text import NARROW_FORM_COLUMNS
+
+    item = {"run_id": f"{prefix}-743421da1a7ccce9", "created_at": "2026-11-01T10:25:06.000Z", "status": "SUCCEEDED",
+            "dataset": "team-a/reviews.tsv",
+            "data": {"summary": {"rows": {"train": 900000, "validation": 50000, "test": 50000}}},
+            "tuning": {"best_training_job": {"objective": 91.23}}, "metrics": {"accuracy": {"value": 0.9123}}}
+
+    text = rendered(views.runs_table([item], "Runs"), width=NARROW_FORM_COLUMNS)
+
+    assert "─" in text and f"{prefix}-743421da1a7ccce9" in text  # the narrow form (records have no rule), id whole
+    assert "900,000" in text and "50,000" in text and "91.23" in text
