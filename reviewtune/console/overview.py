@@ -18,6 +18,7 @@ from typing import Any
 from reviewtune.console import audit, queries, views
 from reviewtune.console.target import Target
 from reviewtune.core import display, page, states
+from reviewtune.core.champion import package_state
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunStatus, now_iso
 
@@ -106,7 +107,7 @@ def _attention(data: dict[str, Any]) -> str:
         rows = [[escape(str(champion["dataset"])), escape(champion["run_id"]),
                  escape(display.utc_time(champion["package_rejected"].get("found_at"), suffix=False)),
                  escape(str(champion["package_rejected"].get("description")
-                            or ("deleted" if champion["package_rejected"].get("deleted") else "-")))]
+                            or ("deleted" if package_state(champion["package_rejected"]) == "deleted" else "-")))]
                 for champion in rejected]
         parts.append("<h3>Champions whose model package was rejected or deleted</h3>"
                      + page.table(["dataset", "champion", "found (UTC)", "description"], rows, columns="nllw",
@@ -120,8 +121,8 @@ def _attention(data: dict[str, Any]) -> str:
 
 
 def _package_note(champion: dict[str, Any]) -> str:
-    note = champion.get("package_rejected")
-    return "" if not note else "; its package deleted" if note.get("deleted") else "; its package Rejected"
+    state = package_state(champion.get("package_rejected"))
+    return f"; its package {state}" if state else ""
 
 
 def _datasets(data: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from reviewtune.console.text import (
     utc_time,
 )
 from reviewtune.core import claims, display, job_stops, runs, states, stop_requests, withdrawal
-from reviewtune.core.champion import package_fate
+from reviewtune.core.champion import package_fate, package_state
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.core.trial_records import total as trials_total
@@ -484,8 +484,8 @@ def _capital(text: str) -> str:
 
 def _package_note(champion: dict[str, Any]) -> str:
     """A champion's package Rejected or deleted by a person, after its ARN (former_champions.py)."""
-    note = champion.get("package_rejected")
-    return "" if not note else " (deleted)" if note.get("deleted") else " (Rejected)"
+    state = package_state(champion.get("package_rejected"))
+    return f" ({state})" if state else ""
 
 
 def champion_view(champion: dict[str, Any]) -> Group:

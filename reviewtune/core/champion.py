@@ -487,9 +487,15 @@ def _replaces_rejected(current: Champion, accuracy: float, test_rows: int) -> De
                           f"{package_fate(current.package_rejected)}; challenger {display.percent(accuracy)}{on_rows}")
 
 
+def package_state(note: dict[str, Any] | None) -> str | None:
+    """What a person did to a champion's package, from the pointer's note (``package_rejected``): "deleted",
+    "Rejected", or None (no note)."""
+    return None if not note else "deleted" if note.get("deleted") else "Rejected"
+
+
 def package_fate(note: dict[str, Any] | None) -> str:
-    """What a person did to a champion's package, from the pointer's note (``package_rejected``)."""
-    return "deleted from the Model Registry" if (note or {}).get("deleted") else "Rejected in the Model Registry"
+    """``package_state`` in a sentence: "deleted from the Model Registry" or "Rejected in the Model Registry"."""
+    return "deleted from the Model Registry" if package_state(note) == "deleted" else "Rejected in the Model Registry"
 
 
 def promote_manually(

@@ -172,10 +172,24 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
                  **({"deleted": True} if deleted else {})}
         if not _mark(runs.table, champion, "package_rejected", found):
             return  # the pointer moved: the next pass reads the new one
+    elif deleted and not champion.package_rejected.get("deleted"):  # Rejected, then deleted: the note says so now
+        _note_deleted(runs.table, champion)
     if deleted:
         _record(runs, champion.run_id, champion.model_package_arn, None, PACKAGE_GONE)
     else:
         _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
+
+
+def _note_deleted(table: Any, champion: Champion) -> None:
+    """Add ``deleted`` to the pointer's note of a Rejected package, unless the pointer moved meanwhile."""
+    try:
+        table.update_item(Key={"run_id": champion_key(champion.dataset)},
+                          UpdateExpression="SET package_rejected.deleted = :yes",
+                          ConditionExpression="version = :version AND attribute_exists(package_rejected)",
+                          ExpressionAttributeValues=to_item({":yes": True, ":version": champion.version}))
+    except ClientError as exc:
+        if not aws_errors.lost_race(exc):
+            raise
 
 
 def approved_again(table: Any, champion: Champion, *, fence: bool = False) -> Champion:

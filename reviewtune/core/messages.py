@@ -131,7 +131,7 @@ def _time_limit(item: Any) -> list[str]:
     for trial in trials:
         share = time_limited_share(display.number(_get(trial, "planned_steps_pct")))
         if _get(trial, "name") == best and share is not None:
-            return [f"Time limit:          the best trial trained {share:.0f} % of its planned steps (a slower machine "
+            return [f"Time limit:          the best trial trained {display.share_done(share)} of its planned steps (a slower machine "
                     "than the plan assumed)"]
     return []
 

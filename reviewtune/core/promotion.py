@@ -27,7 +27,7 @@ from reviewtune.core.champion import (
 )
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.registration import split_identity, test_rows
-from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run, now_iso
+from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run
 
 
 class PromotionError(ReviewtuneError):
@@ -79,14 +79,16 @@ def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
 
 
 def _promoted_record(run: dict[str, Any], current: Champion) -> dict[str, Any] | None:
-    """Who promoted a champion, when and why, for a run record that lacks it: the pointer's last entry when a person
-    made this run champion (an earlier `promote` whose approval failed stopped before writing it)."""
+    """Who promoted a champion, when and why, for a run record that does not say it yet: the pointer's last entry when
+    a person made this run champion (an earlier `promote` whose approval failed stopped before writing it; the
+    record may still name an earlier promotion of the run). None when the record says it already, or a person did
+    not make the run champion last."""
     last = current.history[-1] if current.history else {}
     why = str(last.get("why") or "")
-    if (run.get("promoted") or last.get("run_id") != run["run_id"] or not why.startswith(MANUAL_PREFIX)
-            or not last.get("by")):
+    if last.get("run_id") != run["run_id"] or not why.startswith(MANUAL_PREFIX) or not last.get("by"):
         return None
-    return {"by": last.get("by"), "reason": why.removeprefix(MANUAL_PREFIX), "at": last.get("at")}
+    record = {"by": last.get("by"), "reason": why.removeprefix(MANUAL_PREFIX), "at": last.get("at")}
+    return None if run.get("promoted") == record else record
 
 
 def _approval_now(sagemaker: Any, arn: str) -> str:
@@ -169,6 +171,12 @@ def promote(
                               f"{registry.PROMOTED_DESCRIPTION_PREFIX}{by}: {reason.strip()}")
     except (ClientError, BotoCoreError) as error:
         text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
+        if isinstance(error, ClientError) and registry.package_gone(error):  # deleted since it was read above
+            raise PromotionError(
+                f"run {run_id} is champion of {dataset!r}, but its model package {arn} was deleted meanwhile "
+                f"({text}): the next reconciler pass notes it, and the next run of the dataset that succeeds takes "
+                "its place; promote another run to choose one now"
+            ) from error
         raise PromotionError(
             f"run {run_id} is champion of {dataset!r}, but approving its model package {arn} failed ({text}); "
             "run the command again to approve it"
@@ -183,7 +191,7 @@ def promote(
     entry = {**(entry if withdrawal.owed(run) else registry.without_approval_error(entry)), "approval": registry.APPROVED}
     # a run champion already was not promoted now: its record keeps how it became champion, unless that was an
     # earlier try of this command whose approval failed before the record was written (the pointer's last entry)
-    promoted = _promoted_record(run, current) if already else {"by": by, "reason": reason.strip(), "at": now_iso()}
+    promoted = _promoted_record(run, current if already else champion)  # the pointer's entry: who, why, when
     promoted = {"promoted": promoted} if promoted else {}
     runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
     previous = None

@@ -171,9 +171,10 @@ def plan_champion(
 
 
 def _found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, run: dict[str, Any]) -> bool:
-    """``former_champions.found_rejected``, a look that only hastens what the next pass would find: a moment's
-    refusal raises while the event is still retried (``retrying``); any other refusal (the package gone or not
-    readable, the note not writable), or one on the event's last try, leaves the decision as it would have been."""
+    """``former_champions.found_rejected``, a look that only hastens what the next pass would find (a package Rejected
+    or gone is noted then): a moment's refusal raises while the event is still retried (``retrying``); any other
+    refusal (the package not readable, the note not writable), or one on the event's last try, leaves the decision
+    as it would have been."""
     try:
         return former_champions.found_rejected(runs, sagemaker, dataset)
     except (ClientError, BotoCoreError) as exc:

@@ -857,3 +857,61 @@ def test_promote_of_a_champion_whose_package_was_deleted_is_refused_and_keeps_th
                 reason="keep it", by="ops")
 
     assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected["deleted"] is True
+
+
+def test_a_rejected_champion_package_deleted_later_is_noted_deleted(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    reject_by_hand(pipeline, first)
+    pipeline.reconcile()
+    pipeline.sagemaker.delete_model_package(ModelPackageName=pipeline.run(first)["model_package_arn"])
+
+    pipeline.reconcile()
+
+    note = get_champion(pipeline.clients.runs_table, DATASET).package_rejected
+    assert note["deleted"] is True and note["description"] == "bias found in the audit"
+    assert pipeline.run(first)["registry"]["error"] == former_champions.PACKAGE_GONE
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))
+    assert "was deleted from the Model Registry" in pipeline.run(second)["champion"]["reason"]
+
+
+def test_a_second_promotion_of_a_run_run_again_after_its_approval_failed_records_the_second_promoter(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))  # kept: the first stays champion
+    runs = RunsRepository(pipeline.clients.runs_table)
+    promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="A's reason", by="arn:alice")
+    promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="arn:carol")
+    pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
+    with pytest.raises(PromotionError, match="run the command again"):
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="B's reason", by="arn:bob")
+
+    promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="B's reason", by="arn:bob")
+
+    promoted = pipeline.run(second)["promoted"]
+    assert (promoted["by"], promoted["reason"]) == ("arn:bob", "B's reason")
+    assert promoted["at"] == get_champion(pipeline.clients.runs_table, DATASET).history[-1]["at"]
+
+
+def test_a_package_deleted_while_it_is_promoted_is_told_as_deleted_not_to_be_tried_again(pipeline, monkeypatch):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))
+    arn = pipeline.run(second)["model_package_arn"]
+    update = pipeline.sagemaker.update_model_package
+
+    def deleted_first(**request):
+        if request["ModelPackageArn"] == arn:
+            pipeline.sagemaker.delete_model_package(ModelPackageName=arn)
+        return update(**request)
+
+    monkeypatch.setattr(pipeline.sagemaker, "update_model_package", deleted_first)
+    with pytest.raises(PromotionError, match="was deleted meanwhile .*the next run of the dataset that succeeds"):
+        promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, second,
+                reason="rollforward", by="ops")
+    monkeypatch.undo()
+    pipeline.reconcile()
+    assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected["deleted"] is True

@@ -247,3 +247,10 @@ def test_a_line_break_or_a_tab_in_a_key_is_sent_as_its_escape_so_the_uri_stays_o
 
 def test_a_subject_is_shorter_than_the_100_characters_sns_refuses():
     assert len(subject_line("x" * 500)) == 99 and subject_line("x" * 99) == "x" * 99
+
+
+def test_a_message_tells_the_best_trial_s_share_of_its_steps_rounded_down():
+    item = {"run_id": "r", "tuning": {"best_training_job": {"name": "r-001-a"},
+                                      "trials": [{"name": "r-001-a", "planned_steps_pct": 99.6}]}}
+    assert messages._time_limit(item) == ["Time limit:          the best trial trained 99 % of its planned steps "
+                                          "(a slower machine than the plan assumed)"]
