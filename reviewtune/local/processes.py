@@ -17,7 +17,8 @@ LOCK_FILE = "local.lock"
 
 
 def hold_lock(workdir: Path) -> IO[bytes] | None:
-    """Take the folder's runtime lock (kept while the returned file stays open); None when another process holds it."""
+    """Take the folder's runtime lock (kept while the returned file stays open), writing this process's pid in it;
+    None when another process holds it."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     handle = (Path(workdir) / LOCK_FILE).open("ab")
     try:
@@ -25,7 +26,21 @@ def hold_lock(workdir: Path) -> IO[bytes] | None:
     except BlockingIOError:
         handle.close()
         return None
+    os.ftruncate(handle.fileno(), 0)
+    handle.write(str(os.getpid()).encode())
+    handle.flush()
     return handle
+
+
+def lock_holder(workdir: Path) -> int | None:
+    """The pid of the process holding the folder's runtime lock, as it wrote it; None when no process holds it, or
+    the holder wrote none (an older version)."""
+    if not lock_held(workdir):
+        return None
+    try:
+        return int((Path(workdir) / LOCK_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def lock_held(workdir: Path) -> bool:

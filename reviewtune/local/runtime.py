@@ -20,7 +20,7 @@ from typing import Any
 
 from reviewtune.local import ENDPOINT_KEYS, log_events
 from reviewtune.local.moto_server import MotoServer
-from reviewtune.local.processes import hold_lock, lock_held, process_alive
+from reviewtune.local.processes import hold_lock, lock_held, lock_holder, process_alive
 from reviewtune.local.router import Invocation, Router
 from reviewtune.local.scheduler import LocalScheduler
 from reviewtune.local.stack import DEFAULT_STACK_NAME, LocalStack, deploy_stack
@@ -239,15 +239,17 @@ class LocalRuntime:
         return self
 
     def _check_not_running(self) -> None:
-        """With the folder's lock held, a local.json there is a stale one: left by a process that died."""
+        """With the folder's lock held, a local.json there is a stale one, left by a process that died: removed, so
+        that `local down` meanwhile waits for this start instead of reading it."""
         try:
             state = read_state(self.workdir)
         except NotRunningError:
             return
         except LocalRuntimeError:
             logger.warning("replacing unreadable %s", self.state_file)
-            return
-        logger.info("replacing stale %s (pid %s holds no runtime)", self.state_file, state.get("pid"))
+        else:
+            logger.info("replacing stale %s (pid %s holds no runtime)", self.state_file, state.get("pid"))
+        self.state_file.unlink(missing_ok=True)
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -387,16 +389,21 @@ def _print_to_stderr(message: str) -> None:
 
 
 def _state_once_started(workdir: Path, deadline: float) -> dict[str, Any] | None:
-    """The state of the runtime starting in ``workdir`` (its lock held, no local.json yet) once it is written; None
-    when the start ended without it (failed, or interrupted)."""
+    """The state of the runtime starting in ``workdir`` (its lock held, no local.json of its own yet) once it is
+    written; None when the start ended without it (failed, or interrupted). A local.json the lock's holder did not
+    write (a killed runtime's, which the start removes) is not its."""
     while lock_held(workdir):
         try:
-            return read_state(workdir)
+            state = read_state(workdir)
         except NotRunningError:
-            if time.monotonic() > deadline:
-                raise LocalRuntimeError(f"a local runtime is starting in {workdir} (its lock is held) and did not "
-                                        "serve in time to be stopped; try again") from None
-            time.sleep(0.2)
+            state = None
+        holder = lock_holder(workdir)
+        if state is not None and (holder is None or state.get("pid") == holder):
+            return state
+        if time.monotonic() > deadline:
+            raise LocalRuntimeError(f"a local runtime is starting in {workdir} (its lock is held) and did not "
+                                    "serve in time to be stopped; try again")
+        time.sleep(0.2)
     return None
 
 
@@ -418,7 +425,11 @@ def stop_running(
         if not lock_held(workdir):
             report(str(error))
             return None
-        state = _state_once_started(workdir, deadline)  # a runtime starting: it writes local.json once it serves
+        state = None
+    holder = lock_holder(workdir)
+    if state is None or (holder is not None and state.get("pid") != holder):
+        # a runtime starting (over a killed one's local.json, maybe): it writes its own once it serves
+        state = _state_once_started(workdir, deadline)
         if state is None:
             report(f"no local runtime is running: the one starting in {workdir} ended before it served")
             return None

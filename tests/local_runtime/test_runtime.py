@@ -202,24 +202,57 @@ def test_stop_running_says_when_nothing_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "local.json").exists()
 
 
+# A runtime's start-up as another process makes it: the folder's lock first, its local.json a second later.
+STARTING = """
+import json, os, sys, time
+from pathlib import Path
+from reviewtune.local.processes import hold_lock
+lock = hold_lock(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(1.0)
+(Path(sys.argv[1]) / "local.json").write_text(json.dumps({"pid": os.getpid()}))
+time.sleep(60)
+"""
+
+
+def starting_runtime(workdir: Path) -> subprocess.Popen:
+    runtime = subprocess.Popen([sys.executable, "-c", STARTING, str(workdir)], cwd=package_root(),
+                               stdout=subprocess.PIPE, text=True)
+    assert runtime.stdout.readline() == "locked\n"
+    return runtime
+
+
 def test_stop_running_while_a_runtime_starts_waits_until_it_serves_then_stops_it(tmp_path: Path) -> None:
     """`local down` during `local up`'s start-up (its lock held, no local.json yet) said nothing was running, and the
     runtime then came up and stayed up."""
-    lock = hold_lock(tmp_path)  # a runtime starting here
-    runtime = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-
-    def serves() -> None:
-        time.sleep(1.0)
-        (tmp_path / "local.json").write_text(json.dumps({"pid": runtime.pid}))
-
-    threading.Thread(target=serves, daemon=True).start()
+    runtime = starting_runtime(tmp_path)
     messages: list[str] = []
     try:
         assert stop_running(tmp_path, timeout=30, report=messages.append) == runtime.pid
         assert messages == [f"stopped the local runtime (pid {runtime.pid})"]
     finally:
         runtime.kill()
-        lock.close()
+        runtime.wait()
+
+
+@pytest.mark.parametrize("stale_pid", ["gone", "another process"])
+def test_stop_running_while_a_runtime_starts_over_a_killed_one_s_state_stops_it_and_signals_no_one_else(
+        tmp_path: Path, stale_pid: str) -> None:
+    """A killed runtime's local.json is still there while the next start holds the lock (the start removes it then):
+    `local down` waits for the starting runtime's own state, whatever the stale pid names now."""
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / "local.json").write_text(json.dumps({"pid": gone.pid if stale_pid == "gone" else bystander.pid}))
+    runtime = starting_runtime(tmp_path)
+    messages: list[str] = []
+    try:
+        assert stop_running(tmp_path, timeout=30, report=messages.append) == runtime.pid
+        assert messages == [f"stopped the local runtime (pid {runtime.pid})"] and bystander.poll() is None
+    finally:
+        for process in (runtime, bystander):
+            process.kill()
+            process.wait()
 
 
 def test_stop_running_while_a_start_fails_says_nothing_runs(tmp_path: Path) -> None:
