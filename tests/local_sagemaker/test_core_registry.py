@@ -75,3 +75,27 @@ def test_versions_pages_through_more_than_a_hundred(world):
     listed = versions(world.sm, group)
 
     assert [v["ModelPackageVersion"] for v in listed] == list(range(1, 104))
+
+
+def test_a_deleted_package_is_gone_as_sagemaker_says_it_and_its_version_is_never_numbered_again(world):
+    """A person deletes a package (Studio, `aws sagemaker delete-model-package`): the champion logic recognises it
+    by SageMaker's ValidationException "... does not exist." (registry.package_gone), on the local runtime too."""
+    from botocore.exceptions import ClientError
+
+    from reviewtune.core.registry import approval_status, package_gone
+
+    group = package_group_name(DATASET)
+    ensure_group(world.sm, group)
+    first = register(world, group, "reviewtune-1")
+
+    world.sm.delete_model_package(ModelPackageName=first)
+
+    for call in (lambda: approval_status(world.sm, first), lambda: set_approval(world.sm, first, APPROVED, "x")):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert package_gone(refused.value), refused.value
+    with pytest.raises(ClientError) as again:
+        world.sm.delete_model_package(ModelPackageName=first)
+    assert package_gone(again.value)
+    assert versions(world.sm, group) == []
+    assert register(world, group, "reviewtune-2").endswith("/2")

@@ -309,6 +309,15 @@ class ModelRegistry:
         self._publish(described)
         return {"ModelPackageArn": package.arn}
 
+    def delete_package(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteModelPackage: gone for every later call (ValidationException "... does not exist."); its group
+        never numbers that version again (``last_version`` stays)."""
+        with self._lock:
+            package = self._package(params["ModelPackageName"])
+            del self._packages[package.key]
+            self._client_tokens = {token: arn for token, arn in self._client_tokens.items() if arn != package.arn}
+        return {}
+
     def _publish(self, described: dict[str, Any]) -> None:
         detail = times_to_epoch_ms(described)
         detail["Tags"] = self.context.tags.as_dict(described["ModelPackageArn"])

@@ -4,7 +4,8 @@ Operations: CreateHyperParameterTuningJob, DescribeHyperParameterTuningJob, Stop
 ListHyperParameterTuningJobs, ListTrainingJobsForHyperParameterTuningJob, CreateTrainingJob,
 DescribeTrainingJob, StopTrainingJob, ListTrainingJobs, CreateProcessingJob, DescribeProcessingJob,
 StopProcessingJob, CreateModelPackageGroup, DescribeModelPackageGroup, ListModelPackageGroups,
-CreateModelPackage, DescribeModelPackage, ListModelPackages, UpdateModelPackage, AddTags, ListTags.
+CreateModelPackage, DescribeModelPackage, ListModelPackages, UpdateModelPackage, DeleteModelPackage, AddTags,
+ListTags.
 Requests are checked against botocore's service model, errors use SageMaker's codes, and every status change
 is published to EventBridge.
 """
@@ -167,6 +168,7 @@ class LocalSageMaker:
             "DescribeModelPackage": self.registry.describe_package,
             "ListModelPackages": self.registry.list_packages,
             "UpdateModelPackage": self.registry.update_package,
+            "DeleteModelPackage": self.registry.delete_package,
             "AddTags": self._add_tags,
             "ListTags": self._list_tags,
         }
