@@ -372,11 +372,15 @@ class Router:
         if invocation.error:
             footer += f": {invocation.error}"
         result = f"--- result: {run.stdout}\n" if invocation.outcome is Outcome.SUCCEEDED else ""
-        with self.log_file(spec.logical_id).open("a", encoding="utf-8") as log:
-            log.write(
-                f"{header}\n{run.stderr}{'' if run.stderr.endswith(chr(10)) or not run.stderr else chr(10)}"
-            )
-            log.write(f"{result}{footer}\n")
+        try:
+            with self.log_file(spec.logical_id).open("a", encoding="utf-8") as log:
+                log.write(
+                    f"{header}\n{run.stderr}{'' if run.stderr.endswith(chr(10)) or not run.stderr else chr(10)}"
+                )
+                log.write(f"{result}{footer}\n")
+        except OSError as error:  # a full disk: the invocation happened all the same, and is not made again
+            logger.warning("log lines of %s not written to %s: %s", spec.logical_id, self.log_file(spec.logical_id),
+                           error)
         if self._logs is not None:
             try:
                 function_logs.write(self._logs, spec.function_name, invocation.timestamp, invocation.request_id,

@@ -136,3 +136,22 @@ def test_direct_invoke_runs_the_handler_once(deployed: tuple[LocalStack, Router,
         1,
     )
     assert "RuntimeError: this handler always fails" in invocation.output_tail
+
+
+def test_a_succeeded_invocation_whose_log_file_cannot_be_written_is_not_made_again(
+    deployed: tuple[LocalStack, Router, list[Invocation]], moto_url: str, tmp_path: Path
+) -> None:
+    """Lambda never invokes a succeeded asynchronous event again: a log line the router cannot append (a full disk)
+    must not leave the event in the inbox, to be delivered again once its visibility timeout ends."""
+    stack, router, seen = deployed
+    clients = make_clients(moto_url)
+    (tmp_path / "logs" / "RecorderFunction.log").mkdir(parents=True)  # the log line cannot be appended
+
+    clients("s3").put_object(Bucket=stack.outputs["DataBucketName"], Key="incoming/a.tsv", Body=b"x")
+    assert router.wait_idle(timeout=30)
+
+    assert [invocation.outcome for invocation in seen] == [Outcome.SUCCEEDED]
+    inbox = stack.function("RecorderFunction").inbox_queue_url
+    attributes = clients("sqs").get_queue_attributes(
+        QueueUrl=inbox, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    assert sum(int(value) for value in attributes["Attributes"].values()) == 0
