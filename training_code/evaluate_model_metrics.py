@@ -14,7 +14,11 @@
   reviews; ``--champion-run-id`` names it and ``--champion-train-hashes`` (a ``train_hashes.txt`` or its folder)
   lists the hashes of the reviews it was trained on: those test reviews are left out of the comparison, so an
   overlap between exports cannot favour the champion. evaluation.json then has a ``comparison`` object: both
-  accuracies on the same rows, how many rows were compared and how many left out.
+  accuracies on the same rows, how many rows were compared and how many left out. A champion whose model cannot be
+  used is not measured (``champion_not_measured``: why); hashes that cannot be read, or none, leave every test review
+  compared (``overlap_checked`` false).
+- ``--exit-message`` (optional): on a failure, the error is written there too (SageMaker reads
+  ``/opt/ml/output/message`` as the processing job's ``ExitMessage``).
 
 The classifier is rebuilt with the pooling it was trained with (``classifier_pooling`` in its config). The metrics
 need only torch, transformers and numpy (what the Hugging Face inference image has). The plots need matplotlib:
@@ -207,6 +211,27 @@ def compare_with_champion(
     return section
 
 
+def _champion_hashes(location: Path) -> set[str] | None:
+    """The hashes of the reviews the champion trained on; None (unknown: every test review is compared, and
+    evaluation.json says the overlap was not checked) when they cannot be read or there are none: no champion
+    trained on no review."""
+    try:
+        hashes = read_hashes(location)
+    except (HashesError, OSError) as error:
+        print(f"champion's training hashes not read ({error}): every test review is compared", flush=True)
+        return None
+    return hashes or None
+
+
+def _report_input(folder: Path, name: str) -> dict | None:
+    """A file only the report reads: one that cannot be read costs the report its part, never evaluation.json."""
+    try:
+        return read_json(folder, name)
+    except (ValueError, OSError) as error:
+        print(f"{name} not read ({type(error).__name__}: {error}): the report goes without it", flush=True)
+        return None
+
+
 def read_json(folder: Path | None, name: str) -> dict | None:
     """``name`` found under ``folder`` (searched recursively), parsed; None when absent."""
     if folder is None or not folder.exists():
@@ -230,27 +255,36 @@ def evaluate(
     started = time.perf_counter()
     reviews = read_reviews(input_data)
     y_true = [LABELS[index] for index in reviews.label_ids]
-    trained_on = read_hashes(champion_train_hashes) if champion_model and champion_train_hashes else None
+    trained_on = _champion_hashes(champion_train_hashes) if champion_model and champion_train_hashes else None
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
         model_dir = locate_model(input_model, Path(scratch) / "challenger")
         length = max_seq_length or model_max_length(model_dir)
         y_pred = predict(model_dir, reviews.texts, length, batch_size)
-        training_summary = read_json(model_dir, "training_summary.json")
-        comparison = None
+        training_summary = _report_input(model_dir, "training_summary.json")
+        comparison, not_measured = None, None
         if champion_model is not None:
-            champion_dir = locate_model(champion_model, Path(scratch) / "champion")
-            comparison = compare_with_champion(
-                champion_run_id or "champion",
-                reviews.texts,
-                y_true,
-                y_pred,
-                trained_on,
-                # The champion as it was trained: its own max_seq_length.
-                lambda texts: predict(champion_dir, texts, model_max_length(champion_dir), batch_size),
-            )
+            # The champion's artifacts are not this run's: whatever is wrong with them (a folder without its weights,
+            # an archive cut short, another architecture) leaves it not measured, said why, never the run failed.
+            try:
+                champion_dir = locate_model(champion_model, Path(scratch) / "champion")
+                comparison = compare_with_champion(
+                    champion_run_id or "champion",
+                    reviews.texts,
+                    y_true,
+                    y_pred,
+                    trained_on,
+                    # The champion as it was trained: its own max_seq_length.
+                    lambda texts: predict(champion_dir, texts, model_max_length(champion_dir), batch_size),
+                )
+            except Exception as error:  # noqa: BLE001
+                traceback.print_exc()
+                not_measured = f"its model could not be used ({type(error).__name__}: {str(error)[:300]})"
+                print(f"champion {champion_run_id or 'champion'}: not measured: {not_measured}", flush=True)
     report = {"metrics": compute_metrics(y_true, y_pred), "test_rows": len(y_true)}
     if comparison is not None:
         report["comparison"] = comparison
+    if not_measured is not None:
+        report["champion_not_measured"] = not_measured
     output_data.mkdir(parents=True, exist_ok=True)
     (output_data / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
@@ -325,7 +359,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="train_hashes.txt (or its folder): test reviews the champion was trained on are left out",
     )
+    parser.add_argument(
+        "--exit-message",
+        type=Path,
+        default=None,
+        help="on a failure, why, written here (SageMaker: /opt/ml/output/message, read as the job's ExitMessage)",
+    )
     return parser.parse_args(argv)
+
+
+def _exit_message(path: Path | None, text: str) -> None:
+    """Leave why the job failed where SageMaker reads it for DescribeProcessingJob's ExitMessage (its first KB)."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.encode("utf-8", "replace")[:1024].decode("utf-8", "ignore"), encoding="utf-8")
+    except OSError as error:
+        print(f"exit message not written to {path}: {error}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,7 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ReviewDataError, ModelNotFoundError, HashesError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        _exit_message(args.exit_message, f"{type(error).__name__}: {error}")
         return 1
+    except Exception as error:  # unforeseen: its traceback in the job's log, its words in the job's ExitMessage
+        _exit_message(args.exit_message, f"{type(error).__name__}: {error}")
+        raise
     return 0
 
 

@@ -38,6 +38,7 @@ RUN_DIR = f"{PROCESSING_ROOT}/input/run"
 CHAMPION_MODEL_DIR = f"{PROCESSING_ROOT}/input/champion/model"
 CHAMPION_HASHES_DIR = f"{PROCESSING_ROOT}/input/champion/train_hashes"
 REPORT_DIR = f"{OUTPUT_DIR}/report"  # uploaded with the evaluation output: names.report_key
+EXIT_MESSAGE_FILE = "/opt/ml/output/message"  # SageMaker reads its first KB as the job's ExitMessage
 REPORT_HISTORY_LIMIT = 50
 EVALUATION_SCRIPT = "evaluate_model_metrics.py"
 # How long after the tuning job ended a denied read of the champion's files is tried again (denial_may_pass).
@@ -266,6 +267,8 @@ def processing_job_request(
                 RUN_DIR,
                 "--output-report",
                 REPORT_DIR,
+                "--exit-message",
+                EXIT_MESSAGE_FILE,
                 *champion_arguments,
             ],
         },

@@ -124,6 +124,7 @@ def plan_champion(
     clients: AwsClients,
     comparison: Any = None,
     model_package_arn: str | None = None,
+    not_measured: str | None = None,
 ) -> tuple[dict[str, Any], Plan | None]:
     """The run item's ``champion`` field and the plan behind it (None when no decision could be made: the reason is
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
@@ -149,7 +150,8 @@ def plan_champion(
                 comparison=compared,
                 margin_points=settings.champion_margin_points,
                 min_compared=settings.champion_min_compared_reviews,
-                not_measured=(run.get("challenge") or {}).get("reason") if compared is None else None,
+                # why the champion was not measured: start_evaluation's (its files), else the evaluation job's
+                not_measured=((run.get("challenge") or {}).get("reason") or not_measured) if compared is None else None,
                 has_package=bool(model_package_arn),
             )
 

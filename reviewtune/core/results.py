@@ -27,6 +27,7 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
+from reviewtune.core.reasons import bounded
 from reviewtune.core.registration import (
     JOB_ENDED_AT,
     job_ended_at,
@@ -123,6 +124,19 @@ def check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
     return evaluation
 
 
+def _champion_not_measured(evaluation: dict[str, Any]) -> str | None:
+    """Why the evaluation job could not measure the champion it was given (its model unusable), as it said."""
+    said = evaluation.get("champion_not_measured")
+    return bounded(said, 500) if isinstance(said, str) and said.strip() else None
+
+
+def _failure_reason(detail: dict[str, Any]) -> str | None:
+    """Why the evaluation job failed: the script's own words (its ExitMessage) first, SageMaker's after them
+    ("AlgorithmError: See job logs for more information" says little; "CapacityError: ..." alone says it all)."""
+    said = [str(detail[key]).strip() for key in ("ExitMessage", "FailureReason") if str(detail.get(key) or "").strip()]
+    return f"{said[0]} ({said[1]})" if len(said) == 2 else (said[0] if said else None)
+
+
 def read_evaluation(s3: Any, output_uri: str) -> dict[str, Any]:
     bucket, prefix = names.parse_s3_uri(output_uri)
     key = f"{prefix}/{EVALUATION_FILE}"
@@ -180,9 +194,7 @@ def record_results(
         return end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason)
     if status != "Completed":
         final = RunStatus.STOPPED if status == "Stopped" else RunStatus.FAILED
-        reason = (
-            detail.get("FailureReason") or detail.get("ExitMessage") or f"the evaluation job ended {status}"
-        )
+        reason = _failure_reason(detail) or f"the evaluation job ended {status}"
         return end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason)
 
     output_uri = _output_uri(detail, settings, run_id)
@@ -296,7 +308,8 @@ def _record_with_champion(
 
     champion: dict[str, Any] = {}
     for _ in range(TRIES):
-        champion, plan = plan_champion(view, fields["results"], settings, clients, evaluation.get("comparison"), arn)
+        champion, plan = plan_champion(view, fields["results"], settings, clients, evaluation.get("comparison"), arn,
+                                       not_measured=_champion_not_measured(evaluation))
         try:
             return succeed(champion, plan)
         except ChampionChanged:

@@ -505,6 +505,26 @@ def test_a_champion_whose_model_is_gone_is_not_measured_and_stays(pipeline, stac
     ) in message(pipeline, second)
 
 
+def test_a_champion_the_evaluation_job_could_not_use_is_not_measured_and_stays_saying_why(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    assert pipeline.processing_argument(second, "--champion-model")  # handed over: the job found it unusable
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
+        **EVALUATION, "champion_not_measured": "its model could not be used (OSError: no file named model.safetensors)"})
+
+    assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
+
+    assert pipeline.run(second)["champion"]["decision"] == "not compared"
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
+    assert (
+        f"Champion:            champion kept: {first} was not measured on this run's test reviews: its model "
+        "could not be used (OSError: no file named model.safetensors); promote the challenger by hand if wanted"
+    ) in message(pipeline, second)
+
+
 @pytest.mark.parametrize("denied", ["model_uri", "train_hashes"])
 def test_a_moment_s_denial_of_the_champion_s_files_is_tried_again_not_a_lost_comparison(pipeline, denied):
     """S3 denies reading the champion's model (or its training reviews' hashes) once, as IAM may during a stack

@@ -69,11 +69,25 @@ def test_completed_evaluation_is_stored_and_announced(stack, evaluating_run, lam
 def test_failed_evaluation_is_recorded_with_its_reason(stack, evaluating_run, lambda_context):
     event = processing_event(stack, "Failed")
     event["detail"]["FailureReason"] = "AlgorithmError: CUDA out of memory"
+    event["detail"].pop("ExitMessage", None)  # the script left no words of its own: SageMaker's
     result = evaluating_run.handler(event, lambda_context)
     assert result["status"] == "FAILED"
     assert stack.run(RUN_ID)["failure_reason"] == "AlgorithmError: CUDA out of memory"
     [message] = stack.messages()
     assert "CUDA out of memory" in message["Message"] and "evaluation" in message["Subject"]
+
+
+def test_a_failed_evaluation_tells_the_script_s_own_words_before_sagemaker_s(stack, evaluating_run, lambda_context):
+    """As AWS sends it (events/processing_job_failed.json): FailureReason is SageMaker's generic words, the cause is
+    in ExitMessage (what the script left in /opt/ml/output/message)."""
+    event = load_event("processing_job_failed.json")
+    event["detail"]["ProcessingJobName"] = f"{RUN_ID}-eval"
+
+    assert evaluating_run.handler(event, lambda_context)["status"] == "FAILED"
+
+    assert stack.run(RUN_ID)["failure_reason"] == (
+        "FileNotFoundError: [Errno 2] No such file or directory: '/opt/ml/processing/input/data/test.tsv' "
+        "(AlgorithmError: See job logs for more information)")
 
 
 def test_missing_evaluation_json_fails_the_run_clearly(stack, evaluating_run, lambda_context):
