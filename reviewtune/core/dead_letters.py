@@ -127,7 +127,7 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
             "message_id": message.get("MessageId"), "error": str(exc)})
         return False
     bucket, obj = detail.bucket, detail.object
-    if not names.is_accepted_key(obj.key, obj.size):
+    if not names.is_accepted_key(obj.key, obj.size) or bucket != settings.bucket:  # as start_tuning ignores them
         result.ignored += 1
         return True
     has_run = run_exists(settings, clients)

@@ -398,9 +398,11 @@ def run_id_of(obj: DroppedObject, settings: Settings) -> str:
 
 
 def run_exists(settings: Settings, clients: AwsClients) -> Callable[[DroppedObject], bool]:
-    """Whether a dropped object version has its run already (a consistent read of the runs table)."""
+    """Whether a dropped object version has its run already (a consistent read of the runs table), under this
+    JobNamePrefix or one recorded before it (a replay after the prefix changed and the version went away)."""
     runs = repository(settings, clients)
-    return lambda obj: runs.get(run_id_of(obj, settings)) is not None
+    return lambda obj: (runs.get(run_id_of(obj, settings)) is not None
+                        or earlier_prefix_run(runs, obj, settings.job_name_prefix) is not None)
 
 
 def claim_run(obj: DroppedObject, runs: RunsRepository, settings: Settings, **fields: Any) -> tuple[bool, dict[str, Any]]:
@@ -429,6 +431,9 @@ def start_tuning(
     if not names.is_accepted_key(obj.key, obj.size):
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
+    if obj.bucket != settings.bucket:  # only the rule keeps other buckets' events away: a manual invoke, a redrive
+        logger.warning("ignored an object of another bucket", extra={"bucket": obj.bucket, "key": obj.key})
+        return {"status": "IGNORED", "key": obj.key, "bucket": obj.bucket}
     runs = repository(settings, clients)
     earlier = earlier_prefix_run(runs, obj, settings.job_name_prefix)
     if earlier is not None:  # an event delivered again after JobNamePrefix changed: the version has its run

@@ -101,3 +101,30 @@ def test_a_version_with_runs_under_both_prefixes_goes_on_with_the_stack_s_own(pi
     again = pipeline.start_tuning(event)
 
     assert again["run_id"] == second["run_id"] != first["run_id"] and again["status"] == "TUNING"
+
+
+def test_a_replay_of_an_encoded_key_after_the_prefix_changed_and_the_version_went_away_is_a_duplicate(
+        pipeline, stack, monkeypatch):
+    """An "Object Created" with the key URL-encoded (`old+file.tsv` for `old file.tsv`), its run SUCCEEDED; then
+    JobNamePrefix changes, the version is deleted and the idempotency records expire, and the event comes again (an
+    archive replay, a redrive): the run under the earlier prefix is found for the decoded key, no second run."""
+    import boto3
+
+    from tests.functional.test_guarantees import _expire_idempotency_records
+    from tests.support.aws import REGION
+
+    key = "incoming/team/old file.tsv"
+    event = pipeline.drop_event(key)
+    assert event["detail"]["object"]["key"] == "incoming/team/old+file.tsv"
+    first = pipeline.start_tuning(event)
+    pipeline.succeed(first["run_id"])
+    _renamed(pipeline, monkeypatch)
+    boto3.client("s3", region_name=REGION).delete_object(
+        Bucket=stack.bucket, Key=key, VersionId=event["detail"]["object"]["version-id"])
+    _expire_idempotency_records(stack)
+
+    replay = pipeline.start_tuning(dict(event, id="replayed", **{"replay-name": "archive-replay"}))
+
+    assert replay == {"run_id": first["run_id"], "status": "SUCCEEDED", "duplicate": True}
+    assert [run["run_id"] for run in _runs(pipeline)] == [first["run_id"]]
+    assert pipeline.statuses_told(first["run_id"]) == ["SUCCEEDED"]

@@ -221,6 +221,26 @@ def test_a_key_whose_dataset_name_would_be_empty_or_too_long_for_dynamodb_still_
         assert "rejected" in message["Subject"]
 
 
+def test_an_object_of_another_bucket_is_ignored(stack, start_tuning, lambda_context):
+    """Only the rule keeps other buckets' events away (a manual invoke, a redrive could bring one): nothing of that
+    bucket is read, recorded, copied or told here."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="another-stack-data")
+    put = s3.put_object(Bucket="another-stack-data", Key="incoming/a.tsv", Body=b"id,notes\n1,x\n")
+    event = drop(stack, "incoming/ours.tsv", b"sentiment\treview_body\n")
+    event["detail"]["bucket"]["name"] = "another-stack-data"
+    event["detail"]["object"].update({"key": "incoming/a.tsv", "etag": put["ETag"].strip('"'), "size": 13,
+                                      "version-id": put.get("VersionId")})
+
+    with SageMakerRecorder(start_tuning) as sm:
+        result = start_tuning.handler(event, lambda_context)
+
+    assert result == {"status": "IGNORED", "key": "incoming/a.tsv", "bucket": "another-stack-data"}
+    assert sm.requests == [] and stack.messages() == []
+    assert not [i for i in boto3.resource("dynamodb", region_name=REGION).Table(stack.runs_table).scan()["Items"]
+                if "source" in i]
+
+
 @pytest.mark.parametrize("key", ["runs/notes.tsv", "rejected/a.tsv", "incoming/team a/"])
 def test_objects_outside_incoming_and_folder_markers_are_ignored(stack, start_tuning, lambda_context, key):
     event = drop(stack, key, b"")
