@@ -293,6 +293,9 @@ def _champion(evaluation: dict[str, Any], run_id: str) -> str:
             f'test reviews; <span data-key="rows-left-out">{left_out:,}</span> left out ({why}).</p>'
             + page.table(["model", "accuracy %"], rows)
         )
+    elif isinstance(evaluation.get("champion_not_measured"), str):  # its model could not be used: said why
+        measured = (f'<p data-key="champion-not-measured">The champion was not measured: '
+                    f'{escape(evaluation["champion_not_measured"])}.</p>')
     return f"<section><h2>Champion</h2>{report_decision.pending(run_id)}{measured}</section>"
 
 

@@ -202,6 +202,14 @@ def test_on_a_narrow_screen_each_chart_keeps_a_readable_width_and_scrolls_sidewa
     assert all(image["shownWidth"] <= wide["innerWidth"] and image["shownWidth"] < 1100 for image in wide["images"])
 
 
+def test_the_champion_section_says_why_a_champion_given_to_the_job_was_not_measured() -> None:
+    unusable = {**evaluation(), "champion_not_measured": "its model could not be used (OSError: <no weights>)"}
+    page = run_report.render(unusable, run(), SUMMARY, [], plotting=False)
+    assert keys(page)["champion-not-measured"] == (
+        "The champion was not measured: its model could not be used (OSError: &lt;no weights&gt;).")
+    assert "champion-not-measured" not in keys(run_report.render(evaluation(), run(), SUMMARY, [], plotting=False))
+
+
 def test_the_champion_section_says_where_the_decision_is_until_record_results_tells_it_there() -> None:
     first = run_report.render(evaluation(), run(), SUMMARY, [], plotting=False)
     assert "<h2>Champion</h2>" in first and "champion-decision" not in keys(first)
