@@ -15,8 +15,8 @@
   lists the hashes of the reviews it was trained on: those test reviews are left out of the comparison, so an
   overlap between exports cannot favour the champion. evaluation.json then has a ``comparison`` object: both
   accuracies on the same rows, how many rows were compared and how many left out. A champion whose model cannot be
-  used is not measured (``champion_not_measured``: why); hashes that cannot be read, or none, leave every test review
-  compared (``overlap_checked`` false).
+  used is not measured (``champion_not_measured``: its run id and the error); hashes that cannot be read, or none,
+  leave every test review compared (``overlap_checked`` false).
 - ``--exit-message`` (optional): on a failure, the error is written there too (SageMaker reads
   ``/opt/ml/output/message`` as the processing job's ``ExitMessage``).
 
@@ -211,6 +211,10 @@ def compare_with_champion(
     return section
 
 
+class ChampionUnusable(Exception):
+    """The champion's model failed when it was used: its own fault, not this script's."""
+
+
 def _champion_hashes(location: Path) -> set[str] | None:
     """The hashes of the reviews the champion trained on; None (unknown: every test review is compared, and
     evaluation.json says the overlap was not checked) when they cannot be read or there are none: no champion
@@ -265,21 +269,26 @@ def evaluate(
         if champion_model is not None:
             # The champion's artifacts are not this run's: whatever is wrong with them (a folder without its weights,
             # an archive cut short, another architecture) leaves it not measured, said why, never the run failed.
+            # Only their own use is guarded: a fault of this script's comparison is the script's, and fails the job.
+            def champion_predict(texts: list[str]) -> list[int]:
+                try:  # the champion as it was trained: its own max_seq_length
+                    return predict(champion_dir, texts, model_max_length(champion_dir), batch_size)
+                except Exception as error:  # noqa: BLE001
+                    raise ChampionUnusable(error) from error
+
             try:
                 champion_dir = locate_model(champion_model, Path(scratch) / "champion")
-                comparison = compare_with_champion(
-                    champion_run_id or "champion",
-                    reviews.texts,
-                    y_true,
-                    y_pred,
-                    trained_on,
-                    # The champion as it was trained: its own max_seq_length.
-                    lambda texts: predict(champion_dir, texts, model_max_length(champion_dir), batch_size),
-                )
-            except Exception as error:  # noqa: BLE001
+                comparison = compare_with_champion(champion_run_id or "champion", reviews.texts, y_true, y_pred,
+                                                   trained_on, champion_predict)
+            except Exception as error:  # noqa: BLE001 - locate_model reads the champion's files only
+                if isinstance(error, ChampionUnusable):
+                    error = error.__cause__ or error
+                elif not isinstance(error, ModelNotFoundError | OSError | ValueError):
+                    raise
                 traceback.print_exc()
-                not_measured = f"its model could not be used ({type(error).__name__}: {str(error)[:300]})"
-                print(f"champion {champion_run_id or 'champion'}: not measured: {not_measured}", flush=True)
+                not_measured = {"champion_run_id": champion_run_id or "champion",
+                                "error": f"{type(error).__name__}: {str(error)[:300]}"}
+                print(f"champion {not_measured['champion_run_id']}: not measured: {not_measured['error']}", flush=True)
     report = {"metrics": compute_metrics(y_true, y_pred), "test_rows": len(y_true)}
     if comparison is not None:
         report["comparison"] = comparison

@@ -293,9 +293,10 @@ def _champion(evaluation: dict[str, Any], run_id: str) -> str:
             f'test reviews; <span data-key="rows-left-out">{left_out:,}</span> left out ({why}).</p>'
             + page.table(["model", "accuracy %"], rows)
         )
-    elif isinstance(evaluation.get("champion_not_measured"), str):  # its model could not be used: said why
-        measured = (f'<p data-key="champion-not-measured">The champion was not measured: '
-                    f'{escape(evaluation["champion_not_measured"])}.</p>')
+    elif isinstance(evaluation.get("champion_not_measured"), dict):  # its model could not be used: said why
+        unused = evaluation["champion_not_measured"]
+        measured = (f'<p data-key="champion-not-measured">Champion {escape(str(unused.get("champion_run_id")))} was '
+                    f'not measured: its model could not be used ({escape(str(unused.get("error")))}).</p>')
     return f"<section><h2>Champion</h2>{report_decision.pending(run_id)}{measured}</section>"
 
 

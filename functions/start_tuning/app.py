@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.idempotency import idempotent
 from reviewtune.core.context import TRACED_MODULES, FunctionContext, idempotency_config
 from reviewtune.core.events import object_created
 from reviewtune.core.objects import locate_dropped_object, with_event
-from reviewtune.core.tuning import run_exists, start_tuning
+from reviewtune.core.tuning import other_bucket, run_exists, start_tuning
 
 logger = Logger()
 tracer = Tracer(patch_modules=TRACED_MODULES)
@@ -25,6 +25,8 @@ IDEMPOTENCY = idempotency_config(
 @idempotent(persistence_store=ctx.persistence, config=IDEMPOTENCY)
 def handler(event: dict, context) -> dict:
     detail = object_created(event)
+    if (ignored := other_bucket(detail.bucket, detail.object.key, ctx.settings)) is not None:
+        return ignored
     obj = locate_dropped_object(
         ctx.clients.s3,
         detail.bucket,

@@ -41,7 +41,7 @@ from reviewtune.core.events import object_created
 from reviewtune.core.failures import repository
 from reviewtune.core.objects import known_object, locate_dropped_object, unlocated_object, with_event
 from reviewtune.core.runs import parse_iso
-from reviewtune.core.tuning import claim_run, earlier_prefix_run, run_exists
+from reviewtune.core.tuning import claim_run, earlier_prefix_run, other_bucket, run_exists
 
 logger = Logger(child=True)
 
@@ -127,7 +127,7 @@ def _take_back(message: dict[str, Any], settings: Settings, clients: AwsClients,
             "message_id": message.get("MessageId"), "error": str(exc)})
         return False
     bucket, obj = detail.bucket, detail.object
-    if not names.is_accepted_key(obj.key, obj.size) or bucket != settings.bucket:  # as start_tuning ignores them
+    if not names.is_accepted_key(obj.key, obj.size) or other_bucket(bucket, obj.key, settings):  # as start_tuning
         result.ignored += 1
         return True
     has_run = run_exists(settings, clients)

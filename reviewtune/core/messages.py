@@ -235,7 +235,7 @@ def rejected(
     subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
 
     def versioned(uri: Any, version: Any) -> str:
-        return _text(uri, 2000) + (f" (version {_text(version, 1024)})" if version else "")
+        return _one_line(_text(uri, 2000)) + (f" (version {_text(version, 1024)})" if version else "")
 
     reason_kept = f"the reason at {versioned(reason_uri, reason_version)}" if reason_uri else ""
     if rejected_uri:

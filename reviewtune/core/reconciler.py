@@ -69,10 +69,11 @@ MAX_RESTARTS_PER_PASS = 3  # a pass that does not know its invocation's time lef
 # many drops at once) is restarted within the claims' deadline instead of a few a pass, and a pass nearly spent
 # restarts none rather than one that its end would kill.
 RESTART_SECONDS_RESERVED = 150
-# The unsent messages are sent while the invocation has at least this long left: an SNS that stalls (each Publish up
-# to clients.SNS_CALL_MAX_SECONDS) leaves the rest for the next pass instead of spending every pass, so the slots,
-# the queue and a restart still get their turn.
-OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + 30
+# The unsent messages are sent while the invocation has at least this long left (the first run's always): an SNS
+# that stalls (each Publish up to clients.SNS_CALL_MAX_SECONDS) leaves the rest for the next pass instead of spending
+# every pass, so the slots and the queue, and a restart when a claim waits for one, still get their turn.
+TAIL_SECONDS_RESERVED = 30  # former champions, slots, the queue: a few calls each
+OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -156,8 +157,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
     # the slots, the queue and the claims below still get their turn when this listing fails
     pending = _read_until_failure(runs.with_pending_notice(), result, "list:pending")
+    reserve = OUTBOX_SECONDS_RESERVED if stale else TAIL_SECONDS_RESERVED  # a restart's time only when one waits
     for index, run_id in enumerate(pending):
-        if seconds_left is not None and seconds_left() < OUTBOX_SECONDS_RESERVED:
+        if index and seconds_left is not None and seconds_left() < reserve:
             logger.warning("the pass's time is nearly spent: the other messages wait for the next pass",
                            extra={"left": len(pending) - index})
             result.errors["outbox"] = (f"{len(pending) - index} run(s) with messages to send left for the next pass: "

@@ -150,8 +150,9 @@ def plan_champion(
                 comparison=compared,
                 margin_points=settings.champion_margin_points,
                 min_compared=settings.champion_min_compared_reviews,
-                # why the champion was not measured: start_evaluation's (its files), else the evaluation job's
-                not_measured=((run.get("challenge") or {}).get("reason") or not_measured) if compared is None else None,
+                # why the champion was not measured: the evaluation job's (its model unusable), else start_evaluation's
+                # (its files unreadable, so not handed to the job)
+                not_measured=(not_measured or (run.get("challenge") or {}).get("reason")) if compared is None else None,
                 has_package=bool(model_package_arn),
             )
 

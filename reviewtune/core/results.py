@@ -27,7 +27,7 @@ from reviewtune.core.config import Settings
 from reviewtune.core.errors import EvaluationOutputError, RunNotReadyError
 from reviewtune.core.evaluation import EVALUATION_OUTPUT
 from reviewtune.core.failures import already_final, conclude, end_run, repository
-from reviewtune.core.reasons import bounded
+from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
 from reviewtune.core.registration import (
     JOB_ENDED_AT,
     job_ended_at,
@@ -125,16 +125,25 @@ def check_evaluation(evaluation: Any, where: str) -> dict[str, Any]:
 
 
 def _champion_not_measured(evaluation: dict[str, Any]) -> str | None:
-    """Why the evaluation job could not measure the champion it was given (its model unusable), as it said."""
+    """Why the evaluation job could not measure the champion it was given (its model unusable), naming that champion
+    (the pointer may have moved on since)."""
     said = evaluation.get("champion_not_measured")
-    return bounded(said, 500) if isinstance(said, str) and said.strip() else None
+    if not isinstance(said, dict):
+        return None
+    return bounded(f"the evaluation job could not use the model of {said.get('champion_run_id')} "
+                   f"({said.get('error')})", 500)
 
 
 def _failure_reason(detail: dict[str, Any]) -> str | None:
     """Why the evaluation job failed: the script's own words (its ExitMessage) first, SageMaker's after them
-    ("AlgorithmError: See job logs for more information" says little; "CapacityError: ..." alone says it all)."""
-    said = [str(detail[key]).strip() for key in ("ExitMessage", "FailureReason") if str(detail.get(key) or "").strip()]
-    return f"{said[0]} ({said[1]})" if len(said) == 2 else (said[0] if said else None)
+    ("AlgorithmError: See job logs for more information" says little; "CapacityError: ..." alone says it all); one of
+    them alone when the other says nothing more; the end kept when they are long (it says how the job ended)."""
+    exit_message, failure = (str(detail.get(key) or "").strip() for key in ("ExitMessage", "FailureReason"))
+    if not exit_message or exit_message in failure:
+        return failure or None
+    if not failure or failure in exit_message:
+        return exit_message
+    return bounded(f"{exit_message} ({failure})", REASON_MAX_CHARS, keep_end=True)
 
 
 def read_evaluation(s3: Any, output_uri: str) -> dict[str, Any]:

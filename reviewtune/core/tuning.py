@@ -392,6 +392,15 @@ def _moved_on(runs: RunsRepository, settings: Settings, clients: AwsClients, run
     return {"run_id": run_id, "status": item["status"], "duplicate": True}
 
 
+def other_bucket(bucket: str, key: str, settings: Settings) -> dict[str, Any] | None:
+    """The IGNORED outcome of an object of another bucket than the stack's, before anything of it is looked up: only
+    the rule keeps other buckets' events away (a manual invoke or a redrive could bring one). None: the stack's."""
+    if bucket == settings.bucket:
+        return None
+    logger.warning("ignored an object of another bucket", extra={"bucket": bucket, "key": key})
+    return {"status": "IGNORED", "key": key, "bucket": bucket}
+
+
 def run_id_of(obj: DroppedObject, settings: Settings) -> str:
     """The run of one dropped object version (its tuning job's name)."""
     return names.tuning_job_name(settings.job_name_prefix, obj.identity)
@@ -431,9 +440,8 @@ def start_tuning(
     if not names.is_accepted_key(obj.key, obj.size):
         logger.info("ignored object outside incoming/ or of another type", extra={"key": obj.key})
         return {"status": "IGNORED", "key": obj.key}
-    if obj.bucket != settings.bucket:  # only the rule keeps other buckets' events away: a manual invoke, a redrive
-        logger.warning("ignored an object of another bucket", extra={"bucket": obj.bucket, "key": obj.key})
-        return {"status": "IGNORED", "key": obj.key, "bucket": obj.bucket}
+    if (ignored := other_bucket(obj.bucket, obj.key, settings)) is not None:
+        return ignored
     runs = repository(settings, clients)
     earlier = earlier_prefix_run(runs, obj, settings.job_name_prefix)
     if earlier is not None:  # an event delivered again after JobNamePrefix changed: the version has its run

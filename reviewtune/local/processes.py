@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from typing import IO
 
@@ -32,15 +33,18 @@ def hold_lock(workdir: Path) -> IO[bytes] | None:
     return handle
 
 
-def lock_holder(workdir: Path) -> int | None:
-    """The pid of the process holding the folder's runtime lock, as it wrote it; None when no process holds it, or
-    the holder wrote none (an older version)."""
-    if not lock_held(workdir):
-        return None
-    try:
-        return int((Path(workdir) / LOCK_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
+def lock_holder(workdir: Path, wait: float = 1.0) -> int | None:
+    """The pid of the process holding the folder's runtime lock, as it wrote it right after taking it (waited for up
+    to ``wait`` seconds); None when no process holds it, or the holder wrote none (an older version)."""
+    deadline = time.monotonic() + wait
+    while lock_held(workdir):
+        try:
+            return int((Path(workdir) / LOCK_FILE).read_text().strip())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+    return None
 
 
 def lock_held(workdir: Path) -> bool:

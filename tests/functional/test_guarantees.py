@@ -1964,12 +1964,30 @@ def test_a_pass_whose_outbox_spends_its_time_leaves_the_other_messages_for_the_n
         with pytest.raises(Exception, match="NotFound"):
             pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
     pipeline.use("sns", unpublished._wrapped)
-    clock = iter([300.0, reconciler.OUTBOX_SECONDS_RESERVED - 1])
+    spent = reconciler.TAIL_SECONDS_RESERVED - 1  # no claim waits for a restart: only the tail's time is kept
 
-    result = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.1),
-                                  seconds_left=lambda: next(clock, reconciler.OUTBOX_SECONDS_RESERVED - 1))
+    result = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.1), seconds_left=lambda: spent)
 
+    # the first run's messages always go out, so that no pass, however slow before its outbox, sends none
     assert result["sent"] == 1 and result["errors"]["outbox"].startswith("2 run(s) with messages to send left")
+    assert reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.15),
+                                seconds_left=lambda: reconciler.TAIL_SECONDS_RESERVED + 1)["sent"] == 2
     reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.2), seconds_left=lambda: 300.0)
     for run in RunsRepository(pipeline.clients.runs_table).by_status("REJECTED"):
         assert_ended(pipeline, run["run_id"], "REJECTED")
+
+
+def test_a_pass_with_a_claim_to_restart_keeps_the_restart_s_time_from_its_outbox(pipeline):
+    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
+    pipeline.use("sns", unpublished)
+    for name in ("a", "b"):
+        with pytest.raises(Exception, match="NotFound"):
+            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
+    pipeline.use("sns", unpublished._wrapped)
+    _stale_claims(pipeline, 1)
+
+    result = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.5),
+                                  seconds_left=lambda: reconciler.OUTBOX_SECONDS_RESERVED - 1)
+
+    assert result["sent"] == 1 and result["errors"]["outbox"].startswith("1 run(s) with messages to send left")
+    assert [step for step in result["steps"].values() if step.startswith("claim restarted")]

@@ -512,17 +512,38 @@ def test_a_champion_the_evaluation_job_could_not_use_is_not_measured_and_stays_s
     pipeline.finish_tuning_well(second)
     pipeline.tuning_ended(second)
     assert pipeline.processing_argument(second, "--champion-model")  # handed over: the job found it unusable
-    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={
-        **EVALUATION, "champion_not_measured": "its model could not be used (OSError: no file named model.safetensors)"})
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={**EVALUATION, "champion_not_measured": {
+        "champion_run_id": first, "error": "OSError: no file named model.safetensors"}})
 
     assert pipeline.evaluation_ended(second)["status"] == "SUCCEEDED"
 
     assert pipeline.run(second)["champion"]["decision"] == "not compared"
     assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
     assert (
-        f"Champion:            champion kept: {first} was not measured on this run's test reviews: its model "
-        "could not be used (OSError: no file named model.safetensors); promote the challenger by hand if wanted"
+        f"Champion:            champion kept: {first} was not measured on this run's test reviews: the evaluation "
+        f"job could not use the model of {first} (OSError: no file named model.safetensors); promote the challenger "
+        "by hand if wanted"
     ) in message(pipeline, second)
+
+
+def test_a_champion_without_hashes_whose_model_the_job_could_not_use_is_told_for_its_model(pipeline, stack):
+    """start_evaluation notes a champion without training hashes (measured on every review) and hands it over; the
+    job then cannot use its model: the message tells the job's reason, not the hashes note."""
+    first = start(pipeline)
+    pipeline.succeed(first)
+    boto3.client("s3", region_name=REGION).delete_object(Bucket=stack.bucket, Key=f"runs/{first}/data/train_hashes.txt")
+    second = start(pipeline, body=good_file(seed=3))
+    pipeline.finish_tuning_well(second)
+    pipeline.tuning_ended(second)
+    assert pipeline.processing_argument(second, "--champion-model") and pipeline.run(second)["challenge"]["reason"]
+    pipeline.sagemaker.finish_processing(f"{second}-eval", evaluation={**EVALUATION, "champion_not_measured": {
+        "champion_run_id": first, "error": "OSError: no file named model.safetensors"}})
+
+    pipeline.evaluation_ended(second)
+
+    assert pipeline.run(second)["champion"]["reason"] == (
+        f"champion kept: {first} was not measured on this run's test reviews: the evaluation job could not use the "
+        f"model of {first} (OSError: no file named model.safetensors); promote the challenger by hand if wanted")
 
 
 @pytest.mark.parametrize("denied", ["model_uri", "train_hashes"])

@@ -56,8 +56,9 @@ def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
     assert (int(stale) * 60, int(per_pass), int(reserved)) == (
         reconciler.STALE_CLAIM_SECONDS, reconciler.MAX_RESTARTS_PER_PASS, reconciler.RESTART_SECONDS_RESERVED
     )
-    outbox_reserve = _said(r"a pass sends while its invocation has (\d+) s left").group(1)
-    assert int(outbox_reserve) == reconciler.OUTBOX_SECONDS_RESERVED
+    restart, tail = _said(r"more while its invocation has (\d+) s left when a claim waits for a restart, (\d+) s "
+                          r"otherwise").groups()
+    assert (int(restart), int(tail)) == (reconciler.OUTBOX_SECONDS_RESERVED, reconciler.TAIL_SECONDS_RESERVED)
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))

@@ -51,7 +51,7 @@ def test_a_champion_folder_without_its_weights_and_tokenizer_leaves_the_challeng
 
     assert code == 0 and report is not None, "the challenger's run fails for its champion's broken artifact"
     assert report["test_rows"] == 12 and "comparison" not in report
-    assert report["champion_not_measured"].startswith("its model could not be used (")
+    assert report["champion_not_measured"]["champion_run_id"] == "r-old" and report["champion_not_measured"]["error"]
 
 
 def test_a_champion_archive_cut_short_leaves_the_challenger_measured(setup):
@@ -69,7 +69,7 @@ def test_a_champion_archive_cut_short_leaves_the_challenger_measured(setup):
                         "--champion-run-id", "r-old")
 
     assert code == 0 and report is not None, "the challenger's run fails for its champion's broken artifact"
-    assert "comparison" not in report and "ModelNotFoundError" in report["champion_not_measured"]
+    assert "comparison" not in report and report["champion_not_measured"]["error"].startswith("ModelNotFoundError: ")
 
 
 def test_a_garbled_champion_hashes_file_measures_on_every_review_instead_of_failing_the_run(setup):
@@ -127,3 +127,23 @@ def test_a_failure_of_the_challenger_s_own_leaves_its_words_for_the_job_s_exit_m
 
     assert code == 1 and message.read_text().startswith("ReviewDataError: ")
     assert not (tmp_path / "out" / "evaluation.json").exists()
+
+
+def test_a_fault_of_the_comparison_s_own_code_fails_the_job_instead_of_blaming_the_champion(setup, monkeypatch):
+    tmp_path, data, challenger = setup
+    champion = tmp_path / "champion"
+    champion.mkdir()
+    (champion / "config.json").write_text("{}")
+    (champion / "STAND-IN").write_text("")  # a usable champion
+    hashes = tmp_path / "hashes"
+    hashes.mkdir()
+    (hashes / "train_hashes.txt").write_text("0" * 64 + "\n")
+
+    def broken_hash(text):  # a bug of the script's own, not of the champion's artifacts
+        raise TypeError("unhashable review")
+
+    monkeypatch.setattr(emm, "text_hash", broken_hash)
+    with pytest.raises(TypeError, match="unhashable review"):
+        _run(tmp_path, data, challenger, "--champion-model", str(champion), "--champion-run-id", "r-old",
+             "--champion-train-hashes", str(hashes), "--exit-message", str(tmp_path / "message"))
+    assert (tmp_path / "message").read_text() == "TypeError: unhashable review"

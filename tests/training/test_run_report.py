@@ -203,10 +203,11 @@ def test_on_a_narrow_screen_each_chart_keeps_a_readable_width_and_scrolls_sidewa
 
 
 def test_the_champion_section_says_why_a_champion_given_to_the_job_was_not_measured() -> None:
-    unusable = {**evaluation(), "champion_not_measured": "its model could not be used (OSError: <no weights>)"}
+    unusable = {**evaluation(), "champion_not_measured": {"champion_run_id": "reviewtune-0099",
+                                                          "error": "OSError: <no weights>"}}
     page = run_report.render(unusable, run(), SUMMARY, [], plotting=False)
     assert keys(page)["champion-not-measured"] == (
-        "The champion was not measured: its model could not be used (OSError: &lt;no weights&gt;).")
+        "Champion reviewtune-0099 was not measured: its model could not be used (OSError: &lt;no weights&gt;).")
     assert "champion-not-measured" not in keys(run_report.render(evaluation(), run(), SUMMARY, [], plotting=False))
 
 

@@ -121,7 +121,7 @@ class ProcessingJob(BackgroundJob):
                 self._finish(
                     JobStatus.FAILED,
                     failure_reason=log_tail_reason("AlgorithmError", tail, exit_code),
-                    exit_message=self._message_file() or "\n".join(tail)[-FAILURE_REASON_LIMIT:],
+                    exit_message=self._message_file(),  # as SageMaker: the container's message file only
                 )
         except JobSetupError as error:
             self._finish(JobStatus.FAILED, failure_reason=f"ClientError: {error}"[:FAILURE_REASON_LIMIT])
