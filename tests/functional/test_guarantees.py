@@ -1898,6 +1898,16 @@ def test_a_reason_of_any_length_ends_the_run_cut_to_what_its_record_holds(pipeli
     assert len(item["failure_reason"]) <= REASON_MAX_CHARS
 
 
+def _rejected_while_sns_fails(pipeline: Pipeline, *names: str) -> None:
+    """Bad files dropped while SNS refuses: each run REJECTED, its message left in its outbox."""
+    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
+    pipeline.use("sns", unpublished)
+    for name in names:
+        with pytest.raises(Exception, match="NotFound"):
+            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
+    pipeline.use("sns", unpublished._wrapped)
+
+
 class _OneRunPerPage:
     """The runs table, its index queries one item a page, every page after the first refused by ``index``."""
 
@@ -1935,12 +1945,7 @@ def test_a_listing_whose_later_page_fails_still_steps_the_runs_of_the_pages_read
 
 
 def test_a_pending_message_listing_whose_later_page_fails_still_sends_the_messages_read(pipeline):
-    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
-    pipeline.use("sns", unpublished)
-    for name in ("a", "b"):
-        with pytest.raises(Exception, match="NotFound"):
-            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
-    pipeline.use("sns", unpublished._wrapped)
+    _rejected_while_sns_fails(pipeline, "a", "b")
     table = pipeline.clients.runs_table
     pipeline.use("runs_table", _OneRunPerPage(table, "by_pending_notice"))
 
@@ -1958,12 +1963,7 @@ def test_a_pending_message_listing_whose_later_page_fails_still_sends_the_messag
 def test_a_pass_whose_outbox_spends_its_time_leaves_the_other_messages_for_the_next_pass(pipeline):
     """SNS stalling (each Publish up to its timeouts) must not spend every pass in the outbox: past the reserve the
     other messages wait, counted, and the slots, the queue and the restarts still get their turn."""
-    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
-    pipeline.use("sns", unpublished)
-    for name in ("a", "b", "c"):
-        with pytest.raises(Exception, match="NotFound"):
-            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
-    pipeline.use("sns", unpublished._wrapped)
+    _rejected_while_sns_fails(pipeline, "a", "b", "c")
     spent = reconciler.TAIL_SECONDS_RESERVED - 1  # no claim waits for a restart: only the tail's time is kept
 
     result = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.1), seconds_left=lambda: spent)
@@ -1978,12 +1978,7 @@ def test_a_pass_whose_outbox_spends_its_time_leaves_the_other_messages_for_the_n
 
 
 def test_a_pass_with_a_claim_to_restart_keeps_the_restart_s_time_from_its_outbox(pipeline):
-    unpublished = Failing(pipeline.clients.sns, "publish", "NotFound", "Topic does not exist", failures=None)
-    pipeline.use("sns", unpublished)
-    for name in ("a", "b"):
-        with pytest.raises(Exception, match="NotFound"):
-            pipeline.start_tuning(pipeline.drop_event(f"incoming/{name}.csv", b"text,score\nhello,5\n"))
-    pipeline.use("sns", unpublished._wrapped)
+    _rejected_while_sns_fails(pipeline, "a", "b")
     _stale_claims(pipeline, 1)
 
     result = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.5),
