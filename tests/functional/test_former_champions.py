@@ -789,11 +789,17 @@ def test_promote_of_a_run_whose_package_was_deleted_is_refused_and_changes_nothi
     assert approvals(pipeline) == {second: "Approved"} and "promoted" not in pipeline.run(first)
 
 
-def test_promote_run_again_after_its_approval_failed_records_who_promoted_the_run(pipeline):
+def _champion_and_kept(pipeline: Pipeline) -> tuple[str, str]:
+    """The dataset's first run, champion, and a second measured worse on the same reviews: kept, its package pending."""
     first = start(pipeline)
     pipeline.succeed(first)
     second = start(pipeline, body=good_file(seed=3))
-    pipeline.succeed(second, comparison=measured(0.70, 0.73))  # kept: the first stays champion
+    pipeline.succeed(second, comparison=measured(0.70, 0.73))
+    return first, second
+
+
+def test_promote_run_again_after_its_approval_failed_records_who_promoted_the_run(pipeline):
+    first, second = _champion_and_kept(pipeline)
     runs = RunsRepository(pipeline.clients.runs_table)
     pipeline.sagemaker.fail["update_model_package"] = ["ThrottlingException"]
     with pytest.raises(PromotionError, match="run the command again"):
@@ -877,10 +883,7 @@ def test_a_rejected_champion_package_deleted_later_is_noted_deleted(pipeline):
 
 
 def test_a_second_promotion_of_a_run_run_again_after_its_approval_failed_records_the_second_promoter(pipeline):
-    first = start(pipeline)
-    pipeline.succeed(first)
-    second = start(pipeline, body=good_file(seed=3))
-    pipeline.succeed(second, comparison=measured(0.70, 0.73))  # kept: the first stays champion
+    first, second = _champion_and_kept(pipeline)
     runs = RunsRepository(pipeline.clients.runs_table)
     promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="A's reason", by="arn:alice")
     promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="arn:carol")
@@ -896,10 +899,7 @@ def test_a_second_promotion_of_a_run_run_again_after_its_approval_failed_records
 
 
 def test_a_package_deleted_while_it_is_promoted_is_told_as_deleted_not_to_be_tried_again(pipeline, monkeypatch):
-    first = start(pipeline)
-    pipeline.succeed(first)
-    second = start(pipeline, body=good_file(seed=3))
-    pipeline.succeed(second, comparison=measured(0.70, 0.73))
+    first, second = _champion_and_kept(pipeline)
     arn = pipeline.run(second)["model_package_arn"]
     update = pipeline.sagemaker.update_model_package
 

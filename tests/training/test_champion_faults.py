@@ -33,6 +33,17 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return tmp_path, data, challenger
 
 
+def _usable_champion(tmp_path: Path, hashes_text: str) -> tuple[Path, Path]:
+    """A champion the stand-in predicts for, and a folder holding its train_hashes.txt with ``hashes_text``."""
+    champion, hashes = tmp_path / "champion", tmp_path / "hashes"
+    for folder in (champion, hashes):
+        folder.mkdir()
+    (champion / "config.json").write_text("{}")
+    (champion / "STAND-IN").write_text("")
+    (hashes / "train_hashes.txt").write_text(hashes_text)
+    return champion, hashes
+
+
 def _run(tmp_path: Path, data: Path, challenger: Path, *extra: str) -> tuple[int, dict | None]:
     output = tmp_path / "out"
     code = emm.main(["--input-model", str(challenger), "--input-data", str(data), "--output-data", str(output),
@@ -74,13 +85,7 @@ def test_a_champion_archive_cut_short_leaves_the_challenger_measured(setup):
 
 def test_a_garbled_champion_hashes_file_measures_on_every_review_instead_of_failing_the_run(setup):
     tmp_path, data, challenger = setup
-    champion = tmp_path / "champion"
-    champion.mkdir()
-    (champion / "config.json").write_text("{}")
-    (champion / "STAND-IN").write_text("")
-    hashes = tmp_path / "hashes"
-    hashes.mkdir()
-    (hashes / "train_hashes.txt").write_text("0" * 64 + "\n<html>AccessDenied</html>\n")
+    champion, hashes = _usable_champion(tmp_path, "0" * 64 + "\n<html>AccessDenied</html>\n")
 
     code, report = _run(tmp_path, data, challenger, "--champion-model", str(champion), "--champion-run-id", "r-old",
                         "--champion-train-hashes", str(hashes))
@@ -103,13 +108,7 @@ def test_an_empty_champion_hashes_file_is_not_told_as_an_overlap_checked(setup):
     champion saw, yet evaluation.json says overlap_checked true, 0 left out, and the message then says
     "0 left out: the champion was trained on them" for a comparison that may include the champion's training rows."""
     tmp_path, data, challenger = setup
-    champion = tmp_path / "champion"
-    champion.mkdir()
-    (champion / "config.json").write_text("{}")
-    (champion / "STAND-IN").write_text("")
-    hashes = tmp_path / "hashes"
-    hashes.mkdir()
-    (hashes / "train_hashes.txt").write_text("")
+    champion, hashes = _usable_champion(tmp_path, "")
 
     code, report = _run(tmp_path, data, challenger, "--champion-model", str(champion), "--champion-run-id", "r-old",
                         "--champion-train-hashes", str(hashes))
@@ -131,13 +130,7 @@ def test_a_failure_of_the_challenger_s_own_leaves_its_words_for_the_job_s_exit_m
 
 def test_a_fault_of_the_comparison_s_own_code_fails_the_job_instead_of_blaming_the_champion(setup, monkeypatch):
     tmp_path, data, challenger = setup
-    champion = tmp_path / "champion"
-    champion.mkdir()
-    (champion / "config.json").write_text("{}")
-    (champion / "STAND-IN").write_text("")  # a usable champion
-    hashes = tmp_path / "hashes"
-    hashes.mkdir()
-    (hashes / "train_hashes.txt").write_text("0" * 64 + "\n")
+    champion, hashes = _usable_champion(tmp_path, "0" * 64 + "\n")
 
     def broken_hash(text):  # a bug of the script's own, not of the champion's artifacts
         raise TypeError("unhashable review")
