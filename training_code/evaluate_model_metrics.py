@@ -215,6 +215,15 @@ class ChampionUnusable(Exception):
     """The champion's model failed when it was used: its own fault, not this script's."""
 
 
+def _not_measured(champion_run_id: str | None, error: BaseException) -> dict:
+    """evaluation.json's ``champion_not_measured``: which champion, and what was wrong with it (printed, with the
+    traceback of the error being handled, for the job's log)."""
+    traceback.print_exc()
+    section = {"champion_run_id": champion_run_id or "champion", "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    print(f"champion {section['champion_run_id']}: not measured: {section['error']}", flush=True)
+    return section
+
+
 def _champion_hashes(location: Path) -> set[str] | None:
     """The hashes of the reviews the champion trained on; None (unknown: every test review is compared, and
     evaluation.json says the overlap was not checked) when they cannot be read or there are none: no champion
@@ -272,23 +281,24 @@ def evaluate(
             # Only their own use is guarded: a fault of this script's comparison is the script's, and fails the job.
             def champion_predict(texts: list[str]) -> list[int]:
                 try:  # the champion as it was trained: its own max_seq_length
-                    return predict(champion_dir, texts, model_max_length(champion_dir), batch_size)
+                    predicted = predict(champion_dir, texts, model_max_length(champion_dir), batch_size)
                 except Exception as error:  # noqa: BLE001
                     raise ChampionUnusable(error) from error
+                if len(predicted) != len(texts):
+                    mismatch = ValueError(f"{len(predicted)} predictions for {len(texts)} reviews")
+                    raise ChampionUnusable(mismatch) from mismatch
+                return predicted
 
             try:
-                champion_dir = locate_model(champion_model, Path(scratch) / "champion")
-                comparison = compare_with_champion(champion_run_id or "champion", reviews.texts, y_true, y_pred,
-                                                   trained_on, champion_predict)
-            except Exception as error:  # noqa: BLE001 - locate_model reads the champion's files only
-                if isinstance(error, ChampionUnusable):
-                    error = error.__cause__ or error
-                elif not isinstance(error, ModelNotFoundError | OSError | ValueError):
-                    raise
-                traceback.print_exc()
-                not_measured = {"champion_run_id": champion_run_id or "champion",
-                                "error": f"{type(error).__name__}: {str(error)[:300]}"}
-                print(f"champion {not_measured['champion_run_id']}: not measured: {not_measured['error']}", flush=True)
+                champion_dir = locate_model(champion_model, Path(scratch) / "champion")  # reads its files only
+            except (ModelNotFoundError, OSError, ValueError) as error:
+                not_measured = _not_measured(champion_run_id, error)
+            else:
+                try:
+                    comparison = compare_with_champion(champion_run_id or "champion", reviews.texts, y_true, y_pred,
+                                                       trained_on, champion_predict)
+                except ChampionUnusable as error:
+                    not_measured = _not_measured(champion_run_id, error.__cause__)
     report = {"metrics": compute_metrics(y_true, y_pred), "test_rows": len(y_true)}
     if comparison is not None:
         report["comparison"] = comparison

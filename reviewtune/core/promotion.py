@@ -135,6 +135,8 @@ def promote(
     ``by`` (who). A run that is champion already only gets its package approved again."""
     if not reason.strip():
         raise PromotionError("a promotion needs a reason (--reason TEXT)")
+    if not by.strip():  # the record and the package's description say who; a promotion by nobody would say nothing
+        raise PromotionError("a promotion needs who makes it")
     run = _promotable(runs, run_id)
     dataset = run.get("dataset") or run_id
     arn = run["model_package_arn"]

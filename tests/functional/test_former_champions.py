@@ -86,6 +86,19 @@ def test_a_rollback_by_promote_approves_the_older_package_and_puts_the_newer_bac
     assert noted(pipeline) == set()
 
 
+def test_a_promotion_by_nobody_is_refused_before_anything_moves(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    before = approvals(pipeline)
+
+    with pytest.raises(PromotionError, match="needs who makes it"):
+        promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, first,
+                reason="rollback", by=" ")
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert approvals(pipeline) == before
+
+
 def test_a_withdrawal_refused_right_after_the_move_is_made_by_the_reconciler_s_next_pass(pipeline):
     first, second = champion_then_challenger(pipeline)
     # the challenger's own approval goes through; the withdrawal right after its transaction is throttled

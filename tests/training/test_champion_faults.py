@@ -128,15 +128,34 @@ def test_a_failure_of_the_challenger_s_own_leaves_its_words_for_the_job_s_exit_m
     assert not (tmp_path / "out" / "evaluation.json").exists()
 
 
-def test_a_fault_of_the_comparison_s_own_code_fails_the_job_instead_of_blaming_the_champion(setup, monkeypatch):
+@pytest.mark.parametrize("kind", [TypeError, ValueError])
+def test_a_fault_of_the_comparison_s_own_code_fails_the_job_instead_of_blaming_the_champion(setup, monkeypatch, kind):
     tmp_path, data, challenger = setup
     champion, hashes = _usable_champion(tmp_path, "0" * 64 + "\n")
 
     def broken_hash(text):  # a bug of the script's own, not of the champion's artifacts
-        raise TypeError("unhashable review")
+        raise kind("unhashable review")
 
     monkeypatch.setattr(emm, "text_hash", broken_hash)
-    with pytest.raises(TypeError, match="unhashable review"):
+    with pytest.raises(kind, match="unhashable review"):
         _run(tmp_path, data, challenger, "--champion-model", str(champion), "--champion-run-id", "r-old",
              "--champion-train-hashes", str(hashes), "--exit-message", str(tmp_path / "message"))
-    assert (tmp_path / "message").read_text() == "TypeError: unhashable review"
+    assert (tmp_path / "message").read_text() == f"{kind.__name__}: unhashable review"
+
+
+def test_a_champion_that_predicts_another_number_of_reviews_is_not_measured(setup, monkeypatch):
+    tmp_path, data, challenger = setup
+    champion, hashes = _usable_champion(tmp_path, "0" * 64 + "\n")
+    stand_in = emm.predict
+
+    def predict(model_dir: Path, texts, length, batch_size):
+        predicted = stand_in(model_dir, texts, length, batch_size)
+        return predicted[:-1] if Path(model_dir).name == "champion" else predicted
+
+    monkeypatch.setattr(emm, "predict", predict)
+    code, report = _run(tmp_path, data, challenger, "--champion-model", str(champion), "--champion-run-id", "r-old",
+                        "--champion-train-hashes", str(hashes))
+
+    assert code == 0 and report is not None and "comparison" not in report
+    assert report["champion_not_measured"] == {"champion_run_id": "r-old",
+                                               "error": "ValueError: 11 predictions for 12 reviews"}
