@@ -19,6 +19,11 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
   reconciler down longer than that leaves older drops to people: ``reviewtune audit --days``).
 - At most ``MAX_VERSIONS_PER_PASS`` versions are listed a pass; a longer listing goes on from where the last pass
   stopped (the ``#sweep`` item of the runs table keeps its place), so every version is seen within a few passes.
+- The sweep stops when the pass's time runs short (``out_of_time``: a burst of thousands of drops whose events never
+  came, a claim each, would take the whole invocation, and the runs' steps and messages after it): the listing stops
+  between pages, and claims stop with the place kept where it was, so the next pass lists those versions again and
+  claims the rest (those claimed already it finds with their runs). The first ``MIN_CLAIMS_PER_PASS`` claims are made
+  whatever the time, so that every pass makes headway.
 - Whether runs exist is read with BatchGetItem, 100 run ids a call; a version without a run of that id is looked
   up in its dataset's runs before it is claimed, since a stack whose ``JobNamePrefix`` changed names runs otherwise
   (so a change of prefix tunes no file again).
@@ -26,6 +31,7 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,6 +49,7 @@ from reviewtune.core.tuning import DroppedObject, claim_run, earlier_prefix_run,
 logger = Logger(child=True)
 
 MAX_VERSIONS_PER_PASS = 10_000
+MIN_CLAIMS_PER_PASS = 100  # versions without a run looked up (and claimed) every pass, however little time is left
 CURSOR_KEY = "#sweep"  # no run id can take that form; the item has no status, so no index shows it
 _BATCH_GET = 100  # BatchGetItem's limit
 _BATCH_GET_TRIES = 4  # unprocessed keys are asked again; what is still unprocessed waits for the next pass
@@ -60,18 +67,22 @@ class Swept:
     named_otherwise: int = 0  # versions whose run was made under another job name prefix
     resumed: bool = False  # the listing went on from where an earlier pass stopped
     more: bool = False  # the listing stopped at MAX_VERSIONS_PER_PASS; the next pass goes on
+    cut_short: bool = False  # the pass's time ran short: what was not listed or claimed waits for the next pass
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -> Swept:
-    """One pass over the versions under incoming/: claim the run of each that should have one and has none."""
+def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
+                       out_of_time: Callable[[], bool] = lambda: False) -> Swept:
+    """One pass over the versions under incoming/: claim the run of each that should have one and has none, while
+    ``out_of_time()`` says the pass has time for it."""
     result = Swept()
     cursor = _cursor(clients)
     result.resumed = bool(cursor)
     candidates: dict[str, tuple[DroppedObject, str]] = {}  # each version, and when its page was read (complete then)
     request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
+    going_on: dict[str, str] = {}  # where the next pass's listing goes on from (empty: from the start)
     while True:
         page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
         read_at = now_iso()  # the pass's clock may differ
@@ -81,30 +92,39 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime) -
             if obj is not None:
                 candidates[run_id_of(obj, settings)] = obj, read_at
         if not page.get("IsTruncated"):
-            if cursor:  # a listing that went on from an earlier pass is done: the next starts over
-                _save_cursor(clients, {})
+            going_on = {}  # the listing is done: the next pass starts over
             break
         request = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, "KeyMarker": page["NextKeyMarker"],
                    "VersionIdMarker": page["NextVersionIdMarker"]}
+        going_on = {k: request[k] for k in ("KeyMarker", "VersionIdMarker")}
         if result.listed >= MAX_VERSIONS_PER_PASS:
-            _save_cursor(clients, {k: request[k] for k in ("KeyMarker", "VersionIdMarker")})
             result.more = True
+            break
+        if out_of_time():
+            result.more = result.cut_short = True
             break
     result.looked_at = len(candidates)
     existing, unread = _existing(clients, list(candidates))
     result.unread = len(unread)
     runs = repository(settings, clients)
     read = Lookups()
+    tried = 0
     for run_id, (obj, listed_at) in candidates.items():
         if run_id in existing or run_id in unread:
             continue
+        if tried >= MIN_CLAIMS_PER_PASS and out_of_time():  # the place is kept: the next pass lists them again
+            result.cut_short, going_on = True, cursor
+            break
+        tried += 1
         try:
             _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at, read)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
                            extra={"run_id": run_id, "key": obj.key, "error": aws_errors.describe(exc)})
-    if result.claimed or result.more or result.unread or result.failed:
+    if going_on != cursor:
+        _save_cursor(clients, going_on)
+    if result.claimed or result.more or result.unread or result.failed or result.cut_short:
         logger.info("incoming/ swept", extra=result.summary())
     return result
 

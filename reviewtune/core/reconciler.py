@@ -74,6 +74,9 @@ RESTART_SECONDS_RESERVED = 150
 # every pass, so the slots and the queue, and a restart when a claim waits for one, still get their turn.
 TAIL_SECONDS_RESERVED = 30  # former champions, slots, the queue: a few calls each
 OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
+# The incoming/ sweep lists and claims while the invocation has at least this long left: the runs' steps, then the
+# outbox and what comes after it, keep their time when thousands of drops missed their events.
+SWEEP_SECONDS_RESERVED = OUTBOX_SECONDS_RESERVED + 60
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -128,7 +131,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         logger.exception("taking back dead-lettered start events failed")
         result.errors["dead_letters"] = f"{type(exc).__name__}: {exc}"
     try:  # then the drops whose event never came: their runs are claimed, and restarted once stale like any claim
-        result.missed_drops = claim_missed_drops(settings, clients, now)
+        result.missed_drops = claim_missed_drops(
+            settings, clients, now,
+            out_of_time=lambda: seconds_left is not None and seconds_left() < SWEEP_SECONDS_RESERVED)
         if result.missed_drops.failed:  # counted in ReconcileErrors like any refusal of the pass
             result.errors["missed_drops"] = (f"{result.missed_drops.failed} version(s) without a run could not be "
                                              "looked up or claimed (logged); a later pass tries again")

@@ -52,7 +52,8 @@ def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told
     found = pipeline.reconcile(later(1.5))
 
     assert found["missed_drops"] == {"listed": 1, "looked_at": 1, "claimed": 1, "unread": 0, "failed": 0,
-                                     "named_otherwise": 0, "resumed": False, "more": False}
+                                     "named_otherwise": 0, "resumed": False, "more": False,
+                                     "cut_short": False}
     run = pipeline.run(run_id)
     assert run["status"] == "CLAIMED" and run["found_by_sweep"]
     # claimed at the pass's clock, which its timeline shows too
@@ -159,6 +160,63 @@ def test_a_long_listing_goes_on_over_several_passes(pipeline, monkeypatch):
     assert (third["listed"], third["claimed"], third["resumed"], third["more"]) == (2, 0, False, True)
     assert sorted(r["run_id"] for r in runs_of(pipeline)) == sorted(
         run_id_of(pipeline, key, version) for key, version in written.items())
+
+
+class Clock:
+    """The invocation's time left as a pass spends it: ``seconds`` less one for each DynamoDB write."""
+
+    def __init__(self, pipeline: Pipeline, seconds: float):
+        self.left = seconds
+        table = pipeline.clients.runs_table
+        real_put = table.put_item
+
+        def put_item(**kwargs):
+            self.left -= 1
+            return real_put(**kwargs)
+
+        table.put_item = put_item
+
+    def __call__(self) -> float:
+        return self.left
+
+
+def test_a_sweep_whose_time_runs_short_claims_the_rest_next_pass_and_leaves_the_pass_its_time(pipeline, monkeypatch):
+    # a burst of drops whose events never came: a claim each would take the pass, and its runs' steps after it
+    monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 4)  # two passes of listing
+    monkeypatch.setattr(missed_drops, "MIN_CLAIMS_PER_PASS", 1)
+    keys = [f"incoming/burst/{i}.tsv" for i in range(6)]
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(keys)}
+    expected = {run_id_of(pipeline, key, version) for key, version in written.items()}
+    spent, left_after_sweep = [], []
+    sweep = reconciler.claim_missed_drops
+
+    def timed_sweep(*args, **kwargs):
+        swept = sweep(*args, **kwargs)
+        left_after_sweep.append(clock.left)
+        return swept
+
+    monkeypatch.setattr(reconciler, "claim_missed_drops", timed_sweep)
+    for hour in (1.5, 1.6, 1.7, 1.8):
+        clock = Clock(pipeline, reconciler.SWEEP_SECONDS_RESERVED + 2.5)  # time for three claims
+        swept = reconciler.reconcile(pipeline.settings, pipeline.clients, later(hour), seconds_left=clock)
+        spent.append((swept["missed_drops"]["claimed"], swept["missed_drops"]["cut_short"]))
+    # the sweep stops at the reserve: at most the claim under way (and the place's write) past it
+    assert min(left_after_sweep) >= reconciler.SWEEP_SECONDS_RESERVED - 2
+
+    assert {run["run_id"] for run in runs_of(pipeline)} == expected
+    # three claims a pass at most; the place kept when claims were cut short, so no version waits for a wrap-around
+    assert [claimed for claimed, _ in spent] == [3, 1, 2, 0] and spent[0][1] and spent[2][1] is False
+
+
+def test_a_sweep_without_time_left_still_claims_its_first_versions(pipeline, monkeypatch):
+    monkeypatch.setattr(missed_drops, "MIN_CLAIMS_PER_PASS", 2)
+    for i in range(3):
+        put(pipeline, f"incoming/late/{i}.tsv", good_file(i))
+
+    claimed = [reconciler.reconcile(pipeline.settings, pipeline.clients, later(hour), seconds_left=lambda: 0)
+               ["missed_drops"]["claimed"] for hour in (1.5, 1.6)]
+
+    assert claimed == [2, 1] and len(runs_of(pipeline)) == 3
 
 
 def test_a_listing_s3_refuses_is_an_error_of_the_pass_and_the_next_pass_finds_the_file(pipeline):

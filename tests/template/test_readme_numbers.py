@@ -8,7 +8,7 @@ import re
 import pytest
 
 from reviewtune.console import dead_letters
-from reviewtune.core import aws_errors, outbox, reconciler
+from reviewtune.core import aws_errors, missed_drops, outbox, reconciler
 from tests.template.helpers import FUNCTIONS, ROOT, parameter_defaults, properties
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -59,6 +59,10 @@ def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
     restart, tail = _said(r"more while its invocation has (\d+) s left when a claim waits for a restart, (\d+) s "
                           r"otherwise").groups()
     assert (int(restart), int(tail)) == (reconciler.OUTBOX_SECONDS_RESERVED, reconciler.TAIL_SECONDS_RESERVED)
+    listed, left, first = _said(r"at most ([\d,]+) versions a pass, going on from where the last stopped; listing and "
+                                r"claiming stop with (\d+) minutes of the pass left, after its first (\d+) claims").groups()
+    assert (int(listed.replace(",", "")), int(left) * 60, int(first)) == (
+        missed_drops.MAX_VERSIONS_PER_PASS, reconciler.SWEEP_SECONDS_RESERVED, missed_drops.MIN_CLAIMS_PER_PASS)
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
