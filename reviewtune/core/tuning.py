@@ -39,6 +39,7 @@ from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_iso, unsent
 from reviewtune.core.train_hashes import write_train_hashes
+from reviewtune.core.warm_start import Hyperparameters
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
 from reviewtune.core.warm_start_plan import unplanned as unplanned_warm_start
@@ -625,6 +626,10 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it, with the warm start it had then
             made = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
             arn, plan = made["HyperParameterTuningJobArn"], plan.as_made(made)
+            # and the hyperparameters, model and image it had then (the stack may have changed since)
+            base = _as_made(base, made)
+            sent = {**sent, "training_image_uri": _training_image(base), "model_name": _static_of(base).get(
+                "model_name_or_path", sent.get("model_name"))}
         elif aws_errors.is_retryable(exc):
             attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:
@@ -643,6 +648,7 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     config = {
         **sent,
         "hyperparameter_names": hyperparameter_names(base),
+        "hyperparameters": Hyperparameters.of_request(base).record(),  # what a later run's warm start compares
         "objective_metric": OBJECTIVE_METRIC,
         "warm_start": plan.summary(),
     }
@@ -712,6 +718,28 @@ def stop_unstarted(run: dict[str, Any], settings: Settings, clients: AwsClients)
 def stop_tuning_job(clients: AwsClients, run_id: str, *, before_end: bool = False) -> None:
     """Stop a run's tuning job (if there is one and it runs) so that it stops costing (``job_stops.stop_job``)."""
     job_stops.stop_job(clients, run_id, "tuning", run_id, before_end=before_end)
+
+
+def _as_made(request: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """``request`` with the static hyperparameters, ranges and image of the tuning job an earlier attempt made
+    (DescribeHyperParameterTuningJob's answer), which a later run's warm start compares with its own."""
+    definition, config = job.get("TrainingJobDefinition") or {}, job.get("HyperParameterTuningJobConfig") or {}
+    if "StaticHyperParameters" not in definition or "ParameterRanges" not in config:
+        return request
+    made_definition = {**request["TrainingJobDefinition"], "StaticHyperParameters": definition["StaticHyperParameters"]}
+    image = (definition.get("AlgorithmSpecification") or {}).get("TrainingImage")
+    if image:
+        made_definition["AlgorithmSpecification"] = {**made_definition["AlgorithmSpecification"], "TrainingImage": image}
+    return {**request, "TrainingJobDefinition": made_definition, "HyperParameterTuningJobConfig": {
+        **request["HyperParameterTuningJobConfig"], "ParameterRanges": config["ParameterRanges"]}}
+
+
+def _static_of(request: dict[str, Any]) -> dict[str, str]:
+    return request["TrainingJobDefinition"].get("StaticHyperParameters") or {}
+
+
+def _training_image(request: dict[str, Any]) -> str | None:
+    return request["TrainingJobDefinition"]["AlgorithmSpecification"].get("TrainingImage")
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """Which earlier runs of a dataset a new tuning job warm-starts from, read from the runs table.
 
-A run's item holds what the choice needs: ``config.hyperparameter_names`` (static plus tunable),
+A run's item holds what the choice needs: ``config.hyperparameters`` (static values, tuned types; runs recorded
+before them: ``config.hyperparameter_names``, static plus tunable),
 ``config.objective_metric``, ``config.training_image_uri``, ``tuning.trials`` (how many training jobs it ran),
 ``data.sha256`` (the hash of each split as written) and ``config.warm_start.channels`` (the S3 URIs its tuning
 job actually read). Parents are the dataset's most recent SUCCEEDED runs that ``warm_start.choose_parents``
@@ -23,6 +24,7 @@ from reviewtune.core.runs import RunsRepository
 from reviewtune.core.warm_start import (
     IDENTICAL_DATA_AND_ALGORITHM,
     TRANSFER_LEARNING,
+    Hyperparameters,
     PreviousRun,
     choose_parents,
     warm_start_config,
@@ -113,9 +115,9 @@ def _previous(run: dict[str, Any]) -> PreviousRun | None:
     trials = (run.get("tuning") or {}).get("trials")
     if not config.get("hyperparameter_names") or not config.get("objective_metric") or not isinstance(trials, list):
         return None  # a run recorded before these were kept
-    return PreviousRun(
-        run["run_id"], frozenset(config["hyperparameter_names"]), config["objective_metric"], trial_records.total(run["tuning"])
-    )
+    hyperparameters = Hyperparameters.from_record(config.get("hyperparameters"))
+    return PreviousRun(run["run_id"], hyperparameters or frozenset(config["hyperparameter_names"]),
+                       config["objective_metric"], trial_records.total(run["tuning"]))
 
 
 def _same_data(parent: dict[str, Any], digests: dict[str, str], image: str) -> bool:
@@ -138,7 +140,8 @@ def plan_warm_start(
 ) -> WarmStartPlan:
     """The warm start of ``run``'s tuning job, whose request (without warm start) is ``request``.
 
-    Parents are earlier succeeded runs of the dataset with the same model, hyperparameter names and objective.
+    Parents are earlier succeeded runs of the dataset with the same model and objective whose hyperparameters
+    SageMaker accepts (``warm_start.refusal``).
     ``readable(uri)``: whether an S3 folder still holds objects; identical data reuses the parents' folders, which
     expire with ``RunsExpirationDays``: once gone, the run tunes on its own copy (TransferLearning)."""
     mine = own_channels(bucket, run["run_id"])
@@ -154,7 +157,7 @@ def plan_warm_start(
     previous = [p for p in map(_previous, candidates.values()) if p is not None]
     parents = choose_parents(
         previous,
-        hyperparameter_names=hyperparameter_names(request),
+        hyperparameters=Hyperparameters.of_request(request),
         objective_metric=config["HyperParameterTuningJobObjective"]["MetricName"],
         max_jobs=config["ResourceLimits"]["MaxNumberOfTrainingJobs"],
     )

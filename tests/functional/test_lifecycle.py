@@ -301,6 +301,76 @@ def test_a_run_queued_across_a_model_change_records_and_warm_starts_from_the_mod
     assert config["model_name"] == "new-model" and config["warm_start"]["parents"] == []
 
 
+LEARNING_RATE = {"learning_rate": {"min": 1e-5, "max": 5e-5, "scaling": "Logarithmic"}}
+
+
+def refused_warm_starts(pipeline: Pipeline, run_id: str) -> str | None:
+    return pipeline.run(run_id)["config"]["warm_start"].get("refused")
+
+
+def test_after_a_range_changes_type_runs_warm_start_from_the_runs_of_the_new_type_only(pipeline, monkeypatch):
+    """SageMaker refuses a parent whose tuned hyperparameter had another type: a run after the change is not sent
+    the runs of before (it starts cold, nothing refused), and the run after it warm-starts from it alone."""
+    _deployed(pipeline, monkeypatch, hyperparameter_ranges={**LEARNING_RATE, "train_batch_size": [128, 256]})
+    old = start(pipeline)
+    pipeline.succeed(old)
+    _deployed(pipeline, monkeypatch,
+              hyperparameter_ranges={**LEARNING_RATE, "train_batch_size": {"min": 64, "max": 256, "type": "Integer"}})
+    second = start(pipeline, body=good_file(seed=1))
+    pipeline.succeed(second)
+    third = start(pipeline, body=good_file(seed=2))
+
+    assert "WarmStartConfig" not in tuning_request(pipeline, second) and refused_warm_starts(pipeline, second) is None
+    assert tuning_request(pipeline, third)["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": second}]
+
+
+def test_a_parent_more_than_ten_changes_away_is_not_sent(pipeline, monkeypatch):
+    """A tuned categorical of 11 values made static: the same names, but 11 changes for SageMaker (10 at most)."""
+    _deployed(pipeline, monkeypatch, hyperparameter_ranges={
+        **LEARNING_RATE, "train_batch_size": [8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384]})
+    first = start(pipeline)
+    pipeline.succeed(first)
+    _deployed(pipeline, monkeypatch, hyperparameter_ranges=LEARNING_RATE,
+              static_hyperparameters={"train_batch_size": 128})
+    second = start(pipeline, body=good_file(seed=1))
+
+    assert "WarmStartConfig" not in tuning_request(pipeline, second) and refused_warm_starts(pipeline, second) is None
+    assert pipeline.run(second)["config"]["warm_start"]["reason"] == "no earlier compatible run of the dataset"
+
+
+def test_a_start_retried_across_a_deployment_records_the_hyperparameters_of_the_job_it_found(pipeline, monkeypatch):
+    """The job is made, the invocation dies, a deployment adds a static hyperparameter, Lambda's retry finds the job:
+    the run records the job's hyperparameters, so the next run (under the new settings) is not sent it as a parent
+    SageMaker refuses (its names differ)."""
+    transition, died = RunsRepository.transition, []
+
+    def dies_once(self, run_id, sources, target, **kwargs):
+        if target.value == "TUNING" and not died:
+            died.append(run_id)
+            raise TimeoutError("the invocation died here")
+        return transition(self, run_id, sources, target, **kwargs)
+
+    monkeypatch.setattr(RunsRepository, "transition", dies_once)
+    event = pipeline.drop_event("incoming/team/a.tsv", good_file())
+    with pytest.raises(TimeoutError):
+        pipeline.start_tuning(event)
+    [first] = died
+    _deployed(pipeline, monkeypatch, static_hyperparameters={"weight_decay": 0.01}, model_name="other-image-same-model")
+    assert pipeline.start_tuning(event)["status"] == "TUNING"
+    made = tuning_request(pipeline, first)
+    recorded = pipeline.run(first)["config"]
+    pipeline.succeed(first)
+    _deployed(pipeline, monkeypatch, model_name=made["TrainingJobDefinition"]["StaticHyperParameters"][
+        "model_name_or_path"])
+    second = start(pipeline, body=good_file(seed=1))
+
+    assert "weight_decay" not in recorded["hyperparameter_names"] and "weight_decay" not in recorded[
+        "hyperparameters"]["static"]
+    assert recorded["model_name"] == made["TrainingJobDefinition"]["StaticHyperParameters"]["model_name_or_path"]
+    assert refused_warm_starts(pipeline, second) is None and "WarmStartConfig" not in tuning_request(pipeline, second)
+
+
 def test_failed_runs_are_not_parents(pipeline):
     first = start(pipeline)
     pipeline.sagemaker.finish_tuning(first, "Failed", trials=[{"status": "Failed"}], failure="boom")

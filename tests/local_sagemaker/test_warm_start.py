@@ -299,7 +299,7 @@ def test_random_and_hyperband_children_run_on_a_seeded_study(world, strategy):
 
 
 def test_core_choice_of_parents_is_accepted_by_the_service(world):
-    from reviewtune.core.warm_start import PreviousRun, choose_parents, warm_start_config
+    from reviewtune.core.warm_start import Hyperparameters, PreviousRun, choose_parents, warm_start_config
 
     finished_parent(world, "older", max_jobs=2)
     finished_parent(world, "newer", max_jobs=2)
@@ -307,12 +307,11 @@ def test_core_choice_of_parents_is_accepted_by_the_service(world):
     request["TrainingJobDefinition"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] += (
         "-next-run"
     )
-    names = set(request["TrainingJobDefinition"]["StaticHyperParameters"]) | {"learning_rate"}
-    previous = [PreviousRun(name, frozenset(names), "validation:accuracy", 2) for name in ("newer", "older")]
+    shape = Hyperparameters.of_request(request)
+    previous = [PreviousRun(name, Hyperparameters.of_request(world.service._tuning_jobs.get(name).request),
+                            "validation:accuracy", 2) for name in ("newer", "older")]
 
-    parents = choose_parents(
-        previous, hyperparameter_names=names, objective_metric="validation:accuracy", max_jobs=2
-    )
+    parents = choose_parents(previous, hyperparameters=shape, objective_metric="validation:accuracy", max_jobs=2)
     world.sm.create_hyper_parameter_tuning_job(**request, WarmStartConfig=warm_start_config(parents))
 
     described = world.wait_tuning("child")

@@ -17,6 +17,7 @@ from botocore import xform_name
 from botocore.exceptions import ClientError
 
 from reviewtune.core import names, report_decision
+from reviewtune.core.warm_start import Hyperparameters, refusal
 from reviewtune.local.sagemaker.errors import ValidationError
 from reviewtune.local.sagemaker.request_validation import validate_request
 from tests.support.aws import ACCOUNT, REGION
@@ -154,8 +155,21 @@ class FakeSageMaker:
         name = request["HyperParameterTuningJobName"]
         if name in self.tuning:
             raise client_error("ResourceInUse", f"job {name} exists", "CreateHyperParameterTuningJob")
+        self._check_warm_start(request)
         self.tuning[name] = {"request": request, "status": "InProgress", "trials": [], "best": None}
         return {"HyperParameterTuningJobArn": self.arn("hyper-parameter-tuning-job", name)}
+
+    def _check_warm_start(self, request: dict[str, Any]) -> None:
+        """SageMaker's "Warm Start Tuning Restrictions" on the parents it knows (as the local service applies them)."""
+        child = Hyperparameters.of_request(request)
+        for parent in (request.get("WarmStartConfig") or {}).get("ParentHyperParameterTuningJobs", []):
+            job = self.tuning.get(parent["HyperParameterTuningJobName"])
+            if job is None:
+                continue  # a parent the test recorded without making its job
+            refused = ("the parent has not ended" if job["status"] not in ("Completed", "Stopped", "Failed")
+                       else refusal(Hyperparameters.of_request(job["request"]), child))
+            if refused:
+                raise client_error("ValidationException", refused, "CreateHyperParameterTuningJob")
 
     def finish_tuning(self, name: str, status: str = "Completed", trials: list[dict[str, Any]] | None = None,
                       best: str | None = None, failure: str | None = None) -> None:

@@ -9,6 +9,7 @@ Checked as SageMaker documents it (Automatic Model Tuning, "Warm Start Tuning Re
   tunable and back); a hyperparameter tunable in both keeps its type (continuous, integer, categorical);
 - at most 10 changes per parent: a tunable hyperparameter made static counts its number of categorical
   values (1 for a continuous or integer range), a changed static value counts 2 (the old and the new);
+  these three by ``reviewtune.core.warm_start.refusal``, by which the start_tuning function chooses parents;
 - ``IdenticalDataAndAlgorithm``: the same training image and the same input channels (names and S3 URIs)
   as every parent; ``TransferLearning`` allows other data and another image version;
 - the parents' training jobs count against the 500 training jobs of a tuning job
@@ -36,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from reviewtune.core.warm_start import Hyperparameters, refusal
+
 from .errors import ResourceLimitExceeded, ValidationError
 from .search_space import CATEGORICAL, INTEGER, Dimension
 from .statuses import TuningJobStatus
@@ -46,7 +49,6 @@ if TYPE_CHECKING:
 
 IDENTICAL_DATA_AND_ALGORITHM = "IdenticalDataAndAlgorithm"
 TRANSFER_LEARNING = "TransferLearning"
-MAX_CHANGES = 10
 ENDED = (TuningJobStatus.COMPLETED, TuningJobStatus.STOPPED, TuningJobStatus.FAILED)
 
 
@@ -98,20 +100,6 @@ def _channels(request: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-def _changes(
-    parent_space: dict[str, Dimension], parent_static: dict[str, str], static: dict[str, str]
-) -> int:
-    """Tunable hyperparameters made static (a categorical counts its values) plus changed static values (2 each)."""
-    count = 0
-    for name, dimension in parent_space.items():
-        if name in static:  # tunable in the parent, static now
-            count += len(dimension.distribution.choices) if dimension.kind == CATEGORICAL else 1
-    for name, value in parent_static.items():
-        if name in static and static[name] != value:
-            count += 2
-    return count
-
-
 def _check_parent(
     parent: TuningJob, request: dict[str, Any], settings: TuningSettings, warm_start_type: str
 ) -> None:
@@ -126,29 +114,10 @@ def _check_parent(
             f"The objective metric of the tuning job ({ours.get('Type')} {ours.get('MetricName')}) must be the "
             f"same as that of its parent {parent.name} ({theirs.get('Type')} {theirs.get('MetricName')})."
         )
-    parent_static = _static(parent.request)
-    static = _static(request)
-    parent_names = set(parent_static) | set(parent.settings.space)
-    names = set(static) | set(settings.space)
-    if names != parent_names:
-        raise ValidationError(
-            f"The static plus tunable hyperparameters must be the same as in the parent {parent.name}: "
-            f"missing {sorted(parent_names - names)}, added {sorted(names - parent_names)}. Make a hyperparameter "
-            "static instead of removing it."
-        )
-    for hp, dimension in settings.space.items():
-        before = parent.settings.space.get(hp)
-        if before is not None and before.kind != dimension.kind:
-            raise ValidationError(
-                f"The type of hyperparameter {hp!r} must not change between the parent {parent.name} "
-                f"({before.kind}) and the warm start tuning job ({dimension.kind})."
-            )
-    changes = _changes(parent.settings.space, parent_static, static)
-    if changes > MAX_CHANGES:
-        raise ValidationError(
-            f"The warm start tuning job makes {changes} changes to the hyperparameters of its parent {parent.name} "
-            f"(tunable made static, static values changed); at most {MAX_CHANGES} are allowed."
-        )
+    refused = refusal(Hyperparameters.of_request(parent.request), Hyperparameters.of_request(request))
+    if refused:
+        hint = " Make a hyperparameter static instead of removing it." if refused.startswith("the static") else ""
+        raise ValidationError(f"Parent {parent.name}: {refused[0].upper()}{refused[1:]}.{hint}")
     if warm_start_type == IDENTICAL_DATA_AND_ALGORITHM:
         if _image(parent.request) != _image(request):
             raise ValidationError(
