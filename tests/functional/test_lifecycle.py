@@ -246,15 +246,7 @@ def test_a_start_retried_after_its_job_was_made_records_the_warm_start_the_job_h
     first = start(pipeline)
     pipeline.succeed(first)
     pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["ValidationException"]
-    transition, died = RunsRepository.transition, []
-
-    def dies_once(self, run_id, sources, target, **kwargs):
-        if target.value == "TUNING" and not died:
-            died.append(run_id)
-            raise TimeoutError("the invocation died here")
-        return transition(self, run_id, sources, target, **kwargs)
-
-    monkeypatch.setattr(RunsRepository, "transition", dies_once)
+    died = _dies_once_before_tuning(monkeypatch)
     event = pipeline.drop_event("incoming/team/a.tsv", with_extra_column(good_file()))
     with pytest.raises(TimeoutError):
         pipeline.start_tuning(event)
@@ -267,6 +259,20 @@ def test_a_start_retried_after_its_job_was_made_records_the_warm_start_the_job_h
     assert warm_start["parents"] == [] and warm_start["type"] is None
     assert warm_start["reason"] == "cold start, as an earlier attempt made the job"
     assert warm_start["channels"] == channels(tuning_request(pipeline, second))
+
+
+def _dies_once_before_tuning(monkeypatch) -> list[str]:
+    """The first invocation that made a tuning job dies before recording it; the list gets that run's id."""
+    transition, died = RunsRepository.transition, []
+
+    def dies_once(self, run_id, sources, target, **kwargs):
+        if target.value == "TUNING" and not died:
+            died.append(run_id)
+            raise TimeoutError("the invocation died here")
+        return transition(self, run_id, sources, target, **kwargs)
+
+    monkeypatch.setattr(RunsRepository, "transition", dies_once)
+    return died
 
 
 def _deployed(pipeline: Pipeline, monkeypatch, **changes) -> None:
@@ -343,15 +349,7 @@ def test_a_start_retried_across_a_deployment_records_the_hyperparameters_of_the_
     """The job is made, the invocation dies, a deployment adds a static hyperparameter, Lambda's retry finds the job:
     the run records the job's hyperparameters, so the next run (under the new settings) is not sent it as a parent
     SageMaker refuses (its names differ)."""
-    transition, died = RunsRepository.transition, []
-
-    def dies_once(self, run_id, sources, target, **kwargs):
-        if target.value == "TUNING" and not died:
-            died.append(run_id)
-            raise TimeoutError("the invocation died here")
-        return transition(self, run_id, sources, target, **kwargs)
-
-    monkeypatch.setattr(RunsRepository, "transition", dies_once)
+    died = _dies_once_before_tuning(monkeypatch)
     event = pipeline.drop_event("incoming/team/a.tsv", good_file())
     with pytest.raises(TimeoutError):
         pipeline.start_tuning(event)
