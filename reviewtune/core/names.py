@@ -60,8 +60,10 @@ def sagemaker_text(value: str, limit: int = SAGEMAKER_TEXT_MAX) -> str:
 
 def sagemaker_description(value: str, limit: int = SAGEMAKER_DESCRIPTION_MAX) -> str:
     """``value`` as SageMaker accepts it in a description (``[\\p{L}\\p{M}\\p{Z}\\p{S}\\p{N}\\p{P}]*``: no control or
-    format characters, which S3 keys may hold, e.g. a tab or a newline): each such character becomes a space."""
-    return "".join(" " if unicodedata.category(c)[0] == "C" else c for c in value)[:limit]
+    format characters, which S3 keys may hold, e.g. a tab or a newline; an approval's ``.*``, read as Java reads it,
+    takes no line or paragraph separator either): each such character becomes a space."""
+    return "".join(" " if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") else c
+                   for c in value)[:limit]
 
 
 def key_forms(key: str) -> list[str]:

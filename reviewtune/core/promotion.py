@@ -26,6 +26,7 @@ from reviewtune.core.champion import (
     promote_manually,
 )
 from reviewtune.core.errors import ReviewtuneError
+from reviewtune.core.reasons import PERSON_REASON_MAX_CHARS, bounded
 from reviewtune.core.registration import split_identity, test_rows
 from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run
 
@@ -137,6 +138,8 @@ def promote(
         raise PromotionError("a promotion needs a reason (--reason TEXT)")
     if not by.strip():  # the record and the package's description say who; a promotion by nobody would say nothing
         raise PromotionError("a promotion needs who makes it")
+    # kept in the champion's history (its last 100 entries, in one item of at most 400 KB) and the run's record
+    reason = bounded(reason.strip(), PERSON_REASON_MAX_CHARS)
     run = _promotable(runs, run_id)
     dataset = run.get("dataset") or run_id
     arn = run["model_package_arn"]

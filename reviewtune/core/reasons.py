@@ -6,6 +6,8 @@ A reason is stored in DynamoDB, in rejected/<dataset>.error.json and sent throug
 from __future__ import annotations
 
 REASON_MAX_CHARS = 2048
+# a person's reason (runs stop, runs retry, promote): kept on the run, and a promotion's in the champion's history too
+PERSON_REASON_MAX_CHARS = 500
 EXCERPT_CHARS = 40
 MAX_EXAMPLES = 5
 

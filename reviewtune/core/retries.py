@@ -36,10 +36,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from reviewtune.core import aws_errors, config, duplicates, names, states
 from reviewtune.core.champion import is_champion_key
 from reviewtune.core.errors import ReviewtuneError
-from reviewtune.core.reasons import bounded
+from reviewtune.core.reasons import PERSON_REASON_MAX_CHARS, bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run, now_iso, parse_iso
 
-REASON_MAX_CHARS = 500
 RETRY_METADATA = names.RETRY_METADATA  # the copy's user metadata: the run it retries (x-amz-meta-reviewtune-retry-of)
 # Headers of the object a copy with new metadata would otherwise lose.
 _KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentLanguage", "ContentDisposition", "CacheControl")
@@ -111,7 +110,7 @@ def retry_run(
                          "event, and nothing is recorded on " + run_id + "; `reviewtune runs list` shows it")
     etag = (copied.get("CopyObjectResult") or {}).get("ETag", "").strip('"') or None
     new_run_id = names.tuning_job_name(prefix or _prefix(run_id), names.object_identity(bucket, key, version_id, etag))
-    retry = Retry(run_id, new_run_id, bucket, key, version_id, etag, by, bounded(why.strip(), REASON_MAX_CHARS),
+    retry = Retry(run_id, new_run_id, bucket, key, version_id, etag, by, bounded(why.strip(), PERSON_REASON_MAX_CHARS),
                   now_iso(now))
     if content[1] and retried_now is not None:
         retried_now[content] = retry

@@ -36,10 +36,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from reviewtune.core import aws_errors, display, names, states
 from reviewtune.core.champion import is_champion_key
 from reviewtune.core.errors import ReviewtuneError
-from reviewtune.core.reasons import bounded
+from reviewtune.core.reasons import PERSON_REASON_MAX_CHARS, bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, no_such_run, now_iso
 
-REASON_MAX_CHARS = 500
 _CONFLICT_RETRIES = 5
 
 
@@ -90,7 +89,7 @@ def request_stop(
     first request (the call is then only a retry of the job's stop); a final run cannot be stopped."""
     if not why.strip():
         raise StopError("a stop needs a reason (--reason TEXT)")
-    request = {"by": by, "reason": bounded(why.strip(), REASON_MAX_CHARS), "at": now_iso(now)}
+    request = {"by": by, "reason": bounded(why.strip(), PERSON_REASON_MAX_CHARS), "at": now_iso(now)}
     for _ in range(_CONFLICT_RETRIES):
         run = None if is_champion_key(run_id) else runs.get(run_id)
         if run is None or "status" not in run:  # the slots item, a content marker: no run

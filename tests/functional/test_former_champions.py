@@ -20,6 +20,7 @@ from reviewtune.core.champion import (
     set_champion,
 )
 from reviewtune.core.promotion import PromotionError, promote
+from reviewtune.core.reasons import PERSON_REASON_MAX_CHARS
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.pipeline import Pipeline, good_file, later, measured
 from tests.functional.test_lifecycle import start
@@ -97,6 +98,21 @@ def test_a_promotion_by_nobody_is_refused_before_anything_moves(pipeline):
 
     assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
     assert approvals(pipeline) == before
+
+
+def test_a_promotion_s_long_reason_is_kept_shortened_so_the_champion_s_history_stays_within_an_item(pipeline):
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+
+    for run_id in (first, second, first, second):  # each promotion a history entry of the champion's one item
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, run_id, reason="x" * 120_000, by="ops")
+
+    history = get_champion(pipeline.clients.runs_table, DATASET).history
+    assert [entry["run_id"] for entry in history[-4:]] == [first, second, first, second]
+    assert all(len(entry["why"]) <= len("promoted manually: ") + PERSON_REASON_MAX_CHARS for entry in history)
+    assert history[-1]["why"].endswith("(reason shortened)")
+    assert pipeline.run(second)["promoted"]["reason"] == history[-1]["why"].removeprefix("promoted manually: ")
 
 
 def test_a_withdrawal_refused_right_after_the_move_is_made_by_the_reconciler_s_next_pass(pipeline):
@@ -757,10 +773,12 @@ def test_a_pass_that_read_a_rejection_before_promote_took_the_note_off_does_not_
 NEWLINE_KEY = "incoming/team/new\nline.tsv"  # S3 keys may hold line breaks; SageMaker's ApprovalDescription (".*") not
 
 
-def test_a_champion_of_a_dataset_named_with_a_line_break_goes_back_to_pending_when_replaced(pipeline):
-    first = start(pipeline, key=NEWLINE_KEY)
+@pytest.mark.parametrize("line_break", ["\n", "\u2028", "\u2029"], ids=["newline", "line-separator", "paragraph-separator"])
+def test_a_champion_of_a_dataset_named_with_a_line_break_goes_back_to_pending_when_replaced(pipeline, line_break):
+    key = NEWLINE_KEY.replace("\n", line_break)  # none of them matches Java's '.', by which SageMaker reads ".*"
+    first = start(pipeline, key=key)
     pipeline.succeed(first)
-    second = start(pipeline, key=NEWLINE_KEY, body=good_file(seed=3))
+    second = start(pipeline, key=key, body=good_file(seed=3))
     pipeline.succeed(second, comparison=measured(0.90, 0.73))
 
     result = pipeline.reconcile()

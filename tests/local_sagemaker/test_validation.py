@@ -208,3 +208,14 @@ def test_tags_are_listed_and_added(world):
         {"Key": "team", "Value": "ops"},
     ]
     assert error_of(world.sm.list_tags, ResourceArn=arn + "x")["Code"] == "ResourceNotFound"
+
+
+@pytest.mark.parametrize("line_break", ["\n", "\r", "\u0085", "\u2028", "\u2029"])
+def test_a_dot_in_a_pattern_matches_no_line_terminator_as_java_s(line_break):
+    from reviewtune.local.sagemaker.request_validation import _compiled
+
+    dot_star = _compiled(".*")  # UpdateModelPackage's ApprovalDescription
+    assert dot_star.fullmatch("no longer champion of team a.tsv")
+    assert not dot_star.fullmatch(f"no longer champion of team{line_break}a.tsv")
+    assert _compiled("[.]").fullmatch(".") and not _compiled("[.]").fullmatch("x")  # in a class: a full stop
+    assert _compiled("a\\.b").fullmatch("a.b") and not _compiled("a\\.b").fullmatch("axb")

@@ -36,10 +36,33 @@ def operation_model(operation: str) -> OperationModel:
     return service_model().operation_model(operation)
 
 
+# Java's '.' (AWS checks patterns with Java's regex, without DOTALL) matches no line terminator; Python's only not '\n'
+_JAVA_DOT = "[^\n\r\u0085\u2028\u2029]"
+
+
+def _java_dots(pattern: str) -> str:
+    """``pattern`` with each '.' outside a character class (and not escaped) matching what Java's does."""
+    out, escaped, depth = [], False, 0
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+        elif char == "." and not depth:
+            out.append(_JAVA_DOT)
+            continue
+        out.append(char)
+    return "".join(out)
+
+
 @functools.cache
 def _compiled(pattern: str):
     try:
-        return _regex_engine.compile(pattern)
+        return _regex_engine.compile(_java_dots(pattern))
     except Exception:  # a pattern this engine cannot read is not checked
         return None
 
