@@ -10,8 +10,8 @@ from botocore.config import Config
 
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 # SNS Publish is tried once per call, with short timeouts: a retry inside botocore after a lost answer would publish
-# the message twice (a standard topic does not deduplicate), and a call must end well within the outbox's lease
-# (outbox.LEASE_SECONDS), or another sender could take the lease while it still runs. The outbox retries instead.
+# the message twice (a standard topic does not deduplicate), and a short call keeps that window small. The outbox
+# retries instead; its lease (outbox.LEASE_SECONDS) outlasts the function that holds it.
 SNS_CONNECT_TIMEOUT_SECONDS = 5
 SNS_READ_TIMEOUT_SECONDS = 10
 SNS_CALL_MAX_SECONDS = SNS_CONNECT_TIMEOUT_SECONDS + SNS_READ_TIMEOUT_SECONDS

@@ -5,8 +5,9 @@ A transition into a told state records the message on the run item in the same c
 again by any later event or retry for the run (whatever its status), and by the reconciler for every run in the
 ``by_pending_notice`` index: it takes a short lease on the message, publishes it, and records the SNS message id
 and time (only if still unsent). So a message is never skipped because the run is already final, and two senders
-do not publish it twice. The one window left is a sender that dies after SNS accepted the message and before the
-"sent" write: once its lease expires, the message is sent again (at-least-once in that window only). Messages go
+do not publish it twice: the lease outlasts any function that sends, so it runs out only on a dead sender. The one
+window left is a sender that dies after SNS accepted the message and before the "sent" write: once its lease
+expires, the message is sent again (at-least-once in that window only). Messages go
 out in the order they were recorded: a sender that finds one leased by another sends none after it. The topic is
 a standard topic, where SNS has no deduplication id; a FIFO topic would close the window but cannot deliver to
 e-mail subscriptions.
@@ -39,7 +40,11 @@ from reviewtune.core.runs import (
 
 logger = Logger(child=True)
 
-LEASE_SECONDS = 120  # far longer than one Publish call (clients.SNS_CALL_MAX_SECONDS: one try, short timeouts)
+# Longer than any function that sends lives (Timeout 300 s at most; tests/template checks it), so a lease that ran out
+# is one whose sender is dead: a live sender whose "sent" write stalls (DynamoDB's timeouts and retries) past a
+# shorter lease would see the message published a second time by the next sender. A sender that dies holding it delays
+# the message by this long (the reconciler's next pass after it sends it), well within LATE_SECONDS.
+LEASE_SECONDS = 360
 # SNS has the message: recording that is tried this often (0.2, 0.4, 0.8 s apart) before the sender gives up and
 # the message is sent again once its lease is over.
 MARK_TRIES = 4

@@ -281,6 +281,19 @@ def test_no_function_runs_long_enough_to_approve_a_package_after_its_withdrawal_
         assert properties(logical_id).get("Timeout", default) * 2 < SETTLE_AFTER_SECONDS, logical_id
 
 
+def test_the_outbox_s_lease_outlasts_every_function_that_sends():
+    """A sender alive past its lease (its "sent" write stalled) would see the next sender publish its message again:
+    the lease runs out only on a dead sender when no function lives as long."""
+    from reviewtune.core.outbox import LEASE_SECONDS
+
+    default = template()["Globals"]["Function"].get("Timeout", 3)
+    functions = [logical_id for logical_id, resource in resources().items()
+                 if resource["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) >= 4
+    for logical_id in functions:
+        assert properties(logical_id).get("Timeout", default) < LEASE_SECONDS, logical_id
+
+
 @pytest.mark.parametrize(
     ("function_id", "parameter", "default"),
     [

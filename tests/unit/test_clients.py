@@ -19,7 +19,8 @@ def test_sns_publish_is_tried_once_per_call_with_short_timeouts():
 
 
 def test_an_outbox_lease_outlasts_any_publish_call():
-    """A sender still inside its Publish call keeps the lease, so no second sender publishes alongside it."""
+    """A sender still inside its Publish call keeps the lease, so no second sender publishes alongside it (and the
+    lease outlasts the whole function that holds it: tests/template/test_template.py)."""
     assert outbox.LEASE_SECONDS >= 4 * clients.SNS_CALL_MAX_SECONDS
 
 
