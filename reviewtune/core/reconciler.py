@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import (
     aws_errors,
@@ -78,6 +78,9 @@ OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 # outbox and what comes after it, keep their time when thousands of drops missed their events.
 SWEEP_SECONDS_RESERVED = OUTBOX_SECONDS_RESERVED + 60
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
+# A run past its deadline whose job ended before it (the job's event lost, passes missed) still takes its step this
+# long after the deadline; later, the deadline ends it.
+LATE_STEP_GRACE_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -284,7 +287,9 @@ def reconcile_run(
     if past_deadline and now < claims.ended_by(run) and claims.awaits_first_restart(run):
         # a file never given its turn (claims.py): restarted first
         return STALE_CLAIM if _stale(run, now) else None
-    if past_deadline:  # first: a step that keeps failing cannot hold a run past it
+    # first: a step that keeps failing cannot hold a run past it; but a job that ended before the deadline (its
+    # event lost) gets its step below
+    if past_deadline and (stopping or not _job_ended_in_time(run, status, clients, now)):
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:
             # recorded before any job is stopped (stop_requests.py): a step that read the run before it cannot move
@@ -341,6 +346,28 @@ def reconcile_run(
             return "evaluation job stopped on request"
         return None
     return None  # QUEUED: started below when a slot is free
+
+
+def _job_ended_in_time(run: dict[str, Any], status: RunStatus, clients: AwsClients, now: datetime) -> bool:
+    """Whether the job a TUNING or EVALUATING run waits on ended before the run's deadline (its state-change event lost
+    or dead-lettered, the passes in between missed), within ``LATE_STEP_GRACE_SECONDS`` after it: its results are the
+    run's, not a run stuck past its deadline. Past the grace, the deadline ends it as any other (a step that keeps
+    failing cannot hold the run for ever)."""
+    deadline = parse_iso(run["deadline_at"])
+    if status not in (RunStatus.TUNING, RunStatus.EVALUATING) or now > deadline + timedelta(
+            seconds=LATE_STEP_GRACE_SECONDS):
+        return False
+    try:
+        if status is RunStatus.TUNING:
+            job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
+            ended, at = job["HyperParameterTuningJobStatus"], job.get("HyperParameterTuningEndTime")
+        else:
+            job = clients.sagemaker.describe_processing_job(
+                ProcessingJobName=run.get("evaluation_job_name") or names.evaluation_job_name(run["run_id"]))
+            ended, at = job["ProcessingJobStatus"], job.get("ProcessingEndTime")
+    except (ClientError, BotoCoreError):
+        return False  # unreadable: the deadline ends the run as before
+    return ended in SAGEMAKER_ENDED and isinstance(at, datetime) and at <= deadline
 
 
 def _stale(claim: dict[str, Any], now: datetime) -> bool:

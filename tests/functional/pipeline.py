@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reviewtune.core import reconciler
+from reviewtune.core.runs import parse_iso
 from tests.functional.test_record_results import EVALUATION
 from tests.functional.test_start_tuning import drop
 from tests.support.aws import LambdaContext, load_event, load_handler
@@ -87,6 +88,12 @@ class Pipeline:
             ],
             best=f"{run_id}-001-abcdef01",
         )
+
+    def finish_tuning_past_deadline(self, run_id: str) -> None:
+        """The tuning job ends well, after the run's deadline (a pass then ends the run at its deadline; a job that
+        ended before it gets its step instead)."""
+        self.finish_tuning_well(run_id)
+        self.sagemaker.tuning[run_id]["ended_at"] = parse_iso(self.run(run_id)["deadline_at"]) + timedelta(minutes=1)
 
     def succeed(self, run_id: str, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
         """Tune, evaluate and record a run. ``comparison``: the numbers the evaluation job reports for the

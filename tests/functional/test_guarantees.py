@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote_plus
 
 import boto3
@@ -609,6 +609,52 @@ def test_a_run_past_its_deadline_ends_failed_and_counts_as_stuck(pipeline, stage
     assert pipeline.reconcile(later(100))["stuck"] == 0
 
 
+def _deadline_passed_after_its_job_ended(pipeline: Pipeline, run_id: str, job: dict, hours_before: float,
+                                         deadline_hours_ago: float = 1) -> None:
+    """The run's deadline ``deadline_hours_ago``, its job ended ``hours_before`` it (negative: after it); the passes in
+    between were missed."""
+    now = datetime.now(UTC)
+    job["ended_at"] = now - timedelta(hours=deadline_hours_ago + hours_before)
+    pipeline.clients.runs_table.update_item(
+        Key={"run_id": run_id}, UpdateExpression="SET deadline_at = :at",
+        ExpressionAttributeValues={":at": now_iso(now - timedelta(hours=deadline_hours_ago))})
+
+
+@pytest.mark.parametrize("stage", ["TUNING", "EVALUATING"])
+def test_a_job_that_ended_before_the_deadline_whose_event_was_lost_gets_its_step_after_the_deadline(pipeline, stage):
+    """Its state-change event lost (a dead-letter queue), no pass between its end and the run's deadline: the first
+    pass after the deadline takes the run's step, since the job ended in time (its results are not thrown away)."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)  # the tuning job's event lost
+    job = pipeline.sagemaker.tuning[run_id]
+    if stage == "EVALUATING":
+        pipeline.tuning_ended(run_id)
+        pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)  # its event lost
+        job = pipeline.sagemaker.processing[f"{run_id}-eval"]
+    _deadline_passed_after_its_job_ended(pipeline, run_id, job, hours_before=2)
+
+    result = pipeline.reconcile(later(0))
+
+    assert result["stuck"] == 0 and run_id not in result["errors"]
+    assert pipeline.run(run_id)["status"] == ("EVALUATING" if stage == "TUNING" else "SUCCEEDED")
+    assert pipeline.statuses_told(run_id) == ([] if stage == "TUNING" else ["SUCCEEDED"])
+
+
+@pytest.mark.parametrize(("hours_before", "deadline_hours_ago"), [(-0.5, 1), (2, 25)],
+                         ids=["job ended after the deadline", "past the late step's grace"])
+def test_a_job_that_ended_late_or_a_deadline_long_past_ends_the_run_at_its_deadline(
+        pipeline, hours_before, deadline_hours_ago):
+    assert reconciler.LATE_STEP_GRACE_SECONDS == 24 * 3600
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    _deadline_passed_after_its_job_ended(pipeline, run_id, pipeline.sagemaker.tuning[run_id], hours_before,
+                                         deadline_hours_ago)
+
+    assert pipeline.reconcile(later(0))["stuck"] == 1
+
+    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+
+
 @pytest.mark.parametrize("stage", ["TUNING", "EVALUATING"])
 def test_a_run_past_its_deadline_whose_job_stop_is_throttled_ends_once_its_job_is_stopped(pipeline, stage):
     """Nothing looks at an ended run's job again: ending the run while its stop was throttled left the job running
@@ -901,7 +947,7 @@ def test_an_evaluation_job_made_before_a_deadline_pass_and_moved_on_after_it_end
     (the pass recorded the deadline before stopping anything): the run ends FAILED at its deadline, told once. It
     never reaches EVALUATING with a job that ends Stopped, which would end it STOPPED though nobody stopped it."""
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.finish_tuning_well(run_id)
+    pipeline.finish_tuning_past_deadline(run_id)
     sagemaker, transition = pipeline.sagemaker, RunsRepository.transition
     seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
 
@@ -938,7 +984,7 @@ def test_an_evaluation_job_made_as_its_run_reached_its_deadline_is_stopped(pipel
     """The reconciler ends a TUNING run at its deadline while start_evaluation, moments from the end, has just created
     the evaluation job: that job has no run to record it, so it is stopped, and the run is told once, FAILED."""
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.finish_tuning_well(run_id)
+    pipeline.finish_tuning_past_deadline(run_id)
     sagemaker, create = pipeline.sagemaker, pipeline.sagemaker.create_processing_job
     seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
 
@@ -993,8 +1039,8 @@ def test_a_tuned_run_whose_evaluation_job_sagemaker_kept_throttling_names_it_at_
     pipeline.sagemaker.fail["create_processing_job"] = ["ThrottlingException"] * 20
     assert pipeline.tuning_ended(run_id)["status"] == "TUNING"
     pipeline.reconcile(later(0.1))  # the second try, throttled too
-    seconds = pipeline.settings.run_deadlines[RunStatus.TUNING]
-    pipeline.reconcile(later(seconds / 3600 + 0.2))
+    seconds = pipeline.settings.run_deadlines[RunStatus.TUNING] + reconciler.LATE_STEP_GRACE_SECONDS
+    pipeline.reconcile(later(seconds / 3600 + 0.2))  # no pass in between: past the late step's grace too
     item = assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline",
                         "SageMaker had not started its evaluation job after 2 attempts: ThrottlingException")
     assert item["failed_stage"] == "evaluation" and "failed during evaluation" in pipeline.messages(run_id)[0]["Subject"]

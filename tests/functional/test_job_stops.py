@@ -87,7 +87,7 @@ def test_a_job_that_ended_before_the_pass_is_forgotten_without_a_stop(pipeline, 
 
 def test_an_evaluation_job_whose_stop_was_throttled_is_stopped_by_the_next_pass(pipeline):
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.finish_tuning_well(run_id)
+    pipeline.finish_tuning_past_deadline(run_id)
     sagemaker, create = pipeline.sagemaker, pipeline.sagemaker.create_processing_job
     past = pipeline.settings.run_deadlines[RunStatus.TUNING] / 3600 + 0.1
 
@@ -238,7 +238,7 @@ def test_an_evaluation_start_given_up_after_a_lost_answer_stops_the_job_that_ans
 
 def test_a_tuning_run_ended_at_its_deadline_stops_an_evaluation_job_a_lost_answer_made(pipeline, monkeypatch):
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.finish_tuning_well(run_id)
+    pipeline.finish_tuning_past_deadline(run_id)
     job = f"{run_id}-eval"
     _answer_lost_once(pipeline, monkeypatch, "create_processing_job", job)
     assert pipeline.tuning_ended(run_id)["status"] == "TUNING"

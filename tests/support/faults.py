@@ -288,6 +288,7 @@ class FakeSageMaker:
         job = self.processing[name]
         job["status"] = status
         job["failure"] = failure
+        job["ended_at"] = datetime.now(UTC)  # SageMaker's ProcessingEndTime
         if raw is None and evaluation is not None:
             raw = json.dumps(evaluation).encode()
         if raw is not None:
@@ -312,6 +313,8 @@ class FakeSageMaker:
         }
         if job.get("failure"):
             description["FailureReason"] = job["failure"]
+        if job.get("ended_at"):
+            description["ProcessingEndTime"] = job["ended_at"]
         return description
 
     def stop_processing_job(self, ProcessingJobName: str) -> dict[str, Any]:  # noqa: N803
