@@ -21,6 +21,8 @@ TUNING_JOB_NAME_MAX = 32
 TUNING_JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 # S3 user metadata of an object version made by `reviewtune runs retry`: the run it tunes again (retries.py).
 RETRY_METADATA = "reviewtune-retry-of"
+# S3's limit on an object's user-defined metadata: the UTF-8 bytes of every key and value together
+S3_USER_METADATA_MAX_BYTES = 2048
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PREFIX_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 PREFIX_MAX = 12

@@ -220,10 +220,15 @@ def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str) -> dict[
     try:
         head = s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
         kept = {name: head[name] for name in _KEPT_HEADERS if head.get(name)}
+        metadata = {**head.get("Metadata", {}), RETRY_METADATA: run_id}
+        if _metadata_bytes(metadata) > names.S3_USER_METADATA_MAX_BYTES:  # S3 would refuse the copy (MetadataTooLarge)
+            raise RetryError(
+                f"{where} carries {_metadata_bytes(head.get('Metadata', {}))} bytes of user metadata: with the retry's "
+                f"mark it would pass S3's {names.S3_USER_METADATA_MAX_BYTES}; nothing was changed: drop the file again "
+                "(`reviewtune drop FILE`)")
         return s3.copy_object(
             Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key, "VersionId": version_id},
-            MetadataDirective="REPLACE", Metadata={**head.get("Metadata", {}), RETRY_METADATA: run_id},
-            **kept,
+            MetadataDirective="REPLACE", Metadata=metadata, **kept,
         )
     except ClientError as exc:
         gone = aws_errors.object_gone(exc)
@@ -231,6 +236,11 @@ def _copy(s3: Any, run_id: str, bucket: str, key: str, version_id: str) -> dict[
             raise RetryError(f"the file of run {run_id} is gone ({where}: {aws_errors.code(exc)}); drop it again "
                              "(`reviewtune drop FILE`)") from None
         raise RetryError(f"S3 refused to copy {where}: {aws_errors.text(exc)}") from None
+
+
+def _metadata_bytes(metadata: dict[str, str]) -> int:
+    """The size S3 counts of user-defined metadata: the UTF-8 bytes of every key and value."""
+    return sum(len(name.encode()) + len(value.encode()) for name, value in metadata.items())
 
 
 def _prefix(run_id: str) -> str:

@@ -188,6 +188,25 @@ def test_a_version_deleted_since_is_refused_as_gone(pipeline):
     assert versions(pipeline) == [] and "retried" not in pipeline.run(run_id)
 
 
+@pytest.mark.parametrize(("note", "refused"), [(1900, False), (2040, True)], ids=["fits", "too large"])
+def test_a_file_whose_metadata_leaves_no_room_for_the_retry_s_mark_is_refused_and_nothing_is_copied(
+        pipeline, note, refused):
+    # S3 takes 2 KB of user metadata (2,044 bytes here): the retry's mark ("reviewtune-retry-of": the run id, 46
+    # bytes) must fit beside the file's own
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = ["AccessDeniedException"]
+    run_id = pipeline.start_tuning(put(pipeline, good_file(), Metadata={"note": "x" * note}))["run_id"]
+    before = versions(pipeline)
+
+    if refused:
+        with pytest.raises(RetryError, match="carries 2044 bytes of user metadata: with the retry's mark it would "
+                                             "pass S3's 2048; nothing was changed"):
+            retry_run(runs(pipeline), s3(), run_id, why="x", by="ops")
+        assert versions(pipeline) == before and "retried" not in pipeline.run(run_id)
+    else:
+        retry_run(runs(pipeline), s3(), run_id, why="x", by="ops")
+        assert len(versions(pipeline)) == len(before) + 1
+
+
 def test_a_failed_run_and_its_duplicate_retried_together_make_one_run(pipeline):
     """`runs retry ORIGINAL DUPLICATE`: the duplicate's copy would only end DUPLICATE of the original's retry,
     which the original's record of it says: refused, nothing copied."""
