@@ -11,7 +11,7 @@ import json
 
 from reviewtune.budget import MPNET_MODEL, MPNET_POOLING
 
-# Full fine-tuning on a GPU with batch 32 | 64 (the local budget freezes the embeddings and the bottom 6 layers,
+# Full fine-tuning on a GPU with batch 32 | 64 (the local budget freezes the embeddings and the bottom 9 layers,
 # which wants a higher rate: reviewtune.budget.MPNET_LEARNING_RATE).
 CLOUD_MPNET_LEARNING_RATE = {"min": 2e-5, "max": 8e-5, "scaling": "Logarithmic"}
 

@@ -408,7 +408,10 @@ def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str
         lines.append(f"Its test accuracy:   {display.percent(accuracy)}")
         report = _get(original, "results", "evaluation_uri")
         if report:
-            lines.append(f"Its report:          {_text(report, 2000)}")
+            lines.append(f"Its evaluation:      {_text(report, 2000)}")
+        html_report = _get(original, "results", "report_uri")
+        if html_report:
+            lines.append(f"Its HTML report:     {_text(html_report, 2000)}")
     else:
         lines += [
             "Its result comes in its own message when it ends; should it fail or be stopped, tune this file again "

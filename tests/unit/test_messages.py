@@ -159,13 +159,15 @@ def test_duplicate_message_points_to_the_earlier_run_and_its_result():
     item = {"run_id": "reviewtune-2", "dataset": "team/a.tsv", "data": {"summary": {"content_sha256": "ab" * 32}},
             "source": {"bucket": "b", "key": "incoming/team/a.tsv", "version_id": "v2"}}
     succeeded = {"run_id": "reviewtune-1", "status": "SUCCEEDED", "results": {"test_accuracy": 0.7412,
-                 "evaluation_uri": "s3://b/runs/reviewtune-1/evaluation/evaluation.json"},
+                 "evaluation_uri": "s3://b/runs/reviewtune-1/evaluation/evaluation.json",
+                 "report_uri": "s3://b/runs/reviewtune-1/evaluation/report/index.html"},
                  "source": {"bucket": "b", "key": "incoming/team/a.tsv", "version_id": "v1"}}
     subject, body = messages.duplicate(item, succeeded, "runs")
     assert subject == "reviewtune: team/a.tsv: same content as run reviewtune-1"
     assert "s3://b/incoming/team/a.tsv (version v2) starts no run" in body
     assert "reviewtune-1 (SUCCEEDED)" in body and "Its test accuracy:   74.12 %" in body and "ab" * 32 in body
-    assert "s3://b/runs/reviewtune-1/evaluation/evaluation.json" in body and "(version v1)" in body
+    assert "Its evaluation:      s3://b/runs/reviewtune-1/evaluation/evaluation.json" in body and "(version v1)" in body
+    assert "Its HTML report:     s3://b/runs/reviewtune-1/evaluation/report/index.html" in body
     assert '"reviewtune-1"' in body  # the record to read is the earlier run's
     _, body = messages.duplicate(item, {"run_id": "reviewtune-1", "status": "TUNING"}, "runs")
     assert "reviewtune-1 (TUNING)" in body and "accuracy" not in body
