@@ -483,8 +483,9 @@ def plan_run(budget: Budget, rows: dict[str, int], minutes: float = TIME_BUDGET_
     else:
         steps = min(full, MIN_TRAIN_STEPS_PER_EPOCH)
         reason = (
-            f"even {steps} steps per epoch (the least that trains) overrun the {minutes:g}-minute budget "
-            f"at {_speed(rate, frozen_rate, tokens, amx)}: fewer trials or epochs would fit"
+            f"even {steps} steps per epoch (the least that trains) take ~{estimate(steps):.1f} min at "
+            f"{_speed(rate, frozen_rate, tokens, amx)}, more than the {planned:g} minutes planned "
+            f"({100 * PLANNED_SHARE:.0f} % of the {minutes:g}-minute budget): fewer trials or epochs would fit"
         )
     static = {**budget.static, "train_steps_per_epoch": steps}
     capped = dataclasses.replace(budget, static=static)

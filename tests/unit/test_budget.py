@@ -134,7 +134,19 @@ def test_more_trials_or_epochs_get_fewer_steps_and_parallel_trials_share_the_cor
 def test_a_budget_too_small_keeps_the_minimum_and_says_it_overruns() -> None:
     plan = b.plan_run(b.Budget(max_jobs=8), REAL_ROWS, minutes=10)
     assert plan.steps_per_epoch == b.MIN_TRAIN_STEPS_PER_EPOCH
-    assert plan.estimated_minutes > 10 and "overrun" in plan.reason
+    assert plan.estimated_minutes > 10
+    assert f"take ~{plan.estimated_minutes:.1f} min" in plan.reason and "more than the " in plan.reason
+
+
+def test_a_plan_between_the_planned_share_and_the_budget_says_it_passes_the_planned_share_not_the_budget() -> None:
+    """The budget keeps a share for what is not training: an estimate within the budget but past that share is
+    told as past the minutes planned, not as overrunning the budget (which its first line says it fits)."""
+    plan = next(plan for minutes in range(2, 60)
+                if (plan := b.plan_run(b.Budget(max_jobs=8), REAL_ROWS, minutes=minutes)).steps_per_epoch
+                == b.MIN_TRAIN_STEPS_PER_EPOCH and plan.estimated_minutes <= minutes)
+    planned = plan.minutes * b.PLANNED_SHARE
+    assert planned < plan.estimated_minutes
+    assert f"more than the {planned:g} minutes planned" in plan.reason and "overrun" not in plan.reason
 
 
 def test_a_model_without_measured_throughput_trains_whole_epochs() -> None:
