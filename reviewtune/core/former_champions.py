@@ -23,7 +23,9 @@ run of the dataset that succeeds with a package of its own takes its place witho
 (``champion.plan_challenge``, once ``still_rejected`` has read it Rejected again); should the person approve it
 again (or promote the champion), the note goes. A package found Rejected is never put back to pending
 (``registry.back_to_pending``). A champion's package deleted from the registry by a person is noted the same way
-(``package_rejected`` with ``deleted``) and replaced the same way: it never serves again.
+(``package_rejected`` with ``deleted``) and replaced the same way: it never serves again. UpdateModelPackage takes no
+condition on the status it changes: a person's rejection landing between reviewtune's read of a package and its
+update (milliseconds) is overwritten by that update; the person rejects it again.
 """
 
 from __future__ import annotations

@@ -220,6 +220,7 @@ def versions(sagemaker: Any, group_name: str, status: str | None = None) -> list
     """Every version of a group, oldest first (ListModelPackages summaries), optionally of one status."""
     request: dict[str, Any] = {
         "ModelPackageGroupName": group_name,
+        "ModelPackageType": "Versioned",  # the API's default is Unversioned
         "SortBy": "CreationTime",
         "SortOrder": "Ascending",
         "MaxResults": 100,

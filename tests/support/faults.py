@@ -330,19 +330,27 @@ class FakeSageMaker:
     def create_model_package_group(self, ModelPackageGroupName: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
         self._call("create_model_package_group", {"ModelPackageGroupName": ModelPackageGroupName, **rest})
         arn = self.arn("model-package-group", ModelPackageGroupName.lower())
-        if ModelPackageGroupName in self.groups:
+        if any(name.lower() == ModelPackageGroupName.lower() for name in self.groups):  # names ignore case
             raise client_error("ValidationException", f"Model Package Group already exists: {arn}", "CreateModelPackageGroup")
         self.groups[ModelPackageGroupName] = []
         return {"ModelPackageGroupArn": arn}
 
+    def _group(self, name: str, operation: str) -> list[dict[str, Any]]:
+        if name not in self.groups:
+            raise client_error("ValidationException",
+                               f"ModelPackageGroup {self.arn('model-package-group', name.lower())} does not exist.",
+                               operation)
+        return self.groups[name]
+
     def describe_model_package_group(self, ModelPackageGroupName: str) -> dict[str, Any]:  # noqa: N803
         self._call("describe_model_package_group")
+        self._group(ModelPackageGroupName, "DescribeModelPackageGroup")
         return {"ModelPackageGroupName": ModelPackageGroupName,
                 "ModelPackageGroupArn": self.arn("model-package-group", ModelPackageGroupName.lower())}
 
     def create_model_package(self, **request: Any) -> dict[str, Any]:
         self._call("create_model_package", request)
-        versions = self.groups[request["ModelPackageGroupName"]]
+        versions = self._group(request["ModelPackageGroupName"], "CreateModelPackage")
         for package in versions:
             if package["ClientToken"] == request["ClientToken"]:
                 return {"ModelPackageArn": package["ModelPackageArn"]}
