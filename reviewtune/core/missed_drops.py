@@ -21,9 +21,9 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
   stopped (the ``#sweep`` item of the runs table keeps its place), so every version is seen within a few passes.
 - The sweep stops when the pass's time runs short (``out_of_time``: a burst of thousands of drops whose events never
   came, a claim each, would take the whole invocation, and the runs' steps and messages after it): the listing stops
-  between pages, and claims stop with the place kept where it was, so the next pass lists those versions again and
-  claims the rest (those claimed already it finds with their runs). The first ``MIN_CLAIMS_PER_PASS`` claims are made
-  whatever the time, so that every pass makes headway.
+  between pages, and lookups stop with the place kept just past the last version looked up, so the next pass lists
+  the rest again and claims them. The first ``MIN_LOOKUPS_PER_PASS`` versions without a run are looked up whatever
+  the time, so that every pass makes headway.
 - Whether runs exist is read with BatchGetItem, 100 run ids a call; a version without a run of that id is looked
   up in its dataset's runs before it is claimed, since a stack whose ``JobNamePrefix`` changed names runs otherwise
   (so a change of prefix tunes no file again).
@@ -49,7 +49,7 @@ from reviewtune.core.tuning import DroppedObject, claim_run, earlier_prefix_run,
 logger = Logger(child=True)
 
 MAX_VERSIONS_PER_PASS = 10_000
-MIN_CLAIMS_PER_PASS = 100  # versions without a run looked up (and claimed) every pass, however little time is left
+MIN_LOOKUPS_PER_PASS = 100  # versions without a run looked up (and claimed) every pass, however little time is left
 CURSOR_KEY = "#sweep"  # no run id can take that form; the item has no status, so no index shows it
 _BATCH_GET = 100  # BatchGetItem's limit
 _BATCH_GET_TRIES = 4  # unprocessed keys are asked again; what is still unprocessed waits for the next pass
@@ -66,7 +66,7 @@ class Swept:
     failed: int = 0  # versions whose run could not be looked up or claimed (logged; a later listing tries again)
     named_otherwise: int = 0  # versions whose run was made under another job name prefix
     resumed: bool = False  # the listing went on from where an earlier pass stopped
-    more: bool = False  # the listing stopped at MAX_VERSIONS_PER_PASS; the next pass goes on
+    more: bool = False  # the listing stopped before its end (MAX_VERSIONS_PER_PASS, or time); the next pass goes on
     cut_short: bool = False  # the pass's time ran short: what was not listed or claimed waits for the next pass
 
     def summary(self) -> dict[str, Any]:
@@ -80,7 +80,8 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
     result = Swept()
     cursor = _cursor(clients)
     result.resumed = bool(cursor)
-    candidates: dict[str, tuple[DroppedObject, str]] = {}  # each version, and when its page was read (complete then)
+    # each version, when its page was read (complete then), and the listing's place just past it
+    candidates: dict[str, tuple[DroppedObject, str, dict[str, str]]] = {}
     request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
     going_on: dict[str, str] = {}  # where the next pass's listing goes on from (empty: from the start)
     while True:
@@ -90,7 +91,8 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
             result.listed += 1
             obj = _in_window(settings, version, now)
             if obj is not None:
-                candidates[run_id_of(obj, settings)] = obj, read_at
+                past_it = {"KeyMarker": version["Key"], "VersionIdMarker": version.get("VersionId") or "null"}
+                candidates[run_id_of(obj, settings)] = obj, read_at, past_it
         if not page.get("IsTruncated"):
             going_on = {}  # the listing is done: the next pass starts over
             break
@@ -108,14 +110,16 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
     result.unread = len(unread)
     runs = repository(settings, clients)
     read = Lookups()
-    tried = 0
-    for run_id, (obj, listed_at) in candidates.items():
+    tried, last_tried = 0, cursor
+    for run_id, (obj, listed_at, past_it) in candidates.items():
         if run_id in existing or run_id in unread:
             continue
-        if tried >= MIN_CLAIMS_PER_PASS and out_of_time():  # the place is kept: the next pass lists them again
-            result.cut_short, going_on = True, cursor
+        if tried >= MIN_LOOKUPS_PER_PASS and out_of_time():
+            # the next pass lists again from just past the last version looked up: what was not looked up is looked
+            # up then, and versions looked up every pass without a claim (another prefix's runs) cannot hold it
+            result.cut_short, going_on = True, last_tried
             break
-        tried += 1
+        tried, last_tried = tried + 1, past_it
         try:
             _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at, read)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed

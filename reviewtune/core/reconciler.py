@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from reviewtune.core import (
     aws_errors,
@@ -365,8 +365,10 @@ def _job_ended_in_time(run: dict[str, Any], status: RunStatus, clients: AwsClien
             job = clients.sagemaker.describe_processing_job(
                 ProcessingJobName=run.get("evaluation_job_name") or names.evaluation_job_name(run["run_id"]))
             ended, at = job["ProcessingJobStatus"], job.get("ProcessingEndTime")
-    except (ClientError, BotoCoreError):
-        return False  # unreadable: the deadline ends the run as before
+    except ClientError as exc:
+        if aws_errors.transient(exc):
+            raise  # throttled: the next pass reads it again (within the grace), the run's error counted meanwhile
+        return False  # gone, or not allowed: the deadline ends the run as before
     return ended in SAGEMAKER_ENDED and isinstance(at, datetime) and at <= deadline
 
 

@@ -632,8 +632,12 @@ def test_a_job_that_ended_before_the_deadline_whose_event_was_lost_gets_its_step
         pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)  # its event lost
         job = pipeline.sagemaker.processing[f"{run_id}-eval"]
     _deadline_passed_after_its_job_ended(pipeline, run_id, job, hours_before=2)
+    describe = "describe_hyper_parameter_tuning_job" if stage == "TUNING" else "describe_processing_job"
+    pipeline.sagemaker.fail[describe] = ["ThrottlingException"]  # once: the next pass reads it
 
-    result = pipeline.reconcile(later(0))
+    throttled = pipeline.reconcile(later(0))
+    assert "ThrottlingException" in throttled["errors"][run_id] and pipeline.run(run_id)["status"] == stage
+    result = pipeline.reconcile(later(0.1))
 
     assert result["stuck"] == 0 and run_id not in result["errors"]
     assert pipeline.run(run_id)["status"] == ("EVALUATING" if stage == "TUNING" else "SUCCEEDED")

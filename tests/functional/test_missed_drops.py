@@ -183,7 +183,7 @@ class Clock:
 def test_a_sweep_whose_time_runs_short_claims_the_rest_next_pass_and_leaves_the_pass_its_time(pipeline, monkeypatch):
     # a burst of drops whose events never came: a claim each would take the pass, and its runs' steps after it
     monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 4)  # two passes of listing
-    monkeypatch.setattr(missed_drops, "MIN_CLAIMS_PER_PASS", 1)
+    monkeypatch.setattr(missed_drops, "MIN_LOOKUPS_PER_PASS", 1)
     keys = [f"incoming/burst/{i}.tsv" for i in range(6)]
     written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(keys)}
     expected = {run_id_of(pipeline, key, version) for key, version in written.items()}
@@ -204,12 +204,13 @@ def test_a_sweep_whose_time_runs_short_claims_the_rest_next_pass_and_leaves_the_
     assert min(left_after_sweep) >= reconciler.SWEEP_SECONDS_RESERVED - 2
 
     assert {run["run_id"] for run in runs_of(pipeline)} == expected
-    # three claims a pass at most; the place kept when claims were cut short, so no version waits for a wrap-around
-    assert [claimed for claimed, _ in spent] == [3, 1, 2, 0] and spent[0][1] and spent[2][1] is False
+    # three claims a pass at most; a pass cut short goes on next time just past its last claim, so no version waits
+    # for the listing to wrap around
+    assert spent == [(3, True), (3, False), (0, False), (0, False)]
 
 
 def test_a_sweep_without_time_left_still_claims_its_first_versions(pipeline, monkeypatch):
-    monkeypatch.setattr(missed_drops, "MIN_CLAIMS_PER_PASS", 2)
+    monkeypatch.setattr(missed_drops, "MIN_LOOKUPS_PER_PASS", 2)
     for i in range(3):
         put(pipeline, f"incoming/late/{i}.tsv", good_file(i))
 
@@ -217,6 +218,24 @@ def test_a_sweep_without_time_left_still_claims_its_first_versions(pipeline, mon
                ["missed_drops"]["claimed"] for hour in (1.5, 1.6)]
 
     assert claimed == [2, 1] and len(runs_of(pipeline)) == 3
+
+
+def test_versions_looked_up_every_pass_without_a_claim_do_not_hold_a_short_sweep_at_its_place(pipeline, monkeypatch):
+    """Runs named under an earlier JobNamePrefix are looked up, never claimed: a sweep cut short after them goes on
+    from just past them, so the drop listed after them is claimed."""
+    monkeypatch.setattr(missed_drops, "MIN_LOOKUPS_PER_PASS", 2)
+    for i in range(3):  # three files with their runs, under the stack's prefix before
+        pipeline.start_tuning(pipeline.drop_event(f"incoming/a/{i}.tsv", good_file(i)))
+    renamed = dataclasses.replace(pipeline.settings, job_name_prefix="renamed")
+    written = put(pipeline, "incoming/z.tsv", good_file(9))  # its event never came
+    lost = tuning.run_id_of(tuning.DroppedObject(pipeline.stack.bucket, "incoming/z.tsv", written["VersionId"],
+                                                 written["ETag"].strip('"'), None), renamed)
+
+    swept = [reconciler.reconcile(renamed, pipeline.clients, later(hour), seconds_left=lambda: 0)["missed_drops"]
+             for hour in (1.5, 1.6)]
+
+    assert [(s["named_otherwise"], s["claimed"], s["cut_short"]) for s in swept] == [(2, 0, True), (1, 1, False)]
+    assert pipeline.run(lost)["status"] == "CLAIMED"
 
 
 def test_a_listing_s3_refuses_is_an_error_of_the_pass_and_the_next_pass_finds_the_file(pipeline):

@@ -60,9 +60,10 @@ def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
                           r"otherwise").groups()
     assert (int(restart), int(tail)) == (reconciler.OUTBOX_SECONDS_RESERVED, reconciler.TAIL_SECONDS_RESERVED)
     listed, left, first = _said(r"at most ([\d,]+) versions a pass, going on from where the last stopped; listing and "
-                                r"claiming stop with (\d+) minutes of the pass left, after its first (\d+) claims").groups()
+                                r"claiming stop with (\d+) minutes of the pass left, after its first (\d+) versions "
+                                r"looked up").groups()
     assert (int(listed.replace(",", "")), int(left) * 60, int(first)) == (
-        missed_drops.MAX_VERSIONS_PER_PASS, reconciler.SWEEP_SECONDS_RESERVED, missed_drops.MIN_CLAIMS_PER_PASS)
+        missed_drops.MAX_VERSIONS_PER_PASS, reconciler.SWEEP_SECONDS_RESERVED, missed_drops.MIN_LOOKUPS_PER_PASS)
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
