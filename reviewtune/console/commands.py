@@ -466,7 +466,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         text = f"{done.run_id} is champion of {done.dataset} already; its model package {done.model_package_arn} is Approved"
     else:
         text = (f"{done.run_id} is now champion of {done.dataset} (was {done.previous_run_id or 'nobody'}); "
-                f"model package {done.model_package_arn} Approved; recorded: {args.reason.strip()!r} by {by}")
+                f"model package {done.model_package_arn} Approved; recorded: {done.reason!r} by {by}")
         if done.previous_approval == registry.PENDING:
             text += f"; {done.previous_run_id}'s package back to PendingManualApproval"
         elif done.previous_approval == registry.APPROVED:

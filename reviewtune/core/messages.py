@@ -352,12 +352,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     matrix = _get(item, "results", "confusion_matrix_uri")
     if matrix:
         lines.append(f"Confusion matrix:    {_text(matrix, 2000)}")
-    report = _get(item, "results", "evaluation_uri")
-    if report:
-        lines.append(f"Evaluation report:   {_text(report, 2000)}")
-    html_report = _get(item, "results", "report_uri")
-    if html_report:
-        lines.append(f"HTML report:         {_text(html_report, 2000)}")
+    lines += _report_lines(item, "Evaluation report:", "HTML report:")
     cost = _cost(item)
     if cost:
         lines += ["", *cost]
@@ -385,6 +380,12 @@ def queued(item: dict[str, Any], running: int, limit: int, table: str, ahead: in
     return subject, body
 
 
+def _report_lines(item: dict[str, Any], evaluation_label: str, html_label: str) -> list[str]:
+    """Where a run's evaluation.json and its HTML report are, each on its line when recorded."""
+    found = [(evaluation_label, _get(item, "results", "evaluation_uri")), (html_label, _get(item, "results", "report_uri"))]
+    return [f"{label:<21}{_text(uri, 2000)}" for label, uri in found if uri]
+
+
 def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str]:
     """The file's content is that of ``original``, a run of the same dataset in progress or succeeded."""
     dataset = _get(item, "dataset")
@@ -406,12 +407,7 @@ def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str
         if accuracy is None:
             accuracy = _get(original, "metrics", "accuracy", "value")
         lines.append(f"Its test accuracy:   {display.percent(accuracy)}")
-        report = _get(original, "results", "evaluation_uri")
-        if report:
-            lines.append(f"Its evaluation:      {_text(report, 2000)}")
-        html_report = _get(original, "results", "report_uri")
-        if html_report:
-            lines.append(f"Its HTML report:     {_text(html_report, 2000)}")
+        lines += _report_lines(original, "Its evaluation:", "Its HTML report:")
     else:
         lines += [
             "Its result comes in its own message when it ends; should it fail or be stopped, tune this file again "

@@ -64,8 +64,11 @@ def sagemaker_description(value: str, limit: int = SAGEMAKER_DESCRIPTION_MAX) ->
     """``value`` as SageMaker accepts it in a description (``[\\p{L}\\p{M}\\p{Z}\\p{S}\\p{N}\\p{P}]*``: no control or
     format characters, which S3 keys may hold, e.g. a tab or a newline; an approval's ``.*``, read as Java reads it,
     takes no line or paragraph separator either): each such character becomes a space."""
-    return "".join(" " if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") else c
-                   for c in value)[:limit]
+    return "".join(" " if _unwritable_in_description(unicodedata.category(c)) else c for c in value)[:limit]
+
+
+def _unwritable_in_description(category: str) -> bool:
+    return category[0] == "C" or category in ("Zl", "Zp")
 
 
 def key_forms(key: str) -> list[str]:

@@ -46,6 +46,7 @@ class Promotion:
     # the previous champion's package's approval once this promotion settled it: PendingManualApproval, or Approved
     # while the reconciler's next pass puts it back (former_champions.py), "deleted" or "unknown"; None: no package
     previous_approval: str | None = None
+    reason: str = ""  # as recorded (a long one shortened)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class Promotion:
             "already_champion": self.already_champion,
             "model_package_arn": self.model_package_arn,
             "approval": registry.APPROVED,
+            "reason": self.reason,
             "champion": self.champion.as_dict(),
         }
 
@@ -203,4 +205,4 @@ def promote(
     if not already and current is not None and current.model_package_arn:  # the champion replaced: back to pending
         former_champions.settle_quietly(runs, sagemaker, dataset)
         previous = _approval_now(sagemaker, current.model_package_arn)
-    return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already, previous)
+    return Promotion(run_id, dataset, current.run_id if current else None, champion, arn, already, previous, reason)

@@ -39,7 +39,7 @@ from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_iso, unsent
 from reviewtune.core.train_hashes import write_train_hashes
-from reviewtune.core.warm_start import Hyperparameters
+from reviewtune.core.warm_start import SAGEMAKER_RESERVED, Hyperparameters
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
 from reviewtune.core.warm_start_plan import unplanned as unplanned_warm_start
@@ -726,7 +726,9 @@ def _as_made(request: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     definition, config = job.get("TrainingJobDefinition") or {}, job.get("HyperParameterTuningJobConfig") or {}
     if "StaticHyperParameters" not in definition or "ParameterRanges" not in config:
         return request
-    made_definition = {**request["TrainingJobDefinition"], "StaticHyperParameters": definition["StaticHyperParameters"]}
+    static = {name: value for name, value in definition["StaticHyperParameters"].items()
+              if name not in SAGEMAKER_RESERVED}  # added by SageMaker, never sent
+    made_definition = {**request["TrainingJobDefinition"], "StaticHyperParameters": static}
     image = (definition.get("AlgorithmSpecification") or {}).get("TrainingImage")
     if image:
         made_definition["AlgorithmSpecification"] = {**made_definition["AlgorithmSpecification"], "TrainingImage": image}

@@ -21,6 +21,9 @@ IDENTICAL_DATA_AND_ALGORITHM = "IdenticalDataAndAlgorithm"
 MAX_PARENTS = 5
 MAX_TRAINING_JOBS = 500
 MAX_CHANGES = 10
+# static hyperparameters DescribeHyperParameterTuningJob shows that SageMaker adds to the job itself (the SageMaker
+# Python SDK's HyperparameterTuner.attach drops them the same way)
+SAGEMAKER_RESERVED = frozenset({"_tuning_objective_metric"})
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,13 @@ class Hyperparameters:
 
     @classmethod
     def of_request(cls, request: dict[str, Any]) -> Hyperparameters:
-        """Of a CreateHyperParameterTuningJob request (or DescribeHyperParameterTuningJob's answer)."""
+        """Of a CreateHyperParameterTuningJob request (or DescribeHyperParameterTuningJob's answer, less the static
+        hyperparameters SageMaker adds itself)."""
         ranges = request["HyperParameterTuningJobConfig"].get("ParameterRanges") or {}
         tuned = {entry["Name"]: (kind.removesuffix("ParameterRanges"), len(entry.get("Values") or ()) or 1)
                  for kind, entries in ranges.items() for entry in entries}
-        return cls(dict(request["TrainingJobDefinition"].get("StaticHyperParameters") or {}), tuned)
+        static = request["TrainingJobDefinition"].get("StaticHyperParameters") or {}
+        return cls({name: value for name, value in static.items() if name not in SAGEMAKER_RESERVED}, tuned)
 
     def record(self) -> dict[str, Any]:
         """What a run's item keeps (``config.hyperparameters``)."""
@@ -65,7 +70,7 @@ def refusal(parent: Hyperparameters, child: Hyperparameters) -> str | None:
     it accepts them."""
     if parent.names != child.names:
         return (f"the static plus tunable hyperparameters must be the same: missing {sorted(parent.names - child.names)}, "
-                f"added {sorted(child.names - parent.names)}")
+                f"added {sorted(child.names - parent.names)} (make a hyperparameter static instead of removing it)")
     for name, (kind, _) in child.tuned.items():
         before = parent.tuned.get(name)
         if before is not None and before[0] != kind:
@@ -101,7 +106,17 @@ def choose_parents(
     objective_metric: str,
     max_jobs: int,
 ) -> list[str]:
-    """The names of at most five compatible parents, in the order given (pass newest first)."""
+    """The names of at most five compatible parents, in the order given (pass newest first): runs whose
+    hyperparameters are recorded; runs recorded with their names only when none of those is compatible (SageMaker
+    refuses the whole warm start for one parent it does not accept, and their names alone cannot tell)."""
+    previous = list(previous)
+    known = [run for run in previous if isinstance(run.hyperparameters, Hyperparameters)]
+    return (_choose(known, hyperparameters, objective_metric, max_jobs)
+            or _choose([run for run in previous if run not in known], hyperparameters, objective_metric, max_jobs))
+
+
+def _choose(previous: list[PreviousRun], hyperparameters: Hyperparameters, objective_metric: str,
+            max_jobs: int) -> list[str]:
     room = MAX_TRAINING_JOBS - max_jobs
     chosen: list[str] = []
     seen: set[str] = set()

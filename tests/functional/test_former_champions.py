@@ -106,13 +106,14 @@ def test_a_promotion_s_long_reason_is_kept_shortened_so_the_champion_s_history_s
     runs = RunsRepository(pipeline.clients.runs_table)
 
     for run_id in (first, second, first, second):  # each promotion a history entry of the champion's one item
-        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, run_id, reason="x" * 120_000, by="ops")
+        done = promote(runs, pipeline.sagemaker, pipeline.settings.bucket, run_id, reason="x" * 120_000, by="ops")
 
     history = get_champion(pipeline.clients.runs_table, DATASET).history
     assert [entry["run_id"] for entry in history[-4:]] == [first, second, first, second]
     assert all(len(entry["why"]) <= len("promoted manually: ") + PERSON_REASON_MAX_CHARS for entry in history)
     assert history[-1]["why"].endswith("(reason shortened)")
     assert pipeline.run(second)["promoted"]["reason"] == history[-1]["why"].removeprefix("promoted manually: ")
+    assert done.reason == pipeline.run(second)["promoted"]["reason"]  # what the command says it recorded
 
 
 def test_a_withdrawal_refused_right_after_the_move_is_made_by_the_reconciler_s_next_pass(pipeline):

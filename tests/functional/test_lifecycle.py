@@ -369,6 +369,46 @@ def test_a_start_retried_across_a_deployment_records_the_hyperparameters_of_the_
     assert refused_warm_starts(pipeline, second) is None and "WarmStartConfig" not in tuning_request(pipeline, second)
 
 
+def test_a_run_recorded_with_hyperparameter_names_only_is_no_parent_beside_runs_recorded_with_their_shape(
+    pipeline, monkeypatch
+):
+    """A run recorded before reviewtune kept its hyperparameters' shape: after a range changed type its names still
+    match; beside a run of the new shape it would cost the warm start (SageMaker refuses the whole config)."""
+    _deployed(pipeline, monkeypatch, hyperparameter_ranges={**LEARNING_RATE, "train_batch_size": [128, 256]})
+    old = start(pipeline)
+    pipeline.succeed(old)
+    pipeline.clients.runs_table.update_item(Key={"run_id": old}, UpdateExpression="REMOVE config.hyperparameters")
+    _deployed(pipeline, monkeypatch,
+              hyperparameter_ranges={**LEARNING_RATE, "train_batch_size": {"min": 64, "max": 256, "type": "Integer"}})
+    second = start(pipeline, body=good_file(seed=1))  # only `old` to offer, by its names: SageMaker refuses it
+    pipeline.succeed(second)
+    third = start(pipeline, body=good_file(seed=2))
+
+    assert "type of hyperparameter 'train_batch_size'" in refused_warm_starts(pipeline, second)
+    assert tuning_request(pipeline, third)["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": second}]
+
+
+def test_a_run_whose_start_found_its_job_made_is_a_parent_whatever_sagemaker_adds_to_its_description(
+    pipeline, monkeypatch
+):
+    """DescribeHyperParameterTuningJob shows `_tuning_objective_metric` among the static hyperparameters: the run's
+    record leaves it out, or no later run would take it as a parent (other names)."""
+    died = _dies_once_before_tuning(monkeypatch)
+    event = pipeline.drop_event("incoming/team/a.tsv", good_file())
+    with pytest.raises(TimeoutError):
+        pipeline.start_tuning(event)
+    [first] = died
+    assert pipeline.start_tuning(event)["status"] == "TUNING"  # ResourceInUse: the job found is described
+    pipeline.succeed(first)
+
+    second = start(pipeline, body=good_file(seed=1))
+
+    assert "_tuning_objective_metric" not in pipeline.run(first)["config"]["hyperparameter_names"]
+    assert tuning_request(pipeline, second)["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": first}]
+
+
 def test_failed_runs_are_not_parents(pipeline):
     first = start(pipeline)
     pipeline.sagemaker.finish_tuning(first, "Failed", trials=[{"status": "Failed"}], failure="boom")

@@ -224,7 +224,11 @@ class FakeSageMaker:
             "HyperParameterTuningJobName": name,
             "HyperParameterTuningJobArn": self.arn("hyper-parameter-tuning-job", name),
             "HyperParameterTuningJobConfig": job["request"]["HyperParameterTuningJobConfig"],
-            "TrainingJobDefinition": job["request"]["TrainingJobDefinition"],
+            "TrainingJobDefinition": {  # SageMaker shows a static hyperparameter of its own
+                **job["request"]["TrainingJobDefinition"], "StaticHyperParameters": {
+                    **job["request"]["TrainingJobDefinition"].get("StaticHyperParameters", {}),
+                    "_tuning_objective_metric": job["request"]["HyperParameterTuningJobConfig"][
+                        "HyperParameterTuningJobObjective"]["MetricName"]}},
             **({"WarmStartConfig": job["request"]["WarmStartConfig"]} if "WarmStartConfig" in job["request"] else {}),
             "HyperParameterTuningJobStatus": job["status"],
             "CreationTime": datetime(2026, 11, 27, 12, tzinfo=UTC),

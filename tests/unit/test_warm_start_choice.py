@@ -109,3 +109,13 @@ def test_config_shape_and_limits():
         warm_start_config(list("abcdef"))
     with pytest.raises(ValueError):
         warm_start_config(["a"], "Sideways")
+
+
+def test_one_parent_sagemaker_refuses_is_left_out_and_the_others_kept_in_their_order():
+    far = Hyperparameters({**STATIC, **{f"s{i}": "1" for i in range(6)}}, LR)  # 12 changes from SHAPE's statics
+    child = Hyperparameters({**STATIC, **{f"s{i}": "2" for i in range(6)}}, LR)
+    near = Hyperparameters({**STATIC, **{f"s{i}": "1" if i < 5 else "2" for i in range(6)}}, LR)  # 10 changes
+    previous = [PreviousRun(name, shape, "validation:accuracy", 4)
+                for name, shape in (("newest", child), ("far", far), ("near", near))]
+
+    assert choose(previous, hyperparameters=child) == ["newest", "near"]

@@ -116,8 +116,7 @@ def _check_parent(
         )
     refused = refusal(Hyperparameters.of_request(parent.request), Hyperparameters.of_request(request))
     if refused:
-        hint = " Make a hyperparameter static instead of removing it." if refused.startswith("the static") else ""
-        raise ValidationError(f"Parent {parent.name}: {refused[0].upper()}{refused[1:]}.{hint}")
+        raise ValidationError(f"Parent {parent.name}: {refused[0].upper()}{refused[1:]}.")
     if warm_start_type == IDENTICAL_DATA_AND_ALGORITHM:
         if _image(parent.request) != _image(request):
             raise ValidationError(
