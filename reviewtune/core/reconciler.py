@@ -78,8 +78,8 @@ OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 # outbox and what comes after it, keep their time when thousands of drops missed their events.
 SWEEP_SECONDS_RESERVED = OUTBOX_SECONDS_RESERVED + 60
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
-# A run past its deadline whose job ended before it (the job's event lost, passes missed) still takes its step this
-# long after the deadline; later, the deadline ends it.
+# A TUNING run past its deadline whose tuning job ended before it (the job's event lost, passes missed) still starts
+# its evaluation this long after the deadline; later, the deadline ends it.
 LATE_STEP_GRACE_SECONDS = 24 * 3600
 
 
@@ -287,8 +287,8 @@ def reconcile_run(
     if past_deadline and now < claims.ended_by(run) and claims.awaits_first_restart(run):
         # a file never given its turn (claims.py): restarted first
         return STALE_CLAIM if _stale(run, now) else None
-    # first: a step that keeps failing cannot hold a run past it; but a job that ended before the deadline (its
-    # event lost) gets its step below
+    # first: a step that keeps failing cannot hold a run past it; but a tuning job that ended before the deadline
+    # (its event lost) gets its step below
     if past_deadline and (stopping or not _job_ended_in_time(run, status, clients, now)):
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:
@@ -349,22 +349,17 @@ def reconcile_run(
 
 
 def _job_ended_in_time(run: dict[str, Any], status: RunStatus, clients: AwsClients, now: datetime) -> bool:
-    """Whether the job a TUNING or EVALUATING run waits on ended before the run's deadline (its state-change event lost
-    or dead-lettered, the passes in between missed), within ``LATE_STEP_GRACE_SECONDS`` after it: its results are the
-    run's, not a run stuck past its deadline. Past the grace, the deadline ends it as any other (a step that keeps
-    failing cannot hold the run for ever)."""
+    """Whether the tuning job a TUNING run waits on ended before the run's deadline (its state-change event lost or
+    dead-lettered, the passes in between missed), within ``LATE_STEP_GRACE_SECONDS`` after it: its trials are the
+    run's, and its evaluation gets a deadline of its own. Past the grace, the deadline ends it as any other (a step
+    that keeps failing cannot hold the run for ever). Not an EVALUATING run: record_results keeps clear of its
+    deadline (registration.within_retry_window), so that no approval lands after the deadline's end withdrew it."""
     deadline = parse_iso(run["deadline_at"])
-    if status not in (RunStatus.TUNING, RunStatus.EVALUATING) or now > deadline + timedelta(
-            seconds=LATE_STEP_GRACE_SECONDS):
+    if status is not RunStatus.TUNING or now > deadline + timedelta(seconds=LATE_STEP_GRACE_SECONDS):
         return False
     try:
-        if status is RunStatus.TUNING:
-            job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
-            ended, at = job["HyperParameterTuningJobStatus"], job.get("HyperParameterTuningEndTime")
-        else:
-            job = clients.sagemaker.describe_processing_job(
-                ProcessingJobName=run.get("evaluation_job_name") or names.evaluation_job_name(run["run_id"]))
-            ended, at = job["ProcessingJobStatus"], job.get("ProcessingEndTime")
+        job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
+        ended, at = job["HyperParameterTuningJobStatus"], job.get("HyperParameterTuningEndTime")
     except ClientError as exc:
         if aws_errors.transient(exc):
             raise  # throttled: the next pass reads it again (within the grace), the run's error counted meanwhile

@@ -93,7 +93,11 @@ class Pipeline:
         """The tuning job ends well, after the run's deadline (a pass then ends the run at its deadline; a job that
         ended before it gets its step instead)."""
         self.finish_tuning_well(run_id)
-        self.sagemaker.tuning[run_id]["ended_at"] = parse_iso(self.run(run_id)["deadline_at"]) + timedelta(minutes=1)
+        self.ended_past_deadline(run_id, self.sagemaker.tuning[run_id])
+
+    def ended_past_deadline(self, run_id: str, job: dict[str, Any]) -> None:
+        """SageMaker says ``job`` (the fake's record of a tuning or processing job) ended after the run's deadline."""
+        job["ended_at"] = parse_iso(self.run(run_id)["deadline_at"]) + timedelta(minutes=1)
 
     def succeed(self, run_id: str, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
         """Tune, evaluate and record a run. ``comparison``: the numbers the evaluation job reports for the

@@ -620,43 +620,43 @@ def _deadline_passed_after_its_job_ended(pipeline: Pipeline, run_id: str, job: d
         ExpressionAttributeValues={":at": now_iso(now - timedelta(hours=deadline_hours_ago))})
 
 
-@pytest.mark.parametrize("stage", ["TUNING", "EVALUATING"])
-def test_a_job_that_ended_before_the_deadline_whose_event_was_lost_gets_its_step_after_the_deadline(pipeline, stage):
+def test_a_tuning_job_that_ended_before_the_deadline_whose_event_was_lost_is_evaluated_after_the_deadline(pipeline):
     """Its state-change event lost (a dead-letter queue), no pass between its end and the run's deadline: the first
-    pass after the deadline takes the run's step, since the job ended in time (its results are not thrown away)."""
+    pass after the deadline (here after a throttled read of the job) starts the evaluation, since the job ended in
+    time: its trials are not thrown away."""
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)  # the tuning job's event lost
+    _deadline_passed_after_its_job_ended(pipeline, run_id, pipeline.sagemaker.tuning[run_id], hours_before=2)
+    pipeline.sagemaker.fail["describe_hyper_parameter_tuning_job"] = ["ThrottlingException"]  # once
+
+    throttled = pipeline.reconcile(later(0))
+    assert "ThrottlingException" in throttled["errors"][run_id] and pipeline.run(run_id)["status"] == "TUNING"
+    result = pipeline.reconcile(later(0.1))
+
+    assert result["stuck"] == 0 and run_id not in result["errors"]
+    assert pipeline.run(run_id)["status"] == "EVALUATING" and pipeline.statuses_told(run_id) == []
+
+
+@pytest.mark.parametrize(("stage", "hours_before", "deadline_hours_ago"), [
+    ("TUNING", -0.5, 1), ("TUNING", 2, 25), ("EVALUATING", 2, 1),
+], ids=["tuning job ended after the deadline", "past the late step's grace", "evaluation job ended in time"])
+def test_a_run_past_its_deadline_whose_job_ended_late_or_long_ago_or_evaluated_ends_at_its_deadline(
+        pipeline, stage, hours_before, deadline_hours_ago):
+    """The late step is a TUNING run's only, within a day: record_results keeps clear of an EVALUATING run's
+    deadline, so that no approval lands after the deadline's end withdrew it."""
+    assert reconciler.LATE_STEP_GRACE_SECONDS == 24 * 3600
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
     job = pipeline.sagemaker.tuning[run_id]
     if stage == "EVALUATING":
         pipeline.tuning_ended(run_id)
         pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)  # its event lost
         job = pipeline.sagemaker.processing[f"{run_id}-eval"]
-    _deadline_passed_after_its_job_ended(pipeline, run_id, job, hours_before=2)
-    describe = "describe_hyper_parameter_tuning_job" if stage == "TUNING" else "describe_processing_job"
-    pipeline.sagemaker.fail[describe] = ["ThrottlingException"]  # once: the next pass reads it
-
-    throttled = pipeline.reconcile(later(0))
-    assert "ThrottlingException" in throttled["errors"][run_id] and pipeline.run(run_id)["status"] == stage
-    result = pipeline.reconcile(later(0.1))
-
-    assert result["stuck"] == 0 and run_id not in result["errors"]
-    assert pipeline.run(run_id)["status"] == ("EVALUATING" if stage == "TUNING" else "SUCCEEDED")
-    assert pipeline.statuses_told(run_id) == ([] if stage == "TUNING" else ["SUCCEEDED"])
-
-
-@pytest.mark.parametrize(("hours_before", "deadline_hours_ago"), [(-0.5, 1), (2, 25)],
-                         ids=["job ended after the deadline", "past the late step's grace"])
-def test_a_job_that_ended_late_or_a_deadline_long_past_ends_the_run_at_its_deadline(
-        pipeline, hours_before, deadline_hours_ago):
-    assert reconciler.LATE_STEP_GRACE_SECONDS == 24 * 3600
-    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.finish_tuning_well(run_id)
-    _deadline_passed_after_its_job_ended(pipeline, run_id, pipeline.sagemaker.tuning[run_id], hours_before,
-                                         deadline_hours_ago)
+    _deadline_passed_after_its_job_ended(pipeline, run_id, job, hours_before, deadline_hours_ago)
 
     assert pipeline.reconcile(later(0))["stuck"] == 1
 
-    assert_ended(pipeline, run_id, "FAILED", "stayed TUNING longer than its deadline")
+    assert_ended(pipeline, run_id, "FAILED", f"stayed {stage} longer than its deadline")
 
 
 @pytest.mark.parametrize("stage", ["TUNING", "EVALUATING"])
