@@ -49,7 +49,7 @@ def resolve_model_path(name_or_path: str) -> str:
         folder = getter() if callable(getter) else getattr(module, "MODEL_DIR", None)
         if folder is not None and Path(folder).is_dir():
             return str(folder)
-    return _offline_model_folder(name_or_path) or HUB_IDS.get(name_or_path, name_or_path)
+    return _offline_model_folder(name_or_path) or HUB_IDS.get(name_or_path.strip(), name_or_path)
 
 
 def _offline_model_folder(name: str) -> str | None:

@@ -51,7 +51,7 @@ def _image(env: Mapping[str, str], name: str, kind: Kind) -> str:
     return env.get(name, "").strip() or default_image_uri(kind, region)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -61,6 +61,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -198,7 +200,7 @@ class Settings:
             job_name_prefix=env.get("JOB_NAME_PREFIX", "").strip() or "reviewtune",
             training_image_uri=_image(env, "TRAINING_IMAGE_URI", "training"),
             training_instance_type=env.get("TRAINING_INSTANCE_TYPE", "").strip() or "ml.g5.xlarge",
-            training_instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, minimum=1),
+            training_instance_count=_int(env, "TRAINING_INSTANCE_COUNT", 1, minimum=1, maximum=1),  # train.py: one
             max_jobs=_int(env, "MAX_JOBS", 4, minimum=1),
             max_parallel_jobs=_int(env, "MAX_PARALLEL_JOBS", 2, minimum=1),
             strategy=_choice(env, "STRATEGY", "Bayesian", STRATEGIES),

@@ -80,19 +80,20 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
     result = Swept()
     cursor = _cursor(clients)
     result.resumed = bool(cursor)
-    # each version, when its page was read (complete then), and the listing's place just past it
-    candidates: dict[str, tuple[DroppedObject, str, dict[str, str]]] = {}
+    # each version, when its page was read (complete then), and the listing's places just before and just past it
+    candidates: dict[str, tuple[DroppedObject, str, dict[str, str], dict[str, str]]] = {}
     request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
     going_on: dict[str, str] = {}  # where the next pass's listing goes on from (empty: from the start)
+    place = cursor  # just past the version listed last
     while True:
         page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
         read_at = now_iso()  # the pass's clock may differ
         for version in page.get("Versions", []):
             result.listed += 1
+            before, place = place, {"KeyMarker": version["Key"], "VersionIdMarker": version.get("VersionId") or "null"}
             obj = _in_window(settings, version, now)
             if obj is not None:
-                past_it = {"KeyMarker": version["Key"], "VersionIdMarker": version.get("VersionId") or "null"}
-                candidates[run_id_of(obj, settings)] = obj, read_at, past_it
+                candidates[run_id_of(obj, settings)] = obj, read_at, before, place
         if not page.get("IsTruncated"):
             going_on = {}  # the listing is done: the next pass starts over
             break
@@ -111,18 +112,24 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
     runs = repository(settings, clients)
     read = Lookups()
     tried, last_tried = 0, cursor
-    for run_id, (obj, listed_at, past_it) in candidates.items():
-        if run_id in existing or run_id in unread:
+    held: dict[str, str] | None = None  # just before the first version DynamoDB did not answer for
+    for run_id, (obj, listed_at, before, past_it) in candidates.items():
+        if run_id in existing:
+            continue
+        if run_id in unread:
+            held = before if held is None else held
             continue
         if tried >= MIN_LOOKUPS_PER_PASS and out_of_time():
-            # the next pass lists again from just past the last version looked up: what was not looked up is looked
-            # up then, and versions looked up every pass without a claim (another prefix's runs) cannot hold it
-            result.cut_short, going_on = True, last_tried
+            # the next pass lists again from just past the last version looked up (or before the first one left
+            # unread or refused): what was not looked up is looked up then, and versions looked up every pass without
+            # a claim (another prefix's runs) cannot hold it
+            result.cut_short, going_on = True, last_tried if held is None else held
             break
         tried, last_tried = tried + 1, past_it
         try:
             _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at, read)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
+            held = before if held is None else held
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
                            extra={"run_id": run_id, "key": obj.key, "error": aws_errors.describe(exc)})

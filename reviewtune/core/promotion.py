@@ -46,7 +46,7 @@ class Promotion:
     # the previous champion's package's approval once this promotion settled it: PendingManualApproval, or Approved
     # while the reconciler's next pass puts it back (former_champions.py), "deleted" or "unknown"; None: no package
     previous_approval: str | None = None
-    reason: str = ""  # as recorded (a long one shortened)
+    reason: str = ""  # as the promotion recorded it (a long one shortened): the champion's history, the approval
 
     def as_dict(self) -> dict[str, Any]:
         return {

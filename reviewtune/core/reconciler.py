@@ -361,9 +361,9 @@ def _job_ended_in_time(run: dict[str, Any], status: RunStatus, clients: AwsClien
         job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
         ended, at = job["HyperParameterTuningJobStatus"], job.get("HyperParameterTuningEndTime")
     except ClientError as exc:
-        if aws_errors.transient(exc):
-            raise  # throttled: the next pass reads it again (within the grace), the run's error counted meanwhile
-        return False  # gone, or not allowed: the deadline ends the run as before
+        if aws_errors.not_found(exc):
+            return False  # no job to have ended: the deadline ends the run as before
+        raise  # throttled, or not allowed for a moment: the next pass reads it again (within the grace)
     return ended in SAGEMAKER_ENDED and isinstance(at, datetime) and at <= deadline
 
 

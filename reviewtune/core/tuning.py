@@ -722,18 +722,18 @@ def stop_tuning_job(clients: AwsClients, run_id: str, *, before_end: bool = Fals
 
 def _as_made(request: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """``request`` with the static hyperparameters, ranges and image of the tuning job an earlier attempt made
-    (DescribeHyperParameterTuningJob's answer), which a later run's warm start compares with its own."""
+    (DescribeHyperParameterTuningJob's answer, each where it says it), which a later run's warm start compares."""
     definition, config = job.get("TrainingJobDefinition") or {}, job.get("HyperParameterTuningJobConfig") or {}
-    if "StaticHyperParameters" not in definition or "ParameterRanges" not in config:
-        return request
-    static = {name: value for name, value in definition["StaticHyperParameters"].items()
-              if name not in SAGEMAKER_RESERVED}  # added by SageMaker, never sent
-    made_definition = {**request["TrainingJobDefinition"], "StaticHyperParameters": static}
+    made_definition, made_config = dict(request["TrainingJobDefinition"]), dict(request["HyperParameterTuningJobConfig"])
+    if "StaticHyperParameters" in definition:
+        made_definition["StaticHyperParameters"] = {name: value for name, value in definition[
+            "StaticHyperParameters"].items() if name not in SAGEMAKER_RESERVED}  # added by SageMaker, never sent
     image = (definition.get("AlgorithmSpecification") or {}).get("TrainingImage")
     if image:
         made_definition["AlgorithmSpecification"] = {**made_definition["AlgorithmSpecification"], "TrainingImage": image}
-    return {**request, "TrainingJobDefinition": made_definition, "HyperParameterTuningJobConfig": {
-        **request["HyperParameterTuningJobConfig"], "ParameterRanges": config["ParameterRanges"]}}
+    if "ParameterRanges" in config:
+        made_config["ParameterRanges"] = config["ParameterRanges"]
+    return {**request, "TrainingJobDefinition": made_definition, "HyperParameterTuningJobConfig": made_config}
 
 
 def _static_of(request: dict[str, Any]) -> dict[str, str]:

@@ -62,7 +62,7 @@ class Hyperparameters:
             tuned = {str(name): (str(kind), int(count)) for name, (kind, count) in record["tuned"].items()}
         except (TypeError, ValueError):
             return None
-        return cls({str(k): str(v) for k, v in record["static"].items()}, tuned)
+        return cls({str(k): str(v) for k, v in record["static"].items() if k not in SAGEMAKER_RESERVED}, tuned)
 
 
 def refusal(parent: Hyperparameters, child: Hyperparameters) -> str | None:
@@ -111,8 +111,9 @@ def choose_parents(
     refuses the whole warm start for one parent it does not accept, and their names alone cannot tell)."""
     previous = list(previous)
     known = [run for run in previous if isinstance(run.hyperparameters, Hyperparameters)]
+    names_only = [run for run in previous if not isinstance(run.hyperparameters, Hyperparameters)]
     return (_choose(known, hyperparameters, objective_metric, max_jobs)
-            or _choose([run for run in previous if run not in known], hyperparameters, objective_metric, max_jobs))
+            or _choose(names_only, hyperparameters, objective_metric, max_jobs))
 
 
 def _choose(previous: list[PreviousRun], hyperparameters: Hyperparameters, objective_metric: str,

@@ -23,6 +23,7 @@ from reviewtune.core import names, trial_records
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.warm_start import (
     IDENTICAL_DATA_AND_ALGORITHM,
+    SAGEMAKER_RESERVED,
     TRANSFER_LEARNING,
     Hyperparameters,
     PreviousRun,
@@ -116,7 +117,8 @@ def _previous(run: dict[str, Any]) -> PreviousRun | None:
     if not config.get("hyperparameter_names") or not config.get("objective_metric") or not isinstance(trials, list):
         return None  # a run recorded before these were kept
     hyperparameters = Hyperparameters.from_record(config.get("hyperparameters"))
-    return PreviousRun(run["run_id"], hyperparameters or frozenset(config["hyperparameter_names"]),
+    names = frozenset(config["hyperparameter_names"]) - SAGEMAKER_RESERVED
+    return PreviousRun(run["run_id"], hyperparameters or names,
                        config["objective_metric"], trial_records.total(run["tuning"]))
 
 

