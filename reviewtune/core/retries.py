@@ -81,6 +81,8 @@ def retry_run(
     starts its run."""
     if not why.strip():
         raise RetryError("a retry needs a reason (--reason TEXT)")
+    if not by.strip():  # the retry's record says who asked
+        raise RetryError("a retry needs who asks for it")
     if not run_id.strip():
         raise RetryError("an empty run id")
     run = None if is_champion_key(run_id) else runs.get(run_id)

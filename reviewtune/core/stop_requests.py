@@ -89,6 +89,8 @@ def request_stop(
     first request (the call is then only a retry of the job's stop); a final run cannot be stopped."""
     if not why.strip():
         raise StopError("a stop needs a reason (--reason TEXT)")
+    if not by.strip():  # the run's record says who asked
+        raise StopError("a stop needs who asks for it")
     request = {"by": by, "reason": bounded(why.strip(), PERSON_REASON_MAX_CHARS), "at": now_iso(now)}
     for _ in range(_CONFLICT_RETRIES):
         run = None if is_champion_key(run_id) else runs.get(run_id)

@@ -150,10 +150,11 @@ def test_a_stopped_run_is_retried(pipeline):
     assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
 
 
-@pytest.mark.parametrize("case", ["in progress", "succeeded", "rejected", "no reason", "no run", "content marker"])
+@pytest.mark.parametrize("case", ["in progress", "succeeded", "rejected", "no reason", "nobody", "no run",
+                                  "content marker"])
 def test_what_cannot_be_retried_is_refused_with_the_reason_and_nothing_is_copied(pipeline, case):
     run_id = pipeline.start_tuning(put(pipeline, good_file()))["run_id"]  # TUNING
-    why, expected = "x", f"run {run_id} is TUNING: it has not ended; wait for its outcome, or stop it first"
+    why, expected, by = "x", f"run {run_id} is TUNING: it has not ended; wait for its outcome, or stop it first", "ops"
     if case == "succeeded":
         pipeline.succeed(run_id)
         expected = f"run {run_id} SUCCEEDED: its file would only end DUPLICATE of it"
@@ -163,6 +164,8 @@ def test_what_cannot_be_retried_is_refused_with_the_reason_and_nothing_is_copied
                     "fix the file and drop it as the same dataset \\(`reviewtune drop FILE --dataset bad.csv`\\)")
     elif case == "no reason":
         why, expected = " ", "a retry needs a reason"
+    elif case == "nobody":
+        by, expected = "", "a retry needs who asks for it"
     elif case == "no run":
         run_id, expected = "reviewtune-0000", "no run 'reviewtune-0000'"
     elif case == "content marker":
@@ -171,7 +174,7 @@ def test_what_cannot_be_retried_is_refused_with_the_reason_and_nothing_is_copied
     before = {key: versions(pipeline, key) for key in (KEY, "incoming/bad.csv")}
 
     with pytest.raises(RetryError, match=expected):
-        retry_run(runs(pipeline), s3(), run_id, why=why, by="ops")
+        retry_run(runs(pipeline), s3(), run_id, why=why, by=by)
 
     assert {key: versions(pipeline, key) for key in before} == before
     assert "retried" not in (pipeline.run(run_id) if not run_id.startswith(("#", "reviewtune-0000")) else {})

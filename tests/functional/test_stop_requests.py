@@ -212,6 +212,8 @@ def test_what_cannot_be_stopped_is_refused_and_a_second_request_keeps_the_first(
     run_id = tuning(pipeline)
     with pytest.raises(StopError, match="needs a reason"):
         request_stop(table, run_id, why="  ", by=BY)
+    with pytest.raises(StopError, match="needs who asks for it"):
+        request_stop(table, run_id, why=WHY, by=" ")
     assert "stop_request" not in pipeline.run(run_id)
     first = request_stop(table, run_id, why=WHY, by=BY)["stop_request"]
     assert request_stop(table, run_id, why="another reason", by="someone else")["stop_request"] == first
