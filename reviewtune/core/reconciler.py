@@ -289,7 +289,8 @@ def reconcile_run(
         return STALE_CLAIM if _stale(run, now) else None
     # first: a step that keeps failing cannot hold a run past it; but a tuning job that ended before the deadline
     # (its event lost) gets its step below
-    if past_deadline and (stopping or not _job_ended_in_time(run, status, clients, now)):
+    ended_in_time = _tuning_job_ended_in_time(run, status, clients, now) if past_deadline and not stopping else None
+    if past_deadline and ended_in_time is None:
         by_person = stopping and not stop_requests.is_deadline(run)
         if not stopping:
             # recorded before any job is stopped (stop_requests.py): a step that read the run before it cannot move
@@ -316,7 +317,7 @@ def reconcile_run(
             return None
         return STALE_CLAIM if _stale(run, now) else None  # restarted at the end of the pass (restart_claim)
     if status is RunStatus.TUNING:
-        job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+        job = ended_in_time or clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
         job_status = job["HyperParameterTuningJobStatus"]
         # a run asked to stop does not wait for the next try of a throttled evaluation job: it starts none
         if job_status in SAGEMAKER_ENDED and (stopping or aws_errors.is_due(run.get("evaluation_start"), now)):
@@ -348,23 +349,26 @@ def reconcile_run(
     return None  # QUEUED: started below when a slot is free
 
 
-def _job_ended_in_time(run: dict[str, Any], status: RunStatus, clients: AwsClients, now: datetime) -> bool:
-    """Whether the tuning job a TUNING run waits on ended before the run's deadline (its state-change event lost or
-    dead-lettered, the passes in between missed), within ``LATE_STEP_GRACE_SECONDS`` after it: its trials are the
-    run's, and its evaluation gets a deadline of its own. Past the grace, the deadline ends it as any other (a step
+def _tuning_job_ended_in_time(
+    run: dict[str, Any], status: RunStatus, clients: AwsClients, now: datetime
+) -> dict[str, Any] | None:
+    """The description of the tuning job a TUNING run waits on when it ended before the run's deadline (its
+    state-change event lost or dead-lettered, the passes in between missed), within ``LATE_STEP_GRACE_SECONDS`` after
+    it (else None): its trials are the run's, and its evaluation gets a deadline of its own. Past the grace, the deadline ends it as any other (a step
     that keeps failing cannot hold the run for ever). Not an EVALUATING run: record_results keeps clear of its
     deadline (registration.within_retry_window), so that no approval lands after the deadline's end withdrew it."""
     deadline = parse_iso(run["deadline_at"])
     if status is not RunStatus.TUNING or now > deadline + timedelta(seconds=LATE_STEP_GRACE_SECONDS):
-        return False
+        return None
     try:
         job = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run["run_id"])
-        ended, at = job["HyperParameterTuningJobStatus"], job.get("HyperParameterTuningEndTime")
     except ClientError as exc:
         if aws_errors.not_found(exc):
-            return False  # no job to have ended: the deadline ends the run as before
+            return None  # no job to have ended: the deadline ends the run as before
         raise  # throttled, or not allowed for a moment: the next pass reads it again (within the grace)
-    return ended in SAGEMAKER_ENDED and isinstance(at, datetime) and at <= deadline
+    at = job.get("HyperParameterTuningEndTime")
+    in_time = job["HyperParameterTuningJobStatus"] in SAGEMAKER_ENDED and isinstance(at, datetime) and at <= deadline
+    return job if in_time else None
 
 
 def _stale(claim: dict[str, Any], now: datetime) -> bool:

@@ -39,9 +39,9 @@ from reviewtune.core.ranges import format_value, parameter_ranges, range_names
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_iso, unsent
 from reviewtune.core.train_hashes import write_train_hashes
-from reviewtune.core.warm_start import SAGEMAKER_RESERVED, Hyperparameters
+from reviewtune.core.warm_start import Hyperparameters
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
-from reviewtune.core.warm_start_plan import hyperparameter_names, plan_warm_start
+from reviewtune.core.warm_start_plan import plan_warm_start
 from reviewtune.core.warm_start_plan import unplanned as unplanned_warm_start
 
 logger = Logger(child=True)
@@ -628,8 +628,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             arn, plan = made["HyperParameterTuningJobArn"], plan.as_made(made)
             # and the hyperparameters, model and image it had then (the stack may have changed since)
             base = _as_made(base, made)
-            sent = {**sent, "training_image_uri": _training_image(base), "model_name": _static_of(base).get(
-                "model_name_or_path", sent.get("model_name"))}
+            definition = base["TrainingJobDefinition"]
+            sent = {**sent, "training_image_uri": definition["AlgorithmSpecification"].get("TrainingImage"),
+                    "model_name": definition["StaticHyperParameters"].get("model_name_or_path", sent.get("model_name"))}
         elif aws_errors.is_retryable(exc):
             attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:
@@ -645,10 +646,11 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         else:
             return _give_up(runs, settings, clients, run_id, f"SageMaker refused the tuning job: {aws_errors.text(exc)}",
                             making)
+    hyperparameters = Hyperparameters.of_request(base)  # less what SageMaker adds to a described job
     config = {
         **sent,
-        "hyperparameter_names": hyperparameter_names(base),
-        "hyperparameters": Hyperparameters.of_request(base).record(),  # what a later run's warm start compares
+        "hyperparameter_names": sorted(hyperparameters.names),
+        "hyperparameters": hyperparameters.record(),  # what a later run's warm start compares
         "objective_metric": OBJECTIVE_METRIC,
         "warm_start": plan.summary(),
     }
@@ -726,22 +728,13 @@ def _as_made(request: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     definition, config = job.get("TrainingJobDefinition") or {}, job.get("HyperParameterTuningJobConfig") or {}
     made_definition, made_config = dict(request["TrainingJobDefinition"]), dict(request["HyperParameterTuningJobConfig"])
     if "StaticHyperParameters" in definition:
-        made_definition["StaticHyperParameters"] = {name: value for name, value in definition[
-            "StaticHyperParameters"].items() if name not in SAGEMAKER_RESERVED}  # added by SageMaker, never sent
+        made_definition["StaticHyperParameters"] = definition["StaticHyperParameters"]
     image = (definition.get("AlgorithmSpecification") or {}).get("TrainingImage")
     if image:
         made_definition["AlgorithmSpecification"] = {**made_definition["AlgorithmSpecification"], "TrainingImage": image}
     if "ParameterRanges" in config:
         made_config["ParameterRanges"] = config["ParameterRanges"]
     return {**request, "TrainingJobDefinition": made_definition, "HyperParameterTuningJobConfig": made_config}
-
-
-def _static_of(request: dict[str, Any]) -> dict[str, str]:
-    return request["TrainingJobDefinition"].get("StaticHyperParameters") or {}
-
-
-def _training_image(request: dict[str, Any]) -> str | None:
-    return request["TrainingJobDefinition"]["AlgorithmSpecification"].get("TrainingImage")
 
 
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:

@@ -62,7 +62,7 @@ class Hyperparameters:
             tuned = {str(name): (str(kind), int(count)) for name, (kind, count) in record["tuned"].items()}
         except (TypeError, ValueError):
             return None
-        return cls({str(k): str(v) for k, v in record["static"].items() if k not in SAGEMAKER_RESERVED}, tuned)
+        return cls({str(k): str(v) for k, v in record["static"].items()}, tuned)
 
 
 def refusal(parent: Hyperparameters, child: Hyperparameters) -> str | None:

@@ -23,7 +23,6 @@ from reviewtune.core import names, trial_records
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.warm_start import (
     IDENTICAL_DATA_AND_ALGORITHM,
-    SAGEMAKER_RESERVED,
     TRANSFER_LEARNING,
     Hyperparameters,
     PreviousRun,
@@ -97,14 +96,6 @@ def unplanned(bucket: str, run_id: str, why: str) -> WarmStartPlan:
     return WarmStartPlan((), None, own_channels(bucket, run_id), f"not planned: {why}")
 
 
-def hyperparameter_names(request: dict[str, Any]) -> list[str]:
-    """Static plus tunable hyperparameter names of a CreateHyperParameterTuningJob request."""
-    found = set(request["TrainingJobDefinition"].get("StaticHyperParameters") or {})
-    for ranges in request["HyperParameterTuningJobConfig"].get("ParameterRanges", {}).values():
-        found.update(r["Name"] for r in ranges)
-    return sorted(found)
-
-
 def channels_of(run: dict[str, Any], bucket: str) -> dict[str, str]:
     """The S3 URIs a run's tuning job read (its own split folders unless it reused a parent's)."""
     used = ((run.get("config") or {}).get("warm_start") or {}).get("channels")
@@ -117,8 +108,7 @@ def _previous(run: dict[str, Any]) -> PreviousRun | None:
     if not config.get("hyperparameter_names") or not config.get("objective_metric") or not isinstance(trials, list):
         return None  # a run recorded before these were kept
     hyperparameters = Hyperparameters.from_record(config.get("hyperparameters"))
-    names = frozenset(config["hyperparameter_names"]) - SAGEMAKER_RESERVED
-    return PreviousRun(run["run_id"], hyperparameters or names,
+    return PreviousRun(run["run_id"], hyperparameters or frozenset(config["hyperparameter_names"]),
                        config["objective_metric"], trial_records.total(run["tuning"]))
 
 
