@@ -56,7 +56,7 @@ def _get(target: Target, run_id: str) -> dict[str, Any]:
     if is_champion_key(run_id):  # the champion pointer shares the runs table but is no run
         dataset = run_id.removeprefix(CHAMPION_KEY_PREFIX)
         raise SystemExit(f"error: {run_id!r} is the champion pointer of dataset {dataset!r}, not a run: "
-                         f"`reviewtune champion --dataset {safe(dataset)}` shows it")
+                         f"`reviewtune champion --dataset {shlex.quote(safe(dataset))}` shows it")
     item = target.runs().get(run_id)
     if item is None:
         item = target.runs().get(_full_id(target, run_id))

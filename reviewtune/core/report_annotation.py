@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, names, report_decision
+from reviewtune.core import aws_errors, names, page, report_decision
 from reviewtune.core.runs import RunsRepository, RunStatus
 
 logger = Logger(child=True)
@@ -40,7 +40,10 @@ def annotate(runs: RunsRepository, s3: Any, run_id: str) -> bool:
         if not uri or not isinstance(champion, dict):
             return False
         registry = item.get("registry")
-        place = report_decision.decided(champion, registry if isinstance(registry, dict) else None, item.get("dataset"))
+        # as page.document shows the rest of the page: a bidirectional control of a value (the dataset, a reason)
+        # shown as its escape, so that no file name in the decision reads as another
+        place = page.shown_controls(
+            report_decision.decided(champion, registry if isinstance(registry, dict) else None, item.get("dataset")))
         return _annotate(s3, uri, place)
     except Exception as exc:  # noqa: BLE001  (best effort: an SSL error mid-read is no botocore error)
         logger.warning("the report does not tell the champion decision; the run item and its message do",
@@ -65,13 +68,13 @@ def _annotate(s3: Any, uri: str, place: str) -> bool:
         logger.warning("the report is too large to tell the champion decision in",
                        extra={"report_uri": uri, "bytes": size, "max_bytes": MAX_REPORT_BYTES})
         return False
-    page = raw.decode("utf-8")
-    filled = report_decision.fill(page, place)
+    text = raw.decode("utf-8")
+    filled = report_decision.fill(text, place)
     if filled is None:
         logger.info("the report has no place for the champion decision (made by an older evaluation job)",
                     extra={"report_uri": uri})
         return False
-    if filled == page:
+    if filled == text:
         return False  # told already (an earlier attempt)
     # written as the HTML page it is, whatever type the job's upload gave it, so that a browser shows it
     s3.put_object(Bucket=bucket, Key=key, Body=filled.encode("utf-8"), ContentType=TEXT_HTML)

@@ -495,6 +495,11 @@ def test_show_of_the_champion_pointer_points_to_the_champion_command(deployed):
         main(["runs", "show", "champion#team-a/r.tsv", "--stack", STACK])
 
 
+def test_the_champion_command_suggested_for_a_pointer_is_quoted_for_the_shell(deployed):
+    with pytest.raises(SystemExit, match=r"`reviewtune champion --dataset 'team a/\$\(x\)\.tsv'` shows it"):
+        main(["runs", "show", "champion#team a/$(x).tsv", "--stack", STACK])
+
+
 def test_show_says_which_messages_went_out_and_which_are_still_to_send(deployed, capsys):
     runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
     put_run(deployed, "reviewtune-q1", "team-q/r.tsv", "CLAIMED", 1)

@@ -84,6 +84,24 @@ def test_the_first_run_s_report_tells_it_became_champion_before_the_message_goes
     assert item["results"]["report_uri"] in message["Message"]
 
 
+def test_a_bidirectional_control_in_the_dataset_is_shown_as_its_escape_in_the_told_decision(pipeline, stack):
+    # the page as the evaluation job writes it shows such a control as an escape (page.document); the decision
+    # put in afterwards does too, so that its `--dataset` line does not read as another file's name
+    rlo = "\u202e"
+    result = pipeline.start_tuning(pipeline.drop_event(f"incoming/team/{rlo}vst.a.tsv"))
+    run_id = result["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))
+    assert rlo not in page(stack, run_id)[0]
+
+    assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+
+    text, _ = page(stack, run_id)
+    assert rlo not in text
+    assert "reviewtune champion --dataset 'team/\\u202evst.a.tsv'" in html.unescape(text)
+
+
 def test_a_kept_champion_is_told_with_its_comparison_and_telling_it_again_writes_nothing(pipeline, stack):
     first = start(pipeline)
     pipeline.succeed(first)

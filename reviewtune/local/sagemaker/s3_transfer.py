@@ -31,7 +31,8 @@ def _relative_key(key: str, prefix: str) -> str:
 def download_prefix(s3: Any, uri: str, destination: Path) -> list[Path]:
     """Download every object whose key starts with the URI's key (S3Prefix semantics) into ``destination``.
 
-    Returns the files written; raises FileNotFoundError when nothing matches.
+    Returns the files written; raises FileNotFoundError when nothing matches, ValueError for a key that would be
+    written outside ``destination``.
     """
     bucket, prefix = parse_s3_uri(uri)
     destination.mkdir(parents=True, exist_ok=True)
@@ -42,7 +43,11 @@ def download_prefix(s3: Any, uri: str, destination: Path) -> list[Path]:
             relative = _relative_key(key, prefix)
             if not relative or key.endswith("/"):
                 continue
-            target = destination.joinpath(*PurePosixPath(relative).parts)
+            parts = PurePosixPath(relative).parts
+            if relative.startswith("/") or ".." in parts:
+                # S3 keys are names, not paths: such a one would be written outside the job's folder
+                raise ValueError(f"the key {key!r} names no file under the input's folder ('..' or a leading '/')")
+            target = destination.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(target))
             written.append(target)
