@@ -218,11 +218,21 @@ def decide(
     same_rows = f" on the same {display.count(test_rows)} test reviews" if test_rows else " on the same test reviews"
     comparison = (f"challenger {display.percent(challenger_accuracy)} vs champion {display.percent(champion_accuracy)}"
                   f"{same_rows}")
-    difference = display.points(challenger_accuracy - champion_accuracy)
     # Rounded to 1e-9 so that 75.5 % vs 75.0 % with a 0.5 margin counts as reaching it despite float error.
-    if round(gain, 9) >= margin_points and gain > 0:
-        return Decision(True, f"new champion: {comparison} ({difference}, margin {margin_points:g} points)")
-    return Decision(False, f"champion kept: {comparison} ({difference}, margin {margin_points:g} points)")
+    promote = round(gain, 9) >= margin_points and gain > 0
+    difference = _difference_shown(gain, margin_points, promote)
+    verdict = "new champion" if promote else "champion kept"
+    return Decision(promote, f"{verdict}: {comparison} ({difference}, margin {margin_points:g} points)")
+
+
+def _difference_shown(gain: float, margin_points: float, promote: bool) -> str:
+    """The gain in points with two decimals, or as many more as it takes for the figure to fall on the side of the
+    margin that decided: a gain of 0.4975 points under a 0.5 margin reads ``+0.498 points``, not ``+0.50``."""
+    for decimals in range(2, 10):
+        shown = round(gain, decimals)
+        if (round(shown, 9) >= margin_points and shown > 0) is promote:
+            break
+    return f"{shown:+.{decimals}f} points"
 
 
 def get_champion(table: Any, dataset: str) -> Champion | None:

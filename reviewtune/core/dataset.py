@@ -271,7 +271,8 @@ def split_stream(
         source = "stratified"
     del kept, reviews
     leakage = remove_leakage(splits)
-    removed = f" once reviews also in train are removed ({leakage:,} were)" if leakage else ""
+    removed = (f" once reviews also in train (test: or validation) are removed ({leakage:,} were)"
+               if leakage else "")
     # split here, the fractions may leave train nothing of a small class (VALIDATION_FRACTION + TEST_FRACTION near 1)
     fractions = ("" if info.has_split_column else
                  f" (VALIDATION_FRACTION {validation_fraction:g} and TEST_FRACTION {test_fraction:g} of each class "
@@ -299,14 +300,16 @@ def split_stream(
 
 
 def remove_leakage(splits: dict[str, list[Review]]) -> int:
-    """Remove from validation and test every review also in train (the same review: the same digest)."""
-    in_train = {r.digest for r in splits["train"]}
+    """Remove from validation every review also in train, and from test every review also in train or validation
+    (the same review: the same digest): the test reviews are ones no choice was made on, the tuner's included."""
+    seen = {r.digest for r in splits["train"]}
     removed = 0
     for name in ("validation", "test"):
         rows = splits[name]
-        kept = [r for r in rows if r.digest not in in_train]
+        kept = [r for r in rows if r.digest not in seen]
         removed += len(rows) - len(kept)
         splits[name] = kept
+        seen.update(r.digest for r in kept)
     return removed
 
 

@@ -110,8 +110,8 @@ def test_quoted_newlines_delimiters_and_quotes_are_kept_in_the_review(stack, sta
 def test_reviews_also_in_train_are_removed_from_validation_and_test(stack, start_tuning, lambda_context):
     # The file's own split puts some training reviews in validation and test again, in other letter case and spacing.
     rows = [f"{label}\treview {i} of class {label}\ttrain\n" for label in (-1, 0, 1) for i in range(40)]
-    held = [f"{label}\theld-out review {i} of class {label}\t{split}\n" for label in (-1, 0, 1) for i in range(5)
-            for split in ("validation", "test")]
+    held = [f"{label}\theld-out {split} review {i} of class {label}\t{split}\n" for label in (-1, 0, 1)
+            for i in range(5) for split in ("validation", "test")]
     twins = [f"{label}\tREVIEW  {i} of CLASS {label}\t{split}\n" for label in (-1, 0, 1) for i in range(0, 8, 2)
              for split in ("validation", "test")]
     data = b"sentiment\treview_body\tsplit\n" + "".join(rows + held + twins).encode()

@@ -40,6 +40,22 @@ def test_kept_champion_says_by_how_much_the_challenger_fell_short():
     )
 
 
+@pytest.mark.parametrize(
+    ("challenger", "champion", "rows", "shown"),
+    [
+        (150, 149, 201, "+0.498 points"),  # 0.4975: two decimals would read +0.50, the margin, for a champion kept
+        (151, 150, 199, "+0.50 points"),  # 0.5025: a new champion, and two decimals say so
+        (3, 2, 200, "+0.50 points"),
+        (100, 101, 201, "-0.50 points"),
+    ],
+)
+def test_the_difference_shown_never_reads_as_the_other_side_of_the_margin(challenger, champion, rows, shown):
+    decision = decide(challenger / rows, champion / rows, 0.5, test_rows=rows)
+
+    assert f"({shown}, margin 0.5 points)" in decision.reason
+    assert decision.reason.startswith("new champion" if decision.promote else "champion kept")
+
+
 def test_first_model_of_a_dataset_becomes_champion():
     decision = decide(0.69, None, test_rows=354)
 

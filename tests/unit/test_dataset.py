@@ -231,6 +231,17 @@ def test_a_review_in_another_unicode_form_is_the_same_review():
     assert {r.text for r in result.splits["test"]} == {f"held out test {label}" for label in (-1, 0, 1)}
 
 
+def test_a_test_review_also_in_validation_is_removed_from_test():
+    # a split column can put one review in validation and test: the tuner chose on it, so it tells nothing new
+    rows = [(label, text, "train") for label, text in balanced_rows(12)]
+    rows += [(label, f"held out {split} {label}", split) for split in ("validation", "test") for label in (-1, 0, 1)]
+    rows += [(1, "Seen while tuning, fits well", "validation"), (1, "seen while  TUNING, fits well", "test")]
+    result = split_reviews(make_file(rows, header=("sentiment", "review_body", "split")), "a.tsv")
+    assert result.leakage_removed == 1
+    assert "Seen while tuning, fits well" in {r.text for r in result.splits["validation"]}
+    assert {r.text for r in result.splits["test"]} == {f"held out test {label}" for label in (-1, 0, 1)}
+
+
 @pytest.mark.parametrize(
     ("directive", "delimiter", "name"),
     [("sep=,", ",", "a.csv"), ("\ufeffSEP=\t", "\t", "a.tsv"), ("sep=\t", "\t", "a.csv"), ('"sep=,"', ",", "a.csv"),
