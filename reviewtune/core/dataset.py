@@ -271,7 +271,7 @@ def split_stream(
         source = "stratified"
     del kept, reviews
     leakage = remove_leakage(splits)
-    removed = (f" once reviews also in train (test: or validation) are removed ({leakage:,} were)"
+    removed = (f" once reviews also in train, and test reviews also in validation, are removed ({leakage:,} were)"
                if leakage else "")
     # split here, the fractions may leave train nothing of a small class (VALIDATION_FRACTION + TEST_FRACTION near 1)
     fractions = ("" if info.has_split_column else

@@ -309,9 +309,12 @@ def best_trial_name(description: dict[str, Any], trials: list[dict[str, Any]]) -
     return pick(candidates, key=lambda t: t["objective"])["name"]
 
 
-def choose_best(description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any) -> dict[str, Any] | None:
+def choose_best(
+    description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any, s3: Any, patient: bool = False
+) -> dict[str, Any] | None:
     """The best trial that left a model (a trial stopped before it saved one has none, even with an objective:
-    the next best is taken); None when no eligible trial has one."""
+    the next best is taken); None when no eligible trial has one. SageMaker names the artifact's location for every
+    training job, saved or not: the object itself is looked for (``_unreadable``; ``patient``: a denial raises)."""
     left_out: set[str] = set()
     while True:
         name = best_trial_name(
@@ -321,9 +324,11 @@ def choose_best(description: dict[str, Any], trials: list[dict[str, Any]], sagem
         if name is None:
             return None
         best = _best(name, description, trials, sagemaker)
-        if best is not None:
+        missing = "its description names no model artifact" if best is None else _unreadable(s3, best["model_uri"], patient)
+        if missing is None:
             return best
-        logger.warning("the best trial left no model; taking the next", extra={"training_job_name": name})
+        logger.warning("the best trial left no model; taking the next",
+                       extra={"training_job_name": name, "reason": missing})
         left_out.add(name)
 
 
@@ -341,7 +346,7 @@ def _best(
     training = sagemaker.describe_training_job(TrainingJobName=name)
     model_uri = (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not model_uri:
-        return None  # stopped before it saved anything: no model to evaluate
+        return None  # an answer without the location SageMaker always gives: no model to evaluate
     final = {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])}
     objective = trial.get("objective")
     return {
@@ -428,7 +433,8 @@ def start_evaluation(
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
     if best_trial_name(description, trials) is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
-    best = choose_best(description, trials, clients.sagemaker)
+    best = choose_best(description, trials, clients.sagemaker, clients.s3,
+                       patient=denial_may_pass(run, tuning["ended_at"]))
     if best is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job that reported its objective left a model "
                           "(each was stopped before it saved one)")

@@ -81,7 +81,7 @@ def _cleaning(item: Any) -> list[str]:
             ("duplicates_removed", "duplicates removed"),
             ("conflicting_removed", "labelled two ways left out"),
             ("dropped_by_balancing", "dropped by balancing"),
-            ("leakage_removed", "removed from validation/test as also in train (test: or validation)"),
+            ("leakage_removed", "removed from validation/test as also in train (or test ones in validation)"),
         )
         if key in summary
     ]

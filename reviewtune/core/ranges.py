@@ -7,6 +7,10 @@ from typing import Any
 from reviewtune.core.errors import RangesError
 
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+# SageMaker's limits on a tuning job's hyperparameters (automatic-model-tuning-define-ranges: "up to 30" ranges in
+# all; "up to 100" hyperparameters, static and tuned, SageMaker's own _tuning_objective_metric among them)
+MAX_RANGES = 30
+MAX_HYPERPARAMETERS = 100
 
 
 def _number(name: str, key: str, value: Any) -> float:

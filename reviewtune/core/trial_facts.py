@@ -43,9 +43,10 @@ def latest_epoch(description: dict[str, Any]) -> tuple[int, float | None]:
 
 def early_stopped(training_status: str, tuning_status: str, secondary_status: str | None = None) -> bool:
     """A trial stopped while its tuning job was not stopped was stopped early by the tuner, unless its own time
-    limit stopped it (SecondaryStatus MaxRuntimeExceeded: MaxRuntimeInSeconds, a hung trial)."""
+    limit stopped it (SecondaryStatus MaxRuntimeExceeded: MaxRuntimeInSeconds, a hung trial; MaxWaitTimeExceeded:
+    a spot trial's MaxWaitTimeInSeconds)."""
     return (training_status == "Stopped" and tuning_status not in ("Stopping", "Stopped")
-            and secondary_status != "MaxRuntimeExceeded")
+            and secondary_status not in ("MaxRuntimeExceeded", "MaxWaitTimeExceeded"))
 
 
 def trial_extras(description: dict[str, Any]) -> dict[str, Any]:

@@ -35,11 +35,17 @@ from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.formats import MAX_FILE_BYTES
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
 from reviewtune.core.outbox import send_pending
-from reviewtune.core.ranges import format_value, parameter_ranges, range_names
+from reviewtune.core.ranges import (
+    MAX_HYPERPARAMETERS,
+    MAX_RANGES,
+    format_value,
+    parameter_ranges,
+    range_names,
+)
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_iso, unsent
 from reviewtune.core.train_hashes import write_train_hashes
-from reviewtune.core.warm_start import Hyperparameters
+from reviewtune.core.warm_start import SAGEMAKER_RESERVED, Hyperparameters
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
 from reviewtune.core.warm_start_plan import plan_warm_start
 from reviewtune.core.warm_start_plan import unplanned as unplanned_warm_start
@@ -80,8 +86,34 @@ class DroppedObject:
         return names.object_identity(self.bucket, self.key, self.version_id, self.etag)
 
 
+SAGEMAKER_STATIC_NAMES = ("sagemaker_program", "sagemaker_submit_directory")
+
+
+def hyperparameter_count_problem(settings: Settings) -> str | None:
+    """Why SageMaker would refuse every tuning job of these settings for the number of its hyperparameters (None:
+    it would not)."""
+    tuned = range_names(parameter_ranges(settings.hyperparameter_ranges))
+    if len(tuned) > MAX_RANGES:
+        return f"HYPERPARAMETER_RANGES names {len(tuned)} hyperparameters; SageMaker tunes at most {MAX_RANGES}"
+    static = set(_static_values(settings, tuned)) | set(SAGEMAKER_STATIC_NAMES)
+    total = len(static) + len(tuned) + len(SAGEMAKER_RESERVED)
+    if total > MAX_HYPERPARAMETERS:
+        return (f"a tuning job would have {total} hyperparameters ({len(static)} static, including reviewtune's own "
+                f"and STATIC_HYPERPARAMETERS, {len(tuned)} tuned, and SageMaker's {len(SAGEMAKER_RESERVED)}"
+                f"); SageMaker allows at most {MAX_HYPERPARAMETERS}")
+    return None
+
+
 def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]) -> dict[str, str]:
     """Hyperparameters every trial gets; anything in the ranges is left to the tuner."""
+    static = _static_values(settings, tuned)
+    static["sagemaker_program"] = TRAINING_PROGRAM
+    static["sagemaker_submit_directory"] = code.archive_uri
+    return static
+
+
+def _static_values(settings: Settings, tuned: set[str]) -> dict[str, str]:
+    """The static hyperparameters but SageMaker's (the code's location), as their values are sent."""
     static: dict[str, Any] = {
         "model_name_or_path": settings.model_name,
         "freeze_bert_layer": False,
@@ -99,14 +131,11 @@ def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]
         "run_validation": True,
     }
     static.update(settings.static_hyperparameters)
-    static = {
+    return {
         k: (json.dumps(v) if isinstance(v, dict | list) else format_value(v))
         for k, v in static.items()
         if k not in tuned
     }
-    static["sagemaker_program"] = TRAINING_PROGRAM
-    static["sagemaker_submit_directory"] = code.archive_uri
-    return static
 
 
 def completion_criteria(settings: Settings) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from reviewtune.console import views
 from reviewtune.core import dead_letters, outbox, queue_wait, reconciler, slots, states, stop_requests, tuning
@@ -523,7 +524,8 @@ def test_without_best_job_from_sagemaker_the_best_eligible_trial_is_chosen(pipel
 
 def test_a_best_trial_stopped_before_it_saved_a_model_gives_way_to_the_next_best(pipeline):
     """SageMaker may name as best a trial stopped (the tuning job halted at its target) before it saved: it has
-    an objective but no artifacts. The next best trial with a model is evaluated; with none, the run fails once."""
+    an objective, and its description names the artifact's location as every one does, but no object is there. The
+    next best trial with a model is evaluated; with none, the run fails once."""
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.sagemaker.finish_tuning(
         run_id,
@@ -543,6 +545,19 @@ def test_a_best_trial_stopped_before_it_saved_a_model_gives_way_to_the_next_best
     )
     pipeline.tuning_ended(other)
     assert_ended(pipeline, other, "FAILED", "no training job that reported its objective left a model")
+
+
+def test_s3_throttling_the_look_for_the_best_trial_s_model_is_tried_again_not_taken_for_no_model(pipeline):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    best = pipeline.sagemaker.tuning[run_id]["best"]
+    throttled = Failing(pipeline.clients.s3, "head_object", "SlowDown", failures=1, when=lambda kw: best in kw["Key"])
+    pipeline.use("s3", throttled)
+    with pytest.raises(ClientError, match="SlowDown"):
+        pipeline.tuning_ended(run_id)
+    assert pipeline.run(run_id)["status"] == "TUNING" and throttled.failed == 1
+
+    assert pipeline.tuning_ended(run_id)["best_training_job"] == best  # the event delivered again
 
 
 def _expire_idempotency_records(stack) -> None:

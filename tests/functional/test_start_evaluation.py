@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import boto3
 import pytest
 
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.test_start_tuning import SageMakerRecorder
-from tests.support.aws import load_event, load_handler
+from tests.support.aws import REGION, load_event, load_handler
 
 RUN_ID = "reviewtune-3f2a9c1d7e5b"
 T0 = datetime(2026, 11, 27, 12, 0, 0)
@@ -93,6 +94,8 @@ def tuning_run(stack):
 
 def test_completed_tuning_records_trials_and_evaluates_the_best_model(stack, tuning_run, lambda_context):
     good, bad = trial(1, "Completed", 73.5, "3e-05"), trial(2, "Failed", None, "1e-05")
+    model = describe_training(good, stack.bucket)["ModelArtifacts"]["S3ModelArtifacts"]
+    boto3.client("s3", region_name=REGION).put_object(Bucket=stack.bucket, Key=model.split("/", 3)[3], Body=b"model")
     with SageMakerRecorder(tuning_run) as sm:
         sm.stubber.add_response("describe_hyper_parameter_tuning_job", describe_tuning("Completed", good))
         sm.stubber.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": [good, bad]})

@@ -113,7 +113,11 @@ def test_a_failing_script_fails_its_trials_and_then_the_tuning_job(world):
     assert job["FailureReason"].startswith("AlgorithmError: ")
     assert "synthetic failure after training" in job["FailureReason"]
     assert job["FailureReason"].endswith(", exit code: 1")
-    assert "ModelArtifacts" not in job
+    # the artifact's location is named, as SageMaker names it for every job, and nothing is there
+    location = job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert location.endswith(f"/{trials[0]['TrainingJobName']}/output/model.tar.gz")
+    bucket, key = location.removeprefix("s3://").split("/", 1)
+    assert world.s3.list_objects_v2(Bucket=bucket, Prefix=key)["KeyCount"] == 0
 
 
 def test_training_job_past_its_max_runtime_is_stopped(world):

@@ -213,6 +213,19 @@ def test_search_space_rejects_invalid_ranges(ranges):
         search_space(ranges)
 
 
+def test_search_space_holds_sagemaker_s_limits_on_ranges_and_hyperparameters():
+    def categorical(count: int) -> dict:
+        return {"CategoricalParameterRanges": [{"Name": f"h{i}", "Values": ["1", "2"]} for i in range(count)]}
+
+    assert len(search_space(categorical(30))) == 30
+    with pytest.raises(ValidationError, match="define 31 hyperparameter ranges; at most 30"):
+        search_space(categorical(31))
+    static = {f"s{i}": "1" for i in range(97)}
+    assert len(search_space(categorical(2), static)) == 2  # 97 + 2 + _tuning_objective_metric: 100
+    with pytest.raises(ValidationError, match="has 101 hyperparameters .*_tuning_objective_metric.*at most 100"):
+        search_space(categorical(3), static)
+
+
 def _finished_trial(study: optuna.Study, values: list[float]) -> None:
     trial = study.ask()
     for epoch, value in enumerate(values, start=1):

@@ -351,8 +351,8 @@ CATALOGUE: tuple[BadInput, ...] = (
     BadInput(
         "split column whose validation reviews are all in train", "leak.tsv",
         lambda: b"sentiment\treview_body\tsplit\n" + _split_rows() + b"1\tr1_8\ttrain\n",  # r1_8: the validation one
-        "not enough reviews per class in the validation split once reviews also in train are removed (1 were): "
-        "positive (1) has 0",
+        "not enough reviews per class in the validation split once reviews also in train, and test reviews also in "
+        "validation, are removed (1 were): positive (1) has 0",
     ),
     BadInput(
         "split column with only train and test", "twosplits.csv",

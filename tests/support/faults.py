@@ -185,7 +185,7 @@ class FakeSageMaker:
         job["best"] = best
         s3 = boto3.client("s3", region_name=REGION)
         for trial in job["trials"]:  # what a training job leaves behind (an evaluation may read it later)
-            if trial["status"] in ("Completed", "Stopped"):
+            if trial["status"] in ("Completed", "Stopped") and not trial.get("no_model"):
                 bucket, key = self.model_uri(name, trial["name"])[5:].split("/", 1)
                 s3.put_object(Bucket=bucket, Key=key, Body=b"model of " + trial["name"].encode())
 
@@ -258,8 +258,9 @@ class FakeSageMaker:
             "TrainingJobName": TrainingJobName,
             "TrainingJobStatus": trial["status"],
             "HyperParameters": {"learning_rate": "3e-05", "epochs": "3", "sagemaker_program": "train.py"},
-            # a trial marked "no_model" stopped before it saved one: SageMaker then names no artifacts
-            **({} if trial.get("no_model") else {"ModelArtifacts": {"S3ModelArtifacts": self.model_uri(job_name, TrainingJobName)}}),
+            # the location configured for the artifacts, always (a required member of the answer), even for a
+            # trial marked "no_model", stopped before it saved one: then no object is there
+            "ModelArtifacts": {"S3ModelArtifacts": self.model_uri(job_name, TrainingJobName)},
             "TrainingTimeInSeconds": 600,
             "BillableTimeInSeconds": 600,
             "FinalMetricDataList": [],

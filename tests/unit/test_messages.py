@@ -98,7 +98,7 @@ def test_success_message_shows_the_numbers_and_the_cleaning():
     subject, body = messages.succeeded(item, evaluation, "runs")
     assert subject == "reviewtune: team/a.tsv: test accuracy 74.12 %"
     assert "train 270 / validation 14 / test 13" in body
-    assert "duplicates removed 4" in body and "removed from validation/test as also in train (test: or validation) 3" in body
+    assert "duplicates removed 4" in body and "removed from validation/test as also in train (or test ones in validation) 3" in body
     assert "Test accuracy:       74.12 % (95 % CI 69.03-78.63 %)" in body
     assert "Macro F1:            0.730" in body and "positive (1)" in body and "Validation accuracy: 71.50 %" in body
 

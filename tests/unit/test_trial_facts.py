@@ -11,6 +11,7 @@ from reviewtune.core.trial_facts import early_stopped
     ("Stopped", "InProgress", "Stopped", True),  # the tuner stopped it while the search went on
     ("Stopped", "Completed", None, True),
     ("Stopped", "InProgress", "MaxRuntimeExceeded", False),  # its MaxRuntimeInSeconds: a hung trial, no early stop
+    ("Stopped", "InProgress", "MaxWaitTimeExceeded", False),  # a spot trial past its MaxWaitTimeInSeconds
     ("Stopped", "Stopped", "Stopped", False),  # the whole tuning job was stopped
     ("Completed", "Completed", "Completed", False),
 ])

@@ -14,6 +14,9 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from reviewtune.core.ranges import MAX_HYPERPARAMETERS, MAX_RANGES
+from reviewtune.core.warm_start import SAGEMAKER_RESERVED
+
 from .errors import ValidationError
 
 CONTINUOUS = "Continuous"
@@ -139,6 +142,13 @@ def search_space(
             space[dimension.name] = dimension
     if not space:
         raise ValidationError("ParameterRanges must define at least one hyperparameter range to tune.")
+    if len(space) > MAX_RANGES:
+        raise ValidationError(f"ParameterRanges define {len(space)} hyperparameter ranges; at most {MAX_RANGES} are "
+                              "allowed in all.")
+    total = len(set(static or {}) | set(space) | SAGEMAKER_RESERVED)
+    if total > MAX_HYPERPARAMETERS:
+        raise ValidationError(f"The tuning job has {total} hyperparameters (static, tunable and "
+                              f"{', '.join(sorted(SAGEMAKER_RESERVED))}); at most {MAX_HYPERPARAMETERS} are allowed.")
     return space
 
 

@@ -138,7 +138,6 @@ class TrainingJob(BackgroundJob):
         self.training_start_time: float | None = None
         self.training_end_time: float | None = None
         self.failure_reason: str | None = None
-        self.model_artifacts: str | None = None
         self.transitions: list[dict[str, Any]] = []
         self.metrics: list[MetricPoint] = []
         self.epochs = 0
@@ -379,17 +378,20 @@ class TrainingJob(BackgroundJob):
         if objective_value is not None and self.on_epoch is not None:
             self.on_epoch(self, epoch, objective_value)
 
+    @property
+    def model_location(self) -> str:
+        """Where the job's model archive goes, which SageMaker names in every description (ModelArtifacts is a required
+        member), whether the job saved one there or not."""
+        return f"{self.request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{self.name}/output/model.tar.gz"
+
     def _upload_model(self) -> None:
-        output = self.request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-        uri = f"{output}/{self.name}/output/model.tar.gz"
+        uri = self.model_location
         archive = s3_transfer.tar_folder(self.folder / "model", self.folder / "model.tar.gz")
         bucket, key = s3_transfer.parse_s3_uri(uri)
         try:
             self.context.s3.upload_file(str(archive), bucket, key)
         finally:  # S3 holds the archive now (or the job fails): a copy per trial would fill the disk (438 MB for mpnet)
             archive.unlink(missing_ok=True)
-        with self._lock:
-            self.model_artifacts = uri
 
     # ----------------------------------------------------------------- status bookkeeping
 
@@ -474,9 +476,7 @@ class TrainingJob(BackgroundJob):
                 "TrainingJobName": self.name,
                 "TrainingJobArn": self.arn,
                 "TuningJobArn": self.tuning_job_arn,
-                "ModelArtifacts": {"S3ModelArtifacts": self.model_artifacts}
-                if self.model_artifacts
-                else None,
+                "ModelArtifacts": {"S3ModelArtifacts": self.model_location},
                 "TrainingJobStatus": str(self.status),
                 "SecondaryStatus": str(self.secondary_status),
                 "FailureReason": self.failure_reason,
