@@ -16,7 +16,25 @@ ctx = FunctionContext.from_env()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    result = reconcile(ctx.settings, ctx.clients, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    counted: dict[str, int] = {}
+
+    def publish(done: dict) -> None:  # before the restarts, which may end the invocation: flushed at once
+        counted["errors"] = len(done["errors"])
+        add_counts(done)
+        metrics.flush_metrics()
+
+    result = reconcile(ctx.settings, ctx.clients, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
+                       before_restarts=publish)
+    if counted:  # the restarts' own errors
+        metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count,
+                           value=max(0, len(result["errors"]) - counted["errors"]))
+    else:
+        add_counts(result)
+    return result
+
+
+def add_counts(result: dict) -> None:
+    """A pass's counts as metrics (its summary, ``reconciler.Pass.summary``)."""
     metrics.add_metric(name="StuckRuns", unit=MetricUnit.Count, value=result["stuck"])
     metrics.add_metric(name="NoticesSent", unit=MetricUnit.Count, value=result["sent"])
     # messages SNS still refuses a quarter of an hour after their run's transition recorded them
@@ -27,4 +45,3 @@ def handler(event: dict, context) -> dict:
     metrics.add_metric(name="MissedDrops", unit=MetricUnit.Count, value=result["missed_drops"]["claimed"])
     taken = result["dead_letters"]
     metrics.add_metric(name="DeadLettersTakenBack", unit=MetricUnit.Count, value=taken["claimed"] + taken["existing"])
-    return result

@@ -429,7 +429,7 @@ def start_evaluation(
         final = RunStatus.FAILED if status == "Failed" else RunStatus.STOPPED
         return end_tuning(status=final, reason=reason)
     if status != "Completed":
-        # The event said the job ended but the API does not agree yet: let EventBridge retry.
+        # The event said the job ended but the API does not agree yet: Lambda's retries, then the reconciler, look again.
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
     if best_trial_name(description, trials) is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")

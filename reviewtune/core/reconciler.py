@@ -120,10 +120,13 @@ class Pass:
 
 
 def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = None,
-              seconds_left: Callable[[], float] | None = None) -> dict[str, Any]:
+              seconds_left: Callable[[], float] | None = None,
+              before_restarts: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """One pass over every non-final run, then the outbox, the slots and the queue, then stale claims. One run's
     error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining time (None:
-    MAX_RESTARTS_PER_PASS restarts)."""
+    MAX_RESTARTS_PER_PASS restarts). ``before_restarts``: given the pass's summary so far, before the restarts of
+    stale claims, which can end the invocation (the handler publishes the pass's counts there, so that a pass killed
+    in a restart still counts the runs it ended and the drops it claimed)."""
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
     result = Pass()
@@ -220,6 +223,11 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     # restart has tried it (or claims.UNRESTARTED_CLAIM_GRACE_SECONDS past it, restarted or not).
     # Claims restarted least often first: one whose restarts keep dying goes behind the others.
     stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
+    if before_restarts is not None:
+        try:
+            before_restarts(result.summary())
+        except Exception:  # noqa: BLE001 - the counts are the pass's report, never a reason to skip the restarts
+            logger.exception("reporting the pass before its restarts failed")
     for count, run in enumerate(stale):
         # each only while the invocation has the time for it (a restart counted, then killed by the invocation's end,
         # would blame the file for the pass's lack of time); MAX_RESTARTS_PER_PASS when that time is not known

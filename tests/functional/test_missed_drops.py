@@ -346,6 +346,61 @@ def test_the_reconcile_handler_publishes_the_missed_drops_metric(pipeline, capsy
     assert result["missed_drops"]["claimed"] == missed and len(runs_of(pipeline)) == missed
 
 
+class _Killed(BaseException):
+    """Lambda ending the invocation (its Timeout, its memory): no except clause of the pass sees it."""
+
+
+def test_a_pass_killed_in_a_restart_has_published_the_counts_of_what_it_did_before(pipeline, capsys, monkeypatch):
+    # a drop this pass claims (counted once: a later pass finds its run), and a stale claim whose restart kills the
+    # invocation (a file that runs it out of memory)
+    handler = pipeline.handlers["reconcile"]
+    settings = dataclasses.replace(handler.ctx.settings, missed_drop_grace_minutes=0)
+    monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=settings))
+    put(pipeline, "incoming/lost.tsv", good_file())
+    written = put(pipeline, "incoming/big.tsv", good_file(seed=5))
+    obj = tuning.DroppedObject(pipeline.stack.bucket, "incoming/big.tsv", written["VersionId"],
+                               written["ETag"].strip('"'), None)
+    _, claimed = tuning.claim_run(obj, RunsRepository(pipeline.clients.runs_table), pipeline.settings)
+    pipeline.clients.runs_table.update_item(  # its start died two hours ago
+        Key={"run_id": claimed["run_id"]}, UpdateExpression="SET updated_at = :t",
+        ExpressionAttributeValues={":t": now_iso(datetime.now(UTC) - timedelta(hours=2))})
+
+    def killed(*args, **kwargs):
+        raise _Killed("Task timed out")
+
+    monkeypatch.setattr(reconciler, "start_tuning", killed)
+    capsys.readouterr()
+    with pytest.raises(_Killed):
+        pipeline.reconcile()
+
+    assert [run["source"]["key"] for run in runs_of(pipeline)].count("incoming/lost.tsv") == 1
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (emf,) = [m for m in metrics if "MissedDrops" in m]
+    assert emf["MissedDrops"] in ([1.0], 1.0) and "StuckRuns" in emf
+
+
+def test_the_errors_of_a_pass_s_restarts_are_counted_after_its_other_counts(pipeline, capsys, monkeypatch):
+    written = put(pipeline, "incoming/big.tsv", good_file(seed=5))
+    obj = tuning.DroppedObject(pipeline.stack.bucket, "incoming/big.tsv", written["VersionId"],
+                               written["ETag"].strip('"'), None)
+    _, claimed = tuning.claim_run(obj, RunsRepository(pipeline.clients.runs_table), pipeline.settings)
+    pipeline.clients.runs_table.update_item(
+        Key={"run_id": claimed["run_id"]}, UpdateExpression="SET updated_at = :t",
+        ExpressionAttributeValues={":t": now_iso(datetime.now(UTC) - timedelta(hours=2))})
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("S3 is away")
+
+    monkeypatch.setattr(reconciler, "start_tuning", failing)
+    capsys.readouterr()
+    result = pipeline.reconcile()
+
+    assert claimed["run_id"] in result["errors"]
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    counts = [m["ReconcileErrors"] for m in metrics if "ReconcileErrors" in m]
+    assert counts in ([[0.0], [1.0]], [0.0, 1.0])  # before the restarts, then the restarts' own
+
+
 class _Unprocessing:
     """A DynamoDB client whose BatchGetItem hands the last key of each call back unanswered, as UnprocessedKeys (as
     DynamoDB does when throttled or past 16 MB), for its first ``calls`` calls."""
