@@ -25,6 +25,11 @@ RETRYABLE_CODES = frozenset(
         "InternalFailure",
         "InternalServerError",
         "InternalError",
+        # a HeadObject answer has no body, so its code is the HTTP status: throttling (503 SlowDown), server errors
+        "500",
+        "502",
+        "503",
+        "504",
         # SageMaker's answer to a change that met another one (CreateModelPackage, UpdateModelPackage: two runs of a
         # dataset registering at once); the ClientToken makes a repeated CreateModelPackage safe
         "ConflictException",

@@ -248,7 +248,6 @@ class Settings:
 
     def check(self) -> None:
         from reviewtune.core.names import validate_prefix
-        from reviewtune.core.tuning import hyperparameter_count_problem
 
         validate_prefix(self.job_name_prefix)
         if self.max_parallel_jobs > self.max_jobs:
@@ -272,10 +271,6 @@ class Settings:
             )
         if self.strategy == "Hyperband" and self.early_stopping == "Auto":
             raise ConfigError("the Hyperband strategy needs EARLY_STOPPING Off (it stops trials itself)")
-        # the ranges read (a RangesError) and counted as the tuning request is built from them
-        problem = hyperparameter_count_problem(self)
-        if problem:
-            raise ConfigError(problem)
 
 
 def tuning_budget_seconds(settings: Settings) -> int:

@@ -55,7 +55,8 @@ def list_trials(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
     """Every training job of a tuning job, with what it tried, what it reached and what it cost."""
     trials = []
     paginator = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
-    for page in paginator.paginate(HyperParameterTuningJobName=tuning_job_name):
+    # pages of 100 (the most SageMaker gives; 10 unasked): up to MaxJobs 500 trials in 5 calls, not 50
+    for page in paginator.paginate(HyperParameterTuningJobName=tuning_job_name, PaginationConfig={"PageSize": 100}):
         for summary in page["TrainingJobSummaries"]:
             detail = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
             objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {})
@@ -324,12 +325,30 @@ def choose_best(
         if name is None:
             return None
         best = _best(name, description, trials, sagemaker)
-        missing = "its description names no model artifact" if best is None else _unreadable(s3, best["model_uri"], patient)
+        missing = "its description names no model artifact" if best is None else _model_missing(s3, best, patient)
         if missing is None:
             return best
         logger.warning("the best trial left no model; taking the next",
                        extra={"training_job_name": name, "reason": missing})
         left_out.add(name)
+
+
+def _model_missing(s3: Any, best: dict[str, Any], patient: bool) -> str | None:
+    """Why the trial's model is not there to evaluate (None: it is, or cannot be told). Only S3 saying the object is
+    missing, or that it will never give it, counts; throttling and server errors raise (tried again), and so does a
+    denial while ``patient``. A denial after that is no sign of a missing model (the evaluation job reads it with
+    SageMaker's role): the trial is taken, as before the object was looked for."""
+    bucket, key = names.parse_s3_uri(best["model_uri"])
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if aws_errors.missing(exc) or aws_errors.object_unreadable(exc):
+            return f"{best['model_uri']}: {aws_errors.text(exc)}"
+        if aws_errors.is_retryable(exc) or patient:
+            raise
+        logger.warning("the best trial's model could not be looked for; taken", extra={
+            "training_job_name": best["name"], "error": aws_errors.text(exc)})
+    return None
 
 
 def _best(

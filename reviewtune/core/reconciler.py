@@ -59,7 +59,8 @@ from reviewtune.core.tuning import (
 logger = Logger(child=True)
 T = TypeVar("T")
 
-# A claim this old without its data prepared is one whose start_tuning died (start_tuning's Timeout is 300 s).
+# A claim this long untouched without its data prepared is one whose start_tuning died (start_tuning's Timeout is 300
+# s; an attempt that takes a claim over, such as Lambda's retry of the event, touches it first).
 STALE_CLAIM_SECONDS = 900
 START_ERROR_MAX_CHARS = 500
 STALE_CLAIM = "stale claim"

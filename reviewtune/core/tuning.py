@@ -30,7 +30,7 @@ from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
 from reviewtune.core.config import SPOT_WAIT_FACTOR, Settings
 from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
-from reviewtune.core.errors import DatasetError, ObjectGoneError, ObjectUnreadableError
+from reviewtune.core.errors import ConfigError, DatasetError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.formats import MAX_FILE_BYTES
 from reviewtune.core.metrics import OBJECTIVE_METRIC, OBJECTIVE_TYPE, metric_definitions
@@ -86,34 +86,22 @@ class DroppedObject:
         return names.object_identity(self.bucket, self.key, self.version_id, self.etag)
 
 
-SAGEMAKER_STATIC_NAMES = ("sagemaker_program", "sagemaker_submit_directory")
-
-
-def hyperparameter_count_problem(settings: Settings) -> str | None:
-    """Why SageMaker would refuse every tuning job of these settings for the number of its hyperparameters (None:
-    it would not)."""
-    tuned = range_names(parameter_ranges(settings.hyperparameter_ranges))
+def check_hyperparameter_counts(static: dict[str, str], tuned: set[str]) -> None:
+    """A ConfigError where SageMaker would refuse the tuning job for the number of its hyperparameters (SageMaker's
+    own, ``_tuning_objective_metric``, counted): an error botocore does not see, whose refusal every run would get."""
     if len(tuned) > MAX_RANGES:
-        return f"HYPERPARAMETER_RANGES names {len(tuned)} hyperparameters; SageMaker tunes at most {MAX_RANGES}"
-    static = set(_static_values(settings, tuned)) | set(SAGEMAKER_STATIC_NAMES)
+        raise ConfigError(f"HYPERPARAMETER_RANGES names {len(tuned)} hyperparameters; SageMaker tunes at most "
+                          f"{MAX_RANGES}")
     total = len(static) + len(tuned) + len(SAGEMAKER_RESERVED)
     if total > MAX_HYPERPARAMETERS:
-        return (f"a tuning job would have {total} hyperparameters ({len(static)} static, including reviewtune's own "
-                f"and STATIC_HYPERPARAMETERS, {len(tuned)} tuned, and SageMaker's {len(SAGEMAKER_RESERVED)}"
-                f"); SageMaker allows at most {MAX_HYPERPARAMETERS}")
-    return None
+        raise ConfigError(f"a tuning job would have {total} hyperparameters ({len(static)} static, including "
+                          f"reviewtune's own and STATIC_HYPERPARAMETERS, {len(tuned)} tuned, and SageMaker's "
+                          f"{len(SAGEMAKER_RESERVED)}); SageMaker allows at most {MAX_HYPERPARAMETERS}")
 
 
 def static_hyperparameters(settings: Settings, code: CodeBundle, tuned: set[str]) -> dict[str, str]:
-    """Hyperparameters every trial gets; anything in the ranges is left to the tuner."""
-    static = _static_values(settings, tuned)
-    static["sagemaker_program"] = TRAINING_PROGRAM
-    static["sagemaker_submit_directory"] = code.archive_uri
-    return static
-
-
-def _static_values(settings: Settings, tuned: set[str]) -> dict[str, str]:
-    """The static hyperparameters but SageMaker's (the code's location), as their values are sent."""
+    """Hyperparameters every trial gets; anything in the ranges is left to the tuner (``check_hyperparameter_counts``
+    on them and the ranges: a ConfigError)."""
     static: dict[str, Any] = {
         "model_name_or_path": settings.model_name,
         "freeze_bert_layer": False,
@@ -131,11 +119,15 @@ def _static_values(settings: Settings, tuned: set[str]) -> dict[str, str]:
         "run_validation": True,
     }
     static.update(settings.static_hyperparameters)
-    return {
+    static = {
         k: (json.dumps(v) if isinstance(v, dict | list) else format_value(v))
         for k, v in static.items()
         if k not in tuned
     }
+    static["sagemaker_program"] = TRAINING_PROGRAM
+    static["sagemaker_submit_directory"] = code.archive_uri
+    check_hyperparameter_counts(static, tuned)
+    return static
 
 
 def completion_criteria(settings: Settings) -> dict[str, Any]:
@@ -490,6 +482,11 @@ def start_tuning(
             logger.info("duplicate event: the run's next start is not due", extra={"run_id": run_id})
             return {"run_id": run_id, "status": run["status"], "retry_at": run["tuning_start"]["next_attempt_at"]}
         return launch_or_queue(run, settings, clients)
+    # a claim without its data, taken over (Lambda's retry of a start that died, as late as 18 minutes after the
+    # claim; an event after a restart): touched first, so that the reconciler does not take it for dead
+    # (STALE_CLAIM_SECONDS) and restart it while this attempt reads the file
+    if not claimed and runs.update_if(run_id, RunStatus.CLAIMED) is None:
+        return _moved_on(runs, settings, clients, run_id)
 
     try:  # type and size first (nothing read), then one streaming pass; any DatasetError rejects the file
         dataset = read_dropped_file(
@@ -614,6 +611,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
     try:
         code = CodeBundle(**run["code"])
         base = tuning_job_request(settings, run_id, run.get("dataset", run_id), code)
+    except ConfigError as exc:  # settings SageMaker refuses for every job (ranges, their count): no try will succeed
+        return _give_up(runs, settings, clients, run_id, bounded(f"the tuning job's request is not valid: {exc}"),
+                        None)
     except _RECORD_ERRORS as exc:  # no request can be made of this run (an item of another shape): no try will,
         # and a run that holds a slot must not keep it from the runs queued behind it until its deadline
         logger.exception("the tuning job of a run could not be prepared", extra={"run_id": run_id})

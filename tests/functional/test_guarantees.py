@@ -5,6 +5,7 @@ run's final status, its reason, and that exactly one message tells its outcome."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -560,6 +561,50 @@ def test_s3_throttling_the_look_for_the_best_trial_s_model_is_tried_again_not_ta
     assert pipeline.tuning_ended(run_id)["best_training_job"] == best  # the event delivered again
 
 
+def _tuning_ended_two_hours_ago(pipeline: Pipeline, run_id: str) -> None:
+    """The step taken past evaluation.CHAMPION_READ_RETRY_SECONDS after the tuning job ended (the reconciler's, after
+    lost events): a denial of S3 is then no longer waited out."""
+    pipeline.sagemaker.tuning[run_id]["ended_at"] = datetime.now(UTC) - timedelta(hours=2)
+
+
+@pytest.mark.parametrize("waited_out", [False, True])
+def test_s3_failing_the_look_for_the_best_model_with_a_server_error_is_tried_again_not_taken_for_no_model(
+        pipeline, waited_out):
+    # HeadObject has no body: its error code is the HTTP status alone ("503", not "SlowDown")
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    if waited_out:
+        _tuning_ended_two_hours_ago(pipeline, run_id)
+    best = pipeline.sagemaker.tuning[run_id]["best"]
+    failing = Failing(pipeline.clients.s3, "head_object", "503", "Service Unavailable", failures=1,
+                      when=lambda kw: best in kw["Key"])
+    pipeline.use("s3", failing)
+    with pytest.raises(ClientError, match="503"):
+        pipeline.tuning_ended(run_id)
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+    assert pipeline.tuning_ended(run_id)["best_training_job"] == best
+
+
+@pytest.mark.parametrize("waited_out", [False, True])
+def test_a_denied_look_for_the_best_model_is_waited_out_then_the_trial_taken_not_called_unsaved(pipeline, waited_out):
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.finish_tuning_well(run_id)
+    if waited_out:
+        _tuning_ended_two_hours_ago(pipeline, run_id)
+    best = pipeline.sagemaker.tuning[run_id]["best"]
+    pipeline.use("s3", Failing(pipeline.clients.s3, "head_object", "403", "Forbidden", failures=None,
+                               when=lambda kw: "/models/" in kw["Key"]))
+    if not waited_out:  # IAM during a stack update may deny for a moment
+        with pytest.raises(ClientError, match="403"):
+            pipeline.tuning_ended(run_id)
+        assert pipeline.run(run_id)["status"] == "TUNING"
+        return
+    # after that, the evaluation job (SageMaker's role) reads the model as it did before it was looked for
+    assert pipeline.tuning_ended(run_id)["best_training_job"] == best
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+
+
 def _expire_idempotency_records(stack) -> None:
     table = boto3.resource("dynamodb", region_name=REGION).Table(stack.idempotency_table)
     for item in table.scan()["Items"]:
@@ -746,6 +791,26 @@ def test_a_queued_run_no_start_can_make_a_job_of_ends_at_once_and_leaves_its_slo
     assert pipeline.statuses_told(broken) == ["QUEUED", "FAILED"] and broken not in pipeline.sagemaker.tuning
     assert pipeline.run(behind)["status"] == "TUNING"
     assert set(slots.holders(pipeline.clients.runs_table)) == {ids[1], behind}
+
+
+@pytest.mark.parametrize(("ranges", "expected"), [
+    ({f"h{i}": [1, 2] for i in range(31)}, "HYPERPARAMETER_RANGES names 31 hyperparameters; SageMaker tunes at most 30"),
+    ({"learning_rate": {"min": 2, "max": 1}}, "range 'learning_rate': min 2 is greater than max 1"),
+])
+def test_ranges_sagemaker_refuses_for_every_job_end_the_run_at_once_and_leave_the_other_functions_working(
+        pipeline, monkeypatch, ranges, expected):
+    # set by a stack update while a run was being evaluated: that run still ends well, a new one fails with the reason
+    evaluated = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file(1)))["run_id"]
+    handler = pipeline.handlers["start_tuning"]
+    monkeypatch.setattr(handler, "ctx", dataclasses.replace(
+        handler.ctx, settings=dataclasses.replace(handler.ctx.settings, hyperparameter_ranges=ranges)))
+
+    run_id = pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv", good_file(2)))["run_id"]
+
+    assert_ended(pipeline, run_id, "FAILED", f"the tuning job's request is not valid: {expected}")
+    assert pipeline.statuses_told(run_id) == ["FAILED"] and run_id not in pipeline.sagemaker.tuning
+    pipeline.succeed(evaluated)
+    assert pipeline.run(evaluated)["status"] == "SUCCEEDED"
 
 
 def test_a_run_queued_past_its_deadline_behind_runs_at_work_waits_on_and_starts_when_one_ends(pipeline):
@@ -1098,6 +1163,28 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
     assert pipeline.run(run_id)["status"] == "TUNING"
 
 
+def test_lambda_s_retry_of_a_start_that_died_is_not_taken_for_dead_while_it_runs(pipeline):
+    # a start that timed out is retried by Lambda about 6 and 13 minutes after the claim; the last retry may read the
+    # file until 18 minutes after it, past STALE_CLAIM_SECONDS counted from the claim: it touches the claim first
+    event = pipeline.drop_event()
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(event)
+    run_id = _run_id(pipeline)
+    claimed_at = now_iso(datetime.now(UTC) - timedelta(minutes=13))
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET updated_at = :t",
+                                            ExpressionAttributeValues={":t": claimed_at})
+    with pytest.raises(Exception, match="InternalError"):  # Lambda's retry, still reading (here: failing again)
+        pipeline.start_tuning(event)
+    assert pipeline.run(run_id)["updated_at"] > claimed_at
+    pipeline.use("s3", pipeline.clients.s3._wrapped)
+
+    assert pipeline.reconcile(later(5 / 60))["steps"] == {}  # 18 minutes after the claim: the retry's, not stale
+    assert "restarts" not in pipeline.run(run_id)
+    pipeline.reconcile(later(0.5))
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+
 def test_a_pass_restarts_at_most_its_share_of_stale_claims_and_the_next_pass_the_rest(pipeline):
     events = _stale_claims(pipeline, reconciler.MAX_RESTARTS_PER_PASS + 1)
     runs = RunsRepository(pipeline.clients.runs_table)
@@ -1155,9 +1242,9 @@ def test_a_pass_nearly_out_of_time_restarts_no_claim_and_counts_none(pipeline):
 def test_the_reconcile_function_gives_the_pass_its_invocation_s_remaining_time(pipeline, monkeypatch):
     module, given = pipeline.handlers["reconcile"], []
 
-    def recording(settings, clients, now=None, seconds_left=None):
+    def recording(settings, clients, now=None, seconds_left=None, before_restarts=None):
         given.append(seconds_left())
-        return reconciler.reconcile(settings, clients, now, seconds_left)
+        return reconciler.reconcile(settings, clients, now, seconds_left, before_restarts)
 
     monkeypatch.setattr(module, "reconcile", recording)
     pipeline.reconcile()

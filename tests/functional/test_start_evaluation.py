@@ -98,7 +98,8 @@ def test_completed_tuning_records_trials_and_evaluates_the_best_model(stack, tun
     boto3.client("s3", region_name=REGION).put_object(Bucket=stack.bucket, Key=model.split("/", 3)[3], Body=b"model")
     with SageMakerRecorder(tuning_run) as sm:
         sm.stubber.add_response("describe_hyper_parameter_tuning_job", describe_tuning("Completed", good))
-        sm.stubber.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": [good, bad]})
+        sm.stubber.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": [good, bad]},
+                                {"HyperParameterTuningJobName": RUN_ID, "MaxResults": 100})  # SageMaker's most a page
         sm.stubber.add_response("describe_training_job", describe_training(good, stack.bucket))
         sm.stubber.add_response("describe_training_job", describe_training(bad, stack.bucket))
         sm.stubber.add_response("describe_training_job", describe_training(good, stack.bucket))

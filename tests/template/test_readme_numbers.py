@@ -50,7 +50,7 @@ def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
     minutes = _said(r"every reconciler pass \((\d+) min\)").group(1)
     assert parameter_default("ReconcileSchedule") == f"rate({minutes} minutes)"
     stale, reserved, per_pass = _said(
-        r"starts the claim over after (\d+) min, last in its pass \(each while the invocation has (\d+) s left, so a "
+        r"starts a claim untouched for (\d+) min over, last in its pass \(each while the invocation has (\d+) s left, so a "
         r"pass nearly spent restarts none; (\d+) a pass when its time is not known\)"
     ).groups()
     assert (int(stale) * 60, int(per_pass), int(reserved)) == (
@@ -68,8 +68,8 @@ def test_the_reconciler_s_schedule_and_its_restarts_of_claims():
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
 def test_the_retries_of_eventbridge_and_lambda(function_id):
-    said = _said(r"EventBridge: up to (\d+) retries within (\d+) h; Lambda: (\d+) retries")
-    retries, window, lambda_retries = said.groups()
+    lambda_retries = _said(r"Lambda runs it again with the same event \((\d+) retries,").group(1)
+    retries, window = _said(r"EventBridge's own retries, up to (\d+) within (\d+) h, cover only").groups()
     function = properties(function_id)
     [rule] = [event["Properties"] for event in function["Events"].values() if event["Type"] == "EventBridgeRule"]
     assert rule["RetryPolicy"] == {"MaximumRetryAttempts": int(retries), "MaximumEventAgeInSeconds": int(window) * 3600}

@@ -23,3 +23,9 @@ from tests.support.faults import cancelled, client_error
 def test_only_dynamodb_writes_refused_for_their_values_count_as_refused(error, refused):
     assert aws_errors.refused_value(error) is refused
     assert not (refused and aws_errors.transient(error))
+
+
+@pytest.mark.parametrize("status", ["500", "502", "503", "504"])
+def test_a_head_object_server_error_known_by_its_http_status_alone_is_retried(status):
+    # HeadObject's answer has no body: botocore's code is the status ("503", not "SlowDown")
+    assert aws_errors.is_retryable(client_error(status, "Service Unavailable", "HeadObject"))

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from reviewtune.core.config import Settings
@@ -53,13 +51,6 @@ def test_settings_defaults_and_overrides():
         ({"STRATEGY": "Hyperband", "EARLY_STOPPING": "Auto"}, "Hyperband"),
         ({"JOB_NAME_PREFIX": "Bad_Prefix"}, "JOB_NAME_PREFIX"),
         ({"TRAINING_INSTANCE_COUNT": "2"}, "TRAINING_INSTANCE_COUNT must be <= 1"),  # train.py trains on one
-        ({"HYPERPARAMETER_RANGES": '{"lr": {"min": 2, "max": 1}}'}, "range 'lr': min 2 is greater than max 1"),
-        # SageMaker's limits: 30 tuned, 100 in all (reviewtune's own 14 static, 2 tuned and SageMaker's one)
-        ({"HYPERPARAMETER_RANGES": json.dumps({f"h{i}": [1, 2] for i in range(31)})},
-         "HYPERPARAMETER_RANGES names 31 hyperparameters; SageMaker tunes at most 30"),
-        ({"STATIC_HYPERPARAMETERS": json.dumps({f"s{i}": 1 for i in range(84)})},
-         r"a tuning job would have 101 hyperparameters \(98 static.*2 tuned, and SageMaker's 1\); SageMaker allows at "
-         "most 100"),
     ],
 )
 def test_bad_configuration_is_explained(extra, message):
@@ -67,9 +58,15 @@ def test_bad_configuration_is_explained(extra, message):
         Settings.from_env({**BASE_ENV, **extra})
 
 
+def test_sagemaker_s_limits_on_the_number_of_hyperparameters():
+    from reviewtune.core.tuning import check_hyperparameter_counts
 
-def test_settings_at_sagemaker_s_hyperparameter_limits_are_taken():
-    thirty = Settings.from_env({**BASE_ENV, "HYPERPARAMETER_RANGES": json.dumps({f"h{i}": [1, 2] for i in range(30)})})
-    assert len(thirty.hyperparameter_ranges) == 30
-    hundred = Settings.from_env({**BASE_ENV, "STATIC_HYPERPARAMETERS": json.dumps({f"s{i}": 1 for i in range(83)})})
-    assert len(hundred.static_hyperparameters) == 83
+    static = {f"s{i}": "1" for i in range(97)}
+    check_hyperparameter_counts(static, {"a", "b"})  # 97 + 2 + SageMaker's _tuning_objective_metric: 100
+    with pytest.raises(ConfigError, match=r"a tuning job would have 101 hyperparameters \(97 static.*3 tuned, and "
+                                          r"SageMaker's 1\); SageMaker allows at most 100"):
+        check_hyperparameter_counts(static, {"a", "b", "c"})
+    check_hyperparameter_counts({}, {f"h{i}" for i in range(30)})
+    with pytest.raises(ConfigError, match="HYPERPARAMETER_RANGES names 31 hyperparameters; SageMaker tunes at most 30"):
+        check_hyperparameter_counts({}, {f"h{i}" for i in range(31)})
+
