@@ -1150,12 +1150,17 @@ def test_the_reconcile_handler_publishes_the_stuck_runs_metric(pipeline, capsys,
     assert pipeline.run(run_id)["status"] == ("FAILED" if stuck else "TUNING")
 
 
-def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
+def _start_dying_after_its_claim(pipeline: Pipeline) -> tuple[dict, str]:
+    """A drop whose start dies after its claim (S3 failing its read, and failing on); its event and run id."""
     event = pipeline.drop_event()
     pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
     with pytest.raises(Exception, match="InternalError"):
         pipeline.start_tuning(event)
-    run_id = _run_id(pipeline)
+    return event, _run_id(pipeline)
+
+
+def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
+    _, run_id = _start_dying_after_its_claim(pipeline)
     assert pipeline.run(run_id)["status"] == "CLAIMED"
     pipeline.use("s3", pipeline.clients.s3._wrapped)
     assert pipeline.reconcile()["steps"] == {}  # a fresh claim may still be in progress
@@ -1166,11 +1171,7 @@ def test_a_claim_whose_start_died_is_started_over_by_the_reconciler(pipeline):
 def test_lambda_s_retry_of_a_start_that_died_is_not_taken_for_dead_while_it_runs(pipeline):
     # a start that timed out is retried by Lambda about 6 and 13 minutes after the claim; the last retry may read the
     # file until 18 minutes after it, past STALE_CLAIM_SECONDS counted from the claim: it touches the claim first
-    event = pipeline.drop_event()
-    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))
-    with pytest.raises(Exception, match="InternalError"):
-        pipeline.start_tuning(event)
-    run_id = _run_id(pipeline)
+    event, run_id = _start_dying_after_its_claim(pipeline)
     claimed_at = now_iso(datetime.now(UTC) - timedelta(minutes=13))
     pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET updated_at = :t",
                                             ExpressionAttributeValues={":t": claimed_at})
