@@ -200,13 +200,16 @@ def compare_with_champion(
     if not compared:
         return section
     champion_pred = champion_predict([texts[i] for i in compared])
-    challenger_hits = sum(y_pred[i] == y_true[i] for i in compared)
-    champion_hits = sum(pred == y_true[i] for i, pred in zip(compared, champion_pred, strict=True))
+    challenger_right = [y_pred[i] == y_true[i] for i in compared]
+    champion_right = [pred == y_true[i] for i, pred in zip(compared, champion_pred, strict=True)]
     section.update(
-        challenger_correct=challenger_hits,
-        champion_correct=champion_hits,
-        challenger_accuracy=challenger_hits / len(compared),
-        champion_accuracy=champion_hits / len(compared),
+        challenger_correct=sum(challenger_right),
+        champion_correct=sum(champion_right),
+        challenger_accuracy=sum(challenger_right) / len(compared),
+        champion_accuracy=sum(champion_right) / len(compared),
+        # the reviews one model only got right, each way: McNemar's test of the difference (champion.decide)
+        challenger_only_correct=sum(a and not b for a, b in zip(challenger_right, champion_right, strict=True)),
+        champion_only_correct=sum(b and not a for a, b in zip(challenger_right, champion_right, strict=True)),
     )
     return section
 

@@ -135,7 +135,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("macro F1", display.score(metrics["macro_f1"].get("value")) if "macro_f1" in metrics else "-"),
         ("took", took(item)),
         ("billable seconds", display.count(tuning["total_billable_seconds"]) if "total_billable_seconds" in tuning else "-"),
-        ("estimated cost", display.estimated_cost(tuning.get("cost"))),
+        ("estimated cost", display.estimated_cost(tuning.get("cost"), (item.get("results") or {}).get("evaluation_cost"))),
         ("champion", champion.get("reason") or champion.get("error") or "-"),
         ("promoted", _promoted(item)),
         ("model package", _package(item)),

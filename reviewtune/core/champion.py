@@ -36,12 +36,16 @@ becomes champion (``RunMovedOn``), and no run is champion without having SUCCEED
 
 A challenger is compared with the champion only through a ``Comparison``: ONE evaluation job measured both
 models on the same test reviews of the challenger's split, leaving out the reviews the champion was trained on.
-``decide`` then promotes the challenger only if it is better by ``margin_points`` percentage points, and the
-decision carries the sentence people read, e.g. "new champion: challenger 75.20 % vs champion 73.10 % on the same 309 test reviews".
+``decide`` then promotes the challenger only if it is better by ``margin_points`` percentage points and, where the
+job counted the reviews only one of the two got right, only if so uneven a split of them is unlikely by chance
+(McNemar's exact test, ``max_p_value``): on a few hundred test reviews, one model two or three reviews ahead of
+another equal to it is common, and a champion should not change on a coin's throw. The decision carries the
+sentence people read, e.g. "new champion: challenger 75.20 % vs champion 73.10 % on the same 309 test reviews".
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +62,9 @@ CHAMPION_KEY_PREFIX = "champion#"
 CHAMPIONS_INDEX = "by_champion"
 CHAMPION_KIND = "champion"
 DEFAULT_MARGIN_POINTS = 0.5
+# The highest McNemar p-value at which a challenger ahead by the margin replaces the champion (ChampionMaxPValue):
+# 0.05, the chance of so uneven a split of the reviews only one model got right if both models were as good.
+DEFAULT_MAX_P_VALUE = 0.05
 # A comparison on fewer test reviews than this says nothing either way (a few reviews left once those the champion
 # was trained on are out: a file dropped again with most of its rows): the champion stays. ChampionMinComparedReviews.
 DEFAULT_MIN_COMPARED_REVIEWS = 30
@@ -160,6 +167,17 @@ class Comparison:
     overlap_checked: bool
     challenger_accuracy: float | None
     champion_accuracy: float | None
+    # the compared reviews only the challenger got right, and only the champion (None: an evaluation job that did
+    # not count them, made before they were)
+    challenger_only_correct: int | None = None
+    champion_only_correct: int | None = None
+
+    @property
+    def discordant(self) -> tuple[int, int] | None:
+        """(only the challenger right, only the champion right), when counted."""
+        if self.challenger_only_correct is None or self.champion_only_correct is None:
+            return None
+        return self.challenger_only_correct, self.champion_only_correct
 
     @classmethod
     def from_evaluation(cls, section: Any) -> Comparison:
@@ -176,6 +194,10 @@ class Comparison:
             raise ValueError("comparison.overlap_checked must be true or false")
         if rows == 0:
             return cls(run_id, 0, left_out, checked, None, None)
+        only = {name: None if section.get(name) is None else _count(section[name], name)
+                for name in ("challenger_only_correct", "champion_only_correct")}
+        if None not in only.values() and sum(only.values()) > rows:
+            raise ValueError(f"comparison: {sum(only.values())} reviews right by one model only, of {rows} compared")
         return cls(
             run_id,
             rows,
@@ -183,6 +205,7 @@ class Comparison:
             checked,
             _accuracy(section.get("challenger_accuracy"), "challenger_accuracy"),
             _accuracy(section.get("champion_accuracy"), "champion_accuracy"),
+            **only,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -197,20 +220,36 @@ class Decision:
     reason: str
 
 
+def mcnemar_p(challenger_only: int, champion_only: int) -> float:
+    """McNemar's exact two-sided p-value: the chance, if either model were as likely as the other to be the one
+    right on a review only one of them got right, of a split of those reviews at least this uneven (1.0 for none)."""
+    n = challenger_only + champion_only
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(challenger_only, champion_only) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
 def decide(
     challenger_accuracy: float,
     champion_accuracy: float | None,
     margin_points: float = DEFAULT_MARGIN_POINTS,
     *,
     test_rows: int | None = None,
+    discordant: tuple[int, int] | None = None,
+    max_p_value: float = DEFAULT_MAX_P_VALUE,
 ) -> Decision:
     """Challenger against champion (accuracies 0..1, on the same test reviews): promote only if better by
-    ``margin_points`` percentage points. No champion yet: the challenger becomes the first."""
+    ``margin_points`` percentage points and, with ``discordant`` (the reviews only the challenger got right, and only
+    the champion), only if McNemar's p-value of that split is at most ``max_p_value``. No champion yet: the
+    challenger becomes the first."""
     for name, value in (("challenger", challenger_accuracy), ("champion", champion_accuracy)):
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"the {name} accuracy must be between 0 and 1, got {value}")
     if margin_points < 0:
         raise ValueError(f"the margin must not be negative, got {margin_points}")
+    if not 0 < max_p_value <= 1:
+        raise ValueError(f"the largest p-value must be above 0 and at most 1, got {max_p_value}")
     if champion_accuracy is None:
         on_rows = f" on {display.count(test_rows)} test reviews" if test_rows else ""
         return Decision(True, f"first champion: challenger {display.percent(challenger_accuracy)}{on_rows}")
@@ -219,18 +258,36 @@ def decide(
     comparison = (f"challenger {display.percent(challenger_accuracy)} vs champion {display.percent(champion_accuracy)}"
                   f"{same_rows}")
     # Rounded to 1e-9 so that 75.5 % vs 75.0 % with a 0.5 margin counts as reaching it despite float error.
-    promote = round(gain, 9) >= margin_points and gain > 0
-    difference = _difference_shown(gain, margin_points, promote)
+    ahead = round(gain, 9) >= margin_points and gain > 0
+    why = f"{_difference_shown(gain, margin_points, ahead)}, margin {margin_points:g} points"
+    promote = ahead
+    if discordant is not None:
+        p_value = mcnemar_p(*discordant)
+        chance = ahead and p_value > max_p_value
+        promote = ahead and not chance
+        why += (f"; {display.count(discordant[0])} reviews right by the challenger only, "
+                f"{display.count(discordant[1])} by the champion only: McNemar p {_p_shown(p_value, max_p_value)}"
+                + (f", over the {max_p_value:g} a new champion needs, so the lead may be chance" if chance else ""))
     verdict = "new champion" if promote else "champion kept"
-    return Decision(promote, f"{verdict}: {comparison} ({difference}, margin {margin_points:g} points)")
+    return Decision(promote, f"{verdict}: {comparison} ({why})")
 
 
-def _difference_shown(gain: float, margin_points: float, promote: bool) -> str:
+def _p_shown(p_value: float, max_p_value: float) -> str:
+    """The p-value with three decimals, or as many more as it takes to fall on its side of ``max_p_value``."""
+    over = p_value > max_p_value
+    for decimals in range(3, 10):
+        shown = round(p_value, decimals)
+        if (shown > max_p_value) is over:
+            break
+    return f"{shown:.{decimals}f}"
+
+
+def _difference_shown(gain: float, margin_points: float, ahead: bool) -> str:
     """The gain in points with two decimals, or as many more as it takes for the figure to fall on the side of the
-    margin that decided: a gain of 0.4975 points under a 0.5 margin reads ``+0.498 points``, not ``+0.50``."""
+    margin it is on: a gain of 0.4975 points under a 0.5 margin reads ``+0.498 points``, not ``+0.50``."""
     for decimals in range(2, 10):
         shown = round(gain, decimals)
-        if (round(shown, 9) >= margin_points and shown > 0) is promote:
+        if (round(shown, 9) >= margin_points and shown > 0) is ahead:
             break
     return f"{shown:+.{decimals}f} points"
 
@@ -450,6 +507,7 @@ def plan_challenge(
     not_measured: str | None = None,
     min_compared: int = DEFAULT_MIN_COMPARED_REVIEWS,
     has_package: bool = True,
+    max_p_value: float = DEFAULT_MAX_P_VALUE,
 ) -> Plan:
     """A succeeded run challenges its dataset's champion: the decision, from the champion read now.
 
@@ -476,6 +534,8 @@ def plan_challenge(
             comparison.champion_accuracy,
             margin_points,
             test_rows=comparison.rows_compared,
+            discordant=comparison.discordant,
+            max_p_value=max_p_value,
         )
         if not decision.promote:
             return Plan(Outcome(KEPT, decision.reason, current.run_id), moves=False)

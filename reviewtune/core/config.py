@@ -165,6 +165,7 @@ class Settings:
     warm_start: bool = True
     champion_margin_points: float = 0.5  # a challenger replaces the champion only if better by this many points
     champion_min_compared_reviews: int = 30  # ... on at least this many test reviews the champion was not trained on
+    champion_max_p_value: float = 0.05  # ... and at a McNemar p-value at most this (champion.DEFAULT_MAX_P_VALUE)
     target_objective_metric_value: float | None = None  # TuningJobCompletionCriteria (None: not set)
     max_jobs_not_improving: int | None = None
     complete_on_convergence: str | None = None
@@ -217,6 +218,7 @@ class Settings:
             warm_start=_bool(env, "WARM_START", True),
             champion_margin_points=_float(env, "CHAMPION_MARGIN_POINTS", 0.5),
             champion_min_compared_reviews=_int(env, "CHAMPION_MIN_COMPARED_REVIEWS", 30, minimum=1),
+            champion_max_p_value=_float(env, "CHAMPION_MAX_P_VALUE", 0.05),
             target_objective_metric_value=_optional_float(env, "TARGET_OBJECTIVE_METRIC_VALUE"),
             max_jobs_not_improving=_optional_int(env, "MAX_JOBS_NOT_IMPROVING", MIN_JOBS_NOT_IMPROVING),
             complete_on_convergence=_optional_choice(env, "COMPLETE_ON_CONVERGENCE", CONVERGENCE_CHOICES),
@@ -260,6 +262,8 @@ class Settings:
         ):
             if not 0 < value < 0.5:
                 raise ConfigError(f"{name} must be between 0 and 0.5, got {value}")
+        if not 0 < self.champion_max_p_value <= 1:
+            raise ConfigError(f"CHAMPION_MAX_P_VALUE must be above 0 and at most 1, got {self.champion_max_p_value}")
         if not 0 <= self.champion_margin_points <= 100:
             raise ConfigError(
                 f"CHAMPION_MARGIN_POINTS must be between 0 and 100 percentage points, got {self.champion_margin_points}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from reviewtune.core import display, prices
@@ -191,3 +192,37 @@ def cost_text(cost: RunCost) -> str:
     if cost.unpriced:
         text += f"; no price for {', '.join(cost.unpriced)} in the table"
     return text + f"; on-demand prices {cost.region} of {cost.prices_as_of}, an estimate"
+
+
+def _moment(value: Any) -> datetime | None:
+    """A time of a SageMaker event (milliseconds since the epoch, a number or a string of digits) or description (a
+    datetime); None when it is neither."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return None
+
+
+def evaluation_cost(job: Mapping[str, Any], table: Mapping[str, float] = prices.PROCESSING_PER_HOUR
+                    ) -> dict[str, Any] | None:
+    """The evaluation job's estimated cost from its event's detail or its description: its run time
+    (ProcessingEndTime - ProcessingStartTime) x InstanceCount at the instance type's hourly price (``cost`` None
+    where the table has no price for it); None when the job does not say how long it ran or on what."""
+    start, end = _moment(job.get("ProcessingStartTime")), _moment(job.get("ProcessingEndTime"))
+    cluster = (job.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+    instance_type, count = cluster.get("InstanceType"), cluster.get("InstanceCount")
+    if start is None or end is None or end < start or not isinstance(instance_type, str) or not instance_type:
+        return None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return None
+    seconds = round((end - start).total_seconds())
+    return {
+        "seconds": seconds,
+        "instance_type": instance_type,
+        "instance_count": count,
+        "cost": _amount(seconds, count, hourly_price(instance_type, table)),
+        "currency": prices.CURRENCY,
+    }

@@ -150,12 +150,21 @@ def money(value: Any, currency: Any) -> str:
     return f"{symbol}{amount:,.2f}" if amount >= 0.01 or amount == 0 else f"{symbol}{amount:.4f}"
 
 
-def estimated_cost(cost: Any) -> str | None:
-    """A run's ``tuning.cost`` in one line: ``US$ 0.01 (on-demand prices us-east-1 of 2026-11-30; an estimate)``;
-    None where no total was recorded."""
-    if not isinstance(cost, dict) or cost.get("total") is None:
+def cost_total(cost: Any, evaluation: Any = None) -> float | None:
+    """A run's estimated cost: its trials' (``tuning.cost``'s total) and its evaluation job's (``evaluation``:
+    ``results.evaluation_cost``) when priced; None where the trials' total was not recorded (or not priced)."""
+    total = number(cost.get("total")) if isinstance(cost, dict) else None
+    evaluated = number(evaluation.get("cost")) if isinstance(evaluation, dict) else None
+    return None if total is None else round(total + (evaluated or 0.0), 4)
+
+
+def estimated_cost(cost: Any, evaluation: Any = None) -> str | None:
+    """A run's ``tuning.cost`` (and its evaluation job's, ``results.evaluation_cost``) in one line: ``US$ 0.01
+    (on-demand prices us-east-1 of 2026-11-30; an estimate)``; None where no total was recorded."""
+    total = cost_total(cost, evaluation)
+    if total is None:
         return None
-    return (f"{money(cost['total'], cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
+    return (f"{money(total, cost.get('currency'))} (on-demand prices {cost.get('region', '?')} of "
             f"{cost.get('prices_as_of', '?')}; an estimate)")
 
 

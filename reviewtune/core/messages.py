@@ -151,20 +151,30 @@ def _warm_start(item: Any) -> list[str]:
 
 
 def _cost(item: Any) -> list[str]:
-    """The estimated cost of the trials and each trial's billable seconds (``tuning.cost``)."""
+    """The estimated cost of the trials (``tuning.cost``) and of the evaluation job (``results.evaluation_cost``),
+    each trial's billable seconds, and the spot saving."""
     cost = _get(item, "tuning", "cost")
     if not isinstance(cost, Mapping):
         return []
     currency = cost.get("currency")
     trials = cost.get("trials") if isinstance(cost.get("trials"), list) else []
     unpriced = cost.get("unpriced")
+    evaluation = _get(item, "results", "evaluation_cost")
+    evaluation = evaluation if isinstance(evaluation, Mapping) else None
     lines = [
-        f"Estimated cost:      {display.money(cost.get('total'), currency)} for {display.count(cost.get('billable_seconds'))} "
-        f"billable seconds on {display.count(cost.get('instance_count'))} x {_text(cost.get('training_instance_type'), 40)}"
+        f"Estimated cost:      {display.money(display.cost_total(cost, evaluation), currency)} for "
+        f"{display.count(cost.get('billable_seconds'))} billable seconds on {display.count(cost.get('instance_count'))} x "
+        f"{_text(cost.get('training_instance_type'), 40)}" + (" and the evaluation job" if evaluation else "")
         + (f" (no price for {_text(', '.join(map(str, unpriced)), 100)})" if isinstance(unpriced, list) and unpriced else ""),
-        f"                     on-demand prices {_text(cost.get('region'), 20)} of {_text(cost.get('prices_as_of'), 20)}, "
-        "an estimate",
     ]
+    if evaluation:
+        lines.append(f"                     evaluation job: {display.count(evaluation.get('seconds'))} s on "
+                     f"{display.count(evaluation.get('instance_count'))} x {_text(evaluation.get('instance_type'), 40)}, "
+                     f"{display.money(evaluation.get('cost'), currency)}")
+    if display.number(cost.get("spot_savings")):
+        lines.append(f"                     managed spot training saved {display.money(cost.get('spot_savings'), currency)}")
+    lines.append(f"                     on-demand prices {_text(cost.get('region'), 20)} of "
+                 f"{_text(cost.get('prices_as_of'), 20)}, an estimate")
     listed = trials[:MAX_TRIALS_LISTED]
     for trial in listed:
         lines.append(

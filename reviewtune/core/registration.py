@@ -149,6 +149,7 @@ def plan_champion(
                 test_rows=test_rows(run),
                 comparison=compared,
                 margin_points=settings.champion_margin_points,
+                max_p_value=settings.champion_max_p_value,
                 min_compared=settings.champion_min_compared_reviews,
                 # why the champion was not measured: the evaluation job's (its model unusable), else start_evaluation's
                 # (its files unreadable, so not handed to the job)
@@ -170,6 +171,7 @@ def plan_champion(
     outcome = plan.outcome
     if outcome.label != ALREADY:
         out["margin_points"] = settings.champion_margin_points
+        out["max_p_value"] = settings.champion_max_p_value
     return {**out, "decision": outcome.label, "reason": outcome.reason, "champion_run_id": outcome.champion_run_id}, plan
 
 

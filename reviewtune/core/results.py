@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import (
     aws_errors,
+    costs,
     former_champions,
     messages,
     names,
@@ -218,6 +219,9 @@ def record_results(
         "test_accuracy": evaluation["metrics"]["accuracy"]["value"],
         "report_uri": names.s3_uri(names.parse_s3_uri(output_uri)[0], names.report_key(run_id)),
     }
+    evaluation_cost = costs.evaluation_cost(detail)  # the trials' is the tuning step's (tuning.cost)
+    if evaluation_cost is not None:
+        results["evaluation_cost"] = evaluation_cost
     # the evaluation job draws no confusion matrix when matplotlib is missing
     if s3_presence.exists(clients.s3, *names.parse_s3_uri(f"{output_uri}/{CONFUSION_MATRIX_FILE}")):
         results["confusion_matrix_uri"] = f"{output_uri}/{CONFUSION_MATRIX_FILE}"

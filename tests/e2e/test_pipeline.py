@@ -159,7 +159,7 @@ def test_stopping_the_tuning_job_stops_the_run(pipeline):
 @pytest.mark.parametrize("pipeline", [tiny_budget(ChampionMinComparedReviews="1")], indirect=True)
 def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion(pipeline, capsys):
     from reviewtune.cli import main
-    from reviewtune.core.champion import get_champion
+    from reviewtune.core.champion import get_champion, mcnemar_p
     from reviewtune.core.registry import package_group_name
 
     body = sample_tsv(per_class=40)
@@ -204,8 +204,12 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
         "ModelPackageSummaryList"
     ]
     assert [p["ModelPackageArn"] for p in packages] == [one["model_package_arn"], two["model_package_arn"]]
+    # the reviews only one model got right, each way, differ by what the two got right
+    only = comparison["challenger_only_correct"], comparison["champion_only_correct"]
+    assert only[0] - only[1] == comparison["challenger_correct"] - comparison["champion_correct"]
+    assert comparison["challenger_correct"] == round(comparison["challenger_accuracy"] * test_rows)
     gain = (comparison["challenger_accuracy"] - comparison["champion_accuracy"]) * 100
-    promoted = round(gain, 9) >= 0.5
+    promoted = round(gain, 9) >= 0.5 and gain > 0 and mcnemar_p(*only) <= 0.05
     assert two["champion"]["decision"] == ("promoted" if promoted else "kept")
     # one Approved package per dataset, the champion's (the one replaced goes back to pending)
     assert [p["ModelApprovalStatus"] for p in packages] == (

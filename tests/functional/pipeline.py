@@ -138,15 +138,18 @@ class Pipeline:
         return [m["MessageAttributes"]["status"]["Value"] for m in self.messages(run_id)]
 
 
-def measured(challenger: float, champion: float, rows: int = 309, left_out: int = 0, overlap_checked: bool = True
-             ) -> dict[str, Any]:
-    """The comparison section of evaluation.json: both accuracies on the same ``rows`` test reviews."""
+def measured(challenger: float, champion: float, rows: int = 309, left_out: int = 0, overlap_checked: bool = True,
+             only: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The comparison section of evaluation.json: both accuracies on the same ``rows`` test reviews; ``only``: the
+    reviews only the challenger got right and only the champion (None: as an evaluation job that did not count them
+    writes it)."""
     return {
         "rows_compared": rows,
         "rows_left_out": left_out,
         "overlap_checked": overlap_checked,
         "challenger_accuracy": challenger,
         "champion_accuracy": champion,
+        **({} if only is None else {"challenger_only_correct": only[0], "champion_only_correct": only[1]}),
     }
 
 

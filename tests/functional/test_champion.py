@@ -186,11 +186,31 @@ def test_a_pointer_that_keeps_changing_gives_up_with_champion_changed(table, mon
           "challenger_accuracy": 1.2, "champion_accuracy": 0.5}, "challenger_accuracy"),
         ({"champion_run_id": "r1", "rows_compared": 3, "rows_left_out": 0, "overlap_checked": True,
           "challenger_accuracy": 0.5}, "champion_accuracy"),
+        ({"champion_run_id": "r1", "rows_compared": 3, "rows_left_out": 0, "overlap_checked": True,
+          "challenger_accuracy": 0.5, "champion_accuracy": 0.5, "challenger_only_correct": 1.5,
+          "champion_only_correct": 0}, "challenger_only_correct"),
+        ({"champion_run_id": "r1", "rows_compared": 3, "rows_left_out": 0, "overlap_checked": True,
+          "challenger_accuracy": 0.5, "champion_accuracy": 0.5, "challenger_only_correct": 2,
+          "champion_only_correct": 2}, "4 reviews right by one model only, of 3 compared"),
     ],
 )
 def test_a_malformed_comparison_is_refused_naming_the_field(section, error):
     with pytest.raises(ValueError, match=error):
         Comparison.from_evaluation(section)
+
+
+def test_a_lead_that_may_be_chance_keeps_the_champion_and_the_test_is_off_for_a_comparison_without_counts(table):
+    promote(table, "r1", 0.731)
+    section = {"champion_run_id": "r1", "rows_compared": 309, "rows_left_out": 0, "overlap_checked": True,
+               "challenger_accuracy": 235 / 309, "champion_accuracy": 228 / 309}
+
+    kept = promote(table, "r2", 0.76, Comparison.from_evaluation(
+        {**section, "challenger_only_correct": 25, "champion_only_correct": 18}), max_p_value=0.05)
+    assert kept.label == KEPT and "McNemar p 0.360, over the 0.05" in kept.reason
+
+    # an evaluation job made before it counted them: the margin alone decides, as it did
+    promoted = promote(table, "r3", 0.76, Comparison.from_evaluation(section), max_p_value=0.05)
+    assert promoted.label == PROMOTED and "McNemar" not in promoted.reason
 
 
 def test_stale_writer_loses_and_nothing_is_overwritten(table):

@@ -522,6 +522,21 @@ def test_the_evaluation_job_of_a_later_run_measures_the_champion_too(pipeline, s
     assert {i["InputName"] for i in pipeline.processing_request(first)["ProcessingInputs"]} == {"model", "data", "code", "run"}
 
 
+def test_a_challenger_ahead_by_a_lead_that_may_be_chance_leaves_the_champion_and_its_message_says_so(pipeline):
+    first = start(pipeline)
+    pipeline.succeed(first)
+    second = start(pipeline, body=good_file(seed=3))
+
+    pipeline.succeed(second, measured(235 / 309, 228 / 309, only=(25, 18)))  # 7 reviews ahead, of 43 that differ
+
+    two = pipeline.run(second)
+    assert two["champion"]["decision"] == "kept" and two["champion"]["champion_run_id"] == first
+    assert two["champion"]["max_p_value"] == 0.05 and two["registry"]["approval"] == "PendingManualApproval"
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == first
+    assert ("25 reviews right by the challenger only, 18 by the champion only: McNemar p 0.360, over the 0.05 a new "
+            "champion needs, so the lead may be chance)") in " ".join(message(pipeline, second).split())
+
+
 def test_a_challenger_better_by_the_margin_on_the_same_reviews_becomes_champion(pipeline):
     first = start(pipeline)
     pipeline.succeed(first)
@@ -1317,8 +1332,12 @@ def test_costs_are_in_the_run_item_and_the_success_message(pipeline):
     assert [t["billable_seconds"] for t in cost["trials"]] == [600, 600]
     assert cost["billable_seconds"] == 1200 and cost["training_instance_type"] == "ml.g5.xlarge"
     assert cost["total"] == pytest.approx(1200 * 1.408 / 3600, abs=1e-4)
+    # and the evaluation job's, from its event: 387 s on 1 x ml.m5.xlarge
+    assert pipeline.run(run_id)["results"]["evaluation_cost"]["seconds"] == 387
     text = message(pipeline, run_id)
-    assert "Estimated cost:      US$ 0.47 for 1,200 billable seconds on 1 x ml.g5.xlarge" in text
+    assert ("Estimated cost:      US$ 0.49 for 1,200 billable seconds on 1 x ml.g5.xlarge and the evaluation job"
+            in text)
+    assert "evaluation job: 387 s on 1 x ml.m5.xlarge, US$ 0.02" in text
     assert f"  {run_id}-001-abcdef01: 600 billable seconds, US$ 0.23" in text
 
 

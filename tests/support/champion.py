@@ -6,6 +6,7 @@ from typing import Any
 
 from reviewtune.core.champion import (
     DEFAULT_MARGIN_POINTS,
+    DEFAULT_MAX_P_VALUE,
     TRIES,
     ChampionChanged,
     Comparison,
@@ -27,6 +28,7 @@ def challenge(
     margin_points: float = DEFAULT_MARGIN_POINTS,
     model_package_arn: str | None = None,
     not_measured: str | None = None,
+    max_p_value: float = DEFAULT_MAX_P_VALUE,
 ) -> Outcome:
     """``plan_challenge``, then the pointer's move when the challenger wins (what record_results does, without the
     run's own final write). A concurrent change of the pointer is read again and decided again; after TRIES
@@ -34,7 +36,7 @@ def challenge(
     for _ in range(TRIES):
         plan = plan_challenge(
             table, dataset, run_id=run_id, accuracy=accuracy, test_rows=test_rows, comparison=comparison,
-            margin_points=margin_points, not_measured=not_measured,
+            margin_points=margin_points, not_measured=not_measured, max_p_value=max_p_value,
         )
         if not plan.moves:
             return plan.outcome

@@ -287,6 +287,8 @@ def test_the_champion_is_scored_on_the_challenger_s_rows_less_the_ones_it_traine
         "champion_correct": 3,
         "challenger_accuracy": 0.5,
         "champion_accuracy": 0.75,
+        "challenger_only_correct": 1,  # great
+        "champion_only_correct": 2,  # meh, awful
     }
 
 

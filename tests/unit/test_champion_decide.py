@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reviewtune.core.champion import champion_key, decide
+from reviewtune.core.champion import champion_key, decide, mcnemar_p
 
 
 def test_challenger_better_by_the_margin_wins_with_the_comparison_in_words():
@@ -76,3 +76,58 @@ def test_helpers():
     assert champion_key("team-a/reviews.tsv") == "champion#team-a/reviews.tsv"
     with pytest.raises(ValueError):
         champion_key("")
+
+
+@pytest.mark.parametrize(("challenger_only", "champion_only"),
+                         [(0, 0), (1, 0), (0, 1), (5, 5), (18, 11), (25, 18), (30, 11), (10, 0), (400, 350), (3, 40)])
+def test_mcnemar_p_is_the_exact_two_sided_binomial_test_of_the_reviews_one_model_only_got_right(
+        challenger_only, champion_only):
+    from scipy.stats import binomtest
+
+    n = challenger_only + champion_only
+    expected = 1.0 if n == 0 else binomtest(challenger_only, n, 0.5).pvalue
+    assert mcnemar_p(challenger_only, champion_only) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_lead_over_the_margin_that_may_be_chance_keeps_the_champion():
+    # 309 reviews: 7 more right (+2.27 points), of 43 that one model only got right: p 0.36
+    decision = decide(235 / 309, 228 / 309, 0.5, test_rows=309, discordant=(25, 18))
+
+    assert not decision.promote
+    assert decision.reason == (
+        "champion kept: challenger 76.05 % vs champion 73.79 % on the same 309 test reviews (+2.27 points, margin 0.5 "
+        "points; 25 reviews right by the challenger only, 18 by the champion only: McNemar p 0.360, over the 0.05 a new "
+        "champion needs, so the lead may be chance)")
+
+
+def test_a_lead_unlikely_by_chance_makes_a_new_champion_and_says_how_unlikely():
+    decision = decide(247 / 309, 228 / 309, 0.5, test_rows=309, discordant=(30, 11))
+
+    assert decision.promote
+    assert decision.reason.startswith("new champion: challenger 79.94 % vs champion 73.79 %")
+    assert decision.reason.endswith("30 reviews right by the challenger only, 11 by the champion only: McNemar p 0.004)")
+
+
+@pytest.mark.parametrize(("discordant", "max_p_value", "promote", "p_shown"), [
+    ((30, 11), 0.005, True, "0.004"),
+    ((30, 11), 0.004, False, "0.0043"),  # three decimals would read as the bound itself
+    ((25, 18), 1.0, True, "0.360"),  # 1: the margin alone decides
+    ((0, 0), 0.05, False, "1.000"),  # the same predictions: no lead to test (and no gain)
+])
+def test_the_largest_p_value_is_the_setting_s(discordant, max_p_value, promote, p_shown):
+    b, c = discordant
+    decision = decide((200 + b) / 309, (200 + c) / 309, 0.0, test_rows=309, discordant=discordant,
+                      max_p_value=max_p_value)
+
+    assert decision.promote is promote
+    assert f"McNemar p {p_shown}" in decision.reason
+
+
+def test_a_challenger_behind_the_margin_is_kept_whatever_the_p_value():
+    assert not decide(0.7349, 0.7300, 0.5, discordant=(40, 0)).promote
+
+
+@pytest.mark.parametrize("max_p_value", [0, -0.1, 1.5])
+def test_a_largest_p_value_outside_0_to_1_is_refused(max_p_value):
+    with pytest.raises(ValueError, match="p-value"):
+        decide(0.8, 0.7, 0.5, discordant=(30, 0), max_p_value=max_p_value)

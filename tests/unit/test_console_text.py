@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from rich.console import Console
@@ -210,6 +211,9 @@ def test_show_says_how_long_the_run_took_and_its_estimated_cost():
     text = " ".join(rendered(views.run_view(ended), width=160).split())
     assert "took 7 min 48 s" in text
     assert "estimated cost US$ 0.03 (on-demand prices us-east-1 of 2026-11-30; an estimate)" in text
+    evaluated = {**ended, "results": {"evaluation_cost": {"seconds": 387, "cost": Decimal("0.0247")}}}
+    text = " ".join(rendered(views.run_view(evaluated), width=160).split())
+    assert "estimated cost US$ 0.05 (on-demand prices" in text  # the trials' and the evaluation job's
     # created 2 h 5 min ago: a whole number of hours ago would show no minutes ("2 h so far")
     created = (datetime.now(UTC) - timedelta(hours=2, minutes=5)).isoformat()
     going = {**ended, "status": "TUNING", "created_at": created, "tuning": {}}

@@ -83,3 +83,22 @@ def test_template_defaults_are_priced():
     parameters = load_template(TEMPLATE)["Parameters"]
     assert parameters["TrainingInstanceType"]["Default"] in prices.TRAINING_PER_HOUR
     assert parameters["ProcessingInstanceType"]["Default"] in prices.PROCESSING_PER_HOUR
+
+
+def test_the_evaluation_job_is_priced_from_its_event_or_its_description():
+    from datetime import UTC, datetime
+
+    from reviewtune.core.costs import evaluation_cost
+    from tests.support.aws import load_event
+
+    detail = load_event("processing_job_completed.json")["detail"]  # 387 s on 1 x ml.m5.xlarge (US$ 0.23 an hour)
+    assert evaluation_cost(detail) == {"seconds": 387, "instance_type": "ml.m5.xlarge", "instance_count": 1,
+                                       "cost": round(387 * 0.23 / 3600, 4), "currency": "USD"}
+    described = {**detail, "ProcessingStartTime": datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+                 "ProcessingEndTime": datetime(2026, 11, 30, 12, 10, tzinfo=UTC)}
+    assert evaluation_cost(described)["seconds"] == 600
+    unpriced = {**detail, "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.x99.huge", "InstanceCount": 2}}}
+    assert evaluation_cost(unpriced)["cost"] is None
+    for missing in ("ProcessingStartTime", "ProcessingEndTime", "ProcessingResources"):
+        assert evaluation_cost({k: v for k, v in detail.items() if k != missing}) is None
+    assert evaluation_cost({**detail, "ProcessingEndTime": detail["ProcessingStartTime"] - 1}) is None

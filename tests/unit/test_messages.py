@@ -256,3 +256,25 @@ def test_a_message_tells_the_best_trial_s_share_of_its_steps_rounded_down():
                                       "trials": [{"name": "r-001-a", "planned_steps_pct": 99.6}]}}
     assert messages._time_limit(item) == ["Time limit:          the best trial trained 99 % of its planned steps "
                                           "(a slower machine than the plan assumed)"]
+
+
+def test_the_cost_counts_the_evaluation_job_and_says_what_managed_spot_training_saved():
+    item = {
+        "run_id": "reviewtune-1", "dataset": "team/a.tsv", "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
+        "tuning": {"cost": {"currency": "USD", "total": 0.4693, "billable_seconds": 1200, "instance_count": 1,
+                            "training_instance_type": "ml.g5.xlarge", "spot_savings": Decimal("1.06"),
+                            "region": "us-east-1", "prices_as_of": "2026-11-30", "trials": []}},
+        "results": {"evaluation_cost": {"seconds": Decimal("387"), "instance_type": "ml.m5.xlarge",
+                                        "instance_count": 1, "cost": Decimal("0.0247"), "currency": "USD"}},
+    }
+    _, body = messages.succeeded(item, {"metrics": {"accuracy": {"value": 0.74}}}, "runs")
+
+    assert ("Estimated cost:      US$ 0.49 for 1,200 billable seconds on 1 x ml.g5.xlarge and the evaluation job"
+            in body)
+    assert "evaluation job: 387 s on 1 x ml.m5.xlarge, US$ 0.02" in body
+    assert "managed spot training saved US$ 1.06" in body
+
+    without = {**item, "results": {}, "tuning": {"cost": {**item["tuning"]["cost"], "spot_savings": None}}}
+    _, body = messages.succeeded(without, {"metrics": {"accuracy": {"value": 0.74}}}, "runs")
+    assert "Estimated cost:      US$ 0.47 for 1,200 billable seconds on 1 x ml.g5.xlarge\n" in body
+    assert "evaluation job:" not in body and "spot" not in body
