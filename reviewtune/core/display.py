@@ -152,10 +152,11 @@ def money(value: Any, currency: Any) -> str:
 
 def cost_total(cost: Any, evaluation: Any = None) -> float | None:
     """A run's estimated cost: its trials' (``tuning.cost``'s total) and its evaluation job's (``evaluation``:
-    ``results.evaluation_cost``) when priced; None where the trials' total was not recorded (or not priced)."""
+    ``results.evaluation_cost``, where recorded); None where either is not priced (an instance type the price table
+    lacks: never guessed) or the trials' total was not recorded."""
     total = number(cost.get("total")) if isinstance(cost, dict) else None
-    evaluated = number(evaluation.get("cost")) if isinstance(evaluation, dict) else None
-    return None if total is None else round(total + (evaluated or 0.0), 4)
+    evaluated = number(evaluation.get("cost")) if isinstance(evaluation, dict) else 0.0
+    return None if total is None or evaluated is None else round(total + evaluated, 4)
 
 
 def estimated_cost(cost: Any, evaluation: Any = None) -> str | None:

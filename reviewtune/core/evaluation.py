@@ -315,7 +315,7 @@ def choose_best(
 ) -> dict[str, Any] | None:
     """The best trial that left a model (a trial stopped before it saved one has none, even with an objective:
     the next best is taken); None when no eligible trial has one. SageMaker names the artifact's location for every
-    training job, saved or not: the object itself is looked for (``_unreadable``; ``patient``: a denial raises)."""
+    training job, saved or not: the object itself is looked for (``_model_missing``; ``patient``: a denial raises)."""
     left_out: set[str] = set()
     while True:
         name = best_trial_name(

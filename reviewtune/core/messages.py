@@ -170,7 +170,8 @@ def _cost(item: Any) -> list[str]:
     if evaluation:
         lines.append(f"                     evaluation job: {display.count(evaluation.get('seconds'))} s on "
                      f"{display.count(evaluation.get('instance_count'))} x {_text(evaluation.get('instance_type'), 40)}, "
-                     f"{display.money(evaluation.get('cost'), currency)}")
+                     + (display.money(evaluation.get("cost"), currency) if display.number(evaluation.get("cost")) is not None
+                        else f"no price for {_text(evaluation.get('instance_type'), 40)}"))
     if display.number(cost.get("spot_savings")):
         lines.append(f"                     managed spot training saved {display.money(cost.get('spot_savings'), currency)}")
     lines.append(f"                     on-demand prices {_text(cost.get('region'), 20)} of "

@@ -171,7 +171,8 @@ def plan_champion(
     outcome = plan.outcome
     if outcome.label != ALREADY:
         out["margin_points"] = settings.champion_margin_points
-        out["max_p_value"] = settings.champion_max_p_value
+        if compared is not None and compared.discordant is not None:  # McNemar's test applied
+            out["max_p_value"] = settings.champion_max_p_value
     return {**out, "decision": outcome.label, "reason": outcome.reason, "champion_run_id": outcome.champion_run_id}, plan
 
 

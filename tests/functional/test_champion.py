@@ -192,6 +192,10 @@ def test_a_pointer_that_keeps_changing_gives_up_with_champion_changed(table, mon
         ({"champion_run_id": "r1", "rows_compared": 3, "rows_left_out": 0, "overlap_checked": True,
           "challenger_accuracy": 0.5, "champion_accuracy": 0.5, "challenger_only_correct": 2,
           "champion_only_correct": 2}, "4 reviews right by one model only, of 3 compared"),
+        ({"champion_run_id": "r1", "rows_compared": 300, "rows_left_out": 0, "overlap_checked": True,
+          "challenger_accuracy": 0.8, "champion_accuracy": 0.75, "challenger_correct": 240, "champion_correct": 225,
+          "challenger_only_correct": 0, "champion_only_correct": 30},
+         "0 reviews right by the challenger only and 30 by the champion only do not make the 240 and 225 right"),
     ],
 )
 def test_a_malformed_comparison_is_refused_naming_the_field(section, error):

@@ -1341,6 +1341,23 @@ def test_costs_are_in_the_run_item_and_the_success_message(pipeline):
     assert f"  {run_id}-001-abcdef01: 600 billable seconds, US$ 0.23" in text
 
 
+def test_the_evaluation_job_s_cost_is_recorded_when_the_reconciler_reads_the_job_its_event_lost(pipeline):
+    run_id = start(pipeline)
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    job = pipeline.sagemaker.processing[f"{run_id}-eval"]
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=dict(EVALUATION))  # its event never comes
+    job["started_at"] = job["ended_at"] - timedelta(minutes=10)  # DescribeProcessingJob: datetimes
+
+    pipeline.reconcile(later(0.3))
+
+    item = pipeline.run(run_id)
+    assert item["status"] == "SUCCEEDED"
+    assert item["results"]["evaluation_cost"] == {"seconds": 600, "instance_type": "ml.m5.xlarge",
+                                                  "instance_count": 1, "cost": 0.0383, "currency": "USD"}
+    assert "evaluation job: 600 s on 1 x ml.m5.xlarge, US$ 0.04" in message(pipeline, run_id)
+
+
 def test_costs_are_in_the_failure_message(pipeline):
     run_id = start(pipeline)
     pipeline.sagemaker.finish_tuning(run_id, "Failed", trials=[{"status": "Failed"}], failure="out of memory")

@@ -283,7 +283,7 @@ class FakeSageMaker:
         name = request["ProcessingJobName"]
         if name in self.processing:
             raise client_error("ResourceInUse", f"job {name} exists", "CreateProcessingJob")
-        self.processing[name] = {"request": request, "status": "InProgress"}
+        self.processing[name] = {"request": request, "status": "InProgress", "started_at": datetime.now(UTC)}
         return {"ProcessingJobArn": self.arn("processing-job", name)}
 
     def finish_processing(self, name: str, status: str = "Completed", evaluation: Any = None,
@@ -315,6 +315,8 @@ class FakeSageMaker:
             "ProcessingJobName": ProcessingJobName,
             "ProcessingJobStatus": job["status"],
             "ProcessingOutputConfig": job["request"]["ProcessingOutputConfig"],
+            "ProcessingResources": job["request"]["ProcessingResources"],
+            "ProcessingStartTime": job["started_at"],
         }
         if job.get("failure"):
             description["FailureReason"] = job["failure"]

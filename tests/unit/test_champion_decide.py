@@ -79,7 +79,8 @@ def test_helpers():
 
 
 @pytest.mark.parametrize(("challenger_only", "champion_only"),
-                         [(0, 0), (1, 0), (0, 1), (5, 5), (18, 11), (25, 18), (30, 11), (10, 0), (400, 350), (3, 40)])
+                         [(0, 0), (1, 0), (0, 1), (5, 5), (18, 11), (25, 18), (30, 11), (10, 0), (400, 350), (3, 40),
+                          (3000, 3100), (9000, 8800)])  # a test set of tens of thousands of reviews
 def test_mcnemar_p_is_the_exact_two_sided_binomial_test_of_the_reviews_one_model_only_got_right(
         challenger_only, champion_only):
     from scipy.stats import binomtest
@@ -131,3 +132,10 @@ def test_a_challenger_behind_the_margin_is_kept_whatever_the_p_value():
 def test_a_largest_p_value_outside_0_to_1_is_refused(max_p_value):
     with pytest.raises(ValueError, match="p-value"):
         decide(0.8, 0.7, 0.5, discordant=(30, 0), max_p_value=max_p_value)
+
+
+def test_a_lead_in_accuracy_the_reviews_that_differ_do_not_show_keeps_the_champion():
+    # counts at odds with the accuracies (a hand-made evaluation.json): the split favours the champion
+    decision = decide(0.80, 0.75, 0.5, test_rows=309, discordant=(0, 30))
+
+    assert not decision.promote and decision.reason.startswith("champion kept")

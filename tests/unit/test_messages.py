@@ -278,3 +278,17 @@ def test_the_cost_counts_the_evaluation_job_and_says_what_managed_spot_training_
     _, body = messages.succeeded(without, {"metrics": {"accuracy": {"value": 0.74}}}, "runs")
     assert "Estimated cost:      US$ 0.47 for 1,200 billable seconds on 1 x ml.g5.xlarge\n" in body
     assert "evaluation job:" not in body and "spot" not in body
+
+
+def test_an_evaluation_job_on_an_instance_type_without_a_price_leaves_the_total_unknown_and_says_why():
+    item = {
+        "run_id": "reviewtune-1", "dataset": "team/a.tsv", "source": {"bucket": "b", "key": "incoming/team/a.tsv"},
+        "tuning": {"cost": {"currency": "USD", "total": 1.0, "billable_seconds": 3600, "instance_count": 1,
+                            "training_instance_type": "ml.g5.xlarge", "trials": []}},
+        "results": {"evaluation_cost": {"seconds": 300, "instance_type": "ml.c5.4xlarge", "instance_count": 1,
+                                        "cost": None, "currency": "USD"}},
+    }
+    _, body = messages.succeeded(item, {"metrics": {"accuracy": {"value": 0.74}}}, "runs")
+
+    assert "Estimated cost:      unknown for 3,600 billable seconds on 1 x ml.g5.xlarge and the evaluation job" in body
+    assert "evaluation job: 300 s on 1 x ml.c5.4xlarge, no price for ml.c5.4xlarge" in body
