@@ -273,9 +273,11 @@ def decide(
         # evaluation job wrote both: Comparison.from_evaluation)
         chance = ahead and (p_value > max_p_value or discordant[0] <= discordant[1])
         promote = ahead and not chance
+        unlikely = ("" if not chance else f", over the {max_p_value:g} a new champion needs, so the lead may be chance"
+                    if p_value > max_p_value else ", but those favour the champion")
         why += (f"; {display.count(discordant[0])} reviews right by the challenger only, "
                 f"{display.count(discordant[1])} by the champion only: McNemar p {_p_shown(p_value, max_p_value)}"
-                + (f", over the {max_p_value:g} a new champion needs, so the lead may be chance" if chance else ""))
+                f"{unlikely}")
     verdict = "new champion" if promote else "champion kept"
     return Decision(promote, f"{verdict}: {comparison} ({why})")
 

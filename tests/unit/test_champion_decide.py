@@ -139,3 +139,5 @@ def test_a_lead_in_accuracy_the_reviews_that_differ_do_not_show_keeps_the_champi
     decision = decide(0.80, 0.75, 0.5, test_rows=309, discordant=(0, 30))
 
     assert not decision.promote and decision.reason.startswith("champion kept")
+    assert decision.reason.endswith("0 reviews right by the challenger only, 30 by the champion only: McNemar p 0.000, "
+                                    "but those favour the champion)")
