@@ -45,7 +45,7 @@ sentence people read, e.g. "new champion: challenger 75.20 % vs champion 73.10 %
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -265,7 +265,7 @@ def decide(
                   f"{same_rows}")
     # Rounded to 1e-9 so that 75.5 % vs 75.0 % with a 0.5 margin counts as reaching it despite float error.
     ahead = round(gain, 9) >= margin_points and gain > 0
-    why = f"{_difference_shown(gain, margin_points, ahead)}, margin {margin_points:g} points"
+    why = f"{_difference_shown(gain, margin_points)}, margin {margin_points:g} points"
     promote = ahead
     if discordant is not None:
         p_value = mcnemar_p(*discordant)
@@ -284,22 +284,25 @@ def decide(
 
 def _p_shown(p_value: float, max_p_value: float) -> str:
     """The p-value with three decimals, or as many more as it takes to fall on its side of ``max_p_value``."""
-    over = p_value > max_p_value
-    for decimals in range(3, 10):
-        shown = round(p_value, decimals)
-        if (shown > max_p_value) is over:
-            break
+    shown, decimals = _on_its_side(p_value, 3, lambda value: value > max_p_value)
     return f"{shown:.{decimals}f}"
 
 
-def _difference_shown(gain: float, margin_points: float, ahead: bool) -> str:
+def _difference_shown(gain: float, margin_points: float) -> str:
     """The gain in points with two decimals, or as many more as it takes for the figure to fall on the side of the
     margin it is on: a gain of 0.4975 points under a 0.5 margin reads ``+0.498 points``, not ``+0.50``."""
-    for decimals in range(2, 10):
-        shown = round(gain, decimals)
-        if (round(shown, 9) >= margin_points and shown > 0) is ahead:
-            break
+    shown, decimals = _on_its_side(gain, 2, lambda value: round(value, 9) >= margin_points and value > 0)
     return f"{shown:+.{decimals}f} points"
+
+
+def _on_its_side(value: float, decimals: int, side: Callable[[float], bool]) -> tuple[float, int]:
+    """``value`` rounded to ``decimals``, or to as many more (up to 9) as it takes for ``side`` to say of the rounded
+    figure what it says of the value: a figure shown never reads as the other side of the bound that decided."""
+    for places in range(decimals, 10):
+        shown = round(value, places)
+        if side(shown) is side(value):
+            break
+    return shown, places
 
 
 def get_champion(table: Any, dataset: str) -> Champion | None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from reviewtune.core import display, prices
+from reviewtune.core.events import sagemaker_time
 
 SECONDS_PER_HOUR = 3600
 
@@ -194,24 +194,12 @@ def cost_text(cost: RunCost) -> str:
     return text + f"; on-demand prices {cost.region} of {cost.prices_as_of}, an estimate"
 
 
-def _moment(value: Any) -> datetime | None:
-    """A time of a SageMaker event (milliseconds since the epoch, a number or a string of digits) or description (a
-    datetime); None when it is neither."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    return None
-
-
 def evaluation_cost(job: Mapping[str, Any], table: Mapping[str, float] = prices.PROCESSING_PER_HOUR
                     ) -> dict[str, Any] | None:
     """The evaluation job's estimated cost from its event's detail or its description: its run time
     (ProcessingEndTime - ProcessingStartTime) x InstanceCount at the instance type's hourly price (``cost`` None
     where the table has no price for it); None when the job does not say how long it ran or on what."""
-    start, end = _moment(job.get("ProcessingStartTime")), _moment(job.get("ProcessingEndTime"))
+    start, end = sagemaker_time(job.get("ProcessingStartTime")), sagemaker_time(job.get("ProcessingEndTime"))
     cluster = (job.get("ProcessingResources") or {}).get("ClusterConfig") or {}
     instance_type, count = cluster.get("InstanceType"), cluster.get("InstanceCount")
     if start is None or end is None or end < start or not isinstance(instance_type, str) or not instance_type:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from reviewtune.core import names
@@ -106,6 +107,18 @@ def _size(value: Any) -> int | None:
         return int(value)
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
+    return None
+
+
+def sagemaker_time(value: Any) -> datetime | None:
+    """A time of a SageMaker event (milliseconds since the epoch, a number or, in some events, a string of digits) or
+    description (a datetime); None when it is neither."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
+        return datetime.fromtimestamp(value / 1000, UTC)
     return None
 
 

@@ -24,6 +24,7 @@ from reviewtune.core import aws_errors, former_champions, names, registry
 from reviewtune.core.champion import ALREADY, KEPT, NOT_COMPARED, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
+from reviewtune.core.events import sagemaker_time
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, now_iso, parse_iso
 
@@ -105,16 +106,10 @@ def within_retry_window(run: dict[str, Any], since: datetime, seconds: float, no
 
 
 def job_ended_at(detail: dict[str, Any]) -> str | None:
-    """When the evaluation job ended (ISO), from its event (milliseconds since the epoch, a number or a string of
-    digits) or its description (a datetime); None when it does not say."""
-    value = detail.get("ProcessingEndTime")
-    if isinstance(value, str) and value.isdigit():  # some SageMaker events write their times as strings
-        value = int(value)
-    if isinstance(value, datetime):
-        return now_iso(value if value.tzinfo else value.replace(tzinfo=UTC))
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
-        return now_iso(datetime.fromtimestamp(value / 1000, UTC))
-    return None
+    """When the evaluation job ended (ISO), from its event or its description (``events.sagemaker_time``); None when
+    it does not say."""
+    ended = sagemaker_time(detail.get("ProcessingEndTime"))
+    return now_iso(ended) if ended else None
 
 
 def plan_champion(

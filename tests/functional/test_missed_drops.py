@@ -346,6 +346,17 @@ def test_the_reconcile_handler_publishes_the_missed_drops_metric(pipeline, capsy
     assert result["missed_drops"]["claimed"] == missed and len(runs_of(pipeline)) == missed
 
 
+def _stale_claim(pipeline: Pipeline, key: str) -> str:
+    """A file claimed two hours ago whose start died (the pass restarts it last); its run id."""
+    written = put(pipeline, key, good_file(seed=5))
+    obj = tuning.DroppedObject(pipeline.stack.bucket, key, written["VersionId"], written["ETag"].strip('"'), None)
+    _, claimed = tuning.claim_run(obj, RunsRepository(pipeline.clients.runs_table), pipeline.settings)
+    pipeline.clients.runs_table.update_item(
+        Key={"run_id": claimed["run_id"]}, UpdateExpression="SET updated_at = :t",
+        ExpressionAttributeValues={":t": now_iso(datetime.now(UTC) - timedelta(hours=2))})
+    return claimed["run_id"]
+
+
 class _Killed(BaseException):
     """Lambda ending the invocation (its Timeout, its memory): no except clause of the pass sees it."""
 
@@ -357,13 +368,7 @@ def test_a_pass_killed_in_a_restart_has_published_the_counts_of_what_it_did_befo
     settings = dataclasses.replace(handler.ctx.settings, missed_drop_grace_minutes=0)
     monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=settings))
     put(pipeline, "incoming/lost.tsv", good_file())
-    written = put(pipeline, "incoming/big.tsv", good_file(seed=5))
-    obj = tuning.DroppedObject(pipeline.stack.bucket, "incoming/big.tsv", written["VersionId"],
-                               written["ETag"].strip('"'), None)
-    _, claimed = tuning.claim_run(obj, RunsRepository(pipeline.clients.runs_table), pipeline.settings)
-    pipeline.clients.runs_table.update_item(  # its start died two hours ago
-        Key={"run_id": claimed["run_id"]}, UpdateExpression="SET updated_at = :t",
-        ExpressionAttributeValues={":t": now_iso(datetime.now(UTC) - timedelta(hours=2))})
+    _stale_claim(pipeline, "incoming/big.tsv")  # its restart runs the invocation out of memory
 
     def killed(*args, **kwargs):
         raise _Killed("Task timed out")
@@ -380,13 +385,7 @@ def test_a_pass_killed_in_a_restart_has_published_the_counts_of_what_it_did_befo
 
 
 def test_the_errors_of_a_pass_s_restarts_are_counted_after_its_other_counts(pipeline, capsys, monkeypatch):
-    written = put(pipeline, "incoming/big.tsv", good_file(seed=5))
-    obj = tuning.DroppedObject(pipeline.stack.bucket, "incoming/big.tsv", written["VersionId"],
-                               written["ETag"].strip('"'), None)
-    _, claimed = tuning.claim_run(obj, RunsRepository(pipeline.clients.runs_table), pipeline.settings)
-    pipeline.clients.runs_table.update_item(
-        Key={"run_id": claimed["run_id"]}, UpdateExpression="SET updated_at = :t",
-        ExpressionAttributeValues={":t": now_iso(datetime.now(UTC) - timedelta(hours=2))})
+    claimed = _stale_claim(pipeline, "incoming/big.tsv")
 
     def failing(*args, **kwargs):
         raise RuntimeError("S3 is away")
@@ -395,7 +394,7 @@ def test_the_errors_of_a_pass_s_restarts_are_counted_after_its_other_counts(pipe
     capsys.readouterr()
     result = pipeline.reconcile()
 
-    assert claimed["run_id"] in result["errors"]
+    assert claimed in result["errors"]
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     counts = [m["ReconcileErrors"] for m in metrics if "ReconcileErrors" in m]
     assert counts in ([[0.0], [1.0]], [0.0, 1.0])  # before the restarts, then the restarts' own
