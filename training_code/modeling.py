@@ -92,8 +92,22 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cuda_supports_bf16() -> bool:
+    """True when the current CUDA device computes in bf16 natively: compute capability 8.0+ (Ampere and later) or
+    ROCm. Without ``including_emulation=False`` (torch 2.4+), ``torch.cuda.is_bf16_supported()`` is also true on a
+    T4 or V100, where bf16 is emulated: slow, and SDPA's memory-efficient attention kernel refuses it. Older
+    torch has no such argument and gives the same emulated answer, so its reply is checked against the capability."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.4
+        if not torch.cuda.is_bf16_supported():
+            return False
+        return bool(torch.version.hip) or torch.cuda.get_device_capability()[0] >= 8
+
+
 def choose_precision(requested: str, device: torch.device) -> Precision:
-    """``auto``: bf16 on CUDA GPUs and CPUs that support it, fp16 with loss scaling on older GPUs, else fp32."""
+    """``auto``: bf16 on CUDA GPUs and CPUs with native bf16, fp16 with loss scaling on older GPUs (compute
+    capability below 8.0, where bf16 is only emulated), else fp32."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested == "fp32":
@@ -101,7 +115,7 @@ def choose_precision(requested: str, device: torch.device) -> Precision:
     if requested == "bf16":
         return Precision("bf16", torch.bfloat16)
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
+        if cuda_supports_bf16():
             return Precision("bf16", torch.bfloat16)
         return Precision("fp16", torch.float16, needs_grad_scaler=True)
     if device.type == "cpu" and cpu_supports_bf16():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -127,6 +128,60 @@ def test_auto_precision_takes_bf16_only_where_the_cpu_has_bf16_instructions(monk
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
 
     assert choose_precision("auto", torch.device("cpu")).name == expected
+
+
+def _fake_cuda_device(monkeypatch, major: int, minor: int) -> None:
+    """A CUDA device of compute capability major.minor on which bf16 tensors can be created (true of any CUDA 11+
+    card: below 8.0 bf16 is emulated), answered as torch's own CUDA queries would on it."""
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(major=major, minor=minor)
+    )
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+
+
+@pytest.mark.parametrize(("major", "minor"), [(7, 5), (7, 0)], ids=["T4", "V100"])
+def test_auto_precision_on_a_gpu_that_emulates_bf16_is_fp16_with_loss_scaling(monkeypatch, major, minor):
+    _fake_cuda_device(monkeypatch, major, minor)
+    assert torch.cuda.is_bf16_supported()  # torch's default answer counts emulation
+
+    assert choose_precision("auto", torch.device("cuda")) == Precision("fp16", torch.float16, needs_grad_scaler=True)
+
+
+@pytest.mark.parametrize(("major", "minor"), [(8, 6), (8, 0), (9, 0)], ids=["A10G", "A100", "H100"])
+def test_auto_precision_on_a_gpu_with_native_bf16_is_bf16(monkeypatch, major, minor):
+    _fake_cuda_device(monkeypatch, major, minor)
+
+    assert choose_precision("auto", torch.device("cuda")) == Precision("bf16", torch.bfloat16)
+
+
+@pytest.mark.parametrize(
+    ("old_answer", "major", "expected"),
+    [(True, 8, "bf16"), (True, 7, "fp16"), (False, 8, "fp16"), (False, 7, "fp16")],
+    ids=["ampere", "emulated", "refused-ampere", "refused-older"],
+)
+def test_auto_precision_on_torch_without_including_emulation(monkeypatch, old_answer, major, expected):
+    """torch < 2.4: ``is_bf16_supported()`` takes no argument, and is true wherever a bf16 tensor can be created."""
+    _fake_cuda_device(monkeypatch, major, 0)
+    calls = []
+
+    def is_bf16_supported():
+        calls.append(())
+        return old_answer
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+
+    assert choose_precision("auto", torch.device("cuda")).name == expected
+    assert calls == [()]
+
+
+def test_auto_precision_on_rocm_is_bf16(monkeypatch):
+    _fake_cuda_device(monkeypatch, 9, 0)
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+
+    assert choose_precision("auto", torch.device("cuda")).name == "bf16"
 
 
 @pytest.mark.parametrize(
