@@ -73,12 +73,18 @@ def _resolve(node: Any, values: dict[str, str], template: dict[str, Any]) -> Any
         if name not in values:
             raise ValueError(f"{key} {name}: add a deployed-looking value for it to RESOURCE_VALUES")
         return values[name]
-    if key == "Fn::FindInMap":
-        name, first, second = (_resolve(a, values, template) for a in arg)
-        return template["Mappings"][name][first][second]
-    if key == "Fn::If":
+    if key == "Fn::FindInMap":  # with AWS::LanguageExtensions' fourth argument, {"DefaultValue": ...}
+        name, first, second = (_resolve(a, values, template) for a in arg[:3])
+        found = template["Mappings"][name].get(first, {}).get(second)
+        if found is None:
+            if len(arg) < 4:
+                raise ValueError(f"Fn::FindInMap {name} / {first} / {second}: no such entry and no DefaultValue")
+            return _resolve(arg[3]["DefaultValue"], values, template)
+        return found
+    if key == "Fn::If":  # both branches resolved, as CloudFormation resolves a Fn::FindInMap in either
         condition, when_true, when_false = arg
-        return _resolve(when_true if _condition(condition, values, template) else when_false, values, template)
+        resolved = [_resolve(branch, values, template) for branch in (when_true, when_false)]
+        return resolved[0] if _condition(condition, values, template) else resolved[1]
     if key == "Fn::Join":
         return arg[0].join(_resolve(a, values, template) for a in arg[1])
     if key == "Fn::Sub":
@@ -94,11 +100,14 @@ def _condition(name: str, values: dict[str, str], template: dict[str, Any]) -> b
     return condition_holds(template, name, lambda node: _resolve(node, values, template))
 
 
-def template_environment(function_id: str | None = None, region: str = PSEUDO["AWS::Region"]) -> dict[str, str]:
+def template_environment(
+    function_id: str | None = None, region: str = PSEUDO["AWS::Region"], parameters: dict[str, str] | None = None
+) -> dict[str, str]:
     """The variables template.yaml gives a function (Globals merged with the function's own), parameters at their
-    defaults, in a stack in ``region``."""
+    defaults but for ``parameters``, in a stack in ``region``."""
     template = load_template(REPO / "template.yaml")
     values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    values.update(parameters or {})
     partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
     values.update(RESOURCE_VALUES, **PSEUDO)
     values.update({"AWS::Region": region, "AWS::URLSuffix": url_suffix(region), "AWS::Partition": partition})

@@ -20,7 +20,10 @@ from typing import Any
 from reviewtune.core import names
 
 TRIAL_SUFFIX = re.compile(r"\d{3}-[a-z0-9]{8}")  # SageMaker names a tuning job's trials <tuning job>-001-1a2b3c4d
-MAX_STREAMS = 200  # per group: a run's trials (a tuning job has at most 500; the local budget 2)
+# per group: a stream for each of a run's trials (a tuning job has at most 500), and more for a trial SageMaker
+# started again (a spot instance taken back): 40 DescribeLogStreams pages of 50 at most
+MAX_STREAMS = 2_000
+STREAMS_PAGE = 50  # DescribeLogStreams' most
 PAGE_EVENTS = 1_000  # GetLogEvents page (at most 10,000 events or 1 MB)
 MAX_TAIL = 9_999  # GetLogEvents' limit (10,000) less the one event that tells whether there were more
 
@@ -53,7 +56,7 @@ def streams_of(logs: Any, run_id: str) -> list[tuple[str, str, str, str]]:
     """(group, stream, job, kind) of each job of the run that has a stream, trials in order, then the evaluation."""
     found = []
     for group in (names.TRAINING_LOG_GROUP, names.PROCESSING_LOG_GROUP):
-        request: dict[str, Any] = {"logGroupName": group, "logStreamNamePrefix": run_id}
+        request: dict[str, Any] = {"logGroupName": group, "logStreamNamePrefix": run_id, "limit": STREAMS_PAGE}
         streams: list[dict[str, Any]] = []
         while len(streams) < MAX_STREAMS:
             try:

@@ -278,10 +278,37 @@ class Settings:
 
 
 def tuning_budget_seconds(settings: Settings) -> int:
+    """The longest a tuning job the stack makes now may run by its own limits (``budget_seconds``)."""
+    return budget_seconds(settings.max_jobs, settings.max_parallel_jobs, trial_limit_seconds(settings))
+
+
+def trial_limit_seconds(settings: Settings) -> int:
+    """The longest one trial of the stack's tuning jobs may take: MaxRuntimeInSeconds, or MaxWaitTimeInSeconds
+    (waiting for spot capacity included) with spot training."""
+    return settings.max_runtime_seconds * (SPOT_WAIT_FACTOR if settings.use_spot_training else 1)
+
+
+def budget_seconds(max_jobs: int, max_parallel_jobs: int, seconds_per_trial: int) -> int:
     """The longest a tuning job may run by its own limits: its trials in rounds of MaxParallelTrainingJobs, each
-    trial at most MaxRuntimeInSeconds (MaxWaitTimeInSeconds with spot training)."""
-    per_trial = settings.max_runtime_seconds * (SPOT_WAIT_FACTOR if settings.use_spot_training else 1)
-    return math.ceil(settings.max_jobs / settings.max_parallel_jobs) * per_trial
+    trial at most ``seconds_per_trial`` (MaxRuntimeInSeconds, MaxWaitTimeInSeconds with spot training)."""
+    return math.ceil(max_jobs / max(1, max_parallel_jobs)) * seconds_per_trial
+
+
+def recorded_budget_seconds(config: Mapping[str, Any]) -> int | None:
+    """The tuning budget of the job a run's recorded ``config`` describes (``max_jobs``, ``max_parallel_jobs``,
+    ``max_runtime_seconds``, and ``max_wait_seconds`` with ``use_spot_training``); None where it lacks them."""
+    try:
+        per_trial = int(config["max_wait_seconds"] if config.get("use_spot_training") and config.get(
+            "max_wait_seconds") else config["max_runtime_seconds"])
+        return budget_seconds(int(config["max_jobs"]), int(config["max_parallel_jobs"]), per_trial)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def tuning_deadline_seconds(deadline: int, budget: int) -> int:
+    """A TUNING deadline of ``deadline`` seconds, raised where needed to a tuning budget of ``budget`` plus the
+    slack: a tuning job working within its limits is never ended as stuck."""
+    return max(deadline, budget + TUNING_DEADLINE_SLACK_SECONDS)
 
 
 def _deadlines_within_limits(settings: Settings) -> dict[RunStatus, int]:
@@ -290,8 +317,7 @@ def _deadlines_within_limits(settings: Settings) -> dict[RunStatus, int]:
     queued run waits for a run ahead of it that may tune and evaluate that long, and is not stuck meanwhile."""
     deadlines = dict(settings.run_deadlines)
     deadlines[RunStatus.EVALUATING] = max(deadlines[RunStatus.EVALUATING], MIN_EVALUATING_DEADLINE_SECONDS)
-    deadlines[RunStatus.TUNING] = max(deadlines[RunStatus.TUNING],
-                                      tuning_budget_seconds(settings) + TUNING_DEADLINE_SLACK_SECONDS)
+    deadlines[RunStatus.TUNING] = tuning_deadline_seconds(deadlines[RunStatus.TUNING], tuning_budget_seconds(settings))
     deadlines[RunStatus.QUEUED] = max(deadlines[RunStatus.QUEUED],
                                       deadlines[RunStatus.TUNING] + deadlines[RunStatus.EVALUATING])
     return deadlines

@@ -7,6 +7,7 @@ reviews, leaving out those the champion was trained on (``ChampionInput``); reco
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,8 @@ from botocore.exceptions import ClientError
 from reviewtune.core import aws_errors, costs, job_stops, names, states, stop_requests, trial_records
 from reviewtune.core.champion import get_champion
 from reviewtune.core.clients import AwsClients
-from reviewtune.core.config import Settings
+from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
+from reviewtune.core.config import MIN_EVALUATING_DEADLINE_SECONDS, Settings
 from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
 from reviewtune.core.metrics import OBJECTIVE_TYPE
@@ -44,7 +46,12 @@ EVALUATION_SCRIPT = "evaluate_model_metrics.py"
 # How long after the tuning job ended a denied read of the champion's files is tried again (denial_may_pass).
 CHAMPION_READ_RETRY_SECONDS = 3600
 EVALUATION_OUTPUT = "evaluation"
-EVALUATION_MAX_RUNTIME = 3600
+EVALUATION_MAX_RUNTIME = 3600  # the job's limit, unless its test split needs longer (evaluation_max_runtime)
+# The slowest scoring that limit allows for: a base-size model in fp32 on 2 physical cores (the default ml.m5.xlarge)
+# scored 4.1 reviews/s when measured on such cores; half that, so that the limit ends a hung job, never a slow one.
+EVALUATION_ROWS_PER_SECOND = 2
+EVALUATION_START_SECONDS = 900  # the instance, the image, the models' download, before the first review
+SAGEMAKER_MAX_PROCESSING_RUNTIME = 777_600  # ProcessingStoppingCondition.MaxRuntimeInSeconds' most (9 days)
 
 
 def _epoch(value: Any) -> str | None:
@@ -198,12 +205,35 @@ def champion_input(
     return ChampionInput(champion.run_id, model_uri, hashes_uri), challenge
 
 
+def evaluation_max_runtime(run: dict[str, Any], models: int) -> int:
+    """The evaluation job's MaxRuntimeInSeconds: an hour, or longer when the run's test split (each review scored by
+    ``models`` models: the challenger, and the champion on the same reviews) needs longer at the slowest scoring
+    allowed for; a large file's evaluation must not be ended by its limit after its whole tuning job."""
+    rows = int(((run.get("data") or {}).get("summary") or {}).get("rows", {}).get("test") or 0)
+    needed = EVALUATION_START_SECONDS + math.ceil(rows * models / EVALUATION_ROWS_PER_SECOND)
+    return min(max(EVALUATION_MAX_RUNTIME, needed), SAGEMAKER_MAX_PROCESSING_RUNTIME)
+
+
+def evaluating_deadline_seconds(settings: Settings, runtime: int) -> int | None:
+    """The EVALUATING deadline of a run whose job may run ``runtime`` seconds: the stack's, unless the job's limit is
+    over the hour that deadline is made for (config.MIN_EVALUATING_DEADLINE_SECONDS); None: the stack's."""
+    if runtime <= EVALUATION_MAX_RUNTIME:
+        return None
+    return max(settings.run_deadlines[RunStatus.EVALUATING],
+               runtime + MIN_EVALUATING_DEADLINE_SECONDS - EVALUATION_MAX_RUNTIME)
+
+
 def processing_job_request(
-    settings: Settings, run: dict[str, Any], model_uri: str, champion: ChampionInput | None = None
+    settings: Settings, run: dict[str, Any], model_uri: str, code: CodeBundle, champion: ChampionInput | None = None
 ) -> dict[str, Any]:
     """The CreateProcessingJob request that evaluates a model on the run's test split (and the champion's model on
     the same reviews, when given). Each model is scored at the max_seq_length it was trained with (its
-    label_map.json): a static hyperparameter or a tuned range may have set another than MaxSeqLength."""
+    label_map.json): a static hyperparameter or a tuned range may have set another than MaxSeqLength.
+
+    ``code`` is the training code deployed with this function (``code_bundle.ensure_uploaded``), not the bundle the
+    run trained with: its evaluation script is the one that takes the arguments built here and writes what
+    record_results reads, also for a run that a deployment met between its start and its evaluation (the script
+    reads models saved by earlier training code, as it reads a champion's)."""
     run_id = run["run_id"]
 
     def s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
@@ -221,7 +251,7 @@ def processing_job_request(
     inputs = [
         s3_input("model", model_uri, MODEL_DIR),
         s3_input("data", names.s3_uri(settings.bucket, names.split_prefix(run_id, "test")), DATA_DIR),
-        s3_input("code", run["code"]["source_uri"], CODE_DIR),
+        s3_input("code", code.source_uri, CODE_DIR),
         s3_input("run", names.s3_uri(settings.bucket, report_input_key(run_id)), RUN_DIR),
     ]
     champion_arguments: list[str] = []
@@ -253,7 +283,7 @@ def processing_job_request(
                 "VolumeSizeInGB": 30,
             }
         },
-        "StoppingCondition": {"MaxRuntimeInSeconds": EVALUATION_MAX_RUNTIME},
+        "StoppingCondition": {"MaxRuntimeInSeconds": evaluation_max_runtime(run, 2 if champion else 1)},
         "AppSpecification": {
             "ImageUri": settings.processing_image_uri,
             "ContainerEntrypoint": ["python3", f"{CODE_DIR}/{EVALUATION_SCRIPT}"],
@@ -460,7 +490,8 @@ def start_evaluation(
     tuning["best_training_job"] = best
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     champion, challenge = champion_input(run, runs, clients, patient=denial_may_pass(run, tuning["ended_at"]))
-    request = processing_job_request(settings, run, best["model_uri"], champion)
+    code = ensure_uploaded(clients.s3, settings.bucket)
+    request = processing_job_request(settings, run, best["model_uri"], code, champion)
     def moved_on(item: dict[str, Any] | None) -> dict[str, Any]:  # ended, or another attempt made the job
         if item and states.is_final(item["status"]):
             return already_final(runs, settings, clients, item)
@@ -494,6 +525,7 @@ def start_evaluation(
         tuning=stored(),
         evaluation_job_name=request["ProcessingJobName"],
         unless_stop_requested=True,
+        deadline_seconds=evaluating_deadline_seconds(settings, request["StoppingCondition"]["MaxRuntimeInSeconds"]),
         **({"challenge": challenge} if challenge else {}),
     )
     if moved is None:

@@ -162,7 +162,7 @@ def plan_champion(
     except (ClientError, BotoCoreError, ValueError) as exc:
         if aws_errors.transient(exc) and retrying(run):
             raise  # the champion item unreadable for a moment: nothing is written yet, the retry decides
-        return not_decided(out, exc), None
+        return not_decided(out, exc, run["run_id"]), None
     outcome = plan.outcome
     if outcome.label != ALREADY:
         out["margin_points"] = settings.champion_margin_points
@@ -186,10 +186,10 @@ def _found_rejected(runs: RunsRepository, sagemaker: Any, dataset: str, run: dic
         return False
 
 
-def not_decided(champion: dict[str, Any], exc: Exception) -> dict[str, Any]:
+def not_decided(champion: dict[str, Any], exc: Exception, run_id: str) -> dict[str, Any]:
     """The ``champion`` field of a run whose decision failed (it still succeeds; the message names the error)."""
     error = _error_text(exc)
-    logger.warning("champion decision failed", extra={"error": error})
+    logger.warning("champion decision failed", extra={"run_id": run_id, "error": error})
     return {
         **{k: v for k, v in champion.items() if k in ("test_split", "comparison")},
         "decision": NOT_DECIDED,

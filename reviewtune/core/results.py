@@ -334,8 +334,8 @@ def _record_with_champion(
         except ClientError as exc:
             if aws_errors.transient(exc):
                 raise  # nothing was written: the event or the reconciler records the results again
-            return succeed(not_decided(champion, exc), None)  # refused (AccessDenied...): the run still succeeds
-    return succeed(not_decided(champion, ChampionChanged(f"the champion of {dataset!r} kept changing")), None)
+            return succeed(not_decided(champion, exc, run_id), None)  # refused (AccessDenied...): the run still succeeds
+    return succeed(not_decided(champion, ChampionChanged(f"the champion of {dataset!r} kept changing"), run_id), None)
 
 
 def _ended_meanwhile(

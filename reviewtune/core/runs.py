@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -227,6 +227,18 @@ class RunsRepository:
         )
         return [from_item(i) for i in response["Items"]]
 
+    def count_in_status(self, status: str, *, excluding: Iterable[str] = (), condition: Any = None) -> int:
+        """How many runs are in one status (status index, eventually consistent; every page counted), less those in
+        ``excluding`` and, with ``condition`` (a filter), only those that meet it. Only the ids are returned."""
+        excluded = set(excluding)
+        query: dict[str, Any] = {
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": Key("status").eq(status),
+            "ProjectionExpression": "run_id",
+            **({"FilterExpression": condition} if condition is not None else {}),
+        }
+        return sum(1 for item in self._query_all(**query) if item["run_id"] not in excluded)
+
     def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]:
         while True:
             response = self.table.query(**query)
@@ -327,6 +339,7 @@ class RunsRepository:
         notice: tuple[str, str] | None = None,
         remove: tuple[str, ...] = (),
         unless_stop_requested: bool = False,
+        deadline_seconds: int | None = None,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """Move the run from one of ``sources`` to ``target`` (compare-and-set on the status), setting ``fields``
@@ -334,11 +347,13 @@ class RunsRepository:
 
         ``unless_stop_requested``: not if a person asked for the run to be stopped (``stop_request``,
         stop_requests.py), which then holds even against a step that read the run before the request.
+        ``deadline_seconds``: the time the run has in ``target``, where not the repository's deadline for it.
 
         Returns the new item, or None when the run was not in any of ``sources`` (someone else moved it: re-read
         and decide)."""
         request = self.transition_request(
-            run_id, sources, target, notice=notice, remove=remove, unless_stop_requested=unless_stop_requested, **fields
+            run_id, sources, target, notice=notice, remove=remove, unless_stop_requested=unless_stop_requested,
+            deadline_seconds=deadline_seconds, **fields
         )
         request["ReturnValues"] = "ALL_NEW"
         for attempt in range(2):
@@ -361,6 +376,7 @@ class RunsRepository:
         notice: tuple[str, str] | None = None,
         remove: tuple[str, ...] = (),
         unless_stop_requested: bool = False,
+        deadline_seconds: int | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         """The conditional UpdateItem arguments of ``transition`` (Key, expressions, condition), unsent: to send
@@ -375,7 +391,8 @@ class RunsRepository:
         update.set("status", value=target.value)
         update.set("updated_at", value=stamp)
         update.set("status_history", target.value, value=stamp)
-        deadline = self.deadline_at(target)
+        deadline = self.deadline_at(target) if deadline_seconds is None else now_iso(
+            datetime.now(UTC) + timedelta(seconds=deadline_seconds))
         if deadline is None:
             update.remove("deadline_at")
         else:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError, ParamValidationError
 
 from reviewtune.core import (
@@ -28,7 +29,12 @@ from reviewtune.core import (
 )
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.code_bundle import CodeBundle, ensure_uploaded
-from reviewtune.core.config import SPOT_WAIT_FACTOR, Settings
+from reviewtune.core.config import (
+    Settings,
+    recorded_budget_seconds,
+    trial_limit_seconds,
+    tuning_deadline_seconds,
+)
 from reviewtune.core.dataset import SplitDataset, read_dropped_file, write_splits
 from reviewtune.core.errors import ConfigError, DatasetError, ObjectGoneError, ObjectUnreadableError
 from reviewtune.core.failures import already_final, end_run, repository
@@ -43,7 +49,7 @@ from reviewtune.core.ranges import (
     range_names,
 )
 from reviewtune.core.reasons import bounded
-from reviewtune.core.runs import RunsRepository, RunStatus, out_of_date, parse_iso, unsent
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, out_of_date, parse_iso, unsent
 from reviewtune.core.train_hashes import write_train_hashes
 from reviewtune.core.warm_start import SAGEMAKER_RESERVED, Hyperparameters
 from reviewtune.core.warm_start_plan import apply as apply_warm_start
@@ -168,7 +174,7 @@ def tuning_job_request(settings: Settings, run_id: str, dataset: str, code: Code
     bucket = settings.bucket
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
     if settings.use_spot_training:
-        stopping["MaxWaitTimeInSeconds"] = settings.max_runtime_seconds * SPOT_WAIT_FACTOR
+        stopping["MaxWaitTimeInSeconds"] = trial_limit_seconds(settings)
     definition: dict[str, Any] = {
         "StaticHyperParameters": static_hyperparameters(settings, code, range_names(ranges)),
         "AlgorithmSpecification": {
@@ -227,6 +233,8 @@ def _config_summary(settings: Settings) -> dict[str, Any]:
         "training_instance_type": settings.training_instance_type,
         "training_instance_count": settings.training_instance_count,
         "use_spot_training": settings.use_spot_training,
+        "max_runtime_seconds": settings.max_runtime_seconds,
+        "max_wait_seconds": trial_limit_seconds(settings) if settings.use_spot_training else None,
         "completion_criteria": completion_criteria(settings),
     }
 
@@ -277,7 +285,10 @@ def _reject(
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.REJECTED, notice=notice, **fields) is None:
         return _moved_on(runs, settings, clients, run_id)
     send_pending(runs, clients.sns, settings.topic_arn, run_id)
-    logger.warning("file rejected", extra={"run_id": run_id, "reason": reason, "copied": copied})
+    # not the reason: it may quote a row of the file (customer text), which the logs are not the place for; the
+    # run, its message and the reason file keep it
+    logger.warning("file rejected", extra={"run_id": run_id, "error": type(error).__name__,
+                                           "reason_uri": fields["reason_uri"], "copied": copied})
     return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
 
 
@@ -541,14 +552,15 @@ def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients
     if stop_requests.requested(run):
         return stop_unstarted(run, settings, clients)
     holders = slots.holders(clients.runs_table)
-    ahead = _waiting_for_a_slot(runs, run_id, holders)
     # a run that holds a slot already (its start was throttled, or died after taking it) goes on with it
-    first_in_line = run_id in holders or not ahead
-    if first_in_line and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
+    waits_behind = run_id not in holders and _first_waiting_for_a_slot(runs, run_id, holders) is not None
+    if not waits_behind and slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
         return launch(run, settings, clients)
     if run["status"] == RunStatus.QUEUED:
         return {"run_id": run_id, "status": RunStatus.QUEUED.value}
-    notice = messages.queued(run, len(holders), settings.max_concurrent_runs, settings.runs_table, len(ahead))
+    # the run found waiting is one, whatever the index counts yet
+    ahead = max(1, _count_waiting_for_a_slot(runs, run_id, holders)) if waits_behind else 0
+    notice = messages.queued(run, len(holders), settings.max_concurrent_runs, settings.runs_table, ahead)
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.QUEUED, notice=notice, unless_stop_requested=True) is None:
         current = runs.get(run_id)
         if current is not None and current["status"] == RunStatus.CLAIMED and stop_requests.requested(current):
@@ -562,18 +574,25 @@ def launch_or_queue(run: dict[str, Any], settings: Settings, clients: AwsClients
     return {"run_id": run_id, "status": current["status"], "rows": run["data"]["summary"]["rows"]}
 
 
-def _waiting_for_a_slot(runs: RunsRepository, run_id: str, holders: set[str]) -> list[dict[str, Any]]:
-    """The queued runs (other than ``run_id``) that wait for a slot: not holding one, not asked to stop, due for
-    their try. Each run the status index lists is read again: the index lags, and a run started meanwhile must keep
-    no file from a free slot."""
-    waiting = []
+def _first_waiting_for_a_slot(runs: RunsRepository, run_id: str, holders: set[str]) -> dict[str, Any] | None:
+    """A queued run (other than ``run_id``) that waits for a slot: not holding one, not asked to stop, due for its
+    try; None when none of the newest 100 the status index lists does. Each listed run is read again until one is
+    found: the index lags, and a run started meanwhile must keep no file from a free slot."""
     for listed in runs.by_status(RunStatus.QUEUED, limit=100):
         if listed["run_id"] == run_id or listed["run_id"] in holders:
             continue
         item = runs.get(listed["run_id"])
         if _due_in_queue(item):
-            waiting.append(item)
-    return waiting
+            return item
+    return None
+
+
+def _count_waiting_for_a_slot(runs: RunsRepository, run_id: str, holders: set[str]) -> int:
+    """How many queued runs (other than ``run_id``) wait for a slot, as the status index has them (every page of it):
+    ``_due_in_queue`` as a filter, the slot holders left out."""
+    due = Attr("tuning_start.next_attempt_at").not_exists() | Attr("tuning_start.next_attempt_at").lte(now_iso())
+    return runs.count_in_status(RunStatus.QUEUED, excluding={run_id, *holders},
+                                condition=Attr("stop_request").not_exists() & due)
 
 
 def _due_in_queue(run: dict[str, Any] | None, now: datetime | None = None) -> bool:
@@ -655,11 +674,9 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         if aws_errors.code(exc) == "ResourceInUse":  # an earlier attempt created it, with the warm start it had then
             made = clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
             arn, plan = made["HyperParameterTuningJobArn"], plan.as_made(made)
-            # and the hyperparameters, model and image it had then (the stack may have changed since)
-            base = _as_made(base, made)
-            definition = base["TrainingJobDefinition"]
-            sent = {**sent, "training_image_uri": definition["AlgorithmSpecification"].get("TrainingImage"),
-                    "model_name": definition["StaticHyperParameters"].get("model_name_or_path", sent.get("model_name"))}
+            # and the hyperparameters, limits, instances, model and image it had then (the stack may have changed
+            # since): the run's record, cost and deadline are those of the job it has
+            base, sent = _as_made(base, made), _config_as_made(sent, made)
         elif aws_errors.is_retryable(exc):
             attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:
@@ -683,9 +700,11 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
         "objective_metric": OBJECTIVE_METRIC,
         "warm_start": plan.summary(),
     }
+    # the job's own budget: the stack's may be another (a start retried across a deployment found its job made)
+    deadline = tuning_deadline_seconds(settings.run_deadlines[RunStatus.TUNING], recorded_budget_seconds(config) or 0)
     moved = runs.transition(
         run_id, (RunStatus.CLAIMED, RunStatus.QUEUED), RunStatus.TUNING, tuning_job_arn=arn, config=config,
-        unless_stop_requested=True,
+        unless_stop_requested=True, deadline_seconds=deadline,
     )
     if moved is None:
         current = runs.get(run_id)
@@ -766,6 +785,44 @@ def _as_made(request: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     return {**request, "TrainingJobDefinition": made_definition, "HyperParameterTuningJobConfig": made_config}
 
 
+def _config_as_made(config: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a run's record of its job's settings, ``_config_summary``) with what the tuning job an earlier
+    attempt made says of its own (DescribeHyperParameterTuningJob's answer, each where it says it): strategy, limits,
+    completion criteria, instances, spot training, stopping condition, image, model, epochs and sequence length."""
+    tuning = job.get("HyperParameterTuningJobConfig") or {}
+    definition = job.get("TrainingJobDefinition") or {}
+    limits, resources = tuning.get("ResourceLimits") or {}, definition.get("ResourceConfig") or {}
+    stopping, static = definition.get("StoppingCondition") or {}, definition.get("StaticHyperParameters") or {}
+    described = {
+        "strategy": tuning.get("Strategy"),
+        "early_stopping": tuning.get("TrainingJobEarlyStoppingType"),
+        "max_jobs": limits.get("MaxNumberOfTrainingJobs"),
+        "max_parallel_jobs": limits.get("MaxParallelTrainingJobs"),
+        "training_instance_type": resources.get("InstanceType"),
+        "training_instance_count": resources.get("InstanceCount"),
+        "use_spot_training": definition.get("EnableManagedSpotTraining"),
+        "max_runtime_seconds": stopping.get("MaxRuntimeInSeconds"),
+        "training_image_uri": (definition.get("AlgorithmSpecification") or {}).get("TrainingImage"),
+        "model_name": static.get("model_name_or_path"),
+        "epochs": _whole_number(static.get("epochs")),
+        "max_seq_length": _whole_number(static.get("max_seq_length")),
+    }
+    made = {**config, **{name: value for name, value in described.items() if value is not None}}
+    if stopping:  # without spot training the job has no wait time
+        made["max_wait_seconds"] = stopping.get("MaxWaitTimeInSeconds")
+    if tuning:  # a job without completion criteria runs its whole budget
+        made["completion_criteria"] = tuning.get("TuningJobCompletionCriteria") or {}
+    return made
+
+
+def _whole_number(value: Any) -> int | None:
+    """A hyperparameter's value (a string, as SageMaker describes it) as a whole number; None when it is not one."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
 def _create(clients: AwsClients, request: dict[str, Any]) -> str:
     return clients.sagemaker.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
 
@@ -779,7 +836,7 @@ def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | N
     one (its start was throttled, or died after taking it), and taking a slot again is granted to its holder. So is
     every run after one whose start raised: one run that cannot start (an item of another shape, a refusal launch does
     not record) must not hold back the runs queued behind it until its queue deadline. Once a run due and waiting
-    was refused a slot, the runs after it are tried only if they hold one already: a slot freed meanwhile (another
+    was refused a slot, the runs after it are read and tried only if they hold one already: a slot freed meanwhile (another
     run ending) goes to the older run, by the ended run's own start of the queue. ``raise_transient``: once
     every run was tried, raise the first error worth another try (throttling, no answer), so that the invocation
     that ended a run is tried again (the reconciler, which tries every pass, passes False). ``refused``: gets the
@@ -791,12 +848,12 @@ def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | N
     holding: set[str] | None = None  # the slot holders, read at the first refusal
     for queued in runs.all_in_status(RunStatus.QUEUED):
         run_id = queued["run_id"]
+        if holding is not None and run_id not in holding:
+            continue  # an older run waits for the next free slot: this one is not read
         try:
             run = runs.get(run_id)
             if not _due_in_queue(run, now):
                 continue
-            if holding is not None and run_id not in holding:
-                continue  # an older run waits for the next free slot
             if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
                 started.append(launch(run, settings, clients))
             else:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from reviewtune.local import language_extensions
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_STACK_NAME = "reviewtune-local"
@@ -226,8 +228,15 @@ def _transforms(template: Mapping[str, Any]) -> list[str]:
 def to_cloudformation(
     template: Mapping[str, Any], parameters: Mapping[str, str], region: str
 ) -> dict[str, Any]:
-    """Translate a SAM template to CloudFormation offline (no AWS call: bundled managed-policy map)."""
+    """Translate a SAM template to CloudFormation offline (no AWS call: bundled managed-policy map), after
+    AWS::LanguageExtensions where the template names it first, as CloudFormation runs them."""
     transforms = _transforms(template)
+    if transforms[:1] == [language_extensions.NAME]:
+        try:
+            template = language_extensions.apply(template, parameters, region)
+        except language_extensions.LanguageExtensionError as error:
+            raise StackError(str(error)) from error
+        transforms = transforms[1:]
     if not transforms:
         return copy.deepcopy(dict(template))
     unsupported = [name for name in transforms if name != SERVERLESS_TRANSFORM]

@@ -121,6 +121,19 @@ def test_every_line_of_a_long_log_is_read_page_by_page(deployed, capsys):  # noq
     assert [e["message"] for e in events] == [f"line {n}" for n in range(1_000, 12_000)] and truncated
 
 
+def test_every_trial_of_a_tuning_job_of_the_most_trials_is_found(deployed, capsys):  # noqa: F811
+    put_run(deployed, RUN, "team-a/r.tsv", "SUCCEEDED", 1, 0.70)
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName=names.TRAINING_LOG_GROUP)
+    for n in range(1, 501):  # MaxJobs' most
+        logs.create_log_stream(logGroupName=names.TRAINING_LOG_GROUP,
+                               logStreamName=f"{RUN}-{n:03d}-abcdef{n % 100:02d}/{STREAM_SUFFIX}")
+    streams = job_logs.streams_of(logs, RUN)
+    assert [job for _, _, job, _ in streams] == [f"{RUN}-{n:03d}-abcdef{n % 100:02d}" for n in range(1, 501)]
+    assert main(["runs", "logs", RUN, "--job", "350", "--stack", STACK]) == 0
+    assert f"{RUN}-350-abcdef50" in text(capsys)
+
+
 def test_a_run_that_made_no_job_says_so_and_why(deployed, capsys):  # noqa: F811
     put_run(deployed, "reviewtune-0000aaaa0000aaaa", "team-a/r.tsv", "REJECTED", 1)
     failed = put_run(deployed, "reviewtune-1111bbbb1111bbbb", "team-a/r.tsv", "FAILED", 2)

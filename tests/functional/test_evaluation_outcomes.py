@@ -18,7 +18,7 @@ from reviewtune.core import reasons, registry, stop_requests, withdrawal
 from reviewtune.core import results as results_module
 from reviewtune.core.champion import get_champion
 from reviewtune.core.runs import RunsRepository, now_iso
-from tests.functional.pipeline import Pipeline, later
+from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.faults import Failing, TableWithClient, cancelled, client_error, failing_once
 
@@ -435,11 +435,14 @@ def test_a_throttled_champion_write_writes_nothing_and_the_retry_succeeds(pipeli
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
 
 
-def test_a_refused_champion_write_still_succeeds_the_run_with_the_decision_not_made(pipeline):
+def test_a_refused_champion_write_still_succeeds_the_run_with_the_decision_not_made(pipeline, caplog):
     run_id = evaluated(pipeline)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
     failing_once(pipeline, client_error("AccessDeniedException", "not allowed", "TransactWriteItems"))
     assert pipeline.evaluation_ended(run_id)["status"] == "SUCCEEDED"
+    # the log line names the run (a reconciler pass records several)
+    (logged,) = [r for r in caplog.records if r.getMessage() == "champion decision failed"]
+    assert logged.run_id == run_id and "AccessDenied" in logged.error
     item = pipeline.run(run_id)
     assert item["champion"]["decision"] == "not decided" and "AccessDenied" in item["champion"]["error"]
     assert get_champion(pipeline.clients.runs_table, item["dataset"]) is None
@@ -447,3 +450,50 @@ def test_a_refused_champion_write_still_succeeds_the_run_with_the_decision_not_m
     [package] = pipeline.sagemaker.packages()
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize(("test_rows", "champion"), [(40, False), (20_000, False), (20_000, True)])
+def test_the_evaluation_job_of_a_large_test_split_gets_the_time_it_needs_and_its_run_the_deadline(
+    pipeline, test_rows, champion
+):
+    from reviewtune.core import evaluation
+    from reviewtune.core.config import MIN_EVALUATING_DEADLINE_SECONDS
+    from reviewtune.core.runs import parse_iso
+    from reviewtune.core.states import RunStatus
+
+    if champion:  # a first run of the dataset succeeds: the second is evaluated beside its champion
+        pipeline.succeed(pipeline.start_tuning(pipeline.drop_event())["run_id"])
+    run_id = pipeline.start_tuning(pipeline.drop_event(body=good_file(seed=3)))["run_id"]
+    # the test split's size as the start recorded it (a file of a few hundred thousand reviews)
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET #d.summary.#r.test = :n",
+                                            ExpressionAttributeNames={"#d": "data", "#r": "rows"},
+                                            ExpressionAttributeValues={":n": test_rows})
+    pipeline.finish_tuning_well(run_id)
+    pipeline.tuning_ended(run_id)
+    item = pipeline.run(run_id)
+    assert item["status"] == "EVALUATING"
+    request = pipeline.processing_request(run_id)
+    assert ("--champion-model" in request["AppSpecification"]["ContainerArguments"]) is champion
+    runtime = request["StoppingCondition"]["MaxRuntimeInSeconds"]
+    scored = test_rows * (2 if champion else 1)
+    given = (parse_iso(item["deadline_at"]) - parse_iso(item["status_history"]["EVALUATING"])).total_seconds()
+    stack_deadline = pipeline.settings.run_deadlines[RunStatus.EVALUATING]
+    if scored / evaluation.EVALUATION_ROWS_PER_SECOND < evaluation.EVALUATION_MAX_RUNTIME / 2:
+        assert runtime == evaluation.EVALUATION_MAX_RUNTIME
+        assert abs(given - stack_deadline) < 5
+    else:  # at the slowest scoring allowed for, after the job's start; the run's deadline a margin past the job's
+        assert runtime == evaluation.EVALUATION_START_SECONDS + scored / evaluation.EVALUATION_ROWS_PER_SECOND
+        assert runtime > evaluation.EVALUATION_MAX_RUNTIME
+        margin = MIN_EVALUATING_DEADLINE_SECONDS - evaluation.EVALUATION_MAX_RUNTIME
+        assert abs(given - max(stack_deadline, runtime + margin)) < 5 and given >= runtime + margin - 5
+    # the reconciler does not end it as stuck while its job is within its limit
+    pipeline.reconcile(later(hours=(runtime - 60) / 3600))
+    assert pipeline.run(run_id)["status"] == "EVALUATING"
+
+
+def test_the_evaluation_job_s_limit_is_sagemaker_s_most_at_worst():
+    from reviewtune.core import evaluation
+
+    run = {"data": {"summary": {"rows": {"test": 10_000_000}}}}
+    assert evaluation.evaluation_max_runtime(run, 2) == evaluation.SAGEMAKER_MAX_PROCESSING_RUNTIME == 777_600
+    assert evaluation.evaluation_max_runtime({}, 1) == evaluation.EVALUATION_MAX_RUNTIME  # a run without a summary

@@ -8,7 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote_plus
 
 import boto3
@@ -16,9 +18,19 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reviewtune.console import views
-from reviewtune.core import dead_letters, outbox, queue_wait, reconciler, slots, states, stop_requests, tuning
+from reviewtune.core import (
+    dead_letters,
+    notify,
+    outbox,
+    queue_wait,
+    reconciler,
+    slots,
+    states,
+    stop_requests,
+    tuning,
+)
 from reviewtune.core.errors import RunNotReadyError
-from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, unsent
+from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, to_item, unsent
 from tests.functional.pipeline import Pipeline, good_file, later
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import REGION
@@ -485,9 +497,11 @@ def test_a_completion_before_the_run_is_evaluating_is_not_dropped(pipeline):
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)
     # The evaluation job ran and ended before start_evaluation recorded EVALUATING (as if it had stalled).
+    from reviewtune.core.code_bundle import ensure_uploaded
     from reviewtune.core.evaluation import processing_job_request
 
-    request = processing_job_request(pipeline.settings, pipeline.run(run_id), "s3://b/model.tar.gz")
+    code = ensure_uploaded(pipeline.clients.s3, pipeline.settings.bucket)
+    request = processing_job_request(pipeline.settings, pipeline.run(run_id), "s3://b/model.tar.gz", code)
     pipeline.sagemaker.create_processing_job(**request)
     pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
     with pytest.raises(RunNotReadyError):
@@ -852,6 +866,22 @@ def test_a_queued_run_that_waited_behind_runs_at_work_ends_saying_how_long_it_wa
     assert result["steps"]["reviewtune-late"] == "past deadline"
     assert_ended(pipeline, "reviewtune-late", "FAILED", "stayed QUEUED longer than its deadline",
                  "after the runs ahead of it last worked (reviewtune-ahead), queued 53 h in all")
+
+
+def test_a_run_ended_at_its_deadline_is_told_the_time_it_was_given_not_the_stack_s_setting_now(pipeline):
+    """A run given 20 days in TUNING (the tuning budget of the deployment that started it: MaxJobs cut since) ends at
+    that deadline: its reason names the 20 days, not the deadline a run entering TUNING gets today."""
+    run_id = pipeline.start_tuning(pipeline.drop_event("incoming/a.tsv", good_file()))["run_id"]
+    entered = parse_iso(pipeline.run(run_id)["status_history"]["TUNING"])
+    deadline = entered + timedelta(days=20)
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET deadline_at = :t",
+                                            ExpressionAttributeValues={":t": now_iso(deadline)})
+    assert pipeline.settings.run_deadlines[RunStatus.TUNING] != 20 * 86400
+
+    result = pipeline.reconcile(deadline + timedelta(minutes=5))
+
+    assert result["steps"][run_id] == "past deadline"
+    assert_ended(pipeline, run_id, "FAILED", "the run stayed TUNING longer than its deadline (480 h, RUN_STATE_DEADLINES)")
 
 
 def test_a_queued_run_holding_a_slot_ends_at_its_deadline_though_runs_work(pipeline):
@@ -1320,8 +1350,27 @@ def test_a_claim_whose_restarts_keep_dying_goes_behind_the_other_stale_claims(pi
 # ------------------------------------------------------------------------------------------- spend guard
 
 
+def _readme_outcomes_only_policy() -> dict:
+    """The filter policy README.md gives for a subscription that receives outcomes (and the alarms) only."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (policy,) = re.findall(r"the filter policy `(\{.*?\})` receives outcomes", readme, flags=re.S)
+    return json.loads(policy)
+
+
+def test_the_readme_s_outcomes_only_subscription_receives_the_alarms_too(stack):
+    outcomes_only = _subscriber(stack, "outcomes-and-alarms", _readme_outcomes_only_policy())
+    sns = boto3.client("sns", region_name=REGION)
+    for status in ("QUEUED", "FAILED"):
+        notify.publish(sns, stack.topic_arn, f"run {status}", "body", run_id="r1", status=status)
+    # what CloudWatch publishes to the topic for an alarm: a subject and a JSON body, no message attributes
+    sns.publish(TopicArn=stack.topic_arn, Subject='ALARM: "reviewtune-StuckRunsAlarm-X" in US East (N. Virginia)',
+                Message=json.dumps({"AlarmName": "reviewtune-StuckRunsAlarm-X", "NewStateValue": "ALARM"}))
+    subjects = sorted(m["Subject"] for m in _received(outcomes_only))
+    assert subjects == ['ALARM: "reviewtune-StuckRunsAlarm-X" in US East (N. Virginia)', "run FAILED"]
+
+
 def test_runs_beyond_max_concurrent_runs_are_queued_and_start_when_a_slot_frees(pipeline, stack):
-    outcomes_only = _subscriber(stack, "outcomes-only", {"status": [{"anything-but": ["QUEUED"]}]})  # README's policy
+    outcomes_only = _subscriber(stack, "outcomes-only", _readme_outcomes_only_policy())
     results = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i))) for i in range(4)]
     assert [r["status"] for r in results] == ["TUNING", "TUNING", "QUEUED", "QUEUED"]
     ids = [r["run_id"] for r in results]
@@ -1667,6 +1716,62 @@ def test_a_queued_run_holding_a_slot_starts_though_an_older_queued_run_waits_for
     pipeline.succeed(q)
     assert pipeline.run(o)["status"] == "TUNING"  # the slot Q frees goes to O
     assert pipeline.statuses_told(q) == ["QUEUED", "SUCCEEDED"] and pipeline.statuses_told(o) == ["QUEUED"]
+
+
+def _queued_before(pipeline: Pipeline, like: dict, count: int) -> list[str]:
+    """``count`` QUEUED runs like ``like`` (a queued run's item), each created before it: ahead of it in the queue."""
+    start = datetime.now(UTC) - timedelta(hours=2)
+    ids = []
+    with pipeline.clients.runs_table.batch_writer() as batch:
+        for i in range(count):
+            stamp = now_iso(start + timedelta(seconds=i))
+            item = {**like, "run_id": f"reviewtune-q{i:014d}", "dataset": f"queued-{i}.tsv", "created_at": stamp,
+                    "status_history": {"CLAIMED": stamp, "QUEUED": stamp}}
+            item.pop("notice_pending", None)
+            batch.put_item(Item=to_item(item))
+            ids.append(item["run_id"])
+    return ids
+
+
+def _queued_behind_both_slots(pipeline: Pipeline) -> dict:
+    for i in range(2):
+        pipeline.start_tuning(pipeline.drop_event(f"incoming/r{i}.tsv", good_file(i)))
+    queued = pipeline.start_tuning(pipeline.drop_event("incoming/q.tsv", good_file(2)))
+    assert queued["status"] == "QUEUED"
+    return pipeline.run(queued["run_id"])
+
+
+def test_the_queued_message_counts_every_run_waiting_before_the_file(pipeline):
+    """Past one page of the status index: a file behind 150 waiting runs is told 150 (a run asked to stop, or one
+    not due for its next try, waits for no slot)."""
+    first = _queued_behind_both_slots(pipeline)
+    stopped, throttled, *_ = _queued_before(pipeline, first, 151)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    runs.update(stopped, stop_request={"by": "ops", "why": "not this one", "at": now_iso()})
+    runs.update(throttled, tuning_start={"attempts": 1, "next_attempt_at": now_iso(datetime.now(UTC) + timedelta(hours=1))})
+
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/z.tsv", good_file(9)))
+
+    assert result["status"] == "QUEUED"
+    (queued,) = pipeline.messages(result["run_id"])
+    assert "and 150 runs are queued before this one;" in " ".join(queued["Message"].split())
+
+
+def test_a_file_queued_behind_a_deep_queue_does_not_read_every_queued_run(pipeline):
+    """Every slot taken and 300 runs queued: queuing one more file reads a few runs, not the whole queue, in its
+    look for a run waiting before it and in its start of the queue (the oldest is refused a slot: none after it
+    that holds none can get one)."""
+    _queued_before(pipeline, _queued_behind_both_slots(pipeline), 300)
+    reads = []
+    for client in {id(h.ctx.clients.runs_table.meta.client): h.ctx.clients.runs_table.meta.client
+                   for h in pipeline.handlers.values()}.values():
+        client.meta.events.register("before-call.dynamodb.GetItem", lambda **_: reads.append(None))
+
+    result = pipeline.start_tuning(pipeline.drop_event("incoming/z.tsv", good_file(9)))
+
+    assert result["status"] == "QUEUED" and len(reads) < 20, len(reads)
+    (queued,) = pipeline.messages(result["run_id"])
+    assert "and 301 runs are queued before this one;" in " ".join(queued["Message"].split())
 
 
 def test_slots_are_taken_once_per_run_and_never_beyond_the_limit(stack):

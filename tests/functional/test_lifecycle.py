@@ -369,6 +369,50 @@ def test_a_start_retried_across_a_deployment_records_the_hyperparameters_of_the_
     assert refused_warm_starts(pipeline, second) is None and "WarmStartConfig" not in tuning_request(pipeline, second)
 
 
+def _deployed_with_deadlines(pipeline: Pipeline, monkeypatch, **changes) -> None:
+    """A stack update as Settings.from_env reads it: the changed settings, and run deadlines raised to their tuning
+    budget (the stack's RUN_STATE_DEADLINES being the defaults)."""
+    import dataclasses
+
+    from reviewtune.core.config import _deadlines_within_limits
+    from reviewtune.core.states import DEFAULT_DEADLINES
+
+    for module in pipeline.handlers.values():
+        settings = dataclasses.replace(module.ctx.settings, run_deadlines=dict(DEFAULT_DEADLINES), **changes)
+        settings = dataclasses.replace(settings, run_deadlines=_deadlines_within_limits(settings))
+        monkeypatch.setattr(module, "ctx", dataclasses.replace(module.ctx, settings=settings))
+
+
+def test_a_start_retried_across_a_deployment_records_times_and_prices_the_job_it_found(pipeline, monkeypatch):
+    """The job is made under MaxJobs 40 (20 rounds of a day) without spot training, the invocation dies before its
+    TUNING write, a deployment cuts MaxJobs to 4 and turns spot training on with another instance type, and Lambda's
+    retry finds the job: the run records the job's own limits and instances, and its deadline covers the job's
+    budget, so the healthy job is not ended as stuck on day 5."""
+    day = 86400
+    _deployed_with_deadlines(pipeline, monkeypatch, max_jobs=40, max_parallel_jobs=2, max_runtime_seconds=day,
+                             use_spot_training=False, training_instance_type="ml.g5.xlarge")
+    died = _dies_once_before_tuning(monkeypatch)
+    event = pipeline.drop_event("incoming/team/a.tsv", good_file())
+    with pytest.raises(TimeoutError):
+        pipeline.start_tuning(event)
+    [run_id] = died
+    _deployed_with_deadlines(pipeline, monkeypatch, max_jobs=4, max_parallel_jobs=1, max_runtime_seconds=day // 2,
+                             use_spot_training=True, training_instance_type="ml.p3.2xlarge")
+    assert pipeline.start_tuning(event)["status"] == "TUNING"  # ResourceInUse: the job found is described
+
+    item = pipeline.run(run_id)
+    recorded = {k: item["config"].get(k) for k in ("max_jobs", "max_parallel_jobs", "use_spot_training",
+                                                "training_instance_type", "max_runtime_seconds", "max_wait_seconds")}
+    assert recorded == {"max_jobs": 40, "max_parallel_jobs": 2, "use_spot_training": False,
+                        "training_instance_type": "ml.g5.xlarge", "max_runtime_seconds": day, "max_wait_seconds": None}
+    given = datetime.fromisoformat(item["deadline_at"]) - datetime.fromisoformat(item["status_history"]["TUNING"])
+    assert given.total_seconds() >= 20 * day
+
+    pipeline.reconcile(now=later(hours=5 * 24))  # the job, within its own limits, still trains on day 5
+    assert pipeline.run(run_id)["status"] == "TUNING"
+    assert pipeline.sagemaker.tuning[run_id]["status"] == "InProgress"
+
+
 def test_a_run_recorded_with_hyperparameter_names_only_is_no_parent_beside_runs_recorded_with_their_shape(
     pipeline, monkeypatch
 ):
@@ -1489,3 +1533,49 @@ def test_an_approval_whose_answer_was_lost_before_a_person_promoted_another_run_
     assert pipeline.sagemaker.describe_model_package(ModelPackageName=lost[0])["ModelApprovalStatus"] == (
         "PendingManualApproval")
     assert pipeline.run(second)["registry"]["approval"] == "PendingManualApproval"
+
+
+def test_a_run_a_deployment_meets_between_its_start_and_its_evaluation_is_evaluated_by_the_code_deployed_now(
+    pipeline, monkeypatch, tmp_path
+):
+    # The run trained with an earlier deployment's training code, whose evaluation script takes no --exit-message;
+    # today's start_evaluation passes it: the job must run today's script, which takes what today's request passes.
+    import shutil
+    import subprocess
+    import sys
+
+    from reviewtune.core import code_bundle, names
+
+    earlier = tmp_path / "training_code"
+    shutil.copytree(code_bundle.default_code_dir(), earlier, ignore=shutil.ignore_patterns("__pycache__"))
+    script = earlier / "evaluate_model_metrics.py"
+    source = script.read_text()
+    assert '"--exit-message"' in source
+    script.write_text(source.replace('"--exit-message"', '"--exit-message-of-another-version"'))
+    monkeypatch.setenv("TRAINING_CODE_DIR", str(earlier))
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    monkeypatch.delenv("TRAINING_CODE_DIR")  # a deployment while the run tunes
+    pipeline.finish_tuning_well(run_id)
+    assert pipeline.tuning_ended(run_id)["status"] == "EVALUATING"
+
+    trained_with = pipeline.run(run_id)["code"]
+    now = code_bundle.ensure_uploaded(pipeline.clients.s3, pipeline.settings.bucket)
+    assert trained_with["digest"] == code_bundle.digest_of(earlier) != now.digest
+    request = pipeline.processing_request(run_id)
+    (code,) = [i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"] if i["InputName"] == "code"]
+    assert code == now.source_uri
+    assert pipeline.sagemaker.tuning[run_id]["request"]["TrainingJobDefinition"]["StaticHyperParameters"][
+        "sagemaker_submit_directory"].strip('"') == trained_with["archive_uri"]
+
+    # the script the job gets, read back from S3, gets past its arguments (its inputs are missing here)
+    bucket, prefix = names.parse_s3_uri(code)
+    folder = tmp_path / "job_code"
+    for item in pipeline.clients.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+        target = folder / item["Key"][len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(pipeline.clients.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    arguments = request["AppSpecification"]["ContainerArguments"]
+    assert "--exit-message" in arguments
+    ran = subprocess.run([sys.executable, str(folder / "evaluate_model_metrics.py"), *arguments],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode != 0 and "unrecognized arguments" not in ran.stderr and "usage:" not in ran.stderr, ran.stderr

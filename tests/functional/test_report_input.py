@@ -8,6 +8,7 @@ import json
 import boto3
 
 from reviewtune.core import names
+from reviewtune.core.code_bundle import CodeBundle
 from reviewtune.core.evaluation import RUN_DIR, processing_job_request, report_input_key, write_report_input
 from reviewtune.core.runs import RunsRepository
 from tests.functional.test_record_results import EVALUATION, RUN_ID, evaluating_run, processing_event  # noqa: F401
@@ -46,7 +47,8 @@ def test_processing_request_reads_run_json_and_writes_the_report_into_the_evalua
     from reviewtune.core.config import Settings
 
     settings = Settings.from_env()
-    request = processing_job_request(settings, {"run_id": RUN_ID, "code": {"source_uri": "s3://b/code/x/src/"}}, "s3://b/m.tar.gz")
+    code = CodeBundle("x", "s3://b/code/x/sourcedir.tar.gz", "s3://b/code/x/src/")
+    request = processing_job_request(settings, {"run_id": RUN_ID}, "s3://b/m.tar.gz", code)
     inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
     assert inputs["run"]["S3Uri"] == f"s3://{stack.bucket}/runs/{RUN_ID}/evaluation/input/run.json"
     assert inputs["run"]["LocalPath"] == RUN_DIR

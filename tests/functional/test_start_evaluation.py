@@ -5,6 +5,7 @@ from datetime import datetime
 import boto3
 import pytest
 
+from reviewtune.core import code_bundle
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.functional.test_start_tuning import SageMakerRecorder
 from tests.support.aws import REGION, load_event, load_handler
@@ -113,7 +114,11 @@ def test_completed_tuning_records_trials_and_evaluates_the_best_model(stack, tun
     inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
     assert inputs["model"]["S3Uri"].endswith(f"{good['TrainingJobName']}/output/model.tar.gz")
     assert inputs["data"]["S3Uri"] == f"s3://{stack.bucket}/runs/{RUN_ID}/data/test/"
-    assert inputs["code"]["S3Uri"] == f"s3://{stack.bucket}/code/abc/src/"
+    # the training code deployed with the function (its script takes these arguments), not the run's bundle ("abc")
+    code = code_bundle.digest_of(code_bundle.default_code_dir())
+    assert inputs["code"]["S3Uri"] == f"s3://{stack.bucket}/code/{code}/src/"
+    s3 = boto3.client("s3", region_name=REGION)
+    assert s3.head_object(Bucket=stack.bucket, Key=f"code/{code}/src/evaluate_model_metrics.py")
     assert request["AppSpecification"]["ContainerEntrypoint"][-1].endswith("evaluate_model_metrics.py")
     # each model is scored at the length it was trained with (its label_map.json), not the run's setting
     assert "--max-seq-length" not in request["AppSpecification"]["ContainerArguments"]

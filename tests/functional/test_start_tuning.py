@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import boto3
 import pytest
@@ -150,6 +151,23 @@ def test_bad_file_is_rejected_kept_recorded_and_notified(stack, start_tuning, la
     assert message["MessageAttributes"]["status"]["Value"] == "REJECTED"
 
 
+def test_the_review_text_a_rejection_quotes_stays_out_of_the_function_s_log(stack, start_tuning, lambda_context, caplog):
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    quoted = "Jane Doe of 12 Elm St hated the delivery"
+    rows = "".join(f"-1\treview {i}\n" for i in range(30)) + f"{quoted}\t1\n"  # one row with its columns swapped
+    caplog.set_level("INFO")
+    result = start_tuning.handler(drop(stack, "incoming/jane.tsv", f"sentiment\treview_body\n{rows}".encode()),
+                                  lambda_context)
+    assert result["status"] == "REJECTED" and quoted[:30] in result["reason"]  # the run and its message quote it
+    assert quoted[:30] in stack.run(result["run_id"])["failure_reason"]
+    formatter = LambdaPowertoolsFormatter()  # each record as the function writes it to CloudWatch Logs
+    lines = [formatter.format(record) for record in caplog.records]
+    (rejected,) = [line for line in lines if '"file rejected"' in line]
+    assert result["run_id"] in rejected and "rejected/jane.tsv.error.json" in rejected
+    assert [line for line in lines if quoted[:30] in line] == []
+
+
 def test_sagemaker_validation_error_fails_the_run_with_its_message(stack, start_tuning, lambda_context):
     event = drop(stack, "incoming/a.tsv", make_file(balanced_rows(20)))
     with SageMakerRecorder(start_tuning) as sm:
@@ -167,12 +185,15 @@ def test_retry_after_the_job_was_created_completes_the_record(stack, start_tunin
         sm.stubber.add_client_error("create_hyper_parameter_tuning_job", "ResourceInUse", "Resource Already Exists")
         sm.stubber.add_response("describe_hyper_parameter_tuning_job", _describe(TUNING_ARN))
         result = start_tuning.handler(event, lambda_context)
-    assert stack.run(result["run_id"])["tuning_job_arn"] == TUNING_ARN
+    item = stack.run(result["run_id"])
+    assert item["tuning_job_arn"] == TUNING_ARN
+    # the job's own limits, each where its description says it (the rest as sent): its 4 trials one at a time
+    assert (item["config"]["max_jobs"], item["config"]["max_parallel_jobs"]) == (4, 1)
+    given = datetime.fromisoformat(item["deadline_at"]) - datetime.fromisoformat(item["status_history"]["TUNING"])
+    assert given.total_seconds() >= 4 * item["config"]["max_runtime_seconds"]
 
 
 def _describe(arn: str) -> dict:
-    from datetime import datetime
-
     return {
         "HyperParameterTuningJobName": "x",
         "HyperParameterTuningJobArn": arn,

@@ -80,7 +80,15 @@ def test_each_dead_letter_queue_alarms_as_soon_as_one_message_waits(queue):
     assert alarm["TreatMissingData"] == "ignore"
 
 
-RECONCILER_METRICS = ("StuckRuns", "MissedDrops", "LateMessages")
+RECONCILER_METRICS = ("StuckRuns", "MissedDrops", "LateMessages", "ReconcileErrors")
+
+
+def test_errors_the_reconciler_goes_on_from_alarm_only_when_they_persist():
+    (alarm,) = (a for a in alarms().values() if a.get("MetricName") == "ReconcileErrors")
+    # a pass that cannot list the runs counts no stuck run: errors in three 15-minute periods in a row alarm
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (900, 3, 3)
+    others = [a for a in alarms().values() if a.get("MetricName") in RECONCILER_METRICS[:3]]
+    assert all(a["EvaluationPeriods"] == 1 for a in others)
 
 
 @pytest.mark.parametrize("metric", RECONCILER_METRICS)

@@ -90,7 +90,7 @@ def _grants(function_id: str) -> dict[str, list]:
 
 
 def test_the_template_is_a_sam_template_for_python_3_11():
-    assert template()["Transform"] == "AWS::Serverless-2016-10-31"
+    assert template()["Transform"] == ["AWS::LanguageExtensions", "AWS::Serverless-2016-10-31"]
     globals_ = template()["Globals"]["Function"]
     assert globals_["Runtime"] == "python3.11"
     assert set(globals_["Architectures"]) <= {"arm64", "x86_64"}
@@ -263,6 +263,12 @@ def test_start_tuning_has_memory_for_large_files_and_five_minutes():
     function = properties("StartTuningFunction")
     assert function["MemorySize"] >= 1024
     assert function["Timeout"] == 300
+
+
+def test_start_evaluation_has_five_minutes_to_describe_every_trial_one_by_one():
+    maximum = int(template()["Parameters"]["MaxJobs"]["MaxValue"])
+    assert maximum == 500
+    assert properties("StartEvaluationFunction")["Timeout"] == 300
 
 
 def test_the_reconciler_restarting_a_claim_has_what_start_tuning_has():
@@ -520,13 +526,45 @@ def test_the_functions_default_images_are_pulled_from_their_own_region_s_registr
     assert environment["INFERENCE_IMAGE_URI"] == containers.default_image_uri("processing", region)
 
 
+def _find_in_maps(node):
+    if isinstance(node, dict):
+        if "Fn::FindInMap" in node:
+            yield node["Fn::FindInMap"]
+        for value in node.values():
+            yield from _find_in_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _find_in_maps(value)
+
+
+@pytest.mark.parametrize("region", ["eu-central-2", "ap-south-2", "mx-central-1"])
+def test_a_stack_naming_its_own_images_deploys_in_a_region_the_container_tables_lack(region):
+    # A Fn::FindInMap that finds no entry fails the stack, even in the branch of a Fn::If not taken: each lookup by
+    # Region has a DefaultValue (AWS::LanguageExtensions, which must come before the SAM transform).
+    lookups = list(_find_in_maps({**template()["Globals"], **template()["Resources"]}))
+    by_region = [arg for arg in lookups if arg[1] == {"Ref": "AWS::Region"}]
+    assert len(by_region) == 5
+    assert all(len(arg) == 4 and arg[3] == {"DefaultValue": ""} for arg in by_region)
+    assert all(arg[1] != {"Ref": "AWS::Region"} and len(arg) == 3 for arg in lookups if arg not in by_region)
+    registries = template()["Mappings"]["DeepLearningContainerRegistries"]
+    assert "Training" not in registries.get(region, {})
+    assert template()["Transform"].index("AWS::LanguageExtensions") == 0
+
+    own = {name: f"123456789012.dkr.ecr.{region}.amazonaws.com/{name.lower()}:1" for name in
+           ("TrainingImageUri", "ProcessingImageUri", "InferenceImageUri")}
+    environment = template_environment("StartTuningFunction", region=region, parameters=own)
+    assert environment["TRAINING_IMAGE_URI"] == own["TrainingImageUri"]
+    assert environment["PROCESSING_IMAGE_URI"] == own["ProcessingImageUri"]
+    assert environment["INFERENCE_IMAGE_URI"] == own["InferenceImageUri"]
+
+
 def test_the_sagemaker_role_pulls_from_the_registries_of_the_images_in_use():
     (pull,) = [s for s in iam_statements() if s.sid == "PullJobImages"]
     accounts = [resource["Fn::Sub"][1]["Account"]["Fn::Select"][1]["Fn::Split"][1]["Fn::If"] for resource in pull.resources]
     assert accounts == [
         [
             f"UseDefault{kind}Image",
-            {"Fn::FindInMap": ["DeepLearningContainerRegistries", {"Ref": "AWS::Region"}, kind]},
+            {"Fn::FindInMap": ["DeepLearningContainerRegistries", {"Ref": "AWS::Region"}, kind, {"DefaultValue": ""}]},
             {"Ref": f"{kind}ImageUri"},
         ]
         for kind in ("Training", "Processing")

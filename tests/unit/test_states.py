@@ -84,6 +84,26 @@ def test_a_tuning_deadline_is_never_shorter_than_the_tuning_budget_s_longest_run
         states.DEFAULT_DEADLINES[RunStatus.QUEUED], tuning_deadline + states.DEFAULT_DEADLINES[RunStatus.EVALUATING])
 
 
+@pytest.mark.parametrize("env", [
+    {},
+    {"USE_SPOT_TRAINING": "true"},
+    {"MAX_JOBS": "5", "MAX_PARALLEL_JOBS": "2", "MAX_RUNTIME_SECONDS": "600"},
+])
+def test_the_budget_a_run_records_is_that_of_the_settings_its_job_was_made_with(env):
+    """A run's deadline in TUNING comes from the limits it recorded (the job's own): the same formula as the stack's."""
+    from reviewtune.core.tuning import _config_summary
+
+    settings = Settings.from_env({**BASE, **env})
+    recorded = config.recorded_budget_seconds(_config_summary(settings))
+    assert recorded == config.tuning_budget_seconds(settings)
+    assert config.tuning_deadline_seconds(states.DEFAULT_DEADLINES[RunStatus.TUNING], recorded) == \
+        settings.run_deadlines[RunStatus.TUNING]
+
+
+def test_a_record_without_the_job_s_limits_has_no_budget():
+    assert config.recorded_budget_seconds({"max_jobs": 4, "max_parallel_jobs": 2}) is None  # no MaxRuntime recorded
+
+
 @pytest.mark.parametrize(("set_to", "deadline"), [(1800, config.MIN_EVALUATING_DEADLINE_SECONDS), (9000, 9000)])
 def test_an_evaluating_deadline_is_never_shorter_than_the_evaluation_job_and_record_results_margin(set_to, deadline):
     """An evaluation job still within its own limit is not stuck, and record_results keeps its margin before the
