@@ -15,6 +15,7 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
     history           [{run_id, at, why, accuracy, by?}], newest last, the last HISTORY_MAX changes
     dethroned         {run_id: {model_package_arn, since, replaced_by, run_id}}: champions replaced whose package
                       approval is still to be settled (former_champions.py), noted by the write that moved the pointer
+                      (which also marks the dataset for the reconciler's next pass: champion_rotation.py)
     approval_refused_since  when SageMaker first refused to approve this champion's package (former_champions.py;
                       gone once it is Approved, and with the next champion)
     package_rejected  {found_at, description?, deleted?}: the champion's package was found Rejected in the Model
@@ -53,7 +54,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from reviewtune.core import aws_errors, display
+from reviewtune.core import aws_errors, champion_rotation, display
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.runs import from_item, to_item
 
@@ -311,12 +312,13 @@ def get_champion(table: Any, dataset: str) -> Champion | None:
     return Champion.from_item(item) if item else None
 
 
-def champion_datasets(table: Any) -> Iterator[str]:
-    """Every dataset that has a champion, in name order (the sparse by_champion index; never a table scan)."""
-    query: dict[str, Any] = {
-        "IndexName": CHAMPIONS_INDEX,
-        "KeyConditionExpression": Key("kind").eq(CHAMPION_KIND),
-    }
+def champion_datasets(table: Any, after: str | None = None) -> Iterator[str]:
+    """Every dataset that has a champion, in name order (the sparse by_champion index; never a table scan); only those
+    whose name comes after ``after``, when given. Pages are read as the caller goes on."""
+    condition = Key("kind").eq(CHAMPION_KIND)
+    if after is not None:
+        condition = condition & Key("champion_of").gt(after)
+    query: dict[str, Any] = {"IndexName": CHAMPIONS_INDEX, "KeyConditionExpression": condition}
     while True:
         response = table.query(**query)
         for item in response["Items"]:
@@ -417,14 +419,16 @@ def set_champion(
     changed = f"the champion of {dataset!r} changed while {run_id} was being promoted; read it again"
     if run_update is not None:
         _put_with_run_update(table, to_item(item), condition, run_update, run_id=run_id, changed=changed)
-        return champion
-    try:
-        table.put_item(Item=to_item(item), **condition)
-    except ClientError as error:
-        # TransactionConflict: a record_results transaction was writing the pointer at that moment
-        if aws_errors.lost_race(error):
-            raise ChampionChanged(changed) from error
-        raise
+    else:
+        try:
+            table.put_item(Item=to_item(item), **condition)
+        except ClientError as error:
+            # TransactionConflict: a record_results transaction was writing the pointer at that moment
+            if aws_errors.lost_race(error):
+                raise ChampionChanged(changed) from error
+            raise
+    if dethroned:  # the next reconciler pass settles them first, whatever the caller's own settling does
+        champion_rotation.mark(table, dataset)
     return champion
 
 

@@ -3,19 +3,25 @@
 When the champion pointer moves (record_results' transaction, or ``reviewtune promote``), the write that moves it
 also notes the champion it replaces in the pointer's ``dethroned`` map (run id -> its package and when), so a crash
 after the move cannot forget it (``champion.set_champion``). Settling a dataset (``settle``: right after the move,
-best effort, and in every reconciler pass) first makes sure the champion's own package is Approved (one
-DescribeModelPackage; approved when it is not), and only then puts each noted package back to PendingManualApproval:
-a champion whose approval SageMaker refuses leaves the one before it Approved, so a deployment that follows the
-group's Approved version keeps a model. Each change is recorded on its run (``runs show``), then the entries are
+best effort, and in the reconciler's passes: ``settle_all``) first makes sure the champion's own package is Approved
+(one DescribeModelPackage; approved when it is not), and only then puts each noted package back to
+PendingManualApproval: a champion whose approval SageMaker refuses leaves the one before it Approved, so a deployment
+that follows the group's Approved version keeps a model. Each change is recorded on its run (``runs show``), then the entries are
 taken out of the map, only if the pointer did not move meanwhile.
 
-The check of the champion's package in every pass also repairs what a race leaves: a pass that read the pointer
+A pass settles first the datasets marked as having work waiting (the move marks its dataset; so do ``note`` and a
+pass whose settling SageMaker refused), then the others in rotation from where the last pass stopped
+(champion_rotation.py), while the pass has time for it and at most ``MAX_SETTLED_PER_PASS`` of them: every champion is
+checked within a few passes, however many datasets there are, and the steps after it keep their time.
+
+The check of the champion's package in the passes also repairs what a race leaves: a pass that read the pointer
 before a promotion back, and puts that run's package to pending after the promotion approved it (the pass reads the
-pointer again after its changes and approves it back at once; should it die first, the next pass does), or a
-champion whose approval record_results had to give up on. SageMaker's first refusal of that approval is kept on the
-pointer (``approval_refused_since``): a refusal for good is given up on a week after it. A promotion that lost a race
-with another (its approval landing after the other moved the pointer away) puts its package back itself
-(promotion.py), or, where SageMaker refuses, notes it on the pointer for the passes (``note``).
+pointer again after its changes and approves it back at once; should it die first, the next pass does: the
+promotion marked the dataset), or a champion whose approval record_results had to give up on. SageMaker's first
+refusal of that approval is kept on the pointer (``approval_refused_since``): a refusal for good is given up on a week
+after it. A promotion that lost a race with another (its approval landing after the other moved the pointer away) puts
+its package back itself (promotion.py), or, where SageMaker refuses, notes it on the pointer for the passes
+(``note``).
 
 reviewtune never rejects a package: one found Rejected was rejected by a person, and stays so. The champion's is not
 approved again; the pointer notes it (``package_rejected``), the packages before it keep their approval, and the next
@@ -30,6 +36,7 @@ update (milliseconds) is overwritten by that update; the person rejects it again
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -37,31 +44,85 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, registry, withdrawal
-from reviewtune.core.champion import Champion, champion_key, get_champion, list_champions
+from reviewtune.core import aws_errors, champion_rotation, registry, withdrawal
+from reviewtune.core.champion import Champion, champion_datasets, champion_key, get_champion
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, to_item
 
 logger = Logger(child=True)
 
 CHAMPION_APPROVED = "champion: approved again (its package was not Approved)"
 PACKAGE_GONE = "the model package no longer exists"
+# A pass settles this many datasets at most (each a consistent read or two and a DescribeModelPackage, more when
+# something changes): the SageMaker calls of a pass stay bounded, and a stack with thousands of datasets has each
+# champion checked every few passes.
+MAX_SETTLED_PER_PASS = 200
+SAVE_PLACE_EVERY = 50  # the rotation's place is kept this often too, not only at the end of the pass's share
 
 
-def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None) -> int:
-    """Settle every dataset that has a champion (a reconciler pass). Returns how many packages had their approval
-    set; raises the first refusal after trying every dataset."""
-    changed, failure = 0, None
-    for champion in list_champions(runs.table):
+def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None,
+               out_of_time: Callable[[], bool] = lambda: False) -> int:
+    """A reconciler pass's share of the champions: the marked datasets first, then the others in rotation from the
+    place the last pass kept, one after the other while ``out_of_time()`` says no, MAX_SETTLED_PER_PASS at most, each
+    once a pass; the place reached is kept for the next pass. Returns how many packages had their approval set; a
+    dataset whose settling SageMaker refused is marked for the next pass, and the first refusal is raised once the
+    pass's share is done."""
+    table = runs.table
+    place = champion_rotation.read(table)
+    changed, failure, settled, stopped = 0, None, 0, False
+    done: set[str] = set()
+
+    def may_go_on() -> bool:
+        nonlocal stopped
+        stopped = stopped or settled >= MAX_SETTLED_PER_PASS or out_of_time()
+        return not stopped
+
+    def settle_one(dataset: str) -> None:
+        nonlocal changed, failure, settled
+        settled += 1
+        done.add(dataset)
         try:
             changed += sum(approval in (registry.APPROVED, registry.PENDING)
-                           for approval in settle(runs, sagemaker, champion.dataset, now).values())
+                           for approval in settle(runs, sagemaker, dataset, now).values())
         except (ClientError, BotoCoreError) as exc:
             logger.warning("could not settle the approvals of a dataset's packages (the next pass tries again)",
-                           extra={"dataset": champion.dataset, "error": aws_errors.describe(exc)})
+                           extra={"dataset": dataset, "error": aws_errors.describe(exc)})
             failure = failure or exc
+            champion_rotation.mark(table, dataset)
+
+    for dataset in sorted(place.marked):
+        if not may_go_on():
+            break
+        champion_rotation.unmark(table, dataset)  # first: a mark written while it is settled stays
+        settle_one(dataset)
+    reached, saved, settled_when_saved = place.after, place.after, settled
+    for dataset in _rotation(table, place.after):
+        if dataset not in done:
+            if not may_go_on():
+                break
+            settle_one(dataset)
+        reached = dataset
+        if settled - settled_when_saved >= SAVE_PLACE_EVERY:  # a pass that dies in the step keeps most of its share
+            champion_rotation.save_place(table, reached)
+            saved, settled_when_saved = reached, settled
+    if reached is not None and reached != saved:
+        champion_rotation.save_place(table, reached)
+    if stopped:
+        logger.info("the champions' settling stopped for this pass; the next goes on from there",
+                    extra={"settled": settled, "place": reached})
     if failure is not None:
         raise failure
     return changed
+
+
+def _rotation(table: Any, after: str | None) -> Iterator[str]:
+    """Every dataset that has a champion, once, in name order from just after ``after`` round to it."""
+    yield from champion_datasets(table, after=after)
+    if after is None:
+        return
+    for dataset in champion_datasets(table):
+        if dataset > after:  # the index's order (UTF-8 bytes) is the code points' order
+            return
+        yield dataset
 
 
 def settle_quietly(runs: RunsRepository, sagemaker: Any, dataset: str) -> None:
@@ -308,6 +369,7 @@ def note(table: Any, dataset: str, run_id: str, arn: str) -> str:
         if aws_errors.lost_race(exc):
             return "moved"
         raise
+    champion_rotation.mark(table, dataset)
     return "noted"
 
 

@@ -9,7 +9,9 @@ idempotent step per run through the same core functions the event handlers call:
 job ended, ``end_run`` for a run past its state's deadline; for a run a person asked to stop (stop_requests.py) it
 ends it if no tuning job started, else stops its running job. Then it sends every unsent message
 (``by_pending_notice``, where an ended run that owes the withdrawal of a package approval, or the stop of a job
-made after it ended, also stays until it is settled: withdrawal.py, job_stops.py), frees slots whose holder ended, and starts queued runs in free slots. It never trusts that
+made after it ended, also stays until it is settled: withdrawal.py, job_stops.py), frees slots whose holder ended,
+starts queued runs in free slots, and settles the champions' package approvals (former_champions.py: as many datasets
+as its time allows, going on from where the last pass stopped), before it restarts stale claims. It never trusts that
 an event arrived, and a lost, late, repeated or out-of-order event only delays a run until the next pass.
 """
 
@@ -73,7 +75,11 @@ RESTART_SECONDS_RESERVED = 150
 # The unsent messages are sent while the invocation has at least this long left (the first run's always): an SNS
 # that stalls (each Publish up to clients.SNS_CALL_MAX_SECONDS) leaves the rest for the next pass instead of spending
 # every pass, so the slots and the queue, and a restart when a claim waits for one, still get their turn.
-TAIL_SECONDS_RESERVED = 30  # former champions, slots, the queue: a few calls each
+TAIL_SECONDS_RESERVED = 30  # slots, the queue, former champions: a few calls each
+# The former champions are settled, one dataset after the other, while the invocation has at least this long left
+# (and a restart's time besides when a stale claim waits for one): a dataset's settling is a few calls, each retried
+# with back-off when throttled, and the pass still ends with its place kept and its summary logged.
+CHAMPIONS_SECONDS_RESERVED = 15
 OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 # The incoming/ sweep lists and claims while the invocation has at least this long left: the runs' steps, then the
 # outbox and what comes after it, keep their time when thousands of drops missed their events.
@@ -123,11 +129,12 @@ class Pass:
 def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = None,
               seconds_left: Callable[[], float] | None = None,
               before_restarts: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """One pass over every non-final run, then the outbox, the slots and the queue, then stale claims. One run's
-    error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining time (None:
-    MAX_RESTARTS_PER_PASS restarts). ``before_restarts``: given the pass's summary so far, before the restarts of
-    stale claims, which can end the invocation (the handler publishes the pass's counts there, so that a pass killed
-    in a restart still counts the runs it ended and the drops it claimed)."""
+    """One pass over every non-final run, then the outbox, the slots and the queue, the former champions, then stale
+    claims. One run's error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining
+    time (None: MAX_RESTARTS_PER_PASS restarts, former_champions.MAX_SETTLED_PER_PASS datasets settled).
+    ``before_restarts``: given the pass's summary so far, before the restarts of stale claims, which can end the
+    invocation (the handler publishes the pass's counts there, so that a pass killed in a restart still counts the
+    runs it ended and the drops it claimed)."""
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
     result = Pass()
@@ -200,11 +207,6 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             result.errors[run_id] = f"{type(exc).__name__}: {exc}"
             result.late_messages += _late_messages(runs, run_id, item, now)
         result.sent += len(sent)
-    try:  # one Approved package per dataset: the champion's
-        result.former_champions = former_champions.settle_all(runs, clients.sagemaker, now)
-    except Exception as exc:  # noqa: BLE001 - the next pass settles them
-        logger.exception("settling the approvals of former champions failed")
-        result.errors["former_champions"] = f"{type(exc).__name__}: {exc}"
     try:
         result.freed_slots = free_slots_of_ended_runs(runs, clients)
     except Exception as exc:  # noqa: BLE001 - queued runs are still started in the slots free already
@@ -219,6 +221,16 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     except Exception as exc:  # noqa: BLE001 - the queue unreadable: the next pass starts them
         logger.exception("starting queued runs failed")
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
+    # after the slots and the queue, and keeping a restart's time when a stale claim waits for one: with thousands of
+    # datasets, a pass settles those its time allows and the next goes on from there (former_champions.settle_all)
+    champions_reserve = CHAMPIONS_SECONDS_RESERVED + (RESTART_SECONDS_RESERVED if stale else 0)
+    try:  # one Approved package per dataset: the champion's
+        result.former_champions = former_champions.settle_all(
+            runs, clients.sagemaker, now,
+            out_of_time=lambda: seconds_left is not None and seconds_left() < champions_reserve)
+    except Exception as exc:  # noqa: BLE001 - the next pass settles them
+        logger.exception("settling the approvals of former champions failed")
+        result.errors["former_champions"] = f"{type(exc).__name__}: {exc}"
     # Last: a restart reads and splits a file, and one that runs out of time or memory ends the invocation, which no
     # except clause sees. Everything above is done by then; the claim's deadline (checked above) still ends it once a
     # restart has tried it (or claims.UNRESTARTED_CLAIM_GRACE_SECONDS past it, restarted or not).
@@ -416,12 +428,18 @@ def _stage(run: dict[str, Any], status: RunStatus) -> str:
 
 
 def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None, now: datetime) -> str:
-    """Why a run past its deadline ends: the deadline, and the last thing known to have held it up."""
-    reason = (
-        f"the run stayed {status} longer than its deadline ({display.duration(seconds) if seconds else display.MISSING}, RUN_STATE_DEADLINES)"
-    )
+    """Why a run past its deadline ends: the deadline, and the last thing known to have held it up. The deadline is
+    named as the time the run was given in ``status``, from its entry to its deadline (set when it entered, under the
+    settings of that day, and moved since where a claim's or a throttled start's was): ``seconds``, the stack's
+    setting now, only where that is not known, or for a queued run whose deadline ran from the last pass that saw
+    runs ahead of it work."""
     entered = (run.get("status_history") or {}).get(status.value)
-    if status is RunStatus.QUEUED and run.get("queue_waited_for") and entered:
+    waited = status is RunStatus.QUEUED and run.get("queue_waited_for") and entered
+    given = seconds if waited else _time_given(run, entered, seconds)
+    reason = (
+        f"the run stayed {status} longer than its deadline ({display.duration(given) if given else display.MISSING}, RUN_STATE_DEADLINES)"
+    )
+    if waited:
         # its deadline moved on while runs ahead worked (queue_wait.py): it ran from the last such pass
         reason += (f" after the runs ahead of it last worked ({', '.join(run['queue_waited_for'])}), queued "
                    f"{display.duration((now - parse_iso(entered)).total_seconds())} in all")
@@ -445,6 +463,15 @@ def _deadline_reason(run: dict[str, Any], status: RunStatus, seconds: int | None
         return (f"{reason}; SageMaker had not started its {waiting_for} after {aws_errors.attempts_made(attempt)}: "
                 f"{attempt['last_error']}")
     return reason
+
+
+def _time_given(run: dict[str, Any], entered: str | None, seconds: int | None) -> float | None:
+    """From when the run entered its status to its deadline; ``seconds`` when either is not recorded."""
+    deadline = run.get("deadline_at")
+    if not entered or not deadline:
+        return seconds
+    given = (parse_iso(deadline) - parse_iso(entered)).total_seconds()
+    return given if given > 0 else seconds
 
 
 def _stop_jobs(run: dict[str, Any], clients: AwsClients) -> None:

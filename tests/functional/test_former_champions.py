@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reviewtune.core import champion as champion_module
-from reviewtune.core import former_champions, registration, registry
+from reviewtune.core import former_champions, reconciler, registration, registry, slots
 from reviewtune.core.champion import (
     ChampionChanged,
     get_champion,
@@ -21,8 +21,9 @@ from reviewtune.core.champion import (
 )
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.reasons import PERSON_REASON_MAX_CHARS
-from reviewtune.core.runs import RunsRepository, RunStatus
+from reviewtune.core.runs import RunsRepository, RunStatus, to_item
 from tests.functional.pipeline import Pipeline, good_file, later, measured
+from tests.functional.test_guarantees import _stale_claims
 from tests.functional.test_lifecycle import start
 from tests.functional.test_record_results import EVALUATION
 
@@ -947,3 +948,162 @@ def test_a_package_deleted_while_it_is_promoted_is_told_as_deleted_not_to_be_tri
     monkeypatch.undo()
     pipeline.reconcile()
     assert get_champion(pipeline.clients.runs_table, DATASET).package_rejected["deleted"] is True
+
+
+# ------------------------------------------------------------------------------- many datasets, a pass's time
+
+
+class Killed(BaseException):
+    """The invocation's end (its timeout): no except clause of the function's code sees it."""
+
+
+class PassClock:
+    """A reconciler pass's time left, spent by SageMaker's calls (a second each); a call made with none left ends the
+    invocation there. Outside a pass (``left`` None) calls cost nothing."""
+
+    def __init__(self, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch):
+        self.pipeline = pipeline
+        self.left: float | None = None
+        fake = type(pipeline.sagemaker)
+        original = fake._call
+
+        def timed(sagemaker, operation, request=None):
+            if self.left is not None:
+                self.left -= 1
+                if self.left < 0:
+                    raise Killed(operation)
+            return original(sagemaker, operation, request)
+
+        monkeypatch.setattr(fake, "_call", timed)
+
+    def reconcile(self, seconds: float, now=None) -> dict:
+        """A pass given ``seconds``, as the reconcile function gives it its invocation's remaining time."""
+        self.left = seconds
+        try:
+            return reconciler.reconcile(self.pipeline.settings, self.pipeline.clients, now,
+                                        seconds_left=lambda: self.left)
+        finally:
+            self.left = None
+
+
+def many_champions(pipeline: Pipeline, count: int, prefix: str = "team-b/reviews-") -> list[str]:
+    """``count`` datasets with a champion each whose package is not Approved (an approval record_results had to give
+    up on): settling one approves its package (a Describe and an approval: two SageMaker calls)."""
+    fake = pipeline.sagemaker
+    datasets = []
+    with pipeline.clients.runs_table.batch_writer() as batch:
+        for i in range(count):
+            dataset, group = f"{prefix}{i:04d}.tsv", f"reviewtune-many-{''.join(filter(str.isalnum, prefix))[:8]}-{i:04d}"
+            arn = fake.arn("model-package", f"{group}/1")
+            fake.groups[group] = [{"ModelPackageGroupName": group, "ModelPackageArn": arn, "ClientToken": group,
+                                   "ModelApprovalStatus": registry.PENDING,
+                                   "CustomerMetadataProperties": {"run_id": f"{group}-run"}}]
+            batch.put_item(Item=to_item({
+                "run_id": champion_module.champion_key(dataset), "kind": champion_module.CHAMPION_KIND,
+                "champion_of": dataset, "champion_run_id": f"{group}-run", "accuracy": 0.8, "test_rows": 300,
+                "test_split": "s3://x/test", "changed_at": "2026-01-01T00:00:00Z", "version": 1,
+                "model_package_arn": arn, "history": []}))
+            datasets.append(dataset)
+    return datasets
+
+
+def approved(pipeline: Pipeline, datasets: list[str]) -> set[str]:
+    """Those of ``datasets`` whose champion's package is Approved."""
+    table = pipeline.clients.runs_table
+    arns = {get_champion(table, dataset).model_package_arn: dataset for dataset in datasets}
+    return {arns[p["ModelPackageArn"]] for p in pipeline.sagemaker.packages()
+            if p["ModelPackageArn"] in arns and p["ModelApprovalStatus"] == registry.APPROVED}
+
+
+def test_a_pass_short_of_time_settles_the_champions_it_has_time_for_and_the_next_passes_go_on_from_there(
+        pipeline, monkeypatch):
+    datasets = many_champions(pipeline, 60)
+    clock = PassClock(pipeline, monkeypatch)
+    given = reconciler.CHAMPIONS_SECONDS_RESERVED + 20  # time for about ten datasets after the rest of the pass
+    seen: list[int] = []
+    while len(seen) < 10 and len(approved(pipeline, datasets)) < len(datasets):
+        result = clock.reconcile(given)  # a pass that outlasted its invocation would raise Killed
+        assert "former_champions" not in result["errors"]
+        seen.append(len(approved(pipeline, datasets)))
+    assert approved(pipeline, datasets) == set(datasets)
+    assert 5 <= len(seen) <= 7 and seen == sorted(set(seen))  # every pass went on from where the last one stopped
+
+    # round again: a package put back to pending behind the rotation's place is approved once the rotation comes
+    # round to it, within as many passes
+    behind = datasets[0]
+    registry.set_approval(pipeline.sagemaker, get_champion(pipeline.clients.runs_table, behind).model_package_arn,
+                          registry.PENDING, "stale pass")
+    for _ in range(7):
+        clock.reconcile(given)
+        if behind in approved(pipeline, datasets):
+            break
+    assert approved(pipeline, datasets) == set(datasets)
+
+
+def test_a_pass_settles_at_most_its_share_of_champions_when_its_time_is_not_known(pipeline):
+    datasets = many_champions(pipeline, former_champions.MAX_SETTLED_PER_PASS + 20)
+    pipeline.sagemaker.calls.clear()
+    first = pipeline.reconcile(later(0))  # a pass without a clock
+    assert first["former_champions"] == former_champions.MAX_SETTLED_PER_PASS
+    assert pipeline.sagemaker.calls.count("describe_model_package") == former_champions.MAX_SETTLED_PER_PASS
+    assert pipeline.reconcile(later(0))["former_champions"] == 20
+    assert approved(pipeline, datasets) == set(datasets)
+
+
+def test_a_pass_whose_champions_would_outlast_it_still_frees_slots_starts_the_queue_and_restarts_claims(
+        pipeline, monkeypatch):
+    """A hundred datasets, two SageMaker calls each, in a pass with little more than a restart's time left: the
+    slots leaked by runs that are gone are freed, the queued run starts, and the stale claims are restarted; the
+    champions get what is left."""
+    datasets = many_champions(pipeline, 100)
+    table = pipeline.clients.runs_table
+    _stale_claims(pipeline, 2)
+    for holder in ("reviewtune-gone-1", "reviewtune-gone-2"):  # ended by a crash before they gave their slot back
+        assert slots.acquire(table, holder, pipeline.settings.max_concurrent_runs)
+    queued = pipeline.start_tuning(pipeline.drop_event("incoming/queued.tsv", good_file(9)))
+    assert queued["status"] == "QUEUED"
+    clock = PassClock(pipeline, monkeypatch)
+
+    result = clock.reconcile(reconciler.RESTART_SECONDS_RESERVED + reconciler.CHAMPIONS_SECONDS_RESERVED + 30,
+                             now=later(0.5))
+
+    assert result["freed_slots"] == 2 and result["started"] >= 1
+    assert pipeline.run(queued["run_id"])["status"] == "TUNING"
+    assert sum(step.startswith("claim restarted") for step in result["steps"].values()) == 2
+    assert 0 < len(approved(pipeline, datasets)) < len(datasets)
+
+
+def test_a_replaced_champion_is_settled_by_the_next_pass_before_the_rotation_however_many_datasets(
+        pipeline, monkeypatch):
+    """record_results could not approve the new champion's package, so the one before stays Approved: the move
+    marked the dataset, and the next pass settles it first, though hundreds of datasets come before it in the
+    rotation and the pass has time for a few."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]  # record_results' approval
+    pipeline.evaluation_ended(second)
+    before = {run_id: approval for run_id, approval in approvals(pipeline).items() if run_id in (first, second)}
+    assert before == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == {first}
+    others = many_champions(pipeline, 300, prefix="aaa/reviews-")  # named before it: the rotation reaches it last
+    clock = PassClock(pipeline, monkeypatch)
+
+    result = clock.reconcile(reconciler.CHAMPIONS_SECONDS_RESERVED + 8)
+
+    assert "former_champions" not in result["errors"] and result["former_champions"] >= 2
+    after = {run_id: approval for run_id, approval in approvals(pipeline).items() if run_id in (first, second)}
+    assert after == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()
+    assert len(approved(pipeline, others)) < 5
+
+
+def test_a_settling_sagemaker_refuses_is_tried_first_by_the_next_pass(pipeline, monkeypatch):
+    datasets = many_champions(pipeline, 40)
+    throttled = datasets[-1]  # the rotation's last
+    clock = PassClock(pipeline, monkeypatch)
+    # the first pass's whole share; the last dataset's approval throttled
+    pipeline.sagemaker.fail["update_model_package"] = [None] * (len(datasets) - 1) + ["ThrottlingException"]
+    result = clock.reconcile(300)
+    assert "ThrottlingException" in result["errors"]["former_champions"]
+    assert approved(pipeline, datasets) == set(datasets) - {throttled}
+
+    # the next pass, with time for a dataset or two, settles it first: its place would have it last again
+    clock.reconcile(reconciler.CHAMPIONS_SECONDS_RESERVED + 3)
+    assert approved(pipeline, datasets) == set(datasets)
