@@ -15,7 +15,7 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
     history           [{run_id, at, why, accuracy, by?}], newest last, the last HISTORY_MAX changes
     dethroned         {run_id: {model_package_arn, since, replaced_by, run_id}}: champions replaced whose package
                       approval is still to be settled (former_champions.py), noted by the write that moved the pointer
-                      (which also marks the dataset for the reconciler's next pass: champion_rotation.py)
+                      (every move also marks the dataset for the reconciler's next pass: champion_rotation.py)
     approval_refused_since  when SageMaker first refused to approve this champion's package (former_champions.py;
                       gone once it is Approved, and with the next champion)
     package_rejected  {found_at, description?, deleted?}: the champion's package was found Rejected in the Model
@@ -427,8 +427,9 @@ def set_champion(
             if aws_errors.lost_race(error):
                 raise ChampionChanged(changed) from error
             raise
-    if dethroned:  # the next reconciler pass settles them first, whatever the caller's own settling does
-        champion_rotation.mark(table, dataset)
+    # the next reconciler pass settles the dataset first, whatever the caller's own settling does: the packages of the
+    # champions replaced, and the new champion's own approval, which record_results may have had to give up on
+    champion_rotation.mark(table, dataset)
     return champion
 
 

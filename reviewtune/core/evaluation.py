@@ -500,11 +500,14 @@ def start_evaluation(
     making = job_stops.record_making(runs, tuning_job_name, "evaluation", RunStatus.TUNING)
     if making is None:
         return moved_on(runs.get(tuning_job_name))
+    runtime = request["StoppingCondition"]["MaxRuntimeInSeconds"]
     try:
         clients.sagemaker.create_processing_job(**request)
     except ClientError as exc:
         if aws_errors.code(exc) == "ResourceInUse":
-            pass  # an earlier attempt created it
+            # an earlier attempt created it, maybe beside a champion this one could not read: its limit is at most
+            # that of two models on the run's test split (which never changes)
+            runtime = evaluation_max_runtime(run, 2)
         elif aws_errors.is_retryable(exc):
             attempt = aws_errors.next_attempt(run.get("evaluation_start"), exc)
             if attempt["attempts"] >= settings.start_max_attempts:
@@ -525,7 +528,7 @@ def start_evaluation(
         tuning=stored(),
         evaluation_job_name=request["ProcessingJobName"],
         unless_stop_requested=True,
-        deadline_seconds=evaluating_deadline_seconds(settings, request["StoppingCondition"]["MaxRuntimeInSeconds"]),
+        deadline_seconds=evaluating_deadline_seconds(settings, runtime),
         **({"challenge": challenge} if challenge else {}),
     )
     if moved is None:

@@ -12,7 +12,8 @@ taken out of the map, only if the pointer did not move meanwhile.
 A pass settles first the datasets marked as having work waiting (the move marks its dataset; so do ``note`` and a
 pass whose settling SageMaker refused), then the others in rotation from where the last pass stopped
 (champion_rotation.py), while the pass has time for it and at most ``MAX_SETTLED_PER_PASS`` of them: every champion is
-checked within a few passes, however many datasets there are, and the steps after it keep their time.
+checked within a round of the rotation (at most MAX_SETTLED_PER_PASS datasets a pass, fewer when its time is short:
+25 passes, about two hours, for 5,000 datasets), and the steps after it keep their time.
 
 The check of the champion's package in the passes also repairs what a race leaves: a pass that read the pointer
 before a promotion back, and puts that run's package to pending after the promotion approved it (the pass reads the
@@ -76,7 +77,7 @@ def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None
         stopped = stopped or settled >= MAX_SETTLED_PER_PASS or out_of_time()
         return not stopped
 
-    def settle_one(dataset: str) -> None:
+    def settle_one(dataset: str, token: str | None = None) -> None:
         nonlocal changed, failure, settled
         settled += 1
         done.add(dataset)
@@ -87,13 +88,16 @@ def settle_all(runs: RunsRepository, sagemaker: Any, now: datetime | None = None
             logger.warning("could not settle the approvals of a dataset's packages (the next pass tries again)",
                            extra={"dataset": dataset, "error": aws_errors.describe(exc)})
             failure = failure or exc
-            champion_rotation.mark(table, dataset)
+            if token is None:  # a marked one keeps its mark
+                champion_rotation.mark(table, dataset)
+        else:
+            if token is not None:  # settled: its mark off, unless marked again meanwhile (another token)
+                champion_rotation.unmark(table, dataset, token)
 
-    for dataset in sorted(place.marked):
+    for dataset, token in sorted(place.marks.items()):
         if not may_go_on():
             break
-        champion_rotation.unmark(table, dataset)  # first: a mark written while it is settled stays
-        settle_one(dataset)
+        settle_one(dataset, token)
     reached, saved, settled_when_saved = place.after, place.after, settled
     for dataset in _rotation(table, place.after):
         if dataset not in done:

@@ -78,7 +78,8 @@ RESTART_SECONDS_RESERVED = 150
 TAIL_SECONDS_RESERVED = 30  # slots, the queue, former champions: a few calls each
 # The former champions are settled, one dataset after the other, while the invocation has at least this long left
 # (and a restart's time besides when a stale claim waits for one): a dataset's settling is a few calls, each retried
-# with back-off when throttled, and the pass still ends with its place kept and its summary logged.
+# with back-off when throttled; a pass that the invocation's end cuts there has reported its counts already
+# (``before_restarts``), and keeps the place it saved last and its marks (champion_rotation.py).
 CHAMPIONS_SECONDS_RESERVED = 15
 OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 # The incoming/ sweep lists and claims while the invocation has at least this long left: the runs' steps, then the
@@ -132,9 +133,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     """One pass over every non-final run, then the outbox, the slots and the queue, the former champions, then stale
     claims. One run's error is logged and counted, never stops the pass. ``seconds_left``: the invocation's remaining
     time (None: MAX_RESTARTS_PER_PASS restarts, former_champions.MAX_SETTLED_PER_PASS datasets settled).
-    ``before_restarts``: given the pass's summary so far, before the restarts of stale claims, which can end the
-    invocation (the handler publishes the pass's counts there, so that a pass killed in a restart still counts the
-    runs it ended and the drops it claimed)."""
+    ``before_restarts``: given the pass's summary so far, before the former champions and the restarts of stale
+    claims, either of which can end the invocation (the handler publishes the pass's counts there, so that a pass
+    killed in them still counts the runs it ended and the drops it claimed)."""
     now = now or datetime.now(UTC)
     runs = repository(settings, clients)
     result = Pass()
@@ -224,6 +225,13 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     # after the slots and the queue, and keeping a restart's time when a stale claim waits for one: with thousands of
     # datasets, a pass settles those its time allows and the next goes on from there (former_champions.settle_all)
     champions_reserve = CHAMPIONS_SECONDS_RESERVED + (RESTART_SECONDS_RESERVED if stale else 0)
+    # the pass's counts reported before the two steps whose calls can outlast the invocation (the champions' SageMaker
+    # calls, each retried with back-off; a restart's read of a file)
+    if before_restarts is not None:
+        try:
+            before_restarts(result.summary())
+        except Exception:  # noqa: BLE001 - the counts are the pass's report, never a reason to skip the steps after
+            logger.exception("reporting the pass before its restarts failed")
     try:  # one Approved package per dataset: the champion's
         result.former_champions = former_champions.settle_all(
             runs, clients.sagemaker, now,
@@ -236,11 +244,6 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     # restart has tried it (or claims.UNRESTARTED_CLAIM_GRACE_SECONDS past it, restarted or not).
     # Claims restarted least often first: one whose restarts keep dying goes behind the others.
     stale.sort(key=lambda run: (int(run.get("restarts") or 0), str(run.get("updated_at"))))
-    if before_restarts is not None:
-        try:
-            before_restarts(result.summary())
-        except Exception:  # noqa: BLE001 - the counts are the pass's report, never a reason to skip the restarts
-            logger.exception("reporting the pass before its restarts failed")
     for count, run in enumerate(stale):
         # each only while the invocation has the time for it (a restart counted, then killed by the invocation's end,
         # would blame the file for the pass's lack of time); MAX_RESTARTS_PER_PASS when that time is not known

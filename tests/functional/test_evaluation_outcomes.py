@@ -497,3 +497,41 @@ def test_the_evaluation_job_s_limit_is_sagemaker_s_most_at_worst():
     run = {"data": {"summary": {"rows": {"test": 10_000_000}}}}
     assert evaluation.evaluation_max_runtime(run, 2) == evaluation.SAGEMAKER_MAX_PROCESSING_RUNTIME == 777_600
     assert evaluation.evaluation_max_runtime({}, 1) == evaluation.EVALUATION_MAX_RUNTIME  # a run without a summary
+
+
+def test_a_retried_evaluation_start_that_finds_its_job_made_gives_the_run_the_deadline_of_that_job(pipeline, monkeypatch):
+    # the first attempt made the job beside the champion (two models scored), then died before its EVALUATING write;
+    # the retry can no longer read the champion (its model gone): the run's deadline is still that of the job made
+    from reviewtune.core import names
+    from reviewtune.core.runs import RunStatus, parse_iso
+
+    champion = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.succeed(champion)
+    run_id = pipeline.start_tuning(pipeline.drop_event(body=good_file(seed=3)))["run_id"]
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET #d.summary.#r.test = :n",
+                                            ExpressionAttributeNames={"#d": "data", "#r": "rows"},
+                                            ExpressionAttributeValues={":n": 20_000})
+    pipeline.finish_tuning_well(run_id)
+    transition, died = RunsRepository.transition, []
+
+    def dies_once(self, rid, sources, target, **fields):
+        if target == RunStatus.EVALUATING and not died:
+            died.append(rid)
+            raise TimeoutError("the invocation ended after CreateProcessingJob")
+        return transition(self, rid, sources, target, **fields)
+
+    monkeypatch.setattr(RunsRepository, "transition", dies_once)
+    with pytest.raises(TimeoutError):
+        pipeline.tuning_ended(run_id)
+    job = pipeline.processing_request(run_id)
+    assert "--champion-model" in job["AppSpecification"]["ContainerArguments"]
+    runtime = job["StoppingCondition"]["MaxRuntimeInSeconds"]
+    bucket, key = names.parse_s3_uri(pipeline.run(champion)["tuning"]["best_training_job"]["model_uri"])
+    pipeline.clients.s3.delete_object(Bucket=bucket, Key=key)
+
+    assert pipeline.tuning_ended(run_id)["status"] == "EVALUATING"  # ResourceInUse
+    item = pipeline.run(run_id)
+    entered = parse_iso(item["status_history"]["EVALUATING"])
+    assert (parse_iso(item["deadline_at"]) - entered).total_seconds() >= runtime
+    pipeline.reconcile(entered + timedelta(seconds=runtime - 600))  # the job within its limit is not ended as stuck
+    assert pipeline.run(run_id)["status"] == "EVALUATING"

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reviewtune.core import champion as champion_module
-from reviewtune.core import former_champions, reconciler, registration, registry, slots
+from reviewtune.core import champion_rotation, former_champions, reconciler, registration, registry, slots
 from reviewtune.core.champion import (
     ChampionChanged,
     get_champion,
@@ -1107,3 +1107,78 @@ def test_a_settling_sagemaker_refuses_is_tried_first_by_the_next_pass(pipeline, 
     # the next pass, with time for a dataset or two, settles it first: its place would have it last again
     clock.reconcile(reconciler.CHAMPIONS_SECONDS_RESERVED + 3)
     assert approved(pipeline, datasets) == set(datasets)
+
+
+def test_a_first_champion_whose_approval_record_results_gave_up_on_is_settled_by_the_next_pass(pipeline, monkeypatch):
+    """A dataset's first champion (nothing replaced) whose approval record_results could not give is marked too, and
+    approved by the next pass, however many datasets come before it in the rotation: else the dataset has no
+    Approved package meanwhile."""
+    first = start(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]  # record_results' approval
+    pipeline.succeed(first)
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == first
+    assert approvals(pipeline) == {first: "PendingManualApproval"}
+    assert list(champion_rotation.read(pipeline.clients.runs_table).marks) == [DATASET]
+    many_champions(pipeline, 300, prefix="aaa/reviews-")  # before it in the rotation
+    clock = PassClock(pipeline, monkeypatch)
+
+    clock.reconcile(reconciler.CHAMPIONS_SECONDS_RESERVED + 8)
+
+    assert approvals(pipeline)[first] == "Approved"
+
+
+def test_a_marked_dataset_whose_settling_the_invocation_s_end_cut_keeps_its_mark(pipeline, monkeypatch):
+    """A settle that outlasts CHAMPIONS_SECONDS_RESERVED (one SageMaker call retried with back-off, or a read
+    timeout) ends the invocation there: the mark stays, and a later pass puts the replaced champion's package back
+    to pending, not the rotation hundreds of passes away."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]  # record_results' approval
+    pipeline.evaluation_ended(second)
+    assert noted(pipeline) == {first}
+    assert DATASET in champion_rotation.read(pipeline.clients.runs_table).marks
+    many_champions(pipeline, 300, prefix="aaa/reviews-")
+    clock = PassClock(pipeline, monkeypatch)
+
+    fake = type(pipeline.sagemaker)
+    timed = fake._call
+    slow = {"once": True}
+
+    def stalled(sagemaker, operation, request=None):
+        if clock.left is not None and operation == "describe_model_package" and slow["once"]:
+            slow["once"] = False
+            clock.left -= 30  # a throttled call retried with back-off, or a read timeout
+        return timed(sagemaker, operation, request)
+
+    monkeypatch.setattr(fake, "_call", stalled)
+    with pytest.raises(Killed):  # the invocation ends in the champions' step
+        clock.reconcile(reconciler.CHAMPIONS_SECONDS_RESERVED + 5)
+
+    for _ in range(3):  # passes with time for a few datasets each
+        clock.reconcile(reconciler.CHAMPIONS_SECONDS_RESERVED + 8)
+    assert {k: v for k, v in approvals(pipeline).items() if k in (first, second)} == {
+        first: "PendingManualApproval", second: "Approved"}
+
+
+def test_a_pass_cut_in_the_champions_step_still_publishes_its_counts(pipeline, monkeypatch):
+    """The handler publishes the pass's metrics (StuckRuns, ReconcileErrors, ...) in ``before_restarts``: before the
+    champions' step, whose settling can outlast the invocation."""
+    many_champions(pipeline, 5)
+    clock = PassClock(pipeline, monkeypatch)
+    fake = type(pipeline.sagemaker)
+    timed = fake._call
+
+    def stalled(sagemaker, operation, request=None):
+        if clock.left is not None and operation == "describe_model_package":
+            clock.left -= 30
+        return timed(sagemaker, operation, request)
+
+    monkeypatch.setattr(fake, "_call", stalled)
+    published = []
+    clock.left = reconciler.CHAMPIONS_SECONDS_RESERVED + 5
+    try:
+        with pytest.raises(Killed):
+            reconciler.reconcile(pipeline.settings, pipeline.clients, seconds_left=lambda: clock.left,
+                                 before_restarts=published.append)
+    finally:
+        clock.left = None
+    assert published, "the pass's counts were never published"

@@ -760,7 +760,8 @@ def test_start_tuning_permissions():
 def test_start_evaluation_permissions():
     grants = _grants("StartEvaluationFunction")
     # It reads the tuning job from SageMaker and creates the processing job (no Describe; stopped when its run ended
-    # meanwhile); from S3 it reads nothing but whether the champion's model and training hashes are still there.
+    # meanwhile); from S3 it reads nothing but whether the champion's model and training hashes are still there, and
+    # the training code deployed with it, which it uploads unless that content is there (the evaluation's script).
     assert set(grants) == {
         "s3:ListBucket",
         "s3:GetObject",
@@ -790,10 +791,12 @@ def test_start_evaluation_permissions():
     assert sorted(grants["sagemaker:AddTags"], key=str) == sorted(
         [_job_arn("processing-job"), _job_arn("hyper-parameter-tuning-job")], key=str
     )
-    assert grants["s3:PutObject"] == [_objects("runs/*/evaluation/input/")]
+    assert sorted(grants["s3:PutObject"], key=str) == sorted([_objects("runs/*/evaluation/input/"), _objects("code/")],
+                                                             key=str)
     assert grants["s3:ListBucket"] == [BUCKET_ARN]
     assert sorted(grants["s3:GetObject"], key=str) == sorted(
-        [_objects("runs/*/models/"), {"Fn::Sub": "${DataBucket.Arn}/runs/*/data/train_hashes.txt"}], key=str
+        [_objects("runs/*/models/"), {"Fn::Sub": "${DataBucket.Arn}/runs/*/data/train_hashes.txt"}, _objects("code/")],
+        key=str,
     )
     assert grants["dynamodb:Query"] == [RUNS_INDEXES]
     assert grants["dynamodb:PutItem"] == [IDEMPOTENCY_TABLE_ARN]
