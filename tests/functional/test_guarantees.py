@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.console import views
 from reviewtune.core import (
+    champion_rotation,
     dead_letters,
     notify,
     outbox,
@@ -294,6 +295,8 @@ def test_dynamodb_throttling_right_after_the_final_write_is_retried_and_tells_on
     table = pipeline.clients.runs_table
 
     def not_the_package_mark(request: dict) -> bool:  # the write before the approval, not the one after the end
+        if request.get("Key", {}).get("run_id") == champion_rotation.CURSOR_KEY:
+            return False  # nor the champion's mark for the reconciler (never raised: a mark not made waits its turn)
         return "model_package_arn" not in str(request.get("ExpressionAttributeNames"))
 
     pipeline.use("runs_table", Failing(table, "update_item", "ProvisionedThroughputExceededException", failures=1,
