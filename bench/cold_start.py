@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from reviewtune.cfn_yaml import condition_holds, load_template  # noqa: E402
 from reviewtune.core.containers import url_suffix  # noqa: E402
+from reviewtune.local import language_extensions  # noqa: E402
 
 FUNCTIONS_DIR = REPO / "functions"
 LAYER_SOURCE = REPO / "layers" / "core"
@@ -73,13 +74,11 @@ def _resolve(node: Any, values: dict[str, str], template: dict[str, Any]) -> Any
         if name not in values:
             raise ValueError(f"{key} {name}: add a deployed-looking value for it to RESOURCE_VALUES")
         return values[name]
-    if key == "Fn::FindInMap":  # with AWS::LanguageExtensions' fourth argument, {"DefaultValue": ...}
-        name, first, second = (_resolve(a, values, template) for a in arg[:3])
+    if key == "Fn::FindInMap":  # those with a DefaultValue are resolved already (language_extensions.apply)
+        name, first, second = (_resolve(a, values, template) for a in arg)
         found = template["Mappings"][name].get(first, {}).get(second)
         if found is None:
-            if len(arg) < 4:
-                raise ValueError(f"Fn::FindInMap {name} / {first} / {second}: no such entry and no DefaultValue")
-            return _resolve(arg[3]["DefaultValue"], values, template)
+            raise ValueError(f"Fn::FindInMap {name} / {first} / {second}: no such entry")
         return found
     if key == "Fn::If":  # both branches resolved, as CloudFormation resolves a Fn::FindInMap in either
         condition, when_true, when_false = arg
@@ -111,6 +110,7 @@ def template_environment(
     partition = "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
     values.update(RESOURCE_VALUES, **PSEUDO)
     values.update({"AWS::Region": region, "AWS::URLSuffix": url_suffix(region), "AWS::Partition": partition})
+    template = language_extensions.apply(template, values, region)  # first, as CloudFormation runs it
     variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
     if function_id:
         own = template["Resources"][function_id]["Properties"].get("Environment", {}).get("Variables", {})

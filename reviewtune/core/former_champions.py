@@ -54,8 +54,8 @@ logger = Logger(child=True)
 CHAMPION_APPROVED = "champion: approved again (its package was not Approved)"
 PACKAGE_GONE = "the model package no longer exists"
 # A pass settles this many datasets at most (each a consistent read or two and a DescribeModelPackage, more when
-# something changes): the SageMaker calls of a pass stay bounded, and a stack with thousands of datasets has each
-# champion checked every few passes.
+# something changes): the SageMaker calls of a pass stay bounded, and a stack of N datasets has each champion checked
+# within N / MAX_SETTLED_PER_PASS passes.
 MAX_SETTLED_PER_PASS = 200
 SAVE_PLACE_EVERY = 50  # the rotation's place is kept this often too, not only at the end of the pass's share
 

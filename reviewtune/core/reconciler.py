@@ -222,9 +222,6 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     except Exception as exc:  # noqa: BLE001 - the queue unreadable: the next pass starts them
         logger.exception("starting queued runs failed")
         result.errors["queue"] = f"{type(exc).__name__}: {exc}"
-    # after the slots and the queue, and keeping a restart's time when a stale claim waits for one: with thousands of
-    # datasets, a pass settles those its time allows and the next goes on from there (former_champions.settle_all)
-    champions_reserve = CHAMPIONS_SECONDS_RESERVED + (RESTART_SECONDS_RESERVED if stale else 0)
     # the pass's counts reported before the two steps whose calls can outlast the invocation (the champions' SageMaker
     # calls, each retried with back-off; a restart's read of a file)
     if before_restarts is not None:
@@ -232,6 +229,9 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             before_restarts(result.summary())
         except Exception:  # noqa: BLE001 - the counts are the pass's report, never a reason to skip the steps after
             logger.exception("reporting the pass before its restarts failed")
+    # after the slots and the queue, and keeping a restart's time when a stale claim waits for one: with thousands of
+    # datasets, a pass settles those its time allows and the next goes on from there (former_champions.settle_all)
+    champions_reserve = CHAMPIONS_SECONDS_RESERVED + (RESTART_SECONDS_RESERVED if stale else 0)
     try:  # one Approved package per dataset: the champion's
         result.former_champions = former_champions.settle_all(
             runs, clients.sagemaker, now,

@@ -452,6 +452,13 @@ def test_a_refused_champion_write_still_succeeds_the_run_with_the_decision_not_m
     assert pipeline.statuses_told(run_id) == ["SUCCEEDED"]
 
 
+def _recorded_test_rows(pipeline: Pipeline, run_id: str, rows: int) -> None:
+    """The test split's size as the start recorded it (a file of a few hundred thousand reviews)."""
+    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET #d.summary.#r.test = :n",
+                                            ExpressionAttributeNames={"#d": "data", "#r": "rows"},
+                                            ExpressionAttributeValues={":n": rows})
+
+
 @pytest.mark.parametrize(("test_rows", "champion"), [(40, False), (20_000, False), (20_000, True)])
 def test_the_evaluation_job_of_a_large_test_split_gets_the_time_it_needs_and_its_run_the_deadline(
     pipeline, test_rows, champion
@@ -464,10 +471,7 @@ def test_the_evaluation_job_of_a_large_test_split_gets_the_time_it_needs_and_its
     if champion:  # a first run of the dataset succeeds: the second is evaluated beside its champion
         pipeline.succeed(pipeline.start_tuning(pipeline.drop_event())["run_id"])
     run_id = pipeline.start_tuning(pipeline.drop_event(body=good_file(seed=3)))["run_id"]
-    # the test split's size as the start recorded it (a file of a few hundred thousand reviews)
-    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET #d.summary.#r.test = :n",
-                                            ExpressionAttributeNames={"#d": "data", "#r": "rows"},
-                                            ExpressionAttributeValues={":n": test_rows})
+    _recorded_test_rows(pipeline, run_id, test_rows)
     pipeline.finish_tuning_well(run_id)
     pipeline.tuning_ended(run_id)
     item = pipeline.run(run_id)
@@ -508,9 +512,7 @@ def test_a_retried_evaluation_start_that_finds_its_job_made_gives_the_run_the_de
     champion = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.succeed(champion)
     run_id = pipeline.start_tuning(pipeline.drop_event(body=good_file(seed=3)))["run_id"]
-    pipeline.clients.runs_table.update_item(Key={"run_id": run_id}, UpdateExpression="SET #d.summary.#r.test = :n",
-                                            ExpressionAttributeNames={"#d": "data", "#r": "rows"},
-                                            ExpressionAttributeValues={":n": 20_000})
+    _recorded_test_rows(pipeline, run_id, 20_000)
     pipeline.finish_tuning_well(run_id)
     transition, died = RunsRepository.transition, []
 
