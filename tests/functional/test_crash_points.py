@@ -3,7 +3,8 @@ is refused (throttled) at it.
 
 A file goes through the whole pipeline once with every AWS call made by the functions' code counted (the in-memory
 SageMaker's included; tests/template/api_calls.py tells the functions' calls from the test's). Then, for each of those
-calls in turn, the same file goes through again with a fault at that call:
+calls in turn, the same file goes through again with a fault at that call (one run that forks at each such call: the
+child takes the fault and goes on to the end, tests/functional/forking.py):
 
 - a death: the call takes effect, then the function making it dies; its answer is lost and no except or finally
   clause of the function's own runs after it (``Died`` is not an ``Exception``, as a timeout or an out-of-memory kill
@@ -37,6 +38,7 @@ from moto.core.base_backend import BackendDict
 from reviewtune.core import dead_letters, slots, states
 from reviewtune.core.champion import champion_key, list_champions
 from reviewtune.core.runs import RunsRepository, dropped_unsent
+from tests.functional import forking
 from tests.functional.pipeline import Pipeline, measured
 from tests.functional.test_record_results import EVALUATION
 from tests.support.aws import create_stack
@@ -66,16 +68,20 @@ class Fault:
         self.hit: str | None = None  # the call the fault hit
         self._target: dict[str, Any] | None = None
 
-    def install(self, monkeypatch) -> None:
-        monkeypatch.setattr(api_calls, "watchers", [self])
+    def install(self, monkeypatch, *others: Any) -> None:
+        monkeypatch.setattr(api_calls, "watchers", [self, *others])
 
     def before(self, call: dict[str, Any]) -> None:
         self.calls.append(f"{call['function']}: {call['service']}.{call['operation']}")
         if len(self.calls) == self.at:
-            self.hit = self.calls[-1]
-            if self.kind == REFUSAL:
-                raise client_error("ThrottlingException", "Rate exceeded (injected)", call["operation"])
-            self._target = call
+            self.strike(self.at, call)
+
+    def strike(self, at: int, call: dict[str, Any]) -> None:
+        """The fault, at the ``at``-th call (``call``, counted already)."""
+        self.at, self.hit = at, self.calls[at - 1]
+        if self.kind == REFUSAL:
+            raise client_error("ThrottlingException", "Rate exceeded (injected)", call["operation"])
+        self._target = call
 
     def after(self, call: dict[str, Any], response: Any) -> None:
         if call is self._target:
@@ -130,12 +136,13 @@ def evaluation_of(pipeline: Pipeline, job_name: str) -> dict[str, Any]:
 
 
 def drive(pipeline: Pipeline, fault: Fault, monkeypatch, *, events: bool, body: bytes | None = None,
-          ending: str = WELL, versions: tuple[bytes | None, ...] = (None,), start_event: bool = True) -> None:
+          ending: str = WELL, versions: tuple[bytes | None, ...] = (None,), start_event: bool = True,
+          forks: forking.ForkPoints | None = None) -> None:
     """The object dropped (``body``, a good file by default; or one version after the other of ``versions``),
     through the start events (``start_event``; else no event at all, not even dead-lettered), then (``events``)
     SageMaker's event for each job as it ends (as ``ending`` says), with ``fault`` watching every call; then the
-    reconciler's passes."""
-    fault.install(monkeypatch)
+    reconciler's passes. ``forks`` watches the calls after ``fault``."""
+    fault.install(monkeypatch, *([forks] if forks else []))
     for version in versions:
         event = pipeline.drop_event(f"incoming/{DATASET}", body=version if version is not None else body)
         if start_event and not deliver(lambda event=event: pipeline.start_tuning(event)):
@@ -173,14 +180,32 @@ def tell_job_ends(pipeline: Pipeline, ending: str) -> None:
             deliver(lambda name=name: pipeline.evaluation_ended(name.removesuffix("-eval"), evaluation))
 
 
-def again(stack: Any, monkeypatch, fault: Fault, **how: Any) -> tuple[Pipeline, Fault]:
-    """The same path on a fresh stack of the same names (moto's accounts, buckets, tables, topics, queues), with
-    ``fault``."""
-    BackendDict.reset()
-    create_stack()
-    pipeline = Pipeline(stack)
-    drive(pipeline, fault, monkeypatch, **how)
-    return pipeline, fault
+def each_fault(stack: Any, monkeypatch, kind: str, calls: list[str], points: list[int],
+               judge: Callable[[Pipeline, Fault], Any], **how: Any) -> dict[str, Any]:
+    """The path of ``how`` (``drive``'s arguments) on a fresh stack of the same names (moto's accounts, buckets,
+    tables, topics, queues) with a fault of ``kind`` at each of ``points`` in turn: what ``judge`` finds wrong at
+    the end (None: nothing), by the call hit. The paths are one run that forks at each point (forking.py): up to
+    the fault, each path must make the calls ``calls`` (those of the path without a fault) made."""
+    fault = Fault(kind)
+
+    def scenario(forks: forking.ForkPoints) -> tuple[str | None, Any]:
+        BackendDict.reset()
+        create_stack()
+        pipeline = Pipeline(stack)
+        drive(pipeline, fault, monkeypatch, forks=forks, **how)
+        return fault.hit, judge(pipeline, fault)
+
+    wrong = {}
+    for at, answer in sorted(forking.sweep(points, fault.strike, scenario).items()):
+        if answer.error:
+            wrong[f"#{at} {calls[at - 1]}"] = answer.error
+            continue
+        hit, problem = answer.verdict
+        if hit != calls[at - 1]:  # the same path up to the fault
+            wrong[f"#{at} {calls[at - 1]}"] = f"the fault hit {hit}"
+        elif problem is not None:
+            wrong[f"#{at} {hit}"] = problem
+    return wrong
 
 
 def settled(pipeline: Pipeline) -> bool:
@@ -269,18 +294,19 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
     covered = {WELL: (), TUNING_FAILED: ("start_tuning",), EVALUATION_FAILED: ("start_tuning", "start_evaluation")}
     points = crash_points(happy.calls, events=events, skip=covered[ending])
     assert len(points) > 3
-    wrong = {}
-    for at in points:
-        pipeline, fault = again(stack, monkeypatch, Fault(kind, at), events=events, body=body, ending=ending)
+
+    def judge(pipeline: Pipeline, fault: Fault) -> Any:
         runs, statuses, told = outcome(pipeline)
-        assert fault.hit == happy.calls[at - 1], (at, fault.hit)  # the same path up to the fault
         # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
-        expected_told = [expected] * (2 if kind == DEATH and fault.hit.endswith("sns.Publish") else 1)
+        expected_told = [expected] * (2 if kind == DEATH and str(fault.hit).endswith("sns.Publish") else 1)
         held = slots.holders(pipeline.clients.runs_table)
         if len(runs) != 1 or statuses != [expected] or told != expected_told or held:
-            wrong[f"#{at} {fault.hit}"] = (statuses, told, held)
-        elif lifecycle(pipeline) != lifecycle_before:  # nothing of the model lifecycle is lost
-            wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
+            return statuses, told, held
+        if lifecycle(pipeline) != lifecycle_before:  # nothing of the model lifecycle is lost
+            return lifecycle(pipeline)
+        return None
+
+    wrong = each_fault(stack, monkeypatch, kind, happy.calls, points, judge, events=events, body=body, ending=ending)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
 
@@ -304,17 +330,18 @@ def test_a_fault_at_any_call_of_the_reconciler_taking_a_drop_whose_event_never_c
     listing = happy.calls.index("reconcile: s3.ListObjectVersions")
     claim = next(i for i in range(listing, len(happy.calls)) if happy.calls[i] == "reconcile: dynamodb.PutItem")
     assert claim + 1 in points
-    wrong = {}
-    for at in points:
-        pipeline, fault = again(stack, monkeypatch, Fault(kind, at), events=False, start_event=False)
+
+    def judge(pipeline: Pipeline, fault: Fault) -> Any:
         runs, statuses, told = outcome(pipeline)
-        assert fault.hit == happy.calls[at - 1], (at, fault.hit)
-        expected_told = ["SUCCEEDED"] * (2 if kind == DEATH and fault.hit.endswith("sns.Publish") else 1)
+        expected_told = ["SUCCEEDED"] * (2 if kind == DEATH and str(fault.hit).endswith("sns.Publish") else 1)
         held = slots.holders(pipeline.clients.runs_table)
         if len(runs) != 1 or statuses != ["SUCCEEDED"] or told != expected_told or held:
-            wrong[f"#{at} {fault.hit}"] = (statuses, told, held)
-        elif lifecycle(pipeline) != lifecycle_before:
-            wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
+            return statuses, told, held
+        if lifecycle(pipeline) != lifecycle_before:
+            return lifecycle(pipeline)
+        return None
+
+    wrong = each_fault(stack, monkeypatch, kind, happy.calls, points, judge, events=False, start_event=False)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
 
@@ -356,19 +383,20 @@ def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome
     finals = sorted(told[-1] for told in case["told"])
     points = crash_points(happy.calls, events=True, skip=case["skip"])
     assert len(points) >= 20
-    wrong = {}
-    for at in points:
-        pipeline, fault = again(stack, monkeypatch, Fault(kind, at), events=True, versions=case["versions"])
-        assert fault.hit == happy.calls[at - 1], (at, fault.hit)
+
+    def judge(pipeline: Pipeline, fault: Fault) -> Any:
         runs = told_per_run(pipeline)
         missing = sum(((Counter(expected) - Counter(received)).total() for expected, received in runs))
         extra = sum(((Counter(received) - Counter(expected)).total() for expected, received in runs))
-        duplicate = kind == DEATH and fault.hit.endswith("sns.Publish")  # the outbox's window, as above
+        duplicate = kind == DEATH and str(fault.hit).endswith("sns.Publish")  # the outbox's window, as above
         held = slots.holders(pipeline.clients.runs_table)
         if sorted(expected[-1] for expected, _ in runs) != finals or missing or extra > duplicate or held:
-            wrong[f"#{at} {fault.hit}"] = (runs, held)
-        elif lifecycle(pipeline) != lifecycle_before:
-            wrong[f"#{at} {fault.hit}"] = lifecycle(pipeline)
+            return runs, held
+        if lifecycle(pipeline) != lifecycle_before:
+            return lifecycle(pipeline)
+        return None
+
+    wrong = each_fault(stack, monkeypatch, kind, happy.calls, points, judge, events=True, versions=case["versions"])
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
 
