@@ -24,7 +24,7 @@ from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
 from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
-from reviewtune.core.registration import within_retry_window
+from reviewtune.core.registration import REGISTRY_GROUP, group_for, within_retry_window
 from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso
 from reviewtune.core.trial_facts import early_stopped, trial_extras
 from reviewtune.core.tuning import RUN_ID_TAG
@@ -180,29 +180,30 @@ def _unreadable(s3: Any, uri: str, patient: bool = False) -> str | None:
 
 def champion_input(
     run: dict[str, Any], runs: RunsRepository, clients: AwsClients, patient: bool = False
-) -> tuple[ChampionInput | None, dict[str, Any] | None]:
-    """The champion the evaluation job measures too (None: none, or it cannot be measured), and the run item's
-    ``challenge`` record: which champion, whether it is measured, and why not. While ``patient``, a denial of its
-    files raises rather than leave the champion unmeasured (denial_may_pass)."""
+) -> tuple[ChampionInput | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """The champion the evaluation job measures too (None: none, or it cannot be measured), the run item's
+    ``challenge`` record (which champion, whether it is measured, and why not) and the champion's run item (None
+    without a champion). While ``patient``, a denial of its files raises rather than leave the champion unmeasured
+    (denial_may_pass)."""
     dataset = run.get("dataset")
     champion = get_champion(clients.runs_table, dataset) if dataset else None
     if champion is None or champion.run_id == run["run_id"]:
-        return None, None
+        return None, None, None
     challenge: dict[str, Any] = {"champion_run_id": champion.run_id, "evaluated": False}
     champion_run = runs.get(champion.run_id) or {}
     model_uri = ((champion_run.get("tuning") or {}).get("best_training_job") or {}).get("model_uri")
     if not model_uri:
-        return None, {**challenge, "reason": f"the run item of {champion.run_id} names no model artifact"}
+        return None, {**challenge, "reason": f"the run item of {champion.run_id} names no model artifact"}, champion_run
     gone = _unreadable(clients.s3, model_uri, patient)
     if gone:
-        return None, {**challenge, "reason": f"its model artifact cannot be read: {gone}"}
+        return None, {**challenge, "reason": f"its model artifact cannot be read: {gone}"}, champion_run
     hashes_uri = (champion_run.get("data") or {}).get("train_hashes")
     hashes_gone = _unreadable(clients.s3, hashes_uri, patient) if hashes_uri else "the run recorded none"
     challenge.update(evaluated=True, overlap_checked=hashes_gone is None)
     if hashes_gone:
         challenge["reason"] = f"no hashes of its training reviews ({hashes_gone}): no test review is left out"
         hashes_uri = None
-    return ChampionInput(champion.run_id, model_uri, hashes_uri), challenge
+    return ChampionInput(champion.run_id, model_uri, hashes_uri), challenge, champion_run
 
 
 def evaluation_max_runtime(run: dict[str, Any], models: int) -> int:
@@ -489,7 +490,8 @@ def start_evaluation(
                           "(each was stopped before it saved one)")
     tuning["best_training_job"] = best
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
-    champion, challenge = champion_input(run, runs, clients, patient=denial_may_pass(run, tuning["ended_at"]))
+    champion, challenge, champion_run = champion_input(run, runs, clients,
+                                                       patient=denial_may_pass(run, tuning["ended_at"]))
     code = ensure_uploaded(clients.s3, settings.bucket)
     request = processing_job_request(settings, run, best["model_uri"], code, champion)
     def moved_on(item: dict[str, Any] | None) -> dict[str, Any]:  # ended, or another attempt made the job
@@ -529,6 +531,7 @@ def start_evaluation(
         evaluation_job_name=request["ProcessingJobName"],
         unless_stop_requested=True,
         deadline_seconds=evaluating_deadline_seconds(settings, runtime),
+        **{REGISTRY_GROUP: group_for(run, champion_run, settings)},
         **({"challenge": challenge} if challenge else {}),
     )
     if moved is None:

@@ -38,6 +38,8 @@ NOT_DECIDED = "not decided"
 # after that the run succeeds with the error recorded, and the model can be registered by hand.
 REGISTRATION_RETRY_SECONDS = 3600
 DEADLINE_MARGIN_SECONDS = 1800
+# The run item's field naming the model package group its model is registered in (group_for).
+REGISTRY_GROUP = "registry_group"
 # The key of record_results' view of the run that holds when its evaluation job ended (never written to the item).
 JOB_ENDED_AT = "evaluation_job_ended_at"
 
@@ -58,14 +60,36 @@ def split_identity(run: dict[str, Any], bucket: str) -> str:
     return f"sha256:{digest}" if digest else names.s3_uri(bucket, names.split_key(run["run_id"], "test"))
 
 
+def group_for(run: dict[str, Any], champion_run: dict[str, Any] | None, settings: Settings) -> str:
+    """The model package group a run is to register its model in, chosen when its evaluation starts and kept on the
+    run (``REGISTRY_GROUP``): the group of the dataset's champion's package (``champion_run``, the champion's run
+    item, None without a champion), so that a dataset goes on in the group its champion is in, whatever the group's
+    name; else the stack's own group of the dataset, its name scoped by the data bucket
+    (``registry.package_group_name``)."""
+    recorded = (champion_run or {}).get("registry") or {}
+    if recorded.get("group") and recorded.get("model_package_arn"):
+        return recorded["group"]
+    return registry.package_group_name(run.get("dataset") or run["run_id"], settings.job_name_prefix,
+                                       scope=settings.bucket)
+
+
+def registered_group(run: dict[str, Any], settings: Settings) -> str:
+    """The group ``register`` uses: the one recorded on the run when its evaluation started (``group_for``); for a
+    run whose evaluation started before runs recorded it, the dataset's group named by the dataset alone, where its
+    champion then was."""
+    return run.get(REGISTRY_GROUP) or registry.package_group_name(run.get("dataset") or run["run_id"],
+                                                                  prefix=settings.job_name_prefix)
+
+
 def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
     """Register the run's best model (PendingManualApproval); the ``registry`` part of the run item."""
     dataset = run.get("dataset") or run["run_id"]
-    group = registry.package_group_name(dataset, prefix=settings.job_name_prefix)
+    group = registered_group(run, settings)
     out: dict[str, Any] = {"group": group}
     try:
         model_uri = run["tuning"]["best_training_job"]["model_uri"]
-        registry.ensure_group(clients.sagemaker, group, f"reviewtune models of {dataset}")
+        registry.ensure_group(clients.sagemaker, group,
+                              f"reviewtune models of {dataset} (s3://{settings.bucket}/{names.INCOMING_PREFIX})")
         out["model_package_arn"] = registry.register_model(
             clients.sagemaker,
             group_name=group,

@@ -1,7 +1,9 @@
 """SageMaker Model Registry for reviewtune: one model package group per dataset, one version per succeeded run.
 
-The group name is derived from the dataset (``package_group_name``), so every run of a dataset lands in the
-same group without a lookup table. Each registered version carries the run id in its
+The group name is derived from the stack's bucket and the dataset (``package_group_name``), so every run of a
+dataset lands in the same group without a lookup table; a dataset whose champion is registered in a group named
+otherwise (by the dataset alone, before the bucket was part of the name) goes on in its champion's group
+(``registration.group_for``). Each registered version carries the run id in its
 CustomerMetadataProperties and the run's evaluation.json as its ModelQuality statistics; registering the same
 run twice returns the same version (the run id is the request's ClientToken). Approval status is
 ``PendingManualApproval`` until the champion logic (``reviewtune.core.champion``) or a person decides.
@@ -55,19 +57,23 @@ CUSTOMER_METADATA_MAX = 50
 CUSTOMER_METADATA_VALUE_MAX = 256
 
 
-def package_group_name(dataset: str, prefix: str = DEFAULT_GROUP_PREFIX) -> str:
+def package_group_name(dataset: str, prefix: str = DEFAULT_GROUP_PREFIX, scope: str = "") -> str:
     """A valid, stable model package group name for ``dataset``: ``<prefix>-<readable part>-<hash>``.
 
     The readable part is the dataset folded to ASCII letters, digits and single dashes (accents dropped,
     every other run of characters becomes one dash), cut so the whole name fits 63 characters. The hash
-    (10 hex digits of the dataset's SHA-256) keeps datasets apart that fold to the same text, such as
-    ``Team A/reviews.tsv`` and ``team-a/reviews.tsv`` (group names are case-insensitive).
+    (10 hex digits of the SHA-256 of ``scope``, a line break and the dataset; of the dataset alone without a scope)
+    keeps datasets apart that fold to the same text, such as ``Team A/reviews.tsv`` and ``team-a/reviews.tsv``
+    (group names are case-insensitive), and the same dataset of two scopes: the stack's data bucket
+    (``registration.group_for``), so that two stacks in one account and Region, or a stack deployed again after
+    its deletion, never share a group.
     """
     if not dataset:
         raise ValueError("the dataset name is empty")
     if not re.fullmatch(r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*", prefix or ""):
         raise ValueError(f"prefix {prefix!r} must be letters and digits joined by single dashes")
-    digest = hashlib.sha256(dataset.encode("utf-8")).hexdigest()[:GROUP_HASH_LENGTH]
+    hashed = f"{scope}\n{dataset}" if scope else dataset
+    digest = hashlib.sha256(hashed.encode("utf-8")).hexdigest()[:GROUP_HASH_LENGTH]
     ascii_text = unicodedata.normalize("NFKD", dataset).encode("ascii", "ignore").decode("ascii")
     readable = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     room = GROUP_NAME_MAX - len(prefix) - len(digest) - 2

@@ -199,7 +199,7 @@ def test_second_drop_of_a_dataset_warm_starts_registers_and_decides_the_champion
     assert comparison["champion_accuracy"] == pytest.approx(one["results"]["test_accuracy"])
     assert comparison["challenger_accuracy"] == pytest.approx(two["results"]["test_accuracy"])
 
-    group = package_group_name("e2e/lifecycle.tsv")
+    group = package_group_name("e2e/lifecycle.tsv", scope=pipeline.bucket)  # the stack's own group of the dataset
     packages = sagemaker.list_model_packages(ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Ascending")[
         "ModelPackageSummaryList"
     ]

@@ -516,7 +516,8 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
         valid("CreateModelPackage", {k: v for k, v in package.items() if k not in ("ModelPackageArn",)})
     assert [p["CustomerMetadataProperties"]["run_id"] for p in packages] == [first, second]
     assert [p["ModelApprovalStatus"] for p in packages] == ["Approved", "PendingManualApproval"]
-    assert {p["ModelPackageGroupName"] for p in packages} == {registry.package_group_name("team/a.tsv")}
+    assert {p["ModelPackageGroupName"] for p in packages} == {
+        registry.package_group_name("team/a.tsv", scope=stack.bucket)}
     best = pipeline.run(first)["tuning"]["best_training_job"]["model_uri"]
     assert packages[0]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == best
     assert packages[0]["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == (
@@ -539,6 +540,49 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
 
 
 # ------------------------------------------------------------------------------------------------ fair comparison
+
+
+def test_each_stack_registers_a_dataset_in_a_group_of_its_own(pipeline, stack):
+    """Two stacks in one account and Region (staging and production, or one deployed again after its deletion, with
+    a bucket of another name), both with the default job name prefix, keep the same dataset's models apart: a
+    group with one stack's champion Approved never gets the other's."""
+    run_id = start(pipeline)
+    pipeline.succeed(run_id)
+    group = pipeline.run(run_id)["registry"]["group"]
+    assert pipeline.run(run_id)["registry_group"] == group
+    assert group == registry.package_group_name("team/a.tsv", scope=stack.bucket)
+    other = registry.package_group_name("team/a.tsv", scope=f"{stack.bucket}-staging")
+    assert other != group and other.rsplit("-", 1)[0] == group.rsplit("-", 1)[0]  # the same readable part
+    assert stack.bucket in pipeline.sagemaker.group_requests[group]["ModelPackageGroupDescription"]
+
+
+def test_a_dataset_whose_champion_is_in_a_group_named_by_the_dataset_alone_goes_on_in_that_group(pipeline):
+    """A run whose evaluation started before runs recorded their group (evaluated by the code before) registers in
+    the group named by the dataset alone, as then; a later run of the dataset follows its champion into that group
+    (a deployment following the group's Approved version keeps following it), and only a dataset without a champion
+    begins a group of the stack's own name."""
+    legacy = registry.package_group_name("team/a.tsv")
+    first = start(pipeline)
+    pipeline.finish_tuning_well(first)
+    pipeline.tuning_ended(first)
+    pipeline.clients.runs_table.update_item(Key={"run_id": first}, UpdateExpression="REMOVE registry_group")
+    pipeline.sagemaker.finish_processing(f"{first}-eval", evaluation=dict(EVALUATION))
+    pipeline.evaluation_ended(first)
+    assert pipeline.run(first)["registry"]["group"] == legacy
+    assert pipeline.run(first)["champion"]["decision"] == "first champion"
+
+    second = start(pipeline, body=with_extra_column(good_file()))
+    pipeline.succeed(second, measured(0.7330, 0.7010))
+    assert pipeline.run(second)["registry_group"] == legacy
+    assert pipeline.run(second)["champion"]["decision"] == "promoted"
+    packages = pipeline.sagemaker.packages()
+    assert [(p["ModelPackageGroupName"], p["ModelApprovalStatus"]) for p in packages] == [
+        (legacy, "PendingManualApproval"), (legacy, "Approved")]
+
+    other = start(pipeline, key="incoming/team/b.tsv")
+    pipeline.succeed(other)
+    assert pipeline.run(other)["registry"]["group"] == registry.package_group_name(
+        "team/b.tsv", scope=pipeline.settings.bucket)
 
 
 def test_the_evaluation_job_of_a_later_run_measures_the_champion_too(pipeline, stack):

@@ -132,6 +132,7 @@ class FakeSageMaker:
         self.approval_descriptions: dict[str, str] = {}  # model package ARN -> the latest approval's reason
         self.calls: list[str] = []
         self.groups: dict[str, list[dict[str, Any]]] = {}
+        self.group_requests: dict[str, dict[str, Any]] = {}  # group name -> its CreateModelPackageGroup request
         self.versions_made: dict[str, int] = defaultdict(int)  # a group's versions are never numbered again
 
     def _call(self, operation: str, request: dict[str, Any] | None = None) -> None:
@@ -340,6 +341,7 @@ class FakeSageMaker:
         if any(name.lower() == ModelPackageGroupName.lower() for name in self.groups):  # names ignore case
             raise client_error("ValidationException", f"Model Package Group already exists: {arn}", "CreateModelPackageGroup")
         self.groups[ModelPackageGroupName] = []
+        self.group_requests[ModelPackageGroupName] = {"ModelPackageGroupName": ModelPackageGroupName, **rest}
         return {"ModelPackageGroupArn": arn}
 
     def _group(self, name: str, operation: str) -> list[dict[str, Any]]:

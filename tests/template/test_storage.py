@@ -133,3 +133,16 @@ def test_access_logs_are_kept_as_long_as_the_function_logs():
     assert expiring_prefixes(rules) == {"": {"Ref": "LogRetentionDays"}}
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 30
     assert rules["ExpireNoncurrentVersions"]["ExpiredObjectDeleteMarker"] is True
+
+
+def test_a_bucket_kept_after_the_stack_keeps_its_policy():
+    """CloudFormation deletes a resource without a DeletionPolicy with its stack: a kept bucket whose policy went with
+    it would take reviews and models over plain HTTP, and the access logs' bucket would stop receiving the data
+    bucket's logs without an error."""
+    kept = {rid for rid, resource in resources().items() if resource.get("DeletionPolicy") == "Retain"}
+    policies = {rid: resource["Properties"]["Bucket"]["Ref"] for rid, resource in resources().items()
+                if resource["Type"] == "AWS::S3::BucketPolicy"}
+    assert set(policies.values()) == {"DataBucket", "AccessLogsBucket"} <= kept
+    for policy in policies:
+        assert resources()[policy].get("DeletionPolicy") == "Retain", policy
+        assert resources()[policy].get("UpdateReplacePolicy") == "Retain", policy

@@ -48,6 +48,16 @@ def test_datasets_that_fold_alike_get_different_groups():
     assert len(names) == 3
 
 
+def test_the_scope_changes_the_hash_only_and_the_same_scope_the_same_name():
+    bucket = "reviewtune-data-123456789012-" + "b" * 34  # S3's longest bucket name, 63 characters
+    scoped = package_group_name("a" * 500, scope=bucket)
+    assert GROUP_NAME_PATTERN.match(scoped) and len(scoped) <= 63
+    assert scoped == package_group_name("a" * 500, scope=bucket)
+    others = {package_group_name("team/a.tsv", scope=scope) for scope in ("", "bucket-one", "bucket-two")}
+    assert len(others) == 3 and len({name.rsplit("-", 1)[0] for name in others}) == 1
+    assert package_group_name("team/a.tsv", scope="") == package_group_name("team/a.tsv")
+
+
 def test_empty_dataset_or_bad_prefix_is_refused():
     with pytest.raises(ValueError):
         package_group_name("")
