@@ -64,11 +64,12 @@ def group_for(run: dict[str, Any], champion_run: dict[str, Any] | None, settings
     """The model package group a run is to register its model in, chosen when its evaluation starts and kept on the
     run (``REGISTRY_GROUP``): the group of the dataset's champion's package (``champion_run``, the champion's run
     item, None without a champion), so that a dataset goes on in the group its champion is in, whatever the group's
-    name; else the stack's own group of the dataset, its name scoped by the data bucket
-    (``registry.package_group_name``)."""
+    name, as long as it is a group of the stack's JobNamePrefix (the functions may register only there); else the
+    stack's own group of the dataset, its name scoped by the data bucket (``registry.package_group_name``)."""
     recorded = (champion_run or {}).get("registry") or {}
-    if recorded.get("group") and recorded.get("model_package_arn"):
-        return recorded["group"]
+    group = recorded.get("group")
+    if group and recorded.get("model_package_arn") and group.lower().startswith(f"{settings.job_name_prefix}-".lower()):
+        return group
     return registry.package_group_name(run.get("dataset") or run["run_id"], settings.job_name_prefix,
                                        scope=settings.bucket)
 

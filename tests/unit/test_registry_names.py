@@ -138,3 +138,27 @@ def test_bad_request_arguments_are_refused(change, message):
     }
     with pytest.raises(ValueError, match=message):
         model_package_request(**arguments)
+
+
+def test_a_run_follows_its_champion_s_group_only_when_the_stack_may_register_there():
+    from types import SimpleNamespace
+
+    from reviewtune.core.registration import group_for
+
+    settings = SimpleNamespace(job_name_prefix="reviewtune", bucket="reviewtune-data-123456789012-us-east-1")
+    run = {"run_id": "reviewtune-0123456789abcdef", "dataset": "team/a.tsv"}
+    own = package_group_name("team/a.tsv", "reviewtune", scope=settings.bucket)
+    legacy = package_group_name("team/a.tsv", "reviewtune")
+
+    def champion(group: str, package: bool = True) -> dict:
+        arn = f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{group.lower()}/1"
+        return {"registry": {"group": group, **({"model_package_arn": arn} if package else {"error": "refused"})}}
+
+    assert group_for(run, None, settings) == own  # no champion
+    assert group_for(run, champion(legacy), settings) == legacy  # the champion's group, named by the dataset alone
+    assert group_for(run, champion(legacy.upper()), settings) == legacy.upper()  # group names ignore case
+    assert group_for(run, champion(legacy, package=False), settings) == own  # a champion registered nowhere
+    # a champion registered under an earlier JobNamePrefix: the functions may not register in its group
+    assert group_for(run, champion(package_group_name("team/a.tsv", "older")), settings) == own
+    assert group_for({"run_id": run["run_id"]}, None, settings) == package_group_name(
+        run["run_id"], "reviewtune", scope=settings.bucket)
