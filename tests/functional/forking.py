@@ -131,6 +131,7 @@ def sweep(points: list[int], fault: Callable[[int, dict[str, Any]], None],
         raise
     if forks.in_child:
         forks.answer(verdict)
+    forks.points.clear()  # still a watcher until the test ends: it forks no more
     missing = {point: Forked(error=f"the run made {forks.calls} calls: never reached") for point in points
                if point not in forks.answers}
     return {**forks.answers, **missing}
