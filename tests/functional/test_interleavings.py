@@ -146,6 +146,8 @@ def test_versions_whose_events_come_in_any_order_each_end_in_one_outcome_told_on
         + ["DUPLICATE"] * (len(good) - len(set(good))))
     assert [status[version] for version, body in interleaving.versions if body == MALFORMED] == ["REJECTED"] * (
         len(interleaving.versions) - len(good))
+    tuned = Counter(body for version, body in interleaving.versions if status[version] == "SUCCEEDED")
+    assert tuned == Counter(set(good))  # each distinct file tuned once, its repeats DUPLICATE
     for expected, received in told_per_run(pipeline):
         assert sorted(received) == sorted(expected), (expected, received)
     assert not slots.holders(pipeline.clients.runs_table)
