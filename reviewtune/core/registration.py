@@ -70,21 +70,24 @@ def group_for(run: dict[str, Any], champion_run: dict[str, Any] | None, settings
     group = recorded.get("group")
     if group and recorded.get("model_package_arn") and group.lower().startswith(f"{settings.job_name_prefix}-".lower()):
         return group
-    return registry.package_group_name(run.get("dataset") or run["run_id"], settings.job_name_prefix,
-                                       scope=settings.bucket)
+    return registry.package_group_name(_dataset(run), settings.job_name_prefix, scope=settings.bucket)
 
 
 def registered_group(run: dict[str, Any], settings: Settings) -> str:
     """The group ``register`` uses: the one recorded on the run when its evaluation started (``group_for``); for a
     run whose evaluation started before runs recorded it, the dataset's group named by the dataset alone, where its
     champion then was."""
-    return run.get(REGISTRY_GROUP) or registry.package_group_name(run.get("dataset") or run["run_id"],
-                                                                  prefix=settings.job_name_prefix)
+    return run.get(REGISTRY_GROUP) or registry.package_group_name(_dataset(run), prefix=settings.job_name_prefix)
+
+
+def _dataset(run: dict[str, Any]) -> str:
+    """The dataset a run's models are registered for (a run recorded without one: its own id)."""
+    return run.get("dataset") or run["run_id"]
 
 
 def register(run: dict[str, Any], results: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
     """Register the run's best model (PendingManualApproval); the ``registry`` part of the run item."""
-    dataset = run.get("dataset") or run["run_id"]
+    dataset = _dataset(run)
     group = registered_group(run, settings)
     out: dict[str, Any] = {"group": group}
     try:

@@ -87,6 +87,10 @@ class Fault:
         if call is self._target:
             raise Died(self.hit)
 
+    def publish_died(self) -> bool:
+        """The fault was a death right after SNS took a message (the outbox's window: the message goes out again)."""
+        return self.kind == DEATH and str(self.hit).endswith("sns.Publish")
+
 
 def deliver(handler: Callable[[], Any]) -> bool:
     """One event as Lambda delivers it asynchronously: tried again after a death or an error, up to DELIVERIES."""
@@ -249,6 +253,24 @@ def outcome(pipeline: Pipeline) -> tuple[list[str], list[str], list[str]]:
     return ids, [pipeline.run(i)["status"] for i in ids], [s for i in ids for s in pipeline.statuses_told(i)]
 
 
+def one_outcome(expected: str, lifecycle_before: Any) -> Callable[[Pipeline, Fault], Any]:
+    """each_fault's judge of a path that ends in one run: what is wrong with the run's status, its messages, the slots
+    or the model lifecycle (None: nothing)."""
+
+    def judge(pipeline: Pipeline, fault: Fault) -> Any:
+        runs, statuses, told = outcome(pipeline)
+        # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
+        expected_told = [expected] * (2 if fault.publish_died() else 1)
+        held = slots.holders(pipeline.clients.runs_table)
+        if len(runs) != 1 or statuses != [expected] or told != expected_told or held:
+            return statuses, told, held
+        if lifecycle(pipeline) != lifecycle_before:  # nothing of the model lifecycle is lost
+            return lifecycle(pipeline)
+        return None
+
+    return judge
+
+
 # A file whose row 11 has a label that is not -1, 0 or 1: rejected, with a copy and the reason kept.
 MALFORMED = b"".join([*good_file().splitlines(keepends=True)[:11], b"7\tseven is no label\n",
                       *good_file().splitlines(keepends=True)[11:]])
@@ -295,17 +317,7 @@ def test_a_fault_at_any_call_still_ends_the_file_in_one_outcome_told_once(
     points = crash_points(happy.calls, events=events, skip=covered[ending])
     assert len(points) > 3
 
-    def judge(pipeline: Pipeline, fault: Fault) -> Any:
-        runs, statuses, told = outcome(pipeline)
-        # SNS took the message, its sender died before marking it sent: once the lease is over, it is sent again
-        expected_told = [expected] * (2 if kind == DEATH and str(fault.hit).endswith("sns.Publish") else 1)
-        held = slots.holders(pipeline.clients.runs_table)
-        if len(runs) != 1 or statuses != [expected] or told != expected_told or held:
-            return statuses, told, held
-        if lifecycle(pipeline) != lifecycle_before:  # nothing of the model lifecycle is lost
-            return lifecycle(pipeline)
-        return None
-
+    judge = one_outcome(expected, lifecycle_before)
     wrong = each_fault(stack, monkeypatch, kind, happy.calls, points, judge, events=events, body=body, ending=ending)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
@@ -331,16 +343,7 @@ def test_a_fault_at_any_call_of_the_reconciler_taking_a_drop_whose_event_never_c
     claim = next(i for i in range(listing, len(happy.calls)) if happy.calls[i] == "reconcile: dynamodb.PutItem")
     assert claim + 1 in points
 
-    def judge(pipeline: Pipeline, fault: Fault) -> Any:
-        runs, statuses, told = outcome(pipeline)
-        expected_told = ["SUCCEEDED"] * (2 if kind == DEATH and str(fault.hit).endswith("sns.Publish") else 1)
-        held = slots.holders(pipeline.clients.runs_table)
-        if len(runs) != 1 or statuses != ["SUCCEEDED"] or told != expected_told or held:
-            return statuses, told, held
-        if lifecycle(pipeline) != lifecycle_before:
-            return lifecycle(pipeline)
-        return None
-
+    judge = one_outcome("SUCCEEDED", lifecycle_before)
     wrong = each_fault(stack, monkeypatch, kind, happy.calls, points, judge, events=False, start_event=False)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
@@ -388,7 +391,7 @@ def test_a_fault_at_any_call_while_two_files_meet_still_ends_each_in_one_outcome
         runs = told_per_run(pipeline)
         missing = sum(((Counter(expected) - Counter(received)).total() for expected, received in runs))
         extra = sum(((Counter(received) - Counter(expected)).total() for expected, received in runs))
-        duplicate = kind == DEATH and str(fault.hit).endswith("sns.Publish")  # the outbox's window, as above
+        duplicate = fault.publish_died()  # the outbox's window, as above
         held = slots.holders(pipeline.clients.runs_table)
         if sorted(expected[-1] for expected, _ in runs) != finals or missing or extra > duplicate or held:
             return runs, held
