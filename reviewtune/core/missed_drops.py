@@ -24,6 +24,9 @@ restart starts it, or it ends ``FAILED`` at the claim's deadline, with its one m
   between pages, and lookups stop with the place kept just past the last version looked up, so the next pass lists
   the rest again and claims them. The first ``MIN_LOOKUPS_PER_PASS`` versions without a run are looked up whatever
   the time, so that every pass makes headway.
+- The place kept names the version listed last; when that version is deleted before the next pass (a person, or a
+  lifecycle rule expiring old versions) and S3 refuses it as a marker, the pass lists from the start instead of
+  failing every pass from then on.
 - Whether runs exist is read with BatchGetItem, 100 run ids a call; a version without a run of that id is looked
   up in its dataset's runs before it is claimed, since a stack whose ``JobNamePrefix`` changed names runs otherwise
   (so a change of prefix tunes no file again).
@@ -51,6 +54,8 @@ logger = Logger(child=True)
 MAX_VERSIONS_PER_PASS = 10_000
 MIN_LOOKUPS_PER_PASS = 100  # versions without a run looked up (and claimed) every pass, however little time is left
 CURSOR_KEY = "#sweep"  # no run id can take that form; the item has no status, so no index shows it
+# S3's refusals of a listing's marker (a version id it no longer knows): the sweep then lists from the start
+MARKER_REFUSED_CODES = frozenset({"InvalidArgument", "NoSuchVersion", "400"})
 _BATCH_GET = 100  # BatchGetItem's limit
 _BATCH_GET_TRIES = 4  # unprocessed keys are asked again; what is still unprocessed waits for the next pass
 
@@ -78,15 +83,30 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
     """One pass over the versions under incoming/: claim the run of each that should have one and has none, while
     ``out_of_time()`` says the pass has time for it."""
     result = Swept()
-    cursor = _cursor(clients)
+    saved = _cursor(clients)
+    cursor = saved  # where this pass's listing starts
     result.resumed = bool(cursor)
     # each version, when its page was read (complete then), and the listing's places just before and just past it
     candidates: dict[str, tuple[DroppedObject, str, dict[str, str], dict[str, str]]] = {}
     request: dict[str, Any] = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX, **cursor}
     going_on: dict[str, str] = {}  # where the next pass's listing goes on from (empty: from the start)
     place = cursor  # just past the version listed last
+    first_page = True
     while True:
-        page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
+        try:
+            page = clients.s3.list_object_versions(**request, MaxKeys=min(1000, MAX_VERSIONS_PER_PASS - result.listed))
+        except ClientError as exc:
+            if not (first_page and cursor and aws_errors.code(exc) in MARKER_REFUSED_CODES):
+                raise
+            # the place kept names a version that is no longer there (deleted since, by a person or a lifecycle
+            # rule): S3 may refuse it as a marker, pass after pass; the listing starts over instead
+            logger.warning("the sweep's place was refused as a listing marker: listing incoming/ from its start",
+                           extra={"place": cursor, "error": aws_errors.describe(exc)})
+            cursor = place = {}
+            result.resumed = False
+            request = {"Bucket": settings.bucket, "Prefix": names.INCOMING_PREFIX}
+            continue
+        first_page = False
         read_at = now_iso()  # the pass's clock may differ
         for version in page.get("Versions", []):
             result.listed += 1
@@ -133,7 +153,7 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
                            extra={"run_id": run_id, "key": obj.key, "error": aws_errors.describe(exc)})
-    if going_on != cursor:
+    if going_on != saved:
         _save_cursor(clients, going_on)
     if result.claimed or result.more or result.unread or result.failed or result.cut_short:
         logger.info("incoming/ swept", extra=result.summary())

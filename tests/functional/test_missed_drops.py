@@ -162,6 +162,45 @@ def test_a_long_listing_goes_on_over_several_passes(pipeline, monkeypatch):
         run_id_of(pipeline, key, version) for key, version in written.items())
 
 
+def test_a_kept_place_whose_version_was_deleted_and_that_s3_refuses_lists_from_the_start(pipeline, monkeypatch):
+    monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 2)
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(
+        ("incoming/a.tsv", "incoming/b.tsv", "incoming/c.tsv"))}
+    assert pipeline.reconcile(later(1.5))["missed_drops"]["claimed"] == 2  # a and b; the place kept is b's version
+    gone = written["incoming/b.tsv"]["VersionId"]
+    boto3.client("s3", region_name=REGION).delete_object(Bucket=pipeline.stack.bucket, Key="incoming/b.tsv",
+                                                           VersionId=gone)
+    # S3 refuses a version id it no longer has as a marker (moto lists nothing after it instead)
+    refusing = Failing(pipeline.clients.s3, "list_object_versions", "InvalidArgument", failures=None,
+                       when=lambda call: call.get("VersionIdMarker") == gone)
+    pipeline.use("s3", refusing)
+
+    second = pipeline.reconcile(later(1.6))
+    third = pipeline.reconcile(later(1.7))["missed_drops"]
+
+    assert "missed_drops" not in second["errors"] and refusing.failed == 1
+    swept = second["missed_drops"]
+    assert (swept["listed"], swept["claimed"], swept["resumed"]) == (2, 1, False)  # a (has its run) and c
+    assert pipeline.run(run_id_of(pipeline, "incoming/c.tsv", written["incoming/c.tsv"]))["status"] == "CLAIMED"
+    assert refusing.failed == 1 and third["resumed"] is False  # the refused place was not kept: the next pass
+    # starts from the start too (the listing of the second pass ended)
+
+
+def test_a_kept_place_s3_refuses_for_another_reason_is_kept_for_the_next_pass(pipeline, monkeypatch):
+    monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 2)
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(
+        ("incoming/a.tsv", "incoming/b.tsv", "incoming/c.tsv"))}
+    pipeline.reconcile(later(1.5))
+    pipeline.use("s3", Failing(pipeline.clients.s3, "list_object_versions", "SlowDown", failures=1))
+
+    refused = pipeline.reconcile(later(1.6))
+    resumed = pipeline.reconcile(later(1.7))["missed_drops"]
+
+    assert "SlowDown" in refused["errors"]["missed_drops"]
+    assert (resumed["listed"], resumed["claimed"], resumed["resumed"]) == (1, 1, True)
+    assert pipeline.run(run_id_of(pipeline, "incoming/c.tsv", written["incoming/c.tsv"]))["status"] == "CLAIMED"
+
+
 class Clock:
     """The invocation's time left as a pass spends it: ``seconds`` less one for each DynamoDB write."""
 
