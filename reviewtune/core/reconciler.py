@@ -52,6 +52,7 @@ from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso
 from reviewtune.core.tuning import (
     dropped_object,
     launch_or_queue,
+    run_id_of,
     start_queued_runs,
     start_tuning,
     stop_tuning_job,
@@ -282,6 +283,8 @@ def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings,
     before it) gives the claim a claim's time from ``now`` (claims.renewed_deadline), so that the start it makes has
     it for SageMaker's next tries of a throttled tuning job; later restarts do not move it."""
     now = now or datetime.now(UTC)
+    if run_id_of(dropped_object(run), settings) != run["run_id"]:
+        return _end_claim_named_otherwise(run, runs, settings, clients)
     restarts = int(run.get("restarts") or 0) + 1
     fields: dict[str, Any] = {"restarts": restarts}
     if restarts == 1 and (deadline := claims.renewed_deadline(run, runs, now)) is not None:
@@ -294,6 +297,20 @@ def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings,
         # kept for the deadline's reason; the write also puts the next restart STALE_CLAIM_SECONDS later
         runs.update_if(run["run_id"], RunStatus.CLAIMED, start_error=bounded(aws_errors.describe(exc), START_ERROR_MAX_CHARS))
         raise
+
+
+def _end_claim_named_otherwise(run: dict[str, Any], runs: RunsRepository, settings: Settings,
+                               clients: AwsClients) -> str:
+    """A stale claim named under another JobNamePrefix than the stack's now (the prefix changed while its start was
+    unfinished, which README says not to do): a start now would claim the file version a second run under the new
+    name, and the claim's own jobs would bear a name the stack's rules and permissions no longer match. It ends
+    FAILED at once, with what happened (its message says how to tune the file again: ``runs retry``)."""
+    run_id = run["run_id"]
+    reason = (f"its start had not finished when the stack's JobNamePrefix changed (the run is named under another "
+              f"prefix than {settings.job_name_prefix!r}): it cannot start under the new one")
+    ended = end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
+                    only_from=(RunStatus.CLAIMED,))
+    return f"claim named under another prefix ended: {ended['status']}"
 
 
 def reconcile_run(

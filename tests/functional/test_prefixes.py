@@ -2,7 +2,10 @@
 
 GIVEN a file whose run was made under the stack's prefix, WHEN the stack's JobNamePrefix changes and the file's start
 event comes again (Lambda's retry of it, or the dead letter the reconciler takes back), THEN no run is made under the
-new prefix: the event is a duplicate of the version's run, which keeps its one outcome and one message."""
+new prefix: the event is a duplicate of the version's run, which keeps its one outcome and one message. A claim whose
+start had not finished when the prefix changed (which README says not to do) is ended FAILED by the reconciler's
+first restart of it, told once, instead of being started under the new name as a second run; `runs retry` then
+tunes the file under the new prefix."""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ import dataclasses
 
 import pytest
 
-from reviewtune.core import prefixes, reconciler, tuning
+from reviewtune.core import prefixes, reconciler, retries, states, tuning
 from reviewtune.core.runs import RunsRepository
-from tests.functional.pipeline import Pipeline
+from tests.functional.pipeline import Pipeline, later
 from tests.support.faults import Failing
 
 
@@ -128,3 +131,51 @@ def test_a_replay_of_an_encoded_key_after_the_prefix_changed_and_the_version_wen
     assert replay == {"run_id": first["run_id"], "status": "SUCCEEDED", "duplicate": True}
     assert [run["run_id"] for run in _runs(pipeline)] == [first["run_id"]]
     assert pipeline.statuses_told(first["run_id"]) == ["SUCCEEDED"]
+
+
+def _redeployed(pipeline: Pipeline, monkeypatch, prefix: str = "renamed"):
+    """The stack deployed again with another JobNamePrefix: every function's settings, the reconciler's passes too."""
+    renamed = dataclasses.replace(pipeline.settings, job_name_prefix=prefix)
+    for handler in pipeline.handlers.values():
+        monkeypatch.setattr(handler, "ctx", dataclasses.replace(handler.ctx, settings=renamed))
+    return renamed
+
+
+def _final_told(pipeline: Pipeline, run_id: str) -> list[str]:
+    return [status for status in pipeline.statuses_told(run_id) if status in states.FINAL_STATUSES]
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["prefix recorded", "claim older than the record"])
+def test_a_claim_whose_start_died_before_the_prefix_changed_ends_failed_at_its_first_restart_and_is_retried(
+        pipeline, monkeypatch, recorded):
+    event = pipeline.drop_event("incoming/team/inflight.tsv")
+    claimed = _claimed_then_failing(pipeline, event)["run_id"]
+    if not recorded:  # written by a version before the prefixes were recorded: only the run's own name tells
+        pipeline.clients.runs_table.delete_item(Key={"run_id": prefixes.PREFIXES_KEY})
+    renamed = _redeployed(pipeline, monkeypatch)
+    if recorded:
+        assert pipeline.start_tuning(event)["duplicate"] is True  # Lambda's retry of the event, under the new prefix
+
+    steps = [pipeline.reconcile(later(hours))["steps"].get(claimed) for hours in (0.1, 0.5)]
+
+    assert steps == [None, "claim named under another prefix ended: FAILED"]  # stale after 15 minutes, not before
+    run = pipeline.run(claimed)
+    assert run["status"] == "FAILED" and "JobNamePrefix changed" in run["failure_reason"]
+    assert "'renamed'" in run["failure_reason"] and "restarts" not in run
+    assert [r["run_id"] for r in _runs(pipeline)] == [claimed]  # no second run of the version
+    pipeline.reconcile(later(0.9))
+    assert _final_told(pipeline, claimed) == ["FAILED"]
+    [told] = pipeline.messages(claimed)
+    assert f"reviewtune runs retry {claimed}" in told["Message"]
+
+    retry = retries.retry_run(RunsRepository(pipeline.clients.runs_table, renamed.run_deadlines), pipeline.clients.s3,
+                              claimed, why="the prefix changed", by="ops", prefix="renamed")
+    copy = pipeline.clients.s3.head_object(Bucket=retry.bucket, Key=retry.key, VersionId=retry.version_id)
+    again = dict(event, id="the retry's event")
+    again["detail"] = {**event["detail"], "object": {**event["detail"]["object"], "version-id": retry.version_id,
+                                                     "etag": copy["ETag"].strip('"')}}
+    started = pipeline.start_tuning(again)
+    assert started["run_id"] == retry.new_run_id and started["run_id"].startswith("renamed-")
+    assert started["status"] == "TUNING"
+    pipeline.succeed(started["run_id"])
+    assert _final_told(pipeline, started["run_id"]) == ["SUCCEEDED"] and _final_told(pipeline, claimed) == ["FAILED"]
