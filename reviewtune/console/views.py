@@ -336,7 +336,8 @@ def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:
         events.append((tuning.get("ended_at"), f"tuning job {tuning.get('status', 'ended')}"))
         events.append((item.get("approval_settled_at"), "package approval withdrawn for good"))
         if stop_requests.is_deadline(item):
-            events.append((item["stop_request"].get("at"), "deadline passed: reviewtune ends it"))
+            occasion = item["stop_request"].get("occasion") or "deadline passed"
+            events.append((item["stop_request"].get("at"), f"{occasion}: reviewtune ends it"))
         elif stop_requests.requested(item):
             events.append((item["stop_request"].get("at"), f"stop requested by {item['stop_request'].get('by')}"))
         events += [(entry.get("sent_at"), f"told: {entry.get('subject')} (SNS message {entry.get('message_id')})")

@@ -87,6 +87,7 @@ OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 # outbox and what comes after it, keep their time when thousands of drops missed their events.
 SWEEP_SECONDS_RESERVED = OUTBOX_SECONDS_RESERVED + 60
 SAGEMAKER_ENDED = ("Completed", "Failed", "Stopped")
+PREFIX_CHANGED = "JobNamePrefix changed during its start"  # a claim named under an earlier prefix, in runs show
 # A TUNING run past its deadline whose tuning job ended before it (the job's event lost, passes missed) still starts
 # its evaluation this long after the deadline; later, the deadline ends it.
 LATE_STEP_GRACE_SECONDS = 24 * 3600
@@ -284,7 +285,7 @@ def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings,
     it for SageMaker's next tries of a throttled tuning job; later restarts do not move it."""
     now = now or datetime.now(UTC)
     if run_id_of(dropped_object(run), settings) != run["run_id"]:
-        return _end_claim_named_otherwise(run, runs, settings, clients)
+        return _end_claim_named_otherwise(run, runs, settings, clients, now)
     restarts = int(run.get("restarts") or 0) + 1
     fields: dict[str, Any] = {"restarts": restarts}
     if restarts == 1 and (deadline := claims.renewed_deadline(run, runs, now)) is not None:
@@ -299,18 +300,22 @@ def restart_claim(run: dict[str, Any], runs: RunsRepository, settings: Settings,
         raise
 
 
-def _end_claim_named_otherwise(run: dict[str, Any], runs: RunsRepository, settings: Settings,
-                               clients: AwsClients) -> str:
+def _end_claim_named_otherwise(run: dict[str, Any], runs: RunsRepository, settings: Settings, clients: AwsClients,
+                               now: datetime) -> str:
     """A stale claim named under another JobNamePrefix than the stack's now (the prefix changed while its start was
     unfinished, which README says not to do): a start now would claim the file version a second run under the new
     name, and the claim's own jobs would bear a name the stack's rules and permissions no longer match. It ends
-    FAILED at once, with what happened (its message says how to tune the file again: ``runs retry``)."""
-    run_id = run["run_id"]
+    FAILED at once, with what happened (its message says how to tune the file again: ``runs retry``); recorded first
+    as the deadline's end is (stop_requests.record_deadline), so that a person's stop asked meanwhile holds."""
     reason = (f"its start had not finished when the stack's JobNamePrefix changed (the run is named under another "
-              f"prefix than {settings.job_name_prefix!r}): it cannot start under the new one")
-    ended = end_run(runs, settings, clients, run_id, stage="tuning", status=RunStatus.FAILED, reason=reason,
+              f"prefix than {settings.job_name_prefix!r}): it cannot start under the new one; reviewtune ended it")
+    recorded = stop_requests.record_deadline(runs, run, why=reason, now=now, occasion=PREFIX_CHANGED)
+    if recorded is None:
+        return "moved on"  # a person's stop, or a late start, came first: the next pass takes it from there
+    final, why = stop_requests.outcome(recorded)
+    ended = end_run(runs, settings, clients, run["run_id"], stage="tuning", status=final, reason=why,
                     only_from=(RunStatus.CLAIMED,))
-    return f"claim named under another prefix ended: {ended['status']}"
+    return "moved on" if ended.get("moved_on") else f"claim named under another prefix ended: {ended['status']}"
 
 
 def reconcile_run(

@@ -73,12 +73,14 @@ def outcome(run: dict[str, Any]) -> tuple[RunStatus, str]:
     return (RunStatus.FAILED if is_deadline(run) else RunStatus.STOPPED), reason(run)
 
 
-def record_deadline(runs: RunsRepository, run: dict[str, Any], *, why: str,
-                    now: datetime | None = None) -> dict[str, Any] | None:
+def record_deadline(runs: RunsRepository, run: dict[str, Any], *, why: str, now: datetime | None = None,
+                    occasion: str | None = None) -> dict[str, Any] | None:
     """Record that ``run``, past its deadline, is being ended FAILED with ``why``: one conditional write, while the
     run is in the state it was read in and nobody asked for a stop. The run as it is then; None when it moved on
-    (a step moved it on meanwhile, or someone asked for a stop first: that request holds)."""
-    request = {"by": DEADLINE_BY, "kind": DEADLINE, "reason": why, "at": now_iso(now)}
+    (a step moved it on meanwhile, or someone asked for a stop first: that request holds). ``occasion``: what
+    reviewtune ends it for, in a few words, when not its deadline (``runs show`` puts it in the run's timeline)."""
+    request = {"by": DEADLINE_BY, "kind": DEADLINE, "reason": why, "at": now_iso(now),
+               **({"occasion": occasion} if occasion else {})}
     return runs.update_if(run["run_id"], run["status"], unless_stop_requested=True, stop_request=request)
 
 

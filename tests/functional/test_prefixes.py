@@ -13,10 +13,12 @@ import dataclasses
 
 import pytest
 
+from reviewtune.console import views
 from reviewtune.core import prefixes, reconciler, retries, states, tuning
 from reviewtune.core.runs import RunsRepository
 from tests.functional.pipeline import Pipeline, later
 from tests.support.faults import Failing
+from tests.unit.test_console_text import rendered
 
 
 @pytest.fixture
@@ -162,6 +164,8 @@ def test_a_claim_whose_start_died_before_the_prefix_changed_ends_failed_at_its_f
     run = pipeline.run(claimed)
     assert run["status"] == "FAILED" and "JobNamePrefix changed" in run["failure_reason"]
     assert "'renamed'" in run["failure_reason"] and "restarts" not in run
+    shown = " ".join(rendered(views.run_view(run)).split())  # runs show
+    assert "JobNamePrefix changed during its start: reviewtune ends it" in shown and "deadline passed" not in shown
     assert [r["run_id"] for r in _runs(pipeline)] == [claimed]  # no second run of the version
     pipeline.reconcile(later(0.9))
     assert _final_told(pipeline, claimed) == ["FAILED"]
@@ -179,3 +183,21 @@ def test_a_claim_whose_start_died_before_the_prefix_changed_ends_failed_at_its_f
     assert started["status"] == "TUNING"
     pipeline.succeed(started["run_id"])
     assert _final_told(pipeline, started["run_id"]) == ["SUCCEEDED"] and _final_told(pipeline, claimed) == ["FAILED"]
+
+
+def test_a_stop_asked_while_the_pass_ends_a_claim_named_under_an_earlier_prefix_holds(pipeline, monkeypatch):
+    from reviewtune.core.stop_requests import request_stop
+
+    claimed = _claimed_then_failing(pipeline, pipeline.drop_event("incoming/team/stopped.tsv"))
+    renamed = _redeployed(pipeline, monkeypatch)
+    runs = RunsRepository(pipeline.clients.runs_table, renamed.run_deadlines)
+    as_read = runs.get(claimed["run_id"])  # the pass read the claim; then a person asks for a stop
+    request_stop(runs, claimed["run_id"], why="wrong file", by="ops")
+
+    step = reconciler.restart_claim(as_read, runs, renamed, pipeline.clients, later(0.5))
+    pipeline.reconcile(later(0.6))
+
+    assert step == "moved on"
+    run = pipeline.run(claimed["run_id"])
+    assert run["status"] == "STOPPED" and run["failure_reason"].startswith("stopped by ops")
+    assert _final_told(pipeline, claimed["run_id"]) == ["STOPPED"]
