@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reviewtune.core import display, prices
+from reviewtune.core import prices
 from reviewtune.core.events import sagemaker_time
 
 SECONDS_PER_HOUR = 3600
@@ -160,38 +160,6 @@ def run_cost(
         processing_cost=processing_cost,
         unpriced=tuple(unpriced),
     )
-
-
-def cost_text(cost: RunCost) -> str:
-    """One line for the message, e.g. "estimated cost US$ 1.23 (training US$ 1.10: 4 trials, 2,812 billable
-    seconds on 1 x ml.g5.xlarge; evaluation US$ 0.13); spot saved US$ 2.40; on-demand prices us-east-1 of
-    2026-11-30, an estimate"."""
-    trials = f"{len(cost.trials)} trial{'s' if len(cost.trials) != 1 else ''}"
-    training = (
-        f"training {display.money(cost.training_cost, cost.currency)}"
-        if cost.training_cost is not None
-        else "training"
-    )
-    parts = [
-        f"{training}: {trials}, {cost.billable_seconds:,} billable seconds on {cost.instance_count} x "
-        f"{cost.training_instance_type}"
-    ]
-    if cost.processing_seconds is not None:
-        amount = (
-            display.money(cost.processing_cost, cost.currency) if cost.processing_cost is not None else "unpriced"
-        )
-        parts.append(f"evaluation {amount}")
-    head = (
-        f"estimated cost {display.money(cost.total, cost.currency)}"
-        if cost.total is not None
-        else "estimated cost unknown"
-    )
-    text = f"{head} ({'; '.join(parts)})"
-    if cost.spot_savings is not None:
-        text += f"; spot saved {display.money(cost.spot_savings, cost.currency)}"
-    if cost.unpriced:
-        text += f"; no price for {', '.join(cost.unpriced)} in the table"
-    return text + f"; on-demand prices {cost.region} of {cost.prices_as_of}, an estimate"
 
 
 def evaluation_cost(job: Mapping[str, Any], table: Mapping[str, float] = prices.PROCESSING_PER_HOUR

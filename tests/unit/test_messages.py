@@ -273,6 +273,7 @@ def test_the_cost_counts_the_evaluation_job_and_says_what_managed_spot_training_
             in body)
     assert "evaluation job: 387 s on 1 x ml.m5.xlarge, US$ 0.02" in body
     assert "managed spot training saved US$ 1.06" in body
+    assert "on-demand prices us-east-1 of 2026-11-30, an estimate" in body  # the table's date, and what it is
 
     without = {**item, "results": {}, "tuning": {"cost": {**item["tuning"]["cost"], "spot_savings": None}}}
     _, body = messages.succeeded(without, {"metrics": {"accuracy": {"value": 0.74}}}, "runs")
