@@ -389,6 +389,9 @@ def read_dropped_file(
         raise object_gone(kind, key, version_id, etag) from exc
     try:
         dataset = split_stream(body, key, **options)
+    except DatasetError as exc:  # a retry's copy rejected still names the run it retries
+        exc.retry_of = names.retry_of(response.get("Metadata"))
+        raise
     finally:
         body.close()
     dataset.retry_of = names.retry_of(response.get("Metadata"))

@@ -15,6 +15,7 @@ class DatasetError(ReviewtuneError):
     """A dropped review file cannot be used; the message says what to fix."""
 
     keeps_copy = True  # a copy of the file is kept under rejected/ beside the reason
+    retry_of: str | None = None  # the run the rejected version tunes again (`runs retry`), when it was read
 
 
 class FileTooLargeError(DatasetError):

@@ -269,6 +269,8 @@ def _reject(
     fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, reason_key)}
     if isinstance(error, ObjectUnreadableError):  # its bytes were never read: `runs retry` may try again (retries.py)
         fields["unreadable"] = True
+    if error.retry_of:
+        fields["retry_of"] = error.retry_of
     if written.get("VersionId"):
         fields["reason_version_id"] = written["VersionId"]
     if copied:

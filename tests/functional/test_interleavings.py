@@ -41,6 +41,8 @@ STEPS = 30  # random steps before the end, where every job ends and the passes r
 
 
 class Interleaving:
+    passes = PASSES  # reconciler passes at the end at most, each RECONCILER_STEP later than the last
+
     def __init__(self, seed: int, pipeline: Pipeline):
         self.rng, self.pipeline = random.Random(seed), pipeline
         self.now = datetime.now(UTC)
@@ -105,6 +107,13 @@ class Interleaving:
         self.now += timedelta(minutes=self.rng.choice([1, 2, 5]))
         self.pipeline.reconcile(self.now)
 
+    def done(self) -> bool:
+        """Nothing is left for a pass to do."""
+        return settled(self.pipeline)
+
+    def observe(self) -> None:
+        """After each step of the end (a subclass watches what the steps leave)."""
+
     def run(self) -> None:
         for _ in range(STEPS):
             self.step()
@@ -114,17 +123,20 @@ class Interleaving:
         for event in self.starts:  # late, in any order
             deliver(lambda event=event: self.pipeline.start_tuning(event))
         self.starts = []
-        for _ in range(PASSES):
-            if settled(self.pipeline):
+        self.observe()
+        for _ in range(self.passes):
+            if self.done():
                 return
             while self.running() or self.job_events:
                 if self.running():
                     self.end_a_job()
                 while self.job_events:
                     self.tell_a_job()
+                self.observe()
             self.now += RECONCILER_STEP
             with contextlib.suppress(Exception):  # a pass that raised is followed by the next
                 self.pipeline.reconcile(self.now)
+            self.observe()
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -150,6 +150,26 @@ def test_a_stopped_run_is_retried(pipeline):
     assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
 
 
+def test_a_retry_whose_copy_is_rejected_records_the_run_it_retries(pipeline):
+    from reviewtune.core.stop_requests import request_stop
+    from tests.functional.test_crash_points import MALFORMED
+
+    event = put(pipeline, MALFORMED)  # stopped while claimed, before its start read it
+    pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=1))
+    with pytest.raises(Exception, match="InternalError"):
+        pipeline.start_tuning(event)
+    run_id = next(i["run_id"] for i in runs(pipeline).table.scan()["Items"] if i.get("status") == "CLAIMED")
+    request_stop(runs(pipeline), run_id, why="wrong file", by="ops")
+    assert pipeline.start_tuning(event)["status"] == "STOPPED"
+    retry = retry_run(runs(pipeline), s3(), run_id, why="tune it after all", by="ops")
+
+    rejected = pipeline.start_tuning(retried_event(pipeline, retry))
+
+    assert rejected["status"] == "REJECTED" and rejected["run_id"] == retry.new_run_id
+    assert pipeline.run(retry.new_run_id)["retry_of"] == run_id
+    assert pipeline.statuses_told(retry.new_run_id) == ["REJECTED"]
+
+
 @pytest.mark.parametrize("case", ["in progress", "succeeded", "rejected", "no reason", "nobody", "no run",
                                   "content marker"])
 def test_what_cannot_be_retried_is_refused_with_the_reason_and_nothing_is_copied(pipeline, case):
