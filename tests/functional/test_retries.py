@@ -168,6 +168,8 @@ def test_a_retry_whose_copy_is_rejected_records_the_run_it_retries(pipeline):
     assert rejected["status"] == "REJECTED" and rejected["run_id"] == retry.new_run_id
     assert pipeline.run(retry.new_run_id)["retry_of"] == run_id
     assert pipeline.statuses_told(retry.new_run_id) == ["REJECTED"]
+    [told] = pipeline.messages(retry.new_run_id)
+    assert f"This run tunes the file of run {run_id} again (`reviewtune runs retry`)." in told["Message"]
 
 
 @pytest.mark.parametrize("case", ["in progress", "succeeded", "rejected", "no reason", "nobody", "no run",
