@@ -60,11 +60,20 @@ def _get(target: Target, run_id: str) -> dict[str, Any]:
     item = target.runs().get(run_id)
     if item is None:
         item = target.runs().get(_full_id(target, run_id))
+    _refuse_own_item(target, run_id, item)
     if item is None:
         short = (f" (a prefix of a run's id needs {queries.PREFIX_MIN_CHARS} or more characters)"
                  if len(run_id) < queries.PREFIX_MIN_CHARS else "")
         raise SystemExit(f"error: no run {run_id!r} in {target.description}{short}")
     return item
+
+
+def _refuse_own_item(target: Target, run_id: str, item: dict[str, Any] | None) -> None:
+    """The slots, the prefixes, a content marker: reviewtune's own items of the runs table, which no command shows as
+    a run."""
+    if item is not None and "status" not in item:
+        raise SystemExit(f"error: no run {run_id!r} in {target.description}: it is one of reviewtune's own items of "
+                         "the runs table (the tuning slots, the prefixes used, a content marker), not a run")
 
 
 def _full_id(target: Target, run_id: str) -> str:
@@ -245,7 +254,9 @@ def _functions(target: Target) -> dict[str, str]:
 def cmd_trials(args: argparse.Namespace) -> int:
     _given(args.run_id)
     target = _target(args)
-    if target.runs().get(args.run_id) is None:
+    item = target.runs().get(args.run_id)
+    _refuse_own_item(target, args.run_id, item)
+    if item is None:
         args.run_id = _full_id(target, args.run_id)
     try:
         rows = queries.trial_rows(target.client("sagemaker"), args.run_id)

@@ -65,7 +65,7 @@ class Promotion:
 def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
     """The run item, if the run can become champion; else a PromotionError that says why."""
     run = None if is_champion_key(run_id) else runs.get(run_id)
-    if run is None:
+    if run is None or "status" not in run:  # the slots item, a content marker: no run
         raise PromotionError(no_such_run(run_id))
     if run.get("status") != RunStatus.SUCCEEDED:
         raise PromotionError(

@@ -179,10 +179,12 @@ def test_promote_refuses_what_cannot_be_champion_with_clear_errors(lifecycle, ca
     put_run(stack, "reviewtune-a3", A, "FAILED", 4)
     put_run(stack, "reviewtune-a4", A, "SUCCEEDED", 5, 0.9)  # evaluated, but its registration failed
     RunsRepository(table(stack)).update("reviewtune-a4", registry={"error": "AccessDeniedException: no"})
+    table(stack).put_item(Item={"run_id": "#slots", "holders": {"reviewtune-a3"}})
 
     for run_id, error in (
         ("reviewtune-zz", "no run 'reviewtune-zz'"),
         ("champion#team-a/r.tsv", "no run 'champion#team-a/r.tsv'"),
+        ("#slots", "no run '#slots'"),  # reviewtune's own item of the table, not "run #slots is None"
         ("reviewtune-a3", "run reviewtune-a3 is FAILED: only a SUCCEEDED run"),
         ("reviewtune-a4", r"run reviewtune-a4 has no model package in the Model Registry \(AccessDeniedException: no\)"),
     ):

@@ -495,6 +495,16 @@ def test_show_of_the_champion_pointer_points_to_the_champion_command(deployed):
         main(["runs", "show", "champion#team-a/r.tsv", "--stack", STACK])
 
 
+@pytest.mark.parametrize("command", [["runs", "show"], ["runs", "show", "--follow", "--timeout", "1"],
+                                     ["runs", "report"], ["runs", "trials"], ["runs", "logs"]])
+def test_reviewtune_s_own_items_of_the_runs_table_are_no_runs(deployed, command):
+    table = boto3.resource("dynamodb", region_name=REGION).Table(deployed.runs_table)
+    table.put_item(Item={"run_id": "#slots", "holders": {"reviewtune-x1"}})
+    with pytest.raises(SystemExit, match=r"no run '#slots' in .*: it is one of reviewtune's own items of the runs "
+                                         r"table \(the tuning slots, the prefixes used, a content marker\), not a run"):
+        main([*command[:2], "#slots", *command[2:], "--stack", STACK])
+
+
 def test_the_champion_command_suggested_for_a_pointer_is_quoted_for_the_shell(deployed):
     with pytest.raises(SystemExit, match=r"`reviewtune champion --dataset 'team a/\$\(x\)\.tsv'` shows it"):
         main(["runs", "show", "champion#team a/$(x).tsv", "--stack", STACK])
