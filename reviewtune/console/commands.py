@@ -93,18 +93,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     dataset under it."""
     target = _target(args)
     table = target.runs().table
-    items = queries.list_runs(table, args.dataset, args.status, args.limit)
-    title = f"Runs, newest first ({target.description})"
+    items = queries.list_runs(table, args.dataset, args.status, args.limit + 1)  # one more: are there more?
+    which = f"{args.status} runs" if args.status else "Runs"
+    title = f"{which}, newest first ({target.description})"
     # a dataset with runs, none in the status asked for: a dataset, not a folder, and nothing to explain but that
     other_runs = bool(args.dataset and args.status and not items and queries.list_runs(table, args.dataset, None, 1))
     folder = _folder_datasets(target, args.dataset) if args.dataset and not items and not other_runs else None
     if folder and folder[0]:
         datasets, more = folder
-        items = queries.list_runs_of(table, datasets, args.status, args.limit)
+        items = queries.list_runs_of(table, datasets, args.status, args.limit + 1)
         some = f"the first {len(datasets)}" if more else f"the {len(datasets)}"
-        title = (f"Runs of {some} dataset{'s' if len(datasets) > 1 else ''} under {args.dataset.strip('/')}/, "
+        title = (f"{which} of {some} dataset{'s' if len(datasets) > 1 else ''} under {args.dataset.strip('/')}/, "
                  f"newest first ({target.description})")
+    items, cut = items[:args.limit], len(items) > args.limit
     _emit(args, items, views.runs_table(items, title))
+    if cut:
+        progress_console.print(plain(f"the newest {args.limit} shown; there are more: `--limit N` shows N"))
     if other_runs:
         progress_console.print(plain(f"no {args.status} runs of dataset {args.dataset!r}; `reviewtune runs list "
                                      f"--dataset {shlex.quote(args.dataset)}` lists its runs of every status"))
@@ -559,7 +563,8 @@ def register(sub: Any) -> None:
                          help="only this dataset (its path below incoming/), or the datasets of a folder (as `drop "
                               "--dataset` takes it)")
     listing.add_argument("--status", choices=[s.value for s in RunStatus], help="only runs in this status")
-    listing.add_argument("--limit", type=arguments.count("runs"), default=20)
+    listing.add_argument("--limit", type=arguments.count("runs"), default=20,
+                         help="runs shown at most, newest first (default 20; it says when there are more)")
     listing.set_defaults(func=cmd_list)
 
     show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")

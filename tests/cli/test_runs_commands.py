@@ -79,8 +79,16 @@ def test_list_is_newest_first_across_statuses_and_filters_by_dataset_and_status(
         "reviewtune-a2"]
 
     assert main(["runs", "list", "--stack", STACK]) == 0
-    table = capsys.readouterr().out
+    shown = capsys.readouterr()
+    table = shown.out
     assert "reviewtune-a3" in table and "74.00" in table and f"stack {STACK}" in table
+    assert "there are more" not in shown.err
+    assert main(["runs", "list", "--limit", "3", "--stack", STACK]) == 0  # one more than shown: said
+    assert "the newest 3 shown; there are more: `--limit N` shows N" in capsys.readouterr().err
+    assert main(["runs", "list", "--limit", "4", "--stack", STACK]) == 0  # all four: nothing to say
+    assert "there are more" not in capsys.readouterr().err
+    assert main(["runs", "list", "--status", "SUCCEEDED", "--stack", STACK]) == 0
+    assert "SUCCEEDED runs, newest first" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_folder_given_as_the_dataset_lists_the_runs_of_every_dataset_under_it(deployed, capsys):
