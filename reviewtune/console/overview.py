@@ -59,6 +59,18 @@ def _code(command: str) -> str:
     return f"<code>{escape(command)}</code>"
 
 
+def _what_next(statuses: set[str]) -> str:
+    """What to do about the failed or rejected runs listed: a failed run's file is tuned again as it is, a rejected
+    one is fixed and dropped again (retry refuses the same bytes, unless S3 could not read them)."""
+    hints = []
+    if RunStatus.FAILED in statuses:
+        hints.append(f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again")
+    if RunStatus.REJECTED in statuses:
+        hints.append(f"a rejected file is fixed and dropped again ({_code('reviewtune drop FILE --dataset DATASET')}; "
+                     "one S3 could not read is retried once it can)")
+    return "; " + "; ".join(hints) + "." if hints else "."
+
+
 def _reason(item: dict[str, Any]) -> str:
     # the end of a reason holds the error's last line and the exit code ("... exit code: -9 (killed ...)")
     return escape(bounded(str(item.get("failure_reason") or ""), REASON_CHARS, keep_end=True))
@@ -98,8 +110,8 @@ def _attention(data: dict[str, Any]) -> str:
                 for item in failed]
         parts.append("<h3>Runs that failed or were rejected</h3>"
                      + page.table(["run", "dataset", "status", "created (UTC)", "why"], rows, columns="lnllw", stack=True)
-                     + f"<p class='sub'>{_code('reviewtune runs show RUN')} has the whole reason; "
-                     f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again."
+                     + f"<p class='sub'>{_code('reviewtune runs show RUN')} has the whole reason"
+                     + _what_next({item["status"] for item in failed})
                      + (f" {len(ended) - len(failed):,} retried already are left out." if len(ended) > len(failed) else "")
                      + "</p>")
     rejected = [champion for champion in data["champions"] if champion.get("package_rejected")]

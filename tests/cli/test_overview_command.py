@@ -179,6 +179,20 @@ def test_a_failed_run_retried_already_needs_no_attention_and_says_it_was_retried
     assert re.search(r"reviewtune-r1</td>.*?<td[^>]*>FAILED, retried</td>", runs_section)
 
 
+@pytest.mark.parametrize("statuses", [["FAILED"], ["REJECTED"], ["FAILED", "REJECTED"]])
+def test_what_to_do_about_failed_or_rejected_runs_fits_the_runs_listed(stack, statuses):
+    for n, status in enumerate(statuses):
+        with_run(stack, f"reviewtune-w{n}", f"incoming/team-w/w{n}.tsv")
+        assert repository(stack).transition(f"reviewtune-w{n}", RunStatus.CLAIMED, RunStatus(status),
+                                            notice=(status, "why"), failure_reason="why")
+
+    html = overview.render(overview.collect(moto_target(stack), 7))
+
+    attention = unescape(html.split('data-key="attention"', 1)[1].split("</section>", 1)[0])
+    assert ("reviewtune runs retry RUN" in attention) == ("FAILED" in statuses)  # retry refuses a rejected file
+    assert ("a rejected file is fixed and dropped again" in attention) == ("REJECTED" in statuses)
+
+
 def test_a_champion_whose_package_a_person_rejected_needs_attention(stack):
     runs = repository(stack)
     with_run(stack, "reviewtune-a1", f"incoming/{DATASET}", "SUCCEEDED", sent=True)
