@@ -169,8 +169,8 @@ def _datasets(data: dict[str, Any]) -> str:
 
 def _runs(data: dict[str, Any]) -> str:
     rows = []
+    champions = {champion["dataset"]: champion["run_id"] for champion in data["champions"]}
     for item in data["runs"][:RUNS_SHOWN]:
-        champion = item.get("champion") if isinstance(item.get("champion"), dict) else {}
         rows.append([
             escape(item["run_id"]),
             escape(str(item.get("dataset", ""))),
@@ -178,7 +178,7 @@ def _runs(data: dict[str, Any]) -> str:
             escape(display.utc_time(item.get("created_at"), suffix=False)),
             escape(views.took(item) or "-"),
             _percent(_accuracy(item)) if item.get("status") == RunStatus.SUCCEEDED else "-",
-            escape(str(champion.get("decision") or "-")),
+            escape(views.item_decision(item, champions.get(item.get("dataset")))),
         ])
     more = f" (the newest {len(rows):,} of {len(data['runs']):,})" if len(data["runs"]) > len(rows) else ""
     if not rows:

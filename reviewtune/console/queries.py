@@ -289,6 +289,7 @@ def champion_of(runs: RunsRepository, dataset: str, limit: int = 20) -> dict[str
             "status": item.get("status"),
             "test_accuracy": (item.get("results") or {}).get("test_accuracy"),
             **{k: v for k, v in item["champion"].items() if k != "test_split"},
+            "promoted": isinstance(item.get("promoted"), dict),
         }
         for item in runs.by_dataset(dataset, limit=limit)
         if isinstance(item.get("champion"), dict)

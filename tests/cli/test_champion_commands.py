@@ -140,7 +140,10 @@ def test_promote_approves_the_package_and_moves_the_pointer_with_the_reason_and_
     assert champion.model_package_arn == arns["reviewtune-a2"] and champion.accuracy == 0.72
     assert champion.history[-1]["why"] == "promoted manually: a1 misreads sizing complaints"
     assert champion.history[-1]["by"] == who and champion.history[-1]["at"] == champion.changed_at
-    assert run_json(capsys, "champion", "--dataset", A)["history"][-1]["by"] == who
+    shown_champion = run_json(capsys, "champion", "--dataset", A)
+    assert shown_champion["history"][-1]["by"] == who
+    assert {d["run_id"]: d["promoted"] for d in shown_champion["decisions"]} == {
+        "reviewtune-a2": True, "reviewtune-a1": False}
     assert get_champion(table(stack), B).run_id == "reviewtune-b1"
     # the run's own record says it too: `runs show` has the package Approved and who promoted it, when and why
     shown = run_json(capsys, "runs", "show", "reviewtune-a2")

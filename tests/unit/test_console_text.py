@@ -415,3 +415,28 @@ def test_the_narrow_form_from_its_least_width_up_keeps_every_count_whole_for_any
 
     assert "─" in text and f"{prefix}-743421da1a7ccce9" in text  # the narrow form (records have no rule), id whole
     assert "900,000" in text and "50,000" in text and "91.23" in text
+
+
+@pytest.mark.parametrize(("champion", "promoted", "now", "expected"), [
+    ({"decision": "first champion", "champion_run_id": "r1"}, False, "r1", "first champion (champion now)"),
+    ({"decision": "first champion", "champion_run_id": "r1"}, False, "r2", "first champion (since replaced)"),
+    ({"decision": "kept", "champion_run_id": "r0"}, True, "r1", "kept (promoted by hand, champion now)"),
+    ({"decision": "not compared", "champion_run_id": "r0"}, True, "r2", "not compared (promoted by hand, since replaced)"),
+    ({"decision": "kept", "champion_run_id": "r0"}, False, "r0", "kept"),  # never champion: nothing changed for it
+    (None, False, None, "-"),
+])
+def test_a_run_s_champion_decision_says_what_changed_since(champion, promoted, now, expected):
+    item = {"run_id": "r1", **({"champion": champion} if champion else {}),
+            **({"promoted": {"by": "ops", "reason": "newer data"}} if promoted else {})}
+
+    assert views.item_decision(item, now) == expected
+
+
+def test_the_champion_s_decisions_table_says_which_run_was_promoted_and_is_champion_now():
+    champion = {"run_id": "r2", "decisions": [
+        {"run_id": "r2", "status": "SUCCEEDED", "decision": "kept", "champion_run_id": "r1", "promoted": True},
+        {"run_id": "r1", "status": "SUCCEEDED", "decision": "first champion", "champion_run_id": "r1"}]}
+
+    text = rendered(views._champion_decisions(champion, narrow=True))
+
+    assert "promoted by hand, champion now" in " ".join(text.split()) and "since replaced" in text
