@@ -306,6 +306,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         try:
             if not run_id.strip():
                 raise StopError("an empty run id")
+            before = None if is_champion_key(run_id) else runs.get(run_id)
             item = request_stop(runs, run_id, why=args.reason, by=by)
         except (StopError, ClientError, BotoCoreError) as error:  # reported; the other runs are still stopped
             text = str(error) if isinstance(error, StopError) else f"run {run_id}: {aws_errors.describe(error)}"
@@ -316,13 +317,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
         done.append({"run_id": item["run_id"], "status": item["status"], "stop_request": item["stop_request"],
                      "job": outcome, "job_answer": answer})
         if not args.json:
-            console.print(plain(_stopping_text(item, outcome, answer)))
+            console.print(plain(_stopping_text(item, outcome, answer, asked_before=bool((before or {}).get("stop_request")))))
     if args.json:
         print(json.dumps(queries.jsonable(done), indent=2, default=str))
     return 1 if any("error" in entry for entry in done) else 0
 
 
-def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None) -> str:
+def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None, *, asked_before: bool = False) -> str:
     job = "evaluation job" if item["status"] == RunStatus.EVALUATING else "tuning job"
     then = {
         stop_requests.NO_JOB: "no tuning job started: the reconciler's next pass ends it STOPPED"
@@ -334,8 +335,10 @@ def _stopping_text(item: dict[str, Any], outcome: str, answer: str | None) -> st
         stop_requests.FAILED: f"stopping its {job} failed ({answer}); the reconciler's next pass stops it",
     }[outcome]
     request = item["stop_request"]
-    return (f"stop of {item['run_id']} ({item['status']}) recorded: {request['reason']!r} by {request['by']} at "
-            f"{display.utc_time(request['at'])}; {then}")
+    asked = (f"{request['reason']!r} by {request['by']} at {display.utc_time(request['at'])}")
+    if asked_before:  # the first request holds: its reason, not this one's
+        return f"a stop of {item['run_id']} ({item['status']}) was asked already: {asked}, which holds; {then}"
+    return f"stop of {item['run_id']} ({item['status']}) recorded: {asked}; {then}"
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -40,6 +40,11 @@ def test_stop_records_who_and_why_and_says_the_reconciler_ends_a_queued_run(stac
     assert f"stop requested by {who}" in shown  # the timeline's row
     assert main(["runs", "list", "--stack", STACK]) == 0
     assert "QUEUED, stopping" in capsys.readouterr().out
+    assert main(["runs", "stop", "reviewtune-q1", "--reason", "again", "--stack", STACK]) == 0  # the first one holds
+    again = " ".join(capsys.readouterr().out.split())
+    assert again.startswith("a stop of reviewtune-q1 (QUEUED) was asked already: 'wrong export' by ")
+    assert "which holds" in again and "recorded" not in again and "'again'" not in again
+    assert item(stack, "reviewtune-q1")["stop_request"] == done["stop_request"]
     RunsRepository(boto3.resource("dynamodb").Table(stack.runs_table)).transition(  # as the reconciler's pass does
         "reviewtune-q1", RunStatus.QUEUED, RunStatus.STOPPED, notice=("stopped", "stopped"), failed_stage="tuning")
     assert main(["runs", "show", "reviewtune-q1", "--stack", STACK]) == 0
