@@ -385,6 +385,17 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0 if not args.follow or done[0]["outcome"]["status"] == RunStatus.SUCCEEDED else 1
 
 
+def _run_of_drop(target: Target, dropped: dict[str, Any]) -> str | None:
+    """The id start_tuning gives the run of an uploaded version (tuning.run_id_of: the stack's prefix and the
+    object's bucket, key, version and ETag); None without a version id (a bucket without versioning names a second
+    upload of the same bytes otherwise) or without the prefix."""
+    version, prefix = names.object_version(dropped.get("version_id")), target.parameters.get("JobNamePrefix")
+    if version is None or not prefix:  # a stack whose parameters do not say its prefix: not guessed
+        return None
+    return names.tuning_job_name(prefix, names.object_identity(dropped["bucket"], dropped["key"], version,
+                                                               dropped.get("etag")))
+
+
 def cmd_drop(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
@@ -399,7 +410,12 @@ def cmd_drop(args: argparse.Namespace) -> int:
     before = _runs_before(target, dataset) if args.follow else frozenset()
     dropped = queries.upload(target.client("s3"), target.output("DataBucketName"), path, key)
     if not args.follow:
-        _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); dataset {dataset}"))
+        run_id = _run_of_drop(target, dropped)
+        if run_id:
+            dropped["run_id"] = run_id
+        then = f"; its run will be {run_id} (`reviewtune runs show {run_id} --follow`)" if run_id else ""
+        _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); "
+                                   f"dataset {dataset}{then}"))
         return 0
     live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
     live.print(plain(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run"))

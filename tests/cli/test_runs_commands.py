@@ -259,6 +259,29 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
         main(["drop", str(bad), "--stack", STACK])
 
 
+def test_drop_names_the_run_its_file_will_have_where_the_stack_says_its_prefix(deployed, capsys, tmp_path):
+    from reviewtune.core import tuning
+
+    template = {
+        "Parameters": {"JobNamePrefix": {"Type": "String", "Default": "ops"}},
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"RunsTableName": {"Value": deployed.runs_table}, "DataBucketName": {"Value": deployed.bucket}},
+    }
+    boto3.client("cloudformation").create_stack(StackName="reviewtune-ops", TemplateBody=json.dumps(template))
+    data = tmp_path / "reviews.tsv"
+    data.write_text("sentiment\treview_body\n1\tgood\n")
+
+    assert main(["drop", str(data), "--dataset", "team-a", "--json", "--stack", "reviewtune-ops"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    obj = tuning.DroppedObject(deployed.bucket, got["key"], got["version_id"], got["etag"].strip('"'), None)
+    settings = type("Named", (), {"job_name_prefix": "ops"})()
+    assert got["run_id"] == tuning.run_id_of(obj, settings)  # as start_tuning names it
+    assert main(["drop", str(data), "--dataset", "team-a", "--stack", "reviewtune-ops"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "; its run will be ops-" in out and "(`reviewtune runs show ops-" in out
+    assert "run_id" not in run_json(capsys, "drop", str(data))  # a stack that does not say its prefix: not guessed
+
+
 def test_missing_stack_is_a_clear_error(deployed):
     with pytest.raises(SystemExit, match="cannot read the outputs of stack 'nope'"):
         main(["runs", "list", "--stack", "nope"])
