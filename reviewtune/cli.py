@@ -414,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ClientError, BotoCoreError) as error:  # AWS (or the local runtime's moto) refused or could not be reached
         raise SystemExit(f"error: {aws_errors.describe(error)}") from None
+    except BrokenPipeError:  # the output's reader stopped (`| head`): as a command killed by SIGPIPE, quietly
+        with contextlib.suppress(OSError, ValueError):  # nothing more to flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as error:  # a path that is not what the command needs (a file for a folder, no permission...)
         raise SystemExit(f"error: {error}") from None
     except RuntimeError as error:  # the local runtime's refusals (already running, no template, a bad parameter...),

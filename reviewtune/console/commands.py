@@ -460,7 +460,9 @@ def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any]
                          "its run once it has one)") from None
     except (TimeoutError, ClientError, BotoCoreError) as error:
         goes_on = f"`reviewtune runs show {run_id} --follow` follows it" if run_id else "`reviewtune runs list` shows it"
-        raise SystemExit(f"error: following the run of {where}: {safe(error)} (the file is uploaded and its run goes "
+        # the time given covers finding the run too: said as given, not as what was left of it once found
+        why = f"run {run_id} did not finish within {timeout:.0f} s" if isinstance(error, TimeoutError) else safe(error)
+        raise SystemExit(f"error: following the run of {where}: {why} (the file is uploaded and its run goes "
                          f"on; {goes_on})") from None
 
 
@@ -552,7 +554,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     title = (f"Dead-letter queues ({target.description}); StartTuning's start events are taken back by the "
              "reconciler every pass; an event whose run has ended and told its outcome is settled")
     if args.delete_settled:
-        title += f": {dead_letters.deleted(states)} settled message(s) deleted"
+        deleted = dead_letters.deleted(states)
+        title += f": {deleted} settled message{'' if deleted == 1 else 's'} deleted"
     _emit(args, dead_letters.as_data(states), dead_letters.table(states, title))
     return 0
 

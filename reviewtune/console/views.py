@@ -92,8 +92,9 @@ def _search(item: dict[str, Any]) -> str:
     config = item.get("config", {})
     if not config:
         return "-"
-    return (f"{config.get('strategy', '?')}, {config.get('max_jobs', '?')} trials, "
-            f"{config.get('max_parallel_jobs', '?')} at a time, {config.get('epochs', '?')} epochs, "
+    trials, epochs = config.get("max_jobs", "?"), config.get("epochs", "?")
+    return (f"{config.get('strategy', '?')}, {trials} trial{'' if trials == 1 else 's'}, "
+            f"{config.get('max_parallel_jobs', '?')} at a time, {epochs} epoch{'' if epochs == 1 else 's'}, "
             f"model {config.get('model_name', '?')}")
 
 

@@ -184,3 +184,18 @@ def test_what_the_local_run_cannot_do_is_said_before_anything_starts(tmp_path, m
     assert exited.value.code == (f"DATA={large}: the file is 300 MiB (314,572,800 bytes); at most 256 MiB "
                                  "(268,435,456 bytes) are accepted: split it into smaller files")
     assert started == []
+
+
+def test_output_whose_reader_stops_early_ends_quietly_as_sigpipe_would():
+    """`reviewtune runs list | head -1`: the reader closes the pipe; no "error: Broken pipe", status 141."""
+    import subprocess
+    import sys
+
+    loud = ("import sys; from reviewtune import cli; "
+            "cli.cmd_sample_data = lambda args: [print('x' * 100) for _ in range(100_000)] and 0; "
+            "sys.exit(cli.main(['sample-data', 'unused.tsv']))")
+    writer = subprocess.Popen([sys.executable, "-c", loud], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer.stdout.readline()
+    writer.stdout.close()  # as head does after its line
+    stderr = writer.stderr.read().decode()
+    assert writer.wait(timeout=60) == 141 and stderr == ""

@@ -147,7 +147,7 @@ def test_each_event_is_put_beside_its_run_now_and_only_settled_ones_are_deleted_
     capsys.readouterr()
     assert main(["dead-letters", "--stack", STACK, "--delete-settled"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "0 settled message(s) deleted" in text and "reviewtune-going: TUNING" in text
+    assert "0 settled messages deleted" in text and "reviewtune-going: TUNING" in text
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", "42", '"text"', "null"])

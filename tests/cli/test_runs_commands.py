@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 import unicodedata
 from datetime import datetime, timedelta
 
@@ -429,11 +430,15 @@ def test_drop_follow_that_runs_out_of_time_says_the_file_is_uploaded(deployed, t
 def test_drop_follow_ends_with_a_clear_error_when_the_run_does_not_end_in_time(deployed, tmp_path, monkeypatch):
     data = tmp_path / "reviews.tsv"
     data.write_text("sentiment\treview_body\n1\tgood\n")
-    monkeypatch.setattr(queries, "find_run", lambda *a, **k: {"run_id": "reviewtune-a9", "status": "TUNING"})
+    def found_late(*args, **kwargs):  # finding the run took part of the time given
+        time.sleep(1.5)
+        return {"run_id": "reviewtune-a9", "status": "TUNING"}
+
+    monkeypatch.setattr(queries, "find_run", found_late)
     put_run(deployed, "reviewtune-a9", "reviews.tsv", "TUNING", 1)
-    with pytest.raises(SystemExit, match=r"run reviewtune-a9 did not finish within 0 s .*`reviewtune runs show "
-                                         r"reviewtune-a9 --follow` follows it\)"):
-        main(["drop", str(data), "--follow", "--timeout", "0.5", "--stack", STACK])
+    with pytest.raises(SystemExit, match=r"run reviewtune-a9 did not finish within 2 s .*`reviewtune runs show "
+                                         r"reviewtune-a9 --follow` follows it\)"):  # the time given, not what was left
+        main(["drop", str(data), "--follow", "--timeout", "2", "--stack", STACK])
 
 
 def _interrupted(*args, **kwargs):

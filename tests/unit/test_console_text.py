@@ -440,3 +440,12 @@ def test_the_champion_s_decisions_table_says_which_run_was_promoted_and_is_champ
     text = rendered(views._champion_decisions(champion, narrow=True))
 
     assert "promoted by hand, champion now" in " ".join(text.split()) and "since replaced" in text
+
+
+@pytest.mark.parametrize(("count", "expected"), [(Decimal(1), "Random, 1 trial, 1 at a time, 1 epoch,"),
+                                                 (Decimal(2), "Random, 2 trials, 1 at a time, 2 epochs,")])
+def test_a_run_s_search_says_trials_and_epochs_in_the_right_number(count, expected):
+    item = {"run_id": "r1", "status": "TUNING", "config": {"strategy": "Random", "max_jobs": count,
+                                                           "max_parallel_jobs": Decimal(1), "epochs": count}}
+
+    assert expected in " ".join(rendered(views.run_view(item)).split())
