@@ -480,6 +480,12 @@ def cmd_champion(args: argparse.Namespace) -> int:
         _emit(args, champions, views.champions_table(champions, f"Champions by dataset ({target.description})"))
         return 0
     champion = queries.champion_of(runs, args.dataset)
+    folder = names.normalize_dataset(args.dataset).strip("/") + "/"
+    under = [] if champion is not None else [
+        c for c in queries.champions(runs.table) if str(c.get("dataset", "")).startswith(folder)]
+    if under:  # a folder, as `drop --dataset` and `runs list --dataset` take one: the champions of its datasets
+        _emit(args, under, views.champions_table(under, f"Champions of the datasets under {folder} ({target.description})"))
+        return 0
     if champion is None:
         raise SystemExit(f"error: dataset {args.dataset!r} has no champion in {target.description} (no run of it has "
                          "succeeded yet, or the name differs: it is the path below incoming/)")

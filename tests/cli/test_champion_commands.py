@@ -90,6 +90,18 @@ def test_champion_lists_each_dataset_s_champion(lifecycle, capsys):
     assert "Champions by dataset" in text and "reviewtune-b1" in text and "70.00" in text
 
 
+def test_champion_of_a_folder_lists_the_champions_of_its_datasets(lifecycle, capsys):
+    folder = A.split("/")[0]  # as `drop --dataset` and `runs list --dataset` take one
+
+    for typed in (folder, f"{folder}/"):
+        listed = run_json(capsys, "champion", "--dataset", typed)
+        assert [(c["dataset"], c["run_id"]) for c in listed] == [(A, "reviewtune-a1")]
+    assert main(["champion", "--dataset", folder, "--stack", STACK]) == 0
+    assert f"Champions of the datasets under {folder}/" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit, match=f"dataset '{folder[:-1]}' has no champion"):  # not a folder: a prefix
+        main(["champion", "--dataset", folder[:-1], "--stack", STACK])
+
+
 def test_champion_of_one_dataset_shows_its_history_and_the_decisions(lifecycle, capsys):
     shown = run_json(capsys, "champion", "--dataset", A)
 
