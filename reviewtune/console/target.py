@@ -131,6 +131,7 @@ def resolve(kind: str, workdir: Path, stack: str | None) -> Target:
     except TargetError as error:
         if kind != "auto" or stack is not None:
             raise
-        raise TargetError(f"{error}; and no local runtime is running here ({Path(workdir) / STATE_FILE}): "
-                          "`reviewtune local up` starts one that these commands read (`make run`'s own runtime "
-                          "ends with its run)") from error
+        # the local runtime first: a person without AWS set up reads what concerns them before AWS's words
+        raise TargetError(f"no local runtime is running here ({Path(workdir) / STATE_FILE}): `reviewtune local up` "
+                          "starts one that these commands read (`make run`'s own runtime ends with its run; --workdir "
+                          f"or REVIEWTUNE_WORKDIR names another one's folder); and {error}") from error

@@ -299,7 +299,9 @@ def test_an_unreachable_aws_and_no_local_runtime_is_a_clear_error_naming_both(tm
         main(["--workdir", str(workdir), "runs", "list"])
     text = str(refused.value)
     assert "cannot read the outputs of stack" in text and "Could not connect to the endpoint URL" in text
-    assert f"no local runtime is running here ({workdir / 'local.json'}): `reviewtune local up` starts one" in text
+    assert text.startswith(f"error: no local runtime is running here ({workdir / 'local.json'}): `reviewtune local "
+                           "up` starts one")  # first: what a person without AWS set up reads
+    assert "REVIEWTUNE_WORKDIR names another one's folder" in text
     with pytest.raises(SystemExit) as refused:
         main(["--workdir", str(workdir), "runs", "list", "--target", "aws"])
     assert "Could not connect" in str(refused.value) and "local up" not in str(refused.value)
