@@ -155,8 +155,14 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("job to stop", _jobs_to_stop(item)),
         ("message not sent", _unsent(item)),
     ]
+    if not tuning:  # no tuning job recorded (rejected, a duplicate, not started): its rows would all say "-"
+        facts = [(label, value) for label, value in facts if not (label in _TUNED_ONLY and value == "-")]
     return [(label, value) for label, value in facts if value is not None]
 
+
+# the facts only a run that tuned has: left out of a run without a tuning job where they have nothing to say
+_TUNED_ONLY = frozenset({"search", "trials", "best trial", "best hyperparameters", "validation accuracy", "test accuracy",
+                         "macro F1", "billable seconds", "estimated cost", "champion", "model package"})
 
 # a reason that is not a failure: a person's stop, a file refused or already tuned
 _REASON_LABELS = {"STOPPED": "stop reason", "REJECTED": "rejection reason", "DUPLICATE": "duplicate reason"}

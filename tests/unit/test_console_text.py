@@ -449,3 +449,14 @@ def test_a_run_s_search_says_trials_and_epochs_in_the_right_number(count, expect
                                                            "max_parallel_jobs": Decimal(1), "epochs": count}}
 
     assert expected in " ".join(rendered(views.run_view(item)).split())
+
+
+def test_a_run_without_a_tuning_job_shows_no_rows_only_a_tuned_run_fills():
+    rejected = {"run_id": "r1", "status": "REJECTED", "failure_reason": "line 3: no label"}
+    tuned = {"run_id": "r2", "status": "TUNING", "tuning": {"best_training_job": {"name": "r2-001"}}}
+
+    shown, other = (" ".join(rendered(views.run_view(item)).split()) for item in (rejected, tuned))
+
+    assert "rejection reason line 3: no label" in shown
+    assert "best hyperparameters" not in shown and "billable seconds" not in shown and "search" not in shown
+    assert "best hyperparameters -" in other and "best trial r2-001" in other
