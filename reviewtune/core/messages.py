@@ -50,6 +50,23 @@ def _interval(accuracy: Any) -> str:
     return f" ({text})" if text else ""
 
 
+def _no_better_than_guessing(metrics: Any) -> list[str]:
+    """A warning when the test accuracy is no better than always answering the test split's most common class (a
+    third for balanced classes): such a model has learnt nothing to use, whatever the champion's rules made of it.
+    Nothing unless every class's support is known."""
+    accuracy = display.number(_get(metrics, "accuracy", "value"))
+    per_class = _get(metrics, "per_class")
+    supports = {label: display.number(_get(per_class, label, "support")) for label in ("-1", "0", "1")}
+    if accuracy is None or any(value is None for value in supports.values()) or not sum(supports.values()):
+        return []
+    label, most = max(supports.items(), key=lambda pair: pair[1])
+    share = most / sum(supports.values())
+    if accuracy > share:
+        return []
+    return [f"Warning:             no better than always answering {LABEL_NAMES[int(label)]} ({display.percent(share)} "
+            "of the test reviews): this model has learnt nothing usable"]
+
+
 def _one_line(text: str) -> str:
     """A name on one line: each control character (a line break or a tab an S3 key may hold) as its escape."""
     return "".join(f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char for char in text)
@@ -340,6 +357,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
         *_time_limit(item),
         f"Validation accuracy: {display.percent(objective, scale=1)} (best trial)",
         f"Test accuracy:       {display.percent(accuracy)}{_interval(_get(metrics, 'accuracy'))}",
+        *_no_better_than_guessing(metrics),
         *_warm_start(item),
         *_lifecycle(item),
     ]

@@ -293,3 +293,20 @@ def test_an_evaluation_job_on_an_instance_type_without_a_price_leaves_the_total_
 
     assert "Estimated cost:      unknown for 3,600 billable seconds on 1 x ml.g5.xlarge and the evaluation job" in body
     assert "evaluation job: 300 s on 1 x ml.c5.4xlarge, no price for ml.c5.4xlarge" in body
+
+
+@pytest.mark.parametrize(("accuracy", "warned"), [(0.2037, True), (0.3333, True), (0.3400, False), (0.74, False)])
+def test_a_model_no_better_than_guessing_the_most_common_class_is_said_so(accuracy, warned):
+    per_class = {label: {"precision": 0.3, "recall": 0.3, "f1": 0.3, "support": 18} for label in ("-1", "0", "1")}
+    _, body = messages.succeeded({"run_id": "r"}, {"metrics": {"accuracy": {"value": accuracy},
+                                                              "per_class": per_class}}, "runs")
+
+    expected = "Warning:             no better than always answering negative (33.33 % of the test reviews)"
+    assert (expected in body) is warned
+
+
+def test_no_guessing_warning_without_every_class_s_support():
+    _, body = messages.succeeded({"run_id": "r"}, {"metrics": {"accuracy": {"value": 0.2}, "per_class": {
+        "1": {"precision": 0.2, "recall": 1.0, "f1": 0.3, "support": 5}}}}, "runs")
+
+    assert "Warning" not in body
