@@ -151,7 +151,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     _emit(args, item, views.run_view(item, champion_now=_replaced_champion(target, item)))
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
-                            + "; ".join(_logs(target, item["run_id"]))))
+                            + "; ".join(_logs(target, item))))
     return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
 
 
@@ -229,18 +229,24 @@ def _no_logs_hint(item: dict[str, Any], args: argparse.Namespace) -> str:
     return f": its jobs' log streams are gone (deleted, or past a retention set on their log groups){functions}"
 
 
-def _logs(target: Target, run_id: str) -> list[str]:
-    """Where the run's jobs and the functions wrote their logs: the local runtime's files, or CloudWatch Logs."""
+def _logs(target: Target, item: dict[str, Any]) -> list[str]:
+    """Where the run's jobs and the functions wrote their logs: the local runtime's files, or CloudWatch Logs; only
+    the jobs the run can have had (no trials before its tuning job, no evaluation before its evaluation job)."""
+    run_id, status = item["run_id"], item.get("status")
+    trials = status not in states.WITHOUT_TUNING_JOB
+    evaluated = status in (RunStatus.EVALUATING, RunStatus.SUCCEEDED) or bool(item.get("evaluation_job_name"))
     if target.local_workdir is not None:
         jobs = Path(target.local_workdir) / "sagemaker"
-        return [f"trials {jobs / 'training' / (run_id + '-*')}/log.txt",
-                f"evaluation {jobs / 'processing' / (run_id + names.EVALUATION_SUFFIX)}/log.txt",
-                f"functions {Path(target.local_workdir) / 'logs'}/<Function>.log (grep {run_id})"]
-    functions = " ".join(_functions(target).values()) or "<function>"
-    return [f"trials `aws logs tail {names.TRAINING_LOG_GROUP} --log-stream-name-prefix {run_id}`",
-            f"evaluation `aws logs tail {names.PROCESSING_LOG_GROUP} --log-stream-name-prefix {run_id}"
-            f"{names.EVALUATION_SUFFIX}`",
-            f"functions `aws logs tail /aws/lambda/NAME --filter-pattern '\"{run_id}\"'` for NAME in {functions}"]
+        where = [f"trials {jobs / 'training' / (run_id + '-*')}/log.txt" if trials else None,
+                 f"evaluation {jobs / 'processing' / (run_id + names.EVALUATION_SUFFIX)}/log.txt" if evaluated else None,
+                 f"functions {Path(target.local_workdir) / 'logs'}/<Function>.log (grep {run_id})"]
+    else:
+        functions = " ".join(_functions(target).values()) or "<function>"
+        where = [f"trials `aws logs tail {names.TRAINING_LOG_GROUP} --log-stream-name-prefix {run_id}`" if trials else None,
+                 f"evaluation `aws logs tail {names.PROCESSING_LOG_GROUP} --log-stream-name-prefix {run_id}"
+                 f"{names.EVALUATION_SUFFIX}`" if evaluated else None,
+                 f"functions `aws logs tail /aws/lambda/NAME --filter-pattern '\"{run_id}\"'` for NAME in {functions}"]
+    return [line for line in where if line]
 
 
 # The stack's functions by logical id; the output naming each deployed function is the id and "Name".

@@ -193,7 +193,10 @@ def test_show_prints_the_run_and_json_round_trips(deployed, capsys):
     assert ("Logs: `reviewtune runs logs reviewtune-a1` (its jobs); trials `aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix reviewtune-a1`; "
             "evaluation `aws logs tail /aws/sagemaker/ProcessingJobs --log-stream-name-prefix reviewtune-a1-eval`") in logs
     assert main(["runs", "show", "reviewtune-b1", "--stack", STACK]) == 0
-    assert "AlgorithmError: out of memory" in capsys.readouterr().out
+    failed = capsys.readouterr().out
+    assert "AlgorithmError: out of memory" in failed
+    logs = " ".join(failed.split())  # failed in tuning: its trials' logs, no evaluation job's
+    assert "trials `aws logs tail /aws/sagemaker/TrainingJobs" in logs and "ProcessingJobs" not in logs
 
     with pytest.raises(SystemExit, match="no run 'reviewtune-zz'"):
         main(["runs", "show", "reviewtune-zz", "--stack", STACK])
