@@ -674,7 +674,7 @@ def register(sub: Any) -> None:
     )
     audit_parser.add_argument("--dataset", type=arguments.dataset, help="only this dataset or folder (its path below incoming/)")
     audit_parser.add_argument(
-        "--days", type=arguments.span("days"),
+        "--days", type=arguments.span("days", positive=True),
         help=f"versions written within this many days (default: the stack's {audit.WINDOW_PARAMETER}, "
         f"{config.MISSED_DROP_WINDOW_DAYS} unless set: the days the reconciler looks back for versions without a run)")
     audit_parser.add_argument(

@@ -26,11 +26,12 @@ from tests.cli.test_runs_commands import STACK, deployed  # noqa: F401 - the fix
     (["runs", "list", "--limit", "0"], "argument --limit: expected 1 or more runs, got '0'"),
     (["runs", "show", "r", "--follow", "--timeout", "-1"], "argument --timeout: expected zero or more seconds"),
     (["dead-letters", "--limit", "-1"], "argument --limit: expected 1 or more messages, got '-1'"),
-    (["audit", "--days", "-1"], "argument --days: expected zero or more days, got '-1'"),
+    (["audit", "--days", "-1"], "argument --days: expected more than zero days, got '-1'"),
     # a window before any run, which datetime arithmetic cannot hold either (it raised OverflowError)
     (["audit", "--days", "1e6"], "argument --days: expected at most 36,500 days, got '1e6'"),
     (["overview", "--days", "1e9"], "argument --days: expected at most 36,500 days"),
     (["overview", "--days", "0"], "argument --days: expected more than zero days, got '0'"),
+    (["audit", "--days", "0"], "argument --days: expected more than zero days, got '0'"),  # an empty window
     (["runs", "show", "r", "--follow", "--timeout", "1e12"], "argument --timeout: expected at most 3,153,600,000 seconds"),
     (["drop", "r.tsv", "--dataset", ""], "argument --dataset: expected a path below incoming/"),
     (["drop", "r.tsv", "--dataset", "team/../r.tsv"], "got 'team/../r.tsv'"),
