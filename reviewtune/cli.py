@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(sub)
 
     sample = sub.add_parser("sample-data", help="write the embedded sample dataset")
-    sample.add_argument("path")
+    sample.add_argument("path", help="the file to write (.tsv)")
     sample.set_defaults(func=cmd_sample_data)
     return parser
 

@@ -29,7 +29,7 @@ from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
-progress_console = Console(highlight=False, stderr=True)
+progress_console = Console(highlight=False, stderr=True, soft_wrap=True)  # a line per message, whatever the width
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -604,7 +604,8 @@ def register(sub: Any) -> None:
     show = runs_sub.add_parser("show", help="one run: status, timeline, data, best trial, metrics, artifacts")
     show.add_argument("run_id", help=PREFIX_HELP)
     show.add_argument("--follow", action="store_true", help="a run not ended yet: show it live until it ends")
-    show.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow it")
+    show.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600,
+                      help="seconds to follow it (default 3 hours)")
     show.set_defaults(func=cmd_show)
 
     trials = runs_sub.add_parser("trials", help="one row per trial (as the SageMaker SDK's tuning analytics)")
@@ -641,17 +642,19 @@ def register(sub: Any) -> None:
     retry.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="a run that ended without a result; several at once")
     retry.add_argument("--reason", required=True, help="why (recorded on the run retried)")
     retry.add_argument("--follow", action="store_true", help="show the new run live until it ends (one run)")
-    retry.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow the new run")
+    retry.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600,
+                       help="seconds to follow the new run (default 3 hours)")
     retry.set_defaults(func=cmd_retry)
     for parser in (listing, show, trials, logs, report, stop, retry):
         _common(parser)
 
     drop = sub.add_parser("drop", help="upload a review file to incoming/ (starts a run)")
-    drop.add_argument("file")
+    drop.add_argument("file", help="a .tsv, .csv, .tsv.gz or .csv.gz review file")
     drop.add_argument("--dataset", type=arguments.dataset,
                       help="dataset name: a path below incoming/ (default: the file name)")
     drop.add_argument("--follow", action="store_true", help="show the run live until it ends")
-    drop.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600, help="seconds to follow the run")
+    drop.add_argument("--timeout", type=arguments.span("seconds"), default=3 * 3600,
+                      help="seconds to find and follow the run (default 3 hours)")
     _common(drop)
     drop.set_defaults(func=cmd_drop)
 
@@ -663,7 +666,7 @@ def register(sub: Any) -> None:
     promote_parser = sub.add_parser(
         "promote", help="make a succeeded run its dataset's champion: approve its model package, move the pointer"
     )
-    promote_parser.add_argument("run_id")
+    promote_parser.add_argument("run_id", help="a SUCCEEDED run's whole id")
     promote_parser.add_argument("--reason", required=True, help="why (recorded in the champion's history)")
     _common(promote_parser)
     promote_parser.set_defaults(func=cmd_promote)
