@@ -56,7 +56,7 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--param needs KEY=VALUE, got {pair!r}")
+            raise SystemExit(f"error: --param needs KEY=VALUE, got {pair!r}")
         out[key] = value
     return out
 
@@ -64,7 +64,8 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
 def cmd_local_up(args: argparse.Namespace) -> int:
     from reviewtune.local.runtime import LocalRuntime
 
-    runtime = LocalRuntime(workdir=Path(args.workdir), parameters={**Budget().parameters(), **_parse_params(args.param)})
+    overrides = _parse_params(args.param)
+    runtime = LocalRuntime(workdir=Path(args.workdir), parameters={**Budget().parameters(), **overrides})
     # The handlers only set an event: the signals stay unblocked, so the jobs and handlers started from here (which
     # inherit the signal mask) can still be asked to stop with SIGTERM and save what they have.
     asked = threading.Event()
@@ -73,6 +74,8 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             runtime.start()
             for line in runtime.export_lines():
                 print(line)
+            for key, value in overrides.items():  # what replaces the local budget's or the template's values
+                print(f"# parameter {key} = {value} (--param)")
             for key, value in runtime.stack.outputs.items():
                 print(f"# {key} = {value}")
             print(f"# endpoints and outputs written to {runtime.state_file}; Ctrl-C or `reviewtune local down` stops",

@@ -200,3 +200,8 @@ def test_output_whose_reader_stops_early_ends_quietly_as_sigpipe_would():
     writer.stdout.close()  # as head does after its line
     stderr = writer.stderr.read().decode()
     assert writer.wait(timeout=60) == 141 and stderr == ""
+
+
+def test_a_local_up_parameter_without_a_value_is_an_error_that_says_so(tmp_path):
+    with pytest.raises(SystemExit, match=r"^error: --param needs KEY=VALUE, got 'MaxJobs'$"):
+        main(["--workdir", str(tmp_path / "state"), "local", "up", "--param", "MaxJobs"])

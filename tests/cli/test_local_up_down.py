@@ -20,7 +20,7 @@ def test_local_up_prints_endpoints_and_outputs_and_local_down_stops_it(tmp_path)
     log = tmp_path / "up.log"
     with open(log, "w") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "reviewtune.cli", "--workdir", str(workdir), "local", "up"],
+            [sys.executable, "-m", "reviewtune.cli", "--workdir", str(workdir), "local", "up", "--param", "MaxJobs=3"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
         )
     lines: list[str] = []
@@ -36,6 +36,7 @@ def test_local_up_prints_endpoints_and_outputs_and_local_down_stops_it(tmp_path)
         state = json.loads((workdir / "local.json").read_text())
         bucket = state["outputs"]["DataBucketName"]
         assert f"# DataBucketName = {bucket}\n" in lines
+        assert "# parameter MaxJobs = 3 (--param)\n" in lines and state["parameters"]["MaxJobs"] == "3"
         s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
