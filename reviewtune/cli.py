@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -34,7 +33,7 @@ from reviewtune.budget import (
 )
 from reviewtune.console import arguments, commands
 from reviewtune.console.follow import Progress, wait_for_run
-from reviewtune.console.text import plain, safe
+from reviewtune.console.text import BROKEN_PIPE_STATUS, PipedConsole, plain, quiet_after_broken_pipe, safe
 from reviewtune.console.views import per_class_table
 from reviewtune.core import aws_errors, display, names
 from reviewtune.core.config import CLASS_BALANCE_MODES
@@ -47,7 +46,7 @@ from reviewtune.core.trial_facts import time_limited_share
 from reviewtune.project import STATE_FOLDER, project_folder
 from reviewtune.real_sample import PER_CLASS, SOURCE
 
-console = Console(highlight=False, soft_wrap=True)
+console = PipedConsole(highlight=False, soft_wrap=True)
 SUBSCRIBER_QUEUE = "reviewtune-cli-subscriber"
 
 
@@ -418,9 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as error:  # AWS (or the local runtime's moto) refused or could not be reached
         raise SystemExit(f"error: {aws_errors.describe(error)}") from None
     except BrokenPipeError:  # the output's reader stopped (`| head`): as a command killed by SIGPIPE, quietly
-        with contextlib.suppress(OSError, ValueError):  # nothing more to flush at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+        quiet_after_broken_pipe()
+        return BROKEN_PIPE_STATUS
     except OSError as error:  # a path that is not what the command needs (a file for a folder, no permission...)
         raise SystemExit(f"error: {error}") from None
     except RuntimeError as error:  # the local runtime's refusals (already running, no template, a bad parameter...),

@@ -19,7 +19,7 @@ from rich.console import Console
 from reviewtune.console import arguments, audit, dead_letters, job_logs, overview, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
-from reviewtune.console.text import plain, safe
+from reviewtune.console.text import PipedConsole, plain, safe
 from reviewtune.core import aws_errors, config, display, names, registry, states, stop_requests
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
@@ -28,8 +28,8 @@ from reviewtune.core.runs import RunStatus
 from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
-progress_console = Console(highlight=False, stderr=True, soft_wrap=True)  # a line per message, whatever the width
+console = PipedConsole(highlight=False, width=None if sys.stdout.isatty() else 250)
+progress_console = PipedConsole(highlight=False, stderr=True, soft_wrap=True)  # a line per message, whatever the width
 
 
 def _target(args: argparse.Namespace) -> Target:

@@ -7,6 +7,10 @@ line). ``plain`` gives rich a ``Text``, never parsed as markup, with every contr
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
 import unicodedata
 from typing import Any
 
@@ -18,6 +22,27 @@ from rich.text import Text
 
 from reviewtune.core import display
 from reviewtune.core.page import REORDERING
+
+# A command whose reader closed the pipe (`| head`) ends as one killed by SIGPIPE would, quietly.
+BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
+def quiet_after_broken_pipe() -> None:
+    """Nothing more to stdout (the interpreter's flush at exit would fail again); the caller then exits with
+    BROKEN_PIPE_STATUS."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+class PipedConsole(Console):
+    """A console whose closed pipe ends the command with BROKEN_PIPE_STATUS and no message (rich's own ends it with
+    status 1, as a failure)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        quiet_after_broken_pipe()
+        raise SystemExit(BROKEN_PIPE_STATUS)
+
 
 # Table columns. Ids, job names, statuses and numbers are copied or compared: WHOLE keeps them on one line and rich
 # narrows the other columns first (only a terminal too narrow for them all cuts them, with a visible "…"). Free

@@ -187,13 +187,15 @@ def test_what_the_local_run_cannot_do_is_said_before_anything_starts(tmp_path, m
     assert started == []
 
 
-def test_output_whose_reader_stops_early_ends_quietly_as_sigpipe_would():
-    """`reviewtune runs list | head -1`: the reader closes the pipe; no "error: Broken pipe", status 141."""
+@pytest.mark.parametrize("printer", ["print", "cli.console.print", "commands.console.print"])
+def test_output_whose_reader_stops_early_ends_quietly_as_sigpipe_would(printer):
+    """`reviewtune runs list | head -1`: the reader closes the pipe; no "error: Broken pipe", status 141, whether
+    the command writes with print (--json) or through rich (tables, the commands' text)."""
     import subprocess
     import sys
 
-    loud = ("import sys; from reviewtune import cli; "
-            "cli.cmd_sample_data = lambda args: [print('x' * 100) for _ in range(100_000)] and 0; "
+    loud = ("import sys; from reviewtune import cli; from reviewtune.console import commands; "
+            f"cli.cmd_sample_data = lambda args: [{printer}('x' * 100) for _ in range(100_000)] and 0; "
             "sys.exit(cli.main(['sample-data', 'unused.tsv']))")
     writer = subprocess.Popen([sys.executable, "-c", loud], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     writer.stdout.readline()
