@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 import webbrowser
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from reviewtune.core import aws_errors, config, display, names, registry, states
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
-from reviewtune.core.runs import RunStatus
+from reviewtune.core.runs import RunStatus, now_iso
 from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
 # Piped output (scripts, tests, `| less`) gets wide lines instead of rich's 80 columns.
@@ -312,8 +313,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
         try:
             if not run_id.strip():
                 raise StopError("an empty run id")
-            before = None if is_champion_key(run_id) else runs.get(run_id)
-            item = request_stop(runs, run_id, why=args.reason, by=by)
+            asked_at = datetime.now(UTC)
+            item = request_stop(runs, run_id, why=args.reason, by=by, now=asked_at)
         except (StopError, ClientError, BotoCoreError) as error:  # reported; the other runs are still stopped
             text = str(error) if isinstance(error, StopError) else f"run {run_id}: {aws_errors.describe(error)}"
             done.append({"run_id": run_id, "error": text})
@@ -323,7 +324,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
         done.append({"run_id": item["run_id"], "status": item["status"], "stop_request": item["stop_request"],
                      "job": outcome, "job_answer": answer})
         if not args.json:
-            console.print(plain(_stopping_text(item, outcome, answer, asked_before=bool((before or {}).get("stop_request")))))
+            # the run keeps the first request: another one (anyone's, even one made a moment before this) when the
+            # request it holds is not the one this command wrote
+            ours = (item["stop_request"].get("at"), item["stop_request"].get("by")) == (now_iso(asked_at), by)
+            console.print(plain(_stopping_text(item, outcome, answer, asked_before=not ours)))
     if args.json:
         print(json.dumps(queries.jsonable(done), indent=2, default=str))
     return 1 if any("error" in entry for entry in done) else 0

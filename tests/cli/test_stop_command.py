@@ -144,3 +144,22 @@ def test_a_run_being_ended_at_its_deadline_shows_so_and_is_not_stopped_again(sta
     err = " ".join(capsys.readouterr().err.split())
     assert "run reviewtune-d1 is past its deadline and being ended FAILED: the run stayed TUNING longer" in err
     assert item(stack, "reviewtune-d1")["stop_request"]["reason"] == why  # the deadline's record stays
+
+
+def test_a_stop_someone_else_recorded_a_moment_before_is_said_to_hold(stack, capsys, monkeypatch):
+    from reviewtune.console import commands
+
+    put_run(stack, "reviewtune-q2", "team-a/r.tsv", "QUEUED", 1)
+    record = commands.request_stop
+
+    def after_someone_else(runs, run_id, **asked):  # their request lands between this command's reads
+        record(runs, run_id, why="theirs", by="arn:aws:iam::123456789012:user/alice")
+        return record(runs, run_id, **asked)
+
+    monkeypatch.setattr(commands, "request_stop", after_someone_else)
+    assert main(["runs", "stop", "reviewtune-q2", "--reason", "mine", "--stack", STACK]) == 0
+
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith("a stop of reviewtune-q2 (QUEUED) was asked already: 'theirs' by "
+                           "arn:aws:iam::123456789012:user/alice") and "recorded" not in said
+    assert item(stack, "reviewtune-q2")["stop_request"]["reason"] == "theirs"
