@@ -21,7 +21,7 @@ from reviewtune.console import arguments, audit, dead_letters, job_logs, overvie
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import PipedConsole, plain, safe
-from reviewtune.core import aws_errors, config, display, names, registry, states, stop_requests
+from reviewtune.core import aws_errors, config, display, names, registry, states, stop_requests, tuning
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -74,7 +74,7 @@ def _refuse_own_item(target: Target, run_id: str, item: dict[str, Any] | None) -
     a run."""
     if item is not None and "status" not in item:
         raise SystemExit(f"error: no run {run_id!r} in {target.description}: it is one of reviewtune's own items of "
-                         "the runs table (the tuning slots, the prefixes used, a content marker), not a run")
+                         "the runs table (such as the tuning slots, the prefixes used or a content marker), not a run")
 
 
 def _full_id(target: Target, run_id: str) -> str:
@@ -402,8 +402,8 @@ def _run_of_drop(target: Target, dropped: dict[str, Any]) -> str | None:
     version, prefix = names.object_version(dropped.get("version_id")), target.parameters.get("JobNamePrefix")
     if version is None or not prefix:  # a stack whose parameters do not say its prefix: not guessed
         return None
-    return names.tuning_job_name(prefix, names.object_identity(dropped["bucket"], dropped["key"], version,
-                                                               dropped.get("etag")))
+    obj = tuning.DroppedObject(dropped["bucket"], dropped["key"], version, (dropped.get("etag") or "").strip('"'), None)
+    return tuning.run_id_under(prefix, obj)
 
 
 def cmd_drop(args: argparse.Namespace) -> int:

@@ -64,10 +64,10 @@ def _what_next(statuses: set[str]) -> str:
     one is fixed and dropped again (retry refuses the same bytes, unless S3 could not read them)."""
     hints = []
     if RunStatus.FAILED in statuses:
-        hints.append(f"{_code('reviewtune runs retry RUN')} tunes a failed run's file again")
+        hints.append(f"{_code('reviewtune runs retry RUN --reason TEXT')} tunes a failed run's file again")
     if RunStatus.REJECTED in statuses:
         hints.append(f"a rejected file is fixed and dropped again ({_code('reviewtune drop FILE --dataset DATASET')}; "
-                     "one S3 could not read is retried once it can)")
+                     f"one S3 could not read: {_code('reviewtune runs retry RUN --reason TEXT')} once S3 can read it)")
     return "; " + "; ".join(hints) + "." if hints else "."
 
 

@@ -79,7 +79,10 @@ def status_text(item: dict[str, Any]) -> str:
     tuned again in another run too (retries.py), one whose outcome message is still in its outbox (outbox.py)."""
     status = str(item.get("status", "?"))
     if stop_requests.requested(item) and not states.is_final(status):
-        return f"{status}, {'ending at its deadline' if stop_requests.is_deadline(item) else 'stopping'}"
+        if stop_requests.is_deadline(item):  # reviewtune ends it: at its deadline, or for the request's occasion
+            occasion = item["stop_request"].get("occasion")
+            return f"{status}, ending ({occasion})" if occasion else f"{status}, ending at its deadline"
+        return f"{status}, stopping"
     if isinstance(item.get("retried"), dict):
         return f"{status}, retried"
     outcome = runs.outcome_message(item)

@@ -354,7 +354,7 @@ def reconcile_run(
         return "moved on" if ended.get("moved_on") else (
             "past deadline, stopped on request" if by_person else "past deadline")
     if stopping and status in (RunStatus.CLAIMED, RunStatus.QUEUED):
-        verb = "ended at its deadline" if stop_requests.is_deadline(run) else "stopped on request"
+        verb = f"ended ({stop_requests.ended_for(run)})" if stop_requests.is_deadline(run) else "stopped on request"
         return f"{verb}: {stop_unstarted(run, settings, clients)['status']}"
     if status is RunStatus.CLAIMED:
         if run.get("data"):

@@ -60,6 +60,12 @@ def is_deadline(run: dict[str, Any]) -> bool:
     return requested(run) and run["stop_request"].get("kind") == DEADLINE
 
 
+def ended_for(run: dict[str, Any]) -> str:
+    """What reviewtune ends a run with a deadline's request for, in a few words: its deadline, or the request's
+    ``occasion`` (record_deadline)."""
+    return str(run["stop_request"].get("occasion") or "past its deadline")
+
+
 def reason(run: dict[str, Any]) -> str:
     """The reason a run stopped on request ends with: who, when, why (the deadline's own reason for a deadline)."""
     request = run["stop_request"]
@@ -101,7 +107,7 @@ def request_stop(
         if states.is_final(run["status"]):
             raise StopError(f"run {run_id} is {run['status']} already: there is nothing to stop")
         if is_deadline(run):
-            raise StopError(f"run {run_id} is past its deadline and being ended FAILED: {reason(run)}; the "
+            raise StopError(f"run {run_id} is {ended_for(run)} and being ended FAILED: {reason(run)}; the "
                             "reconciler's passes stop its jobs")
         if requested(run):
             return run

@@ -269,8 +269,7 @@ def _reject(
     fields: dict[str, Any] = {"failure_reason": reason, "reason_uri": names.s3_uri(settings.bucket, reason_key)}
     if isinstance(error, ObjectUnreadableError):  # its bytes were never read: `runs retry` may try again (retries.py)
         fields["unreadable"] = True
-    if error.retry_of:
-        fields["retry_of"] = error.retry_of
+    fields.update(_retry_of(error))
     if written.get("VersionId"):
         fields["reason_version_id"] = written["VersionId"]
     if copied:
@@ -349,9 +348,10 @@ def _duplicate(
     return {"run_id": run_id, "status": RunStatus.DUPLICATE.value, "duplicate_of": original["run_id"]}
 
 
-def _retry_of(dataset: SplitDataset) -> dict[str, str]:
-    """The run's ``retry_of``, when its object version was made by `reviewtune runs retry` (retries.py)."""
-    return {"retry_of": dataset.retry_of} if dataset.retry_of else {}
+def _retry_of(read: SplitDataset | DatasetError) -> dict[str, str]:
+    """The run's ``retry_of``, when its object version was made by `reviewtune runs retry` (retries.py): from the
+    dataset read, or from the error that rejected it once read."""
+    return {"retry_of": read.retry_of} if read.retry_of else {}
 
 
 def _source(obj: DroppedObject) -> dict[str, Any]:
@@ -438,7 +438,12 @@ def other_bucket(bucket: str, key: str, settings: Settings) -> dict[str, Any] | 
 
 def run_id_of(obj: DroppedObject, settings: Settings) -> str:
     """The run of one dropped object version (its tuning job's name)."""
-    return names.tuning_job_name(settings.job_name_prefix, obj.identity)
+    return run_id_under(settings.job_name_prefix, obj)
+
+
+def run_id_under(prefix: str, obj: DroppedObject) -> str:
+    """``run_id_of`` under a JobNamePrefix given (the CLI's drop names the run its upload will have)."""
+    return names.tuning_job_name(prefix, obj.identity)
 
 
 def run_exists(settings: Settings, clients: AwsClients) -> Callable[[DroppedObject], bool]:

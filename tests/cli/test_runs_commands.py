@@ -542,7 +542,7 @@ def test_reviewtune_s_own_items_of_the_runs_table_are_no_runs(deployed, command)
     table = boto3.resource("dynamodb", region_name=REGION).Table(deployed.runs_table)
     table.put_item(Item={"run_id": "#slots", "holders": {"reviewtune-x1"}})
     with pytest.raises(SystemExit, match=r"no run '#slots' in .*: it is one of reviewtune's own items of the runs "
-                                         r"table \(the tuning slots, the prefixes used, a content marker\), not a run"):
+                                         r"table \(such as the tuning slots, the prefixes used or a content marker\), not a run"):
         main([*command[:2], "#slots", *command[2:], "--stack", STACK])
 
 

@@ -300,7 +300,7 @@ def test_stops_and_retries_at_any_point_of_any_order_leave_each_version_one_outc
     for run_id, (status, new_run_id) in interleaving.retried.items():
         assert runs[run_id]["status"] == status  # the retried run keeps its outcome
         assert runs[run_id]["retried"]["new_run_id"] == new_run_id
-        assert runs[new_run_id]["retry_of"] == run_id  # REJECTED too: the copy's metadata was read
+        assert runs[new_run_id]["retry_of"] == run_id  # whatever its end (a REJECTED copy: test_retries.py)
         assert states.is_final(runs[new_run_id]["status"])
 
     tuned = Counter(interleaving.bodies[item["source"]["version_id"]] for item in items if item["status"] == "SUCCEEDED")

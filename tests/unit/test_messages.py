@@ -295,6 +295,17 @@ def test_an_evaluation_job_on_an_instance_type_without_a_price_leaves_the_total_
     assert "evaluation job: 300 s on 1 x ml.c5.4xlarge, no price for ml.c5.4xlarge" in body
 
 
+def test_a_training_instance_type_without_a_price_is_named_and_no_amount_guessed():
+    from reviewtune.core.costs import run_cost
+
+    cost = run_cost([{"name": "t-001", "billable_seconds": 600}], training_instance_type="ml.x99.huge")
+    item = {"run_id": "reviewtune-1", "tuning": {"cost": {**cost.as_dict(), "currency": "USD"}}}
+    _, body = messages.succeeded(item, {"metrics": {"accuracy": {"value": 0.74}}}, "runs")
+
+    assert ("Estimated cost:      unknown for 600 billable seconds on 1 x ml.x99.huge (no price for ml.x99.huge)"
+            in body)
+
+
 @pytest.mark.parametrize(("accuracy", "warned"), [(0.2037, True), (0.3333, True), (0.3400, False), (0.74, False)])
 def test_a_model_no_better_than_guessing_the_most_common_class_is_said_so(accuracy, warned):
     per_class = {label: {"precision": 0.3, "recall": 0.3, "f1": 0.3, "support": 18} for label in ("-1", "0", "1")}
