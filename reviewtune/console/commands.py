@@ -494,7 +494,9 @@ def cmd_champion(args: argparse.Namespace) -> int:
     under = [] if champion is not None else [
         c for c in queries.champions(runs.table) if str(c.get("dataset", "")).startswith(folder)]
     if under:  # a folder, as `drop --dataset` and `runs list --dataset` take one: the champions of its datasets
-        _emit(args, under, views.champions_table(under, f"Champions of the datasets under {folder} ({target.description})"))
+        # an object as a dataset's is (a script reads .champions of a folder, .run_id of a dataset)
+        _emit(args, {"folder": folder, "champions": under},
+              views.champions_table(under, f"Champions of the datasets under {folder} ({target.description})"))
         return 0
     if champion is None:
         raise SystemExit(f"error: dataset {args.dataset!r} has no champion in {target.description} (no run of it has "

@@ -95,7 +95,8 @@ def test_champion_of_a_folder_lists_the_champions_of_its_datasets(lifecycle, cap
 
     for typed in (folder, f"{folder}/"):
         listed = run_json(capsys, "champion", "--dataset", typed)
-        assert [(c["dataset"], c["run_id"]) for c in listed] == [(A, "reviewtune-a1")]
+        assert listed["folder"] == f"{folder}/"
+        assert [(c["dataset"], c["run_id"]) for c in listed["champions"]] == [(A, "reviewtune-a1")]
     assert main(["champion", "--dataset", folder, "--stack", STACK]) == 0
     assert f"Champions of the datasets under {folder}/" in " ".join(capsys.readouterr().out.split())
     with pytest.raises(SystemExit, match=f"dataset '{folder[:-1]}' has no champion"):  # not a folder: a prefix
