@@ -35,7 +35,7 @@ from reviewtune.console import arguments, commands
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.text import BROKEN_PIPE_STATUS, PipedConsole, plain, quiet_after_broken_pipe, safe
 from reviewtune.console.views import per_class_table
-from reviewtune.core import aws_errors, display, names
+from reviewtune.core import aws_errors, display, names, tuning
 from reviewtune.core.config import CLASS_BALANCE_MODES
 from reviewtune.core.dataset import check_size
 from reviewtune.core.errors import FileTooLargeError
@@ -336,7 +336,9 @@ def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool
         bucket = runtime.stack.outputs["DataBucketName"]
         put = runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
         prefix = runtime.stack.parameters["JobNamePrefix"]
-        run_id = names.tuning_job_name(prefix, names.object_identity(bucket, key, names.object_version(put.get("VersionId")), put.get("ETag")))
+        dropped = tuning.DroppedObject(bucket, key, names.object_version(put.get("VersionId")),
+                                       (put.get("ETag") or "").strip('"'), None)
+        run_id = tuning.run_id_under(prefix, dropped)
         console.print(plain(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}"))
         item = _wait_for_run(runtime, run_id, run_wait_seconds(args))
         runtime.router.wait_idle(60)  # let the last handler return before the runtime stops

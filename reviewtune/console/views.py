@@ -309,27 +309,32 @@ def _failed_trials(item: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def decision_since(decision: Any, run_id: str, *, became: bool, promoted: bool, champion_now: str | None) -> str:
-    """The champion decision recorded when a run's results were, with what changed since: a promotion by hand, and,
-    for a run that was champion (``became`` so by its decision, or ``promoted``), whether it is champion now."""
+def decision_since(decision: dict[str, Any], run_id: str, *, promoted: bool, champion_now: str | None) -> str:
+    """The champion decision recorded when a run's results were (its item's ``champion``), with what changed since:
+    a promotion by hand, and, for a run that was champion (by that decision, or ``promoted``), whether it is now."""
     notes = ["promoted by hand"] if promoted else []
-    if champion_now and (became or promoted):
+    if champion_now and _was_champion(decision, run_id, promoted):
         notes.append("champion now" if champion_now == run_id else "since replaced")
-    text = str(decision or "-")
+    text = str(decision.get("decision") or "-")
     return f"{text} ({', '.join(notes)})" if notes else text
+
+
+def _was_champion(decision: dict[str, Any], run_id: str, promoted: Any) -> bool:
+    """Whether the run became champion: by its own decision, or promoted by hand."""
+    return decision.get("champion_run_id") == run_id or bool(promoted)
 
 
 def item_decision(item: dict[str, Any], champion_now: str | None) -> str:
     """``decision_since`` of a run's item."""
     champion = item.get("champion") if isinstance(item.get("champion"), dict) else {}
-    return decision_since(champion.get("decision"), item["run_id"], became=champion.get("champion_run_id") == item["run_id"],
-                          promoted=isinstance(item.get("promoted"), dict), champion_now=champion_now)
+    return decision_since(champion, item["run_id"], promoted=isinstance(item.get("promoted"), dict),
+                          champion_now=champion_now)
 
 
 def replaced_champion(item: dict[str, Any], current: Any) -> str | None:
     """For a run that was its dataset's champion (its own decision, or a promotion by hand) and is not now: which run
     is, and since when. ``current``: the dataset's champion now (champion.Champion), or None."""
-    was = (item.get("champion") or {}).get("champion_run_id") == item["run_id"] or item.get("promoted")
+    was = _was_champion(item.get("champion") or {}, item["run_id"], item.get("promoted"))
     if not was or current is None or current.run_id == item["run_id"]:
         return None
     return f"no longer: {current.run_id} since {display.utc_time(current.changed_at)}"
@@ -589,8 +594,7 @@ def _champion_decisions(champion: dict[str, Any], *, narrow: bool) -> Table:
         add_row(
             decisions, decision["run_id"], utc_time(decision.get("created_at")), decision.get("status", "?"),
             _pct(decision.get("test_accuracy")),
-            decision_since(decision.get("decision"), decision["run_id"], promoted=bool(decision.get("promoted")),
-                           became=decision.get("champion_run_id") == decision["run_id"],
+            decision_since(decision, decision["run_id"], promoted=bool(decision.get("promoted")),
                            champion_now=champion.get("run_id")),
             decision.get("reason") or decision.get("error") or "",
         )
