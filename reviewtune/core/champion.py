@@ -56,6 +56,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, champion_rotation, display
 from reviewtune.core.errors import ReviewtuneError
+from reviewtune.core.guessing import MostCommonClass
 from reviewtune.core.runs import from_item, to_item
 
 CHAMPION_KEY_PREFIX = "champion#"
@@ -77,6 +78,7 @@ FIRST = "first champion"
 PROMOTED = "promoted"
 KEPT = "kept"
 NOT_COMPARED = "not compared"
+GUESSING = "no better than guessing"  # not champion: its test accuracy does not beat the most common class's share
 ALREADY = "already champion"
 
 
@@ -455,7 +457,7 @@ def _put_with_run_update(
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a challenger: ``label`` (FIRST, PROMOTED, KEPT, NOT_COMPARED, ALREADY), the sentence
+    """What became of a challenger: ``label`` (FIRST, PROMOTED, KEPT, NOT_COMPARED, GUESSING, ALREADY), the sentence
     people read, and the champion afterwards."""
 
     label: str
@@ -526,6 +528,7 @@ def plan_challenge(
     min_compared: int = DEFAULT_MIN_COMPARED_REVIEWS,
     has_package: bool = True,
     max_p_value: float = DEFAULT_MAX_P_VALUE,
+    most_common: MostCommonClass | None = None,
 ) -> Plan:
     """A succeeded run challenges its dataset's champion: the decision, from the champion read now.
 
@@ -534,10 +537,14 @@ def plan_challenge(
     without one, on fewer than ``min_compared`` reviews, or when the champion changed since, the champion stays and
     the reason says so (``not_measured``: why the evaluation could not measure it). A champion whose package a person
     rejected (``package_rejected``) is replaced by any challenger that has a package of its own (``has_package``),
-    without a comparison; one without a package is compared as usual."""
+    without a comparison; one without a package is compared as usual. Whatever the comparison, a challenger whose
+    ``accuracy`` does not beat always answering its test split's ``most_common`` class never becomes champion
+    (GUESSING; a person may still promote it)."""
     current = get_champion(table, dataset)
     if current is not None and current.run_id == run_id:
         return Plan(_already(current, run_id), moves=False)
+    if most_common is not None and not most_common.beaten_by(accuracy):
+        return Plan(_guessing(accuracy, test_rows, most_common, current), moves=False)
     if current is None:
         decision, label = decide(accuracy, None, margin_points, test_rows=test_rows), FIRST
     elif current.package_rejected and has_package:
@@ -565,6 +572,14 @@ def plan_challenge(
         reason=decision.reason,
         replaces_rejected=bool(current and current.package_rejected and has_package),
     )
+
+
+def _guessing(accuracy: float, test_rows: int, most_common: MostCommonClass, current: Champion | None) -> Outcome:
+    """A challenger no better than always answering one class: not champion, the champion (if any) stays."""
+    on_rows = f" on {display.count(test_rows)} test reviews" if test_rows else ""
+    stays = f"; champion {current.run_id} stays" if current is not None else "; the dataset has no champion yet"
+    return Outcome(GUESSING, f"not champion: challenger {display.percent(accuracy)}{on_rows} is {most_common.text()}"
+                             f"{stays}", current.run_id if current is not None else None)
 
 
 def _replaces_rejected(current: Champion, accuracy: float, test_rows: int) -> Decision:

@@ -166,6 +166,7 @@ class Settings:
     champion_margin_points: float = 0.5  # a challenger replaces the champion only if better by this many points
     champion_min_compared_reviews: int = 30  # ... on at least this many test reviews the champion was not trained on
     champion_max_p_value: float = 0.05  # ... and at a McNemar p-value at most this (champion.DEFAULT_MAX_P_VALUE)
+    champion_must_beat_guessing: bool = True  # no champion no better than always answering one class (guessing.py)
     target_objective_metric_value: float | None = None  # TuningJobCompletionCriteria (None: not set)
     max_jobs_not_improving: int | None = None
     complete_on_convergence: str | None = None
@@ -219,6 +220,7 @@ class Settings:
             champion_margin_points=_float(env, "CHAMPION_MARGIN_POINTS", 0.5),
             champion_min_compared_reviews=_int(env, "CHAMPION_MIN_COMPARED_REVIEWS", 30, minimum=1),
             champion_max_p_value=_float(env, "CHAMPION_MAX_P_VALUE", 0.05),
+            champion_must_beat_guessing=_bool(env, "CHAMPION_MUST_BEAT_GUESSING", True),
             target_objective_metric_value=_optional_float(env, "TARGET_OBJECTIVE_METRIC_VALUE"),
             max_jobs_not_improving=_optional_int(env, "MAX_JOBS_NOT_IMPROVING", MIN_JOBS_NOT_IMPROVING),
             complete_on_convergence=_optional_choice(env, "COMPLETE_ON_CONVERGENCE", CONVERGENCE_CHOICES),

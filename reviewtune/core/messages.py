@@ -13,6 +13,7 @@ from typing import Any
 
 from reviewtune.core import display, trial_records
 from reviewtune.core.dataset import LABEL_NAMES
+from reviewtune.core.guessing import most_common_class
 from reviewtune.core.names import S3_KEY_MAX_BYTES
 from reviewtune.core.reasons import REASON_MAX_CHARS, bounded
 from reviewtune.core.trial_facts import time_limited_share
@@ -52,19 +53,13 @@ def _interval(accuracy: Any) -> str:
 
 def _no_better_than_guessing(metrics: Any) -> list[str]:
     """A warning when the test accuracy is no better than always answering the test split's most common class (a
-    third for balanced classes): such a model has learnt nothing to use, whatever the champion's rules made of it.
-    Nothing unless every class's support is known."""
+    third for balanced classes): such a model has learnt nothing to use, and never becomes champion on its own
+    (``guessing``). Nothing unless every class's support is known."""
     accuracy = display.number(_get(metrics, "accuracy", "value"))
-    per_class = _get(metrics, "per_class")
-    supports = {label: display.number(_get(per_class, label, "support")) for label in ("-1", "0", "1")}
-    if accuracy is None or any(value is None for value in supports.values()) or not sum(supports.values()):
+    most_common = most_common_class(metrics)
+    if accuracy is None or most_common is None or most_common.beaten_by(accuracy):
         return []
-    label, most = max(supports.items(), key=lambda pair: pair[1])
-    share = most / sum(supports.values())
-    if accuracy > share:
-        return []
-    return [f"Warning:             no better than always answering {LABEL_NAMES[int(label)]} ({display.percent(share)} "
-            "of the test reviews): this model has learnt nothing usable"]
+    return [f"Warning:             {most_common.text()}: this model has learnt nothing usable"]
 
 
 def _one_line(text: str) -> str:

@@ -25,6 +25,7 @@ from reviewtune.core.champion import ALREADY, KEPT, NOT_COMPARED, Comparison, Pl
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.events import sagemaker_time
+from reviewtune.core.guessing import most_common_class
 from reviewtune.core.reasons import bounded
 from reviewtune.core.runs import RunsRepository, now_iso, parse_iso
 
@@ -152,7 +153,8 @@ def plan_champion(
     """The run item's ``champion`` field and the plan behind it (None when no decision could be made: the reason is
     in the field). The run becomes champion if it is the first, or if ``comparison`` (evaluation.json's: both models
     on the same test reviews) shows it better than the champion by the margin, or, with its own package
-    (``model_package_arn``), in place of a champion whose package a person rejected. Nothing is written here but the
+    (``model_package_arn``), in place of a champion whose package a person rejected; never when its test accuracy is
+    no better than always answering its test split's most common class (the run's ``metrics``: ``guessing``). Nothing is written here but the
     note of that rejection, on the pointer and on the champion's run record: taken off when the package reads
     Approved again (``former_champions.still_rejected``), or put on when a champion about to be kept reads Rejected
     and no pass has noted it yet (``former_champions.found_rejected``)."""
@@ -178,6 +180,7 @@ def plan_champion(
                 # (its files unreadable, so not handed to the job)
                 not_measured=(not_measured or (run.get("challenge") or {}).get("reason")) if compared is None else None,
                 has_package=bool(model_package_arn),
+                most_common=most_common_class(run.get("metrics")) if settings.champion_must_beat_guessing else None,
             )
 
         plan = plan_now()

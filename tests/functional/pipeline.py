@@ -99,12 +99,14 @@ class Pipeline:
         """SageMaker says ``job`` (the fake's record of a tuning or processing job) ended after the run's deadline."""
         job["ended_at"] = parse_iso(self.run(run_id)["deadline_at"]) + timedelta(minutes=1)
 
-    def succeed(self, run_id: str, comparison: dict[str, Any] | None = None) -> dict[str, Any]:
+    def succeed(self, run_id: str, comparison: dict[str, Any] | None = None,
+                metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         """Tune, evaluate and record a run. ``comparison``: the numbers the evaluation job reports for the
-        champion it was told to measure (``measured``); its champion_run_id is the one the request named."""
+        champion it was told to measure (``measured``); its champion_run_id is the one the request named.
+        ``metrics``: evaluation.json's instead of the usual ones (74.12 % on 309 balanced test reviews)."""
         self.finish_tuning_well(run_id)
         self.tuning_ended(run_id)
-        evaluation = dict(EVALUATION)
+        evaluation = dict(EVALUATION) if metrics is None else {**EVALUATION, "metrics": metrics}
         champion = self.processing_argument(run_id, "--champion-run-id")
         if comparison is not None:
             assert champion is not None, "the evaluation job was not asked to measure a champion"

@@ -17,6 +17,7 @@ from botocore.validate import validate_parameters
 from reviewtune.core import names, registry
 from reviewtune.core.champion import get_champion, promote_manually
 from reviewtune.core.dataset import split_reviews
+from reviewtune.core.promotion import promote
 from reviewtune.core.registration import (
     JOB_ENDED_AT,
     REGISTRATION_RETRY_SECONDS,
@@ -25,6 +26,7 @@ from reviewtune.core.registration import (
     register,
     retrying,
 )
+from reviewtune.core.registration import test_rows as split_test_rows
 from reviewtune.core.runs import RunsRepository
 from reviewtune.core.train_hashes import text_hash
 from tests.functional.pipeline import Pipeline, good_file, later, measured
@@ -537,6 +539,63 @@ def test_succeeded_runs_are_registered_and_the_first_becomes_champion(pipeline, 
     text = message(pipeline, second)
     assert f"Model registry:      {packages[1]['ModelPackageArn']} (PendingManualApproval)" in text
     assert "Champion:            champion kept: challenger 73.30 % vs champion 73.10 % on the same 309 test reviews (+0.20 points" in text
+
+
+def metrics_of(accuracy: float, supports: tuple[int, int, int] = (103, 103, 103)) -> dict:
+    """evaluation.json's metrics of a model at ``accuracy`` on a test split of these supports (-1, 0, 1)."""
+    per_class = {label: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": support}
+                 for label, support in zip(("-1", "0", "1"), supports, strict=True)}
+    return {"accuracy": {"value": accuracy}, "per_class": per_class}
+
+
+def test_a_model_no_better_than_guessing_never_becomes_champion_on_its_own(pipeline):
+    guessing = start(pipeline)
+    pipeline.succeed(guessing, metrics=metrics_of(0.3301))  # 102 of 309 balanced reviews: under a third
+    good = start(pipeline, body=with_extra_column(good_file()))
+    pipeline.succeed(good)
+    # ahead of the champion on the compared reviews, but its split is 90 % positive and it scores 85 %
+    skewed = start(pipeline, body=good_file(seed=3))
+    pipeline.succeed(skewed, measured(0.85, 0.74, only=(40, 6)), metrics=metrics_of(0.85, (15, 16, 278)))
+
+    one, two, three = pipeline.run(guessing), pipeline.run(good), pipeline.run(skewed)
+    assert [run["status"] for run in (one, two, three)] == ["SUCCEEDED"] * 3
+    assert (one["champion"]["decision"], one["champion"]["champion_run_id"]) == ("no better than guessing", None)
+    assert one["champion"]["reason"] == (
+        f"not champion: challenger 33.01 % on {split_test_rows(one)} test reviews is no better than always answering "
+        "negative (33.33 % of the test reviews); the dataset has no champion yet")
+    assert (two["champion"]["decision"], two["champion"]["champion_run_id"]) == ("first champion", good)
+    assert (three["champion"]["decision"], three["champion"]["champion_run_id"]) == ("no better than guessing", good)
+    assert three["champion"]["reason"].endswith(
+        "is no better than always answering positive (89.97 % of the test reviews); champion " + good + " stays")
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == good
+    assert [p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()] == [
+        "PendingManualApproval", "Approved", "PendingManualApproval"]
+    text = message(pipeline, guessing)
+    assert "Champion:            not champion: challenger 33.01 %" in text
+    assert ("Warning:             no better than always answering negative (33.33 % of the test reviews): this model "
+            "has learnt nothing usable") in text
+    assert "Warning" not in message(pipeline, good)
+
+    # a person may still make it champion
+    done = promote(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, pipeline.settings.bucket, skewed,
+                   reason="the split is what production sees", by="ops")
+    assert done.already_champion is False
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == skewed
+
+
+def test_with_the_rule_off_the_first_run_is_champion_whatever_its_accuracy_and_its_message_still_warns(
+    stack, monkeypatch
+):
+    monkeypatch.setenv("CHAMPION_MUST_BEAT_GUESSING", "false")
+    pipeline = Pipeline(stack)
+    guessing = start(pipeline)
+    pipeline.succeed(guessing, metrics=metrics_of(0.2037, (18, 21, 15)))
+
+    assert pipeline.run(guessing)["champion"]["decision"] == "first champion"
+    assert get_champion(pipeline.clients.runs_table, "team/a.tsv").run_id == guessing
+    assert [p["ModelApprovalStatus"] for p in pipeline.sagemaker.packages()] == ["Approved"]
+    assert ("Warning:             no better than always answering neutral (38.89 % of the test reviews)"
+            in message(pipeline, guessing))
 
 
 # ------------------------------------------------------------------------------------------------ fair comparison

@@ -403,6 +403,7 @@ def test_environment_values_come_from_the_stack():
         "WARM_START": "WarmStart",
         "CHAMPION_MARGIN_POINTS": "ChampionMarginPoints",
         "CHAMPION_MIN_COMPARED_REVIEWS": "ChampionMinComparedReviews",
+        "CHAMPION_MUST_BEAT_GUESSING": "ChampionMustBeatGuessing",
         "TARGET_OBJECTIVE_METRIC_VALUE": "TargetObjectiveMetricValue",
         "MAX_JOBS_NOT_IMPROVING": "MaxNumberOfTrainingJobsNotImproving",
         "COMPLETE_ON_CONVERGENCE": "CompleteOnConvergence",
@@ -453,6 +454,7 @@ def test_parameter_defaults_are_the_settings_defaults():
     assert float(defaults["ChampionMarginPoints"]) == settings.champion_margin_points == champion.DEFAULT_MARGIN_POINTS
     assert (int(defaults["ChampionMinComparedReviews"]) == settings.champion_min_compared_reviews
             == champion.DEFAULT_MIN_COMPARED_REVIEWS)
+    assert defaults["ChampionMustBeatGuessing"] == "true" and settings.champion_must_beat_guessing is True
     assert defaults["TargetObjectiveMetricValue"] == "" and settings.target_objective_metric_value is None
     assert defaults["MaxNumberOfTrainingJobsNotImproving"] == "" and settings.max_jobs_not_improving is None
     assert defaults["CompleteOnConvergence"] == "" and settings.complete_on_convergence is None
