@@ -7,6 +7,7 @@ import functools
 import logging
 import threading
 import types
+import urllib.parse
 import urllib.request
 import warnings
 from typing import Any
@@ -95,6 +96,54 @@ def _list_versions_without_copying_bytes() -> None:
     models.copy = types.SimpleNamespace(copy=copy.copy, deepcopy=deepcopy, listing_views=True)
 
 
+# The elements of a ListObjectVersions answer S3 URL-encodes when asked (``encoding-type=url``), and botocore decodes.
+_ENCODED_TOP = ("Prefix", "KeyMarker", "NextKeyMarker", "Delimiter")
+_ENCODED_NESTED = (("Versions", "Key"), ("DeleteMarkers", "Key"), ("CommonPrefixes", "Prefix"))
+
+
+def _list_versions_url_encoded() -> None:
+    """ListObjectVersions answers with its keys URL-encoded when asked (``encoding-type=url``), as S3 does.
+
+    botocore always asks, and decodes the answer. moto (5.2) ignores the parameter for this operation and writes each
+    key as it is into the XML answer, so one key holding a character XML 1.0 cannot carry (ESC, a form feed: S3
+    accepts any character in a key) made every listing of its prefix answer 500: locally the reconciler's sweep of
+    incoming/, ``audit``, ``overview`` and ``runs list FOLDER`` failed until the file was deleted.
+    """
+    from moto.s3.responses import S3Response
+
+    original = S3Response.list_object_versions
+    if getattr(original, "url_encoded", False):
+        return
+
+    def encode(result: dict[str, Any]) -> None:
+        for name in _ENCODED_TOP:
+            if result.get(name):
+                result[name] = urllib.parse.quote(result[name])
+        for group, name in _ENCODED_NESTED:
+            for entry in result.get(group) or ():
+                entry[name] = urllib.parse.quote(entry[name])
+        result["EncodingType"] = "url"
+
+    @functools.wraps(original)
+    def list_object_versions(self: S3Response) -> Any:
+        if self.querystring.get("encoding-type", [None])[0] != "url":
+            return original(self)
+        serialized = self.serialized
+
+        def serialized_encoded(action_result: Any) -> Any:
+            encode(action_result.result)
+            return serialized(action_result)
+
+        self.serialized = serialized_encoded  # type: ignore[method-assign]  # this request's answer only
+        try:
+            return original(self)
+        finally:
+            del self.serialized
+
+    list_object_versions.url_encoded = True  # type: ignore[attr-defined]
+    S3Response.list_object_versions = list_object_versions
+
+
 class MotoServer:
     """Starts moto's threaded server on a free port; its state is reset on start and on stop."""
 
@@ -111,6 +160,7 @@ class MotoServer:
         _quiet_moto_logs()
         _serialize_dynamodb_requests()
         _list_versions_without_copying_bytes()
+        _list_versions_url_encoded()
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -50,3 +50,27 @@ def test_listing_versions_writes_no_copy_of_any_object_and_keeps_them_whole(moto
     assert s3.get_object(Bucket="data-bucket", Key="runs/r/model.tar.gz")["Body"].read() == model
     assert s3.get_object(Bucket="data-bucket", Key="incoming/a.tsv", VersionId=first)["Body"].read() == b"first"
     assert s3.get_object(Bucket="data-bucket", Key="incoming/a.tsv")["Body"].read() == b"second"
+
+
+def test_listing_versions_carries_keys_that_xml_cannot(moto_url):
+    """botocore asks S3 for URL-encoded keys and decodes them; moto wrote the keys raw into its XML, so a key with an
+    ESC character made every listing of its prefix answer 500 (the sweep, audit and overview with it)."""
+    s3 = make_clients(moto_url)("s3")
+    s3.create_bucket(Bucket="odd-names")
+    s3.put_bucket_versioning(Bucket="odd-names", VersioningConfiguration={"Status": "Enabled"})
+    odd = ["incoming/esc\x1b[31mred.tsv", "incoming/feed\x0c100%25 + more.tsv", "incoming/ok é.tsv"]
+    for key in odd:
+        s3.put_object(Bucket="odd-names", Key=key, Body=b"x")
+    s3.delete_object(Bucket="odd-names", Key=odd[1])
+
+    listed = s3.list_object_versions(Bucket="odd-names", Prefix="incoming/")
+    assert sorted(v["Key"] for v in listed["Versions"]) == sorted(odd)
+    assert [m["Key"] for m in listed["DeleteMarkers"]] == [odd[1]]
+    assert listed["Prefix"] == "incoming/"
+
+    seen, pages = [], s3.get_paginator("list_object_versions").paginate(
+        Bucket="odd-names", Prefix="incoming/", Delimiter="\x1b", PaginationConfig={"PageSize": 1})
+    for page in pages:  # the markers too, in the next request and in the answer
+        seen += [v["Key"] for v in page.get("Versions", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        assert page.get("Delimiter") == "\x1b"
+    assert sorted(seen) == sorted(["incoming/esc\x1b", odd[1], odd[2]])
