@@ -9,7 +9,6 @@ person may check carries a ``data-key`` attribute. Plots come from ``report_plot
 from __future__ import annotations
 
 import base64
-import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
@@ -110,13 +109,17 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
         "strategy": escape(f"{config.get('strategy', 'n/a')} search, early stopping {config.get('early_stopping', 'n/a')}"),
         "budget": escape(
             f"{config.get('max_jobs', '?')} trials, {config.get('max_parallel_jobs', '?')} at a time, "
-            f"{config.get('epochs', '?')} epochs, model {config.get('model_name', '?')}, "
+            f"{config.get('epochs', '?')} epoch{'' if str(config.get('epochs')) == '1' else 's'}, "
+            f"model {config.get('model_name', '?')}, "
             f"length {config.get('max_seq_length', '?')}"
         ),
         "tuning wall time": _duration(tuning.get("started_at"), tuning.get("ended_at")),
         "billable seconds": f'<span data-key="billable-seconds">{display.count(tuning.get("total_billable_seconds"))}</span>',
-        "estimated cost": escape(display.estimated_cost(tuning.get("cost")) or display.MISSING),
-        "run started": escape(display.utc_time(run.get("created_at"))),
+        # made before the evaluation job ends: its cost is not known here (the message and `runs show` add it)
+        "estimated cost of the trials": escape(display.estimated_cost(tuning.get("cost")) or display.MISSING)
+        + " (the evaluation job's not included: <code>reviewtune runs show</code>)",
+        "run created (file received)": escape(display.utc_time(run.get("created_at"))),
+        **_lineage(run),
     }
     class_counts = data.get("class_counts") or {}
     table = ""
@@ -129,7 +132,35 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
              + [f"{class_counts[s].get(label, 0):,}" for s in splits] for label in labels],
         )
     listing = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts.items())
-    return f'<section><h2>Summary</h2><div class="cards">{cards}</div><p></p><dl>{listing}</dl>{table}</section>'
+    return (f'<section><h2>Summary</h2><div class="cards">{cards}</div>{_guessing(metrics)}<p></p><dl>{listing}</dl>'
+            f"{table}</section>")
+
+
+def _lineage(run: dict[str, Any]) -> dict[str, str]:
+    """The run whose file this run tunes again, and the runs its tuning job warm-started from, as the message says."""
+    facts = {}
+    if run.get("retry_of"):
+        facts["retry of"] = escape(str(run["retry_of"]))
+    plan = (run.get("config") or {}).get("warm_start")
+    if isinstance(plan, dict) and isinstance(plan.get("parents"), list) and plan["parents"]:
+        facts["warm start"] = escape(f"{plan.get('type', '?')} from {', '.join(map(str, plan['parents'][:5]))}")
+    return facts
+
+
+def _guessing(metrics: dict[str, Any]) -> str:
+    """A note when the test accuracy is no better than always answering the test split's most common class (the
+    message's warning, and reviewtune's champion rule: guessing.py)."""
+    per_class = metrics.get("per_class") or {}
+    supports = {label: (per_class.get(label) or {}).get("support") for label in ("-1", "0", "1")}
+    if not all(isinstance(n, int | float) and n >= 0 for n in supports.values()) or not sum(supports.values()):
+        return ""
+    label = max(supports, key=lambda name: supports[name])
+    share = supports[label] / sum(supports.values())
+    if round(metrics["accuracy"]["value"] - share, 9) > 0:
+        return ""
+    return (f'<p class="note" data-key="guessing">No better than always answering '
+            f"{escape(CLASS_NAMES.get(int(label), label))} ({display.percent(share)} of the test reviews): this model "
+            "has learnt nothing usable, and is not made champion on its own (ChampionMustBeatGuessing).</p>")
 
 
 def _epochs_cell(trial: dict[str, Any]) -> str:
@@ -310,7 +341,7 @@ NEXT_COMMANDS = (
 
 
 def _commands(run_id: str, dataset: str) -> str:
-    rows = "".join(f"<dt><code>reviewtune {escape(command.format(run=run_id, dataset=shlex.quote(dataset)))}</code></dt>"
+    rows = "".join(f"<dt><code>reviewtune {escape(command.format(run=run_id, dataset=page.shell_word(dataset)))}</code></dt>"
                    f"<dd>{escape(what)}</dd>" for command, what in NEXT_COMMANDS)
     return f'<section data-key="commands"><h2>From the command line</h2><dl>{rows}</dl></section>'
 

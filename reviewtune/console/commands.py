@@ -21,7 +21,7 @@ from reviewtune.console import arguments, audit, dead_letters, job_logs, overvie
 from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import PipedConsole, plain, safe
-from reviewtune.core import aws_errors, config, display, names, registry, states, stop_requests, tuning
+from reviewtune.core import aws_errors, config, display, names, page, registry, states, stop_requests, tuning
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
@@ -57,7 +57,7 @@ def _get(target: Target, run_id: str) -> dict[str, Any]:
     if is_champion_key(run_id):  # the champion pointer shares the runs table but is no run
         dataset = run_id.removeprefix(CHAMPION_KEY_PREFIX)
         raise SystemExit(f"error: {run_id!r} is the champion pointer of dataset {dataset!r}, not a run: "
-                         f"`reviewtune champion --dataset {shlex.quote(safe(dataset))}` shows it")
+                         f"`reviewtune champion --dataset {page.shell_word(dataset)}` shows it")
     item = target.runs().get(run_id)
     if item is None:
         item = target.runs().get(_full_id(target, run_id))

@@ -85,6 +85,8 @@ def _cards(data: dict[str, Any]) -> str:
         page.card("in progress", f"{running:,}", "in-progress"),
         page.card("failed", f"{counts.get(RunStatus.FAILED, 0):,}", "failed"),
         page.card("rejected files", f"{counts.get(RunStatus.REJECTED, 0):,}", "rejected"),
+        page.card("stopped", f"{counts.get(RunStatus.STOPPED, 0):,}", "stopped"),
+        page.card("duplicates", f"{counts.get(RunStatus.DUPLICATE, 0):,}", "duplicates"),
         page.card("files owed an outcome", f"{len(data['owed']):,}", "owed"),
     ]
     return f'<div class="cards">{"".join(cards)}</div>'
@@ -178,16 +180,27 @@ def _runs(data: dict[str, Any]) -> str:
             escape(display.utc_time(item.get("created_at"), suffix=False)),
             escape(views.took(item) or "-"),
             _percent(_accuracy(item)) if item.get("status") == RunStatus.SUCCEEDED else "-",
-            escape(views.item_decision(item, champions.get(item.get("dataset")))),
+            _decision(item, champions.get(item.get("dataset"))),
         ])
     more = f" (the newest {len(rows):,} of {len(data['runs']):,})" if len(data["runs"]) > len(rows) else ""
     if not rows:
         return f"<section><h2>Runs, newest first{more}</h2><p>No run in this window.</p></section>"
     table = page.table(["run", "dataset", "status", "created (UTC)", "took", "test %", "champion"], rows,
-                       columns="lnll--l", stack=True)
+                       columns="lnll--n", stack=True)
     return (f"<section><h2>Runs, newest first{more}</h2>{table}<p class='sub'>"
             f"{_code('reviewtune runs report RUN --open')}: a succeeded run's report; "
             f"{_code('reviewtune runs show RUN')}: any run's record, timeline and messages.</p></section>")
+
+
+def _decision(item: dict[str, Any], champion_now: str | None) -> str:
+    """The run's champion decision and, under it, the sentence that says why (kept, not compared: on how many
+    reviews, against which champion), as `champion --dataset` prints them."""
+    decision = escape(views.item_decision(item, champion_now))
+    champion = item.get("champion") if isinstance(item.get("champion"), dict) else {}
+    why = champion.get("error") or champion.get("reason")
+    if not why or why == champion.get("decision"):
+        return decision
+    return f"{decision}<br><span class='sub'>{escape(bounded(str(why), REASON_CHARS))}</span>"
 
 
 def _percent(value: Any) -> str:

@@ -8,6 +8,7 @@ Standard library only, and no import from reviewtune: the evaluation job writes 
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Callable
 from html import escape
 
@@ -38,7 +39,7 @@ dt{color:#5a6475}dd{margin:0;overflow-wrap:anywhere}
 code{overflow-wrap:anywhere}
 @media (max-width:600px){main{padding:8px}section{padding:10px}body{font-size:14px}.card b{font-size:1.2em}
 th,td{white-space:normal;overflow-wrap:break-word;padding:4px 6px}dl{grid-template-columns:1fr}dd{margin-bottom:6px}
-.plot{overflow-x:auto}.plot img{max-width:none;width:680px}
+.plot{overflow-x:auto}.plot img{width:auto;max-width:680px}
 table.stack,table.stack tbody,table.stack tr,table.stack td{display:block}
 table.stack thead{display:none}
 table.stack tr{border-bottom:1px solid #d8dee8;padding:6px 0}
@@ -91,10 +92,46 @@ def shown_controls(text: str) -> str:
     return _REORDERING_CHARS.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
+# Every other control character but the line break: the page's own markup and style hold line breaks (a value's is
+# white space in HTML), and nothing else of the kind, so each such character came from a value (an ESC, a tab).
+_CONTROL_CHARS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def shown_in_page(text: str) -> str:
+    """``shown_controls``, and each other control character but the line break as ``\\x1b``, as the console and
+    the messages show them: an ESC drawn as a missing glyph, or a tab drawn as a space, would not say which name it
+    is."""
+    return _CONTROL_CHARS.sub(lambda found: f"\\x{ord(found.group()):02x}", shown_controls(text))
+
+
+def shell_word(value: str) -> str:
+    """``value`` as one word a shell reads back as it is, for a command people paste: ``shlex.quote``'s form, or, for a
+    value holding a control character (a bidirectional control, an ESC, a line break), bash's ``$'...'`` form with
+    each written as its escape. Inside plain quotes the escapes the page and the console show would be read as
+    typed, and the command would name another dataset."""
+    if not _CONTROL_CHARS.search(value) and not _REORDERING_CHARS.search(value) and "\n" not in value:
+        return shlex.quote(value)
+    out = []
+    for char in value:
+        code = ord(char)
+        if char in "\\'":
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif _CONTROL_CHARS.match(char) and code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif _CONTROL_CHARS.match(char) or code in REORDERING:  # \xHH would be a byte, not this character
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "$'" + "".join(out) + "'"
+
+
 def document(title: str, body: str) -> str:
     """The whole page: ``body`` (HTML) in a document titled ``title`` (text), with the style and the policy. The
-    page's own words have no bidirectional control, so every one in it came from a value and is shown as an escape."""
-    return shown_controls(
+    page's own words have no control character but line breaks, so every other one in it came from a value and is
+    shown as an escape (``shown_in_page``)."""
+    return shown_in_page(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

@@ -10,13 +10,12 @@ move noted it, so the reconciler's next pass does it if this one cannot)."""
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, former_champions, registry, withdrawal
+from reviewtune.core import aws_errors, former_champions, page, registry, withdrawal
 from reviewtune.core.champion import (
     MANUAL_PREFIX,
     Champion,
@@ -127,7 +126,7 @@ def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: 
         }.get(noted, "set it to PendingManualApproval by hand")
     raise PromotionError(
         f"the champion of {dataset!r} changed to {current.run_id if current else 'nobody'} while {run_id} was being "
-        f"promoted; {left}; run `reviewtune champion --dataset {shlex.quote(dataset)}` and decide again"
+        f"promoted; {left}; run `reviewtune champion --dataset {page.shell_word(dataset)}` and decide again"
     )
 
 

@@ -42,8 +42,9 @@ def annotate(runs: RunsRepository, s3: Any, run_id: str) -> bool:
         registry = item.get("registry")
         # as page.document shows the rest of the page: a bidirectional control of a value (the dataset, a reason)
         # shown as its escape, so that no file name in the decision reads as another
-        place = page.shown_controls(
-            report_decision.decided(champion, registry if isinstance(registry, dict) else None, item.get("dataset")))
+        place = page.shown_in_page(
+            report_decision.decided(champion, registry if isinstance(registry, dict) else None, item.get("dataset"),
+                                    quote=page.shell_word))
         return _annotate(s3, uri, place)
     except Exception as exc:  # noqa: BLE001  (best effort: an SSL error mid-read is no botocore error)
         logger.warning("the report does not tell the champion decision; the run item and its message do",

@@ -12,7 +12,7 @@ Standard library only, and no import from reviewtune: the evaluation job writes 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from html import escape
 from typing import Any
 
@@ -34,11 +34,13 @@ def _text(value: Any) -> str:
     return escape(text if len(text) <= TEXT_MAX_CHARS else text[: TEXT_MAX_CHARS - 3] + "...")
 
 
-def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = None, dataset: str | None = None) -> str:
+def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = None, dataset: str | None = None,
+            quote: Callable[[str], str] = shlex.quote) -> str:
     """The marked place once record_results decided: the run item's ``champion`` field (its sentence, or the error
     that left it undecided) and the model package's approval from its ``registry`` field, as they were when the
-    results were recorded; a later challenger or a promotion by hand changes the champion, which the command for
-    ``dataset`` shows."""
+    results were recorded; a later challenger or a promotion by hand changes the champion (and the packages'
+    approvals), which the command for ``dataset`` shows, the dataset written by ``quote`` (page.shell_word: a name
+    holding a control character in the form a shell reads back)."""
     if champion.get("error"):
         sentence = f"{champion.get('decision') or 'not decided'}: {champion['error']}"
     else:
@@ -53,9 +55,10 @@ def decided(champion: Mapping[str, Any], registry: Mapping[str, Any] | None = No
         lines.append(f'<p data-key="registry-error">Model registry: {"" if arn else "registration failed: "}'
                      f"{_text(error)}</p>")
     if dataset:
-        command = f"reviewtune champion --dataset {shlex.quote(dataset)}"
-        lines.append(f'<p class="sub">As decided when the run\'s results were recorded; the dataset\'s champion '
-                     f"now, and every change since: <code>{escape(command)}</code>.</p>")
+        command = f"reviewtune champion --dataset {quote(dataset)}"
+        lines.append(f'<p class="sub">As decided when the run\'s results were recorded, the package\'s approval '
+                     "too; the dataset's champion now, and every change since (a promotion puts the package replaced "
+                     f"back to pending): <code>{escape(command)}</code>.</p>")
     return START + "".join(lines) + END
 
 

@@ -26,14 +26,13 @@ The copy keeps the object's content type, encoding and metadata, and adds ``RETR
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from reviewtune.core import aws_errors, config, duplicates, names, states
+from reviewtune.core import aws_errors, config, duplicates, names, page, states
 from reviewtune.core.champion import is_champion_key
 from reviewtune.core.errors import ReviewtuneError
 from reviewtune.core.reasons import PERSON_REASON_MAX_CHARS, bounded
@@ -145,7 +144,7 @@ def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | 
     if status == RunStatus.REJECTED and not run.get("unreadable"):  # an unreadable one was never read: it may be now
         raise RetryError(f"run {run_id} was REJECTED ({run.get('failure_reason', 'see `runs show`')}): the same "
                          "bytes would be rejected again; fix the file and drop it as the same dataset "
-                         f"(`reviewtune drop FILE --dataset {shlex.quote(run.get('dataset', ''))}`)")
+                         f"(`reviewtune drop FILE --dataset {page.shell_word(run.get('dataset', ''))}`)")
     retried = run.get("retried")
     if isinstance(retried, dict):
         again = runs.get(retried.get("new_run_id", "")) or {}

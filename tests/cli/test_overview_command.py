@@ -223,3 +223,26 @@ def test_a_champion_whose_package_a_person_rejected_needs_attention(stack):
     attention = html.split('data-key="attention"', 1)[1].split("</section>", 1)[0]
     assert "reviewtune-a1" in attention and ">deleted</td>" in attention
     assert "; its package deleted" in html and "its package Rejected" not in html
+
+
+def test_the_cards_add_up_to_the_runs_and_the_runs_table_says_why_a_champion_was_kept(stack, tmp_path):
+    runs_of_a_week(stack)
+    runs = repository(stack)
+    with_run(stack, "reviewtune-e1", "incoming/team-e/r.tsv")
+    assert runs.transition("reviewtune-e1", RunStatus.CLAIMED, RunStatus.STOPPED, notice=("stopped", "why"),
+                           failure_reason="stopped by ops: dropped by mistake")
+    with_run(stack, "reviewtune-e2", "incoming/team-e/again.tsv")
+    assert runs.transition("reviewtune-e2", RunStatus.CLAIMED, RunStatus.DUPLICATE, notice=("duplicate", "why"),
+                           duplicate_of="reviewtune-e1")
+
+    assert main(["overview", "--stack", STACK, "--out", str(tmp_path)]) == 0
+
+    html = (tmp_path / "overview.html").read_text()
+    found = keys(html)
+    counted = ("succeeded", "in-progress", "failed", "rejected", "stopped", "duplicates")
+    assert (found["runs"], found["stopped"], found["duplicates"]) == ("7", "1", "1")
+    assert sum(int(found[key]) for key in counted) == int(found["runs"])
+    table = html.split("<h2>Runs, newest first", 1)[1].split("</section>", 1)[0]
+    row = re.search(r"<tr[^>]*><td[^>]*>reviewtune-a2</td>(.*?)</tr>", table).group(1)
+    decision = " ".join(re.sub(r"<[^>]+>", " ", unescape(row)).split())
+    assert decision.endswith("kept champion kept: challenger 73.01 % vs champion 74.12 %")

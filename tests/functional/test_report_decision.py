@@ -9,6 +9,7 @@ would have, with its one message.
 from __future__ import annotations
 
 import html
+import subprocess
 
 import boto3
 import pytest
@@ -76,7 +77,8 @@ def test_the_first_run_s_report_tells_it_became_champion_before_the_message_goes
     assert item["champion"]["reason"].startswith("first champion: challenger")
     assert f'<code>{item["registry"]["model_package_arn"]}</code>' in text and 'data-key="package-approval">Approved<' in text
     assert "champion-decision-pending" not in text
-    assert "the dataset's champion now, and every change since: <code>reviewtune champion --dataset team/a.tsv</code>" in html.unescape(text)
+    assert ("the dataset's champion now, and every change since (a promotion puts the package replaced back to "
+            "pending): <code>reviewtune champion --dataset team/a.tsv</code>") in html.unescape(text)
     assert text.replace(report_decision.decided(item["champion"], item["registry"], "team/a.tsv"),
                         report_decision.pending(run_id)) == before  # nothing else on the page changed
     assert got["ContentType"] == "text/html; charset=utf-8"  # a browser shows it (the job's upload said binary)
@@ -99,7 +101,11 @@ def test_a_bidirectional_control_in_the_dataset_is_shown_as_its_escape_in_the_to
 
     text, _ = page(stack, run_id)
     assert rlo not in text
-    assert "reviewtune champion --dataset 'team/\\u202evst.a.tsv'" in html.unescape(text)
+    # in the form a shell reads back: pasted, the command names the dataset itself
+    word = "$'team/\\u202evst.a.tsv'"
+    assert f"reviewtune champion --dataset {word}</code>" in html.unescape(text)
+    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True,
+                          check=True).stdout == f"team/{rlo}vst.a.tsv"
 
 
 def test_a_kept_champion_is_told_with_its_comparison_and_telling_it_again_writes_nothing(pipeline, stack):

@@ -76,7 +76,7 @@ def test_full_report_has_every_section_its_numbers_and_inline_pngs() -> None:
     # on a phone the charts keep a readable width and scroll sideways instead of shrinking to the screen
     assert len(re.findall(r'<div class="plot"><img alt=', page)) == len(images)
     narrow = page[page.index("@media (max-width:600px)"):]
-    assert ".plot{overflow-x:auto}.plot img{max-width:none;width:680px}" in narrow
+    assert ".plot{overflow-x:auto}.plot img{width:auto;max-width:680px}" in narrow
     for text in ("Summary", "Search", "Model on the test split", "History of this dataset", "420", "(early stop)",
                  "7 min 30 s", "002-bbbbbbbb ★", "Best trial: " + BEST):
         assert text in page
@@ -196,7 +196,9 @@ def test_on_a_narrow_screen_each_chart_keeps_a_readable_width_and_scrolls_sidewa
     assert check["errors"] == [] and check["scrollWidth"] <= check["innerWidth"]  # the page itself does not scroll
     assert len(check["images"]) == 4
     for image in check["images"]:
-        assert image["shownWidth"] == 680 and image["boxWidth"] <= check["innerWidth"], image
+        # its own width, at most 680 px: a small chart is not blown up past the screen
+        assert abs(image["shownWidth"] - min(image["naturalWidth"], 680)) < 1, image
+        assert image["boxWidth"] <= check["innerWidth"], image
         assert image["boxOverflowX"] == "auto", image
     wide = chromium.inspect(page, tmp_path, width=1366)
     assert all(image["shownWidth"] <= wide["innerWidth"] and image["shownWidth"] < 1100 for image in wide["images"])
@@ -251,3 +253,28 @@ def test_a_decision_that_failed_is_told_with_its_error_and_a_page_without_the_pl
     assert report_decision.fill(report_decision.START * 20_000, approval) is None
     named = report_decision.decided({"reason": "champion kept: ..."}, None, "team-a/<b>reviews</b>.tsv")
     assert "<code>reviewtune champion --dataset &#x27;team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv&#x27;</code>" in named
+
+
+def test_a_model_no_better_than_answering_one_class_is_said_so_under_its_accuracy() -> None:
+    metrics = {"accuracy": {"value": 0.3333}, "per_class": {
+        label: {"precision": 0.3, "recall": 0.3, "f1": 0.3, "support": support}
+        for label, support in (("-1", 3), ("0", 3), ("1", 3))}}
+    told = run_report.render({"metrics": metrics, "test_rows": 9}, run(), SUMMARY, EXAMPLES, plotting=False)
+    assert ('data-key="guessing">No better than always answering negative (33.33 % of the test reviews)'
+            in told)
+    good = run_report.render({**evaluation()}, run(), SUMMARY, EXAMPLES, plotting=False)
+    assert 'data-key="guessing"' not in good
+
+
+def test_the_summary_says_what_the_message_says_of_a_retry_a_warm_start_and_the_cost() -> None:
+    item = {**run(), "retry_of": "reviewtune-0042",
+            "config": {**run()["config"], "epochs": 1,
+                       "warm_start": {"type": "TransferLearning", "parents": ["reviewtune-0040", "reviewtune-0041"]}}}
+    text = re.sub(r"<[^>]+>", " ", run_report.render(evaluation(), item, SUMMARY, EXAMPLES, plotting=False))
+    text = " ".join(text.split())
+    assert "retry of reviewtune-0042" in text
+    assert "warm start TransferLearning from reviewtune-0040, reviewtune-0041" in text
+    assert "1 epoch, model m" in text
+    assert "estimated cost of the trials" in text and "the evaluation job's not included" in text
+    assert "retry of" not in " ".join(re.sub(r"<[^>]+>", " ", run_report.render(
+        evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)).split())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from html.parser import HTMLParser
+
+import pytest
 
 from reviewtune.core import page
 
@@ -52,3 +56,23 @@ def test_a_bidirectional_control_in_a_value_is_shown_as_its_escape_and_reorders_
     assert html.count("team-a/\\u202enaj-weiver.tsv \\u2066x\\u2069 \\u200f") == 2  # the title and the body
     assert page.document("ok 👍🏽 a\u200db", "")  # a joiner (emoji, scripts) is not reordering: kept
     assert "a\u200db" in page.document("a\u200db", "")
+
+
+def test_every_other_control_character_of_a_value_is_shown_as_its_escape_and_the_markup_s_line_breaks_stay():
+    name = "team-c/bad\x1b[31mred\ttab\x85.tsv"
+    html = page.document(name, f"<p>{name}</p>\n<p>next</p>")
+    assert html.count("team-c/bad\\x1b[31mred\\x09tab\\x85.tsv") == 2
+    assert not any(ord(char) < 32 and char != "\n" or 0x7F <= ord(char) <= 0x9F for char in html)
+    assert "</p>\n<p>next" in html and "\nth,td{" in html  # the page's own line breaks (style, markup)
+
+
+@pytest.mark.parametrize("value", [
+    "team-a/reviews.tsv", "team a/it's $HOME `x`.tsv", "team-b/<b>x</b> & \"q\" \u202ecba.tsv",
+    "team-c/bad\x1b[31mred\\n\u2066.tsv", "line\nbreak\ttab\x85c1 ü 👍🏽.tsv", "quote ' and backslash \\ \x01",
+])
+def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_character(value):
+    word = page.shell_word(value)
+    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True,
+                          check=True).stdout == value
+    assert word.isprintable() and page.shown_in_page(word) == word
+    assert (word == shlex.quote(value)) is value.isprintable()
