@@ -187,7 +187,7 @@ def learning_curves(trials: list[dict[str, Any]], best_epochs: list[dict[str, An
         if trial["name"] == best or trial.get("epochs") is None:
             continue
         early = bool(trial.get("early_stopped"))
-        label = "early-stopped trial" if early else "other trial (last epoch)"
+        label = "early-stopped trial: validation" if early else "other trial: validation (last epoch)"
         show = None if label in labelled else label
         labelled.add(label)
         # Drawn over the best trial's curve, a circle hollow and larger than its markers: a trial that ends where the
@@ -203,6 +203,9 @@ def learning_curves(trials: list[dict[str, Any]], best_epochs: list[dict[str, An
         axes.set_xlabel("epoch")
         axes.set_ylabel(ylabel)
         axes.xaxis.get_major_locator().set_params(integer=True)
+        low, high = axes.get_xlim()
+        if high - low < 1:  # one epoch drawn: one tick, not 0.96 ... 1.04
+            axes.set_xticks([round((low + high) / 2)])
         axes.grid(alpha=0.3)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
@@ -224,7 +227,9 @@ def history(runs: list[dict[str, Any]]) -> bytes | None:
     below = [a - 100 * r["ci95"][0] if r.get("ci95") else 0 for r, a in zip(points, accuracy, strict=True)]
     above = [100 * r["ci95"][1] - a if r.get("ci95") else 0 for r, a in zip(points, accuracy, strict=True)]
     figure, axes = plt.subplots(figsize=(8, 3.2))
-    axes.errorbar(times, accuracy, yerr=[below, above], fmt="o-", capsize=3, color="tab:blue", label="test accuracy")
+    # points, not a line: each run is measured on its own test reviews, so the points make no trend
+    axes.errorbar(times, accuracy, yerr=[below, above], fmt="o", capsize=3, color="tab:blue",
+                  label="test accuracy (each run's own test reviews)")
     current = [(t, a) for t, a, r in zip(times, accuracy, points, strict=True) if r.get("current")]
     if current:
         axes.scatter(*zip(*current, strict=True), marker="*", s=220, color="tab:red", zorder=3, label="this run")

@@ -375,7 +375,9 @@ def render(
         + _commands(str(run_id), str(run.get("dataset", "")))
         + "</main>"
     )
-    return page.document(f"reviewtune {run_id}", body)
+    # a tab's title: the dataset and the accuracy first, so that several open reports can be told apart
+    title = f"{run.get('dataset', 'n/a')} {display.percent(metrics['accuracy'].get('value'))} · reviewtune {run_id}"
+    return page.document(title, body)
 
 
 def unwritten(evaluation: dict[str, Any], error: BaseException) -> str:

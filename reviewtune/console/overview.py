@@ -176,7 +176,7 @@ def _runs(data: dict[str, Any]) -> str:
         rows.append([
             escape(item["run_id"]),
             escape(str(item.get("dataset", ""))),
-            escape(views.status_text(item)),
+            _status(item),
             escape(display.utc_time(item.get("created_at"), suffix=False)),
             escape(views.took(item) or "-"),
             _percent(_accuracy(item)) if item.get("status") == RunStatus.SUCCEEDED else "-",
@@ -190,6 +190,17 @@ def _runs(data: dict[str, Any]) -> str:
     return (f"<section><h2>Runs, newest first{more}</h2>{table}<p class='sub'>"
             f"{_code('reviewtune runs report RUN --open')}: a succeeded run's report; "
             f"{_code('reviewtune runs show RUN')}: any run's record, timeline and messages.</p></section>")
+
+
+def _status(item: dict[str, Any]) -> str:
+    """The run's status and, for a stopped run or a duplicate (not in the attention list), why: the reason it ended
+    with, or the run whose file held the same reviews."""
+    status = escape(views.status_text(item))
+    if item.get("status") == RunStatus.DUPLICATE and item.get("duplicate_of"):
+        return f"{status}<br><span class='sub'>of {escape(str(item['duplicate_of']))}</span>"
+    if item.get("status") == RunStatus.STOPPED and item.get("failure_reason"):
+        return f"{status}<br><span class='sub'>{_reason(item)}</span>"
+    return status
 
 
 def _decision(item: dict[str, Any], champion_now: str | None) -> str:

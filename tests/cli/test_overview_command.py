@@ -246,3 +246,7 @@ def test_the_cards_add_up_to_the_runs_and_the_runs_table_says_why_a_champion_was
     row = re.search(r"<tr[^>]*><td[^>]*>reviewtune-a2</td>(.*?)</tr>", table).group(1)
     decision = " ".join(re.sub(r"<[^>]+>", " ", unescape(row)).split())
     assert decision.endswith("kept champion kept: challenger 73.01 % vs champion 74.12 %")
+    status = {run: " ".join(re.sub(r"<[^>]+>", " ", unescape(cells)).split()) for run, cells in re.findall(
+        r"<tr[^>]*><td[^>]*>(reviewtune-e[12])</td><td[^>]*>[^<]*</td><td[^>]*>(.*?)</td>", table)}
+    assert status == {"reviewtune-e1": "STOPPED, not told yet stopped by ops: dropped by mistake",
+                      "reviewtune-e2": "DUPLICATE, not told yet of reviewtune-e1"}

@@ -278,3 +278,26 @@ def test_the_summary_says_what_the_message_says_of_a_retry_a_warm_start_and_the_
     assert "estimated cost of the trials" in text and "the evaluation job's not included" in text
     assert "retry of" not in " ".join(re.sub(r"<[^>]+>", " ", run_report.render(
         evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)).split())
+
+
+@pytest.mark.skipif(not report_plots.available(), reason="matplotlib is part of the dev environment")
+def test_one_epoch_is_one_tick_and_the_history_draws_points_without_a_trend_line(monkeypatch) -> None:
+    figures = []
+    monkeypatch.setattr(report_plots, "_png", lambda figure: figures.append(figure) or b"png")
+    one = [{"epoch": 1, "val_acc": 71.0, "val_loss": 0.7, "train_loss": 0.8}]
+    report_plots.learning_curves([{"name": "best", "epochs": 1, "objective": 71.0},
+                                  {"name": "other", "epochs": 1, "objective": 69.0, "val_loss": 0.8}], one, "best")
+    assert [list(axes.get_xticks()) for axes in figures[0].axes] == [[1], [1]]
+    assert "other trial: validation (last epoch)" in [text.get_text() for text in figures[0].axes[1].get_legend().texts]
+
+    report_plots.history([{"created_at": f"2026-11-0{n}T12:00:00Z", "test_accuracy": 0.7 + n / 100,
+                           "ci95": [0.65, 0.8], "current": n == 3} for n in (1, 2, 3)])
+    [points] = [line for line in figures[1].axes[0].get_lines() if line.get_marker() == "o"]
+    assert points.get_linestyle() == "None"
+
+
+def test_a_report_s_tab_title_names_its_dataset_and_accuracy_first() -> None:
+    told = run_report.render(evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)
+    title = re.search(r"<title>(.*?)</title>", told).group(1)
+    accuracy = evaluation()["metrics"]["accuracy"]["value"]
+    assert title == f"team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv {100 * accuracy:.2f} % · reviewtune reviewtune-0123"
