@@ -118,6 +118,7 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
         # made before the evaluation job ends: its cost is not known here (the message and `runs show` add it)
         "estimated cost of the trials": escape(display.estimated_cost(tuning.get("cost")) or display.MISSING)
         + " (the evaluation job's not included: <code>reviewtune runs show</code>)",
+        "data cleaning": escape(display.cleaning(data) or display.MISSING),
         "run created (file received)": escape(display.utc_time(run.get("created_at"))),
         **_lineage(run),
     }

@@ -175,3 +175,20 @@ def trial_suffix(job_name: Any) -> str:
     name = str(job_name)
     parts = name.rsplit("-", 2)
     return "-".join(parts[1:]) if len(parts) == 3 and parts[1].isdigit() and parts[2] else name
+
+
+# What start_tuning's cleaning left out of a file (its data summary's keys), as the message and the report say it.
+CLEANING_STEPS = (
+    ("dropped_empty_text", "empty texts dropped"),
+    ("duplicates_removed", "duplicates removed"),
+    ("conflicting_removed", "labelled two ways left out"),
+    ("dropped_by_balancing", "dropped by balancing"),
+    ("leakage_removed", "removed from validation/test as also in train (or test ones in validation)"),
+)
+
+
+def cleaning(summary: Any) -> str:
+    """``empty texts dropped 0, duplicates removed 3, ...`` from a run's data summary; empty without one."""
+    if not isinstance(summary, dict):
+        return ""
+    return ", ".join(f"{label} {count(summary[key])}" for key, label in CLEANING_STEPS if key in summary)

@@ -84,20 +84,8 @@ def _rows(item: Any) -> str:
 
 def _cleaning(item: Any) -> list[str]:
     summary = _get(item, "data", "summary")
-    if not isinstance(summary, Mapping):
-        return []
-    parts = [
-        f"{label} {display.count(summary[key])}"
-        for key, label in (
-            ("dropped_empty_text", "empty texts dropped"),
-            ("duplicates_removed", "duplicates removed"),
-            ("conflicting_removed", "labelled two ways left out"),
-            ("dropped_by_balancing", "dropped by balancing"),
-            ("leakage_removed", "removed from validation/test as also in train (or test ones in validation)"),
-        )
-        if key in summary
-    ]
-    return [f"Data cleaning:       {', '.join(parts)}"] if parts else []
+    text = display.cleaning(dict(summary)) if isinstance(summary, Mapping) else ""
+    return [f"Data cleaning:       {text}"] if text else []
 
 
 def _run_id(item: Any) -> str:

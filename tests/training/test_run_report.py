@@ -266,8 +266,10 @@ def test_a_model_no_better_than_answering_one_class_is_said_so_under_its_accurac
     assert 'data-key="guessing"' not in good
 
 
-def test_the_summary_says_what_the_message_says_of_a_retry_a_warm_start_and_the_cost() -> None:
-    item = {**run(), "retry_of": "reviewtune-0042",
+def test_the_summary_says_what_the_message_says_of_cleaning_a_retry_a_warm_start_and_the_cost() -> None:
+    base = run()
+    base["data"]["summary"].update(dropped_empty_text=0, duplicates_removed=3, dropped_by_balancing=5)
+    item = {**base, "retry_of": "reviewtune-0042",
             "config": {**run()["config"], "epochs": 1,
                        "warm_start": {"type": "TransferLearning", "parents": ["reviewtune-0040", "reviewtune-0041"]}}}
     text = re.sub(r"<[^>]+>", " ", run_report.render(evaluation(), item, SUMMARY, EXAMPLES, plotting=False))
@@ -275,6 +277,7 @@ def test_the_summary_says_what_the_message_says_of_a_retry_a_warm_start_and_the_
     assert "retry of reviewtune-0042" in text
     assert "warm start TransferLearning from reviewtune-0040, reviewtune-0041" in text
     assert "1 epoch, model m" in text
+    assert "data cleaning empty texts dropped 0, duplicates removed 3, dropped by balancing 5" in text
     assert "estimated cost of the trials" in text and "the evaluation job's not included" in text
     assert "retry of" not in " ".join(re.sub(r"<[^>]+>", " ", run_report.render(
         evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)).split())
