@@ -161,7 +161,8 @@ def _guessing(metrics: dict[str, Any]) -> str:
         return ""
     return (f'<p class="note" data-key="guessing">No better than always answering '
             f"{escape(CLASS_NAMES.get(int(label), label))} ({display.percent(share)} of the test reviews): this model "
-            "has learnt nothing usable, and is not made champion on its own (ChampionMustBeatGuessing).</p>")
+            "has learnt nothing usable, and reviewtune makes no such model champion on its own (unless the stack's "
+            "ChampionMustBeatGuessing is false: the Champion section below says what was decided).</p>")
 
 
 def _epochs_cell(trial: dict[str, Any]) -> str:

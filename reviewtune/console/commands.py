@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 import time
 import webbrowser
@@ -112,13 +111,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         progress_console.print(plain(f"the newest {args.limit} shown; there are more: `--limit N` shows N"))
     if other_runs:
         progress_console.print(plain(f"no {args.status} runs of dataset {args.dataset!r}; `reviewtune runs list "
-                                     f"--dataset {shlex.quote(args.dataset)}` lists its runs of every status"))
+                                     f"--dataset {page.shell_word(args.dataset)}` lists its runs of every status"))
     elif args.dataset and not (folder and folder[0]) and not items:
         none_under = f", and no files under incoming/{args.dataset.strip('/')}/" if folder is not None else ""
         progress_console.print(plain(
             f"no runs of dataset {args.dataset!r}{none_under}: a dataset is a file's path below incoming/ (such as "
             f"'{args.dataset.strip('/')}/reviews.tsv'), or a folder of them; `reviewtune audit --dataset "
-            f"{args.dataset}` lists every file of a folder with its run"))
+            f"{page.shell_word(args.dataset)}` lists every file of a folder with its run"))
     return 0
 
 
@@ -482,6 +481,21 @@ def _stopped_following(run_id: str) -> str:
             f"again, `reviewtune runs stop {run_id}` stops it)")
 
 
+def _no_champion(runs: Any, dataset: str, where: str) -> str:
+    """Why a dataset has no champion: none of its runs succeeded yet (or the name differs), or those that did were
+    not made champion (no better than always answering one class), the newest one's decision said."""
+    decided = next((item for item in runs.by_dataset(names.normalize_dataset(dataset), limit=50)
+                    if item.get("status") == states.RunStatus.SUCCEEDED and isinstance(item.get("champion"), dict)),
+                   None)
+    if decided is None:
+        return (f"error: dataset {dataset!r} has no champion in {where} (no run of it has succeeded yet, or the name "
+                "differs: it is the path below incoming/)")
+    why = decided["champion"].get("reason") or decided["champion"].get("decision") or "not decided"
+    return (f"error: dataset {dataset!r} has no champion in {where}: no run of it that succeeded was made one; the "
+            f"newest, {decided['run_id']}: {safe(why)}; `reviewtune promote {decided['run_id']} --reason TEXT` makes "
+            "it champion by hand")
+
+
 def cmd_champion(args: argparse.Namespace) -> int:
     target = _target(args)
     runs = target.runs()
@@ -499,8 +513,7 @@ def cmd_champion(args: argparse.Namespace) -> int:
               views.champions_table(under, f"Champions of the datasets under {folder} ({target.description})"))
         return 0
     if champion is None:
-        raise SystemExit(f"error: dataset {args.dataset!r} has no champion in {target.description} (no run of it has "
-                         "succeeded yet, or the name differs: it is the path below incoming/)")
+        raise SystemExit(_no_champion(runs, args.dataset, target.description))
     _emit(args, champion, views.champion_view(champion))
     return 0
 

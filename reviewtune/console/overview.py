@@ -128,7 +128,8 @@ def _attention(data: dict[str, Any]) -> str:
                                   stack=True)
                      + "<p class='sub'>Rejected in the Model Registry, or deleted from it: not approved again. The "
                      "next run of the "
-                     f"dataset that succeeds takes its place, or {_code('reviewtune promote RUN_ID')} picks one "
+                     "dataset that succeeds (better than answering one class) takes its place, or "
+                     f"{_code('reviewtune promote RUN_ID')} picks one "
                      "now.</p>")
     body = "".join(parts) or '<p data-key="nothing-to-do">Nothing: every file has its outcome, and no run failed.</p>'
     return f'<section data-key="attention"><h2>Needs attention</h2>{body}</section>'

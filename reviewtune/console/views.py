@@ -542,7 +542,8 @@ def champion_view(champion: dict[str, Any]) -> Group:
         said = f" (\"{rejected['description']}\")" if rejected.get("description") else ""
         add_row(facts, plain("package deleted" if rejected.get("deleted") else "package rejected", style="red"),
                 f"{_capital(package_fate(rejected))}{said}, found {utc_time(rejected.get('found_at'))}: not "
-                "approved again; the next run of the dataset that succeeds takes its place (or `reviewtune promote "
+                "approved again; the next run of the dataset that succeeds (better than answering one class) takes its "
+                "place (or `reviewtune promote "
                 f"RUN_ID` now); {serving}")
     if refused:  # former_champions.py: every pass tries again, and records it on the run after GIVE_UP_SECONDS
         add_row(facts, plain("approval refused", style="red"),

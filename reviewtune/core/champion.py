@@ -584,7 +584,8 @@ def _guessing(accuracy: float, test_rows: int, most_common: MostCommonClass, cur
 
 def _replaces_rejected(current: Champion, accuracy: float, test_rows: int) -> Decision:
     """A champion whose package a person Rejected in the Model Registry (or deleted from it) does not serve: any run
-    that succeeds takes its place, whatever the comparison says."""
+    that succeeds takes its place (unless no better than answering one class: ``plan_challenge``), whatever the
+    comparison says."""
     on_rows = f" on {display.count(test_rows)} test reviews" if test_rows else ""
     return Decision(True, f"new champion: the model package of champion {current.run_id} was "
                           f"{package_fate(current.package_rejected)}; challenger {display.percent(accuracy)}{on_rows}")

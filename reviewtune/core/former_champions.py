@@ -232,7 +232,8 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
     if champion.package_rejected is None:
         description = None if registry.written_by_reviewtune(description) else description
         logger.error(f"the champion's package was {'deleted from' if deleted else 'Rejected in'} the Model Registry: "
-                     "not approved again; the next run of the dataset that succeeds takes its place", extra={
+                     "not approved again; the next run of the dataset that succeeds (better than answering one class) "
+                     "takes its place", extra={
                          "dataset": champion.dataset, "run_id": champion.run_id,
                          "model_package_arn": champion.model_package_arn, "approval_description": description})
         found = {"found_at": now_iso(now), **({"description": description[:500]} if description else {}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from reviewtune.core import display
@@ -26,9 +27,9 @@ class MostCommonClass:
     def name(self) -> str:
         return LABEL_NAMES[self.label]
 
-    def beaten_by(self, accuracy: float) -> bool:
+    def beaten_by(self, accuracy: float | Decimal) -> bool:
         """Whether ``accuracy`` (0..1) is above the share (rounded to 1e-9: 1/3 as a float is not below itself)."""
-        return round(accuracy - self.share, 9) > 0
+        return round(float(accuracy) - self.share, 9) > 0
 
     def text(self) -> str:
         """``no better than always answering neutral (38.89 % of the test reviews)``."""

@@ -107,8 +107,8 @@ def shown_in_page(text: str) -> str:
 def shell_word(value: str) -> str:
     """``value`` as one word a shell reads back as it is, for a command people paste: ``shlex.quote``'s form, or, for a
     value holding a control character (a bidirectional control, an ESC, a line break), bash's ``$'...'`` form with
-    each written as its escape. Inside plain quotes the escapes the page and the console show would be read as
-    typed, and the command would name another dataset."""
+    each written as the escapes of its UTF-8 bytes (``\\xe2\\x80\\xae``). Inside plain quotes the escapes the page and
+    the console show would be read as typed, and the command would name another dataset."""
     if not _CONTROL_CHARS.search(value) and not _REORDERING_CHARS.search(value) and "\n" not in value:
         return shlex.quote(value)
     out = []
@@ -118,10 +118,9 @@ def shell_word(value: str) -> str:
             out.append("\\" + char)
         elif char == "\n":
             out.append("\\n")
-        elif _CONTROL_CHARS.match(char) and code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif _CONTROL_CHARS.match(char) or code in REORDERING:  # \xHH would be a byte, not this character
-            out.append(f"\\u{code:04x}")
+        elif _CONTROL_CHARS.match(char) or code in REORDERING:
+            # its UTF-8 bytes: bash reads \u202e as the character only in a UTF-8 locale, \xe2\x80\xae in any
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
         else:
             out.append(char)
     return "$'" + "".join(out) + "'"

@@ -180,8 +180,8 @@ def promote(
         if isinstance(error, ClientError) and registry.package_gone(error):  # deleted since it was read above
             raise PromotionError(
                 f"run {run_id} is champion of {dataset!r}, but its model package {arn} was deleted meanwhile "
-                f"({text}): the next reconciler pass notes it, and the next run of the dataset that succeeds takes "
-                "its place; promote another run to choose one now"
+                f"({text}): the next reconciler pass notes it, and the next run of the dataset that succeeds (better "
+                "than answering one class) takes its place; promote another run to choose one now"
             ) from error
         raise PromotionError(
             f"run {run_id} is champion of {dataset!r}, but approving its model package {arn} failed ({text}); "

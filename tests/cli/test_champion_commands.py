@@ -233,3 +233,18 @@ def test_promote_while_someone_else_changes_the_champion_changes_nothing(lifecyc
 
     assert get_champion(table(stack), A).run_id == "reviewtune-a9"
     assert approval(arns["reviewtune-a2"])["ModelApprovalStatus"] == "PendingManualApproval"
+
+
+def test_a_dataset_whose_succeeded_runs_were_not_made_champion_says_why_not_that_none_succeeded(deployed):  # noqa: F811
+    dataset = "team-g/r.tsv"
+    registered(deployed, "reviewtune-g1", dataset, 1, 0.30)
+    reason = ("not champion: challenger 30.00 % on 5 test reviews is no better than always answering negative "
+              "(40.00 % of the test reviews); the dataset has no champion yet")
+    RunsRepository(table(deployed)).update("reviewtune-g1", champion={
+        "decision": champion_module.GUESSING, "reason": reason, "champion_run_id": None})
+
+    with pytest.raises(SystemExit) as raised:
+        main(["champion", "--dataset", dataset, "--stack", STACK])
+    assert str(raised.value) == (
+        f"error: dataset 'team-g/r.tsv' has no champion in stack {STACK} (us-east-1): no run of it that succeeded was made one; "
+        f"the newest, reviewtune-g1: {reason}; `reviewtune promote reviewtune-g1 --reason TEXT` makes it champion by hand")

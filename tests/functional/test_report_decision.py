@@ -102,10 +102,10 @@ def test_a_bidirectional_control_in_the_dataset_is_shown_as_its_escape_in_the_to
     text, _ = page(stack, run_id)
     assert rlo not in text
     # in the form a shell reads back: pasted, the command names the dataset itself
-    word = "$'team/\\u202evst.a.tsv'"
+    word = "$'team/\\xe2\\x80\\xaevst.a.tsv'"
     assert f"reviewtune champion --dataset {word}</code>" in html.unescape(text)
-    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True,
-                          check=True).stdout == f"team/{rlo}vst.a.tsv"
+    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
+                          env={"LC_ALL": "C"}).stdout.decode() == f"team/{rlo}vst.a.tsv"
 
 
 def test_a_kept_champion_is_told_with_its_comparison_and_telling_it_again_writes_nothing(pipeline, stack):

@@ -309,7 +309,8 @@ def test_a_champion_view_says_a_person_rejected_its_package_and_what_happens_nex
     text = rendered(views.champion_view(rejected), width=400)
 
     assert ('package rejected  Rejected in the Model Registry ("bias audit"), found 2026-11-03 09:00:00: not approved '
-            "again; the next run of the dataset that succeeds takes its place (or `reviewtune promote RUN_ID` now); "
+            "again; the next run of the dataset that succeeds (better than answering one class) takes its place (or "
+            "`reviewtune promote RUN_ID` now); "
             "no package of the dataset is Approved") in text
     deleted = {**champion, "package_rejected": {"found_at": "2026-11-03T09:00:00Z", "deleted": True}}
     assert ("package deleted  Deleted from the Model Registry, found 2026-11-03 09:00:00: not approved again; the "

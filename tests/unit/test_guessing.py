@@ -45,6 +45,7 @@ def test_beating_it_takes_more_than_its_share_even_with_float_error(accuracy, be
     share = most_common_class(metrics(18, 18, 18))
     assert share.beaten_by(accuracy) is beaten
     assert share.beaten_by(18 / 54) is False
+    assert share.beaten_by(Decimal("0.3334")) is True  # as a run record keeps it
 
 
 def test_its_text():

@@ -70,9 +70,10 @@ def test_every_other_control_character_of_a_value_is_shown_as_its_escape_and_the
     "team-a/reviews.tsv", "team a/it's $HOME `x`.tsv", "team-b/<b>x</b> & \"q\" \u202ecba.tsv",
     "team-c/bad\x1b[31mred\\n\u2066.tsv", "line\nbreak\ttab\x85c1 ü 👍🏽.tsv", "quote ' and backslash \\ \x01",
 ])
-def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_character(value):
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_character(value, locale):
     word = page.shell_word(value)
-    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True,
-                          check=True).stdout == value
+    assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
+                          env={"LC_ALL": locale}).stdout.decode() == value
     assert word.isprintable() and page.shown_in_page(word) == word
     assert (word == shlex.quote(value)) is value.isprintable()
