@@ -109,15 +109,14 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
         "strategy": escape(f"{config.get('strategy', 'n/a')} search, early stopping {config.get('early_stopping', 'n/a')}"),
         "budget": escape(
             f"{config.get('max_jobs', '?')} trials, {config.get('max_parallel_jobs', '?')} at a time, "
-            f"{config.get('epochs', '?')} epoch{'' if str(config.get('epochs')) == '1' else 's'}, "
+            f"{config.get('epochs', '?')} epoch{'' if display.number(config.get('epochs')) == 1 else 's'}, "
             f"model {config.get('model_name', '?')}, "
             f"length {config.get('max_seq_length', '?')}"
         ),
         "tuning wall time": _duration(tuning.get("started_at"), tuning.get("ended_at")),
         "billable seconds": f'<span data-key="billable-seconds">{display.count(tuning.get("total_billable_seconds"))}</span>',
         # made before the evaluation job ends: its cost is not known here (the message and `runs show` add it)
-        "estimated cost of the trials": escape(display.estimated_cost(tuning.get("cost")) or display.MISSING)
-        + " (the evaluation job's not included: <code>reviewtune runs show</code>)",
+        "estimated cost of the trials": _trials_cost(run),
         "data cleaning": escape(display.cleaning(data) or display.MISSING),
         "run created (file received)": escape(display.utc_time(run.get("created_at"))),
         **_lineage(run),
@@ -137,6 +136,15 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
             f"{table}</section>")
 
 
+def _trials_cost(run: dict[str, Any]) -> str:
+    """The trials' estimated cost; the page is made while the evaluation job runs, so its cost is told elsewhere."""
+    cost = display.estimated_cost((run.get("tuning") or {}).get("cost"))
+    if not cost:
+        return display.MISSING
+    command = f"reviewtune runs show {page.shell_word(str(run.get('run_id', 'RUN')))}"
+    return f"{escape(cost)} (the evaluation job's not included: <code>{escape(command)}</code>)"
+
+
 def _lineage(run: dict[str, Any]) -> dict[str, str]:
     """The run whose file this run tunes again, and the runs its tuning job warm-started from, as the message says."""
     facts = {}
@@ -153,7 +161,8 @@ def _guessing(metrics: dict[str, Any]) -> str:
     message's warning, and reviewtune's champion rule: guessing.py)."""
     per_class = metrics.get("per_class") or {}
     supports = {label: (per_class.get(label) or {}).get("support") for label in ("-1", "0", "1")}
-    if not all(isinstance(n, int | float) and n >= 0 for n in supports.values()) or not sum(supports.values()):
+    if not all(isinstance(n, int | float) and not isinstance(n, bool) and n >= 0 for n in supports.values()) \
+            or not sum(supports.values()):
         return ""
     label = max(supports, key=lambda name: supports[name])
     share = supports[label] / sum(supports.values())
@@ -378,7 +387,7 @@ def render(
         + "</main>"
     )
     # a tab's title: the dataset and the accuracy first, so that several open reports can be told apart
-    title = f"{run.get('dataset', 'n/a')} {display.percent(metrics['accuracy'].get('value'))} · reviewtune {run_id}"
+    title = f"{run.get('dataset') or 'n/a'} {display.percent(metrics['accuracy'].get('value'))} · reviewtune {run_id}"
     return page.document(title, body)
 
 

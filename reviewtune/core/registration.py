@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, former_champions, names, registry
-from reviewtune.core.champion import ALREADY, KEPT, NOT_COMPARED, Comparison, Plan, plan_challenge
+from reviewtune.core.champion import ALREADY, GUESSING, KEPT, NOT_COMPARED, Comparison, Plan, plan_challenge
 from reviewtune.core.clients import AwsClients
 from reviewtune.core.config import Settings
 from reviewtune.core.events import sagemaker_time
@@ -195,7 +195,7 @@ def plan_champion(
             raise  # the champion item unreadable for a moment: nothing is written yet, the retry decides
         return not_decided(out, exc, run["run_id"]), None
     outcome = plan.outcome
-    if outcome.label != ALREADY:
+    if outcome.label not in (ALREADY, GUESSING):  # the margin and the test decided nothing there
         out["margin_points"] = settings.champion_margin_points
         if compared is not None and compared.discordant is not None:  # McNemar's test applied
             out["max_p_value"] = settings.champion_max_p_value

@@ -564,6 +564,7 @@ def test_a_model_no_better_than_guessing_never_becomes_champion_on_its_own(pipel
         f"not champion: challenger 33.01 % on {split_test_rows(one)} test reviews is no better than always answering "
         "negative (33.33 % of the test reviews); the dataset has no champion yet")
     assert (two["champion"]["decision"], two["champion"]["champion_run_id"]) == ("first champion", good)
+    assert "margin_points" not in one["champion"] and "max_p_value" not in three["champion"]  # they decided nothing
     assert (three["champion"]["decision"], three["champion"]["champion_run_id"]) == ("no better than guessing", good)
     assert three["champion"]["reason"].endswith(
         "is no better than always answering positive (89.97 % of the test reviews); champion " + good + " stays")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from html import unescape
 
 import pytest
 import report_decision
@@ -269,16 +270,19 @@ def test_a_model_no_better_than_answering_one_class_is_said_so_under_its_accurac
 def test_the_summary_says_what_the_message_says_of_cleaning_a_retry_a_warm_start_and_the_cost() -> None:
     base = run()
     base["data"]["summary"].update(dropped_empty_text=0, duplicates_removed=3, dropped_by_balancing=5)
+    base["tuning"] = {**base.get("tuning", {}), "cost": {"total": 0.0123, "currency": "USD", "region": "us-east-1",
+                                                         "prices_as_of": "2026-11-30"}}
     item = {**base, "retry_of": "reviewtune-0042",
             "config": {**run()["config"], "epochs": 1,
                        "warm_start": {"type": "TransferLearning", "parents": ["reviewtune-0040", "reviewtune-0041"]}}}
     text = re.sub(r"<[^>]+>", " ", run_report.render(evaluation(), item, SUMMARY, EXAMPLES, plotting=False))
-    text = " ".join(text.split())
+    text = " ".join(unescape(text).split())
     assert "retry of reviewtune-0042" in text
     assert "warm start TransferLearning from reviewtune-0040, reviewtune-0041" in text
     assert "1 epoch, model m" in text
     assert "data cleaning empty texts dropped 0, duplicates removed 3, dropped by balancing 5" in text
-    assert "estimated cost of the trials" in text and "the evaluation job's not included" in text
+    assert ("estimated cost of the trials US$ 0.01 (on-demand prices us-east-1 of 2026-11-30; an estimate) (the "
+            "evaluation job's not included: reviewtune runs show reviewtune-0123 )") in text  # ) after </code>
     assert "retry of" not in " ".join(re.sub(r"<[^>]+>", " ", run_report.render(
         evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)).split())
 
@@ -304,3 +308,18 @@ def test_a_report_s_tab_title_names_its_dataset_and_accuracy_first() -> None:
     title = re.search(r"<title>(.*?)</title>", told).group(1)
     accuracy = evaluation()["metrics"]["accuracy"]["value"]
     assert title == f"team-a/&lt;b&gt;reviews&lt;/b&gt;.tsv {100 * accuracy:.2f} % · reviewtune reviewtune-0123"
+
+
+@pytest.mark.parametrize(("accuracy", "supports"), [
+    (0.3333, (3, 3, 3)), (1 / 3, (1, 1, 1)), (0.34, (3, 3, 3)), (0.85, (15, 16, 278)), (0.9, (15, 16, 278)),
+    (0.5, (0, 0, 4)), (1.0, (0, 0, 4)), (0.2, (0, 0, 0)), (0.2, (True, 1, 1)), (0.2, (None, 1, 1)),
+])
+def test_the_report_s_note_agrees_with_the_rule_that_keeps_such_a_model_from_being_champion(accuracy, supports):
+    """The page is made in the evaluation job, without reviewtune: its own copy of guessing.py's test."""
+    from reviewtune.core.guessing import most_common_class
+
+    metrics = {"accuracy": {"value": accuracy}, "per_class": {
+        label: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": support}
+        for label, support in zip(("-1", "0", "1"), supports, strict=True)}}
+    most_common = most_common_class(metrics)
+    assert bool(run_report._guessing(metrics)) is (most_common is not None and not most_common.beaten_by(accuracy))
