@@ -114,7 +114,7 @@ def write_report_input(
         if earlier["run_id"] != run["run_id"]
     ]
     document = {
-        **{k: run.get(k) for k in ("run_id", "dataset", "source", "created_at", "config", "data")},
+        **{k: run.get(k) for k in ("run_id", "dataset", "source", "created_at", "config", "data", "retry_of")},
         "tuning": {**tuning, "trials": trials},
         "history": history,
     }

@@ -24,7 +24,8 @@ def test_run_json_carries_the_run_its_trials_and_the_datasets_earlier_runs(stack
     runs.create({"run_id": "reviewtune-other", "dataset": "team/b.tsv", "status": "SUCCEEDED"})
     run = {"run_id": RUN_ID, "dataset": DATASET, "status": "TUNING", "created_at": "2026-11-01T00:00:00Z",
            "source": {"bucket": stack.bucket, "key": f"incoming/{DATASET}"}, "config": {"strategy": "Bayesian"},
-           "data": {"summary": {"rows": {"train": 90}}}, "code": {"source_uri": "s3://b/code/x/src/"}}
+           "data": {"summary": {"rows": {"train": 90}}}, "code": {"source_uri": "s3://b/code/x/src/"},
+           "retry_of": "reviewtune-failed"}
     runs.create(run)
     tuning = {"status": "Completed", "trials": [
         {"name": f"{RUN_ID}-001-a", "status": "Completed", "objective": 70.0, "epochs": 2},
@@ -38,6 +39,7 @@ def test_run_json_carries_the_run_its_trials_and_the_datasets_earlier_runs(stack
     assert body["ContentType"] == "application/json"
     document = json.loads(body["Body"].read())
     assert document["run_id"] == RUN_ID and document["data"] == run["data"] and "code" not in document
+    assert document["retry_of"] == "reviewtune-failed"  # the report says which run's file it tunes again
     assert [(t["name"][-1], t["early_stopped"]) for t in document["tuning"]["trials"]] == [("a", False), ("b", True)]
     assert document["history"] == [{"run_id": "reviewtune-old", "created_at": "2026-10-01T00:00:00Z", "status": "SUCCEEDED",
                                     "test_accuracy": 0.7, "ci95": [0.65, 0.75]}]
