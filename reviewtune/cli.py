@@ -411,6 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except SystemExit as exit_:
+        # one place for every error's words: a name or an id with a control character (an ESC, a bidi override)
+        # is written as its escape, as the tables write it, never sent to the terminal as it is
+        if isinstance(exit_.code, str) and not exit_.code.isprintable():
+            raise SystemExit(safe(exit_.code)) from None
+        raise
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

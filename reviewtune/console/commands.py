@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
+from rich.text import Text
 
 from reviewtune.console import arguments, audit, dead_letters, job_logs, overview, queries, views
 from reviewtune.console.follow import Progress, wait_for_run
@@ -43,7 +44,7 @@ def _emit(args: argparse.Namespace, data: Any, renderable: Any) -> None:
     if args.json:
         print(json.dumps(queries.jsonable(data), indent=2, default=str))
     else:
-        console.print(renderable)
+        console.print(renderable, soft_wrap=isinstance(renderable, Text))  # a line of text: never cut mid-command
 
 
 def _given(run_id: str) -> None:
@@ -151,7 +152,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     _emit(args, item, views.run_view(item, champion_now=_replaced_champion(target, item)))
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
-                            + "; ".join(_logs(target, item))))
+                            + "; ".join(_logs(target, item))), soft_wrap=True)
     return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
 
 
@@ -295,7 +296,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"run_id": item["run_id"], "path": str(path)}))
     else:
-        console.print(plain(f"report of {item['run_id']}: {path}"))
+        console.print(plain(f"report of {item['run_id']}: {path}"), soft_wrap=True)
     if args.open:
         webbrowser.open(path.resolve().as_uri())
     return 0
@@ -326,7 +327,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
             # the run keeps the first request: another one (anyone's, even one made a moment before this) when the
             # request it holds is not the one this command wrote
             ours = (item["stop_request"].get("at"), item["stop_request"].get("by")) == (now_iso(asked_at), by)
-            console.print(plain(_stopping_text(item, outcome, answer, asked_before=not ours)))
+            console.print(plain(_stopping_text(item, outcome, answer, asked_before=not ours)), soft_wrap=True)
     if args.json:
         print(json.dumps(queries.jsonable(done), indent=2, default=str))
     return 1 if any("error" in entry for entry in done) else 0
@@ -377,7 +378,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         if not args.json:
             console.print(plain(f"retry of {run_id}: its file copied onto s3://{retry.bucket}/{retry.key} as a new "
                                 f"object version {retry.version_id}; its run is {retry.new_run_id} (`reviewtune runs show "
-                                f"{retry.new_run_id}`)"))
+                                f"{retry.new_run_id}`)"), soft_wrap=True)
     if args.follow and "error" not in done[0]:
         retry = done[0]
         live = progress_console if args.json else console
@@ -572,8 +573,10 @@ def cmd_overview(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / OVERVIEW_FILE
     path.write_text(overview.render(data), encoding="utf-8")
-    console.print(plain(f"overview of {target.description}: {path} ({len(data['runs']):,} runs in the last "
-                        f"{args.days:g} days; {len(data['owed']):,} files owed an outcome)"))
+    runs, owed = len(data["runs"]), len(data["owed"])
+    console.print(plain(f"overview of {target.description}: {path} ({runs:,} run{'' if runs == 1 else 's'} in the "
+                        f"last {args.days:g} day{'' if args.days == 1 else 's'}; {owed:,} file{'' if owed == 1 else 's'} "
+                        "owed an outcome)"), soft_wrap=True)
     if args.open:
         webbrowser.open(path.resolve().as_uri())
     return 0

@@ -124,8 +124,6 @@ def _escaped(char: str) -> str:
     code = ord(char)
     if char == "\n":
         return char
-    if char == "\t":
-        return " "
     if unicodedata.category(char) == "Cc" or code in REORDERING:  # bidi controls; joiners used by emoji stay
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return char

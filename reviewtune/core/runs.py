@@ -18,7 +18,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from reviewtune.core import states
+from reviewtune.core import page, states
 from reviewtune.core.states import FINAL_STATUSES, RunStatus
 
 __all__ = ["FINAL_STATUSES", "RunStatus", "RunsRepository", "from_item", "now_iso", "to_item"]
@@ -33,7 +33,7 @@ def no_such_run(run_id: str) -> str:
     """What a command that acts on a run (stop, retry, promote) says of an id that names none: it takes whole ids
     only, never the start of one, so that it cannot act on a run the person did not mean."""
     return (f"no run {run_id!r} (stop, retry and promote take a run's whole id, as `reviewtune runs list` or "
-            f"`reviewtune runs show {run_id}` shows it)")
+            f"`reviewtune runs show {page.shell_word(run_id)}` shows it)")
 
 
 def now_iso(now: datetime | None = None) -> str:

@@ -207,3 +207,22 @@ def test_output_whose_reader_stops_early_ends_quietly_as_sigpipe_would(printer):
 def test_a_local_up_parameter_without_a_value_is_an_error_that_says_so(tmp_path):
     with pytest.raises(SystemExit, match=r"^error: --param needs KEY=VALUE, got 'MaxJobs'$"):
         main(["--workdir", str(tmp_path / "state"), "local", "up", "--param", "MaxJobs"])
+
+
+def test_an_error_naming_a_file_with_control_characters_writes_them_as_escapes(tmp_path):
+    odd = tmp_path / "bad\x1b[1m\u202ename.txt"
+    odd.write_text("text\n")
+    with pytest.raises(SystemExit) as raised:
+        main(["drop", str(odd), "--stack", STACK])
+    said = str(raised.value)
+    assert "bad\\x1b[1m\\u202ename.txt" in said and said.isprintable(), said
+
+
+def test_a_line_of_text_the_cli_prints_is_never_cut_inside_a_command(monkeypatch, capsys):
+    from reviewtune.console import commands
+    from reviewtune.console.text import plain
+
+    monkeypatch.setattr(commands.console, "_width", 40)
+    line = "dropped x.tsv; its run will be reviewtune-0123456789abcdef (`reviewtune runs show reviewtune-0123456789abcdef --follow`)"
+    commands._emit(type("Args", (), {"json": False})(), {}, plain(line))
+    assert capsys.readouterr().out == line + "\n"
