@@ -164,12 +164,14 @@ def _guessing(metrics: dict[str, Any]) -> str:
     if not all(isinstance(n, int | float) and not isinstance(n, bool) and n >= 0 for n in supports.values()) \
             or not sum(supports.values()):
         return ""
-    label = max(supports, key=lambda name: supports[name])
-    share = supports[label] / sum(supports.values())
+    most = max(supports.values())
+    share = most / sum(supports.values())
     if round(metrics["accuracy"]["value"] - share, 9) > 0:
         return ""
+    tied = [CLASS_NAMES.get(int(label), label) for label, n in supports.items() if n == most]
+    name = "any one class" if len(tied) == len(supports) else " or ".join(tied)  # as guessing.py names it
     return (f'<p class="note" data-key="guessing">No better than always answering '
-            f"{escape(CLASS_NAMES.get(int(label), label))} ({display.percent(share)} of the test reviews): this model "
+            f"{escape(name)} ({display.percent(share)} of the test reviews): this model "
             "has learnt nothing usable, and reviewtune makes no such model champion on its own (unless the stack's "
             "ChampionMustBeatGuessing is false: the Champion section below says what was decided).</p>")
 

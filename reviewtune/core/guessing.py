@@ -18,14 +18,20 @@ from reviewtune.core.dataset import LABEL_NAMES, LABELS
 
 @dataclass(frozen=True)
 class MostCommonClass:
-    """The test split's most common class (-1, 0 or 1) and its share of the test reviews (0..1)."""
+    """The test split's most common class (-1, 0 or 1) and its share of the test reviews (0..1); ``tied``: the other
+    classes as common."""
 
     label: int
     share: float
+    tied: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
-        return LABEL_NAMES[self.label]
+        """``negative``; ``negative or neutral`` for two classes as common; ``any one class`` for three."""
+        labels = (self.label, *self.tied)
+        if len(labels) == len(LABELS):
+            return "any one class"
+        return " or ".join(LABEL_NAMES[label] for label in labels)
 
     def beaten_by(self, accuracy: float | Decimal) -> bool:
         """Whether ``accuracy`` (0..1) is above the share (rounded to 1e-9: 1/3 as a float is not below itself)."""
@@ -52,5 +58,6 @@ def most_common_class(metrics: Any) -> MostCommonClass | None:
     total = sum(supports.values())
     if not total:
         return None
-    label = max(LABELS, key=lambda name: supports[name])  # a tie: the first of -1, 0, 1
-    return MostCommonClass(label, supports[label] / total)
+    label = max(LABELS, key=lambda name: supports[name])  # a tie: the first of -1, 0, 1, the others named too
+    tied = tuple(other for other in LABELS if other != label and supports[other] == supports[label])
+    return MostCommonClass(label, supports[label] / total, tied)

@@ -562,7 +562,7 @@ def test_a_model_no_better_than_guessing_never_becomes_champion_on_its_own(pipel
     assert (one["champion"]["decision"], one["champion"]["champion_run_id"]) == ("no better than guessing", None)
     assert one["champion"]["reason"] == (
         f"not champion: challenger 33.01 % on {split_test_rows(one)} test reviews is no better than always answering "
-        "negative (33.33 % of the test reviews); the dataset has no champion yet")
+        "any one class (33.33 % of the test reviews); the dataset has no champion yet")
     assert (two["champion"]["decision"], two["champion"]["champion_run_id"]) == ("first champion", good)
     assert "margin_points" not in one["champion"] and "max_p_value" not in three["champion"]  # they decided nothing
     assert (three["champion"]["decision"], three["champion"]["champion_run_id"]) == ("no better than guessing", good)
@@ -573,7 +573,7 @@ def test_a_model_no_better_than_guessing_never_becomes_champion_on_its_own(pipel
         "PendingManualApproval", "Approved", "PendingManualApproval"]
     text = message(pipeline, guessing)
     assert "Champion:            not champion: challenger 33.01 %" in text
-    assert ("Warning:             no better than always answering negative (33.33 % of the test reviews): this model "
+    assert ("Warning:             no better than always answering any one class (33.33 % of the test reviews): this model "
             "has learnt nothing usable") in text
     assert "Warning" not in message(pipeline, good)
 

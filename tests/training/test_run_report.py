@@ -6,6 +6,7 @@ import base64
 import re
 from html import unescape
 
+import display
 import pytest
 import report_decision
 import report_plots
@@ -261,7 +262,7 @@ def test_a_model_no_better_than_answering_one_class_is_said_so_under_its_accurac
         label: {"precision": 0.3, "recall": 0.3, "f1": 0.3, "support": support}
         for label, support in (("-1", 3), ("0", 3), ("1", 3))}}
     told = run_report.render({"metrics": metrics, "test_rows": 9}, run(), SUMMARY, EXAMPLES, plotting=False)
-    assert ('data-key="guessing">No better than always answering negative (33.33 % of the test reviews)'
+    assert ('data-key="guessing">No better than always answering any one class (33.33 % of the test reviews)'
             in told)
     good = run_report.render({**evaluation()}, run(), SUMMARY, EXAMPLES, plotting=False)
     assert 'data-key="guessing"' not in good
@@ -322,4 +323,7 @@ def test_the_report_s_note_agrees_with_the_rule_that_keeps_such_a_model_from_bei
         label: {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": support}
         for label, support in zip(("-1", "0", "1"), supports, strict=True)}}
     most_common = most_common_class(metrics)
-    assert bool(run_report._guessing(metrics)) is (most_common is not None and not most_common.beaten_by(accuracy))
+    note = run_report._guessing(metrics)
+    assert bool(note) is (most_common is not None and not most_common.beaten_by(accuracy))
+    if note:
+        assert f"always answering {most_common.name} ({display.percent(most_common.share)} of" in note

@@ -17,13 +17,15 @@ def metrics(*supports, label_keys=("-1", "0", "1")):
 def test_the_most_common_class_and_its_share():
     assert most_common_class(metrics(10, 30, 60)) == MostCommonClass(1, 0.6)
     assert most_common_class(metrics(50, 30, 20)) == MostCommonClass(-1, 0.5)
+    assert most_common_class(metrics(50, 50, 0)) == MostCommonClass(-1, 0.5, (0,))
     # as the run record keeps them (DynamoDB numbers)
     assert most_common_class(metrics(Decimal(1), Decimal(3), Decimal(1))) == MostCommonClass(0, 0.6)
 
 
-def test_a_tie_names_the_first_of_the_tied_classes():
-    assert most_common_class(metrics(18, 18, 18)).name == "negative"
-    assert most_common_class(metrics(5, 18, 18)).name == "neutral"
+def test_a_tie_names_every_class_as_common():
+    assert most_common_class(metrics(18, 18, 18)).name == "any one class"
+    assert most_common_class(metrics(5, 18, 18)).name == "neutral or positive"
+    assert most_common_class(metrics(5, 18, 18)).share == 18 / 41
 
 
 @pytest.mark.parametrize("given", [

@@ -312,7 +312,7 @@ def test_a_model_no_better_than_guessing_the_most_common_class_is_said_so(accura
     _, body = messages.succeeded({"run_id": "r"}, {"metrics": {"accuracy": {"value": accuracy},
                                                               "per_class": per_class}}, "runs")
 
-    expected = "Warning:             no better than always answering negative (33.33 % of the test reviews)"
+    expected = "Warning:             no better than always answering any one class (33.33 % of the test reviews)"
     assert (expected in body) is warned
 
 
