@@ -336,9 +336,7 @@ def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool
         bucket = runtime.stack.outputs["DataBucketName"]
         put = runtime.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
         prefix = runtime.stack.parameters["JobNamePrefix"]
-        dropped = tuning.DroppedObject(bucket, key, names.object_version(put.get("VersionId")),
-                                       (put.get("ETag") or "").strip('"'), None)
-        run_id = tuning.run_id_under(prefix, dropped)
+        run_id = tuning.run_id_of_upload(prefix, bucket, key, put.get("VersionId"), put.get("ETag"))
         console.print(plain(f"dropped {len(body):,} bytes at s3://{bucket}/{key} -> run {run_id}"))
         item = _wait_for_run(runtime, run_id, run_wait_seconds(args))
         runtime.router.wait_idle(60)  # let the last handler return before the runtime stops

@@ -402,8 +402,7 @@ def _run_of_drop(target: Target, dropped: dict[str, Any]) -> str | None:
     version, prefix = names.object_version(dropped.get("version_id")), target.parameters.get("JobNamePrefix")
     if version is None or not prefix:  # a stack whose parameters do not say its prefix: not guessed
         return None
-    obj = tuning.DroppedObject(dropped["bucket"], dropped["key"], version, (dropped.get("etag") or "").strip('"'), None)
-    return tuning.run_id_under(prefix, obj)
+    return tuning.run_id_of_upload(prefix, dropped["bucket"], dropped["key"], version, dropped.get("etag"))
 
 
 def cmd_drop(args: argparse.Namespace) -> int:

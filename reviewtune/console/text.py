@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import sys
-import unicodedata
 from typing import Any
 
 from rich import box
@@ -21,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reviewtune.core import display
-from reviewtune.core.page import REORDERING
+from reviewtune.core.page import escaped_controls
 
 # A command whose reader closed the pipe (`| head`) ends as one killed by SIGPIPE would, quietly.
 BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
@@ -120,21 +119,11 @@ def new_table(title: str | None = None, *, narrow: bool = False, **options: Any)
     return Table(title=plain(title) if title is not None else None, **options)
 
 
-def _escaped(char: str) -> str:
-    code = ord(char)
-    if char == "\n":
-        return char
-    if unicodedata.category(char) == "Cc" or code in REORDERING:  # bidi controls; joiners used by emoji stay
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    return char
-
-
 def safe(value: Any) -> str:
-    """``value`` as a string whose control characters are written as escapes."""
+    """``value`` as a string whose control characters but the line break are written as escapes (``\\x1b``,
+    ``\\u202e``), as the HTML pages write them (page.escaped_controls); joiners used by emoji stay."""
     text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(_escaped(char) for char in text)
+    return text if text.isprintable() else escaped_controls(text)
 
 
 def plain(value: Any, style: str = "") -> Text:

@@ -97,10 +97,10 @@ def shown_controls(text: str) -> str:
 _CONTROL_CHARS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
-def shown_in_page(text: str) -> str:
-    """``shown_controls``, and each other control character but the line break as ``\\x1b``, as the console and
-    the messages show them: an ESC drawn as a missing glyph, or a tab drawn as a space, would not say which name it
-    is."""
+def escaped_controls(text: str) -> str:
+    """``shown_controls``, and each other control character but the line break as ``\\x1b``: the pages, and the
+    console (console/text.safe), so that an ESC drawn as a missing glyph, or a tab drawn as a space, never hides which
+    name it is."""
     return _CONTROL_CHARS.sub(lambda found: f"\\x{ord(found.group()):02x}", shown_controls(text))
 
 
@@ -129,8 +129,8 @@ def shell_word(value: str) -> str:
 def document(title: str, body: str) -> str:
     """The whole page: ``body`` (HTML) in a document titled ``title`` (text), with the style and the policy. The
     page's own words have no control character but line breaks, so every other one in it came from a value and is
-    shown as an escape (``shown_in_page``)."""
-    return shown_in_page(
+    shown as an escape (``escaped_controls``)."""
+    return escaped_controls(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

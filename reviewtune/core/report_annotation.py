@@ -42,7 +42,7 @@ def annotate(runs: RunsRepository, s3: Any, run_id: str) -> bool:
         registry = item.get("registry")
         # as page.document shows the rest of the page: a bidirectional control of a value (the dataset, a reason)
         # shown as its escape, so that no file name in the decision reads as another
-        place = page.shown_in_page(
+        place = page.escaped_controls(
             report_decision.decided(champion, registry if isinstance(registry, dict) else None, item.get("dataset"),
                                     quote=page.shell_word))
         return _annotate(s3, uri, place)

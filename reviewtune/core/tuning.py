@@ -442,8 +442,15 @@ def run_id_of(obj: DroppedObject, settings: Settings) -> str:
 
 
 def run_id_under(prefix: str, obj: DroppedObject) -> str:
-    """``run_id_of`` under a JobNamePrefix given (the CLI's drop names the run its upload will have)."""
+    """``run_id_of`` under a JobNamePrefix given."""
     return names.tuning_job_name(prefix, obj.identity)
+
+
+def run_id_of_upload(prefix: str, bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
+    """The run start_tuning gives an object version just uploaded, from PutObject's answer (its VersionId and quoted
+    ETag): what `drop` and `make run` name before the run exists."""
+    obj = DroppedObject(bucket, key, names.object_version(version_id), (etag or "").strip('"'), None)
+    return run_id_under(prefix, obj)
 
 
 def run_exists(settings: Settings, clients: AwsClients) -> Callable[[DroppedObject], bool]:

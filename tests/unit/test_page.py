@@ -75,5 +75,5 @@ def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_cha
     word = page.shell_word(value)
     assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
                           env={"LC_ALL": locale}).stdout.decode() == value
-    assert word.isprintable() and page.shown_in_page(word) == word
+    assert word.isprintable() and page.escaped_controls(word) == word
     assert (word == shlex.quote(value)) is value.isprintable()
