@@ -359,14 +359,29 @@ def _run_in(runtime: Any, args: argparse.Namespace, started: float, sample: bool
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from reviewtune.real_sample import sample_bytes
 
-    path = Path(args.path).expanduser()
+    path, body = Path(args.path).expanduser(), sample_bytes()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(sample_bytes())
+        # A file of the person's is never replaced unasked: "x" creates the file or fails if anything holds the name
+        # (no window between a check and the write); a device such as /dev/stdout is written as asked.
+        with path.open("wb" if args.force or (path.exists() and not path.is_file()) else "xb") as out:
+            out.write(body)
+    except FileExistsError:
+        if _holds(path, body):
+            console.print(plain(f"{path} already holds the embedded sample dataset"))
+            return 0
+        raise SystemExit(f"error: {path} exists and is not the sample: nothing written (--force replaces it)") from None
     except OSError as error:
         raise SystemExit(f"error: cannot write {path}: {error.strerror or error}") from None
     console.print(plain(f"wrote the embedded sample dataset to {path}"))
     return 0
+
+
+def _holds(path: Path, body: bytes) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == len(body) and path.read_bytes() == body
+    except OSError:
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(sub)
 
     sample = sub.add_parser("sample-data", help="write the embedded sample dataset")
-    sample.add_argument("path", help="the file to write (.tsv)")
+    sample.add_argument("path", help="the file to write (.tsv); an existing file is left as it is")
+    sample.add_argument("--force", action="store_true", help="replace the file if it exists")
     sample.set_defaults(func=cmd_sample_data)
     return parser
 

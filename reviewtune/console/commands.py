@@ -22,7 +22,7 @@ from reviewtune.console.follow import Progress, wait_for_run
 from reviewtune.console.target import Target, TargetError, resolve
 from reviewtune.console.text import PipedConsole, plain, safe
 from reviewtune.core import aws_errors, config, display, names, page, registry, states, stop_requests, tuning
-from reviewtune.core.champion import CHAMPION_KEY_PREFIX, get_champion, is_champion_key
+from reviewtune.core.champion import CHAMPION_KEY_PREFIX, Champion, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
 from reviewtune.core.retries import RetryError, retry_run
 from reviewtune.core.runs import RunStatus, now_iso
@@ -149,23 +149,26 @@ def cmd_show(args: argparse.Namespace) -> int:
         except (TimeoutError, ClientError, BotoCoreError) as error:
             raise SystemExit(f"error: following run {run_id}: {safe(error)} (the run goes on; `reviewtune runs show "
                              f"{run_id} --follow` follows it again)") from None
-    _emit(args, item, views.run_view(item, champion_now=_replaced_champion(target, item)))
+    read, champion = _champion_of(target, item)
+    _emit(args, item, views.run_view(item, champion_now=views.replaced_champion(item, champion)))
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
                             + "; ".join(_logs(target, item))), soft_wrap=True)
+        step = views.next_step(item, champion, champion_read=read)
+        if step:
+            console.print(plain(f"Next: {step}"), soft_wrap=True)
     return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
 
 
-def _replaced_champion(target: Target, item: dict[str, Any]) -> str | None:
-    """``views.replaced_champion`` of a SUCCEEDED run, from its dataset's champion pointer read now; None when the
-    pointer cannot be read (the rest of the run is still shown)."""
+def _champion_of(target: Target, item: dict[str, Any]) -> tuple[bool, Champion | None]:
+    """For a SUCCEEDED run, its dataset's champion pointer read now: (True, the champion or None when it has none), or
+    (False, None) when the pointer cannot be read (the rest of the run is still shown); (True, None) for other runs."""
     if item.get("status") != RunStatus.SUCCEEDED:
-        return None
+        return True, None
     try:
-        current = get_champion(target.runs().table, item.get("dataset") or item["run_id"])
+        return True, get_champion(target.runs().table, item.get("dataset") or item["run_id"])
     except (ClientError, BotoCoreError):
-        return None
-    return views.replaced_champion(item, current)
+        return False, None
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -340,6 +340,33 @@ def replaced_champion(item: dict[str, Any], current: Any) -> str | None:
     return f"no longer: {current.run_id} since {display.utc_time(current.changed_at)}"
 
 
+def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool = True) -> str | None:
+    """What a person can do next with the run, as a command to paste (the message names the same ones), or None:
+    retry a run that ended without a result, follow one that has not ended, look at the run a duplicate or a retry
+    points to, promote a SUCCEEDED run that is not its dataset's champion. ``champion``: the dataset's champion now
+    (champion.Champion) or None; ``champion_read`` False: the pointer could not be read (no promote then)."""
+    run_id, status = item["run_id"], item.get("status")
+    retried = item.get("retried") if isinstance(item.get("retried"), dict) else None
+    if retried and retried.get("new_run_id"):
+        return f"its retry: `reviewtune runs show {retried['new_run_id']}`"
+    if status in (runs.RunStatus.FAILED, runs.RunStatus.STOPPED):
+        return ("to tune its file again" + ("" if status == runs.RunStatus.STOPPED else " once the cause is fixed")
+                + f": `reviewtune runs retry {run_id} --reason TEXT`")
+    if status == runs.RunStatus.REJECTED:
+        if item.get("unreadable"):
+            return f"once S3 can read the file: `reviewtune runs retry {run_id} --reason TEXT`"
+        return "fix the file and drop it into incoming/ again"
+    if status == runs.RunStatus.DUPLICATE and item.get("duplicate_of"):
+        return f"the run that tunes its content: `reviewtune runs show {item['duplicate_of']}`"
+    if status == runs.RunStatus.SUCCEEDED:
+        if not champion_read or (champion is not None and champion.run_id == run_id):
+            return None
+        return f"to make it its dataset's champion: `reviewtune promote {run_id} --reason TEXT`"
+    if not states.is_final(str(status)):
+        return f"to watch it to its end: `reviewtune runs show {run_id} --follow`"
+    return None
+
+
 def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:
     parts: list[Any] = []
     tuning = item.get("tuning", {})

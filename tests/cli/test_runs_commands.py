@@ -631,3 +631,33 @@ def test_drop_follow_drops_the_file_when_the_runs_before_it_cannot_be_read(deplo
     with pytest.raises(SystemExit, match=r"no run of s3://.*/incoming/reviews.tsv appeared within 0 s \(the file is uploaded"):
         main(["drop", str(data), "--follow", "--timeout", "0", "--stack", STACK])
     assert "warning: the runs of reviews.tsv could not be read before the drop" in capsys.readouterr().err
+
+
+def test_show_ends_with_the_command_a_person_would_run_next(deployed, capsys):
+    runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
+    put_run(deployed, "reviewtune-n1", "team-n/r.tsv", "FAILED", 1)
+    put_run(deployed, "reviewtune-n2", "team-n/r.tsv", "STOPPED", 2)
+    put_run(deployed, "reviewtune-n3", "team-n/r.tsv", "TUNING", 3)
+    put_run(deployed, "reviewtune-n4", "team-n/r.tsv", "DUPLICATE", 4)
+    runs.update("reviewtune-n4", duplicate_of="reviewtune-n3")
+    put_run(deployed, "reviewtune-n5", "team-n/r.tsv", "REJECTED", 5)
+    put_run(deployed, "reviewtune-n6", "team-n/r.tsv", "REJECTED", 6)
+    runs.update("reviewtune-n6", unreadable=True)
+    put_run(deployed, "reviewtune-n7", "team-n/r.tsv", "FAILED", 7)
+    runs.update("reviewtune-n7", retried={"at": "2026-11-01T13:00:00Z", "by": "ops", "new_run_id": "reviewtune-n8"})
+    put_run(deployed, "reviewtune-n9", "team-n/r.tsv", "SUCCEEDED", 9, 0.7)  # no champion yet
+    expected = {
+        "reviewtune-n1": "Next: to tune its file again once the cause is fixed: `reviewtune runs retry reviewtune-n1 --reason TEXT`",
+        "reviewtune-n2": "Next: to tune its file again: `reviewtune runs retry reviewtune-n2 --reason TEXT`",
+        "reviewtune-n3": "Next: to watch it to its end: `reviewtune runs show reviewtune-n3 --follow`",
+        "reviewtune-n4": "Next: the run that tunes its content: `reviewtune runs show reviewtune-n3`",
+        "reviewtune-n5": "Next: fix the file and drop it into incoming/ again",
+        "reviewtune-n6": "Next: once S3 can read the file: `reviewtune runs retry reviewtune-n6 --reason TEXT`",
+        "reviewtune-n7": "Next: its retry: `reviewtune runs show reviewtune-n8`",
+        "reviewtune-n9": "Next: to make it its dataset's champion: `reviewtune promote reviewtune-n9 --reason TEXT`",
+    }
+    for run_id, line in expected.items():
+        assert main(["runs", "show", run_id, "--stack", STACK]) == 0
+        out = capsys.readouterr().out
+        assert line in out.splitlines(), (run_id, out[-400:])
+    assert "Next" not in json.dumps(run_json(capsys, "runs", "show", "reviewtune-n1"))  # --json: the item only

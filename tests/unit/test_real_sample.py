@@ -77,3 +77,19 @@ def test_sample_data_makes_the_folders_it_needs_and_refuses_what_it_cannot_write
     assert target.read_bytes() == real_sample.sample_bytes()
     with pytest.raises(SystemExit, match=f"error: cannot write {tmp_path}: Is a directory"):
         main(["sample-data", str(tmp_path)])
+
+
+def test_sample_data_never_replaces_a_file_unasked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "reviews-march.tsv"
+    mine.write_bytes(b"sentiment\treview_body\n1\tmy own review\n")
+    with pytest.raises(SystemExit, match=r"reviews-march.tsv exists and is not the sample: nothing written \(--force"):
+        main(["sample-data", str(mine)])
+    assert mine.read_bytes() == b"sentiment\treview_body\n1\tmy own review\n"
+
+    same = tmp_path / "sample.tsv"
+    assert main(["sample-data", str(same)]) == 0
+    assert main(["sample-data", str(same)]) == 0  # again: the file already holds it
+    assert "already holds the embedded sample dataset" in capsys.readouterr().out
+
+    assert main(["sample-data", "--force", str(mine)]) == 0
+    assert mine.read_bytes() == real_sample.sample_bytes()
