@@ -113,6 +113,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if other_runs:
         progress_console.print(plain(f"no {args.status} runs of dataset {args.dataset!r}; `reviewtune runs list "
                                      f"--dataset {page.shell_word(args.dataset)}` lists its runs of every status"))
+    elif not args.dataset and not items:
+        progress_console.print(plain(
+            (f"no {args.status} runs" if args.status else "no runs yet")
+            + ": `reviewtune drop FILE --dataset NAME` tunes a file of reviews (`reviewtune sample-data FILE` writes "
+            "one)"))
     elif args.dataset and not (folder and folder[0]) and not items:
         none_under = f", and no files under incoming/{args.dataset.strip('/')}/" if folder is not None else ""
         progress_console.print(plain(
@@ -505,6 +510,11 @@ def cmd_champion(args: argparse.Namespace) -> int:
     if args.dataset is None:
         champions = queries.champions(runs.table)
         _emit(args, champions, views.champions_table(champions, f"Champions by dataset ({target.description})"))
+        if not champions:
+            progress_console.print(plain(
+                "no dataset has a champion yet: a dataset's first SUCCEEDED run becomes its champion when its test "
+                "accuracy beats answering the test split's most common class; `reviewtune runs list --status "
+                "SUCCEEDED` lists the runs `reviewtune promote RUN_ID --reason TEXT` can make champion"))
         return 0
     champion = queries.champion_of(runs, args.dataset)
     folder = names.normalize_dataset(args.dataset).strip("/") + "/"

@@ -661,3 +661,17 @@ def test_show_ends_with_the_command_a_person_would_run_next(deployed, capsys):
         out = capsys.readouterr().out
         assert line in out.splitlines(), (run_id, out[-400:])
     assert "Next" not in json.dumps(run_json(capsys, "runs", "show", "reviewtune-n1"))  # --json: the item only
+
+
+def test_empty_lists_say_how_runs_and_champions_come_to_be(deployed, capsys):
+    capsys.readouterr()
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "no runs yet: `reviewtune drop FILE --dataset NAME` tunes a file" in " ".join(capsys.readouterr().err.split())
+    assert main(["champion", "--stack", STACK]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "no dataset has a champion yet" in said and "reviewtune runs list --status SUCCEEDED" in said
+    put_run(deployed, "reviewtune-e1", "team-e/r.tsv", "FAILED", 1)
+    assert main(["runs", "list", "--status", "SUCCEEDED", "--stack", STACK]) == 0
+    assert "no SUCCEEDED runs:" in " ".join(capsys.readouterr().err.split())
+    assert main(["runs", "list", "--stack", STACK]) == 0
+    assert "no runs" not in capsys.readouterr().err
