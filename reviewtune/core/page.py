@@ -84,12 +84,17 @@ def card(label: str, value: str, key: str | None = None) -> str:
 # Unicode's bidirectional controls: in a file name or a reason they would reverse or isolate the text after them
 # (a dataset "team-a/\u202enaj-weiver.tsv" read as "vst.review-jan", and the line's date with it).
 REORDERING = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
-_REORDERING_CHARS = re.compile("[" + "".join(map(chr, sorted(REORDERING))) + "]")
+# Characters drawn as nothing, or as a line break where none is: "team-a/reviews\u200b.tsv" reads as
+# "team-a/reviews.tsv", which is another dataset. The joiners (U+200C, U+200D) are left as they are: emoji and
+# several scripts need them, and no name differs from another by one alone that a reader would not also see.
+INVISIBLE = frozenset({0x00AD, 0x180E, 0x200B, *range(0x2060, 0x2065), 0xFEFF, 0x2028, 0x2029})
+_ESCAPED_CHARS = re.compile("[" + "".join(map(chr, sorted(REORDERING | INVISIBLE))) + "]")
 
 
 def shown_controls(text: str) -> str:
-    """``text`` with each bidirectional control written as its escape (``\\u202e``), as the console shows it."""
-    return _REORDERING_CHARS.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    """``text`` with each bidirectional control, and each character drawn as nothing (``INVISIBLE``), written as its
+    escape (``\\u202e``, ``\\u200b``), as the console shows it."""
+    return _ESCAPED_CHARS.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 # Every other control character but the line break: the page's own markup and style hold line breaks (a value's is
@@ -106,10 +111,11 @@ def escaped_controls(text: str) -> str:
 
 def shell_word(value: str) -> str:
     """``value`` as one word a shell reads back as it is, for a command people paste: ``shlex.quote``'s form, or, for a
-    value holding a control character (a bidirectional control, an ESC, a line break), bash's ``$'...'`` form with
-    each written as the escapes of its UTF-8 bytes (``\\xe2\\x80\\xae``). Inside plain quotes the escapes the page and
-    the console show would be read as typed, and the command would name another dataset."""
-    if not _CONTROL_CHARS.search(value) and not _REORDERING_CHARS.search(value) and "\n" not in value:
+    value holding a control character (a bidirectional control, an ESC, a line break) or an invisible one (U+200B),
+    bash's ``$'...'`` form with each written as the escapes of its UTF-8 bytes (``\\xe2\\x80\\xae``). Inside plain
+    quotes the escapes the page and the console show would be read as typed, and the command would name another
+    dataset."""
+    if not _CONTROL_CHARS.search(value) and not _ESCAPED_CHARS.search(value) and "\n" not in value:
         return shlex.quote(value)
     out = []
     for char in value:
@@ -118,7 +124,7 @@ def shell_word(value: str) -> str:
             out.append("\\" + char)
         elif char == "\n":
             out.append("\\n")
-        elif _CONTROL_CHARS.match(char) or code in REORDERING:
+        elif _CONTROL_CHARS.match(char) or code in REORDERING or code in INVISIBLE:
             # its UTF-8 bytes: bash reads \u202e as the character only in a UTF-8 locale, \xe2\x80\xae in any
             out.extend(f"\\x{byte:02x}" for byte in char.encode())
         else:

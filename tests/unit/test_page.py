@@ -58,6 +58,13 @@ def test_a_bidirectional_control_in_a_value_is_shown_as_its_escape_and_reorders_
     assert "a\u200db" in page.document("a\u200db", "")
 
 
+def test_a_character_drawn_as_nothing_is_shown_as_its_escape_so_two_names_never_read_alike():
+    html = page.document("t", "<p>team-a/reviews\u200b.tsv</p><p>team-a/reviews.tsv</p><p>a\ufeffb\u2028c\u00add</p>")
+    assert "team-a/reviews\\u200b.tsv" in html and "a\\ufeffb\\u2028c\\u00add" in html
+    assert not any(ord(char) in page.INVISIBLE for char in html)
+    assert page.shown_controls("👨\u200d👩\u200d👧 ‌") == "👨\u200d👩\u200d👧 ‌"  # joiners kept
+
+
 def test_every_other_control_character_of_a_value_is_shown_as_its_escape_and_the_markup_s_line_breaks_stay():
     name = "team-c/bad\x1b[31mred\ttab\x85.tsv"
     html = page.document(name, f"<p>{name}</p>\n<p>next</p>")
@@ -69,6 +76,7 @@ def test_every_other_control_character_of_a_value_is_shown_as_its_escape_and_the
 @pytest.mark.parametrize("value", [
     "team-a/reviews.tsv", "team a/it's $HOME `x`.tsv", "team-b/<b>x</b> & \"q\" \u202ecba.tsv",
     "team-c/bad\x1b[31mred\\n\u2066.tsv", "line\nbreak\ttab\x85c1 ü 👍🏽.tsv", "quote ' and backslash \\ \x01",
+    "team-d/reviews\u200b.tsv", "soft\u00adhyphen\ufeff\u2028x",
 ])
 @pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
 def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_character(value, locale):
