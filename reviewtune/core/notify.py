@@ -17,6 +17,7 @@ TRUNCATED = "\n\n[message shortened to fit SNS; the full record is in DynamoDB]"
 _NOT_ALLOWED = re.compile(r"[^\x20-\x7e]")
 # Control characters other than tab and line feed, and lone surrogates (not encodable as UTF-8).
 _UNSENDABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 
 
 def subject_line(text: Any) -> str:
@@ -32,9 +33,12 @@ def _attribute(value: Any) -> str:
 
 def message_body(body: Any, room: int) -> str:
     """The body as valid UTF-8 text of at most ``room`` bytes, cut on a character boundary, saying so when cut. A
-    bidirectional control (from a file name, a reason) is written as its escape, as the console and the report show
-    it: in a mail it would reverse the rest of its line, and name another file."""
-    text = page.shown_controls(_UNSENDABLE.sub("?", str(body).replace("\r\n", "\n"))) or "(no text)"
+    control character but the line break (from a file name, a person's reason), a bidirectional control or a
+    character drawn as nothing is written as its escape (``\\x1b``, ``\\u202e``), as the console and the report show
+    it: in a mail it would reverse the rest of its line, or hide itself, and name another file; a lone surrogate
+    (no UTF-8 can carry it) too."""
+    text = _SURROGATES.sub(lambda found: f"\\u{ord(found.group()):04x}",
+                           page.escaped_controls(str(body).replace("\r\n", "\n"))) or "(no text)"
     data = text.encode("utf-8")
     if len(data) <= room:
         return text

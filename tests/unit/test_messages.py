@@ -321,3 +321,17 @@ def test_no_guessing_warning_without_every_class_s_support():
         "1": {"precision": 0.2, "recall": 1.0, "f1": 0.3, "support": 5}}}}, "runs")
 
     assert "Warning" not in body
+
+
+def test_a_control_character_in_a_person_s_reason_is_sent_as_the_escape_the_console_shows():
+    """`reviewtune runs stop RUN --reason` with an ESC or a tab: the console shows `\\x1b`, `\\x09`; the message the
+    same (not a `?` that hides which character it was); a lone surrogate, which no UTF-8 carries, as `\\ud800`."""
+    item = {"run_id": "r", "dataset": "team-a/r.tsv", "source": {"bucket": "b", "key": "incoming/team-a/r.tsv"}}
+    subject, body = messages.run_failed(item, "tuning", "STOPPED", "stopped by ops: \x1b[31mwrong\tfile\ud800\x85",
+                                        "runs")
+    sns = RecordingSns()
+    publish(sns, "arn", subject, body, run_id="r", status="STOPPED")
+    [call] = sns.calls
+    fits_sns(call)
+    assert "Reason: stopped by ops: \\x1b[31mwrong\\x09file\\ud800\\x85" in call["Message"].splitlines()
+    assert not any(ord(c) < 32 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in call["Message"])
