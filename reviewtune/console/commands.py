@@ -595,6 +595,8 @@ def cmd_overview(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """Each dead-letter queue's count and messages, each beside its run now; exit status 1 while any queue still holds
+    a message (its alarm is on), as `audit` exits 1 while something is owed."""
     target = _target(args)
     states = dead_letters.read_all(target, args.limit, delete_settled=args.delete_settled)
     title = (f"Dead-letter queues ({target.description}); StartTuning's start events are taken back by the "
@@ -603,7 +605,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         deleted = dead_letters.deleted(states)
         title += f": {deleted} settled message{'' if deleted == 1 else 's'} deleted"
     _emit(args, dead_letters.as_data(states), dead_letters.table(states, title))
-    return 0
+    return 1 if dead_letters.left(states) else 0
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

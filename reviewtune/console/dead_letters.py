@@ -268,3 +268,9 @@ def _run_cell(message: DeadLetter) -> str:
 
 def deleted(states: list[QueueState]) -> int:
     return sum(1 for state in states for message in state.messages if message.deleted)
+
+
+def left(states: list[QueueState]) -> int:
+    """How many messages the queues still hold (their count as read, less those deleted here): each queue's alarm is
+    on while it holds one."""
+    return sum(max(state.waiting - sum(1 for m in state.messages if m.deleted), 0) for state in states)

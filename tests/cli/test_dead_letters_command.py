@@ -52,7 +52,7 @@ def test_each_queue_shows_what_its_events_were_about_and_why_they_failed_and_kee
     send(deployed["RecordResults"], "not json {")
 
     capsys.readouterr()
-    assert main(["dead-letters", "--stack", STACK, "--json"]) == 0
+    assert main(["dead-letters", "--stack", STACK, "--json"]) == 1  # messages wait: exit status 1
     states = {s["function"]: s for s in json.loads(capsys.readouterr().out)}
 
     assert {f: s["waiting"] for f, s in states.items()} == {
@@ -67,7 +67,7 @@ def test_each_queue_shows_what_its_events_were_about_and_why_they_failed_and_kee
     assert evaluation["error"] == "SDK_CLIENT_ERROR: Unable to invoke Lambda function"
     assert states["RecordResults"]["messages"][0]["about"] == "not JSON: 'not json {'" and states["Reconcile"]["messages"] == []
 
-    assert main(["dead-letters", "--stack", STACK]) == 0  # the table, and the messages are still there
+    assert main(["dead-letters", "--stack", STACK]) == 1  # the table, and the messages are still there
     text = capsys.readouterr().out
     for expected in ("late (1).tsv", "SlowDown", f"{name} Completed", "(empty)", "taken back by the reconciler"):
         assert expected in text
@@ -81,7 +81,7 @@ def test_limit_caps_the_messages_shown_but_not_the_count(deployed, capsys):
         send(deployed["Reconcile"], json.dumps({"source": "aws.scheduler", "n": i}), ErrorMessage=f"Task timed out {i}")
 
     capsys.readouterr()
-    assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "12"]) == 0
+    assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "12"]) == 1
     reconcile = next(s for s in json.loads(capsys.readouterr().out) if s["function"] == "Reconcile")
 
     assert reconcile["waiting"] == 25 and len(reconcile["messages"]) == 12
@@ -90,7 +90,7 @@ def test_limit_caps_the_messages_shown_but_not_the_count(deployed, capsys):
     sqs = boto3.client("sqs")  # every message read is visible again at once
     visible = sqs.get_queue_attributes(QueueUrl=deployed["Reconcile"], AttributeNames=["All"])["Attributes"]
     assert visible["ApproximateNumberOfMessages"] == "25" and visible["ApproximateNumberOfMessagesNotVisible"] == "0"
-    assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "100"]) == 0
+    assert main(["dead-letters", "--stack", STACK, "--json", "--limit", "100"]) == 1
     again = next(s for s in json.loads(capsys.readouterr().out) if s["function"] == "Reconcile")
     assert len({m["message_id"] for m in again["messages"]}) == 25
 
@@ -121,7 +121,7 @@ def test_each_event_is_put_beside_its_run_now_and_only_settled_ones_are_deleted_
 
     def shown(*options: str) -> dict[str, dict[str, tuple]]:
         capsys.readouterr()
-        assert main(["dead-letters", "--stack", STACK, "--json", *options]) == 0
+        assert main(["dead-letters", "--stack", STACK, "--json", *options]) == 1  # some are left each time
         return {state["function"]: {m["message_id"]: (m["run_id"], m["run_now"], m["settled"], m["deleted"])
                                     for m in state["messages"]} for state in json.loads(capsys.readouterr().out)}
 
@@ -145,7 +145,7 @@ def test_each_event_is_put_beside_its_run_now_and_only_settled_ones_are_deleted_
     after = runs_now(shown())
     assert after == {**before, "StartTuning": [], "StartEvaluation": [("reviewtune-going", "TUNING", False, False)]}
     capsys.readouterr()
-    assert main(["dead-letters", "--stack", STACK, "--delete-settled"]) == 0
+    assert main(["dead-letters", "--stack", STACK, "--delete-settled"]) == 1
     text = " ".join(capsys.readouterr().out.split())
     assert "0 settled messages deleted" in text and "reviewtune-going: TUNING" in text
 
@@ -154,9 +154,18 @@ def test_each_event_is_put_beside_its_run_now_and_only_settled_ones_are_deleted_
 def test_a_body_that_is_json_but_no_event_is_shown_as_such_and_left_in_its_queue(deployed, capsys, body):
     send(deployed["StartTuning"], body, ErrorMessage="boom")
     capsys.readouterr()
-    assert main(["dead-letters", "--stack", STACK, "--json"]) == 0
+    assert main(["dead-letters", "--stack", STACK, "--json"]) == 1
     [message] = {s["function"]: s for s in json.loads(capsys.readouterr().out)}["StartTuning"]["messages"]
     assert message["about"].startswith("not an event") and message["run_now"] == "-"
     attributes = boto3.client("sqs").get_queue_attributes(
         QueueUrl=deployed["StartTuning"], AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "1"  # seen, and visible again for the next reader
+
+
+def test_the_exit_status_says_whether_any_queue_still_holds_a_message(stack, deployed, capsys):
+    assert main(["dead-letters", "--stack", STACK]) == 0  # every queue empty
+    with_run(stack, "reviewtune-done", "incoming/done.tsv", "SUCCEEDED", sent=True)
+    send(deployed["StartEvaluation"], _job_event("tuning", "reviewtune-done"), ErrorMessage="Task timed out")
+    assert main(["dead-letters", "--stack", STACK]) == 1  # settled, but still there: its alarm is on
+    assert main(["dead-letters", "--stack", STACK, "--delete-settled"]) == 0  # deleted: nothing left
+    assert main(["dead-letters", "--stack", STACK]) == 0
