@@ -217,6 +217,9 @@ def drop_key(path: Path, dataset: str | None) -> str:
     if dataset is None:
         dataset = path.name
     dataset = dataset.strip("/")
+    if file_format(dataset) is None and file_format(dataset.strip()) is not None:  # "team-a/r.tsv ", pasted
+        raise ValueError(f"the dataset {dataset!r} has white space around its name, so it would be taken as a folder "
+                         f"(incoming/{dataset}/{path.name}): give {dataset.strip()!r} for that file")
     if file_format(dataset) is None:
         dataset = f"{dataset}/{path.name}"
     key = names.INCOMING_PREFIX + dataset

@@ -257,6 +257,11 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
     assert run_json(capsys, "drop", str(data))["key"] == "incoming/reviews.tsv"
     assert run_json(capsys, "drop", str(data), "--dataset", "team-b/all.tsv")["key"] == "incoming/team-b/all.tsv"
 
+    with pytest.raises(SystemExit, match=r"the dataset 'team-b/all.tsv ' has white space around its name, so it would be "
+                                         r"taken as a folder \(incoming/team-b/all.tsv /reviews.tsv\): give 'team-b/all.tsv'"):
+        main(["drop", str(data), "--dataset", "team-b/all.tsv ", "--stack", STACK])
+    assert run_json(capsys, "drop", str(data), "--dataset", "team c ")["key"] == "incoming/team c /reviews.tsv"  # a folder
+
     bad = tmp_path / "reviews.txt"
     bad.write_text("x")
     with pytest.raises(SystemExit, match=r"only \.tsv, \.csv, \.tsv\.gz, \.csv\.gz .* files are accepted"):
