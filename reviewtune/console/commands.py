@@ -159,10 +159,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
                             + "; ".join(_logs(target, item))), soft_wrap=True)
-        step = views.next_step(item, champion, champion_read=read)
-        if step:
-            console.print(plain(f"Next: {step}"), soft_wrap=True)
+        _next_step(item, champion, read)
     return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
+
+
+def _show_ended(target: Target, item: dict[str, Any]) -> None:
+    """A followed run once it ended (drop --follow, retry --follow), with what a person can do next."""
+    read, champion = _champion_of(target, item)
+    console.print(views.run_view(item, champion_now=views.replaced_champion(item, champion)))
+    _next_step(item, champion, read)
+
+
+def _next_step(item: dict[str, Any], champion: Champion | None, read: bool) -> None:
+    step = views.next_step(item, champion, champion_read=read)
+    if step:
+        console.print(plain(f"Next: {step}"), soft_wrap=True)
 
 
 def _champion_of(target: Target, item: dict[str, Any]) -> tuple[bool, Champion | None]:
@@ -395,7 +406,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
         item = _follow(target, live, names.dataset_name(retry["key"]), dropped, args.timeout)
         done[0]["outcome"] = item
         if not args.json:
-            console.print(views.run_view(item))
+            _show_ended(target, item)
     if args.json:
         print(json.dumps(queries.jsonable(done), indent=2, default=str))
     if any("error" in entry for entry in done):
@@ -440,7 +451,7 @@ def cmd_drop(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(queries.jsonable(item), indent=2, default=str))
     else:
-        console.print(views.run_view(item))
+        _show_ended(target, item)
     return 0 if item["status"] == RunStatus.SUCCEEDED else 1
 
 
