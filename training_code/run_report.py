@@ -317,6 +317,26 @@ def _history(run: dict[str, Any], metrics: dict[str, Any], plotting: bool) -> st
     )
 
 
+def _files(run: dict[str, Any]) -> str:
+    """Where the run's files are in S3 (what start_tuning, the tuning job and this job wrote), to copy one from."""
+    data = run.get("data") or {}
+    best = (run.get("tuning") or {}).get("best_training_job") or {}
+    outputs = run.get("outputs") or {}
+    found = [
+        *((f"{split} data", data.get(split)) for split in ("train", "validation", "test")),
+        ("best model (model.tar.gz)", best.get("model_uri")),
+        ("evaluation.json", outputs.get("evaluation")),
+        ("this report", outputs.get("report")),
+    ]
+    rows = [[escape(what), f"<code>{escape(str(uri))}</code>"] for what, uri in found if isinstance(uri, str) and uri]
+    if not rows:
+        return ""
+    return ('<section data-key="files"><h2>Where its files are</h2>'
+            + page.table(["what", "where"], rows, columns="ln", stack=True)
+            + '<p class="note"><code>aws s3 cp URI .</code> copies one (a folder with <code>--recursive</code>); '
+            "<code>reviewtune runs show</code> lists them too.</p></section>")
+
+
 def _champion(evaluation: dict[str, Any], run_id: str) -> str:
     """Whether this model becomes the dataset's champion: the marked place record_results fills with its decision
     (report_decision.py), and the challenger and the champion on the same test reviews (evaluation.json's
@@ -385,6 +405,7 @@ def render(
         + _search(run, training_summary, plotting)
         + _model(metrics, examples, plotting)
         + _history(run, metrics, plotting)
+        + _files(run)
         + _commands(str(run_id), str(run.get("dataset", "")))
         + "</main>"
     )

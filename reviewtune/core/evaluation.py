@@ -117,6 +117,9 @@ def write_report_input(
         **{k: run.get(k) for k in ("run_id", "dataset", "source", "created_at", "config", "data", "retry_of")},
         "tuning": {**tuning, "trials": trials},
         "history": history,
+        # where the job's own output lands: the report lists it beside the data and the model
+        "outputs": {"evaluation": names.s3_uri(bucket, names.evaluation_key(run["run_id"])),
+                    "report": names.s3_uri(bucket, names.report_key(run["run_id"]))},
     }
     key = report_input_key(run["run_id"])
     s3.put_object(

@@ -199,6 +199,14 @@ def evaluation_prefix(run_id: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/evaluation/"
 
 
+EVALUATION_FILE = "evaluation.json"  # the evaluation job's results, at the top of its output
+
+
+def evaluation_key(run_id: str) -> str:
+    """The run's evaluation.json, where the evaluation job's output is uploaded (its S3 output is the prefix)."""
+    return f"{evaluation_prefix(run_id)}{EVALUATION_FILE}"
+
+
 def trials_key(run_id: str) -> str:
     """Every trial of a run whose item keeps only the best (``trial_records``), beside the report's input."""
     return f"{evaluation_prefix(run_id)}input/trials.json"

@@ -43,7 +43,7 @@ from reviewtune.core.runs import RunsRepository, RunStatus, now_iso
 
 logger = Logger(child=True)
 
-EVALUATION_FILE = "evaluation.json"
+EVALUATION_FILE = names.EVALUATION_FILE
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 # What an evaluation.json may hold. The script writes ~2 KB of metrics; the run item (400 KB in all) keeps them,
 # and a file the item could not hold would fail every SUCCEEDED write and leave the run EVALUATING until its deadline.

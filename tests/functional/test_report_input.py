@@ -40,6 +40,9 @@ def test_run_json_carries_the_run_its_trials_and_the_datasets_earlier_runs(stack
     document = json.loads(body["Body"].read())
     assert document["run_id"] == RUN_ID and document["data"] == run["data"] and "code" not in document
     assert document["retry_of"] == "reviewtune-failed"  # the report says which run's file it tunes again
+    assert document["outputs"] == {  # and where the evaluation job's own output lands
+        "evaluation": f"s3://{stack.bucket}/runs/{RUN_ID}/evaluation/evaluation.json",
+        "report": f"s3://{stack.bucket}/runs/{RUN_ID}/evaluation/report/index.html"}
     assert [(t["name"][-1], t["early_stopped"]) for t in document["tuning"]["trials"]] == [("a", False), ("b", True)]
     assert document["history"] == [{"run_id": "reviewtune-old", "created_at": "2026-10-01T00:00:00Z", "status": "SUCCEEDED",
                                     "test_accuracy": 0.7, "ci95": [0.65, 0.75]}]

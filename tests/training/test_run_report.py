@@ -327,3 +327,25 @@ def test_the_report_s_note_agrees_with_the_rule_that_keeps_such_a_model_from_bei
     assert bool(note) is (most_common is not None and not most_common.beaten_by(accuracy))
     if note:
         assert f"always answering {most_common.name} ({display.percent(most_common.share)} of" in note
+
+
+def test_the_report_says_where_the_run_s_files_are_in_s3() -> None:
+    item = run()
+    item["data"].update({split: f"s3://data/runs/reviewtune-0123/data/{split}/" for split in ("train", "validation", "test")})
+    item["tuning"]["best_training_job"]["model_uri"] = f"s3://data/runs/reviewtune-0123/models/{BEST}/output/model.tar.gz"
+    item["outputs"] = {"evaluation": "s3://data/runs/reviewtune-0123/evaluation/evaluation.json",
+                       "report": "s3://data/runs/reviewtune-0123/evaluation/report/index.html"}
+    page = run_report.render(evaluation(), item, SUMMARY, EXAMPLES, plotting=False)
+    section = page.split('<section data-key="files">', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r"<td[^>]*>([^<]*)</td><td[^>]*><code>([^<]*)</code></td>", section)
+    assert rows == [
+        ("train data", "s3://data/runs/reviewtune-0123/data/train/"),
+        ("validation data", "s3://data/runs/reviewtune-0123/data/validation/"),
+        ("test data", "s3://data/runs/reviewtune-0123/data/test/"),
+        ("best model (model.tar.gz)", f"s3://data/runs/reviewtune-0123/models/{BEST}/output/model.tar.gz"),
+        ("evaluation.json", "s3://data/runs/reviewtune-0123/evaluation/evaluation.json"),
+        ("this report", "s3://data/runs/reviewtune-0123/evaluation/report/index.html"),
+    ]
+    assert page.index('data-key="files"') < page.index('data-key="commands"')
+    # a run.json written before it carried these (or none at all): no empty section
+    assert 'data-key="files"' not in run_report.render(evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)
