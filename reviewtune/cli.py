@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -360,11 +361,18 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     from reviewtune.real_sample import sample_bytes
 
     path, body = Path(args.path).expanduser(), sample_bytes()
+    if _is_stdout(path):  # `sample-data /dev/stdout > f.tsv` (or >>, or | ...): written as the shell opened it
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        PipedConsole(highlight=False, soft_wrap=True, stderr=True).print(
+            plain(f"wrote the embedded sample dataset to {path}"))
+        return 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # A file of the person's is never replaced unasked: "x" creates the file or fails if anything holds the name
-        # (no window between a check and the write); a device such as /dev/stdout is written as asked.
-        with path.open("wb" if args.force or (path.exists() and not path.is_file()) else "xb") as out:
+        # (no window between a check and the write). Written as asked: --force, a device or a pipe, an empty file
+        # (nothing to lose).
+        with path.open("wb" if args.force or _nothing_to_lose(path) else "xb") as out:
             out.write(body)
     except FileExistsError:
         if _holds(path, body):
@@ -375,6 +383,21 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: cannot write {path}: {error.strerror or error}") from None
     console.print(plain(f"wrote the embedded sample dataset to {path}"))
     return 0
+
+
+def _is_stdout(path: Path) -> bool:
+    try:
+        return os.path.samestat(path.stat(), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such file, or a stdout without a descriptor (captured)
+        return False
+
+
+def _nothing_to_lose(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:  # not there (or a dangling link): "x" tells
+        return False
+    return not stat.S_ISREG(info.st_mode) or info.st_size == 0
 
 
 def _holds(path: Path, body: bytes) -> bool:

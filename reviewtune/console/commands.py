@@ -24,7 +24,7 @@ from reviewtune.console.text import PipedConsole, plain, safe
 from reviewtune.core import aws_errors, config, display, names, page, registry, states, stop_requests, tuning
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, Champion, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
-from reviewtune.core.retries import RetryError, retry_run
+from reviewtune.core.retries import RETRYABLE, RetryError, refusal, retry_run
 from reviewtune.core.runs import RunStatus, now_iso
 from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
@@ -113,11 +113,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if other_runs:
         progress_console.print(plain(f"no {args.status} runs of dataset {args.dataset!r}; `reviewtune runs list "
                                      f"--dataset {page.shell_word(args.dataset)}` lists its runs of every status"))
+    elif not args.dataset and not items and args.status and queries.list_runs(table, None, None, 1):
+        progress_console.print(plain(f"no {args.status} runs; `reviewtune runs list` lists the runs of every status"))
     elif not args.dataset and not items:
         progress_console.print(plain(
-            (f"no {args.status} runs" if args.status else "no runs yet")
-            + ": `reviewtune drop FILE --dataset NAME` tunes a file of reviews (`reviewtune sample-data FILE` writes "
-            "one)"))
+            "no runs yet: `reviewtune drop FILE --dataset NAME` tunes a file of reviews (`reviewtune sample-data FILE` "
+            "writes one)"))
     elif args.dataset and not (folder and folder[0]) and not items:
         none_under = f", and no files under incoming/{args.dataset.strip('/')}/" if folder is not None else ""
         progress_console.print(plain(
@@ -159,7 +160,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not args.json:
         console.print(plain(f"Logs: `reviewtune runs logs {item['run_id']}` (its jobs); "
                             + "; ".join(_logs(target, item))), soft_wrap=True)
-        _next_step(item, champion, read)
+        _next_step(target, item, champion, read)
     return 0 if not args.follow or item["status"] == RunStatus.SUCCEEDED else 1
 
 
@@ -167,13 +168,24 @@ def _show_ended(target: Target, item: dict[str, Any]) -> None:
     """A followed run once it ended (drop --follow, retry --follow), with what a person can do next."""
     read, champion = _champion_of(target, item)
     console.print(views.run_view(item, champion_now=views.replaced_champion(item, champion)))
-    _next_step(item, champion, read)
+    _next_step(target, item, champion, read)
 
 
-def _next_step(item: dict[str, Any], champion: Champion | None, read: bool) -> None:
-    step = views.next_step(item, champion, champion_read=read)
+def _next_step(target: Target, item: dict[str, Any], champion: Champion | None, read: bool) -> None:
+    step = views.next_step(item, champion, champion_read=read, retry_refused=_retry_refused(target, item))
     if step:
         console.print(plain(f"Next: {step}"), soft_wrap=True)
+
+
+def _retry_refused(target: Target, item: dict[str, Any]) -> str | None:
+    """Why `runs retry` would refuse a run that ended without a result (retries.refusal), None when it would not or
+    DynamoDB cannot say (the retry itself checks again)."""
+    if item.get("status") not in RETRYABLE and not item.get("unreadable"):
+        return None
+    try:
+        return refusal(target.runs(), item)
+    except (ClientError, BotoCoreError):
+        return None
 
 
 def _champion_of(target: Target, item: dict[str, Any]) -> tuple[bool, Champion | None]:
@@ -607,7 +619,8 @@ def cmd_overview(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """Each dead-letter queue's count and messages, each beside its run now; exit status 1 while any queue still holds
-    a message (its alarm is on), as `audit` exits 1 while something is owed."""
+    a message (visible, or being read: the reconciler takes StartTuning's back), as `audit` exits 1 while something is
+    owed."""
     target = _target(args)
     states = dead_letters.read_all(target, args.limit, delete_settled=args.delete_settled)
     title = (f"Dead-letter queues ({target.description}); StartTuning's start events are taken back by the "

@@ -271,6 +271,6 @@ def deleted(states: list[QueueState]) -> int:
 
 
 def left(states: list[QueueState]) -> int:
-    """How many messages the queues still hold (their count as read, less those deleted here): each queue's alarm is
-    on while it holds one."""
+    """How many messages the queues still hold (their count as read, visible and in flight, less those deleted
+    here)."""
     return sum(max(state.waiting - sum(1 for m in state.messages if m.deleted), 0) for state in states)

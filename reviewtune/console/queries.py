@@ -214,18 +214,30 @@ def fetch_report(s3: Any, item: dict[str, Any], bucket: str, out: Path) -> Path:
 
 def drop_key(path: Path, dataset: str | None) -> str:
     """incoming/<dataset>: the file's name, or the dataset given (a folder when it has no .tsv/.csv suffix)."""
+    given = dataset is not None
     if dataset is None:
         dataset = path.name
+    _refuse_padding(dataset, given)
     dataset = dataset.strip("/")
-    if file_format(dataset) is None and file_format(dataset.strip()) is not None:  # "team-a/r.tsv ", pasted
-        raise ValueError(f"the dataset {dataset!r} has white space around its name, so it would be taken as a folder "
-                         f"(incoming/{dataset}/{path.name}): give {dataset.strip()!r} for that file")
     if file_format(dataset) is None:
         dataset = f"{dataset}/{path.name}"
     key = names.INCOMING_PREFIX + dataset
     if file_format(key) is None:
         raise ValueError(f"{path}: only {accepted_formats_text()} files are accepted")
     return key
+
+
+def _refuse_padding(dataset: str, given: bool) -> None:
+    """White space pasted around a name (" team-a/r.tsv", "team-a/r.tsv "), or around one of its folders, would name
+    another dataset than the one meant, or make a file's name a folder: refused, with the name meant."""
+    meant = "/".join(part.strip() for part in dataset.split("/"))
+    if meant == dataset:
+        return
+    if given:
+        raise ValueError(f"the dataset {dataset!r} has white space around its name or a folder's, which would make it "
+                         f"another dataset: give {meant!r} if that is the one meant")
+    raise ValueError(f"the file's name {dataset!r} has white space around it, which would make it another dataset: "
+                     f"rename it, or give the dataset with --dataset {meant!r}")
 
 
 def upload(s3: Any, bucket: str, path: Path, key: str) -> dict[str, Any]:

@@ -122,8 +122,7 @@ def new_table(title: str | None = None, *, narrow: bool = False, **options: Any)
 def safe(value: Any) -> str:
     """``value`` as a string whose control characters but the line break are written as escapes (``\\x1b``,
     ``\\u202e``), as the HTML pages write them (page.escaped_controls); joiners used by emoji stay."""
-    text = str(value)
-    return text if text.isprintable() else escaped_controls(text)
+    return escaped_controls(str(value))  # even a printable string: a Hangul filler is a letter drawn as nothing
 
 
 def plain(value: Any, style: str = "") -> Text:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Group
@@ -340,31 +341,51 @@ def replaced_champion(item: dict[str, Any], current: Any) -> str | None:
     return f"no longer: {current.run_id} since {display.utc_time(current.changed_at)}"
 
 
-def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool = True) -> str | None:
+def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool = True,
+              retry_refused: str | None = None) -> str | None:
     """What a person can do next with the run, as a command to paste (the message names the same ones), or None:
     retry a run that ended without a result, follow one that has not ended, look at the run a duplicate or a retry
     points to, promote a SUCCEEDED run that is not its dataset's champion. ``champion``: the dataset's champion now
-    (champion.Champion) or None; ``champion_read`` False: the pointer could not be read (no promote then)."""
+    (champion.Champion) or None; ``champion_read`` False: the pointer could not be read (no promote then);
+    ``retry_refused``: why ``runs retry`` would refuse the run (retries.refusal), said instead of the command."""
     run_id, status = item["run_id"], item.get("status")
     retried = item.get("retried") if isinstance(item.get("retried"), dict) else None
     if retried and retried.get("new_run_id"):
         return f"its retry: `reviewtune runs show {retried['new_run_id']}`"
+    retry = f"`reviewtune runs retry {run_id} --reason TEXT`"
     if status in (runs.RunStatus.FAILED, runs.RunStatus.STOPPED):
+        if retry_refused:
+            return f"a retry would be refused: {retry_refused}"
         return ("to tune its file again" + ("" if status == runs.RunStatus.STOPPED else " once the cause is fixed")
-                + f": `reviewtune runs retry {run_id} --reason TEXT`")
+                + f": {retry}")
     if status == runs.RunStatus.REJECTED:
-        if item.get("unreadable"):
-            return f"once S3 can read the file: `reviewtune runs retry {run_id} --reason TEXT`"
+        if item.get("unreadable") and not retry_refused:
+            return f"once S3 can read the file: {retry}"
         return "fix the file and drop it into incoming/ again"
     if status == runs.RunStatus.DUPLICATE and item.get("duplicate_of"):
         return f"the run that tunes its content: `reviewtune runs show {item['duplicate_of']}`"
     if status == runs.RunStatus.SUCCEEDED:
-        if not champion_read or (champion is not None and champion.run_id == run_id):
-            return None
-        return f"to make it its dataset's champion: `reviewtune promote {run_id} --reason TEXT`"
+        return _promote_step(item, champion) if champion_read else None
     if not states.is_final(str(status)):
         return f"to watch it to its end: `reviewtune runs show {run_id} --follow`"
     return None
+
+
+def _promote_step(item: dict[str, Any], champion: Any) -> str | None:
+    """``promote`` for a SUCCEEDED run that is not its dataset's champion and that promote takes (a model package and
+    a test accuracy recorded: promotion._promotable)."""
+    run_id = item["run_id"]
+    if champion is not None and champion.run_id == run_id:
+        return None
+    if not item.get("model_package_arn") or not isinstance((item.get("results") or {}).get("test_accuracy"),
+                                                           int | float | Decimal):
+        return None
+    command = f"`reviewtune promote {run_id} --reason TEXT`"
+    decision = item.get("champion") if isinstance(item.get("champion"), dict) else {}
+    if _was_champion(decision, run_id, item.get("promoted")):
+        return f"to make it its dataset's champion again: {command}"
+    why = decision.get("decision")
+    return (f"it is not champion{f' ({why})' if why else ''}; a person can make it so: {command}")
 
 
 def run_view(item: dict[str, Any], *, champion_now: str | None = None) -> Group:

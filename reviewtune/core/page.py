@@ -85,9 +85,18 @@ def card(label: str, value: str, key: str | None = None) -> str:
 # (a dataset "team-a/\u202enaj-weiver.tsv" read as "vst.review-jan", and the line's date with it).
 REORDERING = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
 # Characters drawn as nothing, or as a line break where none is: "team-a/reviews\u200b.tsv" reads as
-# "team-a/reviews.tsv", which is another dataset. The joiners (U+200C, U+200D) are left as they are: emoji and
-# several scripts need them, and no name differs from another by one alone that a reader would not also see.
-INVISIBLE = frozenset({0x00AD, 0x180E, 0x200B, *range(0x2060, 0x2065), 0xFEFF, 0x2028, 0x2029})
+# "team-a/reviews.tsv", which is another dataset. Those that scripts or emoji need are left as they are: the joiners
+# (U+200C, U+200D) and the Mongolian vowel separator (U+180E).
+INVISIBLE = frozenset({
+    0x00AD,  # soft hyphen
+    0x034F,  # combining grapheme joiner
+    0x115F, 0x1160, 0x3164, 0xFFA0,  # Hangul fillers
+    0x200B,  # zero width space
+    0x2028, 0x2029,  # line and paragraph separators
+    *range(0x2060, 0x2065), *range(0x206A, 0x2070),  # word joiner, invisible operators, deprecated format characters
+    0xFEFF,  # zero width no-break space (a byte order mark)
+    *range(0xFFF9, 0xFFFC),  # interlinear annotation characters
+})
 _ESCAPED_CHARS = re.compile("[" + "".join(map(chr, sorted(REORDERING | INVISIBLE))) + "]")
 
 

@@ -87,14 +87,7 @@ def retry_run(
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None or "status" not in run:  # the slots item, a content marker: no run
         raise RetryError(no_such_run(run_id))
-    if "source" not in run:  # a record written without its file's place (an older item)
-        raise RetryError(f"run {run_id} does not record which file it read, so it cannot be retried: drop the file "
-                         "again (reviewtune drop FILE)")
-    _check_retryable(runs, run, now, sweep_days)
-    if not names.object_version(run["source"].get("version_id")):
-        raise RetryError(f"run {run_id} read its file from a bucket without versioning, where a copy of it could not be "
-                         "told from the run it retries: drop the file again (reviewtune drop FILE), the same bytes "
-                         "dropped again are a run of their own")
+    _check_item(runs, run, now, sweep_days)
     content = (run["dataset"], (run.get("data") or {}).get("summary", {}).get("content_sha256"))
     if content[1] and content in (retried_now or {}):
         earlier = (retried_now or {})[content]
@@ -131,6 +124,31 @@ def retry_run(
             f"here (s3://{bucket}/{key} version {version_id}) starts run {new_run_id}, which ends DUPLICATE of it"
         )
     return retry
+
+
+def refusal(runs: RunsRepository, run: dict[str, Any], now: datetime | None = None,
+            sweep_days: float = config.MISSED_DROP_WINDOW_DAYS) -> str | None:
+    """Why ``retry_run`` would refuse the run as its item stands (None: it would go on to copy the file), for a person
+    told what to do next (``runs show``); the bucket's versioning now and the object version itself are checked by
+    the retry alone."""
+    try:
+        _check_item(runs, run, now, sweep_days)
+    except RetryError as error:
+        return str(error)
+    return None
+
+
+def _check_item(runs: RunsRepository, run: dict[str, Any], now: datetime | None, sweep_days: float) -> None:
+    """The refusals the run's item (and the runs of its content) tell, before S3 is asked anything."""
+    run_id = run["run_id"]
+    if "source" not in run:  # a record written without its file's place (an older item)
+        raise RetryError(f"run {run_id} does not record which file it read, so it cannot be retried: drop the file "
+                         "again (reviewtune drop FILE)")
+    _check_retryable(runs, run, now, sweep_days)
+    if not names.object_version(run["source"].get("version_id")):
+        raise RetryError(f"run {run_id} read its file from a bucket without versioning, where a copy of it could not be "
+                         "told from the run it retries: drop the file again (reviewtune drop FILE), the same bytes "
+                         "dropped again are a run of their own")
 
 
 def _check_retryable(runs: RunsRepository, run: dict[str, Any], now: datetime | None = None,

@@ -253,10 +253,11 @@ def test_a_dataset_whose_succeeded_runs_were_not_made_champion_says_why_not_that
 def test_show_names_promote_as_the_next_step_of_a_succeeded_run_that_is_not_champion(lifecycle, capsys):
     stack, _ = lifecycle
     assert main(["runs", "show", "reviewtune-a2", "--stack", STACK]) == 0
-    assert "Next: to make it its dataset's champion: `reviewtune promote reviewtune-a2 --reason TEXT`" in capsys.readouterr().out
+    assert ("Next: it is not champion (kept); a person can make it so: `reviewtune promote reviewtune-a2 --reason TEXT`"
+            in capsys.readouterr().out)
     assert main(["runs", "show", "reviewtune-a1", "--stack", STACK]) == 0  # the champion: nothing to do
     assert "Next:" not in capsys.readouterr().out
     assert main(["promote", "reviewtune-a2", "--reason", "a2 reads the new catalogue", "--stack", STACK]) == 0
     capsys.readouterr()
     assert main(["runs", "show", "reviewtune-a1", "--stack", STACK]) == 0  # replaced by hand: it can come back
-    assert "Next: to make it its dataset's champion: `reviewtune promote reviewtune-a1 --reason TEXT`" in capsys.readouterr().out
+    assert "Next: to make it its dataset's champion again: `reviewtune promote reviewtune-a1 --reason TEXT`" in capsys.readouterr().out

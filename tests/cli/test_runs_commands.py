@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import unicodedata
 from datetime import datetime, timedelta
@@ -257,10 +258,21 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
     assert run_json(capsys, "drop", str(data))["key"] == "incoming/reviews.tsv"
     assert run_json(capsys, "drop", str(data), "--dataset", "team-b/all.tsv")["key"] == "incoming/team-b/all.tsv"
 
-    with pytest.raises(SystemExit, match=r"the dataset 'team-b/all.tsv ' has white space around its name, so it would be "
-                                         r"taken as a folder \(incoming/team-b/all.tsv /reviews.tsv\): give 'team-b/all.tsv'"):
-        main(["drop", str(data), "--dataset", "team-b/all.tsv ", "--stack", STACK])
-    assert run_json(capsys, "drop", str(data), "--dataset", "team c ")["key"] == "incoming/team c /reviews.tsv"  # a folder
+    for pasted, meant in (("team-b/all.tsv ", "team-b/all.tsv"), (" team-b/all.tsv", "team-b/all.tsv"),
+                          ("team-b/all.tsv/ ", "team-b/all.tsv/"), ("team c /\tall.tsv", "team c/all.tsv"),
+                          ("team c ", "team c")):
+        with pytest.raises(SystemExit, match=re.escape(f"the dataset {pasted!r} has white space around its name or a "
+                                                       f"folder's, which would make it another dataset: give {meant!r}")):
+            main(["drop", str(data), "--dataset", pasted, "--stack", STACK])
+    assert run_json(capsys, "drop", str(data), "--dataset", "team c")["key"] == "incoming/team c/reviews.tsv"
+    padded = tmp_path / "reviews.tsv "
+    padded.write_text("sentiment\treview_body\n1\tgood\n")
+    with pytest.raises(SystemExit, match=re.escape("the file's name 'reviews.tsv ' has white space around it, which would "
+                                                   "make it another dataset: rename it, or give the dataset with "
+                                                   "--dataset 'reviews.tsv'")):
+        main(["drop", str(padded), "--stack", STACK])
+    assert [v["Key"] for v in s3.list_object_versions(Bucket=deployed.bucket).get("Versions", [])
+            if v["Key"].strip() != v["Key"] or "/ " in v["Key"] or " /" in v["Key"]] == []  # none was uploaded
 
     bad = tmp_path / "reviews.txt"
     bad.write_text("x")
@@ -651,6 +663,8 @@ def test_show_ends_with_the_command_a_person_would_run_next(deployed, capsys):
     put_run(deployed, "reviewtune-n7", "team-n/r.tsv", "FAILED", 7)
     runs.update("reviewtune-n7", retried={"at": "2026-11-01T13:00:00Z", "by": "ops", "new_run_id": "reviewtune-n8"})
     put_run(deployed, "reviewtune-n9", "team-n/r.tsv", "SUCCEEDED", 9, 0.7)  # no champion yet
+    runs.update("reviewtune-n9", model_package_arn="arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1",
+                results={"test_accuracy": 0.7}, champion={"decision": "no better than guessing"})
     expected = {
         "reviewtune-n1": "Next: to tune its file again once the cause is fixed: `reviewtune runs retry reviewtune-n1 --reason TEXT`",
         "reviewtune-n2": "Next: to tune its file again: `reviewtune runs retry reviewtune-n2 --reason TEXT`",
@@ -659,13 +673,41 @@ def test_show_ends_with_the_command_a_person_would_run_next(deployed, capsys):
         "reviewtune-n5": "Next: fix the file and drop it into incoming/ again",
         "reviewtune-n6": "Next: once S3 can read the file: `reviewtune runs retry reviewtune-n6 --reason TEXT`",
         "reviewtune-n7": "Next: its retry: `reviewtune runs show reviewtune-n8`",
-        "reviewtune-n9": "Next: to make it its dataset's champion: `reviewtune promote reviewtune-n9 --reason TEXT`",
+        "reviewtune-n9": "Next: it is not champion (no better than guessing); a person can make it so: "
+                         "`reviewtune promote reviewtune-n9 --reason TEXT`",
     }
     for run_id, line in expected.items():
         assert main(["runs", "show", run_id, "--stack", STACK]) == 0
         out = capsys.readouterr().out
         assert line in out.splitlines(), (run_id, out[-400:])
     assert "Next" not in json.dumps(run_json(capsys, "runs", "show", "reviewtune-n1"))  # --json: the item only
+
+
+def test_show_names_no_command_that_would_be_refused_and_says_why(deployed, capsys):
+    """promote takes a run with a model package and a test accuracy; retry refuses a run of a bucket without
+    versioning, or one whose content a later run kept: `Next` says so instead of naming the command."""
+    runs = RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table))
+    put_run(deployed, "reviewtune-p1", "team-p/r.tsv", "SUCCEEDED", 1, 0.7)  # its registration failed: no package
+    put_run(deployed, "reviewtune-p2", "team-p/r.tsv", "FAILED", 2)
+    runs.update("reviewtune-p2", source={"bucket": deployed.bucket, "key": "incoming/team-p/r.tsv"})  # no version
+    put_run(deployed, "reviewtune-p3", "team-q/r.tsv", "FAILED", 3)
+    put_run(deployed, "reviewtune-p4", "team-q/r.tsv", "SUCCEEDED", 4, 0.7)  # the same bytes dropped again
+    for run_id in ("reviewtune-p3", "reviewtune-p4"):
+        runs.update(run_id, data={"summary": {"rows": {"train": 90}, "content_sha256": "c" * 64}})
+
+    def next_line(run_id: str) -> str | None:
+        assert main(["runs", "show", run_id, "--stack", STACK]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Next:")]
+        return lines[0] if lines else None
+
+    assert next_line("reviewtune-p1") is None
+    assert next_line("reviewtune-p2") == (
+        "Next: a retry would be refused: run reviewtune-p2 read its file from a bucket without versioning, where a copy "
+        "of it could not be told from the run it retries: drop the file again (reviewtune drop FILE), the same bytes "
+        "dropped again are a run of their own")
+    assert next_line("reviewtune-p3") == (
+        "Next: a retry would be refused: run reviewtune-p4 (SUCCEEDED) has the same content: a retry of reviewtune-p3 "
+        "would end DUPLICATE of it (`reviewtune runs show reviewtune-p4`)")
 
 
 def test_empty_lists_say_how_runs_and_champions_come_to_be(deployed, capsys):
@@ -675,8 +717,11 @@ def test_empty_lists_say_how_runs_and_champions_come_to_be(deployed, capsys):
     assert main(["champion", "--stack", STACK]) == 0
     said = " ".join(capsys.readouterr().err.split())
     assert "no dataset has a champion yet" in said and "reviewtune runs list --status SUCCEEDED" in said
+    assert main(["runs", "list", "--status", "FAILED", "--stack", STACK]) == 0  # no runs at all: how to make one
+    assert "no runs yet: `reviewtune drop" in " ".join(capsys.readouterr().err.split())
     put_run(deployed, "reviewtune-e1", "team-e/r.tsv", "FAILED", 1)
     assert main(["runs", "list", "--status", "SUCCEEDED", "--stack", STACK]) == 0
-    assert "no SUCCEEDED runs:" in " ".join(capsys.readouterr().err.split())
+    said = " ".join(capsys.readouterr().err.split())
+    assert "no SUCCEEDED runs; `reviewtune runs list` lists the runs of every status" in said and "drop" not in said
     assert main(["runs", "list", "--stack", STACK]) == 0
     assert "no runs" not in capsys.readouterr().err

@@ -26,6 +26,7 @@ def test_control_characters_are_escaped_and_the_rest_kept():
     assert safe("\u202eevil.tsv") == "\\u202eevil.tsv"
     assert safe("line 1\nline 2\tend") == "line 1\nline 2\\x09end"  # a tab is not a space: two names would read alike
     assert safe("reviews\u200b.tsv\ufeff") == "reviews\\u200b.tsv\\ufeff"  # drawn as nothing: would read as reviews.tsv
+    assert safe("reviews\u3164.tsv") == "reviews\\u3164.tsv"  # a letter drawn as nothing (printable to Python)
     assert safe("crème brûlée 👩‍👩‍👧 日本") == "crème brûlée 👩‍👩‍👧 日本"  # the joiner in the emoji stays
     assert safe(42) == "42"
 

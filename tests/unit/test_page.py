@@ -63,6 +63,8 @@ def test_a_character_drawn_as_nothing_is_shown_as_its_escape_so_two_names_never_
     assert "team-a/reviews\\u200b.tsv" in html and "a\\ufeffb\\u2028c\\u00add" in html
     assert not any(ord(char) in page.INVISIBLE for char in html)
     assert page.shown_controls("👨\u200d👩\u200d👧 ‌") == "👨\u200d👩\u200d👧 ‌"  # joiners kept
+    assert page.shown_controls("ᠮᠣᠩᠭᠣᠯ\u180eᠠ") == "ᠮᠣᠩᠭᠣᠯ\u180eᠠ"  # so is the Mongolian vowel separator
+    assert page.shown_controls("a\u3164b\u115f") == "a\\u3164b\\u115f"  # letters drawn as nothing
 
 
 def test_every_other_control_character_of_a_value_is_shown_as_its_escape_and_the_markup_s_line_breaks_stay():
@@ -76,7 +78,7 @@ def test_every_other_control_character_of_a_value_is_shown_as_its_escape_and_the
 @pytest.mark.parametrize("value", [
     "team-a/reviews.tsv", "team a/it's $HOME `x`.tsv", "team-b/<b>x</b> & \"q\" \u202ecba.tsv",
     "team-c/bad\x1b[31mred\\n\u2066.tsv", "line\nbreak\ttab\x85c1 ü 👍🏽.tsv", "quote ' and backslash \\ \x01",
-    "team-d/reviews\u200b.tsv", "soft\u00adhyphen\ufeff\u2028x",
+    "team-d/reviews\u200b.tsv", "soft\u00adhyphen\ufeff\u2028x", "filler\u3164\u206a\ufff9.tsv", "only\u3164filler.tsv",
 ])
 @pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
 def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_character(value, locale):
@@ -84,4 +86,4 @@ def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_cha
     assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True,
                           env={"LC_ALL": locale}).stdout.decode() == value
     assert word.isprintable() and page.escaped_controls(word) == word
-    assert (word == shlex.quote(value)) is value.isprintable()
+    assert (word == shlex.quote(value)) is (page.escaped_controls(value) == value)  # plain quotes: nothing to escape

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,21 @@ def test_sample_data_never_replaces_a_file_unasked(tmp_path: Path, capsys: pytes
 
     assert main(["sample-data", "--force", str(mine)]) == 0
     assert mine.read_bytes() == real_sample.sample_bytes()
+
+
+def test_sample_data_to_its_own_stdout_writes_where_the_shell_points_and_an_empty_file_is_filled(tmp_path: Path) -> None:
+    """`sample-data /dev/stdout > f.tsv` (the shell made f.tsv: it exists) and `>> f.tsv` (appended, nothing of the
+    file lost); an empty file (`mktemp`) holds nothing to lose."""
+    mine = tmp_path / "appended.tsv"
+    mine.write_bytes(b"first line\n")
+    for mode, target in (("wb", tmp_path / "new.tsv"), ("ab", mine)):
+        with target.open(mode) as out:
+            done = subprocess.run([sys.executable, "-m", "reviewtune.cli", "sample-data", "/dev/stdout"], stdout=out,
+                                  stderr=subprocess.PIPE, text=True, check=False)
+        assert done.returncode == 0 and "wrote the embedded sample dataset to /dev/stdout" in done.stderr
+    assert (tmp_path / "new.tsv").read_bytes() == real_sample.sample_bytes()
+    assert mine.read_bytes() == b"first line\n" + real_sample.sample_bytes()
+
+    empty = tmp_path / "made-by-mktemp.tsv"
+    empty.touch()
+    assert main(["sample-data", str(empty)]) == 0 and empty.read_bytes() == real_sample.sample_bytes()
