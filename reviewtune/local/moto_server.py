@@ -144,6 +144,28 @@ def _list_versions_url_encoded() -> None:
     S3Response.list_object_versions = list_object_versions
 
 
+def _route_keys_with_line_breaks() -> None:
+    """A key holding a line break (S3 takes any character in a key) reaches its object.
+
+    moto's server routes S3's object requests by regular expressions whose ``.+`` stops at a line break, so a PUT, GET
+    or HEAD of ``incoming/a\nb.tsv`` answered a bare 404: locally such a file could not be dropped, nor a run read
+    it. Its routes' ``.`` take a line break too: a path without one is routed as before.
+    """
+    from moto.moto_server import utilities
+    from werkzeug.routing import BaseConverter
+
+    converter = utilities.RegexConverter
+    if getattr(converter.__init__, "line_breaks", False):
+        return
+
+    def __init__(self: Any, url_map: Any, *items: Any) -> None:
+        BaseConverter.__init__(self, url_map)
+        self.regex = items[0].replace(".+", r"[\s\S]+").replace(".*", r"[\s\S]*")
+
+    __init__.line_breaks = True  # type: ignore[attr-defined]
+    converter.__init__ = __init__  # type: ignore[method-assign]
+
+
 class MotoServer:
     """Starts moto's threaded server on a free port; its state is reset on start and on stop."""
 
@@ -161,6 +183,7 @@ class MotoServer:
         _serialize_dynamodb_requests()
         _list_versions_without_copying_bytes()
         _list_versions_url_encoded()
+        _route_keys_with_line_breaks()
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

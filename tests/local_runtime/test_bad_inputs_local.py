@@ -26,7 +26,7 @@ LOCAL = {
     "unterminated quote": "incoming/équipe/avis 100% ✓.TSV",
     "unquoted comma in a review": "incoming/a+b/comma list.Csv",
     "NUL byte in a review": "incoming/deep/er/and/deeper/nul \x1b[0m.tsv",  # ESC: no XML 1.0 character
-    "huge header without a text column": "incoming/wide + long.csv",
+    "huge header without a text column": "incoming/wide + long\r\nand two lines.csv",  # line breaks: S3 takes them
     "truncated gzip": "incoming/cut short.CSV.GZ",
 }
 # Sent on the bus after the object was put (and went away): sizes over CopyObject's 5 GB, objects gone.
@@ -115,7 +115,7 @@ def test_bad_files_dropped_on_the_local_runtime_are_rejected_and_announced(runti
         assert s3.get_object(Bucket=bucket, Key=names.rejected_key(key))["Body"].read() == data
     time.sleep(1)
     assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []) == []  # folder: nothing
-    # the listing of incoming/ (the reconciler's sweep, audit, overview) carries every key, ESC included
+    # the listing of incoming/ (the reconciler's sweep, audit, overview) carries every key, ESC and line breaks included
     listed = s3.list_object_versions(Bucket=bucket, Prefix="incoming/")["Versions"]
     assert {key for _, key, _ in runs.values()} <= {version["Key"] for version in listed}
 

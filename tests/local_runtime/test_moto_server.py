@@ -74,3 +74,23 @@ def test_listing_versions_carries_keys_that_xml_cannot(moto_url):
         seen += [v["Key"] for v in page.get("Versions", [])] + [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         assert page.get("Delimiter") == "\x1b"
     assert sorted(seen) == sorted(["incoming/esc\x1b", odd[1], odd[2]])
+
+
+def test_a_key_with_line_breaks_reaches_its_object(moto_url):
+    """moto routed S3's object requests by a ``.+`` that stops at a line break: a PUT of ``incoming/a\nb.tsv`` answered
+    a bare 404, so locally such a file could neither be dropped nor read by its run."""
+    s3 = make_clients(moto_url)("s3")
+    s3.create_bucket(Bucket="line-breaks")
+    s3.put_bucket_versioning(Bucket="line-breaks", VersioningConfiguration={"Status": "Enabled"})
+    for key in ("incoming/a\nb.tsv", "incoming/c\r\nd.tsv", "incoming/\n", "incoming/plain.tsv"):
+        version = s3.put_object(Bucket="line-breaks", Key=key, Body=key.encode())["VersionId"]
+        assert s3.get_object(Bucket="line-breaks", Key=key)["Body"].read() == key.encode()
+        assert s3.head_object(Bucket="line-breaks", Key=key, VersionId=version)["ContentLength"] == len(key.encode())
+        copied = s3.copy_object(Bucket="line-breaks", Key=key + ".copy",
+                                CopySource={"Bucket": "line-breaks", "Key": key, "VersionId": version})
+        assert copied["VersionId"] != version
+    listed = {v["Key"] for v in s3.list_object_versions(Bucket="line-breaks", Prefix="incoming/")["Versions"]}
+    assert {"incoming/a\nb.tsv", "incoming/c\r\nd.tsv.copy", "incoming/\n"} <= listed
+    s3.delete_object(Bucket="line-breaks", Key="incoming/a\nb.tsv")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="line-breaks", Prefix="incoming/a")["Contents"]] == [
+        "incoming/a\nb.tsv.copy"]
