@@ -97,8 +97,8 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     )
     version = source.get("version_id")
     facts = {
-        "dataset": escape(str(run.get("dataset", "n/a"))),
-        "source object": escape(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}")
+        "dataset": escape(page.one_line(run.get("dataset", "n/a"))),
+        "source object": escape(page.one_line(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}"))
         + (f" (version {escape(str(version))})" if version else ""),
         "rows per split": " / ".join(
             f'{escape(name)} <span data-key="rows-{escape(name)}">{rows[name]:,}</span>'
@@ -399,7 +399,7 @@ def render(
     made = display.utc_time(datetime.now(UTC))
     body = (
         f"<main><h1>reviewtune run {escape(str(run_id))}</h1>"
-        f"<p class='sub'>dataset {escape(str(run.get('dataset', 'n/a')))} · report made {made}</p>{note}"
+        f"<p class='sub'>dataset {escape(page.one_line(run.get('dataset', 'n/a')))} · report made {made}</p>{note}"
         + _summary(run, metrics, int(evaluation.get("test_rows", 0)))
         + _champion(evaluation, str(run_id))
         + _search(run, training_summary, plotting)
@@ -410,7 +410,8 @@ def render(
         + "</main>"
     )
     # a tab's title: the dataset and the accuracy first, so that several open reports can be told apart
-    title = f"{run.get('dataset') or 'n/a'} {display.percent(metrics['accuracy'].get('value'))} · reviewtune {run_id}"
+    title = (f"{page.one_line(run.get('dataset') or 'n/a')} {display.percent(metrics['accuracy'].get('value'))} · "
+             f"reviewtune {run_id}")
     return page.document(title, body)
 
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from reviewtune.console.text import FOLD, TIME, ByWidth, add_row, id_column, new_table, stacked, utc_time
-from reviewtune.core import claims, config, missed_drops, names
+from reviewtune.core import claims, config, missed_drops, names, page
 from reviewtune.core.runs import RunsRepository, outcome_message, parse_iso
 from reviewtune.core.states import is_final
 from reviewtune.core.tuning import dropped_object
@@ -70,9 +70,9 @@ def audit(s3: Any, runs: RunsRepository, bucket: str, dataset: str | None, days:
     scope = names.normalize_dataset(dataset) if dataset else ""
     by_dataset: dict[str, list[tuple[dict[str, Any], Any]]] = defaultdict(list)
     for spelling in names.key_spellings(scope):  # a key written with decomposed accents is the same dataset
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
-                                                                      Prefix=names.INCOMING_PREFIX + spelling):
-            for version in page.get("Versions", []):
+        for listed in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                        Prefix=names.INCOMING_PREFIX + spelling):
+            for version in listed.get("Versions", []):
                 obj = missed_drops.dropped_version(bucket, version)
                 # the prefix `team-a` also lists team-ab/: only the dataset named, or the folder's
                 if (obj is not None and version["LastModified"] >= since
@@ -170,8 +170,8 @@ def _table(rows: list[dict[str, Any]], title: str, *, narrow: bool) -> Table:
         for column in ("written (UTC)", "file", "version", "run", "status", "told (UTC)", "problem"):
             view.add_column(column, overflow="fold")
     for row in rows:
-        cells = [utc_time(row["written"]), row["key"], row["version_id"] or "-", row["run_id"] or "-", row["status"],
-                 _told_cell(row), Text(row["problem"], style="red") if row["problem"] else "-"]
+        cells = [utc_time(row["written"]), page.one_line(row["key"]), row["version_id"] or "-", row["run_id"] or "-",
+                 row["status"], _told_cell(row), Text(row["problem"], style="red") if row["problem"] else "-"]
         if narrow:
             cells[1:5] = [stacked(cells[1], cells[2]), stacked(cells[3], cells[4])]
         add_row(view, *cells)

@@ -97,7 +97,7 @@ def _attention(data: dict[str, Any]) -> str:
     whose model package a person rejected."""
     parts = []
     if data["owed"]:
-        rows = [[escape(row["key"]), escape(str(row.get("version_id") or "")),
+        rows = [[escape(page.one_line(row["key"])), escape(str(row.get("version_id") or "")),
                  escape(display.utc_time(row["written"], suffix=False)), escape(str(row["problem"])),
                  escape(str(row.get("run_id") or "-"))] for row in data["owed"]]
         parts.append("<h3>Files owed an outcome</h3>"
@@ -107,7 +107,7 @@ def _attention(data: dict[str, Any]) -> str:
     ended = [item for item in data["runs"] if item.get("status") in ATTENTION]
     failed = [item for item in ended if not isinstance(item.get("retried"), dict)]  # a retry is its own run
     if failed:
-        rows = [[escape(item["run_id"]), escape(str(item.get("dataset", ""))), escape(str(item["status"])),
+        rows = [[escape(item["run_id"]), escape(page.one_line(item.get("dataset", ""))), escape(str(item["status"])),
                  escape(display.utc_time(item.get("created_at"), suffix=False)), _reason(item)]
                 for item in failed]
         parts.append("<h3>Runs that failed or were rejected</h3>"
@@ -118,7 +118,7 @@ def _attention(data: dict[str, Any]) -> str:
                      + "</p>")
     rejected = [champion for champion in data["champions"] if champion.get("package_rejected")]
     if rejected:  # former_champions.py: a person rejected the champion's package; nothing of the dataset serves
-        rows = [[escape(str(champion["dataset"])), escape(champion["run_id"]),
+        rows = [[escape(page.one_line(champion["dataset"])), escape(champion["run_id"]),
                  escape(display.utc_time(champion["package_rejected"].get("found_at"), suffix=False)),
                  escape(str(champion["package_rejected"].get("description")
                             or ("deleted" if package_state(champion["package_rejected"]) == "deleted" else "-")))]
@@ -152,7 +152,7 @@ def _datasets(data: dict[str, Any]) -> str:
         latest = items[0] if items else None
         counts = Counter(str(item.get("status")) for item in items)
         rows.append([
-            escape(name),
+            escape(page.one_line(name)),
             (f"{escape(champion['run_id'])}<br><span class='sub'>{_percent(champion.get('accuracy'))} % test, since "
              f"{escape(display.utc_time(champion.get('changed_at')))}"
              + _package_note(champion) + "</span>") if champion else "-",
@@ -176,7 +176,7 @@ def _runs(data: dict[str, Any]) -> str:
     for item in data["runs"][:RUNS_SHOWN]:
         rows.append([
             escape(item["run_id"]),
-            escape(str(item.get("dataset", ""))),
+            escape(page.one_line(item.get("dataset", ""))),
             _status(item),
             escape(display.utc_time(item.get("created_at"), suffix=False)),
             escape(views.took(item) or "-"),

@@ -24,7 +24,7 @@ from reviewtune.console.text import (
     stacked,
     utc_time,
 )
-from reviewtune.core import claims, display, job_stops, runs, states, stop_requests, withdrawal
+from reviewtune.core import claims, display, job_stops, page, runs, states, stop_requests, withdrawal
 from reviewtune.core.champion import package_fate, package_state
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
@@ -64,7 +64,7 @@ def _runs_table(items: list[dict[str, Any]], title: str, *, narrow: bool) -> Tab
             item["run_id"],
             utc_time(item.get("created_at")),
             status_text(item),
-            item.get("dataset", ""),
+            page.one_line(item.get("dataset", "")),
             (" / " if narrow else "/").join(counts) or "-",
             f"{best['objective']:.2f}" if best.get("objective") is not None else "-",
             _pct(accuracy),
@@ -127,8 +127,9 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
     facts: list[tuple[str, Any]] = [
         ("run", item["run_id"]),
         ("status", status),
-        ("dataset", item.get("dataset", "")),
-        ("source", f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}" + (f" (version {source['version_id']})" if source.get("version_id") else "")),
+        ("dataset", page.one_line(item.get("dataset", ""))),
+        ("source", page.one_line(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}")
+         + (f" (version {source['version_id']})" if source.get("version_id") else "")),
         ("rows", " / ".join(f"{s} {rows[s]:,}" for s in ("train", "validation", "test") if s in rows) or "-"),
         ("search", _search(item)),
         ("trials", _trials(tuning)),
@@ -545,7 +546,7 @@ def _champions_table(champions: list[dict[str, Any]], title: str, *, narrow: boo
     for champion in champions:
         package = (champion.get("model_package_arn") or "-") + _package_note(champion)
         cells = [
-            champion["dataset"],
+            page.one_line(champion["dataset"]),
             champion["run_id"],
             _pct(champion.get("accuracy")),
             f"{champion.get('test_rows', 0):,}",
@@ -554,7 +555,7 @@ def _champions_table(champions: list[dict[str, Any]], title: str, *, narrow: boo
             package,
         ]
         if narrow:
-            cells = [stacked(champion["run_id"], f"{champion['dataset']}\n{package}"), *cells[2:6]]
+            cells = [stacked(champion["run_id"], f"{cells[0]}\n{package}"), *cells[2:6]]
         add_row(table, *cells)
     return table
 
@@ -575,7 +576,7 @@ def champion_view(champion: dict[str, Any]) -> Group:
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column(overflow="fold")
     for label, value in (
-        ("dataset", champion["dataset"]),
+        ("dataset", page.one_line(champion["dataset"])),
         ("champion", champion["run_id"]),
         ("test accuracy", f"{_pct(champion.get('accuracy'))} % on {champion.get('test_rows', 0):,} test reviews"),
         ("since", utc_time(champion.get("changed_at"))),

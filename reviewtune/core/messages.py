@@ -7,11 +7,10 @@ whole message to SNS's limits).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from reviewtune.core import display, trial_records
+from reviewtune.core import display, page, trial_records
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.guessing import most_common_class
 from reviewtune.core.names import S3_KEY_MAX_BYTES
@@ -62,9 +61,7 @@ def _no_better_than_guessing(metrics: Any) -> list[str]:
     return [f"Warning:             {most_common.text()}: this model has learnt nothing usable"]
 
 
-def _one_line(text: str) -> str:
-    """A name on one line: each control character (a line break or a tab an S3 key may hold) as its escape."""
-    return "".join(f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char for char in text)
+_one_line = page.one_line  # a name on one line: a line break or a tab an S3 key may hold as its escape
 
 
 def _source(item: Any) -> str:
@@ -243,7 +240,7 @@ def rejected(
 ) -> tuple[str, str]:
     """The rejection: why, and where the copy and the reason are kept, with their S3 versions (a later rejected
     upload of the same key takes both keys over), or why no copy was made."""
-    subject = f"reviewtune: file rejected: {_text(_get(item, 'dataset'), 200, '')}"
+    subject = f"reviewtune: file rejected: {_one_line(_text(_get(item, 'dataset'), 200, ''))}"
 
     def versioned(uri: Any, version: Any) -> str:
         return _one_line(_text(uri, 2000)) + (f" (version {_text(version, 1024)})" if version else "")
@@ -325,7 +322,8 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
     accuracy = _get(metrics, "accuracy", "value")
     best = _get(item, "tuning", "best_training_job")
     dataset = _get(item, "dataset")
-    subject = f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: test accuracy {display.percent(accuracy)}"
+    subject = (f"reviewtune: {_one_line(_text(dataset if dataset else _get(item, 'run_id'), 200))}: test accuracy "
+               f"{display.percent(accuracy)}")
     objective = _get(best, "objective")
     lines = [
         f"Run {_run_id(item)} succeeded.",
@@ -374,7 +372,7 @@ def succeeded(item: dict[str, Any], evaluation: dict[str, Any], table: Any) -> t
 
 def queued(item: dict[str, Any], running: int, limit: int, table: str, ahead: int = 0) -> tuple[str, str]:
     """``running``: the runs holding a slot; ``ahead``: the runs queued before this one."""
-    subject = f"reviewtune: run {item['run_id']} queued: {item.get('dataset', '')}"
+    subject = f"reviewtune: run {item['run_id']} queued: {_one_line(item.get('dataset', ''))}"
     body = "\n".join(
         [
             f"The review file {_source(item)} is valid; its run {item['run_id']} is queued.",
@@ -403,7 +401,7 @@ def duplicate(item: dict[str, Any], original: Any, table: Any) -> tuple[str, str
     dataset = _get(item, "dataset")
     status = _text(_get(original, "status"), 40)
     subject = (
-        f"reviewtune: {_text(dataset if dataset else _get(item, 'run_id'), 200)}: "
+        f"reviewtune: {_one_line(_text(dataset if dataset else _get(item, 'run_id'), 200))}: "
         f"same content as run {_run_id(original)}"
     )
     lines = [

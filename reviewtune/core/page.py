@@ -118,6 +118,16 @@ def escaped_controls(text: str) -> str:
     return _CONTROL_CHARS.sub(lambda found: f"\\x{ord(found.group()):02x}", shown_controls(text))
 
 
+_EVERY_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(value: object) -> str:
+    """A name (a dataset, an S3 key) on one line: each control character it holds, a line break too, as its escape
+    (``\\x0a``), so that "team-x/two\\x0alines.tsv" is not read as two lines, nor as "team-x/two lines.tsv". The other
+    characters that need it are escaped where the name is shown (``escaped_controls``)."""
+    return _EVERY_CONTROL_CHAR.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
+
+
 def shell_word(value: str) -> str:
     """``value`` as one word a shell reads back as it is, for a command people paste: ``shlex.quote``'s form, or, for a
     value holding a control character (a bidirectional control, an ESC, a line break) or an invisible one (U+200B),

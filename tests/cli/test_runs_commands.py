@@ -442,6 +442,18 @@ def test_text_from_runs_is_shown_as_written_never_as_markup_or_terminal_controls
     assert run_json(capsys, "runs", "show", "reviewtune-r1")["dataset"] == item["dataset"]  # JSON keeps it exact
 
 
+def test_a_name_with_a_line_break_is_shown_on_one_line_with_its_escape(deployed, capsys):
+    """"team-x/two\nlines.tsv" shown as two lines reads as two names, or as "team-x/two lines.tsv" wrapped."""
+    put_run(deployed, "reviewtune-l1", "team-x/two\nlines.tsv", "SUCCEEDED", 1, 0.7)
+    for argv in (["runs", "show", "reviewtune-l1"], ["runs", "list"]):
+        assert main([*argv, "--stack", STACK]) == 0
+        out = capsys.readouterr().out
+        assert "team-x/two\\x0alines.tsv" in " ".join(out.split()).replace(" ", "")  # a cell may wrap, never break
+        assert not any(line.strip().startswith("lines.tsv") for line in out.splitlines())
+    assert main(["runs", "show", "reviewtune-l1", "--stack", STACK]) == 0
+    assert "s3://" + deployed.bucket + "/incoming/team-x/two\\x0alines.tsv (version v1)" in capsys.readouterr().out
+
+
 def test_drop_follow_that_runs_out_of_time_says_the_file_is_uploaded(deployed, tmp_path):
     data = tmp_path / "reviews.tsv"
     data.write_text("sentiment\treview_body\n1\tgood\n")

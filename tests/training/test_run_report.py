@@ -349,3 +349,12 @@ def test_the_report_says_where_the_run_s_files_are_in_s3() -> None:
     assert page.index('data-key="files"') < page.index('data-key="commands"')
     # a run.json written before it carried these (or none at all): no empty section
     assert 'data-key="files"' not in run_report.render(evaluation(), run(), SUMMARY, EXAMPLES, plotting=False)
+
+
+def test_a_dataset_with_a_line_break_is_named_on_one_line() -> None:
+    item = {**run(), "dataset": "team-x/two\nlines.tsv",
+            "source": {"bucket": "data", "key": "incoming/team-x/two\nlines.tsv", "version_id": "v1"}}
+    page = run_report.render(evaluation(), item, SUMMARY, EXAMPLES, plotting=False)
+    assert "team-x/two\\x0alines.tsv" in page.split("</title>", 1)[0]
+    assert "dataset team-x/two\\x0alines.tsv ·" in page and "s3://data/incoming/team-x/two\\x0alines.tsv" in page
+    assert "two\nlines" not in page

@@ -87,3 +87,8 @@ def test_a_shell_word_is_read_back_by_bash_as_the_value_and_shows_no_control_cha
                           env={"LC_ALL": locale}).stdout.decode() == value
     assert word.isprintable() and page.escaped_controls(word) == word
     assert (word == shlex.quote(value)) is (page.escaped_controls(value) == value)  # plain quotes: nothing to escape
+
+
+def test_a_name_is_put_on_one_line_with_every_control_character_escaped():
+    assert page.one_line("team-x/two\nlines\r\t\x1b\x85.tsv") == "team-x/two\\x0alines\\x0d\\x09\\x1b\\x85.tsv"
+    assert page.one_line("équipe/avis ✓ 👍🏽.tsv") == "équipe/avis ✓ 👍🏽.tsv"
