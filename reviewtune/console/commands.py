@@ -407,9 +407,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
             continue
         done.append(retry.as_dict())
         if not args.json:
-            console.print(plain(f"retry of {run_id}: its file copied onto s3://{retry.bucket}/{retry.key} as a new "
-                                f"object version {retry.version_id}; its run is {retry.new_run_id} (`reviewtune runs show "
-                                f"{retry.new_run_id}`)"), soft_wrap=True)
+            console.print(plain(f"retry of {run_id}: its file copied onto s3://{retry.bucket}/"
+                                f"{page.one_line(retry.key)} as a new object version {retry.version_id}; its run is "
+                                f"{retry.new_run_id} (`reviewtune runs show {retry.new_run_id}`)"), soft_wrap=True)
     if args.follow and "error" not in done[0]:
         retry = done[0]
         live = progress_console if args.json else console
@@ -454,11 +454,11 @@ def cmd_drop(args: argparse.Namespace) -> int:
         if run_id:
             dropped["run_id"] = run_id
         then = f"; its run will be {run_id} (`reviewtune runs show {run_id} --follow`)" if run_id else ""
-        _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{key} ({dropped['content_type']}); "
-                                   f"dataset {dataset}{then}"))
+        _emit(args, dropped, plain(f"dropped {path} at s3://{dropped['bucket']}/{page.one_line(key)} "
+                                   f"({dropped['content_type']}); dataset {page.one_line(dataset)}{then}"))
         return 0
     live = progress_console if args.json else console  # with --json, stdout carries only the final JSON
-    live.print(plain(f"dropped {path} at s3://{dropped['bucket']}/{key}; waiting for its run"))
+    live.print(plain(f"dropped {path} at s3://{dropped['bucket']}/{page.one_line(key)}; waiting for its run"))
     item = _follow(target, live, dataset, dropped, args.timeout, before)
     if args.json:
         print(json.dumps(queries.jsonable(item), indent=2, default=str))
@@ -481,7 +481,7 @@ def _follow(target: Target, live: Console, dataset: str, dropped: dict[str, Any]
             before: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The dropped object's run once it ends; ``timeout`` covers finding the run and following it. The file is in
     S3 whatever happens here: an error says so, and how to go on following (``runs show``)."""
-    where = safe(f"s3://{dropped['bucket']}/{dropped['key']}")
+    where = safe(page.one_line(f"s3://{dropped['bucket']}/{dropped['key']}"))
     ends = time.monotonic() + timeout
     runs = target.runs()
     run_id = None
@@ -522,9 +522,11 @@ def _no_champion(runs: Any, dataset: str, where: str) -> str:
         return (f"error: dataset {dataset!r} has no champion in {where} (no run of it has succeeded yet, or the name "
                 "differs: it is the path below incoming/)")
     why = decided["champion"].get("reason") or decided["champion"].get("decision") or "not decided"
+    then = (f"`reviewtune promote {decided['run_id']} --reason TEXT` makes it champion by hand"
+            if views.promotable(decided) else
+            f"it has no model package to make champion (`reviewtune runs show {decided['run_id']}` says why)")
     return (f"error: dataset {dataset!r} has no champion in {where}: no run of it that succeeded was made one; the "
-            f"newest, {decided['run_id']}: {safe(why)}; `reviewtune promote {decided['run_id']} --reason TEXT` makes "
-            "it champion by hand")
+            f"newest, {decided['run_id']}: {safe(why)}; {then}")
 
 
 def cmd_champion(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from reviewtune.console import audit
 from reviewtune.console.text import FOLD, WHOLE, add_row, new_table, utc_time
-from reviewtune.core import names
+from reviewtune.core import names, page
 from reviewtune.core.dead_letters import waiting
 from reviewtune.core.errors import InvalidEventError
 from reviewtune.core.events import object_created
@@ -100,7 +100,7 @@ def _about(body: str) -> str:
         bucket = (detail.get("bucket") or {}).get("name", "?")
         obj = detail.get("object") or {}
         version = obj.get("version-id")
-        return f"s3://{bucket}/{obj.get('key', '?')}" + (f" (version {version})" if version else "")
+        return page.one_line(f"s3://{bucket}/{obj.get('key', '?')}") + (f" (version {version})" if version else "")
     for job in ("HyperParameterTuningJob", "ProcessingJob"):
         if f"{job}Name" in detail:
             return f"{detail[f'{job}Name']} {detail.get(f'{job}Status', '?')}"

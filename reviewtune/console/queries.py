@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import heapq
 import mimetypes
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -219,7 +220,8 @@ def drop_key(path: Path, dataset: str | None) -> str:
         dataset = path.name
     _refuse_padding(dataset, given)
     dataset = dataset.strip("/")
-    if file_format(dataset) is None:
+    if file_format(dataset) is None:  # a folder: the file's own name joins it
+        _refuse_padding(path.name, given=False, folder=dataset)
         dataset = f"{dataset}/{path.name}"
     key = names.INCOMING_PREFIX + dataset
     if file_format(key) is None:
@@ -227,17 +229,25 @@ def drop_key(path: Path, dataset: str | None) -> str:
     return key
 
 
-def _refuse_padding(dataset: str, given: bool) -> None:
+# White space at either end of a name's part (any Unicode space but the information separators \x1c-\x1f, which are
+# controls to a reader, not space)
+_PADDING = re.compile(r"^[^\S\x1c-\x1f]+|[^\S\x1c-\x1f]+$")
+
+
+def _refuse_padding(name: str, given: bool, folder: str = "") -> None:
     """White space pasted around a name (" team-a/r.tsv", "team-a/r.tsv "), or around one of its folders, would name
-    another dataset than the one meant, or make a file's name a folder: refused, with the name meant."""
-    meant = "/".join(part.strip() for part in dataset.split("/"))
-    if meant == dataset:
+    another dataset than the one meant, or make a file's name a folder: refused, with the name meant when there is one
+    (``folder``: the one ``--dataset`` named, which the file's name joins)."""
+    parts = [_PADDING.sub("", part) for part in name.split("/")]
+    if parts == name.split("/"):
         return
+    meant = "/".join(part for part, was in zip(parts, name.split("/"), strict=True) if part or not was)
+    suggestion = repr(f"{folder}/{meant}" if folder else meant) if meant.strip("/") else None
     if given:
-        raise ValueError(f"the dataset {dataset!r} has white space around its name or a folder's, which would make it "
-                         f"another dataset: give {meant!r} if that is the one meant")
-    raise ValueError(f"the file's name {dataset!r} has white space around it, which would make it another dataset: "
-                     f"rename it, or give the dataset with --dataset {meant!r}")
+        raise ValueError(f"the dataset {name!r} has white space around its name or a folder's, which would make it "
+                         "another dataset" + (f": give {suggestion} if that is the one meant" if suggestion else ""))
+    raise ValueError(f"the file's name {name!r} has white space around it, which would make it another dataset: "
+                     "rename it" + (f", or give the dataset with --dataset {suggestion}" if suggestion else ""))
 
 
 def upload(s3: Any, bucket: str, path: Path, key: str) -> dict[str, Any]:

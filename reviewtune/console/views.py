@@ -293,7 +293,9 @@ ENTERED = {
 
 
 def _versioned(uri: Any, version: Any) -> Any:
-    return f"{uri} (version {version})" if uri and version else uri
+    """An object's URI (its key on one line), with its version when there is one."""
+    shown = page.one_line(uri) if uri else uri
+    return f"{shown} (version {version})" if uri and version else shown
 
 
 FAILED_TRIALS_SHOWN = 5
@@ -360,8 +362,8 @@ def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool
         return ("to tune its file again" + ("" if status == runs.RunStatus.STOPPED else " once the cause is fixed")
                 + f": {retry}")
     if status == runs.RunStatus.REJECTED:
-        if item.get("unreadable") and not retry_refused:
-            return f"once S3 can read the file: {retry}"
+        if item.get("unreadable"):  # the file may be fine: S3 would not read it
+            return f"a retry would be refused: {retry_refused}" if retry_refused else f"once S3 can read the file: {retry}"
         return "fix the file and drop it into incoming/ again"
     if status == runs.RunStatus.DUPLICATE and item.get("duplicate_of"):
         return f"the run that tunes its content: `reviewtune runs show {item['duplicate_of']}`"
@@ -372,14 +374,20 @@ def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool
     return None
 
 
+def promotable(item: dict[str, Any]) -> bool:
+    """Whether ``reviewtune promote`` takes the SUCCEEDED run: a model package and a test accuracy recorded
+    (promotion._promotable)."""
+    return bool(item.get("model_package_arn")) and isinstance((item.get("results") or {}).get("test_accuracy"),
+                                                              int | float | Decimal)
+
+
 def _promote_step(item: dict[str, Any], champion: Any) -> str | None:
     """``promote`` for a SUCCEEDED run that is not its dataset's champion and that promote takes (a model package and
     a test accuracy recorded: promotion._promotable)."""
     run_id = item["run_id"]
     if champion is not None and champion.run_id == run_id:
         return None
-    if not item.get("model_package_arn") or not isinstance((item.get("results") or {}).get("test_accuracy"),
-                                                           int | float | Decimal):
+    if not promotable(item):
         return None
     command = f"`reviewtune promote {run_id} --reason TEXT`"
     decision = item.get("champion") if isinstance(item.get("champion"), dict) else {}

@@ -261,3 +261,12 @@ def test_show_names_promote_as_the_next_step_of_a_succeeded_run_that_is_not_cham
     capsys.readouterr()
     assert main(["runs", "show", "reviewtune-a1", "--stack", STACK]) == 0  # replaced by hand: it can come back
     assert "Next: to make it its dataset's champion again: `reviewtune promote reviewtune-a1 --reason TEXT`" in capsys.readouterr().out
+
+
+def test_a_dataset_whose_succeeded_run_has_no_model_package_is_not_told_to_promote_it(deployed):  # noqa: F811
+    put_run(deployed, "reviewtune-h1", "team-h/r.tsv", "SUCCEEDED", 1, 0.7)  # its registration failed: no package
+    RunsRepository(table(deployed)).update("reviewtune-h1", champion={"decision": "not decided", "error": "throttled"})
+    with pytest.raises(SystemExit) as raised:
+        main(["champion", "--dataset", "team-h/r.tsv", "--stack", STACK])
+    assert str(raised.value).endswith("the newest, reviewtune-h1: not decided; it has no model package to make champion "
+                                      "(`reviewtune runs show reviewtune-h1` says why)")

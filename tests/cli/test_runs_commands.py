@@ -259,7 +259,7 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
     assert run_json(capsys, "drop", str(data), "--dataset", "team-b/all.tsv")["key"] == "incoming/team-b/all.tsv"
 
     for pasted, meant in (("team-b/all.tsv ", "team-b/all.tsv"), (" team-b/all.tsv", "team-b/all.tsv"),
-                          ("team-b/all.tsv/ ", "team-b/all.tsv/"), ("team c /\tall.tsv", "team c/all.tsv"),
+                          ("team-b/all.tsv/ ", "team-b/all.tsv"), ("team c /\tall.tsv", "team c/all.tsv"),
                           ("team c ", "team c")):
         with pytest.raises(SystemExit, match=re.escape(f"the dataset {pasted!r} has white space around its name or a "
                                                        f"folder's, which would make it another dataset: give {meant!r}")):
@@ -271,6 +271,15 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
                                                    "make it another dataset: rename it, or give the dataset with "
                                                    "--dataset 'reviews.tsv'")):
         main(["drop", str(padded), "--stack", STACK])
+    with pytest.raises(SystemExit, match=re.escape("the file's name 'reviews.tsv ' has white space around it, which "
+                                                   "would make it another dataset: rename it, or give the dataset with "
+                                                   "--dataset 'team-a/reviews.tsv'")):
+        main(["drop", str(padded), "--dataset", "team-a", "--stack", STACK])  # a folder: the file's name joins it
+    with pytest.raises(SystemExit, match=r"the dataset 'team-a/ /r.tsv' .* give 'team-a/r.tsv' if"):
+        main(["drop", str(data), "--dataset", "team-a/ /r.tsv", "--stack", STACK])
+    with pytest.raises(ValueError, match=r"the dataset ' / ' has white space around its name or a folder's, "
+                                         r"which would make it another dataset$"):  # nothing to suggest
+        queries.drop_key(data, " / ")  # (the command line refuses a blank --dataset before)
     assert [v["Key"] for v in s3.list_object_versions(Bucket=deployed.bucket).get("Versions", [])
             if v["Key"].strip() != v["Key"] or "/ " in v["Key"] or " /" in v["Key"]] == []  # none was uploaded
 
@@ -452,6 +461,12 @@ def test_a_name_with_a_line_break_is_shown_on_one_line_with_its_escape(deployed,
         assert not any(line.strip().startswith("lines.tsv") for line in out.splitlines())
     assert main(["runs", "show", "reviewtune-l1", "--stack", STACK]) == 0
     assert "s3://" + deployed.bucket + "/incoming/team-x/two\\x0alines.tsv (version v1)" in capsys.readouterr().out
+    RunsRepository(boto3.resource("dynamodb").Table(deployed.runs_table)).update(  # a rejected file's copies
+        "reviewtune-l1", rejected_uri="s3://b/rejected/team-x/two\nlines.tsv", rejected_version_id="v2",
+        reason_uri="s3://b/rejected/team-x/two\nlines.tsv.reason.txt")
+    assert main(["runs", "show", "reviewtune-l1", "--stack", STACK]) == 0
+    out = " ".join(capsys.readouterr().out.split()).replace(" ", "")
+    assert "s3://b/rejected/team-x/two\\x0alines.tsv(versionv2)" in out and "two\\x0alines.tsv.reason.txt" in out
 
 
 def test_drop_follow_that_runs_out_of_time_says_the_file_is_uploaded(deployed, tmp_path):
@@ -706,6 +721,8 @@ def test_show_names_no_command_that_would_be_refused_and_says_why(deployed, caps
     put_run(deployed, "reviewtune-p4", "team-q/r.tsv", "SUCCEEDED", 4, 0.7)  # the same bytes dropped again
     for run_id in ("reviewtune-p3", "reviewtune-p4"):
         runs.update(run_id, data={"summary": {"rows": {"train": 90}, "content_sha256": "c" * 64}})
+    put_run(deployed, "reviewtune-p5", "team-p/r.tsv", "REJECTED", 5)  # S3 would not read it, in a bucket without versions
+    runs.update("reviewtune-p5", unreadable=True, source={"bucket": deployed.bucket, "key": "incoming/team-p/r.tsv"})
 
     def next_line(run_id: str) -> str | None:
         assert main(["runs", "show", run_id, "--stack", STACK]) == 0
@@ -720,6 +737,8 @@ def test_show_names_no_command_that_would_be_refused_and_says_why(deployed, caps
     assert next_line("reviewtune-p3") == (
         "Next: a retry would be refused: run reviewtune-p4 (SUCCEEDED) has the same content: a retry of reviewtune-p3 "
         "would end DUPLICATE of it (`reviewtune runs show reviewtune-p4`)")
+    assert next_line("reviewtune-p5").startswith(  # the file may be fine: not "fix the file"
+        "Next: a retry would be refused: run reviewtune-p5 read its file from a bucket without versioning")
 
 
 def test_empty_lists_say_how_runs_and_champions_come_to_be(deployed, capsys):
