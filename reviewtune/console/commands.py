@@ -24,7 +24,7 @@ from reviewtune.console.text import PipedConsole, plain, safe
 from reviewtune.core import aws_errors, config, display, names, page, registry, states, stop_requests, tuning
 from reviewtune.core.champion import CHAMPION_KEY_PREFIX, Champion, get_champion, is_champion_key
 from reviewtune.core.promotion import PromotionError, promote
-from reviewtune.core.retries import RETRYABLE, RetryError, refusal, retry_run
+from reviewtune.core.retries import RetryError, refusal, retry_run
 from reviewtune.core.runs import RunStatus, now_iso
 from reviewtune.core.stop_requests import StopError, request_stop, stop_job_now
 
@@ -180,8 +180,8 @@ def _next_step(target: Target, item: dict[str, Any], champion: Champion | None, 
 def _retry_refused(target: Target, item: dict[str, Any]) -> str | None:
     """Why `runs retry` would refuse a run that ended without a result (retries.refusal), None when it would not or
     DynamoDB cannot say (the retry itself checks again)."""
-    if item.get("status") not in RETRYABLE and not item.get("unreadable"):
-        return None
+    if item.get("status") not in (RunStatus.FAILED, RunStatus.STOPPED) and not item.get("unreadable"):
+        return None  # next_step names no retry of a run in another status (a DUPLICATE: the run it repeats)
     try:
         return refusal(target.runs(), item)
     except (ClientError, BotoCoreError):
