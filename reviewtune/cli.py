@@ -364,8 +364,7 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     if _is_stdout(path):  # `sample-data /dev/stdout > f.tsv` (or >>, or | ...): written as the shell opened it
         sys.stdout.buffer.write(body)
         sys.stdout.flush()
-        PipedConsole(highlight=False, soft_wrap=True, stderr=True).print(
-            plain(f"wrote the embedded sample dataset to {path}"))
+        commands.progress_console.print(plain(f"wrote the embedded sample dataset to {path}"))
         return 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -98,8 +98,7 @@ def _summary(run: dict[str, Any], metrics: dict[str, Any], test_rows: int) -> st
     version = source.get("version_id")
     facts = {
         "dataset": escape(page.one_line(run.get("dataset", "n/a"))),
-        "source object": escape(page.one_line(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}"))
-        + (f" (version {escape(str(version))})" if version else ""),
+        "source object": escape(page.versioned(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}", version)),
         "rows per split": " / ".join(
             f'{escape(name)} <span data-key="rows-{escape(name)}">{rows[name]:,}</span>'
             for name in ("train", "validation", "test")

@@ -172,20 +172,17 @@ def _show_ended(target: Target, item: dict[str, Any]) -> None:
 
 
 def _next_step(target: Target, item: dict[str, Any], champion: Champion | None, read: bool) -> None:
-    step = views.next_step(item, champion, champion_read=read, retry_refused=_retry_refused(target, item))
+    def retry_refused() -> str | None:
+        """Why `runs retry` would refuse the run (retries.refusal), None when it would not or DynamoDB cannot say
+        (the retry itself checks again); asked only where a retry would be named."""
+        try:
+            return refusal(target.runs(), item)
+        except (ClientError, BotoCoreError):
+            return None
+
+    step = views.next_step(item, champion, champion_read=read, retry_refused=retry_refused)
     if step:
         console.print(plain(f"Next: {step}"), soft_wrap=True)
-
-
-def _retry_refused(target: Target, item: dict[str, Any]) -> str | None:
-    """Why `runs retry` would refuse a run that ended without a result (retries.refusal), None when it would not or
-    DynamoDB cannot say (the retry itself checks again)."""
-    if item.get("status") not in (RunStatus.FAILED, RunStatus.STOPPED) and not item.get("unreadable"):
-        return None  # next_step names no retry of a run in another status (a DUPLICATE: the run it repeats)
-    try:
-        return refusal(target.runs(), item)
-    except (ClientError, BotoCoreError):
-        return None
 
 
 def _champion_of(target: Target, item: dict[str, Any]) -> tuple[bool, Champion | None]:

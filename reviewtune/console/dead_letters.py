@@ -100,7 +100,7 @@ def _about(body: str) -> str:
         bucket = (detail.get("bucket") or {}).get("name", "?")
         obj = detail.get("object") or {}
         version = obj.get("version-id")
-        return page.one_line(f"s3://{bucket}/{obj.get('key', '?')}") + (f" (version {version})" if version else "")
+        return page.versioned(f"s3://{bucket}/{obj.get('key', '?')}", version)
     for job in ("HyperParameterTuningJob", "ProcessingJob"):
         if f"{job}Name" in detail:
             return f"{detail[f'{job}Name']} {detail.get(f'{job}Status', '?')}"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from rich.console import Group
@@ -24,7 +24,17 @@ from reviewtune.console.text import (
     stacked,
     utc_time,
 )
-from reviewtune.core import claims, display, job_stops, page, runs, states, stop_requests, withdrawal
+from reviewtune.core import (
+    claims,
+    display,
+    job_stops,
+    page,
+    promotion,
+    runs,
+    states,
+    stop_requests,
+    withdrawal,
+)
 from reviewtune.core.champion import package_fate, package_state
 from reviewtune.core.dataset import LABEL_NAMES
 from reviewtune.core.trial_facts import time_limited_share
@@ -128,8 +138,7 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, Any]]:
         ("run", item["run_id"]),
         ("status", status),
         ("dataset", page.one_line(item.get("dataset", ""))),
-        ("source", page.one_line(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}")
-         + (f" (version {source['version_id']})" if source.get("version_id") else "")),
+        ("source", page.versioned(f"s3://{source.get('bucket', '?')}/{source.get('key', '?')}", source.get("version_id"))),
         ("rows", " / ".join(f"{s} {rows[s]:,}" for s in ("train", "validation", "test") if s in rows) or "-"),
         ("search", _search(item)),
         ("trials", _trials(tuning)),
@@ -293,9 +302,8 @@ ENTERED = {
 
 
 def _versioned(uri: Any, version: Any) -> Any:
-    """An object's URI (its key on one line), with its version when there is one."""
-    shown = page.one_line(uri) if uri else uri
-    return f"{shown} (version {version})" if uri and version else shown
+    """page.versioned of a URI the item may not have."""
+    return page.versioned(uri, version) if uri else uri
 
 
 FAILED_TRIALS_SHOWN = 5
@@ -345,25 +353,28 @@ def replaced_champion(item: dict[str, Any], current: Any) -> str | None:
 
 
 def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool = True,
-              retry_refused: str | None = None) -> str | None:
+              retry_refused: Callable[[], str | None] = lambda: None) -> str | None:
     """What a person can do next with the run, as a command to paste (the message names the same ones), or None:
     retry a run that ended without a result, follow one that has not ended, look at the run a duplicate or a retry
     points to, promote a SUCCEEDED run that is not its dataset's champion. ``champion``: the dataset's champion now
     (champion.Champion) or None; ``champion_read`` False: the pointer could not be read (no promote then);
-    ``retry_refused``: why ``runs retry`` would refuse the run (retries.refusal), said instead of the command."""
+    ``retry_refused``: why ``runs retry`` would refuse the run (retries.refusal), said instead of the command; asked
+    only where a retry would be named."""
     run_id, status = item["run_id"], item.get("status")
     retried = item.get("retried") if isinstance(item.get("retried"), dict) else None
     if retried and retried.get("new_run_id"):
         return f"its retry: `reviewtune runs show {retried['new_run_id']}`"
     retry = f"`reviewtune runs retry {run_id} --reason TEXT`"
     if status in (runs.RunStatus.FAILED, runs.RunStatus.STOPPED):
-        if retry_refused:
-            return f"a retry would be refused: {retry_refused}"
+        refused = retry_refused()
+        if refused:
+            return f"a retry would be refused: {refused}"
         return ("to tune its file again" + ("" if status == runs.RunStatus.STOPPED else " once the cause is fixed")
                 + f": {retry}")
     if status == runs.RunStatus.REJECTED:
         if item.get("unreadable"):  # the file may be fine: S3 would not read it
-            return f"a retry would be refused: {retry_refused}" if retry_refused else f"once S3 can read the file: {retry}"
+            refused = retry_refused()
+            return f"a retry would be refused: {refused}" if refused else f"once S3 can read the file: {retry}"
         return "fix the file and drop it into incoming/ again"
     if status == runs.RunStatus.DUPLICATE and item.get("duplicate_of"):
         return f"the run that tunes its content: `reviewtune runs show {item['duplicate_of']}`"
@@ -375,10 +386,8 @@ def next_step(item: dict[str, Any], champion: Any = None, *, champion_read: bool
 
 
 def promotable(item: dict[str, Any]) -> bool:
-    """Whether ``reviewtune promote`` takes the SUCCEEDED run: a model package and a test accuracy recorded
-    (promotion._promotable)."""
-    return bool(item.get("model_package_arn")) and isinstance((item.get("results") or {}).get("test_accuracy"),
-                                                              int | float | Decimal)
+    """Whether ``reviewtune promote`` takes the run (promotion.refusal)."""
+    return promotion.refusal(item) is None
 
 
 def _promote_step(item: dict[str, Any], champion: Any) -> str | None:

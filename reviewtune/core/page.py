@@ -109,23 +109,30 @@ def shown_controls(text: str) -> str:
 # Every other control character but the line break: the page's own markup and style hold line breaks (a value's is
 # white space in HTML), and nothing else of the kind, so each such character came from a value (an ESC, a tab).
 _CONTROL_CHARS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_EVERY_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")  # the line break too: names (one_line)
+
+
+def _hex(found: re.Match[str]) -> str:
+    return f"\\x{ord(found.group()):02x}"
 
 
 def escaped_controls(text: str) -> str:
     """``shown_controls``, and each other control character but the line break as ``\\x1b``: the pages, and the
     console (console/text.safe), so that an ESC drawn as a missing glyph, or a tab drawn as a space, never hides which
     name it is."""
-    return _CONTROL_CHARS.sub(lambda found: f"\\x{ord(found.group()):02x}", shown_controls(text))
-
-
-_EVERY_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")
+    return _CONTROL_CHARS.sub(_hex, shown_controls(text))
 
 
 def one_line(value: object) -> str:
     """A name (a dataset, an S3 key) on one line: each control character it holds, a line break too, as its escape
     (``\\x0a``), so that "team-x/two\\x0alines.tsv" is not read as two lines, nor as "team-x/two lines.tsv". The other
     characters that need it are escaped where the name is shown (``escaped_controls``)."""
-    return _EVERY_CONTROL_CHAR.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
+    return _EVERY_CONTROL_CHAR.sub(_hex, str(value))
+
+
+def versioned(uri: object, version: object) -> str:
+    """An object's URI, its key on one line (``one_line``), with its version when it has one."""
+    return one_line(uri) + (f" (version {version})" if version else "")
 
 
 def shell_word(value: str) -> str:
@@ -134,16 +141,15 @@ def shell_word(value: str) -> str:
     bash's ``$'...'`` form with each written as the escapes of its UTF-8 bytes (``\\xe2\\x80\\xae``). Inside plain
     quotes the escapes the page and the console show would be read as typed, and the command would name another
     dataset."""
-    if not _CONTROL_CHARS.search(value) and not _ESCAPED_CHARS.search(value) and "\n" not in value:
+    if not _EVERY_CONTROL_CHAR.search(value) and not _ESCAPED_CHARS.search(value):
         return shlex.quote(value)
     out = []
     for char in value:
-        code = ord(char)
         if char in "\\'":
             out.append("\\" + char)
         elif char == "\n":
             out.append("\\n")
-        elif _CONTROL_CHARS.match(char) or code in REORDERING or code in INVISIBLE:
+        elif _EVERY_CONTROL_CHAR.match(char) or _ESCAPED_CHARS.match(char):
             # its UTF-8 bytes: bash reads \u202e as the character only in a UTF-8 locale, \xe2\x80\xae in any
             out.extend(f"\\x{byte:02x}" for byte in char.encode())
         else:

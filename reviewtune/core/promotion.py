@@ -66,18 +66,24 @@ def _promotable(runs: RunsRepository, run_id: str) -> dict[str, Any]:
     run = None if is_champion_key(run_id) else runs.get(run_id)
     if run is None or "status" not in run:  # the slots item, a content marker: no run
         raise PromotionError(no_such_run(run_id))
+    why = refusal(run)
+    if why:
+        raise PromotionError(why)
+    return run
+
+
+def refusal(run: dict[str, Any]) -> str | None:
+    """Why the run's item cannot be made champion (None: it can), before anything else is read: promote's checks,
+    and what `runs show` asks before it names promote as the next step."""
+    run_id = run.get("run_id")
     if run.get("status") != RunStatus.SUCCEEDED:
-        raise PromotionError(
-            f"run {run_id} is {run.get('status')}: only a SUCCEEDED run has an evaluated model that can be champion"
-        )
+        return f"run {run_id} is {run.get('status')}: only a SUCCEEDED run has an evaluated model that can be champion"
     if not run.get("model_package_arn"):
         why = (run.get("registry") or {}).get("error") or "none was recorded"
-        raise PromotionError(
-            f"run {run_id} has no model package in the Model Registry ({why}); register its model first"
-        )
+        return f"run {run_id} has no model package in the Model Registry ({why}); register its model first"
     if not isinstance((run.get("results") or {}).get("test_accuracy"), int | float):
-        raise PromotionError(f"run {run_id} has no test accuracy recorded")
-    return run
+        return f"run {run_id} has no test accuracy recorded"
+    return None
 
 
 def _promoted_record(run: dict[str, Any], current: Champion) -> dict[str, Any] | None:
