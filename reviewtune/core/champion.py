@@ -46,6 +46,7 @@ sentence people read, e.g. "new champion: challenger 75.20 % vs champion 73.10 %
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ from botocore.exceptions import ClientError
 
 from reviewtune.core import aws_errors, champion_rotation, display
 from reviewtune.core.errors import ReviewtuneError
+from reviewtune.core.formats import MAX_FILE_BYTES
 from reviewtune.core.guessing import MostCommonClass
 from reviewtune.core.runs import from_item, to_item
 
@@ -66,6 +68,8 @@ DEFAULT_MARGIN_POINTS = 0.5
 # The highest McNemar p-value at which a challenger ahead by the margin replaces the champion (ChampionMaxPValue):
 # 0.05, the chance of so uneven a split of the reviews only one model got right if both models were as good.
 DEFAULT_MAX_P_VALUE = 0.05
+# McNemar's p-value in whole numbers up to this many reviews right by one model only (about 0.05 s at the most)
+MCNEMAR_EXACT_MAX = 20_000
 # A comparison on fewer test reviews than this says nothing either way (a few reviews left once those the champion
 # was trained on are out: a file dropped again with most of its rows): the champion stays. ChampionMinComparedReviews.
 DEFAULT_MIN_COMPARED_REVIEWS = 30
@@ -145,6 +149,9 @@ class Champion:
 def _count(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"comparison.{name} must be a whole number >= 0, got {value!r}")
+    if value > MAX_FILE_BYTES:  # a review takes a byte at least: no file the start takes holds more
+        raise ValueError(f"comparison.{name} counts {value} reviews, more than a file of at most "
+                         f"{MAX_FILE_BYTES:,} bytes holds")
     return value
 
 
@@ -230,13 +237,29 @@ class Decision:
 
 def mcnemar_p(challenger_only: int, champion_only: int) -> float:
     """McNemar's exact two-sided p-value: the chance, if either model were as likely as the other to be the one
-    right on a review only one of them got right, of a split of those reviews at least this uneven (1.0 for none)."""
+    right on a review only one of them got right, of a split of those reviews at least this uneven (1.0 for none).
+
+    Exact in whole numbers up to ``MCNEMAR_EXACT_MAX`` such reviews (their cost grows with the square of the count);
+    beyond, in floating point from the tail's largest term down, stopping where the terms no longer count: a
+    fraction of a second at any count a comparison may hold (Comparison.from_evaluation), so that no evaluation.json
+    can hold a decision (and its function) up."""
     n = challenger_only + champion_only
-    term = tail = 1  # C(n, 0); each next term from the one before (a test set of 50,000 reviews: a fraction of a second)
-    for i in range(1, min(challenger_only, champion_only) + 1):
-        term = term * (n - i + 1) // i
+    smaller = min(challenger_only, champion_only)
+    if n <= MCNEMAR_EXACT_MAX:
+        term = tail = 1  # C(n, 0); each next term from the one before
+        for i in range(1, smaller + 1):
+            term = term * (n - i + 1) // i
+            tail += term
+        return min(1.0, 2 * tail / 2**n)
+    # C(n, i) / C(n, smaller) for i = smaller, smaller - 1, ...: each term at most the one before (smaller <= n / 2)
+    largest = math.lgamma(n + 1) - math.lgamma(smaller + 1) - math.lgamma(n - smaller + 1) - n * math.log(2)
+    term = tail = 1.0
+    for i in range(smaller, 0, -1):
+        term *= i / (n - i + 1)
         tail += term
-    return min(1.0, 2 * tail / 2**n)
+        if term < tail * 1e-17:
+            break
+    return min(1.0, 2 * math.exp(largest) * tail)
 
 
 def decide(

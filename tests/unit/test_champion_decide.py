@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reviewtune.core.champion import champion_key, decide, mcnemar_p
+from reviewtune.core.champion import MCNEMAR_EXACT_MAX, Comparison, champion_key, decide, mcnemar_p
+from reviewtune.core.formats import MAX_FILE_BYTES
 
 
 def test_challenger_better_by_the_margin_wins_with_the_comparison_in_words():
@@ -88,6 +89,27 @@ def test_mcnemar_p_is_the_exact_two_sided_binomial_test_of_the_reviews_one_model
     n = challenger_only + champion_only
     expected = 1.0 if n == 0 else binomtest(challenger_only, n, 0.5).pvalue
     assert mcnemar_p(challenger_only, champion_only) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("challenger_only", "champion_only"),
+                         [(10_001, 10_000), (12_000, 11_000), (30_000, 10), (250_000, 249_000), (150_000, 150_500)])
+def test_mcnemar_p_past_the_whole_number_range_is_the_binomial_test_in_floating_point(challenger_only, champion_only):
+    from scipy.stats import binomtest
+
+    assert challenger_only + champion_only > MCNEMAR_EXACT_MAX
+    expected = binomtest(challenger_only, challenger_only + champion_only, 0.5).pvalue
+    assert mcnemar_p(challenger_only, champion_only) == pytest.approx(expected, rel=1e-8, abs=1e-300)
+
+
+def test_a_comparison_counting_more_reviews_than_any_file_holds_is_refused_before_any_test_is_made():
+    """Such counts would make McNemar's test take hours (and the function deciding the champion with it)."""
+    section = {"champion_run_id": "r1", "rows_compared": 3 * 10**9, "rows_left_out": 0, "overlap_checked": True,
+               "challenger_accuracy": 0.8, "champion_accuracy": 0.7,
+               "challenger_only_correct": 10**9, "champion_only_correct": 10**9}
+    with pytest.raises(ValueError, match="rows_compared counts 3000000000 reviews, more than a file of at most"):
+        Comparison.from_evaluation(section)
+    fits = {**section, "rows_compared": MAX_FILE_BYTES, "challenger_only_correct": 5, "champion_only_correct": 4}
+    assert Comparison.from_evaluation(fits).discordant == (5, 4)
 
 
 def test_a_lead_over_the_margin_that_may_be_chance_keeps_the_champion():
