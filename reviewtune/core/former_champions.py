@@ -172,7 +172,7 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
                                   CHAMPION_APPROVED if wanted == registry.APPROVED else no_longer_champion(dataset))
             done[run_id] = wanted
     for run_id, approval in done.items():
-        _record(runs, run_id, arns[run_id], approval, noted.get(run_id, {}).get("error"))
+        record_approval(runs, run_id, arns[run_id], approval, noted.get(run_id, {}).get("error"))
     if after is not None:
         _forget(runs.table, after, [run_id for run_id in after.dethroned if run_id in noted or run_id == after.run_id])
     return done
@@ -204,7 +204,7 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
         logger.error("the champion's package cannot be approved; the one before stays Approved", extra={
             "dataset": champion.dataset, "run_id": champion.run_id, "model_package_arn": arn,
             "error": aws_errors.describe(exc)})
-        _record(runs, champion.run_id, arn, None, f"{registry.APPROVAL_FAILED}: the champion's package could not be "
+        record_approval(runs, champion.run_id, arn, None, f"{registry.APPROVAL_FAILED}: the champion's package could not be "
                 f"approved for {registry.GIVE_UP_DAYS} days: {aws_errors.text(exc)}")
         return None
     if status == registry.REJECTED:
@@ -213,7 +213,7 @@ def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, 
     if champion.approval_refused_since is not None or champion.package_rejected is not None:
         # approved (by a person again, or now: a rejection put back to pending is approved)
         approved_again(runs.table, champion)
-        _record(runs, champion.run_id, arn, registry.APPROVED, None)
+        record_approval(runs, champion.run_id, arn, registry.APPROVED, None)
     approved = "now" if approve_now else "already"
     if approved == "now":
         logger.warning("the champion's package was not Approved: approved", extra={
@@ -243,9 +243,9 @@ def _rejected(runs: RunsRepository, champion: Champion, description: str | None,
     elif deleted and not champion.package_rejected.get("deleted"):  # Rejected, then deleted: the note says so now
         _note_deleted(runs.table, champion)
     if deleted:
-        _record(runs, champion.run_id, champion.model_package_arn, None, PACKAGE_GONE)
+        record_approval(runs, champion.run_id, champion.model_package_arn, None, PACKAGE_GONE)
     else:
-        _record(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
+        record_approval(runs, champion.run_id, champion.model_package_arn, registry.REJECTED, None)
 
 
 def _note_deleted(table: Any, champion: Champion) -> None:
@@ -300,7 +300,7 @@ def still_rejected(runs: RunsRepository, sagemaker: Any, dataset: str) -> bool:
         return True
     approved_again(runs.table, champion)
     if status == registry.APPROVED:
-        _record(runs, champion.run_id, champion.model_package_arn, registry.APPROVED, None)
+        record_approval(runs, champion.run_id, champion.model_package_arn, registry.APPROVED, None)
     return False
 
 
@@ -411,7 +411,8 @@ def _set(sagemaker: Any, noted: dict[str, Any], wanted: str, why: str, now: date
     return wanted
 
 
-def _record(runs: RunsRepository, run_id: str, arn: str | None, approval: str | None, error: str | None) -> None:
+def record_approval(runs: RunsRepository, run_id: str, arn: str | None, approval: str | None,
+                    error: str | None = None) -> None:
     """The run's own record says what its package's approval is now (``runs show``); nothing when it did not change
     or the run is gone."""
     item = runs.get(run_id)

@@ -120,6 +120,7 @@ def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: 
     try:
         registry.set_approval(sagemaker, arn, registry.PENDING, former_champions.no_longer_champion(dataset))
         left = "its package is back to pending"
+        former_champions.record_approval(runs, run_id, arn, registry.PENDING)  # its record said Approved
     except (ClientError, BotoCoreError) as error:
         text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
         try:
@@ -193,12 +194,11 @@ def promote(
             f"run {run_id} is champion of {dataset!r}, but approving its model package {arn} failed ({text}); "
             "run the command again to approve it"
         ) from error
-    _still_champion(runs, sagemaker, dataset, run_id, arn)
-    if already and champion.dethroned:  # kept Approved while this champion's package was not: back to pending
-        former_champions.settle_quietly(runs, sagemaker, dataset)
     # the run's own record says so too (`runs show`): its package Approved, and who promoted it, when and why. A run
     # whose earlier approval is being withdrawn keeps owing it (its "approval failed" entry): the reconciler's next
-    # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile
+    # pass finds it champion and approves its package again, whatever that withdrawal undid meanwhile. Written before
+    # the pointer is read again (_still_champion): a promotion of another run that lands after that read puts this
+    # package back to pending and records it after this write, and one that landed before it is found there
     entry = run.get("registry") or {}
     entry = {**(entry if withdrawal.owed(run) else registry.without_approval_error(entry)), "approval": registry.APPROVED}
     # a run champion already was not promoted now: its record keeps how it became champion, unless that was an
@@ -206,6 +206,9 @@ def promote(
     promoted = _promoted_record(run, current if already else champion)  # the pointer's entry: who, why, when
     promoted = {"promoted": promoted} if promoted else {}
     runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
+    _still_champion(runs, sagemaker, dataset, run_id, arn)
+    if already and champion.dethroned:  # kept Approved while this champion's package was not: back to pending
+        former_champions.settle_quietly(runs, sagemaker, dataset)
     previous = None
     if not already and current is not None and current.model_package_arn:  # the champion replaced: back to pending
         former_champions.settle_quietly(runs, sagemaker, dataset)

@@ -26,6 +26,8 @@ The copy keeps the object's content type, encoding and metadata, and adds ``RETR
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +44,10 @@ RETRY_METADATA = names.RETRY_METADATA  # the copy's user metadata: the run it re
 # Headers of the object a copy with new metadata would otherwise lose.
 _KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentLanguage", "ContentDisposition", "CacheControl")
 RETRYABLE = (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.DUPLICATE)
+# The run's attribute a retry holds while it copies and records (who, since when, its token); one held longer than
+# this is taken over (the command holding it died: a copy takes seconds)
+RETRYING = "retrying"
+RETRY_HOLD_SECONDS = 600
 
 
 class RetryError(ReviewtuneError):
@@ -96,7 +102,53 @@ def retry_run(
     source = run["source"]
     bucket, key = source["bucket"], source["key"]
     _check_versioning(s3, run_id, bucket)
-    copied = _copy(s3, run_id, bucket, key, source["version_id"])
+    token = _hold(runs, run, by, now)
+    try:
+        copied = _copy(s3, run_id, bucket, key, source["version_id"])
+    except BaseException:
+        _let_go(runs, run_id, token)  # nothing copied: another retry may go on at once
+        raise
+    try:
+        return _record(runs, run, copied, by=by, why=why, now=now, prefix=prefix, retried_now=retried_now,
+                       content=content)
+    finally:
+        _let_go(runs, run_id, token)
+
+
+def _let_go(runs: RunsRepository, run_id: str, token: str) -> None:
+    """The hold given back; should DynamoDB refuse, it lapses after RETRY_HOLD_SECONDS (and a recorded retry refuses
+    another anyway)."""
+    with contextlib.suppress(ClientError, BotoCoreError):
+        runs.let_go(run_id, RETRYING, token)
+
+
+def _hold(runs: RunsRepository, run: dict[str, Any], by: str, now: datetime | None) -> str:
+    """Take the run's retry for this command before anything is copied (``RETRYING``): of two retries of one run at
+    the same moment, one copies and records, the other is refused with nothing made. Taken over when its holder
+    died with it (RETRY_HOLD_SECONDS)."""
+    run_id, token, at = run["run_id"], uuid.uuid4().hex, now or datetime.now(UTC)
+    held = runs.hold(run_id, RETRYING, {"by": by, "at": now_iso(at), "token": token}, status=run["status"],
+                     taken_before=now_iso(at - timedelta(seconds=RETRY_HOLD_SECONDS)), unless="retried")
+    if held is not None:
+        return token
+    item = runs.get(run_id) or {}
+    retried, holder = item.get("retried"), item.get(RETRYING)
+    if isinstance(retried, dict):
+        raise RetryError(f"run {run_id} was retried meanwhile as {retried.get('new_run_id')} by {retried.get('by')} "
+                         "at " + str(retried.get("at")) + "; nothing was copied here")
+    if isinstance(holder, dict):
+        raise RetryError(f"run {run_id} is being retried by {holder.get('by')} since {holder.get('at')}: nothing was "
+                         f"copied here; `reviewtune runs show {run_id}` names its retry once made")
+    raise RetryError(f"run {run_id} is {item.get('status', 'gone')} now: nothing was copied; "
+                     f"`reviewtune runs show {run_id}`")
+
+
+def _record(runs: RunsRepository, run: dict[str, Any], copied: dict[str, Any], *, by: str, why: str,
+            now: datetime | None, prefix: str | None, retried_now: dict[tuple[str, str], Retry] | None,
+            content: tuple[str, str | None]) -> Retry:
+    """The retry recorded on the run, from the copy S3 made."""
+    run_id, source = run["run_id"], run["source"]
+    bucket, key = source["bucket"], source["key"]
     version_id = names.object_version(copied.get("VersionId"))
     if version_id is None:  # versioning suspended between the check and the copy
         raise RetryError(f"the file of run {run_id} was copied onto s3://{bucket}/{key}, but S3 gave the copy no "

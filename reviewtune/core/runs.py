@@ -321,6 +321,26 @@ class RunsRepository:
                      f"{update.name('status')} = {update.value(str(status))}")
         return self._update_where(run_id, update, condition)
 
+    def hold(self, run_id: str, name: str, value: dict[str, Any], *, status: RunStatus | str, taken_before: str,
+             unless: str) -> dict[str, Any] | None:
+        """Set the attribute ``name`` (a map with ``at``, when it was taken, and a ``token`` of its own) while the run
+        is in ``status`` and has no attribute ``unless`` (what the holder is to write), unless another holds it since
+        ``taken_before`` or later (one older is taken over: its holder died): the item after it, or None."""
+        update = _Update()
+        update.set(name, value=value)
+        update.set("updated_at", value=now_iso())
+        condition = (f"(attribute_not_exists({update.name(name)}) OR {update.name(name, 'at')} < "
+                     f"{update.value(taken_before)}) AND attribute_not_exists({update.name(unless)}) AND "
+                     f"{update.name('status')} = {update.value(str(status))}")
+        return self._update_where(run_id, update, condition)
+
+    def let_go(self, run_id: str, name: str, token: str) -> bool:
+        """Remove the attribute ``name`` that ``hold`` set while it still holds ``token``; False otherwise."""
+        update = _Update()
+        update.remove(name)
+        update.set("updated_at", value=now_iso())
+        return self._update_where(run_id, update, f"{update.name(name, 'token')} = {update.value(token)}") is not None
+
     def forget_if(self, run_id: str, name: str, value: Any) -> bool:
         """Remove the attribute ``name`` while it still holds ``value``. False when it holds something else or
         nothing."""

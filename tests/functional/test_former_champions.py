@@ -11,7 +11,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reviewtune.core import champion as champion_module
-from reviewtune.core import champion_rotation, former_champions, reconciler, registration, registry, slots
+from reviewtune.core import (
+    champion_rotation,
+    former_champions,
+    promotion,
+    reconciler,
+    registration,
+    registry,
+    slots,
+)
 from reviewtune.core.champion import (
     ChampionChanged,
     get_champion,
@@ -271,6 +279,46 @@ def test_a_promotion_whose_approval_lands_after_another_moved_the_champion_puts_
 
     assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+    assert recorded_approvals(pipeline, first, second) == approvals(pipeline)  # as `runs show` says them
+
+
+@pytest.mark.parametrize("lands", ["before the check", "after the check"])
+def test_a_promotion_that_lands_around_another_s_last_check_leaves_each_run_s_record_as_its_package_is(
+    pipeline, monkeypatch, lands
+):
+    """Bob's promotion lands between Alice's approval and her command's end: whether her check of the pointer sees
+    it or not, her run's record says what its package is (pending), not the Approved she had set."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.evaluation_ended(second)
+    runs = RunsRepository(pipeline.clients.runs_table)
+    still_champion = promotion._still_champion
+    landed: list[str] = []
+
+    def bob_promotes(*args):
+        if landed:  # Bob's own check
+            return still_champion(*args)
+        landed.append("bob")
+        if lands == "after the check":
+            still_champion(*args)
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="back", by="bob")
+        if lands == "before the check":
+            still_champion(*args)
+        return None
+
+    monkeypatch.setattr(promotion, "_still_champion", bob_promotes)
+    if lands == "before the check":
+        with pytest.raises(PromotionError, match=f"changed to {second} while {first} was being promoted"):
+            promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
+    else:
+        promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
+    assert recorded_approvals(pipeline, first, second) == approvals(pipeline)
+
+
+def recorded_approvals(pipeline, *run_ids: str) -> dict[str, str]:
+    return {run_id: pipeline.run(run_id)["registry"].get("approval") for run_id in run_ids}
 
 
 def test_a_late_approval_sagemaker_will_not_put_back_is_noted_for_the_reconciler(pipeline, monkeypatch):

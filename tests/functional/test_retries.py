@@ -9,7 +9,7 @@ with the reason and nothing is copied.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -344,21 +344,65 @@ def test_a_retry_names_its_run_with_the_stack_s_job_name_prefix(pipeline, monkey
     assert pipeline.start_tuning(retried_event(pipeline, retry))["run_id"] == retry.new_run_id
 
 
-def test_two_retries_at_once_record_one_and_the_other_says_its_copy_ends_duplicate(pipeline, monkeypatch):
+def test_a_retry_that_read_the_run_before_another_recorded_its_retry_copies_nothing(pipeline, monkeypatch):
     run_id = failed_run(pipeline)
     first = retry_run(runs(pipeline), s3(), run_id, why="first", by="alice")
+    made = versions(pipeline)
     monkeypatch.setattr(retries, "_check_retryable", lambda *_: None)  # the second read the run before the record
 
-    with pytest.raises(RetryError, match=f"retried meanwhile as {first.new_run_id} by alice; the copy made here .* "
-                                         "which ends DUPLICATE of it"):
+    with pytest.raises(RetryError, match=f"retried meanwhile as {first.new_run_id} by alice at .*; nothing was copied"):
         retry_run(runs(pipeline), s3(), run_id, why="second", by="bob")
 
-    assert pipeline.run(run_id)["retried"]["by"] == "alice"
+    assert versions(pipeline) == made and pipeline.run(run_id)["retried"]["by"] == "alice"
+    assert "retrying" not in pipeline.run(run_id)
     assert pipeline.start_tuning(retried_event(pipeline, first))["status"] == "TUNING"
-    latest = s3().head_object(Bucket=pipeline.stack.bucket, Key=KEY)
-    second = pipeline.start_tuning(event_for(pipeline, KEY, latest["VersionId"], latest["ETag"], latest["ContentLength"]))
-    assert second["status"] == "DUPLICATE" and second["duplicate_of"] == first.new_run_id
-    assert pipeline.run(second["run_id"])["retry_of"] == run_id
+
+
+def test_of_two_retries_at_once_the_one_that_copies_first_is_the_one_recorded_and_the_other_copies_nothing(
+        pipeline, monkeypatch):
+    """Bob's retry is copying when Alice's asks: Alice's is refused before any copy (it would start a second run of
+    the same content), and Bob's copy, recorded on the run, starts the run that tunes."""
+    run_id = failed_run(pipeline)
+    copy = retries._copy
+    refused: list[str] = []
+
+    def copy_while_another_retries(*args, **kwargs):
+        with pytest.raises(RetryError) as alice:
+            retry_run(runs(pipeline), s3(), run_id, why="at once", by="alice")
+        refused.append(str(alice.value))
+        return copy(*args, **kwargs)
+
+    monkeypatch.setattr(retries, "_copy", copy_while_another_retries)
+    bob = retry_run(runs(pipeline), s3(), run_id, why="first", by="bob")
+
+    [said] = refused
+    assert said.startswith(f"run {run_id} is being retried by bob since ") and "nothing was copied" in said
+    assert len(versions(pipeline)) == 2  # the run's own version and Bob's copy
+    item = pipeline.run(run_id)
+    assert item["retried"]["new_run_id"] == bob.new_run_id and item["retried"]["by"] == "bob"
+    assert "retrying" not in item
+    assert pipeline.start_tuning(retried_event(pipeline, bob))["status"] == "TUNING"
+
+
+def test_a_retry_whose_copy_failed_holds_nothing_and_one_whose_command_died_is_taken_over_later(pipeline):
+    run_id = failed_run(pipeline)
+    pipeline.use("s3", Failing(pipeline.clients.s3, "copy_object", "AccessDenied", "no", failures=1))
+    with pytest.raises(RetryError, match="S3 refused to copy"):
+        retry_run(runs(pipeline), pipeline.clients.s3, run_id, why="first", by="alice")
+    assert "retrying" not in pipeline.run(run_id)  # given back: the next retry goes on at once
+
+    now = datetime.now(UTC)
+    token = retries._hold(runs(pipeline), pipeline.run(run_id), "bob", now)  # then bob's command dies
+    assert pipeline.run(run_id)["retrying"]["token"] == token
+    with pytest.raises(RetryError, match="is being retried by bob since"):
+        retry_run(runs(pipeline), s3(), run_id, why="soon after", by="carol",
+                  now=now + timedelta(seconds=retries.RETRY_HOLD_SECONDS - 60))
+    later = now + timedelta(seconds=retries.RETRY_HOLD_SECONDS + 1)
+    retry = retry_run(runs(pipeline), s3(), run_id, why="later", by="carol", now=later)
+
+    item = pipeline.run(run_id)
+    assert item["retried"]["by"] == "carol" and "retrying" not in item
+    assert pipeline.start_tuning(retried_event(pipeline, retry))["status"] == "TUNING"
 
 
 @pytest.mark.parametrize("value", ["", "not a run id!", "x" * 40, "reviewtune_1234"])
