@@ -220,6 +220,11 @@ def drop_key(path: Path, dataset: str | None) -> str:
         dataset = path.name
     _refuse_padding(dataset, given)
     dataset = dataset.strip("/")
+    if given and dataset.split("/")[0] == names.INCOMING_PREFIX.rstrip("/"):
+        meant = dataset.split("/", 1)[1] if "/" in dataset else ""
+        raise ValueError(f"the dataset {dataset!r} starts with {names.INCOMING_PREFIX}, where every dataset is: it "
+                         f"would make the dataset {names.INCOMING_PREFIX}{dataset}"
+                         + (f"; give {meant!r} for {names.INCOMING_PREFIX}{meant}" if meant else ""))
     if file_format(dataset) is None:  # a folder: the file's own name joins it
         _refuse_padding(path.name, given=False, folder=dataset)
         dataset = f"{dataset}/{path.name}"

@@ -280,8 +280,17 @@ def test_drop_uploads_under_incoming_with_a_content_type(deployed, capsys, tmp_p
     with pytest.raises(ValueError, match=r"the dataset ' / ' has white space around its name or a folder's, "
                                          r"which would make it another dataset$"):  # nothing to suggest
         queries.drop_key(data, " / ")  # (the command line refuses a blank --dataset before)
+    # a dataset's key pasted (`runs show` prints s3://bucket/incoming/team-a/r.tsv): incoming/incoming/... is not meant
+    with pytest.raises(SystemExit, match=re.escape("the dataset 'incoming/team-a/r.tsv' starts with incoming/, where "
+                                                   "every dataset is: it would make the dataset "
+                                                   "incoming/incoming/team-a/r.tsv; give 'team-a/r.tsv' for "
+                                                   "incoming/team-a/r.tsv")):
+        main(["drop", str(data), "--dataset", "incoming/team-a/r.tsv", "--stack", STACK])
+    with pytest.raises(SystemExit, match=re.escape("the dataset 'incoming' starts with incoming/")):
+        main(["drop", str(data), "--dataset", "/incoming/", "--stack", STACK])
     assert [v["Key"] for v in s3.list_object_versions(Bucket=deployed.bucket).get("Versions", [])
-            if v["Key"].strip() != v["Key"] or "/ " in v["Key"] or " /" in v["Key"]] == []  # none was uploaded
+            if v["Key"].strip() != v["Key"] or "/ " in v["Key"] or " /" in v["Key"]
+            or v["Key"].startswith("incoming/incoming")] == []  # none was uploaded
 
     bad = tmp_path / "reviews.txt"
     bad.write_text("x")
