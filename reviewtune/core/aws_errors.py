@@ -151,8 +151,9 @@ def attempts_made(attempt: dict[str, Any]) -> str:
     return f"{count} attempt{'' if count == 1 else 's'}"
 
 
-def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetime | None = None) -> dict[str, Any]:
-    """The bookkeeping of one more failed attempt: count, AWS's text, and when to try next (exponential)."""
+def next_attempt(previous: dict[str, Any] | None, exc: BaseException, now: datetime | None = None) -> dict[str, Any]:
+    """The bookkeeping of one more failed attempt: count, AWS's text (or the error's, for a call that got no answer),
+    and when to try next (exponential)."""
     now = now or datetime.now(UTC)
     attempts = int((previous or {}).get("attempts", 0)) + 1
     delay = min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
@@ -160,7 +161,7 @@ def next_attempt(previous: dict[str, Any] | None, exc: ClientError, now: datetim
 
     return {
         "attempts": attempts,
-        "last_error": text(exc),
+        "last_error": describe(exc),
         "last_attempt_at": now_iso(now),
         "next_attempt_at": now_iso(now + timedelta(seconds=delay)),
     }

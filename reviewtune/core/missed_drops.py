@@ -133,11 +133,13 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
     read = Lookups()
     tried, last_tried = 0, cursor
     held: dict[str, str] | None = None  # just before the first version DynamoDB did not answer for
+    retry_from: dict[str, str] | None = None  # just before the first version whose lookup or claim met a moment's error
     for run_id, (obj, listed_at, before, past_it) in candidates.items():
         if run_id in existing:
             continue
         if run_id in unread:
             held = before if held is None else held
+            retry_from = before if retry_from is None else retry_from
             continue
         if tried >= MIN_LOOKUPS_PER_PASS and out_of_time():
             # the next pass lists again from just past the last version looked up (or before the first one left
@@ -150,9 +152,13 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
             _claim_if_missed(runs, settings, run_id, obj, now, result, listed_at, read)
         except (ClientError, BotoCoreError) as exc:  # one version's refusal does not keep the others unclaimed
             held = before if held is None else held
+            if aws_errors.transient(exc):  # throttled, no answer: the next pass goes on from it, not a whole round
+                retry_from = before if retry_from is None else retry_from  # of the listing later
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
                            extra={"run_id": run_id, "key": obj.key, "error": aws_errors.describe(exc)})
+    if retry_from is not None and going_on and not result.cut_short:
+        going_on = retry_from  # (a refusal that lasts is passed over: it cannot hold the sweep in one place)
     if going_on != saved:
         _save_cursor(clients, going_on)
     if result.claimed or result.more or result.unread or result.failed or result.cut_short:

@@ -83,6 +83,10 @@ TAIL_SECONDS_RESERVED = 30  # slots, the queue, former champions: a few calls ea
 # (``before_restarts``), and keeps the place it saved last and its marks (champion_rotation.py).
 CHAMPIONS_SECONDS_RESERVED = 15
 OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
+# The runs get their steps while the invocation has at least this long left (the first run's always): a step that
+# is slow (an evaluation's start describes every trial; SageMaker slow to answer) leaves the other runs for the next
+# pass, and the messages, the slots and the queue still get their turn.
+RUNS_SECONDS_RESERVED = TAIL_SECONDS_RESERVED + 60
 # The incoming/ sweep lists and claims while the invocation has at least this long left: the runs' steps, then the
 # outbox and what comes after it, keep their time when thousands of drops missed their events.
 SWEEP_SECONDS_RESERVED = OUTBOX_SECONDS_RESERVED + 60
@@ -157,10 +161,14 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
     except Exception as exc:  # noqa: BLE001 - S3 or DynamoDB failing: the next pass lists again
         logger.exception("looking for dropped files without a run failed")
         result.errors["missed_drops"] = f"{type(exc).__name__}: {exc}"
+    left: list[str] = []  # runs not stepped: this pass's time was nearly spent
     for status in states.NON_FINAL_STATUSES:
         # the index unreadable for a moment: the runs of the pages read still get their step, the rest of the pass runs
         for listed in _read_until_failure(runs.all_in_status(status), result, f"list:{status}"):
             run_id = listed["run_id"]
+            if left or (result.checked and seconds_left is not None and seconds_left() < RUNS_SECONDS_RESERVED):
+                left.append(run_id)
+                continue
             result.checked += 1
             try:
                 run = runs.get(run_id)
@@ -177,6 +185,11 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             except Exception as exc:  # noqa: BLE001 - one run must not stop the pass
                 logger.exception("reconciling a run failed", extra={"run_id": run_id})
                 result.errors[run_id] = f"{type(exc).__name__}: {exc}"
+    if left:
+        logger.warning("the pass's time is nearly spent: the other runs wait for the next pass",
+                       extra={"left": len(left)})
+        result.errors["runs"] = (f"{len(left)} run(s) left for the next pass: this pass's time was nearly spent "
+                                 "(slow steps?)")
     # the slots, the queue and the claims below still get their turn when this listing fails
     pending = _read_until_failure(runs.with_pending_notice(), result, "list:pending")
     reserve = OUTBOX_SECONDS_RESERVED if stale else TAIL_SECONDS_RESERVED  # a restart's time only when one waits
@@ -363,7 +376,11 @@ def reconcile_run(
             return None
         return STALE_CLAIM if _stale(run, now) else None  # restarted at the end of the pass (restart_claim)
     if status is RunStatus.TUNING:
-        job = ended_in_time or clients.sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=run_id)
+        try:
+            job = ended_in_time or clients.sagemaker.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=run_id)
+        except ClientError as exc:
+            return _job_missing(run, status, f"the tuning job {run_id}", exc, runs, settings, clients, now)
         job_status = job["HyperParameterTuningJobStatus"]
         # a run asked to stop does not wait for the next try of a throttled evaluation job: it starts none
         if job_status in SAGEMAKER_ENDED and (stopping or aws_errors.is_due(run.get("evaluation_start"), now)):
@@ -377,14 +394,7 @@ def reconcile_run(
         try:
             job = clients.sagemaker.describe_processing_job(ProcessingJobName=job_name)
         except ClientError as exc:
-            entered = (run.get("status_history") or {}).get(RunStatus.EVALUATING.value) or run["updated_at"]
-            if not aws_errors.not_found(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
-                raise  # throttled, denied for a moment, or a job created moments ago that the API does not show yet
-            final, reason = RunStatus.FAILED, f"the evaluation job {job_name} cannot be read: {aws_errors.text(exc)}"
-            if stopping:  # a person asked to stop it: nothing to record, and stopped is what was asked
-                final, reason = stop_requests.outcome(run)
-            end_run(runs, settings, clients, run_id, stage="evaluation", status=final, reason=reason)
-            return "evaluation job missing"
+            return _job_missing(run, status, f"the evaluation job {job_name}", exc, runs, settings, clients, now)
         job_status = job["ProcessingJobStatus"]
         if job_status in SAGEMAKER_ENDED:
             return f"evaluation {job_status}: {record_results(job_name, job_status, job, settings, clients)['status']}"
@@ -393,6 +403,23 @@ def reconcile_run(
             return "evaluation job stopped on request"
         return None
     return None  # QUEUED: started below when a slot is free
+
+
+def _job_missing(run: dict[str, Any], status: RunStatus, job: str, exc: ClientError, runs: RunsRepository,
+                 settings: Settings, clients: AwsClients, now: datetime) -> str:
+    """A run whose job SageMaker does not know (deleted by a person, or never made) ends FAILED once it has been in
+    its state for STALE_CLAIM_SECONDS, saying so, instead of holding its slot until its deadline; raises otherwise
+    (throttled, denied for a moment, or a job created moments ago that the API does not show yet)."""
+    entered = (run.get("status_history") or {}).get(status.value) or run["updated_at"]
+    if not aws_errors.not_found(exc) or now - parse_iso(entered) < timedelta(seconds=STALE_CLAIM_SECONDS):
+        raise exc
+    final, reason = RunStatus.FAILED, f"{job} cannot be read: {aws_errors.text(exc)}"
+    if stop_requests.requested(run):  # a person asked to stop it: nothing to record, and stopped is what was asked
+        final, reason = stop_requests.outcome(run)
+    stage = "tuning" if status is RunStatus.TUNING else "evaluation"
+    ended = end_run(runs, settings, clients, run["run_id"], stage=stage, status=final, reason=reason,
+                    only_from=(status,))
+    return "moved on" if ended.get("moved_on") else f"{stage} job missing"
 
 
 def _tuning_job_ended_in_time(

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from reviewtune.core import (
     aws_errors,
@@ -240,7 +240,8 @@ def _config_summary(settings: Settings) -> dict[str, Any]:
 
 
 def _reject(
-    obj: DroppedObject, run_id: str, error: DatasetError, settings: Settings, clients: AwsClients
+    obj: DroppedObject, run_id: str, error: DatasetError, settings: Settings, clients: AwsClients,
+    claim: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Keep the reason (and a copy of the file) under rejected/, record the run, tell people. Nothing is lost.
 
@@ -278,7 +279,8 @@ def _reject(
             fields["rejected_version_id"] = copy_version
     else:
         fields["not_copied"] = not_copied
-    view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
+    view = {**_provenance(claim), "run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj),
+            **fields}
     notice = messages.rejected(
         view, reason, fields.get("rejected_uri"), settings.runs_table, reason_uri=fields["reason_uri"],
         not_copied=not_copied, rejected_version=copy_version, reason_version=fields.get("reason_version_id"),
@@ -291,6 +293,12 @@ def _reject(
     logger.warning("file rejected", extra={"run_id": run_id, "error": type(error).__name__,
                                            "reason_uri": fields["reason_uri"], "copied": copied})
     return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
+
+
+def _provenance(claim: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run's claim says of how it came to be that its message tells (the reconciler's listing of
+    incoming/ found it: messages._provenance)."""
+    return {"found_by_sweep": claim["found_by_sweep"]} if claim and claim.get("found_by_sweep") else {}
 
 
 def _keep_copy(
@@ -320,6 +328,10 @@ def _keep_copy(
     except ClientError as exc:
         if aws_errors.object_unreadable(exc):  # a file refused before it was read (its type): S3 will not give it
             return False, f"S3 refuses to read it ({aws_errors.text(exc)}), so it cannot be copied; {stays}", None
+        if aws_errors.code(exc) in ("AccessDenied", "403"):  # a KMS key the function may not use, say: the copy is
+            # a convenience, and a rejection must not wait on it (a denial that lasts would end the run FAILED at
+            # its deadline instead of REJECTED now)
+            return False, f"S3 denied the copy ({aws_errors.text(exc)}); {stays}", None
         if aws_errors.object_gone(exc) is None:
             raise  # throttling, outages: the event is delivered again
         logger.warning("the rejected object went away before it was copied", extra={"key": obj.key})
@@ -334,12 +346,14 @@ def _duplicate(
     original: dict[str, Any],
     settings: Settings,
     clients: AwsClients,
+    claim: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The file's content is that of an earlier run in progress or succeeded: record the run DUPLICATE of it and
     tell people. Nothing is split, uploaded or started."""
     runs = repository(settings, clients)
     fields = {"duplicate_of": original["run_id"], "data": {"summary": dataset.summary()}, **_retry_of(dataset)}
-    view = {"run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
+    view = {**_provenance(claim), "run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj),
+            **fields}
     notice = messages.duplicate(view, original, settings.runs_table)
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.DUPLICATE, notice=notice, **fields) is None:
         return _moved_on(runs, settings, clients, run_id)
@@ -524,11 +538,11 @@ def start_tuning(
             **settings.split_options(),
         )
     except DatasetError as exc:  # the version gone (deleted, replaced) too; throttling and outages raise
-        return _reject(obj, run_id, exc, settings, clients)
+        return _reject(obj, run_id, exc, settings, clients, run)
     if settings.skip_duplicate_content and dataset.content_sha256:  # before anything is written for the run
         original = duplicates.earlier_run(runs, run_id, run["dataset"], dataset.content_sha256)
         if original is not None:
-            return _duplicate(obj, run_id, dataset, original, settings, clients)
+            return _duplicate(obj, run_id, dataset, original, settings, clients, run)
     digests, hashes_key = store_splits(clients.s3, settings.bucket, run_id, dataset)
     code = ensure_uploaded(clients.s3, settings.bucket, code_dir)
     # the claim's time counts again from its data (claims.renewed_deadline): a late event taking over a claim past
@@ -632,6 +646,21 @@ def _fill_free_slots(runs: RunsRepository, settings: Settings, clients: AwsClien
     return runs.get(run_id) or {"run_id": run_id, "status": RunStatus.QUEUED.value}
 
 
+def _try_again_later(runs: RunsRepository, settings: Settings, clients: AwsClients, run: dict[str, Any],
+                     exc: BaseException, making: dict[str, str] | None) -> dict[str, Any]:
+    """A try at the tuning job that SageMaker throttled or did not answer: counted in ``tuning_start`` with the time of
+    the next (the reconciler makes it); after START_MAX_ATTEMPTS the run ends FAILED with the last error."""
+    run_id, source_status = run["run_id"], RunStatus(run["status"])
+    attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
+    if attempt["attempts"] >= settings.start_max_attempts:
+        reason = f"SageMaker did not start the tuning job after {aws_errors.attempts_made(attempt)}: {attempt['last_error']}"
+        return _give_up(runs, settings, clients, run_id, reason, making)
+    if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
+        return _moved_on(runs, settings, clients, run_id)
+    logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})
+    return {"run_id": run_id, "status": source_status.value, "retry_at": attempt["next_attempt_at"]}
+
+
 def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
     """Create the tuning job of a prepared run that holds a slot, and move the run to TUNING.
 
@@ -692,20 +721,13 @@ def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict
             # since): the run's record, cost and deadline are those of the job it has
             base, sent = _as_made(base, made), _config_as_made(sent, made)
         elif aws_errors.is_retryable(exc):
-            attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
-            if attempt["attempts"] >= settings.start_max_attempts:
-                reason = (
-                    f"SageMaker did not start the tuning job after {aws_errors.attempts_made(attempt)}: "
-                    f"{attempt['last_error']}"
-                )
-                return _give_up(runs, settings, clients, run_id, reason, making)
-            if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
-                return _moved_on(runs, settings, clients, run_id)
-            logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})
-            return {"run_id": run_id, "status": source_status.value, "retry_at": attempt["next_attempt_at"]}
+            return _try_again_later(runs, settings, clients, run, exc, making)
         else:
             return _give_up(runs, settings, clients, run_id, f"SageMaker refused the tuning job: {aws_errors.text(exc)}",
                             making)
+    except BotoCoreError as exc:  # no answer (a timeout, a lost connection): the job may have been made, or not;
+        # counted like a throttled try, so that its error names the run's end if no try gets through
+        return _try_again_later(runs, settings, clients, run, exc, making)
     hyperparameters = Hyperparameters.of_request(base)  # less what SageMaker adds to a described job
     config = {
         **sent,

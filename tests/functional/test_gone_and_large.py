@@ -201,6 +201,23 @@ def test_a_transient_error_copying_a_rejected_file_is_retried_and_tells_once(pip
     assert s3().get_object(Bucket=stack.bucket, Key="rejected/bad.csv")["Body"].read() == b"text,score\nhello,5\n"
 
 
+def test_a_rejected_file_s3_will_not_copy_for_the_function_is_rejected_at_once_without_its_copy(pipeline, stack):
+    """A file under a KMS key the function may not use: its name alone rejects it, and the copy S3 denies is no
+    reason to wait (the run would end FAILED at its deadline instead): REJECTED now, the original where it was."""
+    event = pipeline.drop_event("incoming/team/reviews.xlsx", b"PK\x03\x04")
+    denied = Failing(pipeline.clients.s3, "copy_object", "AccessDenied",
+                     "User is not authorized to perform: kms:Decrypt", failures=None)
+    pipeline.use("s3", denied)
+
+    result = pipeline.start_tuning(event)
+
+    assert result["status"] == "REJECTED"
+    item = assert_one_outcome(pipeline, result["run_id"], "REJECTED")
+    assert item["not_copied"] == ("S3 denied the copy (AccessDenied: User is not authorized to perform: kms:Decrypt); "
+                                  f"the original stays at s3://{stack.bucket}/incoming/team/reviews.xlsx")
+    assert "rejected_uri" not in item and denied.failed == 1
+
+
 def test_a_claim_whose_object_went_away_is_rejected_by_the_reconciler(pipeline, stack):
     event = pipeline.drop_event()
     pipeline.use("s3", Failing(pipeline.clients.s3, "get_object", "InternalError", failures=None))

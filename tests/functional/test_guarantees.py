@@ -15,7 +15,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from reviewtune.console import views
 from reviewtune.core import (
@@ -327,6 +327,31 @@ def test_resource_limit_exceeded_is_retried_with_back_off_then_the_run_starts(pi
     assert pipeline.messages(run_id) == []
     pipeline.succeed(run_id)
     assert_ended(pipeline, run_id, "SUCCEEDED")
+
+
+def test_a_tuning_job_request_that_got_no_answer_is_counted_as_an_attempt_and_tried_again(pipeline):
+    """CreateHyperParameterTuningJob timed out or lost its connection: the try is counted with its error (so that
+    a run whose tries all fail ends naming it, not its deadline), and the reconciler's next try starts the run."""
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = [
+        EndpointConnectionError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com/")]
+    result = pipeline.start_tuning(pipeline.drop_event())
+    run_id = result["run_id"]
+
+    assert result["status"] == "CLAIMED" and "retry_at" in result
+    attempt = pipeline.run(run_id)["tuning_start"]
+    assert attempt["attempts"] == 1 and attempt["last_error"].startswith("EndpointConnectionError: Could not connect")
+    pipeline.reconcile(later(0.1))
+    assert pipeline.run(run_id)["status"] == "TUNING" and pipeline.messages(run_id) == []
+
+
+def test_tuning_job_requests_that_never_get_an_answer_end_the_run_failed_naming_the_error(stack, monkeypatch):
+    monkeypatch.setenv("START_MAX_ATTEMPTS", "2")
+    pipeline = Pipeline(stack)
+    pipeline.sagemaker.fail["create_hyper_parameter_tuning_job"] = [ReadTimeoutError(endpoint_url="https://x")] * 3
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.reconcile(later(0.5))
+    assert_ended(pipeline, run_id, "FAILED", "after 2 attempts", "ReadTimeoutError: Read timeout")
+    assert slots.holders(pipeline.clients.runs_table) == set()
 
 
 def test_a_quota_error_that_lasts_ends_the_run_failed_after_the_last_attempt(stack, monkeypatch):
@@ -1244,12 +1269,20 @@ def _stale_claims(pipeline: Pipeline, count: int) -> list[dict]:
     return events
 
 
-def test_a_pass_with_time_left_restarts_stale_claims_past_its_share_while_the_time_lasts(pipeline):
+def test_a_pass_with_time_left_restarts_stale_claims_past_its_share_while_the_time_lasts(pipeline, monkeypatch):
     count = reconciler.MAX_RESTARTS_PER_PASS + 3
     _stale_claims(pipeline, count)
     reserved = reconciler.RESTART_SECONDS_RESERVED
-    left = iter([reserved + 60] * (reconciler.MAX_RESTARTS_PER_PASS + 1) + [reserved - 1])
-    first = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.5), seconds_left=lambda: next(left))
+    made, restart = [], reconciler.restart_claim
+
+    def counted(*args, **kwargs):
+        made.append(args[0]["run_id"])
+        return restart(*args, **kwargs)
+
+    monkeypatch.setattr(reconciler, "restart_claim", counted)
+    first = reconciler.reconcile(  # the time for one restart more than a pass without a clock makes, then none
+        pipeline.settings, pipeline.clients, later(0.5),
+        seconds_left=lambda: reserved + 60 if len(made) <= reconciler.MAX_RESTARTS_PER_PASS else reserved - 1)
     restarted = [run_id for run_id, step in first["steps"].items() if step.startswith("claim restarted")]
     # one more than a pass without a clock, while the invocation had the time for each, then none
     assert len(restarted) == reconciler.MAX_RESTARTS_PER_PASS + 1
@@ -1819,6 +1852,39 @@ def test_an_evaluation_job_sagemaker_does_not_know_ends_the_run_after_a_grace_pe
     assert pipeline.run(run_id)["status"] == "EVALUATING"
     pipeline.reconcile(later(0.5))
     assert_ended(pipeline, run_id, "FAILED", "cannot be read", "Could not find job")
+
+
+def test_a_tuning_job_sagemaker_no_longer_knows_ends_the_run_after_a_grace_period_not_at_its_deadline(pipeline):
+    """A person deleted the tuning job (DeleteHyperParameterTuningJob) before its event was handled: the run ends
+    FAILED saying so at the next pass after the grace, and gives its slot back, instead of holding it for days."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    del pipeline.sagemaker.tuning[run_id]
+    assert run_id in pipeline.reconcile()["errors"]  # maybe not visible yet: wait
+    assert pipeline.run(run_id)["status"] == "TUNING"
+
+    assert pipeline.reconcile(later(0.5))["steps"][run_id] == "tuning job missing"
+    assert_ended(pipeline, run_id, "FAILED", f"the tuning job {run_id} cannot be read", "no tuning job")
+    second = pipeline.start_tuning(pipeline.drop_event(body=good_file(seed=4)))
+    assert second["status"] == "TUNING"  # the slot is free again
+
+
+def test_a_pass_short_of_time_leaves_the_other_runs_steps_for_the_next_and_still_sends_the_messages(pipeline):
+    failed, _, missing = _failed_with_its_message_unsent(pipeline)
+    missing.heal()
+    ended = [pipeline.start_tuning(pipeline.drop_event(f"incoming/{i}.tsv", good_file(seed=i)))["run_id"]
+             for i in range(2)]
+    for run_id in ended:  # their tuning jobs ended; the events were lost
+        pipeline.finish_tuning_well(run_id)
+
+    short = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.1),
+                                 seconds_left=lambda: reconciler.RUNS_SECONDS_RESERVED - 1)
+
+    assert len(short["steps"]) == 1 and "run(s) left for the next pass" in short["errors"]["runs"]
+    assert sorted(pipeline.run(run_id)["status"] for run_id in ended) == ["EVALUATING", "TUNING"]
+    assert short["sent"] >= 1 and len(pipeline.messages(failed)) == 1  # the outbox still had its turn
+    after = reconciler.reconcile(pipeline.settings, pipeline.clients, later(0.2), seconds_left=lambda: 300)
+    assert "runs" not in after["errors"]
+    assert [pipeline.run(run_id)["status"] for run_id in ended] == ["EVALUATING", "EVALUATING"]
 
 
 # ------------------------------------------------------------------------------------------- dead letters

@@ -71,6 +71,22 @@ def test_a_file_whose_event_never_came_is_claimed_after_an_hour_started_and_told
     assert f"The file's Object Created event never came: reviewtune found it in incoming/ at {found_at}" in told["Message"]
 
 
+@pytest.mark.parametrize("outcome", ["REJECTED", "DUPLICATE"])
+def test_a_rejected_or_duplicate_file_whose_event_never_came_says_so_in_its_message(pipeline, outcome):
+    if outcome == "DUPLICATE":
+        pipeline.start_tuning(pipeline.drop_event("incoming/team/lost.tsv", good_file()))  # the same bytes, tuning
+    key, body = ("incoming/team/lost.xlsx", b"x") if outcome == "REJECTED" else ("incoming/team/lost.tsv", good_file())
+    written = put(pipeline, key, body)
+    run_id = run_id_of(pipeline, key, written)
+    pipeline.reconcile(later(1.5))  # claimed by the sweep
+    pipeline.reconcile(later(1.8))  # started over from the file: its outcome
+
+    run = pipeline.run(run_id)
+    assert run["status"] == outcome and run["found_by_sweep"]
+    [told] = pipeline.messages(run_id)
+    assert "The file's Object Created event never came: reviewtune found it in incoming/ at " in told["Message"]
+
+
 def test_an_event_that_comes_after_the_sweep_claimed_the_run_goes_on_with_that_run(pipeline):
     event = pipeline.drop_event("incoming/late.tsv")
     assert pipeline.reconcile(later(1.5))["missed_drops"]["claimed"] == 1
@@ -292,6 +308,32 @@ def test_a_short_sweep_keeps_its_place_before_a_version_whose_claim_was_refused(
 
     assert [(p["missed_drops"]["claimed"], p["missed_drops"]["failed"]) for p in (first, second)] == [(1, 1), (2, 0)]
     assert pipeline.run(run_id_of(pipeline, "incoming/a.tsv", written["incoming/a.tsv"]))["status"] == "CLAIMED"
+
+
+def test_a_long_listing_goes_on_from_before_a_version_whose_claim_met_a_moment_s_error(pipeline, monkeypatch):
+    """incoming/ holds more versions than a pass lists: a claim throttled in one pass is tried in the next, not after
+    the listing has wrapped around; a refusal that lasts does not hold the sweep in its place."""
+    monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 2)
+    keys = ("incoming/a.tsv", "incoming/b.tsv", "incoming/c.tsv", "incoming/d.tsv", "incoming/e.tsv")
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(keys)}
+    table = pipeline.clients.runs_table
+
+    def refusing(key: str, code: str) -> Failing:
+        return Failing(table, "put_item", code, failures=None,
+                       when=lambda call: call["Item"].get("source", {}).get("key") == key)
+
+    def claimed() -> set[str]:
+        return {key for key in keys if pipeline.stack.run(run_id_of(pipeline, key, written[key])) is not None}
+
+    pipeline.use("runs_table", refusing("incoming/b.tsv", "ThrottlingException"))
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(1.5))
+    assert claimed() == {"incoming/a.tsv"}
+    pipeline.use("runs_table", refusing("incoming/c.tsv", "ValidationException"))
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(1.6))
+    assert claimed() == {"incoming/a.tsv", "incoming/b.tsv"}  # b at once; c refused for good is passed over
+    pipeline.use("runs_table", table)
+    reconciler.reconcile(pipeline.settings, pipeline.clients, later(1.7))
+    assert claimed() == {"incoming/a.tsv", "incoming/b.tsv", "incoming/d.tsv", "incoming/e.tsv"}
 
 
 def test_a_listing_s3_refuses_is_an_error_of_the_pass_and_the_next_pass_finds_the_file(pipeline):

@@ -140,6 +140,8 @@ class FakeSageMaker:
         constraint of its API model, patterns and lengths included, as the local service checks them)."""
         self.calls.append(operation)
         code = self.fail[operation].pop(0) if self.fail[operation] else None
+        if isinstance(code, Exception):  # a call that got no answer (botocore's own errors)
+            raise code
         if code is not None:  # None in the list: that call goes through
             raise client_error(code, f"{code} for {operation} (injected)", operation)
         if request is not None:
