@@ -222,8 +222,9 @@ def drop_key(path: Path, dataset: str | None) -> str:
     dataset = dataset.strip("/")
     if given and dataset.split("/")[0] == names.INCOMING_PREFIX.rstrip("/"):
         meant = dataset.split("/", 1)[1] if "/" in dataset else ""
-        raise ValueError(f"the dataset {dataset!r} starts with {names.INCOMING_PREFIX}, where every dataset is: it "
-                         f"would make the dataset {names.INCOMING_PREFIX}{dataset}"
+        raise ValueError(f"the dataset {dataset!r} " + ("starts with" if meant else "is")
+                         + f" {names.INCOMING_PREFIX}, where every dataset is: it would make the dataset "
+                         f"{names.INCOMING_PREFIX}{dataset}"
                          + (f"; give {meant!r} for {names.INCOMING_PREFIX}{meant}" if meant else ""))
     if file_format(dataset) is None:  # a folder: the file's own name joins it
         _refuse_padding(path.name, given=False, folder=dataset)

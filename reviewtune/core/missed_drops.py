@@ -157,8 +157,9 @@ def claim_missed_drops(settings: Settings, clients: AwsClients, now: datetime,
             result.failed += 1
             logger.warning("the run of a version without one could not be looked up or claimed",
                            extra={"run_id": run_id, "key": obj.key, "error": aws_errors.describe(exc)})
-    if retry_from is not None and going_on and not result.cut_short:
-        going_on = retry_from  # (a refusal that lasts is passed over: it cannot hold the sweep in one place)
+    if retry_from is not None and going_on and not result.cut_short and retry_from != saved:
+        going_on = retry_from  # once: a version whose error comes back at the start of the next pass is passed over,
+        # so that no refusal can hold the sweep in one place
     if going_on != saved:
         _save_cursor(clients, going_on)
     if result.claimed or result.more or result.unread or result.failed or result.cut_short:

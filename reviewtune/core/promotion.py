@@ -10,6 +10,7 @@ move noted it, so the reconciler's next pass does it if this one cannot)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,8 @@ def _still_champion(runs: RunsRepository, sagemaker: Any, dataset: str, run_id: 
     try:
         registry.set_approval(sagemaker, arn, registry.PENDING, former_champions.no_longer_champion(dataset))
         left = "its package is back to pending"
-        former_champions.record_approval(runs, run_id, arn, registry.PENDING)  # its record said Approved
+        with contextlib.suppress(ClientError, BotoCoreError):  # its record said Approved (`runs show`)
+            former_champions.record_approval(runs, run_id, arn, registry.PENDING)
     except (ClientError, BotoCoreError) as error:
         text = aws_errors.text(error) if isinstance(error, ClientError) else str(error)
         try:
@@ -205,8 +207,10 @@ def promote(
     # earlier try of this command whose approval failed before the record was written (the pointer's last entry)
     promoted = _promoted_record(run, current if already else champion)  # the pointer's entry: who, why, when
     promoted = {"promoted": promoted} if promoted else {}
-    runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
-    _still_champion(runs, sagemaker, dataset, run_id, arn)
+    try:
+        runs.update_if(run_id, RunStatus.SUCCEEDED, registry=entry, **promoted)
+    finally:  # the record refused or not answered: the pointer is still read again, the package put back if overtaken
+        _still_champion(runs, sagemaker, dataset, run_id, arn)
     if already and champion.dethroned:  # kept Approved while this champion's package was not: back to pending
         former_champions.settle_quietly(runs, sagemaker, dataset)
     previous = None

@@ -83,9 +83,11 @@ TAIL_SECONDS_RESERVED = 30  # slots, the queue, former champions: a few calls ea
 # (``before_restarts``), and keeps the place it saved last and its marks (champion_rotation.py).
 CHAMPIONS_SECONDS_RESERVED = 15
 OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
-# The runs get their steps while the invocation has at least this long left (the first run's always): a step that
-# is slow (an evaluation's start describes every trial; SageMaker slow to answer) leaves the other runs for the next
-# pass, and the messages, the slots and the queue still get their turn.
+# The runs get their steps while the invocation has at least this long left (the first run's always): slow steps
+# (an evaluation's start describes every trial; SageMaker slow to answer) leave the other runs for the next pass, so
+# that the messages, the slots and the queue still get their turn (unless one step outlasts the reserve itself), and
+# the restarts of stale claims (found among the runs, restarted last) what time is left. The listing's order is
+# fixed: runs a pass leaves are the last listed (EVALUATING), reached once the steps before them are done.
 RUNS_SECONDS_RESERVED = TAIL_SECONDS_RESERVED + 60
 # The incoming/ sweep lists and claims while the invocation has at least this long left: the runs' steps, then the
 # outbox and what comes after it, keep their time when thousands of drops missed their events.

@@ -45,9 +45,9 @@ RETRY_METADATA = names.RETRY_METADATA  # the copy's user metadata: the run it re
 _KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentLanguage", "ContentDisposition", "CacheControl")
 RETRYABLE = (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.DUPLICATE)
 # The run's attribute a retry holds while it copies and records (who, since when, its token); one held longer than
-# this is taken over (the command holding it died: a copy takes seconds)
+# this is taken over (the command holding it died: a copy takes seconds; the margin is for clocks that differ)
 RETRYING = "retrying"
-RETRY_HOLD_SECONDS = 600
+RETRY_HOLD_SECONDS = 900
 
 
 class RetryError(ReviewtuneError):
@@ -105,14 +105,16 @@ def retry_run(
     token = _hold(runs, run, by, now)
     try:
         copied = _copy(s3, run_id, bucket, key, source["version_id"])
-    except BaseException:
-        _let_go(runs, run_id, token)  # nothing copied: another retry may go on at once
+    except RetryError:
+        _let_go(runs, run_id, token)  # S3 refused: nothing copied, another retry may go on at once
         raise
-    try:
-        return _record(runs, run, copied, by=by, why=why, now=now, prefix=prefix, retried_now=retried_now,
-                       content=content)
-    finally:
-        _let_go(runs, run_id, token)
+    # from here (and for an error of the copy with no answer, or the command stopped, which may follow a copy made)
+    # the hold is given back only once the retry is recorded: else it lapses (RETRY_HOLD_SECONDS), by when the
+    # copy's run keeps the content and refuses another copy
+    retry = _record(runs, run, copied, by=by, why=why, now=now, prefix=prefix, retried_now=retried_now,
+                    content=content)
+    _let_go(runs, run_id, token)
+    return retry
 
 
 def _let_go(runs: RunsRepository, run_id: str, token: str) -> None:

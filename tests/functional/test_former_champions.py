@@ -34,6 +34,7 @@ from tests.functional.pipeline import Pipeline, good_file, later, measured
 from tests.functional.test_guarantees import _stale_claims
 from tests.functional.test_lifecycle import start
 from tests.functional.test_record_results import EVALUATION
+from tests.support.faults import client_error
 
 DATASET = "team/a.tsv"
 
@@ -282,7 +283,7 @@ def test_a_promotion_whose_approval_lands_after_another_moved_the_champion_puts_
     assert recorded_approvals(pipeline, first, second) == approvals(pipeline)  # as `runs show` says them
 
 
-@pytest.mark.parametrize("lands", ["before the check", "after the check"])
+@pytest.mark.parametrize("lands", ["before the check", "after the check", "before a record write refused"])
 def test_a_promotion_that_lands_around_another_s_last_check_leaves_each_run_s_record_as_its_package_is(
     pipeline, monkeypatch, lands
 ):
@@ -301,12 +302,21 @@ def test_a_promotion_that_lands_around_another_s_last_check_leaves_each_run_s_re
         if lands == "after the check":
             still_champion(*args)
         promote(runs, pipeline.sagemaker, pipeline.settings.bucket, second, reason="back", by="bob")
-        if lands == "before the check":
+        if lands != "after the check":
             still_champion(*args)
         return None
 
     monkeypatch.setattr(promotion, "_still_champion", bob_promotes)
-    if lands == "before the check":
+    if lands == "before a record write refused":  # Alice's record is throttled: her check still runs
+        update_if = runs.update_if
+
+        def throttled(run_id, *args, **kwargs):
+            if run_id == first and kwargs.get("promoted"):
+                raise client_error("ThrottlingException", "slow down", "UpdateItem")
+            return update_if(run_id, *args, **kwargs)
+
+        monkeypatch.setattr(runs, "update_if", throttled)
+    if lands != "after the check":
         with pytest.raises(PromotionError, match=f"changed to {second} while {first} was being promoted"):
             promote(runs, pipeline.sagemaker, pipeline.settings.bucket, first, reason="rollback", by="alice")
     else:
@@ -315,6 +325,7 @@ def test_a_promotion_that_lands_around_another_s_last_check_leaves_each_run_s_re
     assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
     assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"}
     assert recorded_approvals(pipeline, first, second) == approvals(pipeline)
+    assert noted(pipeline) == set()  # nothing left for the reconciler
 
 
 def recorded_approvals(pipeline, *run_ids: str) -> dict[str, str]:

@@ -336,6 +336,20 @@ def test_a_long_listing_goes_on_from_before_a_version_whose_claim_met_a_moment_s
     assert claimed() == {"incoming/a.tsv", "incoming/b.tsv", "incoming/d.tsv", "incoming/e.tsv"}
 
 
+def test_a_version_whose_claim_keeps_meeting_a_moment_s_error_does_not_hold_a_long_listing_in_place(pipeline, monkeypatch):
+    monkeypatch.setattr(missed_drops, "MAX_VERSIONS_PER_PASS", 2)
+    keys = ("incoming/a.tsv", "incoming/b.tsv", "incoming/c.tsv", "incoming/d.tsv", "incoming/e.tsv")
+    written = {key: put(pipeline, key, good_file(i)) for i, key in enumerate(keys)}
+    pipeline.use("runs_table", Failing(pipeline.clients.runs_table, "put_item", "ThrottlingException", failures=None,
+                                       when=lambda call: call["Item"].get("source", {}).get("key") == "incoming/b.tsv"))
+
+    for hour in (1.5, 1.6, 1.7):
+        reconciler.reconcile(pipeline.settings, pipeline.clients, later(hour))
+
+    claimed = {key for key in keys if pipeline.stack.run(run_id_of(pipeline, key, written[key])) is not None}
+    assert claimed == {"incoming/a.tsv", "incoming/c.tsv", "incoming/d.tsv", "incoming/e.tsv"}  # b: a later round
+
+
 def test_a_listing_s3_refuses_is_an_error_of_the_pass_and_the_next_pass_finds_the_file(pipeline):
     written = put(pipeline, "incoming/x.tsv", good_file())
     pipeline.use("s3", Failing(pipeline.clients.s3, "list_object_versions", "SlowDown", failures=1))

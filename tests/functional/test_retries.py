@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from reviewtune.core import retries, states
 from reviewtune.core.retries import RetryError, retry_run
@@ -382,6 +383,33 @@ def test_of_two_retries_at_once_the_one_that_copies_first_is_the_one_recorded_an
     assert item["retried"]["new_run_id"] == bob.new_run_id and item["retried"]["by"] == "bob"
     assert "retrying" not in item
     assert pipeline.start_tuning(retried_event(pipeline, bob))["status"] == "TUNING"
+
+
+def test_a_copy_that_got_no_answer_keeps_the_hold_so_that_a_retry_at_once_makes_no_second_copy(pipeline, monkeypatch):
+    """S3 made the copy but its answer was lost (or the command was stopped right after): nothing is recorded, and
+    the hold lapses instead of being given back, by when the copy's run keeps the content."""
+    run_id = failed_run(pipeline)
+    copy = retries._copy
+
+    def copied_then_timed_out(*args, **kwargs):
+        copy(*args, **kwargs)
+        raise ReadTimeoutError(endpoint_url="https://s3")
+
+    monkeypatch.setattr(retries, "_copy", copied_then_timed_out)
+    with pytest.raises(ReadTimeoutError):
+        retry_run(runs(pipeline), s3(), run_id, why="first", by="alice")
+    monkeypatch.setattr(retries, "_copy", copy)
+
+    assert pipeline.run(run_id)["retrying"]["by"] == "alice" and "retried" not in pipeline.run(run_id)
+    with pytest.raises(RetryError, match="is being retried by alice since .*nothing was copied here"):
+        retry_run(runs(pipeline), s3(), run_id, why="again", by="alice")
+    assert len(versions(pipeline)) == 2  # the run's version and the one copy
+    latest = s3().head_object(Bucket=pipeline.stack.bucket, Key=KEY)
+    made = pipeline.start_tuning(event_for(pipeline, KEY, latest["VersionId"], latest["ETag"], latest["ContentLength"]))
+    assert made["status"] == "TUNING" and pipeline.run(made["run_id"])["retry_of"] == run_id
+    later = datetime.now(UTC) + timedelta(seconds=retries.RETRY_HOLD_SECONDS + 1)
+    with pytest.raises(RetryError, match=f"run {made['run_id']} \\(TUNING\\) has the same content"):
+        retry_run(runs(pipeline), s3(), run_id, why="after the hold lapsed", by="bob", now=later)
 
 
 def test_a_retry_whose_copy_failed_holds_nothing_and_one_whose_command_died_is_taken_over_later(pipeline):
