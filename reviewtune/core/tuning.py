@@ -279,8 +279,7 @@ def _reject(
             fields["rejected_version_id"] = copy_version
     else:
         fields["not_copied"] = not_copied
-    view = {**_provenance(claim), "run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj),
-            **fields}
+    view = _message_view(obj, run_id, claim, fields)
     notice = messages.rejected(
         view, reason, fields.get("rejected_uri"), settings.runs_table, reason_uri=fields["reason_uri"],
         not_copied=not_copied, rejected_version=copy_version, reason_version=fields.get("reason_version_id"),
@@ -295,10 +294,12 @@ def _reject(
     return {"run_id": run_id, "status": RunStatus.REJECTED.value, "reason": reason}
 
 
-def _provenance(claim: dict[str, Any] | None) -> dict[str, Any]:
-    """What the run's claim says of how it came to be that its message tells (the reconciler's listing of
-    incoming/ found it: messages._provenance)."""
-    return {"found_by_sweep": claim["found_by_sweep"]} if claim and claim.get("found_by_sweep") else {}
+def _message_view(obj: DroppedObject, run_id: str, claim: dict[str, Any] | None,
+                  fields: dict[str, Any]) -> dict[str, Any]:
+    """The run as a REJECTED or DUPLICATE message reads it: the fields written now, and from its claim how it came to
+    be (the reconciler's listing of incoming/ found it: messages._provenance)."""
+    found = {"found_by_sweep": claim["found_by_sweep"]} if claim and claim.get("found_by_sweep") else {}
+    return {**found, "run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj), **fields}
 
 
 def _keep_copy(
@@ -352,8 +353,7 @@ def _duplicate(
     tell people. Nothing is split, uploaded or started."""
     runs = repository(settings, clients)
     fields = {"duplicate_of": original["run_id"], "data": {"summary": dataset.summary()}, **_retry_of(dataset)}
-    view = {**_provenance(claim), "run_id": run_id, "dataset": names.dataset_name(obj.key), "source": _source(obj),
-            **fields}
+    view = _message_view(obj, run_id, claim, fields)
     notice = messages.duplicate(view, original, settings.runs_table)
     if runs.transition(run_id, RunStatus.CLAIMED, RunStatus.DUPLICATE, notice=notice, **fields) is None:
         return _moved_on(runs, settings, clients, run_id)

@@ -328,8 +328,8 @@ def test_a_promotion_that_lands_around_another_s_last_check_leaves_each_run_s_re
     assert noted(pipeline) == set()  # nothing left for the reconciler
 
 
-def recorded_approvals(pipeline, *run_ids: str) -> dict[str, str]:
-    return {run_id: pipeline.run(run_id)["registry"].get("approval") for run_id in run_ids}
+def recorded_approvals(pipeline, *run_ids: str) -> dict[str, str | None]:
+    return {run_id: recorded(pipeline, run_id) for run_id in run_ids}
 
 
 def test_a_late_approval_sagemaker_will_not_put_back_is_noted_for_the_reconciler(pipeline, monkeypatch):
