@@ -202,7 +202,8 @@ def _search(run: dict[str, Any], training_summary: dict[str, Any], plotting: boo
         rows.append(
             [
                 escape(display.trial_suffix(trial["name"])) + (" ★" if trial["name"] == best_name else ""),
-                escape(str(trial.get("status", ""))) + (" (early stop)" if trial.get("early_stopped") else ""),
+                escape(str(trial.get("status", ""))) + (" (early stop)" if trial.get("early_stopped") else "")
+                + (" (deleted)" if trial.get("deleted") else ""),
                 *(_num(trial.get("tuned_hyperparameters", {}).get(p, "")) for p in params),
                 display.percent(trial.get("objective"), scale=1, suffix=False, missing="-"),
                 _epochs_cell(trial),

@@ -27,7 +27,7 @@ from reviewtune.core.runs import (
     now_iso,
     parse_iso,
 )
-from reviewtune.core.trial_facts import early_stopped, epochs_run, planned_steps_pct
+from reviewtune.core.trial_facts import describe_training_job, early_stopped, epochs_run, planned_steps_pct
 
 CONTENT_TYPES = {".tsv": "text/tab-separated-values", ".csv": "text/csv"}
 # How far this machine's clock may be ahead of the functions': a run made this long before the upload was sent is
@@ -159,7 +159,8 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
     TrainingJobName, TrainingJobStatus, FinalObjectiveValue, TrainingStartTime, TrainingEndTime,
     TrainingElapsedTimeSeconds), plus Epochs (epochs run, from DescribeTrainingJob), PlannedStepsPct (the share of its
     planned steps it trained: under 100 when its time limit cut them; None before train.py printed it),
-    EarlyStopped, and FailureReason for a trial that failed (SageMaker's words)."""
+    EarlyStopped, FailureReason for a trial that failed (SageMaker's words), and Deleted for a training job SageMaker no
+    longer describes (a person deleted it)."""
     tuning_status = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)[
         "HyperParameterTuningJobStatus"
     ]
@@ -178,10 +179,13 @@ def trial_rows(sagemaker: Any, tuning_job_name: str, *, describe: bool = True) -
             row["TrainingJobDefinitionName"] = summary["TrainingJobDefinitionName"]
         secondary = None
         if describe:
-            description = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
-            row["Epochs"] = epochs_run(description)
-            row["PlannedStepsPct"] = planned_steps_pct(description)
-            secondary = description.get("SecondaryStatus")
+            description = describe_training_job(sagemaker, summary["TrainingJobName"])
+            if description is None:  # deleted: what the tuning job's listing says of it
+                row["Deleted"] = True
+            else:
+                row["Epochs"] = epochs_run(description)
+                row["PlannedStepsPct"] = planned_steps_pct(description)
+                secondary = description.get("SecondaryStatus")
         row["EarlyStopped"] = early_stopped(summary["TrainingJobStatus"], tuning_status, secondary)
         if summary.get("FailureReason"):
             row["FailureReason"] = summary["FailureReason"]

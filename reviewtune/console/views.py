@@ -494,14 +494,14 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> ByWidth:
     each failed trial failed. Where even that is too wide (more settings tuned, a narrower terminal): records."""
     fixed = {"TrainingJobName", "TrainingJobStatus", "FinalObjectiveValue", "TrainingStartTime", "TrainingEndTime",
              "TrainingElapsedTimeSeconds", "TrainingJobDefinitionName", "Epochs", "PlannedStepsPct", "EarlyStopped",
-             "FailureReason"}
+             "FailureReason", "Deleted"}
     params = sorted({k for row in rows for k in row if k not in fixed})
     ordered = sorted(rows, key=lambda r: r["TrainingJobName"])
     cells = [
         [
             *(display.hyperparameter(row.get(p, "")) for p in params),
             display.trial_suffix(row["TrainingJobName"]),
-            row["TrainingJobStatus"],
+            row["TrainingJobStatus"] + (" (deleted)" if row.get("Deleted") else ""),
             "-" if row.get("FinalObjectiveValue") is None else f"{row['FinalObjectiveValue']:.2f}",
             "-" if row.get("TrainingElapsedTimeSeconds") is None else f"{row['TrainingElapsedTimeSeconds']:.0f}",
             _epochs(row) + (", stopped early" if row.get("EarlyStopped") else ""),

@@ -24,9 +24,15 @@ from reviewtune.core.failures import already_final, end_run, repository
 from reviewtune.core.metrics import OBJECTIVE_METRIC as OBJECTIVE_METRIC_NAME
 from reviewtune.core.metrics import OBJECTIVE_TYPE
 from reviewtune.core.outbox import send_pending
+from reviewtune.core.reasons import bounded
 from reviewtune.core.registration import REGISTRY_GROUP, group_for, within_retry_window
 from reviewtune.core.runs import RunsRepository, RunStatus, parse_iso
-from reviewtune.core.trial_facts import early_stopped, trial_extras
+from reviewtune.core.trial_facts import (
+    DELETED_TRAINING_JOB,
+    describe_training_job,
+    early_stopped,
+    trial_extras,
+)
 from reviewtune.core.tuning import RUN_ID_TAG
 
 logger = Logger(child=True)
@@ -59,13 +65,18 @@ def _epoch(value: Any) -> str | None:
 
 
 def list_trials(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
-    """Every training job of a tuning job, with what it tried, what it reached and what it cost."""
+    """Every training job of a tuning job, with what it tried, what it reached and what it cost (a deleted one: what
+    the tuning job's listing says of it, marked ``deleted``)."""
     trials = []
     paginator = sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job")
     # pages of 100 (the most SageMaker gives; 10 unasked): up to MaxJobs 500 trials in 5 calls, not 50
     for page in paginator.paginate(HyperParameterTuningJobName=tuning_job_name, PaginationConfig={"PageSize": 100}):
         for summary in page["TrainingJobSummaries"]:
-            detail = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+            described = describe_training_job(sagemaker, summary["TrainingJobName"])
+            if described is None:
+                logger.warning("a trial's training job was deleted; recorded from the tuning job's listing",
+                               extra={"training_job_name": summary["TrainingJobName"]})
+            detail = described or {}
             objective = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {})
             trials.append(
                 {
@@ -84,6 +95,7 @@ def list_trials(sagemaker: Any, tuning_job_name: str) -> list[dict[str, Any]]:
                     # what stopped a stopped trial: MaxRuntimeExceeded (its time limit) is no early stop of the tuner's
                     **({"secondary_status": detail.get("SecondaryStatus")}
                        if summary["TrainingJobStatus"] == "Stopped" else {}),
+                    **({"deleted": True} if described is None else {}),
                 }
             )
     return sorted(trials, key=lambda t: t["name"])
@@ -345,12 +357,14 @@ def best_trial_name(description: dict[str, Any], trials: list[dict[str, Any]]) -
 
 
 def choose_best(
-    description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any, s3: Any, patient: bool = False
+    description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any, s3: Any, patient: bool = False,
+    passed_over: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
-    """The best trial that left a model (a trial stopped before it saved one has none, even with an objective:
-    the next best is taken); None when no eligible trial has one. SageMaker names the artifact's location for every
-    training job, saved or not: the object itself is looked for (``_model_missing``; ``patient``: a denial raises)."""
-    left_out: set[str] = set()
+    """The best trial that left a model (a trial stopped before it saved one has none, even with an objective, and a
+    deleted one cannot say where it is: the next best is taken); None when no eligible trial has one. SageMaker names
+    the artifact's location for every training job, saved or not: the object itself is looked for
+    (``_model_missing``; ``patient``: a denial raises). ``passed_over``: gets each trial passed over, with why."""
+    left_out: dict[str, str] = {} if passed_over is None else passed_over
     while True:
         name = best_trial_name(
             description if not left_out else {**description, "BestTrainingJob": None},
@@ -359,12 +373,17 @@ def choose_best(
         if name is None:
             return None
         best = _best(name, description, trials, sagemaker)
-        missing = "its description names no model artifact" if best is None else _model_missing(s3, best, patient)
-        if missing is None:
+        if isinstance(best, str):
+            missing: str | None = best
+        elif best is None:
+            missing = "its description names no model artifact"
+        else:
+            missing = _model_missing(s3, best, patient)
+        if missing is None and isinstance(best, dict):
             return best
         logger.warning("the best trial left no model; taking the next",
                        extra={"training_job_name": name, "reason": missing})
-        left_out.add(name)
+        left_out[name] = missing
 
 
 def _model_missing(s3: Any, best: dict[str, Any], patient: bool) -> str | None:
@@ -387,7 +406,9 @@ def _model_missing(s3: Any, best: dict[str, Any], patient: bool) -> str | None:
 
 def _best(
     name: str, description: dict[str, Any], trials: list[dict[str, Any]], sagemaker: Any
-) -> dict[str, Any] | None:
+) -> dict[str, Any] | str | None:
+    """The trial ``name`` to evaluate, as its description has it; None when it names no model, DELETED_TRAINING_JOB
+    when there is no description."""
     trial = next((t for t in trials if t["name"] == name), {})
     reported = description.get("BestTrainingJob") or {}
     if reported.get("TrainingJobName") == name:
@@ -396,7 +417,9 @@ def _best(
             "tuned_hyperparameters": reported.get("TunedHyperParameters", {}),
             **{k: v for k, v in trial.items() if v is not None},
         }
-    training = sagemaker.describe_training_job(TrainingJobName=name)
+    training = describe_training_job(sagemaker, name)
+    if training is None:
+        return DELETED_TRAINING_JOB
     model_uri = (training.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not model_uri:
         return None  # an answer without the location SageMaker always gives: no model to evaluate
@@ -486,11 +509,13 @@ def start_evaluation(
         raise RuntimeError(f"tuning job {tuning_job_name} is {status} although its event said {event_status}")
     if best_trial_name(description, trials) is None:
         return end_tuning(status=RunStatus.FAILED, reason="no training job of the tuning job succeeded")
+    passed_over: dict[str, str] = {}
     best = choose_best(description, trials, clients.sagemaker, clients.s3,
-                       patient=denial_may_pass(run, tuning["ended_at"]))
+                       patient=denial_may_pass(run, tuning["ended_at"]), passed_over=passed_over)
     if best is None:
-        return end_tuning(status=RunStatus.FAILED, reason="no training job that reported its objective left a model "
-                          "(each was stopped before it saved one)")
+        why = "; ".join(f"{name}: {reason}" for name, reason in passed_over.items())
+        return end_tuning(status=RunStatus.FAILED, reason=bounded(
+            f"no training job that reported its objective left a model to evaluate ({why})"))
     tuning["best_training_job"] = best
     write_report_input(clients.s3, runs, settings.bucket, run, tuning)
     champion, challenge, champion_run = champion_input(run, runs, clients,

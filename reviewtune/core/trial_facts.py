@@ -1,4 +1,5 @@
-"""What a training job's description says about one trial beyond its objective: epochs run, last loss, early stop.
+"""What a training job's description says about one trial beyond its objective: epochs run, last loss, early stop;
+and the description itself, which a deleted training job no longer has.
 
 SageMaker keeps only each metric's final value per training job (FinalMetricDataList); train.py prints
 ``epoch: N`` after every epoch, so the final ``train:epoch`` value is the number of epochs the trial ran.
@@ -8,9 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from reviewtune.core import aws_errors
 from reviewtune.core.metrics import EPOCH_METRIC, OBJECTIVE_METRIC, PLANNED_STEPS_METRIC
 
 VALIDATION_LOSS_METRIC = "validation:loss"
+DELETED_TRAINING_JOB = "SageMaker no longer knows the training job (deleted?)"
+
+
+def describe_training_job(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    """DescribeTrainingJob's answer; None when SageMaker says there is no such job: a person deleted it
+    (DeleteTrainingJob forgets a job that ended; its model stays in S3, and the tuning job may still list it)."""
+    try:
+        return sagemaker.describe_training_job(TrainingJobName=name)
+    except ClientError as exc:
+        if aws_errors.not_found(exc):
+            return None
+        raise
 
 
 def final_metrics(description: dict[str, Any]) -> dict[str, float]:

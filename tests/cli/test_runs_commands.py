@@ -15,11 +15,12 @@ import pytest
 from botocore.stub import Stubber
 
 from reviewtune.cli import main
-from reviewtune.console import commands, follow, queries
+from reviewtune.console import commands, follow, queries, views
 from reviewtune.console.target import default_stack_name
 from reviewtune.core import names
 from reviewtune.core.runs import RunsRepository, RunStatus
 from tests.support.aws import REGION, create_stack
+from tests.unit.test_console_text import rendered
 
 STACK = "reviewtune-test"
 
@@ -352,6 +353,14 @@ def test_default_stack_name_comes_from_samconfig(tmp_path):
     assert default_stack_name(tmp_path / "absent.toml") == "reviewtune"
 
 
+def _completed_tuning_job(name: str, start: datetime) -> dict:
+    return {"HyperParameterTuningJobName": name,
+            "HyperParameterTuningJobArn": f"arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/{name}",
+            "HyperParameterTuningJobConfig": {"Strategy": "Bayesian", "ResourceLimits": {"MaxParallelTrainingJobs": 1}},
+            "HyperParameterTuningJobStatus": "Completed", "CreationTime": start,
+            "TrainingJobStatusCounters": {}, "ObjectiveStatusCounters": {}}
+
+
 def test_trial_rows_have_the_sdk_columns_epochs_and_early_stop():
     client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     start = datetime(2026, 11, 1, 12, 0)
@@ -366,11 +375,7 @@ def test_trial_rows_have_the_sdk_columns_epochs_and_early_stop():
          "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation:accuracy", "Value": 60.0}},
     ]
     with Stubber(client) as stub:
-        stub.add_response("describe_hyper_parameter_tuning_job", {
-            "HyperParameterTuningJobName": "t", "HyperParameterTuningJobArn": "arn:aws:sagemaker:us-east-1:1:hyper-parameter-tuning-job/t",
-            "HyperParameterTuningJobConfig": {"Strategy": "Bayesian", "ResourceLimits": {"MaxParallelTrainingJobs": 1}},
-            "HyperParameterTuningJobStatus": "Completed", "CreationTime": start,
-            "TrainingJobStatusCounters": {}, "ObjectiveStatusCounters": {}})
+        stub.add_response("describe_hyper_parameter_tuning_job", _completed_tuning_job("t", start))
         stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job",
                           {"TrainingJobSummaries": summaries[:1], "NextToken": "page-2"},
                           {"HyperParameterTuningJobName": "t", "MaxResults": 100})
@@ -395,6 +400,27 @@ def test_trial_rows_have_the_sdk_columns_epochs_and_early_stop():
          "FinalObjectiveValue": 60.0, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=30),
          "TrainingElapsedTimeSeconds": 30.0, "Epochs": 1, "PlannedStepsPct": None, "EarlyStopped": True},
     ]
+
+
+def test_a_deleted_trial_is_listed_from_the_tuning_job_and_marked_deleted():
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    start = datetime(2026, 11, 1, 12, 0)
+    summary = {"TrainingJobName": "t-001-aaaaaaaa", "TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/a",
+               "CreationTime": start, "TrainingStartTime": start, "TrainingEndTime": start + timedelta(seconds=90),
+               "TrainingJobStatus": "Completed", "TunedHyperParameters": {"learning_rate": "5e-05"},
+               "FinalHyperParameterTuningJobObjectiveMetric": {"MetricName": "validation:accuracy", "Value": 70.5}}
+    with Stubber(client) as stub:
+        stub.add_response("describe_hyper_parameter_tuning_job", _completed_tuning_job("t", start))
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": [summary]})
+        stub.add_client_error("describe_training_job", "ValidationException", "Requested resource not found.")
+        rows = queries.trial_rows(client, "t")
+
+    assert rows == [{"learning_rate": 5e-05, "TrainingJobName": "t-001-aaaaaaaa", "TrainingJobStatus": "Completed",
+                     "FinalObjectiveValue": 70.5, "TrainingStartTime": start,
+                     "TrainingEndTime": start + timedelta(seconds=90), "TrainingElapsedTimeSeconds": 90.0,
+                     "Deleted": True, "EarlyStopped": False}]
+    [line] = [line for line in rendered(views.trials_table(rows, "Trials of t")).splitlines() if "aaaaaaaa" in line]
+    assert [cell.strip() for cell in line.split("│")[2:5]] == ["001-aaaaaaaa", "Completed (deleted)", "70.50"]
 
 
 def test_make_run_copies_the_report_into_out(deployed, tmp_path):

@@ -590,6 +590,43 @@ def test_a_best_trial_stopped_before_it_saved_a_model_gives_way_to_the_next_best
     assert_ended(pipeline, other, "FAILED", "no training job that reported its objective left a model")
 
 
+def test_a_deleted_training_job_is_recorded_as_deleted_and_the_best_left_gives_way_to_the_next(pipeline):
+    """A person deleted trials of an ended tuning job (DeleteTrainingJob: SageMaker forgets the job, the tuning job's
+    listing may still name it): the trials are recorded from the listing, marked deleted, and the best of those still
+    described is evaluated; with none left, the run fails at once, naming why, not at its deadline."""
+    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
+    pipeline.sagemaker.finish_tuning(
+        run_id,
+        trials=[
+            {"status": "Completed", "objective": 85.0, "objective_status": "Succeeded", "deleted": True},
+            {"status": "Completed", "objective": 80.0, "objective_status": "Succeeded"},
+            {"status": "Failed", "objective_status": "Failed", "failure": "AlgorithmError: boom", "deleted": True},
+        ],
+        best=f"{run_id}-001-abcdef01",
+    )
+    assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
+    tuning = pipeline.run(run_id)["tuning"]
+    assert [(t["name"][-2:], t["status"], t.get("deleted", False)) for t in tuning["trials"]] == [
+        ("01", "Completed", True), ("02", "Completed", False), ("03", "Failed", True)]
+    assert tuning["trials"][0]["objective"] == 85.0 and tuning["trials"][0]["billable_seconds"] is None
+    assert tuning["trials"][2]["failure_reason"] == "AlgorithmError: boom"
+    assert tuning["best_training_job"]["objective"] == 80.0 and tuning["total_billable_seconds"] == 600
+    pipeline.sagemaker.finish_processing(f"{run_id}-eval", evaluation=EVALUATION)
+    pipeline.evaluation_ended(run_id)
+    assert_ended(pipeline, run_id, "SUCCEEDED")
+
+    other = pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv", good_file(1)))["run_id"]
+    pipeline.sagemaker.finish_tuning(
+        other, trials=[{"status": "Completed", "objective": 85.0, "objective_status": "Succeeded", "deleted": True}],
+        best=f"{other}-001-abcdef01",
+    )
+    pipeline.tuning_ended(other)
+    item = assert_ended(pipeline, other, "FAILED", "no training job that reported its objective left a model",
+                        f"{other}-001-abcdef01: SageMaker no longer knows the training job (deleted?)")
+    assert pipeline.statuses_told(other) == ["FAILED"]
+    assert item["tuning"]["trials"][0]["deleted"] is True
+
+
 def test_s3_throttling_the_look_for_the_best_trial_s_model_is_tried_again_not_taken_for_no_model(pipeline):
     run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
     pipeline.finish_tuning_well(run_id)

@@ -176,8 +176,8 @@ class FakeSageMaker:
 
     def finish_tuning(self, name: str, status: str = "Completed", trials: list[dict[str, Any]] | None = None,
                       best: str | None = None, failure: str | None = None) -> None:
-        """End a tuning job. trials: [{"status", "objective", "objective_status", "failure"}], named
-        <job>-00N-abcdef0N."""
+        """End a tuning job. trials: [{"status", "objective", "objective_status", "failure", "no_model", "deleted"}],
+        named <job>-00N-abcdef0N ("deleted": a training job a person deleted, which the tuning job still lists)."""
         job = self.tuning[name]
         job["status"] = status
         job["failure"] = failure
@@ -257,6 +257,8 @@ class FakeSageMaker:
         self._call("describe_training_job")
         job_name = TrainingJobName.rsplit("-", 2)[0]
         trial = next(t for t in self.tuning[job_name]["trials"] if t["name"] == TrainingJobName)
+        if trial.get("deleted"):  # DeleteTrainingJob: its metadata is gone, its model stays in S3
+            raise client_error("ValidationException", "Requested resource not found.", "DescribeTrainingJob")
         return {
             "TrainingJobName": TrainingJobName,
             "TrainingJobStatus": trial["status"],

@@ -112,6 +112,13 @@ def test_a_trial_cut_by_its_time_limit_says_how_much_of_its_plan_it_trained() ->
     assert "2 (time limit: 99 % of the planned steps)" in re.findall(r"<td[^>]*>([^<]*)</td>", page)
 
 
+def test_a_deleted_trial_is_marked_deleted_in_the_search_table() -> None:
+    gone = run(history=False)
+    gone["tuning"]["trials"][1]["deleted"] = True  # DeleteTrainingJob: recorded from the tuning job's listing
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", run_report.render(evaluation(), gone, {}, [], plotting=False))
+    assert sum("(deleted)" in cell for cell in cells) == 1
+
+
 def test_the_history_holds_only_the_runs_before_this_one_with_their_times_in_utc() -> None:
     later = run()
     later["created_at"] = "2026-11-01T12:00:00Z"
