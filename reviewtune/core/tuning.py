@@ -650,15 +650,41 @@ def _try_again_later(runs: RunsRepository, settings: Settings, clients: AwsClien
                      exc: BaseException, making: dict[str, str] | None) -> dict[str, Any]:
     """A try at the tuning job that SageMaker throttled or did not answer: counted in ``tuning_start`` with the time of
     the next (the reconciler makes it); after START_MAX_ATTEMPTS the run ends FAILED with the last error."""
+    counted = _count_try(runs, settings, clients, run, exc, making)
+    return _moved_on(runs, settings, clients, run["run_id"]) if counted is None else counted
+
+
+def _count_try(runs: RunsRepository, settings: Settings, clients: AwsClients, run: dict[str, Any],
+               exc: BaseException, making: dict[str, str] | None) -> dict[str, Any] | None:
+    """Count one failed try at the tuning job in ``tuning_start``, with the time of the next; after START_MAX_ATTEMPTS
+    end the run FAILED with the last error. None when the run had moved on from the state it was read in."""
     run_id, source_status = run["run_id"], RunStatus(run["status"])
     attempt = aws_errors.next_attempt(run.get("tuning_start"), exc)
     if attempt["attempts"] >= settings.start_max_attempts:
         reason = f"SageMaker did not start the tuning job after {aws_errors.attempts_made(attempt)}: {attempt['last_error']}"
         return _give_up(runs, settings, clients, run_id, reason, making)
     if runs.update_if(run_id, source_status, tuning_start=attempt) is None:
-        return _moved_on(runs, settings, clients, run_id)
+        return None
     logger.warning("tuning job not started yet; will retry", extra={"run_id": run_id, **attempt})
     return {"run_id": run_id, "status": source_status.value, "retry_at": attempt["next_attempt_at"]}
+
+
+def launch_counted(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
+    """``launch``, for a queued run given a slot (``start_queued_runs``); a start that raises what launch records
+    nothing of (a denied or throttled describe of the job an earlier try made, DynamoDB failing in the warm start's
+    plan) is counted as a try like a throttled one (``_count_try``; nothing when the run moved on meanwhile), then
+    raised: after START_MAX_ATTEMPTS the run ends FAILED with the error and gives its slot to the runs queued behind
+    it, instead of holding it until the queue's deadline (days). A count that fails too is logged; the next pass tries
+    the start again. A claim's start (``launch_or_queue``) is not counted: its event is tried again at once by Lambda,
+    and its claim's deadline is hours."""
+    try:
+        return launch(run, settings, clients)
+    except Exception as exc:
+        try:
+            _count_try(repository(settings, clients), settings, clients, run, exc, None)
+        except Exception:  # noqa: BLE001 - the start's own error is the one raised
+            logger.exception("the failed start could not be counted", extra={"run_id": run["run_id"]})
+        raise
 
 
 def launch(run: dict[str, Any], settings: Settings, clients: AwsClients) -> dict[str, Any]:
@@ -891,7 +917,7 @@ def start_queued_runs(settings: Settings, clients: AwsClients, now: datetime | N
             if not _due_in_queue(run, now):
                 continue
             if slots.acquire(clients.runs_table, run_id, settings.max_concurrent_runs):
-                started.append(launch(run, settings, clients))
+                started.append(launch_counted(run, settings, clients))
             else:
                 refused.append(run_id)
                 holding = slots.holders(clients.runs_table)

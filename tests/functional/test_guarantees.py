@@ -21,6 +21,7 @@ from reviewtune.console import views
 from reviewtune.core import (
     champion_rotation,
     dead_letters,
+    job_stops,
     notify,
     outbox,
     queue_wait,
@@ -1013,7 +1014,11 @@ def test_a_queued_run_whose_start_tries_record_nothing_ends_at_its_moved_deadlin
             raise RuntimeError("the invocation died")
         return launch(run, settings, clients)
 
+    def never_counted(runs, settings, clients, run, exc, making):  # a dead invocation counts no try either
+        raise RuntimeError("the invocation died")
+
     monkeypatch.setattr(tuning, "launch", dies)
+    monkeypatch.setattr(tuning, "_count_try", never_counted)
     grace = timedelta(seconds=queue_wait.RETRY_GRACE_SECONDS)
     pipeline.reconcile(retry + timedelta(seconds=1))  # the try, due: it dies
     assert pipeline.run(late)["status"] == "QUEUED"
@@ -2228,6 +2233,43 @@ def test_a_queued_run_that_cannot_start_holds_back_none_of_the_runs_queued_behin
     assert broken not in result["errors"] and broken not in slots.holders(pipeline.clients.runs_table)
     for run_id in ids[:2]:
         assert pipeline.statuses_told(run_id) == ["FAILED"]
+
+
+def test_a_queued_run_whose_start_keeps_raising_gives_its_slot_up_after_its_tries_not_at_its_queue_deadline(pipeline):
+    """A queued run takes the one free slot, and its start raises where launch records nothing: an earlier try made
+    its tuning job and lost the answer (ResourceInUse), and SageMaker denies describing that job. Each such try is
+    counted like a throttled one; after START_MAX_ATTEMPTS the run ends FAILED with the error, told once, the job that
+    lost answer made is stopped, and the run queued behind it gets the slot: hours, not the queue's days."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(4)]
+    assert [pipeline.run(i)["status"] for i in ids] == ["TUNING", "TUNING", "QUEUED", "QUEUED"]
+    stuck, behind = ids[2], ids[3]
+    made = pipeline.sagemaker.tuning[ids[0]]
+    pipeline.sagemaker.tuning[stuck] = {**made, "status": "InProgress"}  # the try whose answer was lost
+    denied = Failing(pipeline.sagemaker, "describe_hyper_parameter_tuning_job", "AccessDeniedException",
+                     "not authorized to perform sagemaker:DescribeHyperParameterTuningJob", failures=None,
+                     when=lambda call: call["HyperParameterTuningJobName"] == stuck)
+    pipeline.use("sagemaker", denied)
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")  # one slot frees: the stuck run takes it, its start raises
+    attempts = pipeline.run(stuck)["tuning_start"]
+    assert attempts["attempts"] == 1 and "AccessDeniedException" in attempts["last_error"]
+    assert stuck in slots.holders(pipeline.clients.runs_table) and pipeline.run(behind)["status"] == "QUEUED"
+
+    passes = 0
+    while pipeline.run(stuck)["status"] == "QUEUED":
+        passes += 1
+        assert passes < pipeline.settings.start_max_attempts, "the start kept the slot past its tries"
+        pipeline.reconcile(parse_iso(pipeline.run(stuck)["tuning_start"]["next_attempt_at"]) + timedelta(seconds=1))
+
+    assert passes == pipeline.settings.start_max_attempts - 1
+    assert pipeline.run(behind)["status"] == "TUNING"  # in the slot the stuck run gave back, in the same pass
+    assert pipeline.sagemaker.tuning[stuck]["status"] == "Stopping"  # the job the lost answer made
+    ended_at = parse_iso(pipeline.run(stuck)["updated_at"])
+    # its record of making a job settles once no try can still be making one (job_stops.MAKING_SETTLE_SECONDS)
+    pipeline.reconcile(ended_at + timedelta(seconds=job_stops.MAKING_SETTLE_SECONDS + 60))
+    assert_ended(pipeline, stuck, "FAILED", f"after {pipeline.settings.start_max_attempts} attempts",
+                 "AccessDeniedException")
+    assert pipeline.statuses_told(stuck) == ["QUEUED", "FAILED"]
 
 
 def test_an_index_that_cannot_be_read_for_a_moment_stops_no_other_part_of_a_pass(pipeline):
