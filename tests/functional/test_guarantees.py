@@ -2272,6 +2272,37 @@ def test_a_queued_run_whose_start_keeps_raising_gives_its_slot_up_after_its_trie
     assert pipeline.statuses_told(stuck) == ["QUEUED", "FAILED"]
 
 
+def test_a_queued_run_whose_start_lost_its_answer_is_started_by_the_next_end_with_the_job_that_start_made(pipeline):
+    """A slot frees and the queued run's start makes its tuning job, but the answer is lost (a read timeout): the try
+    is counted. When the next run ends (record_results) the try is due: its create finds the job made
+    (ResourceInUse), and the run goes on with that job, described, not a second one."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/f{i}.tsv", good_file(i)))["run_id"] for i in range(3)]
+    late = ids[2]
+    create = pipeline.sagemaker.create_hyper_parameter_tuning_job
+
+    def made_then_lost(**request):
+        create(**request)
+        raise ReadTimeoutError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com")
+
+    pipeline.sagemaker.create_hyper_parameter_tuning_job = made_then_lost
+    pipeline.sagemaker.finish_tuning(ids[0], "Failed", failure="AlgorithmError: boom")
+    pipeline.tuning_ended(ids[0], "Failed")  # a slot frees: the queued run's start makes its job, the answer is lost
+    assert pipeline.run(late)["status"] == "QUEUED" and late in pipeline.sagemaker.tuning
+    assert "ReadTimeoutError" in pipeline.run(late)["tuning_start"]["last_error"]
+    pipeline.sagemaker.create_hyper_parameter_tuning_job = create
+    pipeline.clients.runs_table.update_item(  # a minute later: its next try is due
+        Key={"run_id": late}, UpdateExpression="SET tuning_start.next_attempt_at = :t",
+        ExpressionAttributeValues={":t": now_iso(later(-1 / 60))})
+
+    pipeline.succeed(ids[1])  # record_results ends it and starts the queue
+
+    item = pipeline.run(late)
+    assert item["status"] == "TUNING" and item["tuning_job_arn"].endswith(f"hyper-parameter-tuning-job/{late}")
+    assert pipeline.sagemaker.calls.count("create_hyper_parameter_tuning_job") == 4  # 3 runs, one try found its job
+    pipeline.succeed(late)
+    assert_ended(pipeline, late, "SUCCEEDED")
+
+
 def test_an_index_that_cannot_be_read_for_a_moment_stops_no_other_part_of_a_pass(pipeline):
     """The by_status query of one state throttled: that listing's error is counted, and the pass still sends the
     messages owed, frees slots and starts queued runs."""
