@@ -566,28 +566,29 @@ def test_without_best_job_from_sagemaker_the_best_eligible_trial_is_chosen(pipel
     assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
 
 
+def _ended_with_a_best_passed_over(pipeline: Pipeline, best: dict, *others: dict, key: str = "incoming/a.tsv",
+                                   seed: int = 0) -> tuple[str, dict]:
+    """A run whose tuning job ends with the trial ``best`` (objective 85, the one SageMaker names best) and then
+    ``others``; its id and start_evaluation's answer."""
+    run_id = pipeline.start_tuning(pipeline.drop_event(key, good_file(seed)))["run_id"]
+    pipeline.sagemaker.finish_tuning(
+        run_id, trials=[{"objective": 85.0, "objective_status": "Succeeded", **best}, *others],
+        best=f"{run_id}-001-abcdef01",
+    )
+    return run_id, pipeline.tuning_ended(run_id)
+
+
 def test_a_best_trial_stopped_before_it_saved_a_model_gives_way_to_the_next_best(pipeline):
     """SageMaker may name as best a trial stopped (the tuning job halted at its target) before it saved: it has
     an objective, and its description names the artifact's location as every one does, but no object is there. The
     next best trial with a model is evaluated; with none, the run fails once."""
-    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.sagemaker.finish_tuning(
-        run_id,
-        trials=[
-            {"status": "Stopped", "objective": 85.0, "objective_status": "Succeeded", "no_model": True},
-            {"status": "Completed", "objective": 80.0, "objective_status": "Succeeded"},
-        ],
-        best=f"{run_id}-001-abcdef01",
-    )
-    assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
+    stopped = {"status": "Stopped", "no_model": True}
+    run_id, started = _ended_with_a_best_passed_over(
+        pipeline, stopped, {"status": "Completed", "objective": 80.0, "objective_status": "Succeeded"})
+    assert started["best_training_job"] == f"{run_id}-002-abcdef02"
     assert pipeline.run(run_id)["tuning"]["best_training_job"]["objective"] == 80.0
 
-    other = pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv", good_file(1)))["run_id"]
-    pipeline.sagemaker.finish_tuning(
-        other, trials=[{"status": "Stopped", "objective": 85.0, "objective_status": "Succeeded", "no_model": True}],
-        best=f"{other}-001-abcdef01",
-    )
-    pipeline.tuning_ended(other)
+    other, _ = _ended_with_a_best_passed_over(pipeline, stopped, key="incoming/b.tsv", seed=1)
     assert_ended(pipeline, other, "FAILED", "no training job that reported its objective left a model")
 
 
@@ -595,17 +596,11 @@ def test_a_deleted_training_job_is_recorded_as_deleted_and_the_best_left_gives_w
     """A person deleted trials of an ended tuning job (DeleteTrainingJob: SageMaker forgets the job, the tuning job's
     listing may still name it): the trials are recorded from the listing, marked deleted, and the best of those still
     described is evaluated; with none left, the run fails at once, naming why, not at its deadline."""
-    run_id = pipeline.start_tuning(pipeline.drop_event())["run_id"]
-    pipeline.sagemaker.finish_tuning(
-        run_id,
-        trials=[
-            {"status": "Completed", "objective": 85.0, "objective_status": "Succeeded", "deleted": True},
-            {"status": "Completed", "objective": 80.0, "objective_status": "Succeeded"},
-            {"status": "Failed", "objective_status": "Failed", "failure": "AlgorithmError: boom", "deleted": True},
-        ],
-        best=f"{run_id}-001-abcdef01",
-    )
-    assert pipeline.tuning_ended(run_id)["best_training_job"] == f"{run_id}-002-abcdef02"
+    deleted = {"status": "Completed", "deleted": True}
+    run_id, started = _ended_with_a_best_passed_over(
+        pipeline, deleted, {"status": "Completed", "objective": 80.0, "objective_status": "Succeeded"},
+        {"status": "Failed", "objective_status": "Failed", "failure": "AlgorithmError: boom", "deleted": True})
+    assert started["best_training_job"] == f"{run_id}-002-abcdef02"
     tuning = pipeline.run(run_id)["tuning"]
     assert [(t["name"][-2:], t["status"], t.get("deleted", False)) for t in tuning["trials"]] == [
         ("01", "Completed", True), ("02", "Completed", False), ("03", "Failed", True)]
@@ -616,12 +611,7 @@ def test_a_deleted_training_job_is_recorded_as_deleted_and_the_best_left_gives_w
     pipeline.evaluation_ended(run_id)
     assert_ended(pipeline, run_id, "SUCCEEDED")
 
-    other = pipeline.start_tuning(pipeline.drop_event("incoming/b.tsv", good_file(1)))["run_id"]
-    pipeline.sagemaker.finish_tuning(
-        other, trials=[{"status": "Completed", "objective": 85.0, "objective_status": "Succeeded", "deleted": True}],
-        best=f"{other}-001-abcdef01",
-    )
-    pipeline.tuning_ended(other)
+    other, _ = _ended_with_a_best_passed_over(pipeline, deleted, key="incoming/b.tsv", seed=1)
     item = assert_ended(pipeline, other, "FAILED", "no training job that reported its objective left a model",
                         f"{other}-001-abcdef01: SageMaker no longer knows the training job (deleted?)")
     assert pipeline.statuses_told(other) == ["FAILED"]
