@@ -17,6 +17,7 @@ an event arrived, and a lost, late, repeated or out-of-order event only delays a
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,9 +87,14 @@ OUTBOX_SECONDS_RESERVED = RESTART_SECONDS_RESERVED + TAIL_SECONDS_RESERVED
 # The runs get their steps while the invocation has at least this long left (the first run's always): slow steps
 # (an evaluation's start describes every trial; SageMaker slow to answer) leave the other runs for the next pass, so
 # that the messages, the slots and the queue still get their turn (unless one step outlasts the reserve itself), and
-# the restarts of stale claims (found among the runs, restarted last) what time is left. The listing's order is
-# fixed: runs a pass leaves are the last listed (EVALUATING), reached once the steps before them are done.
+# the restarts of stale claims (found among the runs, restarted last) what time is left.
 RUNS_SECONDS_RESERVED = TAIL_SECONDS_RESERVED + 60
+# The runs are stepped state by state (claims, queued, tuning, evaluating: a queued run past its deadline is ended
+# before the runs at work free their slots), and each state after the one being stepped keeps this much of the pass:
+# thousands of queued runs (a burst of files) leave part of theirs for the next pass rather than always leave the
+# runs at work, whose lost events only the pass makes up for. Within a state the runs are stepped in an order drawn
+# anew each pass (``pass_order``), so that the runs a short pass leaves are not the same ones every pass.
+STATUS_SECONDS_RESERVED = 30
 # The incoming/ sweep lists and claims while the invocation has at least this long left: the runs' steps, then the
 # outbox and what comes after it, keep their time when thousands of drops missed their events.
 SWEEP_SECONDS_RESERVED = OUTBOX_SECONDS_RESERVED + 60
@@ -164,11 +170,12 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
         logger.exception("looking for dropped files without a run failed")
         result.errors["missed_drops"] = f"{type(exc).__name__}: {exc}"
     left: list[str] = []  # runs not stepped: this pass's time was nearly spent
-    for status in states.NON_FINAL_STATUSES:
+    for position, status in enumerate(states.NON_FINAL_STATUSES):
+        reserve = RUNS_SECONDS_RESERVED + STATUS_SECONDS_RESERVED * (len(states.NON_FINAL_STATUSES) - 1 - position)
         # the index unreadable for a moment: the runs of the pages read still get their step, the rest of the pass runs
-        for listed in _read_until_failure(runs.all_in_status(status), result, f"list:{status}"):
+        for listed in pass_order(_read_until_failure(runs.all_in_status(status), result, f"list:{status}"), now):
             run_id = listed["run_id"]
-            if left or (result.checked and seconds_left is not None and seconds_left() < RUNS_SECONDS_RESERVED):
+            if result.checked and seconds_left is not None and seconds_left() < reserve:
                 left.append(run_id)
                 continue
             result.checked += 1
@@ -275,6 +282,13 @@ def reconcile(settings: Settings, clients: AwsClients, now: datetime | None = No
             result.errors[run["run_id"]] = f"{type(exc).__name__}: {exc}"
     logger.info("reconciler pass", extra=result.summary())
     return result.summary()
+
+
+def pass_order(listed: list[T], now: datetime) -> list[T]:
+    """``listed`` in an order drawn from the pass's clock: the same for the same ``now``, another each pass."""
+    ordered = list(listed)
+    random.Random(now.isoformat()).shuffle(ordered)
+    return ordered
 
 
 def _read_until_failure(listing: Iterator[T], result: Pass, key: str) -> list[T]:

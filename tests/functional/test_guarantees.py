@@ -1919,6 +1919,43 @@ def test_a_pass_short_of_time_leaves_the_other_runs_steps_for_the_next_and_still
     assert [pipeline.run(run_id)["status"] for run_id in ended] == ["EVALUATING", "EVALUATING"]
 
 
+def test_a_pass_short_of_time_among_many_queued_runs_still_steps_the_runs_at_work(pipeline, monkeypatch):
+    """A burst of files queued behind the two slots, the tuning jobs of the two runs at work ended and their events
+    lost, and each step slow (10 s on the pass's clock): the queued runs, listed first, leave their last steps for the
+    next pass rather than take the whole pass, so the runs at work are stepped (their evaluations start) in this pass,
+    and the queued runs left differ from one pass to the next."""
+    ids = [pipeline.start_tuning(pipeline.drop_event(f"incoming/b{i}.tsv", good_file(seed=i)))["run_id"]
+           for i in range(26)]
+    at_work, queued = ids[:2], ids[2:]
+    assert [pipeline.run(run_id)["status"] for run_id in ids] == ["TUNING"] * 2 + ["QUEUED"] * 24
+    for run_id in at_work:
+        pipeline.finish_tuning_well(run_id)
+    spent, stepped = [0.0], []
+    step = reconciler.reconcile_run
+
+    def slow_step(run, *args, **kwargs):
+        spent[0] += 10
+        stepped.append(run["run_id"])
+        return step(run, *args, **kwargs)
+
+    monkeypatch.setattr(reconciler, "reconcile_run", slow_step)
+
+    def short_pass(now: datetime) -> list[str]:
+        stepped.clear()
+        spent[0] = 0.0
+        result = reconciler.reconcile(pipeline.settings, pipeline.clients, now, seconds_left=lambda: 300 - spent[0])
+        assert "run(s) left for the next pass" in result["errors"]["runs"]
+        return [run_id for run_id in stepped if run_id in queued]
+
+    first = short_pass(later(0.1))
+    # before: all 21 steps the pass had went to the queued runs, the runs at work left for every pass
+    assert 0 < len(first) < len(queued)
+    assert [pipeline.run(run_id)["status"] for run_id in at_work] == ["EVALUATING", "EVALUATING"]
+    second = short_pass(later(0.2))
+    assert set(second) != set(first)
+    assert [pipeline.run(run_id)["status"] for run_id in queued] == ["QUEUED"] * 24
+
+
 # ------------------------------------------------------------------------------------------- dead letters
 
 
