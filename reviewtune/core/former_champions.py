@@ -46,7 +46,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from reviewtune.core import aws_errors, champion_rotation, registry, withdrawal
-from reviewtune.core.champion import Champion, champion_datasets, champion_key, get_champion
+from reviewtune.core.champion import TRIES, Champion, champion_datasets, champion_key, get_champion
 from reviewtune.core.runs import RunsRepository, RunStatus, now_iso, parse_iso, to_item
 
 logger = Logger(child=True)
@@ -165,9 +165,14 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
     arns[current.run_id] = current.model_package_arn
     for run_id, approval in list(done.items()):
         # the pointer moved between the read above and these changes: each package as the pointer says now (should
-        # this fail or the pass die, the next pass's check, or the entry the move noted, does it)
+        # this fail or the pass die, the next pass's check does it for a champion; a package this pass approved for
+        # a run replaced meanwhile is noted on the pointer first, as the move's own entry for it may be settled and
+        # forgotten already, by the new champion's settling that ran before this approval landed)
         wanted = registry.APPROVED if after is not None and run_id == after.run_id else registry.PENDING
         if approval in (registry.APPROVED, registry.PENDING) and approval != wanted:
+            if wanted == registry.PENDING and _noted_again(runs.table, dataset, run_id, arns[run_id]) == "champion":
+                done[run_id] = registry.APPROVED  # promoted back meanwhile: its package stays Approved
+                continue
             registry.set_approval(sagemaker, arns[run_id], wanted,
                                   CHAMPION_APPROVED if wanted == registry.APPROVED else no_longer_champion(dataset))
             done[run_id] = wanted
@@ -176,6 +181,18 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
     if after is not None:
         _forget(runs.table, after, [run_id for run_id in after.dethroned if run_id in noted or run_id == after.run_id])
     return done
+
+
+def _noted_again(table: Any, dataset: str, run_id: str, arn: str) -> str:
+    """``note`` a package approved for a champion replaced meanwhile, read again while the pointer moves under it:
+    "noted", "champion" (the run is champion again) or, with the pointer moving at every try, "moved" (its correction
+    then goes on unnoted, as a pass's correction always did). Raises when DynamoDB refuses."""
+    noted = "moved"
+    for _ in range(TRIES):
+        noted = note(table, dataset, run_id, arn)
+        if noted != "moved":
+            break
+    return noted
 
 
 def _approve_champion(runs: RunsRepository, sagemaker: Any, champion: Champion, now: datetime) -> str | None:

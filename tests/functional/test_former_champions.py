@@ -392,6 +392,51 @@ def test_a_pass_that_approved_a_champion_replaced_meanwhile_puts_it_back(pipelin
     assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == set()
 
 
+@pytest.mark.parametrize("correction", ["throttled", "lands"])
+def test_a_pass_that_approved_a_champion_whose_successor_settled_meanwhile_puts_it_back_even_if_refused_once(
+    pipeline, monkeypatch, correction
+):
+    """The pass approves the champion's package (record_results could not); before that approval lands, a better
+    run's record_results moves the pointer and settles (that package back to pending, its entry forgotten). The pass
+    reads the pointer again and puts the package back to pending; when SageMaker throttles that one call, the package
+    is noted on the pointer first, so a later pass puts it back: one Approved package, the new champion's."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"]  # second's approval by record_results
+    pipeline.evaluation_ended(second)
+    assert approvals(pipeline) == {first: "Approved", second: "PendingManualApproval"} and noted(pipeline) == {first}
+    third = start(pipeline, body=good_file(seed=5))
+    pipeline.finish_tuning_well(third)
+    pipeline.tuning_ended(third)
+    assert pipeline.processing_argument(third, "--champion-run-id") == second
+    arn = pipeline.run(second)["model_package_arn"]
+    set_approval = registry.set_approval
+    landed = []
+
+    def third_settles_first(sagemaker, package, status, description=None):
+        if package == arn and status == registry.APPROVED and not landed:
+            pipeline.sagemaker.finish_processing(f"{third}-eval", evaluation={
+                **EVALUATION, "comparison": {"champion_run_id": second, **measured(0.95, 0.74)}})
+            pipeline.evaluation_ended(third)  # the pointer moves to third, which settles second's package
+            landed.append(status)
+        elif package == arn and status == registry.PENDING and landed and correction == "throttled":
+            raise client_error("ThrottlingException", "Rate exceeded", "UpdateModelPackage")
+        return set_approval(sagemaker, package, status, description)
+
+    monkeypatch.setattr(registry, "set_approval", third_settles_first)
+    if correction == "throttled":
+        with pytest.raises(ClientError, match="Throttling"):
+            former_champions.settle(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, DATASET)
+        assert approvals(pipeline)[second] == "Approved" and second in noted(pipeline)
+    else:
+        former_champions.settle(RunsRepository(pipeline.clients.runs_table), pipeline.sagemaker, DATASET)
+    monkeypatch.setattr(registry, "set_approval", set_approval)
+    pipeline.reconcile()
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == third
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "PendingManualApproval", third: "Approved"}
+    assert recorded(pipeline, second) == "PendingManualApproval" and noted(pipeline) == set()
+
+
 def test_a_champion_s_package_refused_for_good_is_recorded_after_a_week_and_the_one_before_keeps_serving(pipeline):
     first, second = champion_then_challenger(pipeline)
     pipeline.sagemaker.fail["update_model_package"] = ["AccessDeniedException"] * 2  # record_results', the pass's
