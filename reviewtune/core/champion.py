@@ -13,7 +13,7 @@ Item layout (key ``run_id = "champion#<dataset>"``, so no new table is needed)::
     changed_at        when it became champion (ISO 8601, UTC)
     version           1, 2, ... one more at every change
     history           [{run_id, at, why, accuracy, by?}], newest last, the last HISTORY_MAX changes
-    dethroned         {run_id: {model_package_arn, since, replaced_by, run_id}}: champions replaced whose package
+    dethroned         {run_id: {model_package_arn, since, replaced_by, run_id, version}}: champions replaced whose package
                       approval is still to be settled (former_champions.py), noted by the write that moved the pointer
                       (every move also marks the dataset for the reconciler's next pass: champion_rotation.py)
     approval_refused_since  when SageMaker first refused to approve this champion's package (former_champions.py;
@@ -404,7 +404,7 @@ def set_champion(
     dethroned = dict(current.dethroned) if current else {}
     if current is not None and current.run_id != run_id and current.model_package_arn:
         dethroned[current.run_id] = {"run_id": current.run_id, "model_package_arn": current.model_package_arn,
-                                     "since": at, "replaced_by": run_id}
+                                     "since": at, "replaced_by": run_id, "version": current.version + 1}
     champion = Champion(
         dataset=dataset,
         run_id=run_id,

@@ -178,9 +178,16 @@ def settle(runs: RunsRepository, sagemaker: Any, dataset: str, now: datetime | N
             done[run_id] = wanted
     for run_id, approval in done.items():
         record_approval(runs, run_id, arns[run_id], approval, noted.get(run_id, {}).get("error"))
-    if after is not None:
-        _forget(runs.table, after, [run_id for run_id in after.dethroned if run_id in noted or run_id == after.run_id])
+    if after is not None:  # the entries settled, not one a move made anew since (a run promoted back, then replaced)
+        _forget(runs.table, after, [run_id for run_id, entry in after.dethroned.items()
+                                    if _same_entry(noted.get(run_id), entry) or run_id == after.run_id])
     return done
+
+
+def _same_entry(settled: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
+    """Whether the pointer's ``entry`` is the one settled, not one a later move made for the same run (the pointer's
+    version it was made at; moves of one second apart otherwise look alike). A settling may have added its error."""
+    return settled is not None and all(settled.get(key) == entry.get(key) for key in ("since", "replaced_by", "version"))
 
 
 def _noted_again(table: Any, dataset: str, run_id: str, arn: str) -> str:
@@ -377,7 +384,8 @@ def note(table: Any, dataset: str, run_id: str, arn: str) -> str:
     current = get_champion(table, dataset)
     if current is None or current.run_id == run_id:
         return "champion" if current is not None else "moved"
-    entry = {"run_id": run_id, "model_package_arn": arn, "since": now_iso(), "replaced_by": current.run_id}
+    entry = {"run_id": run_id, "model_package_arn": arn, "since": now_iso(), "replaced_by": current.run_id,
+             "version": current.version + 1}
     names = {"#d": "dethroned", "#v": "version"}
     if current.dethroned:
         update, names["#r"], values = "SET #d.#r = :entry", run_id, {":entry": entry}

@@ -178,6 +178,40 @@ def test_a_promotion_back_while_a_pass_withdraws_the_package_ends_approved(pipel
     assert noted(pipeline) == set()
 
 
+def test_a_former_champion_promoted_back_and_replaced_again_while_a_pass_withdraws_it_keeps_its_new_entry(
+    pipeline, monkeypatch
+):
+    """Right after the pass puts the former champion's package back to pending, a person promotes it back (approving
+    it again) and then promotes the newer run again, which notes it anew: the pass forgets only the entry it settled,
+    not the new one, so the next pass puts the package back and one package stays Approved."""
+    first, second = champion_then_challenger(pipeline)
+    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
+    pipeline.evaluation_ended(second)
+    assert noted(pipeline) == {first}
+    arns = {run_id: pipeline.run(run_id)["model_package_arn"] for run_id in (first, second)}
+    set_approval = registry.set_approval
+
+    def back_and_forth_after(sagemaker, arn, status, description=None):
+        set_approval(sagemaker, arn, status, description)
+        if arn == arns[first] and status == registry.PENDING and not back_and_forth_after.done:
+            back_and_forth_after.done = True
+            for run_id, before in ((first, second), (second, first)):
+                promote_manually(pipeline.clients.runs_table, DATASET, run_id=run_id, accuracy=0.7412, test_rows=309,
+                                 test_split="sha256:x", reason="back and forth", expected_run_id=before,
+                                 model_package_arn=arns[run_id])
+                set_approval(sagemaker, arns[run_id], registry.APPROVED, "promoted manually")
+
+    back_and_forth_after.done = False
+    monkeypatch.setattr(registry, "set_approval", back_and_forth_after)
+    pipeline.reconcile()
+    monkeypatch.setattr(registry, "set_approval", set_approval)
+
+    assert get_champion(pipeline.clients.runs_table, DATASET).run_id == second
+    assert approvals(pipeline)[first] == "Approved" and first in noted(pipeline)  # its second promotion's entry kept
+    pipeline.reconcile()
+    assert approvals(pipeline) == {first: "PendingManualApproval", second: "Approved"} and noted(pipeline) == set()
+
+
 def test_a_former_champion_whose_package_was_deleted_is_forgotten_and_its_record_says_so(pipeline):
     first, second = champion_then_challenger(pipeline)
     pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
