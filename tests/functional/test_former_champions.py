@@ -145,24 +145,34 @@ def test_a_withdrawal_refused_right_after_the_move_is_made_by_the_reconciler_s_n
     assert pipeline.reconcile()["former_champions"] == 0
 
 
-def test_a_promotion_back_while_a_pass_withdraws_the_package_ends_approved(pipeline, monkeypatch):
-    """A person promotes the older run back between the pass's read of the pointer and its withdrawal (the promotion
-    moves the pointer, then approves): the pass reads the pointer again and approves the package again; the newer
-    run, replaced by the promotion, goes back to pending."""
+def _withdrawal_of_first_left_to_the_pass(pipeline: Pipeline) -> tuple[str, str, dict[str, str]]:
+    """The second run replaces the first as champion, and SageMaker throttles the first's withdrawal: it is noted
+    for the reconciler's pass. The two runs and their packages."""
     first, second = champion_then_challenger(pipeline)
     pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
     pipeline.evaluation_ended(second)
     assert noted(pipeline) == {first}
-    arns = {run_id: pipeline.run(run_id)["model_package_arn"] for run_id in (first, second)}
+    return first, second, {run_id: pipeline.run(run_id)["model_package_arn"] for run_id in (first, second)}
+
+
+def _promoted_by_hand(pipeline: Pipeline, run_id: str, champion: str, arns: dict[str, str], set_approval) -> None:
+    """A person promotes ``run_id`` over ``champion`` (`reviewtune promote`: the pointer moves, then the approval)."""
+    promote_manually(pipeline.clients.runs_table, DATASET, run_id=run_id, accuracy=0.7412, test_rows=309,
+                     test_split="sha256:x", reason="rollback", expected_run_id=champion, model_package_arn=arns[run_id])
+    set_approval(pipeline.sagemaker, arns[run_id], registry.APPROVED, "promoted manually")
+
+
+def test_a_promotion_back_while_a_pass_withdraws_the_package_ends_approved(pipeline, monkeypatch):
+    """A person promotes the older run back between the pass's read of the pointer and its withdrawal (the promotion
+    moves the pointer, then approves): the pass reads the pointer again and approves the package again; the newer
+    run, replaced by the promotion, goes back to pending."""
+    first, second, arns = _withdrawal_of_first_left_to_the_pass(pipeline)
     set_approval = registry.set_approval
 
     def promoted_meanwhile(sagemaker, arn, status, description=None):
         if arn == arns[first] and status == registry.PENDING and not promoted_meanwhile.done:
             promoted_meanwhile.done = True
-            promote_manually(pipeline.clients.runs_table, DATASET, run_id=first, accuracy=0.7412, test_rows=309,
-                             test_split="sha256:x", reason="rollback", expected_run_id=second,
-                             model_package_arn=arns[first])
-            set_approval(sagemaker, arn, registry.APPROVED, "promoted manually")
+            _promoted_by_hand(pipeline, first, second, arns, set_approval)
         return set_approval(sagemaker, arn, status, description)
 
     promoted_meanwhile.done = False
@@ -184,22 +194,15 @@ def test_a_former_champion_promoted_back_and_replaced_again_while_a_pass_withdra
     """Right after the pass puts the former champion's package back to pending, a person promotes it back (approving
     it again) and then promotes the newer run again, which notes it anew: the pass forgets only the entry it settled,
     not the new one, so the next pass puts the package back and one package stays Approved."""
-    first, second = champion_then_challenger(pipeline)
-    pipeline.sagemaker.fail["update_model_package"] = [None, "ThrottlingException"]
-    pipeline.evaluation_ended(second)
-    assert noted(pipeline) == {first}
-    arns = {run_id: pipeline.run(run_id)["model_package_arn"] for run_id in (first, second)}
+    first, second, arns = _withdrawal_of_first_left_to_the_pass(pipeline)
     set_approval = registry.set_approval
 
     def back_and_forth_after(sagemaker, arn, status, description=None):
         set_approval(sagemaker, arn, status, description)
         if arn == arns[first] and status == registry.PENDING and not back_and_forth_after.done:
             back_and_forth_after.done = True
-            for run_id, before in ((first, second), (second, first)):
-                promote_manually(pipeline.clients.runs_table, DATASET, run_id=run_id, accuracy=0.7412, test_rows=309,
-                                 test_split="sha256:x", reason="back and forth", expected_run_id=before,
-                                 model_package_arn=arns[run_id])
-                set_approval(sagemaker, arns[run_id], registry.APPROVED, "promoted manually")
+            _promoted_by_hand(pipeline, first, second, arns, set_approval)
+            _promoted_by_hand(pipeline, second, first, arns, set_approval)
 
     back_and_forth_after.done = False
     monkeypatch.setattr(registry, "set_approval", back_and_forth_after)
